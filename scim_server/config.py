@@ -1,0 +1,63 @@
+"""Configuration: safe defaults, overridden by ``SCIM_``-prefixed environment variables.
+
+Every setting a deployer may need is read from the environment so that the
+same image runs on a laptop (SQLite under ``instance/``) and behind a load
+balancer (PostgreSQL), with nothing else to change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot be used (e.g. a missing secret)."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def default_database_url(instance_path: str) -> str:
+    """The embedded default: one SQLite file under the instance folder."""
+    return f"sqlite:///{Path(instance_path, 'scim.db')}"
+
+
+def load_config(instance_path: str) -> dict[str, Any]:
+    """Build the Flask config mapping from defaults and the environment."""
+    env = os.environ.get("SCIM_ENV", "development")
+    secret = os.environ.get("SCIM_SECRET_KEY")
+    if not secret:
+        if env != "development":
+            raise ConfigError(
+                "SCIM_SECRET_KEY is required when SCIM_ENV is not 'development'; "
+                "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        secret = secrets.token_hex(32)
+    return {
+        "SCIM_ENV": env,
+        "SECRET_KEY": secret,
+        "DATABASE_URL": os.environ.get("SCIM_DATABASE_URL") or default_database_url(instance_path),
+        "BASE_URL": (os.environ.get("SCIM_BASE_URL") or "").rstrip("/") or None,
+        # RFC 7644 §3.4.2.4: the server's maximum page size, advertised in
+        # ServiceProviderConfig as filter.maxResults.
+        "MAX_PAGE_SIZE": _int("SCIM_MAX_PAGE_SIZE", 1000),
+        "DEFAULT_PAGE_SIZE": _int("SCIM_DEFAULT_PAGE_SIZE", 100),
+        # Group members returned inline by GET /Groups/{id}; larger groups are
+        # read with excludedAttributes=members and filtered member lookups.
+        "MAX_INLINE_MEMBERS": _int("SCIM_MAX_INLINE_MEMBERS", 10000),
+        "MAX_CONTENT_LENGTH": _int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
+        "BULK_MAX_OPERATIONS": _int("SCIM_BULK_MAX_OPERATIONS", 1000),
+        "BULK_MAX_PAYLOAD_BYTES": _int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
+        "DB_POOL_SIZE": _int("SCIM_DB_POOL_SIZE", 5),
+        "DB_MAX_OVERFLOW": _int("SCIM_DB_MAX_OVERFLOW", 10),
+    }

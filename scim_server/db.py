@@ -1,0 +1,157 @@
+"""Database plumbing: the declarative base, portable column types, engines.
+
+The naming convention keeps constraint names stable so that Alembic
+migrations generated on SQLite and PostgreSQL agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Comparison keys are compared and LIKE-matched byte-wise: the "C" collation
+# lets PostgreSQL use a plain btree index for `sw` (LIKE 'abc%') filters.
+KeyText = String().with_variant(String(collation="C"), "postgresql")
+
+JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on every backend (SQLite has no zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    # We match on pre-folded keys: LIKE must be case-sensitive to mean what the
+    # filter says, and so that SQLite can use the key index for `sw`.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
+    cursor.close()
+
+
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """Create an engine with the settings each backend needs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; take the write
+        # lock at BEGIN so concurrent writers queue instead of failing.
+        event.listen(engine, "connect", _disable_pysqlite_begin)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+
+
+def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
+    # waits for busy_timeout instead of failing on a stale read snapshot.
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:
+    """Sessions for reading, or (``writer``) for transactions that will write."""
+    bind = engine.execution_options(sqlite_immediate=True) if writer else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+class Database:
+    """Flask extension: one engine per app, a session per request (``db.session``)."""
+
+    def __init__(self) -> None:
+        self._apps: dict[int, tuple[Engine, sessionmaker[Session], sessionmaker[Session]]] = {}
+
+    def init_app(self, app: Any) -> None:
+        cfg = app.config
+        engine = make_engine(
+            cfg["DATABASE_URL"], pool_size=cfg["DB_POOL_SIZE"], max_overflow=cfg["DB_MAX_OVERFLOW"]
+        )
+        app.extensions["scim_db"] = (
+            engine,
+            make_session_factory(engine),
+            make_session_factory(engine, writer=True),
+        )
+        app.teardown_appcontext(self._close)
+
+    @staticmethod
+    def engine(app: Any = None) -> Engine:
+        from flask import current_app
+
+        return (app or current_app).extensions["scim_db"][0]
+
+    @property
+    def session(self) -> Session:
+        """The request's session: a writer for unsafe methods, a reader otherwise."""
+        from flask import current_app, g, request
+
+        session = g.get("_scim_session")
+        if session is None:
+            _, reader, writer = current_app.extensions["scim_db"]
+            writing = request.method not in ("GET", "HEAD", "OPTIONS")
+            session = (writer if writing else reader)()
+            g._scim_session = session
+        return session
+
+    @staticmethod
+    def _close(_exc: BaseException | None) -> None:
+        from flask import g
+
+        session = g.pop("_scim_session", None)
+        if session is not None:
+            session.close()
+
+
+db = Database()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
+
+
+class User(Base):
+    """A SCIM User: indexed columns for what IdPs look up, the rest as a document."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        # RFC 7643 §4.1.1: userName is unique and case-insensitive; the key is
+        # the same normalisation the `eq` filter uses (see scim_server.text).
+        Index("uq_users_org_id_user_name_key", "org_id", "user_name_key", unique=True),
+        Index("ix_users_org_id_external_id", "org_id", "external_id"),
+        Index("ix_users_org_id_created_at", "org_id", "created_at", "id"),
+    )
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_name: Mapped[str] = mapped_column(Text)
+    user_name_key: Mapped[str] = mapped_column(KeyText)
+    external_id: Mapped[str | None] = mapped_column(Text, default=None)
+    display_name: Mapped[str | None] = mapped_column(Text, default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    # Everything else the client sent, canonicalised against the schema.
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

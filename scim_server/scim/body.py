@@ -1,0 +1,72 @@
+"""Strict JSON request bodies.
+
+Flask's ``get_json()`` accepts ``NaN``/``Infinity`` and duplicate keys (the
+last silently wins) and raises ``RecursionError`` (a 500) on deep nesting.
+An identity server must not guess which of two ``active`` values was meant,
+so each of these is a clear 400 here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from scim_server.scim.errors import InvalidSyntaxError, ScimError
+
+ACCEPTED_TYPES = ("application/scim+json", "application/json")
+MAX_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidSyntaxError(f"{name} is not valid JSON.")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidSyntaxError(f"Duplicate key {key!r} in the JSON body.")
+        out[key] = value
+    return out
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSyntaxError("The request body is not valid UTF-8.") from None
+    if not text.strip():
+        raise InvalidSyntaxError("The request body is empty; a JSON object is required.")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise InvalidSyntaxError("The JSON body is nested too deeply.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidSyntaxError(f"Malformed JSON: {exc.msg} at line {exc.lineno}.") from None
+    if _depth(value) > MAX_DEPTH:
+        raise InvalidSyntaxError("The JSON body is nested too deeply.")
+    return value
+
+
+def json_body() -> Any:
+    """The request's JSON body, after checking its media type (RFC 7644 §3.1)."""
+    mimetype = request.mimetype
+    if mimetype and mimetype not in ACCEPTED_TYPES:
+        raise ScimError(
+            f"Unsupported content type {mimetype!r}; send application/scim+json.", status=415
+        )
+    return parse_json(request.get_data(cache=True))

@@ -1,0 +1,133 @@
+"""SCIM Error resources (RFC 7644 §3.12) and the blueprint's error handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, json
+from werkzeug.exceptions import HTTPException
+
+from scim_server.errors import DomainError
+from scim_server.scim.filter_ast import FilterError, PathError
+from scim_server.scim.schema import ERROR_SCHEMA
+
+log = logging.getLogger(__name__)
+
+SCIM_CONTENT_TYPE = "application/scim+json"
+
+
+class ScimError(Exception):
+    """An error with its wire form: HTTP status, ``scimType`` and detail."""
+
+    status = 400
+    scim_type: str | None = None
+
+    def __init__(
+        self, detail: str, *, status: int | None = None, scim_type: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if scim_type is not None:
+            self.scim_type = scim_type
+        self.headers: dict[str, str] = {}
+
+
+class InvalidFilterError(ScimError):
+    scim_type = "invalidFilter"
+
+
+class InvalidPathError(ScimError):
+    scim_type = "invalidPath"
+
+
+class NoTargetError(ScimError):
+    scim_type = "noTarget"
+
+
+class InvalidSyntaxError(ScimError):
+    scim_type = "invalidSyntax"
+
+
+class InvalidValueError(ScimError):
+    scim_type = "invalidValue"
+
+
+class MutabilityError(ScimError):
+    scim_type = "mutability"
+
+
+class TooManyError(ScimError):
+    scim_type = "tooMany"
+
+
+class NotFoundError(ScimError):
+    status = 404
+
+
+class PreconditionFailedError(ScimError):
+    status = 412
+
+
+class UnauthorizedError(ScimError):
+    status = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        # RFC 6750 §3: tell the client which scheme to use.
+        self.headers = {"WWW-Authenticate": 'Bearer realm="scim"'}
+
+
+def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    return body
+
+
+def error_response(
+    status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    resp = Response(
+        json.dumps(error_body(status, detail, scim_type)),
+        status=status,
+        mimetype=SCIM_CONTENT_TYPE,
+    )
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def register_error_handlers(bp: Blueprint) -> None:
+    """Every failure under /scim becomes a SCIM Error body, never HTML or a traceback."""
+
+    @bp.errorhandler(ScimError)
+    def _scim(err: ScimError) -> Response:
+        return error_response(err.status, err.detail, err.scim_type, err.headers)
+
+    @bp.errorhandler(DomainError)
+    def _domain(err: DomainError) -> Response:
+        return error_response(err.status, err.detail, err.scim_type)
+
+    @bp.errorhandler(FilterError)
+    def _filter(err: FilterError) -> Response:
+        return error_response(400, str(err), "invalidFilter")
+
+    @bp.errorhandler(PathError)
+    def _path(err: PathError) -> Response:
+        return error_response(400, str(err), "invalidPath")
+
+    @bp.errorhandler(HTTPException)
+    def _http(err: HTTPException) -> Response:
+        status = err.code or 500
+        headers = {}
+        if status == 405 and err.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
+        return error_response(status, err.description or err.name, None, headers)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        log.exception("unhandled error in SCIM request")
+        return error_response(500, "Internal server error; the failure has been logged.")

@@ -1,0 +1,480 @@
+"""Filters (RFC 7644 §3.4.2.2) compiled to SQLAlchemy expressions.
+
+The parsed AST (``filter_parser``) is resolved against the resource type's
+schemas and translated through an attribute map: indexed columns for what IdPs
+look up (``id``, ``userName``, ``externalId``, group ``displayName``, member
+ids), and the ``attribute_values`` index table for everything else. Values are
+always bound parameters; nothing here builds SQL text.
+
+Every leaf becomes ``id IN (SELECT resource_id ... WHERE <indexed lookup>)``
+rather than a correlated EXISTS, so both SQLite and PostgreSQL drive the query
+from the index instead of scanning the resource table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy.orm import aliased
+
+from scim_server.models import AttributeValue, Group, GroupMember, User
+from scim_server.scim.errors import InvalidFilterError
+from scim_server.scim.filter_ast import (
+    And,
+    AttrPath,
+    Compare,
+    Expr,
+    Not,
+    Or,
+    Present,
+    ValuePath,
+)
+from scim_server.scim.schema import GROUP, USER, Attribute, ResourceType
+from scim_server.text import exact, fold
+
+ORDERING_OPS = ("gt", "ge", "lt", "le")
+
+
+def attribute_key(core: str, urn: str, attr: str, sub: str | None) -> str:
+    """The ``attribute_values.attr`` key: lower-case, URN-prefixed for extensions."""
+    name = attr if sub is None else f"{attr}.{sub}"
+    return (name if urn == core else f"{urn}:{name}").lower()
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A resolved attribute reference."""
+
+    urn: str
+    attr: Attribute
+    sub: Attribute | None
+
+    @property
+    def target(self) -> Attribute:
+        return self.sub or self.attr
+
+    @property
+    def dotted(self) -> str:
+        return self.attr.name if self.sub is None else f"{self.attr.name}.{self.sub.name}"
+
+
+def _literal_for(leaf: Leaf, op: str, value: Any) -> Any:
+    """Check the comparison value against the attribute type (RFC 7644 §3.4.2.2)."""
+    kind = leaf.target.type
+    if kind == "boolean":
+        if op in ORDERING_OPS or op in ("co", "sw", "ew"):
+            raise InvalidFilterError(f"Operator '{op}' cannot be used on boolean '{leaf.dotted}'.")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise InvalidFilterError(f"'{leaf.dotted}' is boolean; compare it to true or false.")
+        return value
+    if kind == "binary":
+        raise InvalidFilterError(f"Binary attribute '{leaf.dotted}' cannot be filtered.")
+    if kind == "complex":
+        raise InvalidFilterError(f"Complex attribute '{leaf.dotted}' needs a sub-attribute.")
+    if kind == "dateTime":
+        if not isinstance(value, str):
+            raise InvalidFilterError(f"'{leaf.dotted}' is a dateTime; compare it to a string.")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidFilterError(f"'{value}' is not an xsd:dateTime.") from None
+        if parsed.tzinfo is None:
+            raise InvalidFilterError(f"'{value}' needs a time zone (e.g. Z).")
+        return parsed
+    if kind in ("integer", "decimal"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidFilterError(f"'{leaf.dotted}' is numeric; compare it to a number.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise InvalidFilterError(f"'{leaf.dotted}' is a string; compare it to a quoted string.")
+    return value
+
+
+def compare_text(col: Any, op: str, value: str) -> ColumnElement[bool]:
+    """Compare a column holding pre-normalised text; LIKE wildcards in values are literal."""
+    if op == "eq":
+        return col == value
+    if op == "ne":
+        return col != value
+    if op == "co":
+        return col.contains(value, autoescape=True)
+    if op == "sw":
+        return col.startswith(value, autoescape=True)
+    if op == "ew":
+        return col.endswith(value, autoescape=True)
+    return {"gt": col > value, "ge": col >= value, "lt": col < value, "le": col <= value}[op]
+
+
+def compare_plain(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op in ("co", "sw", "ew"):
+        raise InvalidFilterError(f"Operator '{op}' needs a string attribute.")
+    return {
+        "eq": col == value,
+        "ne": col != value,
+        "gt": col > value,
+        "ge": col >= value,
+        "lt": col < value,
+        "le": col <= value,
+    }[op]
+
+
+class FilterCompiler:
+    """Turns a filter AST into a WHERE clause for one resource type of one organization."""
+
+    def __init__(self, rt: ResourceType, org_id: str) -> None:
+        self.rt = rt
+        self.org_id = org_id
+        self.model: Any = User if rt is USER else Group
+
+    # -- resolution ------------------------------------------------------
+
+    def resolve(self, path: AttrPath, parent: Leaf | None = None) -> Leaf:
+        if parent is not None:
+            if path.uri is not None or path.sub is not None:
+                raise InvalidFilterError(f"'{path.attr}' must be a plain sub-attribute name.")
+            sub = parent.attr.sub(path.attr)
+            if sub is None:
+                raise InvalidFilterError(f"Unknown sub-attribute '{parent.attr.name}.{path.attr}'.")
+            return Leaf(parent.urn, parent.attr, sub)
+        found = self.rt.find(path.uri, path.attr)
+        if found is None:
+            name = path.attr if path.uri is None else f"{path.uri}:{path.attr}"
+            raise InvalidFilterError(f"Unknown attribute '{name}' for {self.rt.name}.")
+        urn, attr = found
+        if path.sub is None:
+            return Leaf(urn, attr, None)
+        sub = attr.sub(path.sub)
+        if sub is None:
+            raise InvalidFilterError(f"Unknown sub-attribute '{attr.name}.{path.sub}'.")
+        return Leaf(urn, attr, sub)
+
+    # -- expressions -----------------------------------------------------
+
+    def compile(self, expr: Expr) -> ColumnElement[bool]:
+        if isinstance(expr, And):
+            return and_(self.compile(expr.left), self.compile(expr.right))
+        if isinstance(expr, Or):
+            return or_(self.compile(expr.left), self.compile(expr.right))
+        if isinstance(expr, Not):
+            return not_(self.compile(expr.expr))
+        if isinstance(expr, ValuePath):
+            return self.value_path(expr)
+        if isinstance(expr, Present | Compare):
+            leaf = self.resolve(expr.path)
+            op = "pr" if isinstance(expr, Present) else expr.op
+            value = None if isinstance(expr, Present) else expr.value
+            return self.leaf(leaf, op, value)
+        raise InvalidFilterError("Unsupported filter expression.")
+
+    def leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
+        # RFC 7644 §3.4.2.2: a complex multi-valued attribute compared without
+        # a sub-attribute means its "value" (as in `emails co "@example.com"`).
+        if leaf.sub is None and leaf.attr.type == "complex" and op != "pr":
+            value_sub = leaf.attr.sub("value")
+            if value_sub is None:
+                raise InvalidFilterError(
+                    f"Complex attribute '{leaf.attr.name}' needs a sub-attribute."
+                )
+            leaf = Leaf(leaf.urn, leaf.attr, value_sub)
+        if op != "pr" and value is None:
+            # `eq null` means "not present", `ne null` means present.
+            if op not in ("eq", "ne"):
+                raise InvalidFilterError(f"Operator '{op}' cannot compare with null.")
+            present = self.leaf(leaf, "pr", None)
+            return not_(present) if op == "eq" else present
+        column = self.column_leaf(leaf, op, value)
+        if column is not None:
+            return column
+        relation = self.relation_leaf(leaf, op, value)
+        if relation is not None:
+            return relation
+        return self.indexed_leaf(leaf, op, value)
+
+    # -- columns of the resource table ------------------------------------
+
+    def column_leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool] | None:
+        m = self.model
+        name = leaf.dotted.lower()
+        is_core = leaf.urn == self.rt.core
+        if not is_core:
+            return None
+        if op == "pr":
+            presence = {
+                "id": true(),
+                "meta": true(),
+                "meta.created": true(),
+                "meta.lastmodified": true(),
+                "meta.resourcetype": true(),
+                "meta.location": true(),
+                "meta.version": true(),
+                "externalid": m.external_id.is_not(None),
+            }
+            if self.rt is USER:
+                presence |= {"username": true(), "active": true()}
+            else:
+                presence |= {"displayname": true()}
+            return presence.get(name)
+        if name == "id":
+            return compare_text(m.id, op, _literal_for(leaf, op, value))
+        if name == "externalid":
+            return compare_text(m.external_id, op, exact(_literal_for(leaf, op, value)))
+        if name in ("meta.created", "meta.lastmodified"):
+            col = m.created_at if name == "meta.created" else m.updated_at
+            return compare_plain(col, op, _literal_for(leaf, op, value))
+        if name == "meta.resourcetype":
+            literal = _literal_for(leaf, op, value)
+            return true() if _matches_text(self.rt.name, op, literal) else false()
+        if name.startswith("meta."):
+            raise InvalidFilterError(f"'{leaf.dotted}' cannot be filtered.")
+        if self.rt is USER and name == "username":
+            return compare_text(m.user_name_key, op, fold(_literal_for(leaf, op, value)))
+        if self.rt is USER and name == "active":
+            return compare_plain(m.active, op, _literal_for(leaf, op, value))
+        if self.rt is GROUP and name == "displayname":
+            return compare_text(m.display_name_key, op, fold(_literal_for(leaf, op, value)))
+        return None
+
+    # -- memberships (rows of group_members) ------------------------------
+
+    def relation_leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool] | None:
+        name = leaf.attr.name.lower()
+        if leaf.urn != self.rt.core or name not in ("members", "groups"):
+            return None
+        gm = aliased(GroupMember)
+        cond = self.relation_condition(gm, leaf, op, value)
+        return self.relation_in(gm, cond)
+
+    def relation_in(self, gm: Any, cond: ColumnElement[bool]) -> ColumnElement[bool]:
+        if self.rt is GROUP:
+            sub = select(gm.group_id).where(gm.org_id == self.org_id, cond)
+        else:
+            sub = select(gm.member_id).where(gm.org_id == self.org_id, cond)
+        return self.model.id.in_(sub)
+
+    def relation_condition(self, gm: Any, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
+        sub = (leaf.sub.name if leaf.sub else "value").lower()
+        if op == "pr":
+            return true() if sub in ("value", "type", "$ref") else self._display_cond(gm, op, None)
+        if sub == "value":
+            col = gm.member_id if self.rt is GROUP else gm.group_id
+            return compare_text(col, op, _literal_for(leaf, op, value))
+        if sub == "type":
+            if self.rt is USER:
+                # RFC 7643 §4.1.2 groups.type: "direct" (we store direct memberships only).
+                literal = _literal_for(leaf, op, value)
+                return true() if _matches_text("direct", op, fold(literal)) else false()
+            return compare_text(func.lower(gm.member_type), op, fold(_literal_for(leaf, op, value)))
+        if sub == "display":
+            return self._display_cond(gm, op, _literal_for(leaf, op, value))
+        raise InvalidFilterError(f"'{leaf.dotted}' cannot be filtered.")
+
+    def _display_cond(self, gm: Any, op: str, value: str | None) -> ColumnElement[bool]:
+        if self.rt is USER:
+            g = aliased(Group)
+            cond = compare_text(g.display_name_key, op, fold(value)) if op != "pr" else true()
+            return gm.group_id.in_(select(g.id).where(g.org_id == self.org_id, cond))
+        u = aliased(User)
+        ug = aliased(Group)
+        if op == "pr":
+            return true()
+        # A member's display is the user's displayName (else userName) or the group's name.
+        av = aliased(AttributeValue)
+        by_display = select(av.resource_id).where(
+            av.org_id == self.org_id,
+            av.attr == "displayname",
+            compare_text(av.value_key, op, fold(value)),
+        )
+        by_user_name = select(u.id).where(
+            u.org_id == self.org_id, compare_text(u.user_name_key, op, fold(value))
+        )
+        by_group = select(ug.id).where(
+            ug.org_id == self.org_id, compare_text(ug.display_name_key, op, fold(value))
+        )
+        return or_(
+            gm.member_id.in_(by_display), gm.member_id.in_(by_user_name), gm.member_id.in_(by_group)
+        )
+
+    # -- the attribute_values index ----------------------------------------
+
+    def value_condition(self, av: Any, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
+        key = attribute_key(
+            self.rt.core, leaf.urn, leaf.attr.name, leaf.sub.name if leaf.sub else None
+        )
+        if op == "pr":
+            if leaf.target.type == "complex":
+                keys = [
+                    attribute_key(self.rt.core, leaf.urn, leaf.attr.name, s.name)
+                    for s in leaf.attr.sub_attributes.values()
+                ]
+                return av.attr.in_(keys)
+            return and_(av.attr == key, av.value_key != "")
+        literal = _literal_for(leaf, op, value)
+        cond = [av.attr == key]
+        if isinstance(literal, bool):
+            cond.append(compare_text(av.value_key, op, "true" if literal else "false"))
+        elif isinstance(literal, int | float):
+            if op in ORDERING_OPS:
+                raise InvalidFilterError(f"Ordering on '{leaf.dotted}' is not supported.")
+            cond.append(compare_text(av.value_key, op, _number_text(literal)))
+        elif isinstance(literal, datetime):
+            raise InvalidFilterError(f"'{leaf.dotted}' cannot be filtered.")
+        else:
+            cond.append(compare_text(av.value_key, op, fold(literal)))
+            if leaf.target.case_exact:
+                cond.append(compare_text(av.value, op, exact(literal)))
+        return and_(*cond)
+
+    def indexed_leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
+        av = aliased(AttributeValue)
+        positive_op = "eq" if op == "ne" else op
+        cond = self.value_condition(av, leaf, positive_op, value)
+        found = self.model.id.in_(select(av.resource_id).where(av.org_id == self.org_id, cond))
+        # `ne` on an attribute means: no value equals it (absent counts as not equal).
+        return not_(found) if op == "ne" else found
+
+    # -- value paths: emails[type eq "work" and value co "@example.com"] --
+
+    def value_path(self, expr: ValuePath) -> ColumnElement[bool]:
+        parent = self.resolve(expr.path)
+        if parent.attr.type != "complex":
+            raise InvalidFilterError(f"'{parent.attr.name}' is not a complex attribute.")
+        if parent.urn == self.rt.core and parent.attr.name.lower() in ("members", "groups"):
+            gm = aliased(GroupMember)
+            return self.relation_in(gm, self._inner(expr.filter, parent, relation=gm))
+        conjuncts = _conjuncts(expr.filter)
+        driver_index = next(
+            (i for i, c in enumerate(conjuncts) if isinstance(c, Compare) and c.op in ("eq", "sw")),
+            None,
+        )
+        e = aliased(AttributeValue)
+        if driver_index is not None:
+            driver = conjuncts.pop(driver_index)
+            assert isinstance(driver, Compare)
+            leaf = self.resolve(driver.path, parent)
+            where = [self.value_condition(e, leaf, driver.op, driver.value)]
+            if driver.value is None:
+                raise InvalidFilterError("Compare with null inside a value path is not supported.")
+        else:
+            keys = [
+                attribute_key(self.rt.core, parent.urn, parent.attr.name, s.name)
+                for s in parent.attr.sub_attributes.values()
+            ]
+            where = [e.attr.in_(keys)]
+        where += [self._inner(c, parent, element=e) for c in conjuncts]
+        return self.model.id.in_(select(e.resource_id).where(e.org_id == self.org_id, *where))
+
+    def _inner(
+        self, expr: Expr, parent: Leaf, *, element: Any = None, relation: Any = None
+    ) -> ColumnElement[bool]:
+        """A filter on the sub-attributes of one element of ``parent``."""
+        if isinstance(expr, And):
+            return and_(
+                *(
+                    self._inner(x, parent, element=element, relation=relation)
+                    for x in (expr.left, expr.right)
+                )
+            )
+        if isinstance(expr, Or):
+            return or_(
+                *(
+                    self._inner(x, parent, element=element, relation=relation)
+                    for x in (expr.left, expr.right)
+                )
+            )
+        if isinstance(expr, Not):
+            return not_(self._inner(expr.expr, parent, element=element, relation=relation))
+        if isinstance(expr, ValuePath):
+            raise InvalidFilterError("Value paths cannot be nested.")
+        assert isinstance(expr, Present | Compare)
+        leaf = self.resolve(expr.path, parent)
+        op = "pr" if isinstance(expr, Present) else expr.op
+        value = None if isinstance(expr, Present) else expr.value
+        if relation is not None:
+            return self.relation_condition(relation, leaf, op, value)
+        if op != "pr" and value is None:
+            raise InvalidFilterError("Compare with null inside a value path is not supported.")
+        av = aliased(AttributeValue)
+        positive_op = "eq" if op == "ne" else op
+        found = (
+            select(av.resource_id)
+            .where(
+                av.org_id == self.org_id,
+                av.resource_id == element.resource_id,
+                av.pos == element.pos,
+                self.value_condition(av, leaf, positive_op, value),
+            )
+            .exists()
+        )
+        return not_(found) if op == "ne" else found
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    if isinstance(expr, And):
+        return _conjuncts(expr.left) + _conjuncts(expr.right)
+    return [expr]
+
+
+def _number_text(value: int | float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _matches_text(actual: str, op: str, value: str) -> bool:
+    a, v = fold(actual), fold(value)
+    return {
+        "eq": a == v,
+        "ne": a != v,
+        "co": v in a,
+        "sw": a.startswith(v),
+        "ew": a.endswith(v),
+        "gt": a > v,
+        "ge": a >= v,
+        "lt": a < v,
+        "le": a <= v,
+    }[op]
+
+
+def sort_expression(rt: ResourceType, org_id: str, path: AttrPath) -> Any:
+    """The ORDER BY expression for ``sortBy`` (RFC 7644 §3.4.2.3)."""
+    compiler = FilterCompiler(rt, org_id)
+    leaf = compiler.resolve(path)
+    m = compiler.model
+    if leaf.sub is None and leaf.attr.type == "complex":
+        primary = leaf.attr.sub("value")
+        if primary is None:
+            raise InvalidFilterError(f"Cannot sort by complex attribute '{leaf.attr.name}'.")
+        leaf = Leaf(leaf.urn, leaf.attr, primary)
+    name = leaf.dotted.lower()
+    if leaf.urn == rt.core:
+        columns = {
+            "id": m.id,
+            "externalid": m.external_id,
+            "meta.created": m.created_at,
+            "meta.lastmodified": m.updated_at,
+        }
+        if rt is USER:
+            columns |= {"username": m.user_name_key, "active": m.active}
+        else:
+            columns |= {"displayname": m.display_name_key}
+        if name in columns:
+            return columns[name]
+        if name.split(".")[0] in ("members", "groups", "meta"):
+            raise InvalidFilterError(f"Cannot sort by '{leaf.dotted}'.")
+    key = attribute_key(rt.core, leaf.urn, leaf.attr.name, leaf.sub.name if leaf.sub else None)
+    av = aliased(AttributeValue)
+    return (
+        select(func.min(av.value_key))
+        .where(av.org_id == org_id, av.resource_id == m.id, av.attr == key)
+        .scalar_subquery()
+    )
+
+
+def member_condition(org_id: str, expr: Expr) -> ColumnElement[bool]:
+    """A condition on ``group_members`` rows for a PATCH path like ``members[value eq "..."]``."""
+    compiler = FilterCompiler(GROUP, org_id)
+    members = compiler.resolve(AttrPath(None, "members", None))
+    return compiler._inner(expr, members, relation=GroupMember)

@@ -1,0 +1,122 @@
+"""List query parameters and SearchRequest bodies (RFC 7644 §3.4.2, §3.4.3).
+
+Validated with marshmallow; a bad value is a 400 ``invalidValue``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
+
+from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError
+from scim_server.scim.resources import split_param
+from scim_server.scim.schema import SEARCH_REQUEST
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filter: str | None
+    sort_by: str | None
+    descending: bool
+    start_index: int
+    count: int
+    attributes: list[str] | None
+    excluded: list[str] | None
+
+
+class _Common(Schema):
+    filter = fields.String(load_default=None, validate=validate.Length(max=8192))
+    sortBy = fields.String(load_default=None, validate=validate.Length(min=1, max=512))
+    sortOrder = fields.String(
+        load_default="ascending",
+        validate=validate.OneOf(
+            ["ascending", "descending"], error="must be ascending or descending"
+        ),
+    )
+    startIndex = fields.Integer(load_default=1, strict=False)
+    count = fields.Integer(load_default=None, strict=False)
+
+    @pre_load
+    def _lowercase_order(self, data: Any, **_: Any) -> Any:
+        data = dict(data)
+        if isinstance(data.get("sortOrder"), str):
+            data["sortOrder"] = data["sortOrder"].lower()
+        return data
+
+
+class QueryParams(_Common):
+    """Query-string form: attribute lists are comma-separated strings."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    attributes = fields.String(load_default=None)
+    excludedAttributes = fields.String(load_default=None)
+
+
+class SearchBody(_Common):
+    """POST .search body (RFC 7644 §3.4.3): attribute lists are arrays."""
+
+    class Meta:
+        unknown = RAISE
+
+    schemas = fields.List(fields.String(), required=True)
+    startIndex = fields.Integer(load_default=1, strict=True)
+    count = fields.Integer(load_default=None, strict=True)
+    attributes = fields.List(fields.String(validate=validate.Length(max=512)), load_default=None)
+    excludedAttributes = fields.List(
+        fields.String(validate=validate.Length(max=512)), load_default=None
+    )
+
+
+def _message(err: ValidationError) -> str:
+    msgs = err.normalized_messages()
+    if isinstance(msgs, dict):
+        parts = []
+        for key, value in msgs.items():
+            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"{key}: {text}")
+        return ". ".join(parts)
+    return str(msgs)
+
+
+def _to_query(
+    data: dict[str, Any], attributes: Any, excluded: Any, cfg: dict[str, Any]
+) -> ListQuery:
+    max_size = cfg["MAX_PAGE_SIZE"]
+    count = data["count"]
+    # RFC 7644 §3.4.2.4: a negative count is 0; more than the maximum is the maximum.
+    count = cfg["DEFAULT_PAGE_SIZE"] if count is None else max(0, min(count, max_size))
+    return ListQuery(
+        filter=data["filter"] if data["filter"] and data["filter"].strip() else None,
+        sort_by=data["sortBy"],
+        descending=data["sortOrder"] == "descending",
+        # RFC 7644 §3.4.2.4: a startIndex below 1 is read as 1.
+        start_index=max(1, data["startIndex"]),
+        count=count,
+        attributes=split_param(attributes),
+        excluded=split_param(excluded),
+    )
+
+
+def query_from_args(args: Any, cfg: dict[str, Any]) -> ListQuery:
+    single = {k: args.get(k) for k in args if k in QueryParams().fields}
+    try:
+        data = QueryParams().load(single)
+    except ValidationError as err:
+        raise InvalidValueError(f"Invalid query parameter: {_message(err)}") from None
+    return _to_query(data, data["attributes"], data["excludedAttributes"], cfg)
+
+
+def query_from_body(body: Any, cfg: dict[str, Any]) -> ListQuery:
+    if not isinstance(body, dict):
+        raise InvalidSyntaxError("The request body must be a JSON object.")
+    try:
+        data = SearchBody().load(body)
+    except ValidationError as err:
+        raise InvalidValueError(f"Invalid SearchRequest: {_message(err)}") from None
+    if SEARCH_REQUEST.lower() not in [s.lower() for s in data["schemas"]]:
+        raise InvalidSyntaxError(f"'schemas' must contain {SEARCH_REQUEST}.")
+    return _to_query(data, data["attributes"], data["excludedAttributes"], cfg)

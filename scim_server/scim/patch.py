@@ -1,0 +1,432 @@
+"""PATCH (RFC 7644 §3.5.2) applied to a canonical document.
+
+Operations are applied in order to a copy of the resource; the caller
+validates and stores the result only if every operation succeeded, which is
+what makes a PATCH atomic. Group membership operations are not applied to the
+document: they are returned as ``MemberChange`` items so that the service can
+insert or delete exactly the member rows concerned.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from scim_server.scim.errors import (
+    InvalidPathError,
+    InvalidSyntaxError,
+    InvalidValueError,
+    MutabilityError,
+    NoTargetError,
+)
+from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, Present, ValuePath
+from scim_server.scim.filter_parser import parse_path
+from scim_server.scim.resources import coerce_single, coerce_value, parse_extension
+from scim_server.scim.schema import GROUP, PATCH_OP, Attribute, ResourceType
+from scim_server.services.groups import MemberChange
+from scim_server.text import exact, fold
+
+Doc = dict[str, Any]
+MAX_OPERATIONS = 1000
+
+
+@dataclass
+class PatchResult:
+    doc: Doc
+    members: list[MemberChange]
+
+
+def parse_patch_request(body: Any) -> list[Doc]:
+    """Validate the PatchOp envelope (RFC 7644 §3.5.2) and return its operations."""
+    if not isinstance(body, dict):
+        raise InvalidSyntaxError("The request body must be a JSON object.")
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or PATCH_OP.lower() not in [
+        s.lower() for s in schemas if isinstance(s, str)
+    ]:
+        raise InvalidSyntaxError(f"'schemas' must contain {PATCH_OP}.")
+    ops = body.get("Operations", body.get("operations"))
+    if not isinstance(ops, list) or not ops:
+        raise InvalidSyntaxError("'Operations' must be a non-empty array.")
+    if len(ops) > MAX_OPERATIONS:
+        raise InvalidSyntaxError(f"At most {MAX_OPERATIONS} operations per PATCH.")
+    for op in ops:
+        if not isinstance(op, dict):
+            raise InvalidSyntaxError("Each operation must be a JSON object.")
+        name = op.get("op")
+        # Entra ID capitalises op names ("Add", "Replace", "Remove").
+        if not isinstance(name, str) or name.lower() not in ("add", "replace", "remove"):
+            raise InvalidSyntaxError(f"Unknown PATCH op {name!r}: use add, replace or remove.")
+        path = op.get("path")
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise InvalidPathError("'path' must be a non-empty string.")
+    return ops
+
+
+def apply_patch(rt: ResourceType, doc: Doc, ops: list[Doc], *, resource_id: str) -> PatchResult:
+    """Apply validated operations to a copy of ``doc``."""
+    patcher = _Patcher(rt, copy.deepcopy(doc), resource_id)
+    for op in ops:
+        name = op["op"].lower()
+        path = op.get("path")
+        value = op.get("value")
+        if path is None:
+            patcher.no_path(name, value)
+        else:
+            patcher.with_path(name, path.strip(), value, "value" in op)
+    return PatchResult(patcher.doc, patcher.members)
+
+
+class _Patcher:
+    def __init__(self, rt: ResourceType, doc: Doc, resource_id: str) -> None:
+        self.rt = rt
+        self.doc = doc
+        self.resource_id = resource_id
+        self.members: list[MemberChange] = []
+
+    # -- operations without a path ---------------------------------------
+
+    def no_path(self, op: str, value: Any) -> None:
+        # RFC 7644 §3.5.2.2: remove needs a path.
+        if op == "remove":
+            raise NoTargetError("A 'remove' operation needs a 'path'.")
+        if not isinstance(value, dict):
+            raise InvalidValueError(f"A '{op}' without 'path' needs an object 'value'.")
+        for key, sub_value in value.items():
+            lowered = key.lower()
+            if lowered == "schemas":
+                continue
+            if lowered == "id":
+                # Okta repeats the id in a no-path replace (group rename).
+                if sub_value != self.resource_id:
+                    raise MutabilityError("Attribute 'id' is read-only.")
+                continue
+            if lowered == "meta":
+                continue
+            # Entra ID sends dotted (`name.givenName`) and URN-qualified keys here.
+            self.with_path(op, key, sub_value, True)
+
+    # -- operations with a path -------------------------------------------
+
+    def with_path(self, op: str, raw_path: str, value: Any, has_value: bool) -> None:
+        try:
+            parsed = parse_path(raw_path)
+        except PathError as exc:
+            raise InvalidPathError(str(exc)) from None
+        path = parsed.path
+        if op != "remove" and not has_value:
+            raise InvalidValueError(f"A '{op}' operation needs a 'value'.")
+        if path.attr == "" and path.uri is not None:
+            self.whole_extension(op, path.uri, value)
+            return
+        found = self.rt.find(path.uri, path.attr)
+        if found is None:
+            raise InvalidPathError(f"Unknown attribute '{raw_path}'.")
+        urn, attr = found
+        if attr.mutability == "readOnly":
+            if attr.name.lower() in ("schemas", "meta"):
+                return
+            raise MutabilityError(f"Attribute '{attr.name}' is read-only.")
+        sub: Attribute | None = None
+        sub_name = path.sub or parsed.value_sub
+        if path.sub and parsed.filter is not None:
+            raise InvalidPathError(f"Invalid path '{raw_path}'.")
+        if sub_name is not None:
+            sub = attr.sub(sub_name)
+            if sub is None:
+                raise InvalidPathError(f"Unknown sub-attribute in '{raw_path}'.")
+            if sub.mutability == "readOnly":
+                raise MutabilityError(f"Sub-attribute '{attr.name}.{sub.name}' is read-only.")
+        if parsed.filter is not None and not attr.multi_valued:
+            raise InvalidPathError(f"'{attr.name}' is not multi-valued; it takes no filter.")
+        if self.rt is GROUP and urn == self.rt.core and attr.name == "members":
+            self.members_op(op, parsed.filter, sub, value)
+            return
+        container = self.container(urn, create=op != "remove")
+        if container is None:
+            return
+        if parsed.filter is not None:
+            self.filtered(op, container, attr, parsed.filter, sub, value)
+        elif sub is not None:
+            self.sub_op(op, container, attr, sub, value)
+        else:
+            self.attr_op(op, container, attr, value)
+
+    def container(self, urn: str, *, create: bool) -> Doc | None:
+        if urn == self.rt.core:
+            return self.doc
+        if urn not in self.doc and not create:
+            return None
+        return self.doc.setdefault(urn, {})
+
+    def whole_extension(self, op: str, uri: str, value: Any) -> None:
+        urn = self.rt.canonical_urn(uri)
+        if urn is None or urn == self.rt.core:
+            raise InvalidPathError(f"Unknown schema extension '{uri}'.")
+        if op == "remove":
+            self.doc.pop(urn, None)
+            return
+        checked = parse_extension(self.rt, urn, value, creating=False)
+        target = self.doc.setdefault(urn, {})
+        for key, sub_value in checked.items():
+            self.attr_op(op, target, self.rt.schema(urn).attribute(key), sub_value, checked=True)
+
+    # -- plain attributes ------------------------------------------------------
+
+    def attr_op(
+        self, op: str, container: Doc, attr: Attribute, value: Any, *, checked: bool = False
+    ) -> None:
+        current = container.get(attr.name)
+        if op == "remove":
+            self.check_immutable(attr, current, None)
+            if attr.multi_valued and isinstance(value, list) and value:
+                # Remove exactly the listed values (as Entra does for members).
+                drop = [_value_key(v) for v in value]
+                kept = [v for v in current or [] if _value_key(v) not in drop]
+                _assign(container, attr.name, kept)
+            else:
+                container.pop(attr.name, None)
+            return
+        if attr.multi_valued and not isinstance(value, list):
+            value = [value]
+        new = value if checked else coerce_value(attr, value, attr.name, creating=False)
+        if new is None:
+            if op == "replace":
+                self.check_immutable(attr, current, None)
+                container.pop(attr.name, None)
+            return
+        if attr.multi_valued:
+            if op == "add":
+                merged = list(current or [])
+                for item in new:
+                    if item not in merged:
+                        merged.append(item)
+                new = _single_primary(merged, new)
+            self.check_immutable(attr, current, new)
+            _assign(container, attr.name, new)
+            return
+        if attr.type == "complex" and isinstance(current, dict):
+            # RFC 7644 §3.5.2.1/§3.5.2.3: sub-attributes not given are left unchanged.
+            new = {**current, **new}
+        self.check_immutable(attr, current, new)
+        container[attr.name] = new
+
+    def sub_op(self, op: str, container: Doc, attr: Attribute, sub: Attribute, value: Any) -> None:
+        if attr.multi_valued:
+            # `emails.value` without a filter addresses every element.
+            items = container.get(attr.name) or []
+            if op != "remove" and not items:
+                raise NoTargetError(f"'{attr.name}' has no values to update.")
+            for item in items:
+                self.set_sub(op, item, attr, sub, value)
+            _assign(container, attr.name, [i for i in items if i])
+            return
+        current = container.get(attr.name)
+        if op == "remove":
+            if isinstance(current, dict):
+                current.pop(sub.name, None)
+                _assign(container, attr.name, current)
+            return
+        target = dict(current) if isinstance(current, dict) else {}
+        self.set_sub(op, target, attr, sub, value)
+        self.check_immutable(attr, current, target)
+        container[attr.name] = target
+
+    def set_sub(self, op: str, item: Doc, attr: Attribute, sub: Attribute, value: Any) -> None:
+        if op == "remove":
+            item.pop(sub.name, None)
+            return
+        checked = coerce_value(sub, value, f"{attr.name}.{sub.name}", creating=False)
+        if checked is None:
+            item.pop(sub.name, None)
+        else:
+            item[sub.name] = checked
+
+    # -- value-path filters: emails[type eq "work"].value -------------------
+
+    def filtered(
+        self,
+        op: str,
+        container: Doc,
+        attr: Attribute,
+        where: Expr,
+        sub: Attribute | None,
+        value: Any,
+    ) -> None:
+        items: list[Doc] = list(container.get(attr.name) or [])
+        hits = [i for i, item in enumerate(items) if matches(where, item, attr)]
+        if op == "remove":
+            if sub is None:
+                items = [item for i, item in enumerate(items) if i not in hits]
+            else:
+                for i in hits:
+                    items[i].pop(sub.name, None)
+            _assign(container, attr.name, [i for i in items if i])
+            return
+        if not hits:
+            # Entra ID adds (and replaces) through a filter that matches nothing
+            # yet, e.g. `emails[type eq "work"].value` for a user without one:
+            # create the element the filter describes.
+            seed = _seed_from_filter(where, attr)
+            if seed is None:
+                raise NoTargetError(f"No value of '{attr.name}' matches the filter.")
+            items.append(seed)
+            hits = [len(items) - 1]
+        for i in hits:
+            if sub is not None:
+                self.set_sub(op, items[i], attr, sub, value)
+            else:
+                checked = coerce_single(attr, value, attr.name, creating=False)
+                if not isinstance(checked, dict):
+                    raise InvalidValueError(f"'{attr.name}' values are objects.")
+                items[i] = {**items[i], **checked} if op == "add" else checked
+        items = _single_primary(items, [items[i] for i in hits])
+        new = coerce_value(attr, items, attr.name, creating=False)
+        _assign(container, attr.name, new or [])
+
+    # -- group members -------------------------------------------------------
+
+    def members_op(self, op: str, where: Expr | None, sub: Attribute | None, value: Any) -> None:
+        if sub is not None:
+            # Member sub-attributes (display, type) are derived from the member.
+            raise MutabilityError("Member sub-attributes cannot be changed; add or remove members.")
+        if op == "remove":
+            if where is not None:
+                self.members.append(MemberChange("remove_where", where=where))
+            elif isinstance(value, list) and value:
+                # Entra ID: Remove with path "members" and a value list removes those.
+                self.members.append(MemberChange("remove", _member_refs(value)))
+            elif isinstance(value, dict) and value:
+                self.members.append(MemberChange("remove", _member_refs([value])))
+            else:
+                self.members.append(MemberChange("clear"))
+            return
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            value = [value]
+        refs = _member_refs(value)
+        if where is not None:
+            self.members.append(MemberChange("remove_where", where=where))
+            self.members.append(MemberChange("add", refs))
+        elif op == "replace":
+            self.members.append(MemberChange("replace", refs))
+        else:
+            self.members.append(MemberChange("add", refs))
+
+    def check_immutable(self, attr: Attribute, before: Any, after: Any) -> None:
+        if attr.mutability == "immutable" and before is not None and before != after:
+            raise MutabilityError(f"Attribute '{attr.name}' is immutable.")
+
+
+def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
+    refs = []
+    for item in values:
+        if isinstance(item, str):
+            item = {"value": item}
+        if not isinstance(item, dict) or not isinstance(item.get("value"), str):
+            raise InvalidValueError("Each member needs a string 'value' (the member's id).")
+        if "\x00" in item["value"] or len(item["value"]) > 64:
+            raise InvalidValueError("A member 'value' must be a resource id.")
+        ref: Doc = {"value": item["value"]}
+        if isinstance(item.get("type"), str):
+            ref["type"] = item["type"]
+        refs.append(ref)
+    return tuple(refs)
+
+
+def _value_key(item: Any) -> Any:
+    if isinstance(item, dict):
+        return item.get("value")
+    return item
+
+
+def _assign(container: Doc, name: str, value: Any) -> None:
+    if value in (None, [], {}):
+        container.pop(name, None)
+    else:
+        container[name] = value
+
+
+def _single_primary(items: list[Any], winners: list[Any]) -> list[Any]:
+    """RFC 7644 §3.5.2: a value set primary clears primary on the others."""
+    new_primary = [w for w in winners if isinstance(w, dict) and w.get("primary") is True]
+    if not new_primary:
+        return items
+    keep = new_primary[-1]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("primary") is True and item is not keep:
+            item = {**item, "primary": False}
+        out.append(item)
+    return out
+
+
+def _seed_from_filter(where: Expr, attr: Attribute) -> Doc | None:
+    """The element an all-`eq` filter describes, or None if it describes no single one."""
+    if isinstance(where, Compare) and where.op == "eq" and where.path.sub is None:
+        sub = attr.sub(where.path.attr)
+        if sub is None or sub.mutability == "readOnly" or where.value is None:
+            return None
+        return {sub.name: where.value}
+    if isinstance(where, And):
+        left = _seed_from_filter(where.left, attr)
+        right = _seed_from_filter(where.right, attr)
+        if left is None or right is None:
+            return None
+        return {**left, **right}
+    return None
+
+
+def matches(where: Expr, item: Any, attr: Attribute) -> bool:
+    """Evaluate a value-path filter against one element (in memory)."""
+    if isinstance(where, And):
+        return matches(where.left, item, attr) and matches(where.right, item, attr)
+    if isinstance(where, Or):
+        return matches(where.left, item, attr) or matches(where.right, item, attr)
+    if isinstance(where, Not):
+        return not matches(where.expr, item, attr)
+    if isinstance(where, ValuePath):
+        raise InvalidPathError("Value paths cannot be nested.")
+    assert isinstance(where, Present | Compare)
+    if where.path.uri is not None or where.path.sub is not None:
+        raise InvalidPathError("A value-path filter names plain sub-attributes.")
+    sub = attr.sub(where.path.attr)
+    if sub is None:
+        raise InvalidPathError(f"Unknown sub-attribute '{attr.name}.{where.path.attr}'.")
+    actual = item.get(sub.name) if isinstance(item, dict) else None
+    if isinstance(where, Present):
+        return actual not in (None, "", [])
+    expected = where.value
+    if expected is None:
+        return (actual is None) == (where.op == "eq")
+    if actual is None:
+        return where.op == "ne"
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        if where.op not in ("eq", "ne"):
+            raise InvalidPathError("Booleans compare with eq or ne only.")
+        if isinstance(expected, str):
+            expected = expected.lower() == "true"
+        return (actual == expected) == (where.op == "eq")
+    if isinstance(actual, str) and isinstance(expected, str):
+        norm = exact if sub.case_exact else fold
+        a, e = norm(actual), norm(expected)
+    else:
+        a, e = actual, expected
+    try:
+        return {
+            "eq": lambda: a == e,
+            "ne": lambda: a != e,
+            "co": lambda: isinstance(a, str) and e in a,
+            "sw": lambda: isinstance(a, str) and a.startswith(e),
+            "ew": lambda: isinstance(a, str) and a.endswith(e),
+            "gt": lambda: a > e,
+            "ge": lambda: a >= e,
+            "lt": lambda: a < e,
+            "le": lambda: a <= e,
+        }[where.op]()
+    except TypeError:
+        raise InvalidPathError(
+            f"Cannot compare '{attr.name}.{sub.name}' with {expected!r}."
+        ) from None

@@ -1,0 +1,356 @@
+"""Schema-driven validation of incoming resources and projection of outgoing ones.
+
+Incoming bodies are checked against the RFC 7643 schema documents and turned
+into a *canonical document*: attribute names spelled as the schema spells them,
+extension attributes under their schema URN, read-only attributes dropped
+(RFC 7643 §2.2: "SHALL be ignored"), nulls and empty lists removed. The same
+document form is what PATCH operates on and what is stored.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, MutabilityError
+from scim_server.scim.filter_ast import PathError
+from scim_server.scim.filter_parser import parse_path
+from scim_server.scim.schema import Attribute, ResourceType
+
+MAX_STRING = 512
+MAX_BINARY = 64 * 1024
+MAX_VALUES = 100
+
+Doc = dict[str, Any]
+
+
+def _type_error(path: str, expected: str) -> InvalidValueError:
+    return InvalidValueError(f"Attribute '{path}' must be {expected}.")
+
+
+def parse_bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    # Entra ID (legacy, without aadOptscim062020) sends booleans as strings.
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _type_error(path, "a boolean")
+
+
+def _check_text(value: Any, path: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise _type_error(path, "a string")
+    if "\x00" in value:
+        raise InvalidValueError(f"Attribute '{path}' contains a NUL character.")
+    if len(value) > limit:
+        raise InvalidValueError(f"Attribute '{path}' is longer than {limit} characters.")
+    return value
+
+
+def coerce_simple(attr: Attribute, value: Any, path: str) -> Any:
+    """Check one single (non-list) value of a simple type; return it normalised."""
+    kind = attr.type
+    if kind == "boolean":
+        return parse_bool(value, path)
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(path, "an integer")
+        return value
+    if kind == "decimal":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(path, "a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _type_error(path, "a finite number")
+        return value
+    if kind == "dateTime":
+        text = _check_text(value, path, 64)
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise _type_error(path, "an xsd:dateTime such as 2024-01-31T12:00:00Z") from None
+        return text
+    if kind == "binary":
+        return _check_text(value, path, MAX_BINARY)
+    return _check_text(value, path, MAX_STRING)
+
+
+def coerce_value(attr: Attribute, value: Any, path: str, *, creating: bool) -> Any:
+    """Check a value (list for multi-valued attributes). ``None`` means unassigned."""
+    if value is None:
+        return None
+    if attr.multi_valued:
+        if not isinstance(value, list):
+            raise _type_error(path, "an array")
+        if len(value) > MAX_VALUES:
+            raise InvalidValueError(f"Attribute '{path}' has more than {MAX_VALUES} values.")
+        items = [coerce_single(attr, v, path, creating=creating) for v in value]
+        items = [i for i in items if i not in (None, {})]
+        check_primary(items, path)
+        return items or None
+    return coerce_single(attr, value, path, creating=creating)
+
+
+def coerce_single(attr: Attribute, value: Any, path: str, *, creating: bool) -> Any:
+    if value is None:
+        return None
+    if attr.type != "complex":
+        return coerce_simple(attr, value, path)
+    if isinstance(value, str) and attr.sub("value") is not None:
+        # Entra ID sends the enterprise manager as a bare id string.
+        value = {"value": value}
+    if not isinstance(value, dict):
+        raise _type_error(path, "an object")
+    out: Doc = {}
+    for key, sub_value in value.items():
+        sub = attr.sub(key)
+        if sub is None:
+            raise InvalidSyntaxError(f"Unknown sub-attribute '{path}.{key}'.")
+        if sub.mutability == "readOnly":
+            continue  # RFC 7643 §2.2: read-only values sent by clients are ignored.
+        checked = coerce_value(sub, sub_value, f"{path}.{sub.name}", creating=creating)
+        if checked is not None:
+            out[sub.name] = checked
+    return out
+
+
+def check_primary(items: list[Any], path: str) -> None:
+    # RFC 7643 §2.4: the primary attribute value "true" MUST appear no more than once.
+    primaries = [i for i in items if isinstance(i, dict) and i.get("primary") is True]
+    if len(primaries) > 1:
+        raise InvalidValueError(f"Only one value of '{path}' may be primary.")
+
+
+def parse_resource(rt: ResourceType, body: Any, *, creating: bool) -> Doc:
+    """Validate a POST/PUT body into a canonical document (RFC 7643 §2, §3)."""
+    if not isinstance(body, dict):
+        raise InvalidSyntaxError("The request body must be a JSON object.")
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+        raise InvalidSyntaxError("'schemas' is required and must be an array of URIs.")
+    if not any(s.lower() == rt.core.lower() for s in schemas):
+        raise InvalidValueError(f"'schemas' must contain {rt.core}.")
+    doc: Doc = {}
+    for key, value in body.items():
+        lowered = key.lower()
+        if lowered in ("schemas", "id", "meta"):
+            continue  # server-owned (RFC 7643 §3.1)
+        if ":" in key:
+            urn = rt.canonical_urn(key)
+            if urn is None:
+                raise InvalidSyntaxError(f"Unknown schema extension '{key}'.")
+            if urn == rt.core:
+                # Some clients nest core attributes under the core URN.
+                if not isinstance(value, dict):
+                    raise _type_error(key, "an object")
+                doc.update(parse_resource(rt, {"schemas": [rt.core], **value}, creating=creating))
+                continue
+            ext = parse_extension(rt, urn, value, creating=creating)
+            if ext:
+                doc[urn] = ext
+            continue
+        found = rt.find(None, key)
+        if found is None or found[0] != rt.core:
+            raise InvalidSyntaxError(f"Unknown attribute '{key}' for resource type {rt.name}.")
+        attr = found[1]
+        if attr.mutability == "readOnly":
+            continue
+        checked = coerce_value(attr, value, attr.name, creating=creating)
+        if checked is not None:
+            doc[attr.name] = checked
+    check_required(rt, doc)
+    return doc
+
+
+def parse_extension(rt: ResourceType, urn: str, value: Any, *, creating: bool) -> Doc:
+    schema = rt.schema(urn)
+    assert schema is not None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _type_error(urn, "an object")
+    out: Doc = {}
+    for key, sub_value in value.items():
+        attr = schema.attribute(key)
+        if attr is None:
+            raise InvalidSyntaxError(f"Unknown attribute '{key}' in {urn}.")
+        if attr.mutability == "readOnly":
+            continue
+        checked = coerce_value(attr, sub_value, f"{urn}:{attr.name}", creating=creating)
+        if checked is not None:
+            out[attr.name] = checked
+    return out
+
+
+def check_required(rt: ResourceType, doc: Doc) -> None:
+    for urn in rt.schemas:
+        schema = rt.schema(urn)
+        assert schema is not None
+        target = doc if urn == rt.core else doc.get(urn)
+        if urn != rt.core and not target:
+            continue
+        for attr in schema.attributes.values():
+            if (
+                attr.required
+                and attr.mutability != "readOnly"
+                and target.get(attr.name)
+                in (
+                    None,
+                    "",
+                    [],
+                )
+            ):
+                raise InvalidValueError(f"Attribute '{attr.name}' is required.")
+
+
+def check_immutable(rt: ResourceType, old: Doc, new: Doc) -> None:
+    """RFC 7643 §2.2 immutable: may be set once, never changed afterwards."""
+    for urn in rt.schemas:
+        schema = rt.schema(urn)
+        assert schema is not None
+        old_part = old if urn == rt.core else old.get(urn) or {}
+        new_part = new if urn == rt.core else new.get(urn) or {}
+        for attr in schema.attributes.values():
+            if attr.mutability != "immutable" or attr.name == "members":
+                continue
+            before, after = old_part.get(attr.name), new_part.get(attr.name)
+            if before is not None and after != before:
+                raise MutabilityError(f"Attribute '{attr.name}' is immutable.")
+
+
+# --- projection (RFC 7644 §3.4.2.5, §3.9) ---------------------------------
+
+
+def _parse_names(rt: ResourceType, names: list[str] | None, param: str) -> set[tuple[str, ...]]:
+    wanted: set[tuple[str, ...]] = set()
+    for name in names or []:
+        try:
+            path = parse_path(name).path
+        except PathError:
+            raise InvalidValueError(f"'{name}' in {param} is not an attribute path.") from None
+        if path.attr == "" and path.uri is not None:
+            urn = rt.canonical_urn(path.uri)
+            if urn is None:
+                raise InvalidValueError(f"Unknown schema '{path.uri}' in {param}.")
+            wanted.add((urn,))
+            continue
+        found = rt.find(path.uri, path.attr)
+        if found is None:
+            # RFC 7644 §3.4.2.5 asks for no error on unknown names in attribute
+            # lists; an unknown name simply selects nothing.
+            continue
+        urn, attr = found
+        if path.sub is not None:
+            sub = attr.sub(path.sub)
+            if sub is None:
+                continue
+            wanted.add((urn, attr.name.lower(), sub.name.lower()))
+        else:
+            wanted.add((urn, attr.name.lower()))
+    return wanted
+
+
+def split_param(raw: str | list[str] | None) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        parts = [p for item in raw for p in str(item).split(",")]
+    else:
+        parts = raw.split(",")
+    names = [p.strip() for p in parts if p.strip()]
+    return names or None
+
+
+def project(
+    rt: ResourceType,
+    resource: Doc,
+    attributes: list[str] | None = None,
+    excluded: list[str] | None = None,
+) -> Doc:
+    """Apply ``attributes`` / ``excludedAttributes`` and the ``returned`` rules."""
+    include = _parse_names(rt, attributes, "attributes") if attributes else None
+    exclude = _parse_names(rt, excluded, "excludedAttributes") if excluded else set()
+    out: Doc = {}
+    for key, value in resource.items():
+        if key == "schemas":
+            out[key] = value
+            continue
+        if ":" in key:
+            urn = rt.canonical_urn(key)
+            schema = rt.schema(key)
+            if urn is None or schema is None or not isinstance(value, dict):
+                continue
+            if (urn,) in exclude:
+                continue
+            # Naming the extension URN in `attributes` selects all of it.
+            whole = include is not None and (urn,) in include
+            part = {}
+            for sub_key, sub_value in value.items():
+                attr = schema.attribute(sub_key)
+                if attr is None:
+                    continue
+                kept = _keep(urn, attr, sub_value, None if whole else include, exclude)
+                if kept is not None:
+                    part[sub_key] = kept
+            if part:
+                out[key] = part
+            continue
+        found = rt.find(None, key)
+        if found is None:
+            continue
+        kept = _keep(rt.core, found[1], value, include, exclude)
+        if kept is not None:
+            out[key] = kept
+    return out
+
+
+def _returnable(attr: Attribute | None) -> bool:
+    return attr is not None and attr.returned in ("always", "default")
+
+
+def _keep(
+    urn: str,
+    attr: Attribute,
+    value: Any,
+    include: set[tuple[str, ...]] | None,
+    exclude: set[tuple[str, ...]],
+) -> Any:
+    name = attr.name.lower()
+    if attr.returned == "never":
+        return None
+    if attr.returned == "always":
+        return value
+    if include is None:
+        if attr.returned == "request" or (urn, name) in exclude:
+            return None
+        subs_out = {k[2] for k in exclude if len(k) == 3 and k[:2] == (urn, name)}
+        return _filter_subs(attr, value, drop=subs_out) if subs_out else value
+    if (urn, name) in include:
+        return value
+    subs_in = {k[2] for k in include if len(k) == 3 and k[:2] == (urn, name)}
+    if not subs_in:
+        return None
+    return _filter_subs(attr, value, keep=subs_in)
+
+
+def _filter_subs(
+    attr: Attribute, value: Any, *, keep: set[str] | None = None, drop: set[str] | None = None
+) -> Any:
+    def one(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        result = {}
+        for k, v in item.items():
+            sub = attr.sub(k)
+            always = sub is not None and sub.returned == "always"
+            kept = keep is not None and k.lower() in keep
+            not_dropped = drop is not None and k.lower() not in drop
+            if always or kept or not_dropped:
+                result[k] = v
+        return result or None
+
+    if isinstance(value, list):
+        items = [one(v) for v in value]
+        items = [i for i in items if i]
+        return items or None
+    return one(value)

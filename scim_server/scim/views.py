@@ -1,0 +1,415 @@
+"""The SCIM blueprint: parse and validate, call one service, render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from scim_server.db import db
+from scim_server.scim import discovery
+from scim_server.scim.body import json_body
+from scim_server.scim.errors import (
+    SCIM_CONTENT_TYPE,
+    NotFoundError,
+    ScimError,
+    TooManyError,
+    UnauthorizedError,
+    register_error_handlers,
+)
+from scim_server.scim.filter_ast import AttrPath
+from scim_server.scim.filter_parser import parse_filter
+from scim_server.scim.filters import FilterCompiler, member_condition, sort_expression
+from scim_server.scim.params import ListQuery, query_from_args, query_from_body
+from scim_server.scim.patch import apply_patch, parse_patch_request
+from scim_server.scim.render import group_to_scim, list_response, user_to_scim
+from scim_server.scim.resources import check_immutable, parse_resource, project, split_param
+from scim_server.scim.schema import GROUP, RESOURCE_TYPES, USER, ResourceType
+from scim_server.services import groups as group_service
+from scim_server.services import tokens as token_service
+from scim_server.services import users as user_service
+from scim_server.services.common import etag, page
+from scim_server.services.groups import MemberChange
+
+bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
+register_error_handlers(bp)
+
+PUBLIC_ENDPOINTS = {
+    "scim.service_provider_config",
+    "scim.list_resource_types",
+    "scim.get_resource_type",
+    "scim.list_schemas",
+    "scim.get_schema",
+}
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Resolve the bearer token to its organization (RFC 7644 §2, RFC 6750)."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
+    session = db.session
+    token = token_service.authenticate(session, secret.strip())
+    if token is None:
+        raise UnauthorizedError("The bearer token is invalid or has been revoked.")
+    g.org_id = token.org_id
+    g.token_id = token.id
+    if session.in_transaction():
+        session.commit()  # services begin their own transactions
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def base_url() -> str:
+    root = current_app.config["BASE_URL"] or request.host_url.rstrip("/")
+    return f"{root}/scim/v2"
+
+
+def scim_response(
+    doc: Any, status: int = 200, *, version: str | None = None, location: str | None = None
+) -> Response:
+    resp = Response(json.dumps(doc, ensure_ascii=False), status=status, mimetype=SCIM_CONTENT_TYPE)
+    if version:
+        resp.headers["ETag"] = version
+    if location:
+        resp.headers["Location"] = location
+    return resp
+
+
+def if_match() -> list[str] | None:
+    raw = request.headers.get("If-Match")
+    return [t.strip() for t in raw.split(",")] if raw else None
+
+
+def projection_args() -> tuple[list[str] | None, list[str] | None]:
+    """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9)."""
+    return split_param(request.args.get("attributes")), split_param(
+        request.args.get("excludedAttributes")
+    )
+
+
+def wants(name: str, attributes: list[str] | None, excluded: list[str] | None) -> bool:
+    """Would the response include attribute ``name``? Saves loading what is not returned."""
+
+    def base(path: str) -> str:
+        return path.lower().rsplit(":", 1)[-1].split(".")[0].split("[")[0]
+
+    if attributes:
+        return any(base(a) == name for a in attributes)
+    return not any(base(a) == name for a in excluded or [])
+
+
+def not_modified(version: str) -> Response | None:
+    # RFC 7232 §3.2 / RFC 7644 §3.14: If-None-Match on a read.
+    raw = request.headers.get("If-None-Match")
+    if raw and (raw.strip() == "*" or version in [t.strip() for t in raw.split(",")]):
+        resp = Response(status=304)
+        resp.headers["ETag"] = version
+        return resp
+    return None
+
+
+def render_user(
+    user: Any,
+    attributes: list[str] | None,
+    excluded: list[str] | None,
+    groups: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    if groups is None and wants("groups", attributes, excluded):
+        groups = user_service.groups_of(db.session, g.org_id, [user.id])[user.id]
+    return project(USER, user_to_scim(user, groups, base_url()), attributes, excluded)
+
+
+def render_group(
+    group: Any, attributes: list[str] | None, excluded: list[str] | None
+) -> dict[str, Any]:
+    members = None
+    if wants("members", attributes, excluded):
+        limit = current_app.config["MAX_INLINE_MEMBERS"]
+        members = group_service.members_of(db.session, g.org_id, group.id, limit=limit + 1)
+        if len(members) > limit:
+            raise TooManyError(
+                f"This group has more than {limit} members, too many to return inline. "
+                "Read it with excludedAttributes=members and look members up with "
+                'filter=members[value eq "<id>"].'
+            )
+    return project(GROUP, group_to_scim(group, members, base_url()), attributes, excluded)
+
+
+def render(
+    rt: ResourceType, obj: Any, attributes: list[str] | None, excluded: list[str] | None
+) -> dict[str, Any]:
+    if rt is USER:
+        return render_user(obj, attributes, excluded)
+    return render_group(obj, attributes, excluded)
+
+
+# -- queries -------------------------------------------------------------------
+
+
+def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
+    session = db.session
+    compiler = FilterCompiler(rt, g.org_id)
+    where = compiler.compile(parse_filter(query.filter)) if query.filter else None
+    model = compiler.model
+    order: list[Any] = []
+    if query.sort_by:
+        from scim_server.scim.filter_parser import parse_path
+
+        path = parse_path(query.sort_by).path
+        expr = sort_expression(rt, g.org_id, AttrPath(path.uri, path.attr, path.sub))
+        # RFC 7644 §3.4.2.3: unassigned values sort last.
+        order.append((expr.desc() if query.descending else expr.asc()).nulls_last())
+    order += [model.created_at, model.id]
+    total, rows = page(session, model, g.org_id, where, order, query.start_index - 1, query.count)
+    if rt is USER:
+        groups = None
+        if rows and wants("groups", query.attributes, query.excluded):
+            groups = user_service.groups_of(session, g.org_id, [u.id for u in rows])
+        docs = [
+            render_user(u, query.attributes, query.excluded, groups[u.id] if groups else [])
+            for u in rows
+        ]
+    else:
+        docs = [render_group(grp, query.attributes, query.excluded) for grp in rows]
+    return total, docs
+
+
+def list_of(rt: ResourceType, query: ListQuery) -> Response:
+    total, docs = run_query(rt, query)
+    return scim_response(list_response(docs, total, query.start_index))
+
+
+# -- Users -------------------------------------------------------------------------
+
+
+@bp.get("/Users")
+def list_users() -> Response:
+    return list_of(USER, query_from_args(request.args, current_app.config))
+
+
+@bp.post("/Users/.search")
+def search_users() -> Response:
+    return list_of(USER, query_from_body(json_body(), current_app.config))
+
+
+@bp.post("/Users")
+def create_user() -> Response:
+    doc = parse_resource(USER, json_body(), creating=True)
+    user = user_service.create_user(db.session, g.org_id, doc)
+    body = render_user(user, *projection_args())
+    return scim_response(
+        body, 201, version=etag(user.version), location=f"{base_url()}/Users/{user.id}"
+    )
+
+
+@bp.get("/Users/<user_id>")
+def get_user(user_id: str) -> Response:
+    user = user_service.get_user(db.session, g.org_id, user_id)
+    version = etag(user.version)
+    return not_modified(version) or scim_response(
+        render_user(user, *projection_args()), version=version
+    )
+
+
+@bp.put("/Users/<user_id>")
+def replace_user(user_id: str) -> Response:
+    doc = parse_resource(USER, json_body(), creating=False)
+
+    def mutate(old: dict[str, Any]) -> dict[str, Any]:
+        check_immutable(USER, old, doc)
+        return doc
+
+    user = user_service.update_user(db.session, g.org_id, user_id, mutate, if_match())
+    return scim_response(render_user(user, *projection_args()), version=etag(user.version))
+
+
+@bp.patch("/Users/<user_id>")
+def patch_user(user_id: str) -> Response:
+    ops = parse_patch_request(json_body())
+
+    def mutate(old: dict[str, Any]) -> dict[str, Any]:
+        patched = apply_patch(USER, old, ops, resource_id=user_id).doc
+        new = parse_resource(USER, {"schemas": [USER.core], **patched}, creating=False)
+        check_immutable(USER, old, new)
+        return new
+
+    user = user_service.update_user(db.session, g.org_id, user_id, mutate, if_match())
+    return scim_response(render_user(user, *projection_args()), version=etag(user.version))
+
+
+@bp.delete("/Users/<user_id>")
+def delete_user(user_id: str) -> Response:
+    user_service.delete_user(db.session, g.org_id, user_id, if_match())
+    return Response(status=204)
+
+
+# -- Groups ------------------------------------------------------------------------
+
+
+@bp.get("/Groups")
+def list_groups() -> Response:
+    return list_of(GROUP, query_from_args(request.args, current_app.config))
+
+
+@bp.post("/Groups/.search")
+def search_groups() -> Response:
+    return list_of(GROUP, query_from_body(json_body(), current_app.config))
+
+
+@bp.post("/Groups")
+def create_group() -> Response:
+    doc = parse_resource(GROUP, json_body(), creating=True)
+    group = group_service.create_group(db.session, g.org_id, doc)
+    body = render_group(group, *projection_args())
+    return scim_response(
+        body, 201, version=etag(group.version), location=f"{base_url()}/Groups/{group.id}"
+    )
+
+
+@bp.get("/Groups/<group_id>")
+def get_group(group_id: str) -> Response:
+    group = group_service.get_group(db.session, g.org_id, group_id)
+    version = etag(group.version)
+    return not_modified(version) or scim_response(
+        render_group(group, *projection_args()), version=version
+    )
+
+
+@bp.put("/Groups/<group_id>")
+def replace_group(group_id: str) -> Response:
+    doc = parse_resource(GROUP, json_body(), creating=False)
+
+    def mutate(old: dict[str, Any]) -> tuple[dict[str, Any], list[MemberChange]]:
+        check_immutable(GROUP, old, doc)
+        members = tuple(doc.get("members") or ())
+        return doc, [MemberChange("replace", members)]
+
+    group = group_service.update_group(db.session, g.org_id, group_id, mutate, if_match())
+    return scim_response(render_group(group, *projection_args()), version=etag(group.version))
+
+
+@bp.patch("/Groups/<group_id>")
+def patch_group(group_id: str) -> Response:
+    ops = parse_patch_request(json_body())
+    org_id = g.org_id
+
+    def mutate(old: dict[str, Any]) -> tuple[dict[str, Any], list[MemberChange]]:
+        result = apply_patch(GROUP, old, ops, resource_id=group_id)
+        new = parse_resource(GROUP, {"schemas": [GROUP.core], **result.doc}, creating=False)
+        check_immutable(GROUP, old, new)
+        changes = [
+            MemberChange(c.kind, c.values, member_condition(org_id, c.where))
+            if c.kind == "remove_where"
+            else c
+            for c in result.members
+        ]
+        return new, changes
+
+    group = group_service.update_group(db.session, g.org_id, group_id, mutate, if_match())
+    attributes, excluded = projection_args()
+    version = etag(group.version)
+    if attributes is None and excluded is None:
+        # RFC 7644 §3.5.2: 204 is allowed; it spares rendering a large member list.
+        resp = Response(status=204)
+        resp.headers["ETag"] = version
+        return resp
+    return scim_response(render_group(group, attributes, excluded), version=version)
+
+
+@bp.delete("/Groups/<group_id>")
+def delete_group(group_id: str) -> Response:
+    group_service.delete_group(db.session, g.org_id, group_id, if_match())
+    return Response(status=204)
+
+
+# -- root search and bulk ----------------------------------------------------------------
+
+
+@bp.post("/.search")
+def search_all() -> Response:
+    """RFC 7644 §3.4.3: a search across all resource types (Users first, then Groups)."""
+    query = query_from_body(json_body(), current_app.config)
+    results: list[dict[str, Any]] = []
+    total = 0
+    errors: list[ScimError] = []
+    skip = query.start_index - 1
+    for rt in (USER, GROUP):
+        try:
+            count_only = ListQuery(
+                query.filter,
+                query.sort_by,
+                query.descending,
+                1,
+                0,
+                query.attributes,
+                query.excluded,
+            )
+            rt_total, _ = run_query(rt, count_only)
+        except ScimError as err:
+            errors.append(err)
+            continue
+        want = query.count - len(results)
+        if want > 0 and skip < rt_total:
+            sub = ListQuery(
+                query.filter,
+                query.sort_by,
+                query.descending,
+                skip + 1,
+                want,
+                query.attributes,
+                query.excluded,
+            )
+            results += run_query(rt, sub)[1]
+        skip = max(0, skip - rt_total)
+        total += rt_total
+    if len(errors) == 2:
+        raise errors[0]
+    return scim_response(list_response(results, total, query.start_index))
+
+
+@bp.post("/Bulk")
+def bulk() -> Response:
+    raise ScimError("Bulk operations are not supported by this server yet.", status=501)
+
+
+# -- discovery (RFC 7644 §4) ------------------------------------------------------------
+
+
+@bp.get("/ServiceProviderConfig")
+def service_provider_config() -> Response:
+    return scim_response(discovery.service_provider_config(base_url(), current_app.config))
+
+
+@bp.get("/ResourceTypes")
+def list_resource_types() -> Response:
+    docs = [discovery.resource_type_doc(name, base_url()) for name in RESOURCE_TYPES]
+    return scim_response(list_response(docs, len(docs), 1))
+
+
+@bp.get("/ResourceTypes/<name>")
+def get_resource_type(name: str) -> Response:
+    for known in RESOURCE_TYPES:
+        if known.lower() == name.lower():
+            return scim_response(discovery.resource_type_doc(known, base_url()))
+    raise NotFoundError(f"No resource type {name!r}.")
+
+
+@bp.get("/Schemas")
+def list_schemas() -> Response:
+    docs = discovery.schema_docs(base_url())
+    return scim_response(list_response(docs, len(docs), 1))
+
+
+@bp.get("/Schemas/<path:urn>")
+def get_schema(urn: str) -> Response:
+    doc = discovery.find_schema_doc(urn, base_url())
+    if doc is None:
+        raise NotFoundError(f"No schema {urn!r}.")
+    return scim_response(doc)

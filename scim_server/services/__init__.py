@@ -1,0 +1,1 @@
+"""Domain operations. Each takes a session, owns its transaction, never imports Flask."""

@@ -1,0 +1,64 @@
+"""SCIM bearer tokens: shown once, stored as a SHA-256 hash, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.db import utcnow
+from scim_server.errors import InvalidValueError, NotFoundError
+from scim_server.models import ScimToken
+
+PREFIX = "scim_"
+
+
+def hash_token(secret: str) -> str:
+    # Tokens carry 256 bits of randomness: a plain SHA-256 is enough and keeps
+    # the per-request lookup an indexed equality.
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, org_id: str, name: str | None = None) -> tuple[ScimToken, str]:
+    """Return the stored token and its secret; the secret is never retrievable again."""
+    label = (name or "default").strip()
+    if not label or len(label) > 200:
+        raise InvalidValueError("A token name must be 1 to 200 characters.")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    with session.begin():
+        token = ScimToken(
+            org_id=org_id, id=str(uuid.uuid4()), name=label, token_hash=hash_token(secret)
+        )
+        session.add(token)
+    return token, secret
+
+
+def authenticate(session: Session, secret: str) -> ScimToken | None:
+    """The live token for this secret, or None (unknown or revoked)."""
+    if not secret.startswith(PREFIX) or len(secret) > 200:
+        return None
+    token = session.scalar(select(ScimToken).where(ScimToken.token_hash == hash_token(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    return token
+
+
+def list_tokens(session: Session, org_id: str) -> list[ScimToken]:
+    return list(
+        session.scalars(
+            select(ScimToken).where(ScimToken.org_id == org_id).order_by(ScimToken.created_at)
+        )
+    )
+
+
+def revoke_token(session: Session, org_id: str, token_id: str) -> ScimToken:
+    with session.begin():
+        token = session.get(ScimToken, (org_id, token_id))
+        if token is None:
+            raise NotFoundError(f"No token {token_id!r} in this organization.")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+    return token

@@ -1,0 +1,131 @@
+"""Users: create, read, update and delete, with their search index and memberships."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
+
+from scim_server.db import utcnow
+from scim_server.errors import NotFoundError, UniquenessError
+from scim_server.models import Group, GroupMember, User
+from scim_server.services.common import check_if_match
+from scim_server.services.indexing import drop_index, reindex
+from scim_server.text import exact, fold
+
+Doc = dict[str, Any]
+
+
+def _apply(user: User, doc: Doc) -> None:
+    doc = dict(doc)
+    password = doc.pop("password", None)
+    if password is not None:
+        user.password_hash = generate_password_hash(password)
+    user.user_name = doc["userName"]
+    user.user_name_key = fold(doc["userName"])
+    user.external_id = exact(doc["externalId"]) if doc.get("externalId") else None
+    user.display_name = doc.get("displayName")
+    user.active = doc.get("active", True) is not False
+    user.data = doc
+
+
+def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) -> None:
+    key = fold(doc["userName"])
+    clash = session.scalar(select(User.id).where(User.org_id == org_id, User.user_name_key == key))
+    if clash is not None and clash != user_id:
+        raise UniquenessError(f"userName {doc['userName']!r} is already taken.")
+
+
+def create_user(session: Session, org_id: str, doc: Doc) -> User:
+    """Create a user. A retried create (same userName) gets a uniqueness error, never a twin."""
+    with session.begin():
+        _check_unique(session, org_id, doc, None)
+        now = utcnow()
+        user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
+        _apply(user, doc)
+        session.add(user)
+        try:
+            session.flush()
+        except IntegrityError:
+            # A concurrent create won the race for this userName.
+            raise UniquenessError(f"userName {doc['userName']!r} is already taken.") from None
+        reindex(session, org_id, user.id, user.data)
+    return user
+
+
+def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
+    stmt = select(User).where(User.org_id == org_id, User.id == user_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    user = session.scalar(stmt)
+    if user is None:
+        raise NotFoundError(f"User {user_id!r} not found.")
+    return user
+
+
+def update_user(
+    session: Session,
+    org_id: str,
+    user_id: str,
+    mutate: Callable[[Doc], Doc],
+    if_match: Sequence[str] | None = None,
+) -> User:
+    """Replace or patch: ``mutate`` turns the stored document into the new, validated one."""
+    with session.begin():
+        user = get_user(session, org_id, user_id, for_update=True)
+        check_if_match(user.version, if_match)
+        current = dict(user.data)
+        new = mutate(current)
+        stored = {k: v for k, v in new.items() if k != "password"}
+        if stored == user.data and "password" not in new:
+            return user  # nothing changed: same version, no write
+        if fold(new["userName"]) != user.user_name_key:
+            _check_unique(session, org_id, new, user.id)
+        _apply(user, new)
+        user.version += 1
+        user.updated_at = utcnow()
+        try:
+            session.flush()
+        except IntegrityError:
+            raise UniquenessError(f"userName {new['userName']!r} is already taken.") from None
+        reindex(session, org_id, user.id, user.data)
+    return user
+
+
+def delete_user(
+    session: Session, org_id: str, user_id: str, if_match: Sequence[str] | None = None
+) -> None:
+    """Remove the user, its memberships and its index rows."""
+    with session.begin():
+        user = get_user(session, org_id, user_id, for_update=True)
+        check_if_match(user.version, if_match)
+        session.execute(
+            delete(GroupMember).where(
+                GroupMember.org_id == org_id, GroupMember.member_id == user_id
+            )
+        )
+        drop_index(session, org_id, user_id)
+        session.delete(user)
+
+
+def groups_of(
+    session: Session, org_id: str, user_ids: list[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Direct group memberships, as (group id, display name), for each user."""
+    out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}
+    if not user_ids:
+        return out
+    rows = session.execute(
+        select(GroupMember.member_id, Group.id, Group.display_name)
+        .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
+        .where(GroupMember.org_id == org_id, GroupMember.member_id.in_(user_ids))
+        .order_by(Group.display_name_key)
+    )
+    for member_id, group_id, name in rows:
+        out[member_id].append((group_id, name))
+    return out

@@ -1,0 +1,3 @@
+from scim_server import create_app
+
+app = create_app()
