@@ -39,7 +39,9 @@ def _reset(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
     """A migrated database of each kind, shared by the session."""
     if request.param == "postgresql":
         if not PG_URL:
@@ -132,7 +134,9 @@ class Scim:
         assert resp.status_code == 201, resp.get_json()
         return resp.get_json()
 
-    def create_group(self, name: str, members: list[str] | None = None, **attrs: Any) -> dict[str, Any]:
+    def create_group(
+        self, name: str, members: list[str] | None = None, **attrs: Any
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "displayName": name, **attrs}
         if members:
             body["members"] = [{"value": m} for m in members]

@@ -125,8 +125,8 @@ class _Patcher:
             raise InvalidPathError(f"Unknown attribute '{raw_path}'.")
         urn, attr = found
         if attr.mutability == "readOnly":
-            if attr.name.lower() in ("schemas", "meta"):
-                return
+            # RFC 7644 §3.5.2: an operation on a read-only attribute (id, meta,
+            # groups) is an error, not silently ignored.
             raise MutabilityError(f"Attribute '{attr.name}' is read-only.")
         sub: Attribute | None = None
         sub_name = path.sub or parsed.value_sub

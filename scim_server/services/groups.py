@@ -210,7 +210,8 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> i
     dialect = session.get_bind().dialect.name
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = dialect_insert(GroupMember).on_conflict_do_nothing()
-    result = session.execute(stmt, rows)
+    # Core execution: the ORM bulk path does not report rowcount.
+    result = session.connection().execute(stmt, rows)
     return max(result.rowcount, 0) if len(rows) == 1 else len(rows)
 
 

@@ -1,0 +1,89 @@
+"""Discovery (RFC 7644 §4): what the server says it supports is what it does."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
+from tests.scim.test_users import assert_error
+
+
+def test_service_provider_config_is_truthful(app, client):
+    """ServiceProviderConfig advertises patch, filter with maxResults, sort, etag; no bulk yet."""
+    resp = client.get("/scim/v2/ServiceProviderConfig")
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/scim+json"
+    body = resp.get_json()
+    assert body["schemas"] == ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]
+    assert body["patch"] == {"supported": True}
+    assert body["filter"] == {"supported": True, "maxResults": app.config["MAX_PAGE_SIZE"]}
+    assert body["sort"] == {"supported": True}
+    assert body["etag"] == {"supported": True}
+    assert body["changePassword"] == {"supported": False}
+    assert body["bulk"]["supported"] is False
+    assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+
+
+def test_bulk_is_refused_as_advertised(scim):
+    """Bulk is advertised as unsupported and answers 501 with a SCIM error."""
+    resp = scim.post(
+        "/scim/v2/Bulk",
+        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []},
+    )
+    assert_error(resp, 501)
+
+
+def test_resource_types_list_users_and_groups(client):
+    """ResourceTypes names User (with the enterprise extension) and Group."""
+    body = client.get("/scim/v2/ResourceTypes").get_json()
+    assert body["totalResults"] == 2
+    by_name = {r["name"]: r for r in body["Resources"]}
+    assert by_name["User"]["endpoint"] == "/Users"
+    assert by_name["User"]["schema"] == USER_SCHEMA
+    assert by_name["User"]["schemaExtensions"] == [{"schema": ENTERPRISE, "required": False}]
+    assert by_name["Group"]["schema"] == GROUP_SCHEMA
+    one = client.get("/scim/v2/ResourceTypes/User")
+    assert one.status_code == 200
+    assert one.get_json()["id"] == "User"
+    assert_error(client.get("/scim/v2/ResourceTypes/Widget"), 404)
+
+
+def _attr(schema: dict, name: str) -> dict:
+    return next(a for a in schema["attributes"] if a["name"] == name)
+
+
+def test_user_schema_has_attribute_characteristics(client):
+    """The User schema states mutability, returned, uniqueness and caseExact truthfully."""
+    resp = client.get(f"/scim/v2/Schemas/{USER_SCHEMA}")
+    assert resp.status_code == 200
+    schema = resp.get_json()
+    user_name = _attr(schema, "userName")
+    assert user_name["uniqueness"] == "server"
+    assert user_name["caseExact"] is False
+    assert user_name["required"] is True
+    password = _attr(schema, "password")
+    assert password["returned"] == "never"
+    assert password["mutability"] == "writeOnly"
+    assert _attr(schema, "groups")["mutability"] == "readOnly"
+    assert schema["meta"]["location"].endswith(f"/Schemas/{USER_SCHEMA}")
+
+
+def test_group_schema_requires_unique_display_name(client):
+    """The Group schema says displayName is required and unique, as the server enforces."""
+    schema = client.get(f"/scim/v2/Schemas/{GROUP_SCHEMA}").get_json()
+    display = _attr(schema, "displayName")
+    assert display["required"] is True
+    assert display["uniqueness"] == "server"
+
+
+@pytest.mark.parametrize("urn", [USER_SCHEMA, GROUP_SCHEMA, ENTERPRISE])
+def test_every_schema_is_listed_and_fetchable(client, urn):
+    """/Schemas lists each schema and /Schemas/{id} returns it."""
+    listed = {s["id"] for s in client.get("/scim/v2/Schemas").get_json()["Resources"]}
+    assert urn in listed
+    assert client.get(f"/scim/v2/Schemas/{urn}").get_json()["id"] == urn
+
+
+def test_unknown_schema_is_404(client):
+    """An unknown schema URN is a SCIM 404."""
+    assert_error(client.get("/scim/v2/Schemas/urn:example:nothing"), 404)

@@ -1,0 +1,640 @@
+"""PATCH on Users (RFC 7644 §3.5.2), and the PUT cases IdPs rely on, through HTTP only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import ENTERPRISE, USER_SCHEMA, Scim
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+MISSING = object()
+
+WORK = {"value": "bjensen@work.example", "type": "work", "primary": True}
+HOME = {"value": "babs@home.example", "type": "home"}
+
+
+def new_user(scim: Scim) -> dict[str, Any]:
+    """Barbara Jensen with two emails (work is primary) and enterprise attributes."""
+    return scim.create_user(
+        "bjensen",
+        displayName="Babs Jensen",
+        name={"givenName": "Barbara", "familyName": "Jensen"},
+        emails=[WORK, HOME],
+        **{ENTERPRISE: {"department": "Sales", "manager": {"value": "mgr-1"}}},
+    )
+
+
+def url(user: dict[str, Any]) -> str:
+    return f"/scim/v2/Users/{user['id']}"
+
+
+def read(scim: Scim, user: dict[str, Any]) -> dict[str, Any]:
+    resp = scim.get(url(user))
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def pick(doc: dict[str, Any], key: tuple[str, ...]) -> Any:
+    """The value at ``key`` (a tuple of names, so that URNs need no escaping)."""
+    value: Any = doc
+    for part in key:
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def by_type(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in doc.get("emails", []) if e.get("type") == kind]
+
+
+def assert_error(resp: Any, status: int, scim_type: str | None) -> None:
+    body = resp.get_json()
+    assert resp.status_code == status, body
+    assert body["schemas"] == [ERROR_SCHEMA]
+    assert body["status"] == str(status)
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type, body
+
+
+# -- the operation table ----------------------------------------------------------
+
+NEW_WORK = {"value": "barbara@new.example", "type": "work"}
+
+# (operations, expected values on the re-read user; MISSING means unassigned)
+PATCH_CASES = [
+    pytest.param(
+        [{"op": "add", "path": "name.givenName", "value": "Babs"}],
+        {("name", "givenName"): "Babs", ("name", "familyName"): "Jensen"},
+        id="add-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": "name.givenName", "value": "Babs"}],
+        {("name", "givenName"): "Babs", ("name", "familyName"): "Jensen"},
+        id="replace-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": "name.givenName"}],
+        {("name", "givenName"): MISSING, ("name", "familyName"): "Jensen"},
+        id="remove-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": "name", "value": {"givenName": "Babs"}}],
+        {("name",): {"givenName": "Babs", "familyName": "Jensen"}},
+        id="replace-complex-keeps-unnamed-sub-attributes",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": "NAME.GIVENNAME", "value": "Babs"}],
+        {("name", "givenName"): "Babs"},
+        id="path-is-case-insensitive",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": "displayName", "value": "Barbara J."}],
+        {("displayName",): "Barbara J."},
+        id="replace-simple",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": "displayName"}],
+        {("displayName",): MISSING, ("userName",): "bjensen"},
+        id="remove-simple",
+    ),
+    pytest.param(
+        [{"op": "add", "path": "emails", "value": [{"value": "b@other.example", "type": "other"}]}],
+        {("emails",): [WORK, HOME, {"value": "b@other.example", "type": "other"}]},
+        id="add-to-multi-valued-appends",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": "emails", "value": [NEW_WORK]}],
+        {("emails",): [NEW_WORK]},
+        id="replace-multi-valued-replaces-all",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": "emails"}],
+        {("emails",): MISSING},
+        id="remove-multi-valued",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": 'emails[type eq "work"].value', "value": "b@new.example"}],
+        {("emails",): [{**WORK, "value": "b@new.example"}, HOME]},
+        id="replace-filtered-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "add", "path": 'emails[type eq "other"].value', "value": "b@other.example"}],
+        {("emails",): [WORK, HOME, {"type": "other", "value": "b@other.example"}]},
+        id="add-filtered-sub-attribute-creates-element-entra",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": 'emails[type eq "work"]', "value": NEW_WORK}],
+        {("emails",): [NEW_WORK, HOME]},
+        id="replace-filtered-element",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": 'emails[type eq "work"]'}],
+        {("emails",): [HOME]},
+        id="remove-filtered-element",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": 'emails[type eq "work"].value'}],
+        {("emails",): [{"type": "work", "primary": True}, HOME]},
+        id="remove-filtered-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": 'emails[value eq "BABS@HOME.EXAMPLE"]'}],
+        {("emails",): [WORK]},
+        id="filter-on-case-insensitive-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": f"{ENTERPRISE}:department", "value": "Engineering"}],
+        {(ENTERPRISE, "department"): "Engineering", (ENTERPRISE, "manager", "value"): "mgr-1"},
+        id="replace-extension-attribute",
+    ),
+    pytest.param(
+        [{"op": "add", "path": f"{ENTERPRISE}:costCenter", "value": "4130"}],
+        {(ENTERPRISE, "costCenter"): "4130", (ENTERPRISE, "department"): "Sales"},
+        id="add-extension-attribute",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": f"{ENTERPRISE}:department"}],
+        {(ENTERPRISE, "department"): MISSING, (ENTERPRISE, "manager", "value"): "mgr-1"},
+        id="remove-extension-attribute",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": "mgr-2"}}],
+        {(ENTERPRISE, "manager", "value"): "mgr-2"},
+        id="replace-manager-complex",
+    ),
+    pytest.param(
+        [{"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-3"}],
+        {(ENTERPRISE, "manager", "value"): "mgr-3"},
+        id="replace-manager-bare-id-entra",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": f"{ENTERPRISE}:manager.value", "value": "mgr-4"}],
+        {(ENTERPRISE, "manager", "value"): "mgr-4"},
+        id="replace-manager-value-sub-attribute",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": f"{ENTERPRISE}:manager"}],
+        {(ENTERPRISE, "manager"): MISSING, (ENTERPRISE, "department"): "Sales"},
+        id="remove-manager",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": ENTERPRISE}],
+        {(ENTERPRISE,): MISSING, ("userName",): "bjensen"},
+        id="remove-whole-extension",
+    ),
+    pytest.param(
+        [{"op": "replace", "value": {"displayName": "B.", "nickName": "Babs"}}],
+        {("displayName",): "B.", ("nickName",): "Babs", ("name", "givenName"): "Barbara"},
+        id="no-path-replace",
+    ),
+    pytest.param(
+        [{"op": "add", "value": {"title": "Tour Guide", "name": {"middleName": "Jane"}}}],
+        {
+            ("title",): "Tour Guide",
+            ("name",): {"givenName": "Barbara", "familyName": "Jensen", "middleName": "Jane"},
+        },
+        id="no-path-add-merges-complex",
+    ),
+    pytest.param(
+        [{"op": "Add", "value": {"name.givenName": "Babs", "name.familyName": "J"}}],
+        {("name",): {"givenName": "Babs", "familyName": "J"}},
+        id="no-path-dotted-keys-entra",
+    ),
+    pytest.param(
+        [
+            {
+                "op": "Replace",
+                "value": {
+                    f"{ENTERPRISE}:department": "Engineering",
+                    f"{ENTERPRISE}:manager": "mgr-5",
+                    f"{USER_SCHEMA}:displayName": "B. Jensen",
+                },
+            }
+        ],
+        {
+            (ENTERPRISE, "department"): "Engineering",
+            (ENTERPRISE, "manager", "value"): "mgr-5",
+            ("displayName",): "B. Jensen",
+        },
+        id="no-path-urn-qualified-keys-entra",
+    ),
+    pytest.param(
+        [{"op": "replace", "value": {ENTERPRISE: {"department": "Engineering"}}}],
+        {(ENTERPRISE, "department"): "Engineering", (ENTERPRISE, "manager", "value"): "mgr-1"},
+        id="no-path-extension-object",
+    ),
+    pytest.param(
+        [{"op": "REPLACE", "path": "displayName", "value": "Up"}],
+        {("displayName",): "Up"},
+        id="op-name-upper-case",
+    ),
+    pytest.param(
+        [
+            {"op": "replace", "path": "displayName", "value": "First"},
+            {"op": "replace", "path": "displayName", "value": "Second"},
+            {"op": "remove", "path": "nickName"},
+        ],
+        {("displayName",): "Second"},
+        id="operations-apply-in-order",
+    ),
+    pytest.param(
+        [{"op": "add", "path": "emails", "value": [{"value": "new@x.example", "primary": True}]}],
+        {
+            ("emails",): [
+                {**WORK, "primary": False},
+                HOME,
+                {"value": "new@x.example", "primary": True},
+            ]
+        },
+        id="add-primary-clears-other-primary",
+    ),
+    pytest.param(
+        [{"op": "replace", "path": 'emails[type eq "home"].primary', "value": True}],
+        {("emails",): [{**WORK, "primary": False}, {**HOME, "primary": True}]},
+        id="set-primary-through-filter-clears-other-primary",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ops", "expected"), PATCH_CASES)
+def test_patch_user(scim: Scim, ops: list[dict[str, Any]], expected: dict[Any, Any]) -> None:
+    """Each operation gives 200 with the full resource, and the re-read user shows its effect."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), *ops)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    after = read(scim, user)
+    assert body == after
+    assert resp.headers["ETag"] == after["meta"]["version"]
+    for key, value in expected.items():
+        assert pick(after, key) == value, key
+    assert after["id"] == user["id"]
+    assert after["meta"]["version"] != user["meta"]["version"]
+
+
+def test_patch_manager_renders_reference(scim: Scim) -> None:
+    """A manager set by bare id (Entra) is returned with value and a $ref to the user."""
+    user = new_user(scim)
+    resp = scim.patch_ops(
+        url(user), {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-9"}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    manager = read(scim, user)[ENTERPRISE]["manager"]
+    assert manager["value"] == "mgr-9"
+    assert manager["$ref"].endswith("/scim/v2/Users/mgr-9")
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "replace", "path": "active", "value": False}, id="path"),
+        pytest.param({"op": "replace", "value": {"active": False}}, id="no-path"),
+        pytest.param({"op": "Replace", "path": "active", "value": "False"}, id="path-string-entra"),
+        pytest.param({"op": "Replace", "value": {"active": "False"}}, id="no-path-string-entra"),
+        pytest.param({"op": "add", "path": "active", "value": False}, id="add"),
+    ],
+)
+def test_deactivate_user(scim: Scim, op: dict[str, Any]) -> None:
+    """Every spelling of "active is false" deactivates the user, as the re-read shows."""
+    user = new_user(scim)
+    assert user["active"] is True
+    resp = scim.patch_ops(url(user), op)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["active"] is False
+    assert read(scim, user)["active"] is False
+
+
+def test_reactivate_user_with_string_true(scim: Scim) -> None:
+    """Entra's "True" string reactivates a deactivated user."""
+    user = new_user(scim)
+    scim.patch_ops(url(user), {"op": "replace", "path": "active", "value": False})
+    resp = scim.patch_ops(url(user), {"op": "Replace", "path": "active", "value": "True"})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["active"] is True
+
+
+def test_primary_stays_unique_across_patches(scim: Scim) -> None:
+    """After a primary email is added, exactly one email is primary and it is the new one."""
+    user = new_user(scim)
+    new = {"value": "b@primary.example", "type": "other", "primary": True}
+    resp = scim.patch_ops(url(user), {"op": "add", "path": "emails", "value": [new]})
+    assert resp.status_code == 200, resp.get_json()
+    primaries = [e for e in read(scim, user)["emails"] if e.get("primary") is True]
+    assert primaries == [new]
+
+
+# -- atomicity: a failing operation changes nothing ---------------------------------
+
+FIRST = {"op": "replace", "path": "displayName", "value": "Changed by op 1"}
+
+FAILING = [
+    pytest.param(
+        {"op": "replace", "path": "noSuchAttribute", "value": "x"},
+        400,
+        "invalidPath",
+        id="unknown-attribute",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "name.noSuchSub", "value": "x"},
+        400,
+        "invalidPath",
+        id="unknown-sub-attribute",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "urn:example:nope:attr", "value": "x"},
+        400,
+        "invalidPath",
+        id="unknown-schema",
+    ),
+    pytest.param({"op": "remove"}, 400, "noTarget", id="remove-without-path"),
+    pytest.param(
+        {"op": "replace", "path": "id", "value": "other-id"}, 400, "mutability", id="replace-id"
+    ),
+    pytest.param(
+        {"op": "replace", "path": "meta", "value": {"version": 'W/"99"'}},
+        400,
+        "mutability",
+        id="replace-meta",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "meta.lastModified", "value": "2020-01-01T00:00:00Z"},
+        400,
+        "mutability",
+        id="replace-meta-sub",
+    ),
+    pytest.param(
+        {"op": "replace", "value": {"id": "other-id"}}, 400, "mutability", id="no-path-other-id"
+    ),
+    pytest.param(
+        {"op": "add", "path": "groups", "value": [{"value": "g1"}]},
+        400,
+        "mutability",
+        id="add-groups",
+    ),
+    pytest.param(
+        {"op": "replace", "value": {"groups": [{"value": "g1"}]}},
+        400,
+        "mutability",
+        id="no-path-groups",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "active", "value": "maybe"}, 400, "invalidValue", id="bad-boolean"
+    ),
+    pytest.param(
+        {"op": "replace", "path": "name.givenName", "value": 5},
+        400,
+        "invalidValue",
+        id="number-for-string",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "name", "value": "Babs"},
+        400,
+        "invalidValue",
+        id="string-for-complex",
+    ),
+    pytest.param(
+        {
+            "op": "add",
+            "path": "emails",
+            "value": [
+                {"value": "a@x.example", "primary": True},
+                {"value": "b@x.example", "primary": True},
+            ],
+        },
+        400,
+        "invalidValue",
+        id="two-primaries",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "displayName"}, 400, "invalidValue", id="replace-without-value"
+    ),
+    pytest.param(
+        {"op": "replace", "value": "not an object"}, 400, "invalidValue", id="no-path-scalar-value"
+    ),
+    pytest.param(
+        {"op": "replace", "path": 'emails[type eq "work"', "value": "x"},
+        400,
+        "invalidPath",
+        id="unclosed-filter",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "emails[type]", "value": "x"},
+        400,
+        "invalidPath",
+        id="filter-without-operator",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "name..givenName", "value": "x"},
+        400,
+        "invalidPath",
+        id="double-dot",
+    ),
+    pytest.param({"op": "replace", "path": "", "value": "x"}, 400, "invalidPath", id="empty-path"),
+    pytest.param(
+        {"op": "replace", "path": 'displayName[value eq "x"]', "value": "x"},
+        400,
+        "invalidPath",
+        id="filter-on-single-valued",
+    ),
+    pytest.param(
+        {"op": "remove", "path": "userName"}, 400, "invalidValue", id="remove-required-userName"
+    ),
+    pytest.param(
+        {"op": "replace", "path": "userName", "value": ""}, 400, "invalidValue", id="empty-userName"
+    ),
+    pytest.param({"op": "move", "path": "displayName"}, 400, "invalidSyntax", id="unknown-op"),
+]
+
+
+@pytest.mark.parametrize(("bad", "status", "scim_type"), FAILING)
+def test_failing_operation_changes_nothing(
+    scim: Scim, bad: dict[str, Any], status: int, scim_type: str
+) -> None:
+    """A PATCH whose 2nd operation fails gets a SCIM error and leaves the user as it was."""
+    user = new_user(scim)
+    before = read(scim, user)
+    resp = scim.patch_ops(url(user), FIRST, bad)
+    assert_error(resp, status, scim_type)
+    after = read(scim, user)
+    assert after == before
+    assert after["meta"]["version"] == user["meta"]["version"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"Operations": [FIRST]}, id="no-schemas"),
+        pytest.param({"schemas": [USER_SCHEMA], "Operations": [FIRST]}, id="wrong-schema"),
+        pytest.param(
+            {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}, id="no-operations"
+        ),
+        pytest.param(
+            {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": []},
+            id="empty-operations",
+        ),
+        pytest.param(
+            {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [FIRST, "x"],
+            },
+            id="operation-not-object",
+        ),
+        pytest.param([FIRST], id="not-an-object"),
+    ],
+)
+def test_malformed_patch_request(scim: Scim, body: Any) -> None:
+    """A malformed PatchOp envelope is 400 invalidSyntax and changes nothing."""
+    user = new_user(scim)
+    before = read(scim, user)
+    assert_error(scim.patch(url(user), body), 400, "invalidSyntax")
+    assert read(scim, user) == before
+
+
+def test_patch_unknown_user(scim: Scim) -> None:
+    """PATCH of an id that does not exist is 404."""
+    assert_error(scim.patch_ops("/scim/v2/Users/no-such-id", FIRST), 404, None)
+
+
+def test_patch_without_change_keeps_version(scim: Scim) -> None:
+    """A PATCH that sets values the user already has keeps meta.version and the ETag."""
+    user = new_user(scim)
+    resp = scim.patch_ops(
+        url(user),
+        {"op": "replace", "path": "displayName", "value": "Babs Jensen"},
+        {"op": "add", "path": "emails", "value": [HOME]},
+        {"op": "remove", "path": "nickName"},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == user["meta"]["version"]
+    assert read(scim, user) == user
+
+
+def test_patch_response_is_full_resource(scim: Scim) -> None:
+    """PATCH answers 200 with the whole user, as a GET would return it, and its new ETag."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), FIRST)
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/scim+json"
+    body = resp.get_json()
+    assert body == read(scim, user)
+    assert body["displayName"] == FIRST["value"]
+    assert body["emails"] == [WORK, HOME]
+    assert body[ENTERPRISE]["department"] == "Sales"
+    assert body["meta"]["version"] == resp.headers["ETag"] != user["meta"]["version"]
+    assert body["meta"]["created"] == user["meta"]["created"]
+
+
+def test_patch_attributes_shapes_response(scim: Scim) -> None:
+    """PATCH with ?attributes= returns only those attributes (and the always-returned ones)."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user) + "?attributes=displayName", FIRST)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == {"schemas", "id", "displayName"}
+    assert body["displayName"] == FIRST["value"]
+    assert read(scim, user)["emails"] == [WORK, HOME]
+
+
+def test_patch_excluded_attributes_shapes_response(scim: Scim) -> None:
+    """PATCH with ?excludedAttributes= leaves those attributes out of the response only."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user) + "?excludedAttributes=emails," + ENTERPRISE, FIRST)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert "emails" not in body
+    assert ENTERPRISE not in body
+    assert body["displayName"] == FIRST["value"]
+    after = read(scim, user)
+    assert after["emails"] == [WORK, HOME]
+    assert after[ENTERPRISE]["department"] == "Sales"
+
+
+# -- preconditions ------------------------------------------------------------------------
+
+
+def test_patch_with_stale_etag_fails(scim: Scim) -> None:
+    """If-Match with an old ETag is 412 and the user is unchanged."""
+    user = new_user(scim)
+    stale = user["meta"]["version"]
+    assert scim.patch_ops(url(user), FIRST).status_code == 200
+    before = read(scim, user)
+    second = {"op": "replace", "path": "displayName", "value": "Second"}
+    resp = scim.patch_ops(url(user), second, headers={"If-Match": stale})
+    assert_error(resp, 412, None)
+    assert read(scim, user) == before
+
+
+def test_patch_with_current_etag_succeeds(scim: Scim) -> None:
+    """If-Match with the current ETag is 200 and returns a new ETag."""
+    user = new_user(scim)
+    current = scim.get(url(user)).headers["ETag"]
+    assert current == user["meta"]["version"]
+    resp = scim.patch_ops(url(user), FIRST, headers={"If-Match": current})
+    assert resp.status_code == 200, resp.get_json()
+    new_tag = resp.headers["ETag"]
+    assert new_tag != current
+    after = read(scim, user)
+    assert after["meta"]["version"] == new_tag
+    assert after["displayName"] == FIRST["value"]
+
+
+def test_put_with_stale_etag_fails(scim: Scim) -> None:
+    """PUT with a stale If-Match is 412 and the user is unchanged."""
+    user = new_user(scim)
+    stale = user["meta"]["version"]
+    scim.patch_ops(url(user), FIRST)
+    before = read(scim, user)
+    body = {"schemas": [USER_SCHEMA], "userName": "bjensen", "displayName": "PUT"}
+    assert_error(scim.put(url(user), body, headers={"If-Match": stale}), 412, None)
+    assert read(scim, user) == before
+
+
+# -- PUT ------------------------------------------------------------------------------------
+
+
+def test_put_with_id_and_meta_in_body(scim: Scim) -> None:
+    """PUT of the resource as read, id and meta included (Okta), replaces it: 200."""
+    user = new_user(scim)
+    body = read(scim, user)
+    body["displayName"] = "Replaced"
+    body["emails"] = [HOME]
+    resp = scim.put(url(user), body)
+    assert resp.status_code == 200, resp.get_json()
+    after = read(scim, user)
+    assert resp.get_json() == after
+    assert after["displayName"] == "Replaced"
+    assert after["emails"] == [HOME]
+    assert after["id"] == user["id"]
+    assert after["meta"]["created"] == user["meta"]["created"]
+    assert after["meta"]["version"] != user["meta"]["version"]
+
+
+def test_put_omitting_attributes_clears_them(scim: Scim) -> None:
+    """PUT replaces the whole user: attributes left out are unassigned afterwards."""
+    user = new_user(scim)
+    resp = scim.put(url(user), {"schemas": [USER_SCHEMA], "userName": "bjensen"})
+    assert resp.status_code == 200, resp.get_json()
+    after = read(scim, user)
+    for key in ("displayName", "name", "emails", ENTERPRISE):
+        assert key not in after
+
+
+def test_put_unchanged_keeps_version(scim: Scim) -> None:
+    """PUT of the resource exactly as read keeps meta.version."""
+    user = new_user(scim)
+    before = read(scim, user)
+    resp = scim.put(url(user), before)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == before["meta"]["version"]
+    assert read(scim, user) == before
+
+
+def test_put_unchanged_minimal_user_keeps_version(scim: Scim) -> None:
+    """PUT of a user created with userName only, sent back as read, keeps meta.version."""
+    user = scim.create_user("minimal")
+    resp = scim.put(url(user), read(scim, user))
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["meta"]["version"] == user["meta"]["version"]

@@ -1,0 +1,255 @@
+"""Users: create, read, replace, delete, uniqueness, versions (RFC 7644 §3.3-§3.6, §3.14)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from scim_server.models import AttributeValue, User
+from tests.conftest import ENTERPRISE, USER_SCHEMA
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+# RFC 7643 §8.2: the full user representation, trimmed of read-only parts.
+RFC_7643_8_2_FULL_USER = {
+    "schemas": [USER_SCHEMA, ENTERPRISE],
+    "externalId": "701984",
+    "userName": "bjensen@example.com",
+    "name": {
+        "formatted": "Ms. Barbara J Jensen, III",
+        "familyName": "Jensen",
+        "givenName": "Barbara",
+        "middleName": "Jane",
+        "honorificPrefix": "Ms.",
+        "honorificSuffix": "III",
+    },
+    "displayName": "Babs Jensen",
+    "nickName": "Babs",
+    "profileUrl": "https://login.example.com/bjensen",
+    "emails": [
+        {"value": "bjensen@example.com", "type": "work", "primary": True},
+        {"value": "babs@jensen.org", "type": "home"},
+    ],
+    "addresses": [
+        {
+            "type": "work",
+            "streetAddress": "100 Universal City Plaza",
+            "locality": "Hollywood",
+            "region": "CA",
+            "postalCode": "91608",
+            "country": "USA",
+            "formatted": "100 Universal City Plaza\nHollywood, CA 91608 USA",
+            "primary": True,
+        }
+    ],
+    "phoneNumbers": [{"value": "555-555-5555", "type": "work"}],
+    "userType": "Employee",
+    "title": "Tour Guide",
+    "preferredLanguage": "en-US",
+    "locale": "en-US",
+    "timezone": "America/Los_Angeles",
+    "active": True,
+    "password": "t1meMa$heen",
+    ENTERPRISE: {
+        "employeeNumber": "701984",
+        "costCenter": "4130",
+        "organization": "Universal Studios",
+        "division": "Theme Park",
+        "department": "Tour Operations",
+        "manager": {"value": "26118915-6090-4610-87e4-49d8ca9f808d"},
+    },
+}
+
+
+def assert_error(resp, status: int, scim_type: str | None = None) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/scim+json"
+    body = resp.get_json()
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body["detail"]
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type
+    return body
+
+
+def test_create_full_user_returns_201_with_server_attributes(scim):
+    """POST of the RFC 7643 §8.2 user answers 201 with id, meta, Location and ETag, no password."""
+    resp = scim.post("/scim/v2/Users", RFC_7643_8_2_FULL_USER)
+    assert resp.status_code == 201
+    body = resp.get_json()
+    assert body["id"]
+    assert "password" not in body
+    assert body["userName"] == "bjensen@example.com"
+    assert body["name"]["givenName"] == "Barbara"
+    assert body[ENTERPRISE]["manager"]["value"] == "26118915-6090-4610-87e4-49d8ca9f808d"
+    assert body["schemas"] == [USER_SCHEMA, ENTERPRISE]
+    meta = body["meta"]
+    assert meta["resourceType"] == "User"
+    assert meta["location"].endswith(f"/scim/v2/Users/{body['id']}")
+    assert resp.headers["Location"] == meta["location"]
+    assert resp.headers["ETag"] == meta["version"] == 'W/"1"'
+    assert meta["created"] == meta["lastModified"]
+
+
+def test_password_is_stored_hashed_and_never_returned(scim, session):
+    """The password is kept only as a hash and absent from every response."""
+    created = scim.post("/scim/v2/Users", RFC_7643_8_2_FULL_USER).get_json()
+    got = scim.get(f"/scim/v2/Users/{created['id']}?attributes=password").get_json()
+    assert "password" not in got
+    listed = scim.get("/scim/v2/Users").get_json()["Resources"][0]
+    assert "password" not in listed
+    user = session.scalar(select(User).where(User.id == created["id"]))
+    assert user.password_hash and "t1meMa$heen" not in user.password_hash
+    assert "password" not in user.data
+
+
+def test_get_round_trips_what_was_created(scim):
+    """GET returns the attributes given at creation."""
+    created = scim.post("/scim/v2/Users", RFC_7643_8_2_FULL_USER).get_json()
+    resp = scim.get(f"/scim/v2/Users/{created['id']}")
+    assert resp.status_code == 200
+    assert resp.get_json() == created
+
+
+def test_read_only_attributes_in_a_create_are_ignored(scim):
+    """RFC 7643 §2.2: id, meta and groups sent by a client are ignored, not errors."""
+    body = {
+        "schemas": [USER_SCHEMA],
+        "userName": "okta@example.com",
+        "id": "client-chosen",
+        "groups": [],
+        "meta": {"resourceType": "User"},
+    }
+    resp = scim.post("/scim/v2/Users", body)
+    assert resp.status_code == 201
+    assert resp.get_json()["id"] != "client-chosen"
+    assert "groups" not in resp.get_json()
+
+
+def test_username_is_unique_case_insensitively(scim):
+    """A second user whose userName differs only in case gets 409 uniqueness."""
+    scim.create_user("Alice@Example.com")
+    resp = scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "alice@EXAMPLE.com"})
+    assert_error(resp, 409, "uniqueness")
+    assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+
+
+def test_username_uniqueness_ignores_unicode_normalisation(scim):
+    """A composed and a decomposed 'é' are the same userName."""
+    scim.create_user("ren\u00e9@example.com")
+    resp = scim.post(
+        "/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "rene\u0301@example.com"}
+    )
+    assert_error(resp, 409, "uniqueness")
+
+
+def test_same_username_in_two_organizations_is_allowed(scim, other_scim):
+    """Uniqueness is per organization."""
+    scim.create_user("same@example.com")
+    other_scim.create_user("same@example.com")
+
+
+def test_other_organization_gets_404_for_a_user_id(scim, other_scim):
+    """A user id of another organization is a 404 for read, replace, patch and delete."""
+    user = scim.create_user("private@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    assert_error(other_scim.get(url), 404)
+    assert_error(other_scim.put(url, {"schemas": [USER_SCHEMA], "userName": "x"}), 404)
+    assert_error(
+        other_scim.patch_ops(url, {"op": "replace", "path": "active", "value": False}), 404
+    )
+    assert_error(other_scim.delete(url), 404)
+    assert scim.get(url).get_json()["active"] is True
+
+
+def test_unknown_id_is_404(scim):
+    """GET of an id that does not exist is a SCIM 404."""
+    assert_error(scim.get("/scim/v2/Users/does-not-exist"), 404)
+
+
+def test_put_replaces_the_resource(scim):
+    """PUT replaces all attributes: those not sent are cleared (RFC 7644 §3.5.1)."""
+    user = scim.create_user("put@example.com", title="Engineer", nickName="P")
+    resp = scim.put(
+        f"/scim/v2/Users/{user['id']}",
+        {"schemas": [USER_SCHEMA], "userName": "put@example.com", "title": "Manager"},
+    )
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["title"] == "Manager"
+    assert "nickName" not in body
+    assert body["meta"]["version"] == 'W/"2"'
+    assert body["meta"]["created"] == user["meta"]["created"]
+    assert resp.headers["ETag"] == 'W/"2"'
+
+
+def test_put_to_a_taken_username_is_409(scim):
+    """Renaming onto another user's userName is a uniqueness conflict that changes nothing."""
+    scim.create_user("one@example.com")
+    two = scim.create_user("two@example.com")
+    resp = scim.put(
+        f"/scim/v2/Users/{two['id']}", {"schemas": [USER_SCHEMA], "userName": "ONE@example.com"}
+    )
+    assert_error(resp, 409, "uniqueness")
+    assert scim.get(f"/scim/v2/Users/{two['id']}").get_json()["userName"] == "two@example.com"
+
+
+def test_delete_removes_user_and_its_index_rows(scim, session):
+    """DELETE answers 204; the user is gone, GET is 404, and its search rows are removed."""
+    user = scim.create_user(
+        "gone@example.com", emails=[{"value": "gone@example.com", "type": "work"}]
+    )
+    resp = scim.delete(f"/scim/v2/Users/{user['id']}")
+    assert resp.status_code == 204
+    assert resp.get_data() == b""
+    assert_error(scim.get(f"/scim/v2/Users/{user['id']}"), 404)
+    assert_error(scim.delete(f"/scim/v2/Users/{user['id']}"), 404)
+    rows = session.scalars(select(AttributeValue).where(AttributeValue.resource_id == user["id"]))
+    assert list(rows) == []
+
+
+def test_if_match_stale_version_is_412_and_changes_nothing(scim):
+    """RFC 7644 §3.14: If-Match with an old version gives 412; the current one succeeds."""
+    user = scim.create_user("etag@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    body = {"schemas": [USER_SCHEMA], "userName": "etag@example.com", "title": "A"}
+    assert scim.put(url, body, headers={"If-Match": 'W/"1"'}).status_code == 200
+    stale = scim.put(url, {**body, "title": "B"}, headers={"If-Match": 'W/"1"'})
+    assert_error(stale, 412)
+    assert scim.get(url).get_json()["title"] == "A"
+    assert_error(scim.delete(url, headers={"If-Match": 'W/"1"'}), 412)
+    assert scim.delete(url, headers={"If-Match": 'W/"2"'}).status_code == 204
+
+
+def test_if_none_match_current_version_is_304(scim):
+    """A GET with If-None-Match of the current version answers 304 Not Modified."""
+    user = scim.create_user("cache@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = scim.get(url, headers={"If-None-Match": 'W/"1"'})
+    assert resp.status_code == 304
+    assert resp.headers["ETag"] == 'W/"1"'
+    assert scim.get(url, headers={"If-None-Match": 'W/"9"'}).status_code == 200
+
+
+def test_attributes_parameter_on_create_shapes_the_response(scim):
+    """attributes= on POST returns only what was asked for, plus id and schemas."""
+    resp = scim.post(
+        "/scim/v2/Users?attributes=userName",
+        {"schemas": [USER_SCHEMA], "userName": "shape@example.com", "title": "T"},
+    )
+    assert resp.status_code == 201
+    assert set(resp.get_json()) == {"schemas", "id", "userName"}
+
+
+def test_enterprise_extension_round_trip(scim):
+    """The enterprise extension is stored, returned and listed in schemas."""
+    user = scim.create_user(
+        "ent@example.com",
+        schemas=[USER_SCHEMA, ENTERPRISE],
+        **{ENTERPRISE: {"department": "R&D", "manager": {"value": "m-1"}}},
+    )
+    got = scim.get(f"/scim/v2/Users/{user['id']}").get_json()
+    assert ENTERPRISE in got["schemas"]
+    assert got[ENTERPRISE]["department"] == "R&D"
+    assert got[ENTERPRISE]["manager"]["value"] == "m-1"
+    assert got[ENTERPRISE]["manager"]["$ref"].endswith("/Users/m-1")

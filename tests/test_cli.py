@@ -1,0 +1,92 @@
+"""The scim-server command line (DESIGN.md §4), on a fresh SQLite file each test."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from scim_server import create_app
+from scim_server.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return run
+
+
+def test_db_upgrade_creates_and_is_idempotent(cli):
+    """db upgrade can be run repeatedly and reports the revision."""
+    first = cli("db", "upgrade")
+    assert first.exit_code == 0
+    assert "0001" in first.output
+    again = cli("db", "upgrade")
+    assert again.exit_code == 0
+
+
+def test_org_and_token_create_give_a_working_token(cli):
+    """org create prints an id; token create prints a token that authenticates SCIM requests."""
+    org = cli("org", "create", "acme")
+    assert org.exit_code == 0
+    org_id = org.output.strip()
+    assert len(org_id) == 36
+    token = cli("token", "create", "--org", "acme", "--name", "entra")
+    assert token.exit_code == 0
+    secret = token.output.strip()
+    assert secret.startswith("scim_")
+    by_id = cli("token", "create", "--org", org_id)
+    assert by_id.exit_code == 0
+    client = create_app().test_client()
+    resp = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
+    assert resp.status_code == 200
+    assert resp.get_json()["totalResults"] == 0
+
+
+def test_token_list_and_revoke(cli):
+    """token list shows names, never secrets; token revoke makes the token fail with 401."""
+    cli("org", "create", "acme")
+    secret = cli("token", "create", "--org", "acme", "--name", "okta").output.strip()
+    listed = cli("token", "list", "--org", "acme")
+    assert "okta" in listed.output and secret not in listed.output
+    token_id = listed.output.split("\t")[0]
+    assert cli("token", "revoke", "--org", "acme", token_id).exit_code == 0
+    assert "revoked" in cli("token", "list", "--org", "acme").output
+    client = create_app().test_client()
+    resp = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
+    assert resp.status_code == 401
+
+
+def test_errors_are_clear_and_exit_nonzero(cli):
+    """Duplicate organizations and unknown organizations are reported without a traceback."""
+    cli("org", "create", "acme")
+    dup = cli("org", "create", "acme")
+    assert dup.exit_code == 1
+    assert "already exists" in dup.output
+    unknown = cli("token", "create", "--org", "nope")
+    assert unknown.exit_code == 1
+    assert "No organization" in unknown.output
+
+
+def test_secret_key_required_outside_development(cli, monkeypatch):
+    """SCIM_ENV=production without SCIM_SECRET_KEY is a clear error."""
+    monkeypatch.setenv("SCIM_ENV", "production")
+    monkeypatch.delenv("SCIM_SECRET_KEY", raising=False)
+    result = cli("db", "upgrade")
+    assert result.exit_code == 1
+    assert "SCIM_SECRET_KEY is required" in result.output
+
+
+def test_serve_keeps_existing_data(cli, monkeypatch):
+    """Serving migrates first and never loses data already there."""
+    cli("org", "create", "acme")
+    started = {}
+    monkeypatch.setattr("flask.Flask.run", lambda self, **kw: started.update(kw))
+    result = cli("serve", "--port", "8123")
+    assert result.exit_code == 0, result.output
+    assert started["port"] == 8123
+    assert "acme" in cli("org", "list").output
