@@ -23,9 +23,9 @@ def service_provider_config(base: str, cfg: dict[str, Any]) -> Doc:
         "documentationUri": "https://github.com/scim-server/scim-server#readme",
         "patch": {"supported": True},
         "bulk": {
-            "supported": False,
-            "maxOperations": 0,
-            "maxPayloadSize": 0,
+            "supported": True,
+            "maxOperations": cfg["BULK_MAX_OPERATIONS"],
+            "maxPayloadSize": cfg["BULK_MAX_PAYLOAD_BYTES"],
         },
         "filter": {"supported": True, "maxResults": cfg["MAX_PAGE_SIZE"]},
         "changePassword": {"supported": False},

@@ -113,14 +113,19 @@ def compare_text(col: Any, op: str, value: str) -> ColumnElement[bool]:
 def compare_plain(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op in ("co", "sw", "ew"):
         raise InvalidFilterError(f"Operator '{op}' needs a string attribute.")
-    return {
-        "eq": col == value,
-        "ne": col != value,
-        "gt": col > value,
-        "ge": col >= value,
-        "lt": col < value,
-        "le": col <= value,
-    }[op]
+    # Build only the comparison asked for: SQLAlchemy refuses `col > True`, so
+    # evaluating every operator eagerly broke `active eq false` with a 500.
+    if op == "eq":
+        return col == value
+    if op == "ne":
+        return col != value
+    if op == "gt":
+        return col > value
+    if op == "ge":
+        return col >= value
+    if op == "lt":
+        return col < value
+    return col <= value
 
 
 class FilterCompiler:

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, g, request
 from scim_server.db import db
 from scim_server.scim import discovery
 from scim_server.scim.body import json_body
+from scim_server.scim.bulk import parse_bulk_request, run_bulk
 from scim_server.scim.errors import (
     SCIM_CONTENT_TYPE,
     NotFoundError,
@@ -376,7 +377,13 @@ def search_all() -> Response:
 
 @bp.post("/Bulk")
 def bulk() -> Response:
-    raise ScimError("Bulk operations are not supported by this server yet.", status=501)
+    cfg = current_app.config
+    if request.content_length and request.content_length > cfg["BULK_MAX_PAYLOAD_BYTES"]:
+        raise ScimError(
+            f"The bulk request is larger than {cfg['BULK_MAX_PAYLOAD_BYTES']} bytes.", status=413
+        )
+    ops, fail_on_errors = parse_bulk_request(json_body(), cfg["BULK_MAX_OPERATIONS"])
+    return scim_response(run_bulk(ops, fail_on_errors))
 
 
 # -- discovery (RFC 7644 §4) ------------------------------------------------------------

@@ -9,7 +9,7 @@ from tests.scim.test_users import assert_error
 
 
 def test_service_provider_config_is_truthful(app, client):
-    """ServiceProviderConfig advertises patch, filter with maxResults, sort, etag; no bulk yet."""
+    """ServiceProviderConfig advertises patch, filter with maxResults, sort and etag."""
     resp = client.get("/scim/v2/ServiceProviderConfig")
     assert resp.status_code == 200
     assert resp.mimetype == "application/scim+json"
@@ -20,17 +20,17 @@ def test_service_provider_config_is_truthful(app, client):
     assert body["sort"] == {"supported": True}
     assert body["etag"] == {"supported": True}
     assert body["changePassword"] == {"supported": False}
-    assert body["bulk"]["supported"] is False
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
 
 
-def test_bulk_is_refused_as_advertised(scim):
-    """Bulk is advertised as unsupported and answers 501 with a SCIM error."""
-    resp = scim.post(
-        "/scim/v2/Bulk",
-        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []},
-    )
-    assert_error(resp, 501)
+def test_bulk_limits_are_advertised(app, client):
+    """Bulk is supported with the configured maxOperations and maxPayloadSize."""
+    bulk = client.get("/scim/v2/ServiceProviderConfig").get_json()["bulk"]
+    assert bulk == {
+        "supported": True,
+        "maxOperations": app.config["BULK_MAX_OPERATIONS"],
+        "maxPayloadSize": app.config["BULK_MAX_PAYLOAD_BYTES"],
+    }
 
 
 def test_resource_types_list_users_and_groups(client):

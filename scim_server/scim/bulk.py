@@ -1,0 +1,195 @@
+"""Bulk (RFC 7644 §3.7): many operations in one request, each its own transaction.
+
+Each operation is dispatched through the same views as a single request (same
+validation, same services, same errors), inside the bulk request's context.
+``bulkId`` references (``"bulkId:qwerty"``) in later operations are replaced by
+the ids of resources created earlier in the request; operations whose
+references cannot be resolved (unknown or circular) fail with 409 instead of
+waiting forever.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, request
+from werkzeug.test import EnvironBuilder
+
+from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, ScimError, error_body
+from scim_server.scim.schema import BULK_REQUEST, BULK_RESPONSE
+
+BULK_REF = re.compile(r"bulkId:([A-Za-z0-9._~-]{1,100})")
+METHODS = ("POST", "PUT", "PATCH", "DELETE")
+PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?$")
+
+
+@dataclass
+class Operation:
+    index: int
+    method: str
+    path: str
+    bulk_id: str | None
+    version: str | None
+    data: Any
+    refs: set[str] = field(default_factory=set)
+
+
+def parse_bulk_request(body: Any, max_operations: int) -> tuple[list[Operation], int | None]:
+    """Validate the BulkRequest envelope; return its operations and failOnErrors."""
+    if not isinstance(body, dict):
+        raise InvalidSyntaxError("The request body must be a JSON object.")
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or BULK_REQUEST not in schemas:
+        raise InvalidSyntaxError(f"'schemas' must contain {BULK_REQUEST}.")
+    raw_ops = body.get("Operations")
+    if not isinstance(raw_ops, list):
+        raise InvalidSyntaxError("'Operations' must be an array.")
+    if len(raw_ops) > max_operations:
+        # RFC 7644 §3.7.4: too many operations is a 413.
+        raise ScimError(
+            f"The request has {len(raw_ops)} operations; the maximum is {max_operations}.",
+            status=413,
+        )
+    fail_on_errors = body.get("failOnErrors")
+    if fail_on_errors is not None and (
+        isinstance(fail_on_errors, bool)
+        or not isinstance(fail_on_errors, int)
+        or fail_on_errors < 1
+    ):
+        raise InvalidValueError("'failOnErrors' must be a positive integer.")
+    ops: list[Operation] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_ops):
+        if not isinstance(raw, dict):
+            raise InvalidSyntaxError(f"Operation {index} must be a JSON object.")
+        method = raw.get("method")
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise InvalidSyntaxError(f"Operation {index}: 'method' must be one of {METHODS}.")
+        method = method.upper()
+        path = raw.get("path")
+        if not isinstance(path, str) or not PATH.match(path):
+            raise InvalidSyntaxError(f"Operation {index}: 'path' must be /Users or /Groups[/id].")
+        has_id = PATH.match(path).group(2) is not None  # type: ignore[union-attr]
+        if (method == "POST") == has_id:
+            raise InvalidSyntaxError(f"Operation {index}: {method} does not fit path {path}.")
+        bulk_id = raw.get("bulkId")
+        if method == "POST":
+            if not isinstance(bulk_id, str) or not BULK_REF.fullmatch(f"bulkId:{bulk_id}"):
+                raise InvalidSyntaxError(f"Operation {index}: a POST needs a 'bulkId'.")
+            if bulk_id in seen:
+                raise InvalidSyntaxError(f"Operation {index}: bulkId {bulk_id!r} is repeated.")
+            seen.add(bulk_id)
+        version = raw.get("version")
+        data = raw.get("data")
+        if method != "DELETE" and not isinstance(data, dict):
+            raise InvalidSyntaxError(f"Operation {index}: 'data' must be a JSON object.")
+        refs = set(BULK_REF.findall(json.dumps(data) + path)) if data is not None else set()
+        refs |= set(BULK_REF.findall(path))
+        ops.append(
+            Operation(
+                index,
+                method,
+                path,
+                bulk_id if isinstance(bulk_id, str) else None,
+                version if isinstance(version, str) else None,
+                data,
+                refs,
+            )
+        )
+    return ops, fail_on_errors
+
+
+def _substitute(value: Any, created: dict[str, str]) -> Any:
+    text = json.dumps(value)
+    text = BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), text)
+    return json.loads(text)
+
+
+def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
+    path = BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), op.path)
+    headers = {"Authorization": request.headers.get("Authorization", "")}
+    if op.version:
+        headers["If-Match"] = op.version
+    builder = EnvironBuilder(
+        path=f"/scim/v2{path}",
+        method=op.method,
+        headers=headers,
+        data=json.dumps(_substitute(op.data, created)) if op.data is not None else None,
+        content_type="application/scim+json" if op.data is not None else None,
+        base_url=request.host_url,
+    )
+    with current_app.request_context(builder.get_environ()):
+        resp = current_app.full_dispatch_request()
+    result: dict[str, Any] = {"method": op.method, "status": str(resp.status_code)}
+    if op.bulk_id:
+        result["bulkId"] = op.bulk_id
+    if resp.headers.get("ETag"):
+        result["version"] = resp.headers["ETag"]
+    body = resp.get_json(silent=True) if resp.data else None
+    if resp.status_code < 400:
+        location = resp.headers.get("Location") or (body or {}).get("meta", {}).get("location")
+        if location is None and op.method != "DELETE":
+            location = f"{request.host_url.rstrip('/')}/scim/v2{path}"
+        if location:
+            result["location"] = location
+        if op.method == "POST" and body and op.bulk_id:
+            created[op.bulk_id] = body["id"]
+    else:
+        result["response"] = body
+    return result
+
+
+def run_bulk(ops: list[Operation], fail_on_errors: int | None) -> dict[str, Any]:
+    """Run operations in order, deferring those waiting on a later bulkId."""
+    created: dict[str, str] = {}
+    defined = {op.bulk_id for op in ops if op.bulk_id}
+    results: dict[int, dict[str, Any]] = {}
+    pending = list(ops)
+    errors = 0
+    while pending:
+        progressed = False
+        for op in list(pending):
+            if not op.refs <= set(created):
+                waiting_on = op.refs - set(created)
+                if waiting_on <= defined and any(
+                    o.bulk_id in waiting_on for o in pending if o is not op
+                ):
+                    continue  # its referent comes later in the request
+            pending.remove(op)
+            progressed = True
+            unresolved = op.refs - set(created)
+            if unresolved:
+                results[op.index] = _unresolved(op, unresolved)
+            else:
+                results[op.index] = _dispatch(op, created)
+            if int(results[op.index]["status"]) >= 400:
+                errors += 1
+                if fail_on_errors is not None and errors >= fail_on_errors:
+                    pending = []
+                    break
+        if not progressed:
+            # RFC 7644 §3.7.1: what is left waits on itself (a cycle).
+            for op in pending:
+                results[op.index] = _unresolved(op, op.refs - set(created))
+            break
+    return {
+        "schemas": [BULK_RESPONSE],
+        "Operations": [results[i] for i in sorted(results)],
+    }
+
+
+def _unresolved(op: Operation, refs: set[str]) -> dict[str, Any]:
+    detail = (
+        f"bulkId reference(s) {sorted(refs)} could not be resolved (unknown, failed or circular)."
+    )
+    result: dict[str, Any] = {
+        "method": op.method,
+        "status": "409",
+        "response": error_body(409, detail, "invalidValue"),
+    }
+    if op.bulk_id:
+        result["bulkId"] = op.bulk_id
+    return result

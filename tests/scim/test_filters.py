@@ -1,0 +1,577 @@
+"""Filtering over HTTP (RFC 7644 §3.4.2.2, §3.4.3): operators, paths, errors, tenancy."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import pytest
+
+from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, Scim
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+CORE_PREFIX = f"{USER_SCHEMA}:"
+ENT_PREFIX = f"{ENTERPRISE}:"
+
+ALL_USERS = {"alice", "bob", "carol", "dave", "eve"}
+
+# The data set. userName case varies; dave's userName holds LIKE wildcards and
+# eve's holds the characters they would match, so an unescaped `co` shows up.
+USERS: dict[str, dict[str, Any]] = {
+    "alice": {
+        "userName": "Alice@Example.com",
+        "externalId": "EXT-Alice",
+        "name": {"givenName": "Alice", "familyName": "Zephyr"},
+        "title": "Engineer",
+        "active": True,
+        "emails": [
+            {"value": "alice@example.com", "type": "work", "primary": True},
+            {"value": "alice@home.org", "type": "home"},
+        ],
+        ENTERPRISE: {"employeeNumber": "1001", "department": "R&D"},
+    },
+    "bob": {
+        "userName": "bob",
+        "externalId": "ext-bob",
+        "name": {"givenName": "Bob", "familyName": "Young"},
+        "title": "Manager",
+        "active": False,
+        # bob's *home* address is at example.com: element-wise matching must not mix them.
+        "emails": [
+            {"value": "bob@example.com", "type": "home"},
+            {"value": "bob@work.net", "type": "work", "primary": True},
+        ],
+        ENTERPRISE: {"employeeNumber": "1002", "department": "Sales", "manager": "{alice}"},
+    },
+    "carol": {
+        "userName": "CAROL.k",
+        "name": {"givenName": "Carol", "familyName": "Xu"},
+        "title": "Senior Engineer",
+        "active": True,
+        "emails": [{"value": "carol@example.com", "type": "work"}],
+        ENTERPRISE: {"employeeNumber": "2001", "department": "R&D", "manager": "{alice}"},
+    },
+    "dave": {
+        "userName": "dave_100%",
+        "name": {"givenName": "dave", "familyName": "Adams"},
+        "active": False,
+        "emails": [{"value": "DAVE@Example.COM", "type": "work"}],
+    },
+    "eve": {
+        "userName": "eve-X100-z",
+        "externalId": "EXT-eve",
+        "name": {"givenName": "Eve", "familyName": "Brown"},
+        "title": "Intern",
+        "active": True,
+        "emails": [{"value": "eve@home.org", "type": "home"}],
+        ENTERPRISE: {"department": "Sales"},
+    },
+}
+
+
+class Data:
+    """The created resources: ``ids[key]`` and ``docs[key]`` for users and groups."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def names(self, resources: list[dict[str, Any]]) -> set[str]:
+        by_id = {v: k for k, v in self.ids.items()}
+        return {by_id.get(r["id"], r["id"]) for r in resources}
+
+    def fill(self, text: str) -> str:
+        subs = {**self.ids, **{f"{k}_created": d["meta"]["created"] for k, d in self.docs.items()}}
+        return text.format(**subs)
+
+
+def _with_refs(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _with_refs(v, ids) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ids[value[1:-1]]
+    return value
+
+
+@pytest.fixture
+def data(scim: Scim) -> Data:
+    """Five users and three groups (Ops holds the Sales group and dave)."""
+    d = Data()
+    for key, attrs in USERS.items():
+        body = _with_refs(attrs, d.ids)
+        if ENTERPRISE in body:
+            body = {**body, "schemas": [USER_SCHEMA, ENTERPRISE]}
+        doc = scim.create_user(body.pop("userName"), **body)
+        d.ids[key], d.docs[key] = doc["id"], doc
+    for key, name, members, extra in [
+        ("eng", "Engineering", ["alice", "carol"], {"externalId": "G-ENG"}),
+        ("sales", "Sales", ["bob"], {}),
+        ("ops", "Ops", ["sales", "dave"], {}),
+    ]:
+        doc = scim.create_group(name, [d.ids[m] for m in members], **extra)
+        d.ids[key], d.docs[key] = doc["id"], doc
+    return d
+
+
+def list_ids(scim: Scim, endpoint: str, flt: str, data: Data) -> set[str]:
+    resp = scim.get(f"/scim/v2/{endpoint}", query_string={"filter": flt, "count": 100})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.mimetype == "application/scim+json"
+    body = resp.get_json()
+    assert body["schemas"] == [LIST_RESPONSE]
+    assert body["totalResults"] == len(body["Resources"])
+    return data.names(body["Resources"])
+
+
+def assert_invalid_filter(resp: Any) -> None:
+    body = resp.get_json()
+    assert resp.status_code == 400, body
+    assert resp.mimetype == "application/scim+json"
+    assert ERROR in body["schemas"]
+    assert body["status"] == "400"
+    assert body["scimType"] == "invalidFilter"
+    assert body["detail"]
+
+
+USER_FILTERS: list[tuple[str, set[str]]] = [
+    # eq / ne; userName is caseExact false (RFC 7643 §4.1.1), names and operators too.
+    ('userName eq "alice@example.com"', {"alice"}),
+    ('userName eq "ALICE@EXAMPLE.COM"', {"alice"}),
+    ('USERNAME eq "bob"', {"bob"}),
+    ('username EQ "Bob"', {"bob"}),
+    ('userName eq "nobody"', set()),
+    ('userName ne "bob"', ALL_USERS - {"bob"}),
+    (f'{CORE_PREFIX}userName eq "carol.K"', {"carol"}),
+    (f'{CORE_PREFIX.upper()}USERNAME eq "carol.k"', {"carol"}),
+    # emails.value is caseExact false; a complex attribute without sub-attribute means value.
+    ('emails.value eq "dave@example.com"', {"dave"}),
+    ('emails eq "dave@example.com"', {"dave"}),
+    ('emails.value ne "dave@example.com"', ALL_USERS - {"dave"}),
+    # externalId and id are caseExact.
+    ('externalId eq "EXT-Alice"', {"alice"}),
+    ('externalId eq "ext-alice"', set()),
+    ('externalId eq "ext-bob"', {"bob"}),
+    ('externalId sw "EXT-"', {"alice", "eve"}),
+    ('externalId co "-"', {"alice", "bob", "eve"}),
+    ('id eq "{alice}"', {"alice"}),
+    ('id ne "{alice}"', ALL_USERS - {"alice"}),
+    # co / sw / ew
+    ('userName co "AROL"', {"carol"}),
+    ('userName sw "a"', {"alice"}),
+    ('userName ew ".COM"', {"alice"}),
+    ('emails.value ew "@home.org"', {"alice", "eve"}),
+    ('emails co "example.com"', {"alice", "bob", "carol", "dave"}),
+    ('title co "engineer"', {"alice", "carol"}),
+    ('title sw "engineer"', {"alice"}),
+    ('title ew "ER"', {"alice", "bob", "carol"}),
+    # LIKE wildcards inside co/sw/ew values are literal characters.
+    ('userName co "_100"', {"dave"}),
+    ('userName co "100%"', {"dave"}),
+    ('userName co "%"', {"dave"}),
+    ('userName co "_"', {"dave"}),
+    ('userName sw "dave_"', {"dave"}),
+    ('userName ew "0%"', {"dave"}),
+    ('userName sw "%"', set()),
+    ('name.givenName co "_"', set()),
+    # pr
+    ("title pr", ALL_USERS - {"dave"}),
+    ("externalId pr", {"alice", "bob", "eve"}),
+    ("name.givenName pr", ALL_USERS),
+    ("emails pr", ALL_USERS),
+    ("name pr", ALL_USERS),
+    ("userName pr", ALL_USERS),
+    (f"{ENT_PREFIX}manager pr", {"bob", "carol"}),
+    (f"{ENT_PREFIX}employeeNumber pr", {"alice", "bob", "carol"}),
+    # gt / ge / lt / le on strings compare case-insensitively.
+    ('userName gt "carol.k"', {"dave", "eve"}),
+    ('userName ge "CAROL.K"', {"carol", "dave", "eve"}),
+    ('userName lt "bob"', {"alice"}),
+    ('userName le "BOB"', {"alice", "bob"}),
+    ('name.familyName lt "C"', {"dave", "eve"}),
+    ('name.familyName ge "x"', {"alice", "bob", "carol"}),
+    # Sub-attributes
+    ('name.givenName eq "carol"', {"carol"}),
+    ('NAME.GIVENNAME sw "D"', {"dave"}),
+    ('name.familyName eq "Xu" or name.givenName eq "eve"', {"carol", "eve"}),
+    # The enterprise extension, by full URN (RFC 7644 §3.10) and by bare name.
+    (f'{ENT_PREFIX}employeeNumber eq "1002"', {"bob"}),
+    (f'{ENT_PREFIX}employeeNumber sw "100"', {"alice", "bob"}),
+    (f'{ENT_PREFIX}employeeNumber gt "1002"', {"carol"}),
+    (f'{ENT_PREFIX.upper()}EMPLOYEENUMBER eq "2001"', {"carol"}),
+    ('employeeNumber eq "1001"', {"alice"}),
+    (f'{ENT_PREFIX}department eq "r&d"', {"alice", "carol"}),
+    (f'{ENT_PREFIX}department ne "r&d"', {"bob", "dave", "eve"}),
+    (f'{ENT_PREFIX}manager.value eq "{{alice}}"', {"bob", "carol"}),
+    (f'{ENT_PREFIX}manager eq "{{alice}}"', {"bob", "carol"}),
+    # Booleans
+    ("active eq false", {"bob", "dave"}),
+    ("active eq true", {"alice", "carol", "eve"}),
+    ("active ne true", {"bob", "dave"}),
+    ("ACTIVE EQ FALSE", {"bob", "dave"}),
+    ('emails[primary eq true]', {"alice", "bob"}),
+    # Logical operators: not > and > or (RFC 7644 §3.4.2.2).
+    ('title eq "engineer" and active eq true', {"alice"}),
+    ('title co "engineer" and active eq false', set()),
+    ('userName eq "bob" or userName eq "eve-x100-z"', {"bob", "eve"}),
+    ('userName eq "dave_100%" or userName eq "alice@example.com" and title pr', {"alice", "dave"}),
+    ('userName eq "alice@example.com" and title pr or userName eq "dave_100%"', {"alice", "dave"}),
+    ('(userName eq "dave_100%" or userName eq "alice@example.com") and title pr', {"alice"}),
+    ('title pr and (active eq false or userName sw "e")', {"bob", "eve"}),
+    ('not (userName eq "bob")', ALL_USERS - {"bob"}),
+    ("not (title pr)", {"dave"}),
+    ('not (title co "engineer") and active eq true', {"eve"}),
+    ('not (title co "engineer" or active eq false)', {"eve"}),
+    ('not (not (userName eq "bob"))', {"bob"}),
+    ("not (externalId pr)", {"carol", "dave"}),
+    ('externalId ne "ext-bob"', {"alice", "carol", "dave", "eve"}),
+    ('not (externalId eq "ext-bob")', {"alice", "carol", "dave", "eve"}),
+    ('not (externalId sw "EXT")', {"bob", "carol", "dave"}),
+    ('((((userName eq "bob"))))', {"bob"}),
+    # Value paths match within one element of a multi-valued attribute.
+    ('emails[type eq "work" and value co "@example.com"]', {"alice", "carol", "dave"}),
+    ('emails.type eq "work" and emails.value co "@example.com"', {"alice", "bob", "carol", "dave"}),
+    ('emails[type eq "work"].value eq "bob@work.net"', {"bob"}),
+    ('emails[type eq "home"].value eq "bob@work.net"', set()),
+    ('emails[type eq "work"].value ew "@EXAMPLE.com"', {"alice", "carol", "dave"}),
+    ('emails[value ew "example.com" and not (type eq "work")]', {"bob"}),
+    ('emails[type eq "home" or primary eq true]', {"alice", "bob", "eve"}),
+    ('emails[not (type eq "work")]', {"alice", "bob", "eve"}),
+    ('emails[TYPE EQ "HOME"]', {"alice", "bob", "eve"}),
+    ("emails[type pr]", ALL_USERS),
+    ('emails[type eq "work"] and active eq true', {"alice", "carol"}),
+    ('not (emails[type eq "home"])', {"carol", "dave"}),
+    ('emails[type eq "work" and value co "@example.com"] or userName eq "eve-x100-z"',
+     {"alice", "carol", "dave", "eve"}),
+    # Group memberships from the user side.
+    ('groups.value eq "{eng}"', {"alice", "carol"}),
+    ('groups eq "{sales}"', {"bob"}),
+    ('groups[value eq "{sales}"]', {"bob"}),
+    ('groups.display eq "engineering"', {"alice", "carol"}),
+    ("groups pr", {"alice", "bob", "carol", "dave"}),
+    ("not (groups pr)", {"eve"}),
+    ('groups.value eq "{alice}"', set()),
+    # meta (RFC 7643 §3.1): dateTime comparisons honour the offset.
+    ('meta.created gt "2000-01-01T00:00:00Z"', ALL_USERS),
+    ('meta.created lt "2000-01-01T00:00:00Z"', set()),
+    ('meta.lastModified ge "2000-01-01T00:00:00+02:00"', ALL_USERS),
+    ('meta.lastModified gt "2999-12-31T23:59:59Z"', set()),
+    ('meta.created gt "{carol_created}"', {"dave", "eve"}),
+    ('meta.created ge "{carol_created}"', {"carol", "dave", "eve"}),
+    ('meta.created le "{carol_created}"', {"alice", "bob", "carol"}),
+    ('meta.created eq "{carol_created}"', {"carol"}),
+    ('meta.resourceType eq "user"', ALL_USERS),
+    ('meta.resourceType eq "Group"', set()),
+    ("meta.created pr", ALL_USERS),
+    # eq null means "not present" (RFC 7644 §3.4.2.2 ordering rules treat null as absent).
+    ("title eq null", {"dave"}),
+]
+
+
+@pytest.mark.parametrize(("flt", "expected"), USER_FILTERS, ids=[f for f, _ in USER_FILTERS])
+def test_user_filter(scim: Scim, data: Data, flt: str, expected: set[str]) -> None:
+    """GET /Users?filter=... returns exactly the expected users."""
+    assert list_ids(scim, "Users", data.fill(flt), data) == expected
+
+
+GROUP_FILTERS: list[tuple[str, set[str]]] = [
+    ('displayName eq "engineering"', {"eng"}),
+    ('DISPLAYNAME eq "SALES"', {"sales"}),
+    (f'{GROUP_SCHEMA}:displayName eq "Ops"', {"ops"}),
+    ('displayName co "a"', {"sales"}),
+    ('displayName sw "e" or displayName ew "S"', {"eng", "sales", "ops"}),
+    ('externalId eq "G-ENG"', {"eng"}),
+    ('externalId eq "g-eng"', set()),
+    ("externalId pr", {"eng"}),
+    ('members[value eq "{alice}"]', {"eng"}),
+    ('members[value eq "{carol}" or value eq "{bob}"]', {"eng", "sales"}),
+    ('members.value eq "{bob}"', {"sales"}),
+    ('members eq "{dave}"', {"ops"}),
+    ('members.value eq "{sales}"', {"ops"}),
+    ('members[type eq "Group"]', {"ops"}),
+    ('members[type eq "user" and value eq "{dave}"]', {"ops"}),
+    ('members.value ne "{alice}"', {"sales", "ops"}),
+    ("members pr", {"eng", "sales", "ops"}),
+    ('members.display eq "BOB"', {"sales"}),
+    ('members.value eq "{eve}"', set()),
+    ('displayName eq "Engineering" and members[value eq "{bob}"]', set()),
+    ('meta.resourceType eq "Group"', {"eng", "sales", "ops"}),
+]
+
+
+@pytest.mark.parametrize(("flt", "expected"), GROUP_FILTERS, ids=[f for f, _ in GROUP_FILTERS])
+def test_group_filter(scim: Scim, data: Data, flt: str, expected: set[str]) -> None:
+    """GET /Groups?filter=... returns exactly the expected groups."""
+    assert list_ids(scim, "Groups", data.fill(flt), data) == expected
+
+
+INVALID_USER_FILTERS = [
+    'foo eq "x"',
+    'name.foo eq "x"',
+    'emails.foo eq "x"',
+    'emails[foo eq "x"]',
+    f'{ENT_PREFIX}foo eq "x"',
+    f'{ENT_PREFIX}manager.foo eq "x"',
+    'urn:example:params:scim:schemas:nope:1.0:User:userName eq "x"',
+    'members.value eq "x"',
+    '(userName eq "bob"',
+    'userName eq "bob")',
+    '(userName eq "bob"))',
+    'emails[type eq "work"',
+    'emails[type eq "work"]]',
+    "userName eq",
+    'eq "bob"',
+    'userName eq "bob" and',
+    'and userName eq "bob"',
+    'userName eq "bob" or or title pr',
+    'userName xx "bob"',
+    'userName equals "bob"',
+    'userName eq "unterminated',
+    "userName eq 'bob'",
+    'userName eq bob',
+    "",  # handled separately below: an empty filter means "no filter"
+    "active gt true",
+    "active le false",
+    'active co "t"',
+    'active eq "maybe"',
+    "userName eq 5",
+    'meta.created gt "yesterday"',
+    'meta.created gt "2020-01-01T00:00:00"',
+    "meta.created gt 5",
+    'name eq "x"',
+    'emails[type eq "work"] eq "x"',
+    'emails[type eq "work" and emails[type eq "home"]]',
+    'title lt null',
+    'not userName eq "bob"',
+]
+
+
+@pytest.mark.parametrize("flt", [f for f in INVALID_USER_FILTERS if f])
+def test_invalid_user_filter(scim: Scim, flt: str) -> None:
+    """A malformed or unresolvable filter on /Users is 400 invalidFilter with a SCIM Error."""
+    scim.create_user("someone")
+    assert_invalid_filter(scim.get("/scim/v2/Users", query_string={"filter": flt}))
+
+
+@pytest.mark.parametrize(
+    "flt", ['userName eq "x"', 'displayName gt 1', 'members.foo eq "x"', 'emails pr']
+)
+def test_invalid_group_filter(scim: Scim, flt: str) -> None:
+    """A filter naming a non-Group attribute (or a bad comparison) on /Groups is 400 invalidFilter."""
+    assert_invalid_filter(scim.get("/scim/v2/Groups", query_string={"filter": flt}))
+
+
+@pytest.mark.parametrize("flt", ["", "   "])
+def test_blank_filter_means_no_filter(scim: Scim, data: Data, flt: str) -> None:
+    """An empty or blank filter parameter lists everything."""
+    assert list_ids(scim, "Users", flt, data) == ALL_USERS
+
+
+def test_filter_errors_on_search_endpoint(scim: Scim) -> None:
+    """POST /Users/.search with an unknown attribute in the filter is 400 invalidFilter."""
+    body = {"schemas": [SEARCH_REQUEST], "filter": 'nosuch eq "x"'}
+    assert_invalid_filter(scim.post("/scim/v2/Users/.search", body))
+
+
+# -- uniqueness and `eq` agree -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("created", "looked_up", "clash"),
+    [
+        ("Alice@X.com", "alice@x.com", "ALICE@x.com"),
+        ("Jos\u00e9@example.com", "JOSE\u0301@EXAMPLE.COM", "jose\u0301@example.com"),
+        ("Jose\u0301", "jos\u00e9", "JOS\u00c9"),
+        ("stra\u00dfe", "STRASSE", "Strasse"),
+    ],
+    ids=["ascii-case", "composed-then-decomposed", "decomposed-then-composed", "sharp-s"],
+)
+def test_eq_and_uniqueness_agree(scim: Scim, created: str, looked_up: str, clash: str) -> None:
+    """`userName eq` finds exactly the user a create would clash with (409 uniqueness)."""
+    user = scim.create_user(created)
+    resp = scim.get("/scim/v2/Users", query_string={"filter": f'userName eq "{looked_up}"'})
+    body = resp.get_json()
+    assert resp.status_code == 200
+    assert body["totalResults"] == 1
+    assert [r["id"] for r in body["Resources"]] == [user["id"]]
+    assert body["Resources"][0]["userName"] == created  # stored as sent
+
+    resp = scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": clash})
+    err = resp.get_json()
+    assert resp.status_code == 409, err
+    assert ERROR in err["schemas"]
+    assert err["scimType"] == "uniqueness"
+
+    resp = scim.get("/scim/v2/Users", query_string={"filter": f'userName eq "{clash}"'})
+    assert [r["id"] for r in resp.get_json()["Resources"]] == [user["id"]]
+
+
+def test_eq_does_not_match_other_userNames(scim: Scim) -> None:
+    """Distinct userNames (accent vs none) neither clash nor match each other by `eq`."""
+    a = scim.create_user("jose")
+    b = scim.create_user("jos\u00e9")
+    for name, want in [("JOSE", a["id"]), (unicodedata.normalize("NFD", "JOS\u00c9"), b["id"])]:
+        resp = scim.get("/scim/v2/Users", query_string={"filter": f'userName eq "{name}"'})
+        assert [r["id"] for r in resp.get_json()["Resources"]] == [want]
+
+
+def test_filter_with_json_escapes(scim: Scim) -> None:
+    """A JSON escape in a filter string (\\u00e9, \\") compares as the character it denotes."""
+    user = scim.create_user('ren\u00e9 "the" user')
+    flt = r'userName eq "REN\u00c9 \"THE\" USER"'
+    resp = scim.get("/scim/v2/Users", query_string={"filter": flt})
+    assert resp.status_code == 200
+    assert [r["id"] for r in resp.get_json()["Resources"]] == [user["id"]]
+
+
+# -- POST .search --------------------------------------------------------------------
+
+
+def test_users_search(scim: Scim, data: Data) -> None:
+    """POST /Users/.search applies filter, sort, paging and attributes from the body."""
+    body = {
+        "schemas": [SEARCH_REQUEST],
+        "filter": 'emails[type eq "work" and value co "@example.com"]',
+        "sortBy": "userName",
+        "sortOrder": "descending",
+        "startIndex": 1,
+        "count": 2,
+        "attributes": ["userName"],
+    }
+    resp = scim.post("/scim/v2/Users/.search", body)
+    out = resp.get_json()
+    assert resp.status_code == 200, out
+    assert resp.mimetype == "application/scim+json"
+    assert out["schemas"] == [LIST_RESPONSE]
+    assert out["totalResults"] == 3
+    assert out["itemsPerPage"] == 2
+    assert out["startIndex"] == 1
+    assert [r["userName"] for r in out["Resources"]] == ["dave_100%", "CAROL.k"]
+    for r in out["Resources"]:
+        assert set(r) == {"schemas", "id", "userName"}
+
+
+def test_groups_search(scim: Scim, data: Data) -> None:
+    """POST /Groups/.search with excludedAttributes drops members."""
+    body = {
+        "schemas": [SEARCH_REQUEST],
+        "filter": 'members[value eq "{}"]'.format(data.ids["alice"]),
+        "excludedAttributes": ["members"],
+    }
+    resp = scim.post("/scim/v2/Groups/.search", body)
+    out = resp.get_json()
+    assert resp.status_code == 200, out
+    assert out["totalResults"] == 1
+    (group,) = out["Resources"]
+    assert group["id"] == data.ids["eng"]
+    assert group["displayName"] == "Engineering"
+    assert "members" not in group
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        (None, ALL_USERS | {"eng", "sales", "ops"}),
+        ('meta.resourceType eq "Group"', {"eng", "sales", "ops"}),
+        ('externalId sw "EXT"', {"alice", "eve"}),
+        ('externalId pr', {"alice", "bob", "eve", "eng"}),
+        # userName exists only on Users, members only on Groups: each type answers alone.
+        ('userName eq "bob"', {"bob"}),
+        ('members[value eq "{alice}"]', {"eng"}),
+        ('meta.created gt "2000-01-01T00:00:00Z"', ALL_USERS | {"eng", "sales", "ops"}),
+    ],
+)
+def test_root_search(scim: Scim, data: Data, flt: str | None, expected: set[str]) -> None:
+    """POST /.search searches Users and Groups together (RFC 7644 §3.4.3)."""
+    body: dict[str, Any] = {"schemas": [SEARCH_REQUEST]}
+    if flt is not None:
+        body["filter"] = data.fill(flt)
+    resp = scim.post("/scim/v2/.search", body)
+    out = resp.get_json()
+    assert resp.status_code == 200, out
+    assert out["schemas"] == [LIST_RESPONSE]
+    assert out["totalResults"] == len(expected)
+    assert out["itemsPerPage"] == len(expected)
+    assert data.names(out["Resources"]) == expected
+    kinds = {r["meta"]["resourceType"] for r in out["Resources"]}
+    assert kinds <= {"User", "Group"}
+
+
+def test_root_search_pages_across_types(scim: Scim, data: Data) -> None:
+    """POST /.search pages over Users then Groups, totalResults counting both."""
+    seen: list[str] = []
+    for start in (1, 4, 7):
+        body = {"schemas": [SEARCH_REQUEST], "startIndex": start, "count": 3}
+        out = scim.post("/scim/v2/.search", body).get_json()
+        assert out["totalResults"] == 8
+        assert out["startIndex"] == start
+        seen += [r["id"] for r in out["Resources"]]
+    assert len(seen) == 8
+    assert data.names([{"id": i} for i in seen]) == ALL_USERS | {"eng", "sales", "ops"}
+    assert [data.names([{"id": i}]) <= ALL_USERS for i in seen] == [True] * 5 + [False] * 3
+
+
+@pytest.mark.parametrize(
+    ("flt", "status"),
+    [('nosuch eq "x"', 400), ('userName eq "x" and members pr', 400), ("(", 400)],
+)
+def test_root_search_invalid_filter(scim: Scim, flt: str, status: int) -> None:
+    """POST /.search with a filter valid for neither resource type is 400 invalidFilter."""
+    resp = scim.post("/scim/v2/.search", {"schemas": [SEARCH_REQUEST], "filter": flt})
+    assert resp.status_code == status
+    assert_invalid_filter(resp)
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "scim_type"),
+    [
+        ("/scim/v2/Users/.search", {"filter": "userName pr"}, "invalidValue"),
+        ("/scim/v2/.search", {"schemas": ["urn:bogus"], "filter": "userName pr"}, "invalidSyntax"),
+        ("/scim/v2/Users/.search", {"schemas": [SEARCH_REQUEST], "bogus": 1}, "invalidValue"),
+        ("/scim/v2/Users/.search", {"schemas": [SEARCH_REQUEST], "count": "10"}, "invalidValue"),
+        ("/scim/v2/Groups/.search", ["not", "an", "object"], "invalidSyntax"),
+    ],
+)
+def test_search_request_body_validated(
+    scim: Scim, url: str, body: Any, scim_type: str
+) -> None:
+    """A malformed SearchRequest body is a 400 SCIM Error with the matching scimType."""
+    resp = scim.post(url, body)
+    err = resp.get_json()
+    assert resp.status_code == 400, err
+    assert ERROR in err["schemas"]
+    assert err["scimType"] == scim_type
+
+
+# -- tenancy -------------------------------------------------------------------------
+
+
+def test_other_organization_never_visible(scim: Scim, other_scim: Scim, data: Data) -> None:
+    """Another organization's users and groups never appear in filters, lists or searches."""
+    mine = other_scim.create_user("alice@example.com", title="Engineer")
+    their_group = other_scim.create_group("Engineering", [mine["id"]])
+    for flt in [
+        None,
+        'userName eq "alice@example.com"',
+        'title co "engineer"',
+        f'id eq "{mine["id"]}"',
+        f'groups.value eq "{their_group["id"]}"',
+    ]:
+        query = {"filter": flt} if flt else {}
+        resp = scim.get("/scim/v2/Users", query_string=query)
+        ids = [r["id"] for r in resp.get_json()["Resources"]]
+        assert mine["id"] not in ids
+        resp = other_scim.get("/scim/v2/Users", query_string=query)
+        ids = [r["id"] for r in resp.get_json()["Resources"]]
+        assert set(ids) <= {mine["id"]}
+    resp = scim.get("/scim/v2/Groups", query_string={"filter": 'displayName eq "engineering"'})
+    assert [g["id"] for g in resp.get_json()["Resources"]] == [data.ids["eng"]]
+    resp = other_scim.get(
+        "/scim/v2/Groups", query_string={"filter": f'members[value eq "{data.ids["alice"]}"]'}
+    )
+    assert resp.get_json()["totalResults"] == 0
+    resp = other_scim.post("/scim/v2/.search", {"schemas": [SEARCH_REQUEST]})
+    out = resp.get_json()
+    assert out["totalResults"] == 2
+    assert {r["id"] for r in out["Resources"]} == {mine["id"], their_group["id"]}
