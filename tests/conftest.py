@@ -8,13 +8,14 @@ are skipped with the reason shown in the summary.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,17 +44,28 @@ def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
     """A migrated database of each kind, shared by the session."""
+    schema = None
     if request.param == "postgresql":
         if not PG_URL:
             pytest.skip("PostgreSQL: set SCIM_TEST_DATABASE_URL to run the suite on PostgreSQL")
-        url = PG_URL
+        # A schema of our own, so that concurrent test runs on one database never collide.
+        schema = f"scim_test_{uuid.uuid4().hex[:12]}"
+        admin = make_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     else:
+        admin = None
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    eng = make_engine(url)
+    eng = make_engine(str(url) if isinstance(url, str) else url.render_as_string(False))
     _reset(eng)
     upgrade(eng)
     yield eng
     eng.dispose()
+    if admin is not None:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture

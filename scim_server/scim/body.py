@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import request
 
-from scim_server.scim.errors import InvalidSyntaxError, ScimError
+from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, ScimError
 
 ACCEPTED_TYPES = ("application/scim+json", "application/json")
 MAX_DEPTH = 32
@@ -32,16 +32,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _check_structure(value: Any) -> None:
+    """Depth limit, and no NUL characters anywhere (PostgreSQL text cannot hold them)."""
+    stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
+        if depth > MAX_DEPTH:
+            raise InvalidSyntaxError("The JSON body is nested too deeply.")
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise InvalidValueError("NUL characters are not allowed in values.")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                if "\x00" in key:
+                    raise InvalidValueError("NUL characters are not allowed in attribute names.")
+                stack.append((item, depth + 1))
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return deepest
+            stack.extend((item, depth + 1) for item in node)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -57,8 +64,7 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidSyntaxError("The JSON body is nested too deeply.") from None
     except json.JSONDecodeError as exc:
         raise InvalidSyntaxError(f"Malformed JSON: {exc.msg} at line {exc.lineno}.") from None
-    if _depth(value) > MAX_DEPTH:
-        raise InvalidSyntaxError("The JSON body is nested too deeply.")
+    _check_structure(value)
     return value
 
 

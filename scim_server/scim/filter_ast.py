@@ -31,6 +31,10 @@ class AttrPath:
     attr: str
     sub: str | None = None
 
+    def __str__(self) -> str:
+        text = f"{self.uri}:{self.attr}" if self.uri else self.attr
+        return f"{text}.{self.sub}" if self.sub else text
+
 
 @dataclass(frozen=True, slots=True)
 class Compare:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from scim2_filter_parser import ast as lib
 from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
+from sly.lex import Token
 
 from scim_server.scim.filter_ast import (
     And,
@@ -54,7 +55,8 @@ _URN_RE = re.compile(r"urn:[A-Za-z0-9._-]+(?::[A-Za-z0-9._-]+)*\Z", re.IGNORECAS
 _VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*\Z")
 
 # RFC 7644 §3.4.2.2: attribute and logical operators are case-insensitive.
-_KEYWORDS = {op: op.upper() for op in (["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr", "and", "or", "not"])}
+_OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr", "and", "or", "not")
+_KEYWORDS = {op: op.upper() for op in _OPERATORS}
 _LITERALS = {"true": True, "false": False, "null": None}
 
 
@@ -69,7 +71,7 @@ class _Lexer(SCIMLexer):
 
     # RFC 7159 §6 number; must not run into a following name ("1and").
     @_(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![A-Za-z0-9_.$-])")  # noqa: F821
-    def NUMBER(self, t):
+    def NUMBER(self, t: Token) -> Token:
         is_int = not any(c in t.value for c in ".eE")
         try:
             t.value = int(t.value) if is_int else float(t.value)
@@ -81,12 +83,12 @@ class _Lexer(SCIMLexer):
 
     # RFC 7159 §7 string, decoded (raw control characters tolerated).
     @_(r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')  # noqa: F821
-    def COMP_VALUE(self, t):
+    def COMP_VALUE(self, t: Token) -> Token:
         t.value = json.loads(t.value, strict=False)
         return t
 
     @_(r"[a-zA-Z$][a-zA-Z0-9_$-]*")  # noqa: F821
-    def ATTRNAME(self, t):
+    def ATTRNAME(self, t: Token) -> Token:
         word = t.value.lower()
         if word in _KEYWORDS:
             t.type = _KEYWORDS[word]
@@ -94,11 +96,10 @@ class _Lexer(SCIMLexer):
             t.type, t.value = word.upper(), _LITERALS[word]
         return t
 
-    def error(self, t):
+    def error(self, t: Token) -> None:
         char = t.value[0]
-        hint = {'"': " (unterminated string or bad escape)", "-": " (malformed number)"}.get(
-            char, " (malformed number)" if char.isdigit() else ""
-        )
+        hint = " (malformed number)" if char in "-0123456789" else ""
+        hint = " (unterminated string or bad escape)" if char == '"' else hint
         raise FilterError(f"unexpected character {char!r} at position {self.index}{hint}")
 
 
@@ -117,21 +118,21 @@ class _Parser(SCIMParser):
     sub_attr = SCIMParser.sub_attr
     source = ""
 
-    def error(self, p):
+    def error(self, p: Token | None) -> None:
         if p is None:
             raise FilterError("unexpected end of filter")
         text = self.source[p.index : p.end]
         raise FilterError(f"unexpected {text!r} at position {p.index}")
 
 
-def _tokens(text: str) -> list:
+def _tokens(text: str) -> list[Token]:
     """Lex ``text`` and check bracket balance and nesting before parsing."""
     tokens = list(_Lexer().tokenize(text))
     if not tokens:
         raise FilterError("filter is empty")
     stack: list[str] = []
     for prev, tok in zip([None, *tokens], tokens, strict=False):
-        if tok.type in ("LPAREN", "LBRACKET"):
+        if tok.type in ("LPAREN", "LBRACKET"):  # RFC 7644 §3.4.2.2 grouping operators
             if tok.type == "LBRACKET" and (prev is None or prev.type != "ATTRNAME"):
                 raise FilterError(f"'[' at position {tok.index} must follow an attribute name")
             stack.append(")" if tok.type == "LPAREN" else "]")
@@ -160,13 +161,8 @@ def _attr(node: lib.AttrPath, relative: bool) -> AttrPath:
     if path.uri is not None and not _URN_RE.match(path.uri):
         raise FilterError(f"schema prefix {path.uri!r} is not a URN")
     if relative and (path.uri or path.sub):
-        raise FilterError(f"{_text(path)!r} inside '[...]' must be a plain sub-attribute name")
+        raise FilterError(f"'{path}' inside '[...]' must be a plain sub-attribute name")
     return path
-
-
-def _text(path: AttrPath) -> str:
-    prefix = f"{path.uri}:" if path.uri else ""
-    return prefix + path.attr + (f".{path.sub}" if path.sub else "")
 
 
 def _value_path(node: lib.Filter, relative: bool) -> tuple[AttrPath, Expr]:
@@ -175,28 +171,24 @@ def _value_path(node: lib.Filter, relative: bool) -> tuple[AttrPath, Expr]:
         raise FilterError("value filters '[...]' cannot be nested")
     path = _attr(node.namespace, False)
     if path.sub is not None:
-        raise FilterError(f"'[' must follow a top-level attribute, not {_text(path)!r}")
+        raise FilterError(f"'[' must follow a top-level attribute, not '{path}'")
     return path, _convert(node.expr, True)
 
 
 def _attr_expr(node: lib.AttrExpr, relative: bool) -> Expr:
-    op = node.value.lower()
-    target = node.attr_path.attr_name
-    if isinstance(target, lib.Filter):
-        # emails[type eq "work"].value eq "x" (sent by Entra ID); the library moved
-        # ".value" onto the namespace. Normalise to emails[type eq "work" and value eq "x"].
-        sub = target.namespace.sub_attr
-        parent = lib.AttrPath(target.namespace.attr_name, None, target.namespace.uri)
-        path, inner = _value_path(lib.Filter(target.expr, False, parent), relative)
-        if sub is None:
-            raise FilterError(f"'{op}' after ']' needs a sub-attribute, as in 'emails[...].value'")
-        leaf = _leaf(AttrPath(None, _name(sub.value)), op, node.comp_value)
-        return ValuePath(path, And(inner, leaf))
-    return _leaf(_attr(node.attr_path, relative), op, node.comp_value)
-
-
-def _leaf(path: AttrPath, op: str, value: lib.CompValue | None) -> Expr:
-    return Present(path) if value is None else Compare(path, op, value.value)
+    op, value, target = node.value.lower(), node.comp_value, node.attr_path.attr_name
+    if not isinstance(target, lib.Filter):
+        path = _attr(node.attr_path, relative)
+        return Present(path) if value is None else Compare(path, op, value.value)
+    # emails[type eq "work"].value eq "x" (sent by Entra ID): the library moved ".value"
+    # onto the namespace. Normalise to emails[type eq "work" and value eq "x"].
+    ns = target.namespace
+    parent = lib.Filter(target.expr, False, lib.AttrPath(ns.attr_name, None, ns.uri))
+    path, inner = _value_path(parent, relative)
+    if ns.sub_attr is None:
+        raise FilterError(f"'{op}' after ']' needs a sub-attribute, as in 'emails[...].value'")
+    leaf = lib.AttrExpr(op, lib.AttrPath(ns.sub_attr.value, None, None), value)
+    return ValuePath(path, And(inner, _attr_expr(leaf, True)))
 
 
 def _convert(node: lib.AST, relative: bool) -> Expr:
@@ -221,13 +213,14 @@ def _chain(node: lib.LogExpr, relative: bool) -> Expr:
     A parenthesised group is wrapped in an extra ``Filter`` and stays one operand.
     """
     op = node.op.lower()
-    operands = []
+    operands: list[lib.AST] = []
     while True:
         operands.append(node.expr2)
         left = node.expr1
+        # `filter -> log_exp` wraps once; a parenthesised group is Filter(Filter(...)).
         if not (isinstance(left, lib.Filter) and isinstance(left.expr, lib.LogExpr)):
             break
-        if left.expr.op.lower() != op or left.namespace or left.negated:
+        if left.expr.op.lower() != op:
             break
         node = left.expr
     operands.append(left)

@@ -13,6 +13,7 @@ from scim_server.scim.body import json_body
 from scim_server.scim.bulk import parse_bulk_request, run_bulk
 from scim_server.scim.errors import (
     SCIM_CONTENT_TYPE,
+    InvalidValueError,
     NotFoundError,
     ScimError,
     TooManyError,
@@ -48,6 +49,9 @@ PUBLIC_ENDPOINTS = {
 @bp.before_request
 def authenticate() -> None:
     """Resolve the bearer token to its organization (RFC 7644 §2, RFC 6750)."""
+    # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
+    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+        raise InvalidValueError("NUL characters are not allowed in the URL.")
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     header = request.headers.get("Authorization", "")

@@ -25,6 +25,7 @@ from scim_server.services.indexing import drop_index, reindex
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
+CHUNK = 500  # ids per IN (...) list, well under every driver's parameter limit
 
 
 @dataclass(frozen=True)
@@ -146,21 +147,59 @@ def delete_group(
 def _apply_member_change(
     session: Session, org_id: str, group_id: str, change: MemberChange
 ) -> bool:
+    """Apply one change; True if a member row was inserted or deleted."""
     where = [GroupMember.org_id == org_id, GroupMember.group_id == group_id]
     if change.kind == "add":
         return _add(session, org_id, group_id, change.values) > 0
     if change.kind == "remove":
-        ids = list({ref["value"] for ref in change.values})
-        result = session.execute(delete(GroupMember).where(*where, GroupMember.member_id.in_(ids)))
-        return result.rowcount > 0
+        ids = list(dict.fromkeys(ref["value"] for ref in change.values))
+        return _delete_ids(session, org_id, group_id, ids) > 0
     if change.kind == "remove_where":
         result = session.execute(delete(GroupMember).where(*where, change.where))
         return result.rowcount > 0
-    if change.kind in ("clear", "replace"):
+    if change.kind == "clear" or (change.kind == "replace" and not change.values):
         result = session.execute(delete(GroupMember).where(*where))
-        added = _add(session, org_id, group_id, change.values) if change.values else 0
-        return result.rowcount > 0 or added > 0
+        return result.rowcount > 0
+    if change.kind == "replace":
+        # Only the difference is written, so that replacing the members with
+        # the same members changes nothing (and keeps the version).
+        _resolve(session, org_id, group_id, change.values)
+        wanted = {ref["value"] for ref in change.values}
+        current = session.scalars(select(GroupMember.member_id).where(*where)).all()
+        removed = _delete_ids(session, org_id, group_id, [m for m in current if m not in wanted])
+        added = _add(session, org_id, group_id, change.values)
+        return removed > 0 or added > 0
     raise ValueError(f"unknown member change {change.kind!r}")
+
+
+def _delete_ids(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> int:
+    deleted = 0
+    for start in range(0, len(ids), CHUNK):
+        result = session.execute(
+            delete(GroupMember).where(
+                GroupMember.org_id == org_id,
+                GroupMember.group_id == group_id,
+                GroupMember.member_id.in_(ids[start : start + CHUNK]),
+            )
+        )
+        deleted += result.rowcount
+    return deleted
+
+
+def _present(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> set[str]:
+    """Those of ``ids`` that are already members of the group."""
+    found: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        found.update(
+            session.scalars(
+                select(GroupMember.member_id).where(
+                    GroupMember.org_id == org_id,
+                    GroupMember.group_id == group_id,
+                    GroupMember.member_id.in_(ids[start : start + CHUNK]),
+                )
+            )
+        )
+    return found
 
 
 def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> dict[str, str]:
@@ -169,8 +208,8 @@ def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) 
     if group_id in ids:
         raise InvalidValueError("A group cannot be a member of itself.")
     found: dict[str, str] = {}
-    for chunk_start in range(0, len(ids), 500):
-        chunk = ids[chunk_start : chunk_start + 500]
+    for chunk_start in range(0, len(ids), CHUNK):
+        chunk = ids[chunk_start : chunk_start + CHUNK]
         for uid in session.scalars(
             select(User.id).where(User.org_id == org_id, User.id.in_(chunk))
         ):
@@ -192,10 +231,17 @@ def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) 
 
 
 def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> int:
-    """Insert the members not already there; a repeated add is a no-op."""
+    """Insert the members not already there; a repeated add is a no-op. Returns rows added.
+
+    The count comes from looking the requested ids up, not from the INSERT's
+    rowcount, which drivers do not report reliably for an executemany
+    (psycopg reports -1). The group row is locked (on SQLite, the database
+    is), so the look-up cannot go stale before the insert.
+    """
     if not refs:
         return 0
     types = _resolve(session, org_id, group_id, refs)
+    present = _present(session, org_id, group_id, list(types))
     now = utcnow()
     rows = [
         {
@@ -206,13 +252,14 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> i
             "created_at": now,
         }
         for mid, kind in types.items()
+        if mid not in present
     ]
+    if not rows:
+        return 0
     dialect = session.get_bind().dialect.name
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(GroupMember).on_conflict_do_nothing()
-    # Core execution: the ORM bulk path does not report rowcount.
-    result = session.connection().execute(stmt, rows)
-    return max(result.rowcount, 0) if len(rows) == 1 else len(rows)
+    session.execute(dialect_insert(GroupMember).on_conflict_do_nothing(), rows)
+    return len(rows)
 
 
 def member_count(session: Session, org_id: str, group_id: str) -> int:

@@ -53,7 +53,7 @@ VALID_FILTERS = [
     (
         'meta.lastModified gt "2011-05-13T04:42:34Z"',
         Compare(p("meta", "lastModified"), "gt", "2011-05-13T04:42:34Z"),
-    ),  # noqa: E501
+    ),
     ('meta.lastModified ge "x"', Compare(p("meta", "lastModified"), "ge", "x")),
     ('meta.lastModified lt "x"', Compare(p("meta", "lastModified"), "lt", "x")),
     ('meta.lastModified le "x"', Compare(p("meta", "lastModified"), "le", "x")),
@@ -469,7 +469,7 @@ value_paths = st.builds(
     ValuePath,
     st.builds(AttrPath, st.none() | uris, names, st.none()),
     trees(leaves(relative_paths)),
-)  # noqa: E501
+)
 filters = trees(leaves(top_paths) | value_paths)
 
 TOKENS = [

@@ -8,111 +8,21 @@ from typing import Any
 import pytest
 
 from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, Scim
+from tests.scim.dataset import (  # noqa: F401  (fixtures)
+    ALL_GROUPS,
+    ALL_USERS,
+    Data,
+    connection,
+    data,
+    data_connection,
+    ds,
+)
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 CORE_PREFIX = f"{USER_SCHEMA}:"
 ENT_PREFIX = f"{ENTERPRISE}:"
-
-ALL_USERS = {"alice", "bob", "carol", "dave", "eve"}
-
-# The data set. userName case varies; dave's userName holds LIKE wildcards and
-# eve's holds the characters they would match, so an unescaped `co` shows up.
-USERS: dict[str, dict[str, Any]] = {
-    "alice": {
-        "userName": "Alice@Example.com",
-        "externalId": "EXT-Alice",
-        "name": {"givenName": "Alice", "familyName": "Zephyr"},
-        "title": "Engineer",
-        "active": True,
-        "emails": [
-            {"value": "alice@example.com", "type": "work", "primary": True},
-            {"value": "alice@home.org", "type": "home"},
-        ],
-        ENTERPRISE: {"employeeNumber": "1001", "department": "R&D"},
-    },
-    "bob": {
-        "userName": "bob",
-        "externalId": "ext-bob",
-        "name": {"givenName": "Bob", "familyName": "Young"},
-        "title": "Manager",
-        "active": False,
-        # bob's *home* address is at example.com: element-wise matching must not mix them.
-        "emails": [
-            {"value": "bob@example.com", "type": "home"},
-            {"value": "bob@work.net", "type": "work", "primary": True},
-        ],
-        ENTERPRISE: {"employeeNumber": "1002", "department": "Sales", "manager": "{alice}"},
-    },
-    "carol": {
-        "userName": "CAROL.k",
-        "name": {"givenName": "Carol", "familyName": "Xu"},
-        "title": "Senior Engineer",
-        "active": True,
-        "emails": [{"value": "carol@example.com", "type": "work"}],
-        ENTERPRISE: {"employeeNumber": "2001", "department": "R&D", "manager": "{alice}"},
-    },
-    "dave": {
-        "userName": "dave_100%",
-        "name": {"givenName": "dave", "familyName": "Adams"},
-        "active": False,
-        "emails": [{"value": "DAVE@Example.COM", "type": "work"}],
-    },
-    "eve": {
-        "userName": "eve-X100-z",
-        "externalId": "EXT-eve",
-        "name": {"givenName": "Eve", "familyName": "Brown"},
-        "title": "Intern",
-        "active": True,
-        "emails": [{"value": "eve@home.org", "type": "home"}],
-        ENTERPRISE: {"department": "Sales"},
-    },
-}
-
-
-class Data:
-    """The created resources: ``ids[key]`` and ``docs[key]`` for users and groups."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, str] = {}
-        self.docs: dict[str, dict[str, Any]] = {}
-
-    def names(self, resources: list[dict[str, Any]]) -> set[str]:
-        by_id = {v: k for k, v in self.ids.items()}
-        return {by_id.get(r["id"], r["id"]) for r in resources}
-
-    def fill(self, text: str) -> str:
-        subs = {**self.ids, **{f"{k}_created": d["meta"]["created"] for k, d in self.docs.items()}}
-        return text.format(**subs)
-
-
-def _with_refs(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _with_refs(v, ids) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        return ids[value[1:-1]]
-    return value
-
-
-@pytest.fixture
-def data(scim: Scim) -> Data:
-    """Five users and three groups (Ops holds the Sales group and dave)."""
-    d = Data()
-    for key, attrs in USERS.items():
-        body = _with_refs(attrs, d.ids)
-        if ENTERPRISE in body:
-            body = {**body, "schemas": [USER_SCHEMA, ENTERPRISE]}
-        doc = scim.create_user(body.pop("userName"), **body)
-        d.ids[key], d.docs[key] = doc["id"], doc
-    for key, name, members, extra in [
-        ("eng", "Engineering", ["alice", "carol"], {"externalId": "G-ENG"}),
-        ("sales", "Sales", ["bob"], {}),
-        ("ops", "Ops", ["sales", "dave"], {}),
-    ]:
-        doc = scim.create_group(name, [d.ids[m] for m in members], **extra)
-        d.ids[key], d.docs[key] = doc["id"], doc
-    return d
 
 
 def list_ids(scim: Scim, endpoint: str, flt: str, data: Data) -> set[str]:
@@ -122,7 +32,7 @@ def list_ids(scim: Scim, endpoint: str, flt: str, data: Data) -> set[str]:
     body = resp.get_json()
     assert body["schemas"] == [LIST_RESPONSE]
     assert body["totalResults"] == len(body["Resources"])
-    return data.names(body["Resources"])
+    return set(data.names(body["Resources"]))
 
 
 def assert_invalid_filter(resp: Any) -> None:
@@ -270,9 +180,9 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
 
 
 @pytest.mark.parametrize(("flt", "expected"), USER_FILTERS, ids=[f for f, _ in USER_FILTERS])
-def test_user_filter(scim: Scim, data: Data, flt: str, expected: set[str]) -> None:
+def test_user_filter(ds: Scim, data: Data, flt: str, expected: set[str]) -> None:
     """GET /Users?filter=... returns exactly the expected users."""
-    assert list_ids(scim, "Users", data.fill(flt), data) == expected
+    assert list_ids(ds, "Users", data.fill(flt), data) == expected
 
 
 GROUP_FILTERS: list[tuple[str, set[str]]] = [
@@ -301,9 +211,9 @@ GROUP_FILTERS: list[tuple[str, set[str]]] = [
 
 
 @pytest.mark.parametrize(("flt", "expected"), GROUP_FILTERS, ids=[f for f, _ in GROUP_FILTERS])
-def test_group_filter(scim: Scim, data: Data, flt: str, expected: set[str]) -> None:
+def test_group_filter(ds: Scim, data: Data, flt: str, expected: set[str]) -> None:
     """GET /Groups?filter=... returns exactly the expected groups."""
-    assert list_ids(scim, "Groups", data.fill(flt), data) == expected
+    assert list_ids(ds, "Groups", data.fill(flt), data) == expected
 
 
 INVALID_USER_FILTERS = [
@@ -363,9 +273,9 @@ def test_invalid_group_filter(scim: Scim, flt: str) -> None:
 
 
 @pytest.mark.parametrize("flt", ["", "   "])
-def test_blank_filter_means_no_filter(scim: Scim, data: Data, flt: str) -> None:
+def test_blank_filter_means_no_filter(ds: Scim, data: Data, flt: str) -> None:
     """An empty or blank filter parameter lists everything."""
-    assert list_ids(scim, "Users", flt, data) == ALL_USERS
+    assert list_ids(ds, "Users", flt, data) == ALL_USERS
 
 
 def test_filter_errors_on_search_endpoint(scim: Scim) -> None:
@@ -428,7 +338,7 @@ def test_filter_with_json_escapes(scim: Scim) -> None:
 # -- POST .search --------------------------------------------------------------------
 
 
-def test_users_search(scim: Scim, data: Data) -> None:
+def test_users_search(ds: Scim, data: Data) -> None:
     """POST /Users/.search applies filter, sort, paging and attributes from the body."""
     body = {
         "schemas": [SEARCH_REQUEST],
@@ -439,7 +349,7 @@ def test_users_search(scim: Scim, data: Data) -> None:
         "count": 2,
         "attributes": ["userName"],
     }
-    resp = scim.post("/scim/v2/Users/.search", body)
+    resp = ds.post("/scim/v2/Users/.search", body)
     out = resp.get_json()
     assert resp.status_code == 200, out
     assert resp.mimetype == "application/scim+json"
@@ -452,14 +362,14 @@ def test_users_search(scim: Scim, data: Data) -> None:
         assert set(r) == {"schemas", "id", "userName"}
 
 
-def test_groups_search(scim: Scim, data: Data) -> None:
+def test_groups_search(ds: Scim, data: Data) -> None:
     """POST /Groups/.search with excludedAttributes drops members."""
     body = {
         "schemas": [SEARCH_REQUEST],
         "filter": 'members[value eq "{}"]'.format(data.ids["alice"]),
         "excludedAttributes": ["members"],
     }
-    resp = scim.post("/scim/v2/Groups/.search", body)
+    resp = ds.post("/scim/v2/Groups/.search", body)
     out = resp.get_json()
     assert resp.status_code == 200, out
     assert out["totalResults"] == 1
@@ -472,44 +382,45 @@ def test_groups_search(scim: Scim, data: Data) -> None:
 @pytest.mark.parametrize(
     ("flt", "expected"),
     [
-        (None, ALL_USERS | {"eng", "sales", "ops"}),
+        (None, ALL_USERS | ALL_GROUPS),
         ('meta.resourceType eq "Group"', {"eng", "sales", "ops"}),
         ('externalId sw "EXT"', {"alice", "eve"}),
         ('externalId pr', {"alice", "bob", "eve", "eng"}),
         # userName exists only on Users, members only on Groups: each type answers alone.
         ('userName eq "bob"', {"bob"}),
         ('members[value eq "{alice}"]', {"eng"}),
-        ('meta.created gt "2000-01-01T00:00:00Z"', ALL_USERS | {"eng", "sales", "ops"}),
+        ('meta.created gt "2000-01-01T00:00:00Z"', ALL_USERS | ALL_GROUPS),
     ],
 )
-def test_root_search(scim: Scim, data: Data, flt: str | None, expected: set[str]) -> None:
+def test_root_search(ds: Scim, data: Data, flt: str | None, expected: set[str]) -> None:
     """POST /.search searches Users and Groups together (RFC 7644 §3.4.3)."""
     body: dict[str, Any] = {"schemas": [SEARCH_REQUEST]}
     if flt is not None:
         body["filter"] = data.fill(flt)
-    resp = scim.post("/scim/v2/.search", body)
+    resp = ds.post("/scim/v2/.search", body)
     out = resp.get_json()
     assert resp.status_code == 200, out
     assert out["schemas"] == [LIST_RESPONSE]
     assert out["totalResults"] == len(expected)
     assert out["itemsPerPage"] == len(expected)
-    assert data.names(out["Resources"]) == expected
+    assert set(data.names(out["Resources"])) == expected
     kinds = {r["meta"]["resourceType"] for r in out["Resources"]}
     assert kinds <= {"User", "Group"}
 
 
-def test_root_search_pages_across_types(scim: Scim, data: Data) -> None:
+def test_root_search_pages_across_types(ds: Scim, data: Data) -> None:
     """POST /.search pages over Users then Groups, totalResults counting both."""
     seen: list[str] = []
     for start in (1, 4, 7):
         body = {"schemas": [SEARCH_REQUEST], "startIndex": start, "count": 3}
-        out = scim.post("/scim/v2/.search", body).get_json()
+        out = ds.post("/scim/v2/.search", body).get_json()
         assert out["totalResults"] == 8
         assert out["startIndex"] == start
         seen += [r["id"] for r in out["Resources"]]
     assert len(seen) == 8
-    assert data.names([{"id": i} for i in seen]) == ALL_USERS | {"eng", "sales", "ops"}
-    assert [data.names([{"id": i}]) <= ALL_USERS for i in seen] == [True] * 5 + [False] * 3
+    names = data.names([{"id": i} for i in seen])
+    assert set(names[:5]) == ALL_USERS  # Users first, then Groups
+    assert set(names[5:]) == ALL_GROUPS
 
 
 @pytest.mark.parametrize(
@@ -547,31 +458,29 @@ def test_search_request_body_validated(
 # -- tenancy -------------------------------------------------------------------------
 
 
-def test_other_organization_never_visible(scim: Scim, other_scim: Scim, data: Data) -> None:
-    """Another organization's users and groups never appear in filters, lists or searches."""
-    mine = other_scim.create_user("alice@example.com", title="Engineer")
-    their_group = other_scim.create_group("Engineering", [mine["id"]])
-    for flt in [
-        None,
-        'userName eq "alice@example.com"',
-        'title co "engineer"',
-        f'id eq "{mine["id"]}"',
-        f'groups.value eq "{their_group["id"]}"',
+def test_other_organization_never_visible(ds: Scim, other_scim: Scim, data: Data) -> None:
+    """Another organization's users and groups never appear in its neighbour's results."""
+    # The same userName and group name are free in another organization.
+    theirs = other_scim.create_user("alice@example.com", title="Engineer")
+    their_group = other_scim.create_group("Engineering", [theirs["id"]])
+    for flt, mine in [
+        (None, ALL_USERS),
+        ('userName eq "alice@example.com"', {"alice"}),
+        ('title co "engineer"', {"alice", "carol"}),
+        ('id eq "{}"'.format(theirs["id"]), set()),
+        ('groups.value eq "{}"'.format(their_group["id"]), set()),
+        ('groups.value eq "{}"'.format(data.ids["eng"]), {"alice", "carol"}),
     ]:
         query = {"filter": flt} if flt else {}
-        resp = scim.get("/scim/v2/Users", query_string=query)
-        ids = [r["id"] for r in resp.get_json()["Resources"]]
-        assert mine["id"] not in ids
-        resp = other_scim.get("/scim/v2/Users", query_string=query)
-        ids = [r["id"] for r in resp.get_json()["Resources"]]
-        assert set(ids) <= {mine["id"]}
-    resp = scim.get("/scim/v2/Groups", query_string={"filter": 'displayName eq "engineering"'})
-    assert [g["id"] for g in resp.get_json()["Resources"]] == [data.ids["eng"]]
-    resp = other_scim.get(
-        "/scim/v2/Groups", query_string={"filter": f'members[value eq "{data.ids["alice"]}"]'}
-    )
-    assert resp.get_json()["totalResults"] == 0
-    resp = other_scim.post("/scim/v2/.search", {"schemas": [SEARCH_REQUEST]})
-    out = resp.get_json()
+        assert set(data.names(ds.get("/scim/v2/Users", query_string=query).json["Resources"])) == mine
+        other = other_scim.get("/scim/v2/Users", query_string=query).json
+        assert {r["id"] for r in other["Resources"]} <= {theirs["id"]}
+        assert other["totalResults"] == len(other["Resources"])
+    resp = ds.get("/scim/v2/Groups", query_string={"filter": 'displayName eq "engineering"'})
+    assert [g["id"] for g in resp.json["Resources"]] == [data.ids["eng"]]
+    flt = 'members[value eq "{}"]'.format(data.ids["alice"])
+    assert other_scim.get("/scim/v2/Groups", query_string={"filter": flt}).json["totalResults"] == 0
+    out = other_scim.post("/scim/v2/.search", {"schemas": [SEARCH_REQUEST]}).json
     assert out["totalResults"] == 2
-    assert {r["id"] for r in out["Resources"]} == {mine["id"], their_group["id"]}
+    assert {r["id"] for r in out["Resources"]} == {theirs["id"], their_group["id"]}
+    assert ds.get("/scim/v2/Users/{}".format(theirs["id"])).status_code == 404

@@ -1,0 +1,53 @@
+"""Run sizes: the full run (the figures in BENCHMARKS.md) and a quick smoke run.
+
+The full run has to finish in under ten minutes on a 2-core machine for both
+backends, which is what bounds the measuring windows below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big the data set is and how long each measurement lasts."""
+
+    name: str
+    org_sizes: tuple[int, ...]
+    big_group_size: int  # one group of this size, in the largest organization
+    small_groups_per_org: int
+    small_group_size: int
+    concurrencies: tuple[int, ...]
+    warmup_s: float
+    duration_s: float
+    max_requests: int  # a run also stops after this many measured requests
+
+    @property
+    def largest(self) -> int:
+        return max(self.org_sizes)
+
+
+FULL = Profile(
+    name="full",
+    org_sizes=(1_000, 10_000, 100_000),
+    big_group_size=50_000,
+    small_groups_per_org=20,
+    small_group_size=10,
+    concurrencies=(1, 8, 32),
+    warmup_s=0.4,
+    duration_s=2.5,
+    max_requests=20_000,
+)
+
+QUICK = Profile(
+    name="quick",
+    org_sizes=(1_000, 10_000),
+    big_group_size=5_000,
+    small_groups_per_org=20,
+    small_group_size=10,
+    concurrencies=(1, 8, 32),
+    warmup_s=0.2,
+    duration_s=0.6,
+    max_requests=5_000,
+)

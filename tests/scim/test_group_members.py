@@ -1,0 +1,749 @@
+"""Groups and their members (RFC 7643 §4.2, RFC 7644 §3.5.2), through HTTP only.
+
+Group PATCH answers 204 with an ETag, unless ``attributes`` or
+``excludedAttributes`` asks for a body (then 200 with that projection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.models import GroupMember
+from tests.conftest import GROUP_SCHEMA, Scim
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def gurl(group: dict[str, Any] | str) -> str:
+    gid = group if isinstance(group, str) else group["id"]
+    return f"/scim/v2/Groups/{gid}"
+
+
+def uurl(user: dict[str, Any]) -> str:
+    return f"/scim/v2/Users/{user['id']}"
+
+
+def read(scim: Scim, url: str) -> dict[str, Any]:
+    resp = scim.get(url)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def member_ids(group: dict[str, Any]) -> set[str]:
+    return {m["value"] for m in group.get("members", [])}
+
+
+def group_ids(user: dict[str, Any]) -> set[str]:
+    return {g["value"] for g in user.get("groups", [])}
+
+
+def assert_error(resp: Any, status: int, scim_type: str | None) -> None:
+    body = resp.get_json()
+    assert resp.status_code == status, body
+    assert body["schemas"] == [ERROR_SCHEMA]
+    assert body["status"] == str(status)
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type, body
+
+
+def assert_no_content(resp: Any) -> str:
+    """A 204 with an empty body and an ETag; returns the ETag."""
+    assert resp.status_code == 204, resp.get_json(silent=True)
+    assert resp.get_data() == b""
+    return resp.headers["ETag"]
+
+
+@pytest.fixture
+def people(scim: Scim) -> dict[str, dict[str, Any]]:
+    """Four users of acme: alice and carol have a displayName, bob and dave do not."""
+    return {
+        "alice": scim.create_user("alice", displayName="Alice Adams"),
+        "bob": scim.create_user("bob"),
+        "carol": scim.create_user("carol", displayName="Carol Clark"),
+        "dave": scim.create_user("dave"),
+    }
+
+
+@pytest.fixture
+def team(scim: Scim, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The group "Team" with alice and bob."""
+    return scim.create_group("Team", [people["alice"]["id"], people["bob"]["id"]])
+
+
+# -- create and read ----------------------------------------------------------------------
+
+
+def test_create_group_with_users_and_nested_group(
+    scim: Scim, people: dict[str, dict[str, Any]]
+) -> None:
+    """A group created with two users and a group lists each with value, $ref, type and display."""
+    alice, bob = people["alice"], people["bob"]
+    sub = scim.create_group("Sub")
+    resp = scim.post(
+        "/scim/v2/Groups",
+        {
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Parent",
+            "members": [
+                {"value": alice["id"]},
+                {"value": bob["id"], "type": "User"},
+                {"value": sub["id"]},
+            ],
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    created = resp.get_json()
+    assert resp.headers["Location"].endswith(gurl(created))
+    group = read(scim, gurl(created))
+    assert created == group
+    assert group["displayName"] == "Parent"
+    by_id = {m["value"]: m for m in group["members"]}
+    assert by_id == {
+        alice["id"]: {
+            "value": alice["id"],
+            "$ref": f"http://localhost/scim/v2/Users/{alice['id']}",
+            "type": "User",
+            "display": "Alice Adams",
+        },
+        bob["id"]: {
+            "value": bob["id"],
+            "$ref": f"http://localhost/scim/v2/Users/{bob['id']}",
+            "type": "User",
+            "display": "bob",
+        },
+        sub["id"]: {
+            "value": sub["id"],
+            "$ref": f"http://localhost/scim/v2/Groups/{sub['id']}",
+            "type": "Group",
+            "display": "Sub",
+        },
+    }
+    assert group["meta"]["resourceType"] == "Group"
+    assert group["meta"]["version"] == resp.headers["ETag"]
+
+
+def test_users_show_derived_groups(scim: Scim, people: dict[str, dict[str, Any]]) -> None:
+    """A member's `groups` lists each direct group with value, $ref, display and type."""
+    alice = people["alice"]
+    team = scim.create_group("Team", [alice["id"]])
+    other = scim.create_group("Other", [alice["id"]])
+    groups = read(scim, uurl(alice))["groups"]
+    assert sorted(groups, key=lambda g: g["display"]) == [
+        {
+            "value": other["id"],
+            "$ref": f"http://localhost/scim/v2/Groups/{other['id']}",
+            "display": "Other",
+            "type": "direct",
+        },
+        {
+            "value": team["id"],
+            "$ref": f"http://localhost/scim/v2/Groups/{team['id']}",
+            "display": "Team",
+            "type": "direct",
+        },
+    ]
+    assert "groups" not in read(scim, uurl(people["bob"]))
+
+
+def test_create_group_with_unknown_member_fails(scim: Scim, people: dict[str, Any]) -> None:
+    """Creating a group with an unknown member id is 400 invalidValue and creates nothing."""
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Ghosts",
+        "members": [{"value": people["alice"]["id"]}, {"value": "no-such-id"}],
+    }
+    assert_error(scim.post("/scim/v2/Groups", body), 400, "invalidValue")
+    listed = scim.get('/scim/v2/Groups?filter=displayName eq "Ghosts"').get_json()
+    assert listed["totalResults"] == 0
+    assert "groups" not in read(scim, uurl(people["alice"]))
+
+
+# -- PATCH: adding ----------------------------------------------------------------------------
+
+
+def test_patch_add_members(scim: Scim, people: dict[str, Any], team: dict[str, Any]) -> None:
+    """Adding members answers 204 with the new ETag; the re-read group lists them too."""
+    carol, dave = people["carol"], people["dave"]
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "Add", "path": "members", "value": [{"value": carol["id"]}, {"value": dave["id"]}]},
+    )
+    tag = assert_no_content(resp)
+    group = read(scim, gurl(team))
+    assert member_ids(group) == {people[n]["id"] for n in ("alice", "bob", "carol", "dave")}
+    assert group["meta"]["version"] == tag != team["meta"]["version"]
+    assert group_ids(read(scim, uurl(carol))) == {team["id"]}
+
+
+def test_patch_add_nested_group(scim: Scim, team: dict[str, Any]) -> None:
+    """A group can be added as a member of another group, typed Group."""
+    sub = scim.create_group("Sub")
+    assert_no_content(
+        scim.patch_ops(
+            gurl(team), {"op": "add", "path": "members", "value": [{"value": sub["id"]}]}
+        )
+    )
+    members = {m["value"]: m for m in read(scim, gurl(team))["members"]}
+    assert members[sub["id"]]["type"] == "Group"
+    assert members[sub["id"]]["display"] == "Sub"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_keys"),
+    [
+        pytest.param("?attributes=members", {"schemas", "id", "members"}, id="attributes"),
+        pytest.param(
+            "?attributes=displayName", {"schemas", "id", "displayName"}, id="attributes-other"
+        ),
+        pytest.param(
+            "?excludedAttributes=members", {"schemas", "id", "displayName", "meta"}, id="excluded"
+        ),
+    ],
+)
+def test_patch_group_with_projection_returns_body(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], query: str, expected_keys: set[str]
+) -> None:
+    """With attributes/excludedAttributes, group PATCH answers 200 with that projection."""
+    carol = people["carol"]
+    resp = scim.patch_ops(
+        gurl(team) + query, {"op": "add", "path": "members", "value": [{"value": carol["id"]}]}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == expected_keys
+    group = read(scim, gurl(team))
+    assert resp.headers["ETag"] == group["meta"]["version"]
+    assert carol["id"] in member_ids(group)
+    if "members" in body:
+        assert body["members"] == group["members"]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [pytest.param(["alice"], id="one"), pytest.param(["alice", "bob"], id="two")],
+)
+def test_duplicate_member_add_is_noop(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], names: list[str]
+) -> None:
+    """Adding members who are already there is 204 and keeps the version and the members."""
+    before = read(scim, gurl(team))
+    value = [{"value": people[n]["id"]} for n in names]
+    tag = assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": value})
+    )
+    after = read(scim, gurl(team))
+    assert after == before
+    assert tag == before["meta"]["version"]
+
+
+def test_same_member_twice_in_one_add(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A member listed twice in one add is added once."""
+    carol = people["carol"]["id"]
+    value = [{"value": carol}, {"value": carol}]
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": value}))
+    members = [m["value"] for m in read(scim, gurl(team))["members"]]
+    assert members.count(carol) == 1
+    assert len(members) == 3
+
+
+# -- PATCH: removing and replacing ---------------------------------------------------------------
+
+
+def test_remove_member_by_filter(scim: Scim, people: dict[str, Any], team: dict[str, Any]) -> None:
+    """remove with path members[value eq "id"] removes exactly that member."""
+    alice, bob = people["alice"], people["bob"]
+    path = f'members[value eq "{alice["id"]}"]'
+    tag = assert_no_content(scim.patch_ops(gurl(team), {"op": "remove", "path": path}))
+    group = read(scim, gurl(team))
+    assert member_ids(group) == {bob["id"]}
+    assert group["meta"]["version"] == tag != team["meta"]["version"]
+    assert "groups" not in read(scim, uurl(alice))
+
+
+def test_remove_members_by_value_list(scim: Scim, people: dict[str, Any]) -> None:
+    """Entra's remove with path "members" and a value list removes exactly the listed members."""
+    ids = {n: people[n]["id"] for n in ("alice", "bob", "carol", "dave")}
+    group = scim.create_group("Four", list(ids.values()))
+    resp = scim.patch_ops(
+        gurl(group),
+        {
+            "op": "Remove",
+            "path": "members",
+            "value": [{"value": ids["alice"]}, {"value": ids["carol"]}],
+        },
+    )
+    assert_no_content(resp)
+    assert member_ids(read(scim, gurl(group))) == {ids["bob"], ids["dave"]}
+
+
+def test_remove_absent_member_is_noop(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """Removing someone who is not a member is 204 and keeps the version."""
+    before = read(scim, gurl(team))
+    value = [{"value": people["carol"]["id"]}]
+    tag = assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "remove", "path": "members", "value": value})
+    )
+    assert read(scim, gurl(team)) == before
+    assert tag == before["meta"]["version"]
+
+
+def test_replace_members(scim: Scim, people: dict[str, Any], team: dict[str, Any]) -> None:
+    """replace with path "members" makes the given list the whole membership."""
+    carol, bob = people["carol"]["id"], people["bob"]["id"]
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "replace", "path": "members", "value": [{"value": carol}, {"value": bob}]},
+    )
+    assert_no_content(resp)
+    assert member_ids(read(scim, gurl(team))) == {carol, bob}
+    assert "groups" not in read(scim, uurl(people["alice"]))
+
+
+def test_replace_filtered_member(scim: Scim, people: dict[str, Any], team: dict[str, Any]) -> None:
+    """replace with path members[value eq "a"] swaps that member for the given one."""
+    alice, bob, carol = (people[n]["id"] for n in ("alice", "bob", "carol"))
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "replace", "path": f'members[value eq "{alice}"]', "value": [{"value": carol}]},
+    )
+    assert_no_content(resp)
+    assert member_ids(read(scim, gurl(team))) == {bob, carol}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "remove", "path": "members"}, id="remove-path-members"),
+        pytest.param({"op": "replace", "path": "members", "value": []}, id="replace-with-empty"),
+    ],
+)
+def test_remove_all_members(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], op: dict[str, Any]
+) -> None:
+    """Removing all members leaves the group without a members attribute."""
+    assert_no_content(scim.patch_ops(gurl(team), op))
+    group = read(scim, gurl(team))
+    assert "members" not in group
+    assert group["displayName"] == "Team"
+    assert "groups" not in read(scim, uurl(people["alice"]))
+
+
+def test_add_and_remove_in_one_request(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """Several member operations in one PATCH apply in order."""
+    alice, bob, carol = (people[n]["id"] for n in ("alice", "bob", "carol"))
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "add", "path": "members", "value": [{"value": carol}]},
+        {"op": "remove", "path": f'members[value eq "{alice}"]'},
+        {"op": "replace", "path": "displayName", "value": "Team 2"},
+    )
+    assert_no_content(resp)
+    group = read(scim, gurl(team))
+    assert member_ids(group) == {bob, carol}
+    assert group["displayName"] == "Team 2"
+    assert group["meta"]["version"] != team["meta"]["version"]
+
+
+# -- PATCH: failures change nothing ----------------------------------------------------------
+
+
+def _unknown_id(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"op": "add", "path": "members", "value": [{"value": people["carol"]["id"]}]},
+        {
+            "op": "add",
+            "path": "members",
+            "value": [{"value": "00000000-0000-0000-0000-000000000000"}],
+        },
+    ]
+
+
+def _self(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"op": "add", "path": "members", "value": [{"value": people["carol"]["id"]}]},
+        {"op": "add", "path": "members", "value": [{"value": team["id"]}]},
+    ]
+
+
+def _wrong_type(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "add",
+            "path": "members",
+            "value": [{"value": people["carol"]["id"], "type": "Group"}],
+        }
+    ]
+
+
+def _replace_unknown(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"op": "replace", "path": "members", "value": [{"value": "no-such-id"}]}]
+
+
+def _no_value(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"op": "add", "path": "members", "value": [{"display": "Carol"}]}]
+
+
+def _member_sub(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    path = f'members[value eq "{people["alice"]["id"]}"].display'
+    return [{"op": "replace", "path": path, "value": "Someone"}]
+
+
+def _rename_then_fail(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"op": "replace", "path": "displayName", "value": "Renamed"},
+        {"op": "remove", "path": f'members[value eq "{people["alice"]["id"]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": "no-such-id"}]},
+    ]
+
+
+def _remove_display_name(people: dict[str, Any], team: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"op": "add", "path": "members", "value": [{"value": people["carol"]["id"]}]},
+        {"op": "remove", "path": "displayName"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("build", "scim_type"),
+    [
+        pytest.param(_unknown_id, "invalidValue", id="unknown-member-id"),
+        pytest.param(_self, "invalidValue", id="group-contains-itself"),
+        pytest.param(_wrong_type, "invalidValue", id="declared-type-mismatch"),
+        pytest.param(_replace_unknown, "invalidValue", id="replace-with-unknown-id"),
+        pytest.param(_no_value, "invalidValue", id="member-without-value"),
+        pytest.param(_member_sub, "mutability", id="member-sub-attribute"),
+        pytest.param(_rename_then_fail, "invalidValue", id="rename-remove-then-unknown"),
+        pytest.param(_remove_display_name, "invalidValue", id="remove-required-displayName"),
+    ],
+)
+def test_failing_member_patch_changes_nothing(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], build: Any, scim_type: str
+) -> None:
+    """A group PATCH with a failing operation is 400 and leaves group and members as they were."""
+    before = read(scim, gurl(team))
+    assert_error(scim.patch_ops(gurl(team), *build(people, team)), 400, scim_type)
+    assert read(scim, gurl(team)) == before
+    assert "groups" not in read(scim, uurl(people["carol"]))
+
+
+def test_put_group_containing_itself_fails(scim: Scim, team: dict[str, Any]) -> None:
+    """PUT listing the group among its own members is 400 invalidValue and changes nothing."""
+    before = read(scim, gurl(team))
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Team", "members": [{"value": team["id"]}]}
+    assert_error(scim.put(gurl(team), body), 400, "invalidValue")
+    assert read(scim, gurl(team)) == before
+
+
+def test_group_patch_with_stale_etag_fails(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """If-Match with an old ETag on a group PATCH is 412 and changes nothing."""
+    stale = team["meta"]["version"]
+    assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "replace", "path": "displayName", "value": "T2"})
+    )
+    before = read(scim, gurl(team))
+    add = {"op": "add", "path": "members", "value": [{"value": people["carol"]["id"]}]}
+    assert_error(scim.patch_ops(gurl(team), add, headers={"If-Match": stale}), 412, None)
+    assert read(scim, gurl(team)) == before
+    tag = assert_no_content(
+        scim.patch_ops(gurl(team), add, headers={"If-Match": before["meta"]["version"]})
+    )
+    assert tag != before["meta"]["version"]
+
+
+# -- the user's derived groups -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "add", "path": "groups"}, id="add-path"),
+        pytest.param({"op": "replace", "path": "groups"}, id="replace-path"),
+        pytest.param({"op": "remove", "path": "groups"}, id="remove-path"),
+        pytest.param({"op": "replace"}, id="no-path"),
+    ],
+)
+def test_user_groups_is_read_only(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], op: dict[str, Any]
+) -> None:
+    """PATCH on a user's `groups` is 400 mutability; memberships stay as they were."""
+    alice, other = people["alice"], scim.create_group("Other")
+    before = read(scim, uurl(alice))
+    value = [{"value": other["id"]}]
+    if op.get("path") is None:
+        op = {**op, "value": {"groups": value}}
+    elif op["op"] != "remove":
+        op = {**op, "value": value}
+    assert_error(scim.patch_ops(uurl(alice), op), 400, "mutability")
+    assert read(scim, uurl(alice)) == before
+    assert group_ids(before) == {team["id"]}
+    assert "members" not in read(scim, gurl(other))
+
+
+def test_put_user_ignores_groups(scim: Scim, people: dict[str, Any], team: dict[str, Any]) -> None:
+    """`groups` sent in a user PUT is ignored: memberships do not change."""
+    alice, other = people["alice"], scim.create_group("Other")
+    body = read(scim, uurl(alice))
+    body["groups"] = [{"value": other["id"]}]
+    body["displayName"] = "Alice B. Adams"
+    resp = scim.put(uurl(alice), body)
+    assert resp.status_code == 200, resp.get_json()
+    assert group_ids(read(scim, uurl(alice))) == {team["id"]}
+    assert "members" not in read(scim, gurl(other))
+
+
+def test_member_display_follows_user_rename(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A member's display is derived: renaming the user changes it in the group."""
+    alice = people["alice"]
+    scim.patch_ops(uurl(alice), {"op": "replace", "path": "displayName", "value": "Alice Z"})
+    members = {m["value"]: m for m in read(scim, gurl(team))["members"]}
+    assert members[alice["id"]]["display"] == "Alice Z"
+
+
+# -- deletion --------------------------------------------------------------------------------------
+
+
+def test_deleting_user_removes_memberships(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """After a member user is deleted, the group no longer lists it."""
+    alice, bob = people["alice"], people["bob"]
+    assert scim.delete(uurl(alice)).status_code == 204
+    assert scim.get(uurl(alice)).status_code == 404
+    assert member_ids(read(scim, gurl(team))) == {bob["id"]}
+    found = scim.get(f'/scim/v2/Groups?filter=members[value eq "{alice["id"]}"]').get_json()
+    assert found["totalResults"] == 0
+
+
+def test_deleting_group_removes_it_from_users(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """After a group is deleted, its former members' `groups` no longer include it."""
+    alice, bob = people["alice"], people["bob"]
+    other = scim.create_group("Other", [alice["id"]])
+    assert scim.delete(gurl(team)).status_code == 204
+    assert scim.get(gurl(team)).status_code == 404
+    assert group_ids(read(scim, uurl(alice))) == {other["id"]}
+    assert "groups" not in read(scim, uurl(bob))
+
+
+def test_deleting_nested_group_removes_it_from_parent(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """After a nested group is deleted, its parent no longer lists it."""
+    parent = scim.create_group("Parent", [team["id"], people["carol"]["id"]])
+    assert scim.delete(gurl(team)).status_code == 204
+    assert member_ids(read(scim, gurl(parent))) == {people["carol"]["id"]}
+
+
+def test_deleting_parent_group_keeps_nested_group(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """Deleting a group that contains another group leaves the contained group and its members."""
+    parent = scim.create_group("Parent", [team["id"]])
+    before = read(scim, gurl(team))
+    assert scim.delete(gurl(parent)).status_code == 204
+    assert read(scim, gurl(team)) == before
+
+
+# -- renaming and uniqueness -----------------------------------------------------------------------
+
+
+def test_rename_by_no_path_replace_with_id(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """Okta's rename (no-path replace repeating the id) is 204; the new name shows everywhere."""
+    resp = scim.patch_ops(
+        gurl(team), {"op": "replace", "value": {"id": team["id"], "displayName": "Team Renamed"}}
+    )
+    tag = assert_no_content(resp)
+    group = read(scim, gurl(team))
+    assert group["displayName"] == "Team Renamed"
+    assert group["meta"]["version"] == tag != team["meta"]["version"]
+    assert member_ids(group) == member_ids(team)
+    assert read(scim, uurl(people["alice"]))["groups"][0]["display"] == "Team Renamed"
+
+
+def test_rename_with_other_id_fails(scim: Scim, team: dict[str, Any]) -> None:
+    """A no-path replace carrying a different id is 400 mutability and renames nothing."""
+    before = read(scim, gurl(team))
+    resp = scim.patch_ops(
+        gurl(team), {"op": "replace", "value": {"id": "other", "displayName": "X"}}
+    )
+    assert_error(resp, 400, "mutability")
+    assert read(scim, gurl(team)) == before
+
+
+@pytest.mark.parametrize("name", ["Engineering", "engineering", "ENGINEERING"])
+def test_display_name_unique_on_create(scim: Scim, name: str) -> None:
+    """Creating a group whose displayName is taken, in any case, is 409 uniqueness."""
+    scim.create_group("Engineering")
+    resp = scim.post("/scim/v2/Groups", {"schemas": [GROUP_SCHEMA], "displayName": name})
+    assert_error(resp, 409, "uniqueness")
+    listed = scim.get('/scim/v2/Groups?filter=displayName eq "engineering"').get_json()
+    assert listed["totalResults"] == 1
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "replace", "path": "displayName", "value": "ENGINEERING"}, id="path"),
+        pytest.param({"op": "replace", "value": {"displayName": "engineering"}}, id="no-path"),
+    ],
+)
+def test_display_name_unique_on_rename(
+    scim: Scim, team: dict[str, Any], op: dict[str, Any]
+) -> None:
+    """Renaming a group to another group's name, in any case, is 409 and changes nothing."""
+    scim.create_group("Engineering")
+    before = read(scim, gurl(team))
+    assert_error(scim.patch_ops(gurl(team), op), 409, "uniqueness")
+    assert read(scim, gurl(team)) == before
+
+
+def test_display_name_unique_on_put(scim: Scim, team: dict[str, Any]) -> None:
+    """PUT renaming a group to a taken name is 409 and changes nothing."""
+    scim.create_group("Engineering")
+    before = read(scim, gurl(team))
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "engineering"}
+    assert_error(scim.put(gurl(team), body), 409, "uniqueness")
+    assert read(scim, gurl(team)) == before
+
+
+def test_rename_to_own_name_in_other_case(scim: Scim, team: dict[str, Any]) -> None:
+    """A group may change the case of its own displayName."""
+    op = {"op": "replace", "path": "displayName", "value": "TEAM"}
+    assert_no_content(scim.patch_ops(gurl(team), op))
+    assert read(scim, gurl(team))["displayName"] == "TEAM"
+
+
+def test_freed_name_can_be_reused(scim: Scim, team: dict[str, Any]) -> None:
+    """After a rename, the old displayName is free for a new group."""
+    assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "replace", "path": "displayName", "value": "Crew"})
+    )
+    assert scim.create_group("team")["displayName"] == "team"
+
+
+# -- PUT -----------------------------------------------------------------------------------------------
+
+
+def test_put_group_replaces_membership(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """PUT with a members list makes it the whole membership; 200 with the group."""
+    bob, carol, dave = (people[n]["id"] for n in ("bob", "carol", "dave"))
+    body = read(scim, gurl(team))
+    body["members"] = [{"value": bob}, {"value": carol}, {"value": dave, "display": "ignored"}]
+    resp = scim.put(gurl(team), body)
+    assert resp.status_code == 200, resp.get_json()
+    group = read(scim, gurl(team))
+    assert resp.get_json() == group
+    assert resp.headers["ETag"] == group["meta"]["version"] != team["meta"]["version"]
+    assert member_ids(group) == {bob, carol, dave}
+    assert {m["value"]: m["display"] for m in group["members"]}[dave] == "dave"
+    assert "groups" not in read(scim, uurl(people["alice"]))
+
+
+def test_put_group_without_members_clears_them(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """PUT without members leaves the group with none."""
+    resp = scim.put(gurl(team), {"schemas": [GROUP_SCHEMA], "displayName": "Team"})
+    assert resp.status_code == 200, resp.get_json()
+    assert "members" not in read(scim, gurl(team))
+    assert "groups" not in read(scim, uurl(people["bob"]))
+
+
+def test_put_group_unchanged_keeps_version(scim: Scim, team: dict[str, Any]) -> None:
+    """PUT of the group exactly as read (members included) keeps meta.version."""
+    before = read(scim, gurl(team))
+    resp = scim.put(gurl(team), before)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == before["meta"]["version"]
+    assert read(scim, gurl(team)) == before
+
+
+# -- organizations -------------------------------------------------------------------------------------
+
+
+def test_other_org_member_cannot_be_added(
+    scim: Scim, other_scim: Scim, team: dict[str, Any]
+) -> None:
+    """Adding another organization's user to an acme group is 400 invalidValue; nothing changes."""
+    stranger = other_scim.create_user("stranger")
+    before = read(scim, gurl(team))
+    add = {"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}
+    assert_error(scim.patch_ops(gurl(team), add), 400, "invalidValue")
+    assert read(scim, gurl(team)) == before
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Mixed",
+        "members": [{"value": stranger["id"]}],
+    }
+    assert_error(scim.post("/scim/v2/Groups", body), 400, "invalidValue")
+    assert "groups" not in read(other_scim, f"/scim/v2/Users/{stranger['id']}")
+
+
+def test_other_org_cannot_see_or_change_group(
+    scim: Scim, other_scim: Scim, team: dict[str, Any]
+) -> None:
+    """Another organization gets 404 for acme's group on GET, PATCH, PUT and DELETE."""
+    stranger = other_scim.create_user("stranger")
+    before = read(scim, gurl(team))
+    add = {"op": "add", "path": "members", "value": [{"value": stranger["id"]}]}
+    assert_error(other_scim.get(gurl(team)), 404, None)
+    assert_error(other_scim.patch_ops(gurl(team), add), 404, None)
+    assert_error(
+        other_scim.put(gurl(team), {"schemas": [GROUP_SCHEMA], "displayName": "X"}), 404, None
+    )
+    assert_error(other_scim.delete(gurl(team)), 404, None)
+    assert read(scim, gurl(team)) == before
+    assert other_scim.get("/scim/v2/Groups").get_json()["totalResults"] == 0
+
+
+def test_same_display_name_in_two_orgs(scim: Scim, other_scim: Scim, team: dict[str, Any]) -> None:
+    """displayName uniqueness is per organization."""
+    assert other_scim.create_group("Team")["displayName"] == "Team"
+
+
+# -- database state ----------------------------------------------------------------------------------
+
+
+def _rows(session: Session) -> set[tuple[str, str, str, str]]:
+    rows = session.execute(
+        select(
+            GroupMember.org_id, GroupMember.group_id, GroupMember.member_id, GroupMember.member_type
+        )
+    ).all()
+    session.commit()
+    return {tuple(r) for r in rows}  # type: ignore[misc]
+
+
+def test_patch_add_inserts_exactly_one_row(
+    scim: Scim, session: Session, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """Adding one member via PATCH adds exactly that one row to group_members, nothing else."""
+    scim.create_group("Other", [people["alice"]["id"], people["dave"]["id"]])
+    before = _rows(session)
+    assert len(before) == 4
+    carol = people["carol"]["id"]
+    assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": [{"value": carol}]})
+    )
+    after = _rows(session)
+    assert after - before == {(scim.org_id, team["id"], carol, "User")}
+    assert before <= after
