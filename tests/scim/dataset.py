@@ -3,7 +3,7 @@
 It is created once per module and database (through the HTTP API) inside an
 outer transaction; each test runs in a savepoint on that transaction, rolled
 back afterwards, so tests still cannot see each other's writes. A module uses
-it by importing the ``data_connection``, ``data``, ``connection`` and ``ds`` fixtures.
+it by importing all the fixtures below.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
@@ -125,14 +126,21 @@ def data_connection(engine: Engine) -> Iterator[Connection]:
 
 
 @pytest.fixture(scope="module")
-def data(engine: Engine, data_connection: Connection) -> Data:
-    """Create the data set once, through the API."""
+def data_app(engine: Engine, data_connection: Connection) -> Flask:
+    """One application for the module (building one per test dominates the run time)."""
     app = create_app({"TESTING": True, "DATABASE_URL": str(engine.url.render_as_string(False))})
     factory = sessionmaker(
         bind=data_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
     app.extensions["scim_db"][0].dispose()
     app.extensions["scim_db"] = (engine, factory, factory)
+    return app
+
+
+@pytest.fixture(scope="module")
+def data(data_app: Flask) -> Data:
+    """Create the data set once, through the API."""
+    app = data_app
     org_id, token = make_org(app, "dataset")
     scim = Scim(app.test_client(), token, org_id)
     d = Data(org_id, token)
@@ -155,6 +163,13 @@ def connection(data_connection: Connection, data: Data) -> Iterator[Connection]:
     yield data_connection
     if nested.is_active:
         nested.rollback()
+
+
+@pytest.fixture
+def app(data_app: Flask, connection: Connection) -> Flask:
+    """Overrides the suite's per-test application with the module's (change config with
+    ``monkeypatch.setitem(app.config, ...)``)."""
+    return data_app
 
 
 @pytest.fixture

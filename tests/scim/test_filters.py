@@ -12,8 +12,10 @@ from tests.scim.dataset import (  # noqa: F401  (fixtures)
     ALL_GROUPS,
     ALL_USERS,
     Data,
+    app,
     connection,
     data,
+    data_app,
     data_connection,
     ds,
 )
