@@ -26,7 +26,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     database.init_app(app)
 
-    from scim_server import health
+    from scim_server import health, observability
+
+    observability.init_app(app)
     from scim_server.scim.views import bp as scim_bp
 
     app.register_blueprint(scim_bp)

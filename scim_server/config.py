@@ -58,6 +58,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
         "BULK_MAX_OPERATIONS": _int("SCIM_BULK_MAX_OPERATIONS", 1000),
         "BULK_MAX_PAYLOAD_BYTES": _int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
+        "LOG_FORMAT": os.environ.get("SCIM_LOG_FORMAT", "text"),
+        "LOG_LEVEL": os.environ.get("SCIM_LOG_LEVEL", "INFO"),
         "DB_POOL_SIZE": _int("SCIM_DB_POOL_SIZE", 5),
         "DB_MAX_OVERFLOW": _int("SCIM_DB_MAX_OVERFLOW", 10),
     }

@@ -1,0 +1,144 @@
+"""Request ids, one log line per request, and Prometheus metrics.
+
+The request id is ours (returned as ``X-Request-Id``); an IdP's own
+correlation id (Entra ID's ``client-request-id``) is kept beside it so that a
+provisioning event can be matched with the IdP's logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+access_log = logging.getLogger("scim_server.access")
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CORRELATION_HEADERS = ("client-request-id", "X-Correlation-Id", "X-Okta-Request-Id")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter(
+    "scim_requests_total",
+    "HTTP requests by endpoint, method and status.",
+    ["endpoint", "method", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "scim_request_duration_seconds",
+    "HTTP request latency by endpoint and method.",
+    ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+POOL = Gauge(
+    "scim_db_pool_connections",
+    "Database connections by state (checked out / idle in the pool).",
+    ["state"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+
+
+def _header_id(name: str) -> str | None:
+    value = request.headers.get(name)
+    return value if value and _SAFE_ID.match(value) else None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure_logging(app: Flask) -> None:
+    """JSON lines when ``SCIM_LOG_FORMAT=json``, readable lines otherwise."""
+    root = logging.getLogger("scim_server")
+    if root.handlers or app.testing:
+        return
+    handler = logging.StreamHandler()
+    if app.config.get("LOG_FORMAT") == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app)
+
+    @app.before_request
+    def _start() -> None:
+        g.request_started = time.perf_counter()
+        g.request_id = _header_id("X-Request-Id") or uuid.uuid4().hex
+        g.correlation_id = next(
+            (cid for name in CORRELATION_HEADERS if (cid := _header_id(name))), None
+        )
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            resp.headers["X-Request-Id"] = request_id
+        started = g.get("request_started")
+        if started is None:
+            return resp
+        elapsed = time.perf_counter() - started
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
+        LATENCY.labels(endpoint, request.method).observe(elapsed)
+        if endpoint != "/metrics":
+            fields = {
+                "request_id": request_id,
+                "correlation_id": g.get("correlation_id"),
+                "org_id": g.get("org_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": resp.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+            }
+            access_log.info(
+                "%s %s %s %.1fms", request.method, request.path, resp.status_code,
+                elapsed * 1000, extra={"fields": fields},
+            )
+        return resp
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from scim_server.db import db
+
+        pool = db.engine().pool
+        if hasattr(pool, "checkedout"):
+            POOL.labels("checked_out").set(pool.checkedout())
+            POOL.labels("idle").set(pool.checkedin())
+        registry = REGISTRY
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
