@@ -27,19 +27,60 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     database.init_app(app)
 
     from scim_server import health, observability
+    from scim_server.audit import chain
+    from scim_server.scim import audit_hooks
 
     observability.init_app(app)
+    audit_hooks.init_app(app)
+    chain.configure(audit_key(app))
+    from scim_server.admin.views import bp as admin_bp
     from scim_server.scim.views import bp as scim_bp
 
     app.register_blueprint(scim_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(health.bp)
     _register_fallback_errors(app)
     return app
 
 
+def audit_key(app: Flask) -> bytes:
+    """The audit signing key: SCIM_AUDIT_KEY, else the secret key, else (development) a key file.
+
+    It must outlive the process, or yesterday's log could not be verified.
+    """
+    import os
+    import secrets
+    from pathlib import Path
+
+    configured = (
+        app.config.get("AUDIT_KEY")
+        or os.environ.get("SCIM_AUDIT_KEY")
+        or os.environ.get("SCIM_SECRET_KEY")
+    )
+    if configured:
+        return configured.encode()
+    path = Path(app.instance_path, "audit.key")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
 def _register_fallback_errors(app: Flask) -> None:
-    """Errors raised before a blueprint is chosen (unknown URL, method, body too large)."""
-    from scim_server.scim.errors import error_response
+    """Errors raised outside a blueprint's handlers (unknown URL, body too large, database down)."""
+    from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
+    from scim_server.scim.errors import error_response, log_unavailable, unavailable_response
+
+    def _unavailable(err: Exception) -> Response | tuple[Response, int, dict[str, str]]:
+        log_unavailable(err)
+        if request.path.startswith("/scim/"):
+            return unavailable_response()
+        body = jsonify(error="Service Unavailable", detail="database unreachable; retry later")
+        return body, 503, {"Retry-After": str(DATABASE_RETRY_AFTER)}
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exc_class, _unavailable)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response | tuple[Response, int]:

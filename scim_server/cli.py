@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -101,6 +100,36 @@ def org_list() -> None:
             click.echo(f"{org.id}\t{org.name}")
 
 
+@org_group.command("set-rate-limit")
+@click.argument("org_ref", metavar="NAME_OR_ID")
+@click.argument("limit", type=click.IntRange(min=0), required=False)
+@click.option(
+    "--default",
+    "use_default",
+    is_flag=True,
+    help="Clear the override: follow SCIM_RATE_LIMIT_PER_MINUTE.",
+)
+def org_set_rate_limit(org_ref: str, limit: int | None, use_default: bool) -> None:
+    """Set SCIM requests per minute per token for one organization (0 = unlimited)."""
+    from scim_server.ratelimit import set_org_limit
+
+    if use_default == (limit is not None):
+        raise click.UsageError("Give either a limit N or --default.")
+    app = _app()
+    _ensure_schema(app)
+    org_id = _org_id(app, org_ref)
+    with _session(app) as session:
+        try:
+            set_org_limit(session, org_id, limit)
+        except DomainError as exc:
+            raise _fail(exc) from None
+    if limit is None:
+        shown = "the default (SCIM_RATE_LIMIT_PER_MINUTE)"
+    else:
+        shown = "unlimited" if limit == 0 else f"{limit} requests per minute per token"
+    click.echo(f"{org_ref}: {shown}")
+
+
 # -- token -------------------------------------------------------------------------
 
 
@@ -112,7 +141,8 @@ def token_group() -> None:
 @token_group.command("create")
 @click.option("--org", "org_ref", required=True, help="Organization name or id.")
 @click.option("--name", default="default", show_default=True, help="A label for the token.")
-def token_create(org_ref: str, name: str) -> None:
+@click.option("--admin", is_flag=True, help="An admin API token (/api/v1) instead of a SCIM token.")
+def token_create(org_ref: str, name: str, admin: bool) -> None:
     """Create a token and print it once; only its hash is stored."""
     from scim_server.services.tokens import create_token
 
@@ -121,7 +151,7 @@ def token_create(org_ref: str, name: str) -> None:
     org_id = _org_id(app, org_ref)
     with _session(app) as session:
         try:
-            _token, secret = create_token(session, org_id, name)
+            _token, secret = create_token(session, org_id, name, "admin" if admin else "scim")
         except DomainError as exc:
             raise _fail(exc) from None
     click.echo(secret)
@@ -139,7 +169,8 @@ def token_list(org_ref: str) -> None:
     with _session(app) as session:
         for token in list_tokens(session, org_id):
             state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
-            click.echo(f"{token.id}\t{token.name}\t{token.created_at:%Y-%m-%d %H:%M}\t{state}")
+            created = f"{token.created_at:%Y-%m-%d %H:%M}"
+            click.echo(f"{token.id}\t{token.name}\t{token.kind}\t{created}\t{state}")
 
 
 @token_group.command("revoke")
@@ -169,16 +200,22 @@ def token_revoke(org_ref: str, token_id: str) -> None:
 @click.option(
     "--production",
     is_flag=True,
-    help="Serve with gunicorn (workers from SCIM_WORKERS, timeout from SCIM_TIMEOUT).",
+    help="Serve with gunicorn (SCIM_WORKERS, SCIM_THREADS, SCIM_TIMEOUT, SCIM_GRACEFUL_TIMEOUT).",
 )
 def serve(host: str, port: int, production: bool) -> None:
     """Migrate the database, then serve."""
     from scim_server.migrate import upgrade
 
+    if production:
+        from scim_server.gunicorn_conf import prepare_metrics_dir
+
+        # Before create_app imports prometheus_client: it picks its mode at import.
+        prepare_metrics_dir()
     app = _app()
     upgrade(db.engine(app))
     _print_start_hint(app, host, port)
     if production:
+        db.engine(app).dispose()  # workers open their own connections after the fork
         _gunicorn(host, port)
         return
     app.run(host=host, port=port, threaded=True, use_reloader=False)
@@ -212,21 +249,30 @@ def _print_start_hint(app: Flask, host: str, port: int) -> None:
 
 
 def _gunicorn(host: str, port: int) -> None:
+    """gunicorn with scim_server.gunicorn_conf; each worker builds its own app after the fork."""
     from gunicorn.app.base import BaseApplication
+
+    from scim_server import gunicorn_conf
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
+            for name, value in gunicorn_conf.settings().items():
+                self.cfg.set(name, value)
             self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", int(os.environ.get("SCIM_WORKERS", "2")))
-            self.cfg.set("threads", int(os.environ.get("SCIM_THREADS", "1")))
-            self.cfg.set("timeout", int(os.environ.get("SCIM_TIMEOUT", "30")))
-            self.cfg.set("graceful_timeout", int(os.environ.get("SCIM_GRACEFUL_TIMEOUT", "30")))
-            self.cfg.set("accesslog", os.environ.get("SCIM_ACCESS_LOG") or None)
 
         def load(self) -> Any:
             return create_app()
 
     _Server().run()
+
+
+def _register_subcommands() -> None:
+    from scim_server.audit.cli import audit
+
+    main.add_command(audit)
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,8 @@ class ConfigError(RuntimeError):
     """Raised when the configuration cannot be used (e.g. a missing secret)."""
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; empty or unset gives ``default``."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -50,16 +51,24 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "BASE_URL": (os.environ.get("SCIM_BASE_URL") or "").rstrip("/") or None,
         # RFC 7644 §3.4.2.4: the server's maximum page size, advertised in
         # ServiceProviderConfig as filter.maxResults.
-        "MAX_PAGE_SIZE": _int("SCIM_MAX_PAGE_SIZE", 1000),
-        "DEFAULT_PAGE_SIZE": _int("SCIM_DEFAULT_PAGE_SIZE", 100),
+        "MAX_PAGE_SIZE": env_int("SCIM_MAX_PAGE_SIZE", 1000),
+        "DEFAULT_PAGE_SIZE": env_int("SCIM_DEFAULT_PAGE_SIZE", 100),
         # Group members returned inline by GET /Groups/{id}; larger groups are
         # read with excludedAttributes=members and filtered member lookups.
-        "MAX_INLINE_MEMBERS": _int("SCIM_MAX_INLINE_MEMBERS", 10000),
-        "MAX_CONTENT_LENGTH": _int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
-        "BULK_MAX_OPERATIONS": _int("SCIM_BULK_MAX_OPERATIONS", 1000),
-        "BULK_MAX_PAYLOAD_BYTES": _int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
+        "MAX_INLINE_MEMBERS": env_int("SCIM_MAX_INLINE_MEMBERS", 10000),
+        "MAX_CONTENT_LENGTH": env_int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
+        "BULK_MAX_OPERATIONS": env_int("SCIM_BULK_MAX_OPERATIONS", 1000),
+        "BULK_MAX_PAYLOAD_BYTES": env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
         "LOG_FORMAT": os.environ.get("SCIM_LOG_FORMAT", "text"),
         "LOG_LEVEL": os.environ.get("SCIM_LOG_LEVEL", "INFO"),
-        "DB_POOL_SIZE": _int("SCIM_DB_POOL_SIZE", 5),
-        "DB_MAX_OVERFLOW": _int("SCIM_DB_MAX_OVERFLOW", 10),
+        "DB_POOL_SIZE": env_int("SCIM_DB_POOL_SIZE", 5),
+        "DB_MAX_OVERFLOW": env_int("SCIM_DB_MAX_OVERFLOW", 10),
+        # Fail fast when the database is unreachable or the pool is exhausted:
+        # the client gets 503 + Retry-After instead of a worker timeout.
+        "DB_CONNECT_TIMEOUT": env_int("SCIM_DB_CONNECT_TIMEOUT", 5),
+        "DB_POOL_TIMEOUT": env_int("SCIM_DB_POOL_TIMEOUT", 10),
+        # SCIM requests per minute per token; 0 is unlimited. Organizations may
+        # override it; their overrides are re-read every RATE_LIMIT_CACHE_SECONDS.
+        "RATE_LIMIT_PER_MINUTE": env_int("SCIM_RATE_LIMIT_PER_MINUTE", 0),
+        "RATE_LIMIT_CACHE_SECONDS": env_int("SCIM_RATE_LIMIT_CACHE_SECONDS", 10),
     }

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -23,6 +25,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The database is unreachable, dropped the connection, or the pool is exhausted:
+# transient, so clients get 503 + Retry-After (seconds) rather than a 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+DATABASE_RETRY_AFTER = 5
 
 
 class Base(DeclarativeBase):
@@ -71,8 +79,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
-    """Create an engine with the settings each backend needs."""
+def make_engine(
+    url: str,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    *,
+    connect_timeout: int = 5,
+    pool_timeout: int = 10,
+) -> Engine:
+    """Create an engine with the settings each backend needs.
+
+    PostgreSQL connections are pinged on checkout (``pool_pre_ping``), so after
+    a database restart the pool replaces dead connections by itself.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -81,7 +100,14 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": connect_timeout},
+    )
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -117,7 +143,11 @@ class Database:
     def init_app(self, app: Any) -> None:
         cfg = app.config
         engine = make_engine(
-            cfg["DATABASE_URL"], pool_size=cfg["DB_POOL_SIZE"], max_overflow=cfg["DB_MAX_OVERFLOW"]
+            cfg["DATABASE_URL"],
+            pool_size=cfg["DB_POOL_SIZE"],
+            max_overflow=cfg["DB_MAX_OVERFLOW"],
+            connect_timeout=cfg.get("DB_CONNECT_TIMEOUT", 5),
+            pool_timeout=cfg.get("DB_POOL_TIMEOUT", 10),
         )
         app.extensions["scim_db"] = (
             engine,

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from scim_server.db import db
+from scim_server.db import DATABASE_RETRY_AFTER, db
 
 bp = Blueprint("health", __name__)
 
@@ -17,10 +17,12 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
-def readyz() -> tuple[Response, int]:
+def readyz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+    """503 while the database is unreachable, so a load balancer routes around this node."""
     try:
         with db.engine().connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError:
-        return jsonify(status="unavailable", detail="database unreachable"), 503
+        body = jsonify(status="unavailable", detail="database unreachable")
+        return body, 503, {"Retry-After": str(DATABASE_RETRY_AFTER)}
     return jsonify(status="ok"), 200

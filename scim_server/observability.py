@@ -13,6 +13,7 @@ import os
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -94,6 +95,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.request_started = time.perf_counter()
+        g.received_at = datetime.now(UTC)
         g.request_id = _header_id("X-Request-Id") or uuid.uuid4().hex
         g.correlation_id = next(
             (cid for name in CORRELATION_HEADERS if (cid := _header_id(name))), None
@@ -122,8 +124,12 @@ def init_app(app: Flask) -> None:
                 "duration_ms": round(elapsed * 1000, 2),
             }
             access_log.info(
-                "%s %s %s %.1fms", request.method, request.path, resp.status_code,
-                elapsed * 1000, extra={"fields": fields},
+                "%s %s %s %.1fms",
+                request.method,
+                request.path,
+                resp.status_code,
+                elapsed * 1000,
+                extra={"fields": fields},
             )
         return resp
 

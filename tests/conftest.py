@@ -175,3 +175,26 @@ def other_scim(app: Flask, client: FlaskClient) -> Scim:
     """A second organization, to show nothing crosses tenants."""
     org_id, secret = make_org(app, "globex")
     return Scim(client, secret, org_id)
+
+
+@pytest.fixture
+def admin(app: Flask, client: FlaskClient, scim: Scim) -> Scim:
+    """An admin API client for the ``scim`` organization."""
+    with app.extensions["scim_db"][1]() as s:
+        _token, secret = create_token(s, scim.org_id, "compliance", kind="admin")
+    return Scim(client, secret, scim.org_id)
+
+
+@pytest.fixture
+def live(engine: Engine) -> Iterator[tuple[Flask, Scim]]:
+    """An app on the real database (no test transaction); its organization is removed after."""
+    from sqlalchemy import delete
+
+    from scim_server.models import Organization
+
+    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(False)})
+    org_id, secret = make_org(app, f"live-{uuid.uuid4().hex[:8]}")
+    yield app, Scim(app.test_client(), secret, org_id)
+    with engine.begin() as conn:
+        conn.execute(delete(Organization).where(Organization.id == org_id))
+    app.extensions["scim_db"][0].dispose()

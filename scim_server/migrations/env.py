@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import scim_server.models  # noqa: F401  (registers the tables on Base.metadata)
+from scim_server import ratelimit  # noqa: F401  (registers rate_limit_windows)
 from scim_server.db import Base
 
 config = context.config

@@ -1,9 +1,20 @@
 """ORM models, one module per concept. Every table is keyed by organization."""
 
 from scim_server.models.attribute_value import AttributeValue
+from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.organization import Organization
 from scim_server.models.token import ScimToken
 from scim_server.models.user import User
 
-__all__ = ["AttributeValue", "Group", "GroupMember", "Organization", "ScimToken", "User"]
+__all__ = [
+    "AttributeValue",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuditHead",
+    "Group",
+    "GroupMember",
+    "Organization",
+    "ScimToken",
+    "User",
+]

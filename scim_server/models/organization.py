@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, UTCDateTime, utcnow
@@ -16,3 +16,6 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # SCIM requests per minute per token: None follows SCIM_RATE_LIMIT_PER_MINUTE,
+    # 0 is unlimited (scim_server.ratelimit).
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)

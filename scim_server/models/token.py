@@ -9,7 +9,7 @@ from scim_server.db import Base, UTCDateTime, utcnow
 
 
 class ScimToken(Base):
-    """A SCIM bearer token. Only the SHA-256 of the secret is kept."""
+    """A bearer token (SCIM or admin). Only the SHA-256 of the secret is kept."""
 
     __tablename__ = "scim_tokens"
 
@@ -22,3 +22,5 @@ class ScimToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # "scim" tokens provision over /scim/v2; "admin" tokens use the admin API /api/v1.
+    kind: Mapped[str] = mapped_column(String(10), default="scim", server_default="scim")

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, json
 from werkzeug.exceptions import HTTPException
 
+from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
 from scim_server.errors import DomainError
 from scim_server.scim.filter_ast import FilterError, PathError
 from scim_server.scim.schema import ERROR_SCHEMA
@@ -100,6 +101,21 @@ def error_response(
     return resp
 
 
+def unavailable_response() -> Response:
+    """503 with Retry-After, for a database that cannot be reached right now."""
+    return error_response(
+        503,
+        "The service is temporarily unavailable (database unreachable); retry later.",
+        None,
+        {"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
+def log_unavailable(err: Exception) -> None:
+    # One line, no traceback: during an outage every request fails the same way.
+    log.warning("database unavailable: %s", str(err).splitlines()[0] if str(err) else type(err))
+
+
 def register_error_handlers(bp: Blueprint) -> None:
     """Every failure under /scim becomes a SCIM Error body, never HTML or a traceback."""
 
@@ -118,6 +134,13 @@ def register_error_handlers(bp: Blueprint) -> None:
     @bp.errorhandler(PathError)
     def _path(err: PathError) -> Response:
         return error_response(400, str(err), "invalidPath")
+
+    def _unavailable(err: Exception) -> Response:
+        log_unavailable(err)
+        return unavailable_response()
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        bp.register_error_handler(exc_class, _unavailable)
 
     @bp.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
 from scim_server.models import AttributeValue, Group, GroupMember, User
@@ -227,7 +227,13 @@ class FilterCompiler:
         if name == "id":
             return compare_text(m.id, op, _literal_for(leaf, op, value))
         if name == "externalid":
-            return compare_text(m.external_id, op, exact(_literal_for(leaf, op, value)))
+            # externalId may be NULL: keep the result two-valued, so that `not (...)`
+            # includes users without one and `ne` counts absent as not equal, as for
+            # every other attribute (SQL's NULL != 'x' is NULL, not true).
+            cond = compare_text(m.external_id, op, exact(_literal_for(leaf, op, value)))
+            if op == "ne":
+                return or_(m.external_id.is_(None), cond)
+            return and_(m.external_id.is_not(None), cond)
         if name in ("meta.created", "meta.lastmodified"):
             col = m.created_at if name == "meta.created" else m.updated_at
             return compare_plain(col, op, _literal_for(leaf, op, value))
@@ -251,8 +257,11 @@ class FilterCompiler:
         if leaf.urn != self.rt.core or name not in ("members", "groups"):
             return None
         gm = aliased(GroupMember)
-        cond = self.relation_condition(gm, leaf, op, value)
-        return self.relation_in(gm, cond)
+        if op == "ne":
+            # As in indexed_leaf: `members.value ne "x"` means no member is "x",
+            # not "some member is other than x".
+            return not_(self.relation_in(gm, self.relation_condition(gm, leaf, "eq", value)))
+        return self.relation_in(gm, self.relation_condition(gm, leaf, op, value))
 
     def relation_in(self, gm: Any, cond: ColumnElement[bool]) -> ColumnElement[bool]:
         if self.rt is GROUP:
@@ -471,9 +480,34 @@ def sort_expression(rt: ResourceType, org_id: str, path: AttrPath) -> Any:
             raise InvalidFilterError(f"Cannot sort by '{leaf.dotted}'.")
     key = attribute_key(rt.core, leaf.urn, leaf.attr.name, leaf.sub.name if leaf.sub else None)
     av = aliased(AttributeValue)
+    if not leaf.attr.multi_valued:
+        return (
+            select(func.min(av.value_key))
+            .where(av.org_id == org_id, av.resource_id == m.id, av.attr == key)
+            .scalar_subquery()
+        )
+    # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by "the value of the primary
+    # attribute, if any, or else the first value in the list" (not the smallest value).
+    rank: list[Any] = []
+    if leaf.attr.sub("primary") is not None:
+        flag = aliased(AttributeValue)
+        is_primary = (
+            select(flag.resource_id)
+            .where(
+                flag.org_id == av.org_id,
+                flag.resource_id == av.resource_id,
+                flag.pos == av.pos,
+                flag.attr == attribute_key(rt.core, leaf.urn, leaf.attr.name, "primary"),
+                flag.value_key == "true",
+            )
+            .exists()
+        )
+        rank.append(case((is_primary, 0), else_=1))
     return (
-        select(func.min(av.value_key))
+        select(av.value_key)
         .where(av.org_id == org_id, av.resource_id == m.id, av.attr == key)
+        .order_by(*rank, av.pos)
+        .limit(1)
         .scalar_subquery()
     )
 

@@ -88,7 +88,9 @@ def _to_query(
     max_size = cfg["MAX_PAGE_SIZE"]
     count = data["count"]
     # RFC 7644 §3.4.2.4: a negative count is 0; more than the maximum is the maximum.
-    count = cfg["DEFAULT_PAGE_SIZE"] if count is None else max(0, min(count, max_size))
+    # The default page size is capped too: a page never exceeds the advertised maxResults.
+    count = cfg["DEFAULT_PAGE_SIZE"] if count is None else count
+    count = max(0, min(count, max_size))
     return ListQuery(
         filter=data["filter"] if data["filter"] and data["filter"].strip() else None,
         sort_by=data["sortBy"],

@@ -225,9 +225,14 @@ def _parse_names(rt: ResourceType, names: list[str] | None, param: str) -> set[t
     wanted: set[tuple[str, ...]] = set()
     for name in names or []:
         try:
-            path = parse_path(name).path
+            parsed = parse_path(name)
         except PathError:
             raise InvalidValueError(f"'{name}' in {param} is not an attribute path.") from None
+        if parsed.filter is not None:
+            # RFC 7644 §3.10 attribute notation has no value filter; ignoring the
+            # filter would silently return or drop every value of the attribute.
+            raise InvalidValueError(f"'{name}' in {param} must not contain a value filter.")
+        path = parsed.path
         if path.attr == "" and path.uri is not None:
             urn = rt.canonical_urn(path.uri)
             if urn is None:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from scim_server.db import db
-from scim_server.scim import discovery
+from scim_server.scim import audit_hooks, discovery
 from scim_server.scim.body import json_body
 from scim_server.scim.bulk import parse_bulk_request, run_bulk
 from scim_server.scim.errors import (
@@ -36,6 +36,7 @@ from scim_server.services.groups import MemberChange
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 register_error_handlers(bp)
+bp.after_request(audit_hooks.record_refusal)
 
 PUBLIC_ENDPOINTS = {
     "scim.service_provider_config",
@@ -64,6 +65,7 @@ def authenticate() -> None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     g.org_id = token.org_id
     g.token_id = token.id
+    audit_hooks.begin(token.id, token.name)
     if session.in_transaction():
         session.commit()  # services begin their own transactions
 
@@ -245,7 +247,9 @@ def patch_user(user_id: str) -> Response:
         check_immutable(USER, old, new)
         return new
 
-    user = user_service.update_user(db.session, g.org_id, user_id, mutate, if_match())
+    user = user_service.update_user(
+        db.session, g.org_id, user_id, mutate, if_match(), action="user.patch"
+    )
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 

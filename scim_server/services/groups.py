@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -131,6 +131,16 @@ def delete_group(
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
+        # The groups that contain this one lose a member: their version moves.
+        parents = select(GroupMember.group_id).where(
+            GroupMember.org_id == org_id, GroupMember.member_id == group_id
+        )
+        session.execute(
+            update(Group)
+            .where(Group.org_id == org_id, Group.id.in_(parents))
+            .values(version=Group.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
         session.execute(
             delete(GroupMember).where(
                 GroupMember.org_id == org_id,
@@ -163,7 +173,6 @@ def _apply_member_change(
     if change.kind == "replace":
         # Only the difference is written, so that replacing the members with
         # the same members changes nothing (and keeps the version).
-        _resolve(session, org_id, group_id, change.values)
         wanted = {ref["value"] for ref in change.values}
         current = session.scalars(select(GroupMember.member_id).where(*where)).all()
         removed = _delete_ids(session, org_id, group_id, [m for m in current if m not in wanted])

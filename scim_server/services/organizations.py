@@ -5,6 +5,7 @@ import uuid
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from scim_server.audit import record
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Organization
 
@@ -18,6 +19,15 @@ def create_organization(session: Session, name: str) -> Organization:
             raise UniquenessError(f"An organization named {name!r} already exists.")
         org = Organization(id=str(uuid.uuid4()), name=name)
         session.add(org)
+        session.flush()
+        record(
+            session,
+            org.id,
+            "organization.create",
+            resource_type="Organization",
+            resource_id=org.id,
+            detail=name,
+        )
     return org
 
 

@@ -9,11 +9,12 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import ScimToken
 
-PREFIX = "scim_"
+PREFIXES = {"scim": "scim_", "admin": "adm_"}
 
 
 def hash_token(secret: str) -> str:
@@ -22,26 +23,47 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_token(session: Session, org_id: str, name: str | None = None) -> tuple[ScimToken, str]:
-    """Return the stored token and its secret; the secret is never retrievable again."""
+def create_token(
+    session: Session, org_id: str, name: str | None = None, kind: str = "scim"
+) -> tuple[ScimToken, str]:
+    """Return the stored token and its secret; the secret is never retrievable again.
+
+    ``kind`` is ``scim`` (an IdP provisioning over /scim/v2) or ``admin`` (the
+    organization's admin API, /api/v1).
+    """
+    if kind not in PREFIXES:
+        raise InvalidValueError(f"Unknown token kind {kind!r}.")
     label = (name or "default").strip()
     if not label or len(label) > 200:
         raise InvalidValueError("A token name must be 1 to 200 characters.")
-    secret = PREFIX + secrets.token_urlsafe(32)
+    secret = PREFIXES[kind] + secrets.token_urlsafe(32)
     with session.begin():
         token = ScimToken(
-            org_id=org_id, id=str(uuid.uuid4()), name=label, token_hash=hash_token(secret)
+            org_id=org_id,
+            id=str(uuid.uuid4()),
+            name=label,
+            token_hash=hash_token(secret),
+            kind=kind,
         )
         session.add(token)
+        # The secret never reaches the log: the id and name identify the token.
+        record(
+            session,
+            org_id,
+            "token.create",
+            resource_type="Token",
+            resource_id=token.id,
+            detail=f"{kind} token {label!r}",
+        )
     return token, secret
 
 
-def authenticate(session: Session, secret: str) -> ScimToken | None:
-    """The live token for this secret, or None (unknown or revoked)."""
-    if not secret.startswith(PREFIX) or len(secret) > 200:
+def authenticate(session: Session, secret: str, kind: str = "scim") -> ScimToken | None:
+    """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
+    if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
     token = session.scalar(select(ScimToken).where(ScimToken.token_hash == hash_token(secret)))
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token
 
@@ -61,4 +83,12 @@ def revoke_token(session: Session, org_id: str, token_id: str) -> ScimToken:
             raise NotFoundError(f"No token {token_id!r} in this organization.")
         if token.revoked_at is None:
             token.revoked_at = utcnow()
+        record(
+            session,
+            org_id,
+            "token.revoke",
+            resource_type="Token",
+            resource_id=token.id,
+            detail=token.name,
+        )
     return token

@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
+from scim_server.audit import record
+from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
@@ -55,7 +57,23 @@ def create_user(session: Session, org_id: str, doc: Doc) -> User:
             # A concurrent create won the race for this userName.
             raise UniquenessError(f"userName {doc['userName']!r} is already taken.") from None
         reindex(session, org_id, user.id, user.data)
+        record(
+            session,
+            org_id,
+            "user.create",
+            **_about(user),
+            changes=diff(None, {**doc, "active": user.active}),
+        )
     return user
+
+
+def _about(user: User) -> dict[str, Any]:
+    return {
+        "resource_type": "User",
+        "resource_id": user.id,
+        "external_id": user.external_id,
+        "user_name": user.user_name,
+    }
 
 
 def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
@@ -74,16 +92,24 @@ def update_user(
     user_id: str,
     mutate: Callable[[Doc], Doc],
     if_match: Sequence[str] | None = None,
+    action: str = "user.replace",
 ) -> User:
-    """Replace or patch: ``mutate`` turns the stored document into the new, validated one."""
+    """Replace or patch: ``mutate`` turns the stored document into the new, validated one.
+
+    A change of ``active`` is also recorded as its own ``user.deactivate`` or
+    ``user.reactivate`` event: the moment access was removed or restored.
+    """
     with session.begin():
         user = get_user(session, org_id, user_id, for_update=True)
         check_if_match(user.version, if_match)
         current = dict(user.data)
+        was_active = user.active
         new = mutate(current)
         stored = {k: v for k, v in new.items() if k != "password"}
         if stored == user.data and "password" not in new:
-            return user  # nothing changed: same version, no write
+            # Nothing changed: same version, but the request is still evidence.
+            record(session, org_id, action, **_about(user), changes={})
+            return user
         if fold(new["userName"]) != user.user_name_key:
             _check_unique(session, org_id, new, user.id)
         _apply(user, new)
@@ -94,6 +120,22 @@ def update_user(
         except IntegrityError:
             raise UniquenessError(f"userName {new['userName']!r} is already taken.") from None
         reindex(session, org_id, user.id, user.data)
+        before = {**current, "active": was_active}
+        record(
+            session,
+            org_id,
+            action,
+            **_about(user),
+            changes=diff(before, {**new, "active": user.active}),
+        )
+        if was_active != user.active:
+            record(
+                session,
+                org_id,
+                "user.reactivate" if user.active else "user.deactivate",
+                **_about(user),
+                changes={"active": {"before": was_active, "after": user.active}},
+            )
     return user
 
 
@@ -104,12 +146,19 @@ def delete_user(
     with session.begin():
         user = get_user(session, org_id, user_id, for_update=True)
         check_if_match(user.version, if_match)
-        session.execute(
-            delete(GroupMember).where(
-                GroupMember.org_id == org_id, GroupMember.member_id == user_id
-            )
-        )
+        removed = session.scalars(
+            delete(GroupMember)
+            .where(GroupMember.org_id == org_id, GroupMember.member_id == user_id)
+            .returning(GroupMember.group_id)
+        ).all()
         drop_index(session, org_id, user_id)
+        record(
+            session,
+            org_id,
+            "user.delete",
+            **_about(user),
+            changes={"groups": {"before": sorted(removed)}} if removed else {},
+        )
         session.delete(user)
 
 

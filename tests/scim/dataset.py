@@ -9,6 +9,7 @@ it by importing all the fixtures below.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -64,6 +65,7 @@ USERS: dict[str, dict[str, Any]] = {
     },
     "dave": {
         "userName": "dave_100%",
+        "nickName": "d/_\\%",  # the LIKE escape character of SQLAlchemy, and a backslash
         "name": {"givenName": "dave", "familyName": "adams"},
         "active": False,
         "emails": [{"value": "DAVE@Example.COM", "type": "work"}],
@@ -102,9 +104,15 @@ class Data:
         return [by_id.get(r["id"], r["id"]) for r in resources]
 
     def fill(self, text: str) -> str:
-        """Replace ``{key}`` by an id and ``{key_created}`` by its meta.created."""
-        created = {f"{k}_created": d["meta"]["created"] for k, d in self.docs.items()}
-        return text.format(**self.ids, **created)
+        """Replace ``{key}`` by an id, ``{key_created}`` by its meta.created and
+        ``{key_created_cet}`` by the same instant written with a +01:00 offset."""
+        subs = dict(self.ids)
+        for key, doc in self.docs.items():
+            created = doc["meta"]["created"]
+            cet = datetime.fromisoformat(created).astimezone(timezone(timedelta(hours=1)))
+            subs[f"{key}_created"] = created
+            subs[f"{key}_created_cet"] = cet.isoformat()
+        return text.format(**subs)
 
 
 def _refs(value: Any, ids: dict[str, str]) -> Any:

@@ -3,26 +3,8 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
-import pytest
-from sqlalchemy import delete
-
-from scim_server import create_app
-from scim_server.models import Organization
-from tests.conftest import USER_SCHEMA, Scim, make_org
-
-
-@pytest.fixture
-def live(engine) -> Iterator[tuple[object, Scim]]:
-    """An app on the real database (no test transaction); its organization is removed after."""
-    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(False)})
-    org_id, secret = make_org(app, f"live-{uuid.uuid4().hex[:8]}")
-    yield app, Scim(app.test_client(), secret, org_id)
-    with engine.begin() as conn:
-        conn.execute(delete(Organization).where(Organization.id == org_id))
-    app.extensions["scim_db"][0].dispose()
+from tests.conftest import USER_SCHEMA, Scim
 
 
 def test_racing_member_adds_all_land(live):

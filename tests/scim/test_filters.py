@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, Scim
-from tests.scim.dataset import (  # noqa: F401  (fixtures)
-    ALL_GROUPS,
-    ALL_USERS,
-    Data,
-    app,
-    connection,
-    data,
-    data_app,
-    data_connection,
-    ds,
-)
+from tests.scim import dataset
+from tests.scim.dataset import ALL_GROUPS, ALL_USERS, Data
+
+# The shared data set (tests/scim/dataset.py): built once per module and database.
+data_connection = dataset.data_connection
+data_app = dataset.data_app
+data = dataset.data
+connection = dataset.connection
+app = dataset.app
+ds = dataset.ds
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -60,7 +59,9 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     # emails.value is caseExact false; a complex attribute without sub-attribute means value.
     ('emails.value eq "dave@example.com"', {"dave"}),
     ('emails eq "dave@example.com"', {"dave"}),
+    # ne is the negation of eq: no value equals it (so alice, with a second email, is out).
     ('emails.value ne "dave@example.com"', ALL_USERS - {"dave"}),
+    ('emails.value ne "alice@home.org"', ALL_USERS - {"alice"}),
     # externalId and id are caseExact.
     ('externalId eq "EXT-Alice"', {"alice"}),
     ('externalId eq "ext-alice"', set()),
@@ -87,6 +88,13 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ('userName ew "0%"', {"dave"}),
     ('userName sw "%"', set()),
     ('name.givenName co "_"', set()),
+    ('nickName co "/"', {"dave"}),
+    (r'nickName co "/_\\"', {"dave"}),
+    (r'nickName eq "D/_\\%"', {"dave"}),
+    (r'nickName ew "\\%"', {"dave"}),
+    ('nickName co "/%"', set()),
+    ('userName co "/"', set()),
+    ('title co ""', ALL_USERS - {"dave"}),
     # pr
     ("title pr", ALL_USERS - {"dave"}),
     ("externalId pr", {"alice", "bob", "eve"}),
@@ -122,7 +130,7 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ("active eq true", {"alice", "carol", "eve"}),
     ("active ne true", {"bob", "dave"}),
     ("ACTIVE EQ FALSE", {"bob", "dave"}),
-    ('emails[primary eq true]', {"alice", "bob"}),
+    ("emails[primary eq true]", {"alice", "bob"}),
     # Logical operators: not > and > or (RFC 7644 §3.4.2.2).
     ('title eq "engineer" and active eq true', {"alice"}),
     ('title co "engineer" and active eq false', set()),
@@ -154,8 +162,10 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ("emails[type pr]", ALL_USERS),
     ('emails[type eq "work"] and active eq true', {"alice", "carol"}),
     ('not (emails[type eq "home"])', {"carol", "dave"}),
-    ('emails[type eq "work" and value co "@example.com"] or userName eq "eve-x100-z"',
-     {"alice", "carol", "dave", "eve"}),
+    (
+        'emails[type eq "work" and value co "@example.com"] or userName eq "eve-x100-z"',
+        {"alice", "carol", "dave", "eve"},
+    ),
     # Group memberships from the user side.
     ('groups.value eq "{eng}"', {"alice", "carol"}),
     ('groups eq "{sales}"', {"bob"}),
@@ -164,6 +174,8 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ("groups pr", {"alice", "bob", "carol", "dave"}),
     ("not (groups pr)", {"eve"}),
     ('groups.value eq "{alice}"', set()),
+    ('groups.value ne "{eng}"', {"bob", "dave", "eve"}),
+    ('displayName eq "alice zephyr"', {"alice"}),
     # meta (RFC 7643 §3.1): dateTime comparisons honour the offset.
     ('meta.created gt "2000-01-01T00:00:00Z"', ALL_USERS),
     ('meta.created lt "2000-01-01T00:00:00Z"', set()),
@@ -173,10 +185,12 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ('meta.created ge "{carol_created}"', {"carol", "dave", "eve"}),
     ('meta.created le "{carol_created}"', {"alice", "bob", "carol"}),
     ('meta.created eq "{carol_created}"', {"carol"}),
+    ('meta.created eq "{carol_created_cet}"', {"carol"}),  # the same instant at +01:00
+    ('meta.created lt "{carol_created_cet}"', {"alice", "bob"}),
     ('meta.resourceType eq "user"', ALL_USERS),
     ('meta.resourceType eq "Group"', set()),
     ("meta.created pr", ALL_USERS),
-    # eq null means "not present" (RFC 7644 §3.4.2.2 ordering rules treat null as absent).
+    # null and unassigned are the same state (RFC 7643 §2.5): eq null means "not present".
     ("title eq null", {"dave"}),
 ]
 
@@ -205,7 +219,10 @@ GROUP_FILTERS: list[tuple[str, set[str]]] = [
     ('members[type eq "user" and value eq "{dave}"]', {"ops"}),
     ('members.value ne "{alice}"', {"sales", "ops"}),
     ("members pr", {"eng", "sales", "ops"}),
-    ('members.display eq "BOB"', {"sales"}),
+    ('members.display eq "BOB"', {"sales"}),  # a user without displayName: its userName
+    ('members.display eq "alice zephyr"', {"eng"}),
+    ('members.display eq "sales"', {"ops"}),  # a group member: its displayName
+    ('members.type ne "Group"', {"eng", "sales"}),
     ('members.value eq "{eve}"', set()),
     ('displayName eq "Engineering" and members[value eq "{bob}"]', set()),
     ('meta.resourceType eq "Group"', {"eng", "sales", "ops"}),
@@ -241,8 +258,7 @@ INVALID_USER_FILTERS = [
     'userName equals "bob"',
     'userName eq "unterminated',
     "userName eq 'bob'",
-    'userName eq bob',
-    "",  # handled separately below: an empty filter means "no filter"
+    "userName eq bob",
     "active gt true",
     "active le false",
     'active co "t"',
@@ -251,27 +267,27 @@ INVALID_USER_FILTERS = [
     'meta.created gt "yesterday"',
     'meta.created gt "2020-01-01T00:00:00"',
     "meta.created gt 5",
+    'meta.created co "2020"',
     'name eq "x"',
     'emails[type eq "work"] eq "x"',
     'emails[type eq "work" and emails[type eq "home"]]',
-    'title lt null',
+    "title lt null",
     'not userName eq "bob"',
 ]
 
 
-@pytest.mark.parametrize("flt", [f for f in INVALID_USER_FILTERS if f])
-def test_invalid_user_filter(scim: Scim, flt: str) -> None:
+@pytest.mark.parametrize("flt", INVALID_USER_FILTERS)
+def test_invalid_user_filter(ds: Scim, flt: str) -> None:
     """A malformed or unresolvable filter on /Users is 400 invalidFilter with a SCIM Error."""
-    scim.create_user("someone")
-    assert_invalid_filter(scim.get("/scim/v2/Users", query_string={"filter": flt}))
+    assert_invalid_filter(ds.get("/scim/v2/Users", query_string={"filter": flt}))
 
 
 @pytest.mark.parametrize(
-    "flt", ['userName eq "x"', 'displayName gt 1', 'members.foo eq "x"', 'emails pr']
+    "flt", ['userName eq "x"', "displayName gt 1", 'members.foo eq "x"', "emails pr"]
 )
-def test_invalid_group_filter(scim: Scim, flt: str) -> None:
+def test_invalid_group_filter(ds: Scim, flt: str) -> None:
     """A filter naming a non-Group attribute (or a bad comparison) on /Groups is 400 invalidFilter."""
-    assert_invalid_filter(scim.get("/scim/v2/Groups", query_string={"filter": flt}))
+    assert_invalid_filter(ds.get("/scim/v2/Groups", query_string={"filter": flt}))
 
 
 @pytest.mark.parametrize("flt", ["", "   "])
@@ -337,6 +353,39 @@ def test_filter_with_json_escapes(scim: Scim) -> None:
     assert [r["id"] for r in resp.get_json()["Resources"]] == [user["id"]]
 
 
+# -- filters follow writes ----------------------------------------------------------
+
+
+def test_filters_see_updates(ds: Scim, data: Data) -> None:
+    """After PATCH, filters match the new values (index and lastModified), not the old ones."""
+    bob = data.docs["bob"]
+    resp = ds.patch_ops(
+        f"/scim/v2/Users/{bob['id']}",
+        {"op": "replace", "path": "title", "value": "Director"},
+        {"op": "replace", "path": 'emails[type eq "home"].value', "value": "bob@new.org"},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    for flt, expected in [
+        ('title eq "director"', {"bob"}),
+        ('title eq "manager"', set()),
+        ('emails[type eq "home"].value eq "bob@new.org"', {"bob"}),
+        ('emails.value eq "bob@example.com"', set()),
+        # eve was the last user written before the PATCH
+        (f'meta.lastModified gt "{data.docs["eve"]["meta"]["lastModified"]}"', {"bob"}),
+        (f'meta.created gt "{bob["meta"]["created"]}"', {"carol", "dave", "eve"}),
+    ]:
+        assert list_ids(ds, "Users", flt, data) == expected, flt
+
+
+def test_filters_forget_deleted_users(ds: Scim, data: Data) -> None:
+    """A deleted user matches no filter, neither on Users nor through group members."""
+    assert ds.delete(f"/scim/v2/Users/{data.ids['carol']}").status_code == 204
+    assert list_ids(ds, "Users", 'title co "engineer"', data) == {"alice"}
+    assert list_ids(ds, "Users", 'id eq "{}"'.format(data.ids["carol"]), data) == set()
+    flt = 'members.value eq "{}"'.format(data.ids["carol"])
+    assert list_ids(ds, "Groups", flt, data) == set()
+
+
 # -- POST .search --------------------------------------------------------------------
 
 
@@ -387,7 +436,7 @@ def test_groups_search(ds: Scim, data: Data) -> None:
         (None, ALL_USERS | ALL_GROUPS),
         ('meta.resourceType eq "Group"', {"eng", "sales", "ops"}),
         ('externalId sw "EXT"', {"alice", "eve"}),
-        ('externalId pr', {"alice", "bob", "eve", "eng"}),
+        ("externalId pr", {"alice", "bob", "eve", "eng"}),
         # userName exists only on Users, members only on Groups: each type answers alone.
         ('userName eq "bob"', {"bob"}),
         ('members[value eq "{alice}"]', {"eng"}),
@@ -446,9 +495,7 @@ def test_root_search_invalid_filter(scim: Scim, flt: str, status: int) -> None:
         ("/scim/v2/Groups/.search", ["not", "an", "object"], "invalidSyntax"),
     ],
 )
-def test_search_request_body_validated(
-    scim: Scim, url: str, body: Any, scim_type: str
-) -> None:
+def test_search_request_body_validated(scim: Scim, url: str, body: Any, scim_type: str) -> None:
     """A malformed SearchRequest body is a 400 SCIM Error with the matching scimType."""
     resp = scim.post(url, body)
     err = resp.get_json()
@@ -474,7 +521,9 @@ def test_other_organization_never_visible(ds: Scim, other_scim: Scim, data: Data
         ('groups.value eq "{}"'.format(data.ids["eng"]), {"alice", "carol"}),
     ]:
         query = {"filter": flt} if flt else {}
-        assert set(data.names(ds.get("/scim/v2/Users", query_string=query).json["Resources"])) == mine
+        assert (
+            set(data.names(ds.get("/scim/v2/Users", query_string=query).json["Resources"])) == mine
+        )
         other = other_scim.get("/scim/v2/Users", query_string=query).json
         assert {r["id"] for r in other["Resources"]} <= {theirs["id"]}
         assert other["totalResults"] == len(other["Resources"])

@@ -75,4 +75,4 @@ def test_db_upgrade_is_idempotent(engine):
 
     before = current_revision(engine)
     upgrade(engine)
-    assert current_revision(engine) == before == "0001"
+    assert current_revision(engine) == before == "0003"

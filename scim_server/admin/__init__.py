@@ -1,0 +1,1 @@
+"""The organization admin API (``/api/v1``), authenticated with admin tokens."""

@@ -1,0 +1,139 @@
+"""``scim-server audit ...``: verify, export and purge the provisioning log."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+
+def _app() -> Any:
+    from scim_server.cli import _app as make_app
+
+    return make_app()
+
+
+def _orgs(app: Any, org_ref: str | None) -> list[tuple[str, str]]:
+    from scim_server.cli import _org_id, _session
+    from scim_server.services.organizations import list_organizations
+
+    if org_ref:
+        org_id = _org_id(app, org_ref)
+        return [(org_id, org_ref)]
+    with _session(app) as session:
+        return [(o.id, o.name) for o in list_organizations(session)]
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.group("audit")
+def audit() -> None:
+    """The provisioning log."""
+
+
+@audit.command("verify")
+@click.option("--org", "org_ref", help="Organization name or id (default: all).")
+def verify(org_ref: str | None) -> None:
+    """Check the hash chain and signatures; name the first broken event. Exit 1 if broken."""
+    from scim_server.audit.queries import verify as verify_chain
+    from scim_server.cli import _ensure_schema, _session
+
+    app = _app()
+    _ensure_schema(app)
+    broken = False
+    for org_id, name in _orgs(app, org_ref):
+        with _session(app) as session:
+            result = verify_chain(session, org_id)
+        if result.ok:
+            click.echo(
+                f"{name}: OK, {result.checked} events"
+                + (f" ({result.first_seq}..{result.last_seq})" if result.checked else "")
+                + f", head {result.head_hash or '-'}"
+            )
+        else:
+            broken = True
+            click.echo(f"{name}: BROKEN at event {result.broken_seq}: {result.reason}")
+    if broken:
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.option("--org", "org_ref", required=True, help="Organization name or id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson", show_default=True
+)
+@click.option("--since", help="Events at or after this time (ISO 8601, UTC if no zone).")
+@click.option("--until", help="Events before this time.")
+@click.option("--action", help="Only this action (e.g. user.deactivate).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (default: stdout)."
+)
+def export(
+    org_ref: str,
+    fmt: str,
+    since: str | None,
+    until: str | None,
+    action: str | None,
+    output: str | None,
+) -> None:
+    """Stream events oldest first, ending with a manifest (count, range, chain head)."""
+    from scim_server.admin.views import export_lines
+    from scim_server.audit.queries import EventFilter, count
+    from scim_server.cli import _ensure_schema, _session
+
+    app = _app()
+    _ensure_schema(app)
+    org_id = _orgs(app, org_ref)[0][0]
+    flt = EventFilter(since=_when(since), until=_when(until), action=action)
+    with _session(app) as session:
+        total = count(session, org_id, flt)
+    factory = app.extensions["scim_db"][1]
+    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        lines = export_lines(factory, org_id, flt, fmt)
+        with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
+            for line in lines:
+                out.write(line)
+                if not line.startswith(("# manifest", '{"manifest"')):
+                    bar.update(1)
+    finally:
+        if output:
+            out.close()
+
+
+@audit.command("purge")
+@click.option("--org", "org_ref", help="Organization name or id (default: all).")
+@click.option("--before", help="Delete events before this time (ISO 8601).")
+@click.option(
+    "--retention-days",
+    type=int,
+    envvar="SCIM_AUDIT_RETENTION_DAYS",
+    help="Delete events older than this many days (default: SCIM_AUDIT_RETENTION_DAYS).",
+)
+def purge(org_ref: str | None, before: str | None, retention_days: int | None) -> None:
+    """Apply the retention period; the chain stays verifiable and the purge is logged."""
+    from scim_server.audit.context import AuditContext, use_context
+    from scim_server.audit.queries import purge as purge_events
+    from scim_server.cli import _ensure_schema, _session
+
+    if (before is None) == (retention_days is None):
+        raise click.UsageError("Give exactly one of --before or --retention-days.")
+    cutoff = _when(before) if before else datetime.now(UTC) - timedelta(days=retention_days or 0)
+    assert cutoff is not None
+    app = _app()
+    _ensure_schema(app)
+    with use_context(AuditContext(actor_type="cli", actor_name="scim-server audit purge")):
+        for org_id, name in _orgs(app, org_ref):
+            with _session(app) as session:
+                removed = purge_events(session, org_id, cutoff)
+            click.echo(f"{name}: purged {removed} events before {cutoff.isoformat()}")

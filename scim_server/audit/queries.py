@@ -1,0 +1,297 @@
+"""Reading the log: search with cursors, timelines, streaming, verification, reports, purge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import chain
+from scim_server.audit.recorder import _lock_head, add_checkpoint, record
+from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    outcome: str | None = None
+    actor: str | None = None
+    resource_id: str | None = None
+    user_name: str | None = None
+    external_id: str | None = None
+    request_id: str | None = None
+
+    def apply(self, stmt: Select[Any]) -> Select[Any]:
+        e = AuditEvent
+        conditions = []
+        if self.since is not None:
+            conditions.append(e.occurred_at >= self.since)
+        if self.until is not None:
+            conditions.append(e.occurred_at < self.until)
+        for column, value in (
+            (e.action, self.action),
+            (e.outcome, self.outcome),
+            (e.resource_id, self.resource_id),
+            (e.user_name, self.user_name),
+            (e.external_id, self.external_id),
+            (e.request_id, self.request_id),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if self.actor is not None:
+            conditions.append(or_(e.actor_id == self.actor, e.actor_name == self.actor))
+        return stmt.where(*conditions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in self.__dict__.items()
+            if v is not None
+        }
+
+
+def event_to_dict(event: AuditEvent) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for column in AuditEvent.__table__.columns:
+        value = getattr(event, column.name)
+        doc[column.name] = (
+            value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+        )
+    return doc
+
+
+def search(
+    session: Session, org_id: str, flt: EventFilter, *, before_seq: int | None, limit: int
+) -> tuple[list[AuditEvent], int | None]:
+    """Newest first; ``before_seq`` is the cursor (keyset, never an OFFSET scan)."""
+    stmt = select(AuditEvent).where(AuditEvent.org_id == org_id)
+    if before_seq is not None:
+        stmt = stmt.where(AuditEvent.seq < before_seq)
+    stmt = flt.apply(stmt).order_by(AuditEvent.seq.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    next_cursor = rows[limit - 1].seq if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def timeline(session: Session, org_id: str, resource_id: str) -> list[AuditEvent]:
+    """Every event about one user or group, oldest first: joiner, movers, leaver."""
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.org_id == org_id, AuditEvent.resource_id == resource_id)
+        .order_by(AuditEvent.seq)
+    )
+    return list(session.scalars(stmt))
+
+
+def stream(
+    session: Session, org_id: str, flt: EventFilter, batch: int = 1000
+) -> Iterator[AuditEvent]:
+    """Oldest first, in keyset batches: constant memory whatever the size."""
+    last = -1
+    while True:
+        stmt = (
+            flt.apply(select(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq > last))
+            .order_by(AuditEvent.seq)
+            .limit(batch)
+        )
+        rows = list(session.scalars(stmt))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def count(session: Session, org_id: str, flt: EventFilter) -> int:
+    stmt = flt.apply(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.org_id == org_id)
+    )
+    return session.scalar(stmt) or 0
+
+
+def head(session: Session, org_id: str) -> AuditHead | None:
+    return session.get(AuditHead, org_id)
+
+
+# -- verification ---------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    ok: bool
+    org_id: str
+    checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
+    broken_seq: int | None = None
+    reason: str | None = None
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def verify(session: Session, org_id: str) -> Verification:
+    """Walk the chain; name the first broken event (edited, deleted, reordered) or a cut tail."""
+    result = Verification(ok=True, org_id=org_id)
+    head_row = head(session, org_id)
+    if head_row is None:
+        return result
+    if not chain.signatures_match(
+        chain.head_signature(
+            org_id, head_row.seq, head_row.hash, head_row.base_seq, head_row.base_hash
+        ),
+        head_row.signature,
+    ):
+        return _fail(
+            result, head_row.seq, "the chain head's signature does not match (head altered)"
+        )
+    expected_seq = head_row.base_seq + 1
+    prev_hash = head_row.base_hash
+    for event in stream(session, org_id, EventFilter()):
+        if result.first_seq is None:
+            result.first_seq = event.seq
+        if event.seq != expected_seq:
+            reason = (
+                f"event {expected_seq} is missing (next present is {event.seq})"
+                if event.seq > expected_seq
+                else f"event {event.seq} is out of order"
+            )
+            return _fail(result, expected_seq, reason)
+        if event.prev_hash != prev_hash:
+            return _fail(
+                result,
+                event.seq,
+                "prev_hash does not link to the previous event (reordered or removed)",
+            )
+        if chain.event_hash(event) != event.hash:
+            return _fail(result, event.seq, "content does not match its hash (edited)")
+        prev_hash = event.hash
+        expected_seq += 1
+        result.checked += 1
+        result.last_seq = event.seq
+    if expected_seq - 1 != head_row.seq or prev_hash != head_row.hash:
+        return _fail(
+            result,
+            expected_seq,
+            f"the log ends at {expected_seq - 1} but the signed head is at {head_row.seq} "
+            "(tail truncated)",
+        )
+    result.head_hash = head_row.hash
+    for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id)):
+        result.checkpoints += 1
+        if not chain.signatures_match(
+            chain.checkpoint_signature(org_id, cp.seq, cp.hash, cp.kind), cp.signature
+        ):
+            return _fail(result, cp.seq, f"checkpoint at {cp.seq} has a bad signature")
+        if cp.seq > head_row.seq:
+            return _fail(
+                result, cp.seq, f"a checkpoint at {cp.seq} is beyond the head (tail truncated)"
+            )
+        event = session.get(AuditEvent, (org_id, cp.seq))
+        if event is not None and event.hash != cp.hash:
+            return _fail(result, cp.seq, f"event {cp.seq} differs from its signed checkpoint")
+    return result
+
+
+def _fail(result: Verification, seq: int, reason: str) -> Verification:
+    result.ok = False
+    result.broken_seq = seq
+    result.reason = reason
+    return result
+
+
+# -- retention -------------------------------------------------------------------------
+
+
+def purge(session: Session, org_id: str, before: datetime) -> int:
+    """Delete events older than ``before``; the chain stays verifiable from the new start.
+
+    The head remembers the last purged event (base seq and hash), a signed
+    checkpoint marks it, and the purge itself is an event.
+    """
+    with session.begin():
+        head_row = _lock_head(session, org_id)
+        last = session.scalar(
+            select(func.max(AuditEvent.seq)).where(
+                AuditEvent.org_id == org_id, AuditEvent.occurred_at < before
+            )
+        )
+        if last is None:
+            record(session, org_id, "audit.purge", detail=f"nothing before {before.isoformat()}")
+            return 0
+        boundary = session.get(AuditEvent, (org_id, last))
+        assert boundary is not None
+        removed = session.execute(
+            delete(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq <= last)
+        ).rowcount
+        head_row.base_seq = last
+        head_row.base_hash = boundary.hash
+        add_checkpoint(session, org_id, last, boundary.hash, "purge")
+        session.flush()
+        record(
+            session,
+            org_id,
+            "audit.purge",
+            detail=f"purged {removed} events before {before.isoformat()} (up to seq {last})",
+        )
+    return removed
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+def deprovisioning(
+    session: Session, org_id: str, since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
+    """Users deactivated or deleted in a period, and how long after the IdP's request each took."""
+    rows = []
+    for action in ("user.deactivate", "user.delete"):
+        flt = EventFilter(since=since, until=until, action=action, outcome="success")
+        for event in stream(session, org_id, flt):
+            latency = None
+            if event.received_at is not None:
+                latency = round((event.occurred_at - event.received_at).total_seconds() * 1000, 3)
+            rows.append(
+                {
+                    "seq": event.seq,
+                    "action": event.action,
+                    "user_id": event.resource_id,
+                    "user_name": event.user_name,
+                    "external_id": event.external_id,
+                    "requested_at": event.received_at.isoformat() if event.received_at else None,
+                    "effective_at": event.occurred_at.isoformat(),
+                    "latency_ms": latency,
+                    "actor": event.actor_name,
+                    "request_id": event.request_id,
+                }
+            )
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+def failures(
+    session: Session, org_id: str, since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
+    """Failed operations grouped by action, status and scimType."""
+    stmt = (
+        EventFilter(since=since, until=until, outcome="failure")
+        .apply(
+            select(AuditEvent.action, AuditEvent.status, AuditEvent.scim_type, func.count()).where(
+                AuditEvent.org_id == org_id
+            )
+        )
+        .group_by(AuditEvent.action, AuditEvent.status, AuditEvent.scim_type)
+    )
+    out = [
+        {"action": a, "status": s, "scim_type": t, "count": n}
+        for a, s, t, n in session.execute(stmt)
+    ]
+    return sorted(out, key=lambda r: (-r["count"], r["action"]))

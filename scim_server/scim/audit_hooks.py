@@ -1,0 +1,96 @@
+"""Ties SCIM requests to the provisioning log.
+
+Successful changes are recorded by the services in the change's own
+transaction. Refused or failed writes are recorded here, after the response is
+known, in a transaction of their own (the change rolled back; its refusal
+must not). Reads are not provisioning operations and are not recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from scim_server.audit import AuditContext, record_failure
+from scim_server.audit.context import reset_context, set_context
+from scim_server.db import utcnow
+from scim_server.scim.body import parse_json
+
+WRITE_ACTIONS = {
+    "scim.create_user": ("user.create", "User"),
+    "scim.replace_user": ("user.replace", "User"),
+    "scim.patch_user": ("user.patch", "User"),
+    "scim.delete_user": ("user.delete", "User"),
+    "scim.create_group": ("group.create", "Group"),
+    "scim.replace_group": ("group.replace", "Group"),
+    "scim.patch_group": ("group.patch", "Group"),
+    "scim.delete_group": ("group.delete", "Group"),
+    "scim.bulk": ("bulk", None),
+}
+
+
+def begin(actor_id: str, actor_name: str, actor_type: str = "token") -> None:
+    """Make the authenticated caller the actor of every event this request writes."""
+    ctx = AuditContext(
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        source_ip=request.remote_addr,
+        user_agent=request.user_agent.string or None,
+        request_id=g.get("request_id"),
+        correlation_id=g.get("correlation_id"),
+        received_at=g.get("received_at") or utcnow(),
+    )
+    g._audit_token = set_context(ctx)
+
+
+def end(_exc: BaseException | None = None) -> None:
+    token = g.pop("_audit_token", None)
+    if token is not None:
+        reset_context(token)
+
+
+def _body_identity() -> dict[str, Any]:
+    """userName / externalId from the request body, when it has them (for the failure event)."""
+    if not request.content_length:
+        return {}
+    try:
+        body = parse_json(request.get_data(cache=True))
+    except Exception:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    out = {}
+    for key, field in (("userName", "user_name"), ("externalId", "external_id")):
+        if isinstance(body.get(key), str):
+            out[field] = body[key]
+    return out
+
+
+def record_refusal(resp: Response) -> Response:
+    """After a refused write (4xx/5xx), append a failure event in its own transaction."""
+    if resp.status_code < 400 or request.endpoint not in WRITE_ACTIONS or not g.get("org_id"):
+        return resp
+    action, resource_type = WRITE_ACTIONS[request.endpoint]
+    session = g.get("_scim_session")
+    if session is not None and session.in_transaction():
+        session.rollback()  # release any lock before the failure event's own transaction
+    error = resp.get_json(silent=True) or {}
+    view_args = request.view_args or {}
+    record_failure(
+        current_app.extensions["scim_db"][2],
+        g.org_id,
+        action,
+        resource_type=resource_type,
+        resource_id=view_args.get("user_id") or view_args.get("group_id"),
+        status=resp.status_code,
+        scim_type=error.get("scimType"),
+        detail=error.get("detail"),
+        **_body_identity(),
+    )
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_request(end)
