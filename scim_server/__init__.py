@@ -26,7 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     database.init_app(app)
 
-    from scim_server import health, observability
+    from scim_server import health, observability, ratelimit
     from scim_server.audit import chain
     from scim_server.scim import audit_hooks
 
@@ -37,6 +37,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from scim_server.scim.views import bp as scim_bp
 
     app.register_blueprint(scim_bp)
+    # After the blueprint: the limit is checked once its authenticate has run.
+    ratelimit.init_app(app, scim_bp.name)
     app.register_blueprint(admin_bp)
     app.register_blueprint(health.bp)
     _register_fallback_errors(app)

@@ -13,6 +13,7 @@ from scim_server.scim.body import json_body
 from scim_server.scim.bulk import parse_bulk_request, run_bulk
 from scim_server.scim.errors import (
     SCIM_CONTENT_TYPE,
+    InvalidFilterError,
     InvalidValueError,
     NotFoundError,
     ScimError,
@@ -20,8 +21,8 @@ from scim_server.scim.errors import (
     UnauthorizedError,
     register_error_handlers,
 )
-from scim_server.scim.filter_ast import AttrPath
-from scim_server.scim.filter_parser import parse_filter
+from scim_server.scim.filter_ast import AttrPath, PathError
+from scim_server.scim.filter_parser import parse_filter, parse_path
 from scim_server.scim.filters import FilterCompiler, member_condition, sort_expression
 from scim_server.scim.params import ListQuery, query_from_args, query_from_body
 from scim_server.scim.patch import apply_patch, parse_patch_request
@@ -160,19 +161,29 @@ def render(
 # -- queries -------------------------------------------------------------------
 
 
+def sort_path(text: str) -> AttrPath:
+    """``sortBy`` is a plain attribute path (RFC 7644 §3.4.2.3): no filter, no value path."""
+    try:
+        parsed = parse_path(text)
+    except PathError:
+        raise InvalidFilterError(f"sortBy {text!r} is not an attribute path.") from None
+    if parsed.filter is not None or parsed.value_sub is not None or not parsed.path.attr:
+        raise InvalidFilterError(f"sortBy {text!r} must name one attribute, without a filter.")
+    return parsed.path
+
+
 def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
     session = db.session
     compiler = FilterCompiler(rt, g.org_id)
     where = compiler.compile(parse_filter(query.filter)) if query.filter else None
     model = compiler.model
+    # Refuse a bad attribute list before the query, even if the page will be empty.
+    project(rt, {}, query.attributes, query.excluded)
     order: list[Any] = []
     if query.sort_by:
-        from scim_server.scim.filter_parser import parse_path
-
-        path = parse_path(query.sort_by).path
-        expr = sort_expression(rt, g.org_id, AttrPath(path.uri, path.attr, path.sub))
-        # RFC 7644 §3.4.2.3: unassigned values sort last.
-        order.append((expr.desc() if query.descending else expr.asc()).nulls_last())
+        expr = sort_expression(rt, g.org_id, sort_path(query.sort_by))
+        # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
+        order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
     order += [model.created_at, model.id]
     total, rows = page(session, model, g.org_id, where, order, query.start_index - 1, query.count)
     if rt is USER:

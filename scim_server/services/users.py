@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -21,19 +21,42 @@ from scim_server.services.indexing import drop_index, reindex
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def _stored_form(doc: Doc) -> Doc:
+    """The document as stored: no password, defaults explicit, derived values dropped.
+
+    Comparing stored forms is what makes an echoed resource (Okta's PUT of what
+    it read) a no-change that keeps the version.
+    """
+    out = {k: v for k, v in doc.items() if k != "password"}
+    out["active"] = doc.get("active", True) is not False
+    enterprise = out.get(ENTERPRISE)
+    if isinstance(enterprise, dict) and isinstance(enterprise.get("manager"), dict):
+        # manager.$ref is derived from the id on every read.
+        manager = {k: v for k, v in enterprise["manager"].items() if k != "$ref"}
+        enterprise = {k: v for k, v in enterprise.items() if k != "manager"}
+        if manager:
+            enterprise["manager"] = manager
+        if enterprise:
+            out[ENTERPRISE] = enterprise
+        else:
+            out.pop(ENTERPRISE)
+    return out
 
 
 def _apply(user: User, doc: Doc) -> None:
-    doc = dict(doc)
-    password = doc.pop("password", None)
+    password = doc.get("password")
     if password is not None:
         user.password_hash = generate_password_hash(password)
-    user.user_name = doc["userName"]
-    user.user_name_key = fold(doc["userName"])
-    user.external_id = exact(doc["externalId"]) if doc.get("externalId") else None
-    user.display_name = doc.get("displayName")
-    user.active = doc.get("active", True) is not False
-    user.data = doc
+    stored = _stored_form(doc)
+    user.user_name = stored["userName"]
+    user.user_name_key = fold(stored["userName"])
+    user.external_id = exact(stored["externalId"]) if stored.get("externalId") else None
+    user.display_name = stored.get("displayName")
+    user.active = stored["active"]
+    user.data = stored
 
 
 def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) -> None:
@@ -105,8 +128,7 @@ def update_user(
         current = dict(user.data)
         was_active = user.active
         new = mutate(current)
-        stored = {k: v for k, v in new.items() if k != "password"}
-        if stored == user.data and "password" not in new:
+        if _stored_form(new) == user.data and "password" not in new:
             # Nothing changed: same version, but the request is still evidence.
             record(session, org_id, action, **_about(user), changes={})
             return user
@@ -151,6 +173,13 @@ def delete_user(
             .where(GroupMember.org_id == org_id, GroupMember.member_id == user_id)
             .returning(GroupMember.group_id)
         ).all()
+        if removed:
+            # The groups that lost a member changed: their versions move.
+            session.execute(
+                update(Group)
+                .where(Group.org_id == org_id, Group.id.in_(removed))
+                .values(version=Group.version + 1, updated_at=utcnow())
+            )
         drop_index(session, org_id, user_id)
         record(
             session,

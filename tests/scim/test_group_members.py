@@ -574,11 +574,6 @@ def test_deleting_nested_group_removes_it_from_parent(
     assert cached.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="users.delete_user deletes the user's group_members rows without bumping "
-    "the version of the groups that lose the member",
-)
 def test_deleting_user_moves_group_version(
     scim: Scim, people: dict[str, Any], team: dict[str, Any]
 ) -> None:
