@@ -257,7 +257,8 @@ def _gunicorn(host: str, port: int) -> None:
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for name, value in gunicorn_conf.settings().items():
-                self.cfg.set(name, value)
+                if name in self.cfg.settings:  # older gunicorn lacks some settings
+                    self.cfg.set(name, value)
             self.cfg.set("bind", f"{host}:{port}")
 
         def load(self) -> Any:

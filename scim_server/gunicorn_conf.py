@@ -25,6 +25,9 @@ timeout = env_int("SCIM_TIMEOUT", 30)
 graceful_timeout = env_int("SCIM_GRACEFUL_TIMEOUT", 30)
 keepalive = env_int("SCIM_KEEPALIVE", 5)
 accesslog = os.environ.get("SCIM_ACCESS_LOG") or None
+# gunicorn 27's control socket has one default path per user: two instances on
+# one host would take it from each other, and nothing here uses it.
+control_socket_disable = True
 
 _state: dict[str, Any] = {"prepared": False, "created": None}
 
@@ -81,6 +84,7 @@ SETTINGS = (
     "graceful_timeout",
     "keepalive",
     "accesslog",
+    "control_socket_disable",
     "on_starting",
     "child_exit",
     "worker_exit",
@@ -89,5 +93,5 @@ SETTINGS = (
 
 
 def settings() -> dict[str, Any]:
-    """This module's settings, for a programmatic gunicorn application."""
+    """This module's settings, for a programmatic gunicorn application (skip unknown ones)."""
     return {name: globals()[name] for name in SETTINGS}

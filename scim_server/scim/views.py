@@ -332,7 +332,9 @@ def patch_group(group_id: str) -> Response:
         ]
         return new, changes
 
-    group = group_service.update_group(db.session, g.org_id, group_id, mutate, if_match())
+    group = group_service.update_group(
+        db.session, g.org_id, group_id, mutate, if_match(), action="group.patch"
+    )
     attributes, excluded = projection_args()
     version = etag(group.version)
     if attributes is None and excluded is None:

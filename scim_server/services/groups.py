@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from scim_server.audit import record
+from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
@@ -73,8 +75,8 @@ def create_group(session: Session, org_id: str, doc: Doc) -> Group:
         except IntegrityError:
             raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.") from None
         reindex(session, org_id, group.id, group.data)
-        if doc.get("members"):
-            _add(session, org_id, group.id, tuple(doc["members"]))
+        added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
+        _record(session, group, "group.create", diff(None, group.data), added, [])
     return group
 
 
@@ -94,6 +96,7 @@ def update_group(
     group_id: str,
     mutate: Callable[[Doc], tuple[Doc, Sequence[MemberChange]]],
     if_match: Sequence[str] | None = None,
+    action: str = "group.replace",
 ) -> Group:
     """Change attributes and memberships in one transaction.
 
@@ -104,14 +107,21 @@ def update_group(
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
         new, changes = mutate(dict(group.data))
+        before = dict(group.data)
         changed = False
         if {k: v for k, v in new.items() if k != "members"} != group.data:
             if fold(new["displayName"]) != group.display_name_key:
                 _check_unique(session, org_id, new, group.id)
             _apply(group, new)
             changed = True
+        added: list[tuple[str, str]] = []
+        removed: list[tuple[str, str]] = []
         for change in changes:
-            changed |= _apply_member_change(session, org_id, group_id, change)
+            plus, minus = _apply_member_change(session, org_id, group_id, change)
+            added += plus
+            removed += minus
+        changed = changed or bool(added or removed)
+        _record(session, group, action, diff(before, group.data), added, removed)
         if changed:
             group.version += 1
             group.updated_at = utcnow()
@@ -141,57 +151,67 @@ def delete_group(
             .values(version=Group.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+        removed = _delete_where(
+            session, GroupMember.org_id == org_id, GroupMember.group_id == group_id
+        )
         session.execute(
             delete(GroupMember).where(
-                GroupMember.org_id == org_id,
-                (GroupMember.group_id == group_id) | (GroupMember.member_id == group_id),
+                GroupMember.org_id == org_id, GroupMember.member_id == group_id
             )
         )
         drop_index(session, org_id, group_id)
+        _record(session, group, "group.delete", {}, [], removed)
         session.delete(group)
 
 
 # -- memberships ---------------------------------------------------------------
 
 
+Members = list[tuple[str, str]]  # (member id, "User" | "Group")
+
+
 def _apply_member_change(
     session: Session, org_id: str, group_id: str, change: MemberChange
-) -> bool:
-    """Apply one change; True if a member row was inserted or deleted."""
+) -> tuple[Members, Members]:
+    """Apply one change; return the members actually added and removed."""
     where = [GroupMember.org_id == org_id, GroupMember.group_id == group_id]
     if change.kind == "add":
-        return _add(session, org_id, group_id, change.values) > 0
+        return _add(session, org_id, group_id, change.values), []
     if change.kind == "remove":
         ids = list(dict.fromkeys(ref["value"] for ref in change.values))
-        return _delete_ids(session, org_id, group_id, ids) > 0
+        return [], _delete_ids(session, org_id, group_id, ids)
     if change.kind == "remove_where":
-        result = session.execute(delete(GroupMember).where(*where, change.where))
-        return result.rowcount > 0
+        return [], _delete_where(session, *where, change.where)
     if change.kind == "clear" or (change.kind == "replace" and not change.values):
-        result = session.execute(delete(GroupMember).where(*where))
-        return result.rowcount > 0
+        return [], _delete_where(session, *where)
     if change.kind == "replace":
         # Only the difference is written, so that replacing the members with
         # the same members changes nothing (and keeps the version).
         wanted = {ref["value"] for ref in change.values}
         current = session.scalars(select(GroupMember.member_id).where(*where)).all()
         removed = _delete_ids(session, org_id, group_id, [m for m in current if m not in wanted])
-        added = _add(session, org_id, group_id, change.values)
-        return removed > 0 or added > 0
+        return _add(session, org_id, group_id, change.values), removed
     raise ValueError(f"unknown member change {change.kind!r}")
 
 
-def _delete_ids(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> int:
-    deleted = 0
+def _delete_where(session: Session, *conditions: Any) -> Members:
+    result = session.execute(
+        delete(GroupMember)
+        .where(*conditions)
+        .returning(GroupMember.member_id, GroupMember.member_type)
+    )
+    return [(mid, kind) for mid, kind in result]
+
+
+def _delete_ids(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> Members:
+    deleted: Members = []
     for start in range(0, len(ids), CHUNK):
-        result = session.execute(
-            delete(GroupMember).where(
-                GroupMember.org_id == org_id,
-                GroupMember.group_id == group_id,
-                GroupMember.member_id.in_(ids[start : start + CHUNK]),
-            )
+        deleted += _delete_where(
+            session,
+            GroupMember.org_id == org_id,
+            GroupMember.group_id == group_id,
+            GroupMember.member_id.in_(ids[start : start + CHUNK]),
         )
-        deleted += result.rowcount
     return deleted
 
 
@@ -239,8 +259,8 @@ def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) 
     return found
 
 
-def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> int:
-    """Insert the members not already there; a repeated add is a no-op. Returns rows added.
+def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> Members:
+    """Insert the members not already there; a repeated add is a no-op. Returns those added.
 
     The count comes from looking the requested ids up, not from the INSERT's
     rowcount, which drivers do not report reliably for an executemany
@@ -248,7 +268,7 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> i
     is), so the look-up cannot go stale before the insert.
     """
     if not refs:
-        return 0
+        return []
     types = _resolve(session, org_id, group_id, refs)
     present = _present(session, org_id, group_id, list(types))
     now = utcnow()
@@ -264,11 +284,70 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> i
         if mid not in present
     ]
     if not rows:
-        return 0
+        return []
     dialect = session.get_bind().dialect.name
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(dialect_insert(GroupMember).on_conflict_do_nothing(), rows)
-    return len(rows)
+    return [(row["member_id"], row["member_type"]) for row in rows]
+
+
+# -- the provisioning log ------------------------------------------------------------
+
+LISTED_MEMBERS = 1000
+
+
+def _record(
+    session: Session, group: Group, action: str, changes: Doc, added: Members, removed: Members
+) -> None:
+    """The group event, then one event per membership change (for each person's timeline)."""
+    if added or removed:
+        changes = {
+            **changes,
+            "members": {
+                "added": [m for m, _ in added[:LISTED_MEMBERS]],
+                "removed": [m for m, _ in removed[:LISTED_MEMBERS]],
+                "added_count": len(added),
+                "removed_count": len(removed),
+            },
+        }
+    record(
+        session,
+        group.org_id,
+        action,
+        resource_type="Group",
+        resource_id=group.id,
+        external_id=group.external_id,
+        detail=group.display_name,
+        changes=changes,
+    )
+    about = {"group": {"id": group.id, "displayName": group.display_name}}
+    names = _user_names(session, group.org_id, [m for m, kind in added + removed if kind == "User"])
+    for kind_action, members in (("group.member.add", added), ("group.member.remove", removed)):
+        for member_id, kind in members:
+            user_name, external_id = names.get(member_id, (None, None))
+            record(
+                session,
+                group.org_id,
+                kind_action,
+                resource_type=kind,
+                resource_id=member_id,
+                user_name=user_name,
+                external_id=external_id,
+                detail=group.display_name,
+                changes=about,
+            )
+
+
+def _user_names(session: Session, org_id: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    out: dict[str, tuple[str, str | None]] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = session.execute(
+            select(User.id, User.user_name, User.external_id).where(
+                User.org_id == org_id, User.id.in_(ids[start : start + CHUNK])
+            )
+        )
+        out.update({uid: (name, ext) for uid, name, ext in rows})
+    return out
 
 
 def member_count(session: Session, org_id: str, group_id: str) -> int:

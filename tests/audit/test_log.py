@@ -320,3 +320,44 @@ def test_concurrent_writers_keep_one_chain(live, engine):
         ).all()
     assert result.ok, result
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 2 + 24
+
+
+def test_group_membership_changes_reach_each_persons_timeline(scim, admin):
+    """Adding and removing a member writes the group event and a member event per person."""
+    alice = scim.create_user("alice@example.com", externalId="a-1")
+    bob = scim.create_user("bob@example.com")
+    group = scim.create_group("Engineering", members=[alice["id"]])
+    url = f"/scim/v2/Groups/{group['id']}"
+    scim.patch_ops(url, {"op": "add", "path": "members", "value": [{"value": bob["id"]}]})
+    scim.patch_ops(url, {"op": "remove", "path": f'members[value eq "{alice["id"]}"]'})
+    scim.delete(url)
+    group_events = actions(admin, resource_id=group["id"])
+    assert group_events == ["group.create", "group.patch", "group.patch", "group.delete"]
+    patch = [e for e in events(admin, resource_id=group["id"]) if e["action"] == "group.patch"][0]
+    assert patch["changes"]["members"]["removed"] == [alice["id"]]
+    timeline = admin.get(f"/api/v1/audit/timeline/{alice['id']}").get_json()["events"]
+    assert [e["action"] for e in timeline] == [
+        "user.create",
+        "group.member.add",
+        "group.member.remove",
+    ]
+    assert timeline[1]["detail"] == "Engineering"
+    assert timeline[1]["user_name"] == "alice@example.com" and timeline[1]["external_id"] == "a-1"
+    bob_timeline = admin.get(f"/api/v1/audit/timeline/{bob['id']}").get_json()["events"]
+    assert [e["action"] for e in bob_timeline] == [
+        "user.create",
+        "group.member.add",
+        "group.member.remove",
+    ]
+
+
+def test_duplicate_member_add_is_logged_without_member_events(scim, admin):
+    """A repeated add is recorded as a request, but no membership changed."""
+    alice = scim.create_user("dupadd@example.com")
+    group = scim.create_group("Ops", members=[alice["id"]])
+    scim.patch_ops(
+        f"/scim/v2/Groups/{group['id']}",
+        {"op": "add", "path": "members", "value": [{"value": alice["id"]}]},
+    )
+    assert actions(admin, resource_id=alice["id"]) == ["user.create", "group.member.add"]
+    assert "members" not in events(admin, action="group.patch")[0]["changes"]
