@@ -2,8 +2,12 @@
 
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
+from scim_server.models.contact import Contact
 from scim_server.models.group import Group, GroupMember
+from scim_server.models.license import License
 from scim_server.models.organization import Organization
+from scim_server.models.role import Role, UserRole
+from scim_server.models.rule_set import RuleSet
 from scim_server.models.token import ScimToken
 from scim_server.models.user import User
 
@@ -12,9 +16,14 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "Contact",
     "Group",
     "GroupMember",
+    "License",
     "Organization",
+    "Role",
+    "RuleSet",
     "ScimToken",
     "User",
+    "UserRole",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
@@ -19,6 +19,19 @@ class User(Base):
         Index("uq_users_org_id_user_name_key", "org_id", "user_name_key", unique=True),
         Index("ix_users_org_id_external_id", "org_id", "external_id"),
         Index("ix_users_org_id_created_at", "org_id", "created_at", "id"),
+        Index("uq_users_org_id_username_key", "org_id", "username_key", unique=True),
+        Index("ix_users_org_id_license_id", "org_id", "license_id"),
+        Index("ix_users_org_id_contact_id", "org_id", "contact_id"),
+        ForeignKeyConstraint(
+            ["org_id", "contact_id"],
+            ["contacts.org_id", "contacts.id"],
+            name="fk_users_org_id_contact_id_contacts",
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "license_id"],
+            ["licenses.org_id", "licenses.id"],
+            name="fk_users_org_id_license_id_licenses",
+        ),
     )
 
     org_id: Mapped[str] = mapped_column(
@@ -31,6 +44,18 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(Text, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     password_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    # -- the internal model (DESIGN.md §2) --
+    contact_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Internal username: from the organization's username format, else userName.
+    username: Mapped[str | None] = mapped_column(Text, default=None)
+    username_key: Mapped[str | None] = mapped_column(KeyText, default=None)
+    status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    license_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    license_source: Mapped[str | None] = mapped_column(String(10), default=None)  # rule|manual
+    license_rule: Mapped[str | None] = mapped_column(Text, default=None)
+    # The license the rules wanted when no seat was left (the shortage, visible).
+    license_wanted_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # Everything else the client sent, canonicalised against the schema.
     data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)

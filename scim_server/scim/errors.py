@@ -112,8 +112,8 @@ def unavailable_response() -> Response:
 
 
 def log_unavailable(err: Exception) -> None:
-    # One line, no traceback: during an outage every request fails the same way.
-    log.warning("database unavailable: %s", str(err).splitlines()[0] if str(err) else type(err))
+    """One warning line, no traceback: during an outage every request fails the same way."""
+    log.warning("database unavailable: %s", (str(err).splitlines() or [type(err).__name__])[0])
 
 
 def register_error_handlers(bp: Blueprint) -> None:

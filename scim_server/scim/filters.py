@@ -32,7 +32,7 @@ from scim_server.scim.filter_ast import (
     Present,
     ValuePath,
 )
-from scim_server.scim.schema import GROUP, USER, Attribute, ResourceType
+from scim_server.scim.schema import GROUP, PRODUCT_SCHEMA, USER, Attribute, ResourceType
 from scim_server.text import exact, fold
 
 ORDERING_OPS = ("gt", "ge", "lt", "le")
@@ -206,6 +206,8 @@ class FilterCompiler:
         m = self.model
         name = leaf.dotted.lower()
         is_core = leaf.urn == self.rt.core
+        if leaf.urn == PRODUCT_SCHEMA:
+            return self.product_leaf(leaf, op, value)
         if not is_core:
             return None
         if op == "pr":
@@ -249,6 +251,25 @@ class FilterCompiler:
         if self.rt is GROUP and name == "displayname":
             return compare_text(m.display_name_key, op, fold(_literal_for(leaf, op, value)))
         return None
+
+    def product_leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
+        """The product extension is derived from columns, not the attribute index."""
+        m = self.model
+        name = leaf.dotted.lower()
+        columns = {
+            "status": (m.status, False),
+            "username": (m.username_key, True),
+            "contactid": (m.contact_id, False),
+        }
+        if name not in columns:
+            raise InvalidFilterError(f"'{leaf.dotted}' cannot be filtered.")
+        column, folded = columns[name]
+        if op == "pr":
+            return column.is_not(None)
+        literal = _literal_for(leaf, op, value)
+        if name == "status":
+            literal = literal.upper()
+        return compare_text(column, op, fold(literal) if folded else literal)
 
     # -- memberships (rows of group_members) ------------------------------
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from scim_server.models import Group, User
-from scim_server.scim.schema import ENTERPRISE_SCHEMA, GROUP_SCHEMA, LIST_RESPONSE, USER_SCHEMA
+from scim_server.scim.schema import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    LIST_RESPONSE,
+    PRODUCT_SCHEMA,
+    USER_SCHEMA,
+)
 from scim_server.services.common import etag
 
 Doc = dict[str, Any]
@@ -25,7 +31,9 @@ def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def user_to_scim(user: User, groups: list[tuple[str, str]] | None, base: str) -> Doc:
+def user_to_scim(
+    user: User, groups: list[tuple[str, str]] | None, base: str, product: Doc | None = None
+) -> Doc:
     data = dict(user.data)
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
     if user.external_id is not None:
@@ -49,6 +57,9 @@ def user_to_scim(user: User, groups: list[tuple[str, str]] | None, base: str) ->
             enterprise["manager"] = {**manager, "$ref": f"{base}/Users/{manager['value']}"}
         doc["schemas"].append(ENTERPRISE_SCHEMA)
         doc[ENTERPRISE_SCHEMA] = enterprise
+    if product:
+        doc["schemas"].append(PRODUCT_SCHEMA)
+        doc[PRODUCT_SCHEMA] = product
     doc["meta"] = _meta("User", user, f"{base}/Users/{user.id}")
     return doc
 

@@ -15,6 +15,7 @@ from typing import Any
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PRODUCT_SCHEMA = "urn:scim-server:schemas:extension:product:1.0:User"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -160,7 +161,12 @@ class ResourceType:
         return None
 
 
-_SCHEMA_FILES = {USER_SCHEMA: "User", GROUP_SCHEMA: "Group", ENTERPRISE_SCHEMA: "EnterpriseUser"}
+_SCHEMA_FILES = {
+    USER_SCHEMA: "User",
+    GROUP_SCHEMA: "Group",
+    ENTERPRISE_SCHEMA: "EnterpriseUser",
+    PRODUCT_SCHEMA: "ProductUser",
+}
 
 
 def schema_by_urn(urn: str) -> Schema:
@@ -168,7 +174,7 @@ def schema_by_urn(urn: str) -> Schema:
 
 
 def all_schemas() -> list[Schema]:
-    return [load(n) for n in ("User", "EnterpriseUser", "Group")]
+    return [load(n) for n in ("User", "EnterpriseUser", "ProductUser", "Group")]
 
 
 def meta_schemas() -> list[Schema]:
@@ -176,6 +182,8 @@ def meta_schemas() -> list[Schema]:
     return [load(n) for n in ("ServiceProviderConfig", "ResourceType", "Schema")]
 
 
-USER = ResourceType("User", "/Users", USER_SCHEMA, (ENTERPRISE_SCHEMA,), "User Account")
+USER = ResourceType(
+    "User", "/Users", USER_SCHEMA, (ENTERPRISE_SCHEMA, PRODUCT_SCHEMA), "User Account"
+)
 GROUP = ResourceType("Group", "/Groups", GROUP_SCHEMA, (), "Group")
 RESOURCE_TYPES = {"User": USER, "Group": GROUP}

@@ -128,10 +128,13 @@ def render_user(
     attributes: list[str] | None,
     excluded: list[str] | None,
     groups: list[tuple[str, str]] | None = None,
+    product: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if groups is None and wants("groups", attributes, excluded):
         groups = user_service.groups_of(db.session, g.org_id, [user.id])[user.id]
-    return project(USER, user_to_scim(user, groups, base_url()), attributes, excluded)
+    if product is None:
+        product = user_service.product_view(db.session, g.org_id, [user])[user.id]
+    return project(USER, user_to_scim(user, groups, base_url(), product), attributes, excluded)
 
 
 def render_group(
@@ -190,8 +193,11 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
         groups = None
         if rows and wants("groups", query.attributes, query.excluded):
             groups = user_service.groups_of(session, g.org_id, [u.id for u in rows])
+        product = user_service.product_view(session, g.org_id, rows) if rows else {}
         docs = [
-            render_user(u, query.attributes, query.excluded, groups[u.id] if groups else [])
+            render_user(
+                u, query.attributes, query.excluded, groups[u.id] if groups else [], product[u.id]
+            )
             for u in rows
         ]
     else:

@@ -22,6 +22,7 @@ from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
+from scim_server.services import provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.text import exact, fold
@@ -321,6 +322,19 @@ def _record(
         changes=changes,
     )
     about = {"group": {"id": group.id, "displayName": group.display_name}}
+    # Membership moves license and roles when the rules look at groups.
+    moved = [m for m, kind in added + removed if kind == "User"]
+    for user_id, outcome in provisioning.reevaluate(session, group.org_id, moved).items():
+        record(
+            session,
+            group.org_id,
+            "user.mapping",
+            resource_type="User",
+            resource_id=user_id,
+            detail=f"membership of {group.display_name!r} changed",
+            changes=outcome["changes"],
+            explanation={"rules": outcome["rules"]},
+        )
     names = _user_names(session, group.org_id, [m for m, kind in added + removed if kind == "User"])
     for kind_action, members in (("group.member.add", added), ("group.member.remove", removed)):
         for member_id, kind in members:

@@ -16,8 +16,10 @@ from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
+from scim_server.services import lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
+from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -55,7 +57,6 @@ def _apply(user: User, doc: Doc) -> None:
     user.user_name_key = fold(stored["userName"])
     user.external_id = exact(stored["externalId"]) if stored.get("externalId") else None
     user.display_name = stored.get("displayName")
-    user.active = stored["active"]
     user.data = stored
 
 
@@ -73,12 +74,15 @@ def create_user(session: Session, org_id: str, doc: Doc) -> User:
         now = utcnow()
         user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
         _apply(user, doc)
+        user.active = user.data["active"]
+        user.status = PROVISIONED if user.active else DEACTIVATED
         session.add(user)
         try:
             session.flush()
         except IntegrityError:
             # A concurrent create won the race for this userName.
             raise UniquenessError(f"userName {doc['userName']!r} is already taken.") from None
+        explanation = provisioning.provision(session, org_id, user, user.data, creating=True)
         reindex(session, org_id, user.id, user.data)
         record(
             session,
@@ -86,6 +90,7 @@ def create_user(session: Session, org_id: str, doc: Doc) -> User:
             "user.create",
             **_about(user),
             changes=diff(None, {**doc, "active": user.active}),
+            explanation=explanation or None,
         )
     return user
 
@@ -119,8 +124,9 @@ def update_user(
 ) -> User:
     """Replace or patch: ``mutate`` turns the stored document into the new, validated one.
 
-    A change of ``active`` is also recorded as its own ``user.deactivate`` or
-    ``user.reactivate`` event: the moment access was removed or restored.
+    A change of ``active`` is the named status transition ``user.deactivate`` or
+    ``user.activate``, recorded as its own event: the moment access was removed
+    or restored.
     """
     with session.begin():
         user = get_user(session, org_id, user_id, for_update=True)
@@ -141,6 +147,7 @@ def update_user(
             session.flush()
         except IntegrityError:
             raise UniquenessError(f"userName {new['userName']!r} is already taken.") from None
+        explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
         reindex(session, org_id, user.id, user.data)
         before = {**current, "active": was_active}
         record(
@@ -148,15 +155,17 @@ def update_user(
             org_id,
             action,
             **_about(user),
-            changes=diff(before, {**new, "active": user.active}),
+            changes=diff(before, {**new, "active": user.data["active"]}),
+            explanation=explanation or None,
         )
-        if was_active != user.active:
-            record(
-                session,
-                org_id,
-                "user.reactivate" if user.active else "user.deactivate",
-                **_about(user),
-                changes={"active": {"before": was_active, "after": user.active}},
+        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
+        if not user.data["active"] and user.status != DEACTIVATED:
+            lifecycle.transition(
+                session, user, "deactivate", reason="active=false from the IdP", bump_version=False
+            )
+        elif user.data["active"] and user.status == DEACTIVATED:
+            lifecycle.transition(
+                session, user, "activate", reason="active=true from the IdP", bump_version=False
             )
     return user
 
@@ -206,4 +215,46 @@ def groups_of(
     )
     for member_id, group_id, name in rows:
         out[member_id].append((group_id, name))
+    return out
+
+
+def product_view(session: Session, org_id: str, users: list[User]) -> dict[str, Doc]:
+    """The internal account of each user, for the product extension schema."""
+    from scim_server.models import License
+    from scim_server.services.roles import roles_of
+
+    license_ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
+    names = (
+        dict(
+            session.execute(
+                select(License.id, License.name).where(
+                    License.org_id == org_id, License.id.in_(license_ids)
+                )
+            ).all()
+        )
+        if license_ids
+        else {}
+    )
+    held = roles_of(session, org_id, [u.id for u in users])
+    out: dict[str, Doc] = {}
+    for u in users:
+        view: Doc = {"status": u.status}
+        if u.username:
+            view["username"] = u.username
+        if u.contact_id:
+            view["contactId"] = u.contact_id
+        if u.last_login_at:
+            view["lastLogin"] = u.last_login_at.isoformat().replace("+00:00", "Z")
+        if u.license_id:
+            lic = {"value": names.get(u.license_id), "source": u.license_source}
+            if u.license_rule:
+                lic["rule"] = u.license_rule
+            view["license"] = lic
+        if u.license_wanted_id:
+            view["licenseShortage"] = {"value": names.get(u.license_wanted_id)}
+        if held.get(u.id):
+            view["roles"] = [
+                {"value": r["name"], "kind": r["kind"], "sources": r["sources"]} for r in held[u.id]
+            ]
+        out[u.id] = view
     return out

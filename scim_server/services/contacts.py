@@ -1,0 +1,145 @@
+"""Contacts: persons and organizations, with or without system access."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.db import utcnow
+from scim_server.errors import InvalidValueError, NotFoundError
+from scim_server.models import Contact, User
+from scim_server.text import fold
+
+PERSON_FIELDS = ("given_name", "family_name", "email", "phone", "title", "department")
+
+
+def find_person(
+    session: Session,
+    org_id: str,
+    match_keys: Sequence[str],
+    external_id: str | None,
+    email: str | None,
+) -> Contact | None:
+    """The person contact a new account belongs to, by the organization's match keys in order.
+
+    A contact that already has an account is not matched again: two accounts
+    never share one person.
+    """
+    taken = select(User.contact_id).where(User.org_id == org_id, User.contact_id.is_not(None))
+    for key in match_keys:
+        if key == "externalId" and external_id:
+            cond = Contact.external_id == external_id
+        elif key == "email" and email:
+            cond = Contact.email_key == fold(email)
+        else:
+            continue
+        found = session.scalar(
+            select(Contact)
+            .where(
+                Contact.org_id == org_id, Contact.kind == "person", cond, Contact.id.not_in(taken)
+            )
+            .order_by(Contact.created_at)
+            .limit(1)
+        )
+        if found is not None:
+            return found
+    return None
+
+
+def create_contact(session: Session, org_id: str, kind: str, name: str, **fields: Any) -> Contact:
+    if kind not in ("person", "organization"):
+        raise InvalidValueError("A contact kind is 'person' or 'organization'.")
+    if not name or len(name) > 512:
+        raise InvalidValueError("A contact needs a name of 1 to 512 characters.")
+    now = utcnow()
+    contact = Contact(
+        org_id=org_id,
+        id=str(uuid.uuid4()),
+        kind=kind,
+        name=name,
+        name_key=fold(name),
+        created_at=now,
+        updated_at=now,
+    )
+    update_fields(contact, fields)
+    session.add(contact)
+    session.flush()
+    record(
+        session,
+        org_id,
+        "contact.create",
+        resource_type="Contact",
+        resource_id=contact.id,
+        detail=f"{kind} {name!r}",
+    )
+    return contact
+
+
+def update_fields(contact: Contact, fields: dict[str, Any]) -> dict[str, Any]:
+    """Set the given fields; return {field: {"before", "after"}} for those that changed."""
+    changes: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in (*PERSON_FIELDS, "external_id", "organization_contact_id", "name"):
+            raise InvalidValueError(f"Unknown contact field {name!r}.")
+        if value is not None and not isinstance(value, str):
+            raise InvalidValueError(f"Contact field {name!r} must be a string.")
+        before = getattr(contact, name)
+        if before != value:
+            changes[name] = {"before": before, "after": value}
+            setattr(contact, name, value)
+    if "email" in fields:
+        contact.email_key = fold(contact.email) if contact.email else None
+    if "name" in fields and contact.name:
+        contact.name_key = fold(contact.name)
+    if changes:
+        contact.updated_at = utcnow()
+    return changes
+
+
+def organization_contact(session: Session, org_id: str, name: str) -> Contact:
+    """The organization contact with this name, found (case-insensitively) or created."""
+    found = session.scalar(
+        select(Contact)
+        .where(
+            Contact.org_id == org_id, Contact.kind == "organization", Contact.name_key == fold(name)
+        )
+        .order_by(Contact.created_at)
+        .limit(1)
+    )
+    return found or create_contact(session, org_id, "organization", name)
+
+
+def get_contact(session: Session, org_id: str, contact_id: str) -> Contact:
+    contact = session.scalar(
+        select(Contact).where(Contact.org_id == org_id, Contact.id == contact_id)
+    )
+    if contact is None:
+        raise NotFoundError(f"Contact {contact_id!r} not found.")
+    return contact
+
+
+def list_contacts(
+    session: Session, org_id: str, *, kind: str | None, query: str | None, offset: int, limit: int
+) -> tuple[int, list[Contact]]:
+    conditions = [Contact.org_id == org_id]
+    if kind:
+        conditions.append(Contact.kind == kind)
+    if query:
+        key = fold(query)
+        conditions.append(
+            Contact.name_key.startswith(key, autoescape=True) | (Contact.email_key == key)
+        )
+    total = session.scalar(select(func.count()).select_from(Contact).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Contact)
+        .where(*conditions)
+        .order_by(Contact.name_key, Contact.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return total, list(rows)

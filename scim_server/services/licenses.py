@@ -1,0 +1,238 @@
+"""License types, seats, and assigning them without ever silently dropping a user."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.errors import DomainError, InvalidValueError, NotFoundError, UniquenessError
+from scim_server.models import License, User
+from scim_server.text import fold
+
+
+class SeatsExhaustedError(DomainError):
+    """Strict seat mode: the organization chose failure over a user without a license."""
+
+    status = 409
+
+
+def create_license(
+    session: Session,
+    org_id: str,
+    name: str,
+    seat_limit: int | None,
+    price_cents: int = 0,
+    currency: str = "EUR",
+) -> License:
+    _check(name, seat_limit, price_cents, currency)
+    with session.begin():
+        if find_license(session, org_id, name) is not None:
+            raise UniquenessError(f"A license named {name!r} already exists.")
+        lic = License(
+            org_id=org_id,
+            id=str(uuid.uuid4()),
+            name=name,
+            name_key=fold(name),
+            seat_limit=seat_limit,
+            price_cents=price_cents,
+            currency=currency.upper(),
+        )
+        session.add(lic)
+        session.flush()
+        record(
+            session,
+            org_id,
+            "license.create",
+            resource_type="License",
+            resource_id=lic.id,
+            detail=name,
+            changes={"seat_limit": {"after": seat_limit}, "price_cents": {"after": price_cents}},
+        )
+    return lic
+
+
+def update_license(
+    session: Session, org_id: str, license_id: str, fields: dict[str, Any]
+) -> License:
+    with session.begin():
+        lic = get_license(session, org_id, license_id, for_update=True)
+        changes = {}
+        for key in ("name", "seat_limit", "price_cents", "currency"):
+            if key in fields and fields[key] != getattr(lic, key):
+                changes[key] = {"before": getattr(lic, key), "after": fields[key]}
+        merged = {
+            k: fields.get(k, getattr(lic, k))
+            for k in ("name", "seat_limit", "price_cents", "currency")
+        }
+        _check(**merged)
+        if "name" in changes:
+            clash = find_license(session, org_id, merged["name"])
+            if clash is not None and clash.id != lic.id:
+                raise UniquenessError(f"A license named {merged['name']!r} already exists.")
+            lic.name_key = fold(merged["name"])
+        for key, change in changes.items():
+            setattr(lic, key, change["after"])
+        record(
+            session,
+            org_id,
+            "license.update",
+            resource_type="License",
+            resource_id=lic.id,
+            detail=lic.name,
+            changes=changes,
+        )
+    return lic
+
+
+def delete_license(session: Session, org_id: str, license_id: str) -> None:
+    with session.begin():
+        lic = get_license(session, org_id, license_id, for_update=True)
+        if used(session, org_id, lic.id):
+            raise InvalidValueError(f"License {lic.name!r} is held by users; reassign them first.")
+        record(
+            session,
+            org_id,
+            "license.delete",
+            resource_type="License",
+            resource_id=lic.id,
+            detail=lic.name,
+        )
+        session.delete(lic)
+
+
+def _check(name: str, seat_limit: int | None, price_cents: int, currency: str) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidValueError("A license name must be 1 to 200 characters.")
+    if seat_limit is not None and (
+        isinstance(seat_limit, bool) or not isinstance(seat_limit, int) or seat_limit < 0
+    ):
+        raise InvalidValueError("seat_limit must be a non-negative integer or null (unlimited).")
+    if isinstance(price_cents, bool) or not isinstance(price_cents, int) or price_cents < 0:
+        raise InvalidValueError("price_cents must be a non-negative integer.")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise InvalidValueError("currency must be a three-letter code.")
+
+
+def find_license(session: Session, org_id: str, name: str) -> License | None:
+    return session.scalar(
+        select(License).where(License.org_id == org_id, License.name_key == fold(name))
+    )
+
+
+def get_license(
+    session: Session, org_id: str, license_id: str, *, for_update: bool = False
+) -> License:
+    stmt = select(License).where(License.org_id == org_id, License.id == license_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    lic = session.scalar(stmt)
+    if lic is None:
+        raise NotFoundError(f"License {license_id!r} not found.")
+    return lic
+
+
+def used(session: Session, org_id: str, license_id: str) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.org_id == org_id, User.license_id == license_id)
+        )
+        or 0
+    )
+
+
+def wanted(session: Session, org_id: str, license_id: str) -> int:
+    """Users the rules want on this license but who got no seat: the shortage."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.org_id == org_id, User.license_wanted_id == license_id)
+        )
+        or 0
+    )
+
+
+def list_licenses(session: Session, org_id: str) -> list[dict[str, Any]]:
+    """Each license with usage, seats left and shortage (users waiting for a seat)."""
+    out = []
+    for lic in session.scalars(
+        select(License).where(License.org_id == org_id).order_by(License.name_key)
+    ):
+        in_use = used(session, org_id, lic.id)
+        out.append(
+            {
+                "id": lic.id,
+                "name": lic.name,
+                "seat_limit": lic.seat_limit,
+                "price_cents": lic.price_cents,
+                "currency": lic.currency,
+                "used": in_use,
+                "seats_left": None if lic.seat_limit is None else max(0, lic.seat_limit - in_use),
+                "shortage": wanted(session, org_id, lic.id),
+            }
+        )
+    return out
+
+
+def assign(
+    session: Session,
+    org_id: str,
+    user: User,
+    lic: License | None,
+    *,
+    source: str,
+    rule: str | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Give ``user`` the license (or none); return what changed, for the log.
+
+    The license row is locked while seats are counted, so two concurrent
+    assignments cannot both take the last seat. With no seat left the user
+    keeps going without a license and the wanted license is recorded (the
+    shortage) — unless the organization chose strict mode.
+    """
+    before = user.license_id
+    if lic is None:
+        user.license_id = None
+        user.license_wanted_id = None
+        user.license_source = None
+        user.license_rule = None
+        return {"license": {"before": before, "after": None}} if before else {}
+    if user.license_id == lic.id:
+        user.license_source, user.license_rule, user.license_wanted_id = source, rule, None
+        return {}
+    locked = session.scalar(
+        select(License).where(License.org_id == org_id, License.id == lic.id).with_for_update()
+    )
+    assert locked is not None
+    if locked.seat_limit is not None and used(session, org_id, lic.id) >= locked.seat_limit:
+        if strict:
+            raise SeatsExhaustedError(
+                f"No seat left on license {lic.name!r} ({locked.seat_limit} in use) and the "
+                "organization requires one (strict seat mode)."
+            )
+        user.license_wanted_id = lic.id
+        user.license_source, user.license_rule = source, rule
+        change = {"license_shortage": {"wanted": lic.name, "seat_limit": locked.seat_limit}}
+        if before:
+            user.license_id = None
+            change["license"] = {"before": before, "after": None}
+        return change
+    user.license_id = lic.id
+    user.license_wanted_id = None
+    user.license_source, user.license_rule = source, rule
+    return {
+        "license": {
+            "before": before,
+            "after": lic.id,
+            "name": lic.name,
+            "source": source,
+            "rule": rule,
+        }
+    }

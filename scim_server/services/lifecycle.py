@@ -1,0 +1,113 @@
+"""User status lifecycle (DESIGN.md §2): every transition is a named operation and an event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.db import utcnow
+from scim_server.errors import DomainError
+from scim_server.models import User
+
+PROVISIONED = "PROVISIONED"
+ACTIVE = "ACTIVE"
+DEACTIVATED = "DEACTIVATED"
+LOCKED_BY_ADMIN = "LOCKED_BY_ADMIN"
+AUTO_LOCKED = "AUTO_LOCKED"
+AWAITING_NEW_PASSWORD = "AWAITING_NEW_PASSWORD"
+RECOVERY = "RECOVERY"
+STATUSES = (
+    PROVISIONED,
+    ACTIVE,
+    DEACTIVATED,
+    LOCKED_BY_ADMIN,
+    AUTO_LOCKED,
+    AWAITING_NEW_PASSWORD,
+    RECOVERY,
+)
+# Statuses in which a person may sign in (with a license).
+SIGN_IN_ALLOWED = frozenset({PROVISIONED, ACTIVE})
+
+
+class InvalidTransitionError(DomainError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: frozenset[str]
+    target: str | None  # None: back to PROVISIONED or ACTIVE, by whether the user ever signed in
+
+
+TRANSITIONS = {
+    t.name: t
+    for t in (
+        Transition("deactivate", frozenset(STATUSES) - {DEACTIVATED}, DEACTIVATED),
+        Transition("activate", frozenset({DEACTIVATED}), None),
+        Transition(
+            "lock",
+            frozenset({PROVISIONED, ACTIVE, AUTO_LOCKED, AWAITING_NEW_PASSWORD, RECOVERY}),
+            LOCKED_BY_ADMIN,
+        ),
+        Transition("unlock", frozenset({LOCKED_BY_ADMIN, AUTO_LOCKED}), None),
+        Transition("auto_lock", frozenset({PROVISIONED, ACTIVE}), AUTO_LOCKED),
+        Transition("require_new_password", frozenset({PROVISIONED, ACTIVE}), AWAITING_NEW_PASSWORD),
+        Transition(
+            "start_recovery", frozenset({PROVISIONED, ACTIVE, AWAITING_NEW_PASSWORD}), RECOVERY
+        ),
+        Transition("complete_recovery", frozenset({AWAITING_NEW_PASSWORD, RECOVERY}), None),
+    )
+}
+
+
+def _resting(user: User) -> str:
+    return ACTIVE if user.last_login_at is not None else PROVISIONED
+
+
+def transition(
+    session: Session, user: User, name: str, *, reason: str | None = None, bump_version: bool = True
+) -> str:
+    """Apply the named transition in the caller's transaction; refuse an invalid one clearly.
+
+    ``bump_version`` is off when the caller (a SCIM write) moves the version itself.
+    """
+    spec = TRANSITIONS.get(name)
+    if spec is None:
+        raise InvalidTransitionError(f"Unknown user operation {name!r}.")
+    if user.status not in spec.sources:
+        allowed = ", ".join(sorted(spec.sources))
+        raise InvalidTransitionError(
+            f"Cannot {name.replace('_', ' ')} a user whose status is {user.status} "
+            f"(allowed from: {allowed})."
+        )
+    before = user.status
+    user.status = spec.target or _resting(user)
+    user.active = user.status != DEACTIVATED
+    # Keep the SCIM view (`active`) in step with the status.
+    user.data = {**user.data, "active": user.active}
+    user.updated_at = utcnow()
+    if bump_version:
+        user.version += 1
+    record(
+        session,
+        user.org_id,
+        f"user.{name}",
+        resource_type="User",
+        resource_id=user.id,
+        external_id=user.external_id,
+        user_name=user.user_name,
+        detail=reason,
+        changes={"status": {"before": before, "after": user.status}},
+    )
+    return user.status
+
+
+def record_sign_in(session: Session, user: User) -> None:
+    """A successful sign-in: PROVISIONED becomes ACTIVE and last-login is set."""
+    user.last_login_at = utcnow()
+    if user.status == PROVISIONED:
+        user.status = ACTIVE
+        user.version += 1

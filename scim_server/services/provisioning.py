@@ -1,0 +1,253 @@
+"""The one provisioning path: an external identity, through the rules, onto the internal model.
+
+SCIM writes (and SSO just-in-time creation) call ``provision``: it finds or
+creates the person contact, sets the internal username, and applies what the
+organization's mapping rules say about license, roles, contact fields and
+initial status. Admin decisions (manual license and roles) are never
+overwritten. The returned explanation (which rule gave what) goes into the
+provisioning log with the change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import mappings
+from scim_server.models import (
+    Contact,
+    Group,
+    GroupMember,
+    License,
+    Organization,
+    Role,
+    RuleSet,
+    User,
+)
+from scim_server.services import contacts, licenses, roles
+from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED, STATUSES
+from scim_server.services.settings import IdentitySettings, load
+from scim_server.text import fold
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+CONTACT_FIELD_NAMES = {
+    "givenName": "given_name",
+    "familyName": "family_name",
+    "email": "email",
+    "phone": "phone",
+    "title": "title",
+    "department": "department",
+}
+
+
+def settings_for(session: Session, org_id: str) -> IdentitySettings:
+    org = session.get(Organization, org_id)
+    return load(org) if org is not None else IdentitySettings()
+
+
+def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -> Any | None:
+    """The organization's active rules, or its defaults alone; None when nothing applies."""
+    stored = session.scalar(
+        select(RuleSet).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+    )
+    if stored is not None:
+        document = dict(stored.document)
+    elif settings.default_license or settings.default_roles:
+        document = {"mode": "first-match", "rules": []}
+    else:
+        return None
+    if "defaults" not in document and (settings.default_license or settings.default_roles):
+        document["defaults"] = {
+            k: v
+            for k, v in (
+                ("license", settings.default_license),
+                ("roles", list(settings.default_roles)),
+            )
+            if v
+        }
+    names_l = session.scalars(select(License.name).where(License.org_id == org_id)).all()
+    names_r = session.scalars(select(Role.name).where(Role.org_id == org_id)).all()
+    return mappings.validate(document, licenses=names_l, roles=names_r)
+
+
+def user_groups(session: Session, org_id: str, user_id: str) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Group.id, Group.display_name, Group.external_id)
+        .join(
+            GroupMember, (GroupMember.org_id == Group.org_id) & (GroupMember.group_id == Group.id)
+        )
+        .where(GroupMember.org_id == org_id, GroupMember.member_id == user_id)
+    )
+    return [{"id": i, "displayName": n, "externalId": e} for i, n, e in rows]
+
+
+def _contact_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the IdP says about the person, as contact fields."""
+    name = doc.get("name") or {}
+    emails = doc.get("emails") or []
+    email = (
+        next((e.get("value") for e in emails if e.get("primary")), None)
+        or next((e.get("value") for e in emails if e.get("type") == "work"), None)
+        or (emails[0].get("value") if emails else None)
+    )
+    phones = doc.get("phoneNumbers") or []
+    enterprise = doc.get(ENTERPRISE) or {}
+    return {
+        "given_name": name.get("givenName"),
+        "family_name": name.get("familyName"),
+        "email": email,
+        "phone": phones[0].get("value") if phones else None,
+        "title": doc.get("title"),
+        "department": enterprise.get("department"),
+        "external_id": doc.get("externalId"),
+    }
+
+
+def _contact_name(doc: dict[str, Any]) -> str:
+    name = doc.get("name") or {}
+    parts = " ".join(p for p in (name.get("givenName"), name.get("familyName")) if p)
+    return doc.get("displayName") or name.get("formatted") or parts or doc["userName"]
+
+
+def provision(
+    session: Session, org_id: str, user: User, doc: dict[str, Any], *, creating: bool
+) -> dict[str, Any]:
+    """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation."""
+    settings = settings_for(session, org_id)
+    explanation: dict[str, Any] = {}
+    fields = _contact_fields(doc)
+    contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+    if contact is None:
+        contact = contacts.find_person(
+            session, org_id, settings.match_keys, fields["external_id"], fields["email"]
+        )
+        explanation["contact"] = "matched existing person" if contact else "created person"
+        if contact is None:
+            contact = contacts.create_contact(session, org_id, "person", _contact_name(doc))
+        user.contact_id = contact.id
+    contact_changes = contacts.update_fields(
+        contact, {k: v for k, v in fields.items() if v is not None or not creating}
+    )
+    enterprise_org = (doc.get(ENTERPRISE) or {}).get("organization")
+    if enterprise_org:
+        company = contacts.organization_contact(session, org_id, enterprise_org)
+        contact_changes |= contacts.update_fields(contact, {"organization_contact_id": company.id})
+    # Without a username format the internal username follows userName; with one,
+    # it is set once at creation (below) and stays stable.
+    follows = not settings.username_format or (not creating and not user.username)
+    if follows and user.username != doc["userName"]:
+        _set_username(session, org_id, user, doc["userName"])
+
+    rules = active_rule_set(session, org_id, settings)
+    if rules is not None:
+        identity = mappings.ExternalIdentity.from_scim(doc, user_groups(session, org_id, user.id))
+        result = mappings.resolve(identity, rules)
+        explanation["rules"] = list(result.explanation)
+        changes = _apply_result(session, org_id, user, contact, result, settings, creating, doc)
+        if changes:
+            explanation["changes"] = changes
+    elif creating and settings.username_format:
+        _templated_username(session, org_id, user, settings.username_format, doc)
+    if contact_changes:
+        explanation["contact_changes"] = contact_changes
+    return explanation
+
+
+def _apply_result(
+    session: Session,
+    org_id: str,
+    user: User,
+    contact: Contact,
+    result: Any,
+    settings: IdentitySettings,
+    creating: bool,
+    doc: dict[str, Any],
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if user.license_source != "manual":
+        lic = licenses.find_license(session, org_id, result.license) if result.license else None
+        changes |= licenses.assign(
+            session,
+            org_id,
+            user,
+            lic,
+            source="rule",
+            rule=result.license_rule,
+            strict=settings.strict_seats,
+        )
+    found = roles.find_roles(session, org_id, result.roles)
+    wanted = {}
+    for name in result.roles:
+        role = found.get(fold(name))
+        if role is not None:
+            rule_names = result.role_rules.get(name) or ()
+            wanted[role.id] = ", ".join(rule_names) or None
+    session.flush()
+    changes |= roles.set_source_roles(session, org_id, user.id, "rule", wanted)
+    if result.contact:
+        mapped = {
+            CONTACT_FIELD_NAMES[k]: v for k, v in result.contact.items() if k in CONTACT_FIELD_NAMES
+        }
+        changes |= {f"contact.{k}": v for k, v in contacts.update_fields(contact, mapped).items()}
+    if creating:
+        template = result.username_template or settings.username_format
+        if template:
+            _templated_username(session, org_id, user, template, doc)
+        if result.initial_status in STATUSES and user.status == PROVISIONED:
+            user.status = result.initial_status
+            user.active = user.status != DEACTIVATED
+            changes["status"] = {"before": PROVISIONED, "after": user.status}
+    return changes
+
+
+def _templated_username(
+    session: Session, org_id: str, user: User, template: str, doc: dict[str, Any]
+) -> None:
+    identity = mappings.ExternalIdentity.from_scim(doc, [])
+    try:
+        base = mappings.render_username(template, identity)
+    except Exception:
+        base = doc[
+            "userName"
+        ]  # a template the identity cannot fill: fall back, never fail the create
+    _set_username(session, org_id, user, base)
+
+
+def _set_username(session: Session, org_id: str, user: User, base: str) -> None:
+    """Set the internal username, suffixing 2, 3, ... on collision."""
+    candidate, n = base, 1
+    while True:
+        key = fold(candidate)
+        clash = session.scalar(
+            select(User.id).where(
+                User.org_id == org_id, User.username_key == key, User.id != user.id
+            )
+        )
+        if clash is None:
+            user.username, user.username_key = candidate, key
+            return
+        n += 1
+        candidate = f"{base}{n}"
+
+
+def reevaluate(session: Session, org_id: str, user_ids: list[str]) -> dict[str, Any]:
+    """Recompute license and roles after group membership changes; return per-user changes."""
+    settings = settings_for(session, org_id)
+    rules = active_rule_set(session, org_id, settings)
+    if rules is None or not user_ids:
+        return {}
+    out = {}
+    for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
+        contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+        identity = mappings.ExternalIdentity.from_scim(
+            user.data, user_groups(session, org_id, user.id)
+        )
+        result = mappings.resolve(identity, rules)
+        if contact is None:
+            continue
+        changes = _apply_result(session, org_id, user, contact, result, settings, False, user.data)
+        if changes:
+            out[user.id] = {"changes": changes, "rules": list(result.explanation)}
+    return out

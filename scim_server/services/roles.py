@@ -1,0 +1,120 @@
+"""Roles and who holds them, kept apart by source (rule, manual, scim)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
+from scim_server.models import Role, UserRole
+from scim_server.models.role import ROLE_KINDS
+from scim_server.text import fold
+
+
+def create_role(session: Session, org_id: str, name: str, kind: str) -> Role:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidValueError("A role name must be 1 to 200 characters.")
+    if kind not in ROLE_KINDS:
+        raise InvalidValueError(f"A role kind is one of {', '.join(ROLE_KINDS)}.")
+    with session.begin():
+        if find_roles(session, org_id, [name]):
+            raise UniquenessError(f"A role named {name!r} already exists.")
+        role = Role(org_id=org_id, id=str(uuid.uuid4()), name=name, name_key=fold(name), kind=kind)
+        session.add(role)
+        session.flush()
+        record(
+            session,
+            org_id,
+            "role.create",
+            resource_type="Role",
+            resource_id=role.id,
+            detail=f"{kind} {name!r}",
+        )
+    return role
+
+
+def delete_role(session: Session, org_id: str, role_id: str) -> None:
+    with session.begin():
+        role = session.scalar(select(Role).where(Role.org_id == org_id, Role.id == role_id))
+        if role is None:
+            raise NotFoundError(f"Role {role_id!r} not found.")
+        record(
+            session,
+            org_id,
+            "role.delete",
+            resource_type="Role",
+            resource_id=role.id,
+            detail=role.name,
+        )
+        session.delete(role)
+
+
+def list_roles(session: Session, org_id: str) -> list[Role]:
+    return list(session.scalars(select(Role).where(Role.org_id == org_id).order_by(Role.name_key)))
+
+
+def find_roles(session: Session, org_id: str, names: Iterable[str]) -> dict[str, Role]:
+    """Roles by folded name, for the names that exist."""
+    keys = {fold(n) for n in names}
+    if not keys:
+        return {}
+    rows = session.scalars(select(Role).where(Role.org_id == org_id, Role.name_key.in_(keys)))
+    return {r.name_key: r for r in rows}
+
+
+def roles_of(session: Session, org_id: str, user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each user's roles: name, kind, and the sources it holds them from."""
+    out: dict[str, dict[str, dict[str, Any]]] = {u: {} for u in user_ids}
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(UserRole.user_id, UserRole.source, UserRole.rule, Role.id, Role.name, Role.kind)
+        .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
+        .where(UserRole.org_id == org_id, UserRole.user_id.in_(user_ids))
+        .order_by(Role.name_key, UserRole.source)
+    )
+    for user_id, source, rule, role_id, name, kind in rows:
+        entry = out[user_id].setdefault(
+            role_id, {"id": role_id, "name": name, "kind": kind, "sources": []}
+        )
+        entry["sources"].append(source if rule is None else f"{source}:{rule}")
+    return {u: list(v.values()) for u, v in out.items()}
+
+
+def set_source_roles(
+    session: Session, org_id: str, user_id: str, source: str, wanted: dict[str, str | None]
+) -> dict[str, Any]:
+    """Make the user's ``source`` roles exactly ``wanted`` (role id -> rule); return the change."""
+    current = {
+        r.role_id: r
+        for r in session.scalars(
+            select(UserRole).where(
+                UserRole.org_id == org_id, UserRole.user_id == user_id, UserRole.source == source
+            )
+        )
+    }
+    removed = [rid for rid in current if rid not in wanted]
+    added = [rid for rid in wanted if rid not in current]
+    if removed:
+        session.execute(
+            delete(UserRole).where(
+                UserRole.org_id == org_id,
+                UserRole.user_id == user_id,
+                UserRole.source == source,
+                UserRole.role_id.in_(removed),
+            )
+        )
+    for rid in added:
+        session.add(
+            UserRole(org_id=org_id, user_id=user_id, role_id=rid, source=source, rule=wanted[rid])
+        )
+    for rid in set(wanted) & set(current):
+        current[rid].rule = wanted[rid]
+    if not (added or removed):
+        return {}
+    return {f"roles.{source}": {"added": sorted(added), "removed": sorted(removed)}}
