@@ -41,6 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app, scim_bp.name)
     app.register_blueprint(admin_bp)
     app.register_blueprint(health.bp)
+    from sso import provider as oauth_provider
+
+    oauth_provider.init_app(app)
     _register_fallback_errors(app)
     return app
 

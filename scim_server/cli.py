@@ -269,8 +269,10 @@ def _gunicorn(host: str, port: int) -> None:
 
 def _register_subcommands() -> None:
     from scim_server.audit.cli import audit
+    from sso.provider_cli import oauth
 
     main.add_command(audit)
+    main.add_command(oauth)
 
 
 _register_subcommands()

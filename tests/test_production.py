@@ -405,11 +405,12 @@ def _users_total(port: int) -> float:
 
 def test_metrics_add_up_every_worker(cluster):
     """/metrics from any worker counts the requests every worker served (multiprocess mode)."""
-    before = _users_total(cluster.a.port)
-    for _ in range(8):
-        assert call(cluster.a.port, "GET", "/scim/v2/Users", cluster.token).status == 200
-    assert _users_total(cluster.a.port) - before == 8
-    assert list(cluster.metrics_dir.glob("counter_*.db"))
+    for server in (cluster.a, cluster.b):
+        before = _users_total(server.port)
+        for _ in range(8):
+            assert call(server.port, "GET", "/scim/v2/Users", cluster.token).status == 200
+        assert _users_total(server.port) - before == 8
+    assert list(cluster.metrics_dir.glob("counter_*.db"))  # A used the directory it was given
 
 
 def test_logs_are_json_lines(cluster):

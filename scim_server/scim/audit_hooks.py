@@ -72,6 +72,10 @@ def record_refusal(resp: Response) -> Response:
     """After a refused write (4xx/5xx), append a failure event in its own transaction."""
     if resp.status_code < 400 or request.endpoint not in WRITE_ACTIONS or not g.get("org_id"):
         return resp
+    if resp.status_code in (429, 503):
+        # Shed load, do not add to it: a rate-limited or database-down request
+        # never reached the service (the access log and metrics still count it).
+        return resp
     action, resource_type = WRITE_ACTIONS[request.endpoint]
     session = g.get("_scim_session")
     if session is not None and session.in_transaction():

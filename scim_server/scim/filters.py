@@ -382,10 +382,7 @@ class FilterCompiler:
             gm = aliased(GroupMember)
             return self.relation_in(gm, self._inner(expr.filter, parent, relation=gm))
         conjuncts = _conjuncts(expr.filter)
-        driver_index = next(
-            (i for i, c in enumerate(conjuncts) if isinstance(c, Compare) and c.op in ("eq", "sw")),
-            None,
-        )
+        driver_index = _pick_driver(conjuncts)
         e = aliased(AttributeValue)
         if driver_index is not None:
             driver = conjuncts.pop(driver_index)
@@ -446,6 +443,21 @@ class FilterCompiler:
             .exists()
         )
         return not_(found) if op == "ne" else found
+
+
+# Sub-attributes with few distinct values: an index lookup on them matches most
+# elements, so they make poor drivers (`type eq "work"` is true for nearly everyone).
+LOW_CARDINALITY = frozenset({"type", "primary", "display"})
+
+
+def _pick_driver(conjuncts: list[Expr]) -> int | None:
+    """The conjunct to drive the value-path lookup from: the most selective indexed one."""
+    ranked = [
+        ((c.op != "eq") + 2 * (c.path.attr.lower() in LOW_CARDINALITY), i)
+        for i, c in enumerate(conjuncts)
+        if isinstance(c, Compare) and c.op in ("eq", "sw") and c.value is not None
+    ]
+    return min(ranked)[1] if ranked else None
 
 
 def _conjuncts(expr: Expr) -> list[Expr]:

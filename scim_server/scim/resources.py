@@ -272,7 +272,14 @@ def project(
     attributes: list[str] | None = None,
     excluded: list[str] | None = None,
 ) -> Doc:
-    """Apply ``attributes`` / ``excludedAttributes`` and the ``returned`` rules."""
+    """Apply ``attributes`` / ``excludedAttributes`` and the ``returned`` rules.
+
+    Without either parameter a rendered resource is returned as it is: the
+    renderers never emit ``returned: never`` values (the password is not
+    stored) and our schemas have no ``returned: request`` attributes.
+    """
+    if not attributes and not excluded:
+        return resource
     include = _parse_names(rt, attributes, "attributes") if attributes else None
     exclude = _parse_names(rt, excluded, "excludedAttributes") if excluded else set()
     out: Doc = {}
@@ -306,6 +313,10 @@ def project(
         kept = _keep(rt.core, found[1], value, include, exclude)
         if kept is not None:
             out[key] = kept
+    if isinstance(out.get("schemas"), list):
+        # List the core schema and only the extensions the response still carries.
+        out["schemas"] = [u for u in out["schemas"] if u == rt.core or u in out]
+
     return out
 
 

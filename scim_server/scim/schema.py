@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,12 @@ class ResourceType:
         return None
 
     def find(self, uri: str | None, name: str) -> tuple[str, Attribute] | None:
+        return _find(self, uri, name)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def _find(self, uri: str | None, name: str) -> tuple[str, Attribute] | None:
         """Resolve an attribute name, optionally URN-qualified, to (schema URN, definition).
 
         Common attributes belong to the core schema. Without a URN, the core
@@ -159,6 +165,12 @@ class ResourceType:
             if attr is not None:
                 return urn, attr
         return None
+
+
+@lru_cache(maxsize=4096)
+def _find(rt: ResourceType, uri: str | None, name: str) -> tuple[str, Attribute] | None:
+    """Attribute resolution is pure: cached, since every render and filter asks again."""
+    return rt._find(uri, name)
 
 
 _SCHEMA_FILES = {

@@ -75,8 +75,11 @@ def authenticate() -> None:
 
 
 def base_url() -> str:
-    root = current_app.config["BASE_URL"] or request.host_url.rstrip("/")
-    return f"{root}/scim/v2"
+    cached = g.get("_scim_base_url")
+    if cached is None:
+        root = current_app.config["BASE_URL"] or request.host_url.rstrip("/")
+        cached = g._scim_base_url = f"{root}/scim/v2"
+    return cached
 
 
 def scim_response(
@@ -235,7 +238,7 @@ def create_user() -> Response:
 
 @bp.get("/Users/<user_id>")
 def get_user(user_id: str) -> Response:
-    user = user_service.get_user(db.session, g.org_id, user_id)
+    user = user_service.read_user(db.session, g.org_id, user_id)
     version = etag(user.version)
     return not_modified(version) or scim_response(
         render_user(user, *projection_args()), version=version

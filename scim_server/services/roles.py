@@ -72,7 +72,7 @@ def roles_of(session: Session, org_id: str, user_ids: list[str]) -> dict[str, li
     out: dict[str, dict[str, dict[str, Any]]] = {u: {} for u in user_ids}
     if not user_ids:
         return {}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(UserRole.user_id, UserRole.source, UserRole.rule, Role.id, Role.name, Role.kind)
         .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
         .where(UserRole.org_id == org_id, UserRole.user_id.in_(user_ids))

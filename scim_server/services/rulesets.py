@@ -227,4 +227,3 @@ def apply_to_all(session: Session, org_id: str, batch: int = 200) -> int:
                 )
             last = ids[-1]
     return changed
-

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -58,11 +59,17 @@ def create_token(
     return token, secret
 
 
-def authenticate(session: Session, secret: str, kind: str = "scim") -> ScimToken | None:
+# Built once: this runs on every request.
+_BY_HASH = select(
+    ScimToken.org_id, ScimToken.id, ScimToken.name, ScimToken.kind, ScimToken.revoked_at
+).where(ScimToken.token_hash == bindparam("token_hash"))
+
+
+def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:
     """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
     if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
-    token = session.scalar(select(ScimToken).where(ScimToken.token_hash == hash_token(secret)))
+    token = session.execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
     if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -102,6 +102,27 @@ def _about(user: User) -> dict[str, Any]:
         "external_id": user.external_id,
         "user_name": user.user_name,
     }
+
+
+# Reads on the hot path run as prebuilt Core statements returning rows (which
+# the renderers read like the ORM objects): no statement building, no identity map.
+_USER_BY_ID = select(User.__table__).where(
+    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+)
+_GROUPS_OF_ONE = (
+    select(Group.id, Group.display_name)
+    .join(GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
+    .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
+    .order_by(Group.display_name_key)
+)
+
+
+def read_user(session: Session, org_id: str, user_id: str) -> Any:
+    """A user as a read-only row, for rendering."""
+    row = session.connection().execute(_USER_BY_ID, {"org_id": org_id, "user_id": user_id}).first()
+    if row is None:
+        raise NotFoundError(f"User {user_id!r} not found.")
+    return row
 
 
 def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
@@ -207,7 +228,11 @@ def groups_of(
     out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}
     if not user_ids:
         return out
-    rows = session.execute(
+    if len(user_ids) == 1:
+        params = {"org_id": org_id, "user_id": user_ids[0]}
+        out[user_ids[0]] = [tuple(r) for r in session.connection().execute(_GROUPS_OF_ONE, params)]
+        return out
+    rows = session.connection().execute(
         select(GroupMember.member_id, Group.id, Group.display_name)
         .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
         .where(GroupMember.org_id == org_id, GroupMember.member_id.in_(user_ids))
@@ -226,11 +251,13 @@ def product_view(session: Session, org_id: str, users: list[User]) -> dict[str, 
     license_ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
     names = (
         dict(
-            session.execute(
+            session.connection()
+            .execute(
                 select(License.id, License.name).where(
                     License.org_id == org_id, License.id.in_(license_ids)
                 )
-            ).all()
+            )
+            .all()
         )
         if license_ids
         else {}

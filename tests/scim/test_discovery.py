@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
+
+PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
 from tests.scim.test_users import assert_error
 
 
@@ -40,7 +42,10 @@ def test_resource_types_list_users_and_groups(client):
     by_name = {r["name"]: r for r in body["Resources"]}
     assert by_name["User"]["endpoint"] == "/Users"
     assert by_name["User"]["schema"] == USER_SCHEMA
-    assert by_name["User"]["schemaExtensions"] == [{"schema": ENTERPRISE, "required": False}]
+    assert by_name["User"]["schemaExtensions"] == [
+        {"schema": ENTERPRISE, "required": False},
+        {"schema": PRODUCT, "required": False},
+    ]
     assert by_name["Group"]["schema"] == GROUP_SCHEMA
     one = client.get("/scim/v2/ResourceTypes/User")
     assert one.status_code == 200

@@ -366,7 +366,11 @@ def test_excluded_sub_attributes(ds: Scim, data: Data) -> None:
 def test_default_representation(ds: Scim, data: Data) -> None:
     """Without attributes, GET returns every default attribute, groups and meta included."""
     body = ds.get(f"/scim/v2/Users/{data.ids['alice']}").json
-    assert body["schemas"] == [USER_SCHEMA, ENTERPRISE]
+    assert body["schemas"] == [
+        USER_SCHEMA,
+        ENTERPRISE,
+        "urn:scim-server:schemas:extension:product:1.0:User",
+    ]
     assert body["userName"] == "Alice@Example.com"
     assert body["externalId"] == "EXT-Alice"
     assert body["active"] is True

@@ -82,7 +82,11 @@ def test_create_full_user_returns_201_with_server_attributes(scim):
     assert body["userName"] == "bjensen@example.com"
     assert body["name"]["givenName"] == "Barbara"
     assert body[ENTERPRISE]["manager"]["value"] == "26118915-6090-4610-87e4-49d8ca9f808d"
-    assert body["schemas"] == [USER_SCHEMA, ENTERPRISE]
+    assert body["schemas"] == [
+        USER_SCHEMA,
+        ENTERPRISE,
+        "urn:scim-server:schemas:extension:product:1.0:User",
+    ]
     meta = body["meta"]
     assert meta["resourceType"] == "User"
     assert meta["location"].endswith(f"/scim/v2/Users/{body['id']}")

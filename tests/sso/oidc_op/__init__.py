@@ -1,0 +1,1 @@
+"""A real, local OpenID provider for the relying-party tests."""
