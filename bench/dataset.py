@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scim_server.scim.resources import parse_resource
-from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
+from bench.profiles import Profile
+from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER_SCHEMA
 from scim_server.services.indexing import index_rows
 from scim_server.text import exact, fold
-
-from bench.profiles import Profile
 
 Row = dict[str, Any]
 
@@ -63,17 +61,73 @@ def user_body(rng: random.Random, n: int, domain: str = "example.com") -> dict[s
     }
 
 
-def canonical(body: dict[str, Any]) -> dict[str, Any]:
-    """The stored document for a ``user_body`` (what ``parse_resource`` returns for it)."""
+def stored_document(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``users.data`` document the server stores for a ``user_body``.
+
+    ``bench.conformance`` checks this (and every other column) against a user
+    created through the real service before anything is loaded.
+    """
     return {k: v for k, v in body.items() if k != "schemas"}
 
 
-def check_canonical_form(rng: random.Random) -> None:
-    """Fail early if the server's canonical form drifts from what the loader writes."""
-    body = user_body(rng, 0)
-    expected = parse_resource(USER, body, creating=True)
-    if canonical(body) != expected:
-        raise RuntimeError(f"bench loader is out of date: server stores {expected!r}")
+def user_rows(
+    org_id: str, uid: str, contact_id: str, body: dict[str, Any], created: datetime
+) -> tuple[Row, Row]:
+    """The ``users`` row and its person ``contacts`` row, as ``create_user`` writes them."""
+    doc = stored_document(body)
+    enterprise = doc.get(ENTERPRISE_SCHEMA, {})
+    email = next(e["value"] for e in doc["emails"] if e.get("primary"))
+    user = {
+        "org_id": org_id,
+        "id": uid,
+        "user_name": doc["userName"],
+        "user_name_key": fold(doc["userName"]),
+        "external_id": exact(doc["externalId"]),
+        "display_name": doc["displayName"],
+        "active": True,
+        "password_hash": None,
+        "contact_id": contact_id,
+        "username": doc["userName"],
+        "username_key": fold(doc["userName"]),
+        "data": doc,
+        "version": 1,
+        "created_at": created,
+        "updated_at": created,
+    }
+    contact = {
+        "org_id": org_id,
+        "id": contact_id,
+        "kind": "person",
+        "name": doc["displayName"],
+        "name_key": fold(doc["displayName"]),
+        "given_name": doc["name"]["givenName"],
+        "family_name": doc["name"]["familyName"],
+        "email": email,
+        "email_key": fold(email),
+        "phone": None,
+        "title": doc.get("title"),
+        "department": enterprise.get("department"),
+        "external_id": doc["externalId"],
+        "organization_contact_id": None,
+        "created_at": created,
+        "updated_at": created,
+    }
+    return user, contact
+
+
+def group_row(org_id: str, gid: str, name: str, created: datetime) -> Row:
+    """The ``groups`` row for a group with only a displayName (members are rows)."""
+    return {
+        "org_id": org_id,
+        "id": gid,
+        "display_name": name,
+        "display_name_key": fold(name),
+        "external_id": None,
+        "data": {"displayName": name},
+        "version": 1,
+        "created_at": created,
+        "updated_at": created,
+    }
 
 
 @dataclass
@@ -96,71 +150,49 @@ class OrgData:
         return sum(len(rows) for rows in self.tables.values())
 
 
-def _user_rows(org: OrgData, rng: random.Random) -> tuple[list[Row], list[Row]]:
-    users: list[Row] = []
-    attrs: list[Row] = []
-    for n in range(org.size):
-        body = user_body(rng, n)
-        doc = canonical(body)
-        uid = new_id(rng)
+def people(
+    org_id: str, rng: random.Random, numbers: range, domain: str = "example.com"
+) -> tuple[dict[str, list[Row]], list[dict[str, Any]]]:
+    """Rows for users numbered ``numbers`` (created one second apart), and their bodies."""
+    tables: dict[str, list[Row]] = {"contacts": [], "users": [], "attribute_values": []}
+    bodies = []
+    for n in numbers:
+        body = user_body(rng, n, domain)
         created = EPOCH + timedelta(seconds=n)
-        users.append(
-            {
-                "org_id": org.id,
-                "id": uid,
-                "user_name": doc["userName"],
-                "user_name_key": fold(doc["userName"]),
-                "external_id": exact(doc["externalId"]),
-                "display_name": doc["displayName"],
-                "active": True,
-                "password_hash": None,
-                "data": doc,
-                "version": 1,
-                "created_at": created,
-                "updated_at": created,
-            }
-        )
-        attrs.extend(index_rows(org.id, uid, doc))
-        org.user_ids.append(uid)
-        org.user_names.append(doc["userName"])
-        org.work_emails.append(doc["emails"][0]["value"])
-    return users, attrs
+        user, contact = user_rows(org_id, new_id(rng), new_id(rng), body, created)
+        tables["users"].append(user)
+        tables["contacts"].append(contact)
+        tables["attribute_values"].extend(index_rows(org_id, user["id"], user["data"]))
+        bodies.append(body)
+    return tables, bodies
 
 
 def _group(
     org: OrgData, rng: random.Random, name: str, members: list[str]
 ) -> tuple[Row, list[Row], list[Row]]:
-    gid = new_id(rng)
-    data = {"displayName": name}
-    group = {
-        "org_id": org.id,
-        "id": gid,
-        "display_name": name,
-        "display_name_key": fold(name),
-        "external_id": None,
-        "data": data,
-        "version": 1,
-        "created_at": EPOCH,
-        "updated_at": EPOCH,
-    }
+    group = group_row(org.id, new_id(rng), name, EPOCH)
     rows = [
         {
             "org_id": org.id,
-            "group_id": gid,
+            "group_id": group["id"],
             "member_id": mid,
             "member_type": "User",
             "created_at": EPOCH,
         }
         for mid in members
     ]
-    return group, index_rows(org.id, gid, data), rows
+    return group, index_rows(org.id, group["id"], group["data"]), rows
 
 
 def build_org(profile: Profile, size: int, seed: int) -> OrgData:
     """Users, the small groups and, in the largest organization, the big group."""
     rng = random.Random(seed)
     org = OrgData(id=new_id(rng), name=f"bench-{size}", size=size)
-    users, attrs = _user_rows(org, rng)
+    tables, bodies = people(org.id, rng, range(size))
+    attrs = tables["attribute_values"]
+    org.user_ids = [u["id"] for u in tables["users"]]
+    org.user_names = [b["userName"] for b in bodies]
+    org.work_emails = [b["emails"][0]["value"] for b in bodies]
     groups: list[Row] = []
     members: list[Row] = []
     # The big group takes the first users; small groups the last ones; the
@@ -184,7 +216,8 @@ def build_org(profile: Profile, size: int, seed: int) -> OrgData:
     org.free_user_ids = org.user_ids[big : size - small_total]
     org.tables = {
         "organizations": [{"id": org.id, "name": org.name, "created_at": EPOCH}],
-        "users": users,
+        "contacts": tables["contacts"],
+        "users": tables["users"],
         "groups": groups,
         "attribute_values": attrs,
         "group_members": members,
@@ -193,5 +226,4 @@ def build_org(profile: Profile, size: int, seed: int) -> OrgData:
 
 
 def build_dataset(profile: Profile, seed: int = 7) -> list[OrgData]:
-    check_canonical_form(random.Random(seed))
     return [build_org(profile, size, seed + i) for i, size in enumerate(profile.org_sizes)]

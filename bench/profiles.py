@@ -22,6 +22,7 @@ class Profile:
     warmup_s: float
     duration_s: float
     max_requests: int  # a run also stops after this many measured requests
+    leavers: int  # users added for each DELETE run to remove
 
     @property
     def largest(self) -> int:
@@ -38,6 +39,7 @@ FULL = Profile(
     warmup_s=0.4,
     duration_s=2.5,
     max_requests=20_000,
+    leavers=1_500,
 )
 
 QUICK = Profile(
@@ -50,4 +52,5 @@ QUICK = Profile(
     warmup_s=0.2,
     duration_s=0.6,
     max_requests=5_000,
+    leavers=300,
 )

@@ -335,7 +335,7 @@ def test_group_membership_changes_reach_each_persons_timeline(scim, admin):
     scim.delete(url)
     group_events = actions(admin, resource_id=group["id"])
     assert group_events == ["group.create", "group.patch", "group.patch", "group.delete"]
-    patch = [e for e in events(admin, resource_id=group["id"]) if e["action"] == "group.patch"][0]
+    patch = next(e for e in events(admin, resource_id=group["id"]) if e["action"] == "group.patch")
     assert patch["changes"]["members"]["removed"] == [alice["id"]]
     timeline = admin.get(f"/api/v1/audit/timeline/{alice['id']}").get_json()["events"]
     assert [e["action"] for e in timeline] == [

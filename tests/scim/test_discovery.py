@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
+from tests.scim.test_users import assert_error
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
-from tests.scim.test_users import assert_error
 
 
 def test_service_provider_config_is_truthful(app, client):
