@@ -37,7 +37,7 @@ FULL = Profile(
     small_group_size=10,
     concurrencies=(1, 8, 32),
     warmup_s=0.4,
-    duration_s=2.5,
+    duration_s=2.0,
     max_requests=20_000,
     leavers=1_500,
 )

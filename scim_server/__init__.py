@@ -33,17 +33,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     observability.init_app(app)
     audit_hooks.init_app(app)
     chain.configure(audit_key(app))
-    from scim_server.admin.views import bp as admin_bp
+    from scim_server.admin.identity import bp as admin_bp  # identity registers its routes on bp
     from scim_server.scim.views import bp as scim_bp
 
     app.register_blueprint(scim_bp)
     # After the blueprint: the limit is checked once its authenticate has run.
     ratelimit.init_app(app, scim_bp.name)
+    import sso.admin  # noqa: F401  (adds the SSO routes to the admin blueprint before it registers)
+
     app.register_blueprint(admin_bp)
     app.register_blueprint(health.bp)
     from sso import provider as oauth_provider
 
     oauth_provider.init_app(app)
+    from sso.views import bp as sso_bp
+
+    app.register_blueprint(sso_bp)
     _register_fallback_errors(app)
     return app
 

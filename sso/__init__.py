@@ -1,1 +1,1 @@
-"""SSO federation (SAML 2.0, OpenID Connect): not built yet; see the SSO issue."""
+"""Single sign-on: SAML 2.0 and OpenID Connect logins in, one OpenID Connect provider out."""

@@ -214,16 +214,13 @@ def assign(
     if locked.seat_limit is not None and used(session, org_id, lic.id) >= locked.seat_limit:
         if strict:
             raise SeatsExhaustedError(
-                f"No seat left on license {lic.name!r} ({locked.seat_limit} in use) and the "
-                "organization requires one (strict seat mode)."
+                f"No seat left on license {lic.name!r} (all {locked.seat_limit} seats are "
+                "taken) and the organization requires one (strict seat mode)."
             )
+        # Lenient: record the shortage, and never take away a license the user
+        # already holds (a mover keeps signing in until a seat frees up).
         user.license_wanted_id = lic.id
-        user.license_source, user.license_rule = source, rule
-        change = {"license_shortage": {"wanted": lic.name, "seat_limit": locked.seat_limit}}
-        if before:
-            user.license_id = None
-            change["license"] = {"before": before, "after": None}
-        return change
+        return {"license_shortage": {"wanted": lic.name, "seat_limit": locked.seat_limit}}
     user.license_id = lic.id
     user.license_wanted_id = None
     user.license_source, user.license_rule = source, rule

@@ -10,6 +10,7 @@ provisioning log with the change.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -31,6 +32,7 @@ from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED, STATUSES
 from scim_server.services.settings import IdentitySettings, load
 from scim_server.text import fold
 
+log = logging.getLogger(__name__)
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CONTACT_FIELD_NAMES = {
     "givenName": "given_name",
@@ -69,7 +71,14 @@ def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -
         }
     names_l = session.scalars(select(License.name).where(License.org_id == org_id)).all()
     names_r = session.scalars(select(Role.name).where(Role.org_id == org_id)).all()
-    return mappings.validate(document, licenses=names_l, roles=names_r)
+    try:
+        return mappings.validate(document, licenses=names_l, roles=names_r)
+    except mappings.RuleSetError as err:
+        # The rules name a license or role that has since gone. Provisioning
+        # goes on without them (the IdP's request is not at fault); the log
+        # and the admin see why no rule applied.
+        log.error("organization %s: active rules unusable: %s", org_id, err)
+        return None
 
 
 def user_groups(session: Session, org_id: str, user_id: str) -> list[dict[str, Any]]:
@@ -190,6 +199,10 @@ def _apply_result(
         mapped = {
             CONTACT_FIELD_NAMES[k]: v for k, v in result.contact.items() if k in CONTACT_FIELD_NAMES
         }
+        company = result.contact.get("organization")
+        if company:
+            org_contact = contacts.organization_contact(session, org_id, company)
+            mapped["organization_contact_id"] = org_contact.id
         changes |= {f"contact.{k}": v for k, v in contacts.update_fields(contact, mapped).items()}
     if creating:
         template = result.username_template or settings.username_format
@@ -208,10 +221,9 @@ def _templated_username(
     identity = mappings.ExternalIdentity.from_scim(doc, [])
     try:
         base = mappings.render_username(template, identity)
-    except Exception:
-        base = doc[
-            "userName"
-        ]  # a template the identity cannot fill: fall back, never fail the create
+    except mappings.TemplateError:
+        # A template this identity cannot fill: fall back, never fail the create.
+        base = doc["userName"]
     _set_username(session, org_id, user, base)
 
 

@@ -32,6 +32,8 @@ class RuleSetInvalidError(InvalidValueError):
 
 def validate_document(session: Session, org_id: str, document: Any) -> Any:
     """Check a rule set against this organization's licenses and roles, before it is stored."""
+    if _has_nul(document):
+        raise RuleSetInvalidError([{"path": "$", "message": "NUL characters are not allowed."}])
     names_l = session.scalars(select(License.name).where(License.org_id == org_id)).all()
     names_r = session.scalars(select(Role.name).where(Role.org_id == org_id)).all()
     try:
@@ -40,6 +42,17 @@ def validate_document(session: Session, org_id: str, document: Any) -> Any:
         raise RuleSetInvalidError(
             [{"path": p.path, "message": p.message} for p in err.problems]
         ) from None
+
+
+def _has_nul(value: Any) -> bool:
+    # PostgreSQL text and JSONB cannot hold NUL.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def parse_text(text: str, fmt: str) -> Any:

@@ -1,0 +1,14 @@
+"""The operation names used in results, the table and the targets."""
+
+BASELINE = "baseline: GET one row (bare Flask)"
+GET_BY_ID = "GET /Users/{id}"
+FILTER_USERNAME = 'GET filter userName eq "..."'
+FILTER_WORK_EMAIL = 'GET filter emails[type eq "work"].value eq "..."'
+DEEP_LIST = "GET list page of 100, near the end"
+CREATE = "POST /Users"
+PATCH_TITLE = "PATCH replace title"
+ADD_BIG = "PATCH add member (big group)"
+REMOVE_BIG = "PATCH remove member (big group)"
+ADD_SMALL = "PATCH add member (10-member group)"
+REMOVE_SMALL = "PATCH remove member (10-member group)"
+DELETE = "DELETE /Users/{id}"

@@ -1,0 +1,187 @@
+"""Run the whole benchmark: ``.venv/bin/python -m bench [--quick] [--backend NAME ...]``.
+
+For each backend: migrate an empty database, check the loader against the
+services, bulk-load the organizations, start the SCIM server and the baseline
+under gunicorn, check that each request answers what it should, measure every
+operation at every concurrency next to the baseline, measure growth with the
+organization's size, and check the targets. Prints Markdown tables and writes
+``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import secrets
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.backends import BACKENDS, PG_ADMIN_URL, database
+from bench.conformance import check_loader_matches_services
+from bench.dataset import OrgData, build_dataset
+from bench.loader import create_tokens, load_orgs, settle
+from bench.machine import machine_info
+from bench.measurements import Bench, log
+from bench.profiles import FULL, QUICK, Profile
+from bench.report import (
+    check_targets,
+    growth_table,
+    table,
+    targets_table,
+    write_json,
+)
+from bench.sanity import check_answers
+from bench.servers import baseline_argv, free_port, running, scim_server_argv
+from scim_server.db import make_engine
+from scim_server.migrate import upgrade
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Above this 1-minute load average (on 2 cores) something else is running.
+BUSY_LOADAVG = 1.0
+
+
+def server_env(database_url: str, key: str) -> dict[str, str]:
+    """The environment both servers run with (and this process, for the services)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
+    env.update(
+        SCIM_DATABASE_URL=database_url,
+        SCIM_ENV="production",
+        SCIM_SECRET_KEY=key,
+        SCIM_AUDIT_KEY=key,
+        SCIM_WORKERS="2",
+        SCIM_THREADS="1",
+        SCIM_RATE_LIMIT_PER_MINUTE="0",
+    )
+    return env
+
+
+def prepare_database(url: str, env: dict[str, str], orgs: list[OrgData]) -> dict[str, Any]:
+    """Schema, conformance check, bulk load; returns timings and a token per org."""
+    os.environ.update(env)
+    from scim_server import create_app
+
+    create_app()  # configures what the services need in this process (the audit key)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        check_loader_matches_services(engine)
+        load_s = load_orgs(engine, orgs)
+        started = time.perf_counter()
+        settle(engine)
+        settle_s = time.perf_counter() - started
+        tokens = create_tokens(engine, orgs)
+    finally:
+        engine.dispose()
+    return {"load_s": round(load_s, 1), "settle_s": round(settle_s, 1), "tokens": tokens}
+
+
+def bench_backend(
+    backend: str, profile: Profile, orgs: list[OrgData], key: str, pg_admin_url: str
+) -> dict[str, Any]:
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    if load_before > BUSY_LOADAVG:
+        log(f"[{backend}] warning: load average {load_before:.2f} before starting: figures noisy")
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with database(backend, pg_admin_url) as url:
+        env = server_env(url, key)
+        log(f"[{backend}] loading {sum(o.size for o in orgs):,} users ...")
+        prepared = prepare_database(url, env, orgs)
+        tokens = prepared.pop("tokens")
+        log(f"[{backend}] loaded in {prepared['load_s']} s; starting servers")
+        scim_port, baseline_port = free_port(), free_port()
+        scim_argv, base_argv = scim_server_argv(scim_port), baseline_argv(baseline_port)
+        with (
+            running(f"{backend}-scim", scim_argv, scim_port, env, logs, "/readyz"),
+            running(f"{backend}-baseline", base_argv, baseline_port, env, logs, "/healthz"),
+        ):
+            largest = max(orgs, key=lambda o: o.size)
+            engine = make_engine(url)
+            try:
+                bench = Bench(backend, profile, engine, scim_port, baseline_port)
+                check_answers(bench.scim(tokens[largest.id]), bench.baseline, largest)
+                rows = bench.matrix(largest, tokens[largest.id])
+                growth = bench.growth(orgs, tokens)
+            finally:
+                engine.dispose()
+    targets = check_targets(backend, rows, growth, profile.concurrencies, largest.size)
+    machine = {
+        "loadavg_before": round(load_before, 2),
+        "loadavg_after": round(os.getloadavg()[0], 2),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    return {
+        "database": prepared,
+        "machine": machine,
+        "rows": rows,
+        "growth": growth,
+        "targets": targets,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small data set, short runs")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="backend to run (repeatable; default: all)",
+    )
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="where to create scim_bench")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when a target is not met"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    info = machine_info()
+    log(f"building the data set ({profile.name}: {', '.join(map(str, profile.org_sizes))} users)")
+    # The data set is millions of objects that live to the end: keep the cyclic
+    # GC from scanning them, in build and (frozen) during the measurements.
+    gc.disable()
+    orgs = build_dataset(profile)
+    gc.freeze()
+    gc.enable()
+    key = secrets.token_hex(32)
+    results: dict[str, Any] = {}
+    for backend in args.backend or list(BACKENDS):
+        results[backend] = bench_backend(backend, profile, orgs, key, args.pg_admin_url)
+    info.update(machine_info(final=True))
+    elapsed = time.perf_counter() - started
+    doc = {
+        "profile": asdict(profile),
+        "machine": info,
+        "elapsed_s": round(elapsed, 1),
+        "backends": results,
+    }
+    write_json(args.output, doc)
+    print_report(doc)
+    log(f"done in {elapsed:.0f} s; JSON in {args.output}")
+    unmet = [t for r in results.values() for t in r["targets"] if not t.met]
+    return 1 if args.strict and unmet else 0
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    for backend, result in doc["backends"].items():
+        m = result["machine"]
+        print(
+            f"\n## {backend}\n\nload {result['database']['load_s']} s; measured in "
+            f"{m['elapsed_s']} s; load average {m['loadavg_before']} before, "
+            f"{m['loadavg_after']} after\n\n{table(result['rows'])}\n"
+        )
+        print(f"Growth (c=1):\n\n{growth_table(result['growth'])}\n")
+        print(f"Targets:\n\n{targets_table(result['targets'])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

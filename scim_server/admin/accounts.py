@@ -1,0 +1,167 @@
+"""Admin API for user accounts: list, inspect, status actions, manual license and roles, delete.
+
+Manual assignments are the admin's decisions: the mapping rules never
+overwrite them, and releasing the manual license hands it back to the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from marshmallow import RAISE, Schema, fields, validate
+
+from scim_server.admin import account_operations as operations
+from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
+from scim_server.admin.views import bp
+from scim_server.db import db
+from scim_server.models import User
+from scim_server.services import roles, users
+from scim_server.services.lifecycle import STATUSES
+
+
+class UserArgs(PageArgs):
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
+    license = text(200, min_length=1, load_default=None)
+
+
+class ActionBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    reason = text(500, load_default=None, allow_none=True)
+
+
+class LicenseBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    license = text(200, min_length=1, required=True, allow_none=True)
+
+
+class RoleBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    role = text(200, min_length=1, required=True)
+
+
+def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
+    """The account view: the product extension's fields, every key present, roles with ids."""
+    ids = [u.id for u in rows]
+    product = users.product_view(session, org_id, rows)
+    held = roles.roles_of(session, org_id, ids)
+    return [
+        {
+            "id": u.id,
+            "userName": u.user_name,
+            "username": None,
+            "status": u.status,
+            "license": None,
+            "licenseShortage": None,
+            "contactId": None,
+            "lastLogin": None,
+            **product[u.id],
+            # The ids too: DELETE .../roles/<role_id> needs them.
+            "roles": [
+                {"id": r["id"], "value": r["name"], "kind": r["kind"], "sources": r["sources"]}
+                for r in held.get(u.id, [])
+            ],
+        }
+        for u in rows
+    ]
+
+
+def user_detail(user_id: str) -> dict[str, Any]:
+    session = db.session
+    user = users.get_user(session, g.org_id, user_id)
+    groups = users.groups_of(session, g.org_id, [user.id])[user.id]
+    return {
+        **users_to_dicts(session, g.org_id, [user])[0],
+        "externalId": user.external_id,
+        "displayName": user.display_name,
+        "active": user.active,
+        "groups": [{"id": gid, "displayName": name} for gid, name in groups],
+        "created": iso(user.created_at),
+        "modified": iso(user.updated_at),
+        "version": user.version,
+    }
+
+
+@bp.get("/users")
+def list_users() -> Response:
+    """Accounts by userName; ``status`` and ``license`` (a name) narrow the list."""
+    args = load(UserArgs, request.args)
+    session = db.session
+    total, rows = operations.list_users(
+        session,
+        g.org_id,
+        status=args["status"],
+        license_name=args["license"],
+        offset=args["offset"],
+        limit=args["limit"],
+    )
+    return page(
+        total, args["offset"], args["limit"], "users", users_to_dicts(session, g.org_id, rows)
+    )
+
+
+@bp.get("/users/<user_id>")
+def get_user(user_id: str) -> Response:
+    return jsonify(user_detail(user_id))
+
+
+def _action_name(args: dict[str, Any]) -> str:
+    op = args.get("op", "")
+    return f"user.{op}" if op in operations.ADMIN_OPS else "user.action"
+
+
+@bp.post("/users/<user_id>/actions/<op>")
+@audited(_action_name)
+def user_action(user_id: str, op: str) -> Response:
+    """A named status transition (``{"reason": ...}`` optional); invalid ones are 409."""
+    body = load(ActionBody, json_object(optional=True))
+    operations.act(db.session, g.org_id, user_id, op, body["reason"])
+    return jsonify(user_detail(user_id))
+
+
+@bp.put("/users/<user_id>/license")
+@audited("user.license")
+def set_license(user_id: str) -> Response:
+    """A manual license (or ``null``: none), kept over the rules; a full license is 409."""
+    body = load(LicenseBody, json_object())
+    operations.set_manual_license(db.session, g.org_id, user_id, body["license"])
+    return jsonify(user_detail(user_id))
+
+
+@bp.delete("/users/<user_id>/license/manual")
+@audited("user.license")
+def release_license(user_id: str) -> Response:
+    """Hand the license back to the mapping rules (re-evaluated at once)."""
+    operations.release_manual_license(db.session, g.org_id, user_id)
+    return jsonify(user_detail(user_id))
+
+
+@bp.post("/users/<user_id>/roles")
+@audited("user.roles")
+def add_role(user_id: str) -> Response:
+    """Grant a role by name, as a manual assignment."""
+    body = load(RoleBody, json_object())
+    operations.add_manual_role(db.session, g.org_id, user_id, body["role"])
+    return jsonify(user_detail(user_id))
+
+
+@bp.delete("/users/<user_id>/roles/<role_id>")
+@audited("user.roles")
+def remove_role(user_id: str, role_id: str) -> Response:
+    """Withdraw a manual role; the same role held from the rules stays."""
+    operations.remove_manual_role(db.session, g.org_id, user_id, role_id)
+    return jsonify(user_detail(user_id))
+
+
+@bp.delete("/users/<user_id>")
+@audited("user.delete")
+def delete_user(user_id: str) -> Response:
+    """Remove the account (access); the person contact and the history stay."""
+    users.delete_user(db.session, g.org_id, user_id)
+    return Response(status=204)

@@ -1,0 +1,146 @@
+"""What the identity admin views share: strict JSON bodies, arguments, refusals in the log.
+
+Bodies are parsed as strictly as SCIM bodies (no duplicate keys, no NaN, no
+NUL, bounded depth): an admin tool must not have a typo guessed at either.
+Every refused change is written to the log too, in a transaction of its own,
+because "someone tried to give Bob a license and was told no" is evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from flask import Response, current_app, g, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from werkzeug.exceptions import UnsupportedMediaType
+
+from scim_server.admin.views import bp
+from scim_server.audit import record_failure
+from scim_server.errors import DomainError, InvalidSyntaxError
+from scim_server.scim.body import parse_json
+from scim_server.scim.errors import ScimError
+from scim_server.services.rulesets import RuleSetInvalidError
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_PAGE = 1000
+
+
+class ConflictError(DomainError):
+    """The request is well formed but the current state refuses it."""
+
+    status = 409
+
+
+def _no_nul(value: str) -> None:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValidationError("NUL characters are not allowed.")
+
+
+def text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> fields.String:
+    """A string field with a length bound and no NUL characters."""
+    return fields.String(
+        validate=[validate.Length(min=min_length, max=max_length), _no_nul], **kwargs
+    )
+
+
+class PageArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+def json_object(*, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object; ``optional``: an empty body is ``{}``."""
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"Unsupported content type {mimetype!r}; send application/json.")
+    raw = request.get_data(cache=True)
+    if optional and not raw.strip():
+        return {}
+    try:
+        value = parse_json(raw)
+    except ScimError as err:
+        raise InvalidSyntaxError(err.detail) from None
+    if not isinstance(value, dict):
+        raise InvalidSyntaxError("The body must be a JSON object.")
+    return value
+
+
+def load(schema: type[Schema], data: Any, **kwargs: Any) -> dict[str, Any]:
+    """Validate with marshmallow; a ValidationError becomes the blueprint's 400."""
+    return schema(**kwargs).load(data)  # type: ignore[no-any-return]
+
+
+def page(total: int, offset: int, limit: int, key: str, items: list[Any]) -> Response:
+    return jsonify(total=total, offset=offset, limit=limit, **{key: items})
+
+
+@bp.errorhandler(RuleSetInvalidError)
+def _invalid_rule_set(err: RuleSetInvalidError) -> tuple[Response, int]:
+    """Every problem, each with its path in the document, so an admin can fix them all at once."""
+    return jsonify(error="invalid_rule_set", detail=err.detail, problems=err.problems), 400
+
+
+# -- refused changes in the log ---------------------------------------------------------
+
+# endpoint -> the action it records (or how to name it from the URL's arguments)
+ACTIONS: dict[str, str | Callable[[dict[str, Any]], str]] = {}
+_RESOURCE_TYPES = {
+    "user": "User",
+    "contact": "Contact",
+    "license": "License",
+    "role": "Role",
+    "ruleset": "RuleSet",
+    "settings": "Organization",
+}
+_RESOURCE_ARGS = ("user_id", "contact_id", "license_id", "role_id", "rule_set_id")
+
+
+def audited(action: str | Callable[[dict[str, Any]], str]) -> Callable[[F], F]:
+    """Mark a view as a change: a refusal of it is recorded as a failure of ``action``."""
+
+    def mark(view: F) -> F:
+        ACTIONS[f"{bp.name}.{view.__name__}"] = action
+        return view
+
+    return mark
+
+
+def _resource_id(action: str, args: dict[str, Any]) -> str | None:
+    if action.startswith("settings."):
+        return g.org_id  # type: ignore[no-any-return]
+    return next((args[k] for k in _RESOURCE_ARGS if k in args), None)
+
+
+@bp.after_request
+def _record_refusal(resp: Response) -> Response:
+    action = ACTIONS.get(request.endpoint or "")
+    if action is None or resp.status_code < 400 or not g.get("org_id"):
+        return resp
+    args = request.view_args or {}
+    name = action(args) if callable(action) else action
+    session = g.get("_scim_session")
+    if session is not None and session.in_transaction():
+        session.rollback()  # release any lock before the failure event's own transaction
+    error = resp.get_json(silent=True) or {}
+    detail = error.get("detail")
+    record_failure(
+        current_app.extensions["scim_db"][2],
+        g.org_id,
+        name,
+        resource_type=_RESOURCE_TYPES.get(name.split(".")[0]),
+        resource_id=_resource_id(name, args),
+        status=resp.status_code,
+        detail=detail if isinstance(detail, str) or detail is None else json.dumps(detail),
+    )
+    return resp

@@ -1,0 +1,157 @@
+"""Admin API for mapping rule sets: validate, store, export, preview, activate, apply.
+
+A rule set arrives as a JSON document or as YAML/JSON text
+(``{"format": "yaml", "text": "..."}``); either way it is checked against
+the organization's licenses and roles, and every problem comes back with its
+path in the document (``400 invalid_rule_set``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+import mappings
+from scim_server.admin import operations
+from scim_server.admin.common import audited, iso, json_object, load, text
+from scim_server.admin.views import bp
+from scim_server.db import db
+from scim_server.models import RuleSet
+from scim_server.services import rulesets
+
+FORMATS = ("yaml", "json")
+MAX_TEXT = 512 * 1024
+
+
+class TextSource(Schema):
+    class Meta:
+        unknown = RAISE
+
+    format = fields.String(required=True, validate=validate.OneOf(FORMATS))
+    text = fields.String(required=True, validate=validate.Length(max=MAX_TEXT))
+
+
+class NewRuleSet(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = text(200, min_length=1, required=True)
+    document = fields.Raw(allow_none=False)
+    format = fields.String(validate=validate.OneOf(FORMATS))
+    text = fields.String(validate=validate.Length(max=MAX_TEXT))
+
+
+class ExportArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    format = fields.String(load_default="yaml", validate=validate.OneOf(FORMATS))
+
+
+def document_from(body: dict[str, Any]) -> Any:
+    """The rule set a request carries: ``{"format", "text"}``, ``{"document"}`` or the body."""
+    if "text" in body or "format" in body:
+        source = load(TextSource, body)
+        document = rulesets.parse_text(source["text"], source["format"])
+        operations.check_storable(document)
+        return document
+    if set(body) == {"document"}:
+        return body["document"]
+    return body
+
+
+def rule_set_to_dict(rs: RuleSet, *, document: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": rs.id,
+        "name": rs.name,
+        "version": rs.version,
+        "active": rs.active,
+        "created_at": iso(rs.created_at),
+        "activated_at": iso(rs.activated_at),
+    }
+    if document:
+        out["document"] = rs.document
+    return out
+
+
+@bp.post("/rulesets/validate")
+def validate_rule_set() -> Response:
+    """200 ``{"valid": true}``, or 400 with every problem and its path."""
+    rulesets.validate_document(db.session, g.org_id, document_from(json_object()))
+    return jsonify(valid=True)
+
+
+@bp.post("/rulesets")
+@audited("ruleset.create")
+def create_rule_set() -> tuple[Response, int]:
+    """Store a new version (not yet active): ``{name, document}`` or ``{name, format, text}``."""
+    body = load(NewRuleSet, json_object())
+    has_text = "text" in body or "format" in body
+    if has_text == ("document" in body):
+        raise ValidationError("Give either document, or format and text.", "document")
+    name = body.pop("name")
+    document = document_from(body)
+    rs = rulesets.create_rule_set(db.session, g.org_id, name, document)
+    return jsonify(rule_set_to_dict(rs, document=True)), 201
+
+
+@bp.get("/rulesets")
+def list_rule_sets() -> Response:
+    """Every stored version, oldest first; at most one is active."""
+    rows = rulesets.list_rule_sets(db.session, g.org_id)
+    return jsonify(rule_sets=[rule_set_to_dict(rs) for rs in rows])
+
+
+@bp.get("/rulesets/<rule_set_id>")
+def get_rule_set(rule_set_id: str) -> Response:
+    rs = rulesets.get_rule_set(db.session, g.org_id, rule_set_id)
+    return jsonify(rule_set_to_dict(rs, document=True))
+
+
+@bp.get("/rulesets/<rule_set_id>/export")
+def export_rule_set(rule_set_id: str) -> Response:
+    """The document as YAML (default) or JSON text, ready to edit and import again."""
+    fmt = load(ExportArgs, request.args)["format"]
+    rs = rulesets.get_rule_set(db.session, g.org_id, rule_set_id)
+    resp = Response(mappings.dump(rs.document, fmt), mimetype=f"application/{fmt}")
+    resp.headers["Content-Disposition"] = f'inline; filename="rules-v{rs.version}.{fmt}"'
+    return resp
+
+
+@bp.post("/rulesets/<rule_set_id>/activate")
+@audited("ruleset.activate")
+def activate_rule_set(rule_set_id: str) -> Response:
+    """Make this version the active one; users move on their next change or on apply."""
+    rs = rulesets.activate(db.session, g.org_id, rule_set_id)
+    return jsonify(rule_set_to_dict(rs))
+
+
+def _preview(document: Any) -> Response:
+    session = db.session
+    try:
+        document = operations.with_settings_defaults(session, g.org_id, document)
+        return jsonify(rulesets.preview(session, g.org_id, document))
+    finally:
+        session.rollback()  # a preview changes nothing, whatever happened
+
+
+@bp.post("/rulesets/preview")
+def preview_document() -> Response:
+    """What activating this document would change, user by user; changes nothing."""
+    return _preview(document_from(json_object()))
+
+
+@bp.post("/rulesets/<rule_set_id>/preview")
+def preview_rule_set(rule_set_id: str) -> Response:
+    """What activating this stored version would change; changes nothing."""
+    document = rulesets.get_rule_set(db.session, g.org_id, rule_set_id).document
+    return _preview(document)
+
+
+@bp.post("/rulesets/apply")
+@audited("ruleset.apply")
+def apply_rule_set() -> Response:
+    """Re-evaluate every user against the active rules now (batched); manual choices stay."""
+    return jsonify(changed=operations.apply_rules(db.session, g.org_id))

@@ -1,0 +1,215 @@
+"""``scim-server rules ...``: import, export, validate and preview mapping rule sets.
+
+Rule files are YAML or JSON (by extension, or ``--format``). Changes made here
+are attributed to the command line in the provisioning log.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from scim_server.audit.context import AuditContext, use_context
+from scim_server.errors import DomainError
+
+FORMATS = ("yaml", "json")
+EXTENSIONS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+SHOWN_EXAMPLES = 5
+
+org_option = click.option("--org", "org_ref", required=True, help="Organization name or id.")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="File format (default: by extension)."
+)
+file_argument = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def _app_and_org(org_ref: str) -> tuple[Any, str]:
+    from scim_server.cli import _app, _ensure_schema, _org_id
+
+    app = _app()
+    _ensure_schema(app)
+    return app, _org_id(app, org_ref)
+
+
+def _session(app: Any) -> Any:
+    from scim_server.cli import _session as make_session
+
+    return make_session(app)
+
+
+def _context(command: str) -> Any:
+    return use_context(AuditContext(actor_type="cli", actor_name=f"scim-server rules {command}"))
+
+
+def _read(file: Path, fmt: str | None) -> Any:
+    """The document in ``file``; a syntax error lists its problems and exits 1."""
+    from scim_server.admin.operations import check_storable
+    from scim_server.services.rulesets import RuleSetInvalidError, parse_text
+
+    fmt = fmt or EXTENSIONS.get(file.suffix.lower())
+    if fmt is None:
+        raise click.UsageError(f"Cannot tell the format of {file.name}; give --format yaml|json.")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file.name} is not UTF-8 text.") from None
+    try:
+        document = parse_text(text, fmt)
+        check_storable(document)
+    except RuleSetInvalidError as err:
+        _problems(file, err.problems)
+    return document
+
+
+def _problems(file: Path, problems: list[dict[str, str]]) -> NoReturn:
+    click.echo(f"{file.name}: {len(problems)} problem(s)", err=True)
+    for problem in problems:
+        click.echo(f"{problem['path']}: {problem['message']}")
+    sys.exit(1)
+
+
+def _fail(exc: DomainError) -> click.ClickException:
+    return click.ClickException(exc.detail)
+
+
+@click.group("rules")
+def rules() -> None:
+    """Mapping rule sets (external identity -> license, roles, contact, status)."""
+
+
+@rules.command("validate")
+@org_option
+@format_option
+@file_argument
+def validate_command(org_ref: str, fmt: str | None, file: Path) -> None:
+    """Check FILE against the organization's licenses and roles; exit 1 listing each problem."""
+    from scim_server.services.rulesets import RuleSetInvalidError, validate_document
+
+    app, org_id = _app_and_org(org_ref)
+    document = _read(file, fmt)
+    with _session(app) as session:
+        try:
+            validate_document(session, org_id, document)
+        except RuleSetInvalidError as err:
+            _problems(file, err.problems)
+    click.echo(f"{file.name}: valid")
+
+
+@rules.command("import")
+@org_option
+@format_option
+@click.option("--name", help="A name for this version (default: the file name).")
+@click.option("--activate", is_flag=True, help="Make it the active rule set at once.")
+@file_argument
+def import_command(
+    org_ref: str, fmt: str | None, name: str | None, activate: bool, file: Path
+) -> None:
+    """Store FILE as a new rule-set version (validated first); --activate to switch to it."""
+    from scim_server.services.rulesets import RuleSetInvalidError, create_rule_set
+    from scim_server.services.rulesets import activate as make_active
+
+    app, org_id = _app_and_org(org_ref)
+    document = _read(file, fmt)
+    with _context("import"), _session(app) as session:
+        try:
+            rs = create_rule_set(session, org_id, name or file.stem, document)
+            click.echo(f"imported {rs.name!r} as version {rs.version} ({rs.id})")
+            if activate:
+                make_active(session, org_id, rs.id)
+                click.echo(
+                    f"version {rs.version} is active; existing users move on their next change "
+                    f"(or now: scim-server rules apply --org {org_ref})"
+                )
+        except RuleSetInvalidError as err:
+            _problems(file, err.problems)
+        except DomainError as exc:
+            raise _fail(exc) from None
+
+
+@rules.command("export")
+@org_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True)
+@click.option("--id", "rule_set_id", help="A stored version's id (default: the active one).")
+def export_command(org_ref: str, fmt: str, rule_set_id: str | None) -> None:
+    """Print a rule set (the active one by default) as YAML or JSON."""
+    import mappings
+    from scim_server.services.rulesets import get_rule_set, list_rule_sets
+
+    app, org_id = _app_and_org(org_ref)
+    with _session(app) as session:
+        if rule_set_id:
+            try:
+                document = get_rule_set(session, org_id, rule_set_id).document
+            except DomainError as exc:
+                raise _fail(exc) from None
+        else:
+            active = next((r for r in list_rule_sets(session, org_id) if r.active), None)
+            if active is None:
+                raise click.ClickException(f"{org_ref} has no active rule set; give --id.")
+            document = active.document
+    click.echo(mappings.dump(document, fmt), nl=False)
+
+
+@rules.command("preview")
+@org_option
+@format_option
+@file_argument
+def preview_command(org_ref: str, fmt: str | None, file: Path) -> None:
+    """What activating FILE would change, without changing anything."""
+    from scim_server.admin.operations import with_settings_defaults
+    from scim_server.services.rulesets import RuleSetInvalidError, preview
+
+    app, org_id = _app_and_org(org_ref)
+    document = _read(file, fmt)
+    with _session(app) as session:
+        try:
+            document = with_settings_defaults(session, org_id, document)
+            summary = preview(session, org_id, document)
+        except RuleSetInvalidError as err:
+            _problems(file, err.problems)
+        finally:
+            session.rollback()
+    click.echo(format_preview(summary))
+
+
+@rules.command("apply")
+@org_option
+def apply_command(org_ref: str) -> None:
+    """Re-evaluate every user against the active rules now (manual assignments stay)."""
+    from scim_server.admin.operations import apply_rules
+
+    app, org_id = _app_and_org(org_ref)
+    with _context("apply"), _session(app) as session:
+        try:
+            changed = apply_rules(session, org_id)
+        except DomainError as exc:
+            raise _fail(exc) from None
+    click.echo(f"rules re-applied: {changed} user(s) changed")
+
+
+def format_preview(summary: dict[str, Any]) -> str:
+    """The preview as a few readable lines: totals, moves, role counts, examples."""
+    lines = [f"users: {summary['users']}, would change: {summary['would_change']}"]
+    moves = sorted(summary["license_moves"].items(), key=lambda kv: (-kv[1], kv[0]))
+    lines.append("license moves:" + ("" if moves else " none"))
+    lines += [f"  {move}: {count}" for move, count in moves]
+    for label, key in (("roles added", "roles_added"), ("roles removed", "roles_removed")):
+        counts = sorted(summary[key].items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{role} ({count})" for role, count in counts)
+        lines.append(f"{label}: {shown or 'none'}")
+    examples = summary["examples"][:SHOWN_EXAMPLES]
+    if examples:
+        lines.append("examples:")
+    for example in examples:
+        parts = []
+        if "license" in example:
+            lic = example["license"]
+            parts.append(f"license {lic['before'] or '-'} -> {lic['after'] or '-'}")
+        if "roles" in example:
+            added, removed = example["roles"]["added"], example["roles"]["removed"]
+            parts += [f"+{r}" for r in added] + [f"-{r}" for r in removed]
+        lines.append(f"  {example['userName']}: {'; '.join(parts)}")
+    return "\n".join(lines)

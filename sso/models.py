@@ -1,0 +1,146 @@
+"""Storage of the SSO relying party: connections, e-mail domains, flow state, replay cache, records.
+
+Every piece of flow state (AuthnRequest ids, OIDC state/nonce/PKCE verifier,
+assertion ids already seen) lives in the database, so a login started on one
+node behind the load balancer can finish on another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
+
+PROTOCOLS = ("saml", "oidc")
+
+
+class SsoConnection(Base):
+    """One identity provider an organization signs in with (SAML 2.0 or OpenID Connect).
+
+    The SP key pair (``sp_private_key``, ``sp_certificate``) is generated when a
+    SAML connection is created and signs our AuthnRequests. ``client_secret``
+    is stored because the token endpoint needs it, but the admin API never
+    returns it.
+    """
+
+    __tablename__ = "sso_connections"
+    __table_args__ = (
+        # ACS paths route a POST to one connection; the prefix rule is checked in sso.connections.
+        Index("uq_sso_connections_acs_path", "acs_path", unique=True),
+    )
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    protocol: Mapped[str] = mapped_column(String(8))  # "saml" | "oidc"
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    jit_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # IdP-initiated SAML has no request to bind the response to; off unless the admin accepts that.
+    idp_initiated_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # -- SAML --
+    idp_entity_id: Mapped[str | None] = mapped_column(Text, default=None)
+    idp_sso_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # [{"pem": ..., "not_after": ISO-8601, "fingerprint": sha256 hex}], several during rotation.
+    idp_certificates: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    metadata_url: Mapped[str | None] = mapped_column(Text, default=None)
+    sp_entity_id: Mapped[str | None] = mapped_column(Text, default=None)
+    acs_path: Mapped[str | None] = mapped_column(String(200), default=None)
+    sp_private_key: Mapped[str | None] = mapped_column(Text, default=None)
+    sp_certificate: Mapped[str | None] = mapped_column(Text, default=None)
+    want_encrypted_assertions: Mapped[bool] = mapped_column(Boolean, default=False)
+    # -- OpenID Connect --
+    issuer: Mapped[str | None] = mapped_column(Text, default=None)
+    client_id: Mapped[str | None] = mapped_column(Text, default=None)
+    client_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    scopes: Mapped[str | None] = mapped_column(Text, default=None)  # space-separated
+    discovery: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+    discovery_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SsoEmailDomain(Base):
+    """An e-mail domain of an organization: routes home-realm discovery and allow-lists sign-ins.
+
+    A domain belongs to one organization only (unique across all), otherwise
+    discovery could send a person to another tenant's IdP.
+    """
+
+    __tablename__ = "sso_email_domains"
+    __table_args__ = (Index("uq_sso_email_domains_domain", "domain", unique=True),)
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    domain: Mapped[str] = mapped_column(KeyText, primary_key=True)  # lower-case, IDNA
+    # The connection discovery sends this domain to; None: the organization's only one.
+    connection_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SsoState(Base):
+    """Single-use state of a login in flight: consumed by DELETE ... RETURNING."""
+
+    __tablename__ = "sso_states"
+    __table_args__ = (Index("ix_sso_states_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    connection_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(16))  # "saml_request" | "oidc"
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SsoReplay(Base):
+    """An assertion id already accepted, kept until its NotOnOrAfter so it cannot be replayed."""
+
+    __tablename__ = "sso_replay"
+    __table_args__ = (Index("ix_sso_replay_expires_at", "expires_at"),)
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    assertion_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignInRecord(Base):
+    """One sign-in attempt, success or failure: the connection debugger admins read.
+
+    ``reason_code`` and ``detail`` are the precise cause (never shown to the
+    person signing in, who gets a generic message).
+    """
+
+    __tablename__ = "sign_in_records"
+    __table_args__ = (
+        Index("ix_sign_in_records_org_id_at", "org_id", "at"),
+        Index("ix_sign_in_records_org_id_connection_id_at", "org_id", "connection_id", "at"),
+    )
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    connection_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    protocol: Mapped[str | None] = mapped_column(String(8), default=None)
+    outcome: Mapped[str] = mapped_column(String(16))  # "success" | "failure" | "test"
+    reason_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    subject: Mapped[str | None] = mapped_column(Text, default=None)
+    email: Mapped[str | None] = mapped_column(Text, default=None)
+    user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    source_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Test mode only: the parsed attributes and the mapping result, for the admin to read.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)

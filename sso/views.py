@@ -1,0 +1,319 @@
+"""SSO endpoints for people in a browser: home-realm discovery, SAML and OIDC logins.
+
+Thin handlers: parse, call the flow and the sign-in decision, render. Every
+refusal shows a generic page and leaves the precise reason in the log, the
+sign-in records and the audit log. A login is bound to the browser that
+started it (a cookie whose hash is kept with the request's state), so a
+response captured or started by someone else cannot sign a victim in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, current_app, g, redirect, request
+from sqlalchemy.orm import Session
+
+from scim_server.models import User
+from sso import (
+    connections,
+    domains,
+    identity,
+    oidc_flow,
+    pages,
+    saml_flow,
+    signin,
+    state,
+    testmode,
+)
+from sso.errors import SsoError
+from sso.models import SsoConnection
+from sso.session import current_session, start_session
+
+bp = Blueprint("sso", __name__, url_prefix="/sso")
+log = logging.getLogger(__name__)
+
+DEFAULT_NEXT = "/sso/welcome"
+BIND_SECONDS = state.STATE_SECONDS
+
+
+def base_url() -> str:
+    """The public URL (SCIM_BASE_URL behind a proxy), used in ACS URLs and SP metadata."""
+    return current_app.config.get("BASE_URL") or request.url_root.rstrip("/")
+
+
+def safe_next(value: Any) -> str:
+    """A relative path on our host, or the default: never an open redirect."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2000:
+        return DEFAULT_NEXT
+    if value.startswith(("//", "/\\")) or any(c in value for c in "\\\r\n\t\0"):
+        return DEFAULT_NEXT
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return DEFAULT_NEXT
+    return value
+
+
+def _session() -> Session:
+    """A writing session for this request (logins write state even on GET)."""
+    own = g.get("_sso_session")
+    if own is None:
+        own = g._sso_session = current_app.extensions["scim_db"][2]()
+    return own
+
+
+@bp.teardown_request
+def _close(_exc: BaseException | None) -> None:
+    own = g.pop("_sso_session", None)
+    if own is not None:
+        own.close()
+
+
+def _client() -> tuple[str | None, str | None]:
+    return request.remote_addr, request.user_agent.string or None
+
+
+def _refuse(err: SsoError, conn: SsoConnection | None = None) -> Any:
+    """Record a refusal not yet tied to a person, then show the generic page."""
+    if conn is not None:
+        s = _session()
+        # A failed transaction expired the connection: read it before dropping any reload.
+        about = (conn.org_id, conn.id, conn.name, conn.protocol)
+        if s.in_transaction():
+            s.rollback()
+        ip, agent = _client()
+        signin.record_refusal(s, *about, err, ip, agent)
+    else:
+        log.info("sso request refused (%s): %s", err.reason_code, err.detail)
+    return pages.refusal_page(err)
+
+
+# -- browser binding -----------------------------------------------------------------
+
+
+def _bind_cookie(state_id: str) -> str:
+    return "sso_" + hashlib.sha256(state_id.encode()).hexdigest()[:16]
+
+
+def _bind(resp: Any, state_id: str, token: str) -> Any:
+    secure = base_url().startswith("https://")
+    resp.set_cookie(
+        _bind_cookie(state_id),
+        token,
+        max_age=BIND_SECONDS,
+        path="/sso",
+        httponly=True,
+        secure=secure,
+        # The SAML response is a cross-site POST from the IdP: only SameSite=None travels with it.
+        samesite="None" if secure else "Lax",
+    )
+    return resp
+
+
+def _check_binding(state_id: str, data: dict[str, Any]) -> None:
+    token = request.cookies.get(_bind_cookie(state_id), "")
+    wanted = data.get("bind")
+    if not wanted or hashlib.sha256(token.encode()).hexdigest() != wanted:
+        raise SsoError("state_mismatch", "the login was not started in this browser")
+
+
+def _new_binding() -> tuple[str, str]:
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- home-realm discovery -------------------------------------------------------------
+
+
+@bp.get("/login")
+def login_form() -> Any:
+    return pages.login_page(safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+def discover() -> Any:
+    """Send the person to their organization's IdP, chosen by the domain of their address."""
+    email = (request.form.get("email") or "").strip()[:320]
+    next_path = safe_next(request.form.get("next"))
+    s = _session()
+    with s.begin():
+        conn = domains.discover(s, email)
+    if conn is None:
+        err = SsoError("unknown_domain", f"no connection for {email!r}")
+        log.info("home-realm discovery failed: %s", err.detail)
+        return pages.login_page(next_path, email, err.message, status=400)
+    query = {"next": next_path}
+    if conn.protocol == "oidc":
+        query["login_hint"] = email
+    return redirect(f"/sso/{conn.protocol}/{conn.id}/start?{urlencode(query)}", 303)
+
+
+def _connection(connection_id: str, protocol: str) -> SsoConnection:
+    s = _session()
+    with s.begin():
+        conn = connections.find_connection(s, connection_id)
+    if conn is None or conn.protocol != protocol:
+        raise SsoError("unknown_connection", f"no {protocol} connection {connection_id[:40]!r}")
+    return conn
+
+
+def _start(conn: SsoConnection, data: dict[str, Any], login_hint: str | None = None) -> Any:
+    """Redirect to the IdP, binding the login to this browser."""
+    if not conn.enabled:
+        return _refuse(SsoError("connection_disabled", "the connection is disabled"), conn)
+    token, data["bind"] = _new_binding()
+    s = _session()
+    try:
+        with s.begin():
+            if conn.protocol == "saml":
+                url, state_id = saml_flow.start(s, conn, base_url(), data)
+            else:
+                callback = f"{base_url()}/sso/oidc/{conn.id}/callback"
+                url, state_id = oidc_flow.start(s, conn, callback, data, login_hint)
+    except SsoError as err:
+        return _refuse(err, conn)
+    return _bind(redirect(url, 302), state_id, token)
+
+
+# -- SAML -----------------------------------------------------------------------------
+
+
+@bp.get("/saml/<connection_id>/start")
+def saml_start(connection_id: str) -> Any:
+    try:
+        conn = _connection(connection_id, "saml")
+    except SsoError as err:
+        return _refuse(err)
+    return _start(conn, {"next": safe_next(request.args.get("next"))})
+
+
+@bp.get("/saml/<connection_id>/metadata")
+def saml_metadata(connection_id: str) -> Any:
+    """Our SP metadata, for the IdP admin to upload (public: it holds no secret)."""
+    try:
+        conn = _connection(connection_id, "saml")
+        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, base_url()))
+    except SsoError as err:
+        return _refuse(err)
+    return Response(xml, mimetype="application/samlmetadata+xml")
+
+
+@bp.post("/saml/<path:_rest>")
+def saml_acs(_rest: str) -> Any:
+    """The assertion consumer service: each connection's ACS path routes here."""
+    s = _session()
+    with s.begin():
+        conn = connections.connection_by_acs_path(s, request.path)
+    if conn is None or conn.protocol != "saml":
+        return _refuse(SsoError("unknown_connection", f"no ACS at {request.path[:200]!r}"))
+    if not conn.enabled:
+        return _refuse(SsoError("connection_disabled", "the connection is disabled"), conn)
+    encoded = request.form.get("SAMLResponse")
+    if not encoded:
+        return _refuse(SsoError("invalid_response", "no SAMLResponse in the POST"), conn)
+    try:
+        with s.begin():
+            assertion, data = saml_flow.finish(s, conn, base_url(), encoded)
+        if data is not None:
+            _check_binding(assertion.in_response_to or "", data)
+    except SsoError as err:
+        return _refuse(err, conn)
+    ip, agent = _client()
+    req = identity.saml_sign_in(conn, assertion, ip, agent)
+    if data is not None and data.get("test"):
+        result = testmode.run(
+            s, conn, req, lambda: identity.saml_identity(assertion), assertion.attributes
+        )
+        return _clear_binding(pages.test_result_page(result), assertion.in_response_to or "")
+    # IdP-initiated: RelayState is the only hint where to go, and only a local path is taken.
+    target = data.get("next") if data is not None else request.form.get("RelayState")
+    return _complete(conn, req, safe_next(target), assertion.in_response_to or "")
+
+
+def _complete(conn: SsoConnection, req: signin.SignInRequest, target: str, state_id: str) -> Any:
+    try:
+        user = signin.sign_in(_session(), req)
+    except SsoError as err:
+        return _clear_binding(pages.refusal_page(err), state_id)
+    start_session(conn.org_id, user.id, conn.protocol, conn.id)
+    return _clear_binding(redirect(target, 303), state_id)
+
+
+def _clear_binding(resp: Any, state_id: str) -> Any:
+    if not state_id:
+        return resp
+    out = current_app.make_response(resp)
+    out.delete_cookie(_bind_cookie(state_id), path="/sso")
+    return out
+
+
+# -- OpenID Connect -------------------------------------------------------------------
+
+
+@bp.get("/oidc/<connection_id>/start")
+def oidc_start(connection_id: str) -> Any:
+    try:
+        conn = _connection(connection_id, "oidc")
+    except SsoError as err:
+        return _refuse(err)
+    hint = (request.args.get("login_hint") or "")[:320] or None
+    return _start(conn, {"next": safe_next(request.args.get("next"))}, hint)
+
+
+@bp.get("/oidc/<connection_id>/callback")
+def oidc_callback(connection_id: str) -> Any:
+    try:
+        conn = _connection(connection_id, "oidc")
+    except SsoError as err:
+        return _refuse(err)
+    if not conn.enabled:
+        return _refuse(SsoError("connection_disabled", "the connection is disabled"), conn)
+    state_id = request.args.get("state") or ""
+    s = _session()
+    try:
+        with s.begin():
+            login, data = oidc_flow.finish(s, conn, request.args)
+        _check_binding(state_id, data)
+    except SsoError as err:
+        return _clear_binding(_refuse(err, conn), state_id)
+    ip, agent = _client()
+    req = identity.oidc_sign_in(conn, login.subject, login.claims, ip, agent)
+    if data.get("test"):
+        result = testmode.run(s, conn, req, lambda: login.identity, login.claims)
+        return _clear_binding(pages.test_result_page(result), state_id)
+    return _complete(conn, req, safe_next(data.get("next")), state_id)
+
+
+# -- test mode and landing --------------------------------------------------------------
+
+
+@bp.get("/test/<token>")
+def test_start(token: str) -> Any:
+    """Start the test login an admin asked for (single use, ten minutes)."""
+    s = _session()
+    with s.begin():
+        consumed = state.consume_state(s, token, testmode.KIND)
+        conn = (
+            connections.find_connection(s, consumed.connection_id)
+            if consumed is not None and not consumed.expired
+            else None
+        )
+    if conn is None or conn.org_id != (consumed.org_id if consumed else None):
+        return _refuse(SsoError("invalid_request", "unknown, used or expired test link"))
+    return _start(conn, {"test": True, "next": DEFAULT_NEXT})
+
+
+@bp.get("/welcome")
+def welcome() -> Any:
+    """Where a sign-in without a destination lands."""
+    found = current_session()
+    if found is None:
+        return redirect("/sso/login", 303)
+    s = _session()
+    with s.begin():
+        user = s.get(User, (found.org_id, found.user_id))
+    return pages.signed_in_page(user.user_name if user is not None else found.user_id)

@@ -1,0 +1,46 @@
+"""Helpers for the identity admin API tests: licenses, roles, users and the log, through HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import ENTERPRISE, Scim
+
+PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
+
+
+def ok(resp: Any, status: int = 200) -> Any:
+    """The JSON body of a response that must have ``status``."""
+    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
+    return resp.get_json()
+
+
+def make_license(admin: Scim, name: str, seats: int | None = None, **extra: Any) -> dict[str, Any]:
+    return ok(admin.post("/api/v1/licenses", {"name": name, "seat_limit": seats, **extra}), 201)
+
+
+def make_role(admin: Scim, name: str, kind: str = "task") -> dict[str, Any]:
+    return ok(admin.post("/api/v1/roles", {"name": name, "kind": kind}), 201)
+
+
+def licenses_by_name(admin: Scim) -> dict[str, dict[str, Any]]:
+    return {lic["name"]: lic for lic in ok(admin.get("/api/v1/licenses"))["licenses"]}
+
+
+def account(admin: Scim, user_id: str) -> dict[str, Any]:
+    return ok(admin.get(f"/api/v1/users/{user_id}"))
+
+
+def events(admin: Scim, **params: Any) -> list[dict[str, Any]]:
+    """Audit events, oldest first."""
+    body = ok(admin.get("/api/v1/audit", query_string={"limit": 1000, **params}))
+    return list(reversed(body["events"]))
+
+
+def person(scim: Scim, user_name: str, department: str | None = None, **attrs: Any) -> dict:
+    """A SCIM user with a work e-mail (and a department, when given)."""
+    if department is not None:
+        attrs[ENTERPRISE] = {"department": department}
+    return scim.create_user(
+        user_name, emails=[{"type": "work", "value": user_name, "primary": True}], **attrs
+    )

@@ -1,0 +1,132 @@
+"""Admin API: licenses (seats, usage, shortage) and roles."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from scim_server.models import License, Role, User, UserRole
+from tests.admin.helpers import events, licenses_by_name, make_license, make_role, ok, person
+
+
+def test_license_create_list_update_delete(admin, session):
+    """A license is created with seats and price, listed with usage, changed and deleted."""
+    created = make_license(admin, "Engineer", 10, price_cents=4900, currency="usd")
+    assert created == {
+        "id": created["id"],
+        "name": "Engineer",
+        "seat_limit": 10,
+        "price_cents": 4900,
+        "currency": "USD",
+        "used": 0,
+        "seats_left": 10,
+        "shortage": 0,
+    }
+    make_license(admin, "Viewer")  # unlimited
+    listed = licenses_by_name(admin)
+    assert listed["Viewer"]["seat_limit"] is None and listed["Viewer"]["seats_left"] is None
+    patched = ok(admin.patch(f"/api/v1/licenses/{created['id']}", {"seat_limit": 12}))
+    assert patched["seat_limit"] == 12 and patched["seats_left"] == 12
+    renamed = ok(admin.patch(f"/api/v1/licenses/{created['id']}", {"name": "Engineering"}))
+    assert renamed["name"] == "Engineering"
+    assert admin.delete(f"/api/v1/licenses/{created['id']}").status_code == 204
+    assert session.get(License, (admin.org_id, created["id"])) is None
+    assert [e["action"] for e in events(admin) if e["action"].startswith("license.")] == [
+        "license.create",
+        "license.create",
+        "license.update",
+        "license.update",
+        "license.delete",
+    ]
+    update = events(admin, action="license.update")[0]
+    assert update["changes"] == {"seat_limit": {"before": 10, "after": 12}}
+    assert update["actor_type"] == "admin"
+
+
+def test_license_bad_input_is_clear_and_changes_nothing(admin, session):
+    """Duplicates (any case), negative seats, wrong types and unknown fields are refused."""
+    lic = make_license(admin, "Planner", 2)
+    cases = [
+        ({"name": "planner", "seat_limit": 1}, 409),
+        ({"name": "X", "seat_limit": -1}, 400),
+        ({"name": "X", "seat_limit": "5"}, 400),
+        ({"name": "X", "seat_limit": True}, 400),
+        ({"name": "X"}, 400),
+        ({"name": "", "seat_limit": 1}, 400),
+        ({"name": "X", "seat_limit": 1, "currency": "EURO"}, 400),
+        ({"name": "X", "seat_limit": 1, "colour": "red"}, 400),
+    ]
+    for body, status in cases:
+        resp = admin.post("/api/v1/licenses", body)
+        assert resp.status_code == status, (body, resp.get_json())
+    assert admin.patch(f"/api/v1/licenses/{lic['id']}", {"price_cents": -5}).status_code == 400
+    assert admin.patch("/api/v1/licenses/nope", {"seat_limit": 1}).status_code == 404
+    assert admin.delete("/api/v1/licenses/nope").status_code == 404
+    assert session.scalar(select(func.count()).select_from(License)) == 1
+    assert licenses_by_name(admin)["Planner"]["seat_limit"] == 2
+    failed = events(admin, outcome="failure")
+    assert {e["action"] for e in failed} == {"license.create", "license.update", "license.delete"}
+
+
+def test_license_held_by_a_user_cannot_be_deleted(scim, admin, session):
+    """Deleting a license that users hold is refused with the reason."""
+    lic = make_license(admin, "Engineer", 3)
+    user = person(scim, "ann@example.com")
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": "Engineer"}))
+    resp = admin.delete(f"/api/v1/licenses/{lic['id']}")
+    assert resp.status_code == 400 and "held by users" in resp.get_json()["detail"]
+    assert session.get(License, (admin.org_id, lic["id"])) is not None
+    assert licenses_by_name(admin)["Engineer"]["used"] == 1
+
+
+def test_default_license_cannot_be_renamed_or_deleted(admin, session):
+    """A license the settings name as default is protected until the settings change."""
+    lic = make_license(admin, "Planner", 3)
+    ok(admin.put("/api/v1/settings", {"default_license": "Planner"}))
+    resp = admin.patch(f"/api/v1/licenses/{lic['id']}", {"name": "Planner 2"})
+    assert resp.status_code == 409 and "default license" in resp.get_json()["detail"]
+    assert admin.delete(f"/api/v1/licenses/{lic['id']}").status_code == 409
+    assert (
+        ok(admin.patch(f"/api/v1/licenses/{lic['id']}", {"name": "PLANNER"}))["name"] == "PLANNER"
+    )
+    assert session.get(License, (admin.org_id, lic["id"])) is not None
+
+
+def test_roles_create_list_delete(scim, admin, session):
+    """Roles with a kind; deleting one takes it from its holders; the log has each step."""
+    engineer = make_role(admin, "Engineer", "task")
+    make_role(admin, "Portal user", "portal")
+    listed = ok(admin.get("/api/v1/roles"))["roles"]
+    assert [(r["name"], r["kind"]) for r in listed] == [
+        ("Engineer", "task"),
+        ("Portal user", "portal"),
+    ]
+    user = person(scim, "ann@example.com")
+    ok(admin.post(f"/api/v1/users/{user['id']}/roles", {"role": "Engineer"}))
+    assert admin.delete(f"/api/v1/roles/{engineer['id']}").status_code == 204
+    assert session.get(Role, (admin.org_id, engineer["id"])) is None
+    assert session.scalar(select(func.count()).select_from(UserRole)) == 0
+    assert session.get(User, (admin.org_id, user["id"])) is not None
+    assert [e["action"] for e in events(admin) if e["action"].startswith("role.")] == [
+        "role.create",
+        "role.create",
+        "role.delete",
+    ]
+
+
+def test_role_bad_input(admin, session):
+    """Unknown kind, duplicate name (any case), missing name and unknown id are refused."""
+    make_role(admin, "Engineer")
+    assert admin.post("/api/v1/roles", {"name": "X", "kind": "wizard"}).status_code == 400
+    assert admin.post("/api/v1/roles", {"name": "ENGINEER", "kind": "task"}).status_code == 409
+    assert admin.post("/api/v1/roles", {"kind": "task"}).status_code == 400
+    assert admin.delete("/api/v1/roles/nope").status_code == 404
+    assert session.scalar(select(func.count()).select_from(Role)) == 1
+
+
+def test_default_role_cannot_be_deleted(admin, session):
+    """A role the settings grant by default is protected until the settings change."""
+    role = make_role(admin, "Reader", "profile")
+    ok(admin.put("/api/v1/settings", {"default_roles": ["Reader"]}))
+    resp = admin.delete(f"/api/v1/roles/{role['id']}")
+    assert resp.status_code == 409 and "default role" in resp.get_json()["detail"]
+    assert session.get(Role, (admin.org_id, role["id"])) is not None

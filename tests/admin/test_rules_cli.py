@@ -1,0 +1,173 @@
+"""``scim-server rules ...`` on a fresh SQLite file: validate, import, export, preview, apply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from scim_server import create_app
+from scim_server.cli import main
+from scim_server.models import AuditEvent, RuleSet, User
+from scim_server.services import licenses, roles, tokens
+from scim_server.services.organizations import find_organization
+from tests.admin.rules import RULES, RULES_YAML
+from tests.conftest import ENTERPRISE, USER_SCHEMA
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    assert run("org", "create", "acme").exit_code == 0
+    return run
+
+
+@pytest.fixture
+def acme(cli) -> Any:
+    """The organization's catalogue and two SCIM users (one in Sales); yields the app."""
+    app = create_app()
+    with app.extensions["scim_db"][1]() as session:
+        org_id = find_organization(session, "acme").id
+        session.rollback()  # the services begin their own transactions
+        licenses.create_license(session, org_id, "Engineer", 5)
+        licenses.create_license(session, org_id, "Planner", 5)
+        roles.create_role(session, org_id, "Engineer", "task")
+        _token, secret = tokens.create_token(session, org_id, "idp")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    for name, department in (("sam@example.com", "Sales"), ("olga@example.com", "Ops")):
+        body = {"schemas": [USER_SCHEMA], "userName": name, ENTERPRISE: {"department": department}}
+        assert client.post("/scim/v2/Users", json=body, headers=headers).status_code == 201
+    yield app
+    app.extensions["scim_db"][0].dispose()
+
+
+def _write(tmp_path: Any, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_validate_ok_and_problems(cli, acme, tmp_path):
+    """A good file is "valid"; a bad one exits 1 with each problem on its own line."""
+    good = cli("rules", "validate", "--org", "acme", _write(tmp_path, "rules.yaml", RULES_YAML))
+    assert good.exit_code == 0 and "rules.yaml: valid" in good.output
+    bad_doc = {
+        "rules": [
+            {
+                "name": "a",
+                "when": {"attribute": "departmnet", "equals": "x"},
+                "then": {"license": "Ghost"},
+            },
+            {
+                "name": "b",
+                "when": {"attribute": "title", "matches": "(x"},
+                "then": {"roles": ["Nobody"]},
+            },
+        ]
+    }
+    bad = cli(
+        "rules", "validate", "--org", "acme", _write(tmp_path, "bad.json", json.dumps(bad_doc))
+    )
+    assert bad.exit_code == 1
+    lines = [line for line in bad.stdout.splitlines() if line]
+    assert [line.split(":")[0] for line in lines] == [
+        "rules[0].when.attribute",
+        "rules[0].then.license",
+        "rules[1].when.matches",
+        "rules[1].then.roles[0]",
+    ]
+    assert 'unknown license "Ghost"' in bad.stdout
+    syntax = cli("rules", "validate", "--org", "acme", _write(tmp_path, "broken.yml", "rules: [\n"))
+    assert syntax.exit_code == 1 and "YAML syntax error" in syntax.output
+    unknown = cli("rules", "validate", "--org", "acme", _write(tmp_path, "rules.txt", RULES_YAML))
+    assert unknown.exit_code == 2 and "--format" in unknown.output
+    as_text = cli(
+        "rules", "validate", "--org", "acme", "--format", "yaml", str(tmp_path / "rules.txt")
+    )
+    assert as_text.exit_code == 0
+    assert cli("rules", "validate", "--org", "nope", str(tmp_path / "rules.yaml")).exit_code == 1
+
+
+def test_import_activate_export_apply(cli, acme, tmp_path):
+    """Import stores (and activates) a version attributed to the CLI; export prints it back."""
+    path = _write(tmp_path, "main.yaml", RULES_YAML)
+    imported = cli("rules", "import", "--org", "acme", path, "--activate")
+    assert imported.exit_code == 0, imported.output
+    assert "imported 'main' as version 1" in imported.output and "is active" in imported.output
+    exported = cli("rules", "export", "--org", "acme")
+    assert exported.exit_code == 0 and yaml.safe_load(exported.output) == RULES
+    as_json = cli("rules", "export", "--org", "acme", "--format", "json")
+    assert json.loads(as_json.output) == RULES
+    again = cli(
+        "rules",
+        "import",
+        "--org",
+        "acme",
+        "--name",
+        "draft",
+        _write(tmp_path, "d.json", json.dumps(RULES)),
+    )
+    assert "imported 'draft' as version 2" in again.output and "active" not in again.output
+    with acme.extensions["scim_db"][1]() as session:
+        stored = session.scalars(select(RuleSet).order_by(RuleSet.version)).all()
+        assert [(r.name, r.active) for r in stored] == [("main", True), ("draft", False)]
+        by_id = cli("rules", "export", "--org", "acme", "--id", stored[1].id, "--format", "json")
+        assert json.loads(by_id.output) == RULES
+        assert cli("rules", "export", "--org", "acme", "--id", "nope").exit_code == 1
+        applied = cli("rules", "apply", "--org", "acme")
+        assert applied.exit_code == 0 and "1 user(s) changed" in applied.output
+        session.rollback()  # a new snapshot: the CLI committed in its own connection
+        sam = session.scalar(select(User).where(User.user_name == "sam@example.com"))
+        assert sam.license_source == "rule" and sam.license_rule == "sales"
+        cli_events = session.scalars(
+            select(AuditEvent).where(AuditEvent.actor_type == "cli").order_by(AuditEvent.seq)
+        ).all()
+        assert [(e.action, e.actor_name) for e in cli_events] == [
+            ("ruleset.create", "scim-server rules import"),
+            ("ruleset.activate", "scim-server rules import"),
+            ("ruleset.create", "scim-server rules import"),
+            ("user.mapping", "scim-server rules apply"),
+            ("ruleset.apply", "scim-server rules apply"),
+        ]
+
+
+def test_import_refuses_an_invalid_file(cli, acme, tmp_path):
+    """An invalid file is not stored; the problems are listed and the exit code is 1."""
+    bad = {"rules": [{"name": "x", "when": {"member_of": "Eng"}, "then": {"license": "Ghost"}}]}
+    result = cli("rules", "import", "--org", "acme", _write(tmp_path, "bad.json", json.dumps(bad)))
+    assert result.exit_code == 1 and "rules[0].then.license" in result.output
+    with acme.extensions["scim_db"][1]() as session:
+        assert session.scalars(select(RuleSet)).all() == []
+    none_active = cli("rules", "export", "--org", "acme")
+    assert none_active.exit_code == 1 and "no active rule set" in none_active.output
+
+
+def test_preview_prints_a_summary_and_changes_nothing(cli, acme, tmp_path):
+    """Preview names the users, the moves and examples, and leaves the database as it was."""
+    with acme.extensions["scim_db"][1]() as session:
+        before = session.execute(select(User.id, User.license_id, User.version)).all()
+        events_before = len(session.scalars(select(AuditEvent)).all())
+    result = cli("rules", "preview", "--org", "acme", _write(tmp_path, "r.yaml", RULES_YAML))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "users: 2, would change: 1",
+        "license moves:",
+        "  - -> Planner: 1",
+        "roles added: none",
+        "roles removed: none",
+        "examples:",
+        "  sam@example.com: license - -> Planner",
+    ]
+    with acme.extensions["scim_db"][1]() as session:
+        assert session.execute(select(User.id, User.license_id, User.version)).all() == before
+        assert len(session.scalars(select(AuditEvent)).all()) == events_before

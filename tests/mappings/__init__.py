@@ -1,0 +1,1 @@
+"""Tests of the mapping rules engine (pure Python: no app, no database)."""

@@ -1,0 +1,238 @@
+"""The SSO admin API (/api/v1/sso): connections, certificates, domains, SP metadata, records."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from lxml import etree
+
+from scim_server.services.tokens import create_token
+from tests.conftest import Scim
+from tests.sso.conftest import SamlConnection, assert_refused, events, make_person, read
+from tests.sso.saml_idp import FakeIdp, valid_response
+
+MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+
+
+def _admin_of(app: Flask, client: FlaskClient, org: Scim) -> Scim:
+    with read(app) as s:
+        _token, secret = create_token(s, org.org_id, "admin", kind="admin")
+    return Scim(client, secret, org.org_id)
+
+
+def test_requires_an_admin_token(client: FlaskClient, scim: Scim) -> None:
+    """No token, or a SCIM token: 401."""
+    assert client.get("/api/v1/sso/connections").status_code == 401
+    assert scim.get("/api/v1/sso/connections").status_code == 401
+
+
+def test_saml_connection_from_metadata(
+    app: Flask, admin: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """Created from IdP metadata: IdP settings, URLs to paste, certificate expiry, no secrets."""
+    data = saml_connection.data
+    assert data["protocol"] == "saml" and data["enabled"] and not data["jit_enabled"]
+    assert data["idp_entity_id"] == saml_idp.entity_id
+    assert data["idp_sso_url"] == saml_idp.sso_url
+    assert data["acs_url"] == f"http://localhost/sso/saml/{data['id']}/acs"
+    assert data["sp_entity_id"] == f"http://localhost/sso/saml/{data['id']}"
+    assert data["sp_metadata_url"].endswith(f"/sso/saml/{data['id']}/metadata")
+    [cert] = data["certificates"]
+    assert cert["days_left"] > 300 and cert["expired"] is False and len(cert["fingerprint"]) == 64
+    assert "pem" not in cert
+    assert "PRIVATE KEY" not in str(admin.get(f"/api/v1/sso/connections/{data['id']}").get_json())
+    event = events(app, admin.org_id, "sso.connection.")[0]
+    assert (event.action, event.resource_id) == ("sso.connection.create", data["id"])
+
+
+def test_oidc_connection_never_returns_the_secret(app: Flask, admin: Scim) -> None:
+    """client_secret is write-only: the view says it is set, the audit says it changed."""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {
+            "protocol": "oidc",
+            "name": "Okta",
+            "issuer": "https://acme.okta.com",
+            "client_id": "0oa1",
+            "client_secret": "s3cret-value",
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["client_secret_set"] is True and "client_secret" not in body
+    assert body["redirect_uri"] == f"http://localhost/sso/oidc/{body['id']}/callback"
+    listed = admin.get("/api/v1/sso/connections").get_data(as_text=True)
+    assert "s3cret-value" not in listed
+    audit = admin.get("/api/v1/audit?action=sso.connection.create").get_data(as_text=True)
+    assert "s3cret-value" not in audit
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"protocol": "ldap"}, 400),
+        ({"protocol": "oidc", "issuer": "http://acme.example.com", "client_id": "x"}, 400),
+        ({"protocol": "oidc", "issuer": "https://acme.example.com"}, 400),
+        ({"protocol": "saml", "enabled": "yes"}, 400),
+        ({"protocol": "saml", "sp_private_key": "x"}, 400),
+        ({"protocol": "saml", "metadata_xml": "<not-metadata/>"}, 400),
+    ],
+)
+def test_bad_connection_is_refused(app: Flask, admin: Scim, body: dict, status: int) -> None:
+    """Invalid settings: 400 with a detail, nothing created."""
+    resp = admin.post("/api/v1/sso/connections", body)
+    assert resp.status_code == status and resp.get_json()["detail"]
+    assert admin.get("/api/v1/sso/connections").get_json()["connections"] == []
+
+
+def test_connections_are_per_organization(
+    app: Flask, client: FlaskClient, other_scim: Scim, saml_connection: SamlConnection
+) -> None:
+    """Another organization's admin cannot read, change or delete the connection."""
+    other = _admin_of(app, client, other_scim)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert other.get(url).status_code == 404
+    assert other.patch(url, {"enabled": False}).status_code == 404
+    assert other.delete(url).status_code == 404
+    assert other.get("/api/v1/sso/connections").get_json()["connections"] == []
+
+
+def test_certificate_rotation(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """A second IdP certificate is trusted alongside the first; removing the old one ends it."""
+    make_person(app, scim)
+    new_idp = FakeIdp(key_name="idp-next")
+    url = f"/api/v1/sso/connections/{saml_connection.id}/certificates"
+    resp = admin.post(url, {"pem": new_idp.cert})
+    assert resp.status_code == 201 and resp.get_json()["days_left"] > 300
+    assert admin.post(url, {"pem": new_idp.cert}).status_code == 409
+    listed = admin.get(url).get_json()["certificates"]
+    assert len(listed) == 2
+    for idp in (saml_idp, new_idp):
+        request_id = saml_connection.start()
+        resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), idp))
+        assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert admin.delete(f"{url}/{listed[0]['fingerprint']}").status_code == 204
+    request_id = saml_connection.start()
+    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    assert_refused(app, scim.org_id, resp, "signature")
+    assert admin.post(url, {"pem": "not a certificate"}).status_code == 400
+
+
+def test_metadata_import_as_xml_body(admin: Scim, saml_idp: FakeIdp) -> None:
+    """IdP metadata uploaded as an XML body, with two signing certificates (rotation)."""
+    conn = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
+    assert conn["certificates"] == [] and conn["idp_sso_url"] is None
+    xml = saml_idp.metadata_xml(extra_certs=(FakeIdp(key_name="idp-next").cert,))
+    resp = admin.client.post(
+        f"/api/v1/sso/connections/{conn['id']}/metadata",
+        data=xml,
+        headers={**admin.headers(), "Content-Type": "application/xml"},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert len(resp.get_json()["certificates"]) == 2
+    assert resp.get_json()["idp_entity_id"] == saml_idp.entity_id
+
+
+def test_metadata_with_doctype_is_refused(admin: Scim, saml_idp: FakeIdp) -> None:
+    """Uploaded metadata with a DOCTYPE (XXE) is refused with a clear detail."""
+    conn = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
+    xml = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>' + saml_idp.metadata_xml()[21:]
+    resp = admin.post(f"/api/v1/sso/connections/{conn['id']}/metadata", {"xml": xml})
+    assert resp.status_code == 400 and "DOCTYPE" in resp.get_json()["detail"]
+
+
+def test_sp_metadata_export(
+    client: FlaskClient, admin: Scim, saml_connection: SamlConnection
+) -> None:
+    """SP metadata (public URL and admin API): entity id, ACS URL, signed requests, our key."""
+    for resp in (
+        client.get(f"/sso/saml/{saml_connection.id}/metadata"),
+        admin.get(f"/api/v1/sso/connections/{saml_connection.id}/sp-metadata"),
+    ):
+        assert resp.status_code == 200 and resp.mimetype == "application/samlmetadata+xml"
+        root = etree.fromstring(resp.data)
+        assert root.get("entityID") == saml_connection.data["sp_entity_id"]
+        sp = root.find(f"{MD}SPSSODescriptor")
+        assert (sp.get("AuthnRequestsSigned"), sp.get("WantAssertionsSigned")) == ("true", "true")
+        acs = sp.find(f"{MD}AssertionConsumerService")
+        assert acs.get("Location") == saml_connection.data["acs_url"]
+        assert b"X509Certificate" in resp.data and b"PRIVATE" not in resp.data
+
+
+def test_custom_acs_path_and_overlap(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """A custom ACS path works; one that prefixes another connection's is refused (409)."""
+    make_person(app, scim)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    resp = admin.patch(url, {"acs_path": "/sso/saml/acme-corp"})
+    assert resp.status_code == 200 and resp.get_json()["acs_url"].endswith("/sso/saml/acme-corp")
+    saml_connection.data = resp.get_json()
+    request_id = saml_connection.start()
+    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    other = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
+    for path in ("/sso/saml/acme-corp/x", "/sso/saml/acme", "/sso/saml/acme-corp"):
+        resp = admin.patch(f"/api/v1/sso/connections/{other['id']}", {"acs_path": path})
+        assert resp.status_code == 409, path
+    for path in ("/elsewhere", "/sso/saml/../admin", "/sso/saml/x/metadata", ""):
+        resp = admin.patch(f"/api/v1/sso/connections/{other['id']}", {"acs_path": path})
+        assert resp.status_code == 400, path
+
+
+def test_email_domains(app: Flask, client: FlaskClient, admin: Scim, other_scim: Scim) -> None:
+    """Domains: normalised, unique across organizations, validated, removable."""
+    resp = admin.post("/api/v1/sso/domains", {"domain": "Example.COM."})
+    assert resp.status_code == 201 and resp.get_json()["domain"] == "example.com"
+    other = _admin_of(app, client, other_scim)
+    assert other.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 409
+    for bad in ("not a domain", "com", "*.example.com", "a..b", 42):
+        assert admin.post("/api/v1/sso/domains", {"domain": bad}).status_code == 400, bad
+    resp = admin.post("/api/v1/sso/domains", {"domain": "x.example", "connection_id": "nope"})
+    assert resp.status_code == 404
+    assert [d["domain"] for d in admin.get("/api/v1/sso/domains").get_json()["domains"]] == [
+        "example.com"
+    ]
+    assert other.delete("/api/v1/sso/domains/example.com").status_code == 404
+    assert admin.delete("/api/v1/sso/domains/example.com").status_code == 204
+    assert admin.get("/api/v1/sso/domains").get_json()["domains"] == []
+
+
+def test_sign_in_records_api(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """The debugger: newest first, precise reason and detail, filters and a cursor."""
+    make_person(app, scim, licensed=False)
+    for _ in range(3):
+        request_id = saml_connection.start()
+        saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    resp = admin.get(f"/api/v1/sso/sign-ins?connection_id={saml_connection.id}&limit=2")
+    body = resp.get_json()
+    assert len(body["sign_ins"]) == 2 and body["next_cursor"]
+    first = body["sign_ins"][0]
+    assert (first["outcome"], first["reason_code"]) == ("failure", "missing_license")
+    assert "license" in first["detail"] and first["email"] == "alice@example.com"
+    rest = admin.get(f"/api/v1/sso/sign-ins?limit=2&cursor={body['next_cursor']}").get_json()
+    assert len(rest["sign_ins"]) == 1 and rest["next_cursor"] is None
+    assert admin.get("/api/v1/sso/sign-ins?outcome=success").get_json()["sign_ins"] == []
+
+
+def test_delete_connection(admin: Scim, saml_connection: SamlConnection) -> None:
+    """Deleting a connection keeps its domains (unrouted) and its ACS stops answering."""
+    assert admin.delete(f"/api/v1/sso/connections/{saml_connection.id}").status_code == 204
+    assert admin.get("/api/v1/sso/domains").get_json()["domains"] == [
+        {"domain": "example.com", "connection_id": None}
+    ]
+    resp = saml_connection.client.post(saml_connection.acs_path, data={"SAMLResponse": "x"})
+    assert resp.status_code == 404
+
+
+def test_update_refuses_other_protocol_fields(admin: Scim, saml_connection: SamlConnection) -> None:
+    """OIDC fields on a SAML connection (and unknown fields) are refused."""
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.patch(url, {"issuer": "https://x.example.com"}).status_code == 400
+    assert admin.patch(url, {"colour": "blue"}).status_code == 400
+    assert admin.patch(url, {"name": ""}).status_code == 400

@@ -1,0 +1,49 @@
+"""Several nodes, one database: a replayed assertion raced from two clients has one winner."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from scim_server.services.tokens import create_token
+from tests.conftest import Scim
+from tests.sso.conftest import SamlConnection, make_person, sign_ins
+from tests.sso.saml_idp import FakeIdp, valid_response
+
+
+def test_racing_replay_has_one_winner(live: Any) -> None:
+    """The same IdP-initiated response posted twice at once: one sign-in, one replay refusal."""
+    app, scim = live
+    with app.extensions["scim_db"][1]() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    idp = FakeIdp()
+    domain = f"race-{uuid.uuid4().hex[:8]}.example"
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
+    ).get_json()
+    assert admin.post("/api/v1/sso/domains", {"domain": domain}).status_code == 201
+    make_person(app, scim, f"alice@{domain}")
+    saml = SamlConnection(conn, app.test_client())
+    response = valid_response(saml.assertion(None, name_id=f"alice@{domain}", attributes={}), idp)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post() -> None:
+        client = SamlConnection(conn, app.test_client())
+        barrier.wait()
+        statuses.append(client.post(response).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [303, 400]
+    records = sign_ins(app, scim.org_id)
+    assert sorted((r.outcome, r.reason_code or "") for r in records) == [
+        ("failure", "replay"),
+        ("success", ""),
+    ]

@@ -1,0 +1,73 @@
+"""Home-realm discovery: /sso/login sends a person to their organization's IdP by e-mail domain."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from flask.testing import FlaskClient
+
+from tests.conftest import Scim
+from tests.sso.conftest import SamlConnection
+
+
+def test_login_page_is_a_form(client: FlaskClient) -> None:
+    """GET /sso/login: an HTML form posting the address, next kept (escaped), never cached."""
+    resp = client.get('/sso/login?next=/oauth/authorize?a=1%26b="x"')
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    assert "<form method='post' action='/sso/login'>" in body
+    assert "value='/oauth/authorize?a=1&amp;b=&#34;x&#34;'" in body
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_login_page_drops_foreign_next(client: FlaskClient) -> None:
+    """An absolute or protocol-relative next becomes the default landing page."""
+    for bad in ("https://evil.test/", "//evil.test/", "/\\evil.test", "javascript:alert(1)"):
+        body = client.get("/sso/login", query_string={"next": bad}).get_data(as_text=True)
+        assert "value='/sso/welcome'" in body, bad
+
+
+def test_discovery_by_domain(client: FlaskClient, saml_connection: SamlConnection) -> None:
+    """alice@EXAMPLE.com goes to the example.com connection's start URL, next preserved."""
+    resp = client.post("/sso/login", data={"email": "alice@EXAMPLE.com", "next": "/app"})
+    assert resp.status_code == 303
+    url = urlsplit(resp.headers["Location"])
+    assert url.path == f"/sso/saml/{saml_connection.id}/start"
+    assert parse_qs(url.query) == {"next": ["/app"]}
+    follow = client.get(resp.headers["Location"])
+    assert follow.status_code == 302
+    assert follow.headers["Location"].startswith("https://idp.example.test/sso?SAMLRequest=")
+
+
+def test_unknown_domain(client: FlaskClient, saml_connection: SamlConnection) -> None:
+    """An address with no registered domain: the form again, with a clear message."""
+    resp = client.post("/sso/login", data={"email": "bob@unknown.test", "next": "/app"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "We do not know a single sign-on connection" in body
+    assert "value='bob@unknown.test'" in body
+
+
+def test_discovery_to_oidc_passes_login_hint(client: FlaskClient, admin: Scim) -> None:
+    """An OIDC connection's domain routes to its start URL with login_hint."""
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "oidc", "issuer": "https://login.acme.test", "client_id": "c"},
+    ).get_json()
+    admin.post("/api/v1/sso/domains", {"domain": "acme.test"})
+    resp = client.post("/sso/login", data={"email": "eve@acme.test"})
+    url = urlsplit(resp.headers["Location"])
+    assert url.path == f"/sso/oidc/{conn['id']}/start"
+    assert parse_qs(url.query) == {"next": ["/sso/welcome"], "login_hint": ["eve@acme.test"]}
+
+
+def test_disabled_or_ambiguous_connections_are_not_discovered(
+    client: FlaskClient, admin: Scim, saml_connection: SamlConnection
+) -> None:
+    """A disabled connection is not offered; two connections and an unrouted domain: none."""
+    admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": False})
+    assert client.post("/sso/login", data={"email": "a@example.com"}).status_code == 400
+    admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": True})
+    admin.post("/api/v1/sso/connections", {"protocol": "saml", "name": "second"})
+    admin.delete("/api/v1/sso/domains/example.com")
+    admin.post("/api/v1/sso/domains", {"domain": "example.com"})
+    assert client.post("/sso/login", data={"email": "a@example.com"}).status_code == 400

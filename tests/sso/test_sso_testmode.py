@@ -1,0 +1,92 @@
+"""Test mode: an admin runs a real login against a connection and sees the result; nothing changes."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.models import User
+from tests.conftest import Scim
+from tests.sso.conftest import (
+    SamlConnection,
+    make_person,
+    read,
+    request_id_of,
+    set_default_license,
+    sign_ins,
+)
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
+
+
+def _test_login(admin: Scim, client: FlaskClient, conn: SamlConnection) -> str:
+    """Ask for a test link, open it: return the AuthnRequest id the IdP answers."""
+    resp = admin.post(f"/api/v1/sso/connections/{conn.id}/test", {})
+    assert resp.status_code == 200 and resp.get_json()["expires_in"] == 600
+    path = urlsplit(resp.get_json()["url"]).path
+    started = client.get(path)
+    assert started.status_code == 302 and "SAMLRequest=" in started.headers["Location"]
+    assert client.get(path).status_code == 400  # single use
+    return request_id_of(started.headers["Location"])
+
+
+def test_test_mode_shows_attributes_and_creates_nobody(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+) -> None:
+    """A test login for an unknown person with JIT on: attributes, mapping, decision; no user."""
+    set_default_license(app, scim.org_id, "Engineer")
+    admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"jit_enabled": True})
+    request_id = _test_login(admin, client, saml_connection)
+    attrs = {WS + "emailaddress": ["dave@example.com"], "department": ["Sales"]}
+    assertion = saml_connection.assertion(request_id, name_id="dave@example.com", attributes=attrs)
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "SSO connection test" in body
+    assert "department" in body and "Sales" in body and "would create the account" in body
+    with read(app) as s:
+        assert s.scalar(select(User).where(User.org_id == scim.org_id)) is None
+    with client.session_transaction() as sess:
+        assert "sso" not in sess
+    record = sign_ins(app, scim.org_id)[-1]
+    assert record.outcome == "test" and record.data["attributes"]["department"] == ["Sales"]
+    assert record.data["profile"]["email"] == ["dave@example.com"]
+    assert record.data["mapping"]["license"] == "Engineer"
+    listed = admin.get("/api/v1/sso/sign-ins?outcome=test").get_json()["sign_ins"]
+    assert listed[0]["data"]["decision"]["outcome"].startswith("would create")
+
+
+def test_test_mode_reports_refusal_reason(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+) -> None:
+    """A known user without a license: the test page names missing_license; nothing changes."""
+    user_id = make_person(app, scim, licensed=False)
+    request_id = _test_login(admin, client, saml_connection)
+    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    assert "missing_license" in resp.get_data(as_text=True)
+    with read(app) as s:
+        assert s.get(User, (scim.org_id, user_id)).last_login_at is None
+
+
+def test_test_link_is_per_organization(
+    admin: Scim, other_scim: Scim, saml_connection: SamlConnection, app: Flask, client: FlaskClient
+) -> None:
+    """Another organization's admin cannot make a test link for the connection."""
+    from scim_server.services.tokens import create_token
+
+    with read(app) as s:
+        _t, secret = create_token(s, other_scim.org_id, "admin", kind="admin")
+    other = Scim(client, secret, other_scim.org_id)
+    assert other.post(f"/api/v1/sso/connections/{saml_connection.id}/test", {}).status_code == 404
+    assert client.get("/sso/test/made-up-token").status_code == 400
