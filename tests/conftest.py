@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,14 @@ from scim_server.db import Base, make_engine
 from scim_server.migrate import upgrade
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
+
+# Shared, noisy CI machines: a slow example is not a failure; correctness is.
+settings.register_profile(
+    "project",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("project")
 
 PG_URL = os.environ.get("SCIM_TEST_DATABASE_URL")
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
