@@ -30,7 +30,6 @@ def find_person(
     A contact that already has an account is not matched again: two accounts
     never share one person.
     """
-    taken = select(User.contact_id).where(User.org_id == org_id, User.contact_id.is_not(None))
     for key in match_keys:
         if key == "externalId" and external_id:
             cond = Contact.external_id == external_id
@@ -38,16 +37,26 @@ def find_person(
             cond = Contact.email_key == fold(email)
         else:
             continue
-        found = session.scalar(
+        # Index lookup of the few candidates, then which of them already have an
+        # account: never a scan of all users.
+        candidates = session.scalars(
             select(Contact)
-            .where(
-                Contact.org_id == org_id, Contact.kind == "person", cond, Contact.id.not_in(taken)
-            )
+            .where(Contact.org_id == org_id, Contact.kind == "person", cond)
             .order_by(Contact.created_at)
-            .limit(1)
+            .limit(20)
+        ).all()
+        if not candidates:
+            continue
+        taken = set(
+            session.scalars(
+                select(User.contact_id).where(
+                    User.org_id == org_id, User.contact_id.in_([c.id for c in candidates])
+                )
+            )
         )
-        if found is not None:
-            return found
+        for contact in candidates:
+            if contact.id not in taken:
+                return contact
     return None
 
 
