@@ -62,4 +62,4 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
 
 def create(session: Session, org_id: str, req: SignInRequest) -> User:
     """Create the account through the identity services (raises their domain errors)."""
-    return users.create_user(session, org_id, scim_document(req))
+    return users.create_user(session, org_id, scim_document(req), identity=req.identity)

@@ -49,6 +49,8 @@ class SignInRequest:
     jit_enabled: bool = False
     source_ip: str | None = None
     user_agent: str | None = None
+    # The full identity (groups included) for the mapping rules of a JIT creation.
+    identity: Any = None
 
 
 def _context(req: SignInRequest) -> AuditContext:

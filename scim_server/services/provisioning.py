@@ -121,7 +121,13 @@ def _contact_name(doc: dict[str, Any]) -> str:
 
 
 def provision(
-    session: Session, org_id: str, user: User, doc: dict[str, Any], *, creating: bool
+    session: Session,
+    org_id: str,
+    user: User,
+    doc: dict[str, Any],
+    *,
+    creating: bool,
+    identity: Any = None,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation."""
     settings = settings_for(session, org_id)
@@ -151,7 +157,10 @@ def provision(
 
     rules = active_rule_set(session, org_id, settings)
     if rules is not None:
-        identity = mappings.ExternalIdentity.from_scim(doc, user_groups(session, org_id, user.id))
+        if identity is None:
+            identity = mappings.ExternalIdentity.from_scim(
+                doc, user_groups(session, org_id, user.id)
+            )
         result = mappings.resolve(identity, rules)
         explanation["rules"] = list(result.explanation)
         changes = _apply_result(session, org_id, user, contact, result, settings, creating, doc)

@@ -67,8 +67,12 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
         raise UniquenessError(f"userName {doc['userName']!r} is already taken.")
 
 
-def create_user(session: Session, org_id: str, doc: Doc) -> User:
-    """Create a user. A retried create (same userName) gets a uniqueness error, never a twin."""
+def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None) -> User:
+    """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
+
+    ``identity`` (a ``mappings.ExternalIdentity``) is what the rules see when the
+    creation comes from a sign-in (JIT) rather than SCIM: its groups and claims.
+    """
     with session.begin():
         _check_unique(session, org_id, doc, None)
         now = utcnow()
@@ -82,7 +86,9 @@ def create_user(session: Session, org_id: str, doc: Doc) -> User:
         except IntegrityError:
             # A concurrent create won the race for this userName.
             raise UniquenessError(f"userName {doc['userName']!r} is already taken.") from None
-        explanation = provisioning.provision(session, org_id, user, user.data, creating=True)
+        explanation = provisioning.provision(
+            session, org_id, user, user.data, creating=True, identity=identity
+        )
         reindex(session, org_id, user.id, user.data)
         record(
             session,

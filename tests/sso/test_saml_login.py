@@ -328,3 +328,46 @@ def test_plain_assertion_refused_when_encryption_required(
     request_id = saml_connection.start()
     resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
     assert_refused(app, scim.org_id, resp, "invalid_response")
+
+
+def test_jit_rules_see_the_assertion_groups(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """JIT: a rule on group membership matches the groups claim of the assertion itself."""
+    from tests.admin.helpers import make_license, make_role, ok
+
+    make_license(admin, "Engineer")
+    make_role(admin, "Engineer")
+    document = {
+        "mode": "first-match",
+        "rules": [
+            {
+                "name": "engineering",
+                "when": {"member_of": "Engineering"},
+                "then": {"license": "Engineer", "roles": ["Engineer"]},
+            }
+        ],
+    }
+    stored = ok(admin.post("/api/v1/rulesets", {"name": "main", "document": document}), 201)
+    ok(admin.post(f"/api/v1/rulesets/{stored['id']}/activate", {}), 200)
+    admin.client.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}",
+        json={"jit_enabled": True},
+        headers=admin.headers(),
+    )
+    request_id = saml_connection.start()
+    attributes = {
+        WS + "emailaddress": ["dana@example.com"],
+        "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups": ["Engineering"],
+    }
+    assertion = saml_connection.assertion(
+        request_id, name_id="dana@example.com", attributes=attributes
+    )
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    with read(app) as s:
+        user = s.scalar(select(User).where(User.org_id == scim.org_id))
+        lic = s.get(License, (scim.org_id, user.license_id))
+    assert lic.name == "Engineer" and user.license_rule == "engineering"
+    created = next(e for e in events(app, scim.org_id, "") if e.action == "user.create")
+    assert any(r["rule"] == "engineering" and r["matched"] for r in created.explanation["rules"])
