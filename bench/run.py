@@ -133,7 +133,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="backend to run (repeatable; default: all)",
     )
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="where to create scim_bench")
-    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="JSON results (default: bench/results/latest.json, latest-quick.json with --quick)",
+    )
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
     )
@@ -143,6 +147,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = QUICK if args.quick else FULL
+    # A smoke run must not overwrite the full run's figures.
+    output = args.output or RESULTS / ("latest-quick.json" if args.quick else "latest.json")
     started = time.perf_counter()
     info = machine_info()
     log(f"building the data set ({profile.name}: {', '.join(map(str, profile.org_sizes))} users)")
@@ -164,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(elapsed, 1),
         "backends": results,
     }
-    write_json(args.output, doc)
+    write_json(output, doc)
     print_report(doc)
-    log(f"done in {elapsed:.0f} s; JSON in {args.output}")
+    log(f"done in {elapsed:.0f} s; JSON in {output}")
     unmet = [t for r in results.values() for t in r["targets"] if not t.met]
     return 1 if args.strict and unmet else 0
 
