@@ -38,13 +38,19 @@ def find_person(
         else:
             continue
         # Index lookup of the few candidates, then which of them already have an
-        # account: never a scan of all users.
-        candidates = session.scalars(
-            select(Contact)
-            .where(Contact.org_id == org_id, Contact.kind == "person", cond)
-            .order_by(Contact.created_at)
-            .limit(20)
-        ).all()
+        # account: never a scan of all users. `kind` is tested here, not in SQL:
+        # without statistics SQLite would let (org_id, kind) pick its index and
+        # walk every person contact of the organization.
+        candidates = [
+            c
+            for c in session.scalars(
+                select(Contact)
+                .where(Contact.org_id == org_id, cond)
+                .order_by(Contact.created_at)
+                .limit(50)
+            )
+            if c.kind == "person"
+        ]
         if not candidates:
             continue
         taken = set(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -67,17 +67,24 @@ def find_roles(session: Session, org_id: str, names: Iterable[str]) -> dict[str,
     return {r.name_key: r for r in rows}
 
 
+# Built once: every rendered user runs it.
+_ROLES_OF = (
+    select(UserRole.user_id, UserRole.source, UserRole.rule, Role.id, Role.name, Role.kind)
+    .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
+    .where(
+        UserRole.org_id == bindparam("org_id"),
+        UserRole.user_id.in_(bindparam("user_ids", expanding=True)),
+    )
+    .order_by(Role.name_key, UserRole.source)
+)
+
+
 def roles_of(session: Session, org_id: str, user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Each user's roles: name, kind, and the sources it holds them from."""
     out: dict[str, dict[str, dict[str, Any]]] = {u: {} for u in user_ids}
     if not user_ids:
         return {}
-    rows = session.connection().execute(
-        select(UserRole.user_id, UserRole.source, UserRole.rule, Role.id, Role.name, Role.kind)
-        .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
-        .where(UserRole.org_id == org_id, UserRole.user_id.in_(user_ids))
-        .order_by(Role.name_key, UserRole.source)
-    )
+    rows = session.connection().execute(_ROLES_OF, {"org_id": org_id, "user_ids": user_ids})
     for user_id, source, rule, role_id, name, kind in rows:
         entry = out[user_id].setdefault(
             role_id, {"id": role_id, "name": name, "kind": kind, "sources": []}

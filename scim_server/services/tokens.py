@@ -69,7 +69,7 @@ def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:
     """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
     if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
-    token = session.execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
+    token = session.connection().execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
     if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token
