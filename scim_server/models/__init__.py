@@ -6,6 +6,7 @@ from scim_server.models.contact import Contact
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.license import License
 from scim_server.models.organization import Organization
+from scim_server.models.resource_count import ResourceCount
 from scim_server.models.role import Role, UserRole
 from scim_server.models.rule_set import RuleSet
 from scim_server.models.token import ScimToken
@@ -21,6 +22,7 @@ __all__ = [
     "GroupMember",
     "License",
     "Organization",
+    "ResourceCount",
     "Role",
     "RuleSet",
     "ScimToken",

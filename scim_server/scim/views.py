@@ -32,8 +32,9 @@ from scim_server.scim.schema import GROUP, RESOURCE_TYPES, USER, ResourceType
 from scim_server.services import groups as group_service
 from scim_server.services import tokens as token_service
 from scim_server.services import users as user_service
-from scim_server.services.common import etag, page
+from scim_server.services.common import etag
 from scim_server.services.groups import MemberChange
+from scim_server.services.paging import page, page_all
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 register_error_handlers(bp)
@@ -67,8 +68,10 @@ def authenticate() -> None:
     g.org_id = token.org_id
     g.token_id = token.id
     audit_hooks.begin(token.id, token.name)
-    if session.in_transaction():
-        session.commit()  # services begin their own transactions
+    if session.in_transaction() and request.method not in ("GET", "HEAD"):
+        # Write services begin their own transactions; a read goes on in this one
+        # (one BEGIN and one COMMIT fewer per read).
+        session.commit()
 
 
 # -- helpers -------------------------------------------------------------------
@@ -185,13 +188,17 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
     model = compiler.model
     # Refuse a bad attribute list before the query, even if the page will be empty.
     project(rt, {}, query.attributes, query.excluded)
-    order: list[Any] = []
-    if query.sort_by:
-        expr = sort_expression(rt, g.org_id, sort_path(query.sort_by))
-        # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
-        order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
-    order += [model.created_at, model.id]
-    total, rows = page(session, model, g.org_id, where, order, query.start_index - 1, query.count)
+    offset = query.start_index - 1
+    if where is None and not query.sort_by:
+        total, rows = page_all(session, model, rt.name, g.org_id, offset, query.count)
+    else:
+        order: list[Any] = []
+        if query.sort_by:
+            expr = sort_expression(rt, g.org_id, sort_path(query.sort_by))
+            # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
+            order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
+        order += [model.created_at, model.id]
+        total, rows = page(session, model, g.org_id, where, order, offset, query.count)
     if rt is USER:
         groups = None
         if rows and wants("groups", query.attributes, query.excluded):

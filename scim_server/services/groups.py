@@ -22,7 +22,7 @@ from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
-from scim_server.services import provisioning
+from scim_server.services import counts, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.text import exact, fold
@@ -76,6 +76,7 @@ def create_group(session: Session, org_id: str, doc: Doc) -> Group:
         except IntegrityError:
             raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.") from None
         reindex(session, org_id, group.id, group.data)
+        counts.changed(session, org_id, "Group", +1)
         added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
         _record(session, group, "group.create", diff(None, group.data), added, [])
     return group
@@ -163,6 +164,7 @@ def delete_group(
         drop_index(session, org_id, group_id)
         _record(session, group, "group.delete", {}, [], removed)
         session.delete(group)
+        counts.changed(session, org_id, "Group", -1)
 
 
 # -- memberships ---------------------------------------------------------------

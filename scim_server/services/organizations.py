@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Organization
+from scim_server.services import counts
 
 
 def create_organization(session: Session, name: str) -> Organization:
@@ -20,6 +21,7 @@ def create_organization(session: Session, name: str) -> Organization:
         org = Organization(id=str(uuid.uuid4()), name=name)
         session.add(org)
         session.flush()
+        counts.start_organization(session, org.id)
         record(
             session,
             org.id,

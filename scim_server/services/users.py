@@ -16,7 +16,7 @@ from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
-from scim_server.services import lifecycle, provisioning
+from scim_server.services import counts, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
@@ -90,6 +90,7 @@ def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None
             session, org_id, user, user.data, creating=True, identity=identity
         )
         reindex(session, org_id, user.id, user.data)
+        counts.changed(session, org_id, "User", +1)
         record(
             session,
             org_id,
@@ -225,6 +226,7 @@ def delete_user(
             changes={"groups": {"before": sorted(removed)}} if removed else {},
         )
         session.delete(user)
+        counts.changed(session, org_id, "User", -1)
 
 
 def groups_of(

@@ -1,0 +1,167 @@
+"""List pages (RFC 7644 §3.4.2.4): ``startIndex`` and ``count`` without reading the whole table.
+
+A page is an OFFSET into an ordering, and an OFFSET walks every entry it
+skips. Three things keep deep pages cheap:
+
+- from ``DEFERRED_JOIN_OFFSET`` on, the skip runs over the ordering index alone
+  and the page's rows are then read by key;
+- an unfiltered list in the default order takes ``totalResults`` from
+  ``resource_counts`` instead of counting the organization;
+- and, for that list, each process keeps *anchors*: the key of every
+  ``ANCHOR_STEP``-th resource, valid for one ``generation`` of the set. A deep
+  page seeks to the nearest anchor by index and skips fewer than
+  ``ANCHOR_STEP`` entries from there.
+
+The anchors are a cache of what the database holds, checked against the
+generation read in the same transaction; a stale set is never used.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from scim_server.services import counts
+
+# From this offset on, a page is read as ids first, then rows (a "deferred join").
+DEFERRED_JOIN_OFFSET = 500
+ANCHOR_STEP = 256
+# A set that keeps changing is re-anchored at most this often per process;
+# in between its deep pages take the deferred-join path.
+REBUILD_EVERY_S = 5.0
+MAX_ANCHORED_SETS = 64
+
+
+def page(
+    session: Session,
+    model: Any,
+    org_id: str,
+    where: ColumnElement[bool] | None,
+    order: list[Any],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[Any]]:
+    """Count the matches and read one page of them."""
+    conditions = [model.org_id == org_id]
+    if where is not None:
+        conditions.append(where)
+    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+    if limit == 0 or offset >= total:
+        return total, []
+    return total, _rows(session.connection(), model, org_id, conditions, order, offset, limit)
+
+
+def page_all(
+    session: Session, model: Any, resource_type: str, org_id: str, offset: int, limit: int
+) -> tuple[int, list[Any]]:
+    """A page of all the organization's resources in the default order (created, id)."""
+    order = [model.created_at, model.id]
+    counted = counts.read(session, org_id, resource_type)
+    if counted is None:
+        return page(session, model, org_id, None, order, offset, limit)
+    total, generation = counted
+    if limit == 0 or offset >= total:
+        return total, []
+    conn = session.connection()
+    conditions: list[Any] = [model.org_id == org_id]
+    anchor = None
+    if offset >= DEFERRED_JOIN_OFFSET:
+        anchor = ANCHORS.find(conn, model, org_id, generation, offset)
+    if anchor is not None:
+        key, position = anchor
+        conditions.append(tuple_(model.created_at, model.id) >= key)
+        offset -= position
+    return total, _rows(conn, model, org_id, conditions, order, offset, limit)
+
+
+def _rows(
+    conn: Connection,
+    model: Any,
+    org_id: str,
+    conditions: list[Any],
+    order: list[Any],
+    offset: int,
+    limit: int,
+) -> list[Any]:
+    if offset < DEFERRED_JOIN_OFFSET:
+        # Rows, not ORM objects: a page is only rendered, and rows cost a fraction.
+        stmt = select(model.__table__).where(*conditions).order_by(*order)
+        return list(conn.execute(stmt.offset(offset).limit(limit)).all())
+    # Skip over the ordering index alone (an index-only scan), then read the
+    # page's rows by key: skipping whole rows made PostgreSQL sort the
+    # organization on disk for every deep page.
+    ids = list(
+        conn.scalars(
+            select(model.id).where(*conditions).order_by(*order).offset(offset).limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    found = conn.execute(
+        select(model.__table__).where(model.org_id == org_id, model.id.in_(ids))
+    ).all()
+    by_id = {row.id: row for row in found}
+    # A row deleted between the two reads is left out, as if the page had been read after.
+    return [by_id[i] for i in ids if i in by_id]
+
+
+@dataclass
+class _Anchored:
+    generation: int
+    keys: list[tuple[Any, str]]  # keys[i]: (created_at, id) at position i * ANCHOR_STEP
+    built_at: float
+
+
+class AnchorCache:
+    """Per-process anchors for the unfiltered lists of recently paged organizations."""
+
+    def __init__(self) -> None:
+        self._sets: OrderedDict[tuple[str, str], _Anchored] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def find(
+        self, conn: Connection, model: Any, org_id: str, generation: int, offset: int
+    ) -> tuple[tuple[Any, str], int] | None:
+        """The key at or before ``offset`` and its position, or None (use the plain path)."""
+        name = (model.__tablename__, org_id)
+        with self._lock:
+            anchored = self._sets.get(name)
+            if anchored is not None:
+                self._sets.move_to_end(name)
+        if anchored is None or anchored.generation != generation:
+            if anchored is not None and time.monotonic() - anchored.built_at < REBUILD_EVERY_S:
+                return None
+            anchored = self._build(conn, model, org_id, generation)
+            with self._lock:
+                self._sets[name] = anchored
+                self._sets.move_to_end(name)
+                while len(self._sets) > MAX_ANCHORED_SETS:
+                    self._sets.popitem(last=False)
+        index = offset // ANCHOR_STEP
+        if index >= len(anchored.keys):
+            return None
+        return anchored.keys[index], index * ANCHOR_STEP
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sets.clear()
+
+    @staticmethod
+    def _build(conn: Connection, model: Any, org_id: str, generation: int) -> _Anchored:
+        # One pass over the ordering index; only every ANCHOR_STEP-th key is kept.
+        rows = conn.execute(
+            select(model.created_at, model.id)
+            .where(model.org_id == org_id)
+            .order_by(model.created_at, model.id)
+        ).all()
+        keys = [(row[0], row[1]) for row in rows[::ANCHOR_STEP]]
+        return _Anchored(generation, keys, time.monotonic())
+
+
+ANCHORS = AnchorCache()
