@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -42,8 +44,12 @@ def start(session: Session, org_id: str, resource_type: str) -> None:
     """The count row of an organization that has none, from what it holds now."""
     model = MODELS[resource_type]
     total = session.scalar(select(func.count()).select_from(model).where(model.org_id == org_id))
+    # A fresh random generation: a cache keyed on an earlier row's numbers must not match.
+    generation = secrets.randbelow(2**31 - 1) + 1
     session.add(
-        ResourceCount(org_id=org_id, resource_type=resource_type, total=total or 0, generation=1)
+        ResourceCount(
+            org_id=org_id, resource_type=resource_type, total=total or 0, generation=generation
+        )
     )
     session.flush()
 

@@ -91,7 +91,7 @@ def test_migrations_match_the_models(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import sso.models  # noqa: F401  (its tables are part of the schema too)
+    import sso.models  # its tables are part of the schema too
     import sso.provider_models  # noqa: F401
     from scim_server.db import Base
 
