@@ -20,6 +20,8 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from scim_server import jsonfast
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -128,7 +130,12 @@ def make_engine(
     a database restart the pool replaces dead connections by itself.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 10})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 10},
+            json_serializer=jsonfast.dumps,
+            json_deserializer=jsonfast.loads,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write
         # lock at BEGIN so concurrent writers queue instead of failing.
@@ -143,6 +150,8 @@ def make_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args={"connect_timeout": connect_timeout},
+        json_serializer=jsonfast.dumps,
+        json_deserializer=jsonfast.loads,
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import record
-from scim_server.db import Base, transaction
+from scim_server.db import Base, db, transaction
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import Organization
 from scim_server.scim.errors import ScimError
@@ -126,6 +126,10 @@ def enforce_scim() -> None:
     limit = limiter.limit_for(reader, g.org_id, current_app.config["RATE_LIMIT_PER_MINUTE"])
     if limit <= 0:
         return
+    # The counter commits in a transaction of its own, never inside the
+    # request's (which a read keeps open from the token lookup on).
+    if db.session.in_transaction():
+        db.session.commit()
     try:
         limiter.check(writer, f"token:{token_id}", limit)
     except RateLimited as exc:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
+from scim_server import jsonfast
 from scim_server.db import db
 from scim_server.scim import audit_hooks, discovery
 from scim_server.scim.body import json_body
@@ -88,7 +88,7 @@ def base_url() -> str:
 def scim_response(
     doc: Any, status: int = 200, *, version: str | None = None, location: str | None = None
 ) -> Response:
-    resp = Response(json.dumps(doc, ensure_ascii=False), status=status, mimetype=SCIM_CONTENT_TYPE)
+    resp = Response(jsonfast.dumps_bytes(doc), status=status, mimetype=SCIM_CONTENT_TYPE)
     if version:
         resp.headers["ETag"] = version
     if location:

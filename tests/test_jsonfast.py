@@ -1,0 +1,26 @@
+"""Stored documents and responses survive what orjson refuses (integers beyond 64 bits)."""
+
+from __future__ import annotations
+
+from scim_server import jsonfast
+from tests.conftest import Scim
+
+EXT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def test_round_trip_of_values_orjson_refuses() -> None:
+    doc = {"big": 2**70, "text": "é ✓ \u2028", "nested": [{"n": -(2**65)}]}
+    assert jsonfast.loads(jsonfast.dumps(doc)) == doc
+    assert jsonfast.loads(jsonfast.dumps_bytes(doc)) == doc
+
+
+def test_non_ascii_is_kept_as_utf8() -> None:
+    assert jsonfast.dumps({"name": "Zoë"}) == '{"name":"Zoë"}'
+
+
+def test_a_user_with_unicode_is_stored_and_served_unchanged(scim: Scim) -> None:
+    created = scim.create_user("zoë@example.com", displayName="Zoë Ünïcode ✓", **{EXT: {}})
+    resp = scim.get(f"/scim/v2/Users/{created['id']}")
+    assert resp.status_code == 200
+    assert resp.get_json()["displayName"] == "Zoë Ünïcode ✓"
+    assert "Zoë".encode() in resp.data
