@@ -24,6 +24,7 @@ from sso.certs import expiry_view
 from sso.errors import SsoError
 from sso.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 from sso.models import SignInRecord, SsoEmailDomain
+from sso.sealing import current_secret
 
 MAX_RECORDS = 500
 
@@ -61,7 +62,9 @@ def create_sso_connection() -> tuple[Response, int]:
     body = _body()
     xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
     meta = _read_metadata(xml, url) if xml or url else None
-    conn = service.create_connection(db.session, g.org_id, body, _base_url())
+    conn = service.create_connection(
+        db.session, g.org_id, body, _base_url(), secret=current_secret()
+    )
     if meta is not None:
         conn = service.apply_metadata(db.session, g.org_id, conn.id, meta, url)
     return jsonify(_view(conn)), 201
@@ -74,7 +77,9 @@ def get_sso_connection(connection_id: str) -> Response:
 
 @bp.patch("/sso/connections/<connection_id>")
 def update_sso_connection(connection_id: str) -> Response:
-    conn = service.update_connection(db.session, g.org_id, connection_id, _body())
+    conn = service.update_connection(
+        db.session, g.org_id, connection_id, _body(), secret=current_secret()
+    )
     return jsonify(_view(conn))
 
 

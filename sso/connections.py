@@ -3,7 +3,8 @@
 Services in the house style: they take a session, own the transaction, write
 the audit event with the change, raise domain errors, and never import Flask.
 Secrets (the OIDC client secret, the SP private key) never appear in an audit
-event or an API view.
+event or an API view, and are stored sealed: every write seals them with the
+server's encryption secret (``sso.connection_secrets``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from sso.certs import describe, expiry_view, generate_sp_keypair
+from sso.connection_secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
 from sso.errors import SsoError
 from sso.metadata import IdpMetadata
 from sso.models import PROTOCOLS, SsoConnection, SsoEmailDomain
+from sso.sealing import SealedSecretError
 
 ACS_PREFIX = "/sso/saml/"
 _ACS_PATH = re.compile(r"^/sso/saml/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
 _FLAGS = ("enabled", "jit_enabled", "idp_initiated_allowed", "want_encrypted_assertions")
-SECRET_FIELDS = frozenset({"client_secret", "sp_private_key"})
 EDITABLE = frozenset(
     {"name", *_FLAGS, "acs_path", "issuer", "client_id", "client_secret", "scopes", "sp_entity_id"}
 )
@@ -87,14 +89,15 @@ def _check_oidc(conn: SsoConnection) -> None:
     if not conn.issuer or not conn.client_id:
         raise InvalidValueError("An OIDC connection needs issuer and client_id.")
     try:
-        OidcConnectionConfig(
-            conn.issuer, conn.client_id, conn.client_secret or "", conn.scopes or ""
-        )
+        # The secret is not validated (any string, or none for a public client): not opened here.
+        OidcConnectionConfig(conn.issuer, conn.client_id, "", conn.scopes or "")
     except OidcError as err:
         raise InvalidValueError(f"Invalid OIDC settings: {err.detail}") from None
 
 
-def _apply(session: Session, conn: SsoConnection, fields: dict[str, Any]) -> dict[str, Any]:
+def _apply(
+    session: Session, conn: SsoConnection, fields: dict[str, Any], secret: bytes
+) -> dict[str, Any]:
     unknown = set(fields) - EDITABLE
     if unknown:
         raise InvalidValueError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
@@ -111,6 +114,15 @@ def _apply(session: Session, conn: SsoConnection, fields: dict[str, Any]) -> dic
             value = " ".join(str(v) for v in value)
         else:
             value = _text(fields, key)
+        if key in SECRET_FIELDS:
+            try:
+                unchanged = value == reveal_secret(conn, key, secret)
+            except SealedSecretError:
+                unchanged = False  # re-entering a secret that no longer opens replaces it
+            if not unchanged:
+                set_secret(conn, key, value, secret)
+                changes[key] = "(changed)"
+            continue
         if key == "acs_path":
             if value is None:
                 raise InvalidValueError("acs_path cannot be empty.")
@@ -118,8 +130,7 @@ def _apply(session: Session, conn: SsoConnection, fields: dict[str, Any]) -> dic
         before = getattr(conn, key)
         if before != value:
             setattr(conn, key, value)
-            shown = "(changed)" if key in SECRET_FIELDS else {"before": before, "after": value}
-            changes[key] = shown
+            changes[key] = {"before": before, "after": value}
     return changes
 
 
@@ -136,9 +147,12 @@ def _check_protocol_fields(protocol: str, fields: dict[str, Any]) -> None:
 
 
 def create_connection(
-    session: Session, org_id: str, fields: dict[str, Any], base_url: str
+    session: Session, org_id: str, fields: dict[str, Any], base_url: str, *, secret: bytes
 ) -> SsoConnection:
-    """A new connection; a SAML one gets its own SP key pair, entity id and ACS path."""
+    """A new connection; a SAML one gets its own SP key pair, entity id and ACS path.
+
+    ``secret`` is the server's encryption secret (``sso.sealing.encryption_secret``).
+    """
     protocol = fields.get("protocol")
     if protocol not in PROTOCOLS:
         raise InvalidValueError(f"protocol must be one of {list(PROTOCOLS)}.")
@@ -163,10 +177,11 @@ def create_connection(
         if protocol == "saml":
             conn.sp_entity_id = f"{base_url}/sso/saml/{conn.id}"
             conn.acs_path = f"{ACS_PREFIX}{conn.id}/acs"
-            conn.sp_private_key, conn.sp_certificate = generate_sp_keypair(conn.sp_entity_id)
+            key_pem, conn.sp_certificate = generate_sp_keypair(conn.sp_entity_id)
+            set_secret(conn, "sp_private_key", key_pem, secret)
         else:
             conn.scopes = "openid email profile"
-        changes = _apply(session, conn, rest)
+        changes = _apply(session, conn, rest, secret)
         if protocol == "oidc":
             _check_oidc(conn)
         session.add(conn)
@@ -176,12 +191,14 @@ def create_connection(
 
 
 def update_connection(
-    session: Session, org_id: str, connection_id: str, fields: dict[str, Any]
+    session: Session, org_id: str, connection_id: str, fields: dict[str, Any], *, secret: bytes
 ) -> SsoConnection:
+    """Change settings; any secret still in clear is sealed on the way (the lazy migration)."""
     with session.begin():
         conn = get_connection(session, org_id, connection_id)
         _check_protocol_fields(conn.protocol, fields)
-        changes = _apply(session, conn, fields)
+        changes = _apply(session, conn, fields, secret)
+        changes = seal_legacy(conn, secret) | changes
         if conn.protocol == "oidc":
             _check_oidc(conn)
             if {"issuer"} & set(changes):

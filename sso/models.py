@@ -24,7 +24,10 @@ class SsoConnection(Base):
     The SP key pair (``sp_private_key``, ``sp_certificate``) is generated when a
     SAML connection is created and signs our AuthnRequests. ``client_secret``
     is stored because the token endpoint needs it, but the admin API never
-    returns it.
+    returns it. Both secrets are stored sealed (``sso.sealing``: AES-GCM with a
+    key derived from SCIM_SECRET_KEY, bound to this connection), opened only
+    where they are used (``sso.connections.reveal_secret``); a value without
+    the ``enc:`` prefix is a legacy clear one, sealed by the next write.
     """
 
     __tablename__ = "sso_connections"
@@ -51,13 +54,13 @@ class SsoConnection(Base):
     metadata_url: Mapped[str | None] = mapped_column(Text, default=None)
     sp_entity_id: Mapped[str | None] = mapped_column(Text, default=None)
     acs_path: Mapped[str | None] = mapped_column(String(200), default=None)
-    sp_private_key: Mapped[str | None] = mapped_column(Text, default=None)
+    sp_private_key: Mapped[str | None] = mapped_column(Text, default=None)  # sealed PEM
     sp_certificate: Mapped[str | None] = mapped_column(Text, default=None)
     want_encrypted_assertions: Mapped[bool] = mapped_column(Boolean, default=False)
     # -- OpenID Connect --
     issuer: Mapped[str | None] = mapped_column(Text, default=None)
     client_id: Mapped[str | None] = mapped_column(Text, default=None)
-    client_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    client_secret: Mapped[str | None] = mapped_column(Text, default=None)  # sealed
     scopes: Mapped[str | None] = mapped_column(Text, default=None)  # space-separated
     discovery: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
     discovery_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

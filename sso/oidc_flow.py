@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from sso import oidc_rp, state
+from sso.connection_secrets import secret_for_use
 from sso.errors import SsoError
 from sso.models import SsoConnection
 
@@ -28,9 +29,12 @@ JWKS = oidc_rp.JwksCache()
 def _config(conn: SsoConnection) -> oidc_rp.OidcConnectionConfig:
     if conn.protocol != "oidc" or not conn.issuer or not conn.client_id:
         raise SsoError("invalid_config", "not an OIDC connection with issuer and client_id")
+    # Opened at the start too: a secret that no longer opens is refused before the person
+    # signs in at the IdP, not after.
+    client_secret = secret_for_use(conn, "client_secret")
     try:
         return oidc_rp.OidcConnectionConfig(
-            conn.issuer, conn.client_id, conn.client_secret or "", conn.scopes or "openid"
+            conn.issuer, conn.client_id, client_secret, conn.scopes or "openid"
         )
     except oidc_rp.OidcError as err:
         raise SsoError("invalid_config", err.detail) from None

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import RSAKey
@@ -23,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from sso.provider_models import OAuthSigningKey
+from sso.sealing import encryption_secret as encryption_secret  # shared; re-exported
 
 ALG = "RS256"
 KEY_BITS = 2048
@@ -30,23 +28,6 @@ KEY_BITS = 2048
 
 class SigningKeyError(RuntimeError):
     """The signing key cannot be used (typically: SCIM_SECRET_KEY changed since it was made)."""
-
-
-def encryption_secret(app: Any) -> bytes:
-    """What encrypts private keys at rest: SCIM_SECRET_KEY, else (development) a key file.
-
-    The process's random development SECRET_KEY would make yesterday's keys
-    unreadable after a restart, so it is never used here.
-    """
-    configured = app.config.get("OAUTH_KEY_SECRET") or os.environ.get("SCIM_SECRET_KEY")
-    if configured:
-        return str(configured).encode()
-    path = Path(app.instance_path, "oauth-keys.secret")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
 
 
 def _password(secret: bytes) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sso import saml, state
+from sso.connection_secrets import secret_for_use
 from sso.errors import SsoError
 from sso.models import SsoConnection
 
@@ -20,13 +21,14 @@ KIND = "saml_request"
 
 
 def config(conn: SsoConnection, base_url: str) -> saml.SamlConfig:
+    """python3-saml's settings for ``conn``, the SP key opened (``secret_unreadable`` if not)."""
     if conn.protocol != "saml" or not conn.sp_certificate or not conn.sp_private_key:
         raise SsoError("invalid_config", "not a SAML connection with an SP key")
     return saml.SamlConfig(
         sp_entity_id=conn.sp_entity_id or f"{base_url}/sso/saml/{conn.id}",
         acs_url=f"{base_url}{conn.acs_path}",
         sp_certificate=conn.sp_certificate,
-        sp_private_key=conn.sp_private_key,
+        sp_private_key=secret_for_use(conn, "sp_private_key"),
         idp_entity_id=conn.idp_entity_id,
         idp_sso_url=conn.idp_sso_url,
         idp_certificates=tuple(c["pem"] for c in conn.idp_certificates),
