@@ -9,7 +9,13 @@ one provisioning path. Rule sets are documents (YAML or JSON) checked by
 from mappings.conditions import Condition
 from mappings.engine import MappingResult, diff, resolve
 from mappings.formats import dump, load
-from mappings.identity import VOCABULARY, AttributeMap, ExternalIdentity, GroupRef
+from mappings.identity import (
+    VOCABULARY,
+    AttributeMap,
+    ExternalIdentity,
+    GroupRef,
+    merge_identities,
+)
 from mappings.model import (
     CONTACT_FIELDS,
     MODES,
@@ -43,6 +49,7 @@ __all__ = [
     "diff",
     "dump",
     "load",
+    "merge_identities",
     "render_username",
     "resolve",
     "validate",

@@ -159,6 +159,37 @@ class ExternalIdentity:
         return cls("oidc", sources.scalar(claims.get("sub")), merged, _dedupe(groups))
 
 
+# The common vocabulary names one value per person (one e-mail, one department).
+_SINGLE_VALUED = frozenset(attribute_key(name) for name in VOCABULARY)
+
+
+def merge_identities(stored: ExternalIdentity, signed_in: ExternalIdentity) -> ExternalIdentity:
+    """What the account already says (SCIM), overlaid with what a sign-in says.
+
+    A vocabulary name both carry takes the sign-in's values (the IdP says it
+    now); any other name both carry gets the values of both. Groups are the
+    union: a sign-in without a groups claim takes away nothing SCIM gave. The
+    source and subject are the sign-in's.
+    """
+    names: dict[str, str] = {}
+    data: dict[str, tuple[str, ...]] = {}
+    for name, values in stored.attributes.items():
+        key = attribute_key(name)
+        names[key], data[key] = name, values
+    for name, values in signed_in.attributes.items():
+        key = attribute_key(name)
+        if key in data and key not in _SINGLE_VALUED:
+            values = tuple(dict.fromkeys((*data[key], *values)))
+        names.setdefault(key, name)
+        data[key] = values
+    return ExternalIdentity(
+        source=signed_in.source,
+        subject=signed_in.subject or stored.subject,
+        attributes={names[key]: values for key, values in data.items()},
+        groups=tuple(dict.fromkeys((*stored.groups, *signed_in.groups))),
+    )
+
+
 def _dedupe(groups: list[sources.GroupTuple]) -> tuple[GroupRef, ...]:
     seen: dict[str, GroupRef] = {}
     for display, external, ident in groups:

@@ -21,7 +21,7 @@ from scim_server.audit import AuditContext, record, use_context
 from scim_server.db import utcnow
 from scim_server.errors import DomainError
 from scim_server.models import Contact, License, User
-from scim_server.services import lifecycle
+from scim_server.services import licenses, lifecycle, provisioning
 from scim_server.text import exact, fold
 from sso import jit
 from sso.domains import domain_allowed
@@ -73,6 +73,7 @@ def sign_in(session: Session, req: SignInRequest) -> User:
     """
     with use_context(_context(req)):
         user: User | None = None
+        mapping: dict[str, Any] = {}
         try:
             with session.begin():
                 if not domain_allowed(session, req.org_id, req.email):
@@ -81,6 +82,7 @@ def sign_in(session: Session, req: SignInRequest) -> User:
                         f"address {req.email!r} is not in the organization's e-mail domains",
                     )
                 user = find_user(session, req)
+            known = user is not None
             if user is None:
                 user = _just_in_time(session, req)
             with session.begin():
@@ -89,15 +91,22 @@ def sign_in(session: Session, req: SignInRequest) -> User:
                 )
                 if user is None:
                     raise SsoError("unknown_user", "the account disappeared during sign-in")
-                check_user(session, user)
+                check_status(user)
+                # A JIT account was just mapped with this very identity.
+                if known:
+                    mapping = remap(session, req, user)
+                check_license(session, user)
                 lifecycle.record_sign_in(session, user)
-                _write(session, req, "success", None, None, user)
+                if mapping:
+                    _record_mapping(session, req, user, mapping)
+                _write(session, req, "success", None, None, user, mapping)
             return user
         except SsoError as err:
+            # The transaction rolled back: a refusal leaves license and roles as they were.
             failed_user = user
             log.info("sign-in refused (%s): %s", err.reason_code, err.detail)
             with session.begin():
-                _write(session, req, "failure", err.reason_code, err.detail, failed_user)
+                _write(session, req, "failure", err.reason_code, err.detail, failed_user, mapping)
             raise
 
 
@@ -136,16 +145,55 @@ def _unique(session: Session, stmt: Any) -> User | None:
 
 def check_user(session: Session, user: User) -> None:
     """Status allows sign-in and a license is held; each refusal its own reason."""
+    check_status(user)
+    check_license(session, user)
+
+
+def check_status(user: User) -> None:
     if user.status in LOCKED:
         raise SsoError("locked", f"account status is {user.status}")
     if user.status not in lifecycle.SIGN_IN_ALLOWED:
         raise SsoError("inactive_account", f"account status is {user.status}")
+
+
+def check_license(session: Session, user: User) -> None:
     if user.license_id is None:
         detail = "the account holds no license"
         if user.license_wanted_id:
             wanted = session.get(License, (user.org_id, user.license_wanted_id))
             detail += f" (no seat left in {wanted.name if wanted else user.license_wanted_id!r})"
         raise SsoError("missing_license", detail)
+
+
+def remap(session: Session, req: SignInRequest, user: User) -> dict[str, Any]:
+    """The rules again, on what SCIM gave the account plus what this sign-in says.
+
+    Returns ``{changes, rules}`` (empty when nothing changes), in the caller's
+    transaction. Strict seat mode with no seat left is a missing license.
+    """
+    if req.identity is None:
+        return {}
+    try:
+        return provisioning.reevaluate_at_sign_in(session, req.org_id, user, req.identity)
+    except licenses.SeatsExhaustedError as err:
+        raise SsoError("missing_license", err.detail) from None
+
+
+def _record_mapping(
+    session: Session, req: SignInRequest, user: User, mapping: dict[str, Any]
+) -> None:
+    record(
+        session,
+        req.org_id,
+        "user.mapping",
+        resource_type="User",
+        resource_id=user.id,
+        external_id=user.external_id,
+        user_name=user.user_name,
+        detail=f"rules re-applied at sign-in ({req.protocol} via {req.connection_name})",
+        changes=mapping["changes"],
+        explanation={"rules": mapping["rules"]},
+    )
 
 
 def _just_in_time(session: Session, req: SignInRequest) -> User:
@@ -167,8 +215,14 @@ def _write(
     reason: str | None,
     detail: str | None,
     user: User | None,
+    mapping: dict[str, Any] | None = None,
 ) -> None:
-    """The sign-in record and its audit event, in the caller's transaction."""
+    """The sign-in record and its audit event, in the caller's transaction.
+
+    ``mapping`` is what the rules changed at this sign-in (which rule gave
+    what); on a refusal it was rolled back and says so.
+    """
+    explained = _mapping_explanation(mapping, applied=outcome == "success")
     add_record(
         session,
         req.org_id,
@@ -181,6 +235,7 @@ def _write(
         email=req.email,
         user_id=user.id if user is not None else None,
         source_ip=req.source_ip,
+        data={"mapping": explained} if explained else None,
     )
     record(
         session,
@@ -197,8 +252,20 @@ def _write(
             "connection_id": req.connection_id,
             "protocol": req.protocol,
             "subject": req.subject,
+            **({"mapping": explained} if explained else {}),
         },
     )
+
+
+def _mapping_explanation(mapping: dict[str, Any] | None, *, applied: bool) -> dict[str, Any]:
+    """The changes, and only the rules that matched (with what each gave)."""
+    if not mapping:
+        return {}
+    return {
+        "applied": applied,
+        "changes": mapping["changes"],
+        "matched": [r for r in mapping["rules"] if r.get("matched")],
+    }
 
 
 def add_record(session: Session, org_id: str, **fields: Any) -> SignInRecord:

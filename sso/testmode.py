@@ -16,13 +16,21 @@ from sqlalchemy.orm import Session
 
 import mappings
 from scim_server.audit import record
+from scim_server.models import User
 from scim_server.services import provisioning
 from sso import state
 from sso.connections import get_connection
 from sso.domains import domain_allowed
 from sso.errors import SsoError
 from sso.models import SsoConnection
-from sso.signin import SignInRequest, add_record, check_user, find_user
+from sso.signin import (
+    SignInRequest,
+    add_record,
+    check_license,
+    check_status,
+    find_user,
+    remap,
+)
 
 KIND = "test"
 TEST_SECONDS = 600
@@ -60,19 +68,51 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _decision(session: Session, req: SignInRequest) -> dict[str, Any]:
+def _decision(session: Session, req: SignInRequest) -> tuple[dict[str, Any], User | None]:
+    """What a real sign-in would decide, and the known account (None when there is none)."""
     if not domain_allowed(session, req.org_id, req.email):
-        return {"outcome": "refused", "reason_code": "email_domain_not_allowed"}
+        return {"outcome": "refused", "reason_code": "email_domain_not_allowed"}, None
+    user = None
     try:
         user = find_user(session, req)
         if user is None:
             if req.jit_enabled:
-                return {"outcome": "would create the account (JIT), then decide again"}
-            return {"outcome": "refused", "reason_code": "unknown_user"}
-        check_user(session, user)
+                return {"outcome": "would create the account (JIT), then decide again"}, None
+            return {"outcome": "refused", "reason_code": "unknown_user"}, None
+        check_status(user)
+        return _preview_remap(session, req, user), user
     except SsoError as err:
-        return {"outcome": "refused", "reason_code": err.reason_code, "detail": err.detail}
-    return {"outcome": "would sign in", "user_id": user.id, "user_name": user.user_name}
+        refused = {"outcome": "refused", "reason_code": err.reason_code, "detail": err.detail}
+        return refused, user
+
+
+def _preview_remap(session: Session, req: SignInRequest, user: User) -> dict[str, Any]:
+    """Re-apply the rules as a sign-in would, in a savepoint always rolled back: a preview.
+
+    Seats, strict mode and manual assignments answer exactly as at a real
+    sign-in; nothing is kept and no audit event is written.
+    """
+    nested = session.begin_nested()
+    try:
+        mapping = remap(session, req, user)
+        changes = {"mapping_changes": _plain(mapping)} if mapping else {}
+        try:
+            check_license(session, user)
+        except SsoError as err:
+            return {
+                "outcome": "refused",
+                "reason_code": err.reason_code,
+                "detail": err.detail,
+                **changes,
+            }
+        return {
+            "outcome": "would sign in",
+            "user_id": user.id,
+            "user_name": user.user_name,
+            **changes,
+        }
+    finally:
+        nested.rollback()
 
 
 def run(
@@ -80,11 +120,15 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate and record the test login; return what the result page shows."""
     with session.begin():
-        decision = _decision(session, req)
+        decision, user = _decision(session, req)
         settings = provisioning.settings_for(session, conn.org_id)
         try:
             rules = provisioning.active_rule_set(session, conn.org_id, settings)
-            result = mappings.resolve(identity_factory(), rules) if rules is not None else None
+            identity = identity_factory()
+            if user is not None and rules is not None:
+                # A known account is mapped with what SCIM gave it plus this sign-in.
+                identity = provisioning.sign_in_identity(session, conn.org_id, user, identity)
+            result = mappings.resolve(identity, rules) if rules is not None else None
             mapping: Any = _plain(result) if result is not None else "no active rules or defaults"
         except Exception as err:  # the rules engine is the admin's to fix: show, do not crash
             mapping = f"mapping failed: {type(err).__name__}: {err}"

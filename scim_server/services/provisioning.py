@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import mappings
+from scim_server.db import utcnow
 from scim_server.models import (
     Contact,
     Group,
@@ -261,14 +262,62 @@ def reevaluate(session: Session, org_id: str, user_ids: list[str]) -> dict[str, 
         return {}
     out = {}
     for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
-        contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+        outcome = _reevaluate_one(session, org_id, user, rules, settings, None)
+        if outcome:
+            out[user.id] = outcome
+    return out
+
+
+def reevaluate_at_sign_in(
+    session: Session, org_id: str, user: User, signed_in: mappings.ExternalIdentity
+) -> dict[str, Any]:
+    """Re-apply the rules to a known user signing in; return ``{changes, rules}`` or ``{}``.
+
+    The identity is the union of what the account has from SCIM (its stored
+    attributes and group memberships) and what the sign-in says (its
+    attributes win for single-valued names, groups are unioned), so a license
+    a rule gives for a SAML group claim reaches an existing user too. License
+    and roles go through the same services as any re-evaluation: seats,
+    strict mode (``SeatsExhaustedError``) and manual assignments alike. In the
+    caller's transaction, which also writes the audit event; nothing changes
+    when nothing differs.
+    """
+    settings = settings_for(session, org_id)
+    rules = active_rule_set(session, org_id, settings)
+    if rules is None:
+        return {}
+    identity = sign_in_identity(session, org_id, user, signed_in)
+    outcome = _reevaluate_one(session, org_id, user, rules, settings, identity)
+    if outcome:
+        # The SCIM view shows license and roles (product extension): its version moves.
+        user.version += 1
+        user.updated_at = utcnow()
+    return outcome
+
+
+def sign_in_identity(
+    session: Session, org_id: str, user: User, signed_in: mappings.ExternalIdentity
+) -> mappings.ExternalIdentity:
+    """The account's SCIM identity (attributes, group memberships) merged with a sign-in's."""
+    stored = mappings.ExternalIdentity.from_scim(user.data, user_groups(session, org_id, user.id))
+    return mappings.merge_identities(stored, signed_in)
+
+
+def _reevaluate_one(
+    session: Session,
+    org_id: str,
+    user: User,
+    rules: Any,
+    settings: IdentitySettings,
+    identity: mappings.ExternalIdentity | None,
+) -> dict[str, Any]:
+    contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+    if contact is None:
+        return {}
+    if identity is None:
         identity = mappings.ExternalIdentity.from_scim(
             user.data, user_groups(session, org_id, user.id)
         )
-        result = mappings.resolve(identity, rules)
-        if contact is None:
-            continue
-        changes = _apply_result(session, org_id, user, contact, result, settings, False, user.data)
-        if changes:
-            out[user.id] = {"changes": changes, "rules": list(result.explanation)}
-    return out
+    result = mappings.resolve(identity, rules)
+    changes = _apply_result(session, org_id, user, contact, result, settings, False, user.data)
+    return {"changes": changes, "rules": list(result.explanation)} if changes else {}

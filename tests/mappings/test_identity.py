@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mappings import AttributeMap, ExternalIdentity, GroupRef
+from mappings import AttributeMap, ExternalIdentity, GroupRef, merge_identities
 
 from .samples import (
     ENTERPRISE,
@@ -361,3 +361,49 @@ def test_from_saml_never_raises(name_id, attributes):
 def test_from_oidc_never_raises(claims):
     """Any claims object gives an identity."""
     assert ExternalIdentity.from_oidc(claims).source == "oidc"
+
+
+def _stored() -> ExternalIdentity:
+    doc = {
+        "userName": "bjensen@example.com",
+        "externalId": "scim-ext",
+        "emails": [{"value": "bjensen@example.com", "primary": True}],
+        ENTERPRISE: {"department": "Sales", "costCenter": "4130"},
+    }
+    return ExternalIdentity.from_scim(doc, [{"id": "g1", "displayName": "Everyone"}])
+
+
+def test_merge_sign_in_wins_for_single_valued_names():
+    """Both carry department: the sign-in's value, not both; SCIM-only names are kept."""
+    signed_in = ExternalIdentity.from_saml("bjensen", {"department": ["Engineering"]})
+    merged = merge_identities(_stored(), signed_in)
+    assert merged.values("department") == ("Engineering",)
+    assert merged.values("costCenter") == ("4130",)
+    assert merged.values("scim:externalId") == ("scim-ext",)
+    assert merged.values("saml:department") == ("Engineering",)
+    assert (merged.source, merged.subject) == ("saml", "bjensen")
+
+
+def test_merge_unions_groups_and_other_shared_names():
+    """Groups are the union (duplicates once); a shared non-vocabulary name gets both values."""
+    stored = ExternalIdentity("scim", "s", {"x:tags": ["a"]}, [GroupRef("Everyone", None, "g1")])
+    signed_in = ExternalIdentity(
+        "oidc",
+        None,
+        {"X:TAGS": ["b", "a"]},
+        [GroupRef("Engineering", "Engineering"), GroupRef("Everyone", None, "g1")],
+    )
+    merged = merge_identities(stored, signed_in)
+    assert merged.values("x:tags") == ("a", "b")
+    assert merged.groups == (
+        GroupRef("Everyone", None, "g1"),
+        GroupRef("Engineering", "Engineering"),
+    )
+    assert merged.subject == "s"
+
+
+def test_merge_without_sign_in_groups_keeps_scim_groups():
+    """A sign-in without a groups claim takes away no SCIM group."""
+    merged = merge_identities(_stored(), ExternalIdentity.from_oidc({"sub": "u1"}))
+    assert [g.display_name for g in merged.groups] == ["Everyone"]
+    assert merged.values("department") == ("Sales",)

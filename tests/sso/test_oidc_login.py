@@ -12,10 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import mappings
+from tests.admin.helpers import person
 from tests.conftest import Scim
-from tests.sso.conftest import assert_refused, make_person, sign_ins
+from tests.sso.conftest import assert_refused, events, make_person, sign_ins
 from tests.sso.oidc_op import provider as op_module
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
+from tests.sso.test_signin_mapping import engineering_rules, state
 
 BASE = "http://127.0.0.1"
 
@@ -126,3 +128,46 @@ def test_oidc_unknown_user(
 ) -> None:
     """A verified identity with no account and JIT off: unknown_user (same decision as SAML)."""
     assert_refused(app, scim.org_id, _login(client, oidc_conn), "unknown_user")
+
+
+def test_oidc_groups_claim_gives_a_known_user_the_license(
+    app: Flask, client: FlaskClient, admin: Scim, scim: Scim, oidc_conn: dict[str, Any]
+) -> None:
+    """Known user, no license; rule on the groups claim: let in with it, audited with why."""
+    engineering_rules(admin)
+    user_id = person(scim, "alice@example.com")["id"]
+    assert state(app, scim.org_id, user_id)["license"] is None
+
+    resp = _login(client, oidc_conn)  # the provider sends groups: ["Engineering"]
+
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    after = state(app, scim.org_id, user_id)
+    assert (after["license"], after["license_rule"]) == ("Engineer", "engineering")
+    assert after["roles"] == [("Builder", "rule", "engineering")]
+    (mapped,) = events(app, scim.org_id, "user.mapping")
+    assert mapped.actor_id == oidc_conn["id"] and "oidc" in mapped.detail
+    assert mapped.changes["license"]["rule"] == "engineering"
+    success = events(app, scim.org_id)[-1]
+    assert success.action == "signin.success" and success.resource_id == user_id
+    assert [r["rule"] for r in success.explanation["mapping"]["matched"]] == ["engineering"]
+    record = sign_ins(app, scim.org_id)[-1]
+    assert (record.outcome, record.protocol) == ("success", "oidc")
+    assert record.data["mapping"]["applied"] is True
+
+
+def test_oidc_without_groups_claim_refuses_a_known_user_without_license(
+    app: Flask,
+    client: FlaskClient,
+    admin: Scim,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+) -> None:
+    """The same rule, no groups claim and no SCIM group: missing_license, nothing given."""
+    engineering_rules(admin)
+    user_id = person(scim, "alice@example.com")["id"]
+    before = state(app, scim.org_id, user_id)
+    del local_op.user["groups"]
+
+    assert_refused(app, scim.org_id, _login(client, oidc_conn), "missing_license")
+    assert state(app, scim.org_id, user_id) == before
