@@ -199,6 +199,11 @@ class Database:
             make_session_factory(engine),
             make_session_factory(engine, writer=True),
         )
+        if engine.dialect.name == "postgresql":
+            app.extensions["scim_db_statement_reader"] = sessionmaker(
+                bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
         app.teardown_appcontext(self._close)
 
     @staticmethod
@@ -219,6 +224,21 @@ class Database:
             session = (writer if writing else reader)()
             g._scim_session = session
         return session
+
+    @staticmethod
+    def use_statement_reads() -> None:
+        """Serve this read-only request without a transaction, on PostgreSQL.
+
+        Under READ COMMITTED each statement takes its own snapshot inside a
+        transaction too, so a request that only reads loses nothing, and saves
+        the BEGIN and ROLLBACK round trips. Only for handlers that never write;
+        SQLite keeps its (free) read transaction.
+        """
+        from flask import current_app, g
+
+        factory = current_app.extensions.get("scim_db_statement_reader")
+        if factory is not None and g.get("_scim_session") is None:
+            g._scim_session = factory()
 
     @staticmethod
     def _close(_exc: BaseException | None) -> None:

@@ -90,12 +90,18 @@ def connection(engine: Engine) -> Iterator[Connection]:
 @pytest.fixture
 def app(engine: Engine, connection: Connection) -> Flask:
     app = create_app({"TESTING": True, "DATABASE_URL": str(engine.url.render_as_string(False))})
+    return bind_to_connection(app, engine, connection)
+
+
+def bind_to_connection(app: Flask, engine: Engine, connection: Connection) -> Flask:
+    """Point every session of ``app`` at ``connection``, whose transaction the test rolls back."""
     factory = sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-    old_engine = app.extensions["scim_db"][0]
-    old_engine.dispose()
+    app.extensions["scim_db"][0].dispose()
     app.extensions["scim_db"] = (engine, factory, factory)
+    # Statement-level reads would run outside the test transaction (see the `live` fixture).
+    app.extensions.pop("scim_db_statement_reader", None)
     return app
 
 

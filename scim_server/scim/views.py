@@ -61,6 +61,8 @@ def authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
+    if request.method in ("GET", "HEAD"):
+        db.use_statement_reads()  # the SCIM reads never write
     session = db.session
     token = token_service.authenticate(session, secret.strip())
     if token is None:

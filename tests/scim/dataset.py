@@ -16,10 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import sessionmaker
 
 from scim_server import create_app
-from tests.conftest import ENTERPRISE, USER_SCHEMA, Scim, make_org
+from tests.conftest import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection, make_org
 
 ALL_USERS = {"alice", "bob", "carol", "dave", "eve"}
 ALL_GROUPS = {"eng", "sales", "ops"}
@@ -137,12 +136,7 @@ def data_connection(engine: Engine) -> Iterator[Connection]:
 def data_app(engine: Engine, data_connection: Connection) -> Flask:
     """One application for the module (building one per test dominates the run time)."""
     app = create_app({"TESTING": True, "DATABASE_URL": str(engine.url.render_as_string(False))})
-    factory = sessionmaker(
-        bind=data_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
-    app.extensions["scim_db"][0].dispose()
-    app.extensions["scim_db"] = (engine, factory, factory)
-    return app
+    return bind_to_connection(app, engine, data_connection)
 
 
 @pytest.fixture(scope="module")

@@ -171,3 +171,22 @@ def test_filtered_and_sorted_deep_pages_use_the_same_order(scim: Scim, session: 
     resp = scim.get("/scim/v2/Users?sortBy=userName&sortOrder=descending&startIndex=5&count=3")
     names = [r["userName"] for r in resp.get_json()["Resources"]]
     assert names == [f"s{i:02d}@example.com" for i in (7, 6, 5)]
+
+
+def test_reads_on_the_real_database_see_every_commit(live) -> None:
+    """GETs on a real pool (statement-level reads on PostgreSQL) see each write at once."""
+    _app, scim = live
+    ids = [scim.create_user(f"live{i}@example.com")["id"] for i in range(7)]
+    assert (
+        scim.patch_ops(
+            f"/scim/v2/Users/{ids[2]}", {"op": "replace", "path": "title", "value": "Lead"}
+        ).status_code
+        == 200
+    )
+    got = scim.get(f"/scim/v2/Users/{ids[2]}")
+    assert got.status_code == 200 and got.get_json()["title"] == "Lead"
+    assert scim.delete(f"/scim/v2/Users/{ids[0]}").status_code == 204
+    assert scim.get(f"/scim/v2/Users/{ids[0]}").status_code == 404
+    total, page_ids = listed(scim, "Users", 4, 10)
+    assert (total, page_ids) == (6, ids[4:])
+    assert scim.get("/scim/v2/Users", headers={"Authorization": "Bearer nope"}).status_code == 401
