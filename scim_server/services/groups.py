@@ -110,21 +110,20 @@ def update_group(
         check_if_match(group.version, if_match)
         new, changes = mutate(dict(group.data))
         before = dict(group.data)
-        changed = False
+        attributes_changed = False
         if {k: v for k, v in new.items() if k != "members"} != group.data:
             if fold(new["displayName"]) != group.display_name_key:
                 _check_unique(session, org_id, new, group.id)
             _apply(group, new)
-            changed = True
+            attributes_changed = True
         added: list[tuple[str, str]] = []
         removed: list[tuple[str, str]] = []
         for change in changes:
             plus, minus = _apply_member_change(session, org_id, group_id, change)
             added += plus
             removed += minus
-        changed = changed or bool(added or removed)
         _record(session, group, action, diff(before, group.data), added, removed)
-        if changed:
+        if attributes_changed or added or removed:
             group.version += 1
             group.updated_at = utcnow()
             try:
@@ -133,6 +132,9 @@ def update_group(
                 raise UniquenessError(
                     f"displayName {new['displayName']!r} is already taken."
                 ) from None
+        if attributes_changed:
+            # Members live in group_members, not in the attribute index: a member
+            # change leaves the index as it is.
             reindex(session, org_id, group.id, group.data)
     return group
 

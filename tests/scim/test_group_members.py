@@ -782,3 +782,38 @@ def test_patch_add_inserts_exactly_one_row(
     after = _rows(session)
     assert after - before == {(scim.org_id, team["id"], carol, "User")}
     assert before <= after
+
+
+def _indexed(session: Session, org_id: str, group_id: str) -> list[tuple[str, str]]:
+    from scim_server.models import AttributeValue
+
+    session.expire_all()
+    return sorted(
+        (row.attr, row.value)
+        for row in session.scalars(
+            select(AttributeValue).where(
+                AttributeValue.org_id == org_id, AttributeValue.resource_id == group_id
+            )
+        )
+    )
+
+
+def test_renames_reindex_and_member_changes_leave_the_index(
+    scim: Scim, session: Session, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """The attribute index follows the group's attributes; members never enter it."""
+    gid = team["id"]
+    assert ("displayname", team["displayName"]) in _indexed(session, scim.org_id, gid)
+    resp = scim.patch_ops(
+        f"/scim/v2/Groups/{gid}", {"op": "replace", "path": "displayName", "value": "Renamed"}
+    )
+    assert resp.status_code in (200, 204)
+    after_rename = _indexed(session, scim.org_id, gid)
+    assert ("displayname", "Renamed") in after_rename
+    assert ("displayname", team["displayName"]) not in after_rename
+    resp = scim.patch_ops(
+        f"/scim/v2/Groups/{gid}",
+        {"op": "add", "path": "members", "value": [{"value": people["carol"]["id"]}]},
+    )
+    assert resp.status_code in (200, 204)
+    assert _indexed(session, scim.org_id, gid) == after_rename
