@@ -28,7 +28,12 @@ def read(session: Session, org_id: str, resource_type: str) -> tuple[int, int] |
 
 
 def changed(session: Session, org_id: str, resource_type: str, delta: int) -> None:
-    """Record that one resource was created (+1) or deleted (-1), in the caller's transaction."""
+    """Record that one resource was created (+1) or deleted (-1), in the caller's transaction.
+
+    Call it last, after the audit event: every write locks the organization's
+    audit head first and this row second, so two writers never wait for each
+    other in opposite orders (a deadlock).
+    """
     session.flush()
     result = session.execute(
         update(ResourceCount)

@@ -76,9 +76,9 @@ def create_group(session: Session, org_id: str, doc: Doc) -> Group:
         except IntegrityError:
             raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.") from None
         reindex(session, org_id, group.id, group.data)
-        counts.changed(session, org_id, "Group", +1)
         added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
         _record(session, group, "group.create", diff(None, group.data), added, [])
+        counts.changed(session, org_id, "Group", +1)
     return group
 
 

@@ -90,7 +90,6 @@ def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None
             session, org_id, user, user.data, creating=True, identity=identity
         )
         reindex(session, org_id, user.id, user.data)
-        counts.changed(session, org_id, "User", +1)
         record(
             session,
             org_id,
@@ -99,6 +98,7 @@ def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None
             changes=diff(None, {**doc, "active": user.active}),
             explanation=explanation or None,
         )
+        counts.changed(session, org_id, "User", +1)
     return user
 
 

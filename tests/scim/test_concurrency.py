@@ -78,3 +78,45 @@ def test_retried_create_gets_409_not_a_twin(live):
         t.join()
     assert sorted(results) == [201, 409]
     assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+
+
+def test_racing_creates_and_deletes_keep_totals_without_deadlock(live):
+    """Joiners and leavers at once, some re-using a leaver's person contact: every
+    request succeeds (no deadlock between the audit head and the resource count)
+    and totalResults is exact."""
+    app, scim = live
+    statuses: list[int] = []
+    kept: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def churn(worker: int) -> None:
+        client = Scim(app.test_client(), scim.token, scim.org_id)
+        barrier.wait()
+        for i in range(6):
+            email = f"w{worker}-{i % 2}@example.com"
+            body = {
+                "schemas": [USER_SCHEMA],
+                "userName": f"w{worker}-{i}@example.com",
+                "emails": [{"value": email, "type": "work", "primary": True}],
+            }
+            resp = client.post("/scim/v2/Users", body)
+            statuses.append(resp.status_code)
+            if resp.status_code != 201:
+                continue
+            if i < 4:
+                # a leaver: its contact stays behind, for the next joiner with that e-mail
+                statuses.append(
+                    client.delete(f"/scim/v2/Users/{resp.get_json()['id']}").status_code
+                )
+            else:
+                kept.append(resp.get_json()["id"])
+
+    threads = [threading.Thread(target=churn, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(statuses)) == [201, 204], statuses
+    body = scim.get("/scim/v2/Users?count=100&attributes=id").get_json()
+    assert body["totalResults"] == len(kept) == 8
+    assert sorted(r["id"] for r in body["Resources"]) == sorted(kept)
