@@ -143,7 +143,7 @@ def make_engine(
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "checkin", _sqlite_optimize)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
@@ -153,6 +153,25 @@ def make_engine(
         json_serializer=jsonfast.dumps,
         json_deserializer=jsonfast.loads,
     )
+    event.listen(engine, "connect", _postgres_session_settings)
+    return engine
+
+
+def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
+    """Plan every execution with its own values.
+
+    psycopg prepares a statement after five executions, and PostgreSQL may then
+    switch to a generic plan that ignores the values. For filters over the
+    attribute index that is a disaster: the generic plan of
+    ``emails[type eq "work"].value eq "x"`` read every ``type = work`` row of the
+    organization (200 ms at 100k users instead of 0.1 ms). Planning costs far less.
+    """
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
