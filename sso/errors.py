@@ -57,6 +57,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         f"Your identity provider did not sign you in. {_START_AGAIN}",
     ),
     "invalid_request": ("Invalid request", "This request is not valid."),
+    # Our side, not the person's nor the IdP's: nothing to retry until an admin acts.
+    "secret_unreadable": (
+        "Sign-in unavailable",
+        "Single sign-on for your organization needs its administrator's attention "
+        f"before it can be used again. {_ASK_ADMIN}",
+    ),
 }
 # Defects of the response itself: the person gets the same generic page for all.
 RESPONSE_DEFECTS = (

@@ -256,6 +256,8 @@ def test_changed_server_secret_then_client_secret_entered_again(
     app.config["OAUTH_KEY_SECRET"] = SECOND
     resp = client.get(f"/sso/oidc/{oidc_conn['id']}/start")
     assert_refused(app, admin.org_id, resp, "secret_unreadable")
+    # The person is told it is for the administrator, not to retry.
+    assert "needs its administrator" in resp.get_data(as_text=True)
     url = f"/api/v1/sso/connections/{oidc_conn['id']}"
     patched = admin.patch(url, {"client_secret": CLIENT_SECRET})
     assert patched.status_code == 200 and patched.get_json()["client_secret_set"] is True
