@@ -77,6 +77,7 @@ def create_group(session: Session, org_id: str, doc: Doc) -> Group:
             raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.") from None
         reindex(session, org_id, group.id, group.data)
         added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
+        _touch_users(session, org_id, added)
         _record(session, group, "group.create", diff(None, group.data), added, [])
         counts.changed(session, org_id, "Group", +1)
     return group
@@ -122,6 +123,7 @@ def update_group(
             plus, minus = _apply_member_change(session, org_id, group_id, change)
             added += plus
             removed += minus
+        _touch_users(session, org_id, added + removed)
         _record(session, group, action, diff(before, group.data), added, removed)
         if attributes_changed or added or removed:
             group.version += 1
@@ -164,6 +166,7 @@ def delete_group(
             )
         )
         drop_index(session, org_id, group_id)
+        _touch_users(session, org_id, removed)
         _record(session, group, "group.delete", {}, [], removed)
         session.delete(group)
         counts.changed(session, org_id, "Group", -1)
@@ -197,6 +200,24 @@ def _apply_member_change(
         removed = _delete_ids(session, org_id, group_id, [m for m in current if m not in wanted])
         return _add(session, org_id, group_id, change.values), removed
     raise ValueError(f"unknown member change {change.kind!r}")
+
+
+def _touch_users(session: Session, org_id: str, members: Members) -> None:
+    """A user's ``groups`` is part of its representation: a membership change is a new version.
+
+    Only the users whose membership changed are written, never the whole group.
+    (A rename of the group leaves its members' versions alone: it would rewrite
+    every member.)
+    """
+    user_ids = [member_id for member_id, kind in members if kind == "User"]
+    now = utcnow()
+    for start in range(0, len(user_ids), CHUNK):
+        session.execute(
+            update(User)
+            .where(User.org_id == org_id, User.id.in_(user_ids[start : start + CHUNK]))
+            .values(version=User.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _delete_where(session: Session, *conditions: Any) -> Members:

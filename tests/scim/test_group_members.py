@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.models import GroupMember
-from tests.conftest import GROUP_SCHEMA, Scim
+from tests.conftest import GROUP_SCHEMA, USER_SCHEMA, Scim
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -817,3 +817,33 @@ def test_renames_reindex_and_member_changes_leave_the_index(
     )
     assert resp.status_code in (200, 204)
     assert _indexed(session, scim.org_id, gid) == after_rename
+
+
+def test_membership_changes_are_new_versions_of_the_user(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A user's `groups` is part of it: joining or leaving a group moves its ETag, so a
+    client holding the old one gets the new representation, not 304."""
+    carol = people["carol"]
+    url = f"/scim/v2/Users/{carol['id']}"
+    before = scim.get(url)
+    etag = before.headers["ETag"]
+    assert scim.get(url, headers={"If-None-Match": etag}).status_code == 304
+    group_url = f"/scim/v2/Groups/{team['id']}"
+    add = {"op": "add", "path": "members", "value": [{"value": carol["id"]}]}
+    assert scim.patch_ops(group_url, add).status_code in (200, 204)
+    joined = scim.get(url, headers={"If-None-Match": etag})
+    assert joined.status_code == 200
+    assert [g["value"] for g in joined.get_json()["groups"]] == [team["id"]]
+    assert joined.headers["ETag"] != etag
+    assert joined.get_json()["meta"]["lastModified"] > before.get_json()["meta"]["lastModified"]
+    # An If-Match with the old version is refused: the client has not seen the membership.
+    put = {"schemas": [USER_SCHEMA], "userName": carol["userName"], "title": "x"}
+    assert scim.put(url, put, headers={"If-Match": etag}).status_code == 412
+    remove = {"op": "remove", "path": f'members[value eq "{carol["id"]}"]'}
+    assert scim.patch_ops(group_url, remove).status_code in (200, 204)
+    left = scim.get(url, headers={"If-None-Match": joined.headers["ETag"]})
+    assert left.status_code == 200 and "groups" not in left.get_json()
+    # Members who did not move keep their version.
+    alice = scim.get(f"/scim/v2/Users/{people['alice']['id']}")
+    assert alice.headers["ETag"] == 'W/"2"'  # created, then added to Team
