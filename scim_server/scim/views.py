@@ -138,10 +138,16 @@ def render_user(
     groups: list[tuple[str, str]] | None = None,
     product: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    if groups is None and wants("groups", attributes, excluded):
-        groups = user_service.groups_of(db.session, g.org_id, [user.id])[user.id]
     if product is None:
-        product = user_service.product_view(db.session, g.org_id, [user])[user.id]
+        # One user: its groups, roles and license names in one round trip.
+        found, roles, names = user_service.extras_of_one(db.session, g.org_id, user)
+        if groups is None and wants("groups", attributes, excluded):
+            groups = found
+        product = user_service.product_view(
+            db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
+        )[user.id]
+    elif groups is None and wants("groups", attributes, excluded):
+        groups = user_service.groups_of(db.session, g.org_id, [user.id])[user.id]
     return project(USER, user_to_scim(user, groups, base_url(), product), attributes, excluded)
 
 

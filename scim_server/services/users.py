@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, literal_column, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -122,6 +122,83 @@ _GROUPS_OF_ONE = (
     .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
     .order_by(Group.display_name_key)
 )
+
+
+def _extras_of_one() -> Any:
+    from scim_server.models import License, Role, UserRole
+
+    groups = (
+        select(
+            literal_column("'g'").label("kind"),
+            Group.id.label("id"),
+            Group.display_name.label("name"),
+            null().label("role_kind"),
+            null().label("source"),
+            null().label("rule"),
+            Group.display_name_key.label("sort_key"),
+        )
+        .join(
+            GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id)
+        )
+        .where(
+            GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id")
+        )
+    )
+    roles = (
+        select(
+            literal_column("'r'"),
+            Role.id,
+            Role.name,
+            Role.kind,
+            UserRole.source,
+            UserRole.rule,
+            Role.name_key,
+        )
+        .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
+        .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
+    )
+    licenses = select(
+        literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id
+    ).where(
+        License.org_id == bindparam("org_id"),
+        License.id.in_([bindparam("license_id"), bindparam("wanted_id")]),
+    )
+    both = union_all(groups, roles, licenses)
+    cols = both.selected_columns
+    return both.order_by(cols.kind, cols.sort_key, cols.source)
+
+
+# What one user's representation needs beside its row, in one round trip: its
+# groups (g), its roles and their sources (r), the names of its licenses (l).
+_EXTRAS_OF_ONE = _extras_of_one()
+
+
+def extras_of_one(
+    session: Session, org_id: str, user: Any
+) -> tuple[list[tuple[str, str]], list[dict[str, Any]], dict[str, str]]:
+    """(groups, roles, license names) of one user, as ``groups_of``, ``roles_of`` give them."""
+    params = {
+        "org_id": org_id,
+        "user_id": user.id,
+        "license_id": user.license_id,
+        "wanted_id": user.license_wanted_id,
+    }
+    groups: list[tuple[str, str]] = []
+    roles: dict[str, dict[str, Any]] = {}
+    licenses: dict[str, str] = {}
+    for kind, item_id, name, role_kind, source, rule, _key in session.connection().execute(
+        _EXTRAS_OF_ONE, params
+    ):
+        if kind == "g":
+            groups.append((item_id, name))
+        elif kind == "r":
+            entry = roles.setdefault(
+                item_id, {"id": item_id, "name": name, "kind": role_kind, "sources": []}
+            )
+            entry["sources"].append(source if rule is None else f"{source}:{rule}")
+        else:
+            licenses[item_id] = name
+    return groups, list(roles.values()), licenses
 
 
 def read_user(session: Session, org_id: str, user_id: str) -> Any:
@@ -251,26 +328,39 @@ def groups_of(
     return out
 
 
-def product_view(session: Session, org_id: str, users: list[User]) -> dict[str, Doc]:
-    """The internal account of each user, for the product extension schema."""
+def product_view(
+    session: Session,
+    org_id: str,
+    users: list[User],
+    *,
+    roles: dict[str, list[dict[str, Any]]] | None = None,
+    license_names: dict[str, str] | None = None,
+) -> dict[str, Doc]:
+    """The internal account of each user, for the product extension schema.
+
+    ``roles`` and ``license_names``, when the caller has them (``extras_of_one``),
+    spare their queries.
+    """
     from scim_server.models import License
     from scim_server.services.roles import roles_of
 
     license_ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
-    names = (
-        dict(
-            session.connection()
-            .execute(
-                select(License.id, License.name).where(
-                    License.org_id == org_id, License.id.in_(license_ids)
+    names = license_names
+    if names is None:
+        names = (
+            dict(
+                session.connection()
+                .execute(
+                    select(License.id, License.name).where(
+                        License.org_id == org_id, License.id.in_(license_ids)
+                    )
                 )
+                .all()
             )
-            .all()
+            if license_ids
+            else {}
         )
-        if license_ids
-        else {}
-    )
-    held = roles_of(session, org_id, [u.id for u in users])
+    held = roles if roles is not None else roles_of(session, org_id, [u.id for u in users])
     out: dict[str, Doc] = {}
     for u in users:
         view: Doc = {"status": u.status}

@@ -53,10 +53,12 @@ def test_group_membership_moves_license_and_roles(scim, admin, session):
     assert [(r["value"], r["kind"], r["sources"]) for r in view["roles"]] == [
         ("Engineer", "task", ["rule:engineering"])
     ]
-    assert (
-        scim.get(f"/scim/v2/Users/{user['id']}").get_json()[PRODUCT]["license"]["value"]
-        == "Engineer"
-    )
+    # The SCIM view of one user shows the same account as the admin API.
+    scim_view = scim.get(f"/scim/v2/Users/{user['id']}").get_json()[PRODUCT]
+    assert scim_view["license"] == view["license"]
+    assert scim_view["roles"] == [{k: v for k, v in r.items() if k != "id"} for r in view["roles"]]
+    listed = scim.get("/scim/v2/Users", query_string={"filter": 'userName eq "sam@example.com"'})
+    assert listed.get_json()["Resources"][0][PRODUCT] == scim_view
     assert licenses_by_name(admin)["Engineer"]["used"] == 1
     assert licenses_by_name(admin)["Planner"]["used"] == 0
     _leave(scim, engineering["id"], user["id"])
