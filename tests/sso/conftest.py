@@ -28,6 +28,17 @@ def request_id_of(location: str) -> str:
     return etree.fromstring(xml).get("ID")
 
 
+def start_test_login(admin: Scim, client: FlaskClient, conn_id: str) -> str:
+    """Ask for a test-mode link, open it: return the AuthnRequest id the IdP answers."""
+    resp = admin.post(f"/api/v1/sso/connections/{conn_id}/test", {})
+    assert resp.status_code == 200 and resp.get_json()["expires_in"] == 600
+    path = urlsplit(resp.get_json()["url"]).path
+    started = client.get(path)
+    assert started.status_code == 302 and "SAMLRequest=" in started.headers["Location"]
+    assert client.get(path).status_code == 400  # single use
+    return request_id_of(started.headers["Location"])
+
+
 @pytest.fixture
 def saml_idp() -> FakeIdp:
     return FakeIdp()

@@ -8,7 +8,6 @@ check; a refusal changes nothing; test mode only previews.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -24,8 +23,8 @@ from tests.sso.conftest import (
     events,
     make_person,
     read,
-    request_id_of,
     sign_ins,
+    start_test_login,
 )
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
 
@@ -270,13 +269,6 @@ def test_inactive_account_is_refused_for_its_status_and_gets_nothing(
     assert mapping_events(app, scim.org_id) == []
 
 
-def _test_login(admin: Scim, client: FlaskClient, conn: SamlConnection) -> str:
-    resp = admin.post(f"/api/v1/sso/connections/{conn.id}/test", {})
-    started = client.get(urlsplit(resp.get_json()["url"]).path)
-    assert started.status_code == 302, started.get_data(as_text=True)
-    return request_id_of(started.headers["Location"])
-
-
 def test_test_mode_previews_the_rules_and_writes_nothing(
     app: Flask,
     admin: Scim,
@@ -289,7 +281,7 @@ def test_test_mode_previews_the_rules_and_writes_nothing(
     engineering_rules(admin)
     user_id = person(scim, "alice@example.com")["id"]
     before = state(app, scim.org_id, user_id)
-    request_id = _test_login(admin, client, saml_connection)
+    request_id = start_test_login(admin, client, saml_connection.id)
     seq_before = events(app, scim.org_id, "")[-1].seq
     assertion = saml_connection.assertion(request_id, attributes=attributes(["Engineering"]))
 
@@ -321,7 +313,7 @@ def test_test_mode_previews_a_seat_refusal(
     engineering_rules(admin, seats=0)
     user_id = person(scim, "alice@example.com")["id"]
     before = state(app, scim.org_id, user_id)
-    request_id = _test_login(admin, client, saml_connection)
+    request_id = start_test_login(admin, client, saml_connection.id)
     assertion = saml_connection.assertion(request_id, attributes=attributes(["Engineering"]))
 
     resp = saml_connection.post(valid_response(assertion, saml_idp))
@@ -345,7 +337,7 @@ def test_test_mode_maps_a_known_user_with_its_scim_groups(
     engineering_rules(admin)
     user_id = person(scim, "alice@example.com")["id"]
     scim.create_group("Engineering", members=[user_id])
-    request_id = _test_login(admin, client, saml_connection)
+    request_id = start_test_login(admin, client, saml_connection.id)
     assertion = saml_connection.assertion(request_id, attributes=attributes())
 
     resp = saml_connection.post(valid_response(assertion, saml_idp))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -14,22 +12,11 @@ from tests.sso.conftest import (
     SamlConnection,
     make_person,
     read,
-    request_id_of,
     set_default_license,
     sign_ins,
+    start_test_login,
 )
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
-
-
-def _test_login(admin: Scim, client: FlaskClient, conn: SamlConnection) -> str:
-    """Ask for a test link, open it: return the AuthnRequest id the IdP answers."""
-    resp = admin.post(f"/api/v1/sso/connections/{conn.id}/test", {})
-    assert resp.status_code == 200 and resp.get_json()["expires_in"] == 600
-    path = urlsplit(resp.get_json()["url"]).path
-    started = client.get(path)
-    assert started.status_code == 302 and "SAMLRequest=" in started.headers["Location"]
-    assert client.get(path).status_code == 400  # single use
-    return request_id_of(started.headers["Location"])
 
 
 def test_test_mode_shows_attributes_and_creates_nobody(
@@ -43,7 +30,7 @@ def test_test_mode_shows_attributes_and_creates_nobody(
     """A test login for an unknown person with JIT on: attributes, mapping, decision; no user."""
     set_default_license(app, scim.org_id, "Engineer")
     admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"jit_enabled": True})
-    request_id = _test_login(admin, client, saml_connection)
+    request_id = start_test_login(admin, client, saml_connection.id)
     attrs = {WS + "emailaddress": ["dave@example.com"], "department": ["Sales"]}
     assertion = saml_connection.assertion(request_id, name_id="dave@example.com", attributes=attrs)
     resp = saml_connection.post(valid_response(assertion, saml_idp))
@@ -72,7 +59,7 @@ def test_test_mode_reports_refusal_reason(
 ) -> None:
     """A known user without a license: the test page names missing_license; nothing changes."""
     user_id = make_person(app, scim, licensed=False)
-    request_id = _test_login(admin, client, saml_connection)
+    request_id = start_test_login(admin, client, saml_connection.id)
     resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
     assert "missing_license" in resp.get_data(as_text=True)
     with read(app) as s:
