@@ -8,6 +8,7 @@ without re-running anything. Multi-valued attributes match if any value does.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,14 +22,14 @@ MAX_MATCHED_LENGTH = 1024
 MAX_REASON_LENGTH = 400
 
 
-class Condition:
+class Condition(ABC):
     """Base of all conditions (a closed set: the classes below)."""
 
-    def evaluate(self, identity: ExternalIdentity) -> Verdict:
-        raise NotImplementedError
+    @abstractmethod
+    def evaluate(self, identity: ExternalIdentity) -> Verdict: ...
 
-    def to_document(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def to_document(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
