@@ -13,19 +13,16 @@ from typing import Any
 import orjson
 
 
-def dumps(value: Any) -> str:
-    """Compact UTF-8 JSON text (non-ASCII characters kept as they are)."""
-    try:
-        return orjson.dumps(value).decode()
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def dumps_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON (non-ASCII characters kept as they are)."""
     try:
         return orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def dumps(value: Any) -> str:
+    return dumps_bytes(value).decode()
 
 
 def loads(text: str | bytes) -> Any:

@@ -49,8 +49,8 @@ class RoleBody(Schema):
 def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
     """The account view: the product extension's fields, every key present, roles with ids."""
     ids = [u.id for u in rows]
-    product = users.product_view(session, org_id, rows)
     held = roles.roles_of(session, org_id, ids)
+    product = users.product_view(session, org_id, rows, roles=held)
     return [
         {
             "id": u.id,

@@ -61,7 +61,8 @@ def authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
-    if request.method in ("GET", "HEAD"):
+    reading = request.method in ("GET", "HEAD")
+    if reading:
         db.use_statement_reads()  # the SCIM reads never write
     session = db.session
     token = token_service.authenticate(session, secret.strip())
@@ -70,7 +71,7 @@ def authenticate() -> None:
     g.org_id = token.org_id
     g.token_id = token.id
     audit_hooks.begin(token.id, token.name)
-    if session.in_transaction() and request.method not in ("GET", "HEAD"):
+    if session.in_transaction() and not reading:
         # Write services begin their own transactions; a read goes on in this one
         # (one BEGIN and one COMMIT fewer per read).
         session.commit()
@@ -138,16 +139,14 @@ def render_user(
     groups: list[tuple[str, str]] | None = None,
     product: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One user; a list page passes what it read for the whole page (``groups``, ``product``)."""
     if product is None:
         # One user: its groups, roles and license names in one round trip.
         found, roles, names = user_service.extras_of_one(db.session, g.org_id, user)
-        if groups is None and wants("groups", attributes, excluded):
-            groups = found
+        groups = found if wants("groups", attributes, excluded) else None
         product = user_service.product_view(
             db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
         )[user.id]
-    elif groups is None and wants("groups", attributes, excluded):
-        groups = user_service.groups_of(db.session, g.org_id, [user.id])[user.id]
     return project(USER, user_to_scim(user, groups, base_url(), product), attributes, excluded)
 
 

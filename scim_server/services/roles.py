@@ -86,11 +86,21 @@ def roles_of(session: Session, org_id: str, user_ids: list[str]) -> dict[str, li
         return {}
     rows = session.connection().execute(_ROLES_OF, {"org_id": org_id, "user_ids": user_ids})
     for user_id, source, rule, role_id, name, kind in rows:
-        entry = out[user_id].setdefault(
-            role_id, {"id": role_id, "name": name, "kind": kind, "sources": []}
-        )
-        entry["sources"].append(source if rule is None else f"{source}:{rule}")
+        hold(out[user_id], role_id, name, kind, source, rule)
     return {u: list(v.values()) for u, v in out.items()}
+
+
+def hold(
+    held: dict[str, dict[str, Any]],
+    role_id: str,
+    name: str,
+    kind: str,
+    source: str,
+    rule: str | None,
+) -> None:
+    """Add one (role, source) row to ``held``, role id -> {id, name, kind, sources}."""
+    entry = held.setdefault(role_id, {"id": role_id, "name": name, "kind": kind, "sources": []})
+    entry["sources"].append(source if rule is None else f"{source}:{rule}")
 
 
 def set_source_roles(

@@ -20,6 +20,7 @@ from scim_server.services import counts, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
+from scim_server.services.roles import hold
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -192,10 +193,7 @@ def extras_of_one(
         if kind == "g":
             groups.append((item_id, name))
         elif kind == "r":
-            entry = roles.setdefault(
-                item_id, {"id": item_id, "name": name, "kind": role_kind, "sources": []}
-            )
-            entry["sources"].append(source if rule is None else f"{source}:{rule}")
+            hold(roles, item_id, name, role_kind, source, rule)
         else:
             licenses[item_id] = name
     return groups, list(roles.values()), licenses
@@ -328,6 +326,17 @@ def groups_of(
     return out
 
 
+def _license_names(session: Session, org_id: str, users: list[User]) -> dict[str, str]:
+    """License id -> name, for the licenses the users hold or wait for."""
+    from scim_server.models import License
+
+    ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
+    if not ids:
+        return {}
+    stmt = select(License.id, License.name).where(License.org_id == org_id, License.id.in_(ids))
+    return dict(session.connection().execute(stmt).all())
+
+
 def product_view(
     session: Session,
     org_id: str,
@@ -341,25 +350,9 @@ def product_view(
     ``roles`` and ``license_names``, when the caller has them (``extras_of_one``),
     spare their queries.
     """
-    from scim_server.models import License
     from scim_server.services.roles import roles_of
 
-    license_ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
-    names = license_names
-    if names is None:
-        names = (
-            dict(
-                session.connection()
-                .execute(
-                    select(License.id, License.name).where(
-                        License.org_id == org_id, License.id.in_(license_ids)
-                    )
-                )
-                .all()
-            )
-            if license_ids
-            else {}
-        )
+    names = license_names if license_names is not None else _license_names(session, org_id, users)
     held = roles if roles is not None else roles_of(session, org_id, [u.id for u in users])
     out: dict[str, Doc] = {}
     for u in users:
