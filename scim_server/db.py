@@ -129,13 +129,9 @@ def make_engine(
     PostgreSQL connections are pinged on checkout (``pool_pre_ping``), so after
     a database restart the pool replaces dead connections by itself.
     """
+    json_codec = {"json_serializer": jsonfast.dumps, "json_deserializer": jsonfast.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url,
-            connect_args={"timeout": 10},
-            json_serializer=jsonfast.dumps,
-            json_deserializer=jsonfast.loads,
-        )
+        engine = create_engine(url, connect_args={"timeout": 10}, **json_codec)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write
         # lock at BEGIN so concurrent writers queue instead of failing.
@@ -150,8 +146,7 @@ def make_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args={"connect_timeout": connect_timeout},
-        json_serializer=jsonfast.dumps,
-        json_deserializer=jsonfast.loads,
+        **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)
     return engine

@@ -126,8 +126,11 @@ def enforce_scim() -> None:
     limit = limiter.limit_for(reader, g.org_id, current_app.config["RATE_LIMIT_PER_MINUTE"])
     if limit <= 0:
         return
-    # The counter commits in a transaction of its own, never inside the
-    # request's (which a read keeps open from the token lookup on).
+    # End the read the token lookup began before the counter's own transaction,
+    # so the two never share a connection's transaction. In production they are
+    # on different pooled connections anyway (and a PostgreSQL read has none);
+    # where every session shares one connection, as in the tests, the counter
+    # would otherwise be rolled back with the request.
     if db.session.in_transaction():
         db.session.commit()
     try:
