@@ -121,7 +121,7 @@ def _loader() -> type:
     """A SafeLoader without aliases, implicit timestamps or duplicate keys."""
     yaml = _yaml()
 
-    class Loader(yaml.SafeLoader):
+    class Loader(yaml.SafeLoader):  # type: ignore[name-defined]
         yaml_implicit_resolvers = {
             first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -162,7 +162,7 @@ def _dumper() -> type:
     """
     yaml = _yaml()
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[name-defined]
         pass
 
     def represent_str(dumper: Any, data: str) -> Any:

@@ -254,7 +254,7 @@ def _gunicorn(host: str, port: int) -> None:
 
     from scim_server import gunicorn_conf
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def load_config(self) -> None:
             for name, value in gunicorn_conf.settings().items():
                 if name in self.cfg.settings:  # older gunicorn lacks some settings

@@ -140,7 +140,7 @@ def init_app(app: Flask) -> None:
         pool = db.engine().pool
         if hasattr(pool, "checkedout"):
             POOL.labels("checked_out").set(pool.checkedout())
-            POOL.labels("idle").set(pool.checkedin())
+            POOL.labels("idle").set(pool.checkedin())  # type: ignore[attr-defined]
         registry = REGISTRY
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess

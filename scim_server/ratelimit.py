@@ -100,7 +100,7 @@ class Limiter:
                         Organization.rate_limit_per_minute.is_not(None)
                     )
                 )
-                self._overrides = {org: limit for org, limit in rows}
+                self._overrides = {org: limit for org, limit in rows if limit is not None}
             self._loaded_at = now
         return self._overrides.get(org_id, default)
 

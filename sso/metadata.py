@@ -60,6 +60,7 @@ def parse_idp_metadata(xml: bytes, entity_id: str | None = None) -> IdpMetadata:
         )
     entity = idps[0]
     descriptor = entity.find(f"{{{MD}}}IDPSSODescriptor")
+    assert descriptor is not None  # idps holds only entities that have one
     sso_url = next(
         (
             s.get("Location")

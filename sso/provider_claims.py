@@ -51,8 +51,8 @@ def _primary_email(user: User) -> str | None:
         return None
     values = [e for e in emails if isinstance(e, dict) and isinstance(e.get("value"), str)]
     primary = [e for e in values if e.get("primary") is True]
-    chosen = (primary or values or [None])[0]
-    return chosen["value"] if chosen else None
+    chosen = primary or values
+    return chosen[0]["value"] if chosen else None
 
 
 def user_claims(session: Session, user: User, scope: str) -> dict[str, Any]:

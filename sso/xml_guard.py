@@ -11,6 +11,8 @@ allow-listed algorithm URIs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lxml import etree
 
 from sso.errors import SsoError
@@ -96,7 +98,7 @@ def parse(data: bytes, *, limit: int = MAX_RESPONSE_BYTES) -> etree._Element:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as err:
         raise SsoError("invalid_response", f"not well-formed XML: {err}") from None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs type it as a union lxml never returns
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise SsoError("xml_attack", "DOCTYPE in the XML (XXE)")
     return root
@@ -184,5 +186,6 @@ def _check_encryption(root: etree._Element) -> None:
     for node in root.iter(f"{{{XENC}}}EncryptionMethod"):
         _algorithm(node, "encryption", ENCRYPTION_METHODS)
     for node in root.iter(f"{{{DS}}}DigestMethod"):
-        if node.getparent() is not None and node.getparent().tag == f"{{{XENC}}}EncryptionMethod":
+        parent = node.getparent()
+        if parent is not None and parent.tag == f"{{{XENC}}}EncryptionMethod":
             _algorithm(node, "digest", DIGEST_METHODS | {"http://www.w3.org/2000/09/xmldsig#sha1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from scim_server.audit import chain
 from scim_server.audit.recorder import _lock_head, add_checkpoint, record
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+
+_Query = TypeVar("_Query", bound=Select[Unpack[tuple[Any, ...]]])
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class EventFilter:
     external_id: str | None = None
     request_id: str | None = None
 
-    def apply(self, stmt: Select[Any]) -> Select[Any]:
+    def apply(self, stmt: _Query) -> _Query:
         e = AuditEvent
         conditions = []
         if self.since is not None:
@@ -196,8 +198,8 @@ def verify(session: Session, org_id: str) -> Verification:
             return _fail(
                 result, cp.seq, f"a checkpoint at {cp.seq} is beyond the head (tail truncated)"
             )
-        event = session.get(AuditEvent, (org_id, cp.seq))
-        if event is not None and event.hash != cp.hash:
+        signed = session.get(AuditEvent, (org_id, cp.seq))
+        if signed is not None and signed.hash != cp.hash:
             return _fail(result, cp.seq, f"event {cp.seq} differs from its signed checkpoint")
     return result
 
@@ -232,7 +234,7 @@ def purge(session: Session, org_id: str, before: datetime) -> int:
         assert boundary is not None
         removed = session.execute(
             delete(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq <= last)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         head_row.base_seq = last
         head_row.base_hash = boundary.hash
         add_checkpoint(session, org_id, last, boundary.hash, "purge")

@@ -67,10 +67,10 @@ class _Lexer(SCIMLexer):
 
     # The library's FALSE/TRUE/NULL regexes split names such as "falseFlag"; literals
     # are recognised as whole words in ATTRNAME below instead.
-    del FALSE, TRUE, NULL  # noqa: F821
+    del FALSE, TRUE, NULL  # type: ignore[name-defined]  # noqa: F821
 
     # RFC 7159 §6 number; must not run into a following name ("1and").
-    @_(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![A-Za-z0-9_.$-])")  # noqa: F821
+    @_(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![A-Za-z0-9_.$-])")  # type: ignore[name-defined]  # noqa: F821
     def NUMBER(self, t: Token) -> Token:
         is_int = not any(c in t.value for c in ".eE")
         try:
@@ -82,12 +82,12 @@ class _Lexer(SCIMLexer):
         return t
 
     # RFC 7159 §7 string, decoded (raw control characters tolerated).
-    @_(r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')  # noqa: F821
+    @_(r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')  # type: ignore[name-defined]  # noqa: F821
     def COMP_VALUE(self, t: Token) -> Token:
         t.value = json.loads(t.value, strict=False)
         return t
 
-    @_(r"[a-zA-Z$][a-zA-Z0-9_$-]*")  # noqa: F821
+    @_(r"[a-zA-Z$][a-zA-Z0-9_$-]*")  # type: ignore[name-defined]  # noqa: F821
     def ATTRNAME(self, t: Token) -> Token:
         word = t.value.lower()
         if word in _KEYWORDS:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.models import Group, ResourceCount, User
 
-MODELS = {"User": User, "Group": Group}
+MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
 
 _READ = select(ResourceCount.total, ResourceCount.generation).where(
     ResourceCount.org_id == bindparam("org_id"),
@@ -41,7 +41,7 @@ def changed(session: Session, org_id: str, resource_type: str, delta: int) -> No
         .values(total=ResourceCount.total + delta, generation=ResourceCount.generation + 1)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 0:
+    if result.rowcount == 0:  # type: ignore[attr-defined]
         start(session, org_id, resource_type)
 
 
