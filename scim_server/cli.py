@@ -9,35 +9,8 @@ import click
 from flask import Flask
 
 from scim_server import create_app
-from scim_server.config import ConfigError
+from scim_server.commands import CommandEnv, build_app, domain_errors, org_option, pass_env
 from scim_server.db import db
-from scim_server.errors import DomainError
-
-
-def _app() -> Flask:
-    try:
-        return create_app()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _session(app: Flask) -> Any:
-    _, reader, _writer = app.extensions["scim_db"]
-    return reader()
-
-
-def _fail(exc: DomainError) -> click.ClickException:
-    return click.ClickException(exc.detail)
-
-
-def _org_id(app: Flask, ref: str) -> str:
-    from scim_server.services.organizations import find_organization
-
-    with _session(app) as session:
-        try:
-            return find_organization(session, ref).id
-        except DomainError as exc:
-            raise _fail(exc) from None
 
 
 @click.group()
@@ -58,8 +31,7 @@ def db_upgrade() -> None:
     """Create or migrate the schema (safe to run any number of times)."""
     from scim_server.migrate import current_revision, upgrade
 
-    app = _app()
-    engine = db.engine(app)
+    engine = db.engine(build_app())
     upgrade(engine)
     click.echo(f"database at revision {current_revision(engine)}")
 
@@ -74,28 +46,23 @@ def org_group() -> None:
 
 @org_group.command("create")
 @click.argument("name")
-def org_create(name: str) -> None:
+@pass_env()
+def org_create(env: CommandEnv, name: str) -> None:
     """Create an organization and print its id."""
     from scim_server.services.organizations import create_organization
 
-    app = _app()
-    _ensure_schema(app)
-    with _session(app) as session:
-        try:
-            org = create_organization(session, name)
-        except DomainError as exc:
-            raise _fail(exc) from None
+    with env.session(write=True) as session, domain_errors():
+        org = create_organization(session, name)
     click.echo(org.id)
 
 
 @org_group.command("list")
-def org_list() -> None:
+@pass_env()
+def org_list(env: CommandEnv) -> None:
     """List organizations (id and name)."""
     from scim_server.services.organizations import list_organizations
 
-    app = _app()
-    _ensure_schema(app)
-    with _session(app) as session:
+    with env.session() as session:
         for org in list_organizations(session):
             click.echo(f"{org.id}\t{org.name}")
 
@@ -109,20 +76,16 @@ def org_list() -> None:
     is_flag=True,
     help="Clear the override: follow SCIM_RATE_LIMIT_PER_MINUTE.",
 )
-def org_set_rate_limit(org_ref: str, limit: int | None, use_default: bool) -> None:
+@pass_env()
+def org_set_rate_limit(env: CommandEnv, org_ref: str, limit: int | None, use_default: bool) -> None:
     """Set SCIM requests per minute per token for one organization (0 = unlimited)."""
     from scim_server.ratelimit import set_org_limit
 
     if use_default == (limit is not None):
         raise click.UsageError("Give either a limit N or --default.")
-    app = _app()
-    _ensure_schema(app)
-    org_id = _org_id(app, org_ref)
-    with _session(app) as session:
-        try:
-            set_org_limit(session, org_id, limit)
-        except DomainError as exc:
-            raise _fail(exc) from None
+    org_id = env.org_id(org_ref)
+    with env.session(write=True) as session, domain_errors():
+        set_org_limit(session, org_id, limit)
     if limit is None:
         shown = "the default (SCIM_RATE_LIMIT_PER_MINUTE)"
     else:
@@ -139,34 +102,29 @@ def token_group() -> None:
 
 
 @token_group.command("create")
-@click.option("--org", "org_ref", required=True, help="Organization name or id.")
+@org_option()
 @click.option("--name", default="default", show_default=True, help="A label for the token.")
 @click.option("--admin", is_flag=True, help="An admin API token (/api/v1) instead of a SCIM token.")
-def token_create(org_ref: str, name: str, admin: bool) -> None:
+@pass_env()
+def token_create(env: CommandEnv, org_ref: str, name: str, admin: bool) -> None:
     """Create a token and print it once; only its hash is stored."""
     from scim_server.services.tokens import create_token
 
-    app = _app()
-    _ensure_schema(app)
-    org_id = _org_id(app, org_ref)
-    with _session(app) as session:
-        try:
-            _token, secret = create_token(session, org_id, name, "admin" if admin else "scim")
-        except DomainError as exc:
-            raise _fail(exc) from None
+    org_id = env.org_id(org_ref)
+    with env.session(write=True) as session, domain_errors():
+        _token, secret = create_token(session, org_id, name, "admin" if admin else "scim")
     click.echo(secret)
 
 
 @token_group.command("list")
-@click.option("--org", "org_ref", required=True, help="Organization name or id.")
-def token_list(org_ref: str) -> None:
+@org_option()
+@pass_env()
+def token_list(env: CommandEnv, org_ref: str) -> None:
     """List an organization's tokens (never their secrets)."""
     from scim_server.services.tokens import list_tokens
 
-    app = _app()
-    _ensure_schema(app)
-    org_id = _org_id(app, org_ref)
-    with _session(app) as session:
+    org_id = env.org_id(org_ref)
+    with env.session() as session:
         for token in list_tokens(session, org_id):
             state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
             created = f"{token.created_at:%Y-%m-%d %H:%M}"
@@ -174,20 +132,16 @@ def token_list(org_ref: str) -> None:
 
 
 @token_group.command("revoke")
-@click.option("--org", "org_ref", required=True, help="Organization name or id.")
+@org_option()
 @click.argument("token_id")
-def token_revoke(org_ref: str, token_id: str) -> None:
+@pass_env()
+def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
     """Revoke a token: requests using it get 401 at once."""
     from scim_server.services.tokens import revoke_token
 
-    app = _app()
-    _ensure_schema(app)
-    org_id = _org_id(app, org_ref)
-    with _session(app) as session:
-        try:
-            revoke_token(session, org_id, token_id)
-        except DomainError as exc:
-            raise _fail(exc) from None
+    org_id = env.org_id(org_ref)
+    with env.session(write=True) as session, domain_errors():
+        revoke_token(session, org_id, token_id)
     click.echo(f"revoked {token_id}")
 
 
@@ -211,7 +165,7 @@ def serve(host: str, port: int, production: bool) -> None:
 
         # Before create_app imports prometheus_client: it picks its mode at import.
         prepare_metrics_dir()
-    app = _app()
+    app = build_app()
     upgrade(db.engine(app))
     _print_start_hint(app, host, port)
     if production:
@@ -221,16 +175,10 @@ def serve(host: str, port: int, production: bool) -> None:
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
-def _ensure_schema(app: Flask) -> None:
-    from scim_server.migrate import upgrade
-
-    upgrade(db.engine(app))
-
-
 def _print_start_hint(app: Flask, host: str, port: int) -> None:
     from scim_server.services.organizations import list_organizations
 
-    with _session(app) as session:
+    with db.reader(app)() as session:
         orgs = list_organizations(session)
     url = f"http://{host}:{port}/scim/v2"
     click.echo(f"SCIM endpoint: {url}  (database: {app.config['DATABASE_URL']})", err=True)

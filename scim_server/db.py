@@ -226,6 +226,20 @@ class Database:
 
         return (app or current_app).extensions["scim_db"][0]
 
+    @staticmethod
+    def reader(app: Any = None) -> sessionmaker[Session]:
+        """Sessions for work that only reads."""
+        from flask import current_app
+
+        return (app or current_app).extensions["scim_db"][1]
+
+    @staticmethod
+    def writer(app: Any = None) -> sessionmaker[Session]:
+        """Sessions for transactions that write (on SQLite they take the write lock at BEGIN)."""
+        from flask import current_app
+
+        return (app or current_app).extensions["scim_db"][2]
+
     @property
     def session(self) -> Session:
         """The request's session: a writer for unsafe methods, a reader otherwise."""

@@ -7,6 +7,7 @@ from collections import Counter
 import click
 
 from scim_server.audit.context import AuditContext, use_context
+from scim_server.commands import CommandEnv, pass_env
 
 _SUMMARY = (
     ("sealed", "encrypted (were in clear)"),
@@ -32,22 +33,20 @@ def sso() -> None:
         "Prefer the environment variable: a command line is visible to other users."
     ),
 )
-def encrypt_secrets_command(previous_secret: str | None) -> None:
+@pass_env()
+def encrypt_secrets_command(env: CommandEnv, previous_secret: str | None) -> None:
     """Encrypt connection secrets still stored in clear; re-encrypt after a secret change.
 
     Safe to run any number of times. Exits 1 if a secret opens with neither
     the current nor the previous secret (listed; left as it is).
     """
-    from scim_server.cli import _app, _ensure_schema, _session
     from sso.connection_secrets import encrypt_secrets
     from sso.sealing import encryption_secret
 
-    app = _app()
-    _ensure_schema(app)
     previous = previous_secret.encode() if previous_secret else None
     actor = AuditContext(actor_type="cli", actor_name="scim-server sso encrypt-secrets")
-    with _session(app) as session, use_context(actor):
-        states = encrypt_secrets(session, encryption_secret(app), previous)
+    with env.session(write=True) as session, use_context(actor):
+        states = encrypt_secrets(session, encryption_secret(env.app), previous)
     for state in states:
         if state.status != "current":
             click.echo(f"{state.org_id}\t{state.connection_id}\t{state.field}\t{state.status}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from scim_server.errors import DomainError
+from scim_server.commands import CommandEnv, domain_errors, pass_env
 
 
 @click.group("oauth")
@@ -28,37 +28,30 @@ def client_group() -> None:
 )
 @click.option("--public", is_flag=True, help="A public client (SPA, native app): no secret.")
 @click.option("--org", "org_ref", help="Only this organization's users (default: all).")
+@pass_env()
 def client_create(
-    name: str, redirect_uris: tuple[str, ...], public: bool, org_ref: str | None
+    env: CommandEnv, name: str, redirect_uris: tuple[str, ...], public: bool, org_ref: str | None
 ) -> None:
     """Register a client; print its client_id and (once) its secret."""
-    from scim_server.cli import _app, _ensure_schema, _fail, _org_id, _session
     from sso.provider_clients import create_client
 
-    app = _app()
-    _ensure_schema(app)
-    org_id = _org_id(app, org_ref) if org_ref else None
-    with _session(app) as session:
-        try:
-            client, secret = create_client(
-                session, name, list(redirect_uris), public=public, org_id=org_id
-            )
-        except DomainError as exc:
-            raise _fail(exc) from None
+    org_id = env.org_id(org_ref) if org_ref else None
+    with env.session(write=True) as session, domain_errors():
+        client, secret = create_client(
+            session, name, list(redirect_uris), public=public, org_id=org_id
+        )
     click.echo(f"client_id: {client.client_id}")
     if secret:
         click.echo(f"client_secret: {secret}")
 
 
 @client_group.command("list")
-def client_list() -> None:
+@pass_env()
+def client_list(env: CommandEnv) -> None:
     """List clients (never their secrets)."""
-    from scim_server.cli import _app, _ensure_schema, _session
     from sso.provider_clients import list_clients
 
-    app = _app()
-    _ensure_schema(app)
-    with _session(app) as session:
+    with env.session() as session:
         for c in list_clients(session):
             kind = "public" if c.is_public else "confidential"
             state = "revoked" if c.revoked_at else "active"
@@ -73,13 +66,11 @@ def keys_group() -> None:
 
 
 @keys_group.command("rotate")
-def keys_rotate() -> None:
+@pass_env()
+def keys_rotate(env: CommandEnv) -> None:
     """Sign with a new key from now on; the old one stays in the JWKS for the grace period."""
-    from scim_server.cli import _app, _ensure_schema, _session
     from sso.provider_keys import encryption_secret, rotate
 
-    app = _app()
-    _ensure_schema(app)
-    with _session(app) as session, session.begin():
-        row = rotate(session, encryption_secret(app))
+    with env.session(write=True) as session, session.begin():
+        row = rotate(session, encryption_secret(env.app))
     click.echo(f"signing key: {row.kid}")

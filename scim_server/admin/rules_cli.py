@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from scim_server.audit.context import AuditContext, use_context
+from scim_server.commands import CommandEnv, build_app
 from scim_server.errors import DomainError
 
 FORMATS = ("yaml", "json")
@@ -27,17 +28,13 @@ file_argument = click.argument("file", type=click.Path(exists=True, dir_okay=Fal
 
 
 def _app_and_org(org_ref: str) -> tuple[Any, str]:
-    from scim_server.cli import _app, _ensure_schema, _org_id
-
-    app = _app()
-    _ensure_schema(app)
-    return app, _org_id(app, org_ref)
+    env = CommandEnv(build_app())
+    env.migrate()
+    return env.app, env.org_id(org_ref)
 
 
 def _session(app: Any) -> Any:
-    from scim_server.cli import _session as make_session
-
-    return make_session(app)
+    return CommandEnv(app).session()
 
 
 def _context(command: str) -> Any:

@@ -8,19 +8,26 @@ from typing import Any
 
 import click
 
+from scim_server.commands import CommandEnv, build_app
+
 
 def _app() -> Any:
-    from scim_server.cli import _app as make_app
+    return build_app()
 
-    return make_app()
+
+def _ensure_schema(app: Any) -> None:
+    CommandEnv(app).migrate()
+
+
+def _session(app: Any) -> Any:
+    return CommandEnv(app).session()
 
 
 def _orgs(app: Any, org_ref: str | None) -> list[tuple[str, str]]:
-    from scim_server.cli import _org_id, _session
     from scim_server.services.organizations import list_organizations
 
     if org_ref:
-        org_id = _org_id(app, org_ref)
+        org_id = CommandEnv(app).org_id(org_ref)
         return [(org_id, org_ref)]
     with _session(app) as session:
         return [(o.id, o.name) for o in list_organizations(session)]
@@ -46,7 +53,6 @@ def audit() -> None:
 def verify(org_ref: str | None) -> None:
     """Check the hash chain and signatures; name the first broken event. Exit 1 if broken."""
     from scim_server.audit.queries import verify as verify_chain
-    from scim_server.cli import _ensure_schema, _session
 
     app = _app()
     _ensure_schema(app)
@@ -89,7 +95,6 @@ def export(
     """Stream events oldest first, ending with a manifest (count, range, chain head)."""
     from scim_server.admin.views import export_lines
     from scim_server.audit.queries import EventFilter, count
-    from scim_server.cli import _ensure_schema, _session
 
     app = _app()
     _ensure_schema(app)
@@ -124,7 +129,6 @@ def purge(org_ref: str | None, before: str | None, retention_days: int | None) -
     """Apply the retention period; the chain stays verifiable and the purge is logged."""
     from scim_server.audit.context import AuditContext, use_context
     from scim_server.audit.queries import purge as purge_events
-    from scim_server.cli import _ensure_schema, _session
 
     if (before is None) == (retention_days is None):
         raise click.UsageError("Give exactly one of --before or --retention-days.")
