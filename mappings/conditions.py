@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappings._text import cut, fold, quote, quote_all
+from mappings.text import cut, fold, quote, quote_all
 from mappings.identity import ExternalIdentity
 
 Verdict = tuple[bool, str]

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappings._text import fold
+from mappings.text import fold
 from mappings.identity import ExternalIdentity
 from mappings.model import DEFAULTS_NAME, Rule, RuleSet
 from mappings.templates import render_username

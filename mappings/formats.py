@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from mappings._text import path_at
+from mappings.text import path_at
 from mappings.model import Problem, RuleSet, RuleSetError
 
 FORMATS = ("yaml", "json")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings import sources
-from mappings._text import fold
+from mappings.text import fold
 
 SOURCES = ("scim", "saml", "oidc")
 VOCABULARY = sources.VOCABULARY

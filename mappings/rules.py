@@ -12,8 +12,8 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from mappings._text import fold, listing, suggest
-from mappings._text import path_at as at
+from mappings.text import fold, listing, suggest
+from mappings.text import path_at as at
 from mappings.conditions import (
     OPERATORS,
     AllOf,

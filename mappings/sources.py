@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mappings._text import fold
+from mappings.text import fold
 
 VOCABULARY = (
     "userName",

@@ -11,7 +11,7 @@ from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain
-from scim_server.audit.recorder import _lock_head, add_checkpoint, record
+from scim_server.audit.recorder import lock_head, add_checkpoint, record
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
@@ -221,7 +221,7 @@ def purge(session: Session, org_id: str, before: datetime) -> int:
     checkpoint marks it, and the purge itself is an event.
     """
     with session.begin():
-        head_row = _lock_head(session, org_id)
+        head_row = lock_head(session, org_id)
         last = session.scalar(
             select(func.max(AuditEvent.seq)).where(
                 AuditEvent.org_id == org_id, AuditEvent.occurred_at < before

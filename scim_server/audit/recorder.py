@@ -20,7 +20,7 @@ CHECKPOINT_EVERY = 1000
 _TEXT_LIMITS = {"detail": 2000, "user_agent": 512, "external_id": 512, "user_name": 512}
 
 
-def _lock_head(session: Session, org_id: str) -> AuditHead:
+def lock_head(session: Session, org_id: str) -> AuditHead:
     """The organization's head row, locked until commit: one writer at a time per organization."""
     stmt = select(AuditHead).where(AuditHead.org_id == org_id).with_for_update()
     head = session.scalar(stmt)
@@ -53,7 +53,7 @@ def record(
 ) -> AuditEvent:
     """Append one event to the organization's chain, in the caller's transaction."""
     ctx = current_context()
-    head = _lock_head(session, org_id)
+    head = lock_head(session, org_id)
     for name, limit in _TEXT_LIMITS.items():
         if isinstance(fields.get(name), str):
             fields[name] = fields[name][:limit]
