@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappings.text import cut, fold, quote, quote_all
 from mappings.identity import ExternalIdentity
+from mappings.text import cut, fold, quote, quote_all
 
 Verdict = tuple[bool, str]
 OPERATORS = ("equals", "contains", "matches", "present")

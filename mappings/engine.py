@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappings.text import fold
 from mappings.identity import ExternalIdentity
 from mappings.model import DEFAULTS_NAME, Rule, RuleSet
 from mappings.templates import render_username
+from mappings.text import fold
 
 __all__ = ["MappingResult", "diff", "render_username", "resolve"]
 

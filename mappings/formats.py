@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from mappings.text import path_at
 from mappings.model import Problem, RuleSet, RuleSetError
+from mappings.text import path_at
 
 FORMATS = ("yaml", "json")
 MAX_DOCUMENT_CHARS = 1_000_000

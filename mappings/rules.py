@@ -12,8 +12,6 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from mappings.text import fold, listing, suggest
-from mappings.text import path_at as at
 from mappings.conditions import (
     OPERATORS,
     AllOf,
@@ -40,6 +38,8 @@ from mappings.model import (
     RuleSetError,
 )
 from mappings.templates import TemplateError, parse_template
+from mappings.text import fold, listing, suggest
+from mappings.text import path_at as at
 
 __all__ = ["Problem", "RuleSet", "RuleSetError", "dump", "load", "validate"]
 

@@ -11,7 +11,7 @@ from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain
-from scim_server.audit.recorder import lock_head, add_checkpoint, record
+from scim_server.audit.recorder import add_checkpoint, lock_head, record
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
