@@ -15,10 +15,9 @@ from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
 
 from bench.dataset import EPOCH, Row, group_row, user_body, user_rows
-from bench.loader import complete_rows
+from bench.loader import complete_rows, service_session
 from scim_server.db import Base
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import GROUP, GROUP_SCHEMA, USER
@@ -63,13 +62,13 @@ def _differences(table: Table, stored: dict[str, Any], built: Row) -> list[str]:
 def check_loader_matches_services(engine: Engine) -> None:
     """Raise ``LoaderOutOfDate`` listing every difference found."""
     tables = Base.metadata.tables
-    with Session(engine) as session:
+    with service_session(engine) as session:
         org_id = create_organization(session, "bench-conformance").id
     body = user_body(random.Random(0), 0, domain="conformance.example.com")
-    with Session(engine) as session:
+    with service_session(engine) as session:
         user_id = create_user(session, org_id, parse_resource(USER, body, creating=True)).id
     group_doc = {"schemas": [GROUP_SCHEMA], "displayName": "Conformance"}
-    with Session(engine) as session:
+    with service_session(engine) as session:
         group_id = create_group(session, org_id, parse_resource(GROUP, group_doc, creating=True)).id
     built_group = group_row(org_id, group_id, "Conformance", EPOCH)
     problems: list[str] = []

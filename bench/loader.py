@@ -18,6 +18,7 @@ users and 1.3M index rows. Three things make the load take seconds instead:
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import time
@@ -50,7 +51,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bench.dataset import OrgData, people
-from scim_server.db import Base
+from scim_server.db import AUDIT_KEY_INFO, Base
 from scim_server.services.tokens import create_token
 
 # Parents before children (foreign keys).
@@ -238,11 +239,16 @@ def settle(engine: Engine) -> None:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def service_session(engine: Engine) -> Session:
+    """A session for the server's own services, signing audit events with the servers' key."""
+    return Session(engine, info={AUDIT_KEY_INFO: os.environ["SCIM_AUDIT_KEY"].encode()})
+
+
 def create_tokens(engine: Engine, orgs: Sequence[OrgData]) -> dict[str, str]:
     """A bearer token per organization, made by the server's own token service."""
     tokens: dict[str, str] = {}
     for org in orgs:
-        with Session(engine) as session:
+        with service_session(engine) as session:
             _token, secret = create_token(session, org.id, "bench")
         tokens[org.id] = secret
     return tokens

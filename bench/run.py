@@ -62,9 +62,7 @@ def server_env(database_url: str, key: str) -> dict[str, str]:
 def prepare_database(url: str, env: dict[str, str], orgs: list[OrgData]) -> dict[str, Any]:
     """Schema, conformance check, bulk load; returns timings and a token per org."""
     os.environ.update(env)
-    from scim_server import create_app
 
-    create_app()  # configures what the services need in this process (the audit key)
     engine = make_engine(url)
     try:
         upgrade(engine)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from scim_server.config import load_config
+from scim_server.config import audit_key, load_config
 from scim_server.db import db as database
 
 
@@ -24,15 +24,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             parents=True, exist_ok=True
         )
 
+    app.config["AUDIT_KEY"] = audit_key(app.config, app.instance_path)
     database.init_app(app)
 
     from scim_server import health, observability, ratelimit
-    from scim_server.audit import chain
     from scim_server.scim import audit_hooks
 
     observability.init_app(app)
     audit_hooks.init_app(app)
-    chain.configure(audit_key(app))
     from scim_server.admin.identity import bp as admin_bp  # identity registers its routes on bp
     from scim_server.scim.views import bp as scim_bp
 
@@ -51,30 +50,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(sso_bp)
     _register_fallback_errors(app)
     return app
-
-
-def audit_key(app: Flask) -> bytes:
-    """The audit signing key: SCIM_AUDIT_KEY, else the secret key, else (development) a key file.
-
-    It must outlive the process, or yesterday's log could not be verified.
-    """
-    import os
-    import secrets
-    from pathlib import Path
-
-    configured = (
-        app.config.get("AUDIT_KEY")
-        or os.environ.get("SCIM_AUDIT_KEY")
-        or os.environ.get("SCIM_SECRET_KEY")
-    )
-    if configured:
-        return configured.encode()
-    path = Path(app.instance_path, "audit.key")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
 
 
 def _register_fallback_errors(app: Flask) -> None:

@@ -32,8 +32,11 @@ def db_upgrade() -> None:
     from scim_server.migrate import current_revision, upgrade
 
     engine = db.engine(build_app())
-    upgrade(engine)
-    click.echo(f"database at revision {current_revision(engine)}")
+    try:
+        upgrade(engine)
+        click.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 # -- org ---------------------------------------------------------------------------

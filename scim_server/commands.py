@@ -77,10 +77,13 @@ def pass_env(
         @functools.wraps(command)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             env = CommandEnv(build_app())
-            if migrate:
-                env.migrate()
-            with env.app.app_context():
-                return command(env, *args, **kwargs)
+            try:
+                if migrate:
+                    env.migrate()
+                with env.app.app_context():
+                    return command(env, *args, **kwargs)
+            finally:
+                db.engine(env.app).dispose()
 
         return wrapper
 

@@ -71,4 +71,32 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # override it; their overrides are re-read every RATE_LIMIT_CACHE_SECONDS.
         "RATE_LIMIT_PER_MINUTE": env_int("SCIM_RATE_LIMIT_PER_MINUTE", 0),
         "RATE_LIMIT_CACHE_SECONDS": env_int("SCIM_RATE_LIMIT_CACHE_SECONDS", 10),
+        # HMAC key of the audit chain's signatures; see ``audit_key``.
+        "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
     }
+
+
+def audit_key(config: dict[str, Any] | Any, instance_path: str) -> bytes:
+    """The audit signing key: AUDIT_KEY (SCIM_AUDIT_KEY, else SCIM_SECRET_KEY), else a key file.
+
+    It must outlive the process, or yesterday's log could not be verified, so
+    development's random SECRET_KEY is never used for it.
+    """
+    configured = config.get("AUDIT_KEY")
+    if configured:
+        return str(configured).encode()
+    return development_key(instance_path, "audit.key")
+
+
+def development_key(instance_path: str, name: str) -> bytes:
+    """A random key kept in ``instance/NAME`` (mode 0600), made on first use.
+
+    For development only: production sets SCIM_SECRET_KEY (and SCIM_AUDIT_KEY),
+    and a key on one node's disk would differ from the next node's.
+    """
+    path = Path(instance_path, name)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()

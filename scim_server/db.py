@@ -180,10 +180,19 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:
-    """Sessions for reading, or (``writer``) for transactions that will write."""
+# The key under which a session's ``info`` carries its app's audit signing key.
+AUDIT_KEY_INFO = "audit_key"
+
+
+def make_session_factory(
+    engine: Engine, *, audit_key: bytes, writer: bool = False
+) -> sessionmaker[Session]:
+    """Sessions for reading, or (``writer``) for transactions that will write.
+
+    Each session carries the app's audit signing key (``audit.chain.signing_key``).
+    """
     bind = engine.execution_options(sqlite_immediate=True) if writer else engine
-    return sessionmaker(bind=bind, expire_on_commit=False)
+    return sessionmaker(bind=bind, expire_on_commit=False, info={AUDIT_KEY_INFO: audit_key})
 
 
 @contextmanager
@@ -208,15 +217,17 @@ class Database:
             connect_timeout=cfg.get("DB_CONNECT_TIMEOUT", 5),
             pool_timeout=cfg.get("DB_POOL_TIMEOUT", 10),
         )
+        key = cfg["AUDIT_KEY"]
         app.extensions["scim_db"] = (
             engine,
-            make_session_factory(engine),
-            make_session_factory(engine, writer=True),
+            make_session_factory(engine, audit_key=key),
+            make_session_factory(engine, audit_key=key, writer=True),
         )
         if engine.dialect.name == "postgresql":
             app.extensions["scim_db_statement_reader"] = sessionmaker(
                 bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
+                info={AUDIT_KEY_INFO: key},
             )
         app.teardown_appcontext(self._close)
 

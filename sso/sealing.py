@@ -18,15 +18,15 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import secrets
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from scim_server.config import development_key
 
 PREFIX = "enc:"
 V1 = "enc:v1:"
@@ -49,12 +49,7 @@ def encryption_secret(app: Any) -> bytes:
     configured = app.config.get("OAUTH_KEY_SECRET") or os.environ.get("SCIM_SECRET_KEY")
     if configured:
         return str(configured).encode()
-    path = Path(app.instance_path, "oauth-keys.secret")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
+    return development_key(app.instance_path, "oauth-keys.secret")
 
 
 def current_secret() -> bytes:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server import create_app
-from scim_server.db import Base, make_engine
+from scim_server.db import AUDIT_KEY_INFO, Base, make_engine
 from scim_server.migrate import upgrade
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
@@ -96,7 +96,10 @@ def app(engine: Engine, connection: Connection) -> Flask:
 def bind_to_connection(app: Flask, engine: Engine, connection: Connection) -> Flask:
     """Point every session of ``app`` at ``connection``, whose transaction the test rolls back."""
     factory = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        info={AUDIT_KEY_INFO: app.config["AUDIT_KEY"]},
     )
     app.extensions["scim_db"][0].dispose()
     app.extensions["scim_db"] = (engine, factory, factory)

@@ -303,25 +303,19 @@ class Cluster:
 
 def _setup_database(url: str) -> tuple[str, str]:
     """Migrate and create the organizations and tokens through the command line, in process."""
-    app = create_app({"DATABASE_URL": url, "AUDIT_KEY": SECRET_KEY})
-    runner = CliRunner()
+    runner = CliRunner(env={"SCIM_DATABASE_URL": url, "SCIM_AUDIT_KEY": SECRET_KEY})
 
     def run(*args: str) -> str:
         result = runner.invoke(cli.main, list(args), catch_exceptions=False)
         assert result.exit_code == 0, result.output
         return result.output.strip()
 
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(cli, "_app", lambda: app)
-            run("db", "upgrade")
-            run("org", "create", "acme")
-            token = run("token", "create", "--org", "acme", "--name", "e2e")
-            run("org", "create", "limited")
-            run("org", "set-rate-limit", "limited", "10")
-            limited = run("token", "create", "--org", "limited")
-    finally:
-        db.engine(app).dispose()
+    run("db", "upgrade")
+    run("org", "create", "acme")
+    token = run("token", "create", "--org", "acme", "--name", "e2e")
+    run("org", "create", "limited")
+    run("org", "set-rate-limit", "limited", "10")
+    limited = run("token", "create", "--org", "limited")
     return token, limited
 
 

@@ -14,17 +14,25 @@ import json
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from scim_server.db import AUDIT_KEY_INFO
 from scim_server.models import AuditEvent
 
 FIELDS = [c.name for c in AuditEvent.__table__.columns if c.name != "hash"]
 
-_key: bytes = b""
 
+def signing_key(session: Session) -> bytes:
+    """The signing key of the app whose session factory made ``session``.
 
-def configure(key: bytes) -> None:
-    """Set the signing key (from configuration) for this process."""
-    global _key
-    _key = key
+    It travels with the session (``db.make_session_factory`` puts it in
+    ``session.info``) rather than in a module global: two apps in one process
+    each sign with their own key, and services need no Flask to reach it.
+    """
+    key = session.info.get(AUDIT_KEY_INFO)
+    if not key:
+        raise RuntimeError("audit signing key not configured on this session's factory")
+    return bytes(key)
 
 
 def genesis_hash(org_id: str) -> str:
@@ -46,19 +54,19 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
-def sign(*parts: object) -> str:
-    if not _key:
-        raise RuntimeError("audit signing key not configured")
+def sign(key: bytes, *parts: object) -> str:
     message = "|".join(str(p) for p in parts).encode()
-    return hmac.new(_key, message, hashlib.sha256).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def head_signature(org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str) -> str:
-    return sign("head", org_id, seq, head_hash, base_seq, base_hash)
+def head_signature(
+    key: bytes, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str
+) -> str:
+    return sign(key, "head", org_id, seq, head_hash, base_seq, base_hash)
 
 
-def checkpoint_signature(org_id: str, seq: int, head_hash: str, kind: str) -> str:
-    return sign("checkpoint", org_id, seq, head_hash, kind)
+def checkpoint_signature(key: bytes, org_id: str, seq: int, head_hash: str, kind: str) -> str:
+    return sign(key, "checkpoint", org_id, seq, head_hash, kind)
 
 
 def signatures_match(expected: str, actual: str) -> bool:

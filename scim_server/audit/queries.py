@@ -149,7 +149,12 @@ def verify(session: Session, org_id: str) -> Verification:
         return result
     if not chain.signatures_match(
         chain.head_signature(
-            org_id, head_row.seq, head_row.hash, head_row.base_seq, head_row.base_hash
+            chain.signing_key(session),
+            org_id,
+            head_row.seq,
+            head_row.hash,
+            head_row.base_seq,
+            head_row.base_hash,
         ),
         head_row.signature,
     ):
@@ -188,10 +193,12 @@ def verify(session: Session, org_id: str) -> Verification:
             "(tail truncated)",
         )
     result.head_hash = head_row.hash
+    key = chain.signing_key(session)
     for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id)):
         result.checkpoints += 1
         if not chain.signatures_match(
-            chain.checkpoint_signature(org_id, cp.seq, cp.hash, cp.kind), cp.signature
+            chain.checkpoint_signature(key, org_id, cp.seq, cp.hash, cp.kind),
+            cp.signature,
         ):
             return _fail(result, cp.seq, f"checkpoint at {cp.seq} has a bad signature")
         if cp.seq > head_row.seq:

@@ -33,7 +33,9 @@ def lock_head(session: Session, org_id: str) -> AuditHead:
         "hash": genesis,
         "base_seq": 0,
         "base_hash": genesis,
-        "signature": chain.head_signature(org_id, 0, genesis, 0, genesis),
+        "signature": chain.head_signature(
+            chain.signing_key(session), org_id, 0, genesis, 0, genesis
+        ),
     }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -89,7 +91,7 @@ def record(
     head.seq = event.seq
     head.hash = event.hash
     head.signature = chain.head_signature(
-        org_id, head.seq, head.hash, head.base_seq, head.base_hash
+        chain.signing_key(session), org_id, head.seq, head.hash, head.base_seq, head.base_hash
     )
     if event.seq % CHECKPOINT_EVERY == 0:
         add_checkpoint(session, org_id, event.seq, event.hash, "periodic")
@@ -104,7 +106,9 @@ def add_checkpoint(session: Session, org_id: str, seq: int, head_hash: str, kind
             hash=head_hash,
             kind=kind,
             created_at=utcnow(),
-            signature=chain.checkpoint_signature(org_id, seq, head_hash, kind),
+            signature=chain.checkpoint_signature(
+                chain.signing_key(session), org_id, seq, head_hash, kind
+            ),
         )
     )
 

@@ -298,8 +298,6 @@ def test_admin_api_needs_an_admin_token(scim, admin, client):
 
 def test_concurrent_writers_keep_one_chain(live, engine):
     """Several threads provisioning into one organization leave one gap-free, valid chain."""
-    from sqlalchemy.orm import Session
-
     from scim_server.audit.queries import verify
 
     app, scim = live
@@ -314,7 +312,7 @@ def test_concurrent_writers_keep_one_chain(live, engine):
         t.start()
     for t in threads:
         t.join()
-    with Session(engine) as session:
+    with app.extensions["scim_db"][1]() as session:
         result = verify(session, scim.org_id)
         seqs = session.scalars(
             select(AuditEvent.seq).where(AuditEvent.org_id == scim.org_id).order_by(AuditEvent.seq)
@@ -363,3 +361,28 @@ def test_duplicate_member_add_is_logged_without_member_events(scim, admin):
     )
     assert actions(admin, resource_id=alice["id"]) == ["user.create", "group.member.add"]
     assert "members" not in events(admin, action="group.patch")[0]["changes"]
+
+
+def test_two_apps_in_one_process_sign_with_their_own_keys(tmp_path):
+    """Each app signs its chain with its own key: a second app never re-keys the first."""
+    from scim_server import create_app
+    from scim_server.audit.queries import verify
+    from scim_server.db import db
+    from scim_server.migrate import upgrade
+    from scim_server.services.organizations import create_organization
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    first = create_app({"TESTING": True, "DATABASE_URL": url, "AUDIT_KEY": "first-key"})
+    second = create_app({"TESTING": True, "DATABASE_URL": url, "AUDIT_KEY": "second-key"})
+    try:
+        upgrade(db.engine(first))
+        with db.writer(first)() as session:
+            org_id = create_organization(session, "keyed").id
+        with db.reader(first)() as session:
+            assert verify(session, org_id).ok
+        with db.reader(second)() as session:
+            result = verify(session, org_id)
+        assert not result.ok and "signature" in (result.reason or "")
+    finally:
+        db.engine(first).dispose()
+        db.engine(second).dispose()
