@@ -130,7 +130,7 @@ def value_key(attr: Attribute, item: Any) -> Any:
 
 
 def unique_values(attr: Attribute, items: list[Any]) -> list[Any]:
-    """``items`` without repeats (``value_key``); a repeat marked primary makes the first primary."""
+    """``items`` without repeats (``value_key``); a repeat sent as primary makes the kept one so."""
     out: list[Any] = []
     seen: dict[Any, int] = {}
     for item in items:
