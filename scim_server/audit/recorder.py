@@ -21,7 +21,26 @@ _TEXT_LIMITS = {"detail": 2000, "user_agent": 512, "external_id": 512, "user_nam
 
 
 def lock_head(session: Session, org_id: str) -> AuditHead:
-    """The organization's head row, locked until commit: one writer at a time per organization."""
+    """The organization's head row, locked until commit: one writer at a time per organization.
+
+    Locked once per transaction (savepoint included): a change that writes one
+    event per group member (5,000 for a large group) would otherwise pay one
+    SELECT ... FOR UPDATE, and one autoflush, per event.
+    """
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    held = session.info.get("audit_heads")
+    if held is not None and held[0] is transaction and org_id in held[1]:
+        head: AuditHead | None = held[1][org_id]
+        assert head is not None
+        return head
+    head = _select_head(session, org_id)
+    if held is None or held[0] is not transaction:
+        held = session.info["audit_heads"] = (transaction, {})
+    held[1][org_id] = head
+    return head
+
+
+def _select_head(session: Session, org_id: str) -> AuditHead:
     stmt = select(AuditHead).where(AuditHead.org_id == org_id).with_for_update()
     head = session.scalar(stmt)
     if head is not None:

@@ -50,7 +50,8 @@ def parse_bulk_request(body: Any, max_operations: int) -> tuple[list[Operation],
     if len(raw_ops) > max_operations:
         # RFC 7644 §3.7.4: too many operations is a 413.
         raise ScimError(
-            f"The request has {len(raw_ops)} operations; the maximum is {max_operations}.",
+            f"The request has {len(raw_ops)} operations; the maximum is {max_operations} "
+            "(SCIM_BULK_MAX_OPERATIONS).",
             status=413,
         )
     fail_on_errors = body.get("failOnErrors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, json
+from flask import Blueprint, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
@@ -146,9 +146,14 @@ def register_error_handlers(bp: Blueprint) -> None:
     def _http(err: HTTPException) -> Response:
         status = err.code or 500
         headers = {}
+        detail = err.description or err.name
+        if status == 413:
+            # Name the limit and its setting: "too large" alone leaves the client guessing.
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            detail = f"The request body is larger than {limit} bytes (SCIM_MAX_BODY_BYTES)."
         if status == 405 and err.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
-        return error_response(status, err.description or err.name, None, headers)
+        return error_response(status, detail, None, headers)
 
     @bp.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

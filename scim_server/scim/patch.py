@@ -22,8 +22,8 @@ from scim_server.scim.errors import (
 )
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, Present, ValuePath
 from scim_server.scim.filter_parser import parse_path
-from scim_server.scim.resources import coerce_single, coerce_value, parse_extension
-from scim_server.scim.schema import GROUP, PATCH_OP, Attribute, ResourceType
+from scim_server.scim.resources import coerce_single, coerce_value, parse_extension, value_key
+from scim_server.scim.schema import GROUP, PATCH_OP, USER, Attribute, ResourceType
 from scim_server.services.groups import MemberChange
 from scim_server.text import exact, fold
 
@@ -128,6 +128,12 @@ class _Patcher:
             # RFC 7644 §3.5.2: an operation on a read-only attribute (id, meta,
             # groups) is an error, not silently ignored.
             raise MutabilityError(f"Attribute '{attr.name}' is read-only.")
+        if urn == self.rt.core and attr.name == "schemas":
+            # The server lists the schemas from the attributes the resource has;
+            # a change to the list alone would be a 200 that changed nothing.
+            raise MutabilityError(
+                "Attribute 'schemas' is set by the server; add or remove extension attributes."
+            )
         sub: Attribute | None = None
         sub_name = path.sub or parsed.value_sub
         if path.sub and parsed.filter is not None:
@@ -140,6 +146,8 @@ class _Patcher:
                 raise MutabilityError(f"Sub-attribute '{attr.name}.{sub.name}' is read-only.")
         if parsed.filter is not None and not attr.multi_valued:
             raise InvalidPathError(f"'{attr.name}' is not multi-valued; it takes no filter.")
+        if sub is None and parsed.filter is None and (op == "remove" or value is None):
+            self.check_unassign(urn, attr)
         if self.rt is GROUP and urn == self.rt.core and attr.name == "members":
             self.members_op(op, parsed.filter, sub, value)
             return
@@ -164,9 +172,24 @@ class _Patcher:
         urn = self.rt.canonical_urn(uri)
         if urn is None or urn == self.rt.core:
             raise InvalidPathError(f"Unknown schema extension '{uri}'.")
+        schema = self.rt.schema(urn)
+        assert schema is not None
+        server_managed = all(a.mutability == "readOnly" for a in schema.attributes.values())
         if op == "remove":
+            if server_managed:
+                # RFC 7644 §3.5.2.2: removing read-only attributes is a mutability error
+                # (the product extension is the server's view of the account).
+                raise MutabilityError(f"The extension {urn} is read-only: it cannot be removed.")
             self.doc.pop(urn, None)
             return
+        value = _without_own_schemas(urn, value)
+        if isinstance(value, dict):
+            for key in value:
+                attr = schema.attribute(key)
+                if attr is not None and attr.mutability == "readOnly":
+                    # RFC 7644 §3.5.2: a client MUST NOT modify a read-only attribute;
+                    # ignoring it would answer 200 for a change that was not made.
+                    raise MutabilityError(f"Attribute '{urn}:{attr.name}' is read-only.")
         checked = parse_extension(self.rt, urn, value, creating=False)
         target = self.doc.setdefault(urn, {})
         for key, sub_value in checked.items():
@@ -198,11 +221,7 @@ class _Patcher:
             return
         if attr.multi_valued:
             if op == "add":
-                merged = list(current or [])
-                for item in new:
-                    if item not in merged:
-                        merged.append(item)
-                new = _single_primary(merged, new)
+                new = _merge(attr, list(current or []), new)
             self.check_immutable(attr, current, new)
             _assign(container, attr.name, new)
             return
@@ -257,6 +276,10 @@ class _Patcher:
         items: list[Doc] = list(container.get(attr.name) or [])
         hits = [i for i, item in enumerate(items) if matches(where, item, attr)]
         if op == "remove":
+            if not hits:
+                # RFC 7644 §3.12: noTarget, "the specified path ... contains a filter
+                # that yields no match".
+                raise NoTargetError(f"No value of '{attr.name}' matches the filter.")
             if sub is None:
                 items = [item for i, item in enumerate(items) if i not in hits]
             else:
@@ -315,6 +338,24 @@ class _Patcher:
         else:
             self.members.append(MemberChange("add", refs))
 
+    def check_unassign(self, urn: str, attr: Attribute) -> None:
+        """Refuse to unassign (remove, or set to null) what cannot be unassigned."""
+        if attr.required:
+            # RFC 7644 §3.5.2.2: removing a required attribute is a mutability error.
+            raise MutabilityError(f"Attribute '{attr.name}' is required; it cannot be removed.")
+        if self.rt is USER and urn == self.rt.core and attr.name == "active":
+            # RFC 7644 §3.5.2.2 would leave `active` unassigned, which has no meaning for
+            # an account's status: read as true it would keep (or make) a leaver active.
+            raise MutabilityError(
+                "Attribute 'active' cannot be removed: replace it with false to deactivate "
+                "the user, or with true to activate it."
+            )
+        if attr.mutability == "writeOnly":
+            # The password is never stored in the document: a remove would change nothing.
+            raise MutabilityError(
+                f"Attribute '{attr.name}' cannot be removed; replace it to set a new value."
+            )
+
     def check_immutable(self, attr: Attribute, before: Any, after: Any) -> None:
         if attr.mutability == "immutable" and before is not None and before != after:
             raise MutabilityError(f"Attribute '{attr.name}' is immutable.")
@@ -334,6 +375,48 @@ def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
             ref["type"] = item["type"]
         refs.append(ref)
     return tuple(refs)
+
+
+def _without_own_schemas(urn: str, value: Any) -> Any:
+    """A whole-extension value may name its own schema (clients built on typed SCIM models).
+
+    Anything else in that ``schemas`` key is a contradiction, refused rather than guessed.
+    """
+    if not isinstance(value, dict):
+        return value
+    keys = [k for k in value if k.lower() == "schemas"]
+    if not keys:
+        return value
+    named = value[keys[0]]
+    if (
+        not isinstance(named, list)
+        or not named
+        or not all(isinstance(s, str) and s.lower() == urn.lower() for s in named)
+    ):
+        raise InvalidValueError(f"'schemas' in a value for {urn} may only name {urn}.")
+    return {k: v for k, v in value.items() if k != keys[0]}
+
+
+def _merge(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
+    """RFC 7644 §3.5.2.1 add to a multi-valued attribute: new values are appended; a value
+    already there (``value_key``: absent primary is false) changes nothing, unless it is
+    now sent as primary, which makes it the one primary value."""
+    merged = list(current)
+    position = {value_key(attr, item): i for i, item in enumerate(merged)}
+    winners = []
+    for item in added:
+        key = value_key(attr, item)
+        primary = isinstance(item, dict) and item.get("primary") is True
+        if key in position:
+            i = position[key]
+            if primary and merged[i].get("primary") is not True:
+                merged[i] = {**merged[i], "primary": True}
+        else:
+            i = position[key] = len(merged)
+            merged.append(item)
+        if primary:
+            winners.append(merged[i])
+    return _single_primary(merged, winners)
 
 
 def _value_key(item: Any) -> Any:

@@ -17,10 +17,17 @@ from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, Mutab
 from scim_server.scim.filter_ast import PathError
 from scim_server.scim.filter_parser import parse_path
 from scim_server.scim.schema import Attribute, ResourceType
+from scim_server.text import exact, fold
 
 MAX_STRING = 512
 MAX_BINARY = 64 * 1024
+# A cap on the values of one multi-valued attribute (emails, phoneNumbers,
+# addresses...): no person has more, and it keeps hostile arrays cheap to refuse.
 MAX_VALUES = 100
+# Group members are not capped here: a group of any real size must be creatable in
+# one POST or PUT. They are bounded per request by SCIM_MAX_INLINE_MEMBERS (checked
+# in the views), the body size limit and the Bulk limits.
+UNCAPPED = frozenset({"members"})
 
 Doc = dict[str, Any]
 
@@ -82,13 +89,58 @@ def coerce_value(attr: Attribute, value: Any, path: str, *, creating: bool) -> A
     if attr.multi_valued:
         if not isinstance(value, list):
             raise _type_error(path, "an array")
-        if len(value) > MAX_VALUES:
+        if len(value) > MAX_VALUES and attr.name not in UNCAPPED:
             raise InvalidValueError(f"Attribute '{path}' has more than {MAX_VALUES} values.")
         items = [coerce_single(attr, v, path, creating=creating) for v in value]
         items = [i for i in items if i not in (None, {})]
+        if attr.name not in UNCAPPED:
+            # Members are de-duplicated by id where they are stored (services.groups).
+            items = unique_values(attr, items)
         check_primary(items, path)
         return items or None
     return coerce_single(attr, value, path, creating=creating)
+
+
+def _compare_form(attr: Attribute, value: Any) -> Any:
+    if isinstance(value, str):
+        return exact(value) if attr.case_exact else fold(value)
+    if isinstance(value, list):
+        return tuple(_compare_form(attr, v) for v in value)
+    return value
+
+
+def value_key(attr: Attribute, item: Any) -> Any:
+    """What makes two values of a multi-valued attribute the same value.
+
+    Every sub-attribute but ``primary`` counts, compared as the schema says
+    (``caseExact``), so ``BJensen@Example.com`` and ``bjensen@example.com`` are
+    one e-mail. ``primary`` is left out: RFC 7643 §2.4 makes an absent
+    ``primary`` false, so a value re-sent without it (or with false) is the same
+    value, not a second one.
+    """
+    if not isinstance(item, dict):
+        return _compare_form(attr, item)
+    parts = []
+    for name, sub_value in item.items():
+        if name == "primary":
+            continue
+        sub = attr.sub(name)
+        parts.append((name, _compare_form(sub, sub_value) if sub else sub_value))
+    return tuple(sorted(parts, key=lambda p: p[0]))
+
+
+def unique_values(attr: Attribute, items: list[Any]) -> list[Any]:
+    """``items`` without repeats (``value_key``); a repeat sent as primary makes the kept one so."""
+    out: list[Any] = []
+    seen: dict[Any, int] = {}
+    for item in items:
+        key = value_key(attr, item)
+        if key not in seen:
+            seen[key] = len(out)
+            out.append(item)
+        elif isinstance(item, dict) and item.get("primary") is True:
+            out[seen[key]] = {**out[seen[key]], "primary": True}
+    return out
 
 
 def coerce_single(attr: Attribute, value: Any, path: str, *, creating: bool) -> Any:

@@ -166,6 +166,21 @@ def render_group(
     return project(GROUP, group_to_scim(group, members, base_url()), attributes, excluded)
 
 
+def check_member_count(count: int) -> None:
+    """One request names at most SCIM_MAX_INLINE_MEMBERS members (POST, PUT, PATCH, Bulk).
+
+    The same number bounds what a GET returns inline, so a group written in one
+    request can always be read back in one; larger groups grow by further PATCH
+    requests. Checked before anything is written.
+    """
+    limit = current_app.config["MAX_INLINE_MEMBERS"]
+    if count > limit:
+        raise InvalidValueError(
+            f"This request names {count} group members; at most {limit} are accepted per "
+            "request (SCIM_MAX_INLINE_MEMBERS). Add the others with further PATCH requests."
+        )
+
+
 def render(
     rt: ResourceType, obj: Any, attributes: list[str] | None, excluded: list[str] | None
 ) -> dict[str, Any]:
@@ -265,6 +280,10 @@ def replace_user(user_id: str) -> Response:
 
     def mutate(old: dict[str, Any]) -> dict[str, Any]:
         check_immutable(USER, old, doc)
+        if "active" not in doc:
+            # RFC 7644 §3.5.1: an omitted attribute MAY be taken as not asserted. For
+            # `active` it must be: read as true it would reactivate a leaver.
+            return {**doc, "active": old.get("active", True)}
         return doc
 
     user = user_service.update_user(db.session, g.org_id, user_id, mutate, if_match())
@@ -309,6 +328,7 @@ def search_groups() -> Response:
 @bp.post("/Groups")
 def create_group() -> Response:
     doc = parse_resource(GROUP, json_body(), creating=True)
+    check_member_count(len(doc.get("members") or ()))
     group = group_service.create_group(db.session, g.org_id, doc)
     body = render_group(group, *projection_args())
     return scim_response(
@@ -328,6 +348,7 @@ def get_group(group_id: str) -> Response:
 @bp.put("/Groups/<group_id>")
 def replace_group(group_id: str) -> Response:
     doc = parse_resource(GROUP, json_body(), creating=False)
+    check_member_count(len(doc.get("members") or ()))
 
     def mutate(old: dict[str, Any]) -> tuple[dict[str, Any], list[MemberChange]]:
         check_immutable(GROUP, old, doc)
@@ -345,6 +366,7 @@ def patch_group(group_id: str) -> Response:
 
     def mutate(old: dict[str, Any]) -> tuple[dict[str, Any], list[MemberChange]]:
         result = apply_patch(GROUP, old, ops, resource_id=group_id)
+        check_member_count(sum(len(c.values) for c in result.members))
         new = parse_resource(GROUP, {"schemas": [GROUP.core], **result.doc}, creating=False)
         check_immutable(GROUP, old, new)
         changes = [
@@ -424,7 +446,9 @@ def bulk() -> Response:
     cfg = current_app.config
     if request.content_length and request.content_length > cfg["BULK_MAX_PAYLOAD_BYTES"]:
         raise ScimError(
-            f"The bulk request is larger than {cfg['BULK_MAX_PAYLOAD_BYTES']} bytes.", status=413
+            f"The bulk request is larger than {cfg['BULK_MAX_PAYLOAD_BYTES']} bytes "
+            "(SCIM_BULK_MAX_PAYLOAD_BYTES).",
+            status=413,
         )
     ops, fail_on_errors = parse_bulk_request(json_body(), cfg["BULK_MAX_OPERATIONS"])
     return scim_response(run_bulk(ops, fail_on_errors))

@@ -386,3 +386,36 @@ def test_two_apps_in_one_process_sign_with_their_own_keys(tmp_path):
     finally:
         db.engine(first).dispose()
         db.engine(second).dispose()
+
+
+def test_one_change_with_many_events_keeps_the_chain(scim, admin, session):
+    """A group created with 1,200 members writes all 1,201 events gap-free, with the periodic
+    checkpoint, in a chain that verifies (the head is locked once per transaction)."""
+    from sqlalchemy import func
+
+    from tests.scim.test_group_members import insert_users
+
+    ids = insert_users(session, scim.org_id, 1200)
+    before = session.scalar(select(AuditHead.seq).where(AuditHead.org_id == scim.org_id))
+    session.commit()
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Many",
+        "members": [{"value": i} for i in ids],
+    }
+    assert scim.post("/scim/v2/Groups", body).status_code == 201
+    seqs = session.scalars(
+        select(AuditEvent.seq).where(AuditEvent.org_id == scim.org_id, AuditEvent.seq > before)
+    ).all()
+    added = session.scalar(
+        select(func.count()).where(
+            AuditEvent.org_id == scim.org_id, AuditEvent.action == "group.member.add"
+        )
+    )
+    session.commit()
+    assert sorted(seqs) == list(range(before + 1, before + 1202))
+    assert added == 1200
+    result = _verify(admin)
+    assert result["ok"] is True, result
+    assert result["last_seq"] == before + 1201
+    assert result["checkpoints"] >= 1

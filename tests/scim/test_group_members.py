@@ -6,13 +6,16 @@ Group PATCH answers 204 with an ETag, unless ``attributes`` or
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from flask import Flask
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from scim_server.models import GroupMember
+from scim_server.db import utcnow
+from scim_server.models import GroupMember, User
 from tests.conftest import GROUP_SCHEMA, USER_SCHEMA, Scim
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -444,7 +447,7 @@ def _remove_display_name(people: dict[str, Any], team: dict[str, Any]) -> list[d
         pytest.param(_no_value, "invalidValue", id="member-without-value"),
         pytest.param(_member_sub, "mutability", id="member-sub-attribute"),
         pytest.param(_rename_then_fail, "invalidValue", id="rename-remove-then-unknown"),
-        pytest.param(_remove_display_name, "invalidValue", id="remove-required-displayName"),
+        pytest.param(_remove_display_name, "mutability", id="remove-required-displayName"),
     ],
 )
 def test_failing_member_patch_changes_nothing(
@@ -847,3 +850,168 @@ def test_membership_changes_are_new_versions_of_the_user(
     # Members who did not move keep their version.
     alice = scim.get(f"/scim/v2/Users/{people['alice']['id']}")
     assert alice.headers["ETag"] == 'W/"2"'  # created, then added to Team
+
+
+# -- large groups: members are bounded by the server's limits, not by 100 (issue 15, item 0) --
+
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+
+def insert_users(session: Session, org_id: str, count: int) -> list[str]:
+    """``count`` real users of the organization, written in one statement (a 5,000-user fixture
+    through HTTP would take minutes)."""
+    now = utcnow()
+    rows = []
+    for i in range(count):
+        name = f"member{i:05d}@example.com"
+        rows.append(
+            {
+                "org_id": org_id,
+                "id": str(uuid.uuid4()),
+                "user_name": name,
+                "user_name_key": name,
+                "display_name": f"Member {i}",
+                "active": True,
+                "status": "PROVISIONED",
+                "data": {"userName": name, "displayName": f"Member {i}", "active": True},
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    session.execute(insert(User), rows)
+    session.commit()
+    return [row["id"] for row in rows]
+
+
+def stored_members(session: Session, group_id: str) -> int:
+    count = session.scalar(
+        select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group_id)
+    )
+    session.commit()
+    return int(count or 0)
+
+
+def test_post_group_with_5000_members(scim: Scim, session: Session) -> None:
+    """POST /Groups with 5,000 members (Okta, imports) is 201 and stores every one."""
+    ids = insert_users(session, scim.org_id, 5000)
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Everyone",
+        "members": [{"value": i, "display": "x", "type": "User"} for i in ids],
+    }
+    resp = scim.post("/scim/v2/Groups", body)
+    assert resp.status_code == 201, resp.get_json()
+    assert member_ids(resp.get_json()) == set(ids)
+    assert stored_members(session, resp.get_json()["id"]) == 5000
+    assert member_ids(read(scim, gurl(resp.get_json()))) == set(ids)
+
+
+def test_put_group_with_5000_members(scim: Scim, session: Session, team: dict[str, Any]) -> None:
+    """PUT /Groups/{id} with 5,000 members (Okta Group Push) is 200 and replaces the members."""
+    ids = insert_users(session, scim.org_id, 5000)
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Team",
+        "members": [{"value": i} for i in ids],
+    }
+    resp = scim.put(gurl(team), body)
+    assert resp.status_code == 200, resp.get_json()
+    assert member_ids(resp.get_json()) == set(ids)
+    assert stored_members(session, team["id"]) == 5000
+
+
+def _too_many_post(scim: Scim, team: dict[str, Any], ids: list[str]) -> Any:
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Big", "members": [{"value": i} for i in ids]}
+    return scim.post("/scim/v2/Groups", body)
+
+
+def _too_many_put(scim: Scim, team: dict[str, Any], ids: list[str]) -> Any:
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Team",
+        "members": [{"value": i} for i in ids],
+    }
+    return scim.put(gurl(team), body)
+
+
+def _too_many_patch(scim: Scim, team: dict[str, Any], ids: list[str]) -> Any:
+    # Spread over two operations: the limit is per request, not per operation.
+    half = len(ids) // 2
+    return scim.patch_ops(
+        gurl(team),
+        {"op": "add", "path": "members", "value": [{"value": i} for i in ids[:half]]},
+        {"op": "replace", "path": "members", "value": [{"value": i} for i in ids[half:]]},
+    )
+
+
+def _too_many_bulk(scim: Scim, team: dict[str, Any], ids: list[str]) -> Any:
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Team",
+        "members": [{"value": i} for i in ids],
+    }
+    resp = scim.post(
+        "/scim/v2/Bulk",
+        {
+            "schemas": [BULK_REQUEST],
+            "Operations": [{"method": "PUT", "path": f"/Groups/{team['id']}", "data": body}],
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    result = resp.get_json()["Operations"][0]
+    assert result["status"] == "400"
+    return result["response"]
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(_too_many_post, id="post"),
+        pytest.param(_too_many_put, id="put"),
+        pytest.param(_too_many_patch, id="patch"),
+        pytest.param(_too_many_bulk, id="bulk"),
+    ],
+)
+def test_more_members_than_the_limit_is_400_naming_it(
+    app: Flask, scim: Scim, session: Session, team: dict[str, Any], send: Any
+) -> None:
+    """More members in one request than SCIM_MAX_INLINE_MEMBERS is 400 invalidValue naming the
+    setting, the same for POST, PUT, PATCH and Bulk, and changes nothing."""
+    app.config["MAX_INLINE_MEMBERS"] = 10
+    ids = insert_users(session, scim.org_id, 11)
+    before = read(scim, gurl(team))
+    resp = send(scim, team, ids)
+    body = resp if isinstance(resp, dict) else resp.get_json()
+    if not isinstance(resp, dict):
+        assert resp.status_code == 400, body
+    assert body["scimType"] == "invalidValue", body
+    assert "SCIM_MAX_INLINE_MEMBERS" in body["detail"] and "10" in body["detail"]
+    assert read(scim, gurl(team)) == before
+    assert "Big" not in [
+        g["displayName"] for g in scim.get("/scim/v2/Groups").get_json()["Resources"]
+    ]
+
+
+def test_members_up_to_the_limit_are_accepted(
+    app: Flask, scim: Scim, session: Session, team: dict[str, Any]
+) -> None:
+    """Exactly SCIM_MAX_INLINE_MEMBERS members in a PUT is accepted."""
+    app.config["MAX_INLINE_MEMBERS"] = 10
+    ids = insert_users(session, scim.org_id, 10)
+    assert _too_many_put(scim, team, ids).status_code == 200
+    assert stored_members(session, team["id"]) == 10
+
+
+def test_body_larger_than_the_limit_is_413_naming_it(
+    app: Flask, scim: Scim, team: dict[str, Any]
+) -> None:
+    """A body over SCIM_MAX_BODY_BYTES is a SCIM 413 that names the setting and its value."""
+    app.config["MAX_CONTENT_LENGTH"] = 2000
+    members = [{"value": str(uuid.uuid4())} for _ in range(100)]
+    resp = scim.put(
+        gurl(team), {"schemas": [GROUP_SCHEMA], "displayName": "Team", "members": members}
+    )
+    assert_error(resp, 413, None)
+    assert "SCIM_MAX_BODY_BYTES" in resp.get_json()["detail"]
+    assert "2000" in resp.get_json()["detail"]

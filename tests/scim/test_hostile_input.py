@@ -142,3 +142,4 @@ def test_huge_array_is_refused(scim):
         "/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "arr@x", "emails": emails}
     )
     assert_error(resp, 400, "invalidValue")
+    assert "more than 100 values" in resp.get_json()["detail"]

@@ -456,7 +456,7 @@ FAILING = [
         id="filter-matches-nothing",
     ),
     pytest.param(
-        {"op": "remove", "path": "userName"}, 400, "invalidValue", id="remove-required-userName"
+        {"op": "remove", "path": "userName"}, 400, "mutability", id="remove-required-userName"
     ),
     pytest.param(
         {"op": "replace", "path": "userName", "value": ""}, 400, "invalidValue", id="empty-userName"
@@ -686,3 +686,230 @@ def test_put_unchanged_user_with_manager_keeps_version(scim: Scim) -> None:
     resp = scim.put(url(user), read(scim, user))
     assert resp.status_code == 200, resp.get_json()
     assert resp.headers["ETag"] == user["meta"]["version"]
+
+
+# -- a whole extension as the path, its value carrying "schemas" (issue 15, item 1) ---------
+
+PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+@pytest.mark.parametrize("urn_case", [ENTERPRISE, ENTERPRISE.upper()])
+def test_whole_enterprise_extension_with_own_schemas_key(
+    scim: Scim, op: str, urn_case: str
+) -> None:
+    """A value object naming its own extension in "schemas" (typed SCIM models) is applied."""
+    user = new_user(scim)
+    value = {"schemas": [urn_case], "department": "Engineering", "costCenter": "4130"}
+    resp = scim.patch_ops(url(user), {"op": op, "path": ENTERPRISE, "value": value})
+    assert resp.status_code == 200, resp.get_json()
+    after = read(scim, user)
+    assert after[ENTERPRISE]["department"] == "Engineering"
+    assert after[ENTERPRISE]["costCenter"] == "4130"
+    assert "schemas" not in after[ENTERPRISE]
+
+
+@pytest.mark.parametrize(
+    "schemas",
+    [
+        pytest.param([USER_SCHEMA], id="core"),
+        pytest.param([PRODUCT], id="other-extension"),
+        pytest.param([ENTERPRISE, PRODUCT], id="two"),
+        pytest.param(ENTERPRISE, id="not-a-list"),
+    ],
+)
+def test_whole_extension_value_naming_another_schema_is_refused(scim: Scim, schemas: Any) -> None:
+    """A "schemas" in the value that is not exactly the path's extension is 400 invalidValue."""
+    user = new_user(scim)
+    before = read(scim, user)
+    value = {"schemas": schemas, "department": "Engineering"}
+    resp = scim.patch_ops(url(user), {"op": "replace", "path": ENTERPRISE, "value": value})
+    assert_error(resp, 400, "invalidValue")
+    assert read(scim, user) == before
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_whole_product_extension_with_only_its_schemas_key(scim: Scim, op: str) -> None:
+    """The product extension named with its own "schemas" and nothing to change is 200, no change."""
+    user = new_user(scim)
+    value = {"schemas": [PRODUCT]}
+    resp = scim.patch_ops(url(user), {"op": op, "path": PRODUCT, "value": value})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user) == user
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_whole_product_extension_read_only_values_are_mutability(scim: Scim, op: str) -> None:
+    """Read-only product values in a whole-extension PATCH are 400 mutability, never "unknown"."""
+    user = new_user(scim)
+    value = {"schemas": [PRODUCT], "status": "DEACTIVATED"}
+    resp = scim.patch_ops(url(user), {"op": op, "path": PRODUCT, "value": value})
+    assert_error(resp, 400, "mutability")
+    assert "status" in resp.get_json()["detail"]
+    assert read(scim, user) == user
+
+
+# -- nothing the client asks to change is silently ignored (issue 15, item 2) ----------------
+
+UNCHANGEABLE = [
+    pytest.param({"op": "remove", "path": "active"}, "mutability", id="remove-active"),
+    pytest.param(
+        {"op": "replace", "path": "active", "value": None}, "mutability", id="replace-active-null"
+    ),
+    pytest.param(
+        {"op": "replace", "value": {"active": None}}, "mutability", id="no-path-active-null"
+    ),
+    pytest.param({"op": "remove", "path": PRODUCT}, "mutability", id="remove-product-extension"),
+    pytest.param(
+        {"op": "remove", "path": f"{PRODUCT}:status"}, "mutability", id="remove-product-status"
+    ),
+    pytest.param(
+        {"op": "replace", "path": f"{PRODUCT}:status", "value": "ACTIVE"},
+        "mutability",
+        id="replace-product-status",
+    ),
+    pytest.param(
+        {"op": "replace", "value": {PRODUCT: {"status": "DEACTIVATED"}}},
+        "mutability",
+        id="no-path-product-status",
+    ),
+    pytest.param({"op": "remove", "path": "id"}, "mutability", id="remove-id"),
+    pytest.param({"op": "remove", "path": "meta"}, "mutability", id="remove-meta"),
+    pytest.param({"op": "remove", "path": "meta.version"}, "mutability", id="remove-meta-sub"),
+    pytest.param({"op": "remove", "path": "groups"}, "mutability", id="remove-groups"),
+    pytest.param({"op": "remove", "path": "schemas"}, "mutability", id="remove-schemas"),
+    pytest.param(
+        {"op": "replace", "path": "schemas", "value": [USER_SCHEMA]},
+        "mutability",
+        id="replace-schemas",
+    ),
+    pytest.param({"op": "remove", "path": "password"}, "mutability", id="remove-password"),
+    pytest.param({"op": "remove", "path": "userName"}, "mutability", id="remove-required"),
+    pytest.param(
+        {"op": "replace", "path": "userName", "value": None}, "mutability", id="null-required"
+    ),
+    pytest.param(
+        {"op": "remove", "path": f"{ENTERPRISE}:manager.displayName"},
+        "mutability",
+        id="remove-read-only-sub-attribute",
+    ),
+    pytest.param(
+        {"op": "remove", "path": 'emails[type eq "other"]'}, "noTarget", id="remove-filter-no-match"
+    ),
+    pytest.param(
+        {"op": "remove", "path": 'emails[type eq "other"].value'},
+        "noTarget",
+        id="remove-filtered-sub-no-match",
+    ),
+    pytest.param(
+        {"op": "replace", "path": 'emails[value sw "zzz"].type', "value": "home"},
+        "noTarget",
+        id="replace-filtered-sub-no-match",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "emails.nope", "value": "x"},
+        "invalidPath",
+        id="unknown-sub-attribute",
+    ),
+    pytest.param(
+        {"op": "remove", "path": f"{ENTERPRISE}:nope"}, "invalidPath", id="unknown-ext-attribute"
+    ),
+]
+
+
+@pytest.mark.parametrize(("op", "scim_type"), UNCHANGEABLE)
+def test_no_silent_no_op(scim: Scim, op: dict[str, Any], scim_type: str) -> None:
+    """An operation the server cannot carry out is a 400 with its scimType, never a 200 no-op."""
+    user = new_user(scim)
+    before = read(scim, user)
+    assert_error(scim.patch_ops(url(user), op), 400, scim_type)
+    assert read(scim, user) == before
+
+
+def test_remove_active_never_reactivates_a_leaver(scim: Scim) -> None:
+    """remove "active" on a deactivated user is refused: the user stays inactive."""
+    user = new_user(scim)
+    scim.patch_ops(url(user), {"op": "replace", "path": "active", "value": False})
+    before = read(scim, user)
+    assert before["active"] is False
+    assert_error(scim.patch_ops(url(user), {"op": "remove", "path": "active"}), 400, "mutability")
+    assert read(scim, user) == before
+
+
+def test_put_without_active_keeps_the_status(scim: Scim) -> None:
+    """PUT that does not mention "active" leaves it as it is: a leaver is not reactivated."""
+    user = new_user(scim)
+    scim.patch_ops(url(user), {"op": "replace", "path": "active", "value": False})
+    body = {"schemas": [USER_SCHEMA], "userName": "bjensen", "displayName": "Still gone"}
+    resp = scim.put(url(user), body)
+    assert resp.status_code == 200, resp.get_json()
+    after = read(scim, user)
+    assert after["active"] is False
+    assert after["displayName"] == "Still gone"
+    assert after["urn:scim-server:schemas:extension:product:1.0:User"]["status"] == "DEACTIVATED"
+
+
+# -- duplicates compare values with defaults applied (issue 15, item 4) ----------------------
+
+HOME_PRIMARY = {"value": "babs@home.example", "type": "home", "primary": True}
+
+
+def test_retried_add_of_non_primary_value_changes_nothing(scim: Scim) -> None:
+    """Re-adding the work e-mail without "primary" after it lost primary changes nothing."""
+    user = scim.create_user("retry", emails=[WORK])
+    add_home = {"op": "add", "path": "emails", "value": [HOME_PRIMARY]}
+    assert scim.patch_ops(url(user), add_home).status_code == 200
+    before = read(scim, user)
+    assert before["emails"] == [{**WORK, "primary": False}, HOME_PRIMARY]
+    retry = {"op": "add", "path": "emails", "value": [{"value": WORK["value"], "type": "work"}]}
+    resp = scim.patch_ops(url(user), retry)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == before["meta"]["version"]
+    assert read(scim, user) == before
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        pytest.param({"value": "BJENSEN@WORK.EXAMPLE", "type": "WORK"}, id="case-insensitive"),
+        pytest.param({"value": "bjensen@work.example", "type": "work", "primary": False}, id="f"),
+        pytest.param({"value": "babs@home.example", "type": "home", "primary": False}, id="home"),
+    ],
+)
+def test_add_existing_value_is_a_no_op(scim: Scim, again: dict[str, Any]) -> None:
+    """An add of a value the user has (compared as the schema compares) keeps the version."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "add", "path": "emails", "value": [again]})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == user["meta"]["version"]
+    assert read(scim, user) == user
+
+
+def test_add_existing_value_as_primary_moves_primary_only(scim: Scim) -> None:
+    """Re-adding the home e-mail with primary true makes it primary, without a twin."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "add", "path": "emails", "value": [HOME_PRIMARY]})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["emails"] == [{**WORK, "primary": False}, HOME_PRIMARY]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch-replace"])
+def test_duplicates_in_one_list_collapse(scim: Scim, method: str) -> None:
+    """The same value twice in a POST, PUT or replace list (defaults applied) is stored once."""
+    emails = [
+        WORK,
+        {"value": "BJensen@Work.Example", "type": "work"},
+        HOME,
+        {**HOME, "primary": False},
+    ]
+    if method == "post":
+        user = scim.create_user("dupes", emails=emails)
+    else:
+        user = new_user(scim)
+        if method == "put":
+            body = {"schemas": [USER_SCHEMA], "userName": "bjensen", "emails": emails}
+            assert scim.put(url(user), body).status_code == 200
+        else:
+            op = {"op": "replace", "path": "emails", "value": emails}
+            assert scim.patch_ops(url(user), op).status_code == 200
+    assert read(scim, user)["emails"] == [WORK, HOME]
