@@ -221,6 +221,44 @@ def serve(host: str, port: int, production: bool) -> None:
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
+# -- worker --------------------------------------------------------------------------
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run the jobs due now, then exit.")
+@click.option(
+    "--poll-interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between looks for due jobs.",
+)
+def worker_command(once: bool, poll_interval: float) -> None:
+    """The background worker: runs queued jobs (rules apply, ...); SIGTERM stops it cleanly.
+
+    Run any number of them, on any nodes: each job is run by one worker at a
+    time. A job interrupted by SIGTERM is handed back and resumed at once.
+    """
+    import signal
+
+    from scim_server.worker import Worker
+
+    app = _app()
+    _ensure_schema(app)
+    worker = Worker(app.extensions["scim_db"][2])
+    if once:
+        click.echo(f"ran {worker.run_once()} job(s)")
+        return
+
+    def _stop(signum: int, _frame: Any) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"worker {worker.worker_id}: polling every {poll_interval}s", err=True)
+    worker.serve(poll_interval)
+
+
 def _ensure_schema(app: Flask) -> None:
     from scim_server.migrate import upgrade
 

@@ -136,6 +136,7 @@ def test_import_activate_export_apply(cli, acme, tmp_path):
             ("ruleset.create", "scim-server rules import"),
             ("ruleset.activate", "scim-server rules import"),
             ("ruleset.create", "scim-server rules import"),
+            ("ruleset.apply.started", "scim-server rules apply"),
             ("user.mapping", "scim-server rules apply"),
             ("ruleset.apply", "scim-server rules apply"),
         ]
