@@ -202,7 +202,12 @@ def token_revoke(org_ref: str, token_id: str) -> None:
     is_flag=True,
     help="Serve with gunicorn (SCIM_WORKERS, SCIM_THREADS, SCIM_TIMEOUT, SCIM_GRACEFUL_TIMEOUT).",
 )
-def serve(host: str, port: int, production: bool) -> None:
+@click.option(
+    "--with-worker",
+    is_flag=True,
+    help="Also run `scim-server worker` as a child process, stopped with the server.",
+)
+def serve(host: str, port: int, production: bool, with_worker: bool) -> None:
     """Migrate the database, then serve."""
     from scim_server.migrate import upgrade
 
@@ -214,11 +219,46 @@ def serve(host: str, port: int, production: bool) -> None:
     app = _app()
     upgrade(db.engine(app))
     _print_start_hint(app, host, port)
-    if production:
-        db.engine(app).dispose()  # workers open their own connections after the fork
-        _gunicorn(host, port)
-        return
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    worker = _start_worker() if with_worker else None
+    try:
+        if production:
+            db.engine(app).dispose()  # workers open their own connections after the fork
+            _gunicorn(host, port)
+            return
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+
+
+def _start_worker() -> Any:
+    """``scim-server worker`` as a child (its own process: never a thread of the web server).
+
+    SIGTERM to the server then runs the ``finally`` that stops it too.
+    """
+    import signal
+    import subprocess
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit)  # gunicorn installs its own, and returns
+    child = subprocess.Popen([sys.executable, "-m", "scim_server", "worker"])
+    click.echo(f"worker started (pid {child.pid})", err=True)
+    return child
+
+
+def _stop_worker(child: Any) -> None:
+    import subprocess
+
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 # -- worker --------------------------------------------------------------------------
