@@ -133,9 +133,9 @@ class Server:
             env["SCIM_WORKER_CLASS"] = worker_class
         self.log = log
         with log.open("wb") as out:
+            command = [sys.executable, "-m", "scim_server", "serve", "--production"]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scim_server", "serve", "--production"]
-                + ["--port", str(self.port)],
+                [*command, "--port", str(self.port)],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
