@@ -269,5 +269,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+        # A running job whose heartbeat is older than the lease lost its worker.
+        "heartbeat_at": iso(job.heartbeat_at),
         "next_attempt_at": iso(job.run_after) if job.state == "queued" else None,
     }
