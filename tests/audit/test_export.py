@@ -65,3 +65,24 @@ def test_a_csv_export_failing_midway_ends_with_an_error_line(scim, admin, broken
     error = json.loads(lines[-1].removeprefix("# error "))
     rows = list(csv.reader(io.StringIO("\n".join(lines[:-1]))))
     assert error["count"] == 2 == len(rows) - 1
+
+
+def test_the_cli_export_exits_1_when_incomplete(tmp_path, monkeypatch):
+    """``scim-server audit export`` writes the error record and exits 1 with a clear message."""
+    from click.testing import CliRunner
+
+    from scim_server.cli import main
+
+    def stream(session, org_id, flt, batch=1000):
+        raise OperationalError("SELECT audit_events", {}, Exception("server closed"))
+        yield  # a generator, like the real one
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+    assert runner.invoke(main, ["org", "create", "acme"]).exit_code == 0
+    monkeypatch.setattr(queries, "stream", stream)
+    out = tmp_path / "out.ndjson"
+    result = runner.invoke(main, ["audit", "export", "--org", "acme", "-o", str(out)])
+    assert result.exit_code == 1 and "the export is incomplete" in result.output
+    (last,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert last["error"]["count"] == 0 and last["error"]["reason"] == "OperationalError"
