@@ -63,7 +63,13 @@ class Worker:
         """Run due jobs until none is left (or ``limit``); returns how many were run."""
         ran = 0
         while (limit is None or ran < limit) and not self.stop.is_set():
-            job = jobs.claim(self.factory, self.worker_id, now=self.clock(), lease=self.lease)
+            job = jobs.claim(
+                self.factory,
+                self.worker_id,
+                now=self.clock(),
+                lease=self.lease,
+                kinds=tuple(jobs.KINDS),
+            )
             if job is None:
                 break
             self.run(job)
@@ -75,7 +81,12 @@ class Worker:
     ) -> bool:
         """Claim and run this one job if it is due; False when another worker has it."""
         job = jobs.claim(
-            self.factory, self.worker_id, now=self.clock(), lease=self.lease, job_id=job_id
+            self.factory,
+            self.worker_id,
+            now=self.clock(),
+            lease=self.lease,
+            job_id=job_id,
+            kinds=tuple(jobs.KINDS),
         )
         if job is None:
             return False
@@ -100,10 +111,7 @@ class Worker:
             return self._run(job, run)
 
     def _run(self, job: Any, run: jobs.JobRun) -> str:
-        kind = jobs.KINDS.get(job.kind)
-        if kind is None:
-            log.error("job %s: unknown kind %r", job.id, job.kind)
-            return jobs.release(run, error=f"unknown job kind {job.kind!r}", retry=False)
+        kind = jobs.KINDS[job.kind]  # claim takes only kinds this worker knows
         if job.attempts > job.max_attempts:
             # Its workers kept dying (lease expired each time): stop trying.
             error = f"gave up after {job.max_attempts} attempts whose workers stopped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import timedelta
@@ -195,3 +196,32 @@ def test_worker_command_once(tmp_path, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(main, ["worker", "--once"], catch_exceptions=False)
     assert result.exit_code == 0 and "ran 0 job(s)" in result.output
+
+
+def test_the_loop_backs_off_while_the_database_is_down(app, monkeypatch, caplog):
+    """Claims failing with OperationalError: the loop keeps going, waiting longer each time."""
+    worker = Worker(app.extensions["scim_db"][2])
+    calls: list[float] = []
+
+    def claim(*args: Any, **kwargs: Any) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 4:
+            worker.stop.set()
+        raise OperationalError("SELECT jobs", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(jobs, "claim", claim)
+    worker.serve(poll_interval=0.05)
+    assert len(calls) == 4
+    waits = [b - a for a, b in itertools.pairwise(calls)]
+    assert waits[0] >= 0.1 and waits[1] >= 0.2 and waits[2] >= 0.4
+    assert caplog.text.count("database unavailable") == 4
+
+
+def test_a_worker_leaves_kinds_it_does_not_know(app, scim):
+    """A job of a kind this worker lacks (a newer version's) stays queued for another worker."""
+    writer = app.extensions["scim_db"][2]
+    (job_id,) = _enqueue(writer, scim.org_id, 1, kind="test.from-a-newer-version")
+    assert Worker(writer).run_once() == 0
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts) == ("queued", 0)

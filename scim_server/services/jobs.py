@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,11 +117,14 @@ def claim(
     now: datetime,
     lease: timedelta = DEFAULT_LEASE,
     job_id: str | None = None,
+    kinds: Collection[str] | None = None,
 ) -> Job | None:
     """Take one due job (queued and due, or running with an expired lease) and commit the lease.
 
     ``factory`` must make writer sessions (on SQLite: ``BEGIN IMMEDIATE``).
-    Returns a detached copy, or None when nothing is due.
+    ``kinds``: only those this worker can run (during a rolling deploy, an older
+    worker leaves a newer kind to a newer worker). Returns a detached copy, or
+    None when nothing is due.
     """
     due = or_(
         and_(Job.state == "queued", Job.run_after <= now),
@@ -130,6 +133,8 @@ def claim(
     stmt = select(Job).where(due)
     if job_id is not None:
         stmt = stmt.where(Job.id == job_id)
+    if kinds is not None:
+        stmt = stmt.where(Job.kind.in_(list(kinds)))
     stmt = stmt.order_by(Job.run_after, Job.created_at).limit(1).with_for_update(skip_locked=True)
     with factory() as session, session.begin():
         job = session.scalar(stmt)
