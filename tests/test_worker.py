@@ -225,3 +225,27 @@ def test_a_worker_leaves_kinds_it_does_not_know(app, scim):
     with writer() as session:
         job = session.get(Job, (scim.org_id, job_id))
         assert (job.state, job.attempts) == ("queued", 0)
+
+
+def test_a_job_whose_workers_keep_dying_is_failed(app, scim, monkeypatch):
+    """Lease expired once more than max_attempts allow: failed, and its kind logs the end."""
+    failures: list[str] = []
+
+    def never_run(job_run: jobs.JobRun) -> dict[str, Any]:
+        raise AssertionError("must not run again")
+
+    def on_failure(session, job, error) -> None:
+        failures.append(error)
+
+    monkeypatch.setitem(jobs.KINDS, "test.dies", jobs.JobKind("test.dies", never_run, on_failure))
+    writer = app.extensions["scim_db"][2]
+    with writer() as session, session.begin():
+        job_id = jobs.enqueue(session, scim.org_id, "test.dies", max_attempts=1).id
+    clock = Clock()
+    assert jobs.claim(writer, "dead", now=clock()) is not None  # then its process died
+    clock.advance(120)
+    assert Worker(writer, clock=clock).run_once() == 1
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts) == ("failed", 2)
+    assert failures == ["gave up after 1 attempts whose workers stopped"]
