@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## Set up, migrate the SQLite database under instance/, and serve on 127.0.0.1:8000.
+## Set up, migrate the SQLite database under instance/, and serve on 127.0.0.1:8000,
+## with `scim-server worker` (queued jobs) beside it; stopping the server stops both.
 run: $(STAMP)
-	$(BIN)/scim-server serve
+	$(BIN)/scim-server serve --with-worker
 
 ## Set up and run the whole test suite (PostgreSQL too when SCIM_TEST_DATABASE_URL is set).
 test: $(STAMP)

@@ -159,7 +159,12 @@ def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
     is_flag=True,
     help="Serve with gunicorn (SCIM_WORKERS, SCIM_THREADS, SCIM_TIMEOUT, SCIM_GRACEFUL_TIMEOUT).",
 )
-def serve(host: str, port: int, production: bool) -> None:
+@click.option(
+    "--with-worker",
+    is_flag=True,
+    help="Also run `scim-server worker` as a child process, stopped with the server.",
+)
+def serve(host: str, port: int, production: bool, with_worker: bool) -> None:
     """Migrate the database, then serve."""
     from scim_server.migrate import upgrade
 
@@ -171,11 +176,83 @@ def serve(host: str, port: int, production: bool) -> None:
     app = build_app()
     upgrade(db.engine(app))
     _print_start_hint(app, host, port)
-    if production:
-        db.engine(app).dispose()  # workers open their own connections after the fork
-        _gunicorn(host, port)
+    worker = _start_worker() if with_worker else None
+    try:
+        if production:
+            db.engine(app).dispose()  # workers open their own connections after the fork
+            _gunicorn(host, port)
+            return
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+
+
+def _start_worker() -> Any:
+    """``scim-server worker`` as a child (its own process: never a thread of the web server).
+
+    SIGTERM to the server then runs the ``finally`` that stops it too.
+    """
+    import signal
+    import subprocess
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit)  # gunicorn installs its own, and returns
+    child = subprocess.Popen([sys.executable, "-m", "scim_server", "worker"])
+    click.echo(f"worker started (pid {child.pid})", err=True)
+    return child
+
+
+def _stop_worker(child: Any) -> None:
+    import subprocess
+
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# -- worker --------------------------------------------------------------------------
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run the jobs due now, then exit.")
+@click.option(
+    "--poll-interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between looks for due jobs.",
+)
+@pass_env()
+def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
+    """The background worker: runs queued jobs (rules apply, ...); SIGTERM stops it cleanly.
+
+    Run any number of them, on any nodes: each job is run by one worker at a
+    time. A job interrupted by SIGTERM is handed back and resumed at once.
+    """
+    import signal
+
+    from scim_server.worker import Worker
+
+    worker = Worker(db.writer(env.app))
+    if once:
+        click.echo(f"ran {worker.run_once()} job(s)")
         return
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"worker {worker.worker_id}: polling every {poll_interval}s", err=True)
+    worker.serve(poll_interval)
 
 
 def _print_start_hint(app: Flask, host: str, port: int) -> None:

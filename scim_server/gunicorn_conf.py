@@ -20,6 +20,10 @@ from scim_server.config import env_int
 
 bind = os.environ.get("SCIM_BIND", "127.0.0.1:8000")
 workers = env_int("SCIM_WORKERS", 2)
+# gthread, even with one thread: its main loop tells the arbiter it is alive
+# while a request runs, so a long response (an audit export streamed to a slow
+# client) is not killed at `timeout` as a sync worker's would be, cut short.
+worker_class = os.environ.get("SCIM_WORKER_CLASS", "gthread")
 threads = env_int("SCIM_THREADS", 1)
 timeout = env_int("SCIM_TIMEOUT", 30)
 graceful_timeout = env_int("SCIM_GRACEFUL_TIMEOUT", 30)
@@ -79,6 +83,7 @@ def on_exit(server: Any) -> None:
 SETTINGS = (
     "bind",
     "workers",
+    "worker_class",
     "threads",
     "timeout",
     "graceful_timeout",

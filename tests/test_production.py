@@ -449,3 +449,8 @@ def test_sigterm_stops_gracefully(cluster):
     assert cluster.b.terminate() == 0
     assert "Shutting down" in cluster.b.log.read_text()
     assert call(cluster.a.port, "GET", "/scim/v2/Users", cluster.token).status == 200
+
+
+def test_gunicorn_runs_gthread_workers_by_default():
+    """A streamed response is not killed at the worker timeout: gthread heartbeats on its own."""
+    assert gunicorn_conf.settings()["worker_class"] == "gthread"

@@ -260,4 +260,4 @@ def delete_role(role_id: str) -> Response:
 
 
 # Registered here so that importing this module sets up the whole identity admin API.
-from scim_server.admin import accounts, rule_sets  # noqa: E402, F401
+from scim_server.admin import accounts, jobs, rule_sets  # noqa: E402, F401

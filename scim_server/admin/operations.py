@@ -19,7 +19,7 @@ import mappings
 from scim_server.admin.common import ConflictError
 from scim_server.audit import record
 from scim_server.errors import InvalidValueError, NotFoundError
-from scim_server.models import Contact, License, Organization, Role, RuleSet, User
+from scim_server.models import Contact, Job, License, Organization, Role, RuleSet, User
 from scim_server.services import (
     contacts,
     licenses,
@@ -212,8 +212,11 @@ def check_storable(document: Any) -> None:
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))
 
 
-def apply_rules(session: Session, org_id: str) -> int:
-    """Re-evaluate every user against the active rules; one summary event for the admin's act."""
+def start_apply(session: Session, org_id: str) -> Job:
+    """Queue a re-evaluation of every user for ``scim-server worker``; 409 if nothing to apply.
+
+    Checked here so that the admin hears at once; the job checks again when it runs.
+    """
     with session.begin():
         with rules_usable():
             rules = provisioning.active_rule_set(
@@ -226,16 +229,4 @@ def apply_rules(session: Session, org_id: str) -> int:
         active_id = session.scalar(
             select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
         )
-    with rules_usable():
-        changed = rulesets.apply_to_all(session, org_id)
-    with session.begin():
-        record(
-            session,
-            org_id,
-            "ruleset.apply",
-            resource_type="RuleSet",
-            resource_id=active_id,
-            detail=f"rules re-applied to every user; {changed} changed",
-            changes={"users_changed": changed},
-        )
-    return changed
+        return rulesets.enqueue_apply(session, org_id, active_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, jsonify, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 import mappings
@@ -20,6 +20,7 @@ from scim_server.admin.views import bp
 from scim_server.db import db
 from scim_server.models import RuleSet
 from scim_server.services import rulesets
+from scim_server.services.jobs import job_to_dict
 
 FORMATS = ("yaml", "json")
 MAX_TEXT = 512 * 1024
@@ -152,6 +153,11 @@ def preview_rule_set(rule_set_id: str) -> Response:
 
 @bp.post("/rulesets/apply")
 @audited("ruleset.apply")
-def apply_rule_set() -> Response:
-    """Re-evaluate every user against the active rules now (batched); manual choices stay."""
-    return jsonify(changed=operations.apply_rules(db.session, g.org_id))
+def apply_rule_set() -> tuple[Response, int, dict[str, str]]:
+    """Queue a re-evaluation of every user against the active rules; manual choices stay.
+
+    It can outlast any request (100,000 users), so ``scim-server worker`` runs
+    it: 202 with the job, whose state and progress ``Location`` shows.
+    """
+    job = operations.start_apply(db.session, g.org_id)
+    return jsonify(job_to_dict(job)), 202, {"Location": url_for("admin.get_job", job_id=job.id)}

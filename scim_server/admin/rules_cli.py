@@ -14,6 +14,7 @@ import click
 
 from scim_server.audit.context import AuditContext, use_context
 from scim_server.commands import CommandEnv, build_app
+from scim_server.db import db
 from scim_server.errors import DomainError
 
 FORMATS = ("yaml", "json")
@@ -174,17 +175,64 @@ def preview_command(org_ref: str, fmt: str | None, file: Path) -> None:
 
 @rules.command("apply")
 @org_option
-def apply_command(org_ref: str) -> None:
-    """Re-evaluate every user against the active rules now (manual assignments stay)."""
-    from scim_server.admin.operations import apply_rules
+@click.option(
+    "--wait",
+    "wait_only",
+    is_flag=True,
+    help="Only queue the job and follow it while scim-server worker runs it.",
+)
+@click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
+def apply_command(org_ref: str, wait_only: bool, poll_interval: float) -> None:
+    """Re-evaluate every user against the active rules now (manual assignments stay).
+
+    Queues the same job the admin API does, then runs it here through the
+    worker's code (or, with --wait or if a worker took it first, follows it),
+    with a progress bar.
+    """
+    from scim_server.admin.operations import start_apply
+    from scim_server.worker import Worker
 
     app, org_id = _app_and_org(org_ref)
     with _context("apply"), _session(app) as session:
         try:
-            changed = apply_rules(session, org_id)
+            job = start_apply(session, org_id)
         except DomainError as exc:
             raise _fail(exc) from None
-    click.echo(f"rules re-applied: {changed} user(s) changed")
+    click.echo(f"job {job.id} queued", err=True)
+    with click.progressbar(length=1, label="applying rules", file=sys.stderr) as bar:
+
+        def show(done: int, total: int | None) -> None:
+            bar.length = max(total or 0, done, 1)
+            bar.update(done - bar.pos)
+
+        ran = False
+        if not wait_only:
+            ran = Worker(db.writer(app)).run_job(job.id, on_progress=show)
+        if not ran:
+            job = _follow(app, org_id, job.id, show, poll_interval)
+    with _session(app) as session:
+        from scim_server.services.jobs import get_job
+
+        job = get_job(session, org_id, job.id)
+    if job.state != "succeeded":
+        raise click.ClickException(f"job {job.id} {job.state}: {job.error}")
+    result = job.result or {}
+    click.echo(f"rules re-applied: {result.get('changed', 0)} user(s) changed")
+
+
+def _follow(app: Any, org_id: str, job_id: str, show: Any, poll_interval: float) -> Any:
+    """Poll the job until it ends (a worker runs it), showing its progress."""
+    import time
+
+    from scim_server.services.jobs import get_job
+
+    while True:
+        with _session(app) as session:
+            job = get_job(session, org_id, job_id)
+        show(job.progress_done, job.progress_total)
+        if job.state in ("succeeded", "failed"):
+            return job
+        time.sleep(poll_interval)
 
 
 def format_preview(summary: dict[str, Any]) -> str:

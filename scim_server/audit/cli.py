@@ -104,16 +104,21 @@ def export(
         total = count(session, org_id, flt)
     factory = app.extensions["scim_db"][1]
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    failed = None
     try:
         lines = export_lines(factory, org_id, flt, fmt)
         with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
             for line in lines:
                 out.write(line)
-                if not line.startswith(("# manifest", '{"manifest"')):
+                if line.startswith(("# error", '{"error"')):
+                    failed = line
+                elif not line.startswith(("# manifest", '{"manifest"')):
                     bar.update(1)
     finally:
         if output:
             out.close()
+    if failed is not None:
+        raise click.ClickException(f"the export is incomplete: {failed.strip()}")
 
 
 @audit.command("purge")

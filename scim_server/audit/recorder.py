@@ -28,11 +28,9 @@ def lock_head(session: Session, org_id: str) -> AuditHead:
     SELECT ... FOR UPDATE, and one autoflush, per event.
     """
     transaction = session.get_nested_transaction() or session.get_transaction()
-    held = session.info.get("audit_heads")
+    held: tuple[object, dict[str, AuditHead]] | None = session.info.get("audit_heads")
     if held is not None and held[0] is transaction and org_id in held[1]:
-        head: AuditHead | None = held[1][org_id]
-        assert head is not None
-        return head
+        return held[1][org_id]
     head = _select_head(session, org_id)
     if held is None or held[0] is not transaction:
         held = session.info["audit_heads"] = (transaction, {})

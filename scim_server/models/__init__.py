@@ -4,6 +4,7 @@ from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
 from scim_server.models.contact import Contact
 from scim_server.models.group import Group, GroupMember
+from scim_server.models.job import Job
 from scim_server.models.license import License
 from scim_server.models.organization import Organization
 from scim_server.models.resource_count import ResourceCount
@@ -20,6 +21,7 @@ __all__ = [
     "Contact",
     "Group",
     "GroupMember",
+    "Job",
     "License",
     "Organization",
     "ResourceCount",

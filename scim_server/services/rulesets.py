@@ -13,8 +13,8 @@ import mappings
 from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
-from scim_server.models import Group, GroupMember, License, Role, RuleSet, User, UserRole
-from scim_server.services import provisioning
+from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
+from scim_server.services import jobs, provisioning
 
 EXAMPLES = 50
 
@@ -212,22 +212,111 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
     }
 
 
-def apply_to_all(session: Session, org_id: str, batch: int = 200) -> int:
-    """Re-evaluate every user against the active rules, one transaction per batch."""
-    changed = 0
-    last = ""
+APPLY = "ruleset.apply"
+APPLY_BATCH = 100
+
+
+def enqueue_apply(session: Session, org_id: str, rule_set_id: str | None) -> Job:
+    """Queue a re-evaluation of every user, in the caller's transaction (after its checks)."""
+    return jobs.enqueue(session, org_id, APPLY, {"rule_set_id": rule_set_id})
+
+
+def _active_rules(session: Session, org_id: str) -> Any:
+    try:
+        rules = provisioning.active_rule_set(
+            session, org_id, provisioning.settings_for(session, org_id)
+        )
+    except mappings.RuleSetError as err:
+        problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:10])
+        raise jobs.PermanentJobError(
+            f"The active rule set no longer validates ({problems}); fix or replace it first."
+        ) from None
+    if rules is None:
+        raise jobs.PermanentJobError(
+            "Nothing to apply: no active rule set and no default license or roles."
+        )
+    return rules
+
+
+def _counts(job: Job) -> dict[str, Any]:
+    checkpoint = job.checkpoint or {}
+    return {
+        "job_id": job.id,
+        "users_checked": job.progress_done,
+        "users_total": job.progress_total,
+        "users_changed": checkpoint.get("changed", 0),
+    }
+
+
+def run_apply(run: jobs.JobRun) -> dict[str, Any]:
+    """Re-evaluate every user against the active rules, a batch per transaction.
+
+    Each changed user gets its own ``user.mapping`` event, committed with the
+    change and with the job's progress and checkpoint (the last user id done),
+    so a run resumed after its worker died starts where that one stopped;
+    re-applying rules to a user already updated changes nothing anyway. The
+    log says when it started, resumed, finished or failed, with the counts.
+    """
+    org_id = run.org_id
+    rule_set_id = run.params.get("rule_set_id")
+    with run.step() as (session, job):
+        _active_rules(session, org_id)
+        job.progress_total = session.scalar(
+            select(func.count()).select_from(User).where(User.org_id == org_id)
+        )
+        if job.checkpoint is None:
+            job.checkpoint = {"last": "", "changed": 0}
+            action, detail = (
+                "ruleset.apply.started",
+                f"rules apply started for {job.progress_total} users",
+            )
+        else:
+            action = "ruleset.apply.resumed"
+            counts = _counts(job)
+            detail = (
+                f"rules apply resumed after {counts['users_checked']} users "
+                f"({counts['users_changed']} changed), attempt {job.attempts}"
+            )
+        record(
+            session,
+            org_id,
+            action,
+            resource_type="RuleSet",
+            resource_id=rule_set_id,
+            detail=detail,
+            changes=_counts(job),
+        )
     while True:
-        with session.begin():
-            ids = session.scalars(
-                select(User.id)
-                .where(User.org_id == org_id, User.id > last)
-                .order_by(User.id)
-                .limit(batch)
-            ).all()
+        with run.step() as (session, job):
+            checkpoint = dict(job.checkpoint or {"last": "", "changed": 0})
+            ids = list(
+                session.scalars(
+                    select(User.id)
+                    .where(User.org_id == org_id, User.id > checkpoint["last"])
+                    .order_by(User.id)
+                    .limit(APPLY_BATCH)
+                )
+            )
             if not ids:
-                return changed
-            for user_id, outcome in provisioning.reevaluate(session, org_id, list(ids)).items():
-                changed += 1
+                counts = _counts(job)
+                result = {"users": counts["users_checked"], "changed": counts["users_changed"]}
+                record(
+                    session,
+                    org_id,
+                    APPLY,
+                    resource_type="RuleSet",
+                    resource_id=rule_set_id,
+                    detail=(
+                        f"rules re-applied to every user; {counts['users_changed']} "
+                        f"of {counts['users_checked']} changed"
+                    ),
+                    changes=counts,
+                )
+                run.finish(job, result)
+                return result
+            _active_rules(session, org_id)
+            for user_id, outcome in provisioning.reevaluate(session, org_id, ids).items():
+                checkpoint["changed"] += 1
                 record(
                     session,
                     org_id,
@@ -238,5 +327,29 @@ def apply_to_all(session: Session, org_id: str, batch: int = 200) -> int:
                     changes=outcome["changes"],
                     explanation={"rules": outcome["rules"]},
                 )
-            last = ids[-1]
-    return changed
+            checkpoint["last"] = ids[-1]
+            job.checkpoint = checkpoint
+            job.progress_done += len(ids)
+            job.progress_total = max(job.progress_total or 0, job.progress_done)
+
+
+def _apply_failed(session: Session, job: Job, error: str) -> None:
+    """How far a failed apply got, in the log: users checked and changed before it stopped."""
+    counts = _counts(job)
+    record(
+        session,
+        job.org_id,
+        APPLY,
+        outcome="failure",
+        resource_type="RuleSet",
+        resource_id=(job.params or {}).get("rule_set_id"),
+        detail=(
+            f"rules apply stopped after {counts['users_checked']} of "
+            f"{counts['users_total'] if counts['users_total'] is not None else '?'} users "
+            f"({counts['users_changed']} changed): {error}"
+        ),
+        changes=counts,
+    )
+
+
+jobs.register(jobs.JobKind(APPLY, run=run_apply, on_failure=_apply_failed))

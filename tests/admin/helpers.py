@@ -44,3 +44,20 @@ def person(scim: Scim, user_name: str, department: str | None = None, **attrs: A
     return scim.create_user(
         user_name, emails=[{"type": "work", "value": user_name, "primary": True}], **attrs
     )
+
+
+def run_jobs(admin: Scim) -> int:
+    """Run every due job as ``scim-server worker --once`` would, on the test's database."""
+    from scim_server.worker import Worker
+
+    return Worker(admin.client.application.extensions["scim_db"][2]).run_once()
+
+
+def apply_rules(admin: Scim) -> dict[str, Any]:
+    """POST rulesets/apply (202 and a Location), run the worker, return the finished job."""
+    resp = admin.post("/api/v1/rulesets/apply", None)
+    job = ok(resp, 202)
+    assert resp.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+    assert job["state"] == "queued"
+    assert run_jobs(admin) >= 1
+    return ok(admin.get(resp.headers["Location"]))

@@ -7,7 +7,15 @@ from typing import Any
 from sqlalchemy import func, select
 
 from scim_server.models import AuditEvent, User, UserRole
-from tests.admin.helpers import PRODUCT, account, events, licenses_by_name, ok, person
+from tests.admin.helpers import (
+    PRODUCT,
+    account,
+    apply_rules,
+    events,
+    licenses_by_name,
+    ok,
+    person,
+)
 from tests.admin.rules import RULES, activate, catalogue
 from tests.conftest import USER_SCHEMA, Scim
 
@@ -91,7 +99,7 @@ def test_seat_exhaustion_is_lenient_by_default(scim, admin, session):
     }
     # A seat freed and the rules re-applied: the waiting user gets it.
     ok(admin.patch(f"/api/v1/licenses/{planner['id']}", {"seat_limit": 2}))
-    ok(admin.post("/api/v1/rulesets/apply", None))
+    assert apply_rules(admin)["state"] == "succeeded"
     assert account(admin, second["id"])["license"]["value"] == "Planner"
     assert licenses_by_name(admin)["Planner"]["shortage"] == 0
 
@@ -129,7 +137,7 @@ def test_manual_assignments_survive_reevaluation(scim, admin, session):
     ok(admin.post(f"/api/v1/users/{user['id']}/roles", {"role": "Portal"}))
     _join(scim, engineering["id"], user["id"])
     _leave(scim, engineering["id"], user["id"])
-    ok(admin.post("/api/v1/rulesets/apply", None))
+    assert apply_rules(admin)["state"] == "succeeded"
     scim.patch_ops(
         f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Lead"}
     )
@@ -152,7 +160,7 @@ def test_manual_no_license_is_kept_over_the_rules(scim, admin):
     activate(admin)
     user = person(scim, "sam@example.com", department="Sales")
     ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": None}))
-    ok(admin.post("/api/v1/rulesets/apply", None))
+    assert apply_rules(admin)["state"] == "succeeded"
     assert account(admin, user["id"])["license"] is None
     assert licenses_by_name(admin)["Planner"]["used"] == 0
 

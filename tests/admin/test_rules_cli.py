@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -12,9 +13,10 @@ from sqlalchemy import select
 
 from scim_server import create_app
 from scim_server.cli import main
-from scim_server.models import AuditEvent, RuleSet, User
+from scim_server.models import AuditEvent, Job, RuleSet, User
 from scim_server.services import licenses, roles, tokens
 from scim_server.services.organizations import find_organization
+from scim_server.worker import Worker
 from tests.admin.rules import RULES, RULES_YAML
 from tests.conftest import ENTERPRISE, USER_SCHEMA
 
@@ -136,6 +138,7 @@ def test_import_activate_export_apply(cli, acme, tmp_path):
             ("ruleset.create", "scim-server rules import"),
             ("ruleset.activate", "scim-server rules import"),
             ("ruleset.create", "scim-server rules import"),
+            ("ruleset.apply.started", "scim-server rules apply"),
             ("user.mapping", "scim-server rules apply"),
             ("ruleset.apply", "scim-server rules apply"),
         ]
@@ -171,3 +174,30 @@ def test_preview_prints_a_summary_and_changes_nothing(cli, acme, tmp_path):
     with acme.extensions["scim_db"][1]() as session:
         assert session.execute(select(User.id, User.license_id, User.version)).all() == before
         assert len(session.scalars(select(AuditEvent)).all()) == events_before
+
+
+def test_apply_wait_follows_the_job_a_worker_runs(cli, acme, tmp_path):
+    """``rules apply --wait`` only queues; a running worker does it and the command reports it."""
+    assert (
+        cli(
+            "rules", "import", "--org", "acme", "--activate", _write(tmp_path, "r.yaml", RULES_YAML)
+        ).exit_code
+        == 0
+    )
+    worker = Worker(acme.extensions["scim_db"][2], worker_id="background")
+    thread = threading.Thread(target=worker.serve, args=(0.1,))
+    thread.start()
+    try:
+        applied = cli("rules", "apply", "--org", "acme", "--wait", "--poll-interval", "0.1")
+    finally:
+        worker.stop.set()
+        thread.join(10)
+    assert applied.exit_code == 0 and "1 user(s) changed" in applied.output
+    assert "applying rules" in applied.output  # the progress bar
+    with acme.extensions["scim_db"][1]() as session:
+        (job,) = session.scalars(select(Job)).all()
+        assert (job.state, job.claimed_by, job.result) == (
+            "succeeded",
+            "background",
+            {"users": 2, "changed": 1},
+        )

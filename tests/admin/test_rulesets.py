@@ -9,7 +9,7 @@ import yaml
 from sqlalchemy import select
 
 from scim_server.models import RuleSet
-from tests.admin.helpers import events, ok, person
+from tests.admin.helpers import apply_rules, events, ok, person
 from tests.admin.rules import RULES, RULES_YAML, activate, catalogue
 
 
@@ -169,7 +169,8 @@ def test_apply_moves_existing_users(scim, admin, session):
     )
     assert admin.post("/api/v1/rulesets/apply", None).status_code == 409  # nothing active yet
     activate(admin)
-    assert ok(admin.post("/api/v1/rulesets/apply", None)) == {"changed": 2}
+    job = apply_rules(admin)
+    assert (job["state"], job["result"]) == ("succeeded", {"users": 2, "changed": 2})
     users = {u["userName"]: u for u in ok(admin.get("/api/v1/users"))["users"]}
     assert users["ann@example.com"]["license"] == {
         "value": "Engineer",
@@ -178,11 +179,11 @@ def test_apply_moves_existing_users(scim, admin, session):
     }
     assert [r["value"] for r in users["ann@example.com"]["roles"]] == ["Engineer"]
     assert users["bob@example.com"]["license"]["value"] == "Planner"
-    assert ok(admin.post("/api/v1/rulesets/apply", None)) == {"changed": 0}
+    assert apply_rules(admin)["result"] == {"users": 2, "changed": 0}
     mapping = events(admin, action="user.mapping", resource_id=bob["id"])
     assert mapping[-1]["detail"] == "rules re-applied" and mapping[-1]["explanation"]["rules"]
     applied = events(admin, action="ruleset.apply", outcome="success")
-    assert [e["changes"] for e in applied] == [{"users_changed": 2}, {"users_changed": 0}]
+    assert [e["changes"]["users_changed"] for e in applied] == [2, 0]
 
 
 def test_rules_in_use_protect_their_licenses_and_roles(admin, session):

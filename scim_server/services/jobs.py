@@ -1,0 +1,280 @@
+"""The jobs table: work that must not run inside a request, done by ``scim-server worker``.
+
+The transactional-outbox pattern (DESIGN.md §3): a job row is written in the
+transaction that asks for the work, so nothing runs for a request that rolled
+back. A worker claims a due row with a row lock (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite's writer transactions take the database lock at ``BEGIN
+IMMEDIATE``, so claims queue), takes a lease, and commits at once: the work
+itself runs outside the claim transaction, in steps. Each step locks the job
+row again and checks the lease is still this worker's before changing anything,
+and saves progress in the same transaction as the step's changes. So two
+workers never run one step twice, and a job whose worker died (lease expired)
+is claimed by another worker and resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from scim_server.audit.context import AuditContext, current_context
+from scim_server.db import utcnow
+from scim_server.errors import DomainError, NotFoundError
+from scim_server.models import Job
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+STATES = ("queued", "running", "succeeded", "failed")
+DEFAULT_LEASE = timedelta(seconds=60)
+RETRY_BASE = timedelta(seconds=10)
+RETRY_MAX = timedelta(hours=1)
+_ACTOR_FIELDS = ("actor_type", "actor_id", "actor_name", "source_ip", "request_id")
+
+
+class LeaseLostError(Exception):
+    """Another worker holds this job now (our lease expired): stop without writing."""
+
+
+class JobInterruptedError(Exception):
+    """The worker is stopping (deploy, SIGTERM): hand the job back to be resumed at once."""
+
+
+class PermanentJobError(DomainError):
+    """Retrying cannot help (e.g. nothing to apply): the job fails at once."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What a kind of job does: ``run`` the work in steps, ``on_failure`` to log the end."""
+
+    name: str
+    run: Callable[[JobRun], dict[str, Any]]
+    # Called in the transaction that marks the job failed (e.g. to write the audit event).
+    on_failure: Callable[[Session, Job, str], None] | None = None
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def enqueue(
+    session: Session,
+    org_id: str,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    run_after: datetime | None = None,
+    max_attempts: int = 5,
+) -> Job:
+    """Queue a job in the caller's transaction; it runs only if that transaction commits."""
+    ctx = current_context()
+    job = Job(
+        org_id=org_id,
+        id=str(uuid.uuid4()),
+        kind=kind,
+        state="queued",
+        params=params or {},
+        actor={k: getattr(ctx, k) for k in _ACTOR_FIELDS},
+        progress_done=0,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_after=run_after or utcnow(),
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, org_id: str, job_id: str) -> Job:
+    """One job of this organization; another organization's job is not found."""
+    job = session.scalar(select(Job).where(Job.org_id == org_id, Job.id == job_id))
+    if job is None:
+        raise NotFoundError(f"Job {job_id!r} not found.")
+    return job
+
+
+def claim(
+    factory: sessionmaker[Session],
+    worker_id: str,
+    *,
+    now: datetime,
+    lease: timedelta = DEFAULT_LEASE,
+    job_id: str | None = None,
+    kinds: Collection[str] | None = None,
+) -> Job | None:
+    """Take one due job (queued and due, or running with an expired lease) and commit the lease.
+
+    ``factory`` must make writer sessions (on SQLite: ``BEGIN IMMEDIATE``).
+    ``kinds``: only those this worker can run (during a rolling deploy, an older
+    worker leaves a newer kind to a newer worker). Returns a detached copy, or
+    None when nothing is due.
+    """
+    due = or_(
+        and_(Job.state == "queued", Job.run_after <= now),
+        and_(Job.state == "running", Job.lease_expires_at < now),
+    )
+    stmt = select(Job).where(due)
+    if job_id is not None:
+        stmt = stmt.where(Job.id == job_id)
+    if kinds is not None:
+        stmt = stmt.where(Job.kind.in_(list(kinds)))
+    stmt = stmt.order_by(Job.run_after, Job.created_at).limit(1).with_for_update(skip_locked=True)
+    with factory() as session, session.begin():
+        job = session.scalar(stmt)
+        if job is None:
+            return None
+        if job.state == "running":
+            log.warning(
+                "job %s (%s): the lease of %s expired; %s resumes it at %s of %s",
+                job.id,
+                job.kind,
+                job.claimed_by,
+                worker_id,
+                job.progress_done,
+                job.progress_total if job.progress_total is not None else "?",
+            )
+        job.state = "running"
+        job.claimed_by = worker_id
+        job.lease_expires_at = now + lease
+        job.heartbeat_at = now
+        job.attempts += 1
+        job.started_at = job.started_at or now
+    return job
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential: 10 s, 20 s, 40 s, ... at most an hour."""
+    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+
+
+@dataclass
+class JobRun:
+    """One worker's run of one claimed job: steps under the lease, then the outcome."""
+
+    factory: sessionmaker[Session]
+    org_id: str
+    job_id: str
+    kind: str
+    params: dict[str, Any]
+    worker_id: str
+    clock: Clock = utcnow
+    lease: timedelta = DEFAULT_LEASE
+    should_stop: Callable[[], bool] = lambda: False
+    on_progress: Callable[[int, int | None], None] | None = None
+    finished: bool = field(default=False, init=False)
+
+    def context(self, actor: dict[str, Any] | None) -> AuditContext:
+        """Events written by the job name whoever asked for it."""
+        values = {k: v for k, v in (actor or {}).items() if k in _ACTOR_FIELDS}
+        return AuditContext(**values) if values else AuditContext()
+
+    @contextmanager
+    def step(self) -> Iterator[tuple[Session, Job]]:
+        """One transaction of work, with the job row locked and the lease checked and renewed.
+
+        Whatever the step saves on the job (progress, checkpoint) commits with
+        the step's own changes, so a resumed run never redoes or skips one.
+        """
+        if self.should_stop():
+            raise JobInterruptedError(f"job {self.job_id} interrupted: the worker is stopping")
+        with self.factory() as session, session.begin():
+            job = session.scalar(
+                select(Job)
+                .where(Job.org_id == self.org_id, Job.id == self.job_id)
+                .with_for_update()
+            )
+            if job is None or job.state != "running" or job.claimed_by != self.worker_id:
+                raise LeaseLostError(f"job {self.job_id} is no longer held by {self.worker_id}")
+            yield session, job
+            now = self.clock()
+            job.heartbeat_at = now
+            if job.state == "running":
+                job.lease_expires_at = now + self.lease
+            done, total = job.progress_done, job.progress_total
+        if self.on_progress is not None:
+            self.on_progress(done, total)
+
+    def finish(self, job: Job, result: dict[str, Any]) -> None:
+        """Mark the job succeeded, inside the step that wrote its last change."""
+        job.state = "succeeded"
+        job.result = result
+        job.error = None
+        job.finished_at = self.clock()
+        job.lease_expires_at = None
+        self.finished = True
+
+
+def release(run: JobRun, *, error: str | None, retry: bool, count_attempt: bool = True) -> str:
+    """After the work stopped: requeue (with backoff) or fail; returns the new state.
+
+    Only while the lease is ours: a worker whose lease was taken changes nothing.
+    """
+    with run.factory() as session, session.begin():
+        job = session.scalar(
+            select(Job).where(Job.org_id == run.org_id, Job.id == run.job_id).with_for_update()
+        )
+        if job is None or job.state != "running" or job.claimed_by != run.worker_id:
+            return job.state if job is not None else "gone"
+        now = run.clock()
+        if not count_attempt:
+            job.attempts = max(job.attempts - 1, 0)
+        job.error = error
+        job.lease_expires_at = None
+        if retry and job.attempts < job.max_attempts:
+            job.state = "queued"
+            job.claimed_by = None
+            job.run_after = now + (backoff(job.attempts) if count_attempt else timedelta(0))
+            return job.state
+        fail(session, job, error or "failed", now)
+        return job.state
+
+
+def fail(session: Session, job: Job, error: str, now: datetime) -> None:
+    """Mark a job failed and let its kind log how far it got, in the same transaction."""
+    job.state = "failed"
+    job.error = error
+    job.finished_at = now
+    job.lease_expires_at = None
+    kind = KINDS.get(job.kind)
+    if kind is not None and kind.on_failure is not None:
+        kind.on_failure(session, job, error)
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The job as ``GET /api/v1/jobs/<id>`` shows it."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "result": job.result,
+        "error": job.error,
+        "attempts": job.attempts,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        # A running job whose heartbeat is older than the lease lost its worker.
+        "heartbeat_at": iso(job.heartbeat_at),
+        "next_attempt_at": iso(job.run_after) if job.state == "queued" else None,
+    }

@@ -1,0 +1,152 @@
+"""``scim-server worker``: claims due jobs, runs them outside the claim, records the outcome.
+
+Web processes only write job rows; this loop (one or more processes, on any
+number of nodes) does the work. The clock and the sleep are injected, so the
+tests run the same code path with a fake clock. A database outage makes the
+loop back off (doubling, up to a minute) instead of spinning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from scim_server.audit.context import use_context
+from scim_server.db import DATABASE_UNAVAILABLE, utcnow
+from scim_server.services import jobs
+
+log = logging.getLogger(__name__)
+
+MAX_IDLE_BACKOFF = 60.0
+
+
+def load_kinds() -> dict[str, jobs.JobKind]:
+    """Import the modules that register job kinds; the worker runs what they define."""
+    from scim_server.services import rulesets  # noqa: F401  (registers ruleset.apply)
+
+    return jobs.KINDS
+
+
+def default_worker_id() -> str:
+    """host:pid:random, so the log and the jobs table say which process held a job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims and runs due jobs; ``run_once`` for tests and ``--once``, ``serve`` for the loop."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        lease: timedelta = jobs.DEFAULT_LEASE,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.factory = factory
+        self.worker_id = worker_id or default_worker_id()
+        self.clock = clock
+        self.lease = lease
+        self.stop = stop or threading.Event()
+        load_kinds()
+
+    def run_once(self, *, limit: int | None = None) -> int:
+        """Run due jobs until none is left (or ``limit``); returns how many were run."""
+        ran = 0
+        while (limit is None or ran < limit) and not self.stop.is_set():
+            job = jobs.claim(
+                self.factory,
+                self.worker_id,
+                now=self.clock(),
+                lease=self.lease,
+                kinds=tuple(jobs.KINDS),
+            )
+            if job is None:
+                break
+            self.run(job)
+            ran += 1
+        return ran
+
+    def run_job(
+        self, job_id: str, on_progress: Callable[[int, int | None], None] | None = None
+    ) -> bool:
+        """Claim and run this one job if it is due; False when another worker has it."""
+        job = jobs.claim(
+            self.factory,
+            self.worker_id,
+            now=self.clock(),
+            lease=self.lease,
+            job_id=job_id,
+            kinds=tuple(jobs.KINDS),
+        )
+        if job is None:
+            return False
+        self.run(job, on_progress)
+        return True
+
+    def run(self, job: Any, on_progress: Callable[[int, int | None], None] | None = None) -> str:
+        """Run one claimed job to its outcome; returns the job's new state."""
+        run = jobs.JobRun(
+            factory=self.factory,
+            org_id=job.org_id,
+            job_id=job.id,
+            kind=job.kind,
+            params=job.params or {},
+            worker_id=self.worker_id,
+            clock=self.clock,
+            lease=self.lease,
+            should_stop=self.stop.is_set,
+            on_progress=on_progress,
+        )
+        with use_context(run.context(job.actor)):
+            return self._run(job, run)
+
+    def _run(self, job: Any, run: jobs.JobRun) -> str:
+        kind = jobs.KINDS[job.kind]  # claim takes only kinds this worker knows
+        if job.attempts > job.max_attempts:
+            # Its workers kept dying (lease expired each time): stop trying.
+            error = f"gave up after {job.max_attempts} attempts whose workers stopped"
+            return jobs.release(run, error=error, retry=False)
+        log.info("job %s (%s, org %s): attempt %s", job.id, job.kind, job.org_id, job.attempts)
+        try:
+            result = kind.run(run)
+            if not run.finished:
+                with run.step() as (_session, row):
+                    run.finish(row, result)
+        except jobs.LeaseLostError as exc:
+            log.warning("job %s: %s; leaving it to its new worker", job.id, exc)
+            return "lost"
+        except jobs.JobInterruptedError:
+            log.info("job %s: handed back at the worker's stop, to be resumed", job.id)
+            return jobs.release(run, error=None, retry=True, count_attempt=False)
+        except jobs.PermanentJobError as exc:
+            log.warning("job %s failed: %s", job.id, exc.detail)
+            return jobs.release(run, error=exc.detail, retry=False)
+        except Exception as exc:
+            log.exception("job %s: attempt %s failed", job.id, job.attempts)
+            return jobs.release(run, error=f"{type(exc).__name__}: {exc}"[:2000], retry=True)
+        log.info("job %s (%s) succeeded: %s", job.id, job.kind, result)
+        return "succeeded"
+
+    def serve(self, poll_interval: float = 2.0) -> None:
+        """Poll for due jobs until ``stop`` is set; back off while the database is down."""
+        idle_wait = poll_interval
+        log.info("worker %s started (poll every %ss)", self.worker_id, poll_interval)
+        while not self.stop.is_set():
+            try:
+                self.run_once()
+                idle_wait = poll_interval
+            except DATABASE_UNAVAILABLE as exc:
+                idle_wait = min(max(idle_wait * 2, poll_interval), MAX_IDLE_BACKOFF)
+                log.warning("database unavailable (%s); retrying in %.0fs", exc, idle_wait)
+            self.stop.wait(idle_wait)
+        log.info("worker %s stopped", self.worker_id)

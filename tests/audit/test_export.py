@@ -1,0 +1,88 @@
+"""Audit export over HTTP: ends with its manifest when complete, with an error record if not."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from scim_server.audit import queries
+from tests.conftest import Scim
+
+
+def _make_events(scim: Scim, n: int) -> None:
+    for i in range(n):
+        scim.create_user(f"export{i}@example.com")
+
+
+@pytest.fixture
+def broken_midway(monkeypatch):
+    """The database goes away after two events have been streamed."""
+    real = queries.stream
+
+    def stream(session, org_id, flt, batch=1000):
+        for n, event in enumerate(real(session, org_id, flt, batch)):
+            if n == 2:
+                raise OperationalError("SELECT audit_events", {}, Exception("server closed"))
+            yield event
+
+    monkeypatch.setattr(queries, "stream", stream)
+
+
+def test_a_complete_export_ends_with_its_manifest(scim, admin):
+    """Every event, then the manifest with the count; no error record."""
+    _make_events(scim, 3)
+    lines = admin.get("/api/v1/audit/export").get_data(as_text=True).splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all("error" not in r for r in records)
+    manifest = records[-1]["manifest"]
+    assert manifest["count"] == len(records) - 1 >= 3
+    assert manifest["last_seq"] == records[-2]["seq"]
+
+
+def test_an_export_failing_midway_ends_with_an_error_record(scim, admin, broken_midway):
+    """NDJSON: the events sent so far, then an explicit error record instead of a manifest."""
+    _make_events(scim, 4)
+    resp = admin.get("/api/v1/audit/export")
+    assert resp.status_code == 200
+    records = [json.loads(line) for line in resp.get_data(as_text=True).splitlines()]
+    assert not any("manifest" in r for r in records)
+    error = records[-1]["error"]
+    assert error["count"] == 2 == len(records) - 1
+    assert error["last_seq"] == records[1]["seq"] and error["reason"] == "OperationalError"
+    assert "incomplete" in error["detail"] and error["organization"] == scim.org_id
+
+
+def test_a_csv_export_failing_midway_ends_with_an_error_line(scim, admin, broken_midway):
+    """CSV: header, the rows sent so far, then a ``# error`` line (never a bare stop)."""
+    _make_events(scim, 4)
+    lines = admin.get("/api/v1/audit/export?format=csv").get_data(as_text=True).splitlines()
+    assert lines[-1].startswith("# error ")
+    assert not any(line.startswith("# manifest") for line in lines)
+    error = json.loads(lines[-1].removeprefix("# error "))
+    rows = list(csv.reader(io.StringIO("\n".join(lines[:-1]))))
+    assert error["count"] == 2 == len(rows) - 1
+
+
+def test_the_cli_export_exits_1_when_incomplete(tmp_path, monkeypatch):
+    """``scim-server audit export`` writes the error record and exits 1 with a clear message."""
+    from click.testing import CliRunner
+
+    from scim_server.cli import main
+
+    def stream(session, org_id, flt, batch=1000):
+        raise OperationalError("SELECT audit_events", {}, Exception("server closed"))
+        yield  # a generator, like the real one
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+    assert runner.invoke(main, ["org", "create", "acme"]).exit_code == 0
+    monkeypatch.setattr(queries, "stream", stream)
+    out = tmp_path / "out.ndjson"
+    result = runner.invoke(main, ["audit", "export", "--org", "acme", "-o", str(out)])
+    assert result.exit_code == 1 and "the export is incomplete" in result.output
+    (last,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert last["error"]["count"] == 0 and last["error"]["reason"] == "OperationalError"

@@ -1,0 +1,251 @@
+"""``scim-server worker``: claims with row locks, retries with backoff, hands back on stop."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
+
+from scim_server.db import utcnow
+from scim_server.models import Job
+from scim_server.services import jobs
+from scim_server.worker import Worker
+
+KIND = "test.record"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(seconds=1)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> list[tuple[str, str]]:
+    """A job kind that records (job id, worker id) in two steps; yields the record."""
+    seen: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def run(job_run: jobs.JobRun) -> dict[str, Any]:
+        with job_run.step() as (_session, job):
+            job.progress_total = 2
+            job.progress_done = 1
+        time.sleep(0.01)  # widen the window in which a second worker could take it
+        with job_run.step() as (_session, job):
+            job.progress_done = 2
+        with lock:
+            seen.append((job_run.job_id, job_run.worker_id))
+        return {"ok": True}
+
+    monkeypatch.setitem(jobs.KINDS, KIND, jobs.JobKind(KIND, run=run))
+    return seen
+
+
+def _enqueue(factory, org_id: str, count: int, kind: str = KIND) -> list[str]:
+    with factory() as session, session.begin():
+        return [jobs.enqueue(session, org_id, kind, {"n": i}).id for i in range(count)]
+
+
+def test_concurrent_workers_never_run_one_job_twice(live, recorded):
+    """Four workers on real connections share 24 jobs; each runs exactly once."""
+    app, scim = live
+    writer = app.extensions["scim_db"][2]
+    ids = _enqueue(writer, scim.org_id, 24)
+    workers = [Worker(writer, worker_id=f"w{i}") for i in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(workers))
+
+    def work(worker: Worker) -> None:
+        start.wait()
+        try:
+            worker.run_once()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(job_id for job_id, _ in recorded) == sorted(ids)
+    with writer() as session:
+        rows = session.scalars(select(Job).where(Job.org_id == scim.org_id)).all()
+        assert {(r.state, r.attempts, r.progress_done) for r in rows} == {("succeeded", 1, 2)}
+        assert {r.claimed_by for r in rows} == {w for _, w in recorded}
+        session.execute(delete(Job).where(Job.org_id == scim.org_id))
+        session.commit()
+
+
+def test_postgresql_claim_skips_a_locked_job_without_waiting(live, recorded):
+    """PostgreSQL: a job row locked by another transaction is skipped (SKIP LOCKED), not waited on."""
+    app, scim = live
+    writer = app.extensions["scim_db"][2]
+    if writer.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite serialises claims with its database lock (BEGIN IMMEDIATE)")
+    first, second = _enqueue(writer, scim.org_id, 2)
+    with writer() as holder, holder.begin():
+        holder.scalar(select(Job).where(Job.id == first).with_for_update())
+        started = time.monotonic()
+        claimed = jobs.claim(writer, "other", now=utcnow() + timedelta(seconds=1))
+        assert time.monotonic() - started < 2
+        assert claimed is not None and claimed.id == second
+        assert jobs.claim(writer, "third", now=utcnow() + timedelta(seconds=1)) is None
+    with writer() as session, session.begin():
+        session.execute(delete(Job).where(Job.org_id == scim.org_id))
+
+
+def test_sqlite_claims_queue_on_the_database_lock(live, recorded):
+    """SQLite: while another writer holds the lock a claim waits, then sees the job taken."""
+    app, scim = live
+    writer = app.extensions["scim_db"][2]
+    if writer.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL uses row locks (see the SKIP LOCKED test)")
+    (job_id,) = _enqueue(writer, scim.org_id, 1)
+    result: list[Any] = []
+    holder = writer()
+    holder.begin()
+    holder.scalar(select(Job).where(Job.id == job_id))  # BEGIN IMMEDIATE: the write lock
+    thread = threading.Thread(
+        target=lambda: result.append(jobs.claim(writer, "other", now=utcnow() + timedelta(1)))
+    )
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()  # waiting for the lock
+    row = holder.get(Job, (scim.org_id, job_id))
+    row.state, row.claimed_by = "running", "holder"
+    row.lease_expires_at = utcnow() + timedelta(days=2)
+    holder.commit()
+    holder.close()
+    thread.join(15)
+    assert result == [None]
+    with writer() as session, session.begin():
+        session.execute(delete(Job).where(Job.org_id == scim.org_id))
+
+
+def test_a_failing_job_is_retried_with_backoff_then_fails(app, scim, monkeypatch):
+    """An error requeues the job with a growing delay; after max attempts it is failed."""
+    calls: list[int] = []
+    failures: list[str] = []
+
+    def run(job_run: jobs.JobRun) -> dict[str, Any]:
+        calls.append(1)
+        raise OperationalError("SELECT 1", {}, Exception("connection reset"))
+
+    def on_failure(session, job, error) -> None:
+        failures.append(f"{job.attempts}: {error}")
+
+    monkeypatch.setitem(jobs.KINDS, "test.flaky", jobs.JobKind("test.flaky", run, on_failure))
+    writer = app.extensions["scim_db"][2]
+    with writer() as session, session.begin():
+        job_id = jobs.enqueue(session, scim.org_id, "test.flaky", max_attempts=3).id
+    clock = Clock()
+    worker = Worker(writer, clock=clock)
+    assert worker.run_once() == 1
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts, job.claimed_by) == ("queued", 1, None)
+        assert job.run_after == clock.now + timedelta(seconds=10)
+        assert "connection reset" in job.error
+    clock.advance(9)
+    assert worker.run_once() == 0
+    clock.advance(2)
+    assert worker.run_once() == 1
+    clock.advance(21)
+    assert worker.run_once() == 1
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts) == ("failed", 3)
+    assert len(calls) == 3 and len(failures) == 1 and failures[0].startswith("3: ")
+
+
+def test_a_stopping_worker_hands_the_job_back(app, scim, recorded):
+    """SIGTERM between steps: the job is queued again at once, the attempt not counted."""
+    writer = app.extensions["scim_db"][2]
+    (job_id,) = _enqueue(writer, scim.org_id, 1)
+    stopping = Worker(writer, worker_id="stopping")
+
+    def stop_after_first_step(done: int, total: int | None) -> None:
+        stopping.stop.set()
+
+    assert stopping.run_job(job_id, on_progress=stop_after_first_step)
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts, job.progress_done) == ("queued", 0, 1)
+    assert Worker(writer, worker_id="next").run_once() == 1
+    assert recorded == [(job_id, "next")]
+
+
+def test_worker_command_once(tmp_path, monkeypatch):
+    """``scim-server worker --once`` migrates, runs what is due and says how many."""
+    from scim_server.cli import main
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    runner = CliRunner()
+    result = runner.invoke(main, ["worker", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0 and "ran 0 job(s)" in result.output
+
+
+def test_the_loop_backs_off_while_the_database_is_down(app, monkeypatch, caplog):
+    """Claims failing with OperationalError: the loop keeps going, waiting longer each time."""
+    worker = Worker(app.extensions["scim_db"][2])
+    calls: list[float] = []
+
+    def claim(*args: Any, **kwargs: Any) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 4:
+            worker.stop.set()
+        raise OperationalError("SELECT jobs", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(jobs, "claim", claim)
+    worker.serve(poll_interval=0.05)
+    assert len(calls) == 4
+    waits = [b - a for a, b in itertools.pairwise(calls)]
+    assert waits[0] >= 0.1 and waits[1] >= 0.2 and waits[2] >= 0.4
+    assert caplog.text.count("database unavailable") == 4
+
+
+def test_a_worker_leaves_kinds_it_does_not_know(app, scim):
+    """A job of a kind this worker lacks (a newer version's) stays queued for another worker."""
+    writer = app.extensions["scim_db"][2]
+    (job_id,) = _enqueue(writer, scim.org_id, 1, kind="test.from-a-newer-version")
+    assert Worker(writer).run_once() == 0
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts) == ("queued", 0)
+
+
+def test_a_job_whose_workers_keep_dying_is_failed(app, scim, monkeypatch):
+    """Lease expired once more than max_attempts allow: failed, and its kind logs the end."""
+    failures: list[str] = []
+
+    def never_run(job_run: jobs.JobRun) -> dict[str, Any]:
+        raise AssertionError("must not run again")
+
+    def on_failure(session, job, error) -> None:
+        failures.append(error)
+
+    monkeypatch.setitem(jobs.KINDS, "test.dies", jobs.JobKind("test.dies", never_run, on_failure))
+    writer = app.extensions["scim_db"][2]
+    with writer() as session, session.begin():
+        job_id = jobs.enqueue(session, scim.org_id, "test.dies", max_attempts=1).id
+    clock = Clock()
+    assert jobs.claim(writer, "dead", now=clock()) is not None  # then its process died
+    clock.advance(120)
+    assert Worker(writer, clock=clock).run_once() == 1
+    with writer() as session:
+        job = session.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts) == ("failed", 2)
+    assert failures == ["gave up after 1 attempts whose workers stopped"]
