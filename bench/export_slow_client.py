@@ -48,7 +48,7 @@ def seed(db_url: str, events: int) -> tuple[str, str]:
     app = create_app({"DATABASE_URL": db_url, "AUDIT_KEY": SECRET_KEY})
     engine = db.engine(app)
     upgrade(engine)
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     with writer() as session:
         org = create_organization(session, f"export-{uuid.uuid4().hex[:8]}")
         _token, secret = create_token(session, org.id, "bench", kind="admin")
@@ -102,7 +102,9 @@ def seed(db_url: str, events: int) -> tuple[str, str]:
             head = session.get(AuditHead, org_id)
         assert head is not None
         head.seq, head.hash = seq, prev
-        head.signature = chain.head_signature(org_id, seq, prev, head.base_seq, head.base_hash)
+        head.signature = chain.head_signature(
+            chain.signing_key(session), org_id, seq, prev, head.base_seq, head.base_hash
+        )
     engine.dispose()
     return org_id, secret
 
