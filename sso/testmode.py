@@ -24,6 +24,7 @@ from sso.domains import domain_allowed
 from sso.errors import SsoError
 from sso.models import SsoConnection
 from sso.signin import (
+    BindingError,
     SignInRequest,
     add_record,
     check_license,
@@ -74,16 +75,17 @@ def _decision(session: Session, req: SignInRequest) -> tuple[dict[str, Any], Use
         return {"outcome": "refused", "reason_code": "email_domain_not_allowed"}, None
     user = None
     try:
-        user = find_user(session, req)
-        if user is None:
+        match = find_user(session, req)
+        if match is None:
             if req.jit_enabled:
                 return {"outcome": "would create the account (JIT), then decide again"}, None
             return {"outcome": "refused", "reason_code": "unknown_user"}, None
+        user = match.user
         check_status(user)
-        return _preview_remap(session, req, user), user
+        return {**_preview_remap(session, req, user), "matched_by": match.matched_by}, user
     except SsoError as err:
         refused = {"outcome": "refused", "reason_code": err.reason_code, "detail": err.detail}
-        return refused, user
+        return refused, err.user if isinstance(err, BindingError) else user
 
 
 def _preview_remap(session: Session, req: SignInRequest, user: User) -> dict[str, Any]:
