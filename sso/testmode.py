@@ -19,19 +19,12 @@ from scim_server.audit import record
 from scim_server.models import User
 from scim_server.services import provisioning
 from sso import state
+from sso.binding import BindingError, find_user
 from sso.connections import get_connection
 from sso.domains import domain_allowed
 from sso.errors import SsoError
 from sso.models import SsoConnection
-from sso.signin import (
-    BindingError,
-    SignInRequest,
-    add_record,
-    check_license,
-    check_status,
-    find_user,
-    remap,
-)
+from sso.signin import SignInRequest, add_record, check_license, check_status, remap
 
 KIND = "test"
 TEST_SECONDS = 600

@@ -340,3 +340,42 @@ def test_deleting_the_user_removes_its_links(
     assert len(links(app, scim.org_id)) == 1
     assert scim.client.delete(f"/scim/v2/Users/{alice}", headers=scim.headers()).status_code == 204
     assert links(app, scim.org_id) == []
+
+
+def test_admin_unlinks_a_changed_name_id(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+) -> None:
+    """A renamed e-mail NameID: subject_mismatch until the admin removes the old link, audited."""
+    carol = make_person(app, scim, "carol@example.com")
+    ok = saml_as(saml_connection, saml_idp, client, "carol@example.com", None, EMAIL_FORMAT)
+    assert ok.status_code == 303
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{carol}",
+        {"op": "replace", "path": "userName", "value": "carol.shaw@example.com"},
+    )
+    assert resp.status_code == 200
+    renamed = saml_as(
+        saml_connection, saml_idp, app.test_client(), "carol.shaw@example.com", None, EMAIL_FORMAT
+    )
+    assert_refused(app, scim.org_id, renamed, "subject_mismatch")
+
+    url = f"/api/v1/sso/connections/{saml_connection.id}/links"
+    assert admin.get(url).status_code == 400
+    found = admin.get(f"{url}?user_id={carol}").get_json()["links"]
+    assert [(x["subject"], x["user_id"]) for x in found] == [("carol@example.com", carol)]
+    assert admin.delete(f"{url}/{carol}").status_code == 204
+    assert admin.delete(f"{url}/{carol}").status_code == 404
+    (unlinked,) = events(app, scim.org_id, "sso.identity_unlinked")
+    assert unlinked.resource_id == carol
+    assert unlinked.explanation["subject"] == "carol@example.com"
+
+    other = app.test_client()
+    again = saml_as(saml_connection, saml_idp, other, "carol.shaw@example.com", None, EMAIL_FORMAT)
+    assert again.status_code == 303, again.get_data(as_text=True)
+    assert session_user(other) == carol
+    assert links(app, scim.org_id) == [(saml_connection.id, "carol.shaw@example.com", carol)]
