@@ -2,7 +2,7 @@
 
 Uniqueness and the `eq` filter must agree (an IdP that finds no match by
 filter and then gets 409 on create stops provisioning), so both go through
-``fold``.
+``fold``. Binding a sign-in to an account is stricter: ``same_identity``.
 """
 
 from __future__ import annotations
@@ -22,3 +22,28 @@ def fold(value: str) -> str:
 def exact(value: str) -> str:
     """Case-exact comparison key: canonical composition only (NFC)."""
     return unicodedata.normalize("NFC", value)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def binding_key(value: str) -> str:
+    """Sign-in binding key: A-Z lower-cased, then canonical composition (NFC); nothing else.
+
+    Uniqueness may fold (``fold``): refusing a second account whose name
+    differs from an existing one only by width or case only errs on the safe
+    side. Binding a sign-in to an account may not: under NFKC and full case
+    folding, text another IdP user can own (fullwidth a U+FF41, the ligature
+    U+FB00 "ff", capital dotted I U+0130 against i + combining dot above, the
+    Kelvin sign U+212A) equals an existing name, and one account would be
+    entered by two people. Decomposed and precomposed forms are the same
+    text (NFC), and ASCII case is not identity. ASCII is lowered *before*
+    composition, so a character that composes into an ASCII capital (the
+    Kelvin sign into K) stays distinct from k.
+    """
+    return unicodedata.normalize("NFC", value.translate(_ASCII_LOWER))
+
+
+def same_identity(a: str, b: str) -> bool:
+    """May a sign-in asserting ``a`` bind to an account holding ``b``? (see ``binding_key``)."""
+    return binding_key(a) == binding_key(b)

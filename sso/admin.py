@@ -1,8 +1,8 @@
 """Admin API for single sign-on, on the admin blueprint (``/api/v1/sso/...``, admin tokens).
 
 Connections (SAML metadata by upload or URL, OIDC issuer and client), e-mail
-domains, IdP certificates with their expiry, SP metadata, the sign-in records
-(the connection debugger) and test mode. Client secrets and SP private keys
+domains, IdP certificates with their expiry, SP metadata, identity links, the
+sign-in records (the connection debugger) and test mode. Client secrets and SP private keys
 are write-only: no response ever contains them.
 """
 
@@ -19,7 +19,7 @@ from scim_server.admin.views import bp
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from sso import connections as service
-from sso import domains, saml_flow, testmode
+from sso import domains, links, saml_flow, testmode
 from sso.certs import expiry_view
 from sso.errors import SsoError
 from sso.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
@@ -169,6 +169,29 @@ def add_sso_domain() -> tuple[Response, int]:
 @bp.delete("/sso/domains/<domain>")
 def remove_sso_domain(domain: str) -> tuple[str, int]:
     domains.remove_domain(db.session, g.org_id, domain)
+    return "", 204
+
+
+# -- identity links (sso.binding) -------------------------------------------------------
+
+
+@bp.get("/sso/connections/<connection_id>/links")
+def list_sso_links(connection_id: str) -> Response:
+    """The link of ``?user_id=`` and/or ``?subject=`` on the connection."""
+    found = links.find_links(
+        db.session,
+        g.org_id,
+        connection_id,
+        user_id=request.args.get("user_id"),
+        subject=request.args.get("subject"),
+    )
+    return jsonify(links=[links.link_view(r) for r in found])
+
+
+@bp.delete("/sso/connections/<connection_id>/links/<user_id>")
+def remove_sso_link(connection_id: str, user_id: str) -> tuple[str, int]:
+    """Unlink the user: its next sign-in is matched by the fallbacks again (a changed NameID)."""
+    links.unlink(db.session, g.org_id, connection_id, user_id)
     return "", 204
 
 

@@ -26,6 +26,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         f"Your account is not active. {_ASK_ADMIN}",
     ),
     "locked": ("Account locked", f"Your account is locked. {_ASK_ADMIN}"),
+    # Which account: the same words for both, so the page does not say whose account it was.
+    "subject_mismatch": (
+        "Sign-in not possible",
+        f"Your sign-in could not be matched to an account in this organization. {_ASK_ADMIN}",
+    ),
+    "lookalike_identity": (
+        "Sign-in not possible",
+        f"Your sign-in could not be matched to an account in this organization. {_ASK_ADMIN}",
+    ),
     "missing_license": (
         "No license",
         f"Your account has no license for this product. {_ASK_ADMIN}",
@@ -95,6 +104,8 @@ PERSON_REFUSALS = frozenset(
         "email_domain_not_allowed",
         "jit_failed",
         "connection_disabled",
+        "subject_mismatch",
+        "lookalike_identity",
     }
 )
 

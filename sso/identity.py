@@ -16,6 +16,9 @@ from sso.models import SsoConnection
 from sso.saml import SamlAssertion
 from sso.signin import SignInRequest
 
+# SAML 2.0 Core §8.3.8: a transient identifier is new at every login; it binds nothing.
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+
 
 def _first(profile: Mapping[str, list[str]], name: str) -> str | None:
     values = profile.get(name) or []
@@ -39,7 +42,11 @@ def saml_identity(assertion: SamlAssertion) -> Any:
 def saml_sign_in(
     conn: SsoConnection, assertion: SamlAssertion, source_ip: str | None, user_agent: str | None
 ) -> SignInRequest:
-    """The decision's input; the NameID stands in for the address when it is one (Entra's UPN)."""
+    """The decision's input; the NameID stands in for the address when it is one (Entra's UPN).
+
+    The e-mail and userName are taken as verified: the assertion is signed by
+    the organization's own IdP, whose administrator owns those attributes.
+    """
     profile = saml_profile(assertion)
     email = _first(profile, "email")
     if email is None and _looks_like_email(assertion.name_id):
@@ -56,6 +63,9 @@ def saml_sign_in(
         external_id=_first(profile, "externalId"),
         profile=profile,
         jit_enabled=conn.jit_enabled,
+        email_verified=True,
+        user_name_trusted=True,
+        subject_linkable=assertion.name_id_format != TRANSIENT,
         source_ip=source_ip,
         user_agent=user_agent,
     )
@@ -72,7 +82,11 @@ def oidc_sign_in(
     source_ip: str | None,
     user_agent: str | None,
 ) -> SignInRequest:
-    """The decision's input from verified claims (an unverified e-mail is already dropped)."""
+    """The decision's input from verified claims (an unverified e-mail is already dropped).
+
+    Only ``sub`` and an e-mail with ``email_verified`` true may select an
+    account; ``preferred_username`` is the JIT username at most.
+    """
     profile = oidc_profile(claims)
     return SignInRequest(
         org_id=conn.org_id,
@@ -86,6 +100,8 @@ def oidc_sign_in(
         external_id=_first(profile, "externalId"),
         profile=profile,
         jit_enabled=conn.jit_enabled,
+        # OIDC Core §5.1: email_verified absent means not verified; Cognito sends "true".
+        email_verified=claims.get("email_verified") in (True, "true"),
         source_ip=source_ip,
         user_agent=user_agent,
     )

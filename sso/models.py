@@ -1,4 +1,4 @@
-"""Storage of the SSO relying party: connections, e-mail domains, flow state, replay cache, records.
+"""Storage of the SSO relying party: connections, domains, flow state, replay cache, links, records.
 
 Every piece of flow state (AuthnRequest ids, OIDC state/nonce/PKCE verifier,
 assertion ids already seen) lives in the database, so a login started on one
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
@@ -116,6 +116,44 @@ class SsoReplay(Base):
     connection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     assertion_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SsoIdentityLink(Base):
+    """Which account an IdP subject of a connection signs in to: the binding, once made.
+
+    ``subject`` is the SAML NameID or the OIDC ``sub`` exactly as the IdP sent
+    it (NFC only, never case-folded). A subject reaches one account and an
+    account is reached by one subject per connection; once linked, no e-mail
+    or userName can send another subject to the account (``sso.signin``).
+    The link goes with the user, the connection or the organization.
+    """
+
+    __tablename__ = "sso_identity_links"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "user_id"], ["users.org_id", "users.id"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "connection_id"],
+            ["sso_connections.org_id", "sso_connections.id"],
+            ondelete="CASCADE",
+        ),
+        Index(
+            "uq_sso_identity_links_org_id_connection_id_user_id",
+            "org_id",
+            "connection_id",
+            "user_id",
+            unique=True,
+        ),
+    )
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SignInRecord(Base):

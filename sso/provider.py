@@ -4,7 +4,11 @@ Whatever IdP an organization uses (SAML or OIDC, see ``sso.views``), the
 product sees a single OpenID Connect provider: the authorization code flow
 with PKCE (S256), an id_token signed RS256, userinfo, and a JWKS with key
 rotation. A code is only issued to a person who may still sign in: an
-allowed status and a license (DESIGN.md §2); every refusal is shown and logged.
+allowed status and a license (DESIGN.md §2). Once the client and its
+redirect_uri are known good, every refusal goes back to the client there
+(``error``, ``error_description``, ``state``), so a product signing in
+silently in a hidden frame learns why; only a bad client or redirect_uri is
+shown to the person as a page. Every refusal is logged.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError
 from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from markupsafe import escape
@@ -26,6 +31,7 @@ from sso import provider_context
 from sso.provider_claims import (
     CLAIMS_SUPPORTED,
     INACTIVE,
+    LOCKED,
     NO_LICENSE,
     WRONG_ORGANIZATION,
     refusal_reason,
@@ -73,10 +79,19 @@ def _page(status: int, title: str, message: str) -> tuple[str, int, dict[str, st
     return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
 
 
+# error_description for the client (RFC 6749 §4.1.2.1: printable ASCII, no quote or backslash).
 REFUSALS = {
-    INACTIVE: "Your account is not active. Ask your administrator to reactivate it.",
-    NO_LICENSE: "Your account has no license for this product. Ask your administrator.",
-    WRONG_ORGANIZATION: "This application is not available to your organization.",
+    INACTIVE: "The account is not active.",
+    LOCKED: "The account is locked.",
+    NO_LICENSE: "The account holds no license for this product.",
+    WRONG_ORGANIZATION: "This application is not available to this organization.",
+}
+# OIDC Core §3.1.2.6: what a prompt=none request would have needed the person for.
+INTERACTION_NEEDED = {
+    "login_required": "No one is signed in; prompt=none forbids showing the login.",
+    "consent_required": "Consent is needed; prompt=none forbids asking for it.",
+    "account_selection_required": "An account must be chosen; prompt=none forbids asking.",
+    "interaction_required": "The sign-in needs the person; prompt=none forbids it.",
 }
 
 
@@ -158,13 +173,15 @@ def authorize() -> Any:
         grant = server.get_consent_grant(end_user=signed_in)
         if signed_in is not None and _too_old(signed_in) and grant.prompt != "login":
             if "none" in request.args.get("prompt", "").split():
-                raise LoginRequiredError(redirect_uri=grant.redirect_uri)
+                raise LoginRequiredError(
+                    description="The sign-in is older than max_age; prompt=none forbids a new one.",
+                    redirect_uri=grant.redirect_uri,
+                )
             grant.prompt = "login"
     except OAuth2Error as err:
         if err.redirect_uri:
             # RFC 6749 §4.1.2.1: the redirect URI is known good, the client gets the error.
-            err.state = request.args.get("state")
-            return server.handle_error_response(None, err)
+            return _to_client(err)
         # RFC 6749 §4.1.2.1: never redirect to an unverified URI; tell the person.
         return _page(400, "Sign-in request refused", err.description or err.error)
     if signed_in is None or grant.prompt == "login":
@@ -188,10 +205,21 @@ def authorize() -> Any:
             detail=f"refused for {client.name}: {reason}",
         )
         db.commit()
-        return _page(403, "Sign-in refused", REFUSALS[reason])
+        # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: the person may not sign in to this client.
+        return _to_client(
+            AccessDeniedError(description=REFUSALS[reason], redirect_uri=grant.redirect_uri)
+        )
     resp = server.create_authorization_response(grant=grant, grant_user=signed_in)
     db.commit()
     return resp
+
+
+def _to_client(err: OAuth2Error) -> Any:
+    """The error, its description and the request's state, to the validated redirect_uri."""
+    err.state = request.args.get("state")
+    if not err.description:
+        err.description = INTERACTION_NEEDED.get(err.error, err.error.replace("_", " "))
+    return _server().handle_error_response(None, err)
 
 
 @bp.post("/oauth/token")

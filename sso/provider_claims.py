@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from scim_server.models import Contact, License, Organization, User
-from scim_server.services.lifecycle import SIGN_IN_ALLOWED
+from scim_server.services.lifecycle import AUTO_LOCKED, LOCKED_BY_ADMIN, SIGN_IN_ALLOWED
 from scim_server.services.roles import roles_of
 
 # Claim names of the internal model, documented in the README.
@@ -32,12 +32,15 @@ CLAIMS_SUPPORTED = (
 )
 
 INACTIVE = "inactive account"
+LOCKED = "locked account"
 NO_LICENSE = "missing license"
 WRONG_ORGANIZATION = "application not available to this organization"
 
 
 def refusal_reason(user: User) -> str | None:
     """Why ``user`` may not sign in (DESIGN.md §2), or None when it may."""
+    if user.status in (LOCKED_BY_ADMIN, AUTO_LOCKED):
+        return LOCKED
     if user.status not in SIGN_IN_ALLOWED:
         return INACTIVE
     if not user.license_id:

@@ -5,25 +5,27 @@ e-mail domains, the account exists (or is created just in time), its status
 allows it and it holds a license. Each refusal has its own reason code. Every
 attempt, success or failure, leaves a ``sign_in_records`` row and an audit
 event (``signin.success`` / ``signin.failure``) written together.
+
+Which account is ``sso.binding``'s answer; the link it asks for is written in
+the transaction of the successful sign-in, so a refused sign-in links nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import AuditContext, record, use_context
 from scim_server.db import utcnow
 from scim_server.errors import DomainError
-from scim_server.models import Contact, License, User
+from scim_server.models import License, User
 from scim_server.services import licenses, lifecycle, provisioning
-from scim_server.text import exact, fold
 from sso import jit
+from sso.binding import BindingError, Match, find_user, link
 from sso.domains import domain_allowed
 from sso.errors import SsoError
 from sso.models import SignInRecord
@@ -47,6 +49,14 @@ class SignInRequest:
     external_id: str | None
     profile: dict[str, list[str]] = field(default_factory=dict)  # the rules' vocabulary
     jit_enabled: bool = False
+    # May the e-mail select an account? OIDC: email_verified true; SAML: always (signed
+    # by the organization's own IdP). An unverified address never selects one.
+    email_verified: bool = False
+    # May ``user_name`` select an account? SAML's userName attribute (the organization's
+    # IdP asserts it); never OIDC's preferred_username, which the person may often set.
+    user_name_trusted: bool = False
+    # False for a SAML transient NameID: it changes at every login, so it is never linked.
+    subject_linkable: bool = True
     source_ip: str | None = None
     user_agent: str | None = None
     # The full identity (groups included) for the mapping rules of a JIT creation.
@@ -81,16 +91,20 @@ def sign_in(session: Session, req: SignInRequest) -> User:
                         "email_domain_not_allowed",
                         f"address {req.email!r} is not in the organization's e-mail domains",
                     )
-                user = find_user(session, req)
-            known = user is not None
-            if user is None:
-                user = _just_in_time(session, req)
+                match = find_user(session, req)
+            known = match is not None
+            if match is None:
+                match = Match(_just_in_time(session, req), "jit")
+            user = match.user
             with session.begin():
                 user = session.get(
                     User, (req.org_id, user.id), with_for_update=True, populate_existing=True
                 )
                 if user is None:
                     raise SsoError("unknown_user", "the account disappeared during sign-in")
+                if match.needs_link and req.subject_linkable:
+                    # In the sign-in's transaction: a refused sign-in links nothing.
+                    link(session, req, replace(match, user=user))
                 check_status(user)
                 # A JIT account was just mapped with this very identity.
                 if known:
@@ -103,44 +117,11 @@ def sign_in(session: Session, req: SignInRequest) -> User:
             return user
         except SsoError as err:
             # The transaction rolled back: a refusal leaves license and roles as they were.
-            failed_user = user
+            failed_user = err.user if isinstance(err, BindingError) else user
             log.info("sign-in refused (%s): %s", err.reason_code, err.detail)
             with session.begin():
                 _write(session, req, "failure", err.reason_code, err.detail, failed_user, mapping)
             raise
-
-
-def find_user(session: Session, req: SignInRequest) -> User | None:
-    """By externalId or subject (exact), then userName or e-mail (case-insensitive)."""
-    ids = {exact(v) for v in (req.external_id, req.subject) if v}
-    if ids:
-        found = _unique(
-            session, select(User).where(User.org_id == req.org_id, User.external_id.in_(ids))
-        )
-        if found is not None:
-            return found
-    keys = {fold(v) for v in (req.user_name, req.email, req.subject) if v}
-    if keys:
-        found = _unique(
-            session, select(User).where(User.org_id == req.org_id, User.user_name_key.in_(keys))
-        )
-        if found is not None:
-            return found
-    if req.email:
-        return _unique(
-            session,
-            select(User)
-            .join(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
-            .where(User.org_id == req.org_id, Contact.email_key == fold(req.email)),
-        )
-    return None
-
-
-def _unique(session: Session, stmt: Any) -> User | None:
-    found = list(session.scalars(stmt.limit(2)))
-    if len(found) > 1:
-        raise SsoError("unknown_user", "the identity matches more than one account")
-    return found[0] if found else None
 
 
 def check_user(session: Session, user: User) -> None:

@@ -19,18 +19,12 @@ from scim_server.audit import record
 from scim_server.models import User
 from scim_server.services import provisioning
 from sso import state
+from sso.binding import BindingError, find_user
 from sso.connections import get_connection
 from sso.domains import domain_allowed
 from sso.errors import SsoError
 from sso.models import SsoConnection
-from sso.signin import (
-    SignInRequest,
-    add_record,
-    check_license,
-    check_status,
-    find_user,
-    remap,
-)
+from sso.signin import SignInRequest, add_record, check_license, check_status, remap
 
 KIND = "test"
 TEST_SECONDS = 600
@@ -74,16 +68,17 @@ def _decision(session: Session, req: SignInRequest) -> tuple[dict[str, Any], Use
         return {"outcome": "refused", "reason_code": "email_domain_not_allowed"}, None
     user = None
     try:
-        user = find_user(session, req)
-        if user is None:
+        match = find_user(session, req)
+        if match is None:
             if req.jit_enabled:
                 return {"outcome": "would create the account (JIT), then decide again"}, None
             return {"outcome": "refused", "reason_code": "unknown_user"}, None
+        user = match.user
         check_status(user)
-        return _preview_remap(session, req, user), user
+        return {**_preview_remap(session, req, user), "matched_by": match.matched_by}, user
     except SsoError as err:
         refused = {"outcome": "refused", "reason_code": err.reason_code, "detail": err.detail}
-        return refused, user
+        return refused, err.user if isinstance(err, BindingError) else user
 
 
 def _preview_remap(session: Session, req: SignInRequest, user: User) -> dict[str, Any]:

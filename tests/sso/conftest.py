@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
@@ -18,7 +20,11 @@ from scim_server.models import AuditEvent, License, Organization, User
 from scim_server.services import licenses
 from sso.models import SignInRecord
 from tests.conftest import Scim
+from tests.sso.oidc_op import provider as op_module
+from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
 from tests.sso.saml_idp import Assertion, FakeIdp, encode
+
+OIDC_BASE = "http://127.0.0.1"
 
 
 def request_id_of(location: str) -> str:
@@ -88,6 +94,46 @@ def saml_connection(admin: Scim, client: FlaskClient, saml_idp: FakeIdp) -> Saml
     resp = admin.post("/api/v1/sso/domains", {"domain": "example.com", "connection_id": conn["id"]})
     assert resp.status_code == 201, resp.get_json()
     return SamlConnection(conn, client)
+
+
+@pytest.fixture(scope="module")
+def local_op() -> Iterator[LocalOP]:
+    with running_op() as op:
+        yield op
+
+
+@pytest.fixture
+def oidc_conn(
+    app: Flask, admin: Scim, local_op: LocalOP, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """An OIDC connection to the local provider, example.com routed to it."""
+    local_op.reset()
+    app.config["BASE_URL"] = OIDC_BASE
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {
+            "protocol": "oidc",
+            "name": "Local OP",
+            "issuer": local_op.issuer,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    conn = resp.get_json()
+    monkeypatch.setattr(op_module, "REDIRECT_URI", conn["redirect_uri"])
+    admin.post("/api/v1/sso/domains", {"domain": "example.com"})
+    return conn
+
+
+def oidc_login(client: FlaskClient, conn: dict[str, Any], next_path: str = "/app") -> Any:
+    """Browser: start, let the provider auto-consent, come back to our callback."""
+    start = client.get(f"/sso/oidc/{conn['id']}/start?next={next_path}")
+    assert start.status_code == 302, start.get_data(as_text=True)
+    at_op = requests.get(start.headers["Location"], allow_redirects=False, timeout=5)
+    assert at_op.status_code == 302, at_op.text
+    back = urlsplit(at_op.headers["Location"])
+    return client.get(f"{back.path}?{back.query}")
 
 
 def read(app: Flask) -> Any:

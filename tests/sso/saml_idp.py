@@ -83,6 +83,7 @@ class Assertion:
     acs_url: str
     audience: str
     name_id: str = "alice@example.com"
+    name_id_format: str = EMAIL_FORMAT
     attributes: dict[str, list[str]] = field(
         default_factory=lambda: {
             WS + "emailaddress": ["alice@example.com"],
@@ -113,7 +114,8 @@ class Assertion:
             f'<saml:Assertion {NS} ID="{self.assertion_id}" Version="2.0" '
             f'IssueInstant="{_time(now)}">'
             f"<saml:Issuer>{escape(self.issuer)}</saml:Issuer>"
-            f'<saml:Subject><saml:NameID Format="{EMAIL_FORMAT}">{escape(self.name_id)}</saml:NameID>'
+            f'<saml:Subject><saml:NameID Format="{self.name_id_format}">'
+            f"{escape(self.name_id)}</saml:NameID>"
             '<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
             f'<saml:SubjectConfirmationData NotOnOrAfter="{_time(until)}" '
             f"Recipient={quoteattr(self.recipient or self.acs_url)}{irt}/>"

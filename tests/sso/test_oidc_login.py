@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,12 +13,9 @@ from flask.testing import FlaskClient
 import mappings
 from tests.admin.helpers import person
 from tests.conftest import Scim
-from tests.sso.conftest import assert_refused, events, make_person, sign_ins
-from tests.sso.oidc_op import provider as op_module
-from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
+from tests.sso.conftest import assert_refused, events, make_person, oidc_login, sign_ins
+from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.test_signin_mapping import engineering_rules, state
-
-BASE = "http://127.0.0.1"
 
 
 class _StandInIdentity:
@@ -39,52 +35,12 @@ def _external_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(mappings, "ExternalIdentity", _StandInIdentity, raising=False)
 
 
-@pytest.fixture(scope="module")
-def local_op() -> Iterator[LocalOP]:
-    with running_op() as op:
-        yield op
-
-
-@pytest.fixture
-def oidc_conn(
-    app: Flask, admin: Scim, local_op: LocalOP, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
-    """An OIDC connection to the local provider, example.com routed to it."""
-    local_op.reset()
-    app.config["BASE_URL"] = BASE
-    resp = admin.post(
-        "/api/v1/sso/connections",
-        {
-            "protocol": "oidc",
-            "name": "Local OP",
-            "issuer": local_op.issuer,
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-        },
-    )
-    assert resp.status_code == 201, resp.get_json()
-    conn = resp.get_json()
-    monkeypatch.setattr(op_module, "REDIRECT_URI", conn["redirect_uri"])
-    admin.post("/api/v1/sso/domains", {"domain": "example.com"})
-    return conn
-
-
-def _login(client: FlaskClient, conn: dict[str, Any], next_path: str = "/app") -> Any:
-    """Browser: start, let the provider auto-consent, come back to our callback."""
-    start = client.get(f"/sso/oidc/{conn['id']}/start?next={next_path}")
-    assert start.status_code == 302, start.get_data(as_text=True)
-    at_op = requests.get(start.headers["Location"], allow_redirects=False, timeout=5)
-    assert at_op.status_code == 302, at_op.text
-    back = urlsplit(at_op.headers["Location"])
-    return client.get(f"{back.path}?{back.query}")
-
-
 def test_oidc_login_signs_in(
     app: Flask, client: FlaskClient, scim: Scim, oidc_conn: dict[str, Any]
 ) -> None:
     """Code flow with PKCE through our callback: signed in, recorded, redirected to next."""
     user_id = make_person(app, scim)
-    resp = _login(client, oidc_conn)
+    resp = oidc_login(client, oidc_conn)
     assert resp.status_code == 303 and resp.headers["Location"] == "/app"
     with client.session_transaction() as sess:
         assert sess["sso"]["user_id"] == user_id and sess["sso"]["method"] == "oidc"
@@ -98,7 +54,7 @@ def test_oidc_unverified_email_is_not_trusted(
     """email_verified=false: the address is dropped, so the domain allow-list refuses."""
     make_person(app, scim)
     local_op.user["email_verified"] = False
-    resp = _login(client, oidc_conn)
+    resp = oidc_login(client, oidc_conn)
     assert_refused(app, scim.org_id, resp, "email_domain_not_allowed")
 
 
@@ -119,7 +75,7 @@ def test_oidc_provider_refusal(
 ) -> None:
     """The provider says access_denied: idp_error, a generic page."""
     local_op.deny = True
-    resp = _login(client, oidc_conn)
+    resp = oidc_login(client, oidc_conn)
     assert_refused(app, scim.org_id, resp, "idp_error")
 
 
@@ -127,7 +83,7 @@ def test_oidc_unknown_user(
     app: Flask, client: FlaskClient, scim: Scim, oidc_conn: dict[str, Any]
 ) -> None:
     """A verified identity with no account and JIT off: unknown_user (same decision as SAML)."""
-    assert_refused(app, scim.org_id, _login(client, oidc_conn), "unknown_user")
+    assert_refused(app, scim.org_id, oidc_login(client, oidc_conn), "unknown_user")
 
 
 def test_oidc_groups_claim_gives_a_known_user_the_license(
@@ -138,7 +94,7 @@ def test_oidc_groups_claim_gives_a_known_user_the_license(
     user_id = person(scim, "alice@example.com")["id"]
     assert state(app, scim.org_id, user_id)["license"] is None
 
-    resp = _login(client, oidc_conn)  # the provider sends groups: ["Engineering"]
+    resp = oidc_login(client, oidc_conn)  # the provider sends groups: ["Engineering"]
 
     assert resp.status_code == 303 and resp.headers["Location"] == "/app"
     after = state(app, scim.org_id, user_id)
@@ -169,5 +125,5 @@ def test_oidc_without_groups_claim_refuses_a_known_user_without_license(
     before = state(app, scim.org_id, user_id)
     del local_op.user["groups"]
 
-    assert_refused(app, scim.org_id, _login(client, oidc_conn), "missing_license")
+    assert_refused(app, scim.org_id, oidc_login(client, oidc_conn), "missing_license")
     assert state(app, scim.org_id, user_id) == before

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from scim_server.db import utcnow
 from scim_server.models import AuditEvent, User
 from scim_server.services.licenses import assign, create_license
+from scim_server.services.lifecycle import LOCKED_BY_ADMIN
 from scim_server.services.roles import create_role, set_source_roles
 from sso.provider_clients import create_client
 from sso.provider_keys import encryption_secret, rotate
@@ -120,6 +121,17 @@ def code_from(resp: Any) -> str:
     query = parse_qs(location.query)
     assert query["state"] == ["st-1"]
     return query["code"][0]
+
+
+def error_from(resp: Any) -> dict[str, str]:
+    """OIDC Core §3.1.2.6: the error went back to the client's redirect_uri, with the state."""
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert query["state"] == "st-1" and "code" not in query
+    assert query["error_description"]
+    return query
 
 
 def exchange(
@@ -240,10 +252,16 @@ def test_prompt_none_without_session_returns_login_required(
     """prompt=none and no session: the client gets error=login_required, no login page."""
     _, challenge = pkce()
     resp = authorize(client, product[0], challenge, prompt="none")
-    assert resp.status_code == 302
-    query = parse_qs(urlsplit(resp.headers["Location"]).query)
-    assert query["error"] == ["login_required"]
-    assert query["state"] == ["st-1"]
+    assert error_from(resp)["error"] == "login_required"
+
+
+def test_prompt_none_with_a_sign_in_older_than_max_age_returns_login_required(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """prompt=none and max_age exceeded: login_required to the client, not the login page."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"], age=600)
+    resp = authorize(client, product[0], pkce()[1], prompt="none", max_age="300")
+    assert error_from(resp)["error"] == "login_required"
 
 
 def test_prompt_login_forces_a_new_login_without_looping(
@@ -495,18 +513,24 @@ def test_wrong_client_secret_is_refused(
     assert no_secret.get_json()["error"] == "invalid_client"
 
 
-def test_deactivated_user_gets_no_code(
-    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+@pytest.mark.parametrize("prompt", [None, "none"], ids=["interactive", "prompt-none"])
+def test_deactivated_user_gets_access_denied(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    product: tuple[str, str],
+    person: dict,
+    prompt: str | None,
 ) -> None:
-    """A leaver with a live SSO session is refused with a clear page, and it is logged."""
+    """A leaver with a live SSO session: access_denied back to the client, no code, logged."""
     sign_in(app, client, scim.org_id, person["id"])
     scim.patch_ops(
         f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
     )
     _, challenge = pkce()
-    resp = authorize(client, product[0], challenge)
-    assert resp.status_code == 403
-    assert "not active" in resp.get_data(as_text=True)
+    query = error_from(authorize(client, product[0], challenge, prompt=prompt))
+    assert query["error"] == "access_denied"
+    assert "not active" in query["error_description"]
     assert codes(app) == []
     with app.extensions["scim_db"][1]() as s:
         refused = s.scalars(
@@ -517,17 +541,42 @@ def test_deactivated_user_gets_no_code(
     assert refused == ["refused for Product: inactive account"]
 
 
-def test_user_without_license_gets_no_code(
+def test_locked_user_gets_access_denied(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """An admin-locked account, prompt=none: access_denied saying the account is locked."""
+    with app.extensions["scim_db"][1]() as s, s.begin():
+        s.get(User, (scim.org_id, person["id"])).status = LOCKED_BY_ADMIN
+    sign_in(app, client, scim.org_id, person["id"])
+    query = error_from(authorize(client, product[0], pkce()[1], prompt="none"))
+    assert query["error"] == "access_denied"
+    assert "locked" in query["error_description"]
+    assert codes(app) == []
+
+
+def test_user_without_license_gets_access_denied(
     app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str]
 ) -> None:
-    """A user holding no license is refused with a clear page."""
+    """A user holding no license: access_denied saying so, no code."""
     user = scim.create_user("nolicense@example.com")
     sign_in(app, client, scim.org_id, user["id"])
     _, challenge = pkce()
-    resp = authorize(client, product[0], challenge)
-    assert resp.status_code == 403
-    assert "no license" in resp.get_data(as_text=True)
+    query = error_from(authorize(client, product[0], challenge))
+    assert query["error"] == "access_denied"
+    assert "license" in query["error_description"]
     assert codes(app) == []
+
+
+def test_refusal_with_an_unregistered_redirect_uri_stays_a_page(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """prompt=none for a leaver but a redirect_uri not registered: a page, never a redirect."""
+    sign_in(app, client, scim.org_id, person["id"])
+    scim.patch_ops(
+        f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    resp = authorize(client, product[0], pkce()[1], prompt="none", redirect_uri=REDIRECT + "/x")
+    assert resp.status_code == 400 and "Location" not in resp.headers
 
 
 def test_deactivation_stops_tokens_already_issued(
@@ -565,9 +614,9 @@ def test_org_bound_client_refuses_other_organizations(
         bound, _secret = create_client(s, "Globex portal", [REDIRECT], org_id=other_org)
     sign_in(app, client, _org_of(app, person["id"]), person["id"])
     _, challenge = pkce()
-    resp = authorize(client, bound.client_id, challenge)
-    assert resp.status_code == 403
-    assert "not available to your organization" in resp.get_data(as_text=True)
+    query = error_from(authorize(client, bound.client_id, challenge))
+    assert query["error"] == "access_denied"
+    assert "not available to this organization" in query["error_description"]
 
 
 def test_unknown_client_gets_a_page(client: FlaskClient) -> None:
