@@ -1,7 +1,7 @@
 """jobs: organization-wide work (rules apply, later mail and webhooks) for scim-server worker
 
 Revision ID: 0009
-Revises: 0007 (to be set to 0008 when merged after 0008)
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from scim_server.db import UTCDateTime
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
