@@ -13,17 +13,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Response, current_app, g, jsonify, make_response, request
+from flask import Response, current_app, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import UnsupportedMediaType
 
 from scim_server.admin.views import bp
 from scim_server.audit import record_failure
-from scim_server.db import DATABASE_UNAVAILABLE
+from scim_server.db import release
 from scim_server.errors import DomainError, InvalidSyntaxError
-from scim_server.health import unavailable_json
 from scim_server.scim.body import parse_json
-from scim_server.scim.errors import ScimError, log_unavailable
+from scim_server.scim.errors import ScimError
 from scim_server.services.rulesets import RuleSetInvalidError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,23 +132,20 @@ def _record_refusal(resp: Response) -> Response:
         return resp  # the database is down: there is nowhere to write the failure event
     args = request.view_args or {}
     name = action(args) if callable(action) else action
+    session = g.get("_scim_session")
+    if session is not None and session.in_transaction():
+        # Release any lock before the failure event's own transaction; a dead
+        # connection is discarded here, not raised over the client's answer.
+        release(session)
     error = resp.get_json(silent=True) or {}
     detail = error.get("detail")
-    try:
-        session = g.get("_scim_session")
-        if session is not None and session.in_transaction():
-            session.rollback()  # release any lock before the failure event's own transaction
-        record_failure(
-            current_app.extensions["scim_db"][2],
-            g.org_id,
-            name,
-            resource_type=_RESOURCE_TYPES.get(name.split(".")[0]),
-            resource_id=_resource_id(name, args),
-            status=resp.status_code,
-            detail=detail if isinstance(detail, str) or detail is None else json.dumps(detail),
-        )
-    except DATABASE_UNAVAILABLE as err:
-        # A refusal missing from the log would be worse than a retry (the refusal changed nothing).
-        log_unavailable(err)
-        return make_response(unavailable_json())
+    record_failure(
+        current_app.extensions["scim_db"][2],
+        g.org_id,
+        name,
+        resource_type=_RESOURCE_TYPES.get(name.split(".")[0]),
+        resource_id=_resource_id(name, args),
+        status=resp.status_code,
+        detail=detail if isinstance(detail, str) or detail is None else json.dumps(detail),
+    )
     return resp

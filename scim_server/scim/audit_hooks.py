@@ -14,9 +14,8 @@ from flask import Flask, Response, current_app, g, request
 
 from scim_server.audit import AuditContext, record_failure
 from scim_server.audit.context import reset_context, set_context
-from scim_server.db import DATABASE_UNAVAILABLE, utcnow
+from scim_server.db import release, utcnow
 from scim_server.scim.body import parse_json
-from scim_server.scim.errors import log_unavailable, unavailable_response
 
 WRITE_ACTIONS = {
     "scim.create_user": ("user.create", "User"),
@@ -78,29 +77,24 @@ def record_refusal(resp: Response) -> Response:
         # never reached the service (the access log and metrics still count it).
         return resp
     action, resource_type = WRITE_ACTIONS[request.endpoint]
+    session = g.get("_scim_session")
+    if session is not None and session.in_transaction():
+        # Release any lock before the failure event's own transaction; a dead
+        # connection is discarded here, not raised over the client's answer.
+        release(session)
     error = resp.get_json(silent=True) or {}
     view_args = request.view_args or {}
-    try:
-        session = g.get("_scim_session")
-        if session is not None and session.in_transaction():
-            session.rollback()  # release any lock before the failure event's own transaction
-        record_failure(
-            current_app.extensions["scim_db"][2],
-            g.org_id,
-            action,
-            resource_type=resource_type,
-            resource_id=view_args.get("user_id") or view_args.get("group_id"),
-            status=resp.status_code,
-            scim_type=error.get("scimType"),
-            detail=error.get("detail"),
-            **_body_identity(),
-        )
-    except DATABASE_UNAVAILABLE as err:
-        # The refusal changed nothing, but its failure event could not be written:
-        # a 503 makes the client retry (and the retry's refusal is recorded)
-        # rather than a refusal missing from the log. Raised here it would be a 500.
-        log_unavailable(err)
-        return unavailable_response()
+    record_failure(
+        current_app.extensions["scim_db"][2],
+        g.org_id,
+        action,
+        resource_type=resource_type,
+        resource_id=view_args.get("user_id") or view_args.get("group_id"),
+        status=resp.status_code,
+        scim_type=error.get("scimType"),
+        detail=error.get("detail"),
+        **_body_identity(),
+    )
     return resp
 
 
