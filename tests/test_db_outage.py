@@ -1,5 +1,6 @@
-"""Database restarts under load, end to end (scim_server/db.py): a private PostgreSQL
-stopped and started a dozen times while a real gunicorn server takes concurrent creates.
+"""Database outages (scim_server/db.py): each blueprint answers 503 of its own kind; and end
+to end, a private PostgreSQL stopped and started a dozen times while a real gunicorn
+server takes concurrent creates.
 
 One short outage hits the window between a commit and the release of the connection
 only sometimes; a dozen in a row hit it every time.
@@ -19,7 +20,7 @@ import pytest
 
 from scim_server.scim.errors import CONFLICT_URN
 from tests.conftest import PG_URL, USER_SCHEMA
-from tests.test_production import (
+from tests.test_production import (  # noqa: F401  (down_app is a fixture)
     ERROR_SCHEMA,
     PrivatePostgres,
     Reply,
@@ -27,11 +28,36 @@ from tests.test_production import (
     _pg_bin,
     _setup_database,
     call,
+    down_app,
 )
 
 OUTAGES = 12
 CLIENTS = 16
 SCIM_JSON = "application/scim+json"
+
+
+def test_sso_pages_get_a_plain_503_page_when_the_database_is_down(down_app):
+    """A person signing in while the database is down sees the plain page, 503 + Retry-After."""
+    resp = down_app.test_client().post("/sso/login", data={"email": "ann@example.com"})
+    assert resp.status_code == 503
+    assert resp.mimetype == "text/html"
+    assert resp.headers["Retry-After"] == "5"
+    page = resp.get_data(as_text=True)
+    assert "Sign-in unavailable" in page and "try again" in page
+    assert "OperationalError" not in page and "psycopg" not in page
+
+
+def test_admin_api_gets_a_json_503_when_the_database_is_down(down_app):
+    """The admin API (/api/v1) answers its own JSON 503 with Retry-After."""
+    resp = down_app.test_client().get(
+        "/api/v1/users", headers={"Authorization": "Bearer adm_whatever"}
+    )
+    assert resp.status_code == 503
+    assert resp.get_json() == {
+        "error": "Service Unavailable",
+        "detail": "database unreachable; retry later",
+    }
+    assert resp.headers["Retry-After"] == "5"
 
 
 @dataclass
