@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from scim_server import jsonfast
 
 log = logging.getLogger(__name__)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

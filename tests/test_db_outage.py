@@ -17,23 +17,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
+from scim_server import create_app
+from scim_server.db import db
 from scim_server.scim.errors import CONFLICT_URN
 from tests.conftest import PG_URL, USER_SCHEMA
-from tests.test_production import (  # noqa: F401  (down_app is a fixture)
+from tests.test_production import (
     ERROR_SCHEMA,
+    UNREACHABLE,
     PrivatePostgres,
     Reply,
     Server,
     _pg_bin,
     _setup_database,
     call,
-    down_app,
 )
 
 OUTAGES = 12
 CLIENTS = 16
 SCIM_JSON = "application/scim+json"
+
+
+@pytest.fixture
+def down_app() -> Iterator[Flask]:
+    """The application on a database that refuses connections (nothing listens on its port)."""
+    app = create_app({"TESTING": True, "DATABASE_URL": UNREACHABLE, "DB_CONNECT_TIMEOUT": 2})
+    yield app
+    db.engine(app).dispose()
 
 
 def test_sso_pages_get_a_plain_503_page_when_the_database_is_down(down_app):
