@@ -54,15 +54,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def _register_fallback_errors(app: Flask) -> None:
     """Errors raised outside a blueprint's handlers (unknown URL, body too large, database down)."""
-    from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
+    from scim_server.db import DATABASE_UNAVAILABLE
+    from scim_server.health import unavailable_json
     from scim_server.scim.errors import error_response, log_unavailable, unavailable_response
 
     def _unavailable(err: Exception) -> Response | tuple[Response, int, dict[str, str]]:
         log_unavailable(err)
         if request.path.startswith("/scim/"):
             return unavailable_response()
-        body = jsonify(error="Service Unavailable", detail="database unreachable; retry later")
-        return body, 503, {"Retry-After": str(DATABASE_RETRY_AFTER)}
+        return unavailable_json()
 
     for exc_class in DATABASE_UNAVAILABLE:
         app.register_error_handler(exc_class, _unavailable)

@@ -6,6 +6,7 @@ migrations generated on SQLite and PostgreSQL agree.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from scim_server import jsonfast
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -285,7 +288,41 @@ class Database:
 
         session = g.pop("_scim_session", None)
         if session is not None:
-            session.close()
+            release(session)
+
+
+def release(session: Session) -> None:
+    """Close a request's session at teardown; never raise.
+
+    By teardown the response is built and may report a commit (a 201 for a
+    stored user). Rolling back what is left (a read after the commit) can still
+    fail if the database went away meanwhile (PostgreSQL's AdminShutdown on
+    ``pg_ctl stop -m fast``), and Flask lets a teardown's exception escape the
+    WSGI call, where gunicorn answers its own HTML 500 instead of our answer.
+    Nothing is lost by not rolling back: the server ends a dead connection's
+    transaction itself. The connection is invalidated so the pool never hands
+    it out again.
+    """
+    root = session.get_transaction()
+    connections = root.connections if root is not None else frozenset()
+    try:
+        session.close()
+    except Exception as err:
+        log.warning(
+            "could not release a database connection, discarded it: %s",
+            (str(err).splitlines() or [type(err).__name__])[0],
+        )
+        for connection in connections:
+            _discard(connection)
+
+
+def _discard(connection: Any) -> None:
+    """Invalidate and close a connection whose release failed (both are no-ops if already done)."""
+    for step in (connection.invalidate, connection.close):
+        try:
+            step()
+        except Exception as err:  # the connection is gone either way
+            log.debug("discarding a database connection: %s", err)
 
 
 db = Database()

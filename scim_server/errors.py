@@ -33,8 +33,22 @@ class NotFoundError(DomainError):
 
 
 class UniquenessError(DomainError):
+    """A unique value is taken; ``existing_id`` names the resource that holds it, when known.
+
+    The id lets a client link the resource it meant to create: a create that
+    committed but whose answer was lost (a connection cut during a database
+    restart) is retried, and the retry lands here.
+    """
+
     status = 409
     scim_type = "uniqueness"
+
+    def __init__(
+        self, detail: str, *, existing_id: str | None = None, resource_type: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.existing_id = existing_id
+        self.resource_type = resource_type
 
 
 class PreconditionFailedError(DomainError):

@@ -26,3 +26,9 @@ def readyz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
         body = jsonify(status="unavailable", detail="database unreachable")
         return body, 503, {"Retry-After": str(DATABASE_RETRY_AFTER)}
     return jsonify(status="ok"), 200
+
+
+def unavailable_json() -> tuple[Response, int, dict[str, str]]:
+    """The JSON 503 of the non-SCIM APIs while the database is unreachable: retry later."""
+    body = jsonify(error="Service Unavailable", detail="database unreachable; retry later")
+    return body, 503, {"Retry-After": str(DATABASE_RETRY_AFTER)}

@@ -57,6 +57,15 @@ def refusal_page(err: SsoError) -> Page:
     return _page(err.title, body, err.status)
 
 
+def unavailable_page() -> Page:
+    """503: our database is unreachable for a moment (an outage or a restart)."""
+    body = Markup(
+        "<p>Sign-in is unavailable for a moment. Please try again in a few seconds.</p>"
+        "<p><a href='/sso/login'>Back to sign-in</a></p>"
+    )
+    return _page("Sign-in unavailable", body, 503)
+
+
 def signed_in_page(name: str) -> Page:
     return _page("Signed in", Markup("<p>You are signed in as {}.</p>").format(name))
 

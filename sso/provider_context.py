@@ -8,7 +8,7 @@ from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
 
 from scim_server.audit import AuditContext, record, use_context
-from scim_server.db import db, utcnow
+from scim_server.db import db, release, utcnow
 
 
 def session() -> Session:
@@ -33,7 +33,7 @@ def use_writer() -> Session:
 def _close(_exc: BaseException | None) -> None:
     own = g.pop("_oauth_session", None)
     if own is not None:
-        own.close()
+        release(own)  # never turns the answer already built into a 500
 
 
 def init_app(app: Flask) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, current_app, g, redirect, request
 from sqlalchemy.orm import Session
 
+from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, release
 from scim_server.models import User
 from sso import (
     connections,
@@ -36,6 +37,17 @@ from sso.session import current_session, start_session
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)
+
+
+def _unavailable(err: Exception) -> Any:
+    """The database is down: the person gets the plain page and a moment to wait, not a 500."""
+    log.warning("sso: database unavailable: %s", (str(err).splitlines() or [type(err).__name__])[0])
+    html, status, headers = pages.unavailable_page()
+    return html, status, {**headers, "Retry-After": str(DATABASE_RETRY_AFTER)}
+
+
+for _exc_class in DATABASE_UNAVAILABLE:
+    bp.register_error_handler(_exc_class, _unavailable)
 
 DEFAULT_NEXT = "/sso/welcome"
 BIND_SECONDS = state.STATE_SECONDS
@@ -70,7 +82,7 @@ def _session() -> Session:
 def _close(_exc: BaseException | None) -> None:
     own = g.pop("_sso_session", None)
     if own is not None:
-        own.close()
+        release(own)  # never turns the page already built into a 500
 
 
 def _client() -> tuple[str | None, str | None]:

@@ -19,6 +19,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from scim_server.admin.views import bp
 from scim_server.audit import record_failure
+from scim_server.db import release
 from scim_server.errors import DomainError, InvalidSyntaxError
 from scim_server.scim.body import parse_json
 from scim_server.scim.errors import ScimError
@@ -129,11 +130,15 @@ def _record_refusal(resp: Response) -> Response:
     action = ACTIONS.get(request.endpoint or "")
     if action is None or resp.status_code < 400 or not g.get("org_id"):
         return resp
+    if resp.status_code == 503:
+        return resp  # the database is down: there is nowhere to write the failure event
     args = request.view_args or {}
     name = action(args) if callable(action) else action
     session = g.get("_scim_session")
     if session is not None and session.in_transaction():
-        session.rollback()  # release any lock before the failure event's own transaction
+        # Release any lock before the failure event's own transaction; a dead
+        # connection is discarded here, not raised over the client's answer.
+        release(session)
     error = resp.get_json(silent=True) or {}
     detail = error.get("detail")
     record_failure(

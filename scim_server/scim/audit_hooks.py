@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, g, request
 
 from scim_server.audit import AuditContext, record_failure
 from scim_server.audit.context import reset_context, set_context
-from scim_server.db import utcnow
+from scim_server.db import release, utcnow
 from scim_server.scim.body import parse_json
 
 WRITE_ACTIONS = {
@@ -79,7 +79,9 @@ def record_refusal(resp: Response) -> Response:
     action, resource_type = WRITE_ACTIONS[request.endpoint]
     session = g.get("_scim_session")
     if session is not None and session.in_transaction():
-        session.rollback()  # release any lock before the failure event's own transaction
+        # Release any lock before the failure event's own transaction; a dead
+        # connection is discarded here, not raised over the client's answer.
+        release(session)
     error = resp.get_json(silent=True) or {}
     view_args = request.view_args or {}
     record_failure(

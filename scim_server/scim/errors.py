@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
-from scim_server.errors import DomainError
+from scim_server.errors import DomainError, UniquenessError
 from scim_server.scim.filter_ast import FilterError, PathError
 from scim_server.scim.schema import ERROR_SCHEMA
 
@@ -81,18 +81,30 @@ class UnauthorizedError(ScimError):
         self.headers = {"WWW-Authenticate": 'Bearer realm="scim"'}
 
 
-def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+# Our extension member of a 409 uniqueness Error: the resource that holds the value.
+CONFLICT_URN = "urn:scim-server:api:messages:1.0:Conflict"
+
+
+def error_body(
+    status: int, detail: str, scim_type: str | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
+    if extra:
+        body.update(extra)
     return body
 
 
 def error_response(
-    status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+    status: int,
+    detail: str,
+    scim_type: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     resp = Response(
-        json.dumps(error_body(status, detail, scim_type)),
+        json.dumps(error_body(status, detail, scim_type, extra)),
         status=status,
         mimetype=SCIM_CONTENT_TYPE,
     )
@@ -116,6 +128,33 @@ def log_unavailable(err: Exception) -> None:
     log.warning("database unavailable: %s", (str(err).splitlines() or [type(err).__name__])[0])
 
 
+def _conflict(err: DomainError) -> dict[str, Any] | None:
+    """Name the resource that holds a taken value, so that a client can link it.
+
+    RFC 7644 §3.3: a create whose unique value is taken is 409 with scimType
+    "uniqueness"; §3.12 defines the Error's members (schemas, status, scimType,
+    detail) and nothing forbids more, so the holder is one extra member keyed by
+    our URN (``id``, ``resourceType``, ``location``) and also named in ``detail``
+    for a person reading a log. Clients that ignore unknown members lose nothing.
+
+    Why it matters: a create that committed but whose answer was lost (the
+    connection died after the commit, the client saw 503) is retried and gets
+    this 409. IdP quirk: Microsoft Entra and Okta do not read the 409 body;
+    both look a user up by a filter (``userName eq``, or Entra's matching
+    attribute) before creating it, and on a later cycle (Entra) or a retried
+    task (Okta) that lookup finds the stored user and links it. Custom
+    provisioning scripts and other clients can link it at once from ``id``.
+    """
+    existing_id = getattr(err, "existing_id", None)
+    if not isinstance(err, UniquenessError) or not existing_id:
+        return None
+    from scim_server.scim.views import base_url
+
+    kind = err.resource_type or "User"
+    location = f"{base_url()}/{kind}s/{existing_id}"
+    return {CONFLICT_URN: {"id": existing_id, "resourceType": kind, "location": location}}
+
+
 def register_error_handlers(bp: Blueprint) -> None:
     """Every failure under /scim becomes a SCIM Error body, never HTML or a traceback."""
 
@@ -125,7 +164,7 @@ def register_error_handlers(bp: Blueprint) -> None:
 
     @bp.errorhandler(DomainError)
     def _domain(err: DomainError) -> Response:
-        return error_response(err.status, err.detail, err.scim_type)
+        return error_response(err.status, err.detail, err.scim_type, extra=_conflict(err))
 
     @bp.errorhandler(FilterError)
     def _filter(err: FilterError) -> Response:

@@ -52,17 +52,42 @@ def _apply(group: Group, doc: Doc) -> None:
     group.data = {k: v for k, v in doc.items() if k != "members"}
 
 
-def _check_unique(session: Session, org_id: str, doc: Doc, group_id: str | None) -> None:
-    clash = session.scalar(
-        select(Group.id).where(
-            Group.org_id == org_id, Group.display_name_key == fold(doc["displayName"])
-        )
+def _taken(display_name: str, existing_id: str | None) -> UniquenessError:
+    held = f" by the Group with id {existing_id!r}" if existing_id else ""
+    return UniquenessError(
+        f"displayName {display_name!r} is already taken{held}.",
+        existing_id=existing_id,
+        resource_type="Group",
     )
+
+
+def _holder(session: Session, org_id: str, display_name: str) -> str | None:
+    """The id of the group whose displayName clashes with ``display_name``."""
+    return session.scalar(
+        select(Group.id).where(Group.org_id == org_id, Group.display_name_key == fold(display_name))
+    )
+
+
+def _check_unique(session: Session, org_id: str, doc: Doc, group_id: str | None) -> None:
+    clash = _holder(session, org_id, doc["displayName"])
     if clash is not None and clash != group_id:
-        raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.")
+        raise _taken(doc["displayName"], clash)
+
+
+class _LostRace(Exception):
+    """A concurrent create took the displayName between our check and our insert."""
 
 
 def create_group(session: Session, org_id: str, doc: Doc) -> Group:
+    """Create a group; a taken displayName is a uniqueness error naming the group that has it."""
+    try:
+        return _create_group(session, org_id, doc)
+    except _LostRace:
+        # The failed transaction is rolled back: read the winner in a new one.
+        raise _taken(doc["displayName"], _holder(session, org_id, doc["displayName"])) from None
+
+
+def _create_group(session: Session, org_id: str, doc: Doc) -> Group:
     with session.begin():
         _check_unique(session, org_id, doc, None)
         now = utcnow()
@@ -74,7 +99,7 @@ def create_group(session: Session, org_id: str, doc: Doc) -> Group:
         try:
             session.flush()
         except IntegrityError:
-            raise UniquenessError(f"displayName {doc['displayName']!r} is already taken.") from None
+            raise _LostRace from None
         reindex(session, org_id, group.id, group.data)
         added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
         _touch_users(session, org_id, added)
@@ -131,9 +156,7 @@ def update_group(
             try:
                 session.flush()
             except IntegrityError:
-                raise UniquenessError(
-                    f"displayName {new['displayName']!r} is already taken."
-                ) from None
+                raise _taken(new["displayName"], None) from None
         if attributes_changed:
             # Members live in group_members, not in the attribute index: a member
             # change leaves the index as it is.

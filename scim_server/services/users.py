@@ -61,19 +61,48 @@ def _apply(user: User, doc: Doc) -> None:
     user.data = stored
 
 
+def _taken(user_name: str, existing_id: str | None) -> UniquenessError:
+    held = f" by the User with id {existing_id!r}" if existing_id else ""
+    return UniquenessError(
+        f"userName {user_name!r} is already taken{held}.",
+        existing_id=existing_id,
+        resource_type="User",
+    )
+
+
+def _holder(session: Session, org_id: str, user_name: str) -> str | None:
+    """The id of the user whose userName clashes with ``user_name`` (same folding as the index)."""
+    return session.scalar(
+        select(User.id).where(User.org_id == org_id, User.user_name_key == fold(user_name))
+    )
+
+
 def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) -> None:
-    key = fold(doc["userName"])
-    clash = session.scalar(select(User.id).where(User.org_id == org_id, User.user_name_key == key))
+    clash = _holder(session, org_id, doc["userName"])
     if clash is not None and clash != user_id:
-        raise UniquenessError(f"userName {doc['userName']!r} is already taken.")
+        raise _taken(doc["userName"], clash)
+
+
+class _LostRace(Exception):
+    """A concurrent create took the userName between our check and our insert."""
 
 
 def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None) -> User:
     """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
 
+    The error names the existing user's id, so that a client whose first create
+    was stored but unanswered (the connection died after the commit) can link it.
     ``identity`` (a ``mappings.ExternalIdentity``) is what the rules see when the
     creation comes from a sign-in (JIT) rather than SCIM: its groups and claims.
     """
+    try:
+        return _create_user(session, org_id, doc, identity)
+    except _LostRace:
+        # The failed transaction is rolled back: read the winner in a new one.
+        raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
+
+
+def _create_user(session: Session, org_id: str, doc: Doc, identity: Any) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
         now = utcnow()
@@ -85,8 +114,7 @@ def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None
         try:
             session.flush()
         except IntegrityError:
-            # A concurrent create won the race for this userName.
-            raise UniquenessError(f"userName {doc['userName']!r} is already taken.") from None
+            raise _LostRace from None
         explanation = provisioning.provision(
             session, org_id, user, user.data, creating=True, identity=identity
         )
@@ -249,7 +277,7 @@ def update_user(
         try:
             session.flush()
         except IntegrityError:
-            raise UniquenessError(f"userName {new['userName']!r} is already taken.") from None
+            raise _taken(new["userName"], None) from None
         explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
         reindex(session, org_id, user.id, user.data)
         before = {**current, "active": was_active}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from scim_server.scim.errors import CONFLICT_URN
 from tests.conftest import USER_SCHEMA, Scim
 
 
@@ -70,7 +71,9 @@ def test_retried_create_gets_409_not_a_twin(live):
             "/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "twin@example.com"}
         )
         results.append(resp.status_code)
+        bodies[resp.status_code] = resp.get_json()
 
+    bodies: dict[int, dict] = {}
     threads = [threading.Thread(target=create) for _ in range(2)]
     for t in threads:
         t.start()
@@ -78,6 +81,8 @@ def test_retried_create_gets_409_not_a_twin(live):
         t.join()
     assert sorted(results) == [201, 409]
     assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+    # The loser, whether it lost at the check or at the insert, names the winner.
+    assert bodies[409][CONFLICT_URN]["id"] == bodies[201]["id"]
 
 
 def test_racing_creates_and_deletes_keep_totals_without_deadlock(live):

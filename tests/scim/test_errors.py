@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ENTERPRISE, USER_SCHEMA
+from scim_server.scim.errors import CONFLICT_URN
+from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
 from tests.scim.test_users import assert_error
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 
 
 @pytest.mark.parametrize(
@@ -156,3 +160,59 @@ def test_unexpected_failure_is_generic_500_without_traceback(app, scim, monkeypa
     body = assert_error(resp, 500)
     assert "secret internals" not in body["detail"]
     assert "Traceback" not in resp.get_data(as_text=True)
+
+
+# -- 409 uniqueness names the resource that holds the value ----------------------------------
+
+
+def _assert_conflict_names(resp, resource_type: str, existing_id: str) -> None:
+    body = resp.get_json()
+    assert_error(resp, 409, "uniqueness")
+    assert body["schemas"] == [ERROR_SCHEMA]  # still a plain RFC 7644 §3.12 Error
+    assert existing_id in body["detail"]
+    held = body[CONFLICT_URN]
+    assert held["id"] == existing_id and held["resourceType"] == resource_type
+    assert held["location"] == f"http://localhost/scim/v2/{resource_type}s/{existing_id}"
+
+
+def test_conflicting_user_create_names_the_existing_user(scim):
+    """A retried create (userName in another case) is 409 with the stored user's id and location."""
+    first = scim.create_user("retry@example.com", externalId="00u-retry")
+    body = {"schemas": [USER_SCHEMA], "userName": "RETRY@example.com", "externalId": "00u-retry"}
+    resp = scim.post("/scim/v2/Users", body)
+    _assert_conflict_names(resp, "User", first["id"])
+    location = resp.get_json()[CONFLICT_URN]["location"]
+    assert scim.get(location.removeprefix("http://localhost")).get_json()["id"] == first["id"]
+    assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+
+
+def test_conflicting_user_rename_names_the_holder(scim):
+    """Renaming a user to a taken userName is 409 naming the user that holds it."""
+    holder = scim.create_user("taken@example.com")
+    other = scim.create_user("other@example.com")
+    resp = scim.put(
+        f"/scim/v2/Users/{other['id']}", {"schemas": [USER_SCHEMA], "userName": "taken@example.com"}
+    )
+    _assert_conflict_names(resp, "User", holder["id"])
+
+
+def test_conflicting_group_create_names_the_existing_group(scim):
+    """A group create whose displayName is taken is 409 with the existing group's id."""
+    first = scim.create_group("Engineering")
+    resp = scim.post("/scim/v2/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "engineering"})
+    _assert_conflict_names(resp, "Group", first["id"])
+
+
+def test_conflict_in_bulk_names_the_existing_user(scim):
+    """A Bulk POST whose userName is taken carries the same 409 body, holder included."""
+    first = scim.create_user("bulk-retry@example.com")
+    op = {
+        "method": "POST",
+        "path": "/Users",
+        "bulkId": "u1",
+        "data": {"schemas": [USER_SCHEMA], "userName": "bulk-retry@example.com"},
+    }
+    body = {"schemas": [BULK_REQUEST], "Operations": [op]}
+    result = scim.post("/scim/v2/Bulk", body).get_json()["Operations"][0]
+    assert result["status"] == "409"
+    assert result["response"][CONFLICT_URN]["id"] == first["id"]

@@ -1,0 +1,116 @@
+"""Releasing a request's connection (scim_server/db.py): a failure there never undoes an answer.
+
+Faults are injected at the engine (the dialect's rollback, a statement), as a
+database going away would raise them, not by replacing our own functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from tests.conftest import GROUP_SCHEMA, USER_SCHEMA
+
+
+class RollbackFault:
+    """Once armed, every ROLLBACK on ``engine`` fails like PostgreSQL shutting down (AdminShutdown)."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = False
+        self.failed = 0
+        self.invalidated = 0
+        dialect = engine.dialect
+        dbapi_error = dialect.loaded_dbapi.OperationalError
+        rollback = dialect.do_rollback
+
+        def do_rollback(dbapi_connection: Any) -> None:
+            if not self.armed:
+                return rollback(dbapi_connection)
+            self.failed += 1
+            raise dbapi_error("terminating connection due to administrator command")
+
+        monkeypatch.setattr(dialect, "do_rollback", do_rollback)
+
+        def count(*_args: Any) -> None:
+            self.invalidated += 1
+
+        event.listen(engine.pool, "invalidate", count)
+        self._remove = lambda: event.remove(engine.pool, "invalidate", count)
+
+
+@pytest.fixture
+def rollback_fault(live, monkeypatch) -> Iterator[RollbackFault]:
+    """The database goes away once the answer is built, before the request's connection is released."""
+    app, _scim = live
+    engine = app.extensions["scim_db"][0]
+    with monkeypatch.context() as mp:
+        fault = RollbackFault(engine, mp)
+
+        @app.after_request
+        def _arm(resp: Any) -> Any:
+            fault.armed = True
+            return resp
+
+        yield fault
+        fault.armed = False
+    fault._remove()
+
+
+def test_failed_release_after_commit_keeps_the_201(live, rollback_fault, caplog):
+    """The teardown's rollback failing after the commit: 201, the user stored, the connection discarded."""
+    app, scim = live
+    engine = app.extensions["scim_db"][0]
+    body = {"schemas": [USER_SCHEMA], "userName": "kept@example.com"}
+    with caplog.at_level(logging.WARNING, logger="scim_server.db"):
+        resp = scim.post("/scim/v2/Users", body)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert rollback_fault.failed >= 1  # the fault did hit the request's release
+    assert "could not release a database connection" in caplog.text
+    assert rollback_fault.invalidated >= 1  # the broken connection is not pooled again
+    assert engine.pool.checkedout() == 0  # nor leaked
+    user_id = resp.get_json()["id"]
+    rollback_fault.armed = False
+    got = scim.get(f"/scim/v2/Users/{user_id}")
+    assert got.status_code == 200 and got.get_json()["userName"] == "kept@example.com"
+
+
+def test_failed_release_after_a_read_keeps_the_200(live, rollback_fault):
+    """A read whose transaction cannot be rolled back at teardown still answers 200."""
+    _app, scim = live
+    resp = scim.get("/scim/v2/Users")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["totalResults"] == 0
+    assert rollback_fault.failed >= 1
+
+
+def test_failed_rollback_before_a_refusal_event_keeps_the_answer(live, rollback_fault):
+    """The refusal hook's rollback failing (the database went away) keeps the SCIM answer, no 500."""
+    app, scim = live
+    member = scim.create_user("member@example.com")
+    app.config["MAX_INLINE_MEMBERS"] = 0
+    # Armed before the SCIM refusal hook runs (a blueprint's hooks run last-registered first):
+    # the read that rendering left open cannot be rolled back.
+    app.after_request_funcs.setdefault("scim", []).append(_arm_hook(rollback_fault))
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Too big",
+        "members": [{"value": member["id"]}],
+    }
+    resp = scim.post("/scim/v2/Groups", body)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["scimType"] == "tooMany"
+    assert rollback_fault.failed >= 1
+    assert app.extensions["scim_db"][0].pool.checkedout() == 0
+
+
+def _arm_hook(fault: RollbackFault) -> Any:
+    def arm(resp: Any) -> Any:
+        fault.armed = True
+        return resp
+
+    return arm
