@@ -103,7 +103,7 @@ def test_failed_rollback_before_a_refusal_event_keeps_the_answer(live, rollback_
     }
     resp = scim.post("/scim/v2/Groups", body)
     assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert resp.get_json()["scimType"] == "tooMany"
+    assert resp.get_json()["scimType"] == "invalidValue"
     assert rollback_fault.failed >= 1
     assert app.extensions["scim_db"][0].pool.checkedout() == 0
 
