@@ -1167,9 +1167,12 @@ def test_list_filter_and_bulk_show_the_client_display(
     page = scim.get('/scim/v2/Groups?filter=members[display eq "kiki"]').get_json()
     assert [g["id"] for g in page["Resources"]] == [team["id"]]
     assert displays(page["Resources"][0])[carol] == "Kiki"
-    assert scim.get('/scim/v2/Groups?filter=members.display eq "carol clark"').get_json()[
-        "totalResults"
-    ] == 0
+    assert (
+        scim.get('/scim/v2/Groups?filter=members.display eq "carol clark"').get_json()[
+            "totalResults"
+        ]
+        == 0
+    )
     assert_no_content(
         scim.patch_ops(gurl(team), {"op": "remove", "path": 'members[display eq "KIKI"]'})
     )
