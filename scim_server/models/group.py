@@ -48,4 +48,9 @@ class GroupMember(Base):
     group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(10))  # "User" | "Group"
+    # RFC 7643 §4.2: a member's sub-attributes are immutable, set when it is added.
+    # The display a client set then (None: show the member's current name), and its
+    # folded form for members[display ...] filters.
+    display: Mapped[str | None] = mapped_column(Text, default=None)
+    display_key: Mapped[str | None] = mapped_column(KeyText, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

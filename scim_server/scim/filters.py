@@ -326,7 +326,8 @@ class FilterCompiler:
         ug = alias_of(Group)
         if op == "pr":
             return true()
-        # A member's display is the user's displayName (else userName) or the group's name.
+        # RFC 7643 §4.2: a member's display is the one the client set when adding it,
+        # else the user's displayName (else userName) or the group's name.
         av = alias_of(AttributeValue)
         by_display = select(av.resource_id).where(
             av.org_id == self.org_id,
@@ -339,8 +340,12 @@ class FilterCompiler:
         by_group = select(ug.id).where(
             ug.org_id == self.org_id, compare_text(ug.display_name_key, op, fold(value))
         )
-        return or_(
+        derived = or_(
             gm.member_id.in_(by_display), gm.member_id.in_(by_user_name), gm.member_id.in_(by_group)
+        )
+        return or_(
+            and_(gm.display_key.is_not(None), compare_text(gm.display_key, op, fold(value))),
+            and_(gm.display_key.is_(None), derived),
         )
 
     # -- the attribute_values index ----------------------------------------

@@ -22,7 +22,13 @@ from scim_server.scim.errors import (
 )
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, Present, ValuePath
 from scim_server.scim.filter_parser import parse_path
-from scim_server.scim.resources import coerce_single, coerce_value, parse_extension, value_key
+from scim_server.scim.resources import (
+    coerce_simple,
+    coerce_single,
+    coerce_value,
+    parse_extension,
+    value_key,
+)
 from scim_server.scim.schema import GROUP, PATCH_OP, USER, Attribute, ResourceType
 from scim_server.services.groups import MemberChange
 from scim_server.text import exact, fold
@@ -312,7 +318,8 @@ class _Patcher:
 
     def members_op(self, op: str, where: Expr | None, sub: Attribute | None, value: Any) -> None:
         if sub is not None:
-            # Member sub-attributes (display, type) are derived from the member.
+            # RFC 7643 §4.2: member sub-attributes (display, type) are immutable, set
+            # only when the member is added.
             raise MutabilityError("Member sub-attributes cannot be changed; add or remove members.")
         if op == "remove":
             if where is not None:
@@ -361,6 +368,16 @@ class _Patcher:
             raise MutabilityError(f"Attribute '{attr.name}' is immutable.")
 
 
+def _member_display() -> Attribute:
+    found = GROUP.find(None, "members")
+    sub = found[1].sub("display") if found else None
+    assert sub is not None, "the Group schema defines members.display"
+    return sub
+
+
+MEMBER_DISPLAY = _member_display()
+
+
 def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
     refs = []
     for item in values:
@@ -373,6 +390,10 @@ def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
         ref: Doc = {"value": item["value"]}
         if isinstance(item.get("type"), str):
             ref["type"] = item["type"]
+        if item.get("display") is not None:
+            # RFC 7643 §4.2: the display a client sets when adding a member is kept,
+            # checked like any string (a POST or PUT checks it through the schema).
+            ref["display"] = coerce_simple(MEMBER_DISPLAY, item["display"], "members.display")
         refs.append(ref)
     return tuple(refs)
 

@@ -320,6 +320,13 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
         return []
     types = _resolve(session, org_id, group_id, refs)
     present = _present(session, org_id, group_id, list(types))
+    # RFC 7643 §4.2: a member's display is set when it is added, then immutable: a
+    # member already there keeps its own, and a member listed twice gets the first
+    # display given. An empty display is no display.
+    displays: dict[str, str] = {}
+    for ref in refs:
+        if ref.get("display"):
+            displays.setdefault(ref["value"], ref["display"])
     now = utcnow()
     rows = [
         {
@@ -327,6 +334,8 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
             "group_id": group_id,
             "member_id": mid,
             "member_type": kind,
+            "display": displays.get(mid),
+            "display_key": fold(displays[mid]) if mid in displays else None,
             "created_at": now,
         }
         for mid, kind in types.items()
@@ -426,14 +435,18 @@ def member_count(session: Session, org_id: str, group_id: str) -> int:
 def members_of(
     session: Session, org_id: str, group_id: str, limit: int | None = None
 ) -> list[tuple[str, str, str | None]]:
-    """(member id, type, display) for one group, in a stable order."""
+    """(member id, type, display) for one group, in a stable order.
+
+    The display is the one the client set when adding the member, else the
+    member's current name (a user's displayName or userName, a group's displayName).
+    """
     u = aliased(User)
     g = aliased(Group)
     stmt = (
         select(
             GroupMember.member_id,
             GroupMember.member_type,
-            func.coalesce(u.display_name, u.user_name, g.display_name),
+            func.coalesce(GroupMember.display, u.display_name, u.user_name, g.display_name),
         )
         .outerjoin(u, (u.org_id == GroupMember.org_id) & (u.id == GroupMember.member_id))
         .outerjoin(g, (g.org_id == GroupMember.org_id) & (g.id == GroupMember.member_id))

@@ -685,7 +685,7 @@ def test_put_group_replaces_membership(
     """PUT with a members list makes it the whole membership; 200 with the group."""
     bob, carol, dave = (people[n]["id"] for n in ("bob", "carol", "dave"))
     body = read(scim, gurl(team))
-    body["members"] = [{"value": bob}, {"value": carol}, {"value": dave, "display": "ignored"}]
+    body["members"] = [{"value": bob}, {"value": carol}, {"value": dave}]
     resp = scim.put(gurl(team), body)
     assert resp.status_code == 200, resp.get_json()
     group = read(scim, gurl(team))
@@ -1015,3 +1015,215 @@ def test_body_larger_than_the_limit_is_413_naming_it(
     assert_error(resp, 413, None)
     assert "SCIM_MAX_BODY_BYTES" in resp.get_json()["detail"]
     assert "2000" in resp.get_json()["detail"]
+
+
+# -- members[].display (RFC 7643 §4.2: sub-attributes set when the member is added) ----------------
+
+
+def displays(group: dict[str, Any]) -> dict[str, str]:
+    return {m["value"]: m["display"] for m in group.get("members", [])}
+
+
+def stored_displays(session: Session, group_id: str) -> dict[str, str | None]:
+    rows = session.execute(
+        select(GroupMember.member_id, GroupMember.display).where(GroupMember.group_id == group_id)
+    ).all()
+    session.commit()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def test_post_keeps_the_display_a_client_sets(
+    scim: Scim, session: Session, people: dict[str, Any]
+) -> None:
+    """POST with a member display returns and stores it; a member without one shows its own name."""
+    alice, bob = people["alice"]["id"], people["bob"]["id"]
+    resp = scim.post(
+        "/scim/v2/Groups",
+        {
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Sales",
+            "members": [{"value": alice, "display": "Alice (Sales)"}, {"value": bob}],
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    assert displays(resp.get_json()) == {alice: "Alice (Sales)", bob: "bob"}
+    assert displays(read(scim, gurl(resp.get_json()))) == {alice: "Alice (Sales)", bob: "bob"}
+    assert stored_displays(session, resp.get_json()["id"]) == {alice: "Alice (Sales)", bob: None}
+
+
+def test_patch_add_keeps_the_display_a_client_sets(
+    scim: Scim, session: Session, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """PATCH add of a member with a display returns that display, not the member's own name."""
+    carol = people["carol"]["id"]
+    value = [{"value": carol, "display": "C. Clark", "type": "User"}]
+    resp = scim.patch_ops(
+        gurl(team) + "?attributes=members",
+        {"op": "add", "path": "members", "value": value},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert displays(resp.get_json())[carol] == "C. Clark"
+    group = read(scim, gurl(team))
+    assert displays(group) == {
+        people["alice"]["id"]: "Alice Adams",
+        people["bob"]["id"]: "bob",
+        carol: "C. Clark",
+    }
+    assert stored_displays(session, team["id"])[carol] == "C. Clark"
+
+
+def test_member_without_display_follows_rename_with_display_does_not(
+    scim: Scim, people: dict[str, Any]
+) -> None:
+    """Without a client display, the member's current name shows; a client display stays as set."""
+    alice, carol = people["alice"], people["carol"]
+    group = scim.create_group("Pair", [])
+    scim.patch_ops(
+        gurl(group),
+        {"op": "add", "path": "members", "value": [{"value": alice["id"]}]},
+        {"op": "add", "path": "members", "value": [{"value": carol["id"], "display": "CC"}]},
+    )
+    for person in (alice, carol):
+        resp = scim.patch_ops(
+            uurl(person), {"op": "replace", "path": "displayName", "value": "Renamed"}
+        )
+        assert resp.status_code in (200, 204), resp.get_json()
+    assert displays(read(scim, gurl(group))) == {alice["id"]: "Renamed", carol["id"]: "CC"}
+
+
+def test_readding_a_member_with_another_display_keeps_the_first(
+    scim: Scim, session: Session, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A member's display is immutable: adding it again with another display changes nothing."""
+    carol = people["carol"]["id"]
+    add = {"op": "add", "path": "members", "value": [{"value": carol, "display": "First"}]}
+    tag = assert_no_content(scim.patch_ops(gurl(team), add))
+    again = {"op": "add", "path": "members", "value": [{"value": carol, "display": "Second"}]}
+    assert assert_no_content(scim.patch_ops(gurl(team), again)) == tag
+    assert displays(read(scim, gurl(team)))[carol] == "First"
+    # An existing member (added without a display) does not gain one either.
+    alice = people["alice"]["id"]
+    late = {"op": "add", "path": "members", "value": [{"value": alice, "display": "Late"}]}
+    assert assert_no_content(scim.patch_ops(gurl(team), late)) == tag
+    assert displays(read(scim, gurl(team)))[alice] == "Alice Adams"
+    assert stored_displays(session, team["id"])[alice] is None
+
+
+def test_same_member_twice_in_one_add_keeps_the_first_display(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A member listed twice in one add, with two displays, is added once with the first."""
+    carol = people["carol"]["id"]
+    value = [{"value": carol, "display": "One"}, {"value": carol, "display": "Two"}]
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": value}))
+    assert displays(read(scim, gurl(team)))[carol] == "One"
+
+
+def test_put_keeps_existing_member_display_and_sets_new_ones(
+    scim: Scim, session: Session, people: dict[str, Any]
+) -> None:
+    """PUT re-listing a member with another display keeps the stored one; new members get theirs."""
+    alice, bob, dave = (people[n]["id"] for n in ("alice", "bob", "dave"))
+    group = scim.post(
+        "/scim/v2/Groups",
+        {
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Ops",
+            "members": [{"value": alice, "display": "Alice (Ops)"}, {"value": bob}],
+        },
+    ).get_json()
+    body = read(scim, gurl(group))
+    body["members"] = [
+        {"value": alice, "display": "Alice changed"},
+        {"value": bob, "display": "Bob late"},
+    ]
+    resp = scim.put(gurl(group), body)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == group["meta"]["version"]
+    assert displays(resp.get_json()) == {alice: "Alice (Ops)", bob: "bob"}
+    body["members"] = [{"value": alice}, {"value": dave, "display": "Dave (Ops)"}]
+    resp = scim.put(gurl(group), body)
+    assert resp.status_code == 200, resp.get_json()
+    assert displays(read(scim, gurl(group))) == {alice: "Alice (Ops)", dave: "Dave (Ops)"}
+    assert stored_displays(session, group["id"]) == {alice: "Alice (Ops)", dave: "Dave (Ops)"}
+
+
+def test_group_member_keeps_the_display_a_client_sets(scim: Scim, team: dict[str, Any]) -> None:
+    """A member that is a group shows the display the client set, else the group's name."""
+    sub, other = scim.create_group("Sub"), scim.create_group("Other")
+    value = [{"value": sub["id"], "display": "Subteam", "type": "Group"}, {"value": other["id"]}]
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": value}))
+    shown = displays(read(scim, gurl(team)))
+    assert (shown[sub["id"]], shown[other["id"]]) == ("Subteam", "Other")
+
+
+def test_list_filter_and_bulk_show_the_client_display(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """List pages, members[display ...] filters and Bulk-created groups use the client display."""
+    carol = people["carol"]["id"]
+    value = [{"value": carol, "display": "Kiki"}]
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": value}))
+    page = scim.get('/scim/v2/Groups?filter=members[display eq "kiki"]').get_json()
+    assert [g["id"] for g in page["Resources"]] == [team["id"]]
+    assert displays(page["Resources"][0])[carol] == "Kiki"
+    assert (
+        scim.get('/scim/v2/Groups?filter=members.display eq "carol clark"').get_json()[
+            "totalResults"
+        ]
+        == 0
+    )
+    assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "remove", "path": 'members[display eq "KIKI"]'})
+    )
+    assert carol not in member_ids(read(scim, gurl(team)))
+    resp = scim.post(
+        "/scim/v2/Bulk",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {
+                    "method": "POST",
+                    "path": "/Groups",
+                    "bulkId": "g1",
+                    "data": {
+                        "schemas": [GROUP_SCHEMA],
+                        "displayName": "Bulk",
+                        "members": [{"value": carol, "display": "Kiki"}],
+                    },
+                }
+            ],
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    result = resp.get_json()["Operations"][0]
+    assert result["status"] == "201", result
+    assert displays(read(scim, result["location"].removeprefix("http://localhost"))) == {
+        carol: "Kiki"
+    }
+
+
+@pytest.mark.parametrize(
+    "display",
+    [
+        pytest.param(42, id="number"),
+        pytest.param({"x": 1}, id="object"),
+        pytest.param("x" * 513, id="too-long"),
+        pytest.param("a\x00b", id="nul"),
+    ],
+)
+@pytest.mark.parametrize("how", ["post", "patch"])
+def test_bad_member_display_is_400_and_changes_nothing(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], display: Any, how: str
+) -> None:
+    """A member display that is not a string of at most 512 characters is 400 invalidValue."""
+    member = {"value": people["carol"]["id"], "display": display}
+    before = read(scim, gurl(team))
+    if how == "post":
+        body = {"schemas": [GROUP_SCHEMA], "displayName": "Bad", "members": [member]}
+        resp = scim.post("/scim/v2/Groups", body)
+    else:
+        resp = scim.patch_ops(gurl(team), {"op": "add", "path": "members", "value": [member]})
+    assert_error(resp, 400, "invalidValue")
+    assert read(scim, gurl(team)) == before
+    assert scim.get('/scim/v2/Groups?filter=displayName eq "Bad"').get_json()["totalResults"] == 0
