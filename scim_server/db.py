@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,6 +206,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+EXTENSION = "scim_db"
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """What ``db.init_app`` keeps on the app: one engine and its session factories."""
+
+    engine: Engine
+    reader: sessionmaker[Session]  # work that only reads
+    writer: sessionmaker[Session]  # transactions that write (SQLite: BEGIN IMMEDIATE)
+    # PostgreSQL only: reads statement by statement, without BEGIN/ROLLBACK.
+    statement_reader: sessionmaker[Session] | None = None
+
+
 class Database:
     """Flask extension: one engine per app, a session per request (``db.session``)."""
 
@@ -221,38 +236,42 @@ class Database:
             pool_timeout=cfg.get("DB_POOL_TIMEOUT", 10),
         )
         key = cfg["AUDIT_KEY"]
-        app.extensions["scim_db"] = (
-            engine,
-            make_session_factory(engine, audit_key=key),
-            make_session_factory(engine, audit_key=key, writer=True),
-        )
+        statement_reader = None
         if engine.dialect.name == "postgresql":
-            app.extensions["scim_db_statement_reader"] = sessionmaker(
+            statement_reader = sessionmaker(
                 bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
                 info={AUDIT_KEY_INFO: key},
             )
+        app.extensions[EXTENSION] = DatabaseState(
+            engine=engine,
+            reader=make_session_factory(engine, audit_key=key),
+            writer=make_session_factory(engine, audit_key=key, writer=True),
+            statement_reader=statement_reader,
+        )
         app.teardown_appcontext(self._close)
 
     @staticmethod
-    def engine(app: Any = None) -> Engine:
+    def state(app: Any = None) -> DatabaseState:
+        """The app's engine and session factories."""
         from flask import current_app
 
-        return (app or current_app).extensions["scim_db"][0]
+        state: DatabaseState = (app or current_app).extensions[EXTENSION]
+        return state
 
-    @staticmethod
-    def reader(app: Any = None) -> sessionmaker[Session]:
+    @classmethod
+    def engine(cls, app: Any = None) -> Engine:
+        return cls.state(app).engine
+
+    @classmethod
+    def reader(cls, app: Any = None) -> sessionmaker[Session]:
         """Sessions for work that only reads."""
-        from flask import current_app
+        return cls.state(app).reader
 
-        return (app or current_app).extensions["scim_db"][1]
-
-    @staticmethod
-    def writer(app: Any = None) -> sessionmaker[Session]:
+    @classmethod
+    def writer(cls, app: Any = None) -> sessionmaker[Session]:
         """Sessions for transactions that write (on SQLite they take the write lock at BEGIN)."""
-        from flask import current_app
-
-        return (app or current_app).extensions["scim_db"][2]
+        return cls.state(app).writer
 
     @property
     def session(self) -> Session:
@@ -261,9 +280,9 @@ class Database:
 
         session = g.get("_scim_session")
         if session is None:
-            _, reader, writer = current_app.extensions["scim_db"]
+            state = self.state(current_app)
             writing = request.method not in ("GET", "HEAD", "OPTIONS")
-            session = (writer if writing else reader)()
+            session = (state.writer if writing else state.reader)()
             g._scim_session = session
         return session
 
@@ -278,7 +297,7 @@ class Database:
         """
         from flask import current_app, g
 
-        factory = current_app.extensions.get("scim_db_statement_reader")
+        factory = Database.state(current_app).statement_reader
         if factory is not None and g.get("_scim_session") is None:
             g._scim_session = factory()
 

@@ -69,10 +69,12 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Close the worker's pooled connections instead of leaving the database to notice."""
+    from scim_server.db import EXTENSION
+
     app = getattr(worker, "wsgi", None)
-    db_ext = getattr(app, "extensions", {}).get("scim_db")
-    if db_ext:
-        db_ext[0].dispose()
+    state = getattr(app, "extensions", {}).get(EXTENSION)
+    if state is not None:
+        state.engine.dispose()
 
 
 def on_exit(server: Any) -> None:

@@ -122,7 +122,7 @@ def enforce_scim() -> None:
     if token_id is None:
         return  # public discovery endpoints carry no token
     limiter: Limiter = current_app.extensions["scim_ratelimit"]
-    _engine, reader, writer = current_app.extensions["scim_db"]
+    reader, writer = db.reader(), db.writer()
     limit = limiter.limit_for(reader, g.org_id, current_app.config["RATE_LIMIT_PER_MINUTE"])
     if limit <= 0:
         return

@@ -25,8 +25,7 @@ def use_writer() -> Session:
     """
     own = g.get("_oauth_session")
     if own is None:
-        _, _reader, writer = current_app.extensions["scim_db"]
-        own = g._oauth_session = writer()
+        own = g._oauth_session = db.writer()()
     return own
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, current_app, g, redirect, request
 from sqlalchemy.orm import Session
 
-from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, release
+from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db, release
 from scim_server.models import User
 from sso import (
     connections,
@@ -74,7 +74,7 @@ def _session() -> Session:
     """A writing session for this request (logins write state even on GET)."""
     own = g.get("_sso_session")
     if own is None:
-        own = g._sso_session = current_app.extensions["scim_db"][2]()
+        own = g._sso_session = db.writer()()
     return own
 
 

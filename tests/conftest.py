@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server import create_app
-from scim_server.db import AUDIT_KEY_INFO, Base, make_engine
+from scim_server.db import AUDIT_KEY_INFO, EXTENSION, Base, DatabaseState, db, make_engine
 from scim_server.migrate import upgrade
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
@@ -101,17 +101,18 @@ def bind_to_connection(app: Flask, engine: Engine, connection: Connection) -> Fl
         expire_on_commit=False,
         info={AUDIT_KEY_INFO: app.config["AUDIT_KEY"]},
     )
-    app.extensions["scim_db"][0].dispose()
-    app.extensions["scim_db"] = (engine, factory, factory)
+    db.engine(app).dispose()
     # Statement-level reads would run outside the test transaction (see the `live` fixture).
-    app.extensions.pop("scim_db_statement_reader", None)
+    app.extensions[EXTENSION] = DatabaseState(
+        engine=engine, reader=factory, writer=factory, statement_reader=None
+    )
     return app
 
 
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session on the test transaction, for arranging data and checking database state."""
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         yield s
 
 
@@ -176,7 +177,7 @@ class Scim:
 
 
 def make_org(app: Flask, name: str) -> tuple[str, str]:
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         org = create_organization(s, name)
         _token, secret = create_token(s, org.id, "test")
         return org.id, secret
@@ -198,7 +199,7 @@ def other_scim(app: Flask, client: FlaskClient) -> Scim:
 @pytest.fixture
 def admin(app: Flask, client: FlaskClient, scim: Scim) -> Scim:
     """An admin API client for the ``scim`` organization."""
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         _token, secret = create_token(s, scim.org_id, "compliance", kind="admin")
     return Scim(client, secret, scim.org_id)
 
@@ -215,4 +216,4 @@ def live(engine: Engine) -> Iterator[tuple[Flask, Scim]]:
     yield app, Scim(app.test_client(), secret, org_id)
     with engine.begin() as conn:
         conn.execute(delete(Organization).where(Organization.id == org_id))
-    app.extensions["scim_db"][0].dispose()
+    db.engine(app).dispose()

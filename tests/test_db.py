@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from scim_server.db import db
 from tests.conftest import GROUP_SCHEMA, USER_SCHEMA
 
 
@@ -47,7 +48,7 @@ class RollbackFault:
 def rollback_fault(live, monkeypatch) -> Iterator[RollbackFault]:
     """The database goes away once the answer is built, before the request's connection is released."""
     app, _scim = live
-    engine = app.extensions["scim_db"][0]
+    engine = db.engine(app)
     with monkeypatch.context() as mp:
         fault = RollbackFault(engine, mp)
 
@@ -64,7 +65,7 @@ def rollback_fault(live, monkeypatch) -> Iterator[RollbackFault]:
 def test_failed_release_after_commit_keeps_the_201(live, rollback_fault, caplog):
     """The teardown's rollback failing after the commit: 201, the user stored, the connection discarded."""
     app, scim = live
-    engine = app.extensions["scim_db"][0]
+    engine = db.engine(app)
     body = {"schemas": [USER_SCHEMA], "userName": "kept@example.com"}
     with caplog.at_level(logging.WARNING, logger="scim_server.db"):
         resp = scim.post("/scim/v2/Users", body)
@@ -105,7 +106,7 @@ def test_failed_rollback_before_a_refusal_event_keeps_the_answer(live, rollback_
     assert resp.status_code == 400, resp.get_data(as_text=True)
     assert resp.get_json()["scimType"] == "invalidValue"
     assert rollback_fault.failed >= 1
-    assert app.extensions["scim_db"][0].pool.checkedout() == 0
+    assert db.engine(app).pool.checkedout() == 0
 
 
 def _arm_hook(fault: RollbackFault) -> Any:

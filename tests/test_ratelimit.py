@@ -8,6 +8,7 @@ from sqlalchemy import event, func, select
 
 from scim_server import create_app, ratelimit
 from scim_server.cli import main
+from scim_server.db import db
 from scim_server.models import Organization
 from scim_server.ratelimit import rate_limit_windows
 from scim_server.services.tokens import create_token
@@ -167,9 +168,9 @@ def test_cli_set_rate_limit(cli, clock):
 
     def stored() -> int | None:
         app = create_app()
-        with app.extensions["scim_db"][1]() as s:
+        with db.reader(app)() as s:
             value = s.scalar(select(Organization.rate_limit_per_minute))
-        app.extensions["scim_db"][0].dispose()
+        db.engine(app).dispose()
         return value
 
     assert "unlimited" in cli("org", "set-rate-limit", "acme", "0").output

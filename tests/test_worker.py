@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 
-from scim_server.db import utcnow
+from scim_server.db import db, utcnow
 from scim_server.models import Job
 from scim_server.services import jobs
 from scim_server.worker import Worker
@@ -61,7 +61,7 @@ def _enqueue(factory, org_id: str, count: int, kind: str = KIND) -> list[str]:
 def test_concurrent_workers_never_run_one_job_twice(live, recorded):
     """Four workers on real connections share 24 jobs; each runs exactly once."""
     app, scim = live
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     ids = _enqueue(writer, scim.org_id, 24)
     workers = [Worker(writer, worker_id=f"w{i}") for i in range(4)]
     errors: list[BaseException] = []
@@ -92,7 +92,7 @@ def test_concurrent_workers_never_run_one_job_twice(live, recorded):
 def test_postgresql_claim_skips_a_locked_job_without_waiting(live, recorded):
     """PostgreSQL: a job row locked by another transaction is skipped (SKIP LOCKED), not waited on."""
     app, scim = live
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     if writer.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite serialises claims with its database lock (BEGIN IMMEDIATE)")
     first, second = _enqueue(writer, scim.org_id, 2)
@@ -110,7 +110,7 @@ def test_postgresql_claim_skips_a_locked_job_without_waiting(live, recorded):
 def test_sqlite_claims_queue_on_the_database_lock(live, recorded):
     """SQLite: while another writer holds the lock a claim waits, then sees the job taken."""
     app, scim = live
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     if writer.kw["bind"].dialect.name != "sqlite":
         pytest.skip("PostgreSQL uses row locks (see the SKIP LOCKED test)")
     (job_id,) = _enqueue(writer, scim.org_id, 1)
@@ -148,7 +148,7 @@ def test_a_failing_job_is_retried_with_backoff_then_fails(app, scim, monkeypatch
         failures.append(f"{job.attempts}: {error}")
 
     monkeypatch.setitem(jobs.KINDS, "test.flaky", jobs.JobKind("test.flaky", run, on_failure))
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     with writer() as session, session.begin():
         job_id = jobs.enqueue(session, scim.org_id, "test.flaky", max_attempts=3).id
     clock = Clock()
@@ -173,7 +173,7 @@ def test_a_failing_job_is_retried_with_backoff_then_fails(app, scim, monkeypatch
 
 def test_a_stopping_worker_hands_the_job_back(app, scim, recorded):
     """SIGTERM between steps: the job is queued again at once, the attempt not counted."""
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     (job_id,) = _enqueue(writer, scim.org_id, 1)
     stopping = Worker(writer, worker_id="stopping")
 
@@ -200,7 +200,7 @@ def test_worker_command_once(tmp_path, monkeypatch):
 
 def test_the_loop_backs_off_while_the_database_is_down(app, monkeypatch, caplog):
     """Claims failing with OperationalError: the loop keeps going, waiting longer each time."""
-    worker = Worker(app.extensions["scim_db"][2])
+    worker = Worker(db.writer(app))
     calls: list[float] = []
 
     def claim(*args: Any, **kwargs: Any) -> None:
@@ -219,7 +219,7 @@ def test_the_loop_backs_off_while_the_database_is_down(app, monkeypatch, caplog)
 
 def test_a_worker_leaves_kinds_it_does_not_know(app, scim):
     """A job of a kind this worker lacks (a newer version's) stays queued for another worker."""
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     (job_id,) = _enqueue(writer, scim.org_id, 1, kind="test.from-a-newer-version")
     assert Worker(writer).run_once() == 0
     with writer() as session:
@@ -238,7 +238,7 @@ def test_a_job_whose_workers_keep_dying_is_failed(app, scim, monkeypatch):
         failures.append(error)
 
     monkeypatch.setitem(jobs.KINDS, "test.dies", jobs.JobKind("test.dies", never_run, on_failure))
-    writer = app.extensions["scim_db"][2]
+    writer = db.writer(app)
     with writer() as session, session.begin():
         job_id = jobs.enqueue(session, scim.org_id, "test.dies", max_attempts=1).id
     clock = Clock()

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import UnsupportedMediaType
 
 from scim_server.admin.views import bp
 from scim_server.audit import record_failure
-from scim_server.db import release
+from scim_server.db import db, release
 from scim_server.errors import DomainError, InvalidSyntaxError
 from scim_server.scim.body import parse_json
 from scim_server.scim.errors import ScimError
@@ -142,7 +142,7 @@ def _record_refusal(resp: Response) -> Response:
     error = resp.get_json(silent=True) or {}
     detail = error.get("detail")
     record_failure(
-        current_app.extensions["scim_db"][2],
+        db.writer(),
         g.org_id,
         name,
         resource_type=_RESOURCE_TYPES.get(name.split(".")[0]),

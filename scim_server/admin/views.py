@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import HTTPException
 
@@ -128,7 +128,7 @@ def export_audit() -> Response:
     if fmt not in ("ndjson", "csv"):
         return jsonify(error="invalid_request", detail="format must be ndjson or csv"), 400  # type: ignore[return-value]
     flt = _filter(FilterArgs().load(request.args))
-    factory = current_app.extensions["scim_db"][1]
+    factory = db.reader()
     org_id = g.org_id
     lines = export_lines(factory, org_id, flt, fmt)
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from scim_server.commands import CommandEnv, build_app
+from scim_server.db import db
 
 
 def _app() -> Any:
@@ -102,7 +103,7 @@ def export(
     flt = EventFilter(since=_when(since), until=_when(until), action=action)
     with _session(app) as session:
         total = count(session, org_id, flt)
-    factory = app.extensions["scim_db"][1]
+    factory = db.reader(app)
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     failed = None
     try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from scim_server.audit import AuditContext, record_failure
 from scim_server.audit.context import reset_context, set_context
-from scim_server.db import release, utcnow
+from scim_server.db import db, release, utcnow
 from scim_server.scim.body import parse_json
 
 WRITE_ACTIONS = {
@@ -85,7 +85,7 @@ def record_refusal(resp: Response) -> Response:
     error = resp.get_json(silent=True) or {}
     view_args = request.view_args or {}
     record_failure(
-        current_app.extensions["scim_db"][2],
+        db.writer(),
         g.org_id,
         action,
         resource_type=resource_type,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scim_server.db import db
 from tests.conftest import ENTERPRISE, Scim
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
@@ -50,7 +51,7 @@ def run_jobs(admin: Scim) -> int:
     """Run every due job as ``scim-server worker --once`` would, on the test's database."""
     from scim_server.worker import Worker
 
-    return Worker(admin.client.application.extensions["scim_db"][2]).run_once()
+    return Worker(db.writer(admin.client.application)).run_once()
 
 
 def apply_rules(admin: Scim) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from scim_server.db import utcnow
+from scim_server.db import db, utcnow
 from scim_server.models import Job, RuleSet, User
 from scim_server.services import jobs, rulesets
 from scim_server.worker import Worker
@@ -33,7 +33,7 @@ class WorkerDied(BaseException):
 
 
 def _worker(admin, name: str, clock: Clock) -> Worker:
-    factory = admin.client.application.extensions["scim_db"][2]
+    factory = db.writer(admin.client.application)
     return Worker(factory, worker_id=name, clock=clock, lease=timedelta(seconds=60))
 
 
@@ -54,7 +54,7 @@ def test_apply_answers_202_and_the_worker_does_it(scim, admin, session):
     assert session.scalars(select(User.license_source)).all() == [None, None, None]
     assert ok(admin.get(resp.headers["Location"]))["state"] == "queued"
     assert events(admin, action="user.mapping") == []
-    factory = admin.client.application.extensions["scim_db"][2]
+    factory = db.writer(admin.client.application)
     assert Worker(factory).run_once() == 1
     job = ok(admin.get(resp.headers["Location"]))
     assert job["state"] == "succeeded" and job["error"] is None
@@ -83,7 +83,7 @@ def test_a_job_is_only_visible_to_its_organization(scim, admin, other_scim, clie
     job = ok(admin.post("/api/v1/rulesets/apply", None), 202)
     from scim_server.services.tokens import create_token
 
-    with admin.client.application.extensions["scim_db"][1]() as s:
+    with db.reader(admin.client.application)() as s:
         _token, secret = create_token(s, other_scim.org_id, "other", kind="admin")
     other = client.get(f"/api/v1/jobs/{job['id']}", headers={"Authorization": f"Bearer {secret}"})
     assert other.status_code == 404
@@ -153,7 +153,7 @@ def test_a_job_that_cannot_run_fails_and_logs_how_far_it_got(scim, admin, sessio
     job_id = ok(admin.post("/api/v1/rulesets/apply", None), 202)["id"]
     session.execute(update(RuleSet).values(active=False))
     session.commit()
-    factory = admin.client.application.extensions["scim_db"][2]
+    factory = db.writer(admin.client.application)
     assert Worker(factory).run_once() == 1
     job = ok(admin.get(f"/api/v1/jobs/{job_id}"))
     assert job["state"] == "failed" and "Nothing to apply" in job["error"]

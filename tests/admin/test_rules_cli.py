@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from scim_server import create_app
 from scim_server.cli import main
+from scim_server.db import db
 from scim_server.models import AuditEvent, Job, RuleSet, User
 from scim_server.services import licenses, roles, tokens
 from scim_server.services.organizations import find_organization
@@ -37,7 +38,7 @@ def cli(tmp_path, monkeypatch):
 def acme(cli) -> Any:
     """The organization's catalogue and two SCIM users (one in Sales); yields the app."""
     app = create_app()
-    with app.extensions["scim_db"][1]() as session:
+    with db.reader(app)() as session:
         org_id = find_organization(session, "acme").id
         session.rollback()  # the services begin their own transactions
         licenses.create_license(session, org_id, "Engineer", 5)
@@ -50,7 +51,7 @@ def acme(cli) -> Any:
         body = {"schemas": [USER_SCHEMA], "userName": name, ENTERPRISE: {"department": department}}
         assert client.post("/scim/v2/Users", json=body, headers=headers).status_code == 201
     yield app
-    app.extensions["scim_db"][0].dispose()
+    db.engine(app).dispose()
 
 
 def _write(tmp_path: Any, name: str, text: str) -> str:
@@ -120,7 +121,7 @@ def test_import_activate_export_apply(cli, acme, tmp_path):
         _write(tmp_path, "d.json", json.dumps(RULES)),
     )
     assert "imported 'draft' as version 2" in again.output and "active" not in again.output
-    with acme.extensions["scim_db"][1]() as session:
+    with db.reader(acme)() as session:
         stored = session.scalars(select(RuleSet).order_by(RuleSet.version)).all()
         assert [(r.name, r.active) for r in stored] == [("main", True), ("draft", False)]
         by_id = cli("rules", "export", "--org", "acme", "--id", stored[1].id, "--format", "json")
@@ -149,7 +150,7 @@ def test_import_refuses_an_invalid_file(cli, acme, tmp_path):
     bad = {"rules": [{"name": "x", "when": {"member_of": "Eng"}, "then": {"license": "Ghost"}}]}
     result = cli("rules", "import", "--org", "acme", _write(tmp_path, "bad.json", json.dumps(bad)))
     assert result.exit_code == 1 and "rules[0].then.license" in result.output
-    with acme.extensions["scim_db"][1]() as session:
+    with db.reader(acme)() as session:
         assert session.scalars(select(RuleSet)).all() == []
     none_active = cli("rules", "export", "--org", "acme")
     assert none_active.exit_code == 1 and "no active rule set" in none_active.output
@@ -157,7 +158,7 @@ def test_import_refuses_an_invalid_file(cli, acme, tmp_path):
 
 def test_preview_prints_a_summary_and_changes_nothing(cli, acme, tmp_path):
     """Preview names the users, the moves and examples, and leaves the database as it was."""
-    with acme.extensions["scim_db"][1]() as session:
+    with db.reader(acme)() as session:
         before = session.execute(select(User.id, User.license_id, User.version)).all()
         events_before = len(session.scalars(select(AuditEvent)).all())
     result = cli("rules", "preview", "--org", "acme", _write(tmp_path, "r.yaml", RULES_YAML))
@@ -171,7 +172,7 @@ def test_preview_prints_a_summary_and_changes_nothing(cli, acme, tmp_path):
         "examples:",
         "  sam@example.com: license - -> Planner",
     ]
-    with acme.extensions["scim_db"][1]() as session:
+    with db.reader(acme)() as session:
         assert session.execute(select(User.id, User.license_id, User.version)).all() == before
         assert len(session.scalars(select(AuditEvent)).all()) == events_before
 
@@ -184,7 +185,7 @@ def test_apply_wait_follows_the_job_a_worker_runs(cli, acme, tmp_path):
         ).exit_code
         == 0
     )
-    worker = Worker(acme.extensions["scim_db"][2], worker_id="background")
+    worker = Worker(db.writer(acme), worker_id="background")
     thread = threading.Thread(target=worker.serve, args=(0.1,))
     thread.start()
     try:
@@ -194,7 +195,7 @@ def test_apply_wait_follows_the_job_a_worker_runs(cli, acme, tmp_path):
         thread.join(10)
     assert applied.exit_code == 0 and "1 user(s) changed" in applied.output
     assert "applying rules" in applied.output  # the progress bar
-    with acme.extensions["scim_db"][1]() as session:
+    with db.reader(acme)() as session:
         (job,) = session.scalars(select(Job)).all()
         assert (job.state, job.claimed_by, job.result) == (
             "succeeded",

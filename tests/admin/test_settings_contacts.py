@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from scim_server.db import db
 from scim_server.models import Contact, Organization
 from scim_server.services.tokens import create_token
 from tests.admin.helpers import account, events, make_license, ok, person
@@ -151,7 +152,7 @@ def test_contacts_need_an_admin_token_of_their_organization(app, scim, admin, ot
     assert scim.get("/api/v1/contacts").status_code == 401
     assert admin.client.get("/api/v1/settings").status_code == 401
     mine = ok(admin.post("/api/v1/contacts", {"kind": "person", "name": "Mine"}), 201)
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         _token, secret = create_token(s, other_scim.org_id, "other", kind="admin")
     other = Scim(admin.client, secret, other_scim.org_id)
     assert other.get(f"/api/v1/contacts/{mine['id']}").status_code == 404

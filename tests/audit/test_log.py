@@ -299,6 +299,7 @@ def test_admin_api_needs_an_admin_token(scim, admin, client):
 def test_concurrent_writers_keep_one_chain(live, engine):
     """Several threads provisioning into one organization leave one gap-free, valid chain."""
     from scim_server.audit.queries import verify
+    from scim_server.db import db
 
     app, scim = live
 
@@ -312,7 +313,7 @@ def test_concurrent_writers_keep_one_chain(live, engine):
         t.start()
     for t in threads:
         t.join()
-    with app.extensions["scim_db"][1]() as session:
+    with db.reader(app)() as session:
         result = verify(session, scim.org_id)
         seqs = session.scalars(
             select(AuditEvent.seq).where(AuditEvent.org_id == scim.org_id).order_by(AuditEvent.seq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select, text
 
+from scim_server.db import db
 from scim_server.models import User
 from scim_server.scim.filter_parser import parse_filter
 from scim_server.scim.filters import FilterCompiler
@@ -57,7 +58,7 @@ def test_get_by_username_filter_issues_few_queries(scim, app, engine):
     for i in range(20):
         scim.create_user(f"q{i}@example.com")
     statements: list[str] = []
-    conn = app.extensions["scim_db"][1].kw["bind"]
+    conn = db.reader(app).kw["bind"]
 
     def count(*_args, **_kw):
         statements.append("x")

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from lxml import etree
 from sqlalchemy import select
 
+from scim_server.db import db
 from scim_server.models import AuditEvent, License, Organization, User
 from scim_server.services import licenses
 from sso.models import SignInRecord
@@ -138,7 +139,7 @@ def oidc_login(client: FlaskClient, conn: dict[str, Any], next_path: str = "/app
 
 def read(app: Flask) -> Any:
     """A fresh session on the test transaction (sees what the requests committed)."""
-    return app.extensions["scim_db"][1]()
+    return db.reader(app)()
 
 
 def make_person(

@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 
-from scim_server.db import utcnow
+from scim_server.db import db, utcnow
 from scim_server.models import AuditEvent, User
 from scim_server.services.licenses import assign, create_license
 from scim_server.services.lifecycle import LOCKED_BY_ADMIN
@@ -42,7 +42,7 @@ def app(app: Flask) -> Flask:
 
 def grant_access(app: Flask, org_id: str, user_id: str) -> None:
     """What an admin (or the rules) would do: the Engineer license and two roles."""
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         lic = create_license(s, org_id, "Engineer", None)
         roles = [
             create_role(s, org_id, "Planner", "task"),
@@ -70,7 +70,7 @@ def person(app: Flask, scim: Scim) -> dict[str, Any]:
 @pytest.fixture
 def product(app: Flask) -> tuple[str, str]:
     """The product: a global confidential client."""
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         client, secret = create_client(s, "Product", [REDIRECT])
     assert secret is not None
     return client.client_id, secret
@@ -161,7 +161,7 @@ def login_flow(app: Flask, client: FlaskClient, product: tuple[str, str], person
 
 
 def _org_of(app: Flask, user_id: str) -> str:
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         return s.scalars(select(User.org_id).where(User.id == user_id)).one()
 
 
@@ -183,7 +183,7 @@ def userinfo(client: FlaskClient, access_token: str) -> Any:
 
 
 def codes(app: Flask) -> list[OAuthCode]:
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         return list(s.scalars(select(OAuthCode)))
 
 
@@ -347,7 +347,7 @@ def test_tokens_stored_hashed_and_flow_audited(
 ) -> None:
     """Only hashes of codes and tokens are stored; sign-in and token issue are in the log."""
     body = login_flow(app, client, product, person)
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         stored = s.scalars(select(OAuthToken.token_hash)).all()
         assert body["access_token"] not in stored and len(stored) == 1
         actions = s.scalars(
@@ -358,7 +358,7 @@ def test_tokens_stored_hashed_and_flow_audited(
 
 def test_public_client_with_pkce(app: Flask, client: FlaskClient, person: dict) -> None:
     """A public client (no secret) completes the flow with PKCE alone."""
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         public, secret = create_client(s, "SPA", [REDIRECT], public=True)
     assert secret is None
     sign_in(app, client, _org_of(app, person["id"]), person["id"])
@@ -465,7 +465,7 @@ def test_reused_code_is_refused_and_revokes_its_tokens(
     assert again.status_code == 400
     assert again.get_json()["error"] == "invalid_grant"
     assert userinfo(client, access).status_code == 401
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         failures = s.scalars(
             select(AuditEvent.detail).where(
                 AuditEvent.action == "oauth.token", AuditEvent.outcome == "failure"
@@ -481,7 +481,7 @@ def test_expired_code_is_refused(
     sign_in(app, client, _org_of(app, person["id"]), person["id"])
     verifier, challenge = pkce()
     code = code_from(authorize(client, product[0], challenge))
-    with app.extensions["scim_db"][1]() as s, s.begin():
+    with db.reader(app)() as s, s.begin():
         s.execute(update(OAuthCode).values(expires_at=utcnow() - timedelta(seconds=1)))
     resp = exchange(client, product, code, verifier)
     assert resp.status_code == 400
@@ -532,7 +532,7 @@ def test_deactivated_user_gets_access_denied(
     assert query["error"] == "access_denied"
     assert "not active" in query["error_description"]
     assert codes(app) == []
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         refused = s.scalars(
             select(AuditEvent.detail).where(
                 AuditEvent.action == "oauth.authorize", AuditEvent.outcome == "failure"
@@ -545,7 +545,7 @@ def test_locked_user_gets_access_denied(
     app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
 ) -> None:
     """An admin-locked account, prompt=none: access_denied saying the account is locked."""
-    with app.extensions["scim_db"][1]() as s, s.begin():
+    with db.reader(app)() as s, s.begin():
         s.get(User, (scim.org_id, person["id"])).status = LOCKED_BY_ADMIN
     sign_in(app, client, scim.org_id, person["id"])
     query = error_from(authorize(client, product[0], pkce()[1], prompt="none"))
@@ -610,7 +610,7 @@ def test_org_bound_client_refuses_other_organizations(
 ) -> None:
     """A client registered for one organization gives no code to another's users."""
     other_org, _ = make_org(app, "globex")
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         bound, _secret = create_client(s, "Globex portal", [REDIRECT], org_id=other_org)
     sign_in(app, client, _org_of(app, person["id"]), person["id"])
     _, challenge = pkce()
@@ -636,7 +636,7 @@ def test_key_rotation_keeps_old_tokens_verifiable(
     """After rotation new id_tokens carry the new kid; old ones still verify with the JWKS."""
     old = login_flow(app, client, product, person)
     old_kid = verify_id_token(client, old, product[0]).header["kid"]
-    with app.extensions["scim_db"][1]() as s, s.begin():
+    with db.reader(app)() as s, s.begin():
         new_kid = rotate(s, encryption_secret(app)).kid
     assert new_kid != old_kid
     new = login_flow(app, client, product, person)
@@ -650,7 +650,7 @@ def test_retired_key_leaves_jwks_after_grace(app: Flask, client: FlaskClient) ->
     """A key retired longer ago than the grace period is no longer published."""
     first = client.get("/oauth/jwks").get_json()["keys"]
     assert len(first) == 1
-    with app.extensions["scim_db"][1]() as s, s.begin():
+    with db.reader(app)() as s, s.begin():
         rotate(s, encryption_secret(app), now=utcnow() - timedelta(days=2))
     keys = client.get("/oauth/jwks").get_json()["keys"]
     assert [k["kid"] for k in keys] != [first[0]["kid"]]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from scim_server.db import db
 from scim_server.services.tokens import create_token
 from sso.models import SsoIdentityLink
 from tests.conftest import Scim
@@ -18,7 +19,7 @@ from tests.sso.saml_idp import WS, FakeIdp, valid_response
 def test_racing_replay_has_one_winner(live: Any) -> None:
     """The same IdP-initiated response posted twice at once: one sign-in, one replay refusal."""
     app, scim = live
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
     admin = Scim(app.test_client(), secret, scim.org_id)
     idp = FakeIdp()
@@ -55,7 +56,7 @@ def test_racing_replay_has_one_winner(live: Any) -> None:
 def test_two_subjects_racing_for_one_account_have_one_winner(live: Any) -> None:
     """Two NameIDs with one e-mail at once: one is linked and signed in, the other subject_mismatch."""
     app, scim = live
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
     admin = Scim(app.test_client(), secret, scim.org_id)
     idp = FakeIdp()
@@ -99,6 +100,6 @@ def test_two_subjects_racing_for_one_account_have_one_winner(live: Any) -> None:
         ("success", "", alice),
     ]
     winner = next(r.subject for r in records if r.outcome == "success")
-    with app.extensions["scim_db"][1]() as s:
+    with db.reader(app)() as s:
         rows = s.scalars(select(SsoIdentityLink).where(SsoIdentityLink.org_id == scim.org_id))
         assert [(r.subject, r.user_id) for r in rows] == [(winner, alice)]

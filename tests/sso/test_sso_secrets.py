@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
+from scim_server.db import db
 from scim_server.models import AuditEvent
 from sso.connection_secrets import encrypt_secrets, secret_for_use
 from sso.models import SsoConnection
@@ -412,13 +413,13 @@ def test_cli_encrypt_secrets(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> 
     org_id = made.output.strip()
     cli_app = create_app()
     fields = {"protocol": "oidc", "issuer": "https://id.example.com", "client_id": "c"}
-    with cli_app.extensions["scim_db"][2]() as s:
+    with db.writer(cli_app)() as s:
         with_secret = {**fields, "client_secret": "one"}
         sealed = create_connection(s, org_id, with_secret, "", secret=encryption_secret(cli_app)).id
         legacy = create_connection(s, org_id, fields, "", secret=encryption_secret(cli_app)).id
-    cli_app.extensions["scim_db"][0].dispose()
-    with sqlite3.connect(db_file) as db:
-        db.execute("UPDATE sso_connections SET client_secret = 'two' WHERE id = ?", (legacy,))
+    db.engine(cli_app).dispose()
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("UPDATE sso_connections SET client_secret = 'two' WHERE id = ?", (legacy,))
 
     monkeypatch.setenv("SCIM_SECRET_KEY", SECOND)
     out = runner.invoke(main, ["sso", "encrypt-secrets"])
@@ -435,8 +436,8 @@ def test_cli_encrypt_secrets(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> 
     assert out.exit_code == 0 and "\t" not in out.output
     assert "2 secret(s) already encrypted" in out.output
 
-    with sqlite3.connect(db_file) as db:
-        rows = dict(db.execute("SELECT id, client_secret FROM sso_connections").fetchall())
+    with sqlite3.connect(db_file) as conn:
+        rows = dict(conn.execute("SELECT id, client_secret FROM sso_connections").fetchall())
     key = SECOND.encode()
     assert open_connection_secret(key, org_id, sealed, "client_secret", rows[sealed]) == "one"
     assert open_connection_secret(key, org_id, legacy, "client_secret", rows[legacy]) == "two"
