@@ -12,12 +12,13 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from sqlalchemy import select, tuple_
 
 from scim_server.admin.views import bp
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
+from scim_server.urls import public_url
 from sso import connections as service
 from sso import domains, links, saml_flow, testmode
 from sso.certs import expiry_view
@@ -29,10 +30,6 @@ from sso.sealing import current_secret
 MAX_RECORDS = 500
 
 
-def _base_url() -> str:
-    return current_app.config.get("BASE_URL") or request.url_root.rstrip("/")
-
-
 def _body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -41,7 +38,7 @@ def _body() -> dict[str, Any]:
 
 
 def _view(conn: Any) -> dict[str, Any]:
-    return service.connection_view(conn, _base_url())
+    return service.connection_view(conn, public_url())
 
 
 def _domain_view(row: SsoEmailDomain) -> dict[str, Any]:
@@ -63,7 +60,7 @@ def create_sso_connection() -> tuple[Response, int]:
     xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
     meta = _read_metadata(xml, url) if xml or url else None
     conn = service.create_connection(
-        db.session, g.org_id, body, _base_url(), secret=current_secret()
+        db.session, g.org_id, body, public_url(), secret=current_secret()
     )
     if meta is not None:
         conn = service.apply_metadata(db.session, g.org_id, conn.id, meta, url)
@@ -138,7 +135,7 @@ def remove_sso_certificate(connection_id: str, fingerprint: str) -> tuple[str, i
 def get_sp_metadata(connection_id: str) -> Response:
     conn = service.get_connection(db.session, g.org_id, connection_id)
     try:
-        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, _base_url()))
+        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, public_url()))
     except SsoError as err:
         raise InvalidValueError(err.detail) from None
     return Response(xml, mimetype="application/samlmetadata+xml")
@@ -147,7 +144,7 @@ def get_sp_metadata(connection_id: str) -> Response:
 @bp.post("/sso/connections/<connection_id>/test")
 def test_sso_connection(connection_id: str) -> Response:
     """A single-use URL that runs a login and shows attributes and mapping, creating nobody."""
-    url = testmode.create_test_link(db.session, g.org_id, connection_id, _base_url())
+    url = testmode.create_test_link(db.session, g.org_id, connection_id, public_url())
     return jsonify(url=url, expires_in=testmode.TEST_SECONDS)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
 from scim_server.audit import AuditContext, record, use_context
 from scim_server.db import db, release, utcnow
+from scim_server.urls import public_url
 
 
 def session() -> Session:
@@ -41,7 +42,7 @@ def init_app(app: Flask) -> None:
 
 def issuer() -> str:
     """OIDC Discovery §4.3: one stable issuer; SCIM_BASE_URL behind a proxy or load balancer."""
-    return current_app.config.get("BASE_URL") or request.url_root.rstrip("/")
+    return public_url()
 
 
 def record_event(

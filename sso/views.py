@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db, release
 from scim_server.models import User
+from scim_server.urls import public_url
 from sso import (
     connections,
     domains,
@@ -51,11 +52,6 @@ for _exc_class in DATABASE_UNAVAILABLE:
 
 DEFAULT_NEXT = "/sso/welcome"
 BIND_SECONDS = state.STATE_SECONDS
-
-
-def base_url() -> str:
-    """The public URL (SCIM_BASE_URL behind a proxy), used in ACS URLs and SP metadata."""
-    return current_app.config.get("BASE_URL") or request.url_root.rstrip("/")
 
 
 def safe_next(value: Any) -> str:
@@ -112,7 +108,7 @@ def _bind_cookie(state_id: str) -> str:
 
 
 def _bind(resp: Any, state_id: str, token: str) -> Any:
-    secure = base_url().startswith("https://")
+    secure = public_url().startswith("https://")
     resp.set_cookie(
         _bind_cookie(state_id),
         token,
@@ -182,9 +178,9 @@ def _start(conn: SsoConnection, data: dict[str, Any], login_hint: str | None = N
     try:
         with s.begin():
             if conn.protocol == "saml":
-                url, state_id = saml_flow.start(s, conn, base_url(), data)
+                url, state_id = saml_flow.start(s, conn, public_url(), data)
             else:
-                callback = f"{base_url()}/sso/oidc/{conn.id}/callback"
+                callback = f"{public_url()}/sso/oidc/{conn.id}/callback"
                 url, state_id = oidc_flow.start(s, conn, callback, data, login_hint)
     except SsoError as err:
         return _refuse(err, conn)
@@ -208,7 +204,7 @@ def saml_metadata(connection_id: str) -> Any:
     """Our SP metadata, for the IdP admin to upload (public: it holds no secret)."""
     try:
         conn = _connection(connection_id, "saml")
-        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, base_url()))
+        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, public_url()))
     except SsoError as err:
         return _refuse(err)
     return Response(xml, mimetype="application/samlmetadata+xml")
@@ -229,7 +225,7 @@ def saml_acs(_rest: str) -> Any:
         return _refuse(SsoError("invalid_response", "no SAMLResponse in the POST"), conn)
     try:
         with s.begin():
-            assertion, data = saml_flow.finish(s, conn, base_url(), encoded)
+            assertion, data = saml_flow.finish(s, conn, public_url(), encoded)
         if data is not None:
             _check_binding(assertion.in_response_to or "", data)
     except SsoError as err:

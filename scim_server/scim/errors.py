@@ -12,6 +12,7 @@ from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE
 from scim_server.errors import DomainError, UniquenessError
 from scim_server.scim.filter_ast import FilterError, PathError
 from scim_server.scim.schema import ERROR_SCHEMA
+from scim_server.urls import scim_root
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,9 @@ def _conflict(err: DomainError) -> dict[str, Any] | None:
     existing_id = getattr(err, "existing_id", None)
     if not isinstance(err, UniquenessError) or not existing_id:
         return None
-    from scim_server.scim.views import base_url
 
     kind = err.resource_type or "User"
-    location = f"{base_url()}/{kind}s/{existing_id}"
+    location = f"{scim_root()}/{kind}s/{existing_id}"
     return {CONFLICT_URN: {"id": existing_id, "resourceType": kind, "location": location}}
 
 

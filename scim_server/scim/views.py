@@ -35,6 +35,7 @@ from scim_server.services import users as user_service
 from scim_server.services.common import etag
 from scim_server.services.groups import MemberChange
 from scim_server.services.paging import page, page_all
+from scim_server.urls import scim_root
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 register_error_handlers(bp)
@@ -78,14 +79,6 @@ def authenticate() -> None:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def base_url() -> str:
-    cached = g.get("_scim_base_url")
-    if cached is None:
-        root = current_app.config["BASE_URL"] or request.host_url.rstrip("/")
-        cached = g._scim_base_url = f"{root}/scim/v2"
-    return cached
 
 
 def scim_response(
@@ -147,7 +140,7 @@ def render_user(
         product = user_service.product_view(
             db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
         )[user.id]
-    return project(USER, user_to_scim(user, groups, base_url(), product), attributes, excluded)
+    return project(USER, user_to_scim(user, groups, scim_root(), product), attributes, excluded)
 
 
 def render_group(
@@ -163,7 +156,7 @@ def render_group(
                 "Read it with excludedAttributes=members and look members up with "
                 'filter=members[value eq "<id>"].'
             )
-    return project(GROUP, group_to_scim(group, members, base_url()), attributes, excluded)
+    return project(GROUP, group_to_scim(group, members, scim_root()), attributes, excluded)
 
 
 def check_member_count(count: int) -> None:
@@ -261,7 +254,7 @@ def create_user() -> Response:
     user = user_service.create_user(db.session, g.org_id, doc)
     body = render_user(user, *projection_args())
     return scim_response(
-        body, 201, version=etag(user.version), location=f"{base_url()}/Users/{user.id}"
+        body, 201, version=etag(user.version), location=f"{scim_root()}/Users/{user.id}"
     )
 
 
@@ -332,7 +325,7 @@ def create_group() -> Response:
     group = group_service.create_group(db.session, g.org_id, doc)
     body = render_group(group, *projection_args())
     return scim_response(
-        body, 201, version=etag(group.version), location=f"{base_url()}/Groups/{group.id}"
+        body, 201, version=etag(group.version), location=f"{scim_root()}/Groups/{group.id}"
     )
 
 
@@ -459,12 +452,12 @@ def bulk() -> Response:
 
 @bp.get("/ServiceProviderConfig")
 def service_provider_config() -> Response:
-    return scim_response(discovery.service_provider_config(base_url(), current_app.config))
+    return scim_response(discovery.service_provider_config(scim_root(), current_app.config))
 
 
 @bp.get("/ResourceTypes")
 def list_resource_types() -> Response:
-    docs = [discovery.resource_type_doc(name, base_url()) for name in RESOURCE_TYPES]
+    docs = [discovery.resource_type_doc(name, scim_root()) for name in RESOURCE_TYPES]
     return scim_response(list_response(docs, len(docs), 1))
 
 
@@ -472,19 +465,19 @@ def list_resource_types() -> Response:
 def get_resource_type(name: str) -> Response:
     for known in RESOURCE_TYPES:
         if known.lower() == name.lower():
-            return scim_response(discovery.resource_type_doc(known, base_url()))
+            return scim_response(discovery.resource_type_doc(known, scim_root()))
     raise NotFoundError(f"No resource type {name!r}.")
 
 
 @bp.get("/Schemas")
 def list_schemas() -> Response:
-    docs = discovery.schema_docs(base_url())
+    docs = discovery.schema_docs(scim_root())
     return scim_response(list_response(docs, len(docs), 1))
 
 
 @bp.get("/Schemas/<path:urn>")
 def get_schema(urn: str) -> Response:
-    doc = discovery.find_schema_doc(urn, base_url())
+    doc = discovery.find_schema_doc(urn, scim_root())
     if doc is None:
         raise NotFoundError(f"No schema {urn!r}.")
     return scim_response(doc)
