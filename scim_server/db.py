@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -69,6 +78,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def row_columns(model: Any) -> list[Any]:
+    """``model``'s columns labelled with their attribute names, for Core reads into rows.
+
+    Rows are cheaper than ORM objects for rendering; the labels let them be read
+    like the objects (``row.login_name``) where an attribute and its column differ.
+    """
+    return [column.label(key) for key, column in sa_inspect(model).columns.items()]
 
 
 def utcnow() -> datetime:

@@ -197,7 +197,7 @@ def authorize() -> Any:
             "oauth.authorize",
             "user",
             user.id,
-            user.username or user.user_name,
+            user.login_name or user.user_name,
             outcome="failure",
             resource_type="User",
             resource_id=user.id,

@@ -74,7 +74,7 @@ def user_claims(session: Session, user: User, scope: str) -> dict[str, Any]:
         "roles": [{"name": r["name"], "kind": r["kind"]} for r in held],
     }
     if "profile" in scopes:
-        claims["preferred_username"] = user.username or user.user_name
+        claims["preferred_username"] = user.login_name or user.user_name
         claims["name"] = (contact.name if contact else None) or user.display_name
         claims["given_name"] = contact.given_name if contact else None
         claims["family_name"] = contact.family_name if contact else None

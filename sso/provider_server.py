@@ -131,7 +131,7 @@ class CodeGrant(AuthorizationCodeGrant):
             "oauth.authorize",
             "user",
             user.id,
-            user.username or user.user_name,
+            user.login_name or user.user_name,
             resource_type="User",
             resource_id=user.id,
             user_name=user.user_name,

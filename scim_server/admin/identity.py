@@ -122,7 +122,7 @@ def get_contact(contact_id: str) -> Response:
         user = {
             "id": account.id,
             "userName": account.user_name,
-            "username": account.username,
+            "username": account.login_name,
             "status": account.status,
         }
     return jsonify(

@@ -46,9 +46,10 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text, default=None)
     # -- the internal model (DESIGN.md §2) --
     contact_id: Mapped[str | None] = mapped_column(String(36), default=None)
-    # Internal username: from the organization's username format, else userName.
-    username: Mapped[str | None] = mapped_column(Text, default=None)
-    username_key: Mapped[str | None] = mapped_column(KeyText, default=None)
+    # The product's login name (column "username"): from the organization's username
+    # format, else the SCIM userName. Not ``user_name``, which is SCIM's userName.
+    login_name: Mapped[str | None] = mapped_column("username", Text, default=None)
+    login_name_key: Mapped[str | None] = mapped_column("username_key", KeyText, default=None)
     status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     license_id: Mapped[str | None] = mapped_column(String(36), default=None)

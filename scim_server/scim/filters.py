@@ -267,7 +267,7 @@ class FilterCompiler:
         name = leaf.dotted.lower()
         columns = {
             "status": (m.status, False),
-            "username": (m.username_key, True),
+            "username": (m.login_name_key, True),
             "contactid": (m.contact_id, False),
         }
         if name not in columns:

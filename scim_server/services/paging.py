@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from scim_server.db import row_columns
 from scim_server.services import counts
 
 # From this offset on, a page is read as ids first, then rows (a "deferred join").
@@ -91,7 +92,7 @@ def _rows(
 ) -> list[Any]:
     if offset < DEFERRED_JOIN_OFFSET:
         # Rows, not ORM objects: a page is only rendered, and rows cost a fraction.
-        stmt = select(model.__table__).where(*conditions).order_by(*order)
+        stmt = select(*row_columns(model)).where(*conditions).order_by(*order)
         return list(conn.execute(stmt.offset(offset).limit(limit)).all())
     # Skip over the ordering index alone (an index-only scan), then read the
     # page's rows by key: skipping whole rows made PostgreSQL sort the
@@ -104,7 +105,7 @@ def _rows(
     if not ids:
         return []
     found = conn.execute(
-        select(model.__table__).where(model.org_id == org_id, model.id.in_(ids))
+        select(*row_columns(model)).where(model.org_id == org_id, model.id.in_(ids))
     ).all()
     by_id = {row.id: row for row in found}
     # A row deleted between the two reads is left out, as if the page had been read after.

@@ -152,8 +152,8 @@ def provision(
         contact_changes |= contacts.update_fields(contact, {"organization_contact_id": company.id})
     # Without a username format the internal username follows userName; with one,
     # it is set once at creation (below) and stays stable.
-    follows = not settings.username_format or (not creating and not user.username)
-    if follows and user.username != doc["userName"]:
+    follows = not settings.username_format or (not creating and not user.login_name)
+    if follows and user.login_name != doc["userName"]:
         _set_username(session, org_id, user, doc["userName"])
 
     rules = active_rule_set(session, org_id, settings)
@@ -244,11 +244,11 @@ def _set_username(session: Session, org_id: str, user: User, base: str) -> None:
         key = fold(candidate)
         clash = session.scalar(
             select(User.id).where(
-                User.org_id == org_id, User.username_key == key, User.id != user.id
+                User.org_id == org_id, User.login_name_key == key, User.id != user.id
             )
         )
         if clash is None:
-            user.username, user.username_key = candidate, key
+            user.login_name, user.login_name_key = candidate, key
             return
         n += 1
         candidate = f"{base}{n}"

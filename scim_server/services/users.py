@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import utcnow
+from scim_server.db import row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
 from scim_server.services import counts, lifecycle, provisioning
@@ -142,7 +142,7 @@ def _about(user: User) -> dict[str, Any]:
 
 # Reads on the hot path run as prebuilt Core statements returning rows (which
 # the renderers read like the ORM objects): no statement building, no identity map.
-_USER_BY_ID = select(User.__table__).where(
+_USER_BY_ID = select(*row_columns(User)).where(
     User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
 )
 _GROUPS_OF_ONE = (
@@ -385,8 +385,8 @@ def product_view(
     out: dict[str, Doc] = {}
     for u in users:
         view: Doc = {"status": u.status}
-        if u.username:
-            view["username"] = u.username
+        if u.login_name:
+            view["username"] = u.login_name
         if u.contact_id:
             view["contactId"] = u.contact_id
         if u.last_login_at:
