@@ -298,8 +298,8 @@ def _gunicorn(host: str, port: int) -> None:
 def _register_subcommands() -> None:
     from scim_server.admin.rules_cli import rules
     from scim_server.audit.cli import audit
-    from sso.connections_cli import sso
-    from sso.provider_cli import oauth
+    from sso.connections.cli import sso
+    from sso.provider.cli import oauth
 
     main.add_command(audit)
     main.add_command(rules)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
-from sso.models import SsoReplay, SsoState
+from sso.connections.models import SsoReplay, SsoState
 
 STATE_SECONDS = 600  # from the redirect to the IdP until its answer: a person typing a password
 MAX_STATE_ID = 128

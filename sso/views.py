@@ -21,20 +21,15 @@ from sqlalchemy.orm import Session
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db, release
 from scim_server.models import User
 from scim_server.urls import public_url
-from sso import (
-    connections,
-    domains,
-    identity,
-    oidc_flow,
-    pages,
-    saml_flow,
-    signin,
-    state,
-    testmode,
-)
+from sso import state
+from sso.connections import service as connections
+from sso.connections.models import SsoConnection
 from sso.errors import SsoError
-from sso.models import SsoConnection
-from sso.session import current_session, start_session
+from sso.oidc import flow as oidc_flow
+from sso.saml import flow as saml_flow
+from sso.signin import decision as signin
+from sso.signin import domains, identity, pages, testmode
+from sso.signin.session import current_session, start_session
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)

@@ -95,8 +95,8 @@ def test_migrations_match_the_models(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import sso.models  # its tables are part of the schema too
-    import sso.provider_models  # noqa: F401
+    import sso.connections.models  # its tables are part of the schema too
+    import sso.provider.models  # noqa: F401
     from scim_server.db import Base
 
     with engine.connect() as conn:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from scim_server.db import db
 from scim_server.models import AuditEvent, License, Organization, User
 from scim_server.services import licenses
-from sso.models import SignInRecord
+from sso.connections.models import SignInRecord
 from tests.conftest import Scim
 from tests.sso.oidc_op import provider as op_module
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from sso.certs import generate_sp_keypair, pem_body
+from sso.saml.certs import generate_sp_keypair, pem_body
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"

@@ -1,0 +1,246 @@
+"""Admin API for single sign-on, on the admin blueprint (``/api/v1/sso/...``, admin tokens).
+
+Connections (SAML metadata by upload or URL, OIDC issuer and client), e-mail
+domains, IdP certificates with their expiry, SP metadata, identity links, the
+sign-in records (the connection debugger) and test mode. Client secrets and SP private keys
+are write-only: no response ever contains them.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from sqlalchemy import select, tuple_
+
+from scim_server.admin.views import bp
+from scim_server.db import db
+from scim_server.errors import InvalidValueError
+from scim_server.urls import public_url
+from sso.connections import service
+from sso.connections.models import SignInRecord, SsoEmailDomain
+from sso.connections.sealing import current_secret
+from sso.errors import SsoError
+from sso.saml import flow as saml_flow
+from sso.saml.certs import expiry_view
+from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
+from sso.signin import domains, links, testmode
+
+MAX_RECORDS = 500
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidValueError("The request body must be a JSON object.")
+    return body
+
+
+def _view(conn: Any) -> dict[str, Any]:
+    return service.connection_view(conn, public_url())
+
+
+def _domain_view(row: SsoEmailDomain) -> dict[str, Any]:
+    return {"domain": row.domain, "connection_id": row.connection_id}
+
+
+# -- connections ----------------------------------------------------------------------
+
+
+@bp.get("/sso/connections")
+def list_sso_connections() -> Response:
+    return jsonify(connections=[_view(c) for c in service.list_connections(db.session, g.org_id)])
+
+
+@bp.post("/sso/connections")
+def create_sso_connection() -> tuple[Response, int]:
+    """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
+    body = _body()
+    xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
+    meta = _read_metadata(xml, url) if xml or url else None
+    conn = service.create_connection(
+        db.session, g.org_id, body, public_url(), secret=current_secret()
+    )
+    if meta is not None:
+        conn = service.apply_metadata(db.session, g.org_id, conn.id, meta, url)
+    return jsonify(_view(conn)), 201
+
+
+@bp.get("/sso/connections/<connection_id>")
+def get_sso_connection(connection_id: str) -> Response:
+    return jsonify(_view(service.get_connection(db.session, g.org_id, connection_id)))
+
+
+@bp.patch("/sso/connections/<connection_id>")
+def update_sso_connection(connection_id: str) -> Response:
+    conn = service.update_connection(
+        db.session, g.org_id, connection_id, _body(), secret=current_secret()
+    )
+    return jsonify(_view(conn))
+
+
+@bp.delete("/sso/connections/<connection_id>")
+def delete_sso_connection(connection_id: str) -> tuple[str, int]:
+    service.delete_connection(db.session, g.org_id, connection_id)
+    return "", 204
+
+
+def _read_metadata(xml: Any, url: Any) -> IdpMetadata:
+    if isinstance(xml, str) and xml:
+        return parse_idp_metadata(xml.encode())
+    if isinstance(url, str) and url:
+        return parse_idp_metadata(fetch_metadata(url))
+    raise InvalidValueError("Send the metadata as an XML string, or its https URL.")
+
+
+@bp.post("/sso/connections/<connection_id>/metadata")
+def import_sso_metadata(connection_id: str) -> Response:
+    """IdP metadata: an XML body (application/xml), or JSON ``{"url": ...}`` / ``{"xml": ...}``."""
+    xml: Any = None
+    url: Any = None
+    if request.mimetype in ("application/xml", "text/xml", "application/samlmetadata+xml"):
+        xml = request.get_data(cache=False).decode("utf-8", "replace")
+    else:
+        body = _body()
+        xml, url = body.get("xml"), body.get("url")
+    meta = _read_metadata(xml, url)
+    conn = service.apply_metadata(db.session, g.org_id, connection_id, meta, url)
+    return jsonify(_view(conn))
+
+
+@bp.get("/sso/connections/<connection_id>/certificates")
+def list_sso_certificates(connection_id: str) -> Response:
+    conn = service.get_connection(db.session, g.org_id, connection_id)
+    return jsonify(certificates=[expiry_view(c) for c in conn.idp_certificates])
+
+
+@bp.post("/sso/connections/<connection_id>/certificates")
+def add_sso_certificate(connection_id: str) -> tuple[Response, int]:
+    """Trust another IdP signing certificate (PEM), e.g. the next one before a rotation."""
+    pem = _body().get("pem")
+    if not isinstance(pem, str):
+        raise InvalidValueError("pem must be the certificate in PEM form.")
+    info = service.add_certificate(db.session, g.org_id, connection_id, pem)
+    return jsonify(expiry_view(info)), 201
+
+
+@bp.delete("/sso/connections/<connection_id>/certificates/<fingerprint>")
+def remove_sso_certificate(connection_id: str, fingerprint: str) -> tuple[str, int]:
+    service.remove_certificate(db.session, g.org_id, connection_id, fingerprint)
+    return "", 204
+
+
+@bp.get("/sso/connections/<connection_id>/sp-metadata")
+def get_sp_metadata(connection_id: str) -> Response:
+    conn = service.get_connection(db.session, g.org_id, connection_id)
+    try:
+        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, public_url()))
+    except SsoError as err:
+        raise InvalidValueError(err.detail) from None
+    return Response(xml, mimetype="application/samlmetadata+xml")
+
+
+@bp.post("/sso/connections/<connection_id>/test")
+def test_sso_connection(connection_id: str) -> Response:
+    """A single-use URL that runs a login and shows attributes and mapping, creating nobody."""
+    url = testmode.create_test_link(db.session, g.org_id, connection_id, public_url())
+    return jsonify(url=url, expires_in=testmode.TEST_SECONDS)
+
+
+# -- e-mail domains -------------------------------------------------------------------
+
+
+@bp.get("/sso/domains")
+def list_sso_domains() -> Response:
+    return jsonify(domains=[_domain_view(d) for d in domains.list_domains(db.session, g.org_id)])
+
+
+@bp.post("/sso/domains")
+def add_sso_domain() -> tuple[Response, int]:
+    body = _body()
+    row = domains.add_domain(db.session, g.org_id, body.get("domain"), body.get("connection_id"))
+    return jsonify(_domain_view(row)), 201
+
+
+@bp.delete("/sso/domains/<domain>")
+def remove_sso_domain(domain: str) -> tuple[str, int]:
+    domains.remove_domain(db.session, g.org_id, domain)
+    return "", 204
+
+
+# -- identity links (sso.binding) -------------------------------------------------------
+
+
+@bp.get("/sso/connections/<connection_id>/links")
+def list_sso_links(connection_id: str) -> Response:
+    """The link of ``?user_id=`` and/or ``?subject=`` on the connection."""
+    found = links.find_links(
+        db.session,
+        g.org_id,
+        connection_id,
+        user_id=request.args.get("user_id"),
+        subject=request.args.get("subject"),
+    )
+    return jsonify(links=[links.link_view(r) for r in found])
+
+
+@bp.delete("/sso/connections/<connection_id>/links/<user_id>")
+def remove_sso_link(connection_id: str, user_id: str) -> tuple[str, int]:
+    """Unlink the user: its next sign-in is matched by the fallbacks again (a changed NameID)."""
+    links.unlink(db.session, g.org_id, connection_id, user_id)
+    return "", 204
+
+
+# -- sign-in records (the connection debugger) ----------------------------------------
+
+
+def _record_view(row: SignInRecord) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "connection_id": row.connection_id,
+        "protocol": row.protocol,
+        "outcome": row.outcome,
+        "reason_code": row.reason_code,
+        "detail": row.detail,
+        "subject": row.subject,
+        "email": row.email,
+        "user_id": row.user_id,
+        "source_ip": row.source_ip,
+        "data": row.data,
+    }
+
+
+@bp.get("/sso/sign-ins")
+def list_sign_ins() -> Response:
+    """Newest first; filter by ``connection_id`` / ``outcome``; page with ``cursor``."""
+    try:
+        limit = min(int(request.args.get("limit", 100)), MAX_RECORDS)
+    except ValueError:
+        raise InvalidValueError("limit must be a number.") from None
+    stmt = select(SignInRecord).where(SignInRecord.org_id == g.org_id)
+    for name in ("connection_id", "outcome", "reason_code"):
+        if request.args.get(name):
+            stmt = stmt.where(getattr(SignInRecord, name) == request.args[name])
+    cursor = request.args.get("cursor")
+    if cursor:
+        try:
+            at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise InvalidValueError("cursor is not one this API returned.") from None
+        stmt = stmt.where(tuple_(SignInRecord.at, SignInRecord.id) < tuple_(when, row_id))
+    rows = list(
+        db.session.scalars(
+            stmt.order_by(SignInRecord.at.desc(), SignInRecord.id.desc()).limit(max(limit, 1) + 1)
+        )
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        raw = f"{rows[-1].at.isoformat()}|{rows[-1].id}".encode()
+        next_cursor = base64.urlsafe_b64encode(raw).decode()
+    return jsonify(sign_ins=[_record_view(r) for r in rows], next_cursor=next_cursor)

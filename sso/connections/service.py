@@ -1,0 +1,326 @@
+"""SSO connections: the admin's configuration of each IdP, validated and audited.
+
+Services in the house style: they take a session, own the transaction, write
+the audit event with the change, raise domain errors, and never import Flask.
+Secrets (the OIDC client secret, the SP private key) never appear in an audit
+event or an API view, and are stored sealed: every write seals them with the
+server's encryption secret (``sso.connection_secrets``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.db import utcnow
+from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
+from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain
+from sso.connections.sealing import SealedSecretError
+from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
+from sso.errors import SsoError
+from sso.saml.certs import describe, expiry_view, generate_sp_keypair
+from sso.saml.metadata import IdpMetadata
+
+ACS_PREFIX = "/sso/saml/"
+_ACS_PATH = re.compile(r"^/sso/saml/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
+_FLAGS = ("enabled", "jit_enabled", "idp_initiated_allowed", "want_encrypted_assertions")
+EDITABLE = frozenset(
+    {"name", *_FLAGS, "acs_path", "issuer", "client_id", "client_secret", "scopes", "sp_entity_id"}
+)
+
+
+def get_connection(session: Session, org_id: str, connection_id: str) -> SsoConnection:
+    conn = session.get(SsoConnection, (org_id, connection_id))
+    if conn is None:
+        raise NotFoundError(f"SSO connection {connection_id!r} not found.")
+    return conn
+
+
+def find_connection(session: Session, connection_id: str) -> SsoConnection | None:
+    """A connection by id alone (SSO endpoints know no organization before this)."""
+    return session.scalar(select(SsoConnection).where(SsoConnection.id == connection_id))
+
+
+def connection_by_acs_path(session: Session, path: str) -> SsoConnection | None:
+    return session.scalar(select(SsoConnection).where(SsoConnection.acs_path == path))
+
+
+def list_connections(session: Session, org_id: str) -> list[SsoConnection]:
+    return list(
+        session.scalars(
+            select(SsoConnection)
+            .where(SsoConnection.org_id == org_id)
+            .order_by(SsoConnection.created_at, SsoConnection.id)
+        )
+    )
+
+
+def _text(fields: dict[str, Any], key: str, limit: int = 2000) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidValueError(f"{key} must be a string of at most {limit} characters.")
+    return value.strip() or None
+
+
+def _check_acs_path(session: Session, path: str, connection_id: str) -> None:
+    """The ACS path routes a POST to one connection: unique, and no prefix of another's."""
+    if not _ACS_PATH.match(path) or "/../" in path + "/" or path.endswith(("/start", "/metadata")):
+        raise InvalidValueError(f"acs_path must be a path under {ACS_PREFIX}, e.g. /sso/saml/acme")
+    others = session.scalars(
+        select(SsoConnection.acs_path).where(
+            SsoConnection.id != connection_id, SsoConnection.acs_path.is_not(None)
+        )
+    )
+    for other in others:
+        if other and (other.startswith(path) or path.startswith(other)):
+            raise UniquenessError(f"acs_path {path!r} overlaps the ACS path of another connection.")
+
+
+def _check_oidc(conn: SsoConnection) -> None:
+    from sso.oidc.relying_party import OidcConnectionConfig, OidcError
+
+    if not conn.issuer or not conn.client_id:
+        raise InvalidValueError("An OIDC connection needs issuer and client_id.")
+    try:
+        # The secret is not validated (any string, or none for a public client): not opened here.
+        OidcConnectionConfig(conn.issuer, conn.client_id, "", conn.scopes or "")
+    except OidcError as err:
+        raise InvalidValueError(f"Invalid OIDC settings: {err.detail}") from None
+
+
+def _apply(
+    session: Session, conn: SsoConnection, fields: dict[str, Any], secret: bytes
+) -> dict[str, Any]:
+    unknown = set(fields) - EDITABLE
+    if unknown:
+        raise InvalidValueError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
+    changes: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _FLAGS:
+            if not isinstance(value, bool):
+                raise InvalidValueError(f"{key} must be true or false.")
+        elif key == "name":
+            value = _text(fields, key, 200)
+            if not value:
+                raise InvalidValueError("name is required.")
+        elif key == "scopes" and isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        else:
+            value = _text(fields, key)
+        if key in SECRET_FIELDS:
+            try:
+                unchanged = value == reveal_secret(conn, key, secret)
+            except SealedSecretError:
+                unchanged = False  # re-entering a secret that no longer opens replaces it
+            if not unchanged:
+                set_secret(conn, key, value, secret)
+                changes[key] = "(changed)"
+            continue
+        if key == "acs_path":
+            if value is None:
+                raise InvalidValueError("acs_path cannot be empty.")
+            _check_acs_path(session, value, conn.id)
+        before = getattr(conn, key)
+        if before != value:
+            setattr(conn, key, value)
+            changes[key] = {"before": before, "after": value}
+    return changes
+
+
+SAML_ONLY = frozenset(
+    {"acs_path", "want_encrypted_assertions", "idp_initiated_allowed", "sp_entity_id"}
+)
+OIDC_ONLY = frozenset({"issuer", "client_id", "client_secret", "scopes"})
+
+
+def _check_protocol_fields(protocol: str, fields: dict[str, Any]) -> None:
+    wrong = set(fields) & (SAML_ONLY if protocol == "oidc" else OIDC_ONLY)
+    if wrong:
+        raise InvalidValueError(f"Not settings of a {protocol} connection: {sorted(wrong)}.")
+
+
+def create_connection(
+    session: Session, org_id: str, fields: dict[str, Any], base_url: str, *, secret: bytes
+) -> SsoConnection:
+    """A new connection; a SAML one gets its own SP key pair, entity id and ACS path.
+
+    ``secret`` is the server's encryption secret (``sso.sealing.encryption_secret``).
+    """
+    protocol = fields.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise InvalidValueError(f"protocol must be one of {list(PROTOCOLS)}.")
+    with session.begin():
+        now = utcnow()
+        conn = SsoConnection(
+            org_id=org_id,
+            id=str(uuid.uuid4()),
+            protocol=protocol,
+            name="",
+            enabled=True,
+            jit_enabled=False,
+            idp_initiated_allowed=False,
+            want_encrypted_assertions=False,
+            idp_certificates=[],
+            created_at=now,
+            updated_at=now,
+        )
+        rest = {k: v for k, v in fields.items() if k != "protocol"}
+        _check_protocol_fields(protocol, rest)
+        rest.setdefault("name", f"{protocol.upper()} connection")
+        if protocol == "saml":
+            conn.sp_entity_id = f"{base_url}/sso/saml/{conn.id}"
+            conn.acs_path = f"{ACS_PREFIX}{conn.id}/acs"
+            key_pem, conn.sp_certificate = generate_sp_keypair(conn.sp_entity_id)
+            set_secret(conn, "sp_private_key", key_pem, secret)
+        else:
+            conn.scopes = "openid email profile"
+        changes = _apply(session, conn, rest, secret)
+        if protocol == "oidc":
+            _check_oidc(conn)
+        session.add(conn)
+        session.flush()
+        _audit(session, conn, "sso.connection.create", {"protocol": protocol, **changes})
+    return conn
+
+
+def update_connection(
+    session: Session, org_id: str, connection_id: str, fields: dict[str, Any], *, secret: bytes
+) -> SsoConnection:
+    """Change settings; any secret still in clear is sealed on the way (the lazy migration)."""
+    with session.begin():
+        conn = get_connection(session, org_id, connection_id)
+        _check_protocol_fields(conn.protocol, fields)
+        changes = _apply(session, conn, fields, secret)
+        changes = seal_legacy(conn, secret) | changes
+        if conn.protocol == "oidc":
+            _check_oidc(conn)
+            if {"issuer"} & set(changes):
+                conn.discovery, conn.discovery_fetched_at = None, None
+        if changes:
+            conn.updated_at = utcnow()
+            _audit(session, conn, "sso.connection.update", changes)
+    return conn
+
+
+def delete_connection(session: Session, org_id: str, connection_id: str) -> None:
+    with session.begin():
+        conn = get_connection(session, org_id, connection_id)
+        session.execute(
+            update(SsoEmailDomain)
+            .where(SsoEmailDomain.org_id == org_id, SsoEmailDomain.connection_id == conn.id)
+            .values(connection_id=None)
+        )
+        _audit(session, conn, "sso.connection.delete", {})
+        session.delete(conn)
+
+
+def apply_metadata(
+    session: Session, org_id: str, connection_id: str, meta: IdpMetadata, source: str | None
+) -> SsoConnection:
+    """Take the IdP's entity id, SSO URL and signing certificates from its metadata."""
+    with session.begin():
+        conn = get_connection(session, org_id, connection_id)
+        if conn.protocol != "saml":
+            raise InvalidValueError("IdP metadata is for SAML connections.")
+        before = [c["fingerprint"] for c in conn.idp_certificates]
+        conn.idp_entity_id = meta.entity_id
+        conn.idp_sso_url = meta.sso_url
+        conn.idp_certificates = meta.certificates
+        conn.metadata_url = source
+        conn.updated_at = utcnow()
+        changes = {
+            "idp_entity_id": meta.entity_id,
+            "idp_sso_url": meta.sso_url,
+            "certificates": {
+                "before": before,
+                "after": [c["fingerprint"] for c in meta.certificates],
+            },
+            "metadata_url": source,
+        }
+        _audit(session, conn, "sso.connection.metadata", changes)
+    return conn
+
+
+def add_certificate(session: Session, org_id: str, connection_id: str, pem: str) -> dict[str, Any]:
+    """Trust one more IdP signing certificate (rotation: old and new side by side)."""
+    try:
+        info = describe(pem)
+    except SsoError as err:
+        raise InvalidValueError(err.detail) from None
+    with session.begin():
+        conn = get_connection(session, org_id, connection_id)
+        if conn.protocol != "saml":
+            raise InvalidValueError("Certificates are for SAML connections.")
+        if any(c["fingerprint"] == info["fingerprint"] for c in conn.idp_certificates):
+            raise UniquenessError("This certificate is already trusted by the connection.")
+        conn.idp_certificates = [*conn.idp_certificates, info]
+        conn.updated_at = utcnow()
+        _audit(session, conn, "sso.certificate.add", {"fingerprint": info["fingerprint"]})
+    return info
+
+
+def remove_certificate(session: Session, org_id: str, connection_id: str, fingerprint: str) -> None:
+    with session.begin():
+        conn = get_connection(session, org_id, connection_id)
+        kept = [c for c in conn.idp_certificates if c["fingerprint"] != fingerprint.lower()]
+        if len(kept) == len(conn.idp_certificates):
+            raise NotFoundError(f"No certificate {fingerprint!r} on this connection.")
+        conn.idp_certificates = kept
+        conn.updated_at = utcnow()
+        _audit(session, conn, "sso.certificate.remove", {"fingerprint": fingerprint.lower()})
+
+
+def _audit(session: Session, conn: SsoConnection, action: str, changes: dict[str, Any]) -> None:
+    record(
+        session,
+        conn.org_id,
+        action,
+        resource_type="SsoConnection",
+        resource_id=conn.id,
+        detail=conn.name,
+        changes=changes,
+    )
+
+
+def connection_view(conn: SsoConnection, base_url: str) -> dict[str, Any]:
+    """The admin API's view: everything but the secrets, plus the URLs to paste into the IdP."""
+    out: dict[str, Any] = {
+        "id": conn.id,
+        "name": conn.name,
+        "protocol": conn.protocol,
+        "enabled": conn.enabled,
+        "jit_enabled": conn.jit_enabled,
+        "created_at": conn.created_at.isoformat(),
+        "updated_at": conn.updated_at.isoformat(),
+    }
+    if conn.protocol == "saml":
+        out |= {
+            "idp_initiated_allowed": conn.idp_initiated_allowed,
+            "want_encrypted_assertions": conn.want_encrypted_assertions,
+            "idp_entity_id": conn.idp_entity_id,
+            "idp_sso_url": conn.idp_sso_url,
+            "metadata_url": conn.metadata_url,
+            "certificates": [expiry_view(c) for c in conn.idp_certificates],
+            "sp_entity_id": conn.sp_entity_id,
+            "acs_url": f"{base_url}{conn.acs_path}",
+            "sp_metadata_url": f"{base_url}/sso/saml/{conn.id}/metadata",
+            "login_url": f"{base_url}/sso/saml/{conn.id}/start",
+            "sp_certificate": conn.sp_certificate,
+        }
+    else:
+        out |= {
+            "issuer": conn.issuer,
+            "client_id": conn.client_id,
+            "client_secret_set": bool(conn.client_secret),
+            "scopes": conn.scopes,
+            "redirect_uri": f"{base_url}/sso/oidc/{conn.id}/callback",
+            "login_url": f"{base_url}/sso/oidc/{conn.id}/start",
+        }
+    return out

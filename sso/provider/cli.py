@@ -1,0 +1,76 @@
+"""``scim-server oauth ...``: register the product as a client, rotate the signing key."""
+
+from __future__ import annotations
+
+import click
+
+from scim_server.commands import CommandEnv, domain_errors, pass_env
+
+
+@click.group("oauth")
+def oauth() -> None:
+    """The OpenID Connect provider the product signs in with."""
+
+
+@oauth.group("client")
+def client_group() -> None:
+    """Registered clients (the product)."""
+
+
+@client_group.command("create")
+@click.option("--name", required=True, help="A label, shown on refusal pages and in the log.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    required=True,
+    multiple=True,
+    help="Exact callback URL of the product (repeat for several).",
+)
+@click.option("--public", is_flag=True, help="A public client (SPA, native app): no secret.")
+@click.option("--org", "org_ref", help="Only this organization's users (default: all).")
+@pass_env()
+def client_create(
+    env: CommandEnv, name: str, redirect_uris: tuple[str, ...], public: bool, org_ref: str | None
+) -> None:
+    """Register a client; print its client_id and (once) its secret."""
+    from sso.provider.clients import create_client
+
+    org_id = env.org_id(org_ref) if org_ref else None
+    with env.session(write=True) as session, domain_errors():
+        client, secret = create_client(
+            session, name, list(redirect_uris), public=public, org_id=org_id
+        )
+    click.echo(f"client_id: {client.client_id}")
+    if secret:
+        click.echo(f"client_secret: {secret}")
+
+
+@client_group.command("list")
+@pass_env()
+def client_list(env: CommandEnv) -> None:
+    """List clients (never their secrets)."""
+    from sso.provider.clients import list_clients
+
+    with env.session() as session:
+        for c in list_clients(session):
+            kind = "public" if c.is_public else "confidential"
+            state = "revoked" if c.revoked_at else "active"
+            scope = c.org_id or "all organizations"
+            uris = " ".join(c.redirect_uris)
+            click.echo(f"{c.client_id}\t{c.name}\t{kind}\t{scope}\t{state}\t{uris}")
+
+
+@oauth.group("keys")
+def keys_group() -> None:
+    """id_token signing keys."""
+
+
+@keys_group.command("rotate")
+@pass_env()
+def keys_rotate(env: CommandEnv) -> None:
+    """Sign with a new key from now on; the old one stays in the JWKS for the grace period."""
+    from sso.provider.keys import encryption_secret, rotate
+
+    with env.session(write=True) as session, session.begin():
+        row = rotate(session, encryption_secret(env.app))
+    click.echo(f"signing key: {row.kid}")

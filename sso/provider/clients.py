@@ -1,0 +1,76 @@
+"""Registering the product (and other relying parties) as clients of the OIDC provider."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.errors import InvalidValueError, NotFoundError
+from scim_server.models import Organization
+from sso.provider.models import OAuthClient, secret_hash
+from sso.provider.server import SCOPES
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def check_redirect_uri(uri: str) -> str:
+    """RFC 6749 §3.1.2: absolute, no fragment; https except on the local machine (RFC 8252 §7.3)."""
+    parts = urlsplit(uri)
+    if not parts.scheme or not parts.netloc or parts.fragment:
+        raise InvalidValueError(f"{uri!r} is not an absolute URI without a fragment.")
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS):
+        raise InvalidValueError(f"{uri!r} must use https (http only for localhost).")
+    return uri
+
+
+def create_client(
+    session: Session,
+    name: str,
+    redirect_uris: list[str],
+    *,
+    public: bool = False,
+    org_id: str | None = None,
+    scope: str | None = None,
+) -> tuple[OAuthClient, str | None]:
+    """Register a client; return it and its secret (None for a public client), shown once."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidValueError("A client name must be 1 to 200 characters.")
+    if not redirect_uris:
+        raise InvalidValueError("A client needs at least one redirect URI.")
+    uris = [check_redirect_uri(u) for u in redirect_uris]
+    wanted = (scope or " ".join(SCOPES)).split()
+    if "openid" not in wanted or set(wanted) - set(SCOPES):
+        raise InvalidValueError(f"Scopes must include openid and be among: {' '.join(SCOPES)}.")
+    secret = None if public else secrets.token_urlsafe(32)
+    with session.begin():
+        if org_id is not None and session.get(Organization, org_id) is None:
+            raise NotFoundError(f"No organization {org_id!r}.")
+        client = OAuthClient(
+            client_id=secrets.token_urlsafe(18),
+            org_id=org_id,
+            name=name,
+            secret_hash=secret_hash(secret) if secret else None,
+            redirect_uris=uris,
+            scope=" ".join(wanted),
+        )
+        session.add(client)
+        session.flush()
+        if org_id is not None:
+            record(
+                session,
+                org_id,
+                "oauth.client_create",
+                resource_type="OAuthClient",
+                resource_id=client.client_id,
+                detail=f"{name} ({'public' if public else 'confidential'}): {' '.join(uris)}",
+            )
+    return client, secret
+
+
+def list_clients(session: Session) -> list[OAuthClient]:
+    return list(session.scalars(select(OAuthClient).order_by(OAuthClient.created_at)))

@@ -1,0 +1,239 @@
+"""The OpenID Connect provider facade: the one interface the product integrates with.
+
+Whatever IdP an organization uses (SAML or OIDC, see ``sso.views``), the
+product sees a single OpenID Connect provider: the authorization code flow
+with PKCE (S256), an id_token signed RS256, userinfo, and a JWKS with key
+rotation. A code is only issued to a person who may still sign in: an
+allowed status and a license (DESIGN.md §2). Once the client and its
+redirect_uri are known good, every refusal goes back to the client there
+(``error``, ``error_description``, ``state``), so a product signing in
+silently in a hidden frame learns why; only a bad client or redirect_uri is
+shown to the person as a page. Every refusal is logged.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError
+from authlib.oidc.core.errors import LoginRequiredError
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
+from markupsafe import escape
+
+from scim_server.config import env_int
+from scim_server.models import User
+from sso.provider import context as provider_context
+from sso.provider.claims import (
+    CLAIMS_SUPPORTED,
+    INACTIVE,
+    LOCKED,
+    NO_LICENSE,
+    WRONG_ORGANIZATION,
+    refusal_reason,
+)
+from sso.provider.context import issuer, record_event, session, use_writer
+from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
+from sso.provider.models import OAuthClient
+from sso.provider.server import SCOPES, SignedIn, build_server
+from sso.signin.session import DEFAULT_MAX_AGE as DEFAULT_SESSION_MAX_AGE
+from sso.signin.session import current_session
+
+bp = Blueprint("oauth", __name__)
+
+LOGIN_PATH = "/sso/login"
+
+
+def init_app(app: Flask) -> None:
+    """Settings (``SCIM_OAUTH_*``), the authorization server, the blueprint."""
+    app.config.setdefault("OAUTH_CODE_SECONDS", env_int("SCIM_OAUTH_CODE_SECONDS", 60))
+    app.config.setdefault(
+        "OAUTH_ACCESS_TOKEN_SECONDS", env_int("SCIM_OAUTH_ACCESS_TOKEN_SECONDS", 3600)
+    )
+    app.config.setdefault("OAUTH_ID_TOKEN_SECONDS", env_int("SCIM_OAUTH_ID_TOKEN_SECONDS", 3600))
+    # A retired key stays published this long: longer than any id_token it signed lives.
+    app.config.setdefault("OAUTH_KEY_GRACE_SECONDS", env_int("SCIM_OAUTH_KEY_GRACE_SECONDS", 86400))
+    app.config.setdefault(
+        "SSO_SESSION_SECONDS", env_int("SCIM_SSO_SESSION_SECONDS", DEFAULT_SESSION_MAX_AGE)
+    )
+    app.extensions["oauth_server"] = build_server(app)
+    provider_context.init_app(app)
+    app.register_blueprint(bp)
+
+
+def _server() -> AuthorizationServer:
+    return current_app.extensions["oauth_server"]
+
+
+def _page(status: int, title: str, message: str) -> tuple[str, int, dict[str, str]]:
+    """A plain page for the person in the browser: the reason, never a stack trace."""
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title></head><body>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
+    )
+    return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+
+
+# error_description for the client (RFC 6749 §4.1.2.1: printable ASCII, no quote or backslash).
+REFUSALS = {
+    INACTIVE: "The account is not active.",
+    LOCKED: "The account is locked.",
+    NO_LICENSE: "The account holds no license for this product.",
+    WRONG_ORGANIZATION: "This application is not available to this organization.",
+}
+# OIDC Core §3.1.2.6: what a prompt=none request would have needed the person for.
+INTERACTION_NEEDED = {
+    "login_required": "No one is signed in; prompt=none forbids showing the login.",
+    "consent_required": "Consent is needed; prompt=none forbids asking for it.",
+    "account_selection_required": "An account must be chosen; prompt=none forbids asking.",
+    "interaction_required": "The sign-in needs the person; prompt=none forbids it.",
+}
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    """OIDC Discovery §3: everything a client library needs to configure itself."""
+    base = issuer()
+    return jsonify(
+        issuer=base,
+        authorization_endpoint=f"{base}/oauth/authorize",
+        token_endpoint=f"{base}/oauth/token",
+        userinfo_endpoint=f"{base}/oauth/userinfo",
+        jwks_uri=f"{base}/oauth/jwks",
+        scopes_supported=SCOPES,
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code"],
+        subject_types_supported=["public"],
+        id_token_signing_alg_values_supported=["RS256"],
+        token_endpoint_auth_methods_supported=[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        code_challenge_methods_supported=["S256"],
+        claims_supported=list(CLAIMS_SUPPORTED),
+        prompt_values_supported=["none", "login"],
+    )
+
+
+@bp.get("/oauth/jwks")
+def jwks() -> Response:
+    """RFC 7517 §5: the current key and recently retired ones; made on first use."""
+    grace = _grace()
+    keys = published_keys(session(), grace)
+    if not keys:
+        writer = use_writer()
+        if active_key(writer) is None:
+            create_key(writer, encryption_secret(current_app))
+        writer.commit()
+        keys = published_keys(writer, grace)
+    resp = jsonify(keys=keys)
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=current_app.config["OAUTH_KEY_GRACE_SECONDS"])
+
+
+def _signed_in() -> SignedIn | None:
+    sso = current_session()
+    if sso is None:
+        return None
+    user = session().get(User, (sso.org_id, sso.user_id))
+    return SignedIn(user, sso.auth_time) if user is not None else None
+
+
+def _login_redirect() -> Response:
+    """To the SSO login, then back here; ``prompt=login`` is dropped so it cannot loop."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
+    back = request.path + ("?" + urlencode(args) if args else "")
+    return redirect(f"{LOGIN_PATH}?{urlencode({'next': back})}")
+
+
+def _too_old(signed_in: SignedIn) -> bool:
+    """OIDC Core §3.1.2.1 max_age: the sign-in is older than the client accepts."""
+    raw = request.args.get("max_age", "")
+    return raw.isdigit() and time.time() - signed_in.auth_time > int(raw)
+
+
+@bp.get("/oauth/authorize")
+def authorize() -> Any:
+    """RFC 6749 §4.1.1: validate, sign in through SSO if needed, check the person, issue a code."""
+    server = _server()
+    db = use_writer()
+    signed_in = _signed_in()
+    try:
+        grant = server.get_consent_grant(end_user=signed_in)
+        if signed_in is not None and _too_old(signed_in) and grant.prompt != "login":
+            if "none" in request.args.get("prompt", "").split():
+                raise LoginRequiredError(
+                    description="The sign-in is older than max_age; prompt=none forbids a new one.",
+                    redirect_uri=grant.redirect_uri,
+                )
+            grant.prompt = "login"
+    except OAuth2Error as err:
+        if err.redirect_uri:
+            # RFC 6749 §4.1.2.1: the redirect URI is known good, the client gets the error.
+            return _to_client(err)
+        # RFC 6749 §4.1.2.1: never redirect to an unverified URI; tell the person.
+        return _page(400, "Sign-in request refused", err.description or err.error)
+    if signed_in is None or grant.prompt == "login":
+        return _login_redirect()
+    client: OAuthClient = grant.client
+    user = signed_in.user
+    reason = refusal_reason(user)
+    if reason is None and client.org_id is not None and client.org_id != user.org_id:
+        reason = WRONG_ORGANIZATION
+    if reason is not None:
+        record_event(
+            user.org_id,
+            "oauth.authorize",
+            "user",
+            user.id,
+            user.login_name or user.user_name,
+            outcome="failure",
+            resource_type="User",
+            resource_id=user.id,
+            user_name=user.user_name,
+            detail=f"refused for {client.name}: {reason}",
+        )
+        db.commit()
+        # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: the person may not sign in to this client.
+        return _to_client(
+            AccessDeniedError(description=REFUSALS[reason], redirect_uri=grant.redirect_uri)
+        )
+    resp = server.create_authorization_response(grant=grant, grant_user=signed_in)
+    db.commit()
+    return resp
+
+
+def _to_client(err: OAuth2Error) -> Any:
+    """The error, its description and the request's state, to the validated redirect_uri."""
+    err.state = request.args.get("state")
+    if not err.description:
+        err.description = INTERACTION_NEEDED.get(err.error, err.error.replace("_", " "))
+    return _server().handle_error_response(None, err)
+
+
+@bp.post("/oauth/token")
+def issue_token() -> Response:
+    """RFC 6749 §4.1.3: a code (with its PKCE verifier) for an access token and an id_token."""
+    resp = _server().create_token_response()
+    if resp.status_code == 200:
+        session().commit()
+    else:
+        session().rollback()
+    return resp
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    """OIDC Core §5.3: the claims, for a valid bearer access token."""
+    return _server().create_endpoint_response("userinfo")

@@ -1,0 +1,100 @@
+"""id_token signing keys: create, encrypt at rest, rotate, publish (JWKS).
+
+The newest active key signs. Rotation makes a new key the signer and retires
+the old one, which stays in the JWKS for a grace period so that id_tokens it
+signed can still be verified by the product. Several nodes may race to create
+the first key; both keys are then active and published, which is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from joserfc.jwk import RSAKey
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from scim_server.db import utcnow
+from sso.connections.sealing import encryption_secret as encryption_secret  # shared; re-exported
+from sso.provider.models import OAuthSigningKey
+
+ALG = "RS256"
+KEY_BITS = 2048
+
+
+class SigningKeyError(RuntimeError):
+    """The signing key cannot be used (typically: SCIM_SECRET_KEY changed since it was made)."""
+
+
+def _password(secret: bytes) -> str:
+    # A purpose-bound derivation: the raw secret also signs cookies and the audit log.
+    return hmac.new(secret, b"scim-server oauth signing keys v1", hashlib.sha256).hexdigest()
+
+
+def create_key(session: Session, secret: bytes) -> OAuthSigningKey:
+    """A new RS256 key pair, active at once, in the caller's transaction."""
+    key = RSAKey.generate_key(KEY_BITS, parameters={"use": "sig", "alg": ALG}, private=True)
+    key.ensure_kid()  # RFC 7638 thumbprint
+    row = OAuthSigningKey(
+        kid=key.kid,
+        alg=ALG,
+        private_key_pem=key.as_pem(private=True, password=_password(secret)).decode(),
+        public_jwk=dict(key.as_dict(private=False)),
+        active=True,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_key(session: Session) -> OAuthSigningKey | None:
+    """The current signer: the newest active key."""
+    stmt = (
+        select(OAuthSigningKey)
+        .where(OAuthSigningKey.active.is_(True))
+        .order_by(OAuthSigningKey.created_at.desc(), OAuthSigningKey.kid)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def private_key(row: OAuthSigningKey, secret: bytes) -> RSAKey:
+    """The usable private key of ``row``; a clear error if the secret no longer opens it."""
+    try:
+        return _decrypt(row.private_key_pem, row.kid, row.alg, _password(secret))
+    except (ValueError, TypeError) as exc:
+        raise SigningKeyError(
+            f"signing key {row.kid} cannot be decrypted: SCIM_SECRET_KEY changed since it was "
+            "created? Run `scim-server oauth keys rotate` to make a new one."
+        ) from exc
+
+
+@lru_cache(maxsize=8)
+def _decrypt(pem: str, kid: str, alg: str, password: str) -> RSAKey:
+    # Decrypting costs ~50 ms (the PKCS#8 key derivation); keys never change, so cache.
+    return RSAKey.import_key(pem, {"kid": kid, "use": "sig", "alg": alg}, password=password)
+
+
+def rotate(session: Session, secret: bytes, now: datetime | None = None) -> OAuthSigningKey:
+    """Make a new signer and retire every active key, in the caller's transaction."""
+    now = now or utcnow()
+    for row in session.scalars(select(OAuthSigningKey).where(OAuthSigningKey.active.is_(True))):
+        row.active = False
+        row.retired_at = now
+    return create_key(session, secret)
+
+
+def published_keys(session: Session, grace: timedelta) -> list[dict[str, Any]]:
+    """The public JWKs to publish: active keys and keys retired less than ``grace`` ago."""
+    cutoff = utcnow() - grace
+    stmt = (
+        select(OAuthSigningKey)
+        .where(or_(OAuthSigningKey.active.is_(True), OAuthSigningKey.retired_at > cutoff))
+        .order_by(OAuthSigningKey.created_at.desc(), OAuthSigningKey.kid)
+    )
+    return [dict(row.public_jwk) for row in session.scalars(stmt)]

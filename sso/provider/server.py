@@ -1,0 +1,258 @@
+"""authlib's authorization server, wired to our storage: the code grant, PKCE, OIDC, userinfo.
+
+One server per application (``app.extensions["oauth_server"]``), so that no
+state is shared between apps. Everything it remembers is in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request
+from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
+from flask import Flask, current_app, g
+from joserfc.jwk import RSAKey
+from sqlalchemy import select, update
+
+from scim_server.db import utcnow
+from scim_server.models import User
+from sso.provider.claims import refusal_reason, user_claims
+from sso.provider.context import issuer, record_event, session
+from sso.provider.keys import active_key, create_key, encryption_secret, private_key
+from sso.provider.models import OAuthClient, OAuthCode, OAuthToken, secret_hash
+
+SCOPES = ["openid", "profile", "email"]
+MAX_NONCE = 255
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The person the SSO session vouches for, and when they authenticated."""
+
+    user: User
+    auth_time: int
+
+
+def query_client(client_id: str) -> OAuthClient | None:
+    client = session().get(OAuthClient, client_id)
+    return client if client is not None and client.revoked_at is None else None
+
+
+def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+    """Keep the access token's hash; any node can then check it."""
+    user: User = request.user
+    client: OAuthClient = request.client
+    code: OAuthCode | None = request.authorization_code
+    now = utcnow()
+    session().add(
+        OAuthToken(
+            token_hash=secret_hash(token["access_token"]),
+            client_id=client.client_id,
+            org_id=user.org_id,
+            user_id=user.id,
+            scope=token.get("scope") or "",
+            code_hash=code.code_hash if code is not None else None,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=int(token["expires_in"])),
+        )
+    )
+    record_event(
+        user.org_id,
+        "oauth.token",
+        "client",
+        client.client_id,
+        client.name,
+        resource_type="User",
+        resource_id=user.id,
+        user_name=user.user_name,
+        detail=f"tokens issued to {client.name} (scope: {token.get('scope')})",
+    )
+
+
+def signer() -> RSAKey:
+    """The current signing key, made on first use (in the request's own transaction)."""
+    key = g.get("_oauth_signer")
+    if key is None:
+        secret = encryption_secret(current_app)
+        row = active_key(session()) or create_key(session(), secret)
+        key = g._oauth_signer = private_key(row, secret)
+    return key
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE for every client, S256 only (RFC 9700 §2.1.1: plain and no PKCE are refused)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("Missing 'code_challenge': PKCE with S256 is required.")
+        # RFC 7636 §4.3: an absent method means "plain", which we do not accept.
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("'code_challenge_method' must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class CodeGrant(AuthorizationCodeGrant):
+    """RFC 6749 §4.1 with codes in the database: single use, short-lived, hashed."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        signed_in: SignedIn = request.user
+        user, client = signed_in.user, request.client
+        now = utcnow()
+        session().add(
+            OAuthCode(
+                code_hash=secret_hash(code),
+                client_id=client.client_id,
+                org_id=user.org_id,
+                user_id=user.id,
+                redirect_uri=request.payload.redirect_uri,
+                scope=request.scope,
+                nonce=request.payload.data.get("nonce"),
+                code_challenge=request.payload.data["code_challenge"],
+                code_challenge_method="S256",
+                auth_time=signed_in.auth_time,
+                expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
+                created_at=now,
+            )
+        )
+        record_event(
+            user.org_id,
+            "oauth.authorize",
+            "user",
+            user.id,
+            user.login_name or user.user_name,
+            resource_type="User",
+            resource_id=user.id,
+            user_name=user.user_name,
+            detail=f"signed in to {client.name}",
+        )
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> OAuthCode | None:
+        row = session().get(OAuthCode, secret_hash(code))
+        if row is None or row.client_id != client.client_id:
+            return None
+        if row.used_at is not None:
+            _revoke_reused(row)
+            return None
+        return row if row.expires_at > utcnow() else None
+
+    def delete_authorization_code(self, authorization_code: OAuthCode) -> None:
+        # Atomic claim: of two nodes redeeming one code at once, exactly one wins.
+        claimed = session().execute(
+            update(OAuthCode)
+            .where(OAuthCode.code_hash == authorization_code.code_hash)
+            .where(OAuthCode.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise InvalidGrantError("The authorization code was already used.")
+
+    def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
+        # The person may have been deactivated since the code was issued.
+        user = session().get(User, (authorization_code.org_id, authorization_code.user_id))
+        return user if user is not None and refusal_reason(user) is None else None
+
+
+def _revoke_reused(row: OAuthCode) -> None:
+    """RFC 6749 §4.1.2: a code used twice revokes the tokens it produced; logged, committed."""
+    s = session()
+    s.execute(
+        update(OAuthToken)
+        .where(OAuthToken.code_hash == row.code_hash, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    record_event(
+        row.org_id,
+        "oauth.token",
+        "client",
+        row.client_id,
+        None,
+        outcome="failure",
+        resource_type="User",
+        resource_id=row.user_id,
+        detail="authorization code reused; the tokens it produced are revoked",
+    )
+    s.commit()
+
+
+class OpenIDCodeExtension(OpenIDCode):
+    """OIDC Core §3.1: the id_token, signed RS256 with the current key."""
+
+    def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
+        nonce = grant.request.payload.data.get("nonce")
+        if nonce and len(nonce) > MAX_NONCE:
+            raise InvalidRequestError(f"'nonce' is longer than {MAX_NONCE} characters.")
+        super().validate_openid_authorization_request(grant, redirect_uri)
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        stmt = select(OAuthCode.code_hash).where(
+            OAuthCode.client_id == request.payload.client_id, OAuthCode.nonce == nonce
+        )
+        return session().scalar(stmt.limit(1)) is not None
+
+    def resolve_client_private_key(self, client: OAuthClient) -> RSAKey:
+        return signer()
+
+    def get_client_algorithm(self, client: OAuthClient) -> str:
+        return "RS256"
+
+    def get_encode_header(self, client: OAuthClient) -> dict[str, Any]:
+        return {"alg": "RS256", "kid": signer().kid}
+
+    def get_client_claims(self, client: OAuthClient) -> dict[str, Any]:
+        now = int(utcnow().timestamp())
+        lifetime = current_app.config["OAUTH_ID_TOKEN_SECONDS"]
+        return {"iss": issuer(), "aud": client.client_id, "iat": now, "exp": now + lifetime}
+
+    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
+        return user_claims(session(), user, scope)
+
+
+class BearerValidator(BearerTokenValidator):
+    """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed."""
+
+    def authenticate_token(self, token_string: str) -> OAuthToken | None:
+        row = session().get(OAuthToken, secret_hash(token_string))
+        if row is None or query_client(row.client_id) is None:
+            return None
+        user = session().get(User, (row.org_id, row.user_id))
+        # A leaver's token stops working the moment the account is deactivated.
+        if user is None or refusal_reason(user) is not None:
+            return None
+        return row
+
+
+class UserInfo(UserInfoEndpoint):
+    """OIDC Core §5.3, with the same claims as the id_token."""
+
+    def get_issuer(self) -> str:
+        return issuer()
+
+    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:  # type: ignore[override]
+        return user_claims(session(), user, scope)
+
+
+def build_server(app: Flask) -> AuthorizationServer:
+    """The application's authorization server and its resource protector."""
+    app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", SCOPES)
+    app.config.setdefault(
+        "OAUTH2_TOKEN_EXPIRES_IN", {"authorization_code": app.config["OAUTH_ACCESS_TOKEN_SECONDS"]}
+    )
+    server = AuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenIDCodeExtension()])
+    protector = ResourceProtector()
+    protector.register_token_validator(BearerValidator())
+    server.register_endpoint(UserInfo(resource_protector=protector))
+    return server

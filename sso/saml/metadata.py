@@ -1,0 +1,188 @@
+"""IdP metadata: read an uploaded document, or fetch one from the IdP's HTTPS URL without SSRF.
+
+A metadata URL is typed by an organization's admin and fetched by our server,
+so it must not become a way to read our internal network: HTTPS only, every
+address the name resolves to must be public, the connection goes to the
+address we checked (no second DNS answer), and size and time are bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from scim_server.errors import DomainError
+from sso.errors import SsoError
+from sso.saml import xml_guard
+from sso.saml.certs import describe
+
+MAX_METADATA_BYTES = 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+DEADLINE = 10.0  # seconds for the whole fetch, redirects included
+MAX_REDIRECTS = 3
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+REDIRECT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+
+
+class MetadataError(DomainError):
+    """The metadata (or its URL) cannot be used; the detail says why, for the admin."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class IdpMetadata:
+    entity_id: str
+    sso_url: str
+    certificates: list[dict[str, Any]]  # sso.certs.describe() of each signing certificate
+
+
+def parse_idp_metadata(xml: bytes, entity_id: str | None = None) -> IdpMetadata:
+    """The IdP entity id, HTTP-Redirect SSO URL and signing certificates (several in rotation)."""
+    try:
+        root = xml_guard.parse(xml, limit=MAX_METADATA_BYTES)
+    except SsoError as err:
+        raise MetadataError(f"metadata refused: {err.detail}") from None
+    entities = [root] if root.tag == f"{{{MD}}}EntityDescriptor" else []
+    entities += root.findall(f".//{{{MD}}}EntityDescriptor")
+    idps = [e for e in entities if e.find(f"{{{MD}}}IDPSSODescriptor") is not None]
+    if entity_id is not None:
+        idps = [e for e in idps if e.get("entityID") == entity_id]
+    if len(idps) != 1:
+        names = [e.get("entityID") for e in idps][:5]
+        raise MetadataError(
+            f"expected one identity provider in the metadata, found {len(idps)} {names or ''}"
+        )
+    entity = idps[0]
+    descriptor = entity.find(f"{{{MD}}}IDPSSODescriptor")
+    assert descriptor is not None  # idps holds only entities that have one
+    sso_url = next(
+        (
+            s.get("Location")
+            for s in descriptor.findall(f"{{{MD}}}SingleSignOnService")
+            if s.get("Binding") == REDIRECT_BINDING and s.get("Location")
+        ),
+        None,
+    )
+    if not sso_url or urlsplit(sso_url).scheme != "https":
+        raise MetadataError("no HTTPS SingleSignOnService with the HTTP-Redirect binding")
+    certificates: dict[str, dict[str, Any]] = {}
+    for key in descriptor.findall(f"{{{MD}}}KeyDescriptor"):
+        if key.get("use") not in (None, "signing"):
+            continue
+        for node in key.iter(f"{{{DS}}}X509Certificate"):
+            try:
+                info = describe(node.text or "")
+            except SsoError as err:
+                raise MetadataError(f"bad certificate in metadata: {err.detail}") from None
+            certificates[info["fingerprint"]] = info
+    if not certificates:
+        raise MetadataError("no signing certificate in the metadata")
+    return IdpMetadata(str(entity.get("entityID") or ""), sso_url, list(certificates.values()))
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """Every address the name resolves to (tests replace this)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def check_address(address: str) -> None:
+    """Refuse anything but a public unicast address (loopback, private, link-local ...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not ip.is_global or ip.is_multicast or ip.is_loopback or ip.is_link_local or ip.is_private:
+        raise MetadataError(f"the metadata URL points to a non-public address ({ip})")
+
+
+def check_url(url: str) -> tuple[str, int, list[str]]:
+    """HTTPS, no credentials, and every resolved address public: (host, port, addresses)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise MetadataError("the metadata URL must use https://")
+    if not parts.hostname or parts.username or parts.password:
+        raise MetadataError("the metadata URL must name a host, without credentials")
+    port = parts.port or 443
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            addresses = _resolve(parts.hostname, port)
+        except OSError as err:
+            raise MetadataError(f"cannot resolve {parts.hostname}: {err}") from None
+    if not addresses:
+        raise MetadataError(f"{parts.hostname} has no address")
+    for address in addresses:
+        check_address(address)
+    return parts.hostname, port, addresses
+
+
+def fetch_metadata(url: str) -> bytes:
+    """GET the metadata: at most 1 MiB, 10 seconds, 3 redirects, each hop checked again."""
+    started = time.monotonic()
+    for _hop in range(MAX_REDIRECTS + 1):
+        host, port, addresses = check_url(url)
+        status, location, body = _get(url, host, port, addresses[0], started)
+        if status in (301, 302, 303, 307, 308) and location:
+            url = urljoin(url, location)
+            continue
+        if status != 200:
+            raise MetadataError(f"the metadata URL answered HTTP {status}")
+        return body
+    raise MetadataError("too many redirects")
+
+
+def _get(
+    url: str, host: str, port: int, address: str, started: float
+) -> tuple[int, str | None, bytes]:
+    """One request to the checked address, TLS verified against the host name."""
+    import certifi
+    import urllib3
+
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    pool = urllib3.HTTPSConnectionPool(
+        address,
+        port,
+        server_hostname=host,
+        assert_hostname=host,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=certifi.where(),
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=CONNECT_TIMEOUT),
+        retries=False,
+    )
+    try:
+        resp = pool.urlopen(
+            "GET",
+            path,
+            headers={
+                "Host": host if port == 443 else f"{host}:{port}",
+                "Accept": "application/xml",
+            },
+            redirect=False,
+            preload_content=False,
+        )
+        chunks, size = [], 0
+        for chunk in resp.stream(64 * 1024):
+            size += len(chunk)
+            if size > MAX_METADATA_BYTES:
+                raise MetadataError(f"metadata larger than {MAX_METADATA_BYTES} bytes")
+            if time.monotonic() - started > DEADLINE:
+                raise MetadataError(f"metadata fetch took longer than {DEADLINE:.0f} seconds")
+            chunks.append(chunk)
+        resp.release_conn()
+        return resp.status, resp.headers.get("Location"), b"".join(chunks)
+    except urllib3.exceptions.HTTPError as err:
+        raise MetadataError(f"metadata fetch failed: {err}") from None
+    finally:
+        pool.close()

@@ -1,0 +1,169 @@
+"""Which account a sign-in reaches: the link of (connection, subject), else the fallbacks.
+
+The link of (connection, subject) decides alone. Without one, the fallbacks
+(externalId equal to the subject, then userName or a verified e-mail) may
+only pick an account not yet linked on that connection (else
+``subject_mismatch``: an e-mail must not override a bound subject, the
+"nOAuth" takeover), and only when the values are the same text
+(``scim_server.text.same_identity``), not merely equal under the fold of SCIM
+uniqueness (else ``lookalike_identity``). Unverified values (an OIDC e-mail
+without ``email_verified``, ``preferred_username``) never select an account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.models import Contact, User
+from scim_server.text import exact, fold, same_identity
+from sso.errors import SsoError
+from sso.signin import links
+
+if TYPE_CHECKING:
+    from sso.signin.decision import SignInRequest
+
+
+@dataclass(frozen=True)
+class Match:
+    """The account a sign-in selected, and how: ``link`` or the fallback that chose it."""
+
+    user: User
+    matched_by: str  # "link" | "externalId" | "userName" | "email" | "jit"
+    value: str | None = None  # the identity's value that matched (fallbacks)
+
+    @property
+    def needs_link(self) -> bool:
+        return self.matched_by != "link"
+
+
+class BindingError(SsoError):
+    """A refusal about which account: ``user`` is the account the identity tried to reach."""
+
+    def __init__(self, reason_code: str, detail: str, user: User) -> None:
+        super().__init__(reason_code, detail)
+        self.user = user
+
+
+def find_user(session: Session, req: SignInRequest) -> Match | None:
+    """The account this identity signs in to, or None (unknown); ``BindingError`` if refused.
+
+    (1) The link of (connection, subject): that account, nothing else looked
+    at. (2) Fallbacks, in order: externalId equal to the subject (exact,
+    NFC); userName equal to the subject, a trusted userName or a verified
+    e-mail; the contact e-mail equal to a verified e-mail. Candidates are
+    found through the folded index keys, but a candidate binds only if a
+    value is the same text (``same_identity``), and only if the account has
+    no link on this connection yet.
+    """
+    if req.subject and req.subject_linkable:
+        linked = links.of_subject(session, req.org_id, req.connection_id, req.subject)
+        if linked is not None:
+            user = session.get(User, (req.org_id, linked.user_id))
+            if user is not None:
+                return Match(user, "link")
+    match = _fallback(session, req)
+    if match is not None:
+        _check_unlinked(session, req, match)
+    return match
+
+
+def _check_unlinked(session: Session, req: SignInRequest, match: Match) -> None:
+    """Once an account is linked on a connection, only that subject may enter it (nOAuth)."""
+    other = links.of_user(session, req.org_id, req.connection_id, match.user.id)
+    if other is not None and (not req.subject_linkable or other.subject != exact(req.subject)):
+        raise BindingError(
+            "subject_mismatch",
+            f"{match.matched_by} {match.value!r} selects account {match.user.user_name!r}, "
+            f"which is linked on this connection to subject {other.subject!r}, "
+            f"not {req.subject!r}",
+            match.user,
+        )
+
+
+def _fallback(session: Session, req: SignInRequest) -> Match | None:
+    if req.subject:
+        found = _unique(
+            session,
+            select(User).where(User.org_id == req.org_id, User.external_id == exact(req.subject)),
+        )
+        if found is not None:
+            return Match(found, "externalId", req.subject)
+    email = req.email if req.email and req.email_verified else None
+    user_name = req.user_name if req.user_name_trusted else None
+    values = [v for v in (req.subject, user_name, email) if v]
+    if values:
+        found = _unique(
+            session,
+            select(User).where(
+                User.org_id == req.org_id, User.user_name_key.in_({fold(v) for v in values})
+            ),
+        )
+        if found is not None:
+            return _bind(found, "userName", found.user_name, values)
+    if email:
+        row = session.execute(
+            select(User, Contact.email)
+            .join(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+            .where(User.org_id == req.org_id, Contact.email_key == fold(email))
+            .limit(2)
+        ).all()
+        if len(row) > 1:
+            raise SsoError("unknown_user", "the identity matches more than one account")
+        if row:
+            return _bind(row[0][0], "email", row[0][1] or "", [email])
+    return None
+
+
+def _bind(user: User, attribute: str, stored: str, values: list[str]) -> Match:
+    """The candidate found under the fold binds only if one value is the same text."""
+    for value in values:
+        if same_identity(value, stored):
+            return Match(user, attribute, value)
+    folded = [v for v in values if fold(v) == fold(stored)]
+    raise BindingError(
+        "lookalike_identity",
+        f"{folded or values!r} equals {attribute} {stored!r} of account {user.user_name!r} "
+        "only under Unicode compatibility/case folding",
+        user,
+    )
+
+
+def link(session: Session, req: SignInRequest, match: Match) -> None:
+    """Bind the subject to the matched account on this connection, audited (caller's transaction).
+
+    Checked again under the user's row lock: a concurrent sign-in of another
+    subject may have linked the account since ``find_user``. The unique keys
+    settle what the lock does not (the same subject linked to two accounts).
+    """
+    _check_unlinked(session, req, match)
+    user = match.user
+    if links.of_user(session, req.org_id, req.connection_id, user.id) is not None:
+        return  # this very subject, linked by a concurrent sign-in
+    how = "created just in time" if match.matched_by == "jit" else f"matched by {match.matched_by}"
+    try:
+        links.create(
+            session,
+            req.connection_id,
+            req.subject,
+            user,
+            about={"protocol": req.protocol, "matched_by": match.matched_by, "value": match.value},
+            detail=f"{req.protocol} subject {req.subject!r} of {req.connection_name} linked "
+            f"({how})",
+        )
+    except links.LinkTakenError:
+        raise BindingError(
+            "subject_mismatch",
+            f"subject {req.subject!r} or account {user.user_name!r} was linked concurrently",
+            user,
+        ) from None
+
+
+def _unique(session: Session, stmt: Any) -> User | None:
+    found = list(session.scalars(stmt.limit(2)))
+    if len(found) > 1:
+        raise SsoError("unknown_user", "the identity matches more than one account")
+    return found[0] if found else None

@@ -1,0 +1,65 @@
+"""Just-in-time accounts: an unknown person from a trusted IdP, created the way SCIM creates one.
+
+The identity becomes a SCIM User document, validated by the SCIM schema and
+created by ``scim_server.services.users.create_user``: the same contact
+matching, username format, mapping rules (license, roles), seats and audit
+event as a SCIM POST. There is one provisioning path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from scim_server.errors import InvalidValueError
+from scim_server.models import User
+from scim_server.scim.errors import ScimError
+from scim_server.scim.resources import parse_resource
+from scim_server.scim.schema import USER, USER_SCHEMA
+from scim_server.services import users
+
+if TYPE_CHECKING:
+    from sso.signin.decision import SignInRequest
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+_CORE = {"displayName": "displayName", "title": "title", "userType": "userType", "locale": "locale"}
+_ENTERPRISE = ("department", "employeeNumber", "organization", "division", "costCenter")
+
+
+def _first(profile: dict[str, list[str]], name: str) -> str | None:
+    values = profile.get(name) or []
+    return values[0] if values else None
+
+
+def scim_document(req: SignInRequest) -> dict[str, Any]:
+    """The SCIM User body for the identity (what an IdP would have POSTed), validated."""
+    profile = req.profile
+    body: dict[str, Any] = {
+        "schemas": [USER_SCHEMA],
+        "userName": req.user_name or req.email or req.subject,
+        "externalId": req.external_id or req.subject,
+        "active": True,
+    }
+    name = {k: _first(profile, k) for k in ("givenName", "familyName")}
+    if any(name.values()):
+        body["name"] = {k: v for k, v in name.items() if v}
+    if req.email:
+        body["emails"] = [{"value": req.email, "type": "work", "primary": True}]
+    for source, target in _CORE.items():
+        value = _first(profile, source)
+        if value:
+            body[target] = value
+    enterprise = {k: _first(profile, k) for k in _ENTERPRISE if _first(profile, k)}
+    if enterprise:
+        body["schemas"].append(ENTERPRISE)
+        body[ENTERPRISE] = enterprise
+    try:
+        return parse_resource(USER, body, creating=True)
+    except ScimError as err:  # e.g. an IdP value the schema refuses
+        raise InvalidValueError(f"identity is not a valid SCIM user: {err.detail}") from None
+
+
+def create(session: Session, org_id: str, req: SignInRequest) -> User:
+    """Create the account through the identity services (raises their domain errors)."""
+    return users.create_user(session, org_id, scim_document(req), identity=req.identity)

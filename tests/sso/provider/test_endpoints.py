@@ -1,0 +1,693 @@
+"""The OpenID Connect provider facade: the product's authorization code flow with PKCE."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask import session as flask_session
+from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select, update
+
+from scim_server.db import db, utcnow
+from scim_server.models import AuditEvent, User
+from scim_server.services.licenses import assign, create_license
+from scim_server.services.lifecycle import LOCKED_BY_ADMIN
+from scim_server.services.roles import create_role, set_source_roles
+from sso.provider.clients import create_client
+from sso.provider.keys import encryption_secret, rotate
+from sso.provider.models import OAuthCode, OAuthToken
+from sso.signin.session import current_session, end_session, start_session
+from tests.conftest import Scim, make_org
+
+REDIRECT = "https://product.example.com/callback"
+ISSUER = "http://localhost"
+PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
+
+
+@pytest.fixture
+def app(app: Flask) -> Flask:
+    """The suite's app, with a fixed key-encryption secret (no key file written)."""
+    app.config["OAUTH_KEY_SECRET"] = "test-oauth-secret"
+    return app
+
+
+def grant_access(app: Flask, org_id: str, user_id: str) -> None:
+    """What an admin (or the rules) would do: the Engineer license and two roles."""
+    with db.reader(app)() as s:
+        lic = create_license(s, org_id, "Engineer", None)
+        roles = [
+            create_role(s, org_id, "Planner", "task"),
+            create_role(s, org_id, "Helpdesk", "ticket"),
+        ]
+        with s.begin():
+            user = s.get(User, (org_id, user_id))
+            assert user is not None
+            assign(s, org_id, user, lic, source="manual")
+            set_source_roles(s, org_id, user_id, "manual", {r.id: None for r in roles})
+
+
+@pytest.fixture
+def person(app: Flask, scim: Scim) -> dict[str, Any]:
+    """A provisioned user of "acme" holding the Engineer license and two roles."""
+    user = scim.create_user(
+        "bjensen@example.com",
+        name={"givenName": "Barbara", "familyName": "Jensen"},
+        emails=[{"value": "bjensen@example.com", "type": "work", "primary": True}],
+    )
+    grant_access(app, scim.org_id, user["id"])
+    return user
+
+
+@pytest.fixture
+def product(app: Flask) -> tuple[str, str]:
+    """The product: a global confidential client."""
+    with db.reader(app)() as s:
+        client, secret = create_client(s, "Product", [REDIRECT])
+    assert secret is not None
+    return client.client_id, secret
+
+
+def sign_in(app: Flask, client: FlaskClient, org_id: str, user_id: str, age: int = 0) -> None:
+    """What the SSO core does after a login: start_session, its cookie copied to the client.
+
+    ``age`` backdates the sign-in by that many seconds.
+    """
+    with app.test_request_context():
+        start_session(org_id, user_id, "test", None)
+        if age:
+            stored = dict(flask_session["sso"])
+            flask_session["sso"] = {**stored, "auth_time": stored["auth_time"] - age}
+        resp = app.response_class()
+        app.session_interface.save_session(app, flask_session, resp)  # type: ignore[arg-type]
+    value = resp.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], value)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorize(client: FlaskClient, client_id: str, challenge: str | None, **extra: str) -> Any:
+    args = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile email",
+        "state": "st-1",
+        "nonce": extra.pop("nonce", secrets.token_hex(8)),
+        **extra,
+    }
+    if challenge is not None:
+        args.setdefault("code_challenge", challenge)
+        args.setdefault("code_challenge_method", "S256")
+    return client.get("/oauth/authorize", query_string={k: v for k, v in args.items() if v})
+
+
+def code_from(resp: Any) -> str:
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = parse_qs(location.query)
+    assert query["state"] == ["st-1"]
+    return query["code"][0]
+
+
+def error_from(resp: Any) -> dict[str, str]:
+    """OIDC Core §3.1.2.6: the error went back to the client's redirect_uri, with the state."""
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert query["state"] == "st-1" and "code" not in query
+    assert query["error_description"]
+    return query
+
+
+def exchange(
+    client: FlaskClient, product: tuple[str, str], code: str, verifier: str, **extra: str
+) -> Any:
+    client_id, secret = product
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+        **extra,
+    }
+    auth = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return client.post("/oauth/token", data=data, headers={"Authorization": f"Basic {auth}"})
+
+
+def login_flow(app: Flask, client: FlaskClient, product: tuple[str, str], person: dict) -> dict:
+    """Sign in, get a code, exchange it; return the token response body."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    nonce = secrets.token_urlsafe(12)
+    code = code_from(authorize(client, product[0], challenge, nonce=nonce))
+    resp = exchange(client, product, code, verifier)
+    assert resp.status_code == 200, resp.get_json()
+    return {**resp.get_json(), "nonce": nonce}
+
+
+def _org_of(app: Flask, user_id: str) -> str:
+    with db.reader(app)() as s:
+        return s.scalars(select(User.org_id).where(User.id == user_id)).one()
+
+
+def verify_id_token(client: FlaskClient, body: dict, client_id: str) -> jwt.Token:
+    """Verify a token response's id_token as the product would: JWKS, iss, aud, nonce."""
+    keys = KeySet.import_key_set(client.get("/oauth/jwks").get_json())
+    token = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
+    jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": ISSUER},
+        aud={"essential": True, "value": client_id},
+        nonce={"essential": True, "value": body["nonce"]},
+        sub={"essential": True},
+    ).validate(token.claims)
+    return token
+
+
+def userinfo(client: FlaskClient, access_token: str) -> Any:
+    return client.get("/oauth/userinfo", headers={"Authorization": f"Bearer {access_token}"})
+
+
+def codes(app: Flask) -> list[OAuthCode]:
+    with db.reader(app)() as s:
+        return list(s.scalars(select(OAuthCode)))
+
+
+# -- discovery and sessions ----------------------------------------------------------------
+
+
+def test_discovery_document(client: FlaskClient) -> None:
+    """The discovery document names every endpoint and offers only code + PKCE S256 + RS256."""
+    resp = client.get("/.well-known/openid-configuration")
+    assert resp.status_code == 200
+    doc = resp.get_json()
+    assert doc["issuer"] == ISSUER
+    assert doc["authorization_endpoint"] == f"{ISSUER}/oauth/authorize"
+    assert doc["token_endpoint"] == f"{ISSUER}/oauth/token"
+    assert doc["userinfo_endpoint"] == f"{ISSUER}/oauth/userinfo"
+    assert doc["jwks_uri"] == f"{ISSUER}/oauth/jwks"
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert {"org_id", "contact_id", "license", "roles"} <= set(doc["claims_supported"])
+
+
+def test_base_url_is_the_issuer(app: Flask, client: FlaskClient) -> None:
+    """With SCIM_BASE_URL set, the issuer and endpoints use it, whatever host the request hit."""
+    app.config["BASE_URL"] = "https://id.example.com"
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert doc["issuer"] == "https://id.example.com"
+    assert doc["jwks_uri"] == "https://id.example.com/oauth/jwks"
+
+
+def test_session_roundtrip_and_fixation(app: Flask) -> None:
+    """start_session clears what was there before; current_session reads it; end_session clears."""
+    with app.test_request_context():
+        flask_session["attacker"] = "planted"
+        assert current_session() is None
+        start_session("org-1", "user-1", "saml", "conn-1")
+        assert "attacker" not in flask_session
+        sso = current_session()
+        assert sso is not None
+        assert (sso.org_id, sso.user_id, sso.method, sso.connection_id) == (
+            "org-1",
+            "user-1",
+            "saml",
+            "conn-1",
+        )
+        assert sso.auth_time > 0
+        end_session()
+        assert current_session() is None
+
+
+def test_no_session_redirects_to_sso_login(client: FlaskClient, product: tuple[str, str]) -> None:
+    """Without an SSO session the browser goes to /sso/login with a relative next URL."""
+    _, challenge = pkce()
+    resp = authorize(client, product[0], challenge)
+    assert resp.status_code == 302
+    location = urlsplit(resp.headers["Location"])
+    assert location.path == "/sso/login"
+    back = parse_qs(location.query)["next"][0]
+    assert back.startswith("/oauth/authorize?")
+    assert parse_qs(urlsplit(back).query)["code_challenge"] == [challenge]
+
+
+def test_prompt_none_without_session_returns_login_required(
+    client: FlaskClient, product: tuple[str, str]
+) -> None:
+    """prompt=none and no session: the client gets error=login_required, no login page."""
+    _, challenge = pkce()
+    resp = authorize(client, product[0], challenge, prompt="none")
+    assert error_from(resp)["error"] == "login_required"
+
+
+def test_prompt_none_with_a_sign_in_older_than_max_age_returns_login_required(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """prompt=none and max_age exceeded: login_required to the client, not the login page."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"], age=600)
+    resp = authorize(client, product[0], pkce()[1], prompt="none", max_age="300")
+    assert error_from(resp)["error"] == "login_required"
+
+
+def test_prompt_login_forces_a_new_login_without_looping(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """prompt=login sends a signed-in person to the login, and the next URL drops the prompt."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    _, challenge = pkce()
+    resp = authorize(client, product[0], challenge, prompt="login")
+    assert urlsplit(resp.headers["Location"]).path == "/sso/login"
+    back = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    assert "prompt" not in parse_qs(urlsplit(back).query)
+
+
+def test_max_age_exceeded_sends_to_login(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """A sign-in older than max_age goes back to the login; a recent one gets a code."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"], age=600)
+    resp = authorize(client, product[0], pkce()[1], max_age="300")
+    assert urlsplit(resp.headers["Location"]).path == "/sso/login"
+    code_from(authorize(client, product[0], pkce()[1], max_age="3600"))
+
+
+def test_expired_sso_session_is_no_session(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """An SSO session older than SSO_SESSION_SECONDS counts as none: back to the login."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"], age=13 * 3600)
+    resp = authorize(client, product[0], pkce()[1])
+    assert urlsplit(resp.headers["Location"]).path == "/sso/login"
+
+
+# -- the flow ----------------------------------------------------------------------------------
+
+
+def test_code_flow_with_pkce(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """Session → code → tokens; the id_token verifies with the JWKS and carries the internal model."""
+    body = login_flow(app, client, product, person)
+    assert body["token_type"].lower() == "bearer"
+    assert body["expires_in"] == 3600
+    token = verify_id_token(client, body, product[0])
+    claims = token.claims
+    org_id = _org_of(app, person["id"])
+    assert claims["sub"] == person["id"]
+    assert claims["org_id"] == org_id
+    assert claims["org_name"] == "acme"
+    assert claims["contact_id"] == person[PRODUCT]["contactId"]
+    assert claims["license"] == "Engineer"
+    assert sorted(claims["roles"], key=lambda r: r["name"]) == [
+        {"name": "Helpdesk", "kind": "ticket"},
+        {"name": "Planner", "kind": "task"},
+    ]
+    assert claims["preferred_username"] == "bjensen@example.com"
+    assert claims["email"] == "bjensen@example.com"
+    assert claims["given_name"] == "Barbara"
+    assert "at_hash" in claims and "auth_time" in claims
+    assert token.header["kid"] == client.get("/oauth/jwks").get_json()["keys"][0]["kid"]
+
+
+def test_userinfo_returns_license_and_roles(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """userinfo with the access token gives the same claims; no token or a bad one is 401."""
+    body = login_flow(app, client, product, person)
+    resp = userinfo(client, body["access_token"])
+    assert resp.status_code == 200
+    info = resp.get_json()
+    assert info["sub"] == person["id"]
+    assert info["license"] == "Engineer"
+    assert {r["name"] for r in info["roles"]} == {"Planner", "Helpdesk"}
+    assert info["org_name"] == "acme"
+    assert client.get("/oauth/userinfo").status_code == 401
+    bad = userinfo(client, "not-a-token")
+    assert bad.status_code == 401
+    assert "invalid_token" in bad.headers["WWW-Authenticate"]
+
+
+def test_tokens_stored_hashed_and_flow_audited(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """Only hashes of codes and tokens are stored; sign-in and token issue are in the log."""
+    body = login_flow(app, client, product, person)
+    with db.reader(app)() as s:
+        stored = s.scalars(select(OAuthToken.token_hash)).all()
+        assert body["access_token"] not in stored and len(stored) == 1
+        actions = s.scalars(
+            select(AuditEvent.action).where(AuditEvent.resource_id == person["id"])
+        ).all()
+    assert "oauth.authorize" in actions and "oauth.token" in actions
+
+
+def test_public_client_with_pkce(app: Flask, client: FlaskClient, person: dict) -> None:
+    """A public client (no secret) completes the flow with PKCE alone."""
+    with db.reader(app)() as s:
+        public, secret = create_client(s, "SPA", [REDIRECT], public=True)
+    assert secret is None
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, public.client_id, challenge))
+    resp = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            "client_id": public.client_id,
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert "id_token" in resp.get_json()
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_wrong_redirect_uri_is_not_followed(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """A redirect_uri not registered exactly gets a page, never a redirect, and no code."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    _, challenge = pkce()
+    for uri in (REDIRECT + "/evil", "https://evil.example.com/callback", REDIRECT + "?x=1"):
+        resp = authorize(client, product[0], challenge, redirect_uri=uri)
+        assert resp.status_code == 400
+        assert "Location" not in resp.headers
+        assert "text/html" in resp.content_type
+    assert codes(app) == []
+
+
+@pytest.mark.parametrize(
+    ("challenge", "method"),
+    [
+        pytest.param(None, None, id="missing"),
+        pytest.param("a" * 43, "plain", id="plain"),
+        pytest.param("a" * 43, None, id="method-missing-means-plain"),
+    ],
+)
+def test_pkce_is_required_and_s256_only(
+    app: Flask,
+    client: FlaskClient,
+    product: tuple[str, str],
+    person: dict,
+    challenge: str | None,
+    method: str | None,
+) -> None:
+    """RFC 7636: no challenge, or a plain one, gets error=invalid_request and no code."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    resp = authorize(
+        client,
+        product[0],
+        None,
+        code_challenge=challenge or "",
+        code_challenge_method=method or "",
+    )
+    assert resp.status_code == 302
+    query = parse_qs(urlsplit(resp.headers["Location"]).query)
+    assert query["error"] == ["invalid_request"]
+    assert "code" not in query
+    assert codes(app) == []
+
+
+def test_wrong_code_verifier_is_refused(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """A code redeemed with another verifier gets invalid_grant."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    _, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    resp = exchange(client, product, code, pkce()[0])
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_replayed_nonce_is_refused(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """OIDC Core §15.5.2: a nonce this client already used gets error=invalid_request."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    code_from(authorize(client, product[0], pkce()[1], nonce="once-only"))
+    resp = authorize(client, product[0], pkce()[1], nonce="once-only")
+    query = parse_qs(urlsplit(resp.headers["Location"]).query)
+    assert query["error"] == ["invalid_request"] and "code" not in query
+
+
+def test_reused_code_is_refused_and_revokes_its_tokens(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """RFC 6749 §4.1.2: a second redemption fails and the first tokens stop working."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    first = exchange(client, product, code, verifier)
+    assert first.status_code == 200
+    access = first.get_json()["access_token"]
+    assert userinfo(client, access).status_code == 200
+    again = exchange(client, product, code, verifier)
+    assert again.status_code == 400
+    assert again.get_json()["error"] == "invalid_grant"
+    assert userinfo(client, access).status_code == 401
+    with db.reader(app)() as s:
+        failures = s.scalars(
+            select(AuditEvent.detail).where(
+                AuditEvent.action == "oauth.token", AuditEvent.outcome == "failure"
+            )
+        ).all()
+    assert any("reused" in (d or "") for d in failures)
+
+
+def test_expired_code_is_refused(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """A code past its lifetime gets invalid_grant."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    with db.reader(app)() as s, s.begin():
+        s.execute(update(OAuthCode).values(expires_at=utcnow() - timedelta(seconds=1)))
+    resp = exchange(client, product, code, verifier)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_wrong_client_secret_is_refused(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """A wrong secret gets 401 invalid_client and the code stays unused."""
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    resp = exchange(client, (product[0], "wrong-secret"), code, verifier)
+    assert resp.status_code == 401
+    assert resp.get_json()["error"] == "invalid_client"
+    assert [c.used_at for c in codes(app)] == [None]
+    no_secret = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            "client_id": product[0],
+        },
+    )
+    assert no_secret.status_code in (400, 401)
+    assert no_secret.get_json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("prompt", [None, "none"], ids=["interactive", "prompt-none"])
+def test_deactivated_user_gets_access_denied(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    product: tuple[str, str],
+    person: dict,
+    prompt: str | None,
+) -> None:
+    """A leaver with a live SSO session: access_denied back to the client, no code, logged."""
+    sign_in(app, client, scim.org_id, person["id"])
+    scim.patch_ops(
+        f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    _, challenge = pkce()
+    query = error_from(authorize(client, product[0], challenge, prompt=prompt))
+    assert query["error"] == "access_denied"
+    assert "not active" in query["error_description"]
+    assert codes(app) == []
+    with db.reader(app)() as s:
+        refused = s.scalars(
+            select(AuditEvent.detail).where(
+                AuditEvent.action == "oauth.authorize", AuditEvent.outcome == "failure"
+            )
+        ).all()
+    assert refused == ["refused for Product: inactive account"]
+
+
+def test_locked_user_gets_access_denied(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """An admin-locked account, prompt=none: access_denied saying the account is locked."""
+    with db.reader(app)() as s, s.begin():
+        s.get(User, (scim.org_id, person["id"])).status = LOCKED_BY_ADMIN
+    sign_in(app, client, scim.org_id, person["id"])
+    query = error_from(authorize(client, product[0], pkce()[1], prompt="none"))
+    assert query["error"] == "access_denied"
+    assert "locked" in query["error_description"]
+    assert codes(app) == []
+
+
+def test_user_without_license_gets_access_denied(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str]
+) -> None:
+    """A user holding no license: access_denied saying so, no code."""
+    user = scim.create_user("nolicense@example.com")
+    sign_in(app, client, scim.org_id, user["id"])
+    _, challenge = pkce()
+    query = error_from(authorize(client, product[0], challenge))
+    assert query["error"] == "access_denied"
+    assert "license" in query["error_description"]
+    assert codes(app) == []
+
+
+def test_refusal_with_an_unregistered_redirect_uri_stays_a_page(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """prompt=none for a leaver but a redirect_uri not registered: a page, never a redirect."""
+    sign_in(app, client, scim.org_id, person["id"])
+    scim.patch_ops(
+        f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    resp = authorize(client, product[0], pkce()[1], prompt="none", redirect_uri=REDIRECT + "/x")
+    assert resp.status_code == 400 and "Location" not in resp.headers
+
+
+def test_deactivation_stops_tokens_already_issued(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """A leaver's access token is refused at userinfo as soon as the account is deactivated."""
+    body = login_flow(app, client, product, person)
+    scim.patch_ops(
+        f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    assert userinfo(client, body["access_token"]).status_code == 401
+
+
+def test_deactivation_between_code_and_token(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], person: dict
+) -> None:
+    """A code issued just before deactivation can no longer be exchanged."""
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    scim.patch_ops(
+        f"/scim/v2/Users/{person['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    resp = exchange(client, product, code, verifier)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_org_bound_client_refuses_other_organizations(
+    app: Flask, client: FlaskClient, person: dict
+) -> None:
+    """A client registered for one organization gives no code to another's users."""
+    other_org, _ = make_org(app, "globex")
+    with db.reader(app)() as s:
+        bound, _secret = create_client(s, "Globex portal", [REDIRECT], org_id=other_org)
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    _, challenge = pkce()
+    query = error_from(authorize(client, bound.client_id, challenge))
+    assert query["error"] == "access_denied"
+    assert "not available to this organization" in query["error_description"]
+
+
+def test_unknown_client_gets_a_page(client: FlaskClient) -> None:
+    """An unknown client_id is refused on a page, not redirected anywhere."""
+    _, challenge = pkce()
+    resp = authorize(client, "no-such-client", challenge)
+    assert resp.status_code == 400
+    assert "Location" not in resp.headers
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_old_tokens_verifiable(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """After rotation new id_tokens carry the new kid; old ones still verify with the JWKS."""
+    old = login_flow(app, client, product, person)
+    old_kid = verify_id_token(client, old, product[0]).header["kid"]
+    with db.reader(app)() as s, s.begin():
+        new_kid = rotate(s, encryption_secret(app)).kid
+    assert new_kid != old_kid
+    new = login_flow(app, client, product, person)
+    assert verify_id_token(client, new, product[0]).header["kid"] == new_kid
+    assert verify_id_token(client, old, product[0]).header["kid"] == old_kid
+    published = [k["kid"] for k in client.get("/oauth/jwks").get_json()["keys"]]
+    assert published == [new_kid, old_kid]
+
+
+def test_retired_key_leaves_jwks_after_grace(app: Flask, client: FlaskClient) -> None:
+    """A key retired longer ago than the grace period is no longer published."""
+    first = client.get("/oauth/jwks").get_json()["keys"]
+    assert len(first) == 1
+    with db.reader(app)() as s, s.begin():
+        rotate(s, encryption_secret(app), now=utcnow() - timedelta(days=2))
+    keys = client.get("/oauth/jwks").get_json()["keys"]
+    assert [k["kid"] for k in keys] != [first[0]["kid"]]
+    assert len(keys) == 1
+    assert "d" not in keys[0]  # never the private part
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def test_cli_client_create_and_keys_rotate(tmp_path: Any, monkeypatch: Any) -> None:
+    """oauth client create prints a client_id and a secret once; keys rotate prints the new kid."""
+    from click.testing import CliRunner
+
+    from scim_server.cli import main
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("SCIM_SECRET_KEY", "cli-test-secret")
+    runner = CliRunner()
+    out = runner.invoke(
+        main,
+        ["oauth", "client", "create", "--name", "Product", "--redirect-uri", REDIRECT],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0
+    lines = dict(line.split(": ", 1) for line in out.output.strip().splitlines())
+    assert set(lines) == {"client_id", "client_secret"}
+    listed = runner.invoke(main, ["oauth", "client", "list"], catch_exceptions=False)
+    assert lines["client_id"] in listed.output and lines["client_secret"] not in listed.output
+    public = runner.invoke(
+        main,
+        ["oauth", "client", "create", "--name", "SPA", "--redirect-uri", REDIRECT, "--public"],
+    )
+    assert public.exit_code == 0 and "client_secret" not in public.output
+    bad = runner.invoke(
+        main, ["oauth", "client", "create", "--name", "X", "--redirect-uri", "http://evil.com/cb"]
+    )
+    assert bad.exit_code != 0 and "https" in bad.output
+    rotated = runner.invoke(main, ["oauth", "keys", "rotate"], catch_exceptions=False)
+    assert rotated.exit_code == 0 and rotated.output.startswith("signing key: ")

@@ -1,0 +1,323 @@
+"""The attack corpus: each defective response refused with its own logged reason, nobody signed in.
+
+Generated responses come from builders named after the defect
+(``tests/sso/saml_idp.py``); static ones are files in ``samples/`` named so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import Scim
+from tests.sso.conftest import SamlConnection, assert_refused, make_person, sign_ins
+from tests.sso.saml_idp import (
+    FakeIdp,
+    comment_injection_in_nameid,
+    encrypt_assertion,
+    sha1_signed,
+    signature_wrapping_attack,
+    signed_by_another_key,
+    tampered_after_signing,
+    unsigned_assertion,
+    valid_response,
+    xslt_transform_added,
+)
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+@pytest.fixture
+def alice(app: Flask, scim: Scim) -> str:
+    """A licensed user an attacker would like to be (or to sign in as)."""
+    make_person(app, scim, "admin@example.com")
+    return make_person(app, scim)
+
+
+def _not_signed_in(client: FlaskClient) -> None:
+    with client.session_transaction() as sess:
+        assert "sso" not in sess
+
+
+def test_wrong_audience(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """An assertion for another service provider: wrong_audience."""
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(request_id, audience="https://other-sp.example.test")
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert_refused(app, scim.org_id, resp, "wrong_audience")
+    _not_signed_in(client)
+
+
+def test_audience_prefix_is_not_enough(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """Audience is compared exactly: our entity id plus a suffix is refused."""
+    request_id = saml_connection.start()
+    audience = saml_connection.data["sp_entity_id"] + "x"
+    resp = saml_connection.post(
+        valid_response(saml_connection.assertion(request_id, audience=audience), saml_idp)
+    )
+    assert_refused(app, scim.org_id, resp, "wrong_audience")
+
+
+def test_wrong_recipient(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """SubjectConfirmationData Recipient is another ACS: wrong_recipient."""
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(
+        request_id, recipient=saml_connection.data["acs_url"] + "/other"
+    )
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert_refused(app, scim.org_id, resp, "wrong_recipient")
+
+
+def test_wrong_destination(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """Response Destination that merely starts with our ACS URL: wrong_recipient (exact match)."""
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(
+        request_id, destination=saml_connection.data["acs_url"] + "-evil"
+    )
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert_refused(app, scim.org_id, resp, "wrong_recipient")
+
+
+def test_expired(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """An assertion past its NotOnOrAfter: expired."""
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(request_id, issued=-timedelta(minutes=20))
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert_refused(app, scim.org_id, resp, "expired")
+
+
+def test_replayed(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """The same assertion posted twice: the second is a replay."""
+    request_id = saml_connection.start()
+    response = valid_response(saml_connection.assertion(request_id), saml_idp)
+    assert saml_connection.post(response).status_code == 303
+    client.get("/sso/login")  # the session is irrelevant: the database refuses
+    resp = saml_connection.post(response)
+    assert_refused(app, scim.org_id, resp, "replay")
+
+
+def test_replayed_idp_initiated(
+    app: Flask,
+    admin: Scim,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """Replay protection holds without a request id too (IdP-initiated)."""
+    admin.client.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}",
+        json={"idp_initiated_allowed": True},
+        headers=admin.headers(),
+    )
+    response = valid_response(saml_connection.assertion(None), saml_idp)
+    assert saml_connection.post(response).status_code == 303
+    assert_refused(app, scim.org_id, saml_connection.post(response), "replay")
+
+
+def test_unsigned_assertion(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """No signature anywhere: unsigned."""
+    request_id = saml_connection.start()
+    resp = saml_connection.post(unsigned_assertion(saml_connection.assertion(request_id), saml_idp))
+    assert_refused(app, scim.org_id, resp, "unsigned")
+
+
+def test_signed_by_another_key(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """A signature by a key the connection does not trust: signature."""
+    request_id = saml_connection.start()
+    resp = saml_connection.post(
+        signed_by_another_key(saml_connection.assertion(request_id), saml_idp)
+    )
+    assert_refused(app, scim.org_id, resp, "signature")
+
+
+def test_tampered_after_signing(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """NameID changed after signing: the digest no longer matches."""
+    request_id = saml_connection.start()
+    response = tampered_after_signing(
+        saml_connection.assertion(request_id, name_id="nobody@example.com"),
+        saml_idp,
+        "alice@example.com",
+    )
+    assert_refused(app, scim.org_id, saml_connection.post(response), "signature")
+
+
+def test_signature_wrapping(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """XSW: a genuine signed assertion plus an unsigned one for the admin: refused, nobody in."""
+    request_id = saml_connection.start()
+    response = signature_wrapping_attack(
+        saml_connection.assertion(request_id), saml_idp, victim="admin@example.com"
+    )
+    assert_refused(app, scim.org_id, saml_connection.post(response), "signature")
+    _not_signed_in(client)
+
+
+def test_comment_injection_in_nameid(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """A comment splitting the signed NameID (still a valid signature): xml_attack."""
+    request_id = saml_connection.start()
+    response = comment_injection_in_nameid(saml_connection.assertion(request_id), saml_idp)
+    assert "<!---->" in response
+    assert_refused(app, scim.org_id, saml_connection.post(response), "xml_attack")
+    _not_signed_in(client)
+
+
+def test_sha1_signature(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """RSA-SHA1 with a SHA-1 digest: deprecated_algorithm."""
+    request_id = saml_connection.start()
+    resp = saml_connection.post(sha1_signed(saml_connection.assertion(request_id), saml_idp))
+    assert_refused(app, scim.org_id, resp, "deprecated_algorithm")
+
+
+@pytest.mark.parametrize(
+    ("sample", "reason"),
+    [
+        ("xxe_doctype.xml", "xml_attack"),
+        ("billion_laughs.xml", "xml_attack"),
+        ("transform_bomb.xml", "xml_attack"),
+        ("xpath_transform.xml", "xml_attack"),
+    ],
+)
+def test_static_attack_samples(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, alice: str, sample: str, reason: str
+) -> None:
+    """DOCTYPE/XXE, entity expansion and XSLT/XPath transforms are refused before xmlsec runs."""
+    resp = saml_connection.post((SAMPLES / sample).read_text())
+    assert_refused(app, scim.org_id, resp, reason)
+
+
+def test_transform_bomb_never_reaches_xmlsec(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, alice: str, monkeypatch: Any
+) -> None:
+    """The XSLT sample is refused without python3-saml (and so xmlsec) being called."""
+    from sso.saml import sp as saml
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("python3-saml was reached")
+
+    monkeypatch.setattr(saml, "OneLogin_Saml2_Response", boom)
+    resp = saml_connection.post((SAMPLES / "transform_bomb.xml").read_text())
+    assert_refused(app, scim.org_id, resp, "xml_attack")
+
+
+def test_oversized_response(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, alice: str
+) -> None:
+    """A SAMLResponse over the size cap: too_large, not parsed."""
+    big = "<samlp:Response>" + "x" * 300_000 + "</samlp:Response>"
+    assert_refused(app, scim.org_id, saml_connection.post(big), "too_large")
+
+
+def test_not_base64(
+    app: Flask, scim: Scim, client: FlaskClient, saml_connection: SamlConnection
+) -> None:
+    """Garbage in SAMLResponse: invalid_response, a 400 page and no 500."""
+    resp = client.post(saml_connection.acs_path, data={"SAMLResponse": "%%%not base64%%%"})
+    assert_refused(app, scim.org_id, resp, "invalid_response")
+
+
+def test_unknown_acs_path(client: FlaskClient) -> None:
+    """A POST to an ACS path no connection has: 404 page, nothing recorded."""
+    resp = client.post("/sso/saml/nope/acs", data={"SAMLResponse": "x"})
+    assert resp.status_code == 404 and resp.mimetype == "text/html"
+
+
+def test_refusals_never_sign_in(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """After a refused attempt the user's last login is untouched and a record says failure."""
+    request_id = saml_connection.start()
+    saml_connection.post(unsigned_assertion(saml_connection.assertion(request_id), saml_idp))
+    assert [r.outcome for r in sign_ins(app, scim.org_id)] == ["failure"]
+
+
+def test_comment_injection_inside_encrypted_assertion(
+    app: Flask,
+    admin: Scim,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """Inside an encrypted assertion the comment cannot cut the NameID: the whole value is read."""
+    admin.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}", {"want_encrypted_assertions": True}
+    )
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(
+        request_id, name_id="alice@example.com.evil.test", attributes={}
+    )
+    injected = comment_injection_in_nameid(assertion, saml_idp, cut="alice@example.com")
+    assert "alice@example.com<!---->.evil.test" in injected
+    encrypted = encrypt_assertion(injected, saml_connection.data["sp_certificate"])
+    record = assert_refused(
+        app, scim.org_id, saml_connection.post(encrypted), "email_domain_not_allowed"
+    )
+    assert record.subject == "alice@example.com.evil.test" and record.user_id is None
+
+
+def test_transform_bomb_inside_encrypted_assertion(
+    app: Flask,
+    admin: Scim,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """The decrypted assertion is checked again: an XSLT transform hidden by encryption is refused."""
+    admin.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}", {"want_encrypted_assertions": True}
+    )
+    request_id = saml_connection.start()
+    response = xslt_transform_added(valid_response(saml_connection.assertion(request_id), saml_idp))
+    encrypted = encrypt_assertion(response, saml_connection.data["sp_certificate"])
+    assert "xslt" not in encrypted
+    assert_refused(app, scim.org_id, saml_connection.post(encrypted), "xml_attack")

@@ -1,0 +1,105 @@
+"""Several nodes, one database: races between sign-ins have one winner."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from scim_server.db import db
+from scim_server.services.tokens import create_token
+from sso.connections.models import SsoIdentityLink
+from tests.conftest import Scim
+from tests.sso.conftest import SamlConnection, make_person, sign_ins
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
+
+
+def test_racing_replay_has_one_winner(live: Any) -> None:
+    """The same IdP-initiated response posted twice at once: one sign-in, one replay refusal."""
+    app, scim = live
+    with db.reader(app)() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    idp = FakeIdp()
+    domain = f"race-{uuid.uuid4().hex[:8]}.example"
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
+    ).get_json()
+    assert admin.post("/api/v1/sso/domains", {"domain": domain}).status_code == 201
+    make_person(app, scim, f"alice@{domain}")
+    saml = SamlConnection(conn, app.test_client())
+    response = valid_response(saml.assertion(None, name_id=f"alice@{domain}", attributes={}), idp)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post() -> None:
+        client = SamlConnection(conn, app.test_client())
+        barrier.wait()
+        statuses.append(client.post(response).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [303, 400]
+    records = sign_ins(app, scim.org_id)
+    assert sorted((r.outcome, r.reason_code or "") for r in records) == [
+        ("failure", "replay"),
+        ("success", ""),
+    ]
+
+
+def test_two_subjects_racing_for_one_account_have_one_winner(live: Any) -> None:
+    """Two NameIDs with one e-mail at once: one is linked and signed in, the other subject_mismatch."""
+    app, scim = live
+    with db.reader(app)() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    idp = FakeIdp()
+    domain = f"race-{uuid.uuid4().hex[:8]}.example"
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
+    ).get_json()
+    assert admin.post("/api/v1/sso/domains", {"domain": domain}).status_code == 201
+    alice = make_person(app, scim, f"alice@{domain}")
+    saml = SamlConnection(conn, app.test_client())
+    responses = [
+        valid_response(
+            saml.assertion(
+                None,
+                name_id=name_id,
+                name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+                attributes={WS + "emailaddress": [f"alice@{domain}"]},
+            ),
+            idp,
+        )
+        for name_id in ("pid-one", "pid-two")
+    ]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(response: str) -> None:
+        client = SamlConnection(conn, app.test_client())
+        barrier.wait()
+        statuses.append(client.post(response).status_code)
+
+    threads = [threading.Thread(target=post, args=(r,)) for r in responses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [303, 403]
+    records = sign_ins(app, scim.org_id)
+    assert sorted((r.outcome, r.reason_code or "", r.user_id) for r in records) == [
+        ("failure", "subject_mismatch", alice),
+        ("success", "", alice),
+    ]
+    winner = next(r.subject for r in records if r.outcome == "success")
+    with db.reader(app)() as s:
+        rows = s.scalars(select(SsoIdentityLink).where(SsoIdentityLink.org_id == scim.org_id))
+        assert [(r.subject, r.user_id) for r in rows] == [(winner, alice)]
