@@ -38,16 +38,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(scim_bp)
     # After the blueprint: the limit is checked once its authenticate has run.
     ratelimit.init_app(app, scim_bp.name)
-    import sso.connections.admin  # noqa: F401  (adds the SSO routes to the admin blueprint before it registers)
-
     app.register_blueprint(admin_bp)
     app.register_blueprint(health.bp)
-    from sso.provider import endpoints as oauth_provider
+    import sso
 
-    oauth_provider.init_app(app)
-    from sso.views import bp as sso_bp
-
-    app.register_blueprint(sso_bp)
+    sso.init_app(app)
     _register_fallback_errors(app)
     return app
 

@@ -71,6 +71,19 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # override it; their overrides are re-read every RATE_LIMIT_CACHE_SECONDS.
         "RATE_LIMIT_PER_MINUTE": env_int("SCIM_RATE_LIMIT_PER_MINUTE", 0),
         "RATE_LIMIT_CACHE_SECONDS": env_int("SCIM_RATE_LIMIT_CACHE_SECONDS", 10),
+        # Secrets at rest (SSO connection secrets, the OIDC provider's signing keys) are
+        # sealed with keys derived from SCIM_SECRET_KEY, never from development's random
+        # SECRET_KEY; unset: a development key file (``sso.connections.sealing``).
+        "OAUTH_KEY_SECRET": os.environ.get("SCIM_SECRET_KEY") or None,
+        # The OIDC provider (``sso.provider``): lifetimes of codes, access tokens, id_tokens.
+        "OAUTH_CODE_SECONDS": env_int("SCIM_OAUTH_CODE_SECONDS", 60),
+        "OAUTH_ACCESS_TOKEN_SECONDS": env_int("SCIM_OAUTH_ACCESS_TOKEN_SECONDS", 3600),
+        "OAUTH_ID_TOKEN_SECONDS": env_int("SCIM_OAUTH_ID_TOKEN_SECONDS", 3600),
+        # A retired signing key stays published this long: longer than any id_token it signed.
+        "OAUTH_KEY_GRACE_SECONDS": env_int("SCIM_OAUTH_KEY_GRACE_SECONDS", 86400),
+        # How long a single sign-on session (``sso.signin.session``) is honoured: a signed
+        # cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
+        "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
     }

@@ -1,1 +1,26 @@
-"""Single sign-on: SAML 2.0 and OpenID Connect logins in, one OpenID Connect provider out."""
+"""Single sign-on: people sign in through their organization's IdP; the product through us.
+
+Subpackages: ``saml`` (the SAML service provider), ``oidc`` (the OpenID Connect
+relying party), ``signin`` (what a verified login leads to: the decision,
+linking, JIT, the session, pages, test mode), ``connections`` (the IdP
+connections: models, service, admin API, CLI, secrets), ``provider`` (the
+OpenID Connect provider the product signs in with). ``views`` holds the
+browser endpoints under ``/sso``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Everything SSO adds to the app: its state, the OIDC provider, the blueprints."""
+    # Imported here: the protocol modules stay importable without the web layer.
+    from sso import extension, views
+    from sso.connections import admin
+    from sso.provider import endpoints
+
+    extension.install(app)
+    endpoints.init_app(app)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(admin.bp)

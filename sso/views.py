@@ -25,6 +25,7 @@ from sso import state
 from sso.connections import service as connections
 from sso.connections.models import SsoConnection
 from sso.errors import SsoError
+from sso.extension import sso_extension
 from sso.oidc import flow as oidc_flow
 from sso.saml import flow as saml_flow
 from sso.signin import decision as signin
@@ -279,7 +280,7 @@ def oidc_callback(connection_id: str) -> Any:
     s = _session()
     try:
         with s.begin():
-            login, data = oidc_flow.finish(s, conn, request.args)
+            login, data = oidc_flow.finish(s, conn, request.args, sso_extension().jwks)
         _check_binding(state_id, data)
     except SsoError as err:
         return _clear_binding(_refuse(err, conn), state_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -151,3 +151,19 @@ def _record_refusal(resp: Response) -> Response:
         detail=detail if isinstance(detail, str) or detail is None else json.dumps(detail),
     )
     return resp
+
+
+def install_admin_hooks(blueprint: Blueprint) -> None:
+    """Give another package's blueprint under ``/api/v1`` what the admin blueprint does.
+
+    Its admin-token authentication (``before_request``), its JSON error bodies
+    and the refusal log (``after_request``), copied from ``bp`` so a package such
+    as ``sso.connections.admin`` serves its own routes without adding them to ``bp``.
+    """
+    for hook in bp.before_request_funcs.get(None, []):
+        blueprint.before_request(hook)
+    for handlers in bp.error_handler_spec[None].values():
+        for exc_class, handler in handlers.items():
+            blueprint.register_error_handler(exc_class, handler)
+    for after in bp.after_request_funcs.get(None, []):
+        blueprint.after_request(after)

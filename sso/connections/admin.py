@@ -1,9 +1,11 @@
-"""Admin API for single sign-on, on the admin blueprint (``/api/v1/sso/...``, admin tokens).
+"""Admin API for single sign-on: its own blueprint under ``/api/v1/sso/...``, admin tokens.
 
 Connections (SAML metadata by upload or URL, OIDC issuer and client), e-mail
 domains, IdP certificates with their expiry, SP metadata, identity links, the
 sign-in records (the connection debugger) and test mode. Client secrets and SP private keys
-are write-only: no response ever contains them.
+are write-only: no response ever contains them. The blueprint gets the admin
+API's authentication, error bodies and refusal log from
+``scim_server.admin.common.install_admin_hooks``; ``sso.init_app`` registers it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select, tuple_
 
-from scim_server.admin.views import bp
+from scim_server.admin.common import install_admin_hooks
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.urls import public_url
@@ -27,6 +29,9 @@ from sso.saml import flow as saml_flow
 from sso.saml.certs import expiry_view
 from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 from sso.signin import domains, links, testmode
+
+bp = Blueprint("sso_admin", __name__, url_prefix="/api/v1")
+install_admin_hooks(bp)
 
 MAX_RECORDS = 500
 

@@ -44,9 +44,9 @@ def encryption_secret(app: Any) -> bytes:
 
     The process's random development SECRET_KEY would make yesterday's secrets
     unreadable after a restart, so it is never used here. ``OAUTH_KEY_SECRET``
-    in the app config overrides both (tests).
+    in the app config is SCIM_SECRET_KEY (``scim_server.config``); tests set it.
     """
-    configured = app.config.get("OAUTH_KEY_SECRET") or os.environ.get("SCIM_SECRET_KEY")
+    configured = app.config.get("OAUTH_KEY_SECRET")
     if configured:
         return str(configured).encode()
     return development_key(app.instance_path, "oauth-keys.secret")

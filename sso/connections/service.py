@@ -23,6 +23,7 @@ from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain
 from sso.connections.sealing import SealedSecretError
 from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
 from sso.errors import SsoError
+from sso.oidc.config import OidcConnectionConfig, OidcError
 from sso.saml.certs import describe, expiry_view, generate_sp_keypair
 from sso.saml.metadata import IdpMetadata
 
@@ -84,8 +85,6 @@ def _check_acs_path(session: Session, path: str, connection_id: str) -> None:
 
 
 def _check_oidc(conn: SsoConnection) -> None:
-    from sso.oidc.relying_party import OidcConnectionConfig, OidcError
-
     if not conn.issuer or not conn.client_id:
         raise InvalidValueError("An OIDC connection needs issuer and client_id.")
     try:

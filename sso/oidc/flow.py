@@ -1,9 +1,10 @@
-"""The OIDC login around the protocol (``sso.oidc_rp``): discovery cache, state in the database.
+"""The OIDC login around the protocol (``sso.oidc.login``): discovery cache, state in the database.
 
 The relying party itself is pure protocol; here its state goes into
 ``sso_states`` (keyed by the ``state`` parameter, consumed once), the
 provider's discovery document is cached on the connection for a day, and its
-``OidcError`` becomes our ``SsoError`` with the same reason code.
+``OidcError`` becomes our ``SsoError`` with the same reason code. The
+provider's signing keys are cached per app (``sso.extension``), passed in.
 """
 
 from __future__ import annotations
@@ -19,25 +20,26 @@ from sso import state
 from sso.connections.models import SsoConnection
 from sso.connections.secrets import secret_for_use
 from sso.errors import SsoError
-from sso.oidc import relying_party as oidc_rp
+from sso.oidc.config import OidcConnectionConfig, OidcError, OidcLogin
+from sso.oidc.discovery import discover
+from sso.oidc.jwks import JwksCache
+from sso.oidc.login import begin_login, finish_login
 
 KIND = "oidc"
 DISCOVERY_MAX_AGE = timedelta(days=1)
-# Public keys per issuer: a cache (each node fetches its own), not shared state.
-JWKS = oidc_rp.JwksCache()
 
 
-def _config(conn: SsoConnection) -> oidc_rp.OidcConnectionConfig:
+def _config(conn: SsoConnection) -> OidcConnectionConfig:
     if conn.protocol != "oidc" or not conn.issuer or not conn.client_id:
         raise SsoError("invalid_config", "not an OIDC connection with issuer and client_id")
     # Opened at the start too: a secret that no longer opens is refused before the person
     # signs in at the IdP, not after.
     client_secret = secret_for_use(conn, "client_secret")
     try:
-        return oidc_rp.OidcConnectionConfig(
+        return OidcConnectionConfig(
             conn.issuer, conn.client_id, client_secret, conn.scopes or "openid"
         )
-    except oidc_rp.OidcError as err:
+    except OidcError as err:
         raise SsoError("invalid_config", err.detail) from None
 
 
@@ -46,7 +48,7 @@ def _discovery(conn: SsoConnection, http: requests.Session) -> dict[str, Any]:
     fetched = conn.discovery_fetched_at
     if conn.discovery and fetched and utcnow() - fetched < DISCOVERY_MAX_AGE:
         return dict(conn.discovery)
-    doc = oidc_rp.discover(conn.issuer or "", http)
+    doc = discover(conn.issuer or "", http)
     conn.discovery, conn.discovery_fetched_at = doc, utcnow()
     return doc
 
@@ -62,10 +64,8 @@ def start(
     try:
         with requests.Session() as http:
             doc = _discovery(conn, http)
-        url, state_data = oidc_rp.begin_login(
-            _config(conn), redirect_uri, doc, login_hint=login_hint
-        )
-    except oidc_rp.OidcError as err:
+        url, state_data = begin_login(_config(conn), redirect_uri, doc, login_hint=login_hint)
+    except OidcError as err:
         raise SsoError(err.reason_code, err.detail) from None
     state.save_state(
         session, state_data["state"], conn.org_id, conn.id, KIND, {**state_data, "app": data}
@@ -74,8 +74,8 @@ def start(
 
 
 def finish(
-    session: Session, conn: SsoConnection, args: Any
-) -> tuple[oidc_rp.OidcLogin, dict[str, Any]]:
+    session: Session, conn: SsoConnection, args: Any, jwks: JwksCache
+) -> tuple[OidcLogin, dict[str, Any]]:
     """Consume the state (single use), then let the relying party verify everything else."""
     value = args.get("state") if hasattr(args, "get") else None
     consumed = state.consume_state(session, value if isinstance(value, str) else "", KIND)
@@ -89,7 +89,7 @@ def finish(
     try:
         with requests.Session() as http:
             doc = _discovery(conn, http)
-            login = oidc_rp.finish_login(_config(conn), args, consumed.data, doc, http, JWKS)
-    except oidc_rp.OidcError as err:
+            login = finish_login(_config(conn), args, consumed.data, doc, http, jwks)
+    except OidcError as err:
         raise SsoError(err.reason_code, err.detail) from None
     return login, app_data

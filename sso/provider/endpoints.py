@@ -25,7 +25,6 @@ from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from markupsafe import escape
 
-from scim_server.config import env_int
 from scim_server.models import User
 from sso.provider import context as provider_context
 from sso.provider.claims import (
@@ -40,7 +39,6 @@ from sso.provider.context import issuer, record_event, session, use_writer
 from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
-from sso.signin.session import DEFAULT_MAX_AGE as DEFAULT_SESSION_MAX_AGE
 from sso.signin.session import current_session
 
 bp = Blueprint("oauth", __name__)
@@ -49,17 +47,7 @@ LOGIN_PATH = "/sso/login"
 
 
 def init_app(app: Flask) -> None:
-    """Settings (``SCIM_OAUTH_*``), the authorization server, the blueprint."""
-    app.config.setdefault("OAUTH_CODE_SECONDS", env_int("SCIM_OAUTH_CODE_SECONDS", 60))
-    app.config.setdefault(
-        "OAUTH_ACCESS_TOKEN_SECONDS", env_int("SCIM_OAUTH_ACCESS_TOKEN_SECONDS", 3600)
-    )
-    app.config.setdefault("OAUTH_ID_TOKEN_SECONDS", env_int("SCIM_OAUTH_ID_TOKEN_SECONDS", 3600))
-    # A retired key stays published this long: longer than any id_token it signed lives.
-    app.config.setdefault("OAUTH_KEY_GRACE_SECONDS", env_int("SCIM_OAUTH_KEY_GRACE_SECONDS", 86400))
-    app.config.setdefault(
-        "SSO_SESSION_SECONDS", env_int("SCIM_SSO_SESSION_SECONDS", DEFAULT_SESSION_MAX_AGE)
-    )
+    """The authorization server and the blueprint; settings come from ``scim_server.config``."""
     app.extensions["oauth_server"] = build_server(app)
     provider_context.init_app(app)
     app.register_blueprint(bp)

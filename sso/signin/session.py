@@ -15,8 +15,6 @@ from typing import Any
 from flask import current_app, session
 
 _KEY = "sso"
-# A signed cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
-DEFAULT_MAX_AGE = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def current_session() -> SsoSession | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    max_age = current_app.config.get("SSO_SESSION_SECONDS", DEFAULT_MAX_AGE)
+    max_age = current_app.config["SSO_SESSION_SECONDS"]  # SCIM_SSO_SESSION_SECONDS
     if datetime.now(UTC).timestamp() - found.auth_time > max_age:
         return None
     return found

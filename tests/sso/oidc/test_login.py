@@ -23,8 +23,10 @@ from joserfc import jwt
 from joserfc.jwk import Key, OctKey
 
 import mappings
-from sso.oidc import relying_party as oidc_rp
-from sso.oidc.relying_party import JwksCache, OidcConnectionConfig, OidcError, OidcLogin
+from sso.oidc.config import OidcConnectionConfig, OidcError, OidcLogin
+from sso.oidc.discovery import discover
+from sso.oidc.jwks import JwksCache
+from sso.oidc.login import begin_login, finish_login
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, LocalOP, running_op
 
 Claims = dict[str, Any]
@@ -109,12 +111,12 @@ def login(
     state: Callable[[dict[str, Any]], None] = lambda s: None,
 ) -> OidcLogin:
     """A whole login; ``args`` and ``state`` may tamper with the callback or the stored state."""
-    doc = oidc_rp.discover(op.issuer, http)
-    url, state_data = oidc_rp.begin_login(config, REDIRECT_URI, doc)
+    doc = discover(op.issuer, http)
+    url, state_data = begin_login(config, REDIRECT_URI, doc)
     callback = browse(url)
     args(callback)
     state(state_data)
-    return oidc_rp.finish_login(config, callback, state_data, doc, http, cache)
+    return finish_login(config, callback, state_data, doc, http, cache)
 
 
 def refused(reason: str, run: Callable[[], Any]) -> OidcError:
@@ -154,7 +156,7 @@ def _b64(data: Claims) -> str:
 
 def test_discover_returns_the_checked_document(op: LocalOP, http: requests.Session) -> None:
     """The provider's configuration is fetched and returned as is."""
-    doc = oidc_rp.discover(op.issuer, http)
+    doc = discover(op.issuer, http)
     assert doc["issuer"] == op.issuer
     assert doc["token_endpoint"] == f"{op.issuer}/token"
 
@@ -162,7 +164,7 @@ def test_discover_returns_the_checked_document(op: LocalOP, http: requests.Sessi
 def test_discover_refuses_an_issuer_mismatch(op: LocalOP, http: requests.Session) -> None:
     """OIDC Discovery §4.3: a document naming another issuer is refused."""
     op.discovery_overrides["issuer"] = "https://evil.example"
-    err = refused("discovery_issuer_mismatch", lambda: oidc_rp.discover(op.issuer, http))
+    err = refused("discovery_issuer_mismatch", lambda: discover(op.issuer, http))
     assert "evil.example" in err.detail
 
 
@@ -179,7 +181,7 @@ def test_discover_refuses_an_unusable_document(
 ) -> None:
     """No JWKS, a plain-HTTP endpoint off loopback, or no PKCE S256: discovery fails."""
     op.discovery_overrides[field] = value
-    refused("discovery_failed", lambda: oidc_rp.discover(op.issuer, http))
+    refused("discovery_failed", lambda: discover(op.issuer, http))
 
 
 def test_discover_refuses_plain_http_and_unreachable_issuers(http: requests.Session) -> None:
@@ -187,8 +189,8 @@ def test_discover_refuses_plain_http_and_unreachable_issuers(http: requests.Sess
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    refused("discovery_failed", lambda: oidc_rp.discover("http://idp.example", http))
-    refused("discovery_failed", lambda: oidc_rp.discover(closed, http))
+    refused("discovery_failed", lambda: discover("http://idp.example", http))
+    refused("discovery_failed", lambda: discover(closed, http))
 
 
 def test_config_refuses_none_and_hmac_algorithms(op: LocalOP) -> None:
@@ -209,7 +211,7 @@ def test_begin_login_sends_pkce_state_and_nonce(
     op: LocalOP, http: requests.Session, config: OidcConnectionConfig
 ) -> None:
     """RFC 7636 §4.3: the request carries the S256 challenge, never the verifier."""
-    url, state = oidc_rp.begin_login(config, REDIRECT_URI, oidc_rp.discover(op.issuer, http))
+    url, state = begin_login(config, REDIRECT_URI, discover(op.issuer, http))
     params = dict(parse_qsl(urlsplit(url).query))
     assert params["response_type"] == "code"
     assert params["scope"] == "openid email profile"

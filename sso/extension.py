@@ -1,0 +1,37 @@
+"""What single sign-on keeps on the application (``app.extensions["sso"]``): caches, no settings.
+
+One entry per app, made by ``sso.init_app``: two apps in one process (tests,
+a CLI beside a server) never share a cache. Settings live in ``app.config``
+(``scim_server.config``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from sso.oidc.jwks import JwksCache
+
+EXTENSION = "sso"
+
+
+@dataclass
+class SsoExtension:
+    """Per-process caches of the SSO side; each node keeps its own (caches, not shared state)."""
+
+    # Relying party: the signing keys of each OIDC provider we sign people in with, per issuer.
+    jwks: JwksCache = field(default_factory=JwksCache)
+
+
+def install(app: Flask) -> SsoExtension:
+    """Give ``app`` its own SSO state."""
+    state = app.extensions[EXTENSION] = SsoExtension()
+    return state
+
+
+def sso_extension(app: Flask | None = None) -> SsoExtension:
+    """The SSO state of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    found: SsoExtension = target.extensions[EXTENSION]
+    return found
