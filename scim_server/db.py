@@ -225,6 +225,8 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 EXTENSION = "scim_db"
+# Methods whose request session is a reader (RFC 9110 §9.2.1), unless ``db.writing_session``.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -299,9 +301,27 @@ class Database:
         session = g.get("_scim_session")
         if session is None:
             state = self.state(current_app)
-            writing = request.method not in ("GET", "HEAD", "OPTIONS")
+            writing = request.method not in SAFE_METHODS
             session = (state.writer if writing else state.reader)()
             g._scim_session = session
+        return session
+
+    def writing_session(self) -> Session:
+        """The request's session as a writer, for a safe method that writes (GET /oauth/authorize).
+
+        On SQLite a writer takes the lock at BEGIN, so a concurrent writer waits
+        instead of failing. A reader the request already used is released first;
+        what it loaded is detached.
+        """
+        from flask import current_app, g, request
+
+        session = g.get("_scim_session")
+        if session is not None and (g.get("_scim_writing") or request.method not in SAFE_METHODS):
+            return session
+        if session is not None:
+            release(session)
+        session = g._scim_session = self.state(current_app).writer()
+        g._scim_writing = True
         return session
 
     @staticmethod
@@ -323,6 +343,7 @@ class Database:
     def _close(_exc: BaseException | None) -> None:
         from flask import g
 
+        g.pop("_scim_writing", None)
         session = g.pop("_scim_session", None)
         if session is not None:
             release(session)

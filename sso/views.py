@@ -5,6 +5,8 @@ refusal shows a generic page and leaves the precise reason in the log, the
 sign-in records and the audit log. A login is bound to the browser that
 started it (a cookie whose hash is kept with the request's state), so a
 response captured or started by someone else cannot sign a victim in.
+Logins write (state, replay marks, sign-in records) even on GET, so every
+handler works in the request's writer, ``db.writing_session()``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Response, current_app, g, redirect, request
-from sqlalchemy.orm import Session
+from flask import Blueprint, Response, current_app, redirect, request
 
-from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db, release
+from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db
 from scim_server.models import User
 from scim_server.urls import public_url
 from sso import state
@@ -62,21 +63,6 @@ def safe_next(value: Any) -> str:
     return value
 
 
-def _session() -> Session:
-    """A writing session for this request (logins write state even on GET)."""
-    own = g.get("_sso_session")
-    if own is None:
-        own = g._sso_session = db.writer()()
-    return own
-
-
-@bp.teardown_request
-def _close(_exc: BaseException | None) -> None:
-    own = g.pop("_sso_session", None)
-    if own is not None:
-        release(own)  # never turns the page already built into a 500
-
-
 def _client() -> tuple[str | None, str | None]:
     return request.remote_addr, request.user_agent.string or None
 
@@ -84,7 +70,7 @@ def _client() -> tuple[str | None, str | None]:
 def _refuse(err: SsoError, conn: SsoConnection | None = None) -> Any:
     """Record a refusal not yet tied to a person, then show the generic page."""
     if conn is not None:
-        s = _session()
+        s = db.writing_session()
         # A failed transaction expired the connection: read it before dropping any reload.
         about = (conn.org_id, conn.id, conn.name, conn.protocol)
         if s.in_transaction():
@@ -143,7 +129,7 @@ def discover() -> Any:
     """Send the person to their organization's IdP, chosen by the domain of their address."""
     email = (request.form.get("email") or "").strip()[:320]
     next_path = safe_next(request.form.get("next"))
-    s = _session()
+    s = db.writing_session()
     with s.begin():
         conn = domains.discover(s, email)
     if conn is None:
@@ -157,7 +143,7 @@ def discover() -> Any:
 
 
 def _connection(connection_id: str, protocol: str) -> SsoConnection:
-    s = _session()
+    s = db.writing_session()
     with s.begin():
         conn = connections.find_connection(s, connection_id)
     if conn is None or conn.protocol != protocol:
@@ -170,7 +156,7 @@ def _start(conn: SsoConnection, data: dict[str, Any], login_hint: str | None = N
     if not conn.enabled:
         return _refuse(SsoError("connection_disabled", "the connection is disabled"), conn)
     token, data["bind"] = _new_binding()
-    s = _session()
+    s = db.writing_session()
     try:
         with s.begin():
             if conn.protocol == "saml":
@@ -209,7 +195,7 @@ def saml_metadata(connection_id: str) -> Any:
 @bp.post("/saml/<path:_rest>")
 def saml_acs(_rest: str) -> Any:
     """The assertion consumer service: each connection's ACS path routes here."""
-    s = _session()
+    s = db.writing_session()
     with s.begin():
         conn = connections.connection_by_acs_path(s, request.path)
     if conn is None or conn.protocol != "saml":
@@ -240,7 +226,7 @@ def saml_acs(_rest: str) -> Any:
 
 def _complete(conn: SsoConnection, req: signin.SignInRequest, target: str, state_id: str) -> Any:
     try:
-        user = signin.sign_in(_session(), req)
+        user = signin.sign_in(db.writing_session(), req)
     except SsoError as err:
         return _clear_binding(pages.refusal_page(err), state_id)
     start_session(conn.org_id, user.id, conn.protocol, conn.id)
@@ -277,7 +263,7 @@ def oidc_callback(connection_id: str) -> Any:
     if not conn.enabled:
         return _refuse(SsoError("connection_disabled", "the connection is disabled"), conn)
     state_id = request.args.get("state") or ""
-    s = _session()
+    s = db.writing_session()
     try:
         with s.begin():
             login, data = oidc_flow.finish(s, conn, request.args, sso_extension().jwks)
@@ -298,7 +284,7 @@ def oidc_callback(connection_id: str) -> Any:
 @bp.get("/test/<token>")
 def test_start(token: str) -> Any:
     """Start the test login an admin asked for (single use, ten minutes)."""
-    s = _session()
+    s = db.writing_session()
     with s.begin():
         consumed = state.consume_state(s, token, testmode.KIND)
         conn = (
@@ -317,7 +303,7 @@ def welcome() -> Any:
     found = current_session()
     if found is None:
         return redirect("/sso/login", 303)
-    s = _session()
+    s = db.writing_session()
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
     return pages.signed_in_page(user.user_name if user is not None else found.user_id)

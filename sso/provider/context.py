@@ -1,43 +1,14 @@
-"""Per-request plumbing of the OIDC provider: the database session, the issuer, audit events."""
+"""Per-request plumbing of the OIDC provider: the issuer, audit events in the request's session."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
-from sqlalchemy.orm import Session
+from flask import g, request
 
 from scim_server.audit import AuditContext, record, use_context
-from scim_server.db import db, release, utcnow
+from scim_server.db import db, utcnow
 from scim_server.urls import public_url
-
-
-def session() -> Session:
-    """The request's session (a writer where the endpoint writes, see ``use_writer``)."""
-    own = g.get("_oauth_session")
-    return own if own is not None else db.session
-
-
-def use_writer() -> Session:
-    """A writing session for this request, though it is a GET.
-
-    The authorization endpoint is a GET that stores a code; on SQLite a writer
-    takes the lock at BEGIN, so a concurrent writer waits instead of failing.
-    """
-    own = g.get("_oauth_session")
-    if own is None:
-        own = g._oauth_session = db.writer()()
-    return own
-
-
-def _close(_exc: BaseException | None) -> None:
-    own = g.pop("_oauth_session", None)
-    if own is not None:
-        release(own)  # never turns the answer already built into a 500
-
-
-def init_app(app: Flask) -> None:
-    app.teardown_appcontext(_close)
 
 
 def issuer() -> str:
@@ -60,4 +31,4 @@ def record_event(
         received_at=g.get("received_at") or utcnow(),
     )
     with use_context(ctx):
-        record(session(), org_id, action, **fields)
+        record(db.session, org_id, action, **fields)

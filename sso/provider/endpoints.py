@@ -25,8 +25,8 @@ from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from markupsafe import escape
 
+from scim_server.db import db
 from scim_server.models import User
-from sso.provider import context as provider_context
 from sso.provider.claims import (
     CLAIMS_SUPPORTED,
     INACTIVE,
@@ -35,7 +35,7 @@ from sso.provider.claims import (
     WRONG_ORGANIZATION,
     refusal_reason,
 )
-from sso.provider.context import issuer, record_event, session, use_writer
+from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
@@ -49,7 +49,6 @@ LOGIN_PATH = "/sso/login"
 def init_app(app: Flask) -> None:
     """The authorization server and the blueprint; settings come from ``scim_server.config``."""
     app.extensions["oauth_server"] = build_server(app)
-    provider_context.init_app(app)
     app.register_blueprint(bp)
 
 
@@ -114,9 +113,9 @@ def discovery() -> Response:
 def jwks() -> Response:
     """RFC 7517 §5: the current key and recently retired ones; made on first use."""
     grace = _grace()
-    keys = published_keys(session(), grace)
+    keys = published_keys(db.session, grace)
     if not keys:
-        writer = use_writer()
+        writer = db.writing_session()
         if active_key(writer) is None:
             create_key(writer, encryption_secret(current_app))
         writer.commit()
@@ -134,7 +133,7 @@ def _signed_in() -> SignedIn | None:
     sso = current_session()
     if sso is None:
         return None
-    user = session().get(User, (sso.org_id, sso.user_id))
+    user = db.session.get(User, (sso.org_id, sso.user_id))
     return SignedIn(user, sso.auth_time) if user is not None else None
 
 
@@ -155,7 +154,7 @@ def _too_old(signed_in: SignedIn) -> bool:
 def authorize() -> Any:
     """RFC 6749 §4.1.1: validate, sign in through SSO if needed, check the person, issue a code."""
     server = _server()
-    db = use_writer()
+    writer = db.writing_session()
     signed_in = _signed_in()
     try:
         grant = server.get_consent_grant(end_user=signed_in)
@@ -192,13 +191,13 @@ def authorize() -> Any:
             user_name=user.user_name,
             detail=f"refused for {client.name}: {reason}",
         )
-        db.commit()
+        writer.commit()
         # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: the person may not sign in to this client.
         return _to_client(
             AccessDeniedError(description=REFUSALS[reason], redirect_uri=grant.redirect_uri)
         )
     resp = server.create_authorization_response(grant=grant, grant_user=signed_in)
-    db.commit()
+    writer.commit()
     return resp
 
 
@@ -215,9 +214,9 @@ def issue_token() -> Response:
     """RFC 6749 §4.1.3: a code (with its PKCE verifier) for an access token and an id_token."""
     resp = _server().create_token_response()
     if resp.status_code == 200:
-        session().commit()
+        db.session.commit()
     else:
-        session().rollback()
+        db.session.rollback()
     return resp
 
 

@@ -20,10 +20,10 @@ from flask import Flask, current_app, g
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, update
 
-from scim_server.db import utcnow
+from scim_server.db import db, utcnow
 from scim_server.models import User
 from sso.provider.claims import refusal_reason, user_claims
-from sso.provider.context import issuer, record_event, session
+from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
 from sso.provider.models import OAuthClient, OAuthCode, OAuthToken, secret_hash
 
@@ -40,7 +40,7 @@ class SignedIn:
 
 
 def query_client(client_id: str) -> OAuthClient | None:
-    client = session().get(OAuthClient, client_id)
+    client = db.session.get(OAuthClient, client_id)
     return client if client is not None and client.revoked_at is None else None
 
 
@@ -50,7 +50,7 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     client: OAuthClient = request.client
     code: OAuthCode | None = request.authorization_code
     now = utcnow()
-    session().add(
+    db.session.add(
         OAuthToken(
             token_hash=secret_hash(token["access_token"]),
             client_id=client.client_id,
@@ -80,7 +80,7 @@ def signer() -> RSAKey:
     key = g.get("_oauth_signer")
     if key is None:
         secret = encryption_secret(current_app)
-        row = active_key(session()) or create_key(session(), secret)
+        row = active_key(db.session) or create_key(db.session, secret)
         key = g._oauth_signer = private_key(row, secret)
     return key
 
@@ -110,7 +110,7 @@ class CodeGrant(AuthorizationCodeGrant):
         signed_in: SignedIn = request.user
         user, client = signed_in.user, request.client
         now = utcnow()
-        session().add(
+        db.session.add(
             OAuthCode(
                 code_hash=secret_hash(code),
                 client_id=client.client_id,
@@ -139,7 +139,7 @@ class CodeGrant(AuthorizationCodeGrant):
         )
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> OAuthCode | None:
-        row = session().get(OAuthCode, secret_hash(code))
+        row = db.session.get(OAuthCode, secret_hash(code))
         if row is None or row.client_id != client.client_id:
             return None
         if row.used_at is not None:
@@ -149,7 +149,7 @@ class CodeGrant(AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: OAuthCode) -> None:
         # Atomic claim: of two nodes redeeming one code at once, exactly one wins.
-        claimed = session().execute(
+        claimed = db.session.execute(
             update(OAuthCode)
             .where(OAuthCode.code_hash == authorization_code.code_hash)
             .where(OAuthCode.used_at.is_(None))
@@ -160,13 +160,13 @@ class CodeGrant(AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
         # The person may have been deactivated since the code was issued.
-        user = session().get(User, (authorization_code.org_id, authorization_code.user_id))
+        user = db.session.get(User, (authorization_code.org_id, authorization_code.user_id))
         return user if user is not None and refusal_reason(user) is None else None
 
 
 def _revoke_reused(row: OAuthCode) -> None:
     """RFC 6749 §4.1.2: a code used twice revokes the tokens it produced; logged, committed."""
-    s = session()
+    s = db.session
     s.execute(
         update(OAuthToken)
         .where(OAuthToken.code_hash == row.code_hash, OAuthToken.revoked_at.is_(None))
@@ -199,7 +199,7 @@ class OpenIDCodeExtension(OpenIDCode):
         stmt = select(OAuthCode.code_hash).where(
             OAuthCode.client_id == request.payload.client_id, OAuthCode.nonce == nonce
         )
-        return session().scalar(stmt.limit(1)) is not None
+        return db.session.scalar(stmt.limit(1)) is not None
 
     def resolve_client_private_key(self, client: OAuthClient) -> RSAKey:
         return signer()
@@ -216,17 +216,17 @@ class OpenIDCodeExtension(OpenIDCode):
         return {"iss": issuer(), "aud": client.client_id, "iat": now, "exp": now + lifetime}
 
     def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
-        return user_claims(session(), user, scope)
+        return user_claims(db.session, user, scope)
 
 
 class BearerValidator(BearerTokenValidator):
     """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed."""
 
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
-        row = session().get(OAuthToken, secret_hash(token_string))
+        row = db.session.get(OAuthToken, secret_hash(token_string))
         if row is None or query_client(row.client_id) is None:
             return None
-        user = session().get(User, (row.org_id, row.user_id))
+        user = db.session.get(User, (row.org_id, row.user_id))
         # A leaver's token stops working the moment the account is deactivated.
         if user is None or refusal_reason(user) is not None:
             return None
@@ -240,7 +240,7 @@ class UserInfo(UserInfoEndpoint):
         return issuer()
 
     def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:  # type: ignore[override]
-        return user_claims(session(), user, scope)
+        return user_claims(db.session, user, scope)
 
 
 def build_server(app: Flask) -> AuthorizationServer:
