@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -24,6 +24,7 @@ from authlib.oauth2.rfc6749 import AccessDeniedError
 from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from markupsafe import escape
+from werkzeug.wrappers import Response as BaseResponse
 
 from scim_server.db import db
 from scim_server.models import User
@@ -137,7 +138,7 @@ def _signed_in() -> SignedIn | None:
     return SignedIn(user, sso.auth_time) if user is not None else None
 
 
-def _login_redirect() -> Response:
+def _login_redirect() -> BaseResponse:
     """To the SSO login, then back here; ``prompt=login`` is dropped so it cannot loop."""
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
     back = request.path + ("?" + urlencode(args) if args else "")
@@ -170,7 +171,7 @@ def authorize() -> Any:
             # RFC 6749 §4.1.2.1: the redirect URI is known good, the client gets the error.
             return _to_client(err)
         # RFC 6749 §4.1.2.1: never redirect to an unverified URI; tell the person.
-        return _page(400, "Sign-in request refused", err.description or err.error)
+        return _page(400, "Sign-in request refused", err.description or err.error or "")
     if signed_in is None or grant.prompt == "login":
         return _login_redirect()
     client: OAuthClient = grant.client
@@ -204,15 +205,19 @@ def authorize() -> Any:
 def _to_client(err: OAuth2Error) -> Any:
     """The error, its description and the request's state, to the validated redirect_uri."""
     err.state = request.args.get("state")
+    code = err.error or ""
     if not err.description:
-        err.description = INTERACTION_NEEDED.get(err.error, err.error.replace("_", " "))
-    return _server().handle_error_response(None, err)
+        err.description = INTERACTION_NEEDED.get(code, code.replace("_", " "))
+    # authlib only hands the request to get_error_uri, which ignores it; its stubs want one.
+    return _server().handle_error_response(None, err)  # type: ignore[arg-type]
 
 
 @bp.post("/oauth/token")
 def issue_token() -> Response:
     """RFC 6749 §4.1.3: a code (with its PKCE verifier) for an access token and an id_token."""
-    resp = _server().create_token_response()
+    # The Flask server turns authlib's (status, body, headers) into a Response; the stubs
+    # only know the generic server's tuple.
+    resp = cast(Response, _server().create_token_response())
     if resp.status_code == 200:
         db.session.commit()
     else:

@@ -11,11 +11,17 @@ from datetime import timedelta
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Request,
+)
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
+from authlib.oidc.core import UserInfo as UserInfoClaims
 from flask import Flask, current_app, g
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, update
@@ -46,8 +52,9 @@ def query_client(client_id: str) -> OAuthClient | None:
 
 def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     """Keep the access token's hash; any node can then check it."""
-    user: User = request.user
-    client: OAuthClient = request.client
+    user, client = request.user, request.client
+    # The code grant authenticated both (authenticate_user, query_client) before this.
+    assert isinstance(user, User) and isinstance(client, OAuthClient)
     code: OAuthCode | None = request.authorization_code
     now = utcnow()
     db.session.add(
@@ -107,8 +114,11 @@ class CodeGrant(AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
-        signed_in: SignedIn = request.user
-        user, client = signed_in.user, request.client
+        signed_in, client, payload = request.user, request.client, request.payload
+        # authorize() passes the SignedIn as grant_user; authlib checked the client and payload.
+        assert isinstance(signed_in, SignedIn) and isinstance(client, OAuthClient)
+        assert payload is not None
+        user = signed_in.user
         now = utcnow()
         db.session.add(
             OAuthCode(
@@ -116,10 +126,10 @@ class CodeGrant(AuthorizationCodeGrant):
                 client_id=client.client_id,
                 org_id=user.org_id,
                 user_id=user.id,
-                redirect_uri=request.payload.redirect_uri,
+                redirect_uri=payload.redirect_uri,
                 scope=request.scope,
-                nonce=request.payload.data.get("nonce"),
-                code_challenge=request.payload.data["code_challenge"],
+                nonce=payload.data.get("nonce"),
+                code_challenge=payload.data["code_challenge"],
                 code_challenge_method="S256",
                 auth_time=signed_in.auth_time,
                 expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
@@ -138,9 +148,9 @@ class CodeGrant(AuthorizationCodeGrant):
             detail=f"signed in to {client.name}",
         )
 
-    def query_authorization_code(self, code: str, client: OAuthClient) -> OAuthCode | None:
+    def query_authorization_code(self, code: str, client: ClientMixin) -> OAuthCode | None:
         row = db.session.get(OAuthCode, secret_hash(code))
-        if row is None or row.client_id != client.client_id:
+        if row is None or row.client_id != client.get_client_id():
             return None
         if row.used_at is not None:
             _revoke_reused(row)
@@ -196,8 +206,10 @@ class OpenIDCodeExtension(OpenIDCode):
         super().validate_openid_authorization_request(grant, redirect_uri)
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        assert request.payload is not None  # the authorization request was parsed
+        client_id: str = request.payload.client_id
         stmt = select(OAuthCode.code_hash).where(
-            OAuthCode.client_id == request.payload.client_id, OAuthCode.nonce == nonce
+            OAuthCode.client_id == client_id, OAuthCode.nonce == nonce
         )
         return db.session.scalar(stmt.limit(1)) is not None
 
@@ -215,8 +227,8 @@ class OpenIDCodeExtension(OpenIDCode):
         lifetime = current_app.config["OAUTH_ID_TOKEN_SECONDS"]
         return {"iss": issuer(), "aud": client.client_id, "iat": now, "exp": now + lifetime}
 
-    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
-        return user_claims(db.session, user, scope)
+    def generate_user_info(self, user: User, scope: str) -> UserInfoClaims:
+        return UserInfoClaims(user_claims(db.session, user, scope))
 
 
 class BearerValidator(BearerTokenValidator):
@@ -239,8 +251,8 @@ class UserInfo(UserInfoEndpoint):
     def get_issuer(self) -> str:
         return issuer()
 
-    def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:  # type: ignore[override]
-        return user_claims(db.session, user, scope)
+    def generate_user_info(self, user: User, scope: str) -> UserInfoClaims:
+        return UserInfoClaims(user_claims(db.session, user, scope))
 
 
 def build_server(app: Flask) -> AuthorizationServer:
@@ -254,5 +266,6 @@ def build_server(app: Flask) -> AuthorizationServer:
     server.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenIDCodeExtension()])
     protector = ResourceProtector()
     protector.register_token_validator(BearerValidator())
-    server.register_endpoint(UserInfo(resource_protector=protector))
+    # The stubs do not declare UserInfoEndpoint an Endpoint; authlib registers it by ENDPOINT_NAME.
+    server.register_endpoint(UserInfo(resource_protector=protector))  # type: ignore[arg-type]
     return server
