@@ -29,8 +29,10 @@ from sso.errors import SsoError
 from sso.extension import sso_extension
 from sso.oidc import flow as oidc_flow
 from sso.saml import flow as saml_flow
+from sso.saml import sp
 from sso.signin import decision as signin
 from sso.signin import domains, identity, pages, testmode
+from sso.signin.request import SignInRequest
 from sso.signin.session import current_session, start_session
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -186,7 +188,7 @@ def saml_metadata(connection_id: str) -> Any:
     """Our SP metadata, for the IdP admin to upload (public: it holds no secret)."""
     try:
         conn = _connection(connection_id, "saml")
-        xml = saml_flow.saml.sp_metadata(saml_flow.config(conn, public_url()))
+        xml = sp.sp_metadata(saml_flow.config(conn, public_url()))
     except SsoError as err:
         return _refuse(err)
     return Response(xml, mimetype="application/samlmetadata+xml")
@@ -224,7 +226,7 @@ def saml_acs(_rest: str) -> Any:
     return _complete(conn, req, safe_next(target), assertion.in_response_to or "")
 
 
-def _complete(conn: SsoConnection, req: signin.SignInRequest, target: str, state_id: str) -> Any:
+def _complete(conn: SsoConnection, req: SignInRequest, target: str, state_id: str) -> Any:
     try:
         user = signin.sign_in(db.writing_session(), req)
     except SsoError as err:

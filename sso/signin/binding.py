@@ -13,7 +13,7 @@ without ``email_verified``, ``preferred_username``) never select an account.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,9 +22,7 @@ from scim_server.models import Contact, User
 from scim_server.text import exact, fold, same_identity
 from sso.errors import SsoError
 from sso.signin import links
-
-if TYPE_CHECKING:
-    from sso.signin.decision import SignInRequest
+from sso.signin.request import SignInRequest
 
 
 @dataclass(frozen=True)

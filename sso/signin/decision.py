@@ -6,7 +6,7 @@ allows it and it holds a license. Each refusal has its own reason code. Every
 attempt, success or failure, leaves a ``sign_in_records`` row and an audit
 event (``signin.success`` / ``signin.failure``) written together.
 
-Which account is ``sso.binding``'s answer; the link it asks for is written in
+Which account is ``sso.signin.binding``'s answer; the link it asks for is written in
 the transaction of the successful sign-in, so a refused sign-in links nothing.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,38 +29,11 @@ from sso.errors import SsoError
 from sso.signin import jit
 from sso.signin.binding import BindingError, Match, find_user, link
 from sso.signin.domains import domain_allowed
+from sso.signin.request import SignInRequest
 
 log = logging.getLogger(__name__)
 
 LOCKED = frozenset({lifecycle.LOCKED_BY_ADMIN, lifecycle.AUTO_LOCKED})
-
-
-@dataclass(frozen=True)
-class SignInRequest:
-    """What a verified SAML assertion or OIDC login says, in the terms the decision needs."""
-
-    org_id: str
-    connection_id: str
-    connection_name: str
-    protocol: str  # "saml" | "oidc"
-    subject: str  # NameID or sub
-    email: str | None
-    user_name: str | None
-    external_id: str | None
-    profile: dict[str, list[str]] = field(default_factory=dict)  # the rules' vocabulary
-    jit_enabled: bool = False
-    # May the e-mail select an account? OIDC: email_verified true; SAML: always (signed
-    # by the organization's own IdP). An unverified address never selects one.
-    email_verified: bool = False
-    # May ``user_name`` select an account? SAML's userName attribute (the organization's
-    # IdP asserts it); never OIDC's preferred_username, which the person may often set.
-    user_name_trusted: bool = False
-    # False for a SAML transient NameID: it changes at every login, so it is never linked.
-    subject_linkable: bool = True
-    source_ip: str | None = None
-    user_agent: str | None = None
-    # The full identity (groups included) for the mapping rules of a JIT creation.
-    identity: Any = None
 
 
 def _context(req: SignInRequest) -> AuditContext:

@@ -14,7 +14,7 @@ import mappings
 from mappings import sources
 from sso.connections.models import SsoConnection
 from sso.saml.sp import SamlAssertion
-from sso.signin.decision import SignInRequest
+from sso.signin.request import SignInRequest
 
 # SAML 2.0 Core §8.3.8: a transient identifier is new at every login; it binds nothing.
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"

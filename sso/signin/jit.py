@@ -8,7 +8,7 @@ event as a SCIM POST. There is one provisioning path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -18,9 +18,7 @@ from scim_server.scim.errors import ScimError
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import users
-
-if TYPE_CHECKING:
-    from sso.signin.decision import SignInRequest
+from sso.signin.request import SignInRequest
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 _CORE = {"displayName": "displayName", "title": "title", "userType": "userType", "locale": "locale"}

@@ -23,8 +23,9 @@ from sso.connections.models import SsoConnection
 from sso.connections.service import get_connection
 from sso.errors import SsoError
 from sso.signin.binding import BindingError, find_user
-from sso.signin.decision import SignInRequest, add_record, check_license, check_status, remap
+from sso.signin.decision import add_record, check_license, check_status, remap
 from sso.signin.domains import domain_allowed
+from sso.signin.request import SignInRequest
 
 KIND = "test"
 TEST_SECONDS = 600
