@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import Flask, current_app
+from joserfc.jwk import RSAKey
 
 from sso.oidc.jwks import JwksCache
 
@@ -22,6 +23,8 @@ class SsoExtension:
 
     # Relying party: the signing keys of each OIDC provider we sign people in with, per issuer.
     jwks: JwksCache = field(default_factory=JwksCache)
+    # OIDC provider: our own signing keys, decrypted (``sso.provider.keys.private_key``).
+    signing_keys: dict[tuple[str, ...], RSAKey] = field(default_factory=dict)
 
 
 def install(app: Flask) -> SsoExtension:

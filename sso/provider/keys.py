@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from joserfc.jwk import RSAKey
@@ -24,6 +23,7 @@ from sso.provider.models import OAuthSigningKey
 
 ALG = "RS256"
 KEY_BITS = 2048
+MAX_CACHED_KEYS = 8  # decrypted signing keys an app keeps (current and recently retired)
 
 
 class SigningKeyError(RuntimeError):
@@ -63,21 +63,33 @@ def active_key(session: Session) -> OAuthSigningKey | None:
     return session.scalar(stmt)
 
 
-def private_key(row: OAuthSigningKey, secret: bytes) -> RSAKey:
-    """The usable private key of ``row``; a clear error if the secret no longer opens it."""
+def private_key(
+    row: OAuthSigningKey, secret: bytes, cache: dict[tuple[str, ...], RSAKey] | None = None
+) -> RSAKey:
+    """The usable private key of ``row``; a clear error if the secret no longer opens it.
+
+    Decrypting costs ~50 ms (the PKCS#8 key derivation) and a key never changes,
+    so the caller may pass a ``cache`` (the app's, ``sso.extension``).
+    """
+    password = _password(secret)
+    slot = (row.kid, row.alg, row.private_key_pem, password)
+    found = cache.get(slot) if cache is not None else None
+    if found is not None:
+        return found
     try:
-        return _decrypt(row.private_key_pem, row.kid, row.alg, _password(secret))
+        key = RSAKey.import_key(
+            row.private_key_pem, {"kid": row.kid, "use": "sig", "alg": row.alg}, password=password
+        )
     except (ValueError, TypeError) as exc:
         raise SigningKeyError(
             f"signing key {row.kid} cannot be decrypted: SCIM_SECRET_KEY changed since it was "
             "created? Run `scim-server oauth keys rotate` to make a new one."
         ) from exc
-
-
-@lru_cache(maxsize=8)
-def _decrypt(pem: str, kid: str, alg: str, password: str) -> RSAKey:
-    # Decrypting costs ~50 ms (the PKCS#8 key derivation); keys never change, so cache.
-    return RSAKey.import_key(pem, {"kid": kid, "use": "sig", "alg": alg}, password=password)
+    if cache is not None:
+        if len(cache) >= MAX_CACHED_KEYS:
+            cache.clear()  # rotations over the process's life: start again, never grow
+        cache[slot] = key
+    return key
 
 
 def rotate(session: Session, secret: bytes, now: datetime | None = None) -> OAuthSigningKey:

@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 
 from scim_server.db import db, utcnow
 from scim_server.models import User
+from sso.extension import sso_extension
 from sso.provider.claims import refusal_reason, user_claims
 from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
@@ -88,7 +89,7 @@ def signer() -> RSAKey:
     if key is None:
         secret = encryption_secret(current_app)
         row = active_key(db.session) or create_key(db.session, secret)
-        key = g._oauth_signer = private_key(row, secret)
+        key = g._oauth_signer = private_key(row, secret, sso_extension().signing_keys)
     return key
 
 
