@@ -175,7 +175,7 @@ def remove_sso_domain(domain: str) -> tuple[str, int]:
     return "", 204
 
 
-# -- identity links (sso.binding) -------------------------------------------------------
+# -- identity links (sso.signin.binding) -------------------------------------------------------
 
 
 @bp.get("/sso/connections/<connection_id>/links")

@@ -24,7 +24,7 @@ class SsoConnection(Base):
     The SP key pair (``sp_private_key``, ``sp_certificate``) is generated when a
     SAML connection is created and signs our AuthnRequests. ``client_secret``
     is stored because the token endpoint needs it, but the admin API never
-    returns it. Both secrets are stored sealed (``sso.sealing``: AES-GCM with a
+    returns it. Both secrets are stored sealed (``sso.connections.sealing``: AES-GCM with a
     key derived from SCIM_SECRET_KEY, bound to this connection), opened only
     where they are used (``sso.connections.reveal_secret``); a value without
     the ``enc:`` prefix is a legacy clear one, sealed by the next write.
@@ -124,7 +124,7 @@ class SsoIdentityLink(Base):
     ``subject`` is the SAML NameID or the OIDC ``sub`` exactly as the IdP sent
     it (NFC only, never case-folded). A subject reaches one account and an
     account is reached by one subject per connection; once linked, no e-mail
-    or userName can send another subject to the account (``sso.signin``).
+    or userName can send another subject to the account (``sso.signin.decision``).
     The link goes with the user, the connection or the organization.
     """
 

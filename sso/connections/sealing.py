@@ -1,7 +1,7 @@
 """Secrets at rest: keys derived from the server secret, never the server secret itself.
 
 Two kinds of secret live in the database and must be useless in a dump or a
-backup: the OIDC provider's signing keys (``sso.provider_keys``, PKCS#8 with a
+backup: the OIDC provider's signing keys (``sso.provider.keys``, PKCS#8 with a
 purpose-bound password) and each SSO connection's own secrets, the OIDC client
 secret and the SAML SP private key (here: AES-256-GCM).
 

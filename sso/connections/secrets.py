@@ -1,7 +1,7 @@
 """SSO connection secrets at rest: sealed on every write, opened only where used.
 
 The OIDC client secret and the SAML SP private key of each connection are
-stored sealed by ``sso.sealing`` (AES-GCM, a key derived from the server's
+stored sealed by ``sso.connections.sealing`` (AES-GCM, a key derived from the server's
 encryption secret, bound to the connection and field). ``reveal_secret`` opens
 one for the code that needs it (the SAML settings, the OIDC token request).
 

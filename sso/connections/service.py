@@ -4,7 +4,7 @@ Services in the house style: they take a session, own the transaction, write
 the audit event with the change, raise domain errors, and never import Flask.
 Secrets (the OIDC client secret, the SP private key) never appear in an audit
 event or an API view, and are stored sealed: every write seals them with the
-server's encryption secret (``sso.connection_secrets``).
+server's encryption secret (``sso.connections.secrets``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def create_connection(
 ) -> SsoConnection:
     """A new connection; a SAML one gets its own SP key pair, entity id and ACS path.
 
-    ``secret`` is the server's encryption secret (``sso.sealing.encryption_secret``).
+    ``secret`` is the server's encryption secret (``sso.connections.sealing.encryption_secret``).
     """
     protocol = fields.get("protocol")
     if protocol not in PROTOCOLS:

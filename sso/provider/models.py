@@ -191,7 +191,7 @@ class OAuthSigningKey(Base):
     """An RS256 key pair for id_tokens. The current key signs; retired keys stay published.
 
     The private key is a PKCS#8 PEM encrypted with a password derived from
-    SCIM_SECRET_KEY (``sso.provider_keys``); the public JWK is kept in clear
+    SCIM_SECRET_KEY (``sso.provider.keys``); the public JWK is kept in clear
     so that JWKS never needs the secret.
     """
 

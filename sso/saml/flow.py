@@ -1,6 +1,6 @@
 """The SAML login around the protocol: request ids kept server-side, single use, replay refused.
 
-``sso.saml`` verifies a response; this module binds it to a request we sent
+``sso.saml.sp`` verifies a response; this module binds it to a request we sent
 (InResponseTo, consumed once from ``sso_states``) unless the connection
 accepts IdP-initiated logins, and records the assertion id until it expires
 so the same assertion is never accepted twice, on any node.

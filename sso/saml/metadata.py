@@ -39,7 +39,7 @@ class MetadataError(DomainError):
 class IdpMetadata:
     entity_id: str
     sso_url: str
-    certificates: list[dict[str, Any]]  # sso.certs.describe() of each signing certificate
+    certificates: list[dict[str, Any]]  # sso.saml.certs.describe() of each signing certificate
 
 
 def parse_idp_metadata(xml: bytes, entity_id: str | None = None) -> IdpMetadata:

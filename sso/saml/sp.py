@@ -2,12 +2,12 @@
 
 python3-saml runs in strict mode with signed assertions required, deprecated
 algorithms refused and AuthnRequests signed. Around it we add what it does
-loosely or not at all: XML checks before xmlsec runs (``sso.xml_guard``),
+loosely or not at all: XML checks before xmlsec runs (``sso.saml.xml_guard``),
 exact Destination / Recipient / Audience comparison (it uses prefix and
 substring tests), and one error type. It reports failures two ways (raises
 for some, records others for ``get_error()``); ``verify_response`` checks
 both and raises one ``SsoError``. No database and no Flask here: request ids
-and replay are the caller's (``sso.saml_flow``).
+and replay are the caller's (``sso.saml.flow``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Identity links: which account a subject of a connection signs in to (``sso_identity_links``).
 
-``sso.signin`` decides when a link is made (the first successful sign-in
+``sso.signin.decision`` decides when a link is made (the first successful sign-in
 through a fallback, or a just-in-time creation); this module stores, reads
 and removes links, each change with its audit event in the caller's (or its
 own) transaction. Subjects are stored exactly as sent, NFC only.
