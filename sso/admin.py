@@ -15,7 +15,7 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from sqlalchemy import select, tuple_
 
-from scim_server.admin.views import bp
+from scim_server.admin.blueprint import bp
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.urls import public_url
