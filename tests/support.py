@@ -110,11 +110,16 @@ def isolated(app: Flask) -> Iterator[Flask]:
     """One test's use of a shared ``app``: its config, extensions and caches are put back after.
 
     Tests set ``app.config[...]`` freely and the database binding is swapped per
-    test; per-app caches (the rate limiter's organization overrides) start empty
-    as they would in a new app.
+    test. Per-app caches start as the first test found them: plain containers in
+    ``app.extensions`` are restored from copies, and the rate limiter (organization
+    overrides cached for seconds) is a new one for each test, as in a new app.
     """
     config = copy.deepcopy(dict(app.config))
-    extensions = dict(app.extensions)
+    # A cache kept as a plain container is copied, so what a test puts in it goes too.
+    extensions = {
+        name: copy.copy(value) if isinstance(value, dict | list | set) else value
+        for name, value in app.extensions.items()
+    }
     app.extensions["scim_ratelimit"] = Limiter(app.config.get("RATE_LIMIT_CACHE_SECONDS", 10))
     try:
         yield app
