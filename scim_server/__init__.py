@@ -27,18 +27,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["AUDIT_KEY"] = audit_key(app.config, app.instance_path)
     database.init_app(app)
 
-    from scim_server import health, observability, ratelimit
+    from scim_server import admin, health, observability, ratelimit
     from scim_server.scim import audit_hooks
 
     observability.init_app(app)
     audit_hooks.init_app(app)
-    from scim_server.admin.identity import bp as admin_bp  # identity registers its routes on bp
     from scim_server.scim.views import bp as scim_bp
 
     app.register_blueprint(scim_bp)
     # After the blueprint: the limit is checked once its authenticate has run.
     ratelimit.init_app(app, scim_bp.name)
-    app.register_blueprint(admin_bp)
+    admin.init_app(app)
     app.register_blueprint(health.bp)
     import sso
 

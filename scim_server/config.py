@@ -113,3 +113,24 @@ def development_key(instance_path: str, name: str) -> bytes:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip().encode()
+
+
+def server_config() -> dict[str, Any]:
+    """gunicorn's settings for ``serve --production``, from ``SCIM_``-prefixed variables.
+
+    Read by ``gunicorn_conf`` (gunicorn takes them as that module's globals);
+    they belong to the server process, not to the Flask app's config.
+    """
+    return {
+        "bind": os.environ.get("SCIM_BIND", "127.0.0.1:8000"),
+        "workers": env_int("SCIM_WORKERS", 2),
+        # gthread, even with one thread: its main loop tells the arbiter it is alive
+        # while a request runs, so a long response (an audit export streamed to a slow
+        # client) is not killed at `timeout` as a sync worker's would be, cut short.
+        "worker_class": os.environ.get("SCIM_WORKER_CLASS", "gthread"),
+        "threads": env_int("SCIM_THREADS", 1),
+        "timeout": env_int("SCIM_TIMEOUT", 30),
+        "graceful_timeout": env_int("SCIM_GRACEFUL_TIMEOUT", 30),
+        "keepalive": env_int("SCIM_KEEPALIVE", 5),
+        "accesslog": os.environ.get("SCIM_ACCESS_LOG") or None,
+    }

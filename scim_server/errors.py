@@ -53,3 +53,9 @@ class UniquenessError(DomainError):
 
 class PreconditionFailedError(DomainError):
     status = 412
+
+
+class ConflictError(DomainError):
+    """The request is well formed but the current state refuses it."""
+
+    status = 409

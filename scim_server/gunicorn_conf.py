@@ -1,4 +1,4 @@
-"""gunicorn settings from the environment, and the hooks that make several workers behave as one.
+"""gunicorn settings (``config.server_config``) and the hooks that make workers behave as one.
 
 Used by ``scim-server serve --production`` and usable directly:
 ``gunicorn -c python:scim_server.gunicorn_conf wsgi:app``. ``/metrics`` must add
@@ -16,19 +16,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from scim_server.config import env_int
+from scim_server.config import server_config
 
-bind = os.environ.get("SCIM_BIND", "127.0.0.1:8000")
-workers = env_int("SCIM_WORKERS", 2)
-# gthread, even with one thread: its main loop tells the arbiter it is alive
-# while a request runs, so a long response (an audit export streamed to a slow
-# client) is not killed at `timeout` as a sync worker's would be, cut short.
-worker_class = os.environ.get("SCIM_WORKER_CLASS", "gthread")
-threads = env_int("SCIM_THREADS", 1)
-timeout = env_int("SCIM_TIMEOUT", 30)
-graceful_timeout = env_int("SCIM_GRACEFUL_TIMEOUT", 30)
-keepalive = env_int("SCIM_KEEPALIVE", 5)
-accesslog = os.environ.get("SCIM_ACCESS_LOG") or None
+_server = server_config()
+bind = _server["bind"]
+workers = _server["workers"]
+worker_class = _server["worker_class"]
+threads = _server["threads"]
+timeout = _server["timeout"]
+graceful_timeout = _server["graceful_timeout"]
+keepalive = _server["keepalive"]
+accesslog = _server["accesslog"]
 # gunicorn 27's control socket has one default path per user: two instances on
 # one host would take it from each other, and nothing here uses it.
 control_socket_disable = True

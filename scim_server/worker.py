@@ -30,7 +30,7 @@ MAX_IDLE_BACKOFF = 60.0
 
 def load_kinds() -> dict[str, jobs.JobKind]:
     """Import the modules that register job kinds; the worker runs what they define."""
-    from scim_server.services import rulesets  # noqa: F401  (registers ruleset.apply)
+    from scim_server.services import rule_sets  # noqa: F401  (registers ruleset.apply)
 
     return jobs.KINDS
 

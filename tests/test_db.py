@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from scim_server.db import db
-from tests.conftest import GROUP_SCHEMA, USER_SCHEMA
+from tests.support import GROUP_SCHEMA, USER_SCHEMA
 
 
 class RollbackFault:

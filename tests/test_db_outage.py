@@ -22,7 +22,7 @@ from flask import Flask
 from scim_server import create_app
 from scim_server.db import db
 from scim_server.scim.errors import CONFLICT_URN
-from tests.conftest import PG_URL, USER_SCHEMA
+from tests.support import PG_URL, USER_SCHEMA
 from tests.test_production import (
     ERROR_SCHEMA,
     UNREACHABLE,

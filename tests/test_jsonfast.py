@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scim_server import jsonfast
-from tests.conftest import Scim
+from tests.support import Scim
 
 EXT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 

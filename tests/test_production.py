@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from scim_server import cli, create_app, gunicorn_conf
 from scim_server.db import db
-from tests.conftest import USER_SCHEMA
+from tests.support import USER_SCHEMA
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 SECRET_KEY = "production-test-secret-key"

@@ -12,7 +12,7 @@ from scim_server.db import db
 from scim_server.models import Organization
 from scim_server.ratelimit import rate_limit_windows
 from scim_server.services.tokens import create_token
-from tests.conftest import USER_SCHEMA, Scim
+from tests.support import USER_SCHEMA, Scim
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 # 15 s into a window: the next one starts in 45 s.

@@ -1,4 +1,4 @@
-"""What the identity admin views share: strict JSON bodies, arguments, refusals in the log.
+"""What the admin views share: strict JSON bodies, arguments, refusals in the log.
 
 Bodies are parsed as strictly as SCIM bodies (no duplicate keys, no NaN, no
 NUL, bounded depth): an admin tool must not have a typo guessed at either.
@@ -13,26 +13,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import UnsupportedMediaType
 
-from scim_server.admin.views import bp
+from scim_server.admin.blueprint import bp
 from scim_server.audit import record_failure
 from scim_server.db import db, release
-from scim_server.errors import DomainError, InvalidSyntaxError
+from scim_server.errors import InvalidSyntaxError
 from scim_server.scim.body import parse_json
 from scim_server.scim.errors import ScimError
-from scim_server.services.rulesets import RuleSetInvalidError
+from scim_server.services.rule_sets import RuleSetInvalidError
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE = 1000
-
-
-class ConflictError(DomainError):
-    """The request is well formed but the current state refuses it."""
-
-    status = 409
 
 
 def _no_nul(value: str) -> None:
@@ -95,8 +89,8 @@ def _invalid_rule_set(err: RuleSetInvalidError) -> tuple[Response, int]:
 
 # -- refused changes in the log ---------------------------------------------------------
 
-# endpoint -> the action it records (or how to name it from the URL's arguments)
-ACTIONS: dict[str, str | Callable[[dict[str, Any]], str]] = {}
+# The view attribute ``audited`` sets: the action a refusal of the view is recorded as.
+AUDIT_ACTION = "audit_action"
 _RESOURCE_TYPES = {
     "user": "User",
     "contact": "Contact",
@@ -109,13 +103,24 @@ _RESOURCE_ARGS = ("user_id", "contact_id", "license_id", "role_id", "rule_set_id
 
 
 def audited(action: str | Callable[[dict[str, Any]], str]) -> Callable[[F], F]:
-    """Mark a view as a change: a refusal of it is recorded as a failure of ``action``."""
+    """Mark a view as a change: a refusal of it is recorded as a failure of ``action``.
+
+    ``action`` is the event name, or a function of the URL's arguments that names
+    it. It is kept on the view itself (the app's ``view_functions`` hold it), so no
+    table is filled at import time.
+    """
 
     def mark(view: F) -> F:
-        ACTIONS[f"{bp.name}.{view.__name__}"] = action
+        setattr(view, AUDIT_ACTION, action)
         return view
 
     return mark
+
+
+def audit_action(endpoint: str | None) -> str | Callable[[dict[str, Any]], str] | None:
+    """The action ``audited`` gave the view of ``endpoint`` in the current app, if any."""
+    view = current_app.view_functions.get(endpoint or "")
+    return getattr(view, AUDIT_ACTION, None)
 
 
 def _resource_id(action: str, args: dict[str, Any]) -> str | None:
@@ -127,7 +132,7 @@ def _resource_id(action: str, args: dict[str, Any]) -> str | None:
 
 @bp.after_request
 def _record_refusal(resp: Response) -> Response:
-    action = ACTIONS.get(request.endpoint or "")
+    action = audit_action(request.endpoint)
     if action is None or resp.status_code < 400 or not g.get("org_id"):
         return resp
     if resp.status_code == 503:

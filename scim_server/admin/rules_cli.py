@@ -44,8 +44,7 @@ def _context(command: str) -> Any:
 
 def _read(file: Path, fmt: str | None) -> Any:
     """The document in ``file``; a syntax error lists its problems and exits 1."""
-    from scim_server.admin.operations import check_storable
-    from scim_server.services.rulesets import RuleSetInvalidError, parse_text
+    from scim_server.services.rule_sets import RuleSetInvalidError, check_storable, parse_text
 
     fmt = fmt or EXTENSIONS.get(file.suffix.lower())
     if fmt is None:
@@ -84,7 +83,7 @@ def rules() -> None:
 @file_argument
 def validate_command(org_ref: str, fmt: str | None, file: Path) -> None:
     """Check FILE against the organization's licenses and roles; exit 1 listing each problem."""
-    from scim_server.services.rulesets import RuleSetInvalidError, validate_document
+    from scim_server.services.rule_sets import RuleSetInvalidError, validate_document
 
     app, org_id = _app_and_org(org_ref)
     document = _read(file, fmt)
@@ -106,8 +105,8 @@ def import_command(
     org_ref: str, fmt: str | None, name: str | None, activate: bool, file: Path
 ) -> None:
     """Store FILE as a new rule-set version (validated first); --activate to switch to it."""
-    from scim_server.services.rulesets import RuleSetInvalidError, create_rule_set
-    from scim_server.services.rulesets import activate as make_active
+    from scim_server.services.rule_sets import RuleSetInvalidError, create_rule_set
+    from scim_server.services.rule_sets import activate as make_active
 
     app, org_id = _app_and_org(org_ref)
     document = _read(file, fmt)
@@ -134,7 +133,7 @@ def import_command(
 def export_command(org_ref: str, fmt: str, rule_set_id: str | None) -> None:
     """Print a rule set (the active one by default) as YAML or JSON."""
     import mappings
-    from scim_server.services.rulesets import get_rule_set, list_rule_sets
+    from scim_server.services.rule_sets import get_rule_set, list_rule_sets
 
     app, org_id = _app_and_org(org_ref)
     with _session(app) as session:
@@ -157,8 +156,7 @@ def export_command(org_ref: str, fmt: str, rule_set_id: str | None) -> None:
 @file_argument
 def preview_command(org_ref: str, fmt: str | None, file: Path) -> None:
     """What activating FILE would change, without changing anything."""
-    from scim_server.admin.operations import with_settings_defaults
-    from scim_server.services.rulesets import RuleSetInvalidError, preview
+    from scim_server.services.rule_sets import RuleSetInvalidError, preview, with_settings_defaults
 
     app, org_id = _app_and_org(org_ref)
     document = _read(file, fmt)
@@ -189,7 +187,7 @@ def apply_command(org_ref: str, wait_only: bool, poll_interval: float) -> None:
     worker's code (or, with --wait or if a worker took it first, follows it),
     with a progress bar.
     """
-    from scim_server.admin.operations import start_apply
+    from scim_server.services.rule_sets import start_apply
     from scim_server.worker import Worker
 
     app, org_id = _app_and_org(org_ref)

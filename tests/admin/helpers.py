@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scim_server.db import db
-from tests.conftest import ENTERPRISE, Scim
+from tests.support import ENTERPRISE, Scim
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
 

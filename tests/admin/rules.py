@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.admin.helpers import make_license, make_role, ok
-from tests.conftest import Scim
+from tests.support import Scim
 
 RULES: dict[str, Any] = {
     "mode": "first-match",

@@ -17,7 +17,7 @@ from tests.admin.helpers import (
     person,
 )
 from tests.admin.rules import RULES, activate, catalogue
-from tests.conftest import USER_SCHEMA, Scim
+from tests.support import USER_SCHEMA, Scim
 
 
 def _join(scim: Scim, group_id: str, user_id: str) -> None:

@@ -19,7 +19,7 @@ from scim_server.services import licenses, roles, tokens
 from scim_server.services.organizations import find_organization
 from scim_server.worker import Worker
 from tests.admin.rules import RULES, RULES_YAML
-from tests.conftest import ENTERPRISE, USER_SCHEMA
+from tests.support import ENTERPRISE, USER_SCHEMA
 
 
 @pytest.fixture

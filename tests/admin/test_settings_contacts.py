@@ -8,7 +8,7 @@ from scim_server.db import db
 from scim_server.models import Contact, Organization
 from scim_server.services.tokens import create_token
 from tests.admin.helpers import account, events, make_license, ok, person
-from tests.conftest import Scim
+from tests.support import Scim
 
 
 def test_settings_defaults_and_replace(admin, session):

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from scim_server.audit import queries
-from tests.conftest import Scim
+from tests.support import Scim
 
 
 def _make_events(scim: Scim, n: int) -> None:

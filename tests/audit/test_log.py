@@ -8,7 +8,7 @@ import threading
 from sqlalchemy import select, text, update
 
 from scim_server.models import AuditEvent, AuditHead
-from tests.conftest import USER_SCHEMA, Scim
+from tests.support import USER_SCHEMA, Scim
 
 
 def events(admin: Scim, **params) -> list[dict]:

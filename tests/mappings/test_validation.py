@@ -438,7 +438,7 @@ def test_error_lists_problems_in_its_message():
 
 def test_canonical_spellings_are_returned():
     """Licenses, roles, mode, status and attribute names come back in their canonical spelling."""
-    ruleset = validate(
+    rule_set = validate(
         {
             "mode": "ALL-MATCH",
             "defaults": {"license": "planner", "roles": ["portal USER"], "status": " active "},
@@ -462,10 +462,10 @@ def test_canonical_spellings_are_returned():
         licenses=LICENSES,
         roles=ROLES,
     )
-    assert ruleset.mode == "all-match"
-    assert ruleset.defaults.license == "Planner" and ruleset.defaults.roles == ("Portal user",)
-    assert ruleset.defaults.status == "ACTIVE"
-    rule = ruleset.rules[0]
+    assert rule_set.mode == "all-match"
+    assert rule_set.defaults.license == "Planner" and rule_set.defaults.roles == ("Portal user",)
+    assert rule_set.defaults.status == "ACTIVE"
+    rule = rule_set.rules[0]
     assert rule.then.license == "Engineer" and rule.then.roles == ("Engineer",)
     assert rule.then.status == "DEACTIVATED"
     assert rule.when.to_document() == {
@@ -475,8 +475,8 @@ def test_canonical_spellings_are_returned():
 
 def test_organization_names_differing_only_in_case():
     """If an organization has two licenses differing only in case, one spelling is chosen, stably."""
-    ruleset = validate({"defaults": {"license": "gold"}}, licenses=["Gold", "GOLD", 3], roles=[])
-    assert ruleset.defaults.license == "GOLD"
+    rule_set = validate({"defaults": {"license": "gold"}}, licenses=["Gold", "GOLD", 3], roles=[])
+    assert rule_set.defaults.license == "GOLD"
 
 
 def test_empty_document_is_a_valid_rule_set():
@@ -486,7 +486,7 @@ def test_empty_document_is_a_valid_rule_set():
 
 def test_valid_document_with_every_feature():
     """A document using every condition and effect validates and keeps its order and priorities."""
-    ruleset = validate(
+    rule_set = validate(
         {
             "mode": "all-match",
             "defaults": {
@@ -531,15 +531,15 @@ def test_valid_document_with_every_feature():
         licenses=LICENSES,
         roles=ROLES,
     )
-    assert [r.name for r in ruleset.rules] == ["eng", "cc", "deep"]
-    assert [r.priority for r in ruleset.rules] == [10, -5, 0]
-    assert ruleset.rules[0].description == "Engineering staff"
-    assert validate(ruleset.to_document(), licenses=LICENSES, roles=ROLES) == ruleset
-    assert ruleset.to_document()["rules"][0]["description"] == "Engineering staff"
-    assert ruleset.rules[1].when.to_document()["all"][1] == {
+    assert [r.name for r in rule_set.rules] == ["eng", "cc", "deep"]
+    assert [r.priority for r in rule_set.rules] == [10, -5, 0]
+    assert rule_set.rules[0].description == "Engineering staff"
+    assert validate(rule_set.to_document(), licenses=LICENSES, roles=ROLES) == rule_set
+    assert rule_set.to_document()["rules"][0]["description"] == "Engineering staff"
+    assert rule_set.rules[1].when.to_document()["all"][1] == {
         "not": {"attribute": "oidc:email_verified", "equals": "false"}
     }
-    assert ruleset.rules[1].when.to_document()["all"][2] == {
+    assert rule_set.rules[1].when.to_document()["all"][2] == {
         "attribute": "employeeNumber",
         "equals": "7",
     }

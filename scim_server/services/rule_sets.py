@@ -1,9 +1,11 @@
-"""Mapping rule sets: validate, store, activate, preview, re-apply."""
+"""Mapping rule sets: validate, store, activate, preview, re-apply (a job for the worker)."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session
 import mappings
 from scim_server.audit import record
 from scim_server.db import utcnow
-from scim_server.errors import InvalidValueError, NotFoundError
+from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
 from scim_server.services import jobs, provisioning
 
@@ -219,6 +221,70 @@ APPLY_BATCH = 100
 def enqueue_apply(session: Session, org_id: str, rule_set_id: str | None) -> Job:
     """Queue a re-evaluation of every user, in the caller's transaction (after its checks)."""
     return jobs.enqueue(session, org_id, APPLY, {"rule_set_id": rule_set_id})
+
+
+@contextmanager
+def rules_usable() -> Iterator[None]:
+    """An active rule set that no longer validates is a conflict to resolve, not a 500."""
+    try:
+        yield
+    except mappings.RuleSetError as err:
+        problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:10])
+        raise ConflictError(
+            f"The active rule set no longer validates ({problems}); fix or replace it first."
+        ) from None
+
+
+def with_settings_defaults(session: Session, org_id: str, document: Any) -> Any:
+    """The document as it would run once active: with the settings' defaults if it has none.
+
+    provisioning.active_rule_set adds them; ``preview`` does not,
+    so a preview would otherwise report moves that activation never makes.
+    """
+    current = provisioning.settings_for(session, org_id)
+    defaults = {
+        k: v
+        for k, v in (("license", current.default_license), ("roles", list(current.default_roles)))
+        if v
+    }
+    if not isinstance(document, dict) or "defaults" in document or not defaults:
+        return document
+    return {**document, "defaults": defaults}
+
+
+def check_storable(document: Any) -> None:
+    """Refuse NUL characters (YAML can spell them "\\0"): PostgreSQL cannot store them in JSON."""
+    stack: list[tuple[Any, str]] = [(document, "$")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            raise RuleSetInvalidError([{"path": path, "message": "NUL characters are not allowed"}])
+        if isinstance(node, dict):
+            for key, item in node.items():
+                stack.append((key, path))
+                stack.append((item, f"{path}.{key}" if path != "$" else str(key)))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))
+
+
+def start_apply(session: Session, org_id: str) -> Job:
+    """Queue a re-evaluation of every user for ``scim-server worker``; 409 if nothing to apply.
+
+    Checked here so that the admin hears at once; the job checks again when it runs.
+    """
+    with session.begin():
+        with rules_usable():
+            rules = provisioning.active_rule_set(
+                session, org_id, provisioning.settings_for(session, org_id)
+            )
+        if rules is None:
+            raise ConflictError(
+                "Nothing to apply: no active rule set and no default license or roles."
+            )
+        active_id = session.scalar(
+            select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+        )
+        return enqueue_apply(session, org_id, active_id)
 
 
 def _active_rules(session: Session, org_id: str) -> Any:

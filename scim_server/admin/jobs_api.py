@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, g, jsonify
 
-from scim_server.admin.views import bp
+from scim_server.admin.blueprint import bp
 from scim_server.db import db
 from scim_server.services import jobs
 

@@ -11,12 +11,11 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
-from scim_server.admin import account_operations as operations
+from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
-from scim_server.admin.views import bp
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import roles, users
+from scim_server.services import accounts, roles, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -93,7 +92,7 @@ def list_users() -> Response:
     """Accounts by userName; ``status`` and ``license`` (a name) narrow the list."""
     args = load(UserArgs, request.args)
     session = db.session
-    total, rows = operations.list_users(
+    total, rows = accounts.list_users(
         session,
         g.org_id,
         status=args["status"],
@@ -113,7 +112,7 @@ def get_user(user_id: str) -> Response:
 
 def _action_name(args: dict[str, Any]) -> str:
     op = args.get("op", "")
-    return f"user.{op}" if op in operations.ADMIN_OPS else "user.action"
+    return f"user.{op}" if op in accounts.ADMIN_OPS else "user.action"
 
 
 @bp.post("/users/<user_id>/actions/<op>")
@@ -121,7 +120,7 @@ def _action_name(args: dict[str, Any]) -> str:
 def user_action(user_id: str, op: str) -> Response:
     """A named status transition (``{"reason": ...}`` optional); invalid ones are 409."""
     body = load(ActionBody, json_object(optional=True))
-    operations.act(db.session, g.org_id, user_id, op, body["reason"])
+    accounts.act(db.session, g.org_id, user_id, op, body["reason"])
     return jsonify(user_detail(user_id))
 
 
@@ -130,7 +129,7 @@ def user_action(user_id: str, op: str) -> Response:
 def set_license(user_id: str) -> Response:
     """A manual license (or ``null``: none), kept over the rules; a full license is 409."""
     body = load(LicenseBody, json_object())
-    operations.set_manual_license(db.session, g.org_id, user_id, body["license"])
+    accounts.set_manual_license(db.session, g.org_id, user_id, body["license"])
     return jsonify(user_detail(user_id))
 
 
@@ -138,7 +137,7 @@ def set_license(user_id: str) -> Response:
 @audited("user.license")
 def release_license(user_id: str) -> Response:
     """Hand the license back to the mapping rules (re-evaluated at once)."""
-    operations.release_manual_license(db.session, g.org_id, user_id)
+    accounts.release_manual_license(db.session, g.org_id, user_id)
     return jsonify(user_detail(user_id))
 
 
@@ -147,7 +146,7 @@ def release_license(user_id: str) -> Response:
 def add_role(user_id: str) -> Response:
     """Grant a role by name, as a manual assignment."""
     body = load(RoleBody, json_object())
-    operations.add_manual_role(db.session, g.org_id, user_id, body["role"])
+    accounts.add_manual_role(db.session, g.org_id, user_id, body["role"])
     return jsonify(user_detail(user_id))
 
 
@@ -155,7 +154,7 @@ def add_role(user_id: str) -> Response:
 @audited("user.roles")
 def remove_role(user_id: str, role_id: str) -> Response:
     """Withdraw a manual role; the same role held from the rules stays."""
-    operations.remove_manual_role(db.session, g.org_id, user_id, role_id)
+    accounts.remove_manual_role(db.session, g.org_id, user_id, role_id)
     return jsonify(user_detail(user_id))
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from scim_server.db import db, utcnow
 from scim_server.models import Job, RuleSet, User
-from scim_server.services import jobs, rulesets
+from scim_server.services import jobs, rule_sets
 from scim_server.worker import Worker
 from tests.admin.helpers import apply_rules, events, ok, person
 from tests.admin.rules import activate, catalogue
@@ -102,7 +102,7 @@ def test_nothing_to_apply_is_refused_at_once(admin, session):
 
 def test_a_job_whose_worker_died_is_resumed_where_it_got(scim, admin, session, monkeypatch):
     """Lease expired: another worker resumes from the checkpoint; no user is done twice."""
-    monkeypatch.setattr(rulesets, "APPLY_BATCH", 2)
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
     catalogue(admin)
     people = _sales_people(scim, 5)
     activate(admin)

@@ -1,9 +1,9 @@
-"""Admin API views: the provisioning log for compliance teams.
+"""Admin API for the provisioning log (``/api/v1/audit...``), for compliance teams.
 
-JSON in and out; errors are ``{"error": ..., "detail": ...}`` with the HTTP
-status. Exports stream (constant memory) and end with a manifest an auditor
-can use to reproduce and check them, or, if they fail midway, with an error
-record (never a body that just stops).
+Search, verify, timelines, reports and exports. Exports stream (constant
+memory) and end with a manifest an auditor can use to reproduce and check
+them, or, if they fail midway, with an error record (never a body that just
+stops).
 """
 
 from __future__ import annotations
@@ -15,64 +15,15 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
-from werkzeug.exceptions import HTTPException
+from flask import Response, g, jsonify, request, stream_with_context
+from marshmallow import EXCLUDE, Schema, fields, validate
 
+from scim_server.admin.blueprint import bp
 from scim_server.audit import queries
 from scim_server.audit.queries import EventFilter, event_to_dict
 from scim_server.db import db, utcnow
-from scim_server.errors import DomainError
-from scim_server.scim import audit_hooks
-from scim_server.services import tokens as token_service
 
 log = logging.getLogger(__name__)
-
-bp = Blueprint("admin", __name__, url_prefix="/api/v1")
-
-
-class AdminAuthError(Exception):
-    pass
-
-
-@bp.errorhandler(AdminAuthError)
-def _auth_error(err: AdminAuthError) -> tuple[Response, int, dict[str, str]]:
-    return (
-        jsonify(error="unauthorized", detail=str(err)),
-        401,
-        {"WWW-Authenticate": 'Bearer realm="admin"'},
-    )
-
-
-@bp.errorhandler(DomainError)
-def _domain_error(err: DomainError) -> tuple[Response, int]:
-    return jsonify(error=type(err).__name__, detail=err.detail), err.status
-
-
-@bp.errorhandler(ValidationError)
-def _validation_error(err: ValidationError) -> tuple[Response, int]:
-    return jsonify(error="invalid_request", detail=err.normalized_messages()), 400
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(err: HTTPException) -> tuple[Response, int]:
-    return jsonify(error=err.name, detail=err.description), err.code or 500
-
-
-@bp.before_request
-def authenticate() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AdminAuthError("An admin bearer token is required.")
-    session = db.session
-    token = token_service.authenticate(session, secret.strip(), kind="admin")
-    if token is None:
-        raise AdminAuthError("The admin token is invalid or has been revoked.")
-    g.org_id = token.org_id
-    audit_hooks.begin(token.id, token.name, actor_type="admin")
-    if session.in_transaction():
-        session.commit()
 
 
 class FilterArgs(Schema):

@@ -14,12 +14,11 @@ from flask import Response, g, jsonify, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 import mappings
-from scim_server.admin import operations
+from scim_server.admin.blueprint import bp
 from scim_server.admin.common import audited, iso, json_object, load, text
-from scim_server.admin.views import bp
 from scim_server.db import db
 from scim_server.models import RuleSet
-from scim_server.services import rulesets
+from scim_server.services import rule_sets
 from scim_server.services.jobs import job_to_dict
 
 FORMATS = ("yaml", "json")
@@ -55,8 +54,8 @@ def document_from(body: dict[str, Any]) -> Any:
     """The rule set a request carries: ``{"format", "text"}``, ``{"document"}`` or the body."""
     if "text" in body or "format" in body:
         source = load(TextSource, body)
-        document = rulesets.parse_text(source["text"], source["format"])
-        operations.check_storable(document)
+        document = rule_sets.parse_text(source["text"], source["format"])
+        rule_sets.check_storable(document)
         return document
     if set(body) == {"document"}:
         return body["document"]
@@ -80,7 +79,7 @@ def rule_set_to_dict(rs: RuleSet, *, document: bool = False) -> dict[str, Any]:
 @bp.post("/rulesets/validate")
 def validate_rule_set() -> Response:
     """200 ``{"valid": true}``, or 400 with every problem and its path."""
-    rulesets.validate_document(db.session, g.org_id, document_from(json_object()))
+    rule_sets.validate_document(db.session, g.org_id, document_from(json_object()))
     return jsonify(valid=True)
 
 
@@ -94,20 +93,20 @@ def create_rule_set() -> tuple[Response, int]:
         raise ValidationError("Give either document, or format and text.", "document")
     name = body.pop("name")
     document = document_from(body)
-    rs = rulesets.create_rule_set(db.session, g.org_id, name, document)
+    rs = rule_sets.create_rule_set(db.session, g.org_id, name, document)
     return jsonify(rule_set_to_dict(rs, document=True)), 201
 
 
 @bp.get("/rulesets")
 def list_rule_sets() -> Response:
     """Every stored version, oldest first; at most one is active."""
-    rows = rulesets.list_rule_sets(db.session, g.org_id)
+    rows = rule_sets.list_rule_sets(db.session, g.org_id)
     return jsonify(rule_sets=[rule_set_to_dict(rs) for rs in rows])
 
 
 @bp.get("/rulesets/<rule_set_id>")
 def get_rule_set(rule_set_id: str) -> Response:
-    rs = rulesets.get_rule_set(db.session, g.org_id, rule_set_id)
+    rs = rule_sets.get_rule_set(db.session, g.org_id, rule_set_id)
     return jsonify(rule_set_to_dict(rs, document=True))
 
 
@@ -115,7 +114,7 @@ def get_rule_set(rule_set_id: str) -> Response:
 def export_rule_set(rule_set_id: str) -> Response:
     """The document as YAML (default) or JSON text, ready to edit and import again."""
     fmt = load(ExportArgs, request.args)["format"]
-    rs = rulesets.get_rule_set(db.session, g.org_id, rule_set_id)
+    rs = rule_sets.get_rule_set(db.session, g.org_id, rule_set_id)
     resp = Response(mappings.dump(rs.document, fmt), mimetype=f"application/{fmt}")
     resp.headers["Content-Disposition"] = f'inline; filename="rules-v{rs.version}.{fmt}"'
     return resp
@@ -125,15 +124,15 @@ def export_rule_set(rule_set_id: str) -> Response:
 @audited("ruleset.activate")
 def activate_rule_set(rule_set_id: str) -> Response:
     """Make this version the active one; users move on their next change or on apply."""
-    rs = rulesets.activate(db.session, g.org_id, rule_set_id)
+    rs = rule_sets.activate(db.session, g.org_id, rule_set_id)
     return jsonify(rule_set_to_dict(rs))
 
 
 def _preview(document: Any) -> Response:
     session = db.session
     try:
-        document = operations.with_settings_defaults(session, g.org_id, document)
-        return jsonify(rulesets.preview(session, g.org_id, document))
+        document = rule_sets.with_settings_defaults(session, g.org_id, document)
+        return jsonify(rule_sets.preview(session, g.org_id, document))
     finally:
         session.rollback()  # a preview changes nothing, whatever happened
 
@@ -147,7 +146,7 @@ def preview_document() -> Response:
 @bp.post("/rulesets/<rule_set_id>/preview")
 def preview_rule_set(rule_set_id: str) -> Response:
     """What activating this stored version would change; changes nothing."""
-    document = rulesets.get_rule_set(db.session, g.org_id, rule_set_id).document
+    document = rule_sets.get_rule_set(db.session, g.org_id, rule_set_id).document
     return _preview(document)
 
 
@@ -159,5 +158,5 @@ def apply_rule_set() -> tuple[Response, int, dict[str, str]]:
     It can outlast any request (100,000 users), so ``scim-server worker`` runs
     it: 202 with the job, whose state and progress ``Location`` shows.
     """
-    job = operations.start_apply(db.session, g.org_id)
+    job = rule_sets.start_apply(db.session, g.org_id)
     return jsonify(job_to_dict(job)), 202, {"Location": url_for("admin.get_job", job_id=job.id)}

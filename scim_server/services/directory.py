@@ -1,47 +1,24 @@
-"""Admin operations the services do not offer as one call: settings, contacts, rule sets.
+"""The organization's directory as an admin edits it: settings, contacts, and the guard
+that keeps licenses and roles the settings or the active rules still name.
 
-Flask-free like the services: each takes a session, owns its transaction and
-writes its audit event in it, so a refused request changes nothing. They are
-thin compositions of the services (and candidates to move there). User
-accounts are in ``account_operations``.
+Compositions of the other services: each takes a session, owns its
+transaction and writes its audit event in it, so a refused request changes
+nothing. User accounts are in ``accounts``, rule sets in ``rule_sets``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import mappings
-from scim_server.admin.common import ConflictError
 from scim_server.audit import record
-from scim_server.errors import InvalidValueError, NotFoundError
-from scim_server.models import Contact, Job, License, Organization, Role, RuleSet, User
-from scim_server.services import (
-    contacts,
-    licenses,
-    provisioning,
-    roles,
-    rulesets,
-    settings,
-)
+from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
+from scim_server.models import Contact, License, Organization, Role, RuleSet, User
+from scim_server.services import contacts, licenses, provisioning, roles, settings
 from scim_server.text import fold
-
-
-@contextmanager
-def rules_usable() -> Iterator[None]:
-    """An active rule set that no longer validates is a conflict to resolve, not a 500."""
-    try:
-        yield
-    except mappings.RuleSetError as err:
-        problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:10])
-        raise ConflictError(
-            f"The active rule set no longer validates ({problems}); fix or replace it first."
-        ) from None
-
 
 # -- settings -------------------------------------------------------------------------
 
@@ -173,60 +150,3 @@ def check_references(
                 f"The active rule set {active.name!r} (version {active.version}) uses it "
                 f"({problems}); change the rules first."
             ) from None
-
-
-# -- rule sets --------------------------------------------------------------------------
-
-
-def with_settings_defaults(session: Session, org_id: str, document: Any) -> Any:
-    """The document as it would run once active: with the settings' defaults if it has none.
-
-    provisioning.active_rule_set adds them; services.rulesets.preview does not,
-    so a preview would otherwise report moves that activation never makes.
-    """
-    current = provisioning.settings_for(session, org_id)
-    defaults = {
-        k: v
-        for k, v in (("license", current.default_license), ("roles", list(current.default_roles)))
-        if v
-    }
-    if not isinstance(document, dict) or "defaults" in document or not defaults:
-        return document
-    return {**document, "defaults": defaults}
-
-
-def check_storable(document: Any) -> None:
-    """Refuse NUL characters (YAML can spell them "\\0"): PostgreSQL cannot store them in JSON."""
-    stack: list[tuple[Any, str]] = [(document, "$")]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, str) and "\x00" in node:
-            raise rulesets.RuleSetInvalidError(
-                [{"path": path, "message": "NUL characters are not allowed"}]
-            )
-        if isinstance(node, dict):
-            for key, item in node.items():
-                stack.append((key, path))
-                stack.append((item, f"{path}.{key}" if path != "$" else str(key)))
-        elif isinstance(node, list):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))
-
-
-def start_apply(session: Session, org_id: str) -> Job:
-    """Queue a re-evaluation of every user for ``scim-server worker``; 409 if nothing to apply.
-
-    Checked here so that the admin hears at once; the job checks again when it runs.
-    """
-    with session.begin():
-        with rules_usable():
-            rules = provisioning.active_rule_set(
-                session, org_id, provisioning.settings_for(session, org_id)
-            )
-        if rules is None:
-            raise ConflictError(
-                "Nothing to apply: no active rule set and no default license or roles."
-            )
-        active_id = session.scalar(
-            select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
-        )
-        return rulesets.enqueue_apply(session, org_id, active_id)

@@ -1,6 +1,6 @@
-"""Admin operations on user accounts: list, status actions, manual license and roles.
+"""User accounts as an admin handles them: list, status actions, manual license and roles.
 
-Flask-free like the services: each takes a session, owns its transaction and
+Each takes a session, owns its transaction and
 writes its audit event in it, so a refused request changes nothing. Manual
 assignments (source "manual") are the admin's; rule re-evaluation never
 touches them.
@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scim_server.admin.operations import rules_usable
 from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import License, Role, User, UserRole
 from scim_server.services import licenses, lifecycle, provisioning, roles, users
+from scim_server.services.rule_sets import rules_usable
 from scim_server.text import fold
 
 # What an admin may do to an account (auto_lock belongs to the sign-in code).

@@ -1,0 +1,57 @@
+"""Admin API for roles (``/api/v1/roles``).
+
+A delete that the settings or the active rules depend on is refused (409).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify
+from marshmallow import RAISE, Schema, fields, validate
+from sqlalchemy import select
+
+from scim_server.admin.blueprint import bp
+from scim_server.admin.common import audited, iso, json_object, load, text
+from scim_server.db import db
+from scim_server.models import Role
+from scim_server.models.role import ROLE_KINDS
+from scim_server.services import directory, roles
+
+
+class NewRole(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = text(200, min_length=1, required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(ROLE_KINDS))
+
+
+def role_to_dict(role: Role) -> dict[str, Any]:
+    return {"id": role.id, "name": role.name, "kind": role.kind, "created_at": iso(role.created_at)}
+
+
+@bp.get("/roles")
+def list_roles() -> Response:
+    return jsonify(roles=[role_to_dict(r) for r in roles.list_roles(db.session, g.org_id)])
+
+
+@bp.post("/roles")
+@audited("role.create")
+def create_role() -> tuple[Response, int]:
+    body = load(NewRole, json_object())
+    role = roles.create_role(db.session, g.org_id, body["name"], body["kind"])
+    return jsonify(role_to_dict(role)), 201
+
+
+@bp.delete("/roles/<role_id>")
+@audited("role.delete")
+def delete_role(role_id: str) -> Response:
+    """Delete a role (holders lose it); refused while the settings or active rules name it."""
+    session = db.session
+    name = session.scalar(select(Role.name).where(Role.org_id == g.org_id, Role.id == role_id))
+    session.rollback()  # the check and the delete run in transactions of their own
+    if name is not None:
+        directory.check_references(session, g.org_id, role_removed=name)
+    roles.delete_role(session, g.org_id, role_id)
+    return Response(status=204)

@@ -1,0 +1,130 @@
+"""What tests share besides fixtures: wire constants, the SCIM client wrapper, data helpers.
+
+Fixtures live in ``conftest.py``; import these from here (never from a conftest).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import sessionmaker
+
+from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db
+from scim_server.ratelimit import Limiter
+from scim_server.services.organizations import create_organization
+from scim_server.services.tokens import create_token
+
+PG_URL = os.environ.get("SCIM_TEST_DATABASE_URL")
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_JSON = "application/scim+json"
+
+
+class Scim:
+    """A SCIM client for one organization: the bearer token and content type set."""
+
+    def __init__(self, client: FlaskClient, token: str, org_id: str) -> None:
+        self.client = client
+        self.token = token
+        self.org_id = org_id
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", **(extra or {})}
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.client.get(url, headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def delete(self, url: str, **kw: Any) -> Any:
+        return self.client.delete(url, headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def _send(self, method: str, url: str, body: Any, **kw: Any) -> Any:
+        headers = self.headers({"Content-Type": SCIM_JSON, **kw.pop("headers", {})})
+        return self.client.open(url, method=method, json=body, headers=headers, **kw)
+
+    def post(self, url: str, body: Any, **kw: Any) -> Any:
+        return self._send("POST", url, body, **kw)
+
+    def put(self, url: str, body: Any, **kw: Any) -> Any:
+        return self._send("PUT", url, body, **kw)
+
+    def patch(self, url: str, body: Any, **kw: Any) -> Any:
+        return self._send("PATCH", url, body, **kw)
+
+    def patch_ops(self, url: str, *ops: dict[str, Any], **kw: Any) -> Any:
+        return self.patch(url, {"schemas": [PATCH_OP], "Operations": list(ops)}, **kw)
+
+    def create_user(self, user_name: str, **attrs: Any) -> dict[str, Any]:
+        body = {"schemas": [USER_SCHEMA], "userName": user_name, **attrs}
+        resp = self.post("/scim/v2/Users", body)
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+    def create_group(
+        self, name: str, members: list[str] | None = None, **attrs: Any
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "displayName": name, **attrs}
+        if members:
+            body["members"] = [{"value": m} for m in members]
+        resp = self.post("/scim/v2/Groups", body)
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+
+def make_org(app: Flask, name: str) -> tuple[str, str]:
+    """A new organization and a SCIM token for it: (org id, token secret)."""
+    with db.reader(app)() as s:
+        org = create_organization(s, name)
+        _token, secret = create_token(s, org.id, "test")
+        return org.id, secret
+
+
+def bind_to_connection(app: Flask, engine: Engine, connection: Connection) -> Flask:
+    """Point every session of ``app`` at ``connection``, whose transaction the test rolls back."""
+    factory = sessionmaker(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        info={AUDIT_KEY_INFO: app.config["AUDIT_KEY"]},
+    )
+    current: DatabaseState | None = app.extensions.get(EXTENSION)
+    if current is not None and current.engine is not engine:
+        current.engine.dispose()  # the app's own pool: nothing uses it from here on
+    # Statement-level reads would run outside the test transaction (see the `live` fixture).
+    app.extensions[EXTENSION] = DatabaseState(
+        engine=engine, reader=factory, writer=factory, statement_reader=None
+    )
+    return app
+
+
+@contextmanager
+def isolated(app: Flask) -> Iterator[Flask]:
+    """One test's use of a shared ``app``: its config, extensions and caches are put back after.
+
+    Tests set ``app.config[...]`` freely and the database binding is swapped per
+    test. Per-app caches start as the first test found them: plain containers in
+    ``app.extensions`` are restored from copies, and the rate limiter (organization
+    overrides cached for seconds) is a new one for each test, as in a new app.
+    """
+    config = copy.deepcopy(dict(app.config))
+    # A cache kept as a plain container is copied, so what a test puts in it goes too.
+    extensions = {
+        name: copy.copy(value) if isinstance(value, dict | list | set) else value
+        for name, value in app.extensions.items()
+    }
+    app.extensions["scim_ratelimit"] = Limiter(app.config.get("RATE_LIMIT_CACHE_SECONDS", 10))
+    try:
+        yield app
+    finally:
+        app.config.clear()
+        app.config.update(config)
+        app.extensions.clear()
+        app.extensions.update(extensions)
