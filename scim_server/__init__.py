@@ -32,11 +32,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     observability.init_app(app)
     audit_hooks.init_app(app)
-    from scim_server.scim.views import bp as scim_bp
+    from scim_server.scim import blueprint as scim_api
 
-    app.register_blueprint(scim_bp)
+    scim_api.init_app(app)
     # After the blueprint: the limit is checked once its authenticate has run.
-    ratelimit.init_app(app, scim_bp.name)
+    ratelimit.init_app(app, scim_api.bp.name)
     admin.init_app(app)
     app.register_blueprint(health.bp)
     import sso

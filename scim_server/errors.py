@@ -1,7 +1,9 @@
-"""Domain errors raised by services. Protocol layers translate them.
+"""Domain errors: the one hierarchy raised by services and by the SCIM protocol code.
 
-Each carries the SCIM ``scimType`` it maps to (RFC 7644 §3.12) so that the
-SCIM layer needs no table of its own, while services stay free of HTTP.
+Each carries the status class and the SCIM ``scimType`` it maps to (RFC 7644
+§3.12), so that a protocol layer renders it without a table of its own, while
+the code that raises it stays free of HTTP. Rendering (SCIM Error bodies) is in
+``scim_server.scim.errors``; the admin API renders the same classes its own way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,22 @@ class InvalidSyntaxError(DomainError):
 
 class MutabilityError(DomainError):
     scim_type = "mutability"
+
+
+class InvalidFilterError(DomainError):
+    scim_type = "invalidFilter"
+
+
+class InvalidPathError(DomainError):
+    scim_type = "invalidPath"
+
+
+class NoTargetError(DomainError):
+    scim_type = "noTarget"
+
+
+class TooManyError(DomainError):
+    scim_type = "tooMany"
 
 
 class NotFoundError(DomainError):

@@ -24,20 +24,12 @@ from scim_server.db import Base, db, make_engine
 from scim_server.migrate import upgrade
 from scim_server.services.tokens import create_token
 from tests.support import (
-    ENTERPRISE,  # noqa: F401  (re-exported: see below)
-    GROUP_SCHEMA,  # noqa: F401
-    PATCH_OP,  # noqa: F401
     PG_URL,
-    USER_SCHEMA,  # noqa: F401
     Scim,
     bind_to_connection,
     isolated,
     make_org,
 )
-
-# tests/scim and tests/sso still import ENTERPRISE, GROUP_SCHEMA, PATCH_OP,
-# USER_SCHEMA, Scim, bind_to_connection and make_org from here; every other
-# test imports tests.support. Drop the re-exports once those two do too.
 
 # Shared, noisy CI machines: a slow example is not a failure; correctness is.
 settings.register_profile(

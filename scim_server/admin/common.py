@@ -22,7 +22,6 @@ from scim_server.audit import record_failure
 from scim_server.db import db, release
 from scim_server.errors import InvalidSyntaxError
 from scim_server.scim.body import parse_json
-from scim_server.scim.errors import ScimError
 from scim_server.services.rule_sets import RuleSetInvalidError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,10 +61,7 @@ def json_object(*, optional: bool = False) -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if optional and not raw.strip():
         return {}
-    try:
-        value = parse_json(raw)
-    except ScimError as err:
-        raise InvalidSyntaxError(err.detail) from None
+    value = parse_json(raw)  # strict JSON; raises InvalidSyntaxError
     if not isinstance(value, dict):
         raise InvalidSyntaxError("The body must be a JSON object.")
     return value

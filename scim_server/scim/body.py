@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import request
 
-from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, ScimError
+from scim_server.errors import InvalidSyntaxError, InvalidValueError
+from scim_server.scim.errors import ScimError
 
 ACCEPTED_TYPES = ("application/scim+json", "application/json")
 MAX_DEPTH = 32

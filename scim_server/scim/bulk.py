@@ -1,6 +1,7 @@
 """Bulk (RFC 7644 §3.7): many operations in one request, each its own transaction.
 
-Each operation is dispatched through the same views as a single request (same
+``bulk`` is the endpoint. Each operation is dispatched through the same
+endpoints as a single request (same
 validation, same services, same errors), inside the bulk request's context.
 ``bulkId`` references (``"bulkId:qwerty"``) in later operations are replaced by
 the ids of resources created earlier in the request; operations whose
@@ -15,10 +16,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.test import EnvironBuilder
 
-from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, ScimError, error_body
+from scim_server.errors import InvalidSyntaxError, InvalidValueError
+from scim_server.scim.body import json_body
+from scim_server.scim.errors import ScimError, error_body
+from scim_server.scim.render import scim_response
 from scim_server.scim.schema import BULK_REQUEST, BULK_RESPONSE
 
 BULK_REF = re.compile(r"bulkId:([A-Za-z0-9._~-]{1,100})")
@@ -111,9 +115,9 @@ def _substitute(value: Any, created: dict[str, str]) -> Any:
 
 def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
     path = BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), op.path)
-    headers = {"Authorization": request.headers.get("Authorization", "")}
+    headers = [("Authorization", request.headers.get("Authorization", ""))]
     if op.version:
-        headers["If-Match"] = op.version
+        headers.append(("If-Match", op.version))
     builder = EnvironBuilder(
         path=f"/scim/v2{path}",
         method=op.method,
@@ -194,3 +198,21 @@ def _unresolved(op: Operation, refs: set[str]) -> dict[str, Any]:
     if op.bulk_id:
         result["bulkId"] = op.bulk_id
     return result
+
+
+def bulk() -> Response:
+    """POST /Bulk (RFC 7644 §3.7)."""
+    cfg = current_app.config
+    if request.content_length and request.content_length > cfg["BULK_MAX_PAYLOAD_BYTES"]:
+        # RFC 7644 §3.7.4: a payload over maxPayloadSize is a 413.
+        raise ScimError(
+            f"The bulk request is larger than {cfg['BULK_MAX_PAYLOAD_BYTES']} bytes "
+            "(SCIM_BULK_MAX_PAYLOAD_BYTES).",
+            status=413,
+        )
+    ops, fail_on_errors = parse_bulk_request(json_body(), cfg["BULK_MAX_OPERATIONS"])
+    return scim_response(run_bulk(ops, fail_on_errors))
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/Bulk", view_func=bulk, methods=["POST"])

@@ -1,4 +1,10 @@
-"""SCIM Error resources (RFC 7644 §3.12) and the blueprint's error handlers."""
+"""SCIM Error resources (RFC 7644 §3.12) and the blueprint's error handlers.
+
+The errors themselves are the domain errors of ``scim_server.errors``; here is
+how they go on the wire. ``ScimError`` adds the few failures that exist only in
+the protocol (a status without a domain meaning: 401, 413, 415, 429) and their
+headers.
+"""
 
 from __future__ import annotations
 
@@ -19,58 +25,18 @@ log = logging.getLogger(__name__)
 SCIM_CONTENT_TYPE = "application/scim+json"
 
 
-class ScimError(Exception):
-    """An error with its wire form: HTTP status, ``scimType`` and detail."""
-
-    status = 400
-    scim_type: str | None = None
+class ScimError(DomainError):
+    """A protocol failure with an explicit HTTP status and headers (e.g. 413, 415, 429)."""
 
     def __init__(
         self, detail: str, *, status: int | None = None, scim_type: str | None = None
     ) -> None:
         super().__init__(detail)
-        self.detail = detail
         if status is not None:
             self.status = status
         if scim_type is not None:
             self.scim_type = scim_type
         self.headers: dict[str, str] = {}
-
-
-class InvalidFilterError(ScimError):
-    scim_type = "invalidFilter"
-
-
-class InvalidPathError(ScimError):
-    scim_type = "invalidPath"
-
-
-class NoTargetError(ScimError):
-    scim_type = "noTarget"
-
-
-class InvalidSyntaxError(ScimError):
-    scim_type = "invalidSyntax"
-
-
-class InvalidValueError(ScimError):
-    scim_type = "invalidValue"
-
-
-class MutabilityError(ScimError):
-    scim_type = "mutability"
-
-
-class TooManyError(ScimError):
-    scim_type = "tooMany"
-
-
-class NotFoundError(ScimError):
-    status = 404
-
-
-class PreconditionFailedError(ScimError):
-    status = 412
 
 
 class UnauthorizedError(ScimError):

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select, true
 
+from scim_server.errors import InvalidFilterError
 from scim_server.models import AttributeValue, Group, GroupMember, User
-from scim_server.scim.errors import InvalidFilterError
 from scim_server.scim.filter_ast import (
     And,
     AttrPath,
@@ -32,6 +32,16 @@ from scim_server.scim.filter_ast import (
     ValuePath,
 )
 from scim_server.scim.schema import GROUP, PRODUCT_SCHEMA, USER, Attribute, ResourceType
+from scim_server.services.members import (
+    AllOf,
+    AnyOf,
+    MemberCondition,
+    MemberField,
+    MemberTest,
+    NoneOf,
+    compare_text,
+    member_display_condition,
+)
 from scim_server.text import exact, fold
 
 ORDERING_OPS = ("gt", "ge", "lt", "le")
@@ -102,21 +112,6 @@ def _literal_for(leaf: Leaf, op: str, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, str):
         raise InvalidFilterError(f"'{leaf.dotted}' is a string; compare it to a quoted string.")
     return value
-
-
-def compare_text(col: Any, op: str, value: str) -> ColumnElement[bool]:
-    """Compare a column holding pre-normalised text; LIKE wildcards in values are literal."""
-    if op == "eq":
-        return col == value
-    if op == "ne":
-        return col != value
-    if op == "co":
-        return col.contains(value, autoescape=True)
-    if op == "sw":
-        return col.startswith(value, autoescape=True)
-    if op == "ew":
-        return col.endswith(value, autoescape=True)
-    return {"gt": col > value, "ge": col >= value, "lt": col < value, "le": col <= value}[op]
 
 
 def compare_plain(col: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -320,33 +315,13 @@ class FilterCompiler:
     def _display_cond(self, gm: Any, op: str, value: str | None) -> ColumnElement[bool]:
         if self.rt is USER:
             g = alias_of(Group)
-            cond = compare_text(g.display_name_key, op, fold(value)) if op != "pr" else true()
+            cond: ColumnElement[bool]
+            if op == "pr" or value is None:
+                cond = true()
+            else:
+                cond = compare_text(g.display_name_key, op, fold(value))
             return gm.group_id.in_(select(g.id).where(g.org_id == self.org_id, cond))
-        u = alias_of(User)
-        ug = alias_of(Group)
-        if op == "pr":
-            return true()
-        # RFC 7643 §4.2: a member's display is the one the client set when adding it,
-        # else the user's displayName (else userName) or the group's name.
-        av = alias_of(AttributeValue)
-        by_display = select(av.resource_id).where(
-            av.org_id == self.org_id,
-            av.attr == "displayname",
-            compare_text(av.value_key, op, fold(value)),
-        )
-        by_user_name = select(u.id).where(
-            u.org_id == self.org_id, compare_text(u.user_name_key, op, fold(value))
-        )
-        by_group = select(ug.id).where(
-            ug.org_id == self.org_id, compare_text(ug.display_name_key, op, fold(value))
-        )
-        derived = or_(
-            gm.member_id.in_(by_display), gm.member_id.in_(by_user_name), gm.member_id.in_(by_group)
-        )
-        return or_(
-            and_(gm.display_key.is_not(None), compare_text(gm.display_key, op, fold(value))),
-            and_(gm.display_key.is_(None), derived),
-        )
+        return member_display_condition(gm, self.org_id, op, value)
 
     # -- the attribute_values index ----------------------------------------
 
@@ -559,8 +534,41 @@ def sort_expression(rt: ResourceType, org_id: str, path: AttrPath) -> Any:
     )
 
 
-def member_condition(org_id: str, expr: Expr) -> ColumnElement[bool]:
-    """A condition on ``group_members`` rows for a PATCH path like ``members[value eq "..."]``."""
-    compiler = FilterCompiler(GROUP, org_id)
-    members = compiler.resolve(AttrPath(None, "members", None))
-    return compiler._inner(expr, members, relation=GroupMember)
+def member_selection(expr: Expr) -> MemberCondition:
+    """The members a PATCH path like ``members[value eq "..."]`` names, checked and typed.
+
+    The filter's sub-attributes and values are checked here, as in a list
+    filter (RFC 7644 §3.4.2.2); the service turns the result into SQL.
+    """
+    compiler = FilterCompiler(GROUP, "")
+    return _member_selection(compiler, compiler.resolve(AttrPath(None, "members", None)), expr)
+
+
+def _member_selection(compiler: FilterCompiler, parent: Leaf, expr: Expr) -> MemberCondition:
+    if isinstance(expr, And):
+        return AllOf(
+            (
+                _member_selection(compiler, parent, expr.left),
+                _member_selection(compiler, parent, expr.right),
+            )
+        )
+    if isinstance(expr, Or):
+        return AnyOf(
+            (
+                _member_selection(compiler, parent, expr.left),
+                _member_selection(compiler, parent, expr.right),
+            )
+        )
+    if isinstance(expr, Not):
+        return NoneOf(_member_selection(compiler, parent, expr.expr))
+    if isinstance(expr, ValuePath):
+        raise InvalidFilterError("Value paths cannot be nested.")
+    leaf = compiler.resolve(expr.path, parent)
+    sub = (leaf.sub.name if leaf.sub else "value").lower()
+    if isinstance(expr, Present):
+        return MemberTest("display" if sub == "display" else "value", "pr")
+    if sub not in ("value", "type", "display"):
+        raise InvalidFilterError(f"'{leaf.dotted}' cannot be filtered.")
+    literal = _literal_for(leaf, expr.op, expr.value)
+    field: MemberField = "value" if sub == "value" else "type" if sub == "type" else "display"
+    return MemberTest(field, expr.op, literal)

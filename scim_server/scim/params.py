@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
-from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError
+from scim_server.errors import InvalidSyntaxError, InvalidValueError
 from scim_server.scim.resources import split_param
 from scim_server.scim.schema import SEARCH_REQUEST
 

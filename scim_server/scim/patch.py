@@ -5,6 +5,9 @@ validates and stores the result only if every operation succeeded, which is
 what makes a PATCH atomic. Group membership operations are not applied to the
 document: they are returned as ``MemberChange`` items so that the service can
 insert or delete exactly the member rows concerned.
+
+``UserPatch`` and ``GroupPatch`` are a parsed request as a value: the service
+applies one to the stored document under its row lock (``apply`` is pure).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from scim_server.scim.errors import (
+from scim_server.errors import (
     InvalidPathError,
     InvalidSyntaxError,
     InvalidValueError,
@@ -22,15 +25,20 @@ from scim_server.scim.errors import (
 )
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, Present, ValuePath
 from scim_server.scim.filter_parser import parse_path
+from scim_server.scim.filters import member_selection
 from scim_server.scim.resources import (
+    check_immutable,
+    check_member_count,
     coerce_simple,
     coerce_single,
     coerce_value,
     parse_extension,
+    parse_resource,
     value_key,
 )
 from scim_server.scim.schema import GROUP, PATCH_OP, USER, Attribute, ResourceType
-from scim_server.services.groups import MemberChange
+from scim_server.services.groups import GroupEdit
+from scim_server.services.members import MemberChange
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -68,6 +76,38 @@ def parse_patch_request(body: Any) -> list[Doc]:
         if path is not None and (not isinstance(path, str) or not path.strip()):
             raise InvalidPathError("'path' must be a non-empty string.")
     return ops
+
+
+@dataclass(frozen=True)
+class UserPatch:
+    """A validated PatchOp for one user (RFC 7644 §3.5.2)."""
+
+    resource_id: str
+    operations: list[Doc]
+
+    def apply(self, current: Doc) -> Doc:
+        """The new, validated document; raises (changing nothing) if any operation fails."""
+        patched = apply_patch(USER, current, self.operations, resource_id=self.resource_id).doc
+        new = parse_resource(USER, {"schemas": [USER.core], **patched}, creating=False)
+        check_immutable(USER, current, new)
+        return new
+
+
+@dataclass(frozen=True)
+class GroupPatch:
+    """A validated PatchOp for one group; ``max_members``: SCIM_MAX_INLINE_MEMBERS."""
+
+    resource_id: str
+    operations: list[Doc]
+    max_members: int
+
+    def apply(self, current: Doc) -> GroupEdit:
+        """The new attributes and the membership changes, both validated."""
+        result = apply_patch(GROUP, current, self.operations, resource_id=self.resource_id)
+        check_member_count(sum(len(c.values) for c in result.members), self.max_members)
+        new = parse_resource(GROUP, {"schemas": [GROUP.core], **result.doc}, creating=False)
+        check_immutable(GROUP, current, new)
+        return GroupEdit(new, tuple(result.members))
 
 
 def apply_patch(rt: ResourceType, doc: Doc, ops: list[Doc], *, resource_id: str) -> PatchResult:
@@ -199,7 +239,9 @@ class _Patcher:
         checked = parse_extension(self.rt, urn, value, creating=False)
         target = self.doc.setdefault(urn, {})
         for key, sub_value in checked.items():
-            self.attr_op(op, target, self.rt.schema(urn).attribute(key), sub_value, checked=True)
+            attr = schema.attribute(key)
+            assert attr is not None, "parse_extension keeps only the schema's attributes"
+            self.attr_op(op, target, attr, sub_value, checked=True)
 
     # -- plain attributes ------------------------------------------------------
 
@@ -323,7 +365,7 @@ class _Patcher:
             raise MutabilityError("Member sub-attributes cannot be changed; add or remove members.")
         if op == "remove":
             if where is not None:
-                self.members.append(MemberChange("remove_where", where=where))
+                self.members.append(MemberChange("remove_where", where=member_selection(where)))
             elif isinstance(value, list) and value:
                 # Entra ID: Remove with path "members" and a value list removes those.
                 self.members.append(MemberChange("remove", _member_refs(value)))
@@ -338,7 +380,7 @@ class _Patcher:
             value = [value]
         refs = _member_refs(value)
         if where is not None:
-            self.members.append(MemberChange("remove_where", where=where))
+            self.members.append(MemberChange("remove_where", where=member_selection(where)))
             self.members.append(MemberChange("add", refs))
         elif op == "replace":
             self.members.append(MemberChange("replace", refs))
@@ -513,6 +555,8 @@ def matches(where: Expr, item: Any, attr: Attribute) -> bool:
         if isinstance(expected, str):
             expected = expected.lower() == "true"
         return (actual == expected) == (where.op == "eq")
+    a: Any
+    e: Any
     if isinstance(actual, str) and isinstance(expected, str):
         norm = exact if sub.case_exact else fold
         a, e = norm(actual), norm(expected)

@@ -1,18 +1,35 @@
-"""Conversions from stored resources to their SCIM wire form (``*_to_scim``)."""
+"""Rendering: stored resources in their SCIM wire form, and SCIM responses.
+
+``*_to_scim`` convert; ``render_user`` / ``render_group`` add what a resource's
+representation reads beside its row and apply ``attributes`` /
+``excludedAttributes``; ``scim_response`` is the one place a SCIM body is sent.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, current_app, g, request
+
+from scim_server import jsonfast
+from scim_server.db import db
+from scim_server.errors import TooManyError
 from scim_server.models import Group, User
+from scim_server.scim.errors import SCIM_CONTENT_TYPE
+from scim_server.scim.resources import project, split_param
 from scim_server.scim.schema import (
     ENTERPRISE_SCHEMA,
+    GROUP,
     GROUP_SCHEMA,
     LIST_RESPONSE,
     PRODUCT_SCHEMA,
+    USER,
     USER_SCHEMA,
 )
+from scim_server.services import groups as group_service
+from scim_server.services import users as user_service
 from scim_server.services.common import etag
+from scim_server.urls import scim_root
 
 Doc = dict[str, Any]
 
@@ -95,3 +112,69 @@ def list_response(resources: list[Doc], total: int, start_index: int) -> Doc:
         "itemsPerPage": len(resources),
         "Resources": resources,
     }
+
+
+# -- responses -----------------------------------------------------------------
+
+
+def scim_response(
+    doc: Any, status: int = 200, *, version: str | None = None, location: str | None = None
+) -> Response:
+    """A SCIM JSON response, with its ETag (RFC 7644 §3.14) and Location when given."""
+    resp = Response(jsonfast.dumps_bytes(doc), status=status, mimetype=SCIM_CONTENT_TYPE)
+    if version:
+        resp.headers["ETag"] = version
+    if location:
+        resp.headers["Location"] = location
+    return resp
+
+
+def projection_args() -> tuple[list[str] | None, list[str] | None]:
+    """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9)."""
+    return split_param(request.args.get("attributes")), split_param(
+        request.args.get("excludedAttributes")
+    )
+
+
+def wants(name: str, attributes: list[str] | None, excluded: list[str] | None) -> bool:
+    """Would the response include attribute ``name``? Saves loading what is not returned."""
+
+    def base(path: str) -> str:
+        return path.lower().rsplit(":", 1)[-1].split(".")[0].split("[")[0]
+
+    if attributes:
+        return any(base(a) == name for a in attributes)
+    return not any(base(a) == name for a in excluded or [])
+
+
+def render_user(
+    user: Any,
+    attributes: list[str] | None,
+    excluded: list[str] | None,
+    groups: list[tuple[str, str]] | None = None,
+    product: dict[str, Any] | None = None,
+) -> Doc:
+    """One user; a list page passes what it read for the whole page (``groups``, ``product``)."""
+    if product is None:
+        # One user: its groups, roles and license names in one round trip.
+        found, roles, names = user_service.extras_of_one(db.session, g.org_id, user)
+        groups = found if wants("groups", attributes, excluded) else None
+        product = user_service.product_view(
+            db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
+        )[user.id]
+    return project(USER, user_to_scim(user, groups, scim_root(), product), attributes, excluded)
+
+
+def render_group(group: Any, attributes: list[str] | None, excluded: list[str] | None) -> Doc:
+    """One group, its members inline unless excluded (refused above SCIM_MAX_INLINE_MEMBERS)."""
+    members = None
+    if wants("members", attributes, excluded):
+        limit = current_app.config["MAX_INLINE_MEMBERS"]
+        members = group_service.members_of(db.session, g.org_id, group.id, limit=limit + 1)
+        if len(members) > limit:
+            raise TooManyError(
+                f"This group has more than {limit} members, too many to return inline. "
+                "Read it with excludedAttributes=members and look members up with "
+                'filter=members[value eq "<id>"].'
+            )
+    return project(GROUP, group_to_scim(group, members, scim_root()), attributes, excluded)

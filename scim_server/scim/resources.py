@@ -10,13 +10,16 @@ document form is what PATCH operates on and what is stored.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scim_server.scim.errors import InvalidSyntaxError, InvalidValueError, MutabilityError
+from scim_server.errors import InvalidSyntaxError, InvalidValueError, MutabilityError
 from scim_server.scim.filter_ast import PathError
 from scim_server.scim.filter_parser import parse_path
-from scim_server.scim.schema import Attribute, ResourceType
+from scim_server.scim.schema import GROUP, USER, Attribute, ResourceType
+from scim_server.services.groups import GroupEdit
+from scim_server.services.members import MemberChange
 from scim_server.text import exact, fold
 
 MAX_STRING = 512
@@ -239,7 +242,7 @@ def check_required(rt: ResourceType, doc: Doc) -> None:
         schema = rt.schema(urn)
         assert schema is not None
         target = doc if urn == rt.core else doc.get(urn)
-        if urn != rt.core and not target:
+        if target is None or (urn != rt.core and not target):
             continue
         for attr in schema.attributes.values():
             if (
@@ -271,6 +274,47 @@ def check_immutable(rt: ResourceType, old: Doc, new: Doc) -> None:
 
 
 # --- projection (RFC 7644 §3.4.2.5, §3.9) ---------------------------------
+
+
+def check_member_count(count: int, limit: int) -> None:
+    """A request names at most ``limit`` (SCIM_MAX_INLINE_MEMBERS) members: POST, PUT, PATCH.
+
+    The same number bounds what a GET returns inline, so a group written in one
+    request can always be read back in one; larger groups grow by further PATCH
+    requests. Checked before anything is written.
+    """
+    if count > limit:
+        raise InvalidValueError(
+            f"This request names {count} group members; at most {limit} are accepted per "
+            "request (SCIM_MAX_INLINE_MEMBERS). Add the others with further PATCH requests."
+        )
+
+
+@dataclass(frozen=True)
+class UserReplacement:
+    """A PUT of a user (RFC 7644 §3.5.1): the parsed document, applied to the stored one."""
+
+    doc: Doc
+
+    def apply(self, current: Doc) -> Doc:
+        check_immutable(USER, current, self.doc)
+        if "active" not in self.doc:
+            # RFC 7644 §3.5.1: an omitted attribute MAY be taken as not asserted. For
+            # `active` it must be: read as true it would reactivate a leaver.
+            return {**self.doc, "active": current.get("active", True)}
+        return self.doc
+
+
+@dataclass(frozen=True)
+class GroupReplacement:
+    """A PUT of a group: its attributes, and its members replaced by those listed."""
+
+    doc: Doc
+
+    def apply(self, current: Doc) -> GroupEdit:
+        check_immutable(GROUP, current, self.doc)
+        members = tuple(self.doc.get("members") or ())
+        return GroupEdit(self.doc, (MemberChange("replace", members),))
 
 
 def _parse_names(rt: ResourceType, names: list[str] | None, param: str) -> set[tuple[str, ...]]:

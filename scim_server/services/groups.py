@@ -8,9 +8,9 @@ ten: the member list is never loaded or rewritten.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +25,7 @@ from scim_server.models import Group, GroupMember, User
 from scim_server.services import counts, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
+from scim_server.services.members import MemberChange, member_sql
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -32,17 +33,21 @@ CHUNK = 500  # ids per IN (...) list, well under every driver's parameter limit
 
 
 @dataclass(frozen=True)
-class MemberChange:
-    """One membership change.
+class GroupEdit:
+    """A group's new validated attributes and the membership changes that go with them."""
 
-    ``kind`` is ``add``, ``remove`` (the listed ``values``), ``replace`` (the
-    members become ``values``), ``clear``, or ``remove_where`` (the members
-    matching ``where``, a condition on ``GroupMember`` columns).
+    doc: Doc
+    members: tuple[MemberChange, ...]
+
+
+class GroupChange(Protocol):
+    """A parsed write (a PATCH, a PUT): a value whose ``apply`` is pure.
+
+    The service applies it to the stored document under the group's row lock,
+    so that If-Match and the change see the same version.
     """
 
-    kind: str
-    values: tuple[Doc, ...] = ()
-    where: Any = None
+    def apply(self, current: Doc) -> GroupEdit: ...
 
 
 def _apply(group: Group, doc: Doc) -> None:
@@ -103,7 +108,10 @@ def _create_group(session: Session, org_id: str, doc: Doc) -> Group:
         reindex(session, org_id, group.id, group.data)
         added = _add(session, org_id, group.id, tuple(doc.get("members") or ()))
         _touch_users(session, org_id, added)
-        _record(session, group, "group.create", diff(None, group.data), added, [])
+        _record_group_event(session, group, "group.create", diff(None, group.data), added, [])
+        # Membership can move licenses and roles when the rules look at groups.
+        remap_moved_users(session, group, added)
+        _record_member_events(session, group, added, [])
         counts.changed(session, org_id, "Group", +1)
     return group
 
@@ -122,19 +130,21 @@ def update_group(
     session: Session,
     org_id: str,
     group_id: str,
-    mutate: Callable[[Doc], tuple[Doc, Sequence[MemberChange]]],
+    change: GroupChange,
     if_match: Sequence[str] | None = None,
     action: str = "group.replace",
 ) -> Group:
     """Change attributes and memberships in one transaction.
 
-    ``mutate`` turns the stored document into the new, validated one and says
-    which membership changes go with it.
+    ``change`` turns the stored document into the new, validated one and says
+    which membership changes go with it; only the member rows it names are
+    read or written.
     """
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
-        new, changes = mutate(dict(group.data))
+        edit = change.apply(dict(group.data))
+        new, changes = edit.doc, edit.members
         before = dict(group.data)
         attributes_changed = False
         if {k: v for k, v in new.items() if k != "members"} != group.data:
@@ -144,12 +154,15 @@ def update_group(
             attributes_changed = True
         added: list[tuple[str, str]] = []
         removed: list[tuple[str, str]] = []
-        for change in changes:
-            plus, minus = _apply_member_change(session, org_id, group_id, change)
+        for member_change in changes:
+            plus, minus = _apply_member_change(session, org_id, group_id, member_change)
             added += plus
             removed += minus
         _touch_users(session, org_id, added + removed)
-        _record(session, group, action, diff(before, group.data), added, removed)
+        _record_group_event(session, group, action, diff(before, group.data), added, removed)
+        # Membership can move licenses and roles when the rules look at groups.
+        remap_moved_users(session, group, added + removed)
+        _record_member_events(session, group, added, removed)
         if attributes_changed or added or removed:
             group.version += 1
             group.updated_at = utcnow()
@@ -190,7 +203,10 @@ def delete_group(
         )
         drop_index(session, org_id, group_id)
         _touch_users(session, org_id, removed)
-        _record(session, group, "group.delete", {}, [], removed)
+        _record_group_event(session, group, "group.delete", {}, [], removed)
+        # Membership can move licenses and roles when the rules look at groups.
+        remap_moved_users(session, group, removed)
+        _record_member_events(session, group, [], removed)
         session.delete(group)
         counts.changed(session, org_id, "Group", -1)
 
@@ -212,7 +228,8 @@ def _apply_member_change(
         ids = list(dict.fromkeys(ref["value"] for ref in change.values))
         return [], _delete_ids(session, org_id, group_id, ids)
     if change.kind == "remove_where":
-        return [], _delete_where(session, *where, change.where)
+        assert change.where is not None, "remove_where names its members by a condition"
+        return [], _delete_where(session, *where, member_sql(org_id, change.where))
     if change.kind == "clear" or (change.kind == "replace" and not change.values):
         return [], _delete_where(session, *where)
     if change.kind == "replace":
@@ -328,7 +345,7 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
         if ref.get("display"):
             displays.setdefault(ref["value"], ref["display"])
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "org_id": org_id,
             "group_id": group_id,
@@ -354,10 +371,10 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
 LISTED_MEMBERS = 1000
 
 
-def _record(
+def _record_group_event(
     session: Session, group: Group, action: str, changes: Doc, added: Members, removed: Members
 ) -> None:
-    """The group event, then one event per membership change (for each person's timeline)."""
+    """The group's own event; membership changes are summarised in its ``changes``."""
     if added or removed:
         changes = {
             **changes,
@@ -378,10 +395,17 @@ def _record(
         detail=group.display_name,
         changes=changes,
     )
-    about = {"group": {"id": group.id, "displayName": group.display_name}}
-    # Membership moves license and roles when the rules look at groups.
-    moved = [m for m, kind in added + removed if kind == "User"]
-    for user_id, outcome in provisioning.reevaluate(session, group.org_id, moved).items():
+
+
+def remap_moved_users(session: Session, group: Group, moved: Members) -> None:
+    """Re-run the mapping rules for the users whose membership changed.
+
+    Rules can look at groups, so a membership change can move a user's license
+    (and the seats counted) and roles; each user whose outcome changed gets a
+    ``user.mapping`` event.
+    """
+    user_ids = [m for m, kind in moved if kind == "User"]
+    for user_id, outcome in provisioning.reevaluate(session, group.org_id, user_ids).items():
         record(
             session,
             group.org_id,
@@ -392,6 +416,11 @@ def _record(
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},
         )
+
+
+def _record_member_events(session: Session, group: Group, added: Members, removed: Members) -> None:
+    """One event per membership change, for each member's timeline."""
+    about = {"group": {"id": group.id, "displayName": group.display_name}}
     names = _user_names(session, group.org_id, [m for m, kind in added + removed if kind == "User"])
     for kind_action, members in (("group.member.add", added), ("group.member.remove", removed)):
         for member_id, kind in members:

@@ -7,7 +7,8 @@ skips. Three things keep deep pages cheap:
   and the page's rows are then read by key;
 - an unfiltered list in the default order takes ``totalResults`` from
   ``resource_counts`` instead of counting the organization;
-- and, for that list, each process keeps *anchors*: the key of every
+- and, for that list, each app keeps *anchors* (an ``AnchorCache`` the caller
+  passes in): the key of every
   ``ANCHOR_STEP``-th resource, valid for one ``generation`` of the set. A deep
   page seeks to the nearest anchor by index and skips fewer than
   ``ANCHOR_STEP`` entries from there.
@@ -59,9 +60,18 @@ def page(
 
 
 def page_all(
-    session: Session, model: Any, resource_type: str, org_id: str, offset: int, limit: int
+    session: Session,
+    model: Any,
+    resource_type: str,
+    org_id: str,
+    offset: int,
+    limit: int,
+    anchors: AnchorCache,
 ) -> tuple[int, list[Any]]:
-    """A page of all the organization's resources in the default order (created, id)."""
+    """A page of all the organization's resources in the default order (created, id).
+
+    ``anchors`` is the app's cache of keys along that order (deep pages seek from one).
+    """
     order = [model.created_at, model.id]
     counted = counts.read(session, org_id, resource_type)
     if counted is None:
@@ -73,7 +83,7 @@ def page_all(
     conditions: list[Any] = [model.org_id == org_id]
     anchor = None
     if offset >= DEFERRED_JOIN_OFFSET:
-        anchor = ANCHORS.find(conn, model, org_id, generation, offset)
+        anchor = anchors.find(conn, model, org_id, generation, offset)
     if anchor is not None:
         key, position = anchor
         conditions.append(tuple_(model.created_at, model.id) >= key)
@@ -120,7 +130,7 @@ class _Anchored:
 
 
 class AnchorCache:
-    """Per-process anchors for the unfiltered lists of recently paged organizations."""
+    """Anchors for the unfiltered lists of recently paged organizations (one per app)."""
 
     def __init__(self) -> None:
         self._sets: OrderedDict[tuple[str, str], _Anchored] = OrderedDict()
@@ -149,6 +159,11 @@ class AnchorCache:
             return None
         return anchored.keys[index], index * ANCHOR_STEP
 
+    def __len__(self) -> int:
+        """How many sets (a resource type of an organization) are anchored."""
+        with self._lock:
+            return len(self._sets)
+
     def clear(self) -> None:
         with self._lock:
             self._sets.clear()
@@ -163,6 +178,3 @@ class AnchorCache:
         ).all()
         keys = [(row[0], row[1]) for row in rows[::ANCHOR_STEP]]
         return _Anchored(generation, keys, time.monotonic())
-
-
-ANCHORS = AnchorCache()

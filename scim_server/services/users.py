@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, literal_column, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,16 @@ from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+class UserChange(Protocol):
+    """A parsed write (a PATCH, a PUT): a value whose ``apply`` is pure.
+
+    The service applies it to the stored document under the user's row lock,
+    so that If-Match and the change see the same version.
+    """
+
+    def apply(self, current: Doc) -> Doc: ...
 
 
 def _stored_form(doc: Doc) -> Doc:
@@ -156,7 +166,7 @@ _GROUPS_OF_ONE = (
 def _extras_of_one() -> Any:
     from scim_server.models import License, Role, UserRole
 
-    groups = (
+    groups: Any = (
         select(
             literal_column("'g'").label("kind"),
             Group.id.label("id"),
@@ -173,7 +183,7 @@ def _extras_of_one() -> Any:
             GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id")
         )
     )
-    roles = (
+    roles: Any = (
         select(
             literal_column("'r'"),
             Role.id,
@@ -186,13 +196,13 @@ def _extras_of_one() -> Any:
         .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
         .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
     )
-    licenses = select(
+    licenses: Any = select(
         literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id
     ).where(
         License.org_id == bindparam("org_id"),
         License.id.in_([bindparam("license_id"), bindparam("wanted_id")]),
     )
-    both = union_all(groups, roles, licenses)
+    both: Any = union_all(groups, roles, licenses)
     cols = both.selected_columns
     return both.order_by(cols.kind, cols.sort_key, cols.source)
 
@@ -249,11 +259,11 @@ def update_user(
     session: Session,
     org_id: str,
     user_id: str,
-    mutate: Callable[[Doc], Doc],
+    change: UserChange,
     if_match: Sequence[str] | None = None,
     action: str = "user.replace",
 ) -> User:
-    """Replace or patch: ``mutate`` turns the stored document into the new, validated one.
+    """Replace or patch: ``change`` turns the stored document into the new, validated one.
 
     A change of ``active`` is the named status transition ``user.deactivate`` or
     ``user.activate``, recorded as its own event: the moment access was removed
@@ -264,7 +274,7 @@ def update_user(
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
-        new = mutate(current)
+        new = change.apply(current)
         if _stored_form(new) == user.data and "password" not in new:
             # Nothing changed: same version, but the request is still evidence.
             record(session, org_id, action, **_about(user), changes={})
@@ -341,7 +351,8 @@ def groups_of(
         return out
     if len(user_ids) == 1:
         params = {"org_id": org_id, "user_id": user_ids[0]}
-        out[user_ids[0]] = [tuple(r) for r in session.connection().execute(_GROUPS_OF_ONE, params)]
+        rows_of_one = session.connection().execute(_GROUPS_OF_ONE, params)
+        out[user_ids[0]] = [(group_id, name) for group_id, name in rows_of_one]
         return out
     rows = session.connection().execute(
         select(GroupMember.member_id, Group.id, Group.display_name)

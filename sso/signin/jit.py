@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from scim_server.errors import InvalidValueError
+from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import User
-from scim_server.scim.errors import ScimError
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import users
@@ -54,7 +53,7 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
         body[ENTERPRISE] = enterprise
     try:
         return parse_resource(USER, body, creating=True)
-    except ScimError as err:  # e.g. an IdP value the schema refuses
+    except DomainError as err:  # e.g. an IdP value the schema refuses
         raise InvalidValueError(f"identity is not a valid SCIM user: {err.detail}") from None
 
 

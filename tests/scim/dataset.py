@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
 
 from scim_server import create_app
-from tests.conftest import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection, make_org
+from tests.support import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection, make_org
 
 ALL_USERS = {"alice", "bob", "carol", "dave", "eve"}
 ALL_GROUPS = {"eng", "sales", "ops"}

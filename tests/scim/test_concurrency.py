@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from scim_server.scim.errors import CONFLICT_URN
-from tests.conftest import USER_SCHEMA, Scim
+from tests.support import USER_SCHEMA, Scim
 
 
 def test_racing_member_adds_all_land(live):

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, Scim
 from tests.scim import dataset
 from tests.scim.dataset import ALL_GROUPS, ALL_USERS, Data
+from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, Scim
 
 # The shared data set (tests/scim/dataset.py): built once per module and database.
 data_connection = dataset.data_connection

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from scim_server.models import GroupMember, User
-from tests.conftest import GROUP_SCHEMA, USER_SCHEMA, Scim
+from tests.support import GROUP_SCHEMA, USER_SCHEMA, Scim
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -1227,3 +1227,46 @@ def test_bad_member_display_is_400_and_changes_nothing(
     assert_error(resp, 400, "invalidValue")
     assert read(scim, gurl(team)) == before
     assert scim.get('/scim/v2/Groups?filter=displayName eq "Bad"').get_json()["totalResults"] == 0
+
+
+def test_remove_by_compound_member_filter(scim: Scim) -> None:
+    """remove with members[type eq "Group" or not (value ne "x")] removes just those members."""
+    alice = scim.create_user("alice@example.com")["id"]
+    bob = scim.create_user("bob@example.com")["id"]
+    inner = scim.create_group("Inner")["id"]
+    team = scim.create_group("Team", [alice, bob, inner])
+    path = f'members[type eq "group" or not (value ne "{alice}")]'
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "remove", "path": path}))
+    assert member_ids(read(scim, gurl(team))) == {bob}
+
+
+def test_remove_by_member_filter_with_operators(scim: Scim) -> None:
+    """remove with sw and pr on members narrows by the members' own values."""
+    alice = scim.create_user("alice@example.com")["id"]
+    bob = scim.create_user("bob@example.com")["id"]
+    team = scim.create_group("Team", [alice, bob])
+    path = f'members[value sw "{bob[:8]}" and type pr]'
+    assert_no_content(scim.patch_ops(gurl(team), {"op": "remove", "path": path}))
+    assert member_ids(read(scim, gurl(team))) == {alice}
+
+
+@pytest.mark.parametrize(
+    ("path", "scim_type"),
+    [
+        ('members[$ref eq "x"]', "invalidFilter"),
+        ("members[value eq null]", "invalidFilter"),
+        ('members[nickname eq "x"]', "invalidFilter"),
+        ('members[value eq "a"].display', "mutability"),
+    ],
+)
+def test_bad_member_filter_is_refused_and_changes_nothing(
+    scim: Scim, path: str, scim_type: str
+) -> None:
+    """A member filter the server cannot apply is a 400 with its scimType; the group keeps its version."""
+    alice = scim.create_user("alice@example.com")["id"]
+    team = scim.create_group("Team", [alice])
+    resp = scim.patch_ops(gurl(team), {"op": "remove", "path": path})
+    assert_error(resp, 400, scim_type)
+    after = read(scim, gurl(team))
+    assert member_ids(after) == {alice}
+    assert after["meta"]["version"] == team["meta"]["version"]

@@ -10,19 +10,22 @@ import random
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import delete, select
 
+from scim_server import create_app
 from scim_server.models import Group, ResourceCount, User
+from scim_server.scim.listing import ANCHORS_EXTENSION
 from scim_server.services import paging
-from tests.conftest import Scim
+from tests.support import Scim
 
 
 @pytest.fixture(autouse=True)
-def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_thresholds(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(paging, "DEFERRED_JOIN_OFFSET", 3)
     monkeypatch.setattr(paging, "ANCHOR_STEP", 4)
     monkeypatch.setattr(paging, "REBUILD_EVERY_S", 0.0)
-    paging.ANCHORS.clear()
+    app.extensions[ANCHORS_EXTENSION].clear()
 
 
 def stored_order(session: Any, model: Any, org_id: str) -> list[str]:
@@ -190,3 +193,13 @@ def test_reads_on_the_real_database_see_every_commit(live) -> None:
     total, page_ids = listed(scim, "Users", 4, 10)
     assert (total, page_ids) == (6, ids[4:])
     assert scim.get("/scim/v2/Users", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_anchors_belong_to_the_app_that_paged(app: Flask, scim: Scim, session: Any) -> None:
+    """Deep pages anchor in their own app: a second app in the process shares no cache."""
+    for i in range(12):
+        scim.create_user(f"a{i:02d}@example.com")
+    assert_every_page(scim, session, "Users", User, 3)
+    other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
+    assert len(app.extensions[ANCHORS_EXTENSION]) == 1
+    assert len(other.extensions[ANCHORS_EXTENSION]) == 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ENTERPRISE, USER_SCHEMA, Scim
+from tests.support import ENTERPRISE, USER_SCHEMA, Scim
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 MISSING = object()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from scim_server.models import AttributeValue, User
-from tests.conftest import ENTERPRISE, USER_SCHEMA
+from tests.support import ENTERPRISE, USER_SCHEMA
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 

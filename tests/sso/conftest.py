@@ -20,10 +20,10 @@ from scim_server.db import db
 from scim_server.models import AuditEvent, License, Organization, User
 from scim_server.services import licenses
 from sso.connections.models import SignInRecord
-from tests.conftest import Scim
 from tests.sso.oidc_op import provider as op_module
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
 from tests.sso.saml_idp import Assertion, FakeIdp, encode
+from tests.support import Scim
 
 OIDC_BASE = "http://127.0.0.1"
 

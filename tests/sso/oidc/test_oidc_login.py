@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 
 import mappings
 from tests.admin.helpers import person
-from tests.conftest import Scim
 from tests.sso.conftest import assert_refused, events, make_person, oidc_login, sign_ins
 from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.signin.test_mapping import engineering_rules, state
+from tests.support import Scim
 
 
 class _StandInIdentity:

@@ -26,7 +26,7 @@ from sso.provider.clients import create_client
 from sso.provider.keys import encryption_secret, rotate
 from sso.provider.models import OAuthCode, OAuthToken
 from sso.signin.session import current_session, end_session, start_session
-from tests.conftest import Scim, make_org
+from tests.support import Scim, make_org
 
 REDIRECT = "https://product.example.com/callback"
 ISSUER = "http://localhost"

@@ -8,8 +8,8 @@ import pytest
 
 from sso.saml import metadata
 from sso.saml.metadata import MetadataError, check_url, fetch_metadata, parse_idp_metadata
-from tests.conftest import Scim
 from tests.sso.saml_idp import FakeIdp
+from tests.support import Scim
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Scim
 from tests.sso.conftest import SamlConnection, assert_refused, make_person, sign_ins
 from tests.sso.saml_idp import (
     FakeIdp,
@@ -28,6 +27,7 @@ from tests.sso.saml_idp import (
     valid_response,
     xslt_transform_added,
 )
+from tests.support import Scim
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 

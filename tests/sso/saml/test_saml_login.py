@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from scim_server.models import Contact, License, User
 from scim_server.services.lifecycle import ACTIVE, DEACTIVATED, LOCKED_BY_ADMIN
-from tests.conftest import Scim
 from tests.sso.conftest import (
     SamlConnection,
     assert_refused,
@@ -28,6 +27,7 @@ from tests.sso.saml_idp import (
     fully_signed_response,
     valid_response,
 )
+from tests.support import Scim
 
 
 def test_valid_login_signs_in_and_goes_to_next(

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from scim_server.models import License, Role, User, UserRole
 from scim_server.services.lifecycle import DEACTIVATED
 from tests.admin.helpers import make_license, make_role, ok, person
-from tests.conftest import Scim
 from tests.sso.conftest import (
     SamlConnection,
     assert_refused,
@@ -27,6 +26,7 @@ from tests.sso.conftest import (
     start_test_login,
 )
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.support import Scim
 
 GROUPS = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
 ENGINEERING = {

@@ -7,7 +7,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.models import User
-from tests.conftest import Scim
 from tests.sso.conftest import (
     SamlConnection,
     make_person,
@@ -17,6 +16,7 @@ from tests.sso.conftest import (
     start_test_login,
 )
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.support import Scim
 
 
 def test_test_mode_shows_attributes_and_creates_nobody(

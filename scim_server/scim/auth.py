@@ -1,0 +1,57 @@
+"""Bearer authentication for the SCIM API (RFC 7644 §2, RFC 6750), run before every endpoint."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from scim_server.db import db
+from scim_server.errors import InvalidValueError
+from scim_server.scim import audit_hooks
+from scim_server.scim.errors import UnauthorizedError
+from scim_server.services import tokens as token_service
+
+# Discovery (RFC 7644 §4) is readable without a token.
+PUBLIC_ENDPOINTS = {
+    "scim.service_provider_config",
+    "scim.list_resource_types",
+    "scim.get_resource_type",
+    "scim.list_schemas",
+    "scim.get_schema",
+}
+
+
+def authenticate() -> None:
+    """Resolve the bearer token to its organization; set ``g.org_id`` and ``g.token_id``.
+
+    A read goes on in the transaction the token lookup began; a write commits it
+    here, since write services begin their own transaction.
+    """
+    # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
+    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+        raise InvalidValueError("NUL characters are not allowed in the URL.")
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
+    reading = request.method in ("GET", "HEAD")
+    if reading:
+        db.use_statement_reads()  # the SCIM reads never write
+    session = db.session
+    token = token_service.authenticate(session, secret.strip())
+    if token is None:
+        raise UnauthorizedError("The bearer token is invalid or has been revoked.")
+    g.org_id = token.org_id
+    g.token_id = token.id
+    audit_hooks.begin(token.id, token.name)
+    if session.in_transaction() and not reading:
+        # Write services begin their own transactions; a read goes on in this one
+        # (one BEGIN and one COMMIT fewer per read).
+        session.commit()
+
+
+def init_blueprint(bp: Blueprint) -> None:
+    """Authenticate every request of ``bp``; audit the refused ones."""
+    bp.before_request(authenticate)
+    bp.after_request(audit_hooks.record_refusal)

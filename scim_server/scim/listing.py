@@ -1,0 +1,86 @@
+"""The list/query engine (RFC 7644 §3.4.2): filter, sort, page, render a page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, g
+
+from scim_server.db import db
+from scim_server.errors import InvalidFilterError
+from scim_server.scim.filter_ast import AttrPath, PathError
+from scim_server.scim.filter_parser import parse_filter, parse_path
+from scim_server.scim.filters import FilterCompiler, sort_expression
+from scim_server.scim.params import ListQuery
+from scim_server.scim.render import list_response, render_group, render_user, scim_response, wants
+from scim_server.scim.resources import project
+from scim_server.scim.schema import USER, ResourceType
+from scim_server.services import users as user_service
+from scim_server.services.paging import AnchorCache, page, page_all
+
+# The app's paging anchors (a per-process cache of the database's ordering).
+ANCHORS_EXTENSION = "scim_paging_anchors"
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its own paging anchors: two apps in one process share nothing."""
+    app.extensions.setdefault(ANCHORS_EXTENSION, AnchorCache())
+
+
+def paging_anchors() -> AnchorCache:
+    anchors: AnchorCache = current_app.extensions[ANCHORS_EXTENSION]
+    return anchors
+
+
+def sort_path(text: str) -> AttrPath:
+    """``sortBy`` is a plain attribute path (RFC 7644 §3.4.2.3): no filter, no value path."""
+    try:
+        parsed = parse_path(text)
+    except PathError:
+        raise InvalidFilterError(f"sortBy {text!r} is not an attribute path.") from None
+    if parsed.filter is not None or parsed.value_sub is not None or not parsed.path.attr:
+        raise InvalidFilterError(f"sortBy {text!r} must name one attribute, without a filter.")
+    return parsed.path
+
+
+def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
+    """(totalResults, rendered page) for one resource type."""
+    session = db.session
+    compiler = FilterCompiler(rt, g.org_id)
+    where = compiler.compile(parse_filter(query.filter)) if query.filter else None
+    model = compiler.model
+    # Refuse a bad attribute list before the query, even if the page will be empty.
+    project(rt, {}, query.attributes, query.excluded)
+    offset = query.start_index - 1
+    if where is None and not query.sort_by:
+        total, rows = page_all(
+            session, model, rt.name, g.org_id, offset, query.count, paging_anchors()
+        )
+    else:
+        order: list[Any] = []
+        if query.sort_by:
+            expr = sort_expression(rt, g.org_id, sort_path(query.sort_by))
+            # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
+            order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
+        order += [model.created_at, model.id]
+        total, rows = page(session, model, g.org_id, where, order, offset, query.count)
+    if rt is USER:
+        groups = None
+        if rows and wants("groups", query.attributes, query.excluded):
+            groups = user_service.groups_of(session, g.org_id, [u.id for u in rows])
+        product = user_service.product_view(session, g.org_id, rows) if rows else {}
+        docs = [
+            render_user(
+                u, query.attributes, query.excluded, groups[u.id] if groups else [], product[u.id]
+            )
+            for u in rows
+        ]
+    else:
+        docs = [render_group(grp, query.attributes, query.excluded) for grp in rows]
+    return total, docs
+
+
+def list_of(rt: ResourceType, query: ListQuery) -> Response:
+    """A ListResponse of one page."""
+    total, docs = run_query(rt, query)
+    return scim_response(list_response(docs, total, query.start_index))

@@ -1,0 +1,21 @@
+"""Conditional requests (RFC 7232, RFC 7644 §3.14): If-Match on writes, If-None-Match on reads."""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+
+def if_match() -> list[str] | None:
+    """The ETags of If-Match, for the service to check under its row lock."""
+    raw = request.headers.get("If-Match")
+    return [t.strip() for t in raw.split(",")] if raw else None
+
+
+def not_modified(version: str) -> Response | None:
+    """304 when If-None-Match names the current version (RFC 7232 §3.2)."""
+    raw = request.headers.get("If-None-Match")
+    if raw and (raw.strip() == "*" or version in [t.strip() for t in raw.split(",")]):
+        resp = Response(status=304)
+        resp.headers["ETag"] = version
+        return resp
+    return None

@@ -1,0 +1,125 @@
+"""Which members of a group a change concerns, and how the service finds them in SQL.
+
+The SCIM layer turns a PATCH path such as ``members[value eq "..."]`` into a
+``MemberCondition`` (validated, values already typed); this module is the only
+place that turns one into a condition on ``group_members`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+
+from scim_server.models import AttributeValue, Group, GroupMember, User
+from scim_server.text import fold
+
+Doc = dict[str, Any]
+MemberField = Literal["value", "type", "display"]
+
+
+@dataclass(frozen=True)
+class MemberTest:
+    """``field op value`` on a member; ``op`` ``pr`` (present) takes no value."""
+
+    field: MemberField
+    op: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple[MemberCondition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[MemberCondition, ...]
+
+
+@dataclass(frozen=True)
+class NoneOf:
+    """Negation: the members that do not match ``part``."""
+
+    part: MemberCondition
+
+
+MemberCondition: TypeAlias = MemberTest | AllOf | AnyOf | NoneOf
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """One membership change: the one type for "which members".
+
+    ``kind`` is ``add``, ``remove`` (the listed ``values``, member references
+    ``{"value", "type"?, "display"?}``), ``replace`` (the members become
+    ``values``), ``clear``, or ``remove_where`` (the members matching ``where``).
+    """
+
+    kind: Literal["add", "remove", "replace", "clear", "remove_where"]
+    values: tuple[Doc, ...] = ()
+    where: MemberCondition | None = None
+
+
+def compare_text(col: Any, op: str, value: str) -> ColumnElement[bool]:
+    """Compare a column holding pre-normalised text; LIKE wildcards in values are literal."""
+    if op == "eq":
+        return col == value
+    if op == "ne":
+        return col != value
+    if op == "co":
+        return col.contains(value, autoescape=True)
+    if op == "sw":
+        return col.startswith(value, autoescape=True)
+    if op == "ew":
+        return col.endswith(value, autoescape=True)
+    return {"gt": col > value, "ge": col >= value, "lt": col < value, "le": col <= value}[op]
+
+
+def member_display_condition(
+    gm: Any, org_id: str, op: str, value: str | None
+) -> ColumnElement[bool]:
+    """Members whose display compares with ``value`` (``gm``: group_members or an alias).
+
+    RFC 7643 §4.2: a member's display is the one the client set when adding it,
+    else the user's displayName (else userName) or the group's name.
+    """
+    if op == "pr":
+        return true()
+    folded = fold(value or "")
+    av = AttributeValue.__table__.alias().c
+    u = User.__table__.alias().c
+    ug = Group.__table__.alias().c
+    by_display = select(av.resource_id).where(
+        av.org_id == org_id, av.attr == "displayname", compare_text(av.value_key, op, folded)
+    )
+    by_user_name = select(u.id).where(u.org_id == org_id, compare_text(u.user_name_key, op, folded))
+    by_group = select(ug.id).where(
+        ug.org_id == org_id, compare_text(ug.display_name_key, op, folded)
+    )
+    derived = or_(
+        gm.member_id.in_(by_display), gm.member_id.in_(by_user_name), gm.member_id.in_(by_group)
+    )
+    return or_(
+        and_(gm.display_key.is_not(None), compare_text(gm.display_key, op, folded)),
+        and_(gm.display_key.is_(None), derived),
+    )
+
+
+def member_sql(org_id: str, cond: MemberCondition) -> ColumnElement[bool]:
+    """The condition on ``group_members`` rows that selects the members ``cond`` names."""
+    if isinstance(cond, AllOf):
+        return and_(*(member_sql(org_id, part) for part in cond.parts))
+    if isinstance(cond, AnyOf):
+        return or_(*(member_sql(org_id, part) for part in cond.parts))
+    if isinstance(cond, NoneOf):
+        return not_(member_sql(org_id, cond.part))
+    if cond.field == "display":
+        return member_display_condition(GroupMember, org_id, cond.op, cond.value)
+    if cond.op == "pr":
+        return true()
+    assert cond.value is not None, "only pr compares without a value"
+    if cond.field == "value":
+        return compare_text(GroupMember.member_id, cond.op, cond.value)
+    return compare_text(func.lower(GroupMember.member_type), cond.op, fold(cond.value))
