@@ -24,7 +24,7 @@ def test_db_upgrade_creates_and_is_idempotent(cli):
     """db upgrade can be run repeatedly and reports the revision."""
     first = cli("db", "upgrade")
     assert first.exit_code == 0
-    from tests.scim.test_storage import head_revision
+    from tests.support.data import head_revision
 
     assert head_revision() in first.output
     again = cli("db", "upgrade")

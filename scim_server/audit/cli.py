@@ -94,7 +94,7 @@ def export(
     output: str | None,
 ) -> None:
     """Stream events oldest first, ending with a manifest (count, range, chain head)."""
-    from scim_server.admin.audit_api import export_lines
+    from scim_server.audit.export import export_lines
     from scim_server.audit.queries import EventFilter, count
 
     app = _app()

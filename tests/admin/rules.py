@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.admin.helpers import make_license, make_role, ok
 from tests.support import Scim
+from tests.support.admin_api import make_license, make_role, ok
 
 RULES: dict[str, Any] = {
     "mode": "first-match",

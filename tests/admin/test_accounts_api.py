@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from scim_server.models import Contact, User, UserRole
-from tests.admin.helpers import (
+from tests.support.admin_api import (
     PRODUCT,
     account,
     events,

@@ -11,8 +11,8 @@ from scim_server.db import db, utcnow
 from scim_server.models import Job, RuleSet, User
 from scim_server.services import jobs, rule_sets
 from scim_server.worker import Worker
-from tests.admin.helpers import apply_rules, events, ok, person
 from tests.admin.rules import activate, catalogue
+from tests.support.admin_api import apply_rules, events, ok, person
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from scim_server.models import License, Role, User, UserRole
-from tests.admin.helpers import events, licenses_by_name, make_license, make_role, ok, person
+from tests.support.admin_api import events, licenses_by_name, make_license, make_role, ok, person
 
 
 def test_license_create_list_update_delete(admin, session):

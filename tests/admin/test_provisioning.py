@@ -7,7 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from scim_server.models import AuditEvent, User, UserRole
-from tests.admin.helpers import (
+from tests.admin.rules import RULES, activate, catalogue
+from tests.support import USER_SCHEMA, Scim
+from tests.support.admin_api import (
     PRODUCT,
     account,
     apply_rules,
@@ -16,8 +18,6 @@ from tests.admin.helpers import (
     ok,
     person,
 )
-from tests.admin.rules import RULES, activate, catalogue
-from tests.support import USER_SCHEMA, Scim
 
 
 def _join(scim: Scim, group_id: str, user_id: str) -> None:

@@ -9,8 +9,8 @@ import yaml
 from sqlalchemy import select
 
 from scim_server.models import RuleSet
-from tests.admin.helpers import apply_rules, events, ok, person
 from tests.admin.rules import RULES, RULES_YAML, activate, catalogue
+from tests.support.admin_api import apply_rules, events, ok, person
 
 
 def _rules_with(then: dict | None = None, when: dict | None = None) -> dict:

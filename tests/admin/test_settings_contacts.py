@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from scim_server.db import db
 from scim_server.models import Contact, Organization
 from scim_server.services.tokens import create_token
-from tests.admin.helpers import account, events, make_license, ok, person
 from tests.support import Scim
+from tests.support.admin_api import account, events, make_license, ok, person
 
 
 def test_settings_defaults_and_replace(admin, session):

@@ -394,7 +394,7 @@ def test_one_change_with_many_events_keeps_the_chain(scim, admin, session):
     checkpoint, in a chain that verifies (the head is locked once per transaction)."""
     from sqlalchemy import func
 
-    from tests.scim.test_group_members import insert_users
+    from tests.support.data import insert_users
 
     ids = insert_users(session, scim.org_id, 1200)
     before = session.scalar(select(AuditHead.seq).where(AuditHead.org_id == scim.org_id))

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scim_server.db import utcnow
-from scim_server.models import GroupMember, User
+from scim_server.models import GroupMember
 from tests.support import GROUP_SCHEMA, USER_SCHEMA, Scim
+from tests.support.data import insert_users
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -855,33 +855,6 @@ def test_membership_changes_are_new_versions_of_the_user(
 # -- large groups: members are bounded by the server's limits, not by 100 (issue 15, item 0) --
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
-
-
-def insert_users(session: Session, org_id: str, count: int) -> list[str]:
-    """``count`` real users of the organization, written in one statement (a 5,000-user fixture
-    through HTTP would take minutes)."""
-    now = utcnow()
-    rows = []
-    for i in range(count):
-        name = f"member{i:05d}@example.com"
-        rows.append(
-            {
-                "org_id": org_id,
-                "id": str(uuid.uuid4()),
-                "user_name": name,
-                "user_name_key": name,
-                "display_name": f"Member {i}",
-                "active": True,
-                "status": "PROVISIONED",
-                "data": {"userName": name, "displayName": f"Member {i}", "active": True},
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    session.execute(insert(User), rows)
-    session.commit()
-    return [row["id"] for row in rows]
 
 
 def stored_members(session: Session, group_id: str) -> int:

@@ -10,6 +10,7 @@ from scim_server.models import User
 from scim_server.scim.filter_parser import parse_filter
 from scim_server.scim.filters import FilterCompiler
 from scim_server.scim.schema import USER
+from tests.support.data import head_revision
 
 
 def _plan(session, stmt) -> str:
@@ -71,14 +72,6 @@ def test_get_by_username_filter_issues_few_queries(scim, app, engine):
     assert resp.get_json()["totalResults"] == 1
     # token lookup, count, page, groups and roles of the page (plus savepoint bookkeeping)
     assert len(statements) <= 9, statements
-
-
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    from scim_server.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
 
 
 def test_db_upgrade_is_idempotent(engine):

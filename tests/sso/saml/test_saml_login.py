@@ -334,7 +334,7 @@ def test_jit_rules_see_the_assertion_groups(
     app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:
     """JIT: a rule on group membership matches the groups claim of the assertion itself."""
-    from tests.admin.helpers import make_license, make_role, ok
+    from tests.support.admin_api import make_license, make_role, ok
 
     make_license(admin, "Engineer")
     make_role(admin, "Engineer")

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from scim_server.models import License, Role, User, UserRole
 from scim_server.services.lifecycle import DEACTIVATED
-from tests.admin.helpers import make_license, make_role, ok, person
 from tests.sso.conftest import (
     SamlConnection,
     assert_refused,
@@ -27,6 +26,7 @@ from tests.sso.conftest import (
 )
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.admin_api import make_license, make_role, ok, person
 
 GROUPS = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
 ENGINEERING = {

@@ -1,4 +1,4 @@
-"""Helpers for the identity admin API tests: licenses, roles, users and the log, through HTTP."""
+"""Admin API helpers: licenses, roles, accounts, events, jobs, as a test arranges them."""
 
 from __future__ import annotations
 
