@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from scim_server.models import ScimToken
 from scim_server.services.tokens import hash_token, revoke_token
-from tests.scim.test_users import assert_error
+from tests.support import assert_error
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.scim.test_users import assert_error
-from tests.support import GROUP_SCHEMA, PATCH_OP, USER_SCHEMA
+from tests.support import GROUP_SCHEMA, PATCH_OP, USER_SCHEMA, assert_error
 
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 

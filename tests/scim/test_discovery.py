@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scim.test_users import assert_error
-from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
+from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, assert_error
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scim_server.scim.errors import CONFLICT_URN
-from tests.scim.test_users import assert_error
-from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
+from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, assert_error
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"

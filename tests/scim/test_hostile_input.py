@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.scim.test_users import assert_error
-from tests.support import PATCH_OP, USER_SCHEMA
+from tests.support import PATCH_OP, USER_SCHEMA, assert_error
 
 HYPOTHESIS = settings(
     max_examples=150,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from scim_server.models import AttributeValue, User
-from tests.support import ENTERPRISE, USER_SCHEMA
+from tests.support import ENTERPRISE, USER_SCHEMA, assert_error
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -58,18 +58,6 @@ RFC_7643_8_2_FULL_USER = {
         "manager": {"value": "26118915-6090-4610-87e4-49d8ca9f808d"},
     },
 }
-
-
-def assert_error(resp, status: int, scim_type: str | None = None) -> dict:
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    assert resp.mimetype == "application/scim+json"
-    body = resp.get_json()
-    assert body["schemas"] == [ERROR]
-    assert body["status"] == str(status)
-    assert body["detail"]
-    if scim_type is not None:
-        assert body.get("scimType") == scim_type
-    return body
 
 
 def test_create_full_user_returns_201_with_server_attributes(scim):

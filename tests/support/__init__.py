@@ -128,3 +128,19 @@ def isolated(app: Flask) -> Iterator[Flask]:
         app.config.update(config)
         app.extensions.clear()
         app.extensions.update(extensions)
+
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def assert_error(resp: Any, status: int, scim_type: str | None = None) -> dict[str, Any]:
+    """A SCIM Error resource (RFC 7644 §3.12) with this status and, if given, scimType."""
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/scim+json"
+    body = resp.get_json()
+    assert body["schemas"] == [ERROR_SCHEMA]
+    assert body["status"] == str(status)
+    assert body["detail"]
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type
+    return body

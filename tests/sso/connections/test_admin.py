@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from lxml import etree
 
 from scim_server.services.tokens import create_token
-from tests.sso.conftest import SamlConnection, assert_refused, events, make_person, read
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.sso import SamlConnection, assert_refused, events, make_person, read
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 

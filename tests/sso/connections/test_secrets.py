@@ -31,11 +31,11 @@ from sso.connections.sealing import (
     unseal,
 )
 from sso.connections.secrets import encrypt_secrets, secret_for_use
-from tests.sso.conftest import SamlConnection, assert_refused, events, make_person, read
 from tests.sso.oidc_op import provider as op_module
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.sso import SamlConnection, assert_refused, events, make_person, read
 
 FIRST = "first server secret"
 SECOND = "second server secret"

@@ -11,11 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import mappings
-from tests.sso.conftest import assert_refused, events, make_person, oidc_login, sign_ins
 from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.signin.test_mapping import engineering_rules, state
 from tests.support import Scim
 from tests.support.admin_api import person
+from tests.support.sso import assert_refused, events, make_person, oidc_login, sign_ins
 
 
 class _StandInIdentity:

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from sso.provider.clients import create_client
-from tests.sso.conftest import SamlConnection, make_person, read, request_id_of
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.sso import SamlConnection, make_person, read, request_id_of
 
 REDIRECT = "https://product.example.com/callback"
 

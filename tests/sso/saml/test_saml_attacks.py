@@ -14,7 +14,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.sso.conftest import SamlConnection, assert_refused, make_person, sign_ins
 from tests.sso.saml_idp import (
     FakeIdp,
     comment_injection_in_nameid,
@@ -28,6 +27,7 @@ from tests.sso.saml_idp import (
     xslt_transform_added,
 )
 from tests.support import Scim
+from tests.support.sso import SamlConnection, assert_refused, make_person, sign_ins
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 

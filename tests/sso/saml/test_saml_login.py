@@ -11,15 +11,6 @@ from sqlalchemy import select
 
 from scim_server.models import Contact, License, User
 from scim_server.services.lifecycle import ACTIVE, DEACTIVATED, LOCKED_BY_ADMIN
-from tests.sso.conftest import (
-    SamlConnection,
-    assert_refused,
-    events,
-    make_person,
-    read,
-    set_default_license,
-    sign_ins,
-)
 from tests.sso.saml_idp import (
     WS,
     FakeIdp,
@@ -28,6 +19,15 @@ from tests.sso.saml_idp import (
     valid_response,
 )
 from tests.support import Scim
+from tests.support.sso import (
+    SamlConnection,
+    assert_refused,
+    events,
+    make_person,
+    read,
+    set_default_license,
+    sign_ins,
+)
 
 
 def test_valid_login_signs_in_and_goes_to_next(

@@ -18,7 +18,10 @@ from sqlalchemy import select
 
 from scim_server.models import User
 from sso.connections.models import SsoIdentityLink
-from tests.sso.conftest import (
+from tests.sso.oidc_op.provider import LocalOP
+from tests.sso.saml_idp import EMAIL_FORMAT, WS, FakeIdp, valid_response
+from tests.support import Scim
+from tests.support.sso import (
     SamlConnection,
     assert_refused,
     events,
@@ -28,9 +31,6 @@ from tests.sso.conftest import (
     set_default_license,
     sign_ins,
 )
-from tests.sso.oidc_op.provider import LocalOP
-from tests.sso.saml_idp import EMAIL_FORMAT, WS, FakeIdp, valid_response
-from tests.support import Scim
 
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from scim_server.db import db
 from scim_server.services.tokens import create_token
 from sso.connections.models import SsoIdentityLink
-from tests.sso.conftest import SamlConnection, make_person, sign_ins
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.sso import SamlConnection, make_person, sign_ins
 
 
 def test_racing_replay_has_one_winner(live: Any) -> None:

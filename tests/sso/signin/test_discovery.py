@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
 
-from tests.sso.conftest import SamlConnection
 from tests.support import Scim
+from tests.support.sso import SamlConnection
 
 
 def test_login_page_is_a_form(client: FlaskClient) -> None:

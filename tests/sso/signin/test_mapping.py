@@ -15,7 +15,10 @@ from sqlalchemy import select
 
 from scim_server.models import License, Role, User, UserRole
 from scim_server.services.lifecycle import DEACTIVATED
-from tests.sso.conftest import (
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.support import Scim
+from tests.support.admin_api import make_license, make_role, ok, person
+from tests.support.sso import (
     SamlConnection,
     assert_refused,
     events,
@@ -24,9 +27,6 @@ from tests.sso.conftest import (
     sign_ins,
     start_test_login,
 )
-from tests.sso.saml_idp import WS, FakeIdp, valid_response
-from tests.support import Scim
-from tests.support.admin_api import make_license, make_role, ok, person
 
 GROUPS = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
 ENGINEERING = {

@@ -7,7 +7,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.models import User
-from tests.sso.conftest import (
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.support import Scim
+from tests.support.sso import (
     SamlConnection,
     make_person,
     read,
@@ -15,8 +17,6 @@ from tests.sso.conftest import (
     sign_ins,
     start_test_login,
 )
-from tests.sso.saml_idp import WS, FakeIdp, valid_response
-from tests.support import Scim
 
 
 def test_test_mode_shows_attributes_and_creates_nobody(
