@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask
@@ -16,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
-from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db
+from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db, utcnow
 from scim_server.ratelimit import Limiter
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
@@ -128,3 +133,51 @@ def isolated(app: Flask) -> Iterator[Flask]:
         app.config.update(config)
         app.extensions.clear()
         app.extensions.update(extensions)
+
+
+class Clock:
+    """A clock the test moves by hand (the worker's injected ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class SmtpRecorder:
+    """An aiosmtpd handler that keeps what it accepts, or refuses every message with 550."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+        self.refused = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            self.refused += 1
+            return "550 5.7.1 Refused by the test server"
+        message = message_from_bytes(envelope.content, policy=email_policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, in this process."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    recorder = SmtpRecorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield recorder, port
+    finally:
+        controller.stop()
