@@ -155,8 +155,11 @@ class SmtpRecorder:
         self.messages: list[EmailMessage] = []
         self.refuse = False
         self.refused = 0
+        self.require_login = False
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.require_login and not session.authenticated:
+            return "530 5.7.0 Authentication required"
         if self.refuse:
             self.refused += 1
             return "550 5.7.1 Refused by the test server"
@@ -166,16 +169,36 @@ class SmtpRecorder:
         return "250 OK"
 
 
-@contextmanager
-def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, in this process."""
-    from aiosmtpd.controller import Controller
-
+def free_port() -> int:
+    """A port nothing listens on (bound, then released) on 127.0.0.1."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def smtp_server(login: tuple[str, str] | None = None) -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, in this process.
+
+    ``login``: the server requires AUTH with this user and password (over plain
+    SMTP: the test has no certificate) and refuses mail from anyone else.
+    """
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        expected = LoginPassword(*(part.encode() for part in login or ("", "")))
+        return AuthResult(success=data == expected, handled=False)
+
     recorder = SmtpRecorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    kwargs: dict[str, Any] = {}
+    if login is not None:
+        # AUTH without TLS (the test has no certificate); DATA then checks the login.
+        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+        recorder.require_login = True
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **kwargs)
+    port = controller.port
     controller.start()
     try:
         yield recorder, port

@@ -71,10 +71,11 @@ def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
 
 def check_recipient(recipient: str) -> str:
     """One plain address: no display name tricks, no line breaks (header injection)."""
+    if not isinstance(recipient, str):
+        raise InvalidValueError("The recipient must be an e-mail address.")
     _name, address = parseaddr(recipient)
     if (
-        not isinstance(recipient, str)
-        or len(recipient) > 320
+        len(recipient) > 320
         or any(c in recipient for c in "\r\n\x00")
         or address != recipient.strip()
         or address.count("@") != 1

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from scim_server.config import SmtpSettings
+from scim_server.config import SmtpSettings, parse_smtp_url
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.mailer import Mailer
 from scim_server.models import AuditEvent, MailOutbox
+from scim_server.services import mail_delivery
 from scim_server.services.mail import KINDS, login_url, queue_mail
 from scim_server.worker import Worker
-from tests.support import Clock, SmtpRecorder
+from tests.support import Clock, SmtpRecorder, free_port, smtp_server
 
 SECRET = "Tmp-7f3Kq9-secret"
 CONTEXT = {
@@ -156,11 +157,7 @@ def test_a_refusing_server_means_retries_with_backoff_then_abandoned(app, scim, 
 
 def test_an_unreachable_server_is_retried_too(app, scim, tmp_path):
     """Connection refused (no server on the port) is a failed attempt, not a crash of the worker."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()
     mail_id = _queue(app, scim.org_id)
     assert Worker(db.writer(app), mailer=_mailer(port, tmp_path)).run_once() == 1
     mail = _mail(app, scim.org_id, mail_id)
@@ -246,3 +243,38 @@ def test_recorder_helper_refuses_when_told(smtp):
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as client, pytest.raises(smtplib.SMTPDataError):
         client.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nbody")
     assert recorder.messages == [] and isinstance(recorder, SmtpRecorder)
+
+
+def test_smtp_login_with_the_url_credentials(app, scim, tmp_path):
+    """smtp://user:pass@...: the worker logs in with the decoded credentials; a wrong one fails."""
+    with smtp_server(login=("it@acme.example", "p:ss/w")) as (recorder, port):
+        good = parse_smtp_url(f"smtp://it%40acme.example:p%3Ass%2Fw@127.0.0.1:{port}")
+        bad = parse_smtp_url(f"smtp://it%40acme.example:wrong@127.0.0.1:{port}")
+        refused_id, sent_id = _queue(app, scim.org_id), _queue(app, scim.org_id, "mfa_reset")
+        refused = Mailer(sender="it@acme.example", smtp=bad, mail_dir=tmp_path, timeout=5)
+        assert Worker(db.writer(app), mailer=refused).send_mail(limit=1) == 1
+        mail = _mail(app, scim.org_id, refused_id)
+        assert mail.state == "failed" and "SMTPAuthenticationError" in mail.last_error
+        assert "wrong" not in mail.last_error
+        accepted = Mailer(sender="it@acme.example", smtp=good, mail_dir=tmp_path, timeout=5)
+        assert Worker(db.writer(app), mailer=accepted).send_mail() == 1
+        assert [m["Subject"] for m in recorder.messages] == [
+            "Two-factor sign-in reset for your acme account"
+        ]
+        assert _mail(app, scim.org_id, sent_id).state == "sent"
+
+
+def test_a_mail_whose_workers_keep_dying_is_abandoned_unsent(app, scim, smtp, tmp_path):
+    """Claimed five times by workers that died: the sixth claim abandons it without sending."""
+    recorder, port = smtp
+    mail_id = _queue(app, scim.org_id)
+    clock = Clock()
+    writer = db.writer(app)
+    for i in range(5):
+        assert mail_delivery.claim_mail(writer, f"dead{i}", now=clock(), domain="x") is not None
+        clock.advance(mail_delivery.LEASE.total_seconds() + 1)
+    assert Worker(writer, clock=clock, mailer=_mailer(port, tmp_path)).run_once() == 1
+    assert recorder.messages == []
+    mail = _mail(app, scim.org_id, mail_id)
+    assert (mail.state, mail.attempts, mail.last_error) == ("abandoned", 6, "its workers stopped")
+    assert [e.action for e in _events(app, scim.org_id)][-2:] == ["mail.failed", "mail.abandoned"]
