@@ -232,18 +232,20 @@ def _stop_worker(child: Any) -> None:
 )
 @pass_env()
 def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
-    """The background worker: runs queued jobs (rules apply, ...); SIGTERM stops it cleanly.
+    """The background worker: runs queued jobs (rules apply, ...) and sends queued mail.
 
-    Run any number of them, on any nodes: each job is run by one worker at a
-    time. A job interrupted by SIGTERM is handed back and resumed at once.
+    Run any number of them, on any nodes: each job is run, and each mail sent,
+    by one worker at a time. A job interrupted by SIGTERM is handed back and
+    resumed at once. Mail goes to SCIM_SMTP_URL, else to .eml files in SCIM_MAIL_DIR.
     """
     import signal
 
+    from scim_server.mailer import Mailer
     from scim_server.worker import Worker
 
-    worker = Worker(db.writer(env.app))
+    worker = Worker(db.writer(env.app), mailer=Mailer.from_config(env.app.config))
     if once:
-        click.echo(f"ran {worker.run_once()} job(s)")
+        click.echo(f"ran {worker.run_jobs()} job(s), handled {worker.send_mail()} mail(s)")
         return
 
     def _stop(signum: int, _frame: Any) -> None:

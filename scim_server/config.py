@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -84,9 +87,73 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # How long a single sign-on session (``sso.signin.session``) is honoured: a signed
         # cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
         "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
+        # Mail (``scim_server.mailer``): SMTP server and sender; no SMTP: .eml files in MAIL_DIR.
+        "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
+        "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),
+        "MAIL_DIR": os.environ.get("SCIM_MAIL_DIR") or str(Path(instance_path, "mail")),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
     }
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where the worker sends mail. ``security``: ``plain``, ``starttls`` or ``ssl``."""
+
+    host: str
+    port: int
+    security: str
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never the password, in a log line or a traceback
+        user = f"{self.username}@" if self.username else ""
+        return f"SmtpSettings({self.security}://{user}{self.host}:{self.port})"
+
+
+# scheme -> (security, default port)
+SMTP_SCHEMES = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("ssl", 465)}
+
+
+def parse_smtp_url(url: str | None) -> SmtpSettings | None:
+    """``SCIM_SMTP_URL``: ``smtp://host:25``, ``smtp+starttls://user:pass@host:587``,
+    ``smtps://user:pass@host:465``; unset or empty: None (mail goes to .eml files)."""
+    if not url:
+        return None
+    schemes = ", ".join(f"{s}://" for s in SMTP_SCHEMES)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"SCIM_SMTP_URL is not a valid URL ({exc}); e.g. smtp://host:25") from exc
+    if parts.scheme not in SMTP_SCHEMES:
+        raise ConfigError(
+            f"SCIM_SMTP_URL must start with one of {schemes} (got {parts.scheme + '://'!r})"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"SCIM_SMTP_URL has no host; e.g. {parts.scheme}://mail.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            "SCIM_SMTP_URL takes no path, query or fragment: scheme://user:pass@host:port"
+        )
+    if (parts.username is None) != (parts.password is None):
+        raise ConfigError("SCIM_SMTP_URL needs both a user and a password, or neither")
+    security, default_port = SMTP_SCHEMES[parts.scheme]
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port or default_port,
+        security=security,
+        username=unquote(parts.username) if parts.username is not None else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def parse_mail_from(value: str) -> str:
+    """``SCIM_MAIL_FROM``: one address (``Name <addr@host>`` allowed), no header injection."""
+    _name, address = parseaddr(value)
+    if "\r" in value or "\n" in value or "@" not in address or address.startswith("@"):
+        raise ConfigError(f"SCIM_MAIL_FROM must be one e-mail address, got {value!r}")
+    return value
 
 
 def audit_key(config: dict[str, Any] | Any, instance_path: str) -> bytes:

@@ -1,4 +1,4 @@
-"""``scim-server worker``: claims due jobs, runs them outside the claim, records the outcome.
+"""``scim-server worker``: claims due jobs and mail, does the work outside the claim, records it.
 
 Web processes only write job rows; this loop (one or more processes, on any
 number of nodes) does the work. The clock and the sleep are injected, so the
@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
-from scim_server.services import jobs
+from scim_server.mailer import Mailer
+from scim_server.services import jobs, mail_delivery
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,11 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Claims and runs due jobs; ``run_once`` for tests and ``--once``, ``serve`` for the loop."""
+    """Runs due jobs and sends due mail; ``run_once`` for tests and ``--once``, ``serve`` loops.
+
+    ``mailer`` is how mail goes out (``Mailer.from_config``); a worker built
+    without one (a test of jobs alone) leaves the outbox to other workers.
+    """
 
     def __init__(
         self,
@@ -51,15 +56,34 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         lease: timedelta = jobs.DEFAULT_LEASE,
         stop: threading.Event | None = None,
+        mailer: Mailer | None = None,
     ) -> None:
         self.factory = factory
+        self.mailer = mailer
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
         self.stop = stop or threading.Event()
         load_kinds()
 
-    def run_once(self, *, limit: int | None = None) -> int:
+    def run_once(self) -> int:
+        """Run the due jobs, then send the due mail; returns how many of both were handled."""
+        return self.run_jobs() + self.send_mail()
+
+    def send_mail(self, *, limit: int | None = None) -> int:
+        """Send due mail until none is left (or ``limit``); returns how many were handled."""
+        if self.mailer is None:
+            return 0
+        return mail_delivery.deliver_due(
+            self.factory,
+            self.mailer,
+            self.worker_id,
+            self.clock,
+            limit=limit,
+            should_stop=self.stop.is_set,
+        )
+
+    def run_jobs(self, *, limit: int | None = None) -> int:
         """Run due jobs until none is left (or ``limit``); returns how many were run."""
         ran = 0
         while (limit is None or ran < limit) and not self.stop.is_set():

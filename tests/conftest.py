@@ -26,9 +26,11 @@ from scim_server.services.tokens import create_token
 from tests.support import (
     PG_URL,
     Scim,
+    SmtpRecorder,
     bind_to_connection,
     isolated,
     make_org,
+    smtp_server,
 )
 
 # Shared, noisy CI machines: a slow example is not a failure; correctness is.
@@ -173,3 +175,10 @@ def live(engine: Engine) -> Iterator[tuple[Flask, Scim]]:
     with engine.begin() as conn:
         conn.execute(delete(Organization).where(Organization.id == org_id))
     db.engine(app).dispose()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd): its recorder and port."""
+    with smtp_server() as server:
+        yield server

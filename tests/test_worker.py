@@ -1,4 +1,4 @@
-"""``scim-server worker``: claims with row locks, retries with backoff, hands back on stop."""
+"""``scim-server worker``: claims with row locks, retries with backoff, hands back on stop; sends mail."""
 
 from __future__ import annotations
 
@@ -13,23 +13,16 @@ from click.testing import CliRunner
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 
+from scim_server.config import SmtpSettings
 from scim_server.db import db, utcnow
-from scim_server.models import Job
-from scim_server.services import jobs
+from scim_server.mailer import Mailer
+from scim_server.models import Job, MailOutbox
+from scim_server.services import jobs, mail_delivery
+from scim_server.services.mail import queue_mail
 from scim_server.worker import Worker
+from tests.support import Clock
 
 KIND = "test.record"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow() + timedelta(seconds=1)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -195,7 +188,7 @@ def test_worker_command_once(tmp_path, monkeypatch):
     monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'w.db'}")
     runner = CliRunner()
     result = runner.invoke(main, ["worker", "--once"], catch_exceptions=False)
-    assert result.exit_code == 0 and "ran 0 job(s)" in result.output
+    assert result.exit_code == 0 and "ran 0 job(s), handled 0 mail(s)" in result.output
 
 
 def test_the_loop_backs_off_while_the_database_is_down(app, monkeypatch, caplog):
@@ -249,3 +242,123 @@ def test_a_job_whose_workers_keep_dying_is_failed(app, scim, monkeypatch):
         job = session.get(Job, (scim.org_id, job_id))
         assert (job.state, job.attempts) == ("failed", 2)
     assert failures == ["gave up after 1 attempts whose workers stopped"]
+
+
+# -- mail -----------------------------------------------------------------------------
+
+MAIL_CONTEXT = {"login_url": "https://id.example.com/sso/login", "username": "bob"}
+
+
+def _queue_mail(factory, org_id: str, count: int) -> list[str]:
+    with factory() as session, session.begin():
+        return [
+            queue_mail(session, org_id, "password_changed", f"u{i}@example.com", MAIL_CONTEXT).id
+            for i in range(count)
+        ]
+
+
+def _smtp_mailer(port: int, tmp_path) -> Mailer:
+    smtp = SmtpSettings(host="127.0.0.1", port=port, security="plain")
+    return Mailer(sender="it@acme.example", smtp=smtp, mail_dir=tmp_path, timeout=10)
+
+
+def test_concurrent_workers_never_send_one_mail_twice(live, smtp, tmp_path):
+    """Four workers on real connections share 20 mails: the SMTP server gets each exactly once."""
+    app, scim = live
+    recorder, port = smtp
+    writer = db.writer(app)
+    ids = _queue_mail(writer, scim.org_id, 20)
+    workers = [
+        Worker(writer, worker_id=f"m{i}", mailer=_smtp_mailer(port, tmp_path)) for i in range(4)
+    ]
+    handled: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(workers))
+
+    def work(worker: Worker) -> None:
+        start.wait()
+        try:
+            handled.append(worker.send_mail())
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and sum(handled) == 20
+    assert sorted(m["To"] for m in recorder.messages) == sorted(
+        f"u{i}@example.com" for i in range(20)
+    )
+    with writer() as session:
+        rows = session.scalars(select(MailOutbox).where(MailOutbox.org_id == scim.org_id)).all()
+        assert sorted(r.id for r in rows) == sorted(ids)
+        assert {(r.state, r.attempts) for r in rows} == {("sent", 1)}
+        assert sorted(r.message_id for r in rows) == sorted(
+            m["Message-ID"] for m in recorder.messages
+        )
+        session.execute(delete(MailOutbox).where(MailOutbox.org_id == scim.org_id))
+        session.commit()
+
+
+def test_postgresql_mail_claim_skips_a_locked_mail_without_waiting(live, tmp_path):
+    """PostgreSQL: a mail row locked by another transaction is skipped (SKIP LOCKED), not waited on."""
+    app, scim = live
+    writer = db.writer(app)
+    if writer.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite serialises claims with its database lock (BEGIN IMMEDIATE)")
+    first, second = _queue_mail(writer, scim.org_id, 2)
+    now = utcnow() + timedelta(seconds=1)
+    with writer() as holder, holder.begin():
+        holder.scalar(select(MailOutbox).where(MailOutbox.id == first).with_for_update())
+        started = time.monotonic()
+        claimed = mail_delivery.claim_mail(writer, "other", now=now, domain="acme.example")
+        assert time.monotonic() - started < 2
+        assert claimed is not None and claimed.id == second
+        assert mail_delivery.claim_mail(writer, "third", now=now, domain="x") is None
+    with writer() as session, session.begin():
+        session.execute(delete(MailOutbox).where(MailOutbox.org_id == scim.org_id))
+
+
+def test_a_mail_whose_worker_died_is_sent_by_another(app, scim, smtp, tmp_path):
+    """Claimed, then its worker died: after the lease it goes out once, with the same Message-ID."""
+    recorder, port = smtp
+    writer = db.writer(app)
+    (mail_id,) = _queue_mail(writer, scim.org_id, 1)
+    clock = Clock()
+    dead = mail_delivery.claim_mail(writer, "dead", now=clock(), domain="acme.example")
+    assert dead is not None and dead.id == mail_id
+    worker = Worker(writer, worker_id="next", clock=clock, mailer=_smtp_mailer(port, tmp_path))
+    assert worker.send_mail() == 0  # the lease still holds
+    clock.advance(mail_delivery.LEASE.total_seconds() + 1)
+    assert worker.send_mail() == 1
+    (message,) = recorder.messages
+    assert message["Message-ID"] == dead.message_id
+    with writer() as session:
+        mail = session.get(MailOutbox, (scim.org_id, mail_id))
+        assert (mail.state, mail.attempts, mail.claimed_by) == ("sent", 2, None)
+    # The dead worker's late outcome changes nothing: the mail is no longer its own.
+    assert mail_delivery.record_outcome(writer, dead, "dead", clock(), "late") == "sent"
+
+
+def test_worker_command_once_writes_eml_without_smtp(tmp_path, monkeypatch):
+    """``scim-server worker --once`` with no SMTP: the mail becomes an .eml in SCIM_MAIL_DIR."""
+    from scim_server import create_app
+    from scim_server.cli import main
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    monkeypatch.setenv("SCIM_DATABASE_URL", url)
+    monkeypatch.setenv("SCIM_MAIL_DIR", str(tmp_path / "mail"))
+    monkeypatch.delenv("SCIM_SMTP_URL", raising=False)
+    runner = CliRunner()
+    org_id = runner.invoke(main, ["org", "create", "acme"], catch_exceptions=False).output.strip()
+    app = create_app()
+    try:
+        (mail_id,) = _queue_mail(db.writer(app), org_id, 1)
+    finally:
+        db.engine(app).dispose()
+    result = runner.invoke(main, ["worker", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0 and "ran 0 job(s), handled 1 mail(s)" in result.output
+    eml = (tmp_path / "mail" / f"{mail_id}.eml").read_text()
+    assert "Subject: Your acme password was changed" in eml and "To: u0@example.com" in eml

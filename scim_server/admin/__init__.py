@@ -17,6 +17,7 @@ def init_app(app: Flask) -> None:
         contacts_api,
         jobs_api,
         licenses_api,
+        mail_api,
         roles_api,
         rule_sets_api,
         settings_api,

@@ -91,11 +91,12 @@ _RESOURCE_TYPES = {
     "user": "User",
     "contact": "Contact",
     "license": "License",
+    "mail": "Mail",
     "role": "Role",
     "ruleset": "RuleSet",
     "settings": "Organization",
 }
-_RESOURCE_ARGS = ("user_id", "contact_id", "license_id", "role_id", "rule_set_id")
+_RESOURCE_ARGS = ("user_id", "contact_id", "license_id", "role_id", "rule_set_id", "mail_id")
 
 
 def audited(action: str | Callable[[dict[str, Any]], str]) -> Callable[[F], F]:

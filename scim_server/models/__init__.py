@@ -6,6 +6,7 @@ from scim_server.models.contact import Contact
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
+from scim_server.models.mail import MailOutbox
 from scim_server.models.organization import Organization
 from scim_server.models.resource_count import ResourceCount
 from scim_server.models.role import Role, UserRole
@@ -23,6 +24,7 @@ __all__ = [
     "GroupMember",
     "Job",
     "License",
+    "MailOutbox",
     "Organization",
     "ResourceCount",
     "Role",

@@ -29,6 +29,7 @@ from scim_server.audit.context import AuditContext, current_context
 from scim_server.db import utcnow
 from scim_server.errors import DomainError, NotFoundError
 from scim_server.models import Job
+from scim_server.services import leases
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ Clock = Callable[[], datetime]
 
 STATES = ("queued", "running", "succeeded", "failed")
 DEFAULT_LEASE = timedelta(seconds=60)
-RETRY_BASE = timedelta(seconds=10)
-RETRY_MAX = timedelta(hours=1)
 _ACTOR_FIELDS = ("actor_type", "actor_id", "actor_name", "source_ip", "request_id")
 
 
@@ -135,11 +134,9 @@ def claim(
         stmt = stmt.where(Job.id == job_id)
     if kinds is not None:
         stmt = stmt.where(Job.kind.in_(list(kinds)))
-    stmt = stmt.order_by(Job.run_after, Job.created_at).limit(1).with_for_update(skip_locked=True)
-    with factory() as session, session.begin():
-        job = session.scalar(stmt)
-        if job is None:
-            return None
+    stmt = stmt.order_by(Job.run_after, Job.created_at)
+
+    def take(job: Job) -> None:
         if job.state == "running":
             log.warning(
                 "job %s (%s): the lease of %s expired; %s resumes it at %s of %s",
@@ -156,12 +153,12 @@ def claim(
         job.heartbeat_at = now
         job.attempts += 1
         job.started_at = job.started_at or now
-    return job
+
+    claimed: Job | None = leases.claim_first(factory, stmt, take)
+    return claimed
 
 
-def backoff(attempts: int) -> timedelta:
-    """Exponential: 10 s, 20 s, 40 s, ... at most an hour."""
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+backoff = leases.backoff
 
 
 @dataclass

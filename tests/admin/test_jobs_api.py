@@ -7,25 +7,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from scim_server.db import db, utcnow
+from scim_server.db import db
 from scim_server.models import Job, RuleSet, User
 from scim_server.services import jobs, rule_sets
 from scim_server.worker import Worker
 from tests.admin.rules import activate, catalogue
+from tests.support import Clock
 from tests.support.admin_api import apply_rules, events, ok, person
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utcnow() + timedelta(seconds=1)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class WorkerDied(BaseException):

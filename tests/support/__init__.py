@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask
@@ -16,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
-from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db
+from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db, utcnow
 from scim_server.ratelimit import Limiter
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
@@ -144,3 +149,74 @@ def assert_error(resp: Any, status: int, scim_type: str | None = None) -> dict[s
     if scim_type is not None:
         assert body.get("scimType") == scim_type
     return body
+
+
+class Clock:
+    """A clock the test moves by hand (the worker's injected ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class SmtpRecorder:
+    """An aiosmtpd handler that keeps what it accepts, or refuses every message with 550."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+        self.refused = 0
+        self.require_login = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.require_login and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        if self.refuse:
+            self.refused += 1
+            return "550 5.7.1 Refused by the test server"
+        message = message_from_bytes(envelope.content, policy=email_policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released) on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def smtp_server(login: tuple[str, str] | None = None) -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, in this process.
+
+    ``login``: the server requires AUTH with this user and password (over plain
+    SMTP: the test has no certificate) and refuses mail from anyone else.
+    """
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        expected = LoginPassword(*(part.encode() for part in login or ("", "")))
+        return AuthResult(success=data == expected, handled=False)
+
+    recorder = SmtpRecorder()
+    kwargs: dict[str, Any] = {}
+    if login is not None:
+        # AUTH without TLS (the test has no certificate); DATA then checks the login.
+        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+        recorder.require_login = True
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **kwargs)
+    port = controller.port
+    controller.start()
+    try:
+        yield recorder, port
+    finally:
+        controller.stop()

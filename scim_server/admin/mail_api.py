@@ -1,0 +1,58 @@
+"""Admin API for the mail outbox: what was queued, sent, failed or abandoned; retry abandoned mail.
+
+A mail's body is never shown here: it may hold a temporary password meant for
+its recipient alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from marshmallow import fields, validate
+
+from scim_server.admin.blueprint import bp
+from scim_server.admin.common import PageArgs, audited, iso, load, page
+from scim_server.db import db
+from scim_server.models import MailOutbox
+from scim_server.services import mail
+
+
+class MailArgs(PageArgs):
+    state = fields.String(load_default=None, validate=validate.OneOf(mail.STATES))
+
+
+def mail_to_dict(row: MailOutbox) -> dict[str, Any]:
+    """Where a mail stands: kind, recipient, state, attempts and times; never the body."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "recipient": row.recipient,
+        "subject": row.subject,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_at": iso(row.next_attempt_at) if row.state in ("queued", "failed") else None,
+        "send_at": iso(row.send_at),
+        "sent_at": iso(row.sent_at),
+        "created_at": iso(row.created_at),
+        "user_id": row.user_id,
+        "message_id": row.message_id,
+    }
+
+
+@bp.get("/mail")
+def list_mail() -> Response:
+    """The organization's outbox, newest first; ``state`` narrows it."""
+    args = load(MailArgs, request.args)
+    total, rows = mail.list_mail(
+        db.session, g.org_id, state=args["state"], offset=args["offset"], limit=args["limit"]
+    )
+    return page(total, args["offset"], args["limit"], "mail", [mail_to_dict(r) for r in rows])
+
+
+@bp.post("/mail/<mail_id>/retry")
+@audited("mail.retry")
+def retry_mail(mail_id: str) -> Response:
+    """Queue an abandoned mail again (five fresh attempts); any other state is 409."""
+    return jsonify(mail_to_dict(mail.retry_mail(db.session, g.org_id, mail_id)))

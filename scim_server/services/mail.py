@@ -1,0 +1,191 @@
+"""The mail outbox: mail is queued in the transaction of the change that causes it.
+
+Nothing is sent inside a request: ``queue_mail`` only writes a row (and its
+audit event) in the caller's transaction, so a change that rolls back sends
+nothing, and ``scim-server worker`` sends what committed
+(``scim_server.services.mail_delivery``). Subject and bodies are rendered here,
+from ``scim_server/mail_templates/<kind>.{subject.txt,txt,html}``, with the
+organization's name and the login URL in every one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from email.utils import parseaddr
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.db import utcnow
+from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
+from scim_server.models import MailOutbox, Organization
+
+# What the worker sends; each has a subject, a text and an HTML template.
+KINDS = (
+    "welcome",
+    "activation_link",
+    "reset_link",
+    "resend",
+    "password_changed",
+    "mfa_reset",
+    "account_locked",
+)
+STATES = ("queued", "sending", "sent", "failed", "abandoned")
+MAX_ATTEMPTS = 5
+LOGIN_PATH = "/sso/login"
+
+
+@cache
+def _templates() -> Environment:
+    """HTML templates autoescaped, text ones not; a missing variable is an error, never blank."""
+    return Environment(
+        loader=PackageLoader("scim_server", "mail_templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+    )
+
+
+def login_url(base_url: str) -> str:
+    """The sign-in page every mail links to, from the server's public URL."""
+    return base_url.rstrip("/") + LOGIN_PATH
+
+
+def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, text body, HTML body) of one mail; a variable the template needs is required."""
+    if kind not in KINDS:
+        raise InvalidValueError(f"Unknown mail kind {kind!r}; one of: {', '.join(KINDS)}.")
+    env = _templates()
+    try:
+        subject = " ".join(env.get_template(f"{kind}.subject.txt").render(context).split())
+        text = env.get_template(f"{kind}.txt").render(context)
+        html = env.get_template(f"{kind}.html").render({**context, "subject": subject})
+    except UndefinedError as exc:
+        raise InvalidValueError(f"The {kind} mail needs a value it was not given: {exc}.") from exc
+    return subject, text + "\n", html + "\n"
+
+
+def check_recipient(recipient: str) -> str:
+    """One plain address: no display name tricks, no line breaks (header injection)."""
+    if not isinstance(recipient, str):
+        raise InvalidValueError("The recipient must be an e-mail address.")
+    _name, address = parseaddr(recipient)
+    if (
+        len(recipient) > 320
+        or any(c in recipient for c in "\r\n\x00")
+        or address != recipient.strip()
+        or address.count("@") != 1
+        or not all(address.split("@"))
+    ):
+        raise InvalidValueError(f"{recipient!r} is not an e-mail address.")
+    return address
+
+
+def queue_mail(
+    session: Session,
+    org_id: str,
+    kind: str,
+    recipient: str,
+    context: dict[str, Any],
+    *,
+    send_at: datetime | None = None,
+    user_id: str | None = None,
+) -> MailOutbox:
+    """Queue one mail in the caller's transaction (it is sent only if that commits).
+
+    ``context`` fills the templates and must hold ``login_url`` (see
+    :func:`login_url`); the organization's name is added here. ``send_at``
+    (timezone-aware) schedules it; None sends on the worker's next pass. The
+    audit event names the kind and the recipient, never the body.
+    """
+    address = check_recipient(recipient)
+    if send_at is not None and send_at.tzinfo is None:
+        raise InvalidValueError("send_at must carry a timezone.")
+    org = session.get(Organization, org_id)
+    if org is None:
+        raise NotFoundError(f"Organization {org_id!r} not found.")
+    subject, text, html = render(kind, {**context, "org_name": org.name})
+    now = utcnow()
+    mail = MailOutbox(
+        org_id=org_id,
+        id=str(uuid.uuid4()),
+        kind=kind,
+        recipient=address,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        state="queued",
+        attempts=0,
+        next_attempt_at=send_at or now,
+        send_at=send_at,
+        created_at=now,
+        user_id=user_id,
+    )
+    session.add(mail)
+    session.flush()
+    record(
+        session,
+        org_id,
+        "mail.queued",
+        resource_type="Mail",
+        resource_id=mail.id,
+        detail=f"{kind} to {address}",
+        changes={"kind": {"after": kind}, "recipient": {"after": address}},
+    )
+    return mail
+
+
+def list_mail(
+    session: Session, org_id: str, *, state: str | None, offset: int, limit: int
+) -> tuple[int, list[MailOutbox]]:
+    """The organization's outbox, newest first; ``state`` narrows it."""
+    conditions = [MailOutbox.org_id == org_id]
+    if state:
+        conditions.append(MailOutbox.state == state)
+    total = session.scalar(select(func.count()).select_from(MailOutbox).where(*conditions)) or 0
+    rows = session.scalars(
+        select(MailOutbox)
+        .where(*conditions)
+        .order_by(MailOutbox.created_at.desc(), MailOutbox.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return total, list(rows)
+
+
+def get_mail(
+    session: Session, org_id: str, mail_id: str, *, for_update: bool = False
+) -> MailOutbox:
+    """One mail of this organization; another organization's is not found."""
+    stmt = select(MailOutbox).where(MailOutbox.org_id == org_id, MailOutbox.id == mail_id)
+    mail = session.scalar(stmt.with_for_update() if for_update else stmt)
+    if mail is None:
+        raise NotFoundError(f"Mail {mail_id!r} not found.")
+    return mail
+
+
+def retry_mail(session: Session, org_id: str, mail_id: str) -> MailOutbox:
+    """Queue an abandoned mail again, with a fresh set of attempts (an admin's decision)."""
+    with session.begin():
+        mail = get_mail(session, org_id, mail_id, for_update=True)
+        if mail.state != "abandoned":
+            raise ConflictError(f"Only an abandoned mail can be retried; this one is {mail.state}.")
+        mail.state = "queued"
+        mail.attempts = 0
+        mail.next_attempt_at = utcnow()
+        mail.claimed_by = None
+        mail.lease_expires_at = None
+        record(
+            session,
+            org_id,
+            "mail.retry",
+            resource_type="Mail",
+            resource_id=mail.id,
+            detail=f"{mail.kind} to {mail.recipient}",
+            changes={"state": {"before": "abandoned", "after": "queued"}},
+        )
+    return mail
