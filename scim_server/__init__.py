@@ -28,10 +28,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     database.init_app(app)
 
     from scim_server import admin, health, observability, ratelimit
-    from scim_server.scim import audit_hooks
+    from scim_server.audit import web as audit_web
 
     observability.init_app(app)
-    audit_hooks.init_app(app)
+    audit_web.init_app(app)
     from scim_server.scim import blueprint as scim_api
 
     scim_api.init_app(app)

@@ -11,9 +11,9 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from scim_server.audit import web as audit_web
 from scim_server.db import db
 from scim_server.errors import DomainError
-from scim_server.scim import audit_hooks
 from scim_server.services import tokens as token_service
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
@@ -58,6 +58,6 @@ def authenticate() -> None:
     if token is None:
         raise AdminAuthError("The admin token is invalid or has been revoked.")
     g.org_id = token.org_id
-    audit_hooks.begin(token.id, token.name, actor_type="admin")
+    audit_web.begin(token.id, token.name, actor_type="admin")
     if session.in_transaction():
         session.commit()

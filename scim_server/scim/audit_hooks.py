@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Response, g, request
 
-from scim_server.audit import AuditContext, record_failure
-from scim_server.audit.context import reset_context, set_context
-from scim_server.db import db, release, utcnow
+from scim_server.audit import record_failure
+from scim_server.db import db, release
 from scim_server.scim.body import parse_json
 
 WRITE_ACTIONS = {
@@ -28,27 +27,6 @@ WRITE_ACTIONS = {
     "scim.delete_group": ("group.delete", "Group"),
     "scim.bulk": ("bulk", None),
 }
-
-
-def begin(actor_id: str, actor_name: str, actor_type: str = "token") -> None:
-    """Make the authenticated caller the actor of every event this request writes."""
-    ctx = AuditContext(
-        actor_type=actor_type,
-        actor_id=actor_id,
-        actor_name=actor_name,
-        source_ip=request.remote_addr,
-        user_agent=request.user_agent.string or None,
-        request_id=g.get("request_id"),
-        correlation_id=g.get("correlation_id"),
-        received_at=g.get("received_at") or utcnow(),
-    )
-    g._audit_token = set_context(ctx)
-
-
-def end(_exc: BaseException | None = None) -> None:
-    token = g.pop("_audit_token", None)
-    if token is not None:
-        reset_context(token)
 
 
 def _body_identity() -> dict[str, Any]:
@@ -96,7 +74,3 @@ def record_refusal(resp: Response) -> Response:
         **_body_identity(),
     )
     return resp
-
-
-def init_app(app: Flask) -> None:
-    app.teardown_request(end)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
+from scim_server.audit import web as audit_web
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.scim import audit_hooks
@@ -44,7 +45,7 @@ def authenticate() -> None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     g.org_id = token.org_id
     g.token_id = token.id
-    audit_hooks.begin(token.id, token.name)
+    audit_web.begin(token.id, token.name)
     if session.in_transaction() and not reading:
         # Write services begin their own transactions; a read goes on in this one
         # (one BEGIN and one COMMIT fewer per read).
