@@ -142,8 +142,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def one_run_at_a_time() -> Any:
+    """An exclusive lock on ``bench/results/.lock``, or exit: runs share the ``scim_bench``
+    database and ports, and a second run would drop the first one's database under it."""
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    handle = (RESULTS / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(
+            "another benchmark run is in progress on this machine; wait for it"
+        ) from None
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _lock = one_run_at_a_time()  # held until the process exits
     profile = QUICK if args.quick else FULL
     # A smoke run must not overwrite the full run's figures.
     output = args.output or RESULTS / ("latest-quick.json" if args.quick else "latest.json")
