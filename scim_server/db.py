@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -80,13 +81,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def row_columns(model: Any) -> list[Any]:
+@cache
+def row_columns(model: Any) -> tuple[Any, ...]:
     """``model``'s columns labelled with their attribute names, for Core reads into rows.
 
     Rows are cheaper than ORM objects for rendering; the labels let them be read
     like the objects (``row.login_name``) where an attribute and its column differ.
+    Built once per model: list pages ask for them on every request.
     """
-    return [column.label(key) for key, column in sa_inspect(model).columns.items()]
+    return tuple(column.label(key) for key, column in sa_inspect(model).columns.items())
 
 
 def utcnow() -> datetime:

@@ -15,6 +15,11 @@ _BAD_RESPONSE = (
     f"{_START_AGAIN} If this keeps happening, contact your administrator."
 )
 
+_NOT_MATCHED = (
+    "Sign-in not possible",
+    f"Your sign-in could not be matched to an account in this organization. {_ASK_ADMIN}",
+)
+
 # reason code -> (page title, message for the person)
 MESSAGES: dict[str, tuple[str, str]] = {
     "unknown_user": (
@@ -27,14 +32,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "locked": ("Account locked", f"Your account is locked. {_ASK_ADMIN}"),
     # Which account: the same words for both, so the page does not say whose account it was.
-    "subject_mismatch": (
-        "Sign-in not possible",
-        f"Your sign-in could not be matched to an account in this organization. {_ASK_ADMIN}",
-    ),
-    "lookalike_identity": (
-        "Sign-in not possible",
-        f"Your sign-in could not be matched to an account in this organization. {_ASK_ADMIN}",
-    ),
+    "subject_mismatch": _NOT_MATCHED,
+    "lookalike_identity": _NOT_MATCHED,
     "missing_license": (
         "No license",
         f"Your account has no license for this product. {_ASK_ADMIN}",
