@@ -60,7 +60,7 @@ def refusal_page(err: SsoError) -> Page:
 def unavailable_page() -> Page:
     """503: our database is unreachable for a moment (an outage or a restart)."""
     body = Markup(
-        "<p>Sign-in is unavailable for a moment. Please try again in a few seconds.</p>"
+        "<p>We cannot complete sign-ins for a moment. Please try again in a few seconds.</p>"
         "<p><a href='/sso/login'>Back to sign-in</a></p>"
     )
     return _page("Sign-in unavailable", body, 503)
