@@ -91,6 +91,13 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
         "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),
         "MAIL_DIR": os.environ.get("SCIM_MAIL_DIR") or str(Path(instance_path, "mail")),
+        # The name on every page a person sees (sign-in, mail, console).
+        "PRODUCT_NAME": os.environ.get("SCIM_PRODUCT_NAME") or "Identity",
+        # Local passwords (``services.passwords``): argon2id cost. The defaults are OWASP's
+        # (19 MiB, 2 passes, 1 lane); a hash made with other values is redone at sign-in.
+        "ARGON2_TIME_COST": env_int("SCIM_ARGON2_TIME_COST", 2),
+        "ARGON2_MEMORY_KIB": env_int("SCIM_ARGON2_MEMORY_KIB", 19 * 1024),
+        "ARGON2_PARALLELISM": env_int("SCIM_ARGON2_PARALLELISM", 1),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
     }

@@ -45,6 +45,11 @@ NO_POSTGRESQL = "PostgreSQL: set SCIM_TEST_DATABASE_URL to run the suite on Post
 LEFT_OUT = pytest.StashKey[int]()  # how many tests collection left out
 
 
+# argon2id at its cheapest in tests (a hash costs ~1 ms instead of ~30): the cost is
+# measured in bench/, and a test that needs the production parameters sets them.
+TEST_CONFIG = {"TESTING": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without PostgreSQL, leave out its half of the suite here: one summary line, not ~900 skips."""
     if PG_URL:
@@ -114,7 +119,7 @@ def connection(engine: Engine) -> Iterator[Connection]:
 @pytest.fixture(scope="session")
 def shared_app(engine: Engine) -> Flask:
     """One application per database for the session (one per test was a third of the run)."""
-    return create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(False)})
+    return create_app({**TEST_CONFIG, "DATABASE_URL": engine.url.render_as_string(False)})
 
 
 @pytest.fixture
@@ -169,7 +174,7 @@ def live(engine: Engine) -> Iterator[tuple[Flask, Scim]]:
 
     from scim_server.models import Organization
 
-    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(False)})
+    app = create_app({**TEST_CONFIG, "DATABASE_URL": engine.url.render_as_string(False)})
     org_id, secret = make_org(app, f"live-{uuid.uuid4().hex[:8]}")
     yield app, Scim(app.test_client(), secret, org_id)
     with engine.begin() as conn:

@@ -1,6 +1,7 @@
 """Admin API for the organization's identity settings (``/api/v1/settings``).
 
-Default license and roles, username format, seat mode: one document, replaced whole.
+Default license and roles, username format, seat mode, sign-in methods, password
+policy, lockout and MFA: one document, replaced whole.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from scim_server.services import directory, settings
 
 @bp.get("/settings")
 def get_settings() -> Response:
-    return jsonify(settings.get_settings(db.session, g.org_id).as_dict())
+    """The document, and (read-only) the sign-in methods that apply today."""
+    current = settings.get_settings(db.session, g.org_id)
+    effective = settings.sign_in_methods(db.session, g.org_id, current)
+    return jsonify({**current.as_dict(), settings.EFFECTIVE_METHODS: effective})
 
 
 @bp.put("/settings")

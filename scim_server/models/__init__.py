@@ -3,6 +3,7 @@
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
 from scim_server.models.contact import Contact
+from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
@@ -20,16 +21,19 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Contact",
+    "CredentialToken",
     "Group",
     "GroupMember",
     "Job",
     "License",
     "MailOutbox",
     "Organization",
+    "PasswordHistory",
     "ResourceCount",
     "Role",
     "RuleSet",
     "ScimToken",
     "User",
+    "UserPassword",
     "UserRole",
 ]

@@ -1,16 +1,44 @@
-"""Per-organization identity settings, with their defaults."""
+"""Per-organization identity settings, with their defaults.
+
+Besides provisioning (username format, matching, seats, defaults), the local
+credentials of people who sign in without SSO: which sign-in methods apply,
+how first credentials are delivered, the password policy, lockout and MFA.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import column, exists, select, table, true
 from sqlalchemy.orm import Session
 
 from scim_server.errors import InvalidValueError
 from scim_server.models import Organization
+from scim_server.services.passwords import MAX_INPUT_CHARS, PasswordPolicy
 
 MATCH_KEYS = ("externalId", "email")
+# Who may use a local password. Unset: ``sso_only`` while the organization has an
+# enabled SSO connection, else ``password_allowed``.
+SIGN_IN_METHODS = ("sso_only", "password_allowed", "password_only")
+CREDENTIALS_DELIVERY = ("temporary_password", "activation_link")
+
+# The SSO connections table, read without importing ``sso`` (services sit below it);
+# tests/services/test_settings.py checks these names against sso's model.
+SSO_CONNECTIONS = table("sso_connections", column("org_id"), column("enabled"))
+
+# Integer settings: (default, smallest, largest).
+_NUMBERS: dict[str, tuple[int, int, int]] = {
+    "temporary_password_days": (7, 1, 90),
+    "activation_link_days": (7, 1, 30),
+    "password_min_length": (12, 8, 128),
+    "password_max_length": (128, 64, MAX_INPUT_CHARS),
+    "password_history": (5, 0, 24),
+    "lockout_threshold": (10, 0, 1000),  # 0: lockout off
+    "lockout_window_minutes": (15, 1, 1440),
+    "lockout_minutes": (15, 1, 1440),
+    "lockout_max_minutes": (1440, 1, 10080),
+}
 
 
 @dataclass(frozen=True)
@@ -24,6 +52,25 @@ class IdentitySettings:
     strict_seats: bool = False
     default_license: str | None = None
     default_roles: tuple[str, ...] = field(default_factory=tuple)
+    # Local credentials (see the module docstring).
+    sign_in_methods: str | None = None
+    credentials_delivery: str = "temporary_password"
+    must_change_on_first_login: bool = True
+    refuse_common_passwords: bool = True
+    require_mfa: bool = False
+    numbers: tuple[tuple[str, int], ...] = ()
+
+    def number(self, name: str) -> int:
+        """One of the integer settings (``_NUMBERS``), its default when unset."""
+        return dict(self.numbers).get(name, _NUMBERS[name][0])
+
+    def password_policy(self) -> PasswordPolicy:
+        return PasswordPolicy(
+            min_length=self.number("password_min_length"),
+            max_length=self.number("password_max_length"),
+            history=self.number("password_history"),
+            refuse_common=self.refuse_common_passwords,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -32,17 +79,33 @@ class IdentitySettings:
             "strict_seats": self.strict_seats,
             "default_license": self.default_license,
             "default_roles": list(self.default_roles),
+            "sign_in_methods": self.sign_in_methods,
+            "credentials_delivery": self.credentials_delivery,
+            "must_change_on_first_login": self.must_change_on_first_login,
+            "refuse_common_passwords": self.refuse_common_passwords,
+            "require_mfa": self.require_mfa,
+            **{name: self.number(name) for name in _NUMBERS},
         }
 
 
 def load(org: Organization) -> IdentitySettings:
-    raw = org.settings or {}
+    return load_raw(org.settings or {})
+
+
+def load_raw(raw: dict[str, Any]) -> IdentitySettings:
+    """Settings from a stored (already validated) document."""
     return IdentitySettings(
         username_format=raw.get("username_format"),
         match_keys=tuple(raw.get("match_keys") or MATCH_KEYS),
         strict_seats=bool(raw.get("strict_seats", False)),
         default_license=raw.get("default_license"),
         default_roles=tuple(raw.get("default_roles") or ()),
+        sign_in_methods=raw.get("sign_in_methods"),
+        credentials_delivery=raw.get("credentials_delivery") or "temporary_password",
+        must_change_on_first_login=bool(raw.get("must_change_on_first_login", True)),
+        refuse_common_passwords=bool(raw.get("refuse_common_passwords", True)),
+        require_mfa=bool(raw.get("require_mfa", False)),
+        numbers=tuple((k, int(raw[k])) for k in _NUMBERS if isinstance(raw.get(k), int)),
     )
 
 
@@ -51,8 +114,38 @@ def get_settings(session: Session, org_id: str) -> IdentitySettings:
     return load(org) if org is not None else IdentitySettings()
 
 
+def has_active_sso(session: Session, org_id: str) -> bool:
+    """Whether the organization has an enabled SSO connection."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    SSO_CONNECTIONS.c.org_id == org_id, SSO_CONNECTIONS.c.enabled == true()
+                )
+            )
+        )
+    )
+
+
+def sign_in_methods(session: Session, org_id: str, current: IdentitySettings) -> str:
+    """The methods that apply: the admin's choice, else by whether SSO is connected."""
+    if current.sign_in_methods:
+        return current.sign_in_methods
+    return "sso_only" if has_active_sso(session, org_id) else "password_allowed"
+
+
+def passwords_allowed(session: Session, org_id: str, current: IdentitySettings) -> bool:
+    """Whether people of this organization may have (and are mailed) a local password."""
+    return sign_in_methods(session, org_id, current) != "sso_only"
+
+
+# Shown by GET beside the document; a PUT of what GET returned may carry it back.
+EFFECTIVE_METHODS = "effective_sign_in_methods"
+
+
 def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
     """Check a settings document; return it normalised."""
+    raw = {k: v for k, v in raw.items() if k != EFFECTIVE_METHODS}
     allowed = set(IdentitySettings().as_dict())
     unknown = set(raw) - allowed
     if unknown:
@@ -73,4 +166,23 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
     roles = out["default_roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidValueError("default_roles must be a list of role names.")
+    if out["sign_in_methods"] is not None and out["sign_in_methods"] not in SIGN_IN_METHODS:
+        raise InvalidValueError(
+            f"sign_in_methods must be null (automatic) or one of: {', '.join(SIGN_IN_METHODS)}."
+        )
+    if out["credentials_delivery"] not in CREDENTIALS_DELIVERY:
+        raise InvalidValueError(
+            f"credentials_delivery must be one of: {', '.join(CREDENTIALS_DELIVERY)}."
+        )
+    for flag in ("must_change_on_first_login", "refuse_common_passwords", "require_mfa"):
+        if not isinstance(out[flag], bool):
+            raise InvalidValueError(f"{flag} must be true or false.")
+    for name, (_default, low, high) in _NUMBERS.items():
+        value = out[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidValueError(f"{name} must be a whole number from {low} to {high}.")
+    if out["password_min_length"] > out["password_max_length"]:
+        raise InvalidValueError("password_min_length must not exceed password_max_length.")
+    if out["lockout_minutes"] > out["lockout_max_minutes"]:
+        raise InvalidValueError("lockout_minutes must not exceed lockout_max_minutes.")
     return out

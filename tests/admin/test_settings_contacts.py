@@ -19,10 +19,28 @@ def test_settings_defaults_and_replace(admin, session):
         "strict_seats": False,
         "default_license": None,
         "default_roles": [],
+        "sign_in_methods": None,
+        "effective_sign_in_methods": "password_allowed",
+        "credentials_delivery": "temporary_password",
+        "must_change_on_first_login": True,
+        "refuse_common_passwords": True,
+        "require_mfa": False,
+        "temporary_password_days": 7,
+        "activation_link_days": 7,
+        "password_min_length": 12,
+        "password_max_length": 128,
+        "password_history": 5,
+        "lockout_threshold": 10,
+        "lockout_window_minutes": 15,
+        "lockout_minutes": 15,
+        "lockout_max_minutes": 1440,
     }
     body = ok(admin.put("/api/v1/settings", {"strict_seats": True, "match_keys": ["email"]}))
     assert body["strict_seats"] is True and body["match_keys"] == ["email"]
-    assert ok(admin.get("/api/v1/settings")) == body
+    assert ok(admin.get("/api/v1/settings")) == {
+        **body,
+        "effective_sign_in_methods": "password_allowed",
+    }
     assert session.get(Organization, admin.org_id).settings["strict_seats"] is True
     (event,) = events(admin, action="settings.update")
     assert event["actor_type"] == "admin" and event["actor_name"] == "compliance"

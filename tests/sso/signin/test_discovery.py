@@ -15,16 +15,24 @@ def test_login_page_is_a_form(client: FlaskClient) -> None:
     resp = client.get('/sso/login?next=/oauth/authorize?a=1%26b="x"')
     body = resp.get_data(as_text=True)
     assert resp.status_code == 200 and resp.mimetype == "text/html"
-    assert "<form method='post' action='/sso/login'>" in body
-    assert "value='/oauth/authorize?a=1&amp;b=&#34;x&#34;'" in body
+    assert '<form method="post" action="/sso/login"' in body
+    assert 'value="/oauth/authorize?a=1&amp;b=&#34;x&#34;"' in body
+    assert '<label for="email">' in body
     assert resp.headers["Cache-Control"] == "no-store"
+    # The one look comes from a stylesheet: a strict CSP, no inline style or script.
+    csp = resp.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert "style=" not in body and "<script" not in body and "<style" not in body
+    css = client.get("/static/css/app.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+    css.close()
 
 
 def test_login_page_drops_foreign_next(client: FlaskClient) -> None:
     """An absolute or protocol-relative next becomes the default landing page."""
     for bad in ("https://evil.test/", "//evil.test/", "/\\evil.test", "javascript:alert(1)"):
         body = client.get("/sso/login", query_string={"next": bad}).get_data(as_text=True)
-        assert "value='/sso/welcome'" in body, bad
+        assert 'value="/sso/welcome"' in body, bad
 
 
 def test_discovery_by_domain(client: FlaskClient, saml_connection: SamlConnection) -> None:
@@ -44,7 +52,7 @@ def test_unknown_domain(client: FlaskClient, saml_connection: SamlConnection) ->
     resp = client.post("/sso/login", data={"email": "bob@unknown.test", "next": "/app"})
     body = resp.get_data(as_text=True)
     assert resp.status_code == 400 and "We do not know a single sign-on connection" in body
-    assert "value='bob@unknown.test'" in body
+    assert 'value="bob@unknown.test"' in body
 
 
 def test_discovery_to_oidc_passes_login_hint(client: FlaskClient, admin: Scim) -> None:
