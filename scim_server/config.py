@@ -91,6 +91,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
         "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),
         "MAIL_DIR": os.environ.get("SCIM_MAIL_DIR") or str(Path(instance_path, "mail")),
+        # PEM file of the CA that signed the SMTP server's certificate (an internal relay);
+        # unset: the system's trust store. The certificate and host name are always checked.
+        "SMTP_CA_FILE": os.environ.get("SCIM_SMTP_CA_FILE") or None,
         # The name on every page a person sees (sign-in, mail, console).
         "PRODUCT_NAME": os.environ.get("SCIM_PRODUCT_NAME") or "Identity",
         # Local passwords (``services.passwords``): argon2id cost. The defaults are OWASP's

@@ -40,12 +40,22 @@ class Mailer:
     smtp: SmtpSettings | None
     mail_dir: Path
     timeout: float = 30.0
+    # The CA certificates (PEM file) that sign the SMTP server's certificate, when it is
+    # not a public CA (an internal relay); None: the system's trust store.
+    ca_file: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Mailer:
         return cls(
-            sender=config["MAIL_FROM"], smtp=config["SMTP"], mail_dir=Path(config["MAIL_DIR"])
+            sender=config["MAIL_FROM"],
+            smtp=config["SMTP"],
+            mail_dir=Path(config["MAIL_DIR"]),
+            ca_file=config.get("SMTP_CA_FILE"),
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name always checked: a relay we cannot verify gets no mail."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def build(self, mail: Outgoing, now: datetime) -> EmailMessage:
         """Text first, HTML as the alternative a mail client prefers (RFC 2046 §5.1.4)."""
@@ -68,13 +78,13 @@ class Mailer:
         client: smtplib.SMTP
         if smtp.security == "ssl":
             client = smtplib.SMTP_SSL(
-                smtp.host, smtp.port, timeout=self.timeout, context=ssl.create_default_context()
+                smtp.host, smtp.port, timeout=self.timeout, context=self.tls_context()
             )
         else:
             client = smtplib.SMTP(smtp.host, smtp.port, timeout=self.timeout)
         with client:
             if smtp.security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=self.tls_context())
             if smtp.username is not None and smtp.password is not None:
                 client.login(smtp.username, smtp.password)
             client.send_message(message)
