@@ -15,7 +15,8 @@ from flask import Response, g, jsonify, request, stream_with_context
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.blueprint import bp
-from scim_server.audit import queries
+from scim_server.admin.common import audited
+from scim_server.audit import checkpoints, queries
 from scim_server.audit.export import export_lines
 from scim_server.audit.queries import EventFilter, event_to_dict
 from scim_server.db import db
@@ -96,3 +97,16 @@ def report_deprovisioning() -> Response:
 def report_failures() -> Response:
     args = FilterArgs().load(request.args)
     return jsonify(failures=queries.failures(db.session, g.org_id, args["since"], args["until"]))
+
+
+@bp.post("/audit/checkpoints")
+@audited("audit.checkpoint")
+def create_checkpoint() -> tuple[Response, int]:
+    """Sign a checkpoint of the chain head now: the JSON document to file outside the server."""
+    return jsonify(checkpoints.create(db.session, g.org_id)), 201
+
+
+@bp.get("/audit/checkpoints")
+def list_checkpoints() -> Response:
+    """The newest signed checkpoints (periodic, purge, manual), newest first."""
+    return jsonify(checkpoints=checkpoints.list_documents(db.session, g.org_id))
