@@ -16,7 +16,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import audited
+from scim_server.admin.common import MAX_INT, audited
 from scim_server.audit import checkpoints, queries
 from scim_server.audit.export import export_lines
 from scim_server.audit.queries import EventFilter, event_to_dict
@@ -41,7 +41,8 @@ class FilterArgs(Schema):
 
 
 class SearchArgs(FilterArgs):
-    cursor = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    # seq is a 32-bit column: a larger cursor is a 400, not an overflow in the database.
+    cursor = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
