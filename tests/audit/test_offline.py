@@ -226,3 +226,39 @@ def test_an_export_that_failed_midway_does_not_verify(scim, admin, client, tmp_p
     export.write_text("".join(lines))
     status, text = _both(export, _keys(client, tmp_path))
     assert status == 1 and "incomplete" in text
+
+
+def test_csv_keeps_null_and_empty_text_apart(scim, admin, client, session, tmp_path):
+    """An event whose detail is "" (not null) verifies from CSV: the cell is quoted, null is not."""
+    from scim_server.audit import record
+
+    with session.begin():
+        record(session, scim.org_id, "test.empty", detail="", user_name=None)
+    export = _export(admin, tmp_path, "csv", action="test.empty")
+    row = _lines(export)[1]
+    assert ',"",' in row
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
+
+
+def test_an_export_after_a_purge_starts_at_the_purge_checkpoint(
+    scim, admin, client, session, tmp_path
+):
+    """The chain now starts mid-way; the signed purge checkpoint vouches for its start."""
+    from datetime import timedelta
+
+    from scim_server.audit.queries import purge
+    from scim_server.db import utcnow
+
+    _make_events(scim, 2)
+    session.rollback()
+    purge(session, scim.org_id, utcnow() + timedelta(seconds=1))
+    scim.create_user("after-purge@example.com")
+    export = _export(admin, tmp_path)
+    manifest = json.loads(_lines(export)[-1])["manifest"]
+    assert manifest["starts_mid_chain"] is True
+    purge_cp = next(cp for cp in manifest["checkpoints"] if cp["kind"] == "purge")
+    assert purge_cp["seq"] == manifest["first_seq"] - 1
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
+    assert f"the manifest's checkpoint at seq {purge_cp['seq']} matches" in text
