@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select, tuple_
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
@@ -122,7 +122,11 @@ class SignInArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    limit = fields.Integer(metadata={"description": f"At most {MAX_RECORDS}."})
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1),
+        metadata={"description": f"At most {MAX_RECORDS} are returned."},
+    )
     cursor = fields.String()
     connection_id = fields.String()
     outcome = fields.String()
@@ -315,12 +319,13 @@ def remove_sso_domain(domain: str) -> tuple[str, int]:
 @api_doc(tag="sso", query=LinkArgs, response=LinkListOut)
 def list_sso_links(connection_id: str) -> Response:
     """The link of ``?user_id=`` and/or ``?subject=`` on the connection."""
+    args = LinkArgs().load(request.args)
     found = links.find_links(
         db.session,
         g.org_id,
         connection_id,
-        user_id=request.args.get("user_id"),
-        subject=request.args.get("subject"),
+        user_id=args.get("user_id"),
+        subject=args.get("subject"),
     )
     return jsonify(links=[links.link_view(r) for r in found])
 
@@ -357,15 +362,13 @@ def _record_view(row: SignInRecord) -> dict[str, Any]:
 @api_doc(tag="sso", query=SignInArgs, response=SignInListOut)
 def list_sign_ins() -> Response:
     """Newest first; filter by ``connection_id`` / ``outcome``; page with ``cursor``."""
-    try:
-        limit = min(int(request.args.get("limit", 100)), MAX_RECORDS)
-    except ValueError:
-        raise InvalidValueError("limit must be a number.") from None
+    args = SignInArgs().load(request.args)
+    limit = min(args["limit"], MAX_RECORDS)
     stmt = select(SignInRecord).where(SignInRecord.org_id == g.org_id)
     for name in ("connection_id", "outcome", "reason_code"):
-        if request.args.get(name):
-            stmt = stmt.where(getattr(SignInRecord, name) == request.args[name])
-    cursor = request.args.get("cursor")
+        if args.get(name):
+            stmt = stmt.where(getattr(SignInRecord, name) == args[name])
+    cursor = args.get("cursor")
     if cursor:
         try:
             at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
