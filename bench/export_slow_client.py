@@ -127,6 +127,7 @@ class Server:
             SCIM_DATABASE_URL=db_url,
             SCIM_ENV="production",
             SCIM_SECRET_KEY=SECRET_KEY,
+            SCIM_AUDIT_SIGNING_KEY=_signing_key(),
             SCIM_WORKERS="1",
             SCIM_TIMEOUT=str(timeout),
             SCIM_GRACEFUL_TIMEOUT="5",
@@ -260,3 +261,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _signing_key() -> str:
+    """An Ed25519 audit signing key (required outside development), made for this run."""
+    from scim_server.audit.signing import new_private_pem
+
+    return new_private_pem().decode()

@@ -51,7 +51,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bench.dataset import OrgData, people
-from scim_server.db import AUDIT_KEY_INFO, Base
+from scim_server.audit.signing import signer_from_pem
+from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, Base
 from scim_server.services.tokens import create_token
 
 # Parents before children (foreign keys).
@@ -241,7 +242,11 @@ def settle(engine: Engine) -> None:
 
 def service_session(engine: Engine) -> Session:
     """A session for the server's own services, signing audit events with the servers' key."""
-    return Session(engine, info={AUDIT_KEY_INFO: os.environ["SCIM_AUDIT_KEY"].encode()})
+    signer = signer_from_pem(os.environ["SCIM_AUDIT_SIGNING_KEY"].encode())
+    return Session(
+        engine,
+        info={AUDIT_KEY_INFO: os.environ["SCIM_AUDIT_KEY"].encode(), AUDIT_SIGNER_INFO: signer},
+    )
 
 
 def create_tokens(engine: Engine, orgs: Sequence[OrgData]) -> dict[str, str]:

@@ -36,12 +36,17 @@ from bench.report import (
 )
 from bench.sanity import check_answers
 from bench.servers import baseline_argv, free_port, running, scim_server_argv
+from scim_server.audit.signing import new_private_pem
 from scim_server.db import make_engine
 from scim_server.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Above this 1-minute load average (on 2 cores) something else is running.
 BUSY_LOADAVG = 1.0
+
+
+# The Ed25519 key of audit checkpoints, required outside development; one per bench run.
+AUDIT_SIGNING_KEY = new_private_pem().decode()
 
 
 def server_env(database_url: str, key: str) -> dict[str, str]:
@@ -52,6 +57,7 @@ def server_env(database_url: str, key: str) -> dict[str, str]:
         SCIM_ENV="production",
         SCIM_SECRET_KEY=key,
         SCIM_AUDIT_KEY=key,
+        SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,
         SCIM_WORKERS="2",
         SCIM_THREADS="1",
         SCIM_RATE_LIMIT_PER_MINUTE="0",

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from scim_server.config import audit_key, load_config
+from scim_server.config import audit_key, audit_signing_key, load_config
 from scim_server.db import db as database
 
 
@@ -25,6 +25,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         )
 
     app.config["AUDIT_KEY"] = audit_key(app.config, app.instance_path)
+    from scim_server.audit.signing import load_signer
+
+    app.config["AUDIT_SIGNER"] = load_signer(audit_signing_key(app.config), app.instance_path)
     database.init_app(app)
 
     from scim_server import admin, health, observability, ratelimit
@@ -39,6 +42,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app, scim_api.bp.name)
     admin.init_app(app)
     app.register_blueprint(health.bp)
+    from scim_server.audit import published as audit_keys
+
+    app.register_blueprint(audit_keys.bp)
     import sso
 
     sso.init_app(app)

@@ -103,6 +103,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "ARGON2_PARALLELISM": env_int("SCIM_ARGON2_PARALLELISM", 1),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
+        # Ed25519 private key (PEM text or a file path) of the checkpoints and export
+        # manifests anyone can verify; see ``audit_signing_key``.
+        "AUDIT_SIGNING_KEY": os.environ.get("SCIM_AUDIT_SIGNING_KEY") or None,
     }
 
 
@@ -176,6 +179,22 @@ def audit_key(config: dict[str, Any] | Any, instance_path: str) -> bytes:
     if configured:
         return str(configured).encode()
     return development_key(instance_path, "audit.key")
+
+
+def audit_signing_key(config: dict[str, Any] | Any) -> str | None:
+    """AUDIT_SIGNING_KEY; required outside development (where a key file is made instead).
+
+    Every node must sign with the same key, published with its validity period:
+    a key made on one node's disk would not be the next node's.
+    """
+    configured = config.get("AUDIT_SIGNING_KEY")
+    if not configured and config.get("SCIM_ENV", "development") != "development":
+        raise ConfigError(
+            "SCIM_AUDIT_SIGNING_KEY (an Ed25519 private key, PEM or a file path) is required "
+            "when SCIM_ENV is not 'development'; make one with: "
+            "openssl genpkey -algorithm ed25519 -out audit-signing.pem"
+        )
+    return str(configured) if configured else None
 
 
 def development_key(instance_path: str, name: str) -> bytes:

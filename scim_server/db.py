@@ -207,17 +207,21 @@ def _sqlite_begin(conn: Any) -> None:
 
 # The key under which a session's ``info`` carries its app's audit signing key.
 AUDIT_KEY_INFO = "audit_key"
+# ... and its Ed25519 signer of checkpoints (``audit.signing.session_signer``).
+AUDIT_SIGNER_INFO = "audit_signer"
 
 
 def make_session_factory(
-    engine: Engine, *, audit_key: bytes, writer: bool = False
+    engine: Engine, *, audit_key: bytes, writer: bool = False, audit_signer: Any = None
 ) -> sessionmaker[Session]:
     """Sessions for reading, or (``writer``) for transactions that will write.
 
-    Each session carries the app's audit signing key (``audit.chain.signing_key``).
+    Each session carries the app's audit signing keys (``audit.chain.signing_key``,
+    ``audit.signing.session_signer``).
     """
     bind = engine.execution_options(sqlite_immediate=True) if writer else engine
-    return sessionmaker(bind=bind, expire_on_commit=False, info={AUDIT_KEY_INFO: audit_key})
+    info = {AUDIT_KEY_INFO: audit_key, AUDIT_SIGNER_INFO: audit_signer}
+    return sessionmaker(bind=bind, expire_on_commit=False, info=info)
 
 
 @contextmanager
@@ -259,17 +263,18 @@ class Database:
             pool_timeout=cfg.get("DB_POOL_TIMEOUT", 10),
         )
         key = cfg["AUDIT_KEY"]
+        signer = cfg.get("AUDIT_SIGNER")
         statement_reader = None
         if engine.dialect.name == "postgresql":
             statement_reader = sessionmaker(
                 bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
-                info={AUDIT_KEY_INFO: key},
+                info={AUDIT_KEY_INFO: key, AUDIT_SIGNER_INFO: signer},
             )
         app.extensions[EXTENSION] = DatabaseState(
             engine=engine,
-            reader=make_session_factory(engine, audit_key=key),
-            writer=make_session_factory(engine, audit_key=key, writer=True),
+            reader=make_session_factory(engine, audit_key=key, audit_signer=signer),
+            writer=make_session_factory(engine, audit_key=key, writer=True, audit_signer=signer),
             statement_reader=statement_reader,
         )
         app.teardown_appcontext(self._close)

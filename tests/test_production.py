@@ -31,11 +31,13 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from scim_server import cli, create_app, gunicorn_conf
+from scim_server.audit.signing import new_private_pem
 from scim_server.db import db
 from tests.support import USER_SCHEMA
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 SECRET_KEY = "production-test-secret-key"
+AUDIT_SIGNING_KEY = new_private_pem().decode()  # both servers sign with the same key
 # Nothing listens on port 1: connecting is refused at once, like a stopped database.
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/scim"
 
@@ -244,6 +246,7 @@ class Server:
             SCIM_DATABASE_URL=db_url,
             SCIM_ENV="production",
             SCIM_SECRET_KEY=SECRET_KEY,
+            SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,
             SCIM_WORKERS="2",
             SCIM_GRACEFUL_TIMEOUT="5",
             SCIM_LOG_FORMAT="json",

@@ -23,5 +23,7 @@ def init_app(app: Flask) -> None:
         settings_api,
     )
     from scim_server.admin.blueprint import bp
+    from scim_server.admin.openapi import bp as docs
 
     app.register_blueprint(bp)
+    app.register_blueprint(docs)  # /api/v1/openapi.json, no token needed

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
+from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
@@ -43,6 +44,45 @@ class RoleBody(Schema):
         unknown = RAISE
 
     role = text(200, min_length=1, required=True)
+
+
+class UserRoleOut(Out):
+    id = always(fields.String)
+    value = always(fields.String)
+    kind = always(fields.String)
+    sources = always(fields.List, cls_or_instance=fields.String())
+
+
+class UserOut(Out):
+    """An account: status, license, roles (with ids) and the contact it belongs to."""
+
+    id = always(fields.String)
+    user_name = always(fields.String, data_key="userName")
+    username = nullable(fields.String)
+    status = always(fields.String)
+    license = nullable(fields.Dict, metadata={"description": "value, source, rule"})
+    license_shortage = nullable(fields.Dict, data_key="licenseShortage")
+    contact_id = nullable(fields.String, data_key="contactId")
+    last_login = nullable(fields.String, data_key="lastLogin")
+    roles = always(fields.List, cls_or_instance=fields.Nested(UserRoleOut))
+
+
+class UserDetailOut(UserOut):
+    """An account with its SCIM identity, groups and version."""
+
+    external_id = nullable(fields.String, data_key="externalId")
+    display_name = nullable(fields.String, data_key="displayName")
+    active = always(fields.Boolean)
+    groups = always(fields.List, cls_or_instance=fields.Dict())
+    created = nullable(fields.String)
+    modified = nullable(fields.String)
+    version = always(fields.Integer)
+
+
+class UserPageOut(PageOut):
+    """A page of accounts."""
+
+    users = always(fields.List, cls_or_instance=fields.Nested(UserOut))
 
 
 def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
@@ -88,6 +128,7 @@ def user_detail(user_id: str) -> dict[str, Any]:
 
 
 @bp.get("/users")
+@api_doc(tag="users", query=UserArgs, response=UserPageOut)
 def list_users() -> Response:
     """Accounts by userName; ``status`` and ``license`` (a name) narrow the list."""
     args = load(UserArgs, request.args)
@@ -106,6 +147,7 @@ def list_users() -> Response:
 
 
 @bp.get("/users/<user_id>")
+@api_doc(tag="users", response=UserDetailOut)
 def get_user(user_id: str) -> Response:
     return jsonify(user_detail(user_id))
 
@@ -117,6 +159,7 @@ def _action_name(args: dict[str, Any]) -> str:
 
 @bp.post("/users/<user_id>/actions/<op>")
 @audited(_action_name)
+@api_doc(tag="users", body=ActionBody, body_required=False, response=UserDetailOut)
 def user_action(user_id: str, op: str) -> Response:
     """A named status transition (``{"reason": ...}`` optional); invalid ones are 409."""
     body = load(ActionBody, json_object(optional=True))
@@ -126,6 +169,7 @@ def user_action(user_id: str, op: str) -> Response:
 
 @bp.put("/users/<user_id>/license")
 @audited("user.license")
+@api_doc(tag="users", body=LicenseBody, response=UserDetailOut)
 def set_license(user_id: str) -> Response:
     """A manual license (or ``null``: none), kept over the rules; a full license is 409."""
     body = load(LicenseBody, json_object())
@@ -135,6 +179,7 @@ def set_license(user_id: str) -> Response:
 
 @bp.delete("/users/<user_id>/license/manual")
 @audited("user.license")
+@api_doc(tag="users", response=UserDetailOut)
 def release_license(user_id: str) -> Response:
     """Hand the license back to the mapping rules (re-evaluated at once)."""
     accounts.release_manual_license(db.session, g.org_id, user_id)
@@ -143,6 +188,7 @@ def release_license(user_id: str) -> Response:
 
 @bp.post("/users/<user_id>/roles")
 @audited("user.roles")
+@api_doc(tag="users", body=RoleBody, response=UserDetailOut)
 def add_role(user_id: str) -> Response:
     """Grant a role by name, as a manual assignment."""
     body = load(RoleBody, json_object())
@@ -152,6 +198,7 @@ def add_role(user_id: str) -> Response:
 
 @bp.delete("/users/<user_id>/roles/<role_id>")
 @audited("user.roles")
+@api_doc(tag="users", response=UserDetailOut)
 def remove_role(user_id: str, role_id: str) -> Response:
     """Withdraw a manual role; the same role held from the rules stays."""
     accounts.remove_manual_role(db.session, g.org_id, user_id, role_id)
@@ -160,6 +207,7 @@ def remove_role(user_id: str, role_id: str) -> Response:
 
 @bp.delete("/users/<user_id>")
 @audited("user.delete")
+@api_doc(tag="users", status=204)
 def delete_user(user_id: str) -> Response:
     """Remove the account (access); the person contact and the history stay."""
     users.delete_user(db.session, g.org_id, user_id)

@@ -26,6 +26,7 @@ from scim_server.services.rule_sets import RuleSetInvalidError
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE = 1000
+MAX_INT = 2**31 - 1  # the largest value an Integer column (or an OFFSET) takes on every backend
 
 
 def _no_nul(value: str) -> None:
@@ -45,7 +46,7 @@ class PageArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
 
 

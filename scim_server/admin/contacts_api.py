@@ -12,6 +12,7 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
+from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
@@ -44,6 +45,37 @@ class NewContact(ContactFields):
     name = text(512, min_length=1, required=True)
 
 
+class ContactOut(Out):
+    """A person or organization contact."""
+
+    id = always(fields.String)
+    kind = always(fields.String)
+    name = always(fields.String)
+    given_name = nullable(fields.String)
+    family_name = nullable(fields.String)
+    email = nullable(fields.String)
+    phone = nullable(fields.String)
+    title = nullable(fields.String)
+    department = nullable(fields.String)
+    external_id = nullable(fields.String)
+    organization_contact_id = nullable(fields.String)
+    created_at = nullable(fields.String)
+    updated_at = nullable(fields.String)
+
+
+class ContactDetailOut(ContactOut):
+    """A contact with its account (if any) and the organization it belongs to."""
+
+    user = nullable(fields.Dict)
+    organization = nullable(fields.Dict)
+
+
+class ContactPageOut(PageOut):
+    """A page of contacts."""
+
+    contacts = always(fields.List, cls_or_instance=fields.Nested(ContactOut))
+
+
 def contact_to_dict(contact: Contact) -> dict[str, Any]:
     return {
         "id": contact.id,
@@ -58,6 +90,7 @@ def contact_to_dict(contact: Contact) -> dict[str, Any]:
 
 
 @bp.get("/contacts")
+@api_doc(tag="contacts", query=ContactArgs, response=ContactPageOut)
 def list_contacts() -> Response:
     """Persons and organizations, with or without an account; ``q``: name prefix or e-mail."""
     args = load(ContactArgs, request.args)
@@ -76,6 +109,7 @@ def list_contacts() -> Response:
 
 @bp.post("/contacts")
 @audited("contact.create")
+@api_doc(tag="contacts", body=NewContact, response=ContactOut, status=201)
 def create_contact() -> tuple[Response, int]:
     body = load(NewContact, json_object())
     kind, name = body.pop("kind"), body.pop("name")
@@ -84,6 +118,7 @@ def create_contact() -> tuple[Response, int]:
 
 
 @bp.get("/contacts/<contact_id>")
+@api_doc(tag="contacts", response=ContactDetailOut)
 def get_contact(contact_id: str) -> Response:
     """The contact, the account it has (if any) and the organization it belongs to."""
     session = db.session
@@ -113,6 +148,7 @@ def get_contact(contact_id: str) -> Response:
 
 @bp.patch("/contacts/<contact_id>")
 @audited("contact.update")
+@api_doc(tag="contacts", body=ContactFields, response=ContactOut)
 def patch_contact(contact_id: str) -> Response:
     """Set the given fields (null clears one). The IdP's next update may set them again."""
     fields_ = load(ContactFields, json_object())

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, jsonify
 from marshmallow import RAISE, Schema, fields, validate
 
+from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import audited, json_object, load, text
 from scim_server.db import db
@@ -41,6 +42,25 @@ class NewLicense(LicenseFields):
     )
 
 
+class LicenseOut(Out):
+    """A license with its usage: seats used and left, users waiting for a seat."""
+
+    id = always(fields.String)
+    name = always(fields.String)
+    seat_limit = nullable(fields.Integer)
+    price_cents = always(fields.Integer)
+    currency = always(fields.String)
+    used = always(fields.Integer)
+    seats_left = nullable(fields.Integer)
+    shortage = always(fields.Integer)
+
+
+class LicenseListOut(Out):
+    """Every license of the organization."""
+
+    licenses = always(fields.List, cls_or_instance=fields.Nested(LicenseOut))
+
+
 def _license(license_id: str) -> dict[str, Any]:
     """One license with its usage (the same figures as the list)."""
     listed = licenses.list_licenses(db.session, g.org_id)
@@ -48,6 +68,7 @@ def _license(license_id: str) -> dict[str, Any]:
 
 
 @bp.get("/licenses")
+@api_doc(tag="licenses", response=LicenseListOut)
 def list_licenses() -> Response:
     """Each license with seats used, seats left and the shortage (users waiting for a seat)."""
     return jsonify(licenses=licenses.list_licenses(db.session, g.org_id))
@@ -55,6 +76,7 @@ def list_licenses() -> Response:
 
 @bp.post("/licenses")
 @audited("license.create")
+@api_doc(tag="licenses", body=NewLicense, response=LicenseOut, status=201)
 def create_license() -> tuple[Response, int]:
     body = load(NewLicense, json_object())
     lic = licenses.create_license(db.session, g.org_id, **body)
@@ -63,6 +85,7 @@ def create_license() -> tuple[Response, int]:
 
 @bp.patch("/licenses/<license_id>")
 @audited("license.update")
+@api_doc(tag="licenses", body=LicenseFields, response=LicenseOut)
 def patch_license(license_id: str) -> Response:
     """Rename, resize or reprice; a rename the settings or active rules depend on is refused."""
     body = load(LicenseFields, json_object())
@@ -79,6 +102,7 @@ def patch_license(license_id: str) -> Response:
 
 @bp.delete("/licenses/<license_id>")
 @audited("license.delete")
+@api_doc(tag="licenses", status=204)
 def delete_license(license_id: str) -> Response:
     session = db.session
     current = licenses.get_license(session, g.org_id, license_id).name

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from marshmallow import fields, validate
 
+from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, load, page
 from scim_server.db import db
@@ -20,6 +21,30 @@ from scim_server.services import mail
 
 class MailArgs(PageArgs):
     state = fields.String(load_default=None, validate=validate.OneOf(mail.STATES))
+
+
+class MailOut(Out):
+    """Where a mail stands (never its body)."""
+
+    id = always(fields.String)
+    kind = always(fields.String)
+    recipient = always(fields.String)
+    subject = always(fields.String)
+    state = always(fields.String)
+    attempts = always(fields.Integer)
+    last_error = nullable(fields.String)
+    next_attempt_at = nullable(fields.String)
+    send_at = nullable(fields.String)
+    sent_at = nullable(fields.String)
+    created_at = nullable(fields.String)
+    user_id = nullable(fields.String)
+    message_id = nullable(fields.String)
+
+
+class MailPageOut(PageOut):
+    """A page of the outbox."""
+
+    mail = always(fields.List, cls_or_instance=fields.Nested(MailOut))
 
 
 def mail_to_dict(row: MailOutbox) -> dict[str, Any]:
@@ -42,6 +67,7 @@ def mail_to_dict(row: MailOutbox) -> dict[str, Any]:
 
 
 @bp.get("/mail")
+@api_doc(tag="mail", query=MailArgs, response=MailPageOut)
 def list_mail() -> Response:
     """The organization's outbox, newest first; ``state`` narrows it."""
     args = load(MailArgs, request.args)
@@ -53,6 +79,7 @@ def list_mail() -> Response:
 
 @bp.post("/mail/<mail_id>/retry")
 @audited("mail.retry")
+@api_doc(tag="mail", response=MailOut)
 def retry_mail(mail_id: str) -> Response:
     """Queue an abandoned mail again (five fresh attempts); any other state is 409."""
     return jsonify(mail_to_dict(mail.retry_mail(db.session, g.org_id, mail_id)))

@@ -11,6 +11,7 @@ from flask import Response, g, jsonify
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
+from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import audited, iso, json_object, load, text
 from scim_server.db import db
@@ -27,17 +28,34 @@ class NewRole(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(ROLE_KINDS))
 
 
+class RoleOut(Out):
+    """A role of the organization."""
+
+    id = always(fields.String)
+    name = always(fields.String)
+    kind = always(fields.String)
+    created_at = nullable(fields.String)
+
+
+class RoleListOut(Out):
+    """Every role of the organization."""
+
+    roles = always(fields.List, cls_or_instance=fields.Nested(RoleOut))
+
+
 def role_to_dict(role: Role) -> dict[str, Any]:
     return {"id": role.id, "name": role.name, "kind": role.kind, "created_at": iso(role.created_at)}
 
 
 @bp.get("/roles")
+@api_doc(tag="roles", response=RoleListOut)
 def list_roles() -> Response:
     return jsonify(roles=[role_to_dict(r) for r in roles.list_roles(db.session, g.org_id)])
 
 
 @bp.post("/roles")
 @audited("role.create")
+@api_doc(tag="roles", body=NewRole, response=RoleOut, status=201)
 def create_role() -> tuple[Response, int]:
     body = load(NewRole, json_object())
     role = roles.create_role(db.session, g.org_id, body["name"], body["kind"])
@@ -46,6 +64,7 @@ def create_role() -> tuple[Response, int]:
 
 @bp.delete("/roles/<role_id>")
 @audited("role.delete")
+@api_doc(tag="roles", status=204)
 def delete_role(role_id: str) -> Response:
     """Delete a role (holders lose it); refused while the settings or active rules name it."""
     session = db.session

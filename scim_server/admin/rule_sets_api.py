@@ -14,8 +14,10 @@ from flask import Response, g, jsonify, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 import mappings
+from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import audited, iso, json_object, load, text
+from scim_server.admin.jobs_api import JobOut
 from scim_server.db import db
 from scim_server.models import RuleSet
 from scim_server.services import rule_sets
@@ -50,6 +52,46 @@ class ExportArgs(Schema):
     format = fields.String(load_default="yaml", validate=validate.OneOf(FORMATS))
 
 
+# A rule set: the document itself (JSON), ``{"document": ...}``, or ``{"format", "text"}``
+# (TextSource); checked by ``services.rule_sets`` with every problem and its path.
+RULE_SET_BODY = Content(("application/json",), {"type": "object"})
+
+
+class RuleSetOut(Out):
+    """A stored rule set version (with its document where the route says so)."""
+
+    id = always(fields.String)
+    name = always(fields.String)
+    version = always(fields.Integer)
+    active = always(fields.Boolean)
+    created_at = nullable(fields.String)
+    activated_at = nullable(fields.String)
+    document = fields.Raw()
+
+
+class RuleSetListOut(Out):
+    """Every stored version, oldest first."""
+
+    rule_sets = always(fields.List, cls_or_instance=fields.Nested(RuleSetOut))
+
+
+class ValidOut(Out):
+    """The document is valid (problems are a 400 ``invalid_rule_set``)."""
+
+    valid = always(fields.Boolean)
+
+
+class PreviewOut(Out):
+    """What activating the rules would change, user by user; nothing is changed."""
+
+    users = always(fields.Integer)
+    would_change = always(fields.Integer)
+    license_moves = always(fields.Dict)
+    roles_added = always(fields.Dict)
+    roles_removed = always(fields.Dict)
+    examples = always(fields.List, cls_or_instance=fields.Dict())
+
+
 def document_from(body: dict[str, Any]) -> Any:
     """The rule set a request carries: ``{"format", "text"}``, ``{"document"}`` or the body."""
     if "text" in body or "format" in body:
@@ -77,6 +119,7 @@ def rule_set_to_dict(rs: RuleSet, *, document: bool = False) -> dict[str, Any]:
 
 
 @bp.post("/rulesets/validate")
+@api_doc(tag="rulesets", body=RULE_SET_BODY, response=ValidOut)
 def validate_rule_set() -> Response:
     """200 ``{"valid": true}``, or 400 with every problem and its path."""
     rule_sets.validate_document(db.session, g.org_id, document_from(json_object()))
@@ -85,6 +128,7 @@ def validate_rule_set() -> Response:
 
 @bp.post("/rulesets")
 @audited("ruleset.create")
+@api_doc(tag="rulesets", body=NewRuleSet, response=RuleSetOut, status=201)
 def create_rule_set() -> tuple[Response, int]:
     """Store a new version (not yet active): ``{name, document}`` or ``{name, format, text}``."""
     body = load(NewRuleSet, json_object())
@@ -98,6 +142,7 @@ def create_rule_set() -> tuple[Response, int]:
 
 
 @bp.get("/rulesets")
+@api_doc(tag="rulesets", response=RuleSetListOut)
 def list_rule_sets() -> Response:
     """Every stored version, oldest first; at most one is active."""
     rows = rule_sets.list_rule_sets(db.session, g.org_id)
@@ -105,12 +150,16 @@ def list_rule_sets() -> Response:
 
 
 @bp.get("/rulesets/<rule_set_id>")
+@api_doc(tag="rulesets", response=RuleSetOut)
 def get_rule_set(rule_set_id: str) -> Response:
     rs = rule_sets.get_rule_set(db.session, g.org_id, rule_set_id)
     return jsonify(rule_set_to_dict(rs, document=True))
 
 
 @bp.get("/rulesets/<rule_set_id>/export")
+@api_doc(
+    tag="rulesets", query=ExportArgs, response=Content(("application/yaml", "application/json"), {})
+)
 def export_rule_set(rule_set_id: str) -> Response:
     """The document as YAML (default) or JSON text, ready to edit and import again."""
     fmt = load(ExportArgs, request.args)["format"]
@@ -122,6 +171,7 @@ def export_rule_set(rule_set_id: str) -> Response:
 
 @bp.post("/rulesets/<rule_set_id>/activate")
 @audited("ruleset.activate")
+@api_doc(tag="rulesets", response=RuleSetOut)
 def activate_rule_set(rule_set_id: str) -> Response:
     """Make this version the active one; users move on their next change or on apply."""
     rs = rule_sets.activate(db.session, g.org_id, rule_set_id)
@@ -138,12 +188,14 @@ def _preview(document: Any) -> Response:
 
 
 @bp.post("/rulesets/preview")
+@api_doc(tag="rulesets", body=RULE_SET_BODY, response=PreviewOut)
 def preview_document() -> Response:
     """What activating this document would change, user by user; changes nothing."""
     return _preview(document_from(json_object()))
 
 
 @bp.post("/rulesets/<rule_set_id>/preview")
+@api_doc(tag="rulesets", response=PreviewOut)
 def preview_rule_set(rule_set_id: str) -> Response:
     """What activating this stored version would change; changes nothing."""
     document = rule_sets.get_rule_set(db.session, g.org_id, rule_set_id).document
@@ -152,6 +204,7 @@ def preview_rule_set(rule_set_id: str) -> Response:
 
 @bp.post("/rulesets/apply")
 @audited("ruleset.apply")
+@api_doc(tag="rulesets", response=JobOut, status=202)
 def apply_rule_set() -> tuple[Response, int, dict[str, str]]:
     """Queue a re-evaluation of every user against the active rules; manual choices stay.
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
 
+from scim_server.audit.context import AuditContext, use_context
 from scim_server.commands import CommandEnv, build_app
 from scim_server.db import db
 
@@ -49,18 +52,44 @@ def audit() -> None:
     """The provisioning log."""
 
 
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
+
+
 @audit.command("verify")
 @click.option("--org", "org_ref", help="Organization name or id (default: all).")
-def verify(org_ref: str | None) -> None:
+@click.option(
+    "--checkpoint",
+    "filed",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A filed checkpoint (JSON, from `audit checkpoint`): the chain must agree with it.",
+)
+def verify(org_ref: str | None, filed: str | None) -> None:
     """Check the hash chain and signatures; name the first broken event. Exit 1 if broken."""
+    from scim_server.audit.checkpoints import compare_filed
     from scim_server.audit.queries import verify as verify_chain
 
+    filed_doc = _read_json(filed) if filed else None
     app = _app()
     _ensure_schema(app)
     broken = False
     for org_id, name in _orgs(app, org_ref):
         with _session(app) as session:
             result = verify_chain(session, org_id)
+            if filed_doc is not None and result.ok:
+                if filed_doc.get("organization") != org_id and not org_ref:
+                    continue  # all organizations: the checkpoint is one organization's
+                problem = compare_filed(session, org_id, filed_doc)
+                if problem:
+                    result.ok, result.broken_seq, result.reason = (
+                        False,
+                        filed_doc.get("seq"),
+                        problem,
+                    )
         if result.ok:
             click.echo(
                 f"{name}: OK, {result.checked} events"
@@ -133,7 +162,6 @@ def export(
 )
 def purge(org_ref: str | None, before: str | None, retention_days: int | None) -> None:
     """Apply the retention period; the chain stays verifiable and the purge is logged."""
-    from scim_server.audit.context import AuditContext, use_context
     from scim_server.audit.queries import purge as purge_events
 
     if (before is None) == (retention_days is None):
@@ -147,3 +175,71 @@ def purge(org_ref: str | None, before: str | None, retention_days: int | None) -
             with _session(app) as session:
                 removed = purge_events(session, org_id, cutoff)
             click.echo(f"{name}: purged {removed} events before {cutoff.isoformat()}")
+
+
+@audit.command("public-key")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Every published key with its validity period."
+)
+def public_key(as_json: bool) -> None:
+    """The Ed25519 public key that signs checkpoints and export manifests (PEM)."""
+    from scim_server.audit.signing import published_keys
+
+    app = _app()
+    signer = app.config["AUDIT_SIGNER"]
+    if not as_json:
+        click.echo(signer.public_pem, nl=False)
+        return
+    _ensure_schema(app)
+    with _session(app) as session:
+        click.echo(json.dumps(published_keys(session, signer), indent=2))
+
+
+@audit.command("checkpoint")
+@click.option("--org", "org_ref", required=True, help="Organization name or id.")
+def checkpoint(org_ref: str) -> None:
+    """Sign a checkpoint of the chain head now; print it (JSON) to file or mail elsewhere."""
+    from scim_server.audit.checkpoints import create
+
+    app = _app()
+    _ensure_schema(app)
+    org_id = _orgs(app, org_ref)[0][0]
+    actor = AuditContext(actor_type="cli", actor_name="scim-server audit checkpoint")
+    with use_context(actor), CommandEnv(app).session(write=True) as session:
+        doc = create(session, org_id)
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+@audit.command("verify-export")
+@click.argument("export_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--public-key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The published keys (JSON, `audit public-key --json`) or one PEM public key.",
+)
+@click.option(
+    "--checkpoint",
+    "filed",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A filed checkpoint (JSON); repeatable.",
+)
+def verify_export(export_file: str, key_file: str | None, filed: tuple[str, ...]) -> None:
+    """Verify an export offline (no database, no secret); name the first line at fault.
+
+    The same code as the standalone verifier (`audit verifier`). Exit 1 if not verified.
+    """
+    from scim_server.audit import offline
+
+    status, text = offline.run(export_file, key_file, list(filed))
+    click.echo(text)
+    sys.exit(status)
+
+
+@audit.command("verifier")
+def verifier() -> None:
+    """Print the standalone verifier (one Python file: stdlib + cryptography) for auditors."""
+    from scim_server.audit import offline
+
+    click.echo(Path(offline.__file__).read_text(encoding="utf-8"), nl=False)

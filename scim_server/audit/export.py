@@ -6,14 +6,13 @@ neither knows about the other.
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
-from scim_server.audit import queries
+from scim_server.audit import offline, queries, signing, statements
 from scim_server.audit.queries import EventFilter, event_to_dict
 from scim_server.db import utcnow
 
@@ -56,7 +55,11 @@ def _export_body(
 ) -> Iterator[str]:
     columns = [c.name for c in queries.AuditEvent.__table__.columns]
     with factory() as session:
-        first = None
+        signer = signing.session_signer(session)
+        with session.begin():
+            signing.register_key(session, signer)  # published before anything it signs
+    with factory() as session:
+        span = _Span()
         if fmt == "csv":
             yield _csv_row(columns)
         for event in queries.stream(session, org_id, flt):
@@ -65,34 +68,95 @@ def _export_body(
                 yield _csv_row([_cell(doc[c]) for c in columns])
             else:
                 yield json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n"
+            span.add(event.seq, event.prev_hash, event.hash)
             progress["count"] += 1
-            first = event.seq if first is None else first
             progress["last_seq"] = event.seq
-        head = queries.head(session, org_id)
-        manifest = {
-            "organization": org_id,
-            "parameters": flt.as_dict(),
-            "format": fmt,
-            "count": progress["count"],
-            "first_seq": first,
-            "last_seq": progress["last_seq"],
-            "chain_head": {"seq": head.seq, "hash": head.hash} if head else None,
-            "generated_at": utcnow().isoformat(),
-        }
+        manifest = _manifest(session, org_id, flt, fmt, span)
+        signed = signer.sign(manifest)
         progress["manifest"] = True
         if fmt == "csv":
-            yield "# manifest " + json.dumps(manifest, sort_keys=True) + "\n"
+            yield "# manifest " + json.dumps(signed, sort_keys=True, ensure_ascii=False) + "\n"
         else:
-            yield json.dumps({"manifest": manifest}, sort_keys=True) + "\n"
+            yield json.dumps({"manifest": signed}, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class _Span:
+    """What the manifest says of the events exported: range, ends, contiguity, digest."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_seq: int | None = None
+        self.first_prev_hash: str | None = None
+        self.last_seq: int | None = None
+        self.last_hash: str | None = None
+        self.contiguous = True
+        self.digest = hashlib.sha256()
+
+    def add(self, seq: int, prev_hash: str, hash_: str) -> None:
+        if self.first_seq is None:
+            self.first_seq, self.first_prev_hash = seq, prev_hash
+        elif seq != (self.last_seq or 0) + 1 or prev_hash != self.last_hash:
+            self.contiguous = False
+        self.last_seq, self.last_hash = seq, hash_
+        self.digest.update(offline.digest_line(seq, hash_))
+        self.count += 1
+
+
+def _manifest(session: Any, org_id: str, flt: EventFilter, fmt: str, span: _Span) -> dict[str, Any]:
+    """The export's signed manifest (``audit.offline`` checks it): parameters, range, hashes."""
+    head = queries.head(session, org_id)
+    checkpoints = []
+    if span.first_seq is not None and span.last_seq is not None:
+        checkpoints = statements.nearest(session, org_id, span.first_seq, span.last_seq)
+    manifest: dict[str, Any] = {
+        "type": offline.MANIFEST_TYPE,
+        "organization": org_id,
+        "parameters": flt.as_dict(),
+        "format": fmt,
+        "count": span.count,
+        "first_seq": span.first_seq,
+        "last_seq": span.last_seq,
+        "first_prev_hash": span.first_prev_hash,
+        "last_hash": span.last_hash,
+        # Links are checked only between consecutive events: a filtered export (one
+        # action, one actor) skips events, and says so.
+        "contiguous": span.contiguous,
+        # A period's export verifies from its first event's prev_hash, not from genesis.
+        "starts_mid_chain": span.first_seq is not None and span.first_seq > 1,
+        "events_digest": span.digest.hexdigest(),
+        "chain_head": {"seq": head.seq, "hash": head.hash} if head else None,
+        "chain_base": {"seq": head.base_seq, "hash": head.base_hash} if head else None,
+        "checkpoints": checkpoints,
+        "generated_at": utcnow().isoformat(timespec="microseconds"),
+    }
+    if fmt == "csv":
+        manifest["columns"] = CSV_TYPES
+    return manifest
+
+
+# How the CSV's text cells are read back (other columns are text; an empty cell is null).
+CSV_TYPES = {"seq": "integer", "status": "integer", "changes": "json", "explanation": "json"}
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return "" if value is None else value
+    return value
 
 
 def _csv_row(values: list[Any]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf).writerow(values)
-    return buf.getvalue()
+    """One RFC 4180 record; a null is an empty cell and an empty text is ``""``.
+
+    The difference matters: the event's hash covers null and "" as different
+    values, and the offline verifier must read back exactly what was hashed.
+    """
+    return ",".join(_csv_field(v) for v in values) + "\r\n"
+
+
+def _csv_field(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if text == "" or any(ch in text for ch in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from scim_server.audit import chain
+from scim_server.audit import chain, statements
 from scim_server.audit.recorder import add_checkpoint, lock_head, record
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
@@ -194,6 +194,7 @@ def verify(session: Session, org_id: str) -> Verification:
         )
     result.head_hash = head_row.hash
     key = chain.signing_key(session)
+    keys = statements.public_keys(session)
     for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id)):
         result.checkpoints += 1
         if not chain.signatures_match(
@@ -201,6 +202,9 @@ def verify(session: Session, org_id: str) -> Verification:
             cp.signature,
         ):
             return _fail(result, cp.seq, f"checkpoint at {cp.seq} has a bad signature")
+        problem = statements.check(session, cp, keys)
+        if problem:
+            return _fail(result, cp.seq, f"checkpoint at {cp.seq}: {problem}")
         if cp.seq > head_row.seq:
             return _fail(
                 result, cp.seq, f"a checkpoint at {cp.seq} is beyond the head (tail truncated)"

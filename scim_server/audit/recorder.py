@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from scim_server.audit import chain
+from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import utcnow
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -115,19 +115,22 @@ def record(
     return event
 
 
-def add_checkpoint(session: Session, org_id: str, seq: int, head_hash: str, kind: str) -> None:
-    session.add(
-        AuditCheckpoint(
-            org_id=org_id,
-            seq=seq,
-            hash=head_hash,
-            kind=kind,
-            created_at=utcnow(),
-            signature=chain.checkpoint_signature(
-                chain.signing_key(session), org_id, seq, head_hash, kind
-            ),
-        )
+def add_checkpoint(
+    session: Session, org_id: str, seq: int, head_hash: str, kind: str
+) -> AuditCheckpoint:
+    checkpoint = AuditCheckpoint(
+        org_id=org_id,
+        seq=seq,
+        hash=head_hash,
+        kind=kind,
+        created_at=utcnow(),
+        signature=chain.checkpoint_signature(
+            chain.signing_key(session), org_id, seq, head_hash, kind
+        ),
     )
+    statements.seal(session, checkpoint)  # Ed25519: checkable with the public key alone
+    session.add(checkpoint)
+    return checkpoint
 
 
 def record_failure(factory: sessionmaker[Session], org_id: str, action: str, **fields: Any) -> None:

@@ -1,7 +1,7 @@
 """ORM models, one module per concept. Every table is keyed by organization."""
 
 from scim_server.models.attribute_value import AttributeValue
-from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
+from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead, AuditSigningKey
 from scim_server.models.contact import Contact
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.group import Group, GroupMember
@@ -20,6 +20,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "AuditSigningKey",
     "Contact",
     "CredentialToken",
     "Group",

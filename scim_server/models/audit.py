@@ -86,6 +86,27 @@ class AuditCheckpoint(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     hash: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # "periodic" | "purge"
+    kind: Mapped[str] = mapped_column(String(16))  # "periodic" | "purge" | "manual"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     signature: Mapped[str] = mapped_column(String(64))
+    # The Ed25519 signature of the checkpoint statement (``audit.checkpoints.statement``)
+    # and the published key that made it; none on checkpoints older than migration 0014.
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    public_signature: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class AuditSigningKey(Base):
+    """A public key that has signed audit statements, and the period it was the server's key.
+
+    Only the public half is stored: the private key is configuration
+    (``SCIM_AUDIT_SIGNING_KEY``). A rotated-out key keeps its row, with its
+    end, so the statements it signed still verify.
+    """
+
+    __tablename__ = "audit_signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

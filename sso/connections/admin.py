@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select, tuple_
 
+from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.common import install_admin_hooks
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
@@ -34,6 +36,123 @@ bp = Blueprint("sso_admin", __name__, url_prefix="/api/v1")
 install_admin_hooks(bp)
 
 MAX_RECORDS = 500
+
+
+# Connection bodies are checked by ``sso.connections.service`` (each problem named).
+OBJECT = Content(("application/json",), {"type": "object"})
+
+
+class ConnectionOut(Out):
+    """An SSO connection (never its secrets), with the URLs to give the IdP."""
+
+    id = always(fields.String)
+    name = always(fields.String)
+    protocol = always(fields.String)
+    enabled = always(fields.Boolean)
+    jit_enabled = always(fields.Boolean)
+    created_at = always(fields.String)
+    updated_at = always(fields.String)
+    login_url = always(fields.String)
+
+
+class ConnectionListOut(Out):
+    """The organization's SSO connections."""
+
+    connections = always(fields.List, cls_or_instance=fields.Nested(ConnectionOut))
+
+
+class CertificateOut(Out):
+    """A trusted IdP certificate: fingerprint, subject and expiry (not the PEM)."""
+
+    fingerprint = always(fields.String)
+    subject = nullable(fields.String)
+    not_after = always(fields.String)
+    days_left = always(fields.Integer)
+    expired = always(fields.Boolean)
+
+
+class CertificateListOut(Out):
+    """The IdP certificates the connection trusts."""
+
+    certificates = always(fields.List, cls_or_instance=fields.Nested(CertificateOut))
+
+
+class TestLinkOut(Out):
+    """A single-use test sign-in URL."""
+
+    url = always(fields.String)
+    expires_in = always(fields.Integer)
+
+
+class DomainOut(Out):
+    """An e-mail domain routed to a connection."""
+
+    domain = always(fields.String)
+    connection_id = always(fields.String)
+
+
+class DomainListOut(Out):
+    """The organization's e-mail domains."""
+
+    domains = always(fields.List, cls_or_instance=fields.Nested(DomainOut))
+
+
+class LinkOut(Out):
+    connection_id = always(fields.String)
+    subject = always(fields.String)
+    user_id = always(fields.String)
+    created = always(fields.String)
+
+
+class LinkListOut(Out):
+    """The identity links found."""
+
+    links = always(fields.List, cls_or_instance=fields.Nested(LinkOut))
+
+
+class LinkArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    user_id = fields.String()
+    subject = fields.String()
+
+
+class SignInArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1),
+        metadata={"description": f"At most {MAX_RECORDS} are returned."},
+    )
+    cursor = fields.String()
+    connection_id = fields.String()
+    outcome = fields.String()
+    reason_code = fields.String()
+
+
+class SignInOut(Out):
+    id = always(fields.String)
+    at = always(fields.String)
+    connection_id = nullable(fields.String)
+    protocol = nullable(fields.String)
+    outcome = always(fields.String)
+    reason_code = nullable(fields.String)
+    detail = nullable(fields.String)
+    subject = nullable(fields.String)
+    email = nullable(fields.String)
+    user_id = nullable(fields.String)
+    source_ip = nullable(fields.String)
+    data = fields.Raw(allow_none=True)
+
+
+class SignInListOut(Out):
+    """Sign-in records, newest first; pass ``next_cursor`` back as ``cursor``."""
+
+    sign_ins = always(fields.List, cls_or_instance=fields.Nested(SignInOut))
+    next_cursor = nullable(fields.String)
 
 
 def _body() -> dict[str, Any]:
@@ -55,11 +174,13 @@ def _domain_view(row: SsoEmailDomain) -> dict[str, Any]:
 
 
 @bp.get("/sso/connections")
+@api_doc(tag="sso", response=ConnectionListOut)
 def list_sso_connections() -> Response:
     return jsonify(connections=[_view(c) for c in service.list_connections(db.session, g.org_id)])
 
 
 @bp.post("/sso/connections")
+@api_doc(tag="sso", body=OBJECT, response=ConnectionOut, status=201)
 def create_sso_connection() -> tuple[Response, int]:
     """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
     body = _body()
@@ -74,11 +195,13 @@ def create_sso_connection() -> tuple[Response, int]:
 
 
 @bp.get("/sso/connections/<connection_id>")
+@api_doc(tag="sso", response=ConnectionOut)
 def get_sso_connection(connection_id: str) -> Response:
     return jsonify(_view(service.get_connection(db.session, g.org_id, connection_id)))
 
 
 @bp.patch("/sso/connections/<connection_id>")
+@api_doc(tag="sso", body=OBJECT, response=ConnectionOut)
 def update_sso_connection(connection_id: str) -> Response:
     conn = service.update_connection(
         db.session, g.org_id, connection_id, _body(), secret=current_secret()
@@ -87,6 +210,7 @@ def update_sso_connection(connection_id: str) -> Response:
 
 
 @bp.delete("/sso/connections/<connection_id>")
+@api_doc(tag="sso", status=204)
 def delete_sso_connection(connection_id: str) -> tuple[str, int]:
     service.delete_connection(db.session, g.org_id, connection_id)
     return "", 204
@@ -101,6 +225,11 @@ def _read_metadata(xml: Any, url: Any) -> IdpMetadata:
 
 
 @bp.post("/sso/connections/<connection_id>/metadata")
+@api_doc(
+    tag="sso",
+    body=Content(("application/json", "application/xml", "application/samlmetadata+xml"), {}),
+    response=ConnectionOut,
+)
 def import_sso_metadata(connection_id: str) -> Response:
     """IdP metadata: an XML body (application/xml), or JSON ``{"url": ...}`` / ``{"xml": ...}``."""
     xml: Any = None
@@ -116,12 +245,14 @@ def import_sso_metadata(connection_id: str) -> Response:
 
 
 @bp.get("/sso/connections/<connection_id>/certificates")
+@api_doc(tag="sso", response=CertificateListOut)
 def list_sso_certificates(connection_id: str) -> Response:
     conn = service.get_connection(db.session, g.org_id, connection_id)
     return jsonify(certificates=[expiry_view(c) for c in conn.idp_certificates])
 
 
 @bp.post("/sso/connections/<connection_id>/certificates")
+@api_doc(tag="sso", body=OBJECT, response=CertificateOut, status=201)
 def add_sso_certificate(connection_id: str) -> tuple[Response, int]:
     """Trust another IdP signing certificate (PEM), e.g. the next one before a rotation."""
     pem = _body().get("pem")
@@ -132,12 +263,14 @@ def add_sso_certificate(connection_id: str) -> tuple[Response, int]:
 
 
 @bp.delete("/sso/connections/<connection_id>/certificates/<fingerprint>")
+@api_doc(tag="sso", status=204)
 def remove_sso_certificate(connection_id: str, fingerprint: str) -> tuple[str, int]:
     service.remove_certificate(db.session, g.org_id, connection_id, fingerprint)
     return "", 204
 
 
 @bp.get("/sso/connections/<connection_id>/sp-metadata")
+@api_doc(tag="sso", response=Content(("application/samlmetadata+xml",)))
 def get_sp_metadata(connection_id: str) -> Response:
     conn = service.get_connection(db.session, g.org_id, connection_id)
     try:
@@ -148,6 +281,7 @@ def get_sp_metadata(connection_id: str) -> Response:
 
 
 @bp.post("/sso/connections/<connection_id>/test")
+@api_doc(tag="sso", response=TestLinkOut)
 def test_sso_connection(connection_id: str) -> Response:
     """A single-use URL that runs a login and shows attributes and mapping, creating nobody."""
     url = testmode.create_test_link(db.session, g.org_id, connection_id, public_url())
@@ -158,11 +292,13 @@ def test_sso_connection(connection_id: str) -> Response:
 
 
 @bp.get("/sso/domains")
+@api_doc(tag="sso", response=DomainListOut)
 def list_sso_domains() -> Response:
     return jsonify(domains=[_domain_view(d) for d in domains.list_domains(db.session, g.org_id)])
 
 
 @bp.post("/sso/domains")
+@api_doc(tag="sso", body=OBJECT, response=DomainOut, status=201)
 def add_sso_domain() -> tuple[Response, int]:
     body = _body()
     row = domains.add_domain(db.session, g.org_id, body.get("domain"), body.get("connection_id"))
@@ -170,6 +306,7 @@ def add_sso_domain() -> tuple[Response, int]:
 
 
 @bp.delete("/sso/domains/<domain>")
+@api_doc(tag="sso", status=204)
 def remove_sso_domain(domain: str) -> tuple[str, int]:
     domains.remove_domain(db.session, g.org_id, domain)
     return "", 204
@@ -179,19 +316,22 @@ def remove_sso_domain(domain: str) -> tuple[str, int]:
 
 
 @bp.get("/sso/connections/<connection_id>/links")
+@api_doc(tag="sso", query=LinkArgs, response=LinkListOut)
 def list_sso_links(connection_id: str) -> Response:
     """The link of ``?user_id=`` and/or ``?subject=`` on the connection."""
+    args = LinkArgs().load(request.args)
     found = links.find_links(
         db.session,
         g.org_id,
         connection_id,
-        user_id=request.args.get("user_id"),
-        subject=request.args.get("subject"),
+        user_id=args.get("user_id"),
+        subject=args.get("subject"),
     )
     return jsonify(links=[links.link_view(r) for r in found])
 
 
 @bp.delete("/sso/connections/<connection_id>/links/<user_id>")
+@api_doc(tag="sso", status=204)
 def remove_sso_link(connection_id: str, user_id: str) -> tuple[str, int]:
     """Unlink the user: its next sign-in is matched by the fallbacks again (a changed NameID)."""
     links.unlink(db.session, g.org_id, connection_id, user_id)
@@ -219,17 +359,16 @@ def _record_view(row: SignInRecord) -> dict[str, Any]:
 
 
 @bp.get("/sso/sign-ins")
+@api_doc(tag="sso", query=SignInArgs, response=SignInListOut)
 def list_sign_ins() -> Response:
     """Newest first; filter by ``connection_id`` / ``outcome``; page with ``cursor``."""
-    try:
-        limit = min(int(request.args.get("limit", 100)), MAX_RECORDS)
-    except ValueError:
-        raise InvalidValueError("limit must be a number.") from None
+    args = SignInArgs().load(request.args)
+    limit = min(args["limit"], MAX_RECORDS)
     stmt = select(SignInRecord).where(SignInRecord.org_id == g.org_id)
     for name in ("connection_id", "outcome", "reason_code"):
-        if request.args.get(name):
-            stmt = stmt.where(getattr(SignInRecord, name) == request.args[name])
-    cursor = request.args.get("cursor")
+        if args.get(name):
+            stmt = stmt.where(getattr(SignInRecord, name) == args[name])
+    cursor = args.get("cursor")
     if cursor:
         try:
             at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
-from scim_server.db import AUDIT_KEY_INFO, EXTENSION, DatabaseState, db, utcnow
+from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, EXTENSION, DatabaseState, db, utcnow
 from scim_server.ratelimit import Limiter
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
@@ -98,7 +98,10 @@ def bind_to_connection(app: Flask, engine: Engine, connection: Connection) -> Fl
         bind=connection,
         join_transaction_mode="create_savepoint",
         expire_on_commit=False,
-        info={AUDIT_KEY_INFO: app.config["AUDIT_KEY"]},
+        info={
+            AUDIT_KEY_INFO: app.config["AUDIT_KEY"],
+            AUDIT_SIGNER_INFO: app.config["AUDIT_SIGNER"],
+        },
     )
     current: DatabaseState | None = app.extensions.get(EXTENSION)
     if current is not None and current.engine is not engine:

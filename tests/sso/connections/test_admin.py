@@ -236,3 +236,14 @@ def test_update_refuses_other_protocol_fields(admin: Scim, saml_connection: Saml
     assert admin.patch(url, {"issuer": "https://x.example.com"}).status_code == 400
     assert admin.patch(url, {"colour": "blue"}).status_code == 400
     assert admin.patch(url, {"name": ""}).status_code == 400
+
+
+def test_sign_in_and_link_queries_are_checked_by_their_schemas(admin):
+    """A limit that is no number, or below 1, is a 400 in the admin API's error shape."""
+    for query in ("limit=abc", "limit=0"):
+        resp = admin.get(f"/api/v1/sso/sign-ins?{query}")
+        assert resp.status_code == 400
+        assert (
+            resp.get_json()["error"] == "invalid_request" and "limit" in resp.get_json()["detail"]
+        )
+    assert admin.get("/api/v1/sso/sign-ins?limit=100000").status_code == 200

@@ -1,0 +1,72 @@
+"""Checkpoints on demand, and the chain compared with one filed outside the server.
+
+A compliance team files the signed document ``create`` returns somewhere we
+cannot reach. Whoever later rewrites the history, even holding every key the
+server has (re-hashing, re-signing the head and the stored checkpoints), cannot
+change the filed copy: ``compare_filed`` finds the difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import offline, statements
+from scim_server.audit.recorder import add_checkpoint, lock_head, record
+from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+
+
+def create(session: Session, org_id: str) -> dict[str, Any]:
+    """Sign a checkpoint of the chain head now (or the one already at that seq); its document."""
+    with session.begin():
+        head = lock_head(session, org_id)
+        cp = session.get(AuditCheckpoint, (org_id, head.seq))
+        if cp is None:
+            cp = add_checkpoint(session, org_id, head.seq, head.hash, "manual")
+        elif cp.public_signature is None:
+            statements.seal(session, cp)  # made before Ed25519 signatures: sign it now
+        doc = statements.document(cp)
+        record(session, org_id, "audit.checkpoint", detail=f"checkpoint at seq {cp.seq}")
+    return doc
+
+
+def list_documents(session: Session, org_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest signed checkpoints, newest first."""
+    stmt = (
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.org_id == org_id, AuditCheckpoint.public_signature.is_not(None))
+        .order_by(AuditCheckpoint.seq.desc())
+        .limit(limit)
+    )
+    return [statements.document(cp) for cp in session.scalars(stmt)]
+
+
+def compare_filed(session: Session, org_id: str, doc: dict[str, Any]) -> str | None:
+    """What contradicts a filed checkpoint in the database's chain; None if it agrees."""
+    if not isinstance(doc, dict) or doc.get("type") != offline.CHECKPOINT_TYPE:
+        return "the file is not a checkpoint document"
+    if doc.get("organization") != org_id:
+        return f"the filed checkpoint is of another organization ({doc.get('organization')})"
+    problem = offline.check_signature(
+        doc, statements.public_keys(session), offline.parse_time(doc.get("created_at"))
+    )
+    if problem:
+        return f"the filed checkpoint is not authentic: {problem}"
+    seq, expected = doc.get("seq"), doc.get("hash")
+    if not isinstance(seq, int):
+        return "the filed checkpoint has no seq"
+    head = session.get(AuditHead, org_id)
+    if head is None or seq > head.seq:
+        return f"the chain ends before the filed checkpoint's event {seq} (history removed)"
+    if seq == head.base_seq:
+        actual: str | None = head.base_hash
+    elif seq < head.base_seq:
+        return None  # purged since: nothing left to compare (the purge is in the log)
+    else:
+        event = session.get(AuditEvent, (org_id, seq))
+        actual = event.hash if event is not None else None
+    if actual != expected:
+        return f"event {seq} differs from the filed checkpoint (history rewritten after it)"
+    return None

@@ -1,0 +1,237 @@
+"""Ed25519 checkpoints: published keys, rotation, and a filed checkpoint no rewrite gets past."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from scim_server.audit import chain, offline, statements
+from scim_server.audit.checkpoints import compare_filed
+from scim_server.audit.recorder import CHECKPOINT_EVERY
+from scim_server.audit.signing import new_private_pem, signer_from_pem
+from scim_server.cli import main
+from scim_server.db import AUDIT_SIGNER_INFO, utcnow
+from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+from tests.support import Scim
+
+
+def _make_events(scim: Scim, n: int = 3) -> None:
+    for i in range(n):
+        scim.create_user(f"cp{i}@example.com")
+
+
+def _keys(client) -> dict[str, offline.PublicKey]:
+    return offline.load_public_keys(client.get("/.well-known/audit-keys").get_data(as_text=True))
+
+
+def _checkpoint(admin: Scim) -> dict:
+    resp = admin.post("/api/v1/audit/checkpoints", None)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def test_a_checkpoint_on_demand_is_signed_and_checks_with_the_published_key(
+    scim, admin, client, app
+):
+    """The admin API returns a signed document of the head; the published key verifies it."""
+    _make_events(scim)
+    doc = _checkpoint(admin)
+    head = admin.get("/api/v1/audit/verify").get_json()
+    assert doc["type"] == "scim-server.audit.checkpoint" and doc["kind"] == "manual"
+    assert doc["organization"] == scim.org_id and doc["seq"] == head["last_seq"] - 1
+    assert doc["key_id"] == app.config["AUDIT_SIGNER"].key_id
+    assert offline.check_signature(doc, _keys(client), None) is None
+    doc["hash"] = "0" * 64
+    assert "does not verify" in offline.check_signature(doc, _keys(client), None)
+    listed = admin.get("/api/v1/audit/checkpoints").get_json()["checkpoints"]
+    assert listed[0]["seq"] == doc["seq"]
+    assert "audit.checkpoint" in [
+        e["action"] for e in admin.get("/api/v1/audit").get_json()["events"]
+    ]
+    assert head["ok"] is True
+
+
+def test_periodic_checkpoints_are_signed_too(scim, admin, session, client, monkeypatch):
+    """Every CHECKPOINT_EVERY events a checkpoint is made; it carries the Ed25519 signature."""
+    monkeypatch.setattr("scim_server.audit.recorder.CHECKPOINT_EVERY", 4)
+    assert CHECKPOINT_EVERY == 1000
+    _make_events(scim, 3)
+    rows = list(
+        session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == scim.org_id))
+    )
+    assert rows and all(r.kind == "periodic" and r.public_signature for r in rows)
+    keys = _keys(client)
+    assert all(offline.check_signature(statements.document(r), keys, None) is None for r in rows)
+
+
+def test_a_forged_checkpoint_signature_fails_verify(scim, admin, session):
+    """The database's verify checks the Ed25519 signatures of stored checkpoints."""
+    _make_events(scim)
+    doc = _checkpoint(admin)
+    cp = session.get(AuditCheckpoint, (scim.org_id, doc["seq"]))
+    cp.public_signature = signer_from_pem(new_private_pem()).sign(statements.statement(cp))[
+        "signature"
+    ]
+    session.commit()
+    result = admin.get("/api/v1/audit/verify").get_json()
+    assert result["ok"] is False and result["broken_seq"] == doc["seq"]
+    assert "does not verify" in result["reason"]
+
+
+def test_rotating_the_key_keeps_old_checkpoints_verifiable(scim, admin, client, app, session):
+    """After a rotation both keys are published (the old one closed); old and new verify."""
+    _make_events(scim)
+    old = _checkpoint(admin)
+    old_signer = app.config["AUDIT_SIGNER"]
+    new_signer = signer_from_pem(new_private_pem())
+    app.config["AUDIT_SIGNER"] = new_signer
+    for factory in (app.extensions["scim_db"].reader, app.extensions["scim_db"].writer):
+        factory.kw["info"][AUDIT_SIGNER_INFO] = new_signer
+    scim.create_user("after-rotation@example.com")
+    new = _checkpoint(admin)
+    assert old["key_id"] != new["key_id"] == new_signer.key_id
+    published = client.get("/.well-known/audit-keys").get_json()["keys"]
+    by_id = {k["key_id"]: k for k in published}
+    assert by_id[old["key_id"]]["valid_until"] is not None
+    assert by_id[new["key_id"]]["valid_until"] is None
+    keys = _keys(client)
+    for doc in (old, new):
+        assert offline.check_signature(doc, keys, offline.parse_time(doc["created_at"])) is None
+    assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True
+    # The retired key cannot vouch for anything made after its retirement.
+    after = (utcnow() + timedelta(seconds=1)).isoformat(timespec="microseconds")
+    late = old_signer.sign({**old, "created_at": after})
+    problem = offline.check_signature(late, keys, offline.parse_time(late["created_at"]))
+    assert problem and "retired" in problem
+
+
+def _rewrite_history(session, org_id: str, seq: int) -> None:
+    """What an operator holding every server key could do: edit, re-hash, re-sign it all."""
+    key = chain.signing_key(session)
+    events = list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.org_id == org_id, AuditEvent.seq >= seq)
+            .order_by(AuditEvent.seq)
+        )
+    )
+    prev = session.get(AuditEvent, (org_id, seq - 1)).hash
+    for event in events:
+        if event.seq == seq:
+            event.user_name = "nobody@example.com"
+        event.prev_hash = prev
+        event.hash = chain.event_hash(event)
+        prev = event.hash
+    head = session.get(AuditHead, org_id)
+    head.hash = prev
+    head.signature = chain.head_signature(
+        key, org_id, head.seq, head.hash, head.base_seq, head.base_hash
+    )
+    for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id)):
+        if cp.seq >= seq:
+            cp.hash = session.get(AuditEvent, (org_id, cp.seq)).hash
+            cp.signature = chain.checkpoint_signature(key, org_id, cp.seq, cp.hash, cp.kind)
+            statements.seal(session, cp)
+    session.commit()
+
+
+def test_a_rewritten_history_is_caught_by_a_filed_checkpoint(
+    scim, admin, client, session, tmp_path
+):
+    """Re-hashed and re-signed with the server's own keys, the log verifies; the filed copy does not."""
+    _make_events(scim)
+    filed = _checkpoint(admin)
+    scim.create_user("later@example.com")
+    victim = session.scalar(
+        select(AuditEvent.seq).where(
+            AuditEvent.org_id == scim.org_id, AuditEvent.user_name == "cp1@example.com"
+        )
+    )
+    session.rollback()
+    _rewrite_history(session, scim.org_id, victim)
+    assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True  # the server is fooled
+    problem = compare_filed(session, scim.org_id, filed)
+    assert problem and "differs from the filed checkpoint" in problem
+    # ... and so is an auditor holding an export, the public key and the filed checkpoint.
+    export = tmp_path / "export.ndjson"
+    export.write_bytes(admin.get("/api/v1/audit/export").get_data())
+    keys = tmp_path / "keys.json"
+    keys.write_text(client.get("/.well-known/audit-keys").get_data(as_text=True))
+    filed_path = tmp_path / "filed.json"
+    filed_path.write_text(json.dumps(filed))
+    status, text = offline.run(str(export), str(keys), [str(filed_path)])
+    assert status == 1
+    assert f"event {filed['seq']} differs from the filed checkpoint" in text
+    status, text = offline.run(str(export), str(keys), [])
+    assert status == 0, text  # without the filed copy, the rewrite is consistent
+
+
+def _cli_env(tmp_path: Path, monkeypatch, key: Path) -> CliRunner:
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("SCIM_AUDIT_SIGNING_KEY", str(key))
+    return CliRunner()
+
+
+def test_the_command_line_prints_keys_and_checkpoints_and_verifies_against_them(
+    tmp_path, monkeypatch
+):
+    """public-key, checkpoint --org, verify --checkpoint and verify-export, end to end."""
+    key = tmp_path / "signing.pem"
+    key.write_bytes(new_private_pem())
+    runner = _cli_env(tmp_path, monkeypatch, key)
+
+    def run(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    assert run("org", "create", "acme").exit_code == 0
+    pem = run("audit", "public-key").output
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----")
+    assert signer_from_pem(key.read_bytes()).public_pem == pem
+    made = run("audit", "checkpoint", "--org", "acme")
+    assert made.exit_code == 0
+    filed = tmp_path / "filed.json"
+    filed.write_text(made.output)
+    doc = json.loads(made.output)
+    keys_doc = json.loads(run("audit", "public-key", "--json").output)
+    assert [k["key_id"] for k in keys_doc["keys"]] == [doc["key_id"]]
+    verified = run("audit", "verify", "--org", "acme", "--checkpoint", str(filed))
+    assert verified.exit_code == 0 and "OK" in verified.output
+    export = tmp_path / "export.csv"
+    assert (
+        run("audit", "export", "--org", "acme", "--format", "csv", "-o", str(export)).exit_code == 0
+    )
+    pem_file = tmp_path / "public.pem"
+    pem_file.write_text(pem)
+    checked = runner.invoke(
+        main,
+        [
+            "audit",
+            "verify-export",
+            str(export),
+            "--public-key",
+            str(pem_file),
+            "--checkpoint",
+            str(filed),
+        ],
+    )
+    assert checked.exit_code == 0, checked.output
+    assert f"the filed checkpoint at seq {doc['seq']} matches" in checked.output
+    script = run("audit", "verifier").output
+    assert script == Path(offline.__file__).read_text()
+
+
+def test_a_signing_key_is_required_outside_development(tmp_path, monkeypatch):
+    """SCIM_ENV=production without SCIM_AUDIT_SIGNING_KEY: a clear error; a bad key too."""
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("SCIM_ENV", "production")
+    monkeypatch.setenv("SCIM_SECRET_KEY", "x" * 32)
+    monkeypatch.delenv("SCIM_AUDIT_SIGNING_KEY", raising=False)
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1 and "SCIM_AUDIT_SIGNING_KEY" in result.output
+    monkeypatch.setenv("SCIM_AUDIT_SIGNING_KEY", str(tmp_path / "missing.pem"))
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1 and "neither a PEM key nor a readable file" in result.output

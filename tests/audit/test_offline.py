@@ -1,0 +1,264 @@
+"""Exports an auditor verifies offline: with the public key only, and every tampering found.
+
+The same files go through ``scim-server audit verify-export`` and the
+standalone one-file verifier (run as a separate Python process): the answers
+must be identical.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from scim_server.audit import offline
+from scim_server.audit.signing import new_private_pem, signer_from_pem
+from scim_server.cli import main
+from tests.support import Scim
+
+STANDALONE = Path(offline.__file__)
+
+
+def _make_events(scim: Scim, n: int = 4) -> None:
+    for i in range(n):
+        scim.create_user(f"offline{i}@example.com", displayName=f'Person, {i}\n"quoted"')
+
+
+def _export(admin: Scim, tmp_path: Path, fmt: str = "ndjson", **params: str) -> Path:
+    resp = admin.get("/api/v1/audit/export", query_string={"format": fmt, **params})
+    assert resp.status_code == 200
+    path = tmp_path / f"export.{fmt}"
+    path.write_bytes(resp.get_data())
+    return path
+
+
+def _keys(client, tmp_path: Path) -> Path:
+    resp = client.get("/.well-known/audit-keys")
+    assert resp.status_code == 200
+    path = tmp_path / "keys.json"
+    path.write_text(resp.get_data(as_text=True))
+    return path
+
+
+def _both(export: Path, keys: Path | None, *checkpoints: Path) -> tuple[int, str]:
+    """The CLI's and the standalone script's answers, checked to be the same."""
+    args = [str(export)]
+    if keys is not None:
+        args += ["--public-key", str(keys)]
+    for cp in checkpoints:
+        args += ["--checkpoint", str(cp)]
+    via_cli = CliRunner().invoke(main, ["audit", "verify-export", *args])
+    script = subprocess.run(
+        [sys.executable, "-I", str(STANDALONE), *args], capture_output=True, text=True, check=False
+    )
+    assert (via_cli.exit_code, via_cli.output) == (script.returncode, script.stdout)
+    return script.returncode, script.stdout.strip()
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_the_standalone_verifier_needs_only_the_standard_library_and_cryptography():
+    """Its imports: the standard library and cryptography, nothing of ours."""
+    tree = ast.parse(STANDALONE.read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    assert roots - sys.stdlib_module_names == {"cryptography"}
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_an_untouched_export_verifies_with_the_public_key_only(scim, admin, client, tmp_path, fmt):
+    """Every hash, the chain and the manifest's signature check out; no database, no secret."""
+    _make_events(scim)
+    status, text = _both(_export(admin, tmp_path, fmt), _keys(client, tmp_path))
+    assert status == 0, text
+    assert text.startswith("OK: ") and "manifest signed by key" in text
+
+
+def test_without_a_public_key_the_manifest_is_not_taken_on_trust(scim, admin, tmp_path):
+    """Hashes alone do not verify an export: the signature needs a published key."""
+    _make_events(scim)
+    status, text = _both(_export(admin, tmp_path), None)
+    assert status == 1 and "give --public-key" in text
+
+
+def _event(line: str, fmt: str) -> tuple[int, str]:
+    """(seq, hash) of an export line (CSV: seq is the 2nd column, hash the last)."""
+    if fmt == "csv":
+        cells = next(csv.reader([line]))
+        return int(cells[1]), cells[-1]
+    doc = json.loads(line)
+    return doc["seq"], doc["hash"]
+
+
+def _edit(lines: list[str], index: int, old: str, new: str) -> None:
+    assert old in lines[index]
+    lines[index] = lines[index].replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "tamper", "line", "reason"),
+    [
+        ("ndjson", "edit", 3, "does not match its hash (edited)"),
+        ("ndjson", "drop", 3, "event 3 is missing"),
+        ("ndjson", "drop_last_event", None, "lines dropped or added"),
+        ("ndjson", "reorder", 2, "event 2 is missing (next present is 3): dropped or reordered"),
+        ("ndjson", "truncate_mid_line", None, "truncated"),
+        ("ndjson", "truncate_manifest", None, "does not end with its manifest"),
+        ("ndjson", "forge_manifest", None, "the manifest is not authentic"),
+        ("ndjson", "sign_with_another_key", None, "not among the public keys given"),
+        ("csv", "edit", 4, "does not match its hash (edited)"),
+        ("csv", "drop", 4, "event 3 is missing"),
+        ("csv", "reorder", 3, "event 2 is missing (next present is 3): dropped or reordered"),
+        ("csv", "truncate_manifest", None, "does not end with its manifest"),
+        ("csv", "forge_manifest", None, "the manifest is not authentic"),
+    ],
+)
+def test_each_tampering_is_found_at_the_first_line_at_fault(
+    scim, admin, client, tmp_path, fmt, tamper, line, reason
+):
+    """Edited, dropped, reordered lines, a cut file, a forged manifest: FAILED, with the line."""
+    _make_events(scim)
+    export = _export(admin, tmp_path, fmt)
+    lines = _lines(export)
+    events = len(lines) - (2 if fmt == "csv" else 1)
+    manifest_line = len(lines)
+    offset = 1 if fmt == "csv" else 0  # the CSV header is line 1
+    if tamper == "edit":
+        _edit(lines, 2 + offset, "token.create", "token.revoke")
+    elif tamper == "drop":
+        del lines[2 + offset]
+    elif tamper == "drop_last_event":
+        del lines[-2]
+        line = manifest_line - 1
+    elif tamper == "reorder":
+        lines[1 + offset], lines[2 + offset] = lines[2 + offset], lines[1 + offset]
+    elif tamper == "truncate_mid_line":
+        lines = [*lines[:-2], lines[-2][: len(lines[-2]) // 2]]
+        line = manifest_line - 1
+    elif tamper == "truncate_manifest":
+        lines = lines[:-1]
+        line = manifest_line
+    elif tamper in ("forge_manifest", "sign_with_another_key"):
+        prefix = "# manifest " if fmt == "csv" else ""
+        raw = lines[-1][len(prefix) :]
+        doc = json.loads(raw)
+        manifest = doc if fmt == "csv" else doc["manifest"]
+        if tamper == "forge_manifest":  # drop the last event; make the manifest agree
+            del lines[-2]
+            kept = [_event(ln, fmt) for ln in lines[offset:-1]]
+            manifest["count"] = events - 1
+            manifest["last_seq"], manifest["last_hash"] = kept[-1]
+            manifest["events_digest"] = hashlib.sha256(
+                b"".join(offline.digest_line(seq, h) for seq, h in kept)
+            ).hexdigest()
+        else:
+            manifest = signer_from_pem(new_private_pem()).sign(manifest)
+        body = manifest if fmt == "csv" else {"manifest": manifest}
+        lines[-1] = prefix + json.dumps(body) + "\n"
+        line = len(lines)
+    export.write_text("".join(lines), encoding="utf-8")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith(f"FAILED line {line}: "), text
+    assert reason in text, text
+
+
+def test_reordering_events_kept_in_place_breaks_the_links(scim, admin, client, tmp_path):
+    """Two events swapped with their seq numbers swapped back still fail: links and hashes."""
+    _make_events(scim)
+    export = _export(admin, tmp_path)
+    lines = _lines(export)
+    a, b = json.loads(lines[2]), json.loads(lines[3])
+    a["seq"], b["seq"] = b["seq"], a["seq"]
+    lines[2], lines[3] = json.dumps(b) + "\n", json.dumps(a) + "\n"
+    export.write_text("".join(lines))
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1 and text.startswith("FAILED line 3: ")
+
+
+def test_a_period_export_starting_mid_chain_verifies_from_its_first_prev_hash(
+    scim, admin, client, tmp_path
+):
+    """A ``since`` export: the manifest says it starts mid-chain; its chain still checks."""
+    _make_events(scim, 2)
+    events = admin.get("/api/v1/audit", query_string={"limit": 1000}).get_json()["events"]
+    middle = sorted(events, key=lambda e: e["seq"])[2]
+    export = _export(admin, tmp_path, since=middle["occurred_at"])
+    manifest = json.loads(_lines(export)[-1])["manifest"]
+    assert manifest["starts_mid_chain"] is True and manifest["contiguous"] is True
+    assert manifest["first_seq"] == middle["seq"] and manifest["first_prev_hash"]
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0 and "mid-chain" in text
+
+
+def test_a_filtered_export_checks_each_hash_and_the_digest(scim, admin, client, tmp_path):
+    """One action only: not a contiguous chain, yet a dropped event is still found."""
+    _make_events(scim, 3)
+    export = _export(admin, tmp_path, action="user.create")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0 and "not a contiguous chain" in text
+    lines = _lines(export)
+    del lines[1]
+    export.write_text("".join(lines))
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1 and "manifest says 3" in text
+
+
+def test_an_export_that_failed_midway_does_not_verify(scim, admin, client, tmp_path):
+    """An error record in place of the manifest: incomplete, never OK."""
+    _make_events(scim, 1)
+    export = _export(admin, tmp_path)
+    lines = _lines(export)
+    lines[-1] = json.dumps({"error": {"detail": "incomplete"}}) + "\n"
+    export.write_text("".join(lines))
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1 and "incomplete" in text
+
+
+def test_csv_keeps_null_and_empty_text_apart(scim, admin, client, session, tmp_path):
+    """An event whose detail is "" (not null) verifies from CSV: the cell is quoted, null is not."""
+    from scim_server.audit import record
+
+    with session.begin():
+        record(session, scim.org_id, "test.empty", detail="", user_name=None)
+    export = _export(admin, tmp_path, "csv", action="test.empty")
+    row = _lines(export)[1]
+    assert ',"",' in row
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
+
+
+def test_an_export_after_a_purge_starts_at_the_purge_checkpoint(
+    scim, admin, client, session, tmp_path
+):
+    """The chain now starts mid-way; the signed purge checkpoint vouches for its start."""
+    from datetime import timedelta
+
+    from scim_server.audit.queries import purge
+    from scim_server.db import utcnow
+
+    _make_events(scim, 2)
+    session.rollback()
+    purge(session, scim.org_id, utcnow() + timedelta(seconds=1))
+    scim.create_user("after-purge@example.com")
+    export = _export(admin, tmp_path)
+    manifest = json.loads(_lines(export)[-1])["manifest"]
+    assert manifest["starts_mid_chain"] is True
+    purge_cp = next(cp for cp in manifest["checkpoints"] if cp["kind"] == "purge")
+    assert purge_cp["seq"] == manifest["first_seq"] - 1
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
+    assert f"the manifest's checkpoint at seq {purge_cp['seq']} matches" in text
