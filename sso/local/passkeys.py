@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import webauthn
 from webauthn.helpers import bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -90,7 +90,7 @@ def verify_registration(rp: RelyingParty, challenge: str, body: Any) -> tuple[st
             expected_rp_id=rp.rp_id,
             expected_origin=rp.origin,
         )
-    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as err:
+    except (WebAuthnException, ValueError, KeyError, TypeError) as err:
         raise PasskeyError(f"registration refused: {err}") from None
     return (
         bytes_to_base64url(verified.credential_id),
@@ -131,6 +131,6 @@ def verify_authentication(
             credential_public_key=webauthn.base64url_to_bytes(factor.public_key),
             credential_current_sign_count=factor.sign_count,
         )
-    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError) as err:
+    except (WebAuthnException, ValueError, KeyError, TypeError) as err:
         raise PasskeyError(f"authentication refused: {err}") from None
     return factor, verified.new_sign_count
