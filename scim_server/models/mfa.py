@@ -43,7 +43,7 @@ class MfaFactor(Base):
 
 
 class MfaRecoveryCode(Base):
-    """A single-use recovery code (SHA-256 of it; the codes are random, 50 bits each)."""
+    """A single-use recovery code (SHA-256 of it: the codes are random, 49 bits each)."""
 
     __tablename__ = "mfa_recovery_codes"
     __table_args__ = (

@@ -138,6 +138,7 @@ def add_totp(
         created_at=utcnow(),
         secret=sealed_secret,
         last_step=first_step,
+        last_used_at=utcnow(),
         sign_count=0,
     )
     session.add(factor)
