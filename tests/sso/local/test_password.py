@@ -357,3 +357,23 @@ def test_oidc_authorize_continues_after_password_sign_in(
     resp = client.get(next_path)
     assert resp.status_code == 302 and resp.headers["Location"].startswith(REDIRECT + "?")
     assert parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+
+
+def test_sign_in_during_recovery_ends_it(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """Someone asked for a reset, the person still knows the password: RECOVERY ends, links die."""
+    with read(app) as s, s.begin():
+        from scim_server.services import lifecycle
+
+        user = s.get(User, (scim.org_id, person))
+        token = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
+        lifecycle.transition(s, user, "start_recovery")
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 303 and signed_in(client)
+    assert _user(app, scim.org_id, person).status == "ACTIVE"
+    with read(app) as s:
+        assert passwords.find_link(s, token, "reset") is None
+    assert events(app, scim.org_id, "user.complete_recovery")[-1].detail == (
+        "signed in with the current password"
+    )
