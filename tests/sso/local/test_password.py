@@ -6,6 +6,7 @@ import base64
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
@@ -377,3 +378,25 @@ def test_sign_in_during_recovery_ends_it(
     assert events(app, scim.org_id, "user.complete_recovery")[-1].detail == (
         "signed in with the current password"
     )
+
+
+def test_password_allowed_with_sso_offers_both(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, saml_connection: Any, person: str
+) -> None:
+    """password_allowed + a connection: the password form and a button to the IdP.
+
+    Left automatic, the same organization is sso_only (it has SSO): straight to the IdP.
+    """
+    resp = client.post("/sso/login", data={"email": LOGIN, "next": "/app"})
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith(f"/sso/saml/{saml_connection.id}/start")
+    assert sign_in(client, LOGIN).status_code == 401  # sso_only: no password sign-in
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "password_allowed"}).status_code == 200
+    resp = client.post("/sso/login", data={"email": LOGIN, "next": "/app"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'action="/sso/login/password"' in body
+    assert f'href="/sso/saml/{saml_connection.id}/start?next=%2Fapp"' in body
+    assert sign_in(client, LOGIN).status_code == 303
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "password_only"}).status_code == 200
+    body = client.post("/sso/login", data={"email": LOGIN}).get_data(as_text=True)
+    assert "/sso/saml/" not in body and 'type="password"' in body
