@@ -212,7 +212,7 @@ def remove_factor(session: Session, user: User, factor_id: str, *, by: str) -> M
 # -- recovery codes ---------------------------------------------------------------------
 
 
-def _code_hash(user: User, code: str) -> str:
+def recovery_code_hash(user: User, code: str) -> str:
     normal = code.strip().lower().replace("-", "").replace(" ", "")
     return hashlib.sha256(f"{user.org_id}\x00{user.id}\x00{normal}".encode()).hexdigest()
 
@@ -239,7 +239,7 @@ def new_recovery_codes(session: Session, user: User) -> list[str]:
                 org_id=user.org_id,
                 id=str(uuid.uuid4()),
                 user_id=user.id,
-                code_hash=_code_hash(user, code),
+                code_hash=recovery_code_hash(user, code),
                 created_at=now,
                 position=position,
             )
@@ -258,7 +258,7 @@ def use_recovery_code(session: Session, user: User, code: Any, now: datetime) ->
     """Spend one recovery code; False if it is not one of the user's unused codes."""
     if not isinstance(code, str) or not 8 <= len(code) <= 40:
         return False
-    wanted = _code_hash(user, code)
+    wanted = recovery_code_hash(user, code)
     rows = session.scalars(
         select(MfaRecoveryCode)
         .where(

@@ -55,7 +55,8 @@ def check_code(
     """What ``code`` proved (``totp`` or ``recovery_code``), or None (caller's transaction)."""
     code = code.strip()
     digits = code.replace(" ", "")
-    if digits.isascii() and digits.isdigit():
+    # Six digits are a TOTP code; anything else may be a recovery code (which can be all digits).
+    if len(digits) == totp.DIGITS and digits.isascii() and digits.isdigit():
         for factor in mfa.factors(session, user, "totp"):
             try:
                 secret = keys.open_totp(secret_key, user.org_id, factor.id, factor.secret or "")

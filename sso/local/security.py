@@ -21,6 +21,7 @@ from scim_server.models import User
 from scim_server.services import mfa
 from scim_server.services.settings import get_settings
 from scim_server.urls import public_url
+from sso.errors import SsoError
 from sso.local import passkeys, pending, web
 from sso.local import password as local
 from sso.local.views import (
@@ -263,5 +264,10 @@ def passkey_authenticate() -> Any:
             refused = False
     if refused:
         return _json_error(401, "The passkey was not accepted.")
-    resp = continue_sign_in(s, found, "done", "webauthn")
+    try:
+        resp = continue_sign_in(s, found, "done", "webauthn")
+    except SsoError as err:
+        # Status or license refused at the last step: the script shows the same words.
+        pending.drop()
+        return _json_error(err.status, err.message)
     return jsonify({"redirect": resp.headers["Location"]})

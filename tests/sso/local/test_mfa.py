@@ -225,3 +225,24 @@ def test_enrolment_with_a_wrong_code_keeps_nothing(
     with read(app) as s:
         assert s.scalars(select(MfaFactor)).all() == []
     assert totp.matching_step(secret, wrong, clock.now, after=None) is None
+
+
+def test_all_digit_recovery_code_is_still_a_recovery_code(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """A recovery code typed without its dash, all digits by chance, is not taken for TOTP."""
+    from sqlalchemy import update
+
+    from scim_server.models import User
+    from scim_server.services import mfa
+
+    _require_mfa(admin)
+    _enrol(client, clock)
+    with read(app) as s, s.begin():
+        user = s.get(User, (scim.org_id, person))
+        s.execute(
+            update(MfaRecoveryCode).values(code_hash=mfa.recovery_code_hash(user, "23456-78923"))
+        )
+    _sign_out(client)
+    sign_in(client, LOGIN)
+    assert _second_step(client, "2345678923").status_code == 303

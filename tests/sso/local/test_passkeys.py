@@ -137,3 +137,20 @@ def test_passkey_endpoints_refuse_bad_input(
     assert resp.status_code == 400
     with read(app) as s:
         assert s.scalars(select(MfaFactor)).all() == []
+
+
+def test_passkey_sign_in_refused_at_the_last_step_answers_json(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The passkey is right but the account was deactivated meanwhile: JSON the script shows."""
+    key = SoftAuthenticator()
+    sign_in(client, LOGIN)
+    assert _register(client, key, "/sso/security").status_code == 200
+    client.delete_cookie("session", domain="localhost")
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa"
+    csrf = _csrf(client, "/sso/mfa")
+    opts = _post(client, "/sso/passkeys/authenticate/options", csrf, {}).get_json()
+    assert admin.post(f"/api/v1/users/{person}/actions/deactivate", {}).status_code == 200
+    resp = _post(client, "/sso/passkeys/authenticate", csrf, {"credential": key.authenticate(opts)})
+    assert resp.status_code == 403 and "not active" in resp.get_json()["error"]
+    assert not signed_in(client)
