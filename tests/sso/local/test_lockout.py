@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -14,6 +15,12 @@ from tests.support.local import mails, sign_in, signed_in
 from tests.support.sso import events, read, sign_ins
 
 GENERIC = "The e-mail address or password is not correct."
+
+
+@pytest.fixture(autouse=True)
+def _no_address_limit(app: Flask) -> None:
+    """These tests count per account; the per-address limit has its own test."""
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 0
 
 
 def _status(app: Flask, org_id: str, user_id: str) -> str:
