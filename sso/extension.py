@@ -7,6 +7,7 @@ a CLI beside a server) never share a cache. Settings live in ``app.config``
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,9 @@ class SsoExtension:
     signing_keys: dict[tuple[str, ...], RSAKey] = field(default_factory=dict)
     # The time the password sign-in, lockout and TOTP read (tests move it by hand).
     clock: Callable[[], datetime] = utcnow
+    # How long refusing a known account's password took here lately (seconds): an unknown
+    # account's refusal is padded to their median (``sso.local.web.even_out``).
+    refusal_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=31))
 
 
 def install(app: Flask) -> SsoExtension:

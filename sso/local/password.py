@@ -61,6 +61,14 @@ class _Refusal:
     public: str = "invalid_credentials"  # what the person is told
 
 
+class CredentialsRefusedError(SsoError):
+    """A refused password; ``account_found`` says which path ran (for timing, never shown)."""
+
+    def __init__(self, reason_code: str, detail: str, *, account_found: bool) -> None:
+        super().__init__(reason_code, detail)
+        self.account_found = account_found
+
+
 def local_request(
     org_id: str, login: str, attempt: Attempt, how: str = "password"
 ) -> SignInRequest:
@@ -103,7 +111,7 @@ def check_password(session: Session, login: str, password: str, attempt: Attempt
                     None,
                 )
         log.info("password sign-in refused (%s): %s", refusal.reason, refusal.detail)
-        raise SsoError(refusal.public, refusal.detail)
+        raise CredentialsRefusedError(refusal.public, refusal.detail, account_found=False)
     result: Verified | _Refusal
     with session.begin():
         user = session.get(
@@ -125,7 +133,7 @@ def check_password(session: Session, login: str, password: str, attempt: Attempt
                 )
     if isinstance(result, _Refusal):
         log.info("password sign-in refused (%s): %s", result.reason, result.detail)
-        raise SsoError(result.public, result.detail)
+        raise CredentialsRefusedError(result.public, result.detail, account_found=True)
     return result
 
 

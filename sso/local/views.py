@@ -9,6 +9,7 @@ the product sent the person here).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, redirect
@@ -92,11 +93,14 @@ def sign_in_with_password() -> Any:
     if not secret:
         return password_page(login, next_path, problem="Enter your password.", status=400)
     web.throttle()
+    started = time.perf_counter()
     attempt = web.attempt()
     s = db.writing_session()
     try:
         verified = local.check_password(s, login, secret, attempt)
     except SsoError as err:
+        if isinstance(err, local.CredentialsRefusedError):
+            web.even_out(started, err.account_found)
         if err.reason_code == "invalid_credentials":
             return password_page(login, next_path, problem=err.message, status=401)
         return web.refusal(err)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import statistics
+import time
 from datetime import datetime
 from typing import Any
 
@@ -108,6 +110,29 @@ def attempt() -> Attempt:
         source_ip=request.remote_addr,
         user_agent=request.user_agent.string or None,
     )
+
+
+MAX_PAD_SECONDS = 1.0
+
+
+def even_out(started: float, account_found: bool) -> None:
+    """Make an unknown account's refusal last as long as a known one's.
+
+    Both verify an argon2 hash (``passwords.burn_time``), but only a known
+    account writes (lockout counter, sign-in record, audit event): about 20 ms
+    on SQLite, enough to tell who has an account. Known refusals' durations are
+    kept per process (the last 31); unknown ones sleep up to their median
+    (``started`` is ``time.perf_counter()`` at the request's start).
+    """
+    recent = sso_extension().refusal_seconds
+    elapsed = time.perf_counter() - started
+    if account_found:
+        recent.append(elapsed)
+        return
+    if recent:
+        pad = min(statistics.median(recent) - elapsed, MAX_PAD_SECONDS)
+        if pad > 0:
+            time.sleep(pad)
 
 
 def page(template: str, status: int = 200, **context: Any) -> pages.Page:
