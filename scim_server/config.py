@@ -87,6 +87,13 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # How long a single sign-on session (``sso.signin.session``) is honoured: a signed
         # cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
         "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
+        # Password sign-in (``sso.local``): attempts per client address per minute, counted
+        # in the database (every node shares the count); 0 turns the limit off.
+        "SIGNIN_ATTEMPTS_PER_MINUTE": env_int("SCIM_SIGNIN_ATTEMPTS_PER_MINUTE", 30),
+        # A half-done sign-in (password checked, second factor or new password pending).
+        "SIGNIN_PENDING_SECONDS": env_int("SCIM_SIGNIN_PENDING_SECONDS", 600),
+        # WebAuthn relying party id (a registrable domain); default: the host of SCIM_BASE_URL.
+        "WEBAUTHN_RP_ID": os.environ.get("SCIM_WEBAUTHN_RP_ID") or None,
         # Mail (``scim_server.mailer``): SMTP server and sender; no SMTP: .eml files in MAIL_DIR.
         "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
         "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),

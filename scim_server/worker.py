@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
 from scim_server.mailer import Mailer
-from scim_server.services import jobs, mail_delivery
+from scim_server.services import jobs, lockout, mail_delivery
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,17 @@ class Worker:
         load_kinds()
 
     def run_once(self) -> int:
-        """Run the due jobs, then send the due mail; returns how many of both were handled."""
-        return self.run_jobs() + self.send_mail()
+        """Run the due jobs, end due lockouts, send due mail; returns how many were handled."""
+        return self.run_jobs() + self.release_lockouts() + self.send_mail()
+
+    def release_lockouts(self) -> int:
+        """End the automatic lockouts whose time is up, so the admin API shows the truth.
+
+        Sign-in ends them too (lazily); this makes the status right for those who do not
+        come back. Idempotent: two workers at once release each account once (row locks).
+        """
+        with self.factory() as session:
+            return lockout.release_due(session, self.clock())
 
     def send_mail(self, *, limit: int | None = None) -> int:
         """Send due mail until none is left (or ``limit``); returns how many were handled."""

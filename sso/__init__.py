@@ -18,9 +18,12 @@ def init_app(app: Flask) -> None:
     # Imported here: the protocol modules stay importable without the web layer.
     from sso import extension, views
     from sso.connections import admin
+    from sso.local import security  # noqa: F401  (its pages join the local blueprint)
+    from sso.local import views as local_views
     from sso.provider import endpoints
 
     extension.install(app)
     endpoints.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(local_views.bp)

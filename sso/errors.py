@@ -65,6 +65,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         f"Your identity provider did not sign you in. {_START_AGAIN}",
     ),
     "invalid_request": ("Invalid request", "This request is not valid."),
+    # Local passwords: one answer for a wrong password, an unknown account and a locked one,
+    # so the page never tells whether an account exists.
+    "invalid_credentials": (
+        "Sign-in failed",
+        "The e-mail address or password is not correct. After too many wrong attempts an "
+        "account is locked for a while and its owner is told by e-mail.",
+    ),
+    "temporary_password_expired": (
+        "Temporary password expired",
+        "Your temporary password has expired. Ask your administrator to send you a new one, "
+        "or choose a new password with “Forgot your password?”.",
+    ),
+    "pending_expired": (
+        "Sign-in expired",
+        "This sign-in took too long or is no longer valid. Please sign in again.",
+    ),
+    "throttled": (
+        "Too many attempts",
+        "There were too many sign-in attempts from your network. Wait a minute, then try again.",
+    ),
+    "bad_input": ("Invalid request", "This form could not be read. Please sign in again."),
     # Our side, not the person's nor the IdP's: nothing to retry until an admin acts.
     "secret_unreadable": (
         "Sign-in unavailable",
@@ -105,6 +126,7 @@ PERSON_REFUSALS = frozenset(
         "connection_disabled",
         "subject_mismatch",
         "lookalike_identity",
+        "temporary_password_expired",
     }
 )
 
@@ -131,4 +153,8 @@ class SsoError(Exception):
         """HTTP status of the refusal page: 403 for a refused person, 400 for a bad message."""
         if self.reason_code == "unknown_connection":
             return 404
+        if self.reason_code == "throttled":
+            return 429
+        if self.reason_code == "invalid_credentials":
+            return 401
         return 403 if self.reason_code in PERSON_REFUSALS else 400

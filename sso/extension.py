@@ -7,11 +7,15 @@ a CLI beside a server) never share a cache. Settings live in ``app.config``
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import Flask, current_app
 from joserfc.jwk import RSAKey
 
+from scim_server.db import utcnow
 from sso.oidc.jwks import JwksCache
 
 EXTENSION = "sso"
@@ -25,6 +29,11 @@ class SsoExtension:
     jwks: JwksCache = field(default_factory=JwksCache)
     # OIDC provider: our own signing keys, decrypted (``sso.provider.keys.private_key``).
     signing_keys: dict[tuple[str, ...], RSAKey] = field(default_factory=dict)
+    # The time the password sign-in, lockout and TOTP read (tests move it by hand).
+    clock: Callable[[], datetime] = utcnow
+    # How long refusing a known account's password took here lately (seconds): an unknown
+    # account's refusal is padded to their median (``sso.local.web.even_out``).
+    refusal_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=31))
 
 
 def install(app: Flask) -> SsoExtension:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import secrets
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, request
 
@@ -27,13 +27,17 @@ from sso.connections import service as connections
 from sso.connections.models import SsoConnection
 from sso.errors import SsoError
 from sso.extension import sso_extension
+from sso.local import routing
+from sso.local import views as local_views
+from sso.local import web as local_web
 from sso.oidc import flow as oidc_flow
 from sso.saml import flow as saml_flow
 from sso.saml import sp
 from sso.signin import decision as signin
-from sso.signin import domains, identity, pages, testmode
+from sso.signin import identity, pages, testmode
 from sso.signin.request import SignInRequest
 from sso.signin.session import current_session, start_session
+from sso.signin.targets import DEFAULT_NEXT, safe_next
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)
@@ -49,20 +53,13 @@ def _unavailable(err: Exception) -> Any:
 for _exc_class in DATABASE_UNAVAILABLE:
     bp.register_error_handler(_exc_class, _unavailable)
 
-DEFAULT_NEXT = "/sso/welcome"
+
+@bp.errorhandler(local_web.BadRequestError)
+def _bad_request(err: local_web.BadRequestError) -> Any:
+    return pages.message_page("Invalid request", err.message, status=err.status)
+
+
 BIND_SECONDS = state.STATE_SECONDS
-
-
-def safe_next(value: Any) -> str:
-    """A relative path on our host, or the default: never an open redirect."""
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2000:
-        return DEFAULT_NEXT
-    if value.startswith(("//", "/\\")) or any(c in value for c in "\\\r\n\t\0"):
-        return DEFAULT_NEXT
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return DEFAULT_NEXT
-    return value
 
 
 def _client() -> tuple[str | None, str | None]:
@@ -128,20 +125,36 @@ def login_form() -> Any:
 
 @bp.post("/login")
 def discover() -> Any:
-    """Send the person to their organization's IdP, chosen by the domain of their address."""
-    email = (request.form.get("email") or "").strip()[:320]
-    next_path = safe_next(request.form.get("next"))
+    """The first step: the organization's IdP by the address's domain, or the password form.
+
+    ``sso.local.routing`` decides from the organization's ``sign_in_methods``;
+    the answer never depends on whether an account exists.
+    """
+    data = local_web.form()
+    email = (data.get("email") or "").strip()[:320]
+    next_path = safe_next(data.get("next"))
+    if not email:
+        return pages.login_page(next_path, "", "Enter your e-mail address or username.", 400)
     s = db.writing_session()
     with s.begin():
-        conn = domains.discover(s, email)
-    if conn is None:
-        err = SsoError("unknown_domain", f"no connection for {email!r}")
+        way = routing.route(s, email)
+    if way.idp is not None:
+        return redirect(_start_url(way.idp, email, next_path), 303)
+    if not way.password:
+        err = SsoError("unknown_domain", f"no enabled connection for {email!r}")
         log.info("home-realm discovery failed: %s", err.detail)
         return pages.login_page(next_path, email, err.message, status=400)
+    option = way.sso_option
+    return local_views.password_page(
+        email, next_path, sso_url=_start_url(option, email, next_path) if option else None
+    )
+
+
+def _start_url(conn: SsoConnection, email: str, next_path: str) -> str:
     query = {"next": next_path}
     if conn.protocol == "oidc":
         query["login_hint"] = email
-    return redirect(f"/sso/{conn.protocol}/{conn.id}/start?{urlencode(query)}", 303)
+    return f"/sso/{conn.protocol}/{conn.id}/start?{urlencode(query)}"
 
 
 def _connection(connection_id: str, protocol: str) -> SsoConnection:

@@ -18,6 +18,7 @@ def init_app(app: Flask) -> None:
         jobs_api,
         licenses_api,
         mail_api,
+        mfa_api,
         roles_api,
         rule_sets_api,
         settings_api,

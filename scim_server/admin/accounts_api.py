@@ -16,7 +16,7 @@ from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, roles, users
+from scim_server.services import accounts, mfa, roles, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -124,6 +124,8 @@ def user_detail(user_id: str) -> dict[str, Any]:
         "created": iso(user.created_at),
         "modified": iso(user.updated_at),
         "version": user.version,
+        # The second factors the person enrolled (kinds and names, never a secret).
+        "mfa": mfa.describe(session, user),
     }
 
 

@@ -7,7 +7,9 @@ from scim_server.models.credential import CredentialToken, PasswordHistory, User
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
+from scim_server.models.lockout import AccountLockout
 from scim_server.models.mail import MailOutbox
+from scim_server.models.mfa import MfaFactor, MfaRecoveryCode
 from scim_server.models.organization import Organization
 from scim_server.models.resource_count import ResourceCount
 from scim_server.models.role import Role, UserRole
@@ -16,6 +18,7 @@ from scim_server.models.token import ScimToken
 from scim_server.models.user import User
 
 __all__ = [
+    "AccountLockout",
     "AttributeValue",
     "AuditCheckpoint",
     "AuditEvent",
@@ -28,6 +31,8 @@ __all__ = [
     "Job",
     "License",
     "MailOutbox",
+    "MfaFactor",
+    "MfaRecoveryCode",
     "Organization",
     "PasswordHistory",
     "ResourceCount",

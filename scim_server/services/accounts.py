@@ -17,7 +17,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import License, Role, User, UserRole
-from scim_server.services import licenses, lifecycle, provisioning, roles, users
+from scim_server.services import licenses, lifecycle, lockout, provisioning, roles, users
 from scim_server.services.rule_sets import rules_usable
 from scim_server.text import fold
 
@@ -83,6 +83,9 @@ def act(session: Session, org_id: str, user_id: str, op: str, reason: str | None
     with session.begin():
         user = users.get_user(session, org_id, user_id, for_update=True)
         lifecycle.transition(session, user, op, reason=reason)
+        if op == "unlock":
+            # The failures that led to an automatic lock go with it, and the doubling restarts.
+            lockout.clear(session, user)
     return user
 
 

@@ -53,7 +53,11 @@ TRANSITIONS = {
             LOCKED_BY_ADMIN,
         ),
         Transition("unlock", frozenset({LOCKED_BY_ADMIN, AUTO_LOCKED}), None),
-        Transition("auto_lock", frozenset({PROVISIONED, ACTIVE}), AUTO_LOCKED),
+        Transition(
+            "auto_lock",
+            frozenset({PROVISIONED, ACTIVE, AWAITING_NEW_PASSWORD, RECOVERY}),
+            AUTO_LOCKED,
+        ),
         Transition("require_new_password", frozenset({PROVISIONED, ACTIVE}), AWAITING_NEW_PASSWORD),
         Transition(
             "start_recovery", frozenset({PROVISIONED, ACTIVE, AWAITING_NEW_PASSWORD}), RECOVERY

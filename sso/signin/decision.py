@@ -40,7 +40,7 @@ def _context(req: SignInRequest) -> AuditContext:
     """The connection acts (not a token or an admin): events name it and the browser's address."""
     return AuditContext(
         actor_type="system",
-        actor_id=req.connection_id,
+        actor_id=req.connection_id or None,
         actor_name=f"sso:{req.protocol}:{req.connection_name}"[:200],
         source_ip=req.source_ip,
         user_agent=req.user_agent,
@@ -180,7 +180,7 @@ def _write(
     add_record(
         session,
         req.org_id,
-        connection_id=req.connection_id,
+        connection_id=req.connection_id or None,
         protocol=req.protocol,
         outcome=outcome,
         reason_code=reason,
@@ -209,6 +209,22 @@ def _write(
             **({"mapping": explained} if explained else {}),
         },
     )
+
+
+def record_outcome(
+    session: Session,
+    req: SignInRequest,
+    outcome: str,
+    reason: str | None,
+    detail: str | None,
+    user: User | None,
+) -> None:
+    """The same record and event for a sign-in decided elsewhere (a local password).
+
+    In the caller's transaction; the actor is the request's (``protocol`` says how).
+    """
+    with use_context(_context(req)):
+        _write(session, req, outcome, reason, detail, user)
 
 
 def _mapping_explanation(mapping: dict[str, Any] | None, *, applied: bool) -> dict[str, Any]:

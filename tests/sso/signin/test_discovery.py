@@ -48,11 +48,28 @@ def test_discovery_by_domain(client: FlaskClient, saml_connection: SamlConnectio
 
 
 def test_unknown_domain(client: FlaskClient, saml_connection: SamlConnection) -> None:
-    """An address with no registered domain: the form again, with a clear message."""
+    """An address with no registered domain: the password step, whether or not it has an account.
+
+    (Before local passwords this was an error page; now that answer would tell
+    who has an account, so every unrouted address gets the password form.)
+    """
     resp = client.post("/sso/login", data={"email": "bob@unknown.test", "next": "/app"})
     body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'action="/sso/login/password"' in body
+    assert 'value="bob@unknown.test"' in body and 'value="/app"' in body
+    assert "single sign-on" not in body.split("Forgot your password?")[1]
+
+
+def test_sso_only_domain_without_connection(
+    client: FlaskClient, saml_connection: SamlConnection, admin: Scim
+) -> None:
+    """An sso_only organization whose connection is disabled: the clear SSO message, no form."""
+    resp = admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": False})
+    assert resp.status_code == 200, resp.get_json()
+    admin.put("/api/v1/settings", {"sign_in_methods": "sso_only"})
+    resp = client.post("/sso/login", data={"email": "bob@example.com", "next": "/app"})
+    body = resp.get_data(as_text=True)
     assert resp.status_code == 400 and "We do not know a single sign-on connection" in body
-    assert 'value="bob@unknown.test"' in body
 
 
 def test_discovery_to_oidc_passes_login_hint(client: FlaskClient, admin: Scim) -> None:
@@ -71,9 +88,15 @@ def test_discovery_to_oidc_passes_login_hint(client: FlaskClient, admin: Scim) -
 def test_disabled_or_ambiguous_connections_are_not_discovered(
     client: FlaskClient, admin: Scim, saml_connection: SamlConnection
 ) -> None:
-    """A disabled connection is not offered; two connections and an unrouted domain: none."""
+    """A disabled connection is not offered; two connections and an unrouted domain: none.
+
+    With its only connection disabled, an organization on automatic sign-in methods
+    allows passwords: the password form, with no SSO button.
+    """
     admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": False})
-    assert client.post("/sso/login", data={"email": "a@example.com"}).status_code == 400
+    resp = client.post("/sso/login", data={"email": "a@example.com"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "/sso/saml/" not in body
     admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": True})
     admin.post("/api/v1/sso/connections", {"protocol": "saml", "name": "second"})
     admin.delete("/api/v1/sso/domains/example.com")

@@ -1,0 +1,72 @@
+"""Second factors at sign-in and on the security page: TOTP and recovery codes, the QR code.
+
+The TOTP secret is sealed with a key derived from the server secret
+(``keys.seal_totp``, the same AES-GCM sealing as SSO connection secrets);
+the clear secret exists only while a code is checked, and, during
+enrolment, in the person's own signed session (they are shown it anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import segno
+from sqlalchemy.orm import Session
+
+from scim_server.models import User
+from scim_server.services import mfa, totp
+from sso.connections.sealing import SealedSecretError
+from sso.local import keys
+
+log = logging.getLogger(__name__)
+
+
+def qr_data_uri(uri: str) -> str:
+    """The QR code of ``uri`` as an SVG ``data:`` URI (an <img>, allowed by the CSP)."""
+    # A standalone SVG document (with its namespace): an <img> shows nothing without it.
+    return str(
+        segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#111", light="#fff")
+    )
+
+
+def enrol_totp(
+    session: Session,
+    secret_key: bytes,
+    user: User,
+    secret: str,
+    code: str,
+    now: datetime,
+    label: str | None = None,
+) -> bool:
+    """Keep the authenticator if ``code`` proves it (caller's transaction); False if not."""
+    step = totp.matching_step(secret, code, now, after=None)
+    if step is None:
+        return False
+    factor_id = mfa.new_factor_id()
+    sealed = keys.seal_totp(secret_key, user.org_id, factor_id, secret)
+    mfa.add_totp(session, user, factor_id, sealed, step, label)
+    return True
+
+
+def check_code(
+    session: Session, secret_key: bytes, user: User, code: str, now: datetime
+) -> str | None:
+    """What ``code`` proved (``totp`` or ``recovery_code``), or None (caller's transaction)."""
+    code = code.strip()
+    digits = code.replace(" ", "")
+    # Six digits are a TOTP code; anything else may be a recovery code (which can be all digits).
+    if len(digits) == totp.DIGITS and digits.isascii() and digits.isdigit():
+        for factor in mfa.factors(session, user, "totp"):
+            try:
+                secret = keys.open_totp(secret_key, user.org_id, factor.id, factor.secret or "")
+            except SealedSecretError as err:
+                log.error("TOTP factor %s of user %s cannot be opened: %s", factor.id, user.id, err)
+                continue
+            step = totp.matching_step(secret, digits, now, after=factor.last_step)
+            if step is not None and mfa.accept_totp_step(session, factor, step, now):
+                return "totp"
+        return None
+    if mfa.use_recovery_code(session, user, code, now):
+        return "recovery_code"
+    return None

@@ -1,0 +1,267 @@
+"""The password sign-in: which account, the password, lockout, status, and the end of a sign-in.
+
+One answer for every failure a stranger could cause (unknown account, wrong
+password, locked account, an organization without passwords): the generic
+``invalid_credentials``, after the same argon2 work (``passwords.burn_time``
+when there is no hash to check). The precise reason goes to the sign-in
+records and the audit log (``signin.failure``), as for SAML and OIDC. A wrong
+password or second factor counts towards the account's lockout.
+
+A sign-in ends where an SSO sign-in ends (``finish``): status and license
+checked again, ``lifecycle.record_sign_in``, ``signin.success``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from scim_server.models import User, UserPassword
+from scim_server.services import lifecycle, lockout, mail, mfa, passwords
+from scim_server.services.addresses import user_address
+from scim_server.services.settings import get_settings
+from sso.errors import SsoError
+from sso.local.accounts import find_account
+from sso.signin.decision import LOCKED, check_license, record_outcome
+from sso.signin.request import SignInRequest
+
+log = logging.getLogger(__name__)
+PROTOCOL = "password"  # sign_in_records.protocol: at most 8 characters
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where an attempt comes from and what it runs with (the clock is injected)."""
+
+    hashing: passwords.Hashing
+    attempt_key: bytes  # HMAC key of the lockout's wrong-attempt hashes
+    now: datetime
+    base_url: str
+    source_ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A proved password: the account, and the next step (change, mfa, enrol or done)."""
+
+    org_id: str
+    user_id: str
+    stage: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    reason: str  # for the records
+    detail: str
+    public: str = "invalid_credentials"  # what the person is told
+
+
+class CredentialsRefusedError(SsoError):
+    """A refused password; ``account_found`` says which path ran (for timing, never shown)."""
+
+    def __init__(self, reason_code: str, detail: str, *, account_found: bool) -> None:
+        super().__init__(reason_code, detail)
+        self.account_found = account_found
+
+
+def local_request(
+    org_id: str, login: str, attempt: Attempt, how: str = "password"
+) -> SignInRequest:
+    """The sign-in record's view of a local attempt (no connection)."""
+    return SignInRequest(
+        org_id=org_id,
+        connection_id="",
+        connection_name=f"local sign-in ({how})",
+        protocol=PROTOCOL,
+        subject=login[:320],
+        email=login[:320] if "@" in login else None,
+        user_name=login[:320],
+        external_id=None,
+        source_ip=attempt.source_ip,
+        user_agent=attempt.user_agent,
+    )
+
+
+def check_password(session: Session, login: str, password: str, attempt: Attempt) -> Verified:
+    """Prove the password of the account ``login`` names; ``SsoError`` (generic) otherwise."""
+    with session.begin():
+        found = find_account(session, login)
+    if found.user is None:
+        passwords.burn_time(attempt.hashing, password)
+        refusal = (
+            _Refusal(
+                "ambiguous_account", f"{login!r} names accounts in {len(found.orgs)} organizations"
+            )
+            if found.ambiguous
+            else _Refusal("unknown_user", f"no account with a password for {login!r}")
+        )
+        with session.begin():
+            for org_id in found.orgs:
+                record_outcome(
+                    session,
+                    local_request(org_id, login, attempt),
+                    "failure",
+                    refusal.reason,
+                    refusal.detail,
+                    None,
+                )
+        log.info("password sign-in refused (%s): %s", refusal.reason, refusal.detail)
+        raise CredentialsRefusedError(refusal.public, refusal.detail, account_found=False)
+    result: Verified | _Refusal
+    with session.begin():
+        user = session.get(
+            User, (found.user.org_id, found.user.id), with_for_update=True, populate_existing=True
+        )
+        if user is None:
+            passwords.burn_time(attempt.hashing, password)
+            result = _Refusal("unknown_user", "the account disappeared during sign-in")
+        else:
+            result = _decide(session, user, login, password, attempt)
+            if isinstance(result, _Refusal):
+                record_outcome(
+                    session,
+                    local_request(user.org_id, login, attempt),
+                    "failure",
+                    result.reason,
+                    result.detail,
+                    user,
+                )
+    if isinstance(result, _Refusal):
+        log.info("password sign-in refused (%s): %s", result.reason, result.detail)
+        raise CredentialsRefusedError(result.public, result.detail, account_found=True)
+    return result
+
+
+def _decide(
+    session: Session, user: User, login: str, password: str, attempt: Attempt
+) -> Verified | _Refusal:
+    """In the transaction that holds the account's row: every outcome is written together."""
+    lockout.release_if_due(session, user, attempt.now)
+    row = passwords.current_password(session, user)
+    if row is None:
+        passwords.burn_time(attempt.hashing, password)
+        return _Refusal("no_password", "the account has no password")
+    if user.status in LOCKED:
+        passwords.burn_time(attempt.hashing, password)  # never checked while locked
+        return _Refusal("locked", f"account status is {user.status}")
+    ok, needs_rehash = passwords.verify_password(attempt.hashing, row.hash, password)
+    if not ok:
+        until = count_failure(session, user, password, attempt)
+        suffix = f"; account locked until {until.isoformat(timespec='seconds')}" if until else ""
+        return _Refusal("bad_password", "wrong password" + suffix)
+    if needs_rehash:
+        # The cost parameters changed since this hash was made: today's, with the same password.
+        passwords.rehash(attempt.hashing, row, password)
+    lockout.clear(session, user)
+    if row.temporary and row.expires_at is not None and row.expires_at <= attempt.now:
+        return _Refusal(
+            "temporary_password_expired",
+            f"the temporary password expired at {row.expires_at.isoformat(timespec='seconds')}",
+            public="temporary_password_expired",
+        )
+    if user.status not in lifecycle.SIGN_IN_ALLOWED | {
+        lifecycle.AWAITING_NEW_PASSWORD,
+        lifecycle.RECOVERY,
+    }:
+        return _Refusal("inactive_account", f"account status is {user.status}", "inactive_account")
+    try:
+        check_license(session, user)
+    except SsoError as err:
+        return _Refusal(err.reason_code, err.detail, err.reason_code)
+    if user.status == lifecycle.RECOVERY:
+        # The person knows their password after all: the reset they asked for is not needed.
+        passwords.expire_links(session, user, "reset")
+        lifecycle.transition(
+            session, user, "complete_recovery", reason="signed in with the current password"
+        )
+    return Verified(user.org_id, user.id, next_stage(session, user, row), row.hash)
+
+
+def next_stage(session: Session, user: User, row: UserPassword | None) -> str:
+    """After a proved password: change it, prove a second factor, enrol one, or done."""
+    if user.status == lifecycle.AWAITING_NEW_PASSWORD or (row is not None and row.must_change):
+        return "change"
+    if mfa.enrolled(session, user):
+        return "mfa"
+    if mfa.enrolment_required(session, user):
+        return "enrol"
+    return "done"
+
+
+def count_failure(session: Session, user: User, typed: str, attempt: Attempt) -> datetime | None:
+    """One wrong password or code towards the lockout; the lock's mail when it locks."""
+    policy = lockout.LockoutPolicy.from_settings(get_settings(session, user.org_id))
+    key = lockout.attempt_key(attempt.attempt_key, user, typed)
+    until = lockout.record_failure(session, user, policy, key, attempt.now)
+    if until is not None:
+        address = user_address(session, user)
+        if address is not None:
+            mail.queue_mail(
+                session,
+                user.org_id,
+                "account_locked",
+                address,
+                {
+                    "username": user.login_name or user.user_name,
+                    "until": until.strftime("%Y-%m-%d %H:%M UTC"),
+                    "login_url": mail.login_url(attempt.base_url),
+                },
+                user_id=user.id,
+            )
+    return until
+
+
+def record_failure(
+    session: Session, user: User, reason: str, detail: str, attempt: Attempt
+) -> None:
+    """Record a refused later step (a wrong code) in the caller's transaction."""
+    record_outcome(
+        session,
+        local_request(user.org_id, user.login_name or user.user_name, attempt),
+        "failure",
+        reason,
+        detail,
+        user,
+    )
+
+
+def finish(session: Session, org_id: str, user_id: str, how: str, attempt: Attempt) -> User:
+    """The last step: status and license again, the sign-in marked and recorded.
+
+    ``how`` names what was proved (``password``, ``password+totp``...).
+    """
+    refusal: SsoError | None = None
+    with session.begin():
+        user = session.get(User, (org_id, user_id), with_for_update=True, populate_existing=True)
+        if user is None:
+            raise SsoError("pending_expired", "the account disappeared during sign-in")
+        login = user.login_name or user.user_name
+        try:
+            if user.status in LOCKED:
+                raise SsoError("locked", f"account status is {user.status}")
+            if user.status not in lifecycle.SIGN_IN_ALLOWED:
+                raise SsoError("inactive_account", f"account status is {user.status}")
+            check_license(session, user)
+        except SsoError as err:
+            refusal = err
+            record_outcome(
+                session,
+                local_request(org_id, login, attempt, how),
+                "failure",
+                err.reason_code,
+                err.detail,
+                user,
+            )
+        else:
+            lifecycle.record_sign_in(session, user)
+            record_outcome(
+                session, local_request(org_id, login, attempt, how), "success", None, None, user
+            )
+    if refusal is not None:
+        raise refusal
+    return user

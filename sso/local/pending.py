@@ -1,0 +1,119 @@
+"""A half-done sign-in (password checked; a new password or a second factor still to come).
+
+Kept in Flask's signed session cookie under its own key, never the signed-in
+key (``sso.signin.session``): until the last step, the person is not signed
+in. It names the account, the step, where to go after, when it dies (a few
+minutes), and a fingerprint of the password it was proved with, so an admin's
+password reset in the meantime ends it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, session
+
+_KEY = "signin_pending"
+STAGES = ("change", "mfa", "enrol", "codes")
+
+
+@dataclass(frozen=True)
+class Pending:
+    org_id: str
+    user_id: str
+    stage: str
+    next_path: str
+    expires: int  # seconds since the epoch
+    password: str  # fingerprint of the password hash it was proved with
+    factors: tuple[str, ...] = field(default_factory=tuple)  # what was proved: password, totp...
+
+
+def fingerprint(password_hash: str | None) -> str:
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+
+
+def begin(
+    org_id: str, user_id: str, stage: str, next_path: str, password_hash: str, now: datetime
+) -> Pending:
+    """Start the pending sign-in; anything in the session before is dropped."""
+    session.clear()
+    found = Pending(
+        org_id=org_id,
+        user_id=user_id,
+        stage=stage,
+        next_path=next_path,
+        expires=int(now.timestamp()) + int(current_app.config["SIGNIN_PENDING_SECONDS"]),
+        password=fingerprint(password_hash),
+        factors=("password",),
+    )
+    _store(found)
+    return found
+
+
+def _store(found: Pending) -> None:
+    session[_KEY] = {
+        "org_id": found.org_id,
+        "user_id": found.user_id,
+        "stage": found.stage,
+        "next": found.next_path,
+        "expires": found.expires,
+        "password": found.password,
+        "factors": list(found.factors),
+    }
+
+
+def current(now: datetime) -> Pending | None:
+    """The pending sign-in of this browser, or None (none, malformed, expired)."""
+    raw: Any = session.get(_KEY)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        found = Pending(
+            org_id=str(raw["org_id"]),
+            user_id=str(raw["user_id"]),
+            stage=str(raw["stage"]),
+            next_path=str(raw["next"]),
+            expires=int(raw["expires"]),
+            password=str(raw["password"]),
+            factors=tuple(str(f) for f in raw.get("factors") or ()),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if found.stage not in STAGES or found.expires < int(now.timestamp()):
+        return None
+    return found
+
+
+def advance(
+    found: Pending, stage: str, *, proved: str | None = None, password_hash: str | None = None
+) -> Pending:
+    """Move to the next step (the deadline stays: each step does not buy more time)."""
+    nxt = Pending(
+        org_id=found.org_id,
+        user_id=found.user_id,
+        stage=stage,
+        next_path=found.next_path,
+        expires=found.expires,
+        password=fingerprint(password_hash) if password_hash is not None else found.password,
+        factors=found.factors + ((proved,) if proved else ()),
+    )
+    _store(nxt)
+    return nxt
+
+
+def put(name: str, value: Any) -> None:
+    """A value a step needs later in this pending sign-in (an enrolment secret, a challenge)."""
+    session[f"{_KEY}_{name}"] = value
+
+
+def take(name: str, *, keep: bool = False) -> Any:
+    key = f"{_KEY}_{name}"
+    return session.get(key) if keep else session.pop(key, None)
+
+
+def drop() -> None:
+    for key in [k for k in session if k.startswith(_KEY)]:
+        session.pop(key, None)

@@ -1,0 +1,273 @@
+"""The signed-in person's own security page, and the passkey (WebAuthn) endpoints.
+
+``/sso/security``: their factors (kind, name, when added and last used),
+add an authenticator app or a passkey, remove one, new recovery codes. Behind
+the sign-in session (``sso.signin.session``); each form carries the CSRF token.
+The passkey endpoints serve both the security page (a signed-in person adds
+one) and a pending sign-in (enrolment the organization requires, or the
+second factor), and answer JSON to ``static/js/passkeys.js``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import current_app, jsonify, redirect, request
+
+from scim_server.db import db
+from scim_server.errors import DomainError
+from scim_server.models import User
+from scim_server.services import mfa
+from scim_server.services.settings import get_settings
+from scim_server.urls import public_url
+from sso.errors import SsoError
+from sso.local import passkeys, pending, web
+from sso.local import password as local
+from sso.local.views import (
+    bp,
+    continue_sign_in,
+    enrol_page,
+    enrol_totp_from_form,
+    org_name_of,
+    pending_at,
+)
+from sso.local.web import BadRequestError
+from sso.signin.session import SsoSession, current_session
+
+NOTICES = {
+    "totp": "Your authenticator app was added.",
+    "passkey": "Your passkey was added.",
+    "removed": "The factor was removed.",
+}
+
+
+def _signed_in() -> tuple[SsoSession, User] | None:
+    found = current_session()
+    if found is None:
+        return None
+    s = db.writing_session()
+    with s.begin():
+        user = s.get(User, (found.org_id, found.user_id))
+        if user is not None:
+            s.expunge(user)
+    return (found, user) if user is not None else None
+
+
+def _to_login() -> Any:
+    return redirect("/sso/login?" + urlencode({"next": "/sso/security"}), 303)
+
+
+@bp.get("/security")
+def security_page() -> Any:
+    who = _signed_in()
+    if who is None:
+        return _to_login()
+    _found, user = who
+    s = db.writing_session()
+    with s.begin():
+        described = mfa.describe(s, user)
+        required = get_settings(s, user.org_id).require_mfa
+        org_name = org_name_of(s, user.org_id)
+    return web.page(
+        "signin/security.html",
+        user_name=user.login_name or user.user_name,
+        mfa=described,
+        required=required,
+        org_name=org_name,
+        notice=NOTICES.get(request.args.get("done", "")),
+    )
+
+
+@bp.get("/security/totp")
+def add_totp_form() -> Any:
+    who = _signed_in()
+    if who is None:
+        return _to_login()
+    return enrol_page(who[1], "/sso/security/totp")
+
+
+@bp.post("/security/totp")
+def add_totp() -> Any:
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    who = _signed_in()
+    if who is None:
+        return _to_login()
+    if not enrol_totp_from_form(who[1], data.get("code") or ""):
+        return enrol_page(
+            who[1], "/sso/security/totp", "That code is not correct. Try the next one.", 400
+        )
+    return _after_enrolment("totp")
+
+
+def _after_enrolment(kind: str) -> Any:
+    codes = pending.take("codes")
+    if isinstance(codes, list):
+        return web.page("signin/recovery_codes.html", codes=codes, action=None)
+    return redirect(f"/sso/security?done={kind}", 303)
+
+
+@bp.post("/security/factors/<factor_id>/remove")
+def remove_factor(factor_id: str) -> Any:
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    who = _signed_in()
+    if who is None:
+        return _to_login()
+    user = who[1]
+    s = db.writing_session()
+    with s.begin():
+        if get_settings(s, user.org_id).require_mfa and len(mfa.factors(s, user)) <= 1:
+            raise BadRequestError(
+                409,
+                "Your organization requires a second factor: add another before removing "
+                "your last one.",
+            )
+        try:
+            mfa.remove_factor(s, user, factor_id[:36], by="removed by the person")
+        except DomainError as err:
+            raise BadRequestError(404, str(err.detail)) from None
+    return redirect("/sso/security?done=removed", 303)
+
+
+@bp.post("/security/recovery-codes")
+def regenerate_codes() -> Any:
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    who = _signed_in()
+    if who is None:
+        return _to_login()
+    s = db.writing_session()
+    with s.begin():
+        if not mfa.enrolled(s, who[1]):
+            raise BadRequestError(409, "Add a second factor first: recovery codes go with one.")
+        codes = mfa.new_recovery_codes(s, who[1])
+    return web.page("signin/recovery_codes.html", codes=codes, action=None)
+
+
+# -- passkeys -------------------------------------------------------------------------
+
+
+def _rp() -> passkeys.RelyingParty:
+    return passkeys.RelyingParty.from_base_url(
+        public_url(), current_app.config["PRODUCT_NAME"], current_app.config["WEBAUTHN_RP_ID"]
+    )
+
+
+def _json_error(status: int, message: str) -> Any:
+    return jsonify({"error": message}), status
+
+
+def _registering() -> tuple[User, pending.Pending | None] | None:
+    """Who adds a passkey: the signed-in person, or a pending sign-in that must enrol."""
+    who = _signed_in()
+    if who is not None:
+        return who[1], None
+    found = pending.current(web.now())
+    if found is not None and found.stage == "enrol":
+        found, user = pending_at("enrol")
+        return user, found
+    return None
+
+
+@bp.post("/passkeys/register/options")
+def passkey_register_options() -> Any:
+    web.json_body()
+    who = _registering()
+    if who is None:
+        return _json_error(401, "Sign in first.")
+    s = db.writing_session()
+    with s.begin():
+        existing = mfa.factors(s, who[0], "webauthn")
+    options, challenge = passkeys.registration_options(_rp(), who[0], existing)
+    pending.put("webauthn_register", challenge)
+    return current_app.response_class(options, mimetype="application/json")
+
+
+@bp.post("/passkeys/register")
+def passkey_register() -> Any:
+    body = web.json_body()
+    who = _registering()
+    challenge = pending.take("webauthn_register")
+    if who is None or not isinstance(challenge, str):
+        return _json_error(400, "This registration is no longer valid. Start again.")
+    user, found = who
+    try:
+        credential_id, public_key, count = passkeys.verify_registration(_rp(), challenge, body)
+    except passkeys.PasskeyError:
+        return _json_error(400, "The passkey could not be registered. Try again.")
+    label = body.get("label") if isinstance(body.get("label"), str) else None
+    s = db.writing_session()
+    with s.begin():
+        locked = s.get(User, (user.org_id, user.id), with_for_update=True)
+        assert locked is not None
+        first = not mfa.enrolled(s, locked)
+        try:
+            mfa.add_passkey(s, locked, credential_id, public_key, count, label)
+        except DomainError as err:
+            s.rollback()
+            return _json_error(400, str(err.detail))
+        if first or mfa.codes_left(s, locked) == 0:
+            pending.put("codes", mfa.new_recovery_codes(s, locked))
+    if found is not None:
+        pending.advance(found, "codes", proved="webauthn")
+        return jsonify({"redirect": "/sso/mfa/codes"})
+    if isinstance(pending.take("codes", keep=True), list):
+        return jsonify({"redirect": "/sso/security/recovery-codes/new"})
+    return jsonify({"redirect": "/sso/security?done=passkey"})
+
+
+@bp.get("/security/recovery-codes/new")
+def show_new_codes() -> Any:
+    """The codes made with a first passkey, shown once."""
+    if _signed_in() is None:
+        return _to_login()
+    return _after_enrolment("passkey")
+
+
+@bp.post("/passkeys/authenticate/options")
+def passkey_options() -> Any:
+    web.json_body()
+    _found, user = pending_at("mfa")
+    s = db.writing_session()
+    with s.begin():
+        keys_ = mfa.factors(s, user, "webauthn")
+    if not keys_:
+        return _json_error(400, "No passkey is registered for this account.")
+    options, challenge = passkeys.authentication_options(_rp(), keys_)
+    pending.put("webauthn_auth", challenge)
+    return current_app.response_class(options, mimetype="application/json")
+
+
+@bp.post("/passkeys/authenticate")
+def passkey_authenticate() -> Any:
+    body = web.json_body()
+    found, user = pending_at("mfa")
+    challenge = pending.take("webauthn_auth")
+    if not isinstance(challenge, str):
+        return _json_error(400, "This sign-in is no longer valid. Start again.")
+    attempt = web.attempt()
+    s = db.writing_session()
+    with s.begin():
+        locked = s.get(User, (user.org_id, user.id), with_for_update=True)
+        assert locked is not None
+        try:
+            factor, count = passkeys.verify_authentication(
+                _rp(), challenge, body, mfa.factors(s, locked, "webauthn")
+            )
+        except passkeys.PasskeyError as err:
+            local.record_failure(s, locked, "mfa_failed", str(err)[:500], attempt)
+            refused = True
+        else:
+            mfa.passkey_used(s, factor, count, attempt.now)
+            refused = False
+    if refused:
+        return _json_error(401, "The passkey was not accepted.")
+    try:
+        resp = continue_sign_in(s, found, "done", "webauthn")
+    except SsoError as err:
+        # Status or license refused at the last step: the script shows the same words.
+        pending.drop()
+        return _json_error(err.status, err.message)
+    return jsonify({"redirect": resp.headers["Location"]})

@@ -1,0 +1,400 @@
+"""The local sign-in pages under ``/sso``: password, forced change, second factor, enrolment.
+
+Thin handlers: read the form (``web.form``), call ``password``/``factors``,
+render. Until the last step the person holds only a pending sign-in
+(``pending``); the last step ends like an SSO sign-in (``password.finish``,
+then ``start_session``) and goes to ``next`` (the OIDC authorize flow, when
+the product sent the person here).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, redirect
+from sqlalchemy.orm import Session
+
+from scim_server.db import db
+from scim_server.models import Organization, User
+from scim_server.services import lifecycle, mail, mfa, passwords, totp
+from scim_server.services.addresses import user_address
+from scim_server.services.settings import get_settings
+from sso.connections.sealing import current_secret
+from sso.errors import SsoError
+from sso.local import factors, pending, web
+from sso.local import password as local
+from sso.local.web import BadRequestError
+from sso.signin import pages
+from sso.signin.session import start_session
+from sso.signin.targets import safe_next
+
+bp = Blueprint("local", __name__, url_prefix="/sso")
+
+STAGE_URLS = {
+    "change": "/sso/password/change",
+    "mfa": "/sso/mfa",
+    "enrol": "/sso/mfa/enrol",
+    "codes": "/sso/mfa/codes",
+}
+MAX_LOGIN = 320
+
+
+@bp.errorhandler(BadRequestError)
+def _bad_request(err: BadRequestError) -> Any:
+    return pages.message_page("Invalid request", err.message, status=err.status)
+
+
+@bp.errorhandler(SsoError)
+def _refused(err: SsoError) -> Any:
+    if err.reason_code == "pending_expired":
+        pending.drop()
+    return web.refusal(err)
+
+
+def password_page(
+    login: str,
+    next_path: str,
+    *,
+    problem: str | None = None,
+    status: int = 200,
+    sso_url: str | None = None,
+) -> Any:
+    return web.page(
+        "signin/password.html",
+        status,
+        login=login,
+        next_path=next_path,
+        problem=problem,
+        sso_url=sso_url,
+    )
+
+
+# -- the password ---------------------------------------------------------------------
+
+
+@bp.post("/login/password")
+def sign_in_with_password() -> Any:
+    """Check the password: an answer as generic as the failure, or the next step."""
+    data = web.form()
+    login = (data.get("login") or "").strip()
+    secret = data.get("password") or ""
+    next_path = safe_next(data.get("next"))
+    if not login or len(login) > MAX_LOGIN:
+        return pages.login_page(next_path, "", "Enter your e-mail address or username.", 400)
+    if len(secret) > passwords.MAX_INPUT_CHARS:
+        # Refused before any hashing: no person types this much.
+        return password_page(
+            login,
+            next_path,
+            status=413,
+            problem=f"The password is too long (at most {passwords.MAX_INPUT_CHARS} characters).",
+        )
+    if not secret:
+        return password_page(login, next_path, problem="Enter your password.", status=400)
+    web.throttle()
+    started = time.perf_counter()
+    attempt = web.attempt()
+    s = db.writing_session()
+    try:
+        verified = local.check_password(s, login, secret, attempt)
+    except SsoError as err:
+        if isinstance(err, local.CredentialsRefusedError):
+            web.even_out(started, err.account_found)
+        if err.reason_code == "invalid_credentials":
+            return password_page(login, next_path, problem=err.message, status=401)
+        return web.refusal(err)
+    if verified.stage == "done":
+        return _finish(s, verified.org_id, verified.user_id, ("password",), next_path)
+    pending.begin(
+        verified.org_id,
+        verified.user_id,
+        verified.stage,
+        next_path,
+        verified.password_hash,
+        attempt.now,
+    )
+    return redirect(STAGE_URLS[verified.stage], 303)
+
+
+def _finish(s: Session, org_id: str, user_id: str, proved: tuple[str, ...], next_path: str) -> Any:
+    how = "+".join(dict.fromkeys(proved))
+    user = local.finish(s, org_id, user_id, how, web.attempt())
+    pending.drop()
+    start_session(user.org_id, user.id, how, None)
+    return redirect(next_path, 303)
+
+
+def pending_at(stage: str) -> tuple[pending.Pending, User]:
+    """The pending sign-in at ``stage``, its account, and the password it was proved with."""
+    found = pending.current(web.now())
+    if found is None or found.stage != stage:
+        raise SsoError("pending_expired", f"no pending sign-in at {stage!r}")
+    s = db.writing_session()
+    with s.begin():
+        user = s.get(User, (found.org_id, found.user_id))
+        row = passwords.current_password(s, user) if user is not None else None
+        if user is None or row is None or pending.fingerprint(row.hash) != found.password:
+            raise SsoError("pending_expired", "the account or its password changed meanwhile")
+        s.expunge(user)
+    return found, user
+
+
+def continue_sign_in(
+    s: Session,
+    found: pending.Pending,
+    stage: str,
+    proved: str | None = None,
+    password_hash: str | None = None,
+) -> Any:
+    if stage == "done":
+        return _finish(
+            s,
+            found.org_id,
+            found.user_id,
+            found.factors + ((proved,) if proved else ()),
+            found.next_path,
+        )
+    pending.advance(found, stage, proved=proved, password_hash=password_hash)
+    return redirect(STAGE_URLS[stage], 303)
+
+
+def org_name_of(s: Session, org_id: str) -> str | None:
+    org = s.get(Organization, org_id)
+    return org.name if org is not None else None
+
+
+# -- forced change of a temporary password -------------------------------------------
+
+
+@bp.get("/password/change")
+def change_password_form() -> Any:
+    _found, user = pending_at("change")
+    return _change_page(user)
+
+
+def _change_page(user: User, problem: str | None = None, status: int = 200) -> Any:
+    s = db.writing_session()
+    with s.begin():
+        policy = get_settings(s, user.org_id).password_policy()
+        org_name = org_name_of(s, user.org_id)
+    return web.page(
+        "signin/change_password.html",
+        status,
+        problem=problem,
+        min_length=policy.min_length,
+        max_length=policy.max_length,
+        org_name=org_name,
+    )
+
+
+@bp.post("/password/change")
+def change_password() -> Any:
+    """Choose a password (the policy's refusal names its rule; nothing typed is echoed)."""
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    found, user = pending_at("change")
+    new, again = data.get("password") or "", data.get("confirm") or ""
+    if len(new) > passwords.MAX_INPUT_CHARS:
+        return _change_page(user, "The password is too long.", 413)
+    if new != again:
+        return _change_page(user, "The two passwords are not the same.", 400)
+    attempt = web.attempt()
+    s = db.writing_session()
+    problem: str | None = None
+    with s.begin():
+        found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
+        if found_user is None:
+            raise SsoError("pending_expired", "the account disappeared during sign-in")
+        user = found_user
+        current = get_settings(s, user.org_id)
+        row = passwords.current_password(s, user)
+        address = user_address(s, user)
+        try:
+            if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
+                raise passwords.PasswordRejected(
+                    "history", "Choose a new password, not the one you were given."
+                )
+            row = passwords.set_password(
+                s,
+                attempt.hashing,
+                current.password_policy(),
+                user,
+                new,
+                identifiers=passwords.personal_identifiers(user, address),
+                detail="chosen by the person at sign-in, replacing a temporary password",
+            )
+        except passwords.PasswordRejected as err:
+            problem = str(err.detail)
+            s.rollback()
+        else:
+            if user.status == lifecycle.AWAITING_NEW_PASSWORD:
+                lifecycle.transition(
+                    s, user, "complete_recovery", reason="new password chosen at sign-in"
+                )
+            if address is not None:
+                mail.queue_mail(
+                    s,
+                    user.org_id,
+                    "password_changed",
+                    address,
+                    {
+                        "username": user.login_name or user.user_name,
+                        "login_url": mail.login_url(attempt.base_url),
+                    },
+                    user_id=user.id,
+                )
+            stage = local.next_stage(s, user, row)
+            new_hash = row.hash
+    if problem is not None:
+        return _change_page(user, problem, 400)
+    return continue_sign_in(s, found, stage, password_hash=new_hash)
+
+
+# -- second factor --------------------------------------------------------------------
+
+
+@bp.get("/mfa")
+def mfa_form() -> Any:
+    _found, user = pending_at("mfa")
+    return _mfa_page(user)
+
+
+def _mfa_page(user: User, problem: str | None = None, status: int = 200) -> Any:
+    s = db.writing_session()
+    with s.begin():
+        kinds = {f.kind for f in mfa.factors(s, user)}
+        org_name = org_name_of(s, user.org_id)
+    return web.page(
+        "signin/mfa.html",
+        status,
+        problem=problem,
+        totp="totp" in kinds,
+        passkey="webauthn" in kinds,
+        org_name=org_name,
+    )
+
+
+@bp.post("/mfa")
+def verify_mfa() -> Any:
+    """A TOTP code or a recovery code; a wrong one counts towards the lockout."""
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    found, user = pending_at("mfa")
+    code = (data.get("code") or "").strip()
+    if not code or len(code) > 64:
+        return _mfa_page(
+            user, "Enter the code from your authenticator app, or a recovery code.", 400
+        )
+    web.throttle()
+    attempt = web.attempt()
+    s = db.writing_session()
+    locked = False
+    with s.begin():
+        found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
+        if found_user is None:
+            raise SsoError("pending_expired", "the account disappeared during sign-in")
+        user = found_user
+        proved = factors.check_code(s, current_secret(), user, code, attempt.now)
+        if proved is None:
+            locked = local.count_failure(s, user, code, attempt) is not None
+            local.record_failure(s, user, "mfa_failed", "wrong second-factor code", attempt)
+    if proved is None:
+        if locked:
+            pending.drop()
+            return web.refusal(SsoError("invalid_credentials", "locked at the second factor"))
+        return _mfa_page(user, "That code is not correct, or it was used already.", 401)
+    return continue_sign_in(s, found, "done", proved)
+
+
+# -- enrolment the organization requires ----------------------------------------------
+
+
+def totp_setup(s: Session, user: User, secret: str) -> dict[str, Any]:
+    """What the enrolment page shows: the QR code, the secret in groups of four."""
+    issuer = org_name_of(s, user.org_id) or current_app.config["PRODUCT_NAME"]
+    uri = totp.provisioning_uri(secret, user.login_name or user.user_name, issuer)
+    return {
+        "qr": factors.qr_data_uri(uri),
+        "secret_groups": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        "org_name": org_name_of(s, user.org_id),
+    }
+
+
+@bp.get("/mfa/enrol")
+def enrol_form() -> Any:
+    _found, user = pending_at("enrol")
+    return enrol_page(user, "/sso/mfa/enrol")
+
+
+def enrol_page(user: User, action: str, problem: str | None = None, status: int = 200) -> Any:
+    secret = pending.take("totp", keep=True)
+    if not isinstance(secret, str):
+        secret = totp.new_secret()
+        pending.put("totp", secret)
+    s = db.writing_session()
+    with s.begin():
+        setup = totp_setup(s, user, secret)
+    return web.page(
+        "signin/mfa_enrol.html",
+        status,
+        problem=problem,
+        action=action,
+        forced=action == "/sso/mfa/enrol",
+        **setup,
+    )
+
+
+@bp.post("/mfa/enrol")
+def enrol() -> Any:
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    found, user = pending_at("enrol")
+    ok = enrol_totp_from_form(user, data.get("code") or "")
+    if not ok:
+        return enrol_page(
+            user, "/sso/mfa/enrol", "That code is not correct. Try the next one.", 400
+        )
+    return continue_sign_in(db.writing_session(), found, "codes", "totp")
+
+
+def enrol_totp_from_form(user: User, code: str) -> bool:
+    """Keep the authenticator whose secret is in the session if ``code`` proves it.
+
+    The first factor brings ten recovery codes, kept in the session until shown once.
+    """
+    secret = pending.take("totp", keep=True)
+    if not isinstance(secret, str) or len(code) > 16:
+        return False
+    s = db.writing_session()
+    with s.begin():
+        locked = s.get(User, (user.org_id, user.id), with_for_update=True)
+        assert locked is not None
+        first = not mfa.enrolled(s, locked)
+        if not factors.enrol_totp(s, current_secret(), locked, secret, code, web.now()):
+            s.rollback()
+            return False
+        if first or mfa.codes_left(s, locked) == 0:
+            pending.put("codes", mfa.new_recovery_codes(s, locked))
+    pending.take("totp")
+    return True
+
+
+@bp.get("/mfa/codes")
+def recovery_codes() -> Any:
+    """The recovery codes, once; then the sign-in goes on."""
+    _found, _user = pending_at("codes")
+    codes = pending.take("codes")
+    return web.page(
+        "signin/recovery_codes.html",
+        codes=codes if isinstance(codes, list) else [],
+        action="/sso/mfa/codes",
+    )
+
+
+@bp.post("/mfa/codes")
+def after_codes() -> Any:
+    data = web.form()
+    web.check_csrf(data.get("csrf"))
+    found, _user = pending_at("codes")
+    return continue_sign_in(db.writing_session(), found, "done")

@@ -1,0 +1,146 @@
+"""What every local sign-in page shares: the form check, CSRF, throttling, the clock, pages.
+
+Forms: only a form content type and a small body are read (anything else is a
+clear 415/413 page, before any parsing or hashing). CSRF: a random token in
+the signed session, sent back with each form (and as ``X-CSRF-Token`` by
+the passkey script). Per-address throttling: ``scim_server.ratelimit``'s
+counters in the database, so all web processes and nodes share one count
+per client address per minute.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, request, session
+from werkzeug.datastructures import MultiDict
+
+from scim_server.db import db
+from scim_server.ratelimit import Limiter, RateLimited
+from scim_server.services import passwords
+from scim_server.urls import public_url
+from sso.connections.sealing import current_secret
+from sso.errors import SsoError
+from sso.extension import sso_extension
+from sso.local import keys
+from sso.local.password import Attempt
+from sso.signin import pages
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_FORM_BYTES = 16 * 1024
+MAX_JSON_BYTES = 64 * 1024
+_CSRF = "csrf"
+
+
+class BadRequestError(Exception):
+    """A request the page cannot read; shown as a plain page with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def now() -> datetime:
+    return sso_extension().clock()
+
+
+def form() -> MultiDict[str, str]:
+    """The posted form, after its type and size were checked."""
+    if request.mimetype not in FORM_TYPES:
+        raise BadRequestError(415, "This page accepts only its own form (a form content type).")
+    if request.content_length is None:
+        raise BadRequestError(411, "The form must be sent with its length.")
+    if request.content_length > MAX_FORM_BYTES:
+        raise BadRequestError(413, "What was sent is far too large for this form.")
+    return request.form
+
+
+def json_body() -> Any:
+    if request.mimetype != "application/json":
+        raise BadRequestError(415, "This endpoint accepts only application/json.")
+    if request.content_length is None or request.content_length > MAX_JSON_BYTES:
+        raise BadRequestError(413, "What was sent is too large.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequestError(400, "The body must be a JSON object.")
+    check_csrf(request.headers.get("X-CSRF-Token"))
+    return body
+
+
+def csrf_token() -> str:
+    token = session.get(_CSRF)
+    if not isinstance(token, str):
+        token = session[_CSRF] = secrets.token_urlsafe(24)
+    return token
+
+
+def check_csrf(sent: Any) -> None:
+    wanted = session.get(_CSRF)
+    if not isinstance(wanted, str) or not isinstance(sent, str):
+        raise BadRequestError(400, "This form is no longer valid. Please go back and try again.")
+    if not hmac.compare_digest(wanted, sent):
+        raise BadRequestError(400, "This form is no longer valid. Please go back and try again.")
+
+
+def throttle() -> None:
+    """Count this attempt against the client's address; ``SsoError('throttled')`` over the limit."""
+    limit = int(current_app.config["SIGNIN_ATTEMPTS_PER_MINUTE"])
+    if limit <= 0:
+        return
+    limiter: Limiter = current_app.extensions["scim_ratelimit"]
+    address = (request.remote_addr or "unknown")[:64]
+    try:
+        limiter.check(db.writer(), f"signin:{address}", limit)
+    except RateLimited:
+        raise SsoError("throttled", f"{address} exceeded {limit} attempts a minute") from None
+
+
+def attempt() -> Attempt:
+    return Attempt(
+        hashing=passwords.Hashing.from_config(current_app.config),
+        attempt_key=keys.attempt_key(current_secret()),
+        now=now(),
+        base_url=public_url(),
+        source_ip=request.remote_addr,
+        user_agent=request.user_agent.string or None,
+    )
+
+
+MAX_PAD_SECONDS = 1.0
+
+
+def even_out(started: float, account_found: bool) -> None:
+    """Make an unknown account's refusal last as long as a known one's.
+
+    Both verify an argon2 hash (``passwords.burn_time``), but only a known
+    account writes (lockout counter, sign-in record, audit event): about 20 ms
+    on SQLite, enough to tell who has an account. Known refusals' durations are
+    kept per process (the last 31); unknown ones sleep up to their median
+    (``started`` is ``time.perf_counter()`` at the request's start).
+    """
+    recent = sso_extension().refusal_seconds
+    elapsed = time.perf_counter() - started
+    if account_found:
+        recent.append(elapsed)
+        return
+    if recent:
+        pad = min(statistics.median(recent) - elapsed, MAX_PAD_SECONDS)
+        if pad > 0:
+            time.sleep(pad)
+
+
+def page(template: str, status: int = 200, **context: Any) -> pages.Page:
+    return pages.render_page(template, status, csrf=csrf_token(), **context)
+
+
+def refusal(err: SsoError) -> Any:
+    html, status, headers = pages.refusal_page(err)
+    if err.reason_code == "throttled":
+        headers = {**headers, "Retry-After": "60"}
+    return html, status, headers

@@ -1,0 +1,127 @@
+"""The local sign-in pages in a real browser: Debian's Chromium through Playwright.
+
+What the HTTP tests cannot show: the passkey script (static/js/passkeys.js)
+registering and using a passkey with Chromium's virtual authenticator, the QR
+code drawn, and no Content-Security-Policy violation on any page. The server
+runs on 127.0.0.1 (reached as ``localhost``, a WebAuthn secure context).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from scim_server.db import utcnow
+from scim_server.services import totp
+from tests.support import Scim
+from tests.support.local import PASSWORD, give_password
+from tests.support.sso import make_person
+
+CHROMIUM = "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
+
+
+@pytest.fixture
+def server(live: tuple[Flask, Scim]) -> Iterator[tuple[str, Flask, Scim]]:
+    app, scim = live
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://localhost:{srv.server_port}"
+    app.config["BASE_URL"] = base
+    # Its counters would be committed (no test transaction here) and count against other tests.
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 0
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield base, app, scim
+    srv.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _page(browser: Any, problems: list[str]) -> Any:
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.on(
+        "console",
+        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    return page
+
+
+def _sign_in(page: Any, base: str, login: str) -> None:
+    page.goto(f"{base}/sso/login?next=/sso/security")
+    page.fill("#email", login)
+    page.click("button[type=submit]")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_totp_enrolment_in_the_browser(server: tuple[str, Flask, Scim], browser: Any) -> None:
+    """The QR code is drawn (an image with a size), the key typed into a code signs in."""
+    base, app, scim = server
+    login = f"eve-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _sign_in(page, base, login)
+    page.goto(f"{base}/sso/security/totp")
+    assert page.eval_on_selector("p.qr img", "img => img.naturalWidth") > 100
+    key = page.inner_text("code.mono").replace(" ", "")
+    page.fill("#code", totp.code_at(key, totp.step_of(utcnow())))
+    page.click("form button[type=submit]")
+    assert len(page.locator("ol.codes li").all()) == 10
+    page.goto(f"{base}/sso/security")
+    assert page.locator("table.factors tbody tr").count() == 1
+    assert problems == []
+
+
+def test_passkey_register_and_sign_in_in_the_browser(
+    server: tuple[str, Flask, Scim], browser: Any
+) -> None:
+    """passkeys.js with a virtual authenticator: add a passkey, then sign in with it."""
+    base, app, scim = server
+    login = f"pat-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    problems: list[str] = []
+    page = _page(browser, problems)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    _sign_in(page, base, login)
+    assert page.url.endswith("/sso/security")
+    page.click("button[data-passkey=register]")
+    page.wait_for_url("**/sso/security/recovery-codes/new")
+    assert len(page.locator("ol.codes li").all()) == 10
+    page.context.clear_cookies()
+    _sign_in(page, base, login)
+    assert page.url.endswith("/sso/mfa")
+    page.click("button[data-passkey=authenticate]")
+    page.wait_for_url("**/sso/security")
+    assert "Passkey" in page.inner_text("table.factors")
+    assert problems == []

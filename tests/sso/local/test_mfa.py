@@ -1,0 +1,248 @@
+"""Second factors: TOTP enrolment and sign-in, recovery codes, require_mfa, security page, reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.models import MfaFactor, MfaRecoveryCode
+from scim_server.services import totp
+from tests.sso.local.conftest import LOGIN
+from tests.support import Clock, Scim
+from tests.support.local import (
+    code_now,
+    codes_of,
+    csrf_of,
+    form_post,
+    mails,
+    secret_of,
+    sign_in,
+    signed_in,
+)
+from tests.support.sso import events, read, sign_ins
+
+
+def _require_mfa(admin: Scim) -> None:
+    assert admin.put("/api/v1/settings", {"require_mfa": True}).status_code == 200
+
+
+def _enrol(client: FlaskClient, clock: Clock, next_path: str = "/app") -> tuple[str, list[str]]:
+    """Through the forced enrolment: (the TOTP secret, the recovery codes shown)."""
+    resp = sign_in(client, LOGIN, next_path=next_path)
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/mfa/enrol"
+    page = client.get("/sso/mfa/enrol")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200 and '<img src="data:image/svg+xml' in body
+    secret = secret_of(body)
+    resp = client.post(
+        "/sso/mfa/enrol", data={"code": code_now(secret, clock.now), "csrf": csrf_of(body)}
+    )
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/mfa/codes"
+    assert not signed_in(client)
+    shown = client.get("/sso/mfa/codes")
+    codes = codes_of(shown.get_data(as_text=True))
+    assert len(codes) == 10 and len(set(codes)) == 10
+    resp = client.post("/sso/mfa/codes", data={"csrf": csrf_of(shown.get_data(as_text=True))})
+    assert resp.status_code == 303 and resp.headers["Location"] == next_path
+    return secret, codes
+
+
+def _sign_out(client: FlaskClient) -> None:
+    client.delete_cookie("session", domain="localhost")
+    assert not signed_in(client)
+
+
+def _second_step(client: FlaskClient, code: str) -> Any:
+    return form_post(client, "/sso/mfa", "/sso/mfa", {"code": code})
+
+
+def test_require_mfa_forces_enrolment_then_totp_sign_in(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_mfa: enrol at sign-in (QR, code, 10 codes), then the code is asked every time."""
+    _require_mfa(admin)
+    secret, _codes = _enrol(client, clock)
+    assert signed_in(client)
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+        assert factor.kind == "totp" and factor.secret.startswith("enc:v1:")
+        assert secret not in factor.secret
+        hashes = s.scalars(select(MfaRecoveryCode.code_hash)).all()
+        assert len(hashes) == 10 and not any(c in h for c in _codes for h in hashes)
+    enrolled = events(app, scim.org_id, "user.mfa.enrolled")[-1]
+    assert enrolled.detail == "totp: Authenticator app" and secret not in str(enrolled.changes)
+    record = sign_ins(app, scim.org_id)[-1]
+    assert record.outcome == "success"
+    assert events(app, scim.org_id, "signin.success")[-1].detail.endswith("(password+totp)")
+    # Next sign-in: the code after the password; the step used at enrolment is not accepted.
+    _sign_out(client)
+    resp = sign_in(client, LOGIN, next_path="/app")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/mfa"
+    resp = _second_step(client, code_now(secret, clock.now))
+    assert resp.status_code == 401 and "used already" in resp.get_data(as_text=True)
+    clock.advance(30)
+    resp = _second_step(client, code_now(secret, clock.now))
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    assert signed_in(client)
+
+
+def test_totp_code_is_never_accepted_twice_and_drift_is_one_step(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """±1 step accepted, ±2 refused; a code (or an earlier one) is refused once used."""
+    _require_mfa(admin)
+    secret, _codes = _enrol(client, clock)
+    clock.advance(300)
+    for steps, accepted in ((-2, False), (2, False), (-1, True), (-1, False), (0, True)):
+        _sign_out(client)
+        assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa"
+        resp = _second_step(client, code_now(secret, clock.now, steps))
+        assert (resp.status_code == 303) is accepted, (steps, resp.status_code)
+    # Wrong codes leave a record with the reason, never the code.
+    record = sign_ins(app, scim.org_id)[-2]
+    assert record.reason_code == "mfa_failed"
+
+
+def test_recovery_codes_are_single_use(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """A recovery code signs in once; a second use is refused; the security page counts them."""
+    _require_mfa(admin)
+    _secret, codes = _enrol(client, clock)
+    _sign_out(client)
+    sign_in(client, LOGIN)
+    resp = _second_step(client, codes[3].upper())
+    assert resp.status_code == 303
+    assert events(app, scim.org_id, "user.mfa.recovery_code_used")[-1].detail == (
+        "9 recovery codes left"
+    )
+    _sign_out(client)
+    sign_in(client, LOGIN)
+    assert _second_step(client, codes[3]).status_code == 401
+    assert _second_step(client, codes[4]).status_code == 303
+    page = client.get("/sso/security").get_data(as_text=True)
+    assert "8 unused recovery codes left" in page
+
+
+def test_wrong_second_factor_counts_towards_lockout(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Distinct wrong codes lock the account as wrong passwords do; the pending sign-in ends."""
+    assert (
+        admin.put("/api/v1/settings", {"require_mfa": True, "lockout_threshold": 3}).status_code
+        == 200
+    )
+    _enrol(client, clock)
+    _sign_out(client)
+    sign_in(client, LOGIN)
+    assert _second_step(client, "000001").status_code == 401
+    assert _second_step(client, "000002").status_code == 401
+    resp = _second_step(client, "000003")
+    assert resp.status_code == 401 and "not correct" in resp.get_data(as_text=True)
+    assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "AUTO_LOCKED"
+    assert client.get("/sso/mfa").status_code == 400
+
+
+def test_security_page_add_remove_regenerate(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """Signed in: add an authenticator app, see it, new recovery codes, remove it."""
+    assert client.get("/sso/security").status_code == 303  # not signed in
+    assert sign_in(client, LOGIN).status_code == 303
+    page = client.get("/sso/security")
+    assert page.status_code == 200 and "No second factor yet" in page.get_data(as_text=True)
+    body = client.get("/sso/security/totp").get_data(as_text=True)
+    secret = secret_of(body)
+    resp = client.post(
+        "/sso/security/totp",
+        data={"code": code_now(secret, clock.now), "csrf": csrf_of(body)},
+    )
+    assert resp.status_code == 200 and len(codes_of(resp.get_data(as_text=True))) == 10
+    page = client.get("/sso/security").get_data(as_text=True)
+    assert "Authenticator app" in page and "10 unused recovery codes left" in page
+    resp = form_post(client, "/sso/security", "/sso/security/recovery-codes", {})
+    fresh = codes_of(resp.get_data(as_text=True))
+    assert len(fresh) == 10
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+    resp = form_post(client, "/sso/security", f"/sso/security/factors/{factor.id}/remove", {})
+    assert resp.status_code == 303
+    page = client.get("/sso/security").get_data(as_text=True)
+    assert "No second factor yet" in page and "0 unused recovery codes left" in page
+    assert events(app, scim.org_id, "user.mfa.removed")[-1].detail.startswith("totp:")
+
+
+def test_last_factor_stays_when_mfa_is_required(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_mfa: removing the only factor is refused with a reason; it stays."""
+    _require_mfa(admin)
+    _enrol(client, clock)
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+    resp = form_post(client, "/sso/security", f"/sso/security/factors/{factor.id}/remove", {})
+    assert resp.status_code == 409 and "requires a second factor" in resp.get_data(as_text=True)
+    with read(app) as s:
+        assert s.get(MfaFactor, (scim.org_id, factor.id)) is not None
+
+
+def test_admin_reset_mfa(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Reset MFA: factors and codes gone, event and mail, enrolment again at next sign-in."""
+    _require_mfa(admin)
+    _enrol(client, clock)
+    detail = admin.get(f"/api/v1/users/{person}").get_json()
+    assert detail["mfa"]["enrolled"] and detail["mfa"]["factors"][0]["kind"] == "totp"
+    assert "secret" not in str(detail["mfa"])
+    resp = admin.post(f"/api/v1/users/{person}/mfa/reset", {"reason": "lost phone"})
+    assert resp.status_code == 200
+    assert resp.get_json()["mfa"] == {"enrolled": False, "factors": [], "recoveryCodesLeft": 0}
+    event = events(app, scim.org_id, "user.mfa.reset")[-1]
+    assert event.detail == "lost phone" and event.changes["mfa"]["before"] == ["totp"]
+    assert [m.recipient for m in mails(app, scim.org_id, "mfa_reset")] == [LOGIN]
+    _sign_out(client)
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa/enrol"
+    assert admin.post("/api/v1/users/nope/mfa/reset", {}).status_code == 404
+    assert admin.get(f"/api/v1/users/{person}/mfa").get_json()["enrolled"] is False
+
+
+def test_enrolment_with_a_wrong_code_keeps_nothing(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """A wrong first code: the same page with a message, no factor stored."""
+    _require_mfa(admin)
+    sign_in(client, LOGIN)
+    body = client.get("/sso/mfa/enrol").get_data(as_text=True)
+    secret = secret_of(body)
+    wrong = str((int(code_now(secret, clock.now)) + 1) % 10**6).zfill(6)
+    resp = client.post("/sso/mfa/enrol", data={"code": wrong, "csrf": csrf_of(body)})
+    assert resp.status_code == 400 and "not correct" in resp.get_data(as_text=True)
+    assert secret_of(resp.get_data(as_text=True)) == secret  # the same key to try again
+    with read(app) as s:
+        assert s.scalars(select(MfaFactor)).all() == []
+    assert totp.matching_step(secret, wrong, clock.now, after=None) is None
+
+
+def test_all_digit_recovery_code_is_still_a_recovery_code(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """A recovery code typed without its dash, all digits by chance, is not taken for TOTP."""
+    from sqlalchemy import update
+
+    from scim_server.models import User
+    from scim_server.services import mfa
+
+    _require_mfa(admin)
+    _enrol(client, clock)
+    with read(app) as s, s.begin():
+        user = s.get(User, (scim.org_id, person))
+        s.execute(
+            update(MfaRecoveryCode).values(code_hash=mfa.recovery_code_hash(user, "23456-78923"))
+        )
+    _sign_out(client)
+    sign_in(client, LOGIN)
+    assert _second_step(client, "2345678923").status_code == 303

@@ -1,0 +1,402 @@
+"""Password sign-in on /sso/login: the password step, generic refusals, forced change, next."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.models import User, UserPassword
+from scim_server.services import passwords
+from sso.provider.clients import create_client
+from tests.sso.local.conftest import LOGIN
+from tests.support import Clock, Scim
+from tests.support.local import (
+    PASSWORD,
+    form_post,
+    give_password,
+    mails,
+    sign_in,
+    signed_in,
+)
+from tests.support.sso import events, make_person, read, sign_ins
+
+GENERIC = "The e-mail address or password is not correct."
+
+
+def _user(app: Flask, org_id: str, user_id: str) -> User:
+    with read(app) as s:
+        user = s.get(User, (org_id, user_id))
+        assert user is not None
+        return user
+
+
+def test_email_step_leads_to_password_form(client: FlaskClient, person: str) -> None:
+    """An address of an organization without SSO: the password form, with the forgot link."""
+    resp = client.post("/sso/login", data={"email": LOGIN, "next": "/app"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    assert 'action="/sso/login/password"' in body and 'href="/sso/forgot"' in body
+    assert 'type="password"' in body and 'value="/app"' in body
+    assert "<script" not in body and "style=" not in body
+
+
+def test_sign_in_with_password(app: Flask, client: FlaskClient, scim: Scim, person: str) -> None:
+    """The right password: 303 to next, a session, ACTIVE, signin.success and a record."""
+    resp = sign_in(client, LOGIN, next_path="/app/home")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app/home"
+    assert signed_in(client)
+    user = _user(app, scim.org_id, person)
+    assert user.status == "ACTIVE" and user.last_login_at is not None
+    record = sign_ins(app, scim.org_id)[-1]
+    assert (record.outcome, record.protocol, record.user_id) == ("success", "password", person)
+    assert record.connection_id is None
+    event = events(app, scim.org_id)[-1]
+    assert (event.action, event.resource_id) == ("signin.success", person)
+    assert PASSWORD not in str(event.explanation) and PASSWORD not in (event.detail or "")
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """A wrong password and an unknown account: one generic page, status and words alike."""
+    wrong = sign_in(client, LOGIN, "not the password at all")
+    unknown = sign_in(client, "nobody@example.com", "not the password at all")
+    for resp in (wrong, unknown):
+        assert resp.status_code == 401 and GENERIC in resp.get_data(as_text=True)
+        assert not signed_in(client)
+    strip = lambda r: r.get_data(as_text=True).replace("nobody@example.com", LOGIN)  # noqa: E731
+    assert strip(wrong) == strip(unknown)
+    record = sign_ins(app, scim.org_id)[-1]
+    assert (record.outcome, record.reason_code) == ("failure", "bad_password")
+    assert "not the password" not in (record.detail or "")
+    assert _user(app, scim.org_id, person).status == "PROVISIONED"
+
+
+def test_username_signs_in_too(app: Flask, client: FlaskClient, scim: Scim, person: str) -> None:
+    """The SCIM userName (here the address, any case) names the account as well."""
+    resp = sign_in(client, "ALICE@Example.com")
+    assert resp.status_code == 303
+
+
+def test_same_login_in_two_organizations_is_refused_generically(
+    app: Flask, client: FlaskClient, scim: Scim, other_scim: Scim, person: str
+) -> None:
+    """Two accounts named alike in two password organizations: no guess, the generic answer."""
+    other = make_person(app, other_scim, LOGIN)
+    give_password(app, other_scim.org_id, other)
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 401 and GENERIC in resp.get_data(as_text=True)
+    for org in (scim.org_id, other_scim.org_id):
+        assert sign_ins(app, org)[-1].reason_code == "ambiguous_account"
+
+
+def test_domain_decides_the_organization(
+    app: Flask, client: FlaskClient, scim: Scim, other_scim: Scim, person: str, admin: Scim
+) -> None:
+    """With example.com registered to one organization, its account is the one: no ambiguity."""
+    other = make_person(app, other_scim, LOGIN)
+    give_password(app, other_scim.org_id, other)
+    assert admin.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 201
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 303
+    assert sign_ins(app, scim.org_id)[-1].user_id == person
+
+
+def test_sso_only_organization_refuses_passwords(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str
+) -> None:
+    """sign_in_methods sso_only: the password is never checked; the same generic answer."""
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "sso_only"}).status_code == 200
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 401 and GENERIC in resp.get_data(as_text=True)
+    assert not signed_in(client)
+
+
+def test_refusals_of_status_and_license(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """The right password of a deactivated or unlicensed account: the SSO refusals, recorded."""
+    inactive = make_person(app, scim, "ina@example.com", status="DEACTIVATED")
+    give_password(app, scim.org_id, inactive)
+    resp = sign_in(client, "ina@example.com")
+    assert resp.status_code == 403 and "Account not active" in resp.get_data(as_text=True)
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "inactive_account"
+    unlicensed = make_person(app, scim, "bob@example.com", licensed=False)
+    give_password(app, scim.org_id, unlicensed)
+    resp = sign_in(client, "bob@example.com")
+    assert resp.status_code == 403 and "No license" in resp.get_data(as_text=True)
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "missing_license"
+    assert not signed_in(client)
+
+
+def test_rehash_when_parameters_change(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """A hash made with older argon2 parameters is replaced at sign-in, same password."""
+    with read(app) as s:
+        before = s.get(UserPassword, (scim.org_id, person)).hash
+    app.config["ARGON2_TIME_COST"] = 2
+    assert sign_in(client, LOGIN).status_code == 303
+    with read(app) as s:
+        after = s.get(UserPassword, (scim.org_id, person)).hash
+    assert after != before and "t=2" in after and "t=1" in before
+    hashing = passwords.Hashing.from_config(app.config)
+    assert passwords.verify_password(hashing, after, PASSWORD) == (True, False)
+
+
+# -- temporary passwords ---------------------------------------------------------------
+
+
+def _temporary(app: Flask, scim: Scim, clock: Clock, days: int = 7) -> tuple[str, str]:
+    user_id = make_person(app, scim, "tim@example.com")
+    temp = passwords.generate_temporary(passwords.PasswordPolicy())
+    give_password(
+        app,
+        scim.org_id,
+        user_id,
+        temp,
+        temporary=True,
+        must_change=True,
+        expires_at=clock.now + timedelta(days=days),
+    )
+    with read(app) as s, s.begin():
+        from scim_server.services import lifecycle
+
+        lifecycle.transition(s, s.get(User, (scim.org_id, user_id)), "require_new_password")
+    return user_id, temp
+
+
+def test_temporary_password_leads_to_change_first(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """A temporary password: the change page before anything; the new one ends the state."""
+    user_id, temp = _temporary(app, scim, clock)
+    resp = sign_in(client, "tim@example.com", temp, next_path="/app")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/password/change"
+    assert not signed_in(client)  # a pending sign-in is not a sign-in
+    page = client.get("/sso/password/change")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'autocomplete="new-password"' in body
+    # The policy's refusals, each naming its rule; nothing typed comes back.
+    for bad, words in (
+        ("xq7v", "too short"),
+        ("password1234", "too common"),
+        ("tim@example.com is me", "must not contain your username"),
+        (temp, "not the one you were given"),
+    ):
+        resp = form_post(
+            client,
+            "/sso/password/change",
+            "/sso/password/change",
+            {"password": bad, "confirm": bad},
+        )
+        text = resp.get_data(as_text=True)
+        assert resp.status_code == 400 and words in text, (bad, text)
+        assert bad not in text
+    resp = form_post(
+        client,
+        "/sso/password/change",
+        "/sso/password/change",
+        {"password": "a new long phrase of mine", "confirm": "another"},
+    )
+    assert resp.status_code == 400 and "not the same" in resp.get_data(as_text=True)
+    resp = form_post(
+        client,
+        "/sso/password/change",
+        "/sso/password/change",
+        {"password": "violet tractor humming", "confirm": "violet tractor humming"},
+    )
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    assert signed_in(client)
+    user = _user(app, scim.org_id, user_id)
+    assert user.status == "ACTIVE"
+    with read(app) as s:
+        row = s.get(UserPassword, (scim.org_id, user_id))
+        assert not row.temporary and not row.must_change
+    assert [m.recipient for m in mails(app, scim.org_id, "password_changed")] == ["tim@example.com"]
+    actions = [e.action for e in events(app, scim.org_id, "user.")]
+    assert "user.password.set" in actions and "user.complete_recovery" in actions
+    # The old temporary password is gone, the new one works.
+    client.get("/sso/login")
+    assert sign_in(client, "tim@example.com", temp).status_code == 401
+    assert sign_in(client, "tim@example.com", "violet tractor humming").status_code == 303
+
+
+def test_expired_temporary_password_is_refused_clearly(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """After its expiry, the temporary password says so (only to who typed it right)."""
+    _user_id, temp = _temporary(app, scim, clock, days=1)
+    clock.advance(86400 + 1)
+    resp = sign_in(client, "tim@example.com", temp)
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 403 and "Temporary password expired" in body
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "temporary_password_expired"
+    assert client.get("/sso/password/change").status_code == 400
+
+
+def test_pending_change_expires_and_is_not_a_session(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """The pending change dies after its few minutes; a broken cookie is a clear refusal."""
+    _user_id, temp = _temporary(app, scim, clock)
+    sign_in(client, "tim@example.com", temp)
+    clock.advance(app.config["SIGNIN_PENDING_SECONDS"] + 1)
+    resp = client.get("/sso/password/change")
+    assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True)
+    client.set_cookie("session", "garbage.not.signed", domain="localhost")
+    resp = client.get("/sso/mfa")
+    assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True)
+
+
+def test_admin_password_change_ends_a_pending_sign_in(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """A pending sign-in is bound to the password it proved: a new password ends it."""
+    user_id, temp = _temporary(app, scim, clock)
+    sign_in(client, "tim@example.com", temp)
+    give_password(app, scim.org_id, user_id, "an entirely different phrase", temporary=True)
+    resp = client.get("/sso/password/change")
+    assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True)
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_clearly_and_changes_nothing(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """Wrong content type, a 1 MB password, an empty one: clear pages, no record, no count."""
+    before = len(sign_ins(app, scim.org_id))
+    resp = client.post(
+        "/sso/login/password", json={"login": LOGIN, "password": PASSWORD, "next": "/"}
+    )
+    assert resp.status_code == 415 and "form" in resp.get_data(as_text=True)
+    huge = "x" * (1024 * 1024)
+    resp = sign_in(client, LOGIN, huge)
+    assert resp.status_code == 413 and resp.mimetype == "text/html"
+    long = "x" * (passwords.MAX_INPUT_CHARS + 1)
+    resp = sign_in(client, LOGIN, long)
+    assert resp.status_code == 413 and "too long" in resp.get_data(as_text=True)
+    resp = sign_in(client, LOGIN, "")
+    assert resp.status_code == 400 and "Enter your password" in resp.get_data(as_text=True)
+    resp = client.post("/sso/login", data="email=a", content_type="text/plain")
+    assert resp.status_code == 415
+    assert len(sign_ins(app, scim.org_id)) == before
+    with read(app) as s:
+        from scim_server.models import AccountLockout
+
+        assert s.scalars(select(AccountLockout)).all() == []
+    assert not signed_in(client)
+
+
+def test_forms_need_their_csrf_token(
+    app: Flask, client: FlaskClient, scim: Scim, clock: Clock
+) -> None:
+    """A pending step's form posted without (or with a wrong) token: 400, nothing changed."""
+    user_id, temp = _temporary(app, scim, clock)
+    sign_in(client, "tim@example.com", temp)
+    resp = client.post(
+        "/sso/password/change",
+        data={"password": "violet tractor humming", "confirm": "violet tractor humming"},
+    )
+    assert resp.status_code == 400 and "no longer valid" in resp.get_data(as_text=True)
+    assert _user(app, scim.org_id, user_id).status == "AWAITING_NEW_PASSWORD"
+
+
+def test_throttle_per_address(app: Flask, client: FlaskClient, scim: Scim, person: str) -> None:
+    """Over the per-address limit: 429 with Retry-After, the password not even checked."""
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 2
+    assert sign_in(client, LOGIN, "wrong one here").status_code == 401
+    assert sign_in(client, LOGIN, "wrong two here").status_code == 401
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "60"
+    assert "Too many attempts" in resp.get_data(as_text=True)
+    assert not signed_in(client)
+
+
+# -- the product's OIDC authorize flow ------------------------------------------------
+
+REDIRECT = "https://product.example.com/callback"
+
+
+def test_oidc_authorize_continues_after_password_sign_in(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """authorize → /sso/login → password → authorize again → a code for this person."""
+    with read(app) as s:
+        product, _secret = create_client(s, "Product", [REDIRECT])
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    query = {
+        "response_type": "code",
+        "client_id": product.client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid email",
+        "state": "st",
+        "nonce": "n",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    resp = client.get("/oauth/authorize", query_string=query)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/sso/login?next=")
+    next_path = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    page = client.post("/sso/login", data={"email": LOGIN, "next": next_path})
+    assert page.status_code == 200 and "/sso/login/password" in page.get_data(as_text=True)
+    resp = sign_in(client, LOGIN, next_path=next_path)
+    assert resp.status_code == 303 and resp.headers["Location"] == next_path
+    resp = client.get(next_path)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith(REDIRECT + "?")
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+
+
+def test_sign_in_during_recovery_ends_it(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """Someone asked for a reset, the person still knows the password: RECOVERY ends, links die."""
+    with read(app) as s, s.begin():
+        from scim_server.services import lifecycle
+
+        user = s.get(User, (scim.org_id, person))
+        token = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
+        lifecycle.transition(s, user, "start_recovery")
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 303 and signed_in(client)
+    assert _user(app, scim.org_id, person).status == "ACTIVE"
+    with read(app) as s:
+        assert passwords.find_link(s, token, "reset") is None
+    assert events(app, scim.org_id, "user.complete_recovery")[-1].detail == (
+        "signed in with the current password"
+    )
+
+
+def test_password_allowed_with_sso_offers_both(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, saml_connection: Any, person: str
+) -> None:
+    """password_allowed + a connection: the password form and a button to the IdP.
+
+    Left automatic, the same organization is sso_only (it has SSO): straight to the IdP.
+    """
+    resp = client.post("/sso/login", data={"email": LOGIN, "next": "/app"})
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith(f"/sso/saml/{saml_connection.id}/start")
+    assert sign_in(client, LOGIN).status_code == 401  # sso_only: no password sign-in
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "password_allowed"}).status_code == 200
+    resp = client.post("/sso/login", data={"email": LOGIN, "next": "/app"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'action="/sso/login/password"' in body
+    assert f'href="/sso/saml/{saml_connection.id}/start?next=%2Fapp"' in body
+    assert sign_in(client, LOGIN).status_code == 303
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "password_only"}).status_code == 200
+    body = client.post("/sso/login", data={"email": LOGIN}).get_data(as_text=True)
+    assert "/sso/saml/" not in body and 'type="password"' in body

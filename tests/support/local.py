@@ -1,0 +1,96 @@
+"""Local sign-in helpers: a person with a password, the password form, TOTP codes, the clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.models import MailOutbox, User
+from scim_server.services import passwords, totp
+from tests.support.sso import read
+
+PASSWORD = "correct horse battery staple"
+
+
+def give_password(
+    app: Flask,
+    org_id: str,
+    user_id: str,
+    password: str = PASSWORD,
+    *,
+    temporary: bool = False,
+    must_change: bool = False,
+    expires_at: datetime | None = None,
+) -> None:
+    """Set the user's password as the credentials half would (policy checked)."""
+    hashing = passwords.Hashing.from_config(app.config)
+    with read(app) as s, s.begin():
+        user = s.get(User, (org_id, user_id))
+        assert user is not None
+        passwords.set_password(
+            s,
+            hashing,
+            passwords.PasswordPolicy(),
+            user,
+            password,
+            identifiers=[],
+            temporary=temporary,
+            must_change=must_change,
+            expires_at=expires_at,
+            detail="set by the test",
+        )
+
+
+def sign_in(
+    client: FlaskClient, login: str, password: str = PASSWORD, next_path: str = "/after"
+) -> Any:
+    return client.post(
+        "/sso/login/password", data={"login": login, "password": password, "next": next_path}
+    )
+
+
+def csrf_of(body: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', body)
+    assert found, body
+    return found.group(1)
+
+
+def form_post(client: FlaskClient, page: str, action: str, data: dict[str, str]) -> Any:
+    """Open ``page``, then post ``data`` with its CSRF token to ``action``."""
+    opened = client.get(page)
+    assert opened.status_code == 200, opened.get_data(as_text=True)
+    return client.post(action, data={**data, "csrf": csrf_of(opened.get_data(as_text=True))})
+
+
+def secret_of(body: str) -> str:
+    """The TOTP key the enrolment page shows (groups of four)."""
+    found = re.search(r'<code class="mono">([A-Z2-7 ]+)</code>', body)
+    assert found, body
+    return found.group(1).replace(" ", "")
+
+
+def code_now(secret: str, now: datetime, steps: int = 0) -> str:
+    return totp.code_at(secret, totp.step_of(now) + steps)
+
+
+def codes_of(body: str) -> list[str]:
+    return re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", body)
+
+
+def mails(app: Flask, org_id: str, kind: str) -> list[MailOutbox]:
+    with read(app) as s:
+        return list(
+            s.scalars(
+                select(MailOutbox).where(MailOutbox.org_id == org_id, MailOutbox.kind == kind)
+            )
+        )
+
+
+def signed_in(client: FlaskClient) -> bool:
+    """Whether the browser holds a sign-in session (the landing page says so)."""
+    return client.get("/sso/welcome").status_code == 200
