@@ -15,7 +15,7 @@ from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, roles, users
+from scim_server.services import accounts, credential_schedules, roles, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -50,6 +50,7 @@ def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str
     ids = [u.id for u in rows]
     held = roles.roles_of(session, org_id, ids)
     product = users.product_view(session, org_id, rows, roles=held)
+    waiting = credential_schedules.schedules_of(session, org_id, ids)
     return [
         {
             "id": u.id,
@@ -66,6 +67,8 @@ def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str
                 {"id": r["id"], "value": r["name"], "kind": r["kind"], "sources": r["sources"]}
                 for r in held.get(u.id, [])
             ],
+            # A credentials send waiting for the worker (an admin's date, a SCIM welcome).
+            "credentialsSchedule": waiting.get(u.id),
         }
         for u in rows
     ]
