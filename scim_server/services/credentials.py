@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.db import utcnow
-from scim_server.errors import ConflictError, DomainError
+from scim_server.errors import ConflictError, DomainError, NotFoundError
 from scim_server.models import Contact, CredentialSend, User
 from scim_server.services import lifecycle, mail, passwords, settings
 from scim_server.services.lifecycle import (
@@ -358,9 +358,12 @@ def _throttle(session: Session, user: User, now: datetime) -> None:
 
 def locked_user(session: Session, org_id: str, user_id: str) -> User:
     """The user's row, locked for this transaction; another organization's is not found."""
-    from scim_server.services.users import get_user
-
-    return get_user(session, org_id, user_id, for_update=True)
+    user = session.scalar(
+        select(User).where(User.org_id == org_id, User.id == user_id).with_for_update()
+    )
+    if user is None:
+        raise NotFoundError(f"User {user_id!r} not found.")
+    return user
 
 
 def send_credentials(

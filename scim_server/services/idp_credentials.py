@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
 from scim_server.models import CredentialSchedule, User
@@ -21,7 +20,6 @@ from scim_server.services import passwords, settings
 from scim_server.services.credentials import (
     SENDABLE,
     Delivery,
-    about,
     settle,
     user_address,
 )
@@ -29,9 +27,7 @@ from scim_server.services.passwords import Hashing
 from scim_server.services.settings import IdentitySettings
 
 
-def queue_welcome(
-    session: Session, base_url: str, user: User, doc: dict[str, Any], current: IdentitySettings
-) -> bool:
+def queue_welcome(session: Session, base_url: str, user: User, doc: dict[str, Any]) -> str | None:
     """A user just created over SCIM gets its welcome mail on the worker's next pass.
 
     Written in the create transaction as a credentials send due at once
@@ -39,23 +35,16 @@ def queue_welcome(
     the password and queues the mail, so the IdP's request pays for neither
     argon2id nor the policy check. Nothing for an SSO-only organization, an
     inactive user, or one whose IdP sent a password (Okta password sync: the
-    person knows it). No address: the user is created all the same and the audit
-    log says why no mail will go.
+    person knows it). No address: the user is created all the same, and the
+    returned note (for the create's audit event) says why no mail will go.
     """
     if user.status not in SENDABLE or doc.get("password") is not None:
-        return False
+        return None
+    current = settings.get_settings(session, user.org_id)
     if not settings.passwords_allowed(session, user.org_id, current):
-        return False
+        return None
     if user_address(session, user) is None:
-        record(
-            session,
-            user.org_id,
-            "user.credentials.welcome",
-            outcome="failure",
-            **about(user),
-            detail="no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail",
-        )
-        return False
+        return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
     now = utcnow()
     session.add(
         CredentialSchedule(
@@ -70,7 +59,7 @@ def queue_welcome(
             created_at=now,
         )
     )
-    return True
+    return None
 
 
 def set_scim_password(
@@ -118,28 +107,42 @@ def set_scim_password(
     return True
 
 
-def on_create(session: Session, delivery: Delivery | None, user: User, doc: dict[str, Any]) -> None:
-    """After a create, in its transaction: the IdP's password, else the welcome mail.
+def on_create(
+    session: Session, delivery: Delivery | None, user: User, doc: dict[str, Any]
+) -> str | None:
+    """Before the create's event, in its transaction: queue the welcome mail.
 
-    One settings read (the organization row is already in the session), and for an
-    organization whose ``sign_in_methods`` is automatic, one look for an SSO connection.
+    Returns a note for the event's explanation when a welcome was due but cannot
+    go (no address). One settings read (the organization row is already in the
+    session), and for an organization whose ``sign_in_methods`` is automatic, one
+    look for an SSO connection.
     """
+    if delivery is None or doc.get("password") is not None:
+        return None
+    return queue_welcome(session, delivery.base_url, user, doc)
+
+
+def after_create(
+    session: Session, delivery: Delivery | None, user: User, doc: dict[str, Any]
+) -> None:
+    """After the create's event, in its transaction: the IdP's ``password``, if it sent one."""
     password = doc.get("password")
-    if delivery is None:
-        if password is not None:
-            raise MutabilityError("'password' cannot be set here.")
-        return
-    current = settings.get_settings(session, user.org_id)
-    if password is not None:
-        set_scim_password(session, delivery.hashing, user, password, current)
-        return
-    queue_welcome(session, delivery.base_url, user, doc, current)
-
-
-def on_update(session: Session, hashing: Hashing | None, user: User, password: Any) -> None:
-    """After a PUT or PATCH, in its transaction: set the IdP's ``password`` when it sent one."""
     if password is None:
         return
+    if delivery is None:
+        raise MutabilityError("'password' cannot be set here.")
+    current = settings.get_settings(session, user.org_id)
+    set_scim_password(session, delivery.hashing, user, password, current)
+
+
+def on_update(session: Session, hashing: Hashing | None, user: User, password: Any) -> bool:
+    """After a PUT or PATCH, in its transaction: set the IdP's ``password`` when it sent one.
+
+    True when the password changed (an echo of the current one changes nothing).
+    """
+    if password is None:
+        return False
     if hashing is None:
         raise MutabilityError("'password' cannot be set here.")
-    set_scim_password(session, hashing, user, password, settings.get_settings(session, user.org_id))
+    current = settings.get_settings(session, user.org_id)
+    return set_scim_password(session, hashing, user, password, current)

@@ -143,6 +143,9 @@ def _create_user(
             session, org_id, user, user.data, creating=True, identity=identity
         )
         reindex(session, org_id, user.id, user.data)
+        welcome = idp_credentials.on_create(session, delivery, user, doc)
+        if welcome:
+            explanation["credentials"] = welcome
         record(
             session,
             org_id,
@@ -151,7 +154,7 @@ def _create_user(
             changes=diff(None, {**_without_password(doc), "active": user.active}),
             explanation=explanation or None,
         )
-        idp_credentials.on_create(session, delivery, user, doc)
+        idp_credentials.after_create(session, delivery, user, doc)
         counts.changed(session, org_id, "User", +1)
     return user
 
@@ -296,7 +299,10 @@ def update_user(
         if _stored_form(new) == user.data:
             # Nothing changed: same version, but the request is still evidence.
             record(session, org_id, action, **_about(user), changes={})
-            idp_credentials.on_update(session, hashing, user, password)
+            if idp_credentials.on_update(session, hashing, user, password):
+                # A new password (its own event, never its value) moves the version.
+                user.version += 1
+                user.updated_at = utcnow()
             return user
         if fold(new["userName"]) != user.user_name_key:
             _check_unique(session, org_id, new, user.id)

@@ -37,7 +37,7 @@ SENT_TEXT = (
 )
 DEAD_LINK = (
     "This link does not work any more: it was already used, it expired, or it was copied "
-    "incompletely. Nothing was changed."
+    "incompletely. Nothing was changed. You can ask for a new one from the sign-in page."
 )
 
 
@@ -79,7 +79,7 @@ def _link_page(token: str, purpose: str, problem: str | None = None, status: int
     try:
         info = recovery.open_link(session, token, purpose)
     except recovery.LinkInvalidError:
-        return pages.message_page("Link not valid", DEAD_LINK, status=410, back="/sso/forgot")
+        return pages.message_page("Link not valid", DEAD_LINK, status=410)
     finally:
         if session.in_transaction():
             session.rollback()
@@ -106,7 +106,7 @@ def _use(token: str, purpose: str) -> Any:
     try:
         recovery.use_link(session, current_delivery(), token, purpose, password)
     except recovery.LinkInvalidError:
-        return pages.message_page("Link not valid", DEAD_LINK, status=410, back="/sso/forgot")
+        return pages.message_page("Link not valid", DEAD_LINK, status=410)
     except PasswordRejected as exc:
         return _link_page(token, purpose, exc.detail, 400)
     except DomainError as exc:

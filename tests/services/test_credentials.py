@@ -94,15 +94,13 @@ def test_bulk_creates_get_their_welcome_too(app, scim, smtp, tmp_path):
 
 
 def test_no_address_no_mail_and_the_log_says_why(app, scim, admin, session):
-    """A user with no e-mail at all is created; no send waits; the audit log explains."""
+    """A user with no e-mail at all is created; no send waits; the create's event explains."""
     created = scim.create_user("no-mail-user")
     assert session.get(CredentialSchedule, (scim.org_id, created["id"])) is None
-    (note,) = [
-        e
-        for e in events(admin, resource_id=created["id"])
-        if e["action"] == "user.credentials.welcome"
+    (create,) = [
+        e for e in events(admin, resource_id=created["id"]) if e["action"] == "user.create"
     ]
-    assert note["outcome"] == "failure" and "no welcome mail" in note["detail"]
+    assert "no welcome mail" in create["explanation"]["credentials"]
 
 
 def test_inactive_users_get_no_welcome(scim, session):
