@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -48,7 +48,7 @@ def _check_send_at(send_at: datetime, now: datetime) -> datetime:
         raise InvalidValueError("send_at is in the past: choose a future date and time.")
     if send_at > now + MAX_AHEAD:
         raise InvalidValueError("send_at is more than a year ahead.")
-    return send_at
+    return send_at.astimezone(UTC)
 
 
 def schedule(
@@ -69,7 +69,7 @@ def schedule(
     is refused on its own row (the others are scheduled).
     """
     now = now or utcnow()
-    _check_send_at(send_at, now)
+    send_at = _check_send_at(send_at, now)
     ids = list(user_ids)
     if not 1 <= len(ids) <= MAX_USERS:
         raise InvalidValueError(f"Give from 1 to {MAX_USERS} user ids.")
