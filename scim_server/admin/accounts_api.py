@@ -15,7 +15,7 @@ from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, credential_schedules, roles, users
+from scim_server.services import accounts, credential_schedules, roles, settings, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -84,6 +84,10 @@ def user_detail(user_id: str) -> dict[str, Any]:
         "displayName": user.display_name,
         "active": user.active,
         "groups": [{"id": gid, "displayName": name} for gid, name in groups],
+        # Which way this person signs in (the organization's effective sign_in_methods).
+        "signInMethods": settings.sign_in_methods(
+            session, g.org_id, settings.get_settings(session, g.org_id)
+        ),
         "created": iso(user.created_at),
         "modified": iso(user.updated_at),
         "version": user.version,

@@ -162,6 +162,14 @@ def test_admin_reset_in_link_mode_puts_the_user_in_recovery(app, scim, admin, sm
     assert link_token(message, "reset")
 
 
+def test_the_account_shows_which_sign_in_applies(app, scim, admin):
+    """GET /users/<id> says signInMethods: automatic without SSO is password_allowed."""
+    user_id = _person(app, scim)
+    assert ok(admin.get(f"/api/v1/users/{user_id}"))["signInMethods"] == "password_allowed"
+    set_settings(admin, sign_in_methods="sso_only")
+    assert ok(admin.get(f"/api/v1/users/{user_id}"))["signInMethods"] == "sso_only"
+
+
 def test_a_deactivated_user_gets_no_credentials(app, scim, admin, session):
     """A deactivated account: 409 saying to activate it first; nothing queued."""
     user_id = _person(app, scim)
