@@ -205,10 +205,9 @@ def deliver(
     why = f"credentials {reason}"
     if current.credentials_delivery == "activation_link":
         days = current.number("activation_link_days")
-        existing = passwords.current_password(session, user)
-        if existing is not None and existing.temporary:
-            # The earlier temporary password must not outlive the new link.
-            passwords.remove_password(session, user, detail=f"{why}: replaced by a link")
+        # New credentials replace the old ones: no earlier password outlives the link
+        # (as a new temporary password replaces it in the other mode).
+        passwords.remove_password(session, user, detail=f"{why}: replaced by an activation link")
         token = passwords.issue_link(session, user, "activation", timedelta(days=days))
         await_new_password(session, user, why)
         kind, method = "activation_link", "activation_link"

@@ -345,3 +345,12 @@ def test_the_link_of_a_reset_expires_and_recovery_ends(app, scim, admin, client,
     assert _status(app, scim.org_id, user_id) == "PROVISIONED"
     actions = [e["action"] for e in events(admin, resource_id=user_id)]
     assert actions[-1] == "user.complete_recovery"
+
+
+def test_deleting_a_user_drops_its_waiting_send(app, scim, admin, session):
+    """DELETE /users/<id>: the scheduled send goes with the account (nothing left for the worker)."""
+    user_id = _person(app, scim)
+    clock = Clock()
+    ok(admin.put(f"/api/v1/users/{user_id}/credentials/schedule", {"send_at": _at(clock, 1)}))
+    assert admin.delete(f"/api/v1/users/{user_id}").status_code == 204
+    assert session.scalar(select(CredentialSchedule)) is None
