@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
-from scim_server.models import CredentialSchedule, User
+from scim_server.models import CredentialSchedule, Organization, User
 from scim_server.services import passwords, settings
 from scim_server.services.credentials import (
     SENDABLE,
     Delivery,
+    scim_email,
     settle,
     user_address,
 )
@@ -27,7 +28,9 @@ from scim_server.services.passwords import Hashing
 from scim_server.services.settings import IdentitySettings
 
 
-def queue_welcome(session: Session, base_url: str, user: User, doc: dict[str, Any]) -> str | None:
+def queue_welcome(
+    session: Session, base_url: str, user: User, doc: dict[str, Any], current: IdentitySettings
+) -> str | None:
     """A user just created over SCIM gets its welcome mail on the worker's next pass.
 
     Written in the create transaction as a credentials send due at once
@@ -40,10 +43,11 @@ def queue_welcome(session: Session, base_url: str, user: User, doc: dict[str, An
     """
     if user.status not in SENDABLE or doc.get("password") is not None:
         return None
-    current = settings.get_settings(session, user.org_id)
     if not settings.passwords_allowed(session, user.org_id, current):
         return None
-    if user_address(session, user) is None:
+    # The worker mails the contact's address (else the SCIM one); here it is enough
+    # to know there is one, and the document usually says so without a query.
+    if scim_email(doc) is None and user_address(session, user) is None:
         return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
     now = utcnow()
     session.add(
@@ -108,18 +112,23 @@ def set_scim_password(
 
 
 def on_create(
-    session: Session, delivery: Delivery | None, user: User, doc: dict[str, Any]
+    session: Session,
+    delivery: Delivery | None,
+    user: User,
+    doc: dict[str, Any],
+    org: Organization | None,
 ) -> str | None:
     """Before the create's event, in its transaction: queue the welcome mail.
 
     Returns a note for the event's explanation when a welcome was due but cannot
-    go (no address). One settings read (the organization row is already in the
-    session), and for an organization whose ``sign_in_methods`` is automatic, one
+    go (no address). ``org`` is the row provisioning read: its settings are not
+    read again. An organization whose ``sign_in_methods`` is automatic costs one
     look for an SSO connection.
     """
     if delivery is None or doc.get("password") is not None:
         return None
-    return queue_welcome(session, delivery.base_url, user, doc)
+    current = settings.load(org) if org is not None else settings.IdentitySettings()
+    return queue_welcome(session, delivery.base_url, user, doc, current)
 
 
 def after_create(

@@ -14,7 +14,7 @@ from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, User
+from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, idp_credentials, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
@@ -129,6 +129,8 @@ def _create_user(
 ) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
+        # Held for the transaction: provisioning and the welcome read its settings once.
+        org = session.get(Organization, org_id)
         now = utcnow()
         user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
         _apply(user, doc)
@@ -143,7 +145,7 @@ def _create_user(
             session, org_id, user, user.data, creating=True, identity=identity
         )
         reindex(session, org_id, user.id, user.data)
-        welcome = idp_credentials.on_create(session, delivery, user, doc)
+        welcome = idp_credentials.on_create(session, delivery, user, doc, org)
         if welcome:
             explanation["credentials"] = welcome
         record(
