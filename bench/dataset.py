@@ -86,7 +86,6 @@ def user_rows(
         "external_id": exact(doc["externalId"]),
         "display_name": doc["displayName"],
         "active": True,
-        "password_hash": None,
         "contact_id": contact_id,
         "username": doc["userName"],
         "username_key": fold(doc["userName"]),

@@ -241,11 +241,20 @@ def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
     import signal
 
     from scim_server.mailer import Mailer
+    from scim_server.services.passwords import Hashing
     from scim_server.worker import Worker
 
-    worker = Worker(db.writer(env.app), mailer=Mailer.from_config(env.app.config))
+    worker = Worker(
+        db.writer(env.app),
+        mailer=Mailer.from_config(env.app.config),
+        hashing=Hashing.from_config(env.app.config),
+    )
     if once:
-        click.echo(f"ran {worker.run_jobs()} job(s), handled {worker.send_mail()} mail(s)")
+        jobs, creds = worker.run_jobs(), worker.send_credentials()
+        click.echo(
+            f"ran {jobs} job(s), handled {worker.send_mail()} mail(s) "
+            f"and {creds} credentials send(s)"
+        )
         return
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -298,6 +307,7 @@ def _gunicorn(host: str, port: int) -> None:
 
 
 def _register_subcommands() -> None:
+    from scim_server.admin.credentials_cli import credentials
     from scim_server.admin.rules_cli import rules
     from scim_server.audit.cli import audit
     from sso.connections.cli import sso
@@ -305,6 +315,7 @@ def _register_subcommands() -> None:
 
     main.add_command(audit)
     main.add_command(rules)
+    main.add_command(credentials)
     main.add_command(oauth)
     main.add_command(sso)
 

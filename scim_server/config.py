@@ -87,6 +87,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # How long a single sign-on session (``sso.signin.session``) is honoured: a signed
         # cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
         "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
+        # Adding or removing a second factor needs a sign-in at most this old (step-up).
+        "SECURITY_REAUTH_SECONDS": env_int("SCIM_SECURITY_REAUTH_SECONDS", 600),
         # Password sign-in (``sso.local``): attempts per client address per minute, counted
         # in the database (every node shares the count); 0 turns the limit off.
         "SIGNIN_ATTEMPTS_PER_MINUTE": env_int("SCIM_SIGNIN_ATTEMPTS_PER_MINUTE", 30),

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
 from scim_server.mailer import Mailer
-from scim_server.services import jobs, lockout, mail_delivery
+from scim_server.services import credential_schedules, jobs, lockout, mail_delivery, recovery
+from scim_server.services.passwords import Hashing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Worker:
 
     ``mailer`` is how mail goes out (``Mailer.from_config``); a worker built
     without one (a test of jobs alone) leaves the outbox to other workers.
+    ``hashing`` is the argon2id cost of the temporary passwords it makes
+    (``Hashing.from_config``).
     """
 
     def __init__(
@@ -57,9 +60,11 @@ class Worker:
         lease: timedelta = jobs.DEFAULT_LEASE,
         stop: threading.Event | None = None,
         mailer: Mailer | None = None,
+        hashing: Hashing | None = None,
     ) -> None:
         self.factory = factory
         self.mailer = mailer
+        self.hashing = hashing or Hashing()
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
@@ -67,8 +72,23 @@ class Worker:
         load_kinds()
 
     def run_once(self) -> int:
-        """Run the due jobs, end due lockouts, send due mail; returns how many were handled."""
-        return self.run_jobs() + self.release_lockouts() + self.send_mail()
+        """Run the due jobs and credentials sends, end due lockouts, send due mail; how many."""
+        return (
+            self.run_jobs() + self.send_credentials() + self.release_lockouts() + self.send_mail()
+        )
+
+    def send_credentials(self, *, limit: int | None = None) -> int:
+        """Due credentials sends (scheduled, SCIM welcomes) become mail; expired resets end."""
+        handled = credential_schedules.send_due(
+            self.factory,
+            self.hashing,
+            self.worker_id,
+            self.clock,
+            lease=self.lease,
+            limit=limit,
+            should_stop=self.stop.is_set,
+        )
+        return handled + recovery.end_expired_recoveries(self.factory, self.clock())
 
     def release_lockouts(self) -> int:
         """End the automatic lockouts whose time is up, so the admin API shows the truth.

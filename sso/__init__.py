@@ -4,7 +4,8 @@ Subpackages: ``saml`` (the SAML service provider), ``oidc`` (the OpenID Connect
 relying party), ``signin`` (what a verified login leads to: the decision,
 linking, JIT, the session, pages, test mode), ``connections`` (the IdP
 connections: models, service, admin API, CLI, secrets), ``provider`` (the
-OpenID Connect provider the product signs in with). ``views`` holds the
+OpenID Connect provider the product signs in with), ``recovery`` (forgot
+password, the pages of mailed activation and reset links). ``views`` holds the
 browser endpoints under ``/sso``.
 """
 
@@ -21,9 +22,11 @@ def init_app(app: Flask) -> None:
     from sso.local import security  # noqa: F401  (its pages join the local blueprint)
     from sso.local import views as local_views
     from sso.provider import endpoints
+    from sso.recovery import views as recovery_views
 
     extension.install(app)
     endpoints.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(local_views.bp)
+    app.register_blueprint(recovery_views.bp)

@@ -15,6 +15,7 @@ def init_app(app: Flask) -> None:
         accounts_api,
         audit_api,
         contacts_api,
+        credentials_api,
         jobs_api,
         licenses_api,
         mail_api,

@@ -16,7 +16,7 @@ from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, mfa, roles, users
+from scim_server.services import accounts, credential_schedules, mfa, roles, settings, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -90,6 +90,7 @@ def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str
     ids = [u.id for u in rows]
     held = roles.roles_of(session, org_id, ids)
     product = users.product_view(session, org_id, rows, roles=held)
+    waiting = credential_schedules.schedules_of(session, org_id, ids)
     return [
         {
             "id": u.id,
@@ -106,6 +107,8 @@ def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str
                 {"id": r["id"], "value": r["name"], "kind": r["kind"], "sources": r["sources"]}
                 for r in held.get(u.id, [])
             ],
+            # A credentials send waiting for the worker (an admin's date, a SCIM welcome).
+            "credentialsSchedule": waiting.get(u.id),
         }
         for u in rows
     ]
@@ -121,6 +124,10 @@ def user_detail(user_id: str) -> dict[str, Any]:
         "displayName": user.display_name,
         "active": user.active,
         "groups": [{"id": gid, "displayName": name} for gid, name in groups],
+        # Which way this person signs in (the organization's effective sign_in_methods).
+        "signInMethods": settings.sign_in_methods(
+            session, g.org_id, settings.get_settings(session, g.org_id)
+        ),
         "created": iso(user.created_at),
         "modified": iso(user.updated_at),
         "version": user.version,

@@ -4,6 +4,7 @@ from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead, AuditSigningKey
 from scim_server.models.contact import Contact
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
+from scim_server.models.credential_delivery import CredentialSchedule, CredentialSend
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
@@ -25,6 +26,8 @@ __all__ = [
     "AuditHead",
     "AuditSigningKey",
     "Contact",
+    "CredentialSchedule",
+    "CredentialSend",
     "CredentialToken",
     "Group",
     "GroupMember",

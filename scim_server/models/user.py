@@ -43,7 +43,6 @@ class User(Base):
     external_id: Mapped[str | None] = mapped_column(Text, default=None)
     display_name: Mapped[str | None] = mapped_column(Text, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    password_hash: Mapped[str | None] = mapped_column(Text, default=None)
     # -- the internal model (DESIGN.md §2) --
     contact_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # The product's login name (column "username"): from the organization's username

@@ -28,7 +28,9 @@ def service_provider_config(base: str, cfg: dict[str, Any]) -> Doc:
             "maxPayloadSize": cfg["BULK_MAX_PAYLOAD_BYTES"],
         },
         "filter": {"supported": True, "maxResults": cfg["MAX_PAGE_SIZE"]},
-        "changePassword": {"supported": False},
+        # RFC 7643 §5: a `password` in POST/PUT/PATCH sets the user's local password
+        # (where the organization allows them; Okta's password sync).
+        "changePassword": {"supported": True},
         "sort": {"supported": True},
         "etag": {"supported": True},
         "authenticationSchemes": [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, request
 
 from scim_server.db import db
+from scim_server.delivery import current_delivery
 from scim_server.scim.body import json_body
 from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
@@ -28,7 +29,7 @@ def search_users() -> Response:
 
 def create_user() -> Response:
     doc = parse_resource(USER, json_body(), creating=True)
-    user = user_service.create_user(db.session, g.org_id, doc)
+    user = user_service.create_user(db.session, g.org_id, doc, delivery=current_delivery())
     body = render_user(user, *projection_args())
     return scim_response(
         body, 201, version=etag(user.version), location=f"{scim_root()}/Users/{user.id}"
@@ -45,14 +46,22 @@ def get_user(user_id: str) -> Response:
 
 def replace_user(user_id: str) -> Response:
     change = UserReplacement(parse_resource(USER, json_body(), creating=False))
-    user = user_service.update_user(db.session, g.org_id, user_id, change, if_match())
+    user = user_service.update_user(
+        db.session, g.org_id, user_id, change, if_match(), hashing=current_delivery().hashing
+    )
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 
 def patch_user(user_id: str) -> Response:
     change = UserPatch(user_id, parse_patch_request(json_body()))
     user = user_service.update_user(
-        db.session, g.org_id, user_id, change, if_match(), action="user.patch"
+        db.session,
+        g.org_id,
+        user_id,
+        change,
+        if_match(),
+        action="user.patch",
+        hashing=current_delivery().hashing,
     )
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 

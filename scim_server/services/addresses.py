@@ -9,15 +9,18 @@ from sqlalchemy.orm import Session
 from scim_server.models import Contact, User
 
 
+def scim_email(doc: dict[str, Any]) -> str | None:
+    """The primary e-mail of a SCIM user document, else its first one."""
+    emails = [e for e in doc.get("emails") or [] if isinstance(e, dict) and e.get("value")]
+    primary = [e for e in emails if e.get("primary") is True]
+    chosen = primary[0] if primary else (emails[0] if emails else None)
+    value = chosen.get("value") if chosen else None
+    return value if isinstance(value, str) else None
+
+
 def user_address(session: Session, user: User) -> str | None:
     """The address to write to about ``user``'s account, or None when there is none."""
-    if user.contact_id is not None:
-        contact = session.get(Contact, (user.org_id, user.contact_id))
-        if contact is not None and contact.email:
-            return contact.email
-    emails: Any = (user.data or {}).get("emails")
-    if isinstance(emails, list):
-        values = [e for e in emails if isinstance(e, dict) and isinstance(e.get("value"), str)]
-        for e in sorted(values, key=lambda e: not e.get("primary")):
-            return str(e["value"])
-    return None
+    contact = session.get(Contact, (user.org_id, user.contact_id)) if user.contact_id else None
+    if contact is not None and contact.email:
+        return contact.email
+    return scim_email(user.data or {})

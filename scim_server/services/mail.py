@@ -31,6 +31,7 @@ KINDS = (
     "activation_link",
     "reset_link",
     "resend",
+    "password_reset",
     "password_changed",
     "mfa_reset",
     "account_locked",

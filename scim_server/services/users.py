@@ -9,17 +9,18 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, delete, literal_column, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, User
-from scim_server.services import counts, lifecycle, provisioning
+from scim_server.models import Group, GroupMember, Organization, User
+from scim_server.services import counts, idp_credentials, lifecycle, provisioning
 from scim_server.services.common import check_if_match
+from scim_server.services.credentials import Delivery
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
+from scim_server.services.passwords import Hashing
 from scim_server.services.roles import hold
 from scim_server.text import exact, fold
 
@@ -59,10 +60,11 @@ def _stored_form(doc: Doc) -> Doc:
     return out
 
 
+def _without_password(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k != "password"}
+
+
 def _apply(user: User, doc: Doc) -> None:
-    password = doc.get("password")
-    if password is not None:
-        user.password_hash = generate_password_hash(password)
     stored = _stored_form(doc)
     user.user_name = stored["userName"]
     user.user_name_key = fold(stored["userName"])
@@ -97,24 +99,38 @@ class _LostRace(Exception):
     """A concurrent create took the userName between our check and our insert."""
 
 
-def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None) -> User:
+def create_user(
+    session: Session,
+    org_id: str,
+    doc: Doc,
+    *,
+    identity: Any = None,
+    delivery: Delivery | None = None,
+) -> User:
     """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
 
     The error names the existing user's id, so that a client whose first create
     was stored but unanswered (the connection died after the commit) can link it.
     ``identity`` (a ``mappings.ExternalIdentity``) is what the rules see when the
     creation comes from a sign-in (JIT) rather than SCIM: its groups and claims.
+    ``delivery`` (SCIM creates): where passwords are allowed, the welcome mail is
+    queued in the create transaction, or the IdP's ``password`` is set
+    (``services.idp_credentials.on_create``).
     """
     try:
-        return _create_user(session, org_id, doc, identity)
+        return _create_user(session, org_id, doc, identity, delivery)
     except _LostRace:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
 
 
-def _create_user(session: Session, org_id: str, doc: Doc, identity: Any) -> User:
+def _create_user(
+    session: Session, org_id: str, doc: Doc, identity: Any, delivery: Delivery | None
+) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
+        # Held for the transaction: provisioning and the welcome read its settings once.
+        org = session.get(Organization, org_id)
         now = utcnow()
         user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
         _apply(user, doc)
@@ -129,14 +145,18 @@ def _create_user(session: Session, org_id: str, doc: Doc, identity: Any) -> User
             session, org_id, user, user.data, creating=True, identity=identity
         )
         reindex(session, org_id, user.id, user.data)
+        welcome = idp_credentials.on_create(session, delivery, user, doc, org)
+        if welcome:
+            explanation["credentials"] = welcome
         record(
             session,
             org_id,
             "user.create",
             **_about(user),
-            changes=diff(None, {**doc, "active": user.active}),
+            changes=diff(None, {**_without_password(doc), "active": user.active}),
             explanation=explanation or None,
         )
+        idp_credentials.after_create(session, delivery, user, doc)
         counts.changed(session, org_id, "User", +1)
     return user
 
@@ -262,6 +282,8 @@ def update_user(
     change: UserChange,
     if_match: Sequence[str] | None = None,
     action: str = "user.replace",
+    *,
+    hashing: Hashing | None = None,
 ) -> User:
     """Replace or patch: ``change`` turns the stored document into the new, validated one.
 
@@ -275,9 +297,14 @@ def update_user(
         current = dict(user.data)
         was_active = user.active
         new = change.apply(current)
-        if _stored_form(new) == user.data and "password" not in new:
+        password = new.pop("password", None)
+        if _stored_form(new) == user.data:
             # Nothing changed: same version, but the request is still evidence.
             record(session, org_id, action, **_about(user), changes={})
+            if idp_credentials.on_update(session, hashing, user, password):
+                # A new password (its own event, never its value) moves the version.
+                user.version += 1
+                user.updated_at = utcnow()
             return user
         if fold(new["userName"]) != user.user_name_key:
             _check_unique(session, org_id, new, user.id)
@@ -299,6 +326,7 @@ def update_user(
             changes=diff(before, {**new, "active": user.data["active"]}),
             explanation=explanation or None,
         )
+        idp_credentials.on_update(session, hashing, user, password)
         # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
         if not user.data["active"] and user.status != DEACTIVATED:
             lifecycle.transition(

@@ -42,9 +42,19 @@ NOTICES = {
 }
 
 
-def _signed_in() -> tuple[SsoSession, User] | None:
+def _signed_in(*, change: bool = False) -> tuple[SsoSession, User] | None:
+    """The signed-in person; for a ``change``, only if they signed in recently.
+
+    Adding or removing a factor is what someone holding a stolen session would do
+    first, so a change needs a sign-in of the last ``SCIM_SECURITY_REAUTH_SECONDS``.
+    """
     found = current_session()
     if found is None:
+        return None
+    if (
+        change
+        and web.now().timestamp() - found.auth_time > current_app.config["SECURITY_REAUTH_SECONDS"]
+    ):
         return None
     s = db.writing_session()
     with s.begin():
@@ -55,6 +65,7 @@ def _signed_in() -> tuple[SsoSession, User] | None:
 
 
 def _to_login() -> Any:
+    """Sign in (again): a change to one's factors needs a recent sign-in."""
     return redirect("/sso/login?" + urlencode({"next": "/sso/security"}), 303)
 
 
@@ -81,7 +92,7 @@ def security_page() -> Any:
 
 @bp.get("/security/totp")
 def add_totp_form() -> Any:
-    who = _signed_in()
+    who = _signed_in(change=True)
     if who is None:
         return _to_login()
     return enrol_page(who[1], "/sso/security/totp")
@@ -91,7 +102,7 @@ def add_totp_form() -> Any:
 def add_totp() -> Any:
     data = web.form()
     web.check_csrf(data.get("csrf"))
-    who = _signed_in()
+    who = _signed_in(change=True)
     if who is None:
         return _to_login()
     if not enrol_totp_from_form(who[1], data.get("code") or ""):
@@ -112,7 +123,7 @@ def _after_enrolment(kind: str) -> Any:
 def remove_factor(factor_id: str) -> Any:
     data = web.form()
     web.check_csrf(data.get("csrf"))
-    who = _signed_in()
+    who = _signed_in(change=True)
     if who is None:
         return _to_login()
     user = who[1]
@@ -135,7 +146,7 @@ def remove_factor(factor_id: str) -> Any:
 def regenerate_codes() -> Any:
     data = web.form()
     web.check_csrf(data.get("csrf"))
-    who = _signed_in()
+    who = _signed_in(change=True)
     if who is None:
         return _to_login()
     s = db.writing_session()
@@ -161,7 +172,7 @@ def _json_error(status: int, message: str) -> Any:
 
 def _registering() -> tuple[User, pending.Pending | None] | None:
     """Who adds a passkey: the signed-in person, or a pending sign-in that must enrol."""
-    who = _signed_in()
+    who = _signed_in(change=True)
     if who is not None:
         return who[1], None
     found = pending.current(web.now())

@@ -9,10 +9,11 @@ OIDC provider (``sso.provider``) each time the product asks for a code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, session
+
+from sso.extension import sso_extension
 
 _KEY = "sso"
 
@@ -36,7 +37,7 @@ def start_session(org_id: str, user_id: str, method: str, connection_id: str | N
         "user_id": user_id,
         "method": method,
         "connection_id": connection_id,
-        "auth_time": int(datetime.now(UTC).timestamp()),
+        "auth_time": int(sso_extension().clock().timestamp()),
     }
     session.permanent = False
 
@@ -57,7 +58,7 @@ def current_session() -> SsoSession | None:
     except (KeyError, TypeError, ValueError):
         return None
     max_age = current_app.config["SSO_SESSION_SECONDS"]  # SCIM_SSO_SESSION_SECONDS
-    if datetime.now(UTC).timestamp() - found.auth_time > max_age:
+    if sso_extension().clock().timestamp() - found.auth_time > max_age:
         return None
     return found
 

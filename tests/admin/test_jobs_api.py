@@ -43,7 +43,7 @@ def test_apply_answers_202_and_the_worker_does_it(scim, admin, session):
     assert ok(admin.get(resp.headers["Location"]))["state"] == "queued"
     assert events(admin, action="user.mapping") == []
     factory = db.writer(admin.client.application)
-    assert Worker(factory).run_once() == 1
+    assert Worker(factory).run_jobs() == 1
     job = ok(admin.get(resp.headers["Location"]))
     assert job["state"] == "succeeded" and job["error"] is None
     assert job["progress"] == {"done": 3, "total": 3}
@@ -108,9 +108,9 @@ def test_a_job_whose_worker_died_is_resumed_where_it_got(scim, admin, session, m
     assert job["state"] == "running" and job["progress"] == {"done": 2, "total": 5}
     second = _worker(admin, "second", clock)
     clock.advance(30)
-    assert second.run_once() == 0  # the first worker's lease still holds
+    assert second.run_jobs() == 0  # the first worker's lease still holds
     clock.advance(60)
-    assert second.run_once() == 1
+    assert second.run_jobs() == 1
     job = ok(admin.get(f"/api/v1/jobs/{job_id}"))
     assert job["state"] == "succeeded" and job["attempts"] == 2
     assert job["result"] == {"users": 5, "changed": 5}
@@ -142,7 +142,7 @@ def test_a_job_that_cannot_run_fails_and_logs_how_far_it_got(scim, admin, sessio
     session.execute(update(RuleSet).values(active=False))
     session.commit()
     factory = db.writer(admin.client.application)
-    assert Worker(factory).run_once() == 1
+    assert Worker(factory).run_jobs() == 1
     job = ok(admin.get(f"/api/v1/jobs/{job_id}"))
     assert job["state"] == "failed" and "Nothing to apply" in job["error"]
     assert job["attempts"] == 1 and job["finished_at"]

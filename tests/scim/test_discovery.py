@@ -20,7 +20,7 @@ def test_service_provider_config_is_truthful(app, client):
     assert body["filter"] == {"supported": True, "maxResults": app.config["MAX_PAGE_SIZE"]}
     assert body["sort"] == {"supported": True}
     assert body["etag"] == {"supported": True}
-    assert body["changePassword"] == {"supported": False}
+    assert body["changePassword"] == {"supported": True}
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
 
 

@@ -195,7 +195,8 @@ OKTA_USER = {
     "locale": "en-US",
     "externalId": "00ujl29u0le5T6Aj10h7",
     "groups": [],
-    "password": "1mz050nq",
+    # Okta's capture had "1mz050nq"; the default policy (12+ characters) refuses that.
+    "password": "Okta-sync-harbour-lemon-7",
     "active": True,
 }
 

@@ -464,7 +464,7 @@ def test_post_response_projection(scim: Scim) -> None:
     body = {
         "schemas": [USER_SCHEMA],
         "userName": "newbie",
-        "password": "s3cret-Pa55",
+        "password": "Quiet-meadow-ledger-42",
         "name": {"givenName": "New", "familyName": "Bie"},
         "emails": [{"value": "newbie@example.com", "type": "work"}],
     }
@@ -486,7 +486,7 @@ def test_post_response_projection(scim: Scim) -> None:
 
 def test_post_response_default(scim: Scim) -> None:
     """POST without attributes returns the full representation but no password."""
-    body = {"schemas": [USER_SCHEMA], "userName": "plain", "password": "s3cret-Pa55"}
+    body = {"schemas": [USER_SCHEMA], "userName": "plain", "password": "Quiet-meadow-ledger-42"}
     resp = scim.post("/scim/v2/Users", body)
     out = resp.get_json()
     assert resp.status_code == 201, out
@@ -517,7 +517,7 @@ def test_put_response_projection(scim: Scim, params: dict[str, str], check: Any)
     body = {
         "schemas": [USER_SCHEMA, ENTERPRISE],
         "userName": "putme",
-        "password": "n3w-Pa55word",
+        "password": "Copper-kettle-sunrise-19",
         "name": {"givenName": "Put", "familyName": "Me"},
         "emails": [{"value": "putme@example.com", "type": "work"}],
         ENTERPRISE: {"employeeNumber": "77", "department": "Ops"},

@@ -96,7 +96,7 @@ PATCH_CASES = [
         id="core-urn-qualified-path",
     ),
     pytest.param(
-        [{"op": "replace", "path": "password", "value": "t1meMa$heen"}],
+        [{"op": "replace", "path": "password", "value": "Velvet-compass-tundra-58"}],
         {("password",): MISSING, ("displayName",): "Babs Jensen"},
         id="replace-password-never-returned",
     ),

@@ -246,3 +246,31 @@ def test_all_digit_recovery_code_is_still_a_recovery_code(
     _sign_out(client)
     sign_in(client, LOGIN)
     assert _second_step(client, "2345678923").status_code == 303
+
+
+def test_changing_factors_needs_a_recent_sign_in(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """A session older than SCIM_SECURITY_REAUTH_SECONDS reads the page but changes nothing."""
+    assert sign_in(client, LOGIN).status_code == 303
+    body = client.get("/sso/security/totp").get_data(as_text=True)
+    secret = secret_of(body)
+    resp = client.post(
+        "/sso/security/totp", data={"code": code_now(secret, clock.now), "csrf": csrf_of(body)}
+    )
+    assert resp.status_code == 200
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+    clock.advance(app.config["SECURITY_REAUTH_SECONDS"] + 60)
+    assert client.get("/sso/security").status_code == 200  # reading is fine
+    resp = form_post(client, "/sso/security", f"/sso/security/factors/{factor.id}/remove", {})
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/sso/login?")
+    assert client.get("/sso/security/totp").status_code == 303
+    with read(app) as s:
+        assert s.get(MfaFactor, (scim.org_id, factor.id)) is not None
+    # Signing in again (password, then the second factor) allows the change.
+    assert sign_in(client, LOGIN, next_path="/sso/security").headers["Location"] == "/sso/mfa"
+    resp = _second_step(client, code_now(secret, clock.now))
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/security"
+    resp = form_post(client, "/sso/security", f"/sso/security/factors/{factor.id}/remove", {})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/security?done=removed"

@@ -1,0 +1,152 @@
+"""What SCIM writes mean for credentials: the welcome of a new user, the IdP's password.
+
+Called by ``services.users`` inside its create, replace and patch transactions,
+kept here so the user write path stays about users. The create path stays
+cheap: one settings read (the organization row is already in the session), one
+look for an SSO connection when ``sign_in_methods`` is automatic, and one row
+for the worker; nothing at all for SSO-only organizations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from scim_server.db import utcnow
+from scim_server.errors import InvalidValueError, MutabilityError
+from scim_server.models import CredentialSchedule, Organization, User
+from scim_server.services import passwords, settings
+from scim_server.services.addresses import scim_email, user_address
+from scim_server.services.credentials import SENDABLE, Delivery, settle
+from scim_server.services.passwords import Hashing
+from scim_server.services.settings import IdentitySettings
+
+
+def queue_welcome(
+    session: Session, base_url: str, user: User, doc: dict[str, Any], current: IdentitySettings
+) -> str | None:
+    """A user just created over SCIM gets its welcome mail on the worker's next pass.
+
+    Written in the create transaction as a credentials send due at once
+    (``credential_schedules``, reason ``welcome``): the worker generates and hashes
+    the password and queues the mail, so the IdP's request pays for neither
+    argon2id nor the policy check. Nothing for an SSO-only organization, an
+    inactive user, or one whose IdP sent a password (Okta password sync: the
+    person knows it). No address: the user is created all the same, and the
+    returned note (for the create's audit event) says why no mail will go.
+    """
+    if user.status not in SENDABLE or doc.get("password") is not None:
+        return None
+    if not settings.passwords_allowed(session, user.org_id, current):
+        return None
+    # The worker mails the contact's address (else the SCIM one); here it is enough
+    # to know there is one, and the document usually says so without a query.
+    if scim_email(doc) is None and user_address(session, user) is None:
+        return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
+    now = utcnow()
+    session.add(
+        CredentialSchedule(
+            org_id=user.org_id,
+            user_id=user.id,
+            send_at=now,
+            recipient=None,
+            base_url=base_url,
+            reason="welcome",
+            state="scheduled",
+            attempts=0,
+            created_at=now,
+        )
+    )
+    return None
+
+
+def set_scim_password(
+    session: Session, hashing: Hashing, user: User, password: Any, current: IdentitySettings
+) -> bool:
+    """The IdP's ``password`` (RFC 7643 §4.1.1; Okta password sync), in the caller's transaction.
+
+    Refused where the organization signs in only through SSO, or when the policy
+    refuses it (400 invalidValue naming the rule). The same password sent again
+    changes nothing (returns False). Never stored in the SCIM document.
+    """
+    if not settings.passwords_allowed(session, user.org_id, current):
+        # RFC 7644 §3.12 mutability: the attribute cannot be written in the
+        # organization's current state (its people have no local password).
+        raise MutabilityError(
+            "This organization signs in through single sign-on only: its people have no "
+            "local password, so 'password' cannot be set."
+        )
+    if not isinstance(password, str):
+        raise InvalidValueError("'password' must be a string.")
+    existing = passwords.current_password(session, user)
+    if (
+        existing is not None
+        and not existing.temporary
+        and len(password) <= passwords.MAX_INPUT_CHARS
+        and passwords.verify_password(hashing, existing.hash, password)[0]
+    ):
+        return False
+    identifiers = passwords.personal_identifiers(user, user_address(session, user))
+    try:
+        passwords.set_password(
+            session,
+            hashing,
+            current.password_policy(),
+            user,
+            password,
+            identifiers=identifiers,
+            detail="password from the identity provider (SCIM)",
+        )
+    except passwords.PasswordRejected as exc:
+        raise InvalidValueError(f"'password' refused ({exc.rule} rule): {exc.detail}") from None
+    passwords.expire_links(session, user, "activation")
+    passwords.expire_links(session, user, "reset")
+    settle(session, user, "password set by the identity provider")
+    return True
+
+
+def on_create(
+    session: Session,
+    delivery: Delivery | None,
+    user: User,
+    doc: dict[str, Any],
+    org: Organization | None,
+) -> str | None:
+    """Before the create's event, in its transaction: queue the welcome mail.
+
+    Returns a note for the event's explanation when a welcome was due but cannot
+    go (no address). ``org`` is the row provisioning read: its settings are not
+    read again. An organization whose ``sign_in_methods`` is automatic costs one
+    look for an SSO connection.
+    """
+    if delivery is None or doc.get("password") is not None:
+        return None
+    current = settings.load(org) if org is not None else settings.IdentitySettings()
+    return queue_welcome(session, delivery.base_url, user, doc, current)
+
+
+def after_create(
+    session: Session, delivery: Delivery | None, user: User, doc: dict[str, Any]
+) -> None:
+    """After the create's event, in its transaction: the IdP's ``password``, if it sent one."""
+    password = doc.get("password")
+    if password is None:
+        return
+    if delivery is None:
+        raise MutabilityError("'password' cannot be set here.")
+    current = settings.get_settings(session, user.org_id)
+    set_scim_password(session, delivery.hashing, user, password, current)
+
+
+def on_update(session: Session, hashing: Hashing | None, user: User, password: Any) -> bool:
+    """After a PUT or PATCH, in its transaction: set the IdP's ``password`` when it sent one.
+
+    True when the password changed (an echo of the current one changes nothing).
+    """
+    if password is None:
+        return False
+    if hashing is None:
+        raise MutabilityError("'password' cannot be set here.")
+    current = settings.get_settings(session, user.org_id)
+    return set_scim_password(session, hashing, user, password, current)

@@ -1,0 +1,226 @@
+"""A person's own way back in: "forgot password", and the mailed activation and reset links.
+
+``request_reset`` always behaves the same for the caller (the page gives one
+answer whether or not the account exists); for an account that may use a
+password it mails a single-use reset link (60 minutes) and puts the user in
+``RECOVERY`` without removing the current password, since anyone can ask.
+At most ``FORGOT_PER_HOUR`` links an hour go to one account, so the form
+cannot flood a mailbox (the page also limits each address).
+
+``use_link`` is the POST of the link's page: it consumes the link and sets the
+chosen password through the policy in one transaction, so a refused password
+leaves the link usable. ``end_expired_recoveries`` is the worker's: a reset
+link that expired unused ends ``RECOVERY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from scim_server.audit import record
+from scim_server.db import utcnow
+from scim_server.errors import ConflictError, DomainError
+from scim_server.models import Contact, CredentialToken, Organization, User, UserPassword
+from scim_server.services import credentials, lifecycle, mail, passwords, settings
+from scim_server.services.addresses import user_address
+from scim_server.services.credentials import Delivery, about, login_of
+from scim_server.services.lifecycle import RECOVERY
+from scim_server.text import fold
+
+RESET_LINK_TTL = timedelta(minutes=60)
+FORGOT_PER_HOUR = 3
+# Accounts one address may name (the same person in several organizations).
+MAX_ACCOUNTS = 10
+MAX_IDENTIFIER = 320
+PAGE_PURPOSES = {"activate": "activation", "reset": "reset"}
+
+
+class LinkInvalidError(DomainError):
+    """The link is unknown, used or expired (which one is not said)."""
+
+    status = 410
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """What the link's page shows before anything is consumed."""
+
+    purpose: str
+    username: str
+    org_name: str
+    min_length: int
+    max_length: int
+
+
+def request_reset(
+    session: Session, delivery: Delivery, identifier: Any, *, now: datetime | None = None
+) -> int:
+    """Mail a reset link to each account this e-mail address or username names; returns how many.
+
+    The caller shows the same answer whatever this returns.
+    """
+    if not isinstance(identifier, str) or not 3 <= len(identifier.strip()) <= MAX_IDENTIFIER:
+        return 0
+    key = fold(identifier.strip())
+    now = now or utcnow()
+    sent = 0
+    with session.begin():
+        accounts = session.scalars(
+            select(User)
+            .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+            .where(
+                or_(Contact.email_key == key, User.login_name_key == key),
+                User.status.in_(credentials.SENDABLE),
+            )
+            .order_by(User.org_id, User.id)
+            .limit(MAX_ACCOUNTS)
+        ).all()
+        for user in accounts:
+            if not settings.passwords_allowed(
+                session, user.org_id, settings.get_settings(session, user.org_id)
+            ):
+                continue
+            if user_address(session, user) is None:
+                continue
+            recent = credentials.sends_since(
+                session, user, ("forgot",), now - credentials.THROTTLE_WINDOW
+            )
+            if len(recent) >= FORGOT_PER_HOUR:
+                record(
+                    session,
+                    user.org_id,
+                    "user.credentials.forgot",
+                    outcome="failure",
+                    **about(user),
+                    detail=f"reset link not sent: {len(recent)} already sent in the last hour",
+                )
+                continue
+            credentials.deliver_reset_link(
+                session, delivery, user, reason="forgot", ttl=RESET_LINK_TTL, by_admin=False
+            )
+            sent += 1
+    return sent
+
+
+def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:
+    """The GET of a link's page: who it is for; nothing is consumed."""
+    link = passwords.find_link(session, token, purpose)
+    if link is None:
+        raise LinkInvalidError("This link is not valid any more.")
+    user = session.get(User, (link.org_id, link.user_id))
+    org = session.get(Organization, link.org_id)
+    if user is None or org is None:
+        raise LinkInvalidError("This link is not valid any more.")
+    policy = settings.get_settings(session, link.org_id).password_policy()
+    return LinkInfo(purpose, login_of(user), org.name, policy.min_length, policy.max_length)
+
+
+def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, password: Any) -> User:
+    """The POST of a link's page: consume it and set the chosen password, or change nothing.
+
+    ``PasswordRejected`` (the rule's message) and every other refusal roll the
+    whole transaction back, so the link stays usable.
+    """
+    with session.begin():
+        link = passwords.consume_link(session, token, purpose)
+        if link is None:
+            raise LinkInvalidError("This link is not valid any more.")
+        user = credentials.locked_user(session, link.org_id, link.user_id)
+        current = credentials.require_passwords(session, user.org_id)
+        if user.status not in credentials.SENDABLE:
+            raise ConflictError("This account is locked or deactivated: ask your administrator.")
+        address = user_address(session, user)
+        passwords.set_password(
+            session,
+            delivery.hashing,
+            current.password_policy(),
+            user,
+            password,
+            identifiers=passwords.personal_identifiers(user, address),
+            detail=f"chosen through the {purpose} link",
+        )
+        passwords.expire_links(session, user, "activation")
+        passwords.expire_links(session, user, "reset")
+        credentials.settle(session, user, f"password chosen through the {purpose} link")
+        record(
+            session,
+            user.org_id,
+            "user.credentials.reset_completed"
+            if purpose == "reset"
+            else "user.credentials.activated",
+            **about(user),
+            detail=f"{purpose} link used; a password was chosen",
+        )
+        if address:
+            mail.queue_mail(
+                session,
+                user.org_id,
+                "password_changed",
+                address,
+                {"username": login_of(user), "login_url": delivery.login_url()},
+                user_id=user.id,
+            )
+    return user
+
+
+def end_expired_recoveries(factory: sessionmaker[Session], now: datetime, limit: int = 200) -> int:
+    """The worker's: reset links that expired unused end ``RECOVERY``; returns how many links.
+
+    The user goes back to where they were: ``AWAITING_NEW_PASSWORD`` when a
+    temporary password must still be changed or an activation link is live,
+    else ``PROVISIONED``/``ACTIVE``.
+    """
+    with factory() as session, session.begin():
+        expired = session.scalars(
+            select(CredentialToken)
+            .where(
+                CredentialToken.purpose == "reset",
+                CredentialToken.used_at.is_(None),
+                CredentialToken.expires_at <= now,
+            )
+            .order_by(CredentialToken.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for link in expired:
+            link.used_at = link.expires_at
+            user = session.get(User, (link.org_id, link.user_id))
+            if user is None or user.status != RECOVERY or _has_live(session, user, "reset", now):
+                continue
+            lifecycle.transition(
+                session, user, "complete_recovery", reason="the reset link expired unused"
+            )
+            if _must_choose(session, user, now):
+                lifecycle.transition(
+                    session,
+                    user,
+                    "require_new_password",
+                    reason="back to choosing a password after the reset link expired",
+                )
+        return len(expired)
+
+
+def _has_live(session: Session, user: User, purpose: str, now: datetime) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    CredentialToken.org_id == user.org_id,
+                    CredentialToken.user_id == user.id,
+                    CredentialToken.purpose == purpose,
+                    CredentialToken.used_at.is_(None),
+                    CredentialToken.expires_at > now,
+                )
+            )
+        )
+    )
+
+
+def _must_choose(session: Session, user: User, now: datetime) -> bool:
+    row = session.get(UserPassword, (user.org_id, user.id))
+    return (row is not None and row.must_change) or _has_live(session, user, "activation", now)

@@ -1,0 +1,221 @@
+"""/sso/forgot, /sso/reset/<token>: one answer for everyone, single-use links, throttles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from scim_server.db import db, utcnow
+from scim_server.models import CredentialToken, MailOutbox, User, UserPassword
+from tests.support import Clock
+from tests.support.admin_api import events
+from tests.support.credentials import (
+    employee,
+    link_token,
+    mail_worker,
+    password_verifies,
+    set_settings,
+    text_of,
+)
+
+NEW = "Saffron-glacier-window-64"
+
+
+def _with_password(app, scim, name: str = "bob@example.com") -> str:
+    """A user who chose a password through the IdP (so it is theirs, not temporary)."""
+    user = employee(scim, name, password="Original-pass-phrase-31")
+    return str(user["id"])
+
+
+def _status(app, org_id: str, user_id: str) -> str:
+    with db.reader(app)() as session:
+        return session.get(User, (org_id, user_id)).status
+
+
+def _forgot(client, identifier: str, ip: str = "10.0.0.1"):
+    return client.post(
+        "/sso/forgot", data={"identifier": identifier}, environ_base={"REMOTE_ADDR": ip}
+    )
+
+
+def test_the_forgot_page_renders_a_form(client):
+    """GET /sso/forgot: a labelled field and a button, under the strict CSP."""
+    resp = client.get("/sso/forgot")
+    assert resp.status_code == 200
+    assert b'<label for="identifier">' in resp.data and b'method="post"' in resp.data
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert b"<script" not in resp.data and b"style=" not in resp.data
+
+
+def test_forgot_answers_the_same_for_unknown_and_known_addresses(app, scim, admin, client, session):
+    """Known or not, the page is identical; only the known account gets a link and RECOVERY."""
+    user_id = _with_password(app, scim)
+    unknown = _forgot(client, "nobody@example.com")
+    known = _forgot(client, "bob@example.com")
+    assert unknown.status_code == known.status_code == 200
+    assert unknown.data == known.data
+    (mail,) = session.scalars(select(MailOutbox)).all()
+    assert mail.kind == "reset_link" and mail.recipient == "bob@example.com"
+    assert _status(app, scim.org_id, user_id) == "RECOVERY"
+    # Anyone can ask: the current password still works.
+    assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    actions = [e["action"] for e in events(admin, resource_id=user_id)]
+    assert "user.credentials.forgot" in actions and "user.start_recovery" in actions
+
+
+def test_the_reset_link_sets_a_new_password_once(app, scim, client, smtp, tmp_path):
+    """GET shows a form (nothing used); POST sets the password; the link then is dead."""
+    recorder, port = smtp
+    user_id = _with_password(app, scim)
+    _forgot(client, "BOB@example.com")
+    worker = mail_worker(app, port, tmp_path)
+    worker.run_once()
+    token = link_token(recorder.messages[-1], "reset")
+    assert "60 minutes" in text_of(recorder.messages[-1])
+    assert client.get(f"/sso/reset/{token}").status_code == 200
+    done = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200 and b"Your password was changed" in done.data
+    assert password_verifies(app, scim.org_id, user_id, NEW)
+    assert not password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    assert _status(app, scim.org_id, user_id) == "PROVISIONED"
+    reuse = client.post(f"/sso/reset/{token}", data={"password": NEW + "x", "confirm": NEW + "x"})
+    assert reuse.status_code == 410
+    assert password_verifies(app, scim.org_id, user_id, NEW)
+    worker.run_once()
+    assert "was changed" in text_of(recorder.messages[-1])
+
+
+@pytest.mark.parametrize(
+    ("password", "confirm", "message"),
+    [
+        ("short", "short", b"too short"),
+        ("password12345", "password12345", b"too common"),
+        ("bob@example.com-x9", "bob@example.com-x9", b"username or e-mail"),
+        ("Original-pass-phrase-31", "Original-pass-phrase-31", b"not used recently"),
+        (NEW, NEW + "!", b"not the same"),
+        ("y" * 5000, "y" * 5000, b"too long"),
+    ],
+    ids=["length", "common", "personal", "history", "mismatch", "absurd"],
+)
+def test_a_refused_password_says_the_rule_and_keeps_the_link(
+    app, scim, client, session, password, confirm, message
+):
+    """Each refusal shows its rule's message; the link still works afterwards."""
+    user_id = _with_password(app, scim)
+    _forgot(client, "bob@example.com")
+    body = session.scalars(select(MailOutbox)).one().body_text
+    token = body.split("/sso/reset/")[1].split()[0]
+    refused = client.post(f"/sso/reset/{token}", data={"password": password, "confirm": confirm})
+    assert refused.status_code == 400 and message in refused.data
+    assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    assert (
+        client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW}).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["short", "x" * 43, "%00" * 30, "a" * 5000, "../../etc/passwd"],
+    ids=["short", "unknown", "nul", "huge", "path"],
+)
+def test_broken_tokens_get_a_clear_page_and_change_nothing(client, token):
+    """Unknown, malformed or huge tokens: 410 (or 404 for a path), a plain page, nothing changed."""
+    for resp in (
+        client.get(f"/sso/reset/{token}"),
+        client.post(f"/sso/activate/{token}", data={"password": NEW, "confirm": NEW}),
+    ):
+        assert resp.status_code in (404, 410)
+        if resp.status_code == 410:
+            assert b"Nothing was changed" in resp.data
+
+
+def test_wrong_content_type_is_refused(app, scim, client, session):
+    """A JSON POST to the forgot form or to a live link: 415, nothing sent or used."""
+    user_id = _with_password(app, scim)
+    assert client.post("/sso/forgot", json={"identifier": "bob@example.com"}).status_code == 415
+    assert session.scalar(select(MailOutbox)) is None
+    _forgot(client, "bob@example.com")
+    token = session.scalars(select(MailOutbox)).one().body_text.split("/sso/reset/")[1].split()[0]
+    resp = client.post(f"/sso/reset/{token}", json={"password": NEW, "confirm": NEW})
+    assert resp.status_code == 415 and b"Send the form from this page" in resp.data
+    assert not password_verifies(app, scim.org_id, user_id, NEW)
+    assert client.get(f"/sso/reset/{token}").status_code == 200
+
+
+def test_an_expired_link_is_refused_and_the_worker_ends_recovery(app, scim, client, session):
+    """Past its 60 minutes the link is dead; the worker puts the user back where they were."""
+    user_id = _with_password(app, scim)
+    _forgot(client, "bob@example.com")
+    token = session.scalars(select(MailOutbox)).one().body_text.split("/sso/reset/")[1].split()[0]
+    clock = Clock()
+    clock.advance(3601)
+    worker = mail_worker(app, 1, app.instance_path, clock)
+    with db.writer(app)() as s, s.begin():
+        s.execute(update(CredentialToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert client.get(f"/sso/reset/{token}").status_code == 410
+    assert worker.send_credentials() == 1
+    assert _status(app, scim.org_id, user_id) == "PROVISIONED"
+    assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+
+
+def test_recovery_from_awaiting_goes_back_to_awaiting(app, scim, admin, client, session):
+    """A user still to change a temporary password asks for a reset, then lets it expire."""
+    user_id = employee(scim, "cy@example.com")["id"]
+    assert admin.post(f"/api/v1/users/{user_id}/credentials/send", None).status_code == 202
+    _forgot(client, "cy@example.com")
+    assert _status(app, scim.org_id, user_id) == "RECOVERY"
+    with db.writer(app)() as s, s.begin():
+        s.execute(
+            update(CredentialToken)
+            .where(CredentialToken.purpose == "reset")
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    clock = Clock()
+    mail_worker(app, 1, app.instance_path, clock).send_credentials()
+    assert _status(app, scim.org_id, user_id) == "AWAITING_NEW_PASSWORD"
+
+
+def test_one_account_gets_at_most_three_links_an_hour(app, scim, admin, client, session):
+    """The fourth request within the hour sends nothing (the answer is the same) and is logged."""
+    user_id = _with_password(app, scim)
+    answers = {_forgot(client, "bob@example.com", ip=f"10.0.0.{i}").data for i in range(5)}
+    assert len(answers) == 1
+    assert len(session.scalars(select(MailOutbox)).all()) == 3
+    throttled = [
+        e
+        for e in events(admin, resource_id=user_id)
+        if e["action"] == "user.credentials.forgot" and e["outcome"] == "failure"
+    ]
+    assert len(throttled) == 2
+
+
+def test_one_address_is_limited_per_minute(app, scim, client, session):
+    """More than five requests a minute from one address: 429 with Retry-After."""
+    statuses = [_forgot(client, f"n{i}@example.com", ip="10.9.9.9").status_code for i in range(7)]
+    assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
+    resp = _forgot(client, "n@example.com", ip="10.9.9.9")
+    assert resp.headers["Retry-After"] == "60"
+
+
+def test_sso_only_accounts_get_no_reset_link(app, scim, admin, client, session):
+    """An SSO-only organization's people reset at their IdP: the same answer, no mail."""
+    employee(scim, "dan@example.com")
+    set_settings(admin, sign_in_methods="sso_only")
+    assert _forgot(client, "dan@example.com").status_code == 200
+    assert session.scalar(select(MailOutbox)) is None
+
+
+def test_a_locked_account_cannot_use_its_link(app, scim, admin, client, session):
+    """Locked by an admin after the link went out: the POST refuses, the password stays."""
+    user_id = _with_password(app, scim)
+    _forgot(client, "bob@example.com")
+    token = session.scalars(select(MailOutbox)).one().body_text.split("/sso/reset/")[1].split()[0]
+    assert admin.post(f"/api/v1/users/{user_id}/actions/lock", None).status_code == 200
+    resp = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert resp.status_code == 409
+    with db.reader(app)() as s:
+        assert not password_verifies(app, scim.org_id, user_id, NEW)
+        assert s.get(UserPassword, (scim.org_id, user_id)) is not None
