@@ -18,7 +18,7 @@ from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, User
 from scim_server.services import counts, lifecycle, provisioning
 from scim_server.services.common import check_if_match
-from scim_server.services.indexing import drop_index, reindex
+from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
 from scim_server.services.roles import hold
 from scim_server.text import exact, fold
@@ -80,11 +80,15 @@ def _taken(user_name: str, existing_id: str | None) -> UniquenessError:
     )
 
 
+_HOLDER = select(User.id).where(
+    User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
+)
+
+
 def _holder(session: Session, org_id: str, user_name: str) -> str | None:
     """The id of the user whose userName clashes with ``user_name`` (same folding as the index)."""
-    return session.scalar(
-        select(User.id).where(User.org_id == org_id, User.user_name_key == fold(user_name))
-    )
+    params = {"org_id": org_id, "key": fold(user_name)}
+    return session.connection().execute(_HOLDER, params).scalar()
 
 
 def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) -> None:
@@ -120,15 +124,17 @@ def _create_user(session: Session, org_id: str, doc: Doc, identity: Any) -> User
         _apply(user, doc)
         user.active = user.data["active"]
         user.status = PROVISIONED if user.active else DEACTIVATED
-        session.add(user)
+        # provision adds the user to the session once its contact and internal
+        # username are set: one INSERT of the whole row.
         try:
+            explanation = provisioning.provision(
+                session, org_id, user, user.data, creating=True, identity=identity
+            )
             session.flush()
         except IntegrityError:
             raise _LostRace from None
-        explanation = provisioning.provision(
-            session, org_id, user, user.data, creating=True, identity=identity
-        )
-        reindex(session, org_id, user.id, user.data)
+        reindex(session, org_id, user.id, user.data, before=[])
+        # Last, so that the organization's audit head is held for the shortest time.
         record(
             session,
             org_id,
@@ -274,6 +280,8 @@ def update_user(
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
+        # The rows the index holds now (before the change can touch nested values).
+        indexed = index_rows(org_id, user.id, user.data)
         new = change.apply(current)
         if _stored_form(new) == user.data and "password" not in new:
             # Nothing changed: same version, but the request is still evidence.
@@ -284,12 +292,21 @@ def update_user(
         _apply(user, new)
         user.version += 1
         user.updated_at = utcnow()
+        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
+        # Set before the flush (one UPDATE of the row); its event comes after the change's.
+        moved: tuple[str, str] | None = None
+        if not user.data["active"] and user.status != DEACTIVATED:
+            name = "deactivate"
+            moved = (name, lifecycle.change_status(user, name, bump_version=False))
+        elif user.data["active"] and user.status == DEACTIVATED:
+            name = "activate"
+            moved = (name, lifecycle.change_status(user, name, bump_version=False))
         try:
             session.flush()
         except IntegrityError:
             raise _taken(new["userName"], None) from None
         explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
-        reindex(session, org_id, user.id, user.data)
+        reindex(session, org_id, user.id, user.data, before=indexed)
         before = {**current, "active": was_active}
         record(
             session,
@@ -299,15 +316,10 @@ def update_user(
             changes=diff(before, {**new, "active": user.data["active"]}),
             explanation=explanation or None,
         )
-        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
-        if not user.data["active"] and user.status != DEACTIVATED:
-            lifecycle.transition(
-                session, user, "deactivate", reason="active=false from the IdP", bump_version=False
-            )
-        elif user.data["active"] and user.status == DEACTIVATED:
-            lifecycle.transition(
-                session, user, "activate", reason="active=true from the IdP", bump_version=False
-            )
+        if moved is not None:
+            name, was = moved
+            reason = f"active={str(name == 'activate').lower()} from the IdP"
+            lifecycle.record_transition(session, user, name, was, reason)
     return user
 
 
