@@ -29,6 +29,7 @@ def search_users() -> Response:
 def create_user() -> Response:
     doc = parse_resource(USER, json_body(), creating=True)
     user = user_service.create_user(db.session, g.org_id, doc)
+    db.read_after_write()
     body = render_user(user, *projection_args())
     return scim_response(
         body, 201, version=etag(user.version), location=f"{scim_root()}/Users/{user.id}"
@@ -46,6 +47,7 @@ def get_user(user_id: str) -> Response:
 def replace_user(user_id: str) -> Response:
     change = UserReplacement(parse_resource(USER, json_body(), creating=False))
     user = user_service.update_user(db.session, g.org_id, user_id, change, if_match())
+    db.read_after_write()
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 
@@ -54,6 +56,7 @@ def patch_user(user_id: str) -> Response:
     user = user_service.update_user(
         db.session, g.org_id, user_id, change, if_match(), action="user.patch"
     )
+    db.read_after_write()
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 
