@@ -127,37 +127,66 @@ def _django_database(backend: str, pg_admin_url: str, stack: ExitStack) -> dict[
     return {"PEER_PG_URL": f"{base}/{name}"}
 
 
-def measure_one(bench: Bench, who: Contender, c: int, size: int, leavers: int) -> list[Row]:
-    d, data, t = who.dialect, who.data, who.target
+def measure_at(
+    benches: dict[str, Bench], contenders: list[Contender], c: int, size: int, leavers: int
+) -> list[Row]:
+    """Each operation at concurrency ``c`` on each server in turn, back to back.
+
+    Operation by operation rather than server by server, so that the servers
+    measured for one operation see the (shared, noisy) machine in the same state.
+    """
     rows: list[Row] = []
-    by_id = Reads(labels.GET_BY_ID, lambda rng: f"{d.base}/Users/{rng.choice(data.user_ids)}")
-    rows += bench.run(t, by_id, c, size, labels.GET_BY_ID)
-    by_name = Reads(
-        labels.FILTER_USERNAME,
-        lambda rng: filter_path(f'userName eq "{rng.choice(data.user_names)}"').replace(
-            "/scim/v2", d.base, 1
-        ),
-    )
-    rows += bench.run(t, by_name, c, size, labels.FILTER_USERNAME)
-    patch = PatchActive(data.user_ids, PATCH_ACTIVE, base=d.base, expect=d.patch_user)
-    rows += bench.run(t, patch, c, size, PATCH_ACTIVE)
-    churn = MemberChurn(
-        data.group_id,
-        data.free_user_ids,
-        c,
-        (ADD_MEMBER, REMOVE_MEMBER),
-        base=d.base,
-        expect=d.patch_group,
-        remove_by_value=d.remove_by_value,
-    )
-    rows += bench.run(t, churn, c, size, ADD_MEMBER)
-    creates = Creates(tag=f"{who.name}-post-c{c}", base=d.base, ascii_only=True)
-    rows += bench.run(t, creates, c, size, labels.CREATE)
-    if who.ours is not None:
-        extra = add_leavers(bench.engine, who.ours, leavers, first=size * (c + 1))
-    else:
-        extra = post_leavers(t, d, leavers, f"{who.name}-leavers-c{c}")
-    rows += bench.run(t, Deletes(creates.created + extra, base=d.base), c, size, labels.DELETE)
+    created: dict[str, list[str]] = {}
+
+    def each(label: str, scenario_for: Any) -> None:
+        for who in contenders:
+            bench = benches[who.name]
+            rows.extend(bench.run(who.target, scenario_for(who), c, size, label))
+
+    def by_id(who: Contender) -> Reads:
+        base, ids = who.dialect.base, who.data.user_ids
+        return Reads(labels.GET_BY_ID, lambda rng: f"{base}/Users/{rng.choice(ids)}")
+
+    def by_name(who: Contender) -> Reads:
+        base, names = who.dialect.base, who.data.user_names
+
+        def path(rng: Any) -> str:
+            plain = filter_path(f'userName eq "{rng.choice(names)}"')
+            return plain.replace("/scim/v2", base, 1)
+
+        return Reads(labels.FILTER_USERNAME, path)
+
+    def patch(who: Contender) -> PatchActive:
+        d = who.dialect
+        return PatchActive(who.data.user_ids, PATCH_ACTIVE, base=d.base, expect=d.patch_user)
+
+    def churn(who: Contender) -> MemberChurn:
+        d, data = who.dialect, who.data
+        labels_ = (ADD_MEMBER, REMOVE_MEMBER)
+        return MemberChurn(
+            data.group_id, data.free_user_ids, c, labels_,
+            base=d.base, expect=d.patch_group, remove_by_value=d.remove_by_value,
+        )  # fmt: skip
+
+    def creates(who: Contender) -> Creates:
+        scenario = Creates(tag=f"{who.name}-post-c{c}", base=who.dialect.base, ascii_only=True)
+        created[who.name] = scenario.created
+        return scenario
+
+    def deletes(who: Contender) -> Deletes:
+        bench, d = benches[who.name], who.dialect
+        if who.ours is not None:
+            extra = add_leavers(bench.engine, who.ours, leavers, first=size * (c + 1))
+        else:
+            extra = post_leavers(who.target, d, leavers, f"{who.name}-leavers-c{c}")
+        return Deletes(created[who.name] + extra, base=d.base)
+
+    each(labels.GET_BY_ID, by_id)
+    each(labels.FILTER_USERNAME, by_name)
+    each(PATCH_ACTIVE, patch)
+    each(ADD_MEMBER, churn)
+    each(labels.CREATE, creates)
+    each(labels.DELETE, deletes)
     return rows
 
 
@@ -215,8 +244,7 @@ def compare_backend(
             for who in contenders
         }
         for c in profile.concurrencies:
-            for who in contenders:
-                rows += measure_one(benches[who.name], who, c, org.size, profile.leavers)
+            rows += measure_at(benches, contenders, c, org.size, profile.leavers)
     return {"rows": rows, "ratios": ratios(rows, backend, profile.concurrencies)}
 
 

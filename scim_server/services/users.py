@@ -251,11 +251,13 @@ def read_user(session: Session, org_id: str, user_id: str) -> Any:
     return row
 
 
+_USER = select(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_USER_FOR_UPDATE = _USER.with_for_update()
+
+
 def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
-    stmt = select(User).where(User.org_id == org_id, User.id == user_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    user = session.scalar(stmt)
+    stmt = _USER_FOR_UPDATE if for_update else _USER
+    user = session.scalar(stmt, {"org_id": org_id, "user_id": user_id})
     if user is None:
         raise NotFoundError(f"User {user_id!r} not found.")
     return user
