@@ -288,16 +288,48 @@ def _cell(value: float | str) -> str:
 
 
 def ratio_table(items: list[Ratio]) -> str:
-    """Ours ÷ best peer, per operation and concurrency (a Markdown table)."""
+    """Ours ÷ django-scim2 (same database: the target) and ÷ the best peer (a Markdown table)."""
     lines = [
-        f"| operation | c | ours req/s | {DJANGO.name} | {SCIM2.name} | ours ÷ best peer |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| operation | c | ours req/s | {DJANGO.name} | {SCIM2.name} (memory) "
+        f"| ours ÷ {DJANGO.name} | ours ÷ best peer |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in items:
-        ratio = "-" if r.ratio is None else f"**{r.ratio:.2f}**"
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        django = r.peers[DJANGO.name]
+        same_db = (
+            f"**{r.ours / django:.2f}**"
+            if isinstance(django, float) and django > 0 and r.ours == r.ours
+            else "-"
+        )
         lines.append(
             f"| {r.operation} | {r.concurrency} | {_cell(r.ours)} "
-            f"| {_cell(r.peers[DJANGO.name])} | {_cell(r.peers[SCIM2.name])} | {ratio} |"
+            f"| {_cell(django)} | {_cell(r.peers[SCIM2.name])} | {same_db} | {ratio} |"
         )
     notes = [f"- {n}" for d in (DJANGO, SCIM2) for n in d.notes]
     return "\n".join([*lines, "", *notes])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.peers.compare FILE``: the tables again, from a run's JSON."""
+    import json
+    import sys
+
+    from bench.report import table
+
+    path = (argv or sys.argv[1:] or [str(Path(__file__).parent.parent / "results/peers.json")])[0]
+    doc = json.loads(Path(path).read_text())
+    for backend, result in doc["backends"].items():
+        nan = float("nan")
+        rows = [
+            Row(**{**r, "p50_ms": r["p50_ms"] if r["p50_ms"] is not None else nan,
+                   "p99_ms": r["p99_ms"] if r["p99_ms"] is not None else nan})
+            for r in result["rows"]
+        ]  # fmt: skip
+        items = ratios(rows, backend, doc["profile"]["concurrencies"])
+        print(f"\n## {backend}\n\n{ratio_table(items)}")
+        print(f"\n{table(rows, show_backend=True)}")
+
+
+if __name__ == "__main__":
+    main()
