@@ -259,13 +259,16 @@ class Ratio:
 
 
 def _rps(rows: list[Row], server: str, op: str, c: int) -> float | str:
-    for r in rows:
-        if r.backend.endswith("/" + server) and r.operation == op and r.concurrency == c:
-            if r.note:
-                return r.note
-            if r.requests and r.errors == r.requests:
-                return f"cannot ({r.errors} errors)"
-            return r.rps
+    # A member add and its remove share one rate (the run counts both halves): a
+    # server so slow that only a remove finished in the window still has one.
+    for name in (op, REMOVE_MEMBER) if op == ADD_MEMBER else (op,):
+        for r in rows:
+            if r.backend.endswith("/" + server) and r.operation == name and r.concurrency == c:
+                if r.note:
+                    return r.note
+                if r.requests and r.errors == r.requests:
+                    return f"cannot ({r.errors} errors)"
+                return r.rps
     return "not run"
 
 
@@ -284,7 +287,9 @@ def ratios(rows: list[Row], backend: str, concurrencies: Any) -> list[Ratio]:
 
 
 def _cell(value: float | str) -> str:
-    return f"{value:,.0f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return value
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 def ratio_table(items: list[Ratio]) -> str:
