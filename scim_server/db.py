@@ -339,8 +339,13 @@ class Database:
         from flask import current_app
 
         state = cls.state(current_app)
-        with (state.statement_reader or state.reader)() as session:
+        session = (state.statement_reader or state.reader)()
+        try:
             yield session
+            if session.in_transaction():
+                session.commit()  # a read: ends cleanly, the pool has nothing to roll back
+        finally:
+            release(session)
 
     def read_after_write(self) -> None:
         """Serve the rest of the request (the representation of what was written) as a read.
