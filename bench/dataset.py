@@ -12,6 +12,7 @@ against the real services on every run).
 from __future__ import annotations
 
 import random
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,10 +43,18 @@ def new_id(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def user_body(rng: random.Random, n: int, domain: str = "example.com") -> dict[str, Any]:
-    """A SCIM User as an IdP sends it (also the POST /Users body)."""
+def user_body(
+    rng: random.Random, n: int, domain: str = "example.com", ascii_only: bool = False
+) -> dict[str, Any]:
+    """A SCIM User as an IdP sends it (also the POST /Users body).
+
+    ``ascii_only`` keeps the addresses ASCII (Müller -> muller): django-scim2
+    refuses an address with a non-ASCII local part.
+    """
     first, last = rng.choice(FIRST), rng.choice(LAST)
     local = f"{first}.{last}".lower().replace("'", "") + str(n)
+    if ascii_only:
+        local = unicodedata.normalize("NFKD", local).encode("ascii", "ignore").decode()
     return {
         "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
         "userName": f"{local}@{domain}",
@@ -151,13 +160,17 @@ class OrgData:
 
 
 def people(
-    org_id: str, rng: random.Random, numbers: range, domain: str = "example.com"
+    org_id: str,
+    rng: random.Random,
+    numbers: range,
+    domain: str = "example.com",
+    ascii_only: bool = False,
 ) -> tuple[dict[str, list[Row]], list[dict[str, Any]]]:
     """Rows for users numbered ``numbers`` (created one second apart), and their bodies."""
     tables: dict[str, list[Row]] = {"contacts": [], "users": [], "attribute_values": []}
     bodies = []
     for n in numbers:
-        body = user_body(rng, n, domain)
+        body = user_body(rng, n, domain, ascii_only)
         created = EPOCH + timedelta(seconds=n)
         user, contact = user_rows(org_id, new_id(rng), new_id(rng), body, created)
         tables["users"].append(user)
@@ -188,7 +201,7 @@ def build_org(profile: Profile, size: int, seed: int) -> OrgData:
     """Users, the small groups and, in the largest organization, the big group."""
     rng = random.Random(seed)
     org = OrgData(id=new_id(rng), name=f"bench-{size}", size=size)
-    tables, bodies = people(org.id, rng, range(size))
+    tables, bodies = people(org.id, rng, range(size), ascii_only=profile.ascii_only)
     attrs = tables["attribute_values"]
     org.user_ids = [u["id"] for u in tables["users"]]
     org.user_names = [b["userName"] for b in bodies]

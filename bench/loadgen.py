@@ -89,6 +89,8 @@ class Connection:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
+        if parts[0] == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+            headers["connection"] = "close"  # HTTP/1.0 closes unless it says otherwise
         return int(parts[1]), headers
 
     async def _read_body(self, headers: dict[str, str]) -> bytes:

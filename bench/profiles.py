@@ -23,6 +23,7 @@ class Profile:
     duration_s: float
     max_requests: int  # a run also stops after this many measured requests
     leavers: int  # users added for each DELETE run to remove
+    ascii_only: bool = False  # ASCII addresses (for peers that refuse others)
 
     @property
     def largest(self) -> int:

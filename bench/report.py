@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,20 +168,23 @@ def _ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1f}"
 
 
-def table(rows: list[Row]) -> str:
-    """A Markdown table (pasted as is into BENCHMARKS.md)."""
+def table(rows: list[Row], show_backend: bool = False) -> str:
+    """A Markdown table (pasted as is into BENCHMARKS.md); ``show_backend`` adds a first column."""
     lines = [
         "| operation | c | requests | errors | req/s | p50 ms | p99 ms | vs baseline "
         "| client CPU |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    if show_backend:
+        lines = ["| server " + lines[0], "| --- " + lines[1]]
     for r in rows:
         ratio = "" if r.vs_baseline is None else f"{r.vs_baseline:.2f}"
+        first = f"| {r.backend} " if show_backend else ""
         if r.note:
-            lines.append(f"| {r.operation} | {r.concurrency} | {r.note} |||||||")
+            lines.append(f"{first}| {r.operation} | {r.concurrency} | {r.note} |||||||")
             continue
         lines.append(
-            f"| {r.operation} | {r.concurrency} | {r.requests} | {r.errors} | {r.rps:.0f} "
+            f"{first}| {r.operation} | {r.concurrency} | {r.requests} | {r.errors} | {r.rps:.0f} "
             f"| {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {ratio} | {r.client_cpu:.2f} |"
         )
     return "\n".join(lines)
@@ -209,7 +212,7 @@ def targets_table(targets: list[Target]) -> str:
 
 def _plain(value: Any) -> Any:
     """JSON-ready: dataclasses as objects, NaN (no successful sample) as null."""
-    if isinstance(value, Row | Target):
+    if is_dataclass(value) and not isinstance(value, type):
         return _plain(asdict(value))
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

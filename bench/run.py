@@ -143,6 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON results (default: bench/results/latest.json, latest-quick.json with --quick)",
     )
     parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="compare with django-scim2 and scim2-server instead (installed on first use)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
     )
     return parser.parse_args(argv)
@@ -167,6 +172,8 @@ def one_run_at_a_time() -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _lock = one_run_at_a_time()  # held until the process exits
+    if args.peers:
+        return run_peers(args)
     profile = QUICK if args.quick else FULL
     # A smoke run must not overwrite the full run's figures.
     output = args.output or RESULTS / ("latest-quick.json" if args.quick else "latest.json")
@@ -196,6 +203,35 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {elapsed:.0f} s; JSON in {output}")
     unmet = [t for r in results.values() for t in r["targets"] if not t.met]
     return 1 if args.strict and unmet else 0
+
+
+def run_peers(args: argparse.Namespace) -> int:
+    """``--peers``: ours next to the peers on each backend; ours ÷ best peer per operation."""
+    from bench.peers.compare import PEERS, PEERS_QUICK, compare_backend, ratio_table
+
+    profile = PEERS_QUICK if args.quick else PEERS
+    name = "peers-quick.json" if args.quick else "peers.json"
+    output = args.output or RESULTS / name
+    started = time.perf_counter()
+    info = machine_info()
+    key = secrets.token_hex(32)
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for backend in args.backend or list(BACKENDS):
+        load_before = os.getloadavg()[0]
+        results[backend] = compare_backend(backend, profile, key, args.pg_admin_url, logs)
+        results[backend]["loadavg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    info.update(machine_info(final=True))
+    elapsed = time.perf_counter() - started
+    write_json(output, {"profile": asdict(profile), "machine": info,
+                        "elapsed_s": round(elapsed, 1), "backends": results})  # fmt: skip
+    for backend, result in results.items():
+        before, after = result["loadavg"]
+        print(f"\n## {backend}: ours and the peers (load average {before} before, {after} after)")
+        print(f"\n{ratio_table(result['ratios'])}\n\n{table(result['rows'], show_backend=True)}\n")
+    log(f"done in {elapsed:.0f} s; JSON in {output}")
+    return 0
 
 
 def print_report(doc: dict[str, Any]) -> None:

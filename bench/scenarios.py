@@ -71,16 +71,18 @@ class Reads:
 class Creates:
     """POST /Users with fresh, realistic users; remembers their ids for ``Deletes``."""
 
-    def __init__(self, tag: str, seed: int = 2) -> None:
+    def __init__(self, tag: str, seed: int = 2, base: str = SCIM, ascii_only: bool = False) -> None:
         self.tag = tag
+        self.ascii_only = ascii_only
+        self.base = base
         self.rng = random.Random(seed)
         self.count = 0
         self.created: list[str] = []
 
     def next(self, worker: int) -> Request | None:
         self.count += 1
-        body = user_body(self.rng, self.count, domain=f"{self.tag}.example.org")
-        return Request("POST", f"{SCIM}/Users", _json(body), CREATE, 201)
+        body = user_body(self.rng, self.count, f"{self.tag}.example.org", self.ascii_only)
+        return Request("POST", f"{self.base}/Users", _json(body), CREATE, 201)
 
     def done(self, worker: int, req: Request, body: bytes) -> None:
         self.created.append(json.loads(body)["id"])
@@ -92,14 +94,15 @@ class Creates:
 class Deletes:
     """DELETE /Users/{id} of the given users, each once; stops when they run out."""
 
-    def __init__(self, user_ids: list[str]) -> None:
+    def __init__(self, user_ids: list[str], base: str = SCIM) -> None:
         self.pending = list(user_ids)
+        self.base = base
 
     def next(self, worker: int) -> Request | None:
         if not self.pending:
             return None
         uid = self.pending.pop()
-        return Request("DELETE", f"{SCIM}/Users/{uid}", label=DELETE, expect=204)
+        return Request("DELETE", f"{self.base}/Users/{uid}", label=DELETE, expect=204)
 
     def done(self, worker: int, req: Request, body: bytes) -> None:
         pass
@@ -132,12 +135,44 @@ class PatchTitle:
         return []
 
 
+class PatchActive:
+    """PATCH replace of ``active`` on random users, each time the opposite of its last value."""
+
+    def __init__(
+        self, user_ids: list[str], label: str, seed: int = 4, base: str = SCIM, expect: int = 200
+    ) -> None:
+        self.user_ids = user_ids
+        self.label = label
+        self.rng = random.Random(seed)
+        self.active: dict[str, bool] = {}
+        self.base = base
+        self.expect = expect
+
+    def next(self, worker: int) -> Request | None:
+        uid = self.rng.choice(self.user_ids)
+        value = not self.active.get(uid, True)
+        self.active[uid] = value
+        body = {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "active", "value": value}],
+        }
+        return Request("PATCH", f"{self.base}/Users/{uid}", _json(body), self.label, self.expect)
+
+    def done(self, worker: int, req: Request, body: bytes) -> None:
+        pass
+
+    def cleanup(self) -> list[Request]:
+        return []
+
+
 class MemberChurn:
     """Each worker adds one user to the group, then removes it, then the next user.
 
     The group stays within ``concurrency`` members of its loaded size. Adds
     use Entra ID's form (``add`` of ``members``), removes Entra ID's and
-    Okta's value-path form (``remove`` of ``members[value eq "..."]``).
+    Okta's value-path form (``remove`` of ``members[value eq "..."]``), or with
+    ``remove_by_value`` the form that names the member in ``value`` (for a peer
+    that answers 501 to the value path). ``expect`` is the status of a change.
     """
 
     def __init__(
@@ -146,19 +181,27 @@ class MemberChurn:
         free_user_ids: list[str],
         concurrency: int,
         labels: tuple[str, str],
+        *,
+        base: str = SCIM,
+        expect: int = 204,
+        remove_by_value: bool = False,
     ) -> None:
         if len(free_user_ids) < concurrency:
             raise ValueError("need at least one free user per worker")
-        self.path = f"{SCIM}/Groups/{group_id}"
+        self.path = f"{base}/Groups/{group_id}"
+        self.expect = expect
+        self.remove_by_value = remove_by_value
         self.pools = [free_user_ids[i::concurrency] for i in range(concurrency)]
         self.turn = [0] * concurrency
         self.added: list[str | None] = [None] * concurrency
         self.add_label, self.remove_label = labels
 
     def _remove(self, uid: str) -> Request:
-        op = {"op": "remove", "path": f'members[value eq "{uid}"]'}
+        op: dict[str, object] = {"op": "remove", "path": f'members[value eq "{uid}"]'}
+        if self.remove_by_value:
+            op = {"op": "remove", "path": "members", "value": [{"value": uid}]}
         body = _json({"schemas": [PATCH_OP], "Operations": [op]})
-        return Request("PATCH", self.path, body, self.remove_label, 204)
+        return Request("PATCH", self.path, body, self.remove_label, self.expect)
 
     def next(self, worker: int) -> Request | None:
         added = self.added[worker]
@@ -171,7 +214,7 @@ class MemberChurn:
         self.added[worker] = uid
         op = {"op": "add", "path": "members", "value": [{"value": uid}]}
         body = _json({"schemas": [PATCH_OP], "Operations": [op]})
-        return Request("PATCH", self.path, body, self.add_label, 204)
+        return Request("PATCH", self.path, body, self.add_label, self.expect)
 
     def done(self, worker: int, req: Request, body: bytes) -> None:
         pass

@@ -45,14 +45,16 @@ def _get(port: int, path: str) -> int:
         conn.close()
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, path: str, log: Path) -> None:
+def _wait_ready(
+    proc: subprocess.Popen[bytes], port: int, path: str, log: Path, statuses: tuple[int, ...]
+) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"server exited with {proc.returncode}; log {log}:\n{tail}")
         try:
-            if _get(port, path) == 200:
+            if _get(port, path) in statuses:
                 time.sleep(WORKER_BOOT_GRACE_S)
                 return
         except OSError:
@@ -75,17 +77,28 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(
-    name: str, argv: list[str], port: int, env: Mapping[str, str], log_dir: Path, ready_path: str
+    name: str,
+    argv: list[str],
+    port: int,
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready_path: str,
+    *,
+    cwd: Path = REPO,
+    ready_statuses: tuple[int, ...] = (200,),
 ) -> Iterator[Server]:
-    """Run ``argv`` (which must listen on ``port``) until the block ends."""
+    """Run ``argv`` (which must listen on ``port``) until the block ends.
+
+    It is ready when ``ready_path`` answers one of ``ready_statuses``.
+    """
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv, env=dict(env), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            argv, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
-            _wait_ready(proc, port, ready_path, log)
+            _wait_ready(proc, port, ready_path, log, ready_statuses)
             yield Server(name, port, log)
         finally:
             _stop(proc)

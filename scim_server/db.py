@@ -332,6 +332,61 @@ class Database:
         g._scim_writing = True
         return session
 
+    @classmethod
+    @contextmanager
+    def lookup(cls) -> Iterator[Session]:
+        """A short session of its own for a read before a write (the token lookup).
+
+        It never takes SQLite's write lock (a writer's BEGIN IMMEDIATE would queue
+        the lookup behind another worker's write); on PostgreSQL it reads without a
+        transaction (no BEGIN, no COMMIT).
+        """
+        from flask import current_app
+
+        state = cls.state(current_app)
+        session = (state.statement_reader or state.reader)()
+        try:
+            yield session
+            if session.in_transaction():
+                session.commit()  # a read: ends cleanly, the pool has nothing to roll back
+        finally:
+            release(session)
+
+    def read_after_write(self) -> None:
+        """Serve the rest of the request (the representation of what was written) as a read.
+
+        The request's writer has committed; a new transaction on it would take
+        SQLite's write lock again (BEGIN IMMEDIATE) only to read. What it loaded
+        stays usable (sessions never expire on commit).
+        """
+        from flask import current_app, g
+
+        session = g.get("_scim_session")
+        if session is not None:
+            release(session)
+        state = self.state(current_app)
+        g._scim_session = (state.statement_reader or state.reader)()
+        g._scim_read_after_write = True
+
+    @staticmethod
+    def before_write() -> None:
+        """Before a write request's service: end what an earlier request left on ``g``.
+
+        The operations of a bulk request are requests sharing one app context: a
+        read the last one left open on the session ends, and a reader left by its
+        ``read_after_write`` gives way to a writer for this one.
+        """
+        from flask import g
+
+        session = g.get("_scim_session")
+        if session is None:
+            return
+        if g.pop("_scim_read_after_write", False):
+            release(session)
+            del g._scim_session
+        elif session.in_transaction():
+            session.commit()
+
     @staticmethod
     def use_statement_reads() -> None:
         """Serve this read-only request without a transaction, on PostgreSQL.
@@ -352,6 +407,7 @@ class Database:
         from flask import g
 
         g.pop("_scim_writing", None)
+        g.pop("_scim_read_after_write", None)
         session = g.pop("_scim_session", None)
         if session is not None:
             release(session)

@@ -39,17 +39,17 @@ def authenticate() -> None:
     reading = request.method in ("GET", "HEAD")
     if reading:
         db.use_statement_reads()  # the SCIM reads never write
-    session = db.session
-    token = token_service.authenticate(session, secret.strip())
+        token = token_service.authenticate(db.session, secret.strip())
+    else:
+        # Write services begin their own transactions: the lookup reads apart.
+        with db.lookup() as session:
+            token = token_service.authenticate(session, secret.strip())
+        db.before_write()
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     g.org_id = token.org_id
     g.token_id = token.id
     audit_web.begin(token.id, token.name)
-    if session.in_transaction() and not reading:
-        # Write services begin their own transactions; a read goes on in this one
-        # (one BEGIN and one COMMIT fewer per read).
-        session.commit()
 
 
 def init_blueprint(bp: Blueprint) -> None:

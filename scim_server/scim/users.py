@@ -30,6 +30,7 @@ def search_users() -> Response:
 def create_user() -> Response:
     doc = parse_resource(USER, json_body(), creating=True)
     user = user_service.create_user(db.session, g.org_id, doc, delivery=current_delivery())
+    db.read_after_write()
     body = render_user(user, *projection_args())
     return scim_response(
         body, 201, version=etag(user.version), location=f"{scim_root()}/Users/{user.id}"
@@ -49,6 +50,7 @@ def replace_user(user_id: str) -> Response:
     user = user_service.update_user(
         db.session, g.org_id, user_id, change, if_match(), hashing=current_delivery().hashing
     )
+    db.read_after_write()
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 
@@ -63,6 +65,7 @@ def patch_user(user_id: str) -> Response:
         action="user.patch",
         hashing=current_delivery().hashing,
     )
+    db.read_after_write()
     return scim_response(render_user(user, *projection_args()), version=etag(user.version))
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -28,45 +28,72 @@ def find_person(
     """The person contact a new account belongs to, by the organization's match keys in order.
 
     A contact that already has an account is not matched again: two accounts
-    never share one person.
+    never share one person. One query for all the keys (the common answer, no
+    match, costs one round trip); the contact itself is read only when found.
     """
-    for key in match_keys:
-        if key == "externalId" and external_id:
-            cond = Contact.external_id == external_id
-        elif key == "email" and email:
-            cond = Contact.email_key == fold(email)
-        else:
-            continue
-        # Index lookup of the few candidates, then which of them already have an
-        # account: never a scan of all users. `kind` is tested here, not in SQL:
-        # without statistics SQLite would let (org_id, kind) pick its index and
-        # walk every person contact of the organization.
-        candidates = [
-            c
-            for c in session.scalars(
-                select(Contact)
-                .where(Contact.org_id == org_id, cond)
-                .order_by(Contact.created_at)
-                .limit(50)
-            )
-            if c.kind == "person"
-        ]
-        if not candidates:
-            continue
-        taken = set(
-            session.scalars(
-                select(User.contact_id).where(
-                    User.org_id == org_id, User.contact_id.in_([c.id for c in candidates])
-                )
-            )
+    keys = tuple(
+        k for k in match_keys if (k == "externalId" and external_id) or (k == "email" and email)
+    )
+    if not keys:
+        return None
+    stmt = _person_query(keys)
+    params = {"org_id": org_id, "external_id": external_id, "email_key": fold(email or "")}
+    rows = session.connection().execute(stmt, params).all()
+    free = [r for r in rows if r.kind == "person" and not r.taken]
+    if not free:
+        return None
+    best = min(free, key=lambda r: (r.rank, r.created_at))
+    return session.get(Contact, (org_id, best.id))
+
+
+_PERSON_QUERIES: dict[tuple[str, ...], Any] = {}
+
+
+def _person_query(keys: tuple[str, ...]) -> Any:
+    """Candidates of each key (index lookups of a few rows), ranked by the key's place.
+
+    `kind` is tested in Python, not in SQL: without statistics SQLite would let
+    (org_id, kind) pick its index and walk every person contact of the
+    organization.
+    """
+    stmt = _PERSON_QUERIES.get(keys)
+    if stmt is not None:
+        return stmt
+    taken = (
+        select(User.id).where(User.org_id == Contact.org_id, User.contact_id == Contact.id).exists()
+    )
+    parts = []
+    for rank, key in enumerate(keys):
+        cond = (
+            Contact.external_id == bindparam("external_id")
+            if key == "externalId"
+            else Contact.email_key == bindparam("email_key")
         )
-        for contact in candidates:
-            if contact.id not in taken:
-                return contact
-    return None
+        part = (
+            select(
+                literal(rank).label("rank"),
+                Contact.id.label("id"),
+                Contact.kind.label("kind"),
+                Contact.created_at.label("created_at"),
+                taken.label("taken"),
+            )
+            .where(Contact.org_id == bindparam("org_id"), cond)
+            .order_by(Contact.created_at)
+            .limit(50)
+            .subquery()
+        )
+        parts.append(select(part))
+    stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+    _PERSON_QUERIES[keys] = stmt
+    return stmt
 
 
-def create_contact(session: Session, org_id: str, kind: str, name: str, **fields: Any) -> Contact:
+def create_contact(
+    session: Session, org_id: str, kind: str, name: str, *, audit: bool = True, **fields: Any
+) -> Contact:
+    """A new contact; ``audit=False`` when the caller's own event tells of it (a user's
+    person contact, in the user's create event): it is then inserted with the caller's
+    next flush, not here."""
     if kind not in ("person", "organization"):
         raise InvalidValueError("A contact kind is 'person' or 'organization'.")
     if not name or len(name) > 512:
@@ -83,6 +110,8 @@ def create_contact(session: Session, org_id: str, kind: str, name: str, **fields
     )
     update_fields(contact, fields)
     session.add(contact)
+    if not audit:
+        return contact
     session.flush()
     record(
         session,

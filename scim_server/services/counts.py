@@ -17,6 +17,17 @@ _READ = select(ResourceCount.total, ResourceCount.generation).where(
 )
 
 
+# Prebuilt: every create and delete runs it (no statement building per write).
+_CHANGE = (
+    update(ResourceCount)
+    .where(
+        ResourceCount.org_id == bindparam("b_org_id"),
+        ResourceCount.resource_type == bindparam("b_type"),
+    )
+    .values(total=ResourceCount.total + bindparam("delta"), generation=ResourceCount.generation + 1)
+)
+
+
 def read(session: Session, org_id: str, resource_type: str) -> tuple[int, int] | None:
     """(total, generation), or None when the organization has no count row yet."""
     row = (
@@ -35,13 +46,9 @@ def changed(session: Session, org_id: str, resource_type: str, delta: int) -> No
     other in opposite orders (a deadlock).
     """
     session.flush()
-    result = session.execute(
-        update(ResourceCount)
-        .where(ResourceCount.org_id == org_id, ResourceCount.resource_type == resource_type)
-        .values(total=ResourceCount.total + delta, generation=ResourceCount.generation + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    params = {"b_org_id": org_id, "b_type": resource_type, "delta": delta}
+    result = session.connection().execute(_CHANGE, params)
+    if result.rowcount == 0:
         start(session, org_id, resource_type)
 
 

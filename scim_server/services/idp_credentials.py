@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
-from scim_server.models import CredentialSchedule, Organization, User
+from scim_server.models import CredentialSchedule, User
 from scim_server.services import passwords, settings
 from scim_server.services.addresses import scim_email, user_address
 from scim_server.services.credentials import SENDABLE, Delivery, settle
@@ -111,18 +111,17 @@ def on_create(
     delivery: Delivery | None,
     user: User,
     doc: dict[str, Any],
-    org: Organization | None,
+    current: IdentitySettings,
 ) -> str | None:
     """Before the create's event, in its transaction: queue the welcome mail.
 
     Returns a note for the event's explanation when a welcome was due but cannot
-    go (no address). ``org`` is the row provisioning read: its settings are not
-    read again. An organization whose ``sign_in_methods`` is automatic costs one
-    look for an SSO connection.
+    go (no address). ``current``: the settings provisioning read (not read again). An
+    organization whose ``sign_in_methods`` is automatic costs one look for an SSO
+    connection.
     """
     if delivery is None or doc.get("password") is not None:
         return None
-    current = settings.load(org) if org is not None else settings.IdentitySettings()
     return queue_welcome(session, delivery.base_url, user, doc, current)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
 from scim_server.models import AttributeValue
@@ -65,11 +65,58 @@ def index_rows(org_id: str, resource_id: str, doc: dict[str, Any]) -> list[dict[
     return rows
 
 
-def reindex(session: Session, org_id: str, resource_id: str, doc: dict[str, Any]) -> None:
-    drop_index(session, org_id, resource_id)
+def reindex(
+    session: Session,
+    org_id: str,
+    resource_id: str,
+    doc: dict[str, Any],
+    *,
+    before: list[dict[str, Any]] | None = None,
+) -> None:
+    """Make the resource's index rows those of ``doc``.
+
+    ``before``, the rows of the document the index was last made from
+    (``index_rows``; ``[]`` for a new resource), lets only the differences be
+    written: a PATCH of one attribute changes one row, not all of them.
+    Without it every row is deleted and inserted again.
+    """
     rows = index_rows(org_id, resource_id, doc)
-    if rows:
-        session.execute(insert(AttributeValue), rows)
+    if before is None:
+        drop_index(session, org_id, resource_id)
+        if rows:
+            session.execute(insert(AttributeValue), rows)
+        return
+    old = {(r["attr"], r["pos"]): r for r in before}
+    new = {(r["attr"], r["pos"]): r for r in rows}
+    gone = [
+        {"o": org_id, "r": resource_id, "a": attr, "p": pos}
+        for attr, pos in old.keys() - new.keys()
+    ]
+    added = [r for k, r in new.items() if k not in old]
+    changed = [
+        {"o": org_id, "r": resource_id, "a": k[0], "p": k[1], "v": r["value"], "k": r["value_key"]}
+        for k, r in new.items()
+        if k in old and (old[k]["value"], old[k]["value_key"]) != (r["value"], r["value_key"])
+    ]
+    conn = session.connection()
+    if gone:
+        conn.execute(_DELETE_ONE, gone)
+    if changed:
+        conn.execute(_UPDATE_ONE, changed)
+    if added:
+        conn.execute(insert(AttributeValue), added)
+
+
+_ONE = (
+    (AttributeValue.org_id == bindparam("o"))
+    & (AttributeValue.resource_id == bindparam("r"))
+    & (AttributeValue.attr == bindparam("a"))
+    & (AttributeValue.pos == bindparam("p"))
+)
+_DELETE_ONE = delete(AttributeValue).where(_ONE)
+_UPDATE_ONE = (
+    update(AttributeValue).where(_ONE).values(value=bindparam("v"), value_key=bindparam("k"))
+)
 
 
 def drop_index(session: Session, org_id: str, resource_id: str) -> None:

@@ -78,6 +78,17 @@ def transition(
 
     ``bump_version`` is off when the caller (a SCIM write) moves the version itself.
     """
+    before = change_status(user, name, bump_version=bump_version)
+    record_transition(session, user, name, before, reason)
+    return user.status
+
+
+def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
+    """The row half of ``transition``: check and set the new status; return the old one.
+
+    A SCIM write sets it before its one flush (one UPDATE of the row) and records
+    the transition after its own event (``record_transition``).
+    """
     spec = TRANSITIONS.get(name)
     if spec is None:
         raise InvalidTransitionError(f"Unknown user operation {name!r}.")
@@ -95,6 +106,13 @@ def transition(
     user.updated_at = utcnow()
     if bump_version:
         user.version += 1
+    return before
+
+
+def record_transition(
+    session: Session, user: User, name: str, before: str, reason: str | None = None
+) -> None:
+    """The event half of ``transition``: the named status change, in the caller's transaction."""
     record(
         session,
         user.org_id,
@@ -106,7 +124,6 @@ def transition(
         detail=reason,
         changes={"status": {"before": before, "after": user.status}},
     )
-    return user.status
 
 
 def record_sign_in(session: Session, user: User) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import mappings
@@ -22,15 +22,12 @@ from scim_server.models import (
     Contact,
     Group,
     GroupMember,
-    License,
-    Organization,
-    Role,
-    RuleSet,
     User,
 )
 from scim_server.services import contacts, licenses, roles
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED, STATUSES
-from scim_server.services.settings import IdentitySettings, load
+from scim_server.services.org_config import active_rule_set, identity_config, settings_for
+from scim_server.services.settings import IdentitySettings
 from scim_server.text import fold
 
 log = logging.getLogger(__name__)
@@ -43,43 +40,6 @@ CONTACT_FIELD_NAMES = {
     "title": "title",
     "department": "department",
 }
-
-
-def settings_for(session: Session, org_id: str) -> IdentitySettings:
-    org = session.get(Organization, org_id)
-    return load(org) if org is not None else IdentitySettings()
-
-
-def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -> Any | None:
-    """The organization's active rules, or its defaults alone; None when nothing applies."""
-    stored = session.scalar(
-        select(RuleSet).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
-    )
-    if stored is not None:
-        document = dict(stored.document)
-    elif settings.default_license or settings.default_roles:
-        document = {"mode": "first-match", "rules": []}
-    else:
-        return None
-    if "defaults" not in document and (settings.default_license or settings.default_roles):
-        document["defaults"] = {
-            k: v
-            for k, v in (
-                ("license", settings.default_license),
-                ("roles", list(settings.default_roles)),
-            )
-            if v
-        }
-    names_l = session.scalars(select(License.name).where(License.org_id == org_id)).all()
-    names_r = session.scalars(select(Role.name).where(Role.org_id == org_id)).all()
-    try:
-        return mappings.validate(document, licenses=names_l, roles=names_r)
-    except mappings.RuleSetError as err:
-        # The rules name a license or role that has since gone. Provisioning
-        # goes on without them (the IdP's request is not at fault); the log
-        # and the admin see why no rule applied.
-        log.error("organization %s: active rules unusable: %s", org_id, err)
-        return None
 
 
 def user_groups(session: Session, org_id: str, user_id: str) -> list[dict[str, Any]]:
@@ -129,9 +89,18 @@ def provision(
     *,
     creating: bool,
     identity: Any = None,
+    config: tuple[IdentitySettings, Any] | None = None,
 ) -> dict[str, Any]:
-    """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation."""
-    settings = settings_for(session, org_id)
+    """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
+
+    ``config``: the organization's (settings, rules) when the caller read them already.
+
+    When ``creating``, ``user`` is not in the session yet: it is added once its
+    contact and internal username are known, so that it is inserted once, whole.
+    The person contact created for it is part of the user's own event (its
+    explanation), not an event of its own.
+    """
+    settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
     fields = _contact_fields(doc)
     contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
@@ -141,7 +110,9 @@ def provision(
         )
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
-            contact = contacts.create_contact(session, org_id, "person", _contact_name(doc))
+            contact = contacts.create_contact(
+                session, org_id, "person", _contact_name(doc), audit=False
+            )
         user.contact_id = contact.id
     contact_changes = contacts.update_fields(
         contact, {k: v for k, v in fields.items() if v is not None or not creating}
@@ -155,13 +126,13 @@ def provision(
     follows = not settings.username_format or (not creating and not user.login_name)
     if follows and user.login_name != doc["userName"]:
         _set_username(session, org_id, user, doc["userName"])
+    if creating:
+        session.add(user)
 
-    rules = active_rule_set(session, org_id, settings)
     if rules is not None:
         if identity is None:
-            identity = mappings.ExternalIdentity.from_scim(
-                doc, user_groups(session, org_id, user.id)
-            )
+            groups = [] if creating else user_groups(session, org_id, user.id)
+            identity = mappings.ExternalIdentity.from_scim(doc, groups)
         result = mappings.resolve(identity, rules)
         explanation["rules"] = list(result.explanation)
         changes = _apply_result(session, org_id, user, contact, result, settings, creating, doc)
@@ -237,16 +208,20 @@ def _templated_username(
     _set_username(session, org_id, user, base)
 
 
+_LOGIN_NAME_HOLDER = select(User.id).where(
+    User.org_id == bindparam("org_id"),
+    User.login_name_key == bindparam("key"),
+    User.id != bindparam("user_id"),
+)
+
+
 def _set_username(session: Session, org_id: str, user: User, base: str) -> None:
     """Set the internal username, suffixing 2, 3, ... on collision."""
     candidate, n = base, 1
     while True:
         key = fold(candidate)
-        clash = session.scalar(
-            select(User.id).where(
-                User.org_id == org_id, User.login_name_key == key, User.id != user.id
-            )
-        )
+        params = {"org_id": org_id, "key": key, "user_id": user.id}
+        clash = session.connection().execute(_LOGIN_NAME_HOLDER, params).first()
         if clash is None:
             user.login_name, user.login_name_key = candidate, key
             return

@@ -59,6 +59,9 @@ class IdentitySettings:
     refuse_common_passwords: bool = True
     require_mfa: bool = False
     numbers: tuple[tuple[str, int], ...] = ()
+    # Not a setting: whether an enabled SSO connection existed when these were read
+    # (``services.org_config`` knows it from its fingerprint); None: not known, ask.
+    sso_connected: bool | None = field(default=None, compare=False)
 
     def number(self, name: str) -> int:
         """One of the integer settings (``_NUMBERS``), its default when unset."""
@@ -131,7 +134,10 @@ def sign_in_methods(session: Session, org_id: str, current: IdentitySettings) ->
     """The methods that apply: the admin's choice, else by whether SSO is connected."""
     if current.sign_in_methods:
         return current.sign_in_methods
-    return "sso_only" if has_active_sso(session, org_id) else "password_allowed"
+    connected = current.sso_connected
+    if connected is None:
+        connected = has_active_sso(session, org_id)
+    return "sso_only" if connected else "password_allowed"
 
 
 def passwords_allowed(session: Session, org_id: str, current: IdentitySettings) -> bool:

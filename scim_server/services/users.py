@@ -14,12 +14,13 @@ from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, Organization, User
+from scim_server.models import Group, GroupMember, User
 from scim_server.services import counts, idp_credentials, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
-from scim_server.services.indexing import drop_index, reindex
+from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
+from scim_server.services.org_config import identity_config
 from scim_server.services.passwords import Hashing
 from scim_server.services.roles import hold
 from scim_server.text import exact, fold
@@ -82,11 +83,15 @@ def _taken(user_name: str, existing_id: str | None) -> UniquenessError:
     )
 
 
+_HOLDER = select(User.id).where(
+    User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
+)
+
+
 def _holder(session: Session, org_id: str, user_name: str) -> str | None:
     """The id of the user whose userName clashes with ``user_name`` (same folding as the index)."""
-    return session.scalar(
-        select(User.id).where(User.org_id == org_id, User.user_name_key == fold(user_name))
-    )
+    params = {"org_id": org_id, "key": fold(user_name)}
+    return session.connection().execute(_HOLDER, params).scalar()
 
 
 def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) -> None:
@@ -129,25 +134,27 @@ def _create_user(
 ) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
-        # Held for the transaction: provisioning and the welcome read its settings once.
-        org = session.get(Organization, org_id)
+        # Read once (cached per process): provisioning and the welcome both use it.
+        config = identity_config(session, org_id)
         now = utcnow()
         user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
         _apply(user, doc)
         user.active = user.data["active"]
         user.status = PROVISIONED if user.active else DEACTIVATED
-        session.add(user)
+        # provision adds the user to the session once its contact and internal
+        # username are set: one INSERT of the whole row.
         try:
+            explanation = provisioning.provision(
+                session, org_id, user, user.data, creating=True, identity=identity, config=config
+            )
             session.flush()
         except IntegrityError:
             raise _LostRace from None
-        explanation = provisioning.provision(
-            session, org_id, user, user.data, creating=True, identity=identity
-        )
-        reindex(session, org_id, user.id, user.data)
-        welcome = idp_credentials.on_create(session, delivery, user, doc, org)
+        reindex(session, org_id, user.id, user.data, before=[])
+        welcome = idp_credentials.on_create(session, delivery, user, doc, config[0])
         if welcome:
             explanation["credentials"] = welcome
+        # Last, so that the organization's audit head is held for the shortest time.
         record(
             session,
             org_id,
@@ -265,11 +272,13 @@ def read_user(session: Session, org_id: str, user_id: str) -> Any:
     return row
 
 
+_USER = select(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_USER_FOR_UPDATE = _USER.with_for_update()
+
+
 def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = False) -> User:
-    stmt = select(User).where(User.org_id == org_id, User.id == user_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    user = session.scalar(stmt)
+    stmt = _USER_FOR_UPDATE if for_update else _USER
+    user = session.scalar(stmt, {"org_id": org_id, "user_id": user_id})
     if user is None:
         raise NotFoundError(f"User {user_id!r} not found.")
     return user
@@ -296,6 +305,8 @@ def update_user(
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
+        # The rows the index holds now (before the change can touch nested values).
+        indexed = index_rows(org_id, user.id, user.data)
         new = change.apply(current)
         password = new.pop("password", None)
         if _stored_form(new) == user.data:
@@ -311,12 +322,21 @@ def update_user(
         _apply(user, new)
         user.version += 1
         user.updated_at = utcnow()
+        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
+        # Set before the flush (one UPDATE of the row); its event comes after the change's.
+        moved: tuple[str, str] | None = None
+        if not user.data["active"] and user.status != DEACTIVATED:
+            name = "deactivate"
+            moved = (name, lifecycle.change_status(user, name, bump_version=False))
+        elif user.data["active"] and user.status == DEACTIVATED:
+            name = "activate"
+            moved = (name, lifecycle.change_status(user, name, bump_version=False))
         try:
             session.flush()
         except IntegrityError:
             raise _taken(new["userName"], None) from None
         explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
-        reindex(session, org_id, user.id, user.data)
+        reindex(session, org_id, user.id, user.data, before=indexed)
         before = {**current, "active": was_active}
         record(
             session,
@@ -327,15 +347,10 @@ def update_user(
             explanation=explanation or None,
         )
         idp_credentials.on_update(session, hashing, user, password)
-        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
-        if not user.data["active"] and user.status != DEACTIVATED:
-            lifecycle.transition(
-                session, user, "deactivate", reason="active=false from the IdP", bump_version=False
-            )
-        elif user.data["active"] and user.status == DEACTIVATED:
-            lifecycle.transition(
-                session, user, "activate", reason="active=true from the IdP", bump_version=False
-            )
+        if moved is not None:
+            name, was = moved
+            reason = f"active={str(name == 'activate').lower()} from the IdP"
+            lifecycle.record_transition(session, user, name, was, reason)
     return user
 
 

@@ -1,0 +1,131 @@
+"""Each organization's identity settings and active rules, cached per process, checked on use.
+
+Every SCIM write provisions through the rules. Reading the organization's
+settings, its active rule set and the license and role names the rules are
+validated against took four queries on every write, and validating the rules
+took CPU. Here one query reads a fingerprint of all of them: the settings
+document, the active rule set's id and activation time (a rule set version is
+never edited in place: a change is a new version, activated), and the license
+and role names. While the fingerprint matches, the parsed settings and the
+validated rules are reused; a change made by any process (settings saved, a rule
+set activated, a license renamed or deleted) changes it, so the next write
+reads and validates afresh. The check runs in the caller's transaction, so a
+write sees what its own transaction sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, func, select, true
+from sqlalchemy.orm import Session
+
+import mappings
+from scim_server.models import License, Organization, Role, RuleSet
+from scim_server.services.settings import SSO_CONNECTIONS, IdentitySettings, load
+
+log = logging.getLogger(__name__)
+
+# A name cannot hold this control character (text.py refuses control characters).
+_SEP = "\x1f"
+
+
+def _names(model: type[License] | type[Role]) -> Any:
+    return (
+        select(func.aggregate_strings(model.name, _SEP))
+        .where(model.org_id == Organization.id)
+        .scalar_subquery()
+    )
+
+
+_FINGERPRINT = (
+    select(
+        Organization.settings,
+        RuleSet.id,
+        RuleSet.activated_at,
+        _names(License),
+        _names(Role),
+        # Whether SSO is connected decides the automatic sign_in_methods (and the welcome).
+        exists()
+        .where(SSO_CONNECTIONS.c.org_id == Organization.id, SSO_CONNECTIONS.c.enabled == true())
+        .correlate(Organization),
+    )
+    .select_from(Organization)
+    .outerjoin(RuleSet, and_(RuleSet.org_id == Organization.id, RuleSet.active.is_(True)))
+    .where(Organization.id == bindparam("org_id"))
+)
+
+# (database, organization) -> (fingerprint, settings, rules). The database is
+# part of the key because one process can hold apps on different databases.
+_CACHE: dict[tuple[str, str], tuple[tuple[Any, ...], IdentitySettings, Any]] = {}
+
+
+def identity_config(session: Session, org_id: str) -> tuple[IdentitySettings, Any | None]:
+    """(settings, validated active rules or None) of the organization, as of this transaction."""
+    row = session.connection().execute(_FINGERPRINT, {"org_id": org_id}).first()
+    if row is None:
+        return IdentitySettings(), None
+    raw, rule_set_id, activated_at, licenses, roles, sso_connected = row
+    fingerprint = (
+        json.dumps(raw or {}, sort_keys=True),
+        rule_set_id,
+        activated_at,
+        sorted((licenses or "").split(_SEP)),
+        sorted((roles or "").split(_SEP)),
+        bool(sso_connected),
+    )
+    key = (str(session.get_bind().engine.url), org_id)
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1], cached[2]
+    settings = replace(
+        load(Organization(id=org_id, settings=raw or {})), sso_connected=bool(sso_connected)
+    )
+    rules = active_rule_set(session, org_id, settings)
+    _CACHE[key] = (fingerprint, settings, rules)
+    return settings, rules
+
+
+def settings_for(session: Session, org_id: str) -> IdentitySettings:
+    org = session.get(Organization, org_id)
+    return load(org) if org is not None else IdentitySettings()
+
+
+def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -> Any | None:
+    """The organization's active rules, or its defaults alone; None when nothing applies."""
+    stored = session.scalar(
+        select(RuleSet).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+    )
+    if stored is not None:
+        document = dict(stored.document)
+    elif settings.default_license or settings.default_roles:
+        document = {"mode": "first-match", "rules": []}
+    else:
+        return None
+    if "defaults" not in document and (settings.default_license or settings.default_roles):
+        document["defaults"] = {
+            k: v
+            for k, v in (
+                ("license", settings.default_license),
+                ("roles", list(settings.default_roles)),
+            )
+            if v
+        }
+    names_l = session.scalars(select(License.name).where(License.org_id == org_id)).all()
+    names_r = session.scalars(select(Role.name).where(Role.org_id == org_id)).all()
+    try:
+        return mappings.validate(document, licenses=names_l, roles=names_r)
+    except mappings.RuleSetError as err:
+        # The rules name a license or role that has since gone. Provisioning
+        # goes on without them (the IdP's request is not at fault); the log
+        # and the admin see why no rule applied.
+        log.error("organization %s: active rules unusable: %s", org_id, err)
+        return None
+
+
+def forget() -> None:
+    """Empty the cache (tests that change the database behind the services' back)."""
+    _CACHE.clear()

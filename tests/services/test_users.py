@@ -1,0 +1,91 @@
+"""Statements per user write: the round trips a create or a PATCH costs stay few.
+
+Counted on the test's connection (savepoints aside), through the HTTP client:
+the token lookup, the write and the representation. Issue 17 brought POST
+/Users from 21 statements to 13 on PostgreSQL; a bound here catches a change
+that quietly adds a query per write (a lookup in a loop, a read-back). Raise it
+only with a reason in the commit (a new row every create must write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+from scim_server.scim.schema import ENTERPRISE_SCHEMA
+from tests.support import USER_SCHEMA, Scim
+
+BODY = {
+    "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
+    "userName": "ada.jensen@example.com",
+    "externalId": "e-1",
+    "name": {"givenName": "Ada", "familyName": "Jensen"},
+    "displayName": "Ada Jensen",
+    "emails": [{"type": "work", "value": "ada.jensen@example.com", "primary": True}],
+    "title": "Engineer",
+    ENTERPRISE_SCHEMA: {"department": "Engineering", "employeeNumber": "1"},
+}
+
+
+@pytest.fixture
+def statements(connection: Connection) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            seen.append(statement)
+
+    event.listen(connection, "before_cursor_execute", count)
+    yield seen
+    event.remove(connection, "before_cursor_execute", count)
+
+
+def test_a_create_costs_few_statements(scim: Scim, statements: list[str]) -> None:
+    scim.create_user("warm@example.com")  # the organization's settings are read once
+    statements.clear()
+    resp = scim.post("/scim/v2/Users", BODY)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    # 13, and one more where the organization's people may have a password (this one:
+    # no SSO connection): the welcome's credentials send, written with the create.
+    assert len(statements) <= 14, "\n".join(statements)
+    assert sum("INSERT INTO credential_schedules" in s for s in statements) == 1
+
+
+def test_an_sso_organization_pays_nothing_for_credentials(
+    app: Any, scim: Scim, statements: list[str]
+) -> None:
+    """With an enabled SSO connection (sso_only by default) a create writes no credentials."""
+    import uuid
+
+    from scim_server.db import db
+    from sso.connections.models import SsoConnection
+
+    with db.reader(app)() as s, s.begin():
+        s.add(
+            SsoConnection(org_id=scim.org_id, id=str(uuid.uuid4()), name="Entra", protocol="saml")
+        )
+    scim.create_user("warm@example.com")
+    statements.clear()
+    resp = scim.post("/scim/v2/Users", BODY)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert len(statements) <= 13, "\n".join(statements)
+    assert not any("credential_schedules" in s for s in statements)
+    # Whether SSO is connected comes with the (cached) settings, not a query of its own.
+    assert sum("sso_connections" in s for s in statements) == 1
+
+
+@pytest.mark.parametrize("path, value", [("title", "Manager"), ("active", False)])
+def test_a_patch_costs_few_statements(
+    scim: Scim, statements: list[str], path: str, value: Any
+) -> None:
+    user = scim.post("/scim/v2/Users", BODY).get_json()
+    statements.clear()
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": path, "value": value}
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert len(statements) <= 11, "\n".join(statements)
