@@ -232,20 +232,32 @@ def _stop_worker(child: Any) -> None:
 )
 @pass_env()
 def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
-    """The background worker: runs queued jobs (rules apply, ...) and sends queued mail.
+    """The background worker: runs queued jobs (rules apply, ...), sends queued mail and webhooks.
 
     Run any number of them, on any nodes: each job is run, and each mail sent,
     by one worker at a time. A job interrupted by SIGTERM is handed back and
     resumed at once. Mail goes to SCIM_SMTP_URL, else to .eml files in SCIM_MAIL_DIR.
+    Events older than SCIM_EVENTS_RETENTION_DAYS are deleted.
     """
     import signal
+    from datetime import timedelta
 
     from scim_server.mailer import Mailer
+    from scim_server.webhook_http import OutboundPolicy
     from scim_server.worker import Worker
 
-    worker = Worker(db.writer(env.app), mailer=Mailer.from_config(env.app.config))
+    config = env.app.config
+    worker = Worker(
+        db.writer(env.app),
+        mailer=Mailer.from_config(config),
+        outbound=OutboundPolicy.from_config(config),
+        event_retention=timedelta(days=config["EVENTS_RETENTION_DAYS"]),
+    )
     if once:
-        click.echo(f"ran {worker.run_jobs()} job(s), handled {worker.send_mail()} mail(s)")
+        jobs_run, mails = worker.run_jobs(), worker.send_mail()
+        hooks = worker.send_webhooks()
+        worker.purge_events()
+        click.echo(f"ran {jobs_run} job(s), handled {mails} mail(s), {hooks} webhook(s)")
         return
 
     def _stop(signum: int, _frame: Any) -> None:

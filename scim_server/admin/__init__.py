@@ -15,12 +15,14 @@ def init_app(app: Flask) -> None:
         accounts_api,
         audit_api,
         contacts_api,
+        events_api,
         jobs_api,
         licenses_api,
         mail_api,
         roles_api,
         rule_sets_api,
         settings_api,
+        webhooks_api,
     )
     from scim_server.admin.blueprint import bp
 

@@ -12,10 +12,10 @@ from flask import Response, g, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
+from scim_server.admin.common import PageArgs, audited, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, roles, users
+from scim_server.services import account_views, accounts, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -47,44 +47,13 @@ class RoleBody(Schema):
 
 def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
     """The account view: the product extension's fields, every key present, roles with ids."""
-    ids = [u.id for u in rows]
-    held = roles.roles_of(session, org_id, ids)
-    product = users.product_view(session, org_id, rows, roles=held)
-    return [
-        {
-            "id": u.id,
-            "userName": u.user_name,
-            "username": None,
-            "status": u.status,
-            "license": None,
-            "licenseShortage": None,
-            "contactId": None,
-            "lastLogin": None,
-            **product[u.id],
-            # The ids too: DELETE .../roles/<role_id> needs them.
-            "roles": [
-                {"id": r["id"], "value": r["name"], "kind": r["kind"], "sources": r["sources"]}
-                for r in held.get(u.id, [])
-            ],
-        }
-        for u in rows
-    ]
+    return account_views.account_summaries(session, org_id, rows)
 
 
 def user_detail(user_id: str) -> dict[str, Any]:
     session = db.session
     user = users.get_user(session, g.org_id, user_id)
-    groups = users.groups_of(session, g.org_id, [user.id])[user.id]
-    return {
-        **users_to_dicts(session, g.org_id, [user])[0],
-        "externalId": user.external_id,
-        "displayName": user.display_name,
-        "active": user.active,
-        "groups": [{"id": gid, "displayName": name} for gid, name in groups],
-        "created": iso(user.created_at),
-        "modified": iso(user.updated_at),
-        "version": user.version,
-    }
+    return account_views.account_details(session, g.org_id, [user])[user.id]
 
 
 @bp.get("/users")

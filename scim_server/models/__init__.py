@@ -3,6 +3,7 @@
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
 from scim_server.models.contact import Contact
+from scim_server.models.event import Event
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
@@ -13,6 +14,7 @@ from scim_server.models.role import Role, UserRole
 from scim_server.models.rule_set import RuleSet
 from scim_server.models.token import ScimToken
 from scim_server.models.user import User
+from scim_server.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "AttributeValue",
@@ -20,6 +22,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Contact",
+    "Event",
     "Group",
     "GroupMember",
     "Job",
@@ -32,4 +35,7 @@ __all__ = [
     "ScimToken",
     "User",
     "UserRole",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

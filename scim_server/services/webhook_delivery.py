@@ -1,0 +1,234 @@
+"""The worker's side of webhooks: claim a due delivery, POST it outside the claim, record it.
+
+The claim is the shared lease helper (``services.leases``: ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL), so two workers never send one delivery at once. A
+delivery is due only when no earlier delivery about the same resource, to the
+same subscription, is still open: deliveries go out in order per resource.
+A failure is retried with exponential backoff (``leases.backoff``) for up to
+``RETRY_WINDOW`` (3 days) from the delivery's creation, then given up; a
+subscription whose deliveries have failed without a success for that whole
+window is disabled, with an audit event (``webhook.disabled``) and the reason
+on the subscription, where the admin API and the CLI show it.
+At least once: a worker that dies after the POST but before recording it
+leaves the lease to expire, and the message goes again with the same
+``webhook-id`` (receivers deduplicate on it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from scim_server import jsonfast
+from scim_server.audit import AuditContext, record, use_context
+from scim_server.events import feed
+from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from scim_server.services import leases, webhooks
+from scim_server.webhook_http import Answer, OutboundPolicy, post, signed_headers
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+RETRY_WINDOW = timedelta(days=3)
+OPEN = ("pending", "sending")
+RESPONSE_KEPT = 1000
+
+
+def due_statement(now: datetime) -> object:
+    """Due deliveries of enabled subscriptions whose resource has no earlier open delivery."""
+    earlier = aliased(WebhookDelivery)
+    enabled = select(WebhookSubscription.id).where(WebhookSubscription.enabled.is_(True))
+    blocked = exists().where(
+        earlier.subscription_id == WebhookDelivery.subscription_id,
+        earlier.resource_key == WebhookDelivery.resource_key,
+        earlier.id < WebhookDelivery.id,
+        earlier.state.in_(OPEN),
+    )
+    due = or_(
+        and_(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now),
+        and_(WebhookDelivery.state == "sending", WebhookDelivery.lease_expires_at < now),
+    )
+    return (
+        select(WebhookDelivery)
+        .where(due, WebhookDelivery.subscription_id.in_(enabled), ~blocked)
+        .order_by(WebhookDelivery.id)
+    )
+
+
+def claim_delivery(
+    factory: sessionmaker[Session], worker_id: str, *, now: datetime, lease: timedelta = LEASE
+) -> WebhookDelivery | None:
+    """Take one due delivery and commit the lease; a detached copy, or None."""
+
+    def take(delivery: WebhookDelivery) -> None:
+        if delivery.state == "sending":
+            log.warning("delivery %s: lease of %s expired", delivery.id, delivery.claimed_by)
+        delivery.state = "sending"
+        delivery.claimed_by = worker_id
+        delivery.lease_expires_at = now + lease
+        delivery.attempts += 1
+
+    claimed: WebhookDelivery | None = leases.claim_first(
+        factory,
+        due_statement(now),  # type: ignore[arg-type]
+        take,
+    )
+    return claimed
+
+
+def deliver_due(
+    factory: sessionmaker[Session],
+    policy: OutboundPolicy,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    *,
+    limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Send due deliveries until none is left (or ``limit``); returns how many were handled."""
+    handled = 0
+    while (limit is None or handled < limit) and not should_stop():
+        delivery = claim_delivery(factory, worker_id, now=clock())
+        if delivery is None:
+            break
+        deliver(factory, policy, delivery, worker_id, clock)
+        handled += 1
+    return handled
+
+
+def _message(session: Session, delivery: WebhookDelivery) -> dict[str, object] | None:
+    if delivery.payload is not None:
+        return delivery.payload
+    event = session.scalar(
+        select(Event).where(Event.org_id == delivery.org_id, Event.id == delivery.event_id)
+    )
+    return feed.envelope(event) if event is not None else None
+
+
+def deliver(
+    factory: sessionmaker[Session],
+    policy: OutboundPolicy,
+    delivery: WebhookDelivery,
+    worker_id: str,
+    clock: Callable[[], datetime],
+) -> str:
+    """POST one claimed delivery, signed, and record the outcome; returns its new state."""
+    with factory() as session:
+        sub = session.scalar(
+            select(WebhookSubscription).where(
+                WebhookSubscription.org_id == delivery.org_id,
+                WebhookSubscription.id == delivery.subscription_id,
+            )
+        )
+        message = _message(session, delivery) if sub is not None else None
+        session.rollback()
+    if sub is None or message is None:
+        why = "the subscription was deleted" if sub is None else "the event is past retention"
+        return record_outcome(factory, delivery, worker_id, clock(), None, why, give_up=True)
+    body = jsonfast.dumps_bytes(message)
+    # The signature's timestamp is the real time of sending (receivers reject a stale one);
+    # the injected clock only schedules retries.
+    sent_at = int(time.time())
+    headers = signed_headers(
+        webhooks.secrets_in_use(sub, clock()), str(message["id"]), sent_at, body
+    )
+    try:
+        answer = post(sub.url, body, headers, policy)
+    except Exception as exc:  # refused address, DNS, connection, TLS, timeout: all retried
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("webhook delivery %s to %s failed: %s", delivery.id, sub.url, error)
+        return record_outcome(factory, delivery, worker_id, clock(), None, error)
+    if 200 <= answer.status < 300:
+        return record_outcome(factory, delivery, worker_id, clock(), answer, None)
+    error = f"HTTP {answer.status}"
+    if answer.status < 400:
+        error += " (redirects are not followed)"
+    return record_outcome(factory, delivery, worker_id, clock(), answer, error)
+
+
+def record_outcome(
+    factory: sessionmaker[Session],
+    claimed: WebhookDelivery,
+    worker_id: str,
+    now: datetime,
+    answer: Answer | None,
+    error: str | None,
+    *,
+    give_up: bool = False,
+) -> str:
+    """Log the attempt: delivered, retried later or failed; disable a long-failing subscription."""
+    context = AuditContext(
+        actor_type="system", actor_id=worker_id[:64], actor_name="scim-server worker"
+    )
+    with use_context(context), factory() as session, session.begin():
+        delivery = session.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.id == claimed.id).with_for_update()
+        )
+        if delivery is None or delivery.state != "sending" or delivery.claimed_by != worker_id:
+            log.warning("webhook delivery %s: no longer held by %s", claimed.id, worker_id)
+            return delivery.state if delivery is not None else "gone"
+        status = answer.status if answer is not None else None
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                attempt=delivery.attempts,
+                at=now,
+                status=status,
+                latency_ms=answer.latency_ms if answer is not None else 0,
+                response=answer.body[:RESPONSE_KEPT] if answer is not None else None,
+                error=error,
+            )
+        )
+        delivery.claimed_by = None
+        delivery.lease_expires_at = None
+        delivery.last_status = status
+        delivery.last_error = error
+        sub = session.scalar(
+            select(WebhookSubscription)
+            .where(
+                WebhookSubscription.org_id == delivery.org_id,
+                WebhookSubscription.id == delivery.subscription_id,
+            )
+            .with_for_update()
+        )
+        if error is None:
+            delivery.state = "delivered"
+            delivery.delivered_at = now
+            if sub is not None:
+                sub.failing_since = None
+            return delivery.state
+        if give_up or now - delivery.created_at >= RETRY_WINDOW:
+            delivery.state = "failed"
+        else:
+            delivery.state = "pending"
+            delivery.next_attempt_at = now + leases.backoff(delivery.attempts)
+        if sub is not None and not give_up:
+            _note_failure(session, sub, now)
+        return delivery.state
+
+
+def _note_failure(session: Session, sub: WebhookSubscription, now: datetime) -> None:
+    if sub.failing_since is None:
+        sub.failing_since = now
+        return
+    if sub.enabled and now - sub.failing_since >= RETRY_WINDOW:
+        sub.enabled = False
+        sub.disabled_reason = (
+            f"every delivery failed from {feed.iso(sub.failing_since)} to {feed.iso(now)}"
+        )
+        sub.updated_at = now
+        record(
+            session,
+            sub.org_id,
+            "webhook.disabled",
+            outcome="failure",
+            resource_type="Webhook",
+            resource_id=sub.id,
+            detail=f"{sub.url}: {sub.disabled_reason}"[:2000],
+        )
+        log.warning("webhook %s (%s) disabled: %s", sub.id, sub.url, sub.disabled_reason)
