@@ -52,6 +52,9 @@ def write_pending(session: Session) -> None:
         ):
             by_org[audit_event.org_id].append((audit_event, derived))
     for org_id, items in by_org.items():
+        # A deletion comes after the transaction's other events (a group deleted with its
+        # members: the member_removed events first), so nothing follows a resource's end.
+        items.sort(key=lambda item: item[1].type.endswith(".deleted"))
         _write_org(session, org_id, items)
 
 
