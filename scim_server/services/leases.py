@@ -40,5 +40,6 @@ def claim_first(
 
 
 def backoff(attempts: int) -> timedelta:
-    """Exponential: 10 s, 20 s, 40 s, ... at most an hour."""
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+    """Exponential: 10 s, 20 s, 40 s, ... at most an hour (also after a webhook's 80th attempt:
+    the exponent is bounded, so a timedelta never overflows)."""
+    return min(RETRY_BASE * (2 ** min(max(attempts - 1, 0), 20)), RETRY_MAX)

@@ -126,7 +126,6 @@ def deliver(
             )
         )
         message = _message(session, delivery) if sub is not None else None
-        session.rollback()
     if sub is None or message is None:
         why = "the subscription was deleted" if sub is None else "the event is past retention"
         return record_outcome(factory, delivery, worker_id, clock(), None, why, give_up=True)

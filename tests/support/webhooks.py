@@ -82,3 +82,24 @@ def webhook_receiver(status: int | Callable[[Received], int] = 204) -> Iterator[
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def subscribe(admin: Any, url: str, events: list[str] | None = None) -> dict[str, Any]:
+    """POST /api/v1/webhooks; the answer holds the secret."""
+    body: dict[str, Any] = {"url": url}
+    if events is not None:
+        body["events"] = events
+    resp = admin.post("/api/v1/webhooks", body)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return dict(resp.get_json())
+
+
+def webhook_worker(app: Any, clock: Any = None, **kw: Any) -> Any:
+    """A worker sending webhooks to 127.0.0.1 (development policy), on the test's database."""
+    from scim_server.db import db
+    from scim_server.webhook_http import OutboundPolicy
+    from scim_server.worker import Worker
+
+    if clock is not None:
+        kw["clock"] = clock
+    return Worker(db.writer(app), outbound=OutboundPolicy(development=True), **kw)
