@@ -311,6 +311,7 @@ def _gunicorn(host: str, port: int) -> None:
 
 def _register_subcommands() -> None:
     from scim_server.admin.rules_cli import rules
+    from scim_server.admin.webhooks_cli import events_group, webhooks_group
     from scim_server.audit.cli import audit
     from sso.connections.cli import sso
     from sso.provider.cli import oauth
@@ -319,6 +320,8 @@ def _register_subcommands() -> None:
     main.add_command(rules)
     main.add_command(oauth)
     main.add_command(sso)
+    main.add_command(webhooks_group)
+    main.add_command(events_group)
 
 
 _register_subcommands()

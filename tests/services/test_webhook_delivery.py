@@ -221,3 +221,21 @@ def test_concurrent_workers_never_deliver_one_event_twice(live):
             .where(WebhookDelivery.org_id == scim.org_id)
         ).all()
         assert attempts == [1] * 20
+
+
+def test_the_worker_purges_events_past_retention(app, scim, admin):
+    """With event_retention set, run_once deletes older events (keeping the newest), every 10 min."""
+    from datetime import timedelta
+
+    for name in ("ann", "bob", "cat"):
+        person(scim, f"{name}@example.com")
+    clock = Clock()
+    worker = webhook_worker(app, clock, event_retention=timedelta(days=30))
+    worker.run_once()
+    assert len(feed(admin)) == 3  # young events stay
+    clock.advance(31 * 24 * HOUR)
+    worker.run_once()
+    assert [e["position"] for e in feed(admin)] == [3]
+    person(scim, "dan@example.com")
+    clock.advance(60)
+    assert worker.purge_events() == 0  # not again within 10 minutes
