@@ -24,7 +24,7 @@ from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
 from scim_server.events import feed
 from scim_server.mailer import Mailer
-from scim_server.services import jobs, mail_delivery, webhook_delivery
+from scim_server.services import jobs, mail_delivery, webhook_delivery, webhook_fanout
 from scim_server.webhook_http import OutboundPolicy
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class Worker:
         """Send due webhook deliveries until none is left (or ``limit``); how many were handled."""
         if self.outbound is None:
             return 0
+        webhook_fanout.fan_out_due(self.factory, self.clock, should_stop=self.stop.is_set)
         return webhook_delivery.deliver_due(
             self.factory,
             self.outbound,

@@ -4,8 +4,9 @@
 savepoint is released): the audit events noted since (``events.pending``) are
 mapped to product events (``events.types``), the state of each resource they
 are about is read once per resource, as ``GET /api/v1/users/<id>`` shows it,
-and the rows are inserted with one executemany, together with the webhook
-deliveries they cause (``services.webhooks.fan_out``).
+and the rows are inserted with one executemany. Nothing else: webhook
+deliveries are made from the events by the worker (``services.webhook_fanout``),
+so a write costs the same whatever the number of subscriptions.
 
 Positions: every transaction that writes an event has recorded its audit
 event, so it holds its organization's audit head lock until it commits; the
@@ -19,13 +20,20 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
 from scim_server.models import AuditEvent, Event, Group, User
-from scim_server.services import account_views, webhooks
+from scim_server.services import account_views
+
+_LAST = select(func.max(Event.position)).where(Event.org_id == bindparam("org_id"))
+_NEXT = (
+    select(func.coalesce(func.max(Event.position), 0) + 1)
+    .where(Event.org_id == bindparam("next_org_id"))
+    .scalar_subquery()
+)
 
 
 def install() -> None:
@@ -63,7 +71,9 @@ def _write_org(session: Session, org_id: str, items: list[tuple[AuditEvent, Deri
     group_ids = {d.resource_id for _a, d in items if d.resource_type == "Group"}
     session.flush()  # the states below are read after the change
     states = {**user_states(session, org_id, user_ids), **group_states(session, org_id, group_ids)}
-    last = session.scalar(select(func.max(Event.position)).where(Event.org_id == org_id)) or 0
+    connection = session.connection()
+    # One event (the usual write): its position is computed by the INSERT itself.
+    last = 0 if len(items) == 1 else connection.scalar(_LAST, {"org_id": org_id}) or 0
     rows: list[dict[str, Any]] = []
     for position, (audit_event, derived) in enumerate(items, start=last + 1):
         data: dict[str, Any] = {
@@ -93,8 +103,13 @@ def _write_org(session: Session, org_id: str, items: list[tuple[AuditEvent, Deri
                 "data": data,
             }
         )
-    session.execute(insert(Event), rows)
-    webhooks.fan_out(session, org_id, rows)
+    if len(rows) == 1:
+        connection.execute(
+            insert(Event).values(position=_NEXT),
+            {**rows[0], "position": None, "next_org_id": org_id},
+        )
+    else:
+        connection.execute(insert(Event), rows)
 
 
 def _other_state(audit_event: AuditEvent, derived: Derived) -> dict[str, Any] | None:

@@ -17,7 +17,10 @@ class WebhookSubscription(Base):
     creation or rotation. After a rotation ``previous_secret`` still signs
     (a second signature) until ``previous_secret_expires_at``. ``failing_since``
     is the first failure of the current run of failures; a subscription failing
-    for the whole retry window is disabled (``disabled_reason``).
+    for the whole retry window is disabled (``disabled_reason``). The worker
+    turns the organization's events after ``fanned_position`` into deliveries;
+    a new subscription starts at the newest event, a disabled one resumes where
+    it stopped when enabled again (nothing is lost while it was off).
     """
 
     __tablename__ = "webhook_subscriptions"
@@ -34,6 +37,8 @@ class WebhookSubscription(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The last event position made into deliveries (``services.webhook_fanout``).
+    fanned_position: Mapped[int] = mapped_column(Integer, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

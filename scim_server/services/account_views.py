@@ -19,10 +19,21 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
 
 
-def account_summaries(session: Session, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
-    """The list view: the product extension's fields, every key present, roles with ids."""
-    held = roles.roles_of(session, org_id, [u.id for u in rows])
-    product = users.product_view(session, org_id, rows, roles=held)
+def account_summaries(
+    session: Session,
+    org_id: str,
+    rows: list[User],
+    *,
+    held: dict[str, list[dict[str, Any]]] | None = None,
+    license_names: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The list view: the product extension's fields, every key present, roles with ids.
+
+    ``held`` (roles by user) and ``license_names``, when the caller has them, spare their queries.
+    """
+    if held is None:
+        held = roles.roles_of(session, org_id, [u.id for u in rows])
+    product = users.product_view(session, org_id, rows, roles=held, license_names=license_names)
     return [
         {
             "id": u.id,
@@ -45,10 +56,21 @@ def account_summaries(session: Session, org_id: str, rows: list[User]) -> list[d
 
 
 def account_details(session: Session, org_id: str, rows: list[User]) -> dict[str, dict[str, Any]]:
-    """The detail view of each user (summary, groups, timestamps, version), by user id."""
-    groups = users.groups_of(session, org_id, [u.id for u in rows])
+    """The detail view of each user (summary, groups, timestamps, version), by user id.
+
+    One user (a request's, an event's): groups, roles and license names in one round trip.
+    """
+    if len(rows) == 1:
+        groups_of_one, held_of_one, names = users.extras_of_one(session, org_id, rows[0])
+        groups = {rows[0].id: groups_of_one}
+        summaries = account_summaries(
+            session, org_id, rows, held={rows[0].id: held_of_one}, license_names=names
+        )
+    else:
+        groups = users.groups_of(session, org_id, [u.id for u in rows])
+        summaries = account_summaries(session, org_id, rows)
     out: dict[str, dict[str, Any]] = {}
-    for user, summary in zip(rows, account_summaries(session, org_id, rows), strict=True):
+    for user, summary in zip(rows, summaries, strict=True):
         out[user.id] = {
             **summary,
             "externalId": user.external_id,

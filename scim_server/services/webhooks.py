@@ -1,11 +1,10 @@
 """Webhook subscriptions and what to send them: the admin's side and the fan-out of new events.
 
 A subscription names a URL, the event types it wants (a list, or ``["*"]``)
-and a signing secret shown once. New events become deliveries (the webhook
-outbox, ``WebhookDelivery``) in the transaction that writes them
-(``fan_out``, called by ``events.writer``), so a rolled-back change sends
-nothing and a committed one is sent at least once by ``scim-server worker``
-(``services.webhook_delivery``). An admin can also send a test message,
+and a signing secret shown once. Committed events become deliveries (the
+webhook outbox, ``WebhookDelivery``) in the worker (``services.webhook_fanout``),
+and are sent at least once (``services.webhook_delivery``); a rolled-back
+change has no event, so nothing is sent for it. An admin can also send a test message,
 redeliver one event, or replay every event after a cursor.
 """
 
@@ -105,6 +104,8 @@ def create_subscription(
             enabled=fields.get("enabled", True),
             description=fields.get("description"),
             secret=secret,
+            # From the next event on: what happened before is in the feed (or replay).
+            fanned_position=feed.bounds(session, org_id)[1],
             created_at=now,
             updated_at=now,
         )
@@ -181,11 +182,12 @@ def secrets_in_use(sub: WebhookSubscription, now: datetime) -> list[str]:
     return out
 
 
-def _wants(events: list[str], event_type: str) -> bool:
+def wants(events: list[str], event_type: str) -> bool:
     return ALL in events or event_type in events
 
 
-def _delivery_row(org_id: str, sub_id: str, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+def delivery_row(org_id: str, sub_id: str, row: Any, now: datetime) -> dict[str, Any]:
+    """A new delivery of one event (a row or mapping with id, type, position, resource)."""
     return {
         "org_id": org_id,
         "subscription_id": sub_id,
@@ -198,27 +200,6 @@ def _delivery_row(org_id: str, sub_id: str, row: dict[str, Any], now: datetime) 
         "next_attempt_at": now,
         "created_at": now,
     }
-
-
-def fan_out(session: Session, org_id: str, rows: list[dict[str, Any]]) -> int:
-    """Deliveries of these new events to each enabled subscription that wants them."""
-    subs = session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.events).where(
-            WebhookSubscription.org_id == org_id, WebhookSubscription.enabled.is_(True)
-        )
-    ).all()
-    if not subs:
-        return 0
-    now = utcnow()
-    deliveries = [
-        _delivery_row(org_id, sub_id, row, now)
-        for row in rows
-        for sub_id, events in subs
-        if _wants(events, row["type"])
-    ]
-    if deliveries:
-        session.execute(insert(WebhookDelivery), deliveries)
-    return len(deliveries)
 
 
 def send_test(session: Session, org_id: str, sub_id: str) -> WebhookDelivery:
@@ -256,7 +237,7 @@ def redeliver(session: Session, org_id: str, sub_id: str, event_id: str) -> Webh
             raise NotFoundError(f"Event {event_id!r} not found (or past retention).")
         row = {c: getattr(event, c) for c in ("id", "type", "position")}
         row |= {"resource_type": event.resource_type, "resource_id": event.resource_id}
-        values = _delivery_row(org_id, sub.id, row, utcnow())
+        values = delivery_row(org_id, sub.id, row, utcnow())
         delivery = WebhookDelivery(**values)
         session.add(delivery)
         record(session, org_id, "webhook.redeliver", **_about(sub), changes={"event": event_id})
@@ -275,7 +256,7 @@ def replay(session: Session, org_id: str, sub_id: str, after: str | None) -> int
             stmt = stmt.where(Event.type.in_(sub.events))
         now = utcnow()
         rows = [
-            _delivery_row(org_id, sub.id, dict(r._mapping), now)
+            delivery_row(org_id, sub.id, dict(r._mapping), now)
             for r in session.execute(stmt.order_by(Event.position))
         ]
         if rows:

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("previous_secret", sa.String(length=100), nullable=True),
         sa.Column("previous_secret_expires_at", UTCDateTime(), nullable=True),
         sa.Column("failing_since", UTCDateTime(), nullable=True),
+        sa.Column("fanned_position", sa.Integer(), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
