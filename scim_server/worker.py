@@ -24,7 +24,7 @@ from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
 from scim_server.events import feed
 from scim_server.mailer import Mailer
-from scim_server.services import jobs, mail_delivery, webhook_delivery, webhook_fanout
+from scim_server.services import jobs, mail_delivery, webhook_delivery, webhook_fanout, webhooks
 from scim_server.webhook_http import OutboundPolicy
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class Worker:
         )
 
     def purge_events(self) -> int:
-        """Delete events past retention, at most every ``PURGE_EVERY``; how many were deleted."""
+        """Delete events (and finished webhook deliveries) past retention, at most every
+        ``PURGE_EVERY``; how many events were deleted."""
         now = self.clock()
         if self.event_retention is None:
             return 0
@@ -107,6 +108,7 @@ class Worker:
         self.purged_at = now
         with self.factory() as session, session.begin():
             deleted = feed.purge(session, now, self.event_retention)
+            webhooks.purge_log(session, now - self.event_retention)
         if deleted:
             log.info("purged %s event(s) older than %s", deleted, self.event_retention)
         return deleted

@@ -55,7 +55,16 @@ def due_statement(now: datetime) -> object:
     )
     return (
         select(WebhookDelivery)
-        .where(due, WebhookDelivery.subscription_id.in_(enabled), ~blocked)
+        .where(
+            due,
+            # A test message goes out even to a disabled subscription: how an admin checks
+            # that the receiver works again before enabling it.
+            or_(
+                WebhookDelivery.subscription_id.in_(enabled),
+                WebhookDelivery.event_type == webhooks.TEST_TYPE,
+            ),
+            ~blocked,
+        )
         .order_by(WebhookDelivery.id)
     )
 

@@ -271,6 +271,16 @@ def replay(session: Session, org_id: str, sub_id: str, after: str | None) -> int
     return len(rows)
 
 
+def purge_log(session: Session, cutoff: datetime) -> int:
+    """Delete finished deliveries (delivered or failed) created before ``cutoff``, and their log."""
+    old = select(WebhookDelivery.id).where(
+        WebhookDelivery.created_at < cutoff, WebhookDelivery.state.in_(("delivered", "failed"))
+    )
+    session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old)))
+    result = session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def delivery_log(
     session: Session, org_id: str, sub_id: str, *, limit: int, before: int | None = None
 ) -> list[dict[str, Any]]:

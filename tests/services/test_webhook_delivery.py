@@ -227,15 +227,39 @@ def test_the_worker_purges_events_past_retention(app, scim, admin):
     """With event_retention set, run_once deletes older events (keeping the newest), every 10 min."""
     from datetime import timedelta
 
-    for name in ("ann", "bob", "cat"):
-        person(scim, f"{name}@example.com")
-    clock = Clock()
-    worker = webhook_worker(app, clock, event_retention=timedelta(days=30))
-    worker.run_once()
+    with webhook_receiver() as receiver:
+        sub = subscribe(admin, receiver.url)
+        for name in ("ann", "bob", "cat"):
+            person(scim, f"{name}@example.com")
+        clock = Clock()
+        worker = webhook_worker(app, clock, event_retention=timedelta(days=30))
+        assert worker.run_once() == 3
     assert len(feed(admin)) == 3  # young events stay
+    log = f"/api/v1/webhooks/{sub['id']}/deliveries"
+    assert len(ok(admin.get(log))["deliveries"]) == 3
     clock.advance(31 * 24 * HOUR)
     worker.run_once()
     assert [e["position"] for e in feed(admin)] == [3]
+    assert ok(admin.get(log))["deliveries"] == []  # delivered ones go with retention too
     person(scim, "dan@example.com")
     clock.advance(60)
     assert worker.purge_events() == 0  # not again within 10 minutes
+
+
+def test_a_test_message_reaches_a_disabled_subscription(app, admin, scim):
+    """An admin checks a disabled subscription's receiver with a test message; events wait."""
+    with webhook_receiver() as receiver:
+        sub = subscribe(admin, receiver.url)
+        ok(admin.patch(f"/api/v1/webhooks/{sub['id']}", {"enabled": False}))
+        person(scim, "ann@example.com")
+        ok(admin.post(f"/api/v1/webhooks/{sub['id']}/test", None), 202)
+        worker = webhook_worker(app)
+        assert worker.send_webhooks() == 1
+        assert [p["type"] for p in receiver.verified(sub["secret"])] == ["webhook.test"]
+        # Enabled again: it resumes where it stopped, nothing lost while it was off.
+        ok(admin.patch(f"/api/v1/webhooks/{sub['id']}", {"enabled": True}))
+        assert worker.send_webhooks() == 1
+        assert [p["type"] for p in receiver.verified(sub["secret"])] == [
+            "webhook.test",
+            "user.created",
+        ]
