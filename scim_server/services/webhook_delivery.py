@@ -19,10 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased, object_session, sessionmaker
 
 from scim_server import jsonfast
 from scim_server.audit import AuditContext, record, use_context
@@ -33,7 +35,9 @@ from scim_server.webhook_http import Answer, OutboundPolicy, post, signed_header
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+# A batch of BATCH deliveries at 10 s each at worst fits in the lease.
+BATCH = 10
+LEASE = timedelta(minutes=5)
 RETRY_WINDOW = timedelta(days=3)
 OPEN = ("pending", "sending")
 RESPONSE_KEPT = 1000
@@ -69,10 +73,25 @@ def due_statement(now: datetime) -> object:
     )
 
 
-def claim_delivery(
-    factory: sessionmaker[Session], worker_id: str, *, now: datetime, lease: timedelta = LEASE
-) -> WebhookDelivery | None:
-    """Take one due delivery and commit the lease; a detached copy, or None."""
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed delivery with what sending it needs, read in the claim's transaction."""
+
+    delivery: WebhookDelivery
+    subscription: WebhookSubscription | None  # None: deleted since
+    message: dict[str, Any] | None  # None: its event is past retention
+
+
+def claim_deliveries(
+    factory: sessionmaker[Session],
+    worker_id: str,
+    *,
+    now: datetime,
+    limit: int = BATCH,
+    lease: timedelta = LEASE,
+) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries (never two about one resource) and commit the lease."""
+    loaded: dict[int, tuple[WebhookSubscription | None, dict[str, Any] | None]] = {}
 
     def take(delivery: WebhookDelivery) -> None:
         if delivery.state == "sending":
@@ -81,13 +100,18 @@ def claim_delivery(
         delivery.claimed_by = worker_id
         delivery.lease_expires_at = now + lease
         delivery.attempts += 1
+        session = object_session(delivery)
+        assert session is not None
+        sub = session.get(WebhookSubscription, (delivery.org_id, delivery.subscription_id))
+        loaded[delivery.id] = (sub, _message(session, delivery) if sub is not None else None)
 
-    claimed: WebhookDelivery | None = leases.claim_first(
+    rows: list[WebhookDelivery] = leases.claim_many(
         factory,
         due_statement(now),  # type: ignore[arg-type]
         take,
+        limit,
     )
-    return claimed
+    return [Claimed(d, *loaded[d.id]) for d in rows]
 
 
 def deliver_due(
@@ -99,18 +123,24 @@ def deliver_due(
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Send due deliveries until none is left (or ``limit``); returns how many were handled."""
+    """Send due deliveries until none is left (or ``limit``); returns how many were handled.
+
+    A batch is claimed in one transaction, sent one by one, and its outcomes recorded in one
+    transaction: two commits per batch, not per delivery.
+    """
     handled = 0
     while (limit is None or handled < limit) and not should_stop():
-        delivery = claim_delivery(factory, worker_id, now=clock())
-        if delivery is None:
+        size = BATCH if limit is None else min(BATCH, limit - handled)
+        batch = claim_deliveries(factory, worker_id, now=clock(), limit=size)
+        if not batch:
             break
-        deliver(factory, policy, delivery, worker_id, clock)
-        handled += 1
+        outcomes = [(claimed.delivery, send(policy, claimed, clock)) for claimed in batch]
+        record_outcomes(factory, worker_id, clock(), outcomes)
+        handled += len(batch)
     return handled
 
 
-def _message(session: Session, delivery: WebhookDelivery) -> dict[str, object] | None:
+def _message(session: Session, delivery: WebhookDelivery) -> dict[str, Any] | None:
     if delivery.payload is not None:
         return delivery.payload
     event = session.scalar(
@@ -119,25 +149,21 @@ def _message(session: Session, delivery: WebhookDelivery) -> dict[str, object] |
     return feed.envelope(event) if event is not None else None
 
 
-def deliver(
-    factory: sessionmaker[Session],
-    policy: OutboundPolicy,
-    delivery: WebhookDelivery,
-    worker_id: str,
-    clock: Callable[[], datetime],
-) -> str:
-    """POST one claimed delivery, signed, and record the outcome; returns its new state."""
-    with factory() as session:
-        sub = session.scalar(
-            select(WebhookSubscription).where(
-                WebhookSubscription.org_id == delivery.org_id,
-                WebhookSubscription.id == delivery.subscription_id,
-            )
-        )
-        message = _message(session, delivery) if sub is not None else None
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt gave: the receiver's answer (if any) and the error (None: delivered)."""
+
+    answer: Answer | None
+    error: str | None
+    give_up: bool = False
+
+
+def send(policy: OutboundPolicy, claimed: Claimed, clock: Callable[[], datetime]) -> Outcome:
+    """POST one claimed delivery, signed; no database work."""
+    delivery, sub, message = claimed.delivery, claimed.subscription, claimed.message
     if sub is None or message is None:
         why = "the subscription was deleted" if sub is None else "the event is past retention"
-        return record_outcome(factory, delivery, worker_id, clock(), None, why, give_up=True)
+        return Outcome(None, why, give_up=True)
     body = jsonfast.dumps_bytes(message)
     # The signature's timestamp is the real time of sending (receivers reject a stale one);
     # the injected clock only schedules retries.
@@ -150,74 +176,82 @@ def deliver(
     except Exception as exc:  # refused address, DNS, connection, TLS, timeout: all retried
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("webhook delivery %s to %s failed: %s", delivery.id, sub.url, error)
-        return record_outcome(factory, delivery, worker_id, clock(), None, error)
+        return Outcome(None, error)
     if 200 <= answer.status < 300:
-        return record_outcome(factory, delivery, worker_id, clock(), answer, None)
+        return Outcome(answer, None)
     error = f"HTTP {answer.status}"
     if answer.status < 400:
         error += " (redirects are not followed)"
-    return record_outcome(factory, delivery, worker_id, clock(), answer, error)
+    return Outcome(answer, error)
 
 
-def record_outcome(
+def record_outcomes(
     factory: sessionmaker[Session],
-    claimed: WebhookDelivery,
     worker_id: str,
     now: datetime,
-    answer: Answer | None,
-    error: str | None,
-    *,
-    give_up: bool = False,
-) -> str:
-    """Log the attempt: delivered, retried later or failed; disable a long-failing subscription."""
+    outcomes: list[tuple[WebhookDelivery, Outcome]],
+) -> list[str]:
+    """Log each attempt: delivered, retried later or failed; disable a long-failing subscription.
+
+    Only deliveries this worker still holds are recorded. Subscriptions are locked in one
+    order (by id) whoever records, so two workers' batches never deadlock.
+    """
     context = AuditContext(
         actor_type="system", actor_id=worker_id[:64], actor_name="scim-server worker"
     )
+    ordered = sorted(outcomes, key=lambda item: (item[0].subscription_id, item[0].id))
     with use_context(context), factory() as session, session.begin():
-        delivery = session.scalar(
-            select(WebhookDelivery).where(WebhookDelivery.id == claimed.id).with_for_update()
+        return [_record(session, worker_id, now, claimed, o) for claimed, o in ordered]
+
+
+def _record(
+    session: Session, worker_id: str, now: datetime, claimed: WebhookDelivery, outcome: Outcome
+) -> str:
+    delivery = session.scalar(
+        select(WebhookDelivery).where(WebhookDelivery.id == claimed.id).with_for_update()
+    )
+    if delivery is None or delivery.state != "sending" or delivery.claimed_by != worker_id:
+        log.warning("webhook delivery %s: no longer held by %s", claimed.id, worker_id)
+        return delivery.state if delivery is not None else "gone"
+    answer, error = outcome.answer, outcome.error
+    status = answer.status if answer is not None else None
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts,
+            at=now,
+            status=status,
+            latency_ms=answer.latency_ms if answer is not None else 0,
+            response=answer.body[:RESPONSE_KEPT] if answer is not None else None,
+            error=error,
         )
-        if delivery is None or delivery.state != "sending" or delivery.claimed_by != worker_id:
-            log.warning("webhook delivery %s: no longer held by %s", claimed.id, worker_id)
-            return delivery.state if delivery is not None else "gone"
-        status = answer.status if answer is not None else None
-        session.add(
-            WebhookAttempt(
-                delivery_id=delivery.id,
-                attempt=delivery.attempts,
-                at=now,
-                status=status,
-                latency_ms=answer.latency_ms if answer is not None else 0,
-                response=answer.body[:RESPONSE_KEPT] if answer is not None else None,
-                error=error,
-            )
+    )
+    delivery.claimed_by = None
+    delivery.lease_expires_at = None
+    delivery.last_status = status
+    delivery.last_error = error
+    sub = session.scalar(
+        select(WebhookSubscription)
+        .where(
+            WebhookSubscription.org_id == delivery.org_id,
+            WebhookSubscription.id == delivery.subscription_id,
         )
-        delivery.claimed_by = None
-        delivery.lease_expires_at = None
-        delivery.last_status = status
-        delivery.last_error = error
-        sub = session.scalar(
-            select(WebhookSubscription)
-            .where(
-                WebhookSubscription.org_id == delivery.org_id,
-                WebhookSubscription.id == delivery.subscription_id,
-            )
-            .with_for_update()
-        )
-        if error is None:
-            delivery.state = "delivered"
-            delivery.delivered_at = now
-            if sub is not None:
-                sub.failing_since = None
-            return delivery.state
-        if give_up or now - delivery.created_at >= RETRY_WINDOW:
-            delivery.state = "failed"
-        else:
-            delivery.state = "pending"
-            delivery.next_attempt_at = now + leases.backoff(delivery.attempts)
-        if sub is not None and not give_up:
-            _note_failure(session, sub, now)
+        .with_for_update()
+    )
+    if error is None:
+        delivery.state = "delivered"
+        delivery.delivered_at = now
+        if sub is not None:
+            sub.failing_since = None
         return delivery.state
+    if outcome.give_up or now - delivery.created_at >= RETRY_WINDOW:
+        delivery.state = "failed"
+    else:
+        delivery.state = "pending"
+        delivery.next_attempt_at = now + leases.backoff(delivery.attempts)
+    if sub is not None and not outcome.give_up:
+        _note_failure(session, sub, now)
+    return delivery.state
 
 
 def _note_failure(session: Session, sub: WebhookSubscription, now: datetime) -> None:
