@@ -252,6 +252,7 @@ def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
         mailer=Mailer.from_config(config),
         outbound=OutboundPolicy.from_config(config),
         event_retention=timedelta(days=config["EVENTS_RETENTION_DAYS"]),
+        base_url=config["BASE_URL"],
     )
     if once:
         jobs_run, mails = worker.run_jobs(), worker.send_mail()

@@ -65,11 +65,13 @@ class Worker:
         mailer: Mailer | None = None,
         outbound: OutboundPolicy | None = None,
         event_retention: timedelta | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.factory = factory
         self.mailer = mailer
         self.outbound = outbound
         self.event_retention = event_retention
+        self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
         self.purged_at: datetime | None = None
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
@@ -95,6 +97,7 @@ class Worker:
             self.clock,
             limit=limit,
             should_stop=self.stop.is_set,
+            base_url=self.base_url,
         )
 
     def purge_events(self) -> int:

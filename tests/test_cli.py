@@ -111,10 +111,20 @@ def test_webhooks_and_events_commands(cli, monkeypatch):
         "https://hooks.example.com/in\n",
     ]
     updated = cli(
-        "webhooks", "update", "--org", "acme", webhook_id, "--event", "user.created", "--disable"
+        "webhooks",
+        "update",
+        "--org",
+        "acme",
+        webhook_id,
+        "--event",
+        "user.created",
+        "--disable",
+        "--alert-email",
+        "ops@acme.test",
     )
     assert updated.exit_code == 0
-    assert json.loads(updated.output)["events"] == ["user.created"]
+    view = json.loads(updated.output)
+    assert (view["events"], view["alert_email"]) == (["user.created"], "ops@acme.test")
     assert cli("webhooks", "test", "--org", "acme", webhook_id).output.startswith("queued delivery")
     log = cli("webhooks", "deliveries", "--org", "acme", webhook_id).output
     assert "\tpending\t0\t-\twebhook.test" in log

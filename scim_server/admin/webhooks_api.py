@@ -30,6 +30,7 @@ class WebhookFields(Schema):
     events = fields.List(text(40, min_length=1), validate=validate.Length(min=1, max=50))
     enabled = fields.Boolean(truthy={True}, falsy={False})
     description = text(500, allow_none=True)
+    alert_email = text(320, allow_none=True)
 
 
 class NewWebhook(WebhookFields):

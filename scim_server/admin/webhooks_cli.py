@@ -50,15 +50,26 @@ def list_command(env: CommandEnv, org_ref: str) -> None:
 @click.argument("url")
 @events_option
 @click.option("--description", default=None)
+@click.option("--alert-email", default=None, help="Told by mail if the webhook is disabled.")
 @pass_env()
 def create_command(
-    env: CommandEnv, org_ref: str, url: str, events: tuple[str, ...], description: str | None
+    env: CommandEnv,
+    org_ref: str,
+    url: str,
+    events: tuple[str, ...],
+    description: str | None,
+    alert_email: str | None,
 ) -> None:
     """Subscribe URL; prints the id, then the secret (shown this once)."""
     from scim_server.services import webhooks
 
     org_id = env.org_id(org_ref)
-    fields = {"url": url, "events": list(events) or ["*"], "description": description}
+    fields = {
+        "url": url,
+        "events": list(events) or ["*"],
+        "description": description,
+        "alert_email": alert_email,
+    }
     policy = OutboundPolicy.from_config(env.app.config)
     with env.session(write=True) as session, domain_errors(), use_context(_actor("create")):
         sub, secret = webhooks.create_subscription(session, org_id, fields, policy)
@@ -72,6 +83,7 @@ def create_command(
 @click.option("--url", default=None)
 @events_option
 @click.option("--enable/--disable", "enabled", default=None)
+@click.option("--alert-email", default=None, help="Told by mail if the webhook is disabled.")
 @pass_env()
 def update_command(
     env: CommandEnv,
@@ -80,6 +92,7 @@ def update_command(
     url: str | None,
     events: tuple[str, ...],
     enabled: bool | None,
+    alert_email: str | None,
 ) -> None:
     """Change the URL, the event types, or enable/disable (re-enabling resets the failure clock)."""
     from scim_server.services import webhooks
@@ -92,6 +105,8 @@ def update_command(
         fields["events"] = list(events)
     if enabled is not None:
         fields["enabled"] = enabled
+    if alert_email is not None:
+        fields["alert_email"] = alert_email
     policy = OutboundPolicy.from_config(env.app.config)
     with env.session(write=True) as session, domain_errors(), use_context(_actor("update")):
         sub = webhooks.update_subscription(session, org_id, webhook_id, fields, policy)

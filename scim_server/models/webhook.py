@@ -33,6 +33,8 @@ class WebhookSubscription(Base):
     events: Mapped[list[str]] = mapped_column(JSONDoc)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Who is told by mail when the subscription is disabled for failing.
+    alert_email: Mapped[str | None] = mapped_column(String(320), default=None)
     secret: Mapped[str] = mapped_column(String(100))
     previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

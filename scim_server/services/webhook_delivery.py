@@ -7,8 +7,9 @@ same subscription, is still open: deliveries go out in order per resource.
 A failure is retried with exponential backoff (``leases.backoff``) for up to
 ``RETRY_WINDOW`` (3 days) from the delivery's creation, then given up; a
 subscription whose deliveries have failed without a success for that whole
-window is disabled, with an audit event (``webhook.disabled``) and the reason
-on the subscription, where the admin API and the CLI show it.
+window is disabled, with an audit event (``webhook.disabled``), the reason on
+the subscription (the admin API and the CLI show it) and a mail to its alert
+address, if it has one.
 At least once: a worker that dies after the POST but before recording it
 leaves the lease to expire, and the message goes again with the same
 ``webhook-id`` (receivers deduplicate on it).
@@ -41,6 +42,8 @@ LEASE = timedelta(minutes=5)
 RETRY_WINDOW = timedelta(days=3)
 OPEN = ("pending", "sending")
 RESPONSE_KEPT = 1000
+# The sign-in link in the mail to an alert address, when the worker is given no SCIM_BASE_URL.
+DEFAULT_BASE_URL = "http://localhost:8000"
 
 
 def due_statement(now: datetime) -> object:
@@ -122,6 +125,7 @@ def deliver_due(
     *,
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    base_url: str = DEFAULT_BASE_URL,
 ) -> int:
     """Send due deliveries until none is left (or ``limit``); returns how many were handled.
 
@@ -135,7 +139,7 @@ def deliver_due(
         if not batch:
             break
         outcomes = [(claimed.delivery, send(policy, claimed, clock)) for claimed in batch]
-        record_outcomes(factory, worker_id, clock(), outcomes)
+        record_outcomes(factory, worker_id, clock(), outcomes, base_url=base_url)
         handled += len(batch)
     return handled
 
@@ -190,6 +194,8 @@ def record_outcomes(
     worker_id: str,
     now: datetime,
     outcomes: list[tuple[WebhookDelivery, Outcome]],
+    *,
+    base_url: str = DEFAULT_BASE_URL,
 ) -> list[str]:
     """Log each attempt: delivered, retried later or failed; disable a long-failing subscription.
 
@@ -201,11 +207,16 @@ def record_outcomes(
     )
     ordered = sorted(outcomes, key=lambda item: (item[0].subscription_id, item[0].id))
     with use_context(context), factory() as session, session.begin():
-        return [_record(session, worker_id, now, claimed, o) for claimed, o in ordered]
+        return [_record(session, worker_id, now, c, o, base_url) for c, o in ordered]
 
 
 def _record(
-    session: Session, worker_id: str, now: datetime, claimed: WebhookDelivery, outcome: Outcome
+    session: Session,
+    worker_id: str,
+    now: datetime,
+    claimed: WebhookDelivery,
+    outcome: Outcome,
+    base_url: str,
 ) -> str:
     delivery = session.scalar(
         select(WebhookDelivery).where(WebhookDelivery.id == claimed.id).with_for_update()
@@ -250,11 +261,11 @@ def _record(
         delivery.state = "pending"
         delivery.next_attempt_at = now + leases.backoff(delivery.attempts)
     if sub is not None and not outcome.give_up:
-        _note_failure(session, sub, now)
+        _note_failure(session, sub, now, base_url)
     return delivery.state
 
 
-def _note_failure(session: Session, sub: WebhookSubscription, now: datetime) -> None:
+def _note_failure(session: Session, sub: WebhookSubscription, now: datetime, base_url: str) -> None:
     if sub.failing_since is None:
         sub.failing_since = now
         return
@@ -274,3 +285,4 @@ def _note_failure(session: Session, sub: WebhookSubscription, now: datetime) -> 
             detail=f"{sub.url}: {sub.disabled_reason}"[:2000],
         )
         log.warning("webhook %s (%s) disabled: %s", sub.id, sub.url, sub.disabled_reason)
+        webhooks.tell_disabled(session, sub, base_url)

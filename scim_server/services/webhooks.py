@@ -23,11 +23,12 @@ from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from scim_server.services import mail
 from scim_server.webhook_http import OutboundPolicy, OutboundRefusedError, new_secret
 
 ALL = "*"
 ROTATION_GRACE = timedelta(hours=24)
-EDITABLE = ("url", "events", "enabled", "description")
+EDITABLE = ("url", "events", "enabled", "description", "alert_email")
 TEST_TYPE = "webhook.test"
 
 
@@ -46,6 +47,10 @@ def check_events(events: Sequence[str]) -> list[str]:
     return sorted(set(feed.check_types(events)))
 
 
+def check_alert_email(address: str | None) -> str | None:
+    return None if address is None else mail.check_recipient(address)
+
+
 def check_url(url: str, policy: OutboundPolicy) -> str:
     try:
         policy.check_url(url)
@@ -62,6 +67,7 @@ def to_dict(sub: WebhookSubscription) -> dict[str, Any]:
         "events": sub.events,
         "enabled": sub.enabled,
         "description": sub.description,
+        "alert_email": sub.alert_email,
         "failing_since": feed.iso(sub.failing_since) if sub.failing_since else None,
         "disabled_reason": sub.disabled_reason,
         "previous_secret_expires_at": (
@@ -103,6 +109,7 @@ def create_subscription(
             events=check_events(fields.get("events") or [ALL]),
             enabled=fields.get("enabled", True),
             description=fields.get("description"),
+            alert_email=check_alert_email(fields.get("alert_email")),
             secret=secret,
             # From the next event on: what happened before is in the feed (or replay).
             fanned_position=feed.bounds(session, org_id)[1],
@@ -117,7 +124,8 @@ def create_subscription(
 def update_subscription(
     session: Session, org_id: str, sub_id: str, fields: dict[str, Any], policy: OutboundPolicy
 ) -> WebhookSubscription:
-    """Change URL, types, enabled or description; re-enabling starts the failure clock afresh."""
+    """Change URL, types, enabled, description or alert address; re-enabling starts the
+    failure clock afresh."""
     unknown = set(fields) - set(EDITABLE)
     if unknown:
         raise InvalidValueError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
@@ -127,6 +135,8 @@ def update_subscription(
             check_url(fields["url"], policy)
         if "events" in fields:
             fields = {**fields, "events": check_events(fields["events"])}
+        if "alert_email" in fields:
+            fields = {**fields, "alert_email": check_alert_email(fields["alert_email"])}
         changes = {
             key: {"before": getattr(sub, key), "after": value}
             for key, value in fields.items()
@@ -269,6 +279,17 @@ def replay(session: Session, org_id: str, sub_id: str, after: str | None) -> int
             changes={"after": str(position), "count": len(rows)},
         )
     return len(rows)
+
+
+def tell_disabled(session: Session, sub: WebhookSubscription, base_url: str) -> None:
+    """Mail the subscription's alert address that it was disabled (queued, in this transaction)."""
+    if sub.alert_email:
+        context = {
+            "login_url": mail.login_url(base_url),
+            "webhook_url": sub.url,
+            "reason": sub.disabled_reason,
+        }
+        mail.queue_mail(session, sub.org_id, "webhook_disabled", sub.alert_email, context)
 
 
 def purge_log(session: Session, cutoff: datetime) -> int:

@@ -20,6 +20,8 @@ def test_create_list_update_delete(admin):
     assert "secret" not in ok(admin.get(url))
     patched = ok(admin.patch(url, {"events": ["*"], "enabled": False, "description": "CRM"}))
     assert (patched["events"], patched["enabled"], patched["description"]) == (["*"], False, "CRM")
+    alerted = ok(admin.patch(url, {"alert_email": "ops@acme.test"}))
+    assert alerted["alert_email"] == "ops@acme.test"
     assert admin.delete(url).status_code == 204
     assert admin.get(url).status_code == 404
     assert ok(admin.get("/api/v1/webhooks"))["webhooks"] == []
@@ -42,6 +44,8 @@ def test_bad_subscriptions_are_refused_and_change_nothing(admin):
         {"url": "https://hooks.example.com/in", "events": []},
         {"url": "https://hooks.example.com/in", "enabled": "yes"},
         {"url": "https://hooks.example.com/in", "secret": "whsec_mine"},
+        {"url": "https://hooks.example.com/in", "alert_email": "not an address"},
+        {"url": "https://hooks.example.com/in", "alert_email": "a@b.test\r\nBcc: x@y.test"},
         {"events": ["*"]},
     ]
     for body in bodies:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from scim_server.db import db
-from scim_server.models import AuditEvent, WebhookAttempt, WebhookDelivery
+from scim_server.models import AuditEvent, MailOutbox, WebhookAttempt, WebhookDelivery
 from tests.support import Clock, Scim
 from tests.support.admin_api import make_license, ok, person
 from tests.support.webhooks import Received, subscribe, webhook_receiver, webhook_worker
@@ -115,7 +115,10 @@ def test_receiver_down_then_up_gets_everything_in_order_per_resource(app, scim, 
 def test_a_receiver_failing_for_three_days_is_disabled(app, scim, admin):
     """500 for ever: retried for 3 days, then the delivery fails and the subscription is disabled."""
     with webhook_receiver(500) as receiver:
-        sub = subscribe(admin, receiver.url)
+        sub = ok(
+            admin.post("/api/v1/webhooks", {"url": receiver.url, "alert_email": "ops@acme.test"}),
+            201,
+        )
         person(scim, "ann@example.com")
         clock = Clock()
         worker = webhook_worker(app, clock)
@@ -137,6 +140,12 @@ def test_a_receiver_failing_for_three_days_is_disabled(app, scim, admin):
             select(AuditEvent).where(AuditEvent.action == "webhook.disabled")
         ).all()
         assert [e.resource_id for e in disabled] == [sub["id"]]
+        # The alert address is told, by mail (queued in the same transaction).
+        (mail,) = session.scalars(
+            select(MailOutbox).where(MailOutbox.kind == "webhook_disabled")
+        ).all()
+        assert mail.recipient == "ops@acme.test" and receiver.url in mail.body_text
+        assert "every delivery failed from" in mail.body_text
     # Disabled: new events are not queued for it; re-enabling starts afresh.
     person(scim, "bob@example.com")
     assert worker.send_webhooks() == 0

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("events", JSON_DOC, nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("alert_email", sa.String(length=320), nullable=True),
         sa.Column("secret", sa.String(length=100), nullable=False),
         sa.Column("previous_secret", sa.String(length=100), nullable=True),
         sa.Column("previous_secret_expires_at", UTCDateTime(), nullable=True),
