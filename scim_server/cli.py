@@ -232,28 +232,38 @@ def _stop_worker(child: Any) -> None:
 )
 @pass_env()
 def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
-    """The background worker: runs queued jobs (rules apply, ...) and sends queued mail.
+    """The background worker: runs queued jobs (rules apply, ...), sends queued mail and webhooks.
 
     Run any number of them, on any nodes: each job is run, and each mail sent,
     by one worker at a time. A job interrupted by SIGTERM is handed back and
     resumed at once. Mail goes to SCIM_SMTP_URL, else to .eml files in SCIM_MAIL_DIR.
+    Events older than SCIM_EVENTS_RETENTION_DAYS are deleted.
     """
     import signal
+    from datetime import timedelta
 
     from scim_server.mailer import Mailer
     from scim_server.services.passwords import Hashing
+    from scim_server.webhook_http import OutboundPolicy
     from scim_server.worker import Worker
 
+    config = env.app.config
     worker = Worker(
         db.writer(env.app),
-        mailer=Mailer.from_config(env.app.config),
-        hashing=Hashing.from_config(env.app.config),
+        mailer=Mailer.from_config(config),
+        hashing=Hashing.from_config(config),
+        outbound=OutboundPolicy.from_config(config),
+        event_retention=timedelta(days=config["EVENTS_RETENTION_DAYS"]),
+        base_url=config["BASE_URL"],
     )
     if once:
-        jobs, creds = worker.run_jobs(), worker.send_credentials()
+        jobs_run, creds = worker.run_jobs(), worker.send_credentials()
+        locks = worker.release_lockouts()
+        mails, hooks = worker.send_mail(), worker.send_webhooks()
+        worker.purge_events()
         click.echo(
-            f"ran {jobs} job(s), handled {worker.send_mail()} mail(s) "
-            f"and {creds} credentials send(s)"
+            f"ran {jobs_run} job(s), handled {creds} credentials send(s), "
+            f"ended {locks} lockout(s), handled {mails} mail(s) and {hooks} webhook(s)"
         )
         return
 
@@ -309,6 +319,7 @@ def _gunicorn(host: str, port: int) -> None:
 def _register_subcommands() -> None:
     from scim_server.admin.credentials_cli import credentials
     from scim_server.admin.rules_cli import rules
+    from scim_server.admin.webhooks_cli import events_group, webhooks_group
     from scim_server.audit.cli import audit
     from sso.connections.cli import sso
     from sso.provider.cli import oauth
@@ -318,6 +329,8 @@ def _register_subcommands() -> None:
     main.add_command(credentials)
     main.add_command(oauth)
     main.add_command(sso)
+    main.add_command(webhooks_group)
+    main.add_command(events_group)
 
 
 _register_subcommands()

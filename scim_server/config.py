@@ -7,6 +7,7 @@ balancer (PostgreSQL), with nothing else to change.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -110,6 +111,14 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "ARGON2_TIME_COST": env_int("SCIM_ARGON2_TIME_COST", 2),
         "ARGON2_MEMORY_KIB": env_int("SCIM_ARGON2_MEMORY_KIB", 19 * 1024),
         "ARGON2_PARALLELISM": env_int("SCIM_ARGON2_PARALLELISM", 1),
+        # Product events (``scim_server.events``): how long the feed keeps them.
+        "EVENTS_RETENTION_DAYS": env_int("SCIM_EVENTS_RETENTION_DAYS", 30),
+        # Webhooks (``scim_server.webhook_http``): networks a production server may send to
+        # although private or loopback (comma-separated CIDR), and the request timeout.
+        "WEBHOOK_ALLOWED_NETWORKS": parse_networks(
+            os.environ.get("SCIM_WEBHOOK_ALLOWED_NETWORKS") or ""
+        ),
+        "WEBHOOK_TIMEOUT_SECONDS": env_int("SCIM_WEBHOOK_TIMEOUT_SECONDS", 10),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
         # Ed25519 private key (PEM text or a file path) of the checkpoints and export
@@ -168,6 +177,17 @@ def parse_smtp_url(url: str | None) -> SmtpSettings | None:
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+def parse_networks(value: str) -> str:
+    """``SCIM_WEBHOOK_ALLOWED_NETWORKS``: comma-separated CIDR networks, checked at start."""
+    for item in (v.strip() for v in value.split(",")):
+        if item:
+            try:
+                ipaddress.ip_network(item)
+            except ValueError as exc:
+                raise ConfigError(f"SCIM_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+    return value
 
 
 def parse_mail_from(value: str) -> str:

@@ -1,4 +1,5 @@
-"""``scim-server worker``: claims due jobs and mail, does the work outside the claim, records it.
+"""``scim-server worker``: claims due jobs, mail and webhook deliveries, does the work outside the
+claim, records it; and purges events past retention.
 
 Web processes only write job rows; this loop (one or more processes, on any
 number of nodes) does the work. The clock and the sleep are injected, so the
@@ -21,13 +22,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit.context import use_context
 from scim_server.db import DATABASE_UNAVAILABLE, utcnow
+from scim_server.events import feed
 from scim_server.mailer import Mailer
-from scim_server.services import credential_schedules, jobs, lockout, mail_delivery, recovery
+from scim_server.services import (
+    credential_schedules,
+    jobs,
+    lockout,
+    mail_delivery,
+    recovery,
+    webhook_delivery,
+    webhook_fanout,
+    webhooks,
+)
 from scim_server.services.passwords import Hashing
+from scim_server.webhook_http import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
 MAX_IDLE_BACKOFF = 60.0
+PURGE_EVERY = timedelta(minutes=10)
 
 
 def load_kinds() -> dict[str, jobs.JobKind]:
@@ -43,12 +56,14 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Runs due jobs and sends due mail; ``run_once`` for tests and ``--once``, ``serve`` loops.
+    """Runs due jobs, sends due mail and webhooks; ``run_once`` for tests and ``--once``.
 
-    ``mailer`` is how mail goes out (``Mailer.from_config``); a worker built
-    without one (a test of jobs alone) leaves the outbox to other workers.
+    ``mailer`` is how mail goes out (``Mailer.from_config``) and ``outbound``
+    where webhooks may go (``OutboundPolicy.from_config``); a worker built
+    without one (a test of jobs alone) leaves that outbox to other workers.
     ``hashing`` is the argon2id cost of the temporary passwords it makes
-    (``Hashing.from_config``).
+    (``Hashing.from_config``). ``event_retention`` set, it also deletes events
+    older than that.
     """
 
     def __init__(
@@ -61,10 +76,17 @@ class Worker:
         stop: threading.Event | None = None,
         mailer: Mailer | None = None,
         hashing: Hashing | None = None,
+        outbound: OutboundPolicy | None = None,
+        event_retention: timedelta | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.factory = factory
         self.mailer = mailer
         self.hashing = hashing or Hashing()
+        self.outbound = outbound
+        self.event_retention = event_retention
+        self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
+        self.purged_at: datetime | None = None
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
@@ -72,10 +94,16 @@ class Worker:
         load_kinds()
 
     def run_once(self) -> int:
-        """Run the due jobs and credentials sends, end due lockouts, send due mail; how many."""
-        return (
-            self.run_jobs() + self.send_credentials() + self.release_lockouts() + self.send_mail()
+        """Jobs, credentials sends, lockouts, mail and webhooks that are due; how many handled."""
+        handled = (
+            self.run_jobs()
+            + self.send_credentials()
+            + self.release_lockouts()
+            + self.send_mail()
+            + self.send_webhooks()
         )
+        self.purge_events()
+        return handled
 
     def send_credentials(self, *, limit: int | None = None) -> int:
         """Due credentials sends (scheduled, SCIM welcomes) become mail; expired resets end."""
@@ -98,6 +126,37 @@ class Worker:
         """
         with self.factory() as session:
             return lockout.release_due(session, self.clock())
+
+    def send_webhooks(self, *, limit: int | None = None) -> int:
+        """Send due webhook deliveries until none is left (or ``limit``); how many were handled."""
+        if self.outbound is None:
+            return 0
+        webhook_fanout.fan_out_due(self.factory, self.clock, should_stop=self.stop.is_set)
+        return webhook_delivery.deliver_due(
+            self.factory,
+            self.outbound,
+            self.worker_id,
+            self.clock,
+            limit=limit,
+            should_stop=self.stop.is_set,
+            base_url=self.base_url,
+        )
+
+    def purge_events(self) -> int:
+        """Delete events (and finished webhook deliveries) past retention, at most every
+        ``PURGE_EVERY``; how many events were deleted."""
+        now = self.clock()
+        if self.event_retention is None:
+            return 0
+        if self.purged_at is not None and now - self.purged_at < PURGE_EVERY:
+            return 0
+        self.purged_at = now
+        with self.factory() as session, session.begin():
+            deleted = feed.purge(session, now, self.event_retention)
+            webhooks.purge_log(session, now - self.event_retention)
+        if deleted:
+            log.info("purged %s event(s) older than %s", deleted, self.event_retention)
+        return deleted
 
     def send_mail(self, *, limit: int | None = None) -> int:
         """Send due mail until none is left (or ``limit``); returns how many were handled."""

@@ -92,3 +92,52 @@ def test_serve_keeps_existing_data(cli, monkeypatch):
     assert result.exit_code == 0, result.output
     assert started["port"] == 8123
     assert "acme" in cli("org", "list").output
+
+
+def test_webhooks_and_events_commands(cli, monkeypatch):
+    """webhooks create/list/update/test/deliveries/rotate-secret/replay/delete; events list."""
+    import json
+
+    assert cli("org", "create", "acme").exit_code == 0
+    created = cli("webhooks", "create", "--org", "acme", "https://hooks.example.com/in")
+    assert created.exit_code == 0
+    webhook_id, secret = created.output.split()
+    assert secret.startswith("whsec_")
+    listed = cli("webhooks", "list", "--org", "acme")
+    assert listed.output.split("\t") == [
+        webhook_id,
+        "enabled",
+        "*",
+        "https://hooks.example.com/in\n",
+    ]
+    updated = cli(
+        "webhooks",
+        "update",
+        "--org",
+        "acme",
+        webhook_id,
+        "--event",
+        "user.created",
+        "--disable",
+        "--alert-email",
+        "ops@acme.test",
+    )
+    assert updated.exit_code == 0
+    view = json.loads(updated.output)
+    assert (view["events"], view["alert_email"]) == (["user.created"], "ops@acme.test")
+    assert cli("webhooks", "test", "--org", "acme", webhook_id).output.startswith("queued delivery")
+    log = cli("webhooks", "deliveries", "--org", "acme", webhook_id).output
+    assert "\tpending\t0\t-\twebhook.test" in log
+    rotated = cli("webhooks", "rotate-secret", "--org", "acme", webhook_id).output.strip()
+    assert rotated.startswith("whsec_") and rotated != secret
+    assert cli("webhooks", "replay", "--org", "acme", webhook_id).output == "queued 0 event(s)\n"
+    bad = cli("webhooks", "create", "--org", "acme", "http://hooks.example.com/in")
+    assert bad.exit_code == 1 and "https" in bad.output
+    unknown = cli("webhooks", "delete", "--org", "acme", "nope")
+    assert unknown.exit_code == 1 and "not found" in unknown.output
+    assert cli("webhooks", "delete", "--org", "acme", webhook_id).exit_code == 0
+    assert cli("webhooks", "list", "--org", "acme").output == ""
+    events = cli("events", "list", "--org", "acme", "--after", "now")
+    assert events.exit_code == 0 and events.stdout == "" and "next cursor: 0" in events.stderr
+    stale = cli("events", "list", "--org", "acme", "--after", "x")
+    assert stale.exit_code == 1 and "Invalid cursor" in stale.output

@@ -16,6 +16,7 @@ def init_app(app: Flask) -> None:
         audit_api,
         contacts_api,
         credentials_api,
+        events_api,
         jobs_api,
         licenses_api,
         mail_api,
@@ -23,6 +24,7 @@ def init_app(app: Flask) -> None:
         roles_api,
         rule_sets_api,
         settings_api,
+        webhooks_api,
     )
     from scim_server.admin.blueprint import bp
     from scim_server.admin.openapi import bp as docs

@@ -13,10 +13,10 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
+from scim_server.admin.common import PageArgs, audited, json_object, load, page, text
 from scim_server.db import db
 from scim_server.models import User
-from scim_server.services import accounts, credential_schedules, mfa, roles, settings, users
+from scim_server.services import account_views, accounts, credential_schedules, mfa, settings, users
 from scim_server.services.lifecycle import STATUSES
 
 
@@ -87,50 +87,26 @@ class UserPageOut(PageOut):
 
 def users_to_dicts(session: Any, org_id: str, rows: list[User]) -> list[dict[str, Any]]:
     """The account view: the product extension's fields, every key present, roles with ids."""
-    ids = [u.id for u in rows]
-    held = roles.roles_of(session, org_id, ids)
-    product = users.product_view(session, org_id, rows, roles=held)
-    waiting = credential_schedules.schedules_of(session, org_id, ids)
-    return [
-        {
-            "id": u.id,
-            "userName": u.user_name,
-            "username": None,
-            "status": u.status,
-            "license": None,
-            "licenseShortage": None,
-            "contactId": None,
-            "lastLogin": None,
-            **product[u.id],
-            # The ids too: DELETE .../roles/<role_id> needs them.
-            "roles": [
-                {"id": r["id"], "value": r["name"], "kind": r["kind"], "sources": r["sources"]}
-                for r in held.get(u.id, [])
-            ],
-            # A credentials send waiting for the worker (an admin's date, a SCIM welcome).
-            "credentialsSchedule": waiting.get(u.id),
-        }
-        for u in rows
-    ]
+    summaries = account_views.account_summaries(session, org_id, rows)
+    # A credentials send waiting for the worker (an admin's date, a SCIM welcome): the
+    # API's, not part of an event's state (events are about the identity, not its mail).
+    waiting = credential_schedules.schedules_of(session, org_id, [u.id for u in rows])
+    return [{**view, "credentialsSchedule": waiting.get(view["id"])} for view in summaries]
 
 
 def user_detail(user_id: str) -> dict[str, Any]:
     session = db.session
     user = users.get_user(session, g.org_id, user_id)
-    groups = users.groups_of(session, g.org_id, [user.id])[user.id]
+    view = account_views.account_details(session, g.org_id, [user])[user.id]
     return {
-        **users_to_dicts(session, g.org_id, [user])[0],
-        "externalId": user.external_id,
-        "displayName": user.display_name,
-        "active": user.active,
-        "groups": [{"id": gid, "displayName": name} for gid, name in groups],
+        **view,
+        "credentialsSchedule": credential_schedules.schedules_of(session, g.org_id, [user.id]).get(
+            user.id
+        ),
         # Which way this person signs in (the organization's effective sign_in_methods).
         "signInMethods": settings.sign_in_methods(
             session, g.org_id, settings.get_settings(session, g.org_id)
         ),
-        "created": iso(user.created_at),
-        "modified": iso(user.updated_at),
-        "version": user.version,
         # The second factors the person enrolled (kinds and names, never a secret).
         "mfa": mfa.describe(session, user),
     }

@@ -96,8 +96,17 @@ _RESOURCE_TYPES = {
     "role": "Role",
     "ruleset": "RuleSet",
     "settings": "Organization",
+    "webhook": "Webhook",
 }
-_RESOURCE_ARGS = ("user_id", "contact_id", "license_id", "role_id", "rule_set_id", "mail_id")
+_RESOURCE_ARGS = (
+    "user_id",
+    "contact_id",
+    "license_id",
+    "role_id",
+    "rule_set_id",
+    "mail_id",
+    "webhook_id",
+)
 
 
 def audited(action: str | Callable[[dict[str, Any]], str]) -> Callable[[F], F]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import utcnow
+from scim_server.events import pending as pending_events
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ def record(
     )
     if event.seq % CHECKPOINT_EVERY == 0:
         add_checkpoint(session, org_id, event.seq, event.hash, "periodic")
+    # Product events (webhooks, the events feed) are derived from it at commit.
+    pending_events.note(session, event)
     return event
 
 

@@ -5,6 +5,7 @@ from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead, Aud
 from scim_server.models.contact import Contact
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.credential_delivery import CredentialSchedule, CredentialSend
+from scim_server.models.event import Event
 from scim_server.models.group import Group, GroupMember
 from scim_server.models.job import Job
 from scim_server.models.license import License
@@ -17,6 +18,7 @@ from scim_server.models.role import Role, UserRole
 from scim_server.models.rule_set import RuleSet
 from scim_server.models.token import ScimToken
 from scim_server.models.user import User
+from scim_server.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "AccountLockout",
@@ -29,6 +31,7 @@ __all__ = [
     "CredentialSchedule",
     "CredentialSend",
     "CredentialToken",
+    "Event",
     "Group",
     "GroupMember",
     "Job",
@@ -45,4 +48,7 @@ __all__ = [
     "User",
     "UserPassword",
     "UserRole",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

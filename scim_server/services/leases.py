@@ -39,6 +39,18 @@ def claim_first(
     return row
 
 
+def claim_many(
+    factory: sessionmaker[Session], stmt: Select[Any], take: Callable[[Any], None], limit: int
+) -> list[Any]:
+    """``claim_first`` for up to ``limit`` rows at once: one transaction for a batch of work."""
+    with factory() as session, session.begin():
+        rows = list(session.scalars(stmt.limit(limit).with_for_update(skip_locked=True)))
+        for row in rows:
+            take(row)
+    return rows
+
+
 def backoff(attempts: int) -> timedelta:
-    """Exponential: 10 s, 20 s, 40 s, ... at most an hour."""
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+    """Exponential: 10 s, 20 s, 40 s, ... at most an hour (also after a webhook's 80th attempt:
+    the exponent is bounded, so a timedelta never overflows)."""
+    return min(RETRY_BASE * (2 ** min(max(attempts - 1, 0), 20)), RETRY_MAX)

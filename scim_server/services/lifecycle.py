@@ -127,8 +127,19 @@ def record_transition(
 
 
 def record_sign_in(session: Session, user: User) -> None:
-    """A successful sign-in: PROVISIONED becomes ACTIVE and last-login is set."""
+    """A successful sign-in: PROVISIONED becomes ACTIVE (a transition, with its event)
+    and last-login is set."""
     user.last_login_at = utcnow()
     if user.status == PROVISIONED:
         user.status = ACTIVE
         user.version += 1
+        record(
+            session,
+            user.org_id,
+            "user.first_sign_in",
+            resource_type="User",
+            resource_id=user.id,
+            external_id=user.external_id,
+            user_name=user.user_name,
+            changes={"status": {"before": PROVISIONED, "after": ACTIVE}},
+        )

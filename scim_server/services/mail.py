@@ -35,6 +35,7 @@ KINDS = (
     "password_changed",
     "mfa_reset",
     "account_locked",
+    "webhook_disabled",
 )
 STATES = ("queued", "sending", "sent", "failed", "abandoned")
 MAX_ATTEMPTS = 5

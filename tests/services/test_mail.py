@@ -28,6 +28,8 @@ CONTEXT = {
     "expires": "in 7 days",
     "link": "https://id.example.com/sso/activate/abc?x=1&y=2",
     "until": "in 15 minutes",
+    "webhook_url": "https://hooks.example.com/in",
+    "reason": "every delivery failed for 3 days",
 }
 
 

@@ -371,3 +371,20 @@ def test_jit_rules_see_the_assertion_groups(
     assert lic.name == "Engineer" and user.license_rule == "engineering"
     created = next(e for e in events(app, scim.org_id, "") if e.action == "user.create")
     assert any(r["rule"] == "engineering" and r["matched"] for r in created.explanation["rules"])
+
+
+def test_a_first_sign_in_is_a_status_change_event(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """PROVISIONED -> ACTIVE at the first sign-in is audited and is a user.status_changed event."""
+    user_id = make_person(app, scim)
+    request_id = saml_connection.start()
+    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    assert resp.status_code == 303
+    feed = admin.get("/api/v1/events", query_string={"types": "user.status_changed"})
+    (event,) = feed.get_json()["events"]
+    assert event["data"]["resource"] == {"type": "User", "id": user_id}
+    assert event["data"]["changes"] == {"status": {"before": "PROVISIONED", "after": "ACTIVE"}}
+    assert event["data"]["state"]["status"] == ACTIVE
+    assert event["data"]["state"]["lastLogin"] is not None
+    assert events(app, scim.org_id, "user.first_sign_in")[0].resource_id == user_id

@@ -1,0 +1,122 @@
+"""Reading the events back: in position order, from a cursor; and forgetting them after retention.
+
+A cursor is the position of the last event a reader has seen, as an opaque
+string. Positions are assigned under the organization's audit head lock and
+committed in that order, so what a reader sees is always a prefix: reading
+after a cursor never skips an event that commits later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, aliased
+
+from scim_server.errors import DomainError, InvalidValueError
+from scim_server.events.types import TYPES
+from scim_server.models import Event
+
+NOW = "now"
+
+
+class CursorExpiredError(DomainError):
+    """The events after this cursor were purged (retention): the reader must start again."""
+
+    status = 410
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(row: Any) -> dict[str, Any]:
+    """The wire form of one event, the same in the feed and in a webhook body."""
+    return {
+        "id": row.id,
+        "type": row.type,
+        "organization": row.org_id,
+        "occurred_at": iso(row.occurred_at),
+        "position": row.position,
+        "cursor": str(row.position),
+        "data": row.data,
+    }
+
+
+def parse_cursor(cursor: str) -> int:
+    """A cursor as a position; a clear 400 for anything else."""
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
+        raise InvalidValueError(f"Invalid cursor {cursor!r}: use a next_cursor this API returned.")
+    return int(cursor)
+
+
+def check_types(types: Sequence[str]) -> list[str]:
+    unknown = sorted(set(types) - set(TYPES))
+    if unknown:
+        raise InvalidValueError(
+            f"Unknown event type(s): {', '.join(unknown)}; known: {', '.join(TYPES)}."
+        )
+    return list(types)
+
+
+def bounds(session: Session, org_id: str) -> tuple[int, int]:
+    """(oldest retained position, newest position); (0, 0) before the first event."""
+    low, high = session.execute(
+        select(func.min(Event.position), func.max(Event.position)).where(Event.org_id == org_id)
+    ).one()
+    return (low or 0, high or 0)
+
+
+def start_position(session: Session, org_id: str, after: str | None) -> int:
+    """The position to read after: ``None`` the oldest retained, ``now`` the newest, or a cursor.
+
+    A cursor whose next events were purged is a 410 (the reader missed them);
+    one beyond the newest event was never handed out (400).
+    """
+    low, high = bounds(session, org_id)
+    if after is None:
+        return max(low - 1, 0)
+    if after == NOW:
+        return high
+    position = parse_cursor(after)
+    if position > high:
+        raise InvalidValueError(f"Cursor {after!r} is ahead of the newest event.")
+    if low and position < low - 1:
+        raise CursorExpiredError(
+            f"The events after cursor {after!r} are past retention and were deleted; "
+            "start again from the oldest retained event (no cursor) or from after=now."
+        )
+    return position
+
+
+def list_events(
+    session: Session,
+    org_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    types: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], str]:
+    """Up to ``limit`` events after the cursor, in order, and the cursor to read on from."""
+    position = start_position(session, org_id, after)
+    stmt = select(Event).where(Event.org_id == org_id, Event.position > position)
+    if types:
+        stmt = stmt.where(Event.type.in_(check_types(types)))
+    rows = session.scalars(stmt.order_by(Event.position).limit(limit)).all()
+    next_cursor = str(rows[-1].position) if rows else str(position)
+    return [envelope(r) for r in rows], next_cursor
+
+
+def find_event(session: Session, org_id: str, event_id: str) -> Event | None:
+    return session.scalar(select(Event).where(Event.org_id == org_id, Event.id == event_id))
+
+
+def purge(session: Session, now: datetime, retention: timedelta) -> int:
+    """Delete events older than retention, keeping each organization's newest (its position)."""
+    newer = aliased(Event)
+    newest = select(func.max(newer.position)).where(newer.org_id == Event.org_id).scalar_subquery()
+    stmt = delete(Event).where(Event.occurred_at < now - retention, Event.position < newest)
+    result = session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)

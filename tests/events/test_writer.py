@@ -1,0 +1,263 @@
+"""Product events are written in the transaction of each change, with state and changes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from scim_server.db import db
+from scim_server.errors import InvalidValueError
+from scim_server.models import AuditEvent, Event
+from scim_server.services import lifecycle
+from tests.support import Scim
+from tests.support.admin_api import make_license, make_role, ok, person
+
+
+def feed(admin: Scim, **params: object) -> list[dict]:
+    return ok(admin.get("/api/v1/events", query_string={"limit": 1000, **params}))["events"]
+
+
+def types(admin: Scim) -> list[str]:
+    return [e["type"] for e in feed(admin)]
+
+
+def test_scim_user_lifecycle_events(scim, admin):
+    """Create, update, deactivate, reactivate, delete over SCIM: one event each, in order."""
+    user = person(scim, "ann@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    ok(scim.patch_ops(url, {"op": "replace", "path": "displayName", "value": "Ann"}))
+    ok(scim.patch_ops(url, {"op": "replace", "path": "active", "value": False}))
+    ok(scim.patch_ops(url, {"op": "replace", "path": "active", "value": True}))
+    assert scim.delete(url).status_code == 204
+    events = feed(admin)
+    assert [e["type"] for e in events] == [
+        "user.created",
+        "user.updated",
+        "user.deactivated",
+        "user.reactivated",
+        "user.deleted",
+    ]
+    assert [e["position"] for e in events] == [1, 2, 3, 4, 5]
+    created, updated, deactivated, _reactivated, deleted = events
+    assert created["organization"] == scim.org_id
+    assert created["data"]["resource"] == {"type": "User", "id": user["id"]}
+    assert created["data"]["actor"]["type"] == "token"
+    assert created["data"]["state"]["userName"] == "ann@example.com"
+    assert updated["data"]["changes"] == {"displayName": {"after": "Ann"}}
+    assert updated["data"]["state"]["displayName"] == "Ann"
+    assert deactivated["data"]["changes"] == {
+        "status": {"before": "PROVISIONED", "after": "DEACTIVATED"}
+    }
+    assert deactivated["data"]["state"]["status"] == "DEACTIVATED"
+    assert deactivated["data"]["state"]["active"] is False
+    assert deleted["data"]["state"] is None
+
+
+def test_state_is_what_the_admin_api_shows(scim, admin):
+    """The event's state is GET /api/v1/users/<id> at that moment: status, license, roles, contact."""
+    make_license(admin, "Engineer")
+    make_role(admin, "Portal", "portal")
+    user = person(scim, "ann@example.com")
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": "Engineer"}))
+    ok(admin.post(f"/api/v1/users/{user['id']}/roles", {"role": "Portal"}))
+    events = feed(admin)
+    assert [e["type"] for e in events] == [
+        "user.created",
+        "user.license_changed",
+        "user.roles_changed",
+    ]
+    # The API adds how the person signs in here (not the identity the product mirrors).
+    shown = ok(admin.get(f"/api/v1/users/{user['id']}"))
+    credential_facts = {"credentialsSchedule", "signInMethods", "mfa"}
+    assert events[-1]["data"]["state"] == {
+        k: v for k, v in shown.items() if k not in credential_facts
+    }
+    assert credential_facts <= set(shown)
+    assert events[1]["data"]["changes"]["license"] == {"before": None, "after": "Engineer"}
+    assert events[1]["data"]["actor"]["type"] == "admin"
+    assert events[1]["data"]["state"]["license"]["value"] == "Engineer"
+    assert events[-1]["data"]["state"]["contactId"]
+
+
+def test_admin_status_actions_are_status_changes(scim, admin):
+    """lock/unlock are user.status_changed; deactivate/activate have their own types."""
+    user = person(scim, "ann@example.com")
+    url = f"/api/v1/users/{user['id']}/actions"
+    for op in ("lock", "unlock", "deactivate", "activate"):
+        ok(admin.post(f"{url}/{op}", None))
+    assert types(admin)[1:] == [
+        "user.status_changed",
+        "user.status_changed",
+        "user.deactivated",
+        "user.reactivated",
+    ]
+
+
+def test_group_events(scim, admin):
+    """Group create/rename/delete, and one event per member added or removed, about the group."""
+    ann = person(scim, "ann@example.com")
+    bob = person(scim, "bob@example.com")
+    group = scim.create_group("Engineering", members=[ann["id"]])
+    url = f"/scim/v2/Groups/{group['id']}"
+    ok_status = scim.patch_ops(
+        url,
+        {"op": "add", "path": "members", "value": [{"value": bob["id"]}]},
+        {"op": "replace", "path": "displayName", "value": "Eng"},
+    )
+    assert ok_status.status_code in (200, 204)
+    scim.patch_ops(url, {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'})
+    assert scim.delete(url).status_code == 204
+    events = feed(admin)[2:]
+    assert [e["type"] for e in events] == [
+        "group.created",
+        "group.member_added",
+        "group.updated",
+        "group.member_added",
+        "group.member_removed",
+        "group.member_removed",
+        "group.deleted",
+    ]
+    assert {e["data"]["resource"]["id"] for e in events} == {group["id"]}
+    assert events[1]["data"]["member"] == {"type": "User", "id": ann["id"]}
+    assert events[2]["data"]["changes"] == {
+        "displayName": {"before": "Engineering", "after": "Eng"}
+    }
+    assert events[2]["data"]["state"]["displayName"] == "Eng"
+    assert events[4]["data"]["member"] == {"type": "User", "id": ann["id"]}
+    assert events[5]["data"]["member"] == {"type": "User", "id": bob["id"]}
+    assert events[-1]["data"]["state"] is None
+
+
+def test_a_no_op_change_writes_no_event(scim, admin):
+    """A PATCH that changes nothing is audited but is not a product event."""
+    user = person(scim, "ann@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    ok(scim.patch_ops(url, {"op": "replace", "path": "userName", "value": "ann@example.com"}))
+    assert types(admin) == ["user.created"]
+
+
+def test_a_rolled_back_scim_request_writes_no_event(scim, admin, session, monkeypatch):
+    """The PATCH's user.patch audit event was recorded, then the request failed: no event at all."""
+    user = person(scim, "ann@example.com")
+
+    def refuse(*args, **kwargs):
+        raise InvalidValueError("refused after the change was recorded")
+
+    monkeypatch.setattr(lifecycle, "record_transition", refuse)
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}",
+        {"op": "replace", "path": "displayName", "value": "Ann"},
+        {"op": "replace", "path": "active", "value": False},
+    )
+    assert resp.status_code == 400
+    assert types(admin) == ["user.created"]
+    patches = session.scalar(
+        select(func.count()).where(
+            AuditEvent.action == "user.patch", AuditEvent.outcome == "success"
+        )
+    )
+    assert patches == 0
+    # The next change takes the next position: no gap was left.
+    monkeypatch.undo()
+    ok(
+        scim.patch_ops(
+            f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "x"}
+        )
+    )
+    assert [e["position"] for e in feed(admin)] == [1, 2]
+
+
+def test_positions_are_per_organization(scim, other_scim, admin):
+    """Each organization counts its own positions from 1; nothing crosses tenants."""
+    person(scim, "ann@example.com")
+    person(other_scim, "bob@example.com")
+    person(scim, "carl@example.com")
+    events = feed(admin)
+    assert [(e["position"], e["data"]["state"]["userName"]) for e in events] == [
+        (1, "ann@example.com"),
+        (2, "carl@example.com"),
+    ]
+
+
+def test_sso_connection_activation_events(scim, admin):
+    """Creating a connection activates it; disabling and enabling it are events too."""
+    conn = ok(
+        admin.post(
+            "/api/v1/sso/connections",
+            {
+                "name": "Okta",
+                "protocol": "oidc",
+                "issuer": "https://idp.example.com",
+                "client_id": "abc",
+                "client_secret": "s3cret",
+            },
+        ),
+        201,
+    )
+    url = f"/api/v1/sso/connections/{conn['id']}"
+    ok(admin.client.patch(url, json={"enabled": False}, headers=admin.headers()))
+    ok(admin.client.patch(url, json={"enabled": True}, headers=admin.headers()))
+    events = feed(admin)
+    assert [e["type"] for e in events] == [
+        "connection.activated",
+        "connection.deactivated",
+        "connection.activated",
+    ]
+    assert events[1]["data"]["state"] == {"id": conn["id"], "name": "Okta", "enabled": False}
+    assert "s3cret" not in str(events)
+
+
+def test_concurrent_writers_get_gap_free_positions(live):
+    """Eight threads creating users in one organization on real connections: 1..N, no gap."""
+    app, scim = live
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        client = app.test_client()
+        own = Scim(client, scim.token, scim.org_id)
+        start.wait()
+        try:
+            for i in range(5):
+                own.create_user(f"u{n}-{i}@example.com")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    with db.reader(app)() as session:
+        positions = session.scalars(
+            select(Event.position).where(Event.org_id == scim.org_id).order_by(Event.position)
+        ).all()
+        assert positions == list(range(1, 41))
+        session.execute(delete(Event).where(Event.org_id == scim.org_id))
+        session.commit()
+
+
+@pytest.mark.parametrize("count", [3])
+def test_bulk_writes_one_event_per_operation(scim, admin, count):
+    """A SCIM Bulk request: each operation's change has its event, in the operations' order."""
+    ops = [
+        {
+            "method": "POST",
+            "path": "/Users",
+            "bulkId": f"u{i}",
+            "data": {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"b{i}@example.com",
+            },
+        }
+        for i in range(count)
+    ]
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}
+    assert scim.post("/scim/v2/Bulk", body).status_code == 200
+    events = feed(admin)
+    assert [e["data"]["state"]["userName"] for e in events] == [
+        f"b{i}@example.com" for i in range(count)
+    ]
