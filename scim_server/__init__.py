@@ -42,6 +42,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     import sso
 
     sso.init_app(app)
+    from scim_server import console
+
+    console.init_app(app)
     _register_fallback_errors(app)
     return app
 

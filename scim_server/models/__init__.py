@@ -2,6 +2,7 @@
 
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead
+from scim_server.models.console_access import ConsoleGrant
 from scim_server.models.contact import Contact
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.group import Group, GroupMember
@@ -20,6 +21,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "ConsoleGrant",
     "Contact",
     "CredentialToken",
     "Group",
