@@ -43,7 +43,11 @@ class NavEntry:
 
 # The console's menu, in order. An area adds its entry here with the capability its
 # list page requires.
-NAV: tuple[NavEntry, ...] = ()
+NAV: tuple[NavEntry, ...] = (
+    NavEntry("console.users.list_users", "Users", "users.read"),
+    NavEntry("console.directory.list_licenses", "Licenses", "directory.read"),
+    NavEntry("console.directory.list_roles", "Roles", "directory.read"),
+)
 
 
 def person() -> ConsolePerson:

@@ -43,7 +43,7 @@ def create(env: CommandEnv, org_ref: str, email: str) -> None:
                 doc = parse_resource(USER, body, creating=True)
             except DomainError as err:
                 raise InvalidValueError(f"{email!r}: {err.detail}") from None
-            created = users.create_user(session, org_id, doc)
+            created = users.create_user(session, org_id, doc, source="manual")
             account = (created.id, created.user_name)
             click.echo(f"Created user {account[1]} ({account[0]}).")
         else:

@@ -16,6 +16,17 @@ from jinja2_fragments.flask import render_block
 from scim_server.console.access import template_context
 from sso.signin.pages import HTML_HEADERS
 
+# What each account status is called on a page (css: .badge-<STATUS>).
+STATUS_LABELS = {
+    "PROVISIONED": "Not activated",
+    "ACTIVE": "Active",
+    "DEACTIVATED": "Deactivated",
+    "LOCKED_BY_ADMIN": "Locked",
+    "AUTO_LOCKED": "Locked (sign-in failures)",
+    "AWAITING_NEW_PASSWORD": "Awaiting new password",
+    "RECOVERY": "Recovery",
+}
+
 
 def is_htmx() -> bool:
     """A request htmx made (it swaps part of the page), not a navigation."""

@@ -51,6 +51,9 @@ class User(Base):
     login_name: Mapped[str | None] = mapped_column("username", Text, default=None)
     login_name_key: Mapped[str | None] = mapped_column("username_key", KeyText, default=None)
     status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
+    # How the account came to be: "scim" (an IdP), "jit" (a first sign-in), "manual" (an
+    # admin: console, CLI); None for accounts older than the column whose log was purged.
+    source: Mapped[str | None] = mapped_column(String(10), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     license_id: Mapped[str | None] = mapped_column(String(36), default=None)
     license_source: Mapped[str | None] = mapped_column(String(10), default=None)  # rule|manual

@@ -97,26 +97,36 @@ class _LostRace(Exception):
     """A concurrent create took the userName between our check and our insert."""
 
 
-def create_user(session: Session, org_id: str, doc: Doc, *, identity: Any = None) -> User:
+def create_user(
+    session: Session, org_id: str, doc: Doc, *, identity: Any = None, source: str = "scim"
+) -> User:
     """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
 
     The error names the existing user's id, so that a client whose first create
     was stored but unanswered (the connection died after the commit) can link it.
     ``identity`` (a ``mappings.ExternalIdentity``) is what the rules see when the
     creation comes from a sign-in (JIT) rather than SCIM: its groups and claims.
+    ``source`` (scim, jit, manual) is kept on the account for the console's filter.
     """
     try:
-        return _create_user(session, org_id, doc, identity)
+        return _create_user(session, org_id, doc, identity, source)
     except _LostRace:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
 
 
-def _create_user(session: Session, org_id: str, doc: Doc, identity: Any) -> User:
+def _create_user(session: Session, org_id: str, doc: Doc, identity: Any, source: str) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
         now = utcnow()
-        user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
+        user = User(
+            org_id=org_id,
+            id=str(uuid.uuid4()),
+            created_at=now,
+            updated_at=now,
+            version=1,
+            source=source,
+        )
         _apply(user, doc)
         user.active = user.data["active"]
         user.status = PROVISIONED if user.active else DEACTIVATED

@@ -1,4 +1,7 @@
-"""console grants: who may do what in the admin console (org_admin, user_manager, ...)
+"""console: who may do what in the admin console (console_grants); users.source
+
+``users.source`` (scim, jit, manual) feeds the users dashboard's filter; existing
+accounts get it from who wrote their ``user.create`` event, while the log still has it.
 
 Revision ID: 0017
 Revises: 0012
@@ -34,6 +37,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("org_id", "user_id", "role", name=op.f("pk_console_grants")),
     )
 
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source", sa.String(length=10), nullable=True))
+    # A SCIM token wrote it: scim; the sign-in decision (system): jit; a person: manual.
+    op.execute(
+        """
+        UPDATE users SET source = (
+            SELECT CASE e.actor_type WHEN 'token' THEN 'scim' WHEN 'system' THEN 'jit'
+                   ELSE 'manual' END
+            FROM audit_events e
+            WHERE e.org_id = users.org_id AND e.action = 'user.create'
+              AND e.resource_id = users.id
+            ORDER BY e.seq LIMIT 1
+        )
+        """
+    )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("source")
     op.drop_table("console_grants")
