@@ -27,6 +27,12 @@ STATUS_ACTIONS = {
     "lock": "Lock",
     "unlock": "Unlock",
 }
+DONE = {
+    "activate": "activated",
+    "deactivate": "deactivated",
+    "lock": "locked",
+    "unlock": "unlocked",
+}
 PICKED_KINDS = ("task", "ticket")  # one hand-picked role each: the dashboard's columns
 
 
@@ -102,8 +108,8 @@ def change_status(user_id: str) -> Response:
         raise InvalidValueError(f"Unknown action {op!r}.")
     if op in ("lock", "deactivate") and user_id == person().user_id:
         raise InvalidValueError("You cannot lock or deactivate your own account here.")
-    accounts.act(db.session, person().org_id, user_id, op, None)
-    flash(f"{STATUS_ACTIONS[op]}: done.", "ok")
+    user = accounts.act(db.session, person().org_id, user_id, op, None)
+    flash(f"{user.login_name or user.user_name} is {DONE[op]}.", "ok")
     return _back(user_id)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
+
+from playwright.sync_api import expect
 
 from scim_server.db import db
 from scim_server.services import console_access
@@ -30,7 +34,7 @@ def test_stranger_is_sent_to_sign_in(page: Any, live_server: LiveServer) -> None
     """Opening the site's root without a session lands on the product's sign-in page."""
     page.goto("/")
     assert "/sso/login" in page.url
-    assert page.get_by_role("heading", name="Sign in").is_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     shoot(page, "signin")
 
 
@@ -42,7 +46,9 @@ def test_first_admin_signs_in_and_sees_the_overview(
     browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
     page.goto("/")
     assert page.url.endswith("/admin/")
-    assert page.get_by_role("heading", name="Acme Corp").is_visible()
+    expect(page.get_by_role("heading", name="Acme Corp")).to_be_visible()
     shoot(page, "overview")
     page.get_by_role("button", name="Sign out").click()
-    assert "/sso/login" in page.url
+    expect(page).to_have_url(re.compile(r"/sso/login$"))
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/sso/login\?next=/admin/$"))
