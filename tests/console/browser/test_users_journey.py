@@ -45,7 +45,7 @@ def _seed(live: LiveServer, org: str) -> tuple[str, str, dict[str, str]]:
     return org_id, ids["admin"], ids
 
 
-def ROWS(page: Any) -> Any:  # noqa: N802  (reads as a locator)
+def ROWS(page: Any) -> Any:
     return page.locator("#results tbody tr")
 
 
@@ -54,7 +54,7 @@ def _rows(page: Any) -> list[str]:
 
 
 def test_admin_works_the_users_dashboard(page: Any, context: Any, live_server: LiveServer) -> None:
-    org_id, admin_id, ids = _seed(live_server, "Initech")
+    org_id, admin_id, _ids = _seed(live_server, "Initech")
     browser_sign_in(live_server.app, context, live_server.url, org_id, admin_id)
 
     # A license and a role, through their pages.
