@@ -17,7 +17,7 @@ def init_app(app: Flask) -> None:
     from scim_server.console import areas
     from scim_server.console.blueprint import root
     from scim_server.console.render import STATUS_LABELS
-    from scim_server.console.security import csrf
+    from scim_server.csrf import csrf
 
     csrf.init_app(app)
     # Macros are imported without the page's context: what they need is a global.

@@ -47,6 +47,8 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("console.users.list_users", "Users", "users.read"),
     NavEntry("console.directory.list_licenses", "Licenses", "directory.read"),
     NavEntry("console.directory.list_roles", "Roles", "directory.read"),
+    NavEntry("console.settings.show_settings", "Settings", "settings.read"),
+    NavEntry("console.tokens.list_tokens", "SCIM tokens", "tokens.read"),
 )
 
 

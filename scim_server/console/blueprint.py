@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from scim_server.audit import web as audit_web
 from scim_server.console.access import ConsolePerson
 from scim_server.console.render import is_htmx, render
-from scim_server.console.security import check_csrf
+from scim_server.csrf import check_csrf
 from scim_server.db import db
 from scim_server.errors import DomainError
 from scim_server.models import Organization, User

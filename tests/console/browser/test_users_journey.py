@@ -64,6 +64,7 @@ def test_admin_works_the_users_dashboard(page: Any, context: Any, live_server: L
     page.get_by_label("Price per seat and month").fill("49.90")
     page.get_by_role("button", name="Create license").click()
     expect(page.get_by_text("License Engineer created.")).to_be_visible()
+    shoot(page, "licenses")
     page.goto("/admin/roles/")
     page.get_by_label("Name").fill("Dispatcher")
     page.get_by_label("Kind").select_option("task")
@@ -73,6 +74,7 @@ def test_admin_works_the_users_dashboard(page: Any, context: Any, live_server: L
 
     # The dashboard: every user, the <script> name shown as text.
     page.get_by_role("link", name="Users", exact=True).click()
+    page.wait_for_load_state()  # htmx is loaded at the end of the page: typing waits for it
     expect(ROWS(page)).to_have_count(7)
     assert "<script>alert('x')</script>" in _rows(page)
     shoot(page, "users")
@@ -106,7 +108,7 @@ def test_admin_works_the_users_dashboard(page: Any, context: Any, live_server: L
     expect(page.locator(".page-head .badge-PROVISIONED")).to_be_visible()
 
     # Filters: the license, then the role.
-    page.goto("/admin/users/")
+    page.goto("/admin/users/")  # goto waits for the load event: htmx is ready
     page.get_by_label("License").select_option(label="Engineer")
     expect(ROWS(page)).to_have_count(1)
     assert _rows(page) == ["Ada Lovelace"]
