@@ -72,4 +72,8 @@ def _register_fallback_errors(app: Flask) -> None:
             if status == 405 and getattr(err, "valid_methods", None):
                 headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
             return error_response(status, err.description or err.name, None, headers)
+        if request.path == "/admin" or request.path.startswith("/admin/"):
+            from scim_server.console.render import render
+
+            return render("console/error.html", status=status, reason="http", error=err)
         return jsonify(error=err.name, detail=err.description), status

@@ -7,11 +7,19 @@ per process, not in ``init_app``. A new area adds its module to ``AREAS``.
 
 from __future__ import annotations
 
-from scim_server.console import directory, home, settings, tokens, user_profile, users
+from scim_server.console import (
+    access_admin,
+    directory,
+    home,
+    settings,
+    tokens,
+    user_profile,
+    users,
+)
 from scim_server.console.blueprint import bp
 
 assert user_profile.bp is users.bp  # the profile's routes are on the users area's blueprint
-AREAS = (home.bp, users.bp, directory.bp, settings.bp, tokens.bp)
+AREAS = (home.bp, users.bp, directory.bp, settings.bp, tokens.bp, access_admin.bp)
 
 for _area in AREAS:
     bp.register_blueprint(_area)

@@ -10,6 +10,8 @@ ask the same question.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -88,12 +90,24 @@ def grant(session: Session, org_id: str, user_id: str, role: str) -> bool:
 
 
 def revoke(session: Session, org_id: str, user_id: str, role: str) -> bool:
-    """Take a console role away; False when it was not held."""
+    """Take a console role away; False when it was not held. The organization's last
+    org_admin stays (nobody could grant roles any more)."""
     _check_role(role)
     with session.begin():
         found = session.get(ConsoleGrant, (org_id, user_id, role))
         if found is None:
             return False
+        if role == ORG_ADMIN:
+            admins = session.scalars(
+                select(ConsoleGrant.user_id)
+                .where(ConsoleGrant.org_id == org_id, ConsoleGrant.role == ORG_ADMIN)
+                .with_for_update()
+            ).all()
+            if len(admins) <= 1:
+                raise InvalidValueError(
+                    "This is the organization's last org_admin: grant the role to someone "
+                    "else first."
+                )
         session.delete(found)
         record(
             session,
@@ -116,3 +130,34 @@ def find_user_by_email(session: Session, org_id: str, email: str) -> User | None
         .order_by(User.created_at, User.id)
         .limit(1)
     ).first()
+
+
+@dataclass(frozen=True)
+class ConsoleMember:
+    user_id: str
+    user_name: str
+    display_name: str
+    status: str
+    roles: frozenset[str]
+
+
+def list_members(session: Session, org_id: str) -> list[ConsoleMember]:
+    """Everyone holding a console role in the organization, by userName."""
+    held: dict[str, set[str]] = {}
+    for user_id, role in session.execute(
+        select(ConsoleGrant.user_id, ConsoleGrant.role).where(ConsoleGrant.org_id == org_id)
+    ):
+        held.setdefault(user_id, set()).add(role)
+    if not held:
+        return []
+    accounts = session.scalars(
+        select(User)
+        .where(User.org_id == org_id, User.id.in_(list(held)))
+        .order_by(User.user_name_key)
+    )
+    return [
+        ConsoleMember(
+            u.id, u.user_name, u.display_name or u.user_name, u.status, frozenset(held[u.id])
+        )
+        for u in accounts
+    ]

@@ -121,3 +121,11 @@ def test_grant_is_audited(app: Flask, scim: Scim) -> None:
         assert console_access.roles_of(s, scim.org_id, user_id) == {"auditor"}
         actions = [e.action for e in s.query(AuditEvent).filter_by(org_id=scim.org_id)]
     assert actions.count("console.grant") == 1
+
+
+def test_unknown_console_address_is_an_html_404(client: FlaskClient) -> None:
+    """No route under /admin: a page in the console's look, not the APIs' JSON."""
+    resp = client.get("/admin/nowhere/at/all")
+    assert resp.status_code == 404 and resp.mimetype == "text/html"
+    assert "There is nothing at this address" in resp.get_data(as_text=True)
+    assert client.get("/api/v1/nowhere").mimetype == "application/json"
