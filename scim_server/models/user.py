@@ -21,6 +21,8 @@ class User(Base):
         Index("ix_users_org_id_created_at", "org_id", "created_at", "id"),
         Index("uq_users_org_id_username_key", "org_id", "username_key", unique=True),
         Index("ix_users_org_id_license_id", "org_id", "license_id"),
+        # The console's status filter and sort (keyset pages on (status, id)).
+        Index("ix_users_org_id_status_id", "org_id", "status", "id"),
         Index("ix_users_org_id_contact_id", "org_id", "contact_id"),
         ForeignKeyConstraint(
             ["org_id", "contact_id"],

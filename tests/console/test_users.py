@@ -181,7 +181,7 @@ def test_keyset_pages_and_remembered_page_size(admin_client: FlaskClient, scim: 
     html2 = admin_client.get(after).get_data(as_text=True)
     second = _names(html2)
     assert len(second) == 1 and len(set(first + second)) == 26 and 'rel="next"' not in html2
-    assert second == ["User 24"]  # by name: "manager@example.com" sorts before "User 00"
+    assert second == ["User 24"]  # by username: "manager@example.com" sorts before "user00"
     before = re.search(r'href="([^"]*before=[^"]+)"', html2).group(1).replace("&amp;", "&")
     assert _names(admin_client.get(before).get_data(as_text=True)) == first
     # Remembered: no size given, still 25 a page.

@@ -2,6 +2,7 @@
 
 ``users.source`` (scim, jit, manual) feeds the users dashboard's filter; existing
 accounts get it from who wrote their ``user.create`` event, while the log still has it.
+``ix_users_org_id_status_id`` serves the dashboard's status filter and sort.
 
 Revision ID: 0017
 Revises: 0012
@@ -39,6 +40,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source", sa.String(length=10), nullable=True))
+        batch_op.create_index("ix_users_org_id_status_id", ["org_id", "status", "id"], unique=False)
     # A SCIM token wrote it: scim; the sign-in decision (system): jit; a person: manual.
     op.execute(
         """
@@ -56,5 +58,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_index("ix_users_org_id_status_id")
         batch_op.drop_column("source")
     op.drop_table("console_grants")

@@ -89,7 +89,9 @@ def test_admin_works_the_users_dashboard(page: Any, context: Any, live_server: L
 
     # Sort by name, then descending.
     page.get_by_role("link", name=re.compile("^Name")).click()
-    page.wait_for_selector('th[aria-sort="descending"]')
+    expect(page.locator('th[aria-sort="ascending"]')).to_have_text(re.compile("Name"))
+    page.get_by_role("link", name=re.compile("^Name")).click()
+    expect(page.locator('th[aria-sort="descending"]')).to_have_text(re.compile("Name"))
     names = _rows(page)
     assert names == sorted(names, key=str.casefold, reverse=True)
 
