@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, flash, redirect, request, url_for
 from marshmallow import fields
 
+from scim_server.audit import queries as audit_queries
 from scim_server.console.access import person, require
 from scim_server.console.forms import FormSchema, parse, text
 from scim_server.console.render import render
@@ -60,6 +61,16 @@ def _profile(user_id: str, *, status: int = 200, **extra: Any) -> Response:
     all_roles = roles.list_roles(s, org_id)
     all_licenses = licenses.list_licenses(s, org_id)
     groups = users.groups_of(s, org_id, [user.id])[user.id]
+    recent, _more = audit_queries.search(
+        s, org_id, audit_queries.EventFilter(resource_id=user.id), before_seq=None, limit=15
+    )
+    sign_ins, _more = audit_queries.search(
+        s,
+        org_id,
+        audit_queries.EventFilter(resource_id=user.id, action="signin.success"),
+        before_seq=None,
+        limit=5,
+    )
     s.rollback()
     manual_by_kind = {
         kind: next((r["id"] for r in held if r["kind"] == kind and "manual" in r["sources"]), "")
@@ -83,6 +94,8 @@ def _profile(user_id: str, *, status: int = 200, **extra: Any) -> Response:
         current_license=current_license,
         wanted_license=wanted_license,
         groups=groups,
+        recent=recent,
+        sign_ins=sign_ins,
         source_label=SOURCE_LABELS.get(user.source or "", "Unknown"),
         status_actions=[
             (op, label)

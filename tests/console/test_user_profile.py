@@ -165,3 +165,15 @@ def test_auditor_sees_the_profile_read_only(
     assert "Ada Lovelace" in html and "<form" in html  # sign-out only
     assert "Save contact details" not in html and "Delete user" not in html
     assert _post(client, f"/admin/users/{ada}/delete", confirm="ada").status_code == 403
+
+
+def test_profile_shows_the_timeline_newest_first(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """The user's events (create, then a lock by the console user) and no sign-in yet."""
+    _post(manager, f"/admin/users/{ada}/status", op="lock")
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    timeline = html.split('id="timeline-title"')[1].split("</section>")[0]
+    assert timeline.index("user.lock") < timeline.index("user.create")
+    assert "manager@example.com" in timeline
+    assert "Never signed in." in html
