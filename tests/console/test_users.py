@@ -58,7 +58,7 @@ def test_list_shows_the_columns_and_links_each_profile(
         "Modified",
     ):
         assert f">{header}" in html
-    assert "ada@example.com" in html
+    assert "ada<wbr>@example.com" in html  # may wrap before the @
     assert 'class="badge badge-PROVISIONED">Not activated' in html
     assert "Ada Lovelace" in _names(html)
 
@@ -299,7 +299,7 @@ def test_auditor_reads_but_cannot_act(app: Flask, client: FlaskClient, scim: Sci
     ada = _user(scim, "ada")
     sign_in_console(app, client, scim, "auditor")
     html = client.get("/admin/users/").get_data(as_text=True)
-    assert "ada@example.com" in html and 'name="op"' not in html and 'name="user"' not in html
+    assert "ada<wbr>@example.com" in html and 'name="op"' not in html and 'name="user"' not in html
     token = csrf_token(client)
     resp = client.post("/admin/users/bulk", data={"csrf_token": token, "op": "lock", "user": [ada]})
     assert resp.status_code == 403 and "Not allowed" in resp.get_data(as_text=True)
