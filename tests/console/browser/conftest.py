@@ -127,4 +127,7 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}-laptop.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    # Usable on a phone: wide tables scroll inside their box, the page never sideways.
+    width = page.evaluate("document.documentElement.scrollWidth")
     page.set_viewport_size(size)
+    assert width <= PHONE["width"], f"{name}: {width}px wide at phone width"
