@@ -34,6 +34,33 @@ NUMBERS = (
 )
 
 
+# What each setting is called on the page: the service's messages name the document's keys.
+LABELS = {
+    "username_format": "Username format",
+    "match_keys": "Find the existing contact",
+    "default_license": "Default license",
+    "default_roles": "Default roles",
+    "sign_in_methods": "Sign-in methods",
+    "credentials_delivery": "First credentials",
+    "temporary_password_days": "Temporary password valid (days)",
+    "activation_link_days": "Activation link valid (days)",
+    "password_min_length": "Password length, at least",
+    "password_max_length": "Password length, at most",
+    "password_history": "Earlier passwords that may not be reused",
+    "lockout_threshold": "Failed sign-ins before a lock",
+    "lockout_window_minutes": "Counted over (minutes)",
+    "lockout_minutes": "First lock lasts (minutes)",
+    "lockout_max_minutes": "Longest lock (minutes)",
+}
+
+
+def readable(detail: str) -> str:
+    """The service's message with each setting's key replaced by its label on the page."""
+    for key in sorted(LABELS, key=len, reverse=True):
+        detail = detail.replace(key, f"“{LABELS[key]}”")
+    return detail
+
+
 def document_from_form(form: Any) -> dict[str, Any]:
     """The settings document a submitted form stands for (checked by the service)."""
     doc: dict[str, Any] = {
@@ -101,6 +128,6 @@ def save_settings() -> Response:
         directory.update_settings(db.session, person().org_id, doc)
     except DomainError as err:
         db.session.rollback()
-        return _page(doc, status=err.status, problem=err.detail)
+        return _page(doc, status=err.status, problem=readable(err.detail))
     flash("Settings saved.", "ok")
     return redirect(url_for("console.settings.show_settings"), code=303)  # type: ignore[return-value]

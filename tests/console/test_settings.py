@@ -68,15 +68,15 @@ def test_save_the_whole_document(app: Flask, security: FlaskClient, scim: Scim) 
     [
         (
             {"password_min_length": "200"},
-            "password_min_length must be a whole number from 8 to 128",
+            "“Password length, at least” must be a whole number from 8 to 128",
         ),
-        ({"password_min_length": "ten"}, "password_min_length must be a whole number"),
-        ({"default_license": "Ghost"}, "unknown license"),
+        ({"password_min_length": "ten"}, "“Password length, at least” must be a whole number"),
+        ({"default_license": "Ghost"}, "“Default license”: unknown license"),
         (
             {"lockout_minutes": "1000", "lockout_max_minutes": "500"},
-            "lockout_minutes must not exceed",
+            "“First lock lasts (minutes)” must not exceed “Longest lock (minutes)”",
         ),
-        ({"match_keys": []}, "match_keys must be a non-empty list"),
+        ({"match_keys": []}, "“Find the existing contact” must be a non-empty list"),
     ],
 )
 def test_bad_values_are_refused_and_kept_in_the_form(
