@@ -49,6 +49,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("console.directory.list_roles", "Roles", "directory.read"),
     NavEntry("console.settings.show_settings", "Settings", "settings.read"),
     NavEntry("console.tokens.list_tokens", "SCIM tokens", "tokens.read"),
+    NavEntry("console.oidc.list_clients", "OIDC clients", "sso.read"),
     NavEntry("console.access.list_members", "Console access", "access.write"),
 )
 

@@ -11,6 +11,7 @@ from scim_server.console import (
     access_admin,
     directory,
     home,
+    oidc_clients,
     settings,
     tokens,
     user_profile,
@@ -19,7 +20,15 @@ from scim_server.console import (
 from scim_server.console.blueprint import bp
 
 assert user_profile.bp is users.bp  # the profile's routes are on the users area's blueprint
-AREAS = (home.bp, users.bp, directory.bp, settings.bp, tokens.bp, access_admin.bp)
+AREAS = (
+    home.bp,
+    users.bp,
+    directory.bp,
+    settings.bp,
+    tokens.bp,
+    oidc_clients.bp,
+    access_admin.bp,
+)
 
 for _area in AREAS:
     bp.register_blueprint(_area)

@@ -25,7 +25,7 @@ def test_security_admin_settings_and_tokens(
     page.goto("/admin/")
     nav = page.get_by_role("navigation", name="Console")
     expect(nav.get_by_role("link")).to_have_text(
-        ["Users", "Licenses", "Roles", "Settings", "SCIM tokens"]
+        ["Users", "Licenses", "Roles", "Settings", "SCIM tokens", "OIDC clients"]
     )
 
     nav.get_by_role("link", name="Settings").click()
@@ -47,6 +47,13 @@ def test_security_admin_settings_and_tokens(
     page.reload()  # shown once: a reload shows the list without it, and creates nothing
     expect(page.locator("#new-secret")).to_have_count(0)
     expect(page.get_by_role("cell", name="Okta production", exact=True)).to_have_count(1)
+
+    nav.get_by_role("link", name="OIDC clients").click()
+    page.get_by_label("Name").fill("Field app")
+    page.get_by_label("Redirect URIs").fill("https://field.umbrella.example/callback")
+    page.get_by_role("button", name="Register client").click()
+    expect(page.locator("#new-client-secret")).to_be_visible()
+    shoot(page, "oidc-clients")
 
 
 def test_auditor_cannot_reach_a_write_action(
