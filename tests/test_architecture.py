@@ -165,7 +165,13 @@ def test_layers(package: str, forbidden: tuple[str, ...], why: str) -> None:
 CONSOLE = "scim_server.console"
 # What the console may use of sso: who is signed in (and sign-out), the pages' headers,
 # the IdP connections and test mode for its single sign-on pages.
-CONSOLE_SSO = ("sso.signin.session", "sso.signin.pages", "sso.signin.testmode", "sso.connections")
+CONSOLE_SSO = (
+    "sso.signin.session",
+    "sso.signin.pages",
+    "sso.signin.testmode",
+    "sso.signin.domains",
+    "sso.connections",
+)
 # The protocol endpoints and the admin API are siblings of the console, never its code path.
 SCIM_ENDPOINTS = tuple(
     f"scim_server.scim.{name}"

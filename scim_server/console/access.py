@@ -44,6 +44,7 @@ class NavEntry:
 # The console's menu, in order. An area adds its entry here with the capability its
 # list page requires.
 NAV: tuple[NavEntry, ...] = (
+    NavEntry("console.sso.list_connections", "Single sign-on", "sso.read"),
     NavEntry("console.log.search_log", "Provisioning log", "log.read"),
     NavEntry("console.signins.list_sign_ins", "Sign-ins", "log.read"),
     NavEntry("console.reports.show_reports", "Reports", "log.read"),

@@ -24,7 +24,6 @@ from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.saml import flow as saml_flow
 from sso.saml.certs import expiry_view
-from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 from sso.signin import domains, links, testmode
 
 bp = Blueprint("sso_admin", __name__, url_prefix="/api/v1")
@@ -61,7 +60,7 @@ def create_sso_connection() -> tuple[Response, int]:
     """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
     body = _body()
     xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
-    meta = _read_metadata(xml, url) if xml or url else None
+    meta = service.read_metadata(xml, url) if xml or url else None
     conn = service.create_connection(
         db.session, g.org_id, body, public_url(), secret=current_secret()
     )
@@ -89,14 +88,6 @@ def delete_sso_connection(connection_id: str) -> tuple[str, int]:
     return "", 204
 
 
-def _read_metadata(xml: Any, url: Any) -> IdpMetadata:
-    if isinstance(xml, str) and xml:
-        return parse_idp_metadata(xml.encode())
-    if isinstance(url, str) and url:
-        return parse_idp_metadata(fetch_metadata(url))
-    raise InvalidValueError("Send the metadata as an XML string, or its https URL.")
-
-
 @bp.post("/sso/connections/<connection_id>/metadata")
 def import_sso_metadata(connection_id: str) -> Response:
     """IdP metadata: an XML body (application/xml), or JSON ``{"url": ...}`` / ``{"xml": ...}``."""
@@ -107,7 +98,7 @@ def import_sso_metadata(connection_id: str) -> Response:
     else:
         body = _body()
         xml, url = body.get("xml"), body.get("url")
-    meta = _read_metadata(xml, url)
+    meta = service.read_metadata(xml, url)
     conn = service.apply_metadata(db.session, g.org_id, connection_id, meta, url)
     return jsonify(_view(conn))
 
