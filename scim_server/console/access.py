@@ -45,6 +45,7 @@ class NavEntry:
 # list page requires.
 NAV: tuple[NavEntry, ...] = (
     NavEntry("console.sso.list_connections", "Single sign-on", "sso.read"),
+    NavEntry("console.rules.edit_rules", "Mapping rules", "rules.read"),
     NavEntry("console.log.search_log", "Provisioning log", "log.read"),
     NavEntry("console.signins.list_sign_ins", "Sign-ins", "log.read"),
     NavEntry("console.reports.show_reports", "Reports", "log.read"),

@@ -17,7 +17,7 @@ from scim_server.audit.export import export_lines
 from scim_server.audit.queries import EventFilter
 from scim_server.console import filters
 from scim_server.console.access import person, require
-from scim_server.console.render import render
+from scim_server.console.render import is_htmx, render
 from scim_server.db import db
 
 bp = Blueprint("log", __name__, url_prefix="/log")
@@ -63,7 +63,7 @@ def search_log() -> Response:
     return render(
         "console/log/search.html",
         block="results",
-        status=200 if form.ok else 400,
+        status=200 if form.ok or is_htmx() else 400,  # htmx swaps only 2xx
         form=form,
         events=events,
         next_cursor=next_cursor,

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, request
 
 from scim_server.console import filters
 from scim_server.console.access import person, require
-from scim_server.console.render import render
+from scim_server.console.render import is_htmx, render
 from scim_server.db import db
 from sso.connections import records, service
 
@@ -52,7 +52,7 @@ def list_sign_ins() -> Response:
     return render(
         "console/signins/list.html",
         block="results",
-        status=200 if form.ok else 400,
+        status=200 if form.ok or is_htmx() else 400,  # htmx swaps only 2xx
         form=form,
         rows=rows,
         next_cursor=next_cursor,
