@@ -44,6 +44,7 @@ class NavEntry:
 # The console's menu, in order. An area adds its entry here with the capability its
 # list page requires.
 NAV: tuple[NavEntry, ...] = (
+    NavEntry("console.imports.upload_form", "Import", "users.write"),
     NavEntry("console.sso.list_connections", "Single sign-on", "sso.read"),
     NavEntry("console.rules.edit_rules", "Mapping rules", "rules.read"),
     NavEntry("console.log.search_log", "Provisioning log", "log.read"),

@@ -7,10 +7,10 @@ per process, not in ``init_app``. A new area adds its module to ``AREAS``.
 
 from __future__ import annotations
 
-from scim_server.console import home, log, reports, rules, signins, sso
+from scim_server.console import home, imports, log, reports, rules, signins, sso
 from scim_server.console.blueprint import bp
 
-AREAS = (home.bp, sso.bp, rules.bp, log.bp, signins.bp, reports.bp)
+AREAS = (home.bp, imports.bp, sso.bp, rules.bp, log.bp, signins.bp, reports.bp)
 
 for _area in AREAS:
     bp.register_blueprint(_area)
