@@ -13,7 +13,7 @@ from typing import Any
 from scim_server.audit.insights import HourCount
 
 WIDTH, HEIGHT = 720, 220
-LEFT, BOTTOM, TOP = 44, 28, 10
+LEFT, RIGHT, BOTTOM, TOP = 44, 24, 28, 10
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _nice_max(value: int) -> int:
 
 def hourly(counts: list[HourCount]) -> dict[str, Any]:
     """Bars per hour: all SCIM requests, and over them the failures."""
-    plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
     top = _nice_max(max([c.requests for c in counts] + [1]))
     slot = plot_w / max(len(counts), 1)
     gap = min(2.0, slot / 4)
@@ -60,13 +60,14 @@ def hourly(counts: list[HourCount]) -> dict[str, Any]:
             out.append(Bar(x, TOP + plot_h - h, slot - gap, h, label, value))
         if i % every == 0:
             labels.append((x + (slot - gap) / 2, c.hour.strftime("%H:00")))
-    ticks = [Tick(TOP + plot_h - plot_h * f, str(round(top * f))) for f in (0, 0.5, 1)]
+    values = (0, top // 2, top) if top % 2 == 0 else (0, top)
+    ticks = [Tick(TOP + plot_h - plot_h * v / top, str(v)) for v in values]
     return {
         "width": WIDTH,
         "height": HEIGHT,
         "left": LEFT,
         "baseline": TOP + plot_h,
-        "right": WIDTH - 8,
+        "right": WIDTH - RIGHT,
         "requests": requests,
         "failures": failures,
         "ticks": ticks,

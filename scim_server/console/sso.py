@@ -179,9 +179,22 @@ def replace_metadata(connection_id: str) -> Response:
 @bp.post("/<connection_id>/test")
 @require("sso.write")
 def test_connection(connection_id: str) -> Response:
-    """Run the existing test mode: a single-use link that logs in and only shows the result."""
-    url = testmode.create_test_link(db.session, person().org_id, connection_id, public_url())
-    return redirect(url, code=303)  # type: ignore[return-value]
+    """The existing test mode: a single-use link that logs in and only shows the result.
+
+    A page with the link, not a redirect: the CSP's ``form-action 'self'`` (rightly)
+    stops a form's redirect chain from leaving for the IdP.
+    """
+    org_id = person().org_id
+    url = testmode.create_test_link(db.session, org_id, connection_id, public_url())
+    conn = service.get_connection(db.session, org_id, connection_id)
+    return render(
+        "console/sso/test_link.html",
+        url=url,
+        name=conn.name,
+        connection_id=conn.id,
+        minutes=testmode.TEST_SECONDS // 60,
+        active_nav="console.sso.list_connections",
+    )
 
 
 @bp.post("/<connection_id>/delete")
