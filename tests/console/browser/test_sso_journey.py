@@ -81,6 +81,13 @@ def test_connect_from_metadata_copy_values_and_test(
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_role("status")).to_have_text("Saved.")
     shoot(page, "sso-connection")
+    page.get_by_role("link", name="Manage domains").click()
+    page.get_by_label("Domain", exact=True).fill("example.com")
+    page.get_by_label("Connection", exact=True).select_option(label="Entra ID")
+    page.get_by_role("button", name="Add domain").click()
+    expect(page.locator(".plain-list")).to_contain_text("example.com")
+    shoot(page, "sso-list")
+    page.get_by_role("link", name="Entra ID").click()
 
     _serve_test_idp(page, live_server, idp, {"acs": acs, "entity": entity})
     page.get_by_role("button", name="Test connection").click()
@@ -90,6 +97,7 @@ def test_connect_from_metadata_copy_values_and_test(
     body = page.locator("main").inner_text()
     assert "Entra ID" in body and "alice@example.com" in body
     assert "Nobody was signed in or created" in body
+    assert "would create the account (JIT)" in body  # the domain is allowed, JIT is on
     shoot(page, "sso-test-result")
     page.goto("/admin/sign-ins/")
     expect(page.locator("#results")).to_contain_text("test")
