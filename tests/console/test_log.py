@@ -161,3 +161,24 @@ def test_people_without_log_read_get_403_and_no_menu_entry(
     assert client.get("/admin/log/export").status_code == 403
     assert client.get("/admin/sign-ins/").status_code == 403
     assert "Provisioning log" not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_event_names_the_rule_that_caused_it(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """A user placed by a mapping rule: the event says which rule matched and what it gave."""
+    from tests.admin.rules import activate, catalogue
+    from tests.support.admin_api import person
+
+    catalogue(admin)
+    activate(admin)
+    person(scim, "sue@example.com", department="Sales")
+    sign_in_console(app, client, scim, "auditor")
+    create = next(
+        e
+        for e in _events(app, scim.org_id)
+        if e.action == "user.create" and e.user_name == "sue@example.com"
+    )
+    body = client.get(f"/admin/log/events/{create.seq}").get_data(as_text=True)
+    assert "<strong>sales</strong>" in body and "matched</span>" in body
+    assert "license: Planner" in body
