@@ -208,3 +208,45 @@ def test_sign_in_log_lists_attempts_with_reasons(
     assert "ivy@example.com" in only and "jack@example.com" not in only
     assert client.get("/admin/sign-ins/?outcome=bogus").status_code == 400
     assert client.get("/admin/sign-ins/?cursor=%%%").status_code == 400
+
+
+def test_metadata_url_must_be_https(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A metadata URL that is not https is refused with the reason; nothing is fetched or made."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    resp = client.post(
+        "/admin/sso/new",
+        data={"csrf_token": token, "protocol": "saml", "metadata_url": "http://idp.example/md"},
+    )
+    assert resp.status_code == 400
+    assert "https" in resp.get_data(as_text=True)
+    assert _connections(app, scim.org_id) == []
+
+
+def test_oidc_connection_shows_its_redirect_uri_and_never_the_secret(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An OIDC connection: created from issuer and client; the secret is stored, never shown."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    resp = client.post(
+        "/admin/sso/new",
+        data={
+            "csrf_token": token,
+            "protocol": "oidc",
+            "name": "Okta OIDC",
+            "issuer": "https://okta.example.test",
+            "client_id": "abc",
+            "client_secret": "s3cr3t-value",
+        },
+    )
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    conn = _connections(app, scim.org_id)[0]
+    assert f"/sso/oidc/{conn.id}/callback" in page and "Set (never shown)" in page
+    assert "s3cr3t-value" not in page
+    bad = client.post(
+        "/admin/sso/new",
+        data={"csrf_token": token, "protocol": "oidc", "issuer": "", "client_id": ""},
+    )
+    assert bad.status_code == 400 and len(_connections(app, scim.org_id)) == 1

@@ -18,13 +18,14 @@ def test_auditor_searches_verifies_and_exports(
     page: Any, context: Any, live_server: LiveServer
 ) -> None:
     """Search as you type narrows the events; verify says intact; the export downloads."""
-    org_id, user_id = console_person(live_server, "auditor")
+    org_id, user_id = console_person(live_server, "auditor", "Acme Corp")
     add_user(live_server, org_id, "grace@acme.example", displayName="<b>Grace</b>")
     add_user(live_server, org_id, "linus@acme.example")
     browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
     page.goto("/admin/")
     page.get_by_role("link", name="Provisioning log").first.click()
     assert page.get_by_role("heading", name="Provisioning log").is_visible()
+    shoot(page, "log")
     page.get_by_label("User (userName or id)").fill("grace@acme.example")
     expect(page.locator("#results")).not_to_contain_text("linus@acme.example")
     expect(page.locator("#results")).to_contain_text("grace@acme.example")
