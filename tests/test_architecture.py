@@ -164,11 +164,12 @@ def test_layers(package: str, forbidden: tuple[str, ...], why: str) -> None:
 
 CONSOLE = "scim_server.console"
 # What the console may use of sso: who is signed in (and sign-out), the pages' headers,
-# the IdP connections and test mode for its single sign-on pages, the OIDC clients.
+# the IdP connections, domains and test mode for its single sign-on pages, the OIDC clients.
 CONSOLE_SSO = (
     "sso.signin.session",
     "sso.signin.pages",
     "sso.signin.testmode",
+    "sso.signin.domains",
     "sso.connections",
     "sso.provider.clients",
 )

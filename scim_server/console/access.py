@@ -45,8 +45,14 @@ class NavEntry:
 # list page requires.
 NAV: tuple[NavEntry, ...] = (
     NavEntry("console.users.list_users", "Users", "users.read"),
+    NavEntry("console.imports.upload_form", "Import", "users.write"),
     NavEntry("console.directory.list_licenses", "Licenses", "directory.read"),
     NavEntry("console.directory.list_roles", "Roles", "directory.read"),
+    NavEntry("console.sso.list_connections", "Single sign-on", "sso.read"),
+    NavEntry("console.rules.edit_rules", "Mapping rules", "rules.read"),
+    NavEntry("console.log.search_log", "Provisioning log", "log.read"),
+    NavEntry("console.signins.list_sign_ins", "Sign-ins", "log.read"),
+    NavEntry("console.reports.show_reports", "Reports", "log.read"),
     NavEntry("console.settings.show_settings", "Settings", "settings.read"),
     NavEntry("console.tokens.list_tokens", "SCIM tokens", "tokens.read"),
     NavEntry("console.oidc.list_clients", "OIDC clients", "sso.read"),

@@ -129,5 +129,10 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     # Usable on a phone: wide tables scroll inside their box, the page never sideways.
     width = page.evaluate("document.documentElement.scrollWidth")
+    widest = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+            .slice(-3).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+    )
     page.set_viewport_size(size)
-    assert width <= PHONE["width"], f"{name}: {width}px wide at phone width"
+    assert width <= PHONE["width"], f"{name}: {width}px wide at phone width: {widest}"

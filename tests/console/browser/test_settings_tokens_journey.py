@@ -25,7 +25,18 @@ def test_security_admin_settings_and_tokens(
     page.goto("/admin/")
     nav = page.get_by_role("navigation", name="Console")
     expect(nav.get_by_role("link")).to_have_text(
-        ["Users", "Licenses", "Roles", "Settings", "SCIM tokens", "OIDC clients"]
+        [
+            "Users",
+            "Licenses",
+            "Roles",
+            "Single sign-on",
+            "Provisioning log",
+            "Sign-ins",
+            "Reports",
+            "Settings",
+            "SCIM tokens",
+            "OIDC clients",
+        ]
     )
 
     nav.get_by_role("link", name="Settings").click()
