@@ -52,6 +52,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     import sso
 
     sso.init_app(app)
+    from scim_server import console
+
+    console.init_app(app)
     _register_fallback_errors(app)
     return app
 
@@ -79,4 +82,8 @@ def _register_fallback_errors(app: Flask) -> None:
             if status == 405 and getattr(err, "valid_methods", None):
                 headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
             return error_response(status, err.description or err.name, None, headers)
+        if request.path == "/admin" or request.path.startswith("/admin/"):
+            from scim_server.console.render import render
+
+            return render("console/error.html", status=status, reason="http", error=err)
         return jsonify(error=err.name, detail=err.description), status

@@ -321,9 +321,13 @@ def _register_subcommands() -> None:
     from scim_server.admin.rules_cli import rules
     from scim_server.admin.webhooks_cli import events_group, webhooks_group
     from scim_server.audit.cli import audit
+    from scim_server.console.cli import admin
+    from scim_server.user_import.cli import import_group
     from sso.connections.cli import sso
     from sso.provider.cli import oauth
 
+    main.add_command(admin)
+    main.add_command(import_group)
     main.add_command(audit)
     main.add_command(rules)
     main.add_command(credentials)

@@ -37,6 +37,14 @@ def default_database_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path, 'scim.db')}"
 
 
+def _secure_cookie(base_url: str | None) -> bool:
+    """Secure cookies behind https (SCIM_BASE_URL); SCIM_SESSION_COOKIE_SECURE=0/1 decides."""
+    forced = os.environ.get("SCIM_SESSION_COOKIE_SECURE")
+    if forced is not None and forced.strip():
+        return forced.strip().lower() in ("1", "true", "yes", "on")
+    return (base_url or "").lower().startswith("https://")
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from defaults and the environment."""
     env = os.environ.get("SCIM_ENV", "development")
@@ -97,6 +105,19 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SIGNIN_PENDING_SECONDS": env_int("SCIM_SIGNIN_PENDING_SECONDS", 600),
         # WebAuthn relying party id (a registrable domain); default: the host of SCIM_BASE_URL.
         "WEBAUTHN_RP_ID": os.environ.get("SCIM_WEBAUTHN_RP_ID") or None,
+        # The admin console (``scim_server.console``): a console session unused this long
+        # ends (the person signs in again); SSO_SESSION_SECONDS still bounds its total age.
+        "CONSOLE_IDLE_SECONDS": env_int("SCIM_CONSOLE_IDLE_SECONDS", 30 * 60),
+        # The session cookie (sign-in and console): never readable by script, not sent on
+        # cross-site subrequests or POSTs; Secure when the public URL is https.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _secure_cookie(os.environ.get("SCIM_BASE_URL")),
+        # CSRF (Flask-WTF): checked by the console and sign-in pages only, never by the
+        # SCIM or admin JSON APIs (bearer tokens, no cookies); a token lives as long as
+        # the session that holds it.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
         # Mail (``scim_server.mailer``): SMTP server and sender; no SMTP: .eml files in MAIL_DIR.
         "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
         "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,3 +188,24 @@ def smtp() -> Iterator[tuple[SmtpRecorder, int]]:
     """A real SMTP server on 127.0.0.1 (aiosmtpd): its recorder and port."""
     with smtp_server() as server:
         yield server
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium (Debian's, never a downloaded one) for every browser test of the run.
+
+    One Playwright per process: a second ``sync_playwright`` started while the first
+    runs fails ("Sync API inside the asyncio loop"), so every test shares this one.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start.
+        found = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield found
+        found.close()

@@ -146,18 +146,67 @@ def test_no_import_cycles_between_our_modules() -> None:
 )
 def test_layers(package: str, forbidden: tuple[str, ...], why: str) -> None:
     """Imports point one way (ARCHITECTURE.md): views → services → models; sso → scim_server."""
-    # The app factory and the command line register sso by name.
+    # The app factory and the command line register sso by name; the console is checked
+    # by test_console_is_an_endpoint_layer (it reads the sign-in session).
     allowed = {"scim_server": {"scim_server", "scim_server.cli"}}
     offenders = sorted(
         f"{module} imports {source}"
         for module in SOURCES
         if module == package or module.startswith(package + ".")
         if module not in allowed.get(package, set())
+        and not (package == "scim_server" and module.startswith(CONSOLE + "."))
         for source, _name in _imports(module, top_level_only=False)
         + [(m, None) for m in _third_party(module)]
         if any(source == f or source.startswith(f + ".") for f in forbidden)
     )
     assert offenders == [], why
+
+
+CONSOLE = "scim_server.console"
+# What the console may use of sso: who is signed in (and sign-out), the pages' headers,
+# the IdP connections, domains and test mode for its single sign-on pages, the OIDC clients.
+CONSOLE_SSO = (
+    "sso.signin.session",
+    "sso.signin.pages",
+    "sso.signin.testmode",
+    "sso.signin.domains",
+    "sso.connections",
+    "sso.provider.clients",
+)
+# The protocol endpoints and the admin API are siblings of the console, never its code path.
+SCIM_ENDPOINTS = tuple(
+    f"scim_server.scim.{name}"
+    for name in ("blueprint", "auth", "users", "groups", "bulk", "search", "discovery_views")
+)
+
+
+def _in(source: str, prefixes: tuple[str, ...]) -> bool:
+    return any(source == p or source.startswith(p + ".") for p in prefixes)
+
+
+def test_console_is_an_endpoint_layer() -> None:
+    """The console calls the services the admin API calls (no second code path): it imports
+    no admin API, no SCIM endpoint, no SQLAlchemy (queries live in services), only the
+    sign-in parts of sso; nothing but the app factory and the CLI imports it."""
+    console = [m for m in SOURCES if m == CONSOLE or m.startswith(CONSOLE + ".")]
+    assert console, "the console package moved: update this test"
+    offenders = sorted(
+        f"{module} imports {source}"
+        for module in console
+        for source in [s for s, _n in _imports(module, top_level_only=False)] + _third_party(module)
+        if _in(source, ("scim_server.admin", *SCIM_ENDPOINTS, "sqlalchemy"))
+        or (_in(source, ("sso",)) and not _in(source, CONSOLE_SSO))
+    )
+    assert offenders == []
+    importers = sorted(
+        module
+        for module in SOURCES
+        if not (module == CONSOLE or module.startswith(CONSOLE + "."))
+        and module not in ("scim_server", "scim_server.cli")
+        for source, _n in _imports(module, top_level_only=False)
+        if _in(source, (CONSOLE,))
+    )
+    assert importers == []
 
 
 def _third_party(module: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead, AuditSigningKey
+from scim_server.models.console_access import ConsoleGrant
 from scim_server.models.contact import Contact
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.credential_delivery import CredentialSchedule, CredentialSend
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditSigningKey",
+    "ConsoleGrant",
     "Contact",
     "CredentialSchedule",
     "CredentialSend",

@@ -21,6 +21,8 @@ class User(Base):
         Index("ix_users_org_id_created_at", "org_id", "created_at", "id"),
         Index("uq_users_org_id_username_key", "org_id", "username_key", unique=True),
         Index("ix_users_org_id_license_id", "org_id", "license_id"),
+        # The console's status filter and sort (keyset pages on (status, id)).
+        Index("ix_users_org_id_status_id", "org_id", "status", "id"),
         Index("ix_users_org_id_contact_id", "org_id", "contact_id"),
         ForeignKeyConstraint(
             ["org_id", "contact_id"],
@@ -50,6 +52,9 @@ class User(Base):
     login_name: Mapped[str | None] = mapped_column("username", Text, default=None)
     login_name_key: Mapped[str | None] = mapped_column("username_key", KeyText, default=None)
     status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
+    # How the account came to be: "scim" (an IdP), "jit" (a first sign-in), "manual" (an
+    # admin: console, CLI); None for accounts older than the column whose log was purged.
+    source: Mapped[str | None] = mapped_column(String(10), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     license_id: Mapped[str | None] = mapped_column(String(36), default=None)
     license_source: Mapped[str | None] = mapped_column(String(10), default=None)  # rule|manual

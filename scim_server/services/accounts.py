@@ -216,3 +216,32 @@ def remove_manual_role(session: Session, org_id: str, user_id: str, role_id: str
         name = session.scalar(select(Role.name).where(Role.org_id == org_id, Role.id == role_id))
         _set_manual_roles(session, user, wanted, f"manual role {name!r} removed")
     return user
+
+
+def set_manual_role_of_kind(
+    session: Session, org_id: str, user_id: str, kind: str, role_id: str | None
+) -> User:
+    """The user's one hand-picked role of ``kind`` (the console's role task / role ticket
+    pickers): replaces the manual roles of that kind; None removes them. Roles of the kind
+    from the rules or the IdP stay.
+    """
+    with session.begin():
+        user = users.get_user(session, org_id, user_id, for_update=True)
+        role = None
+        if role_id is not None:
+            role = session.scalar(select(Role).where(Role.org_id == org_id, Role.id == role_id))
+            if role is None or role.kind != kind:
+                raise InvalidValueError(f"No {kind} role {role_id!r} in this organization.")
+        of_kind = set(
+            session.scalars(select(Role.id).where(Role.org_id == org_id, Role.kind == kind))
+        )
+        wanted = {
+            rid: rule
+            for rid, rule in _manual_roles(session, org_id, user.id).items()
+            if rid not in of_kind
+        }
+        if role is not None:
+            wanted[role.id] = None
+        detail = f"manual {kind} role: {role.name!r}" if role else f"manual {kind} role removed"
+        _set_manual_roles(session, user, wanted, detail)
+    return user

@@ -111,6 +111,7 @@ def create_user(
     *,
     identity: Any = None,
     delivery: Delivery | None = None,
+    source: str = "scim",
 ) -> User:
     """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
 
@@ -120,24 +121,37 @@ def create_user(
     creation comes from a sign-in (JIT) rather than SCIM: its groups and claims.
     ``delivery`` (SCIM creates): where passwords are allowed, the welcome mail is
     queued in the create transaction, or the IdP's ``password`` is set
-    (``services.idp_credentials.on_create``).
+    (``services.idp_credentials.on_create``). ``source`` (scim, jit, manual) is kept
+    on the account for the console's filter.
     """
     try:
-        return _create_user(session, org_id, doc, identity, delivery)
+        return _create_user(session, org_id, doc, identity, delivery, source)
     except _LostRace:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
 
 
 def _create_user(
-    session: Session, org_id: str, doc: Doc, identity: Any, delivery: Delivery | None
+    session: Session,
+    org_id: str,
+    doc: Doc,
+    identity: Any,
+    delivery: Delivery | None,
+    source: str,
 ) -> User:
     with session.begin():
         _check_unique(session, org_id, doc, None)
         # Read once (cached per process): provisioning and the welcome both use it.
         config = identity_config(session, org_id)
         now = utcnow()
-        user = User(org_id=org_id, id=str(uuid.uuid4()), created_at=now, updated_at=now, version=1)
+        user = User(
+            org_id=org_id,
+            id=str(uuid.uuid4()),
+            created_at=now,
+            updated_at=now,
+            version=1,
+            source=source,
+        )
         _apply(user, doc)
         user.active = user.data["active"]
         user.status = PROVISIONED if user.active else DEACTIVATED

@@ -10,26 +10,22 @@ API's authentication, error bodies and refusal log from
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import select, tuple_
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.common import install_admin_hooks
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.urls import public_url
-from sso.connections import service
+from sso.connections import records, service
 from sso.connections.models import SignInRecord, SsoEmailDomain
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.saml import flow as saml_flow
 from sso.saml.certs import expiry_view
-from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 from sso.signin import domains, links, testmode
 
 bp = Blueprint("sso_admin", __name__, url_prefix="/api/v1")
@@ -185,7 +181,7 @@ def create_sso_connection() -> tuple[Response, int]:
     """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
     body = _body()
     xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
-    meta = _read_metadata(xml, url) if xml or url else None
+    meta = service.read_metadata(xml, url) if xml or url else None
     conn = service.create_connection(
         db.session, g.org_id, body, public_url(), secret=current_secret()
     )
@@ -216,14 +212,6 @@ def delete_sso_connection(connection_id: str) -> tuple[str, int]:
     return "", 204
 
 
-def _read_metadata(xml: Any, url: Any) -> IdpMetadata:
-    if isinstance(xml, str) and xml:
-        return parse_idp_metadata(xml.encode())
-    if isinstance(url, str) and url:
-        return parse_idp_metadata(fetch_metadata(url))
-    raise InvalidValueError("Send the metadata as an XML string, or its https URL.")
-
-
 @bp.post("/sso/connections/<connection_id>/metadata")
 @api_doc(
     tag="sso",
@@ -239,7 +227,7 @@ def import_sso_metadata(connection_id: str) -> Response:
     else:
         body = _body()
         xml, url = body.get("xml"), body.get("url")
-    meta = _read_metadata(xml, url)
+    meta = service.read_metadata(xml, url)
     conn = service.apply_metadata(db.session, g.org_id, connection_id, meta, url)
     return jsonify(_view(conn))
 
@@ -363,28 +351,13 @@ def _record_view(row: SignInRecord) -> dict[str, Any]:
 def list_sign_ins() -> Response:
     """Newest first; filter by ``connection_id`` / ``outcome``; page with ``cursor``."""
     args = SignInArgs().load(request.args)
-    limit = min(args["limit"], MAX_RECORDS)
-    stmt = select(SignInRecord).where(SignInRecord.org_id == g.org_id)
-    for name in ("connection_id", "outcome", "reason_code"):
-        if args.get(name):
-            stmt = stmt.where(getattr(SignInRecord, name) == args[name])
-    cursor = args.get("cursor")
-    if cursor:
-        try:
-            at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-            when = datetime.fromisoformat(at)
-        except ValueError:
-            raise InvalidValueError("cursor is not one this API returned.") from None
-        stmt = stmt.where(tuple_(SignInRecord.at, SignInRecord.id) < tuple_(when, row_id))
-    rows = list(
-        db.session.scalars(
-            stmt.order_by(SignInRecord.at.desc(), SignInRecord.id.desc()).limit(max(limit, 1) + 1)
-        )
+    rows, next_cursor = records.list_sign_ins(
+        db.session,
+        g.org_id,
+        limit=min(args["limit"], MAX_RECORDS),
+        cursor=args.get("cursor"),
+        connection_id=args.get("connection_id"),
+        outcome=args.get("outcome"),
+        reason_code=args.get("reason_code"),
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if more and rows:
-        raw = f"{rows[-1].at.isoformat()}|{rows[-1].id}".encode()
-        next_cursor = base64.urlsafe_b64encode(raw).decode()
     return jsonify(sign_ins=[_record_view(r) for r in rows], next_cursor=next_cursor)

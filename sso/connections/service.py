@@ -25,7 +25,7 @@ from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, s
 from sso.errors import SsoError
 from sso.oidc.config import OidcConnectionConfig, OidcError
 from sso.saml.certs import describe, expiry_view, generate_sp_keypair
-from sso.saml.metadata import IdpMetadata
+from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 
 ACS_PREFIX = "/sso/saml/"
 _ACS_PATH = re.compile(r"^/sso/saml/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
@@ -274,6 +274,29 @@ def remove_certificate(session: Session, org_id: str, connection_id: str, finger
         conn.idp_certificates = kept
         conn.updated_at = utcnow()
         _audit(session, conn, "sso.certificate.remove", {"fingerprint": fingerprint.lower()})
+
+
+def read_metadata(xml: Any, url: Any) -> IdpMetadata:
+    """IdP metadata from its XML text, or fetched from its https URL (checked, size-limited)."""
+    if isinstance(xml, str | bytes) and xml:
+        return parse_idp_metadata(xml.encode() if isinstance(xml, str) else xml)
+    if isinstance(url, str) and url:
+        return parse_idp_metadata(fetch_metadata(url))
+    raise InvalidValueError("Send the metadata as an XML string, or its https URL.")
+
+
+def fetch_metadata_text(url: str) -> str:
+    """The IdP metadata at ``url`` as text, so an admin can preview exactly what is then stored."""
+    return fetch_metadata(url).decode("utf-8", "replace")
+
+
+def metadata_view(meta: IdpMetadata) -> dict[str, Any]:
+    """What an admin checks before trusting metadata: entity id, SSO URL, certificates' expiry."""
+    return {
+        "idp_entity_id": meta.entity_id,
+        "idp_sso_url": meta.sso_url,
+        "certificates": [expiry_view(c) for c in meta.certificates],
+    }
 
 
 def _audit(session: Session, conn: SsoConnection, action: str, changes: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
+from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import Organization
 from sso.provider.models import OAuthClient, secret_hash
@@ -74,3 +75,31 @@ def create_client(
 
 def list_clients(session: Session) -> list[OAuthClient]:
     return list(session.scalars(select(OAuthClient).order_by(OAuthClient.created_at)))
+
+
+def list_org_clients(session: Session, org_id: str) -> list[OAuthClient]:
+    """The clients bound to one organization (global clients belong to the operator)."""
+    return list(
+        session.scalars(
+            select(OAuthClient).where(OAuthClient.org_id == org_id).order_by(OAuthClient.created_at)
+        )
+    )
+
+
+def revoke_client(session: Session, org_id: str, client_id: str) -> OAuthClient:
+    """Stop an organization's client: no new codes or tokens (``server.query_client``)."""
+    with session.begin():
+        client = session.get(OAuthClient, client_id)
+        if client is None or client.org_id != org_id:
+            raise NotFoundError(f"No client {client_id!r} in this organization.")
+        if client.revoked_at is None:
+            client.revoked_at = utcnow()
+            record(
+                session,
+                org_id,
+                "oauth.client_revoke",
+                resource_type="OAuthClient",
+                resource_id=client.client_id,
+                detail=client.name,
+            )
+    return client

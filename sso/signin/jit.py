@@ -59,4 +59,6 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
 
 def create(session: Session, org_id: str, req: SignInRequest) -> User:
     """Create the account through the identity services (raises their domain errors)."""
-    return users.create_user(session, org_id, scim_document(req), identity=req.identity)
+    return users.create_user(
+        session, org_id, scim_document(req), identity=req.identity, source="jit"
+    )

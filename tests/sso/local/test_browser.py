@@ -44,14 +44,6 @@ def server(live: tuple[Flask, Scim]) -> Iterator[tuple[str, Flask, Scim]]:
     thread.join()
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
 def _page(browser: Any, problems: list[str]) -> Any:
     context = browser.new_context(viewport={"width": 900, "height": 900})
     page = context.new_page()

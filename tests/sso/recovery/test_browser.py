@@ -40,49 +40,45 @@ def served(live) -> Iterator[tuple[Any, Any, str]]:
         session.execute(delete(rate_limit_windows).where(rate_limit_windows.c.key.like("forgot:%")))
 
 
-def test_forgot_then_reset_in_a_browser(served):
+def test_forgot_then_reset_in_a_browser(served, browser):
     """Forgot → mail's link → a refused password (its rule shown) → a good one → sign-in page."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     app, scim, base = served
     user_id = employee(scim, "bob@example.com", password="Original-pass-phrase-31")["id"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        problems: list[str] = []
-        page.on(
-            "console",
-            lambda m: (
-                problems.append(m.text)
-                if m.type == "error" and "status of 4" not in m.text
-                else None
-            ),
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(m.text) if m.type == "error" and "status of 4" not in m.text else None
+        ),
+    )
+    page.goto(f"{base}/sso/forgot")
+    assert page.locator("link[rel=stylesheet]").count() == 1
+    page.fill("#identifier", "bob@example.com")
+    page.click("button[type=submit]")
+    assert page.locator("h1").inner_text() == "Check your mail"
+    with db.reader(app)() as session:
+        body = (
+            session.scalars(select(MailOutbox).where(MailOutbox.org_id == scim.org_id))
+            .one()
+            .body_text
         )
-        page.goto(f"{base}/sso/forgot")
-        assert page.locator("link[rel=stylesheet]").count() == 1
-        page.fill("#identifier", "bob@example.com")
-        page.click("button[type=submit]")
-        assert page.locator("h1").inner_text() == "Check your mail"
-        with db.reader(app)() as session:
-            body = (
-                session.scalars(select(MailOutbox).where(MailOutbox.org_id == scim.org_id))
-                .one()
-                .body_text
-            )
-        token = re.search(r"/sso/reset/(\S+)", body).group(1)
-        page.goto(f"{base}/sso/reset/{token}")
-        page.fill("#password", "password12345")
-        page.fill("#confirm", "password12345")
-        page.click("button[type=submit]")
-        assert "too common" in page.locator(".alert-error").inner_text()
-        page.fill("#password", "Saffron-glacier-window-64")
-        page.fill("#confirm", "Saffron-glacier-window-64")
-        page.click("button[type=submit]")
-        assert page.locator("h1").inner_text() == "Your password was changed"
-        page.click("text=Go to sign-in")
-        assert page.url.endswith("/sso/login")
-        # The stylesheet applied (CSP allows 'self'): the card has its background.
-        background = page.eval_on_selector(".card", "e => getComputedStyle(e).backgroundColor")
-        assert background == "rgb(255, 255, 255)"
-        browser.close()
+    token = re.search(r"/sso/reset/(\S+)", body).group(1)
+    page.goto(f"{base}/sso/reset/{token}")
+    page.fill("#password", "password12345")
+    page.fill("#confirm", "password12345")
+    page.click("button[type=submit]")
+    assert "too common" in page.locator(".alert-error").inner_text()
+    page.fill("#password", "Saffron-glacier-window-64")
+    page.fill("#confirm", "Saffron-glacier-window-64")
+    page.click("button[type=submit]")
+    assert page.locator("h1").inner_text() == "Your password was changed"
+    page.click("text=Go to sign-in")
+    assert page.url.endswith("/sso/login")
+    # The stylesheet applied (CSP allows 'self'): the card has its background.
+    background = page.eval_on_selector(".card", "e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(255, 255, 255)"
+    context.close()
     assert problems == []
     assert password_verifies(app, scim.org_id, user_id, "Saffron-glacier-window-64")

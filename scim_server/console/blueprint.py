@@ -1,0 +1,113 @@
+"""The console's parent blueprint (``/admin``): who is signed in, idle timeout, CSRF, errors.
+
+Every console area is a child blueprint of ``bp``, so this ``before_request``
+runs first for all of them: no session → the product's sign-in page; idle too
+long → signed out; an account that may no longer sign in, or holds no console
+role → 403; an unsafe method without its CSRF token → 400. The signed-in person
+becomes the actor of every audit event the request writes.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, g, redirect, request, session
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from scim_server.audit import web as audit_web
+from scim_server.console.access import ConsolePerson
+from scim_server.console.render import is_htmx, render
+from scim_server.csrf import check_csrf
+from scim_server.db import db
+from scim_server.errors import DomainError
+from scim_server.models import Organization, User
+from scim_server.services import console_access, lifecycle
+from sso.signin.session import current_session, end_session
+
+bp = Blueprint("console", __name__, url_prefix="/admin")
+root = Blueprint("console_root", __name__)
+
+_SEEN = "console_seen"  # when this session last used the console (seconds since the epoch)
+SIGN_IN = "/sso/login"
+
+
+@root.get("/")
+def index() -> Response:
+    """The site's root is the console (which sends a stranger to sign in)."""
+    return redirect("/admin/", code=302)  # type: ignore[return-value]
+
+
+def _to_sign_in() -> Response:
+    target = f"{SIGN_IN}?next={quote(request.full_path.rstrip('?'), safe='/')}"
+    if is_htmx():
+        # htmx would swap the sign-in page into a table cell: make it navigate instead.
+        return Response(status=204, headers={"HX-Redirect": target})
+    return redirect(target, code=303)  # type: ignore[return-value]
+
+
+def _load_person(org_id: str, user_id: str) -> ConsolePerson | None:
+    """The console user, or None when the account is gone or may not sign in any more."""
+    s = db.session
+    user = s.get(User, (org_id, user_id))
+    org = s.get(Organization, org_id)
+    if user is None or org is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
+        return None
+    roles = console_access.roles_of(s, org_id, user_id)
+    return ConsolePerson(
+        org_id=org_id,
+        org_name=org.name,
+        user_id=user_id,
+        user_name=user.user_name,
+        display_name=user.display_name or user.user_name,
+        roles=roles,
+        capabilities=console_access.capabilities(roles),
+    )
+
+
+@bp.before_request
+def authenticate() -> Response | None:
+    signed_in = current_session()
+    if signed_in is None:
+        return _to_sign_in()
+    now = int(time.time())
+    seen = session.get(_SEEN)
+    if isinstance(seen, int) and now - seen > current_app.config["CONSOLE_IDLE_SECONDS"]:
+        end_session()
+        return _to_sign_in()
+    session[_SEEN] = now
+    who = _load_person(signed_in.org_id, signed_in.user_id)
+    if db.session.in_transaction():
+        db.session.commit()
+    if who is None:
+        end_session()
+        return _to_sign_in()
+    g.console_person = who
+    g.org_id = who.org_id
+    if not who.roles:
+        return render("console/error.html", status=403, reason="no_access")
+    audit_web.begin(who.user_id, who.user_name, actor_type="console")
+    check_csrf()
+    return None
+
+
+@bp.post("/sign-out")
+def sign_out() -> Response:
+    end_session()
+    return redirect(SIGN_IN, code=303)  # type: ignore[return-value]
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(err: CSRFError) -> Response:
+    return render("console/error.html", status=400, reason="csrf")
+
+
+@bp.errorhandler(DomainError)
+def _refused(err: DomainError) -> Response:
+    return render("console/error.html", status=err.status, reason="domain", detail=err.detail)
+
+
+@bp.errorhandler(HTTPException)
+def _http(err: HTTPException) -> Response:
+    return render("console/error.html", status=err.code or 500, reason="http", error=err)

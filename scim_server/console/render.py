@@ -1,0 +1,51 @@
+"""Console pages: a whole page, or for htmx one block of the same template.
+
+An htmx request gets the same template rendered down to the block it swaps
+(jinja2-fragments), never a second template with copied markup. Every answer
+carries the strict headers of the sign-in pages (CSP without inline script,
+``frame-ancestors 'none'``, no caching).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, render_template, request
+from jinja2_fragments.flask import render_block
+
+from scim_server.console.access import template_context
+from sso.signin.pages import HTML_HEADERS
+
+# What each account status is called on a page (css: .badge-<STATUS>).
+STATUS_LABELS = {
+    "PROVISIONED": "Not activated",
+    "ACTIVE": "Active",
+    "DEACTIVATED": "Deactivated",
+    "LOCKED_BY_ADMIN": "Locked",
+    "AUTO_LOCKED": "Locked (sign-in failures)",
+    "AWAITING_NEW_PASSWORD": "Awaiting new password",
+    "RECOVERY": "Recovery",
+}
+
+
+def is_htmx() -> bool:
+    """A request htmx made (it swaps part of the page), not a navigation."""
+    return request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+
+
+def render(
+    template: str, *, block: str | None = None, status: int = 200, **context: Any
+) -> Response:
+    """The page, or only ``block`` when htmx asks (a block the template defines)."""
+    context = {
+        "product_name": current_app.config["PRODUCT_NAME"],
+        **template_context(),
+        **context,
+    }
+    if block is not None and is_htmx():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    return Response(body, status=status, headers=HTML_HEADERS)

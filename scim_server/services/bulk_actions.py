@@ -1,0 +1,87 @@
+"""One action on many accounts, each in its own transaction, each with its own result.
+
+A refusal for one user (an invalid transition, a user deleted meanwhile) never
+undoes or blocks the others: the admin sees per row what was done and why not.
+Each row goes through the same service as the single action (``accounts.act``,
+``users.delete_user``), so its audit event is the same too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.errors import DomainError, InvalidValueError
+from scim_server.models import User
+from scim_server.services import accounts, users
+
+MAX_ROWS = 500
+
+
+def _act(op: str) -> Callable[[Session, str, str], None]:
+    def run(session: Session, org_id: str, user_id: str) -> None:
+        accounts.act(session, org_id, user_id, op, None)
+
+    return run
+
+
+def _delete(session: Session, org_id: str, user_id: str) -> None:
+    users.delete_user(session, org_id, user_id)
+
+
+# op -> (what it does to one user, the past tense shown per row)
+OPS: dict[str, tuple[Callable[[Session, str, str], None], str]] = {
+    "lock": (_act("lock"), "Locked"),
+    "unlock": (_act("unlock"), "Unlocked"),
+    "deactivate": (_act("deactivate"), "Deactivated"),
+    "delete": (_delete, "Deleted"),
+}
+# Actions a person may not take on their own account (they would lose the console).
+NOT_ON_SELF = frozenset({"lock", "deactivate", "delete"})
+
+
+@dataclass(frozen=True)
+class RowResult:
+    user_id: str
+    user_name: str
+    ok: bool
+    message: str
+
+
+def run(
+    session: Session, org_id: str, op: str, user_ids: list[str], *, acting_user_id: str | None
+) -> list[RowResult]:
+    """Apply ``op`` to each user (in the order given, once each); a result per user."""
+    if op not in OPS:
+        raise InvalidValueError(f"Unknown bulk action {op!r}; one of: {', '.join(OPS)}.")
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        raise InvalidValueError("Select at least one user.")
+    if len(ids) > MAX_ROWS:
+        raise InvalidValueError(f"At most {MAX_ROWS} users at a time.")
+    names = dict(
+        session.execute(
+            select(User.id, User.user_name).where(User.org_id == org_id, User.id.in_(ids))
+        ).all()
+    )
+    session.rollback()  # end the read: each row owns its transaction
+    action, done = OPS[op]
+    results = []
+    for user_id in ids:
+        name = names.get(user_id, user_id)
+        if user_id not in names:
+            results.append(RowResult(user_id, name, False, "No such user (deleted meanwhile?)."))
+            continue
+        if op in NOT_ON_SELF and user_id == acting_user_id:
+            results.append(RowResult(user_id, name, False, "Not done: this is your own account."))
+            continue
+        try:
+            action(session, org_id, user_id)
+        except DomainError as err:
+            results.append(RowResult(user_id, name, False, err.detail))
+        else:
+            results.append(RowResult(user_id, name, True, done))
+    return results

@@ -1,0 +1,163 @@
+"""Who may do what in the admin console: console roles per person, and what each allows.
+
+Four roles (ISSUE 13): ``org_admin`` (everything), ``user_manager`` (users,
+contacts, licenses, roles, rules), ``security_admin`` (SSO, tokens, policies,
+MFA resets), ``auditor`` (read-only: the log, reports, exports). A role is a
+row of ``console_grants`` keyed by organization and user; the console checks a
+*capability* (``users.write``), never a role name, so a page and its menu entry
+ask the same question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from scim_server.audit import record
+from scim_server.errors import InvalidValueError
+from scim_server.models import Contact, User
+from scim_server.models.console_access import CONSOLE_ROLES, ConsoleGrant
+from scim_server.text import fold
+
+ORG_ADMIN, USER_MANAGER, SECURITY_ADMIN, AUDITOR = CONSOLE_ROLES
+
+# capability -> the roles that have it (org_admin has every one).
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "users.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),
+    "users.write": frozenset({USER_MANAGER}),
+    "directory.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),  # licenses, roles
+    "directory.write": frozenset({USER_MANAGER}),
+    "settings.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),
+    "settings.write": frozenset({SECURITY_ADMIN}),
+    "tokens.read": frozenset({SECURITY_ADMIN, AUDITOR}),
+    "tokens.write": frozenset({SECURITY_ADMIN}),
+    "sso.read": frozenset({SECURITY_ADMIN, AUDITOR}),
+    "sso.write": frozenset({SECURITY_ADMIN}),
+    "rules.read": frozenset({USER_MANAGER, AUDITOR}),
+    "rules.write": frozenset({USER_MANAGER}),
+    "log.read": frozenset({SECURITY_ADMIN, AUDITOR}),
+    "access.write": frozenset(),  # granting console roles: org_admin only
+}
+
+
+def capabilities(roles: frozenset[str]) -> frozenset[str]:
+    """Every capability the given console roles carry."""
+    if ORG_ADMIN in roles:
+        return frozenset(CAPABILITIES)
+    return frozenset(cap for cap, holders in CAPABILITIES.items() if holders & roles)
+
+
+def roles_of(session: Session, org_id: str, user_id: str) -> frozenset[str]:
+    """The console roles a user holds (empty: no console access)."""
+    return frozenset(
+        session.scalars(
+            select(ConsoleGrant.role).where(
+                ConsoleGrant.org_id == org_id, ConsoleGrant.user_id == user_id
+            )
+        )
+    )
+
+
+def _check_role(role: str) -> None:
+    if role not in CONSOLE_ROLES:
+        raise InvalidValueError(
+            f"Unknown console role {role!r}; one of: {', '.join(CONSOLE_ROLES)}."
+        )
+
+
+def grant(session: Session, org_id: str, user_id: str, role: str) -> bool:
+    """Give a user a console role; False when it was already held (nothing written)."""
+    _check_role(role)
+    with session.begin():
+        user = session.get(User, (org_id, user_id))
+        if user is None:
+            raise InvalidValueError(f"No user {user_id!r} in this organization.")
+        if session.get(ConsoleGrant, (org_id, user_id, role)) is not None:
+            return False
+        session.add(ConsoleGrant(org_id=org_id, user_id=user_id, role=role))
+        record(
+            session,
+            org_id,
+            "console.grant",
+            resource_type="User",
+            resource_id=user_id,
+            user_name=user.user_name,
+            detail=role,
+        )
+    return True
+
+
+def revoke(session: Session, org_id: str, user_id: str, role: str) -> bool:
+    """Take a console role away; False when it was not held. The organization's last
+    org_admin stays (nobody could grant roles any more)."""
+    _check_role(role)
+    with session.begin():
+        found = session.get(ConsoleGrant, (org_id, user_id, role))
+        if found is None:
+            return False
+        if role == ORG_ADMIN:
+            admins = session.scalars(
+                select(ConsoleGrant.user_id)
+                .where(ConsoleGrant.org_id == org_id, ConsoleGrant.role == ORG_ADMIN)
+                .with_for_update()
+            ).all()
+            if len(admins) <= 1:
+                raise InvalidValueError(
+                    "This is the organization's last org_admin: grant the role to someone "
+                    "else first."
+                )
+        session.delete(found)
+        record(
+            session,
+            org_id,
+            "console.revoke",
+            resource_type="User",
+            resource_id=user_id,
+            detail=role,
+        )
+    return True
+
+
+def find_user_by_email(session: Session, org_id: str, email: str) -> User | None:
+    """The account whose userName, or whose contact's e-mail, is ``email`` (case-insensitive)."""
+    key = fold(email.strip())
+    return session.scalars(
+        select(User)
+        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(User.org_id == org_id, or_(User.user_name_key == key, Contact.email_key == key))
+        .order_by(User.created_at, User.id)
+        .limit(1)
+    ).first()
+
+
+@dataclass(frozen=True)
+class ConsoleMember:
+    user_id: str
+    user_name: str
+    display_name: str
+    status: str
+    roles: frozenset[str]
+
+
+def list_members(session: Session, org_id: str) -> list[ConsoleMember]:
+    """Everyone holding a console role in the organization, by userName."""
+    held: dict[str, set[str]] = {}
+    for user_id, role in session.execute(
+        select(ConsoleGrant.user_id, ConsoleGrant.role).where(ConsoleGrant.org_id == org_id)
+    ):
+        held.setdefault(user_id, set()).add(role)
+    if not held:
+        return []
+    accounts = session.scalars(
+        select(User)
+        .where(User.org_id == org_id, User.id.in_(list(held)))
+        .order_by(User.user_name_key)
+    )
+    return [
+        ConsoleMember(
+            u.id, u.user_name, u.display_name or u.user_name, u.status, frozenset(held[u.id])
+        )
+        for u in accounts
+    ]

@@ -1,0 +1,154 @@
+"""Each spreadsheet row as a SCIM User: planned (create, update, unchanged, error) and applied.
+
+Planning writes nothing. Applying sends the row through the SCIM code path: a
+new userName is ``parse_resource`` + ``users.create_user`` (a SCIM POST), a
+known one is a ``UserPatch`` replacing the given attributes through
+``users.update_user`` (a SCIM PATCH). An empty cell leaves the attribute as it
+is. Each row is its own transaction: one bad row never undoes the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from scim_server.errors import DomainError, InvalidValueError
+from scim_server.scim.patch import UserPatch
+from scim_server.scim.resources import parse_resource
+from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
+from scim_server.services import user_lookup, users
+from scim_server.text import fold
+from scim_server.user_import.sheets import Row
+
+ACTIONS = ("create", "update", "unchanged", "error")
+_TRUE = {"true", "yes", "y", "1", "active"}
+_FALSE = {"false", "no", "n", "0", "inactive"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a row would do (plan) or did (apply), and why."""
+
+    line: int
+    user_name: str
+    action: str
+    reason: str = ""
+    user_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def body_of(values: dict[str, str]) -> dict[str, Any]:
+    """The SCIM User body a row stands for (RFC 7643 §4.1, §4.3)."""
+    user_name = values.get("userName", "")
+    if not user_name:
+        raise InvalidValueError("userName is empty.")
+    body: dict[str, Any] = {"schemas": [USER_SCHEMA], "userName": user_name}
+    if values.get("email"):
+        body["emails"] = [{"value": values["email"], "type": "work", "primary": True}]
+    name = {k: values[k] for k in ("givenName", "familyName") if values.get(k)}
+    if name:
+        body["name"] = name
+    for key in ("displayName", "externalId", "title"):
+        if values.get(key):
+            body[key] = values[key]
+    if values.get("phone"):
+        body["phoneNumbers"] = [{"value": values["phone"], "type": "work"}]
+    active = values.get("active", "").lower()
+    if active:
+        if active not in _TRUE | _FALSE:
+            raise InvalidValueError(f"active must be true or false, not {values['active']!r}.")
+        body["active"] = active in _TRUE
+    if values.get("department"):
+        body["schemas"].append(ENTERPRISE_SCHEMA)
+        body[ENTERPRISE_SCHEMA] = {"department": values["department"]}
+    return body
+
+
+def _patch(user_id: str, body: dict[str, Any]) -> UserPatch:
+    value = {k: v for k, v in body.items() if k != "schemas"}
+    return UserPatch(user_id, [{"op": "replace", "value": value}])
+
+
+def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any], UserPatch | None]:
+    """The row's plan against the account that holds its userName now (None: a new user)."""
+    body = body_of(row.values)
+    user_name = body["userName"]
+    if existing is None:
+        parse_resource(USER, body, creating=True)
+        return Outcome(row.line, user_name, "create"), body, None
+    change = _patch(existing.id, body)
+    current = dict(existing.data)
+    new = change.apply(current)
+    changed = sorted(k for k in body if k != "schemas" and new.get(k) != current.get(k))
+    if not changed:
+        return Outcome(row.line, user_name, "unchanged", user_id=existing.id), body, None
+    reason = "changes " + ", ".join(k.rsplit(":", 1)[-1] for k in changed)
+    return Outcome(row.line, user_name, "update", reason, existing.id), body, change
+
+
+def plan(session: Session, org_id: str, rows: list[Row]) -> list[Outcome]:
+    """What each row would do, with the reason of each error; nothing is written."""
+    try:
+        existing = user_lookup.by_user_names(
+            session, org_id, (r.values.get("userName", "") for r in rows)
+        )
+        first_line: dict[str, int] = {}
+        out = []
+        for row in rows:
+            key = fold(row.values.get("userName", ""))
+            if key and key in first_line:
+                out.append(
+                    Outcome(
+                        row.line,
+                        row.values["userName"],
+                        "error",
+                        f"the same userName as line {first_line[key]}",
+                    )
+                )
+                continue
+            if key:
+                first_line[key] = row.line
+            try:
+                out.append(_decide(row, existing.get(key))[0])
+            except DomainError as err:
+                out.append(Outcome(row.line, row.values.get("userName", ""), "error", err.detail))
+        return out
+    finally:
+        session.rollback()
+
+
+def apply_row(session: Session, org_id: str, row: Row) -> Outcome:
+    """Import one row as SCIM would: create or patch in its own transaction, or say why not."""
+    user_name = row.values.get("userName", "")
+    try:
+        existing = user_lookup.by_user_names(session, org_id, [user_name]).get(fold(user_name))
+        outcome, body, change = _decide(row, existing)
+        session.rollback()  # the services below own their transactions
+        if outcome.action == "create":
+            doc = parse_resource(USER, body, creating=True)
+            user = users.create_user(session, org_id, doc)
+            return Outcome(row.line, user_name, "create", user_id=user.id)
+        if change is not None and outcome.user_id is not None:
+            users.update_user(session, org_id, outcome.user_id, change, action="user.patch")
+        return outcome
+    except DomainError as err:
+        session.rollback()
+        return Outcome(row.line, user_name, "error", err.detail)
+
+
+def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[Outcome]:
+    """Each row in turn (a duplicate userName later in the file becomes an update)."""
+    for row in rows:
+        yield apply_row(session, org_id, row)
+
+
+def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    counts = dict.fromkeys(ACTIONS, 0)
+    for outcome in outcomes:
+        counts[outcome.action] += 1
+    return counts

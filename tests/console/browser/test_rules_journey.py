@@ -1,0 +1,65 @@
+"""Journey: an organization admin validates, previews, saves and activates a rule set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from scim_server.db import db
+from scim_server.services import licenses, roles
+from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.people import add_user, console_person
+from tests.support.console import browser_sign_in
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+DRAFT = """\
+mode: first-match
+rules:
+  - name: sales
+    when: {attribute: department, equals: Sales}
+    then: {license: Plannr}
+"""
+
+
+def test_validate_preview_save_activate(page: Any, context: Any, live_server: LiveServer) -> None:
+    """A typo is shown at its line; fixed, the preview names who moves; saved, activated."""
+    org_id, user_id = console_person(live_server, "org_admin")
+    with db.reader(live_server.app)() as s:
+        licenses.create_license(s, org_id, "Planner", 10)
+    with db.reader(live_server.app)() as s:
+        roles.create_role(s, org_id, "Seller", "task")
+    add_user(
+        live_server,
+        org_id,
+        "sam@acme.example",
+        schemas=["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        **{ENTERPRISE: {"department": "Sales"}},
+    )
+    browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
+    page.goto("/admin/")
+    page.get_by_role("link", name="Mapping rules").first.click()
+    page.get_by_label("Rule set (YAML)").fill(DRAFT)
+    page.get_by_role("button", name="Validate").click()
+    problems = page.locator(".problems li")
+    expect(problems).to_have_count(1)
+    expect(problems.first).to_contain_text("Line 5:")
+    expect(problems.first).to_contain_text("rules[0].then.license")
+    shoot(page, "rules-problem")
+    page.get_by_label("Rule set (YAML)").fill(DRAFT.replace("Plannr", "Planner"))
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_role("status")).to_contain_text("Valid")
+    page.get_by_role("button", name="Preview").click()
+    preview = page.locator("#preview-result")
+    expect(preview).to_contain_text("sam@acme.example")
+    expect(preview).to_contain_text("— → Planner")
+    shoot(page, "rules-preview")
+    page.get_by_label("Version name").fill("sales get Planner")
+    page.get_by_role("button", name="Save as new version").click()
+    expect(page.get_by_role("heading", name="Version 1: sales get Planner")).to_be_visible()
+    page.get_by_role("button", name="Activate").click()
+    expect(page.get_by_role("status")).to_contain_text("Version 1 is active")
+    shoot(page, "rules-version")
+    page.get_by_role("button", name="Apply to everyone").click()
+    expect(page.get_by_role("heading", name="Applying the rules to everyone")).to_be_visible()
+    expect(page.locator("#job-status")).to_contain_text("Queued")

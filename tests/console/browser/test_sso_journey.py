@@ -1,0 +1,103 @@
+"""Journey: a security admin connects the IdP from its metadata and tests the connection."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+from playwright.sync_api import expect
+
+from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.people import console_person
+from tests.sso.saml_idp import Assertion, FakeIdp, encode, valid_response
+from tests.support.console import browser_sign_in
+from tests.support.sso import request_id_of
+
+
+def _serve_test_idp(page: Any, live: LiveServer, idp: FakeIdp, sp: dict[str, str]) -> None:
+    """The suite's test IdP answering in the browser: a sign-in page that posts a signed response.
+
+    The IdP's https address is taken over by the browser and sent on to a page served on
+    the SP's own site (a real IdP is another site, whose POST only carries SameSite=None
+    cookies, which plain-http test servers cannot set).
+    """
+    local = f"{live.url}/test-idp/sso"
+
+    def to_local(route: Any) -> None:
+        # A fresh navigation (a redirect's next hop is not routed again).
+        target = escape(local + "?" + urlsplit(route.request.url).query, {'"': "&quot;"})
+        route.fulfill(
+            status=200,
+            content_type="text/html",
+            body=f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">',
+        )
+
+    def sign_in_page(route: Any) -> None:
+        request_id = request_id_of(route.request.url)
+        response = valid_response(
+            Assertion(acs_url=sp["acs"], audience=sp["entity"], in_response_to=request_id), idp
+        )
+        html = (
+            "<!doctype html><title>Test IdP</title><h1>Test IdP</h1>"
+            f'<form method="post" action="{sp["acs"]}">'
+            f'<input type="hidden" name="SAMLResponse" value="{encode(response)}">'
+            "<button type=submit>Sign in as alice@example.com</button></form>"
+        )
+        route.fulfill(status=200, content_type="text/html", body=html)
+
+    page.route("https://idp.example.test/**", to_local)
+    page.route(lambda url: url.startswith(local), sign_in_page)
+
+
+def test_connect_from_metadata_copy_values_and_test(
+    page: Any, context: Any, live_server: LiveServer, tmp_path: Any
+) -> None:
+    """Upload metadata → preview → create → copy the ACS URL → Test connection → the result."""
+    org_id, user_id = console_person(live_server, "security_admin", "Acme Corp")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    idp = FakeIdp()
+    metadata = tmp_path / "entra-metadata.xml"
+    metadata.write_text(idp.metadata_xml())
+
+    page.goto("/admin/")
+    page.get_by_role("link", name="Single sign-on").first.click()
+    page.get_by_role("link", name="New connection").click()
+    page.get_by_label("Connection name").first.fill("Entra ID")
+    page.get_by_label("Metadata file (XML)").set_input_files(str(metadata))
+    page.get_by_role("button", name="Read metadata").click()
+    expect(page.locator("#preview-entity")).to_have_text(idp.entity_id)
+    shoot(page, "sso-preview")
+    page.get_by_role("button", name="Create connection").click()
+    expect(page.get_by_role("heading", name="Entra ID")).to_be_visible()
+    acs = page.locator("#acs-url").inner_text()
+    entity = page.locator("#sp-entity-id").inner_text()
+    assert acs.startswith(live_server.url + "/sso/saml/") and acs.endswith("/acs")
+    page.get_by_role("button", name="Copy ACS (reply) URL").click()
+    expect(page.get_by_role("button", name="Copy ACS (reply) URL")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == acs
+    page.get_by_label("Just-in-time creation", exact=False).check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    shoot(page, "sso-connection")
+    page.get_by_role("link", name="Manage domains").click()
+    page.get_by_label("Domain", exact=True).fill("example.com")
+    page.get_by_label("Connection", exact=True).select_option(label="Entra ID")
+    page.get_by_role("button", name="Add domain").click()
+    expect(page.locator(".plain-list")).to_contain_text("example.com")
+    shoot(page, "sso-list")
+    page.get_by_role("link", name="Entra ID").click()
+
+    _serve_test_idp(page, live_server, idp, {"acs": acs, "entity": entity})
+    page.get_by_role("button", name="Test connection").click()
+    page.get_by_role("link", name="Start the test sign-in").click()
+    page.get_by_role("button", name="Sign in as alice@example.com").click()
+    expect(page.get_by_role("heading", name="SSO connection test")).to_be_visible()
+    body = page.locator("main").inner_text()
+    assert "Entra ID" in body and "alice@example.com" in body
+    assert "Nobody was signed in or created" in body
+    assert "would create the account (JIT)" in body  # the domain is allowed, JIT is on
+    shoot(page, "sso-test-result")
+    page.goto("/admin/sign-ins/")
+    expect(page.locator("#results")).to_contain_text("test")

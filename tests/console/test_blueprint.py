@@ -1,0 +1,131 @@
+"""The console's gate: sign-in, idle timeout, roles, CSRF, headers; the APIs untouched."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from scim_server.db import db
+from scim_server.models import AuditEvent
+from scim_server.services import console_access
+from tests.support import Scim
+from tests.support.console import console_user, csrf_token, sign_in_as, sign_in_console
+
+
+def test_root_leads_to_the_console(client: FlaskClient) -> None:
+    """``/`` redirects to /admin/, which sends a stranger to the product's sign-in."""
+    resp = client.get("/")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/"
+    resp = client.get("/admin/")
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == "/sso/login?next=/admin/"
+
+
+def test_htmx_request_without_session_navigates_to_sign_in(client: FlaskClient) -> None:
+    """htmx gets HX-Redirect, so the sign-in page is not swapped into a fragment."""
+    resp = client.get("/admin/", headers={"HX-Request": "true"})
+    assert resp.status_code == 204
+    assert resp.headers["HX-Redirect"].startswith("/sso/login?next=")
+
+
+def test_signed_in_admin_sees_the_overview_with_strict_headers(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The overview names the organization; CSP forbids inline script and framing."""
+    sign_in_console(app, client, scim, "org_admin")
+    resp = client.get("/admin/")
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert "acme" in body and "org_admin" in body
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert "<script>" not in body and " style=" not in body
+
+
+def test_signed_in_without_console_role_is_403(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A person of the organization without a console role is refused, told whom to ask."""
+    user_id = console_user(app, scim, "nobody@example.com")
+    sign_in_as(app, client, scim.org_id, user_id)
+    resp = client.get("/admin/")
+    assert resp.status_code == 403
+    assert "No console access" in resp.get_data(as_text=True)
+
+
+def test_locked_account_loses_the_console(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A console user whose account is locked is signed out at the next request."""
+    user_id = sign_in_console(app, client, scim, "org_admin")
+    from scim_server.services import accounts
+
+    with db.reader(app)() as s:
+        accounts.act(s, scim.org_id, user_id, "lock", None)
+    resp = client.get("/admin/")
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/sso/login")
+
+
+def test_idle_session_ends(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """Unused for longer than CONSOLE_IDLE_SECONDS, the console session is over."""
+    sign_in_console(app, client, scim, "org_admin")
+    assert client.get("/admin/").status_code == 200
+    with client.session_transaction() as sess:
+        sess["console_seen"] -= app.config["CONSOLE_IDLE_SECONDS"] + 1
+    resp = client.get("/admin/")
+    assert resp.status_code == 303
+    assert client.get("/admin/").status_code == 303  # the session itself is gone
+
+
+def test_session_cookie_flags(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """The console's cookie is HttpOnly and SameSite=Lax (Secure follows https: config)."""
+    sign_in_console(app, client, scim, "org_admin")
+    resp = client.get("/admin/")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_post_without_csrf_token_is_refused(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """Sign-out without the token: 400, the session stays; with the token it ends."""
+    sign_in_console(app, client, scim, "org_admin")
+    resp = client.post("/admin/sign-out")
+    assert resp.status_code == 400
+    assert "Form expired" in resp.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 200
+    token = csrf_token(client)
+    resp = client.post("/admin/sign-out", data={"csrf_token": token})
+    assert resp.status_code == 303
+    assert client.get("/admin/").status_code == 303
+
+
+def test_htmx_header_token_is_accepted(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """htmx sends the token as X-CSRFToken (hx-headers on <body>)."""
+    sign_in_console(app, client, scim, "org_admin")
+    token = csrf_token(client)
+    resp = client.post("/admin/sign-out", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert resp.status_code == 303
+
+
+def test_apis_need_no_csrf_token(client: FlaskClient, scim: Scim, admin: Scim) -> None:
+    """CSRF is the console's: SCIM and admin API writes with bearer tokens still work."""
+    assert scim.create_user("bob@example.com")["userName"] == "bob@example.com"
+    resp = admin.post("/api/v1/licenses", {"name": "Engineer", "seat_limit": 2})
+    assert resp.status_code == 201, resp.get_json()
+
+
+def test_grant_is_audited(app: Flask, scim: Scim) -> None:
+    """Granting a console role writes console.grant; a second grant changes nothing."""
+    user_id = console_user(app, scim, "carol@example.com")
+    with db.reader(app)() as s:
+        assert console_access.grant(s, scim.org_id, user_id, "auditor") is True
+    with db.reader(app)() as s:
+        assert console_access.grant(s, scim.org_id, user_id, "auditor") is False
+        assert console_access.roles_of(s, scim.org_id, user_id) == {"auditor"}
+        actions = [e.action for e in s.query(AuditEvent).filter_by(org_id=scim.org_id)]
+    assert actions.count("console.grant") == 1
+
+
+def test_unknown_console_address_is_an_html_404(client: FlaskClient) -> None:
+    """No route under /admin: a page in the console's look, not the APIs' JSON."""
+    resp = client.get("/admin/nowhere/at/all")
+    assert resp.status_code == 404 and resp.mimetype == "text/html"
+    assert "There is nothing at this address" in resp.get_data(as_text=True)
+    assert client.get("/api/v1/nowhere").mimetype == "application/json"

@@ -1,0 +1,252 @@
+"""The single sign-on pages: create from metadata with a preview, copy values, test, domains."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from scim_server.db import db
+from scim_server.models import AuditEvent
+from sso.connections.models import SsoConnection
+from tests.sso.saml_idp import FakeIdp
+from tests.support import Scim
+from tests.support.console import csrf_token, sign_in_console
+
+
+def _connections(app: Flask, org_id: str) -> list[SsoConnection]:
+    with db.reader(app)() as s:
+        return list(s.query(SsoConnection).filter_by(org_id=org_id))
+
+
+def _create(client: FlaskClient, token: str, xml: str, name: str = "Entra ID") -> str:
+    preview = client.post(
+        "/admin/sso/new",
+        data={
+            "csrf_token": token,
+            "protocol": "saml",
+            "name": name,
+            "metadata_file": (io.BytesIO(xml.encode()), "metadata.xml"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert preview.status_code == 200, preview.get_data(as_text=True)
+    body = preview.get_data(as_text=True)
+    assert "https://idp.example.test/metadata" in body and "Create connection" in body
+    created = client.post(
+        "/admin/sso/new",
+        data={
+            "csrf_token": token,
+            "protocol": "saml",
+            "step": "create",
+            "name": name,
+            "metadata_xml": xml,
+        },
+    )
+    assert created.status_code == 303
+    return str(created.headers["Location"])
+
+
+def test_security_admin_creates_a_saml_connection_from_uploaded_metadata(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """Upload → a preview that stores nothing → create: the values to copy, the cert expiry."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    idp = FakeIdp()
+    resp = client.post(
+        "/admin/sso/new",
+        data={
+            "csrf_token": token,
+            "protocol": "saml",
+            "metadata_file": (io.BytesIO(idp.metadata_xml().encode()), "md.xml"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 200 and _connections(app, scim.org_id) == []
+    location = _create(client, token, idp.metadata_xml())
+    conns = _connections(app, scim.org_id)
+    assert len(conns) == 1 and conns[0].idp_entity_id == idp.entity_id
+    page = client.get(location).get_data(as_text=True)
+    assert f"/sso/saml/{conns[0].id}/acs" in page and f"/sso/saml/{conns[0].id}/metadata" in page
+    assert page.count("data-copy=") == 4
+    assert "Valid until" in page or "Expires in" in page
+
+
+def test_bad_metadata_is_a_clear_error_and_creates_nothing(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """Metadata that is not XML is refused with the reason; no connection is made."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    resp = client.post(
+        "/admin/sso/new",
+        data={"csrf_token": token, "protocol": "saml", "step": "create", "metadata_xml": "<nope"},
+    )
+    assert resp.status_code == 400
+    assert "metadata refused" in resp.get_data(as_text=True)
+    assert _connections(app, scim.org_id) == []
+    missing = client.post("/admin/sso/new", data={"csrf_token": token, "protocol": "saml"})
+    assert missing.status_code == 400 and "metadata URL" in missing.get_data(as_text=True)
+
+
+def test_jit_toggle_domains_and_test_connection(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """JIT on and off, a domain added and removed, Test connection → the test-mode link."""
+    sign_in_console(app, client, scim, "org_admin")
+    token = csrf_token(client, "/admin/sso/")
+    _create(client, token, FakeIdp().metadata_xml())
+    conn = _connections(app, scim.org_id)[0]
+    resp = client.post(
+        f"/admin/sso/{conn.id}/settings",
+        data={"csrf_token": token, "name": "Okta", "enabled": "on", "jit_enabled": "on"},
+    )
+    assert resp.status_code == 303
+    assert _connections(app, scim.org_id)[0].jit_enabled is True
+    client.post(f"/admin/sso/{conn.id}/settings", data={"csrf_token": token, "name": "Okta"})
+    changed = _connections(app, scim.org_id)[0]
+    assert changed.jit_enabled is False and changed.enabled is False and changed.name == "Okta"
+    resp = client.post(
+        "/admin/sso/domains",
+        data={"csrf_token": token, "domain": "Acme-Corp.TEST", "connection_id": conn.id},
+    )
+    assert resp.status_code == 303
+    assert "<strong>acme-corp.test</strong>" in client.get("/admin/sso/").get_data(as_text=True)
+    test = client.post(f"/admin/sso/{conn.id}/test", data={"csrf_token": token})
+    assert test.status_code == 200
+    assert re.search(r'id="test-link" href="[^"]+/sso/test/[\w-]+"', test.get_data(as_text=True))
+    with db.reader(app)() as s:
+        actions = [e.action for e in s.query(AuditEvent).filter_by(org_id=scim.org_id)]
+    assert "sso.connection.test" in actions and "sso.domain.add" in actions
+    client.post("/admin/sso/domains/acme-corp.test/delete", data={"csrf_token": token})
+    assert "acme-corp.test" not in client.get("/admin/sso/").get_data(as_text=True)
+
+
+def test_certificate_expiring_within_90_days_is_warned(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A certificate 30 days from expiry shows a warning on the list and the connection."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    _create(client, token, FakeIdp().metadata_xml())
+    conn = _connections(app, scim.org_id)[0]
+    soon = (datetime.now(UTC) + timedelta(days=30, hours=1)).isoformat()
+    with db.reader(app)() as s, s.begin():
+        row = s.get(SsoConnection, (scim.org_id, conn.id))
+        assert row is not None
+        row.idp_certificates = [{**c, "not_after": soon} for c in row.idp_certificates]
+    assert "Expires in 30 days" in client.get("/admin/sso/").get_data(as_text=True)
+    assert "Expires in 30 days" in client.get(f"/admin/sso/{conn.id}").get_data(as_text=True)
+
+
+def test_auditor_reads_sso_but_every_write_is_403(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """An auditor sees the connection, no write control, and each write answers 403."""
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Entra", "metadata_xml": FakeIdp().metadata_xml()},
+    ).get_json()
+    sign_in_console(app, client, scim, "auditor")
+    token = csrf_token(client, "/admin/sso/")
+    page = client.get(f"/admin/sso/{conn['id']}").get_data(as_text=True)
+    assert "Entra" in page and "Test connection</button>" not in page
+    for path in (
+        "/admin/sso/new",
+        f"/admin/sso/{conn['id']}/settings",
+        f"/admin/sso/{conn['id']}/test",
+        f"/admin/sso/{conn['id']}/delete",
+        "/admin/sso/domains",
+    ):
+        assert client.post(path, data={"csrf_token": token}).status_code == 403, path
+    assert client.get("/admin/sso/new").status_code == 403
+    assert len(_connections(app, scim.org_id)) == 1
+
+
+def test_form_without_csrf_token_is_refused(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A forged cross-site post (no token) changes nothing."""
+    sign_in_console(app, client, scim, "security_admin")
+    resp = client.post("/admin/sso/domains", data={"domain": "evil.example"})
+    assert resp.status_code == 400 and "Form expired" in resp.get_data(as_text=True)
+    assert "evil.example" not in client.get("/admin/sso/").get_data(as_text=True)
+
+
+def test_connection_name_is_escaped(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A connection named <script> shows as text."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    location = _create(client, token, FakeIdp().metadata_xml(), name="<script>x()</script>")
+    for page in (client.get(location), client.get("/admin/sso/")):
+        body = page.get_data(as_text=True)
+        assert "<script>x()</script>" not in body and "&lt;script&gt;x()&lt;/script&gt;" in body
+
+
+def test_sign_in_log_lists_attempts_with_reasons(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A test sign-in appears in the sign-in log with its outcome; filters narrow it."""
+    from sso.signin.decision import add_record
+
+    with db.reader(app)() as s, s.begin():
+        add_record(
+            s,
+            scim.org_id,
+            outcome="failure",
+            reason_code="missing_license",
+            detail="no license",
+            email="ivy@example.com",
+        )
+        add_record(s, scim.org_id, outcome="success", email="jack@example.com")
+    sign_in_console(app, client, scim, "auditor")
+    body = client.get("/admin/sign-ins/").get_data(as_text=True)
+    assert "missing_license" in body and "ivy@example.com" in body and "jack@example.com" in body
+    only = client.get("/admin/sign-ins/?outcome=failure").get_data(as_text=True)
+    assert "ivy@example.com" in only and "jack@example.com" not in only
+    assert client.get("/admin/sign-ins/?outcome=bogus").status_code == 400
+    assert client.get("/admin/sign-ins/?cursor=%%%").status_code == 400
+
+
+def test_metadata_url_must_be_https(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A metadata URL that is not https is refused with the reason; nothing is fetched or made."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    resp = client.post(
+        "/admin/sso/new",
+        data={"csrf_token": token, "protocol": "saml", "metadata_url": "http://idp.example/md"},
+    )
+    assert resp.status_code == 400
+    assert "https" in resp.get_data(as_text=True)
+    assert _connections(app, scim.org_id) == []
+
+
+def test_oidc_connection_shows_its_redirect_uri_and_never_the_secret(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An OIDC connection: created from issuer and client; the secret is stored, never shown."""
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    resp = client.post(
+        "/admin/sso/new",
+        data={
+            "csrf_token": token,
+            "protocol": "oidc",
+            "name": "Okta OIDC",
+            "issuer": "https://okta.example.test",
+            "client_id": "abc",
+            "client_secret": "s3cr3t-value",
+        },
+    )
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    conn = _connections(app, scim.org_id)[0]
+    assert f"/sso/oidc/{conn.id}/callback" in page and "Set (never shown)" in page
+    assert "s3cr3t-value" not in page
+    bad = client.post(
+        "/admin/sso/new",
+        data={"csrf_token": token, "protocol": "oidc", "issuer": "", "client_id": ""},
+    )
+    assert bad.status_code == 400 and len(_connections(app, scim.org_id)) == 1

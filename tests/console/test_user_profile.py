@@ -1,0 +1,179 @@
+"""A user's profile through the HTTP client: contact edit, status, license, roles, delete."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.db import db
+from scim_server.models import AuditEvent, Contact, User
+from scim_server.services import licenses, roles
+from tests.support import Scim
+from tests.support.console import csrf_token, sign_in_console
+
+
+@pytest.fixture
+def manager(app: Flask, client: FlaskClient, scim: Scim) -> FlaskClient:
+    sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    return client
+
+
+@pytest.fixture
+def ada(scim: Scim) -> str:
+    return str(
+        scim.create_user("ada", displayName="Ada Lovelace", emails=[{"value": "ada@example.com"}])[
+            "id"
+        ]
+    )
+
+
+def _post(client: FlaskClient, url: str, **data: object) -> object:
+    return client.post(url, data={"csrf_token": csrf_token(client), **data})
+
+
+def test_profile_shows_account_contact_license_roles(manager: FlaskClient, ada: str) -> None:
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert "<h1>Ada Lovelace</h1>" in html
+    assert "Not activated" in html and ">SCIM<" in html
+    assert 'value="ada@example.com"' in html
+    assert "changes what your organization is billed" in html
+    assert "Type the username ada to confirm" in html
+
+
+def test_unknown_user_is_404_page(manager: FlaskClient) -> None:
+    resp = manager.get("/admin/users/00000000-0000-0000-0000-000000000000")
+    assert resp.status_code == 404 and "not found" in resp.get_data(as_text=True).lower()
+
+
+def test_contact_edit_saves_and_validates(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """A valid edit is saved (contact.update); a bad e-mail is 400 next to its field, unsaved."""
+    resp = _post(
+        manager,
+        f"/admin/users/{ada}/contact",
+        name="Ada King",
+        email="ada.king@example.com",
+        phone="+44 1",
+    )
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(
+        f"/admin/users/{ada}#contact"
+    )
+    assert "Contact details saved." in manager.get(resp.headers["Location"]).get_data(as_text=True)
+    with db.reader(app)() as s:
+        user = s.get(User, (scim.org_id, ada))
+        contact = s.get(Contact, (scim.org_id, user.contact_id))
+        assert (contact.name, contact.email, contact.phone) == (
+            "Ada King",
+            "ada.king@example.com",
+            "+44 1",
+        )
+    resp = _post(manager, f"/admin/users/{ada}/contact", name="Ada", email="not-an-email")
+    assert resp.status_code == 400
+    html = resp.get_data(as_text=True)
+    assert 'id="email-error"' in html and 'value="not-an-email"' in html
+    with db.reader(app)() as s:
+        assert s.get(Contact, (scim.org_id, user.contact_id)).email == "ada.king@example.com"
+
+
+def test_status_toggle(app: Flask, manager: FlaskClient, scim: Scim, ada: str) -> None:
+    """Deactivate then activate; an action the status does not allow is a 409 page."""
+    assert _post(manager, f"/admin/users/{ada}/status", op="deactivate").status_code == 303
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, ada)).status == "DEACTIVATED"
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert 'value="activate"' in html and 'value="lock"' not in html
+    resp = _post(manager, f"/admin/users/{ada}/status", op="lock")
+    assert resp.status_code == 409 and "Cannot lock" in resp.get_data(as_text=True)
+    assert _post(manager, f"/admin/users/{ada}/status", op="activate").status_code == 303
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, ada)).status == "PROVISIONED"
+
+
+def test_license_picker_shows_seats_and_price_and_assigns(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """Options say price and seats left; a full license is disabled and refused (409)."""
+    with db.reader(app)() as s:
+        licenses.create_license(s, scim.org_id, "Engineer", 2, 4900, "EUR")
+    with db.reader(app)() as s:
+        licenses.create_license(s, scim.org_id, "Full", 0, 1000, "EUR")
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert "Engineer · 49.00 EUR/month ·" in html and "2 of 2 seats left" in html
+    assert 'value="Full" disabled' in html
+    assert _post(manager, f"/admin/users/{ada}/license", license="Engineer").status_code == 303
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert "<strong>Engineer</strong>" in html and "1 of 2 seats left" in html
+    resp = _post(manager, f"/admin/users/{ada}/license", license="Full")
+    assert resp.status_code == 409
+    assert _post(manager, f"/admin/users/{ada}/license", license="rules").status_code == 303
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, ada)).license_id is None
+
+
+def test_role_pickers_and_other_roles(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """Role task replaces the manual task role; other roles are added and removed; sources shown."""
+    with db.reader(app)() as s:
+        t1 = roles.create_role(s, scim.org_id, "Planner", "task")
+    with db.reader(app)() as s:
+        t2 = roles.create_role(s, scim.org_id, "Dispatcher", "task")
+    with db.reader(app)() as s:
+        portal = roles.create_role(s, scim.org_id, "Portal", "portal")
+    _post(manager, f"/admin/users/{ada}/picked-role", kind="task", role=t1.id)
+    _post(manager, f"/admin/users/{ada}/picked-role", kind="task", role=t2.id)
+    _post(manager, f"/admin/users/{ada}/roles", role="Portal")
+    with db.reader(app)() as s:
+        held = {r["name"]: r["sources"] for r in roles.roles_of(s, scim.org_id, [ada])[ada]}
+    assert held == {"Dispatcher": ["manual"], "Portal": ["manual"]}
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert f'<option value="{t2.id}" selected>Dispatcher</option>' in html
+    assert _post(manager, f"/admin/users/{ada}/roles/{portal.id}/remove").status_code == 303
+    resp = _post(manager, f"/admin/users/{ada}/picked-role", kind="task", role=portal.id)
+    assert resp.status_code == 400 and "No task role" in resp.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert [r["name"] for r in roles.roles_of(s, scim.org_id, [ada])[ada]] == ["Dispatcher"]
+
+
+def test_delete_needs_the_username_typed(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    resp = _post(manager, f"/admin/users/{ada}/delete", confirm="Ada")
+    assert resp.status_code == 400 and "Type the username ada exactly" in resp.get_data(
+        as_text=True
+    )
+    resp = _post(manager, f"/admin/users/{ada}/delete", confirm="ada")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/admin/users/"
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, ada)) is None
+        event = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.org_id == scim.org_id, AuditEvent.action == "user.delete"
+            )
+        ).one()
+    assert event.actor_type == "console" and event.actor_name == "manager@example.com"
+
+
+def test_auditor_sees_the_profile_read_only(
+    app: Flask, client: FlaskClient, scim: Scim, ada: str
+) -> None:
+    sign_in_console(app, client, scim, "auditor")
+    html = client.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert "Ada Lovelace" in html and "<form" in html  # sign-out only
+    assert "Save contact details" not in html and "Delete user" not in html
+    assert _post(client, f"/admin/users/{ada}/delete", confirm="ada").status_code == 403
+
+
+def test_profile_shows_the_timeline_newest_first(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """The user's events (create, then a lock by the console user) and no sign-in yet."""
+    _post(manager, f"/admin/users/{ada}/status", op="lock")
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    timeline = html.split('id="timeline-title"')[1].split("</section>")[0]
+    assert timeline.index("user.lock") < timeline.index("user.create")
+    assert "manager@example.com" in timeline
+    assert "Never signed in." in html
