@@ -72,7 +72,7 @@ def live_api(engine: Engine, monkeypatch) -> Iterator[tuple[str, str]]:
         raise InvalidValueError("metadata URLs are not fetched in this test (127.0.0.1 only)")
 
     # Generated bodies may name a metadata URL: nothing leaves this machine.
-    monkeypatch.setattr("sso.connections.admin.fetch_metadata", no_network)
+    monkeypatch.setattr("sso.connections.service.fetch_metadata", no_network)
     app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(False)})
     org_id, _scim_token = make_org(app, f"fuzz-{uuid.uuid4().hex[:8]}")
     with db.reader(app)() as s:
