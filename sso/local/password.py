@@ -136,10 +136,12 @@ def check_password(
     with (read or (lambda: nullcontext(session)))() as reader, reader.begin():
         found = find_account(reader, login)
         stored = _hash_to_check(reader, found.user)
+    # The slow part, with no transaction open: on SQLite nobody waits for it.
     if stored is not None:
-        proof.check(stored)  # no transaction open: the slow part holds no lock
+        proof.check(stored)
+    else:
+        proof.burn()  # unknown account, no password or locked: the same time spent
     if found.user is None:
-        proof.burn()
         refusal = (
             _Refusal(
                 "ambiguous_account", f"{login!r} names accounts in {len(found.orgs)} organizations"
