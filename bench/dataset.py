@@ -96,6 +96,7 @@ def user_rows(
         "display_name": doc["displayName"],
         "active": True,
         "contact_id": contact_id,
+        "source": "scim",  # how the user came (services.users.create_user's default)
         "username": doc["userName"],
         "username_key": fold(doc["userName"]),
         "data": doc,

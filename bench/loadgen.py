@@ -66,7 +66,7 @@ class Connection:
         body = req.body or b""
         head = f"{req.method} {req.path} HTTP/1.1\r\n{self.common}"
         if req.body is not None:
-            head += f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n"
+            head += f"Content-Type: {req.content_type}\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + body)
         status, headers = await self._read_head()
         payload = await self._read_body(headers)
@@ -203,6 +203,38 @@ async def _run(
         for conn in conns:
             await conn.close()
     return Outcome(samples, elapsed, failures, cpu / elapsed if elapsed > 0 else 0.0)
+
+
+async def _beside(
+    primary: tuple[Target, Scenario, int],
+    background: tuple[Target, Scenario, int],
+    lead_s: float,
+    warmup_s: float,
+    duration_s: float,
+    max_requests: int,
+) -> tuple[Outcome, Outcome]:
+    """``primary`` measured while ``background`` runs from ``lead_s`` before to its end."""
+    b_target, b_scenario, b_c = background
+    bg = asyncio.create_task(
+        _run(b_target, b_scenario, b_c, lead_s, warmup_s + duration_s + lead_s, 1_000_000)
+    )
+    await asyncio.sleep(lead_s)
+    p_target, p_scenario, p_c = primary
+    measured = await _run(p_target, p_scenario, p_c, warmup_s, duration_s, max_requests)
+    return measured, await bg
+
+
+def measure_beside(
+    primary: tuple[Target, Scenario, int],
+    background: tuple[Target, Scenario, int],
+    warmup_s: float,
+    duration_s: float,
+    max_requests: int,
+    lead_s: float = 0.5,
+) -> tuple[Outcome, Outcome]:
+    """Measure ``primary`` (target, scenario, concurrency) while ``background`` loads the
+    same server: it starts ``lead_s`` earlier and runs until about as long after."""
+    return asyncio.run(_beside(primary, background, lead_s, warmup_s, duration_s, max_requests))
 
 
 def measure(

@@ -24,6 +24,10 @@ class Profile:
     max_requests: int  # a run also stops after this many measured requests
     leavers: int  # users added for each DELETE run to remove
     ascii_only: bool = False  # ASCII addresses (for peers that refuse others)
+    # Password sign-ins (``bench.signin``): each argon2 verify costs tens of ms, so a
+    # run needs longer than the SCIM ones to collect enough samples for a p99.
+    sign_in_duration_s: float = 4.0
+    sign_in_users: int = 400  # users given a password (a quarter sign in right)
 
     @property
     def largest(self) -> int:
@@ -54,4 +58,5 @@ QUICK = Profile(
     duration_s=0.6,
     max_requests=5_000,
     leavers=300,
+    sign_in_duration_s=2.0,
 )

@@ -29,6 +29,7 @@ class Request:
     body: bytes | None = None
     label: str = ""
     expect: int = 200
+    content_type: str = "application/scim+json"
 
 
 class Scenario(Protocol):

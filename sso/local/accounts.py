@@ -6,16 +6,22 @@ compared (under the identity fold) with login names, SCIM userNames and
 contact e-mails in the organizations that allow passwords. More than one
 account: none is chosen (``Found.ambiguous``); the caller refuses with the
 generic answer rather than guess whose password to try.
+
+The match is a ``UNION`` of three lookups driven from ``organizations``, so
+that each probes an ``(org_id, key)`` index once per organization. One ``OR``
+over the users/contacts join cannot use those indexes (they lead with
+``org_id``) and scanned every user of the server on each sign-in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import CompoundSelect, select, tuple_, union
 from sqlalchemy.orm import Session
 
-from scim_server.models import Contact, User
+from scim_server.models import Contact, Organization, User
 from scim_server.services import settings as org_settings
 from scim_server.text import fold
 from sso.connections.models import SsoEmailDomain
@@ -49,15 +55,13 @@ def find_account(session: Session, login: str) -> Found:
     if not key or len(key) > MAX_LOGIN:
         return Found(None)
     owner = domain_org(session, login)
+    matches = _matches(key, owner).subquery()
     stmt = (
         select(User)
-        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
-        .where(or_(User.login_name_key == key, User.user_name_key == key, Contact.email_key == key))
+        .join(matches, (User.org_id == matches.c.org_id) & (User.id == matches.c.id))
         .order_by(User.org_id, User.id)
         .limit(MAX_CANDIDATES * 4)
     )
-    if owner is not None:
-        stmt = stmt.where(User.org_id == owner)
     rows = list(dict.fromkeys(session.scalars(stmt)))
     allowed: dict[str, bool] = {}
     users = []
@@ -71,3 +75,25 @@ def find_account(session: Session, login: str) -> Found:
     if len(users) > 1:
         return Found(None, orgs, ambiguous=True, candidates=tuple(users[:MAX_CANDIDATES]))
     return Found(users[0] if users else None, orgs)
+
+
+def _matches(key: str, owner: str | None) -> CompoundSelect[str, str]:
+    """The (org_id, id) of users whose login name, userName or contact e-mail is ``key``.
+
+    Each branch names its organizations (``org_id IN (SELECT id FROM
+    organizations)``, or the one ``owner``) so that it probes an index leading
+    with ``org_id`` once per organization: no scan of ``users`` or ``contacts``.
+    """
+    orgs: Any = [owner] if owner is not None else select(Organization.id).scalar_subquery()
+    by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
+    by_user_name = select(User.org_id, User.id).where(
+        User.org_id.in_(orgs), User.user_name_key == key
+    )
+    by_email = select(User.org_id, User.id).where(
+        tuple_(User.org_id, User.contact_id).in_(
+            select(Contact.org_id, Contact.id).where(
+                Contact.org_id.in_(orgs), Contact.email_key == key
+            )
+        )
+    )
+    return union(by_login, by_user_name, by_email)

@@ -14,6 +14,8 @@ checked again, ``lifecycle.record_sign_in``, ``signin.success``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,12 +89,59 @@ def local_request(
     )
 
 
-def check_password(session: Session, login: str, password: str, attempt: Attempt) -> Verified:
-    """Prove the password of the account ``login`` names; ``SsoError`` (generic) otherwise."""
-    with session.begin():
-        found = find_account(session, login)
+class _Proof:
+    """The one argon2 computation of an attempt, made outside any transaction when possible.
+
+    ``check`` reuses the result computed before the write transaction when the
+    stored hash is still the one it was computed against; a hash changed
+    meanwhile (a concurrent password change wins) is checked again. ``burn``
+    spends the same time when nothing was checked, so every refusal costs one
+    verification.
+    """
+
+    def __init__(self, hashing: passwords.Hashing, password: str) -> None:
+        self._hashing = hashing
+        self._password = password
+        self._hash: str | None = None
+        self._result = (False, False)
+        self._spent = False
+
+    def check(self, stored: str) -> tuple[bool, bool]:
+        if not self._spent or self._hash != stored:
+            self._result = passwords.verify_password(self._hashing, stored, self._password)
+            self._hash = stored
+            self._spent = True
+        return self._result
+
+    def burn(self) -> None:
+        if not self._spent:
+            passwords.burn_time(self._hashing, self._password)
+            self._spent = True
+
+
+Reading = Callable[[], AbstractContextManager[Session]]
+
+
+def check_password(
+    session: Session, login: str, password: str, attempt: Attempt, read: Reading | None = None
+) -> Verified:
+    """Prove the password of the account ``login`` names; ``SsoError`` (generic) otherwise.
+
+    ``read`` opens a session for the lookup (the web view passes ``db.lookup``):
+    the account is found and its password verified outside ``session``'s
+    transaction, so on SQLite the write lock is held only to record the
+    outcome, under the account's row lock. By default ``session`` reads too.
+    """
+    proof = _Proof(attempt.hashing, password)
+    with (read or (lambda: nullcontext(session)))() as reader, reader.begin():
+        found = find_account(reader, login)
+        stored = _hash_to_check(reader, found.user)
+    # The slow part, with no transaction open: on SQLite nobody waits for it.
+    if stored is not None:
+        proof.check(stored)
+    else:
+        proof.burn()  # unknown account, no password or locked: the same time spent
     if found.user is None:
-        passwords.burn_time(attempt.hashing, password)
         refusal = (
             _Refusal(
                 "ambiguous_account", f"{login!r} names accounts in {len(found.orgs)} organizations"
@@ -118,10 +167,10 @@ def check_password(session: Session, login: str, password: str, attempt: Attempt
             User, (found.user.org_id, found.user.id), with_for_update=True, populate_existing=True
         )
         if user is None:
-            passwords.burn_time(attempt.hashing, password)
+            proof.burn()
             result = _Refusal("unknown_user", "the account disappeared during sign-in")
         else:
-            result = _decide(session, user, login, password, attempt)
+            result = _decide(session, user, login, password, proof, attempt)
             if isinstance(result, _Refusal):
                 record_outcome(
                     session,
@@ -137,19 +186,27 @@ def check_password(session: Session, login: str, password: str, attempt: Attempt
     return result
 
 
+def _hash_to_check(session: Session, user: User | None) -> str | None:
+    """The hash to verify before the write transaction; none while locked (never checked)."""
+    if user is None or user.status in LOCKED:
+        return None  # a lock due to end is checked under the row lock, after its release
+    row = passwords.current_password(session, user)
+    return row.hash if row is not None else None
+
+
 def _decide(
-    session: Session, user: User, login: str, password: str, attempt: Attempt
+    session: Session, user: User, login: str, password: str, proof: _Proof, attempt: Attempt
 ) -> Verified | _Refusal:
     """In the transaction that holds the account's row: every outcome is written together."""
     lockout.release_if_due(session, user, attempt.now)
     row = passwords.current_password(session, user)
     if row is None:
-        passwords.burn_time(attempt.hashing, password)
+        proof.burn()
         return _Refusal("no_password", "the account has no password")
     if user.status in LOCKED:
-        passwords.burn_time(attempt.hashing, password)  # never checked while locked
+        proof.burn()  # never checked while locked
         return _Refusal("locked", f"account status is {user.status}")
-    ok, needs_rehash = passwords.verify_password(attempt.hashing, row.hash, password)
+    ok, needs_rehash = proof.check(row.hash)
     if not ok:
         until = count_failure(session, user, password, attempt)
         suffix = f"; account locked until {until.isoformat(timespec='seconds')}" if until else ""

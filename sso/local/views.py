@@ -97,7 +97,7 @@ def sign_in_with_password() -> Any:
     attempt = web.attempt()
     s = db.writing_session()
     try:
-        verified = local.check_password(s, login, secret, attempt)
+        verified = local.check_password(s, login, secret, attempt, read=db.lookup)
     except SsoError as err:
         if isinstance(err, local.CredentialsRefusedError):
             web.even_out(started, err.account_found)
