@@ -19,6 +19,7 @@ from scim_server.console.access import person
 from scim_server.db import db
 from scim_server.delivery import current_delivery
 from scim_server.errors import InvalidValueError
+from scim_server.models import User
 from scim_server.services import bulk_actions, credential_schedules, credentials, mfa, settings
 from scim_server.services.addresses import user_address
 from scim_server.services.bulk_actions import RowResult
@@ -104,7 +105,7 @@ def scheduled_dates(org_id: str, user_ids: list[str]) -> dict[str, dict[str, Any
     }
 
 
-def profile_context(user: Any) -> dict[str, Any]:
+def profile_context(user: User) -> dict[str, Any]:
     """What the profile's "Sign-in and credentials" card shows."""
     s = db.session
     factors = mfa.describe(s, user)
