@@ -15,7 +15,7 @@ from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import console_access, mfa, users
 from scim_server.services.organizations import create_organization
-from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
 from tests.support.console import browser_sign_in
 
 
@@ -50,8 +50,17 @@ def test_bulk_send_date_then_reset_mfa(page: Any, context: Any, live_server: Liv
     page.goto("/admin/users/")
     page.locator(f"#sel-{ids['ada']}").check()
     page.locator(f"#sel-{ids['bob']}").check()
-    page.get_by_label("Credentials send date (UTC)").fill(when.strftime("%Y-%m-%dT%H:%M"))
+    date_field = page.get_by_label("Credentials send date (UTC)")
+    date_field.fill("2001-01-01T08:00")
+    expect_refusal(page)  # a past date: 400, shown in place by htmx
     page.get_by_role("button", name="Set send date").click()
+    expect(page.locator("#results .alert")).to_contain_text("in the past")
+    expect(page.locator("#results tbody .badge-scheduled")).to_have_count(0)
+    # Enter in the date field sets the date (the form's default button), never Lock.
+    page.locator(f"#sel-{ids['ada']}").check()
+    page.locator(f"#sel-{ids['bob']}").check()
+    date_field.fill(when.strftime("%Y-%m-%dT%H:%M"))
+    date_field.press("Enter")
     expect(page.locator("#bulk-results-title")).to_have_text(
         "Set credentials send date: 2 of 2 done"
     )
