@@ -20,12 +20,14 @@ from scim_server.console import (
     signins,
     sso,
     tokens,
+    user_credentials,
     user_profile,
     users,
 )
 from scim_server.console.blueprint import bp
 
-assert user_profile.bp is users.bp  # the profile's routes are on the users area's blueprint
+# the profile's routes are on the users area's blueprint
+assert user_profile.bp is user_credentials.bp is users.bp
 AREAS = (
     home.bp,
     users.bp,

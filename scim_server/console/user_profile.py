@@ -12,6 +12,7 @@ from flask import Response, flash, redirect, request, url_for
 from marshmallow import fields
 
 from scim_server.audit import queries as audit_queries
+from scim_server.console import credentials as console_credentials
 from scim_server.console.access import person, require
 from scim_server.console.forms import FormSchema, parse, text
 from scim_server.console.render import render
@@ -52,7 +53,7 @@ def _back(user_id: str, anchor: str = "") -> Response:
     return redirect(target, code=303)  # type: ignore[return-value]
 
 
-def _profile(user_id: str, *, status: int = 200, **extra: Any) -> Response:
+def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
     s = db.session
     org_id = person().org_id
     user = users.get_user(s, org_id, user_id)
@@ -103,6 +104,7 @@ def _profile(user_id: str, *, status: int = 200, **extra: Any) -> Response:
             if user.status in TRANSITIONS[op].sources
         ],
         confirm_name=user.login_name or user.user_name,
+        **console_credentials.profile_context(user),
         **extra,
     )
 
@@ -110,7 +112,7 @@ def _profile(user_id: str, *, status: int = 200, **extra: Any) -> Response:
 @bp.get("/<user_id>")
 @require("users.read")
 def show_user(user_id: str) -> Response:
-    return _profile(user_id)
+    return profile_page(user_id)
 
 
 @bp.post("/<user_id>/status")
@@ -131,7 +133,7 @@ def change_status(user_id: str) -> Response:
 def update_contact(user_id: str) -> Response:
     values, errors = parse(ContactForm, request.form)
     if errors:
-        return _profile(user_id, status=400, contact_errors=errors, contact_form=request.form)
+        return profile_page(user_id, status=400, contact_errors=errors, contact_form=request.form)
     s = db.session
     user = users.get_user(s, person().org_id, user_id)
     contact_id = user.contact_id
@@ -141,7 +143,7 @@ def update_contact(user_id: str) -> Response:
     try:
         directory.update_contact(s, person().org_id, contact_id, values)
     except DomainError as err:
-        return _profile(
+        return profile_page(
             user_id, status=err.status, contact_problem=err.detail, contact_form=request.form
         )
     flash("Contact details saved.", "ok")
@@ -210,7 +212,7 @@ def delete_user(user_id: str) -> Response:
     if user_id == person().user_id:
         raise InvalidValueError("You cannot delete your own account.")
     if (request.form.get("confirm") or "").strip() != expected:
-        return _profile(
+        return profile_page(
             user_id, status=400, delete_problem=f"Type the username {expected} exactly to delete."
         )
     users.delete_user(s, person().org_id, user_id)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, Response, request, session, url_for
+from flask import Blueprint, Response, abort, request, session, url_for
 
+from scim_server.console import credentials as console_credentials
 from scim_server.console.access import person, require
 from scim_server.console.render import STATUS_LABELS, is_htmx, render
 from scim_server.db import db
-from scim_server.errors import InvalidValueError
+from scim_server.errors import DomainError, InvalidValueError
 from scim_server.services import bulk_actions, licenses, roles, user_search
 from scim_server.services.lifecycle import STATUSES
 
@@ -88,6 +89,7 @@ def _list_page(args: dict[str, str], *, status: int = 200, **extra: Any) -> Resp
     # The filter menus are outside the block htmx swaps: a keystroke need not read them.
     filters = {} if is_htmx() else _choices(s)
     s.rollback()
+    org_id = person().org_id
     return render(
         "console/users/list.html",
         block="results",
@@ -99,6 +101,9 @@ def _list_page(args: dict[str, str], *, status: int = 200, **extra: Any) -> Resp
         page_sizes=user_search.PAGE_SIZES,
         back=urlencode(args),
         link=_linker(args),
+        scheduled=console_credentials.scheduled_dates(org_id, [row.id for row in page.rows]),
+        credentials_allowed=console_credentials.passwords_allowed(org_id),
+        bulk_titles=console_credentials.BULK_TITLES,
         **filters,
         **extra,
     )
@@ -111,14 +116,34 @@ def list_users() -> Response:
 
 
 @bp.post("/bulk")
-@require("users.write")
+@require("users.read")
 def bulk() -> Response:
-    """Lock, unlock, deactivate or delete the selected users; delete asks to type DELETE."""
+    """Lock, unlock, deactivate or delete (type DELETE) the selected users; or resend their
+    new-user e-mail, reset their MFA, set or cancel their credentials send date. Each
+    operation checks its own capability (users.write; mfa.reset for MFA)."""
     args = _query_args(dict(parse_qsl(request.form.get("back", ""))))
     op = request.form.get("op", "")
     selected = request.form.getlist("user")
+    if op in console_credentials.BULK_OPS:
+        if not person().can(console_credentials.BULK_OPS[op]):
+            abort(403)
+        if not selected:
+            return _list_page(args, status=400, bulk_problem="Select at least one user first.")
+        try:
+            results = console_credentials.run_bulk(op, selected, request.form)
+        except DomainError as err:
+            db.session.rollback()
+            return _list_page(
+                args,
+                status=err.status,
+                bulk_problem=err.detail,
+                send_at=request.form.get("send_at"),
+            )
+        return _list_page(args, bulk_op=op, bulk_results=results)
     if op not in bulk_actions.OPS:
         raise InvalidValueError(f"Unknown bulk action {op!r}.")
+    if not person().can("users.write"):
+        abort(403)
     if not selected:
         return _list_page(args, status=400, bulk_problem="Select at least one user first.")
     if op == "delete" and request.form.get("confirm", "").strip() != "DELETE":

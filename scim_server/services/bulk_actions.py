@@ -57,25 +57,44 @@ def run(
     """Apply ``op`` to each user (in the order given, once each); a result per user."""
     if op not in OPS:
         raise InvalidValueError(f"Unknown bulk action {op!r}; one of: {', '.join(OPS)}.")
+    action, done = OPS[op]
+    return run_each(
+        session,
+        org_id,
+        user_ids,
+        action,
+        done,
+        not_for=acting_user_id if op in NOT_ON_SELF else None,
+    )
+
+
+def run_each(
+    session: Session,
+    org_id: str,
+    user_ids: list[str],
+    action: Callable[[Session, str, str], object],
+    done: str,
+    *,
+    not_for: str | None = None,
+) -> list[RowResult]:
+    """``action`` on each user in its own transaction, skipping ``not_for`` (one's own account).
+
+    The single-user service is the action, so the audit event of each row is the one
+    the single action writes; a refusal becomes that row's message.
+    """
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         raise InvalidValueError("Select at least one user.")
     if len(ids) > MAX_ROWS:
         raise InvalidValueError(f"At most {MAX_ROWS} users at a time.")
-    names = dict(
-        session.execute(
-            select(User.id, User.user_name).where(User.org_id == org_id, User.id.in_(ids))
-        ).all()
-    )
-    session.rollback()  # end the read: each row owns its transaction
-    action, done = OPS[op]
+    names = user_names(session, org_id, ids)
     results = []
     for user_id in ids:
         name = names.get(user_id, user_id)
         if user_id not in names:
             results.append(RowResult(user_id, name, False, "No such user (deleted meanwhile?)."))
             continue
-        if op in NOT_ON_SELF and user_id == acting_user_id:
+        if user_id == not_for:
             results.append(RowResult(user_id, name, False, "Not done: this is your own account."))
             continue
         try:
@@ -85,3 +104,14 @@ def run(
         else:
             results.append(RowResult(user_id, name, True, done))
     return results
+
+
+def user_names(session: Session, org_id: str, ids: list[str]) -> dict[str, str]:
+    """id -> userName of those that exist; ends the read (each row owns its transaction)."""
+    names = dict(
+        session.execute(
+            select(User.id, User.user_name).where(User.org_id == org_id, User.id.in_(ids))
+        ).all()
+    )
+    session.rollback()
+    return {str(k): str(v) for k, v in names.items()}

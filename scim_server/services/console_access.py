@@ -38,6 +38,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "rules.read": frozenset({USER_MANAGER, AUDITOR}),
     "rules.write": frozenset({USER_MANAGER}),
     "log.read": frozenset({SECURITY_ADMIN, AUDITOR}),
+    "mfa.reset": frozenset({SECURITY_ADMIN}),  # remove a person's second factors
     "access.write": frozenset(),  # granting console roles: org_admin only
 }
 
