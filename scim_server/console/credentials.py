@@ -48,10 +48,7 @@ BULK_TITLES = {
 
 def passwords_allowed(org_id: str) -> bool:
     """Whether this organization's people have credentials at all (not SSO-only)."""
-    s = db.session
-    allowed = settings.passwords_allowed(s, org_id, settings.get_settings(s, org_id))
-    s.rollback()
-    return allowed
+    return sign_in_method(org_id) != "sso_only"
 
 
 def sign_in_method(org_id: str) -> str:
@@ -113,9 +110,10 @@ def profile_context(user: User) -> dict[str, Any]:
     my_email = user_address(s, me)
     s.rollback()
     org_id = person().org_id
+    method = sign_in_method(org_id)
     return {
-        "sign_in_method": sign_in_method(org_id),
-        "credentials_allowed": passwords_allowed(org_id),
+        "sign_in_method": method,
+        "credentials_allowed": method != "sso_only",
         "mfa": factors,
         "schedule": scheduled_dates(org_id, [user.id]).get(user.id),
         "my_email": my_email,

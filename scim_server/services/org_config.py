@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 import mappings
 from scim_server.models import License, Organization, Role, RuleSet
-from scim_server.services.settings import SSO_CONNECTIONS, IdentitySettings, load
+from scim_server.services.settings import SSO_CONNECTIONS, IdentitySettings, get_settings, load
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def identity_config(session: Session, org_id: str) -> tuple[IdentitySettings, An
 
 
 def settings_for(session: Session, org_id: str) -> IdentitySettings:
-    org = session.get(Organization, org_id)
-    return load(org) if org is not None else IdentitySettings()
+    """The settings as stored now, uncached (``settings.get_settings``; kept for its callers)."""
+    return get_settings(session, org_id)
 
 
 def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -> Any | None:
