@@ -16,11 +16,12 @@ def init_app(app: Flask) -> None:
     """CSRF protection and the console's blueprints; ``/`` leads to the console."""
     from scim_server.console import areas
     from scim_server.console.blueprint import root
-    from scim_server.console.render import STATUS_LABELS
+    from scim_server.console.render import ACTION_LABELS, STATUS_LABELS
     from scim_server.csrf import csrf
 
     csrf.init_app(app)
     # Macros are imported without the page's context: what they need is a global.
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS
+    app.jinja_env.globals["ACTION_LABELS"] = ACTION_LABELS
     app.register_blueprint(areas.bp)
     app.register_blueprint(root)
