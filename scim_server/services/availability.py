@@ -76,6 +76,23 @@ def check_day(ranges: list[tuple[int, int]], where: str) -> list[tuple[int, int]
     return ordered
 
 
+def parse_day_text(text: str, where: str) -> list[tuple[int, int]]:
+    """A day as a person types it: ``08:00-12:00, 13:00-17:00`` (empty: no hours)."""
+    ranges = []
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if not part:
+            continue
+        start, sep, end = part.replace("\u2013", "-").partition("-")
+        if not sep:
+            raise InvalidValueError(f"{where}: {part!r} is not a range HH:MM-HH:MM.")
+        ranges.append((minutes(start, where), minutes(end, where)))
+    return check_day(ranges, where)
+
+
+def day_text(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(range_text(s, e) for s, e in ranges)
+
+
 def parse_week(body: Any) -> Week:
     """The admin API's document: {"odd": {"monday": [{"start", "end"}], ...}, "even": ...}.
 
