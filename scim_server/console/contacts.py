@@ -31,12 +31,12 @@ bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 QUERY_KEYS = ("q", "kind", "account")
 KIND_CHOICES = [
-    ("", "Persons and organizations"),
+    ("", "Any kind"),
     ("person", "Persons"),
     ("organization", "Organizations"),
 ]
 ACCOUNT_CHOICES = [
-    ("", "With or without an account"),
+    ("", "Any"),
     ("yes", "With an account"),
     ("no", "Without an account"),
 ]
