@@ -38,7 +38,11 @@ def empty_week() -> Week:
 
 
 def parity_of(day: date) -> str:
-    """The parity of ``day``'s ISO week number: which of the two weeks applies."""
+    """The parity of ``day``'s ISO week number: which of the two weeks applies.
+
+    As the issue asks (ISO week numbers): a year of 53 ISO weeks ends with two odd
+    weeks in a row (53, then 1), which a strict alternation would not.
+    """
     return "odd" if day.isocalendar().week % 2 else "even"
 
 
