@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from scim_server.db import db
 from scim_server.models import AuditEvent, Contact, ContactAvailability, User
-from scim_server.services import contacts, directory, licenses, settings
+from scim_server.services import contacts, directory, licenses
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_console
 
@@ -239,4 +239,3 @@ def test_post_without_csrf_is_refused(app: Flask, manager: FlaskClient, scim: Sc
     assert resp.status_code == 400
     with db.reader(app)() as s:
         assert s.scalar(select(User).where(User.contact_id == ann)) is None
-        assert settings.get_settings(s, scim.org_id) is not None
