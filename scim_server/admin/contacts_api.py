@@ -12,12 +12,14 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
-from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
+from scim_server.admin.accounts_api import UserDetailOut, user_detail
+from scim_server.admin.apidoc import Content, Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
-from scim_server.db import db
+from scim_server.db import db, utcnow
+from scim_server.delivery import current_delivery
 from scim_server.models import Contact
-from scim_server.services import contacts, directory
+from scim_server.services import access, availability, contacts, directory
 
 
 class ContactArgs(PageArgs):
@@ -38,6 +40,7 @@ class ContactFields(Schema):
     department = text(512, allow_none=True)
     external_id = text(512, allow_none=True)
     organization_contact_id = text(36, allow_none=True)
+    resource_system = text(200, min_length=1, allow_none=True)
 
 
 class NewContact(ContactFields):
@@ -59,6 +62,7 @@ class ContactOut(Out):
     department = nullable(fields.String)
     external_id = nullable(fields.String)
     organization_contact_id = nullable(fields.String)
+    resource_system = nullable(fields.String)
     created_at = nullable(fields.String)
     updated_at = nullable(fields.String)
 
@@ -84,6 +88,7 @@ def contact_to_dict(contact: Contact) -> dict[str, Any]:
         **{f: getattr(contact, f) for f in contacts.PERSON_FIELDS},
         "external_id": contact.external_id,
         "organization_contact_id": contact.organization_contact_id,
+        "resource_system": contact.resource_system,
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
     }
@@ -154,3 +159,139 @@ def patch_contact(contact_id: str) -> Response:
     fields_ = load(ContactFields, json_object())
     contact = directory.update_contact(db.session, g.org_id, contact_id, fields_)
     return jsonify(contact_to_dict(contact))
+
+
+# -- enabling access -------------------------------------------------------------------
+
+
+class AccessBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    username = text(256, allow_none=True, load_default=None)
+    license = text(200, allow_none=True, load_default=None)
+    override = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+
+
+class ProblemOut(Out):
+    code = always(fields.String)
+    message = always(fields.String)
+    user_id = fields.String(metadata={"description": "has_account: the account to open"})
+
+
+class AccessRefusedOut(Out):
+    """Enabling access refused: ``errors`` (nothing overrides them) or ``warnings`` (send
+    ``override: true`` to go ahead deliberately)."""
+
+    error = always(fields.String)
+    detail = always(fields.String)
+    errors = always(fields.List, cls_or_instance=fields.Nested(ProblemOut))
+    warnings = always(fields.List, cls_or_instance=fields.Nested(ProblemOut))
+
+
+@bp.post("/contacts/<contact_id>/access")
+@audited("contact.access")
+@api_doc(
+    tag="contacts",
+    body=AccessBody,
+    body_required=False,
+    responses={201: UserDetailOut, 409: AccessRefusedOut},
+)
+def enable_access(contact_id: str) -> tuple[Response, int]:
+    """Enable access: create the person contact's account as its rules and settings say.
+
+    Username from the organization's format (or the e-mail) unless given; license
+    from the rules and defaults unless given. Warnings (no seat left, e-mail of
+    another contact) refuse with 409 unless ``override`` is true; errors
+    (organization contact, an account already, username taken) always refuse.
+    """
+    body = load(AccessBody, json_object(optional=True))
+    try:
+        user = access.enable_access(
+            db.session,
+            g.org_id,
+            contact_id,
+            username=body["username"],
+            license=body["license"],
+            override=body["override"],
+            delivery=current_delivery(),
+        )
+    except access.AccessRefusedError as err:
+        db.session.rollback()
+        plan = err.plan
+        return jsonify(
+            error="AccessRefusedError",
+            detail=err.detail,
+            errors=[p.as_dict() for p in plan.errors],
+            warnings=[p.as_dict() for p in plan.warnings],
+        ), 409
+    return jsonify(user_detail(user.id)), 201
+
+
+# -- availability hours ----------------------------------------------------------------
+
+_RANGES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["start", "end"],
+        "additionalProperties": False,
+        "properties": {
+            "start": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+            "end": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+        },
+    },
+}
+_WEEK = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {day: _RANGES for day in availability.WEEKDAYS},
+}
+WEEK_SCHEMA = {
+    "type": "object",
+    "required": ["odd", "even"],
+    "additionalProperties": False,
+    "properties": {"odd": _WEEK, "even": _WEEK},
+}
+
+
+class AvailabilityOut(Out):
+    """A resource contact's hours: odd and even ISO weeks, each weekday a list of
+    ``{start, end}`` (HH:MM, end up to 24:00); ``this_week`` says which applies now."""
+
+    contact_id = always(fields.String)
+    resource_system = always(fields.String)
+    odd = always(fields.Dict)
+    even = always(fields.Dict)
+    this_week = always(fields.Dict)
+
+
+def _availability_out(found: availability.Availability) -> Response:
+    today = utcnow().date()
+    return jsonify(
+        contact_id=found.contact_id,
+        resource_system=found.resource_system,
+        **availability.week_to_dict(found.week),
+        this_week={"iso_week": today.isocalendar().week, "parity": availability.parity_of(today)},
+    )
+
+
+@bp.get("/contacts/<contact_id>/availability")
+@api_doc(tag="contacts", response=AvailabilityOut)
+def get_availability(contact_id: str) -> Response:
+    """The daily availability hours of a contact that is a resource of an external system."""
+    return _availability_out(availability.read_availability(db.session, g.org_id, contact_id))
+
+
+@bp.put("/contacts/<contact_id>/availability")
+@audited("contact.availability")
+@api_doc(
+    tag="contacts",
+    body=Content(("application/json",), WEEK_SCHEMA),
+    response=AvailabilityOut,
+)
+def replace_availability(contact_id: str) -> Response:
+    """Replace the hours: both weeks, a weekday left out has none. Ranges within a day
+    must not overlap; 400 names the day and range of any problem."""
+    week = availability.parse_week(json_object())
+    return _availability_out(availability.set_availability(db.session, g.org_id, contact_id, week))

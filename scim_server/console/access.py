@@ -45,6 +45,7 @@ class NavEntry:
 # list page requires.
 NAV: tuple[NavEntry, ...] = (
     NavEntry("console.users.list_users", "Users", "users.read"),
+    NavEntry("console.contacts.list_contacts", "Contacts", "contacts.read"),
     NavEntry("console.imports.upload_form", "Import", "users.write"),
     NavEntry("console.directory.list_licenses", "Licenses", "directory.read"),
     NavEntry("console.directory.list_roles", "Roles", "directory.read"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from scim_server.console import (
     access_admin,
+    contacts,
     directory,
     home,
     imports,
@@ -31,6 +32,7 @@ assert user_profile.bp is user_credentials.bp is users.bp
 AREAS = (
     home.bp,
     users.bp,
+    contacts.bp,
     imports.bp,
     directory.bp,
     sso.bp,

@@ -3,7 +3,7 @@
 from scim_server.models.attribute_value import AttributeValue
 from scim_server.models.audit import AuditCheckpoint, AuditEvent, AuditHead, AuditSigningKey
 from scim_server.models.console_access import ConsoleGrant
-from scim_server.models.contact import Contact
+from scim_server.models.contact import Contact, ContactAvailability
 from scim_server.models.credential import CredentialToken, PasswordHistory, UserPassword
 from scim_server.models.credential_delivery import CredentialSchedule, CredentialSend
 from scim_server.models.event import Event
@@ -30,6 +30,7 @@ __all__ = [
     "AuditSigningKey",
     "ConsoleGrant",
     "Contact",
+    "ContactAvailability",
     "CredentialSchedule",
     "CredentialSend",
     "CredentialToken",

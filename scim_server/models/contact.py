@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, KeyText, UTCDateTime, utcnow
@@ -27,6 +35,8 @@ class Contact(Base):
         Index("ix_contacts_org_id_external_id", "org_id", "external_id"),
         Index("ix_contacts_org_id_email_key", "org_id", "email_key"),
         Index("ix_contacts_org_id_kind_name_key", "org_id", "kind", "name_key"),
+        # The console's contact list: keyset pages on (name_key, id) whatever the kind.
+        Index("ix_contacts_org_id_name_key_id", "org_id", "name_key", "id"),
     )
 
     org_id: Mapped[str] = mapped_column(
@@ -45,5 +55,40 @@ class Contact(Base):
     department: Mapped[str | None] = mapped_column(Text, default=None)
     external_id: Mapped[str | None] = mapped_column(Text, default=None)
     organization_contact_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # The external system (a planning or booking tool) this contact is a resource of, by
+    # name; None: not a resource. Only a resource has availability hours.
+    resource_system: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactAvailability(Base):
+    """One range of hours a resource contact is available: week parity x ISO weekday.
+
+    Odd and even are the parity of the ISO week number (``date.isocalendar().week``):
+    two-week rotas. Minutes since midnight, ``end_minute`` up to 1440 (24:00). The ranges
+    of one day never overlap (``services.availability`` checks it; a day is replaced whole).
+    """
+
+    __tablename__ = "contact_availability"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "contact_id"],
+            ["contacts.org_id", "contacts.id"],
+            ondelete="CASCADE",
+            name="fk_contact_availability_org_id_contact_id_contacts",
+        ),
+        CheckConstraint("week_parity IN ('odd', 'even')", name="week_parity"),
+        CheckConstraint("weekday BETWEEN 1 AND 7", name="weekday"),
+        CheckConstraint(
+            "start_minute >= 0 AND end_minute <= 1440 AND start_minute < end_minute",
+            name="range",
+        ),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    week_parity: Mapped[str] = mapped_column(String(4), primary_key=True)  # "odd" | "even"
+    weekday: Mapped[int] = mapped_column(Integer, primary_key=True)  # ISO: 1 Monday .. 7 Sunday
+    start_minute: Mapped[int] = mapped_column(Integer, primary_key=True)
+    end_minute: Mapped[int] = mapped_column(Integer)

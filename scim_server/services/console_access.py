@@ -27,6 +27,8 @@ ORG_ADMIN, USER_MANAGER, SECURITY_ADMIN, AUDITOR = CONSOLE_ROLES
 CAPABILITIES: dict[str, frozenset[str]] = {
     "users.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),
     "users.write": frozenset({USER_MANAGER}),
+    "contacts.read": frozenset({USER_MANAGER}),  # persons and organizations
+    "contacts.write": frozenset({USER_MANAGER}),  # edit, enable access, availability hours
     "directory.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),  # licenses, roles
     "directory.write": frozenset({USER_MANAGER}),
     "settings.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),

@@ -16,6 +16,7 @@ from scim_server.models import Contact, User
 from scim_server.text import fold
 
 PERSON_FIELDS = ("given_name", "family_name", "email", "phone", "title", "department")
+OTHER_FIELDS = ("external_id", "organization_contact_id", "name", "resource_system")
 
 
 def find_person(
@@ -128,7 +129,7 @@ def update_fields(contact: Contact, fields: dict[str, Any]) -> dict[str, Any]:
     """Set the given fields; return {field: {"before", "after"}} for those that changed."""
     changes: dict[str, Any] = {}
     for name, value in fields.items():
-        if name not in (*PERSON_FIELDS, "external_id", "organization_contact_id", "name"):
+        if name not in (*PERSON_FIELDS, *OTHER_FIELDS):
             raise InvalidValueError(f"Unknown contact field {name!r}.")
         if value is not None and not isinstance(value, str):
             raise InvalidValueError(f"Contact field {name!r} must be a string.")

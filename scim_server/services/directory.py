@@ -17,7 +17,7 @@ import mappings
 from scim_server.audit import record
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Contact, License, Organization, Role, RuleSet, User
-from scim_server.services import contacts, licenses, provisioning, roles, settings
+from scim_server.services import availability, contacts, licenses, provisioning, roles, settings
 from scim_server.text import fold
 
 # -- settings -------------------------------------------------------------------------
@@ -87,6 +87,8 @@ def update_contact(
         if fields.get("organization_contact_id"):
             _check_company(session, org_id, contact, fields["organization_contact_id"])
         changes = contacts.update_fields(contact, fields)
+        if "resource_system" in changes:
+            changes |= availability.clear_if_not_resource(session, contact)
         record(
             session,
             org_id,

@@ -95,6 +95,10 @@ def provision(
 
     ``config``: the organization's (settings, rules) when the caller read them already.
 
+    When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
+    enabling access for it), a ``user.login_name`` already set is kept, and a
+    ``license_source`` of "manual" leaves the license to the caller.
+
     When ``creating``, ``user`` is not in the session yet: it is added once its
     contact and internal username are known, so that it is inserted once, whole.
     The person contact created for it is part of the user's own event (its
@@ -138,7 +142,7 @@ def provision(
         changes = _apply_result(session, org_id, user, contact, result, settings, creating, doc)
         if changes:
             explanation["changes"] = changes
-    elif creating and settings.username_format:
+    elif creating and settings.username_format and not user.login_name:
         _templated_username(session, org_id, user, settings.username_format, doc)
     if contact_changes:
         explanation["contact_changes"] = contact_changes
@@ -187,7 +191,8 @@ def _apply_result(
         changes |= {f"contact.{k}": v for k, v in contacts.update_fields(contact, mapped).items()}
     if creating:
         template = result.username_template or settings.username_format
-        if template:
+        # A username set before provisioning (an admin enabling access) is kept.
+        if template and not user.login_name:
             _templated_username(session, org_id, user, template, doc)
         if result.initial_status in STATUSES and user.status == PROVISIONED:
             user.status = result.initial_status

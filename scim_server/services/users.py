@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, literal_column, null, select, union_all, update
@@ -14,8 +15,8 @@ from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, User
-from scim_server.services import counts, idp_credentials, lifecycle, provisioning
+from scim_server.models import Group, GroupMember, License, User
+from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
 from scim_server.services.indexing import drop_index, index_rows, reindex
@@ -100,8 +101,20 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
         raise _taken(doc["userName"], clash)
 
 
-class _LostRace(Exception):
-    """A concurrent create took the userName between our check and our insert."""
+class LostRaceError(Exception):
+    """A concurrent create took the userName or username between our check and our insert."""
+
+
+@dataclass(frozen=True)
+class ForContact:
+    """What an admin enabling access for an existing person contact decided
+    (``services.access``): the contact, the username (kept as given), a manual license
+    (None: the rules decide) and what the create's event adds to its explanation."""
+
+    contact_id: str
+    login_name: str
+    license: License | None
+    explanation: dict[str, Any]
 
 
 def create_user(
@@ -125,60 +138,85 @@ def create_user(
     on the account for the console's filter.
     """
     try:
-        return _create_user(session, org_id, doc, identity, delivery, source)
-    except _LostRace:
+        with session.begin():
+            return insert_user(
+                session, org_id, doc, identity=identity, delivery=delivery, source=source
+            )
+    except LostRaceError:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
 
 
-def _create_user(
+def insert_user(
     session: Session,
     org_id: str,
     doc: Doc,
-    identity: Any,
-    delivery: Delivery | None,
-    source: str,
+    *,
+    identity: Any = None,
+    delivery: Delivery | None = None,
+    source: str = "scim",
+    for_contact: ForContact | None = None,
 ) -> User:
-    with session.begin():
-        _check_unique(session, org_id, doc, None)
-        # Read once (cached per process): provisioning and the welcome both use it.
-        config = identity_config(session, org_id)
-        now = utcnow()
-        user = User(
-            org_id=org_id,
-            id=str(uuid.uuid4()),
-            created_at=now,
-            updated_at=now,
-            version=1,
-            source=source,
+    """``create_user`` in the caller's open transaction (``services.access`` checks the
+    contact, seats and names in the same one). A lost race on a unique name raises
+    ``LostRaceError``: the caller rolls back and says so."""
+    _check_unique(session, org_id, doc, None)
+    # Read once (cached per process): provisioning and the welcome both use it.
+    config = identity_config(session, org_id)
+    now = utcnow()
+    user = User(
+        org_id=org_id,
+        id=str(uuid.uuid4()),
+        created_at=now,
+        updated_at=now,
+        version=1,
+        source=source,
+    )
+    _apply(user, doc)
+    user.active = user.data["active"]
+    user.status = PROVISIONED if user.active else DEACTIVATED
+    if for_contact is not None:
+        user.contact_id = for_contact.contact_id
+        user.login_name = for_contact.login_name
+        user.login_name_key = fold(for_contact.login_name)
+        if for_contact.license is not None:
+            user.license_source = "manual"  # the rules leave the admin's choice alone
+    # provision adds the user to the session once its contact and internal
+    # username are set: one INSERT of the whole row.
+    try:
+        explanation = provisioning.provision(
+            session, org_id, user, user.data, creating=True, identity=identity, config=config
         )
-        _apply(user, doc)
-        user.active = user.data["active"]
-        user.status = PROVISIONED if user.active else DEACTIVATED
-        # provision adds the user to the session once its contact and internal
-        # username are set: one INSERT of the whole row.
-        try:
-            explanation = provisioning.provision(
-                session, org_id, user, user.data, creating=True, identity=identity, config=config
-            )
-            session.flush()
-        except IntegrityError:
-            raise _LostRace from None
-        reindex(session, org_id, user.id, user.data, before=[])
-        welcome = idp_credentials.on_create(session, delivery, user, doc, config[0])
-        if welcome:
-            explanation["credentials"] = welcome
-        # Last, so that the organization's audit head is held for the shortest time.
-        record(
-            session,
-            org_id,
-            "user.create",
-            **_about(user),
-            changes=diff(None, {**_without_password(doc), "active": user.active}),
-            explanation=explanation or None,
-        )
-        idp_credentials.after_create(session, delivery, user, doc)
-        counts.changed(session, org_id, "User", +1)
+        if for_contact is not None:
+            if for_contact.license is not None:
+                explanation["license"] = licenses.assign(
+                    session,
+                    org_id,
+                    user,
+                    for_contact.license,
+                    source="manual",
+                    strict=config[0].strict_seats,
+                )
+                user.license_source = "manual"
+            explanation |= for_contact.explanation
+        session.flush()
+    except IntegrityError:
+        raise LostRaceError from None
+    reindex(session, org_id, user.id, user.data, before=[])
+    welcome = idp_credentials.on_create(session, delivery, user, doc, config[0])
+    if welcome:
+        explanation["credentials"] = welcome
+    # Last, so that the organization's audit head is held for the shortest time.
+    record(
+        session,
+        org_id,
+        "user.create",
+        **_about(user),
+        changes=diff(None, {**_without_password(doc), "active": user.active}),
+        explanation=explanation or None,
+    )
+    idp_credentials.after_create(session, delivery, user, doc)
+    counts.changed(session, org_id, "User", +1)
     return user
 
 
@@ -205,7 +243,7 @@ _GROUPS_OF_ONE = (
 
 
 def _extras_of_one() -> Any:
-    from scim_server.models import License, Role, UserRole
+    from scim_server.models import Role, UserRole
 
     groups: Any = (
         select(
@@ -424,8 +462,6 @@ def groups_of(
 
 def _license_names(session: Session, org_id: str, users: list[User]) -> dict[str, str]:
     """License id -> name, for the licenses the users hold or wait for."""
-    from scim_server.models import License
-
     ids = {i for u in users for i in (u.license_id, u.license_wanted_id) if i}
     if not ids:
         return {}

@@ -1,0 +1,241 @@
+"""The Contacts pages through the HTTP client: list (search, filters, keyset pages), a
+contact's page (edit, Enable access with warnings and override, availability hours),
+permissions, CSRF and escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from scim_server.db import db
+from scim_server.models import AuditEvent, Contact, ContactAvailability, User
+from scim_server.services import contacts, directory, licenses
+from tests.support import Scim
+from tests.support.console import csrf_token, sign_in_console
+
+
+@pytest.fixture
+def manager(app: Flask, client: FlaskClient, scim: Scim) -> FlaskClient:
+    sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    return client
+
+
+def _contact(app: Flask, org_id: str, kind: str, name: str, **fields: str) -> str:
+    with db.reader(app)() as s:
+        return directory.create_contact(s, org_id, kind, name, fields).id
+
+
+def _post(client: FlaskClient, url: str, **data: object) -> object:
+    return client.post(url, data={"csrf_token": csrf_token(client), **data})
+
+
+def _names(html: str) -> list[str]:
+    return re.findall(
+        r'<td class="name"><a href="/admin/contacts/[^"]+" hx-boost="false">([^<]*)</a>', html
+    )
+
+
+def test_list_search_filters_and_rows(app: Flask, manager: FlaskClient, scim: Scim) -> None:
+    """Persons and organizations by name; search, kind and account filters; a row with an
+    account links to it (Open user), one without offers Enable access; names escaped."""
+    company = _contact(app, scim.org_id, "organization", "Initech")
+    _contact(
+        app,
+        scim.org_id,
+        "person",
+        "Peter Gibbons",
+        email="peter@initech.example",
+        organization_contact_id=company,
+    )
+    _contact(app, scim.org_id, "person", "<script>alert(1)</script>")
+    html = manager.get("/admin/contacts/").get_data(as_text=True)
+    assert ">Contacts</a>" in html  # in the menu
+    names = _names(html)
+    assert "Initech" in names and "Peter Gibbons" in names and "manager@example.com" in names
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
+    assert "Open user" in html and "Enable access" in html
+
+    assert _names(manager.get("/admin/contacts/?q=gibb").get_data(as_text=True)) == [
+        "Peter Gibbons"
+    ]
+    assert _names(manager.get("/admin/contacts/?q=initech.example").get_data(as_text=True)) == [
+        "Peter Gibbons"
+    ]
+    assert _names(manager.get("/admin/contacts/?kind=organization").get_data(as_text=True)) == [
+        "Initech"
+    ]
+    assert _names(manager.get("/admin/contacts/?account=yes").get_data(as_text=True)) == [
+        "manager@example.com"
+    ]
+    assert "manager@example.com" not in _names(
+        manager.get("/admin/contacts/?account=no").get_data(as_text=True)
+    )
+    # htmx gets only the results block.
+    part = manager.get("/admin/contacts/?q=gibb", headers={"HX-Request": "true"})
+    body = part.get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="results"') and "<html" not in body
+    assert manager.get("/admin/contacts/?kind=robot").status_code == 400
+    assert manager.get("/admin/contacts/?after=!!!").status_code == 400
+
+
+def test_keyset_pages_walk_forward_and_back(app: Flask, manager: FlaskClient, scim: Scim) -> None:
+    """120 contacts: three pages by name with Next, then Previous returns the same page."""
+    with db.reader(app)() as s, s.begin():
+        for i in range(120):
+            contacts.create_contact(s, scim.org_id, "person", f"Person {i:03d}", audit=False)
+    first = manager.get("/admin/contacts/?kind=person&q=Person+").get_data(as_text=True)
+    seen = _names(first)
+    assert seen[:2] == ["Person 000", "Person 001"] and len(seen) == 50
+    nxt = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    second = manager.get(nxt).get_data(as_text=True)
+    assert _names(second)[0] == "Person 050"
+    prev = re.search(r'href="([^"]+)" rel="prev"', second).group(1).replace("&amp;", "&")
+    assert _names(manager.get(prev).get_data(as_text=True)) == seen
+    third = re.search(r'href="([^"]+)" rel="next"', second).group(1).replace("&amp;", "&")
+    last = manager.get(third).get_data(as_text=True)
+    assert _names(last)[-1] == "Person 119" and 'rel="next"' not in last
+
+
+def test_enable_access_warns_then_override_opens_user(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """The page shows the plan and its warning; enabling without the checkbox is 409 and
+    writes nothing; with it, the account exists and the page offers Open user."""
+    with db.reader(app)() as s:
+        licenses.create_license(s, scim.org_id, "Planner", 0)
+    with db.reader(app)() as s:
+        directory.update_settings(s, scim.org_id, {"default_license": "Planner"})
+    grace = _contact(app, scim.org_id, "person", "Grace Hopper", email="grace@example.com")
+    html = manager.get(f"/admin/contacts/{grace}").get_data(as_text=True)
+    assert "No seat left on license Planner" in html
+    assert "I understand, enable anyway" in html
+    assert "grace@example.com" in html
+
+    refused = _post(manager, f"/admin/contacts/{grace}/access")
+    assert refused.status_code == 409
+    assert "No seat left on license Planner" in refused.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert s.scalar(select(User).where(User.contact_id == grace)) is None
+
+    done = _post(manager, f"/admin/contacts/{grace}/access", override="yes")
+    assert done.status_code == 303
+    page = manager.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Access enabled: username grace@example.com." in page
+    with db.reader(app)() as s:
+        user = s.scalar(select(User).where(User.contact_id == grace))
+        assert user is not None and user.source == "manual"
+        event = s.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "user.create", AuditEvent.resource_id == user.id
+            )
+        )
+        assert event.actor_type == "console"
+        assert event.explanation["access"]["override"] is True
+    assert f'href="/admin/users/{user.id}">Open user</a>' in page
+
+
+def test_organization_and_person_with_account_refuse(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """An organization contact has no Enable access; posting anyway is a 409 page."""
+    company = _contact(app, scim.org_id, "organization", "Globex")
+    html = manager.get(f"/admin/contacts/{company}").get_data(as_text=True)
+    assert "Enable access</button>" not in html and "only persons" in html
+    resp = _post(manager, f"/admin/contacts/{company}/access", override="yes")
+    assert resp.status_code == 409 and "only persons get access" in resp.get_data(as_text=True)
+
+
+def test_edit_contact_through_the_directory_service(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """Saving edits the fields (contact.update event); a bad e-mail is 400, unsaved."""
+    company = _contact(app, scim.org_id, "organization", "Initech")
+    ann = _contact(app, scim.org_id, "person", "Ann")
+    resp = _post(
+        manager,
+        f"/admin/contacts/{ann}",
+        name="Ann Smith",
+        email="ann@example.com",
+        organization_contact_id=company,
+        resource_system="PlanIt",
+    )
+    assert resp.status_code == 303
+    with db.reader(app)() as s:
+        c = s.get(Contact, (scim.org_id, ann))
+        assert (c.name, c.email, c.organization_contact_id, c.resource_system) == (
+            "Ann Smith",
+            "ann@example.com",
+            company,
+            "PlanIt",
+        )
+        assert s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "contact.update")
+        )
+    bad = _post(manager, f"/admin/contacts/{ann}", name="Ann", email="not-an-address")
+    assert bad.status_code == 400 and 'aria-invalid="true"' in bad.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert s.get(Contact, (scim.org_id, ann)).email == "ann@example.com"
+
+
+def test_availability_grid_saves_and_shows_errors(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """Only a resource has the grid; valid days are saved, a bad day is 400 next to its
+    field and nothing is saved."""
+    plain = _contact(app, scim.org_id, "person", "Clerk")
+    assert "Availability hours" not in manager.get(f"/admin/contacts/{plain}").get_data(
+        as_text=True
+    )
+    crane = _contact(app, scim.org_id, "person", "Crane 7", resource_system="PlanIt")
+    html = manager.get(f"/admin/contacts/{crane}").get_data(as_text=True)
+    assert "Availability hours" in html and 'id="odd_monday"' in html and 'id="even_sunday"' in html
+    resp = _post(
+        manager,
+        f"/admin/contacts/{crane}/availability",
+        odd_monday="13:00-17:00, 08:00-12:00",
+        even_friday="07:30-15:30",
+    )
+    assert resp.status_code == 303
+    html = manager.get(f"/admin/contacts/{crane}").get_data(as_text=True)
+    assert 'value="08:00-12:00, 13:00-17:00"' in html and 'value="07:30-15:30"' in html
+    bad = _post(
+        manager,
+        f"/admin/contacts/{crane}/availability",
+        odd_monday="08:00-12:00, 11:00-13:00",
+        odd_tuesday="25:00-26:00",
+    )
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 400
+    assert "Odd weeks, Monday: 11:00-13:00 overlaps 08:00-12:00." in text
+    assert "Odd weeks, Tuesday: &#39;25:00&#39; is not a time of day" in text
+    with db.reader(app)() as s:
+        assert s.scalar(select(func.count()).select_from(ContactAvailability)) == 3
+
+
+def test_roles_without_the_capability_get_403_and_no_menu(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An auditor or security admin: no Contacts in the menu, 403 on the pages and posts."""
+    ann = _contact(app, scim.org_id, "person", "Ann", email="ann@example.com")
+    sign_in_console(app, client, scim, "auditor", "audit@example.com")
+    assert ">Contacts</a>" not in client.get("/admin/").get_data(as_text=True)
+    assert client.get("/admin/contacts/").status_code == 403
+    assert client.get(f"/admin/contacts/{ann}").status_code == 403
+    assert _post(client, f"/admin/contacts/{ann}/access", override="yes").status_code == 403
+    with db.reader(app)() as s:
+        assert s.scalar(select(User).where(User.contact_id == ann)) is None
+
+
+def test_post_without_csrf_is_refused(app: Flask, manager: FlaskClient, scim: Scim) -> None:
+    """A form posted without its CSRF token changes nothing."""
+    ann = _contact(app, scim.org_id, "person", "Ann", email="ann@example.com")
+    resp = manager.post(f"/admin/contacts/{ann}/access", data={"override": "yes"})
+    assert resp.status_code == 400
+    with db.reader(app)() as s:
+        assert s.scalar(select(User).where(User.contact_id == ann)) is None
