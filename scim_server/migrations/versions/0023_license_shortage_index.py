@@ -21,9 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_users_org_id_license_wanted_id", "users", ["org_id", "license_wanted_id"]
-    )
+    op.create_index("ix_users_org_id_license_wanted_id", "users", ["org_id", "license_wanted_id"])
 
 
 def downgrade() -> None:
