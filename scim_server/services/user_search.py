@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select, tuple_
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.sql import ColumnElement
 
 from scim_server.errors import InvalidValueError
@@ -236,6 +236,7 @@ def search_users(session: Session, org_id: str, q: UserQuery) -> UserPage:
     expr = SORTS[q.sort]
     base = (
         select(User, expr.label("sort_value"))
+        .options(defer(User.data))  # the SCIM document: large, and not on the dashboard
         .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
         .outerjoin(License, (License.org_id == User.org_id) & (License.id == User.license_id))
     )
