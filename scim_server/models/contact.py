@@ -27,6 +27,8 @@ class Contact(Base):
         Index("ix_contacts_org_id_external_id", "org_id", "external_id"),
         Index("ix_contacts_org_id_email_key", "org_id", "email_key"),
         Index("ix_contacts_org_id_kind_name_key", "org_id", "kind", "name_key"),
+        # The users dashboard sorted by name reads a page from here (any kind).
+        Index("ix_contacts_org_id_name_key", "org_id", "name_key"),
     )
 
     org_id: Mapped[str] = mapped_column(

@@ -24,6 +24,8 @@ class User(Base):
         # The shortage per license (users the rules want on it without a seat), counted on
         # every licenses page and profile: without it, a scan of the organization's users.
         Index("ix_users_org_id_license_wanted_id", "org_id", "license_wanted_id"),
+        # The users dashboard sorted by last sign-in reads a page from here.
+        Index("ix_users_org_id_last_login_at", "org_id", "last_login_at"),
         # The console's status filter and sort (keyset pages on (status, id)).
         Index("ix_users_org_id_status_id", "org_id", "status", "id"),
         Index("ix_users_org_id_contact_id", "org_id", "contact_id"),
