@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.backends import BACKENDS, PG_ADMIN_URL, database
 from bench.conformance import check_loader_matches_services
+from bench.console_pages import measure_console
 from bench.dataset import OrgData, build_dataset
 from bench.loader import create_tokens, load_orgs, settle
 from bench.machine import machine_info
@@ -120,10 +121,15 @@ def bench_backend(
                 check_answers(bench.scim(tokens[largest.id]), bench.baseline, largest)
                 rows: list[Row] = []
                 growth: list[Row] = []
+                sign_in: dict[str, Any] | None = None
+                console: list[Row] = []
                 if only is None:
                     rows = bench.matrix(largest, tokens[largest.id])
                     growth = bench.growth(orgs, tokens)
-                sign_in = measure_sign_ins(bench, largest, tokens[largest.id])
+                if only in (None, "signin"):
+                    sign_in = measure_sign_ins(bench, largest, tokens[largest.id])
+                if only in (None, "console"):
+                    console = measure_console(bench, largest, tokens[largest.id])
             finally:
                 engine.dispose()
     targets = []
@@ -141,6 +147,7 @@ def bench_backend(
         "growth": growth,
         "targets": targets,
         "sign_in": sign_in,
+        "console": console,
     }
 
 
@@ -166,8 +173,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("signin",),
-        help="run only this scenario (signin: password sign-ins and SCIM reads beside them)",
+        choices=("signin", "console"),
+        help=(
+            "run only this scenario (signin: password sign-ins and SCIM reads beside them; "
+            "console: the users dashboard's pages at the largest organization)"
+        ),
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
@@ -270,8 +280,11 @@ def print_report(doc: dict[str, Any]) -> None:
             print(f"Growth (c=1):\n\n{growth_table(result['growth'])}\n")
             print(f"Targets:\n\n{targets_table(result['targets'])}\n")
         sign_in = result["sign_in"]
-        print(f"Sign-in (issue 12):\n\n{table(sign_in['rows'])}\n")
-        print(summary_lines(sign_in["summary"]))
+        if sign_in:
+            print(f"Sign-in (issue 12):\n\n{table(sign_in['rows'])}\n")
+            print(summary_lines(sign_in["summary"]))
+        if result["console"]:
+            print(f"\nConsole users dashboard (issue 13):\n\n{table(result['console'])}\n")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ NAMING_CONVENTION = {
 
 # The database is unreachable, dropped the connection, or the pool is exhausted:
 # transient, so clients get 503 + Retry-After (seconds) rather than a 500.
+# PostgreSQL-only GIN trigram indexes (name -> (table, column)) for the users dashboard's
+# substring search, made by migration 0023 where pg_trgm may be created. They are not in the
+# models (a database without pg_trgm has none); the schema comparison expects either.
+TRIGRAM_INDEXES: dict[str, tuple[str, str]] = {
+    "ix_users_user_name_key_trgm": ("users", "user_name_key"),
+    "ix_users_username_key_trgm": ("users", "username_key"),
+    "ix_contacts_name_key_trgm": ("contacts", "name_key"),
+    "ix_contacts_email_key_trgm": ("contacts", "email_key"),
+}
+
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 DATABASE_RETRY_AFTER = 5
 

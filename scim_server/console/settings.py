@@ -87,7 +87,7 @@ def _page(values: dict[str, Any] | None = None, *, status: int = 200, **extra: A
     shown = {**current.as_dict(), **(values or {})}
     problem, samples = username_preview.preview(s, org_id, shown.get("username_format") or "")
     options = {
-        "licenses": [lic["name"] for lic in licenses.list_licenses(s, org_id)],
+        "licenses": [name for _, name in licenses.choices(s, org_id)],
         "roles": [(r.name, r.kind) for r in roles.list_roles(s, org_id)],
     }
     s.rollback()

@@ -54,7 +54,7 @@ def _choices(s: Any) -> dict[str, list[tuple[str, str]]]:
         "license_choices": [
             ("", "Any license"),
             ("none", "No license"),
-            *((lic["id"], lic["name"]) for lic in licenses.list_licenses(s, org_id)),
+            *licenses.choices(s, org_id),
         ],
         "role_choices": [
             ("", "Any role"),

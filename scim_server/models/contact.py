@@ -35,7 +35,8 @@ class Contact(Base):
         Index("ix_contacts_org_id_external_id", "org_id", "external_id"),
         Index("ix_contacts_org_id_email_key", "org_id", "email_key"),
         Index("ix_contacts_org_id_kind_name_key", "org_id", "kind", "name_key"),
-        # The console's contact list: keyset pages on (name_key, id) whatever the kind.
+        # The console's contact list (keyset pages on (name_key, id), whatever the kind) and
+        # the users dashboard sorted by name read their pages from here.
         Index("ix_contacts_org_id_name_key_id", "org_id", "name_key", "id"),
     )
 

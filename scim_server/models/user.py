@@ -21,6 +21,11 @@ class User(Base):
         Index("ix_users_org_id_created_at", "org_id", "created_at", "id"),
         Index("uq_users_org_id_username_key", "org_id", "username_key", unique=True),
         Index("ix_users_org_id_license_id", "org_id", "license_id"),
+        # The shortage per license (users the rules want on it without a seat), counted on
+        # every licenses page and profile: without it, a scan of the organization's users.
+        Index("ix_users_org_id_license_wanted_id", "org_id", "license_wanted_id"),
+        # The users dashboard sorted by last sign-in reads a page from here.
+        Index("ix_users_org_id_last_login_at", "org_id", "last_login_at"),
         # The console's status filter and sort (keyset pages on (status, id)).
         Index("ix_users_org_id_status_id", "org_id", "status", "id"),
         Index("ix_users_org_id_contact_id", "org_id", "contact_id"),

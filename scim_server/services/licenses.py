@@ -158,6 +158,12 @@ def wanted(session: Session, org_id: str, license_id: str) -> int:
     )
 
 
+def choices(session: Session, org_id: str) -> list[tuple[str, str]]:
+    """(id, name) of each license, by name: for a menu, which needs no seat counts."""
+    query = select(License.id, License.name).where(License.org_id == org_id)
+    return [(lic_id, name) for lic_id, name in session.execute(query.order_by(License.name_key))]
+
+
 def list_licenses(session: Session, org_id: str) -> list[dict[str, Any]]:
     """Each license with usage, seats left and shortage (users waiting for a seat)."""
     out = []

@@ -2,8 +2,9 @@
 
 Pages are keyset pages (the last row's sort value and id), never OFFSET, so a
 deep page costs what the first does. Every sort puts empty values last in both
-directions, the same on SQLite and PostgreSQL (``ORDER BY value IS NULL`` first),
-and ends on the user id, so the order is total and a cursor is exact.
+directions, the same on SQLite and PostgreSQL (the values and the empty ones are
+read by separate queries, see ``_fetch``), and ends on the user id, so the order
+is total and a cursor is exact.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import exists, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.sql import ColumnElement
 
 from scim_server.errors import InvalidValueError
@@ -166,18 +167,51 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _conditions(q: UserQuery, org_id: str) -> list[ColumnElement[bool]]:
+# From this many characters a search on PostgreSQL is answered from the trigram indexes
+# (migration 0023, where pg_trgm is available): a trigram needs three characters.
+TRIGRAM_MIN = 3
+
+
+def _matching_ids(org_id: str, pattern: str) -> Any:
+    """Ids of the users whose userName or login name, or whose contact's name or e-mail,
+    matches: a UNION of one lookup per table, which PostgreSQL answers from each table's
+    trigram indexes (an OR across the join would scan every user of the organization)."""
+    by_user = select(User.id).where(
+        User.org_id == org_id,
+        or_(
+            User.user_name_key.like(pattern, escape="\\"),
+            User.login_name_key.like(pattern, escape="\\"),
+        ),
+    )
+    by_contact = (
+        select(User.id)
+        .join(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(
+            Contact.org_id == org_id,
+            or_(
+                Contact.name_key.like(pattern, escape="\\"),
+                Contact.email_key.like(pattern, escape="\\"),
+            ),
+        )
+    )
+    return by_user.union(by_contact)
+
+
+def _conditions(q: UserQuery, org_id: str, *, trigrams: bool) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [User.org_id == org_id]
     if q.search:
         pattern = f"%{_escape_like(fold(q.search))}%"
-        conds.append(
-            or_(
-                User.user_name_key.like(pattern, escape="\\"),
-                User.login_name_key.like(pattern, escape="\\"),
-                Contact.name_key.like(pattern, escape="\\"),
-                Contact.email_key.like(pattern, escape="\\"),
+        if trigrams:
+            conds.append(User.id.in_(_matching_ids(org_id, pattern)))
+        else:
+            conds.append(
+                or_(
+                    User.user_name_key.like(pattern, escape="\\"),
+                    User.login_name_key.like(pattern, escape="\\"),
+                    Contact.name_key.like(pattern, escape="\\"),
+                    Contact.email_key.like(pattern, escape="\\"),
+                )
             )
-        )
     if q.status:
         conds.append(User.status == q.status)
     if q.license_id == "none":
@@ -202,32 +236,24 @@ def search_users(session: Session, org_id: str, q: UserQuery) -> UserPage:
     expr = SORTS[q.sort]
     base = (
         select(User, expr.label("sort_value"))
+        .options(defer(User.data))  # the SCIM document: large, and not on the dashboard
         .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
         .outerjoin(License, (License.org_id == User.org_id) & (License.id == User.license_id))
     )
-    conds = _conditions(q, org_id)
+    trigrams = (
+        len(fold(q.search)) >= TRIGRAM_MIN and session.get_bind().dialect.name == "postgresql"
+    )
+    conds = _conditions(q, org_id, trigrams=trigrams)
     counting = select(func.count()).select_from(User)
-    if q.search:  # only a search looks at the contact
+    if q.search and not trigrams:  # only a search by OR looks at the contact
         counting = counting.outerjoin(
             Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id)
         )
     total = session.scalar(counting.where(*conds)) or 0
     backwards = q.before is not None
     cursor = q.before if backwards else q.after
-    if cursor is not None:
-        value, user_id = _decode(cursor, q.sort)
-        conds.append(
-            _beyond(
-                expr,
-                value,
-                user_id,
-                ascending=not q.descending,
-                backwards=backwards,
-                nullable=q.sort not in NEVER_EMPTY,
-            )
-        )
-    order = _order(expr, not q.descending, backwards, nullable=q.sort not in NEVER_EMPTY)
-    rows = list(session.execute(base.where(*conds).order_by(*order).limit(q.size + 1)).all())
+    at = _decode(cursor, q.sort) if cursor is not None else None
+    rows = _fetch(session, base.where(*conds), q, at, backwards)
     more = len(rows) > q.size
     rows = rows[: q.size]
     if backwards:
@@ -244,35 +270,49 @@ def search_users(session: Session, org_id: str, q: UserQuery) -> UserPage:
     )
 
 
-def _order(expr: Any, ascending: bool, backwards: bool, *, nullable: bool) -> list[Any]:
-    """The page's order: the value (empty ones last), then the id; reversed backwards."""
-    forward = ascending != backwards
-    value = expr.asc() if forward else expr.desc()
-    if nullable:
-        value = value.nulls_first() if backwards else value.nulls_last()
-    return [value, User.id.asc() if forward else User.id.desc()]
+def _fetch(
+    session: Session, base: Any, q: UserQuery, at: tuple[Any, str] | None, backwards: bool
+) -> list[Any]:
+    """Up to ``q.size + 1`` rows from the cursor ``at`` (value, id) on, in fetch order (the
+    shown order, reversed when paging backwards).
 
+    The shown order is the non-empty values, then the empty ones, each by the user id too.
+    Each part is its own query with a plain range condition (``(value, id) > (v, i)``),
+    which an index on the value serves from the cursor on; an ``OR value IS NULL`` in one
+    query made the database read every row before the cursor (66 ms for a page halfway
+    through 100k users on PostgreSQL, against 2 ms for the first).
+    """
+    expr = SORTS[q.sort]
+    nullable = q.sort not in NEVER_EMPTY
+    up = q.descending == backwards  # values ascending in fetch order
 
-def _beyond(
-    expr: Any, value: Any, user_id: str, *, ascending: bool, backwards: bool, nullable: bool
-) -> ColumnElement[bool]:
-    """Rows strictly after (``backwards``: before) the cursor row (value, id) in the shown order."""
-    up = ascending != backwards
-
-    def past(a: Any, b: Any) -> Any:
+    def beyond(a: Any, b: Any) -> Any:
         return a > b if up else a < b
 
+    def by_id() -> Any:
+        return User.id.asc() if up else User.id.desc()
+
+    valued = base.where(expr.is_not(None)) if nullable else base
+    valued = valued.order_by(expr.asc() if up else expr.desc(), by_id())
+    empty = base.where(expr.is_(None)).order_by(by_id())
+    if at is None:
+        parts = [valued, empty] if not backwards else [empty, valued]
+    elif at[0] is not None:
+        valued = valued.where(beyond(tuple_(expr, User.id), tuple_(*at)))
+        # Empty values come after every value: only a forward page reaches them.
+        parts = [valued, empty] if not backwards else [valued]
+    else:
+        empty = empty.where(beyond(User.id, at[1]))
+        parts = [empty] if not backwards else [empty, valued]
     if not nullable:
-        return past(tuple_(expr, User.id), tuple_(value, user_id))
-    if not backwards:
-        if value is None:  # among the empty values, which come last
-            return and_(expr.is_(None), past(User.id, user_id))
-        return or_(expr.is_(None), past(expr, value), and_(expr == value, past(User.id, user_id)))
-    if value is None:
-        return or_(expr.is_not(None), and_(expr.is_(None), past(User.id, user_id)))
-    return and_(
-        expr.is_not(None), or_(past(expr, value), and_(expr == value, past(User.id, user_id)))
-    )
+        parts = [p for p in parts if p is not empty]
+    wanted = q.size + 1
+    rows: list[Any] = []
+    for part in parts:
+        rows += session.execute(part.limit(wanted - len(rows))).all()
+        if len(rows) >= wanted:
+            break
+    return rows
 
 
 def _rows(session: Session, org_id: str, users: list[User]) -> list[UserRow]:

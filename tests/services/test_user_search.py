@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -108,3 +109,48 @@ def test_empty_values_sort_last_both_ways(app: Flask, scim: Scim, population: li
 def test_bad_parameters_are_clear_errors(args: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidValueError, match=message):
         user_search.parse_query(args)
+
+
+def test_postgres_search_reads_the_trigram_indexes(app: Flask, scim: Scim, engine: Any) -> None:
+    """On PostgreSQL the migrations make the trigram indexes (pg_trgm may be created here), and
+    a search of three characters or more is one lookup per table (a UNION the indexes serve;
+    an OR across the join scans every user), finding a user by its contact's name and by its
+    login name alike. How fast: ``python -m bench --only console`` (a plan on a few test rows
+    would rather scan, whatever the indexes)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: the trigram indexes")
+    from sqlalchemy import event, text
+
+    from scim_server.db import TRIGRAM_INDEXES
+
+    with engine.connect() as conn:
+        made = conn.execute(
+            text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        ).scalars()
+        assert set(TRIGRAM_INDEXES) <= set(made)
+    scim.create_user("ada.l", name={"givenName": "Ada", "familyName": "Lovelace"})
+    scim.create_user("grace.h", name={"givenName": "Grace", "familyName": "Hopper"})
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def search(text: str) -> tuple[user_search.UserPage, list[str]]:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            with db.reader(app)() as s:
+                page = user_search.search_users(s, scim.org_id, UserQuery(search=text))
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        return page, [st for st in statements if "LIKE" in st]
+
+    by_name, sql = search("LOVEL")
+    assert [r.name for r in by_name.rows] == ["Ada Lovelace"] and by_name.total == 1
+    assert sql and all("UNION" in st for st in sql)
+    by_login, sql = search("race.h")
+    assert [r.username for r in by_login.rows] == ["grace.h"] and by_login.total == 1
+    assert sql and all("UNION" in st for st in sql)
+    short, sql = search("ce")  # too short for a trigram: the OR over the join
+    assert [r.username for r in short.rows] == ["ada.l", "grace.h"] and short.total == 2
+    assert sql and not any("UNION" in st for st in sql)
