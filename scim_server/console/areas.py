@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from scim_server.console import (
     access_admin,
+    billing,
     directory,
     home,
     imports,
@@ -33,6 +34,7 @@ AREAS = (
     users.bp,
     imports.bp,
     directory.bp,
+    billing.bp,
     sso.bp,
     rules.bp,
     log.bp,
