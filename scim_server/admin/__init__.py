@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
         roles_api,
         rule_sets_api,
         settings_api,
+        tokens_api,
         webhooks_api,
     )
     from scim_server.admin.blueprint import bp
