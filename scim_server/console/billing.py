@@ -42,6 +42,9 @@ def _period(form: filters.Form) -> tuple[date, date]:
     since = filters.day(request.args, "from", form)
     until = filters.day(request.args, "to", form)
     since, until = since or first, until or last
+    # The form shows the period it is about (this month unless asked otherwise).
+    for name, value in (("from", since), ("to", until)):
+        form.values[name] = form.values[name] or value.isoformat()
     if form.ok:
         try:
             billing.check_period(since, until)
