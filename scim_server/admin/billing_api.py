@@ -56,7 +56,7 @@ class BillingTotalOut(Out):
 
 
 class BillingSummaryOut(Out):
-    license_id = nullable(fields.String, metadata={"description": "null: deleted since"})
+    license_id = nullable(fields.String, metadata={"description": "null: renamed or deleted since"})
     license = always(fields.String)
     assigned = always(fields.Integer)
     released = always(fields.Integer)

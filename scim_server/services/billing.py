@@ -56,7 +56,7 @@ class LicenseChange:
 
     seq: int
     occurred_at: datetime
-    license_id: str | None  # None: a license deleted since (its name is what the log says)
+    license_id: str | None  # None: renamed or deleted since (the name is what the log says)
     license_name: str
     delta: int
     price_cents: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -234,3 +235,25 @@ def test_imported_values_are_escaped(app: Flask, client: FlaskClient, scim: Scim
     token = csrf_token(client, "/admin/import/")
     body = _upload(client, token, b"userName\n<script>x</script>\n").get_data(as_text=True)  # type: ignore[attr-defined]
     assert "<script>x</script>" not in body and "&lt;script&gt;x&lt;/script&gt;" in body
+
+
+def test_staging_drops_stale_previews_and_old_results(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A preview left unimported for a day goes (with its rows) at the next upload; a recent one
+    stays; another organization's are not touched."""
+    sign_in_console(app, client, scim, "user_manager")
+    token = csrf_token(client, "/admin/import/")
+    _upload(client, token, b"userName\nold@example.com\n", "old.csv")
+    _upload(client, token, b"userName\nrecent@example.com\n", "recent.csv")
+    by_name = {j.params["filename"]: j for j in _jobs(app, scim.org_id)}
+    old, recent = by_name["old.csv"], by_name["recent.csv"]
+    with db.reader(app)() as s:
+        s.query(Job).filter_by(id=old.id).update({"created_at": old.created_at - timedelta(days=2)})
+        s.commit()
+    _upload(client, token, b"userName\nthird@example.com\n")
+    left = {j.id for j in _jobs(app, scim.org_id)}
+    assert old.id not in left and recent.id in left and len(left) == 2
+    with db.reader(app)() as s:
+        assert s.query(ImportRow).filter_by(job_id=old.id).count() == 0
+        assert s.query(ImportRow).filter_by(job_id=recent.id).count() == 1
