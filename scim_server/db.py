@@ -362,6 +362,26 @@ class Database:
         finally:
             release(session)
 
+    @staticmethod
+    def end_read() -> None:
+        """End the read transaction the request's session has open (the token lookup), so
+        that a side write does not run under it; the session's next use begins afresh."""
+        from flask import g
+
+        session = g.get("_scim_session")
+        if session is not None and session.in_transaction():
+            session.commit()
+
+    @classmethod
+    def side_sessions(cls) -> sessionmaker[Session]:
+        """Sessions apart from the request's, for a small write that must not join its
+        transaction (a token's last use): statement sessions on PostgreSQL (the write is
+        its own transaction), readers (deferred BEGIN) on SQLite."""
+        from flask import current_app
+
+        state = cls.state(current_app)
+        return state.statement_reader or state.reader
+
     def read_after_write(self) -> None:
         """Serve the rest of the request (the representation of what was written) as a read.
 

@@ -46,6 +46,7 @@ PURGE_EVERY = timedelta(minutes=10)
 def load_kinds() -> dict[str, jobs.JobKind]:
     """Import the modules that register job kinds; the worker runs what they define."""
     from scim_server.services import rule_sets  # noqa: F401  (registers ruleset.apply)
+    from scim_server.user_import import jobs as user_import_jobs  # noqa: F401  (users.import)
 
     return jobs.KINDS
 

@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     from scim_server.admin import (  # noqa: F401  (each adds its routes to bp)
         accounts_api,
         audit_api,
+        billing_api,
         contacts_api,
         credentials_api,
         events_api,
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
         roles_api,
         rule_sets_api,
         settings_api,
+        tokens_api,
         webhooks_api,
     )
     from scim_server.admin.blueprint import bp

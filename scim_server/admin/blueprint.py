@@ -12,8 +12,9 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from scim_server.audit import web as audit_web
-from scim_server.db import db
+from scim_server.db import db, utcnow
 from scim_server.errors import DomainError
+from scim_server.services import token_usage
 from scim_server.services import tokens as token_service
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
@@ -61,3 +62,6 @@ def authenticate() -> None:
     audit_web.begin(token.id, token.name, actor_type="admin")
     if session.in_transaction():
         session.commit()
+    if token_usage.is_stale(token.last_used_at, utcnow()):
+        # At most once a minute per token, apart from this request's transaction.
+        token_usage.note_use(db.side_sessions(), token.org_id, token.id, token.last_used_at)

@@ -48,6 +48,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("console.contacts.list_contacts", "Contacts", "contacts.read"),
     NavEntry("console.imports.upload_form", "Import", "users.write"),
     NavEntry("console.directory.list_licenses", "Licenses", "directory.read"),
+    NavEntry("console.billing.show_billing", "Billing", "billing.read"),
     NavEntry("console.directory.list_roles", "Roles", "directory.read"),
     NavEntry("console.sso.list_connections", "Single sign-on", "sso.read"),
     NavEntry("console.rules.edit_rules", "Mapping rules", "rules.read"),

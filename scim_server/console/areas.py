@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from scim_server.console import (
     access_admin,
+    billing,
     contacts,
     directory,
     home,
@@ -35,6 +36,7 @@ AREAS = (
     contacts.bp,
     imports.bp,
     directory.bp,
+    billing.bp,
     sso.bp,
     rules.bp,
     log.bp,

@@ -88,6 +88,12 @@ def authenticate() -> Response | None:
     if not who.roles:
         return render("console/error.html", status=403, reason="no_access")
     audit_web.begin(who.user_id, who.user_name, actor_type="console")
+    # An upload view may take more than the app's request limit (its mark says how much).
+    upload_limit = getattr(
+        current_app.view_functions.get(request.endpoint or ""), "max_upload_bytes", None
+    )
+    if upload_limit:
+        request.max_content_length = upload_limit
     check_csrf()
     return None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 
@@ -36,6 +36,21 @@ def when(args: Mapping[str, str], name: str, form: Form) -> datetime | None:
         form.errors[name] = "Enter a date and time such as 2026-01-31T09:00."
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def day(args: Mapping[str, str], name: str, form: Form) -> date | None:
+    """A ``date`` field's value (YYYY-MM-DD)."""
+    raw = (args.get(name) or "").strip()
+    form.values[name] = raw
+    if not raw:
+        return None
+    try:
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    form.errors[name] = "Enter a date such as 2026-01-31."
+    return None
 
 
 def text(args: Mapping[str, str], name: str, form: Form, limit: int = 200) -> str | None:

@@ -1,4 +1,5 @@
-"""SCIM and admin API tokens (``/admin/tokens/``): create (the secret shown once), revoke.
+"""SCIM and admin API tokens (``/admin/tokens/``): create (the secret shown once), when each
+was last used (to the minute: ``services.token_usage``), revoke.
 
 The same services as ``scim-server token create/list/revoke``. After a create the
 browser is redirected (a reload must not create a second token) and the secret
@@ -16,7 +17,7 @@ from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
-from scim_server.services import token_usage, tokens
+from scim_server.services import tokens
 from scim_server.urls import scim_root
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
@@ -28,7 +29,6 @@ def _page(status: int = 200, **extra: Any) -> Response:
     s = db.session
     org_id = person().org_id
     listed = tokens.list_tokens(s, org_id)
-    last = token_usage.last_writes(s, org_id, [t.id for t in listed])
     listed.sort(key=lambda t: (t.revoked_at is not None, t.name.casefold()))
     rows = [
         {
@@ -37,7 +37,7 @@ def _page(status: int = 200, **extra: Any) -> Response:
             "kind": t.kind,
             "created": t.created_at,
             "revoked": t.revoked_at,
-            "last_write": last.get(t.id),
+            "last_used": t.last_used_at,
         }
         for t in listed
     ]

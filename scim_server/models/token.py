@@ -24,3 +24,5 @@ class ScimToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # "scim" tokens provision over /scim/v2; "admin" tokens use the admin API /api/v1.
     kind: Mapped[str] = mapped_column(String(10), default="scim", server_default="scim")
+    # When the token last authenticated a request, to the minute (services.token_usage).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

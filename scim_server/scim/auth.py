@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from scim_server.audit import web as audit_web
-from scim_server.db import db
+from scim_server.db import db, utcnow
 from scim_server.errors import InvalidValueError
 from scim_server.scim import audit_hooks
 from scim_server.scim.errors import UnauthorizedError
+from scim_server.services import token_usage
 from scim_server.services import tokens as token_service
 
 # Discovery (RFC 7644 §4) is readable without a token.
@@ -50,6 +51,11 @@ def authenticate() -> None:
     g.org_id = token.org_id
     g.token_id = token.id
     audit_web.begin(token.id, token.name)
+    if token_usage.is_stale(token.last_used_at, utcnow()):
+        # At most once a minute per token, apart from this request's transaction.
+        if reading:
+            db.end_read()
+        token_usage.note_use(db.side_sessions(), token.org_id, token.id, token.last_used_at)
 
 
 def init_blueprint(bp: Blueprint) -> None:

@@ -31,6 +31,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "contacts.write": frozenset({USER_MANAGER}),  # edit, enable access, availability hours
     "directory.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),  # licenses, roles
     "directory.write": frozenset({USER_MANAGER}),
+    "billing.read": frozenset({USER_MANAGER, AUDITOR}),  # monthly totals, seat changes
     "settings.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),
     "settings.write": frozenset({SECURITY_ADMIN}),
     "tokens.read": frozenset({SECURITY_ADMIN, AUDITOR}),

@@ -80,16 +80,20 @@ def enqueue(
     *,
     run_after: datetime | None = None,
     max_attempts: int = 5,
+    state: str = "queued",
 ) -> Job:
-    """Queue a job in the caller's transaction; it runs only if that transaction commits."""
-    ctx = current_context()
+    """Queue a job in the caller's transaction; it runs only if that transaction commits.
+
+    ``state``: another state than ``queued`` (e.g. an import's ``staged``) keeps workers
+    off it until the caller queues it (``queue_as_current_actor``).
+    """
     job = Job(
         org_id=org_id,
         id=str(uuid.uuid4()),
         kind=kind,
-        state="queued",
+        state=state,
         params=params or {},
-        actor={k: getattr(ctx, k) for k in _ACTOR_FIELDS},
+        actor=current_actor(),
         progress_done=0,
         attempts=0,
         max_attempts=max_attempts,
@@ -99,6 +103,19 @@ def enqueue(
     session.add(job)
     session.flush()
     return job
+
+
+def current_actor() -> dict[str, Any]:
+    """Who is asking now (the audit context), as a job keeps it for its events."""
+    ctx = current_context()
+    return {k: getattr(ctx, k) for k in _ACTOR_FIELDS}
+
+
+def queue_as_current_actor(job: Job) -> None:
+    """Queue a job held back at enqueue (locked by the caller), due now, for whoever asks now."""
+    job.state = "queued"
+    job.run_after = utcnow()
+    job.actor = current_actor()
 
 
 def get_job(session: Session, org_id: str, job_id: str) -> Job:

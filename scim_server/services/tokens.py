@@ -61,7 +61,12 @@ def create_token(
 
 # Built once: this runs on every request.
 _BY_HASH = select(
-    ScimToken.org_id, ScimToken.id, ScimToken.name, ScimToken.kind, ScimToken.revoked_at
+    ScimToken.org_id,
+    ScimToken.id,
+    ScimToken.name,
+    ScimToken.kind,
+    ScimToken.revoked_at,
+    ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
 ).where(ScimToken.token_hash == bindparam("token_hash"))
 
 

@@ -426,13 +426,11 @@ def delete_user(
                 .values(version=Group.version + 1, updated_at=utcnow())
             )
         drop_index(session, org_id, user_id)
-        record(
-            session,
-            org_id,
-            "user.delete",
-            **_about(user),
-            changes={"groups": {"before": sorted(removed)}} if removed else {},
-        )
+        changes: dict[str, Any] = {"groups": {"before": sorted(removed)}} if removed else {}
+        if user.license_id:
+            # The seat given back: the billing view reads it from here.
+            changes["license"] = {"before": user.license_id, "after": None}
+        record(session, org_id, "user.delete", **_about(user), changes=changes)
         session.delete(user)
         counts.changed(session, org_id, "User", -1)
 

@@ -69,7 +69,7 @@ def _header(cells: list[str]) -> list[str | None]:
     return names
 
 
-def _rows(lines: list[list[str]]) -> list[Row]:
+def _rows(lines: list[list[str]], max_rows: int = MAX_ROWS) -> list[Row]:
     if not lines:
         raise InvalidValueError("The file is empty.")
     names = _header(lines[0])
@@ -85,18 +85,24 @@ def _rows(lines: list[list[str]]) -> list[Row]:
         if any(len(v) > MAX_CELL for v in values.values()):
             raise InvalidValueError(f"Line {number}: a cell is longer than {MAX_CELL} characters.")
         rows.append(Row(number, values))
-        if len(rows) > MAX_ROWS:
-            raise InvalidValueError(f"More than {MAX_ROWS} rows: split the file.")
+        if len(rows) > max_rows:
+            raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
     return rows
 
 
-def read(filename: str, data: bytes) -> list[Row]:
-    """The rows of a .csv or .xlsx file; a clear error for anything else."""
-    if len(data) > MAX_BYTES:
-        raise InvalidValueError(f"The file is larger than {MAX_BYTES // (1024 * 1024)} MiB.")
+def read(
+    filename: str, data: bytes, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS
+) -> list[Row]:
+    """The rows of a .csv or .xlsx file; a clear error for anything else.
+
+    The limits: the command line's by default; the console's import (a worker job) passes
+    its own.
+    """
+    if len(data) > max_bytes:
+        raise InvalidValueError(f"The file is larger than {max_bytes // (1024 * 1024)} MiB.")
     name = filename.lower()
     if name.endswith(".xlsx"):
-        return _rows(_xlsx_lines(data))
+        return _rows(_xlsx_lines(data, max_rows), max_rows)
     if name.endswith((".csv", ".txt")):
         try:
             text = data.decode("utf-8-sig")
@@ -108,11 +114,11 @@ def read(filename: str, data: bytes) -> list[Row]:
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
         except csv.Error:
             dialect = csv.excel
-        return _rows([list(r) for r in csv.reader(io.StringIO(text), dialect)])
+        return _rows([list(r) for r in csv.reader(io.StringIO(text), dialect)], max_rows)
     raise InvalidValueError("Upload a .csv or .xlsx file.")
 
 
-def _xlsx_lines(data: bytes) -> list[list[str]]:
+def _xlsx_lines(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
     from zipfile import BadZipFile
 
     from openpyxl import load_workbook
@@ -126,8 +132,8 @@ def _xlsx_lines(data: bytes) -> list[list[str]]:
         lines = []
         for values in sheet.iter_rows(values_only=True):
             lines.append(["" if v is None else str(v) for v in values])
-            if len(lines) > MAX_ROWS + 1:
-                raise InvalidValueError(f"More than {MAX_ROWS} rows: split the file.")
+            if len(lines) > max_rows + 1:
+                raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
         return lines
     finally:
         book.close()

@@ -1,4 +1,4 @@
-"""The tokens page through the HTTP client: create (shown once), last write, revoke."""
+"""The tokens page through the HTTP client: create (shown once), last used, revoke."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def test_create_shows_the_secret_once_and_it_works(
     assert secret not in listed and "Entra &lt;prod&gt;" in listed
 
 
-def test_last_write_comes_from_the_log(app: Flask, client: FlaskClient, scim: Scim) -> None:
-    """The fixture's token created a user: its last write shows; a fresh token shows a dash."""
+def test_last_used_shows(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """The fixture's token created a user: its last use shows; read-only for an auditor."""
     sign_in_console(app, client, scim, "auditor")  # created through the fixture token
     html = client.get("/admin/tokens/").get_data(as_text=True)
     row = re.search(r"<td>test</td>.*?</tr>", html, re.S).group(0)

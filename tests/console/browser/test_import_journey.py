@@ -1,13 +1,16 @@
-"""Journey: a user manager imports people from a CSV file, with a preview first."""
+"""Journey: a user manager imports people from a CSV file, with a preview first; the import is
+a job for the worker, whose progress the page follows."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
 from scim_server.db import db
 from scim_server.models import User
+from scim_server.worker import Worker
 from tests.console.browser.conftest import LiveServer, shoot
 from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
@@ -35,20 +38,33 @@ def test_import_a_csv_with_preview_and_progress(
     page.get_by_label("Spreadsheet (.csv or .xlsx)").set_input_files(str(csv_file))
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_role("heading", name="Preview of people.csv")).to_be_visible()
-    expect(page.locator("td.plan-error")).to_have_count(1)
+    expect(page.locator("#preview-errors td.plan-error")).to_have_count(1)  # errors listed first
+    expect(page.locator("td.plan-error")).to_have_count(2)  # and in the per-row table
     expect(page.locator("td.plan-create")).to_have_count(40)
     expect(page.locator("td.plan-update")).to_have_count(1)
-    expect(page.get_by_text("active must be true or false")).to_be_visible()
+    expect(page.locator("#preview-errors")).to_contain_text("active must be true or false")
     with db.reader(live_server.app)() as s:
         assert s.query(User).filter_by(org_id=org_id).count() == 2  # nothing written yet
     shoot(page, "import-preview")
     page.get_by_role("button", name="Import 41 rows").click()
-    expect(page.get_by_role("heading", name="Import finished")).to_be_visible()
+    # Queued: the page waits for the worker, polling (htmx) with a plain Refresh link beside.
+    expect(page.get_by_text("Waiting for the background worker")).to_be_visible()
+    expect(page.locator("#import-counts")).to_contain_text("0 of 42 rows done")
+    expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+    shoot(page, "import-queued")
+    assert Worker(db.writer(live_server.app)).run_jobs() == 1  # scim-server worker's pass
+    # No reload: the polling swaps in the finished state.
+    expect(page.get_by_role("heading", name="Import finished")).to_be_visible(timeout=10_000)
     expect(page.get_by_text("Nothing has been saved yet")).to_have_count(0)
     expect(page.locator("#import-progress")).to_contain_text(
-        "42 of 42 rows: 40 created, 1 updated, 0 unchanged, 1 with errors"
+        "42 of 42 rows done: 40 created, 1 updated, 0 unchanged, 1 with errors"
     )
+    expect(page.locator("#import-progress td.plan-error")).to_contain_text("active must be")
     shoot(page, "import-done")
+    with page.expect_download() as results:
+        page.get_by_role("link", name="Download every row's result (CSV)").click()
+    lines = Path(results.value.path()).read_text().splitlines()
+    assert lines[0] == "line,userName,result,reason,user_id" and len(lines) == 43
     with db.reader(live_server.app)() as s:
         found = {u.user_name: u for u in s.query(User).filter_by(org_id=org_id)}
     assert len(found) == 42 and found["old@acme.example"].data["name"]["givenName"] == "Olga"

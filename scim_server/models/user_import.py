@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ForeignKeyConstraint, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scim_server.db import Base, JSONDoc
+
+
+class ImportRow(Base):
+    """One spreadsheet row of a console import, kept with its job (``users.import``).
+
+    The upload is read once, on the web node, into these rows (never a file on its
+    disk); ``scim-server worker`` applies them in line order and writes each row's
+    outcome beside it, which the progress page counts and the results CSV lists.
+    ``action`` is None until the row is done.
+    """
+
+    __tablename__ = "import_rows"
+    __table_args__ = (
+        ForeignKeyConstraint(["org_id", "job_id"], ["jobs.org_id", "jobs.id"], ondelete="CASCADE"),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    values: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    action: Mapped[str | None] = mapped_column(String(10), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    user_id: Mapped[str | None] = mapped_column(String(36), default=None)
