@@ -60,8 +60,7 @@ def server_env(database_url: str, key: str) -> dict[str, str]:
         SCIM_SECRET_KEY=key,
         SCIM_AUDIT_KEY=key,
         SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,
-        SCIM_WORKERS="2",
-        SCIM_THREADS="1",
+        SCIM_WORKERS="2",  # SCIM_THREADS and SCIM_ARGON2_CONCURRENCY: the defaults
         SCIM_RATE_LIMIT_PER_MINUTE="0",
         # Every sign-in comes from 127.0.0.1: the per-address throttle would refuse
         # all but 30 a minute (the per-account lockout stays on).

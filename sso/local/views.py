@@ -20,6 +20,7 @@ from scim_server.models import Organization, User
 from scim_server.services import lifecycle, mail, mfa, passwords, totp
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
+from scim_server.slots import NoSlotError
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.local import factors, pending, web
@@ -98,6 +99,8 @@ def sign_in_with_password() -> Any:
     s = db.writing_session()
     try:
         verified = local.check_password(s, login, secret, attempt, read=db.lookup)
+    except NoSlotError:
+        return web.busy(password_page(login, next_path, problem=web.BUSY), "password sign-in")
     except SsoError as err:
         if isinstance(err, local.CredentialsRefusedError):
             web.even_out(started, err.account_found)
@@ -201,7 +204,20 @@ def change_password() -> Any:
         return _change_page(user, "The two passwords are not the same.", 400)
     attempt = web.attempt()
     s = db.writing_session()
-    problem: str | None = None
+    try:
+        stage, new_hash = _change(s, user, new, attempt)
+    except passwords.PasswordRejected as err:
+        return _change_page(user, str(err.detail), 400)
+    except NoSlotError:
+        return web.busy(_change_page(user, web.BUSY), "password change")
+    return continue_sign_in(s, found, stage, password_hash=new_hash)
+
+
+def _change(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
+    """Set the chosen password in one transaction: (the next stage, the new hash).
+
+    ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing.
+    """
     with s.begin():
         found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
         if found_user is None:
@@ -210,45 +226,36 @@ def change_password() -> Any:
         current = get_settings(s, user.org_id)
         row = passwords.current_password(s, user)
         address = user_address(s, user)
-        try:
-            if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
-                raise passwords.PasswordRejected(
-                    "history", "Choose a new password, not the one you were given."
-                )
-            row = passwords.set_password(
-                s,
-                attempt.hashing,
-                current.password_policy(),
-                user,
-                new,
-                identifiers=passwords.personal_identifiers(user, address),
-                detail="chosen by the person at sign-in, replacing a temporary password",
+        if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
+            raise passwords.PasswordRejected(
+                "history", "Choose a new password, not the one you were given."
             )
-        except passwords.PasswordRejected as err:
-            problem = str(err.detail)
-            s.rollback()
-        else:
-            if user.status == lifecycle.AWAITING_NEW_PASSWORD:
-                lifecycle.transition(
-                    s, user, "complete_recovery", reason="new password chosen at sign-in"
-                )
-            if address is not None:
-                mail.queue_mail(
-                    s,
-                    user.org_id,
-                    "password_changed",
-                    address,
-                    {
-                        "username": user.login_name or user.user_name,
-                        "login_url": mail.login_url(attempt.base_url),
-                    },
-                    user_id=user.id,
-                )
-            stage = local.next_stage(s, user, row)
-            new_hash = row.hash
-    if problem is not None:
-        return _change_page(user, problem, 400)
-    return continue_sign_in(s, found, stage, password_hash=new_hash)
+        row = passwords.set_password(
+            s,
+            attempt.hashing,
+            current.password_policy(),
+            user,
+            new,
+            identifiers=passwords.personal_identifiers(user, address),
+            detail="chosen by the person at sign-in, replacing a temporary password",
+        )
+        if user.status == lifecycle.AWAITING_NEW_PASSWORD:
+            lifecycle.transition(
+                s, user, "complete_recovery", reason="new password chosen at sign-in"
+            )
+        if address is not None:
+            mail.queue_mail(
+                s,
+                user.org_id,
+                "password_changed",
+                address,
+                {
+                    "username": user.login_name or user.user_name,
+                    "login_url": mail.login_url(attempt.base_url),
+                },
+                user_id=user.id,
+            )
+        return local.next_stage(s, user, row), row.hash
 
 
 # -- second factor --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from scim_server.db import db, utcnow
 from scim_server.models import CredentialToken, MailOutbox, User, UserPassword
 from tests.support import Clock
 from tests.support.admin_api import events
+from tests.support.local import busy_node
 from tests.support.credentials import (
     employee,
     link_token,
@@ -219,3 +220,20 @@ def test_a_locked_account_cannot_use_its_link(app, scim, admin, client, session)
     with db.reader(app)() as s:
         assert not password_verifies(app, scim.org_id, user_id, NEW)
         assert s.get(UserPassword, (scim.org_id, user_id)) is not None
+
+
+def test_a_busy_node_refuses_the_reset_with_503_and_keeps_the_link(
+    app, scim, client, session, tmp_path
+):
+    """Every argon2 slot held: 503 + Retry-After, the form again; the link still works after."""
+    user_id = _with_password(app, scim)
+    _forgot(client, "bob@example.com")
+    body = session.scalars(select(MailOutbox)).one().body_text
+    token = body.split("/sso/reset/")[1].split()[0]
+    with busy_node(app, tmp_path / "slots"):
+        busy = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert b"Many people are signing in right now; try again in a moment." in busy.data
+    assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    done = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200 and password_verifies(app, scim.org_id, user_id, NEW)
