@@ -27,6 +27,7 @@ from sso.local import factors, pending, web
 from sso.local import password as local
 from sso.local.web import BadRequestError
 from sso.signin import pages
+from sso.signin.amr import local_amr
 from sso.signin.session import start_session
 from sso.signin.targets import safe_next
 
@@ -124,7 +125,7 @@ def _finish(s: Session, org_id: str, user_id: str, proved: tuple[str, ...], next
     how = "+".join(dict.fromkeys(proved))
     user = local.finish(s, org_id, user_id, how, web.attempt())
     pending.drop()
-    start_session(user.org_id, user.id, how, None)
+    start_session(user.org_id, user.id, how, None, local_amr(proved))
     return redirect(next_path, 303)
 
 
