@@ -336,10 +336,11 @@ def enrol_form() -> Any:
 
 
 def enrol_page(user: User, action: str, problem: str | None = None, status: int = 200) -> Any:
-    secret = pending.take("totp", keep=True)
+    """The QR code of the key being enrolled (a new one when none is pending or it expired)."""
+    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
     if not isinstance(secret, str):
         secret = totp.new_secret()
-        pending.put("totp", secret)
+        pending.put_secret("totp", secret, user.org_id, user.id, web.now())
     s = db.writing_session()
     with s.begin():
         setup = totp_setup(s, user, secret)
@@ -369,9 +370,9 @@ def enrol() -> Any:
 def enrol_totp_from_form(user: User, code: str) -> bool:
     """Keep the authenticator whose secret is in the session if ``code`` proves it.
 
-    The first factor brings ten recovery codes, kept in the session until shown once.
+    The first factor brings ten recovery codes, kept (sealed) in the session until shown once.
     """
-    secret = pending.take("totp", keep=True)
+    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
     if not isinstance(secret, str) or len(code) > 16:
         return False
     s = db.writing_session()
@@ -383,7 +384,8 @@ def enrol_totp_from_form(user: User, code: str) -> bool:
             s.rollback()
             return False
         if first or mfa.codes_left(s, locked) == 0:
-            pending.put("codes", mfa.new_recovery_codes(s, locked))
+            codes = mfa.new_recovery_codes(s, locked)
+            pending.put_secret("codes", codes, user.org_id, user.id, web.now())
     pending.take("totp")
     return True
 
@@ -391,8 +393,8 @@ def enrol_totp_from_form(user: User, code: str) -> bool:
 @bp.get("/mfa/codes")
 def recovery_codes() -> Any:
     """The recovery codes, once; then the sign-in goes on."""
-    _found, _user = pending_at("codes")
-    codes = pending.take("codes")
+    _found, user = pending_at("codes")
+    codes = pending.take_secret("codes", user.org_id, user.id, web.now())
     return web.page(
         "signin/recovery_codes.html",
         codes=codes if isinstance(codes, list) else [],
