@@ -19,9 +19,8 @@ def test_refuses_when_every_slot_is_held(tmp_path: Path) -> None:
     """Two slots both held elsewhere: NoSlotError at once, and the block never runs."""
     bound = SlotBound(tmp_path / "slots", 2)
     ran = []
-    with slots_held(tmp_path / "slots", 2), pytest.raises(NoSlotError):
-        with bound.hold():
-            ran.append(True)
+    with slots_held(tmp_path / "slots", 2), pytest.raises(NoSlotError), bound.hold():
+        ran.append(True)
     assert ran == []
     with bound.hold() as slot:  # released by their holder: free again
         assert slot in (0, 1)
@@ -69,9 +68,8 @@ def test_another_process_holding_the_slot_refuses_it_here(tmp_path: Path) -> Non
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(NoSlotError):
-            with SlotBound(tmp_path, 1).hold():
-                pass
+        with pytest.raises(NoSlotError), SlotBound(tmp_path, 1).hold():
+            pass
     finally:
         holder.communicate("\n", timeout=10)
     with SlotBound(tmp_path, 1).hold() as slot:
@@ -81,9 +79,8 @@ def test_another_process_holding_the_slot_refuses_it_here(tmp_path: Path) -> Non
 def test_an_exception_in_the_block_frees_the_slot(tmp_path: Path) -> None:
     """The holder fails: its slot is free for the next one."""
     bound = SlotBound(tmp_path, 1)
-    with pytest.raises(ValueError, match="argon2 failed"):
-        with bound.hold():
-            raise ValueError("argon2 failed")
+    with pytest.raises(ValueError, match="argon2 failed"), bound.hold():
+        raise ValueError("argon2 failed")
     with bound.hold() as slot:
         assert slot == 0
 

@@ -69,7 +69,10 @@ def test_forced_change_refused_with_503_and_the_password_kept(
     new = "Marigold-harbour-lantern-77"
     with busy_node(app, tmp_path / "slots"):
         resp = form_post(
-            client, "/sso/password/change", "/sso/password/change", {"password": new, "confirm": new}
+            client,
+            "/sso/password/change",
+            "/sso/password/change",
+            {"password": new, "confirm": new},
         )
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
     assert BUSY in resp.get_data(as_text=True)
