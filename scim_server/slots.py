@@ -22,6 +22,7 @@ No Flask here: the sign-in pages build one from the configuration
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import time
@@ -30,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # How often a waiting taker looks again (a verify lasts about 20 ms).
 POLL_SECONDS = 0.005
@@ -65,7 +68,16 @@ class SlotBound:
         if self.count <= 0:
             yield None
             return
-        slot, fd = self._take()
+        try:
+            slot, fd = self._take()
+        except NoSlotError:
+            raise
+        except OSError as err:
+            # A directory we cannot use (read-only, not a directory): the work goes on
+            # unbounded rather than every sign-in failing; the log says why.
+            log.error("argon2 slots unusable in %s, running unbounded: %s", self.directory, err)
+            yield None
+            return
         try:
             yield slot
         finally:

@@ -150,3 +150,14 @@ def test_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCIM_ARGON2_CONCURRENCY", "-1")
     with pytest.raises(ConfigError, match="SCIM_ARGON2_CONCURRENCY must be 0 or more"):
         load_config(str(tmp_path))
+
+
+def test_an_unusable_directory_runs_unbounded_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The slot directory is a file: no bound (sign-ins still work), an error logged."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with caplog.at_level("ERROR", logger="scim_server.slots"), SlotBound(blocker, 1).hold() as s:
+        assert s is None
+    assert "argon2 slots unusable" in caplog.text and str(blocker) in caplog.text
