@@ -145,7 +145,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # At most this many argon2 computations at once on this node, across all its
         # workers and threads (``scim_server.slots``): sign-ins beyond it get 503 and
         # Retry-After after a wait of at most ARGON2_WAIT_MS, so they never take every
-        # core from SCIM traffic. Default: the cores less one; 0 turns the bound off.
+        # core from SCIM traffic. Default: half the cores (at least 1); 0 turns the bound off.
         "ARGON2_CONCURRENCY": env_count("SCIM_ARGON2_CONCURRENCY", default_concurrency()),
         "ARGON2_WAIT_MS": env_count("SCIM_ARGON2_WAIT_MS", 100),
         # The slots' lock files: a directory the node's workers share, on a local disk.

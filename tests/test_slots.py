@@ -130,7 +130,7 @@ def test_makes_its_directory(tmp_path: Path) -> None:
 
 
 def test_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defaults: cores less one, 100 ms, under instance/; a negative count is a clear error."""
+    """Defaults: half the cores, 100 ms, under instance/; a negative count is a clear error."""
     for name in ("SCIM_ARGON2_CONCURRENCY", "SCIM_ARGON2_WAIT_MS", "SCIM_ARGON2_SLOT_DIR"):
         monkeypatch.delenv(name, raising=False)
     config = load_config(str(tmp_path))
