@@ -46,6 +46,8 @@ class Connection:
         self.target = target
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        # Seconds of the last answer's Retry-After (a 503 that sheds load), else None.
+        self.retry_after: float | None = None
         common = {"Host": f"{target.host}:{target.port}", **target.headers}
         self.common = "".join(f"{k}: {v}\r\n" for k, v in common.items())
 
@@ -70,6 +72,8 @@ class Connection:
         self.writer.write(head.encode() + b"\r\n" + body)
         status, headers = await self._read_head()
         payload = await self._read_body(headers)
+        retry = headers.get("retry-after", "")
+        self.retry_after = float(retry) if status == 503 and retry.isdigit() else None
         if headers.get("connection", "").lower() == "close":
             await self.close()
         return status, payload
@@ -158,6 +162,9 @@ async def _worker(
             failures.append(f"{req.method} {req.path} -> {status}: {body[:200]!r}")
         if record is not None:
             record(Sample(req.label, seconds, ok))
+        if not ok and conn.retry_after:
+            # Shed with 503 + Retry-After: wait as asked, as a polite client would.
+            await asyncio.sleep(max(0.0, min(conn.retry_after, deadline - time.perf_counter())))
 
 
 async def _phase(

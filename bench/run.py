@@ -52,8 +52,12 @@ BUSY_LOADAVG = 1.0
 AUDIT_SIGNING_KEY = new_private_pem().decode()
 
 
-def server_env(database_url: str, key: str) -> dict[str, str]:
-    """The environment both servers run with (and this process, for the services)."""
+def server_env(database_url: str, key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment both servers run with (and this process, for the services).
+
+    ``extra`` (``--server-env``) is applied last: another server configuration
+    measured with the same run, e.g. ``SCIM_THREADS=1 SCIM_ARGON2_CONCURRENCY=0``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
     env.update(
         SCIM_DATABASE_URL=database_url,
@@ -61,13 +65,13 @@ def server_env(database_url: str, key: str) -> dict[str, str]:
         SCIM_SECRET_KEY=key,
         SCIM_AUDIT_KEY=key,
         SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,
-        SCIM_WORKERS="2",
-        SCIM_THREADS="1",
+        SCIM_WORKERS="2",  # SCIM_THREADS and SCIM_ARGON2_CONCURRENCY: the defaults
         SCIM_RATE_LIMIT_PER_MINUTE="0",
         # Every sign-in comes from 127.0.0.1: the per-address throttle would refuse
         # all but 30 a minute (the per-account lockout stays on).
         SCIM_SIGNIN_ATTEMPTS_PER_MINUTE="0",
     )
+    env.update(extra or {})
     return env
 
 
@@ -96,6 +100,7 @@ def bench_backend(
     key: str,
     pg_admin_url: str,
     only: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     if load_before > BUSY_LOADAVG:
@@ -103,7 +108,7 @@ def bench_backend(
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with database(backend, pg_admin_url) as url:
-        env = server_env(url, key)
+        env = server_env(url, key, extra_env)
         log(f"[{backend}] loading {sum(o.size for o in orgs):,} users ...")
         prepared = prepare_database(url, env, orgs)
         tokens = prepared.pop("tokens")
@@ -180,9 +185,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=_server_setting,
+        metavar="SCIM_NAME=VALUE",
+        help="a setting of the measured servers (repeatable), e.g. SCIM_THREADS=1",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
     )
     return parser.parse_args(argv)
+
+
+def _server_setting(raw: str) -> tuple[str, str]:
+    name, sep, value = raw.partition("=")
+    if not sep or not name.startswith("SCIM_"):
+        raise argparse.ArgumentTypeError(f"expected SCIM_NAME=VALUE, got {raw!r}")
+    return name, value
 
 
 def one_run_at_a_time() -> Any:
@@ -222,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     key = secrets.token_hex(32)
     results: dict[str, Any] = {}
     for backend in args.backend or list(BACKENDS):
-        results[backend] = bench_backend(backend, profile, orgs, key, args.pg_admin_url, args.only)
+        results[backend] = bench_backend(
+            backend, profile, orgs, key, args.pg_admin_url, args.only, dict(args.server_env)
+        )
     info.update(machine_info(final=True))
     elapsed = time.perf_counter() - started
     doc = {
         "profile": asdict(profile),
+        "server_env": dict(args.server_env),
         "machine": info,
         "elapsed_s": round(elapsed, 1),
         "backends": results,

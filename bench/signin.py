@@ -177,6 +177,9 @@ def measure_sign_ins(bench: Bench, org: OrgData, token: str) -> dict[str, Any]:
         "get_beside_sign_ins_rps": round(with_, 1),
         "beside_over_alone": round(ratio, 3),
         "get_alone_over_baseline": round(without / base, 2) if base else None,
+        # Sign-ins that got through beside the reads, a second, and those shed with 503.
+        "sign_ins_beside_ok_rps": round(_ok_rate(background)[0], 1),
+        "sign_ins_beside_shed": _ok_rate(background)[1],
     }
     log(f"  {bench.backend:10} GET /Users/{{id}} beside {BESIDE_C} sign-ins ÷ alone: {ratio:.3f}")
     return {"rows": rows, "summary": summary}
@@ -189,9 +192,19 @@ def _logged(backend: str, outcome: Outcome, c: int, n: int) -> list[Row]:
             f"  {backend:10} c={c:<3} {r.operation:50} {r.rps:6.0f} req/s "
             f"p50 {r.p50_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  errors {r.errors}"
         )
+    ok, shed = _ok_rate(outcome)
+    if shed:
+        log(f"    {ok:.1f} answered as expected a second; {shed} shed (503 + Retry-After)")
     for failure in outcome.failures:
         log(f"    failure: {failure}")
     return rows
+
+
+def _ok_rate(outcome: Outcome) -> tuple[float, int]:
+    """(expected answers a second, requests that were not: the 503s of a busy node)."""
+    good = sum(s.ok for s in outcome.samples)
+    rate = good / outcome.elapsed_s if outcome.elapsed_s > 0 else 0.0
+    return rate, len(outcome.samples) - good
 
 
 def summary_lines(summary: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from scim_server.slots import default_concurrency
+
 
 class ConfigError(RuntimeError):
     """Raised when the configuration cannot be used (e.g. a missing secret)."""
@@ -30,6 +32,14 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_count(name: str, default: int) -> int:
+    """A non-negative integer setting (a count, a duration); see ``env_int``."""
+    value = env_int(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
 
 
 def default_database_url(instance_path: str) -> str:
@@ -132,6 +142,15 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "ARGON2_TIME_COST": env_int("SCIM_ARGON2_TIME_COST", 2),
         "ARGON2_MEMORY_KIB": env_int("SCIM_ARGON2_MEMORY_KIB", 19 * 1024),
         "ARGON2_PARALLELISM": env_int("SCIM_ARGON2_PARALLELISM", 1),
+        # At most this many argon2 computations at once on this node, across all its
+        # workers and threads (``scim_server.slots``): sign-ins beyond it get 503 and
+        # Retry-After after a wait of at most ARGON2_WAIT_MS, so they never take every
+        # core from SCIM traffic. Default: half the cores (at least 1); 0 turns the bound off.
+        "ARGON2_CONCURRENCY": env_count("SCIM_ARGON2_CONCURRENCY", default_concurrency()),
+        "ARGON2_WAIT_MS": env_count("SCIM_ARGON2_WAIT_MS", 100),
+        # The slots' lock files: a directory the node's workers share, on a local disk.
+        "ARGON2_SLOT_DIR": os.environ.get("SCIM_ARGON2_SLOT_DIR")
+        or str(Path(instance_path, "argon2-slots")),
         # Product events (``scim_server.events``): how long the feed keeps them.
         "EVENTS_RETENTION_DAYS": env_int("SCIM_EVENTS_RETENTION_DAYS", 30),
         # Webhooks (``scim_server.webhook_http``): networks a production server may send to
@@ -270,11 +289,14 @@ def server_config() -> dict[str, Any]:
     return {
         "bind": os.environ.get("SCIM_BIND", "127.0.0.1:8000"),
         "workers": env_int("SCIM_WORKERS", 2),
-        # gthread, even with one thread: its main loop tells the arbiter it is alive
-        # while a request runs, so a long response (an audit export streamed to a slow
-        # client) is not killed at `timeout` as a sync worker's would be, cut short.
+        # gthread: its main loop tells the arbiter it is alive while a request runs, so
+        # a long response (an audit export streamed to a slow client) is not killed at
+        # `timeout` as a sync worker's would be, cut short. Four threads: a request that
+        # waits (argon2 releases the GIL while it hashes, the database answers) leaves the
+        # worker's other threads serving; with one, SCIM reads queued behind sign-ins
+        # (BENCHMARKS.md, "Sign-in (issue 12)").
         "worker_class": os.environ.get("SCIM_WORKER_CLASS", "gthread"),
-        "threads": env_int("SCIM_THREADS", 1),
+        "threads": env_int("SCIM_THREADS", 4),
         "timeout": env_int("SCIM_TIMEOUT", 30),
         "graceful_timeout": env_int("SCIM_GRACEFUL_TIMEOUT", 30),
         "keepalive": env_int("SCIM_KEEPALIVE", 5),

@@ -35,6 +35,7 @@ from sso.saml import flow as saml_flow
 from sso.saml import sp
 from sso.signin import decision as signin
 from sso.signin import identity, pages, testmode
+from sso.signin.amr import upstream_amr
 from sso.signin.request import SignInRequest
 from sso.signin.session import current_session, start_session
 from sso.signin.targets import DEFAULT_NEXT, safe_next
@@ -239,12 +240,19 @@ def saml_acs(_rest: str) -> Any:
     return _complete(conn, req, safe_next(target), assertion.in_response_to or "")
 
 
-def _complete(conn: SsoConnection, req: SignInRequest, target: str, state_id: str) -> Any:
+def _complete(
+    conn: SsoConnection,
+    req: SignInRequest,
+    target: str,
+    state_id: str,
+    amr: tuple[str, ...] = (),
+) -> Any:
+    """Sign in; ``amr``: the identity provider's (OIDC), passed on to our id_tokens."""
     try:
         user = signin.sign_in(db.writing_session(), req)
     except SsoError as err:
         return _clear_binding(pages.refusal_page(err), state_id)
-    start_session(conn.org_id, user.id, conn.protocol, conn.id)
+    start_session(conn.org_id, user.id, conn.protocol, conn.id, amr)
     return _clear_binding(redirect(target, 303), state_id)
 
 
@@ -290,7 +298,8 @@ def oidc_callback(connection_id: str) -> Any:
     if data.get("test"):
         result = testmode.run(s, conn, req, lambda: login.identity, login.claims)
         return _clear_binding(pages.test_result_page(result), state_id)
-    return _complete(conn, req, safe_next(data.get("next")), state_id)
+    amr = upstream_amr(login.id_token_claims)
+    return _complete(conn, req, safe_next(data.get("next")), state_id, amr)
 
 
 # -- test mode and landing --------------------------------------------------------------

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -46,11 +47,19 @@ LINK_PURPOSES = ("activation", "reset")
 
 @dataclass(frozen=True)
 class Hashing:
-    """argon2id cost, from configuration (``SCIM_ARGON2_*``)."""
+    """argon2id cost, from configuration (``SCIM_ARGON2_*``).
+
+    ``gate`` is held around each argon2 computation: the pages a person signs in
+    on pass the node's slots (``scim_server.slots``, it may raise ``NoSlotError``
+    before any work); everything else computes at once.
+    """
 
     time_cost: int = 2
     memory_kib: int = 19 * 1024
     parallelism: int = 1
+    gate: Callable[[], AbstractContextManager[object]] = field(
+        default=nullcontext, compare=False, repr=False
+    )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Hashing:
@@ -96,7 +105,8 @@ class PasswordPolicy:
 
 def hash_password(hashing: Hashing, password: str) -> str:
     _check_input(password)
-    return hashing.hasher().hash(password)
+    with hashing.gate():
+        return hashing.hasher().hash(password)
 
 
 def verify_password(hashing: Hashing, stored: str, password: str) -> tuple[bool, bool]:
@@ -105,7 +115,8 @@ def verify_password(hashing: Hashing, stored: str, password: str) -> tuple[bool,
         return False, False
     hasher = hashing.hasher()
     try:
-        hasher.verify(stored, password)
+        with hashing.gate():
+            hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False, False
     return True, hasher.check_needs_rehash(stored)

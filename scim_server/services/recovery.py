@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import CompoundSelect, exists, select, tuple_, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import record
@@ -70,13 +70,11 @@ def request_reset(
     now = now or utcnow()
     sent = 0
     with session.begin():
+        named = _named_by(key).subquery()
         accounts = session.scalars(
             select(User)
-            .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
-            .where(
-                or_(Contact.email_key == key, User.login_name_key == key),
-                User.status.in_(credentials.SENDABLE),
-            )
+            .join(named, (User.org_id == named.c.org_id) & (User.id == named.c.id))
+            .where(User.status.in_(credentials.SENDABLE))
             .order_by(User.org_id, User.id)
             .limit(MAX_ACCOUNTS)
         ).all()
@@ -105,6 +103,26 @@ def request_reset(
             )
             sent += 1
     return sent
+
+
+def _named_by(key: str) -> CompoundSelect[str, str]:
+    """(org_id, id) of the users whose login name or contact e-mail is ``key``, in any organization.
+
+    A ``UNION`` of two lookups, each naming its organizations (``org_id IN (SELECT
+    id FROM organizations)``) so that it probes the ``(org_id, key)`` index once per
+    organization, as the sign-in's ``find_account`` does: one ``OR`` over the
+    users/contacts join cannot use those indexes and read every user of the server.
+    """
+    orgs = select(Organization.id).scalar_subquery()
+    by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
+    by_email = select(User.org_id, User.id).where(
+        tuple_(User.org_id, User.contact_id).in_(
+            select(Contact.org_id, Contact.id).where(
+                Contact.org_id.in_(orgs), Contact.email_key == key
+            )
+        )
+    )
+    return union(by_login, by_email)
 
 
 def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:

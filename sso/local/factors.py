@@ -3,7 +3,8 @@
 The TOTP secret is sealed with a key derived from the server secret
 (``keys.seal_totp``, the same AES-GCM sealing as SSO connection secrets);
 the clear secret exists only while a code is checked, and, during
-enrolment, in the person's own signed session (they are shown it anyway).
+enrolment, on the page shown to the person; between the enrolment's requests it
+travels sealed in their session (``pending.put_secret``).
 """
 
 from __future__ import annotations

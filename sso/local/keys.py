@@ -9,6 +9,7 @@ from sso.connections import sealing
 
 ATTEMPTS = b"scim-server sign-in attempt hashes v1"
 TOTP_SECRETS = b"scim-server totp secrets v1"
+PENDING = b"scim-server pending enrolment v1"
 
 
 def attempt_key(secret: bytes) -> bytes:
@@ -31,4 +32,23 @@ def open_totp(secret: bytes, org_id: str, factor_id: str, stored: str) -> str:
     """The clear TOTP secret; ``sealing.SealedSecretError`` when it does not open."""
     return sealing.unseal(
         secret, stored, purpose=TOTP_SECRETS, context=_totp_context(org_id, factor_id)
+    )
+
+
+def _pending_context(org_id: str, user_id: str, name: str) -> bytes:
+    return f"pending\x00{org_id}\x00{user_id}\x00{name}".encode()
+
+
+def seal_pending(secret: bytes, org_id: str, user_id: str, name: str, value: str) -> str:
+    """A value of an unfinished enrolment, kept in the person's cookie: AES-256-GCM, bound
+    to the account and the value's name (copied to another account or name, it does not open)."""
+    return sealing.seal(
+        secret, value, purpose=PENDING, context=_pending_context(org_id, user_id, name)
+    )
+
+
+def open_pending(secret: bytes, org_id: str, user_id: str, name: str, stored: str) -> str:
+    """The clear value; ``sealing.SealedSecretError`` when it does not open."""
+    return sealing.unseal(
+        secret, stored, purpose=PENDING, context=_pending_context(org_id, user_id, name)
     )

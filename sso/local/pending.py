@@ -5,16 +5,29 @@ key (``sso.signin.session``): until the last step, the person is not signed
 in. It names the account, the step, where to go after, when it dies (a few
 minutes), and a fingerprint of the password it was proved with, so an admin's
 password reset in the meantime ends it.
+
+The secrets of an unfinished enrolment (a TOTP key not yet confirmed, recovery
+codes not yet shown) are sealed before they go in the cookie (``put_secret``):
+the cookie is signed, not encrypted, and may sit in a browser profile, a proxy
+log or a crash report. AES-256-GCM with a key derived from the server secret,
+bound to the account and the value's name, with its own deadline
+(``SIGNIN_PENDING_SECONDS``): a sealed value that is late, moved or damaged reads
+as absent. Nothing of it is in the database until the code proves it: an
+unconfirmed key is never a factor.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from flask import current_app, session
+
+from sso.connections.sealing import SealedSecretError, current_secret
+from sso.local import keys
 
 _KEY = "signin_pending"
 STAGES = ("change", "mfa", "enrol", "codes")
@@ -112,6 +125,30 @@ def put(name: str, value: Any) -> None:
 def take(name: str, *, keep: bool = False) -> Any:
     key = f"{_KEY}_{name}"
     return session.get(key) if keep else session.pop(key, None)
+
+
+def put_secret(name: str, value: Any, org_id: str, user_id: str, now: datetime) -> None:
+    """Like ``put``, sealed for this account, readable until ``SIGNIN_PENDING_SECONDS`` from now."""
+    deadline = int(now.timestamp()) + int(current_app.config["SIGNIN_PENDING_SECONDS"])
+    plain = json.dumps({"value": value, "until": deadline})
+    session[f"{_KEY}_{name}"] = keys.seal_pending(current_secret(), org_id, user_id, name, plain)
+
+
+def take_secret(name: str, org_id: str, user_id: str, now: datetime, *, keep: bool = False) -> Any:
+    """What ``put_secret`` kept for this account; None if absent, expired, moved or damaged."""
+    stored = take(name, keep=keep)
+    if not isinstance(stored, str):
+        return None
+    try:
+        opened = json.loads(keys.open_pending(current_secret(), org_id, user_id, name, stored))
+    except (SealedSecretError, ValueError):
+        return None
+    if not isinstance(opened, dict) or not isinstance(opened.get("until"), int):
+        return None
+    if opened["until"] < int(now.timestamp()):
+        session.pop(f"{_KEY}_{name}", None)
+        return None
+    return opened.get("value")
 
 
 def drop() -> None:

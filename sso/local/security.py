@@ -109,11 +109,11 @@ def add_totp() -> Any:
         return enrol_page(
             who[1], "/sso/security/totp", "That code is not correct. Try the next one.", 400
         )
-    return _after_enrolment("totp")
+    return _after_enrolment("totp", who[1])
 
 
-def _after_enrolment(kind: str) -> Any:
-    codes = pending.take("codes")
+def _after_enrolment(kind: str, user: User) -> Any:
+    codes = pending.take_secret("codes", user.org_id, user.id, web.now())
     if isinstance(codes, list):
         return web.page("signin/recovery_codes.html", codes=codes, action=None)
     return redirect(f"/sso/security?done={kind}", 303)
@@ -220,11 +220,12 @@ def passkey_register() -> Any:
             s.rollback()
             return _json_error(400, str(err.detail))
         if first or mfa.codes_left(s, locked) == 0:
-            pending.put("codes", mfa.new_recovery_codes(s, locked))
+            codes = mfa.new_recovery_codes(s, locked)
+            pending.put_secret("codes", codes, user.org_id, user.id, web.now())
     if found is not None:
         pending.advance(found, "codes", proved="webauthn")
         return jsonify({"redirect": "/sso/mfa/codes"})
-    if isinstance(pending.take("codes", keep=True), list):
+    if isinstance(pending.take_secret("codes", user.org_id, user.id, web.now(), keep=True), list):
         return jsonify({"redirect": "/sso/security/recovery-codes/new"})
     return jsonify({"redirect": "/sso/security?done=passkey"})
 
@@ -232,9 +233,10 @@ def passkey_register() -> Any:
 @bp.get("/security/recovery-codes/new")
 def show_new_codes() -> Any:
     """The codes made with a first passkey, shown once."""
-    if _signed_in() is None:
+    who = _signed_in()
+    if who is None:
         return _to_login()
-    return _after_enrolment("passkey")
+    return _after_enrolment("passkey", who[1])
 
 
 @bp.post("/passkeys/authenticate/options")

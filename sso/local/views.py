@@ -20,12 +20,14 @@ from scim_server.models import Organization, User
 from scim_server.services import lifecycle, mail, mfa, passwords, totp
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
+from scim_server.slots import NoSlotError
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.local import factors, pending, web
 from sso.local import password as local
 from sso.local.web import BadRequestError
 from sso.signin import pages
+from sso.signin.amr import local_amr
 from sso.signin.session import start_session
 from sso.signin.targets import safe_next
 
@@ -98,6 +100,8 @@ def sign_in_with_password() -> Any:
     s = db.writing_session()
     try:
         verified = local.check_password(s, login, secret, attempt, read=db.lookup)
+    except NoSlotError:
+        return web.busy(password_page(login, next_path, problem=web.BUSY), "password sign-in")
     except SsoError as err:
         if isinstance(err, local.CredentialsRefusedError):
             web.even_out(started, err.account_found)
@@ -121,7 +125,7 @@ def _finish(s: Session, org_id: str, user_id: str, proved: tuple[str, ...], next
     how = "+".join(dict.fromkeys(proved))
     user = local.finish(s, org_id, user_id, how, web.attempt())
     pending.drop()
-    start_session(user.org_id, user.id, how, None)
+    start_session(user.org_id, user.id, how, None, local_amr(proved))
     return redirect(next_path, 303)
 
 
@@ -201,7 +205,20 @@ def change_password() -> Any:
         return _change_page(user, "The two passwords are not the same.", 400)
     attempt = web.attempt()
     s = db.writing_session()
-    problem: str | None = None
+    try:
+        stage, new_hash = _change(s, user, new, attempt)
+    except passwords.PasswordRejected as err:
+        return _change_page(user, str(err.detail), 400)
+    except NoSlotError:
+        return web.busy(_change_page(user, web.BUSY), "password change")
+    return continue_sign_in(s, found, stage, password_hash=new_hash)
+
+
+def _change(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
+    """Set the chosen password in one transaction: (the next stage, the new hash).
+
+    ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing.
+    """
     with s.begin():
         found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
         if found_user is None:
@@ -210,45 +227,36 @@ def change_password() -> Any:
         current = get_settings(s, user.org_id)
         row = passwords.current_password(s, user)
         address = user_address(s, user)
-        try:
-            if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
-                raise passwords.PasswordRejected(
-                    "history", "Choose a new password, not the one you were given."
-                )
-            row = passwords.set_password(
-                s,
-                attempt.hashing,
-                current.password_policy(),
-                user,
-                new,
-                identifiers=passwords.personal_identifiers(user, address),
-                detail="chosen by the person at sign-in, replacing a temporary password",
+        if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
+            raise passwords.PasswordRejected(
+                "history", "Choose a new password, not the one you were given."
             )
-        except passwords.PasswordRejected as err:
-            problem = str(err.detail)
-            s.rollback()
-        else:
-            if user.status == lifecycle.AWAITING_NEW_PASSWORD:
-                lifecycle.transition(
-                    s, user, "complete_recovery", reason="new password chosen at sign-in"
-                )
-            if address is not None:
-                mail.queue_mail(
-                    s,
-                    user.org_id,
-                    "password_changed",
-                    address,
-                    {
-                        "username": user.login_name or user.user_name,
-                        "login_url": mail.login_url(attempt.base_url),
-                    },
-                    user_id=user.id,
-                )
-            stage = local.next_stage(s, user, row)
-            new_hash = row.hash
-    if problem is not None:
-        return _change_page(user, problem, 400)
-    return continue_sign_in(s, found, stage, password_hash=new_hash)
+        row = passwords.set_password(
+            s,
+            attempt.hashing,
+            current.password_policy(),
+            user,
+            new,
+            identifiers=passwords.personal_identifiers(user, address),
+            detail="chosen by the person at sign-in, replacing a temporary password",
+        )
+        if user.status == lifecycle.AWAITING_NEW_PASSWORD:
+            lifecycle.transition(
+                s, user, "complete_recovery", reason="new password chosen at sign-in"
+            )
+        if address is not None:
+            mail.queue_mail(
+                s,
+                user.org_id,
+                "password_changed",
+                address,
+                {
+                    "username": user.login_name or user.user_name,
+                    "login_url": mail.login_url(attempt.base_url),
+                },
+                user_id=user.id,
+            )
+        return local.next_stage(s, user, row), row.hash
 
 
 # -- second factor --------------------------------------------------------------------
@@ -328,10 +336,11 @@ def enrol_form() -> Any:
 
 
 def enrol_page(user: User, action: str, problem: str | None = None, status: int = 200) -> Any:
-    secret = pending.take("totp", keep=True)
+    """The QR code of the key being enrolled (a new one when none is pending or it expired)."""
+    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
     if not isinstance(secret, str):
         secret = totp.new_secret()
-        pending.put("totp", secret)
+        pending.put_secret("totp", secret, user.org_id, user.id, web.now())
     s = db.writing_session()
     with s.begin():
         setup = totp_setup(s, user, secret)
@@ -361,9 +370,9 @@ def enrol() -> Any:
 def enrol_totp_from_form(user: User, code: str) -> bool:
     """Keep the authenticator whose secret is in the session if ``code`` proves it.
 
-    The first factor brings ten recovery codes, kept in the session until shown once.
+    The first factor brings ten recovery codes, kept (sealed) in the session until shown once.
     """
-    secret = pending.take("totp", keep=True)
+    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
     if not isinstance(secret, str) or len(code) > 16:
         return False
     s = db.writing_session()
@@ -375,7 +384,8 @@ def enrol_totp_from_form(user: User, code: str) -> bool:
             s.rollback()
             return False
         if first or mfa.codes_left(s, locked) == 0:
-            pending.put("codes", mfa.new_recovery_codes(s, locked))
+            codes = mfa.new_recovery_codes(s, locked)
+            pending.put_secret("codes", codes, user.org_id, user.id, web.now())
     pending.take("totp")
     return True
 
@@ -383,8 +393,8 @@ def enrol_totp_from_form(user: User, code: str) -> bool:
 @bp.get("/mfa/codes")
 def recovery_codes() -> Any:
     """The recovery codes, once; then the sign-in goes on."""
-    _found, _user = pending_at("codes")
-    codes = pending.take("codes")
+    _found, user = pending_at("codes")
+    codes = pending.take_secret("codes", user.org_id, user.id, web.now())
     return web.page(
         "signin/recovery_codes.html",
         codes=codes if isinstance(codes, list) else [],

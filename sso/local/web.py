@@ -11,6 +11,7 @@ per client address per minute.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import statistics
 import time
@@ -21,8 +22,8 @@ from flask import current_app, request, session
 from werkzeug.datastructures import MultiDict
 
 from scim_server.db import db
+from scim_server.delivery import current_hashing
 from scim_server.ratelimit import Limiter, RateLimited
-from scim_server.services import passwords
 from scim_server.urls import public_url
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
@@ -30,6 +31,13 @@ from sso.extension import sso_extension
 from sso.local import keys
 from sso.local.password import Attempt
 from sso.signin import pages
+
+log = logging.getLogger(__name__)
+
+# Shown with 503 when every argon2 slot of the node is busy (``scim_server.slots``):
+# nothing was checked or counted, the same form is offered again.
+BUSY = "Many people are signing in right now; try again in a moment."
+BUSY_RETRY_SECONDS = 1
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_FORM_BYTES = 16 * 1024
@@ -103,7 +111,7 @@ def throttle() -> None:
 
 def attempt() -> Attempt:
     return Attempt(
-        hashing=passwords.Hashing.from_config(current_app.config),
+        hashing=current_hashing(bounded=True),
         attempt_key=keys.attempt_key(current_secret()),
         now=now(),
         base_url=public_url(),
@@ -144,3 +152,10 @@ def refusal(err: SsoError) -> Any:
     if err.reason_code == "throttled":
         headers = {**headers, "Retry-After": "60"}
     return html, status, headers
+
+
+def busy(shown: pages.Page, what: str) -> pages.Page:
+    """The form again with ``BUSY``: 503 and ``Retry-After``; a log line says what was shed."""
+    log.warning("%s refused before any hashing: every argon2 slot of this node is busy", what)
+    html, _status, headers = shown
+    return html, 503, {**headers, "Retry-After": str(BUSY_RETRY_SECONDS)}

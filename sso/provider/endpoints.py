@@ -135,7 +135,7 @@ def _signed_in() -> SignedIn | None:
     if sso is None:
         return None
     user = db.session.get(User, (sso.org_id, sso.user_id))
-    return SignedIn(user, sso.auth_time) if user is not None else None
+    return SignedIn(user, sso.auth_time, sso.amr) if user is not None else None
 
 
 def _login_redirect() -> BaseResponse:

@@ -117,6 +117,8 @@ class OAuthCode(Base):
     code_challenge: Mapped[str] = mapped_column(String(128))
     code_challenge_method: Mapped[str] = mapped_column(String(10), default="S256")
     auth_time: Mapped[int] = mapped_column(Integer)
+    # RFC 8176 values of how the person signed in (``sso.signin.amr``); None: not known.
+    amr: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -137,7 +139,8 @@ class OAuthCode(Base):
         return None
 
     def get_amr(self) -> list[str] | None:
-        return None
+        """OIDC Core §2 ``amr`` of the id_token this code gives (authlib adds it when set)."""
+        return list(self.amr) if self.amr else None
 
 
 class OAuthToken(Base):

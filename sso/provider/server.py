@@ -44,6 +44,7 @@ class SignedIn:
 
     user: User
     auth_time: int
+    amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in (``sso.signin.amr``)
 
 
 def query_client(client_id: str) -> OAuthClient | None:
@@ -133,6 +134,7 @@ class CodeGrant(AuthorizationCodeGrant):
                 code_challenge=payload.data["code_challenge"],
                 code_challenge_method="S256",
                 auth_time=signed_in.auth_time,
+                amr=list(signed_in.amr) or None,
                 expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
                 created_at=now,
             )

@@ -24,6 +24,8 @@ from scim_server.errors import DomainError
 from scim_server.ratelimit import WINDOW_SECONDS, count_request, sweep
 from scim_server.services import recovery
 from scim_server.services.passwords import MAX_INPUT_CHARS, PasswordRejected
+from scim_server.slots import NoSlotError
+from sso.local import web
 from sso.signin import pages
 
 bp = Blueprint("sso_recovery", __name__, url_prefix="/sso")
@@ -108,7 +110,9 @@ def _use(token: str, purpose: str) -> Any:
         return _link_page(token, purpose, "The two passwords are not the same.", 400)
     session = db.writing_session()
     try:
-        recovery.use_link(session, current_delivery(), token, purpose, password)
+        recovery.use_link(session, current_delivery(bounded=True), token, purpose, password)
+    except NoSlotError:
+        return web.busy(_link_page(token, purpose, web.BUSY), f"{purpose} link")
     except recovery.LinkInvalidError:
         return pages.message_page("Link not valid", DEAD_LINK, status=410)
     except PasswordRejected as exc:

@@ -8,6 +8,7 @@ OIDC provider (``sso.provider``) each time the product asks for a code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,16 @@ class SsoSession:
     method: str  # "saml" | "oidc" | "test" ...
     connection_id: str | None
     auth_time: int  # seconds since the epoch (OIDC Core §2 auth_time)
+    amr: tuple[str, ...] = ()  # RFC 8176 methods (``sso.signin.amr``); () when not known
 
 
-def start_session(org_id: str, user_id: str, method: str, connection_id: str | None) -> None:
+def start_session(
+    org_id: str,
+    user_id: str,
+    method: str,
+    connection_id: str | None,
+    amr: Sequence[str] = (),
+) -> None:
     """Record a successful sign-in; anything from before is dropped (no session fixation)."""
     session.clear()
     session[_KEY] = {
@@ -38,6 +46,7 @@ def start_session(org_id: str, user_id: str, method: str, connection_id: str | N
         "method": method,
         "connection_id": connection_id,
         "auth_time": int(sso_extension().clock().timestamp()),
+        "amr": list(amr),
     }
     session.permanent = False
 
@@ -54,6 +63,7 @@ def current_session() -> SsoSession | None:
             method=str(raw["method"]),
             connection_id=raw.get("connection_id"),
             auth_time=int(raw["auth_time"]),
+            amr=tuple(str(v) for v in raw.get("amr") or ()),
         )
     except (KeyError, TypeError, ValueError):
         return None

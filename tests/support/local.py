@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -94,3 +99,27 @@ def mails(app: Flask, org_id: str, kind: str) -> list[MailOutbox]:
 def signed_in(client: FlaskClient) -> bool:
     """Whether the browser holds a sign-in session (the landing page says so)."""
     return client.get("/sso/welcome").status_code == 200
+
+
+@contextmanager
+def slots_held(directory: Path, count: int) -> Iterator[None]:
+    """Hold slots 0..count-1 the way other workers would: an exclusive flock on each file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fds: list[int] = []
+    try:
+        for slot in range(count):
+            fd = os.open(directory / f"slot-{slot}", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fds.append(fd)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@contextmanager
+def busy_node(app: Flask, directory: Path) -> Iterator[None]:
+    """Every argon2 slot of the app's node held by someone else (one slot, no wait)."""
+    app.config.update(ARGON2_SLOT_DIR=str(directory), ARGON2_CONCURRENCY=1, ARGON2_WAIT_MS=0)
+    with slots_held(directory, 1):
+        yield

@@ -12,6 +12,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +22,11 @@ from werkzeug.serving import make_server
 from scim_server.db import utcnow
 from scim_server.services import totp
 from tests.support import Scim
-from tests.support.local import PASSWORD, give_password
+from tests.support.local import PASSWORD, busy_node, give_password
 from tests.support.sso import make_person
 
 CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
 
@@ -116,4 +118,25 @@ def test_passkey_register_and_sign_in_in_the_browser(
     page.click("button[data-passkey=authenticate]")
     page.wait_for_url("**/sso/security")
     assert "Passkey" in page.inner_text("table.factors")
+    assert problems == []
+
+
+def test_busy_node_page_in_the_browser(
+    server: tuple[str, Flask, Scim], browser: Any, tmp_path: Path
+) -> None:
+    """Every argon2 slot busy: the styled password form again with the reason (screenshot)."""
+    base, app, scim = server
+    login = f"bo-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    problems: list[str] = []
+    page = _page(browser, problems)
+    with busy_node(app, tmp_path / "slots"):
+        _sign_in(page, base, login)
+        assert "Many people are signing in right now" in page.inner_text(".alert")
+        assert page.locator("#password").count() == 1
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "signin-busy.png"), full_page=True)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.url.endswith("/sso/security")
     assert problems == []

@@ -81,6 +81,7 @@ class Code:
     code_challenge: str | None
     code_challenge_method: str | None
     user: dict[str, Any]
+    amr: list[Any] | None = None
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -97,8 +98,8 @@ class Code:
     def get_acr(self) -> None:
         return None
 
-    def get_amr(self) -> None:
-        return None
+    def get_amr(self) -> list[Any] | None:
+        return self.amr
 
 
 @dataclass
@@ -114,6 +115,7 @@ class LocalOP:
     userinfo_overrides: dict[str, Any] = field(default_factory=dict)
     deny: bool = False
     send_iss: bool = True
+    amr: list[Any] | None = None  # the id_token's amr (OIDC Core §2), when set
     published: list[Key] = field(default_factory=list)
     signing_key: Key | None = None
     codes: dict[str, Code] = field(default_factory=dict)
@@ -138,6 +140,7 @@ class LocalOP:
         self.userinfo_overrides = {}
         self.deny = False
         self.send_iss = True
+        self.amr = None
         self.published = [self.keys[0]]
         self.signing_key = self.keys[0]
         self.jwks_requests = 0
@@ -176,6 +179,7 @@ class _CodeGrant(grants.AuthorizationCodeGrant):
             code_challenge=data.get("code_challenge"),
             code_challenge_method=data.get("code_challenge_method"),
             user=req.user,
+            amr=self.op.amr,
         )
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, event, select, update
 
-from scim_server.db import db, utcnow
+from scim_server.db import Base, db, utcnow
 from scim_server.models import CredentialToken, MailOutbox, User, UserPassword
 from tests.support import Clock
 from tests.support.admin_api import events
@@ -19,6 +19,7 @@ from tests.support.credentials import (
     set_settings,
     text_of,
 )
+from tests.support.local import busy_node
 
 NEW = "Saffron-glacier-window-64"
 
@@ -219,3 +220,55 @@ def test_a_locked_account_cannot_use_its_link(app, scim, admin, client, session)
     with db.reader(app)() as s:
         assert not password_verifies(app, scim.org_id, user_id, NEW)
         assert s.get(UserPassword, (scim.org_id, user_id)) is not None
+
+
+def test_a_busy_node_refuses_the_reset_with_503_and_keeps_the_link(
+    app, scim, client, session, tmp_path
+):
+    """Every argon2 slot held: 503 + Retry-After, the form again; the link still works after."""
+    user_id = _with_password(app, scim)
+    _forgot(client, "bob@example.com")
+    body = session.scalars(select(MailOutbox)).one().body_text
+    token = body.split("/sso/reset/")[1].split()[0]
+    with busy_node(app, tmp_path / "slots"):
+        busy = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert b"Many people are signing in right now; try again in a moment." in busy.data
+    assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    done = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200 and password_verifies(app, scim.org_id, user_id, NEW)
+
+
+def test_forgot_lookup_searches_indexes_and_never_scans_users(app, scim, client, connection):
+    """The account lookup probes (org_id, key) indexes: no scan of users or contacts."""
+    if connection.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans tiny tables as scans")
+    _with_password(app, scim)
+    seen = []
+
+    def capture(_conn, _cursor, statement, params, *_):
+        seen.append((statement, params))
+
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        for identifier in ("bob@example.com", "BOB@example.com", "nobody@example.org"):
+            assert _forgot(client, identifier).status_code == 200
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    lookups = [(sql, params) for sql, params in seen if "UNION" in sql and "contacts" in sql]
+    assert len(lookups) == 3, [sql for sql, _ in lookups]
+    # Planned on an empty copy of the schema, with no statistics (as the sign-in's test does).
+    fresh = create_engine("sqlite://")
+    Base.metadata.create_all(fresh)
+    with fresh.connect() as planner:
+        plans = [
+            [row[-1] for row in planner.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+            for sql, params in lookups
+        ]
+    fresh.dispose()
+    for plan in plans:
+        assert any(step.startswith("SEARCH users USING") for step in plan), plan
+        assert any(step.startswith("SEARCH contacts USING") for step in plan), plan
+        assert not any(step.startswith(("SCAN users", "SCAN contacts")) for step in plan), plan
+        searches = [step for step in plan if step.startswith(("SEARCH users", "SEARCH contacts"))]
+        assert not any(step.endswith("(org_id=?)") for step in searches), plan
