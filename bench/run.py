@@ -44,6 +44,7 @@ from scim_server.db import make_engine
 from scim_server.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BULK = ("rules-apply", "sync", "tenants")  # issue 17's scenarios (bench.bulk)
 # Above this 1-minute load average (on 2 cores) something else is running.
 BUSY_LOADAVG = 1.0
 
@@ -173,11 +174,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("signin", "console"),
+        choices=("signin", "console", *BULK),
         help=(
             "run only this scenario (signin: password sign-ins and SCIM reads beside them; "
-            "console: the users dashboard's pages at the largest organization)"
+            "console: the users dashboard's pages at the largest organization; "
+            "rules-apply: `scim-server rules apply` on the 100k organization, twice; "
+            "sync: an Entra-style initial sync on PostgreSQL; tenants: 20 paced tenants "
+            "at once on PostgreSQL)"
         ),
+    )
+    parser.add_argument(
+        "--sync-users",
+        type=int,
+        default=100_000,
+        help="users in --only sync (default 100,000)",
+    )
+    parser.add_argument(
+        "--tenant-seconds",
+        type=float,
+        default=60.0,
+        help="how long --only tenants runs (default 60 s)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
@@ -206,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     _lock = one_run_at_a_time()  # held until the process exits
     if args.peers:
         return run_peers(args)
+    if args.only in BULK:
+        return run_bulk(args)
     profile = QUICK if args.quick else FULL
     # A smoke run must not overwrite the full run's figures.
     name = f"latest-{args.only}" if args.only else "latest"
@@ -236,6 +254,42 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {elapsed:.0f} s; JSON in {output}")
     unmet = [t for r in results.values() for t in r["targets"] if not t.met]
     return 1 if args.strict and unmet else 0
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    """``--only rules-apply|sync|tenants`` (issue 17): each alone, its own data."""
+    from bench import bulk
+
+    name = f"latest-{args.only}" + ("-quick" if args.quick else "")
+    output = args.output or RESULTS / f"{name}.json"
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine_info()
+    key = secrets.token_hex(32)
+    results: dict[str, Any] = {}
+    if args.only == "rules-apply":
+        profile = bulk.rules_apply_profile(args.quick)
+        log(f"building the {profile.largest:,}-user organization")
+        gc.disable()
+        (org,) = build_dataset(profile)
+        gc.freeze()
+        gc.enable()
+        for backend in args.backend or list(BACKENDS):
+            results[backend] = bulk.run_rules_apply(backend, org, key, args.pg_admin_url, logs)
+    elif args.only == "sync":
+        users = min(args.sync_users, 2_000) if args.quick else args.sync_users
+        results["postgresql"] = bulk.run_sync(users, key, args.pg_admin_url, logs)
+    else:
+        seconds = min(args.tenant_seconds, 10.0) if args.quick else args.tenant_seconds
+        results["postgresql"] = bulk.run_tenants(key, args.pg_admin_url, logs, seconds=seconds)
+    info.update(machine_info(final=True))
+    elapsed = time.perf_counter() - started
+    write_json(output, {"only": args.only, "machine": info,
+                        "elapsed_s": round(elapsed, 1), "backends": results})  # fmt: skip
+    print(f"\n## {args.only}\n\n{bulk.report(args.only, results)}\n")
+    log(f"done in {elapsed:.0f} s; JSON in {output}")
+    return 0
 
 
 def run_peers(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 import mappings
 from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
@@ -141,7 +142,7 @@ def groups_by_user(
 ) -> dict[str, list[dict[str, Any]]]:
     """Each user's groups as the rules see them (``provisioning.user_groups``), in one query."""
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id)
         .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
         .where(GroupMember.org_id == org_id, GroupMember.member_id.in_(ids))
@@ -156,7 +157,7 @@ def rule_roles_by_user(
 ) -> dict[str, dict[str, str | None]]:
     """Each user's ``rule`` roles, role id -> rule, in one query."""
     out: dict[str, dict[str, str | None]] = {i: {} for i in ids}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
             UserRole.org_id == org_id, UserRole.user_id.in_(ids), UserRole.source == "rule"
         )
@@ -188,7 +189,9 @@ def apply_batch(
 ) -> Batch:
     """Evaluate the next ``size`` users (ids after ``after``) whose inputs changed; no commit."""
     digest = rule_inputs.rules_digest(rules, settings)
-    rows = session.execute(
+    # Core reads (no ORM objects) for what every user needs; ORM objects only for the stale.
+    conn = session.connection()
+    rows = conn.execute(
         select(*_INPUTS).where(User.org_id == org_id, User.id > after).order_by(User.id).limit(size)
     ).all()
     if not rows:
@@ -199,7 +202,7 @@ def apply_batch(
     contact_ids = sorted({r.contact_id for r in rows if r.contact_id})
     states = {
         c.id: list(c[1:])
-        for c in session.execute(
+        for c in conn.execute(
             select(Contact.id, *(getattr(Contact, n) for n in rule_inputs.CONTACT_STATE)).where(
                 Contact.org_id == org_id, Contact.id.in_(contact_ids)
             )
@@ -218,9 +221,15 @@ def apply_batch(
     batch = Batch(last=ids[-1], checked=len(ids), evaluated=len(stale))
     if not stale:
         return batch
+    data = {r.id: r.data for r in rows}
     users = session.scalars(
-        select(User).where(User.org_id == org_id, User.id.in_(stale)).order_by(User.id)
+        select(User)
+        .options(defer(User.data))
+        .where(User.org_id == org_id, User.id.in_(stale))
+        .order_by(User.id)
     ).all()
+    for user in users:  # read above already: not decoded twice
+        set_committed_value(user, "data", data[user.id])
     people = {
         c.id: c
         for c in session.scalars(

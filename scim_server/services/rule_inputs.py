@@ -24,6 +24,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 import mappings
 from scim_server.services.settings import IdentitySettings
 
@@ -40,8 +42,11 @@ CONTACT_STATE = (
 
 
 def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 def rules_digest(rules: mappings.RuleSet, settings: IdentitySettings) -> str:
