@@ -207,3 +207,20 @@ def test_the_hash_covers_inputs_and_state():
     assert (
         rule_inputs.input_hash(*base[:3], ("l", "rule", "r", str(uuid.uuid4())), *base[4:]) is None
     )
+
+
+def test_a_sign_in_evaluation_leaves_the_user_to_the_next_apply(scim, admin, session):
+    """Rules run on a sign-in's merged claims: no hash, so the next apply evaluates the user."""
+    import mappings
+    from scim_server.services import provisioning
+
+    catalogue(admin)
+    activate(admin)
+    sam = person(scim, "sam@example.com", department="Sales")
+    user = session.get(User, (scim.org_id, sam["id"]))
+    assert user.rules_input_hash is not None
+    claims = mappings.ExternalIdentity.from_saml("sam@example.com", {"department": ["Sales"]})
+    provisioning.reevaluate_at_sign_in(session, scim.org_id, user, claims)
+    assert user.rules_input_hash is None
+    session.commit()
+    assert _result(admin) == {"users": 1, "evaluated": 1, "changed": 0}
