@@ -356,7 +356,10 @@ async def _tenant(
     seconds: float,
     by_kind: dict[str, Tally],
 ) -> dict[str, Any]:
-    """One sequential client paced at ``rate`` requests/s (it sends late when answers are slow)."""
+    """One sequential client paced at ``rate`` requests/s (it sends late when answers are slow).
+
+    Each request on a new connection, as the peers are measured.
+    """
     rng, made, tally = random.Random(tenant), [0], Tally()
     conn = Connection(target)
     started = time.perf_counter()
@@ -368,6 +371,10 @@ async def _tenant(
                 await asyncio.sleep(due - now)
             req = _mix_request(org, rng, made, tenant)
             await _send(conn, req, tally, by_kind.setdefault(req.label, Tally()))
+            # A new connection per request (as the peers are measured): a kept-alive one
+            # stays with the gunicorn worker that accepted it, and how the 20 connections
+            # fell on the two workers (1 and 19 in one run) decided each tenant's rate.
+            await conn.close()
             sent += 1
     finally:
         await conn.close()
