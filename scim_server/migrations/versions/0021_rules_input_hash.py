@@ -6,7 +6,7 @@ re-apply with nothing to change reads and hashes instead of re-evaluating and
 writing. NULL (every existing user) means "evaluate on the next apply".
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0020 (main's head when this branch was rebased; the brief gave 0017)
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0017"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
