@@ -6,6 +6,7 @@ an earlier run left behind.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_DATABASE = "scim_bench"
+# Another name keeps a run clear of one in another checkout that uses the default.
+PG_DATABASE = os.environ.get("SCIM_BENCH_PG_DATABASE", "scim_bench")
 BACKENDS = ("sqlite", "postgresql")
 
 

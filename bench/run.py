@@ -15,6 +15,7 @@ import gc
 import os
 import secrets
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +45,8 @@ from scim_server.db import make_engine
 from scim_server.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "scim-bench.lock"
+BULK = ("rules-apply", "sync", "tenants")  # issue 17's scenarios (bench.bulk)
 # Above this 1-minute load average (on 2 cores) something else is running.
 BUSY_LOADAVG = 1.0
 
@@ -178,10 +181,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("signin", "console"),
+        choices=("signin", "console", *BULK),
         help=(
             "run only this scenario (signin: password sign-ins and SCIM reads beside them; "
-            "console: the users dashboard's pages at the largest organization)"
+            "console: the users dashboard's pages at the largest organization; "
+            "rules-apply: `scim-server rules apply` on the 100k organization, twice; "
+            "sync: an Entra-style initial sync on PostgreSQL; tenants: 20 paced tenants "
+            "at once on PostgreSQL)"
         ),
     )
     parser.add_argument(
@@ -191,6 +197,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=_server_setting,
         metavar="SCIM_NAME=VALUE",
         help="a setting of the measured servers (repeatable), e.g. SCIM_THREADS=1",
+    )
+    parser.add_argument(
+        "--sync-users",
+        type=int,
+        default=100_000,
+        help="users in --only sync (default 100,000)",
+    )
+    parser.add_argument(
+        "--tenant-seconds",
+        type=float,
+        default=60.0,
+        help="how long --only tenants runs (default 60 s)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
@@ -206,12 +224,13 @@ def _server_setting(raw: str) -> tuple[str, str]:
 
 
 def one_run_at_a_time() -> Any:
-    """An exclusive lock on ``bench/results/.lock``, or exit: runs share the ``scim_bench``
+    """An exclusive lock on ``/tmp/scim-bench.lock``, or exit: runs share the ``scim_bench``
     database and ports, and a second run would drop the first one's database under it."""
     import fcntl
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    handle = (RESULTS / ".lock").open("w")
+    # Machine-wide, not per checkout: runs from two worktrees share the database and cores.
+    handle = MACHINE_LOCK.open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -226,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     _lock = one_run_at_a_time()  # held until the process exits
     if args.peers:
         return run_peers(args)
+    if args.only in BULK:
+        return run_bulk(args)
     profile = QUICK if args.quick else FULL
     # A smoke run must not overwrite the full run's figures.
     name = f"latest-{args.only}" if args.only else "latest"
@@ -259,6 +280,42 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {elapsed:.0f} s; JSON in {output}")
     unmet = [t for r in results.values() for t in r["targets"] if not t.met]
     return 1 if args.strict and unmet else 0
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    """``--only rules-apply|sync|tenants`` (issue 17): each alone, its own data."""
+    from bench import bulk
+
+    name = f"latest-{args.only}" + ("-quick" if args.quick else "")
+    output = args.output or RESULTS / f"{name}.json"
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine_info()
+    key = secrets.token_hex(32)
+    results: dict[str, Any] = {}
+    if args.only == "rules-apply":
+        profile = bulk.rules_apply_profile(args.quick)
+        log(f"building the {profile.largest:,}-user organization")
+        gc.disable()
+        (org,) = build_dataset(profile)
+        gc.freeze()
+        gc.enable()
+        for backend in args.backend or list(BACKENDS):
+            results[backend] = bulk.run_rules_apply(backend, org, key, args.pg_admin_url, logs)
+    elif args.only == "sync":
+        users = min(args.sync_users, 2_000) if args.quick else args.sync_users
+        results["postgresql"] = bulk.run_sync(users, key, args.pg_admin_url, logs)
+    else:
+        seconds = min(args.tenant_seconds, 10.0) if args.quick else args.tenant_seconds
+        results["postgresql"] = bulk.run_tenants(key, args.pg_admin_url, logs, seconds=seconds)
+    info.update(machine_info(final=True))
+    elapsed = time.perf_counter() - started
+    write_json(output, {"only": args.only, "machine": info,
+                        "elapsed_s": round(elapsed, 1), "backends": results})  # fmt: skip
+    print(f"\n## {args.only}\n\n{bulk.report(args.only, results)}\n")
+    log(f"done in {elapsed:.0f} s; JSON in {output}")
+    return 0
 
 
 def run_peers(args: argparse.Namespace) -> int:

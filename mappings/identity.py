@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from mappings import sources
@@ -19,8 +20,12 @@ VOCABULARY = sources.VOCABULARY
 _CORE_PREFIX = fold(f"scim:{sources.CORE_USER}:")
 
 
+@lru_cache(maxsize=4096)
 def attribute_key(name: str) -> str:
-    """Lookup key: case-insensitive, and ``scim:<core URN>:x`` is the same as ``scim:x``."""
+    """Lookup key: case-insensitive, and ``scim:<core URN>:x`` is the same as ``scim:x``.
+
+    Cached: every identity built repeats the same few dozen attribute names.
+    """
     key = fold(name)
     if key.startswith(_CORE_PREFIX):
         key = "scim:" + key[len(_CORE_PREFIX) :]

@@ -215,7 +215,11 @@ def apply_command(org_ref: str, wait_only: bool, poll_interval: float) -> None:
     if job.state != "succeeded":
         raise click.ClickException(f"job {job.id} {job.state}: {job.error}")
     result = job.result or {}
-    click.echo(f"rules re-applied: {result.get('changed', 0)} user(s) changed")
+    click.echo(
+        f"rules re-applied: {result.get('changed', 0)} user(s) changed "
+        f"({result.get('evaluated', 0)} of {result.get('users', 0)} evaluated, "
+        "the others' rule inputs unchanged)"
+    )
 
 
 def _follow(app: Any, org_id: str, job_id: str, show: Any, poll_interval: float) -> Any:

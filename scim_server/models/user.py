@@ -68,6 +68,9 @@ class User(Base):
     license_wanted_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # Everything else the client sent, canonicalised against the schema.
     data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    # What the mapping rules read and wrote when they last ran for this user, hashed
+    # (services.rule_inputs); NULL: evaluate on the next ``rules apply``.
+    rules_input_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -135,6 +135,12 @@ def get_license(
     return lic
 
 
+def _release(seats: dict[str, tuple[int | None, int]] | None, license_id: str | None) -> None:
+    if seats is not None and license_id in seats:
+        limit, taken = seats[license_id]
+        seats[license_id] = (limit, taken - 1)
+
+
 def used(session: Session, org_id: str, license_id: str) -> int:
     return (
         session.scalar(
@@ -195,6 +201,7 @@ def assign(
     source: str,
     rule: str | None = None,
     strict: bool = False,
+    seats: dict[str, tuple[int | None, int]] | None = None,
 ) -> dict[str, Any]:
     """Give ``user`` the license (or none); return what changed, for the log.
 
@@ -202,9 +209,14 @@ def assign(
     assignments cannot both take the last seat. With no seat left the user
     keeps going without a license and the wanted license is recorded (the
     shortage) — unless the organization chose strict mode.
+
+    ``seats``: for many assignments in one transaction (``rules apply``), each
+    license's (seat limit, seats used) once locked and counted, kept up to date
+    here, so a license is locked and counted once per transaction, not once per user.
     """
     before = user.license_id
     if lic is None:
+        _release(seats, before)
         user.license_id = None
         user.license_wanted_id = None
         user.license_source = None
@@ -213,20 +225,30 @@ def assign(
     if user.license_id == lic.id:
         user.license_source, user.license_rule, user.license_wanted_id = source, rule, None
         return {}
-    locked = session.scalar(
-        select(License).where(License.org_id == org_id, License.id == lic.id).with_for_update()
-    )
-    assert locked is not None
-    if locked.seat_limit is not None and used(session, org_id, lic.id) >= locked.seat_limit:
+    if seats is not None and lic.id in seats:
+        limit, taken = seats[lic.id]
+    else:
+        locked = session.scalar(
+            select(License).where(License.org_id == org_id, License.id == lic.id).with_for_update()
+        )
+        assert locked is not None
+        limit = locked.seat_limit
+        taken = used(session, org_id, lic.id) if limit is not None else 0
+        if seats is not None:
+            seats[lic.id] = (limit, taken)
+    if limit is not None and taken >= limit:
         if strict:
             raise SeatsExhaustedError(
-                f"No seat left on license {lic.name!r} (all {locked.seat_limit} seats are "
+                f"No seat left on license {lic.name!r} (all {limit} seats are "
                 "taken) and the organization requires one (strict seat mode)."
             )
         # Lenient: record the shortage, and never take away a license the user
         # already holds (a mover keeps signing in until a seat frees up).
         user.license_wanted_id = lic.id
-        return {"license_shortage": {"wanted": lic.name, "seat_limit": locked.seat_limit}}
+        return {"license_shortage": {"wanted": lic.name, "seat_limit": limit}}
+    _release(seats, before)
+    if seats is not None:
+        seats[lic.id] = (limit, taken + 1)
     user.license_id = lic.id
     user.license_wanted_id = None
     user.license_source, user.license_rule = source, rule

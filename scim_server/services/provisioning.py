@@ -11,7 +11,7 @@ provisioning log with the change.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -22,9 +22,11 @@ from scim_server.models import (
     Contact,
     Group,
     GroupMember,
+    License,
+    Role,
     User,
 )
-from scim_server.services import contacts, licenses, roles
+from scim_server.services import contacts, licenses, roles, rule_inputs
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED, STATUSES
 from scim_server.services.org_config import active_rule_set, identity_config, settings_for
 from scim_server.services.settings import IdentitySettings
@@ -134,22 +136,101 @@ def provision(
         session.add(user)
 
     if rules is not None:
+        groups = None
         if identity is None:
             groups = [] if creating else user_groups(session, org_id, user.id)
             identity = mappings.ExternalIdentity.from_scim(doc, groups)
         result = mappings.resolve(identity, rules)
         explanation["rules"] = list(result.explanation)
-        changes = _apply_result(session, org_id, user, contact, result, settings, creating, doc)
+        changes, rule_roles = apply_result(
+            session, org_id, user, contact, result, settings, creating, doc
+        )
+        # Only an evaluation of the SCIM data alone is one ``rules apply`` can skip.
+        user.rules_input_hash = (
+            inputs_hash(rules, settings, doc, groups, user, rule_roles, contact)
+            if groups is not None
+            else None
+        )
         if changes:
             explanation["changes"] = changes
-    elif creating and settings.username_format and not user.login_name:
-        _templated_username(session, org_id, user, settings.username_format, doc)
+    else:
+        user.rules_input_hash = None
+        if creating and settings.username_format and not user.login_name:
+            _templated_username(session, org_id, user, settings.username_format, doc)
     if contact_changes:
         explanation["contact_changes"] = contact_changes
     return explanation
 
 
-def _apply_result(
+def inputs_hash(
+    rules: Any,
+    settings: IdentitySettings,
+    doc: dict[str, Any],
+    groups: list[dict[str, Any]],
+    user: User,
+    rule_roles: dict[str, str | None],
+    contact: Contact,
+    digest: str | None = None,
+) -> str | None:
+    """``rule_inputs.input_hash`` of a user just evaluated from its SCIM data and groups."""
+    return rule_inputs.input_hash(
+        digest or rule_inputs.rules_digest(rules, settings),
+        doc,
+        groups,
+        rule_inputs.license_state(user),
+        rule_roles,
+        rule_inputs.contact_state(contact),
+    )
+
+
+class Lookups(Protocol):
+    """Where applying a result finds licenses, roles and companies and writes roles.
+
+    One user at a time: queries (``Direct``). Many in one transaction (``rules
+    apply``): read once per batch, the writes queued (``services.rule_apply``).
+    """
+
+    def license(self, name: str) -> License | None: ...
+
+    def roles(self, names: list[str]) -> dict[str, Role]: ...
+
+    def assign_license(
+        self, user: User, lic: License | None, rule: str | None, strict: bool
+    ) -> dict[str, Any]: ...
+
+    def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]: ...
+
+    def organization_contact(self, name: str) -> Contact: ...
+
+
+class Direct:
+    """``Lookups`` by the services, one query each: for one user's change."""
+
+    def __init__(self, session: Session, org_id: str) -> None:
+        self.session, self.org_id = session, org_id
+
+    def license(self, name: str) -> License | None:
+        return licenses.find_license(self.session, self.org_id, name)
+
+    def roles(self, names: list[str]) -> dict[str, Role]:
+        return roles.find_roles(self.session, self.org_id, names)
+
+    def assign_license(
+        self, user: User, lic: License | None, rule: str | None, strict: bool
+    ) -> dict[str, Any]:
+        return licenses.assign(
+            self.session, self.org_id, user, lic, source="rule", rule=rule, strict=strict
+        )
+
+    def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]:
+        self.session.flush()
+        return roles.set_source_roles(self.session, self.org_id, user_id, "rule", wanted)
+
+    def organization_contact(self, name: str) -> Contact:
+        return contacts.organization_contact(self.session, self.org_id, name)
+
+
+def apply_result(
     session: Session,
     org_id: str,
     user: User,
@@ -158,36 +239,29 @@ def _apply_result(
     settings: IdentitySettings,
     creating: bool,
     doc: dict[str, Any],
-) -> dict[str, Any]:
+    lookups: Lookups | None = None,
+) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """Apply a rules result; return (what changed, the rule roles now held: role id -> rule)."""
+    find = lookups or Direct(session, org_id)
     changes: dict[str, Any] = {}
     if user.license_source != "manual":
-        lic = licenses.find_license(session, org_id, result.license) if result.license else None
-        changes |= licenses.assign(
-            session,
-            org_id,
-            user,
-            lic,
-            source="rule",
-            rule=result.license_rule,
-            strict=settings.strict_seats,
-        )
-    found = roles.find_roles(session, org_id, result.roles)
+        lic = find.license(result.license) if result.license else None
+        changes |= find.assign_license(user, lic, result.license_rule, settings.strict_seats)
+    found = find.roles(list(result.roles))
     wanted = {}
     for name in result.roles:
         role = found.get(fold(name))
         if role is not None:
             rule_names = result.role_rules.get(name) or ()
             wanted[role.id] = ", ".join(rule_names) or None
-    session.flush()
-    changes |= roles.set_source_roles(session, org_id, user.id, "rule", wanted)
+    changes |= find.set_rule_roles(user.id, wanted)
     if result.contact:
         mapped = {
             CONTACT_FIELD_NAMES[k]: v for k, v in result.contact.items() if k in CONTACT_FIELD_NAMES
         }
         company = result.contact.get("organization")
         if company:
-            org_contact = contacts.organization_contact(session, org_id, company)
-            mapped["organization_contact_id"] = org_contact.id
+            mapped["organization_contact_id"] = find.organization_contact(company).id
         changes |= {f"contact.{k}": v for k, v in contacts.update_fields(contact, mapped).items()}
     if creating:
         template = result.username_template or settings.username_format
@@ -198,7 +272,7 @@ def _apply_result(
             user.status = result.initial_status
             user.active = user.status != DEACTIVATED
             changes["status"] = {"before": PROVISIONED, "after": user.status}
-    return changes
+    return changes, wanted
 
 
 def _templated_username(
@@ -293,11 +367,19 @@ def _reevaluate_one(
 ) -> dict[str, Any]:
     contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
     if contact is None:
+        user.rules_input_hash = None
         return {}
+    groups = None
     if identity is None:
-        identity = mappings.ExternalIdentity.from_scim(
-            user.data, user_groups(session, org_id, user.id)
-        )
+        groups = user_groups(session, org_id, user.id)
+        identity = mappings.ExternalIdentity.from_scim(user.data, groups)
     result = mappings.resolve(identity, rules)
-    changes = _apply_result(session, org_id, user, contact, result, settings, False, user.data)
+    changes, rule_roles = apply_result(
+        session, org_id, user, contact, result, settings, False, user.data
+    )
+    user.rules_input_hash = (
+        inputs_hash(rules, settings, user.data, groups, user, rule_roles, contact)
+        if groups is not None
+        else None
+    )
     return {"changes": changes, "rules": list(result.explanation)} if changes else {}

@@ -16,7 +16,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
-from scim_server.services import jobs, provisioning
+from scim_server.services import jobs, provisioning, rule_apply, table_stats
 
 EXAMPLES = 50
 
@@ -215,7 +215,7 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
 
 
 APPLY = "ruleset.apply"
-APPLY_BATCH = 100
+APPLY_BATCH = 1000
 
 
 def enqueue_apply(session: Session, org_id: str, rule_set_id: str | None) -> Job:
@@ -287,11 +287,11 @@ def start_apply(session: Session, org_id: str) -> Job:
         return enqueue_apply(session, org_id, active_id)
 
 
-def _active_rules(session: Session, org_id: str) -> Any:
+def _active_rules(session: Session, org_id: str) -> tuple[Any, Any]:
+    """(settings, rules) the apply runs with; a permanent failure when there is nothing to run."""
+    settings = provisioning.settings_for(session, org_id)
     try:
-        rules = provisioning.active_rule_set(
-            session, org_id, provisioning.settings_for(session, org_id)
-        )
+        rules = provisioning.active_rule_set(session, org_id, settings)
     except mappings.RuleSetError as err:
         problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:10])
         raise jobs.PermanentJobError(
@@ -301,7 +301,7 @@ def _active_rules(session: Session, org_id: str) -> Any:
         raise jobs.PermanentJobError(
             "Nothing to apply: no active rule set and no default license or roles."
         )
-    return rules
+    return settings, rules
 
 
 def _counts(job: Job) -> dict[str, Any]:
@@ -310,18 +310,46 @@ def _counts(job: Job) -> dict[str, Any]:
         "job_id": job.id,
         "users_checked": job.progress_done,
         "users_total": job.progress_total,
+        "users_evaluated": checkpoint.get("evaluated", 0),
         "users_changed": checkpoint.get("changed", 0),
     }
+
+
+def _refresh_statistics(session: Session, checkpoint: dict[str, Any], final: bool) -> None:
+    """ANALYZE what the apply changed so far once it is a good part of a table (and at the end)."""
+    pending = checkpoint.get("unanalyzed") or {}
+    if not any(pending.values()):
+        return
+    analyzed = table_stats.refresh(session, pending)
+    if final:
+        checkpoint["unanalyzed"] = {}
+    else:
+        checkpoint["unanalyzed"] = {t: n for t, n in pending.items() if t not in analyzed}
+
+
+def _add_changed(checkpoint: dict[str, Any], batch: rule_apply.Batch) -> None:
+    pending = dict(checkpoint.get("unanalyzed") or {})
+    for table, count in (
+        ("users", len(batch.changed)),
+        ("user_roles", batch.role_rows),
+        ("contacts", batch.contacts_changed),
+        ("audit_events", len(batch.changed)),
+    ):
+        pending[table] = pending.get(table, 0) + count
+    checkpoint["unanalyzed"] = pending
 
 
 def run_apply(run: jobs.JobRun) -> dict[str, Any]:
     """Re-evaluate every user against the active rules, a batch per transaction.
 
-    Each changed user gets its own ``user.mapping`` event, committed with the
-    change and with the job's progress and checkpoint (the last user id done),
-    so a run resumed after its worker died starts where that one stopped;
-    re-applying rules to a user already updated changes nothing anyway. The
-    log says when it started, resumed, finished or failed, with the counts.
+    Users whose rule inputs did not change since their last evaluation are
+    skipped (``rule_apply``, ``rule_inputs``). Each changed user gets its own
+    ``user.mapping`` event, committed with the change and with the job's
+    progress and checkpoint (the last user id done), so a run resumed after its
+    worker died starts where that one stopped; re-applying rules to a user
+    already updated changes nothing anyway. The log says when it started,
+    resumed, finished or failed, with the counts. Planner statistics of the
+    tables it changed are refreshed as it goes (``table_stats``).
     """
     org_id = run.org_id
     rule_set_id = run.params.get("rule_set_id")
@@ -331,7 +359,7 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
             select(func.count()).select_from(User).where(User.org_id == org_id)
         )
         if job.checkpoint is None:
-            job.checkpoint = {"last": "", "changed": 0}
+            job.checkpoint = {"last": "", "changed": 0, "evaluated": 0}
             action, detail = (
                 "ruleset.apply.started",
                 f"rules apply started for {job.progress_total} users",
@@ -354,18 +382,20 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
         )
     while True:
         with run.step() as (session, job):
-            checkpoint = dict(job.checkpoint or {"last": "", "changed": 0})
-            ids = list(
-                session.scalars(
-                    select(User.id)
-                    .where(User.org_id == org_id, User.id > checkpoint["last"])
-                    .order_by(User.id)
-                    .limit(APPLY_BATCH)
-                )
+            checkpoint = dict(job.checkpoint or {"last": "", "changed": 0, "evaluated": 0})
+            settings, rules = _active_rules(session, org_id)
+            batch = rule_apply.apply_batch(
+                session, org_id, rules, settings, checkpoint["last"], APPLY_BATCH
             )
-            if not ids:
+            if batch.last is None:
+                _refresh_statistics(session, checkpoint, final=True)
+                job.checkpoint = checkpoint
                 counts = _counts(job)
-                result = {"users": counts["users_checked"], "changed": counts["users_changed"]}
+                result = {
+                    "users": counts["users_checked"],
+                    "evaluated": counts["users_evaluated"],
+                    "changed": counts["users_changed"],
+                }
                 record(
                     session,
                     org_id,
@@ -374,15 +404,14 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
                     resource_id=rule_set_id,
                     detail=(
                         f"rules re-applied to every user; {counts['users_changed']} "
-                        f"of {counts['users_checked']} changed"
+                        f"of {counts['users_checked']} changed "
+                        f"({counts['users_evaluated']} evaluated, the others unchanged)"
                     ),
                     changes=counts,
                 )
                 run.finish(job, result)
                 return result
-            _active_rules(session, org_id)
-            for user_id, outcome in provisioning.reevaluate(session, org_id, ids).items():
-                checkpoint["changed"] += 1
+            for user_id, outcome in batch.changed.items():
                 record(
                     session,
                     org_id,
@@ -393,9 +422,13 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
                     changes=outcome["changes"],
                     explanation={"rules": outcome["rules"]},
                 )
-            checkpoint["last"] = ids[-1]
+            checkpoint["changed"] += len(batch.changed)
+            checkpoint["evaluated"] = checkpoint.get("evaluated", 0) + batch.evaluated
+            checkpoint["last"] = batch.last
+            _add_changed(checkpoint, batch)
+            _refresh_statistics(session, checkpoint, final=False)
             job.checkpoint = checkpoint
-            job.progress_done += len(ids)
+            job.progress_done += batch.checked
             job.progress_total = max(job.progress_total or 0, job.progress_done)
 
 

@@ -45,6 +45,10 @@ def import_users(env: CommandEnv, file: Path, org_ref: str, dry_run: bool) -> No
                 file=sys.stderr,
             ) as bar:
                 outcomes = list(bar)
+            written = import_rows.summary(outcomes)
+            session.rollback()  # each row committed itself; end any read begun since
+            with session.begin():
+                import_rows.refresh_statistics(session, written["create"] + written["update"])
     for outcome in outcomes:
         if outcome.action == "error":
             click.echo(f"line {outcome.line}: {outcome.user_name}: {outcome.reason}", err=True)

@@ -164,6 +164,7 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
             )
             if not batch:
                 result = {a: int(checkpoint.get(a, 0)) for a in import_rows.ACTIONS}
+                import_rows.refresh_statistics(session, result["create"] + result["update"])
                 record(
                     session,
                     org_id,

@@ -19,7 +19,7 @@ from scim_server.errors import DomainError, InvalidValueError
 from scim_server.scim.patch import UserPatch
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
-from scim_server.services import user_lookup, users
+from scim_server.services import table_stats, user_lookup, users
 from scim_server.text import fold
 from scim_server.user_import.sheets import Row
 
@@ -145,6 +145,23 @@ def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[O
     """Each row in turn (a duplicate userName later in the file becomes an update)."""
     for row in rows:
         yield apply_row(session, org_id, row)
+
+
+def refresh_statistics(session: Session, written: int) -> list[str]:
+    """After an import wrote ``written`` users: ANALYZE the tables it grew by a good part.
+
+    Each user written is a user row, a contact, its index rows (as many per user
+    as the table holds on average), rule roles and an audit event. In the
+    caller's transaction.
+    """
+    if written <= 0:
+        return []
+    users_rows = table_stats.estimated_rows(session, "users") or 0
+    index_rows = table_stats.estimated_rows(session, "attribute_values") or 0
+    per_user = max(1, index_rows // users_rows) if users_rows else 1
+    changed = dict.fromkeys(("users", "contacts", "user_roles", "audit_events"), written)
+    changed["attribute_values"] = written * per_user
+    return table_stats.refresh(session, changed)
 
 
 def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:

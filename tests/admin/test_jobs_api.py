@@ -47,7 +47,7 @@ def test_apply_answers_202_and_the_worker_does_it(scim, admin, session):
     job = ok(admin.get(resp.headers["Location"]))
     assert job["state"] == "succeeded" and job["error"] is None
     assert job["progress"] == {"done": 3, "total": 3}
-    assert job["result"] == {"users": 3, "changed": 3}
+    assert job["result"] == {"users": 3, "evaluated": 3, "changed": 3}
     assert job["started_at"] and job["finished_at"] and job["attempts"] == 1
     for user in people:
         (mapping,) = events(admin, action="user.mapping", resource_id=user["id"])
@@ -60,6 +60,7 @@ def test_apply_answers_202_and_the_worker_does_it(scim, admin, session):
         "job_id": job["id"],
         "users_checked": 3,
         "users_total": 3,
+        "users_evaluated": 3,
         "users_changed": 3,
     }
 
@@ -113,7 +114,7 @@ def test_a_job_whose_worker_died_is_resumed_where_it_got(scim, admin, session, m
     assert second.run_jobs() == 1
     job = ok(admin.get(f"/api/v1/jobs/{job_id}"))
     assert job["state"] == "succeeded" and job["attempts"] == 2
-    assert job["result"] == {"users": 5, "changed": 5}
+    assert job["result"] == {"users": 5, "evaluated": 5, "changed": 5}
     for user in people:
         assert len(events(admin, action="user.mapping", resource_id=user["id"])) == 1
         assert ok(admin.get(f"/api/v1/users/{user['id']}"))["license"]["value"] == "Planner"
@@ -156,5 +157,5 @@ def test_apply_helper_runs_through_http(scim, admin):
     catalogue(admin)
     _sales_people(scim, 2)
     activate(admin)
-    assert apply_rules(admin)["result"] == {"users": 2, "changed": 2}
-    assert apply_rules(admin)["result"] == {"users": 2, "changed": 0}
+    assert apply_rules(admin)["result"] == {"users": 2, "evaluated": 2, "changed": 2}
+    assert apply_rules(admin)["result"] == {"users": 2, "evaluated": 0, "changed": 0}

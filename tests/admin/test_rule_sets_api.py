@@ -170,7 +170,10 @@ def test_apply_moves_existing_users(scim, admin, session):
     assert admin.post("/api/v1/rulesets/apply", None).status_code == 409  # nothing active yet
     activate(admin)
     job = apply_rules(admin)
-    assert (job["state"], job["result"]) == ("succeeded", {"users": 2, "changed": 2})
+    assert (job["state"], job["result"]) == (
+        "succeeded",
+        {"users": 2, "evaluated": 2, "changed": 2},
+    )
     users = {u["userName"]: u for u in ok(admin.get("/api/v1/users"))["users"]}
     assert users["ann@example.com"]["license"] == {
         "value": "Engineer",
@@ -179,7 +182,8 @@ def test_apply_moves_existing_users(scim, admin, session):
     }
     assert [r["value"] for r in users["ann@example.com"]["roles"]] == ["Engineer"]
     assert users["bob@example.com"]["license"]["value"] == "Planner"
-    assert apply_rules(admin)["result"] == {"users": 2, "changed": 0}
+    # Nothing changed since: every user is skipped, unevaluated.
+    assert apply_rules(admin)["result"] == {"users": 2, "evaluated": 0, "changed": 0}
     mapping = events(admin, action="user.mapping", resource_id=bob["id"])
     assert mapping[-1]["detail"] == "rules re-applied" and mapping[-1]["explanation"]["rules"]
     applied = events(admin, action="ruleset.apply", outcome="success")

@@ -200,5 +200,5 @@ def test_apply_wait_follows_the_job_a_worker_runs(cli, acme, tmp_path):
         assert (job.state, job.claimed_by, job.result) == (
             "succeeded",
             "background",
-            {"users": 2, "changed": 1},
+            {"users": 2, "evaluated": 2, "changed": 1},
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from scim_server import create_app
 from scim_server.cli import main
@@ -65,3 +65,16 @@ def test_a_bad_row_is_reported_with_its_line_and_exit_1(cli, tmp_path: Path) -> 
     assert _state()[0] == {"d@example.com"}
     missing = cli("import", "users", str(tmp_path / "people.pdf"), "--org", "acme")
     assert missing.exit_code == 2
+
+
+def test_an_import_leaves_fresh_planner_statistics(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The tables an import grew are analyzed at its end (no statistics before: all of them)."""
+    path = tmp_path / "people.csv"
+    path.write_text(CSV)
+    assert cli("import", "users", str(path), "--org", "acme").exit_code == 0
+    app = create_app()
+    with db.reader(app)() as s:
+        stats = dict(s.execute(text("SELECT tbl, stat FROM sqlite_stat1")).all())
+    db.engine(app).dispose()
+    assert stats["users"].split()[0] == "2"
+    assert {"contacts", "attribute_values", "audit_events"} <= set(stats)

@@ -1,0 +1,260 @@
+"""``rules apply`` in batches: read a batch of users in a few queries, skip the unchanged.
+
+For each batch of users (keyset on id): one query for the users' rule inputs
+and stored hashes, one for their groups, one for their rule roles, one for
+their contacts' rule-set fields. A user whose hash (``rule_inputs``) matches
+is skipped; the others are loaded whole (two queries) and evaluated through
+``provisioning.apply_result`` with ``BatchLookups``: licenses, roles and
+companies read once per batch, each license locked and its seats counted once
+per batch, new rule roles inserted together. The caller commits the batch
+with its audit events (``rule_sets.run_apply``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
+
+import mappings
+from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
+from scim_server.services import contacts, licenses, provisioning, rule_inputs
+from scim_server.services.settings import IdentitySettings
+from scim_server.text import fold
+
+
+@dataclass
+class Batch:
+    """What one batch did: the last user id read, counts, and each changed user's outcome."""
+
+    last: str | None
+    checked: int = 0
+    evaluated: int = 0
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    role_rows: int = 0
+    contacts_changed: int = 0
+
+
+class BatchLookups:
+    """``provisioning.Lookups`` for many users in one transaction."""
+
+    def __init__(
+        self, session: Session, org_id: str, current: dict[str, dict[str, str | None]]
+    ) -> None:
+        self.session, self.org_id, self.current = session, org_id, current
+        self.licenses = {
+            lic.name_key: lic
+            for lic in session.scalars(select(License).where(License.org_id == org_id))
+        }
+        self.role_keys = {
+            role.name_key: role
+            for role in session.scalars(select(Role).where(Role.org_id == org_id))
+        }
+        self.seats: dict[str, tuple[int | None, int]] = {}
+        self.companies: dict[str, Contact] = {}
+        self.inserts: list[dict[str, Any]] = []
+        self.role_rows = 0
+
+    def license(self, name: str) -> License | None:
+        return self.licenses.get(fold(name))
+
+    def roles(self, names: list[str]) -> dict[str, Role]:
+        keys = {fold(n) for n in names}
+        return {k: self.role_keys[k] for k in keys if k in self.role_keys}
+
+    def assign_license(
+        self, user: User, lic: License | None, rule: str | None, strict: bool
+    ) -> dict[str, Any]:
+        return licenses.assign(
+            self.session,
+            self.org_id,
+            user,
+            lic,
+            source="rule",
+            rule=rule,
+            strict=strict,
+            seats=self.seats,
+        )
+
+    def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]:
+        """As ``roles.set_source_roles`` for source "rule", against the batch's reading."""
+        current = self.current.get(user_id, {})
+        removed = sorted(rid for rid in current if rid not in wanted)
+        added = sorted(rid for rid in wanted if rid not in current)
+        if removed:
+            self.session.execute(
+                delete(UserRole).where(
+                    UserRole.org_id == self.org_id,
+                    UserRole.user_id == user_id,
+                    UserRole.source == "rule",
+                    UserRole.role_id.in_(removed),
+                ),
+                execution_options={"synchronize_session": False},
+            )
+        self.inserts += [
+            {
+                "org_id": self.org_id,
+                "user_id": user_id,
+                "role_id": rid,
+                "source": "rule",
+                "rule": wanted[rid],
+            }
+            for rid in added
+        ]
+        for rid in set(wanted) & set(current):
+            if current[rid] != wanted[rid]:
+                self.session.execute(
+                    update(UserRole)
+                    .where(
+                        UserRole.org_id == self.org_id,
+                        UserRole.user_id == user_id,
+                        UserRole.source == "rule",
+                        UserRole.role_id == rid,
+                    )
+                    .values(rule=wanted[rid]),
+                    execution_options={"synchronize_session": False},
+                )
+        self.current[user_id] = dict(wanted)
+        self.role_rows += len(added) + len(removed)
+        if not (added or removed):
+            return {}
+        return {"roles.rule": {"added": added, "removed": removed}}
+
+    def organization_contact(self, name: str) -> Contact:
+        key = fold(name)
+        if key not in self.companies:
+            self.companies[key] = contacts.organization_contact(self.session, self.org_id, name)
+        return self.companies[key]
+
+    def flush(self) -> None:
+        """Write the queued role rows (one INSERT of many rows) and the ORM's changes."""
+        self.session.flush()
+        if self.inserts:
+            self.session.execute(insert(UserRole), self.inserts)
+            self.inserts = []
+
+
+def groups_by_user(
+    session: Session, org_id: str, ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each user's groups as the rules see them (``provisioning.user_groups``), in one query."""
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    rows = session.connection().execute(
+        select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id)
+        .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
+        .where(GroupMember.org_id == org_id, GroupMember.member_id.in_(ids))
+    )
+    for member_id, gid, name, ext in rows:
+        out[member_id].append({"id": gid, "displayName": name, "externalId": ext})
+    return out
+
+
+def rule_roles_by_user(
+    session: Session, org_id: str, ids: list[str]
+) -> dict[str, dict[str, str | None]]:
+    """Each user's ``rule`` roles, role id -> rule, in one query."""
+    out: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+    rows = session.connection().execute(
+        select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
+            UserRole.org_id == org_id, UserRole.user_id.in_(ids), UserRole.source == "rule"
+        )
+    )
+    for user_id, role_id, rule in rows:
+        out[user_id][role_id] = rule
+    return out
+
+
+_INPUTS = (
+    User.id,
+    User.data,
+    User.contact_id,
+    User.license_id,
+    User.license_source,
+    User.license_rule,
+    User.license_wanted_id,
+    User.rules_input_hash,
+)
+
+
+def apply_batch(
+    session: Session,
+    org_id: str,
+    rules: mappings.RuleSet,
+    settings: IdentitySettings,
+    after: str,
+    size: int,
+) -> Batch:
+    """Evaluate the next ``size`` users (ids after ``after``) whose inputs changed; no commit."""
+    digest = rule_inputs.rules_digest(rules, settings)
+    # Core reads (no ORM objects) for what every user needs; ORM objects only for the stale.
+    conn = session.connection()
+    rows = conn.execute(
+        select(*_INPUTS).where(User.org_id == org_id, User.id > after).order_by(User.id).limit(size)
+    ).all()
+    if not rows:
+        return Batch(last=None)
+    ids = [r.id for r in rows]
+    groups = groups_by_user(session, org_id, ids)
+    current = rule_roles_by_user(session, org_id, ids)
+    contact_ids = sorted({r.contact_id for r in rows if r.contact_id})
+    states = {
+        c.id: list(c[1:])
+        for c in conn.execute(
+            select(Contact.id, *(getattr(Contact, n) for n in rule_inputs.CONTACT_STATE)).where(
+                Contact.org_id == org_id, Contact.id.in_(contact_ids)
+            )
+        )
+    }
+    stale = []
+    for r in rows:
+        state = states.get(r.contact_id) if r.contact_id else None
+        if state is None:
+            continue  # no person contact: nothing the rules could apply to (as one at a time)
+        stored = rule_inputs.input_hash(
+            digest, r.data, groups[r.id], (r[3], r[4], r[5], r[6]), current[r.id], state
+        )
+        if stored is None or stored != r.rules_input_hash:
+            stale.append(r.id)
+    batch = Batch(last=ids[-1], checked=len(ids), evaluated=len(stale))
+    if not stale:
+        return batch
+    data = {r.id: r.data for r in rows}
+    users = session.scalars(
+        select(User)
+        .options(defer(User.data))
+        .where(User.org_id == org_id, User.id.in_(stale))
+        .order_by(User.id)
+    ).all()
+    for user in users:  # read above already: not decoded twice
+        set_committed_value(user, "data", data[user.id])
+    people = {
+        c.id: c
+        for c in session.scalars(
+            select(Contact).where(
+                Contact.org_id == org_id, Contact.id.in_({u.contact_id for u in users})
+            )
+        )
+    }
+    lookups = BatchLookups(session, org_id, current)
+    before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
+    for user in users:
+        contact = people[user.contact_id or ""]
+        identity = mappings.ExternalIdentity.from_scim(user.data, groups[user.id])
+        result = mappings.resolve(identity, rules)
+        changes, rule_roles = provisioning.apply_result(
+            session, org_id, user, contact, result, settings, False, user.data, lookups
+        )
+        user.rules_input_hash = provisioning.inputs_hash(
+            rules, settings, user.data, groups[user.id], user, rule_roles, contact, digest
+        )
+        if changes:
+            batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
+    lookups.flush()
+    batch.role_rows = lookups.role_rows
+    batch.contacts_changed = sum(
+        1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]
+    )
+    return batch

@@ -1,0 +1,67 @@
+"""Planner statistics kept fresh after bulk changes (``rules apply``, a user import).
+
+A bulk change can move a large part of a table at once, faster than
+autovacuum's ANALYZE follows (it runs on a timer, and only after 10 % of a
+table changed); until it does, PostgreSQL plans with the old row counts and
+value distributions (GET by id went from 8 to 30 ms p50 during a 100,000-user
+apply). So a bulk change ANALYZEs the tables it touched, once the rows it
+changed since the last refresh are more than ``FRACTION`` of the table. On
+SQLite (``PRAGMA analysis_limit`` keeps ANALYZE to milliseconds) the same
+rule applies; below it ``PRAGMA optimize`` lets SQLite decide, as the server's
+pooled connections do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from scim_server.db import Base
+
+log = logging.getLogger(__name__)
+
+FRACTION = 0.1
+
+
+def estimated_rows(session: Session, table: str) -> int | None:
+    """The planner's idea of the table's size; None when it has no statistics yet."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        rows = conn.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+        )
+        return None if rows is None or rows < 0 else int(rows)
+    has_stats = conn.scalar(
+        text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")
+    )
+    if not has_stats:
+        return None
+    stat = conn.scalar(text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"), {"t": table})
+    return int(stat.split()[0]) if stat else None
+
+
+def refresh(session: Session, changed: Mapping[str, int], fraction: float = FRACTION) -> list[str]:
+    """ANALYZE each table whose ``changed`` rows exceed ``fraction`` of it; return those analyzed.
+
+    In the caller's transaction: on PostgreSQL ANALYZE takes a lock that
+    blocks neither reads nor writes, and commits with the change.
+    """
+    known = Base.metadata.tables
+    analyzed = []
+    for table, count in changed.items():
+        if table not in known:
+            raise ValueError(f"unknown table {table!r}")
+        if count <= 0:
+            continue
+        rows = estimated_rows(session, table)
+        if rows is None or count > fraction * rows:
+            session.execute(text(f'ANALYZE "{table}"'))
+            analyzed.append(table)
+    if session.get_bind().dialect.name == "sqlite" and not analyzed:
+        session.execute(text("PRAGMA optimize"))
+    if analyzed:
+        log.info("statistics refreshed after a bulk change: %s", ", ".join(analyzed))
+    return analyzed

@@ -1,0 +1,226 @@
+"""``rules apply`` skips users whose rule inputs did not change, and only those."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select, update
+
+from scim_server.models import Contact, GroupMember, User, UserRole
+from scim_server.services import rule_inputs, rule_sets
+from tests.admin.rules import RULES, activate, catalogue
+from tests.support.admin_api import apply_rules, events, ok, person
+
+
+def _result(admin) -> dict:
+    job = apply_rules(admin)
+    assert job["state"] == "succeeded", job
+    return job["result"]
+
+
+def _license(admin, user_id: str) -> str | None:
+    lic = ok(admin.get(f"/api/v1/users/{user_id}"))["license"]
+    return lic["value"] if lic else None
+
+
+def test_users_provisioned_under_the_rules_are_skipped(scim, admin, session):
+    """SCIM creates and updates store the hash: an apply right after evaluates no one."""
+    catalogue(admin)
+    activate(admin)
+    sam = person(scim, "sam@example.com", department="Sales")
+    person(scim, "olga@example.com", department="Ops")
+    scim.patch_ops(f"/scim/v2/Users/{sam['id']}", {"op": "replace", "path": "title", "value": "VP"})
+    stored = session.scalars(select(User.rules_input_hash)).all()
+    assert len(stored) == 2 and all(len(h) == 64 for h in stored)
+    assert _result(admin) == {"users": 2, "evaluated": 0, "changed": 0}
+    assert _license(admin, sam["id"]) == "Planner"
+    (finished,) = events(admin, action="ruleset.apply", outcome="success")
+    assert finished["changes"]["users_evaluated"] == 0
+    assert "0 evaluated, the others unchanged" in finished["detail"]
+
+
+def test_a_user_whose_attributes_changed_is_evaluated(scim, admin, session):
+    """Attributes changed without the rules running (stored directly): that user is evaluated."""
+    catalogue(admin)
+    activate(admin)
+    sam = person(scim, "sam@example.com", department="Ops")
+    person(scim, "olga@example.com", department="Ops")
+    user = session.get(User, (scim.org_id, sam["id"]))
+    data = dict(user.data)
+    data["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = {"department": "Sales"}
+    session.execute(update(User).where(User.id == sam["id"]).values(data=data))
+    session.commit()
+    assert _result(admin) == {"users": 2, "evaluated": 1, "changed": 1}
+    assert _license(admin, sam["id"]) == "Planner"
+    assert _result(admin) == {"users": 2, "evaluated": 0, "changed": 0}
+
+
+def test_a_user_whose_groups_changed_is_evaluated(scim, admin, session):
+    """A membership added behind the rules' back, and a group renamed: the members are evaluated."""
+    catalogue(admin)
+    activate(admin)
+    eng = scim.create_group("Eng")
+    ann = person(scim, "ann@example.com")
+    bob = person(scim, "bob@example.com")
+    person(scim, "cid@example.com")
+    session.add(
+        GroupMember(org_id=scim.org_id, group_id=eng["id"], member_id=ann["id"], member_type="User")
+    )
+    session.add(
+        GroupMember(org_id=scim.org_id, group_id=eng["id"], member_id=bob["id"], member_type="User")
+    )
+    session.commit()
+    # Members of "Eng": nothing in the rules yet, but their groups changed.
+    assert _result(admin) == {"users": 3, "evaluated": 2, "changed": 0}
+    assert _result(admin)["evaluated"] == 0
+    resp = scim.patch_ops(
+        f"/scim/v2/Groups/{eng['id']}",
+        {"op": "replace", "path": "displayName", "value": "Engineering"},
+    )
+    assert resp.status_code in (200, 204)
+    result = _result(admin)
+    assert result["evaluated"] == 2 and result["changed"] == 2
+    assert _license(admin, ann["id"]) == _license(admin, bob["id"]) == "Engineer"
+    roles = session.scalars(
+        select(UserRole.user_id).where(UserRole.source == "rule").order_by(UserRole.user_id)
+    ).all()
+    assert roles == sorted([ann["id"], bob["id"]])
+
+
+def test_a_new_rule_set_re_evaluates_everyone(scim, admin, session):
+    """Activating rules that say something else evaluates every user again."""
+    catalogue(admin)
+    activate(admin)
+    people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(3)]
+    assert _result(admin)["evaluated"] == 0
+    changed = {
+        **RULES,
+        "rules": [
+            {
+                "name": "sales",
+                "when": {"attribute": "department", "equals": "Sales"},
+                "then": {"license": "Engineer", "roles": ["Portal"]},
+            }
+        ],
+    }
+    activate(admin, changed)
+    assert _result(admin) == {"users": 3, "evaluated": 3, "changed": 3}
+    assert {_license(admin, p["id"]) for p in people} == {"Engineer"}
+    for p in people:
+        (mapping,) = events(admin, action="user.mapping", resource_id=p["id"])
+        assert mapping["changes"]["roles.rule"]["added"]
+    assert _result(admin) == {"users": 3, "evaluated": 0, "changed": 0}
+
+
+def test_a_new_default_license_re_evaluates_everyone(scim, admin, session):
+    """The settings' defaults are part of the rules as they run: changing one is a change."""
+    catalogue(admin)
+    activate(admin)
+    ops = person(scim, "olga@example.com", department="Ops")
+    assert _result(admin)["evaluated"] == 0
+    ok(admin.put("/api/v1/settings", {"default_license": "Engineer"}))
+    assert _result(admin) == {"users": 1, "evaluated": 1, "changed": 1}
+    assert _license(admin, ops["id"]) == "Engineer"
+
+
+def test_state_changed_behind_the_rules_is_restored(scim, admin, session):
+    """A rule role removed and a contact field edited directly: the user is evaluated again."""
+    catalogue(admin)
+    contact_rules = {
+        "mode": "first-match",
+        "rules": [
+            {
+                "name": "sales",
+                "when": {"attribute": "department", "equals": "Sales"},
+                "then": {"roles": ["Portal"], "contact": {"title": "Seller"}},
+            }
+        ],
+    }
+    activate(admin, contact_rules)
+    sam = person(scim, "sam@example.com", department="Sales")
+    olga = person(scim, "olga@example.com", department="Sales")
+    session.execute(delete(UserRole).where(UserRole.user_id == sam["id"]))
+    contact_id = session.get(User, (scim.org_id, olga["id"])).contact_id
+    session.execute(update(Contact).where(Contact.id == contact_id).values(title="Intern"))
+    session.commit()
+    assert _result(admin) == {"users": 2, "evaluated": 2, "changed": 2}
+    assert session.scalar(select(UserRole.rule).where(UserRole.user_id == sam["id"])) == "sales"
+    session.expire_all()
+    assert session.get(Contact, (scim.org_id, contact_id)).title == "Seller"
+
+
+def test_seats_are_counted_across_a_batch_and_a_waiting_user_is_always_evaluated(
+    scim, admin, session
+):
+    """Three seats, five users in one batch: three get it, two wait; a freed seat goes next apply."""
+    catalogue(admin, planner_seats=3)
+    people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(5)]
+    activate(admin)
+    assert _result(admin) == {"users": 5, "evaluated": 5, "changed": 5}
+    holders = session.scalars(select(User.id).where(User.license_id.is_not(None))).all()
+    waiting = session.scalars(select(User.id).where(User.license_wanted_id.is_not(None))).all()
+    assert len(holders) == 3 and len(waiting) == 2
+    assert session.scalars(select(User.rules_input_hash).where(User.id.in_(waiting))).all() == [
+        None,
+        None,
+    ]
+    # A holder leaves the license (deleted): one waiting user gets the seat on the next apply.
+    assert scim.delete(f"/scim/v2/Users/{holders[0]}").status_code == 204
+    # Both waiting users are evaluated: one gets the seat, the other's shortage is logged again.
+    assert _result(admin) == {"users": 4, "evaluated": 2, "changed": 2}
+    assert len(session.scalars(select(User.id).where(User.license_id.is_not(None))).all()) == 3
+    assert {_license(admin, p["id"]) for p in people if p["id"] != holders[0]} == {
+        "Planner",
+        None,
+    }
+
+
+def test_batches_smaller_than_the_organization(scim, admin, session, monkeypatch):
+    """Keyset batches: every user is checked once, whatever the batch size."""
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
+    catalogue(admin)
+    people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(5)]
+    activate(admin)
+    job = apply_rules(admin)
+    assert job["result"] == {"users": 5, "evaluated": 5, "changed": 5}
+    assert job["progress"] == {"done": 5, "total": 5}
+    for p in people:
+        assert len(events(admin, action="user.mapping", resource_id=p["id"])) == 1
+    assert _result(admin)["evaluated"] == 0
+
+
+def test_the_hash_covers_inputs_and_state():
+    """Each input and each piece of rule-decided state changes the hash; a waiting user has none."""
+    base = ("d", {"userName": "a"}, [{"id": "g"}], ("l", "rule", "r", None), {"x": None}, ["t"])
+    first = rule_inputs.input_hash(*base)
+    assert first == rule_inputs.input_hash(*base)
+    variants = [
+        ("e", *base[1:]),
+        (base[0], {"userName": "b"}, *base[2:]),
+        (*base[:2], [], *base[3:]),
+        (*base[:2], [{"id": "g", "displayName": "G"}], *base[3:]),
+        (*base[:3], ("m", "rule", "r", None), *base[4:]),
+        (*base[:4], {"x": "r2"}, base[5]),
+        (*base[:5], ["u"]),
+    ]
+    assert len({rule_inputs.input_hash(*v) for v in variants} | {first}) == len(variants) + 1
+    assert (
+        rule_inputs.input_hash(*base[:3], ("l", "rule", "r", str(uuid.uuid4())), *base[4:]) is None
+    )
+
+
+def test_a_sign_in_evaluation_leaves_the_user_to_the_next_apply(scim, admin, session):
+    """Rules run on a sign-in's merged claims: no hash, so the next apply evaluates the user."""
+    import mappings
+    from scim_server.services import provisioning
+
+    catalogue(admin)
+    activate(admin)
+    sam = person(scim, "sam@example.com", department="Sales")
+    user = session.get(User, (scim.org_id, sam["id"]))
+    assert user.rules_input_hash is not None
+    claims = mappings.ExternalIdentity.from_saml("sam@example.com", {"department": ["Sales"]})
+    provisioning.reevaluate_at_sign_in(session, scim.org_id, user, claims)
+    assert user.rules_input_hash is None
+    session.commit()
+    assert _result(admin) == {"users": 1, "evaluated": 1, "changed": 0}

@@ -1,0 +1,32 @@
+"""Planner statistics after bulk changes: ANALYZE a table once enough of it changed."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from scim_server.services import table_stats
+from tests.support.admin_api import person
+
+
+def test_a_table_without_statistics_is_analyzed_then_only_past_the_fraction(scim, session):
+    """No statistics: analyzed at the first change; then only when changes pass 10 %."""
+    for i in range(20):
+        person(scim, f"p{i}@example.com")
+    session.rollback()
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DROP TABLE IF EXISTS sqlite_stat1"))
+    else:
+        session.execute(text("UPDATE pg_class SET reltuples = -1 WHERE relname = 'users'"))
+    assert table_stats.estimated_rows(session, "users") is None
+    assert table_stats.refresh(session, {"users": 1, "contacts": 0}) == ["users"]
+    rows = table_stats.estimated_rows(session, "users")
+    assert rows is not None and rows >= 20
+    assert table_stats.refresh(session, {"users": rows // 20}) == []
+    assert table_stats.refresh(session, {"users": rows // 5 + 1}) == ["users"]
+
+
+def test_an_unknown_table_is_refused(session):
+    """Only the schema's tables: the name goes into SQL."""
+    with pytest.raises(ValueError, match="unknown table"):
+        table_stats.refresh(session, {'users"; DROP TABLE users; --': 5})
