@@ -37,6 +37,10 @@ CHECKPOINT_EVERY = 1000
 _TEXT_LIMITS = {"detail": 2000, "user_agent": 512, "external_id": 512, "user_name": 512}
 _ROWS = "audit_pending_rows"  # [(transaction that recorded it, Recorded)], in order
 _HEADS = "audit_heads"  # {org_id: (deepest transaction that moved it, Head)}
+# Events written inside a savepoint: [(transaction that recorded it, savepoint, Recorded)].
+# If the savepoint rolls back, the database forgets them; those recorded outside
+# it are pending again (numbered anew at the next write).
+_IN_SAVEPOINT = "audit_written_in_savepoint"
 
 
 @dataclass(slots=True)
@@ -238,6 +242,10 @@ def flush(session: Session) -> None:
     by_org: dict[str, list[Recorded]] = {}
     for _transaction, recorded in noted:
         by_org.setdefault(recorded.org_id, []).append(recorded)
+    current = _current(session)
+    if current.nested:
+        written = session.info.setdefault(_IN_SAVEPOINT, [])
+        written += [(t, current, recorded) for t, recorded in noted]
     key = chain.signing_key(session)
     connection = session.connection()
     combined = connection.dialect.name == "postgresql"
@@ -270,7 +278,7 @@ def flush(session: Session) -> None:
             connection.execute(_INSERT, [recorded.row() for recorded in events])
             connection.execute(_MOVE_HEAD, moved)
         # Moved in the current (sub)transaction: its rollback forgets this state.
-        session.info[_HEADS][org_id] = (_current(session), head)
+        session.info[_HEADS][org_id] = (current, head)
 
 
 def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
@@ -287,10 +295,24 @@ def _write_at_commit(session: Session) -> None:
 
 
 def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    """A rolled-back (sub)transaction's events were never written, nor its head moves."""
-    noted = session.info.get(_ROWS)
+    """A rolled-back (sub)transaction's events are gone, and its head moves; the events
+    recorded outside it but written inside it (``lock_head`` in a savepoint) wait again."""
+    again: list[tuple[SessionTransaction, Recorded]] = []
+    written = session.info.get(_IN_SAVEPOINT)
+    if written:
+        kept = []
+        for recorded_in, written_in, recorded in written:
+            if not _within(written_in, previous_transaction):
+                kept.append((recorded_in, written_in, recorded))
+            elif not _within(recorded_in, previous_transaction):
+                again.append((recorded_in, recorded))
+        session.info[_IN_SAVEPOINT] = kept
+    noted = session.info.get(_ROWS) or []
+    noted = again + [(t, r) for t, r in noted if not _within(t, previous_transaction)]
     if noted:
-        session.info[_ROWS] = [(t, r) for t, r in noted if not _within(t, previous_transaction)]
+        session.info[_ROWS] = noted
+    else:
+        session.info.pop(_ROWS, None)
     heads = session.info.get(_HEADS)
     if heads:
         for org_id, (t, _head_state) in list(heads.items()):
@@ -301,8 +323,8 @@ def _forget_rolled_back(session: Session, previous_transaction: SessionTransacti
 def _forget_ended(session: Session, transaction: SessionTransaction) -> None:
     """The outermost transaction ended: its head locks are released."""
     if transaction.parent is None:
-        session.info.pop(_ROWS, None)
-        session.info.pop(_HEADS, None)
+        for name in (_ROWS, _HEADS, _IN_SAVEPOINT):
+            session.info.pop(name, None)
 
 
 def install() -> None:
