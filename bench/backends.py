@@ -7,6 +7,7 @@ an earlier run left behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,8 +17,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-# Another name keeps a run clear of one in another checkout that uses the default.
+# SCIM_BENCH_PG_DATABASE: another name, for a run beside someone else's on one server
+# (each run drops and re-creates its database; the peers' is this name + "_django").
 PG_DATABASE = os.environ.get("SCIM_BENCH_PG_DATABASE", "scim_bench")
+if not re.fullmatch(r"[a-z_][a-z0-9_]*", PG_DATABASE):
+    raise SystemExit("SCIM_BENCH_PG_DATABASE: lower-case letters, digits and _ only")
 BACKENDS = ("sqlite", "postgresql")
 
 

@@ -24,13 +24,14 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    insert,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 
 from scim_server import jsonfast
 
@@ -104,6 +105,55 @@ def row_columns(model: Any) -> tuple[Any, ...]:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    statement: Any
+    # (attribute, column name, default maker or None)
+    columns: tuple[tuple[str, str, Any], ...]
+
+
+@cache
+def _insert_plan(model: Any) -> _InsertPlan:
+    columns: list[tuple[str, str, Any]] = []
+    for attr in sa_inspect(model).column_attrs:
+        column = attr.columns[0]
+        default: Any = column.default
+        if default is None:
+            make = None
+        elif default.is_callable:
+            make = default.arg
+        else:
+            make = lambda _ctx, value=default.arg: value  # noqa: E731
+        columns.append((attr.key, column.name, make))
+    return _InsertPlan(insert(model.__table__), tuple(columns))
+
+
+def insert_now(session: Session, *objects: Any) -> None:
+    """INSERT new ORM objects now, with a prebuilt Core statement each, and attach them
+    to the session as if loaded: a hot path's new rows skip the unit of work.
+
+    Every column is given (the model's defaults applied here), so nothing is expired
+    or read back; later changes to the objects flush as UPDATEs, as after an ORM
+    INSERT. Only for objects nothing else must be inserted with (no relationships).
+    """
+    connection = session.connection()
+    for obj in objects:
+        model: Any = type(obj)
+        plan = _insert_plan(model)
+        loaded = obj.__dict__
+        values = {}
+        for key, name, make in plan.columns:
+            if key in loaded:
+                value = loaded[key]
+            else:
+                value = make(None) if make is not None else None
+                setattr(obj, key, value)
+            values[name] = value
+        connection.execute(plan.statement, values)
+        make_transient_to_detached(obj)
+        session.add(obj)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -217,6 +267,11 @@ def _sqlite_begin(conn: Any) -> None:
 
 # The key under which a session's ``info`` carries its app's audit signing key.
 AUDIT_KEY_INFO = "audit_key"
+# What a write computed at its commit for the representation that follows
+# (``services.users.extras_of_one``): kept on the writer under WRITTEN_INFO, moved by
+# ``read_after_write`` to the reader under AFTER_WRITE_INFO, where it is read once.
+WRITTEN_INFO = "written"
+AFTER_WRITE_INFO = "after_write"
 # ... and its Ed25519 signer of checkpoints (``audit.signing.session_signer``).
 AUDIT_SIGNER_INFO = "audit_signer"
 
@@ -392,10 +447,14 @@ class Database:
         from flask import current_app, g
 
         session = g.get("_scim_session")
+        carried = None
         if session is not None:
+            carried = session.info.pop(WRITTEN_INFO, None)
             release(session)
         state = self.state(current_app)
         g._scim_session = (state.statement_reader or state.reader)()
+        if carried:
+            g._scim_session.info[AFTER_WRITE_INFO] = carried
         g._scim_read_after_write = True
 
     @staticmethod

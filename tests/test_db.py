@@ -63,21 +63,34 @@ def rollback_fault(live, monkeypatch) -> Iterator[RollbackFault]:
 
 
 def test_failed_release_after_commit_keeps_the_201(live, rollback_fault, caplog):
-    """The teardown's rollback failing after the commit: 201, the user stored, the connection discarded."""
+    """The teardown's rollback failing after the commit: 201, the group stored, the connection
+    discarded. (A group: its representation reads its members after the commit; a user's
+    reads nothing then, the events writer having read its groups and roles at the commit.)"""
     app, scim = live
     engine = db.engine(app)
-    body = {"schemas": [USER_SCHEMA], "userName": "kept@example.com"}
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Kept"}
     with caplog.at_level(logging.WARNING, logger="scim_server.db"):
-        resp = scim.post("/scim/v2/Users", body)
+        resp = scim.post("/scim/v2/Groups", body)
     assert resp.status_code == 201, resp.get_data(as_text=True)
     assert rollback_fault.failed >= 1  # the fault did hit the request's release
     assert "could not release a database connection" in caplog.text
     assert rollback_fault.invalidated >= 1  # the broken connection is not pooled again
     assert engine.pool.checkedout() == 0  # nor leaked
-    user_id = resp.get_json()["id"]
+    group_id = resp.get_json()["id"]
     rollback_fault.armed = False
-    got = scim.get(f"/scim/v2/Users/{user_id}")
-    assert got.status_code == 200 and got.get_json()["userName"] == "kept@example.com"
+    got = scim.get(f"/scim/v2/Groups/{group_id}")
+    assert got.status_code == 200 and got.get_json()["displayName"] == "Kept"
+
+
+def test_a_created_user_is_answered_without_a_read_after_the_commit(live, rollback_fault):
+    """POST /Users: the answer needs no connection after the commit (nothing to release)."""
+    app, scim = live
+    body = {"schemas": [USER_SCHEMA], "userName": "kept@example.com"}
+    resp = scim.post("/scim/v2/Users", body)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert resp.get_json()["userName"] == "kept@example.com"
+    assert rollback_fault.failed == 0
+    assert db.engine(app).pool.checkedout() == 0
 
 
 def test_failed_release_after_a_read_keeps_the_200(live, rollback_fault):

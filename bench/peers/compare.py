@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench import labels
-from bench.backends import database
+from bench.backends import PG_DATABASE, database
 from bench.dataset import OrgData, build_dataset
 from bench.loader import add_leavers, create_tokens, load_orgs, settle
 from bench.loadgen import Target
@@ -115,7 +115,7 @@ def _django_database(backend: str, pg_admin_url: str, stack: ExitStack) -> dict[
         folder = Path(tempfile.mkdtemp(prefix="scim-bench-django-"))
         stack.callback(shutil.rmtree, folder, True)
         return {"PEER_SQLITE_PATH": str(folder / "django.db")}
-    name = "scim_bench_django"
+    name = f"{PG_DATABASE}_django"
     admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

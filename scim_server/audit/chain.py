@@ -45,12 +45,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def canonical(event: AuditEvent) -> bytes:
+def canonical(event: Any) -> bytes:
+    """The hashed form of an event (a stored ``AuditEvent`` or one being recorded)."""
     doc = {name: _plain(getattr(event, name)) for name in FIELDS}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def event_hash(event: AuditEvent) -> str:
+def event_hash(event: Any) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 

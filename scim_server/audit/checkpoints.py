@@ -57,7 +57,7 @@ def compare_filed(session: Session, org_id: str, doc: dict[str, Any]) -> str | N
     seq, expected = doc.get("seq"), doc.get("hash")
     if not isinstance(seq, int):
         return "the filed checkpoint has no seq"
-    head = session.get(AuditHead, org_id)
+    head = session.get(AuditHead, org_id, populate_existing=True)
     if head is None or seq > head.seq:
         return f"the chain ends before the filed checkpoint's event {seq} (history removed)"
     if seq == head.base_seq:

@@ -118,7 +118,8 @@ def count(session: Session, org_id: str, flt: EventFilter) -> int:
 
 
 def head(session: Session, org_id: str) -> AuditHead | None:
-    return session.get(AuditHead, org_id)
+    # Fresh: the recorder moves the head with Core statements, not through this object.
+    return session.get(AuditHead, org_id, populate_existing=True)
 
 
 # -- verification ---------------------------------------------------------------

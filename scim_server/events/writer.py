@@ -23,9 +23,11 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
+from scim_server.audit import recorder
+from scim_server.audit.recorder import Recorded
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
-from scim_server.models import AuditEvent, Event, Group, User
+from scim_server.models import Event, Group, User
 from scim_server.services import account_views
 
 _LAST = select(func.max(Event.position)).where(Event.org_id == bindparam("org_id"))
@@ -37,18 +39,27 @@ _NEXT = (
 
 
 def install() -> None:
-    """Register the commit hook (and the savepoint rollback one); idempotent."""
+    """Register the commit hook (and the savepoint rollback one); idempotent.
+
+    First among the ``before_commit`` hooks: the resources' states are read
+    before the recorder's flush locks the audit head.
+    """
     pending.install()
     if not event.contains(Session, "before_commit", write_pending):
-        event.listen(Session, "before_commit", write_pending)
+        event.listen(Session, "before_commit", write_pending, insert=True)
 
 
 def write_pending(session: Session) -> None:
-    """Derive and insert the events of the audit events noted in this transaction."""
+    """Derive and insert the events of the audit events noted in this transaction.
+
+    The states are read first, then the audit events are written (the head is
+    locked from there to the commit), then the product events, numbered under
+    that lock.
+    """
     if not session.info.get(pending.KEY):
         return
-    noted: list[AuditEvent] = pending.take(session)
-    by_org: dict[str, list[tuple[AuditEvent, Derived]]] = defaultdict(list)
+    noted: list[Recorded] = pending.take(session)
+    by_org: dict[str, list[tuple[Recorded, Derived]]] = defaultdict(list)
     for audit_event in noted:
         for derived in derive(
             audit_event.action,
@@ -59,18 +70,38 @@ def write_pending(session: Session) -> None:
             audit_event.explanation,
         ):
             by_org[audit_event.org_id].append((audit_event, derived))
+    if not by_org:
+        return
+    session.flush()  # the states below are read after the change
+    states = {org_id: _states(session, org_id, items) for org_id, items in by_org.items()}
+    recorder.flush(session)  # the audit events: their seq, and the head lock
     for org_id, items in by_org.items():
         # A deletion comes after the transaction's other events (a group deleted with its
         # members: the member_removed events first), so nothing follows a resource's end.
         items.sort(key=lambda item: item[1].type.endswith(".deleted"))
-        _write_org(session, org_id, items)
+        _write_org(session, org_id, items, states[org_id])
 
 
-def _write_org(session: Session, org_id: str, items: list[tuple[AuditEvent, Derived]]) -> None:
-    user_ids = {d.resource_id for _a, d in items if d.resource_type == "User"}
-    group_ids = {d.resource_id for _a, d in items if d.resource_type == "Group"}
-    session.flush()  # the states below are read after the change
-    states = {**user_states(session, org_id, user_ids), **group_states(session, org_id, group_ids)}
+def _states(
+    session: Session, org_id: str, items: list[tuple[Recorded, Derived]]
+) -> dict[str, dict[str, Any] | None]:
+    """The state of each User and Group the events are about; none for a deleted one."""
+    deleted = {d.resource_id for _a, d in items if d.type.endswith(".deleted")}
+    user_ids = {d.resource_id for _a, d in items if d.resource_type == "User"} - deleted
+    group_ids = {d.resource_id for _a, d in items if d.resource_type == "Group"} - deleted
+    return {
+        **dict.fromkeys(deleted),
+        **user_states(session, org_id, user_ids),
+        **group_states(session, org_id, group_ids),
+    }
+
+
+def _write_org(
+    session: Session,
+    org_id: str,
+    items: list[tuple[Recorded, Derived]],
+    states: dict[str, dict[str, Any] | None],
+) -> None:
     connection = session.connection()
     # One event (the usual write): its position is computed by the INSERT itself.
     last = 0 if len(items) == 1 else connection.scalar(_LAST, {"org_id": org_id}) or 0
@@ -112,7 +143,7 @@ def _write_org(session: Session, org_id: str, items: list[tuple[AuditEvent, Deri
         connection.execute(insert(Event), rows)
 
 
-def _other_state(audit_event: AuditEvent, derived: Derived) -> dict[str, Any] | None:
+def _other_state(audit_event: Recorded, derived: Derived) -> dict[str, Any] | None:
     if derived.type == "connection.deactivated" and not derived.changes:
         return None  # deleted
     if derived.resource_type == "Connection":
@@ -142,7 +173,8 @@ def user_states(session: Session, org_id: str, ids: set[str]) -> dict[str, dict[
     if not ids:
         return {}
     rows = _loaded(session, User, org_id, ids)
-    details = account_views.account_details(session, org_id, rows) if rows else {}
+    # Kept for the write's own response (the same query, once per write).
+    details = account_views.account_details(session, org_id, rows, remember=True) if rows else {}
     return {resource_id: details.get(resource_id) for resource_id in ids}
 
 

@@ -58,13 +58,18 @@ def account_summaries(
     ]
 
 
-def account_details(session: Session, org_id: str, rows: list[User]) -> dict[str, dict[str, Any]]:
+def account_details(
+    session: Session, org_id: str, rows: list[User], *, remember: bool = False
+) -> dict[str, dict[str, Any]]:
     """The detail view of each user (summary, groups, timestamps, version), by user id.
 
-    One user (a request's, an event's): groups, roles and license names in one round trip.
+    One user (a request's, an event's): groups, roles and license names in one round
+    trip, kept for the write's representation when ``remember`` (``users.extras_of_one``).
     """
     if len(rows) == 1:
-        groups_of_one, held_of_one, names = users.extras_of_one(session, org_id, rows[0])
+        groups_of_one, held_of_one, names = users.extras_of_one(
+            session, org_id, rows[0], remember=remember
+        )
         groups = {rows[0].id: groups_of_one}
         summaries = account_summaries(
             session, org_id, rows, held={rows[0].id: held_of_one}, license_names=names

@@ -93,8 +93,8 @@ def create_contact(
     session: Session, org_id: str, kind: str, name: str, *, audit: bool = True, **fields: Any
 ) -> Contact:
     """A new contact; ``audit=False`` when the caller's own event tells of it (a user's
-    person contact, in the user's create event): it is then inserted with the caller's
-    next flush, not here."""
+    person contact, in the user's create event): it is then returned unsaved, for the
+    caller to add or insert with the user (``services.provisioning``)."""
     if kind not in ("person", "organization"):
         raise InvalidValueError("A contact kind is 'person' or 'organization'.")
     if not name or len(name) > 512:
@@ -110,9 +110,9 @@ def create_contact(
         updated_at=now,
     )
     update_fields(contact, fields)
-    session.add(contact)
     if not audit:
         return contact
+    session.add(contact)
     session.flush()
     record(
         session,

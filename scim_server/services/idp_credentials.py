@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from scim_server.db import utcnow
+from scim_server.db import insert_now, utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
 from scim_server.models import CredentialSchedule, User
 from scim_server.services import passwords, settings
@@ -45,7 +45,8 @@ def queue_welcome(
     if scim_email(doc) is None and user_address(session, user) is None:
         return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
     now = utcnow()
-    session.add(
+    insert_now(  # a Core INSERT: the create path's rows skip the unit of work
+        session,
         CredentialSchedule(
             org_id=user.org_id,
             user_id=user.id,
@@ -56,7 +57,7 @@ def queue_welcome(
             state="scheduled",
             attempts=0,
             created_at=now,
-        )
+        ),
     )
     return None
 

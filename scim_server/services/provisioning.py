@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import mappings
-from scim_server.db import utcnow
+from scim_server.db import insert_now, utcnow
 from scim_server.models import (
     Contact,
     Group,
@@ -92,31 +92,36 @@ def provision(
     creating: bool,
     identity: Any = None,
     config: tuple[IdentitySettings, Any] | None = None,
+    login_name_free: bool = False,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
     ``config``: the organization's (settings, rules) when the caller read them already.
+    ``login_name_free``: the caller found no account whose internal username is the
+    ``userName`` (``services.users`` asks with its own uniqueness check, one query).
 
     When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
     enabling access for it), a ``user.login_name`` already set is kept, and a
     ``license_source`` of "manual" leaves the license to the caller.
 
-    When ``creating``, ``user`` is not in the session yet: it is added once its
-    contact and internal username are known, so that it is inserted once, whole.
-    The person contact created for it is part of the user's own event (its
-    explanation), not an event of its own.
+    When ``creating``, ``user`` is not in the session yet: it is inserted once its
+    contact, internal username and what the rules give are known, once and whole
+    (with a new person contact, as Core INSERTs: ``db.insert_now``; through the
+    ORM where rules add roles, whose rows refer to it). The person contact created
+    for it is part of the user's own event (its explanation), not an event of its own.
     """
     settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
     fields = _contact_fields(doc)
     contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+    new_contact: Contact | None = None
     if contact is None:
         contact = contacts.find_person(
             session, org_id, settings.match_keys, fields["external_id"], fields["email"]
         )
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
-            contact = contacts.create_contact(
+            contact = new_contact = contacts.create_contact(
                 session, org_id, "person", _contact_name(doc), audit=False
             )
         user.contact_id = contact.id
@@ -131,9 +136,11 @@ def provision(
     # it is set once at creation (below) and stays stable.
     follows = not settings.username_format or (not creating and not user.login_name)
     if follows and user.login_name != doc["userName"]:
-        _set_username(session, org_id, user, doc["userName"])
-    if creating:
-        session.add(user)
+        _set_username(session, org_id, user, doc["userName"], free=login_name_free)
+    if creating and rules is not None:
+        session.add_all([*([new_contact] if new_contact else []), user])
+    elif not creating and new_contact is not None:
+        session.add(new_contact)
 
     if rules is not None:
         groups = None
@@ -159,6 +166,8 @@ def provision(
             _templated_username(session, org_id, user, settings.username_format, doc)
     if contact_changes:
         explanation["contact_changes"] = contact_changes
+    if creating and rules is None:
+        insert_now(session, *([new_contact] if new_contact else []), user)
     return explanation
 
 
@@ -294,9 +303,15 @@ _LOGIN_NAME_HOLDER = select(User.id).where(
 )
 
 
-def _set_username(session: Session, org_id: str, user: User, base: str) -> None:
-    """Set the internal username, suffixing 2, 3, ... on collision."""
+def _set_username(
+    session: Session, org_id: str, user: User, base: str, *, free: bool = False
+) -> None:
+    """Set the internal username, suffixing 2, 3, ... on collision (``free``: ``base``
+    is known to be free)."""
     candidate, n = base, 1
+    if free:
+        user.login_name, user.login_name_key = candidate, fold(candidate)
+        return
     while True:
         key = fold(candidate)
         params = {"org_id": org_id, "key": key, "user_id": user.id}

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import row_columns, utcnow
+from scim_server.db import AFTER_WRITE_INFO, WRITTEN_INFO, row_columns, utcnow
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, License, User
 from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
@@ -101,6 +101,28 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
         raise _taken(doc["userName"], clash)
 
 
+# A create asks both at once: who holds the userName, and whether an account's
+# internal username is the same text (the new account's login name follows userName).
+_HOLDERS: Any = union_all(
+    select(literal_column("'u'").label("kind"), User.id).where(
+        User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
+    ),
+    select(literal_column("'l'"), User.id).where(
+        User.org_id == bindparam("org_id"), User.login_name_key == bindparam("key")
+    ),
+)
+
+
+def _check_new(session: Session, org_id: str, doc: Doc) -> bool:
+    """Refuse a taken userName; True when no internal username is the userName either."""
+    params = {"org_id": org_id, "key": fold(doc["userName"])}
+    rows = session.connection().execute(_HOLDERS, params).all()
+    clash = next((user_id for kind, user_id in rows if kind == "u"), None)
+    if clash is not None:
+        raise _taken(doc["userName"], clash)
+    return not rows
+
+
 class LostRaceError(Exception):
     """A concurrent create took the userName or username between our check and our insert."""
 
@@ -160,7 +182,7 @@ def insert_user(
     """``create_user`` in the caller's open transaction (``services.access`` checks the
     contact, seats and names in the same one). A lost race on a unique name raises
     ``LostRaceError``: the caller rolls back and says so."""
-    _check_unique(session, org_id, doc, None)
+    login_name_free = _check_new(session, org_id, doc)
     # Read once (cached per process): provisioning and the welcome both use it.
     config = identity_config(session, org_id)
     now = utcnow()
@@ -181,11 +203,18 @@ def insert_user(
         user.login_name_key = fold(for_contact.login_name)
         if for_contact.license is not None:
             user.license_source = "manual"  # the rules leave the admin's choice alone
-    # provision adds the user to the session once its contact and internal
-    # username are set: one INSERT of the whole row.
+    # provision inserts the user once its contact, internal username and what the
+    # rules give are set: one INSERT of the whole row.
     try:
         explanation = provisioning.provision(
-            session, org_id, user, user.data, creating=True, identity=identity, config=config
+            session,
+            org_id,
+            user,
+            user.data,
+            creating=True,
+            identity=identity,
+            config=config,
+            login_name_free=login_name_free,
         )
         if for_contact is not None:
             if for_contact.license is not None:
@@ -291,10 +320,29 @@ def _extras_of_one() -> Any:
 _EXTRAS_OF_ONE = _extras_of_one()
 
 
-def extras_of_one(
-    session: Session, org_id: str, user: Any
-) -> tuple[list[tuple[str, str]], list[dict[str, Any]], dict[str, str]]:
-    """(groups, roles, license names) of one user, as ``groups_of``, ``roles_of`` give them."""
+Extras = tuple[list[tuple[str, str]], list[dict[str, Any]], dict[str, str]]
+
+
+def extras_of_one(session: Session, org_id: str, user: Any, *, remember: bool = False) -> Extras:
+    """(groups, roles, license names) of one user, as ``groups_of``, ``roles_of`` give them.
+
+    ``remember`` (the events writer, as a write commits): kept for the write's own
+    response; ``db.read_after_write`` hands it to the reader session, where it is
+    used once, for that user at that version, instead of the same query again.
+    """
+    if not remember:
+        kept: dict[tuple[str, str, int], Extras] | None = session.info.get(AFTER_WRITE_INFO)
+        if kept:
+            found = kept.pop((org_id, user.id, user.version), None)
+            if found is not None:
+                return found
+        return _extras_query(session, org_id, user)
+    found = _extras_query(session, org_id, user)
+    session.info[WRITTEN_INFO] = {(org_id, user.id, user.version): found}
+    return found
+
+
+def _extras_query(session: Session, org_id: str, user: Any) -> Extras:
     params = {
         "org_id": org_id,
         "user_id": user.id,

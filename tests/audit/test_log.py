@@ -428,3 +428,49 @@ def test_one_change_with_many_events_keeps_the_chain(scim, admin, session):
     assert result["ok"] is True, result
     assert result["last_seq"] == before + 1201
     assert result["checkpoints"] >= 1
+
+
+def _seqs(admin: Scim, action: str) -> list[int]:
+    return sorted(e["seq"] for e in events(admin, action=action))
+
+
+def test_a_rolled_back_savepoint_leaves_no_event_and_no_gap(app, scim, admin):
+    """Events are numbered as the transaction commits: a savepoint rolled back (even one
+    whose events were already written under the head lock) leaves no event and no gap."""
+    from scim_server.audit import record
+    from scim_server.audit.recorder import lock_head
+    from scim_server.db import db
+
+    before = _verify(admin)["last_seq"]
+    with db.writer(app)() as s, s.begin():
+        record(s, scim.org_id, "test.kept")
+        nested = s.begin_nested()
+        record(s, scim.org_id, "test.dropped")
+        nested.rollback()
+        nested = s.begin_nested()
+        record(s, scim.org_id, "test.dropped")
+        assert lock_head(s, scim.org_id).seq == before + 2  # written inside the savepoint
+        nested.rollback()
+        record(s, scim.org_id, "test.kept")
+    assert _seqs(admin, "test.kept") == [before + 1, before + 2]
+    assert events(admin, action="test.dropped") == []
+    result = _verify(admin)
+    assert result["ok"] is True, result
+    assert result["last_seq"] == before + 2
+
+
+def test_lock_head_writes_the_pending_events_first(app, scim, admin):
+    """An explicit head lock (a checkpoint, a purge) sees the transaction's own events."""
+    from scim_server.audit import record
+    from scim_server.audit.recorder import lock_head
+    from scim_server.db import db
+
+    before = _verify(admin)["last_seq"]
+    with db.writer(app)() as s, s.begin():
+        first = record(s, scim.org_id, "test.first")
+        assert first.seq == 0  # numbered when written
+        head = lock_head(s, scim.org_id)
+        assert (head.seq, head.hash) == (before + 1, first.hash)
+        record(s, scim.org_id, "test.second")
+    assert _seqs(admin, "test.second") == [before + 2]
+    assert _verify(admin)["ok"] is True
