@@ -86,7 +86,7 @@ def test_keyset_pages_walk_forward_and_back(app: Flask, manager: FlaskClient, sc
     """120 contacts: three pages by name with Next, then Previous returns the same page."""
     with db.reader(app)() as s, s.begin():
         for i in range(120):
-            contacts.create_contact(s, scim.org_id, "person", f"Person {i:03d}", audit=False)
+            s.add(contacts.create_contact(s, scim.org_id, "person", f"Person {i:03d}", audit=False))
     first = manager.get("/admin/contacts/?kind=person&q=Person+").get_data(as_text=True)
     seen = _names(first)
     assert seen[:2] == ["Person 000", "Person 001"] and len(seen) == 50
