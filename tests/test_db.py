@@ -171,6 +171,7 @@ def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def test_a_connection_used_moments_ago_is_not_pinged(pg_pool, monkeypatch):
     """Checkouts in quick succession (a write's token lookup, then its writer) send no ping."""
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 60.0)  # a stalled machine stays "recent"
     pings = _count_pings(pg_pool, monkeypatch)
     first = _backend_pid(pg_pool)
     assert [_backend_pid(pg_pool) for _ in range(3)] == [first] * 3
@@ -188,10 +189,11 @@ def test_an_idle_dead_connection_is_pinged_and_replaced(pg_pool, monkeypatch):
     assert pings and pings[0].closed  # the dead one was pinged (then its replacement, idle 0 s)
 
 
-def test_a_dead_connection_used_moments_ago_fails_once_as_unavailable(pg_pool):
+def test_a_dead_connection_used_moments_ago_fails_once_as_unavailable(pg_pool, monkeypatch):
     """Unpinged, a connection the server ended fails its first statement with a
     DATABASE_UNAVAILABLE error (a 503 with Retry-After in a request); the next checkout
     gets a new connection."""
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 60.0)
     dead = _backend_pid(pg_pool)
     _terminate(dead)
     with pytest.raises(DATABASE_UNAVAILABLE):
