@@ -29,7 +29,12 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    InvalidatePoolError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 
@@ -271,8 +276,9 @@ def _idle_pinger(dialect: Any) -> Any:
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as err:
-            # The pool replaces this connection (and older ones) and checks out anew.
-            raise DisconnectionError(str(err)) from err
+            # As pool_pre_ping: the pool drops this connection and every older one (after
+            # a restart they are all dead) and checks out anew.
+            raise InvalidatePoolError(str(err)) from err
 
     return ping_if_idle
 
