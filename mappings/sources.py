@@ -112,7 +112,10 @@ def flatten(value: Any, path: str, out: Raw, depth: int = 0) -> None:
     """
     if depth > MAX_DEPTH:
         return
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:  # most values: no ABC check
+        _add(out, path, value)
+    elif kind is dict or isinstance(value, Mapping):
         if "value" in value:
             _add(out, path, value["value"])
         for key, sub in value.items():
