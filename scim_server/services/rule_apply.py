@@ -12,14 +12,17 @@ with its audit events (``rule_sets.run_apply``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 import mappings
+from scim_server import bulk_rows
+from scim_server.db import utcnow
 from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
 from scim_server.services import contacts, licenses, provisioning, rule_inputs
 from scim_server.services.settings import IdentitySettings
@@ -94,6 +97,7 @@ class BatchLookups:
                 ),
                 execution_options={"synchronize_session": False},
             )
+        now = utcnow()
         self.inserts += [
             {
                 "org_id": self.org_id,
@@ -101,6 +105,7 @@ class BatchLookups:
                 "role_id": rid,
                 "source": "rule",
                 "rule": wanted[rid],
+                "created_at": now,
             }
             for rid in added
         ]
@@ -133,7 +138,7 @@ class BatchLookups:
         """Write the queued role rows (one INSERT of many rows) and the ORM's changes."""
         self.session.flush()
         if self.inserts:
-            self.session.execute(insert(UserRole), self.inserts)
+            bulk_rows.insert_rows(self.session.connection(), UserRole, self.inserts)
             self.inserts = []
 
 
@@ -220,7 +225,7 @@ SCAN_BATCHES = 10
 
 
 def _stale(
-    digest: str, rows: list[Any], ids: list[str], session: Session, org_id: str
+    digest: str, rows: Sequence[Any], ids: list[str], session: Session, org_id: str
 ) -> tuple[list[str], dict[str, list[dict[str, Any]]], dict[str, dict[str, str | None]]]:
     """The ids whose stored hash differs (or who have none), with the batch's groups and roles."""
     groups = groups_by_user(session, org_id, ids)
