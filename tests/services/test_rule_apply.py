@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from scim_server import bulk_rows
 from scim_server.audit import queries as audit_queries
 from scim_server.models import AuditEvent, Contact, Event, GroupMember, Job, User, UserRole
-from scim_server.services import rule_inputs, rule_sets
+from scim_server.services import rule_apply, rule_inputs, rule_sets
 from tests.admin.rules import RULES, activate, catalogue
 from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
 
@@ -346,3 +346,35 @@ def apply_rules_again(admin, job_id: str) -> dict:
     """Run the due jobs (a retry) and return the job."""
     assert run_jobs(admin) >= 1
     return ok(admin.get(f"/api/v1/jobs/{job_id}"))
+
+
+def test_a_step_reads_on_past_unchanged_batches(scim, admin, session, monkeypatch):
+    """Batches of two: a re-apply reads on through unchanged batches in one step and still
+    finds the one user changed near the end; every user is checked once."""
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
+    catalogue(admin)
+    activate(admin)
+    people = [person(scim, f"p{i}@example.com", department="Ops") for i in range(7)]
+    job = apply_rules(admin)
+    assert job["result"] == {"users": 7, "evaluated": 0, "changed": 0}
+    assert job["progress"] == {"done": 7, "total": 7}
+    last = max(p["id"] for p in people)
+    user = session.get(User, (scim.org_id, last))
+    data = dict(user.data)
+    data["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = {"department": "Sales"}
+    session.execute(update(User).where(User.id == last).values(data=data))
+    session.commit()
+    real, steps = rule_apply.apply_batch, []
+
+    def counting(*args, **kwargs):
+        batch = real(*args, **kwargs)
+        steps.append(batch.checked)
+        return batch
+
+    monkeypatch.setattr(rule_apply, "apply_batch", counting)
+    job = apply_rules(admin)
+    assert steps == [7, 0]  # one step read the four batches, found the user, evaluated it
+    assert job["result"] == {"users": 7, "evaluated": 1, "changed": 1}
+    assert job["progress"] == {"done": 7, "total": 7}
+    assert _license(admin, last) == "Planner"
+    assert [e["resource_id"] for e in events(admin, action="user.mapping")] == [last]
