@@ -113,7 +113,11 @@ def flatten(value: Any, path: str, out: Raw, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         return
     kind = type(value)
-    if kind is str or kind is bool or value is None:  # most values: no ABC check
+    if kind is str:  # most values: no conversion, no ABC check
+        if value and out.count < MAX_VALUES:
+            out.setdefault(path, []).append(value)
+            out.count += 1
+    elif kind is bool or value is None:
         _add(out, path, value)
     elif kind is dict or isinstance(value, Mapping):
         if "value" in value:

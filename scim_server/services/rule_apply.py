@@ -39,6 +39,10 @@ class Batch:
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_rows: int = 0
     contacts_changed: int = 0
+    # The evaluated users and their contacts, held until the step commits: the session
+    # keeps clean objects only weakly, and the product events read their state at commit
+    # (``events.writer``) from the identity map rather than loading a thousand users again.
+    loaded: list[Any] = field(default_factory=list, repr=False)
 
 
 class BatchLookups:
@@ -306,6 +310,7 @@ def apply_batch(
         if changes:
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
     lookups.flush()
+    batch.loaded = [*users, *people.values()]
     batch.role_rows = lookups.role_rows
     batch.contacts_changed = sum(
         1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]
