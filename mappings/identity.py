@@ -33,7 +33,11 @@ def attribute_key(name: str) -> str:
 
 
 def _values(value: Any) -> tuple[str, ...]:
+    if type(value) is str:  # the usual case (raw values are lists of strings): no conversion
+        return (value,) if value else ()
     items = value if isinstance(value, list | tuple) else (value,)
+    if all(type(item) is str and item for item in items):
+        return tuple(items)
     return tuple(text for text in map(sources.scalar, items) if text is not None)
 
 
@@ -51,10 +55,15 @@ class AttributeMap(Mapping[str, tuple[str, ...]]):
         data: dict[str, tuple[str, ...]] = {}
         for name, value in (items or {}).items():
             key = attribute_key(name)
-            merged = dict.fromkeys((*data.get(key, ()), *_values(value)))
-            if merged:
-                names.setdefault(key, name)
-                data[key] = tuple(merged)
+            values = _values(value)
+            if not values:
+                continue
+            known = data.get(key)
+            if known is None:  # a name seen first (the usual case): one spelling, its values
+                names[key] = name
+                data[key] = values if len(values) == 1 else tuple(dict.fromkeys(values))
+            else:
+                data[key] = tuple(dict.fromkeys((*known, *values)))
         self._names = names
         self._data = data
 

@@ -112,7 +112,14 @@ def flatten(value: Any, path: str, out: Raw, depth: int = 0) -> None:
     """
     if depth > MAX_DEPTH:
         return
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str:  # most values: no conversion, no ABC check
+        if value and out.count < MAX_VALUES:
+            out.setdefault(path, []).append(value)
+            out.count += 1
+    elif kind is bool or value is None:
+        _add(out, path, value)
+    elif kind is dict or isinstance(value, Mapping):
         if "value" in value:
             _add(out, path, value["value"])
         for key, sub in value.items():

@@ -21,10 +21,11 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, text, update
+from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import utcnow
@@ -98,7 +99,6 @@ _SELECT_HEAD = (
     .where(AuditHead.org_id == bindparam("org_id"))
     .with_for_update()
 )
-_INSERT = insert(AuditEvent)
 _MOVE_HEAD = (
     update(AuditHead)
     .where(AuditHead.org_id == bindparam("h_org_id"))
@@ -275,7 +275,8 @@ def flush(session: Session) -> None:
                 params.update(recorded.row(f"e{i}_"))
             connection.execute(_INSERT_AND_MOVE_HEAD[len(events)], params)
         else:
-            connection.execute(_INSERT, [recorded.row() for recorded in events])
+            # Many (a batch of rules apply): one COPY on PostgreSQL (``bulk_rows``).
+            bulk_rows.insert_rows(connection, AuditEvent, [recorded.row() for recorded in events])
             connection.execute(_MOVE_HEAD, moved)
         # Moved in the current (sub)transaction: its rollback forgets this state.
         session.info[_HEADS][org_id] = (current, head)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
+from scim_server import bulk_rows
 from scim_server.audit import recorder
 from scim_server.audit.recorder import Recorded
 from scim_server.events import pending
@@ -139,8 +140,8 @@ def _write_org(
             insert(Event).values(position=_NEXT),
             {**rows[0], "position": None, "next_org_id": org_id},
         )
-    else:
-        connection.execute(insert(Event), rows)
+    else:  # many (a batch of rules apply, a group's members): COPY on PostgreSQL
+        bulk_rows.insert_rows(connection, Event, rows)
 
 
 def _other_state(audit_event: Recorded, derived: Derived) -> dict[str, Any] | None:

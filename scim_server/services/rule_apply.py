@@ -12,14 +12,17 @@ with its audit events (``rule_sets.run_apply``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 import mappings
+from scim_server import bulk_rows
+from scim_server.db import utcnow
 from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
 from scim_server.services import contacts, licenses, provisioning, rule_inputs
 from scim_server.services.settings import IdentitySettings
@@ -36,6 +39,10 @@ class Batch:
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_rows: int = 0
     contacts_changed: int = 0
+    # The evaluated users and their contacts, held until the step commits: the session
+    # keeps clean objects only weakly, and the product events read their state at commit
+    # (``events.writer``) from the identity map rather than loading a thousand users again.
+    loaded: list[Any] = field(default_factory=list, repr=False)
 
 
 class BatchLookups:
@@ -94,6 +101,7 @@ class BatchLookups:
                 ),
                 execution_options={"synchronize_session": False},
             )
+        now = utcnow()
         self.inserts += [
             {
                 "org_id": self.org_id,
@@ -101,6 +109,7 @@ class BatchLookups:
                 "role_id": rid,
                 "source": "rule",
                 "rule": wanted[rid],
+                "created_at": now,
             }
             for rid in added
         ]
@@ -133,41 +142,65 @@ class BatchLookups:
         """Write the queued role rows (one INSERT of many rows) and the ORM's changes."""
         self.session.flush()
         if self.inserts:
-            self.session.execute(insert(UserRole), self.inserts)
+            bulk_rows.insert_rows(self.session.connection(), UserRole, self.inserts)
             self.inserts = []
 
 
 def groups_by_user(
     session: Session, org_id: str, ids: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each user's groups as the rules see them (``provisioning.user_groups``), in one query."""
+    """Each user's groups as the rules see them (``provisioning.user_groups``), in one query.
+
+    ``ids`` are a keyset batch, in the database's id order: the query takes the
+    range between the first and the last (one cached statement, an index range
+    scan) rather than a list of a thousand parameters compiled for every batch.
+    """
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
     rows = session.connection().execute(
-        select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id)
-        .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
-        .where(GroupMember.org_id == org_id, GroupMember.member_id.in_(ids))
+        _GROUPS, {"org_id": org_id, "first": ids[0], "last": ids[-1]}
     )
     for member_id, gid, name, ext in rows:
-        out[member_id].append({"id": gid, "displayName": name, "externalId": ext})
+        found = out.get(member_id)  # a nested group's id may fall in the range
+        if found is not None:
+            found.append({"id": gid, "displayName": name, "externalId": ext})
     return out
 
 
 def rule_roles_by_user(
     session: Session, org_id: str, ids: list[str]
 ) -> dict[str, dict[str, str | None]]:
-    """Each user's ``rule`` roles, role id -> rule, in one query."""
+    """Each user's ``rule`` roles, role id -> rule, in one query (the batch's id range)."""
     out: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+    if not ids:
+        return out
     rows = session.connection().execute(
-        select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
-            UserRole.org_id == org_id, UserRole.user_id.in_(ids), UserRole.source == "rule"
-        )
+        _RULE_ROLES, {"org_id": org_id, "first": ids[0], "last": ids[-1]}
     )
     for user_id, role_id, rule in rows:
-        out[user_id][role_id] = rule
+        found = out.get(user_id)
+        if found is not None:
+            found[role_id] = rule
     return out
 
 
-_INPUTS = (
+_GROUPS = (
+    select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id)
+    .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
+    .where(
+        GroupMember.org_id == bindparam("org_id"),
+        GroupMember.member_id.between(bindparam("first"), bindparam("last")),
+    )
+)
+_RULE_ROLES = select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
+    UserRole.org_id == bindparam("org_id"),
+    UserRole.user_id.between(bindparam("first"), bindparam("last")),
+    UserRole.source == "rule",
+)
+
+
+_INPUTS = select(
     User.id,
     User.data,
     User.contact_id,
@@ -176,7 +209,41 @@ _INPUTS = (
     User.license_rule,
     User.license_wanted_id,
     User.rules_input_hash,
+    Contact.id.label("person_id"),
+    *(getattr(Contact, name) for name in rule_inputs.CONTACT_STATE),
 )
+# The user's contact joined in: its rule-set fields are part of the hash.
+_READ = (
+    _INPUTS.select_from(User)
+    .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+    .where(User.org_id == bindparam("org_id"), User.id > bindparam("after"))
+    .order_by(User.id)
+    .limit(bindparam("size"))
+)
+_STATE_AT = 9  # the first CONTACT_STATE column in an _INPUTS row
+
+# A step that finds nothing to evaluate goes on reading, up to this many batches, in
+# the same transaction: a re-apply with little to change pays the job's per-step
+# work (its row locked, the rules read, a commit) once per many batches.
+SCAN_BATCHES = 10
+
+
+def _stale(
+    digest: str, rows: Sequence[Any], ids: list[str], session: Session, org_id: str
+) -> tuple[list[str], dict[str, list[dict[str, Any]]], dict[str, dict[str, str | None]]]:
+    """The ids whose stored hash differs (or who have none), with the batch's groups and roles."""
+    groups = groups_by_user(session, org_id, ids)
+    current = rule_roles_by_user(session, org_id, ids)
+    stale = []
+    for r in rows:
+        if r.person_id is None:
+            continue  # no person contact: nothing the rules could apply to (as one at a time)
+        stored = rule_inputs.input_hash(
+            digest, r.data, groups[r.id], (r[3], r[4], r[5], r[6]), current[r.id], r[_STATE_AT:]
+        )
+        if stored is None or stored != r.rules_input_hash:
+            stale.append(r.id)
+    return stale, groups, current
 
 
 def apply_batch(
@@ -186,41 +253,31 @@ def apply_batch(
     settings: IdentitySettings,
     after: str,
     size: int,
+    scan: int = SCAN_BATCHES,
 ) -> Batch:
-    """Evaluate the next ``size`` users (ids after ``after``) whose inputs changed; no commit."""
+    """Evaluate the next users (ids after ``after``) whose inputs changed; no commit.
+
+    Reads ``size`` users at a time; stops after the first read that has users to
+    evaluate (at most ``size`` evaluated per call), or after ``scan`` reads.
+    """
     digest = rule_inputs.rules_digest(rules, settings)
     # Core reads (no ORM objects) for what every user needs; ORM objects only for the stale.
     conn = session.connection()
-    rows = conn.execute(
-        select(*_INPUTS).where(User.org_id == org_id, User.id > after).order_by(User.id).limit(size)
-    ).all()
-    if not rows:
-        return Batch(last=None)
-    ids = [r.id for r in rows]
-    groups = groups_by_user(session, org_id, ids)
-    current = rule_roles_by_user(session, org_id, ids)
-    contact_ids = sorted({r.contact_id for r in rows if r.contact_id})
-    states = {
-        c.id: list(c[1:])
-        for c in conn.execute(
-            select(Contact.id, *(getattr(Contact, n) for n in rule_inputs.CONTACT_STATE)).where(
-                Contact.org_id == org_id, Contact.id.in_(contact_ids)
-            )
-        )
-    }
-    stale = []
-    for r in rows:
-        state = states.get(r.contact_id) if r.contact_id else None
-        if state is None:
-            continue  # no person contact: nothing the rules could apply to (as one at a time)
-        stored = rule_inputs.input_hash(
-            digest, r.data, groups[r.id], (r[3], r[4], r[5], r[6]), current[r.id], state
-        )
-        if stored is None or stored != r.rules_input_hash:
-            stale.append(r.id)
-    batch = Batch(last=ids[-1], checked=len(ids), evaluated=len(stale))
+    batch = Batch(last=None)
+    stale: list[str] = []
+    for _ in range(scan):
+        rows = conn.execute(_READ, {"org_id": org_id, "after": after, "size": size}).all()
+        if not rows:
+            break
+        ids = [r.id for r in rows]
+        stale, groups, current = _stale(digest, rows, ids, session, org_id)
+        batch.last, after = ids[-1], ids[-1]
+        batch.checked += len(ids)
+        if stale:
+            break
     if not stale:
         return batch
+    batch.evaluated = len(stale)
     data = {r.id: r.data for r in rows}
     users = session.scalars(
         select(User)
@@ -253,6 +310,7 @@ def apply_batch(
         if changes:
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
     lookups.flush()
+    batch.loaded = [*users, *people.values()]
     batch.role_rows = lookups.role_rows
     batch.contacts_changed = sum(
         1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]

@@ -43,8 +43,16 @@ def estimated_rows(session: Session, table: str) -> int | None:
     return int(stat.split()[0]) if stat else None
 
 
-def refresh(session: Session, changed: Mapping[str, int], fraction: float = FRACTION) -> list[str]:
-    """ANALYZE each table whose ``changed`` rows exceed ``fraction`` of it; return those analyzed.
+def refresh(
+    session: Session, changed: Mapping[str, int], fraction: float = FRACTION, minimum: int = 0
+) -> list[str]:
+    """ANALYZE each table whose ``changed`` rows exceed ``fraction`` of it (and ``minimum``);
+    return those analyzed.
+
+    ``minimum`` is for refreshes while a bulk change runs: a table it grows from
+    nothing passes 10 % after every batch at first, and each ANALYZE samples up
+    to 30,000 rows; PostgreSQL scales the row counts by the table's current size
+    between ANALYZEs, so a few on the way keep the plans as good.
 
     In the caller's transaction: on PostgreSQL ANALYZE takes a lock that
     blocks neither reads nor writes, and commits with the change.
@@ -57,6 +65,8 @@ def refresh(session: Session, changed: Mapping[str, int], fraction: float = FRAC
         if count <= 0:
             continue
         rows = estimated_rows(session, table)
+        if count < minimum:
+            continue
         if rows is None or count > fraction * rows:
             session.execute(text(f'ANALYZE "{table}"'))
             analyzed.append(table)

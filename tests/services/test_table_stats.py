@@ -30,3 +30,13 @@ def test_an_unknown_table_is_refused(session):
     """Only the schema's tables: the name goes into SQL."""
     with pytest.raises(ValueError, match="unknown table"):
         table_stats.refresh(session, {'users"; DROP TABLE users; --': 5})
+
+
+def test_a_minimum_holds_back_small_changes_to_a_small_table(scim, session):
+    """During a bulk change: past 10 % but under the minimum, no ANALYZE; at the minimum, one."""
+    for i in range(5):
+        person(scim, f"m{i}@example.com")
+    session.rollback()
+    assert table_stats.refresh(session, {"users": 5}) == ["users"]
+    assert table_stats.refresh(session, {"users": 5}, minimum=6) == []
+    assert table_stats.refresh(session, {"users": 6}, minimum=6) == ["users"]
