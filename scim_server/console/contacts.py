@@ -16,10 +16,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
-from marshmallow import fields
 
 from scim_server.console.access import person, require
-from scim_server.console.forms import FormSchema, parse, text
+from scim_server.console.forms import PersonFieldsForm, parse, text
 from scim_server.console.render import is_htmx, render
 from scim_server.db import db, utcnow
 from scim_server.delivery import current_delivery
@@ -43,14 +42,9 @@ ACCOUNT_CHOICES = [
 WEEKDAY_LABELS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-class ContactForm(FormSchema):
-    name = text(512, required=True)
-    given_name = text(512)
-    family_name = text(512)
-    email = fields.Email(allow_none=True, validate=lambda v: len(v) <= 320)
-    phone = text(64)
-    title = text(512)
-    department = text(512)
+class ContactForm(PersonFieldsForm):
+    """The contact page edits its organization and resource system too."""
+
     organization_contact_id = text(36)
     resource_system = text(200)
 

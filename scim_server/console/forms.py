@@ -45,6 +45,18 @@ class FormSchema(Schema):
         return {k: v for k, v in out.items() if v is not None or k in self.fields}
 
 
+class PersonFieldsForm(FormSchema):
+    """A contact's own fields, as the user profile and the contact page edit them."""
+
+    name = text(512, required=True)
+    given_name = text(512)
+    family_name = text(512)
+    email = fields.Email(allow_none=True, validate=lambda v: len(v) <= 320)
+    phone = text(64)
+    title = text(512)
+    department = text(512)
+
+
 def parse(schema: type[Schema], form: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """(values, {}) or ({}, {field: first message}) for the form."""
     try:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, flash, redirect, request, url_for
-from marshmallow import fields
 
 from scim_server.audit import queries as audit_queries
 from scim_server.console import credentials as console_credentials
 from scim_server.console.access import person, require
-from scim_server.console.forms import FormSchema, parse, text
+from scim_server.console.forms import PersonFieldsForm, parse
 from scim_server.console.render import render
 from scim_server.console.users import SOURCE_LABELS, bp
 from scim_server.db import db
@@ -36,16 +35,6 @@ DONE = {
     "unlock": "unlocked",
 }
 PICKED_KINDS = ("task", "ticket")  # one hand-picked role each: the dashboard's columns
-
-
-class ContactForm(FormSchema):
-    name = text(512, required=True)
-    given_name = text(512)
-    family_name = text(512)
-    email = fields.Email(allow_none=True, validate=lambda v: len(v) <= 320)
-    phone = text(64)
-    title = text(512)
-    department = text(512)
 
 
 def _back(user_id: str, anchor: str = "") -> Response:
@@ -131,7 +120,7 @@ def change_status(user_id: str) -> Response:
 @bp.post("/<user_id>/contact")
 @require("users.write")
 def update_contact(user_id: str) -> Response:
-    values, errors = parse(ContactForm, request.form)
+    values, errors = parse(PersonFieldsForm, request.form)
     if errors:
         return profile_page(user_id, status=400, contact_errors=errors, contact_form=request.form)
     s = db.session
