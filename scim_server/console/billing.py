@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from scim_server.console import filters
 from scim_server.console.access import person, require
-from scim_server.console.render import render
+from scim_server.console.render import csv_cell, render
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.services import billing
@@ -53,13 +53,17 @@ def _period(form: filters.Form) -> tuple[date, date]:
     return since, until
 
 
-def _cell(value: object) -> object:
-    """A text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) is quoted."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+def _bad_period(form: filters.Form) -> Response:
+    """The page with the period's errors at their fields and today's totals (400)."""
+    current = billing.current_totals(db.session, person().org_id)
+    return render(
+        "console/billing/billing.html",
+        status=400,
+        form=form,
+        report=None,
+        current=current,
+        totals=billing.monthly_totals(current),
+    )
 
 
 @bp.get("/")
@@ -68,15 +72,7 @@ def show_billing() -> Response:
     form = filters.Form()
     since, until = _period(form)
     if not form.ok:
-        current = billing.current_totals(db.session, person().org_id)
-        return render(
-            "console/billing/billing.html",
-            status=400,
-            form=form,
-            report=None,
-            current=current,
-            totals=billing.monthly_totals(current),
-        )
+        return _bad_period(form)
     report = billing.report(db.session, person().org_id, since, until)
     return render(
         "console/billing/billing.html",
@@ -94,15 +90,7 @@ def export_changes() -> Response:
     form = filters.Form()
     since, until = _period(form)
     if not form.ok:
-        current = billing.current_totals(db.session, person().org_id)
-        return render(
-            "console/billing/billing.html",
-            status=400,
-            form=form,
-            report=None,
-            current=current,
-            totals=billing.monthly_totals(current),
-        )
+        return _bad_period(form)
     org_id = person().org_id
     session = db.session
 
@@ -112,7 +100,7 @@ def export_changes() -> Response:
         writer.writerow(CSV_COLUMNS)
         for change in billing.period_changes(session, org_id, since, until):
             doc = billing.change_to_dict(change)
-            writer.writerow([_cell(doc[c]) for c in CSV_COLUMNS])
+            writer.writerow([csv_cell(doc[c]) for c in CSV_COLUMNS])
             if buffer.tell() > 16_384:
                 yield buffer.getvalue()
                 buffer.seek(0)

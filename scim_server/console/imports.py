@@ -20,7 +20,7 @@ from flask import Blueprint, Response, redirect, request, stream_with_context, u
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from scim_server.console.access import person, require
-from scim_server.console.render import render
+from scim_server.console.render import csv_cell, render
 from scim_server.db import db
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.services import jobs
@@ -157,15 +157,6 @@ def show_import(job_id: str) -> Response:
 RESULT_COLUMNS = ("line", "userName", "result", "reason", "user_id")
 
 
-def _cell(value: object) -> object:
-    """A text a spreadsheet would run as a formula is quoted."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 @bp.get("/jobs/<job_id>/results.csv")
 @require("users.write")
 def results(job_id: str) -> Response:
@@ -180,7 +171,7 @@ def results(job_id: str) -> Response:
         writer.writerow(RESULT_COLUMNS)
         for row in import_jobs.results(s, org_id, job_id):
             values = (row.line, row.values.get("userName"), row.action, row.reason, row.user_id)
-            writer.writerow([_cell(v) for v in values])
+            writer.writerow([csv_cell(v) for v in values])
             if buffer.tell() > 16_384:
                 yield buffer.getvalue()
                 buffer.seek(0)

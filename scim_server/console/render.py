@@ -85,3 +85,13 @@ def render(
     else:
         body = render_template(template, **context)
     return Response(body, status=status, headers=HTML_HEADERS)
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell as a download gives it: empty for None, and a text a spreadsheet would
+    run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
