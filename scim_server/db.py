@@ -36,7 +36,13 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Session,
+    SessionTransaction,
+    make_transient_to_detached,
+    sessionmaker,
+)
 
 from scim_server import jsonfast
 
@@ -159,6 +165,16 @@ def insert_now(session: Session, *objects: Any) -> None:
         connection.execute(plan.statement, values)
         make_transient_to_detached(obj)
         session.add(obj)
+
+
+def within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    """Whether ``transaction`` is ``ended`` or nested in it: what a (savepoint) rollback of
+    ``ended`` undoes, for the state noted on the session (audit rows, product events)."""
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

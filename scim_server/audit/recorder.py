@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
-from scim_server.db import utcnow
+from scim_server.db import utcnow, within
 from scim_server.events import pending as pending_events
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
@@ -282,14 +282,6 @@ def flush(session: Session) -> None:
         session.info[_HEADS][org_id] = (current, head)
 
 
-def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ended:
-            return True
-        transaction = transaction.parent
-    return False
-
-
 def _write_at_commit(session: Session) -> None:
     if session.info.get(_ROWS):
         flush(session)
@@ -303,13 +295,13 @@ def _forget_rolled_back(session: Session, previous_transaction: SessionTransacti
     if written:
         kept = []
         for recorded_in, written_in, recorded in written:
-            if not _within(written_in, previous_transaction):
+            if not within(written_in, previous_transaction):
                 kept.append((recorded_in, written_in, recorded))
-            elif not _within(recorded_in, previous_transaction):
+            elif not within(recorded_in, previous_transaction):
                 again.append((recorded_in, recorded))
         session.info[_IN_SAVEPOINT] = kept
     noted = session.info.get(_ROWS) or []
-    noted = again + [(t, r) for t, r in noted if not _within(t, previous_transaction)]
+    noted = again + [(t, r) for t, r in noted if not within(t, previous_transaction)]
     if noted:
         session.info[_ROWS] = noted
     else:
@@ -317,7 +309,7 @@ def _forget_rolled_back(session: Session, previous_transaction: SessionTransacti
     heads = session.info.get(_HEADS)
     if heads:
         for org_id, (t, _head_state) in list(heads.items()):
-            if _within(t, previous_transaction):
+            if within(t, previous_transaction):
                 del heads[org_id]
 
 

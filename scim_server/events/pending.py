@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from scim_server.db import within
+
 KEY = "events_pending"
 
 
@@ -27,18 +29,10 @@ def take(session: Session) -> list[Any]:
     return [audit_event for _transaction, audit_event in noted]
 
 
-def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ended:
-            return True
-        transaction = transaction.parent
-    return False
-
-
 def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
     noted = session.info.get(KEY)
     if noted:
-        kept = [(t, e) for t, e in noted if not _within(t, previous_transaction)]
+        kept = [(t, e) for t, e in noted if not within(t, previous_transaction)]
         if kept:
             session.info[KEY] = kept
         else:
