@@ -11,9 +11,7 @@ figure on a shared machine: wall-clock rates move by up to 2x between runs of
 the same code, the server's own CPU per request barely does. On PostgreSQL the
 database server's CPU is not included. Each round prints the mean CPU time per
 request of each kind and the statements of one request (token lookup and
-representation included; ``BEGIN`` counts on SQLite, where it is a statement),
-with the connection pool's pings (round trips too) in brackets, and the wall-clock
-time per request in brackets after the CPU time (round trips show there).
+representation included; ``BEGIN`` counts on SQLite, where it is a statement).
 
 ``--profile post`` (or ``patch-title``, ``patch-active``, ``delete``) runs that
 operation under cProfile after the rounds and prints the functions with the most
@@ -91,12 +89,11 @@ class Writer:
         assert resp.status_code == 204, resp.get_data(as_text=True)
 
 
-def _timed(count: int, step: Callable[[int], None]) -> tuple[float, float]:
-    """(CPU, wall-clock) seconds per request."""
-    started, wall = time.process_time(), time.perf_counter()
+def _timed(count: int, step: Callable[[int], None]) -> float:
+    started = time.process_time()
     for i in range(count):
         step(i)
-    return (time.process_time() - started) / count, (time.perf_counter() - wall) / count
+    return (time.process_time() - started) / count
 
 
 def _steps(w: Writer) -> dict[str, Callable[[int], None]]:
@@ -108,34 +105,23 @@ def _steps(w: Writer) -> dict[str, Callable[[int], None]]:
     }
 
 
-def _statements(app: Any, w: Writer) -> dict[str, tuple[int, int]]:
-    """The statements and the pool's pings of one request of each kind (after the
-    rounds: caches are warm). A ping is a round trip the statement count misses."""
+def _statements(app: Any, w: Writer) -> dict[str, int]:
+    """The statements of one request of each kind (after the rounds: caches are warm)."""
     seen: list[str] = []
-    pings: list[Any] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
     engine = db.engine(app)
-    ping = engine.dialect.do_ping
-
-    def counting_ping(dbapi_connection: Any) -> bool:
-        pings.append(dbapi_connection)
-        return ping(dbapi_connection)
-
     event.listen(engine, "before_cursor_execute", count)
-    engine.dialect.do_ping = counting_ping  # type: ignore[method-assign]
     out = {}
     try:
         for name, step in _steps(w).items():
             seen.clear()
-            pings.clear()
             step(0)
-            out[name] = (len(seen), len(pings))
+            out[name] = len(seen)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-        del engine.dialect.do_ping
     return out
 
 
@@ -154,18 +140,14 @@ def main() -> None:
     for _ in range(20):  # warm: the organization's settings, statement caches
         w.post()
     n = args.requests
-    print(f"{url.split(':', 1)[0]}: CPU ms (wall ms) per request ({n} of each, process_time)")
+    print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each, process_time)")
     print("round | POST | PATCH title | PATCH active | DELETE")
     for r in range(args.rounds):
         steps = _steps(w)
-        figures = [_timed(n, steps[name]) for name in OPERATIONS]
-        cells = [f"{cpu * 1000:.2f} ({wall * 1000:.2f})" for cpu, wall in figures]
-        print(f"{r + 1} | " + " | ".join(cells))
+        figures = [_timed(n, steps[name]) * 1000 for name in OPERATIONS]
+        print(f"{r + 1} | " + " | ".join(f"{f:.2f}" for f in figures))
     counts = _statements(app, w)
-    print(
-        "statements (pings) per request: "
-        + ", ".join(f"{k} {n} ({p})" for k, (n, p) in counts.items())
-    )
+    print("statements per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.profile:
         for _ in range(n):
             w.post()  # users to patch or delete

@@ -29,12 +29,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import (
-    DisconnectionError,
-    InterfaceError,
-    InvalidatePoolError,
-    OperationalError,
-)
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -232,9 +227,8 @@ def make_engine(
 ) -> Engine:
     """Create an engine with the settings each backend needs.
 
-    PostgreSQL connections idle in the pool for a while are pinged on checkout
-    (``_idle_pinger``), so after a database restart the pool replaces dead
-    connections by itself.
+    PostgreSQL connections are pinged on checkout (``pool_pre_ping``), so after
+    a database restart the pool replaces dead connections by itself.
     """
     json_codec = {"json_serializer": jsonfast.dumps, "json_deserializer": jsonfast.loads}
     if url.startswith("sqlite"):
@@ -251,52 +245,12 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
+        pool_pre_ping=True,
         connect_args={"connect_timeout": connect_timeout},
         **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)
-    event.listen(engine, "connect", _note_use)
-    event.listen(engine, "checkin", _note_use)
-    event.listen(engine, "checkout", _idle_pinger(engine.dialect))
     return engine
-
-
-# A pooled PostgreSQL connection idle longer than this is pinged before use.
-PING_AFTER_IDLE_S = 2.0
-_USED_AT = "scim_used_at"
-
-
-def _note_use(dbapi_connection: Any, record: Any) -> None:
-    if dbapi_connection is not None:
-        record.info[_USED_AT] = (dbapi_connection, time.monotonic())
-
-
-def _idle_pinger(dialect: Any) -> Any:
-    """A checkout hook that pings a connection only if it sat idle in the pool (instead
-    of ``pool_pre_ping``, which pings on every checkout).
-
-    A write checks a connection out twice (the token lookup, then the writer), and a
-    ping is a round trip each time; a connection checked in moments ago was working
-    then. One idle longer than ``PING_AFTER_IDLE_S`` (where a database restart hides)
-    is pinged, and replaced if dead, as the pre-ping did. If the database goes away in
-    the moments between, the request's first statement fails as an in-flight one
-    does: a 503 with Retry-After (``DATABASE_UNAVAILABLE``), and the pool drops every
-    connection made before the failure.
-    """
-
-    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        used = record.info.get(_USED_AT)
-        recent = used is not None and time.monotonic() - used[1] < PING_AFTER_IDLE_S
-        if recent and used[0] is dbapi_connection:
-            return
-        try:
-            dialect.do_ping(dbapi_connection)
-        except dialect.loaded_dbapi.Error as err:
-            # As pool_pre_ping: the pool drops this connection and every older one (after
-            # a restart they are all dead) and checks out anew.
-            raise InvalidatePoolError(str(err)) from err
-
-    return ping_if_idle
 
 
 def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:

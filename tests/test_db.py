@@ -1,5 +1,4 @@
-"""Releasing a request's connection (scim_server/db.py): a failure there never undoes an answer;
-and the pool's ping of idle PostgreSQL connections.
+"""Releasing a request's connection (scim_server/db.py): a failure there never undoes an answer.
 
 Faults are injected at the engine (the dialect's rollback, a statement), as a
 database going away would raise them, not by replacing our own functions.
@@ -15,9 +14,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from scim_server import db as db_module
-from scim_server.db import DATABASE_UNAVAILABLE, db, make_engine
-from tests.support import GROUP_SCHEMA, PG_URL, USER_SCHEMA
+from scim_server.db import db
+from tests.support import GROUP_SCHEMA, USER_SCHEMA
 
 
 class RollbackFault:
@@ -130,72 +128,3 @@ def _arm_hook(fault: RollbackFault) -> Any:
         return resp
 
     return arm
-
-
-@pytest.fixture
-def pg_pool() -> Iterator[Engine]:
-    """A PostgreSQL engine of one pooled connection, as ``make_engine`` builds them."""
-    if not PG_URL:
-        pytest.skip("set SCIM_TEST_DATABASE_URL to run PostgreSQL tests")
-    engine = make_engine(PG_URL, pool_size=1, max_overflow=0)
-    yield engine
-    engine.dispose()
-
-
-def _backend_pid(engine: Engine) -> int:
-    with engine.connect() as conn:
-        pid: int = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-    return pid
-
-
-def _terminate(pid: int) -> None:
-    killer = make_engine(PG_URL or "", pool_size=1, max_overflow=0)
-    try:
-        with killer.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-    finally:
-        killer.dispose()
-
-
-def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    pings: list[Any] = []
-    ping = engine.dialect.do_ping
-
-    def counting(dbapi_connection: Any) -> bool:
-        pings.append(dbapi_connection)
-        return ping(dbapi_connection)
-
-    monkeypatch.setattr(engine.dialect, "do_ping", counting)
-    return pings
-
-
-def test_a_connection_used_moments_ago_is_not_pinged(pg_pool, monkeypatch):
-    """Checkouts in quick succession (a write's token lookup, then its writer) send no ping."""
-    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 60.0)  # a stalled machine stays "recent"
-    pings = _count_pings(pg_pool, monkeypatch)
-    first = _backend_pid(pg_pool)
-    assert [_backend_pid(pg_pool) for _ in range(3)] == [first] * 3
-    assert pings == []
-
-
-def test_an_idle_dead_connection_is_pinged_and_replaced(pg_pool, monkeypatch):
-    """A connection idle past PING_AFTER_IDLE_S is pinged; dead (the server ended it), the
-    pool replaces it and the checkout goes on with a new one, as pool_pre_ping did."""
-    pings = _count_pings(pg_pool, monkeypatch)
-    dead = _backend_pid(pg_pool)
-    _terminate(dead)
-    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)
-    assert _backend_pid(pg_pool) != dead
-    assert pings and pings[0].closed  # the dead one was pinged (then its replacement, idle 0 s)
-
-
-def test_a_dead_connection_used_moments_ago_fails_once_as_unavailable(pg_pool, monkeypatch):
-    """Unpinged, a connection the server ended fails its first statement with a
-    DATABASE_UNAVAILABLE error (a 503 with Retry-After in a request); the next checkout
-    gets a new connection."""
-    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 60.0)
-    dead = _backend_pid(pg_pool)
-    _terminate(dead)
-    with pytest.raises(DATABASE_UNAVAILABLE):
-        _backend_pid(pg_pool)
-    assert _backend_pid(pg_pool) != dead
