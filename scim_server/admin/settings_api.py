@@ -1,6 +1,6 @@
 """Admin API for the organization's identity settings (``/api/v1/settings``).
 
-Default license and roles, username format, seat mode, sign-in methods, password
+Default license, roles and groups, username format, seat mode, sign-in methods, password
 policy, lockout and MFA: one document, replaced whole.
 """
 
@@ -16,6 +16,11 @@ from scim_server.db import db
 from scim_server.services import directory, settings
 
 
+class GroupNameOut(Out):
+    id = always(fields.String)
+    display_name = always(fields.String, data_key="displayName")
+
+
 class SettingsOut(Out):
     """The organization's identity settings."""
 
@@ -24,6 +29,18 @@ class SettingsOut(Out):
     strict_seats = always(fields.Boolean)
     default_license = nullable(fields.String)
     default_roles = always(fields.List, cls_or_instance=fields.String())
+    default_groups = always(
+        fields.List,
+        cls_or_instance=fields.String(),
+        metadata={
+            "description": "Group ids. Joined by accounts made by Enable access, an import "
+            "or a first sign-in (JIT); never by a SCIM create (the IdP's groups)."
+        },
+    )
+    default_groups_display = fields.List(
+        fields.Nested(GroupNameOut),
+        metadata={"description": "Read-only: each default group's id and displayName."},
+    )
     sign_in_methods = nullable(
         fields.String,
         metadata={"enum": list(settings.SIGN_IN_METHODS), "description": "null: automatic"},
@@ -55,15 +72,18 @@ SETTINGS_BODY = Content(("application/json",), {"type": "object"})
 @bp.get("/settings")
 @api_doc(tag="settings", response=SettingsOut)
 def get_settings() -> Response:
-    """The document, and (read-only) the sign-in methods that apply today."""
-    current = settings.get_settings(db.session, g.org_id)
-    effective = settings.sign_in_methods(db.session, g.org_id, current)
-    return jsonify({**current.as_dict(), settings.EFFECTIVE_METHODS: effective})
+    """The document, and (read-only) the sign-in methods that apply today and the
+    default groups' names."""
+    return jsonify(directory.settings_view(db.session, g.org_id))
 
 
 @bp.put("/settings")
 @audited("settings.update")
 @api_doc(tag="settings", body=SETTINGS_BODY, response=SettingsOut)
 def replace_settings() -> Response:
-    """The whole settings document; keys left out return to their defaults."""
-    return jsonify(directory.update_settings(db.session, g.org_id, json_object()))
+    """The whole settings document; keys left out return to their defaults.
+
+    ``default_groups``: ids of the organization's groups (an unknown one is a 400).
+    """
+    directory.update_settings(db.session, g.org_id, json_object())
+    return jsonify(directory.settings_view(db.session, g.org_id))

@@ -16,9 +16,12 @@ from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
 from scim_server.errors import DomainError
-from scim_server.services import directory, licenses, roles, settings, username_preview
+from scim_server.services import directory, groups, licenses, roles, settings, username_preview
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+# Groups listed as boxes to tick (by name); the chosen ones are always listed too.
+GROUP_CHOICES = 500
 
 FLAGS = ("strict_seats", "must_change_on_first_login", "refuse_common_passwords", "require_mfa")
 NUMBERS = (
@@ -40,6 +43,7 @@ LABELS = {
     "match_keys": "Find the existing contact",
     "default_license": "Default license",
     "default_roles": "Default roles",
+    "default_groups": "Default groups",
     "sign_in_methods": "Sign-in methods",
     "credentials_delivery": "First credentials",
     "temporary_password_days": "Temporary password valid (days)",
@@ -68,6 +72,7 @@ def document_from_form(form: Any) -> dict[str, Any]:
         "match_keys": [k for k in settings.MATCH_KEYS if k in form.getlist("match_keys")],
         "default_license": form.get("default_license") or None,
         "default_roles": form.getlist("default_roles"),
+        "default_groups": form.getlist("default_groups"),
         "sign_in_methods": form.get("sign_in_methods") or None,
         "credentials_delivery": form.get("credentials_delivery") or "",
     }
@@ -86,9 +91,16 @@ def _page(values: dict[str, Any] | None = None, *, status: int = 200, **extra: A
     effective = settings.sign_in_methods(s, org_id, current)
     shown = {**current.as_dict(), **(values or {})}
     problem, samples = username_preview.preview(s, org_id, shown.get("username_format") or "")
+    listed = groups.choices(s, org_id, GROUP_CHOICES + 1)
+    chosen = [g for g in shown.get("default_groups") or [] if isinstance(g, str)]
+    shown_ids = {gid for gid, _ in listed[:GROUP_CHOICES]}
+    names = groups.names_of(s, org_id, [g for g in chosen if g not in shown_ids])
     options = {
         "licenses": [name for _, name in licenses.choices(s, org_id)],
         "roles": [(r.name, r.kind) for r in roles.list_roles(s, org_id)],
+        "groups": [*listed[:GROUP_CHOICES], *names.items()],
+        "more_groups": len(listed) > GROUP_CHOICES,
+        "group_limit": GROUP_CHOICES,
     }
     s.rollback()
     return render(

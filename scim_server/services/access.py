@@ -18,8 +18,8 @@ the contact locked, so what it counts is what the create sees:
   license it would assign (the account then waits for a seat, as a SCIM create's
   would), the e-mail is another contact's too.
 
-No default groups exist: groups are the identity provider's (SCIM Groups), so an
-account enabled here starts in none.
+The account joins the settings' default groups (``default_groups``, by id; a SCIM
+create never does: its groups are the IdP's); the plan lists them and the rules see them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 import mappings
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Contact, License, User
+from scim_server.services import groups as group_service
 from scim_server.services import licenses, users
 from scim_server.services.credentials import Delivery
 from scim_server.services.org_config import identity_config
@@ -68,6 +69,7 @@ class AccessPlan:
     license: str | None  # the license it would assign, by name
     license_from: str | None  # "manual" (the admin's choice) or "rules" (rules, defaults)
     roles: tuple[str, ...] = ()
+    groups: tuple[tuple[str, str], ...] = ()  # (id, displayName): the default groups it joins
     warnings: tuple[Problem, ...] = ()
     errors: tuple[Problem, ...] = ()
     seats_left: int | None = None  # on that license; None: unlimited or no license
@@ -129,8 +131,14 @@ def _doc(contact: Contact, user_name: str) -> dict[str, Any]:
     return doc
 
 
-def _identity(session: Session, contact: Contact, doc: dict[str, Any]) -> Any:
-    """What the rules see: the document, and the organization the person belongs to.
+def _identity(
+    session: Session,
+    contact: Contact,
+    doc: dict[str, Any],
+    groups: list[dict[str, Any]] | None = None,
+) -> Any:
+    """What the rules see: the document, and the organization the person belongs to
+    (and, for the plan, the default groups: the create adds them itself).
 
     The organization is for the rules only: stored in the document, provisioning would
     look the company up again by name, and might link another of the same name.
@@ -143,7 +151,7 @@ def _identity(session: Session, contact: Contact, doc: dict[str, Any]) -> Any:
     seen = doc
     if company is not None:
         seen = {**doc, ENTERPRISE: {**doc.get(ENTERPRISE, {}), "organization": company.name}}
-    return mappings.ExternalIdentity.from_scim(seen, [])
+    return mappings.ExternalIdentity.from_scim(seen, groups or [])
 
 
 def _holder(session: Session, org_id: str, column: Any, value: str) -> str | None:
@@ -192,9 +200,13 @@ def plan_access(
             Problem("has_account", f"{contact.name} already has an account.", user_id=existing),
         )
     settings, rules = identity_config(session, org_id)
+    names = group_service.names_of(session, org_id, settings.default_groups)
+    joins = [
+        {"id": gid, "displayName": names[gid]} for gid in settings.default_groups if gid in names
+    ]
     # What the rules make of this person (the same resolve a SCIM create runs).
     draft = _doc(contact, username or contact.email or contact.name)
-    result = mappings.resolve(_identity(session, contact, draft), rules) if rules else None
+    result = mappings.resolve(_identity(session, contact, draft, joins), rules) if rules else None
     template = (result.username_template if result else None) or settings.username_format
 
     login: str | None = username
@@ -295,6 +307,7 @@ def plan_access(
         license=lic.name if lic is not None else lic_name,
         license_from=("manual" if license is not None else "rules") if lic_name else None,
         roles=tuple(result.roles) if result else (),
+        groups=tuple((j["id"], j["displayName"]) for j in joins),
         warnings=tuple(warnings),
         errors=tuple(errors),
         seats_left=seats_left,
@@ -380,6 +393,7 @@ def enable_access(
                 identity=_identity(session, contact, doc),
                 delivery=delivery,
                 source="manual",
+                default_groups=True,
                 for_contact=ForContact(
                     contact_id=contact.id,
                     login_name=plan.username,

@@ -17,16 +17,47 @@ import mappings
 from scim_server.audit import record
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Contact, License, Organization, Role, RuleSet, User
-from scim_server.services import availability, contacts, licenses, provisioning, roles, settings
+from scim_server.services import (
+    availability,
+    contacts,
+    groups,
+    licenses,
+    provisioning,
+    roles,
+    settings,
+)
 from scim_server.text import fold
 
 # -- settings -------------------------------------------------------------------------
+
+
+def settings_view(session: Session, org_id: str) -> dict[str, Any]:
+    """The settings document and, read-only beside it, what it means today: the sign-in
+    methods that apply and each default group's displayName."""
+    current = settings.get_settings(session, org_id)
+    names = groups.names_of(session, org_id, current.default_groups)
+    return {
+        **current.as_dict(),
+        settings.EFFECTIVE_METHODS: settings.sign_in_methods(session, org_id, current),
+        settings.DEFAULT_GROUPS_DISPLAY: [
+            {"id": gid, "displayName": names[gid]} for gid in current.default_groups if gid in names
+        ],
+    }
 
 
 def update_settings(session: Session, org_id: str, raw: dict[str, Any]) -> dict[str, Any]:
     """Replace the organization's identity settings; defaults must name what exists."""
     new = settings.validate_settings(raw)
     with session.begin():
+        # Before the organization row, as a group delete takes them (group, then
+        # organization): kept until commit, so a delete waits and then drops its group.
+        named = groups.names_of(session, org_id, new["default_groups"], keep=True)
+        unknown = [gid for gid in new["default_groups"] if gid not in named]
+        if unknown:
+            raise InvalidValueError(
+                f"default_groups: no group with id {', '.join(map(repr, unknown))} "
+                "in this organization."
+            )
         org = session.scalar(
             select(Organization).where(Organization.id == org_id).with_for_update()
         )

@@ -21,8 +21,8 @@ from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, User
-from scim_server.services import counts, provisioning
+from scim_server.models import Group, GroupMember, Organization, User
+from scim_server.services import counts, provisioning, settings
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.services.members import MemberChange, member_sql
@@ -202,6 +202,7 @@ def delete_group(
             )
         )
         drop_index(session, org_id, group_id)
+        _forget_default(session, org_id, group)
         _touch_users(session, org_id, removed)
         _record_group_event(session, group, "group.delete", {}, [], removed)
         # Membership can move licenses and roles when the rules look at groups.
@@ -209,6 +210,110 @@ def delete_group(
         _record_member_events(session, group, [], removed)
         session.delete(group)
         counts.changed(session, org_id, "Group", -1)
+
+
+# -- default groups (the settings' default_groups) ---------------------------------
+
+
+def names_of(
+    session: Session, org_id: str, ids: Sequence[str], *, keep: bool = False
+) -> dict[str, str]:
+    """The displayName of each of ``ids`` that is a group of the organization.
+
+    ``keep``: on PostgreSQL the rows are locked ``FOR KEY SHARE`` until the transaction
+    ends, so a settings change that names them and a delete of one of them take turns
+    (the delete then drops it from the settings: ``_forget_default``).
+    """
+    if not ids:
+        return {}
+    stmt = select(Group.id, Group.display_name).where(
+        Group.org_id == org_id, Group.id.in_(list(ids))
+    )
+    if keep:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return {gid: name for gid, name in session.execute(stmt)}
+
+
+def choices(session: Session, org_id: str, limit: int) -> list[tuple[str, str]]:
+    """(id, displayName) of the organization's first ``limit`` groups by name."""
+    rows = session.execute(
+        select(Group.id, Group.display_name)
+        .where(Group.org_id == org_id)
+        .order_by(Group.display_name_key, Group.id)
+        .limit(limit)
+    )
+    return [(gid, name) for gid, name in rows]
+
+
+def lock_defaults(session: Session, org_id: str, ids: Sequence[str]) -> list[Group]:
+    """The default groups a new account joins, locked (in id order) before anything else.
+
+    Before the create assigns a license: a SCIM member change locks its group, then
+    licenses (the rules' remap); taking the groups first keeps the same order. A group
+    deleted meanwhile is simply not there.
+    """
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(Group)
+            .where(Group.org_id == org_id, Group.id.in_(list(ids)))
+            .order_by(Group.id)
+            .with_for_update()
+        )
+    )
+
+
+def join_new_user(session: Session, org_id: str, user_id: str, joined: Sequence[Group]) -> None:
+    """Add an account being created to its default groups, as a SCIM member add would.
+
+    The member rows, the group's version, its ``group.patch`` event and one
+    ``group.member.add`` per group (and their product events) in the create's
+    transaction. Neither the user's version (its first version already has these
+    groups) nor the rules (the create evaluated them with these groups) are touched.
+    """
+    ref = ({"value": user_id, "type": "User"},)
+    now = utcnow()
+    for group in joined:
+        added = _add(session, org_id, group.id, ref)
+        if not added:
+            continue
+        group.version += 1
+        group.updated_at = now
+        _record_group_event(session, group, "group.patch", {}, added, [])
+        _record_member_events(session, group, added, [])
+
+
+def _forget_default(session: Session, org_id: str, group: Group) -> None:
+    """A deleted group leaves the default groups, with the settings' own event.
+
+    The settings are read in the delete's transaction anyway (the rules' remap); only
+    when they name the group is the organization row locked and written.
+    """
+    if group.id not in settings.get_settings(session, org_id).default_groups:
+        return
+    org = session.scalar(
+        select(Organization)
+        .where(Organization.id == org_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if org is None:
+        return
+    before = list(settings.load(org).default_groups)
+    after = [gid for gid in before if gid != group.id]
+    if after == before:
+        return
+    org.settings = {**(org.settings or {}), "default_groups": after}
+    record(
+        session,
+        org_id,
+        "settings.update",
+        resource_type="Organization",
+        resource_id=org_id,
+        detail=f"group {group.display_name!r} deleted: no longer a default group",
+        changes={"default_groups": {"before": before, "after": after}},
+    )
 
 
 # -- memberships ---------------------------------------------------------------

@@ -11,6 +11,8 @@ provisioning log with the change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
@@ -93,12 +95,15 @@ def provision(
     identity: Any = None,
     config: tuple[IdentitySettings, Any] | None = None,
     login_name_free: bool = False,
+    joins: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
     ``config``: the organization's (settings, rules) when the caller read them already.
     ``login_name_free``: the caller found no account whose internal username is the
     ``userName`` (``services.users`` asks with its own uniqueness check, one query).
+    ``joins``: the groups (``user_groups``' dicts) a user being created joins (the
+    settings' default groups): the rules see them as they would see the IdP's.
 
     When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
     enabling access for it), a ``user.login_name`` already set is kept, and a
@@ -145,8 +150,11 @@ def provision(
     if rules is not None:
         groups = None
         if identity is None:
-            groups = [] if creating else user_groups(session, org_id, user.id)
+            groups = list(joins) if creating else user_groups(session, org_id, user.id)
             identity = mappings.ExternalIdentity.from_scim(doc, groups)
+        elif joins:
+            extra = mappings.ExternalIdentity.from_scim({}, joins).groups
+            identity = replace(identity, groups=tuple(dict.fromkeys((*identity.groups, *extra))))
         result = mappings.resolve(identity, rules)
         explanation["rules"] = list(result.explanation)
         changes, rule_roles = apply_result(

@@ -18,6 +18,7 @@ from scim_server.models import Organization
 from scim_server.services.passwords import MAX_INPUT_CHARS, PasswordPolicy
 
 MATCH_KEYS = ("externalId", "email")
+MAX_DEFAULT_GROUPS = 100
 # Who may use a local password. Unset: ``sso_only`` while the organization has an
 # enabled SSO connection, else ``password_allowed``.
 SIGN_IN_METHODS = ("sso_only", "password_allowed", "password_only")
@@ -52,6 +53,10 @@ class IdentitySettings:
     strict_seats: bool = False
     default_license: str | None = None
     default_roles: tuple[str, ...] = field(default_factory=tuple)
+    # Group ids (stable across the IdP's renames) an account joins when it is made outside
+    # SCIM: enable access, an import, a first sign-in. A SCIM create joins none: the IdP
+    # owns its memberships and its next group PUT would undo ours.
+    default_groups: tuple[str, ...] = field(default_factory=tuple)
     # Local credentials (see the module docstring).
     sign_in_methods: str | None = None
     credentials_delivery: str = "temporary_password"
@@ -82,6 +87,7 @@ class IdentitySettings:
             "strict_seats": self.strict_seats,
             "default_license": self.default_license,
             "default_roles": list(self.default_roles),
+            "default_groups": list(self.default_groups),
             "sign_in_methods": self.sign_in_methods,
             "credentials_delivery": self.credentials_delivery,
             "must_change_on_first_login": self.must_change_on_first_login,
@@ -103,6 +109,7 @@ def load_raw(raw: dict[str, Any]) -> IdentitySettings:
         strict_seats=bool(raw.get("strict_seats", False)),
         default_license=raw.get("default_license"),
         default_roles=tuple(raw.get("default_roles") or ()),
+        default_groups=tuple(raw.get("default_groups") or ()),
         sign_in_methods=raw.get("sign_in_methods"),
         credentials_delivery=raw.get("credentials_delivery") or "temporary_password",
         must_change_on_first_login=bool(raw.get("must_change_on_first_login", True)),
@@ -145,13 +152,15 @@ def passwords_allowed(session: Session, org_id: str, current: IdentitySettings) 
     return sign_in_methods(session, org_id, current) != "sso_only"
 
 
-# Shown by GET beside the document; a PUT of what GET returned may carry it back.
+# Shown by GET beside the document; a PUT of what GET returned may carry them back.
 EFFECTIVE_METHODS = "effective_sign_in_methods"
+DEFAULT_GROUPS_DISPLAY = "default_groups_display"  # [{id, displayName}] of default_groups
+READ_ONLY = (EFFECTIVE_METHODS, DEFAULT_GROUPS_DISPLAY)
 
 
 def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
     """Check a settings document; return it normalised."""
-    raw = {k: v for k, v in raw.items() if k != EFFECTIVE_METHODS}
+    raw = {k: v for k, v in raw.items() if k not in READ_ONLY}
     allowed = set(IdentitySettings().as_dict())
     unknown = set(raw) - allowed
     if unknown:
@@ -172,6 +181,14 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
     roles = out["default_roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidValueError("default_roles must be a list of role names.")
+    group_ids = out["default_groups"]
+    if not isinstance(group_ids, list) or not all(
+        isinstance(i, str) and 0 < len(i) <= 64 for i in group_ids
+    ):
+        raise InvalidValueError("default_groups must be a list of group ids.")
+    if len(set(group_ids)) > MAX_DEFAULT_GROUPS:
+        raise InvalidValueError(f"default_groups lists at most {MAX_DEFAULT_GROUPS} groups.")
+    out["default_groups"] = list(dict.fromkeys(group_ids))
     if out["sign_in_methods"] is not None and out["sign_in_methods"] not in SIGN_IN_METHODS:
         raise InvalidValueError(
             f"sign_in_methods must be null (automatic) or one of: {', '.join(SIGN_IN_METHODS)}."

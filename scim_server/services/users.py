@@ -19,6 +19,7 @@ from scim_server.models import Group, GroupMember, License, User
 from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
+from scim_server.services.groups import join_new_user, lock_defaults
 from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
 from scim_server.services.org_config import identity_config
@@ -147,6 +148,7 @@ def create_user(
     identity: Any = None,
     delivery: Delivery | None = None,
     source: str = "scim",
+    default_groups: bool = False,
 ) -> User:
     """Create a user. A retried create (same userName) gets a uniqueness error, never a twin.
 
@@ -157,12 +159,19 @@ def create_user(
     ``delivery`` (SCIM creates): where passwords are allowed, the welcome mail is
     queued in the create transaction, or the IdP's ``password`` is set
     (``services.idp_credentials.on_create``). ``source`` (scim, jit, manual) is kept
-    on the account for the console's filter.
+    on the account for the console's filter. ``default_groups``: the account joins the
+    settings' default groups (creates outside SCIM: a first sign-in, an import).
     """
     try:
         with session.begin():
             return insert_user(
-                session, org_id, doc, identity=identity, delivery=delivery, source=source
+                session,
+                org_id,
+                doc,
+                identity=identity,
+                delivery=delivery,
+                source=source,
+                default_groups=default_groups,
             )
     except LostRaceError:
         # The failed transaction is rolled back: read the winner in a new one.
@@ -178,13 +187,22 @@ def insert_user(
     delivery: Delivery | None = None,
     source: str = "scim",
     for_contact: ForContact | None = None,
+    default_groups: bool = False,
 ) -> User:
     """``create_user`` in the caller's open transaction (``services.access`` checks the
     contact, seats and names in the same one). A lost race on a unique name raises
-    ``LostRaceError``: the caller rolls back and says so."""
+    ``LostRaceError``: the caller rolls back and says so.
+
+    ``default_groups``: never for a SCIM create, whose groups are the IdP's (its next
+    group PUT would undo ours); the groups are locked first, seen by the rules, and
+    joined through ``join_new_user`` after the ``user.create`` event."""
     login_name_free = _check_new(session, org_id, doc)
     # Read once (cached per process): provisioning and the welcome both use it.
     config = identity_config(session, org_id)
+    joining = lock_defaults(session, org_id, config[0].default_groups) if default_groups else []
+    joins = [
+        {"id": g.id, "displayName": g.display_name, "externalId": g.external_id} for g in joining
+    ]
     now = utcnow()
     user = User(
         org_id=org_id,
@@ -215,7 +233,12 @@ def insert_user(
             identity=identity,
             config=config,
             login_name_free=login_name_free,
+            joins=joins,
         )
+        if joins:
+            explanation["default_groups"] = [
+                {"id": j["id"], "displayName": j["displayName"]} for j in joins
+            ]
         if for_contact is not None:
             if for_contact.license is not None:
                 explanation["license"] = licenses.assign(
@@ -244,6 +267,7 @@ def insert_user(
         changes=diff(None, {**_without_password(doc), "active": user.active}),
         explanation=explanation or None,
     )
+    join_new_user(session, org_id, user.id, joining)
     idp_credentials.after_create(session, delivery, user, doc)
     counts.changed(session, org_id, "User", +1)
     return user

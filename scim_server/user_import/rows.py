@@ -4,7 +4,9 @@ Planning writes nothing. Applying sends the row through the SCIM code path: a
 new userName is ``parse_resource`` + ``users.create_user`` (a SCIM POST), a
 known one is a ``UserPatch`` replacing the given attributes through
 ``users.update_user`` (a SCIM PATCH). An empty cell leaves the attribute as it
-is. Each row is its own transaction: one bad row never undoes the others.
+is. Each row is its own transaction: one bad row never undoes the others. A new
+account joins the settings' default groups (a SCIM POST does not: the IdP owns
+its memberships).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def apply_row(session: Session, org_id: str, row: Row) -> Outcome:
         session.rollback()  # the services below own their transactions
         if outcome.action == "create":
             doc = parse_resource(USER, body, creating=True)
-            user = users.create_user(session, org_id, doc)
+            user = users.create_user(session, org_id, doc, default_groups=True)
             return Outcome(row.line, user_name, "create", user_id=user.id)
         if change is not None and outcome.user_id is not None:
             users.update_user(session, org_id, outcome.user_id, change, action="user.patch")

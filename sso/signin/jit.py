@@ -3,7 +3,8 @@
 The identity becomes a SCIM User document, validated by the SCIM schema and
 created by ``scim_server.services.users.create_user``: the same contact
 matching, username format, mapping rules (license, roles), seats and audit
-event as a SCIM POST. There is one provisioning path.
+event as a SCIM POST. There is one provisioning path. Unlike a SCIM POST, the
+account joins the settings' default groups (no IdP pushes its memberships).
 """
 
 from __future__ import annotations
@@ -60,5 +61,10 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
 def create(session: Session, org_id: str, req: SignInRequest) -> User:
     """Create the account through the identity services (raises their domain errors)."""
     return users.create_user(
-        session, org_id, scim_document(req), identity=req.identity, source="jit"
+        session,
+        org_id,
+        scim_document(req),
+        identity=req.identity,
+        source="jit",
+        default_groups=True,
     )

@@ -19,6 +19,8 @@ def test_settings_defaults_and_replace(admin, session):
         "strict_seats": False,
         "default_license": None,
         "default_roles": [],
+        "default_groups": [],
+        "default_groups_display": [],
         "sign_in_methods": None,
         "effective_sign_in_methods": "password_allowed",
         "credentials_delivery": "temporary_password",
