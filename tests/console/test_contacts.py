@@ -239,3 +239,21 @@ def test_post_without_csrf_is_refused(app: Flask, manager: FlaskClient, scim: Sc
     assert resp.status_code == 400
     with db.reader(app)() as s:
         assert s.scalar(select(User).where(User.contact_id == ann)) is None
+
+
+def test_enable_access_plan_lists_the_default_groups(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """The plan names the groups the account joins; enabling access makes it a member."""
+    staff = scim.create_group("Staff")
+    with db.reader(app)() as s:
+        directory.update_settings(s, scim.org_id, {"default_groups": [staff["id"]]})
+    ada = _contact(app, scim.org_id, "person", "Ada Lovelace", email="ada@example.com")
+    html = manager.get(f"/admin/contacts/{ada}").get_data(as_text=True)
+    assert '<dt>Groups</dt><dd>Staff <span class="muted">(the default groups)</span></dd>' in html
+    assert _post(manager, f"/admin/contacts/{ada}/access").status_code == 303
+    with db.reader(app)() as s:
+        user = s.scalar(select(User).where(User.contact_id == ada))
+    assert user is not None
+    members = scim.get(f"/scim/v2/Groups/{staff['id']}").get_json()["members"]
+    assert [m["value"] for m in members] == [user.id]

@@ -257,3 +257,30 @@ def test_staging_drops_stale_previews_and_old_results(
     with db.reader(app)() as s:
         assert s.query(ImportRow).filter_by(job_id=old.id).count() == 0
         assert s.query(ImportRow).filter_by(job_id=recent.id).count() == 1
+
+
+def test_imported_accounts_join_the_default_groups(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A created row joins the default groups (with its member event); an updated one does not."""
+    from scim_server.services import directory
+
+    staff = scim.create_group("Staff")
+    known = scim.create_user("known@example.com")
+    with db.reader(app)() as s:
+        directory.update_settings(s, scim.org_id, {"default_groups": [staff["id"]]})
+    sign_in_console(app, client, scim, "user_manager")
+    token = csrf_token(client, "/admin/import/")
+    data = "userName,email,givenName\nnew@example.com,new@example.com,New\nknown@example.com,,K\n"
+    body = _upload(client, token, data.encode()).get_data(as_text=True)
+    start = re.search(r'action="(/admin/import/[0-9a-f-]{36}/start)"', body)
+    assert start
+    assert client.post(start.group(1), data={"csrf_token": token}).status_code == 303
+    assert Worker(db.writer(app)).run_jobs() == 1
+    new = _users(app, scim.org_id)["new@example.com"]
+    group = scim.get(f"/scim/v2/Groups/{staff['id']}").get_json()
+    assert [m["value"] for m in group["members"]] == [new.id]
+    assert known["id"] != new.id
+    with db.reader(app)() as s:
+        added = s.query(AuditEvent).filter_by(org_id=scim.org_id, action="group.member.add").all()
+    assert [(e.resource_id, e.actor_type) for e in added] == [(new.id, "console")]

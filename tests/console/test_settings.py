@@ -115,3 +115,38 @@ def test_user_manager_reads_but_cannot_save(app: Flask, client: FlaskClient, sci
     assert "Save settings" not in html and "disabled" in html
     resp = client.post("/admin/settings/", data={"csrf_token": csrf_token(client), **_form()})
     assert resp.status_code == 403
+
+
+def test_default_groups_are_chosen_by_name(app: Flask, security: FlaskClient, scim: Scim) -> None:
+    """No groups: the page says where they come from. With groups: a box per group by name,
+    the help says who joins them; ticking one stores its id; an unknown id is refused."""
+    html = security.get("/admin/settings/").get_data(as_text=True)
+    assert "No groups yet: groups come from your IdP over SCIM." in html
+    staff = scim.create_group("Staff")
+    scim.create_group("Ops")
+    html = security.get("/admin/settings/").get_data(as_text=True)
+    assert "<legend>Default groups</legend>" in html
+    assert f'name="default_groups" value="{staff["id"]}"> Staff' in html
+    assert "users your IdP provisions get the groups your IdP sends" in html
+    resp = security.post(
+        "/admin/settings/",
+        data={"csrf_token": csrf_token(security), **_form(default_groups=[staff["id"]])},
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert settings.get_settings(s, scim.org_id).default_groups == (staff["id"],)
+    html = security.get("/admin/settings/").get_data(as_text=True)
+    assert f'name="default_groups" value="{staff["id"]}" checked> Staff' in html
+    resp = security.post(
+        "/admin/settings/",
+        data={"csrf_token": csrf_token(security), **_form(default_groups=["nope"])},
+    )
+    assert resp.status_code == 400
+    assert "“Default groups”: no group with id &#39;nope&#39;" in resp.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert settings.get_settings(s, scim.org_id).default_groups == (staff["id"],)
+    # Without the CSRF token nothing is saved.
+    resp = security.post("/admin/settings/", data=_form(default_groups=[]))
+    assert resp.status_code == 400
+    with db.reader(app)() as s:
+        assert settings.get_settings(s, scim.org_id).default_groups == (staff["id"],)

@@ -14,21 +14,26 @@ from scim_server.db import db
 from scim_server.models import AuditEvent, ContactAvailability, User
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
-from scim_server.services import console_access, directory, licenses, users
+from scim_server.services import console_access, directory, groups, licenses, users
 from scim_server.services.organizations import create_organization
 from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
 from tests.support.console import browser_sign_in
 
 
 def _seed(live: LiveServer) -> tuple[str, str, dict[str, str]]:
-    """An organization whose default license (one seat) its admin holds, and contacts."""
+    """An organization whose default license (one seat) its admin holds, a default group,
+    and contacts."""
     app = live.app
     with db.reader(app)() as s:
         org_id = create_organization(s, "Initrode").id
     with db.reader(app)() as s:
         licenses.create_license(s, org_id, "Planner", 1, price_cents=2900)
     with db.reader(app)() as s:
-        directory.update_settings(s, org_id, {"default_license": "Planner"})
+        field = groups.create_group(s, org_id, {"displayName": "Field staff"})
+    with db.reader(app)() as s:
+        directory.update_settings(
+            s, org_id, {"default_license": "Planner", "default_groups": [field.id]}
+        )
     body = {
         "schemas": [USER_SCHEMA],
         "userName": "olga@initrode.example",
@@ -89,6 +94,7 @@ def test_admin_enables_access_and_edits_hours(
     warning = page.locator("#access .alert-warn")
     expect(warning).to_contain_text("No seat left on license Planner")
     expect(page.locator("#access")).to_contain_text("grace@initrode.example")
+    expect(page.locator("#access .plan")).to_contain_text("Field staff (the default groups)")
     shoot(page, "contact-enable-access")
     page.get_by_label("I understand, enable anyway").check()
     page.get_by_role("button", name="Enable access").click()
@@ -104,6 +110,7 @@ def test_admin_enables_access_and_edits_hours(
             )
         )
         assert event.explanation["access"]["override"] is True
+        assert [g["displayName"] for g in event.explanation["default_groups"]] == ["Field staff"]
 
     # Open the user: the profile of the new account.
     page.locator(".page-head").get_by_role("link", name="Open user").click()

@@ -1,5 +1,5 @@
-"""Journeys: a security admin sets the username format (live preview) and creates a SCIM
-token (shown once); an auditor finds no write action and is refused one (403)."""
+"""Journeys: a security admin sets the username format (live preview) and a default group,
+and creates a SCIM token (shown once); an auditor finds no write action and is refused one (403)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from scim_server.db import db
-from scim_server.services import console_access
+from scim_server.services import console_access, groups
 from tests.console.browser.conftest import LiveServer, shoot
 from tests.console.browser.test_users_journey import _seed
 from tests.support.console import browser_sign_in
@@ -21,6 +21,9 @@ def test_security_admin_settings_and_tokens(
     org_id, _admin, ids = _seed(live_server, "Umbrella")
     with db.reader(live_server.app)() as s:
         console_access.grant(s, org_id, ids["alan"], "security_admin")
+    for name in ("Field staff", "Head office"):  # as the IdP pushed them
+        with db.reader(live_server.app)() as s:
+            groups.create_group(s, org_id, {"displayName": name})
     browser_sign_in(live_server.app, context, live_server.url, org_id, ids["alan"])
     page.goto("/admin/")
     nav = page.get_by_role("navigation", name="Console")
@@ -45,10 +48,14 @@ def test_security_admin_settings_and_tokens(
     expect(page.locator("#username-preview")).to_contain_text("unknown placeholder {nope}")
     page.get_by_label("Username format").fill("{userName}.ext")
     expect(page.locator("#username-preview")).to_contain_text("mallory@umbrella.example.ext")
+    page.get_by_role("group", name="Default groups").get_by_label("Field staff").check()
     shoot(page, "settings")
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_text("Settings saved.")).to_be_visible()
     expect(page.get_by_label("Username format")).to_have_value("{userName}.ext")
+    default_groups = page.get_by_role("group", name="Default groups")
+    expect(default_groups.get_by_label("Field staff")).to_be_checked()
+    expect(default_groups.get_by_label("Head office")).not_to_be_checked()
 
     nav.get_by_role("link", name="SCIM tokens").click()
     page.get_by_label("Name").fill("Okta production")

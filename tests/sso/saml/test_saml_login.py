@@ -388,3 +388,35 @@ def test_a_first_sign_in_is_a_status_change_event(
     assert event["data"]["state"]["status"] == ACTIVE
     assert event["data"]["state"]["lastLogin"] is not None
     assert events(app, scim.org_id, "user.first_sign_in")[0].resource_id == user_id
+
+
+def test_jit_joins_the_default_groups(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """JIT: the new account joins the settings' default groups, with the member events."""
+    from tests.support.admin_api import ok
+
+    set_default_license(app, scim.org_id, "Engineer")
+    staff = scim.create_group("Staff")
+    settings_doc = ok(admin.get("/api/v1/settings"))
+    ok(admin.put("/api/v1/settings", {**settings_doc, "default_groups": [staff["id"]]}))
+    admin.client.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}",
+        json={"jit_enabled": True},
+        headers=admin.headers(),
+    )
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(
+        request_id,
+        name_id="erin@example.com",
+        attributes={WS + "emailaddress": ["erin@example.com"]},
+    )
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    with read(app) as s:
+        user = s.scalar(select(User).where(User.org_id == scim.org_id))
+    assert user.source == "jit"
+    group = ok(scim.get(f"/scim/v2/Groups/{staff['id']}"))
+    assert [m["value"] for m in group["members"]] == [user.id]
+    added = [e for e in events(app, scim.org_id, "") if e.action == "group.member.add"]
+    assert [(e.resource_id, e.detail) for e in added] == [(user.id, "Staff")]
