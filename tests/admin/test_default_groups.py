@@ -3,9 +3,14 @@ and a group the IdP deletes leaving the setting."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from sqlalchemy import select
 
+from scim_server.db import db
 from scim_server.models import Event, GroupMember, Organization
+from scim_server.services.tokens import create_token
 from tests.support import Scim
 from tests.support.admin_api import events, make_license, ok
 
@@ -162,3 +167,41 @@ def test_a_deleted_group_leaves_the_setting(scim: Scim, admin: Scim, session) ->
     assert session.scalars(
         select(GroupMember.group_id).where(GroupMember.member_id == user["id"])
     ).all() == [ops["id"]]
+
+
+def _race(app: Any, scim: Scim, secret: str, group_id: str) -> dict[str, int]:
+    """A settings PUT naming the group and the IdP's DELETE of it, released together."""
+    barrier = threading.Barrier(2)
+    statuses: dict[str, int] = {}
+
+    def put() -> None:
+        client = Scim(app.test_client(), secret, scim.org_id)
+        barrier.wait()
+        body = {"default_groups": [group_id]}
+        statuses["put"] = client.put("/api/v1/settings", body).status_code
+
+    def delete() -> None:
+        client = Scim(app.test_client(), scim.token, scim.org_id)
+        barrier.wait()
+        statuses["delete"] = client.delete(f"/scim/v2/Groups/{group_id}").status_code
+
+    threads = [threading.Thread(target=put), threading.Thread(target=delete)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_a_settings_change_racing_a_group_delete_leaves_no_dead_id(live: Any) -> None:
+    """PUT naming a group and the IdP's DELETE of it at once: whichever wins, the settings
+    never keep the id of a deleted group (PUT 200 then the delete drops it, or PUT 400)."""
+    app, scim = live
+    with db.reader(app)() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    for round_ in range(4):
+        group = scim.create_group(f"Race {round_}")
+        statuses = _race(app, scim, secret, group["id"])
+        assert statuses["delete"] == 204 and statuses["put"] in (200, 400), statuses
+        assert ok(admin.get("/api/v1/settings"))["default_groups"] == []
