@@ -448,7 +448,13 @@ def ratios(rows: Iterable[Row]) -> list[dict[str, Any]]:
     """p99 (and p50) at 1M over 1k, per form and concurrency, with the 2 x target."""
     by_key = {(r.operation, r.concurrency, r.org_size): r for r in rows}
     out = []
-    for (form, c, size), large in sorted(by_key.items()):
+    order = list(FORMS)
+
+    def rank(key: tuple[str, int, int]) -> tuple[int, str, int]:
+        form, c, _size = key
+        return (order.index(form) if form in order else len(order), form, c)
+
+    for (form, c, size), large in sorted(by_key.items(), key=lambda kv: rank(kv[0])):
         if size != LARGE:
             continue
         small = by_key.get((form, c, SMALL))
