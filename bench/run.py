@@ -211,6 +211,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how long --only tenants runs (default 60 s)",
     )
     parser.add_argument(
+        "--scale",
+        choices=("1m",),
+        help=(
+            "1m: userName and e-mail lookups in an organization of 1,000,000 users next to "
+            "one of 1,000, on PostgreSQL; the 1M database (SCIM_BENCH_PG_DATABASE + _1m) is "
+            "loaded once and kept for the next run (issue 17)"
+        ),
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="with --scale: load the kept database again even if it is complete",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is not met"
     )
     return parser.parse_args(argv)
@@ -247,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_peers(args)
     if args.only in BULK:
         return run_bulk(args)
+    if args.scale:
+        return run_scale(args)
     profile = QUICK if args.quick else FULL
     # A smoke run must not overwrite the full run's figures.
     name = f"latest-{args.only}" if args.only else "latest"
@@ -316,6 +332,29 @@ def run_bulk(args: argparse.Namespace) -> int:
     print(f"\n## {args.only}\n\n{bulk.report(args.only, results)}\n")
     log(f"done in {elapsed:.0f} s; JSON in {output}")
     return 0
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    """``--scale 1m`` (issue 17): lookups at 1M users next to 1k, on PostgreSQL only."""
+    from bench import scale
+
+    if args.backend and "postgresql" not in args.backend:
+        raise SystemExit("--scale 1m runs on PostgreSQL only")
+    output = args.output or RESULTS / "latest-scale-1m.json"
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine_info()
+    key = secrets.token_hex(32)
+    result = scale.run_scale(key, args.pg_admin_url, logs, args.rebuild, dict(args.server_env))
+    info.update(machine_info(final=True))
+    elapsed = time.perf_counter() - started
+    write_json(output, {"scale": args.scale, "machine": info, "elapsed_s": round(elapsed, 1),
+                        "backends": {"postgresql": result}})  # fmt: skip
+    print(f"\n## --scale 1m\n\n{scale.report(result)}\n")
+    log(f"done in {elapsed:.0f} s; JSON in {output}")
+    unmet = [r for r in result["ratios"] if not r["met"]]
+    return 1 if args.strict and unmet else 0
 
 
 def run_peers(args: argparse.Namespace) -> int:
