@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, inspect, select, update
 from sqlalchemy.orm import Session, defer
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 import mappings
 from scim_server import bulk_rows
@@ -77,20 +77,22 @@ def write_changed(session: Session, objects: Sequence[Any], names: Sequence[str]
     mapper = inspect(objects[0]).mapper
     keys = [(column.key, column.name) for column in mapper.primary_key]
     columns = [(name, mapper.get_property(name).columns[0].name) for name in names]
-    wanted = set(names)
     rows, written = [], []
     for obj in objects:
-        state = inspect(obj)
-        touched = wanted.intersection(state.committed_state)
-        if not touched or not any(state.attrs[n].history.has_changes() for n in touched):
+        state = instance_state(obj)
+        # What the ORM would write: an attribute set since its load to a different value
+        # (``committed_state`` keeps the loaded one; not loaded at all counts as changed).
+        before, now = state.committed_state, state.dict
+        touched = [n for n in names if n in before]
+        if not any(before[n] != now.get(n) for n in touched):
             continue
         row = {name: getattr(obj, key) for key, name in keys}
         row.update({name: getattr(obj, attr) for attr, name in columns})
         rows.append(row)
-        written.append(obj)
+        written.append((obj, touched))
     bulk_rows.update_rows(session.connection(), mapper.class_, rows)
-    for obj in written:
-        for name in names:
+    for obj, touched in written:
+        for name in touched:
             set_committed_value(obj, name, getattr(obj, name))
     return len(written)
 
