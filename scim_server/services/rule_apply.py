@@ -115,7 +115,6 @@ class BatchLookups:
     ) -> None:
         self.session, self.org_id, self.current = session, org_id, current
         self.users, self.people = users, people
-        self.users_written = self.contacts_written = 0
         self.licenses = {
             lic.name_key: lic
             for lic in session.scalars(select(License).where(License.org_id == org_id))
@@ -208,8 +207,8 @@ class BatchLookups:
 
     def write(self) -> None:
         """Write the users' and contacts' changes so far, one statement for each table."""
-        self.users_written += write_changed(self.session, self.users, USER_COLUMNS)
-        self.contacts_written += write_changed(self.session, self.people, CONTACT_COLUMNS)
+        write_changed(self.session, self.users, USER_COLUMNS)
+        write_changed(self.session, self.people, CONTACT_COLUMNS)
 
     def flush(self) -> None:
         """Write the batch's changes: users and contacts (``write``), whatever else the ORM
