@@ -1,4 +1,5 @@
-"""Many rows into one table at once: ``COPY`` on PostgreSQL, an executemany elsewhere.
+"""Many rows into (or updated in) one table at once: ``COPY`` and ``UPDATE ... FROM unnest``
+on PostgreSQL, an executemany elsewhere.
 
 A batch of ``rules apply`` writes a thousand audit events, one or two thousand
 product events and the rule roles together. Sent as an executemany, psycopg
@@ -9,6 +10,10 @@ conversions first (naive UTC for ``UTCDateTime``, JSONB for documents), so a
 row reads back exactly as an INSERT would have stored it. Small sets keep the
 executemany: a COPY has a fixed cost of its own. SQLite has no COPY and no
 round trips to save.
+
+Updates (``update_rows``: the users a batch of ``rules apply`` changed) are alike:
+the ORM's flush sends one UPDATE per row, which PostgreSQL parses, plans and runs
+each; one ``UPDATE ... FROM unnest(...)`` sets them all.
 """
 
 from __future__ import annotations
@@ -16,7 +21,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    insert,
+    text,
+    update,
+)
 
 COPY_FROM = 50  # rows: from here on PostgreSQL gets a COPY
 
@@ -52,3 +70,69 @@ def insert_rows(connection: Connection, model: type[Any], rows: Sequence[dict[st
                 )
     finally:
         cursor.close()
+
+
+# Array element types for ``update_rows``' unnest on PostgreSQL, by the column type's class
+# (the collation of a key column stays the table's: only the values travel as arrays).
+_ARRAY_TYPES = {String: "text", Boolean: "boolean", Integer: "integer", DateTime: "timestamp"}
+
+
+def _array_type(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
+    for base, name in _ARRAY_TYPES.items():
+        if isinstance(kind, base):
+            return name
+    raise TypeError(f"update_rows cannot send {column.table.name}.{column.name} as an array")
+
+
+def update_rows(connection: Connection, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """Set columns of many rows of ``model``'s table, each row found by its primary key.
+
+    Every row names the same columns (its primary key and the columns to set). On
+    PostgreSQL one ``UPDATE ... FROM unnest(arrays)``: one statement, one array per
+    column, whatever the number of rows (the same text each time, so the server and
+    SQLAlchemy parse it once); elsewhere, and below ``COPY_FROM`` rows, an executemany.
+    """
+    if not rows:
+        return
+    table: Table = model.__table__
+    keys = [column.name for column in table.primary_key.columns]
+    names = [name for name in rows[0] if name not in keys]
+    if set(rows[0]) != set(keys) | set(names) or not names:
+        raise ValueError(f"rows for {table.name} need its primary key and a column to set")
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        each = (
+            update(table)
+            .where(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+            .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in names})
+        )
+        connection.execute(
+            each,
+            [
+                {**{f"k_{k}": row[k] for k in keys}, **{f"v_{n}": row[n] for n in names}}
+                for row in rows
+            ],
+        )
+        return
+    dialect = connection.dialect
+    columns = [*keys, *names]
+    arrays = []
+    for name in columns:
+        convert = table.c[name].type._cached_bind_processor(dialect)
+        values = [row[name] for row in rows]
+        if convert is not None:
+            values = [None if value is None else convert(value) for value in values]
+        arrays.append(values)
+    quote = dialect.identifier_preparer.quote
+    sources = ", ".join(
+        f"CAST(:a{i} AS {_array_type(table.c[name])}[])" for i, name in enumerate(columns)
+    )
+    statement = text(
+        f"UPDATE {quote(table.name)} AS t SET "
+        + ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
+        + f" FROM unnest({sources}) AS v({', '.join(map(quote, columns))}) WHERE "
+        + " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in keys)
+    )
+    connection.execute(statement, {f"a{i}": values for i, values in enumerate(arrays)})

@@ -50,3 +50,43 @@ def test_copy_refuses_rows_without_every_column(scim, session):
     with pytest.raises(ValueError, match="lack audit_seq"):
         bulk_rows.insert_rows(session.connection(), Event, rows)
     session.rollback()
+
+
+@pytest.mark.parametrize("count", [3, 60])
+def test_updated_rows_read_back_as_set(scim, session, count):
+    """Below and above the threshold (an UPDATE ... FROM unnest on PostgreSQL): each row named by
+    its key gets its values (UTC times, None, integers); the other rows stay as they were."""
+    rows = _rows(scim.org_id, count)
+    bulk_rows.insert_rows(session.connection(), Event, rows)
+    later = datetime(2027, 6, 7, 8, 9, 10, 123456, tzinfo=UTC)
+    changed = [
+        {
+            "org_id": scim.org_id,
+            "position": row["position"],
+            "type": f"user.changed.{i}",
+            "occurred_at": later + timedelta(minutes=i),
+            "resource_type": None,
+            "audit_seq": 1000 + i,
+        }
+        for i, row in enumerate(rows)
+        if i % 2 == 0
+    ]
+    bulk_rows.update_rows(session.connection(), Event, changed)
+    session.expire_all()
+    stored = session.scalars(
+        select(Event).where(Event.org_id == scim.org_id).order_by(Event.position)
+    ).all()
+    expected = [dict(row) for row in rows]
+    for update in changed:
+        expected[update["position"] - 1].update(update)
+    assert [{column: getattr(event, column) for column in rows[0]} for event in stored] == expected
+    session.rollback()
+
+
+def test_update_needs_the_key_and_a_column(scim, session):
+    """A row without its whole primary key, or with nothing to set, is refused before any SQL."""
+    with pytest.raises(ValueError, match="primary key"):
+        bulk_rows.update_rows(session.connection(), Event, [{"position": 1, "type": "x"}])
+    with pytest.raises(ValueError, match="primary key"):
+        bulk_rows.update_rows(session.connection(), Event, [{"org_id": scim.org_id, "position": 1}])
+    session.rollback()

@@ -6,8 +6,11 @@ their contacts' rule-set fields. A user whose hash (``rule_inputs``) matches
 is skipped; the others are loaded whole (two queries) and evaluated through
 ``provisioning.apply_result`` with ``BatchLookups``: licenses, roles and
 companies read once per batch, each license locked and its seats counted once
-per batch, new rule roles inserted together. The caller commits the batch
-with its audit events (``rule_sets.run_apply``).
+per batch, new rule roles inserted together, and the columns the rules decide
+written for the whole batch at once (``write_changed``: one ``UPDATE ... FROM
+unnest`` on PostgreSQL for the users, one for their contacts) rather than one
+UPDATE per user by the ORM's flush. The caller commits the batch with its audit
+events (``rule_sets.run_apply``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, inspect, select, update
 from sqlalchemy.orm import Session, defer
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 import mappings
 from scim_server import bulk_rows
@@ -45,13 +48,73 @@ class Batch:
     loaded: list[Any] = field(default_factory=list, repr=False)
 
 
+# The columns the rules decide, written for a batch at once (``write_changed``): the
+# user's license and status (``provisioning.apply_result``), its hash; the contact's
+# fields (``contacts.update_fields``, which also sets ``email_key`` and ``updated_at``).
+USER_COLUMNS = (
+    "license_id",
+    "license_source",
+    "license_rule",
+    "license_wanted_id",
+    "rules_input_hash",
+    "status",
+    "active",
+)
+CONTACT_COLUMNS = (*rule_inputs.CONTACT_STATE, "email_key", "updated_at")
+# A batch's own statements need none of its pending changes written first (``write_changed``
+# writes them, once); an autoflush would write them one UPDATE per user.
+_NO_FLUSH = {"synchronize_session": False, "autoflush": False}
+
+
+def write_changed(session: Session, objects: Sequence[Any], names: Sequence[str]) -> int:
+    """Write ``names`` of each of ``objects`` (ORM objects of one model, loaded in this
+    transaction) whose values changed, in one statement (``bulk_rows.update_rows``); the
+    objects are then clean for those names (the ORM's flush writes none of them again).
+    Other changed attributes, if any, are left to the flush. Returns how many were written.
+    """
+    if not objects:
+        return 0
+    mapper = inspect(objects[0]).mapper
+    keys = [(column.key, column.name) for column in mapper.primary_key]
+    columns = [(name, mapper.get_property(name).columns[0].name) for name in names]
+    rows, written = [], []
+    for obj in objects:
+        state = instance_state(obj)
+        # What the ORM would write: an attribute set since its load to a different value
+        # (``committed_state`` keeps the loaded one; not loaded at all counts as changed).
+        before, now = state.committed_state, state.dict
+        touched = [n for n in names if n in before]
+        if not any(before[n] != now.get(n) for n in touched):
+            continue
+        row = {name: getattr(obj, key) for key, name in keys}
+        row.update({name: getattr(obj, attr) for attr, name in columns})
+        rows.append(row)
+        written.append((obj, touched))
+    bulk_rows.update_rows(session.connection(), mapper.class_, rows)
+    for obj, touched in written:
+        for name in touched:
+            set_committed_value(obj, name, getattr(obj, name))
+    return len(written)
+
+
 class BatchLookups:
-    """``provisioning.Lookups`` for many users in one transaction."""
+    """``provisioning.Lookups`` for many users in one transaction.
+
+    ``users`` and ``people``: the batch's users and their contacts, whose changes
+    ``write`` sends for all at once (before a license's seats are counted, and at
+    the end), never an autoflush one UPDATE per user.
+    """
 
     def __init__(
-        self, session: Session, org_id: str, current: dict[str, dict[str, str | None]]
+        self,
+        session: Session,
+        org_id: str,
+        current: dict[str, dict[str, str | None]],
+        users: Sequence[User] = (),
+        people: Sequence[Contact] = (),
     ) -> None:
         self.session, self.org_id, self.current = session, org_id, current
+        self.users, self.people = users, people
         self.licenses = {
             lic.name_key: lic
             for lic in session.scalars(select(License).where(License.org_id == org_id))
@@ -75,6 +138,9 @@ class BatchLookups:
     def assign_license(
         self, user: User, lic: License | None, rule: str | None, strict: bool
     ) -> dict[str, Any]:
+        if lic is not None and lic.id not in self.seats and user.license_id != lic.id:
+            # Its seats are about to be counted: the batch's changes so far count too.
+            self.write()
         return licenses.assign(
             self.session,
             self.org_id,
@@ -99,7 +165,7 @@ class BatchLookups:
                     UserRole.source == "rule",
                     UserRole.role_id.in_(removed),
                 ),
-                execution_options={"synchronize_session": False},
+                execution_options=_NO_FLUSH,
             )
         now = utcnow()
         self.inserts += [
@@ -124,7 +190,7 @@ class BatchLookups:
                         UserRole.role_id == rid,
                     )
                     .values(rule=wanted[rid]),
-                    execution_options={"synchronize_session": False},
+                    execution_options=_NO_FLUSH,
                 )
         self.current[user_id] = dict(wanted)
         self.role_rows += len(added) + len(removed)
@@ -135,11 +201,19 @@ class BatchLookups:
     def organization_contact(self, name: str) -> Contact:
         key = fold(name)
         if key not in self.companies:
+            self.write()  # the query below would flush the batch's changes one row at a time
             self.companies[key] = contacts.organization_contact(self.session, self.org_id, name)
         return self.companies[key]
 
+    def write(self) -> None:
+        """Write the users' and contacts' changes so far, one statement for each table."""
+        write_changed(self.session, self.users, USER_COLUMNS)
+        write_changed(self.session, self.people, CONTACT_COLUMNS)
+
     def flush(self) -> None:
-        """Write the queued role rows (one INSERT of many rows) and the ORM's changes."""
+        """Write the batch's changes: users and contacts (``write``), whatever else the ORM
+        holds (a new company contact), the queued role rows (one INSERT of many rows)."""
+        self.write()
         self.session.flush()
         if self.inserts:
             bulk_rows.insert_rows(self.session.connection(), UserRole, self.inserts)
@@ -224,8 +298,9 @@ _STATE_AT = 9  # the first CONTACT_STATE column in an _INPUTS row
 
 # A step that finds nothing to evaluate goes on reading, up to this many batches, in
 # the same transaction: a re-apply with little to change pays the job's per-step
-# work (its row locked, the rules read, a commit) once per many batches.
-SCAN_BATCHES = 10
+# work (its row locked, the rules read, a commit) once per many batches (10,000 users
+# in batches of ``rule_sets.APPLY_BATCH``).
+SCAN_BATCHES = 20
 
 
 def _stale(
@@ -295,7 +370,7 @@ def apply_batch(
             )
         )
     }
-    lookups = BatchLookups(session, org_id, current)
+    lookups = BatchLookups(session, org_id, current, users, list(people.values()))
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
     for user in users:
         contact = people[user.contact_id or ""]

@@ -9,7 +9,17 @@ from sqlalchemy import delete, select, update
 
 from scim_server import bulk_rows
 from scim_server.audit import queries as audit_queries
-from scim_server.models import AuditEvent, Contact, Event, GroupMember, Job, User, UserRole
+from scim_server.models import (
+    AuditEvent,
+    Contact,
+    Event,
+    GroupMember,
+    Job,
+    License,
+    Role,
+    User,
+    UserRole,
+)
 from scim_server.services import rule_apply, rule_inputs, rule_sets
 from tests.admin.rules import RULES, activate, catalogue
 from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
@@ -378,3 +388,114 @@ def test_a_step_reads_on_past_unchanged_batches(scim, admin, session, monkeypatc
     assert job["progress"] == {"done": 7, "total": 7}
     assert _license(admin, last) == "Planner"
     assert [e["resource_id"] for e in events(admin, action="user.mapping")] == [last]
+
+
+COMPARED_RULES = {
+    "mode": "first-match",
+    "rules": [
+        {
+            "name": "engineering",
+            "when": {"member_of": "Engineering"},
+            "then": {
+                "license": "Engineer",
+                "roles": ["Engineer", "Portal"],
+                "contact": {"title": "Engineer", "organization": "Initech"},
+            },
+        },
+        {
+            "name": "sales",
+            "when": {"attribute": "department", "equals": "Sales"},
+            "then": {"license": "Planner", "roles": ["Portal"], "contact": {"phone": "+1 555"}},
+        },
+    ],
+}
+
+
+def _outcome(session, org_id: str, ids: list[str]) -> dict:
+    """What the rules decide for these users, as stored: license columns, hash, rule roles,
+    contact fields. (Not the status: the worker that runs the apply also sends the welcomes.)"""
+    session.flush()
+    session.expire_all()
+    license_names = {lic.id: lic.name for lic in session.scalars(select(License))}
+    role_names = {role.id: role.name for role in session.scalars(select(Role))}
+    out: dict = {}
+    for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(ids))):
+        contact = session.get(Contact, (org_id, user.contact_id))
+        out[user.id] = {
+            "license": license_names.get(user.license_id),
+            "wanted": license_names.get(user.license_wanted_id),
+            "source": user.license_source,
+            "rule": user.license_rule,
+            "hash": user.rules_input_hash,
+            "contact": [*rule_inputs.contact_state(contact), contact.email_key],
+        }
+    for row in session.scalars(select(UserRole).where(UserRole.user_id.in_(ids))):
+        out[row.user_id].setdefault("roles", []).append(
+            (role_names[row.role_id], row.source, row.rule)
+        )
+    for entry in out.values():
+        entry["roles"] = sorted(entry.get("roles", []))
+    return out
+
+
+def test_batches_decide_as_one_user_at_a_time(scim, admin, session, monkeypatch):
+    """The batch path (bulk reads, a batch's users and contacts written by one statement each)
+    leaves every user as ``provisioning.reevaluate`` does one user at a time, in id order:
+    licenses, a shortage, a manual license kept, rule roles added, re-labelled and removed,
+    contact fields and company; each changed user's event holds the same changes."""
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 4)
+    monkeypatch.setattr(bulk_rows, "COPY_FROM", 2)
+    catalogue(admin, engineer_seats=10, planner_seats=2)  # one taken by a manual license
+    ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    # The company exists already, so both paths name the same contact (and hash alike).
+    person(scim, "boss@example.com", **{ENTERPRISE: {"organization": "Initech"}})
+    engineers = [person(scim, f"eng{i}@example.com") for i in range(3)]
+    sellers = [person(scim, f"sales{i}@example.com", department="Sales") for i in range(3)]
+    idle = person(scim, "idle@example.com", department="Ops")
+    eng = scim.create_group("Engineering", members=[e["id"] for e in engineers])
+    assert eng["displayName"] == "Engineering"
+    ok(admin.put(f"/api/v1/users/{engineers[1]['id']}/license", {"license": "Planner"}))
+    roles = {r["name"]: r["id"] for r in ok(admin.get("/api/v1/roles"))["roles"]}
+    now = datetime.now(UTC)
+    for user_id, role, rule in (
+        (engineers[2]["id"], "Engineer", "old rule"),  # kept, its rule re-labelled
+        (idle["id"], "Portal", "old rule"),  # removed: no rule gives it now
+    ):
+        session.add(
+            UserRole(
+                org_id=scim.org_id,
+                user_id=user_id,
+                role_id=roles[role],
+                source="rule",
+                rule=rule,
+                created_at=now,
+            )
+        )
+    session.commit()
+    activate(admin, COMPARED_RULES)
+    ids = sorted(p["id"] for p in [*engineers, *sellers, idle])
+
+    from scim_server.services import provisioning
+
+    one_by_one: dict = {}
+    for user_id in ids:
+        one_by_one |= provisioning.reevaluate(session, scim.org_id, [user_id])
+    expected = _outcome(session, scim.org_id, ids)
+    session.rollback()
+    assert _outcome(session, scim.org_id, ids) != expected
+    session.rollback()  # the test's session shares the apply's connection: end its read first
+    # Every user is evaluated: no hash yet (created before any rules), the company's too.
+    assert _result(admin) == {"users": 8, "evaluated": 8, "changed": len(one_by_one)}
+    session.rollback()
+    assert _outcome(session, scim.org_id, ids) == expected
+    # The cases meant: a shortage, a manual license kept, contact fields set, roles changed.
+    assert [expected[s["id"]]["wanted"] for s in sellers].count("Planner") == 2
+    assert expected[engineers[1]["id"]]["license"] == "Planner"
+    assert expected[engineers[0]["id"]]["contact"][4] == "Engineer"
+    assert expected[idle["id"]]["roles"] == []
+    assert set(one_by_one) == set(ids)  # each of them changed something
+    for user_id, outcome in one_by_one.items():
+        (mapping,) = events(admin, action="user.mapping", resource_id=user_id)
+        assert mapping["changes"] == outcome["changes"]
+        assert mapping["explanation"] == {"rules": outcome["rules"]}
+    assert audit_queries.verify(session, scim.org_id).ok
