@@ -238,8 +238,9 @@ def _server_setting(raw: str) -> tuple[str, str]:
 
 
 def one_run_at_a_time() -> Any:
-    """An exclusive lock on ``/tmp/scim-bench.lock``, or exit: runs share the ``scim_bench``
-    database and ports, and a second run would drop the first one's database under it."""
+    """An exclusive lock on ``/tmp/scim-bench.lock``, waited for: runs share the ``scim_bench``
+    database, the ports and the cores, and a second run would drop the first one's database
+    under it (and measure its load). A run started beside another queues behind it."""
     import fcntl
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -248,9 +249,8 @@ def one_run_at_a_time() -> Any:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise SystemExit(
-            "another benchmark run is in progress on this machine; wait for it"
-        ) from None
+        log("another benchmark run is in progress on this machine: waiting for it to finish")
+        fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
 
 
