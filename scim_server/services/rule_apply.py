@@ -59,6 +59,8 @@ USER_COLUMNS = (
     "rules_input_hash",
     "status",
     "active",
+    "version",
+    "updated_at",
 )
 CONTACT_COLUMNS = (*rule_inputs.CONTACT_STATE, "email_key", "updated_at")
 # A batch's own statements need none of its pending changes written first (``write_changed``
@@ -372,6 +374,7 @@ def apply_batch(
     }
     lookups = BatchLookups(session, org_id, current, users, list(people.values()))
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
+    now = utcnow()
     for user in users:
         contact = people[user.contact_id or ""]
         identity = mappings.ExternalIdentity.from_scim(user.data, groups[user.id])
@@ -383,6 +386,10 @@ def apply_batch(
             rules, settings, user.data, groups[user.id], user, rule_roles, contact, digest
         )
         if changes:
+            # The SCIM view shows license, roles, status and the contact's fields: a changed
+            # user is a new version (its ETag moves; If-None-Match must not answer 304).
+            user.version += 1
+            user.updated_at = now
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
     lookups.flush()
     batch.loaded = [*users, *people.values()]

@@ -499,3 +499,23 @@ def test_batches_decide_as_one_user_at_a_time(scim, admin, session, monkeypatch)
         assert mapping["changes"] == outcome["changes"]
         assert mapping["explanation"] == {"rules": outcome["rules"]}
     assert audit_queries.verify(session, scim.org_id).ok
+
+
+def test_a_user_the_apply_changes_is_a_new_version(scim, admin, session):
+    """License, roles and status are in the SCIM view: the apply moves the ETag of the users it
+    changes (an If-None-Match of the old one is answered in full), and of no one else."""
+    catalogue(admin)
+    sam = person(scim, "sam@example.com", department="Sales")
+    olga = person(scim, "olga@example.com", department="Ops")
+    run_jobs(admin)  # their welcome mail (a new version of its own), before the ETags are read
+    tags = {u["id"]: scim.get(f"/scim/v2/Users/{u['id']}").headers["ETag"] for u in (sam, olga)}
+    activate(admin)
+    assert _result(admin)["changed"] >= 1
+    assert _license(admin, sam["id"]) == "Planner"
+    fresh = scim.get(f"/scim/v2/Users/{sam['id']}", headers={"If-None-Match": tags[sam["id"]]})
+    assert fresh.status_code == 200
+    assert fresh.headers["ETag"] != tags[sam["id"]]
+    assert fresh.get_json()["meta"]["version"] == fresh.headers["ETag"]
+    assert _license(admin, olga["id"]) is None  # no rule for Ops: unchanged
+    same = scim.get(f"/scim/v2/Users/{olga['id']}", headers={"If-None-Match": tags[olga["id"]]})
+    assert same.status_code == 304
