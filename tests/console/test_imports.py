@@ -17,6 +17,7 @@ from werkzeug.test import EnvironBuilder
 
 from scim_server.db import db
 from scim_server.models import AuditEvent, ImportRow, ImportUpload, Job, User
+from scim_server.user_import import jobs as import_jobs
 from scim_server.worker import Worker
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_console
@@ -385,3 +386,28 @@ def _declared_xlsx(rows: int) -> bytes:
                 )
             target.writestr(item, data)
     return out.getvalue()
+
+
+def test_a_resumed_preview_saves_no_row_twice(
+    app: Flask, client: FlaskClient, scim: Scim, monkeypatch: Any
+) -> None:
+    """A worker that stops after one batch of the preview's rows hands the job back (the page
+    says how far it got); the next reads the file again and saves only the rest."""
+    monkeypatch.setattr(import_jobs, "STAGE_BATCH", 2)
+    sign_in_console(app, client, scim, "user_manager")
+    token = csrf_token(client, "/admin/import/")
+    data = "userName\n" + "".join(f"s{n}@example.com\n" for n in range(5))
+    page = _upload(client, token, data.encode()).headers["Location"]  # type: ignore[attr-defined]
+    (job,) = _jobs(app, scim.org_id)
+    stopping = Worker(db.writer(app), worker_id="stopping")
+    stopping.run_job(job.id, on_progress=lambda done, _total: done and stopping.stop.set())
+    (job,) = _jobs(app, scim.org_id)
+    assert (job.state, job.progress_done, job.progress_total) == ("queued", 2, 5)
+    assert "Saving the preview: 2 of 5 rows." in client.get(page).get_data(as_text=True)
+    assert Worker(db.writer(app), worker_id="next").run_jobs() == 1
+    body = client.get(page).get_data(as_text=True)
+    assert "5 rows read" in body and "Import 5 rows" in body
+    with db.reader(app)() as s:
+        lines = [r.line for r in s.query(ImportRow).filter_by(job_id=job.id)]
+        assert s.query(ImportUpload).filter_by(job_id=job.id).count() == 0
+    assert sorted(lines) == [2, 3, 4, 5, 6]
