@@ -100,6 +100,11 @@ def preview() -> Response:
     return redirect(url_for("console.imports.show_preview", job_id=job.id), code=303)  # type: ignore[return-value]
 
 
+# The upload may be larger than the app's request limit (SCIM_MAX_BODY_BYTES): the console
+# reads this mark before it parses the form (blueprint.authenticate).
+preview.max_upload_bytes = MAX_UPLOAD_BYTES  # type: ignore[attr-defined]
+
+
 @bp.get("/previews/<job_id>")
 @require("users.write")
 def show_preview(job_id: str) -> Response:
@@ -135,11 +140,6 @@ def show_preview(job_id: str) -> Response:
         counts=counts,
         active_nav="console.imports.upload_form",
     )
-
-
-# The upload may be larger than the app's request limit (SCIM_MAX_BODY_BYTES): the console
-# reads this mark before it parses the form (blueprint.authenticate).
-preview.max_upload_bytes = MAX_UPLOAD_BYTES  # type: ignore[attr-defined]
 
 
 @bp.post("/<job_id>/start")
