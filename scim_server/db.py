@@ -305,6 +305,13 @@ def make_session_factory(
     return sessionmaker(bind=bind, expire_on_commit=False, info=info)
 
 
+def reading_session(factory: sessionmaker[Session]) -> Session:
+    """A session of ``factory`` (a writer's, as a worker holds) for a long read: on SQLite a
+    plain BEGIN, so it never holds the write lock while it reads."""
+    bind = factory.kw["bind"]
+    return factory(bind=bind.execution_options(sqlite_immediate=False))
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""

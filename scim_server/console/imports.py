@@ -1,13 +1,15 @@
-"""Import users from a spreadsheet (``/admin/import``): template, preview per row, then import
-as a job for ``scim-server worker``.
+"""Import users from a spreadsheet (``/admin/import``): template, preview per row, then import,
+both as jobs for ``scim-server worker``.
 
-The preview reads the upload once and stages it (``user_import.jobs.stage``: a job held
-back from the workers, the rows in ``import_rows``; no file is kept on this node) and
-plans every row (create, update, unchanged, error with its reason) without writing a
-user. **Import** queues the staged job; the worker applies each row through the same
-code as a SCIM create or PATCH (``scim_server.user_import``), and the progress page
-follows it (htmx polling, or a plain Refresh link), then offers every row's result as
-CSV. Needs ``users.write``.
+The upload request only checks the file (``sheets.check``: type, header, size), keeps its
+bytes in the database (``user_import.jobs.upload``; no file on this node's disk) and
+queues a preview job; the preview page follows it (htmx polling, or a plain Refresh
+link) until the worker has read the file and planned every row (create, update,
+unchanged, error with its reason) without writing a user, then lists the first rows and
+errors from ``import_rows``. **Import** queues the previewed job as the import; the
+worker applies each row through the same code as a SCIM create or PATCH
+(``scim_server.user_import``), and the progress page follows it, then offers every
+row's result as CSV. Needs ``users.write``.
 """
 
 from __future__ import annotations
@@ -83,42 +85,61 @@ def template(fmt: str) -> Response:
 @bp.post("/preview")
 @require("users.write")
 def preview() -> Response:
-    """Each row's plan, before anything is written; the rows are staged for the import."""
+    """Check the file quickly, keep it and queue its preview for the worker; follow it."""
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
             raise InvalidValueError("Choose a .csv or .xlsx file.")
-        found = sheets.read(
-            upload.filename,
-            upload.read(MAX_FILE_BYTES + 1),
-            max_bytes=MAX_FILE_BYTES,
-            max_rows=MAX_WEB_ROWS,
-        )
-        if not found:
-            raise InvalidValueError("The file has a header but no rows.")
+        data = upload.read(MAX_FILE_BYTES + 1)
+        sheets.check(upload.filename, data, max_bytes=MAX_FILE_BYTES, max_rows=MAX_WEB_ROWS)
     except DomainError as err:
         return _upload_page(400, err.detail)
-    org_id = person().org_id
-    outcomes = import_rows.plan(db.session, org_id, found)
-    counts = import_rows.summary(outcomes)
-    job = None
-    if counts["create"] or counts["update"]:
-        job = import_jobs.stage(db.session, org_id, upload.filename, found)
-    return render(
-        "console/imports/preview.html",
-        filename=upload.filename,
-        listed=outcomes[:PREVIEW_ROWS],
-        errors=[o for o in outcomes if o.action == "error"][:PREVIEW_ERRORS],
-        total=len(outcomes),
-        counts=counts,
-        job_id=job.id if job else None,
-        active_nav="console.imports.upload_form",
+    job = import_jobs.upload(
+        db.session, person().org_id, upload.filename, data, max_rows=MAX_WEB_ROWS
     )
+    return redirect(url_for("console.imports.show_preview", job_id=job.id), code=303)  # type: ignore[return-value]
 
 
 # The upload may be larger than the app's request limit (SCIM_MAX_BODY_BYTES): the console
 # reads this mark before it parses the form (blueprint.authenticate).
 preview.max_upload_bytes = MAX_UPLOAD_BYTES  # type: ignore[attr-defined]
+
+
+@bp.get("/previews/<job_id>")
+@require("users.write")
+def show_preview(job_id: str) -> Response:
+    """The preview job: while the worker reads and plans the file, its progress (htmx polls
+    it); then each row's plan, read from ``import_rows`` a page at a time, and the Import
+    button when a row would create or change someone."""
+    s = db.session
+    org_id = person().org_id
+    job = import_jobs.get_import(s, org_id, job_id)
+    if job.kind == import_jobs.KIND:  # Import was pressed: the import's own page
+        s.rollback()
+        return redirect(url_for("console.imports.show_import", job_id=job_id), code=303)  # type: ignore[return-value]
+    counts = {a: int((job.result or {}).get(a, 0)) for a in import_rows.ACTIONS}
+    planned = job.state == "succeeded"
+    listed = import_jobs.preview_rows(s, org_id, job_id, PREVIEW_ROWS) if planned else []
+    errors = (
+        import_jobs.preview_rows(s, org_id, job_id, PREVIEW_ERRORS, errors=True)
+        if planned and counts["error"]
+        else []
+    )
+    view = jobs.job_to_dict(job)
+    phase = (job.checkpoint or {}).get("phase")
+    s.rollback()
+    return render(
+        "console/imports/preview.html",
+        block="preview",
+        job=view,
+        phase=phase,
+        filename=job.params.get("filename"),
+        listed=listed,
+        errors=errors,
+        total=job.progress_total or 0,
+        counts=counts,
+        active_nav="console.imports.upload_form",
+    )
 
 
 @bp.post("/<job_id>/start")
@@ -136,6 +157,9 @@ def show_import(job_id: str) -> Response:
     s = db.session
     org_id = person().org_id
     job = import_jobs.get_import(s, org_id, job_id)
+    if job.kind == import_jobs.PREVIEW:  # not started: its preview
+        s.rollback()
+        return redirect(url_for("console.imports.show_preview", job_id=job_id), code=303)  # type: ignore[return-value]
     if job.state == import_jobs.STAGED:
         s.rollback()
         raise InvalidValueError("This import was previewed but not started: upload the file again.")

@@ -19,7 +19,7 @@ from scim_server.models.role import Role, UserRole
 from scim_server.models.rule_set import RuleSet
 from scim_server.models.token import ScimToken
 from scim_server.models.user import User
-from scim_server.models.user_import import ImportRow
+from scim_server.models.user_import import ImportRow, ImportUpload
 from scim_server.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Group",
     "GroupMember",
     "ImportRow",
+    "ImportUpload",
     "Job",
     "License",
     "MailOutbox",

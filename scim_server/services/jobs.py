@@ -118,6 +118,22 @@ def queue_as_current_actor(job: Job) -> None:
     job.actor = current_actor()
 
 
+def continue_as(job: Job, kind: str) -> None:
+    """A finished job (locked by the caller) starts over as another kind, keeping its id and
+    what hangs off it (an import's rows after its preview); queue it after."""
+    job.kind = kind
+    job.progress_done = 0
+    job.checkpoint = None
+    job.result = None
+    job.error = None
+    job.attempts = 0
+    job.claimed_by = None
+    job.lease_expires_at = None
+    job.heartbeat_at = None
+    job.started_at = None
+    job.finished_at = None
+
+
 def get_job(session: Session, org_id: str, job_id: str) -> Job:
     """One job of this organization; another organization's job is not found."""
     job = session.scalar(select(Job).where(Job.org_id == org_id, Job.id == job_id))
@@ -200,11 +216,13 @@ class JobRun:
         return AuditContext(**values) if values else AuditContext()
 
     @contextmanager
-    def step(self) -> Iterator[tuple[Session, Job]]:
+    def step(self, lease: timedelta | None = None) -> Iterator[tuple[Session, Job]]:
         """One transaction of work, with the job row locked and the lease checked and renewed.
 
         Whatever the step saves on the job (progress, checkpoint) commits with
         the step's own changes, so a resumed run never redoes or skips one.
+        ``lease``: renew for longer than the run's lease, for work about to run outside
+        any step (e.g. parsing a big upload in memory).
         """
         if self.should_stop():
             raise JobInterruptedError(f"job {self.job_id} interrupted: the worker is stopping")
@@ -220,7 +238,7 @@ class JobRun:
             now = self.clock()
             job.heartbeat_at = now
             if job.state == "running":
-                job.lease_expires_at = now + self.lease
+                job.lease_expires_at = now + (lease or self.lease)
             done, total = job.progress_done, job.progress_total
         if self.on_progress is not None:
             self.on_progress(done, total)

@@ -1,13 +1,20 @@
-"""The console's import as a job for ``scim-server worker`` (kind ``users.import``).
+"""The console's import as jobs for ``scim-server worker``: the preview
+(``users.import.preview``), then the import (``users.import``), one job row throughout.
 
-The web node reads the upload once and *stages* it: a job in state ``staged`` (no
-worker claims it) with the file's rows in ``import_rows``, in one transaction; the
-preview is planned from the same rows. **Import** turns the staged job into a
-queued one. The worker applies the rows in line order, ``BATCH`` per step: each row
-through ``rows.apply_row`` (a SCIM create or PATCH, as the CLI does) on a session
-joined to the step's transaction with a savepoint per row, so a batch's users, their
-audit events, the rows' outcomes and the progress commit together, and a worker that
-dies mid-way is resumed from the last committed row, never applying one twice.
+The upload request checks the file quickly (``sheets.check``), keeps its bytes in
+``import_uploads`` (never a file on a node's disk) and queues a preview job. The worker
+reads the file, plans every row (``rows.plan``: nothing about users is written) and
+saves the rows with their plans in ``import_rows``, ``STAGE_BATCH`` per step, then
+deletes the bytes and ends the job with the counts. **Import** turns the previewed job
+into a queued ``users.import`` (``jobs.continue_as``). The worker applies the rows in
+line order, ``BATCH`` per step: each row through ``rows.apply_row`` (a SCIM create or
+PATCH, as the CLI does) on a session joined to the step's transaction with a savepoint
+per row, so a batch's users, their audit events, the rows' outcomes and the progress
+commit together, and a worker that dies mid-way is resumed from the last committed row,
+never applying one twice.
+
+A new kind for the preview keeps a worker of an older release (which knows only
+``users.import``) from claiming it during a rolling deploy.
 """
 
 from __future__ import annotations
@@ -16,72 +23,149 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from scim_server import bulk_rows
 from scim_server.audit import record
-from scim_server.db import utcnow
-from scim_server.errors import NotFoundError
-from scim_server.models import ImportRow, Job
+from scim_server.db import reading_session, utcnow
+from scim_server.errors import DomainError, InvalidValueError, NotFoundError
+from scim_server.models import ImportRow, ImportUpload, Job
 from scim_server.services import jobs
 from scim_server.user_import import rows as import_rows
+from scim_server.user_import import sheets
 from scim_server.user_import.sheets import Row
 
 KIND = "users.import"
-STAGED = "staged"  # uploaded and previewed, not started: no worker claims it
+PREVIEW = "users.import.preview"
+STAGED = "staged"  # previewed in the upload request by an older release: Import still starts it
 BATCH = 50
-INSERT_BATCH = 1000
+STAGE_BATCH = 5000  # preview rows saved per step
+# Reading and planning a big file runs outside any transaction, longer than a step's lease.
+PREPARE_LEASE = timedelta(minutes=10)
 STAGED_FOR = timedelta(days=1)  # a preview nobody imported is dropped after this
 KEPT_FOR = timedelta(days=30)  # a finished import's per-row results, then dropped
 
 
-def stage(session: Session, org_id: str, filename: str, found: list[Row]) -> Job:
-    """Keep the uploaded rows with a staged job; drop stale stagings and old results."""
+def upload(session: Session, org_id: str, filename: str, data: bytes, *, max_rows: int) -> Job:
+    """Keep an uploaded file and queue its preview; drop stale previews and old results."""
     now = utcnow()
     with session.begin():
         session.execute(
             delete(Job).where(
                 Job.org_id == org_id,
-                Job.kind == KIND,
+                Job.kind.in_((KIND, PREVIEW)),
                 or_(
+                    (Job.kind == PREVIEW)
+                    & (Job.state != "running")
+                    & (Job.created_at < now - STAGED_FOR),
                     (Job.state == STAGED) & (Job.created_at < now - STAGED_FOR),
-                    Job.state.in_(("succeeded", "failed")) & (Job.finished_at < now - KEPT_FOR),
+                    (Job.kind == KIND)
+                    & Job.state.in_(("succeeded", "failed"))
+                    & (Job.finished_at < now - KEPT_FOR),
                 ),
             )
         )
         job = jobs.enqueue(
-            session, org_id, KIND, {"filename": filename[:200], "rows": len(found)}, state=STAGED
+            session, org_id, PREVIEW, {"filename": filename[:200], "max_rows": max_rows}
         )
-        job.progress_total = len(found)
-        for start in range(0, len(found), INSERT_BATCH):
-            session.execute(
-                insert(ImportRow),
-                [
-                    {"org_id": org_id, "job_id": job.id, "line": r.line, "values": r.values}
-                    for r in found[start : start + INSERT_BATCH]
-                ],
-            )
+        session.add(ImportUpload(org_id=org_id, job_id=job.id, data=data))
     return job
 
 
+def run_preview(run: jobs.JobRun) -> dict[str, Any]:
+    """Read the upload, plan each row, save the rows with their plans; the counts."""
+    org_id = run.org_id
+    with run.step(lease=PREPARE_LEASE) as (session, job):
+        stored = session.get(ImportUpload, (org_id, job.id))
+        if stored is None:
+            raise jobs.PermanentJobError("The uploaded file is gone: upload it again.")
+        data = stored.data
+        filename = str(job.params.get("filename", ""))
+        max_rows = int(job.params.get("max_rows", sheets.MAX_ROWS))
+        staged = int((job.checkpoint or {}).get("staged", 0))
+    try:
+        found = sheets.read(filename, data, max_bytes=len(data), max_rows=max_rows)
+        if not found:
+            raise InvalidValueError("The file has a header but no rows.")
+    except DomainError as err:
+        raise jobs.PermanentJobError(err.detail) from None
+    del data
+    with run.step(lease=PREPARE_LEASE) as (_session, job):
+        job.progress_total = len(found)
+        job.checkpoint = {**(job.checkpoint or {}), "phase": "plan"}
+    with reading_session(run.factory) as session:  # plan() reads and rolls back
+        outcomes = import_rows.plan(session, org_id, found)
+    planned = [(r, o) for r, o in zip(found, outcomes, strict=True) if r.line > staged]
+    for start in range(0, len(planned), STAGE_BATCH):
+        batch = planned[start : start + STAGE_BATCH]
+        with run.step() as (session, job):
+            bulk_rows.insert_rows(
+                session.connection(),
+                ImportRow,
+                [
+                    {
+                        "org_id": org_id,
+                        "job_id": job.id,
+                        "line": row.line,
+                        "values": row.values,
+                        "action": None,
+                        "reason": None,
+                        "user_id": None,
+                        "plan": outcome.action,
+                        "plan_reason": outcome.reason or None,
+                    }
+                    for row, outcome in batch
+                ],
+            )
+            job.checkpoint = {"phase": "stage", "staged": batch[-1][0].line}
+            job.progress_done = len(found) - len(planned) + start + len(batch)
+    result = import_rows.summary(outcomes)
+    with run.step() as (session, job):
+        session.execute(
+            delete(ImportUpload).where(ImportUpload.org_id == org_id, ImportUpload.job_id == job.id)
+        )
+        job.progress_done = len(found)
+        run.finish(job, result)
+    return result
+
+
+def preview_rows(
+    session: Session, org_id: str, job_id: str, limit: int, *, errors: bool = False
+) -> list[ImportRow]:
+    """A preview's first rows in line order (``errors``: of those planned as errors)."""
+    query = select(ImportRow).where(ImportRow.org_id == org_id, ImportRow.job_id == job_id)
+    if errors:
+        query = query.where(ImportRow.plan == "error")
+    return list(session.scalars(query.order_by(ImportRow.line).limit(limit)))
+
+
 def get_import(session: Session, org_id: str, job_id: str) -> Job:
-    """One import job of this organization (any other id is not found)."""
+    """One import job (previewed or started) of this organization; any other id is not found."""
     job = jobs.get_job(session, org_id, job_id)
-    if job.kind != KIND:
+    if job.kind not in (KIND, PREVIEW):
         raise NotFoundError(f"Import {job_id!r} not found.")
     return job
 
 
 def start(session: Session, org_id: str, job_id: str) -> Job:
-    """Queue a staged import for the worker, as the person who starts it; a second start
+    """Queue a previewed import for the worker, as the person who starts it; a second start
     of the same import changes nothing."""
     with session.begin():
         job = session.scalar(
             select(Job).where(Job.org_id == org_id, Job.id == job_id).with_for_update()
         )
-        if job is None or job.kind != KIND:
+        if job is None or job.kind not in (KIND, PREVIEW):
             raise NotFoundError(f"Import {job_id!r} not found.")
-        if job.state != STAGED:
+        if job.kind == PREVIEW:
+            plan = dict(job.result or {})
+            if job.state != "succeeded":
+                raise InvalidValueError("This file's preview is not ready: wait for it first.")
+            if not (plan.get("create") or plan.get("update")):
+                raise InvalidValueError("No row of this file would create or change anyone.")
+            jobs.continue_as(job, KIND)
+            job.params = {**job.params, "rows": job.progress_total, "plan": plan}
+        elif job.state != STAGED:
             return job
         jobs.queue_as_current_actor(job)
         record(
@@ -218,4 +302,12 @@ def _import_failed(session: Session, job: Job, error: str) -> None:
     )
 
 
+def _preview_failed(session: Session, job: Job, _error: str) -> None:
+    """A file that could not be previewed is not kept."""
+    session.execute(
+        delete(ImportUpload).where(ImportUpload.org_id == job.org_id, ImportUpload.job_id == job.id)
+    )
+
+
 jobs.register(jobs.JobKind(KIND, run=run_import, on_failure=_import_failed))
+jobs.register(jobs.JobKind(PREVIEW, run=run_preview, on_failure=_preview_failed))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from scim_server.errors import InvalidValueError
 
@@ -98,35 +100,161 @@ def read(
     The limits: the command line's by default; the console's import (a worker job) passes
     its own.
     """
+    if _kind(filename, data, max_bytes) == "xlsx":
+        return _rows(_xlsx_lines(data, max_rows), max_rows)
+    return _rows([list(r) for r in _csv_reader(data)], max_rows)
+
+
+def check(
+    filename: str, data: bytes, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS
+) -> None:
+    """What can be told of a file quickly, for the upload request: its type, size, encoding
+    and header; for CSV also the row count and cell lengths (a pass of the csv module, a
+    fraction of ``read``), for XLSX the row count the sheet declares.
+
+    ``read`` (in the worker) still finds the rest, e.g. an XLSX sheet that declares no size.
+    """
+    if _kind(filename, data, max_bytes) == "xlsx":
+        _xlsx_check(data, max_rows)
+        return
+    lines = _csv_reader(data)
+    first = next(lines, None)
+    if first is None:
+        raise InvalidValueError("The file is empty.")
+    _header(first)
+    count = 0
+    for number, cells in enumerate(lines, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if max(map(len, cells)) > MAX_CELL:
+            raise InvalidValueError(f"Line {number}: a cell is longer than {MAX_CELL} characters.")
+        count += 1
+        if count > max_rows:
+            raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
+    if not count:
+        raise InvalidValueError("The file has a header but no rows.")
+
+
+def _kind(filename: str, data: bytes, max_bytes: int) -> str:
     if len(data) > max_bytes:
         raise InvalidValueError(f"The file is larger than {max_bytes // (1024 * 1024)} MiB.")
     name = filename.lower()
     if name.endswith(".xlsx"):
-        return _rows(_xlsx_lines(data, max_rows), max_rows)
+        return "xlsx"
     if name.endswith((".csv", ".txt")):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidValueError(
-                "The CSV file is not UTF-8 text (save it as CSV UTF-8)."
-            ) from None
-        try:
-            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        return _rows([list(r) for r in csv.reader(io.StringIO(text), dialect)], max_rows)
+        return "csv"
     raise InvalidValueError("Upload a .csv or .xlsx file.")
 
 
-def _xlsx_lines(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
+def _csv_reader(data: bytes) -> Iterator[list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidValueError("The CSV file is not UTF-8 text (save it as CSV UTF-8).") from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    return csv.reader(io.StringIO(text), dialect)
+
+
+def _open_xlsx(data: bytes) -> Any:
     from zipfile import BadZipFile
 
     from openpyxl import load_workbook
 
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (BadZipFile, KeyError, ValueError, OSError):
         raise InvalidValueError("The file is not a readable .xlsx workbook.") from None
+
+
+_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def _xlsx_check(data: bytes, max_rows: int) -> None:
+    """The first sheet's header and declared size, streamed from the zip (ECMA-376 Part 1,
+    §18.3.1.35 dimension, §18.3.1.73 row, §18.4.8 si): opening the workbook with openpyxl
+    reads every shared string first, seconds for a big file."""
+    import zipfile
+    from xml.etree.ElementTree import ParseError
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            sheet = _first_sheet(book)
+            declared, header = _sheet_start(book, sheet)
+            wanted = {int(v) for kind, v in header or () if kind == "s"}
+            strings = _shared_strings(book, max(wanted)) if wanted else []
+    except (zipfile.BadZipFile, KeyError, ValueError, IndexError, ParseError, OSError):
+        raise InvalidValueError("The file is not a readable .xlsx workbook.") from None
+    if header is None:
+        raise InvalidValueError("The file is empty.")
+    _header([strings[int(v)] if kind == "s" else v for kind, v in header])
+    if declared is not None and declared > max_rows + 1:
+        raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
+
+
+def _first_sheet(book: Any) -> str:
+    from xml.etree.ElementTree import fromstring
+
+    workbook = fromstring(book.read("xl/workbook.xml"))
+    first = workbook.find(f"{_MAIN}sheets/{_MAIN}sheet")
+    if first is None:
+        raise ValueError("no sheet")
+    rid = first.get(f"{_REL}id")
+    rels = fromstring(book.read("xl/_rels/workbook.xml.rels"))
+    for rel in rels.iter(f"{_PKG_REL}Relationship"):
+        if rel.get("Id") == rid:
+            target = rel.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    raise ValueError("no sheet target")
+
+
+def _sheet_start(book: Any, path: str) -> tuple[int | None, list[tuple[str, str]] | None]:
+    """The row count the sheet declares (None: it does not) and its first row's cells."""
+    from xml.etree.ElementTree import iterparse
+
+    declared: int | None = None
+    with book.open(path) as stream:
+        for _event, element in iterparse(stream, events=("end",)):
+            if element.tag == f"{_MAIN}dimension":
+                ref = element.get("ref", "").split(":")[-1]
+                digits = "".join(ch for ch in ref if ch.isdigit())
+                declared = int(digits) if digits else None
+            elif element.tag == f"{_MAIN}row":
+                cells = []
+                for cell in element.iter(f"{_MAIN}c"):
+                    kind = cell.get("t", "n")
+                    if kind == "inlineStr":
+                        value = "".join(t.text or "" for t in cell.iter(f"{_MAIN}t"))
+                    else:
+                        value = cell.findtext(f"{_MAIN}v") or ""
+                    cells.append(("s" if kind == "s" else "v", value))
+                return declared, cells
+    return declared, None
+
+
+def _shared_strings(book: Any, last: int) -> list[str]:
+    """The shared strings up to index ``last``, streamed (the rest of the table is not read)."""
+    from xml.etree.ElementTree import iterparse
+
+    out: list[str] = []
+    with book.open("xl/sharedStrings.xml") as stream:
+        for _event, element in iterparse(stream, events=("end",)):
+            if element.tag == f"{_MAIN}si":
+                # plain (t) or rich text (r/t); phonetic hints (rPh/t) are not the value
+                texts = element.findall(f"{_MAIN}t") + element.findall(f"{_MAIN}r/{_MAIN}t")
+                out.append("".join(t.text or "" for t in texts))
+                element.clear()
+                if len(out) > last:
+                    break
+    return out
+
+
+def _xlsx_lines(data: bytes, max_rows: int = MAX_ROWS) -> list[list[str]]:
+    book = _open_xlsx(data)
     try:
         sheet = book.worksheets[0]
         lines = []

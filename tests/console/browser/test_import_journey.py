@@ -1,5 +1,5 @@
-"""Journey: a user manager imports people from a CSV file, with a preview first; the import is
-a job for the worker, whose progress the page follows."""
+"""Journey: a user manager imports people from a CSV file, with a preview first; the preview
+and the import are jobs for the worker, whose progress the pages follow."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from tests.support.console import browser_sign_in
 def test_import_a_csv_with_preview_and_progress(
     page: Any, context: Any, live_server: LiveServer, tmp_path: Any
 ) -> None:
-    """Template → upload → per-row preview (nothing written) → import with progress → done."""
+    """Template → upload → the preview job (the page waits, then shows each row's plan;
+    nothing written) → import with progress → done."""
     org_id, user_id = console_person(live_server, "user_manager")
     add_user(live_server, org_id, "old@acme.example")
     rows = ["userName,email,givenName,familyName,active"]
@@ -38,6 +39,14 @@ def test_import_a_csv_with_preview_and_progress(
     page.get_by_label("Spreadsheet (.csv or .xlsx)").set_input_files(str(csv_file))
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_role("heading", name="Preview of people.csv")).to_be_visible()
+    # Queued: the page waits for the worker's preview, polling with a plain Refresh link.
+    expect(page.get_by_text("Waiting for the background worker")).to_be_visible()
+    expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+    expect(page.get_by_role("button", name="Import 41 rows")).to_have_count(0)
+    shoot(page, "import-preview-pending")
+    assert Worker(db.writer(live_server.app)).run_jobs() == 1  # the preview job
+    # No reload: the polling swaps in the plan.
+    expect(page.get_by_role("button", name="Import 41 rows")).to_be_visible(timeout=10_000)
     expect(page.locator("#preview-errors td.plan-error")).to_have_count(1)  # errors listed first
     expect(page.locator("td.plan-error")).to_have_count(2)  # and in the per-row table
     expect(page.locator("td.plan-create")).to_have_count(40)
@@ -52,7 +61,7 @@ def test_import_a_csv_with_preview_and_progress(
     expect(page.locator("#import-counts")).to_contain_text("0 of 42 rows done")
     expect(page.get_by_role("link", name="Refresh")).to_be_visible()
     shoot(page, "import-queued")
-    assert Worker(db.writer(live_server.app)).run_jobs() == 1  # scim-server worker's pass
+    assert Worker(db.writer(live_server.app)).run_jobs() == 1  # the import job
     # No reload: the polling swaps in the finished state.
     expect(page.get_by_role("heading", name="Import finished")).to_be_visible(timeout=10_000)
     expect(page.get_by_text("Nothing has been saved yet")).to_have_count(0)
