@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import AFTER_WRITE_INFO, WRITTEN_INFO, row_columns, utcnow
+from scim_server.db import (
+    AFTER_WRITE_INFO,
+    WRITTEN_INFO,
+    attach_loaded,
+    from_row,
+    row_columns,
+    snapshot,
+    utcnow,
+    write_changed,
+)
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, License, User
 from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
@@ -34,7 +43,8 @@ class UserChange(Protocol):
     """A parsed write (a PATCH, a PUT): a value whose ``apply`` is pure.
 
     The service applies it to the stored document under the user's row lock,
-    so that If-Match and the change see the same version.
+    so that If-Match and the change see the same version. It must not change
+    ``current`` (a copy of the stored document whose nested values are the stored ones).
     """
 
     def apply(self, current: Doc) -> Doc: ...
@@ -249,7 +259,7 @@ def insert_user(
     return user
 
 
-def _about(user: User) -> dict[str, Any]:
+def _about(user: Any) -> dict[str, Any]:
     return {
         "resource_type": "User",
         "resource_id": user.id,
@@ -384,6 +394,42 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
     return user
 
 
+def _user_and_contact() -> Any:
+    from scim_server.models import Contact
+
+    # Contact columns labelled c_<attribute>; an account without a contact (older rows)
+    # reads NULLs there. Only the user's row is locked (as before: the contact is
+    # locked by its UPDATE, if any).
+    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
+    return (
+        select(*row_columns(User), *contact_columns)
+        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+        .with_for_update(of=User.__table__)
+    )
+
+
+# A write's read of its user and person contact: one statement, the user row locked.
+_USER_AND_CONTACT_FOR_UPDATE = _user_and_contact()
+_USER_KEYS = tuple(c.key for c in row_columns(User))
+
+
+def _locked_user(session: Session, org_id: str, user_id: str) -> tuple[User, Any]:
+    """The user (row locked) and its person contact (None without one), read by one Core
+    statement into objects in no session yet (``db.from_row``): the write changes them
+    as plain values and ``db.write_changed`` stores what differs."""
+    from scim_server.models import Contact
+
+    params = {"org_id": org_id, "user_id": user_id}
+    row = session.connection().execute(_USER_AND_CONTACT_FOR_UPDATE, params).mappings().first()
+    if row is None:
+        raise NotFoundError(f"User {user_id!r} not found.")
+    user = from_row(User, {k: row[k] for k in _USER_KEYS})
+    if row["c_id"] is None:
+        return user, None
+    return user, from_row(Contact, {k[2:]: v for k, v in row.items() if k.startswith("c_")})
+
+
 def update_user(
     session: Session,
     org_id: str,
@@ -398,19 +444,19 @@ def update_user(
 
     A change of ``active`` is the named status transition ``user.deactivate`` or
     ``user.activate``, recorded as its own event: the moment access was removed
-    or restored.
+    or restored. The user and contact rows are read and written with Core statements
+    (one SELECT, an UPDATE of the changed columns of each), not the ORM's load and flush.
     """
     with session.begin():
-        user = get_user(session, org_id, user_id, for_update=True)
+        user, contact = _locked_user(session, org_id, user_id)
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
-        # The rows the index holds now (before the change can touch nested values).
-        indexed = index_rows(org_id, user.id, user.data)
         new = change.apply(current)
         password = new.pop("password", None)
         if _stored_form(new) == user.data:
             # Nothing changed: same version, but the request is still evidence.
+            user = attach_loaded(session, user)
             record(session, org_id, action, **_about(user), changes={})
             if idp_credentials.on_update(session, hashing, user, password):
                 # A new password (its own event, never its value) moves the version.
@@ -419,11 +465,15 @@ def update_user(
             return user
         if fold(new["userName"]) != user.user_name_key:
             _check_unique(session, org_id, new, user.id)
+        user_before = snapshot(user)
+        contact_before = snapshot(contact) if contact is not None else None
+        # The rows the index holds now (the document as stored, before the change).
+        indexed = index_rows(org_id, user.id, user.data)
         _apply(user, new)
         user.version += 1
         user.updated_at = utcnow()
-        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
-        # Set before the flush (one UPDATE of the row); its event comes after the change's.
+        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift);
+        # its event comes after the change's.
         moved: tuple[str, str] | None = None
         if not user.data["active"] and user.status != DEACTIVATED:
             name = "deactivate"
@@ -431,11 +481,16 @@ def update_user(
         elif user.data["active"] and user.status == DEACTIVATED:
             name = "activate"
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
+        explanation = provisioning.provision(
+            session, org_id, user, user.data, creating=False, contact=contact
+        )
+        # One UPDATE of the user's row (and one of its contact's, when the change reached it).
         try:
-            session.flush()
+            user = write_changed(session, user, user_before)
         except IntegrityError:
             raise _taken(new["userName"], None) from None
-        explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
+        if contact is not None and contact_before is not None:
+            write_changed(session, contact, contact_before)
         reindex(session, org_id, user.id, user.data, before=indexed)
         before = {**current, "active": was_active}
         record(
@@ -454,18 +509,34 @@ def update_user(
     return user
 
 
+_DELETE_READ = (
+    select(User.id, User.version, User.external_id, User.user_name, User.license_id)
+    .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    .with_for_update()
+)
+_DELETE_USER = delete(User).where(
+    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+)
+_DELETE_MEMBERSHIPS = (
+    delete(GroupMember)
+    .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
+    .returning(GroupMember.group_id)
+)
+
+
 def delete_user(
     session: Session, org_id: str, user_id: str, if_match: Sequence[str] | None = None
 ) -> None:
-    """Remove the user, its memberships and its index rows."""
+    """Remove the user, its memberships and its index rows (Core statements: the row
+    read locked, then deleted; nothing of it goes through the ORM)."""
     with session.begin():
-        user = get_user(session, org_id, user_id, for_update=True)
+        connection = session.connection()
+        params = {"org_id": org_id, "user_id": user_id}
+        user = connection.execute(_DELETE_READ, params).first()
+        if user is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
-        removed = session.scalars(
-            delete(GroupMember)
-            .where(GroupMember.org_id == org_id, GroupMember.member_id == user_id)
-            .returning(GroupMember.group_id)
-        ).all()
+        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
@@ -479,7 +550,7 @@ def delete_user(
             # The seat given back: the billing view reads it from here.
             changes["license"] = {"before": user.license_id, "after": None}
         record(session, org_id, "user.delete", **_about(user), changes=changes)
-        session.delete(user)
+        connection.execute(_DELETE_USER, params)
         counts.changed(session, org_id, "User", -1)
 
 

@@ -1,0 +1,54 @@
+"""``users.update_user`` reads and writes its rows with Core statements: the session's
+own copy of the user (an earlier operation in one session) follows the write."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scim_server.models import Contact, Event, User
+from scim_server.scim.patch import UserPatch
+from scim_server.services import users
+from tests.support import Scim
+
+
+def _patch(user_id: str, path: str, value: object) -> UserPatch:
+    return UserPatch(user_id, [{"op": "replace", "path": path, "value": value}])
+
+
+def test_a_user_the_session_holds_takes_the_written_values(scim: Scim, session: Session) -> None:
+    """A user already in the session (loaded before) holds the new values after a PATCH,
+    clean (nothing left to flush), and the product event's state is the new one."""
+    made = scim.create_user("held@example.com", title="Engineer")
+    held = users.get_user(session, scim.org_id, made["id"])
+    session.commit()
+    written = users.update_user(
+        session, scim.org_id, made["id"], _patch(made["id"], "active", False), action="user.patch"
+    )
+    assert (held.version, held.active, held.status) == (2, False, "DEACTIVATED")
+    assert held.data["active"] is False and held not in session.dirty
+    assert written is held  # what the caller goes on with is what the session tracks
+    state = session.scalars(
+        select(Event.data).where(Event.org_id == scim.org_id).order_by(Event.position.desc())
+    ).first()
+    assert state is not None and state["state"]["version"] == 2
+    session.expire_all()
+    stored = session.get(User, (scim.org_id, made["id"]))
+    assert stored is not None and (stored.version, stored.active) == (2, False)
+
+
+def test_the_contact_row_is_written_only_where_it_changed(scim: Scim, session: Session) -> None:
+    """A PATCH of title changes the person contact's title (its own UPDATE); a PATCH of
+    nickName leaves the contact row as it was."""
+    made = scim.create_user("contact@example.com", title="Engineer")
+    users.update_user(session, scim.org_id, made["id"], _patch(made["id"], "title", "Lead"))
+    user = session.get(User, (scim.org_id, made["id"]))
+    assert user is not None
+    contact = session.get(Contact, (scim.org_id, user.contact_id))
+    assert contact is not None and contact.title == "Lead"
+    modified = contact.updated_at
+    session.commit()
+    users.update_user(session, scim.org_id, made["id"], _patch(made["id"], "nickName", "Al"))
+    session.expire_all()
+    contact = session.get(Contact, (scim.org_id, user.contact_id))
+    assert contact is not None and (contact.title, contact.updated_at) == ("Lead", modified)
