@@ -242,6 +242,23 @@ def attach_loaded(session: Session, obj: Any) -> Any:
     return held
 
 
+@contextmanager
+def read_before_lock(session: Session) -> Iterator[Any]:
+    """On SQLite, a connection of ``session``'s engine reading without the write lock (a
+    deferred BEGIN: a WAL snapshot), for a write to compute its new state before its
+    BEGIN IMMEDIATE, so that the database-wide write lock is held only for the writes.
+    None on PostgreSQL (writers lock only their rows there: one round trip more would
+    buy nothing), when ``session`` is in a transaction already (its caller's reads and
+    the write must see one snapshot) or bound to a connection rather than an engine
+    (joined to an outer transaction: the import's steps, the tests)."""
+    bind: Any = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite" or session.in_transaction():
+        yield None
+        return
+    with bind.execution_options(sqlite_immediate=False).connect() as connection:
+        yield connection
+
+
 def within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
     """Whether ``transaction`` is ``ended`` or nested in it: what a (savepoint) rollback of
     ``ended`` undoes, for the state noted on the session (audit rows, product events)."""

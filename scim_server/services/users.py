@@ -18,6 +18,7 @@ from scim_server.db import (
     WRITTEN_INFO,
     attach_loaded,
     from_row,
+    read_before_lock,
     row_columns,
     snapshot,
     utcnow,
@@ -430,6 +431,30 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> tuple[User, Any
     return user, from_row(Contact, {k[2:]: v for k, v in row.items() if k.startswith("c_")})
 
 
+_USER_DATA = select(User.data).where(
+    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+)
+
+
+def _prepared(
+    session: Session, org_id: str, user_id: str, change: UserChange
+) -> tuple[Doc, Doc] | None:
+    """SQLite: (the stored document, ``change`` applied to it), computed before the write
+    lock is taken (``db.read_before_lock``); the write uses it only when the document it
+    reads under the lock is still this one. None elsewhere, or when there is nothing to
+    reuse: the change is then applied under the lock, as on PostgreSQL."""
+    with read_before_lock(session) as connection:
+        if connection is None:
+            return None
+        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
+    if stored is None:
+        return None
+    try:
+        return stored, change.apply(dict(stored))
+    except Exception:
+        return None
+
+
 def update_user(
     session: Session,
     org_id: str,
@@ -446,13 +471,19 @@ def update_user(
     ``user.activate``, recorded as its own event: the moment access was removed
     or restored. The user and contact rows are read and written with Core statements
     (one SELECT, an UPDATE of the changed columns of each), not the ORM's load and flush.
+    On SQLite the change is applied before the write lock (``_prepared``) and reused
+    when the stored document is unchanged under the lock.
     """
+    prepared = _prepared(session, org_id, user_id, change)
     with session.begin():
         user, contact = _locked_user(session, org_id, user_id)
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
-        new = change.apply(current)
+        if prepared is not None and prepared[0] == user.data:
+            new = prepared[1]
+        else:
+            new = change.apply(current)
         password = new.pop("password", None)
         if _stored_form(new) == user.data:
             # Nothing changed: same version, but the request is still evidence.

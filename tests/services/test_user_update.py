@@ -52,3 +52,33 @@ def test_the_contact_row_is_written_only_where_it_changed(scim: Scim, session: S
     session.expire_all()
     contact = session.get(Contact, (scim.org_id, user.contact_id))
     assert contact is not None and (contact.title, contact.updated_at) == ("Lead", modified)
+
+
+def test_a_change_between_the_early_read_and_the_lock_is_not_lost(live, monkeypatch) -> None:
+    """SQLite applies a PATCH before taking the write lock: when another write lands in
+    between, the PATCH is applied again to the document it finds under the lock (no lost
+    update); the version counts both."""
+    from scim_server.db import db
+
+    app, scim = live
+    made = scim.create_user("early@example.com")
+    early = users._prepared
+    seen: list[object] = []
+
+    def with_a_write_in_between(session, org_id, user_id, change):  # type: ignore[no-untyped-def]
+        prepared = early(session, org_id, user_id, change)
+        seen.append(prepared)
+        if len(seen) == 1:  # another client's write commits now
+            with db.writer(app)() as other:
+                users.update_user(other, org_id, user_id, _patch(user_id, "nickName", "Al"))
+        return prepared
+
+    monkeypatch.setattr(users, "_prepared", with_a_write_in_between)
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{made['id']}", {"op": "replace", "path": "title", "value": "Lead"}
+    )
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert (body["title"], body["nickName"], body["meta"]["version"]) == ("Lead", "Al", 'W/"3"')
+    if db.engine(app).dialect.name == "sqlite":
+        assert seen[0] is not None  # the early read happened (and was not used)
