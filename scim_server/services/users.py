@@ -31,7 +31,7 @@ from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
 from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
-from scim_server.services.org_config import identity_config
+from scim_server.services.org_config import FINGERPRINT, FINGERPRINT_COLUMNS, identity_config
 from scim_server.services.passwords import Hashing
 from scim_server.services.roles import hold
 from scim_server.text import exact, fold
@@ -395,40 +395,58 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
     return user
 
 
-def _user_and_contact() -> Any:
+def _contact_and_fingerprint() -> Any:
     from scim_server.models import Contact
 
-    # Contact columns labelled c_<attribute>; an account without a contact (older rows)
-    # reads NULLs there. Only the user's row is locked (as before: the contact is
-    # locked by its UPDATE, if any).
+    # Contact columns labelled c_<attribute> (NULLs for an account without one: older
+    # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
     contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
     return (
-        select(*row_columns(User), *contact_columns)
-        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
-        .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-        .with_for_update(of=User.__table__)
+        select(*FINGERPRINT.c, *contact_columns)
+        .select_from(FINGERPRINT)
+        .outerjoin(
+            Contact,
+            (Contact.org_id == bindparam("org_id")) & (Contact.id == bindparam("contact_id")),
+        )
     )
 
 
-# A write's read of its user and person contact: one statement, the user row locked.
-_USER_AND_CONTACT_FOR_UPDATE = _user_and_contact()
-_USER_KEYS = tuple(c.key for c in row_columns(User))
+# A write's first reads: its user, the row locked; then, once it is locked (PostgreSQL:
+# a fresh snapshot, so nothing committed while the lock was awaited is missed), the
+# person contact and the settings fingerprint in one statement.
+_USER_FOR_UPDATE_ROW = _USER_BY_ID.with_for_update()
+_CONTACT_AND_FINGERPRINT = _contact_and_fingerprint()
 
 
-def _locked_user(session: Session, org_id: str, user_id: str) -> tuple[User, Any]:
-    """The user (row locked) and its person contact (None without one), read by one Core
-    statement into objects in no session yet (``db.from_row``): the write changes them
-    as plain values and ``db.write_changed`` stores what differs."""
+@dataclass
+class _Locked:
+    """What a user's write reads first (``_locked_user``)."""
+
+    user: User
+    contact: Any  # its person contact, None without one
+    fingerprint: tuple[Any, ...]  # the organization's (``org_config.identity_config``)
+
+
+def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
+    """The user (row locked), then its person contact and its organization's settings
+    fingerprint (one statement); the user and contact as objects in no session yet
+    (``db.from_row``): the write changes them as plain values and ``db.write_changed``
+    stores what differs."""
     from scim_server.models import Contact
 
+    connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
-    row = session.connection().execute(_USER_AND_CONTACT_FOR_UPDATE, params).mappings().first()
+    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
     if row is None:
         raise NotFoundError(f"User {user_id!r} not found.")
-    user = from_row(User, {k: row[k] for k in _USER_KEYS})
-    if row["c_id"] is None:
-        return user, None
-    return user, from_row(Contact, {k[2:]: v for k, v in row.items() if k.startswith("c_")})
+    user = from_row(User, row)
+    params = {"org_id": org_id, "contact_id": user.contact_id}
+    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
+    fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
+    if more["c_id"] is None:
+        return _Locked(user, None, fingerprint)
+    contact = from_row(Contact, {k[2:]: v for k, v in more.items() if k.startswith("c_")})
+    return _Locked(user, contact, fingerprint)
 
 
 _USER_DATA = select(User.data).where(
@@ -476,7 +494,8 @@ def update_user(
     """
     prepared = _prepared(session, org_id, user_id, change)
     with session.begin():
-        user, contact = _locked_user(session, org_id, user_id)
+        locked = _locked_user(session, org_id, user_id)
+        user, contact = locked.user, locked.contact
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
@@ -512,8 +531,9 @@ def update_user(
         elif user.data["active"] and user.status == DEACTIVATED:
             name = "activate"
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
+        config = identity_config(session, org_id, locked.fingerprint)
         explanation = provisioning.provision(
-            session, org_id, user, user.data, creating=False, contact=contact
+            session, org_id, user, user.data, creating=False, contact=contact, config=config
         )
         # One UPDATE of the user's row (and one of its contact's, when the change reached it).
         try:

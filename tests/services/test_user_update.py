@@ -82,3 +82,50 @@ def test_a_change_between_the_early_read_and_the_lock_is_not_lost(live, monkeypa
     assert (body["title"], body["nickName"], body["meta"]["version"]) == ("Lead", "Al", 'W/"3"')
     if db.engine(app).dialect.name == "sqlite":
         assert seen[0] is not None  # the early read happened (and was not used)
+
+
+def test_a_patch_that_waited_for_the_row_sees_the_contact_as_committed(live, monkeypatch) -> None:
+    """A PATCH waiting for the user's row (another write holds it) reads the person contact
+    after the wait: setting the title back to what it was before the other write
+    committed still reaches the contact."""
+    import threading
+    import time
+
+    from scim_server.db import db
+
+    app, scim = live
+    made = scim.create_user("waiting@example.com", title="X")
+    url = f"/scim/v2/Users/{made['id']}"
+    holding, release = threading.Event(), threading.Event()
+    reindex = users.reindex
+
+    def hold_the_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reindex(*args, **kwargs)
+        if not holding.is_set():
+            holding.set()  # the first PATCH holds its locks until released
+            release.wait(30)
+
+    monkeypatch.setattr(users, "reindex", hold_the_first)
+
+    def patch(title: str, statuses: list[int]) -> None:
+        client = Scim(app.test_client(), scim.token, scim.org_id)
+        op = {"op": "replace", "path": "title", "value": title}
+        statuses.append(client.patch_ops(url, op).status_code)
+
+    first: list[int] = []
+    second: list[int] = []
+    holder = threading.Thread(target=patch, args=("A", first))
+    holder.start()
+    assert holding.wait(30)
+    waiter = threading.Thread(target=patch, args=("X", second))
+    waiter.start()
+    time.sleep(0.5)  # let it reach the lock (if it does not in time, it reads after: same)
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+    assert first == second == [200]
+    body = scim.get(url).get_json()
+    assert (body["title"], body["meta"]["version"]) == ("X", 'W/"3"')
+    with db.reader(app)() as session:
+        contact_id = session.scalar(select(User.contact_id).where(User.id == made["id"]))
+        assert session.scalar(select(Contact.title).where(Contact.id == contact_id)) == "X"

@@ -99,8 +99,8 @@ def test_an_sso_organization_pays_nothing_for_credentials(
 def test_a_patch_costs_few_statements(
     scim: Scim, statements: list[str], connection: Connection, path: str, value: Any, most: int
 ) -> None:
-    """PATCH: token, the row and its contact read in one statement (the row locked),
-    settings fingerprint, the row's one UPDATE (title: the contact's UPDATE and its index
+    """PATCH: token, the row locked, its contact and the settings fingerprint read in one
+    statement, the row's one UPDATE (title: the contact's UPDATE and its index
     row), the state read, the head, the audit events (the change and, for active, the
     transition) with the head's move, the product event."""
     user = scim.post("/scim/v2/Users", BODY).get_json()
