@@ -488,7 +488,8 @@ def update_user(
     A change of ``active`` is the named status transition ``user.deactivate`` or
     ``user.activate``, recorded as its own event: the moment access was removed
     or restored. The user and contact rows are read and written with Core statements
-    (one SELECT, an UPDATE of the changed columns of each), not the ORM's load and flush.
+    (``_locked_user``; an UPDATE of the changed columns of each), not the ORM's load and
+    flush.
     On SQLite the change is applied before the write lock (``_prepared``) and reused
     when the stored document is unchanged under the lock.
     """
