@@ -22,9 +22,11 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
     insert,
+    update,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
@@ -38,6 +40,7 @@ from sqlalchemy.orm import (
     make_transient_to_detached,
     sessionmaker,
 )
+from sqlalchemy.orm.attributes import set_committed_value
 
 from scim_server import jsonfast
 
@@ -160,6 +163,100 @@ def insert_now(session: Session, *objects: Any) -> None:
         connection.execute(plan.statement, values)
         make_transient_to_detached(obj)
         session.add(obj)
+
+
+# The reverse of ``insert_now``, for a hot path's changes to one row: the row read
+# with a Core SELECT (``from_row``), changed as a plain object, and written back by
+# ``write_changed`` (only the columns that differ), without the ORM's load or flush.
+
+
+@dataclass(frozen=True)
+class _UpdatePlan:
+    statement: Any
+    # (attribute, column name); the primary key's, bound as _pk_<column name>
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[tuple[str, str], ...]
+
+
+@cache
+def _update_plan(model: Any) -> _UpdatePlan:
+    mapper = sa_inspect(model)
+    columns = tuple((attr.key, attr.columns[0].name) for attr in mapper.column_attrs)
+    primary = {column.name for column in mapper.primary_key}
+    key = tuple((k, name) for k, name in columns if name in primary)
+    table = model.__table__
+    # No values(): the SET clause is the parameters given at execution (the changed columns).
+    statement = update(table).where(
+        *(table.c[name] == bindparam(f"_pk_{name}") for _k, name in key)
+    )
+    return _UpdatePlan(statement, columns, key)
+
+
+def from_row(model: Any, row: Any) -> Any:
+    """An instance of ``model`` holding ``row``'s values (a mapping by attribute name, every
+    column), in no session: changes to it are plain attribute sets until ``write_changed``."""
+    obj = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(row)
+    return obj
+
+
+def snapshot(obj: Any) -> dict[str, Any]:
+    """The column values of ``obj`` now, by attribute: what ``write_changed`` compares with."""
+    model: Any = type(obj)
+    loaded = obj.__dict__
+    return {k: loaded.get(k) for k, _name in _update_plan(model).columns}
+
+
+def write_changed(session: Session, obj: Any, before: dict[str, Any]) -> Any:
+    """UPDATE the columns of ``obj`` (from ``from_row``) that differ from ``before`` (its
+    ``snapshot``), one Core statement, then attach it to the session as loaded
+    (``attach_loaded``, whose object it returns: later changes go through the ORM).
+    Objects the session holds pending (a new contact) are flushed first, so the row may
+    refer to them."""
+    model: Any = type(obj)
+    plan = _update_plan(model)
+    loaded = obj.__dict__
+    values = {name: loaded.get(k) for k, name in plan.columns if loaded.get(k) != before[k]}
+    if values:
+        session.flush()
+        values |= {f"_pk_{name}": loaded[k] for k, name in plan.key}
+        session.connection().execute(plan.statement, values)
+    return attach_loaded(session, obj)
+
+
+def attach_loaded(session: Session, obj: Any) -> Any:
+    """Put ``obj`` (from ``from_row``, as stored now) into the session as if loaded, clean:
+    the events writer finds it in the identity map, a flush writes nothing for it. When
+    the session already holds that row (an earlier operation in the same session), its
+    object takes these values as committed instead, and is returned: use what this returns."""
+    key = session.identity_key(instance=obj)
+    held = session.identity_map.get(key)
+    if held is None:
+        make_transient_to_detached(obj)
+        session.add(obj)
+        return obj
+    model: Any = type(obj)
+    loaded = obj.__dict__
+    for k, _name in _update_plan(model).columns:
+        set_committed_value(held, k, loaded.get(k))
+    return held
+
+
+@contextmanager
+def read_before_lock(session: Session) -> Iterator[Any]:
+    """On SQLite, a connection of ``session``'s engine reading without the write lock (a
+    deferred BEGIN: a WAL snapshot), for a write to compute its new state before its
+    BEGIN IMMEDIATE, so that the database-wide write lock is held only for the writes.
+    None on PostgreSQL (writers lock only their rows there: one round trip more would
+    buy nothing), when ``session`` is in a transaction already (its caller's reads and
+    the write must see one snapshot) or bound to a connection rather than an engine
+    (joined to an outer transaction: the import's steps, the tests)."""
+    bind: Any = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite" or session.in_transaction():
+        yield None
+        return
+    with bind.execution_options(sqlite_immediate=False).connect() as connection:
+        yield connection
 
 
 def within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:

@@ -96,6 +96,7 @@ def provision(
     config: tuple[IdentitySettings, Any] | None = None,
     login_name_free: bool = False,
     joins: Sequence[dict[str, Any]] = (),
+    contact: Contact | None = None,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
@@ -104,6 +105,8 @@ def provision(
     ``userName`` (``services.users`` asks with its own uniqueness check, one query).
     ``joins``: the groups (``user_groups``' dicts) a user being created joins (the
     settings' default groups): the rules see them as they would see the IdP's.
+    ``contact``: the user's person contact when the caller read it with the user
+    (``services.users.update_user``: one statement for both); else it is read here.
 
     When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
     enabling access for it), a ``user.login_name`` already set is kept, and a
@@ -118,7 +121,8 @@ def provision(
     settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
     fields = _contact_fields(doc)
-    contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
+    if contact is None and user.contact_id:
+        contact = session.get(Contact, (org_id, user.contact_id))
     new_contact: Contact | None = None
     if contact is None:
         contact = contacts.find_person(

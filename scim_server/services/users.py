@@ -13,7 +13,17 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import AFTER_WRITE_INFO, WRITTEN_INFO, row_columns, utcnow
+from scim_server.db import (
+    AFTER_WRITE_INFO,
+    WRITTEN_INFO,
+    attach_loaded,
+    from_row,
+    read_before_lock,
+    row_columns,
+    snapshot,
+    utcnow,
+    write_changed,
+)
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, License, User
 from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
@@ -22,7 +32,7 @@ from scim_server.services.credentials import Delivery
 from scim_server.services.groups import join_new_user, lock_defaults
 from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
-from scim_server.services.org_config import identity_config
+from scim_server.services.org_config import FINGERPRINT, FINGERPRINT_COLUMNS, identity_config
 from scim_server.services.passwords import Hashing
 from scim_server.services.roles import hold
 from scim_server.text import exact, fold
@@ -35,7 +45,8 @@ class UserChange(Protocol):
     """A parsed write (a PATCH, a PUT): a value whose ``apply`` is pure.
 
     The service applies it to the stored document under the user's row lock,
-    so that If-Match and the change see the same version.
+    so that If-Match and the change see the same version. It must not change
+    ``current`` (a copy of the stored document whose nested values are the stored ones).
     """
 
     def apply(self, current: Doc) -> Doc: ...
@@ -273,7 +284,7 @@ def insert_user(
     return user
 
 
-def _about(user: User) -> dict[str, Any]:
+def _about(user: Any) -> dict[str, Any]:
     return {
         "resource_type": "User",
         "resource_id": user.id,
@@ -408,6 +419,84 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
     return user
 
 
+def _contact_and_fingerprint() -> Any:
+    from scim_server.models import Contact
+
+    # Contact columns labelled c_<attribute> (NULLs for an account without one: older
+    # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
+    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
+    return (
+        select(*FINGERPRINT.c, *contact_columns)
+        .select_from(FINGERPRINT)
+        .outerjoin(
+            Contact,
+            (Contact.org_id == bindparam("org_id")) & (Contact.id == bindparam("contact_id")),
+        )
+    )
+
+
+# A write's first reads: its user, the row locked; then, once it is locked (PostgreSQL:
+# a fresh snapshot, so nothing committed while the lock was awaited is missed), the
+# person contact and the settings fingerprint in one statement.
+_USER_FOR_UPDATE_ROW = _USER_BY_ID.with_for_update()
+_CONTACT_AND_FINGERPRINT = _contact_and_fingerprint()
+
+
+@dataclass
+class _Locked:
+    """What a user's write reads first (``_locked_user``)."""
+
+    user: User
+    contact: Any  # its person contact, None without one
+    fingerprint: tuple[Any, ...]  # the organization's (``org_config.identity_config``)
+
+
+def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
+    """The user (row locked), then its person contact and its organization's settings
+    fingerprint (one statement); the user and contact as objects in no session yet
+    (``db.from_row``): the write changes them as plain values and ``db.write_changed``
+    stores what differs."""
+    from scim_server.models import Contact
+
+    connection = session.connection()
+    params = {"org_id": org_id, "user_id": user_id}
+    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
+    if row is None:
+        raise NotFoundError(f"User {user_id!r} not found.")
+    user = from_row(User, row)
+    params = {"org_id": org_id, "contact_id": user.contact_id}
+    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
+    fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
+    if more["c_id"] is None:
+        return _Locked(user, None, fingerprint)
+    contact = from_row(Contact, {k[2:]: v for k, v in more.items() if k.startswith("c_")})
+    return _Locked(user, contact, fingerprint)
+
+
+_USER_DATA = select(User.data).where(
+    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+)
+
+
+def _prepared(
+    session: Session, org_id: str, user_id: str, change: UserChange
+) -> tuple[Doc, Doc] | None:
+    """SQLite: (the stored document, ``change`` applied to it), computed before the write
+    lock is taken (``db.read_before_lock``); the write uses it only when the document it
+    reads under the lock is still this one. None elsewhere, or when there is nothing to
+    reuse: the change is then applied under the lock, as on PostgreSQL."""
+    with read_before_lock(session) as connection:
+        if connection is None:
+            return None
+        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
+    if stored is None:
+        return None
+    try:
+        return stored, change.apply(dict(stored))
+    except Exception:
+        return None
+
+
 def update_user(
     session: Session,
     org_id: str,
@@ -422,19 +511,27 @@ def update_user(
 
     A change of ``active`` is the named status transition ``user.deactivate`` or
     ``user.activate``, recorded as its own event: the moment access was removed
-    or restored.
+    or restored. The user and contact rows are read and written with Core statements
+    (``_locked_user``; an UPDATE of the changed columns of each), not the ORM's load and
+    flush.
+    On SQLite the change is applied before the write lock (``_prepared``) and reused
+    when the stored document is unchanged under the lock.
     """
+    prepared = _prepared(session, org_id, user_id, change)
     with session.begin():
-        user = get_user(session, org_id, user_id, for_update=True)
+        locked = _locked_user(session, org_id, user_id)
+        user, contact = locked.user, locked.contact
         check_if_match(user.version, if_match)
         current = dict(user.data)
         was_active = user.active
-        # The rows the index holds now (before the change can touch nested values).
-        indexed = index_rows(org_id, user.id, user.data)
-        new = change.apply(current)
+        if prepared is not None and prepared[0] == user.data:
+            new = prepared[1]
+        else:
+            new = change.apply(current)
         password = new.pop("password", None)
         if _stored_form(new) == user.data:
             # Nothing changed: same version, but the request is still evidence.
+            user = attach_loaded(session, user)
             record(session, org_id, action, **_about(user), changes={})
             if idp_credentials.on_update(session, hashing, user, password):
                 # A new password (its own event, never its value) moves the version.
@@ -443,11 +540,15 @@ def update_user(
             return user
         if fold(new["userName"]) != user.user_name_key:
             _check_unique(session, org_id, new, user.id)
+        user_before = snapshot(user)
+        contact_before = snapshot(contact) if contact is not None else None
+        # The rows the index holds now (the document as stored, before the change).
+        indexed = index_rows(org_id, user.id, user.data)
         _apply(user, new)
         user.version += 1
         user.updated_at = utcnow()
-        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift).
-        # Set before the flush (one UPDATE of the row); its event comes after the change's.
+        # The IdP's `active` drives the status (an admin lock is not the IdP's to lift);
+        # its event comes after the change's.
         moved: tuple[str, str] | None = None
         if not user.data["active"] and user.status != DEACTIVATED:
             name = "deactivate"
@@ -455,11 +556,17 @@ def update_user(
         elif user.data["active"] and user.status == DEACTIVATED:
             name = "activate"
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
+        config = identity_config(session, org_id, locked.fingerprint)
+        explanation = provisioning.provision(
+            session, org_id, user, user.data, creating=False, contact=contact, config=config
+        )
+        # One UPDATE of the user's row (and one of its contact's, when the change reached it).
         try:
-            session.flush()
+            user = write_changed(session, user, user_before)
         except IntegrityError:
             raise _taken(new["userName"], None) from None
-        explanation = provisioning.provision(session, org_id, user, user.data, creating=False)
+        if contact is not None and contact_before is not None:
+            write_changed(session, contact, contact_before)
         reindex(session, org_id, user.id, user.data, before=indexed)
         before = {**current, "active": was_active}
         record(
@@ -478,18 +585,34 @@ def update_user(
     return user
 
 
+_DELETE_READ = (
+    select(User.id, User.version, User.external_id, User.user_name, User.license_id)
+    .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    .with_for_update()
+)
+_DELETE_USER = delete(User).where(
+    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+)
+_DELETE_MEMBERSHIPS = (
+    delete(GroupMember)
+    .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
+    .returning(GroupMember.group_id)
+)
+
+
 def delete_user(
     session: Session, org_id: str, user_id: str, if_match: Sequence[str] | None = None
 ) -> None:
-    """Remove the user, its memberships and its index rows."""
+    """Remove the user, its memberships and its index rows (Core statements: the row
+    read locked, then deleted; nothing of it goes through the ORM)."""
     with session.begin():
-        user = get_user(session, org_id, user_id, for_update=True)
+        connection = session.connection()
+        params = {"org_id": org_id, "user_id": user_id}
+        user = connection.execute(_DELETE_READ, params).first()
+        if user is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
-        removed = session.scalars(
-            delete(GroupMember)
-            .where(GroupMember.org_id == org_id, GroupMember.member_id == user_id)
-            .returning(GroupMember.group_id)
-        ).all()
+        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
@@ -503,7 +626,7 @@ def delete_user(
             # The seat given back: the billing view reads it from here.
             changes["license"] = {"before": user.license_id, "after": None}
         record(session, org_id, "user.delete", **_about(user), changes=changes)
-        session.delete(user)
+        connection.execute(_DELETE_USER, params)
         counts.changed(session, org_id, "User", -1)
 
 

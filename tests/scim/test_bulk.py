@@ -161,3 +161,33 @@ def test_malformed_bulk_request_is_400(scim):
     assert_error(bulk(scim, {"method": "GET", "path": "/Users"}), 400, "invalidSyntax")
     assert_error(bulk(scim, {"method": "POST", "path": "/Users", "data": {}}), 400, "invalidSyntax")
     assert_error(bulk(scim, {"method": "DELETE", "path": "/Widgets/1"}), 400, "invalidSyntax")
+
+
+def test_patches_of_one_user_in_one_bulk_each_see_the_last(scim, admin):
+    """Three PATCHes of one user in one Bulk request (one session): each starts from the
+    one before (versions 2, 3, 4); the events' states and the user say the same."""
+    from tests.support.admin_api import ok
+
+    user = scim.create_user("bulk-patch@example.com")
+    path = f"/Users/{user['id']}"
+
+    def op(attribute, value):
+        return {
+            "method": "PATCH",
+            "path": path,
+            "data": {
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "replace", "path": attribute, "value": value}],
+            },
+        }
+
+    resp = bulk(scim, op("title", "A"), op("active", False), op("title", "B"))
+    assert resp.status_code == 200
+    results = resp.get_json()["Operations"]
+    assert [r["status"] for r in results] == ["200"] * 3
+    assert [r["version"] for r in results] == ['W/"2"', 'W/"3"', 'W/"4"']
+    body = scim.get(f"/scim/v2{path}").get_json()
+    assert (body["title"], body["active"], body["meta"]["version"]) == ("B", False, 'W/"4"')
+    events = ok(admin.get("/api/v1/events", query_string={"limit": 100}))["events"]
+    states = [e["data"]["state"] for e in events if e["type"].startswith("user.")][1:]
+    assert [(s["version"], s["active"]) for s in states] == [(2, True), (3, False), (4, False)]
