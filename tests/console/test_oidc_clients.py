@@ -52,6 +52,8 @@ def test_register_shows_the_secret_once_then_revoke(
             select(AuditEvent.action).where(
                 AuditEvent.org_id == scim.org_id, AuditEvent.action.like("oauth.client%")
             )
+            # The chain's order: without it PostgreSQL may return the rows in any order.
+            .order_by(AuditEvent.seq)
         ).all()
     assert actions == ["oauth.client_create", "oauth.client_revoke"]
 

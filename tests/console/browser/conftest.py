@@ -17,12 +17,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from scim_server import create_app
 from scim_server.db import db
 from scim_server.migrate import upgrade
 from tests.conftest import TEST_CONFIG
+
+# A web-first assertion waits for its condition (5 s by default); on a CI machine whose two
+# cores are shared with the rest of the suite a page can take longer. A passing check returns
+# as soon as it holds: this only bounds how long a failing one waits.
+expect.set_options(timeout=15_000)
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
