@@ -35,17 +35,22 @@ def sqlite_database() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextmanager
-def postgres_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """Drop and create ``scim_bench``; it is kept afterwards for inspection."""
+def recreate_database(admin_url: str, name: str) -> str:
+    """Drop database ``name`` (closing its sessions) and create it empty; the server's version."""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-            version = conn.execute(text("SHOW server_version")).scalar_one()
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
+            return str(conn.execute(text("SHOW server_version")).scalar_one())
     finally:
         admin.dispose()
+
+
+@contextmanager
+def postgres_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """Drop and create ``scim_bench``; it is kept afterwards for inspection."""
+    version = recreate_database(admin_url, PG_DATABASE)
     base = admin_url.rsplit("/", 1)[0]
     PG_VERSIONS.append(str(version))
     yield f"{base}/{PG_DATABASE}"

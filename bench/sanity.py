@@ -20,7 +20,8 @@ class WrongAnswer(RuntimeError):
     """A benchmarked request does not do what its name says."""
 
 
-def _get(target: Target, path: str) -> Any:
+def get_json(target: Target, path: str) -> Any:
+    """The JSON body of a GET that must answer 200 (else ``WrongAnswer``)."""
     conn = http.client.HTTPConnection(target.host, target.port, timeout=30)
     try:
         conn.request("GET", path, headers=target.headers)
@@ -43,20 +44,20 @@ def check_answers(scim: Target, baseline: Target, org: OrgData) -> None:
     uid, name, email = org.user_ids[i], org.user_names[i], org.work_emails[i]
 
     path = f"/users/{org.id}/{uid}"
-    doc = _get(baseline, path)
+    doc = get_json(baseline, path)
     _expect(doc.get("id") == uid, path, doc)
 
     path = f"/scim/v2/Users/{uid}"
-    doc = _get(scim, path)
+    doc = get_json(scim, path)
     _expect(doc.get("id") == uid and doc.get("userName") == name, path, doc)
 
     for expression in (f'userName eq "{name}"', f'emails[type eq "work"].value eq "{email}"'):
         path = filter_path(expression)
-        doc = _get(scim, path)
+        doc = get_json(scim, path)
         found = [r.get("id") for r in doc.get("Resources", [])]
         _expect(doc.get("totalResults") == 1 and found == [uid], path, doc)
 
     start = org.size - 199
     path = f"/scim/v2/Users?startIndex={start}&count=100"
-    doc = _get(scim, path)
+    doc = get_json(scim, path)
     _expect(doc.get("itemsPerPage") == 100 and doc.get("startIndex") == start, path, doc)

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 
-from bench.backends import PG_DATABASE
+from bench.backends import PG_DATABASE, recreate_database
 from bench.conformance import check_loader_matches_services
 from bench.dataset import EPOCH, OrgData, new_id, people
 from bench.loader import complete_rows, create_tokens, insert_tables, recount, secondary_indexes
@@ -41,6 +41,7 @@ from bench.loadgen import Target
 from bench.measurements import Bench, log
 from bench.profiles import Profile
 from bench.report import Row
+from bench.sanity import get_json
 from bench.scenarios import Reads, filter_path
 from bench.servers import free_port, running, scim_server_argv
 from scim_server.db import Base, make_engine
@@ -255,13 +256,7 @@ def ensure_loaded(admin_url: str, env: dict[str, str], rebuild: bool) -> dict[st
         finally:
             engine.dispose()
         log(f"[postgresql] {name} is incomplete or of another schema: loading it again")
-    admin = _admin(admin_url)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        admin.dispose()
+    recreate_database(admin_url, name)
     os.environ.update(env)
     engine = make_engine(url)
     try:
@@ -346,31 +341,16 @@ def lookup_path(
 # -- checks: right answers, and the plans -------------------------------------------------
 
 
-def _get(target: Target, path: str) -> dict[str, Any]:
-    import http.client
-
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=30)
-    try:
-        conn.request("GET", path, headers=target.headers)
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"GET {path} answered {resp.status}: {body[:300]!r}")
-    return dict(json.loads(body))
-
-
 def check_answers(target: Target, sample: Sample) -> None:
     """Each form finds the sampled user once, and a miss finds nothing."""
     name, email = sample.user_names[0], sample.emails[0]
     for form, template in FORMS.items():
         value = name if form.startswith("userName") else email
-        doc = _get(target, filter_path(template.format(v=value)))
+        doc = get_json(target, filter_path(template.format(v=value)))
         found = [r.get("userName") for r in doc.get("Resources", [])]
         if doc.get("totalResults") != 1 or found != [name]:
             raise RuntimeError(f"{form} of {value!r} answered {json.dumps(doc)[:400]}")
-        doc = _get(target, filter_path(template.format(v=miss_value(random.Random(0), "x"))))
+        doc = get_json(target, filter_path(template.format(v=miss_value(random.Random(0), "x"))))
         if doc.get("totalResults") != 0:
             raise RuntimeError(f"{form} of a missing user answered {json.dumps(doc)[:400]}")
 

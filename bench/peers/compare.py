@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 from bench import labels
-from bench.backends import PG_DATABASE, database
+from bench.backends import PG_DATABASE, database, recreate_database
 from bench.dataset import OrgData, build_dataset
 from bench.loader import add_leavers, create_tokens, load_orgs, settle
 from bench.loadgen import Target
@@ -116,13 +114,7 @@ def _django_database(backend: str, pg_admin_url: str, stack: ExitStack) -> dict[
         stack.callback(shutil.rmtree, folder, True)
         return {"PEER_SQLITE_PATH": str(folder / "django.db")}
     name = f"{PG_DATABASE}_django"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        admin.dispose()
+    recreate_database(pg_admin_url, name)
     base = pg_admin_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
     return {"PEER_PG_URL": f"{base}/{name}"}
 
