@@ -49,9 +49,8 @@ def test_register_shows_the_secret_once_then_revoke(
     with db.reader(app)() as s:
         assert clients.list_org_clients(s, scim.org_id)[0].revoked_at is not None
         actions = s.scalars(
-            select(AuditEvent.action).where(
-                AuditEvent.org_id == scim.org_id, AuditEvent.action.like("oauth.client%")
-            )
+            select(AuditEvent.action)
+            .where(AuditEvent.org_id == scim.org_id, AuditEvent.action.like("oauth.client%"))
             # The chain's order: without it PostgreSQL may return the rows in any order.
             .order_by(AuditEvent.seq)
         ).all()
