@@ -31,7 +31,7 @@ from bench.dataset import EPOCH, OrgData, build_org, new_id, user_body
 from bench.loader import service_session
 from bench.loadgen import REQUEST_TIMEOUT_S, Connection, HttpError, Target
 from bench.measurements import log
-from bench.profiles import Profile
+from bench.profiles import Profile, data_only
 from bench.report import percentile
 from bench.scenarios import SCIM, Request, filter_path
 from bench.servers import BIN, HOST, free_port, running, scim_server_argv
@@ -72,17 +72,12 @@ APPLIED = re.compile(r"(\d+) user\(s\) changed \((\d+) of (\d+) evaluated")
 def rules_apply_profile(quick: bool) -> Profile:
     """The 100,000-user organization of the full run (10,000 with --quick), alone."""
     size = 10_000 if quick else 100_000
-    return Profile(
-        name="rules-apply-quick" if quick else "rules-apply",
-        org_sizes=(size,),
+    return data_only(
+        "rules-apply-quick" if quick else "rules-apply",
+        size,
         big_group_size=size // 2,
         small_groups_per_org=20,
         small_group_size=10,
-        concurrencies=(1,),
-        warmup_s=0,
-        duration_s=0,
-        max_requests=0,
-        leavers=0,
     )
 
 
@@ -306,17 +301,8 @@ MIX = (("userName eq", 0.6), ("GET", 0.2), ("PATCH", 0.1), ("POST", 0.1))
 
 def tenant_orgs(count: int, size: int, seed: int = 2000) -> list[OrgData]:
     """``count`` organizations of ``size`` users each (a few small groups, no big one)."""
-    profile = Profile(
-        name="tenants",
-        org_sizes=(size,),
-        big_group_size=0,
-        small_groups_per_org=5,
-        small_group_size=10,
-        concurrencies=(1,),
-        warmup_s=0,
-        duration_s=0,
-        max_requests=0,
-        leavers=0,
+    profile = data_only(
+        "tenants", size, big_group_size=0, small_groups_per_org=5, small_group_size=10
     )
     orgs = []
     for i in range(count):

@@ -34,6 +34,25 @@ class Profile:
         return max(self.org_sizes)
 
 
+def data_only(
+    name: str, size: int, *, big_group_size: int, small_groups_per_org: int, small_group_size: int
+) -> Profile:
+    """A data set for a scenario that measures on its own (``bench.bulk``): one organization
+    size, no timed runs, no leavers."""
+    return Profile(
+        name=name,
+        org_sizes=(size,),
+        big_group_size=big_group_size,
+        small_groups_per_org=small_groups_per_org,
+        small_group_size=small_group_size,
+        concurrencies=(1,),
+        warmup_s=0,
+        duration_s=0,
+        max_requests=0,
+        leavers=0,
+    )
+
+
 FULL = Profile(
     name="full",
     org_sizes=(1_000, 10_000, 100_000),

@@ -156,13 +156,10 @@ def update_contact(contact_id: str) -> Response:
     values, errors = parse(ContactForm, request.form)
     if errors:
         return detail_page(contact_id, status=400, contact_errors=errors, contact_form=request.form)
+    # An organization's form has no person fields and no organization: only the fields
+    # the form sent are set (the others would be cleared).
+    values = {name: value for name, value in values.items() if name in request.form}
     s = db.session
-    contact = contacts.get_contact(s, person().org_id, contact_id)
-    if contact.kind != "person":
-        # An organization has no person fields and belongs to no organization.
-        for name in (*contacts.PERSON_FIELDS, "organization_contact_id"):
-            values.pop(name, None)
-    s.rollback()
     try:
         directory.update_contact(s, person().org_id, contact_id, values)
     except DomainError as err:

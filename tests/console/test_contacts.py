@@ -183,6 +183,18 @@ def test_edit_contact_through_the_directory_service(
         assert s.get(Contact, (scim.org_id, ann)).email == "ann@example.com"
 
 
+def test_saving_an_organization_keeps_what_its_form_does_not_show(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """An organization's form has no person fields: saving its name leaves them as they were."""
+    company = _contact(app, scim.org_id, "organization", "Initech", email="info@initech.example")
+    resp = _post(manager, f"/admin/contacts/{company}", name="Initech AG", resource_system="")
+    assert resp.status_code == 303
+    with db.reader(app)() as s:
+        c = s.get(Contact, (scim.org_id, company))
+        assert (c.name, c.email) == ("Initech AG", "info@initech.example")
+
+
 def test_availability_grid_saves_and_shows_errors(
     app: Flask, manager: FlaskClient, scim: Scim
 ) -> None:
