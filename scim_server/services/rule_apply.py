@@ -7,7 +7,7 @@ is skipped; the others are loaded whole (two queries) and evaluated through
 ``provisioning.apply_result`` with ``BatchLookups``: licenses, roles and
 companies read once per batch, each license locked and its seats counted once
 per batch, new rule roles inserted together, and the columns the rules decide
-written for the whole batch at once (``write_changed``: one ``UPDATE ... FROM
+written for the whole batch at once (``write_batch``: one ``UPDATE ... FROM
 unnest`` on PostgreSQL for the users, one for their contacts) rather than one
 UPDATE per user by the ORM's flush. The caller commits the batch with its audit
 events (``rule_sets.run_apply``).
@@ -48,7 +48,7 @@ class Batch:
     loaded: list[Any] = field(default_factory=list, repr=False)
 
 
-# The columns the rules decide, written for a batch at once (``write_changed``): the
+# The columns the rules decide, written for a batch at once (``write_batch``): the
 # user's license and status (``provisioning.apply_result``), its hash; the contact's
 # fields (``contacts.update_fields``, which also sets ``email_key`` and ``updated_at``).
 USER_COLUMNS = (
@@ -63,12 +63,12 @@ USER_COLUMNS = (
     "updated_at",
 )
 CONTACT_COLUMNS = (*rule_inputs.CONTACT_STATE, "email_key", "updated_at")
-# A batch's own statements need none of its pending changes written first (``write_changed``
+# A batch's own statements need none of its pending changes written first (``write_batch``
 # writes them, once); an autoflush would write them one UPDATE per user.
 _NO_FLUSH = {"synchronize_session": False, "autoflush": False}
 
 
-def write_changed(session: Session, objects: Sequence[Any], names: Sequence[str]) -> int:
+def write_batch(session: Session, objects: Sequence[Any], names: Sequence[str]) -> int:
     """Write ``names`` of each of ``objects`` (ORM objects of one model, loaded in this
     transaction) whose values changed, in one statement (``bulk_rows.update_rows``); the
     objects are then clean for those names (the ORM's flush writes none of them again).
@@ -209,8 +209,8 @@ class BatchLookups:
 
     def write(self) -> None:
         """Write the users' and contacts' changes so far, one statement for each table."""
-        write_changed(self.session, self.users, USER_COLUMNS)
-        write_changed(self.session, self.people, CONTACT_COLUMNS)
+        write_batch(self.session, self.users, USER_COLUMNS)
+        write_batch(self.session, self.people, CONTACT_COLUMNS)
 
     def flush(self) -> None:
         """Write the batch's changes: users and contacts (``write``), whatever else the ORM
