@@ -44,6 +44,7 @@ from bench.report import Row
 from bench.sanity import get_json
 from bench.scenarios import Reads, filter_path
 from bench.servers import free_port, running, scim_server_argv
+from scim_server import bulk_rows
 from scim_server.db import Base, make_engine
 from scim_server.migrate import alembic_config, current_revision, upgrade
 
@@ -127,27 +128,8 @@ def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> Non
     """COPY ``rows`` into ``table``: the columns they name, server defaults for the rest."""
     if not rows:
         return
-    from psycopg import sql
-
     rows = complete_rows(table, rows)
-    names = [c.name for c in table.columns if c.name in rows[0]]
-    processors = [table.c[n].type._cached_bind_processor(conn.dialect) for n in names]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
-    )
-    cursor = conn.connection.cursor()
-    try:
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                values = (row[n] for n in names)
-                copy.write_row(
-                    [
-                        value if convert is None or value is None else convert(value)
-                        for convert, value in zip(processors, values, strict=True)
-                    ]
-                )
-    finally:
-        cursor.close()
+    bulk_rows.copy_rows(conn, table, rows, [c.name for c in table.columns if c.name in rows[0]])
 
 
 def _organization(name: str, seed: int) -> dict[str, Any]:

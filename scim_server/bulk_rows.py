@@ -51,6 +51,14 @@ def insert_rows(connection: Connection, model: type[Any], rows: Sequence[dict[st
     missing = set(names) - set(rows[0])
     if missing:  # COPY runs no column defaults: each row says everything
         raise ValueError(f"rows for {table.name} lack {', '.join(sorted(missing))}")
+    copy_rows(connection, table, rows, names)
+
+
+def copy_rows(
+    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], names: Sequence[str]
+) -> None:
+    """COPY the ``names`` columns of ``rows`` into ``table`` (PostgreSQL only): each value
+    through its column type's bind processor, as an INSERT would send it."""
     from psycopg import sql  # PostgreSQL's driver, there only
 
     dialect = connection.dialect
