@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from bench.backends import database
 from bench.dataset import EPOCH, OrgData, build_org, new_id, user_body
 from bench.loader import service_session
-from bench.loadgen import REQUEST_TIMEOUT_S, Connection, HttpError, Target
+from bench.loadgen import Connection, Target, timed_send
 from bench.measurements import log
 from bench.profiles import Profile, data_only
 from bench.report import percentile
@@ -206,14 +206,8 @@ class Tally:
 
 async def _send(conn: Connection, req: Request, *tallies: Tally) -> bytes:
     """Send ``req``; record its latency in each tally; the body when the status was expected."""
-    started = time.perf_counter()
-    try:
-        status, body = await asyncio.wait_for(conn.send(req), REQUEST_TIMEOUT_S)
-    except (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        await conn.close()
-        status, body = 0, repr(exc).encode()
+    status, body, seconds = await timed_send(conn, req)
     ok = status == req.expect
-    seconds = time.perf_counter() - started
     for tally in tallies:
         tally.add(seconds, ok, f"{req.method} {req.path} -> {status}: {body[:200]!r}")
     return body if ok else b""

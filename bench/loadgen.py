@@ -134,6 +134,18 @@ class Outcome:
 Recorder = Callable[[Sample], None]
 
 
+async def timed_send(conn: Connection, req: Request) -> tuple[int, bytes, float]:
+    """Send ``req``: its status (0 when the connection failed or timed out, the connection
+    then closed), its body (or the error) and its latency in seconds."""
+    started = time.perf_counter()
+    try:
+        status, body = await asyncio.wait_for(conn.send(req), REQUEST_TIMEOUT_S)
+    except (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        await conn.close()
+        status, body = 0, repr(exc).encode()
+    return status, body, time.perf_counter() - started
+
+
 async def _worker(
     index: int,
     conn: Connection,
@@ -148,13 +160,7 @@ async def _worker(
         if req is None:
             return
         budget[0] -= 1
-        started = time.perf_counter()
-        try:
-            status, body = await asyncio.wait_for(conn.send(req), REQUEST_TIMEOUT_S)
-        except (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            await conn.close()
-            status, body = 0, repr(exc).encode()
-        seconds = time.perf_counter() - started
+        status, body, seconds = await timed_send(conn, req)
         ok = status == req.expect
         if ok:
             scenario.done(index, req, body)
