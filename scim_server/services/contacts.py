@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import and_, bindparam, case, false, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -17,6 +17,20 @@ from scim_server.text import fold
 
 PERSON_FIELDS = ("given_name", "family_name", "email", "phone", "title", "department")
 OTHER_FIELDS = ("external_id", "organization_contact_id", "name", "resource_system")
+
+
+def usable_keys(
+    match_keys: Sequence[str], external_id: str | None, email: str | None
+) -> tuple[str, ...]:
+    """The organization's match keys, in order, that this identity has a value for."""
+    return tuple(
+        k for k in match_keys if (k == "externalId" and external_id) or (k == "email" and email)
+    )
+
+
+def match_params(org_id: str, external_id: str | None, email: str | None) -> dict[str, Any]:
+    """The parameters of ``person_match``'s statement."""
+    return {"org_id": org_id, "external_id": external_id, "email_key": fold(email or "")}
 
 
 def find_person(
@@ -32,32 +46,34 @@ def find_person(
     never share one person. One query for all the keys (the common answer, no
     match, costs one round trip); the contact itself is read only when found.
     """
-    keys = tuple(
-        k for k in match_keys if (k == "externalId" and external_id) or (k == "email" and email)
-    )
+    keys = usable_keys(match_keys, external_id, email)
     if not keys:
         return None
-    stmt = _person_query(keys)
-    params = {"org_id": org_id, "external_id": external_id, "email_key": fold(email or "")}
-    rows = session.connection().execute(stmt, params).all()
-    free = [r for r in rows if r.kind == "person" and not r.taken]
-    if not free:
-        return None
-    best = min(free, key=lambda r: (r.rank, r.created_at))
-    return session.get(Contact, (org_id, best.id))
+    params = match_params(org_id, external_id, email)
+    found = session.connection().execute(select(person_match(keys)), params).scalar()
+    return matched_person(session, org_id, found)
 
 
-_PERSON_QUERIES: dict[tuple[str, ...], Any] = {}
+def matched_person(session: Session, org_id: str, contact_id: str | None) -> Contact | None:
+    """The contact ``person_match`` found (read only when there is one)."""
+    return None if contact_id is None else session.get(Contact, (org_id, contact_id))
 
 
-def _person_query(keys: tuple[str, ...]) -> Any:
-    """Candidates of each key (index lookups of a few rows), ranked by the key's place.
+_PERSON_MATCHES: dict[tuple[str, ...], Any] = {}
 
-    `kind` is tested in Python, not in SQL: without statistics SQLite would let
-    (org_id, kind) pick its index and walk every person contact of the
+
+def person_match(keys: tuple[str, ...]) -> Any:
+    """The id of the person contact ``keys`` match (a scalar subquery; NULL for none), so a
+    create can ask it in the statement it runs anyway (``services.users``' preflight).
+
+    Its parameters: ``match_params``. Candidates of each key (index lookups of at most 50
+    rows), ranked by the key's place, then the oldest; a person contact without an account.
+    `kind` and `taken` are tested outside the per-key subqueries (each bounded by its
+    LIMIT, as before this was one statement): inside, without statistics
+    SQLite would let (org_id, kind) pick its index and walk every person contact of the
     organization.
     """
-    stmt = _PERSON_QUERIES.get(keys)
+    stmt = _PERSON_MATCHES.get(keys)
     if stmt is not None:
         return stmt
     taken = (
@@ -84,8 +100,17 @@ def _person_query(keys: tuple[str, ...]) -> Any:
             .subquery()
         )
         parts.append(select(part))
-    stmt = parts[0] if len(parts) == 1 else union_all(*parts)
-    _PERSON_QUERIES[keys] = stmt
+    candidates = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidates")
+    # The first free person (NULL when the first candidate is not one: then none is), with
+    # no WHERE on the candidates: SQLite would build an automatic index to apply it.
+    free = and_(candidates.c.kind == "person", candidates.c.taken == false())
+    stmt = (
+        select(case((free, candidates.c.id)))
+        .order_by(case((free, 0), else_=1), candidates.c.rank, candidates.c.created_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    _PERSON_MATCHES[keys] = stmt
     return stmt
 
 

@@ -107,6 +107,13 @@ def identity_config(
     return settings, rules
 
 
+def cached_settings(session: Session, org_id: str) -> IdentitySettings | None:
+    """The settings this process last read for the organization (maybe no longer current:
+    for a guess that the caller checks with ``identity_config``), None if none."""
+    cached = _CACHE.get((str(session.get_bind().engine.url), org_id))
+    return None if cached is None else cached[1]
+
+
 def settings_for(session: Session, org_id: str) -> IdentitySettings:
     """The settings as stored now, uncached (``settings.get_settings``; kept for its callers)."""
     return get_settings(session, org_id)

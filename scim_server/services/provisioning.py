@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
@@ -57,7 +57,7 @@ def user_groups(session: Session, org_id: str, user_id: str) -> list[dict[str, A
     return [{"id": i, "displayName": n, "externalId": e} for i, n, e in rows]
 
 
-def _contact_fields(doc: dict[str, Any]) -> dict[str, Any]:
+def contact_fields(doc: dict[str, Any]) -> dict[str, Any]:
     """What the IdP says about the person, as contact fields."""
     name = doc.get("name") or {}
     emails = doc.get("emails") or []
@@ -79,6 +79,15 @@ def _contact_fields(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ContactMatch:
+    """The person contact the caller's own statement found (``contacts.person_match``) for
+    these usable match keys (``contacts.usable_keys``); None: no match."""
+
+    keys: tuple[str, ...]
+    contact_id: str | None
+
+
 def _contact_name(doc: dict[str, Any]) -> str:
     name = doc.get("name") or {}
     parts = " ".join(p for p in (name.get("givenName"), name.get("familyName")) if p)
@@ -97,6 +106,7 @@ def provision(
     login_name_free: bool = False,
     joins: Sequence[dict[str, Any]] = (),
     contact: Contact | None = None,
+    match: ContactMatch | None = None,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
@@ -107,6 +117,8 @@ def provision(
     settings' default groups): the rules see them as they would see the IdP's.
     ``contact``: the user's person contact when the caller read it with the user
     (``services.users.update_user``: one statement for both); else it is read here.
+    ``match``: the caller looked for a person contact to match (``services.users``, in
+    its create's first statement); used when it looked with the keys the settings say.
 
     When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
     enabling access for it), a ``user.login_name`` already set is kept, and a
@@ -120,14 +132,18 @@ def provision(
     """
     settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
-    fields = _contact_fields(doc)
+    fields = contact_fields(doc)
     if contact is None and user.contact_id:
         contact = session.get(Contact, (org_id, user.contact_id))
     new_contact: Contact | None = None
     if contact is None:
-        contact = contacts.find_person(
-            session, org_id, settings.match_keys, fields["external_id"], fields["email"]
-        )
+        keys = contacts.usable_keys(settings.match_keys, fields["external_id"], fields["email"])
+        if match is not None and match.keys == keys:
+            contact = contacts.matched_person(session, org_id, match.contact_id)
+        else:
+            contact = contacts.find_person(
+                session, org_id, settings.match_keys, fields["external_id"], fields["email"]
+            )
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
             contact = new_contact = contacts.create_contact(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, literal_column, null, select, union_all, update
+from sqlalchemy import bindparam, delete, exists, literal_column, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,15 +26,28 @@ from scim_server.db import (
 )
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, License, User
-from scim_server.services import counts, idp_credentials, licenses, lifecycle, provisioning
+from scim_server.services import (
+    contacts,
+    counts,
+    idp_credentials,
+    licenses,
+    lifecycle,
+    provisioning,
+)
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
 from scim_server.services.groups import join_new_user, lock_defaults
 from scim_server.services.indexing import drop_index, index_rows, reindex
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
-from scim_server.services.org_config import FINGERPRINT, FINGERPRINT_COLUMNS, identity_config
+from scim_server.services.org_config import (
+    FINGERPRINT,
+    FINGERPRINT_COLUMNS,
+    cached_settings,
+    identity_config,
+)
 from scim_server.services.passwords import Hashing
 from scim_server.services.roles import hold
+from scim_server.services.settings import IdentitySettings
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -113,26 +126,63 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
         raise _taken(doc["userName"], clash)
 
 
-# A create asks both at once: who holds the userName, and whether an account's
-# internal username is the same text (the new account's login name follows userName).
-_HOLDERS: Any = union_all(
-    select(literal_column("'u'").label("kind"), User.id).where(
-        User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
-    ),
-    select(literal_column("'l'"), User.id).where(
-        User.org_id == bindparam("org_id"), User.login_name_key == bindparam("key")
-    ),
-)
+# A create's first statement asks everything it must know before it writes, in one
+# round trip: who holds the userName; whether an account's internal username is the
+# same text (the new account's login name follows userName); the organization's
+# settings fingerprint (``org_config``); and which person contact the match keys find
+# (``contacts.person_match``), with the keys of the settings this process holds for the
+# organization (``provision`` matches again in the rare case that the settings read
+# here say other keys). One statement per tuple of keys, built once.
+_PREFLIGHTS: dict[tuple[str, ...], Any] = {}
 
 
-def _check_new(session: Session, org_id: str, doc: Doc) -> bool:
-    """Refuse a taken userName; True when no internal username is the userName either."""
+def _preflight_statement(keys: tuple[str, ...]) -> Any:
+    stmt = _PREFLIGHTS.get(keys)
+    if stmt is not None:
+        return stmt
+    org_id, key = bindparam("org_id"), bindparam("key")
+    holder = select(User.id).where(User.org_id == org_id, User.user_name_key == key).limit(1)
+    login_taken = exists().where(User.org_id == org_id, User.login_name_key == key)
+    match = contacts.person_match(keys) if keys else null()
+    stmt = select(
+        *FINGERPRINT.c,
+        holder.scalar_subquery().label("holder"),
+        login_taken.label("login_taken"),
+        match.label("match"),
+    ).select_from(FINGERPRINT)
+    _PREFLIGHTS[keys] = stmt
+    return stmt
+
+
+@dataclass(frozen=True)
+class _Preflight:
+    login_name_free: bool  # no account's internal username is the userName
+    config: tuple[IdentitySettings, Any]  # ``identity_config``
+    match: provisioning.ContactMatch | None
+
+
+def _check_new(
+    session: Session, org_id: str, doc: Doc, *, match_contact: bool = True
+) -> _Preflight:
+    """Refuse a taken userName (409 naming its holder); read what the create needs."""
+    keys: tuple[str, ...] = ()
     params = {"org_id": org_id, "key": fold(doc["userName"])}
-    rows = session.connection().execute(_HOLDERS, params).all()
-    clash = next((user_id for kind, user_id in rows if kind == "u"), None)
+    if match_contact:
+        fields = provisioning.contact_fields(doc)
+        guess = cached_settings(session, org_id) or IdentitySettings()
+        keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
+        params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
+    row = session.connection().execute(_preflight_statement(keys), params).mappings().first()
+    if row is None:  # no such organization: nothing to match, the default settings
+        clash, free = _holder(session, org_id, doc["userName"]), True
+        fingerprint, match = None, None
+    else:
+        clash, free = row["holder"], not row["login_taken"]
+        fingerprint = tuple(row[name] for name in FINGERPRINT_COLUMNS)
+        match = provisioning.ContactMatch(keys, row["match"]) if match_contact else None
     if clash is not None:
         raise _taken(doc["userName"], clash)
-    return not rows
+    return _Preflight(free, identity_config(session, org_id, fingerprint), match)
 
 
 class LostRaceError(Exception):
@@ -207,9 +257,9 @@ def insert_user(
     ``default_groups``: never for a SCIM create, whose groups are the IdP's (its next
     group PUT would undo ours); the groups are locked first, seen by the rules, and
     joined through ``join_new_user`` after the ``user.create`` event."""
-    login_name_free = _check_new(session, org_id, doc)
+    checked = _check_new(session, org_id, doc, match_contact=for_contact is None)
     # Read once (cached per process): provisioning and the welcome both use it.
-    config = identity_config(session, org_id)
+    config = checked.config
     joining = lock_defaults(session, org_id, config[0].default_groups) if default_groups else []
     joins = [
         {"id": g.id, "displayName": g.display_name, "externalId": g.external_id} for g in joining
@@ -243,8 +293,9 @@ def insert_user(
             creating=True,
             identity=identity,
             config=config,
-            login_name_free=login_name_free,
+            login_name_free=checked.login_name_free,
             joins=joins,
+            match=checked.match,
         )
         if joins:
             explanation["default_groups"] = [
