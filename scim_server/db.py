@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    text,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -139,6 +140,27 @@ def _insert_plan(model: Any) -> _InsertPlan:
     return _InsertPlan(insert(model.__table__), tuple(columns))
 
 
+def _insert_values(obj: Any) -> dict[str, Any]:
+    """Every column of a new ORM object, by column name (the model's defaults applied and
+    set on the object): what ``insert_now`` and ``Batch`` insert."""
+    plan = _insert_plan(type(obj))
+    loaded = obj.__dict__
+    values = {}
+    for key, name, make in plan.columns:
+        if key in loaded:
+            value = loaded[key]
+        else:
+            value = make(None) if make is not None else None
+            setattr(obj, key, value)
+        values[name] = value
+    return values
+
+
+def _attach_inserted(session: Session, obj: Any) -> None:
+    make_transient_to_detached(obj)
+    session.add(obj)
+
+
 def insert_now(session: Session, *objects: Any) -> None:
     """INSERT new ORM objects now, with a prebuilt Core statement each, and attach them
     to the session as if loaded: a hot path's new rows skip the unit of work.
@@ -149,20 +171,122 @@ def insert_now(session: Session, *objects: Any) -> None:
     """
     connection = session.connection()
     for obj in objects:
-        model: Any = type(obj)
-        plan = _insert_plan(model)
-        loaded = obj.__dict__
-        values = {}
-        for key, name, make in plan.columns:
-            if key in loaded:
-                value = loaded[key]
+        connection.execute(_insert_plan(type(obj)).statement, _insert_values(obj))
+        _attach_inserted(session, obj)
+
+
+# PostgreSQL: a batch of at most this many rows is one statement; a bigger one (a user
+# with hundreds of indexed values) goes table by table.
+BATCH_ROWS = 100
+
+
+class Batch:
+    """New rows of several tables that a hot path writes at one point (``write``), in the
+    order added: on PostgreSQL one statement (``WITH w0 AS (INSERT ...), w1 AS (INSERT
+    ...) ...``, its last part the main statement), elsewhere one per table (a list of rows
+    as one executemany). ORM objects (``add``) are written like ``insert_now``'s and
+    attached to the session as loaded; plain rows (``add_rows``) are only written.
+
+    ``write``'s ``then``, an UPDATE as ``text`` (its parameters plain values), ends the
+    statement on PostgreSQL and runs last elsewhere: its result (``rowcount``) is returned.
+    Foreign keys between the rows hold: PostgreSQL checks them at the statement's end.
+    """
+
+    def __init__(self) -> None:
+        # (table, rows) or (None, object): an object's values are taken when written.
+        self._parts: list[tuple[Any, Any]] = []
+
+    def add(self, *objects: Any) -> None:
+        self._parts += [(None, obj) for obj in objects]
+
+    def add_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``table`` by column name, every row with the same columns."""
+        if rows:
+            self._parts.append((table, rows))
+
+    def pending(self, model: Any, key: tuple[Any, ...]) -> Any | None:
+        """The object of ``model`` with this primary key added and not yet written, or None."""
+        mapper = sa_inspect(model)
+        for table, obj in self._parts:
+            if (
+                table is None
+                and type(obj) is model
+                and tuple(mapper.primary_key_from_instance(obj)) == key
+            ):
+                return obj
+        return None
+
+    def write(
+        self, session: Session, then: Any = None, then_params: dict[str, Any] | None = None
+    ) -> Any:
+        connection = session.connection()
+        objects = [obj for table, obj in self._parts if table is None]
+        parts = [
+            (type(part).__table__, [_insert_values(part)]) if table is None else (table, part)
+            for table, part in self._parts
+        ]
+        self._parts = []
+        result = None
+        if connection.dialect.name == "postgresql" and parts:
+            if sum(len(rows) for _t, rows in parts) <= BATCH_ROWS:
+                params = dict(then_params or {})
+                for i, (_table, rows) in enumerate(parts):
+                    for j, row in enumerate(rows):
+                        params.update({f"b{i}_{j}_{name}": v for name, v in row.items()})
+                result = connection.execute(_batch_statement(_shape(parts), then), params)
+                then = None
             else:
-                value = make(None) if make is not None else None
-                setattr(obj, key, value)
-            values[name] = value
-        connection.execute(plan.statement, values)
-        make_transient_to_detached(obj)
-        session.add(obj)
+                for table, rows in parts:
+                    connection.execute(_table_insert(table), rows)
+        else:
+            for table, rows in parts:
+                connection.execute(_table_insert(table), rows if len(rows) > 1 else rows[0])
+        if then is not None:
+            result = connection.execute(then, then_params or {})
+        for obj in objects:
+            _attach_inserted(session, obj)
+        return result
+
+
+@cache
+def _table_insert(table: Any) -> Any:
+    return insert(table)
+
+
+def _shape(parts: list[tuple[Any, list[dict[str, Any]]]]) -> tuple[Any, ...]:
+    return tuple((table, tuple(rows[0]), len(rows)) for table, rows in parts)
+
+
+_BATCH_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _batch_statement(shape: tuple[Any, ...], then: Any) -> Any:
+    """The PostgreSQL statement of a batch of this shape, built once: text with typed
+    bind parameters (the columns' conversions: JSON, UTC), as ``audit.recorder`` does for
+    its events (SQLAlchemy does not cache a DML CTE, and compiling one costs more than
+    the round trip it saves)."""
+    key = (shape, None if then is None else then.text)
+    stmt = _BATCH_STATEMENTS.get(key)
+    if stmt is not None:
+        return stmt
+    inserts, params = [], []
+    for i, (table, columns, count) in enumerate(shape):
+        values = ", ".join(
+            "(" + ", ".join(f":b{i}_{j}_{name}" for name in columns) + ")" for j in range(count)
+        )
+        inserts.append(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {values}")
+        params += [
+            bindparam(f"b{i}_{j}_{name}", type_=table.c[name].type)
+            for j in range(count)
+            for name in columns
+        ]
+    if then is not None:
+        inserts.append(then.text)
+    *first, last = inserts
+    ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
+    stmt = text(f"WITH {ctes} {last}" if ctes else last).bindparams(*params)
+    _BATCH_STATEMENTS[key] = stmt
+    return stmt
 
 
 # The reverse of ``insert_now``, for a hot path's changes to one row: the row read

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from scim_server.models import Group, ResourceCount, User
@@ -26,6 +27,24 @@ _CHANGE = (
     )
     .values(total=ResourceCount.total + bindparam("delta"), generation=ResourceCount.generation + 1)
 )
+
+
+# The same change as text, for a write that sends it with its inserts in one statement
+# (``db.Batch.write``'s ``then``); ``change_params`` binds it. Then ``after_change``.
+CHANGE_SQL = text(
+    "UPDATE resource_counts SET total = total + :c_delta, generation = generation + 1 "
+    "WHERE org_id = :c_org_id AND resource_type = :c_type"
+)
+
+
+def change_params(org_id: str, resource_type: str, delta: int) -> dict[str, Any]:
+    return {"c_org_id": org_id, "c_type": resource_type, "c_delta": delta}
+
+
+def after_change(session: Session, org_id: str, resource_type: str, result: Any) -> None:
+    """After ``CHANGE_SQL`` (its result): the count row of an organization that had none."""
+    if result.rowcount == 0:
+        start(session, org_id, resource_type)
 
 
 def read(session: Session, org_id: str, resource_type: str) -> tuple[int, int] | None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from scim_server.db import insert_now, utcnow
+from scim_server.db import Batch, insert_now, utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
-from scim_server.models import CredentialSchedule, User
+from scim_server.models import Contact, CredentialSchedule, User
 from scim_server.services import passwords, settings
 from scim_server.services.addresses import scim_email, user_address
 from scim_server.services.credentials import SENDABLE, Delivery, settle
@@ -24,7 +24,12 @@ from scim_server.services.settings import IdentitySettings
 
 
 def queue_welcome(
-    session: Session, base_url: str, user: User, doc: dict[str, Any], current: IdentitySettings
+    session: Session,
+    base_url: str,
+    user: User,
+    doc: dict[str, Any],
+    current: IdentitySettings,
+    batch: Batch | None = None,
 ) -> str | None:
     """A user just created over SCIM gets its welcome mail on the worker's next pass.
 
@@ -35,6 +40,8 @@ def queue_welcome(
     inactive user, or one whose IdP sent a password (Okta password sync: the
     person knows it). No address: the user is created all the same, and the
     returned note (for the create's audit event) says why no mail will go.
+    ``batch``: the schedule is added to it (and the user's new person contact, if any,
+    is found in it) rather than written now.
     """
     if user.status not in SENDABLE or doc.get("password") is not None:
         return None
@@ -42,24 +49,32 @@ def queue_welcome(
         return None
     # The worker mails the contact's address (else the SCIM one); here it is enough
     # to know there is one, and the document usually says so without a query.
-    if scim_email(doc) is None and user_address(session, user) is None:
+    if scim_email(doc) is None and _address(session, user, batch) is None:
         return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
     now = utcnow()
-    insert_now(  # a Core INSERT: the create path's rows skip the unit of work
-        session,
-        CredentialSchedule(
-            org_id=user.org_id,
-            user_id=user.id,
-            send_at=now,
-            recipient=None,
-            base_url=base_url,
-            reason="welcome",
-            state="scheduled",
-            attempts=0,
-            created_at=now,
-        ),
+    schedule = CredentialSchedule(
+        org_id=user.org_id,
+        user_id=user.id,
+        send_at=now,
+        recipient=None,
+        base_url=base_url,
+        reason="welcome",
+        state="scheduled",
+        attempts=0,
+        created_at=now,
     )
+    if batch is not None:
+        batch.add(schedule)
+    else:  # a Core INSERT: the create path's rows skip the unit of work
+        insert_now(session, schedule)
     return None
+
+
+def _address(session: Session, user: User, batch: Batch | None) -> str | None:
+    contact = batch.pending(Contact, (user.org_id, user.contact_id)) if batch else None
+    if contact is None:
+        return user_address(session, user)
+    return contact.email or scim_email(user.data or {})
 
 
 def set_scim_password(
@@ -113,6 +128,7 @@ def on_create(
     user: User,
     doc: dict[str, Any],
     current: IdentitySettings,
+    batch: Batch | None = None,
 ) -> str | None:
     """Before the create's event, in its transaction: queue the welcome mail.
 
@@ -123,7 +139,7 @@ def on_create(
     """
     if delivery is None or doc.get("password") is not None:
         return None
-    return queue_welcome(session, delivery.base_url, user, doc, current)
+    return queue_welcome(session, delivery.base_url, user, doc, current, batch)
 
 
 def after_create(

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import mappings
-from scim_server.db import insert_now, utcnow
+from scim_server.db import Batch, insert_now, utcnow
 from scim_server.models import (
     Contact,
     Group,
@@ -107,6 +107,7 @@ def provision(
     joins: Sequence[dict[str, Any]] = (),
     contact: Contact | None = None,
     match: ContactMatch | None = None,
+    batch: Batch | None = None,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
@@ -126,9 +127,10 @@ def provision(
 
     When ``creating``, ``user`` is not in the session yet: it is inserted once its
     contact, internal username and what the rules give are known, once and whole
-    (with a new person contact, as Core INSERTs: ``db.insert_now``; through the
-    ORM where rules add roles, whose rows refer to it). The person contact created
-    for it is part of the user's own event (its explanation), not an event of its own.
+    (with a new person contact, as Core INSERTs: ``db.insert_now``, or added to the
+    caller's ``batch`` to be written with its other rows; through the ORM where rules
+    add roles, whose rows refer to it). The person contact created for it is part of
+    the user's own event (its explanation), not an event of its own.
     """
     settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
@@ -195,7 +197,11 @@ def provision(
     if contact_changes:
         explanation["contact_changes"] = contact_changes
     if creating and rules is None:
-        insert_now(session, *([new_contact] if new_contact else []), user)
+        new = (*([new_contact] if new_contact else []), user)
+        if batch is not None:
+            batch.add(*new)
+        else:
+            insert_now(session, *new)
     return explanation
 
 

@@ -16,6 +16,7 @@ from scim_server.audit.diff import diff
 from scim_server.db import (
     AFTER_WRITE_INFO,
     WRITTEN_INFO,
+    Batch,
     attach_loaded,
     from_row,
     read_before_lock,
@@ -25,7 +26,7 @@ from scim_server.db import (
     write_changed,
 )
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.models import Group, GroupMember, License, User
+from scim_server.models import AttributeValue, Group, GroupMember, License, User
 from scim_server.services import (
     contacts,
     counts,
@@ -282,8 +283,13 @@ def insert_user(
         user.login_name_key = fold(for_contact.login_name)
         if for_contact.license is not None:
             user.license_source = "manual"  # the rules leave the admin's choice alone
-    # provision inserts the user once its contact, internal username and what the
-    # rules give are set: one INSERT of the whole row.
+    # provision adds the user (and a new person contact) to ``batch`` once its contact,
+    # internal username and what the rules give are set (through the ORM, flushed below,
+    # when rules give roles); its index rows and welcome schedule join them, and the
+    # count's change ends the batch's statement (PostgreSQL: one round trip for all).
+    # An admin's create for a contact (``for_contact``) writes the user at once: the
+    # license assignment after it reads and changes the stored row.
+    batch = Batch()
     try:
         explanation = provisioning.provision(
             session,
@@ -296,6 +302,7 @@ def insert_user(
             login_name_free=checked.login_name_free,
             joins=joins,
             match=checked.match,
+            batch=batch if for_contact is None else None,
         )
         if joins:
             explanation["default_groups"] = [
@@ -314,12 +321,17 @@ def insert_user(
                 user.license_source = "manual"
             explanation |= for_contact.explanation
         session.flush()
+        batch.add_rows(AttributeValue.__table__, index_rows(org_id, user.id, user.data))
+        welcome = idp_credentials.on_create(session, delivery, user, doc, config[0], batch)
+        if welcome:
+            explanation["credentials"] = welcome
+        # Counted at once unless slow work follows (the IdP's password: its hash), which
+        # must not hold the organization's count row (PostgreSQL: writers queue on it).
+        count_now = doc.get("password") is None
+        then = (counts.CHANGE_SQL, counts.change_params(org_id, "User", +1)) if count_now else ()
+        written = batch.write(session, *then)
     except IntegrityError:
         raise LostRaceError from None
-    reindex(session, org_id, user.id, user.data, before=[])
-    welcome = idp_credentials.on_create(session, delivery, user, doc, config[0])
-    if welcome:
-        explanation["credentials"] = welcome
     # Last, so that the organization's audit head is held for the shortest time.
     record(
         session,
@@ -331,7 +343,10 @@ def insert_user(
     )
     join_new_user(session, org_id, user.id, joining)
     idp_credentials.after_create(session, delivery, user, doc)
-    counts.changed(session, org_id, "User", +1)
+    if count_now:
+        counts.after_change(session, org_id, "User", written)
+    else:
+        counts.changed(session, org_id, "User", +1)
     return user
 
 
