@@ -175,21 +175,21 @@ def insert_now(session: Session, *objects: Any) -> None:
         _attach_inserted(session, obj)
 
 
-# PostgreSQL: a batch of at most this many rows is one statement; a bigger one (a user
-# with hundreds of indexed values) goes table by table.
-BATCH_ROWS = 100
-
-
 class Batch:
     """New rows of several tables that a hot path writes at one point (``write``), in the
-    order added: on PostgreSQL one statement (``WITH w0 AS (INSERT ...), w1 AS (INSERT
-    ...) ...``, its last part the main statement), elsewhere one per table (a list of rows
-    as one executemany). ORM objects (``add``) are written like ``insert_now``'s and
-    attached to the session as loaded; plain rows (``add_rows``) are only written.
+    order added: on PostgreSQL one statement, elsewhere one per table (a list of rows as
+    one executemany). ORM objects (``add``) are written like ``insert_now``'s, with their
+    values as they are when written, and attached to the session as loaded; plain rows
+    (``add_rows``) are only written.
 
-    ``write``'s ``then``, an UPDATE as ``text`` (its parameters plain values), ends the
-    statement on PostgreSQL and runs last elsewhere: its result (``rowcount``) is returned.
-    Foreign keys between the rows hold: PostgreSQL checks them at the statement's end.
+    On PostgreSQL each table's rows travel as one JSON parameter, expanded by
+    ``jsonb_populate_recordset`` (``WITH w0 AS (INSERT INTO contacts (...) SELECT ... FROM
+    jsonb_populate_recordset(NULL::contacts, :b0)), w1 AS (...) ...``): a few parameters
+    and one text whatever the number of rows, so the statement is built once per shape
+    and psycopg caches its conversion (it parses again every statement of more than 50
+    parameters). Foreign keys between the rows hold: they are checked at the statement's
+    end. ``write``'s ``then``, an UPDATE as ``text`` (its parameters plain values), ends
+    that statement, and runs last elsewhere; its result (``rowcount``) is returned.
     """
 
     def __init__(self) -> None:
@@ -227,17 +227,13 @@ class Batch:
         ]
         self._parts = []
         result = None
-        if connection.dialect.name == "postgresql" and parts:
-            if sum(len(rows) for _t, rows in parts) <= BATCH_ROWS:
-                params = dict(then_params or {})
-                for i, (_table, rows) in enumerate(parts):
-                    for j, row in enumerate(rows):
-                        params.update({f"b{i}_{j}_{name}": v for name, v in row.items()})
-                result = connection.execute(_batch_statement(_shape(parts), then), params)
-                then = None
-            else:
-                for table, rows in parts:
-                    connection.execute(_table_insert(table), rows)
+        if connection.dialect.name == "postgresql" and parts and _as_json(parts):
+            params = dict(then_params or {})
+            for i, (table, rows) in enumerate(parts):
+                params[f"b{i}"] = _rows_json(table, rows)
+            shape = tuple((table, tuple(rows[0])) for table, rows in parts)
+            result = connection.execute(_batch_statement(connection, shape, then), params)
+            then = None
         else:
             for table, rows in parts:
                 connection.execute(_table_insert(table), rows if len(rows) > 1 else rows[0])
@@ -253,38 +249,67 @@ def _table_insert(table: Any) -> Any:
     return insert(table)
 
 
-def _shape(parts: list[tuple[Any, list[dict[str, Any]]]]) -> tuple[Any, ...]:
-    return tuple((table, tuple(rows[0]), len(rows)) for table, rows in parts)
+@cache
+def _json_columns(table: Any) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+
+
+@cache
+def _utc_columns(table: Any) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, UTCDateTime))
+
+
+def _as_json(parts: list[tuple[Any, list[dict[str, Any]]]]) -> bool:
+    """Whether the rows survive the trip through JSON: a JSON column's None is stored as
+    JSON ``null`` by an INSERT, as SQL NULL by ``jsonb_populate_recordset``."""
+    for table, rows in parts:
+        for name in _json_columns(table):
+            if any(row.get(name) is None for row in rows):
+                return False
+    return True
+
+
+def _rows_json(table: Any, rows: list[dict[str, Any]]) -> str:
+    """The rows as a JSON array, each value as the column's type binds it (UTC times naive,
+    as ISO text; a JSON column's value nested as it is)."""
+    utc = _utc_columns(table)
+    if utc:
+        rows = [
+            {
+                k: v.astimezone(UTC).replace(tzinfo=None).isoformat()
+                if k in utc and v is not None
+                else v
+                for k, v in row.items()
+            }
+            for row in rows
+        ]
+    return jsonfast.dumps(rows)
 
 
 _BATCH_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
-def _batch_statement(shape: tuple[Any, ...], then: Any) -> Any:
-    """The PostgreSQL statement of a batch of this shape, built once: text with typed
-    bind parameters (the columns' conversions: JSON, UTC), as ``audit.recorder`` does for
-    its events (SQLAlchemy does not cache a DML CTE, and compiling one costs more than
-    the round trip it saves)."""
+def _batch_statement(connection: Any, shape: tuple[Any, ...], then: Any) -> Any:
+    """The PostgreSQL statement of a batch of this shape (tables and columns), built once:
+    text, as ``audit.recorder``'s events (SQLAlchemy does not cache a DML CTE, and
+    compiling one costs more than the round trip it saves)."""
     key = (shape, None if then is None else then.text)
     stmt = _BATCH_STATEMENTS.get(key)
     if stmt is not None:
         return stmt
-    inserts, params = [], []
-    for i, (table, columns, count) in enumerate(shape):
-        values = ", ".join(
-            "(" + ", ".join(f":b{i}_{j}_{name}" for name in columns) + ")" for j in range(count)
+    quote = connection.dialect.identifier_preparer.quote
+    inserts = []
+    for i, (table, columns) in enumerate(shape):
+        names = ", ".join(quote(name) for name in columns)
+        inserts.append(
+            f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
+            f"FROM jsonb_populate_recordset(NULL::{quote(table.name)}, CAST(:b{i} AS jsonb))"
         )
-        inserts.append(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {values}")
-        params += [
-            bindparam(f"b{i}_{j}_{name}", type_=table.c[name].type)
-            for j in range(count)
-            for name in columns
-        ]
     if then is not None:
         inserts.append(then.text)
     *first, last = inserts
     ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
-    stmt = text(f"WITH {ctes} {last}" if ctes else last).bindparams(*params)
+    stmt = text(f"WITH {ctes} {last}" if ctes else last)
     _BATCH_STATEMENTS[key] = stmt
     return stmt
 

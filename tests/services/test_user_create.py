@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from tests.support import USER_SCHEMA, Scim
+from typing import Any
+
+from sqlalchemy import inspect, select
+
+from scim_server.db import db
+from scim_server.models import AttributeValue, Contact, CredentialSchedule, User
+from scim_server.services import counts, users
+from scim_server.services.credentials import Delivery
+from scim_server.services.indexing import index_rows
+from scim_server.services.passwords import Hashing
+from tests.support import USER_SCHEMA, Scim, make_org
 from tests.support.admin_api import account, ok
 
 
@@ -52,3 +62,47 @@ def test_a_taken_user_name_is_a_409_naming_its_holder(scim):
     body = resp.get_json()
     assert body["scimType"] == "uniqueness" and first["id"] in body["detail"]
     assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
+
+
+def test_the_rows_a_create_writes_read_back_as_created(app, session):
+    """Contact, user, index rows, welcome schedule and count: stored exactly (PostgreSQL
+    sends them as JSON in one statement), the objects attached to the session as loaded."""
+    org_id, _secret = make_org(app, "rows")
+    before = counts.read(session, org_id, "User")
+    doc = {
+        "schemas": [USER_SCHEMA],
+        "userName": "Zoë.Ørsted@example.org",
+        "externalId": "ext-ø",
+        "name": {"givenName": "Zoë", "familyName": "Ørsted"},
+        "displayName": 'Zoë "Z" Ørsted',
+        "emails": [{"value": "zoe@example.org", "type": "work", "primary": True}],
+        "title": "x" * 600,
+        "x-number": 1234567890123,
+    }
+    delivery = Delivery(hashing=Hashing.from_config(app.config), base_url="http://localhost")
+    with db.writer(app)() as s:
+        user = users.create_user(s, org_id, doc, delivery=delivery)
+        made = _values(user)
+        contact = s.get(Contact, (org_id, user.contact_id))
+        assert contact is not None  # attached as loaded: no query
+        contact_made = _values(contact)
+    session.expire_all()
+    stored = session.get(User, (org_id, user.id))
+    assert _values(stored) == made
+    stored_contact = session.get(Contact, (org_id, user.contact_id))
+    assert _values(stored_contact) == (contact_made)
+    rows = session.scalars(select(AttributeValue).where(AttributeValue.resource_id == user.id))
+    index = {(r.attr, r.pos): (r.value, r.value_key) for r in rows}
+    expected = index_rows(org_id, user.id, made["data"])
+    assert index == {(r["attr"], r["pos"]): (r["value"], r["value_key"]) for r in expected}
+    (schedule,) = session.scalars(
+        select(CredentialSchedule).where(CredentialSchedule.user_id == user.id)
+    )
+    assert schedule.reason == "welcome" and schedule.send_at == schedule.created_at
+    assert schedule.send_at.tzinfo is not None and schedule.attempts == 0
+    after = counts.read(session, org_id, "User")
+    assert before is not None and after == (before[0] + 1, before[1] + 1)
