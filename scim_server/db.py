@@ -143,15 +143,17 @@ def _insert_plan(model: Any) -> _InsertPlan:
 def _insert_values(obj: Any) -> dict[str, Any]:
     """Every column of a new ORM object, by column name (the model's defaults applied and
     set on the object): what ``insert_now`` and ``Batch`` insert."""
-    plan = _insert_plan(type(obj))
+    model: Any = type(obj)
+    plan = _insert_plan(model)
     loaded = obj.__dict__
     values = {}
     for key, name, make in plan.columns:
         if key in loaded:
             value = loaded[key]
         else:
-            value = make(None) if make is not None else None
-            setattr(obj, key, value)
+            # Into the object's dict, not through the instrumented attribute: the object
+            # is attached as loaded after the INSERT (or not at all), its dict the state.
+            value = loaded[key] = make(None) if make is not None else None
         values[name] = value
     return values
 
@@ -171,7 +173,8 @@ def insert_now(session: Session, *objects: Any) -> None:
     """
     connection = session.connection()
     for obj in objects:
-        connection.execute(_insert_plan(type(obj)).statement, _insert_values(obj))
+        model: Any = type(obj)
+        connection.execute(_insert_plan(model).statement, _insert_values(obj))
         _attach_inserted(session, obj)
 
 
@@ -193,11 +196,14 @@ class Batch:
     """
 
     def __init__(self) -> None:
-        # (table, rows) or (None, object): an object's values are taken when written.
+        # (table, rows) or (None, object), (False, object) not to attach: an object's
+        # values are taken when written.
         self._parts: list[tuple[Any, Any]] = []
 
-    def add(self, *objects: Any) -> None:
-        self._parts += [(None, obj) for obj in objects]
+    def add(self, *objects: Any, attach: bool = True) -> None:
+        """``attach=False``: not put into the session once written (nothing in the
+        transaction reads or changes it again: a later read queries the row)."""
+        self._parts += [(None if attach else False, obj) for obj in objects]
 
     def add_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Rows of ``table`` by column name, every row with the same columns."""
@@ -209,7 +215,7 @@ class Batch:
         mapper = sa_inspect(model)
         for table, obj in self._parts:
             if (
-                table is None
+                table in (None, False)
                 and type(obj) is model
                 and tuple(mapper.primary_key_from_instance(obj)) == key
             ):
@@ -222,7 +228,9 @@ class Batch:
         connection = session.connection()
         objects = [obj for table, obj in self._parts if table is None]
         parts = [
-            (type(part).__table__, [_insert_values(part)]) if table is None else (table, part)
+            (type(part).__table__, [_insert_values(part)])
+            if table in (None, False)
+            else (table, part)
             for table, part in self._parts
         ]
         self._parts = []

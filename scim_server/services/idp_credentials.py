@@ -64,7 +64,7 @@ def queue_welcome(
         created_at=now,
     )
     if batch is not None:
-        batch.add(schedule)
+        batch.add(schedule, attach=False)  # the worker's row: nothing here reads it again
     else:  # a Core INSERT: the create path's rows skip the unit of work
         insert_now(session, schedule)
     return None

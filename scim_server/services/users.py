@@ -141,7 +141,8 @@ def _preflight_statement(keys: tuple[str, ...]) -> Any:
     stmt = _PREFLIGHTS.get(keys)
     if stmt is not None:
         return stmt
-    org_id, key = bindparam("org_id"), bindparam("key")
+    org_id: Any = bindparam("org_id")
+    key: Any = bindparam("key")
     holder = select(User.id).where(User.org_id == org_id, User.user_name_key == key).limit(1)
     login_taken = exists().where(User.org_id == org_id, User.login_name_key == key)
     match = contacts.person_match(keys) if keys else null()
