@@ -326,9 +326,11 @@ def insert_user(
         welcome = idp_credentials.on_create(session, delivery, user, doc, config[0], batch)
         if welcome:
             explanation["credentials"] = welcome
-        # Counted at once unless slow work follows (the IdP's password: its hash), which
-        # must not hold the organization's count row (PostgreSQL: writers queue on it).
-        count_now = doc.get("password") is None
+        # Counted with the rows, unless slow work follows (the IdP's password: its hash),
+        # which must not hold the organization's count row (PostgreSQL: writers queue on
+        # it), or default groups are joined (which may lock licenses: the count row is
+        # taken after them, as before, so that locks are always taken in one order).
+        count_now = doc.get("password") is None and not joining
         then = (counts.CHANGE_SQL, counts.change_params(org_id, "User", +1)) if count_now else ()
         written = batch.write(session, *then)
     except IntegrityError:
