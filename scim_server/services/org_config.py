@@ -20,8 +20,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import and_, bindparam, exists, func, select, true
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 import mappings
@@ -71,6 +73,18 @@ FINGERPRINT_COLUMNS = tuple(column.name for column in FINGERPRINT.c)
 _CACHE: dict[tuple[str, str], tuple[tuple[Any, ...], IdentitySettings, Any]] = {}
 
 
+# Each engine's URL as text (rendering it took as long as the rest of a cache hit).
+_URLS: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+
+
+def _database(session: Session) -> str:
+    engine = session.get_bind().engine
+    url = _URLS.get(engine)
+    if url is None:
+        url = _URLS[engine] = str(engine.url)
+    return url
+
+
 def identity_config(
     session: Session, org_id: str, fingerprint: Sequence[Any] | None = None
 ) -> tuple[IdentitySettings, Any | None]:
@@ -95,7 +109,7 @@ def identity_config(
         sorted((roles or "").split(_SEP)),
         bool(sso_connected),
     )
-    key = (str(session.get_bind().engine.url), org_id)
+    key = (_database(session), org_id)
     cached = _CACHE.get(key)
     if cached is not None and cached[0] == fingerprint:
         return cached[1], cached[2]
@@ -110,7 +124,7 @@ def identity_config(
 def cached_settings(session: Session, org_id: str) -> IdentitySettings | None:
     """The settings this process last read for the organization (maybe no longer current:
     for a guess that the caller checks with ``identity_config``), None if none."""
-    cached = _CACHE.get((str(session.get_bind().engine.url), org_id))
+    cached = _CACHE.get((_database(session), org_id))
     return None if cached is None else cached[1]
 
 
