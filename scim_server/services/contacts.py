@@ -69,9 +69,8 @@ def person_match(keys: tuple[str, ...]) -> Any:
     Its parameters: ``match_params``. Candidates of each key (index lookups of at most 50
     rows), ranked by the key's place, then the oldest; a person contact without an account.
     `kind` and `taken` are tested outside the per-key subqueries (each bounded by its
-    LIMIT, as before this was one statement): inside, without statistics
-    SQLite would let (org_id, kind) pick its index and walk every person contact of the
-    organization.
+    LIMIT): inside, without statistics SQLite would let (org_id, kind) pick its index
+    and walk every person contact of the organization.
     """
     stmt = _PERSON_MATCHES.get(keys)
     if stmt is not None:
