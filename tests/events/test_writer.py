@@ -261,3 +261,62 @@ def test_bulk_writes_one_event_per_operation(scim, admin, count):
     assert [e["data"]["state"]["userName"] for e in events] == [
         f"b{i}@example.com" for i in range(count)
     ]
+
+
+def test_an_event_whose_audit_event_was_written_early_is_still_written(app, scim, admin):
+    """Audit events written before the commit (``lock_head``: a checkpoint, a purge) leave
+    the product events to write at the commit: they are written, at the next position."""
+    from scim_server.audit import recorder
+
+    user = person(scim, "ann@example.com")
+    with db.writer(app)() as s, s.begin():
+        recorder.record(
+            s,
+            scim.org_id,
+            "user.patch",
+            resource_type="User",
+            resource_id=user["id"],
+            changes={"title": {"before": None, "after": "x"}},
+        )
+        head = recorder.lock_head(s, scim.org_id)  # writes the audit event now
+        seq = head.seq
+    events = feed(admin)
+    assert [(e["type"], e["position"]) for e in events] == [
+        ("user.created", 1),
+        ("user.updated", 2),
+    ]
+    assert events[1]["data"]["state"]["userName"] == "ann@example.com"
+    with db.reader(app)() as s:
+        assert s.scalar(select(Event.audit_seq).where(Event.position == 2)) == seq
+
+
+def test_postgresql_writes_the_product_event_with_the_audit_events(scim, admin, connection):
+    """PostgreSQL: a PATCH's audit events, the head's move and its product event are one
+    statement (a data-modifying CTE), numbered as before."""
+    from sqlalchemy import event as sa_event
+
+    user = person(scim, "ann@example.com")
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    sa_event.listen(connection, "before_cursor_execute", count)
+    try:
+        ok(
+            scim.patch_ops(
+                f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "active", "value": False}
+            )
+        )
+    finally:
+        sa_event.remove(connection, "before_cursor_execute", count)
+    inserts = [s for s in seen if "INSERT INTO events" in s]
+    assert len(inserts) == 1
+    if connection.dialect.name == "postgresql":
+        assert "INSERT INTO audit_events" in inserts[0] and "UPDATE audit_heads" in inserts[0]
+    events = feed(admin)
+    assert [(e["type"], e["position"]) for e in events] == [
+        ("user.created", 1),
+        ("user.deactivated", 2),
+    ]
+    assert events[1]["data"]["state"]["active"] is False
