@@ -21,7 +21,19 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, event, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    cast,
+    event,
+    insert,
+    literal_column,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -186,6 +198,46 @@ def _current(session: Session) -> SessionTransaction:
         transaction = session.get_transaction()
     assert transaction is not None
     return transaction
+
+
+def head_read() -> Any:
+    """A select of the head as a row of seven columns (``'h'``, hash, base hash, seq and base
+    seq as text, two NULLs), locked (``FOR UPDATE``, in a CTE: PostgreSQL refuses it in a
+    UNION's branch), for a statement that reads more in the same round trip (the events
+    writer: the state of the user a write changed); its parameter is ``org_id``. The row
+    goes to ``adopt_head``; no row (a first event): the recorder makes the head itself."""
+    locked = (
+        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+        .where(AuditHead.org_id == bindparam("org_id"))
+        .with_for_update()
+        .cte("locked_head")
+    )
+    return select(
+        literal_column("'h'"),
+        locked.c.hash,
+        locked.c.base_hash,
+        cast(locked.c.seq, String),
+        cast(locked.c.base_seq, String),
+        null(),
+        null(),
+    )
+
+
+def may_read_head_with(session: Session, org_id: str) -> bool:
+    """Whether a statement of the caller may take ``org_id``'s head (``head_read``): it is
+    not held yet, and it is the only head this transaction's events need (heads are
+    locked in one order, by the recorder, when there are several)."""
+    if org_id in (session.info.get(_HEADS) or {}):
+        return False
+    noted: list[tuple[SessionTransaction, Recorded]] = session.info.get(_ROWS) or []
+    return bool(noted) and all(recorded.org_id == org_id for _t, recorded in noted)
+
+
+def adopt_head(session: Session, org_id: str, row: Any) -> None:
+    """Hold the head read (and locked) by the caller's statement (``head_read``'s row)."""
+    _kind, head_hash, base_hash, seq, base_seq = tuple(row)[:5]
+    head = Head(org_id, int(seq), head_hash, int(base_seq), base_hash)
+    session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
 
 
 def lock_head(session: Session, org_id: str) -> Head:

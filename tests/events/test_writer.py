@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import delete, func, select
 
+from scim_server.audit import queries as audit_queries
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.models import AuditEvent, Event
@@ -236,8 +237,39 @@ def test_concurrent_writers_get_gap_free_positions(live):
             select(Event.position).where(Event.org_id == scim.org_id).order_by(Event.position)
         ).all()
         assert positions == list(range(1, 41))
+        # The audit chain too: each writer locked the head with its state read.
+        check = audit_queries.verify(session, scim.org_id)
+        assert check.ok, check.problems
         session.execute(delete(Event).where(Event.org_id == scim.org_id))
         session.commit()
+
+
+def test_the_state_read_locks_the_audit_head(live):
+    """The statement that reads a write's user state takes the organization's audit head
+    lock (PostgreSQL: FOR UPDATE in its CTE): another writer cannot take it meanwhile."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from scim_server.events import writer
+    from scim_server.services import users
+
+    app, scim = live
+    user_id = scim.create_user("ann@example.com")["id"]
+    engine = db.engine(app)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: a writer holds the database's write lock from its BEGIN IMMEDIATE")
+    with engine.connect() as first, engine.connect() as second:
+        with db.reader(app)() as s:
+            user = users.read_user(s, scim.org_id, user_id)
+        rows = first.execute(writer._EXTRAS_AND_HEAD, users.extras_params(scim.org_id, user)).all()
+        assert [row[0] for row in rows] == ["h"]
+        with pytest.raises(OperationalError, match="could not obtain lock"):
+            second.execute(
+                text("SELECT seq FROM audit_heads WHERE org_id = :o FOR UPDATE NOWAIT"),
+                {"o": scim.org_id},
+            )
+        second.rollback()
+        first.rollback()
 
 
 @pytest.mark.parametrize("count", [3])
