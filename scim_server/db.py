@@ -375,8 +375,9 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
 
 
 # An execution option: on SQLite, no BEGIN (pysqlite's own BEGIN is off, so each statement
-# is its own transaction, as PostgreSQL's AUTOCOMMIT reads): for a read of one statement
-# (the token lookup), which then costs no BEGIN, and a COMMIT that is a no-op.
+# is its own transaction, as PostgreSQL's AUTOCOMMIT reads): for the reads before a write
+# (``Database.lookup``: the token, a password sign-in's account; ``read_before_lock``),
+# which then cost no BEGIN, and a COMMIT that is a no-op.
 SQLITE_STATEMENT_READS = "sqlite_statement_reads"
 
 
@@ -441,7 +442,8 @@ class DatabaseState:
     writer: sessionmaker[Session]  # transactions that write (SQLite: BEGIN IMMEDIATE)
     # PostgreSQL only: reads statement by statement, without BEGIN/ROLLBACK.
     statement_reader: sessionmaker[Session] | None = None
-    # SQLite only: the same for a read of one statement (``lookup``): no BEGIN.
+    # SQLite only: the same for ``lookup`` (a read before a write): no BEGIN, each statement
+    # its own snapshot.
     statement_lookup: sessionmaker[Session] | None = None
 
 
@@ -545,7 +547,7 @@ class Database:
 
         It never takes SQLite's write lock (a writer's BEGIN IMMEDIATE would queue
         the lookup behind another worker's write); it reads without a transaction
-        (no BEGIN, no COMMIT): one statement, one snapshot.
+        (no BEGIN, no COMMIT): each statement reads a snapshot of its own.
         """
         from flask import current_app
 
