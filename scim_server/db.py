@@ -401,9 +401,9 @@ def attach_loaded(session: Session, obj: Any) -> Any:
 
 @contextmanager
 def read_before_lock(session: Session) -> Iterator[Any]:
-    """On SQLite, a connection of ``session``'s engine reading without the write lock (a
-    deferred BEGIN: a WAL snapshot), for a write to compute its new state before its
-    BEGIN IMMEDIATE, so that the database-wide write lock is held only for the writes.
+    """On SQLite, a connection of ``session``'s engine reading without the write lock (no
+    BEGIN: each statement a WAL snapshot of its own), for a write to compute its new state
+    before its BEGIN IMMEDIATE, so that the database-wide write lock is held only for the writes.
     None on PostgreSQL (writers lock only their rows there: one round trip more would
     buy nothing), when ``session`` is in a transaction already (its caller's reads and
     the write must see one snapshot) or bound to a connection rather than an engine
@@ -412,7 +412,10 @@ def read_before_lock(session: Session) -> Iterator[Any]:
     if not isinstance(bind, Engine) or bind.dialect.name != "sqlite" or session.in_transaction():
         yield None
         return
-    with bind.execution_options(sqlite_immediate=False).connect() as connection:
+    # No BEGIN at all (``SQLITE_STATEMENT_READS``): each statement reads its own snapshot,
+    # and the one read it serves (the stored document) needs no more.
+    options = {"sqlite_immediate": False, SQLITE_STATEMENT_READS: True}
+    with bind.execution_options(**options).connect() as connection:
         yield connection
 
 
@@ -528,11 +531,20 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+# An execution option: on SQLite, no BEGIN (pysqlite's own BEGIN is off, so each statement
+# is its own transaction, as PostgreSQL's AUTOCOMMIT reads): for the reads before a write
+# (``Database.lookup``: the token, a password sign-in's account; ``read_before_lock``),
+# which then cost no BEGIN, and a COMMIT that is a no-op.
+SQLITE_STATEMENT_READS = "sqlite_statement_reads"
+
+
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
     # waits for busy_timeout instead of failing on a stale read snapshot.
-    immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get(SQLITE_STATEMENT_READS):
+        return
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
 
 # The key under which a session's ``info`` carries its app's audit signing key.
@@ -587,6 +599,9 @@ class DatabaseState:
     writer: sessionmaker[Session]  # transactions that write (SQLite: BEGIN IMMEDIATE)
     # PostgreSQL only: reads statement by statement, without BEGIN/ROLLBACK.
     statement_reader: sessionmaker[Session] | None = None
+    # SQLite only: the same for ``lookup`` (a read before a write): no BEGIN, each statement
+    # its own snapshot.
+    statement_lookup: sessionmaker[Session] | None = None
 
 
 class Database:
@@ -606,18 +621,26 @@ class Database:
         )
         key = cfg["AUDIT_KEY"]
         signer = cfg.get("AUDIT_SIGNER")
-        statement_reader = None
+        statement_reader = statement_lookup = None
+        info = {AUDIT_KEY_INFO: key, AUDIT_SIGNER_INFO: signer}
         if engine.dialect.name == "postgresql":
             statement_reader = sessionmaker(
                 bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
-                info={AUDIT_KEY_INFO: key, AUDIT_SIGNER_INFO: signer},
+                info=info,
+            )
+        elif engine.dialect.name == "sqlite":
+            statement_lookup = sessionmaker(
+                bind=engine.execution_options(**{SQLITE_STATEMENT_READS: True}),
+                expire_on_commit=False,
+                info=info,
             )
         app.extensions[EXTENSION] = DatabaseState(
             engine=engine,
             reader=make_session_factory(engine, audit_key=key, audit_signer=signer),
             writer=make_session_factory(engine, audit_key=key, writer=True, audit_signer=signer),
             statement_reader=statement_reader,
+            statement_lookup=statement_lookup,
         )
         app.teardown_appcontext(self._close)
 
@@ -680,13 +703,13 @@ class Database:
         """A short session of its own for a read before a write (the token lookup).
 
         It never takes SQLite's write lock (a writer's BEGIN IMMEDIATE would queue
-        the lookup behind another worker's write); on PostgreSQL it reads without a
-        transaction (no BEGIN, no COMMIT).
+        the lookup behind another worker's write); it reads without a transaction
+        (no BEGIN, no COMMIT): each statement reads a snapshot of its own.
         """
         from flask import current_app
 
         state = cls.state(current_app)
-        session = (state.statement_reader or state.reader)()
+        session = (state.statement_lookup or state.statement_reader or state.reader)()
         try:
             yield session
             if session.in_transaction():

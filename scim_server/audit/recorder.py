@@ -19,9 +19,21 @@ import logging
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, event, select, text, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    cast,
+    event,
+    insert,
+    literal_column,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -110,33 +122,73 @@ _MOVE_HEAD = (
         signature=bindparam("h_signature"),
     )
 )
+_INSERT_EVENTS = insert(AuditEvent)  # SQLite, or more than COMBINED_UP_TO (below COPY's size)
 # PostgreSQL: a write's few events are inserted and the head moved in one statement
-# (a status change from SCIM records two: the change and the transition).
+# (a status change from SCIM records two: the change and the transition), with the
+# rows a ``Rider`` (the product events) adds.
 COMBINED_UP_TO = 4
 
 
-def _combined(count: int) -> Any:
-    """``WITH recorded AS (INSERT ... VALUES (...), ...) UPDATE audit_heads ...`` as text:
+class Rider(Protocol):
+    """Rows of another table written with an organization's audit events, under its head
+    lock: the product events (``events.writer``). On PostgreSQL a few of them ride in the
+    recorder's own statement (one round trip for the audit events, the head and them)."""
+
+    def rows(self, org_id: str) -> list[dict[str, Any]]:
+        """The rows for ``org_id``, built once its audit events are numbered (``seq``)."""
+        ...
+
+    def insert_sql(self, count: int) -> tuple[str, list[Any]]:
+        """PostgreSQL: an INSERT of ``count`` rows as SQL text with its typed bind parameters
+        (named ``r<i>_<column>``), to run as a data-modifying CTE of the recorder's statement."""
+        ...
+
+    def params(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The bind parameters of ``insert_sql(len(rows))`` for ``rows``."""
+        ...
+
+    def write(self, connection: Connection, org_id: str, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` with statements of its own (SQLite, many rows)."""
+        ...
+
+
+def _combined(count: int, rider: tuple[str, list[Any]] | None = None) -> Any:
+    """``WITH recorded AS (INSERT ... VALUES (...), ...) UPDATE audit_heads ...`` as text
+    (with ``rider``: ``WITH recorded AS (...), rider AS (INSERT ...) UPDATE ...``):
     SQLAlchemy does not cache a DML CTE, and compiling it cost more than the round trip
     it saves. The typed bind parameters keep the columns' conversions (JSON, UTC)."""
     table = AuditEvent.__table__
     values = ", ".join(
         "(" + ", ".join(f":e{i}_{name}" for name in _COLUMNS) + ")" for i in range(count)
     )
-    sql = (
-        f"WITH recorded AS (INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES {values}) "
-        "UPDATE audit_heads SET seq = :h_seq, hash = :h_hash, base_seq = :h_base_seq, "
-        "base_hash = :h_base_hash, signature = :h_signature WHERE org_id = :h_org_id"
-    )
+    ctes = f"recorded AS (INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES {values})"
     params = [
         bindparam(f"e{i}_{name}", type_=table.c[name].type)
         for i in range(count)
         for name in _COLUMNS
     ]
+    if rider is not None:
+        ctes += f", rider AS ({rider[0]})"
+        params += rider[1]
+    sql = (
+        f"WITH {ctes} "
+        "UPDATE audit_heads SET seq = :h_seq, hash = :h_hash, base_seq = :h_base_seq, "
+        "base_hash = :h_base_hash, signature = :h_signature WHERE org_id = :h_org_id"
+    )
     return text(sql).bindparams(*params)
 
 
 _INSERT_AND_MOVE_HEAD = {count: _combined(count) for count in range(1, COMBINED_UP_TO + 1)}
+# (audit events, rider type, rider rows) -> statement, built on first use
+_WITH_RIDER: dict[tuple[int, type, int], Any] = {}
+
+
+def _with_rider(count: int, rider: Rider, rows: int) -> Any:
+    key = (count, type(rider), rows)
+    statement = _WITH_RIDER.get(key)
+    if statement is None:
+        statement = _WITH_RIDER[key] = _combined(count, rider.insert_sql(rows))
+    return statement
 
 
 def _current(session: Session) -> SessionTransaction:
@@ -146,6 +198,46 @@ def _current(session: Session) -> SessionTransaction:
         transaction = session.get_transaction()
     assert transaction is not None
     return transaction
+
+
+def head_read() -> Any:
+    """A select of the head as a row of seven columns (``'h'``, hash, base hash, seq and base
+    seq as text, two NULLs), locked (``FOR UPDATE``, in a CTE: PostgreSQL refuses it in a
+    UNION's branch), for a statement that reads more in the same round trip (the events
+    writer: the state of the user a write changed); its parameter is ``org_id``. The row
+    goes to ``adopt_head``; no row (a first event): the recorder makes the head itself."""
+    locked = (
+        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+        .where(AuditHead.org_id == bindparam("org_id"))
+        .with_for_update()
+        .cte("locked_head")
+    )
+    return select(
+        literal_column("'h'"),
+        locked.c.hash,
+        locked.c.base_hash,
+        cast(locked.c.seq, String),
+        cast(locked.c.base_seq, String),
+        null(),
+        null(),
+    )
+
+
+def may_read_head_with(session: Session, org_id: str) -> bool:
+    """Whether a statement of the caller may take ``org_id``'s head (``head_read``): it is
+    not held yet, and it is the only head this transaction's events need (heads are
+    locked in one order, by the recorder, when there are several)."""
+    if org_id in (session.info.get(_HEADS) or {}):
+        return False
+    noted: list[tuple[SessionTransaction, Recorded]] = session.info.get(_ROWS) or []
+    return bool(noted) and all(recorded.org_id == org_id for _t, recorded in noted)
+
+
+def adopt_head(session: Session, org_id: str, row: Any) -> None:
+    """Hold the head read (and locked) by the caller's statement (``head_read``'s row)."""
+    _kind, head_hash, base_hash, seq, base_seq = tuple(row)[:5]
+    head = Head(org_id, int(seq), head_hash, int(base_seq), base_hash)
+    session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
 
 
 def lock_head(session: Session, org_id: str) -> Head:
@@ -232,10 +324,11 @@ def record(
     return recorded
 
 
-def flush(session: Session) -> None:
+def flush(session: Session, rider: Rider | None = None) -> None:
     """Write the events recorded so far: per organization (in id order, so two
     transactions lock heads in one order), lock the head, number and hash the
-    events onto it, insert them, move the head once."""
+    events onto it, insert them, move the head once; then ``rider``'s rows of that
+    organization (on PostgreSQL, a few of them in the same statement)."""
     noted: list[tuple[SessionTransaction, Recorded]] | None = session.info.pop(_ROWS, None)
     if not noted:
         return
@@ -269,15 +362,27 @@ def flush(session: Session) -> None:
                 key, org_id, head.seq, head.hash, head.base_seq, head.base_hash
             ),
         }
+        ridden = rider.rows(org_id) if rider is not None else []
         if combined and len(events) <= COMBINED_UP_TO:
             params = dict(moved)
             for i, recorded in enumerate(events):
                 params.update(recorded.row(f"e{i}_"))
-            connection.execute(_INSERT_AND_MOVE_HEAD[len(events)], params)
+            if rider is not None and 0 < len(ridden) <= COMBINED_UP_TO:
+                params.update(rider.params(ridden))
+                connection.execute(_with_rider(len(events), rider, len(ridden)), params)
+                ridden = []
+            else:
+                connection.execute(_INSERT_AND_MOVE_HEAD[len(events)], params)
         else:
-            # Many (a batch of rules apply): one COPY on PostgreSQL (``bulk_rows``).
-            bulk_rows.insert_rows(connection, AuditEvent, [recorded.row() for recorded in events])
+            rows = [recorded.row() for recorded in events]
+            if len(rows) < bulk_rows.COPY_FROM:
+                connection.execute(_INSERT_EVENTS, rows)
+            else:  # many (a batch of rules apply): one COPY on PostgreSQL
+                bulk_rows.insert_rows(connection, AuditEvent, rows)
             connection.execute(_MOVE_HEAD, moved)
+        if ridden:
+            assert rider is not None
+            rider.write(connection, org_id, ridden)
         # Moved in the current (sub)transaction: its rollback forgets this state.
         session.info[_HEADS][org_id] = (current, head)
 

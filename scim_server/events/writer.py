@@ -11,7 +11,10 @@ so a write costs the same whatever the number of subscriptions.
 Positions: every transaction that writes an event has recorded its audit
 event, so it holds its organization's audit head lock until it commits; the
 next position is read under that lock (``max + 1``), which makes positions
-gap-free and increasing per organization without a second lock.
+gap-free and increasing per organization without a second lock. The rows ride
+with the audit events (``recorder.Rider``): on PostgreSQL a write's one or few
+events are inserted by the recorder's statement itself (audit events, head,
+product events: one round trip).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select
+from sqlalchemy import Connection, bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from scim_server import bulk_rows
@@ -29,7 +32,7 @@ from scim_server.audit.recorder import Recorded
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
 from scim_server.models import Event, Group, User
-from scim_server.services import account_views
+from scim_server.services import account_views, users
 
 _LAST = select(func.max(Event.position)).where(Event.org_id == bindparam("org_id"))
 _NEXT = (
@@ -37,6 +40,12 @@ _NEXT = (
     .where(Event.org_id == bindparam("next_org_id"))
     .scalar_subquery()
 )
+# One event (the usual write): its position is computed by the INSERT itself.
+_INSERT_NEXT = insert(Event).values(position=_NEXT)
+_COLUMNS = [c.name for c in Event.__table__.columns]
+# One user's groups, roles and license names, and the organization's audit head (locked):
+# the state of a write's user and the head it then writes its events onto, one round trip.
+_EXTRAS_AND_HEAD = users.extras_of_one_statement(recorder.head_read())
 
 
 def install() -> None:
@@ -74,74 +83,136 @@ def write_pending(session: Session) -> None:
     if not by_org:
         return
     session.flush()  # the states below are read after the change
-    states = {org_id: _states(session, org_id, items) for org_id, items in by_org.items()}
-    recorder.flush(session)  # the audit events: their seq, and the head lock
-    for org_id, items in by_org.items():
+    # One organization (a SCIM write): its head is locked by the state's read.
+    with_head = len(by_org) == 1 and recorder.may_read_head_with(session, next(iter(by_org)))
+    states = {
+        org_id: _states(session, org_id, items, with_head=with_head)
+        for org_id, items in by_org.items()
+    }
+    for items in by_org.values():
         # A deletion comes after the transaction's other events (a group deleted with its
         # members: the member_removed events first), so nothing follows a resource's end.
         items.sort(key=lambda item: item[1].type.endswith(".deleted"))
-        _write_org(session, org_id, items, states[org_id])
+    rider = _Rider(by_org, states)
+    recorder.flush(session, rider)  # the audit events (their seq, the head lock), then ours
+    for org_id in sorted(by_org.keys() - rider.done):
+        # Audit events written before (``recorder.lock_head``): the head is held already.
+        rider.write(session.connection(), org_id, rider.rows(org_id))
+
+
+class _Rider:
+    """The product events of each organization, as ``recorder.flush`` asks for them."""
+
+    def __init__(
+        self,
+        by_org: dict[str, list[tuple[Recorded, Derived]]],
+        states: dict[str, dict[str, dict[str, Any] | None]],
+    ) -> None:
+        self.by_org, self.states = by_org, states
+        self.done: set[str] = set()
+
+    def rows(self, org_id: str) -> list[dict[str, Any]]:
+        """The rows (``position`` None: given by the INSERT) of ``org_id``'s events."""
+        self.done.add(org_id)
+        items = self.by_org.get(org_id)
+        if not items:
+            return []
+        states = self.states[org_id]
+        return [_row(org_id, audit_event, derived, states) for audit_event, derived in items]
+
+    def insert_sql(self, count: int) -> tuple[str, list[Any]]:
+        return _insert_sql(count)
+
+    def params(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            f"r{i}_{name}": value
+            for i, row in enumerate(rows)
+            for name, value in row.items()
+            if name != "position"
+        }
+
+    def write(self, connection: Connection, org_id: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if len(rows) == 1:
+            connection.execute(_INSERT_NEXT, {**rows[0], "next_org_id": org_id})
+            return
+        # Many (a batch of rules apply, a group's members): COPY on PostgreSQL.
+        last = connection.scalar(_LAST, {"org_id": org_id}) or 0
+        for position, row in enumerate(rows, start=last + 1):
+            row["position"] = position
+        bulk_rows.insert_rows(connection, Event, rows)
+
+
+def _insert_sql(count: int) -> tuple[str, list[Any]]:
+    """PostgreSQL: ``count`` events in one INSERT, the i-th at ``max(position) + i`` (all
+    its subqueries see the table as it was before the statement)."""
+    table = Event.__table__
+    values = []
+    for i in range(count):
+        cells = [
+            f"(SELECT coalesce(max(position), 0) + {i + 1} FROM events WHERE org_id = :r{i}_org_id)"
+            if name == "position"
+            else f":r{i}_{name}"
+            for name in _COLUMNS
+        ]
+        values.append("(" + ", ".join(cells) + ")")
+    sql = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES {', '.join(values)}"
+    params = [
+        bindparam(f"r{i}_{name}", type_=table.c[name].type)
+        for i in range(count)
+        for name in _COLUMNS
+        if name != "position"
+    ]
+    return sql, params
 
 
 def _states(
-    session: Session, org_id: str, items: list[tuple[Recorded, Derived]]
+    session: Session, org_id: str, items: list[tuple[Recorded, Derived]], *, with_head: bool
 ) -> dict[str, dict[str, Any] | None]:
-    """The state of each User and Group the events are about; none for a deleted one."""
+    """The state of each User and Group the events are about; none for a deleted one.
+    ``with_head``: one user's state is read with the audit head (``recorder.head_read``)."""
     deleted = {d.resource_id for _a, d in items if d.type.endswith(".deleted")}
     user_ids = {d.resource_id for _a, d in items if d.resource_type == "User"} - deleted
     group_ids = {d.resource_id for _a, d in items if d.resource_type == "Group"} - deleted
     return {
         **dict.fromkeys(deleted),
-        **user_states(session, org_id, user_ids),
+        **user_states(session, org_id, user_ids, with_head=with_head),
         **group_states(session, org_id, group_ids),
     }
 
 
-def _write_org(
-    session: Session,
+def _row(
     org_id: str,
-    items: list[tuple[Recorded, Derived]],
+    audit_event: Recorded,
+    derived: Derived,
     states: dict[str, dict[str, Any] | None],
-) -> None:
-    connection = session.connection()
-    # One event (the usual write): its position is computed by the INSERT itself.
-    last = 0 if len(items) == 1 else connection.scalar(_LAST, {"org_id": org_id}) or 0
-    rows: list[dict[str, Any]] = []
-    for position, (audit_event, derived) in enumerate(items, start=last + 1):
-        data: dict[str, Any] = {
-            "actor": {
-                "type": audit_event.actor_type,
-                "id": audit_event.actor_id,
-                "name": audit_event.actor_name,
-            },
-            "resource": {"type": derived.resource_type, "id": derived.resource_id},
-            "state": states.get(derived.resource_id)
-            if derived.resource_type in ("User", "Group")
-            else _other_state(audit_event, derived),
-            "changes": derived.changes,
-        }
-        if derived.member is not None:
-            data["member"] = derived.member
-        rows.append(
-            {
-                "org_id": org_id,
-                "position": position,
-                "id": f"evt_{uuid.uuid4().hex}",
-                "type": derived.type,
-                "occurred_at": audit_event.occurred_at,
-                "resource_type": derived.resource_type,
-                "resource_id": derived.resource_id,
-                "audit_seq": audit_event.seq,
-                "data": data,
-            }
-        )
-    if len(rows) == 1:
-        connection.execute(
-            insert(Event).values(position=_NEXT),
-            {**rows[0], "position": None, "next_org_id": org_id},
-        )
-    else:  # many (a batch of rules apply, a group's members): COPY on PostgreSQL
-        bulk_rows.insert_rows(connection, Event, rows)
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "actor": {
+            "type": audit_event.actor_type,
+            "id": audit_event.actor_id,
+            "name": audit_event.actor_name,
+        },
+        "resource": {"type": derived.resource_type, "id": derived.resource_id},
+        "state": states.get(derived.resource_id)
+        if derived.resource_type in ("User", "Group")
+        else _other_state(audit_event, derived),
+        "changes": derived.changes,
+    }
+    if derived.member is not None:
+        data["member"] = derived.member
+    return {
+        "org_id": org_id,
+        "position": None,
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": derived.type,
+        "occurred_at": audit_event.occurred_at,
+        "resource_type": derived.resource_type,
+        "resource_id": derived.resource_id,
+        "audit_seq": audit_event.seq,
+        "data": data,
+    }
 
 
 def _other_state(audit_event: Recorded, derived: Derived) -> dict[str, Any] | None:
@@ -169,13 +240,32 @@ def _loaded(session: Session, model: Any, org_id: str, ids: set[str]) -> list[An
     return found
 
 
-def user_states(session: Session, org_id: str, ids: set[str]) -> dict[str, dict[str, Any] | None]:
-    """Each user's account as the admin API shows it; None for a deleted one."""
+def user_states(
+    session: Session, org_id: str, ids: set[str], *, with_head: bool = False
+) -> dict[str, dict[str, Any] | None]:
+    """Each user's account as the admin API shows it; None for a deleted one.
+
+    ``with_head`` and one user: its groups, roles and license names are read in one
+    statement with the organization's audit head, locked (``recorder.adopt_head``), which
+    the audit events are then written onto: one round trip less per write.
+    """
     if not ids:
         return {}
     rows = _loaded(session, User, org_id, ids)
+    extras_rows = None
+    if with_head and len(rows) == 1:
+        params = users.extras_params(org_id, rows[0])
+        read = session.connection().execute(_EXTRAS_AND_HEAD, params).all()
+        extras_rows = [row for row in read if row[0] != "h"]
+        head = [row for row in read if row[0] == "h"]
+        if head:  # none: the organization's first event (the recorder makes its head)
+            recorder.adopt_head(session, org_id, head[0])
     # Kept for the write's own response (the same query, once per write).
-    details = account_views.account_details(session, org_id, rows, remember=True) if rows else {}
+    details = (
+        account_views.account_details(session, org_id, rows, remember=True, extras_rows=extras_rows)
+        if rows
+        else {}
+    )
     return {resource_id: details.get(resource_id) for resource_id in ids}
 
 

@@ -9,6 +9,7 @@ on every write would cost each event three more queries.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -59,16 +60,22 @@ def account_summaries(
 
 
 def account_details(
-    session: Session, org_id: str, rows: list[User], *, remember: bool = False
+    session: Session,
+    org_id: str,
+    rows: list[User],
+    *,
+    remember: bool = False,
+    extras_rows: Iterable[Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The detail view of each user (summary, groups, timestamps, version), by user id.
 
     One user (a request's, an event's): groups, roles and license names in one round
-    trip, kept for the write's representation when ``remember`` (``users.extras_of_one``).
+    trip, kept for the write's representation when ``remember`` (``users.extras_of_one``);
+    ``extras_rows``: that round trip's rows, when the caller read them with more.
     """
     if len(rows) == 1:
         groups_of_one, held_of_one, names = users.extras_of_one(
-            session, org_id, rows[0], remember=remember
+            session, org_id, rows[0], remember=remember, rows=extras_rows
         )
         groups = {rows[0].id: groups_of_one}
         summaries = account_summaries(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -375,7 +375,10 @@ _GROUPS_OF_ONE = (
 )
 
 
-def _extras_of_one() -> Any:
+def extras_of_one_statement(*more: Any) -> Any:
+    """One user's groups, roles and license names in one statement (``_EXTRAS_OF_ONE``);
+    ``more``: other selects of the same seven columns to read with them, in the same round
+    trip (``events.writer``: the organization's audit head, locked)."""
     from scim_server.models import Role, UserRole
 
     groups: Any = (
@@ -414,25 +417,33 @@ def _extras_of_one() -> Any:
         License.org_id == bindparam("org_id"),
         License.id.in_([bindparam("license_id"), bindparam("wanted_id")]),
     )
-    both: Any = union_all(groups, roles, licenses)
+    both: Any = union_all(groups, roles, licenses, *more)
     cols = both.selected_columns
     return both.order_by(cols.kind, cols.sort_key, cols.source)
 
 
 # What one user's representation needs beside its row, in one round trip: its
 # groups (g), its roles and their sources (r), the names of its licenses (l).
-_EXTRAS_OF_ONE = _extras_of_one()
+_EXTRAS_OF_ONE = extras_of_one_statement()
 
 
 Extras = tuple[list[tuple[str, str]], list[dict[str, Any]], dict[str, str]]
 
 
-def extras_of_one(session: Session, org_id: str, user: Any, *, remember: bool = False) -> Extras:
+def extras_of_one(
+    session: Session,
+    org_id: str,
+    user: Any,
+    *,
+    remember: bool = False,
+    rows: Iterable[Any] | None = None,
+) -> Extras:
     """(groups, roles, license names) of one user, as ``groups_of``, ``roles_of`` give them.
 
     ``remember`` (the events writer, as a write commits): kept for the write's own
     response; ``db.read_after_write`` hands it to the reader session, where it is
     used once, for that user at that version, instead of the same query again.
+    ``rows``: the rows of ``_EXTRAS_OF_ONE`` when the caller read them (with more).
     """
     if not remember:
         kept: dict[tuple[str, str, int], Extras] | None = session.info.get(AFTER_WRITE_INFO)
@@ -441,24 +452,31 @@ def extras_of_one(session: Session, org_id: str, user: Any, *, remember: bool = 
             if found is not None:
                 return found
         return _extras_query(session, org_id, user)
-    found = _extras_query(session, org_id, user)
+    found = _extras_from_rows(rows) if rows is not None else _extras_query(session, org_id, user)
     session.info[WRITTEN_INFO] = {(org_id, user.id, user.version): found}
     return found
 
 
-def _extras_query(session: Session, org_id: str, user: Any) -> Extras:
-    params = {
+def extras_params(org_id: str, user: Any) -> dict[str, Any]:
+    """The parameters of ``_EXTRAS_OF_ONE`` (and of ``extras_of_one_statement(...)``)."""
+    return {
         "org_id": org_id,
         "user_id": user.id,
         "license_id": user.license_id,
         "wanted_id": user.license_wanted_id,
     }
+
+
+def _extras_query(session: Session, org_id: str, user: Any) -> Extras:
+    rows = session.connection().execute(_EXTRAS_OF_ONE, extras_params(org_id, user))
+    return _extras_from_rows(rows)
+
+
+def _extras_from_rows(rows: Iterable[Any]) -> Extras:
     groups: list[tuple[str, str]] = []
     roles: dict[str, dict[str, Any]] = {}
     licenses: dict[str, str] = {}
-    for kind, item_id, name, role_kind, source, rule, _key in session.connection().execute(
-        _EXTRAS_OF_ONE, params
-    ):
+    for kind, item_id, name, role_kind, source, rule, _key in rows:
         if kind == "g":
             groups.append((item_id, name))
         elif kind == "r":

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import delete, func, select
 
+from scim_server.audit import queries as audit_queries
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.models import AuditEvent, Event
@@ -236,8 +237,39 @@ def test_concurrent_writers_get_gap_free_positions(live):
             select(Event.position).where(Event.org_id == scim.org_id).order_by(Event.position)
         ).all()
         assert positions == list(range(1, 41))
+        # The audit chain too: each writer locked the head with its state read.
+        check = audit_queries.verify(session, scim.org_id)
+        assert check.ok, check.problems
         session.execute(delete(Event).where(Event.org_id == scim.org_id))
         session.commit()
+
+
+def test_the_state_read_locks_the_audit_head(live):
+    """The statement that reads a write's user state takes the organization's audit head
+    lock (PostgreSQL: FOR UPDATE in its CTE): another writer cannot take it meanwhile."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from scim_server.events import writer
+    from scim_server.services import users
+
+    app, scim = live
+    user_id = scim.create_user("ann@example.com")["id"]
+    engine = db.engine(app)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: a writer holds the database's write lock from its BEGIN IMMEDIATE")
+    with engine.connect() as first, engine.connect() as second:
+        with db.reader(app)() as s:
+            user = users.read_user(s, scim.org_id, user_id)
+        rows = first.execute(writer._EXTRAS_AND_HEAD, users.extras_params(scim.org_id, user)).all()
+        assert [row[0] for row in rows] == ["h"]
+        with pytest.raises(OperationalError, match="could not obtain lock"):
+            second.execute(
+                text("SELECT seq FROM audit_heads WHERE org_id = :o FOR UPDATE NOWAIT"),
+                {"o": scim.org_id},
+            )
+        second.rollback()
+        first.rollback()
 
 
 @pytest.mark.parametrize("count", [3])
@@ -261,3 +293,62 @@ def test_bulk_writes_one_event_per_operation(scim, admin, count):
     assert [e["data"]["state"]["userName"] for e in events] == [
         f"b{i}@example.com" for i in range(count)
     ]
+
+
+def test_an_event_whose_audit_event_was_written_early_is_still_written(app, scim, admin):
+    """Audit events written before the commit (``lock_head``: a checkpoint, a purge) leave
+    the product events to write at the commit: they are written, at the next position."""
+    from scim_server.audit import recorder
+
+    user = person(scim, "ann@example.com")
+    with db.writer(app)() as s, s.begin():
+        recorder.record(
+            s,
+            scim.org_id,
+            "user.patch",
+            resource_type="User",
+            resource_id=user["id"],
+            changes={"title": {"before": None, "after": "x"}},
+        )
+        head = recorder.lock_head(s, scim.org_id)  # writes the audit event now
+        seq = head.seq
+    events = feed(admin)
+    assert [(e["type"], e["position"]) for e in events] == [
+        ("user.created", 1),
+        ("user.updated", 2),
+    ]
+    assert events[1]["data"]["state"]["userName"] == "ann@example.com"
+    with db.reader(app)() as s:
+        assert s.scalar(select(Event.audit_seq).where(Event.position == 2)) == seq
+
+
+def test_postgresql_writes_the_product_event_with_the_audit_events(scim, admin, connection):
+    """PostgreSQL: a PATCH's audit events, the head's move and its product event are one
+    statement (a data-modifying CTE), numbered as before."""
+    from sqlalchemy import event as sa_event
+
+    user = person(scim, "ann@example.com")
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    sa_event.listen(connection, "before_cursor_execute", count)
+    try:
+        ok(
+            scim.patch_ops(
+                f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "active", "value": False}
+            )
+        )
+    finally:
+        sa_event.remove(connection, "before_cursor_execute", count)
+    inserts = [s for s in seen if "INSERT INTO events" in s]
+    assert len(inserts) == 1
+    if connection.dialect.name == "postgresql":
+        assert "INSERT INTO audit_events" in inserts[0] and "UPDATE audit_heads" in inserts[0]
+    events = feed(admin)
+    assert [(e["type"], e["position"]) for e in events] == [
+        ("user.created", 1),
+        ("user.deactivated", 2),
+    ]
+    assert events[1]["data"]["state"]["active"] is False

@@ -53,3 +53,42 @@ def test_discovery_endpoints_need_no_token(client):
     """ServiceProviderConfig, ResourceTypes and Schemas are public (they hold no tenant data)."""
     for url in ("/scim/v2/ServiceProviderConfig", "/scim/v2/ResourceTypes", "/scim/v2/Schemas"):
         assert client.get(url).status_code == 200
+
+
+def test_a_write_looks_its_token_up_without_a_transaction(live):
+    """The token lookup of a write is one statement with no BEGIN (SQLite: no lock held or
+    queued for; PostgreSQL: no transaction), then the write's own transaction; a token
+    revoked between two writes is refused by the second."""
+    from sqlalchemy import event
+
+    from scim_server.db import db
+
+    app, scim = live
+    user = scim.create_user("ann@example.com")
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    engine = db.engine(app)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        resp = scim.patch_ops(
+            f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "x"}
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    lookup = next(i for i, s in enumerate(seen) if "FROM scim_tokens" in s)
+    assert not any(s.startswith("BEGIN") for s in seen[:lookup]), seen
+    # SQLite: the early read of the stored document is one statement without BEGIN too;
+    # the write's BEGIN IMMEDIATE comes after it, and is the only BEGIN of the request.
+    assert [s for s in seen if s.startswith("BEGIN")] in ([], ["BEGIN IMMEDIATE"]), seen
+    with db.reader(app)() as s:
+        token_id = s.scalar(select(ScimToken.id).where(ScimToken.org_id == scim.org_id))
+    with db.writer(app)() as s:
+        revoke_token(s, scim.org_id, token_id)
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "y"}
+    )
+    assert resp.status_code == 401
