@@ -474,3 +474,36 @@ def test_lock_head_writes_the_pending_events_first(app, scim, admin):
         record(s, scim.org_id, "test.second")
     assert _seqs(admin, "test.second") == [before + 2]
     assert _verify(admin)["ok"] is True
+
+
+def test_a_writes_few_events_each_keep_their_own_columns(app, scim, admin, session):
+    """A transaction's few events go in one statement on PostgreSQL, the columns they repeat
+    bound once: each stored row still holds its own values, the shared ones and the rest."""
+    from scim_server.audit import record
+    from scim_server.db import db
+
+    before = _verify(admin)["last_seq"]
+    about = {"resource_type": "User", "resource_id": "u-1", "user_name": "a@example.com"}
+    with db.writer(app)() as s, s.begin():
+        record(s, scim.org_id, "test.change", **about, changes={"active": {"after": False}})
+        record(s, scim.org_id, "test.transition", **about)
+        record(s, scim.org_id, "test.other", resource_type="Group", resource_id="g-1")
+    rows = session.execute(
+        select(
+            AuditEvent.seq,
+            AuditEvent.action,
+            AuditEvent.resource_type,
+            AuditEvent.resource_id,
+            AuditEvent.user_name,
+            AuditEvent.changes,
+        )
+        .where(AuditEvent.org_id == scim.org_id, AuditEvent.seq > before)
+        .order_by(AuditEvent.seq)
+    ).all()
+    session.commit()
+    assert [tuple(r) for r in rows] == [
+        (before + 1, "test.change", "User", "u-1", "a@example.com", {"active": {"after": False}}),
+        (before + 2, "test.transition", "User", "u-1", "a@example.com", None),
+        (before + 3, "test.other", "Group", "g-1", None, None),
+    ]
+    assert _verify(admin)["ok"] is True
