@@ -62,7 +62,7 @@ class Reader:
         self._get(f"/scim/v2/Users?filter={quote(text)}", found)
 
     def steps(self) -> dict[str, Callable[[int], None]]:
-        n = len(self.ids)
+        n, groups = len(self.ids), self.groups
         return {
             "get": lambda i: self._get(f"/scim/v2/Users/{self.ids[i % n]}"),
             "username-eq": lambda i: self._filter(f'userName eq "{self.names[i % n]}"', 1),
@@ -71,7 +71,7 @@ class Reader:
                 f'emails[type eq "work"].value eq "{self.work[i % n]}"', 1
             ),
             "email-value": lambda i: self._filter(f'emails[value eq "{self.work[i % n]}"]', 1),
-            "group-get": lambda i: self._get(f"/scim/v2/Groups/{self.groups[i % len(self.groups)]}"),
+            "group-get": lambda i: self._get(f"/scim/v2/Groups/{groups[i % len(groups)]}"),
         }
 
 
