@@ -64,7 +64,10 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
             order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
         order += [model.created_at, model.id]
         total, rows = page(session, model, g.org_id, where, order, offset, query.count)
-    if rt is USER:
+    if rt is USER and len(rows) == 1:
+        # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
+        docs = [render_user(rows[0], query.attributes, query.excluded)]
+    elif rt is USER:
         groups = None
         if rows and wants("groups", query.attributes, query.excluded):
             groups = user_service.groups_of(session, g.org_id, [u.id for u in rows])

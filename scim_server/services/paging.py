@@ -49,14 +49,29 @@ def page(
     offset: int,
     limit: int,
 ) -> tuple[int, list[Any]]:
-    """Count the matches and read one page of them."""
+    """Count the matches and read one page of them.
+
+    A page that ends short of ``limit`` is the last one: its end is the total, and the
+    count is not asked (a lookup by userName, found or not, is then one statement).
+    """
     conditions = [model.org_id == org_id]
     if where is not None:
         conditions.append(where)
-    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    if limit == 0 or offset >= total:
+    counting = select(func.count()).select_from(model).where(*conditions)
+    if limit == 0:
+        return session.scalar(counting) or 0, []
+    conn = session.connection()
+    if offset < DEFERRED_JOIN_OFFSET:
+        rows = _rows(conn, model, org_id, conditions, order, offset, limit)
+        if len(rows) < limit and (rows or offset == 0):
+            return offset + len(rows), rows
+        # A full page, or nothing after ``offset``: the count says how many there are.
+        total = conn.scalar(counting) or 0
+        return total, rows
+    total = conn.scalar(counting) or 0
+    if offset >= total:
         return total, []
-    return total, _rows(session.connection(), model, org_id, conditions, order, offset, limit)
+    return total, _rows(conn, model, org_id, conditions, order, offset, limit)
 
 
 def page_all(
