@@ -86,3 +86,45 @@ def test_a_lookup_renders_the_user_as_get_does(scim):
         found = _lookup(scim, text)["Resources"]
         assert found == [got]
         assert found[0]["groups"][0]["display"] == "Readers"
+
+
+def test_get_by_id_reads_the_user_and_its_extras_in_one_statement(app, scim, admin):
+    """GET /Users/{id}: the token, then one statement for the row, groups, roles and licenses;
+    the representation is the one a lookup renders (which reads them apart)."""
+    from tests.admin.rules import activate, catalogue
+    from tests.support.admin_api import PRODUCT, apply_rules, person
+
+    catalogue(admin, engineer_seats=1)
+    activate(admin)
+    engineers = scim.create_group("Engineering")
+    ann = person(scim, "ann@example.com")
+    cy = person(scim, "cy@example.com")
+    scim.create_group("Alumni", members=[ann["id"]])
+    for user in (ann, cy):
+        scim.patch_ops(
+            f"/scim/v2/Groups/{engineers['id']}",
+            {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+        )
+    apply_rules(admin)
+    for user in (ann, cy):
+        with statements(app) as seen:
+            got = scim.get(f"/scim/v2/Users/{user['id']}").get_json()
+        assert len(seen) == 2, seen
+        found = _lookup(scim, f'userName eq "{user["userName"]}"')["Resources"]
+        assert found == [got]
+    ann_got = scim.get(f"/scim/v2/Users/{ann['id']}").get_json()
+    assert [g["display"] for g in ann_got["groups"]] == ["Alumni", "Engineering"]
+    assert ann_got[PRODUCT]["license"] == {
+        "value": "Engineer",
+        "source": "rule",
+        "rule": "engineering",
+    }
+    assert [r["value"] for r in ann_got[PRODUCT]["roles"]] == ["Engineer"]
+    cy_got = scim.get(f"/scim/v2/Users/{cy['id']}").get_json()
+    assert cy_got[PRODUCT]["licenseShortage"] == {"value": "Engineer"}
+
+
+def test_get_by_id_of_a_missing_user_is_404(scim):
+    """No row for the id: 404, whatever else the statement reads."""
+    resp = scim.get("/scim/v2/Users/00000000-0000-0000-0000-000000000000")
+    assert resp.status_code == 404
