@@ -449,9 +449,7 @@ def _user_and_extras() -> Any:
     # The licenses it holds or waits for, by its row (not known before this statement).
     holder = User.__table__.alias()
     licenses: Any = (
-        select(
-            literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id
-        )
+        select(literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id)
         .add_columns(*blank)
         .join(
             holder,
