@@ -446,19 +446,24 @@ def _user_and_extras() -> Any:
         .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
         .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
     )
-    # The licenses it holds or waits for, by its row (not known before this statement).
+    # The licenses it holds and waits for, by its row (not known before this statement):
+    # one equi-join each, a primary-key lookup on both sides whatever the statistics.
     holder = User.__table__.alias()
-    licenses: Any = (
-        select(literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id)
-        .add_columns(*blank)
-        .join(
-            holder,
-            (holder.c.org_id == License.org_id)
-            & ((License.id == holder.c.license_id) | (License.id == holder.c.license_wanted_id)),
+
+    def license_by(column: str) -> Any:
+        return (
+            select(literal_column("'l'"), License.id, License.name, null(), null(), null())
+            .add_columns(License.id, *blank)
+            .join(
+                holder,
+                (holder.c.org_id == License.org_id) & (License.id == holder.c[column]),
+            )
+            .where(holder.c.org_id == bindparam("org_id"), holder.c.id == bindparam("user_id"))
         )
-        .where(holder.c.org_id == bindparam("org_id"), holder.c.id == bindparam("user_id"))
+
+    both: Any = union_all(
+        me, groups, roles, license_by("license_id"), license_by("license_wanted_id")
     )
-    both: Any = union_all(me, groups, roles, licenses)
     cols = both.selected_columns
     return both.order_by(cols.x_kind, cols.x_sort_key, cols.x_source)
 
