@@ -60,6 +60,7 @@ class Writer:
         self.made = 0
         self.ids: list[str] = []
         self.active: dict[str, bool] = {}
+        self.sent: dict[str, dict[str, Any]] = {}  # id -> the body POSTed (bench.read_cost)
 
     def post(self) -> None:
         self.made += 1
@@ -69,6 +70,7 @@ class Writer:
         user_id = resp.get_json()["id"]
         self.ids.append(user_id)
         self.active[user_id] = True
+        self.sent[user_id] = body
 
     def _patch(self, user_id: str, path: str, value: Any) -> None:
         ops = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": path, "value": value}]}
@@ -89,7 +91,7 @@ class Writer:
         assert resp.status_code == 204, resp.get_data(as_text=True)
 
 
-def _timed(count: int, step: Callable[[int], None]) -> float:
+def timed(count: int, step: Callable[[int], None]) -> float:
     started = time.process_time()
     for i in range(count):
         step(i)
@@ -105,8 +107,11 @@ def _steps(w: Writer) -> dict[str, Callable[[int], None]]:
     }
 
 
-def _statements(app: Any, w: Writer) -> dict[str, int]:
-    """The statements of one request of each kind (after the rounds: caches are warm)."""
+def statements_of(
+    app: Any, steps: dict[str, Callable[[int], None]], *, show: bool = False
+) -> dict[str, int]:
+    """The statements of one request of each kind (after the rounds: caches are warm);
+    ``show`` prints them."""
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -116,13 +121,36 @@ def _statements(app: Any, w: Writer) -> dict[str, int]:
     event.listen(engine, "before_cursor_execute", count)
     out = {}
     try:
-        for name, step in _steps(w).items():
+        for name, step in steps.items():
             seen.clear()
             step(0)
             out[name] = len(seen)
+            if show:
+                print(f"-- {name}: {len(seen)} statements")
+                for statement in seen:
+                    print(" ".join(statement.split())[:300])
     finally:
         event.remove(engine, "before_cursor_execute", count)
     return out
+
+
+def profile(count: int, step: Callable[[int], None], lines: int = 60) -> None:
+    """``count`` calls of ``step`` under cProfile (CPU time); the top functions, cumulative."""
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for i in range(count):
+        step(i)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(lines)
+
+
+def setup(url: str | None, name: str) -> tuple[Any, str]:
+    """The app on ``url`` (default: a SQLite file in a temporary directory), schema upgraded."""
+    logging.disable(logging.INFO)  # the access log line per request is not what is measured
+    url = url or f"sqlite:///{tempfile.mkdtemp()}/{name}.db"
+    app = create_app({"DATABASE_URL": url})
+    upgrade(db.engine(app))
+    return app, url
 
 
 def main() -> None:
@@ -132,10 +160,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", choices=OPERATIONS)
     args = parser.parse_args()
-    logging.disable(logging.INFO)  # the access log line per request is not what is measured
-    url = args.url or f"sqlite:///{tempfile.mkdtemp()}/write-cost.db"
-    app = create_app({"DATABASE_URL": url})
-    upgrade(db.engine(app))
+    app, url = setup(args.url, "write-cost")
     w = Writer(app)
     for _ in range(20):  # warm: the organization's settings, statement caches
         w.post()
@@ -144,20 +169,14 @@ def main() -> None:
     print("round | POST | PATCH title | PATCH active | DELETE")
     for r in range(args.rounds):
         steps = _steps(w)
-        figures = [_timed(n, steps[name]) * 1000 for name in OPERATIONS]
+        figures = [timed(n, steps[name]) * 1000 for name in OPERATIONS]
         print(f"{r + 1} | " + " | ".join(f"{f:.2f}" for f in figures))
-    counts = _statements(app, w)
+    counts = statements_of(app, _steps(w))
     print("statements per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.profile:
         for _ in range(n):
             w.post()  # users to patch or delete
-        step = _steps(w)[args.profile]
-        profiler = cProfile.Profile(time.process_time)
-        profiler.enable()
-        for i in range(n):
-            step(i)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        profile(n, _steps(w)[args.profile])
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from scim_server.scim.filter_ast import (
     ValuePath,
 )
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "parse_filter", "parse_path"]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "lex", "parse_filter", "parse_path"]
 
 MAX_LENGTH = 8192  # bytes of UTF-8
 MAX_DEPTH = 50  # bracket nesting in the text, and And/Or/Not/ValuePath levels in the AST
@@ -263,6 +263,11 @@ def _parse(text: str, relative: bool) -> Expr:
     except Exception as exc:  # library bugs must still be a client error
         raise FilterError(f"invalid filter: {exc}") from exc
     return expr
+
+
+def lex(text: str) -> list[Token]:
+    """The tokens of a filter, brackets checked, as the parser gets them (``filter_cache``)."""
+    return _tokens(text)
 
 
 def parse_filter(text: str) -> Expr:

@@ -43,7 +43,7 @@ def create_group() -> Response:
 
 
 def get_group(group_id: str) -> Response:
-    group = group_service.get_group(db.session, g.org_id, group_id)
+    group = group_service.read_group(db.session, g.org_id, group_id)
     version = etag(group.version)
     return not_modified(version) or scim_response(
         render_group(group, *projection_args()), version=version

@@ -9,22 +9,28 @@ from flask import Flask, Response, current_app, g
 from scim_server.db import db
 from scim_server.errors import InvalidFilterError
 from scim_server.scim.filter_ast import AttrPath, PathError
+from scim_server.scim.filter_cache import FilterCache, FilterTemplate
 from scim_server.scim.filter_parser import parse_filter, parse_path
 from scim_server.scim.filters import FilterCompiler, sort_expression
 from scim_server.scim.params import ListQuery
 from scim_server.scim.render import list_response, render_group, render_user, scim_response, wants
 from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
+from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all
 
 # The app's paging anchors (a per-process cache of the database's ordering).
 ANCHORS_EXTENSION = "scim_paging_anchors"
+# The app's filters translated per shape (``filter_cache``).
+FILTERS_EXTENSION = "scim_filter_shapes"
 
 
 def init_app(app: Flask) -> None:
-    """Give the app its own paging anchors: two apps in one process share nothing."""
+    """Give the app its own paging anchors and filter shapes: two apps in one process
+    share nothing."""
     app.extensions.setdefault(ANCHORS_EXTENSION, AnchorCache())
+    app.extensions.setdefault(FILTERS_EXTENSION, FilterCache())
 
 
 def paging_anchors() -> AnchorCache:
@@ -43,9 +49,28 @@ def sort_path(text: str) -> AttrPath:
     return parsed.path
 
 
+def filter_shapes() -> FilterCache:
+    shapes: FilterCache = current_app.extensions[FILTERS_EXTENSION]
+    return shapes
+
+
+def _prepared(rt: ResourceType, query: ListQuery) -> tuple[FilterTemplate, list[str]] | None:
+    """A filtered page in the default order, its filter's shape translated before."""
+    if not query.filter or query.sort_by or query.start_index - 1 >= paging.DEFERRED_JOIN_OFFSET:
+        return None
+    return filter_shapes().lookup(rt, query.filter)
+
+
 def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
     """(totalResults, rendered page) for one resource type."""
     session = db.session
+    prepared = _prepared(rt, query)
+    if prepared is not None:
+        template, literals = prepared
+        project(rt, {}, query.attributes, query.excluded)  # a bad attribute list: 400
+        params = template.params(g.org_id, literals)
+        total, rows = template.page.read(session, params, query.start_index - 1, query.count)
+        return total, _render(rt, query, rows)
     compiler = FilterCompiler(rt, g.org_id)
     where = compiler.compile(parse_filter(query.filter)) if query.filter else None
     model = compiler.model
@@ -64,11 +89,18 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
             order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
         order += [model.created_at, model.id]
         total, rows = page(session, model, g.org_id, where, order, offset, query.count)
-    if rt is USER:
+    return total, _render(rt, query, rows)
+
+
+def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[str, Any]]:
+    if rt is USER and len(rows) == 1:
+        # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
+        docs = [render_user(rows[0], query.attributes, query.excluded)]
+    elif rt is USER:
         groups = None
         if rows and wants("groups", query.attributes, query.excluded):
-            groups = user_service.groups_of(session, g.org_id, [u.id for u in rows])
-        product = user_service.product_view(session, g.org_id, rows) if rows else {}
+            groups = user_service.groups_of(db.session, g.org_id, [u.id for u in rows])
+        product = user_service.product_view(db.session, g.org_id, rows) if rows else {}
         docs = [
             render_user(
                 u, query.attributes, query.excluded, groups[u.id] if groups else [], product[u.id]
@@ -77,7 +109,7 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
         ]
     else:
         docs = [render_group(grp, query.attributes, query.excluded) for grp in rows]
-    return total, docs
+    return docs
 
 
 def list_of(rt: ResourceType, query: ListQuery) -> Response:

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import utcnow
+from scim_server.db import row_columns, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, provisioning, settings
@@ -114,6 +114,20 @@ def _create_group(session: Session, org_id: str, doc: Doc) -> Group:
         _record_member_events(session, group, added, [])
         counts.changed(session, org_id, "Group", +1)
     return group
+
+
+_GROUP_BY_ID = select(*row_columns(Group)).where(
+    Group.org_id == bindparam("org_id"), Group.id == bindparam("group_id")
+)
+
+
+def read_group(session: Session, org_id: str, group_id: str) -> Any:
+    """A group as a read-only row, for rendering (a prebuilt Core statement, as ``read_user``)."""
+    params = {"org_id": org_id, "group_id": group_id}
+    row = session.connection().execute(_GROUP_BY_ID, params).first()
+    if row is None:
+        raise NotFoundError(f"Group {group_id!r} not found.")
+    return row
 
 
 def get_group(session: Session, org_id: str, group_id: str, *, for_update: bool = False) -> Group:
@@ -566,6 +580,29 @@ def member_count(session: Session, org_id: str, group_id: str) -> int:
     )
 
 
+def _members_of() -> Any:
+    # Core aliases, built once: the ORM's aliased() adapted every column on each read,
+    # which cost more than the rest of a GET of a group.
+    gm = GroupMember.__table__.c
+    users, groups = User.__table__.alias(), Group.__table__.alias()
+    u, g = users.c, groups.c
+    return (
+        select(
+            gm.member_id,
+            gm.member_type,
+            func.coalesce(gm.display, u.display_name, u.user_name, g.display_name),
+        )
+        .outerjoin(users, (u.org_id == gm.org_id) & (u.id == gm.member_id))
+        .outerjoin(groups, (g.org_id == gm.org_id) & (g.id == gm.member_id))
+        .where(gm.org_id == bindparam("org_id"), gm.group_id == bindparam("group_id"))
+        .order_by(gm.member_id)
+    )
+
+
+_MEMBERS_OF = _members_of()
+_MEMBERS_OF_LIMITED = _MEMBERS_OF.limit(bindparam("limit"))
+
+
 def members_of(
     session: Session, org_id: str, group_id: str, limit: int | None = None
 ) -> list[tuple[str, str, str | None]]:
@@ -574,19 +611,9 @@ def members_of(
     The display is the one the client set when adding the member, else the
     member's current name (a user's displayName or userName, a group's displayName).
     """
-    u = aliased(User)
-    g = aliased(Group)
-    stmt = (
-        select(
-            GroupMember.member_id,
-            GroupMember.member_type,
-            func.coalesce(GroupMember.display, u.display_name, u.user_name, g.display_name),
-        )
-        .outerjoin(u, (u.org_id == GroupMember.org_id) & (u.id == GroupMember.member_id))
-        .outerjoin(g, (g.org_id == GroupMember.org_id) & (g.id == GroupMember.member_id))
-        .where(GroupMember.org_id == org_id, GroupMember.group_id == group_id)
-        .order_by(GroupMember.member_id)
-    )
+    params: dict[str, Any] = {"org_id": org_id, "group_id": group_id}
+    stmt = _MEMBERS_OF
     if limit is not None:
-        stmt = stmt.limit(limit)
-    return [(mid, kind, display) for mid, kind, display in session.execute(stmt)]
+        stmt, params["limit"] = _MEMBERS_OF_LIMITED, limit
+    rows = session.connection().execute(stmt, params)
+    return [(mid, kind, display) for mid, kind, display in rows]

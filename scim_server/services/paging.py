@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from scim_server.db import row_columns
@@ -49,14 +49,76 @@ def page(
     offset: int,
     limit: int,
 ) -> tuple[int, list[Any]]:
-    """Count the matches and read one page of them."""
+    """Count the matches and read one page of them.
+
+    A page that ends short of ``limit`` is the last one: its end is the total, and the
+    count is not asked (a lookup by userName, found or not, is then one statement).
+    """
     conditions = [model.org_id == org_id]
     if where is not None:
         conditions.append(where)
-    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    if limit == 0 or offset >= total:
+    counting = select(func.count()).select_from(model).where(*conditions)
+    if limit == 0:
+        return session.scalar(counting) or 0, []
+    conn = session.connection()
+    if offset < DEFERRED_JOIN_OFFSET:
+        rows = _rows(conn, model, org_id, conditions, order, offset, limit)
+        return _total(conn, counting, None, rows, offset, limit), rows
+    total = conn.scalar(counting) or 0
+    if offset >= total:
         return total, []
-    return total, _rows(session.connection(), model, org_id, conditions, order, offset, limit)
+    return total, _rows(conn, model, org_id, conditions, order, offset, limit)
+
+
+def _total(
+    conn: Connection,
+    counting: Any,
+    params: dict[str, Any] | None,
+    rows: list[Any],
+    offset: int,
+    limit: int,
+) -> int:
+    """totalResults for ``rows``, the page at ``offset``: a short page ends at the total;
+    after a full page, or none at all after ``offset``, the count says how many there are."""
+    if len(rows) < limit and (rows or offset == 0):
+        return offset + len(rows)
+    return conn.scalar(counting, params) or 0
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """The count and the page of a filter in the default order (created, id), built once:
+    the organization and the filter's values are bound parameters (``org_id``, and those
+    the filter's translation names). Executing the same statements again also spares
+    SQLAlchemy their cache keys. Only for pages before ``DEFERRED_JOIN_OFFSET``."""
+
+    counting: Any
+    rows: Any
+
+    @classmethod
+    def of(cls, model: Any, where: ColumnElement[bool]) -> PreparedPage:
+        conditions = [model.org_id == bindparam("org_id"), where]
+        counting = select(func.count()).select_from(model).where(*conditions)
+        rows = (
+            select(*row_columns(model))
+            .where(*conditions)
+            .order_by(model.created_at, model.id)
+            .offset(bindparam("page_offset"))
+            .limit(bindparam("page_limit"))
+        )
+        return cls(counting, rows)
+
+    def read(
+        self, session: Session, params: dict[str, Any], offset: int, limit: int
+    ) -> tuple[int, list[Any]]:
+        """(total, rows) as ``page`` gives them; ``params`` binds ``org_id`` and the filter."""
+        assert offset < DEFERRED_JOIN_OFFSET
+        conn = session.connection()
+        if limit == 0:
+            return conn.scalar(self.counting, params) or 0, []
+        at = {**params, "page_offset": offset, "page_limit": limit}
+        rows = list(conn.execute(self.rows, at).all())
+        return _total(conn, self.counting, params, rows, offset, limit), rows
 
 
 def page_all(

@@ -486,12 +486,106 @@ def _extras_from_rows(rows: Iterable[Any]) -> Extras:
     return groups, list(roles.values()), licenses
 
 
+def _user_and_extras() -> Any:
+    from scim_server.models import Role, UserRole
+
+    user = row_columns(User)
+    blank = [null() for _ in user]
+    me: Any = select(
+        literal_column("'u'").label("x_kind"),
+        null().label("x_id"),
+        null().label("x_name"),
+        null().label("x_role_kind"),
+        null().label("x_source"),
+        null().label("x_rule"),
+        null().label("x_sort_key"),
+        *user,
+    ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    groups: Any = (
+        select(
+            literal_column("'g'"),
+            Group.id,
+            Group.display_name,
+            null(),
+            null(),
+            null(),
+            Group.display_name_key,
+            *blank,
+        )
+        .join(
+            GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id)
+        )
+        .where(
+            GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id")
+        )
+    )
+    roles: Any = (
+        select(
+            literal_column("'r'"),
+            Role.id,
+            Role.name,
+            Role.kind,
+            UserRole.source,
+            UserRole.rule,
+            Role.name_key,
+            *blank,
+        )
+        .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
+        .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
+    )
+    # The licenses it holds and waits for, by its row (not known before this statement):
+    # one equi-join each, a primary-key lookup on both sides whatever the statistics.
+    holder = User.__table__.alias()
+
+    def license_by(column: str) -> Any:
+        return (
+            select(literal_column("'l'"), License.id, License.name, null(), null(), null())
+            .add_columns(License.id, *blank)
+            .join(
+                holder,
+                (holder.c.org_id == License.org_id) & (License.id == holder.c[column]),
+            )
+            .where(holder.c.org_id == bindparam("org_id"), holder.c.id == bindparam("user_id"))
+        )
+
+    both: Any = union_all(
+        me, groups, roles, license_by("license_id"), license_by("license_wanted_id")
+    )
+    cols = both.selected_columns
+    return both.order_by(cols.x_kind, cols.x_sort_key, cols.x_source)
+
+
+# GET by id in one round trip: the user's row ('u', the extras' columns NULL) and, as
+# _EXTRAS_OF_ONE gives them, its groups (g), roles (r) and license names (l).
+_USER_AND_EXTRAS = _user_and_extras()
+
+
 def read_user(session: Session, org_id: str, user_id: str) -> Any:
-    """A user as a read-only row, for rendering."""
-    row = session.connection().execute(_USER_BY_ID, {"org_id": org_id, "user_id": user_id}).first()
-    if row is None:
+    """A user as a read-only row, for rendering.
+
+    Its groups, roles and license names come in the same statement; they are kept on the
+    session for ``extras_of_one`` (the representation's next read), as after a write.
+    """
+    params = {"org_id": org_id, "user_id": user_id}
+    user = None
+    groups: list[tuple[str, str]] = []
+    roles: dict[str, dict[str, Any]] = {}
+    licenses: dict[str, str] = {}
+    for row in session.connection().execute(_USER_AND_EXTRAS, params):
+        kind = row.x_kind
+        if kind == "u":
+            user = row
+        elif kind == "g":
+            groups.append((row.x_id, row.x_name))
+        elif kind == "r":
+            hold(roles, row.x_id, row.x_name, row.x_role_kind, row.x_source, row.x_rule)
+        else:
+            licenses[row.x_id] = row.x_name
+    if user is None:
         raise NotFoundError(f"User {user_id!r} not found.")
-    return row
+    kept = session.info.setdefault(AFTER_WRITE_INFO, {})
+    kept[(org_id, user.id, user.version)] = (groups, list(roles.values()), licenses)
+    return user
 
 
 _USER = select(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))

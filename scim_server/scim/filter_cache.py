@@ -1,0 +1,145 @@
+"""Filters translated once per shape (issue 17): ``userName eq "..."`` is one shape.
+
+A filter's shape is its text with each string literal replaced by a mark (the
+lexer's own string tokens, so a shape lexes as its filters do). The first filter
+of a shape is parsed and translated once, its literals bound as parameters
+(``filters.Slot``), into the count and page statements of the default order
+(``paging.PreparedPage``); each later filter of that shape is only lexed, and its
+literals bound. The parser sees tokens only, so every filter of a shape parses
+to the same tree but for its literals; a translation that would read a literal's
+text (a boolean's "true", a dateTime, a ``co``/``sw``/``ew`` pattern,
+``meta.resourceType``) refuses to be made, and that shape takes the full path
+every time (``filters.NotCacheableError``).
+
+Anything unusual (an invalid filter, a shape that cannot be made) goes the full
+path, which gives the same answer or the same error as without this cache.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
+
+from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, ValuePath
+from scim_server.scim.filter_parser import MAX_LENGTH, lex, parse_filter
+from scim_server.scim.filters import Bind, FilterCompiler, Slot
+from scim_server.scim.schema import ResourceType
+from scim_server.services.paging import PreparedPage
+
+MAX_SHAPES = 256  # per app; the least recently used shape goes first
+# A literal's mark in a shape: private-use characters, a JSON string as it is.
+_MARK = "\ue000{}\ue001"
+_MARK_RE = re.compile("\ue000([0-9]+)\ue001\\Z")
+
+
+@dataclass(frozen=True)
+class FilterTemplate:
+    """One shape's statements, and what each of their parameters is made from."""
+
+    page: PreparedPage
+    binds: dict[str, Bind]
+
+    def params(self, org_id: str, literals: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"org_id": org_id}
+        for name, (index, make) in self.binds.items():
+            literal = literals[index]
+            out[name] = literal if make is None else make(literal)
+        return out
+
+
+def shape_of(text: str) -> tuple[str, list[str]] | None:
+    """(shape, string literals in order) of a filter, or None where the full path decides
+    (too long, or not lexed: the full path raises the error)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_LENGTH:
+        return None
+    try:
+        tokens = lex(text)
+    except Exception:
+        return None
+    parts: list[str] = []
+    literals: list[str] = []
+    at = 0
+    for tok in tokens:
+        if tok.type == "COMP_VALUE":
+            parts += [text[at : tok.index], f'"{_MARK.format(len(literals))}"']
+            literals.append(tok.value)
+            at = tok.end
+    parts.append(text[at:])
+    return "".join(parts), literals
+
+
+def _slotted(expr: Expr) -> Expr:
+    """``expr`` with each marked literal replaced by its ``Slot``."""
+    if isinstance(expr, Compare) and isinstance(expr.value, str):
+        found = _MARK_RE.match(expr.value)
+        if found is None:  # cannot happen: every string literal of a shape is a mark
+            raise ValueError("unmarked literal in a filter shape")
+        return replace(expr, value=Slot(int(found[1])))  # type: ignore[arg-type]
+    if isinstance(expr, And | Or):
+        return replace(expr, left=_slotted(expr.left), right=_slotted(expr.right))
+    if isinstance(expr, Not):
+        return replace(expr, expr=_slotted(expr.expr))
+    if isinstance(expr, ValuePath):
+        return replace(expr, filter=_slotted(expr.filter))
+    return expr
+
+
+def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
+    """The shape's translation, or None when it depends on its literals (or fails: the
+    full path then says why)."""
+    binds: dict[str, Bind] = {}
+    try:
+        compiler = FilterCompiler(rt, bindparam("org_id"), binds=binds)
+        where = compiler.compile(_slotted(parse_filter(shape)))
+        page = PreparedPage.of(compiler.model, where)
+    except Exception:
+        return None
+    # A literal that reached the statement other than through a bound parameter
+    # (``FilterCompiler.value``) would be the first filter's value for every filter.
+    for element in visitors.iterate(page.rows):
+        if isinstance(element, BindParameter):
+            value = element.value
+            held = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, Slot) for v in held):
+                return None
+    return FilterTemplate(page, binds)
+
+
+class FilterCache:
+    """The app's translated shapes (``None``: a shape that takes the full path)."""
+
+    def __init__(self, size: int = MAX_SHAPES) -> None:
+        self._shapes: OrderedDict[tuple[str, str], FilterTemplate | None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def lookup(self, rt: ResourceType, text: str) -> tuple[FilterTemplate, list[str]] | None:
+        """The template of ``text``'s shape and its literals, or None (take the full path)."""
+        shaped = shape_of(text)
+        if shaped is None:
+            return None
+        shape, literals = shaped
+        key = (rt.name, shape)
+        with self._lock:
+            known = key in self._shapes
+            template = self._shapes.get(key)
+            if known:
+                self._shapes.move_to_end(key)
+        if not known:
+            template = _template(rt, shape)
+            with self._lock:
+                self._shapes[key] = template
+                while len(self._shapes) > self._size:
+                    self._shapes.popitem(last=False)
+        return None if template is None else (template, literals)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._shapes)

@@ -1,0 +1,126 @@
+"""Filters translated once per shape (``scim.filter_cache``): the same answers as the full path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from scim_server.scim import filter_cache, listing
+from scim_server.scim.schema import GROUP, USER
+from tests.scim import dataset
+from tests.scim.dataset import Data
+from tests.scim.test_filters import GROUP_FILTERS, USER_FILTERS, list_ids
+from tests.support import Scim
+
+data_connection = dataset.data_connection
+data_app = dataset.data_app
+data = dataset.data
+connection = dataset.connection
+app = dataset.app
+ds = dataset.ds
+
+MARK = re.compile('"\ue000[0-9]+\ue001"')
+
+
+def _warm(scim: Scim, endpoint: str, flt: str) -> None:
+    """Send ``flt``'s shape with other literals first (its answer, or error, does not matter)."""
+    shaped = filter_cache.shape_of(flt)
+    assert shaped is not None, flt
+    other = MARK.sub('"zz-warm"', shaped[0])
+    scim.get(f"/scim/v2/{endpoint}", query_string={"filter": other, "count": 100})
+
+
+@pytest.fixture
+def shapes(app: Flask) -> filter_cache.FilterCache:
+    """The app's shapes, empty for this test."""
+    fresh = filter_cache.FilterCache()
+    app.extensions[listing.FILTERS_EXTENSION] = fresh
+    return fresh
+
+
+@pytest.mark.parametrize(("flt", "expected"), USER_FILTERS, ids=[f for f, _ in USER_FILTERS])
+def test_a_user_filter_finds_the_same_after_its_shape_was_translated(
+    ds: Scim, data: Data, shapes: Any, flt: str, expected: set[str]
+) -> None:
+    """Every user filter of test_filters, its shape first translated for other literals."""
+    flt = data.fill(flt)
+    _warm(ds, "Users", flt)
+    assert list_ids(ds, "Users", flt, data) == expected
+
+
+@pytest.mark.parametrize(("flt", "expected"), GROUP_FILTERS, ids=[f for f, _ in GROUP_FILTERS])
+def test_a_group_filter_finds_the_same_after_its_shape_was_translated(
+    ds: Scim, data: Data, shapes: Any, flt: str, expected: set[str]
+) -> None:
+    """Every group filter of test_filters, its shape first translated for other literals."""
+    flt = data.fill(flt)
+    _warm(ds, "Groups", flt)
+    assert list_ids(ds, "Groups", flt, data) == expected
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        'userName eq "alice@example.com"',
+        'emails[type eq "work"].value eq "dave@example.com"',
+        'emails[value eq "dave@example.com"]',
+        'externalId eq "ext-1" or userName eq "bob"',
+        'name.familyName eq "Smith" and not (title eq "Boss")',
+    ],
+)
+def test_lookup_shapes_are_translated_once(ds: Scim, shapes: Any, monkeypatch, flt: str) -> None:
+    """What IdPs send is cached: the second filter of a shape is not parsed or translated."""
+    ds.get("/scim/v2/Users", query_string={"filter": flt})
+    assert len(shapes) == 1
+    (template,) = shapes._shapes.values()
+    assert template is not None
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(filter_cache, "parse_filter", refuse)
+    monkeypatch.setattr(listing, "parse_filter", refuse)
+    other = MARK.sub('"someone-else"', filter_cache.shape_of(flt)[0])  # type: ignore[index]
+    resp = ds.get("/scim/v2/Users", query_string={"filter": other})
+    assert resp.status_code == 200 and resp.get_json()["totalResults"] == 0
+
+
+@pytest.mark.parametrize(
+    ("rt", "flt"),
+    [
+        (USER, 'active eq "true"'),  # a boolean compared to a string: its text decides
+        (USER, 'meta.lastModified gt "2020-01-01T00:00:00Z"'),  # parsed as a dateTime
+        (USER, 'meta.resourceType eq "User"'),  # decided in Python, not in SQL
+        (USER, 'userName sw "al"'),  # LIKE patterns escape the literal as they are built
+        (USER, 'urn:ietf:params:scim:schemas:extension:product:2.0:User:status eq "active"'),
+        (USER, 'groups.type eq "direct"'),
+        (GROUP, 'members.display eq "Alice"'),
+        (USER, 'nosuch eq "x"'),  # an error: the full path raises it
+    ],
+)
+def test_shapes_that_read_their_literals_are_not_cached(rt: Any, flt: str) -> None:
+    """A translation that depends on a literal's text is never made once for all."""
+    shaped = filter_cache.shape_of(flt)
+    assert shaped is not None
+    assert filter_cache._template(rt, shaped[0]) is None
+
+
+def test_shapes_keep_everything_but_string_literals() -> None:
+    """Numbers, true/false/null, names and spacing are the shape; strings are its literals."""
+    shape, literals = filter_cache.shape_of('userName eq "a\\"b" and x.y eq 5') or ("", [])
+    assert literals == ['a"b']
+    assert shape == 'userName eq "\ue0000\ue001" and x.y eq 5'
+    assert filter_cache.shape_of('userName eq "unterminated') is None
+    assert filter_cache.shape_of('userName eq "' + "x" * 9000 + '"') is None
+
+
+def test_the_cache_keeps_the_most_recent_shapes() -> None:
+    """At most ``size`` shapes; the least recently used goes first."""
+    cache = filter_cache.FilterCache(size=2)
+    for attr in ("userName", "externalId", "displayName"):
+        assert cache.lookup(USER, f'{attr} eq "x"') is not None
+    assert len(cache) == 2
+    assert (USER.name, 'userName eq "\ue0000\ue001"') not in cache._shapes
