@@ -9,7 +9,14 @@ EXT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 def test_round_trip_of_values_orjson_refuses() -> None:
-    doc = {"big": 2**70, "text": "é ✓ \u2028", "nested": [{"n": -(2**65)}]}
+    # + 1 and - 3: a float's 53 bits cannot hold them (orjson reads them as floats)
+    doc = {"big": 2**70 + 1, "text": "é ✓ \u2028", "nested": [{"n": -(2**65) - 3}]}
+    assert jsonfast.loads(jsonfast.dumps(doc)) == doc
+    assert jsonfast.loads(jsonfast.dumps_bytes(doc)) == doc
+
+
+def test_long_digit_strings_and_floats_read_as_written() -> None:
+    doc = {"id": "1234567890123456789012", "f": 0.1234567890123456789, "n": 2**63 - 1}
     assert jsonfast.loads(jsonfast.dumps(doc)) == doc
     assert jsonfast.loads(jsonfast.dumps_bytes(doc)) == doc
 
