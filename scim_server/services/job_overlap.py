@@ -1,0 +1,172 @@
+"""A job's steps overlapped: the next step's work is prepared while the last one commits.
+
+A step of ``rules apply`` is mostly Python (reading and evaluating 500 users) then
+mostly database (writing them, their audit and product events, the commit): run
+one after the other, the command and PostgreSQL take turns on two cores. Here the
+calling thread prepares step N+1 in a transaction of its own (a second
+connection) while one writer thread finishes step N in step N's transaction
+(``JobRun.step(session=...)``: the job row locked, the lease checked, progress
+saved, commit). At most two transactions are open: the one committing and the one
+being prepared.
+
+What keeps it correct is the split: ``prepare`` takes no lock the step before it
+may hold until its commit (the job row, the organization's audit head, a license
+being counted), so it never waits for that step; ``commit`` takes them, in commit
+order, one step at a time (one writer thread), so the audit chain and the product
+events are numbered in commit order as always. A step that ``prepare`` finds it
+cannot do that way raises ``rule_apply.SerialStepError``-like exceptions (``serial``):
+everything prepared and not committed is rolled back, and the caller runs plain
+steps from the job's committed checkpoint.
+
+Only for processes of our own (``scim-server rules apply``, ``scim-server worker``),
+never in a web worker, and only where the sessions get connections of their own
+(a PostgreSQL engine; not SQLite, whose writers take one database lock at BEGIN).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from scim_server.models import Job
+from scim_server.services.jobs import JobRun
+
+log = logging.getLogger(__name__)
+
+
+def possible(run: JobRun) -> bool:
+    """Whether the run's sessions each get a connection of their own, on PostgreSQL."""
+    bind = run.factory.kw.get("bind")
+    return isinstance(bind, Engine) and bind.dialect.name == "postgresql"
+
+
+@dataclass
+class Outcome:
+    """How an overlapped run ended: done (with the job's result) or handed back."""
+
+    done: bool
+    result: Any = None
+    # Handed back: the error that asked for plain steps (``serial``).
+    reason: BaseException | None = None
+
+
+class _Writer:
+    """One thread committing prepared steps, one at a time, in the order handed over."""
+
+    def __init__(self, run: JobRun, commit: Callable[[Session, Job, Any], Any]) -> None:
+        self.run, self.commit = run, commit
+        self.ready = threading.Condition()
+        self.item: tuple[Session, Any] | None = None
+        self.busy = False
+        self.stopping = False
+        self.failure: BaseException | None = None
+        self.result: Any = None
+        self.finished = False
+        context = contextvars.copy_context()  # the audit context: events name the job's actor
+        self.thread = threading.Thread(
+            target=context.run, args=(self._loop,), name=f"job-{run.job_id[:8]}-commit"
+        )
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self.ready:
+                while self.item is None and not self.stopping:
+                    self.ready.wait()
+                if self.item is None:
+                    return
+                session, item = self.item
+                self.item = None
+            try:
+                if self.failure is not None:
+                    session.close()  # rolls back: a step after a failed one never commits
+                    continue
+                with self.run.step(session=session) as (locked, job):
+                    result = self.commit(locked, job, item)
+                if result is not None:
+                    self.result, self.finished = result, True
+            except BaseException as exc:  # handed to the preparing thread, which raises it
+                self.failure = exc
+            finally:
+                with self.ready:
+                    self.busy = False
+                    self.ready.notify_all()
+
+    def wait_idle(self) -> None:
+        """Until the step handed over last is committed (or failed)."""
+        with self.ready:
+            while self.busy:
+                self.ready.wait()
+
+    def hand_over(self, session: Session, item: Any) -> None:
+        with self.ready:
+            assert not self.busy
+            self.item, self.busy = (session, item), True
+            self.ready.notify_all()
+
+    def stop(self) -> None:
+        with self.ready:
+            self.stopping = True
+            self.ready.notify_all()
+        self.thread.join()
+
+
+def run(
+    job_run: JobRun,
+    prepare: Callable[[Session, Any], tuple[Any, Any]],
+    commit: Callable[[Session, Job, Any], Any],
+    serial: type[Exception],
+) -> Outcome:
+    """Prepare and commit the job's steps overlapped until one commits a result (done).
+
+    ``prepare(session, position)``: in a new transaction of the calling thread, the next
+    step's work from ``position`` (None at first: the job's checkpoint); returns (the
+    step, the position after it, or None if it is the last). ``commit(session, job, step)``:
+    in the writer thread, inside ``JobRun.step`` on the step's own session; returns the
+    job's result when it finished it, else None. ``serial``: the exception either raises
+    when a step must run as a plain one: nothing uncommitted is kept, and the outcome
+    says so. Any other exception is raised here, after the same cleanup.
+    """
+    writer = _Writer(job_run, commit)
+    position: Any = None
+    handed_back: BaseException | None = None
+    try:
+        while writer.failure is None:
+            session = job_run.factory()
+            try:
+                step, after = prepare(session, position)
+            except serial as exc:
+                session.close()
+                handed_back = exc
+                break
+            except BaseException:
+                session.close()
+                raise
+            finally:
+                writer.wait_idle()  # the step before is committed (or failed) from here on
+            if writer.failure is not None:
+                session.close()  # prepared after a step that failed: never committed
+                break
+            writer.hand_over(session, step)
+            if after is None:
+                writer.wait_idle()
+                break
+            position = after
+    finally:
+        writer.stop()
+    failure = writer.failure
+    if failure is not None and not isinstance(failure, serial):
+        raise failure
+    if failure is not None or handed_back is not None:
+        return Outcome(done=False, reason=failure or handed_back)
+    if not writer.finished:
+        raise RuntimeError(f"job {job_run.job_id}: the last step committed no result")
+    return Outcome(done=True, result=writer.result)
