@@ -40,6 +40,12 @@ from scim_server.services.jobs import JobRun
 
 log = logging.getLogger(__name__)
 
+# How long a prepared step waits for the one committing before it gives way: if the commit
+# waits for a lock the prepared transaction holds, neither would ever end (the database
+# sees one transaction waiting for an idle one, no deadlock). The prepared step is rolled
+# back, which lets the commit through, and runs again as a plain step.
+GIVE_WAY_AFTER = 5.0
+
 
 def possible(run: JobRun) -> bool:
     """Whether the run's sessions each get a connection of their own, on PostgreSQL."""
@@ -55,6 +61,12 @@ class Outcome:
     result: Any = None
     # Handed back: the error that asked for plain steps (``serial``).
     reason: BaseException | None = None
+
+
+class StepGaveWayError(Exception):
+    """A prepared step was rolled back for the one committing (``GIVE_WAY_AFTER``)."""
+
+    for_rest = False
 
 
 class _Writer:
@@ -100,11 +112,11 @@ class _Writer:
                     self.busy = False
                     self.ready.notify_all()
 
-    def wait_idle(self) -> None:
-        """Until the step handed over last is committed (or failed)."""
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Until the step handed over last is committed (or failed); False if still not
+        after ``timeout`` seconds."""
         with self.ready:
-            while self.busy:
-                self.ready.wait()
+            return self.ready.wait_for(lambda: not self.busy, timeout)
 
     def hand_over(self, session: Session, item: Any) -> None:
         with self.ready:
@@ -145,13 +157,20 @@ def run(
                 step, after = prepare(session, position)
             except serial as exc:
                 session.close()
+                writer.wait_idle()
                 handed_back = exc
                 break
             except BaseException:
                 session.close()
+                writer.wait_idle()
                 raise
-            finally:
-                writer.wait_idle()  # the step before is committed (or failed) from here on
+            if not writer.wait_idle(GIVE_WAY_AFTER):
+                session.close()  # its locks may be what the commit waits for
+                writer.wait_idle()
+                log.warning("job %s: a step gave way to the one committing", job_run.job_id)
+                handed_back = StepGaveWayError("the step before was still committing")
+                break
+            # The step before is committed (or failed) from here on.
             if writer.failure is not None:
                 session.close()  # prepared after a step that failed: never committed
                 break

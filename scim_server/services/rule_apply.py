@@ -491,14 +491,20 @@ def apply_batch(
 
 def check_licenses(session: Session, org_id: str, ids: set[str]) -> None:
     """Lock the licenses an overlapped batch gave (``BatchLookups``: without a lock, as they
-    had no seat limit); ``SerialStepError`` if one has a limit now (set meanwhile)."""
+    had no seat limit); ``SerialStepError`` if one has a limit now (set meanwhile).
+
+    ``FOR NO KEY UPDATE``: it waits for a seat count (``licenses.assign``, ``FOR UPDATE``)
+    or a change of the limit, never for the next batch, whose users' new license ids hold
+    the license ``FOR KEY SHARE`` (the foreign key's check) until that batch commits, after
+    this one: ``FOR UPDATE`` would wait for it, and it for this commit.
+    """
     if not ids:
         return
     limits = session.execute(
         select(License.id, License.seat_limit)
         .where(License.org_id == org_id, License.id.in_(sorted(ids)))
         .order_by(License.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     limited = [lic_id for lic_id, limit in limits if limit is not None]
     if limited:

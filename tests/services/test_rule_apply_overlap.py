@@ -50,14 +50,18 @@ class Spy:
 
         def prepare(run, session, after):  # type: ignore[no-untyped-def]
             self.prepared += 1
-            if self.prepared == 2:
-                self.second_prepare.set()
-            return real_prepare(run, session, after)
+            try:
+                return real_prepare(run, session, after)
+            finally:
+                if self.prepared == 2:
+                    self.second_prepare.set()
 
         def commit(run, session, job, batch):  # type: ignore[no-untyped-def]
             if self.held and self.overlapped == 0:
-                # Committing batch 1 waits until batch 2 is being evaluated: only an
-                # overlapped run gets there (a plain one would wait out the timeout).
+                # Committing batch 1 waits until batch 2 is evaluated and written (its users
+                # hold their new license's row FOR KEY SHARE): only an overlapped run gets
+                # there (a plain one would wait out the timeout), and the commit must not
+                # wait for batch 2 (which would give way: a plain step).
                 self.overlap_seen = self.second_prepare.wait(10)
             self.overlapped += 1
             return real_commit(run, session, job, batch)
