@@ -8,15 +8,16 @@ tests check there that the same outcome holds, and the overlap itself on Postgre
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from scim_server import bulk_rows
 from scim_server.audit.queries import verify
 from scim_server.db import db
-from scim_server.models import AuditEvent, Contact, Event, User
+from scim_server.models import AuditEvent, Contact, Event, Job, User
 from scim_server.services import rule_apply, rule_sets
 from scim_server.services.tokens import create_token
 from tests.admin.rules import RULES, activate, catalogue
@@ -272,4 +273,51 @@ def test_a_company_to_create_is_created_once(live, monkeypatch):
             select(Contact).where(Contact.org_id == scim.org_id, Contact.kind == "person")
         ).all()
         assert {c.organization_contact_id for c in people} == {companies[0].id}
+    _chain_ok(app, scim.org_id)
+
+
+def test_a_batch_failing_at_its_commit_leaves_nothing_of_it_or_the_next(live, monkeypatch):
+    """The second batch fails writing its product events while the third is evaluated: neither
+    stays (licenses, events); the first does; the chain verifies; the retry does the rest,
+    each user once."""
+    app, scim = live
+    admin = _admin(app, scim)
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
+    monkeypatch.setattr(bulk_rows, "COPY_FROM", 2)
+    catalogue(admin, engineer_seats=None, planner_seats=None)
+    people = sorted(
+        (person(scim, f"p{i}@example.com", department="Sales") for i in range(7)),
+        key=lambda p: p["id"],
+    )
+    activate(admin)
+    real, calls = bulk_rows.insert_rows, []
+
+    def failing(connection, model, rows):  # type: ignore[no-untyped-def]
+        if model is Event:
+            calls.append(len(rows))
+            if len(calls) == 2:
+                raise RuntimeError("disk full")
+        return real(connection, model, rows)
+
+    monkeypatch.setattr(bulk_rows, "insert_rows", failing)
+    job = apply_rules(admin)
+    assert job["state"] == "queued" and "disk full" in job["error"]
+    assert job["progress"]["done"] == 2
+    with db.reader(app)() as session:
+        licensed = session.scalars(
+            select(User.id).where(User.org_id == scim.org_id, User.license_id.is_not(None))
+        ).all()
+        assert sorted(licensed) == [p["id"] for p in people[:2]]
+    _chain_ok(app, scim.org_id)
+    monkeypatch.setattr(bulk_rows, "insert_rows", real)
+    with db.writer(app)() as session, session.begin():
+        session.execute(
+            update(Job)
+            .where(Job.id == job["id"])
+            .values(run_after=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    assert run_jobs(admin) >= 1
+    assert ok(admin.get(f"/api/v1/jobs/{job['id']}"))["state"] == "succeeded"
+    for p in people:
+        assert len(events(admin, action="user.mapping", resource_id=p["id"])) == 1
     _chain_ok(app, scim.org_id)
