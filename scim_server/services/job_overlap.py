@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,7 @@ class _Writer:
         self.failure: BaseException | None = None
         self.result: Any = None
         self.finished = False
+        self.idle = 0.0  # seconds the writer waited for a step to commit
         context = contextvars.copy_context()  # the audit context: events name the job's actor
         self.thread = threading.Thread(
             target=context.run, args=(self._loop,), name=f"job-{run.job_id[:8]}-commit"
@@ -91,8 +93,10 @@ class _Writer:
     def _loop(self) -> None:
         while True:
             with self.ready:
+                started = time.perf_counter()
                 while self.item is None and not self.stopping:
                     self.ready.wait()
+                self.idle += time.perf_counter() - started
                 if self.item is None:
                     return
                 session, item = self.item
@@ -150,6 +154,7 @@ def run(
     writer = _Writer(job_run, commit)
     position: Any = None
     handed_back: BaseException | None = None
+    began, waited, steps = time.perf_counter(), 0.0, 0
     try:
         while writer.failure is None:
             session = job_run.factory()
@@ -164,7 +169,11 @@ def run(
                 session.close()
                 writer.wait_idle()
                 raise
-            if not writer.wait_idle(GIVE_WAY_AFTER):
+            started = time.perf_counter()
+            idle = writer.wait_idle(GIVE_WAY_AFTER)
+            waited += time.perf_counter() - started
+            steps += 1
+            if not idle:
                 session.close()  # its locks may be what the commit waits for
                 writer.wait_idle()
                 log.warning("job %s: a step gave way to the one committing", job_run.job_id)
@@ -181,6 +190,17 @@ def run(
             position = after
     finally:
         writer.stop()
+        # Which side held the other up: the preparing thread waiting for commits, or the
+        # writer waiting for prepared steps (the first step's preparation included).
+        log.info(
+            "job %s: %s steps overlapped in %.1f s; waited for commits %.1f s, "
+            "the writer for steps %.1f s",
+            job_run.job_id,
+            steps,
+            time.perf_counter() - began,
+            waited,
+            writer.idle,
+        )
     failure = writer.failure
     if failure is not None and not isinstance(failure, serial):
         raise failure

@@ -61,6 +61,8 @@ class Batch:
     # Overlapped: the licenses it gave without locking them (all without a seat limit when
     # evaluated); the step that commits it locks them and checks they still have none.
     licenses: set[str] = field(default_factory=set)
+    # Overlapped: the new rule roles, inserted when it commits (``insert_roles``).
+    roles: list[dict[str, Any]] = field(default_factory=list, repr=False)
     # The evaluated users and their contacts, held until the step commits: the session
     # keeps clean objects only weakly, and the product events read their state at commit
     # (``events.writer``) from the identity map rather than loading a thousand users again.
@@ -258,14 +260,21 @@ class BatchLookups:
         write_batch(self.session, self.users, USER_COLUMNS)
         write_batch(self.session, self.people, CONTACT_COLUMNS)
 
-    def flush(self) -> None:
+    def flush(self, roles: bool = True) -> None:
         """Write the batch's changes: users and contacts (``write``), whatever else the ORM
-        holds (a new company contact), the queued role rows (one INSERT of many rows)."""
+        holds (a new company contact), the queued role rows (one INSERT of many rows)
+        unless ``roles`` is False (``Batch.roles``: written when it commits)."""
         self.write()
         self.session.flush()
-        if self.inserts:
-            bulk_rows.insert_rows(self.session.connection(), UserRole, self.inserts)
+        if self.inserts and roles:
+            insert_roles(self.session, self.inserts)
             self.inserts = []
+
+
+def insert_roles(session: Session, rows: list[dict[str, Any]]) -> None:
+    """New rule roles, one INSERT (or COPY) for many; an overlapped batch's at its commit."""
+    if rows:
+        bulk_rows.insert_rows(session.connection(), UserRole, rows)
 
 
 def groups_by_user(
@@ -479,7 +488,11 @@ def apply_batch(
             user.version += 1
             user.updated_at = now
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
-    lookups.flush()
+    # Overlapped, the rule roles' COPY goes with the commit (the writer thread's part,
+    # which has less to do than the evaluation): what reads them (the product events'
+    # state) runs at the commit, after it.
+    lookups.flush(roles=not overlap)
+    batch.roles, lookups.inserts = lookups.inserts, []
     batch.licenses = lookups.given
     batch.loaded = [*users, *people.values()]
     batch.role_rows = lookups.role_rows

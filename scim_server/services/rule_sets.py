@@ -445,6 +445,7 @@ def _commit_overlapped(
     if last != batch.after:
         raise RuntimeError(f"batch read after {batch.after!r}, the job's checkpoint is {last!r}")
     rule_apply.check_licenses(session, run.org_id, batch.licenses)
+    rule_apply.insert_roles(session, batch.roles)
     return _commit_batch(run, session, job, batch)
 
 

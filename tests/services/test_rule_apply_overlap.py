@@ -92,16 +92,29 @@ def _chain_ok(app: Any, org_id: str) -> None:
         assert positions == list(range(1, len(positions) + 1))
 
 
+SALES_ROLES = {
+    **RULES,
+    "rules": [
+        {
+            "name": "sales",
+            "when": {"attribute": "department", "equals": "Sales"},
+            "then": {"license": "Planner", "roles": ["Portal"]},
+        }
+    ],
+}
+
+
 def test_batches_evaluate_while_the_last_commits(live, monkeypatch):
     """Batches of two: batch 2 is evaluated while batch 1 commits; every user is changed once,
-    each with its event; the chain and the product events' positions run in commit order."""
+    each with its event and its rule role (the product event's state shows it); the chain and
+    the product events' positions run in commit order."""
     app, scim = live
     admin = _admin(app, scim)
     monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
     monkeypatch.setattr(bulk_rows, "COPY_FROM", 2)
     catalogue(admin, engineer_seats=None, planner_seats=None)
     people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(9)]
-    activate(admin)
+    activate(admin, SALES_ROLES)
     spy = Spy(monkeypatch, hold_first_commit=_on_postgresql(app))
     job = apply_rules(admin)
     assert job["result"] == {"users": 9, "evaluated": 9, "changed": 9}
@@ -114,6 +127,14 @@ def test_batches_evaluate_while_the_last_commits(live, monkeypatch):
     for p in people:
         (mapping,) = events(admin, action="user.mapping", resource_id=p["id"])
         assert mapping["changes"]["license"]["name"] == "Planner"
+        assert mapping["changes"]["roles.rule"]["removed"] == []
+        with db.reader(app)() as session:
+            (changed,) = session.scalars(
+                select(Event).where(
+                    Event.resource_id == p["id"], Event.type == "user.roles_changed"
+                )
+            ).all()
+            assert [r["value"] for r in changed.data["state"]["roles"]] == ["Portal"]
         # Who asked for the job, though the writer thread recorded it.
         assert (mapping["actor_type"], mapping["actor_name"]) == ("admin", "admin")
     _chain_ok(app, scim.org_id)
