@@ -67,28 +67,67 @@ class AttributeMap(Mapping[str, tuple[str, ...]]):
         self._names = names
         self._data = data
 
+    def _all(self) -> dict[str, tuple[str, ...]]:
+        """Every name's values (a lazy map reads what it left for later first)."""
+        return self._data
+
     def __getitem__(self, name: str) -> tuple[str, ...]:
         return self._data[attribute_key(name)]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and attribute_key(name) in self._data
+        return isinstance(name, str) and attribute_key(name) in self._all()
 
     def __iter__(self) -> Iterator[str]:
+        self._all()
         return iter(self._names.values())
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._all())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, AttributeMap):
-            return self._data == other._data
+            return self._all() == other._all()
         return super().__eq__(other)
 
     def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
+        return hash(frozenset(self._all().items()))
 
     def __repr__(self) -> str:
         return f"AttributeMap({dict(self.items())!r})"
+
+
+_RAW_PREFIX = "scim:"
+
+
+class ScimAttributeMap(AttributeMap):
+    """A SCIM User's attributes: the vocabulary read at once, the raw ``scim:`` names (every
+    attribute of the document, flattened) only when one of them is first asked for.
+
+    Rules mostly name vocabulary attributes (``department``): ``rules apply`` builds an
+    identity for each of 100,000 users, and flattening each whole document was about
+    half of that. The two kinds of name never meet (every raw name starts with
+    ``scim:``, no vocabulary name does), so a vocabulary lookup needs nothing else.
+    """
+
+    __slots__ = ("_doc",)
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        super().__init__(sources.scim_common(doc))
+        self._doc: Mapping[str, Any] | None = doc
+
+    def _all(self) -> dict[str, tuple[str, ...]]:
+        doc = self._doc
+        if doc is not None:  # as ``AttributeMap`` of the raw names, then the vocabulary
+            self._doc = None
+            full = AttributeMap({**sources.scim_raw(doc), **sources.scim_common(doc)})
+            self._names, self._data = full._names, full._data
+        return self._data
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        key = attribute_key(name)
+        if self._doc is not None and key.startswith(_RAW_PREFIX):
+            self._all()
+        return self._data[key]
 
 
 @dataclass(frozen=True)
@@ -134,12 +173,10 @@ class ExternalIdentity:
         """From a SCIM User resource and its groups (dicts with id, displayName, externalId)."""
         if not isinstance(user_doc, Mapping):
             raise TypeError("user_doc must be a SCIM User object")
-        attributes: dict[str, Any] = dict(sources.scim_raw(user_doc))
-        attributes.update(sources.scim_common(user_doc))
         return cls(
             source="scim",
             subject=sources.scalar(sources.scim_get(user_doc, "externalId")),
-            attributes=attributes,
+            attributes=ScimAttributeMap(user_doc),
             groups=tuple(GroupRef(*g) for g in sources.scim_groups(groups)),
         )
 

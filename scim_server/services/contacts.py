@@ -172,7 +172,14 @@ def update_fields(contact: Contact, fields: dict[str, Any]) -> dict[str, Any]:
 
 def organization_contact(session: Session, org_id: str, name: str) -> Contact:
     """The organization contact with this name, found (case-insensitively) or created."""
-    found = session.scalar(
+    return find_organization_contact(session, org_id, name) or create_contact(
+        session, org_id, "organization", name
+    )
+
+
+def find_organization_contact(session: Session, org_id: str, name: str) -> Contact | None:
+    """The organization contact with this name (case-insensitively), the oldest if several."""
+    return session.scalar(
         select(Contact)
         .where(
             Contact.org_id == org_id, Contact.kind == "organization", Contact.name_key == fold(name)
@@ -180,7 +187,6 @@ def organization_contact(session: Session, org_id: str, name: str) -> Contact:
         .order_by(Contact.created_at)
         .limit(1)
     )
-    return found or create_contact(session, org_id, "organization", name)
 
 
 def get_contact(session: Session, org_id: str, contact_id: str) -> Contact:

@@ -216,30 +216,45 @@ class JobRun:
         return AuditContext(**values) if values else AuditContext()
 
     @contextmanager
-    def step(self, lease: timedelta | None = None) -> Iterator[tuple[Session, Job]]:
+    def step(
+        self, lease: timedelta | None = None, session: Session | None = None
+    ) -> Iterator[tuple[Session, Job]]:
         """One transaction of work, with the job row locked and the lease checked and renewed.
 
         Whatever the step saves on the job (progress, checkpoint) commits with
         the step's own changes, so a resumed run never redoes or skips one.
         ``lease``: renew for longer than the run's lease, for work about to run outside
         any step (e.g. parsing a big upload in memory).
+        ``session``: a session of ``factory`` whose transaction already holds work done
+        before the job row was locked (an overlapped ``rules apply``: a batch evaluated
+        while the previous one committed); the step commits or rolls back that work with
+        its own, and closes the session.
         """
         if self.should_stop():
+            if session is not None:
+                session.close()
             raise JobInterruptedError(f"job {self.job_id} interrupted: the worker is stopping")
-        with self.factory() as session, session.begin():
-            job = session.scalar(
-                select(Job)
-                .where(Job.org_id == self.org_id, Job.id == self.job_id)
-                .with_for_update()
-            )
-            if job is None or job.state != "running" or job.claimed_by != self.worker_id:
-                raise LeaseLostError(f"job {self.job_id} is no longer held by {self.worker_id}")
-            yield session, job
-            now = self.clock()
-            job.heartbeat_at = now
-            if job.state == "running":
-                job.lease_expires_at = now + (lease or self.lease)
-            done, total = job.progress_done, job.progress_total
+        with session or self.factory() as session:
+            if not session.in_transaction():
+                session.begin()
+            try:
+                job = session.scalar(
+                    select(Job)
+                    .where(Job.org_id == self.org_id, Job.id == self.job_id)
+                    .with_for_update()
+                )
+                if job is None or job.state != "running" or job.claimed_by != self.worker_id:
+                    raise LeaseLostError(f"job {self.job_id} is no longer held by {self.worker_id}")
+                yield session, job
+                now = self.clock()
+                job.heartbeat_at = now
+                if job.state == "running":
+                    job.lease_expires_at = now + (lease or self.lease)
+                done, total = job.progress_done, job.progress_total
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         if self.on_progress is not None:
             self.on_progress(done, total)
 

@@ -32,16 +32,37 @@ from scim_server.services.settings import IdentitySettings
 from scim_server.text import fold
 
 
+class SerialStepError(Exception):
+    """An overlapped batch (``apply_batch(overlap=True)``) met what only a step holding its
+    locks from the start may decide: a license with a seat limit (its seats counted under
+    its lock, which the previous, uncommitted batch may hold), or a company contact to
+    create (the previous batch may have created it, not yet visible). Nothing of the batch
+    is kept; the apply runs it as a plain step (``rule_sets.run_apply``).
+
+    ``for_rest``: the next batches would meet it too (seats): stay with plain steps.
+    """
+
+    def __init__(self, reason: str, for_rest: bool) -> None:
+        super().__init__(reason)
+        self.for_rest = for_rest
+
+
 @dataclass
 class Batch:
     """What one batch did: the last user id read, counts, and each changed user's outcome."""
 
     last: str | None
+    after: str = ""  # the user id the batch read after (the checkpoint it continues)
     checked: int = 0
     evaluated: int = 0
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_rows: int = 0
     contacts_changed: int = 0
+    # Overlapped: the licenses it gave without locking them (all without a seat limit when
+    # evaluated); the step that commits it locks them and checks they still have none.
+    licenses: set[str] = field(default_factory=set)
+    # Overlapped: the new rule roles, inserted when it commits (``insert_roles``).
+    roles: list[dict[str, Any]] = field(default_factory=list, repr=False)
     # The evaluated users and their contacts, held until the step commits: the session
     # keeps clean objects only weakly, and the product events read their state at commit
     # (``events.writer``) from the identity map rather than loading a thousand users again.
@@ -69,30 +90,36 @@ _NO_FLUSH = {"synchronize_session": False, "autoflush": False}
 
 
 def write_batch(session: Session, objects: Sequence[Any], names: Sequence[str]) -> int:
-    """Write ``names`` of each of ``objects`` (ORM objects of one model, loaded in this
-    transaction) whose values changed, in one statement (``bulk_rows.update_rows``); the
-    objects are then clean for those names (the ORM's flush writes none of them again).
-    Other changed attributes, if any, are left to the flush. Returns how many were written.
+    """Write those of ``names`` whose values changed on each of ``objects`` (ORM objects of
+    one model, loaded in this transaction), one statement per set of changed columns
+    (``bulk_rows.update_rows``; a batch has one or two sets); the objects are then clean
+    for those names (the ORM's flush writes none of them again). A column whose value did
+    not change is not written: another writer's change to it (a console edit of a contact
+    field the rules do not set) is not put back. Other changed attributes, if any, are left
+    to the flush. Returns how many objects were written.
     """
     if not objects:
         return 0
     mapper = inspect(objects[0]).mapper
     keys = [(column.key, column.name) for column in mapper.primary_key]
-    columns = [(name, mapper.get_property(name).columns[0].name) for name in names]
-    rows, written = [], []
+    columns = {name: mapper.get_property(name).columns[0].name for name in names}
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    written = []
     for obj in objects:
         state = instance_state(obj)
         # What the ORM would write: an attribute set since its load to a different value
         # (``committed_state`` keeps the loaded one; not loaded at all counts as changed).
         before, now = state.committed_state, state.dict
         touched = [n for n in names if n in before]
-        if not any(before[n] != now.get(n) for n in touched):
+        changed = tuple(n for n in touched if before[n] != now.get(n))
+        if not changed:
             continue
         row = {name: getattr(obj, key) for key, name in keys}
-        row.update({name: getattr(obj, attr) for attr, name in columns})
-        rows.append(row)
+        row.update({columns[attr]: getattr(obj, attr) for attr in changed})
+        by_columns.setdefault(changed, []).append(row)
         written.append((obj, touched))
-    bulk_rows.update_rows(session.connection(), mapper.class_, rows)
+    for rows in by_columns.values():
+        bulk_rows.update_rows(session.connection(), mapper.class_, rows)
     for obj, touched in written:
         for name in touched:
             set_committed_value(obj, name, getattr(obj, name))
@@ -105,6 +132,10 @@ class BatchLookups:
     ``users`` and ``people``: the batch's users and their contacts, whose changes
     ``write`` sends for all at once (before a license's seats are counted, and at
     the end), never an autoflush one UPDATE per user.
+
+    ``overlap``: the batch is evaluated while the previous one may still be committing
+    (``SerialStepError``): it locks no license (one without a seat limit needs no count;
+    one with a limit stops the batch) and creates no company contact.
     """
 
     def __init__(
@@ -114,6 +145,7 @@ class BatchLookups:
         current: dict[str, dict[str, str | None]],
         users: Sequence[User] = (),
         people: Sequence[Contact] = (),
+        overlap: bool = False,
     ) -> None:
         self.session, self.org_id, self.current = session, org_id, current
         self.users, self.people = users, people
@@ -126,6 +158,12 @@ class BatchLookups:
             for role in session.scalars(select(Role).where(Role.org_id == org_id))
         }
         self.seats: dict[str, tuple[int | None, int]] = {}
+        self.overlap = overlap
+        self.given: set[str] = set()
+        if overlap:  # no count for these: licenses.assign takes no lock
+            self.seats = {
+                lic.id: (None, 0) for lic in self.licenses.values() if lic.seat_limit is None
+            }
         self.companies: dict[str, Contact] = {}
         self.inserts: list[dict[str, Any]] = []
         self.role_rows = 0
@@ -141,8 +179,12 @@ class BatchLookups:
         self, user: User, lic: License | None, rule: str | None, strict: bool
     ) -> dict[str, Any]:
         if lic is not None and lic.id not in self.seats and user.license_id != lic.id:
+            if self.overlap:
+                raise SerialStepError(f"license {lic.name!r} has a seat limit", for_rest=True)
             # Its seats are about to be counted: the batch's changes so far count too.
             self.write()
+        if lic is not None and self.overlap and user.license_id != lic.id:
+            self.given.add(lic.id)
         return licenses.assign(
             self.session,
             self.org_id,
@@ -204,7 +246,13 @@ class BatchLookups:
         key = fold(name)
         if key not in self.companies:
             self.write()  # the query below would flush the batch's changes one row at a time
-            self.companies[key] = contacts.organization_contact(self.session, self.org_id, name)
+            if self.overlap:
+                found = contacts.find_organization_contact(self.session, self.org_id, name)
+                if found is None:
+                    raise SerialStepError(f"company contact {name!r} to create", for_rest=False)
+                self.companies[key] = found
+            else:
+                self.companies[key] = contacts.organization_contact(self.session, self.org_id, name)
         return self.companies[key]
 
     def write(self) -> None:
@@ -212,14 +260,21 @@ class BatchLookups:
         write_batch(self.session, self.users, USER_COLUMNS)
         write_batch(self.session, self.people, CONTACT_COLUMNS)
 
-    def flush(self) -> None:
+    def flush(self, roles: bool = True) -> None:
         """Write the batch's changes: users and contacts (``write``), whatever else the ORM
-        holds (a new company contact), the queued role rows (one INSERT of many rows)."""
+        holds (a new company contact), the queued role rows (one INSERT of many rows)
+        unless ``roles`` is False (``Batch.roles``: written when it commits)."""
         self.write()
         self.session.flush()
-        if self.inserts:
-            bulk_rows.insert_rows(self.session.connection(), UserRole, self.inserts)
+        if self.inserts and roles:
+            insert_roles(self.session, self.inserts)
             self.inserts = []
+
+
+def insert_roles(session: Session, rows: list[dict[str, Any]]) -> None:
+    """New rule roles, one INSERT (or COPY) for many; an overlapped batch's at its commit."""
+    if rows:
+        bulk_rows.insert_rows(session.connection(), UserRole, rows)
 
 
 def groups_by_user(
@@ -285,6 +340,7 @@ _INPUTS = select(
     User.license_rule,
     User.license_wanted_id,
     User.rules_input_hash,
+    User.version,
     Contact.id.label("person_id"),
     *(getattr(Contact, name) for name in rule_inputs.CONTACT_STATE),
 )
@@ -296,7 +352,14 @@ _READ = (
     .order_by(User.id)
     .limit(bindparam("size"))
 )
-_STATE_AT = 9  # the first CONTACT_STATE column in an _INPUTS row
+# The same for given users (``_refreshed``: those another writer changed meanwhile).
+_READ_IDS = (
+    _INPUTS.select_from(User)
+    .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+    .where(User.org_id == bindparam("org_id"), User.id.in_(bindparam("ids", expanding=True)))
+    .order_by(User.id)
+)
+_STATE_AT = 10  # the first CONTACT_STATE column in an _INPUTS row
 
 # A step that finds nothing to evaluate goes on reading, up to this many batches, in
 # the same transaction: a re-apply with little to change pays the job's per-step
@@ -323,6 +386,28 @@ def _stale(
     return stale, groups, current
 
 
+def _refreshed(
+    session: Session,
+    org_id: str,
+    digest: str,
+    ids: list[str],
+    data: dict[str, Any],
+    groups: dict[str, list[dict[str, Any]]],
+    current: dict[str, dict[str, str | None]],
+) -> set[str]:
+    """Read these users' rule inputs again (they are locked now), into ``data``, ``groups``
+    and ``current``; returns those still to evaluate (another writer may have evaluated
+    the rules for them already: their hash matches)."""
+    rows = session.connection().execute(_READ_IDS, {"org_id": org_id, "ids": ids}).all()
+    found = [r.id for r in rows]
+    stale, fresh_groups, fresh_current = _stale(digest, rows, found, session, org_id)
+    for r in rows:
+        data[r.id] = r.data
+        groups[r.id] = fresh_groups[r.id]
+        current[r.id] = fresh_current[r.id]
+    return set(stale)
+
+
 def apply_batch(
     session: Session,
     org_id: str,
@@ -331,16 +416,22 @@ def apply_batch(
     after: str,
     size: int,
     scan: int = SCAN_BATCHES,
+    overlap: bool = False,
 ) -> Batch:
     """Evaluate the next users (ids after ``after``) whose inputs changed; no commit.
 
     Reads ``size`` users at a time; stops after the first read that has users to
     evaluate (at most ``size`` evaluated per call), or after ``scan`` reads.
+    The users to evaluate are locked (``FOR UPDATE``) as they are loaded: a SCIM
+    write of one of them waits for the batch's commit; one that committed between
+    the first read and the lock (its version moved) is read again and evaluated on
+    what it holds now, so the batch never writes a decision taken on stale inputs.
+    ``overlap``: see ``BatchLookups`` (``SerialStepError``).
     """
     digest = rule_inputs.rules_digest(rules, settings)
     # Core reads (no ORM objects) for what every user needs; ORM objects only for the stale.
     conn = session.connection()
-    batch = Batch(last=None)
+    batch = Batch(last=None, after=after)
     stale: list[str] = []
     for _ in range(scan):
         rows = conn.execute(_READ, {"org_id": org_id, "after": after, "size": size}).all()
@@ -354,16 +445,22 @@ def apply_batch(
             break
     if not stale:
         return batch
-    batch.evaluated = len(stale)
     data = {r.id: r.data for r in rows}
+    read_versions = {r.id: r.version for r in rows}
     users = session.scalars(
         select(User)
         .options(defer(User.data))
         .where(User.org_id == org_id, User.id.in_(stale))
         .order_by(User.id)
+        .with_for_update()
     ).all()
+    moved = [u.id for u in users if u.version != read_versions[u.id]]
+    if moved:  # another writer committed since the read: its inputs as they are now
+        still = _refreshed(session, org_id, digest, moved, data, groups, current)
+        users = [u for u in users if u.id not in moved or u.id in still]
     for user in users:  # read above already: not decoded twice
         set_committed_value(user, "data", data[user.id])
+    batch.evaluated = len(users)
     people = {
         c.id: c
         for c in session.scalars(
@@ -372,7 +469,7 @@ def apply_batch(
             )
         )
     }
-    lookups = BatchLookups(session, org_id, current, users, list(people.values()))
+    lookups = BatchLookups(session, org_id, current, users, list(people.values()), overlap)
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
     now = utcnow()
     for user in users:
@@ -391,10 +488,37 @@ def apply_batch(
             user.version += 1
             user.updated_at = now
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
-    lookups.flush()
+    # Overlapped, the rule roles' COPY goes with the commit (the writer thread's part,
+    # which has less to do than the evaluation): what reads them (the product events'
+    # state) runs at the commit, after it.
+    lookups.flush(roles=not overlap)
+    batch.roles, lookups.inserts = lookups.inserts, []
+    batch.licenses = lookups.given
     batch.loaded = [*users, *people.values()]
     batch.role_rows = lookups.role_rows
     batch.contacts_changed = sum(
         1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]
     )
     return batch
+
+
+def check_licenses(session: Session, org_id: str, ids: set[str]) -> None:
+    """Lock the licenses an overlapped batch gave (``BatchLookups``: without a lock, as they
+    had no seat limit); ``SerialStepError`` if one has a limit now (set meanwhile).
+
+    ``FOR NO KEY UPDATE``: it waits for a seat count (``licenses.assign``, ``FOR UPDATE``)
+    or a change of the limit, never for the next batch, whose users' new license ids hold
+    the license ``FOR KEY SHARE`` (the foreign key's check) until that batch commits, after
+    this one: ``FOR UPDATE`` would wait for it, and it for this commit.
+    """
+    if not ids:
+        return
+    limits = session.execute(
+        select(License.id, License.seat_limit)
+        .where(License.org_id == org_id, License.id.in_(sorted(ids)))
+        .order_by(License.id)
+        .with_for_update(key_share=True)
+    ).all()
+    limited = [lic_id for lic_id, limit in limits if limit is not None]
+    if limited:
+        raise SerialStepError(f"license {limited[0]} has a seat limit now", for_rest=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
-from scim_server.services import jobs, provisioning, rule_apply, table_stats
+from scim_server.services import job_overlap, jobs, provisioning, rule_apply, table_stats
 
 EXAMPLES = 50
+
+log = logging.getLogger(__name__)
 
 
 class RuleSetInvalidError(InvalidValueError):
@@ -390,56 +393,114 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
             detail=detail,
             changes=_counts(job),
         )
+    overlap = OVERLAP and job_overlap.possible(run)
     while True:
+        if overlap:
+            outcome = job_overlap.run(
+                run,
+                lambda session, after: _prepare_batch(run, session, after),
+                lambda session, job, batch: _commit_overlapped(run, session, job, batch),
+                rule_apply.SerialStepError,
+            )
+            if outcome.done:
+                return outcome.result
+            log.info("rules apply (job %s): a plain step: %s", run.job_id, outcome.reason)
+            overlap = not getattr(outcome.reason, "for_rest", True)
         with run.step() as (session, job):
             checkpoint = dict(job.checkpoint or {"last": "", "changed": 0, "evaluated": 0})
             settings, rules = _active_rules(session, org_id)
             batch = rule_apply.apply_batch(
                 session, org_id, rules, settings, checkpoint["last"], APPLY_BATCH
             )
-            if batch.last is None:
-                _refresh_statistics(session, checkpoint, final=True)
-                job.checkpoint = checkpoint
-                counts = _counts(job)
-                result = {
-                    "users": counts["users_checked"],
-                    "evaluated": counts["users_evaluated"],
-                    "changed": counts["users_changed"],
-                }
-                record(
-                    session,
-                    org_id,
-                    APPLY,
-                    resource_type="RuleSet",
-                    resource_id=rule_set_id,
-                    detail=(
-                        f"rules re-applied to every user; {counts['users_changed']} "
-                        f"of {counts['users_checked']} changed "
-                        f"({counts['users_evaluated']} evaluated, the others unchanged)"
-                    ),
-                    changes=counts,
-                )
-                run.finish(job, result)
-                return result
-            for user_id, outcome in batch.changed.items():
-                record(
-                    session,
-                    org_id,
-                    "user.mapping",
-                    resource_type="User",
-                    resource_id=user_id,
-                    detail="rules re-applied",
-                    changes=outcome["changes"],
-                    explanation={"rules": outcome["rules"]},
-                )
-            checkpoint["changed"] += len(batch.changed)
-            checkpoint["evaluated"] = checkpoint.get("evaluated", 0) + batch.evaluated
-            checkpoint["last"] = batch.last
-            _add_changed(checkpoint, batch)
-            _refresh_statistics(session, checkpoint, final=False)
-            job.checkpoint = checkpoint
-            job.progress_done += batch.checked
-            job.progress_total = max(job.progress_total or 0, job.progress_done)
+            result = _commit_batch(run, session, job, batch)
+        if result is not None:
+            return result
+
+
+# Overlap a step's evaluation with the previous step's commit where the job's process
+# can (``job_overlap``: PostgreSQL, sessions with connections of their own).
+OVERLAP = True
+
+
+def _prepare_batch(run: jobs.JobRun, session: Session, after: str | None) -> tuple[Any, str | None]:
+    """The next batch, evaluated in ``session``'s transaction while the previous one may
+    still be committing (``job_overlap.run``): the batch and where the next one starts."""
+    if after is None:  # the first: where the committed checkpoint says (nothing in flight)
+        checkpoint = session.scalar(
+            select(Job.checkpoint).where(Job.org_id == run.org_id, Job.id == run.job_id)
+        )
+        after = (checkpoint or {}).get("last", "")
+    settings, rules = _active_rules(session, run.org_id)
+    batch = rule_apply.apply_batch(
+        session, run.org_id, rules, settings, after or "", APPLY_BATCH, overlap=True
+    )
+    return batch, batch.last
+
+
+def _commit_overlapped(
+    run: jobs.JobRun, session: Session, job: Job, batch: rule_apply.Batch
+) -> dict[str, Any] | None:
+    """Commit an overlapped batch (``job_overlap``: the writer thread, the job row locked)."""
+    last = (job.checkpoint or {}).get("last")
+    if last != batch.after:
+        raise RuntimeError(f"batch read after {batch.after!r}, the job's checkpoint is {last!r}")
+    rule_apply.check_licenses(session, run.org_id, batch.licenses)
+    rule_apply.insert_roles(session, batch.roles)
+    return _commit_batch(run, session, job, batch)
+
+
+def _commit_batch(
+    run: jobs.JobRun, session: Session, job: Job, batch: rule_apply.Batch
+) -> dict[str, Any] | None:
+    """A batch's audit events and the job's progress, in the batch's step; at the end (no
+    user left) the statistics, the final event and the job's result, which it returns."""
+    org_id = run.org_id
+    rule_set_id = run.params.get("rule_set_id")
+    checkpoint = dict(job.checkpoint or {"last": "", "changed": 0, "evaluated": 0})
+    if batch.last is None:
+        _refresh_statistics(session, checkpoint, final=True)
+        job.checkpoint = checkpoint
+        counts = _counts(job)
+        result = {
+            "users": counts["users_checked"],
+            "evaluated": counts["users_evaluated"],
+            "changed": counts["users_changed"],
+        }
+        record(
+            session,
+            org_id,
+            APPLY,
+            resource_type="RuleSet",
+            resource_id=rule_set_id,
+            detail=(
+                f"rules re-applied to every user; {counts['users_changed']} "
+                f"of {counts['users_checked']} changed "
+                f"({counts['users_evaluated']} evaluated, the others unchanged)"
+            ),
+            changes=counts,
+        )
+        run.finish(job, result)
+        return result
+    for user_id, outcome in batch.changed.items():
+        record(
+            session,
+            org_id,
+            "user.mapping",
+            resource_type="User",
+            resource_id=user_id,
+            detail="rules re-applied",
+            changes=outcome["changes"],
+            explanation={"rules": outcome["rules"]},
+        )
+    checkpoint["changed"] += len(batch.changed)
+    checkpoint["evaluated"] = checkpoint.get("evaluated", 0) + batch.evaluated
+    checkpoint["last"] = batch.last
+    _add_changed(checkpoint, batch)
+    _refresh_statistics(session, checkpoint, final=False)
+    job.checkpoint = checkpoint
+    job.progress_done += batch.checked
+    job.progress_total = max(job.progress_total or 0, job.progress_done)
+    return None
 
 
 def _apply_failed(session: Session, job: Job, error: str) -> None:

@@ -330,6 +330,54 @@ def test_attribute_map_merges_case_variants():
     assert repr(attributes).startswith("AttributeMap(")
 
 
+def _eager(doc):
+    """The attributes as ``from_scim`` built them before they were lazy: raw, then vocabulary."""
+    from mappings import sources
+
+    return AttributeMap({**sources.scim_raw(doc), **sources.scim_common(doc)})
+
+
+@given(json_objects)
+def test_scim_attributes_read_lazily_equal_the_eager_ones(doc):
+    """``from_scim``'s attributes (the raw ``scim:`` names read on first use) are the eager ones:
+    every lookup, the names and their order, length, equality and hash."""
+    eager = _eager(doc)
+    vocabulary = ExternalIdentity.from_scim(doc).attributes
+    for name in ("userName", "email", "department", "title", "manager", "organization"):
+        assert vocabulary.get(name) == eager.get(name)  # before the raw names are read
+    assert (vocabulary == eager) and list(vocabulary) == list(eager)
+    raw_first = ExternalIdentity.from_scim(doc).attributes
+    assert raw_first.get("scim:userName") == eager.get("scim:userName")
+    assert len(raw_first) == len(eager) and hash(raw_first) == hash(eager)
+    assert dict(raw_first.items()) == dict(eager.items())
+
+
+def test_scim_raw_names_are_read_when_asked_for():
+    """A rule on a raw name (any case, the core URN spelled out) finds it; vocabulary lookups
+    leave the document's other attributes unread."""
+    doc = {
+        "userName": "ann",
+        "nickName": "Annie",
+        "urn:ietf:params:scim:schemas:core:2.0:User:title": "x",
+        ENTERPRISE: {"department": "Ops", "costCenter": "42"},
+    }
+    identity = ExternalIdentity.from_scim(doc)
+    assert identity.first("department") == "Ops"
+    assert identity.attributes._doc is doc  # type: ignore[attr-defined]
+    assert identity.first("SCIM:nickname") == "Annie"
+    assert identity.attributes._doc is None  # type: ignore[attr-defined]
+    other = ExternalIdentity.from_scim(doc)
+    assert "scim:nickName" in other.attributes
+    assert (
+        ExternalIdentity.from_scim(doc).first(
+            "scim:urn:ietf:params:scim:schemas:core:2.0:User:nickName"
+        )
+        == "Annie"
+    )
+    assert ExternalIdentity.from_scim(doc).first(f"scim:{ENTERPRISE}:costCenter") == "42"
+    assert ExternalIdentity.from_scim(doc) == ExternalIdentity("scim", None, _eager(doc))
+
+
 def test_identity_is_hashable_and_validates_source():
     """Identities are values (hashable, comparable); an unknown source is refused."""
     one = ExternalIdentity("scim", "s", {"email": "a@x"}, [GroupRef("G")])

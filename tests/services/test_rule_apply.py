@@ -523,3 +523,26 @@ def test_a_user_the_apply_changes_is_a_new_version(scim, admin, session):
     assert _license(admin, olga["id"]) is None  # no rule for Ops: unchanged
     same = scim.get(f"/scim/v2/Users/{olga['id']}", headers={"If-None-Match": tags[olga["id"]]})
     assert same.status_code == 304
+
+
+def test_a_batch_writes_only_the_columns_whose_values_changed(scim, admin, session, monkeypatch):
+    """``write_batch``: the rules set a contact's title; its phone, changed by another writer
+    since the contact was loaded, is not written back with the value loaded (COPY/unnest
+    from two rows, and the executemany below)."""
+    catalogue(admin)
+    people = [person(scim, f"p{i}@example.com") for i in range(3)]
+    ids = [session.get(User, (scim.org_id, p["id"])).contact_id for p in people]
+    session.commit()
+    for copy_from in (2, 50):
+        monkeypatch.setattr(bulk_rows, "COPY_FROM", copy_from)
+        contacts = session.scalars(select(Contact).where(Contact.id.in_(ids))).all()
+        session.execute(update(Contact).where(Contact.id.in_(ids)).values(phone="+1 999"))
+        for contact in contacts:
+            contact.title = f"T{copy_from}"
+        written = rule_apply.write_batch(session, contacts, rule_apply.CONTACT_COLUMNS)
+        assert written == 3
+        session.flush()
+        session.expire_all()
+        stored = session.execute(select(Contact.title, Contact.phone).where(Contact.id.in_(ids)))
+        assert set(stored) == {(f"T{copy_from}", "+1 999")}
+        session.rollback()
