@@ -375,10 +375,10 @@ _GROUPS_OF_ONE = (
 )
 
 
-def extras_of_one_statement(*more: Any) -> Any:
-    """One user's groups, roles and license names in one statement (``_EXTRAS_OF_ONE``);
-    ``more``: other selects of the same seven columns to read with them, in the same round
-    trip (``events.writer``: the organization's audit head, locked)."""
+def _groups_and_roles(*more: Any) -> tuple[Any, Any]:
+    """The selects of one user's groups (g) and roles with their sources (r), in the
+    extras' seven columns (kind, id, name, role_kind, source, rule, sort_key), ``more``
+    after them (``_USER_AND_EXTRAS``: the row's columns, NULL)."""
     from scim_server.models import Role, UserRole
 
     groups: Any = (
@@ -390,6 +390,7 @@ def extras_of_one_statement(*more: Any) -> Any:
             null().label("source"),
             null().label("rule"),
             Group.display_name_key.label("sort_key"),
+            *more,
         )
         .join(
             GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id)
@@ -407,10 +408,19 @@ def extras_of_one_statement(*more: Any) -> Any:
             UserRole.source,
             UserRole.rule,
             Role.name_key,
+            *more,
         )
         .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
         .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
     )
+    return groups, roles
+
+
+def extras_of_one_statement(*more: Any) -> Any:
+    """One user's groups, roles and license names in one statement (``_EXTRAS_OF_ONE``);
+    ``more``: other selects of the same seven columns to read with them, in the same round
+    trip (``events.writer``: the organization's audit head, locked)."""
+    groups, roles = _groups_and_roles()
     licenses: Any = select(
         literal_column("'l'"), License.id, License.name, null(), null(), null(), License.id
     ).where(
@@ -487,8 +497,6 @@ def _extras_from_rows(rows: Iterable[Any]) -> Extras:
 
 
 def _user_and_extras() -> Any:
-    from scim_server.models import Role, UserRole
-
     user = row_columns(User)
     blank = [null() for _ in user]
     me: Any = select(
@@ -501,38 +509,7 @@ def _user_and_extras() -> Any:
         null().label("x_sort_key"),
         *user,
     ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-    groups: Any = (
-        select(
-            literal_column("'g'"),
-            Group.id,
-            Group.display_name,
-            null(),
-            null(),
-            null(),
-            Group.display_name_key,
-            *blank,
-        )
-        .join(
-            GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id)
-        )
-        .where(
-            GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id")
-        )
-    )
-    roles: Any = (
-        select(
-            literal_column("'r'"),
-            Role.id,
-            Role.name,
-            Role.kind,
-            UserRole.source,
-            UserRole.rule,
-            Role.name_key,
-            *blank,
-        )
-        .join(Role, (Role.org_id == UserRole.org_id) & (Role.id == UserRole.role_id))
-        .where(UserRole.org_id == bindparam("org_id"), UserRole.user_id == bindparam("user_id"))
-    )
+    groups, roles = _groups_and_roles(*blank)
     # The licenses it holds and waits for, by its row (not known before this statement):
     # one equi-join each, a primary-key lookup on both sides whatever the statistics.
     holder = User.__table__.alias()
