@@ -43,7 +43,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
-from scim_server import jsonfast, sqlite_writers
+from scim_server import jsonfast
 
 log = logging.getLogger(__name__)
 
@@ -429,16 +429,12 @@ def within(transaction: SessionTransaction | None, ended: SessionTransaction) ->
     return False
 
 
-# How long a SQLite writer waits for the database (our queue, then SQLite's busy handler).
-SQLITE_BUSY_S = 10.0
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
+    cursor.execute("PRAGMA busy_timeout=10000")
     # We match on pre-folded keys: LIKE must be case-sensitive to mean what the
     # filter says, and so that SQLite can use the key index for `sw`.
     cursor.execute("PRAGMA case_sensitive_like=ON")
@@ -474,7 +470,7 @@ def _sqlite_optimize(dbapi_connection: Any, record: Any) -> None:
     except sqlite3.Error:
         pass  # statistics are an optimisation, and a locked database is normal
     finally:
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
+        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
 
@@ -498,16 +494,7 @@ def make_engine(
         # pysqlite's own transaction handling defers BEGIN; take the write
         # lock at BEGIN so concurrent writers queue instead of failing.
         event.listen(engine, "connect", _disable_pysqlite_begin)
-        path = engine.url.database
-        if path and path != ":memory:" and not path.startswith("file:"):
-            queue = sqlite_writers.install(engine, path, SQLITE_BUSY_S)
-
-            def begin(conn: Any) -> None:
-                _sqlite_begin(conn, queue)
-
-            event.listen(engine, "begin", begin)
-        else:
-            event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "checkin", _sqlite_optimize)
         return engine
     engine = create_engine(
@@ -551,25 +538,13 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
 SQLITE_STATEMENT_READS = "sqlite_statement_reads"
 
 
-def _sqlite_begin(conn: Any, queue: sqlite_writers.WriterQueue | None = None) -> None:
+def _sqlite_begin(conn: Any) -> None:
     # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
-    # waits for busy_timeout instead of failing on a stale read snapshot; first they
-    # queue for it (``sqlite_writers``), which wakes them as soon as it is free.
+    # waits for busy_timeout instead of failing on a stale read snapshot.
     options = conn.get_execution_options()
     if options.get(SQLITE_STATEMENT_READS):
         return
-    if not options.get("sqlite_immediate"):
-        conn.exec_driver_sql("BEGIN")
-        return
-    if queue is None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        return
-    queue.enter(conn.connection)
-    try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    except BaseException:
-        queue.leave(conn.connection)
-        raise
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
 
 # The key under which a session's ``info`` carries its app's audit signing key.
