@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from bench import labels
@@ -47,6 +47,7 @@ SIGN_IN_C = 8
 BESIDE_C = 4
 FORM = "application/x-www-form-urlencoded"
 LOCKOUT_THRESHOLD = IdentitySettings().number("lockout_threshold")
+LICENSE = "Bench sign-in"
 
 
 @dataclass(frozen=True)
@@ -60,19 +61,31 @@ def give_passwords(engine: Engine, org: OrgData, count: int) -> SignInUsers:
     """A license and the password ``PASSWORD`` for ``count`` users of ``org``.
 
     They are taken from the users in no group, from the end, whose userNames
-    (numbered above the smaller organizations' sizes) name no other account.
+    (numbered above the smaller organizations' sizes) name no other account. Called
+    again on one organization (the sign-in scenario, then the console's admin), it
+    reuses the license and sets the password again.
     """
     hashing = Hashing()  # the configuration's defaults: what production runs with
     digest = hash_password(hashing, PASSWORD)
     names = dict(zip(org.user_ids, org.user_names, strict=True))
     chosen = org.free_user_ids[-count:]
     tables = Base.metadata.tables
-    license_id = str(uuid.uuid4())
+    licenses, passwords = tables["licenses"], tables["user_passwords"]
     with engine.begin() as conn:
-        conn.execute(
-            insert(tables["licenses"]).values(
-                org_id=org.id, id=license_id, name="Bench sign-in", name_key=fold("Bench sign-in")
+        license_id = conn.execute(
+            select(licenses.c.id).where(
+                licenses.c.org_id == org.id, licenses.c.name_key == fold(LICENSE)
             )
+        ).scalar()
+        if license_id is None:
+            license_id = str(uuid.uuid4())
+            conn.execute(
+                insert(licenses).values(
+                    org_id=org.id, id=license_id, name=LICENSE, name_key=fold(LICENSE)
+                )
+            )
+        conn.execute(
+            delete(passwords).where(passwords.c.org_id == org.id, passwords.c.user_id.in_(chosen))
         )
         users = tables["users"]
         conn.execute(
@@ -81,7 +94,7 @@ def give_passwords(engine: Engine, org: OrgData, count: int) -> SignInUsers:
             .values(license_id=license_id, license_source="manual")
         )
         conn.execute(
-            insert(tables["user_passwords"]),
+            insert(passwords),
             [{"org_id": org.id, "user_id": uid, "hash": digest} for uid in chosen],
         )
     logins = [names[uid] for uid in chosen]
