@@ -9,7 +9,6 @@ from sqlalchemy import delete, select, update
 
 from scim_server import bulk_rows
 from scim_server.audit import queries as audit_queries
-from scim_server.audit import recorder
 from scim_server.models import (
     AuditEvent,
     Contact,
@@ -24,6 +23,7 @@ from scim_server.models import (
 from scim_server.services import rule_apply, rule_inputs, rule_sets
 from tests.admin.rules import RULES, activate, catalogue
 from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
+from tests.support.faults import fail_product_events
 
 
 def _result(admin) -> dict:
@@ -311,23 +311,10 @@ def test_a_batch_that_fails_at_its_commit_rolls_back_whole(scim, admin, session,
     nothing of it stays (users, roles, audit and product events); the chain verifies; the
     retry does the rest, each user once."""
     monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
-    monkeypatch.setattr(bulk_rows, "COPY_FROM", 2)
-    # The product events by statements of their own (on PostgreSQL a few ride in the
-    # audit events' statement), where the fault is injected.
-    monkeypatch.setattr(recorder, "COMBINED_UP_TO", 0)
     catalogue(admin)
     people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(5)]
     activate(admin)
-    real, calls = bulk_rows.insert_rows, []
-
-    def failing(connection, model, rows):
-        if model is Event:
-            calls.append(len(rows))
-            if len(calls) == 2:
-                raise RuntimeError("disk full")
-        return real(connection, model, rows)
-
-    monkeypatch.setattr(bulk_rows, "insert_rows", failing)
+    real = fail_product_events(monkeypatch)
     job = apply_rules(admin)
     assert job["state"] == "queued" and "disk full" in job["error"]
     assert job["progress"]["done"] == 2

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select, update
 
 from scim_server import bulk_rows
-from scim_server.audit import recorder
 from scim_server.audit.queries import verify
 from scim_server.db import db
 from scim_server.models import AuditEvent, Contact, Event, Job, User
@@ -24,6 +23,7 @@ from scim_server.services.tokens import create_token
 from tests.admin.rules import RULES, activate, catalogue
 from tests.support import ENTERPRISE, Scim
 from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
+from tests.support.faults import fail_product_events
 
 
 def _admin(app: Any, scim: Scim) -> Scim:
@@ -305,26 +305,13 @@ def test_a_batch_failing_at_its_commit_leaves_nothing_of_it_or_the_next(live, mo
     app, scim = live
     admin = _admin(app, scim)
     monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
-    monkeypatch.setattr(bulk_rows, "COPY_FROM", 2)
-    # The product events by statements of their own (on PostgreSQL a few ride in the
-    # audit events' statement), where the fault is injected.
-    monkeypatch.setattr(recorder, "COMBINED_UP_TO", 0)
     catalogue(admin, engineer_seats=None, planner_seats=None)
     people = sorted(
         (person(scim, f"p{i}@example.com", department="Sales") for i in range(7)),
         key=lambda p: p["id"],
     )
     activate(admin)
-    real, calls = bulk_rows.insert_rows, []
-
-    def failing(connection, model, rows):  # type: ignore[no-untyped-def]
-        if model is Event:
-            calls.append(len(rows))
-            if len(calls) == 2:
-                raise RuntimeError("disk full")
-        return real(connection, model, rows)
-
-    monkeypatch.setattr(bulk_rows, "insert_rows", failing)
+    real = fail_product_events(monkeypatch)
     job = apply_rules(admin)
     assert job["state"] == "queued" and "disk full" in job["error"]
     assert job["progress"]["done"] == 2
