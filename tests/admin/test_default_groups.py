@@ -13,6 +13,7 @@ from scim_server.models import Event, GroupMember, Organization
 from scim_server.services.tokens import create_token
 from tests.support import Scim
 from tests.support.admin_api import events, make_license, ok
+from tests.support.threads import run_together
 
 
 def _contact(admin: Scim, name: str = "Ada Lovelace", email: str = "ada@example.com") -> dict:
@@ -185,11 +186,7 @@ def _race(app: Any, scim: Scim, secret: str, group_id: str) -> dict[str, int]:
         barrier.wait()
         statuses["delete"] = client.delete(f"/scim/v2/Groups/{group_id}").status_code
 
-    threads = [threading.Thread(target=put), threading.Thread(target=delete)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(put, delete)
     return statuses
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
+from functools import partial
 
 from sqlalchemy import select, text, update
 
 from scim_server.models import AuditEvent, AuditHead
 from tests.support import USER_SCHEMA, Scim
+from tests.support.threads import run_together
 
 
 def events(admin: Scim, **params) -> list[dict]:
@@ -315,11 +316,7 @@ def test_concurrent_writers_keep_one_chain(live, engine):
         for i in range(6):
             client.create_user(f"t{n}-{i}@example.com")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(*(partial(work, n) for n in range(4)))
     with db.reader(app)() as session:
         result = verify(session, scim.org_id)
         seqs = session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 from sqlalchemy import delete, select
 
@@ -11,6 +12,7 @@ from scim_server.db import db
 from scim_server.models import Event
 from scim_server.scim.errors import CONFLICT_URN
 from tests.support import USER_SCHEMA, Scim
+from tests.support.threads import run_together
 
 
 def test_racing_member_adds_all_land(live):
@@ -29,11 +31,7 @@ def test_racing_member_adds_all_land(live):
             )
             statuses.append(resp.status_code)
 
-    threads = [threading.Thread(target=add, args=(users[i::2],)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(*(partial(add, users[i::2]) for i in range(2)))
     assert statuses == [204] * 16
     body = scim.get(url).get_json()
     assert sorted(m["value"] for m in body["members"]) == sorted(users)
@@ -54,11 +52,7 @@ def test_if_match_race_has_one_winner(live):
         barrier.wait()
         results.append(client.put(url, body, headers={"If-Match": 'W/"1"'}).status_code)
 
-    threads = [threading.Thread(target=put, args=(t,)) for t in ("A", "B")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(partial(put, "A"), partial(put, "B"))
     assert sorted(results) == [200, 412]
     assert scim.get(url).get_json()["meta"]["version"] == 'W/"2"'
 
@@ -77,11 +71,7 @@ def test_patch_if_match_race_has_one_winner(live):
         barrier.wait()
         results.append(client.patch_ops(url, op, headers={"If-Match": 'W/"1"'}).status_code)
 
-    threads = [threading.Thread(target=patch, args=(t,)) for t in ("A", "B")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(partial(patch, "A"), partial(patch, "B"))
     assert sorted(results) == [200, 412]
     body = scim.get(url).get_json()
     assert body["meta"]["version"] == 'W/"2"'
@@ -105,11 +95,7 @@ def test_racing_patches_of_one_user_lose_nothing(live):
             op = {"op": "replace", "path": attribute, "value": f"{attribute}-{i}"}
             statuses.append(client.patch_ops(url, op).status_code)
 
-    threads = [threading.Thread(target=patch, args=(a,)) for a in attributes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(*(partial(patch, a) for a in attributes))
     assert statuses == [200] * 12
     body = scim.get(url).get_json()
     assert {a: body[a] for a in attributes} == {a: f"{a}-2" for a in attributes}
@@ -140,11 +126,7 @@ def test_retried_create_gets_409_not_a_twin(live):
         bodies[resp.status_code] = resp.get_json()
 
     bodies: dict[int, dict] = {}
-    threads = [threading.Thread(target=create) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(create, create)
     assert sorted(results) == [201, 409]
     assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
     # The loser, whether it lost at the check or at the insert, names the winner.
@@ -182,11 +164,7 @@ def test_racing_creates_and_deletes_keep_totals_without_deadlock(live):
             else:
                 kept.append(resp.get_json()["id"])
 
-    threads = [threading.Thread(target=churn, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(*(partial(churn, w) for w in range(4)))
     assert sorted(set(statuses)) == [201, 204], statuses
     body = scim.get("/scim/v2/Users?count=100&attributes=id").get_json()
     assert body["totalResults"] == len(kept) == 8
