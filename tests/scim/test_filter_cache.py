@@ -41,24 +41,20 @@ def shapes(app: Flask) -> filter_cache.FilterCache:
     return fresh
 
 
-@pytest.mark.parametrize(("flt", "expected"), USER_FILTERS, ids=[f for f, _ in USER_FILTERS])
-def test_a_user_filter_finds_the_same_after_its_shape_was_translated(
-    ds: Scim, data: Data, shapes: Any, flt: str, expected: set[str]
-) -> None:
-    """Every user filter of test_filters, its shape first translated for other literals."""
-    flt = data.fill(flt)
-    _warm(ds, "Users", flt)
-    assert list_ids(ds, "Users", flt, data) == expected
+FILTERS = [("Users", f, e) for f, e in USER_FILTERS] + [("Groups", f, e) for f, e in GROUP_FILTERS]
 
 
-@pytest.mark.parametrize(("flt", "expected"), GROUP_FILTERS, ids=[f for f, _ in GROUP_FILTERS])
-def test_a_group_filter_finds_the_same_after_its_shape_was_translated(
-    ds: Scim, data: Data, shapes: Any, flt: str, expected: set[str]
+@pytest.mark.parametrize(
+    ("resource", "flt", "expected"), FILTERS, ids=[f"{r}: {f}" for r, f, _ in FILTERS]
+)
+def test_a_filter_finds_the_same_after_its_shape_was_translated(
+    ds: Scim, data: Data, shapes: Any, resource: str, flt: str, expected: set[str]
 ) -> None:
-    """Every group filter of test_filters, its shape first translated for other literals."""
+    """Every user and group filter of test_filters, its shape first translated for other
+    literals."""
     flt = data.fill(flt)
-    _warm(ds, "Groups", flt)
-    assert list_ids(ds, "Groups", flt, data) == expected
+    _warm(ds, resource, flt)
+    assert list_ids(ds, resource, flt, data) == expected
 
 
 @pytest.mark.parametrize(
