@@ -26,6 +26,12 @@ from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
 from tests.support.faults import fail_product_events
 
 
+def _people_by_id(scim: Scim, department: str, count: int) -> list[dict[str, Any]]:
+    """``count`` users of ``department`` in id order: the order the apply's batches take."""
+    made = [person(scim, f"p{i}@example.com", department=department) for i in range(count)]
+    return sorted(made, key=lambda p: p["id"])
+
+
 def _admin(app: Any, scim: Scim) -> Scim:
     with db.reader(app)() as s:
         _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
@@ -152,10 +158,7 @@ def test_a_scim_patch_committed_between_the_read_and_the_lock_is_not_overwritten
     admin = _admin(app, scim)
     monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
     catalogue(admin, engineer_seats=None, planner_seats=None)
-    people = sorted(
-        (person(scim, f"p{i}@example.com", department="Ops") for i in range(6)),
-        key=lambda p: p["id"],
-    )
+    people = _people_by_id(scim, "Ops", 6)
     activate(admin)  # nobody in Sales yet: nothing to give
     target = people[3]  # in the second batch
     url = f"/scim/v2/Users/{target['id']}"
@@ -306,10 +309,7 @@ def test_a_batch_failing_at_its_commit_leaves_nothing_of_it_or_the_next(live, mo
     admin = _admin(app, scim)
     monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
     catalogue(admin, engineer_seats=None, planner_seats=None)
-    people = sorted(
-        (person(scim, f"p{i}@example.com", department="Sales") for i in range(7)),
-        key=lambda p: p["id"],
-    )
+    people = _people_by_id(scim, "Sales", 7)
     activate(admin)
     real = fail_product_events(monkeypatch)
     job = apply_rules(admin)
