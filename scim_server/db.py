@@ -557,12 +557,18 @@ def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _prepared_call(cursor: Any, call: Any) -> None:
-    """``call()`` (a cursor execution) with psycopg's preparing on for it alone: with
-    ``prepare_threshold`` None, psycopg neither prepares nor runs a statement prepared
-    before; any number lets ``prepare=True`` (and ``executemany``, which always asks)
-    prepare it once, then reuse it on this connection."""
+    """``call()`` (a cursor execution) with psycopg's preparing on for it alone.
+
+    With ``prepare_threshold`` None psycopg neither prepares nor runs a statement it
+    prepared before. A threshold of 1 for the call prepares the statement at its second
+    execution on the connection, then reuses it; not at its first: psycopg forgets its
+    prepared statements at every ROLLBACK (and then sends DEALLOCATE ALL), so on a
+    connection whose transactions end in a rollback (a read in a transaction), a
+    statement run once per transaction would pay a PREPARE round trip every time.
+    ``executemany`` asks to prepare whatever the threshold, when there is one.
+    """
     connection = cursor.connection
-    connection.prepare_threshold = 0
+    connection.prepare_threshold = 1
     try:
         call()
     finally:
@@ -573,14 +579,14 @@ def _execute_prepared(cursor: Any, statement: str, parameters: Any, context: Any
     """The ``do_execute`` hook: a statement marked ``REUSE_PLAN`` is executed prepared."""
     if not context.execution_options.get(REUSE_PLAN):
         return False
-    _prepared_call(cursor, lambda: cursor.execute(statement, parameters, prepare=True))
+    _prepared_call(cursor, lambda: cursor.execute(statement, parameters))
     return True
 
 
 def _execute_prepared_no_params(cursor: Any, statement: str, context: Any) -> bool:
     if not context.execution_options.get(REUSE_PLAN):
         return False
-    _prepared_call(cursor, lambda: cursor.execute(statement, prepare=True))
+    _prepared_call(cursor, lambda: cursor.execute(statement))
     return True
 
 
