@@ -520,7 +520,8 @@ def make_engine(
 # connection and, after five executions, run it with a generic plan, planned once. Only
 # for statements whose best plan does not depend on their values: a row read, changed or
 # deleted by its primary or a unique key, an INSERT of given rows. Never for a filter, a
-# search, a list page or an export: their plan must see the values (``_postgres_session_settings``).
+# search, a list page or an export: their plans must see the values
+# (``_postgres_session_settings``).
 REUSE_PLAN = "reuse_plan"
 
 
