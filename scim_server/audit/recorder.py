@@ -123,9 +123,8 @@ _MOVE_HEAD = reuse_plan(
         signature=bindparam("h_signature"),
     )
 )
-_INSERT_EVENTS = reuse_plan(
-    insert(AuditEvent)
-)  # SQLite, or more than COMBINED_UP_TO (below COPY's size)
+# SQLite, or more than COMBINED_UP_TO (below COPY's size).
+_INSERT_EVENTS = reuse_plan(insert(AuditEvent))
 # PostgreSQL: a write's few events are inserted and the head moved in one statement
 # (a status change from SCIM records two: the change and the transition), with the
 # rows a ``Rider`` (the product events) adds.
