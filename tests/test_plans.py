@@ -62,9 +62,15 @@ def test_connection_plans_with_values_unless_a_statement_is_marked(pg, connectio
 
 
 def test_hot_scim_statements_reuse_plans_and_filters_do_not(pg, scim, connection):
-    """After more than five of each: the token lookup, GET by id, a PATCH's writes, the
-    audit chain's statement and ``userName eq`` run generic plans; the Entra e-mail filter
-    over the attribute index is planned with its values every time (never prepared)."""
+    """After more than five of each: the token lookup, GET by id, a PATCH's read and write,
+    the audit chain's statement and ``userName eq`` run prepared (the token lookup a
+    generic plan); the Entra e-mail filter over the attribute index is planned with its
+    values every time (never prepared).
+
+    Whether a prepared statement runs its generic plan is PostgreSQL's choice (``auto``:
+    when it costs no more than the custom plans did), which the statistics of the test
+    tables (a few rows, other tests' ANALYZE) sway: only the token lookup's, one unique
+    index probe, is asserted generic."""
     ids, mails = [], []
     for i in range(RUNS):
         mail = f"plan{i}@example.org"
@@ -82,17 +88,18 @@ def test_hot_scim_statements_reuse_plans_and_filters_do_not(pg, scim, connection
         found = scim.get(f"/scim/v2/Users?filter={quote(by_mail)}").get_json()
         assert [u["id"] for u in found["Resources"]] == [ids[i]]
 
+    [(generic, _custom)] = plans_of(connection, "FROM scim_tokens WHERE scim_tokens.token_hash")
+    assert generic >= 1
     for fragments in [
-        ("FROM scim_tokens WHERE scim_tokens.token_hash = $1",),  # every request's token
         ("SELECT 'u' AS x_kind",),  # GET /Users/{id}, extras included
         ("FOR UPDATE", "FROM users WHERE users.org_id = $1", "users.id = $2"),  # PATCH's read
         ("UPDATE contacts SET title=",),  # PATCH title's write
         ("INSERT INTO audit_events",),  # the audit chain's events and head
         ("users.user_name_key = $2", "LIMIT"),  # userName eq
     ]:
-        plans = plans_of(connection, *fragments)
-        assert plans, (fragments, prepared(connection))
-        assert any(generic >= 1 for generic, _custom in plans), (fragments, plans)
+        # Every execution but the first on the connection ran the prepared statement.
+        runs = sum(generic + custom for generic, custom in plans_of(connection, *fragments))
+        assert runs >= RUNS - 1, (fragments, prepared(connection))
     # The e-mail filter reads the attribute index: never prepared, planned with its values.
     reads = [sql for sql, _g, _c in prepared(connection) if sql.startswith("SELECT")]
     assert not [sql for sql in reads if "attribute_values" in sql], reads
