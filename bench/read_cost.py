@@ -11,7 +11,9 @@ missing one (the lookup before each POST of an initial sync), ``emails[type eq
 "work"].value eq`` (what Entra ID sends) and ``emails[value eq]``, and GET /Groups/{id}
 of a group of 10 members. Every user is in one of the groups, so a user's
 representation has its ``groups``. Each round prints the mean CPU time per request of
-each kind; then the statements of one request (``--sql`` prints them).
+each kind, as "Python / PostgreSQL" (this process's, then the database backends' on a
+local PostgreSQL, as ``bench.write_cost`` gives them; "n/a" elsewhere); then the
+statements of one request (``--sql`` prints them).
 
 ``--profile OP`` runs that read under cProfile after the rounds. Without DATABASE_URL,
 a SQLite file in a temporary directory.
@@ -23,7 +25,8 @@ import argparse
 from collections.abc import Callable
 from urllib.parse import quote
 
-from bench.write_cost import Writer, profile, setup, statements_of, timed
+from bench.server_cpu import ServerCpu
+from bench.write_cost import Writer, cells, profile, setup, statements_of, timed
 
 OPERATIONS = ("get", "username-eq", "username-miss", "email-work", "email-value", "group-get")
 GROUP_SIZE = 10
@@ -91,11 +94,12 @@ def main() -> None:
         for i in range(20):
             steps[name](i)
     n = args.requests
-    print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each, process_time)")
+    server = ServerCpu(url)
+    print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each), Python / database server")
     print("round | " + " | ".join(OPERATIONS))
     for r in range(args.rounds):
-        figures = [timed(n, steps[name]) * 1000 for name in OPERATIONS]
-        print(f"{r + 1} | " + " | ".join(f"{f:.3f}" for f in figures))
+        figures = [timed(n, steps[name], server) for name in OPERATIONS]
+        print(f"{r + 1} | {cells(figures, 3)}")
     counts = statements_of(app, steps, show=args.sql)
     print("statements per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.profile:

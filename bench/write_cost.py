@@ -8,10 +8,13 @@ body, ``bench.dataset.user_body``), PATCH replace ``title``, PATCH replace
 ``active`` (each a real change: false, then true again) and DELETE /Users/{id}
 of the users it created. CPU time (``time.process_time``) is the steadiest
 figure on a shared machine: wall-clock rates move by up to 2x between runs of
-the same code, the server's own CPU per request barely does. On PostgreSQL the
-database server's CPU is not included. Each round prints the mean CPU time per
-request of each kind and the statements of one request (token lookup and
-representation included; ``BEGIN`` counts on SQLite, where it is a statement).
+the same code, the server's own CPU per request barely does. Each round prints
+the mean CPU time per request of each kind, as "Python / PostgreSQL": this
+process's, then, on a local PostgreSQL, that of the database's backends
+(``bench.server_cpu``: from /proc, in ticks of 10 ms, so a figure moves by
+about 0.05 ms at 200 requests; "n/a" on SQLite or a remote database). Then the
+statements of one request (token lookup and representation included; ``BEGIN``
+counts on SQLite, where it is a statement).
 
 ``--profile post`` (or ``patch-title``, ``patch-active``, ``delete``) runs that
 operation under cProfile after the rounds and prints the functions with the most
@@ -34,6 +37,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.dataset import user_body
+from bench.server_cpu import ServerCpu, per_request_ms, shown
 from scim_server import create_app
 from scim_server.db import db
 from scim_server.migrate import upgrade
@@ -91,11 +95,22 @@ class Writer:
         assert resp.status_code == 204, resp.get_data(as_text=True)
 
 
-def timed(count: int, step: Callable[[int], None]) -> float:
+def timed(
+    count: int, step: Callable[[int], None], server: ServerCpu | None = None
+) -> tuple[float, float | None]:
+    """(this process's CPU ms, the database backends' CPU ms or None) per call of ``step``."""
+    server_before = server.seconds() if server is not None else None
     started = time.process_time()
     for i in range(count):
         step(i)
-    return (time.process_time() - started) / count
+    python = (time.process_time() - started) / count * 1000
+    server_after = server.seconds() if server is not None else None
+    return python, per_request_ms(server_before, server_after, count)
+
+
+def cells(figures: list[tuple[float, float | None]], digits: int = 2) -> str:
+    """One round's figures as "Python / PostgreSQL" cells."""
+    return " | ".join(f"{py:.{digits}f} / {shown(pg, digits)}" for py, pg in figures)
 
 
 def _steps(w: Writer) -> dict[str, Callable[[int], None]]:
@@ -165,12 +180,13 @@ def main() -> None:
     for _ in range(20):  # warm: the organization's settings, statement caches
         w.post()
     n = args.requests
-    print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each, process_time)")
+    server = ServerCpu(url)
+    print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each), Python / database server")
     print("round | POST | PATCH title | PATCH active | DELETE")
     for r in range(args.rounds):
         steps = _steps(w)
-        figures = [timed(n, steps[name]) * 1000 for name in OPERATIONS]
-        print(f"{r + 1} | " + " | ".join(f"{f:.2f}" for f in figures))
+        figures = [timed(n, steps[name], server) for name in OPERATIONS]
+        print(f"{r + 1} | {cells(figures)}")
     counts = statements_of(app, _steps(w))
     print("statements per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.profile:

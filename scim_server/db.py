@@ -137,7 +137,8 @@ def _insert_plan(model: Any) -> _InsertPlan:
         else:
             make = lambda _ctx, value=default.arg: value  # noqa: E731
         columns.append((attr.key, column.name, make))
-    return _InsertPlan(insert(model.__table__), tuple(columns))
+    # An INSERT of given values: nothing to plan from them (``reuse_plan``).
+    return _InsertPlan(reuse_plan(insert(model.__table__)), tuple(columns))
 
 
 def _insert_values(obj: Any) -> dict[str, Any]:
@@ -254,7 +255,7 @@ class Batch:
 
 @cache
 def _table_insert(table: Any) -> Any:
-    return insert(table)
+    return reuse_plan(insert(table))
 
 
 @cache
@@ -317,7 +318,8 @@ def _batch_statement(connection: Any, shape: tuple[Any, ...], then: Any) -> Any:
         inserts.append(then.text)
     *first, last = inserts
     ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
-    stmt = text(f"WITH {ctes} {last}" if ctes else last)
+    # INSERTs of the rows given, then an UPDATE by key (``then``): one plan, reused.
+    stmt = reuse_plan(text(f"WITH {ctes} {last}" if ctes else last))
     _BATCH_STATEMENTS[key] = stmt
     return stmt
 
@@ -343,8 +345,9 @@ def _update_plan(model: Any) -> _UpdatePlan:
     key = tuple((k, name) for k, name in columns if name in primary)
     table = model.__table__
     # No values(): the SET clause is the parameters given at execution (the changed columns).
-    statement = update(table).where(
-        *(table.c[name] == bindparam(f"_pk_{name}") for _k, name in key)
+    # By the primary key: its plan is reused (``reuse_plan``), one per set of columns.
+    statement = reuse_plan(
+        update(table).where(*(table.c[name] == bindparam(f"_pk_{name}") for _k, name in key))
     )
     return _UpdatePlan(statement, columns, key)
 
@@ -507,24 +510,92 @@ def make_engine(
         **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)
+    event.listen(engine, "do_execute", _execute_prepared)
+    event.listen(engine, "do_execute_no_params", _execute_prepared_no_params)
+    event.listen(engine, "do_executemany", _executemany_prepared)
     return engine
 
 
-def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
-    """Plan every execution with its own values.
+# An execution option (``reuse_plan``): PostgreSQL may keep the statement prepared on the
+# connection and, after five executions, run it with a generic plan, planned once. Only
+# for statements whose best plan does not depend on their values: a row read, changed or
+# deleted by its primary or a unique key, an INSERT of given rows. Never for a filter, a
+# search, a list page or an export: their plans must see the values
+# (``_postgres_session_settings``).
+REUSE_PLAN = "reuse_plan"
 
-    psycopg prepares a statement after five executions, and PostgreSQL may then
-    switch to a generic plan that ignores the values. For filters over the
+
+def reuse_plan(statement: Any) -> Any:
+    """``statement`` marked ``REUSE_PLAN``: on PostgreSQL psycopg prepares it, and the server
+    may reuse one generic plan for every execution (no planning per request). Only for a
+    fixed-shape statement keyed by primary or unique keys (see ``REUSE_PLAN``)."""
+    return statement.execution_options(**{REUSE_PLAN: True})
+
+
+def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
+    """Plan every execution with its own values, unless its statement is marked ``REUSE_PLAN``.
+
+    psycopg prepares a statement after five executions by default, and PostgreSQL
+    may then switch to a generic plan that ignores the values. For filters over the
     attribute index that is a disaster: the generic plan of
     ``emails[type eq "work"].value eq "x"`` read every ``type = work`` row of the
-    organization (200 ms at 100k users instead of 0.1 ms). Planning costs far less.
+    organization (200 ms at 100k users instead of 0.1 ms). So psycopg prepares
+    nothing by itself here (``prepare_threshold = None``): a statement sent unprepared
+    is planned with its values, every time. Only the statements marked ``REUSE_PLAN``
+    (lookups and changes by key, whose plan is the same whatever the values) are
+    prepared (``_execute_prepared``), and ``plan_cache_mode = auto`` lets the server
+    reuse a generic plan for them: planning was most of the database's CPU of a write
+    or a GET by id. A statement added later is planned with its values until someone
+    marks it.
     """
     autocommit = dbapi_connection.autocommit
     dbapi_connection.autocommit = True
     try:
-        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.execute("SET plan_cache_mode = auto")
     finally:
         dbapi_connection.autocommit = autocommit
+    dbapi_connection.prepare_threshold = None
+
+
+def _prepared_call(cursor: Any, call: Any) -> None:
+    """``call()`` (a cursor execution) with psycopg's preparing on for it alone.
+
+    With ``prepare_threshold`` None psycopg neither prepares nor runs a statement it
+    prepared before. A threshold of 1 for the call prepares the statement at its second
+    execution on the connection, then reuses it; not at its first: psycopg forgets its
+    prepared statements at every ROLLBACK (and then sends DEALLOCATE ALL), so on a
+    connection whose transactions end in a rollback (a read in a transaction), a
+    statement run once per transaction would pay a PREPARE round trip every time.
+    ``executemany`` asks to prepare whatever the threshold, when there is one.
+    """
+    connection = cursor.connection
+    connection.prepare_threshold = 1
+    try:
+        call()
+    finally:
+        connection.prepare_threshold = None
+
+
+def _execute_prepared(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    """The ``do_execute`` hook: a statement marked ``REUSE_PLAN`` is executed prepared."""
+    if not context.execution_options.get(REUSE_PLAN):
+        return False
+    _prepared_call(cursor, lambda: cursor.execute(statement, parameters))
+    return True
+
+
+def _execute_prepared_no_params(cursor: Any, statement: str, context: Any) -> bool:
+    if not context.execution_options.get(REUSE_PLAN):
+        return False
+    _prepared_call(cursor, lambda: cursor.execute(statement))
+    return True
+
+
+def _executemany_prepared(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    if not context.execution_options.get(REUSE_PLAN):
+        return False
+    _prepared_call(cursor, lambda: cursor.executemany(statement, parameters))
+    return True
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:

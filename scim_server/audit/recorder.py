@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
-from scim_server.db import utcnow, within
+from scim_server.db import reuse_plan, utcnow, within
 from scim_server.events import pending as pending_events
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
@@ -105,13 +105,14 @@ class Head:
     base_hash: str
 
 
-# Prebuilt statements: the write path builds none per event.
-_SELECT_HEAD = (
+# Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
+# given rows: their plans are reused (``db.reuse_plan``).
+_SELECT_HEAD = reuse_plan(
     select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
     .where(AuditHead.org_id == bindparam("org_id"))
     .with_for_update()
 )
-_MOVE_HEAD = (
+_MOVE_HEAD = reuse_plan(
     update(AuditHead)
     .where(AuditHead.org_id == bindparam("h_org_id"))
     .values(
@@ -122,7 +123,8 @@ _MOVE_HEAD = (
         signature=bindparam("h_signature"),
     )
 )
-_INSERT_EVENTS = insert(AuditEvent)  # SQLite, or more than COMBINED_UP_TO (below COPY's size)
+# SQLite, or more than COMBINED_UP_TO (below COPY's size).
+_INSERT_EVENTS = reuse_plan(insert(AuditEvent))
 # PostgreSQL: a write's few events are inserted and the head moved in one statement
 # (a status change from SCIM records two: the change and the transition), with the
 # rows a ``Rider`` (the product events) adds.
@@ -184,7 +186,7 @@ def _combined(
         "UPDATE audit_heads SET seq = :h_seq, hash = :h_hash, base_seq = :h_base_seq, "
         "base_hash = :h_base_hash, signature = :h_signature WHERE org_id = :h_org_id"
     )
-    return text(sql).bindparams(*params)
+    return reuse_plan(text(sql).bindparams(*params))
 
 
 # The columns a request's events of one resource repeat (who, when, from where, about

@@ -29,19 +29,21 @@ from sqlalchemy.orm import Session
 from scim_server import bulk_rows
 from scim_server.audit import recorder
 from scim_server.audit.recorder import Recorded
+from scim_server.db import reuse_plan
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
 from scim_server.models import Event, Group, User
 from scim_server.services import account_views, users
 
-_LAST = select(func.max(Event.position)).where(Event.org_id == bindparam("org_id"))
+# By the organization's key (the last position: the primary key's end); plans reused.
+_LAST = reuse_plan(select(func.max(Event.position)).where(Event.org_id == bindparam("org_id")))
 _NEXT = (
     select(func.coalesce(func.max(Event.position), 0) + 1)
     .where(Event.org_id == bindparam("next_org_id"))
     .scalar_subquery()
 )
 # One event (the usual write): its position is computed by the INSERT itself.
-_INSERT_NEXT = insert(Event).values(position=_NEXT)
+_INSERT_NEXT = reuse_plan(insert(Event).values(position=_NEXT))
 _COLUMNS = [c.name for c in Event.__table__.columns]
 # One user's groups, roles and license names, and the organization's audit head (locked):
 # the state of a write's user and the head it then writes its events onto, one round trip.

@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
+from scim_server.db import reuse_plan
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, ValuePath
 from scim_server.scim.filter_parser import MAX_LENGTH, lex, parse_filter
 from scim_server.scim.filters import Bind, FilterCompiler, Slot
@@ -109,7 +110,22 @@ def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
             held = value if isinstance(value, list | tuple) else [value]
             if any(isinstance(v, Slot) for v in held):
                 return None
+    if _one_row(compiler.model, where):
+        page = replace(page, counting=reuse_plan(page.counting), rows=reuse_plan(page.rows))
     return FilterTemplate(page, binds)
+
+
+def _one_row(model: Any, where: Any) -> bool:
+    """Whether ``where`` is one equality on a column unique in an organization (a unique
+    index on it and ``org_id``: ``userName eq``, a group's ``displayName eq``): one row at
+    most, whatever the value, so its statements may reuse a generic plan
+    (``db.reuse_plan``). Every other filter is planned with its values: a generic plan
+    of ``emails[type eq "work"].value eq`` read every work e-mail of the organization."""
+    if not isinstance(where, BinaryExpression) or where.operator is not operators.eq:
+        return False
+    pairs = [tuple(index.columns) for index in model.__table__.indexes if index.unique]
+    keys = [key for org, key in (p for p in pairs if len(p) == 2) if org.name == "org_id"]
+    return any(where.left.compare(column) for column in keys)
 
 
 class FilterCache:

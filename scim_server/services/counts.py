@@ -8,18 +8,22 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from scim_server.db import reuse_plan
 from scim_server.models import Group, ResourceCount, User
 
 MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
 
-_READ = select(ResourceCount.total, ResourceCount.generation).where(
-    ResourceCount.org_id == bindparam("org_id"),
-    ResourceCount.resource_type == bindparam("resource_type"),
+# By the count row's primary key: their plans are reused (``db.reuse_plan``).
+_READ = reuse_plan(
+    select(ResourceCount.total, ResourceCount.generation).where(
+        ResourceCount.org_id == bindparam("org_id"),
+        ResourceCount.resource_type == bindparam("resource_type"),
+    )
 )
 
 
 # Prebuilt: every create and delete runs it (no statement building per write).
-_CHANGE = (
+_CHANGE = reuse_plan(
     update(ResourceCount)
     .where(
         ResourceCount.org_id == bindparam("b_org_id"),
@@ -31,9 +35,11 @@ _CHANGE = (
 
 # The same change as text, for a write that sends it with its inserts in one statement
 # (``db.Batch.write``'s ``then``); ``change_params`` binds it. Then ``after_change``.
-CHANGE_SQL = text(
-    "UPDATE resource_counts SET total = total + :c_delta, generation = generation + 1 "
-    "WHERE org_id = :c_org_id AND resource_type = :c_type"
+CHANGE_SQL = reuse_plan(
+    text(
+        "UPDATE resource_counts SET total = total + :c_delta, generation = generation + 1 "
+        "WHERE org_id = :c_org_id AND resource_type = :c_type"
+    )
 )
 
 

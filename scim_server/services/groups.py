@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import row_columns, utcnow
+from scim_server.db import reuse_plan, row_columns, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, provisioning, settings
@@ -116,8 +116,11 @@ def _create_group(session: Session, org_id: str, doc: Doc) -> Group:
     return group
 
 
-_GROUP_BY_ID = select(*row_columns(Group)).where(
-    Group.org_id == bindparam("org_id"), Group.id == bindparam("group_id")
+# By the group's primary key: its plan is reused (``db.reuse_plan``).
+_GROUP_BY_ID = reuse_plan(
+    select(*row_columns(Group)).where(
+        Group.org_id == bindparam("org_id"), Group.id == bindparam("group_id")
+    )
 )
 
 

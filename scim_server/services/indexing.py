@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
+from scim_server.db import reuse_plan
 from scim_server.models import AttributeValue
 from scim_server.text import fold
 
@@ -113,15 +114,19 @@ _ONE = (
     & (AttributeValue.attr == bindparam("a"))
     & (AttributeValue.pos == bindparam("p"))
 )
-_DELETE_ONE = delete(AttributeValue).where(_ONE)
-_UPDATE_ONE = (
+# By the row's primary key: their plans are reused (``db.reuse_plan``).
+_DELETE_ONE = reuse_plan(delete(AttributeValue).where(_ONE))
+_UPDATE_ONE = reuse_plan(
     update(AttributeValue).where(_ONE).values(value=bindparam("v"), value_key=bindparam("k"))
 )
 
 
 def drop_index(session: Session, org_id: str, resource_id: str) -> None:
+    # By a prefix of the primary key: the plan is reused (``db.reuse_plan``).
     session.execute(
-        delete(AttributeValue).where(
-            AttributeValue.org_id == org_id, AttributeValue.resource_id == resource_id
+        reuse_plan(
+            delete(AttributeValue).where(
+                AttributeValue.org_id == org_id, AttributeValue.resource_id == resource_id
+            )
         )
     )

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
-from scim_server.db import utcnow
+from scim_server.db import reuse_plan, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import ScimToken
 
@@ -59,15 +59,17 @@ def create_token(
     return token, secret
 
 
-# Built once: this runs on every request.
-_BY_HASH = select(
-    ScimToken.org_id,
-    ScimToken.id,
-    ScimToken.name,
-    ScimToken.kind,
-    ScimToken.revoked_at,
-    ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
-).where(ScimToken.token_hash == bindparam("token_hash"))
+# Built once: this runs on every request (by a unique key: its plan is reused).
+_BY_HASH = reuse_plan(
+    select(
+        ScimToken.org_id,
+        ScimToken.id,
+        ScimToken.name,
+        ScimToken.kind,
+        ScimToken.revoked_at,
+        ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
+    ).where(ScimToken.token_hash == bindparam("token_hash"))
+)
 
 
 def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:

@@ -20,6 +20,7 @@ from scim_server.db import (
     attach_loaded,
     from_row,
     read_before_lock,
+    reuse_plan,
     row_columns,
     snapshot,
     utcnow,
@@ -110,8 +111,10 @@ def _taken(user_name: str, existing_id: str | None) -> UniquenessError:
     )
 
 
-_HOLDER = select(User.id).where(
-    User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
+_HOLDER = reuse_plan(
+    select(User.id).where(
+        User.org_id == bindparam("org_id"), User.user_name_key == bindparam("key")
+    )
 )
 
 
@@ -152,6 +155,9 @@ def _preflight_statement(keys: tuple[str, ...]) -> Any:
         login_taken.label("login_taken"),
         match.label("match"),
     ).select_from(FINGERPRINT)
+    # By unique keys (the userName, the username, the organization) and the match keys'
+    # indexes, a contact or two: one plan whatever the values, reused.
+    stmt = reuse_plan(stmt)
     _PREFLIGHTS[keys] = stmt
     return stmt
 
@@ -364,10 +370,13 @@ def _about(user: Any) -> dict[str, Any]:
 
 # Reads on the hot path run as prebuilt Core statements returning rows (which
 # the renderers read like the ORM objects): no statement building, no identity map.
-_USER_BY_ID = select(*row_columns(User)).where(
-    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+# Each is keyed by the user's primary key: its plan is reused (``db.reuse_plan``).
+_USER_BY_ID = reuse_plan(
+    select(*row_columns(User)).where(
+        User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+    )
 )
-_GROUPS_OF_ONE = (
+_GROUPS_OF_ONE = reuse_plan(
     select(Group.id, Group.display_name)
     .join(GroupMember, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
     .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
@@ -429,7 +438,8 @@ def extras_of_one_statement(*more: Any) -> Any:
     )
     both: Any = union_all(groups, roles, licenses, *more)
     cols = both.selected_columns
-    return both.order_by(cols.kind, cols.sort_key, cols.source)
+    # One user's rows, by keys (``more``: the audit head, by its organization).
+    return reuse_plan(both.order_by(cols.kind, cols.sort_key, cols.source))
 
 
 # What one user's representation needs beside its row, in one round trip: its
@@ -529,7 +539,7 @@ def _user_and_extras() -> Any:
         me, groups, roles, license_by("license_id"), license_by("license_wanted_id")
     )
     cols = both.selected_columns
-    return both.order_by(cols.x_kind, cols.x_sort_key, cols.x_source)
+    return reuse_plan(both.order_by(cols.x_kind, cols.x_sort_key, cols.x_source))
 
 
 # GET by id in one round trip: the user's row ('u', the extras' columns NULL) and, as
@@ -565,7 +575,9 @@ def read_user(session: Session, org_id: str, user_id: str) -> Any:
     return user
 
 
-_USER = select(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_USER = reuse_plan(
+    select(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+)
 _USER_FOR_UPDATE = _USER.with_for_update()
 
 
@@ -583,7 +595,7 @@ def _contact_and_fingerprint() -> Any:
     # Contact columns labelled c_<attribute> (NULLs for an account without one: older
     # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
     contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
-    return (
+    return reuse_plan(
         select(*FINGERPRINT.c, *contact_columns)
         .select_from(FINGERPRINT)
         .outerjoin(
@@ -631,8 +643,8 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     return _Locked(user, contact, fingerprint)
 
 
-_USER_DATA = select(User.data).where(
-    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+_USER_DATA = reuse_plan(
+    select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
 )
 
 
@@ -743,15 +755,16 @@ def update_user(
     return user
 
 
-_DELETE_READ = (
+# By the user's key, their plans reused (``db.reuse_plan``).
+_DELETE_READ = reuse_plan(
     select(User.id, User.version, User.external_id, User.user_name, User.license_id)
     .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
     .with_for_update()
 )
-_DELETE_USER = delete(User).where(
-    User.org_id == bindparam("org_id"), User.id == bindparam("user_id")
+_DELETE_USER = reuse_plan(
+    delete(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
 )
-_DELETE_MEMBERSHIPS = (
+_DELETE_MEMBERSHIPS = reuse_plan(
     delete(GroupMember)
     .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
     .returning(GroupMember.group_id)

@@ -100,12 +100,3 @@ def test_migrations_match_the_models(engine):
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
     assert diffs == [], "\n".join(map(str, diffs))
-
-
-def test_postgres_plans_each_execution_with_its_values(engine):
-    """Prepared statements must not fall back to generic plans: over the attribute
-    index, a generic plan of an Entra e-mail lookup reads every `type = work` row."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
-    with engine.connect() as conn:
-        assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
