@@ -25,8 +25,9 @@ PUBLIC_ENDPOINTS = {
 def authenticate() -> None:
     """Resolve the bearer token to its organization; set ``g.org_id`` and ``g.token_id``.
 
-    A read goes on in the transaction the token lookup began; a write commits it
-    here, since write services begin their own transaction.
+    A read goes on in the transaction the token lookup began; a write's lookup ends
+    here, since write services begin their own transaction. Both run on the request's
+    one connection (``db.share_connection``).
     """
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
     if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
@@ -37,15 +38,18 @@ def authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
+    # One pooled connection (one pre-ping) for the lookup, the token's use and the work.
+    db.share_connection()
     reading = request.method in ("GET", "HEAD")
     if reading:
         db.use_statement_reads()  # the SCIM reads never write
         token = token_service.authenticate(db.session, secret.strip())
     else:
-        # Write services begin their own transactions: the lookup reads apart.
+        db.before_write()
+        # Write services begin their own transactions: the lookup reads in a session of
+        # its own, without a transaction, ended before the write begins.
         with db.lookup() as session:
             token = token_service.authenticate(session, secret.strip())
-        db.before_write()
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     g.org_id = token.org_id
