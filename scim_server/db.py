@@ -762,8 +762,9 @@ class Database:
         """
         from flask import current_app, g
 
-        if Database.state(current_app).share_connections:
-            g._scim_share = True
+        state = Database.state(current_app)
+        if state.share_connections and g.get("_scim_shared") is None:
+            g._scim_shared = _Shared(state.engine)
 
     def writing_session(self) -> Session:
         """The request's session as a writer, for a safe method that writes (GET /oauth/authorize).
@@ -823,7 +824,7 @@ class Database:
 
         state = cls.state(current_app)
         factory = state.statement_reader or state.reader
-        if g.get("_scim_share"):
+        if g.get("_scim_shared") is not None:
             return lambda: _session_of(factory)
         return factory
 
@@ -887,29 +888,44 @@ class Database:
 
         g.pop("_scim_writing", None)
         g.pop("_scim_read_after_write", None)
-        g.pop("_scim_share", None)
         session = g.pop("_scim_session", None)
         if session is not None:
             release(session)
-        connection = g.pop("_scim_connection", None)
-        if connection is not None:
-            _close_connection(connection)
+        shared = g.pop("_scim_shared", None)
+        if shared is not None and shared.connection is not None:
+            _close_connection(shared.connection)
+
+
+class _Shared:
+    """A request's shared connection (``Database.share_connection``): checked out at its
+    first session; each kind of session's mode (``_mode_of``), computed once."""
+
+    __slots__ = ("connection", "engine", "modes")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+        self.modes: dict[int, dict[str, Any]] = {}
 
 
 def _session_of(factory: sessionmaker[Session]) -> Session:
     """A session of ``factory`` for the request: on its shared connection when it has one
     (``Database.share_connection``) and no session's transaction is open on it; checked
     out at the first such session."""
-    from flask import current_app, g
+    from flask import g
 
-    if not g.get("_scim_share"):
+    shared: _Shared | None = g.get("_scim_shared")
+    if shared is None:
         return factory()
-    connection = g.get("_scim_connection")
+    connection = shared.connection
     if connection is None or connection.closed:  # closed: discarded by a failed release
-        connection = g._scim_connection = Database.engine(current_app).connect()
+        connection = shared.connection = shared.engine.connect()
     elif connection.in_transaction():
         return factory()
-    return factory(bind=connection, info={SHARED_MODE_INFO: _mode_of(factory)})
+    mode = shared.modes.get(id(factory))
+    if mode is None:
+        mode = shared.modes[id(factory)] = _mode_of(factory)
+    return factory(bind=connection, info={SHARED_MODE_INFO: mode})
 
 
 def _close_connection(connection: Connection) -> None:
