@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -500,8 +501,10 @@ def make_engine(
 ) -> Engine:
     """Create an engine with the settings each backend needs.
 
-    PostgreSQL connections are pinged on checkout (``pool_pre_ping``), so after
-    a database restart the pool replaces dead connections by itself.
+    PostgreSQL connections are pinged on checkout (``_ping_on_checkout``, SQLAlchemy's
+    ``pool_pre_ping`` as a listener), so after a database restart the pool replaces
+    dead connections by itself; except a checkout whose first statement is retried on
+    another connection when it finds this one dead (``unpinged_checkout``).
     """
     json_codec = {"json_serializer": jsonfast.dumps, "json_deserializer": jsonfast.loads}
     if url.startswith("sqlite"):
@@ -518,12 +521,52 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         connect_args={"connect_timeout": connect_timeout},
         **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)
+    event.listen(engine, "connect", _mark_fresh)
+    dialect = engine.dialect
+
+    def ping_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        _ping_on_checkout(dialect, dbapi_connection, record)
+
+    event.listen(engine, "checkout", ping_on_checkout)
     return engine
+
+
+# Set while checking out a connection whose first statement stands for the ping: a read
+# that its caller retries once on another connection when it finds this one dead (the
+# SCIM token lookup, ``Database.share_connection``). SQLAlchemy invalidates the whole pool
+# on that disconnect, so every connection older than the restart is replaced as well.
+_UNPINGED: ContextVar[bool] = ContextVar("scim_unpinged_checkout", default=False)
+_FRESH = "scim_fresh"
+
+
+@contextmanager
+def unpinged_checkout() -> Iterator[None]:
+    """Check out without the ping: for a caller whose first statement retries (above)."""
+    token = _UNPINGED.set(True)
+    try:
+        yield
+    finally:
+        _UNPINGED.reset(token)
+
+
+def _mark_fresh(_dbapi_connection: Any, record: Any) -> None:
+    # The record's info lives as long as this DBAPI connection: a reconnection is fresh again.
+    record.info[_FRESH] = True
+
+
+def _ping_on_checkout(dialect: Any, dbapi_connection: Any, record: Any) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, as a checkout listener so that a checkout may skip it
+    (``unpinged_checkout``): a connection just made is not pinged; a dead one (the ping
+    fails as a disconnect) makes the pool invalidate every connection older than now and
+    hand out a new one."""
+    if record.info.pop(_FRESH, False) or _UNPINGED.get():
+        return
+    if not dialect._do_ping_w_event(dbapi_connection):
+        raise InvalidatePoolError()
 
 
 def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
@@ -747,7 +790,7 @@ class Database:
         return session
 
     @staticmethod
-    def share_connection() -> None:
+    def share_connection(*, first_read_retried: bool = False) -> None:
         """Give the rest of this request one pooled connection for all its sessions.
 
         The request's sessions (``session``, ``lookup``, ``side_sessions``,
@@ -759,12 +802,32 @@ class Database:
         the connection gets a connection of its own, as without sharing. Released at the
         app context's teardown. Nothing changes where the factories are bound to a
         connection (the tests' outer transaction).
+
+        ``first_read_retried``: the caller's first statement on the connection is a read
+        it runs again, after ``drop_shared_connection``, when it fails on a dead
+        connection (``DBAPIError.connection_invalidated``): the connection is then checked
+        out without the ping that statement stands for (one round trip less).
         """
         from flask import current_app, g
 
         state = Database.state(current_app)
         if state.share_connections and g.get("_scim_shared") is None:
-            g._scim_shared = _Shared(state.engine)
+            g._scim_shared = _Shared(state.engine, first_read_retried)
+
+    @staticmethod
+    def drop_shared_connection() -> None:
+        """The request's first read found its (unpinged) connection dead: release the
+        request's session and that connection; the next session checks out another,
+        pinged (the disconnect invalidated every older pooled connection too)."""
+        from flask import g
+
+        session = g.pop("_scim_session", None)
+        if session is not None:
+            release(session)
+        shared = g.get("_scim_shared")
+        if shared is not None and shared.connection is not None:
+            _close_connection(shared.connection)
+            shared.connection = None
 
     def writing_session(self) -> Session:
         """The request's session as a writer, for a safe method that writes (GET /oauth/authorize).
@@ -900,12 +963,14 @@ class _Shared:
     """A request's shared connection (``Database.share_connection``): checked out at its
     first session; each kind of session's mode (``_mode_of``), computed once."""
 
-    __slots__ = ("connection", "engine", "modes")
+    __slots__ = ("connection", "engine", "modes", "unpinged")
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, unpinged: bool) -> None:
         self.engine = engine
         self.connection: Connection | None = None
         self.modes: dict[int, dict[str, Any]] = {}
+        # The first checkout skips the ping: the request's first statement is retried.
+        self.unpinged = unpinged
 
 
 def _session_of(factory: sessionmaker[Session]) -> Session:
@@ -919,7 +984,12 @@ def _session_of(factory: sessionmaker[Session]) -> Session:
         return factory()
     connection = shared.connection
     if connection is None or connection.closed:  # closed: discarded by a failed release
-        connection = shared.connection = shared.engine.connect()
+        if shared.unpinged:
+            shared.unpinged = False
+            with unpinged_checkout():
+                connection = shared.connection = shared.engine.connect()
+        else:
+            connection = shared.connection = shared.engine.connect()
     elif connection.in_transaction():
         return factory()
     mode = shared.modes.get(id(factory))

@@ -1,8 +1,8 @@
 """One pooled connection per SCIM request (scim_server/db.py, ``Database.share_connection``).
 
 The token lookup, the token's last use, the write's own transaction and the read after it
-take the request's one connection in turn: one pool checkout (on PostgreSQL, one
-``pool_pre_ping``) per request. On the real database (``live``): the tests' own app binds
+take the request's one connection in turn: one pool checkout per request, and on
+PostgreSQL no ping: the lookup, retried once on a dead connection, stands for it. On the real database (``live``): the tests' own app binds
 every session to the test transaction's connection, where nothing is shared.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, select, text
 
 from scim_server.db import db
 from scim_server.models import AuditEvent, ScimToken, User
-from scim_server.services.tokens import revoke_token
+from scim_server.services.tokens import create_token, revoke_token
 from tests.support import GROUP_SCHEMA, USER_SCHEMA, Scim
 
 BULK_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -145,7 +145,7 @@ def test_a_scim_request_checks_out_one_connection(live, monkeypatch, name, stale
     if name == "bulk":
         assert [op["status"] for op in resp.get_json()["Operations"]] == ["201", "201", "200"]
     assert use.checkouts == 1, use.statements
-    assert use.pings <= 1
+    assert use.pings == 0  # the token lookup stands for the ping (PostgreSQL; SQLite has none)
     assert len(use.connections) == 1
     if stale:
         assert before is None and _token_last_used(app, scim) is not None
@@ -240,3 +240,60 @@ def test_sqlite_reads_the_stored_user_before_the_write_lock_on_the_shared_connec
     )
     assert use.statements.index("BEGIN IMMEDIATE") > early
     assert not any(s.startswith("BEGIN") for s in use.statements[:early])
+
+
+@pytest.fixture
+def killer(live) -> Iterator[Callable[[], int]]:
+    """PostgreSQL: ends the backend of every connection the app's pool holds (as a restart
+    does); returns how many it ended."""
+    app, _scim = live
+    engine = db.engine(app)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a dead pooled connection is PostgreSQL's (SQLite opens a file)")
+    admin = create_engine(engine.url)
+
+    def kill() -> int:
+        pids = [rec.info["pid"] for rec in list(engine.pool._pool.queue)]  # idle ones
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return len(pids)
+
+    event.listen(engine, "connect", _note_pid)
+    yield kill
+    event.remove(engine, "connect", _note_pid)
+    admin.dispose()
+
+
+def _note_pid(dbapi_connection: Any, record: Any) -> None:
+    record.info["pid"] = dbapi_connection.info.backend_pid
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_dead_pooled_connection_is_replaced_without_a_ping(live, killer, monkeypatch, method):
+    """PostgreSQL restarted under a pooled connection: the next SCIM request's lookup finds
+    it dead and runs again on a new connection (200/201, not 503); an admin API request,
+    which pings, also gets a live one; a healthy pool is then used without pings."""
+    app, scim = live
+    engine = db.engine(app)
+    engine.dispose()  # only connections made from here on, whose backends are known
+    user = scim.create_user("ann@example.com")
+    with db.reader(app)() as s:
+        _token, admin_secret = create_token(s, scim.org_id, "ops", kind="admin")
+    assert scim.get(f"/scim/v2/Users/{user['id']}").status_code == 200
+    assert killer() >= 1
+    invalidated: list[Any] = []
+    event.listen(engine.pool, "invalidate", lambda *args: invalidated.append(args))
+    if method == "GET":
+        resp = scim.get(f"/scim/v2/Users/{user['id']}")
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    else:
+        resp = scim.post("/scim/v2/Users", _user("bo@example.com"))
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert invalidated  # the lookup did meet the dead connection
+    assert killer() >= 1
+    admin = scim.client.get("/api/v1/users", headers={"Authorization": f"Bearer {admin_secret}"})
+    assert admin.status_code == 200, admin.get_data(as_text=True)
+    with pool_use(app, monkeypatch) as use:
+        assert scim.get(f"/scim/v2/Users/{user['id']}").status_code == 200
+    assert use.pings == 0 and use.checkouts == 1
