@@ -797,11 +797,11 @@ class Database:
         ``read_after_write``, ``use_statement_reads``) then take that connection in turn,
         each as its kind would take a connection of its own (SQLite: no BEGIN, BEGIN or
         BEGIN IMMEDIATE; PostgreSQL: AUTOCOMMIT or a transaction), and each still ends its
-        own transaction. One checkout, and on PostgreSQL one ``pool_pre_ping``, per request
-        instead of one per session. A session made while another's transaction is open on
-        the connection gets a connection of its own, as without sharing. Released at the
-        app context's teardown. Nothing changes where the factories are bound to a
-        connection (the tests' outer transaction).
+        own transaction. One checkout per request instead of one per session (and one
+        PostgreSQL ping at most: none with ``first_read_retried``). A session made while
+        another's transaction is open on the connection gets a connection of its own, as
+        without sharing. Released at the app context's teardown. Nothing changes where
+        the factories are bound to a connection (the tests' outer transaction).
 
         ``first_read_retried``: the caller's first statement on the connection is a read
         it runs again, after ``drop_shared_connection``, when it fails on a dead
@@ -850,7 +850,8 @@ class Database:
     @classmethod
     @contextmanager
     def lookup(cls) -> Iterator[Session]:
-        """A short session of its own for a read before a write (the token lookup).
+        """A short session for a read before a write (the token lookup): of its own, or on
+        the request's shared connection (``share_connection``), its transaction ended here.
 
         It never takes SQLite's write lock (a writer's BEGIN IMMEDIATE would queue
         the lookup behind another worker's write); it reads without a transaction
