@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -31,8 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -410,9 +411,25 @@ def read_before_lock(session: Session) -> Iterator[Any]:
     None on PostgreSQL (writers lock only their rows there: one round trip more would
     buy nothing), when ``session`` is in a transaction already (its caller's reads and
     the write must see one snapshot) or bound to a connection rather than an engine
-    (joined to an outer transaction: the import's steps, the tests)."""
+    (joined to an outer transaction: the import's steps, the tests). A session on its
+    request's shared connection (``Database.share_connection``) reads on that connection,
+    when no transaction is open on it."""
     bind: Any = session.get_bind()
-    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite" or session.in_transaction():
+    if bind.dialect.name != "sqlite" or session.in_transaction():
+        yield None
+        return
+    if isinstance(bind, Connection) and SHARED_MODE_INFO in session.info:
+        # The request's own connection (``Database.share_connection``), idle: read on it.
+        if bind.in_transaction():
+            yield None
+            return
+        bind.execution_options(**_STATEMENT_READ_MODE)
+        try:
+            yield bind
+        finally:
+            bind.rollback()  # no BEGIN was sent: ends SQLAlchemy's transaction only
+        return
+    if not isinstance(bind, Engine):
         yield None
         return
     # No BEGIN at all (``SQLITE_STATEMENT_READS``): each statement reads its own snapshot,
@@ -487,8 +504,10 @@ def make_engine(
 ) -> Engine:
     """Create an engine with the settings each backend needs.
 
-    PostgreSQL connections are pinged on checkout (``pool_pre_ping``), so after
-    a database restart the pool replaces dead connections by itself.
+    PostgreSQL connections are pinged on checkout (``_ping_on_checkout``, SQLAlchemy's
+    ``pool_pre_ping`` as a listener), so after a database restart the pool replaces
+    dead connections by itself; except a checkout whose first statement is retried on
+    another connection when it finds this one dead (``unpinged_checkout``).
     """
     json_codec = {"json_serializer": jsonfast.dumps, "json_deserializer": jsonfast.loads}
     if url.startswith("sqlite"):
@@ -505,7 +524,6 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         connect_args={"connect_timeout": connect_timeout},
         **json_codec,
     )
@@ -513,7 +531,48 @@ def make_engine(
     event.listen(engine, "do_execute", _execute_prepared)
     event.listen(engine, "do_execute_no_params", _execute_prepared_no_params)
     event.listen(engine, "do_executemany", _executemany_prepared)
+    event.listen(engine, "connect", _mark_fresh)
+    dialect = engine.dialect
+
+    def ping_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        _ping_on_checkout(dialect, dbapi_connection, record)
+
+    event.listen(engine, "checkout", ping_on_checkout)
     return engine
+
+
+# Set while checking out a connection whose first statement stands for the ping: a read
+# that its caller retries once on another connection when it finds this one dead (the
+# SCIM token lookup, ``Database.share_connection``). SQLAlchemy invalidates the whole pool
+# on that disconnect, so every connection older than the restart is replaced as well.
+_UNPINGED: ContextVar[bool] = ContextVar("scim_unpinged_checkout", default=False)
+_FRESH = "scim_fresh"
+
+
+@contextmanager
+def unpinged_checkout() -> Iterator[None]:
+    """Check out without the ping: for a caller whose first statement retries (above)."""
+    token = _UNPINGED.set(True)
+    try:
+        yield
+    finally:
+        _UNPINGED.reset(token)
+
+
+def _mark_fresh(_dbapi_connection: Any, record: Any) -> None:
+    # The record's info lives as long as this DBAPI connection: a reconnection is fresh again.
+    record.info[_FRESH] = True
+
+
+def _ping_on_checkout(dialect: Any, dbapi_connection: Any, record: Any) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, as a checkout listener so that a checkout may skip it
+    (``unpinged_checkout``): a connection just made is not pinged; a dead one (the ping
+    fails as a disconnect) makes the pool invalidate every connection older than now and
+    hand out a new one."""
+    if record.info.pop(_FRESH, False) or _UNPINGED.get():
+        return
+    if not dialect._do_ping_w_event(dbapi_connection):
+        raise InvalidatePoolError()
 
 
 # An execution option (``reuse_plan``): PostgreSQL may keep the statement prepared on the
@@ -609,6 +668,49 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
 SQLITE_STATEMENT_READS = "sqlite_statement_reads"
 
 
+# The execution options a shared request connection (``Database.share_connection``) takes for
+# each kind of session, set as each session's transaction begins: sessions of every kind
+# take the connection in turn. SQLite's are those ``_sqlite_begin`` reads; PostgreSQL's, the
+# isolation level (None: the connection's default; AUTOCOMMIT for statement reads).
+_SQLITE_MODE_KEYS = ("sqlite_immediate", SQLITE_STATEMENT_READS)
+_STATEMENT_READ_MODE = {"sqlite_immediate": False, SQLITE_STATEMENT_READS: True}
+SHARED_MODE_INFO = "shared_mode"
+
+
+def _mode_of(factory: sessionmaker[Session]) -> dict[str, Any]:
+    """The execution options that make the shared connection behave as ``factory``'s bind."""
+    options = factory.kw["bind"].get_execution_options()
+    mode = {key: bool(options.get(key)) for key in _SQLITE_MODE_KEYS}
+    mode["isolation_level"] = options.get("isolation_level")
+    return mode
+
+
+def _enter_mode(session: Session, transaction: SessionTransaction) -> None:
+    """As a session on a shared request connection begins: give the connection its mode.
+
+    A session's transaction owns the connection until it ends; a second session beginning
+    while another's transaction is open would join that transaction (its commit would not
+    be its own), so that is refused: ``Database._session_of`` never hands the connection
+    to a session while it is busy.
+    """
+    mode = session.info.get(SHARED_MODE_INFO)
+    if mode is None or transaction.parent is not None:
+        return
+    connection: Any = session.bind
+    if connection.in_transaction():
+        raise RuntimeError("a shared request connection is in another session's transaction")
+    current = connection.get_execution_options()
+    if connection.dialect.name == "sqlite":
+        changed = {k: mode[k] for k in _SQLITE_MODE_KEYS if bool(current.get(k)) != mode[k]}
+        if changed:
+            connection.execution_options(**changed)
+        return
+    default = connection.default_isolation_level
+    level = mode["isolation_level"] or default
+    if (current.get("isolation_level") or default) != level:
+        connection.execution_options(isolation_level=level)
+
+
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
     # waits for busy_timeout instead of failing on a stale read snapshot.
@@ -673,6 +775,9 @@ class DatabaseState:
     # SQLite only: the same for ``lookup`` (a read before a write): no BEGIN, each statement
     # its own snapshot.
     statement_lookup: sessionmaker[Session] | None = None
+    # Whether ``Database.share_connection`` may give a request one pooled connection for
+    # all its sessions (False when the factories are bound to a connection: the tests').
+    share_connections: bool = False
 
 
 class Database:
@@ -706,13 +811,18 @@ class Database:
                 expire_on_commit=False,
                 info=info,
             )
-        app.extensions[EXTENSION] = DatabaseState(
+        state = DatabaseState(
             engine=engine,
             reader=make_session_factory(engine, audit_key=key, audit_signer=signer),
             writer=make_session_factory(engine, audit_key=key, writer=True, audit_signer=signer),
             statement_reader=statement_reader,
             statement_lookup=statement_lookup,
+            share_connections=True,
         )
+        for factory in (state.reader, state.writer, statement_reader, statement_lookup):
+            if factory is not None:
+                event.listen(factory, "after_transaction_create", _enter_mode)
+        app.extensions[EXTENSION] = state
         app.teardown_appcontext(self._close)
 
     @staticmethod
@@ -746,9 +856,49 @@ class Database:
         if session is None:
             state = self.state(current_app)
             writing = request.method not in SAFE_METHODS
-            session = (state.writer if writing else state.reader)()
+            session = _session_of(state.writer if writing else state.reader)
             g._scim_session = session
         return session
+
+    @staticmethod
+    def share_connection(*, first_read_retried: bool = False) -> None:
+        """Give the rest of this request one pooled connection for all its sessions.
+
+        The request's sessions (``session``, ``lookup``, ``side_sessions``,
+        ``read_after_write``, ``use_statement_reads``) then take that connection in turn,
+        each as its kind would take a connection of its own (SQLite: no BEGIN, BEGIN or
+        BEGIN IMMEDIATE; PostgreSQL: AUTOCOMMIT or a transaction), and each still ends its
+        own transaction. One checkout per request instead of one per session (and one
+        PostgreSQL ping at most: none with ``first_read_retried``). A session made while
+        another's transaction is open on the connection gets a connection of its own, as
+        without sharing. Released at the app context's teardown. Nothing changes where
+        the factories are bound to a connection (the tests' outer transaction).
+
+        ``first_read_retried``: the caller's first statement on the connection is a read
+        it runs again, after ``drop_shared_connection``, when it fails on a dead
+        connection (``DBAPIError.connection_invalidated``): the connection is then checked
+        out without the ping that statement stands for (one round trip less).
+        """
+        from flask import current_app, g
+
+        state = Database.state(current_app)
+        if state.share_connections and g.get("_scim_shared") is None:
+            g._scim_shared = _Shared(state.engine, first_read_retried)
+
+    @staticmethod
+    def drop_shared_connection() -> None:
+        """The request's first read found its (unpinged) connection dead: release the
+        request's session and that connection; the next session checks out another,
+        pinged (the disconnect invalidated every older pooled connection too)."""
+        from flask import g
+
+        session = g.pop("_scim_session", None)
+        if session is not None:
+            release(session)
+        shared = g.get("_scim_shared")
+        if shared is not None and shared.connection is not None:
+            _close_connection(shared.connection)
+            shared.connection = None
 
     def writing_session(self) -> Session:
         """The request's session as a writer, for a safe method that writes (GET /oauth/authorize).
@@ -764,14 +914,15 @@ class Database:
             return session
         if session is not None:
             release(session)
-        session = g._scim_session = self.state(current_app).writer()
+        session = g._scim_session = _session_of(self.state(current_app).writer)
         g._scim_writing = True
         return session
 
     @classmethod
     @contextmanager
     def lookup(cls) -> Iterator[Session]:
-        """A short session of its own for a read before a write (the token lookup).
+        """A short session for a read before a write (the token lookup): of its own, or on
+        the request's shared connection (``share_connection``), its transaction ended here.
 
         It never takes SQLite's write lock (a writer's BEGIN IMMEDIATE would queue
         the lookup behind another worker's write); it reads without a transaction
@@ -780,7 +931,7 @@ class Database:
         from flask import current_app
 
         state = cls.state(current_app)
-        session = (state.statement_lookup or state.statement_reader or state.reader)()
+        session = _session_of(state.statement_lookup or state.statement_reader or state.reader)
         try:
             yield session
             if session.in_transaction():
@@ -799,14 +950,18 @@ class Database:
             session.commit()
 
     @classmethod
-    def side_sessions(cls) -> sessionmaker[Session]:
+    def side_sessions(cls) -> Callable[[], Session]:
         """Sessions apart from the request's, for a small write that must not join its
         transaction (a token's last use): statement sessions on PostgreSQL (the write is
-        its own transaction), readers (deferred BEGIN) on SQLite."""
-        from flask import current_app
+        its own transaction), readers (deferred BEGIN) on SQLite. On a shared connection
+        (``share_connection``) when no transaction is open on it."""
+        from flask import current_app, g
 
         state = cls.state(current_app)
-        return state.statement_reader or state.reader
+        factory = state.statement_reader or state.reader
+        if g.get("_scim_shared") is not None:
+            return lambda: _session_of(factory)
+        return factory
 
     def read_after_write(self) -> None:
         """Serve the rest of the request (the representation of what was written) as a read.
@@ -823,7 +978,7 @@ class Database:
             carried = session.info.pop(WRITTEN_INFO, None)
             release(session)
         state = self.state(current_app)
-        g._scim_session = (state.statement_reader or state.reader)()
+        g._scim_session = _session_of(state.statement_reader or state.reader)
         if carried:
             g._scim_session.info[AFTER_WRITE_INFO] = carried
         g._scim_read_after_write = True
@@ -860,7 +1015,7 @@ class Database:
 
         factory = Database.state(current_app).statement_reader
         if factory is not None and g.get("_scim_session") is None:
-            g._scim_session = factory()
+            g._scim_session = _session_of(factory)
 
     @staticmethod
     def _close(_exc: BaseException | None) -> None:
@@ -871,6 +1026,60 @@ class Database:
         session = g.pop("_scim_session", None)
         if session is not None:
             release(session)
+        shared = g.pop("_scim_shared", None)
+        if shared is not None and shared.connection is not None:
+            _close_connection(shared.connection)
+
+
+class _Shared:
+    """A request's shared connection (``Database.share_connection``): checked out at its
+    first session; each kind of session's mode (``_mode_of``), computed once."""
+
+    __slots__ = ("connection", "engine", "modes", "unpinged")
+
+    def __init__(self, engine: Engine, unpinged: bool) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+        self.modes: dict[int, dict[str, Any]] = {}
+        # The first checkout skips the ping: the request's first statement is retried.
+        self.unpinged = unpinged
+
+
+def _session_of(factory: sessionmaker[Session]) -> Session:
+    """A session of ``factory`` for the request: on its shared connection when it has one
+    (``Database.share_connection``) and no session's transaction is open on it; checked
+    out at the first such session."""
+    from flask import g
+
+    shared: _Shared | None = g.get("_scim_shared")
+    if shared is None:
+        return factory()
+    connection = shared.connection
+    if connection is None or connection.closed:  # closed: discarded by a failed release
+        if shared.unpinged:
+            shared.unpinged = False
+            with unpinged_checkout():
+                connection = shared.connection = shared.engine.connect()
+        else:
+            connection = shared.connection = shared.engine.connect()
+    elif connection.in_transaction():
+        return factory()
+    mode = shared.modes.get(id(factory))
+    if mode is None:
+        mode = shared.modes[id(factory)] = _mode_of(factory)
+    return factory(bind=connection, info={SHARED_MODE_INFO: mode})
+
+
+def _close_connection(connection: Connection) -> None:
+    """Return a request's shared connection to the pool at teardown; never raise (``release``)."""
+    try:
+        connection.close()
+    except Exception as err:
+        log.warning(
+            "could not release a database connection, discarded it: %s",
+            (str(err).splitlines() or [type(err).__name__])[0],
+        )
+        _discard(connection)
 
 
 def release(session: Session) -> None:

@@ -83,14 +83,38 @@ def test_failed_release_after_commit_keeps_the_201(live, rollback_fault, caplog)
 
 
 def test_a_created_user_is_answered_without_a_read_after_the_commit(live, rollback_fault):
-    """POST /Users: the answer needs no connection after the commit (nothing to release)."""
+    """POST /Users: the answer needs no statement after the commit. (The request's one
+    connection goes back to the pool at teardown, idle: its reset's ROLLBACK sends nothing
+    on either database, and failing here, it is discarded, the 201 kept.)"""
     app, scim = live
+    engine = db.engine(app)
+    assert scim.get("/scim/v2/Users").status_code == 200  # the token's use written before
+    rollback_fault.armed = False
+    after_commit: list[str] = []
+    wrote = committed = False
+
+    def commit(_conn: Any) -> None:
+        nonlocal committed
+        committed = wrote
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        nonlocal wrote
+        if committed:
+            after_commit.append(sql)
+        wrote = wrote or "INSERT INTO" in sql
+
+    event.listen(engine, "commit", commit)
+    event.listen(engine, "before_cursor_execute", statement)
     body = {"schemas": [USER_SCHEMA], "userName": "kept@example.com"}
-    resp = scim.post("/scim/v2/Users", body)
+    try:
+        resp = scim.post("/scim/v2/Users", body)
+    finally:
+        event.remove(engine, "commit", commit)
+        event.remove(engine, "before_cursor_execute", statement)
     assert resp.status_code == 201, resp.get_data(as_text=True)
     assert resp.get_json()["userName"] == "kept@example.com"
-    assert rollback_fault.failed == 0
-    assert db.engine(app).pool.checkedout() == 0
+    assert committed and after_commit == []
+    assert engine.pool.checkedout() == 0
 
 
 def test_failed_release_after_a_read_keeps_the_200(live, rollback_fault):

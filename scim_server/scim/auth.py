@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, g, request
+from sqlalchemy.exc import DBAPIError
 
 from scim_server.audit import web as audit_web
 from scim_server.db import db, utcnow
@@ -25,8 +28,9 @@ PUBLIC_ENDPOINTS = {
 def authenticate() -> None:
     """Resolve the bearer token to its organization; set ``g.org_id`` and ``g.token_id``.
 
-    A read goes on in the transaction the token lookup began; a write commits it
-    here, since write services begin their own transaction.
+    A read goes on in the transaction the token lookup began; a write's lookup ends
+    here, since write services begin their own transaction. Both run on the request's
+    one connection (``db.share_connection``).
     """
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
     if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
@@ -37,15 +41,21 @@ def authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
+    # One pooled connection for the lookup, the token's use and the work; the lookup is
+    # its first statement, and stands for its ping (``_lookup``).
+    db.share_connection(first_read_retried=True)
     reading = request.method in ("GET", "HEAD")
-    if reading:
-        db.use_statement_reads()  # the SCIM reads never write
-        token = token_service.authenticate(db.session, secret.strip())
-    else:
-        # Write services begin their own transactions: the lookup reads apart.
-        with db.lookup() as session:
-            token = token_service.authenticate(session, secret.strip())
+    if not reading:
         db.before_write()
+    try:
+        token = _lookup(secret.strip(), reading)
+    except DBAPIError as err:
+        if not err.connection_invalidated:
+            raise
+        # The pooled connection was dead (the database restarted): the pool has
+        # invalidated it and every older one; the lookup, a read, runs again on a new one.
+        db.drop_shared_connection()
+        token = _lookup(secret.strip(), reading)
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     g.org_id = token.org_id
@@ -56,6 +66,16 @@ def authenticate() -> None:
         if reading:
             db.end_read()
         token_usage.note_use(db.side_sessions(), token.org_id, token.id, token.last_used_at)
+
+
+def _lookup(secret: str, reading: bool) -> Any:
+    if reading:
+        db.use_statement_reads()  # the SCIM reads never write
+        return token_service.authenticate(db.session, secret)
+    # Write services begin their own transactions: the lookup reads in a session of its
+    # own, without a transaction, ended before the write begins.
+    with db.lookup() as session:
+        return token_service.authenticate(session, secret)
 
 
 def init_blueprint(bp: Blueprint) -> None:

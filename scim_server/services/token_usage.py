@@ -13,11 +13,12 @@ that statement), and any database error is logged and skipped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
 from scim_server.models import ScimToken
@@ -55,7 +56,7 @@ def is_stale(last_used_at: datetime | None, now: datetime) -> bool:
 
 
 def note_use(
-    factory: sessionmaker[Session],
+    factory: Callable[[], Session],
     org_id: str,
     token_id: str,
     last_used_at: datetime | None,
@@ -63,8 +64,9 @@ def note_use(
 ) -> bool:
     """Write the token's use if the row read at authentication is stale; True if written.
 
-    ``factory``: sessions apart from the request's (a reader's deferred BEGIN on
-    SQLite; statement sessions on PostgreSQL, where the UPDATE is its own transaction).
+    ``factory``: sessions apart from the request's transaction (a reader's deferred BEGIN
+    on SQLite; statement sessions on PostgreSQL, where the UPDATE is its own transaction),
+    on the request's connection when it shares one (``Database.side_sessions``).
     """
     now = now or utcnow()
     if not is_stale(last_used_at, now):
