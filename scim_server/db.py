@@ -429,12 +429,6 @@ def within(transaction: SessionTransaction | None, ended: SessionTransaction) ->
     return False
 
 
-# Pages of WAL past which a commit checkpoints by itself (SQLite's own is 1,000): a
-# backstop for a connection held across many commits (a long job). Serving keeps the WAL
-# far below it with ``_SqliteCheckpoints``.
-SQLITE_AUTOCHECKPOINT_PAGES = 10_000
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -442,7 +436,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # the process loses nothing); the WAL is fsynced at each checkpoint, so a power loss or
     # an OS crash may lose the commits since the last one (README, "SQLite durability").
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     # We match on pre-folded keys: LIKE must be case-sensitive to mean what the
@@ -455,37 +448,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 # How often each pooled SQLite connection runs `PRAGMA optimize` on check-in.
 SQLITE_OPTIMIZE_EVERY_S = 60.0
-# How often a process checkpoints a SQLite database's WAL, at a connection's check-in.
-SQLITE_CHECKPOINT_EVERY_S = 0.5
-
-
-class _SqliteCheckpoints:
-    """Checkpoint the WAL at a connection's check-in, at most every
-    ``SQLITE_CHECKPOINT_EVERY_S`` per engine (per process), instead of at every commit.
-
-    SQLite's automatic checkpoint runs in the committing connection once the WAL holds
-    1,000 pages. Under steady writes with readers about, the WAL is never fully copied
-    back, so it never restarts and stays past that mark: every commit then checkpoints
-    (two fsyncs with ``synchronous=NORMAL``), 2 to 3 ms of a request's time on average
-    (``python -m bench.sqlite_lock``). Checkpointing on a clock does the same copying
-    in fewer, larger steps. PASSIVE: it never waits for a lock and never blocks a writer;
-    a step a busy database cuts short is finished by the next one.
-    """
-
-    def __init__(self) -> None:
-        self.last: float | None = None
-
-    def __call__(self, dbapi_connection: Any, _record: Any) -> None:
-        if dbapi_connection is None:
-            return
-        now = time.monotonic()
-        if self.last is not None and now - self.last < SQLITE_CHECKPOINT_EVERY_S:
-            return
-        self.last = now  # first, so that the process's other threads do not join in
-        try:
-            dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as err:
-            log.debug("SQLite checkpoint skipped: %s", err)
 
 
 def _sqlite_optimize(dbapi_connection: Any, record: Any) -> None:
@@ -536,7 +498,6 @@ def make_engine(
         # lock at BEGIN so concurrent writers queue instead of failing.
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _sqlite_begin)
-        event.listen(engine, "checkin", _SqliteCheckpoints())
         event.listen(engine, "checkin", _sqlite_optimize)
         return engine
     engine = create_engine(

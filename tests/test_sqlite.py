@@ -1,14 +1,12 @@
-"""SQLite's settings and WAL checkpoints (scim_server/db.py), on a file database of its own.
+"""SQLite's settings and concurrent writers (scim_server/db.py), on SQLite only.
 
 What a commit survives (WAL, ``synchronous=NORMAL``) is in the README ("SQLite
-durability"); these tests hold the connections to it, and show the WAL copied back
-into the database file on the process's clock (at a connection's check-in), not by
-whichever commit finds the WAL past 1,000 pages.
+durability"); these tests hold the connections to those settings, and show writers of
+two engines on one file (two worker processes) all landing with the guarantees kept.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -16,11 +14,10 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from scim_server import create_app
-from scim_server import db as db_module
 from scim_server.audit.queries import verify
 from scim_server.db import db, make_engine
 from scim_server.models import AuditEvent, Event
@@ -30,35 +27,18 @@ from tests.support.threads import run_together
 
 
 @pytest.fixture
-def sqlite_file(tmp_path: Path) -> Iterator[tuple[Engine, Path]]:
-    """An engine on a new SQLite file with one table, and the file's path."""
-    path = tmp_path / "checkpoints.db"
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE items (n INTEGER)"))
-    yield engine, path
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a new SQLite file, as the server makes it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'settings.db'}")
+    yield engine
     engine.dispose()
 
 
-def _in_database_file(path: Path) -> int:
-    """Rows of ``items`` in the database file itself, the WAL left aside (``immutable``)."""
-    reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        return int(reader.execute("SELECT count(*) FROM items").fetchone()[0])
-    finally:
-        reader.close()
-
-
-def _insert(engine: Engine, n: int) -> None:
-    with engine.execution_options(sqlite_immediate=True).begin() as conn:
-        conn.execute(text("INSERT INTO items VALUES (:n)"), {"n": n})
-
-
-def test_connections_have_the_documented_settings(sqlite_file):
-    """A pooled connection is in WAL mode, synchronous=NORMAL, with the checkpoint backstop
-    at 10,000 pages, foreign keys on and a 10 s busy timeout."""
-    engine, _path = sqlite_file
-    with engine.connect() as conn:
+def test_connections_have_the_documented_settings(sqlite_engine):
+    """A pooled connection is in WAL mode, synchronous=NORMAL (the README's durability),
+    with SQLite's automatic checkpoint at 1,000 pages, foreign keys on and a 10 s busy
+    timeout."""
+    with sqlite_engine.connect() as conn:
         pragma = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in (
@@ -72,49 +52,19 @@ def test_connections_have_the_documented_settings(sqlite_file):
     assert pragma == {
         "journal_mode": "wal",
         "synchronous": 1,  # NORMAL
-        "wal_autocheckpoint": 10_000,
+        "wal_autocheckpoint": 1_000,
         "foreign_keys": 1,
         "busy_timeout": 10_000,
     }
 
 
-def test_a_connection_back_in_the_pool_checkpoints_the_wal(sqlite_file, monkeypatch):
-    """The commit itself leaves its rows in the WAL; returning the connection copies them
-    into the database file, at most once per interval per engine."""
-    engine, path = sqlite_file
-    monkeypatch.setattr(db_module, "SQLITE_CHECKPOINT_EVERY_S", 3600.0)
-    # The table's creation was the engine's first check-in: checkpointed, the clock started.
-    _insert(engine, 1)
-    assert _in_database_file(path) == 0  # committed, in the WAL only: within the interval
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM items")).scalar() == 1
-    monkeypatch.setattr(db_module, "SQLITE_CHECKPOINT_EVERY_S", 0.0)
-    _insert(engine, 2)  # the check-in after it is due
-    assert _in_database_file(path) == 2
-
-
-def test_a_new_engine_checkpoints_at_its_first_check_in(tmp_path):
-    """A process's first write reaches the database file when its connection is returned
-    (a short CLI command leaves no more than that in the WAL)."""
-    path = tmp_path / "first.db"
-    engine = make_engine(f"sqlite:///{path}")
-    try:
-        with engine.execution_options(sqlite_immediate=True).begin() as conn:
-            conn.execute(text("CREATE TABLE items (n INTEGER)"))
-            conn.execute(text("INSERT INTO items VALUES (1)"))
-        assert _in_database_file(path) == 1
-    finally:
-        engine.dispose()
-
-
-def test_writers_of_two_processes_all_land_while_checkpoints_run(live, monkeypatch):
-    """Two apps on one SQLite file (two processes' engines), four writers each at once,
-    every check-in checkpointing: every create and delete succeeds, the counts are exact,
-    and the audit chain and event positions have no gap."""
+def test_writers_of_two_processes_all_land(live):
+    """Two apps on one SQLite file (two processes' engines), four writers each at once:
+    every create and delete succeeds (each waits for the write lock, none fails on it),
+    the counts are exact, and the audit chain and event positions have no gap."""
     app, scim = live
     if db.engine(app).dialect.name != "sqlite":
         pytest.skip("SQLite's write lock and WAL")
-    monkeypatch.setattr(db_module, "SQLITE_CHECKPOINT_EVERY_S", 0.0)
     other = create_app({**TEST_CONFIG, "DATABASE_URL": app.config["DATABASE_URL"]})
     statuses: list[int] = []
     kept: list[str] = []
