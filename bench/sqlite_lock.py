@@ -214,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             **env,
             "SQLITE_LOCK_LOG": str(log_path),
             "SQLITE_LOCK_PRAGMAS": ";".join(args.pragma),
-            "PYTHONPATH": os.pathsep.join([str(work / "site"), *sys.path[1:]]),
+            # The server imports our ``sitecustomize`` first (and finds the rest as before).
+            "PYTHONPATH": os.pathsep.join(
+                [str(work / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
         }
         port = free_port()
         logs = work / "logs"
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     scenario = Deletes(creates.created + leavers)
                 outcome = measure(target, scenario, c, 0.4, args.seconds, 20_000)
                 end = time.perf_counter()
-                # Includes the warm-up's requests: about 2c of them, a few per cent.
+                # Includes the warm-up's requests (at most ``loadgen.WARMUP_MAX``): 1-3 %.
                 cpu = server_cpu_s(port) - cpu_before
                 ok = sum(1 for s in outcome.samples if s.ok)
                 lines = log_path.read_text().splitlines() if log_path.exists() else []
