@@ -452,6 +452,9 @@ def within(transaction: SessionTransaction | None, ended: SessionTransaction) ->
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit is durable once its frames are in the WAL file (a crash of
+    # the process loses nothing); the WAL is fsynced at each checkpoint, so a power loss or
+    # an OS crash may lose the commits since the last one (README, "SQLite durability").
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
