@@ -23,6 +23,7 @@ import random
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -52,7 +53,8 @@ from sqlalchemy.orm import Session
 
 from bench.dataset import OrgData, people
 from scim_server.audit.signing import signer_from_pem
-from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, Base
+from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, Base, make_engine
+from scim_server.migrate import upgrade
 from scim_server.services.tokens import create_token
 
 # Parents before children (foreign keys).
@@ -257,3 +259,18 @@ def create_tokens(engine: Engine, orgs: Sequence[OrgData]) -> dict[str, str]:
             _token, secret = create_token(session, org.id, "bench")
         tokens[org.id] = secret
     return tokens
+
+
+def loaded_engine(
+    stack: ExitStack, url: str, env: dict[str, str], org: OrgData
+) -> tuple[Engine, str]:
+    """Our server's database at ``url`` as a benchmark starts it: this process takes the
+    server's environment ``env``, the schema is upgraded, ``org`` bulk-loaded and settled.
+    Returns the engine (disposed with ``stack``) and a bearer token for ``org``."""
+    os.environ.update(env)
+    engine = make_engine(url)
+    stack.callback(engine.dispose)
+    upgrade(engine)
+    load_orgs(engine, [org])
+    settle(engine)
+    return engine, create_tokens(engine, [org])[org.id]

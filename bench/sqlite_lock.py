@@ -181,14 +181,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import labels
     from bench.dataset import build_dataset
-    from bench.loader import add_leavers, create_tokens, load_orgs, settle
+    from bench.loader import add_leavers, loaded_engine
     from bench.loadgen import Target, measure
     from bench.peers.compare import PEERS
     from bench.run import one_run_at_a_time, server_env
     from bench.scenarios import Creates, Deletes, PatchActive
     from bench.servers import HOST, free_port, running, scim_server_argv
-    from scim_server.db import make_engine
-    from scim_server.migrate import upgrade
 
     _lock = one_run_at_a_time()
     concurrencies = args.concurrency or [8, 32]
@@ -203,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         key = secrets.token_hex(32)
         extra = dict(item.split("=", 1) for item in args.server_env)
         env = server_env(url, key, extra)
-        os.environ.update(env)
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        upgrade(engine)
-        load_orgs(engine, [org])
-        settle(engine)
-        token = create_tokens(engine, [org])[org.id]
+        engine, token = loaded_engine(stack, url, env, org)
         server_env_ = {
             **env,
             "SQLITE_LOCK_LOG": str(log_path),

@@ -22,7 +22,7 @@ from typing import Any
 from bench import labels
 from bench.backends import PG_DATABASE, database, recreate_database
 from bench.dataset import OrgData, build_dataset
-from bench.loader import add_leavers, create_tokens, load_orgs, settle
+from bench.loader import add_leavers, loaded_engine
 from bench.loadgen import Target
 from bench.measurements import Bench, log
 from bench.peers.load import PeerData, load_peer, post_leavers
@@ -47,8 +47,6 @@ from bench.scenarios import (
     filter_path,
 )
 from bench.servers import HOST, free_port, running, scim_server_argv
-from scim_server.db import make_engine
-from scim_server.migrate import upgrade
 
 PATCH_ACTIVE = "PATCH replace active"
 ADD_MEMBER = labels.ADD_BIG
@@ -194,13 +192,7 @@ def compare_backend(
     with ExitStack() as stack:
         url = stack.enter_context(database(backend, pg_admin_url))
         env = server_env(url, key)
-        os.environ.update(env)
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        upgrade(engine)
-        load_orgs(engine, [org])
-        settle(engine)
-        ours_token = create_tokens(engine, [org])[org.id]
+        engine, ours_token = loaded_engine(stack, url, env, org)
         port = free_port()
         stack.enter_context(
             running(f"peers-{backend}-ours", scim_server_argv(port), port, env, logs, "/readyz")
