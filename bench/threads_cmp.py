@@ -1,0 +1,117 @@
+"""Our server under gunicorn in several configurations, alternated on one loaded database.
+
+``python -m bench.threads_cmp --backend sqlite --rounds 2 --seconds 3 1 2 4 4:1000``
+
+Each CONFIG is ``THREADS`` or ``THREADS:SWITCH_US``: ``SCIM_THREADS`` and, when given,
+``SCIM_SWITCH_INTERVAL_US`` (only meaningful on a branch whose gunicorn_conf reads it; the
+main line ignores it). One organization of 11,000 users (as ``--peers`` and
+``bench.sqlite_lock``) is loaded once; then, for each round and each configuration in turn,
+the server is started (two workers) and GET by id, PATCH ``active``, POST and DELETE are
+measured at c = 8 and 32. Prints each cell as it goes (with the load average) and a table
+of every round's req/s with their mean. Takes the machine's benchmark lock. Issue 17,
+branch ``threads`` (BENCHMARKS.md, "Threads per worker").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.threads_cmp", description=__doc__)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per operation and c")
+    parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US]")
+    args = parser.parse_args(argv)
+
+    from bench.backends import postgres_database, sqlite_database
+    from bench.dataset import build_dataset
+    from bench.loader import add_leavers, create_tokens, load_orgs, settle
+    from bench.loadgen import Target, measure
+    from bench.peers.compare import PEERS
+    from bench.run import one_run_at_a_time, server_env
+    from bench.scenarios import SCIM, Creates, Deletes, PatchActive, Reads
+    from bench.servers import HOST, free_port, running, scim_server_argv
+    from scim_server.db import make_engine
+    from scim_server.migrate import upgrade
+
+    _lock = one_run_at_a_time()
+    (org,) = build_dataset(PEERS)
+    ids = org.user_ids
+    results: dict[tuple[str, str, int], list[float]] = {}
+    labels = ("GET by id", "PATCH active", "POST", "DELETE")
+    n = 0
+    with ExitStack() as stack:
+        database = sqlite_database() if args.backend == "sqlite" else postgres_database()
+        url = stack.enter_context(database)
+        key = secrets.token_hex(32)
+        os.environ.update(server_env(url, key, {}))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        upgrade(engine)
+        load_orgs(engine, [org])
+        settle(engine)
+        token = create_tokens(engine, [org])[org.id]
+        logs = Path(stack.enter_context(_tempdir()))
+        for round_ in range(args.rounds):
+            for config in args.configs:
+                threads, _, switch_us = config.partition(":")
+                extra = {"SCIM_THREADS": threads}
+                if switch_us:
+                    extra["SCIM_SWITCH_INTERVAL_US"] = switch_us
+                env = server_env(url, key, extra)
+                port = free_port()
+                with running(
+                    f"threads-{config}", scim_server_argv(port), port, env, logs, "/readyz"
+                ):
+                    target = Target(HOST, port, {"Authorization": f"Bearer {token}"})
+                    for c in (8, 32):
+                        n += 1
+                        creates = Creates(tag=f"threads{n}", ascii_only=True)
+                        leavers = add_leavers(engine, org, 1500, first=org.size * (n + 1))
+                        scenarios: list[Any] = [
+                            Reads(labels[0], lambda rng: f"{SCIM}/Users/{rng.choice(ids)}"),
+                            PatchActive(ids, "PATCH replace active"),
+                            creates,
+                            None,  # DELETE: the users just created, and the leavers
+                        ]
+                        for label, scenario in zip(labels, scenarios, strict=True):
+                            if scenario is None:
+                                scenario = Deletes(creates.created + leavers)
+                            out = measure(target, scenario, c, 0.4, args.seconds, 20_000)
+                            rate = sum(1 for s in out.samples if s.ok) / out.elapsed_s
+                            results.setdefault((config, label, c), []).append(rate)
+                            print(
+                                f"{args.backend} round {round_} {config:>8} c={c:<2} {label:<13} "
+                                f"{rate:7.0f} req/s  failures={len(out.failures)} "
+                                f"load={os.getloadavg()[0]:.2f}",
+                                flush=True,
+                            )
+    print(f"\n## {args.backend}: req/s in each round (mean)")
+    print("| operation | c | " + " | ".join(args.configs) + " |")
+    for label in labels:
+        for c in (8, 32):
+            cells = []
+            for config in args.configs:
+                rates = results[(config, label, c)]
+                mean = sum(rates) / len(rates)
+                cells.append(" / ".join(f"{r:.0f}" for r in rates) + f" ({mean:.0f})")
+            print(f"| {label} | {c} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def _tempdir() -> Any:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="threads-cmp-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
