@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -781,6 +781,8 @@ class DatabaseState:
     # Whether ``Database.share_connection`` may give a request one pooled connection for
     # all its sessions (False when the factories are bound to a connection: the tests').
     share_connections: bool = False
+    # Each factory's mode on a shared connection (``_mode_of``), by ``id(factory)``.
+    modes: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class Database:
@@ -825,6 +827,7 @@ class Database:
         for factory in (state.reader, state.writer, statement_reader, statement_lookup):
             if factory is not None:
                 event.listen(factory, "after_transaction_create", _enter_mode)
+                state.modes[id(factory)] = _mode_of(factory)
         app.extensions[EXTENSION] = state
         app.teardown_appcontext(self._close)
 
@@ -886,7 +889,7 @@ class Database:
 
         state = Database.state(current_app)
         if state.share_connections and g.get("_scim_shared") is None:
-            g._scim_shared = _Shared(state.engine, first_read_retried)
+            g._scim_shared = _Shared(state.engine, state.modes, first_read_retried)
 
     @staticmethod
     def drop_shared_connection() -> None:
@@ -1036,14 +1039,14 @@ class Database:
 
 class _Shared:
     """A request's shared connection (``Database.share_connection``): checked out at its
-    first session; each kind of session's mode (``_mode_of``), computed once."""
+    first session; each kind of session's mode (``DatabaseState.modes``)."""
 
     __slots__ = ("connection", "engine", "modes", "unpinged")
 
-    def __init__(self, engine: Engine, unpinged: bool) -> None:
+    def __init__(self, engine: Engine, modes: dict[int, dict[str, Any]], unpinged: bool) -> None:
         self.engine = engine
         self.connection: Connection | None = None
-        self.modes: dict[int, dict[str, Any]] = {}
+        self.modes = modes
         # The first checkout skips the ping: the request's first statement is retried.
         self.unpinged = unpinged
 
@@ -1059,30 +1062,17 @@ def _session_of(factory: sessionmaker[Session]) -> Session:
         return factory()
     connection = shared.connection
     if connection is None or connection.closed:  # closed: discarded by a failed release
-        if shared.unpinged:
-            shared.unpinged = False
-            with unpinged_checkout():
-                connection = shared.connection = shared.engine.connect()
-        else:
+        unpinged, shared.unpinged = shared.unpinged, False
+        with unpinged_checkout() if unpinged else nullcontext():
             connection = shared.connection = shared.engine.connect()
     elif connection.in_transaction():
         return factory()
-    mode = shared.modes.get(id(factory))
-    if mode is None:
-        mode = shared.modes[id(factory)] = _mode_of(factory)
-    return factory(bind=connection, info={SHARED_MODE_INFO: mode})
+    return factory(bind=connection, info={SHARED_MODE_INFO: shared.modes[id(factory)]})
 
 
 def _close_connection(connection: Connection) -> None:
     """Return a request's shared connection to the pool at teardown; never raise (``release``)."""
-    try:
-        connection.close()
-    except Exception as err:
-        log.warning(
-            "could not release a database connection, discarded it: %s",
-            (str(err).splitlines() or [type(err).__name__])[0],
-        )
-        _discard(connection)
+    _close_or_discard(connection.close, (connection,))
 
 
 def release(session: Session) -> None:
@@ -1098,9 +1088,14 @@ def release(session: Session) -> None:
     it out again.
     """
     root = session.get_transaction()
-    connections = root.connections if root is not None else frozenset()
+    _close_or_discard(session.close, root.connections if root is not None else ())
+
+
+def _close_or_discard(close: Callable[[], None], connections: Iterable[Any]) -> None:
+    """``close()``; if it fails, log it and discard ``connections`` (the pool never hands
+    them out again)."""
     try:
-        session.close()
+        close()
     except Exception as err:
         log.warning(
             "could not release a database connection, discarded it: %s",

@@ -35,7 +35,7 @@ _LONG_RUN = b"9" * 19
 
 
 def has_long_digit_run(text: str | bytes) -> bool:
-    raw = text.encode() if isinstance(text, str) else bytes(text)
+    raw = text.encode() if isinstance(text, str) else text
     return _LONG_RUN in raw.translate(_DIGITS_AS_NINES)
 
 
