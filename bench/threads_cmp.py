@@ -2,9 +2,10 @@
 
 ``python -m bench.threads_cmp --backend sqlite --rounds 2 --seconds 3 1 2 4 4:1000``
 
-Each CONFIG is ``THREADS`` or ``THREADS:SWITCH_US``: ``SCIM_THREADS`` and, when given,
+Each CONFIG is ``THREADS[:SWITCH_US][+SCIM_NAME=VALUE...]``: ``SCIM_THREADS``, when given
 ``SCIM_SWITCH_INTERVAL_US`` (only meaningful on a branch whose gunicorn_conf reads it; the
-main line ignores it). One organization of 11,000 users (as ``--peers`` and
+main line ignores it), and any other server settings, e.g. ``4+SCIM_API_CONCURRENCY=0``
+(4 threads, no SCIM gate) against ``4`` (4 threads, the default gate). One organization of 11,000 users (as ``--peers`` and
 ``bench.sqlite_lock``) is loaded once; then, for each round and each configuration in turn,
 the server is started (two workers) and GET by id, PATCH ``active``, POST and DELETE are
 measured at c = 8 and 32. Prints each cell as it goes (with the load average) and a table
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="per operation and c")
-    parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US]")
+    parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US][+NAME=VALUE...]")
     args = parser.parse_args(argv)
 
     from bench.backends import postgres_database, sqlite_database
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.peers.compare import PEERS
     from bench.run import one_run_at_a_time, server_env
     from bench.scenarios import SCIM, Creates, Deletes, PatchActive, Reads
+    from bench.server_cpu import ServerCpu, per_request_ms, shown
     from bench.servers import HOST, free_port, running, scim_server_argv
+    from bench.sqlite_lock import server_cpu_s
     from scim_server.db import make_engine
     from scim_server.migrate import upgrade
 
@@ -59,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         load_orgs(engine, [org])
         settle(engine)
         token = create_tokens(engine, [org])[org.id]
+        database_cpu = ServerCpu(url)
         logs = Path(stack.enter_context(_tempdir()))
         for round_ in range(args.rounds):
             for config in args.configs:
-                threads, _, switch_us = config.partition(":")
-                extra = {"SCIM_THREADS": threads}
+                head, *settings = config.split("+")
+                threads, _, switch_us = head.partition(":")
+                extra = {"SCIM_THREADS": threads, **dict(x.split("=", 1) for x in settings)}
                 if switch_us:
                     extra["SCIM_SWITCH_INTERVAL_US"] = switch_us
                 env = server_env(url, key, extra)
@@ -85,13 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                         for label, scenario in zip(labels, scenarios, strict=True):
                             if scenario is None:
                                 scenario = Deletes(creates.created + leavers)
+                            cpu_before = server_cpu_s(port), database_cpu.seconds()
                             out = measure(target, scenario, c, 0.4, args.seconds, 20_000)
-                            rate = sum(1 for s in out.samples if s.ok) / out.elapsed_s
+                            ok = sum(1 for s in out.samples if s.ok)
+                            rate = ok / out.elapsed_s
                             results.setdefault((config, label, c), []).append(rate)
+                            # CPU per request (warm-up included, 1-3 %): steadier than req/s
+                            # on a shared machine. The workers', then PostgreSQL's backends'.
+                            ours = (server_cpu_s(port) - cpu_before[0]) * 1000 / max(ok, 1)
+                            pg = per_request_ms(cpu_before[1], database_cpu.seconds(), max(ok, 1))
                             print(
                                 f"{args.backend} round {round_} {config:>8} c={c:<2} {label:<13} "
-                                f"{rate:7.0f} req/s  failures={len(out.failures)} "
-                                f"load={os.getloadavg()[0]:.2f}",
+                                f"{rate:7.0f} req/s  CPU ms/req {ours:.2f} / {shown(pg)}  "
+                                f"failures={len(out.failures)} load={os.getloadavg()[0]:.2f}",
                                 flush=True,
                             )
     print(f"\n## {args.backend}: req/s in each round (mean)")

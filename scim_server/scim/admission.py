@@ -1,0 +1,89 @@
+"""At most ``SCIM_API_CONCURRENCY`` SCIM requests at once in a worker process.
+
+Why: a worker's threads share one GIL. SCIM requests are CPU-bound Python between
+short database calls, so several of them in one process mostly wait for each other: a
+thread back from the database waits up to the switch interval for the GIL while it
+holds SQLite's write lock or PostgreSQL's row locks, and every other writer waits on
+it (the GIL convoy). One SCIM request at a time per worker measured faster on both
+databases (BENCHMARKS.md, "Threads per worker" and "One SCIM request at a time per
+worker"). The worker keeps its other threads for what waits outside the GIL (a
+sign-in's argon2, a console page), which is why this is a gate on the SCIM API and not
+one thread per worker.
+
+A request waits at most ``SCIM_API_WAIT_SECONDS`` for its turn, then gets a SCIM 503
+with Retry-After: a worker stuck behind a slow request sheds load instead of piling up
+threads. The gate is taken before authentication (the blueprint's first hook) and given back
+at the request's teardown.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Blueprint, Flask, current_app, g
+
+from scim_server.scim.errors import ScimError
+
+EXTENSION = "scim_admission"
+RETRY_AFTER_SECONDS = 1
+
+
+class Gate:
+    """A counting semaphore of ``slots`` turns (``slots == 0``: no gate).
+
+    Re-entrant per thread: a SCIM Bulk request dispatches each operation as a request
+    of its own, in its thread, and must not wait for the turn it already holds.
+    """
+
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self.slots = slots
+        self.wait_seconds = wait_seconds
+        self._turns = threading.BoundedSemaphore(slots) if slots else None
+        self._held = threading.local()
+
+    def enter(self) -> bool:
+        """Take a turn; False when none came free in time."""
+        if self._turns is None:
+            return True
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0 and not self._turns.acquire(timeout=self.wait_seconds):
+            return False
+        self._held.depth = depth + 1
+        return True
+
+    def leave(self) -> None:
+        if self._turns is None:
+            return
+        self._held.depth -= 1
+        if self._held.depth == 0:
+            self._turns.release()
+
+
+def init_app(app: Flask) -> None:
+    """One gate per app (a worker process runs one app)."""
+    app.extensions[EXTENSION] = Gate(
+        app.config["SCIM_API_CONCURRENCY"], app.config["SCIM_API_WAIT_SECONDS"]
+    )
+
+
+def _enter() -> None:
+    gate: Gate = current_app.extensions[EXTENSION]
+    if not gate.enter():
+        busy = ScimError("The server is busy; retry shortly.", status=503)
+        busy.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        raise busy
+    # A count, not a flag: a Bulk operation's request may share the outer one's ``g``.
+    g.scim_turns = g.get("scim_turns", 0) + 1
+
+
+def _leave(_exc: BaseException | None) -> None:
+    turns = g.get("scim_turns", 0)
+    if turns:
+        g.scim_turns = turns - 1
+        current_app.extensions[EXTENSION].leave()
+
+
+def init_blueprint(bp: Blueprint) -> None:
+    """Gate every request of ``bp``; register before any other hook of ``bp``."""
+    bp.before_request(_enter)
+    bp.teardown_request(_leave)
