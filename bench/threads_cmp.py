@@ -5,8 +5,8 @@
 Each CONFIG is ``THREADS[:SWITCH_US][+SCIM_NAME=VALUE...]``: ``SCIM_THREADS``, when given
 ``SCIM_SWITCH_INTERVAL_US`` (only meaningful on a branch whose gunicorn_conf reads it; the
 main line ignores it), and any other server settings, e.g. ``4+SCIM_API_CONCURRENCY=0``
-(4 threads, no SCIM gate) against ``4`` (4 threads, the default gate). One organization of 11,000 users (as ``--peers`` and
-``bench.sqlite_lock``) is loaded once; then, for each round and each configuration in turn,
+(4 threads, no SCIM gate) against ``4`` (4 threads, the default gate). One organization
+of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then, for each round and each configuration in turn,
 the server is started (two workers) and GET by id, PATCH ``active``, POST and DELETE are
 measured at c = 8 and 32. Prints each cell as it goes (with the load average) and a table
 of every round's req/s with their mean. Takes the machine's benchmark lock. Issue 17,

@@ -68,7 +68,10 @@ def test_a_request_that_finds_no_turn_gets_503_and_changes_nothing(app, scim, ga
         assert_error(scim.get("/scim/v2/Users?count=1"), 503, None)
     assert _counts(app, scim.org_id) == before
     # The turn came back: the same create now succeeds, and the gate is free again.
-    assert scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "late@x"}).status_code == 201
+    assert (
+        scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": "late@x"}).status_code
+        == 201
+    )
     assert gate.enter()
     gate.leave()
 
@@ -78,7 +81,7 @@ def test_every_request_gives_its_turn_back(scim, gate):
     user = scim.create_user("turns@x")
     assert scim.get(f"/scim/v2/Users/{user['id']}").status_code == 200
     assert_error(scim.get("/scim/v2/Users/missing"), 404, None)
-    assert_error(scim.get('/scim/v2/Users?filter=userName eq'), 400, "invalidFilter")
+    assert_error(scim.get("/scim/v2/Users?filter=userName eq"), 400, "invalidFilter")
     stranger = Scim(scim.client, "not-a-token", scim.org_id)
     assert stranger.get("/scim/v2/Users").status_code == 401
     with held_elsewhere(gate):  # the holder gets the turn at once: nothing kept it
@@ -120,3 +123,30 @@ def test_the_settings_refuse_a_negative_count(monkeypatch, tmp_path):
     monkeypatch.setenv("SCIM_API_CONCURRENCY", "-1")
     with pytest.raises(ConfigError, match="SCIM_API_CONCURRENCY"):
         load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_a_gate_of_n_admits_n_threads_and_no_more(slots):
+    """N turns: N threads hold one each; the next waits its limit out; a freed one is taken."""
+    gate = Gate(slots, 0.05)
+    entered = threading.Barrier(slots + 1)
+    release = threading.Event()
+
+    def hold() -> None:
+        assert gate.enter()
+        entered.wait(5)
+        release.wait(5)
+        gate.leave()
+
+    threads = [threading.Thread(target=hold) for _ in range(slots)]
+    for t in threads:
+        t.start()
+    entered.wait(5)
+    assert not gate.enter()  # this thread holds none, and none is free
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert gate.enter()
+    assert gate.enter()  # re-entrant in the holding thread
+    gate.leave()
+    gate.leave()
