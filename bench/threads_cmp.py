@@ -6,9 +6,11 @@ Each CONFIG is ``THREADS[:SWITCH_US][+SCIM_NAME=VALUE...]``: ``SCIM_THREADS``, w
 ``SCIM_SWITCH_INTERVAL_US`` (only meaningful on a branch whose gunicorn_conf reads it; the
 main line ignores it), and any other server settings, e.g. ``4+SCIM_API_CONCURRENCY=0``
 (4 threads, no SCIM gate) against ``4`` (4 threads, the default gate). One organization
-of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then, for each round and each configuration in turn,
-the server is started (two workers) and GET by id, PATCH ``active``, POST and DELETE are
-measured at c = 8 and 32. Prints each cell as it goes (with the load average) and a table
+of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then, for each
+round and each configuration in turn, the server is started (two workers) and GET by id,
+PATCH ``active``, POST and DELETE are measured at c = 8 and 32. Prints each cell as it
+goes (with the load average and the CPU per request of the workers and of PostgreSQL's
+backends) and a table
 of every round's req/s with their mean. Takes the machine's benchmark lock. Issue 17,
 branch ``threads`` (BENCHMARKS.md, "Threads per worker").
 """
