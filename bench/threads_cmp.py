@@ -10,9 +10,8 @@ of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then,
 round and each configuration in turn, the server is started (two workers) and GET by id,
 PATCH ``active``, POST and DELETE are measured at c = 8 and 32. Prints each cell as it
 goes (with the load average and the CPU per request of the workers and of PostgreSQL's
-backends) and a table
-of every round's req/s with their mean. Takes the machine's benchmark lock. Issue 17,
-branch ``threads`` (BENCHMARKS.md, "Threads per worker").
+backends) and a table of every round's req/s with their mean. Takes the machine's
+benchmark lock. Issue 17, branch ``threads`` (BENCHMARKS.md, "Threads per worker").
 """
 
 from __future__ import annotations
