@@ -30,10 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="per operation and c")
+    parser.add_argument(
+        "--pg-admin-url",
+        help="where to create the database (default: the local server); e.g. through a "
+        "proxy that adds a remote database's round trip",
+    )
     parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US][+NAME=VALUE...]")
     args = parser.parse_args(argv)
 
-    from bench.backends import postgres_database, sqlite_database
+    from bench.backends import PG_ADMIN_URL, postgres_database, sqlite_database
     from bench.dataset import build_dataset
     from bench.loader import add_leavers, create_tokens, load_orgs, settle
     from bench.loadgen import Target, measure
@@ -53,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = ("GET by id", "PATCH active", "POST", "DELETE")
     n = 0
     with ExitStack() as stack:
-        database = sqlite_database() if args.backend == "sqlite" else postgres_database()
+        if args.backend == "sqlite":
+            database = sqlite_database()
+        else:
+            database = postgres_database(args.pg_admin_url or PG_ADMIN_URL)
         url = stack.enter_context(database)
         key = secrets.token_hex(32)
         os.environ.update(server_env(url, key, {}))

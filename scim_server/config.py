@@ -80,8 +80,11 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "MAX_INLINE_MEMBERS": env_int("SCIM_MAX_INLINE_MEMBERS", 10000),
         "MAX_CONTENT_LENGTH": env_int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
         # At most this many SCIM requests at once in a worker process (``scim.admission``;
-        # 0: no bound); one waits at most SCIM_API_WAIT_SECONDS, then gets 503.
-        "SCIM_API_CONCURRENCY": env_count("SCIM_API_CONCURRENCY", 1),
+        # 0: no bound; unset: 1 when the database runs on this machine, else no bound);
+        # one waits at most SCIM_API_WAIT_SECONDS, then gets 503.
+        "SCIM_API_CONCURRENCY": (
+            env_count("SCIM_API_CONCURRENCY", 0) if os.environ.get("SCIM_API_CONCURRENCY") else None
+        ),
         "SCIM_API_WAIT_SECONDS": env_count("SCIM_API_WAIT_SECONDS", 30),
         "BULK_MAX_OPERATIONS": env_int("SCIM_BULK_MAX_OPERATIONS", 1000),
         "BULK_MAX_PAYLOAD_BYTES": env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),

@@ -10,6 +10,13 @@ worker"). The worker keeps its other threads for what waits outside the GIL (a
 sign-in's argon2, a console page), which is why this is a gate on the SCIM API and not
 one thread per worker.
 
+That holds where the database shares this machine's cores (SQLite; PostgreSQL on
+localhost or a Unix socket): a request's database time is CPU the worker could not have
+used anyway. With the database on another host, its round trips are idle time that the
+worker's other threads fill, and one request at a time lost 30-45 % of the throughput at
+c = 32 with 0.65 ms of round trip (BENCHMARKS.md, same section). So the default
+(``SCIM_API_CONCURRENCY`` unset) is 1 for a local database and no bound for a remote one.
+
 A request waits at most ``SCIM_API_WAIT_SECONDS`` for its turn, then gets a SCIM 503
 with Retry-After: a worker stuck behind a slow request sheds load instead of piling up
 threads. The gate is taken before authentication (the blueprint's first hook) and given back
@@ -21,6 +28,7 @@ from __future__ import annotations
 import threading
 
 from flask import Blueprint, Flask, current_app, g
+from sqlalchemy import make_url
 
 from scim_server.scim.errors import ScimError
 
@@ -63,11 +71,32 @@ class Gate:
             self._turns.release()
 
 
+LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+
+
+def default_slots(database_url: str) -> int:
+    """1 when the database runs on this machine (it shares our cores), else 0 (no gate)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return 1
+    hosts = [url.host or ""]
+    query_host = url.query.get("host")  # libpq's host=/path/to/socket,...
+    if query_host:
+        hosts = [h for value in _values(query_host) for h in value.split(",")]
+    local = all(h in LOCAL_HOSTS or h.startswith("/") for h in hosts)
+    return 1 if local else 0
+
+
+def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
+
+
 def init_app(app: Flask) -> None:
     """One gate per app (a worker process runs one app)."""
-    app.extensions[EXTENSION] = Gate(
-        app.config["SCIM_API_CONCURRENCY"], app.config["SCIM_API_WAIT_SECONDS"]
-    )
+    slots = app.config["SCIM_API_CONCURRENCY"]
+    if slots is None:
+        slots = default_slots(app.config["DATABASE_URL"])
+    app.extensions[EXTENSION] = Gate(slots, app.config["SCIM_API_WAIT_SECONDS"])
 
 
 def _enter() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from scim_server.config import ConfigError, load_config
 from scim_server.db import db
 from scim_server.models import AuditEvent, User
-from scim_server.scim.admission import EXTENSION, Gate
+from scim_server.scim.admission import EXTENSION, Gate, default_slots
 from tests.support import USER_SCHEMA, Scim, assert_error
 
 BULK_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -150,3 +150,33 @@ def test_a_gate_of_n_admits_n_threads_and_no_more(slots):
     assert gate.enter()  # re-entrant in the holding thread
     gate.leave()
     gate.leave()
+
+
+@pytest.mark.parametrize(
+    ("url", "slots"),
+    [
+        ("sqlite:///instance/scim.db", 1),
+        ("sqlite://", 1),
+        ("postgresql+psycopg://scim@127.0.0.1:5432/scim", 1),
+        ("postgresql+psycopg://scim@localhost/scim", 1),
+        ("postgresql+psycopg://scim@[::1]:5432/scim", 1),
+        ("postgresql+psycopg:///scim", 1),  # the default Unix socket
+        ("postgresql+psycopg://scim@/scim?host=/var/run/postgresql", 1),
+        ("postgresql+psycopg://scim@db.internal:5432/scim", 0),
+        ("postgresql+psycopg://scim@10.0.0.7/scim", 0),
+        ("postgresql+psycopg://scim@/scim?host=/var/run/postgresql,db.internal", 0),
+    ],
+)
+def test_the_default_gates_a_database_on_this_machine_only(url, slots):
+    """A local database shares our cores: one request at a time. A remote one's round
+    trips are idle time the worker's other threads fill: no gate."""
+    assert default_slots(url) == slots
+
+
+def test_the_setting_overrides_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("SCIM_API_CONCURRENCY", raising=False)
+    assert load_config(str(tmp_path))["SCIM_API_CONCURRENCY"] is None
+    monkeypatch.setenv("SCIM_API_CONCURRENCY", "3")
+    assert load_config(str(tmp_path))["SCIM_API_CONCURRENCY"] == 3
+    monkeypatch.setenv("SCIM_API_CONCURRENCY", "0")
+    assert load_config(str(tmp_path))["SCIM_API_CONCURRENCY"] == 0
