@@ -29,6 +29,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.config["AUDIT_SIGNER"] = load_signer(audit_signing_key(app.config), app.instance_path)
     database.init_app(app)
+    from scim_server import sessions
+
+    sessions.init_app(app)
     from scim_server.events import writer as event_writer
 
     # Product events are written at each commit that recorded a change (idempotent).
