@@ -26,6 +26,7 @@ at the request's teardown.
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 from flask import Blueprint, Flask, current_app, g
 from sqlalchemy import make_url
@@ -37,7 +38,12 @@ RETRY_AFTER_SECONDS = 1
 
 
 class Gate:
-    """A counting semaphore of ``slots`` turns (``slots == 0``: no gate).
+    """``slots`` turns handed out in arrival order (``slots == 0``: no gate).
+
+    First come, first served: a plain lock lets a request that just arrived take a
+    turn that another has waited for, and a SCIM client's timeout is per request. A
+    turn given back goes straight to the longest waiter (each waits on a lock of its
+    own); with nobody waiting, taking and giving back a turn is one short lock.
 
     Re-entrant per thread: a SCIM Bulk request dispatches each operation as a request
     of its own, in its thread, and must not wait for the turn it already holds.
@@ -46,29 +52,55 @@ class Gate:
     def __init__(self, slots: int, wait_seconds: float) -> None:
         self.slots = slots
         self.wait_seconds = wait_seconds
-        # One turn (the default) is a plain lock: acquired and released in C, where a
-        # semaphore's Python-level condition showed in a write's profile (3 %).
-        self._turns: threading.Lock | threading.BoundedSemaphore | None = (
-            threading.Lock() if slots == 1 else threading.BoundedSemaphore(slots) if slots else None
-        )
+        self._mutex = threading.Lock()
+        self._free = slots
+        self._waiters: deque[threading.Lock] = deque()
         self._held = threading.local()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a turn now."""
+        return len(self._waiters)
 
     def enter(self) -> bool:
         """Take a turn; False when none came free in time."""
-        if self._turns is None:
+        if not self.slots:
             return True
         depth = getattr(self._held, "depth", 0)
-        if depth == 0 and not self._turns.acquire(timeout=self.wait_seconds):
+        if depth == 0 and not self._take():
             return False
         self._held.depth = depth + 1
         return True
 
     def leave(self) -> None:
-        if self._turns is None:
+        if not self.slots:
             return
         self._held.depth -= 1
         if self._held.depth == 0:
-            self._turns.release()
+            self._give_back()
+
+    def _take(self) -> bool:
+        with self._mutex:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return True
+            mine = threading.Lock()
+            mine.acquire()
+            self._waiters.append(mine)
+        if mine.acquire(timeout=self.wait_seconds):
+            return True  # handed over by _give_back
+        with self._mutex:
+            if mine in self._waiters:
+                self._waiters.remove(mine)
+                return False
+        return True  # handed over between the timeout and the mutex: it is ours
+
+    def _give_back(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
 
 
 LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})

@@ -180,3 +180,49 @@ def test_the_setting_overrides_the_default(monkeypatch, tmp_path):
     assert load_config(str(tmp_path))["SCIM_API_CONCURRENCY"] == 3
     monkeypatch.setenv("SCIM_API_CONCURRENCY", "0")
     assert load_config(str(tmp_path))["SCIM_API_CONCURRENCY"] == 0
+
+
+def test_turns_go_to_waiters_in_arrival_order():
+    """A turn given back goes to the longest waiter, never to a later one."""
+    gate = Gate(1, 5.0)
+    assert gate.enter()  # this thread holds the turn
+    order: list[int] = []
+    queued = [threading.Event() for _ in range(4)]
+
+    def wait_turn(i: int) -> None:
+        queued[i].set()
+        assert gate.enter()
+        order.append(i)
+        gate.leave()
+
+    threads = []
+    for i in range(4):
+        t = threading.Thread(target=wait_turn, args=(i,))
+        t.start()
+        queued[i].wait(5)
+        # Queued once it waits on its own lock: wait until the gate has it.
+        for _ in range(500):
+            if gate.waiting == i + 1:
+                break
+            threading.Event().wait(0.002)
+        threads.append(t)
+    assert gate.waiting == 4
+    gate.leave()
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2, 3]
+
+
+def test_a_waiter_that_gives_up_leaves_the_queue():
+    """A timed-out waiter is no longer queued: the turn it would have had goes on."""
+    gate = Gate(1, 0.02)
+    assert gate.enter()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(gate.enter()))
+    t.start()
+    t.join(5)
+    assert result == [False]
+    assert gate.waiting == 0
+    gate.leave()
+    assert gate.enter()  # free again
+    gate.leave()
