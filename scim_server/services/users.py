@@ -27,6 +27,7 @@ from scim_server.db import (
     write_changed,
 )
 from scim_server.errors import NotFoundError, UniquenessError
+from scim_server.fixed import fixed_of
 from scim_server.models import AttributeValue, Group, GroupMember, License, User
 from scim_server.services import (
     contacts,
@@ -180,7 +181,8 @@ def _check_new(
         guess = cached_settings(session, org_id) or IdentitySettings()
         keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
         params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
-    row = session.connection().execute(_preflight_statement(keys), params).mappings().first()
+    first = fixed_of(_preflight_statement(keys)).first(session.connection(), params)
+    row = None if first is None else first._asdict()
     if row is None:  # no such organization: nothing to match, the default settings
         clash, free = _holder(session, org_id, doc["userName"]), True
         fingerprint, match = None, None
@@ -630,12 +632,13 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
 
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
-    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
+    row = fixed_of(_USER_FOR_UPDATE_ROW).first(connection, params)
     if row is None:
         raise NotFoundError(f"User {user_id!r} not found.")
-    user = from_row(User, row)
+    user = from_row(User, row._asdict())
     params = {"org_id": org_id, "contact_id": user.contact_id}
-    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
+    (found,) = fixed_of(_CONTACT_AND_FINGERPRINT).rows(connection, params)
+    more = found._asdict()
     fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
     if more["c_id"] is None:
         return _Locked(user, None, fingerprint)
@@ -658,7 +661,8 @@ def _prepared(
     with read_before_lock(session) as connection:
         if connection is None:
             return None
-        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
+        found = fixed_of(_USER_DATA).first(connection, {"org_id": org_id, "user_id": user_id})
+        stored = None if found is None else found[0]
     if stored is None:
         return None
     try:
@@ -779,11 +783,11 @@ def delete_user(
     with session.begin():
         connection = session.connection()
         params = {"org_id": org_id, "user_id": user_id}
-        user = connection.execute(_DELETE_READ, params).first()
+        user = fixed_of(_DELETE_READ).first(connection, params)
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
-        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
+        removed = [row[0] for row in fixed_of(_DELETE_MEMBERSHIPS).rows(connection, params)]
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
@@ -797,7 +801,7 @@ def delete_user(
             # The seat given back: the billing view reads it from here.
             changes["license"] = {"before": user.license_id, "after": None}
         record(session, org_id, "user.delete", **_about(user), changes=changes)
-        connection.execute(_DELETE_USER, params)
+        fixed_of(_DELETE_USER).run(connection, params)
         counts.changed(session, org_id, "User", -1)
 
 
