@@ -1,27 +1,29 @@
-"""Statements of fixed shape on the write path, run with less per-execution machinery.
+"""The write path's INSERTs, UPDATEs and DELETEs of fixed shape, run with less machinery.
 
 ``connection.execute(statement, params)`` pays, on every execution, the statement's
 cache key, the compiled cache's lookup, ``construct_params`` over every bind
-parameter and the setup of a result map: about 20 µs of CPU per statement on
-SQLite, more with many parameters (the audit INSERT: 55 µs against 32 µs here).
-A SCIM write runs the same few statements every time (the audit event, the head,
-the product event, the count, the state read). A ``Fixed`` statement is compiled
-once per dialect; an execution applies the bind processors of its typed
-parameters (``UTCDateTime``, JSON, Boolean: the same functions SQLAlchemy applies)
-and hands the SQL to ``Connection.exec_driver_sql``, so what matters stays: the
-engine's events (statement counts, ``before_cursor_execute``), SQLAlchemy's error
-types (an ``IntegrityError`` is one), a lost connection's invalidation, and the
-PostgreSQL prepare hook (``db.reuse_plan``'s execution option is passed along).
+parameter and the execution context's setup: about 20 µs of CPU per statement on
+SQLite, more with many parameters (the audit INSERT: 55 µs, 32 µs here). A SCIM
+write runs the same few DML statements every time (the audit event, the head, the
+product event, the count, the rows it inserts or changes). A ``Fixed`` statement is
+compiled once per dialect; an execution applies the bind processors of its typed
+parameters (``UTCDateTime``, JSON, Boolean: the functions SQLAlchemy applies, on
+None too: a JSON column's None is stored as JSON null) and hands the SQL to
+``Connection.exec_driver_sql``, so what matters stays: the engine's events
+(statement counts, ``before_cursor_execute``), SQLAlchemy's error types (an
+``IntegrityError`` is one), a lost connection's invalidation, and the PostgreSQL
+prepare hook (``db.reuse_plan``'s execution option is passed along).
 
-Results: ``rows`` applies the columns' result processors (named tuples); ``execute``
-returns the driver's rows as they are (for DML). A statement with expanding (``IN``
-list) or literal-rendered parameters, or with Python-side defaults to fill in, is
-run by ``connection.execute`` as before.
+Only for statements that return no rows: for a read, ``exec_driver_sql`` builds the
+result's column map on every execution (``execute`` caches it with the compiled
+form), which cost more than it saved (a user's row: 52 µs by ``execute``, 61 µs).
+A statement that returns rows, has expanding (``IN`` list) or literal-rendered
+parameters, or Python-side defaults to fill in (prefetch), runs by
+``connection.execute`` as before.
 """
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,14 +38,12 @@ class _Compiled:
     # Positional dialects (SQLite): the parameter names in order; named (psycopg): None.
     order: tuple[str, ...] | None
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-    defaults: dict[str, Any]  # the values of parameters the statement carries (LIMIT 1, ...)
-    result_processors: tuple[Callable[[Any], Any] | None, ...]
-    row_type: Any  # a named tuple of the selected columns' names (``row.org_id``)
+    defaults: dict[str, Any]  # the values of parameters the statement carries (``+ 1``)
 
 
 class Fixed:
-    """A Core statement (``select``, ``insert``, ``update``, ``delete``, ``text`` with typed
-    bind parameters) of fixed shape, compiled once per dialect. ``keys``: an INSERT's or
+    """A Core ``insert``, ``update``, ``delete`` (or ``text`` with typed bind parameters) of
+    fixed shape, compiled once per dialect. ``keys``: an INSERT's or
     UPDATE's columns, as ``execute`` would infer them from the parameters' names."""
 
     __slots__ = ("_by_dialect", "keys", "options", "statement")
@@ -81,28 +81,6 @@ class Fixed:
         """``execute`` of a statement whose rows, if any, nobody reads."""
         self.execute(connection, params).close()
 
-    def rows(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
-        """The rows of a read (named tuples), each column through its type's result
-        processor."""
-        compiled = self._compiled(connection.dialect)
-        if compiled is None:
-            return list(connection.execute(self.statement, params).all())
-        raw = connection.exec_driver_sql(
-            compiled.sql, _convert(compiled, params), self.options
-        ).fetchall()
-        make, processors = compiled.row_type._make, compiled.result_processors
-        if not any(processors):
-            return [make(row) for row in raw]
-        return [
-            make(value if p is None else p(value) for p, value in zip(processors, row, strict=True))
-            for row in raw
-        ]
-
-    def first(self, connection: Connection, params: dict[str, Any]) -> Any | None:
-        """The first row of ``rows``, or None."""
-        found = self.rows(connection, params)
-        return found[0] if found else None
-
 
 def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:
     values = {**compiled.defaults, **params} if compiled.defaults else dict(params)
@@ -116,7 +94,7 @@ def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:
 def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled | None:
     """None for what only ``execute`` does right: expanding or literal parameters (an
     ``IN`` list), Python-side column defaults or ``onupdate`` to fill in (prefetch),
-    parameter names the driver needs escaped."""
+    parameter names the driver needs escaped, rows returned (RETURNING)."""
     compiled: Any = statement.compile(dialect=dialect, column_keys=keys)
     if (
         compiled.literal_execute_params
@@ -124,6 +102,7 @@ def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled 
         or compiled.insert_prefetch
         or compiled.update_prefetch
         or compiled.escaped_bind_names
+        or compiled._result_columns
     ):
         return None
     defaults = {
@@ -135,15 +114,11 @@ def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled 
         (name, process) for name, process in compiled._bind_processors.items() if process
     )
     order = tuple(compiled.positiontup) if compiled.positional else None
-    columns = compiled._result_columns
-    result_processors = tuple(
-        type_._cached_result_processor(dialect, None) for _key, _name, _objects, type_ in columns
-    )
-    row_type = namedtuple("Row", [key for key, _name, _objects, _type in columns], rename=True)  # type: ignore[misc]
-    return _Compiled(compiled.string, order, processors, defaults, result_processors, row_type)
+    return _Compiled(compiled.string, order, processors, defaults)
 
 
 _OF: dict[tuple[Any, tuple[str, ...] | None], Fixed] = {}
+_OF_LIMIT = 2000  # statements x column sets; past it, made again (never unbounded)
 
 
 def fixed_of(statement: Any, keys: Sequence[str] | None = None) -> Fixed:
@@ -153,5 +128,7 @@ def fixed_of(statement: Any, keys: Sequence[str] | None = None) -> Fixed:
     key = (statement, tuple(keys) if keys is not None else None)
     found = _OF.get(key)
     if found is None:
+        if len(_OF) >= _OF_LIMIT:
+            _OF.clear()
         found = _OF[key] = Fixed(statement, keys)
     return found

@@ -1,6 +1,6 @@
-"""``scim_server.fixed``: a statement run through ``exec_driver_sql`` stores and reads exactly
-what ``connection.execute`` of the same statement does (bind and result processors: UTC
-times, JSON and JSON null), and stays visible to engine events and SQLAlchemy's errors."""
+"""``scim_server.fixed``: a statement run through ``exec_driver_sql`` stores exactly what
+``connection.execute`` of the same statement does (its bind processors: UTC times, JSON and
+JSON null), and stays visible to engine events and SQLAlchemy's errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy import bindparam, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from scim_server.fixed import Fixed, fixed_of
@@ -69,36 +69,29 @@ def test_insert_stores_what_execute_stores(connection, org_id):
     assert by_fixed[4] in (False, 0)  # JSON null, not SQL NULL
 
 
-def test_rows_read_what_execute_reads(connection, org_id):
-    """``rows`` gives the values ``execute`` gives (aware UTC times, decoded JSON), by name too."""
-    Fixed(insert(AuditEvent), keys=COLUMNS).run(connection, _row(org_id, 20_000))
-    query = select(
-        AuditEvent.occurred_at, AuditEvent.changes, AuditEvent.explanation, AuditEvent.seq
-    ).where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.seq == bindparam("seq"))
-    params = {"org_id": org_id, "seq": 20_000}
-    expected = connection.execute(query, params).one()
-    (row,) = Fixed(query).rows(connection, params)
-    assert tuple(row) == tuple(expected)
-    assert row.occurred_at == datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
-    assert row.occurred_at.tzinfo is UTC
-    assert row.changes["title"]["after"] == "Ünïcode ✓"
-    assert row.explanation is None
-
-
 def test_executemany_and_the_statements_own_parameters(connection, org_id):
-    """A list of rows is one executemany; a parameter the statement carries (LIMIT) is bound."""
+    """A list of rows is one executemany, read back as ``execute`` stored them; a parameter
+    the statement carries (``+ 1``) is bound."""
     rows = [_row(org_id, 30_000 + i) for i in range(3)]
     Fixed(insert(AuditEvent), keys=COLUMNS).run(connection, rows)
-    query = (
-        select(AuditEvent.seq)
-        .where(AuditEvent.org_id == bindparam("org_id"))
-        .order_by(AuditEvent.seq.desc())
-        .limit(2)
+    query = select(AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.changes).where(
+        AuditEvent.org_id == org_id, AuditEvent.seq >= 30_000
     )
-    assert [row.seq for row in Fixed(query).rows(connection, {"org_id": org_id})] == [
-        30_002,
-        30_001,
+    read = connection.execute(query.order_by(AuditEvent.seq)).all()
+    assert [tuple(r) for r in read] == [
+        (30_000 + i, datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC), rows[0]["changes"])
+        for i in range(3)
     ]
+    bump = update(AuditEvent).where(
+        AuditEvent.org_id == bindparam("o"), AuditEvent.seq == bindparam("s")
+    )
+    Fixed(bump.values(status=AuditEvent.status + 1)).run(connection, {"o": org_id, "s": 30_001})
+    assert (
+        connection.scalar(
+            select(AuditEvent.status).where(AuditEvent.org_id == org_id, AuditEvent.seq == 30_001)
+        )
+        == 202
+    )
 
 
 def test_seen_by_engine_events_and_errors_are_sqlalchemys(connection, org_id):
@@ -123,16 +116,24 @@ def test_seen_by_engine_events_and_errors_are_sqlalchemys(connection, org_id):
 
 
 def test_what_it_cannot_run_goes_through_execute(connection, org_id):
-    """An expanding IN list is run by ``execute`` (and reads the same)."""
+    """An expanding IN list, or rows to return (RETURNING), run by ``execute`` as before."""
     Fixed(insert(AuditEvent), keys=COLUMNS).run(
         connection, [_row(org_id, 50_000), _row(org_id, 50_001)]
     )
-    query = select(AuditEvent.seq).where(
+    gone = delete(AuditEvent).where(
         AuditEvent.org_id == bindparam("org_id"),
         AuditEvent.seq.in_(bindparam("seqs", expanding=True)),
     )
-    fixed = fixed_of(query)
-    rows = fixed.rows(connection, {"org_id": org_id, "seqs": [50_000, 50_001, 7]})
-    assert sorted(row.seq for row in rows) == [50_000, 50_001]
+    fixed = fixed_of(gone)
+    assert fixed.execute(connection, {"org_id": org_id, "seqs": [50_000, 7]}).rowcount == 1
     assert fixed._compiled(connection.dialect) is None
-    assert fixed_of(query) is fixed
+    assert fixed_of(gone) is fixed
+    returning = fixed_of(
+        delete(AuditEvent)
+        .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.seq >= 50_000)
+        .returning(AuditEvent.seq, AuditEvent.occurred_at)
+    )
+    assert returning.execute(connection, {"org_id": org_id}).all() == [
+        (50_001, datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC))
+    ]
+    assert returning._compiled(connection.dialect) is None

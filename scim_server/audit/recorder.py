@@ -109,12 +109,10 @@ class Head:
 # Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
 # given rows: their plans are reused (``db.reuse_plan``). Run as ``Fixed`` statements
 # (compiled once; no per-execution cache key or parameter construction).
-_SELECT_HEAD = Fixed(
-    reuse_plan(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
-        .where(AuditHead.org_id == bindparam("org_id"))
-        .with_for_update()
-    )
+_SELECT_HEAD = reuse_plan(
+    select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+    .where(AuditHead.org_id == bindparam("org_id"))
+    .with_for_update()
 )
 _MOVE_HEAD = Fixed(
     reuse_plan(
@@ -311,8 +309,8 @@ def _head(session: Session, org_id: str) -> Head:
     if held is not None:
         return held[1]
     connection = session.connection()
-    rows = _SELECT_HEAD.rows(connection, {"org_id": org_id})
-    if not rows:
+    row = connection.execute(_SELECT_HEAD, {"org_id": org_id}).first()
+    if row is None:
         genesis = chain.genesis_hash(org_id)
         values = {
             "org_id": org_id,
@@ -327,10 +325,9 @@ def _head(session: Session, org_id: str) -> Head:
         dialect = connection.dialect.name
         insert_head = postgresql.insert if dialect == "postgresql" else sqlite.insert
         connection.execute(insert_head(AuditHead).values(values).on_conflict_do_nothing())
-        rows = _SELECT_HEAD.rows(connection, {"org_id": org_id})
-        assert rows
-    seq, head_hash, base_seq, base_hash = rows[0]
-    head = Head(org_id, seq, head_hash, base_seq, base_hash)
+        row = connection.execute(_SELECT_HEAD, {"org_id": org_id}).first()
+        assert row is not None
+    head = Head(org_id, row.seq, row.hash, row.base_seq, row.base_hash)
     heads[org_id] = (_current(session), head)
     return head
 

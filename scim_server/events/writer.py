@@ -52,7 +52,7 @@ _INSERT_NEXT = Fixed(
 )
 # One user's groups, roles and license names, and the organization's audit head (locked):
 # the state of a write's user and the head it then writes its events onto, one round trip.
-_EXTRAS_AND_HEAD = Fixed(users.extras_of_one_statement(recorder.head_read()))
+_EXTRAS_AND_HEAD = users.extras_of_one_statement(recorder.head_read())
 
 
 def install() -> None:
@@ -262,7 +262,7 @@ def user_states(
     extras_rows = None
     if with_head and len(rows) == 1:
         params = users.extras_params(org_id, rows[0])
-        read = _EXTRAS_AND_HEAD.rows(session.connection(), params)
+        read = session.connection().execute(_EXTRAS_AND_HEAD, params).all()
         extras_rows = [row for row in read if row[0] != "h"]
         head = [row for row in read if row[0] == "h"]
         if head:  # none: the organization's first event (the recorder makes its head)

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.db import reuse_plan, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
-from scim_server.fixed import Fixed
 from scim_server.models import ScimToken
 
 PREFIXES = {"scim": "scim_", "admin": "adm_"}
@@ -61,17 +60,15 @@ def create_token(
 
 
 # Built once: this runs on every request (by a unique key: its plan is reused).
-_BY_HASH = Fixed(
-    reuse_plan(
-        select(
-            ScimToken.org_id,
-            ScimToken.id,
-            ScimToken.name,
-            ScimToken.kind,
-            ScimToken.revoked_at,
-            ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
-        ).where(ScimToken.token_hash == bindparam("token_hash"))
-    )
+_BY_HASH = reuse_plan(
+    select(
+        ScimToken.org_id,
+        ScimToken.id,
+        ScimToken.name,
+        ScimToken.kind,
+        ScimToken.revoked_at,
+        ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
+    ).where(ScimToken.token_hash == bindparam("token_hash"))
 )
 
 
@@ -79,7 +76,7 @@ def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:
     """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
     if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
-    token = _BY_HASH.first(session.connection(), {"token_hash": hash_token(secret)})
+    token = session.connection().execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
     if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token

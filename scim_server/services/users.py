@@ -181,8 +181,7 @@ def _check_new(
         guess = cached_settings(session, org_id) or IdentitySettings()
         keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
         params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
-    first = fixed_of(_preflight_statement(keys)).first(session.connection(), params)
-    row = None if first is None else first._asdict()
+    row = session.connection().execute(_preflight_statement(keys), params).mappings().first()
     if row is None:  # no such organization: nothing to match, the default settings
         clash, free = _holder(session, org_id, doc["userName"]), True
         fingerprint, match = None, None
@@ -632,13 +631,12 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
 
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
-    row = fixed_of(_USER_FOR_UPDATE_ROW).first(connection, params)
+    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
     if row is None:
         raise NotFoundError(f"User {user_id!r} not found.")
-    user = from_row(User, row._asdict())
+    user = from_row(User, row)
     params = {"org_id": org_id, "contact_id": user.contact_id}
-    (found,) = fixed_of(_CONTACT_AND_FINGERPRINT).rows(connection, params)
-    more = found._asdict()
+    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
     fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
     if more["c_id"] is None:
         return _Locked(user, None, fingerprint)
@@ -661,8 +659,7 @@ def _prepared(
     with read_before_lock(session) as connection:
         if connection is None:
             return None
-        found = fixed_of(_USER_DATA).first(connection, {"org_id": org_id, "user_id": user_id})
-        stored = None if found is None else found[0]
+        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
     if stored is None:
         return None
     try:
@@ -783,11 +780,11 @@ def delete_user(
     with session.begin():
         connection = session.connection()
         params = {"org_id": org_id, "user_id": user_id}
-        user = fixed_of(_DELETE_READ).first(connection, params)
+        user = connection.execute(_DELETE_READ, params).first()
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
-        removed = [row[0] for row in fixed_of(_DELETE_MEMBERSHIPS).rows(connection, params)]
+        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(

@@ -261,7 +261,7 @@ def test_the_state_read_locks_the_audit_head(live):
     with engine.connect() as first, engine.connect() as second:
         with db.reader(app)() as s:
             user = users.read_user(s, scim.org_id, user_id)
-        rows = writer._EXTRAS_AND_HEAD.rows(first, users.extras_params(scim.org_id, user))
+        rows = first.execute(writer._EXTRAS_AND_HEAD, users.extras_params(scim.org_id, user)).all()
         assert [row[0] for row in rows] == ["h"]
         with pytest.raises(OperationalError, match="could not obtain lock"):
             second.execute(
