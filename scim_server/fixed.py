@@ -37,7 +37,8 @@ class _Compiled:
     sql: str
     # Positional dialects (SQLite): the parameter names in order; named (psycopg): None.
     order: tuple[str, ...] | None
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    # (name, processor) for a named dialect; (position, processor) for a positional one.
+    processors: tuple[tuple[Any, Callable[[Any], Any]], ...]
     defaults: dict[str, Any]  # the values of parameters the statement carries (``+ 1``)
 
 
@@ -83,12 +84,17 @@ class Fixed:
 
 
 def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:
-    values = {**compiled.defaults, **params} if compiled.defaults else dict(params)
-    for name, process in compiled.processors:
-        values[name] = process(values[name])  # None too: JSON's None is JSON null
+    """The DBAPI parameters: each value through its processor (None too: JSON's None is
+    JSON null), in the statement's order (SQLite) or by name (psycopg)."""
+    if compiled.defaults:
+        params = {**compiled.defaults, **params}
     if compiled.order is None:
-        return values
-    return tuple(values[name] for name in compiled.order)
+        values: Any = dict(params)
+    else:
+        values = [params[name] for name in compiled.order]
+    for key, process in compiled.processors:
+        values[key] = process(values[key])
+    return values if compiled.order is None else tuple(values)
 
 
 def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled | None:
@@ -110,10 +116,13 @@ def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled 
         for bind, name in compiled.bind_names.items()
         if not bind.required and bind.callable is None and bind.value is not None
     }
-    processors = tuple(
-        (name, process) for name, process in compiled._bind_processors.items() if process
-    )
+    by_name = {name: process for name, process in compiled._bind_processors.items() if process}
     order = tuple(compiled.positiontup) if compiled.positional else None
+    processors: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
+        tuple(by_name.items())
+        if order is None
+        else tuple((i, by_name[name]) for i, name in enumerate(order) if name in by_name)
+    )
     return _Compiled(compiled.string, order, processors, defaults)
 
 
