@@ -44,7 +44,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
-from scim_server import jsonfast
+from scim_server import jsonfast, pgcursor
 from scim_server.fixed import fixed_of
 
 log = logging.getLogger(__name__)
@@ -535,7 +535,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        connect_args={"connect_timeout": connect_timeout},
+        connect_args={"connect_timeout": connect_timeout, "cursor_factory": pgcursor.Cursor},
         **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)
