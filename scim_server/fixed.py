@@ -100,7 +100,8 @@ def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:
 def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled | None:
     """None for what only ``execute`` does right: expanding or literal parameters (an
     ``IN`` list), Python-side column defaults or ``onupdate`` to fill in (prefetch),
-    parameter names the driver needs escaped, rows returned (RETURNING)."""
+    parameter names the driver needs escaped, rows returned (RETURNING), parameters whose
+    value a callable makes at each execution."""
     compiled: Any = statement.compile(dialect=dialect, column_keys=keys)
     if (
         compiled.literal_execute_params
@@ -109,12 +110,14 @@ def _compile(statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled 
         or compiled.update_prefetch
         or compiled.escaped_bind_names
         or compiled._result_columns
+        or any(bind.callable is not None for bind in compiled.bind_names)
     ):
         return None
+    # What construct_params gives a parameter the caller does not (its value, None too).
     defaults = {
         name: bind.effective_value
         for bind, name in compiled.bind_names.items()
-        if not bind.required and bind.callable is None and bind.value is not None
+        if not bind.required
     }
     by_name = {name: process for name, process in compiled._bind_processors.items() if process}
     order = tuple(compiled.positiontup) if compiled.positional else None

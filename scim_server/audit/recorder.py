@@ -107,8 +107,8 @@ class Head:
 
 
 # Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
-# given rows: their plans are reused (``db.reuse_plan``). Run as ``Fixed`` statements
-# (compiled once; no per-execution cache key or parameter construction).
+# given rows: their plans are reused (``db.reuse_plan``). The DML runs as ``Fixed``
+# statements (compiled once; no per-execution cache key or parameter construction).
 _SELECT_HEAD = reuse_plan(
     select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
     .where(AuditHead.org_id == bindparam("org_id"))
