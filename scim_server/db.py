@@ -44,7 +44,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
-from scim_server import jsonfast
+from scim_server import jsonfast, pgcursor
+from scim_server.fixed import fixed_of
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,8 @@ def insert_now(session: Session, *objects: Any) -> None:
     connection = session.connection()
     for obj in objects:
         model: Any = type(obj)
-        connection.execute(_insert_plan(model).statement, _insert_values(obj))
+        values = _insert_values(obj)
+        fixed_of(_insert_plan(model).statement, tuple(values)).run(connection, values)
         _attach_inserted(session, obj)
 
 
@@ -246,9 +248,15 @@ class Batch:
             then = None
         else:
             for table, rows in parts:
-                connection.execute(_table_insert(table), rows if len(rows) > 1 else rows[0])
+                statement = fixed_of(_table_insert(table), tuple(rows[0]))
+                if len(rows) == 1:
+                    statement.run(connection, rows[0])
+                elif connection.dialect.name == "sqlite":
+                    statement.run(connection, rows)  # executemany
+                else:  # many rows in one INSERT (SQLAlchemy's insertmanyvalues)
+                    connection.execute(_table_insert(table), rows)
         if then is not None:
-            result = connection.execute(then, then_params or {})
+            result = fixed_of(then).execute(connection, then_params or {})
         for obj in objects:
             _attach_inserted(session, obj)
         return result
@@ -381,7 +389,7 @@ def write_changed(session: Session, obj: Any, before: dict[str, Any]) -> Any:
     if values:
         session.flush()
         values |= {f"_pk_{name}": loaded[k] for k, name in plan.key}
-        session.connection().execute(plan.statement, values)
+        fixed_of(plan.statement, tuple(values)).run(session.connection(), values)
     return attach_loaded(session, obj)
 
 
@@ -527,7 +535,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        connect_args={"connect_timeout": connect_timeout},
+        connect_args={"connect_timeout": connect_timeout, "cursor_factory": pgcursor.Cursor},
         **json_codec,
     )
     event.listen(engine, "connect", _postgres_session_settings)

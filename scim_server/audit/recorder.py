@@ -42,6 +42,7 @@ from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import reuse_plan, utcnow, within
 from scim_server.events import pending as pending_events
+from scim_server.fixed import Fixed
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 log = logging.getLogger(__name__)
@@ -106,25 +107,29 @@ class Head:
 
 
 # Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
-# given rows: their plans are reused (``db.reuse_plan``).
+# given rows: their plans are reused (``db.reuse_plan``). The DML runs as ``Fixed``
+# statements (compiled once; no per-execution cache key or parameter construction).
 _SELECT_HEAD = reuse_plan(
     select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
     .where(AuditHead.org_id == bindparam("org_id"))
     .with_for_update()
 )
-_MOVE_HEAD = reuse_plan(
-    update(AuditHead)
-    .where(AuditHead.org_id == bindparam("h_org_id"))
-    .values(
-        seq=bindparam("h_seq"),
-        hash=bindparam("h_hash"),
-        base_seq=bindparam("h_base_seq"),
-        base_hash=bindparam("h_base_hash"),
-        signature=bindparam("h_signature"),
+_MOVE_HEAD = Fixed(
+    reuse_plan(
+        update(AuditHead)
+        .where(AuditHead.org_id == bindparam("h_org_id"))
+        .values(
+            seq=bindparam("h_seq"),
+            hash=bindparam("h_hash"),
+            base_seq=bindparam("h_base_seq"),
+            base_hash=bindparam("h_base_hash"),
+            signature=bindparam("h_signature"),
+        )
     )
 )
 # SQLite, or more than COMBINED_UP_TO (below COPY's size).
 _INSERT_EVENTS = reuse_plan(insert(AuditEvent))
+_INSERT_EVENT = Fixed(_INSERT_EVENTS, keys=_COLUMNS)  # one event (a SCIM write's, on SQLite)
 # PostgreSQL: a write's few events are inserted and the head moved in one statement
 # (a status change from SCIM records two: the change and the transition), with the
 # rows a ``Rider`` (the product events) adds.
@@ -186,7 +191,7 @@ def _combined(
         "UPDATE audit_heads SET seq = :h_seq, hash = :h_hash, base_seq = :h_base_seq, "
         "base_hash = :h_base_hash, signature = :h_signature WHERE org_id = :h_org_id"
     )
-    return reuse_plan(text(sql).bindparams(*params))
+    return Fixed(reuse_plan(text(sql).bindparams(*params)))
 
 
 # The columns a request's events of one resource repeat (who, when, from where, about
@@ -425,14 +430,16 @@ def flush(session: Session, rider: Rider | None = None) -> None:
                 ridden = []
             else:
                 statement = _insert_and_move(len(events), None, 0, shared)
-            connection.execute(statement, params)
+            statement.run(connection, params)
         else:
             rows = [recorded.row() for recorded in events]
-            if len(rows) < bulk_rows.COPY_FROM:
+            if len(rows) == 1:
+                _INSERT_EVENT.run(connection, rows[0])
+            elif len(rows) < bulk_rows.COPY_FROM:
                 connection.execute(_INSERT_EVENTS, rows)
             else:  # many (a batch of rules apply): one COPY on PostgreSQL
                 bulk_rows.insert_rows(connection, AuditEvent, rows)
-            connection.execute(_MOVE_HEAD, moved)
+            _MOVE_HEAD.run(connection, moved)
         if ridden:
             assert rider is not None
             rider.write(connection, org_id, ridden)

@@ -32,6 +32,7 @@ from scim_server.audit.recorder import Recorded
 from scim_server.db import reuse_plan
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
+from scim_server.fixed import Fixed
 from scim_server.models import Event, Group, User
 from scim_server.services import account_views, users
 
@@ -42,9 +43,13 @@ _NEXT = (
     .where(Event.org_id == bindparam("next_org_id"))
     .scalar_subquery()
 )
-# One event (the usual write): its position is computed by the INSERT itself.
-_INSERT_NEXT = reuse_plan(insert(Event).values(position=_NEXT))
 _COLUMNS = [c.name for c in Event.__table__.columns]
+# One event (the usual write): its position is computed by the INSERT itself (``inline``:
+# nothing read back).
+_INSERT_NEXT = Fixed(
+    reuse_plan(insert(Event).values(position=_NEXT).inline()),
+    keys=[name for name in _COLUMNS if name != "position"],
+)
 # One user's groups, roles and license names, and the organization's audit head (locked):
 # the state of a write's user and the head it then writes its events onto, one round trip.
 _EXTRAS_AND_HEAD = users.extras_of_one_statement(recorder.head_read())
@@ -137,7 +142,7 @@ class _Rider:
         if not rows:
             return
         if len(rows) == 1:
-            connection.execute(_INSERT_NEXT, {**rows[0], "next_org_id": org_id})
+            _INSERT_NEXT.run(connection, {**rows[0], "next_org_id": org_id})
             return
         # Many (a batch of rules apply, a group's members): COPY on PostgreSQL.
         last = connection.scalar(_LAST, {"org_id": org_id}) or 0

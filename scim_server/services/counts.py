@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from scim_server.db import reuse_plan
+from scim_server.fixed import fixed_of
 from scim_server.models import Group, ResourceCount, User
 
 MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
@@ -72,7 +73,7 @@ def changed(session: Session, org_id: str, resource_type: str, delta: int) -> No
     """
     session.flush()
     params = {"b_org_id": org_id, "b_type": resource_type, "delta": delta}
-    result = session.connection().execute(_CHANGE, params)
+    result = fixed_of(_CHANGE).execute(session.connection(), params)
     if result.rowcount == 0:
         start(session, org_id, resource_type)
 

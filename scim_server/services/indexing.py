@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
 from scim_server.db import reuse_plan
+from scim_server.fixed import Fixed
 from scim_server.models import AttributeValue
 from scim_server.text import fold
 
@@ -101,9 +102,9 @@ def reindex(
     ]
     conn = session.connection()
     if gone:
-        conn.execute(_DELETE_ONE, gone)
+        _DELETE_ONE.run(conn, gone)
     if changed:
-        conn.execute(_UPDATE_ONE, changed)
+        _UPDATE_ONE.run(conn, changed)
     if added:
         conn.execute(insert(AttributeValue), added)
 
@@ -115,18 +116,23 @@ _ONE = (
     & (AttributeValue.pos == bindparam("p"))
 )
 # By the row's primary key: their plans are reused (``db.reuse_plan``).
-_DELETE_ONE = reuse_plan(delete(AttributeValue).where(_ONE))
-_UPDATE_ONE = reuse_plan(
-    update(AttributeValue).where(_ONE).values(value=bindparam("v"), value_key=bindparam("k"))
+_DELETE_ONE = Fixed(reuse_plan(delete(AttributeValue).where(_ONE)))
+_UPDATE_ONE = Fixed(
+    reuse_plan(
+        update(AttributeValue).where(_ONE).values(value=bindparam("v"), value_key=bindparam("k"))
+    )
+)
+# By a prefix of the primary key: the plan is reused (``db.reuse_plan``).
+_DROP = Fixed(
+    reuse_plan(
+        delete(AttributeValue).where(
+            AttributeValue.org_id == bindparam("org_id"),
+            AttributeValue.resource_id == bindparam("resource_id"),
+        )
+    )
 )
 
 
 def drop_index(session: Session, org_id: str, resource_id: str) -> None:
-    # By a prefix of the primary key: the plan is reused (``db.reuse_plan``).
-    session.execute(
-        reuse_plan(
-            delete(AttributeValue).where(
-                AttributeValue.org_id == org_id, AttributeValue.resource_id == resource_id
-            )
-        )
-    )
+    session.flush()  # as ``session.execute`` would (autoflush)
+    _DROP.run(session.connection(), {"org_id": org_id, "resource_id": resource_id})

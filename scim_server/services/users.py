@@ -27,6 +27,7 @@ from scim_server.db import (
     write_changed,
 )
 from scim_server.errors import NotFoundError, UniquenessError
+from scim_server.fixed import fixed_of
 from scim_server.models import AttributeValue, Group, GroupMember, License, User
 from scim_server.services import (
     contacts,
@@ -797,7 +798,7 @@ def delete_user(
             # The seat given back: the billing view reads it from here.
             changes["license"] = {"before": user.license_id, "after": None}
         record(session, org_id, "user.delete", **_about(user), changes=changes)
-        connection.execute(_DELETE_USER, params)
+        fixed_of(_DELETE_USER).run(connection, params)
         counts.changed(session, org_id, "User", -1)
 
 

@@ -1,0 +1,139 @@
+"""``scim_server.fixed``: a statement run through ``exec_driver_sql`` stores exactly what
+``connection.execute`` of the same statement does (its bind processors: UTC times, JSON and
+JSON null), and stays visible to engine events and SQLAlchemy's errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, delete, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from scim_server.fixed import Fixed, fixed_of
+from scim_server.models import AuditEvent
+from scim_server.services.organizations import create_organization
+
+COLUMNS = [c.name for c in AuditEvent.__table__.columns]
+PLUS_TWO = timezone(timedelta(hours=2))
+
+
+def _row(org_id: str, seq: int, **more: Any) -> dict[str, Any]:
+    row = dict.fromkeys(COLUMNS)
+    row.update(
+        org_id=org_id,
+        seq=seq,
+        occurred_at=datetime(2026, 3, 1, 14, 30, 5, 123456, tzinfo=PLUS_TWO),
+        received_at=datetime(2026, 3, 1, 12, 30, 4, tzinfo=UTC),
+        actor_type="token",
+        action="user.create",
+        outcome="success",
+        status=201,
+        changes={"title": {"before": None, "after": "Ünïcode ✓"}, "n": [1, 2.5, True]},
+        explanation=None,  # a JSON column's None: stored as JSON null by an INSERT
+        prev_hash="p",
+        hash=f"h{seq}",
+    )
+    row.update(more)
+    return row
+
+
+@pytest.fixture
+def org_id(session) -> str:
+    return create_organization(session, "Fixed statements").id
+
+
+def _stored(connection, org_id: str, seq: int) -> tuple[Any, ...]:
+    """The row as the database holds it (text: no result processing)."""
+    return tuple(
+        connection.execute(
+            text(
+                "SELECT occurred_at, received_at, changes, explanation, explanation IS NULL "
+                "FROM audit_events WHERE org_id = :o AND seq = :s"
+            ),
+            {"o": org_id, "s": seq},
+        ).one()
+    )
+
+
+def test_insert_stores_what_execute_stores(connection, org_id):
+    """The same row inserted by ``execute`` and by ``Fixed`` is stored the same: times as
+    naive UTC, the JSON document, a JSON column's None as JSON null (not SQL NULL)."""
+    seq0 = 10_000
+    connection.execute(insert(AuditEvent), _row(org_id, seq0))
+    Fixed(insert(AuditEvent), keys=COLUMNS).run(connection, _row(org_id, seq0 + 1))
+    by_execute = _stored(connection, org_id, seq0)
+    by_fixed = _stored(connection, org_id, seq0 + 1)
+    assert by_fixed == by_execute
+    assert by_fixed[4] in (False, 0)  # JSON null, not SQL NULL
+
+
+def test_executemany_and_the_statements_own_parameters(connection, org_id):
+    """A list of rows is one executemany, read back as ``execute`` stored them; a parameter
+    the statement carries (``+ 1``) is bound."""
+    rows = [_row(org_id, 30_000 + i) for i in range(3)]
+    Fixed(insert(AuditEvent), keys=COLUMNS).run(connection, rows)
+    query = select(AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.changes).where(
+        AuditEvent.org_id == org_id, AuditEvent.seq >= 30_000
+    )
+    read = connection.execute(query.order_by(AuditEvent.seq)).all()
+    assert [tuple(r) for r in read] == [
+        (30_000 + i, datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC), rows[0]["changes"])
+        for i in range(3)
+    ]
+    bump = update(AuditEvent).where(
+        AuditEvent.org_id == bindparam("o"), AuditEvent.seq == bindparam("s")
+    )
+    Fixed(bump.values(status=AuditEvent.status + 1)).run(connection, {"o": org_id, "s": 30_001})
+    assert (
+        connection.scalar(
+            select(AuditEvent.status).where(AuditEvent.org_id == org_id, AuditEvent.seq == 30_001)
+        )
+        == 202
+    )
+
+
+def test_seen_by_engine_events_and_errors_are_sqlalchemys(connection, org_id):
+    """The statement reaches ``before_cursor_execute`` (statement counts) and a constraint
+    violation is SQLAlchemy's ``IntegrityError``, as with ``execute``."""
+    seen: list[str] = []
+
+    def spy(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    statement = Fixed(insert(AuditEvent), keys=COLUMNS)
+    event.listen(connection.engine, "before_cursor_execute", spy)
+    try:
+        statement.run(connection, _row(org_id, 40_000))
+        with connection.begin_nested() as savepoint:
+            with pytest.raises(IntegrityError):
+                statement.run(connection, _row(org_id, 40_000))
+            savepoint.rollback()
+    finally:
+        event.remove(connection.engine, "before_cursor_execute", spy)
+    assert sum(s.startswith("INSERT INTO audit_events") for s in seen) == 2
+
+
+def test_what_it_cannot_run_goes_through_execute(connection, org_id):
+    """An expanding IN list, or rows to return (RETURNING), run by ``execute`` as before."""
+    Fixed(insert(AuditEvent), keys=COLUMNS).run(
+        connection, [_row(org_id, 50_000), _row(org_id, 50_001)]
+    )
+    gone = delete(AuditEvent).where(
+        AuditEvent.org_id == bindparam("org_id"),
+        AuditEvent.seq.in_(bindparam("seqs", expanding=True)),
+    )
+    fixed = fixed_of(gone)
+    assert fixed.execute(connection, {"org_id": org_id, "seqs": [50_000, 7]}).rowcount == 1
+    assert fixed._compiled(connection.dialect) is None
+    assert fixed_of(gone) is fixed
+    returning = fixed_of(
+        delete(AuditEvent)
+        .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.seq >= 50_000)
+        .returning(AuditEvent.seq, AuditEvent.occurred_at)
+    )
+    assert returning.execute(connection, {"org_id": org_id}).all() == [
+        (50_001, datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC))
+    ]
+    assert returning._compiled(connection.dialect) is None
