@@ -18,7 +18,12 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-_ROWS = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK)
+# TUPLES_CHUNK: psycopg 3.2+ (libpq's chunked rows); looked up so that 3.1 still imports.
+_ROWS = tuple(
+    status
+    for name in ("TUPLES_OK", "SINGLE_TUPLE", "TUPLES_CHUNK")
+    if (status := getattr(pq.ExecStatus, name, None)) is not None
+)
 
 
 class Cursor(psycopg.Cursor[Any]):
