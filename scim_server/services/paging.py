@@ -31,6 +31,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Connection,
+    DateTime,
     String,
     bindparam,
     func,
@@ -40,6 +41,7 @@ from sqlalchemy import (
     text,
     true,
     tuple_,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.dialects import sqlite
@@ -119,7 +121,7 @@ class PreparedPage:
         conditions = [model.org_id == bindparam("org_id"), where]
         counting = select(func.count()).select_from(model).where(*conditions)
         rows = (
-            select(*row_columns(model))
+            select(*page_columns(model))
             .where(*conditions)
             .order_by(model.created_at, model.id)
             .offset(bindparam("page_offset"))
@@ -161,15 +163,34 @@ def page_all(
     if limit == 0 or offset >= total:
         return total, []
     conn = session.connection()
-    conditions: list[Any] = [model.org_id == org_id]
     anchor = None
     if offset >= DEFERRED_JOIN_OFFSET:
         anchor = anchors.find(conn, model, org_id, generation, offset)
-    if anchor is not None:
-        key, position = anchor
-        conditions.append(tuple_(model.created_at, model.id) >= key)
-        offset -= position
-    return total, _rows(conn, model, org_id, conditions, order, offset, limit)
+    if anchor is None:
+        return total, _rows(conn, model, org_id, [model.org_id == org_id], order, offset, limit)
+    (created_at, key_id), position = anchor
+    params = {
+        "org_id": org_id,
+        "key_created": created_at,
+        "key_id": key_id,
+        "page_offset": offset - position,
+        "page_limit": limit,
+    }
+    return total, plain_rows(model, conn.execute(_from_anchor(model), params))
+
+
+@cache
+def _from_anchor(model: Any) -> Any:
+    """A page of ``model`` in the default order from an anchor's key on: built once, and
+    one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
+    key = tuple_(bindparam("key_created", type_=model.created_at.type), bindparam("key_id"))
+    return reuse_plan(
+        select(*page_columns(model))
+        .where(model.org_id == bindparam("org_id"), tuple_(model.created_at, model.id) >= key)
+        .order_by(model.created_at, model.id)
+        .offset(bindparam("page_offset"))
+        .limit(bindparam("page_limit"))
+    )
 
 
 def _rows(
@@ -183,7 +204,7 @@ def _rows(
 ) -> list[Any]:
     if offset < DEFERRED_JOIN_OFFSET:
         # Rows, not ORM objects: a page is only rendered, and rows cost a fraction.
-        stmt = select(*row_columns(model)).where(*conditions).order_by(*order)
+        stmt = select(*page_columns(model)).where(*conditions).order_by(*order)
         return plain_rows(model, conn.execute(stmt.offset(offset).limit(limit)))
     # Skip over the ordering index alone (an index-only scan), then read the
     # page's rows by key: skipping whole rows made PostgreSQL sort the
@@ -196,11 +217,23 @@ def _rows(
     if not ids:
         return []
     found = conn.execute(
-        select(*row_columns(model)).where(model.org_id == org_id, model.id.in_(ids))
+        select(*page_columns(model)).where(model.org_id == org_id, model.id.in_(ids))
     )
     by_id = {row.id: row for row in plain_rows(model, found)}
     # A row deleted between the two reads is left out, as if the page had been read after.
     return [by_id[i] for i in ids if i in by_id]
+
+
+@cache
+def page_columns(model: Any) -> tuple[Any, ...]:
+    """``row_columns(model)``, ``created_at`` and ``updated_at`` read as naive UTC datetimes
+    (what ``UTCDateTime`` stores): a page only formats them (``render._iso``), and making
+    each of them aware took longer than reading it."""
+    naive = {"created_at", "updated_at"}
+    return tuple(
+        type_coerce(getattr(model, c.key), DateTime()).label(c.key) if c.key in naive else c
+        for c in row_columns(model)
+    )
 
 
 @cache
