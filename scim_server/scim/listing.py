@@ -18,7 +18,7 @@ from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
 from scim_server.services import paging
 from scim_server.services import users as user_service
-from scim_server.services.paging import AnchorCache, page, page_all
+from scim_server.services.paging import AnchorCache, page, page_all, page_extras
 from scim_server.urls import scim_root
 
 # The app's paging anchors (a per-process cache of the database's ordering).
@@ -97,17 +97,21 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[st
     if rt is USER and len(rows) == 1:
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
         docs = [render_user(rows[0], query.attributes, query.excluded)]
-    elif rt is USER:
-        groups = None
-        if rows and wants("groups", query.attributes, query.excluded):
-            groups = user_service.groups_of(db.session, g.org_id, [u.id for u in rows])
-        product = user_service.product_view(db.session, g.org_id, rows) if rows else {}
-        base = scim_root()
+    elif rt is USER and rows:
         attrs, excluded = query.attributes, query.excluded
+        with_groups = wants("groups", attrs, excluded)
+        extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
+        product = user_service.product_view(
+            db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
+        )
+        groups = extras.groups if with_groups else None
+        base = scim_root()
         docs = [
             render_user(u, attrs, excluded, groups[u.id] if groups else [], product[u.id], base)
             for u in rows
         ]
+    elif rt is USER:
+        docs = []
     else:
         docs = [render_group(grp, query.attributes, query.excluded) for grp in rows]
     return docs

@@ -45,19 +45,27 @@ def _meta(resource_type: str, obj: User | Group, location: str) -> Doc:
 
 
 def _iso(value: Any) -> str:
+    """A UTC time as SCIM shows it; naive is UTC (``UTCDateTime`` stores it so, and list
+    pages read it so: ``paging.page_columns``)."""
+    if value.tzinfo is None:
+        return value.isoformat() + "Z"
     return value.isoformat().replace("+00:00", "Z")
+
+
+# Kept apart from the stored document's other keys (placed by the columns) or skipped.
+_PLACED = frozenset(("userName", "externalId", "active"))
 
 
 def user_to_scim(
     user: User, groups: list[tuple[str, str]] | None, base: str, product: Doc | None = None
 ) -> Doc:
-    data = dict(user.data)
+    data = user.data  # read, never changed (the enterprise part is copied before it is)
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
     if user.external_id is not None:
         doc["externalId"] = user.external_id
     doc["userName"] = user.user_name
     for key, value in data.items():
-        if key in ("userName", "externalId", "active") or ":" in key:
+        if key in _PLACED or ":" in key:
             continue
         doc[key] = value
     doc["active"] = user.active

@@ -203,3 +203,57 @@ def test_anchors_belong_to_the_app_that_paged(app: Flask, scim: Scim, session: A
     other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
     assert len(app.extensions[ANCHORS_EXTENSION]) == 1
     assert len(other.extensions[ANCHORS_EXTENSION]) == 0
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def test_every_page_renders_each_user_byte_for_byte_as_get(scim: Scim, admin: Scim) -> None:
+    """First pages, anchored and deferred deep pages, filtered, sorted and projected ones
+    render a user exactly as GET /Users/{id} does: its groups in display-name order, roles
+    and their sources, a license and a shortage (the page's extras in one statement), the
+    manager's $ref, externalId only when set."""
+    from scim_server import jsonfast
+    from tests.admin.rules import activate, catalogue
+    from tests.support.admin_api import PRODUCT, apply_rules, person
+
+    catalogue(admin, engineer_seats=1)
+    activate(admin)
+    engineers = scim.create_group("Engineering")
+    alumni = scim.create_group("Alumni")
+    people = [person(scim, f"p{i:02d}@example.com") for i in range(9)]
+    boss = people[0]["id"]
+    scim.create_user(
+        "plain@example.com", externalId="x-1", **{ENTERPRISE: {"manager": {"value": boss}}}
+    )
+    for group, members in ((engineers, people[:4]), (alumni, people[2:6])):
+        scim.patch_ops(
+            f"/scim/v2/Groups/{group['id']}",
+            {"op": "add", "path": "members", "value": [{"value": p["id"]} for p in members]},
+        )
+    apply_rules(admin)
+    urls = [f"/scim/v2/Users?startIndex={s}&count=3" for s in range(1, 12)]
+    urls += [
+        '/scim/v2/Users?filter=userName sw "p"&startIndex=2&count=4',
+        '/scim/v2/Users?filter=userName sw "p"&startIndex=5&count=4',
+        "/scim/v2/Users?sortBy=userName&sortOrder=descending&startIndex=4&count=5",
+    ]
+    seen: set[str] = set()
+    for projection in ("", "&excludedAttributes=groups"):
+        for url in urls:
+            resp = scim.get(url + projection)
+            assert resp.status_code == 200, resp.get_json()
+            for resource in resp.get_json()["Resources"]:
+                got = scim.get(f"/scim/v2/Users/{resource['id']}?{projection.lstrip('&')}")
+                assert jsonfast.dumps_bytes(resource) == got.get_data(), url
+                seen.add(resource["id"])
+    assert len(seen) == 10
+    listed_people = scim.get("/scim/v2/Users?count=20").get_json()["Resources"]
+    by_name = {r["userName"]: r for r in listed_people}
+    assert [g["display"] for g in by_name["p02@example.com"]["groups"]] == ["Alumni", "Engineering"]
+    assert "externalId" not in by_name["p01@example.com"]
+    manager = by_name["plain@example.com"][ENTERPRISE]["manager"]
+    assert manager["$ref"].endswith(f"/Users/{boss}")
+    product = [r.get(PRODUCT, {}) for r in listed_people]
+    assert any("license" in p for p in product) and any("licenseShortage" in p for p in product)
+    assert any(p.get("roles") for p in product)
