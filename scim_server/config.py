@@ -80,7 +80,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "MAX_INLINE_MEMBERS": env_int("SCIM_MAX_INLINE_MEMBERS", 10000),
         "MAX_CONTENT_LENGTH": env_int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
         # At most this many SCIM requests at once in a worker process (``scim.admission``;
-        # 0: no bound; unset: 1 when the database runs on this machine, else no bound);
+        # 0: no bound; unset: 1 on SQLite, no bound on PostgreSQL);
         # one waits at most SCIM_API_WAIT_SECONDS, then gets 503.
         "SCIM_API_CONCURRENCY": (
             env_count("SCIM_API_CONCURRENCY", 0) if os.environ.get("SCIM_API_CONCURRENCY") else None

@@ -10,12 +10,12 @@ worker"). The worker keeps its other threads for what waits outside the GIL (a
 sign-in's argon2, a console page), which is why this is a gate on the SCIM API and not
 one thread per worker.
 
-That holds where the database shares this machine's cores (SQLite; PostgreSQL on
-localhost or a Unix socket): a request's database time is CPU the worker could not have
-used anyway. With the database on another host, its round trips are idle time that the
-worker's other threads fill, and one request at a time lost 30-45 % of the throughput at
-c = 32 with 0.65 ms of round trip (BENCHMARKS.md, same section). So the default
-(``SCIM_API_CONCURRENCY`` unset) is 1 for a local database and no bound for a remote one.
+That holds on SQLite, whose work is all in the worker's own CPU. On PostgreSQL a
+request also waits for things that are not ours (the commit's WAL flush, a remote
+server's round trips), which the worker's other threads fill: one request at a time lost
+30-45 % at c = 32 with a 0.65 ms round trip, and on a quiet machine with the local server
+it was no better and sometimes worse (BENCHMARKS.md, same section). So the default
+(``SCIM_API_CONCURRENCY`` unset) is 1 on SQLite and no bound on PostgreSQL.
 
 A request waits at most ``SCIM_API_WAIT_SECONDS`` for its turn, then gets a SCIM 503
 with Retry-After: a worker stuck behind a slow request sheds load instead of piling up
@@ -103,24 +103,15 @@ class Gate:
                 self._free += 1
 
 
-LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
-
-
 def default_slots(database_url: str) -> int:
-    """1 when the database runs on this machine (it shares our cores), else 0 (no gate)."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return 1
-    hosts = [url.host or ""]
-    query_host = url.query.get("host")  # libpq's host=/path/to/socket,...
-    if query_host:
-        hosts = [h for value in _values(query_host) for h in value.split(",")]
-    local = all(h in LOCAL_HOSTS or h.startswith("/") for h in hosts)
-    return 1 if local else 0
+    """1 on SQLite, else 0 (no gate).
 
-
-def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else value
+    SQLite runs in the worker (WAL, no sync at commit): a request's database time is our
+    own CPU, and its one write lock is where the convoy hurt. PostgreSQL has waits that are
+    not ours (the commit's WAL flush, a remote server's round trips), which other threads
+    fill: there one request at a time measured no better and often worse.
+    """
+    return 1 if make_url(database_url).get_backend_name() == "sqlite" else 0
 
 
 def init_app(app: Flask) -> None:
