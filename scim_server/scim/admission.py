@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from flask import Blueprint, Flask, current_app, g
+from flask import Blueprint, Flask, current_app
 from sqlalchemy import make_url
 
 from scim_server.scim.errors import ScimError
@@ -73,10 +73,13 @@ class Gate:
         return True
 
     def leave(self) -> None:
-        if not self.slots:
+        """Give back this thread's turn (the outermost ``enter``'s); nothing if it holds
+        none (its ``enter`` refused it, or never ran: an earlier hook failed)."""
+        depth = getattr(self._held, "depth", 0)
+        if not self.slots or depth == 0:
             return
-        self._held.depth -= 1
-        if self._held.depth == 0:
+        self._held.depth = depth - 1
+        if depth == 1:
             self._give_back()
 
     def _take(self) -> bool:
@@ -128,15 +131,10 @@ def _enter() -> None:
         busy = ScimError("The server is busy; retry shortly.", status=503)
         busy.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         raise busy
-    # A count, not a flag: a Bulk operation's request may share the outer one's ``g``.
-    g.scim_turns = g.get("scim_turns", 0) + 1
 
 
 def _leave(_exc: BaseException | None) -> None:
-    turns = g.get("scim_turns", 0)
-    if turns:
-        g.scim_turns = turns - 1
-        current_app.extensions[EXTENSION].leave()
+    current_app.extensions[EXTENSION].leave()
 
 
 def init_blueprint(bp: Blueprint) -> None:

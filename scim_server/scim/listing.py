@@ -94,27 +94,24 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
 
 
 def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[str, Any]]:
-    if rt is USER and len(rows) == 1:
+    attrs, excluded = query.attributes, query.excluded
+    if rt is not USER:
+        return [render_group(grp, attrs, excluded) for grp in rows]
+    if len(rows) <= 1:
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
-        docs = [render_user(rows[0], query.attributes, query.excluded)]
-    elif rt is USER and rows:
-        attrs, excluded = query.attributes, query.excluded
-        with_groups = wants("groups", attrs, excluded)
-        extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
-        product = user_service.product_view(
-            db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
+        return [render_user(u, attrs, excluded) for u in rows]
+    with_groups = wants("groups", attrs, excluded)
+    extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
+    product = user_service.product_view(
+        db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
+    )
+    base = scim_root()
+    return [
+        render_user(
+            u, attrs, excluded, extras.groups[u.id] if with_groups else [], product[u.id], base
         )
-        groups = extras.groups if with_groups else None
-        base = scim_root()
-        docs = [
-            render_user(u, attrs, excluded, groups[u.id] if groups else [], product[u.id], base)
-            for u in rows
-        ]
-    elif rt is USER:
-        docs = []
-    else:
-        docs = [render_group(grp, query.attributes, query.excluded) for grp in rows]
-    return docs
+        for u in rows
+    ]
 
 
 def list_of(rt: ResourceType, query: ListQuery) -> Response:

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from scim_server.db import reuse_plan
-from scim_server.fixed import fixed_of
+from scim_server.fixed import Fixed
 from scim_server.models import Group, ResourceCount, User
 
 MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
@@ -24,13 +24,18 @@ _READ = reuse_plan(
 
 
 # Prebuilt: every create and delete runs it (no statement building per write).
-_CHANGE = reuse_plan(
-    update(ResourceCount)
-    .where(
-        ResourceCount.org_id == bindparam("b_org_id"),
-        ResourceCount.resource_type == bindparam("b_type"),
+_CHANGE = Fixed(
+    reuse_plan(
+        update(ResourceCount)
+        .where(
+            ResourceCount.org_id == bindparam("b_org_id"),
+            ResourceCount.resource_type == bindparam("b_type"),
+        )
+        .values(
+            total=ResourceCount.total + bindparam("delta"),
+            generation=ResourceCount.generation + 1,
+        )
     )
-    .values(total=ResourceCount.total + bindparam("delta"), generation=ResourceCount.generation + 1)
 )
 
 
@@ -73,7 +78,7 @@ def changed(session: Session, org_id: str, resource_type: str, delta: int) -> No
     """
     session.flush()
     params = {"b_org_id": org_id, "b_type": resource_type, "delta": delta}
-    result = fixed_of(_CHANGE).execute(session.connection(), params)
+    result = _CHANGE.execute(session.connection(), params)
     if result.rowcount == 0:
         start(session, org_id, resource_type)
 

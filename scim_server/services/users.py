@@ -27,7 +27,7 @@ from scim_server.db import (
     write_changed,
 )
 from scim_server.errors import NotFoundError, UniquenessError
-from scim_server.fixed import fixed_of
+from scim_server.fixed import Fixed
 from scim_server.models import AttributeValue, Group, GroupMember, License, User
 from scim_server.services import (
     contacts,
@@ -762,8 +762,10 @@ _DELETE_READ = reuse_plan(
     .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
     .with_for_update()
 )
-_DELETE_USER = reuse_plan(
-    delete(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_DELETE_USER = Fixed(
+    reuse_plan(
+        delete(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    )
 )
 _DELETE_MEMBERSHIPS = reuse_plan(
     delete(GroupMember)
@@ -798,7 +800,7 @@ def delete_user(
             # The seat given back: the billing view reads it from here.
             changes["license"] = {"before": user.license_id, "after": None}
         record(session, org_id, "user.delete", **_about(user), changes=changes)
-        fixed_of(_DELETE_USER).run(connection, params)
+        _DELETE_USER.run(connection, params)
         counts.changed(session, org_id, "User", -1)
 
 
