@@ -248,13 +248,11 @@ class Batch:
             then = None
         else:
             for table, rows in parts:
-                statement = fixed_of(_table_insert(table), tuple(rows[0]))
-                if len(rows) == 1:
-                    statement.run(connection, rows[0])
-                elif connection.dialect.name == "sqlite":
-                    statement.run(connection, rows)  # executemany
-                else:  # many rows in one INSERT (SQLAlchemy's insertmanyvalues)
+                if len(rows) > 1 and connection.dialect.name != "sqlite":
+                    # Many rows in one INSERT (SQLAlchemy's insertmanyvalues).
                     connection.execute(_table_insert(table), rows)
+                else:  # one row, or SQLite's executemany
+                    fixed_of(_table_insert(table), tuple(rows[0])).run(connection, rows)
         if then is not None:
             result = fixed_of(then).execute(connection, then_params or {})
         for obj in objects:
