@@ -191,12 +191,13 @@ def render_user_page(
     product: dict[str, Doc],
 ) -> list[Doc]:
     """A list page's users, as ``render_user`` renders each one, from what the page read
-    for all of them: ``groups`` (None when not shown) and ``product`` by user id."""
+    for all of them: ``groups`` (None when not shown; a user in none is not in it) and
+    ``product`` by user id."""
     base = scim_root()
     if groups is None:
         docs = [user_to_scim(u, None, base, product[u.id]) for u in users]
     else:
-        docs = [user_to_scim(u, groups[u.id], base, product[u.id]) for u in users]
+        docs = [user_to_scim(u, groups.get(u.id), base, product[u.id]) for u in users]
     if attributes or excluded:
         return [project(USER, doc, attributes, excluded) for doc in docs]
     return docs

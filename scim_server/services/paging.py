@@ -306,12 +306,14 @@ def _user_rows(make: Any, result: Any) -> list[Any]:
     deep page. Each field as the ORM would give it, except ``created_at`` and
     ``updated_at`` (naive UTC, or SQLite's stored text when in SQLAlchemy's format:
     ``render._iso`` formats either), and ``data`` decoded here as ``db.make_engine``'s
-    ``json_deserializer`` does (on PostgreSQL psycopg has already decoded it so)."""
+    ``json_deserializer`` does (``jsonfast.loads_many``; on PostgreSQL psycopg has
+    already decoded it so)."""
     try:
         raw = result.cursor.fetchall()
     finally:
         result.close()
-    loads = jsonfast.loads
+    texts = [row[4] for row in raw if type(row[4]) is str]  # SQLite's; psycopg decodes
+    docs = iter(jsonfast.loads_many(texts))
     rows = []
     for (
         id_,
@@ -341,7 +343,7 @@ def _user_rows(make: Any, result: Any) -> list[Any]:
                 user_name,
                 external_id,
                 bool(active),
-                loads(data) if type(data) is str else data,
+                next(docs) if type(data) is str else data,
                 version,
                 _page_time(created),
                 _page_time(updated),
@@ -421,8 +423,8 @@ class AnchorCache:
 
 @dataclass
 class PageExtras:
-    """A page of users' groups (group id, display name) by user id, the roles of those
-    that have some by user id, and the names of the licenses they hold or wait for: what
+    """A page of users' groups (group id, display name) and roles by user id (only those
+    who have some), and the names of the licenses they hold or wait for: what
     ``users.groups_of``, ``roles_of`` and the product view read, in one statement
     (``page_extras``)."""
 
@@ -546,7 +548,7 @@ def page_extras(
     from scim_server.services.roles import hold
 
     ids = [u.id for u in users]
-    groups: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
+    groups: dict[str, list[tuple[str, str]]] = {}  # only users in groups
     held: dict[str, dict[str, dict[str, Any]]] = {}  # only users with roles
     names: dict[str, str] = {}
     if not ids:
@@ -562,7 +564,7 @@ def page_extras(
     rows = conn.execute(_extras_statement(dialect, with_groups), params).all()
     for kind, user_id, item_id, name, role_kind, source, rule, _key in rows:
         if kind == "g":
-            groups[user_id].append((item_id, name))
+            groups.setdefault(user_id, []).append((item_id, name))
         elif kind == "r":
             hold(held.setdefault(user_id, {}), item_id, name, role_kind, source, rule)
         else:
