@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
@@ -288,7 +289,10 @@ def plain_rows(model: Any, result: Result[Any]) -> list[Any]:
     return [make(row) for row in result.all()]  # one fetchall: a fetch per row cost more
 
 
-_sqlite_time = sqlite.DATETIME().result_processor(sqlite.dialect(), None)
+# SQLAlchemy's reading of SQLite's text of a datetime column (a naive datetime).
+_read_sqlite_time = sqlite.DATETIME().result_processor(sqlite.dialect(), None)
+assert _read_sqlite_time is not None
+_sqlite_time: Callable[[Any], Any] = _read_sqlite_time
 
 
 def _page_time(value: Any) -> Any:
