@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from scim_server import jsonfast
 from tests.support import Scim
 
@@ -45,3 +49,19 @@ def test_a_digit_run_is_long_from_nineteen_ascii_digits() -> None:
     assert not jsonfast.has_long_digit_run('{"n": 999999999999999999}')  # 18: orjson is exact
     assert jsonfast.has_long_digit_run(b'{"n": 1000000000000000000}')  # 19
     assert not jsonfast.has_long_digit_run("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩")  # not JSON number digits
+
+
+def test_many_documents_read_as_each_alone() -> None:
+    """``loads_many`` (a page's stored documents): one long run anywhere reads them all
+    exactly; runs never join across two documents; a bad document fails as ``loads``."""
+    docs = [{"n": 2**70 + 1}, {"s": "x"}, {"f": 1.5, "m": [10**18]}]
+    texts = [jsonfast.dumps(d) for d in docs]
+    assert jsonfast.loads_many(texts) == docs
+    assert jsonfast.loads_many(texts[1:]) == docs[1:]
+    assert jsonfast.loads_many([]) == []
+    # 10 digits at the end of one and 10 at the start of the next: no 19-digit run.
+    assert jsonfast.loads_many(["1234567890", "1234567890"]) == [1234567890, 1234567890]
+    for bad in (["{", '{"a":1}'], ['{"a":1}', "{"]):
+        with pytest.raises(json.JSONDecodeError) as raised:
+            jsonfast.loads_many(bad)
+        assert type(raised.value) is json.JSONDecodeError  # json's, not orjson's subclass

@@ -13,13 +13,19 @@ from scim_server.scim.filter_cache import FilterCache, FilterTemplate
 from scim_server.scim.filter_parser import parse_filter, parse_path
 from scim_server.scim.filters import FilterCompiler, sort_expression
 from scim_server.scim.params import ListQuery
-from scim_server.scim.render import list_response, render_group, render_user, scim_response, wants
+from scim_server.scim.render import (
+    list_response,
+    render_group,
+    render_user,
+    render_user_page,
+    scim_response,
+    wants,
+)
 from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
 from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all, page_extras
-from scim_server.urls import scim_root
 
 # The app's paging anchors (a per-process cache of the database's ordering).
 ANCHORS_EXTENSION = "scim_paging_anchors"
@@ -105,13 +111,7 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[st
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
-    base = scim_root()
-    return [
-        render_user(
-            u, attrs, excluded, extras.groups[u.id] if with_groups else [], product[u.id], base
-        )
-        for u in rows
-    ]
+    return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 
 
 def list_of(rt: ResourceType, query: ListQuery) -> Response:

@@ -45,8 +45,14 @@ def _meta(resource_type: str, obj: User | Group, location: str) -> Doc:
 
 
 def _iso(value: Any) -> str:
-    """A UTC time as SCIM shows it; naive is UTC (``UTCDateTime`` stores it so, and list
-    pages read it so: ``paging.page_columns``)."""
+    """A UTC time as SCIM shows it, as ``isoformat`` gives it with ``Z`` for UTC; naive is
+    UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``),
+    and so is text: SQLite's stored form ``2024-01-01 02:44:10.000000`` (list pages of
+    users read it so: ``paging.plain_rows``), whose zero microseconds ``isoformat`` omits."""
+    if type(value) is str:
+        if value.endswith(".000000"):
+            return f"{value[:10]}T{value[11:19]}Z"
+        return f"{value[:10]}T{value[11:]}Z"
     if value.tzinfo is None:
         return value.isoformat() + "Z"
     return value.isoformat().replace("+00:00", "Z")
@@ -59,7 +65,7 @@ _PLACED = frozenset(("userName", "externalId", "active"))
 def user_to_scim(
     user: User, groups: list[tuple[str, str]] | None, base: str, product: Doc | None = None
 ) -> Doc:
-    data = user.data  # read, never changed (the enterprise part is copied before it is)
+    data = user.data  # read, never changed (nor is its enterprise part: copied to add a $ref)
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
     if user.external_id is not None:
         doc["externalId"] = user.external_id
@@ -76,10 +82,11 @@ def user_to_scim(
         ]
     enterprise = data.get(ENTERPRISE_SCHEMA)
     if enterprise:
-        enterprise = dict(enterprise)
         manager = enterprise.get("manager")
         if isinstance(manager, dict) and manager.get("value"):
-            enterprise["manager"] = {**manager, "$ref": f"{base}/Users/{manager['value']}"}
+            # A copy with the manager's $ref, in the manager's place.
+            ref = {**manager, "$ref": f"{base}/Users/{manager['value']}"}
+            enterprise = {**enterprise, "manager": ref}
         doc["schemas"].append(ENTERPRISE_SCHEMA)
         doc[ENTERPRISE_SCHEMA] = enterprise
     if product:
@@ -174,6 +181,26 @@ def render_user(
         )[user.id]
     doc = user_to_scim(user, groups, base or scim_root(), product)
     return project(USER, doc, attributes, excluded)
+
+
+def render_user_page(
+    users: list[Any],
+    attributes: list[str] | None,
+    excluded: list[str] | None,
+    groups: dict[str, list[tuple[str, str]]] | None,
+    product: dict[str, Doc],
+) -> list[Doc]:
+    """A list page's users, as ``render_user`` renders each one, from what the page read
+    for all of them: ``groups`` (None when not shown; a user in none is not in it) and
+    ``product`` by user id."""
+    base = scim_root()
+    if groups is None:
+        docs = [user_to_scim(u, None, base, product[u.id]) for u in users]
+    else:
+        docs = [user_to_scim(u, groups.get(u.id), base, product[u.id]) for u in users]
+    if attributes or excluded:
+        return [project(USER, doc, attributes, excluded) for doc in docs]
+    return docs
 
 
 def render_group(group: Any, attributes: list[str] | None, excluded: list[str] | None) -> Doc:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from functools import cache
 from typing import Any
 
@@ -229,11 +231,42 @@ def _rows(
     return [by_id[i] for i in ids if i in by_id]
 
 
+# What a page of users reads of each row: what the representation (``render.user_to_scim``)
+# and the product view (``users.product_view``) show, and no more (each column read costs
+# SQLite time on every row of the page). A page of another resource reads all its columns.
+_PAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id",
+        "user_name",
+        "external_id",
+        "active",
+        "data",
+        "version",
+        "created_at",
+        "updated_at",
+        "status",
+        "login_name",
+        "contact_id",
+        "last_login_at",
+        "license_id",
+        "license_source",
+        "license_rule",
+        "license_wanted_id",
+    )
+}
+
+
 @cache
 def page_columns(model: Any) -> tuple[Any, ...]:
-    """``row_columns(model)``, ``created_at`` and ``updated_at`` read as naive UTC datetimes
-    (what ``UTCDateTime`` stores): a page only formats them (``render._iso``), and making
-    each of them aware took longer than reading it."""
+    """The columns a page of ``model`` reads, labelled with their attribute names.
+
+    ``created_at`` and ``updated_at`` are read as naive UTC datetimes (what ``UTCDateTime``
+    stores): a page only formats them (``render._iso``), and making each of them aware took
+    longer than reading it. A page of users reads its ``_PAGE_FIELDS`` only, without
+    SQLAlchemy's result processing (``plain_rows``)."""
+    fields = _PAGE_FIELDS.get(model.__tablename__)
+    if fields is not None:
+        return tuple(getattr(model, f).label(f) for f in fields)
     naive = {"created_at", "updated_at"}
     return tuple(
         type_coerce(getattr(model, c.key), DateTime()).label(c.key) if c.key in naive else c
@@ -243,15 +276,92 @@ def page_columns(model: Any) -> tuple[Any, ...]:
 
 @cache
 def _row_type(model: Any) -> Any:
-    return namedtuple(f"{model.__name__}Row", [column.key for column in row_columns(model)])
+    return namedtuple(f"{model.__name__}Row", [column.key for column in page_columns(model)])
 
 
 def plain_rows(model: Any, result: Result[Any]) -> list[Any]:
-    """The rows of a select of ``row_columns(model)`` as named tuples of the same fields:
+    """The rows of a select of ``page_columns(model)`` as named tuples of the same fields:
     a page's rows are read by name a few thousand times (the representation, the product
     view), and a SQLAlchemy row's attribute costs ten times a tuple's."""
+    if model.__tablename__ == "users":
+        return _user_rows(_row_type(model), result)
     make = _row_type(model)._make
     return [make(row) for row in result.all()]  # one fetchall: a fetch per row cost more
+
+
+# SQLAlchemy's reading of SQLite's text of a datetime column (a naive datetime).
+_read_sqlite_time = sqlite.DATETIME().result_processor(sqlite.dialect(), None)
+assert _read_sqlite_time is not None
+_sqlite_time: Callable[[Any], Any] = _read_sqlite_time
+
+
+def _page_time(value: Any) -> Any:
+    """A stored time as ``render._iso`` takes it: SQLite's text when it is in SQLAlchemy's
+    own format (``2024-01-01 02:44:10.000000``), otherwise a naive datetime as SQLAlchemy
+    reads it."""
+    if type(value) is str and not (len(value) == 26 and value[10] == " " and value[19] == "."):
+        return _sqlite_time(value)
+    return value
+
+
+def _user_rows(make: Any, result: Any) -> list[Any]:
+    """A page of users from the driver's own rows (``result.cursor``): SQLAlchemy's rows,
+    its JSON type (a call per document) and its datetime processing were a third of a
+    deep page. Each field as the ORM would give it, except ``created_at`` and
+    ``updated_at`` (naive UTC, or SQLite's stored text when in SQLAlchemy's format:
+    ``render._iso`` formats either), and ``data`` decoded here as ``db.make_engine``'s
+    ``json_deserializer`` does (``jsonfast.loads_many``; on PostgreSQL psycopg has
+    already decoded it so)."""
+    try:
+        raw = result.cursor.fetchall()
+    finally:
+        result.close()
+    texts = [row[4] for row in raw if type(row[4]) is str]  # SQLite's; psycopg decodes
+    docs = iter(jsonfast.loads_many(texts))
+    rows = []
+    for (
+        id_,
+        user_name,
+        external_id,
+        active,
+        data,
+        version,
+        created,
+        updated,
+        status,
+        login_name,
+        contact_id,
+        last_login,
+        license_id,
+        license_source,
+        license_rule,
+        license_wanted_id,
+    ) in raw:
+        if last_login is not None:
+            if type(last_login) is str:
+                last_login = _sqlite_time(last_login)
+            last_login = last_login.replace(tzinfo=UTC)
+        rows.append(
+            make(
+                id_,
+                user_name,
+                external_id,
+                bool(active),
+                next(docs) if type(data) is str else data,
+                version,
+                _page_time(created),
+                _page_time(updated),
+                status,
+                login_name,
+                contact_id,
+                last_login,
+                license_id,
+                license_source,
+                license_rule,
+                license_wanted_id,
+            )
+        )
+    return rows
 
 
 @dataclass
@@ -317,9 +427,10 @@ class AnchorCache:
 
 @dataclass
 class PageExtras:
-    """A page of users' groups (group id, display name) and roles by user id, and the
-    names of the licenses they hold or wait for: what ``users.groups_of``, ``roles_of``
-    and the product view read, in one statement (``page_extras``)."""
+    """A page of users' groups (group id, display name) and roles by user id (only those
+    who have some), and the names of the licenses they hold or wait for: what
+    ``users.groups_of``, ``roles_of`` and the product view read, in one statement
+    (``page_extras``)."""
 
     groups: dict[str, list[tuple[str, str]]]
     roles: dict[str, list[dict[str, Any]]]
@@ -368,10 +479,9 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
 
     Each user id drives its own index lookups in ``group_members`` and ``user_roles``,
     whatever the statistics say. On PostgreSQL through a LATERAL subquery (``_fenced``).
-    On SQLite through outer joins from the list, which SQLite never reorders (an id that
-    finds nothing gives a row of NULLs, skipped), and the member index named: without
-    statistics SQLite preferred the primary key, a covering index, with the organization
-    alone (all its memberships for each id: 40 ms at 10,000 users)."""
+    On SQLite through CROSS JOINs from the list, which SQLite never reorders, and the member
+    index named: without statistics SQLite preferred the primary key, a covering index,
+    with the organization alone (all its memberships for each id: 40 ms at 10,000 users)."""
     from scim_server.models import Group, GroupMember, License, Role, UserRole
 
     org: Any = bindparam("org_id")
@@ -420,13 +530,19 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
         # Lookups by key in a fixed order: one generic plan serves every page (planning
         # was a third of the statement's time on the server).
         return reuse_plan(statement)
-    if not with_groups:
-        return statement
-    # SQLAlchemy renders no table hints for SQLite: the index is written in.
+    # SQLAlchemy renders neither table hints nor CROSS JOIN for SQLite: both are written in.
+    # A CROSS JOIN is an inner join SQLite never reorders either: an id that finds nothing
+    # gives no row (the outer joins' rows of NULLs, one per user without roles, and their
+    # sorting were a third of the statement).
     sql = str(statement.compile(dialect=sqlite.dialect(paramstyle="named")))
-    plain = " JOIN group_members ON "
-    assert sql.count(plain) == 1, sql
-    return text(sql.replace(plain, f" JOIN group_members INDEXED BY {_MEMBER_INDEX} ON "))
+    outer = " LEFT OUTER JOIN "
+    assert sql.count(outer) == (5 if with_groups else 3), sql
+    sql = sql.replace(outer, " CROSS JOIN ")
+    if with_groups:
+        plain = " JOIN group_members ON "
+        assert sql.count(plain) == 1, sql
+        sql = sql.replace(plain, f" JOIN group_members INDEXED BY {_MEMBER_INDEX} ON ")
+    return text(sql)
 
 
 def page_extras(
@@ -436,8 +552,8 @@ def page_extras(
     from scim_server.services.roles import hold
 
     ids = [u.id for u in users]
-    groups: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
-    held: dict[str, dict[str, dict[str, Any]]] = {i: {} for i in ids}
+    groups: dict[str, list[tuple[str, str]]] = {}  # only users in groups
+    held: dict[str, dict[str, dict[str, Any]]] = {}  # only users with roles
     names: dict[str, str] = {}
     if not ids:
         return PageExtras(groups, {}, names)
@@ -451,12 +567,10 @@ def page_extras(
     params["org_id"] = org_id
     rows = conn.execute(_extras_statement(dialect, with_groups), params).all()
     for kind, user_id, item_id, name, role_kind, source, rule, _key in rows:
-        if item_id is None:
-            continue
         if kind == "g":
-            groups[user_id].append((item_id, name))
+            groups.setdefault(user_id, []).append((item_id, name))
         elif kind == "r":
-            hold(held[user_id], item_id, name, role_kind, source, rule)
+            hold(held.setdefault(user_id, {}), item_id, name, role_kind, source, rule)
         else:
             names[item_id] = name
     roles = {u: list(v.values()) for u, v in held.items()}

@@ -257,3 +257,62 @@ def test_every_page_renders_each_user_byte_for_byte_as_get(scim: Scim, admin: Sc
     product = [r.get(PRODUCT, {}) for r in listed_people]
     assert any("license" in p for p in product) and any("licenseShortage" in p for p in product)
     assert any(p.get("roles") for p in product)
+
+
+def test_pages_render_stored_values_as_get_does(scim: Scim, session: Any) -> None:
+    """A page reads its users' rows apart from the ORM (``paging.plain_rows``): integers
+    beyond 64 bits and long digit runs in the stored document, times with and without
+    microseconds, a time stored in another text form, a last login and a false ``active``
+    come out of a page exactly as out of GET /Users/{id}."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text, update
+
+    from scim_server import jsonfast
+
+    ids = [scim.create_user(f"t{i}@example.com")["id"] for i in range(6)]
+    scim.create_user("off@example.com", active=False, externalId="12345678901234567890123")
+    session.expire_all()
+    big = session.get(User, (scim.org_id, ids[0]))
+    assert big is not None
+    big.data = {**big.data, "nickName": "n" + "7" * 25, "x-big": 2**70 + 1, "x-float": 1.5}
+    session.execute(
+        update(User)
+        .where(User.org_id == scim.org_id, User.id.in_(ids[1:3]))
+        .values(
+            created_at=datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC),
+            last_login_at=datetime(2021, 6, 7, 8, 9, 10, tzinfo=UTC),
+        )
+    )
+    session.execute(
+        update(User)
+        .where(User.org_id == scim.org_id, User.id == ids[3])
+        .values(last_login_at=datetime(2022, 1, 1, 0, 0, 0, 123456, tzinfo=UTC))
+    )
+    # Another writer's text form, without microseconds (SQLite keeps what it is given).
+    session.execute(
+        text("UPDATE users SET updated_at = '2023-04-05 06:07:08' WHERE id = :id"),
+        {"id": ids[4]},
+    )
+    session.commit()
+    seen: set[str] = set()
+    for url in (
+        "/scim/v2/Users?count=20",
+        "/scim/v2/Users?startIndex=4&count=3",  # anchored (ANCHOR_STEP is 4 here)
+        '/scim/v2/Users?filter=userName sw "t"&startIndex=2&count=5',
+        "/scim/v2/Users?sortBy=userName&startIndex=2&count=6",
+    ):
+        resp = scim.get(url)
+        assert resp.status_code == 200, resp.get_json()
+        for resource in resp.get_json()["Resources"]:
+            got = scim.get(f"/scim/v2/Users/{resource['id']}")
+            assert jsonfast.dumps_bytes(resource) == got.get_data(), url
+            seen.add(resource["id"])
+    assert len(seen) == 7
+    page = scim.get("/scim/v2/Users?count=20").get_data()
+    assert b'"x-big":1180591620717411303425,' in page
+    assert b'"lastLogin":"2021-06-07T08:09:10Z"' in page
+    assert b'"lastLogin":"2022-01-01T00:00:00.123456Z"' in page
+    assert b'"created":"2020-01-02T03:04:05Z"' in page
+    assert b'"lastModified":"2023-04-05T06:07:08Z"' in page
+    assert b'"active":false' in page
