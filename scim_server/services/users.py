@@ -7,7 +7,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, exists, literal_column, null, select, union_all, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    null,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +28,7 @@ from scim_server.db import (
     AFTER_WRITE_INFO,
     WRITTEN_INFO,
     Batch,
+    UTCDateTime,
     attach_loaded,
     from_row,
     read_before_lock,
@@ -772,6 +784,28 @@ _DELETE_MEMBERSHIPS = reuse_plan(
     .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
     .returning(GroupMember.group_id)
 )
+# PostgreSQL: the rest of a deletion in one statement (one round trip instead of four):
+# its memberships (the groups that lost one move their version), its index rows, the row,
+# and the organization's User count; its rows: ('g', id) per group left, ('c', NULL) once
+# the count row was there (none: ``counts.start`` makes it). The sub-statements are listed
+# in the order the separate statements ran, so rows are locked in the same order.
+_DELETE_ALL = reuse_plan(
+    text(
+        "WITH gm AS (DELETE FROM group_members WHERE org_id = :org_id AND member_id = :user_id "
+        "RETURNING group_id), "
+        "gv AS (UPDATE groups SET version = version + 1, updated_at = :now "
+        "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
+        "av AS (DELETE FROM attribute_values WHERE org_id = :org_id AND resource_id = :user_id), "
+        "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
+        "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
+        "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
+        "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
+    ).bindparams(
+        bindparam("org_id", type_=String),
+        bindparam("user_id", type_=String),
+        bindparam("now", type_=UTCDateTime),
+    )
+)
 
 
 def delete_user(
@@ -786,6 +820,14 @@ def delete_user(
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
+        if connection.dialect.name == "postgresql":
+            session.flush()  # as the statements below would (autoflush)
+            done = connection.execute(_DELETE_ALL, {**params, "now": utcnow()}).all()
+            removed = [group_id for kind, group_id in done if kind == "g"]
+            record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, removed))
+            if not any(kind == "c" for kind, _id in done):
+                counts.start(session, org_id, "User")
+            return
         removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
@@ -795,13 +837,18 @@ def delete_user(
                 .values(version=Group.version + 1, updated_at=utcnow())
             )
         drop_index(session, org_id, user_id)
-        changes: dict[str, Any] = {"groups": {"before": sorted(removed)}} if removed else {}
-        if user.license_id:
-            # The seat given back: the billing view reads it from here.
-            changes["license"] = {"before": user.license_id, "after": None}
-        record(session, org_id, "user.delete", **_about(user), changes=changes)
+        record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, removed))
         _DELETE_USER.run(connection, params)
         counts.changed(session, org_id, "User", -1)
+
+
+def _deleted(user: Any, removed: Sequence[str]) -> dict[str, Any]:
+    """A deletion's changes: the groups it left, the seat it gave back."""
+    changes: dict[str, Any] = {"groups": {"before": sorted(removed)}} if removed else {}
+    if user.license_id:
+        # The seat given back: the billing view reads it from here.
+        changes["license"] = {"before": user.license_id, "after": None}
+    return changes
 
 
 def groups_of(
