@@ -52,7 +52,7 @@ from scim_server.services import (
 from scim_server.services.common import check_if_match
 from scim_server.services.credentials import Delivery
 from scim_server.services.groups import join_new_user, lock_defaults
-from scim_server.services.indexing import drop_index, index_rows, reindex
+from scim_server.services.indexing import drop_index, index_rows, reindex_change
 from scim_server.services.lifecycle import DEACTIVATED, PROVISIONED
 from scim_server.services.org_config import (
     FINGERPRINT,
@@ -725,8 +725,7 @@ def update_user(
             _check_unique(session, org_id, new, user.id)
         user_before = snapshot(user)
         contact_before = snapshot(contact) if contact is not None else None
-        # The rows the index holds now (the document as stored, before the change).
-        indexed = index_rows(org_id, user.id, user.data)
+        stored = user.data  # the document the index holds now
         _apply(user, new)
         user.version += 1
         user.updated_at = utcnow()
@@ -750,7 +749,7 @@ def update_user(
             raise _taken(new["userName"], None) from None
         if contact is not None and contact_before is not None:
             write_changed(session, contact, contact_before)
-        reindex(session, org_id, user.id, user.data, before=indexed)
+        reindex_change(session, org_id, user.id, stored, user.data)
         before = {**current, "active": was_active}
         record(
             session,
