@@ -309,3 +309,35 @@ def test_enterprise_extension_round_trip(scim):
     assert got[ENTERPRISE]["department"] == "R&D"
     assert got[ENTERPRISE]["manager"]["value"] == "m-1"
     assert got[ENTERPRISE]["manager"]["$ref"].endswith("/Users/m-1")
+
+
+def test_deletes_in_one_bulk_request_keep_the_chain(scim, admin):
+    """Deletions and a creation in one Bulk request (on SQLite a deletion reads the head
+    with its user, unless its transaction holds it already): one event each, numbered
+    without a gap, and the chain verifies."""
+    first, second = scim.create_user("one@example.com"), scim.create_user("two@example.com")
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "DELETE", "path": f"/Users/{first['id']}", "bulkId": "d1"},
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "p1",
+                "data": {"schemas": [USER_SCHEMA], "userName": "three@example.com"},
+            },
+            {"method": "DELETE", "path": f"/Users/{second['id']}", "bulkId": "d2"},
+        ],
+    }
+    resp = scim.post("/scim/v2/Bulk", body)
+    assert resp.status_code == 200, resp.get_json()
+    assert [op["status"] for op in resp.get_json()["Operations"]] == ["204", "201", "204"]
+    logged = admin.get("/api/v1/audit", query_string={"limit": 100}).get_json()["events"]
+    seqs = sorted(e["seq"] for e in logged)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert [e["action"] for e in sorted(logged, key=lambda e: e["seq"])][-3:] == [
+        "user.delete",
+        "user.create",
+        "user.delete",
+    ]
+    assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True
