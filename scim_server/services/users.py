@@ -852,8 +852,8 @@ def delete_user(
         if connection.dialect.name == "postgresql":
             session.flush()  # as the statements below would (autoflush)
             done = connection.execute(_DELETE_ALL, {**params, "now": utcnow()}).all()
-            removed = [group_id for kind, group_id in done if kind == "g"]
-            record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, removed))
+            left = [group_id for kind, group_id in done if kind == "g"]
+            record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
             if not any(kind == "c" for kind, _id in done):
                 counts.start(session, org_id, "User")
             return
