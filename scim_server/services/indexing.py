@@ -141,23 +141,16 @@ def changed_part(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The top-level attributes that differ between two documents, as (``stored``'s,
     ``doc``'s): their index rows are all that can differ, as each attribute's rows are
-    named after it alone. None (flatten both whole) when two attributes could name the
-    same rows: names equal but for case, a dotted name, an extension name not holding an
-    object. Values compare as JSON text (``True`` is not ``1`` to the index), by ``==``
-    when orjson cannot write them."""
+    named after it alone (``_apart``). None (flatten both whole) when two attributes could
+    name the same rows. Values compare as JSON text (``True`` is not ``1`` to the index), by
+    ``==`` when orjson cannot write them."""
     names = stored.keys() | doc.keys()
-    if len({name.lower() for name in names}) != len(names):
+    if not _apart(names, stored, doc):
         return None
     was: dict[str, Any] = {}
     now: dict[str, Any] = {}
     for name in names:
-        if "." in name:
-            return None
         before, after = stored.get(name, _ABSENT), doc.get(name, _ABSENT)
-        if ":" in name and not (
-            isinstance(before, dict | _Absent) and isinstance(after, dict | _Absent)
-        ):
-            return None
         if _same(before, after):
             continue
         if before is not _ABSENT:
@@ -165,6 +158,28 @@ def changed_part(
         if after is not _ABSENT:
             now[name] = after
     return was, now
+
+
+def _apart(names: set[str], stored: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """Whether no two attributes can name the same index row. A core attribute's rows are
+    ``name`` and ``name.sub``; an extension's (a name with ``:``, an object) ``name:sub``.
+    They stay apart when names differ but for case, a core name has no dot, an extension
+    holds an object in both documents, and no extension's name begins with another's and a
+    colon, or with a core name and a dot."""
+    lowered = {name.lower() for name in names}
+    if len(lowered) != len(names):
+        return False
+    core = [name for name in lowered if ":" not in name]
+    extensions = [name for name in lowered if ":" in name]
+    if any("." in name for name in core):
+        return False
+    for name in names:
+        if ":" in name and not all(
+            isinstance(d.get(name), dict) or name not in d for d in (stored, doc)
+        ):
+            return False
+    prefixes = tuple([f"{name}:" for name in extensions] + [f"{name}." for name in core])
+    return not any(name.startswith(prefixes) for name in extensions)
 
 
 class _Absent:

@@ -40,7 +40,10 @@ VALUE = st.recursive(
     max_leaves=6,
 )
 DOC = st.dictionaries(
-    NAMES | st.sampled_from([ENTERPRISE_SCHEMA, "urn:x:ext", "urn:x:ext:title"]),
+    NAMES
+    | st.sampled_from(
+        [ENTERPRISE_SCHEMA, "urn:x:ext", "urn:x:ext:title", "URN:X:EXT", "name.x:y", "urn:Y"]
+    ),
     VALUE,
     max_size=5,
 )
@@ -73,6 +76,14 @@ def test_names_that_could_share_rows_flatten_everything():
     assert changed_part({"title": "a", "Title": "b"}, {"title": "a"}) is None
     assert changed_part({"a.b": 1}, {"a.b": 2}) is None
     assert changed_part({"urn:x:ext:title": "a"}, {"urn:x:ext:title": "b"}) is None
+    assert changed_part({"urn:x": {"a:b": 1}, "urn:x:a": {"b": 2}}, {}) is None
+    assert changed_part({"name": {"x:y": 1}}, {"name.x:y": {"z": 1}}) is None
+    enterprise = {ENTERPRISE_SCHEMA: {"department": "R&D"}, "title": "a"}
+    moved = {ENTERPRISE_SCHEMA: {"department": "Sales"}, "title": "a"}
+    assert changed_part(enterprise, moved) == (
+        {ENTERPRISE_SCHEMA: {"department": "R&D"}},
+        {ENTERPRISE_SCHEMA: {"department": "Sales"}},
+    )
     assert changed_part({"title": "a", "nickName": "n"}, {"title": "b", "nickName": "n"}) == (
         {"title": "a"},
         {"title": "b"},
