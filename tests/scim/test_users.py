@@ -241,7 +241,9 @@ def test_delete_of_a_member_leaves_its_groups_counted_and_logged(scim, admin, se
     ]
     assert event["changes"] == {"groups": {"before": sorted([one["id"], two["id"]])}}
     deleted = session.scalars(
-        select(Event.type).where(Event.org_id == scim.org_id, Event.resource_id == user["id"])
+        select(Event.type)
+        .where(Event.org_id == scim.org_id, Event.resource_id == user["id"])
+        .order_by(Event.position)
     ).all()
     assert deleted[-1] == "user.deleted"
     assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True
