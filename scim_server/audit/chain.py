@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import operator
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 from scim_server.db import AUDIT_KEY_INFO
@@ -39,15 +41,46 @@ def genesis_hash(org_id: str) -> str:
     return hashlib.sha256(f"scim-server audit genesis {org_id}".encode()).hexdigest()
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds")
-    return value
+_VALUES = operator.attrgetter(*FIELDS)
+# The types whose orjson form is byte for byte ``json.dumps``'s (sorted keys, compact,
+# non-ASCII kept, the same escapes): not floats (``1e-05`` is ``0.00001`` to orjson), nor
+# the types orjson writes and ``json`` refuses (UUID, enums...), nor subclasses.
+_ORJSON_SAME = frozenset({str, int, bool, type(None), dict, list, tuple})
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _orjson_same(values: list[Any]) -> bool:
+    """Whether every value, nested ones too, is of a type in ``_ORJSON_SAME`` (``values``
+    is consumed)."""
+    stack = values
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind not in _ORJSON_SAME:
+            return False
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+    return True
 
 
 def canonical(event: Any) -> bytes:
-    """The hashed form of an event (a stored ``AuditEvent`` or one being recorded)."""
-    doc = {name: _plain(getattr(event, name)) for name in FIELDS}
+    """The hashed form of an event (a stored ``AuditEvent`` or one being recorded): sorted-key
+    compact JSON (``json.dumps(doc, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``), its datetimes (top level) in ISO form. orjson writes the same
+    bytes several times faster when ``_orjson_same``; anything else (a float, an integer past
+    64 bits, a key not a string) goes through ``json`` as it always did."""
+    values = [
+        value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+        for value in _VALUES(event)
+    ]
+    doc = dict(zip(FIELDS, values, strict=True))
+    if _orjson_same(list(values)):
+        try:
+            return orjson.dumps(doc, option=_SORTED)
+        except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an integer past 64 bits
+            pass
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

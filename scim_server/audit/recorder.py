@@ -285,6 +285,23 @@ def may_read_head_with(session: Session, org_id: str) -> bool:
     return bool(noted) and all(recorded.org_id == org_id for _t, recorded in noted)
 
 
+def may_take_head(session: Session, org_id: str) -> bool:
+    """SQLite: whether a write's first read may bring ``org_id``'s head along (``hold_head``):
+    this transaction holds none of it yet. SQLite's writers hold the database's write lock
+    from their first statement (``BEGIN IMMEDIATE``), so the head read then is the one the
+    events are written onto; a transaction that began without it and saw an older head
+    cannot commit over a newer one (SQLite refuses a stale writer: busy)."""
+    return org_id not in (session.info.get(_HEADS) or {})
+
+
+def hold_head(
+    session: Session, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str
+) -> None:
+    """Hold the head the caller read (``may_take_head``), as ``_head`` would have read it."""
+    head = Head(org_id, seq, head_hash, base_seq, base_hash)
+    session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
+
+
 def adopt_head(session: Session, org_id: str, row: Any) -> None:
     """Hold the head read (and locked) by the caller's statement (``head_read``'s row)."""
     _kind, head_hash, base_hash, seq, base_seq = tuple(row)[:5]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
@@ -88,6 +89,38 @@ def reindex(
         if rows:
             session.execute(insert(AttributeValue), rows)
         return
+    gone, changed, added = differences(org_id, resource_id, before, rows)
+    conn = session.connection()
+    if gone:
+        _DELETE_ONE.run(conn, gone)
+    if changed:
+        _UPDATE_ONE.run(conn, changed)
+    if added:
+        conn.execute(insert(AttributeValue), added)
+
+
+def reindex_change(
+    session: Session,
+    org_id: str,
+    resource_id: str,
+    stored: dict[str, Any],
+    doc: dict[str, Any],
+) -> None:
+    """``reindex`` of a resource whose index holds ``stored``'s rows, now ``doc``: only
+    the attributes that differ are flattened (``changed_part``), the same statements."""
+    parts = changed_part(stored, doc)
+    if parts is None:
+        reindex(session, org_id, resource_id, doc, before=index_rows(org_id, resource_id, stored))
+    else:
+        was, now = parts
+        reindex(session, org_id, resource_id, now, before=index_rows(org_id, resource_id, was))
+
+
+def differences(
+    org_id: str, resource_id: str, before: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows gone, rows whose value changed, rows added) from ``before`` to ``rows``, as the
+    parameters of ``_DELETE_ONE``, ``_UPDATE_ONE`` and an INSERT."""
     old = {(r["attr"], r["pos"]): r for r in before}
     new = {(r["attr"], r["pos"]): r for r in rows}
     gone = [
@@ -100,13 +133,71 @@ def reindex(
         for k, r in new.items()
         if k in old and (old[k]["value"], old[k]["value_key"]) != (r["value"], r["value_key"])
     ]
-    conn = session.connection()
-    if gone:
-        _DELETE_ONE.run(conn, gone)
-    if changed:
-        _UPDATE_ONE.run(conn, changed)
-    if added:
-        conn.execute(insert(AttributeValue), added)
+    return gone, changed, added
+
+
+def changed_part(
+    stored: dict[str, Any], doc: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The top-level attributes that differ between two documents, as (``stored``'s,
+    ``doc``'s): their index rows are all that can differ, as each attribute's rows are
+    named after it alone (``_apart``). None (flatten both whole) when two attributes could
+    name the same rows. Values compare as JSON text (``True`` is not ``1`` to the index), by
+    ``==`` when orjson cannot write them."""
+    names = stored.keys() | doc.keys()
+    if not _apart(names, stored, doc):
+        return None
+    was: dict[str, Any] = {}
+    now: dict[str, Any] = {}
+    for name in names:
+        before, after = stored.get(name, _ABSENT), doc.get(name, _ABSENT)
+        if _same(before, after):
+            continue
+        if before is not _ABSENT:
+            was[name] = before
+        if after is not _ABSENT:
+            now[name] = after
+    return was, now
+
+
+def _apart(names: set[str], stored: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """Whether no two attributes can name the same index row. A core attribute's rows are
+    ``name`` and ``name.sub``; an extension's (a name with ``:``, an object) ``name:sub``.
+    They stay apart when names differ but for case, a core name has no dot, an extension
+    holds an object in both documents, and no extension's name begins with another's and a
+    colon, or with a core name and a dot."""
+    lowered = {name.lower() for name in names}
+    if len(lowered) != len(names):
+        return False
+    core = [name for name in lowered if ":" not in name]
+    extensions = [name for name in lowered if ":" in name]
+    if any("." in name for name in core):
+        return False
+    for name in names:
+        if ":" in name and not all(
+            isinstance(d.get(name), dict) or name not in d for d in (stored, doc)
+        ):
+            return False
+    prefixes = tuple([f"{name}:" for name in extensions] + [f"{name}." for name in core])
+    return not any(name.startswith(prefixes) for name in extensions)
+
+
+class _Absent:
+    """An attribute one of the two documents does not hold."""
+
+
+_ABSENT = _Absent()
+
+
+def _same(before: Any, after: Any) -> bool:
+    if before is after:
+        return True
+    if before != after:
+        return False
+    try:
+        return orjson.dumps(before) == orjson.dumps(after)
+    except TypeError:  # orjson.JSONEncodeError: an integer past 64 bits
+        return False  # taken as changed: flattened, as before
 
 
 _ONE = (

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from scim_server.models import AttributeValue, User, UserPassword
+from scim_server.models import (
+    AttributeValue,
+    Event,
+    Group,
+    GroupMember,
+    ResourceCount,
+    User,
+    UserPassword,
+)
 from tests.support import ENTERPRISE, USER_SCHEMA, assert_error
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -203,6 +211,61 @@ def test_delete_removes_user_and_its_index_rows(scim, session):
     assert list(rows) == []
 
 
+def test_delete_of_a_member_leaves_its_groups_counted_and_logged(scim, admin, session):
+    """DELETE of a user in two groups (on PostgreSQL one statement does the deletions and
+    the count): the memberships go and each group's version moves, the index rows and the
+    row go, the User count drops by one, the audit event names the groups left, the product
+    event is there, and the chain verifies."""
+    user = scim.create_user("member@example.com", title="Engineer")
+    kept = scim.create_user("kept@example.com")
+    one = scim.create_group("One", [user["id"], kept["id"]])
+    two = scim.create_group("Two", [user["id"]])
+    total = session.get(ResourceCount, (scim.org_id, "User")).total
+    assert scim.delete(f"/scim/v2/Users/{user['id']}").status_code == 204
+    session.expire_all()
+    assert session.get(User, (scim.org_id, user["id"])) is None
+    rows = session.scalars(select(AttributeValue).where(AttributeValue.resource_id == user["id"]))
+    assert list(rows) == []
+    members = session.scalars(
+        select(GroupMember.member_id).where(GroupMember.org_id == scim.org_id)
+    )
+    assert sorted(members) == [kept["id"]]
+    for group in (one, two):
+        stored = session.get(Group, (scim.org_id, group["id"]))
+        assert stored.version == group_version(group) + 1
+    assert session.get(ResourceCount, (scim.org_id, "User")).total == total - 1
+    (event,) = [
+        e
+        for e in admin.get("/api/v1/audit", query_string={"limit": 100}).get_json()["events"]
+        if e["action"] == "user.delete"
+    ]
+    assert event["changes"] == {"groups": {"before": sorted([one["id"], two["id"]])}}
+    deleted = session.scalars(
+        select(Event.type)
+        .where(Event.org_id == scim.org_id, Event.resource_id == user["id"])
+        .order_by(Event.position)
+    ).all()
+    assert deleted[-1] == "user.deleted"
+    assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True
+
+
+def group_version(group: dict) -> int:
+    return int(group["meta"]["version"].strip('W/"'))
+
+
+def test_delete_without_a_count_row_counts_what_remains(scim, session):
+    """An organization with no User count row (one made before counts): a DELETE starts it
+    from the users that remain."""
+    for name in ("a@example.com", "b@example.com"):
+        scim.create_user(name)
+    gone = scim.create_user("gone@example.com")
+    session.execute(delete(ResourceCount).where(ResourceCount.org_id == scim.org_id))
+    session.commit()
+    assert scim.delete(f"/scim/v2/Users/{gone['id']}").status_code == 204
+    session.expire_all()
+    assert session.get(ResourceCount, (scim.org_id, "User")).total == 2
+
+
 def test_if_match_stale_version_is_412_and_changes_nothing(scim):
     """RFC 7644 §3.14: If-Match with an old version gives 412; the current one succeeds."""
     user = scim.create_user("etag@example.com")
@@ -248,3 +311,35 @@ def test_enterprise_extension_round_trip(scim):
     assert got[ENTERPRISE]["department"] == "R&D"
     assert got[ENTERPRISE]["manager"]["value"] == "m-1"
     assert got[ENTERPRISE]["manager"]["$ref"].endswith("/Users/m-1")
+
+
+def test_deletes_in_one_bulk_request_keep_the_chain(scim, admin):
+    """Deletions and a creation in one Bulk request (on SQLite a deletion reads the head
+    with its user, unless its transaction holds it already): one event each, numbered
+    without a gap, and the chain verifies."""
+    first, second = scim.create_user("one@example.com"), scim.create_user("two@example.com")
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "DELETE", "path": f"/Users/{first['id']}", "bulkId": "d1"},
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "p1",
+                "data": {"schemas": [USER_SCHEMA], "userName": "three@example.com"},
+            },
+            {"method": "DELETE", "path": f"/Users/{second['id']}", "bulkId": "d2"},
+        ],
+    }
+    resp = scim.post("/scim/v2/Bulk", body)
+    assert resp.status_code == 200, resp.get_json()
+    assert [op["status"] for op in resp.get_json()["Operations"]] == ["204", "201", "204"]
+    logged = admin.get("/api/v1/audit", query_string={"limit": 100}).get_json()["events"]
+    seqs = sorted(e["seq"] for e in logged)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert [e["action"] for e in sorted(logged, key=lambda e: e["seq"])][-3:] == [
+        "user.delete",
+        "user.create",
+        "user.delete",
+    ]
+    assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True

@@ -97,7 +97,7 @@ def test_a_patch_that_waited_for_the_row_sees_the_contact_as_committed(live, mon
     made = scim.create_user("waiting@example.com", title="X")
     url = f"/scim/v2/Users/{made['id']}"
     holding, release = threading.Event(), threading.Event()
-    reindex = users.reindex
+    reindex = users.reindex_change
 
     def hold_the_first(*args, **kwargs):  # type: ignore[no-untyped-def]
         reindex(*args, **kwargs)
@@ -105,7 +105,7 @@ def test_a_patch_that_waited_for_the_row_sees_the_contact_as_committed(live, mon
             holding.set()  # the first PATCH holds its locks until released
             release.wait(30)
 
-    monkeypatch.setattr(users, "reindex", hold_the_first)
+    monkeypatch.setattr(users, "reindex_change", hold_the_first)
 
     def patch(title: str, statuses: list[int]) -> None:
         client = Scim(app.test_client(), scim.token, scim.org_id)

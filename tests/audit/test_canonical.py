@@ -1,0 +1,106 @@
+"""The chain's canonical form is byte for byte the ``json.dumps`` form it always was.
+
+``chain.canonical`` writes it with orjson when that gives the same bytes; an event hashed
+before (by ``json``) must verify after, and one hashed now by any older verifier.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scim_server.audit import chain
+from scim_server.audit.recorder import Recorded
+
+
+def reference(event: Any) -> bytes:
+    """The canonical form as it was first written (the stored hashes' definition)."""
+    doc = {}
+    for name in chain.FIELDS:
+        value = getattr(event, name)
+        if isinstance(value, datetime):
+            value = value.isoformat(timespec="microseconds")
+        doc[name] = value
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+EVENT = Recorded(
+    org_id="org-1",
+    occurred_at=datetime(2026, 12, 6, 3, 4, 5, 678901, tzinfo=UTC),
+    received_at=None,
+    actor_type="token",
+    actor_id="tok_1",
+    actor_name="Entra ID (provisioning) ç",
+    source_ip="10.0.0.1",
+    user_agent="Okta SCIM Client 1.0.0",
+    request_id="req-1",
+    correlation_id=None,
+    action="user.patch",
+    resource_type="User",
+    resource_id="u-1",
+    external_id="00u1",
+    user_name="zoë@example.org",
+    outcome="success",
+    status=200,
+    scim_type=None,
+    detail=None,
+    changes={"title": {"before": "Engineer", "after": "Manager"}},
+    explanation=None,
+    seq=7,
+    prev_hash="ab" * 32,
+)
+
+# Strings with every escape json writes (control characters, quotes, backslashes), non-ASCII
+# and astral characters, U+2028; keys sorted across the BMP and beyond.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(TEXT, inner, max_size=4)
+        | st.dictionaries(st.integers(-5, 5), inner, max_size=2)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=JSON, explanation=JSON, detail=st.none() | TEXT)
+def test_canonical_is_the_json_form_of_any_event(changes, explanation, detail):
+    event = replace(EVENT, changes=changes, explanation=explanation, detail=detail)
+    assert chain.canonical(event) == reference(event)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"score": 1e-05},  # orjson writes 0.00001
+        {"score": float("nan")},  # orjson writes null
+        {"big": 2**64},  # beyond orjson's integers
+        {1: "a key not a string"},
+        ("a", "tuple"),
+        {"title": {"before": 'a\x00\x1f"\\\u2028b', "after": "\U0001f600"}},
+    ],
+)
+def test_canonical_of_what_orjson_writes_otherwise(changes):
+    event = replace(EVENT, changes=changes)
+    assert chain.canonical(event) == reference(event)
+
+
+def test_canonical_refuses_what_json_refused():
+    """A lone surrogate or an object json cannot write: the same error as before."""
+    with pytest.raises(UnicodeEncodeError):
+        chain.canonical(replace(EVENT, detail="\ud800"))
+    with pytest.raises(TypeError):
+        chain.canonical(replace(EVENT, changes={"when": datetime(2026, 1, 1, tzinfo=UTC)}))
