@@ -708,6 +708,11 @@ def _enter_mode(session: Session, transaction: SessionTransaction) -> None:
     connection: Any = session.bind
     if connection.in_transaction():
         raise RuntimeError("a shared request connection is in another session's transaction")
+    _apply_mode(connection, mode)
+
+
+def _apply_mode(connection: Connection, mode: dict[str, Any]) -> None:
+    """Give an idle shared request connection a kind of session's mode (``_mode_of``)."""
     current = connection.get_execution_options()
     if connection.dialect.name == "sqlite":
         changed = {k: mode[k] for k in _SQLITE_MODE_KEYS if bool(current.get(k)) != mode[k]}
@@ -951,6 +956,40 @@ class Database:
         finally:
             release(session)
 
+    @classmethod
+    @contextmanager
+    def lookup_connection(cls) -> Iterator[Connection]:
+        """``lookup``'s read on a connection without a session: the request's shared
+        connection (``share_connection``) when it has one and it is idle, in ``lookup``'s
+        mode (SQLite: no BEGIN; PostgreSQL: AUTOCOMMIT), its SQLAlchemy transaction ended
+        here; else the connection of a ``lookup`` session. For one read by key (the token
+        lookup): no Session is made, begun, committed and closed for it."""
+        from flask import current_app, g
+
+        shared: _Shared | None = g.get("_scim_shared")
+        if shared is None:
+            with cls.lookup() as session:
+                yield session.connection()
+            return
+        connection = _shared_connection(shared)
+        if connection.in_transaction():  # another session's: a session of its own, as lookup
+            with cls.lookup() as session:
+                yield session.connection()
+            return
+        state = cls.state(current_app)
+        factory = state.statement_lookup or state.statement_reader or state.reader
+        _apply_mode(connection, shared.modes[id(factory)])
+        try:
+            yield connection
+        except BaseException:
+            if connection.in_transaction():
+                connection.rollback()  # a no-op on a connection the failure invalidated
+            raise
+        if connection.in_transaction():
+            # A read: no BEGIN was sent on SQLite, AUTOCOMMIT on PostgreSQL; as ``lookup``'s
+            # commit, this ends SQLAlchemy's transaction only.
+            connection.commit()
+
     @staticmethod
     def end_read() -> None:
         """End the read transaction the request's session has open (the token lookup), so
@@ -1066,14 +1105,20 @@ def _session_of(factory: sessionmaker[Session]) -> Session:
     shared: _Shared | None = g.get("_scim_shared")
     if shared is None:
         return factory()
+    connection = _shared_connection(shared)
+    if connection.in_transaction():
+        return factory()
+    return factory(bind=connection, info={SHARED_MODE_INFO: shared.modes[id(factory)]})
+
+
+def _shared_connection(shared: _Shared) -> Connection:
+    """The request's shared connection, checked out now if it is not yet (or was discarded)."""
     connection = shared.connection
     if connection is None or connection.closed:  # closed: discarded by a failed release
         unpinged, shared.unpinged = shared.unpinged, False
         with unpinged_checkout() if unpinged else nullcontext():
             connection = shared.connection = shared.engine.connect()
-    elif connection.in_transaction():
-        return factory()
-    return factory(bind=connection, info={SHARED_MODE_INFO: shared.modes[id(factory)]})
+    return connection
 
 
 def _close_connection(connection: Connection) -> None:

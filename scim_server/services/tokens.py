@@ -7,7 +7,7 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -72,11 +72,14 @@ _BY_HASH = reuse_plan(
 )
 
 
-def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:
-    """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
+def authenticate(bind: Session | Connection, secret: str, kind: str = "scim") -> Any:
+    """The live token of this kind for this secret, or None (unknown, revoked, other kind).
+
+    ``bind``: a session (read on its connection) or a connection."""
     if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
-    token = session.connection().execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
+    connection = bind if isinstance(bind, Connection) else bind.connection()
+    token = connection.execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
     if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token
