@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -11,9 +12,35 @@ from scim_server.config import audit_key, audit_signing_key, load_config
 from scim_server.db import db as database
 
 
+class App(Flask):
+    """Flask, with what it asks of each hook and view on every request asked once."""
+
+    # Past this many callables, forgotten and asked again (never unbounded).
+    SYNC_LIMIT = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's, kept per callable: Flask asks ``inspect.iscoroutinefunction`` of every
+        hook and the view on every request (2 % of a GET by id)."""
+        try:
+            return self._sync[func]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: asked every time, as Flask does
+            return super().ensure_sync(func)
+        made = super().ensure_sync(func)
+        if len(self._sync) >= self.SYNC_LIMIT:
+            self._sync.clear()
+        self._sync[func] = made
+        return made
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application; ``test_config`` overrides the environment."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = App(__name__, instance_relative_config=True)
     app.config.update(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)

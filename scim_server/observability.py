@@ -54,9 +54,40 @@ POOL = Gauge(
 )
 
 
-def _header_id(name: str) -> str | None:
-    value = request.headers.get(name)
+# The WSGI environ keys of those headers (``request.headers.get`` without its per-call
+# key folding).
+_CORRELATION_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in CORRELATION_HEADERS)
+
+
+def _environ_id(environ: dict[str, Any], key: str) -> str | None:
+    value = environ.get(key)
     return value if value and _SAFE_ID.match(value) else None
+
+
+# Each (endpoint, method, status)'s counter and each (endpoint, method)'s histogram child:
+# ``labels()`` checks and joins its label values on every call. Bounded as the metrics
+# themselves are by their label values; cleared past the limit (the children stay in the
+# metrics, found again by ``labels``).
+_COUNTED: dict[tuple[str, str, int], Any] = {}
+_TIMED: dict[tuple[str, str], Any] = {}
+_CHILDREN_LIMIT = 1000
+
+
+def _observe(endpoint: str, method: str, status: int, elapsed: float) -> None:
+    counter = _COUNTED.get((endpoint, method, status))
+    if counter is None:
+        if len(_COUNTED) >= _CHILDREN_LIMIT:
+            _COUNTED.clear()
+        counter = _COUNTED[endpoint, method, status] = REQUESTS.labels(
+            endpoint, method, str(status)
+        )
+    timer = _TIMED.get((endpoint, method))
+    if timer is None:
+        if len(_TIMED) >= _CHILDREN_LIMIT:
+            _TIMED.clear()
+        timer = _TIMED[endpoint, method] = LATENCY.labels(endpoint, method)
+    counter.inc()
+    timer.observe(elapsed)
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,9 +127,10 @@ def init_app(app: Flask) -> None:
     def _start() -> None:
         g.request_started = time.perf_counter()
         g.received_at = datetime.now(UTC)
-        g.request_id = _header_id("X-Request-Id") or uuid.uuid4().hex
+        environ = request.environ
+        g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or uuid.uuid4().hex
         g.correlation_id = next(
-            (cid for name in CORRELATION_HEADERS if (cid := _header_id(name))), None
+            (cid for key in _CORRELATION_KEYS if (cid := _environ_id(environ, key))), None
         )
 
     @app.after_request
@@ -110,24 +142,26 @@ def init_app(app: Flask) -> None:
         if started is None:
             return resp
         elapsed = time.perf_counter() - started
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
-        LATENCY.labels(endpoint, request.method).observe(elapsed)
-        if endpoint != "/metrics":
+        rule = request.url_rule
+        endpoint = rule.rule if rule else "unmatched"
+        method, status = request.method, resp.status_code
+        _observe(endpoint, method, status, elapsed)
+        if endpoint != "/metrics" and access_log.isEnabledFor(logging.INFO):
+            path = request.path
             fields = {
                 "request_id": request_id,
                 "correlation_id": g.get("correlation_id"),
                 "org_id": g.get("org_id"),
-                "method": request.method,
-                "path": request.path,
-                "status": resp.status_code,
+                "method": method,
+                "path": path,
+                "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
             }
             access_log.info(
                 "%s %s %s %.1fms",
-                request.method,
-                request.path,
-                resp.status_code,
+                method,
+                path,
+                status,
                 elapsed * 1000,
                 extra={"fields": fields},
             )

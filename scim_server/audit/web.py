@@ -19,7 +19,8 @@ def request_context(actor_type: str, actor_id: str, actor_name: str | None) -> A
         actor_id=actor_id,
         actor_name=actor_name,
         source_ip=request.remote_addr,
-        user_agent=request.user_agent.string or None,
+        # The header as sent (``request.user_agent`` would parse it into an object first).
+        user_agent=request.environ.get("HTTP_USER_AGENT") or None,
         request_id=g.get("request_id"),
         correlation_id=g.get("correlation_id"),
         received_at=g.get("received_at") or utcnow(),

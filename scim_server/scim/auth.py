@@ -72,10 +72,10 @@ def _lookup(secret: str, reading: bool) -> Any:
     if reading:
         db.use_statement_reads()  # the SCIM reads never write
         return token_service.authenticate(db.session, secret)
-    # Write services begin their own transactions: the lookup reads in a session of its
-    # own, without a transaction, ended before the write begins.
-    with db.lookup() as session:
-        return token_service.authenticate(session, secret)
+    # Write services begin their own transactions: the lookup reads without a transaction,
+    # on the request's connection (no session of its own), ended before the write begins.
+    with db.lookup_connection() as connection:
+        return token_service.authenticate(connection, secret)
 
 
 def init_blueprint(bp: Blueprint) -> None:

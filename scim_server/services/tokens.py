@@ -7,11 +7,11 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
-from scim_server.db import reuse_plan, utcnow
+from scim_server.db import KeyRead, reuse_plan, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import ScimToken
 
@@ -59,24 +59,30 @@ def create_token(
     return token, secret
 
 
-# Built once: this runs on every request (by a unique key: its plan is reused).
-_BY_HASH = reuse_plan(
-    select(
-        ScimToken.org_id,
-        ScimToken.id,
-        ScimToken.name,
-        ScimToken.kind,
-        ScimToken.revoked_at,
-        ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
-    ).where(ScimToken.token_hash == bindparam("token_hash"))
+# Built and compiled once: this runs on every request (by a unique key: its plan is reused).
+_BY_HASH = KeyRead(
+    reuse_plan(
+        select(
+            ScimToken.org_id,
+            ScimToken.id,
+            ScimToken.name,
+            ScimToken.kind,
+            ScimToken.revoked_at,
+            ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
+        ).where(ScimToken.token_hash == bindparam("token_hash"))
+    ),
+    ["token_hash"],
 )
 
 
-def authenticate(session: Session, secret: str, kind: str = "scim") -> Any:
-    """The live token of this kind for this secret, or None (unknown, revoked, other kind)."""
+def authenticate(bind: Session | Connection, secret: str, kind: str = "scim") -> Any:
+    """The live token of this kind for this secret, or None (unknown, revoked, other kind).
+
+    ``bind``: a session (read on its connection) or a connection."""
     if not secret.startswith(PREFIXES[kind]) or len(secret) > 200:
         return None
-    token = session.connection().execute(_BY_HASH, {"token_hash": hash_token(secret)}).first()
+    connection = bind if isinstance(bind, Connection) else bind.connection()
+    token = _BY_HASH.execute(connection, {"token_hash": hash_token(secret)}).first()
     if token is None or token.revoked_at is not None or token.kind != kind:
         return None
     return token
