@@ -304,7 +304,14 @@ def _page_time(value: Any) -> Any:
     return value
 
 
-def _user_rows(make: Any, result: Any) -> list[Any]:
+# Where the fields ``_user_rows`` converts are in a page of users' row.
+_CONVERTED = tuple(
+    _PAGE_FIELDS["users"].index(name)
+    for name in ("active", "data", "created_at", "updated_at", "last_login_at")
+)
+
+
+def _user_rows(row_type: Any, result: Any) -> list[Any]:
     """A page of users from the driver's own rows (``result.cursor``): SQLAlchemy's rows,
     its JSON type (a call per document) and its datetime processing were a third of a
     deep page. Each field as the ORM would give it, except ``created_at`` and
@@ -316,51 +323,24 @@ def _user_rows(make: Any, result: Any) -> list[Any]:
         raw = result.cursor.fetchall()
     finally:
         result.close()
-    texts = [row[4] for row in raw if type(row[4]) is str]  # SQLite's; psycopg decodes
-    docs = iter(jsonfast.loads_many(texts))
+    at_active, at_data, at_created, at_updated, at_login = _CONVERTED
+    # SQLite gives the stored documents as text; psycopg has decoded them.
+    docs = iter(jsonfast.loads_many([r[at_data] for r in raw if type(r[at_data]) is str]))
+    make = row_type._make
     rows = []
-    for (
-        id_,
-        user_name,
-        external_id,
-        active,
-        data,
-        version,
-        created,
-        updated,
-        status,
-        login_name,
-        contact_id,
-        last_login,
-        license_id,
-        license_source,
-        license_rule,
-        license_wanted_id,
-    ) in raw:
+    for row in raw:
+        values = list(row)
+        values[at_active] = bool(values[at_active])
+        if type(values[at_data]) is str:
+            values[at_data] = next(docs)
+        values[at_created] = _page_time(values[at_created])
+        values[at_updated] = _page_time(values[at_updated])
+        last_login = values[at_login]
         if last_login is not None:
             if type(last_login) is str:
                 last_login = _sqlite_time(last_login)
-            last_login = last_login.replace(tzinfo=UTC)
-        rows.append(
-            make(
-                id_,
-                user_name,
-                external_id,
-                bool(active),
-                next(docs) if type(data) is str else data,
-                version,
-                _page_time(created),
-                _page_time(updated),
-                status,
-                login_name,
-                contact_id,
-                last_login,
-                license_id,
-                license_source,
-                license_rule,
-                license_wanted_id,
-            )
-        )
+            values[at_login] = last_login.replace(tzinfo=UTC)
+        rows.append(make(values))
     return rows
 
 
