@@ -72,9 +72,10 @@ def read(session: Session, org_id: str, resource_type: str) -> tuple[int, int] |
 def changed(session: Session, org_id: str, resource_type: str, delta: int) -> None:
     """Record that one resource was created (+1) or deleted (-1), in the caller's transaction.
 
-    Call it last, after the audit event: every write locks the organization's
-    audit head first and this row second, so two writers never wait for each
-    other in opposite orders (a deadlock).
+    Every writer updates this row during its transaction and locks the organization's
+    audit head only at its commit (``audit.recorder``), so two writers never wait for
+    each other in opposite orders (a deadlock); PostgreSQL's one-statement DELETE
+    (``users._DELETE_ALL``) keeps that order.
     """
     session.flush()
     params = {"b_org_id": org_id, "b_type": resource_type, "delta": delta}

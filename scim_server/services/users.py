@@ -768,28 +768,19 @@ def update_user(
 
 
 # By the user's key, their plans reused (``db.reuse_plan``).
-_DELETE_READ = reuse_plan(
-    select(User.id, User.version, User.external_id, User.user_name, User.license_id)
-    .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-    .with_for_update()
-)
+_DELETE_READ_UNLOCKED = select(
+    User.id, User.version, User.external_id, User.user_name, User.license_id
+).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_DELETE_READ = reuse_plan(_DELETE_READ_UNLOCKED.with_for_update())
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
 # the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
 _DELETE_READ_WITH_HEAD = reuse_plan(
-    select(
-        User.id,
-        User.version,
-        User.external_id,
-        User.user_name,
-        User.license_id,
+    _DELETE_READ_UNLOCKED.add_columns(
         AuditHead.seq.label("head_seq"),
         AuditHead.hash.label("head_hash"),
         AuditHead.base_seq.label("head_base_seq"),
         AuditHead.base_hash.label("head_base_hash"),
-    )
-    .select_from(User)
-    .outerjoin(AuditHead, AuditHead.org_id == User.org_id)
-    .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    ).outerjoin_from(User, AuditHead, AuditHead.org_id == User.org_id)
 )
 _DELETE_USER = Fixed(
     reuse_plan(
