@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from scim_server.config import SmtpSettings
-from scim_server.db import db
+from scim_server.db import db, utcnow
 from scim_server.mailer import Mailer
 from scim_server.models import UserPassword
 from scim_server.services.passwords import Hashing, verify_password
@@ -18,15 +19,25 @@ from tests.support import Clock, Scim
 from tests.support.admin_api import ok
 
 
+def _a_second_ahead() -> datetime:
+    """Real time, a second ahead: what was queued just now is due, however slow the test runs."""
+    return utcnow() + timedelta(seconds=1)
+
+
 def mail_worker(
     app: Flask, port: int, tmp_path: Path, clock: Clock | None = None, **kw: Any
 ) -> Worker:
-    """``scim-server worker`` on the test's database, sending to the SMTP server on ``port``."""
+    """``scim-server worker`` on the test's database, sending to the SMTP server on ``port``.
+
+    Without ``clock`` its time follows the real one: a ``Clock()`` made here stood still, so
+    on a loaded machine mail queued more than a second after the worker was made was not
+    yet due and the test read the previous message.
+    """
     smtp = SmtpSettings(host="127.0.0.1", port=port, security="plain")
     mailer = Mailer(sender="it@acme.example", smtp=smtp, mail_dir=tmp_path, timeout=10)
     return Worker(
         db.writer(app),
-        clock=clock or Clock(),
+        clock=clock or _a_second_ahead,
         mailer=mailer,
         hashing=Hashing.from_config(app.config),
         **kw,
