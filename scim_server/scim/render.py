@@ -46,13 +46,11 @@ def _meta(resource_type: str, obj: User | Group, location: str) -> Doc:
 
 def _iso(value: Any) -> str:
     """A UTC time as SCIM shows it, as ``isoformat`` gives it with ``Z`` for UTC; naive is
-    UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``),
-    and so is text: SQLite's stored form ``2024-01-01 02:44:10.000000`` (list pages of
-    users read it so: ``paging.plain_rows``), whose zero microseconds ``isoformat`` omits."""
+    UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``).
+    Text is a time already in that form: list pages of users read theirs so
+    (``paging.scim_time``)."""
     if type(value) is str:
-        if value.endswith(".000000"):
-            return f"{value[:10]}T{value[11:19]}Z"
-        return f"{value[:10]}T{value[11:]}Z"
+        return value
     if value.tzinfo is None:
         return value.isoformat() + "Z"
     return value.isoformat().replace("+00:00", "Z")
@@ -60,6 +58,24 @@ def _iso(value: Any) -> str:
 
 # Kept apart from the stored document's other keys (placed by the columns) or skipped.
 _PLACED = frozenset(("userName", "externalId", "active"))
+# Per shape of stored document (its keys, in order): the keys ``user_to_scim`` leaves out
+# (the extensions', named with a ":"), or None when it holds one of ``_PLACED`` (copied key
+# by key then). The 100 users of a page mostly share a few shapes.
+_SHAPES: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_MAX_SHAPES = 4096
+
+
+def _left_out(data: Doc) -> tuple[str, ...] | None:
+    keys = tuple(data)
+    try:
+        return _SHAPES[keys]
+    except KeyError:
+        pass
+    shape = tuple(k for k in keys if ":" in k) if _PLACED.isdisjoint(keys) else None
+    if len(_SHAPES) >= _MAX_SHAPES:
+        _SHAPES.clear()
+    _SHAPES[keys] = shape
+    return shape
 
 
 def user_to_scim(
@@ -70,10 +86,18 @@ def user_to_scim(
     if user.external_id is not None:
         doc["externalId"] = user.external_id
     doc["userName"] = user.user_name
-    for key, value in data.items():
-        if key in _PLACED or ":" in key:
-            continue
-        doc[key] = value
+    left_out = _left_out(data)
+    if left_out is None:
+        for key, value in data.items():
+            if key in _PLACED or ":" in key:
+                continue
+            doc[key] = value
+    else:
+        # The same keys in the same order, copied at once: a key the document shares with
+        # the ones above takes its value in their place, as the loop above does.
+        doc.update(data)
+        for key in left_out:
+            del doc[key]
     doc["active"] = user.active
     if groups:
         doc["groups"] = [
@@ -92,7 +116,13 @@ def user_to_scim(
     if product:
         doc["schemas"].append(PRODUCT_SCHEMA)
         doc[PRODUCT_SCHEMA] = product
-    doc["meta"] = _meta("User", user, f"{base}/Users/{user.id}")
+    doc["meta"] = {
+        "resourceType": "User",
+        "created": _iso(user.created_at),
+        "lastModified": _iso(user.updated_at),
+        "location": f"{base}/Users/{user.id}",
+        "version": etag(user.version),
+    }
     return doc
 
 
