@@ -58,20 +58,34 @@ def _iso(value: Any) -> str:
 
 # Kept apart from the stored document's other keys (placed by the columns) or skipped.
 _PLACED = frozenset(("userName", "externalId", "active"))
-# Per shape of stored document (its keys, in order): the keys ``user_to_scim`` leaves out
-# (the extensions', named with a ":"), or None when it holds one of ``_PLACED`` (copied key
-# by key then). The 100 users of a page mostly share a few shapes.
-_SHAPES: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+
+
+class _Shape:
+    """What ``user_to_scim`` does with a stored document of given keys (in order), beyond
+    copying them all at once: the keys it then removes (the extensions', named with a ":",
+    and ``active``, placed after the others), and whether ``userName`` and ``externalId``
+    come from the columns over the document's values."""
+
+    __slots__ = ("drop", "external_id", "user_name")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.drop = tuple(k for k in keys if ":" in k or k == "active")
+        self.user_name = "userName" in keys
+        self.external_id = "externalId" in keys
+
+
+# Per shape of stored document: the 100 users of a page mostly share a few shapes.
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
 _MAX_SHAPES = 4096
 
 
-def _left_out(data: Doc) -> tuple[str, ...] | None:
+def _shape(data: Doc) -> _Shape:
     keys = tuple(data)
     try:
         return _SHAPES[keys]
     except KeyError:
         pass
-    shape = tuple(k for k in keys if ":" in k) if _PLACED.isdisjoint(keys) else None
+    shape = _Shape(keys)
     if len(_SHAPES) >= _MAX_SHAPES:
         _SHAPES.clear()
     _SHAPES[keys] = shape
@@ -81,23 +95,30 @@ def _left_out(data: Doc) -> tuple[str, ...] | None:
 def user_to_scim(
     user: User, groups: list[tuple[str, str]] | None, base: str, product: Doc | None = None
 ) -> Doc:
+    """The user's SCIM representation: ``schemas``, ``id``, ``externalId`` (the column's,
+    when set), ``userName`` (the column's), the stored document's other keys in their
+    order but for ``active`` and the extensions', then ``active`` (the column's), the
+    groups, the enterprise extension (with the manager's ``$ref``), the product view and
+    ``meta``."""
     data = user.data  # read, never changed (nor is its enterprise part: copied to add a $ref)
+    external_id = user.external_id
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
-    if user.external_id is not None:
-        doc["externalId"] = user.external_id
+    if external_id is not None:
+        doc["externalId"] = external_id
     doc["userName"] = user.user_name
-    left_out = _left_out(data)
-    if left_out is None:
-        for key, value in data.items():
-            if key in _PLACED or ":" in key:
-                continue
-            doc[key] = value
-    else:
-        # The same keys in the same order, copied at once: a key the document shares with
-        # the ones above takes its value in their place, as the loop above does.
-        doc.update(data)
-        for key in left_out:
-            del doc[key]
+    # The document's keys copied at once; those kept apart are then put back as above
+    # (a key already in ``doc`` keeps its place when the copy sets it).
+    shape = _shape(data)
+    doc.update(data)
+    for key in shape.drop:
+        del doc[key]
+    if shape.user_name:
+        doc["userName"] = user.user_name
+    if shape.external_id:
+        if external_id is None:
+            del doc["externalId"]
+        else:
+            doc["externalId"] = external_id
     doc["active"] = user.active
     if groups:
         doc["groups"] = [
