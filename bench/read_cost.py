@@ -20,13 +20,17 @@ Each round prints the mean CPU time per request of each kind, as "Python / Postg
 ``bench.write_cost`` gives them; "n/a" elsewhere); then the statements of one request
 (``--sql`` prints them).
 
-``--profile OP`` runs that read under cProfile after the rounds. Without DATABASE_URL,
-a SQLite file in a temporary directory.
+``--profile OP`` runs that read under cProfile after the rounds. ``--marks`` calls
+``os.getppid()`` before each operation's first round and after it, so that valgrind's
+``callgrind --dump-before='os_getppid*'`` counts each operation's ``--requests`` reads in a
+dump of its own (the set-up and warm-up in the first, the rest in the last). Without
+DATABASE_URL, a SQLite file in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=OPERATIONS, help="time only these")
     parser.add_argument("--profile", choices=OPERATIONS)
     parser.add_argument("--sql", action="store_true", help="print the statements of each read")
+    parser.add_argument("--marks", action="store_true", help="os.getppid() between operations")
     args = parser.parse_args()
     app, url = setup(args.url, "read-cost")
     writer = Writer(app)
@@ -155,7 +160,13 @@ def main() -> None:
     print(f"{url.split(':', 1)[0]}: CPU ms per request ({n} of each), Python / database server")
     print("round | " + " | ".join(names))
     for r in range(args.rounds):
-        figures = [timed(n, steps[name], server) for name in names]
+        figures = []
+        for name in names:
+            if args.marks and r == 0:
+                os.getppid()  # callgrind: a dump of its own for each operation
+            figures.append(timed(n, steps[name], server))
+        if args.marks and r == 0:
+            os.getppid()
         print(f"{r + 1} | {cells(figures, 3)}")
     steps = {name: steps[name] for name in names}
     counts = statements_of(app, steps, show=args.sql)

@@ -55,13 +55,14 @@ def test_many_documents_read_as_each_alone() -> None:
     """``loads_many`` (a page's stored documents): one long run anywhere reads them all
     exactly; runs never join across two documents; a bad document fails as ``loads``."""
     docs = [{"n": 2**70 + 1}, {"s": "x"}, {"f": 1.5, "m": [10**18]}]
-    texts = [jsonfast.dumps(d) for d in docs]
+    texts = [jsonfast.dumps_bytes(d) for d in docs]
     assert jsonfast.loads_many(texts) == docs
     assert jsonfast.loads_many(texts[1:]) == docs[1:]
     assert jsonfast.loads_many([]) == []
     # 10 digits at the end of one and 10 at the start of the next: no 19-digit run.
-    assert jsonfast.loads_many(["1234567890", "1234567890"]) == [1234567890, 1234567890]
-    for bad in (["{", '{"a":1}'], ['{"a":1}', "{"]):
+    assert jsonfast.loads_many([b"1234567890", b"1234567890"]) == [1234567890, 1234567890]
+    assert jsonfast.loads_many(['{"é":"ü"}'.encode()]) == [{"é": "ü"}]
+    for bad in ([b"{", b'{"a":1}'], [b'{"a":1}', b"{"]):
         with pytest.raises(json.JSONDecodeError) as raised:
             jsonfast.loads_many(bad)
         assert type(raised.value) is json.JSONDecodeError  # json's, not orjson's subclass

@@ -46,13 +46,11 @@ def _meta(resource_type: str, obj: User | Group, location: str) -> Doc:
 
 def _iso(value: Any) -> str:
     """A UTC time as SCIM shows it, as ``isoformat`` gives it with ``Z`` for UTC; naive is
-    UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``),
-    and so is text: SQLite's stored form ``2024-01-01 02:44:10.000000`` (list pages of
-    users read it so: ``paging.plain_rows``), whose zero microseconds ``isoformat`` omits."""
+    UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``).
+    Text is a time already in that form: list pages of users read theirs so
+    (``paging.scim_time``)."""
     if type(value) is str:
-        if value.endswith(".000000"):
-            return f"{value[:10]}T{value[11:19]}Z"
-        return f"{value[:10]}T{value[11:]}Z"
+        return value
     if value.tzinfo is None:
         return value.isoformat() + "Z"
     return value.isoformat().replace("+00:00", "Z")
@@ -62,18 +60,65 @@ def _iso(value: Any) -> str:
 _PLACED = frozenset(("userName", "externalId", "active"))
 
 
+class _Shape:
+    """What ``user_to_scim`` does with a stored document of given keys (in order), beyond
+    copying them all at once: the keys it then removes (the extensions', named with a ":",
+    and ``active``, placed after the others), and whether ``userName`` and ``externalId``
+    come from the columns over the document's values."""
+
+    __slots__ = ("drop", "external_id", "user_name")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.drop = tuple(k for k in keys if ":" in k or k == "active")
+        self.user_name = "userName" in keys
+        self.external_id = "externalId" in keys
+
+
+# Per shape of stored document: the 100 users of a page mostly share a few shapes.
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
+_MAX_SHAPES = 4096
+
+
+def _shape(data: Doc) -> _Shape:
+    keys = tuple(data)
+    try:
+        return _SHAPES[keys]
+    except KeyError:
+        pass
+    shape = _Shape(keys)
+    if len(_SHAPES) >= _MAX_SHAPES:
+        _SHAPES.clear()
+    _SHAPES[keys] = shape
+    return shape
+
+
 def user_to_scim(
     user: User, groups: list[tuple[str, str]] | None, base: str, product: Doc | None = None
 ) -> Doc:
+    """The user's SCIM representation: ``schemas``, ``id``, ``externalId`` (the column's,
+    when set), ``userName`` (the column's), the stored document's other keys in their
+    order but for ``active`` and the extensions', then ``active`` (the column's), the
+    groups, the enterprise extension (with the manager's ``$ref``), the product view and
+    ``meta``."""
     data = user.data  # read, never changed (nor is its enterprise part: copied to add a $ref)
+    external_id = user.external_id
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
-    if user.external_id is not None:
-        doc["externalId"] = user.external_id
+    if external_id is not None:
+        doc["externalId"] = external_id
     doc["userName"] = user.user_name
-    for key, value in data.items():
-        if key in _PLACED or ":" in key:
-            continue
-        doc[key] = value
+    # The document's keys copied at once; those kept apart are then put back as above
+    # (a key already in ``doc`` keeps its place when the copy sets it).
+    shape = _shape(data)
+    doc.update(data)
+    for key in shape.drop:
+        del doc[key]
+    if shape.user_name:
+        doc["userName"] = user.user_name
+    if shape.external_id:
+        if external_id is None:
+            del doc["externalId"]
+        else:
+            doc["externalId"] = external_id
     doc["active"] = user.active
     if groups:
         doc["groups"] = [
@@ -92,7 +137,13 @@ def user_to_scim(
     if product:
         doc["schemas"].append(PRODUCT_SCHEMA)
         doc[PRODUCT_SCHEMA] = product
-    doc["meta"] = _meta("User", user, f"{base}/Users/{user.id}")
+    doc["meta"] = {
+        "resourceType": "User",
+        "created": _iso(user.created_at),
+        "lastModified": _iso(user.updated_at),
+        "location": f"{base}/Users/{user.id}",
+        "version": etag(user.version),
+    }
     return doc
 
 

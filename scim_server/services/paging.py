@@ -34,12 +34,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Connection,
     DateTime,
     String,
     bindparam,
+    cast,
     func,
     literal_column,
     null,
@@ -50,9 +50,11 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Result
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from scim_server import jsonfast
 from scim_server.db import reuse_plan, row_columns
@@ -163,13 +165,17 @@ def page_all(
     ``anchors`` is the app's cache of keys along that order (deep pages seek from one).
     """
     order = [model.created_at, model.id]
+    conn = session.connection()
+    if offset >= DEFERRED_JOIN_OFFSET and limit > 0:
+        guessed = _guessed_page(conn, model, resource_type, org_id, offset, limit, anchors)
+        if guessed is not None:
+            return guessed
     counted = counts.read(session, org_id, resource_type)
     if counted is None:
         return page(session, model, org_id, None, order, offset, limit)
     total, generation = counted
     if limit == 0 or offset >= total:
         return total, []
-    conn = session.connection()
     anchor = None
     if offset >= DEFERRED_JOIN_OFFSET:
         anchor = anchors.find(conn, model, org_id, generation, offset)
@@ -186,13 +192,67 @@ def page_all(
     return total, plain_rows(model, conn.execute(_from_anchor(model), params))
 
 
+def _guessed_page(
+    conn: Connection,
+    model: Any,
+    resource_type: str,
+    org_id: str,
+    offset: int,
+    limit: int,
+    anchors: AnchorCache,
+) -> tuple[int, list[Any]] | None:
+    """A deep page read from the anchor the cache holds, with the count row's total and
+    generation in the same statement (one statement instead of two): kept only if that
+    generation is the anchors' (they are then the database's, read in the same snapshot)
+    and the page is not empty; otherwise None, and the page is read as before."""
+    guess = anchors.peek(model, org_id, offset)
+    if guess is None:
+        return None
+    generation, (created_at, key_id), position = guess
+    params = {
+        "org_id": org_id,
+        "resource_type": resource_type,
+        "key_created": created_at,
+        "key_id": key_id,
+        "page_offset": offset - position,
+        "page_limit": limit,
+    }
+    rows, counted = plain_rows_counted(model, conn.execute(_from_anchor_counted(model), params))
+    if not rows or counted is None:
+        return None
+    if counted[1] != generation:
+        anchors.stale(model, org_id, generation)
+        return None
+    return counted[0], rows
+
+
 @cache
 def _from_anchor(model: Any) -> Any:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
+    return reuse_plan(_anchored_select(model, page_columns(model)))
+
+
+@cache
+def _from_anchor_counted(model: Any) -> Any:
+    """``_from_anchor`` with the count row's total and generation on every row (each an
+    uncorrelated scalar subquery: read once per statement)."""
+    from scim_server.models import ResourceCount
+
+    of_set = (
+        ResourceCount.org_id == bindparam("org_id"),
+        ResourceCount.resource_type == bindparam("resource_type"),
+    )
+    total = select(ResourceCount.total).where(*of_set).scalar_subquery()
+    generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
+    columns = (*page_columns(model), total.label("set_total"), generation.label("set_generation"))
+    return reuse_plan(_anchored_select(model, columns))
+
+
+def _anchored_select(model: Any, columns: tuple[Any, ...]) -> Any:
     key = tuple_(bindparam("key_created", type_=model.created_at.type), bindparam("key_id"))
-    return reuse_plan(
-        select(*page_columns(model))
+    return (
+        select(*columns)
         .where(model.org_id == bindparam("org_id"), tuple_(model.created_at, model.id) >= key)
         .order_by(model.created_at, model.id)
         .offset(bindparam("page_offset"))
@@ -256,6 +316,26 @@ _PAGE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+class _StoredBytes(FunctionElement[Any]):
+    """A stored JSON document as its UTF-8 bytes on SQLite (``CAST(... AS BLOB)``), the
+    column itself elsewhere: the driver then copies the bytes instead of decoding them
+    into text, and the page's long-digit check and parsing (``jsonfast.loads_many``) take
+    bytes without encoding the text again."""
+
+    inherit_cache = True
+    name = "stored_bytes"
+
+
+@compiles(_StoredBytes)
+def _stored_bytes(element: _StoredBytes, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_StoredBytes, "sqlite")
+def _stored_bytes_sqlite(element: _StoredBytes, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BLOB)"
+
+
 @cache
 def page_columns(model: Any) -> tuple[Any, ...]:
     """The columns a page of ``model`` reads, labelled with their attribute names.
@@ -266,7 +346,10 @@ def page_columns(model: Any) -> tuple[Any, ...]:
     SQLAlchemy's result processing (``plain_rows``)."""
     fields = _PAGE_FIELDS.get(model.__tablename__)
     if fields is not None:
-        return tuple(getattr(model, f).label(f) for f in fields)
+        return tuple(
+            (_StoredBytes(model.data) if f == "data" else getattr(model, f)).label(f)
+            for f in fields
+        )
     naive = {"created_at", "updated_at"}
     return tuple(
         type_coerce(getattr(model, c.key), DateTime()).label(c.key) if c.key in naive else c
@@ -284,9 +367,19 @@ def plain_rows(model: Any, result: Result[Any]) -> list[Any]:
     a page's rows are read by name a few thousand times (the representation, the product
     view), and a SQLAlchemy row's attribute costs ten times a tuple's."""
     if model.__tablename__ == "users":
-        return _user_rows(_row_type(model), result)
+        return _user_rows(_row_type(model), result)[0]
     make = _row_type(model)._make
     return [make(row) for row in result.all()]  # one fetchall: a fetch per row cost more
+
+
+def plain_rows_counted(model: Any, result: Result[Any]) -> tuple[list[Any], tuple[Any, Any] | None]:
+    """``plain_rows`` of a select of ``page_columns(model)`` followed by two more columns
+    (``_from_anchor_counted``'s total and generation), and those two (None without rows)."""
+    if model.__tablename__ == "users":
+        return _user_rows(_row_type(model), result, trailing=2)
+    make = _row_type(model)._make
+    raw = result.all()
+    return [make(row[:-2]) for row in raw], (tuple(raw[0][-2:]) if raw else None)
 
 
 # SQLAlchemy's reading of SQLite's text of a datetime column (a naive datetime).
@@ -295,53 +388,107 @@ assert _read_sqlite_time is not None
 _sqlite_time: Callable[[Any], Any] = _read_sqlite_time
 
 
-def _page_time(value: Any) -> Any:
-    """A stored time as ``render._iso`` takes it: SQLite's text when it is in SQLAlchemy's
-    own format (``2024-01-01 02:44:10.000000``), otherwise a naive datetime as SQLAlchemy
-    reads it."""
-    if type(value) is str and not (len(value) == 26 and value[10] == " " and value[19] == "."):
-        return _sqlite_time(value)
-    return value
+def scim_time(value: Any) -> str:
+    """A stored time of a page's row in SCIM's form (``isoformat`` of the UTC time with
+    ``Z``, zero microseconds left out as ``isoformat`` leaves them out): SQLite's text in
+    SQLAlchemy's own format (``2024-01-01 02:44:10.000000``) directly, other text as
+    SQLAlchemy reads it, a naive datetime (PostgreSQL) as UTC."""
+    if type(value) is str:
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            if value.endswith(".000000"):
+                return f"{value[:10]}T{value[11:19]}Z"
+            return f"{value[:10]}T{value[11:]}Z"
+        value = _sqlite_time(value)
+    return value.isoformat() + "Z"
 
 
-# Where the fields ``_user_rows`` converts are in a page of users' row.
-_CONVERTED = tuple(
+# The fields ``_user_rows`` unpacks by position: where it converts some.
+assert tuple(
     _PAGE_FIELDS["users"].index(name)
     for name in ("active", "data", "created_at", "updated_at", "last_login_at")
-)
+) == (3, 4, 6, 7, 11)
 
 
-def _user_rows(row_type: Any, result: Any) -> list[Any]:
+def _user_rows(
+    row_type: Any, result: Any, trailing: int = 0
+) -> tuple[list[Any], tuple[Any, ...] | None]:
     """A page of users from the driver's own rows (``result.cursor``): SQLAlchemy's rows,
     its JSON type (a call per document) and its datetime processing were a third of a
     deep page. Each field as the ORM would give it, except ``created_at`` and
-    ``updated_at`` (naive UTC, or SQLite's stored text when in SQLAlchemy's format:
-    ``render._iso`` formats either), and ``data`` decoded here as ``db.make_engine``'s
-    ``json_deserializer`` does (``jsonfast.loads_many``; on PostgreSQL psycopg has
-    already decoded it so)."""
+    ``updated_at``, which come already in SCIM's form (``scim_time``: a page only shows
+    them, and ``render._iso`` passes text through), and ``data`` decoded here as
+    ``db.make_engine``'s ``json_deserializer`` does (``jsonfast.loads_many``; on
+    PostgreSQL psycopg has already decoded it so). ``trailing`` columns after the fields
+    are left out of the rows and returned apart, the first row's (None without rows)."""
     try:
         raw = result.cursor.fetchall()
     finally:
         result.close()
-    at_active, at_data, at_created, at_updated, at_login = _CONVERTED
-    # SQLite gives the stored documents as text; psycopg has decoded them.
-    docs = iter(jsonfast.loads_many([r[at_data] for r in raw if type(r[at_data]) is str]))
-    make = row_type._make
+    extra = None
+    if trailing:
+        extra = tuple(raw[0][-trailing:]) if raw else None
+        raw = [row[:-trailing] for row in raw]
+    # SQLite gives the stored documents as bytes (``_StoredBytes``); psycopg has decoded them.
+    docs = iter(jsonfast.loads_many([r[4] for r in raw if type(r[4]) is bytes]))
+    new = tuple.__new__
     rows = []
-    for row in raw:
-        values = list(row)
-        values[at_active] = bool(values[at_active])
-        if type(values[at_data]) is str:
-            values[at_data] = next(docs)
-        values[at_created] = _page_time(values[at_created])
-        values[at_updated] = _page_time(values[at_updated])
-        last_login = values[at_login]
+    for (
+        id_,
+        user_name,
+        external_id,
+        active,
+        data,
+        version,
+        created,
+        updated,
+        status,
+        login_name,
+        contact_id,
+        last_login,
+        license_id,
+        license_source,
+        license_rule,
+        license_wanted_id,
+    ) in raw:
+        if type(data) is bytes:
+            data = next(docs)
+        # scim_time, inline for SQLite's text in SQLAlchemy's format; updated_at is often
+        # created_at.
+        if type(created) is str and len(created) == 26 and created[10:20:9] == " .":
+            same = updated == created
+            if created.endswith(".000000"):
+                created = f"{created[:10]}T{created[11:19]}Z"
+            else:
+                created = f"{created[:10]}T{created[11:]}Z"
+            updated = created if same else scim_time(updated)
+        else:  # a naive datetime (PostgreSQL), or other text
+            same = updated == created
+            created = scim_time(created)
+            updated = created if same else scim_time(updated)
         if last_login is not None:
             if type(last_login) is str:
                 last_login = _sqlite_time(last_login)
-            values[at_login] = last_login.replace(tzinfo=UTC)
-        rows.append(make(values))
-    return rows
+            last_login = last_login.replace(tzinfo=UTC)
+        values = (
+            id_,
+            user_name,
+            external_id,
+            bool(active),
+            data,
+            version,
+            created,
+            updated,
+            status,
+            login_name,
+            contact_id,
+            last_login,
+            license_id,
+            license_source,
+            license_rule,
+            license_wanted_id,
+        )
+        rows.append(new(row_type, values))
+    return rows, extra
 
 
 @dataclass
@@ -349,6 +496,7 @@ class _Anchored:
     generation: int
     keys: list[tuple[Any, str]]  # keys[i]: (created_at, id) at position i * ANCHOR_STEP
     built_at: float
+    stale: bool = False  # seen behind the database's generation: not guessed from (``peek``)
 
 
 class AnchorCache:
@@ -380,6 +528,30 @@ class AnchorCache:
         if index >= len(anchored.keys):
             return None
         return anchored.keys[index], index * ANCHOR_STEP
+
+    def peek(self, model: Any, org_id: str, offset: int) -> tuple[int, tuple[Any, str], int] | None:
+        """The generation of the anchors held for the set, the key at or before ``offset``
+        and its position; None when none is held for that offset. Not checked against the
+        database: the caller compares the generation with the one it reads."""
+        name = (model.__tablename__, org_id)
+        with self._lock:
+            anchored = self._sets.get(name)
+            if anchored is not None:
+                self._sets.move_to_end(name)
+        if anchored is None or anchored.stale:
+            return None
+        index = offset // ANCHOR_STEP
+        if index >= len(anchored.keys):
+            return None
+        return anchored.generation, anchored.keys[index], index * ANCHOR_STEP
+
+    def stale(self, model: Any, org_id: str, generation: int) -> None:
+        """The database's set is past ``generation``: no more guesses from those anchors
+        (``find`` rebuilds them when it may)."""
+        with self._lock:
+            anchored = self._sets.get((model.__tablename__, org_id))
+            if anchored is not None and anchored.generation == generation:
+                anchored.stale = True
 
     def __len__(self) -> int:
         """How many sets (a resource type of an organization) are anchored."""
@@ -418,13 +590,17 @@ class PageExtras:
 
 
 def _id_list(dialect: str, name: str) -> Any:
-    """The values of one parameter holding a list of ids, as a FROM item with column
-    ``value``: one bound value whatever the page's length (an ``IN`` of 100 parameters is
-    compiled again for every length, and costs SQLAlchemy more than the query)."""
+    """The values of one parameter holding a list of ids as a JSON array, as a FROM item
+    with column ``value``: one bound value whatever the page's length (an ``IN`` of 100
+    parameters is compiled again for every length, and costs SQLAlchemy more than the
+    query). On PostgreSQL a JSON text too (``json_array_elements_text``), not an array: psycopg
+    dumps a list by testing each element against a regular expression for quoting, 15,000
+    instructions an id, a tenth of a page."""
+    ids = bindparam(name, type_=String)
     if dialect == "postgresql":
-        ids = bindparam(name, type_=ARRAY(String))
-        return func.unnest(ids).table_valued("value").render_derived()
-    return func.json_each(bindparam(name, type_=String)).table_valued("value")
+        elements = func.json_array_elements_text(cast(ids, postgresql.JSON))
+        return elements.table_valued("value").render_derived()
+    return func.json_each(ids).table_valued("value")
 
 
 _MEMBER_INDEX = "ix_group_members_org_id_member_id"
@@ -540,11 +716,11 @@ def page_extras(
     conn = session.connection()
     licenses = sorted({i for u in users for i in (u.license_id, u.license_wanted_id) if i})
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        params: dict[str, Any] = {"user_ids": ids, "license_ids": licenses}
-    else:
-        params = {"user_ids": jsonfast.dumps(ids), "license_ids": jsonfast.dumps(licenses)}
-    params["org_id"] = org_id
+    params = {
+        "org_id": org_id,
+        "user_ids": jsonfast.dumps(ids),
+        "license_ids": jsonfast.dumps(licenses),
+    }
     rows = conn.execute(_extras_statement(dialect, with_groups), params).all()
     for kind, user_id, item_id, name, role_kind, source, rule, _key in rows:
         if kind == "g":

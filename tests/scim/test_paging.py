@@ -92,6 +92,44 @@ def test_a_changing_set_between_rebuilds_is_still_exact(
     assert_every_page(scim, session, "Users", User, 3)
 
 
+def test_an_anchored_page_reads_its_count_in_the_same_statement(
+    app: Flask, scim: Scim, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With anchors held, a deep page is one statement with its total (``_guessed_page``);
+    anchors behind the set are caught by the generation read with the page, never used,
+    and not guessed from again until rebuilt."""
+    from sqlalchemy import event
+
+    from scim_server.db import db
+
+    monkeypatch.setattr(paging, "REBUILD_EVERY_S", 3600.0)
+    for i in range(14):
+        scim.create_user(f"c{i:02d}@example.com")
+    listed(scim, "Users", 9, 3)  # anchors built
+    seen: list[str] = []
+
+    def spy(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = db.engine(app)
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        expected = stored_order(session, User, scim.org_id)
+        assert listed(scim, "Users", 9, 3) == (14, expected[8:11])
+        counted = [s for s in seen if "resource_counts" in s]
+        assert len(counted) == 1 and "FROM users" in counted[0], counted
+        scim.create_user("b00@example.com")  # sorts after the others
+        scim.delete(f"/scim/v2/Users/{expected[0]}")
+        expected = stored_order(session, User, scim.org_id)
+        for _ in range(2):
+            seen.clear()
+            assert listed(scim, "Users", 9, 3) == (14, expected[8:11])
+        # The guess was seen stale once; then no more guesses, only the count row.
+        assert not any("FROM users" in s and "resource_counts" in s for s in seen), seen
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+
+
 def test_groups_page_and_count_the_same_way(scim: Scim, session: Any) -> None:
     groups = [scim.create_group(f"G{i:02d}")["id"] for i in range(11)]
     assert scim.delete(f"/scim/v2/Groups/{groups[4]}").status_code == 204
