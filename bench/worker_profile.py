@@ -431,15 +431,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.phases:
             phase_dir.mkdir()
             (work / "site").mkdir()
-            (work / "site" / "sitecustomize.py").write_text("import bench.phase_site\n")
+            # Loaded from this file's folder by path: the server's own code may come from
+            # another tree (``--server-env PYTHONPATH=...``: main, for an A/B).
+            site = Path(__file__).resolve().parent / "phase_site.py"
+            (work / "site" / "sitecustomize.py").write_text(
+                "import importlib.util\n"
+                f"_spec = importlib.util.spec_from_file_location('phase_site', {str(site)!r})\n"
+                "_module = importlib.util.module_from_spec(_spec)\n"
+                "_spec.loader.exec_module(_module)\n"
+            )
             env = {
                 **env,
                 "PHASE_DIR": str(phase_dir),
                 "PYTHONPATH": os.pathsep.join(
-                    [str(work / "site"), str(Path(__file__).resolve().parent.parent),
-                     *filter(None, [os.environ.get("PYTHONPATH")])]
+                    [str(work / "site"), *filter(None, [env.get("PYTHONPATH")])]
                 ),
-            }  # fmt: skip
+            }
         database_cpu = ServerCpu(url)
         port = free_port()
         argv_ = scim_server_argv(port)
