@@ -2,10 +2,12 @@
 
 ``python -m bench.threads_cmp --backend sqlite --rounds 2 --seconds 3 1 2 4 4:1000``
 
-Each CONFIG is ``THREADS[:SWITCH_US][+SCIM_NAME=VALUE...]``: ``SCIM_THREADS``, when given
+Each CONFIG is ``THREADS[:SWITCH_US][+NAME=VALUE...]``: ``SCIM_THREADS``, when given
 ``SCIM_SWITCH_INTERVAL_US`` (only meaningful on a branch whose gunicorn_conf reads it; the
 main line ignores it), and any other server settings, e.g. ``4+SCIM_API_CONCURRENCY=0``
-(4 threads, no SCIM gate) against ``4`` (4 threads, the default gate). One organization
+(4 threads, no SCIM gate) against ``4`` (4 threads, the default gate), or
+``4+PYTHONPATH=/path/to/a/main/checkout`` (the server's code from another tree: an A/B of
+two branches in one run, alternated). One organization
 of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then, for each
 round and each configuration in turn, the server is started (two workers) and GET by id,
 PATCH ``active``, POST and DELETE are measured at c = 8 and 32. Prints each cell as it
@@ -82,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                     extra["SCIM_SWITCH_INTERVAL_US"] = switch_us
                 env = server_env(url, key, extra)
                 port = free_port()
-                with running(
-                    f"threads-{config}", scim_server_argv(port), port, env, logs, "/readyz"
-                ):
+                # The log's name: the configuration, without what a file name cannot hold
+                # (a PYTHONPATH=... setting runs another tree's code: an A/B with main).
+                name = "threads-" + "".join(ch if ch.isalnum() or ch in "+=:-_." else "_"
+                                            for ch in config)  # fmt: skip
+                with running(name, scim_server_argv(port), port, env, logs, "/readyz"):
                     target = Target(HOST, port, {"Authorization": f"Bearer {token}"})
                     for c in (8, 32):
                         n += 1

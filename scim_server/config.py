@@ -287,6 +287,16 @@ def development_key(instance_path: str, name: str) -> bytes:
     return path.read_text().strip().encode()
 
 
+# gunicorn's gthread worker, its heartbeat throttled (``serve --production``'s default).
+GTHREAD_WORKER = "scim_server.gunicorn_worker.ThreadWorker"
+
+
+def _worker_class(name: str) -> str:
+    """``SCIM_WORKER_CLASS``: "gthread" is ours (``GTHREAD_WORKER``); any other name or
+    class path is gunicorn's to resolve."""
+    return GTHREAD_WORKER if name == "gthread" else name
+
+
 def server_config() -> dict[str, Any]:
     """gunicorn's settings for ``serve --production``, from ``SCIM_``-prefixed variables.
 
@@ -301,8 +311,9 @@ def server_config() -> dict[str, Any]:
         # `timeout` as a sync worker's would be, cut short. Four threads: a request that
         # waits (argon2 releases the GIL while it hashes, the database answers) leaves the
         # worker's other threads serving; with one, SCIM reads queued behind sign-ins
-        # (BENCHMARKS.md, "Sign-in (issue 12)").
-        "worker_class": os.environ.get("SCIM_WORKER_CLASS", "gthread"),
+        # (BENCHMARKS.md, "Sign-in (issue 12)"). "gthread" is ours: gthread with its
+        # heartbeat written at most once a second (scim_server/gunicorn_worker.py).
+        "worker_class": _worker_class(os.environ.get("SCIM_WORKER_CLASS") or "gthread"),
         "threads": env_int("SCIM_THREADS", 4),
         "timeout": env_int("SCIM_TIMEOUT", 30),
         "graceful_timeout": env_int("SCIM_GRACEFUL_TIMEOUT", 30),

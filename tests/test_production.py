@@ -456,4 +456,8 @@ def test_sigterm_stops_gracefully(cluster):
 
 def test_gunicorn_runs_gthread_workers_by_default():
     """A streamed response is not killed at the worker timeout: gthread heartbeats on its own."""
-    assert gunicorn_conf.settings()["worker_class"] == "gthread"
+    from gunicorn.util import load_class
+    from gunicorn.workers.gthread import ThreadWorker
+
+    worker_class = load_class(gunicorn_conf.settings()["worker_class"])
+    assert issubclass(worker_class, ThreadWorker)

@@ -90,3 +90,56 @@ def test_the_token_read_is_what_execute_reads(app, scim):
     assert fast is not None and fast == plain and fast._mapping == plain._mapping
     assert fast.org_id == scim.org_id
     assert sum("FROM scim_tokens" in s for s in seen) == 3
+
+
+def test_our_request_ids_are_uuid4_hex(scim):
+    """A request without an id of its own gets ``uuid.uuid4().hex``: a new one each request."""
+    import uuid
+
+    ids = {scim.get("/scim/v2/Users").headers["X-Request-Id"] for _ in range(3)}
+    assert len(ids) == 3
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.hex == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_the_access_line_is_logged_as_logger_info_logs_it(scim, caplog):
+    """One record per request on ``scim_server.access``: the message, its fields, and the
+    caller (this module's ``_finish``) as ``Logger.info`` would name it."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="scim_server.access"):
+        resp = scim.get("/scim/v2/Users", headers={"X-Okta-Request-Id": "okta-9"})
+    (record,) = [r for r in caplog.records if r.name == "scim_server.access"]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith("GET /scim/v2/Users 200 ")
+    assert record.getMessage().endswith("ms")
+    assert record.fields == {
+        "request_id": resp.headers["X-Request-Id"],
+        "correlation_id": "okta-9",
+        "org_id": scim.org_id,
+        "method": "GET",
+        "path": "/scim/v2/Users",
+        "status": 200,
+        "duration_ms": record.fields["duration_ms"],
+    }
+    assert record.funcName == "_finish" and record.pathname.endswith("observability.py")
+    assert record.module == "observability" and record.lineno > 0
+
+
+def test_the_formatters_time_is_logging_s_to_the_millisecond():
+    """Text and JSON lines carry the time ``logging.Formatter`` would write, for records
+    of one second and of seconds apart, in any order."""
+    import logging
+
+    from scim_server.observability import JsonFormatter, TextFormatter
+
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    ours, theirs = TextFormatter(fmt), logging.Formatter(fmt)
+    as_json = JsonFormatter()
+    for created in (1765000000.001, 1765000000.999, 1765000001.5, 1765000000.25, 1700000000.0):
+        record = logging.LogRecord("scim_server.access", logging.INFO, "f", 1, "m", (), None)
+        record.created, record.msecs = created, float(int((created % 1) * 1000))
+        assert ours.format(record) == theirs.format(record)
+        stamp = logging.Formatter.formatTime(as_json, record, "%Y-%m-%dT%H:%M:%S")
+        assert as_json.formatTime(record, "%Y-%m-%dT%H:%M:%S") == stamp
