@@ -260,7 +260,15 @@ def user_states(
         return {}
     rows = _loaded(session, User, org_id, ids)
     extras_rows = None
-    if with_head and len(rows) == 1:
+    if len(rows) == 1 and session.info.get(users.CREATED_INFO) == (
+        org_id,
+        rows[0].id,
+        rows[0].version,
+    ):
+        # Created alone in this transaction with no group, role or license
+        # (``users.create_user``): what the read would return is known, nothing.
+        extras_rows = []
+    elif with_head and len(rows) == 1:
         params = users.extras_params(org_id, rows[0])
         read = session.connection().execute(_EXTRAS_AND_HEAD, params).all()
         extras_rows = [row for row in read if row[0] != "h"]

@@ -150,11 +150,15 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
 # (``contacts.person_match``), with the keys of the settings this process holds for the
 # organization (``provision`` matches again in the rare case that the settings read
 # here say other keys). One statement per tuple of keys, built once.
-_PREFLIGHTS: dict[tuple[str, ...], Any] = {}
+# On SQLite the same statement also reads the organization's audit head (``with_head``):
+# the writer holds the database's write lock from ``BEGIN IMMEDIATE``, so that head is the
+# one the create's audit event is written onto (``recorder.hold_head``, as DELETE's first
+# read): one statement less at the commit.
+_PREFLIGHTS: dict[tuple[tuple[str, ...], bool], Any] = {}
 
 
-def _preflight_statement(keys: tuple[str, ...]) -> Any:
-    stmt = _PREFLIGHTS.get(keys)
+def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> Any:
+    stmt = _PREFLIGHTS.get((keys, with_head))
     if stmt is not None:
         return stmt
     org_id: Any = bindparam("org_id")
@@ -168,10 +172,17 @@ def _preflight_statement(keys: tuple[str, ...]) -> Any:
         login_taken.label("login_taken"),
         match.label("match"),
     ).select_from(FINGERPRINT)
+    if with_head:  # no head row yet (the organization's first event): NULLs
+        stmt = stmt.add_columns(
+            AuditHead.seq.label("head_seq"),
+            AuditHead.hash.label("head_hash"),
+            AuditHead.base_seq.label("head_base_seq"),
+            AuditHead.base_hash.label("head_base_hash"),
+        ).outerjoin(AuditHead, AuditHead.org_id == org_id)
     # By unique keys (the userName, the username, the organization) and the match keys'
     # indexes, a contact or two: one plan whatever the values, reused.
     stmt = reuse_plan(stmt)
-    _PREFLIGHTS[keys] = stmt
+    _PREFLIGHTS[(keys, with_head)] = stmt
     return stmt
 
 
@@ -193,7 +204,9 @@ def _check_new(
         guess = cached_settings(session, org_id) or IdentitySettings()
         keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
         params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
-    row = session.connection().execute(_preflight_statement(keys), params).mappings().first()
+    connection = session.connection()
+    with_head = connection.dialect.name == "sqlite" and recorder.may_take_head(session, org_id)
+    row = connection.execute(_preflight_statement(keys, with_head), params).mappings().first()
     if row is None:  # no such organization: nothing to match, the default settings
         clash, free = _holder(session, org_id, doc["userName"]), True
         fingerprint, match = None, None
@@ -203,6 +216,15 @@ def _check_new(
         match = provisioning.ContactMatch(keys, row["match"]) if match_contact else None
     if clash is not None:
         raise _taken(doc["userName"], clash)
+    if with_head and row is not None and row["head_seq"] is not None:
+        recorder.hold_head(
+            session,
+            org_id,
+            row["head_seq"],
+            row["head_hash"],
+            row["head_base_seq"],
+            row["head_base_hash"],
+        )
     return _Preflight(free, identity_config(session, org_id, fingerprint), match)
 
 
@@ -254,10 +276,19 @@ def create_user(
                 delivery=delivery,
                 source=source,
                 default_groups=default_groups,
+                alone=True,
             )
     except LostRaceError:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
+    finally:
+        session.info.pop(CREATED_INFO, None)
+
+
+# A create that is its transaction's only change (``create_user``) and gave the user no
+# group, role or license notes it here as (org_id, user id, version): the events writer
+# then knows the user's groups, roles and license names (none) without reading them.
+CREATED_INFO = "users_created_alone"
 
 
 def insert_user(
@@ -270,6 +301,7 @@ def insert_user(
     source: str = "scim",
     for_contact: ForContact | None = None,
     default_groups: bool = False,
+    alone: bool = False,
 ) -> User:
     """``create_user`` in the caller's open transaction (``services.access`` checks the
     contact, seats and names in the same one). A lost race on a unique name raises
@@ -277,7 +309,10 @@ def insert_user(
 
     ``default_groups``: never for a SCIM create, whose groups are the IdP's (its next
     group PUT would undo ours); the groups are locked first, seen by the rules, and
-    joined through ``join_new_user`` after the ``user.create`` event."""
+    joined through ``join_new_user`` after the ``user.create`` event.
+
+    ``alone``: nothing else changes in this transaction (``create_user``); a user given
+    no group, role or license is then noted under ``CREATED_INFO``."""
     checked = _check_new(session, org_id, doc, match_contact=for_contact is None)
     # Read once (cached per process): provisioning and the welcome both use it.
     config = checked.config
@@ -369,6 +404,15 @@ def insert_user(
         counts.after_change(session, org_id, "User", written)
     else:
         counts.changed(session, org_id, "User", +1)
+    if (
+        alone
+        and config[1] is None  # no rules: no roles, no license (``provision``)
+        and not joining
+        and for_contact is None
+        and user.license_id is None
+        and user.license_wanted_id is None
+    ):
+        session.info[CREATED_INFO] = (org_id, user.id, user.version)
     return user
 
 
