@@ -28,6 +28,7 @@ from scim_server.db import (
     AFTER_WRITE_INFO,
     WRITTEN_INFO,
     Batch,
+    KeyRead,
     UTCDateTime,
     attach_loaded,
     from_row,
@@ -154,13 +155,17 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
 # the writer holds the database's write lock from ``BEGIN IMMEDIATE``, so that head is the
 # one the create's audit event is written onto (``recorder.hold_head``, as DELETE's first
 # read): one statement less at the commit.
-_PREFLIGHTS: dict[tuple[tuple[str, ...], bool], Any] = {}
+# Run from its compiled form (``db.KeyRead``): the statement is large (the settings
+# fingerprint, the match's subqueries), and ``execute`` would walk and hash it for its
+# cache key on every create.
+_PREFLIGHTS: dict[tuple[tuple[str, ...], bool], KeyRead] = {}
+_PREFLIGHT_PARAMS = ("org_id", "key", "external_id", "email_key")
 
 
-def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> Any:
-    stmt = _PREFLIGHTS.get((keys, with_head))
-    if stmt is not None:
-        return stmt
+def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> KeyRead:
+    found = _PREFLIGHTS.get((keys, with_head))
+    if found is not None:
+        return found
     org_id: Any = bindparam("org_id")
     key: Any = bindparam("key")
     holder = select(User.id).where(User.org_id == org_id, User.user_name_key == key).limit(1)
@@ -181,9 +186,8 @@ def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> Any:
         ).outerjoin(AuditHead, AuditHead.org_id == org_id)
     # By unique keys (the userName, the username, the organization) and the match keys'
     # indexes, a contact or two: one plan whatever the values, reused.
-    stmt = reuse_plan(stmt)
-    _PREFLIGHTS[(keys, with_head)] = stmt
-    return stmt
+    found = _PREFLIGHTS[(keys, with_head)] = KeyRead(reuse_plan(stmt), _PREFLIGHT_PARAMS)
+    return found
 
 
 @dataclass(frozen=True)
@@ -198,15 +202,18 @@ def _check_new(
 ) -> _Preflight:
     """Refuse a taken userName (409 naming its holder); read what the create needs."""
     keys: tuple[str, ...] = ()
-    params = {"org_id": org_id, "key": fold(doc["userName"])}
     if match_contact:
         fields = provisioning.contact_fields(doc)
         guess = cached_settings(session, org_id) or IdentitySettings()
         keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
-        params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
+        params = contacts.match_params(org_id, fields["external_id"], fields["email"])
+    else:  # the statement does not use them; a KeyRead is given the same names each time
+        params = contacts.match_params(org_id, None, None)
+    params["key"] = fold(doc["userName"])
     connection = session.connection()
     with_head = connection.dialect.name == "sqlite" and recorder.may_take_head(session, org_id)
-    row = connection.execute(_preflight_statement(keys, with_head), params).mappings().first()
+    preflight = _preflight_statement(keys, with_head)
+    row = preflight.execute(connection, params).mappings().first()
     if row is None:  # no such organization: nothing to match, the default settings
         clash, free = _holder(session, org_id, doc["userName"]), True
         fingerprint, match = None, None
