@@ -199,7 +199,11 @@ def provision(
     if creating and rules is None:
         new = (*([new_contact] if new_contact else []), user)
         if batch is not None:
-            batch.add(*new)
+            # The new person contact is written, not attached: nothing in the create reads
+            # or changes it again (a later read in the transaction queries the row).
+            if new_contact is not None:
+                batch.add(new_contact, attach=False)
+            batch.add(user)
         else:
             insert_now(session, *new)
     return explanation
