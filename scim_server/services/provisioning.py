@@ -199,11 +199,7 @@ def provision(
     if creating and rules is None:
         new = (*([new_contact] if new_contact else []), user)
         if batch is not None:
-            # The new person contact is written, not attached: nothing in the create reads
-            # or changes it again (a later read in the transaction queries the row).
-            if new_contact is not None:
-                batch.add(new_contact, attach=False)
-            batch.add(user)
+            batch.add(*new)
         else:
             insert_now(session, *new)
     return explanation
