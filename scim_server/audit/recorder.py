@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
-from scim_server.db import reuse_plan, utcnow, within
+from scim_server.db import KeyRead, reuse_plan, utcnow, within
 from scim_server.events import pending as pending_events
 from scim_server.fixed import Fixed
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -109,10 +109,14 @@ class Head:
 # Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
 # given rows: their plans are reused (``db.reuse_plan``). The DML runs as ``Fixed``
 # statements (compiled once; no per-execution cache key or parameter construction).
-_SELECT_HEAD = reuse_plan(
-    select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
-    .where(AuditHead.org_id == bindparam("org_id"))
-    .with_for_update()
+# The head's read runs from its compiled form (``db.KeyRead``): no cache key per write.
+_SELECT_HEAD = KeyRead(
+    reuse_plan(
+        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+        .where(AuditHead.org_id == bindparam("org_id"))
+        .with_for_update()
+    ),
+    ["org_id"],
 )
 _MOVE_HEAD = Fixed(
     reuse_plan(
@@ -326,7 +330,7 @@ def _head(session: Session, org_id: str) -> Head:
     if held is not None:
         return held[1]
     connection = session.connection()
-    row = connection.execute(_SELECT_HEAD, {"org_id": org_id}).first()
+    row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
     if row is None:
         genesis = chain.genesis_hash(org_id)
         values = {
@@ -342,7 +346,7 @@ def _head(session: Session, org_id: str) -> Head:
         dialect = connection.dialect.name
         insert_head = postgresql.insert if dialect == "postgresql" else sqlite.insert
         connection.execute(insert_head(AuditHead).values(values).on_conflict_do_nothing())
-        row = connection.execute(_SELECT_HEAD, {"org_id": org_id}).first()
+        row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
         assert row is not None
     head = Head(org_id, row.seq, row.hash, row.base_seq, row.base_hash)
     heads[org_id] = (_current(session), head)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from scim_server import bulk_rows
 from scim_server.audit import recorder
 from scim_server.audit.recorder import Recorded
-from scim_server.db import reuse_plan
+from scim_server.db import KeyRead, reuse_plan
 from scim_server.events import pending
 from scim_server.events.types import Derived, derive
 from scim_server.fixed import Fixed
@@ -53,6 +53,7 @@ _INSERT_NEXT = Fixed(
 # One user's groups, roles and license names, and the organization's audit head (locked):
 # the state of a write's user and the head it then writes its events onto, one round trip.
 _EXTRAS_AND_HEAD = users.extras_of_one_statement(recorder.head_read())
+_EXTRAS_AND_HEAD_READ = KeyRead(_EXTRAS_AND_HEAD, ["org_id", "user_id", "license_id", "wanted_id"])
 
 
 def install() -> None:
@@ -260,9 +261,17 @@ def user_states(
         return {}
     rows = _loaded(session, User, org_id, ids)
     extras_rows = None
-    if with_head and len(rows) == 1:
+    if len(rows) == 1 and session.info.get(users.CREATED_INFO) == (
+        org_id,
+        rows[0].id,
+        rows[0].version,
+    ):
+        # Created alone in this transaction with no group, role or license
+        # (``users.create_user``): what the read would return is known, nothing.
+        extras_rows = []
+    elif with_head and len(rows) == 1:
         params = users.extras_params(org_id, rows[0])
-        read = session.connection().execute(_EXTRAS_AND_HEAD, params).all()
+        read = _EXTRAS_AND_HEAD_READ.execute(session.connection(), params).all()
         extras_rows = [row for row in read if row[0] != "h"]
         head = [row for row in read if row[0] == "h"]
         if head:  # none: the organization's first event (the recorder makes its head)

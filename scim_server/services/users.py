@@ -28,6 +28,7 @@ from scim_server.db import (
     AFTER_WRITE_INFO,
     WRITTEN_INFO,
     Batch,
+    KeyRead,
     UTCDateTime,
     attach_loaded,
     from_row,
@@ -150,13 +151,21 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
 # (``contacts.person_match``), with the keys of the settings this process holds for the
 # organization (``provision`` matches again in the rare case that the settings read
 # here say other keys). One statement per tuple of keys, built once.
-_PREFLIGHTS: dict[tuple[str, ...], Any] = {}
+# On SQLite the same statement also reads the organization's audit head (``with_head``):
+# the writer holds the database's write lock from ``BEGIN IMMEDIATE``, so that head is the
+# one the create's audit event is written onto (``recorder.hold_head``, as DELETE's first
+# read): one statement less at the commit.
+# Run from its compiled form (``db.KeyRead``): the statement is large (the settings
+# fingerprint, the match's subqueries), and ``execute`` would walk and hash it for its
+# cache key on every create.
+_PREFLIGHTS: dict[tuple[tuple[str, ...], bool], KeyRead] = {}
+_PREFLIGHT_PARAMS = ("org_id", "key", "external_id", "email_key")
 
 
-def _preflight_statement(keys: tuple[str, ...]) -> Any:
-    stmt = _PREFLIGHTS.get(keys)
-    if stmt is not None:
-        return stmt
+def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> KeyRead:
+    found = _PREFLIGHTS.get((keys, with_head))
+    if found is not None:
+        return found
     org_id: Any = bindparam("org_id")
     key: Any = bindparam("key")
     holder = select(User.id).where(User.org_id == org_id, User.user_name_key == key).limit(1)
@@ -168,11 +177,17 @@ def _preflight_statement(keys: tuple[str, ...]) -> Any:
         login_taken.label("login_taken"),
         match.label("match"),
     ).select_from(FINGERPRINT)
+    if with_head:  # no head row yet (the organization's first event): NULLs
+        stmt = stmt.add_columns(
+            AuditHead.seq.label("head_seq"),
+            AuditHead.hash.label("head_hash"),
+            AuditHead.base_seq.label("head_base_seq"),
+            AuditHead.base_hash.label("head_base_hash"),
+        ).outerjoin(AuditHead, AuditHead.org_id == org_id)
     # By unique keys (the userName, the username, the organization) and the match keys'
     # indexes, a contact or two: one plan whatever the values, reused.
-    stmt = reuse_plan(stmt)
-    _PREFLIGHTS[keys] = stmt
-    return stmt
+    found = _PREFLIGHTS[(keys, with_head)] = KeyRead(reuse_plan(stmt), _PREFLIGHT_PARAMS)
+    return found
 
 
 @dataclass(frozen=True)
@@ -187,13 +202,18 @@ def _check_new(
 ) -> _Preflight:
     """Refuse a taken userName (409 naming its holder); read what the create needs."""
     keys: tuple[str, ...] = ()
-    params = {"org_id": org_id, "key": fold(doc["userName"])}
     if match_contact:
         fields = provisioning.contact_fields(doc)
         guess = cached_settings(session, org_id) or IdentitySettings()
         keys = contacts.usable_keys(guess.match_keys, fields["external_id"], fields["email"])
-        params |= contacts.match_params(org_id, fields["external_id"], fields["email"])
-    row = session.connection().execute(_preflight_statement(keys), params).mappings().first()
+        params = contacts.match_params(org_id, fields["external_id"], fields["email"])
+    else:  # the statement does not use them; a KeyRead is given the same names each time
+        params = contacts.match_params(org_id, None, None)
+    params["key"] = fold(doc["userName"])
+    connection = session.connection()
+    with_head = connection.dialect.name == "sqlite" and recorder.may_take_head(session, org_id)
+    preflight = _preflight_statement(keys, with_head)
+    row = preflight.execute(connection, params).mappings().first()
     if row is None:  # no such organization: nothing to match, the default settings
         clash, free = _holder(session, org_id, doc["userName"]), True
         fingerprint, match = None, None
@@ -203,6 +223,15 @@ def _check_new(
         match = provisioning.ContactMatch(keys, row["match"]) if match_contact else None
     if clash is not None:
         raise _taken(doc["userName"], clash)
+    if with_head and row is not None and row["head_seq"] is not None:
+        recorder.hold_head(
+            session,
+            org_id,
+            row["head_seq"],
+            row["head_hash"],
+            row["head_base_seq"],
+            row["head_base_hash"],
+        )
     return _Preflight(free, identity_config(session, org_id, fingerprint), match)
 
 
@@ -254,10 +283,19 @@ def create_user(
                 delivery=delivery,
                 source=source,
                 default_groups=default_groups,
+                alone=True,
             )
     except LostRaceError:
         # The failed transaction is rolled back: read the winner in a new one.
         raise _taken(doc["userName"], _holder(session, org_id, doc["userName"])) from None
+    finally:
+        session.info.pop(CREATED_INFO, None)
+
+
+# A create that is its transaction's only change (``create_user``) and gave the user no
+# group, role or license notes it here as (org_id, user id, version): the events writer
+# then knows the user's groups, roles and license names (none) without reading them.
+CREATED_INFO = "users_created_alone"
 
 
 def insert_user(
@@ -270,6 +308,7 @@ def insert_user(
     source: str = "scim",
     for_contact: ForContact | None = None,
     default_groups: bool = False,
+    alone: bool = False,
 ) -> User:
     """``create_user`` in the caller's open transaction (``services.access`` checks the
     contact, seats and names in the same one). A lost race on a unique name raises
@@ -277,7 +316,10 @@ def insert_user(
 
     ``default_groups``: never for a SCIM create, whose groups are the IdP's (its next
     group PUT would undo ours); the groups are locked first, seen by the rules, and
-    joined through ``join_new_user`` after the ``user.create`` event."""
+    joined through ``join_new_user`` after the ``user.create`` event.
+
+    ``alone``: nothing else changes in this transaction (``create_user``); a user given
+    no group, role or license is then noted under ``CREATED_INFO``."""
     checked = _check_new(session, org_id, doc, match_contact=for_contact is None)
     # Read once (cached per process): provisioning and the welcome both use it.
     config = checked.config
@@ -369,6 +411,15 @@ def insert_user(
         counts.after_change(session, org_id, "User", written)
     else:
         counts.changed(session, org_id, "User", +1)
+    if (
+        alone
+        and config[1] is None  # no rules: no roles, no license (``provision``)
+        and not joining
+        and for_contact is None
+        and user.license_id is None
+        and user.license_wanted_id is None
+    ):
+        session.info[CREATED_INFO] = (org_id, user.id, user.version)
     return user
 
 

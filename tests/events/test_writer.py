@@ -352,3 +352,51 @@ def test_postgresql_writes_the_product_event_with_the_audit_events(scim, admin, 
         ("user.deactivated", 2),
     ]
     assert events[1]["data"]["state"]["active"] is False
+
+
+@pytest.mark.parametrize("rules", [False, True])
+def test_a_created_users_state_is_what_a_read_gives(app, scim, admin, rules):
+    """A SCIM create alone in its transaction, with no rules, does not read its user's
+    groups, roles and license names (it knows them: none), and on SQLite takes the audit
+    head with its first read: the product event's state and the response are what a read
+    gives afterwards, and the chain verifies. With rules (a license and a role for Sales)
+    the state is read, and is the same."""
+    import json
+
+    from scim_server.events import writer
+    from scim_server.services import users
+    from tests.admin.rules import activate, catalogue
+
+    if rules:
+        catalogue(admin)
+        sales = {"attribute": "department", "equals": "Sales"}
+        then = {"license": "Planner", "roles": ["Engineer"]}
+        activate(
+            admin, {"mode": "first-match", "rules": [{"name": "s", "when": sales, "then": then}]}
+        )
+
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    made = [
+        person(scim, "ann@example.com"),
+        person(scim, "bob@example.com", "Sales", externalId="b-1", displayName="Bob"),
+        scim.create_user("cy@example.com", active=False, title="Intern"),
+    ]
+    made.append(
+        scim.create_user("dee@example.com", **{enterprise: {"manager": {"value": made[0]["id"]}}})
+    )
+    for user in made:
+        url = f"/scim/v2/Users/{user['id']}"
+        assert scim.get(url).get_json() == user
+    events = [e for e in feed(admin) if e["type"] == "user.created"]
+    assert [e["data"]["resource"]["id"] for e in events] == [u["id"] for u in made]
+    if rules:
+        assert events[1]["data"]["state"]["license"]["value"] == "Planner"
+        assert events[1]["data"]["state"]["roles"]
+    with db.reader(app)() as s:
+        for event in events:
+            user_id = event["data"]["resource"]["id"]
+            fresh = writer.user_states(s, scim.org_id, {user_id})[user_id]
+            assert event["data"]["state"] == json.loads(json.dumps(fresh))
+            assert users.CREATED_INFO not in s.info
+        check = audit_queries.verify(s, scim.org_id)
+        assert check.ok, check.problems
