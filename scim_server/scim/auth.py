@@ -32,19 +32,21 @@ def authenticate() -> None:
     here, since write services begin their own transaction. Both run on the request's
     one connection (``db.share_connection``).
     """
+    # The request itself, not the proxy: each ``request.x`` looks the request up again.
+    req = request._get_current_object()
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
-    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+    if "\x00" in req.path or any("\x00" in v for v in req.args.values()):
         raise InvalidValueError("NUL characters are not allowed in the URL.")
-    if request.endpoint in PUBLIC_ENDPOINTS:
+    if req.endpoint in PUBLIC_ENDPOINTS:
         return
-    header = request.headers.get("Authorization", "")
+    header = req.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
     # One pooled connection for the lookup, the token's use and the work; the lookup is
     # its first statement, and stands for its ping (``_lookup``).
     db.share_connection(first_read_retried=True)
-    reading = request.method in ("GET", "HEAD")
+    reading = req.method in ("GET", "HEAD")
     if not reading:
         db.before_write()
     try:
