@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.engine import Engine
 
 from scim_server import create_app
@@ -56,6 +56,40 @@ def test_connections_have_the_documented_settings(sqlite_engine):
         "foreign_keys": 1,
         "busy_timeout": 10_000,
     }
+
+
+def test_a_read_begins_on_the_driver_seen_by_the_statement_events(sqlite_engine):
+    """A read's BEGIN (sent on the driver's cursor, ``db._sqlite_begin_read``) opens a real
+    transaction (one snapshot for the read: another connection's commit is not seen
+    until it ends) and reaches the engine's cursor events as before; a writer's is
+    ``BEGIN IMMEDIATE``."""
+    seen: list[str] = []
+
+    def statement(_conn, _cursor, sql, *_args):
+        seen.append(sql)
+
+    with sqlite_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    event.listen(sqlite_engine, "before_cursor_execute", statement)
+    event.listen(sqlite_engine, "after_cursor_execute", statement)
+    try:
+        with sqlite_engine.connect() as reader, sqlite_engine.connect() as other:
+            with reader.begin():
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+                other.exec_driver_sql("INSERT INTO t VALUES (1)")
+                other.commit()
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+            reader.rollback()
+        writer = sqlite_engine.execution_options(sqlite_immediate=True)
+        with writer.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", statement)
+        event.remove(sqlite_engine, "after_cursor_execute", statement)
+    begins = [sql for sql in seen if sql.startswith("BEGIN")]
+    # Each seen by both events: the reader's two, the other connection's, the writer's.
+    assert begins == ["BEGIN"] * 6 + ["BEGIN IMMEDIATE"] * 2, seen
 
 
 def test_writers_of_two_processes_all_land(live):
