@@ -33,7 +33,7 @@ def authenticate() -> None:
     one connection (``db.share_connection``).
     """
     # The request itself, not the proxy: each ``request.x`` looks the request up again.
-    req = request._get_current_object()
+    req = request._get_current_object()  # type: ignore[attr-defined]
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
     if "\x00" in req.path or any("\x00" in v for v in req.args.values()):
         raise InvalidValueError("NUL characters are not allowed in the URL.")
