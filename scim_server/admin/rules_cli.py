@@ -34,8 +34,11 @@ def _app_and_org(org_ref: str) -> tuple[Any, str]:
     return env.app, env.org_id(org_ref)
 
 
-def _session(app: Any) -> Any:
-    return CommandEnv(app).session()
+def _session(app: Any, *, write: bool = False) -> Any:
+    """``write``: SQLite's write lock taken at BEGIN. A read that then writes would upgrade
+    its lock, and fail at once ("database is locked", no busy wait) when a worker or the
+    server committed in between."""
+    return CommandEnv(app).session(write=write)
 
 
 def _context(command: str) -> Any:
@@ -110,7 +113,7 @@ def import_command(
 
     app, org_id = _app_and_org(org_ref)
     document = _read(file, fmt)
-    with _context("import"), _session(app) as session:
+    with _context("import"), _session(app, write=True) as session:
         try:
             rs = create_rule_set(session, org_id, name or file.stem, document)
             click.echo(f"imported {rs.name!r} as version {rs.version} ({rs.id})")
@@ -191,7 +194,7 @@ def apply_command(org_ref: str, wait_only: bool, poll_interval: float) -> None:
     from scim_server.worker import Worker
 
     app, org_id = _app_and_org(org_ref)
-    with _context("apply"), _session(app) as session:
+    with _context("apply"), _session(app, write=True) as session:
         try:
             job = start_apply(session, org_id)
         except DomainError as exc:

@@ -23,8 +23,10 @@ def _ensure_schema(app: Any) -> None:
     CommandEnv(app).migrate()
 
 
-def _session(app: Any) -> Any:
-    return CommandEnv(app).session()
+def _session(app: Any, *, write: bool = False) -> Any:
+    """``write``: SQLite's write lock taken at BEGIN (a read that then writes would fail at
+    once if anything committed in between: ``CommandEnv.session``)."""
+    return CommandEnv(app).session(write=write)
 
 
 def _orgs(app: Any, org_ref: str | None) -> list[tuple[str, str]]:
@@ -172,7 +174,7 @@ def purge(org_ref: str | None, before: str | None, retention_days: int | None) -
     _ensure_schema(app)
     with use_context(AuditContext(actor_type="cli", actor_name="scim-server audit purge")):
         for org_id, name in _orgs(app, org_ref):
-            with _session(app) as session:
+            with _session(app, write=True) as session:
                 removed = purge_events(session, org_id, cutoff)
             click.echo(f"{name}: purged {removed} events before {cutoff.isoformat()}")
 

@@ -20,6 +20,7 @@ from scim_server.services.organizations import find_organization
 from scim_server.worker import Worker
 from tests.admin.rules import RULES, RULES_YAML
 from tests.support import ENTERPRISE, USER_SCHEMA
+from tests.support.sqlite_race import another_write_before
 
 
 @pytest.fixture
@@ -202,3 +203,20 @@ def test_apply_wait_follows_the_job_a_worker_runs(cli, acme, tmp_path):
             "background",
             {"users": 2, "evaluated": 2, "changed": 1},
         )
+
+
+@pytest.mark.parametrize("command", ["import", "apply"])
+def test_import_and_apply_hold_the_write_lock_from_their_first_read(cli, acme, tmp_path, command):
+    """A write committed by another process between the command's first read and its
+    INSERT (a worker claiming a job, the server taking a request) does not fail the command:
+    it takes SQLite's write lock at BEGIN. A read that then wrote failed at once with
+    "database is locked" (its snapshot stale, no busy wait)."""
+    rules = _write(tmp_path, "r.yaml", RULES_YAML)
+    if command == "apply":
+        assert cli("rules", "import", "--org", "acme", "--activate", rules).exit_code == 0
+    target = "INSERT INTO jobs" if command == "apply" else "INSERT INTO rule_sets"
+    args = ["--activate", rules] if command == "import" else []
+    with another_write_before(target, str(db.engine(acme).url.database)) as other:
+        result = cli("rules", command, "--org", "acme", *args)
+    assert other == ["database is locked"]  # it waits for the command, not the reverse
+    assert result.exit_code == 0, result.output
