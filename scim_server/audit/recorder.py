@@ -16,6 +16,7 @@ purge) writes what is pending first, so it sees the true head.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
@@ -298,11 +299,25 @@ def may_take_head(session: Session, org_id: str) -> bool:
     return org_id not in (session.info.get(_HEADS) or {})
 
 
-def hold_head(
-    session: Session, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str
-) -> None:
-    """Hold the head the caller read (``may_take_head``), as ``_head`` would have read it."""
-    head = Head(org_id, seq, head_hash, base_seq, base_hash)
+def head_columns() -> tuple[Any, ...]:
+    """The head's columns for a write's first read (``may_take_head``), outer-joined on the
+    organization (no head row yet: NULLs); the row then goes to ``hold_head``."""
+    return (
+        AuditHead.seq.label("head_seq"),
+        AuditHead.hash.label("head_hash"),
+        AuditHead.base_seq.label("head_base_seq"),
+        AuditHead.base_hash.label("head_base_hash"),
+    )
+
+
+def hold_head(session: Session, org_id: str, row: Mapping[Any, Any]) -> None:
+    """Hold the head the caller read with ``head_columns`` (``may_take_head``), as ``_head``
+    would have read it; none read (the organization's first event): the recorder makes it."""
+    if row["head_seq"] is None:
+        return
+    head = Head(
+        org_id, row["head_seq"], row["head_hash"], row["head_base_seq"], row["head_base_hash"]
+    )
     session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
 
 

@@ -178,12 +178,9 @@ def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> KeyR
         match.label("match"),
     ).select_from(FINGERPRINT)
     if with_head:  # no head row yet (the organization's first event): NULLs
-        stmt = stmt.add_columns(
-            AuditHead.seq.label("head_seq"),
-            AuditHead.hash.label("head_hash"),
-            AuditHead.base_seq.label("head_base_seq"),
-            AuditHead.base_hash.label("head_base_hash"),
-        ).outerjoin(AuditHead, AuditHead.org_id == org_id)
+        stmt = stmt.add_columns(*recorder.head_columns()).outerjoin(
+            AuditHead, AuditHead.org_id == org_id
+        )
     # By unique keys (the userName, the username, the organization) and the match keys'
     # indexes, a contact or two: one plan whatever the values, reused.
     found = _PREFLIGHTS[(keys, with_head)] = KeyRead(reuse_plan(stmt), _PREFLIGHT_PARAMS)
@@ -223,15 +220,8 @@ def _check_new(
         match = provisioning.ContactMatch(keys, row["match"]) if match_contact else None
     if clash is not None:
         raise _taken(doc["userName"], clash)
-    if with_head and row is not None and row["head_seq"] is not None:
-        recorder.hold_head(
-            session,
-            org_id,
-            row["head_seq"],
-            row["head_hash"],
-            row["head_base_seq"],
-            row["head_base_hash"],
-        )
+    if with_head and row is not None:
+        recorder.hold_head(session, org_id, row)
     return _Preflight(free, identity_config(session, org_id, fingerprint), match)
 
 
@@ -826,12 +816,9 @@ _DELETE_READ = reuse_plan(_DELETE_READ_UNLOCKED.with_for_update())
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
 # the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
 _DELETE_READ_WITH_HEAD = reuse_plan(
-    _DELETE_READ_UNLOCKED.add_columns(
-        AuditHead.seq.label("head_seq"),
-        AuditHead.hash.label("head_hash"),
-        AuditHead.base_seq.label("head_base_seq"),
-        AuditHead.base_hash.label("head_base_hash"),
-    ).outerjoin_from(User, AuditHead, AuditHead.org_id == User.org_id)
+    _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
+        User, AuditHead, AuditHead.org_id == User.org_id
+    )
 )
 _DELETE_USER = Fixed(
     reuse_plan(
@@ -882,15 +869,8 @@ def delete_user(
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
-        if with_head and user.head_seq is not None:
-            recorder.hold_head(
-                session,
-                org_id,
-                user.head_seq,
-                user.head_hash,
-                user.head_base_seq,
-                user.head_base_hash,
-            )
+        if with_head:
+            recorder.hold_head(session, org_id, user._mapping)
         if connection.dialect.name == "postgresql":
             session.flush()  # as the statements below would (autoflush)
             done = connection.execute(_DELETE_ALL, {**params, "now": utcnow()}).all()
