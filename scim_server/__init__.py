@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -20,22 +21,15 @@ class App(Flask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._kept_sync = lru_cache(maxsize=self.SYNC_LIMIT)(super().ensure_sync)
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Flask's, kept per callable: Flask asks ``inspect.iscoroutinefunction`` of every
         hook and the view on every request (2 % of a GET by id)."""
         try:
-            return self._sync[func]
-        except KeyError:
-            pass
+            return self._kept_sync(func)
         except TypeError:  # unhashable: asked every time, as Flask does
             return super().ensure_sync(func)
-        made = super().ensure_sync(func)
-        if len(self._sync) >= self.SYNC_LIMIT:
-            self._sync.clear()
-        self._sync[func] = made
-        return made
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

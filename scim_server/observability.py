@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -67,28 +68,21 @@ def _environ_id(environ: dict[str, Any], key: str) -> str | None:
 
 # Each (endpoint, method, status)'s counter and each (endpoint, method)'s histogram child:
 # ``labels()`` checks and joins its label values on every call. Bounded as the metrics
-# themselves are by their label values; cleared past the limit (the children stay in the
-# metrics, found again by ``labels``).
-_COUNTED: dict[tuple[str, str, int], Any] = {}
-_TIMED: dict[tuple[str, str], Any] = {}
-_CHILDREN_LIMIT = 1000
+# themselves are by their label values (a child dropped here stays in its metric, found
+# again by ``labels``).
+@lru_cache(maxsize=1000)
+def _counter(endpoint: str, method: str, status: int) -> Any:
+    return REQUESTS.labels(endpoint, method, str(status))
+
+
+@lru_cache(maxsize=1000)
+def _timer(endpoint: str, method: str) -> Any:
+    return LATENCY.labels(endpoint, method)
 
 
 def _observe(endpoint: str, method: str, status: int, elapsed: float) -> None:
-    counter = _COUNTED.get((endpoint, method, status))
-    if counter is None:
-        if len(_COUNTED) >= _CHILDREN_LIMIT:
-            _COUNTED.clear()
-        counter = _COUNTED[endpoint, method, status] = REQUESTS.labels(
-            endpoint, method, str(status)
-        )
-    timer = _TIMED.get((endpoint, method))
-    if timer is None:
-        if len(_TIMED) >= _CHILDREN_LIMIT:
-            _TIMED.clear()
-        timer = _TIMED[endpoint, method] = LATENCY.labels(endpoint, method)
-    counter.inc()
-    timer.observe(elapsed)
+    _counter(endpoint, method, status).inc()
+    _timer(endpoint, method).observe(elapsed)
 
 
 class _SecondCache:

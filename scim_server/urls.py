@@ -6,16 +6,12 @@ OIDC issuer all start here, so they agree behind a proxy or load balancer.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import current_app, g, request
+from werkzeug.sansio.utils import get_current_url
 
 SCIM_PATH = "/scim/v2"
-
-
-# The root URL of each (scheme, host, script root) requests came in on: werkzeug builds
-# ``request.url_root`` anew for every request (quoting, IDNA decoding: 2-3 % of a GET by
-# id). The host is the client's to choose, so the map is bounded.
-_ROOTS: dict[tuple[str, str, str], str] = {}
-_ROOTS_LIMIT = 64
 
 
 def public_url() -> str:
@@ -27,13 +23,15 @@ def public_url() -> str:
 
 
 def _request_root() -> str:
-    key = (request.scheme, request.host, request.root_path)
-    root = _ROOTS.get(key)
-    if root is None:
-        if len(_ROOTS) >= _ROOTS_LIMIT:
-            _ROOTS.clear()
-        root = _ROOTS[key] = request.url_root.rstrip("/")
-    return root
+    return _root_of(request.scheme, request.host, request.root_path)
+
+
+# werkzeug builds ``request.url_root`` anew for every request (quoting, IDNA decoding: 2-3 %
+# of a GET by id); kept per (scheme, host, script root). The host is the client's to
+# choose, so the cache is bounded.
+@lru_cache(maxsize=64)
+def _root_of(scheme: str, host: str, root_path: str) -> str:
+    return get_current_url(scheme, host, root_path).rstrip("/")
 
 
 def scim_root() -> str:

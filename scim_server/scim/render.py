@@ -7,6 +7,7 @@ representation reads beside its row and apply ``attributes`` /
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import Response, current_app, g, request
@@ -75,21 +76,9 @@ class _Shape:
 
 
 # Per shape of stored document: the 100 users of a page mostly share a few shapes.
-_SHAPES: dict[tuple[str, ...], _Shape] = {}
-_MAX_SHAPES = 4096
-
-
-def _shape(data: Doc) -> _Shape:
-    keys = tuple(data)
-    try:
-        return _SHAPES[keys]
-    except KeyError:
-        pass
-    shape = _Shape(keys)
-    if len(_SHAPES) >= _MAX_SHAPES:
-        _SHAPES.clear()
-    _SHAPES[keys] = shape
-    return shape
+@lru_cache(maxsize=4096)
+def _shape(keys: tuple[str, ...]) -> _Shape:
+    return _Shape(keys)
 
 
 def user_to_scim(
@@ -108,7 +97,7 @@ def user_to_scim(
     doc["userName"] = user.user_name
     # The document's keys copied at once; those kept apart are then put back as above
     # (a key already in ``doc`` keeps its place when the copy sets it).
-    shape = _shape(data)
+    shape = _shape(tuple(data))
     doc.update(data)
     for key in shape.drop:
         del doc[key]
