@@ -1037,15 +1037,13 @@ class Database:
         here; else the connection of a ``lookup`` session. For one read by key (the token
         lookup): no Session is made, begun, committed and closed for it."""
         shared: _Shared | None = g.get("_scim_shared")
-        if shared is None:
+        connection = _shared_connection(shared) if shared is not None else None
+        if connection is None or connection.in_transaction():
+            # No shared connection, or another session's transaction on it: as ``lookup``.
             with cls.lookup() as session:
                 yield session.connection()
             return
-        connection = _shared_connection(shared)
-        if connection.in_transaction():  # another session's: a session of its own, as lookup
-            with cls.lookup() as session:
-                yield session.connection()
-            return
+        assert shared is not None
         state = cls.state(current_app)
         factory = state.statement_lookup or state.statement_reader or state.reader
         _apply_mode(connection, shared.modes[id(factory)])
