@@ -100,3 +100,40 @@ def test_migrations_match_the_models(engine):
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
     assert diffs == [], "\n".join(map(str, diffs))
+
+
+def test_a_title_patch_rewrites_the_users_row_in_its_page(scim, session):
+    """PostgreSQL: a PATCH of title (no indexed column of users) is a HOT update even in a
+    page that creates filled: the fillfactor (migration 0026) left room for the new version,
+    so none of the table's indexes gets an entry."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: fillfactor and HOT updates")
+    place = text(
+        "SELECT (ctid::text::point)[0]::int, (ctid::text::point)[1]::int FROM users "
+        "WHERE org_id = :org_id AND id = :id"
+    )
+    counts = text(
+        "SELECT pg_stat_get_xact_tuples_updated('users'::regclass), "
+        "pg_stat_get_xact_tuples_hot_updated('users'::regclass)"
+    )
+
+    def create(i: int) -> tuple[str, int, int]:
+        # About 1.3 kB a row: five or six to a page.
+        user = scim.create_user(f"hot{i}@example.org", title="t" * 400)
+        block, offset = session.execute(place, {"org_id": scim.org_id, "id": user["id"]}).one()
+        return user["id"], block, offset
+
+    made = [create(i) for i in range(2)]
+    while made[-1][2] != 1:  # until a user opens a page: every row in it is this test's
+        made.append(create(len(made)))
+    first, page, _offset = made[-1]
+    while made[-1][1] == page:  # until that page is full
+        made.append(create(len(made)))
+    updated, hot = session.execute(counts).one()
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{first}", {"op": "replace", "path": "title", "value": "x"}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["title"] == "x"
+    assert tuple(session.execute(counts).one()) == (updated + 1, hot + 1)
+    assert session.execute(place, {"org_id": scim.org_id, "id": first}).one()[0] == page
