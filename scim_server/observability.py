@@ -153,35 +153,40 @@ def configure_logging(app: Flask) -> None:
 def init_app(app: Flask) -> None:
     configure_logging(app)
 
+    # ``g`` and ``request`` taken once per hook: each ``g.x`` or ``request.x`` looks the
+    # request up again through werkzeug's LocalProxy.
     @app.before_request
     def _start() -> None:
-        g.request_started = time.perf_counter()
-        g.received_at = datetime.now(UTC)
+        app_g = g._get_current_object()
+        app_g.request_started = time.perf_counter()
+        app_g.received_at = datetime.now(UTC)
         environ = request.environ
-        g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or uuid.uuid4().hex
-        g.correlation_id = next(
+        app_g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+        app_g.correlation_id = next(
             (cid for key in _CORRELATION_KEYS if (cid := _environ_id(environ, key))), None
         )
 
     @app.after_request
     def _finish(resp: Response) -> Response:
-        request_id = g.get("request_id")
+        app_g = g._get_current_object()
+        request_id = app_g.get("request_id")
         if request_id:
             resp.headers["X-Request-Id"] = request_id
-        started = g.get("request_started")
+        started = app_g.get("request_started")
         if started is None:
             return resp
         elapsed = time.perf_counter() - started
-        rule = request.url_rule
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
         endpoint = rule.rule if rule else "unmatched"
-        method, status = request.method, resp.status_code
+        method, status = req.method, resp.status_code
         _observe(endpoint, method, status, elapsed)
         if endpoint != "/metrics" and access_log.isEnabledFor(logging.INFO):
-            path = request.path
+            path = req.path
             fields = {
                 "request_id": request_id,
-                "correlation_id": g.get("correlation_id"),
-                "org_id": g.get("org_id"),
+                "correlation_id": app_g.get("correlation_id"),
+                "org_id": app_g.get("org_id"),
                 "method": method,
                 "path": path,
                 "status": status,

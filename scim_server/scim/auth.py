@@ -60,8 +60,9 @@ def authenticate() -> None:
         token = _lookup(secret.strip(), reading)
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
-    g.org_id = token.org_id
-    g.token_id = token.id
+    app_g = g._get_current_object()
+    app_g.org_id = token.org_id
+    app_g.token_id = token.id
     audit_web.begin(token.id, token.name)
     if token_usage.is_stale(token.last_used_at, utcnow()):
         # At most once a minute per token, apart from this request's transaction.
