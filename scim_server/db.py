@@ -1114,16 +1114,36 @@ class Database:
         The request's writer has committed; a new transaction on it would take
         SQLite's write lock again (BEGIN IMMEDIATE) only to read. What it loaded
         stays usable (sessions never expire on commit).
+
+        A writer on the request's shared connection (``share_connection``), its transaction
+        ended and nothing left to flush, serves the read itself: its next transaction takes
+        the connection in the reader's mode (``_enter_mode``), as a reader made for it
+        would, without a session made and closed for it (1 % of a POST's instructions).
+        What it loaded stays in it rather than detached: no query reads it again.
         """
         ctx = _context()
         app_g = ctx.g
         session = app_g.get("_scim_session")
+        state = ctx.app.extensions[EXTENSION]
+        factory = state.statement_reader or state.reader
+        if (
+            session is not None
+            and SHARED_MODE_INFO in session.info
+            and not session.in_transaction()
+            and session._is_clean()  # a change left unflushed is dropped, as by ``release``
+        ):
+            info = session.info
+            info[SHARED_MODE_INFO] = state.modes[id(factory)]
+            carried = info.pop(WRITTEN_INFO, None)
+            if carried:
+                info[AFTER_WRITE_INFO] = carried
+            app_g._scim_read_after_write = True
+            return
         carried = None
         if session is not None:
             carried = session.info.pop(WRITTEN_INFO, None)
             release(session)
-        state = ctx.app.extensions[EXTENSION]
-        reader = app_g._scim_session = _session_of(state.statement_reader or state.reader, app_g)
+        reader = app_g._scim_session = _session_of(factory, app_g)
         if carried:
             reader.info[AFTER_WRITE_INFO] = carried
         app_g._scim_read_after_write = True
