@@ -14,7 +14,8 @@ counts, ``before_cursor_execute`` and ``after_cursor_execute``), the dialect's
 ``do_execute`` hooks (the PostgreSQL prepare hook: ``db.reuse_plan``'s execution option),
 SQLAlchemy's error types (an ``IntegrityError`` is one) and a lost connection's
 invalidation. ``exec_driver_sql`` would build an execution context and a result for
-each statement (about 30 µs of a SCIM write's each, for a rowcount); ``_run`` does
+each statement, for a rowcount (about 90,000 instructions each: a SCIM POST's eight
+were 8 % of its instructions on SQLite, BENCHMARKS.md, issue 17 "pycost"); ``_run`` does
 what they do for a statement that returns no rows, and hands anything unusual (no
 transaction begun yet, an invalidated connection, echo, typed input sizes) to
 ``exec_driver_sql``.
