@@ -39,7 +39,9 @@ def authenticate() -> None:
         raise InvalidValueError("NUL characters are not allowed in the URL.")
     if req.endpoint in PUBLIC_ENDPOINTS:
         return
-    header = req.headers.get("Authorization", "")
+    # The environ's key, as ``req.headers.get("Authorization")`` reads it (without its key
+    # folding and the headers object made for it).
+    header = req.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
