@@ -1233,7 +1233,7 @@ def _shared_connection(shared: _Shared) -> Connection:
 
 def _close_connection(connection: Connection) -> None:
     """Return a request's shared connection to the pool at teardown; never raise (``release``)."""
-    _close_or_discard(connection.close, (connection,))
+    _close_or_discard(connection.close, lambda: (connection,))
 
 
 def release(session: Session) -> None:
@@ -1249,11 +1249,13 @@ def release(session: Session) -> None:
     it out again.
     """
     root = session.get_transaction()
-    _close_or_discard(session.close, root.connections if root is not None else ())
+    # Its connections are read only if the close fails: a transaction still holds them
+    # after it ended.
+    _close_or_discard(session.close, lambda: root.connections if root is not None else ())
 
 
-def _close_or_discard(close: Callable[[], None], connections: Iterable[Any]) -> None:
-    """``close()``; if it fails, log it and discard ``connections`` (the pool never hands
+def _close_or_discard(close: Callable[[], None], connections: Callable[[], Iterable[Any]]) -> None:
+    """``close()``; if it fails, log it and discard ``connections()`` (the pool never hands
     them out again)."""
     try:
         close()
@@ -1262,7 +1264,7 @@ def _close_or_discard(close: Callable[[], None], connections: Iterable[Any]) -> 
             "could not release a database connection, discarded it: %s",
             (str(err).splitlines() or [type(err).__name__])[0],
         )
-        for connection in connections:
+        for connection in connections():
             _discard(connection)
 
 
