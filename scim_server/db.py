@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g
+from flask.globals import _cv_app, _cv_request, app_ctx, request_ctx
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -880,6 +881,24 @@ class DatabaseState:
     modes: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+def _context() -> Any:
+    """The current Flask app context (its ``app`` and ``g``), read once from Flask's context
+    variable: each ``g.x`` or ``current_app.x`` looks it up again through a werkzeug
+    ``LocalProxy`` (about 0.5 µs each; a SCIM write went through about 40 of them).
+    Outside an app context, Flask's own error."""
+    ctx = _cv_app.get(None)
+    return ctx if ctx is not None else app_ctx._get_current_object()  # type: ignore[attr-defined]
+
+
+def _method() -> str:
+    """The current request's method (``request.method`` without the proxy)."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+    method: str = ctx.request.method
+    return method
+
+
 class Database:
     """Flask extension: one engine per app, a session per request (``db.session``)."""
 
@@ -929,7 +948,7 @@ class Database:
     @staticmethod
     def state(app: Any = None) -> DatabaseState:
         """The app's engine and session factories."""
-        state: DatabaseState = (app or current_app).extensions[EXTENSION]
+        state: DatabaseState = (app if app is not None else _context().app).extensions[EXTENSION]
         return state
 
     @classmethod
@@ -949,12 +968,14 @@ class Database:
     @property
     def session(self) -> Session:
         """The request's session: a writer for unsafe methods, a reader otherwise."""
-        session = g.get("_scim_session")
+        ctx = _context()
+        app_g = ctx.g
+        session = app_g.get("_scim_session")
         if session is None:
-            state = self.state(current_app)
-            writing = request.method not in SAFE_METHODS
-            session = _session_of(state.writer if writing else state.reader)
-            g._scim_session = session
+            state = ctx.app.extensions[EXTENSION]
+            writing = _method() not in SAFE_METHODS
+            session = _session_of(state.writer if writing else state.reader, app_g)
+            app_g._scim_session = session
         return session
 
     @staticmethod
@@ -976,9 +997,11 @@ class Database:
         connection (``DBAPIError.connection_invalidated``): the connection is then checked
         out without the ping that statement stands for (one round trip less).
         """
-        state = Database.state(current_app)
-        if state.share_connections and g.get("_scim_shared") is None:
-            g._scim_shared = _Shared(state.engine, state.modes, first_read_retried)
+        ctx = _context()
+        state = ctx.app.extensions[EXTENSION]
+        app_g = ctx.g
+        if state.share_connections and app_g.get("_scim_shared") is None:
+            app_g._scim_shared = _Shared(state.engine, state.modes, first_read_retried)
 
     @staticmethod
     def drop_shared_connection() -> None:
@@ -1000,13 +1023,16 @@ class Database:
         instead of failing. A reader the request already used is released first;
         what it loaded is detached.
         """
-        session = g.get("_scim_session")
-        if session is not None and (g.get("_scim_writing") or request.method not in SAFE_METHODS):
+        ctx = _context()
+        app_g = ctx.g
+        session = app_g.get("_scim_session")
+        if session is not None and (app_g.get("_scim_writing") or _method() not in SAFE_METHODS):
             return session
         if session is not None:
             release(session)
-        session = g._scim_session = _session_of(self.state(current_app).writer)
-        g._scim_writing = True
+        writer = ctx.app.extensions[EXTENSION].writer
+        session = app_g._scim_session = _session_of(writer, app_g)
+        app_g._scim_writing = True
         return session
 
     @classmethod
@@ -1019,8 +1045,10 @@ class Database:
         the lookup behind another worker's write); it reads without a transaction
         (no BEGIN, no COMMIT): each statement reads a snapshot of its own.
         """
-        state = cls.state(current_app)
-        session = _session_of(state.statement_lookup or state.statement_reader or state.reader)
+        ctx = _context()
+        state = ctx.app.extensions[EXTENSION]
+        factory = state.statement_lookup or state.statement_reader or state.reader
+        session = _session_of(factory, ctx.g)
         try:
             yield session
             if session.in_transaction():
@@ -1036,7 +1064,8 @@ class Database:
         mode (SQLite: no BEGIN; PostgreSQL: AUTOCOMMIT), its SQLAlchemy transaction ended
         here; else the connection of a ``lookup`` session. For one read by key (the token
         lookup): no Session is made, begun, committed and closed for it."""
-        shared: _Shared | None = g.get("_scim_shared")
+        ctx = _context()
+        shared: _Shared | None = ctx.g.get("_scim_shared")
         connection = _shared_connection(shared) if shared is not None else None
         if connection is None or connection.in_transaction():
             # No shared connection, or another session's transaction on it: as ``lookup``.
@@ -1044,7 +1073,7 @@ class Database:
                 yield session.connection()
             return
         assert shared is not None
-        state = cls.state(current_app)
+        state = ctx.app.extensions[EXTENSION]
         factory = state.statement_lookup or state.statement_reader or state.reader
         _apply_mode(connection, shared.modes[id(factory)])
         try:
@@ -1062,7 +1091,7 @@ class Database:
     def end_read() -> None:
         """End the read transaction the request's session has open (the token lookup), so
         that a side write does not run under it; the session's next use begins afresh."""
-        session = g.get("_scim_session")
+        session = _context().g.get("_scim_session")
         if session is not None and session.in_transaction():
             session.commit()
 
@@ -1072,9 +1101,10 @@ class Database:
         transaction (a token's last use): statement sessions on PostgreSQL (the write is
         its own transaction), readers (deferred BEGIN) on SQLite. On a shared connection
         (``share_connection``) when no transaction is open on it."""
-        state = cls.state(current_app)
+        ctx = _context()
+        state = ctx.app.extensions[EXTENSION]
         factory = state.statement_reader or state.reader
-        if g.get("_scim_shared") is not None:
+        if ctx.g.get("_scim_shared") is not None:
             return lambda: _session_of(factory)
         return factory
 
@@ -1084,17 +1114,39 @@ class Database:
         The request's writer has committed; a new transaction on it would take
         SQLite's write lock again (BEGIN IMMEDIATE) only to read. What it loaded
         stays usable (sessions never expire on commit).
+
+        A writer on the request's shared connection (``share_connection``), its transaction
+        ended and nothing left to flush, serves the read itself: its next transaction takes
+        the connection in the reader's mode (``_enter_mode``), as a reader made for it
+        would, without a session made and closed for it (1 % of a POST's instructions).
+        What it loaded stays in it rather than detached: no query reads it again.
         """
-        session = g.get("_scim_session")
+        ctx = _context()
+        app_g = ctx.g
+        session = app_g.get("_scim_session")
+        state = ctx.app.extensions[EXTENSION]
+        factory = state.statement_reader or state.reader
+        if (
+            session is not None
+            and SHARED_MODE_INFO in session.info
+            and not session.in_transaction()
+            and session._is_clean()  # a change left unflushed is dropped, as by ``release``
+        ):
+            info = session.info
+            info[SHARED_MODE_INFO] = state.modes[id(factory)]
+            carried = info.pop(WRITTEN_INFO, None)
+            if carried:
+                info[AFTER_WRITE_INFO] = carried
+            app_g._scim_read_after_write = True
+            return
         carried = None
         if session is not None:
             carried = session.info.pop(WRITTEN_INFO, None)
             release(session)
-        state = self.state(current_app)
-        g._scim_session = _session_of(state.statement_reader or state.reader)
+        reader = app_g._scim_session = _session_of(factory, app_g)
         if carried:
-            g._scim_session.info[AFTER_WRITE_INFO] = carried
-        g._scim_read_after_write = True
+            reader.info[AFTER_WRITE_INFO] = carried
+        app_g._scim_read_after_write = True
 
     @staticmethod
     def before_write() -> None:
@@ -1104,12 +1156,13 @@ class Database:
         read the last one left open on the session ends, and a reader left by its
         ``read_after_write`` gives way to a writer for this one.
         """
-        session = g.get("_scim_session")
+        app_g = _context().g
+        session = app_g.get("_scim_session")
         if session is None:
             return
-        if g.pop("_scim_read_after_write", False):
+        if app_g.pop("_scim_read_after_write", False):
             release(session)
-            del g._scim_session
+            del app_g._scim_session
         elif session.in_transaction():
             session.commit()
 
@@ -1122,13 +1175,15 @@ class Database:
         the BEGIN and ROLLBACK round trips. Only for handlers that never write;
         SQLite keeps its (free) read transaction.
         """
-        factory = Database.state(current_app).statement_reader
-        if factory is not None and g.get("_scim_session") is None:
-            g._scim_session = _session_of(factory)
+        ctx = _context()
+        factory = ctx.app.extensions[EXTENSION].statement_reader
+        app_g = ctx.g
+        if factory is not None and app_g.get("_scim_session") is None:
+            app_g._scim_session = _session_of(factory, app_g)
 
     @staticmethod
     def _close(_exc: BaseException | None) -> None:
-        app_g = g._get_current_object()  # once, not through the proxy at each pop
+        app_g = _context().g  # once, not through the proxy at each pop
         app_g.pop("_scim_writing", None)
         app_g.pop("_scim_read_after_write", None)
         session = app_g.pop("_scim_session", None)
@@ -1153,11 +1208,11 @@ class _Shared:
         self.unpinged = unpinged
 
 
-def _session_of(factory: sessionmaker[Session]) -> Session:
+def _session_of(factory: sessionmaker[Session], app_g: Any = None) -> Session:
     """A session of ``factory`` for the request: on its shared connection when it has one
     (``Database.share_connection``) and no session's transaction is open on it; checked
-    out at the first such session."""
-    shared: _Shared | None = g.get("_scim_shared")
+    out at the first such session. ``app_g``: the request's ``g`` when the caller has it."""
+    shared: _Shared | None = (app_g if app_g is not None else _context().g).get("_scim_shared")
     if shared is None:
         return factory()
     connection = _shared_connection(shared)
@@ -1178,7 +1233,7 @@ def _shared_connection(shared: _Shared) -> Connection:
 
 def _close_connection(connection: Connection) -> None:
     """Return a request's shared connection to the pool at teardown; never raise (``release``)."""
-    _close_or_discard(connection.close, (connection,))
+    _close_or_discard(connection.close, lambda: (connection,))
 
 
 def release(session: Session) -> None:
@@ -1194,11 +1249,13 @@ def release(session: Session) -> None:
     it out again.
     """
     root = session.get_transaction()
-    _close_or_discard(session.close, root.connections if root is not None else ())
+    # Its connections are read only if the close fails: a transaction still holds them
+    # after it ended.
+    _close_or_discard(session.close, lambda: root.connections if root is not None else ())
 
 
-def _close_or_discard(close: Callable[[], None], connections: Iterable[Any]) -> None:
-    """``close()``; if it fails, log it and discard ``connections`` (the pool never hands
+def _close_or_discard(close: Callable[[], None], connections: Callable[[], Iterable[Any]]) -> None:
+    """``close()``; if it fails, log it and discard ``connections()`` (the pool never hands
     them out again)."""
     try:
         close()
@@ -1207,7 +1264,7 @@ def _close_or_discard(close: Callable[[], None], connections: Iterable[Any]) -> 
             "could not release a database connection, discarded it: %s",
             (str(err).splitlines() or [type(err).__name__])[0],
         )
-        for connection in connections:
+        for connection in connections():
             _discard(connection)
 
 

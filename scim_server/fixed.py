@@ -8,11 +8,17 @@ write runs the same few DML statements every time (the audit event, the head, th
 product event, the count, the rows it inserts or changes). A ``Fixed`` statement is
 compiled once per dialect; an execution applies the bind processors of its typed
 parameters (``UTCDateTime``, JSON, Boolean: the functions SQLAlchemy applies, on
-None too: a JSON column's None is stored as JSON null) and hands the SQL to
-``Connection.exec_driver_sql``, so what matters stays: the engine's events
-(statement counts, ``before_cursor_execute``), SQLAlchemy's error types (an
-``IntegrityError`` is one), a lost connection's invalidation, and the PostgreSQL
-prepare hook (``db.reuse_plan``'s execution option is passed along).
+None too: a JSON column's None is stored as JSON null) and runs the SQL on
+the driver's cursor (``_run``), so what matters stays: the engine's events (statement
+counts, ``before_cursor_execute`` and ``after_cursor_execute``), the dialect's
+``do_execute`` hooks (the PostgreSQL prepare hook: ``db.reuse_plan``'s execution option),
+SQLAlchemy's error types (an ``IntegrityError`` is one) and a lost connection's
+invalidation. ``exec_driver_sql`` would build an execution context and a result for
+each statement, for a rowcount (about 90,000 instructions each: a SCIM POST's eight
+were 8 % of its instructions on SQLite, BENCHMARKS.md, issue 17 "pycost"); ``_run`` does
+what they do for a statement that returns no rows, and hands anything unusual (no
+transaction begun yet, an invalidated connection, echo, typed input sizes) to
+``exec_driver_sql``.
 
 Only for statements that return no rows: for a read, ``exec_driver_sql`` builds the
 result's column map on every execution (``execute`` caches it with the compiled
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine.interfaces import BindTyping
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,24 +69,107 @@ class Fixed:
             found = self._by_dialect[dialect.name] = _compile(self.statement, dialect, self.keys)
             return found
 
-    def execute(
-        self, connection: Connection, params: dict[str, Any] | list[dict[str, Any]]
-    ) -> CursorResult[Any]:
-        """Run with ``params`` (a list: executemany), as ``connection.execute`` would."""
+    def execute(self, connection: Connection, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+        """Run with ``params`` (a list: executemany), as ``connection.execute`` would; what
+        it returns has the ``rowcount`` (a ``Ran``, or ``execute``'s ``CursorResult``)."""
         compiled = self._compiled(connection.dialect)
         if compiled is None:
             return connection.execute(self.statement, params)
         if isinstance(params, list) and len(params) == 1:
             params = params[0]
         if isinstance(params, list):
-            converted: Any = [_convert(compiled, p) for p in params]
-        else:
-            converted = _convert(compiled, params)
-        return connection.exec_driver_sql(compiled.sql, converted, self.options)
+            return _run(
+                connection,
+                compiled.sql,
+                [_convert(compiled, p) for p in params],
+                True,
+                self.options,
+            )
+        return _run(connection, compiled.sql, _convert(compiled, params), False, self.options)
 
     def run(self, connection: Connection, params: dict[str, Any] | list[dict[str, Any]]) -> None:
         """``execute`` of a statement whose rows, if any, nobody reads."""
         self.execute(connection, params).close()
+
+
+class Ran:
+    """What a statement run on the driver's cursor leaves (it returns no rows): the
+    ``rowcount`` a ``CursorResult`` would give."""
+
+    __slots__ = ("rowcount",)
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+    def close(self) -> None:
+        """Nothing to release: the cursor is closed once the statement has run."""
+
+
+class _HookContext:
+    """What the dialect's ``do_execute`` hooks are given as the execution context: the
+    execution options, all that ``db``'s PostgreSQL prepare hooks read of it
+    (``REUSE_PLAN``)."""
+
+    __slots__ = ("execution_options",)
+
+    def __init__(self, execution_options: Any) -> None:
+        self.execution_options = execution_options
+
+
+def _run(connection: Connection, sql: str, params: Any, many: bool, options: Any) -> Any:
+    """``connection.exec_driver_sql(sql, params, options)`` for a statement that returns
+    no rows, on the driver's cursor: the engine's ``before_cursor_execute`` and
+    ``after_cursor_execute`` (with no execution context), the dialect's ``do_execute`` /
+    ``do_executemany`` hooks, then the dialect's own, a driver error raised as
+    SQLAlchemy raises it (``_handle_dbapi_exception``: its exception classes, ``handle_error``,
+    invalidation on a disconnect). ``exec_driver_sql`` itself when the connection has
+    no active transaction yet (its autobegin: SQLite's BEGIN IMMEDIATE), is invalidated,
+    echoes, or the dialect sets input sizes: what it does there is not repeated here.
+    Relies on SQLAlchemy 2.1's Connection internals (pinned)."""
+    dbapi_connection = connection._dbapi_connection
+    transaction = connection._transaction
+    nested = connection._nested_transaction
+    dialect = connection.dialect
+    if (
+        dbapi_connection is None
+        or transaction is None
+        or not transaction.is_active
+        or (nested is not None and not nested.is_active)
+        or (
+            connection._trans_context_manager is not None
+            and not connection._trans_context_manager._transaction_is_active()
+        )
+        or connection._echo
+        or dialect.bind_typing is BindTyping.SETINPUTSIZES
+    ):
+        return connection.exec_driver_sql(sql, params, options)
+    cursor = dbapi_connection.cursor()
+    try:
+        events = connection._has_events or connection.engine._has_events
+        if events:
+            for fn in connection.dispatch.before_cursor_execute:
+                sql, params = fn(connection, cursor, sql, params, None, many)
+        handled = False
+        if dialect._has_events:
+            context: Any = _HookContext(connection._execution_options.merge_with(options))
+            hooks = dialect.dispatch.do_executemany if many else dialect.dispatch.do_execute
+            for fn in hooks:
+                if fn(cursor, sql, params, context):
+                    handled = True
+                    break
+        if not handled:
+            if many:
+                dialect.do_executemany(cursor, sql, params, None)
+            else:
+                dialect.do_execute(cursor, sql, params, None)
+        if events:
+            connection.dispatch.after_cursor_execute(connection, cursor, sql, params, None, many)
+        rowcount = cursor.rowcount
+    except BaseException as err:
+        # Raises SQLAlchemy's error (the cursor closed, or the connection invalidated).
+        connection._handle_dbapi_exception(err, sql, params, cursor, None)
+    cursor.close()
+    return Ran(rowcount)
 
 
 def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:

@@ -152,3 +152,12 @@ def _arm_hook(fault: RollbackFault) -> Any:
         return resp
 
     return arm
+
+
+def test_the_request_session_outside_an_app_context_is_flasks_error():
+    """``db.session`` and ``db.state()`` read the app context from Flask's context variable:
+    outside one they still raise Flask's "Working outside of application context"."""
+    with pytest.raises(RuntimeError, match="application context"):
+        db.session  # noqa: B018
+    with pytest.raises(RuntimeError, match="application context"):
+        db.state()

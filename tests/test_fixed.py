@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from scim_server.fixed import Fixed, fixed_of
-from scim_server.models import AuditEvent
+from scim_server.models import AuditEvent, Organization
 from scim_server.services.organizations import create_organization
 
 COLUMNS = [c.name for c in AuditEvent.__table__.columns]
@@ -137,3 +137,97 @@ def test_what_it_cannot_run_goes_through_execute(connection, org_id):
         (50_001, datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC))
     ]
     assert returning._compiled(connection.dialect) is None
+
+
+def test_in_a_transaction_it_runs_on_the_cursor_with_events_and_rowcount(connection, org_id):
+    """In a transaction a statement runs on the driver's cursor (``fixed.Ran``, no
+    execution context or result): both cursor events see it with its parameters, the
+    rowcount is the driver's (an executemany's too) and the rows change as ``execute``'s
+    UPDATE would change them."""
+    from scim_server.fixed import Ran
+
+    Fixed(insert(AuditEvent), keys=COLUMNS).run(
+        connection, [_row(org_id, 60_000 + i) for i in range(3)]
+    )
+    seen: list[tuple[str, str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, params: Any, *_args: Any) -> None:
+        seen.append(("before", statement, params))
+
+    def after(_conn: Any, _cursor: Any, statement: str, params: Any, *_args: Any) -> None:
+        seen.append(("after", statement, params))
+
+    bump = Fixed(
+        update(AuditEvent)
+        .where(AuditEvent.org_id == bindparam("o"), AuditEvent.seq >= bindparam("s"))
+        .values(status=AuditEvent.status + 1)
+    )
+    one = Fixed(
+        update(AuditEvent)
+        .where(AuditEvent.org_id == bindparam("o"), AuditEvent.seq == bindparam("s"))
+        .values(outcome=bindparam("outcome"))
+    )
+    event.listen(connection, "before_cursor_execute", before)
+    event.listen(connection, "after_cursor_execute", after)
+    try:
+        assert connection.in_transaction()
+        result = bump.execute(connection, {"o": org_id, "s": 60_001})
+        many = one.execute(
+            connection,
+            [
+                {"o": org_id, "s": 60_000, "outcome": "failure"},
+                {"o": org_id, "s": 60_002, "outcome": "failure"},
+            ],
+        )
+    finally:
+        event.remove(connection, "before_cursor_execute", before)
+        event.remove(connection, "after_cursor_execute", after)
+    assert isinstance(result, Ran) and result.rowcount == 2
+    assert isinstance(many, Ran) and many.rowcount == 2
+    assert [(kind, sql.split()[0]) for kind, sql, _p in seen] == [
+        ("before", "UPDATE"),
+        ("after", "UPDATE"),
+        ("before", "UPDATE"),
+        ("after", "UPDATE"),
+    ]
+    assert org_id in str(seen[0][2]) and "failure" in str(seen[2][2])
+    read = connection.execute(
+        select(AuditEvent.seq, AuditEvent.status, AuditEvent.outcome)
+        .where(AuditEvent.org_id == org_id, AuditEvent.seq >= 60_000)
+        .order_by(AuditEvent.seq)
+    ).all()
+    assert [tuple(r) for r in read] == [
+        (60_000, 201, "failure"),
+        (60_001, 202, "success"),
+        (60_002, 202, "failure"),
+    ]
+
+
+def test_without_a_transaction_it_begins_one_as_execute_does(engine):
+    """On a connection with no transaction begun, the statement goes through
+    ``exec_driver_sql`` (its autobegin: on SQLite a writer's BEGIN IMMEDIATE); a unique
+    violation in the transaction it began is SQLAlchemy's ``IntegrityError``."""
+    seen: list[str] = []
+
+    def spy(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    row = {
+        "id": "fixed-autobegin",
+        "name": "Fixed autobegin",
+        "created_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "rate_limit_per_minute": None,
+        "settings": {},
+    }
+    statement = Fixed(insert(Organization), keys=list(row))
+    with engine.execution_options(sqlite_immediate=True).connect() as conn:
+        event.listen(conn, "before_cursor_execute", spy)
+        assert not conn.in_transaction()
+        statement.run(conn, row)
+        assert conn.in_transaction()
+        with pytest.raises(IntegrityError):
+            statement.run(conn, row)
+        conn.rollback()
+    if engine.dialect.name == "sqlite":
+        assert seen[0] == "BEGIN IMMEDIATE"
+    assert sum(s.startswith("INSERT INTO organizations") for s in seen) == 2

@@ -6,7 +6,7 @@ still names its actor, source and request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,12 +25,31 @@ class AuditContext:
     received_at: datetime | None = None
 
 
+class DeferredContext:
+    """An ``AuditContext`` made at its first use and kept: a request sets who acts on
+    every request, and most (a GET) record no event, so nothing is built for them."""
+
+    __slots__ = ("_made", "_make")
+
+    def __init__(self, make: Callable[[], AuditContext]) -> None:
+        self._make = make
+        self._made: AuditContext | None = None
+
+    def get(self) -> AuditContext:
+        made = self._made
+        if made is None:
+            # Two threads of one copied context may both make it: the same values.
+            made = self._made = self._make()
+        return made
+
+
 SYSTEM = AuditContext()
-_CURRENT: ContextVar[AuditContext] = ContextVar("audit_context", default=SYSTEM)
+_CURRENT: ContextVar[AuditContext | DeferredContext] = ContextVar("audit_context", default=SYSTEM)
 
 
 def current_context() -> AuditContext:
-    return _CURRENT.get()
+    ctx = _CURRENT.get()
+    return ctx.get() if isinstance(ctx, DeferredContext) else ctx
 
 
 @contextmanager
@@ -42,8 +61,9 @@ def use_context(ctx: AuditContext) -> Iterator[AuditContext]:
         _CURRENT.reset(token)
 
 
-def set_context(ctx: AuditContext) -> object:
-    """Set for the rest of the current request; returns the token for ``reset_context``."""
+def set_context(ctx: AuditContext | DeferredContext) -> object:
+    """Set for the rest of the current request (a ``DeferredContext``: made when an event
+    first asks for it); returns the token for ``reset_context``."""
     return _CURRENT.set(ctx)
 
 

@@ -6,30 +6,68 @@ provider) names its actor; the rest comes from the request the same way.
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import partial
+from typing import Any
+
 from flask import Flask, g, request
 
-from scim_server.audit.context import AuditContext, reset_context, set_context
+from scim_server.audit.context import AuditContext, DeferredContext, reset_context, set_context
 from scim_server.db import utcnow
 
 
 def request_context(actor_type: str, actor_id: str, actor_name: str | None) -> AuditContext:
     """The actor given, with this request's address, user agent, ids and arrival time."""
+    return _made(*_captured(g._get_current_object(), actor_type, actor_id, actor_name))
+
+
+def _captured(
+    app_g: Any, actor_type: str, actor_id: str, actor_name: str | None
+) -> tuple[Any, ...]:
+    """What the context takes from the request now: the request object itself, the actor,
+    and the ids and arrival time on ``g`` (read now: the operations of a SCIM Bulk request
+    share its app context, and so its ``g``, and set them again each)."""
+    return (
+        request._get_current_object(),  # type: ignore[attr-defined]
+        actor_type,
+        actor_id,
+        actor_name,
+        app_g.get("request_id"),
+        app_g.get("correlation_id"),
+        app_g.get("received_at") or utcnow(),
+    )
+
+
+def _made(
+    req: Any,
+    actor_type: str,
+    actor_id: str,
+    actor_name: str | None,
+    request_id: str | None,
+    correlation_id: str | None,
+    received_at: datetime,
+) -> AuditContext:
     return AuditContext(
         actor_type=actor_type,
         actor_id=actor_id,
         actor_name=actor_name,
-        source_ip=request.remote_addr,
+        source_ip=req.remote_addr,
         # The header as sent (``request.user_agent`` would parse it into an object first).
-        user_agent=request.environ.get("HTTP_USER_AGENT") or None,
-        request_id=g.get("request_id"),
-        correlation_id=g.get("correlation_id"),
-        received_at=g.get("received_at") or utcnow(),
+        user_agent=req.environ.get("HTTP_USER_AGENT") or None,
+        request_id=request_id,
+        correlation_id=correlation_id,
+        received_at=received_at,
     )
 
 
 def begin(actor_id: str, actor_name: str, actor_type: str = "token") -> None:
-    """Make the authenticated caller the actor of every event this request writes."""
-    g._audit_token = set_context(request_context(actor_type, actor_id, actor_name))
+    """Make the authenticated caller the actor of every event this request writes.
+
+    The context is made when the request first records an event (``DeferredContext``),
+    from what is captured here; a request that records none (a GET) makes none."""
+    app_g = g._get_current_object()
+    made = partial(_made, *_captured(app_g, actor_type, actor_id, actor_name))
+    app_g._audit_token = set_context(DeferredContext(made))
 
 
 def end(_exc: BaseException | None = None) -> None:

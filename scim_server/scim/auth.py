@@ -39,7 +39,9 @@ def authenticate() -> None:
         raise InvalidValueError("NUL characters are not allowed in the URL.")
     if req.endpoint in PUBLIC_ENDPOINTS:
         return
-    header = req.headers.get("Authorization", "")
+    # The environ's key, as ``req.headers.get("Authorization")`` reads it (without its key
+    # folding and the headers object made for it).
+    header = req.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise UnauthorizedError("A bearer token is required (Authorization: Bearer <token>).")
@@ -60,8 +62,9 @@ def authenticate() -> None:
         token = _lookup(secret.strip(), reading)
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
-    g.org_id = token.org_id
-    g.token_id = token.id
+    app_g = g._get_current_object()
+    app_g.org_id = token.org_id
+    app_g.token_id = token.id
     audit_web.begin(token.id, token.name)
     if token_usage.is_stale(token.last_used_at, utcnow()):
         # At most once a minute per token, apart from this request's transaction.

@@ -297,3 +297,31 @@ def test_a_dead_pooled_connection_is_replaced_without_a_ping(live, killer, monke
     with pool_use(app, monkeypatch) as use:
         assert scim.get(f"/scim/v2/Users/{user['id']}").status_code == 200
     assert use.pings == 0 and use.checkouts == 1
+
+
+def test_a_write_s_representation_is_read_in_the_reader_s_mode(live, monkeypatch):
+    """After a write commits, what its representation still reads (here a PATCH that
+    changes nothing: its groups are read again) runs in a reader's mode on the request's
+    one connection: on SQLite under a plain BEGIN, never a second BEGIN IMMEDIATE; and the
+    representation is the stored user, groups included."""
+    app, scim = live
+    user = scim.create_user("ann@example.com", title="Boss")
+    group = scim.post(
+        "/scim/v2/Groups",
+        {"schemas": [GROUP_SCHEMA], "displayName": "Crew", "members": [{"value": user["id"]}]},
+    )
+    assert group.status_code == 201, group.get_data(as_text=True)
+    with pool_use(app, monkeypatch) as use:
+        resp = scim.patch_ops(
+            f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Boss"}
+        )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["title"] == "Boss"
+    assert [g["display"] for g in body["groups"]] == ["Crew"]
+    assert use.checkouts == 1 and len(use.connections) == 1
+    if db.engine(app).dialect.name == "sqlite":
+        begins = [s for s in use.statements if s.startswith("BEGIN")]
+        assert begins == ["BEGIN IMMEDIATE", "BEGIN"], use.statements
+        read = use.statements[use.statements.index("BEGIN") + 1 :]
+        assert read and all(s.startswith(("SELECT", "WITH")) for s in read), read

@@ -13,7 +13,7 @@ from scim_server.models import (
     User,
     UserPassword,
 )
-from tests.support import ENTERPRISE, USER_SCHEMA, assert_error
+from tests.support import ENTERPRISE, PATCH_OP, USER_SCHEMA, assert_error
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -195,6 +195,28 @@ def test_put_to_a_taken_username_is_409(scim):
     )
     assert_error(resp, 409, "uniqueness")
     assert scim.get(f"/scim/v2/Users/{two['id']}").get_json()["userName"] == "two@example.com"
+
+
+def test_a_unique_violation_in_the_rows_update_is_409_uniqueness(scim, admin, monkeypatch):
+    """When the userName check passes and another user holds the name by the time the row
+    is written (a concurrent rename: the check skipped here), the UPDATE's unique
+    violation, raised by the driver under the write path's fixed statement, is still
+    SQLAlchemy's IntegrityError: 409 uniqueness, nothing written, no event."""
+    from scim_server.services import users as user_service
+
+    scim.create_user("held@example.com")
+    two = scim.create_user("mover@example.com")
+    events = len(admin.get(f"/api/v1/audit/timeline/{two['id']}").get_json()["events"])
+    monkeypatch.setattr(user_service, "_check_unique", lambda *args, **kwargs: None)
+    op = {"op": "replace", "path": "userName", "value": "HELD@example.com"}
+    resp = scim.patch(f"/scim/v2/Users/{two['id']}", {"schemas": [PATCH_OP], "Operations": [op]})
+    assert_error(resp, 409, "uniqueness")
+    got = scim.get(f"/scim/v2/Users/{two['id']}").get_json()
+    assert got["userName"] == "mover@example.com" and got["meta"]["version"] == 'W/"1"'
+    timeline = admin.get(f"/api/v1/audit/timeline/{two['id']}").get_json()["events"]
+    assert [e for e in timeline if e["outcome"] == "success"] == [
+        e for e in timeline[:events] if e["outcome"] == "success"
+    ]
 
 
 def test_delete_removes_user_and_its_index_rows(scim, session):
