@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -58,15 +59,6 @@ POOL = Gauge(
 # The WSGI environ keys of those headers (``request.headers.get`` without its per-call
 # key folding).
 _CORRELATION_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in CORRELATION_HEADERS)
-
-
-def _new_request_id() -> str:
-    """A random UUID version 4 as 32 hex digits: ``uuid.uuid4().hex`` without the ``UUID``
-    object's checks and formatting (0.6 µs instead of 1.7, on every request)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4 (RFC 9562 §5.4)
-    raw[8] = (raw[8] & 0x3F) | 0x80  # variant 10
-    return raw.hex()
 
 
 def _environ_id(environ: dict[str, Any], key: str) -> str | None:
@@ -169,7 +161,7 @@ def init_app(app: Flask) -> None:
         app_g.request_started = time.perf_counter()
         app_g.received_at = datetime.now(UTC)
         environ = request.environ
-        app_g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or _new_request_id()
+        app_g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or uuid.uuid4().hex
         app_g.correlation_id = next(
             (cid for key in _CORRELATION_KEYS if (cid := _environ_id(environ, key))), None
         )

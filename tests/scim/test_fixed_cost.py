@@ -93,8 +93,7 @@ def test_the_token_read_is_what_execute_reads(app, scim):
 
 
 def test_our_request_ids_are_uuid4_hex(scim):
-    """A request without an id of its own gets a random UUID version 4 as 32 hex digits (as
-    ``uuid.uuid4().hex``): a new one each request."""
+    """A request without an id of its own gets ``uuid.uuid4().hex``: a new one each request."""
     import uuid
 
     ids = {scim.get("/scim/v2/Users").headers["X-Request-Id"] for _ in range(3)}
