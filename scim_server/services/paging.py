@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -40,6 +41,7 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
+    column,
     func,
     literal_column,
     null,
@@ -629,9 +631,11 @@ def _fenced(ids: Any, columns: Any, where: Any) -> Any:
 @cache
 def _extras_statement(dialect: str, with_groups: bool) -> Any:
     """(kind, user id, id, name, role kind, source, rule, sort key) rows: the groups (g)
-    and roles (r) of the users in ``user_ids``, the licenses (l) in ``license_ids``; in
-    the order ``groups_of`` and ``roles_of`` give them (by display name, by role name and
-    source).
+    and roles (r) of the users in ``user_ids``, the licenses (l) in ``license_ids``. On
+    PostgreSQL in the order ``groups_of`` and ``roles_of`` give them (by display name, by
+    role name and source); on SQLite in no order: ``page_extras`` puts each user's in that
+    order (SQLite's sort of the page's rows was a quarter of the statement's instructions,
+    and most users have one group and no role).
 
     Each user id drives its own index lookups in ``group_members`` and ``user_roles``,
     whatever the statistics say. On PostgreSQL through a LATERAL subquery (``_fenced``).
@@ -680,12 +684,13 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
         columns = [Group.id, Group.display_name, None, None, None, Group.display_name_key]
         parts.insert(0, _branch("g", members, group_source, columns))
     both: Any = union_all(*parts)
-    cols = both.selected_columns
-    statement = both.order_by(cols.kind, cols.sort_key, cols.source)
     if pg:
+        cols = both.selected_columns
+        statement = both.order_by(cols.kind, cols.sort_key, cols.source)
         # Lookups by key in a fixed order: one generic plan serves every page (planning
         # was a third of the statement's time on the server).
         return reuse_plan(statement)
+    statement = both
     # SQLAlchemy renders neither table hints nor CROSS JOIN for SQLite: both are written in.
     # A CROSS JOIN is an inner join SQLite never reorders either: an id that finds nothing
     # gives no row (the outer joins' rows of NULLs, one per user without roles, and their
@@ -698,7 +703,12 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
         plain = " JOIN group_members ON "
         assert sql.count(plain) == 1, sql
         sql = sql.replace(plain, f" JOIN group_members INDEXED BY {_MEMBER_INDEX} ON ")
-    return text(sql)
+    # Its columns named in order: SQLAlchemy then keeps the result's description with the
+    # statement instead of matching the cursor's names on every execution.
+    return text(sql).columns(*(column(name) for name in _EXTRAS_COLUMNS))
+
+
+_EXTRAS_COLUMNS = ("kind", "user_id", "id", "name", "role_kind", "source", "rule", "sort_key")
 
 
 def page_extras(
@@ -721,13 +731,38 @@ def page_extras(
         "user_ids": jsonfast.dumps(ids),
         "license_ids": jsonfast.dumps(licenses),
     }
-    rows = conn.execute(_extras_statement(dialect, with_groups), params).all()
-    for kind, user_id, item_id, name, role_kind, source, rule, _key in rows:
+    result = conn.execute(_extras_statement(dialect, with_groups), params)
+    try:
+        rows = result.cursor.fetchall()  # the driver's rows: no SQLAlchemy row per entry
+    finally:
+        result.close()
+    ordered = dialect == "postgresql"  # SQLite's come in no order (``_extras_statement``)
+    group_rows: dict[str, list[Any]] = {}
+    role_rows: dict[str, list[Any]] = {}
+    for row in rows:
+        kind = row[0]
         if kind == "g":
-            groups.setdefault(user_id, []).append((item_id, name))
+            group_rows.setdefault(row[1], []).append(row)
         elif kind == "r":
-            hold(held.setdefault(user_id, {}), item_id, name, role_kind, source, rule)
+            role_rows.setdefault(row[1], []).append(row)
         else:
-            names[item_id] = name
+            names[row[2]] = row[3]
+    for user_id, found in group_rows.items():
+        if not ordered and len(found) > 1:
+            found.sort(key=_by_sort_key)
+        groups[user_id] = [(row[2], row[3]) for row in found]
+    for user_id, found in role_rows.items():
+        if not ordered and len(found) > 1:
+            found.sort(key=_by_sort_key_and_source)
+        of_user = held[user_id] = {}
+        for _kind, _user, item_id, name, role_kind, source, rule, _key in found:
+            hold(of_user, item_id, name, role_kind, source, rule)
     roles = {u: list(v.values()) for u, v in held.items()}
     return PageExtras(groups, roles, names)
+
+
+# A user's groups by display name, its roles by name and source, as PostgreSQL's ORDER BY
+# gives them: keys compare as SQLite's BINARY collation and PostgreSQL's "C" (``KeyText``)
+# compare them, by code point; both are unique in an organization.
+_by_sort_key = itemgetter(7)
+_by_sort_key_and_source = itemgetter(7, 5)
