@@ -737,32 +737,36 @@ def page_extras(
     finally:
         result.close()
     ordered = dialect == "postgresql"  # SQLite's come in no order (``_extras_statement``)
-    group_rows: dict[str, list[Any]] = {}
-    role_rows: dict[str, list[Any]] = {}
-    for row in rows:
-        kind = row[0]
+    group_keys: dict[str, str] = {}  # group id -> its sort key
+    role_rows: dict[str, list[Any]] = {}  # user id -> (sort key, source, ...) (SQLite)
+    for kind, user_id, item_id, name, role_kind, source, rule, key in rows:
         if kind == "g":
-            group_rows.setdefault(row[1], []).append(row)
+            groups.setdefault(user_id, []).append((item_id, name))
+            group_keys[item_id] = key
         elif kind == "r":
-            role_rows.setdefault(row[1], []).append(row)
+            if ordered:
+                hold(held.setdefault(user_id, {}), item_id, name, role_kind, source, rule)
+            else:
+                role_rows.setdefault(user_id, []).append(
+                    (key, source, item_id, name, role_kind, rule)
+                )
         else:
-            names[row[2]] = row[3]
-    for user_id, found in group_rows.items():
-        if not ordered and len(found) > 1:
-            found.sort(key=_by_sort_key)
-        groups[user_id] = [(row[2], row[3]) for row in found]
-    for user_id, found in role_rows.items():
-        if not ordered and len(found) > 1:
-            found.sort(key=_by_sort_key_and_source)
-        of_user = held[user_id] = {}
-        for _kind, _user, item_id, name, role_kind, source, rule, _key in found:
-            hold(of_user, item_id, name, role_kind, source, rule)
+            names[item_id] = name
+    if not ordered:
+        # GET's order: groups by display name, roles by name then source, compared as
+        # SQLite's ORDER BY compares them (BINARY: by code point, as Python compares
+        # str); a display name or role name is unique in an organization, and a (role,
+        # source) pair for a user.
+        for found in groups.values():
+            if len(found) > 1:
+                found.sort(key=lambda pair: group_keys[pair[0]])
+        for user_id, entries in role_rows.items():
+            entries.sort(key=_by_name_and_source)
+            of_user = held[user_id] = {}
+            for _key, source, item_id, name, role_kind, rule in entries:
+                hold(of_user, item_id, name, role_kind, source, rule)
     roles = {u: list(v.values()) for u, v in held.items()}
     return PageExtras(groups, roles, names)
 
 
-# A user's groups by display name, its roles by name and source, as PostgreSQL's ORDER BY
-# gives them: keys compare as SQLite's BINARY collation and PostgreSQL's "C" (``KeyText``)
-# compare them, by code point; both are unique in an organization.
-_by_sort_key = itemgetter(7)
-_by_sort_key_and_source = itemgetter(7, 5)
+_by_name_and_source = itemgetter(0, 1)
