@@ -316,8 +316,9 @@ def test_a_page_orders_each_users_groups_and_roles_as_get(scim: Scim, session: A
             {"op": "add", "path": "members", "value": [{"value": i} for i in ids[:2]]},
         )
     roles = {}
-    for name in ("Zeta", "beta", "Alpha"):
-        roles[name] = str(uuid.uuid4())
+    prefix = str(uuid.uuid4())[:-2]
+    for n, name in enumerate(("Zeta", "beta", "Alpha")):
+        roles[name] = f"{prefix}{n:02d}"  # ids in the reverse of the names' order
         session.add(
             Role(org_id=scim.org_id, id=roles[name], name=name, name_key=name.lower(), kind="task")
         )
