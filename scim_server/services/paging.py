@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
@@ -766,7 +766,7 @@ def page_extras(
 
 
 def _put_in_order(
-    rows: list[Any],
+    rows: Sequence[Any],
     groups: dict[str, list[tuple[str, str]]],
     held: dict[str, dict[str, dict[str, Any]]],
     names: dict[str, str],
