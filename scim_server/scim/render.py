@@ -89,15 +89,30 @@ def user_to_scim(
     order but for ``active`` and the extensions', then ``active`` (the column's), the
     groups, the enterprise extension (with the manager's ``$ref``), the product view and
     ``meta``."""
+    entries = [_group_entry(gid, name, base) for gid, name in groups] if groups else None
+    return _user_doc(user, _shape(tuple(user.data)), entries, base, product)
+
+
+def _group_entry(gid: str, name: str, base: str) -> Doc:
+    """One of a user's ``groups``: the same for every member of the group, so a page makes
+    it once per group (``render_user_page``)."""
+    return {"value": gid, "$ref": f"{base}/Groups/{gid}", "display": name, "type": "direct"}
+
+
+def _user_doc(
+    user: Any, shape: _Shape, entries: list[Doc] | None, base: str, product: Doc | None
+) -> Doc:
+    """``user_to_scim`` with the stored document's shape (``_shape`` of its keys) and the
+    ``groups`` entries (``_group_entry``) already found."""
     data = user.data  # read, never changed (nor is its enterprise part: copied to add a $ref)
     external_id = user.external_id
-    doc: Doc = {"schemas": [USER_SCHEMA], "id": user.id}
+    user_id = user.id
+    doc: Doc = {"schemas": [USER_SCHEMA], "id": user_id}
     if external_id is not None:
         doc["externalId"] = external_id
     doc["userName"] = user.user_name
     # The document's keys copied at once; those kept apart are then put back as above
     # (a key already in ``doc`` keeps its place when the copy sets it).
-    shape = _shape(tuple(data))
     doc.update(data)
     for key in shape.drop:
         del doc[key]
@@ -109,11 +124,8 @@ def user_to_scim(
         else:
             doc["externalId"] = external_id
     doc["active"] = user.active
-    if groups:
-        doc["groups"] = [
-            {"value": gid, "$ref": f"{base}/Groups/{gid}", "display": name, "type": "direct"}
-            for gid, name in groups
-        ]
+    if entries:
+        doc["groups"] = entries
     enterprise = data.get(ENTERPRISE_SCHEMA)
     if enterprise:
         manager = enterprise.get("manager")
@@ -126,11 +138,13 @@ def user_to_scim(
     if product:
         doc["schemas"].append(PRODUCT_SCHEMA)
         doc[PRODUCT_SCHEMA] = product
+    created = user.created_at
+    updated = user.updated_at
     doc["meta"] = {
         "resourceType": "User",
-        "created": _iso(user.created_at),
-        "lastModified": _iso(user.updated_at),
-        "location": f"{base}/Users/{user.id}",
+        "created": created if type(created) is str else _iso(created),
+        "lastModified": updated if type(updated) is str else _iso(updated),
+        "location": f"{base}/Users/{user_id}",
         "version": etag(user.version),
     }
     return doc
@@ -234,10 +248,28 @@ def render_user_page(
     for all of them: ``groups`` (None when not shown; a user in none is not in it) and
     ``product`` by user id."""
     base = scim_root()
-    if groups is None:
-        docs = [user_to_scim(u, None, base, product[u.id]) for u in users]
-    else:
-        docs = [user_to_scim(u, groups.get(u.id), base, product[u.id]) for u in users]
+    # Per page, what is the same for many of its users: the shapes of their stored
+    # documents (a dict lookup instead of the bounded cache's), and each group's entry,
+    # made once and shared by its members (orjson writes each occurrence alike; nothing
+    # changes a rendered document).
+    shapes: dict[tuple[str, ...], _Shape] = {}
+    made: dict[tuple[str, str], Doc] = {}
+    docs = []
+    for u in users:
+        keys = tuple(u.data)
+        shape = shapes.get(keys)
+        if shape is None:
+            shape = shapes[keys] = _shape(keys)
+        entries = None
+        pairs = groups.get(u.id) if groups is not None else None
+        if pairs:
+            entries = []
+            for pair in pairs:
+                entry = made.get(pair)
+                if entry is None:
+                    entry = made[pair] = _group_entry(pair[0], pair[1], base)
+                entries.append(entry)
+        docs.append(_user_doc(u, shape, entries, base, product[u.id]))
     if attributes or excluded:
         return [project(USER, doc, attributes, excluded) for doc in docs]
     return docs

@@ -953,24 +953,34 @@ def product_view(
     names = license_names if license_names is not None else _license_names(session, org_id, users)
     held = roles if roles is not None else roles_of(session, org_id, [u.id for u in users])
     out: dict[str, Doc] = {}
+    # Each field read once: a list page's users are rows read by name (``paging``), a
+    # hundred a page.
     for u in users:
         view: Doc = {"status": u.status}
-        if u.login_name:
-            view["username"] = u.login_name
-        if u.contact_id:
-            view["contactId"] = u.contact_id
-        if u.last_login_at:
-            view["lastLogin"] = u.last_login_at.isoformat().replace("+00:00", "Z")
-        if u.license_id:
-            lic = {"value": names.get(u.license_id), "source": u.license_source}
-            if u.license_rule:
-                lic["rule"] = u.license_rule
+        login_name = u.login_name
+        if login_name:
+            view["username"] = login_name
+        contact_id = u.contact_id
+        if contact_id:
+            view["contactId"] = contact_id
+        last_login = u.last_login_at
+        if last_login:
+            view["lastLogin"] = last_login.isoformat().replace("+00:00", "Z")
+        license_id = u.license_id
+        if license_id:
+            lic = {"value": names.get(license_id), "source": u.license_source}
+            rule = u.license_rule
+            if rule:
+                lic["rule"] = rule
             view["license"] = lic
-        if u.license_wanted_id:
-            view["licenseShortage"] = {"value": names.get(u.license_wanted_id)}
-        if held.get(u.id):
+        wanted = u.license_wanted_id
+        if wanted:
+            view["licenseShortage"] = {"value": names.get(wanted)}
+        user_id = u.id
+        roles_held = held.get(user_id)
+        if roles_held:
             view["roles"] = [
-                {"value": r["name"], "kind": r["kind"], "sources": r["sources"]} for r in held[u.id]
+                {"value": r["name"], "kind": r["kind"], "sources": r["sources"]} for r in roles_held
             ]
-        out[u.id] = view
+        out[user_id] = view
     return out

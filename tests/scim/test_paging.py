@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from scim_server import create_app
 from scim_server.models import Group, ResourceCount, User
 from scim_server.scim.listing import ANCHORS_EXTENSION
+from scim_server.scim.schema import PRODUCT_SCHEMA
 from scim_server.services import paging
 from tests.support import Scim
 
@@ -295,6 +296,69 @@ def test_every_page_renders_each_user_byte_for_byte_as_get(scim: Scim, admin: Sc
     product = [r.get(PRODUCT, {}) for r in listed_people]
     assert any("license" in p for p in product) and any("licenseShortage" in p for p in product)
     assert any(p.get("roles") for p in product)
+
+
+def test_a_page_orders_each_users_groups_and_roles_as_get(scim: Scim, session: Any) -> None:
+    """A page's groups and roles read in one statement come, on SQLite, in no order
+    (``paging._extras_statement``): each user's groups are put in display-name order and
+    its roles in name then source order, as GET /Users/{id} gives them, whatever order
+    they were stored in."""
+    import uuid
+
+    from scim_server import jsonfast
+    from scim_server.models import Role, UserRole
+
+    ids = [scim.create_user(f"o{i}@example.com")["id"] for i in range(3)]
+    for name in ("Zulu", "Mike", "Alpha"):  # stored in reverse name order
+        group = scim.create_group(name)
+        scim.patch_ops(
+            f"/scim/v2/Groups/{group['id']}",
+            {"op": "add", "path": "members", "value": [{"value": i} for i in ids[:2]]},
+        )
+    roles = {}
+    prefix = str(uuid.uuid4())[:-2]
+    for n, name in enumerate(("Zeta", "beta", "Alpha")):
+        roles[name] = f"{prefix}{n:02d}"  # ids in the reverse of the names' order
+        session.add(
+            Role(org_id=scim.org_id, id=roles[name], name=name, name_key=name.lower(), kind="task")
+        )
+    session.flush()
+    for role, source, rule in (
+        ("Zeta", "scim", None),
+        ("Alpha", "scim", None),
+        ("beta", "rule", "r2"),
+        ("Alpha", "rule", "r1"),
+        ("Alpha", "manual", None),
+    ):
+        for user_id in ids[1:]:
+            session.add(
+                UserRole(
+                    org_id=scim.org_id,
+                    user_id=user_id,
+                    role_id=roles[role],
+                    source=source,
+                    rule=rule,
+                )
+            )
+    session.commit()
+    for url in ("/scim/v2/Users?count=3", "/scim/v2/Users?startIndex=2&count=2"):
+        resp = scim.get(url)
+        assert resp.status_code == 200, resp.get_json()
+        for resource in resp.get_json()["Resources"]:
+            got = scim.get(f"/scim/v2/Users/{resource['id']}")
+            assert jsonfast.dumps_bytes(resource) == got.get_data(), url
+    product = PRODUCT_SCHEMA
+    by_id = {r["id"]: r for r in scim.get("/scim/v2/Users?count=3").get_json()["Resources"]}
+    middle = by_id[ids[1]]
+    assert [g["display"] for g in middle["groups"]] == ["Alpha", "Mike", "Zulu"]
+    assert [(r["value"], r["sources"]) for r in middle[product]["roles"]] == [
+        ("Alpha", ["manual", "rule:r1", "scim"]),
+        ("beta", ["rule:r2"]),
+        ("Zeta", ["scim"]),
+    ]
+    assert [g["display"] for g in by_id[ids[0]]["groups"]] == ["Alpha", "Mike", "Zulu"]
+    assert "roles" not in by_id[ids[0]][product]
+    assert "groups" not in by_id[ids[2]]
 
 
 def test_pages_render_stored_values_as_get_does(scim: Scim, session: Any) -> None:
