@@ -10,6 +10,7 @@ finish their requests (up to ``graceful_timeout``) and close their database pool
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -59,6 +60,16 @@ def on_starting(server: Any) -> None:
     prepare_metrics_dir()
 
 
+def post_worker_init(worker: Any) -> None:
+    """Move what the worker holds once it has loaded the app (modules, the engine, the
+    compiled statements: most of the process's objects) out of the garbage collector's
+    reach (``gc.freeze``): a full collection otherwise walks all of them every few hundred
+    requests, a pause of tens to hundreds of milliseconds in whichever request set it off.
+    Frozen objects are never collected; nothing loaded at start-up is meant to be."""
+    gc.collect()
+    gc.freeze()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
@@ -91,6 +102,7 @@ SETTINGS = (
     "accesslog",
     "control_socket_disable",
     "on_starting",
+    "post_worker_init",
     "child_exit",
     "worker_exit",
     "on_exit",

@@ -454,6 +454,29 @@ def test_sigterm_stops_gracefully(cluster):
     assert call(cluster.a.port, "GET", "/scim/v2/Users", cluster.token).status == 200
 
 
+def test_a_worker_freezes_what_it_loaded_before_serving():
+    """gunicorn calls post_worker_init once the worker has loaded the app: what is alive then
+    is frozen, out of every later full collection's walk; what a request makes is not."""
+    assert gunicorn_conf.settings()["post_worker_init"] is gunicorn_conf.post_worker_init
+    script = (
+        "import gc\n"
+        "from scim_server import create_app, gunicorn_conf\n"
+        "app = create_app({'TESTING': True, 'DATABASE_URL': 'sqlite://'})\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "gunicorn_conf.post_worker_init(None)\n"
+        "frozen = gc.get_freeze_count()\n"
+        "made = [{} for _ in range(1000)]\n"
+        "print(frozen, gc.get_freeze_count(), len(gc.get_objects(generation=2)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    frozen, after, tracked = map(int, done.stdout.split())
+    # The app's modules, engine and settings: tens of thousands of objects, all frozen;
+    # the oldest generation is then nearly empty, and a request's objects are not frozen.
+    assert frozen > 50_000 and after == frozen and tracked < frozen // 10
+
+
 def test_gunicorn_runs_gthread_workers_by_default():
     """A streamed response is not killed at the worker timeout: gthread heartbeats on its own."""
     from gunicorn.util import load_class
