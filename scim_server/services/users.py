@@ -599,6 +599,8 @@ def _user_and_extras() -> Any:
 # holds and waits for; the extras' columns NULL) and, as _EXTRAS_OF_ONE gives them, its
 # groups (g) and roles (r).
 _USER_AND_EXTRAS = _user_and_extras()
+# Run from its compiled form (``db.KeyRead``): no cache key walked and hashed per GET.
+_USER_AND_EXTRAS_READ = KeyRead(_USER_AND_EXTRAS, ("org_id", "user_id"))
 
 
 def read_user(session: Session, org_id: str, user_id: str) -> Any:
@@ -622,7 +624,7 @@ def read_user_and_extras(connection: Connection, org_id: str, user_id: str) -> t
     groups: list[tuple[str, str]] = []
     roles: dict[str, dict[str, Any]] = {}
     licenses: dict[str, str] = {}
-    rows = connection.execute(_USER_AND_EXTRAS, {"org_id": org_id, "user_id": user_id})
+    rows = _USER_AND_EXTRAS_READ.execute(connection, {"org_id": org_id, "user_id": user_id})
     for row in rows:
         kind = row.x_kind
         if kind == "u":
