@@ -39,7 +39,10 @@ def authenticate() -> None:
     # The request itself, not the proxy: each ``request.x`` looks the request up again.
     req = request._get_current_object()  # type: ignore[attr-defined]
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
-    if "\x00" in req.path or any("\x00" in v for v in req.args.values()):
+    # (``req.args`` parsed only when there is a query string: a GET by id has none.)
+    if "\x00" in req.path or (
+        req.environ.get("QUERY_STRING") and any("\x00" in v for v in req.args.values())
+    ):
         raise InvalidValueError("NUL characters are not allowed in the URL.")
     if req.endpoint in PUBLIC_ENDPOINTS:
         return

@@ -190,7 +190,9 @@ def scim_response(
     doc: Any, status: int = 200, *, version: str | None = None, location: str | None = None
 ) -> Response:
     """A SCIM JSON response, with its ETag (RFC 7644 §3.14) and Location when given."""
-    resp = Response(jsonfast.dumps_bytes(doc), status=status, mimetype=SCIM_CONTENT_TYPE)
+    # ``content_type``, not ``mimetype``: the same header (no charset for a JSON type), without
+    # werkzeug working it out for every response.
+    resp = Response(jsonfast.dumps_bytes(doc), status=status, content_type=SCIM_CONTENT_TYPE)
     if version:
         resp.headers["ETag"] = version
     if location:
@@ -202,9 +204,10 @@ def projection_args(req: Request | None = None) -> tuple[list[str] | None, list[
     """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9).
 
     ``req``: the request, when the caller has it (each ``request.x`` looks it up again)."""
-    args = (req if req is not None else request._get_current_object()).args  # type: ignore[attr-defined]
-    if not args:
+    req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+    if not req.environ.get("QUERY_STRING"):  # none: its arguments are not parsed for nothing
         return None, None
+    args = req.args
     return split_param(args.get("attributes")), split_param(args.get("excludedAttributes"))
 
 
