@@ -16,7 +16,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from flask import Flask, current_app, g
+from flask import Flask
+from flask.globals import _cv_app, app_ctx
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -118,12 +119,16 @@ class Limiter:
 
 def enforce_scim() -> None:
     """``before_request`` for the SCIM blueprint, after ``authenticate`` set ``g.token_id``."""
-    token_id = g.get("token_id")
+    # The app context once, not through ``g`` / ``current_app``'s proxies at each use.
+    ctx = _cv_app.get(None) or app_ctx._get_current_object()  # type: ignore[attr-defined]
+    app_g = ctx.g
+    token_id = app_g.get("token_id")
     if token_id is None:
         return  # public discovery endpoints carry no token
-    limiter: Limiter = current_app.extensions["scim_ratelimit"]
-    reader, writer = db.reader(), db.writer()
-    limit = limiter.limit_for(reader, g.org_id, current_app.config["RATE_LIMIT_PER_MINUTE"])
+    app = ctx.app
+    limiter: Limiter = app.extensions["scim_ratelimit"]
+    state = db.state(app)
+    limit = limiter.limit_for(state.reader, app_g.org_id, app.config["RATE_LIMIT_PER_MINUTE"])
     if limit <= 0:
         return
     # End the read the token lookup began before the counter's own transaction,
@@ -131,10 +136,9 @@ def enforce_scim() -> None:
     # on different pooled connections anyway (and a PostgreSQL read has none);
     # where every session shares one connection, as in the tests, the counter
     # would otherwise be rolled back with the request.
-    if db.session.in_transaction():
-        db.session.commit()
+    db.end_read()
     try:
-        limiter.check(writer, f"token:{token_id}", limit)
+        limiter.check(state.writer, f"token:{token_id}", limit)
     except RateLimited as exc:
         err = ScimError(
             f"Too many requests: this token may make {exc.limit} requests per minute; "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import current_app, g, request
+from flask.globals import _cv_app, _cv_request, app_ctx, request_ctx
 from werkzeug.sansio.utils import get_current_url
 
 SCIM_PATH = "/scim/v2"
@@ -16,14 +16,20 @@ SCIM_PATH = "/scim/v2"
 
 def public_url() -> str:
     """``SCIM_BASE_URL`` when set (behind a proxy), else the root the request came in on."""
-    cached: str | None = g.get("_public_url")
+    # The app context once, not through ``g`` / ``current_app``'s proxies at each use;
+    # outside one, the proxy raises Flask's own error.
+    ctx = _cv_app.get(None) or app_ctx._get_current_object()  # type: ignore[attr-defined]
+    app_g = ctx.g
+    cached: str | None = app_g.get("_public_url")
     if cached is None:
-        cached = g._public_url = current_app.config["BASE_URL"] or _request_root()
+        cached = app_g._public_url = ctx.app.config["BASE_URL"] or _request_root()
     return cached
 
 
 def _request_root() -> str:
-    return _root_of(request.scheme, request.host, request.root_path)
+    ctx = _cv_request.get(None) or request_ctx._get_current_object()  # type: ignore[attr-defined]
+    req = ctx.request
+    return _root_of(req.scheme, req.host, req.root_path)
 
 
 # werkzeug builds ``request.url_root`` anew for every request (quoting, IDNA decoding: 2-3 %

@@ -24,6 +24,10 @@ PUBLIC_ENDPOINTS = {
     "scim.get_schema",
 }
 
+# Views that read only on ``db.read_connection`` (the request's connection, no Session):
+# their token lookup reads there too, so the request makes no Session at all.
+CONNECTION_READS = frozenset({"scim.get_user"})
+
 
 def authenticate() -> None:
     """Resolve the bearer token to its organization; set ``g.org_id`` and ``g.token_id``.
@@ -35,7 +39,10 @@ def authenticate() -> None:
     # The request itself, not the proxy: each ``request.x`` looks the request up again.
     req = request._get_current_object()  # type: ignore[attr-defined]
     # PostgreSQL text cannot hold NUL: refuse it in the URL before it reaches a query.
-    if "\x00" in req.path or any("\x00" in v for v in req.args.values()):
+    # (``req.args`` parsed only when there is a query string: a GET by id has none.)
+    if "\x00" in req.path or (
+        req.environ.get("QUERY_STRING") and any("\x00" in v for v in req.args.values())
+    ):
         raise InvalidValueError("NUL characters are not allowed in the URL.")
     if req.endpoint in PUBLIC_ENDPOINTS:
         return
@@ -51,15 +58,16 @@ def authenticate() -> None:
     reading = req.method in ("GET", "HEAD")
     if not reading:
         db.before_write()
+    on_connection = reading and req.endpoint in CONNECTION_READS
     try:
-        token = _lookup(secret.strip(), reading)
+        token = _lookup(secret.strip(), reading, on_connection)
     except DBAPIError as err:
         if not err.connection_invalidated:
             raise
         # The pooled connection was dead (the database restarted): the pool has
         # invalidated it and every older one; the lookup, a read, runs again on a new one.
         db.drop_shared_connection()
-        token = _lookup(secret.strip(), reading)
+        token = _lookup(secret.strip(), reading, on_connection)
     if token is None:
         raise UnauthorizedError("The bearer token is invalid or has been revoked.")
     app_g = g._get_current_object()
@@ -73,7 +81,10 @@ def authenticate() -> None:
         token_usage.note_use(db.side_sessions(), token.org_id, token.id, token.last_used_at)
 
 
-def _lookup(secret: str, reading: bool) -> Any:
+def _lookup(secret: str, reading: bool, on_connection: bool) -> Any:
+    if on_connection:
+        # The view reads on the same connection, in the same read transaction on SQLite.
+        return token_service.authenticate(db.read_connection(), secret)
     if reading:
         db.use_statement_reads()  # the SCIM reads never write
         return token_service.authenticate(db.session, secret)

@@ -71,9 +71,10 @@ def parse_json(raw: bytes) -> Any:
 
 def json_body() -> Any:
     """The request's JSON body, after checking its media type (RFC 7644 §3.1)."""
-    mimetype = request.mimetype
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    mimetype = req.mimetype
     if mimetype and mimetype not in ACCEPTED_TYPES:
         raise ScimError(
             f"Unsupported content type {mimetype!r}; send application/scim+json.", status=415
         )
-    return parse_json(request.get_data(cache=True))
+    return parse_json(req.get_data(cache=True))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Request, Response, request
 
 
 def if_match() -> list[str] | None:
@@ -11,9 +11,13 @@ def if_match() -> list[str] | None:
     return [t.strip() for t in raw.split(",")] if raw else None
 
 
-def not_modified(version: str) -> Response | None:
-    """304 when If-None-Match names the current version (RFC 7232 §3.2)."""
-    raw = request.headers.get("If-None-Match")
+def not_modified(version: str, req: Request | None = None) -> Response | None:
+    """304 when If-None-Match names the current version (RFC 7232 §3.2).
+
+    ``req``: the request, when the caller has it (each ``request.x`` looks it up again);
+    the header read from the WSGI environ, as ``headers.get`` reads it."""
+    environ = (req if req is not None else request._get_current_object()).environ  # type: ignore[attr-defined]
+    raw = environ.get("HTTP_IF_NONE_MATCH")
     if raw and (raw.strip() == "*" or version in [t.strip() for t in raw.split(",")]):
         resp = Response(status=304)
         resp.headers["ETag"] = version

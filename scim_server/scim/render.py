@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Request, Response, current_app, g, request
 
 from scim_server import jsonfast
 from scim_server.db import db
@@ -190,7 +190,9 @@ def scim_response(
     doc: Any, status: int = 200, *, version: str | None = None, location: str | None = None
 ) -> Response:
     """A SCIM JSON response, with its ETag (RFC 7644 §3.14) and Location when given."""
-    resp = Response(jsonfast.dumps_bytes(doc), status=status, mimetype=SCIM_CONTENT_TYPE)
+    # ``content_type``, not ``mimetype``: the same header (no charset for a JSON type), without
+    # werkzeug working it out for every response.
+    resp = Response(jsonfast.dumps_bytes(doc), status=status, content_type=SCIM_CONTENT_TYPE)
     if version:
         resp.headers["ETag"] = version
     if location:
@@ -198,11 +200,15 @@ def scim_response(
     return resp
 
 
-def projection_args() -> tuple[list[str] | None, list[str] | None]:
-    """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9)."""
-    return split_param(request.args.get("attributes")), split_param(
-        request.args.get("excludedAttributes")
-    )
+def projection_args(req: Request | None = None) -> tuple[list[str] | None, list[str] | None]:
+    """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9).
+
+    ``req``: the request, when the caller has it (each ``request.x`` looks it up again)."""
+    req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+    if not req.environ.get("QUERY_STRING"):  # none: its arguments are not parsed for nothing
+        return None, None
+    args = req.args
+    return split_param(args.get("attributes")), split_param(args.get("excludedAttributes"))
 
 
 def wants(name: str, attributes: list[str] | None, excluded: list[str] | None) -> bool:
@@ -223,18 +229,29 @@ def render_user(
     groups: list[tuple[str, str]] | None = None,
     product: dict[str, Any] | None = None,
     base: str | None = None,
+    *,
+    extras: user_service.Extras | None = None,
 ) -> Doc:
     """One user; a list page passes what it read for the whole page (``groups``, ``product``,
-    the service root ``base``)."""
+    the service root ``base``); GET by id the user's ``extras`` (``read_user_and_extras``),
+    read with its row: then nothing here touches the request's Session."""
     if product is None:
-        # One user: its groups, roles and license names in one round trip.
-        found, roles, names = user_service.extras_of_one(db.session, g.org_id, user)
-        groups = found if wants("groups", attributes, excluded) else None
+        if extras is None:
+            # One user: its groups, roles and license names in one round trip.
+            extras = user_service.extras_of_one(db.session, g.org_id, user)
+        found, roles, names = extras
+        if found and (attributes or excluded) and not wants("groups", attributes, excluded):
+            found = []
+        groups = found
+        # With its roles and license names given, the view reads neither a session nor the
+        # organization.
         product = user_service.product_view(
-            db.session, g.org_id, [user], roles={user.id: roles}, license_names=names
+            None, "", [user], roles={user.id: roles}, license_names=names
         )[user.id]
     doc = user_to_scim(user, groups, base or scim_root(), product)
-    return project(USER, doc, attributes, excluded)
+    if attributes or excluded:
+        return project(USER, doc, attributes, excluded)
+    return doc
 
 
 def render_user_page(

@@ -38,10 +38,15 @@ def create_user() -> Response:
 
 
 def get_user(user_id: str) -> Response:
-    user = user_service.read_user(db.session, g.org_id, user_id)
+    """The user and its extras in one statement on the request's connection, no Session
+    (``db.read_connection``; the token lookup read there too: ``auth.CONNECTION_READS``)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    user, extras = user_service.read_user_and_extras(
+        db.read_connection(), g._get_current_object().org_id, user_id
+    )
     version = etag(user.version)
-    return not_modified(version) or scim_response(
-        render_user(user, *projection_args()), version=version
+    return not_modified(version, req) or scim_response(
+        render_user(user, *projection_args(req), extras=extras), version=version
     )
 
 

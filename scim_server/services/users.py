@@ -19,6 +19,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -598,20 +599,33 @@ def _user_and_extras() -> Any:
 # holds and waits for; the extras' columns NULL) and, as _EXTRAS_OF_ONE gives them, its
 # groups (g) and roles (r).
 _USER_AND_EXTRAS = _user_and_extras()
+# Run from its compiled form (``db.KeyRead``): no cache key walked and hashed per GET.
+_USER_AND_EXTRAS_READ = KeyRead(_USER_AND_EXTRAS, ("org_id", "user_id"))
 
 
 def read_user(session: Session, org_id: str, user_id: str) -> Any:
-    """A user as a read-only row, for rendering.
+    """A user as a read-only row, for rendering, on ``session``'s connection.
 
     Its groups, roles and license names come in the same statement; they are kept on the
     session for ``extras_of_one`` (the representation's next read), as after a write.
     """
-    params = {"org_id": org_id, "user_id": user_id}
+    user, extras = read_user_and_extras(session.connection(), org_id, user_id)
+    kept = session.info.setdefault(AFTER_WRITE_INFO, {})
+    kept[(org_id, user.id, user.version)] = extras
+    return user
+
+
+def read_user_and_extras(connection: Connection, org_id: str, user_id: str) -> tuple[Any, Extras]:
+    """A user as a read-only row and its (groups, roles, license names) as
+    ``extras_of_one`` gives them, in one statement (``_USER_AND_EXTRAS``) on
+    ``connection``: GET by id reads on the request's connection without a Session
+    (``db.read_connection``)."""
     user = None
     groups: list[tuple[str, str]] = []
     roles: dict[str, dict[str, Any]] = {}
     licenses: dict[str, str] = {}
-    for row in session.connection().execute(_USER_AND_EXTRAS, params):
+    rows = _USER_AND_EXTRAS_READ.execute(connection, {"org_id": org_id, "user_id": user_id})
+    for row in rows:
         kind = row.x_kind
         if kind == "u":
             user = row
@@ -625,9 +639,7 @@ def read_user(session: Session, org_id: str, user_id: str) -> Any:
         licenses[user.license_id] = user.x_license_name
     if user.x_wanted_name is not None:
         licenses[user.license_wanted_id] = user.x_wanted_name
-    kept = session.info.setdefault(AFTER_WRITE_INFO, {})
-    kept[(org_id, user.id, user.version)] = (groups, list(roles.values()), licenses)
-    return user
+    return user, (groups, list(roles.values()), licenses)
 
 
 _USER = reuse_plan(
@@ -936,7 +948,7 @@ def _license_names(session: Session, org_id: str, users: list[User]) -> dict[str
 
 
 def product_view(
-    session: Session,
+    session: Session | None,
     org_id: str,
     users: list[User],
     *,
@@ -946,12 +958,18 @@ def product_view(
     """The internal account of each user, for the product extension schema.
 
     ``roles`` and ``license_names``, when the caller has them (``extras_of_one``),
-    spare their queries.
+    spare their queries; with both, no ``session`` is needed (GET by id reads without one).
     """
     from scim_server.services.roles import roles_of
 
-    names = license_names if license_names is not None else _license_names(session, org_id, users)
-    held = roles if roles is not None else roles_of(session, org_id, [u.id for u in users])
+    names = license_names
+    held = roles
+    if names is None or held is None:
+        assert session is not None, "a session reads what the caller did not give"
+        if names is None:
+            names = _license_names(session, org_id, users)
+        if held is None:
+            held = roles_of(session, org_id, [u.id for u in users])
     out: dict[str, Doc] = {}
     # Each field read once: a list page's users are rows read by name (``paging``), a
     # hundred a page.

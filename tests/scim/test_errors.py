@@ -154,7 +154,7 @@ def test_unexpected_failure_is_generic_500_without_traceback(app, scim, monkeypa
     def boom(*_a, **_k):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(users, "read_user", boom)
+    monkeypatch.setattr(users, "read_user_and_extras", boom)
     resp = scim.get("/scim/v2/Users/x")
     body = assert_error(resp, 500)
     assert "secret internals" not in body["detail"]

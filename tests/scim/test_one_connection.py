@@ -325,3 +325,78 @@ def test_a_write_s_representation_is_read_in_the_reader_s_mode(live, monkeypatch
         assert begins == ["BEGIN IMMEDIATE", "BEGIN"], use.statements
         read = use.statements[use.statements.index("BEGIN") + 1 :]
         assert read and all(s.startswith(("SELECT", "WITH")) for s in read), read
+
+
+@contextmanager
+def sessions_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every ORM Session made meanwhile."""
+    from sqlalchemy.orm import Session
+
+    made: list[Any] = []
+    init = Session.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Session, "__init__", counted)
+        yield made
+
+
+GETS: dict[str, tuple[Callable[[str], tuple[str, dict[str, str]]], int]] = {
+    "200": (lambda uid: (f"/scim/v2/Users/{uid}", {}), 200),
+    "304": (lambda uid: (f"/scim/v2/Users/{uid}", {"If-None-Match": 'W/"1"'}), 304),
+    "404": (lambda uid: ("/scim/v2/Users/nobody", {}), 404),
+    "attributes": (lambda uid: (f"/scim/v2/Users/{uid}?attributes=userName", {}), 200),
+}
+
+
+@pytest.mark.parametrize("case", list(GETS))
+def test_a_get_by_id_reads_on_the_connection_without_a_session(live, monkeypatch, case):
+    """GET /Users/{id} (200, 304, 404, with attributes) makes no ORM Session: the token
+    lookup and the user's one statement run on the request's connection, on SQLite in one
+    read transaction (one BEGIN before both), on PostgreSQL statement by statement."""
+    app, scim = live
+    user = scim.create_user("ann@example.com")
+    scim.get("/scim/v2/Users")  # the token's last use written: not what this test reads
+    url, headers = GETS[case][0](user["id"])
+    with pool_use(app, monkeypatch) as use, sessions_made(monkeypatch) as made:
+        resp = scim.get(url, headers=headers)
+    assert resp.status_code == GETS[case][1], resp.get_data(as_text=True)
+    assert made == []
+    assert use.checkouts == 1 and len(use.connections) == 1
+    selects = [s for s in use.statements if s.startswith(("SELECT", "WITH"))]
+    assert len(selects) == 2, use.statements
+    if db.engine(app).dialect.name == "sqlite":
+        assert use.statements == ["BEGIN", *selects]
+    else:
+        assert use.statements == selects
+    assert db.engine(app).pool.checkedout() == 0
+
+
+def test_a_get_by_id_renders_as_a_write_s_representation(live):
+    """The session-less GET renders the same document as a write's answer (groups, roles,
+    license names read with the row); attributes / excludedAttributes still apply."""
+    _app, scim = live
+    boss = scim.create_user("boss@example.com")
+    ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    user = scim.create_user(
+        "ann@example.com", title="Eng", **{ext: {"manager": {"value": boss["id"]}}}
+    )
+    group = scim.post(
+        "/scim/v2/Groups",
+        {"schemas": [GROUP_SCHEMA], "displayName": "Crew", "members": [{"value": user["id"]}]},
+    )
+    assert group.status_code == 201
+    url = f"/scim/v2/Users/{user['id']}"
+    written = scim.patch_ops(url, {"op": "replace", "path": "title", "value": "Eng"})
+    read = scim.get(url)
+    assert read.status_code == 200 and written.status_code == 200
+    assert read.get_data() == written.get_data()
+    assert read.headers["ETag"] == written.headers["ETag"]
+    assert [g["display"] for g in read.get_json()["groups"]] == ["Crew"]
+    assert read.get_json()[ext]["manager"]["$ref"].endswith(f"/Users/{boss['id']}")
+    assert "groups" not in scim.get(f"{url}?excludedAttributes=groups").get_json()
+    only = scim.get(f"{url}?attributes=userName").get_json()
+    assert set(only) == {"schemas", "id", "userName"}
