@@ -192,6 +192,9 @@ def page_all(
     if offset >= DEFERRED_JOIN_OFFSET:
         anchor = anchors.find(conn, model, org_id, generation, offset)
     if anchor is None:
+        if offset < DEFERRED_JOIN_OFFSET:
+            at = {"org_id": org_id, "page_offset": offset, "page_limit": limit}
+            return total, plain_rows(model, _first_pages(model).execute(conn, at))
         return total, _rows(conn, model, org_id, [model.org_id == org_id], order, offset, limit)
     (created_at, key_id), position = anchor
     params = {
@@ -201,7 +204,7 @@ def page_all(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    return total, plain_rows(model, conn.execute(_from_anchor(model), params))
+    return total, plain_rows(model, _from_anchor(model).execute(conn, params))
 
 
 def _guessed_page(
@@ -229,7 +232,7 @@ def _guessed_page(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    rows, counted = plain_rows_counted(model, conn.execute(_from_anchor_counted(model), params))
+    rows, counted = plain_rows_counted(model, _from_anchor_counted(model).execute(conn, params))
     if not rows or counted is None:
         return None
     if counted[1] != generation:
@@ -238,15 +241,35 @@ def _guessed_page(
     return counted[0], rows
 
 
+# A page's statements are built once per model and executed from their compiled forms
+# (``db.KeyRead``): SQLAlchemy's cache key of a page's select (its 16 columns) and the
+# compiled-cache lookup were paid on every page.
+_ANCHORED_KEYS = ("org_id", "key_created", "key_id", "page_offset", "page_limit")
+
+
 @cache
-def _from_anchor(model: Any) -> Any:
+def _first_pages(model: Any) -> KeyRead:
+    """A page of all of ``model`` in the default order before ``DEFERRED_JOIN_OFFSET``
+    (the SQL ``_rows`` makes for it: the offset and limit bound)."""
+    stmt = (
+        select(*page_columns(model))
+        .where(model.org_id == bindparam("org_id"))
+        .order_by(model.created_at, model.id)
+        .offset(bindparam("page_offset"))
+        .limit(bindparam("page_limit"))
+    )
+    return KeyRead(stmt, ["org_id", "page_offset", "page_limit"])
+
+
+@cache
+def _from_anchor(model: Any) -> KeyRead:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
-    return reuse_plan(_anchored_select(model, page_columns(model)))
+    return KeyRead(reuse_plan(_anchored_select(model, page_columns(model))), _ANCHORED_KEYS)
 
 
 @cache
-def _from_anchor_counted(model: Any) -> Any:
+def _from_anchor_counted(model: Any) -> KeyRead:
     """``_from_anchor`` with the count row's total and generation on every row (each an
     uncorrelated scalar subquery: read once per statement)."""
     from scim_server.models import ResourceCount
@@ -258,7 +281,8 @@ def _from_anchor_counted(model: Any) -> Any:
     total = select(ResourceCount.total).where(*of_set).scalar_subquery()
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
     columns = (*page_columns(model), total.label("set_total"), generation.label("set_generation"))
-    return reuse_plan(_anchored_select(model, columns))
+    stmt = reuse_plan(_anchored_select(model, columns))
+    return KeyRead(stmt, [*_ANCHORED_KEYS, "resource_type"])
 
 
 def _anchored_select(model: Any, columns: tuple[Any, ...]) -> Any:
