@@ -4,12 +4,12 @@ A filter's shape is its text with each string literal replaced by a mark (the
 lexer's own string tokens, so a shape lexes as its filters do). The first filter
 of a shape is parsed and translated once, its literals bound as parameters
 (``filters.Slot``), into the count and page statements of the default order
-(``paging.PreparedPage``); each later filter of that shape is only lexed, and its
-literals bound. The parser sees tokens only, so every filter of a shape parses
-to the same tree but for its literals; a translation that would read a literal's
-text (a boolean's "true", a dateTime, a ``co``/``sw``/``ew`` pattern,
-``meta.resourceType``) refuses to be made, and that shape takes the full path
-every time (``filters.NotCacheableError``).
+(``paging.PreparedPage``); each later filter of that shape is only cut at its string
+literals (``_quick_shape``: a regular expression, not the lexer), and its literals
+bound. The parser sees tokens only, so every filter of a shape parses to the same tree
+but for its literals; a translation that would read a literal's text (a boolean's
+"true", a dateTime, a ``co``/``sw``/``ew`` pattern, ``meta.resourceType``) refuses to be
+made, and that shape takes the full path every time (``filters.NotCacheableError``).
 
 Anything unusual (an invalid filter, a shape that cannot be made) goes the full
 path, which gives the same answer or the same error as without this cache.
@@ -17,6 +17,7 @@ path, which gives the same answer or the same error as without this cache.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -27,9 +28,8 @@ from sqlalchemy import bindparam
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
-from scim_server.db import reuse_plan
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, ValuePath
-from scim_server.scim.filter_parser import MAX_LENGTH, lex, parse_filter
+from scim_server.scim.filter_parser import MAX_LENGTH, STRING, lex, parse_filter
 from scim_server.scim.filters import Bind, FilterCompiler, Slot
 from scim_server.scim.schema import ResourceType
 from scim_server.services.paging import PreparedPage
@@ -38,6 +38,8 @@ MAX_SHAPES = 256  # per app; the least recently used shape goes first
 # A literal's mark in a shape: private-use characters, a JSON string as it is.
 _MARK = "\ue000{}\ue001"
 _MARK_RE = re.compile("\ue000([0-9]+)\ue001\\Z")
+# A string literal as the lexer matches one (``filter_parser._Lexer.COMP_VALUE``).
+_STRING_RE = re.compile(STRING)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class FilterTemplate:
 def shape_of(text: str) -> tuple[str, list[str]] | None:
     """(shape, string literals in order) of a filter, or None where the full path decides
     (too long, or not lexed: the full path raises the error)."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_LENGTH:
+    if _too_long(text):
         return None
     try:
         tokens = lex(text)
@@ -74,6 +76,42 @@ def shape_of(text: str) -> tuple[str, list[str]] | None:
             at = tok.end
     parts.append(text[at:])
     return "".join(parts), literals
+
+
+def _quick_shape(text: str) -> tuple[str, list[str]] | None:
+    """``shape_of(text)`` for a filter whose shape is known, found without the lexer
+    (issue 17: lexing was the larger part of a ``userName eq`` lookup's filter work).
+
+    No token but a string literal holds a ``"``, and the lexer matches a literal where
+    its ``"`` stands, as far as ``_STRING_RE`` reaches; so where every ``"`` of the text
+    is part of such a match, the text's string literals are those matches and the rest
+    of the text its other tokens. A shape in the cache was lexed (and its brackets
+    checked) once: a text with the same shape has the same tokens but for the literals'
+    values, and lexes as well. None where a ``"`` does not open a literal (the lexer's
+    error); a shape not yet known takes ``shape_of``.
+    """
+    parts: list[str] = []
+    literals: list[str] = []
+    at = 0
+    for found in _STRING_RE.finditer(text):
+        start = found.start()
+        if text.find('"', at, start) != -1:
+            return None
+        literal = found.group()
+        parts += [text[at:start], f'"{_MARK.format(len(literals))}"']
+        # The lexer's ``json.loads(strict=False)``: without a backslash, the text itself.
+        literals.append(literal[1:-1] if "\\" not in literal else json.loads(literal, strict=False))
+        at = found.end()
+    if text.find('"', at) != -1:
+        return None
+    parts.append(text[at:])
+    return "".join(parts), literals
+
+
+def _too_long(text: str) -> bool:
+    """Longer than the parser takes (``MAX_LENGTH`` bytes of UTF-8; a character is at
+    most 4 of them, so a short text is not encoded)."""
+    return len(text) > MAX_LENGTH // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_LENGTH
 
 
 def _slotted(expr: Expr) -> Expr:
@@ -99,7 +137,7 @@ def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
     try:
         compiler = FilterCompiler(rt, bindparam("org_id"), binds=binds)
         where = compiler.compile(_slotted(parse_filter(shape)))
-        page = PreparedPage.of(compiler.model, where)
+        page = PreparedPage.of(compiler.model, where, binds)
     except Exception:
         return None
     # A literal that reached the statement other than through a bound parameter
@@ -111,7 +149,7 @@ def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
             if any(isinstance(v, Slot) for v in held):
                 return None
     if _one_row(compiler.model, where):
-        page = replace(page, counting=reuse_plan(page.counting), rows=reuse_plan(page.rows))
+        page = PreparedPage.of(compiler.model, where, binds, reuse=True)
     return FilterTemplate(page, binds)
 
 
@@ -138,6 +176,18 @@ class FilterCache:
 
     def lookup(self, rt: ResourceType, text: str) -> tuple[FilterTemplate, list[str]] | None:
         """The template of ``text``'s shape and its literals, or None (take the full path)."""
+        if _too_long(text):
+            return None
+        quick = _quick_shape(text)
+        if quick is not None:
+            key = (rt.name, quick[0])
+            with self._lock:
+                known = key in self._shapes
+                if known:
+                    template = self._shapes[key]
+                    self._shapes.move_to_end(key)
+            if known:
+                return None if template is None else (template, quick[1])
         shaped = shape_of(text)
         if shaped is None:
             return None

@@ -41,7 +41,7 @@ from scim_server.scim.filter_ast import (
     ValuePath,
 )
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "lex", "parse_filter", "parse_path"]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "STRING", "lex", "parse_filter", "parse_path"]
 
 MAX_LENGTH = 8192  # bytes of UTF-8
 MAX_DEPTH = 50  # bracket nesting in the text, and And/Or/Not/ValuePath levels in the AST
@@ -58,6 +58,10 @@ _VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*\Z")
 _OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr", "and", "or", "not")
 _KEYWORDS = {op: op.upper() for op in _OPERATORS}
 _LITERALS = {"true": True, "false": False, "null": None}
+# RFC 7159 §7 string (raw control characters tolerated); ``filter_cache`` finds a known
+# shape's literals with it. (In the lexer's class body an upper-case name is a token:
+# hence the underscore.)
+_STRING = r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 
 
 class _Lexer(SCIMLexer):
@@ -81,8 +85,8 @@ class _Lexer(SCIMLexer):
             raise FilterError(f"number at position {t.index} is out of range")
         return t
 
-    # RFC 7159 §7 string, decoded (raw control characters tolerated).
-    @_(r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')  # type: ignore[name-defined]  # noqa: F821
+    # RFC 7159 §7 string, decoded.
+    @_(_STRING)  # type: ignore[name-defined]  # noqa: F821
     def COMP_VALUE(self, t: Token) -> Token:
         t.value = json.loads(t.value, strict=False)
         return t
@@ -263,6 +267,9 @@ def _parse(text: str, relative: bool) -> Expr:
     except Exception as exc:  # library bugs must still be a client error
         raise FilterError(f"invalid filter: {exc}") from exc
     return expr
+
+
+STRING = _STRING
 
 
 def lex(text: str) -> list[Token]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from scim_server import jsonfast
-from scim_server.db import reuse_plan, row_columns
+from scim_server.db import KeyRead, reuse_plan, row_columns
 from scim_server.services import counts
 
 # From this offset on, a page is read as ids first, then rows (a "deferred join").
@@ -94,41 +94,40 @@ def page(
     conn = session.connection()
     if offset < DEFERRED_JOIN_OFFSET:
         rows = _rows(conn, model, org_id, conditions, order, offset, limit)
-        return _total(conn, counting, None, rows, offset, limit), rows
+        return _total(lambda: conn.scalar(counting), rows, offset, limit), rows
     total = conn.scalar(counting) or 0
     if offset >= total:
         return total, []
     return total, _rows(conn, model, org_id, conditions, order, offset, limit)
 
 
-def _total(
-    conn: Connection,
-    counting: Any,
-    params: dict[str, Any] | None,
-    rows: list[Any],
-    offset: int,
-    limit: int,
-) -> int:
+def _total(count: Callable[[], Any], rows: list[Any], offset: int, limit: int) -> int:
     """totalResults for ``rows``, the page at ``offset``: a short page ends at the total;
-    after a full page, or none at all after ``offset``, the count says how many there are."""
+    after a full page, or none at all after ``offset``, ``count()`` says how many there are."""
     if len(rows) < limit and (rows or offset == 0):
         return offset + len(rows)
-    return conn.scalar(counting, params) or 0
+    return count() or 0
 
 
 @dataclass(frozen=True)
 class PreparedPage:
     """The count and the page of a filter in the default order (created, id), built once:
     the organization and the filter's values are bound parameters (``org_id``, and those
-    the filter's translation names). Executing the same statements again also spares
-    SQLAlchemy their cache keys. Only for pages before ``DEFERRED_JOIN_OFFSET``."""
+    the filter's translation names). Each is executed from its compiled form
+    (``db.KeyRead``): neither SQLAlchemy's cache key of the statement nor its compiled
+    cache is paid per request. Only for pages before ``DEFERRED_JOIN_OFFSET``."""
 
     model: Any
     counting: Any
     rows: Any
+    count_read: KeyRead
+    rows_read: KeyRead
 
     @classmethod
-    def of(cls, model: Any, where: ColumnElement[bool]) -> PreparedPage:
+    def of(
+        cls, model: Any, where: ColumnElement[bool], keys: Iterable[str], *, reuse: bool = False
+    ) -> PreparedPage:
+        """``keys``: the filter's parameters; ``reuse``: statements marked ``reuse_plan``."""
         conditions = [model.org_id == bindparam("org_id"), where]
         counting = select(func.count()).select_from(model).where(*conditions)
         rows = (
@@ -138,7 +137,16 @@ class PreparedPage:
             .offset(bindparam("page_offset"))
             .limit(bindparam("page_limit"))
         )
-        return cls(model, counting, rows)
+        if reuse:
+            counting, rows = reuse_plan(counting), reuse_plan(rows)
+        names = ["org_id", *keys]
+        return cls(
+            model,
+            counting,
+            rows,
+            KeyRead(counting, names),
+            KeyRead(rows, [*names, "page_offset", "page_limit"]),
+        )
 
     def read(
         self, session: Session, params: dict[str, Any], offset: int, limit: int
@@ -147,10 +155,12 @@ class PreparedPage:
         assert offset < DEFERRED_JOIN_OFFSET
         conn = session.connection()
         if limit == 0:
-            return conn.scalar(self.counting, params) or 0, []
+            return self.count_read.execute(conn, params).scalar() or 0, []
         at = {**params, "page_offset": offset, "page_limit": limit}
-        rows = plain_rows(self.model, conn.execute(self.rows, at))
-        return _total(conn, self.counting, params, rows, offset, limit), rows
+        rows = plain_rows(self.model, self.rows_read.execute(conn, at))
+        return _total(
+            lambda: self.count_read.execute(conn, params).scalar(), rows, offset, limit
+        ), rows
 
 
 def page_all(
@@ -182,6 +192,9 @@ def page_all(
     if offset >= DEFERRED_JOIN_OFFSET:
         anchor = anchors.find(conn, model, org_id, generation, offset)
     if anchor is None:
+        if offset < DEFERRED_JOIN_OFFSET:
+            at = {"org_id": org_id, "page_offset": offset, "page_limit": limit}
+            return total, plain_rows(model, _first_pages(model).execute(conn, at))
         return total, _rows(conn, model, org_id, [model.org_id == org_id], order, offset, limit)
     (created_at, key_id), position = anchor
     params = {
@@ -191,7 +204,7 @@ def page_all(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    return total, plain_rows(model, conn.execute(_from_anchor(model), params))
+    return total, plain_rows(model, _from_anchor(model).execute(conn, params))
 
 
 def _guessed_page(
@@ -219,7 +232,7 @@ def _guessed_page(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    rows, counted = plain_rows_counted(model, conn.execute(_from_anchor_counted(model), params))
+    rows, counted = plain_rows_counted(model, _from_anchor_counted(model).execute(conn, params))
     if not rows or counted is None:
         return None
     if counted[1] != generation:
@@ -228,15 +241,35 @@ def _guessed_page(
     return counted[0], rows
 
 
+# A page's statements are built once per model and executed from their compiled forms
+# (``db.KeyRead``): SQLAlchemy's cache key of a page's select (its 16 columns) and the
+# compiled-cache lookup were paid on every page.
+_ANCHORED_KEYS = ("org_id", "key_created", "key_id", "page_offset", "page_limit")
+
+
 @cache
-def _from_anchor(model: Any) -> Any:
+def _first_pages(model: Any) -> KeyRead:
+    """A page of all of ``model`` in the default order before ``DEFERRED_JOIN_OFFSET``
+    (the SQL ``_rows`` makes for it: the offset and limit bound)."""
+    stmt = (
+        select(*page_columns(model))
+        .where(model.org_id == bindparam("org_id"))
+        .order_by(model.created_at, model.id)
+        .offset(bindparam("page_offset"))
+        .limit(bindparam("page_limit"))
+    )
+    return KeyRead(stmt, ["org_id", "page_offset", "page_limit"])
+
+
+@cache
+def _from_anchor(model: Any) -> KeyRead:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
-    return reuse_plan(_anchored_select(model, page_columns(model)))
+    return KeyRead(reuse_plan(_anchored_select(model, page_columns(model))), _ANCHORED_KEYS)
 
 
 @cache
-def _from_anchor_counted(model: Any) -> Any:
+def _from_anchor_counted(model: Any) -> KeyRead:
     """``_from_anchor`` with the count row's total and generation on every row (each an
     uncorrelated scalar subquery: read once per statement)."""
     from scim_server.models import ResourceCount
@@ -248,7 +281,8 @@ def _from_anchor_counted(model: Any) -> Any:
     total = select(ResourceCount.total).where(*of_set).scalar_subquery()
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
     columns = (*page_columns(model), total.label("set_total"), generation.label("set_generation"))
-    return reuse_plan(_anchored_select(model, columns))
+    stmt = reuse_plan(_anchored_select(model, columns))
+    return KeyRead(stmt, [*_ANCHORED_KEYS, "resource_type"])
 
 
 def _anchored_select(model: Any, columns: tuple[Any, ...]) -> Any:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scim_server.scim import filter_cache, listing
 from scim_server.scim.schema import GROUP, USER
@@ -120,3 +122,97 @@ def test_the_cache_keeps_the_most_recent_shapes() -> None:
         assert cache.lookup(USER, f'{attr} eq "x"') is not None
     assert len(cache) == 2
     assert (USER.name, 'userName eq "\ue0000\ue001"') not in cache._shapes
+
+
+# -- a known shape found without the lexer (``_quick_shape``) ----------------------------
+
+QUICK = [
+    'userName eq "alice@example.com"',
+    'userName eq "a\\"b" and x.y eq 5',
+    'userName eq "al\\u0069ce@example.com"',  # an escape: decoded as the lexer decodes it
+    'displayName eq "say \\"hi\\" \\\\ \\/ \\n"',
+    'emails[type eq "work"].value eq "dave@example.com"',
+    'title eq "tab\there"',  # a raw control character, tolerated by the lexer
+    'userName eq "é ü 中"',
+    'userName eq ""',
+    'userName eq "a" or userName eq "b" or userName eq "c"',
+    'userName eq "\ue0000\ue001"',  # a literal that looks like a mark
+    "active eq true and userName pr",
+]
+
+
+@pytest.mark.parametrize("flt", QUICK)
+def test_a_known_shape_is_cut_as_the_lexer_cuts_it(flt: str) -> None:
+    """``_quick_shape`` gives the shape and literal values ``shape_of`` gives (lexed)."""
+    assert filter_cache._quick_shape(flt) == filter_cache.shape_of(flt)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        'userName eq "bad \\q escape"',
+        'userName eq "unterminated',
+        'userName eq "a" "',
+        'userName eq "\\u12"',
+        'userName eq "a"]',  # cut, but its shape never lexes: it is never known
+    ],
+)
+def test_a_text_the_lexer_refuses_is_never_a_known_shape(flt: str) -> None:
+    """Where ``_quick_shape`` cuts a text the lexer refuses, the shape it gives does not lex
+    either, so no cache holds it and the full path gives the error."""
+    assert filter_cache.shape_of(flt) is None
+    quick = filter_cache._quick_shape(flt)
+    assert quick is None or filter_cache.shape_of(quick[0]) is None
+
+
+_FILTER_CHARS = st.sampled_from(
+    ['"', "\\", "u", "0", "a", " ", "eq", "userName", "[", "]", "(", ")", "n", "/", "\t", "é"]
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(_FILTER_CHARS, max_size=24).map("".join))
+def test_quick_shape_agrees_with_the_lexer(text: str) -> None:
+    """For any text: where the lexer cuts it, ``_quick_shape`` cuts it the same; where it
+    does not, ``_quick_shape``'s shape (if any) does not lex, so it is never in a cache."""
+    lexed = filter_cache.shape_of(text)
+    quick = filter_cache._quick_shape(text)
+    if lexed is not None:
+        assert quick == lexed
+    elif quick is not None:
+        assert filter_cache.shape_of(quick[0]) is None
+
+
+def test_a_known_shape_is_not_lexed_again(ds: Scim, data: Data, shapes: Any, monkeypatch) -> None:
+    """The second ``userName eq`` is found without the lexer, and finds its user."""
+    ds.get("/scim/v2/Users", query_string={"filter": 'userName eq "nobody"'})
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("lexed again")
+
+    monkeypatch.setattr(filter_cache, "lex", refuse)
+    flt = data.fill('userName eq "alice@example.com"')
+    assert list_ids(ds, "Users", flt, data) == {"alice"}
+
+
+@pytest.mark.parametrize(
+    ("warm", "bad"),
+    [
+        ('userName eq "x"', 'userName eq "bad \\q escape"'),
+        ('userName eq "x"', 'userName eq "unterminated'),
+        ('userName eq "x"', 'userName eq "a"]'),
+        # Fewer characters than the parameter's limit, more bytes than the parser's.
+        ('userName eq "x"', 'userName eq "' + "é" * 4100 + '"'),
+    ],
+)
+def test_a_bad_filter_of_a_known_shape_is_the_same_error(
+    ds: Scim, shapes: Any, warm: str, bad: str
+) -> None:
+    """A filter the lexer refuses gives the same 400 ``invalidFilter``, its shape known or not."""
+    cold = ds.get("/scim/v2/Users", query_string={"filter": bad})
+    ds.get("/scim/v2/Users", query_string={"filter": warm})
+    assert len(shapes) == 1
+    hot = ds.get("/scim/v2/Users", query_string={"filter": bad})
+    assert cold.status_code == hot.status_code == 400
+    assert cold.get_json()["scimType"] == "invalidFilter"
+    assert hot.get_data() == cold.get_data()
