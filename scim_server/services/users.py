@@ -16,6 +16,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -663,8 +664,27 @@ def _contact_and_fingerprint() -> Any:
 # A write's first reads: its user, the row locked; then, once it is locked (PostgreSQL:
 # a fresh snapshot, so nothing committed while the lock was awaited is missed), the
 # person contact and the settings fingerprint in one statement.
-_USER_FOR_UPDATE_ROW = _USER_BY_ID.with_for_update()
-_CONTACT_AND_FINGERPRINT = _contact_and_fingerprint()
+_USER_FOR_UPDATE_ROW = KeyRead(_USER_BY_ID.with_for_update(), ["org_id", "user_id"])
+_CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint(), ["org_id", "contact_id"])
+
+
+def _user_contact_and_fingerprint() -> Any:
+    from scim_server.models import Contact
+
+    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
+    return reuse_plan(
+        select(*row_columns(User), *FINGERPRINT.c, *contact_columns)
+        .select_from(User)
+        .join(FINGERPRINT, true())
+        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    )
+
+
+# SQLite: the three in one statement. The writer holds the database's write lock from
+# ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
+_USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint(), ["org_id", "user_id"])
+_USER_KEYS = tuple(column.key for column in row_columns(User))
 
 
 @dataclass
@@ -678,19 +698,25 @@ class _Locked:
 
 def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     """The user (row locked), then its person contact and its organization's settings
-    fingerprint (one statement); the user and contact as objects in no session yet
-    (``db.from_row``): the write changes them as plain values and ``db.write_changed``
-    stores what differs."""
+    fingerprint (one statement; on SQLite, one statement for all three); the user and
+    contact as objects in no session yet (``db.from_row``): the write changes them as plain
+    values and ``db.write_changed`` stores what differs."""
     from scim_server.models import Contact
 
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
-    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
-    if row is None:
-        raise NotFoundError(f"User {user_id!r} not found.")
-    user = from_row(User, row)
-    params = {"org_id": org_id, "contact_id": user.contact_id}
-    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
+    if connection.dialect.name == "sqlite":
+        more = _USER_CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().first()
+        if more is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
+        user = from_row(User, {key: more[key] for key in _USER_KEYS})
+    else:
+        row = _USER_FOR_UPDATE_ROW.execute(connection, params).mappings().first()
+        if row is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
+        user = from_row(User, row)
+        params = {"org_id": org_id, "contact_id": user.contact_id}
+        more = _CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().one()
     fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
     if more["c_id"] is None:
         return _Locked(user, None, fingerprint)
