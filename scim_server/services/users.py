@@ -839,45 +839,58 @@ def update_user(
 _DELETE_READ_UNLOCKED = select(
     User.id, User.version, User.external_id, User.user_name, User.license_id
 ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-_DELETE_READ = reuse_plan(_DELETE_READ_UNLOCKED.with_for_update())
+_DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()), ["org_id", "user_id"])
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
 # the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
-_DELETE_READ_WITH_HEAD = reuse_plan(
-    _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
-        User, AuditHead, AuditHead.org_id == User.org_id
-    )
+_DELETE_READ_WITH_HEAD = KeyRead(
+    reuse_plan(
+        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
+            User, AuditHead, AuditHead.org_id == User.org_id
+        )
+    ),
+    ["org_id", "user_id"],
 )
 _DELETE_USER = Fixed(
     reuse_plan(
         delete(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
     )
 )
-_DELETE_MEMBERSHIPS = reuse_plan(
-    delete(GroupMember)
-    .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
-    .returning(GroupMember.group_id)
+_DELETE_MEMBERSHIPS = KeyRead(
+    reuse_plan(
+        delete(GroupMember)
+        .where(
+            GroupMember.org_id == bindparam("org_id"),
+            GroupMember.member_id == bindparam("user_id"),
+        )
+        .returning(GroupMember.group_id)
+    ),
+    ["org_id", "user_id"],
 )
 # PostgreSQL: the rest of a deletion in one statement (one round trip instead of four):
 # its memberships (the groups that lost one move their version), its index rows, the row,
 # and the organization's User count; its rows: ('g', id) per group left, ('c', NULL) once
 # the count row was there (none: ``counts.start`` makes it). The sub-statements are listed
 # in the order the separate statements ran, so rows are locked in the same order.
-_DELETE_ALL = reuse_plan(
-    text(
-        "WITH gm AS (DELETE FROM group_members WHERE org_id = :org_id AND member_id = :user_id "
-        "RETURNING group_id), "
-        "gv AS (UPDATE groups SET version = version + 1, updated_at = :now "
-        "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
-        "av AS (DELETE FROM attribute_values WHERE org_id = :org_id AND resource_id = :user_id), "
-        "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
-        "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
-        "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
-        "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
-    ).bindparams(
-        bindparam("org_id", type_=String),
-        bindparam("user_id", type_=String),
-        bindparam("now", type_=UTCDateTime),
-    )
+_DELETE_ALL = KeyRead(
+    reuse_plan(
+        text(
+            "WITH gm AS (DELETE FROM group_members WHERE org_id = :org_id AND member_id = :user_id "
+            "RETURNING group_id), "
+            "gv AS (UPDATE groups SET version = version + 1, updated_at = :now "
+            "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
+            "av AS (DELETE FROM attribute_values "
+            "WHERE org_id = :org_id AND resource_id = :user_id), "
+            "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
+            "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
+            "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
+            "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
+        ).bindparams(
+            bindparam("org_id", type_=String),
+            bindparam("user_id", type_=String),
+            bindparam("now", type_=UTCDateTime),
+        )
+    ),
+    ["org_id", "user_id", "now"],
 )
 
 
@@ -890,9 +903,11 @@ def delete_user(
         connection = session.connection()
         params = {"org_id": org_id, "user_id": user_id}
         with_head = connection.dialect.name == "sqlite" and recorder.may_take_head(session, org_id)
-        user = connection.execute(
-            _DELETE_READ_WITH_HEAD if with_head else _DELETE_READ, params
-        ).first()
+        user = (
+            (_DELETE_READ_WITH_HEAD if with_head else _DELETE_READ)
+            .execute(connection, params)
+            .first()
+        )
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
@@ -900,13 +915,13 @@ def delete_user(
             recorder.hold_head(session, org_id, user._mapping)
         if connection.dialect.name == "postgresql":
             session.flush()  # as the statements below would (autoflush)
-            done = connection.execute(_DELETE_ALL, {**params, "now": utcnow()}).all()
+            done = _DELETE_ALL.execute(connection, {**params, "now": utcnow()}).all()
             left = [group_id for kind, group_id in done if kind == "g"]
             record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
             if not any(kind == "c" for kind, _id in done):
                 counts.start(session, org_id, "User")
             return
-        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
+        removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
