@@ -42,7 +42,15 @@ from scim_server.db import (
 )
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.fixed import Fixed
-from scim_server.models import AttributeValue, AuditHead, Group, GroupMember, License, User
+from scim_server.models import (
+    AttributeValue,
+    AuditHead,
+    Contact,
+    Group,
+    GroupMember,
+    License,
+    User,
+)
 from scim_server.services import (
     contacts,
     counts,
@@ -646,7 +654,6 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
 
 
 def _contact_and_fingerprint() -> Any:
-    from scim_server.models import Contact
 
     # Contact columns labelled c_<attribute> (NULLs for an account without one: older
     # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
@@ -669,7 +676,6 @@ _CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint(), ["org_id", "conta
 
 
 def _user_contact_and_fingerprint() -> Any:
-    from scim_server.models import Contact
 
     contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
     return reuse_plan(
@@ -685,6 +691,7 @@ def _user_contact_and_fingerprint() -> Any:
 # ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
 _USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint(), ["org_id", "user_id"])
 _USER_KEYS = tuple(column.key for column in row_columns(User))
+_CONTACT_KEYS = tuple((column.key, f"c_{column.key}") for column in row_columns(Contact))
 
 
 @dataclass
@@ -701,7 +708,6 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     fingerprint (one statement; on SQLite, one statement for all three); the user and
     contact as objects in no session yet (``db.from_row``): the write changes them as plain
     values and ``db.write_changed`` stores what differs."""
-    from scim_server.models import Contact
 
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
@@ -720,12 +726,15 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
     if more["c_id"] is None:
         return _Locked(user, None, fingerprint)
-    contact = from_row(Contact, {k[2:]: v for k, v in more.items() if k.startswith("c_")})
+    contact = from_row(Contact, {key: more[label] for key, label in _CONTACT_KEYS})
     return _Locked(user, contact, fingerprint)
 
 
-_USER_DATA = reuse_plan(
-    select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_USER_DATA = KeyRead(
+    reuse_plan(
+        select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    ),
+    ["org_id", "user_id"],
 )
 
 
@@ -739,7 +748,7 @@ def _prepared(
     with read_before_lock(session) as connection:
         if connection is None:
             return None
-        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
+        stored = _USER_DATA.execute(connection, {"org_id": org_id, "user_id": user_id}).scalar()
     if stored is None:
         return None
     try:
