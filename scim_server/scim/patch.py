@@ -16,6 +16,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from scim_server.errors import (
     InvalidPathError,
     InvalidSyntaxError,
@@ -88,9 +90,58 @@ class UserPatch:
     def apply(self, current: Doc) -> Doc:
         """The new, validated document; raises (changing nothing) if any operation fails."""
         patched = apply_patch(USER, current, self.operations, resource_id=self.resource_id).doc
-        new = parse_resource(USER, {"schemas": [USER.core], **patched}, creating=False)
+        new = validated_change(USER, current, patched)
         check_immutable(USER, current, new)
         return new
+
+
+def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
+    """``parse_resource`` of ``patched`` (``current`` with operations applied), validating
+    only the top-level attributes whose value differs from ``current``'s.
+
+    ``current`` is a stored document: ``parse_resource``'s output, which it returns
+    unchanged (canonical names, coerced values); a null or empty value (which it drops,
+    and which an account opened for a contact, ``services.access``, may hold) is parsed
+    again like a changed one. A stored value the schema would now refuse (a limit added
+    since it was written) is kept: the change is checked, not the past.
+    ``parse_resource`` checks each top-level key on its own and then the required
+    attributes, so an attribute equal to the stored one comes out as it is; the changed
+    ones and ``userName`` (whose absence ``check_required`` reports) are checked in
+    ``patched``'s order, so the first error is the one the whole document's parse
+    reports. A PATCH of ``active`` (the leaver path)
+    checks two attributes instead of the whole user.
+    """
+    body: Doc = {"schemas": [rt.core]}
+    for key, value in patched.items():
+        if (
+            key == "userName"
+            or key not in current
+            or value is None
+            or value == []
+            or value == {}
+            or not _same_json(current[key], value)
+        ):
+            if not _canonical(rt, key):
+                # A name the parse would rename or refuse: the whole document's parse.
+                return parse_resource(rt, {"schemas": [rt.core], **patched}, creating=False)
+            body[key] = value
+    checked = parse_resource(rt, body, creating=False)
+    out: Doc = {}
+    for key, value in patched.items():
+        if key not in body:
+            out[key] = value
+        elif key in checked:
+            out[key] = checked[key]
+    return out
+
+
+def _canonical(rt: ResourceType, key: str) -> bool:
+    """``key`` is a top-level name as ``parse_resource`` writes it (a core attribute's own
+    spelling, an extension's URN as the schema spells it)."""
+    if ":" in key:
+        return key != rt.core and rt.canonical_urn(key) == key
+    found = rt.find(None, key)
+    return found is not None and found[0] == rt.core and found[1].name == key
 
 
 @dataclass(frozen=True)
@@ -122,6 +173,15 @@ def apply_patch(rt: ResourceType, doc: Doc, ops: list[Doc], *, resource_id: str)
         else:
             patcher.with_path(name, path.strip(), value, "value" in op)
     return PatchResult(patcher.doc, patcher.members)
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """The same JSON text (``True == 1`` and ``1 == 1.0`` in Python, not to a schema's
+    type check); a value orjson cannot write counts as different (it is then checked)."""
+    try:
+        return bool(orjson.dumps(a) == orjson.dumps(b))
+    except TypeError:
+        return False
 
 
 def _copy_json(value: Any) -> Any:

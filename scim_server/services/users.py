@@ -16,6 +16,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -42,7 +43,15 @@ from scim_server.db import (
 )
 from scim_server.errors import NotFoundError, UniquenessError
 from scim_server.fixed import Fixed
-from scim_server.models import AttributeValue, AuditHead, Group, GroupMember, License, User
+from scim_server.models import (
+    AttributeValue,
+    AuditHead,
+    Contact,
+    Group,
+    GroupMember,
+    License,
+    User,
+)
 from scim_server.services import (
     contacts,
     counts,
@@ -657,7 +666,6 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
 
 
 def _contact_and_fingerprint() -> Any:
-    from scim_server.models import Contact
 
     # Contact columns labelled c_<attribute> (NULLs for an account without one: older
     # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
@@ -675,8 +683,27 @@ def _contact_and_fingerprint() -> Any:
 # A write's first reads: its user, the row locked; then, once it is locked (PostgreSQL:
 # a fresh snapshot, so nothing committed while the lock was awaited is missed), the
 # person contact and the settings fingerprint in one statement.
-_USER_FOR_UPDATE_ROW = _USER_BY_ID.with_for_update()
-_CONTACT_AND_FINGERPRINT = _contact_and_fingerprint()
+_USER_FOR_UPDATE_ROW = KeyRead(_USER_BY_ID.with_for_update(), ["org_id", "user_id"])
+_CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint(), ["org_id", "contact_id"])
+
+
+def _user_contact_and_fingerprint() -> Any:
+
+    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
+    return reuse_plan(
+        select(*row_columns(User), *FINGERPRINT.c, *contact_columns)
+        .select_from(User)
+        .join(FINGERPRINT, true())
+        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    )
+
+
+# SQLite: the three in one statement. The writer holds the database's write lock from
+# ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
+_USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint(), ["org_id", "user_id"])
+_USER_KEYS = tuple(column.key for column in row_columns(User))
+_CONTACT_KEYS = tuple((column.key, f"c_{column.key}") for column in row_columns(Contact))
 
 
 @dataclass
@@ -690,28 +717,36 @@ class _Locked:
 
 def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     """The user (row locked), then its person contact and its organization's settings
-    fingerprint (one statement); the user and contact as objects in no session yet
-    (``db.from_row``): the write changes them as plain values and ``db.write_changed``
-    stores what differs."""
-    from scim_server.models import Contact
+    fingerprint (one statement; on SQLite, one statement for all three); the user and
+    contact as objects in no session yet (``db.from_row``): the write changes them as plain
+    values and ``db.write_changed`` stores what differs."""
 
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
-    row = connection.execute(_USER_FOR_UPDATE_ROW, params).mappings().first()
-    if row is None:
-        raise NotFoundError(f"User {user_id!r} not found.")
-    user = from_row(User, row)
-    params = {"org_id": org_id, "contact_id": user.contact_id}
-    more = connection.execute(_CONTACT_AND_FINGERPRINT, params).mappings().one()
+    if connection.dialect.name == "sqlite":
+        more = _USER_CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().first()
+        if more is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
+        user = from_row(User, {key: more[key] for key in _USER_KEYS})
+    else:
+        row = _USER_FOR_UPDATE_ROW.execute(connection, params).mappings().first()
+        if row is None:
+            raise NotFoundError(f"User {user_id!r} not found.")
+        user = from_row(User, row)
+        params = {"org_id": org_id, "contact_id": user.contact_id}
+        more = _CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().one()
     fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
     if more["c_id"] is None:
         return _Locked(user, None, fingerprint)
-    contact = from_row(Contact, {k[2:]: v for k, v in more.items() if k.startswith("c_")})
+    contact = from_row(Contact, {key: more[label] for key, label in _CONTACT_KEYS})
     return _Locked(user, contact, fingerprint)
 
 
-_USER_DATA = reuse_plan(
-    select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+_USER_DATA = KeyRead(
+    reuse_plan(
+        select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
+    ),
+    ["org_id", "user_id"],
 )
 
 
@@ -725,7 +760,7 @@ def _prepared(
     with read_before_lock(session) as connection:
         if connection is None:
             return None
-        stored = connection.execute(_USER_DATA, {"org_id": org_id, "user_id": user_id}).scalar()
+        stored = _USER_DATA.execute(connection, {"org_id": org_id, "user_id": user_id}).scalar()
     if stored is None:
         return None
     try:
@@ -825,45 +860,58 @@ def update_user(
 _DELETE_READ_UNLOCKED = select(
     User.id, User.version, User.external_id, User.user_name, User.license_id
 ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-_DELETE_READ = reuse_plan(_DELETE_READ_UNLOCKED.with_for_update())
+_DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()), ["org_id", "user_id"])
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
 # the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
-_DELETE_READ_WITH_HEAD = reuse_plan(
-    _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
-        User, AuditHead, AuditHead.org_id == User.org_id
-    )
+_DELETE_READ_WITH_HEAD = KeyRead(
+    reuse_plan(
+        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
+            User, AuditHead, AuditHead.org_id == User.org_id
+        )
+    ),
+    ["org_id", "user_id"],
 )
 _DELETE_USER = Fixed(
     reuse_plan(
         delete(User).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
     )
 )
-_DELETE_MEMBERSHIPS = reuse_plan(
-    delete(GroupMember)
-    .where(GroupMember.org_id == bindparam("org_id"), GroupMember.member_id == bindparam("user_id"))
-    .returning(GroupMember.group_id)
+_DELETE_MEMBERSHIPS = KeyRead(
+    reuse_plan(
+        delete(GroupMember)
+        .where(
+            GroupMember.org_id == bindparam("org_id"),
+            GroupMember.member_id == bindparam("user_id"),
+        )
+        .returning(GroupMember.group_id)
+    ),
+    ["org_id", "user_id"],
 )
 # PostgreSQL: the rest of a deletion in one statement (one round trip instead of four):
 # its memberships (the groups that lost one move their version), its index rows, the row,
 # and the organization's User count; its rows: ('g', id) per group left, ('c', NULL) once
 # the count row was there (none: ``counts.start`` makes it). The sub-statements are listed
 # in the order the separate statements ran, so rows are locked in the same order.
-_DELETE_ALL = reuse_plan(
-    text(
-        "WITH gm AS (DELETE FROM group_members WHERE org_id = :org_id AND member_id = :user_id "
-        "RETURNING group_id), "
-        "gv AS (UPDATE groups SET version = version + 1, updated_at = :now "
-        "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
-        "av AS (DELETE FROM attribute_values WHERE org_id = :org_id AND resource_id = :user_id), "
-        "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
-        "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
-        "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
-        "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
-    ).bindparams(
-        bindparam("org_id", type_=String),
-        bindparam("user_id", type_=String),
-        bindparam("now", type_=UTCDateTime),
-    )
+_DELETE_ALL = KeyRead(
+    reuse_plan(
+        text(
+            "WITH gm AS (DELETE FROM group_members WHERE org_id = :org_id AND member_id = :user_id "
+            "RETURNING group_id), "
+            "gv AS (UPDATE groups SET version = version + 1, updated_at = :now "
+            "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
+            "av AS (DELETE FROM attribute_values "
+            "WHERE org_id = :org_id AND resource_id = :user_id), "
+            "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
+            "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
+            "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
+            "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
+        ).bindparams(
+            bindparam("org_id", type_=String),
+            bindparam("user_id", type_=String),
+            bindparam("now", type_=UTCDateTime),
+        )
+    ),
+    ["org_id", "user_id", "now"],
 )
 
 
@@ -876,9 +924,11 @@ def delete_user(
         connection = session.connection()
         params = {"org_id": org_id, "user_id": user_id}
         with_head = connection.dialect.name == "sqlite" and recorder.may_take_head(session, org_id)
-        user = connection.execute(
-            _DELETE_READ_WITH_HEAD if with_head else _DELETE_READ, params
-        ).first()
+        user = (
+            (_DELETE_READ_WITH_HEAD if with_head else _DELETE_READ)
+            .execute(connection, params)
+            .first()
+        )
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
@@ -886,13 +936,13 @@ def delete_user(
             recorder.hold_head(session, org_id, user._mapping)
         if connection.dialect.name == "postgresql":
             session.flush()  # as the statements below would (autoflush)
-            done = connection.execute(_DELETE_ALL, {**params, "now": utcnow()}).all()
+            done = _DELETE_ALL.execute(connection, {**params, "now": utcnow()}).all()
             left = [group_id for kind, group_id in done if kind == "g"]
             record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
             if not any(kind == "c" for kind, _id in done):
                 counts.start(session, org_id, "User")
             return
-        removed = connection.execute(_DELETE_MEMBERSHIPS, params).scalars().all()
+        removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
