@@ -665,13 +665,18 @@ def get_user(session: Session, org_id: str, user_id: str, *, for_update: bool = 
     return user
 
 
-def _contact_and_fingerprint() -> Any:
+# A person contact's columns labelled c_<attribute> (NULLs for an account without one:
+# older rows), beside the user's or the settings fingerprint's in one row; the pairs map
+# them back to the contact's attributes.
+_CONTACT_COLUMNS = tuple(c.label(f"c_{c.key}") for c in row_columns(Contact))
+_CONTACT_KEYS = tuple((column.key, f"c_{column.key}") for column in row_columns(Contact))
 
-    # Contact columns labelled c_<attribute> (NULLs for an account without one: older
-    # rows); the organization's settings fingerprint (``org_config.FINGERPRINT``, one row).
-    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
+
+def _contact_and_fingerprint() -> Any:
+    # The contact and the organization's settings fingerprint (``org_config.FINGERPRINT``,
+    # one row).
     return reuse_plan(
-        select(*FINGERPRINT.c, *contact_columns)
+        select(*FINGERPRINT.c, *_CONTACT_COLUMNS)
         .select_from(FINGERPRINT)
         .outerjoin(
             Contact,
@@ -688,10 +693,8 @@ _CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint(), ["org_id", "conta
 
 
 def _user_contact_and_fingerprint() -> Any:
-
-    contact_columns = [c.label(f"c_{c.key}") for c in row_columns(Contact)]
     return reuse_plan(
-        select(*row_columns(User), *FINGERPRINT.c, *contact_columns)
+        select(*row_columns(User), *FINGERPRINT.c, *_CONTACT_COLUMNS)
         .select_from(User)
         .join(FINGERPRINT, true())
         .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
@@ -703,7 +706,6 @@ def _user_contact_and_fingerprint() -> Any:
 # ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
 _USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint(), ["org_id", "user_id"])
 _USER_KEYS = tuple(column.key for column in row_columns(User))
-_CONTACT_KEYS = tuple((column.key, f"c_{column.key}") for column in row_columns(Contact))
 
 
 @dataclass
@@ -720,7 +722,6 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     fingerprint (one statement; on SQLite, one statement for all three); the user and
     contact as objects in no session yet (``db.from_row``): the write changes them as plain
     values and ``db.write_changed`` stores what differs."""
-
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
     if connection.dialect.name == "sqlite":
