@@ -17,7 +17,6 @@ path, which gives the same answer or the same error as without this cache.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
 from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, ValuePath
-from scim_server.scim.filter_parser import MAX_LENGTH, STRING, lex, parse_filter
+from scim_server.scim.filter_parser import MAX_LENGTH, STRING, lex, parse_filter, string_value
 from scim_server.scim.filters import Bind, FilterCompiler, Slot
 from scim_server.scim.schema import ResourceType
 from scim_server.services.paging import PreparedPage
@@ -99,8 +98,8 @@ def _quick_shape(text: str) -> tuple[str, list[str]] | None:
             return None
         literal = found.group()
         parts += [text[at:start], f'"{_MARK.format(len(literals))}"']
-        # The lexer's ``json.loads(strict=False)``: without a backslash, the text itself.
-        literals.append(literal[1:-1] if "\\" not in literal else json.loads(literal, strict=False))
+        # As the lexer reads it (``string_value``): without a backslash, the text itself.
+        literals.append(literal[1:-1] if "\\" not in literal else string_value(literal))
         at = found.end()
     if text.find('"', at) != -1:
         return None

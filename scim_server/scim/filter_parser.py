@@ -41,7 +41,15 @@ from scim_server.scim.filter_ast import (
     ValuePath,
 )
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "STRING", "lex", "parse_filter", "parse_path"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "STRING",
+    "lex",
+    "parse_filter",
+    "parse_path",
+    "string_value",
+]
 
 MAX_LENGTH = 8192  # bytes of UTF-8
 MAX_DEPTH = 50  # bracket nesting in the text, and And/Or/Not/ValuePath levels in the AST
@@ -88,7 +96,7 @@ class _Lexer(SCIMLexer):
     # RFC 7159 §7 string, decoded.
     @_(_STRING)  # type: ignore[name-defined]  # noqa: F821
     def COMP_VALUE(self, t: Token) -> Token:
-        t.value = json.loads(t.value, strict=False)
+        t.value = string_value(t.value)
         return t
 
     @_(r"[a-zA-Z$][a-zA-Z0-9_$-]*")  # type: ignore[name-defined]  # noqa: F821
@@ -270,6 +278,13 @@ def _parse(text: str, relative: bool) -> Expr:
 
 
 STRING = _STRING
+
+
+def string_value(literal: str) -> str:
+    """A string literal's value as the lexer reads it (JSON, control characters allowed);
+    also ``filter_cache``'s, which cuts literals without the lexer."""
+    value: str = json.loads(literal, strict=False)
+    return value
 
 
 def lex(text: str) -> list[Token]:
