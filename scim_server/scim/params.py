@@ -127,8 +127,9 @@ def _plain_load(single: dict[str, Any]) -> dict[str, Any] | None:
     """What ``_QUERY_PARAMS.load(single)`` returns, for values every field accepts as they
     are; None for anything else, which marshmallow then loads (and words the error of).
 
-    A loaded query string cost about 60 µs in marshmallow (issue 17: a third of a
-    ``userName eq`` lookup's own work); the common forms need a few comparisons.
+    marshmallow's load cost about 10 µs a request (issue 17, branch ``listparams``: 9.7 µs,
+    this 2.2 µs); the common forms need a few comparisons. The limits are the schema's
+    (``_MAX_FILTER``, ``_MAX_SORT_BY``, ``_ORDERS``), and a property test holds the two equal.
     """
     data = dict(_DEFAULTS)
     for key, value in single.items():
