@@ -125,7 +125,8 @@ _GROUP_BY_ID = reuse_plan(
 
 
 def read_group(session: Session, org_id: str, group_id: str) -> Any:
-    """A group as a read-only row, for rendering (a prebuilt Core statement, as ``read_user``)."""
+    """A group as a read-only row, for rendering (a prebuilt Core statement, as
+    ``users.read_user_and_extras``)."""
     params = {"org_id": org_id, "group_id": group_id}
     row = session.connection().execute(_GROUP_BY_ID, params).first()
     if row is None:

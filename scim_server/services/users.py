@@ -612,18 +612,6 @@ _USER_AND_EXTRAS = _user_and_extras()
 _USER_AND_EXTRAS_READ = KeyRead(_USER_AND_EXTRAS, ("org_id", "user_id"))
 
 
-def read_user(session: Session, org_id: str, user_id: str) -> Any:
-    """A user as a read-only row, for rendering, on ``session``'s connection.
-
-    Its groups, roles and license names come in the same statement; they are kept on the
-    session for ``extras_of_one`` (the representation's next read), as after a write.
-    """
-    user, extras = read_user_and_extras(session.connection(), org_id, user_id)
-    kept = session.info.setdefault(AFTER_WRITE_INFO, {})
-    kept[(org_id, user.id, user.version)] = extras
-    return user
-
-
 def read_user_and_extras(connection: Connection, org_id: str, user_id: str) -> tuple[Any, Extras]:
     """A user as a read-only row and its (groups, roles, license names) as
     ``extras_of_one`` gives them, in one statement (``_USER_AND_EXTRAS``) on

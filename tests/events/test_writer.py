@@ -260,7 +260,7 @@ def test_the_state_read_locks_the_audit_head(live):
         pytest.skip("SQLite: a writer holds the database's write lock from its BEGIN IMMEDIATE")
     with engine.connect() as first, engine.connect() as second:
         with db.reader(app)() as s:
-            user = users.read_user(s, scim.org_id, user_id)
+            user, _extras = users.read_user_and_extras(s.connection(), scim.org_id, user_id)
         rows = first.execute(writer._EXTRAS_AND_HEAD, users.extras_params(scim.org_id, user)).all()
         assert [row[0] for row in rows] == ["h"]
         with pytest.raises(OperationalError, match="could not obtain lock"):
