@@ -45,7 +45,9 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import WARN_LINTING
+from sqlalchemy.sql.elements import BindParameter
 
 from scim_server import jsonfast, pgcursor
 from scim_server.fixed import fixed_of
@@ -129,14 +131,23 @@ class KeyRead:
     the merged execution options: engine events, error wrapping, invalidation of a lost
     connection, the PostgreSQL prepare hook, result types all as before). Relies on
     SQLAlchemy 2.1 internals (pinned, as ``fixed`` does); the statement must be fixed
-    (no values that vary by call but its bound parameters).
+    (no values that vary by call but its bound parameters). Each call gives exactly the
+    statement's named parameters (``bindparam("name")``: ``keys``).
     """
 
     __slots__ = ("_by_dialect", "keys", "statement")
 
-    def __init__(self, statement: Any, keys: Iterable[str]) -> None:
+    def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self.keys = sorted(keys)  # the parameters given at each call (as execute sorts them)
+        # The parameters given at each call, sorted as ``execute`` sorts them; a literal's
+        # anonymous parameter (``unique``) carries its value in the statement.
+        self.keys = sorted(
+            {
+                element.key
+                for element in visitors.iterate(statement)
+                if isinstance(element, BindParameter) and not element.unique
+            }
+        )
         self._by_dialect: dict[str, tuple[Any, Any, Any]] = {}
 
     def _compiled(self, connection: Connection) -> tuple[Any, Any, Any]:

@@ -117,7 +117,6 @@ _SELECT_HEAD = KeyRead(
         .where(AuditHead.org_id == bindparam("org_id"))
         .with_for_update()
     ),
-    ["org_id"],
 )
 _MOVE_HEAD = Fixed(
     reuse_plan(

@@ -53,7 +53,7 @@ _INSERT_NEXT = Fixed(
 # One user's groups, roles and license names, and the organization's audit head (locked):
 # the state of a write's user and the head it then writes its events onto, one round trip.
 _EXTRAS_AND_HEAD = users.extras_of_one_statement(recorder.head_read())
-_EXTRAS_AND_HEAD_READ = KeyRead(_EXTRAS_AND_HEAD, ["org_id", "user_id", "license_id", "wanted_id"])
+_EXTRAS_AND_HEAD_READ = KeyRead(_EXTRAS_AND_HEAD)
 
 
 def install() -> None:

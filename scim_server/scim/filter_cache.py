@@ -136,7 +136,7 @@ def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
     try:
         compiler = FilterCompiler(rt, bindparam("org_id"), binds=binds)
         where = compiler.compile(_slotted(parse_filter(shape)))
-        page = PreparedPage.of(compiler.model, where, binds)
+        page = PreparedPage.of(compiler.model, where)
     except Exception:
         return None
     # A literal that reached the statement other than through a bound parameter
@@ -148,7 +148,7 @@ def _template(rt: ResourceType, shape: str) -> FilterTemplate | None:
             if any(isinstance(v, Slot) for v in held):
                 return None
     if _one_row(compiler.model, where):
-        page = PreparedPage.of(compiler.model, where, binds, reuse=True)
+        page = PreparedPage.of(compiler.model, where, reuse=True)
     return FilterTemplate(page, binds)
 
 

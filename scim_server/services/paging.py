@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, namedtuple
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
@@ -124,10 +124,8 @@ class PreparedPage:
     rows_read: KeyRead
 
     @classmethod
-    def of(
-        cls, model: Any, where: ColumnElement[bool], keys: Iterable[str], *, reuse: bool = False
-    ) -> PreparedPage:
-        """``keys``: the filter's parameters; ``reuse``: statements marked ``reuse_plan``."""
+    def of(cls, model: Any, where: ColumnElement[bool], *, reuse: bool = False) -> PreparedPage:
+        """``reuse``: statements marked ``reuse_plan``."""
         conditions = [model.org_id == bindparam("org_id"), where]
         counting = select(func.count()).select_from(model).where(*conditions)
         rows = (
@@ -139,13 +137,12 @@ class PreparedPage:
         )
         if reuse:
             counting, rows = reuse_plan(counting), reuse_plan(rows)
-        names = ["org_id", *keys]
         return cls(
             model,
             counting,
             rows,
-            KeyRead(counting, names),
-            KeyRead(rows, [*names, "page_offset", "page_limit"]),
+            KeyRead(counting),
+            KeyRead(rows),
         )
 
     def read(
@@ -244,7 +241,6 @@ def _guessed_page(
 # A page's statements are built once per model and executed from their compiled forms
 # (``db.KeyRead``): SQLAlchemy's cache key of a page's select (its 16 columns) and the
 # compiled-cache lookup were paid on every page.
-_ANCHORED_KEYS = ("org_id", "key_created", "key_id", "page_offset", "page_limit")
 
 
 @cache
@@ -258,14 +254,14 @@ def _first_pages(model: Any) -> KeyRead:
         .offset(bindparam("page_offset"))
         .limit(bindparam("page_limit"))
     )
-    return KeyRead(stmt, ["org_id", "page_offset", "page_limit"])
+    return KeyRead(stmt)
 
 
 @cache
 def _from_anchor(model: Any) -> KeyRead:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
-    return KeyRead(reuse_plan(_anchored_select(model, page_columns(model))), _ANCHORED_KEYS)
+    return KeyRead(reuse_plan(_anchored_select(model, page_columns(model))))
 
 
 @cache
@@ -282,7 +278,7 @@ def _from_anchor_counted(model: Any) -> KeyRead:
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
     columns = (*page_columns(model), total.label("set_total"), generation.label("set_generation"))
     stmt = reuse_plan(_anchored_select(model, columns))
-    return KeyRead(stmt, [*_ANCHORED_KEYS, "resource_type"])
+    return KeyRead(stmt)
 
 
 def _anchored_select(model: Any, columns: tuple[Any, ...]) -> Any:

@@ -71,7 +71,6 @@ _BY_HASH = KeyRead(
             ScimToken.last_used_at,  # services.token_usage: write the use only when it is stale
         ).where(ScimToken.token_hash == bindparam("token_hash"))
     ),
-    ["token_hash"],
 )
 
 

@@ -169,7 +169,6 @@ def _check_unique(session: Session, org_id: str, doc: Doc, user_id: str | None) 
 # fingerprint, the match's subqueries), and ``execute`` would walk and hash it for its
 # cache key on every create.
 _PREFLIGHTS: dict[tuple[tuple[str, ...], bool], KeyRead] = {}
-_PREFLIGHT_PARAMS = ("org_id", "key", "external_id", "email_key")
 
 
 def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> KeyRead:
@@ -193,7 +192,7 @@ def _preflight_statement(keys: tuple[str, ...], with_head: bool = False) -> KeyR
         )
     # By unique keys (the userName, the username, the organization) and the match keys'
     # indexes, a contact or two: one plan whatever the values, reused.
-    found = _PREFLIGHTS[(keys, with_head)] = KeyRead(reuse_plan(stmt), _PREFLIGHT_PARAMS)
+    found = _PREFLIGHTS[(keys, with_head)] = KeyRead(reuse_plan(stmt))
     return found
 
 
@@ -609,7 +608,7 @@ def _user_and_extras() -> Any:
 # groups (g) and roles (r).
 _USER_AND_EXTRAS = _user_and_extras()
 # Run from its compiled form (``db.KeyRead``): no cache key walked and hashed per GET.
-_USER_AND_EXTRAS_READ = KeyRead(_USER_AND_EXTRAS, ("org_id", "user_id"))
+_USER_AND_EXTRAS_READ = KeyRead(_USER_AND_EXTRAS)
 
 
 def read_user_and_extras(connection: Connection, org_id: str, user_id: str) -> tuple[Any, Extras]:
@@ -676,8 +675,8 @@ def _contact_and_fingerprint() -> Any:
 # A write's first reads: its user, the row locked; then, once it is locked (PostgreSQL:
 # a fresh snapshot, so nothing committed while the lock was awaited is missed), the
 # person contact and the settings fingerprint in one statement.
-_USER_FOR_UPDATE_ROW = KeyRead(_USER_BY_ID.with_for_update(), ["org_id", "user_id"])
-_CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint(), ["org_id", "contact_id"])
+_USER_FOR_UPDATE_ROW = KeyRead(_USER_BY_ID.with_for_update())
+_CONTACT_AND_FINGERPRINT = KeyRead(_contact_and_fingerprint())
 
 
 def _user_contact_and_fingerprint() -> Any:
@@ -692,7 +691,7 @@ def _user_contact_and_fingerprint() -> Any:
 
 # SQLite: the three in one statement. The writer holds the database's write lock from
 # ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
-_USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint(), ["org_id", "user_id"])
+_USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint())
 _USER_KEYS = tuple(column.key for column in row_columns(User))
 
 
@@ -734,8 +733,7 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
 _USER_DATA = KeyRead(
     reuse_plan(
         select(User.data).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-    ),
-    ["org_id", "user_id"],
+    )
 )
 
 
@@ -849,7 +847,7 @@ def update_user(
 _DELETE_READ_UNLOCKED = select(
     User.id, User.version, User.external_id, User.user_name, User.license_id
 ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
-_DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()), ["org_id", "user_id"])
+_DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()))
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
 # the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
 _DELETE_READ_WITH_HEAD = KeyRead(
@@ -857,8 +855,7 @@ _DELETE_READ_WITH_HEAD = KeyRead(
         _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
             User, AuditHead, AuditHead.org_id == User.org_id
         )
-    ),
-    ["org_id", "user_id"],
+    )
 )
 _DELETE_USER = Fixed(
     reuse_plan(
@@ -873,8 +870,7 @@ _DELETE_MEMBERSHIPS = KeyRead(
             GroupMember.member_id == bindparam("user_id"),
         )
         .returning(GroupMember.group_id)
-    ),
-    ["org_id", "user_id"],
+    )
 )
 # PostgreSQL: the rest of a deletion in one statement (one round trip instead of four):
 # its memberships (the groups that lost one move their version), its index rows, the row,
@@ -899,8 +895,7 @@ _DELETE_ALL = KeyRead(
             bindparam("user_id", type_=String),
             bindparam("now", type_=UTCDateTime),
         )
-    ),
-    ["org_id", "user_id", "now"],
+    )
 )
 
 
