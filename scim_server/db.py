@@ -264,8 +264,7 @@ class Batch:
     and one text whatever the number of rows, so the statement is built once per shape
     and psycopg caches its conversion (it parses again every statement of more than 50
     parameters). Foreign keys between the rows hold: they are checked at the statement's
-    end. ``write``'s ``then``, an UPDATE as ``text`` (its parameters plain values), ends
-    that statement, and runs last elsewhere; its result (``rowcount``) is returned.
+    end.
     """
 
     def __init__(self) -> None:
@@ -295,9 +294,7 @@ class Batch:
                 return obj
         return None
 
-    def write(
-        self, session: Session, then: Any = None, then_params: dict[str, Any] | None = None
-    ) -> Any:
+    def write(self, session: Session) -> None:
         connection = session.connection()
         objects = [obj for table, obj in self._parts if table is None]
         parts = [
@@ -307,14 +304,10 @@ class Batch:
             for table, part in self._parts
         ]
         self._parts = []
-        result = None
         if connection.dialect.name == "postgresql" and parts and _as_json(parts):
-            params = dict(then_params or {})
-            for i, (table, rows) in enumerate(parts):
-                params[f"b{i}"] = _rows_json(table, rows)
+            params = {f"b{i}": _rows_json(table, rows) for i, (table, rows) in enumerate(parts)}
             shape = tuple((table, tuple(rows[0])) for table, rows in parts)
-            result = connection.execute(_batch_statement(connection, shape, then), params)
-            then = None
+            connection.execute(_batch_statement(connection, shape), params)
         else:
             for table, rows in parts:
                 if len(rows) > 1 and connection.dialect.name != "sqlite":
@@ -322,11 +315,8 @@ class Batch:
                     connection.execute(_table_insert(table), rows)
                 else:  # one row, or SQLite's executemany
                     fixed_of(_table_insert(table), tuple(rows[0])).run(connection, rows)
-        if then is not None:
-            result = fixed_of(then).execute(connection, then_params or {})
         for obj in objects:
             _attach_inserted(session, obj)
-        return result
 
 
 @cache
@@ -374,12 +364,11 @@ def _rows_json(table: Any, rows: list[dict[str, Any]]) -> str:
 _BATCH_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
-def _batch_statement(connection: Any, shape: tuple[Any, ...], then: Any) -> Any:
+def _batch_statement(connection: Any, shape: tuple[Any, ...]) -> Any:
     """The PostgreSQL statement of a batch of this shape (tables and columns), built once:
     text, as ``audit.recorder``'s events (SQLAlchemy does not cache a DML CTE, and
     compiling one costs more than the round trip it saves)."""
-    key = (shape, None if then is None else then.text)
-    stmt = _BATCH_STATEMENTS.get(key)
+    stmt = _BATCH_STATEMENTS.get(shape)
     if stmt is not None:
         return stmt
     quote = connection.dialect.identifier_preparer.quote
@@ -390,13 +379,11 @@ def _batch_statement(connection: Any, shape: tuple[Any, ...], then: Any) -> Any:
             f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
             f"FROM jsonb_populate_recordset(NULL::{quote(table.name)}, CAST(:b{i} AS jsonb))"
         )
-    if then is not None:
-        inserts.append(then.text)
     *first, last = inserts
     ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
-    # INSERTs of the rows given, then an UPDATE by key (``then``): one plan, reused.
+    # The INSERTs of the rows given: one plan, reused.
     stmt = reuse_plan(text(f"WITH {ctes} {last}" if ctes else last))
-    _BATCH_STATEMENTS[key] = stmt
+    _BATCH_STATEMENTS[shape] = stmt
     return stmt
 
 

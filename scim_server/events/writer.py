@@ -34,7 +34,7 @@ from scim_server.events import pending
 from scim_server.events.types import Derived, derive
 from scim_server.fixed import Fixed
 from scim_server.models import Event, Group, User
-from scim_server.services import account_views, users
+from scim_server.services import account_views, counts, users
 
 # By the organization's key (the last position: the primary key's end); plans reused.
 _LAST = reuse_plan(select(func.max(Event.position)).where(Event.org_id == bindparam("org_id")))
@@ -70,13 +70,11 @@ def install() -> None:
 def write_pending(session: Session) -> None:
     """Derive and insert the events of the audit events noted in this transaction.
 
-    The states are read first, then the audit events are written (the head is
-    locked from there to the commit), then the product events, numbered under
-    that lock.
+    The states are read first, then the organizations' counts change and their
+    audit heads are locked (both held from there to the commit), the audit events
+    are written, then the product events, numbered under that lock.
     """
-    if not session.info.get(pending.KEY):
-        return
-    noted: list[Recorded] = pending.take(session)
+    noted: list[Recorded] = pending.take(session) if session.info.get(pending.KEY) else []
     by_org: dict[str, list[tuple[Recorded, Derived]]] = defaultdict(list)
     for audit_event in noted:
         for derived in derive(
@@ -88,19 +86,30 @@ def write_pending(session: Session) -> None:
             audit_event.explanation,
         ):
             by_org[audit_event.org_id].append((audit_event, derived))
+    states: dict[str, dict[str, dict[str, Any] | None]] = {}
+    if by_org:
+        session.flush()  # the states below are read after the change
+        # One organization (a SCIM write): its head is locked by the state's read, unless
+        # a count changes (``counts.apply_pending`` takes the count row, then the head).
+        with_head = (
+            len(by_org) == 1
+            and not counts.any_pending(session)
+            and recorder.may_read_head_with(session, next(iter(by_org)))
+        )
+        states = {
+            org_id: _states(session, org_id, items, with_head=with_head)
+            for org_id, items in by_org.items()
+        }
+        for items in by_org.values():
+            # A deletion comes after the transaction's other events (a group deleted with
+            # its members: the member_removed events first), so nothing follows a
+            # resource's end.
+            items.sort(key=lambda item: item[1].type.endswith(".deleted"))
+    # The counts, then the heads (every writer takes them in that order), as late as can
+    # be: the rows are held from here to the commit, and concurrent writers wait for them.
+    counts.apply_pending(session)
     if not by_org:
         return
-    session.flush()  # the states below are read after the change
-    # One organization (a SCIM write): its head is locked by the state's read.
-    with_head = len(by_org) == 1 and recorder.may_read_head_with(session, next(iter(by_org)))
-    states = {
-        org_id: _states(session, org_id, items, with_head=with_head)
-        for org_id, items in by_org.items()
-    }
-    for items in by_org.values():
-        # A deletion comes after the transaction's other events (a group deleted with its
-        # members: the member_removed events first), so nothing follows a resource's end.
-        items.sort(key=lambda item: item[1].type.endswith(".deleted"))
     rider = _Rider(by_org, states)
     recorder.flush(session, rider)  # the audit events (their seq, the head lock), then ours
     for org_id in sorted(by_org.keys() - rider.done):

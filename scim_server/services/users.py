@@ -386,13 +386,7 @@ def insert_user(
         welcome = idp_credentials.on_create(session, delivery, user, doc, config[0], batch)
         if welcome:
             explanation["credentials"] = welcome
-        # Counted with the rows, unless slow work follows (the IdP's password: its hash),
-        # which must not hold the organization's count row (PostgreSQL: writers queue on
-        # it), or default groups are joined (which may lock licenses: the count row is
-        # taken after them, as before, so that locks are always taken in one order).
-        count_now = doc.get("password") is None and not joining
-        then = (counts.CHANGE_SQL, counts.change_params(org_id, "User", +1)) if count_now else ()
-        written = batch.write(session, *then)
+        batch.write(session)
     except IntegrityError:
         raise LostRaceError from None
     # Last, so that the organization's audit head is held for the shortest time.
@@ -406,10 +400,7 @@ def insert_user(
     )
     join_new_user(session, org_id, user.id, joining)
     idp_credentials.after_create(session, delivery, user, doc)
-    if count_now:
-        counts.after_change(session, org_id, "User", written)
-    else:
-        counts.changed(session, org_id, "User", +1)
+    counts.changed(session, org_id, "User", +1)  # at the commit, before the audit head
     if (
         alone
         and config[1] is None  # no rules: no roles, no license (``provision``)
@@ -873,10 +864,9 @@ _DELETE_MEMBERSHIPS = KeyRead(
     )
 )
 # PostgreSQL: the rest of a deletion in one statement (one round trip instead of four):
-# its memberships (the groups that lost one move their version), its index rows, the row,
-# and the organization's User count; its rows: ('g', id) per group left, ('c', NULL) once
-# the count row was there (none: ``counts.start`` makes it). The sub-statements are listed
-# in the order the separate statements ran, so rows are locked in the same order.
+# its memberships (the groups that lost one move their version), its index rows and the
+# row; its rows: the groups left. The sub-statements are listed in the order the separate
+# statements ran, so rows are locked in the same order. The count moves at the commit.
 _DELETE_ALL = KeyRead(
     reuse_plan(
         text(
@@ -886,10 +876,8 @@ _DELETE_ALL = KeyRead(
             "WHERE org_id = :org_id AND id IN (SELECT group_id FROM gm)), "
             "av AS (DELETE FROM attribute_values "
             "WHERE org_id = :org_id AND resource_id = :user_id), "
-            "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id), "
-            "c AS (UPDATE resource_counts SET total = total - 1, generation = generation + 1 "
-            "WHERE org_id = :org_id AND resource_type = 'User' RETURNING 1) "
-            "SELECT 'g', group_id FROM gm UNION ALL SELECT 'c', NULL FROM c"
+            "u AS (DELETE FROM users WHERE org_id = :org_id AND id = :user_id) "
+            "SELECT group_id FROM gm"
         ).bindparams(
             bindparam("org_id", type_=String),
             bindparam("user_id", type_=String),
@@ -920,11 +908,9 @@ def delete_user(
             recorder.hold_head(session, org_id, user._mapping)
         if connection.dialect.name == "postgresql":
             session.flush()  # as the statements below would (autoflush)
-            done = _DELETE_ALL.execute(connection, {**params, "now": utcnow()}).all()
-            left = [group_id for kind, group_id in done if kind == "g"]
+            left = _DELETE_ALL.execute(connection, {**params, "now": utcnow()}).scalars().all()
             record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
-            if not any(kind == "c" for kind, _id in done):
-                counts.start(session, org_id, "User")
+            counts.changed(session, org_id, "User", -1)
             return
         removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
         if removed:

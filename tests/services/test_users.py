@@ -64,11 +64,11 @@ def test_a_create_costs_few_statements(
     scim: Scim, statements: list[str], connection: Connection
 ) -> None:
     """POST /Users: token; uniqueness, settings fingerprint and contact match in one
-    statement; the new rows (contact, user, index rows, the welcome's send) and the
-    count (one statement on PostgreSQL, five on SQLite); the head (SQLite: read by the
-    first statement), the audit event, the product event. The user's groups, roles and
-    license names are not read: a create alone in its transaction, with no rules, knows
-    them (none)."""
+    statement; the new rows (contact, user, index rows, the welcome's send: one statement
+    on PostgreSQL, four on SQLite); at the commit the count and the head (PostgreSQL: one
+    statement; SQLite: the head read by the first statement), the audit event, the
+    product event. The user's groups, roles and license names are not read: a create
+    alone in its transaction, with no rules, knows them (none)."""
     scim.create_user("warm@example.com")  # the organization's settings are read once
     statements.clear()
     resp = scim.post("/scim/v2/Users", BODY)
@@ -79,6 +79,18 @@ def test_a_create_costs_few_statements(
     assert sum("SELECT 'g' AS kind" in s for s in statements) == 0
     assert sum("audit_heads" in s for s in statements) == 2  # read (locked), moved
     assert sum("INSERT INTO credential_schedules" in s for s in statements) == 1
+    _count_then_head(statements, connection)
+
+
+def _count_then_head(statements: list[str], connection: Connection) -> None:
+    """The count changes once, at the commit (after the resource's rows), and on
+    PostgreSQL in the statement that locks the audit head: held from there to the commit."""
+    (counted,) = [i for i, s in enumerate(statements) if "UPDATE resource_counts" in s]
+    writes = [i for i, s in enumerate(statements) if "INSERT INTO users" in s or "DELETE" in s]
+    assert writes and counted > max(writes)
+    if connection.dialect.name == "postgresql":
+        assert "FROM audit_heads" in statements[counted] and "FOR UPDATE" in statements[counted]
+        assert not any(s.lstrip().startswith("SELECT audit_heads") for s in statements)
 
 
 def test_an_sso_organization_pays_nothing_for_credentials(
@@ -140,14 +152,15 @@ def test_a_patch_costs_few_statements(
 def test_a_delete_costs_few_statements(
     scim: Scim, statements: list[str], connection: Connection
 ) -> None:
-    """DELETE: token, the row locked, memberships, index rows, the row, the count (on
-    PostgreSQL one statement), the head, the audit event, the product event; the deleted
-    user's state is not read."""
+    """DELETE: token, the row locked, memberships, index rows, the row (on PostgreSQL one
+    statement), the count and the head (PostgreSQL: one statement; SQLite: the head read
+    with the row), the audit event, the product event; the deleted user's state is not
+    read."""
     user = scim.post("/scim/v2/Users", BODY).get_json()
     statements.clear()
     resp = scim.delete(f"/scim/v2/Users/{user['id']}")
     assert resp.status_code == 204, resp.get_data(as_text=True)
     assert len(statements) <= bound(connection, 5, sqlite=10), "\n".join(statements)
     # SQLite: the head comes with the user's row, not by a statement of its own.
-    heads = [s for s in statements if s.lstrip().startswith("SELECT audit_heads")]
-    assert len(heads) == (1 if connection.dialect.name == "postgresql" else 0)
+    assert not any(s.lstrip().startswith("SELECT audit_heads") for s in statements)
+    _count_then_head(statements, connection)
