@@ -30,6 +30,7 @@ from scim_server.services import (
     lockout,
     mail_delivery,
     recovery,
+    table_stats,
     webhook_delivery,
     webhook_fanout,
     webhooks,
@@ -88,6 +89,7 @@ class Worker:
         self.event_retention = event_retention
         self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
         self.purged_at: datetime | None = None
+        self.stats_checked_at: datetime | None = None
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
@@ -104,6 +106,7 @@ class Worker:
             + self.send_webhooks()
         )
         self.purge_events()
+        self.refresh_statistics()
         return handled
 
     def send_credentials(self, *, limit: int | None = None) -> int:
@@ -158,6 +161,18 @@ class Worker:
         if deleted:
             log.info("purged %s event(s) older than %s", deleted, self.event_retention)
         return deleted
+
+    def refresh_statistics(self) -> list[str]:
+        """At most every ``table_stats.STALE_CHECK_EVERY``, ANALYZE the tables that changed a
+        lot since their last ANALYZE (an IdP's initial sync: thousands of single creates);
+        the tables analyzed."""
+        now = self.clock()
+        checked = self.stats_checked_at
+        if checked is not None and now - checked < table_stats.STALE_CHECK_EVERY:
+            return []
+        self.stats_checked_at = now
+        with self.factory() as session, session.begin():
+            return table_stats.refresh_stale(session)
 
     def send_mail(self, *, limit: int | None = None) -> int:
         """Send due mail until none is left (or ``limit``); returns how many were handled."""

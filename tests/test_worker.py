@@ -370,3 +370,52 @@ def test_worker_command_once_writes_eml_without_smtp(tmp_path, monkeypatch):
     )
     eml = (tmp_path / "mail" / f"{mail_id}.eml").read_text()
     assert "Subject: Your acme password was changed" in eml and "To: u0@example.com" in eml
+
+
+def test_the_worker_refreshes_statistics_a_growing_table_outran(live) -> None:
+    """Thousands of single creates (an IdP's initial sync) leave a table planned as it was
+    at its last ANALYZE: the worker ANALYZEs a table that changed past autovacuum's own
+    threshold since then, at most every ``STALE_CHECK_EVERY``; on SQLite it leaves
+    statistics to the connections' ``PRAGMA optimize``."""
+    from sqlalchemy import text
+
+    from scim_server.models import Contact
+    from scim_server.services import table_stats
+
+    app, scim = live
+    engine = db.engine(app)
+    clock = Clock()
+    worker = Worker(db.writer(app), clock=clock)
+    if engine.dialect.name != "postgresql":
+        assert worker.refresh_statistics() == []
+        return
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE contacts"))
+        known = conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'contacts'"))
+    many = table_stats.STALE_ROWS + 1 + int(table_stats.STALE_FRACTION * max(known, 0))
+    now = utcnow()
+    rows = [
+        {
+            "org_id": scim.org_id,
+            "id": f"c-{i}",
+            "kind": "person",
+            "name": f"P {i}",
+            "name_key": f"p {i}",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(many)
+    ]
+    with engine.begin() as conn:
+        conn.execute(Contact.__table__.insert(), rows)
+    engine.dispose()  # the backends report their counts as they end
+    deadline = time.monotonic() + 10
+    analyzed = worker.refresh_statistics()
+    while "contacts" not in analyzed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        clock.advance(table_stats.STALE_CHECK_EVERY.total_seconds())
+        analyzed = worker.refresh_statistics()
+    assert "contacts" in analyzed
+    assert worker.refresh_statistics() == []  # checked a moment ago
+    clock.advance(table_stats.STALE_CHECK_EVERY.total_seconds())
+    assert "contacts" not in worker.refresh_statistics()  # analyzed since
