@@ -225,9 +225,28 @@ def _lookup(user_name: str) -> Request:
 
 
 def empty_org(name: str, seed: int) -> OrgData:
-    """An organization with no users yet (what an initial sync starts from)."""
-    org = OrgData(id=new_id(random.Random(seed)), name=name, size=0)
-    org.tables = {"organizations": [{"id": org.id, "name": name, "created_at": EPOCH}]}
+    """An organization with no users yet (what an initial sync starts from), whose people
+    sign in through the IdP that provisions them (Entra: SAML), so a create schedules
+    no welcome with a password."""
+    rng = random.Random(seed)
+    org = OrgData(id=new_id(rng), name=name, size=0)
+    connection = {
+        "org_id": org.id,
+        "id": new_id(rng),
+        "name": "Entra ID",
+        "protocol": "saml",
+        "enabled": True,
+        "jit_enabled": False,
+        "idp_initiated_allowed": False,
+        "idp_certificates": [],
+        "want_encrypted_assertions": False,
+        "created_at": EPOCH,
+        "updated_at": EPOCH,
+    }
+    org.tables = {
+        "organizations": [{"id": org.id, "name": name, "created_at": EPOCH}],
+        "sso_connections": [connection],
+    }
     return org
 
 
@@ -261,13 +280,16 @@ async def _sync(target: Target, users: int, clients: int) -> dict[str, Any]:
     }
 
 
-def _serve(url: str, key: str, orgs: list[OrgData], logs: Path, name: str) -> Any:
+def _serve(
+    url: str, key: str, orgs: list[OrgData], logs: Path, name: str, *, with_worker: bool = False
+) -> Any:
     from bench.run import prepare_database, server_env
 
     env = server_env(url, key)
     prepared = prepare_database(url, env, orgs)
     port = free_port()
-    return prepared, port, running(name, scim_server_argv(port), port, env, logs, "/readyz")
+    argv = scim_server_argv(port, with_worker=with_worker)
+    return prepared, port, running(name, argv, port, env, logs, "/readyz")
 
 
 def run_sync(
@@ -276,7 +298,9 @@ def run_sync(
     """The initial sync of ``users`` users on PostgreSQL."""
     org = empty_org("entra-sync", 1700)
     with database("postgresql", pg_admin_url) as url:
-        prepared, port, server = _serve(url, key, [org], logs, "postgresql-sync")
+        # With the worker, as deployed: it keeps the planner's statistics up with the
+        # growing tables (this machine's PostgreSQL runs no autovacuum).
+        prepared, port, server = _serve(url, key, [org], logs, "postgresql-sync", with_worker=True)
         token = prepared.pop("tokens")[org.id]
         with server:
             target = Target(HOST, port, {"Authorization": f"Bearer {token}"})

@@ -51,6 +51,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+import sso.connections.models  # noqa: F401  (sso_connections in the metadata: a sync org's IdP)
 from bench.dataset import OrgData, people
 from scim_server.audit.signing import signer_from_pem
 from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, Base, make_engine
@@ -60,6 +61,7 @@ from scim_server.services.tokens import create_token
 # Parents before children (foreign keys).
 TABLE_ORDER = (
     "organizations",
+    "sso_connections",
     "contacts",
     "users",
     "groups",

@@ -104,8 +104,11 @@ def running(
             _stop(proc)
 
 
-def scim_server_argv(port: int) -> list[str]:
-    return [str(BIN / "scim-server"), "serve", "--production", "--host", HOST, "--port", str(port)]
+def scim_server_argv(port: int, *, with_worker: bool = False) -> list[str]:
+    """Ours under gunicorn; ``with_worker``: with ``scim-server worker`` beside it, as it
+    is deployed (jobs, mail, the planner statistics a sync outgrows)."""
+    argv = [str(BIN / "scim-server"), "serve", "--production", "--host", HOST, "--port", str(port)]
+    return [*argv, "--with-worker"] if with_worker else argv
 
 
 def baseline_argv(port: int) -> list[str]:
