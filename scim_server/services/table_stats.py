@@ -39,6 +39,9 @@ STALE_ROWS = 50
 STALE_FRACTION = 0.1
 STALE_CHECK_EVERY = timedelta(seconds=10)
 
+# pg_try_advisory_xact_lock key: one worker of many refreshes at a time (two ANALYZEs of
+# one table queue on each other, and the second would find nothing left to do).
+REFRESH_LOCK = 0x5C1A_57A7
 # Each of this schema's tables with its rows changed since its last ANALYZE (by anyone)
 # and its size as the planner knows it.
 _CHANGED_SINCE_ANALYZE = text(
@@ -102,11 +105,14 @@ def refresh_stale(session: Session) -> list[str]:
     """PostgreSQL: ANALYZE each of the schema's tables whose rows changed since its last
     ANALYZE exceed ``STALE_ROWS`` plus ``STALE_FRACTION`` of it; the tables analyzed.
 
-    Where autovacuum runs it mostly finds nothing to do. SQLite: nothing (its pooled
-    connections run ``PRAGMA optimize``).
+    Where autovacuum runs it mostly finds nothing to do. One worker at a time (an
+    advisory lock, until the caller's commit). SQLite: nothing (its pooled connections
+    run ``PRAGMA optimize``).
     """
     if session.get_bind().dialect.name != "postgresql":
         return []
+    if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK}):
+        return []  # another worker is at it
     known = Base.metadata.tables
     stale = sorted(
         name

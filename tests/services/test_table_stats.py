@@ -40,3 +40,20 @@ def test_a_minimum_holds_back_small_changes_to_a_small_table(scim, session):
     assert table_stats.refresh(session, {"users": 5}) == ["users"]
     assert table_stats.refresh(session, {"users": 5}, minimum=6) == []
     assert table_stats.refresh(session, {"users": 6}, minimum=6) == ["users"]
+
+
+def test_one_worker_at_a_time_refreshes_stale_statistics(engine, session):
+    """While another worker holds the refresh (its advisory lock), a worker's check leaves it
+    to them: two ANALYZEs of one table would queue on each other."""
+    if engine.dialect.name != "postgresql":
+        assert table_stats.refresh_stale(session) == []
+        return
+    take = text("SELECT pg_try_advisory_xact_lock(:key)")
+    key = {"key": table_stats.REFRESH_LOCK}
+    with engine.connect() as other:
+        with other.begin():
+            assert other.scalar(take, key)
+            assert table_stats.refresh_stale(session) == []
+        table_stats.refresh_stale(session)  # free again: this one takes it, to its commit
+        with other.begin():
+            assert not other.scalar(take, key)
