@@ -96,14 +96,20 @@ class Worker:
         self.stop = stop or threading.Event()
         load_kinds()
 
-    def run_once(self) -> int:
-        """Jobs, credentials sends, lockouts, mail and webhooks that are due; how many handled."""
+    # ``serve``: at most this many of each kind of work a round.
+    ROUND = 50
+
+    def run_once(self, *, limit: int | None = None) -> int:
+        """Jobs, credentials sends, lockouts, mail and webhooks that are due; how many handled.
+
+        ``limit``: at most that many of each kind (``serve``'s rounds); None: all that are due.
+        """
         handled = (
-            self.run_jobs()
-            + self.send_credentials()
+            self.run_jobs(limit=limit)
+            + self.send_credentials(limit=limit)
             + self.release_lockouts()
-            + self.send_mail()
-            + self.send_webhooks()
+            + self.send_mail(limit=limit)
+            + self.send_webhooks(limit=limit)
         )
         self.purge_events()
         self.refresh_statistics()
@@ -266,13 +272,21 @@ class Worker:
         return "succeeded"
 
     def serve(self, poll_interval: float = 2.0) -> None:
-        """Poll for due jobs until ``stop`` is set; back off while the database is down."""
+        """Poll for due work until ``stop`` is set; back off while the database is down.
+
+        In rounds of at most ``ROUND`` of each kind, the next at once while the last found
+        work: a stream of one kind (an initial sync's 100,000 welcomes, each an argon2
+        hash) no longer holds back the others (the mail those welcomes make, another
+        organization's password reset, webhooks, the planner statistics) until it ends.
+        """
         idle_wait = poll_interval
         log.info("worker %s started (poll every %ss)", self.worker_id, poll_interval)
         while not self.stop.is_set():
             try:
-                self.run_once()
+                handled = self.run_once(limit=self.ROUND)
                 idle_wait = poll_interval
+                if handled:
+                    continue
             except DATABASE_UNAVAILABLE as exc:
                 idle_wait = min(max(idle_wait * 2, poll_interval), MAX_IDLE_BACKOFF)
                 log.warning("database unavailable (%s); retrying in %.0fs", exc, idle_wait)

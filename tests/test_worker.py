@@ -419,3 +419,31 @@ def test_the_worker_refreshes_statistics_a_growing_table_outran(live) -> None:
     assert worker.refresh_statistics() == []  # checked a moment ago
     clock.advance(table_stats.STALE_CHECK_EVERY.total_seconds())
     assert "contacts" not in worker.refresh_statistics()  # analyzed since
+
+
+def test_the_loop_works_in_rounds_and_sleeps_only_when_idle(app, scim, recorded, monkeypatch):
+    """``serve`` takes at most ``ROUND`` of each kind a round and starts the next at once
+    while there is work: a stream of one kind does not hold back the others until it
+    ends, and nothing waits for the poll interval while work is due."""
+    writer = db.writer(app)
+    ids = _enqueue(writer, scim.org_id, 3)
+    monkeypatch.setattr(Worker, "ROUND", 1)
+    rounds: list[int] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            self.set()  # the first idle wait ends the loop
+            return True
+
+    worker = Worker(writer, stop=Stop())
+    run_once = worker.run_once
+
+    def counted(*, limit: int | None = None) -> int:
+        handled = run_once(limit=limit)
+        rounds.append(handled)
+        return handled
+
+    monkeypatch.setattr(worker, "run_once", counted)
+    worker.serve(poll_interval=60)
+    assert rounds == [1, 1, 1, 0]  # one job a round, no wait between, then idle
+    assert sorted(job_id for job_id, _worker in recorded) == sorted(ids)
