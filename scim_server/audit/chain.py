@@ -46,6 +46,8 @@ _VALUES = operator.attrgetter(*FIELDS)
 # non-ASCII kept, the same escapes): not floats (``1e-05`` is ``0.00001`` to orjson), nor
 # the types orjson writes and ``json`` refuses (UUID, enums...), nor subclasses.
 _ORJSON_SAME = frozenset({str, int, bool, type(None), dict, list, tuple})
+_SCALARS = frozenset({str, int, bool, type(None)})
+assert _SCALARS | {dict, list, tuple} == _ORJSON_SAME
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
@@ -56,12 +58,14 @@ def _orjson_same(values: list[Any]) -> bool:
     while stack:
         value = stack.pop()
         kind = type(value)
-        if kind not in _ORJSON_SAME:
-            return False
+        if kind in _SCALARS:  # most values: one test
+            continue
         if kind is dict:
             stack.extend(value.values())
         elif kind is list or kind is tuple:
             stack.extend(value)
+        else:
+            return False
     return True
 
 

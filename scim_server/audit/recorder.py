@@ -382,15 +382,16 @@ def record(
     action: str,
     *,
     outcome: str = "success",
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    external_id: str | None = None,
-    user_name: str | None = None,
-    status: int | None = None,
-    scim_type: str | None = None,
-    detail: str | None = None,
-    changes: dict[str, Any] | None = None,
-    explanation: dict[str, Any] | None = None,
+    # Typed as the ``**fields: Any`` they replace: callers pass them on from dicts of theirs.
+    resource_type: Any = None,
+    resource_id: Any = None,
+    external_id: Any = None,
+    user_name: Any = None,
+    status: Any = None,
+    scim_type: Any = None,
+    detail: Any = None,
+    changes: Any = None,
+    explanation: Any = None,
 ) -> Recorded:
     """Append one event to the organization's chain, in the caller's transaction (at its commit).
 
