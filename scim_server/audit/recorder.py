@@ -227,18 +227,20 @@ _SHAREABLE = (
     "user_name",
 )
 assert set(_SHAREABLE) <= set(_COLUMNS)
+_SHAREABLE_VALUES = operator.attrgetter(*_SHAREABLE)
 
 
 def _shared(events: list[Recorded]) -> frozenset[str]:
     """The shareable columns whose value is the same (type and value) in every event."""
-    first, *rest = events
+    first, *rest = [_SHAREABLE_VALUES(recorded) for recorded in events]
     same = []
-    for name in _SHAREABLE:
-        value = getattr(first, name)
-        if all(
-            (other := getattr(e, name)) is value or (type(other) is type(value) and other == value)
-            for e in rest
-        ):
+    for i, name in enumerate(_SHAREABLE):
+        value = first[i]
+        for other in rest:
+            kin = other[i]
+            if kin is not value and (type(kin) is not type(value) or kin != value):
+                break
+        else:
             same.append(name)
     return frozenset(same)
 
