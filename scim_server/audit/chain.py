@@ -46,6 +46,8 @@ _VALUES = operator.attrgetter(*FIELDS)
 # non-ASCII kept, the same escapes): not floats (``1e-05`` is ``0.00001`` to orjson), nor
 # the types orjson writes and ``json`` refuses (UUID, enums...), nor subclasses.
 _ORJSON_SAME = frozenset({str, int, bool, type(None), dict, list, tuple})
+_SCALARS = frozenset({str, int, bool, type(None)})
+assert _SCALARS | {dict, list, tuple} == _ORJSON_SAME
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
@@ -56,12 +58,14 @@ def _orjson_same(values: list[Any]) -> bool:
     while stack:
         value = stack.pop()
         kind = type(value)
-        if kind not in _ORJSON_SAME:
-            return False
+        if kind in _SCALARS:  # most values: one test
+            continue
         if kind is dict:
             stack.extend(value.values())
         elif kind is list or kind is tuple:
             stack.extend(value)
+        else:
+            return False
     return True
 
 
@@ -88,9 +92,75 @@ def event_hash(event: Any) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
+# The canonical form in three pieces around the two fields given only under the head lock
+# (``prev_hash``, ``seq``): the keys before, between and after them, in sorted order.
+_BEFORE = [name for name in sorted(FIELDS) if name < "prev_hash"]
+_BETWEEN = [name for name in sorted(FIELDS) if "prev_hash" < name < "seq"]
+_AFTER = [name for name in sorted(FIELDS) if name > "seq"]
+assert sorted(FIELDS) == [*_BEFORE, "prev_hash", *_BETWEEN, "seq", *_AFTER]
+_BEFORE_VALUES = operator.attrgetter(*_BEFORE)
+_BETWEEN_VALUES = operator.attrgetter(*_BETWEEN)
+_AFTER_VALUES = operator.attrgetter(*_AFTER)
+# The only fields a datetime is expected in (any other datetime: ``canonical``'s own way).
+_TIMES = ("occurred_at", "received_at")
+assert all(name in _BEFORE or name in _BETWEEN for name in _TIMES)
+
+
+class Unchained:
+    """An event's hash made ready before its place in the chain is known: the SHA-256 of its
+    canonical form fed up to ``"prev_hash":"``, and the bytes after that but for ``seq``.
+    The write path makes one before it locks the head (``recorder.prepare``), so what is
+    done under the lock, which serialises an organization's writers, is two short updates
+    of the hash, not the event's serialisation."""
+
+    __slots__ = ("_middle", "_sha", "_tail")
+
+    def __init__(self, sha: Any, middle: bytes, tail: bytes) -> None:
+        self._sha, self._middle, self._tail = sha, middle, tail
+
+    def hash(self, prev_hash: str, seq: int) -> str | None:
+        """The event's hash at ``seq`` after ``prev_hash`` (``event_hash``'s); None when
+        those two are not of the plain form the pieces assume (then ``event_hash``). Once."""
+        if type(seq) is not int or type(prev_hash) is not str or not _plain(prev_hash):
+            return None
+        sha = self._sha
+        sha.update(prev_hash.encode() + self._middle + str(seq).encode() + self._tail)
+        return str(sha.hexdigest())
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` is written as JSON by quoting it alone (letters and digits: a hash)."""
+    return text.isascii() and text.isalnum()
+
+
+def unchained(event: Any) -> Unchained | None:
+    """``event``'s hash ready but for ``prev_hash`` and ``seq`` (``Unchained``), or None when
+    its canonical form is not orjson's (``_orjson_same``): ``event_hash`` then, as ever."""
+    before = dict(zip(_BEFORE, _BEFORE_VALUES(event), strict=True))
+    between = dict(zip(_BETWEEN, _BETWEEN_VALUES(event), strict=True))
+    after = dict(zip(_AFTER, _AFTER_VALUES(event), strict=True))
+    for doc in (before, between):
+        for name in _TIMES:
+            value = doc.get(name)
+            if isinstance(value, datetime):
+                doc[name] = value.isoformat(timespec="microseconds")
+    if not _orjson_same([*before.values(), *between.values(), *after.values()]):
+        return None
+    try:
+        head = orjson.dumps(before, option=_SORTED)
+        middle = orjson.dumps(between, option=_SORTED)
+        tail = orjson.dumps(after, option=_SORTED)
+    except TypeError:  # as in ``canonical``
+        return None
+    # {"a":..} + {"b":..} + {"c":..} -> {"a":..,"prev_hash":"<prev>","b":..,"seq":<seq>,"c":..}
+    sha = hashlib.sha256(head[:-1] + b',"prev_hash":"')
+    return Unchained(sha, b'",' + middle[1:-1] + b',"seq":', b"," + tail[1:])
+
+
 def sign(key: bytes, *parts: object) -> str:
     message = "|".join(str(p) for p in parts).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    # One call into OpenSSL (``hmac.new(...).hexdigest()``'s bytes, without its objects).
+    return hmac.digest(key, message, "sha256").hex()
 
 
 def head_signature(

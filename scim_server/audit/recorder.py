@@ -16,8 +16,9 @@ purge) writes what is pending first, so it sees the true head.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +50,7 @@ from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1000
+# The texts ``record`` cuts to their column's length.
 _TEXT_LIMITS = {"detail": 2000, "user_agent": 512, "external_id": 512, "user_name": 512}
 _ROWS = "audit_pending_rows"  # [(transaction that recorded it, Recorded)], in order
 _HEADS = "audit_heads"  # {org_id: (deepest transaction that moved it, Head)}
@@ -87,13 +89,20 @@ class Recorded:
     seq: int = 0
     prev_hash: str = ""
     hash: str = ""
+    # Its hash made ready before the head is locked (``prepare``), not a column.
+    unchained: chain.Unchained | None = field(default=None, repr=False, compare=False)
 
     def row(self, prefix: str = "") -> dict[str, Any]:
-        return {prefix + name: getattr(self, name) for name in _COLUMNS}
+        keys = _PREFIXED.get(prefix)
+        if keys is None:
+            keys = _PREFIXED[prefix] = [prefix + name for name in _COLUMNS]
+        return dict(zip(keys, _ROW_VALUES(self), strict=True))
 
 
 _COLUMNS = [c.name for c in AuditEvent.__table__.columns]
-assert sorted(_COLUMNS) == sorted(f.name for f in dataclass_fields(Recorded))
+assert sorted([*_COLUMNS, "unchained"]) == sorted(f.name for f in dataclass_fields(Recorded))
+_ROW_VALUES = operator.attrgetter(*_COLUMNS)
+_PREFIXED: dict[str, list[str]] = {}  # prefix -> the column names with it (``Recorded.row``)
 
 
 @dataclass(slots=True)
@@ -218,18 +227,20 @@ _SHAREABLE = (
     "user_name",
 )
 assert set(_SHAREABLE) <= set(_COLUMNS)
+_SHAREABLE_VALUES = operator.attrgetter(*_SHAREABLE)
 
 
 def _shared(events: list[Recorded]) -> frozenset[str]:
     """The shareable columns whose value is the same (type and value) in every event."""
-    first, *rest = events
+    first, *rest = [_SHAREABLE_VALUES(recorded) for recorded in events]
     same = []
-    for name in _SHAREABLE:
-        value = getattr(first, name)
-        if all(
-            (other := getattr(e, name)) is value or (type(other) is type(value) and other == value)
-            for e in rest
-        ):
+    for i, name in enumerate(_SHAREABLE):
+        value = first[i]
+        for other in rest:
+            kin = other[i]
+            if kin is not value and (type(kin) is not type(value) or kin != value):
+                break
+        else:
             same.append(name)
     return frozenset(same)
 
@@ -373,42 +384,64 @@ def record(
     action: str,
     *,
     outcome: str = "success",
-    **fields: Any,
+    # Typed as the ``**fields: Any`` they replace: callers pass them on from dicts of theirs.
+    resource_type: Any = None,
+    resource_id: Any = None,
+    external_id: Any = None,
+    user_name: Any = None,
+    status: Any = None,
+    scim_type: Any = None,
+    detail: Any = None,
+    changes: Any = None,
+    explanation: Any = None,
 ) -> Recorded:
-    """Append one event to the organization's chain, in the caller's transaction (at its commit)."""
+    """Append one event to the organization's chain, in the caller's transaction (at its commit).
+
+    The fields as keywords (an unknown one: ``TypeError``); texts past their column's
+    limit (``_TEXT_LIMITS``) are cut."""
     ctx = current_context()
-    for name, limit in _TEXT_LIMITS.items():
-        if isinstance(fields.get(name), str):
-            fields[name] = fields[name][:limit]
+    user_agent = ctx.user_agent
     recorded = Recorded(
-        org_id=org_id,
-        occurred_at=utcnow(),
-        received_at=ctx.received_at,
-        actor_type=ctx.actor_type,
-        actor_id=ctx.actor_id,
-        actor_name=ctx.actor_name,
-        source_ip=ctx.source_ip,
-        user_agent=ctx.user_agent[:512] if ctx.user_agent else None,
-        request_id=ctx.request_id,
-        correlation_id=ctx.correlation_id,
-        action=action,
-        outcome=outcome,
-        resource_type=fields.pop("resource_type", None),
-        resource_id=fields.pop("resource_id", None),
-        external_id=fields.pop("external_id", None),
-        user_name=fields.pop("user_name", None),
-        status=fields.pop("status", None),
-        scim_type=fields.pop("scim_type", None),
-        detail=fields.pop("detail", None),
-        changes=fields.pop("changes", None),
-        explanation=fields.pop("explanation", None),
+        org_id,
+        utcnow(),
+        ctx.received_at,
+        ctx.actor_type,
+        ctx.actor_id,
+        ctx.actor_name,
+        ctx.source_ip,
+        user_agent[:512] if user_agent else None,
+        ctx.request_id,
+        ctx.correlation_id,
+        action,
+        resource_type,
+        resource_id,
+        external_id[:512] if isinstance(external_id, str) else external_id,
+        user_name[:512] if isinstance(user_name, str) else user_name,
+        outcome,
+        status,
+        scim_type,
+        detail[:2000] if isinstance(detail, str) else detail,
+        changes,
+        explanation,
     )
-    if fields:
-        raise TypeError(f"unknown audit fields: {sorted(fields)}")
-    session.info.setdefault(_ROWS, []).append((_current(session), recorded))
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is None:
+        transaction = _current(session)
+    session.info.setdefault(_ROWS, []).append((transaction, recorded))
     # Product events (webhooks, the events feed) are derived from it at commit.
-    pending_events.note(session, recorded)
+    pending_events.note(session, recorded, transaction)
     return recorded
+
+
+def prepare(session: Session) -> None:
+    """Make the hashes of the events recorded so far ready but for their place in the chain
+    (``chain.Unchained``), before the commit locks the heads (``events.writer``): their
+    serialisation, the hash's larger part, is then not done while the organization's
+    other writers wait for its head. Nothing changes an event between this and its
+    ``flush`` (both in the commit hook); ``flush`` drops what it used."""
+    for _transaction, recorded in session.info.get(_ROWS) or ():
+        if recorded.unchained is None:
+            recorded.unchained = chain.unchained(recorded)
 
 
 def flush(session: Session, rider: Rider | None = None) -> None:
@@ -433,9 +466,11 @@ def flush(session: Session, rider: Rider | None = None) -> None:
         events = by_org[org_id]
         head = _head(session, org_id)
         for recorded in events:
-            recorded.seq = head.seq + 1
-            recorded.prev_hash = head.hash
-            recorded.hash = chain.event_hash(recorded)
+            recorded.seq = seq = head.seq + 1
+            recorded.prev_hash = prev_hash = head.hash
+            unchained, recorded.unchained = recorded.unchained, None
+            event_hash = unchained.hash(prev_hash, seq) if unchained is not None else None
+            recorded.hash = event_hash or chain.event_hash(recorded)
             head.seq, head.hash = recorded.seq, recorded.hash
             if recorded.seq % CHECKPOINT_EVERY == 0:
                 add_checkpoint(session, org_id, recorded.seq, recorded.hash, "periodic")

@@ -17,9 +17,11 @@ from scim_server.db import within
 KEY = "events_pending"
 
 
-def note(session: Session, audit_event: Any) -> None:
-    """Remember one audit event recorded in the session's current (sub)transaction."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
+def note(session: Session, audit_event: Any, transaction: SessionTransaction | None = None) -> None:
+    """Remember one audit event recorded in the session's current (sub)transaction (given
+    by a caller that has it)."""
+    if transaction is None:
+        transaction = session.get_nested_transaction() or session.get_transaction()
     session.info.setdefault(KEY, []).append((transaction, audit_event))
 
 

@@ -10,8 +10,7 @@ product events (a SCIM PATCH that renames and deactivates a user gives
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 TYPES = (
     "user.created",
@@ -59,9 +58,9 @@ _SIMPLE = {
 _MEMBERS = {"group.member.add": "group.member_added", "group.member.remove": "group.member_removed"}
 
 
-@dataclass(frozen=True)
-class Derived:
-    """One product event to write: its type, the resource it is about, what changed."""
+class Derived(NamedTuple):
+    """One product event to write: its type, the resource it is about, what changed.
+    (A named tuple: made on every write, without a frozen dataclass's ``__setattr__``s.)"""
 
     type: str
     resource_type: str

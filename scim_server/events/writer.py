@@ -19,7 +19,7 @@ product events: one round trip).
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -75,6 +75,10 @@ def write_pending(session: Session) -> None:
     are written, then the product events, numbered under that lock.
     """
     noted: list[Recorded] = pending.take(session) if session.info.get(pending.KEY) else []
+    if noted:
+        # The audit events' hashes, but for their place in the chain, before any head is
+        # locked below (on PostgreSQL the head's holder makes its organization's writers wait).
+        recorder.prepare(session)
     by_org: dict[str, list[tuple[Recorded, Derived]]] = defaultdict(list)
     for audit_event in noted:
         for derived in derive(
@@ -105,12 +109,14 @@ def write_pending(session: Session) -> None:
             # its members: the member_removed events first), so nothing follows a
             # resource's end.
             items.sort(key=lambda item: item[1].type.endswith(".deleted"))
+    # The rows built before the count and the head are taken (only the audit events'
+    # numbers are given under them, ``_Rider.rows``).
+    rider = _Rider(by_org, states) if by_org else None
     # The counts, then the heads (every writer takes them in that order), as late as can
     # be: the rows are held from here to the commit, and concurrent writers wait for them.
     counts.apply_pending(session)
-    if not by_org:
+    if rider is None:
         return
-    rider = _Rider(by_org, states)
     recorder.flush(session, rider)  # the audit events (their seq, the head lock), then ours
     for org_id in sorted(by_org.keys() - rider.done):
         # Audit events written before (``recorder.lock_head``): the head is held already.
@@ -125,28 +131,36 @@ class _Rider:
         by_org: dict[str, list[tuple[Recorded, Derived]]],
         states: dict[str, dict[str, dict[str, Any] | None]],
     ) -> None:
-        self.by_org, self.states = by_org, states
+        self.by_org = by_org
+        # Built now, before the heads are locked; ``audit_seq`` is given in ``rows``.
+        self.built = {
+            org_id: [
+                (audit_event, _row(org_id, audit_event, derived, states[org_id]))
+                for audit_event, derived in items
+            ]
+            for org_id, items in by_org.items()
+        }
         self.done: set[str] = set()
 
     def rows(self, org_id: str) -> list[dict[str, Any]]:
-        """The rows (``position`` None: given by the INSERT) of ``org_id``'s events."""
+        """The rows (``position`` None: given by the INSERT) of ``org_id``'s events, with
+        their audit events' numbers (given by now: ``recorder.flush``)."""
         self.done.add(org_id)
-        items = self.by_org.get(org_id)
-        if not items:
+        built = self.built.get(org_id)
+        if not built:
             return []
-        states = self.states[org_id]
-        return [_row(org_id, audit_event, derived, states) for audit_event, derived in items]
+        for audit_event, row in built:
+            row["audit_seq"] = audit_event.seq
+        return [row for _audit_event, row in built]
 
     def insert_sql(self, count: int) -> tuple[str, list[Any]]:
         return _insert_sql(count)
 
     def params(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            f"r{i}_{name}": value
-            for i, row in enumerate(rows)
-            for name, value in row.items()
-            if name != "position"
-        }
+        params: dict[str, Any] = {}
+        for i, row in enumerate(rows):
+            params.update(zip(_param_names(i), [row[name] for name in _PARAMETERS], strict=True))
+        return params
 
     def write(self, connection: Connection, org_id: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -159,6 +173,17 @@ class _Rider:
         for position, row in enumerate(rows, start=last + 1):
             row["position"] = position
         bulk_rows.insert_rows(connection, Event, rows)
+
+
+_PARAMETERS = [name for name in _COLUMNS if name != "position"]  # bound (``_insert_sql``)
+_PARAMETER_NAMES: list[list[str]] = []  # i -> the i-th row's parameter names
+
+
+def _param_names(i: int) -> list[str]:
+    while len(_PARAMETER_NAMES) <= i:
+        n = len(_PARAMETER_NAMES)
+        _PARAMETER_NAMES.append([f"r{n}_{name}" for name in _PARAMETERS])
+    return _PARAMETER_NAMES[i]
 
 
 def _insert_sql(count: int) -> tuple[str, list[Any]]:
@@ -222,7 +247,7 @@ def _row(
     return {
         "org_id": org_id,
         "position": None,
-        "id": f"evt_{uuid.uuid4().hex}",
+        "id": _event_id(),
         "type": derived.type,
         "occurred_at": audit_event.occurred_at,
         "resource_type": derived.resource_type,
@@ -230,6 +255,16 @@ def _row(
         "audit_seq": audit_event.seq,
         "data": data,
     }
+
+
+_VERSION_4 = ~(0xF000 << 64) & ~(0xC000 << 48)  # the bits a version 4 UUID sets
+
+
+def _event_id() -> str:
+    """``evt_`` and a random (version 4) UUID's hex, as ``uuid.uuid4().hex`` makes it
+    without its objects."""
+    bits = int.from_bytes(os.urandom(16)) & _VERSION_4 | (0x4000 << 64) | (0x8000 << 48)
+    return f"evt_{bits:032x}"
 
 
 def _other_state(audit_event: Recorded, derived: Derived) -> dict[str, Any] | None:

@@ -86,14 +86,16 @@ def account_details(
         summaries = account_summaries(session, org_id, rows)
     out: dict[str, dict[str, Any]] = {}
     for user, summary in zip(rows, summaries, strict=True):
-        out[user.id] = {
-            **summary,
-            "externalId": user.external_id,
-            "displayName": user.display_name,
-            "active": user.active,
-            "groups": [{"id": gid, "displayName": name} for gid, name in groups[user.id]],
-            "created": iso(user.created_at),
-            "modified": iso(user.updated_at),
-            "version": user.version,
-        }
+        # The summary is this call's own: completed in place (the same keys, in the same
+        # order, as a copy with them added).
+        summary.update(
+            externalId=user.external_id,
+            displayName=user.display_name,
+            active=user.active,
+            groups=[{"id": gid, "displayName": name} for gid, name in groups[user.id]],
+            created=iso(user.created_at),
+            modified=iso(user.updated_at),
+            version=user.version,
+        )
+        out[user.id] = summary
     return out

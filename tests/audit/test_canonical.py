@@ -6,11 +6,14 @@ before (by ``json``) must verify after, and one hashed now by any older verifier
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -104,3 +107,63 @@ def test_canonical_refuses_what_json_refused():
         chain.canonical(replace(EVENT, detail="\ud800"))
     with pytest.raises(TypeError):
         chain.canonical(replace(EVENT, changes={"when": datetime(2026, 1, 1, tzinfo=UTC)}))
+
+
+def reference_hash(event: Any, prev_hash: str, seq: int) -> str:
+    return hashlib.sha256(reference(replace(event, prev_hash=prev_hash, seq=seq))).hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    changes=JSON,
+    explanation=JSON,
+    detail=st.none() | TEXT,
+    received=st.none() | st.datetimes(timezones=st.just(UTC)),
+    seq=st.integers(min_value=1, max_value=2**40),
+)
+def test_a_hash_made_ready_before_the_lock_is_the_events_hash(
+    changes, explanation, detail, received, seq
+):
+    """``chain.unchained`` (serialised before the head is locked) then ``hash(prev, seq)``
+    gives the hash of the event at that place, or None when orjson's form is not json's
+    (the recorder then hashes it as ever)."""
+    event = replace(
+        EVENT, changes=changes, explanation=explanation, detail=detail, received_at=received
+    )
+    prev_hash = hashlib.sha256(str(seq).encode()).hexdigest()
+    ready = chain.unchained(event)
+    made = ready.hash(prev_hash, seq) if ready is not None else None
+    if made is None:
+        assert not _plain_json(event)
+    else:
+        assert made == reference_hash(event, prev_hash, seq)
+
+
+def _plain_json(event: Any) -> bool:
+    """Whether the event's canonical form is orjson's (no float, no big integer...)."""
+    try:
+        return chain._orjson_same([event.changes, event.explanation, event.detail]) and bool(
+            orjson.dumps([event.changes, event.explanation, event.detail])
+        )
+    except TypeError:
+        return False
+
+
+def test_a_hash_made_ready_refuses_an_unusual_place():
+    """A previous hash that is not a plain hex digest, or a seq not an int: None (the
+    recorder then hashes the whole event)."""
+    assert chain.unchained(EVENT).hash("not plain", 3) is None
+    assert chain.unchained(EVENT).hash("ab" * 32, True) is None
+    assert chain.unchained(EVENT).hash("ab" * 32, 3) == reference_hash(EVENT, "ab" * 32, 3)
+
+
+def test_a_hash_made_ready_of_a_stray_datetime_is_left_to_canonical():
+    """A datetime outside the two timestamps: not orjson's form (``canonical`` decides)."""
+    assert chain.unchained(replace(EVENT, detail=datetime(2026, 1, 1, tzinfo=UTC))) is None
+
+
+def test_head_signature_is_the_hmac_of_its_parts():
+    key = b"k" * 32
+    expected = hmac.new(key, b"head|org-1|7|" + b"ab" * 32 + b"|0|" + b"cd" * 32, "sha256")
+    got = chain.head_signature(key, "org-1", 7, "ab" * 32, 0, "cd" * 32)
+    assert got == expected.hexdigest()

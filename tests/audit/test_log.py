@@ -152,6 +152,28 @@ def test_verify_accepts_an_intact_chain(scim, admin):
     assert len(result["head_hash"]) == 64
 
 
+def test_writes_hash_their_events_before_the_head_is_locked(scim, admin, monkeypatch):
+    """A SCIM write's audit events are serialised before the commit takes the head
+    (``recorder.prepare``): none is hashed whole under it, and the chain verifies."""
+    from scim_server.audit import chain
+
+    whole = []
+    hash_of = chain.event_hash
+    monkeypatch.setattr(chain, "event_hash", lambda event: whole.append(event) or hash_of(event))
+    user = scim.create_user("ready@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    assert scim.patch_ops(url, {"op": "replace", "path": "title", "value": "Ç"}).status_code == 200
+    assert (
+        scim.patch_ops(url, {"op": "replace", "path": "active", "value": False}).status_code == 200
+    )
+    assert scim.delete(url).status_code == 204
+    recorded = [e for e in whole if e.resource_id == user["id"]]
+    assert recorded == []
+    monkeypatch.setattr(chain, "event_hash", hash_of)
+    result = _verify(admin)
+    assert result["ok"] is True and result["checked"] == result["last_seq"]
+
+
 def test_verify_detects_an_edited_event(scim, admin, session):
     """Changing one field of one event is found at that event."""
     _make_events(scim)
