@@ -867,10 +867,18 @@ _DELETE_READ_UNLOCKED = select(
 ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
 _DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()))
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
-# the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
+# the deletion's audit event is then written onto (``recorder.hold_head``): one statement less;
+# and whether the user is a member of any group: when not, no DELETE of its memberships
+# (the writer holds the database's write lock from ``BEGIN IMMEDIATE``: none can be added
+# between the read and the deletion).
+_IN_GROUPS = (
+    exists()
+    .where(GroupMember.org_id == User.org_id, GroupMember.member_id == User.id)
+    .label("in_groups")
+)
 _DELETE_READ_WITH_HEAD = KeyRead(
     reuse_plan(
-        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
+        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns(), _IN_GROUPS).outerjoin_from(
             User, AuditHead, AuditHead.org_id == User.org_id
         )
     )
@@ -939,7 +947,9 @@ def delete_user(
             record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
             counts.changed(session, org_id, "User", -1)
             return
-        removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
+        removed: Sequence[str] = ()
+        if not with_head or user.in_groups:
+            removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(
