@@ -430,12 +430,15 @@ def snapshot(obj: Any) -> dict[str, Any]:
     return {k: loaded.get(k) for k, _name in _update_plan(model).columns}
 
 
-def write_changed(session: Session, obj: Any, before: dict[str, Any]) -> Any:
+def write_changed(
+    session: Session, obj: Any, before: dict[str, Any], *, attach: bool = True
+) -> Any:
     """UPDATE the columns of ``obj`` (from ``from_row``) that differ from ``before`` (its
     ``snapshot``), one Core statement, then attach it to the session as loaded
     (``attach_loaded``, whose object it returns: later changes go through the ORM).
     Objects the session holds pending (a new contact) are flushed first, so the row may
-    refer to them."""
+    refer to them. ``attach=False``: left out of the session (nothing after the write
+    reads it there; the caller knows the session holds no object of that row), returned."""
     model: Any = type(obj)
     plan = _update_plan(model)
     loaded = obj.__dict__
@@ -444,7 +447,7 @@ def write_changed(session: Session, obj: Any, before: dict[str, Any]) -> Any:
         session.flush()
         values |= {f"_pk_{name}": loaded[k] for k, name in plan.key}
         fixed_of(plan.statement, tuple(values)).run(session.connection(), values)
-    return attach_loaded(session, obj)
+    return attach_loaded(session, obj) if attach else obj
 
 
 def attach_loaded(session: Session, obj: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 SECRET_KEYS = frozenset({"password", "secret", "token", "client_secret"})
+_ABSENT = object()
 
 
 def redact(value: Any) -> Any:
@@ -28,8 +29,17 @@ def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
-    """``{attribute: {"before": ..., "after": ...}}`` for every attribute that differs."""
-    old, new = _flatten(before or {}), _flatten(after or {})
+    """``{attribute: {"before": ..., "after": ...}}`` for every attribute that differs.
+
+    A top-level value that is the same object in both (a PATCH leaves the attributes it
+    did not address as they were stored) is not flattened nor compared: it is the same."""
+    before, after = before or {}, after or {}
+    if before and after:
+        kept = {key for key, value in before.items() if after.get(key, _ABSENT) is value}
+        if kept:
+            before = {key: value for key, value in before.items() if key not in kept}
+            after = {key: value for key, value in after.items() if key not in kept}
+    old, new = _flatten(before), _flatten(after)
     changes: dict[str, Any] = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import orjson
@@ -88,10 +89,13 @@ class UserPatch:
     operations: list[Doc]
 
     def apply(self, current: Doc) -> Doc:
-        """The new, validated document; raises (changing nothing) if any operation fails."""
+        """The new, validated document; raises (changing nothing) if any operation fails.
+
+        Its values that no operation touched are ``current``'s own (``apply_patch``)."""
         patched = apply_patch(USER, current, self.operations, resource_id=self.resource_id).doc
         new = validated_change(USER, current, patched)
-        check_immutable(USER, current, new)
+        if _has_immutable(USER):
+            check_immutable(USER, current, new)
         return new
 
 
@@ -109,7 +113,9 @@ def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
     ones and ``userName`` (whose absence ``check_required`` reports) are checked in
     ``patched``'s order, so the first error is the one the whole document's parse
     reports. A PATCH of ``active`` (the leaver path)
-    checks two attributes instead of the whole user.
+    checks two attributes instead of the whole user. A value that is ``current``'s own
+    object (no operation touched it: ``apply_patch``) is the stored one, unchanged, without
+    writing both as JSON.
     """
     body: Doc = {"schemas": [rt.core]}
     for key, value in patched.items():
@@ -119,7 +125,7 @@ def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
             or value is None
             or value == []
             or value == {}
-            or not _same_json(current[key], value)
+            or (value is not current[key] and not _same_json(current[key], value))
         ):
             if not _canonical(rt, key):
                 # A name the parse would rename or refuse: the whole document's parse.
@@ -133,6 +139,19 @@ def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
         elif key in checked:
             out[key] = checked[key]
     return out
+
+
+@cache
+def _has_immutable(rt: ResourceType) -> bool:
+    """Whether ``check_immutable`` has anything to check for ``rt`` (the User schemas have no
+    immutable attribute: a PATCH of a user need not walk them)."""
+    for urn in rt.schemas:
+        schema = rt.schema(urn)
+        assert schema is not None
+        for attr in schema.attributes.values():
+            if attr.mutability == "immutable" and attr.name != "members":
+                return True
+    return False
 
 
 def _canonical(rt: ResourceType, key: str) -> bool:
@@ -162,8 +181,11 @@ class GroupPatch:
 
 
 def apply_patch(rt: ResourceType, doc: Doc, ops: list[Doc], *, resource_id: str) -> PatchResult:
-    """Apply validated operations to a copy of ``doc``."""
-    patcher = _Patcher(rt, _copy_json(doc), resource_id)
+    """Apply validated operations to a copy of ``doc``: a new top-level object whose
+    attributes are copied (deep) when an operation first addresses them (``_Patcher.own``);
+    the others are ``doc``'s own values, which nothing here changes. A user's PATCH of one
+    attribute copies that attribute, not the whole user."""
+    patcher = _Patcher(rt, dict(doc), resource_id)
     for op in ops:
         name = op["op"].lower()
         path = op.get("path")
@@ -204,6 +226,15 @@ class _Patcher:
         self.doc = doc
         self.resource_id = resource_id
         self.members: list[MemberChange] = []
+        self.owned: set[str] = set()  # the top-level keys whose values ``own`` copied
+
+    def own(self, key: str) -> None:
+        """Make the value at ``key`` this patch's own (a deep copy, once), before an
+        operation changes it in place: the document's other values are the caller's."""
+        if key not in self.owned:
+            self.owned.add(key)
+            if key in self.doc:
+                self.doc[key] = _copy_json(self.doc[key])
 
     # -- operations without a path ---------------------------------------
 
@@ -271,6 +302,7 @@ class _Patcher:
         if self.rt is GROUP and urn == self.rt.core and attr.name == "members":
             self.members_op(op, parsed.filter, sub, value)
             return
+        self.own(attr.name if urn == self.rt.core else urn)
         container = self.container(urn, create=op != "remove")
         if container is None:
             return
@@ -295,6 +327,7 @@ class _Patcher:
         schema = self.rt.schema(urn)
         assert schema is not None
         server_managed = all(a.mutability == "readOnly" for a in schema.attributes.values())
+        self.own(urn)
         if op == "remove":
             if server_managed:
                 # RFC 7644 §3.5.2.2: removing read-only attributes is a mutability error

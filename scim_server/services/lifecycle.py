@@ -100,9 +100,11 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
         )
     before = user.status
     user.status = spec.target or _resting(user)
-    user.active = user.status != DEACTIVATED
-    # Keep the SCIM view (`active`) in step with the status.
-    user.data = {**user.data, "active": user.active}
+    active = user.active = user.status != DEACTIVATED
+    # Keep the SCIM view (`active`) in step with the status (a SCIM write's document is
+    # already: it asked for the change).
+    if user.data.get("active") is not active:
+        user.data = {**user.data, "active": active}
     user.updated_at = utcnow()
     if bump_version:
         user.version += 1

@@ -684,6 +684,12 @@ def _user_contact_and_fingerprint() -> Any:
 # ``BEGIN IMMEDIATE``, so nothing can change between reading the user and its contact.
 _USER_CONTACT_AND_FINGERPRINT = KeyRead(_user_contact_and_fingerprint())
 _USER_KEYS = tuple(column.key for column in row_columns(User))
+_CONTACT_ATTRIBUTES = tuple(key for key, _label in _CONTACT_KEYS)
+# Where each part begins in those rows (``_locked_user`` reads them by position, in the
+# order the statements select them: the user's columns, the fingerprint's, the contact's).
+_USERS_END = len(_USER_KEYS)
+_FINGERPRINT_WIDTH = len(FINGERPRINT_COLUMNS)
+_C_ID = _CONTACT_ATTRIBUTES.index("id")
 
 
 @dataclass
@@ -699,25 +705,28 @@ def _locked_user(session: Session, org_id: str, user_id: str) -> _Locked:
     """The user (row locked), then its person contact and its organization's settings
     fingerprint (one statement; on SQLite, one statement for all three); the user and
     contact as objects in no session yet (``db.from_row``): the write changes them as plain
-    values and ``db.write_changed`` stores what differs."""
+    values and ``db.write_changed`` stores what differs. The rows are read by position
+    (their columns' order is the statements'), not by name."""
     connection = session.connection()
     params = {"org_id": org_id, "user_id": user_id}
     if connection.dialect.name == "sqlite":
-        more = _USER_CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().first()
+        more = _USER_CONTACT_AND_FINGERPRINT.execute(connection, params).first()
         if more is None:
             raise NotFoundError(f"User {user_id!r} not found.")
-        user = from_row(User, {key: more[key] for key in _USER_KEYS})
+        user = from_row(User, zip(_USER_KEYS, more[:_USERS_END], strict=True))
+        more = more[_USERS_END:]
     else:
-        row = _USER_FOR_UPDATE_ROW.execute(connection, params).mappings().first()
+        row = _USER_FOR_UPDATE_ROW.execute(connection, params).first()
         if row is None:
             raise NotFoundError(f"User {user_id!r} not found.")
-        user = from_row(User, row)
+        user = from_row(User, zip(_USER_KEYS, row, strict=True))
         params = {"org_id": org_id, "contact_id": user.contact_id}
-        more = _CONTACT_AND_FINGERPRINT.execute(connection, params).mappings().one()
-    fingerprint = tuple(more[name] for name in FINGERPRINT_COLUMNS)
-    if more["c_id"] is None:
+        more = _CONTACT_AND_FINGERPRINT.execute(connection, params).one()
+    fingerprint = tuple(more[:_FINGERPRINT_WIDTH])
+    found = more[_FINGERPRINT_WIDTH:]
+    if found[_C_ID] is None:
         return _Locked(user, None, fingerprint)
-    contact = from_row(Contact, {key: more[label] for key, label in _CONTACT_KEYS})
+    contact = from_row(Contact, zip(_CONTACT_ATTRIBUTES, found, strict=True))
     return _Locked(user, contact, fingerprint)
 
 
@@ -772,14 +781,18 @@ def update_user(
         locked = _locked_user(session, org_id, user_id)
         user, contact = locked.user, locked.contact
         check_if_match(user.version, if_match)
-        current = dict(user.data)
+        stored = user.data  # the document the index holds now
         was_active = user.active
-        if prepared is not None and prepared[0] == user.data:
-            new = prepared[1]
+        if prepared is not None and prepared[0] == stored:
+            # The same document: the one the change was applied to, whose values the new
+            # document shares where the change left them (``UserPatch.apply``), so that
+            # comparing them below (the index, the audit diff) is by identity.
+            stored, new = prepared
         else:
-            new = change.apply(current)
+            new = change.apply(dict(stored))
         password = new.pop("password", None)
-        if _stored_form(new) == user.data:
+        document = _stored_form(new)
+        if document == stored:
             # Nothing changed: same version, but the request is still evidence.
             user = attach_loaded(session, user)
             record(session, org_id, action, **_about(user), changes={})
@@ -792,17 +805,24 @@ def update_user(
             _check_unique(session, org_id, new, user.id)
         user_before = snapshot(user)
         contact_before = snapshot(contact) if contact is not None else None
-        stored = user.data  # the document the index holds now
-        _apply(user, new)
-        user.version += 1
-        user.updated_at = utcnow()
+        # Plain values of an object in no session yet (``db.from_row``): ``write_changed``
+        # compares them with the snapshot, and attaching the user resets its history.
+        user.__dict__.update(
+            user_name=document["userName"],
+            user_name_key=fold(document["userName"]),
+            external_id=exact(document["externalId"]) if document.get("externalId") else None,
+            display_name=document.get("displayName"),
+            data=document,
+            version=user.version + 1,
+            updated_at=utcnow(),
+        )
         # The IdP's `active` drives the status (an admin lock is not the IdP's to lift);
         # its event comes after the change's.
         moved: tuple[str, str] | None = None
-        if not user.data["active"] and user.status != DEACTIVATED:
+        if not document["active"] and user.status != DEACTIVATED:
             name = "deactivate"
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
-        elif user.data["active"] and user.status == DEACTIVATED:
+        elif document["active"] and user.status == DEACTIVATED:
             name = "activate"
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
         config = identity_config(session, org_id, locked.fingerprint)
@@ -815,15 +835,14 @@ def update_user(
         except IntegrityError:
             raise _taken(new["userName"], None) from None
         if contact is not None and contact_before is not None:
-            write_changed(session, contact, contact_before)
+            _write_contact(session, contact, contact_before)
         reindex_change(session, org_id, user.id, stored, user.data)
-        before = {**current, "active": was_active}
         record(
             session,
             org_id,
             action,
             **_about(user),
-            changes=diff(before, {**new, "active": user.data["active"]}),
+            changes=diff({**stored, "active": was_active}, {**new, "active": user.data["active"]}),
             explanation=explanation or None,
         )
         idp_credentials.on_update(session, hashing, user, password)
@@ -834,16 +853,32 @@ def update_user(
     return user
 
 
+def _write_contact(session: Session, contact: Contact, before: dict[str, Any]) -> None:
+    """The person contact's UPDATE, when the write changed it (``provision``). Nothing after
+    it reads the contact in this transaction: it joins the session only when the session
+    holds that row already (an earlier operation), whose object then takes its values."""
+    key = session.identity_key(Contact, (contact.org_id, contact.id))
+    write_changed(session, contact, before, attach=key in session.identity_map)
+
+
 # By the user's key, their plans reused (``db.reuse_plan``).
 _DELETE_READ_UNLOCKED = select(
     User.id, User.version, User.external_id, User.user_name, User.license_id
 ).where(User.org_id == bindparam("org_id"), User.id == bindparam("user_id"))
 _DELETE_READ = KeyRead(reuse_plan(_DELETE_READ_UNLOCKED.with_for_update()))
 # SQLite: the same read with the organization's audit head (no head row yet: NULLs), which
-# the deletion's audit event is then written onto (``recorder.hold_head``): one statement less.
+# the deletion's audit event is then written onto (``recorder.hold_head``): one statement less;
+# and whether the user is a member of any group: when not, no DELETE of its memberships
+# (the writer holds the database's write lock from ``BEGIN IMMEDIATE``: none can be added
+# between the read and the deletion).
+_IN_GROUPS = (
+    exists()
+    .where(GroupMember.org_id == User.org_id, GroupMember.member_id == User.id)
+    .label("in_groups")
+)
 _DELETE_READ_WITH_HEAD = KeyRead(
     reuse_plan(
-        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns()).outerjoin_from(
+        _DELETE_READ_UNLOCKED.add_columns(*recorder.head_columns(), _IN_GROUPS).outerjoin_from(
             User, AuditHead, AuditHead.org_id == User.org_id
         )
     )
@@ -912,7 +947,9 @@ def delete_user(
             record(session, org_id, "user.delete", **_about(user), changes=_deleted(user, left))
             counts.changed(session, org_id, "User", -1)
             return
-        removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
+        removed: Sequence[str] = ()
+        if not with_head or user.in_groups:
+            removed = _DELETE_MEMBERSHIPS.execute(connection, params).scalars().all()
         if removed:
             # The groups that lost a member changed: their versions move.
             session.execute(

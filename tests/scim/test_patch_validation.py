@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -142,3 +143,60 @@ def test_active_replace_checks_and_keeps_the_rest() -> None:
     new = UserPatch("u1", [{"op": "replace", "path": "active", "value": False}]).apply(STORED)
     assert new == {**STORED, "active": False}
     assert list(new) == list(STORED)
+
+
+NO_PATH = [
+    [{"op": "replace", "value": {"name.givenName": "Babs", f"{ENTERPRISE}:department": "Ops"}}],
+    [{"op": "add", "value": {"emails": [{"value": "b@third.example", "type": "other"}]}}],
+    [{"op": "replace", "path": ENTERPRISE, "value": {"department": "Ops"}}],
+    [{"op": "add", "path": 'emails[type eq "home"].primary', "value": True}],
+    [{"op": "remove", "path": "emails.type"}, {"op": "remove", "path": "name.familyName"}],
+]
+
+
+@pytest.mark.parametrize(
+    "ops", [p.values[0] for p in PATCH_CASES] + [[p.values[0]] for p in FAILING] + NO_PATH
+)
+def test_the_stored_document_is_left_as_it_was(ops: list[dict[str, Any]]) -> None:
+    """``apply_patch`` copies only what its operations address (``_Patcher.own``): an
+    operation that changes a value in place (a sub-attribute, a filtered element, an
+    extension's attribute) changes the copy, never the document it was given, whether
+    the patch succeeds or fails; what no operation addressed is given back as it is."""
+    stored = copy.deepcopy(STORED)
+    try:
+        patched = apply_patch(USER, stored, ops, resource_id="u1").doc
+    except DomainError:
+        assert stored == STORED
+        return
+    assert stored == STORED
+    for key, value in patched.items():
+        if key in stored and value is stored[key]:
+            assert not any(key in str(op.get("path", "")) for op in ops)
+        elif key in stored and isinstance(value, dict | list):
+            assert not _shares(value, stored[key]), key
+
+
+def _shares(a: Any, b: Any) -> bool:
+    """Whether two JSON values share a container (a dict or list object of both)."""
+    mine: set[int] = set()
+
+    def walk(value: Any, seen: set[int], other: set[int] | None) -> bool:
+        if isinstance(value, dict | list):
+            if other is not None and id(value) in other:
+                return True
+            seen.add(id(value))
+            items = value.values() if isinstance(value, dict) else value
+            return any(walk(item, seen, other) for item in items)
+        return False
+
+    walk(b, mine, None)
+    return walk(a, set(), mine)
+
+
+def test_an_active_patch_copies_nothing_else() -> None:
+    """The leaver's PATCH leaves every other value the stored one (no copy, no JSON written
+    to compare them)."""
+    ops = [{"op": "replace", "path": "active", "value": False}]
+    new = UserPatch("u1", ops).apply(STORED)
+    assert all(new[key] is STORED[key] for key in STORED if key != "active")
+    assert new["active"] is False and STORED["active"] is True

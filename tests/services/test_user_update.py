@@ -129,3 +129,44 @@ def test_a_patch_that_waited_for_the_row_sees_the_contact_as_committed(live, mon
     with db.reader(app)() as session:
         contact_id = session.scalar(select(User.contact_id).where(User.id == made["id"]))
         assert session.scalar(select(Contact.title).where(Contact.id == contact_id)) == "X"
+
+
+def test_a_contact_the_session_holds_takes_the_written_values(scim: Scim, session: Session) -> None:
+    """The person contact joins the session only when the session held it already (an
+    earlier operation): that object then holds the new title, clean; otherwise the row is
+    written and the session holds no contact."""
+    made = scim.create_user("held-contact@example.com", title="Engineer")
+    user = session.get(User, (scim.org_id, made["id"]))
+    assert user is not None
+    contact_id = user.contact_id
+    key = session.identity_key(Contact, (scim.org_id, contact_id))
+    session.commit()
+    users.update_user(session, scim.org_id, made["id"], _patch(made["id"], "title", "Lead"))
+    assert key not in session.identity_map
+    held = session.get(Contact, (scim.org_id, contact_id))
+    assert held is not None and held.title == "Lead"
+    session.commit()
+    users.update_user(session, scim.org_id, made["id"], _patch(made["id"], "title", "Chief"))
+    assert session.identity_map.get(key) is held
+    assert held.title == "Chief" and held not in session.dirty
+    session.expire_all()
+    assert session.scalar(select(Contact.title).where(Contact.id == contact_id)) == "Chief"
+
+
+def test_the_locked_read_gives_every_column(scim: Scim, session: Session) -> None:
+    """``_locked_user`` reads its rows by position: the user, its contact and the settings
+    fingerprint it gives are what reading them by name gives."""
+    from scim_server.services.org_config import FINGERPRINT, FINGERPRINT_COLUMNS
+
+    made = scim.create_user("positions@example.com", title="Engineer")
+    with session.begin():
+        locked = users._locked_user(session, scim.org_id, made["id"])
+        user = session.get(User, (scim.org_id, made["id"]))
+        assert user is not None
+        contact = session.get(Contact, (scim.org_id, user.contact_id))
+        params = {"org_id": scim.org_id}
+        fingerprint = session.execute(select(FINGERPRINT), params).mappings().one()
+    for model, read, loaded in ((User, locked.user, user), (Contact, locked.contact, contact)):
+        keys = [attr.key for attr in model.__mapper__.column_attrs]
+        assert {k: read.__dict__[k] for k in keys} == {k: getattr(loaded, k) for k in keys}
+    assert locked.fingerprint == tuple(fingerprint[name] for name in FINGERPRINT_COLUMNS)
