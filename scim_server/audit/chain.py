@@ -98,6 +98,8 @@ _BEFORE = [name for name in sorted(FIELDS) if name < "prev_hash"]
 _BETWEEN = [name for name in sorted(FIELDS) if "prev_hash" < name < "seq"]
 _AFTER = [name for name in sorted(FIELDS) if name > "seq"]
 assert sorted(FIELDS) == [*_BEFORE, "prev_hash", *_BETWEEN, "seq", *_AFTER]
+# Each piece holds a key: ``unchained`` joins them with the commas between keys.
+assert _BEFORE and _BETWEEN and _AFTER
 _BEFORE_VALUES = operator.attrgetter(*_BEFORE)
 _BETWEEN_VALUES = operator.attrgetter(*_BETWEEN)
 _AFTER_VALUES = operator.attrgetter(*_AFTER)
