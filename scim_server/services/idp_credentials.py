@@ -66,8 +66,8 @@ _SCHEDULES = CredentialSchedule.__table__
 # A welcome's row by column name: what ``_welcome`` does not give is the column's default
 # (each a constant; ``created_at``'s callable default is given).
 _WELCOME_ROW: dict[str, Any] = {
-    column.name: None if column.default is None or column.default.is_callable else column.default.arg
-    for column in _SCHEDULES.columns
+    c.name: None if c.default is None or c.default.is_callable else c.default.arg
+    for c in _SCHEDULES.columns
 }
 
 

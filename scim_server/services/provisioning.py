@@ -149,9 +149,7 @@ def provision(
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
             # Made with its fields at once (a new contact's None fields change nothing).
-            new_contact, contact_changes = contacts.new_person(
-                org_id, _contact_name(doc), fields
-            )
+            new_contact, contact_changes = contacts.new_person(org_id, _contact_name(doc), fields)
             contact = new_contact
         user.contact_id = contact.id
     if new_contact is None:
