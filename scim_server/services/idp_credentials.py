@@ -52,22 +52,37 @@ def queue_welcome(
     if scim_email(doc) is None and _address(session, user, batch) is None:
         return "no welcome mail: the user has neither a contact e-mail nor a SCIM e-mail"
     now = utcnow()
-    schedule = CredentialSchedule(
-        org_id=user.org_id,
-        user_id=user.id,
-        send_at=now,
-        recipient=None,
-        base_url=base_url,
-        reason="welcome",
-        state="scheduled",
-        attempts=0,
-        created_at=now,
-    )
     if batch is not None:
-        batch.add(schedule, attach=False)  # the worker's row: nothing here reads it again
-    else:  # a Core INSERT: the create path's rows skip the unit of work
-        insert_now(session, schedule)
+        # The worker's row: nothing here reads it again, so a plain row (every column,
+        # as ``insert_now`` would write an object's), no ORM object.
+        batch.add_rows(_SCHEDULES, [{**_WELCOME_ROW, **_welcome(user, base_url, now)}])
+        return None
+    # A Core INSERT: the create path's rows skip the unit of work.
+    insert_now(session, CredentialSchedule(**_welcome(user, base_url, now)))
     return None
+
+
+_SCHEDULES = CredentialSchedule.__table__
+# A welcome's row by column name: what ``_welcome`` does not give is the column's default
+# (each a constant; ``created_at``'s callable default is given).
+_WELCOME_ROW: dict[str, Any] = {
+    c.name: None if c.default is None or c.default.is_callable else c.default.arg
+    for c in _SCHEDULES.columns
+}
+
+
+def _welcome(user: User, base_url: str, now: Any) -> dict[str, Any]:
+    return {
+        "org_id": user.org_id,
+        "user_id": user.id,
+        "send_at": now,
+        "recipient": None,
+        "base_url": base_url,
+        "reason": "welcome",
+        "state": "scheduled",
+        "attempts": 0,
+        "created_at": now,
+    }
 
 
 def _address(session: Session, user: User, batch: Batch | None) -> str | None:

@@ -31,40 +31,48 @@ def _text(value: Any) -> str | None:
 
 
 def index_rows(org_id: str, resource_id: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten a canonical document into (attr, pos, value) rows."""
+    """Flatten a canonical document into (attr, pos, value) rows.
+
+    Every create and most PATCHes run it (a user's ~12 rows): one loop without a closure
+    per value, a plain string (the usual value) taken without ``_text``'s type tests."""
     rows: list[dict[str, Any]] = []
-
-    def add(attr: str, pos: int, value: Any) -> None:
-        text = _text(value)
-        if text is not None:
-            rows.append(
-                {
-                    "org_id": org_id,
-                    "resource_id": resource_id,
-                    "attr": attr,
-                    "pos": pos,
-                    "value": text,
-                    "value_key": fold(text),
-                }
-            )
-
-    def walk(prefix: str, name: str, value: Any) -> None:
-        key = f"{prefix}{name}".lower()
-        items = value if isinstance(value, list) else [value]
-        for pos, item in enumerate(items):
-            if isinstance(item, dict):
-                for sub, sub_value in item.items():
-                    if not isinstance(sub_value, dict | list):
-                        add(f"{key}.{sub.lower()}", pos, sub_value)
-            else:
-                add(key, pos, item)
-
+    append = rows.append
     for name, value in doc.items():
         if ":" in name and isinstance(value, dict):
-            for ext_name, ext_value in value.items():
-                walk(f"{name}:", ext_name, ext_value)
+            attrs = [
+                (f"{name}:{ext_name}".lower(), ext_value) for ext_name, ext_value in value.items()
+            ]
         elif name.lower() not in NOT_INDEXED:
-            walk("", name, value)
+            attrs = [(name.lower(), value)]
+        else:
+            continue
+        for key, attr_value in attrs:
+            items = attr_value if isinstance(attr_value, list) else (attr_value,)
+            for pos, item in enumerate(items):
+                if isinstance(item, dict):
+                    pairs = [
+                        (f"{key}.{sub.lower()}", sub_value)
+                        for sub, sub_value in item.items()
+                        if not isinstance(sub_value, dict | list)
+                    ]
+                else:
+                    pairs = [(key, item)]
+                for attr, leaf in pairs:
+                    if type(leaf) is str:
+                        text = leaf if len(leaf) <= MAX_INDEXED else None
+                    else:
+                        text = _text(leaf)
+                    if text is not None:
+                        append(
+                            {
+                                "org_id": org_id,
+                                "resource_id": resource_id,
+                                "attr": attr,
+                                "pos": pos,
+                                "value": text,
+                                "value_key": fold(text),
+                            }
+                        )
     return rows
 
 

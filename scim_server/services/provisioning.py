@@ -148,13 +148,14 @@ def provision(
             )
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
-            contact = new_contact = contacts.create_contact(
-                session, org_id, "person", _contact_name(doc), audit=False
-            )
+            # Made with its fields at once (a new contact's None fields change nothing).
+            new_contact, contact_changes = contacts.new_person(org_id, _contact_name(doc), fields)
+            contact = new_contact
         user.contact_id = contact.id
-    contact_changes = contacts.update_fields(
-        contact, {k: v for k, v in fields.items() if v is not None or not creating}
-    )
+    if new_contact is None:
+        contact_changes = contacts.update_fields(
+            contact, {k: v for k, v in fields.items() if v is not None or not creating}
+        )
     enterprise_org = (doc.get(ENTERPRISE) or {}).get("organization")
     if enterprise_org:
         company = contacts.organization_contact(session, org_id, enterprise_org)

@@ -327,17 +327,28 @@ def insert_user(
         {"id": g.id, "displayName": g.display_name, "externalId": g.external_id} for g in joining
     ]
     now = utcnow()
-    user = User(
-        org_id=org_id,
-        id=str(uuid.uuid4()),
-        created_at=now,
-        updated_at=now,
-        version=1,
-        source=source,
+    stored = _stored_form(doc)
+    # The new user as ``User(...)`` and ``_apply`` would make it, its values put in its
+    # dict at once (``from_row``): no instrumented attribute set per column. It is
+    # transient as a constructed one; what is not given is the column's default.
+    user = from_row(
+        User,
+        {
+            "org_id": org_id,
+            "id": str(uuid.uuid4()),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "source": source,
+            "user_name": stored["userName"],
+            "user_name_key": fold(stored["userName"]),
+            "external_id": exact(stored["externalId"]) if stored.get("externalId") else None,
+            "display_name": stored.get("displayName"),
+            "data": stored,
+            "active": stored["active"],
+            "status": PROVISIONED if stored["active"] else DEACTIVATED,
+        },
     )
-    _apply(user, doc)
-    user.active = user.data["active"]
-    user.status = PROVISIONED if user.active else DEACTIVATED
     if for_contact is not None:
         user.contact_id = for_contact.contact_id
         user.login_name = for_contact.login_name

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, select
 
-from scim_server.db import db
+from scim_server.db import _insert_values, db, utcnow
+from scim_server.errors import InvalidValueError
 from scim_server.models import AttributeValue, Contact, CredentialSchedule, User
-from scim_server.services import counts, users
+from scim_server.services import contacts, counts, idp_credentials, users
 from scim_server.services.credentials import Delivery
 from scim_server.services.indexing import index_rows
 from scim_server.services.passwords import Hashing
@@ -106,3 +108,57 @@ def test_the_rows_a_create_writes_read_back_as_created(app, session):
     assert schedule.send_at.tzinfo is not None and schedule.attempts == 0
     after = counts.read(session, org_id, "User")
     assert before is not None and after == (before[0] + 1, before[1] + 1)
+
+
+def _contact_values(contact: Contact) -> dict[str, Any]:
+    return {
+        k: v for k, v in _values(contact).items() if k not in ("id", "created_at", "updated_at")
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"given_name": "Zoë", "family_name": None, "email": "Zoë@Example.org", "external_id": "x"},
+        {"given_name": None, "email": "", "phone": "+1", "title": "T", "department": "D"},
+        {"email": None, "external_id": None},
+        {"name": "Other Name", "email": "a@b.c"},
+    ],
+)
+def test_a_new_person_is_the_contact_create_contact_and_update_fields_make(fields):
+    """``contacts.new_person`` (a create's contact, its values set at once): the same
+    contact, the same changes, updated_at moved only when a field is given."""
+    made, changes = contacts.new_person("org", "Zoë Ørsted", fields)
+    old = contacts.create_contact(None, "org", "person", "Zoë Ørsted", audit=False)  # type: ignore[arg-type]
+    old_changes = contacts.update_fields(old, {k: v for k, v in fields.items() if v is not None})
+    assert changes == old_changes and list(changes) == list(old_changes)
+    assert _contact_values(made) == _contact_values(old)
+    assert inspect(made).transient and (made.updated_at > made.created_at) == bool(changes)
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "message"),
+    [
+        ("", {}, "A contact needs a name of 1 to 512 characters."),
+        ("x" * 513, {"title": 5}, "A contact needs a name of 1 to 512 characters."),
+        ("Ann", {"title": 5}, "Contact field 'title' must be a string."),
+        ("Ann", {"nickname": "A"}, "Unknown contact field 'nickname'."),
+    ],
+)
+def test_a_new_person_refuses_what_create_contact_refuses(name, fields, message):
+    with pytest.raises(InvalidValueError) as new_error:
+        contacts.new_person("org", name, fields)
+    with pytest.raises(InvalidValueError) as old_error:
+        old = contacts.create_contact(None, "org", "person", name, audit=False)  # type: ignore[arg-type]
+        contacts.update_fields(old, fields)
+    assert str(new_error.value) == str(old_error.value) == message
+
+
+def test_the_welcome_row_is_the_row_of_the_schedule_object():
+    """The welcome's plain row (a create's batch) has every column, as ``insert_now``
+    wrote the ``CredentialSchedule`` object's (its defaults applied), in the same order."""
+    user = User(org_id="org", id="user-1")
+    now = utcnow()
+    row = {**idp_credentials._WELCOME_ROW, **idp_credentials._welcome(user, "http://x", now)}
+    made = _insert_values(CredentialSchedule(**idp_credentials._welcome(user, "http://x", now)))
+    assert row == made and list(row) == list(made)
