@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, false, func, literal, select, union_all
@@ -165,21 +165,10 @@ def new_person(org_id: str, name: str, fields: dict[str, Any]) -> tuple[Contact,
         "created_at": now,
         "updated_at": now,
     }
-    changes: dict[str, Any] = {}
-    for field, value in fields.items():
-        if value is None:
-            continue
-        _check_field(field, value)
-        before = values.get(field)
-        if before != value:
-            changes[field] = {"before": before, "after": value}
-            values[field] = value
-    if fields.get("email") is not None:
-        values["email_key"] = fold(values["email"]) if values.get("email") else None
-    if fields.get("name") is not None and values["name"]:
-        values["name_key"] = fold(values["name"])
-    if changes:
-        values["updated_at"] = utcnow()
+    changes, updates = _field_changes(
+        values.get, {field: value for field, value in fields.items() if value is not None}
+    )
+    values.update(updates)
     return from_row(Contact, values), changes
 
 
@@ -200,20 +189,37 @@ _FIELDS = frozenset((*PERSON_FIELDS, *OTHER_FIELDS))
 
 def update_fields(contact: Contact, fields: dict[str, Any]) -> dict[str, Any]:
     """Set the given fields; return {field: {"before", "after"}} for those that changed."""
+    changes, updates = _field_changes(lambda name: getattr(contact, name), fields)
+    for name, value in updates.items():
+        setattr(contact, name, value)
+    return changes
+
+
+def _field_changes(
+    current: Callable[[str], Any], fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields checked against what ``current`` gives: ({field: {"before", "after"}} of
+    those that change, the column values to set: those fields, the keys derived from them,
+    ``updated_at`` when anything changed). For an object (``update_fields``) and for the
+    values of one not made yet (``new_person``)."""
     changes: dict[str, Any] = {}
+    updates: dict[str, Any] = {}
     for name, value in fields.items():
         _check_field(name, value)
-        before = getattr(contact, name)
+        before = current(name)
         if before != value:
             changes[name] = {"before": before, "after": value}
-            setattr(contact, name, value)
+            updates[name] = value
     if "email" in fields:
-        contact.email_key = fold(contact.email) if contact.email else None
-    if "name" in fields and contact.name:
-        contact.name_key = fold(contact.name)
+        email = updates.get("email", current("email"))
+        updates["email_key"] = fold(email) if email else None
+    if "name" in fields:
+        name = updates.get("name", current("name"))
+        if name:
+            updates["name_key"] = fold(name)
     if changes:
-        contact.updated_at = utcnow()
-    return changes
+        updates["updated_at"] = utcnow()
+    return changes, updates
 
 
 def organization_contact(session: Session, org_id: str, name: str) -> Contact:
