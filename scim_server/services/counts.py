@@ -185,9 +185,11 @@ def _forget_ended(session: Session, transaction: SessionTransaction) -> None:
 
 
 def install() -> None:
-    """Apply noted changes at every commit, first among the commit hooks (before any that
-    takes an audit head; ``events.writer`` also applies them itself, first); forget them
-    with a rolled-back (sub)transaction. Idempotent."""
+    """Forget noted changes with a rolled-back (sub)transaction; apply them at every
+    commit. The app's commit hook (``events.writer.write_pending``) applies them itself,
+    after the product events' states are read and before the audit head is taken, so this
+    hook then finds nothing; it is there for sessions of a process without that hook, put
+    before the recorder's (which takes the head). Idempotent."""
     if not event.contains(Session, "before_commit", apply_pending):
         event.listen(Session, "before_commit", apply_pending, insert=True)
     for name, listener in (
