@@ -88,8 +88,8 @@ class Worker:
         self.outbound = outbound
         self.event_retention = event_retention
         self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
-        self.purged_at: datetime | None = None
-        self.stats_checked_at: datetime | None = None
+        # When each periodic duty (``_due``) last ran, by name.
+        self.last_run: dict[str, datetime] = {}
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.lease = lease
@@ -156,11 +156,8 @@ class Worker:
         """Delete events (and finished webhook deliveries) past retention, at most every
         ``PURGE_EVERY``; how many events were deleted."""
         now = self.clock()
-        if self.event_retention is None:
+        if self.event_retention is None or not self._due("purge", now, PURGE_EVERY):
             return 0
-        if self.purged_at is not None and now - self.purged_at < PURGE_EVERY:
-            return 0
-        self.purged_at = now
         with self.factory() as session, session.begin():
             deleted = feed.purge(session, now, self.event_retention)
             webhooks.purge_log(session, now - self.event_retention)
@@ -172,13 +169,18 @@ class Worker:
         """At most every ``table_stats.STALE_CHECK_EVERY``, ANALYZE the tables that changed a
         lot since their last ANALYZE (an IdP's initial sync: thousands of single creates);
         the tables analyzed."""
-        now = self.clock()
-        checked = self.stats_checked_at
-        if checked is not None and now - checked < table_stats.STALE_CHECK_EVERY:
+        if not self._due("statistics", self.clock(), table_stats.STALE_CHECK_EVERY):
             return []
-        self.stats_checked_at = now
         with self.factory() as session, session.begin():
             return table_stats.refresh_stale(session)
+
+    def _due(self, duty: str, now: datetime, every: timedelta) -> bool:
+        """Whether ``duty`` last ran ``every`` or longer ago (or never); if so, it runs now."""
+        last = self.last_run.get(duty)
+        if last is not None and now - last < every:
+            return False
+        self.last_run[duty] = now
+        return True
 
     def send_mail(self, *, limit: int | None = None) -> int:
         """Send due mail until none is left (or ``limit``); returns how many were handled."""
