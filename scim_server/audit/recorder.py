@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from scim_server import bulk_rows
+from scim_server import bulk_rows, commit_pipeline
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import KeyRead, reuse_plan, utcnow, within
@@ -300,6 +300,11 @@ def may_read_head_with(session: Session, org_id: str) -> bool:
     return bool(noted) and all(recorded.org_id == org_id for _t, recorded in noted)
 
 
+def unwritten_orgs(session: Session) -> set[str]:
+    """The organizations with events recorded in this transaction and not written yet."""
+    return {recorded.org_id for _t, recorded in session.info.get(_ROWS) or ()}
+
+
 def may_take_head(session: Session, org_id: str) -> bool:
     """SQLite: whether a write's first read may bring ``org_id``'s head along (``hold_head``):
     this transaction holds none of it yet. SQLite's writers hold the database's write lock
@@ -444,11 +449,15 @@ def prepare(session: Session) -> None:
             recorded.unchained = chain.unchained(recorded)
 
 
-def flush(session: Session, rider: Rider | None = None) -> None:
+def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -> None:
     """Write the events recorded so far: per organization (in id order, so two
     transactions lock heads in one order), lock the head, number and hash the
     events onto it, insert them, move the head once; then ``rider``'s rows of that
-    organization (on PostgreSQL, a few of them in the same statement)."""
+    organization (on PostgreSQL, a few of them in the same statement).
+
+    ``last``: the caller's transaction runs nothing after this but its COMMIT. On
+    PostgreSQL its final statement then goes out with the COMMIT
+    (``commit_pipeline``): the heads are held one round trip less."""
     noted: list[tuple[SessionTransaction, Recorded]] | None = session.info.pop(_ROWS, None)
     if not noted:
         return
@@ -462,6 +471,8 @@ def flush(session: Session, rider: Rider | None = None) -> None:
     key = chain.signing_key(session)
     connection = session.connection()
     combined = connection.dialect.name == "postgresql"
+    final = sorted(by_org)[-1]
+    checkpointed = False
     for org_id in sorted(by_org):
         events = by_org[org_id]
         head = _head(session, org_id)
@@ -474,6 +485,7 @@ def flush(session: Session, rider: Rider | None = None) -> None:
             head.seq, head.hash = recorded.seq, recorded.hash
             if recorded.seq % CHECKPOINT_EVERY == 0:
                 add_checkpoint(session, org_id, recorded.seq, recorded.hash, "periodic")
+                checkpointed = True
         moved = {
             "h_org_id": org_id,
             "h_seq": head.seq,
@@ -500,7 +512,20 @@ def flush(session: Session, rider: Rider | None = None) -> None:
                 ridden = []
             else:
                 statement = _insert_and_move(len(events), None, 0, shared)
-            statement.run(connection, params)
+            if (
+                last
+                and org_id == final
+                and not ridden
+                and not checkpointed  # an ORM object the commit's flush would insert
+                and not current.nested
+                # A session joined to an enclosing transaction (the tests') commits none.
+                and not connection.in_nested_transaction()
+                and not (session.new or session.dirty or session.deleted)
+            ):
+                with commit_pipeline.sending_with_commit(session, connection):
+                    statement.run(connection, params)
+            else:
+                statement.run(connection, params)
         else:
             rows = [recorded.row() for recorded in events]
             if len(rows) == 1:
@@ -519,7 +544,7 @@ def flush(session: Session, rider: Rider | None = None) -> None:
 
 def _write_at_commit(session: Session) -> None:
     if session.info.get(_ROWS):
-        flush(session)
+        flush(session, last=True)  # the last of the commit hooks (``install``)
 
 
 def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:

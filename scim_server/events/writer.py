@@ -117,7 +117,11 @@ def write_pending(session: Session) -> None:
     counts.apply_pending(session)
     if rider is None:
         return
-    recorder.flush(session, rider)  # the audit events (their seq, the head lock), then ours
+    # Nothing runs after the recorder's statement when every organization's product events
+    # ride with audit events it writes now: it may go out with the COMMIT.
+    last = by_org.keys() <= recorder.unwritten_orgs(session)
+    # The audit events (their seq, the head lock), then ours.
+    recorder.flush(session, rider, last=last)
     for org_id in sorted(by_org.keys() - rider.done):
         # Audit events written before (``recorder.lock_head``): the head is held already.
         rider.write(session.connection(), org_id, rider.rows(org_id))
