@@ -10,10 +10,11 @@ main line ignores it), and any other server settings, e.g. ``4+SCIM_API_CONCURRE
 two branches in one run, alternated). One organization
 of 11,000 users (as ``--peers`` and ``bench.sqlite_lock``) is loaded once; then, for each
 round and each configuration in turn, the server is started (two workers) and GET by id,
-PATCH ``active``, POST and DELETE are measured at c = 8 and 32. Prints each cell as it
-goes (with the load average and the CPU per request of the workers and of PostgreSQL's
-backends) and a table of every round's req/s with their mean. Takes the machine's
-benchmark lock. Issue 17, branch ``threads`` (BENCHMARKS.md, "Threads per worker").
+PATCH ``active``, POST and DELETE are measured at c = 8 and 32 (``--clients 1,8`` for
+others). Prints each cell as it goes (with its p50, the load average and the CPU per
+request of the workers and of PostgreSQL's backends) and a table of every round's req/s
+with their mean. Takes the machine's benchmark lock. Issue 17, branch ``threads``
+(BENCHMARKS.md, "Threads per worker").
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         "--pg-admin-url",
         help="where to create the database (default: the local server); e.g. through a "
         "proxy that adds a remote database's round trip",
+    )
+    parser.add_argument(
+        "--clients",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[8, 32],
+        help="concurrencies, comma-separated (default 8,32)",
     )
     parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US][+NAME=VALUE...]")
     args = parser.parse_args(argv)
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                             for ch in config)  # fmt: skip
                 with running(name, scim_server_argv(port), port, env, logs, "/readyz"):
                     target = Target(HOST, port, {"Authorization": f"Bearer {token}"})
-                    for c in (8, 32):
+                    for c in args.clients:
                         n += 1
                         creates = Creates(tag=f"threads{n}", ascii_only=True)
                         leavers = add_leavers(engine, org, 1500, first=org.size * (n + 1))
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                             cpu_before = server_cpu_s(port), database_cpu.seconds()
                             out = measure(target, scenario, c, 0.4, args.seconds, 20_000)
                             ok = sum(1 for s in out.samples if s.ok)
+                            times = sorted(s.seconds for s in out.samples if s.ok)
+                            p50 = times[len(times) // 2] * 1000 if times else float("nan")
                             rate = ok / out.elapsed_s
                             results.setdefault((config, label, c), []).append(rate)
                             # CPU per request (warm-up included, 1-3 %): steadier than req/s
@@ -114,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                             pg = per_request_ms(cpu_before[1], database_cpu.seconds(), max(ok, 1))
                             print(
                                 f"{args.backend} round {round_} {config:>8} c={c:<2} {label:<13} "
-                                f"{rate:7.0f} req/s  CPU ms/req {ours:.2f} / {shown(pg)}  "
+                                f"{rate:7.0f} req/s  p50 {p50:.2f} ms  "
+                                f"CPU ms/req {ours:.2f} / {shown(pg)}  "
                                 f"failures={len(out.failures)} load={os.getloadavg()[0]:.2f}",
                                 flush=True,
                             )
     print(f"\n## {args.backend}: req/s in each round (mean)")
     print("| operation | c | " + " | ".join(args.configs) + " |")
     for label in labels:
-        for c in (8, 32):
+        for c in args.clients:
             cells = []
             for config in args.configs:
                 rates = results[(config, label, c)]

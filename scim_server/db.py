@@ -49,7 +49,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import WARN_LINTING
 from sqlalchemy.sql.elements import BindParameter
 
-from scim_server import commit_pipeline, jsonfast, pgcursor
+from scim_server import jsonfast, pgcursor
 from scim_server.fixed import fixed_of
 
 log = logging.getLogger(__name__)
@@ -600,7 +600,6 @@ def make_engine(
     event.listen(engine, "do_execute_no_params", _execute_prepared_no_params)
     event.listen(engine, "do_executemany", _executemany_prepared)
     event.listen(engine, "connect", _mark_fresh)
-    commit_pipeline.install_on(engine)
     dialect = engine.dialect
 
     def ping_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:

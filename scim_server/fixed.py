@@ -31,6 +31,7 @@ parameters, or Python-side defaults to fill in (prefetch), runs by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,22 @@ class Fixed:
         """``execute`` of a statement whose rows, if any, nobody reads."""
         self.execute(connection, params).close()
 
+    def run_and_commit(self, connection: Connection, params: dict[str, Any]) -> bool:
+        """PostgreSQL: ``run``, then COMMIT the transaction, in one round trip (psycopg's
+        pipeline mode: the statement and the COMMIT go out together, one Sync). For the last
+        statement of a transaction, from a commit hook: SQLAlchemy's own COMMIT that follows
+        finds the transaction ended and sends nothing. The statement's error is raised here,
+        as ``run`` raises it (the COMMIT after it does not run: the transaction is left
+        aborted, and rolls back). False, having done nothing: not a connection this can
+        commit on that way (the statement is then the caller's to ``run``)."""
+        compiled = self._compiled(connection.dialect)
+        if compiled is None or connection.dialect.name != "postgresql":
+            return False
+        if not _cursor_path(connection) or connection.in_nested_transaction():
+            return False
+        _run(connection, compiled.sql, _convert(compiled, params), False, self.options, True)
+        return True
+
 
 class Ran:
     """What a statement run on the driver's cursor leaves (it returns no rows): the
@@ -116,22 +133,13 @@ class _HookContext:
         self.execution_options = execution_options
 
 
-def _run(connection: Connection, sql: str, params: Any, many: bool, options: Any) -> Any:
-    """``connection.exec_driver_sql(sql, params, options)`` for a statement that returns
-    no rows, on the driver's cursor: the engine's ``before_cursor_execute`` and
-    ``after_cursor_execute`` (with no execution context), the dialect's ``do_execute`` /
-    ``do_executemany`` hooks, then the dialect's own, a driver error raised as
-    SQLAlchemy raises it (``_handle_dbapi_exception``: its exception classes, ``handle_error``,
-    invalidation on a disconnect). ``exec_driver_sql`` itself when the connection has
-    no active transaction yet (its autobegin: SQLite's BEGIN IMMEDIATE), is invalidated,
-    echoes, or the dialect sets input sizes: what it does there is not repeated here.
-    Relies on SQLAlchemy 2.1's Connection internals (pinned)."""
-    dbapi_connection = connection._dbapi_connection
+def _cursor_path(connection: Connection) -> bool:
+    """Whether ``_run`` runs on the driver's cursor itself: a begun, active transaction on a
+    valid connection, no echo, no typed input sizes (else ``exec_driver_sql`` does)."""
     transaction = connection._transaction
     nested = connection._nested_transaction
-    dialect = connection.dialect
-    if (
-        dbapi_connection is None
+    return not (
+        connection._dbapi_connection is None
         or transaction is None
         or not transaction.is_active
         or (nested is not None and not nested.is_active)
@@ -140,28 +148,53 @@ def _run(connection: Connection, sql: str, params: Any, many: bool, options: Any
             and not connection._trans_context_manager._transaction_is_active()
         )
         or connection._echo
-        or dialect.bind_typing is BindTyping.SETINPUTSIZES
-    ):
+        or connection.dialect.bind_typing is BindTyping.SETINPUTSIZES
+    )
+
+
+def _run(
+    connection: Connection, sql: str, params: Any, many: bool, options: Any, commit: bool = False
+) -> Any:
+    """``connection.exec_driver_sql(sql, params, options)`` for a statement that returns
+    no rows, on the driver's cursor: the engine's ``before_cursor_execute`` and
+    ``after_cursor_execute`` (with no execution context), the dialect's ``do_execute`` /
+    ``do_executemany`` hooks, then the dialect's own, a driver error raised as
+    SQLAlchemy raises it (``_handle_dbapi_exception``: its exception classes, ``handle_error``,
+    invalidation on a disconnect). ``exec_driver_sql`` itself when the connection has
+    no active transaction yet (its autobegin: SQLite's BEGIN IMMEDIATE), is invalidated,
+    echoes, or the dialect sets input sizes: what it does there is not repeated here.
+    ``commit`` (``Fixed.run_and_commit``, which checked ``_cursor_path``): psycopg's
+    pipeline mode around the statement and a COMMIT. Relies on SQLAlchemy 2.1's
+    Connection internals (pinned)."""
+    if not commit and not _cursor_path(connection):
         return connection.exec_driver_sql(sql, params, options)
+    dbapi_connection: Any = connection._dbapi_connection
+    dialect = connection.dialect
     cursor = dbapi_connection.cursor()
+    committing = dbapi_connection.cursor() if commit else None
     try:
         events = connection._has_events or connection.engine._has_events
         if events:
             for fn in connection.dispatch.before_cursor_execute:
                 sql, params = fn(connection, cursor, sql, params, None, many)
-        handled = False
-        if dialect._has_events:
-            context: Any = _HookContext(connection._execution_options.merge_with(options))
-            hooks = dialect.dispatch.do_executemany if many else dialect.dispatch.do_execute
-            for fn in hooks:
-                if fn(cursor, sql, params, context):
-                    handled = True
-                    break
-        if not handled:
-            if many:
-                dialect.do_executemany(cursor, sql, params, None)
-            else:
-                dialect.do_execute(cursor, sql, params, None)
+        with dbapi_connection.pipeline() if commit else nullcontext():
+            handled = False
+            if dialect._has_events:
+                context: Any = _HookContext(connection._execution_options.merge_with(options))
+                hooks = dialect.dispatch.do_executemany if many else dialect.dispatch.do_execute
+                for fn in hooks:
+                    if fn(cursor, sql, params, context):
+                        handled = True
+                        break
+            if not handled:
+                if many:
+                    dialect.do_executemany(cursor, sql, params, None)
+                else:
+                    dialect.do_execute(cursor, sql, params, None)
+            if committing is not None:
+                # Queued behind the statement; the pipeline's end sends both and waits
+                # once. After an error PostgreSQL skips it: the transaction stays aborted.
+                committing.execute("COMMIT")
         if events:
             connection.dispatch.after_cursor_execute(connection, cursor, sql, params, None, many)
         rowcount = cursor.rowcount
@@ -169,6 +202,8 @@ def _run(connection: Connection, sql: str, params: Any, many: bool, options: Any
         # Raises SQLAlchemy's error (the cursor closed, or the connection invalidated).
         connection._handle_dbapi_exception(err, sql, params, cursor, None)
     cursor.close()
+    if committing is not None:
+        committing.close()
     return Ran(rowcount)
 
 

@@ -231,3 +231,65 @@ def test_without_a_transaction_it_begins_one_as_execute_does(engine):
     if engine.dialect.name == "sqlite":
         assert seen[0] == "BEGIN IMMEDIATE"
     assert sum(s.startswith("INSERT INTO organizations") for s in seen) == 2
+
+
+def _organization_row(org: str) -> dict[str, Any]:
+    return {
+        "id": org,
+        "name": org,
+        "created_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "rate_limit_per_minute": None,
+        "settings": {},
+    }
+
+
+def test_run_and_commit_commits_with_the_statement_on_postgresql(engine):
+    """The statement and the transaction's COMMIT in one go: committed when it returns, the
+    connection out of pipeline mode, and the COMMIT SQLAlchemy sends after finds nothing to
+    do. Elsewhere (SQLite, or a transaction that is not the connection's own) it does
+    nothing and says so."""
+    org = f"fixed-commit-{engine.dialect.name}"
+    statement = Fixed(insert(Organization), keys=list(_organization_row(org)))
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            committed = statement.run_and_commit(conn, _organization_row(org))
+            if engine.dialect.name != "postgresql":
+                assert not committed
+                return
+            assert committed
+            driver = conn.connection.driver_connection
+            assert not driver.pgconn.pipeline_status
+            assert driver.info.transaction_status == driver.info.transaction_status.IDLE
+            conn.rollback()  # too late: it is committed
+            conn.begin_nested()  # a savepoint's statement commits nothing
+            assert not statement.run_and_commit(conn, _organization_row(org + "-2"))
+        with engine.connect() as conn:
+            found = conn.scalars(select(Organization.id).where(Organization.id.like(f"{org}%")))
+            assert found.all() == [org]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(Organization).where(Organization.id.like(f"{org}%")))
+
+
+def test_run_and_commit_raises_the_statements_error_and_commits_nothing(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: psycopg's pipeline mode")
+    org = "fixed-commit-error"
+    statement = Fixed(insert(Organization), keys=list(_organization_row(org)))
+    other = Fixed(update(Organization).where(Organization.id == bindparam("o")).values(name="x"))
+    try:
+        with engine.begin() as conn:
+            statement.run(conn, _organization_row(org))
+        with engine.connect() as conn:
+            conn.begin()
+            other.run(conn, {"o": org})  # in the transaction that then fails
+            with pytest.raises(IntegrityError):
+                statement.run_and_commit(conn, _organization_row(org))  # a duplicate
+            driver = conn.connection.driver_connection
+            assert not driver.pgconn.pipeline_status
+            conn.rollback()
+            assert conn.scalar(select(Organization.name).where(Organization.id == org)) == org
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(Organization).where(Organization.id == org))

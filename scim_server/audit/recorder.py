@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from scim_server import bulk_rows, commit_pipeline
+from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import KeyRead, reuse_plan, utcnow, within
@@ -456,8 +456,10 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
     organization (on PostgreSQL, a few of them in the same statement).
 
     ``last``: the caller's transaction runs nothing after this but its COMMIT. On
-    PostgreSQL its final statement then goes out with the COMMIT
-    (``commit_pipeline``): the heads are held one round trip less."""
+    PostgreSQL its final statement then goes out with the COMMIT, in one round trip
+    (``Fixed.run_and_commit``): the heads, held from their lock to the commit, are held
+    one round trip, and one wait of the thread for the GIL, less; SQLAlchemy's COMMIT
+    after it finds the transaction ended and sends nothing."""
     noted: list[tuple[SessionTransaction, Recorded]] | None = session.info.pop(_ROWS, None)
     if not noted:
         return
@@ -512,19 +514,18 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
                 ridden = []
             else:
                 statement = _insert_and_move(len(events), None, 0, shared)
-            if (
+            committed = (
                 last
                 and org_id == final
                 and not ridden
                 and not checkpointed  # an ORM object the commit's flush would insert
                 and not current.nested
-                # A session joined to an enclosing transaction (the tests') commits none.
-                and not connection.in_nested_transaction()
                 and not (session.new or session.dirty or session.deleted)
-            ):
-                with commit_pipeline.sending_with_commit(session, connection):
-                    statement.run(connection, params)
-            else:
+                # False on a connection it cannot commit that way (SQLite, a session joined
+                # to an enclosing transaction: the tests'): then run as ever.
+                and statement.run_and_commit(connection, params)
+            )
+            if not committed:
                 statement.run(connection, params)
         else:
             rows = [recorded.row() for recorded in events]

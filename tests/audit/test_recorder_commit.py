@@ -1,9 +1,11 @@
-"""A write's last statement goes out with its COMMIT on PostgreSQL (``commit_pipeline``).
+"""On PostgreSQL a write's last statement goes out with its COMMIT (``recorder.flush``'s
+``last``, ``Fixed.run_and_commit``).
 
 On the real database (``live``: every request commits): the audit statement of a SCIM
-write is sent in pipeline mode, what it wrote is all there and verifies, a failure of that
-statement is raised by the commit and leaves nothing behind, and no connection stays in
-pipeline mode (a statement after it must run and report its row count as ever).
+write is sent in pipeline mode with the COMMIT, nothing runs after it, what it wrote is all
+there and verifies; a failure of that statement is raised by the commit and leaves nothing
+behind; a savepoint's release or a session joined to an enclosing transaction commits
+nothing early.
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from psycopg import pq
-from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
-from scim_server import commit_pipeline
 from scim_server.audit import queries, recorder
 from scim_server.db import db
-from scim_server.fixed import Fixed
-from scim_server.models import AuditEvent, Event, Organization, User
+from scim_server.models import AuditEvent, Event, User
 from tests.support import Scim
 
 
@@ -36,23 +35,19 @@ def _in_pipeline(dbapi_connection: Any) -> bool:
     return bool(dbapi_connection.pgconn.pipeline_status)
 
 
-def _pooled_connections_in_pipeline(app: Flask) -> list[bool]:
-    engine = db.engine(app)
-    with engine.connect() as connection:
-        return [_in_pipeline(connection.connection.driver_connection)]
-
-
 def test_a_scim_write_sends_its_audit_statement_with_the_commit(
     pg_live: tuple[Flask, Scim],
 ) -> None:
     app, scim = pg_live
     seen: list[tuple[str, bool]] = []
 
-    def spy(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append((statement[:16], _in_pipeline(cursor.connection)))
+    def spy(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        # Whether the transaction had ended (committed) once the statement had run.
+        status = cursor.connection.info.transaction_status
+        seen.append((statement[:16], status == status.IDLE))
 
     engine = db.engine(app)
-    event.listen(engine, "before_cursor_execute", spy)
+    event.listen(engine, "after_cursor_execute", spy)
     try:
         created = scim.create_user("pipe@example.com")
         patched = scim.patch_ops(
@@ -60,12 +55,18 @@ def test_a_scim_write_sends_its_audit_statement_with_the_commit(
         )
         deleted = scim.delete(f"/scim/v2/Users/{created['id']}")
     finally:
-        event.remove(engine, "before_cursor_execute", spy)
+        event.remove(engine, "after_cursor_execute", spy)
     assert patched.status_code == 200 and patched.get_json()["active"] is False
     assert deleted.status_code == 204
-    # One statement in pipeline mode per write: the audit events' (``recorder._combined``).
-    assert [start for start, piped in seen if piped] == ["WITH recorded AS"] * 3
-    assert _pooled_connections_in_pipeline(app) == [False]
+    # Each write's audit statement (``recorder._combined``) ended its transaction, and no
+    # other statement of the writes did (the token's lookup and its last use, written at
+    # most once a minute, run in none).
+    token = ("SELECT scim_toke", "UPDATE scim_toke")
+    ended = [text for text, done in seen if done and text not in token]
+    assert ended == ["WITH recorded AS"] * 3
+    assert [ended for text, ended in seen if text == "WITH recorded AS"] == [True] * 3
+    with engine.connect() as connection:
+        assert not _in_pipeline(connection.connection.driver_connection)
     with db.reader(app)() as s:
         actions = s.scalars(
             select(AuditEvent.action)
@@ -82,26 +83,19 @@ def test_a_scim_write_sends_its_audit_statement_with_the_commit(
         assert queries.verify(s, scim.org_id).ok
 
 
-def test_a_failure_of_the_sent_statement_is_the_commits_and_leaves_nothing(
+def test_a_failure_of_the_last_statement_is_the_commits_and_leaves_nothing(
     pg_live: tuple[Flask, Scim],
 ) -> None:
     app, scim = pg_live
     with db.reader(app)() as s:
         before = s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id))
-    session = db.writer(app)()
-    try:
+    with db.writer(app)() as session:
         recorder.record(session, scim.org_id, "x" * 65)  # past the column's 64: refused
         driver = session.connection().connection.driver_connection
         with pytest.raises(DBAPIError, match="too long"):
             session.commit()
-        # Out of pipeline mode and rolled back by the failure itself, as a failed COMMIT
-        # leaves a connection (in pipeline mode PostgreSQL skips the COMMIT after an error).
         assert not _in_pipeline(driver)
-        assert driver.info.transaction_status == pq.TransactionStatus.IDLE
         session.rollback()
-        assert not commit_pipeline.sent_with_commit(session)
-    finally:
-        session.close()
     with db.reader(app)() as s:
         assert s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id)) == before
         assert queries.verify(s, scim.org_id).ok
@@ -111,32 +105,23 @@ def test_a_failure_of_the_sent_statement_is_the_commits_and_leaves_nothing(
         "/scim/v2/Users/00000000-0000-0000-0000-000000000000",
         {"op": "replace", "path": "active", "value": False},
     )
-    assert missing.status_code == 404  # a row count read after the pipeline, as ever
+    assert missing.status_code == 404
     with db.reader(app)() as s:
         assert queries.verify(s, scim.org_id).ok
         assert s.scalar(select(func.count()).where(User.org_id == scim.org_id)) == 1
 
 
-def test_a_connection_checked_in_in_pipeline_mode_leaves_it_rolled_back(
-    pg_live: tuple[Flask, Scim],
-) -> None:
-    """A session closed with its statement sent but no COMMIT: nothing of it is kept, and
-    the pool hands the connection out as any other."""
+def test_a_savepoints_events_are_not_committed_with_it(pg_live: tuple[Flask, Scim]) -> None:
+    """Events written at a savepoint's release stay in the enclosing transaction: its
+    rollback takes them."""
     app, scim = pg_live
-    engine = db.engine(app)
-    session = db.writer(app)()
-    connection = session.connection()
-    rename = Fixed(
-        update(Organization)
-        .where(Organization.id == bindparam("org"))
-        .values(name=bindparam("name"))
-    )
-    with commit_pipeline.sending_with_commit(session, connection):
-        rename.run(connection, {"org": scim.org_id, "name": "gone"})
-    session.close()
-    for _ in range(engine.pool.size()):
-        with engine.connect() as other:
-            assert not _in_pipeline(other.connection.driver_connection)
     with db.reader(app)() as s:
-        assert s.scalar(select(Organization.name).where(Organization.id == scim.org_id)) != "gone"
-    assert scim.create_user("later@example.com")["active"] is True
+        before = s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id))
+    with db.writer(app)() as session:
+        session.begin()
+        with session.begin_nested():
+            recorder.record(session, scim.org_id, "user.update", resource_type="User")
+        session.rollback()
+    with db.reader(app)() as s:
+        assert s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id)) == before
+        assert queries.verify(s, scim.org_id).ok
