@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -101,7 +102,7 @@ class Fixed:
         aborted, and rolls back). False, having done nothing: not a connection this can
         commit on that way (the statement is then the caller's to ``run``)."""
         compiled = self._compiled(connection.dialect)
-        if compiled is None or connection.dialect.name != "postgresql":
+        if compiled is None or connection.dialect.name != "postgresql" or not _pipelines():
             return False
         if not _cursor_path(connection) or connection.in_nested_transaction():
             return False
@@ -131,6 +132,14 @@ class _HookContext:
 
     def __init__(self, execution_options: Any) -> None:
         self.execution_options = execution_options
+
+
+@cache
+def _pipelines() -> bool:
+    """Whether psycopg's libpq has pipeline mode (14 or later)."""
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def _cursor_path(connection: Connection) -> bool:
