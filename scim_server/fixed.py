@@ -180,7 +180,6 @@ def _run(
     dbapi_connection: Any = connection._dbapi_connection
     dialect = connection.dialect
     cursor = dbapi_connection.cursor()
-    committing = dbapi_connection.cursor() if commit else None
     try:
         events = connection._has_events or connection.engine._has_events
         if events:
@@ -200,10 +199,10 @@ def _run(
                     dialect.do_executemany(cursor, sql, params, None)
                 else:
                     dialect.do_execute(cursor, sql, params, None)
-            if committing is not None:
+            if commit:
                 # Queued behind the statement; the pipeline's end sends both and waits
                 # once. After an error PostgreSQL skips it: the transaction stays aborted.
-                committing.execute("COMMIT")
+                cursor.execute("COMMIT")
         if events:
             connection.dispatch.after_cursor_execute(connection, cursor, sql, params, None, many)
         rowcount = cursor.rowcount
@@ -211,8 +210,6 @@ def _run(
         # Raises SQLAlchemy's error (the cursor closed, or the connection invalidated).
         connection._handle_dbapi_exception(err, sql, params, cursor, None)
     cursor.close()
-    if committing is not None:
-        committing.close()
     return Ran(rowcount)
 
 
