@@ -514,6 +514,16 @@ def within(transaction: SessionTransaction | None, ended: SessionTransaction) ->
     return False
 
 
+def commits_connection(session: Session, connection: Connection) -> bool:
+    """Whether the session's commit commits ``connection``'s own transaction: the session
+    began it, rather than joined one begun outside it (which it leaves to its owner: a
+    savepoint of it, or a transaction it must not commit). Relies on SQLAlchemy 2.1's
+    ``SessionTransaction._connections`` (pinned)."""
+    root = session.get_transaction()
+    joined = root._connections.get(connection) if root is not None else None
+    return bool(joined is not None and joined[2] and not connection.in_nested_transaction())
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
-from scim_server.db import KeyRead, reuse_plan, utcnow, within
+from scim_server.db import KeyRead, commits_connection, reuse_plan, utcnow, within
 from scim_server.events import pending as pending_events
 from scim_server.fixed import Fixed
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -521,8 +521,9 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
                 and not checkpointed  # an ORM object the commit's flush would insert
                 and not current.nested
                 and not (session.new or session.dirty or session.deleted)
-                # False on a connection it cannot commit that way (SQLite, a session joined
-                # to an enclosing transaction: the tests'): then run as ever.
+                # Not in a transaction the session joined (the tests', a caller's own).
+                and commits_connection(session, connection)
+                # False on a connection it cannot commit that way (SQLite): then run as ever.
                 and statement.run_and_commit(connection, params)
             )
             if not committed:

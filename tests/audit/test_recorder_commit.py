@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from scim_server.audit import queries, recorder
 from scim_server.db import db
@@ -122,6 +123,30 @@ def test_a_savepoints_events_are_not_committed_with_it(pg_live: tuple[Flask, Sci
         with session.begin_nested():
             recorder.record(session, scim.org_id, "user.update", resource_type="User")
         session.rollback()
+    with db.reader(app)() as s:
+        assert s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id)) == before
+        assert queries.verify(s, scim.org_id).ok
+
+
+def test_a_session_joined_to_a_callers_transaction_commits_nothing_of_it(
+    pg_live: tuple[Flask, Scim],
+) -> None:
+    """A session bound to a connection whose transaction its caller began (SQLAlchemy's
+    default: the session joins it and leaves its commit to the caller): its commit sends
+    no COMMIT, and the caller's rollback takes the events with the rest."""
+    app, scim = pg_live
+    with db.reader(app)() as s:
+        before = s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id))
+    factory = db.writer(app)
+    with db.engine(app).connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, info=dict(factory.kw.get("info") or {}))
+        recorder.record(session, scim.org_id, "user.update", resource_type="User")
+        session.commit()
+        status = connection.connection.driver_connection.info.transaction_status
+        assert status == status.INTRANS  # still the caller's, open
+        session.close()
+        outer.rollback()
     with db.reader(app)() as s:
         assert s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id)) == before
         assert queries.verify(s, scim.org_id).ok
