@@ -583,7 +583,9 @@ def _forget_ended(session: Session, transaction: SessionTransaction) -> None:
 
 
 def install() -> None:
-    """Write recorded events at commit; forget them at rollback; idempotent."""
+    """Write recorded events at commit; forget them at rollback; idempotent. The commit hook
+    is appended, the others (``events.writer``, ``services.counts``) put themselves first:
+    it runs last, so what it writes may go out with the COMMIT (``flush``'s ``last``)."""
     for name, listener in (
         ("before_commit", _write_at_commit),
         ("after_soft_rollback", _forget_rolled_back),
