@@ -150,3 +150,10 @@ def test_a_session_joined_to_a_callers_transaction_commits_nothing_of_it(
     with db.reader(app)() as s:
         assert s.scalar(select(func.count()).where(AuditEvent.org_id == scim.org_id)) == before
         assert queries.verify(s, scim.org_id).ok
+
+
+def test_the_recorders_commit_hook_runs_last(app: Flask) -> None:
+    """What it writes may go out with the COMMIT only if no hook runs after it."""
+    with db.writer(app)() as session:
+        hooks = list(session.dispatch.before_commit)
+    assert hooks[-1] is recorder._write_at_commit
