@@ -117,13 +117,15 @@ def _without_password(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if k != "password"}
 
 
-def _apply(user: User, doc: Doc) -> None:
-    stored = _stored_form(doc)
-    user.user_name = stored["userName"]
-    user.user_name_key = fold(stored["userName"])
-    user.external_id = exact(stored["externalId"]) if stored.get("externalId") else None
-    user.display_name = stored.get("displayName")
-    user.data = stored
+def _document_columns(stored: Doc) -> dict[str, Any]:
+    """The user's columns that follow its stored document (``_stored_form``), by name."""
+    return {
+        "user_name": stored["userName"],
+        "user_name_key": fold(stored["userName"]),
+        "external_id": exact(stored["externalId"]) if stored.get("externalId") else None,
+        "display_name": stored.get("displayName"),
+        "data": stored,
+    }
 
 
 def _taken(user_name: str, existing_id: str | None) -> UniquenessError:
@@ -328,9 +330,9 @@ def insert_user(
     ]
     now = utcnow()
     stored = _stored_form(doc)
-    # The new user as ``User(...)`` and ``_apply`` would make it, its values put in its
-    # dict at once (``from_row``): no instrumented attribute set per column. It is
-    # transient as a constructed one; what is not given is the column's default.
+    # The new user, its values put in its dict at once (``from_row``): no instrumented
+    # attribute set per column. It is transient as a constructed one; what is not given
+    # is the column's default.
     user = from_row(
         User,
         {
@@ -340,11 +342,7 @@ def insert_user(
             "updated_at": now,
             "version": 1,
             "source": source,
-            "user_name": stored["userName"],
-            "user_name_key": fold(stored["userName"]),
-            "external_id": exact(stored["externalId"]) if stored.get("externalId") else None,
-            "display_name": stored.get("displayName"),
-            "data": stored,
+            **_document_columns(stored),
             "active": stored["active"],
             "status": PROVISIONED if stored["active"] else DEACTIVATED,
         },
@@ -819,13 +817,7 @@ def update_user(
         # Plain values of an object in no session yet (``db.from_row``): ``write_changed``
         # compares them with the snapshot, and attaching the user resets its history.
         user.__dict__.update(
-            user_name=document["userName"],
-            user_name_key=fold(document["userName"]),
-            external_id=exact(document["externalId"]) if document.get("externalId") else None,
-            display_name=document.get("displayName"),
-            data=document,
-            version=user.version + 1,
-            updated_at=utcnow(),
+            _document_columns(document), version=user.version + 1, updated_at=utcnow()
         )
         # The IdP's `active` drives the status (an admin lock is not the IdP's to lift);
         # its event comes after the change's.
