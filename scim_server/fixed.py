@@ -31,7 +31,6 @@ parameters, or Python-side defaults to fill in (prefetch), runs by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -178,31 +177,20 @@ def _run(
     if not commit and not _cursor_path(connection):
         return connection.exec_driver_sql(sql, params, options)
     dbapi_connection: Any = connection._dbapi_connection
-    dialect = connection.dialect
     cursor = dbapi_connection.cursor()
     try:
         events = connection._has_events or connection.engine._has_events
         if events:
             for fn in connection.dispatch.before_cursor_execute:
                 sql, params = fn(connection, cursor, sql, params, None, many)
-        with dbapi_connection.pipeline() if commit else nullcontext():
-            handled = False
-            if dialect._has_events:
-                context: Any = _HookContext(connection._execution_options.merge_with(options))
-                hooks = dialect.dispatch.do_executemany if many else dialect.dispatch.do_execute
-                for fn in hooks:
-                    if fn(cursor, sql, params, context):
-                        handled = True
-                        break
-            if not handled:
-                if many:
-                    dialect.do_executemany(cursor, sql, params, None)
-                else:
-                    dialect.do_execute(cursor, sql, params, None)
-            if commit:
+        if commit:
+            with dbapi_connection.pipeline():
+                _execute(connection, cursor, sql, params, many, options)
                 # Queued behind the statement; the pipeline's end sends both and waits
                 # once. After an error PostgreSQL skips it: the transaction stays aborted.
                 cursor.execute("COMMIT")
+        else:
+            _execute(connection, cursor, sql, params, many, options)
         if events:
             connection.dispatch.after_cursor_execute(connection, cursor, sql, params, None, many)
         rowcount = cursor.rowcount
@@ -211,6 +199,24 @@ def _run(
         connection._handle_dbapi_exception(err, sql, params, cursor, None)
     cursor.close()
     return Ran(rowcount)
+
+
+def _execute(
+    connection: Connection, cursor: Any, sql: str, params: Any, many: bool, options: Any
+) -> None:
+    """The statement on ``cursor``: the dialect's ``do_execute`` / ``do_executemany`` hooks
+    (the first that handles it), else the dialect's own."""
+    dialect = connection.dialect
+    if dialect._has_events:
+        context: Any = _HookContext(connection._execution_options.merge_with(options))
+        hooks = dialect.dispatch.do_executemany if many else dialect.dispatch.do_execute
+        for fn in hooks:
+            if fn(cursor, sql, params, context):
+                return
+    if many:
+        dialect.do_executemany(cursor, sql, params, None)
+    else:
+        dialect.do_execute(cursor, sql, params, None)
 
 
 def _convert(compiled: _Compiled, params: dict[str, Any]) -> Any:

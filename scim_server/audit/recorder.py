@@ -429,9 +429,7 @@ def record(
         changes,
         explanation,
     )
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    if transaction is None:
-        transaction = _current(session)
+    transaction = _current(session)
     session.info.setdefault(_ROWS, []).append((transaction, recorded))
     # Product events (webhooks, the events feed) are derived from it at commit.
     pending_events.note(session, recorded, transaction)
@@ -474,7 +472,6 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
     connection = session.connection()
     combined = connection.dialect.name == "postgresql"
     final = sorted(by_org)[-1]
-    checkpointed = False
     for org_id in sorted(by_org):
         events = by_org[org_id]
         head = _head(session, org_id)
@@ -487,7 +484,6 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
             head.seq, head.hash = recorded.seq, recorded.hash
             if recorded.seq % CHECKPOINT_EVERY == 0:
                 add_checkpoint(session, org_id, recorded.seq, recorded.hash, "periodic")
-                checkpointed = True
         moved = {
             "h_org_id": org_id,
             "h_seq": head.seq,
@@ -518,10 +514,10 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
                 last
                 and org_id == final
                 and not ridden
-                and not checkpointed  # an ORM object the commit's flush would insert
-                and not current.nested
+                # Nothing for the commit's own flush to write (a checkpoint row, say).
                 and not (session.new or session.dirty or session.deleted)
-                # Not in a transaction the session joined (the tests', a caller's own).
+                # Not in a savepoint, nor in a transaction the session joined (the tests',
+                # a caller's own).
                 and commits_connection(session, connection)
                 # False on a connection it cannot commit that way (SQLite): then run as ever.
                 and statement.run_and_commit(connection, params)
