@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -93,16 +94,18 @@ class Recorded:
     unchained: chain.Unchained | None = field(default=None, repr=False, compare=False)
 
     def row(self, prefix: str = "") -> dict[str, Any]:
-        keys = _PREFIXED.get(prefix)
-        if keys is None:
-            keys = _PREFIXED[prefix] = [prefix + name for name in _COLUMNS]
-        return dict(zip(keys, _ROW_VALUES(self), strict=True))
+        return dict(zip(_prefixed(prefix), _ROW_VALUES(self), strict=True))
 
 
 _COLUMNS = [c.name for c in AuditEvent.__table__.columns]
 assert sorted([*_COLUMNS, "unchained"]) == sorted(f.name for f in dataclass_fields(Recorded))
 _ROW_VALUES = operator.attrgetter(*_COLUMNS)
-_PREFIXED: dict[str, list[str]] = {}  # prefix -> the column names with it (``Recorded.row``)
+
+
+@cache
+def _prefixed(prefix: str) -> list[str]:
+    """The column names with ``prefix`` (``Recorded.row``)."""
+    return [prefix + name for name in _COLUMNS]
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, event, func, insert, select
@@ -180,14 +181,12 @@ class _Rider:
 
 
 _PARAMETERS = [name for name in _COLUMNS if name != "position"]  # bound (``_insert_sql``)
-_PARAMETER_NAMES: list[list[str]] = []  # i -> the i-th row's parameter names
 
 
+@cache
 def _param_names(i: int) -> list[str]:
-    while len(_PARAMETER_NAMES) <= i:
-        n = len(_PARAMETER_NAMES)
-        _PARAMETER_NAMES.append([f"r{n}_{name}" for name in _PARAMETERS])
-    return _PARAMETER_NAMES[i]
+    """The i-th row's parameter names (``_insert_sql``'s)."""
+    return [f"r{i}_{name}" for name in _PARAMETERS]
 
 
 def _insert_sql(count: int) -> tuple[str, list[Any]]:
