@@ -20,7 +20,7 @@ run: $(STAMP)
 ## Set up and run the whole test suite (PostgreSQL too when SCIM_TEST_DATABASE_URL is set).
 test: $(STAMP)
 	@test -x /usr/bin/chromium || echo "Browser tests will be skipped: /usr/bin/chromium is missing (sudo apt-get install chromium)."
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
