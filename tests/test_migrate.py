@@ -18,7 +18,7 @@ def _users_fillfactor(connection) -> str | None:
 
 def _wanted_index(connection) -> str:
     if connection.dialect.name == "postgresql":
-        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+        sql = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = :name"
     else:
         sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
     return connection.execute(text(sql), {"name": "ix_users_org_id_license_wanted_id"}).scalar()
