@@ -39,9 +39,13 @@ STALE_ROWS = 50
 STALE_FRACTION = 0.1
 STALE_CHECK_EVERY = timedelta(seconds=10)
 
-# pg_try_advisory_xact_lock key: one worker of many refreshes at a time (two ANALYZEs of
-# one table queue on each other, and the second would find nothing left to do).
+# pg_try_advisory_xact_lock key: one worker of many refreshes this schema's tables at a
+# time (two ANALYZEs of one table queue on each other, and the second would find nothing
+# left to do). The lock is the database's: the schema's name is its second half.
 REFRESH_LOCK = 0x5C1A_57A7
+TAKE_REFRESH_LOCK = text(
+    "SELECT pg_try_advisory_xact_lock(:key, hashtext(current_schema()))"
+).bindparams(key=REFRESH_LOCK)
 # Each of this schema's tables with its rows changed since its last ANALYZE (by anyone)
 # and its size as the planner knows it.
 _CHANGED_SINCE_ANALYZE = text(
@@ -111,7 +115,7 @@ def refresh_stale(session: Session) -> list[str]:
     """
     if session.get_bind().dialect.name != "postgresql":
         return []
-    if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK}):
+    if not session.scalar(TAKE_REFRESH_LOCK):
         return []  # another worker is at it
     known = Base.metadata.tables
     stale = sorted(
