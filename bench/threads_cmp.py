@@ -44,13 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         default=[8, 32],
         help="concurrencies, comma-separated (default 8,32)",
     )
+    parser.add_argument(
+        "--ops",
+        type=lambda text: text.split(","),
+        default=list(_OPS),
+        help="operations, comma-separated, from " + ",".join(_OPS) + " (default: the first "
+        "four; delete removes what post created, and the leavers)",
+    )
     parser.add_argument("configs", nargs="+", metavar="THREADS[:SWITCH_US][+NAME=VALUE...]")
     args = parser.parse_args(argv)
+    if not set(args.ops) <= set(_OPS) | {"deep-page"}:
+        parser.error(f"--ops: one of {', '.join((*_OPS, 'deep-page'))}")
 
     from bench.backends import PG_ADMIN_URL, postgres_database, sqlite_database
     from bench.dataset import build_dataset
     from bench.loader import add_leavers, create_tokens, load_orgs, settle
     from bench.loadgen import Target, measure
+    from bench.measurements import deep_page
     from bench.peers.compare import PEERS
     from bench.run import one_run_at_a_time, server_env
     from bench.scenarios import SCIM, Creates, Deletes, PatchActive, Reads
@@ -64,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     (org,) = build_dataset(PEERS)
     ids = org.user_ids
     results: dict[tuple[str, str, int], list[float]] = {}
-    labels = ("GET by id", "PATCH active", "POST", "DELETE")
+    labels = tuple(_LABELS[op] for op in args.ops)
     n = 0
     with ExitStack() as stack:
         if args.backend == "sqlite":
@@ -101,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
                         n += 1
                         creates = Creates(tag=f"threads{n}", ascii_only=True)
                         leavers = add_leavers(engine, org, 1500, first=org.size * (n + 1))
-                        scenarios: list[Any] = [
-                            Reads(labels[0], lambda rng: f"{SCIM}/Users/{rng.choice(ids)}"),
-                            PatchActive(ids, "PATCH replace active"),
-                            creates,
-                            None,  # DELETE: the users just created, and the leavers
-                        ]
-                        for label, scenario in zip(labels, scenarios, strict=True):
+                        scenarios: dict[str, Any] = {
+                            "get": Reads(
+                                _LABELS["get"], lambda rng: f"{SCIM}/Users/{rng.choice(ids)}"
+                            ),
+                            "patch": PatchActive(ids, "PATCH replace active"),
+                            "post": creates,
+                            "delete": None,  # the users just created, and the leavers
+                            "deep-page": Reads("deep page", deep_page(org.size)),
+                        }
+                        for op, label in zip(args.ops, labels, strict=True):
+                            scenario = scenarios[op]
                             if scenario is None:
                                 scenario = Deletes(creates.created + leavers)
                             cpu_before = server_cpu_s(port), database_cpu.seconds()
@@ -139,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(" / ".join(f"{r:.0f}" for r in rates) + f" ({mean:.0f})")
             print(f"| {label} | {c} | " + " | ".join(cells) + " |")
     return 0
+
+
+_OPS = ("get", "patch", "post", "delete")
+_LABELS = {
+    "get": "GET by id",
+    "patch": "PATCH active",
+    "post": "POST",
+    "delete": "DELETE",
+    "deep-page": "deep page",
+}
 
 
 def _tempdir() -> Any:
