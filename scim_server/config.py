@@ -78,6 +78,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Group members returned inline by GET /Groups/{id}; larger groups are
         # read with excludedAttributes=members and filtered member lookups.
         "MAX_INLINE_MEMBERS": env_int("SCIM_MAX_INLINE_MEMBERS", 10000),
+        # Memory per worker process for users kept rendered for list pages
+        # (``scim.user_fragments``); 0 keeps none.
+        "PAGE_CACHE_MB": env_count("SCIM_PAGE_CACHE_MB", 32),
         "MAX_CONTENT_LENGTH": env_int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
         # At most this many SCIM requests at once in a worker process (``scim.admission``;
         # 0: no bound; unset: 1 on SQLite, no bound on PostgreSQL);

@@ -713,9 +713,21 @@ def _prepared_call(cursor: Any, call: Any) -> None:
         connection.prepare_threshold = None
 
 
+# An execution option: psycopg hands the statement's ``jsonb`` values over as their text,
+# unparsed (a list page's stored documents, parsed only for the users it renders afresh:
+# ``paging._page_select``). The loader is the cursor's own: other statements are untouched.
+JSONB_AS_TEXT = "jsonb_as_text"
+
+
 def _execute_prepared(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-    """The ``do_execute`` hook: a statement marked ``REUSE_PLAN`` is executed prepared."""
-    if not context.execution_options.get(REUSE_PLAN):
+    """The ``do_execute`` hook: a statement marked ``REUSE_PLAN`` is executed prepared; one
+    marked ``JSONB_AS_TEXT`` reads ``jsonb`` as text."""
+    options = context.execution_options
+    if options.get(JSONB_AS_TEXT):
+        from psycopg.types.string import TextLoader  # this hook is PostgreSQL's only
+
+        cursor.adapters.register_loader("jsonb", TextLoader)
+    if not options.get(REUSE_PLAN):
         return False
     _prepared_call(cursor, lambda: cursor.execute(statement, parameters))
     return True

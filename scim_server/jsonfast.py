@@ -48,10 +48,15 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)  # the error a caller reports comes from json, as before
 
 
-def loads_many(texts: list[bytes]) -> list[Any]:
-    """``loads`` of each UTF-8 text (a page's stored documents), the long-digit check made
-    once over all of them: apart, its calls cost as much as the parsing."""
-    if has_long_digit_run(b" ".join(texts)):  # a space: no run spans two documents
+def loads_many(texts: list[bytes] | list[str]) -> list[Any]:
+    """``loads`` of each text (a page's stored documents: UTF-8 bytes from SQLite, text from
+    PostgreSQL), the long-digit check made once over all of them: apart, its calls cost as
+    much as the parsing."""
+    if not texts:
+        return []
+    # A space between them: no run spans two documents.
+    joined = b" ".join(texts) if type(texts[0]) is bytes else " ".join(texts)  # type: ignore[arg-type]
+    if has_long_digit_run(joined):
         return [loads(text) for text in texts]
     parse = orjson.loads
     out = []

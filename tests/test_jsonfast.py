@@ -62,6 +62,11 @@ def test_many_documents_read_as_each_alone() -> None:
     # 10 digits at the end of one and 10 at the start of the next: no 19-digit run.
     assert jsonfast.loads_many([b"1234567890", b"1234567890"]) == [1234567890, 1234567890]
     assert jsonfast.loads_many(['{"é":"ü"}'.encode()]) == [{"é": "ü"}]
+    # Text as psycopg hands ``jsonb`` over in a page (``db.JSONB_AS_TEXT``): the same.
+    as_text = [t.decode() for t in texts]
+    assert jsonfast.loads_many(as_text) == docs
+    assert jsonfast.loads_many(["1234567890", "1234567890"]) == [1234567890, 1234567890]
+    assert jsonfast.loads_many(['{"é":"ü"}']) == [{"é": "ü"}]
     for bad in ([b"{", b'{"a":1}'], [b'{"a":1}', b"{"]):
         with pytest.raises(json.JSONDecodeError) as raised:
             jsonfast.loads_many(bad)

@@ -23,21 +23,27 @@ from scim_server.scim.render import (
 )
 from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
+from scim_server.scim.user_fragments import RenderedUsers, render_page
 from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all, page_extras
+from scim_server.urls import scim_root
 
 # The app's paging anchors (a per-process cache of the database's ordering).
 ANCHORS_EXTENSION = "scim_paging_anchors"
 # The app's filters translated per shape (``filter_cache``).
 FILTERS_EXTENSION = "scim_filter_shapes"
+# The app's users kept rendered for list pages (``user_fragments``).
+RENDERED_EXTENSION = "scim_rendered_users"
 
 
 def init_app(app: Flask) -> None:
-    """Give the app its own paging anchors and filter shapes: two apps in one process
-    share nothing."""
+    """Give the app its own paging anchors, filter shapes and rendered users: two apps in
+    one process share nothing."""
     app.extensions.setdefault(ANCHORS_EXTENSION, AnchorCache())
     app.extensions.setdefault(FILTERS_EXTENSION, FilterCache())
+    kept = RenderedUsers(app.config["PAGE_CACHE_MB"] * 1024 * 1024)
+    app.extensions.setdefault(RENDERED_EXTENSION, kept)
 
 
 def paging_anchors() -> AnchorCache:
@@ -68,8 +74,9 @@ def _prepared(rt: ResourceType, query: ListQuery) -> tuple[FilterTemplate, list[
     return filter_shapes().lookup(rt, query.filter)
 
 
-def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
-    """(totalResults, rendered page) for one resource type."""
+def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
+    """(totalResults, rendered page) for one resource type: each resource a dict, or JSON
+    already written (``orjson.Fragment``: a page of users without a projection)."""
     session = db.session
     prepared = _prepared(rt, query)
     if prepared is not None:
@@ -99,18 +106,21 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[dict[str, A
     return total, _render(rt, query, rows)
 
 
-def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[dict[str, Any]]:
+def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     attrs, excluded = query.attributes, query.excluded
     if rt is not USER:
         return [render_group(grp, attrs, excluded) for grp in rows]
     if len(rows) <= 1:
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
-        return [render_user(u, attrs, excluded) for u in rows]
+        return [render_user(u, attrs, excluded) for u in paging.with_documents(rows)]
     with_groups = wants("groups", attrs, excluded)
     extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
+    if not attrs and not excluded:
+        kept: RenderedUsers = current_app.extensions[RENDERED_EXTENSION]
+        return render_page(kept, g.org_id, rows, extras.groups, product, scim_root())
     return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 
 

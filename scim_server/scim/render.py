@@ -28,6 +28,7 @@ from scim_server.scim.schema import (
     USER_SCHEMA,
 )
 from scim_server.services import groups as group_service
+from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.common import etag
 from scim_server.urls import scim_root
@@ -77,7 +78,7 @@ class _Shape:
 
 # Per shape of stored document: the 100 users of a page mostly share a few shapes.
 @lru_cache(maxsize=4096)
-def _shape(keys: tuple[str, ...]) -> _Shape:
+def shape_of(keys: tuple[str, ...]) -> _Shape:
     return _Shape(keys)
 
 
@@ -89,22 +90,29 @@ def user_to_scim(
     order but for ``active`` and the extensions', then ``active`` (the column's), the
     groups, the enterprise extension (with the manager's ``$ref``), the product view and
     ``meta``."""
-    entries = [_group_entry(gid, name, base) for gid, name in groups] if groups else None
-    return _user_doc(user, _shape(tuple(user.data)), entries, base, product)
+    entries = [group_entry(gid, name, base) for gid, name in groups] if groups else None
+    data = user.data
+    return user_doc(user, data, shape_of(tuple(data)), entries, base, product)
 
 
-def _group_entry(gid: str, name: str, base: str) -> Doc:
+def group_entry(gid: str, name: str, base: str) -> Doc:
     """One of a user's ``groups``: the same for every member of the group, so a page makes
     it once per group (``render_user_page``)."""
     return {"value": gid, "$ref": f"{base}/Groups/{gid}", "display": name, "type": "direct"}
 
 
-def _user_doc(
-    user: Any, shape: _Shape, entries: list[Doc] | None, base: str, product: Doc | None
+def user_doc(
+    user: Any,
+    data: Doc,
+    shape: _Shape,
+    entries: list[Doc] | None,
+    base: str,
+    product: Doc | None,
 ) -> Doc:
-    """``user_to_scim`` with the stored document's shape (``_shape`` of its keys) and the
-    ``groups`` entries (``_group_entry``) already found."""
-    data = user.data  # read, never changed (nor is its enterprise part: copied to add a $ref)
+    """``user_to_scim`` with the stored document ``data`` (a page's row holds its text), its
+    shape (``shape_of`` of its keys) and the ``groups`` entries (``group_entry``) already
+    found. ``data`` is read, never changed (nor is its enterprise part: copied to add a
+    $ref)."""
     external_id = user.external_id
     user_id = user.id
     doc: Doc = {"schemas": [USER_SCHEMA], "id": user_id}
@@ -262,8 +270,9 @@ def render_user_page(
     product: dict[str, Doc],
 ) -> list[Doc]:
     """A list page's users, as ``render_user`` renders each one, from what the page read
-    for all of them: ``groups`` (None when not shown; a user in none is not in it) and
-    ``product`` by user id."""
+    for all of them: their rows (``data`` the stored document's text), ``groups`` (None when
+    not shown; a user in none is not in it) and ``product`` by user id. A page without
+    ``attributes`` or ``excludedAttributes`` is rendered by ``user_fragments`` instead."""
     base = scim_root()
     # Per page, what is the same for many of its users: the shapes of their stored
     # documents (a dict lookup instead of the bounded cache's), and each group's entry,
@@ -272,11 +281,11 @@ def render_user_page(
     shapes: dict[tuple[str, ...], _Shape] = {}
     made: dict[tuple[str, str], Doc] = {}
     docs = []
-    for u in users:
-        keys = tuple(u.data)
+    for u, data in zip(users, paging.stored_documents(users), strict=True):
+        keys = tuple(data)
         shape = shapes.get(keys)
         if shape is None:
-            shape = shapes[keys] = _shape(keys)
+            shape = shapes[keys] = shape_of(keys)
         entries = None
         pairs = groups.get(u.id) if groups is not None else None
         if pairs:
@@ -284,9 +293,9 @@ def render_user_page(
             for pair in pairs:
                 entry = made.get(pair)
                 if entry is None:
-                    entry = made[pair] = _group_entry(pair[0], pair[1], base)
+                    entry = made[pair] = group_entry(pair[0], pair[1], base)
                 entries.append(entry)
-        docs.append(_user_doc(u, shape, entries, base, product[u.id]))
+        docs.append(user_doc(u, data, shape, entries, base, product[u.id]))
     if attributes or excluded:
         return [project(USER, doc, attributes, excluded) for doc in docs]
     return docs

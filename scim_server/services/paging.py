@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from scim_server import jsonfast
-from scim_server.db import KeyRead, reuse_plan, row_columns
+from scim_server.db import JSONB_AS_TEXT, KeyRead, reuse_plan, row_columns
 from scim_server.services import counts
 
 # From this offset on, a page is read as ids first, then rows (a "deferred join").
@@ -129,7 +129,7 @@ class PreparedPage:
         conditions = [model.org_id == bindparam("org_id"), where]
         counting = select(func.count()).select_from(model).where(*conditions)
         rows = (
-            select(*page_columns(model))
+            _page_select(model)
             .where(*conditions)
             .order_by(model.created_at, model.id)
             .offset(bindparam("page_offset"))
@@ -248,7 +248,7 @@ def _first_pages(model: Any) -> KeyRead:
     """A page of all of ``model`` in the default order before ``DEFERRED_JOIN_OFFSET``
     (the SQL ``_rows`` makes for it: the offset and limit bound)."""
     stmt = (
-        select(*page_columns(model))
+        _page_select(model)
         .where(model.org_id == bindparam("org_id"))
         .order_by(model.created_at, model.id)
         .offset(bindparam("page_offset"))
@@ -261,7 +261,7 @@ def _first_pages(model: Any) -> KeyRead:
 def _from_anchor(model: Any) -> KeyRead:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
-    return KeyRead(reuse_plan(_anchored_select(model, page_columns(model))))
+    return KeyRead(reuse_plan(_anchored_select(model)))
 
 
 @cache
@@ -276,15 +276,15 @@ def _from_anchor_counted(model: Any) -> KeyRead:
     )
     total = select(ResourceCount.total).where(*of_set).scalar_subquery()
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
-    columns = (*page_columns(model), total.label("set_total"), generation.label("set_generation"))
-    stmt = reuse_plan(_anchored_select(model, columns))
+    more = (total.label("set_total"), generation.label("set_generation"))
+    stmt = reuse_plan(_anchored_select(model, *more))
     return KeyRead(stmt)
 
 
-def _anchored_select(model: Any, columns: tuple[Any, ...]) -> Any:
+def _anchored_select(model: Any, *more: Any) -> Any:
     key = tuple_(bindparam("key_created", type_=model.created_at.type), bindparam("key_id"))
     return (
-        select(*columns)
+        _page_select(model, *more)
         .where(model.org_id == bindparam("org_id"), tuple_(model.created_at, model.id) >= key)
         .order_by(model.created_at, model.id)
         .offset(bindparam("page_offset"))
@@ -303,7 +303,7 @@ def _rows(
 ) -> list[Any]:
     if offset < DEFERRED_JOIN_OFFSET:
         # Rows, not ORM objects: a page is only rendered, and rows cost a fraction.
-        stmt = select(*page_columns(model)).where(*conditions).order_by(*order)
+        stmt = _page_select(model).where(*conditions).order_by(*order)
         return plain_rows(model, conn.execute(stmt.offset(offset).limit(limit)))
     # Skip over the ordering index alone (an index-only scan), then read the
     # page's rows by key: skipping whole rows made PostgreSQL sort the
@@ -315,9 +315,7 @@ def _rows(
     )
     if not ids:
         return []
-    found = conn.execute(
-        select(*page_columns(model)).where(model.org_id == org_id, model.id.in_(ids))
-    )
+    found = conn.execute(_page_select(model).where(model.org_id == org_id, model.id.in_(ids)))
     by_id = {row.id: row for row in plain_rows(model, found)}
     # A row deleted between the two reads is left out, as if the page had been read after.
     return [by_id[i] for i in ids if i in by_id]
@@ -348,23 +346,28 @@ _PAGE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _StoredBytes(FunctionElement[Any]):
-    """A stored JSON document as its UTF-8 bytes on SQLite (``CAST(... AS BLOB)``), the
-    column itself elsewhere: the driver then copies the bytes instead of decoding them
-    into text, and the page's long-digit check and parsing (``jsonfast.loads_many``) take
-    bytes without encoding the text again."""
+class _StoredText(FunctionElement[Any]):
+    """A stored JSON document as its text, not parsed by the driver: on SQLite UTF-8 bytes
+    (``CAST(... AS BLOB)``: the driver copies the bytes instead of decoding them, and the
+    long-digit check and parsing take bytes without encoding the text again); elsewhere
+    the column itself, which psycopg hands over as text in a statement marked
+    ``JSONB_AS_TEXT`` (``_page_select``): a cast in SQL would be evaluated for every row an
+    OFFSET skips too (``CAST(data AS TEXT)`` doubled a deep page's statement time), the
+    ``jsonb`` output only for the rows sent. A page parses only the documents of users
+    it renders afresh (``stored_documents``): most come already rendered
+    (``scim.user_fragments``)."""
 
     inherit_cache = True
-    name = "stored_bytes"
+    name = "stored_text"
 
 
-@compiles(_StoredBytes)
-def _stored_bytes(element: _StoredBytes, compiler: Any, **kw: Any) -> str:
+@compiles(_StoredText)
+def _stored_text(element: _StoredText, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clauses, **kw))
 
 
-@compiles(_StoredBytes, "sqlite")
-def _stored_bytes_sqlite(element: _StoredBytes, compiler: Any, **kw: Any) -> str:
+@compiles(_StoredText, "sqlite")
+def _stored_text_sqlite(element: _StoredText, compiler: Any, **kw: Any) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS BLOB)"
 
 
@@ -379,14 +382,23 @@ def page_columns(model: Any) -> tuple[Any, ...]:
     fields = _PAGE_FIELDS.get(model.__tablename__)
     if fields is not None:
         return tuple(
-            (_StoredBytes(model.data) if f == "data" else getattr(model, f)).label(f)
-            for f in fields
+            (_StoredText(model.data) if f == "data" else getattr(model, f)).label(f) for f in fields
         )
     naive = {"created_at", "updated_at"}
     return tuple(
         type_coerce(getattr(model, c.key), DateTime()).label(c.key) if c.key in naive else c
         for c in row_columns(model)
     )
+
+
+def _page_select(model: Any, *more: Any) -> Any:
+    """A select of ``page_columns(model)`` (and ``more`` after them): for users, marked
+    ``JSONB_AS_TEXT``, their stored documents handed over by psycopg as text, as SQLite's
+    (``_StoredText``), and parsed only for the users a page renders afresh."""
+    stmt = select(*page_columns(model), *more)
+    if model.__tablename__ in _PAGE_FIELDS:
+        stmt = stmt.execution_options(**{JSONB_AS_TEXT: True})
+    return stmt
 
 
 @cache
@@ -448,10 +460,10 @@ def _user_rows(
     its JSON type (a call per document) and its datetime processing were a third of a
     deep page. Each field as the ORM would give it, except ``created_at`` and
     ``updated_at``, which come already in SCIM's form (``scim_time``: a page only shows
-    them, and ``render._iso`` passes text through), and ``data`` decoded here as
-    ``db.make_engine``'s ``json_deserializer`` does (``jsonfast.loads_many``; on
-    PostgreSQL psycopg has already decoded it so). ``trailing`` columns after the fields
-    are left out of the rows and returned apart, the first row's (None without rows)."""
+    them, and ``render._iso`` passes text through), and ``data``, the stored document's
+    text (``_StoredText``), parsed by whoever needs it (``stored_documents``).
+    ``trailing`` columns after the fields are left out of the rows and returned apart, the
+    first row's (None without rows)."""
     try:
         raw = result.cursor.fetchall()
     finally:
@@ -460,8 +472,6 @@ def _user_rows(
     if trailing:
         extra = tuple(raw[0][-trailing:]) if raw else None
         raw = [row[:-trailing] for row in raw]
-    # SQLite gives the stored documents as bytes (``_StoredBytes``); psycopg has decoded them.
-    docs = iter(jsonfast.loads_many([r[4] for r in raw if type(r[4]) is bytes]))
     new = tuple.__new__
     rows = []
     for (
@@ -482,8 +492,6 @@ def _user_rows(
         license_rule,
         license_wanted_id,
     ) in raw:
-        if type(data) is bytes:
-            data = next(docs)
         # scim_time, inline for SQLite's text in SQLAlchemy's format; updated_at is often
         # created_at.
         if type(created) is str and len(created) == 26 and created[10:20:9] == " .":
@@ -521,6 +529,19 @@ def _user_rows(
         )
         rows.append(new(row_type, values))
     return rows, extra
+
+
+def stored_documents(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The stored documents of a page's rows of users (their ``data``, text as read), parsed
+    as ``db.make_engine``'s ``json_deserializer`` parses a document: in one call, its
+    long-digit check made once for all."""
+    return jsonfast.loads_many([row.data for row in rows])
+
+
+def with_documents(rows: Sequence[Any]) -> list[Any]:
+    """A page's rows of users with their ``data`` parsed, for code that reads it as the ORM
+    gives it (a lookup's one user rendered as GET renders it)."""
+    return [row._replace(data=doc) for row, doc in zip(rows, stored_documents(rows), strict=True)]
 
 
 @dataclass

@@ -23,6 +23,8 @@ from sqlalchemy.orm import sessionmaker
 
 from scim_server.db import AUDIT_KEY_INFO, AUDIT_SIGNER_INFO, EXTENSION, DatabaseState, db, utcnow
 from scim_server.ratelimit import Limiter
+from scim_server.scim.listing import RENDERED_EXTENSION
+from scim_server.scim.user_fragments import RenderedUsers
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
 
@@ -120,7 +122,8 @@ def isolated(app: Flask) -> Iterator[Flask]:
     Tests set ``app.config[...]`` freely and the database binding is swapped per
     test. Per-app caches start as the first test found them: plain containers in
     ``app.extensions`` are restored from copies, and the rate limiter (organization
-    overrides cached for seconds) is a new one for each test, as in a new app.
+    overrides cached for seconds) and the users kept rendered for list pages are new ones
+    for each test, as in a new app.
     """
     config = copy.deepcopy(dict(app.config))
     # A cache kept as a plain container is copied, so what a test puts in it goes too.
@@ -129,6 +132,7 @@ def isolated(app: Flask) -> Iterator[Flask]:
         for name, value in app.extensions.items()
     }
     app.extensions["scim_ratelimit"] = Limiter(app.config.get("RATE_LIMIT_CACHE_SECONDS", 10))
+    app.extensions[RENDERED_EXTENSION] = RenderedUsers(app.config["PAGE_CACHE_MB"] * 1024 * 1024)
     try:
         yield app
     finally:

@@ -1,0 +1,225 @@
+"""A list page's users as JSON already written, kept per process by version.
+
+Most of a deep page's CPU went to parsing the 100 stored documents, building each
+representation and writing it out again (BENCHMARKS.md, "Deep list pages"). The part of a
+user's representation that comes from its own row (``id``, ``externalId``, ``userName``,
+the stored document, ``active``, the enterprise extension, ``meta``) changes only when the
+row does, and every change of the row moves its ``version`` and ``updated_at`` (the ETag
+depends on it). So each worker keeps that part as UTF-8 JSON, keyed by organization and
+user, and uses it only when the page's row, read in the page's own statement, has the same
+version, the same ``updated_at`` and the same service root: an entry can be missing or
+outdated, never served stale.
+
+What a page reads beside the row (groups, roles, license names) changes without the
+user's version (a group renamed, a license renamed): it is written per page, around the
+kept parts, in the place ``render.user_to_scim`` gives it. Each user's JSON is the bytes
+``render_user`` would give for the same values (tests compare them with GET by id).
+
+Pages with ``attributes`` or ``excludedAttributes`` are rendered by
+``render.render_user_page`` (a projection of the whole representation).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from scim_server.jsonfast import dumps_bytes
+from scim_server.scim.render import group_entry, shape_of, user_doc
+from scim_server.scim.schema import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
+from scim_server.services import paging
+
+Doc = dict[str, Any]
+
+# Keys a stored document never holds (the server places them); a document with one is
+# rendered whole, as ``render_user_page`` does, and not kept.
+_PLACED_AROUND = frozenset(("schemas", "id", "groups", "meta", PRODUCT_SCHEMA))
+
+# ``{"schemas":[...],`` for each (enterprise extension shown, product extension shown).
+_HEADS = {
+    (enterprise, product): b'{"schemas":'
+    + dumps_bytes(
+        [USER_SCHEMA]
+        + ([ENTERPRISE_SCHEMA] if enterprise else [])
+        + ([PRODUCT_SCHEMA] if product else [])
+    )
+    + b","
+    for enterprise in (False, True)
+    for product in (False, True)
+}
+_PRODUCT_KEY = b',"' + PRODUCT_SCHEMA.encode() + b'":'
+_ENTERPRISE_KEY = b',"' + ENTERPRISE_SCHEMA.encode() + b'":'
+# What an entry costs beyond its bytes (the objects and the dict slot), roughly.
+_ENTRY_OVERHEAD = 400
+
+
+class _Rendered:
+    """A user's representation from its row, in three pieces of JSON: ``body`` (``"id"``
+    to ``"active"``, between ``schemas`` and ``groups``), ``enterprise`` (the extension
+    with its key and leading comma, or nothing) and ``meta`` (with its key and the
+    closing brace); valid for the row at ``version`` and ``updated`` under ``base``."""
+
+    __slots__ = ("base", "body", "enterprise", "meta", "size", "updated", "version")
+
+    def __init__(
+        self, version: int, updated: str, base: str, body: bytes, enterprise: bytes, meta: bytes
+    ) -> None:
+        self.version = version
+        self.updated = updated
+        self.base = base
+        self.body = body
+        self.enterprise = enterprise
+        self.meta = meta
+        self.size = len(body) + len(enterprise) + len(meta) + _ENTRY_OVERHEAD
+
+
+class RenderedUsers:
+    """Users' rendered rows (``_Rendered``) by (organization, user id), the least recently
+    used dropped beyond ``max_bytes``: one per app, shared by the worker's threads."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], _Rendered] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, org_id: str, rows: Sequence[Any], base: str) -> list[_Rendered | None]:
+        """Each row's entry if it is the row's, as the page read it; else None."""
+        entries = self._entries
+        found: list[_Rendered | None] = []
+        with self._lock:
+            for row in rows:
+                key = (org_id, row.id)
+                entry = entries.get(key)
+                if (
+                    entry is not None
+                    and entry.version == row.version
+                    and entry.updated == row.updated_at
+                    and entry.base == base
+                ):
+                    entries.move_to_end(key)
+                    found.append(entry)
+                else:
+                    found.append(None)
+        return found
+
+    def keep(self, org_id: str, made: list[tuple[str, _Rendered]]) -> None:
+        if self.max_bytes <= 0:
+            return
+        entries = self._entries
+        with self._lock:
+            for user_id, entry in made:
+                key = (org_id, user_id)
+                old = entries.pop(key, None)
+                if old is not None:
+                    self._bytes -= old.size
+                entries[key] = entry
+                self._bytes += entry.size
+            while self._bytes > self.max_bytes and entries:
+                _, dropped = entries.popitem(last=False)
+                self._bytes -= dropped.size
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes held, as counted against ``max_bytes``."""
+        with self._lock:
+            return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+def render_page(
+    kept: RenderedUsers,
+    org_id: str,
+    rows: Sequence[Any],
+    groups: dict[str, list[tuple[str, str]]],
+    product: dict[str, Doc],
+    base: str,
+) -> list[orjson.Fragment]:
+    """A page's users (rows of ``paging``, ``data`` their stored documents' text) as JSON,
+    with their ``groups`` and ``product`` views read for the page: ``kept`` entries where
+    they are the rows', the others rendered (their documents parsed) and kept."""
+    found = kept.take(org_id, rows, base)
+    missing = [i for i, entry in enumerate(found) if entry is None]
+    whole: dict[int, bytes] = {}
+    if missing:
+        fresh = [rows[i] for i in missing]
+        made = []
+        for i, row, data in zip(missing, fresh, paging.stored_documents(fresh), strict=True):
+            entry = _render(row, data, base)
+            if entry is None:
+                whole[i] = _render_whole(row, data, groups, product, base)
+            else:
+                found[i] = entry
+                made.append((row.id, entry))
+        kept.keep(org_id, made)
+    entries: dict[tuple[str, str], bytes] = {}  # each group's entry written once a page
+    out = []
+    for i, (row, entry) in enumerate(zip(rows, found, strict=True)):
+        if entry is None:
+            out.append(orjson.Fragment(whole[i]))
+            continue
+        user_id = row.id
+        view = product.get(user_id)
+        parts = [_HEADS[bool(entry.enterprise), bool(view)], entry.body]
+        pairs = groups.get(user_id)
+        if pairs:
+            written = []
+            for pair in pairs:
+                one = entries.get(pair)
+                if one is None:
+                    one = entries[pair] = dumps_bytes(group_entry(pair[0], pair[1], base))
+                written.append(one)
+            parts.append(b',"groups":[' + b",".join(written) + b"]")
+        parts.append(entry.enterprise)
+        if view:
+            parts.append(_PRODUCT_KEY)
+            parts.append(dumps_bytes(view))
+        parts.append(entry.meta)
+        out.append(orjson.Fragment(b"".join(parts)))
+    return out
+
+
+def _render(row: Any, data: Doc, base: str) -> _Rendered | None:
+    """The row's part of its representation (``render.user_doc`` without groups and the
+    product view), cut into ``_Rendered``'s pieces; None for a document holding a key the
+    server places around them."""
+    if not _PLACED_AROUND.isdisjoint(data):
+        return None
+    doc = user_doc(row, data, shape_of(tuple(data)), None, base, None)
+    del doc["schemas"]  # the first key: the head is written per page (``_HEADS``)
+    meta = doc.pop("meta")
+    enterprise = doc.pop(ENTERPRISE_SCHEMA, None)
+    return _Rendered(
+        row.version,
+        row.updated_at,
+        base,
+        dumps_bytes(doc)[1:-1],
+        _ENTERPRISE_KEY + dumps_bytes(enterprise) if enterprise is not None else b"",
+        b',"meta":' + dumps_bytes(meta) + b"}",
+    )
+
+
+def _render_whole(
+    row: Any,
+    data: Doc,
+    groups: dict[str, list[tuple[str, str]]],
+    product: dict[str, Doc],
+    base: str,
+) -> bytes:
+    """A user whose document cannot be cut (``_render``), rendered whole each time."""
+    pairs = groups.get(row.id)
+    entries = [group_entry(gid, name, base) for gid, name in pairs] if pairs else None
+    view = product.get(row.id)
+    return dumps_bytes(user_doc(row, data, shape_of(tuple(data)), entries, base, view))

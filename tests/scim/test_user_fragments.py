@@ -1,0 +1,247 @@
+"""List pages of users from rows kept rendered per process (``scim.user_fragments``).
+
+A kept rendering is used only for the row it was made from (same version, same
+``updated_at``, same service root): every change a client, an admin or the rules make
+shows on the next page, and each user on a page is byte for byte what GET by id answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Connection, Engine
+
+from scim_server import create_app, jsonfast
+from scim_server.scim.listing import RENDERED_EXTENSION
+from scim_server.scim.user_fragments import RenderedUsers
+from tests.admin.rules import activate, catalogue
+from tests.support import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection
+from tests.support.admin_api import (
+    PRODUCT,
+    apply_rules,
+    licenses_by_name,
+    make_license,
+    ok,
+    person,
+)
+
+PAGE = "/scim/v2/Users?count=50"
+
+
+def kept(app: Flask) -> RenderedUsers:
+    rendered: RenderedUsers = app.extensions[RENDERED_EXTENSION]
+    return rendered
+
+
+def page_as_get(scim: Scim, url: str = PAGE, **headers: str) -> dict[str, dict[str, Any]]:
+    """The page's users by id, each checked byte for byte against GET /Users/{id}."""
+    resp = scim.get(url, headers=headers or None)
+    assert resp.status_code == 200, resp.get_json()
+    found = {}
+    for resource in resp.get_json()["Resources"]:
+        got = scim.get(f"/scim/v2/Users/{resource['id']}", headers=headers or None)
+        assert got.status_code == 200
+        assert jsonfast.dumps_bytes(resource) == got.get_data(), resource["id"]
+        found[resource["id"]] = resource
+    return found
+
+
+@pytest.fixture
+def people(scim: Scim, admin: Scim) -> dict[str, Any]:
+    """Six users: one with a manager, an externalId and a license given by hand, three in
+    a group that the rules give a license and a role, one inactive."""
+    catalogue(admin)
+    activate(admin)
+    engineers = scim.create_group("Engineering")
+    users = [person(scim, f"p{i}@example.com", department="R&D") for i in range(4)]
+    users.append(
+        scim.create_user(
+            "managed@example.com",
+            externalId="ext-1",
+            **{ENTERPRISE: {"manager": {"value": users[0]["id"]}, "costCenter": "7"}},
+        )
+    )
+    users.append(scim.create_user("off@example.com", active=False))
+    scim.patch_ops(
+        f"/scim/v2/Groups/{engineers['id']}",
+        {"op": "add", "path": "members", "value": [{"value": u["id"]} for u in users[:3]]},
+    )
+    apply_rules(admin)
+    make_license(admin, "Spare")
+    ok(admin.put(f"/api/v1/users/{users[4]['id']}/license", {"license": "Spare"}))
+    return {"users": users, "group": engineers}
+
+
+def test_a_page_read_again_comes_from_what_was_kept(
+    app: Flask, scim: Scim, people: dict[str, Any]
+) -> None:
+    kept(app).clear()
+    first = scim.get(PAGE)
+    assert len(kept(app)) == 6
+    assert 0 < kept(app).size <= kept(app).max_bytes
+    again = scim.get(PAGE)
+    assert again.get_data() == first.get_data()
+    users = page_as_get(scim)
+    assert users[people["users"][0]["id"]][PRODUCT]["license"]["value"] == "Engineer"
+    assert users[people["users"][4]["id"]][ENTERPRISE]["manager"]["$ref"].endswith(
+        f"/Users/{people['users'][0]['id']}"
+    )
+
+
+def _patch_active(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][1]
+    scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "active", "value": False}
+    )
+    return lambda page: _check(page[user["id"]]["active"] is False)
+
+
+def _put_name(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][2]
+    body = {"schemas": [USER_SCHEMA], "userName": "renamed@example.com", "title": "Lead"}
+    assert scim.put(f"/scim/v2/Users/{user['id']}", body).status_code == 200
+    return lambda page: _check(page[user["id"]]["userName"] == "renamed@example.com")
+
+
+def _join_group(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][3]
+    scim.patch_ops(
+        f"/scim/v2/Groups/{people['group']['id']}",
+        {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+    )
+    return lambda page: _check(
+        [g["display"] for g in page[user["id"]]["groups"]] == ["Engineering"]
+    )
+
+
+def _leave_group(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][0]
+    scim.patch_ops(
+        f"/scim/v2/Groups/{people['group']['id']}",
+        {"op": "remove", "path": f'members[value eq "{user["id"]}"]'},
+    )
+    return lambda page: _check("groups" not in page[user["id"]])
+
+
+def _rename_group(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    # The members' versions stay: their groups are written per page, not kept.
+    scim.patch_ops(
+        f"/scim/v2/Groups/{people['group']['id']}",
+        {"op": "replace", "path": "displayName", "value": "Platform"},
+    )
+    members = [u["id"] for u in people["users"][:3]]
+    return lambda page: _check(all(page[m]["groups"][0]["display"] == "Platform" for m in members))
+
+
+def _new_manager(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user, boss = people["users"][4], people["users"][3]
+    scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}",
+        {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": boss["id"]},
+    )
+    return lambda page: _check(page[user["id"]][ENTERPRISE]["manager"]["value"] == boss["id"])
+
+
+def _admin_deactivates(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][0]
+    ok(admin.post(f"/api/v1/users/{user['id']}/actions/deactivate", {"reason": "leaver"}))
+    return lambda page: _check(
+        page[user["id"]]["active"] is False and page[user["id"]][PRODUCT]["status"] == "DEACTIVATED"
+    )
+
+
+def _license_renamed(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    # The holders' rows do not change: the product view is written per page, not kept.
+    spare = licenses_by_name(admin)["Spare"]
+    ok(admin.patch(f"/api/v1/licenses/{spare['id']}", {"name": "Reserve"}))
+    holder = people["users"][4]["id"]
+    return lambda page: _check(page[holder][PRODUCT]["license"]["value"] == "Reserve")
+
+
+def _deleted(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    user = people["users"][5]
+    assert scim.delete(f"/scim/v2/Users/{user['id']}").status_code == 204
+    return lambda page: _check(user["id"] not in page and len(page) == 5)
+
+
+def _check(condition: bool) -> None:
+    assert condition
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _patch_active,
+        _put_name,
+        _join_group,
+        _leave_group,
+        _rename_group,
+        _new_manager,
+        _admin_deactivates,
+        _license_renamed,
+        _deleted,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
+def test_every_change_shows_on_the_next_page(
+    app: Flask, scim: Scim, admin: Scim, people: dict[str, Any], change: Callable[..., Any]
+) -> None:
+    page_as_get(scim)
+    assert len(kept(app)) == 6
+    expect = change(scim, admin, people)
+    expect(page_as_get(scim))
+
+
+def test_a_change_made_by_another_worker_shows(
+    app: Flask, scim: Scim, people: dict[str, Any], engine: Engine, connection: Connection
+) -> None:
+    """Two processes keep their own renderings: what one of them changes, the other's next
+    page shows (the page's row has moved on)."""
+    user = people["users"][1]
+    page_as_get(scim)
+    other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
+    bind_to_connection(other, engine, connection)
+    elsewhere = Scim(other.test_client(), scim.token, scim.org_id)
+    resp = elsewhere.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Elsewhere"}
+    )
+    assert resp.get_json()["title"] == "Elsewhere"
+    assert len(kept(other)) == 0
+    assert page_as_get(scim)[user["id"]]["title"] == "Elsewhere"
+
+
+def test_each_service_root_has_its_own_rendering(
+    app: Flask, scim: Scim, people: dict[str, Any]
+) -> None:
+    """``meta.location`` and the manager's ``$ref`` follow the URL the page was asked at."""
+    page_as_get(scim)
+    there = page_as_get(scim, Host="scim.example.org")
+    managed = there[people["users"][4]["id"]]
+    assert managed["meta"]["location"].startswith("http://scim.example.org/scim/v2/Users/")
+    assert managed[ENTERPRISE]["manager"]["$ref"].startswith("http://scim.example.org/")
+    here = page_as_get(scim)
+    assert here[people["users"][4]["id"]]["meta"]["location"].startswith("http://localhost/")
+
+
+def test_the_memory_bound_holds(app: Flask, scim: Scim, people: dict[str, Any]) -> None:
+    """Beyond ``SCIM_PAGE_CACHE_MB`` the least recently used are dropped; with 0 nothing is
+    kept; the pages are the same either way."""
+    full = scim.get(PAGE).get_data()
+    one_user = kept(app).size // len(kept(app))
+    kept(app).clear()
+    kept(app).max_bytes = 2 * one_user + one_user // 2
+    assert scim.get(PAGE).get_data() == full
+    assert len(kept(app)) == 2 and kept(app).size <= kept(app).max_bytes
+    kept(app).clear()
+    kept(app).max_bytes = 0
+    assert scim.get(PAGE).get_data() == full
+    assert len(kept(app)) == 0
+
+
+def test_the_bound_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, app: Flask) -> None:
+    monkeypatch.setenv("SCIM_PAGE_CACHE_MB", "3")
+    other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
+    assert kept(other).max_bytes == 3 * 1024 * 1024
