@@ -719,14 +719,18 @@ def _prepared_call(cursor: Any, call: Any) -> None:
 JSONB_AS_TEXT = "jsonb_as_text"
 
 
+def _jsonb_as_text(cursor: Any, options: Any) -> None:
+    if options.get(JSONB_AS_TEXT):
+        from psycopg.types.string import TextLoader  # these hooks are PostgreSQL's only
+
+        cursor.adapters.register_loader("jsonb", TextLoader)
+
+
 def _execute_prepared(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     """The ``do_execute`` hook: a statement marked ``REUSE_PLAN`` is executed prepared; one
     marked ``JSONB_AS_TEXT`` reads ``jsonb`` as text."""
     options = context.execution_options
-    if options.get(JSONB_AS_TEXT):
-        from psycopg.types.string import TextLoader  # this hook is PostgreSQL's only
-
-        cursor.adapters.register_loader("jsonb", TextLoader)
+    _jsonb_as_text(cursor, options)
     if not options.get(REUSE_PLAN):
         return False
     _prepared_call(cursor, lambda: cursor.execute(statement, parameters))
@@ -734,6 +738,7 @@ def _execute_prepared(cursor: Any, statement: str, parameters: Any, context: Any
 
 
 def _execute_prepared_no_params(cursor: Any, statement: str, context: Any) -> bool:
+    _jsonb_as_text(cursor, context.execution_options)
     if not context.execution_options.get(REUSE_PLAN):
         return False
     _prepared_call(cursor, lambda: cursor.execute(statement))

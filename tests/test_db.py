@@ -161,3 +161,19 @@ def test_the_request_session_outside_an_app_context_is_flasks_error():
         db.session  # noqa: B018
     with pytest.raises(RuntimeError, match="application context"):
         db.state()
+
+
+def test_jsonb_as_text_is_the_statements_own(session):
+    """A statement marked ``JSONB_AS_TEXT`` (a list page's rows) gets ``jsonb`` as its text;
+    the next statement on the same connection gets it parsed, as the ORM needs it."""
+    from sqlalchemy import JSON, cast, literal, select
+
+    from scim_server.db import JSONB_AS_TEXT, JSONDoc
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: psycopg's loaders")
+    doc = cast(literal('{"b": 1, "a": [2]}'), JSONDoc)
+    marked = select(doc).execution_options(**{JSONB_AS_TEXT: True})
+    assert session.execute(marked).scalar_one() == '{"a": [2], "b": 1}'
+    assert session.execute(select(doc)).scalar_one() == {"a": [2], "b": 1}
+    assert session.execute(select(cast(literal("[1]"), JSON))).scalar_one() == [1]
