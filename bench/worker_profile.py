@@ -15,6 +15,8 @@ each phase).
 
 ``python -m bench.worker_profile --backend sqlite --seconds 15 post patch get``
 ``python -m bench.worker_profile --analyse DIR`` (the phases of kept stacks again)
+``python -m bench.worker_profile --backend sqlite --callgrind 100 get deep-page`` (instructions
+per served request: the whole request, gunicorn and HTTP included)
 
 py-spy's sampling (``--nonblocking`` unless ``--blocking``) costs the machine CPU and
 slows the workers a little; the phases' shares are the figure to read, the CPU per
@@ -390,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=0, help="leaf functions shown per phase")
     parser.add_argument("--analyse", type=Path, help="only analyse kept stacks (a --keep DIR)")
     parser.add_argument("ops", nargs="*", default=["post", "patch", "get"],
-                        choices=["post", "patch", "get", "delete"])  # fmt: skip
+                        choices=["post", "patch", "get", "delete", "deep-page"])  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.analyse:
@@ -409,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.dataset import build_dataset
     from bench.loader import add_leavers, loaded_engine
     from bench.loadgen import Target, measure
+    from bench.measurements import deep_page
     from bench.peers.compare import PEERS
     from bench.run import one_run_at_a_time, server_env
     from bench.scenarios import SCIM, Creates, Deletes, PatchActive, Reads
@@ -473,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                 scenario = PatchActive(ids, "PATCH replace active")
             elif op == "get":
                 scenario = Reads("GET by id", lambda rng: f"{SCIM}/Users/{rng.choice(ids)}")
+            elif op == "deep-page":
+                scenario = Reads("deep page", deep_page(org.size))
             else:
                 leavers = add_leavers(engine, org, 3000, first=org.size * 2)
                 scenario = Deletes(creates.created + leavers)
