@@ -118,8 +118,8 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
-    if not attrs and not excluded:
-        kept: RenderedUsers = current_app.extensions[RENDERED_EXTENSION]
+    kept: RenderedUsers = current_app.extensions[RENDERED_EXTENSION]
+    if not attrs and not excluded and kept.max_bytes > 0:
         return render_page(kept, g.org_id, rows, extras.groups, product, scim_root())
     return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 

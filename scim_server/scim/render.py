@@ -58,8 +58,8 @@ def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-# Kept apart from the stored document's other keys (placed by the columns) or skipped.
-_PLACED = frozenset(("userName", "externalId", "active"))
+# Placed by the server around the stored document's keys.
+_AROUND = frozenset(("schemas", "id", "groups", "meta", PRODUCT_SCHEMA))
 
 
 class _Shape:
@@ -68,12 +68,15 @@ class _Shape:
     and ``active``, placed after the others), and whether ``userName`` and ``externalId``
     come from the columns over the document's values."""
 
-    __slots__ = ("drop", "external_id", "user_name")
+    __slots__ = ("drop", "external_id", "placed_around", "user_name")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.drop = tuple(k for k in keys if ":" in k or k == "active")
         self.user_name = "userName" in keys
         self.external_id = "externalId" in keys
+        # A key the server places around the document's (a stored document never holds
+        # one): ``user_fragments`` then renders the user whole.
+        self.placed_around = not _AROUND.isdisjoint(keys)
 
 
 # Per shape of stored document: the 100 users of a page mostly share a few shapes.

@@ -35,10 +35,6 @@ from scim_server.services import paging
 
 Doc = dict[str, Any]
 
-# Keys a stored document never holds (the server places them); a document with one is
-# rendered whole, as ``render_user_page`` does, and not kept.
-_PLACED_AROUND = frozenset(("schemas", "id", "groups", "meta", PRODUCT_SCHEMA))
-
 # ``{"schemas":[...],`` for each (enterprise extension shown, product extension shown).
 _HEADS = {
     (enterprise, product): b'{"schemas":'
@@ -194,10 +190,12 @@ def render_page(
 def _render(row: Any, data: Doc, base: str) -> _Rendered | None:
     """The row's part of its representation (``render.user_doc`` without groups and the
     product view), cut into ``_Rendered``'s pieces; None for a document holding a key the
-    server places around them."""
-    if not _PLACED_AROUND.isdisjoint(data):
+    server places around them (a stored document never holds one): it is rendered whole,
+    as ``render_user_page`` does, and not kept."""
+    shape = shape_of(tuple(data))
+    if shape.placed_around:
         return None
-    doc = user_doc(row, data, shape_of(tuple(data)), None, base, None)
+    doc = user_doc(row, data, shape, None, base, None)
     del doc["schemas"]  # the first key: the head is written per page (``_HEADS``)
     meta = doc.pop("meta")
     enterprise = doc.pop(ENTERPRISE_SCHEMA, None)

@@ -245,3 +245,23 @@ def test_the_bound_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, a
     monkeypatch.setenv("SCIM_PAGE_CACHE_MB", "3")
     other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
     assert kept(other).max_bytes == 3 * 1024 * 1024
+
+
+def test_a_document_holding_a_key_the_server_places_is_rendered_whole(
+    app: Flask, scim: Scim, session: Any
+) -> None:
+    """A stored document with ``groups`` or ``meta`` of its own (written by another tool;
+    SCIM never stores them) cannot be cut around them: such a user is rendered whole on
+    every page, as GET renders it, and not kept."""
+    from scim_server.models import User
+
+    odd = scim.create_user("odd@example.com")
+    scim.create_user("plain@example.com")
+    row = session.get(User, (scim.org_id, odd["id"]))
+    assert row is not None
+    row.data = {**row.data, "groups": [{"value": "x"}], "meta": {"note": "kept"}}
+    session.commit()
+    kept(app).clear()
+    for _ in range(2):
+        page_as_get(scim)
+    assert len(kept(app)) == 1
