@@ -49,10 +49,12 @@ def _meta(resource_type: str, obj: User | Group, location: str) -> Doc:
 def _iso(value: Any) -> str:
     """A UTC time as SCIM shows it, as ``isoformat`` gives it with ``Z`` for UTC; naive is
     UTC (``UTCDateTime`` stores it so, and list pages read it so: ``paging.page_columns``).
-    Text is a time already in that form: list pages of users read theirs so
-    (``paging.scim_time``)."""
+    Text is SQLite's stored text, as a list page's row holds it (``paging.scim_time``), or
+    a time already in SCIM's form (``...T...Z``), kept."""
     if type(value) is str:
-        return value
+        if value[10:11] == "T" and value[-1:] == "Z":
+            return value
+        return paging.scim_time(value)
     if value.tzinfo is None:
         return value.isoformat() + "Z"
     return value.isoformat().replace("+00:00", "Z")
@@ -151,10 +153,11 @@ def user_doc(
         doc[PRODUCT_SCHEMA] = product
     created = user.created_at
     updated = user.updated_at
+    shown = _iso(created)
     doc["meta"] = {
         "resourceType": "User",
-        "created": created if type(created) is str else _iso(created),
-        "lastModified": updated if type(updated) is str else _iso(updated),
+        "created": shown,
+        "lastModified": shown if updated == created else _iso(updated),  # often the same
         "location": f"{base}/Users/{user_id}",
         "version": etag(user.version),
     }

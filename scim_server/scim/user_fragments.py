@@ -57,12 +57,13 @@ class _Rendered:
     """A user's representation from its row, in three pieces of JSON: ``body`` (``"id"``
     to ``"active"``, between ``schemas`` and ``groups``), ``enterprise`` (the extension
     with its key and leading comma, or nothing) and ``meta`` (with its key and the
-    closing brace); valid for the row at ``version`` and ``updated`` under ``base``."""
+    closing brace); valid for the row at ``version`` and ``updated`` (its ``updated_at`` as
+    the page's statement reads it: SQLite's text, PostgreSQL's datetime) under ``base``."""
 
     __slots__ = ("base", "body", "enterprise", "meta", "size", "updated", "version")
 
     def __init__(
-        self, version: int, updated: str, base: str, body: bytes, enterprise: bytes, meta: bytes
+        self, version: int, updated: Any, base: str, body: bytes, enterprise: bytes, meta: bytes
     ) -> None:
         self.version = version
         self.updated = updated

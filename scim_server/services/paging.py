@@ -447,10 +447,7 @@ def scim_time(value: Any) -> str:
 
 
 # The fields ``_user_rows`` unpacks by position: where it converts some.
-assert tuple(
-    _PAGE_FIELDS["users"].index(name)
-    for name in ("active", "data", "created_at", "updated_at", "last_login_at")
-) == (3, 4, 6, 7, 11)
+assert tuple(_PAGE_FIELDS["users"].index(name) for name in ("active", "last_login_at")) == (3, 11)
 
 
 def _user_rows(
@@ -459,9 +456,11 @@ def _user_rows(
     """A page of users from the driver's own rows (``result.cursor``): SQLAlchemy's rows,
     its JSON type (a call per document) and its datetime processing were a third of a
     deep page. Each field as the ORM would give it, except ``created_at`` and
-    ``updated_at``, which come already in SCIM's form (``scim_time``: a page only shows
-    them, and ``render._iso`` passes text through), and ``data``, the stored document's
-    text (``_StoredText``), parsed by whoever needs it (``stored_documents``).
+    ``updated_at``, as the driver reads them (SQLite's text, PostgreSQL's naive UTC
+    datetime: a page only shows them, formatted for users rendered afresh by
+    ``render._iso``, and compares ``updated_at`` with what it kept), and ``data``, the
+    stored document's text (``_StoredText``), parsed by whoever needs it
+    (``stored_documents``).
     ``trailing`` columns after the fields are left out of the rows and returned apart, the
     first row's (None without rows)."""
     try:
@@ -492,19 +491,6 @@ def _user_rows(
         license_rule,
         license_wanted_id,
     ) in raw:
-        # scim_time, inline for SQLite's text in SQLAlchemy's format; updated_at is often
-        # created_at.
-        if type(created) is str and len(created) == 26 and created[10:20:9] == " .":
-            same = updated == created
-            if created.endswith(".000000"):
-                created = f"{created[:10]}T{created[11:19]}Z"
-            else:
-                created = f"{created[:10]}T{created[11:]}Z"
-            updated = created if same else scim_time(updated)
-        else:  # a naive datetime (PostgreSQL), or other text
-            same = updated == created
-            created = scim_time(created)
-            updated = created if same else scim_time(updated)
         if last_login is not None:
             if type(last_login) is str:
                 last_login = _sqlite_time(last_login)
