@@ -51,6 +51,11 @@ _PRODUCT_KEY = b',"' + PRODUCT_SCHEMA.encode() + b'":'
 _ENTERPRISE_KEY = b',"' + ENTERPRISE_SCHEMA.encode() + b'":'
 # What an entry costs beyond its bytes (the objects and the dict slot), roughly.
 _ENTRY_OVERHEAD = 400
+# With what is kept near its bound, a page that finds none of its users kept is likely part
+# of a scan of more users than fit (an IdP's import of a large organization): only every
+# ``COLD_ADMIT_EVERY``-th such page is cut and kept (a working set that moved still gets
+# in), the others are rendered whole, without the cutting's cost (BENCHMARKS.md).
+COLD_ADMIT_EVERY = 4
 
 
 class _Rendered:
@@ -82,7 +87,18 @@ class RenderedUsers:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[str, str], _Rendered] = OrderedDict()
         self._bytes = 0
+        self._cold_pages = 0
         self._lock = threading.Lock()
+
+    def admits_cold_page(self) -> bool:
+        """Whether a page that found none of its users kept should cut and keep them: always
+        while there is room (below seven eighths of the bound), else every
+        ``COLD_ADMIT_EVERY``-th such page."""
+        with self._lock:
+            if self._bytes <= self.max_bytes - self.max_bytes // 8:
+                return True
+            self._cold_pages += 1
+            return self._cold_pages % COLD_ADMIT_EVERY == 0
 
     def take(self, org_id: str, rows: Sequence[Any], base: str) -> list[_Rendered | None]:
         """Each row's entry if it is the row's, as the page read it; else None."""
@@ -124,6 +140,11 @@ class RenderedUsers:
         with self._lock:
             return len(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether an entry is kept for ``(org_id, user_id)``, whatever its version."""
+        with self._lock:
+            return key in self._entries
+
     @property
     def size(self) -> int:
         """Bytes held, as counted against ``max_bytes``."""
@@ -146,9 +167,15 @@ def render_page(
 ) -> list[orjson.Fragment]:
     """A page's users (rows of ``paging``, ``data`` their stored documents' text) as JSON,
     with their ``groups`` and ``product`` views read for the page: ``kept`` entries where
-    they are the rows', the others rendered (their documents parsed) and kept."""
+    they are the rows', the others rendered (their documents parsed) and kept; a page of a
+    scan (``admits_cold_page``) rendered whole."""
     found = kept.take(org_id, rows, base)
     missing = [i for i, entry in enumerate(found) if entry is None]
+    if len(missing) == len(rows) and not kept.admits_cold_page():
+        return [
+            orjson.Fragment(_render_whole(row, data, groups, product, base))
+            for row, data in zip(rows, paging.stored_documents(rows), strict=True)
+        ]
     whole: dict[int, bytes] = {}
     if missing:
         fresh = [rows[i] for i in missing]

@@ -265,3 +265,25 @@ def test_a_document_holding_a_key_the_server_places_is_rendered_whole(
     for _ in range(2):
         page_as_get(scim)
     assert len(kept(app)) == 1
+
+
+def test_a_scan_beyond_the_bound_keeps_only_some_of_its_pages(app: Flask, scim: Scim) -> None:
+    """Near the bound, a page that finds none of its users kept is taken for part of a scan:
+    only every fourth such page is cut and kept, the others are rendered whole; every page
+    is the same either way."""
+    from scim_server.scim.user_fragments import COLD_ADMIT_EVERY
+
+    ids = [scim.create_user(f"s{i:02d}@example.com")["id"] for i in range(16)]
+    starts = range(1, 17, 2)
+    full = {s: scim.get(f"/scim/v2/Users?startIndex={s}&count=2").get_data() for s in starts}
+    assert len(kept(app)) == 16  # with room, every page is kept
+    one_user = kept(app).size // 16
+    kept(app).clear()
+    kept(app).max_bytes = 4 * one_user + one_user // 4  # two pages' worth
+    for s in starts:
+        assert scim.get(f"/scim/v2/Users?startIndex={s}&count=2").get_data() == full[s]
+    # Pages 1 and 2 while there was room, then page 6 (the fourth cold page), which pushed
+    # out page 1, the least recently used.
+    assert COLD_ADMIT_EVERY == 4
+    held = [i for i, user_id in enumerate(ids) if (scim.org_id, user_id) in kept(app)]
+    assert held == [2, 3, 10, 11]
