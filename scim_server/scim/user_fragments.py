@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from scim_server.jsonfast import dumps_bytes
-from scim_server.scim.render import group_entry, shape_of, user_doc
+from scim_server.scim.render import group_entry, render_user_page, shape_of, user_doc
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 from scim_server.services import paging
 
@@ -164,18 +164,16 @@ def render_page(
     groups: dict[str, list[tuple[str, str]]],
     product: dict[str, Doc],
     base: str,
-) -> list[orjson.Fragment]:
+) -> list[Any]:
     """A page's users (rows of ``paging``, ``data`` their stored documents' text) as JSON,
     with their ``groups`` and ``product`` views read for the page: ``kept`` entries where
-    they are the rows', the others rendered (their documents parsed) and kept; a page of a
-    scan (``admits_cold_page``) rendered whole."""
+    they are the rows', the others rendered (their documents parsed) and kept. A page of a
+    scan (``admits_cold_page``) is ``render_user_page``'s: representations, written with
+    the page."""
     found = kept.take(org_id, rows, base)
     missing = [i for i, entry in enumerate(found) if entry is None]
     if len(missing) == len(rows) and not kept.admits_cold_page():
-        return [
-            orjson.Fragment(_render_whole(row, data, groups, product, base))
-            for row, data in zip(rows, paging.stored_documents(rows), strict=True)
-        ]
+        return render_user_page(rows, None, None, groups, product)
     whole: dict[int, bytes] = {}
     if missing:
         fresh = [rows[i] for i in missing]
