@@ -186,31 +186,51 @@ def render_page(
                 found[i] = entry
                 made.append((row.id, entry))
         kept.keep(org_id, made)
-    entries: dict[tuple[str, str], bytes] = {}  # each group's entry written once a page
+    # Each user's groups written once a page for all the users in the same groups.
+    written: dict[tuple[tuple[str, str], ...], bytes] = {}
+    heads = _HEADS
+    fragment = orjson.Fragment
     out = []
     for i, (row, entry) in enumerate(zip(rows, found, strict=True)):
         if entry is None:
-            out.append(orjson.Fragment(whole[i]))
+            out.append(fragment(whole[i]))
             continue
         user_id = row.id
-        view = product.get(user_id)
-        parts = [_HEADS[bool(entry.enterprise), bool(view)], entry.body]
+        in_groups = b""
         pairs = groups.get(user_id)
         if pairs:
-            written = []
-            for pair in pairs:
-                one = entries.get(pair)
-                if one is None:
-                    one = entries[pair] = dumps_bytes(group_entry(pair[0], pair[1], base))
-                written.append(one)
-            parts.append(b',"groups":[' + b",".join(written) + b"]")
-        parts.append(entry.enterprise)
+            key = tuple(pairs)
+            in_groups = written.get(key, b"")
+            if not in_groups:
+                in_groups = written[key] = _groups_json(pairs, base)
+        view = product.get(user_id)
         if view:
-            parts.append(_PRODUCT_KEY)
-            parts.append(dumps_bytes(view))
-        parts.append(entry.meta)
-        out.append(orjson.Fragment(b"".join(parts)))
+            # A product view holds only text, null, lists and objects: orjson writes it all.
+            parts = (
+                heads[entry.enterprise != b"", True],
+                entry.body,
+                in_groups,
+                entry.enterprise,
+                _PRODUCT_KEY,
+                orjson.dumps(view),
+                entry.meta,
+            )
+        else:
+            parts = (
+                heads[entry.enterprise != b"", False],
+                entry.body,
+                in_groups,
+                entry.enterprise,
+                entry.meta,
+            )
+        out.append(fragment(b"".join(parts)))
     return out
+
+
+def _groups_json(pairs: list[tuple[str, str]], base: str) -> bytes:
+    """``,"groups":[...]`` for a user in these groups (id, display name), in this order."""
+    entries = [orjson.dumps(group_entry(gid, name, base)) for gid, name in pairs]
+    return b',"groups":[' + b",".join(entries) + b"]"
 
 
 def _render(row: Any, data: Doc, base: str) -> _Rendered | None:
