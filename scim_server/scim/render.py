@@ -7,6 +7,7 @@ representation reads beside its row and apply ``attributes`` /
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -269,7 +270,7 @@ def render_user(
 
 
 def render_user_page(
-    users: list[Any],
+    users: Sequence[Any],
     attributes: list[str] | None,
     excluded: list[str] | None,
     groups: dict[str, list[tuple[str, str]]] | None,

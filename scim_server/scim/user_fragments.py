@@ -204,6 +204,7 @@ def render_page(
             if not in_groups:
                 in_groups = written[key] = _groups_json(pairs, base)
         view = product.get(user_id)
+        parts: tuple[bytes, ...]
         if view:
             # A product view holds only text, null, lists and objects: orjson writes it all.
             parts = (
