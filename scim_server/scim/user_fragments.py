@@ -29,7 +29,13 @@ from typing import Any
 import orjson
 
 from scim_server.jsonfast import dumps_bytes
-from scim_server.scim.render import group_entry, render_user_page, shape_of, user_doc
+from scim_server.scim.render import (
+    group_entry,
+    render_user_page,
+    shape_of,
+    user_doc,
+    user_to_scim,
+)
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 from scim_server.services import paging
 
@@ -121,8 +127,6 @@ class RenderedUsers:
         return found
 
     def keep(self, org_id: str, made: list[tuple[str, _Rendered]]) -> None:
-        if self.max_bytes <= 0:
-            return
         entries = self._entries
         with self._lock:
             for user_id, entry in made:
@@ -204,26 +208,10 @@ def render_page(
             if not in_groups:
                 in_groups = written[key] = _groups_json(pairs, base)
         view = product.get(user_id)
-        parts: tuple[bytes, ...]
-        if view:
-            # A product view holds only text, null, lists and objects: orjson writes it all.
-            parts = (
-                heads[entry.enterprise != b"", True],
-                entry.body,
-                in_groups,
-                entry.enterprise,
-                _PRODUCT_KEY,
-                orjson.dumps(view),
-                entry.meta,
-            )
-        else:
-            parts = (
-                heads[entry.enterprise != b"", False],
-                entry.body,
-                in_groups,
-                entry.enterprise,
-                entry.meta,
-            )
+        # A product view holds only text, null, lists and objects: orjson writes it all.
+        shown = _PRODUCT_KEY + orjson.dumps(view) if view else b""
+        head = heads[entry.enterprise != b"", bool(view)]
+        parts = (head, entry.body, in_groups, entry.enterprise, shown, entry.meta)
         out.append(fragment(b"".join(parts)))
     return out
 
@@ -264,7 +252,5 @@ def _render_whole(
     base: str,
 ) -> bytes:
     """A user whose document cannot be cut (``_render``), rendered whole each time."""
-    pairs = groups.get(row.id)
-    entries = [group_entry(gid, name, base) for gid, name in pairs] if pairs else None
-    view = product.get(row.id)
-    return dumps_bytes(user_doc(row, data, shape_of(tuple(data)), entries, base, view))
+    user = row._replace(data=data)  # a page's row: its document parsed
+    return dumps_bytes(user_to_scim(user, groups.get(row.id), base, product.get(row.id)))
