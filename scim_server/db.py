@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import g
 from flask.globals import _cv_app, _cv_request, app_ctx, request_ctx
+from psycopg.types.string import TextLoader
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -721,8 +722,6 @@ JSONB_AS_TEXT = "jsonb_as_text"
 
 def _jsonb_as_text(cursor: Any, options: Any) -> None:
     if options.get(JSONB_AS_TEXT):
-        from psycopg.types.string import TextLoader  # these hooks are PostgreSQL's only
-
         cursor.adapters.register_loader("jsonb", TextLoader)
 
 
