@@ -406,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.in_process:
         return in_process(args)
+    if not (args.no_profile or args.phases or args.callgrind) and not PY_SPY.exists():
+        parser.error(f"py-spy is not installed ({PY_SPY}): `.venv/bin/pip install py-spy`, "
+                     "or --no-profile, --phases or --callgrind N")  # fmt: skip
 
     from bench.backends import postgres_database, sqlite_database
     from bench.dataset import build_dataset
