@@ -12,9 +12,10 @@ from flask import Flask
 from sqlalchemy.engine import Connection, Engine
 
 from scim_server import create_app
+from scim_server.services import org_config
 from tests.admin.rules import activate, catalogue
 from tests.support import Scim, bind_to_connection
-from tests.support.admin_api import account, ok, person
+from tests.support.admin_api import account, make_license, ok, person
 
 
 def _license(admin: Scim, user: dict) -> str | None:
@@ -58,3 +59,13 @@ def test_a_change_through_another_app_reaches_this_one(
     activate(other_admin)
     cy = person(scim, "cy@example.com", department="Sales")
     assert _license(admin, cy) == "Planner"
+
+
+def test_the_fingerprint_holds_every_license_and_role_name(scim, admin, session):
+    """Each engine's own aggregate (``group_concat``, ``string_agg``) joins the names."""
+    catalogue(admin)
+    make_license(admin, "Ünïcode, with a comma", 1)
+    row = session.execute(org_config._FINGERPRINT, {"org_id": admin.org_id}).one()
+    licenses, roles = row.fp_licenses, row.fp_roles
+    assert sorted(licenses.split("\x1f")) == ["Engineer", "Planner", "Ünïcode, with a comma"]
+    assert sorted(roles.split("\x1f")) == ["Engineer", "Portal"]
