@@ -1,9 +1,22 @@
-"""The gunicorn worker of ``serve --production``: gthread, its heartbeat at most once a second."""
+"""The gunicorn worker of ``serve --production``: gthread, its heartbeat at most once a second,
+new connections left to a worker with room."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
 from scim_server import config
-from scim_server.gunicorn_worker import ThreadWorker
+from scim_server.gunicorn_worker import ThreadWorker, accept_limit
+from scim_server.scim import admission
+from tests.support import USER_SCHEMA
+from tests.test_production import Server, _setup_database, call
 
 
 class _Tmp:
@@ -58,3 +71,99 @@ def test_gthread_names_ours_and_other_classes_stay_gunicorn_s(monkeypatch):
     assert config.server_config()["worker_class"] == config.GTHREAD_WORKER
     monkeypatch.setenv("SCIM_WORKER_CLASS", "sync")
     assert config.server_config()["worker_class"] == "sync"
+
+
+class _App:
+    def __init__(self, slots: int | None) -> None:
+        self.extensions = {} if slots is None else {admission.EXTENSION: admission.Gate(slots, 1)}
+
+
+def test_a_worker_accepts_below_its_scim_gate_or_its_threads():
+    """A gated worker (SQLite: one SCIM request at a time) takes a connection only when it
+    runs none; without a gate, while a thread is free; an app that is not ours, likewise."""
+    assert accept_limit(_App(1), 4) == 1
+    assert accept_limit(_App(2), 4) == 2
+    assert accept_limit(_App(8), 4) == 4
+    assert accept_limit(_App(0), 4) == 4
+    assert accept_limit(_App(None), 4) == 4
+    assert accept_limit(object(), 1) == 1
+
+
+# -- a real server -----------------------------------------------------------------------
+
+
+def _workers(master: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def _holder(server_port: int, client_port: int, workers: list[int]) -> int | None:
+    """The worker whose descriptors include the server's end of the client's connection."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == server_port and (
+            int(remote.split(":")[1], 16) == client_port
+        ):
+            inodes.add(f"socket:[{inode}]")
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    return None
+
+
+def _busy_connection(port: int, token: str, workers: list[int]) -> tuple[socket.socket, bytes, int]:
+    """A connection whose POST is being read: its headers and part of its body are sent, so
+    the worker that accepted it runs that request until the rest comes. The rest, and the
+    connection's worker."""
+    body = json.dumps({"schemas": [USER_SCHEMA], "userName": f"u{time.monotonic_ns()}"})
+    conn = socket.create_connection(("127.0.0.1", port), timeout=20)
+    head = (
+        f"POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    conn.sendall(head.encode() + body[:5].encode())
+    deadline = time.monotonic() + 10
+    while (pid := _holder(port, conn.getsockname()[1], workers)) is None:
+        assert time.monotonic() < deadline, "the connection was not accepted"
+        time.sleep(0.02)
+    return conn, body[5:].encode(), pid
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path):
+    """SQLite, two workers: while one runs a request, the next connection goes to the
+    other, where gthread alone put both on the busy one (four runs of four, this test
+    without ``ThreadWorker``'s accept), and a kept-alive client stays where it landed."""
+    url = f"sqlite:///{tmp_path / 'spread.db'}"
+    token, _limited = _setup_database(url)
+    server = Server("spread", url, tmp_path)
+    try:
+        server.wait_ready(time.monotonic() + 30)
+        workers = _workers(server.proc.pid)
+        assert len(workers) == 2
+        for _ in range(3):
+            first, first_rest, first_pid = _busy_connection(server.port, token, workers)
+            second, second_rest, second_pid = _busy_connection(server.port, token, workers)
+            assert first_pid != second_pid
+            for conn, rest in ((first, first_rest), (second, second_rest)):
+                with conn:
+                    conn.sendall(rest)
+                    assert conn.recv(64).startswith(b"HTTP/1.1 201")
+        # Connections that send nothing (a browser's preconnect, a slow or hostile client)
+        # are not running requests: with one on each worker and more, a request is served
+        # at once, not after gthread's 5 s wait for their first bytes.
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+        try:
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert call(server.port, "GET", "/scim/v2/Users", token).status == 200
+            assert time.monotonic() - started < 2.5
+        finally:
+            for conn in idle:
+                conn.close()
+    finally:
+        server.terminate()
