@@ -8,17 +8,19 @@ arbiter only compares that file's time with its timeout (``SCIM_TIMEOUT``, 30 s;
 worker is given half of it), so once a second is enough, and never less often than a
 quarter of the worker's timeout.
 
-A worker also takes a new connection only while it has room for another request
-(``ThreadWorker.accept_below``): gthread accepts whatever the kernel hands it, and a
+A worker also leaves a new connection to the others while it has no room for another
+request (``ThreadWorker.accept_below``): gthread accepts whatever the kernel hands it, and a
 client's kept-alive connections stay with the worker that accepted them, so an IdP's
 few connections could all land on one worker and queue at its SCIM gate
 (``scim.admission``: one SCIM request at a time on SQLite) while another worker sat
 idle: measured, 8 kept-alive clients on SQLite put one worker at 98 % CPU and the other
-at 0 % (BENCHMARKS.md, "Connections spread over the workers"). A busy worker leaves the
-listening socket alone, so the kernel's next connection goes to a worker with room; when
-every worker is busy it waits in the listen backlog until one finishes a request, as
-with gunicorn's sync workers. A connection counts once it has sent something (until
-then it waits on the poller), so idle connections cannot stop a worker from accepting.
+at 0 % (BENCHMARKS.md, "Connections spread over the workers"). A worker without room
+that sees a connection waiting stops watching the listening socket for ``HOLD_S``, so a
+worker with room takes it; when every worker is busy, the first to look again after its
+hold takes it (a connection waits at most that long for a busy server). A connection
+counts once it has sent something (until
+then it waits on the poller; it counts for ``FRESH_GRACE_S`` meanwhile, the time a client
+takes to send its request), so idle connections cannot stop a worker from accepting.
 Requests on connections a worker already holds are served as before.
 
 Everything else is gunicorn's gthread worker (its internals are those of the gunicorn
@@ -30,6 +32,7 @@ from __future__ import annotations
 import errno
 import selectors
 import time
+from collections import deque
 from functools import partial
 from typing import Any
 
@@ -39,34 +42,70 @@ from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 from scim_server.scim import admission
 
 HEARTBEAT_SECONDS = 1.0
+# How long a new connection that has sent nothing counts as a running request.
+FRESH_GRACE_S = 0.1
+# How long a worker without room leaves a waiting connection to the others.
+HOLD_S = 0.02
 
 
 class ThreadWorker(GthreadWorker):
     """gunicorn's gthread worker whose heartbeat is written at most once a second, and
-    which accepts a connection only with fewer than ``accept_below`` requests running."""
+    which leaves a new connection to the other workers for ``HOLD_S`` while it runs
+    ``accept_below`` requests or more."""
 
     _last_heartbeat = float("-inf")
     accept_below = 1
+    _hold_until = float("-inf")
+    _look_after_hold = False
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.accept_below = accept_limit(self.wsgi, self.cfg.threads)
+        self._fresh: deque[tuple[float, Any]] = deque()  # (grace's end, connection)
 
     def running(self) -> int:
-        """Requests handed to the thread pool and not finished: the connections held,
-        less those idle between requests (kept alive) or not yet sent anything."""
-        return self.nr_conns - len(self.keepalived_conns) - len(self.pending_conns)
+        """Requests handed to the thread pool and not finished (the connections held, less
+        those idle between requests or yet to send anything), and the connections accepted
+        less than ``FRESH_GRACE_S`` ago that have not sent anything yet: a client sends its
+        request right after connecting, and counting those keeps a burst of connections
+        from all landing on the worker that woke first."""
+        idle = len(self.keepalived_conns) + len(self.pending_conns)
+        return self.nr_conns - idle + self._fresh_count()
+
+    def _fresh_count(self) -> int:
+        self._forget_fresh(time.monotonic())
+        return sum(1 for _expiry, conn in self._fresh if not conn.data_ready)
+
+    def _forget_fresh(self, now: float) -> None:
+        """Drop, oldest first, the connections past their grace or sending."""
+        fresh = self._fresh
+        while fresh and (fresh[0][0] <= now or fresh[0][1].data_ready):
+            fresh.popleft()
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # gthread's loop asks this on each wake-up while its answer differs from the
-        # listener's state: a finished request (which wakes the loop) lets it accept again.
-        super().set_accept_enabled(enabled and self.running() < self.accept_below)
+        # listener's state: a finished request or the hold's end (either wakes the loop)
+        # puts the listener back. A worker without room watches it too once the hold is
+        # over: where every worker is busy, a connection must still be taken.
+        room = self.running() < self.accept_below
+        super().set_accept_enabled(enabled and (room or time.monotonic() >= self._hold_until))
 
     def accept(self, listener: Any) -> None:
-        """gthread's accept, except that a new connection waits for its first bytes on the
-        poller (as gthread's own deferred connections do), not in a thread: a connection
-        that sends nothing (a browser's preconnect, a slow or hostile client) is then not
-        a running request and does not keep the worker from accepting others. It has as
+        """gthread's accept, unless this worker has no room: it then leaves the connection
+        to a worker with room (which takes it at once) for ``HOLD_S``, and takes it after
+        that if it is still waiting (every worker busy: ``wait_for_and_dispatch_events``)."""
+        if self.running() < self.accept_below:
+            self._take(listener)
+            return
+        self._hold_until = time.monotonic() + HOLD_S
+        self._look_after_hold = True
+        super().set_accept_enabled(False)
+
+    def _take(self, listener: Any) -> None:
+        """gthread's accept, except that the new connection waits for its first bytes on
+        the poller (as gthread's own deferred connections do), not in a thread: one that
+        sends nothing (a browser's preconnect, a slow or hostile client) is then not a
+        running request and does not keep the worker from accepting others. It has as
         long as gthread gives it (its data timeout, then the keep-alive time)."""
         try:
             sock, address = listener.accept()
@@ -74,19 +113,33 @@ class ThreadWorker(GthreadWorker):
             if err.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
+        now = time.monotonic()
         self.nr_conns += 1
         sock.setblocking(False)
         conn = TConn(self.cfg, sock, address, listener.getsockname())
-        conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
+        conn.timeout = now + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
         self.pending_conns.append(conn)
+        self._fresh.append((now + FRESH_GRACE_S, conn))
         self.poller.register(
             sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
         )
 
-    def enqueue_req(self, conn: Any) -> None:
-        super().enqueue_req(conn)
-        if self._accepting and self.running() >= self.accept_below:
-            super().set_accept_enabled(False)
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # Wake when a hold or the oldest fresh connection's grace ends: either may let this
+        # worker accept.
+        now = time.monotonic()
+        if self._hold_until > now:
+            timeout = min(timeout, self._hold_until - now)
+        self._forget_fresh(now)
+        if self._fresh:  # its grace ends in the future
+            timeout = min(timeout, self._fresh[0][0] - now)
+        super().wait_for_and_dispatch_events(timeout)
+        if self._look_after_hold and time.monotonic() >= self._hold_until and self.alive:
+            # The hold is over: a connection still waiting found no worker with room; take
+            # it (nothing waits if another worker took it: the accept finds none).
+            self._look_after_hold = False
+            for listener in self.sockets:
+                self._take(listener)
 
     def notify(self) -> None:
         now = time.monotonic()
