@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from flask import g
@@ -50,7 +50,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import WARN_LINTING
 from sqlalchemy.sql.elements import BindParameter
 
-from scim_server import jsonfast, pgcursor
+from scim_server import jsonfast, pgcursor, sqlite_writers
 from scim_server.fixed import fixed_of
 
 log = logging.getLogger(__name__)
@@ -525,6 +525,10 @@ def commits_connection(session: Session, connection: Connection) -> bool:
     return bool(joined is not None and joined[2] and not connection.in_nested_transaction())
 
 
+# How long a SQLite writer waits for the database (our queue, then SQLite's busy handler).
+SQLITE_BUSY_S = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -533,7 +537,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # an OS crash may lose the commits since the last one (README, "SQLite durability").
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
     # We match on pre-folded keys: LIKE must be case-sensitive to mean what the
     # filter says, and so that SQLite can use the key index for `sw`.
     cursor.execute("PRAGMA case_sensitive_like=ON")
@@ -569,7 +573,7 @@ def _sqlite_optimize(dbapi_connection: Any, record: Any) -> None:
     except sqlite3.Error:
         pass  # statistics are an optimisation, and a locked database is normal
     finally:
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
         cursor.close()
 
 
@@ -595,7 +599,12 @@ def make_engine(
         # pysqlite's own transaction handling defers BEGIN; take the write
         # lock at BEGIN so concurrent writers queue instead of failing.
         event.listen(engine, "connect", _disable_pysqlite_begin)
-        event.listen(engine, "begin", _sqlite_begin)
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            queue = sqlite_writers.install(engine, path, SQLITE_BUSY_S)
+            event.listen(engine, "begin", partial(_sqlite_begin, queue=queue))
+        else:
+            event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "checkin", _sqlite_optimize)
         return engine
     engine = create_engine(
@@ -810,16 +819,25 @@ def _apply_mode(connection: Connection, mode: dict[str, Any]) -> None:
         connection.execution_options(isolation_level=level)
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_begin(conn: Any, queue: sqlite_writers.WriterQueue | None = None) -> None:
     # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
-    # waits for busy_timeout instead of failing on a stale read snapshot.
+    # waits for busy_timeout instead of failing on a stale read snapshot; first they
+    # queue for it (``sqlite_writers``), which wakes them as soon as it is free.
     options = conn.get_execution_options()
     if options.get(SQLITE_STATEMENT_READS):
         return
-    if options.get("sqlite_immediate"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
+    if not options.get("sqlite_immediate"):
         _sqlite_begin_read(conn)
+        return
+    if queue is None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    queue.enter(conn.connection)
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        queue.leave(conn.connection)
+        raise
 
 
 def _sqlite_begin_read(conn: Any) -> None:
