@@ -822,7 +822,7 @@ def _apply_mode(connection: Connection, mode: dict[str, Any]) -> None:
 def _sqlite_begin(conn: Any, queue: sqlite_writers.WriterQueue | None = None) -> None:
     # Writers take the lock up front (IMMEDIATE) so that a concurrent writer
     # waits for busy_timeout instead of failing on a stale read snapshot; first they
-    # queue for it (``sqlite_writers``), which wakes them as soon as it is free.
+    # queue for it (``sqlite_writers``), which hands it on as a COMMIT goes out.
     options = conn.get_execution_options()
     if options.get(SQLITE_STATEMENT_READS):
         return
