@@ -73,7 +73,13 @@ def post_worker_init(worker: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
+    from scim_server import gunicorn_worker
+
     multiprocess.mark_process_dead(worker.pid)
+    # Its running requests no longer count when the others choose who accepts.
+    age = getattr(worker, "age", None)
+    if age is not None:
+        gunicorn_worker.LOADS[age % gunicorn_worker.SLOTS] = -1
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -9,19 +9,20 @@ worker is given half of it), so once a second is enough, and never less often th
 quarter of the worker's timeout.
 
 A worker also leaves a new connection to the others while it has no room for another
-request (``ThreadWorker.accept_below``): gthread accepts whatever the kernel hands it, and a
-client's kept-alive connections stay with the worker that accepted them, so an IdP's
-few connections could all land on one worker and queue at its SCIM gate
-(``scim.admission``: one SCIM request at a time on SQLite) while another worker sat
-idle: measured, 8 kept-alive clients on SQLite put one worker at 98 % CPU and the other
-at 0 % (BENCHMARKS.md, "Connections spread over the workers"). A worker without room
-that sees a connection waiting stops watching the listening socket for ``HOLD_S``, so a
-worker with room takes it; when every worker is busy, the first to look again after its
-hold takes it (a connection waits at most that long for a busy server). A connection
-counts once it has sent something (until
-then it waits on the poller; it counts for ``FRESH_GRACE_S`` meanwhile, the time a client
-takes to send its request), so idle connections cannot stop a worker from accepting.
-Requests on connections a worker already holds are served as before.
+request (``ThreadWorker.has_room``: fewer than ``accept_below`` running, and no more than
+any other worker, ``LOADS``). gthread accepts whatever the kernel hands it, and a client's
+kept-alive connections stay with the worker that accepted them, so an IdP's few
+connections could all land on one worker and queue there (at its SCIM gate on SQLite,
+``scim.admission``; on its one core's worth of Python on PostgreSQL) while another worker
+sat idle: measured, 8 kept-alive clients on SQLite put one worker at 98 % CPU and the
+other at 0 % (BENCHMARKS.md, "Connections spread over the workers"). A worker without
+room that sees a connection waiting stops watching the listening socket for
+``SCIM_ACCEPT_HOLD_MS`` (20 ms), so a worker with room takes it; when every worker is
+busy, the first to look again after its hold takes it (a connection waits at most that
+long for a busy server). A connection counts once it has sent something (until then it
+waits on the poller; it counts for ``FRESH_GRACE_S`` meanwhile, the time a client takes
+to send its request), so idle connections cannot stop a worker from accepting. Requests
+on connections a worker already holds are served as before.
 
 Everything else is gunicorn's gthread worker (its internals are those of the gunicorn
 release ``pyproject.toml`` pins).
@@ -29,7 +30,9 @@ release ``pyproject.toml`` pins).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import multiprocessing
 import selectors
 import time
 from collections import deque
@@ -39,29 +42,41 @@ from typing import Any
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
+from scim_server.config import env_count
 from scim_server.scim import admission
 
 HEARTBEAT_SECONDS = 1.0
+# Each live worker's running requests, in memory shared by the workers of one master
+# (made at import, in the master, before it forks them): slot ``age % SLOTS``, -1 where
+# no worker is. Two live workers share a slot only if their ages differ by a multiple of
+# ``SLOTS``; the counts then mislead the choice of a worker, never whether one is made.
+SLOTS = 256
+LOADS = multiprocessing.RawArray(ctypes.c_int, [-1] * SLOTS)
 # How long a new connection that has sent nothing counts as a running request.
 FRESH_GRACE_S = 0.1
-# How long a worker without room leaves a waiting connection to the others.
-HOLD_S = 0.02
+# How long a worker without room leaves a waiting connection to the others, by default
+# (``SCIM_ACCEPT_HOLD_MS``): long enough for an idle worker to wake and take it.
+HOLD_MS = 20
 
 
 class ThreadWorker(GthreadWorker):
     """gunicorn's gthread worker whose heartbeat is written at most once a second, and
-    which leaves a new connection to the other workers for ``HOLD_S`` while it runs
-    ``accept_below`` requests or more."""
+    which leaves a new connection to the other workers for ``hold_s`` while it has no
+    room (``has_room``)."""
 
     _last_heartbeat = float("-inf")
     accept_below = 1
     _hold_until = float("-inf")
     _look_after_hold = False
+    hold_s = HOLD_MS / 1000
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.accept_below = accept_limit(self.wsgi, self.cfg.threads)
+        self.hold_s = env_count("SCIM_ACCEPT_HOLD_MS", HOLD_MS) / 1000
         self._fresh: deque[tuple[float, Any]] = deque()  # (grace's end, connection)
+        self._slot = self.age % SLOTS
+        LOADS[self._slot] = 0
 
     def running(self) -> int:
         """Requests handed to the thread pool and not finished (the connections held, less
@@ -82,22 +97,34 @@ class ThreadWorker(GthreadWorker):
         while fresh and (fresh[0][0] <= now or fresh[0][1].data_ready):
             fresh.popleft()
 
+    def has_room(self) -> bool:
+        """Fewer than ``accept_below`` requests running, and no more than any other live
+        worker (``LOADS``): a worker running one request leaves a new connection to an
+        idle one, even where it has threads to spare (PostgreSQL: each worker's Python
+        runs on one core)."""
+        running = self.running()
+        LOADS[self._slot] = running
+        if running >= self.accept_below:
+            return False
+        # Its own slot holds ``running``; an empty one, -1.
+        return running == 0 or all(load < 0 or load >= running for load in LOADS[:])
+
     def set_accept_enabled(self, enabled: bool) -> None:
         # gthread's loop asks this on each wake-up while its answer differs from the
         # listener's state: a finished request or the hold's end (either wakes the loop)
         # puts the listener back. A worker without room watches it too once the hold is
         # over: where every worker is busy, a connection must still be taken.
-        room = self.running() < self.accept_below
+        room = self.has_room()
         super().set_accept_enabled(enabled and (room or time.monotonic() >= self._hold_until))
 
     def accept(self, listener: Any) -> None:
         """gthread's accept, unless this worker has no room: it then leaves the connection
-        to a worker with room (which takes it at once) for ``HOLD_S``, and takes it after
+        to a worker with room (which takes it at once) for ``hold_s``, and takes it after
         that if it is still waiting (every worker busy: ``wait_for_and_dispatch_events``)."""
-        if self.running() < self.accept_below:
+        if self.has_room():
             self._take(listener)
             return
-        self._hold_until = time.monotonic() + HOLD_S
+        self._hold_until = time.monotonic() + self.hold_s
         self._look_after_hold = True
         super().set_accept_enabled(False)
 
@@ -134,6 +161,7 @@ class ThreadWorker(GthreadWorker):
         if self._fresh:  # its grace ends in the future
             timeout = min(timeout, self._fresh[0][0] - now)
         super().wait_for_and_dispatch_events(timeout)
+        LOADS[self._slot] = self.running()  # what the others compare theirs with
         if self._look_after_hold and time.monotonic() >= self._hold_until and self.alive:
             # The hold is over: a connection still waiting found no worker with room; take
             # it (nothing waits if another worker took it: the accept finds none).
