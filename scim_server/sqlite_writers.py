@@ -102,8 +102,11 @@ def _raw(connection: Any) -> Any:
 
 def install(engine: Any, database_path: str, timeout_s: float) -> WriterQueue:
     """Queue ``engine``'s writers: ``enter`` before their ``BEGIN IMMEDIATE`` (the caller's
-    ``begin`` event), ``leave`` once the DBAPI commit or rollback has returned, or the
-    connection is closed or invalidated while it holds the line."""
+    ``begin`` event), ``leave`` as the DBAPI commit goes out or once a rollback has
+    returned, or when the connection is closed, invalidated or checked in while it holds
+    the line. A commit that fails leaves its transaction holding SQLite's lock: the next
+    writer waits for it in SQLite's busy handler, as without the line, until the
+    rollback."""
     queue = WriterQueue(database_path, timeout_s)
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
