@@ -102,34 +102,26 @@ def _raw(connection: Any) -> Any:
 
 def install(engine: Any, database_path: str, timeout_s: float) -> WriterQueue:
     """Queue ``engine``'s writers: ``enter`` before their ``BEGIN IMMEDIATE`` (the caller's
-    ``begin`` event), ``leave`` as the DBAPI commit goes out or once a rollback has
-    returned, or when the connection is closed, invalidated or checked in while it holds
-    the line. A commit that fails leaves its transaction holding SQLite's lock: the next
-    writer waits for it in SQLite's busy handler, as without the line, until the
-    rollback."""
+    ``begin`` event), ``leave`` as their COMMIT or ROLLBACK goes out (the engine's
+    ``commit`` and ``rollback`` events, before the driver's call), or when the connection
+    is closed, invalidated or checked in while it holds the line.
+
+    Left as the COMMIT goes out: SQLite's automatic checkpoint runs in the committing call
+    after its write lock is released (fsyncs: up to 15 ms), and the next writer need not
+    wait for it. A writer that comes in before the COMMIT or ROLLBACK has released the
+    lock (microseconds), or after a commit that failed and left its transaction holding
+    it, waits in SQLite's busy handler, as without the line."""
     queue = WriterQueue(database_path, timeout_s)
-    dialect = engine.dialect
-    commit, rollback = dialect.do_commit, dialect.do_rollback
 
-    def do_commit(dbapi_connection: Any) -> None:
-        # The line is left as the COMMIT goes out: SQLite's automatic checkpoint runs in
-        # the committing call after its write lock is released (fsyncs: up to 15 ms), and
-        # the next writer need not wait for it.
-        queue.leave(dbapi_connection)
-        commit(dbapi_connection)
-
-    def do_rollback(dbapi_connection: Any) -> None:
-        try:
-            rollback(dbapi_connection)
-        finally:
-            queue.leave(dbapi_connection)
-
-    dialect.do_commit = do_commit
-    dialect.do_rollback = do_rollback
+    def ending(conn: Any) -> None:  # a Connection's transaction
+        if not conn.invalidated:  # an invalidated one left at ``invalidate``
+            queue.leave(conn.connection)
 
     def gone(dbapi_connection: Any, *_args: Any) -> None:
         queue.leave(dbapi_connection)
 
+    event.listen(engine, "commit", ending)
+    event.listen(engine, "rollback", ending)
     event.listen(engine, "close", gone)
     event.listen(engine, "invalidate", gone)
     event.listen(engine, "checkin", gone)
