@@ -321,5 +321,8 @@ def server_config() -> dict[str, Any]:
         "timeout": env_int("SCIM_TIMEOUT", 30),
         "graceful_timeout": env_int("SCIM_GRACEFUL_TIMEOUT", 30),
         "keepalive": env_int("SCIM_KEEPALIVE", 5),
+        # Not gunicorn's: how long our worker without room leaves a new connection to the
+        # others (scim_server/gunicorn_worker.py).
+        "accept_hold_ms": env_count("SCIM_ACCEPT_HOLD_MS", 20),
         "accesslog": os.environ.get("SCIM_ACCESS_LOG") or None,
     }

@@ -42,7 +42,7 @@ from typing import Any
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
-from scim_server.config import env_count
+from scim_server.config import server_config
 from scim_server.scim import admission
 
 HEARTBEAT_SECONDS = 1.0
@@ -54,9 +54,6 @@ SLOTS = 256
 LOADS = multiprocessing.RawArray(ctypes.c_int, [-1] * SLOTS)
 # How long a new connection that has sent nothing counts as a running request.
 FRESH_GRACE_S = 0.1
-# How long a worker without room leaves a waiting connection to the others, by default
-# (``SCIM_ACCEPT_HOLD_MS``): long enough for an idle worker to wake and take it.
-HOLD_MS = 20
 
 
 class ThreadWorker(GthreadWorker):
@@ -68,12 +65,12 @@ class ThreadWorker(GthreadWorker):
     accept_below = 1
     _hold_until = float("-inf")
     _look_after_hold = False
-    hold_s = HOLD_MS / 1000
+    hold_s = 0.02  # ``SCIM_ACCEPT_HOLD_MS``: long enough for an idle worker to wake
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.accept_below = accept_limit(self.wsgi, self.cfg.threads)
-        self.hold_s = env_count("SCIM_ACCEPT_HOLD_MS", HOLD_MS) / 1000
+        self.hold_s = server_config()["accept_hold_ms"] / 1000
         self._fresh: deque[tuple[float, Any]] = deque()  # (grace's end, connection)
         self._slot = self.age % SLOTS
         LOADS[self._slot] = 0
@@ -97,13 +94,17 @@ class ThreadWorker(GthreadWorker):
         while fresh and (fresh[0][0] <= now or fresh[0][1].data_ready):
             fresh.popleft()
 
+    def _publish(self) -> int:
+        """This worker's running requests, written where the others compare theirs."""
+        running = LOADS[self._slot] = self.running()
+        return running
+
     def has_room(self) -> bool:
         """Fewer than ``accept_below`` requests running, and no more than any other live
         worker (``LOADS``): a worker running one request leaves a new connection to an
         idle one, even where it has threads to spare (PostgreSQL: each worker's Python
         runs on one core)."""
-        running = self.running()
-        LOADS[self._slot] = running
+        running = self._publish()
         if running >= self.accept_below:
             return False
         # Its own slot holds ``running``; an empty one, -1.
@@ -161,7 +162,7 @@ class ThreadWorker(GthreadWorker):
         if self._fresh:  # its grace ends in the future
             timeout = min(timeout, self._fresh[0][0] - now)
         super().wait_for_and_dispatch_events(timeout)
-        LOADS[self._slot] = self.running()  # what the others compare theirs with
+        self._publish()
         if self._look_after_hold and time.monotonic() >= self._hold_until and self.alive:
             # The hold is over: a connection still waiting found no worker with room; take
             # it (nothing waits if another worker took it: the accept finds none).
