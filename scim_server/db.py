@@ -529,6 +529,10 @@ def commits_connection(session: Session, connection: Connection) -> bool:
 SQLITE_BUSY_S = 10.0
 
 
+def _busy_timeout_pragma() -> str:
+    return f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -537,7 +541,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # an OS crash may lose the commits since the last one (README, "SQLite durability").
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
+    cursor.execute(_busy_timeout_pragma())
     # We match on pre-folded keys: LIKE must be case-sensitive to mean what the
     # filter says, and so that SQLite can use the key index for `sw`.
     cursor.execute("PRAGMA case_sensitive_like=ON")
@@ -573,7 +577,7 @@ def _sqlite_optimize(dbapi_connection: Any, record: Any) -> None:
     except sqlite3.Error:
         pass  # statistics are an optimisation, and a locked database is normal
     finally:
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
+        cursor.execute(_busy_timeout_pragma())
         cursor.close()
 
 
