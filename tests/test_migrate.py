@@ -48,3 +48,38 @@ def test_0026_goes_down_and_up_again(connection):
     if postgresql:
         assert _users_fillfactor(connection) == "fillfactor=80"
     assert "license_wanted_id IS NOT NULL" in _wanted_index(connection)
+
+
+def _statistics_targets(connection) -> dict[tuple[str, str], int]:
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, a.attname, a.attstattarget FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relname IN ('users', 'audit_events', 'events') "
+            "AND c.relnamespace = current_schema()::regnamespace "
+            "AND a.attname IN ('data', 'changes', 'explanation', 'user_name_key', 'action')"
+        )
+    )
+    return {(table, column): target for table, column, target in rows}
+
+
+def test_0027_documents_left_out_of_analyze(connection):
+    """0027: the stored documents' statistics target is 0 (ANALYZE leaves them out), the
+    columns queries select by keep the default; down: the default again. PostgreSQL only."""
+    if connection.dialect.name != "postgresql":
+        return  # SQLite has no statistics target: nothing to change
+    documents = {
+        ("users", "data"),
+        ("audit_events", "changes"),
+        ("audit_events", "explanation"),
+        ("events", "data"),
+    }
+    targets = _statistics_targets(connection)
+    assert {key for key, target in targets.items() if target == 0} == documents
+    assert targets[("users", "user_name_key")] in (-1, None)
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "0026")
+    assert all(target in (-1, None) for target in _statistics_targets(connection).values())
+    command.upgrade(cfg, "head")
+    assert {key for key, t in _statistics_targets(connection).items() if t == 0} == documents
