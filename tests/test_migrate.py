@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from sqlalchemy import text
 
@@ -63,11 +64,24 @@ def _statistics_targets(connection) -> dict[tuple[str, str], int]:
     return {(table, column): target for table, column, target in rows}
 
 
+def _analyzed_events(connection) -> set[str]:
+    """The columns of ``events`` that ANALYZE now gives statistics."""
+    connection.execute(text("ANALYZE events"))
+    return set(
+        connection.execute(
+            text(
+                "SELECT attname FROM pg_stats WHERE tablename = 'events' "
+                "AND schemaname = current_schema()"
+            )
+        ).scalars()
+    )
+
+
 def test_0027_documents_left_out_of_analyze(connection):
     """0027: the stored documents' statistics target is 0 (ANALYZE leaves them out), the
     columns queries select by keep the default; down: the default again. PostgreSQL only."""
     if connection.dialect.name != "postgresql":
-        return  # SQLite has no statistics target: nothing to change
+        pytest.skip("PostgreSQL only: SQLite has no statistics target")
     documents = {
         ("users", "data"),
         ("audit_events", "changes"),
@@ -77,9 +91,23 @@ def test_0027_documents_left_out_of_analyze(connection):
     targets = _statistics_targets(connection)
     assert {key for key, target in targets.items() if target == 0} == documents
     assert targets[("users", "user_name_key")] in (-1, None)
+    # What ANALYZE then does: statistics for the event's type, none for its payload.
+    connection.execute(
+        text("INSERT INTO organizations (id, name, created_at) VALUES ('o-27', 'o-27', now())")
+    )
+    connection.execute(
+        text(
+            "INSERT INTO events (org_id, position, id, type, occurred_at, data) "
+            "SELECT 'o-27', n, 'evt_27_' || n, 'user.created', now(), "
+            "jsonb_build_object('n', n) FROM generate_series(1, 20) n"
+        )
+    )
+    analyzed = _analyzed_events(connection)
+    assert "type" in analyzed and "data" not in analyzed
     cfg = alembic_config(connection.engine)
     cfg.attributes["connection"] = connection
     command.downgrade(cfg, "0026")
     assert all(target in (-1, None) for target in _statistics_targets(connection).values())
+    assert "data" in _analyzed_events(connection)
     command.upgrade(cfg, "head")
     assert {key for key, t in _statistics_targets(connection).items() if t == 0} == documents

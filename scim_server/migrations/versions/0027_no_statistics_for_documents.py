@@ -6,9 +6,9 @@ changes and explanation, a product event's payload) that is much of its time (a
 100,000-user organization, ANALYZE without them: ``audit_events`` 0.79 -> 0.21 s,
 ``users`` 0.58 -> 0.47 s, ``events`` 0.22 -> 0.09 s), and what it builds is never
 used: no query selects by these columns (they are read by key, with their rows), and
-statistics of a whole JSON value say nothing about an expression over its parts. The refreshes during
-a bulk change (``services.table_stats``: ``rules apply``, an import, an initial sync)
-and autovacuum's own then sample only the columns the planner uses.
+statistics of a whole JSON value say nothing about an expression over its parts. The
+refreshes during a bulk change (``services.table_stats``: ``rules apply``, an import,
+an initial sync) and autovacuum's own then sample only the columns the planner uses.
 
 A statistics target of 0 leaves the column out of ANALYZE. SQLite has no such setting.
 
