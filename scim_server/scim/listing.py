@@ -93,7 +93,14 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
     offset = query.start_index - 1
     if where is None and not query.sort_by:
         total, rows = page_all(
-            session, model, rt.name, g.org_id, offset, query.count, paging_anchors()
+            session,
+            model,
+            rt.name,
+            g.org_id,
+            offset,
+            query.count,
+            paging_anchors(),
+            slim=rt is USER and _from_kept(query),
         )
     else:
         order: list[Any] = []
@@ -106,10 +113,36 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
     return total, _render(rt, query, rows)
 
 
+def _kept() -> RenderedUsers:
+    kept: RenderedUsers = current_app.extensions[RENDERED_EXTENSION]
+    return kept
+
+
+def _from_kept(query: ListQuery) -> bool:
+    """Whether a page of users is rendered from the users kept rendered (``render_page``),
+    which need no stored document: a whole representation, and a worker that keeps them."""
+    return not query.attributes and not query.excluded and _kept().max_bytes > 0
+
+
+def _documents_for_render(rows: list[Any]) -> tuple[list[Any], list[Any]]:
+    """A slim page's rows (``page_all(slim=True)``: ``data`` not read) with the stored
+    documents of the users not kept rendered, read now (``paging.with_stored``), and each
+    row's kept entry (None: rendered afresh). The entries are taken here, before the read,
+    so the page renders them whatever another request evicts meanwhile."""
+    found = _kept().take(g.org_id, rows, scim_root()) if len(rows) > 1 else [None] * len(rows)
+    entries = {row.id: entry for row, entry in zip(rows, found, strict=True) if entry}
+    missing = {row.id for row in rows if row.id not in entries}
+    rows = paging.with_stored(db.session.connection(), g.org_id, rows, missing)
+    return rows, [entries.get(row.id) for row in rows]
+
+
 def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     attrs, excluded = query.attributes, query.excluded
     if rt is not USER:
         return [render_group(grp, attrs, excluded) for grp in rows]
+    found = None
+    if rows and any(row.data is None for row in rows):  # a slim page (``page_all``)
+        rows, found = _documents_for_render(rows)
     if len(rows) <= 1:
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
         return [render_user(u, attrs, excluded) for u in paging.with_documents(rows)]
@@ -118,9 +151,9 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
-    kept: RenderedUsers = current_app.extensions[RENDERED_EXTENSION]
+    kept = _kept()
     if not attrs and not excluded and kept.max_bytes > 0:
-        return render_page(kept, g.org_id, rows, extras.groups, product, scim_root())
+        return render_page(kept, g.org_id, rows, extras.groups, product, scim_root(), found)
     return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 
 

@@ -168,13 +168,16 @@ def render_page(
     groups: dict[str, list[tuple[str, str]]],
     product: dict[str, Doc],
     base: str,
+    found: list[_Rendered | None] | None = None,
 ) -> list[Any]:
     """A page's users (rows of ``paging``, ``data`` their stored documents' text) as JSON,
     with their ``groups`` and ``product`` views read for the page: ``kept`` entries where
     they are the rows', the others rendered (their documents parsed) and kept. A page of a
     scan (``admits_cold_page``) is ``render_user_page``'s: representations, written with
-    the page."""
-    found = kept.take(org_id, rows, base)
+    the page. ``found``: the entries the caller took already (``kept.take``), one per row;
+    the rows without one have their documents."""
+    if found is None:
+        found = kept.take(org_id, rows, base)
     missing = [i for i, entry in enumerate(found) if entry is None]
     if len(missing) == len(rows) and not kept.admits_cold_page():
         return render_user_page(rows, None, None, groups, product)

@@ -168,15 +168,19 @@ def page_all(
     offset: int,
     limit: int,
     anchors: AnchorCache,
+    *,
+    slim: bool = False,
 ) -> tuple[int, list[Any]]:
     """A page of all the organization's resources in the default order (created, id).
 
     ``anchors`` is the app's cache of keys along that order (deep pages seek from one).
+    ``slim`` (users): the rows' ``data`` is not read (None), for a page whose users mostly
+    come already rendered (``scim.user_fragments``); ``with_stored`` reads it for the others.
     """
     order = [model.created_at, model.id]
     conn = session.connection()
     if offset >= DEFERRED_JOIN_OFFSET and limit > 0:
-        guessed = _guessed_page(conn, model, resource_type, org_id, offset, limit, anchors)
+        guessed = _guessed_page(conn, model, resource_type, org_id, offset, limit, anchors, slim)
         if guessed is not None:
             return guessed
     counted = counts.read(session, org_id, resource_type)
@@ -191,8 +195,9 @@ def page_all(
     if anchor is None:
         if offset < DEFERRED_JOIN_OFFSET:
             at = {"org_id": org_id, "page_offset": offset, "page_limit": limit}
-            return total, plain_rows(model, _first_pages(model).execute(conn, at))
-        return total, _rows(conn, model, org_id, [model.org_id == org_id], order, offset, limit)
+            return total, plain_rows(model, _first_pages(model, slim).execute(conn, at))
+        conditions = [model.org_id == org_id]
+        return total, _rows(conn, model, org_id, conditions, order, offset, limit, slim)
     (created_at, key_id), position = anchor
     params = {
         "org_id": org_id,
@@ -201,7 +206,7 @@ def page_all(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    return total, plain_rows(model, _from_anchor(model).execute(conn, params))
+    return total, plain_rows(model, _from_anchor(model, slim).execute(conn, params))
 
 
 def _guessed_page(
@@ -212,6 +217,7 @@ def _guessed_page(
     offset: int,
     limit: int,
     anchors: AnchorCache,
+    slim: bool = False,
 ) -> tuple[int, list[Any]] | None:
     """A deep page read from the anchor the cache holds, with the count row's total and
     generation in the same statement (one statement instead of two): kept only if that
@@ -229,7 +235,8 @@ def _guessed_page(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    rows, counted = plain_rows_counted(model, _from_anchor_counted(model).execute(conn, params))
+    statement = _from_anchor_counted(model, slim)
+    rows, counted = plain_rows_counted(model, statement.execute(conn, params))
     if not rows or counted is None:
         return None
     if counted[1] != generation:
@@ -244,11 +251,11 @@ def _guessed_page(
 
 
 @cache
-def _first_pages(model: Any) -> KeyRead:
+def _first_pages(model: Any, slim: bool = False) -> KeyRead:
     """A page of all of ``model`` in the default order before ``DEFERRED_JOIN_OFFSET``
     (the SQL ``_rows`` makes for it: the offset and limit bound)."""
     stmt = (
-        _page_select(model)
+        _page_select(model, slim=slim)
         .where(model.org_id == bindparam("org_id"))
         .order_by(model.created_at, model.id)
         .offset(bindparam("page_offset"))
@@ -258,14 +265,14 @@ def _first_pages(model: Any) -> KeyRead:
 
 
 @cache
-def _from_anchor(model: Any) -> KeyRead:
+def _from_anchor(model: Any, slim: bool = False) -> KeyRead:
     """A page of ``model`` in the default order from an anchor's key on: built once, and
     one generic plan on PostgreSQL (an index range in that order, whatever the values)."""
-    return KeyRead(reuse_plan(_anchored_select(model)))
+    return KeyRead(reuse_plan(_anchored_select(model, slim=slim)))
 
 
 @cache
-def _from_anchor_counted(model: Any) -> KeyRead:
+def _from_anchor_counted(model: Any, slim: bool = False) -> KeyRead:
     """``_from_anchor`` with the count row's total and generation on every row (each an
     uncorrelated scalar subquery: read once per statement)."""
     from scim_server.models import ResourceCount
@@ -277,14 +284,14 @@ def _from_anchor_counted(model: Any) -> KeyRead:
     total = select(ResourceCount.total).where(*of_set).scalar_subquery()
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
     more = (total.label("set_total"), generation.label("set_generation"))
-    stmt = reuse_plan(_anchored_select(model, *more))
+    stmt = reuse_plan(_anchored_select(model, *more, slim=slim))
     return KeyRead(stmt)
 
 
-def _anchored_select(model: Any, *more: Any) -> Any:
+def _anchored_select(model: Any, *more: Any, slim: bool = False) -> Any:
     key = tuple_(bindparam("key_created", type_=model.created_at.type), bindparam("key_id"))
     return (
-        _page_select(model, *more)
+        _page_select(model, *more, slim=slim)
         .where(model.org_id == bindparam("org_id"), tuple_(model.created_at, model.id) >= key)
         .order_by(model.created_at, model.id)
         .offset(bindparam("page_offset"))
@@ -300,10 +307,11 @@ def _rows(
     order: list[Any],
     offset: int,
     limit: int,
+    slim: bool = False,
 ) -> list[Any]:
     if offset < DEFERRED_JOIN_OFFSET:
         # Rows, not ORM objects: a page is only rendered, and rows cost a fraction.
-        stmt = _page_select(model).where(*conditions).order_by(*order)
+        stmt = _page_select(model, slim=slim).where(*conditions).order_by(*order)
         return plain_rows(model, conn.execute(stmt.offset(offset).limit(limit)))
     # Skip over the ordering index alone (an index-only scan), then read the
     # page's rows by key: skipping whole rows made PostgreSQL sort the
@@ -315,10 +323,30 @@ def _rows(
     )
     if not ids:
         return []
-    found = conn.execute(_page_select(model).where(model.org_id == org_id, model.id.in_(ids)))
-    by_id = {row.id: row for row in plain_rows(model, found)}
-    # A row deleted between the two reads is left out, as if the page had been read after.
+    return _by_ids(conn, model, org_id, ids, slim)
+
+
+def _by_ids(conn: Connection, model: Any, org_id: str, ids: list[str], slim: bool) -> list[Any]:
+    """The page rows of ``ids``, in that order; a row deleted since the ids were read is left
+    out, as if the page had been read after."""
+    stmt = _page_select(model, slim=slim).where(model.org_id == org_id, model.id.in_(ids))
+    by_id = {row.id: row for row in plain_rows(model, conn.execute(stmt))}
     return [by_id[i] for i in ids if i in by_id]
+
+
+def with_stored(conn: Connection, org_id: str, rows: list[Any], ids: set[str]) -> list[Any]:
+    """A slim page's users (``page_all(slim=True)``) with the rows of ``ids`` read again
+    whole, ``data`` included, in one statement. Each such row is the one read now (its
+    columns and document of one version, should it have changed since the page's read);
+    one deleted since is left out, as ``_rows`` leaves it out."""
+    from scim_server.models import User
+
+    if not ids:
+        return rows
+    fresh = {
+        r.id: r for r in _by_ids(conn, User, org_id, [r.id for r in rows if r.id in ids], False)
+    }
+    return [fresh[r.id] if r.id in ids else r for r in rows if r.id not in ids or r.id in fresh]
 
 
 # What a page of users reads of each row: what the representation (``render.user_to_scim``)
@@ -372,18 +400,18 @@ def _stored_text_sqlite(element: _StoredText, compiler: Any, **kw: Any) -> str:
 
 
 @cache
-def page_columns(model: Any) -> tuple[Any, ...]:
+def page_columns(model: Any, slim: bool = False) -> tuple[Any, ...]:
     """The columns a page of ``model`` reads, labelled with their attribute names.
 
     ``created_at`` and ``updated_at`` are read as naive UTC datetimes (what ``UTCDateTime``
     stores): a page only formats them (``render._iso``), and making each of them aware took
     longer than reading it. A page of users reads its ``_PAGE_FIELDS`` only, without
-    SQLAlchemy's result processing (``plain_rows``)."""
+    SQLAlchemy's result processing (``plain_rows``). ``slim``: a NULL in place of the
+    stored document (``page_all``)."""
     fields = _PAGE_FIELDS.get(model.__tablename__)
     if fields is not None:
-        return tuple(
-            (_StoredText(model.data) if f == "data" else getattr(model, f)).label(f) for f in fields
-        )
+        stored = null() if slim else _StoredText(model.data)
+        return tuple((stored if f == "data" else getattr(model, f)).label(f) for f in fields)
     naive = {"created_at", "updated_at"}
     return tuple(
         type_coerce(getattr(model, c.key), DateTime()).label(c.key) if c.key in naive else c
@@ -391,11 +419,11 @@ def page_columns(model: Any) -> tuple[Any, ...]:
     )
 
 
-def _page_select(model: Any, *more: Any) -> Any:
+def _page_select(model: Any, *more: Any, slim: bool = False) -> Any:
     """A select of ``page_columns(model)`` (and ``more`` after them): for users, marked
     ``JSONB_AS_TEXT``, their stored documents handed over by psycopg as text, as SQLite's
     (``_StoredText``), and parsed only for the users a page renders afresh."""
-    stmt = select(*page_columns(model), *more)
+    stmt = select(*page_columns(model, slim), *more)
     if model.__tablename__ in _PAGE_FIELDS:
         stmt = stmt.execution_options(**{JSONB_AS_TEXT: True})
     return stmt

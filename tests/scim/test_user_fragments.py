@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from scim_server import create_app, jsonfast
 from scim_server.scim.listing import RENDERED_EXTENSION
 from scim_server.scim.user_fragments import RenderedUsers
+from scim_server.services import paging
 from tests.admin.rules import activate, catalogue
+from tests.scim.test_read_cost import statements
 from tests.support import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection
 from tests.support.admin_api import (
     PRODUCT,
@@ -211,6 +213,52 @@ def test_a_change_made_by_another_worker_shows(
     assert resp.get_json()["title"] == "Elsewhere"
     assert len(kept(other)) == 0
     assert page_as_get(scim)[user["id"]]["title"] == "Elsewhere"
+
+
+def test_a_page_of_kept_users_reads_no_stored_document(
+    app: Flask, scim: Scim, people: dict[str, Any]
+) -> None:
+    """Once kept, a page's users are not read whole again: the page's statement leaves their
+    documents out, and a user whose row moved on is read again, alone, with its document."""
+    first = page_as_get(scim)
+    with statements(app) as seen:
+        assert scim.get(PAGE).status_code == 200
+    assert seen and not any("users.data" in sql for sql in seen)
+    user = people["users"][2]
+    scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Moved"}
+    )
+    with statements(app) as seen:
+        again = page_as_get(scim)
+    assert sum("users.data" in sql for sql in seen) == 1 + len(again)  # the page's one + GETs
+    assert again[user["id"]]["title"] == "Moved"
+    assert {k: v for k, v in again.items() if k != user["id"]} == {
+        k: v for k, v in first.items() if k != user["id"]
+    }
+
+
+def test_a_user_deleted_while_its_page_is_read_is_left_out(
+    app: Flask, scim: Scim, people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user not kept is read again with its document after the page's statement: deleted
+    in between, it is left out of the page, as if the page had been read after."""
+    page_as_get(scim)
+    user = people["users"][2]
+    scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Moved"}
+    )
+    read_again = paging.with_stored
+
+    def deleted_meanwhile(conn: Connection, org_id: str, rows: Any, ids: set[str]) -> Any:
+        assert ids == {user["id"]}
+        conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user["id"]})
+        return read_again(conn, org_id, rows, ids)
+
+    monkeypatch.setattr(paging, "with_stored", deleted_meanwhile)
+    resp = scim.get(PAGE)
+    assert resp.status_code == 200
+    ids = [r["id"] for r in resp.get_json()["Resources"]]
+    assert user["id"] not in ids and len(ids) == 5
 
 
 def test_each_service_root_has_its_own_rendering(
