@@ -143,7 +143,8 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     found = None
     if rows and any(row.data is None for row in rows):  # a slim page (``page_all``)
         rows, found = _documents_for_render(rows)
-    if len(rows) <= 1:
+    # (A slim page's one user left may be a kept one, without its document: rendered as kept.)
+    if len(rows) <= 1 and all(row.data is not None for row in rows):
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
         return [render_user(u, attrs, excluded) for u in paging.with_documents(rows)]
     with_groups = wants("groups", attrs, excluded)
