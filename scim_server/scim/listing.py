@@ -119,9 +119,13 @@ def _kept() -> RenderedUsers:
 
 
 def _from_kept(query: ListQuery) -> bool:
-    """Whether a page of users is rendered from the users kept rendered (``render_page``),
-    which need no stored document: a whole representation, and a worker that keeps them."""
-    return not query.attributes and not query.excluded and _kept().max_bytes > 0
+    """Whether a page of users is likely rendered from the users kept rendered
+    (``render_page``), which need no stored document: a whole representation, a worker that
+    keeps them, and the organization's last page found most of its users kept."""
+    if query.attributes or query.excluded:
+        return False
+    kept = _kept()
+    return kept.max_bytes > 0 and kept.mostly_kept(g.org_id)
 
 
 def _documents_for_render(rows: list[Any]) -> tuple[list[Any], list[Any]]:

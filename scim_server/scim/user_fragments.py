@@ -62,6 +62,8 @@ _ENTRY_OVERHEAD = 400
 # ``COLD_ADMIT_EVERY``-th such page is cut and kept (a working set that moved still gets
 # in), the others are rendered whole, without the cutting's cost (BENCHMARKS.md).
 COLD_ADMIT_EVERY = 4
+# Organizations whose last page is remembered (``RenderedUsers.note_page``), at most.
+_LAST_PAGES_BOUND = 10_000
 
 
 class _Rendered:
@@ -94,7 +96,25 @@ class RenderedUsers:
         self._entries: OrderedDict[tuple[str, str], _Rendered] = OrderedDict()
         self._bytes = 0
         self._cold_pages = 0
+        # Per organization: whether its last page of several users found at least half of
+        # them kept (``mostly_kept``).
+        self._last_pages: dict[str, bool] = {}
         self._lock = threading.Lock()
+
+    def mostly_kept(self, org_id: str) -> bool:
+        """Whether the organization's last page found at least half of its users kept: its
+        next page is then read without the stored documents, and those of the users not kept
+        are read afterwards (``paging.with_stored``, one statement more). After a page of
+        mostly new users (the first pages, a scan), pages are read whole, as that statement
+        would cost a cold page more than the documents it spares (BENCHMARKS.md)."""
+        with self._lock:
+            return self._last_pages.get(org_id, False)
+
+    def note_page(self, org_id: str, kept: int, users: int) -> None:
+        with self._lock:
+            if len(self._last_pages) >= _LAST_PAGES_BOUND and org_id not in self._last_pages:
+                self._last_pages.clear()
+            self._last_pages[org_id] = 2 * kept >= users
 
     def admits_cold_page(self) -> bool:
         """Whether a page that found none of its users kept should cut and keep them: always
@@ -159,6 +179,7 @@ class RenderedUsers:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self._last_pages.clear()
 
 
 def render_page(
@@ -179,6 +200,8 @@ def render_page(
     if found is None:
         found = kept.take(org_id, rows, base)
     missing = [i for i, entry in enumerate(found) if entry is None]
+    if len(rows) > 1:
+        kept.note_page(org_id, len(rows) - len(missing), len(rows))
     if len(missing) == len(rows) and not kept.admits_cold_page():
         return render_user_page(rows, None, None, groups, product)
     whole: dict[int, bytes] = {}
