@@ -84,14 +84,18 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
         project(rt, {}, query.attributes, query.excluded)  # a bad attribute list: 400
         params = template.params(g.org_id, literals)
         total, rows = template.page.read(session, params, query.start_index - 1, query.count)
-        return total, _render(rt, query, rows)
+        return total, _render(rt, query, rows, slim=False)
     compiler = FilterCompiler(rt, g.org_id)
     where = compiler.compile(parse_filter(query.filter)) if query.filter else None
     model = compiler.model
     # Refuse a bad attribute list before the query, even if the page will be empty.
     project(rt, {}, query.attributes, query.excluded)
     offset = query.start_index - 1
+    # Read without the stored documents when the page's users are likely kept rendered (the
+    # organization's last page found most of its own kept); ``_render`` reads the others'.
+    slim = False
     if where is None and not query.sort_by:
+        slim = rt is USER and _renders_kept(query) and _kept().mostly_kept(g.org_id)
         total, rows = page_all(
             session,
             model,
@@ -100,7 +104,7 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
             offset,
             query.count,
             paging_anchors(),
-            slim=rt is USER and _from_kept(query),
+            slim=slim,
         )
     else:
         order: list[Any] = []
@@ -110,7 +114,7 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
             order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
         order += [model.created_at, model.id]
         total, rows = page(session, model, g.org_id, where, order, offset, query.count)
-    return total, _render(rt, query, rows)
+    return total, _render(rt, query, rows, slim=slim)
 
 
 def _kept() -> RenderedUsers:
@@ -118,14 +122,10 @@ def _kept() -> RenderedUsers:
     return kept
 
 
-def _from_kept(query: ListQuery) -> bool:
-    """Whether a page of users is likely rendered from the users kept rendered
-    (``render_page``), which need no stored document: a whole representation, a worker that
-    keeps them, and the organization's last page found most of its users kept."""
-    if query.attributes or query.excluded:
-        return False
-    kept = _kept()
-    return kept.max_bytes > 0 and kept.mostly_kept(g.org_id)
+def _renders_kept(query: ListQuery) -> bool:
+    """Whether a page of users is rendered through the users kept rendered (``render_page``):
+    a whole representation, and a worker that keeps them."""
+    return not query.attributes and not query.excluded and _kept().max_bytes > 0
 
 
 def _documents_for_render(rows: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -140,12 +140,13 @@ def _documents_for_render(rows: list[Any]) -> tuple[list[Any], list[Any]]:
     return rows, [entries.get(row.id) for row in rows]
 
 
-def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
+def _render(rt: ResourceType, query: ListQuery, rows: list[Any], *, slim: bool) -> list[Any]:
+    """``slim``: the rows were read without their stored documents (``page_all``)."""
     attrs, excluded = query.attributes, query.excluded
     if rt is not USER:
         return [render_group(grp, attrs, excluded) for grp in rows]
     found = None
-    if rows and any(row.data is None for row in rows):  # a slim page (``page_all``)
+    if slim and rows:
         rows, found = _documents_for_render(rows)
     # (A slim page's one user left may be a kept one, without its document: rendered as kept.)
     if len(rows) <= 1 and all(row.data is not None for row in rows):
@@ -156,9 +157,8 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any]) -> list[Any]:
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
-    kept = _kept()
-    if not attrs and not excluded and kept.max_bytes > 0:
-        return render_page(kept, g.org_id, rows, extras.groups, product, scim_root(), found)
+    if _renders_kept(query):
+        return render_page(_kept(), g.org_id, rows, extras.groups, product, scim_root(), found)
     return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 
 
