@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, statements
 from scim_server.audit.recorder import add_checkpoint, lock_head, record
+from scim_server.db import KeyRead, reuse_plan
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
@@ -120,6 +121,19 @@ def count(session: Session, org_id: str, flt: EventFilter) -> int:
 def head(session: Session, org_id: str) -> AuditHead | None:
     # Fresh: the recorder moves the head with Core statements, not through this object.
     return session.get(AuditHead, org_id, populate_existing=True)
+
+
+_HEAD_SEQ = KeyRead(
+    reuse_plan(select(AuditHead.seq).where(AuditHead.org_id == bindparam("org_id")))
+)
+
+
+def head_seq(connection: Connection, org_id: str) -> int | None:
+    """The organization's audit head (its last event's ``seq``; None before any): every
+    change an organization's services make moves it in the change's own transaction, so
+    what was read at one head is still current while the head is there."""
+    seq: int | None = _HEAD_SEQ.execute(connection, {"org_id": org_id}).scalar()
+    return seq
 
 
 # -- verification ---------------------------------------------------------------

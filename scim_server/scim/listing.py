@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g
 
+from scim_server.audit.queries import head_seq
 from scim_server.db import db
 from scim_server.errors import InvalidFilterError
 from scim_server.scim.filter_ast import AttrPath, PathError
@@ -23,7 +24,7 @@ from scim_server.scim.render import (
 )
 from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
-from scim_server.scim.user_fragments import RenderedUsers, render_page
+from scim_server.scim.user_fragments import RenderedUsers, render_kept, render_page
 from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all, page_extras
@@ -152,13 +153,28 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any], *, slim: bool) 
     if len(rows) <= 1 and all(row.data is not None for row in rows):
         # A lookup's one user (userName eq, an e-mail): its extras in one round trip, as GET.
         return [render_user(u, attrs, excluded) for u in paging.with_documents(rows)]
+    kept = _renders_kept(query)
+    if kept:
+        # Each user's groups and product view as last written, while the organization's
+        # audit head has not moved since (``user_fragments``): no extras to read.
+        if found is None:
+            found = _kept().take(g.org_id, rows, scim_root())
+        seq = _kept().head_of(g.org_id, found)
+        if seq is not None:
+            now = head_seq(db.session.connection(), g.org_id)
+            if now == seq:
+                return render_kept(_kept(), g.org_id, found)
+            if now is not None:
+                _kept().note_head(g.org_id, now)
     with_groups = wants("groups", attrs, excluded)
     extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
     product = user_service.product_view(
         db.session, g.org_id, rows, roles=extras.roles, license_names=extras.license_names
     )
-    if _renders_kept(query):
-        return render_page(_kept(), g.org_id, rows, extras.groups, product, scim_root(), found)
+    if kept:
+        return render_page(
+            _kept(), g.org_id, rows, extras.groups, product, scim_root(), found, extras.head
+        )
     return render_user_page(rows, attrs, excluded, extras.groups if with_groups else None, product)
 
 

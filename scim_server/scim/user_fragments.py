@@ -11,9 +11,16 @@ version, the same ``updated_at`` and the same service root: an entry can be miss
 outdated, never served stale.
 
 What a page reads beside the row (groups, roles, license names) changes without the
-user's version (a group renamed, a license renamed): it is written per page, around the
-kept parts, in the place ``render.user_to_scim`` gives it. Each user's JSON is the bytes
-``render_user`` would give for the same values (tests compare them with GET by id).
+user's version (a group renamed, a license renamed): it is written around the kept parts,
+in the place ``render.user_to_scim`` gives it. Each entry also keeps those pieces as last
+written (``,"groups":[...]`` and the product extension), with the organization's audit head
+they were read at (``paging.PageExtras.head``). Every change an organization's services
+make moves that head in the change's own transaction (each records its audit event there),
+so while the head is where it was, those pieces are current: a page whose users all hold
+them at the head the database has now (one read of the head, ``audit.queries.head_seq``)
+is written from the entries alone, without reading the extras or building the product
+views. Each user's JSON is the bytes ``render_user`` would give for the same values (tests
+compare them with GET by id).
 
 Pages with ``attributes`` or ``excludedAttributes`` are rendered by
 ``render.render_user_page`` (a projection of the whole representation).
@@ -66,6 +73,11 @@ COLD_ADMIT_EVERY = 4
 _LAST_PAGES_BOUND = 10_000
 
 
+# A user's groups and product extension as last written on a page (``,"groups":[...]`` and
+# ``,"urn:...":{...}``, each possibly empty), with the audit head they were read at.
+_Parts = tuple[int, bytes, bytes]
+
+
 class _Rendered:
     """A user's representation from its row, in three pieces of JSON: ``body`` (``"id"``
     to ``"active"``, between ``schemas`` and ``groups``), ``enterprise`` (the extension
@@ -73,7 +85,7 @@ class _Rendered:
     closing brace); valid for the row at ``version`` and ``updated`` (its ``updated_at`` as
     the page's statement reads it: SQLite's text, PostgreSQL's datetime) under ``base``."""
 
-    __slots__ = ("base", "body", "enterprise", "meta", "size", "updated", "version")
+    __slots__ = ("base", "body", "enterprise", "meta", "parts", "size", "updated", "version")
 
     def __init__(
         self, version: int, updated: Any, base: str, body: bytes, enterprise: bytes, meta: bytes
@@ -85,6 +97,8 @@ class _Rendered:
         self.enterprise = enterprise
         self.meta = meta
         self.size = len(body) + len(enterprise) + len(meta) + _ENTRY_OVERHEAD
+        # (audit head, groups' JSON, product extension's JSON) as last written: ``tag``.
+        self.parts: _Parts | None = None
 
 
 class RenderedUsers:
@@ -99,6 +113,8 @@ class RenderedUsers:
         # Per organization: whether its last page of several users found at least half of
         # them kept (``mostly_kept``).
         self._last_pages: dict[str, bool] = {}
+        # Per organization: the audit head its last extras were read at (``note_head``).
+        self._heads: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def mostly_kept(self, org_id: str) -> bool:
@@ -115,6 +131,45 @@ class RenderedUsers:
             if len(self._last_pages) >= _LAST_PAGES_BOUND and org_id not in self._last_pages:
                 self._last_pages.clear()
             self._last_pages[org_id] = 2 * kept >= users
+
+    def head_of(self, org_id: str, found: Sequence[_Rendered | None]) -> int | None:
+        """The audit head at which every entry of a page holds its groups and product
+        pieces (``_Rendered.parts``), if it is also the last head seen for the organization;
+        else None. The caller compares it with the database's (``audit.queries.head_seq``):
+        after a change, the first page seen to have moved on notes the new head, and the
+        pages after it do not read the head in vain."""
+        seq = None
+        for entry in found:
+            parts = entry.parts if entry is not None else None
+            if parts is None or (seq is not None and parts[0] != seq):
+                return None
+            seq = parts[0]
+        with self._lock:
+            return seq if seq is not None and self._heads.get(org_id) == seq else None
+
+    def note_head(self, org_id: str, head: int) -> None:
+        with self._lock:
+            if len(self._heads) >= _LAST_PAGES_BOUND and org_id not in self._heads:
+                self._heads.clear()
+            self._heads[org_id] = head
+
+    def tag(self, org_id: str, tagged: list[tuple[str, _Rendered, _Parts]]) -> None:
+        """Give each entry its pieces as written (``_Rendered.parts``), counted against
+        ``max_bytes`` if it is still kept."""
+        entries = self._entries
+        with self._lock:
+            for user_id, entry, parts in tagged:
+                old = entry.parts
+                entry.parts = parts
+                if entries.get((org_id, user_id)) is entry:
+                    grown = len(parts[1]) + len(parts[2])
+                    if old is not None:
+                        grown -= len(old[1]) + len(old[2])
+                    entry.size += grown
+                    self._bytes += grown
+            while self._bytes > self.max_bytes and entries:
+                _, dropped = entries.popitem(last=False)
+                self._bytes -= dropped.size
 
     def admits_cold_page(self) -> bool:
         """Whether a page that found none of its users kept should cut and keep them: always
@@ -180,6 +235,7 @@ class RenderedUsers:
             self._entries.clear()
             self._bytes = 0
             self._last_pages.clear()
+            self._heads.clear()
 
 
 def render_page(
@@ -190,13 +246,15 @@ def render_page(
     product: dict[str, Doc],
     base: str,
     found: list[_Rendered | None] | None = None,
+    head: int | None = None,
 ) -> list[Any]:
     """A page's users (rows of ``paging``, ``data`` their stored documents' text) as JSON,
     with their ``groups`` and ``product`` views read for the page: ``kept`` entries where
     they are the rows', the others rendered (their documents parsed) and kept. A page of a
     scan (``admits_cold_page``) is ``render_user_page``'s: representations, written with
     the page. ``found``: the entries the caller took already (``kept.take``), one per row;
-    the rows without one have their documents."""
+    the rows without one have their documents. ``head``: the audit head the groups and
+    product views were read at; each entry then keeps its pieces as written (``tag``)."""
     if found is None:
         found = kept.take(org_id, rows, base)
     missing = [i for i, entry in enumerate(found) if entry is None]
@@ -221,6 +279,7 @@ def render_page(
     heads = _HEADS
     fragment = orjson.Fragment
     out = []
+    tagged: list[tuple[str, _Rendered, _Parts]] = []
     for i, (row, entry) in enumerate(zip(rows, found, strict=True)):
         if entry is None:
             out.append(fragment(whole[i]))
@@ -236,9 +295,32 @@ def render_page(
         view = product.get(user_id)
         # A product view holds only text, null, lists and objects: orjson writes it all.
         shown = _PRODUCT_KEY + orjson.dumps(view) if view else b""
-        head = heads[entry.enterprise != b"", bool(view)]
-        parts = (head, entry.body, in_groups, entry.enterprise, shown, entry.meta)
+        schemas = heads[entry.enterprise != b"", bool(view)]
+        parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
         out.append(fragment(b"".join(parts)))
+        if head is not None:
+            tagged.append((user_id, entry, (head, in_groups, shown)))
+    if head is not None:
+        kept.tag(org_id, tagged)
+        kept.note_head(org_id, head)
+    return out
+
+
+def render_kept(kept: RenderedUsers, org_id: str, found: Sequence[_Rendered | None]) -> list[Any]:
+    """A page whose users all hold their pieces at the organization's current audit head
+    (``RenderedUsers.head_of``, checked against the database by the caller): written from
+    the entries alone."""
+    heads = _HEADS
+    fragment = orjson.Fragment
+    out = []
+    for entry in found:
+        assert entry is not None and entry.parts is not None
+        _seq, in_groups, shown = entry.parts
+        schemas = heads[entry.enterprise != b"", shown != b""]
+        parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
+        out.append(fragment(b"".join(parts)))
+    if len(found) > 1:
+        kept.note_page(org_id, len(found), len(found))
     return out
 
 

@@ -654,6 +654,11 @@ class PageExtras:
     groups: dict[str, list[tuple[str, str]]]
     roles: dict[str, list[dict[str, Any]]]
     license_names: dict[str, str]
+    # The organization's audit head (``AuditHead.seq``) in the statement's snapshot: every
+    # change of what the extras show moves it in the change's transaction (each service
+    # records its audit event there), so extras read at this head are current while the
+    # head has not moved (``scim.user_fragments``). None: the organization has no head yet.
+    head: int | None = None
 
 
 def _id_list(dialect: str, name: str) -> Any:
@@ -680,10 +685,11 @@ _EXTRAS_SQLITE = ("id", "name", "detail")
 
 def _branch(kind: str, ids: Any, source: Any, columns: list[Any]) -> Any:
     """``(kind, user_id, *columns)``, one branch of ``_extras_statement``: ``columns``
-    named as ``_EXTRAS_PG`` or ``_EXTRAS_SQLITE``, None for NULL."""
+    named as ``_EXTRAS_PG`` or ``_EXTRAS_SQLITE``, None for NULL; ``ids`` None: no user id."""
     names = _EXTRAS_PG if len(columns) == len(_EXTRAS_PG) else _EXTRAS_SQLITE
     labelled = [(null() if c is None else c).label(n) for c, n in zip(columns, names, strict=True)]
-    head = [literal_column(f"'{kind}'").label("kind"), ids.c.value.label("user_id")]
+    user_id = null() if ids is None else ids.c.value
+    head = [literal_column(f"'{kind}'").label("kind"), user_id.label("user_id")]
     return select(*head, *labelled).select_from(source)
 
 
@@ -701,28 +707,33 @@ def _fenced(ids: Any, columns: Any, where: Any) -> Any:
 @cache
 def _extras_statement(dialect: str, with_groups: bool) -> Any:
     """The groups (g) and roles (r) of the users in ``user_ids``, the licenses (l) in
-    ``license_ids``. On PostgreSQL (kind, user id, id, name, role kind, source, rule, sort
-    key) rows in the order ``groups_of`` and ``roles_of`` give them (by display name, by
-    role name and source). On SQLite (kind, user id, id, name, detail) rows in no order,
-    ``detail`` a group's sort key or a role's ``[sort key, kind, source, rule]`` as JSON:
-    ``page_extras`` puts each user's in order (SQLite's sort of the page's rows was a
-    quarter of the statement's instructions, and most users have one group and no role),
-    and every value read costs the driver a release and retaking of the GIL (the NULLs
-    of the eight columns were a tenth of the statement).
+    ``license_ids``, and the organization's audit head (h: its ``seq`` as ``id``, read in
+    the same snapshot: ``PageExtras.head``). On PostgreSQL (kind, user id, id, name, role
+    kind, source, rule, sort key) rows in the order ``groups_of`` and ``roles_of`` give them
+    (by display name, by role name and source). On SQLite (kind, user id, id, name, detail)
+    rows in no order, ``detail`` a group's sort key or a role's ``[sort key, kind, source,
+    rule]`` as JSON: ``page_extras`` puts each user's in order (SQLite's sort of the page's
+    rows was a quarter of the statement's instructions, and most users have one group and no
+    role), and every value read costs the driver a release and retaking of the GIL (the
+    NULLs of the eight columns were a tenth of the statement).
 
     Each user id drives its own index lookups in ``group_members`` and ``user_roles``,
     whatever the statistics say. On PostgreSQL through a LATERAL subquery (``_fenced``).
     On SQLite through CROSS JOINs from the list, which SQLite never reorders, and the member
     index named: without statistics SQLite preferred the primary key, a covering index,
     with the organization alone (all its memberships for each id: 40 ms at 10,000 users)."""
-    from scim_server.models import Group, GroupMember, License, Role, UserRole
+    from scim_server.models import AuditHead, Group, GroupMember, License, Role, UserRole
 
     org: Any = bindparam("org_id")
     pg = dialect == "postgresql"
     users = _id_list(dialect, "user_ids")
     held = _id_list(dialect, "license_ids")
     license_on = (License.org_id == org) & (License.id == held.c.value)
+    head_columns: list[Any] = [cast(AuditHead.seq, String) if pg else AuditHead.seq]
+    head_columns += [None] * (len(_EXTRAS_PG if pg else _EXTRAS_SQLITE) - 1)
+    head = _branch("h", None, AuditHead, head_columns).where(AuditHead.org_id == org)
     parts = [
+        head,
         _branch(
             "l",
             held,
@@ -730,7 +741,7 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
             [License.id, License.name, None, None, None, None]
             if pg
             else [License.id, License.name, None],
-        )
+        ),
     ]
     of_user = (UserRole.org_id == org) & (UserRole.user_id == users.c.value)
     if pg:
@@ -791,6 +802,14 @@ def _extras_statement(dialect: str, with_groups: bool) -> Any:
     return text(sql).columns(*(column(name) for name in names))
 
 
+@cache
+def _extras_read(dialect: str, with_groups: bool) -> KeyRead:
+    """``_extras_statement`` executed from its compiled form (``db.KeyRead``): its cache
+    key, a walk of three joined selects, and the compiled cache's lookup, which compares
+    that key whole, were a fifth of a page's extras in Python."""
+    return KeyRead(_extras_statement(dialect, with_groups))
+
+
 def page_extras(
     session: Session, org_id: str, users: list[Any], *, with_groups: bool
 ) -> PageExtras:
@@ -803,6 +822,7 @@ def page_extras(
     names: dict[str, str] = {}
     if not ids:
         return PageExtras(groups, {}, names)
+    head = None
     conn = session.connection()
     licenses = sorted({i for u in users for i in (u.license_id, u.license_wanted_id) if i})
     dialect = conn.dialect.name
@@ -811,7 +831,7 @@ def page_extras(
         "user_ids": jsonfast.dumps(ids),
         "license_ids": jsonfast.dumps(licenses),
     }
-    result = conn.execute(_extras_statement(dialect, with_groups), params)
+    result = _extras_read(dialect, with_groups).execute(conn, params)
     try:
         rows = result.cursor.fetchall()  # the driver's rows: no SQLAlchemy row per entry
     finally:
@@ -822,12 +842,14 @@ def page_extras(
                 groups.setdefault(user_id, []).append((item_id, name))
             elif kind == "r":
                 hold(held.setdefault(user_id, {}), item_id, name, role_kind, source, rule)
-            else:
+            elif kind == "l":
                 names[item_id] = name
+            else:
+                head = int(item_id)
     else:
-        _put_in_order(rows, groups, held, names)
+        head = _put_in_order(rows, groups, held, names)
     roles = {u: list(v.values()) for u, v in held.items()}
-    return PageExtras(groups, roles, names)
+    return PageExtras(groups, roles, names, head)
 
 
 def _put_in_order(
@@ -835,14 +857,15 @@ def _put_in_order(
     groups: dict[str, list[tuple[str, str]]],
     held: dict[str, dict[str, dict[str, Any]]],
     names: dict[str, str],
-) -> None:
+) -> int | None:
     """SQLite's rows of ``_extras_statement`` (kind, user id, id, name, detail), in no
     order, into ``page_extras``' maps in GET's order: groups by display name, roles by
     name then source, compared as SQLite's ORDER BY compares them (BINARY: by code point,
     as Python compares str); a display name or role name is unique in an organization,
-    and a (role, source) pair for a user."""
+    and a (role, source) pair for a user. Returns the audit head's ``seq`` (None: no head)."""
     from scim_server.services.roles import hold
 
+    head = None
     group_keys: dict[str, str] = {}  # group id -> its sort key
     role_rows: dict[str, list[Any]] = {}  # user id -> (sort key, source, id, name, kind, rule)
     for kind, user_id, item_id, name, detail in rows:
@@ -852,8 +875,10 @@ def _put_in_order(
         elif kind == "r":
             key, role_kind, source, rule = jsonfast.loads(detail)
             role_rows.setdefault(user_id, []).append((key, source, item_id, name, role_kind, rule))
-        else:
+        elif kind == "l":
             names[item_id] = name
+        else:
+            head = item_id
     for found in groups.values():
         if len(found) > 1:
             found.sort(key=lambda pair: group_keys[pair[0]])
@@ -862,6 +887,7 @@ def _put_in_order(
         of_user = held[user_id] = {}
         for _key, source, item_id, name, role_kind, rule in entries:
             hold(of_user, item_id, name, role_kind, source, rule)
+    return head
 
 
 _by_name_and_source = itemgetter(0, 1)

@@ -26,6 +26,7 @@ from tests.support.admin_api import (
     apply_rules,
     licenses_by_name,
     make_license,
+    make_role,
     ok,
     person,
 )
@@ -163,6 +164,22 @@ def _license_renamed(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callabl
     return lambda page: _check(page[holder][PRODUCT]["license"]["value"] == "Reserve")
 
 
+def _role_given(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    # A role held changes no user row: the product view is current through the audit head.
+    make_role(admin, "Auditor")
+    user = people["users"][5]
+    ok(admin.post(f"/api/v1/users/{user['id']}/roles", {"role": "Auditor"}))
+    return lambda page: _check(
+        [r["value"] for r in page[user["id"]][PRODUCT].get("roles", [])] == ["Auditor"]
+    )
+
+
+def _group_deleted(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
+    assert scim.delete(f"/scim/v2/Groups/{people['group']['id']}").status_code == 204
+    members = [u["id"] for u in people["users"][:3]]
+    return lambda page: _check(all("groups" not in page[m] for m in members))
+
+
 def _deleted(scim: Scim, admin: Scim, people: dict[str, Any]) -> Callable[[dict], None]:
     user = people["users"][5]
     assert scim.delete(f"/scim/v2/Users/{user['id']}").status_code == 204
@@ -184,6 +201,8 @@ def _check(condition: bool) -> None:
         _new_manager,
         _admin_deactivates,
         _license_renamed,
+        _role_given,
+        _group_deleted,
         _deleted,
     ],
     ids=lambda f: f.__name__.strip("_"),
@@ -193,6 +212,7 @@ def test_every_change_shows_on_the_next_page(
 ) -> None:
     page_as_get(scim)
     assert len(kept(app)) == 6
+    page_as_get(scim)  # written from the kept users alone (nothing changed since)
     expect = change(scim, admin, people)
     expect(page_as_get(scim))
 
@@ -213,6 +233,47 @@ def test_a_change_made_by_another_worker_shows(
     assert resp.get_json()["title"] == "Elsewhere"
     assert len(kept(other)) == 0
     assert page_as_get(scim)[user["id"]]["title"] == "Elsewhere"
+
+
+def test_a_group_renamed_by_another_worker_shows(
+    app: Flask, scim: Scim, people: dict[str, Any], engine: Engine, connection: Connection
+) -> None:
+    """A group renamed changes none of its members' rows: the other process's change moves
+    the audit head, and this one's next page reads the groups again."""
+    member = people["users"][0]
+    page_as_get(scim)
+    assert page_as_get(scim)[member["id"]]["groups"][0]["display"] == "Engineering"
+    other = create_app({"TESTING": True, "DATABASE_URL": app.config["DATABASE_URL"]})
+    bind_to_connection(other, engine, connection)
+    elsewhere = Scim(other.test_client(), scim.token, scim.org_id)
+    elsewhere.patch_ops(
+        f"/scim/v2/Groups/{people['group']['id']}",
+        {"op": "replace", "path": "displayName", "value": "Platform"},
+    )
+    assert page_as_get(scim)[member["id"]]["groups"][0]["display"] == "Platform"
+
+
+def test_a_page_read_again_unchanged_reads_no_extras(
+    app: Flask, scim: Scim, people: dict[str, Any]
+) -> None:
+    """With nothing changed in the organization since (its audit head where it was), a page
+    of kept users reads the head instead of their groups, roles and licenses, and is the
+    same bytes; after any change in the organization the next page reads them again."""
+    kept(app).clear()
+    first = scim.get(PAGE).get_data()
+    with statements(app) as seen:
+        again = scim.get(PAGE).get_data()
+    assert again == first
+    assert not any("group_members" in sql or "user_roles" in sql for sql in seen), seen
+    assert sum("audit_heads" in sql for sql in seen) == 1
+    scim.create_user("newcomer@example.com")
+    with statements(app) as seen:
+        after = scim.get(PAGE)
+    assert any("group_members" in sql for sql in seen)
+    assert len(after.get_json()["Resources"]) == 7
+    with statements(app) as seen:
+        assert scim.get(PAGE).get_data() == after.get_data()
+    assert not any("group_members" in sql for sql in seen), seen
 
 
 def test_a_page_of_kept_users_reads_no_stored_document(
