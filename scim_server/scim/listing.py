@@ -95,9 +95,10 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
     # Read without the stored documents when the page's users are likely kept rendered (the
     # organization's last page found most of its own kept); ``_render`` reads the others'.
     slim = False
+    head = None
     if where is None and not query.sort_by:
         slim = rt is USER and _renders_kept(query) and _kept().mostly_kept(g.org_id)
-        total, rows = page_all(
+        total, rows, head = page_all(
             session,
             model,
             rt.name,
@@ -115,7 +116,7 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
             order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
         order += [model.created_at, model.id]
         total, rows = page(session, model, g.org_id, where, order, offset, query.count)
-    return total, _render(rt, query, rows, slim=slim)
+    return total, _render(rt, query, rows, slim=slim, head=head)
 
 
 def _kept() -> RenderedUsers:
@@ -141,8 +142,11 @@ def _documents_for_render(rows: list[Any]) -> tuple[list[Any], list[Any]]:
     return rows, [entries.get(row.id) for row in rows]
 
 
-def _render(rt: ResourceType, query: ListQuery, rows: list[Any], *, slim: bool) -> list[Any]:
-    """``slim``: the rows were read without their stored documents (``page_all``)."""
+def _render(
+    rt: ResourceType, query: ListQuery, rows: list[Any], *, slim: bool, head: int | None = None
+) -> list[Any]:
+    """``slim``: the rows were read without their stored documents (``page_all``); ``head``:
+    the organization's audit head read with the rows (``paging.Page.head``), if it was."""
     attrs, excluded = query.attributes, query.excluded
     if rt is not USER:
         return [render_group(grp, attrs, excluded) for grp in rows]
@@ -159,9 +163,9 @@ def _render(rt: ResourceType, query: ListQuery, rows: list[Any], *, slim: bool) 
         # audit head has not moved since (``user_fragments``): no extras to read.
         if found is None:
             found = _kept().take(g.org_id, rows, scim_root())
-        seq = _kept().head_of(g.org_id, found)
+        seq = _kept().head_of(g.org_id, rows, found)
         if seq is not None:
-            now = head_seq(db.session.connection(), g.org_id)
+            now = head if head is not None else head_seq(db.session.connection(), g.org_id)
             if now == seq:
                 return render_kept(_kept(), g.org_id, found)
             if now is not None:

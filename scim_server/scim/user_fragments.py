@@ -45,6 +45,7 @@ from scim_server.scim.render import (
 )
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 from scim_server.services import paging
+from scim_server.services.paging import product_fields
 
 Doc = dict[str, Any]
 
@@ -74,8 +75,10 @@ _LAST_PAGES_BOUND = 10_000
 
 
 # A user's groups and product extension as last written on a page (``,"groups":[...]`` and
-# ``,"urn:...":{...}``, each possibly empty), with the audit head they were read at.
-_Parts = tuple[int, bytes, bytes]
+# ``,"urn:...":{...}``, each possibly empty), with the audit head they were read at and the
+# row's fields the product view shows (``paging.product_fields``): a sign-in moves the last
+# login without the user's version.
+_Parts = tuple[int, bytes, bytes, tuple[Any, ...]]
 
 
 class _Rendered:
@@ -132,16 +135,19 @@ class RenderedUsers:
                 self._last_pages.clear()
             self._last_pages[org_id] = 2 * kept >= users
 
-    def head_of(self, org_id: str, found: Sequence[_Rendered | None]) -> int | None:
+    def head_of(
+        self, org_id: str, rows: Sequence[Any], found: Sequence[_Rendered | None]
+    ) -> int | None:
         """The audit head at which every entry of a page holds its groups and product
-        pieces (``_Rendered.parts``), if it is also the last head seen for the organization;
-        else None. The caller compares it with the database's (``audit.queries.head_seq``):
-        after a change, the first page seen to have moved on notes the new head, and the
-        pages after it do not read the head in vain."""
+        pieces (``_Rendered.parts``) for its row as read now, if it is also the last head
+        seen for the organization; else None. The caller compares it with the database's
+        (``audit.queries.head_seq``): after a change, the first page seen to have moved on
+        notes the new head, and the pages after it do not read the head in vain."""
         seq = None
-        for entry in found:
+        shown = product_fields
+        for row, entry in zip(rows, found, strict=True):
             parts = entry.parts if entry is not None else None
-            if parts is None or (seq is not None and parts[0] != seq):
+            if parts is None or (seq is not None and parts[0] != seq) or parts[3] != shown(row):
                 return None
             seq = parts[0]
         with self._lock:
@@ -299,7 +305,7 @@ def render_page(
         parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
         out.append(fragment(b"".join(parts)))
         if head is not None:
-            tagged.append((user_id, entry, (head, in_groups, shown)))
+            tagged.append((user_id, entry, (head, in_groups, shown, product_fields(row))))
     if head is not None:
         kept.tag(org_id, tagged)
         kept.note_head(org_id, head)
@@ -315,7 +321,7 @@ def render_kept(kept: RenderedUsers, org_id: str, found: Sequence[_Rendered | No
     out = []
     for entry in found:
         assert entry is not None and entry.parts is not None
-        _seq, in_groups, shown = entry.parts
+        _seq, in_groups, shown, _fields = entry.parts
         schemas = heads[entry.enterprise != b"", shown != b""]
         parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
         out.append(fragment(b"".join(parts)))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -160,6 +160,16 @@ class PreparedPage:
         ), rows
 
 
+class Page(NamedTuple):
+    """A page of ``page_all``: ``totalResults``, the rows, and for users read by a deep page's
+    one statement the organization's audit head in the same snapshot (``PageExtras.head``;
+    None when not read)."""
+
+    total: int
+    rows: list[Any]
+    head: int | None = None
+
+
 def page_all(
     session: Session,
     model: Any,
@@ -170,7 +180,7 @@ def page_all(
     anchors: AnchorCache,
     *,
     slim: bool = False,
-) -> tuple[int, list[Any]]:
+) -> Page:
     """A page of all the organization's resources in the default order (created, id).
 
     ``anchors`` is the app's cache of keys along that order (deep pages seek from one).
@@ -185,19 +195,19 @@ def page_all(
             return guessed
     counted = counts.read(session, org_id, resource_type)
     if counted is None:
-        return page(session, model, org_id, None, order, offset, limit)
+        return Page(*page(session, model, org_id, None, order, offset, limit))
     total, generation = counted
     if limit == 0 or offset >= total:
-        return total, []
+        return Page(total, [])
     anchor = None
     if offset >= DEFERRED_JOIN_OFFSET:
         anchor = anchors.find(conn, model, org_id, generation, offset)
     if anchor is None:
         if offset < DEFERRED_JOIN_OFFSET:
             at = {"org_id": org_id, "page_offset": offset, "page_limit": limit}
-            return total, plain_rows(model, _first_pages(model, slim).execute(conn, at))
+            return Page(total, plain_rows(model, _first_pages(model, slim).execute(conn, at)))
         conditions = [model.org_id == org_id]
-        return total, _rows(conn, model, org_id, conditions, order, offset, limit, slim)
+        return Page(total, _rows(conn, model, org_id, conditions, order, offset, limit, slim))
     (created_at, key_id), position = anchor
     params = {
         "org_id": org_id,
@@ -206,7 +216,7 @@ def page_all(
         "page_offset": offset - position,
         "page_limit": limit,
     }
-    return total, plain_rows(model, _from_anchor(model, slim).execute(conn, params))
+    return Page(total, plain_rows(model, _from_anchor(model, slim).execute(conn, params)))
 
 
 def _guessed_page(
@@ -218,11 +228,12 @@ def _guessed_page(
     limit: int,
     anchors: AnchorCache,
     slim: bool = False,
-) -> tuple[int, list[Any]] | None:
+) -> Page | None:
     """A deep page read from the anchor the cache holds, with the count row's total and
-    generation in the same statement (one statement instead of two): kept only if that
-    generation is the anchors' (they are then the database's, read in the same snapshot)
-    and the page is not empty; otherwise None, and the page is read as before."""
+    generation (and for users the audit head) in the same statement (one statement instead
+    of two): kept only if that generation is the anchors' (they are then the database's,
+    read in the same snapshot) and the page is not empty; otherwise None, and the page is
+    read as before."""
     guess = anchors.peek(model, org_id, offset)
     if guess is None:
         return None
@@ -242,7 +253,7 @@ def _guessed_page(
     if counted[1] != generation:
         anchors.stale(model, org_id, generation)
         return None
-    return counted[0], rows
+    return Page(counted[0], rows, counted[2] if len(counted) > 2 else None)
 
 
 # A page's statements are built once per model and executed from their compiled forms
@@ -273,9 +284,10 @@ def _from_anchor(model: Any, slim: bool = False) -> KeyRead:
 
 @cache
 def _from_anchor_counted(model: Any, slim: bool = False) -> KeyRead:
-    """``_from_anchor`` with the count row's total and generation on every row (each an
-    uncorrelated scalar subquery: read once per statement)."""
-    from scim_server.models import ResourceCount
+    """``_from_anchor`` with the count row's total and generation on every row, and for
+    users the organization's audit head (each an uncorrelated scalar subquery: read once
+    per statement)."""
+    from scim_server.models import AuditHead, ResourceCount
 
     of_set = (
         ResourceCount.org_id == bindparam("org_id"),
@@ -283,7 +295,10 @@ def _from_anchor_counted(model: Any, slim: bool = False) -> KeyRead:
     )
     total = select(ResourceCount.total).where(*of_set).scalar_subquery()
     generation = select(ResourceCount.generation).where(*of_set).scalar_subquery()
-    more = (total.label("set_total"), generation.label("set_generation"))
+    more: tuple[Any, ...] = (total.label("set_total"), generation.label("set_generation"))
+    if model.__tablename__ in _PAGE_FIELDS:
+        of_org = AuditHead.org_id == bindparam("org_id")
+        more += (select(AuditHead.seq).where(of_org).scalar_subquery().label("set_head"),)
     stmt = reuse_plan(_anchored_select(model, *more, slim=slim))
     return KeyRead(stmt)
 
@@ -374,6 +389,25 @@ _PAGE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The fields of a page's row of a user that its product view shows (``users.product_view``),
+# as a tuple: what a product view written for the row stays valid for (``user_fragments``).
+product_fields: Callable[[Any], tuple[Any, ...]] = itemgetter(
+    *(
+        _PAGE_FIELDS["users"].index(name)
+        for name in (
+            "status",
+            "login_name",
+            "contact_id",
+            "last_login_at",
+            "license_id",
+            "license_source",
+            "license_rule",
+            "license_wanted_id",
+        )
+    )
+)
+
+
 class _StoredText(FunctionElement[Any]):
     """A stored JSON document as its text, not parsed by the driver: on SQLite UTF-8 bytes
     (``CAST(... AS BLOB)``: the driver copies the bytes instead of decoding them, and the
@@ -444,11 +478,12 @@ def plain_rows(model: Any, result: Result[Any]) -> list[Any]:
     return [make(row) for row in result.all()]  # one fetchall: a fetch per row cost more
 
 
-def plain_rows_counted(model: Any, result: Result[Any]) -> tuple[list[Any], tuple[Any, Any] | None]:
-    """``plain_rows`` of a select of ``page_columns(model)`` followed by two more columns
-    (``_from_anchor_counted``'s total and generation), and those two (None without rows)."""
+def plain_rows_counted(model: Any, result: Result[Any]) -> tuple[list[Any], tuple[Any, ...] | None]:
+    """``plain_rows`` of a select of ``page_columns(model)`` followed by more columns
+    (``_from_anchor_counted``'s total and generation, and for users the audit head), and
+    those (None without rows)."""
     if model.__tablename__ == "users":
-        return _user_rows(_row_type(model), result, trailing=2)
+        return _user_rows(_row_type(model), result, trailing=3)
     make = _row_type(model)._make
     raw = result.all()
     return [make(row[:-2]) for row in raw], (tuple(raw[0][-2:]) if raw else None)

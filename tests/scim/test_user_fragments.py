@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, text
 
 from scim_server import create_app, jsonfast
-from scim_server.scim.listing import RENDERED_EXTENSION
+from scim_server.scim.listing import ANCHORS_EXTENSION, RENDERED_EXTENSION
 from scim_server.scim.user_fragments import RenderedUsers
 from scim_server.services import paging
 from tests.admin.rules import activate, catalogue
@@ -30,6 +31,8 @@ from tests.support.admin_api import (
     ok,
     person,
 )
+from tests.support.local import give_password, sign_in
+from tests.support.sso import make_person
 
 PAGE = "/scim/v2/Users?count=50"
 
@@ -253,6 +256,20 @@ def test_a_group_renamed_by_another_worker_shows(
     assert page_as_get(scim)[member["id"]]["groups"][0]["display"] == "Platform"
 
 
+def test_a_sign_in_shows_on_the_next_page(
+    app: Flask, client: FlaskClient, scim: Scim, people: dict[str, Any]
+) -> None:
+    """A sign-in after the first moves only the user's last login: no version, no audit
+    event. The product view shows it on the next page all the same."""
+    user_id = make_person(app, scim, "alice@example.com")
+    give_password(app, scim.org_id, user_id)
+    assert sign_in(client, "alice@example.com").headers["Location"] == "/after"
+    page_as_get(scim)
+    before = page_as_get(scim)[user_id][PRODUCT]["lastLogin"]
+    assert sign_in(app.test_client(), "alice@example.com").headers["Location"] == "/after"
+    assert page_as_get(scim)[user_id][PRODUCT]["lastLogin"] > before
+
+
 def test_a_page_read_again_unchanged_reads_no_extras(
     app: Flask, scim: Scim, people: dict[str, Any]
 ) -> None:
@@ -274,6 +291,31 @@ def test_a_page_read_again_unchanged_reads_no_extras(
     with statements(app) as seen:
         assert scim.get(PAGE).get_data() == after.get_data()
     assert not any("group_members" in sql for sql in seen), seen
+
+
+def test_a_deep_page_reads_the_audit_head_with_its_rows(
+    app: Flask, scim: Scim, people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deep page read from an anchor (``paging._guessed_page``) reads the organization's
+    audit head in its own statement: its kept users need no other statement, and a group
+    renamed since shows."""
+    monkeypatch.setattr(paging, "DEFERRED_JOIN_OFFSET", 1)
+    monkeypatch.setattr(paging, "ANCHOR_STEP", 4)
+    monkeypatch.setattr(paging, "REBUILD_EVERY_S", 3600.0)
+    app.extensions[ANCHORS_EXTENSION].clear()
+    url = "/scim/v2/Users?startIndex=2&count=3"
+    member = people["users"][1]["id"]
+    page_as_get(scim, url)  # anchors built, users kept
+    first = page_as_get(scim, url)
+    with statements(app) as seen:
+        assert scim.get(url).get_json()["Resources"] == list(first.values())
+    assert len(seen) == 2, seen  # the token, then the page with its count and head
+    assert "audit_heads" in seen[1] and "resource_counts" in seen[1] and "FROM users" in seen[1]
+    scim.patch_ops(
+        f"/scim/v2/Groups/{people['group']['id']}",
+        {"op": "replace", "path": "displayName", "value": "Platform"},
+    )
+    assert page_as_get(scim, url)[member]["groups"][0]["display"] == "Platform"
 
 
 def test_a_page_of_kept_users_reads_no_stored_document(
