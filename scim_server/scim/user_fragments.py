@@ -282,7 +282,6 @@ def render_page(
         kept.keep(org_id, made)
     # Each user's groups written once a page for all the users in the same groups.
     written: dict[tuple[tuple[str, str], ...], bytes] = {}
-    heads = _HEADS
     fragment = orjson.Fragment
     out = []
     tagged: list[tuple[str, _Rendered, _Parts]] = []
@@ -301,9 +300,7 @@ def render_page(
         view = product.get(user_id)
         # A product view holds only text, null, lists and objects: orjson writes it all.
         shown = _PRODUCT_KEY + orjson.dumps(view) if view else b""
-        schemas = heads[entry.enterprise != b"", bool(view)]
-        parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
-        out.append(fragment(b"".join(parts)))
+        out.append(fragment(_joined(entry, in_groups, shown)))
         if head is not None:
             tagged.append((user_id, entry, (head, in_groups, shown, product_fields(row))))
     if head is not None:
@@ -316,18 +313,21 @@ def render_kept(kept: RenderedUsers, org_id: str, found: Sequence[_Rendered | No
     """A page whose users all hold their pieces at the organization's current audit head
     (``RenderedUsers.head_of``, checked against the database by the caller): written from
     the entries alone."""
-    heads = _HEADS
     fragment = orjson.Fragment
     out = []
     for entry in found:
         assert entry is not None and entry.parts is not None
         _seq, in_groups, shown, _fields = entry.parts
-        schemas = heads[entry.enterprise != b"", shown != b""]
-        parts = (schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta)
-        out.append(fragment(b"".join(parts)))
+        out.append(fragment(_joined(entry, in_groups, shown)))
     if len(found) > 1:
         kept.note_page(org_id, len(found), len(found))
     return out
+
+
+def _joined(entry: _Rendered, in_groups: bytes, shown: bytes) -> bytes:
+    """A kept user's JSON with its groups and product extension (each possibly empty)."""
+    schemas = _HEADS[entry.enterprise != b"", shown != b""]
+    return b"".join((schemas, entry.body, in_groups, entry.enterprise, shown, entry.meta))
 
 
 def _groups_json(pairs: list[tuple[str, str]], base: str) -> bytes:
