@@ -606,6 +606,8 @@ class AnchorCache:
 
     def __init__(self) -> None:
         self._sets: OrderedDict[tuple[str, str], _Anchored] = OrderedDict()
+        # Sets being anchored by a thread now: the others take the plain path meanwhile.
+        self._building: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def find(
@@ -620,7 +622,18 @@ class AnchorCache:
         if anchored is None or anchored.generation != generation:
             if anchored is not None and time.monotonic() - anchored.built_at < REBUILD_EVERY_S:
                 return None
-            anchored = self._build(conn, model, org_id, generation)
+            # One thread anchors a set at a time: each build reads the whole set's keys (at
+            # 100,000 users, the threads of a worker rebuilding at once after a change took
+            # most of the machine for a while).
+            with self._lock:
+                if name in self._building:
+                    return None
+                self._building.add(name)
+            try:
+                anchored = self._build(conn, model, org_id, generation)
+            finally:
+                with self._lock:
+                    self._building.discard(name)
             with self._lock:
                 self._sets[name] = anchored
                 self._sets.move_to_end(name)

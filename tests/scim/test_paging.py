@@ -244,6 +244,30 @@ def test_anchors_belong_to_the_app_that_paged(app: Flask, scim: Scim, session: A
     assert len(other.extensions[ANCHORS_EXTENSION]) == 0
 
 
+def test_a_set_is_anchored_by_one_thread_at_a_time(
+    app: Flask, scim: Scim, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one request anchors a set (reading all its keys), another asking for the same
+    set takes the plain path instead of reading them too; both pages are exact."""
+    for i in range(12):
+        scim.create_user(f"t{i:02d}@example.com")
+    cache = app.extensions[ANCHORS_EXTENSION]
+    build = paging.AnchorCache._build
+    meanwhile: list[Any] = []
+
+    def building(conn: Any, model: Any, org_id: str, generation: int) -> Any:
+        if not meanwhile:
+            meanwhile.append(cache.find(conn, model, org_id, generation, 8))  # another request
+        return build(conn, model, org_id, generation)
+
+    monkeypatch.setattr(paging.AnchorCache, "_build", staticmethod(building))
+    expected = stored_order(session, User, scim.org_id)
+    assert listed(scim, "Users", 9, 3) == (12, expected[8:11])
+    assert meanwhile == [None]
+    assert listed(scim, "Users", 9, 3) == (12, expected[8:11])
+    assert meanwhile == [None]
+
+
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
