@@ -364,9 +364,20 @@ def with_stored(conn: Connection, org_id: str, rows: list[Any], ids: set[str]) -
     return [fresh[r.id] if r.id in ids else r for r in rows if r.id not in ids or r.id in fresh]
 
 
+# The fields of a page's row of a user that its product view shows (``users.product_view``).
+_PRODUCT_VIEW_FIELDS = (
+    "status",
+    "login_name",
+    "contact_id",
+    "last_login_at",
+    "license_id",
+    "license_source",
+    "license_rule",
+    "license_wanted_id",
+)
 # What a page of users reads of each row: what the representation (``render.user_to_scim``)
-# and the product view (``users.product_view``) show, and no more (each column read costs
-# SQLite time on every row of the page). A page of another resource reads all its columns.
+# and the product view show, and no more (each column read costs SQLite time on every row
+# of the page). A page of another resource reads all its columns.
 _PAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "users": (
         "id",
@@ -377,34 +388,13 @@ _PAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "version",
         "created_at",
         "updated_at",
-        "status",
-        "login_name",
-        "contact_id",
-        "last_login_at",
-        "license_id",
-        "license_source",
-        "license_rule",
-        "license_wanted_id",
+        *_PRODUCT_VIEW_FIELDS,
     )
 }
-
-
-# The fields of a page's row of a user that its product view shows (``users.product_view``),
-# as a tuple: what a product view written for the row stays valid for (``user_fragments``).
+# Those fields of a page's row, as a tuple: what a product view written for the row stays
+# valid for (``user_fragments``).
 product_fields: Callable[[Any], tuple[Any, ...]] = itemgetter(
-    *(
-        _PAGE_FIELDS["users"].index(name)
-        for name in (
-            "status",
-            "login_name",
-            "contact_id",
-            "last_login_at",
-            "license_id",
-            "license_source",
-            "license_rule",
-            "license_wanted_id",
-        )
-    )
+    *(_PAGE_FIELDS["users"].index(name) for name in _PRODUCT_VIEW_FIELDS)
 )
 
 
