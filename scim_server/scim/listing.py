@@ -163,11 +163,12 @@ def _render(
         # audit head has not moved since (``user_fragments``): no extras to read.
         if found is None:
             found = _kept().take(g.org_id, rows, scim_root())
-        seq = _kept().head_of(g.org_id, rows, found)
-        if seq is not None:
+        held = _kept().head_of(g.org_id, rows, found)
+        if held is not None:
+            seq, parts = held
             now = head if head is not None else head_seq(db.session.connection(), g.org_id)
             if now == seq:
-                return render_kept(_kept(), g.org_id, found)
+                return render_kept(_kept(), g.org_id, found, parts)
             if now is not None:
                 _kept().note_head(g.org_id, now)
     with_groups = wants("groups", attrs, excluded)

@@ -137,21 +137,26 @@ class RenderedUsers:
 
     def head_of(
         self, org_id: str, rows: Sequence[Any], found: Sequence[_Rendered | None]
-    ) -> int | None:
+    ) -> tuple[int, list[_Parts]] | None:
         """The audit head at which every entry of a page holds its groups and product
         pieces (``_Rendered.parts``) for its row as read now, if it is also the last head
-        seen for the organization; else None. The caller compares it with the database's
+        seen for the organization, and those pieces (as taken now: another page may tag an
+        entry again meanwhile); else None. The caller compares the head with the database's
         (``audit.queries.head_seq``): after a change, the first page seen to have moved on
         notes the new head, and the pages after it do not read the head in vain."""
         seq = None
         shown = product_fields
+        taken = []
         for row, entry in zip(rows, found, strict=True):
             parts = entry.parts if entry is not None else None
             if parts is None or (seq is not None and parts[0] != seq) or parts[3] != shown(row):
                 return None
             seq = parts[0]
+            taken.append(parts)
         with self._lock:
-            return seq if seq is not None and self._heads.get(org_id) == seq else None
+            if seq is None or self._heads.get(org_id) != seq:
+                return None
+        return seq, taken
 
     def note_head(self, org_id: str, head: int) -> None:
         with self._lock:
@@ -309,15 +314,19 @@ def render_page(
     return out
 
 
-def render_kept(kept: RenderedUsers, org_id: str, found: Sequence[_Rendered | None]) -> list[Any]:
-    """A page whose users all hold their pieces at the organization's current audit head
-    (``RenderedUsers.head_of``, checked against the database by the caller): written from
-    the entries alone."""
+def render_kept(
+    kept: RenderedUsers,
+    org_id: str,
+    found: Sequence[_Rendered | None],
+    parts: Sequence[_Parts],
+) -> list[Any]:
+    """A page whose users all hold their pieces (``parts``, one per entry) at the
+    organization's current audit head (``RenderedUsers.head_of``, checked against the
+    database by the caller): written from the entries alone."""
     fragment = orjson.Fragment
     out = []
-    for entry in found:
-        assert entry is not None and entry.parts is not None
-        _seq, in_groups, shown, _fields = entry.parts
+    for entry, (_seq, in_groups, shown, _fields) in zip(found, parts, strict=True):
+        assert entry is not None
         out.append(fragment(_joined(entry, in_groups, shown)))
     if len(found) > 1:
         kept.note_page(org_id, len(found), len(found))
