@@ -100,7 +100,7 @@ class _Rendered:
         self.enterprise = enterprise
         self.meta = meta
         self.size = len(body) + len(enterprise) + len(meta) + _ENTRY_OVERHEAD
-        # (audit head, groups' JSON, product extension's JSON) as last written: ``tag``.
+        # The groups and product extension as last written, and what for (``tag``).
         self.parts: _Parts | None = None
 
 
@@ -178,9 +178,7 @@ class RenderedUsers:
                         grown -= len(old[1]) + len(old[2])
                     entry.size += grown
                     self._bytes += grown
-            while self._bytes > self.max_bytes and entries:
-                _, dropped = entries.popitem(last=False)
-                self._bytes -= dropped.size
+            self._drop_beyond_bound()
 
     def admits_cold_page(self) -> bool:
         """Whether a page that found none of its users kept should cut and keep them: always
@@ -222,9 +220,14 @@ class RenderedUsers:
                     self._bytes -= old.size
                 entries[key] = entry
                 self._bytes += entry.size
-            while self._bytes > self.max_bytes and entries:
-                _, dropped = entries.popitem(last=False)
-                self._bytes -= dropped.size
+            self._drop_beyond_bound()
+
+    def _drop_beyond_bound(self) -> None:
+        """The least recently used dropped while over ``max_bytes`` (the lock held)."""
+        entries = self._entries
+        while self._bytes > self.max_bytes and entries:
+            _, dropped = entries.popitem(last=False)
+            self._bytes -= dropped.size
 
     def __len__(self) -> int:
         with self._lock:
