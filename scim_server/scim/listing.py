@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g
 
-from scim_server.audit.queries import head_seq
 from scim_server.db import db
 from scim_server.errors import InvalidFilterError
 from scim_server.scim.filter_ast import AttrPath, PathError
@@ -24,7 +23,7 @@ from scim_server.scim.render import (
 )
 from scim_server.scim.resources import project
 from scim_server.scim.schema import USER, ResourceType
-from scim_server.scim.user_fragments import RenderedUsers, render_kept, render_page
+from scim_server.scim.user_fragments import RenderedUsers, render_current, render_page
 from scim_server.services import paging
 from scim_server.services import users as user_service
 from scim_server.services.paging import AnchorCache, page, page_all, page_extras
@@ -159,18 +158,12 @@ def _render(
         return [render_user(u, attrs, excluded) for u in paging.with_documents(rows)]
     kept = _renders_kept(query)
     if kept:
-        # Each user's groups and product view as last written, while the organization's
-        # audit head has not moved since (``user_fragments``): no extras to read.
         if found is None:
             found = _kept().take(g.org_id, rows, scim_root())
-        held = _kept().head_of(g.org_id, rows, found)
-        if held is not None:
-            seq, parts = held
-            now = head if head is not None else head_seq(db.session.connection(), g.org_id)
-            if now == seq:
-                return render_kept(_kept(), g.org_id, found, parts)
-            if now is not None:
-                _kept().note_head(g.org_id, now)
+        # No extras to read while the organization's audit head has not moved.
+        current = render_current(_kept(), db.session.connection(), g.org_id, rows, found, head)
+        if current is not None:
+            return current
     with_groups = wants("groups", attrs, excluded)
     extras = page_extras(db.session, g.org_id, rows, with_groups=with_groups)
     product = user_service.product_view(

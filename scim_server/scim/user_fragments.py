@@ -18,9 +18,9 @@ they were read at (``paging.PageExtras.head``). Every change an organization's s
 make moves that head in the change's own transaction (each records its audit event there),
 so while the head is where it was, those pieces are current: a page whose users all hold
 them at the head the database has now (one read of the head, ``audit.queries.head_seq``)
-is written from the entries alone, without reading the extras or building the product
-views. Each user's JSON is the bytes ``render_user`` would give for the same values (tests
-compare them with GET by id).
+is written from the entries alone (``render_current``), without reading the extras or
+building the product views. Each user's JSON is the bytes ``render_user`` would give for
+the same values (tests compare them with GET by id).
 
 Pages with ``attributes`` or ``excludedAttributes`` are rendered by
 ``render.render_user_page`` (a projection of the whole representation).
@@ -34,7 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
+from scim_server.audit.queries import head_seq
 from scim_server.jsonfast import dumps_bytes
 from scim_server.scim.render import (
     group_entry,
@@ -317,15 +319,38 @@ def render_page(
     return out
 
 
-def render_kept(
+def render_current(
+    kept: RenderedUsers,
+    connection: Connection,
+    org_id: str,
+    rows: Sequence[Any],
+    found: Sequence[_Rendered | None],
+    head: int | None,
+) -> list[Any] | None:
+    """The page written from its entries alone (``found``, one per row) if each holds its
+    groups and product pieces at the organization's audit head as the database has it now:
+    ``head`` if the page's statement read it, else read here (``audit.queries.head_seq``,
+    only when the pieces are at the last head seen). None: the extras are to be read."""
+    held = kept.head_of(org_id, rows, found)
+    if held is None:
+        return None
+    seq, parts = held
+    now = head if head is not None else head_seq(connection, org_id)
+    if now != seq:
+        if now is not None:
+            kept.note_head(org_id, now)
+        return None
+    return _render_kept(kept, org_id, found, parts)
+
+
+def _render_kept(
     kept: RenderedUsers,
     org_id: str,
     found: Sequence[_Rendered | None],
     parts: Sequence[_Parts],
 ) -> list[Any]:
     """A page whose users all hold their pieces (``parts``, one per entry) at the
-    organization's current audit head (``RenderedUsers.head_of``, checked against the
-    database by the caller): written from the entries alone."""
+    organization's current audit head: written from the entries alone."""
     fragment = orjson.Fragment
     out = []
     for entry, (_seq, in_groups, shown, _fields) in zip(found, parts, strict=True):

@@ -612,9 +612,9 @@ class AnchorCache:
         if anchored is None or anchored.generation != generation:
             if anchored is not None and time.monotonic() - anchored.built_at < REBUILD_EVERY_S:
                 return None
-            # One thread anchors a set at a time: each build reads the whole set's keys (at
-            # 100,000 users, the threads of a worker rebuilding at once after a change took
-            # most of the machine for a while).
+            # One thread anchors a set at a time: each build scans the set's whole ordering
+            # index (about 50 ms at 100,000 users), and after a change every thread of a
+            # worker would otherwise scan it at once.
             with self._lock:
                 if name in self._building:
                     return None
