@@ -192,6 +192,23 @@ def list_licenses(session: Session, org_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def _kept(user: User, source: str, rule: str | None) -> dict[str, Any]:
+    """The license the user holds stays; what gives it, or a shortage it ends, may change.
+
+    The user's view shows both (the license's source and rule, ``licenseShortage``): a
+    change of either is a change of the user (its version moves, an event tells it)."""
+    changes: dict[str, Any] = {}
+    if (user.license_source, user.license_rule) != (source, rule):
+        changes["license_given_by"] = {
+            "before": {"source": user.license_source, "rule": user.license_rule},
+            "after": {"source": source, "rule": rule},
+        }
+    if user.license_wanted_id is not None:
+        changes["license_wanted"] = {"before": user.license_wanted_id, "after": None}
+    user.license_source, user.license_rule, user.license_wanted_id = source, rule, None
+    return changes
+
+
 def assign(
     session: Session,
     org_id: str,
@@ -223,8 +240,7 @@ def assign(
         user.license_rule = None
         return {"license": {"before": before, "after": None}} if before else {}
     if user.license_id == lic.id:
-        user.license_source, user.license_rule, user.license_wanted_id = source, rule, None
-        return {}
+        return _kept(user, source, rule)
     if seats is not None and lic.id in seats:
         limit, taken = seats[lic.id]
     else:

@@ -130,8 +130,25 @@ def set_source_roles(
         session.add(
             UserRole(org_id=org_id, user_id=user_id, role_id=rid, source=source, rule=wanted[rid])
         )
-    for rid in set(wanted) & set(current):
-        current[rid].rule = wanted[rid]
-    if not (added or removed):
+    given_by = {}
+    for rid in sorted(set(wanted) & set(current)):
+        if current[rid].rule != wanted[rid]:
+            given_by[rid] = {"before": current[rid].rule, "after": wanted[rid]}
+            current[rid].rule = wanted[rid]
+    return role_change(source, added, removed, given_by)
+
+
+def role_change(
+    source: str, added: list[str], removed: list[str], given_by: dict[str, Any]
+) -> dict[str, Any]:
+    """The change of a user's ``source`` roles, as its audit event tells it; {} for none.
+
+    ``given_by``: roles kept whose rules changed (role id -> before / after). The role's
+    ``sources`` show those rules, so that is a change of the user like any other: its
+    version moves and an event says why (a list page or an ETag must not show the old)."""
+    if not (added or removed or given_by):
         return {}
-    return {f"roles.{source}": {"added": sorted(added), "removed": sorted(removed)}}
+    change: dict[str, Any] = {"added": sorted(added), "removed": sorted(removed)}
+    if given_by:
+        change["given_by"] = given_by
+    return {f"roles.{source}": change}

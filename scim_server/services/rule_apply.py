@@ -28,6 +28,7 @@ from scim_server import bulk_rows
 from scim_server.db import utcnow
 from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
 from scim_server.services import contacts, licenses, provisioning, rule_inputs
+from scim_server.services.roles import role_change
 from scim_server.services.settings import IdentitySettings
 from scim_server.text import fold
 
@@ -223,8 +224,10 @@ class BatchLookups:
             }
             for rid in added
         ]
-        for rid in set(wanted) & set(current):
+        given_by = {}
+        for rid in sorted(set(wanted) & set(current)):
             if current[rid] != wanted[rid]:
+                given_by[rid] = {"before": current[rid], "after": wanted[rid]}
                 self.session.execute(
                     update(UserRole)
                     .where(
@@ -238,9 +241,7 @@ class BatchLookups:
                 )
         self.current[user_id] = dict(wanted)
         self.role_rows += len(added) + len(removed)
-        if not (added or removed):
-            return {}
-        return {"roles.rule": {"added": added, "removed": removed}}
+        return role_change("rule", added, removed, given_by)
 
     def organization_contact(self, name: str) -> Contact:
         key = fold(name)

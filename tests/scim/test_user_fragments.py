@@ -19,7 +19,7 @@ from scim_server import create_app, jsonfast
 from scim_server.scim.listing import ANCHORS_EXTENSION, RENDERED_EXTENSION
 from scim_server.scim.user_fragments import RenderedUsers
 from scim_server.services import paging
-from tests.admin.rules import activate, catalogue
+from tests.admin.rules import RULES, activate, catalogue
 from tests.scim.test_read_cost import statements
 from tests.support import ENTERPRISE, USER_SCHEMA, Scim, bind_to_connection
 from tests.support.admin_api import (
@@ -268,6 +268,41 @@ def test_a_sign_in_shows_on_the_next_page(
     before = page_as_get(scim)[user_id][PRODUCT]["lastLogin"]
     assert sign_in(app.test_client(), "alice@example.com").headers["Location"] == "/after"
     assert page_as_get(scim)[user_id][PRODUCT]["lastLogin"] > before
+
+
+def test_a_role_given_by_other_rules_shows_while_rules_apply_runs(
+    app: Flask, scim: Scim, admin: Scim, people: dict[str, Any]
+) -> None:
+    """``rules apply`` whose only change for a user is which rules give a role it holds
+    (``user_roles.rule``, shown in the role's ``sources``): after each of the job's steps the
+    list page shows what GET by id shows (the batch's step is a change of the user, with its
+    event, so a page kept from before it is not served)."""
+    from scim_server.db import db
+    from scim_server.worker import Worker
+
+    member = people["users"][0]["id"]
+
+    def sources(resource: dict[str, Any]) -> list[tuple[str, list[str]]]:
+        return [(r["value"], r["sources"]) for r in resource[PRODUCT].get("roles", [])]
+
+    page_as_get(scim)
+    assert sources(page_as_get(scim)[member]) == [("Engineer", ["rule:engineering"])]
+    # The same license by the same rule; the role now from two rules.
+    platform = {"name": "platform", "when": {"member_of": "Engineering"}}
+    platform["then"] = {"roles": ["Engineer"]}
+    activate(admin, {"mode": "all-match", "rules": [*RULES["rules"], platform]})
+    job = ok(admin.post("/api/v1/rulesets/apply", None), 202)
+    seen: list[tuple[Any, Any]] = []
+
+    def after_step(done: int, total: int | None) -> None:
+        listed = {r["id"]: r for r in scim.get(PAGE).get_json()["Resources"]}
+        by_id = scim.get(f"/scim/v2/Users/{member}").get_json()
+        seen.append((sources(listed[member]), sources(by_id)))
+
+    assert Worker(db.writer(app)).run_job(job["id"], on_progress=after_step)
+    assert ok(admin.get(f"/api/v1/jobs/{job['id']}"))["state"] == "succeeded"
+    assert seen[-1][1] == [("Engineer", ["rule:engineering, platform"])]
+    assert [listed for listed, _ in seen] == [by_id for _, by_id in seen]
 
 
 def test_a_page_read_again_unchanged_reads_no_extras(

@@ -533,3 +533,71 @@ def test_a_batch_writes_only_the_columns_whose_values_changed(scim, admin, sessi
         stored = session.execute(select(Contact.title, Contact.phone).where(Contact.id.in_(ids)))
         assert set(stored) == {(f"T{copy_from}", "+1 999")}
         session.rollback()
+
+
+def test_a_held_license_and_role_given_by_a_renamed_rule_is_a_change(scim, admin, session):
+    """The user keeps its license and role, but the rule that gives them is now another:
+    the view shows the rule (``license.rule``, the role's ``sources``), so the apply makes a
+    new version (If-None-Match of the old ETag is answered in full) and its event says what
+    gave them before and after."""
+    catalogue(admin)
+    activate(admin)
+    eng = scim.create_group("Engineering")
+    ann = person(scim, "ann@example.com")
+    scim.patch_ops(
+        f"/scim/v2/Groups/{eng['id']}",
+        {"op": "add", "path": "members", "value": [{"value": ann["id"]}]},
+    )
+    run_jobs(admin)
+    view = ok(admin.get(f"/api/v1/users/{ann['id']}"))
+    assert view["license"]["rule"] == "engineering"
+    tag = scim.get(f"/scim/v2/Users/{ann['id']}").headers["ETag"]
+    renamed = {**RULES, "rules": [{**RULES["rules"][0], "name": "builders"}, RULES["rules"][1]]}
+    activate(admin, renamed)
+    assert _result(admin)["changed"] == 1
+    view = ok(admin.get(f"/api/v1/users/{ann['id']}"))
+    assert view["license"] == {"value": "Engineer", "source": "rule", "rule": "builders"}
+    assert [r["sources"] for r in view["roles"]] == [["rule:builders"]]
+    fresh = scim.get(f"/scim/v2/Users/{ann['id']}", headers={"If-None-Match": tag})
+    assert fresh.status_code == 200 and fresh.headers["ETag"] != tag
+    mapping = events(admin, action="user.mapping", resource_id=ann["id"])[-1]
+    role_id = session.scalar(select(Role.id).where(Role.name == "Engineer"))
+    assert mapping["changes"]["roles.rule"] == {
+        "added": [],
+        "removed": [],
+        "given_by": {role_id: {"before": "engineering", "after": "builders"}},
+    }
+    assert mapping["changes"]["license_given_by"] == {
+        "before": {"source": "rule", "rule": "engineering"},
+        "after": {"source": "rule", "rule": "builders"},
+    }
+    assert _result(admin) == {"users": 1, "evaluated": 0, "changed": 0}
+
+
+def test_a_shortage_ended_by_the_held_license_is_a_change(scim, admin, session):
+    """Rules that now want the license the user holds end its shortage (``licenseShortage``
+    leaves the view): a new version, and an event that says so."""
+    catalogue(admin, planner_seats=0)
+    activate(admin)
+    eng = scim.create_group("Engineering")
+    ann = person(scim, "ann@example.com")
+    scim.patch_ops(
+        f"/scim/v2/Groups/{eng['id']}",
+        {"op": "add", "path": "members", "value": [{"value": ann["id"]}]},
+    )
+    wants_planner = {**RULES["rules"][0], "then": {"license": "Planner", "roles": ["Engineer"]}}
+    to_planner = {**RULES, "rules": [wants_planner]}
+    activate(admin, to_planner)
+    _result(admin)
+    view = ok(admin.get(f"/api/v1/users/{ann['id']}"))
+    assert view["license"]["value"] == "Engineer"  # lenient: kept while no seat is free
+    assert view["licenseShortage"] == {"value": "Planner"}
+    tag = scim.get(f"/scim/v2/Users/{ann['id']}").headers["ETag"]
+    activate(admin)
+    assert _result(admin)["changed"] == 1
+    view = ok(admin.get(f"/api/v1/users/{ann['id']}"))
+    assert view["license"]["value"] == "Engineer" and view.get("licenseShortage") is None
+    assert scim.get(f"/scim/v2/Users/{ann['id']}").headers["ETag"] != tag
+    planner = session.scalar(select(License.id).where(License.name == "Planner"))
+    mapping = events(admin, action="user.mapping", resource_id=ann["id"])[-1]
+    assert mapping["changes"]["license_wanted"] == {"before": planner, "after": None}
