@@ -86,6 +86,7 @@ class PreviewOut(Out):
 
     users = always(fields.Integer)
     would_change = always(fields.Integer)
+    given_by_other_rules = always(fields.Integer)
     license_moves = always(fields.Dict)
     roles_added = always(fields.Dict)
     roles_removed = always(fields.Dict)

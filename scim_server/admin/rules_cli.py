@@ -243,6 +243,10 @@ def _follow(app: Any, org_id: str, job_id: str, show: Any, poll_interval: float)
 def format_preview(summary: dict[str, Any]) -> str:
     """The preview as a few readable lines: totals, moves, role counts, examples."""
     lines = [f"users: {summary['users']}, would change: {summary['would_change']}"]
+    if summary["given_by_other_rules"]:
+        lines.append(
+            f"keep a license or role given by other rules: {summary['given_by_other_rules']}"
+        )
     moves = sorted(summary["license_moves"].items(), key=lambda kv: (-kv[1], kv[0]))
     lines.append("license moves:" + ("" if moves else " none"))
     lines += [f"  {move}: {count}" for move, count in moves]
@@ -258,8 +262,13 @@ def format_preview(summary: dict[str, Any]) -> str:
         if "license" in example:
             lic = example["license"]
             parts.append(f"license {lic['before'] or '-'} -> {lic['after'] or '-'}")
+        if "license_given_by" in example:
+            by = example["license_given_by"]
+            parts.append(f"license by rule {by['before'] or '-'} -> {by['after'] or '-'}")
         if "roles" in example:
             added, removed = example["roles"]["added"], example["roles"]["removed"]
             parts += [f"+{r}" for r in added] + [f"-{r}" for r in removed]
+        for role, by in example.get("roles_given_by", {}).items():
+            parts.append(f"{role} by rule {by['before'] or '-'} -> {by['after'] or '-'}")
         lines.append(f"  {example['userName']}: {'; '.join(parts)}")
     return "\n".join(lines)

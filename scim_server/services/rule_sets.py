@@ -174,17 +174,18 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
     role_adds: Counter[str] = Counter()
     role_removes: Counter[str] = Counter()
     examples: list[dict[str, Any]] = []
-    total = changed = 0
+    total = changed = regiven = 0
     for users in _batches(session, org_id, batch):
         ids = [u.id for u in users]
         groups = _groups_by_user(session, org_id, ids)
-        current_roles: dict[str, set[str]] = {i: set() for i in ids}
-        for uid, rid in session.execute(
-            select(UserRole.user_id, UserRole.role_id).where(
+        # Each user's rule roles: role name -> the rules that give it.
+        current_roles: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        for uid, rid, rule in session.execute(
+            select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
                 UserRole.org_id == org_id, UserRole.user_id.in_(ids), UserRole.source == "rule"
             )
         ):
-            current_roles[uid].add(role_names.get(rid, rid))
+            current_roles[uid][role_names.get(rid, rid)] = rule
         for user in users:
             total += 1
             result = mappings.resolve(
@@ -196,12 +197,28 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
                 if (before or None) != (result.license or None):
                     change["license"] = {"before": before, "after": result.license}
                     license_moves[f"{before or '-'} -> {result.license or '-'}"] += 1
+                elif result.license and user.license_rule != result.license_rule:
+                    # The same license, given by other rules: a change of the user too.
+                    change["license_given_by"] = {
+                        "before": user.license_rule,
+                        "after": result.license_rule,
+                    }
+            held = current_roles[user.id]
             wanted = set(result.roles)
-            plus, minus = wanted - current_roles[user.id], current_roles[user.id] - wanted
+            plus, minus = wanted - held.keys(), held.keys() - wanted
             if plus or minus:
                 change["roles"] = {"added": sorted(plus), "removed": sorted(minus)}
                 role_adds.update(plus)
                 role_removes.update(minus)
+            given_by = {
+                name: {"before": held[name], "after": rule}
+                for name in sorted(wanted & held.keys())
+                if held[name] != (rule := ", ".join(result.role_rules.get(name) or ()) or None)
+            }
+            if given_by:
+                change["roles_given_by"] = given_by
+            if "license_given_by" in change or given_by:
+                regiven += 1
             if change:
                 changed += 1
                 if len(examples) < EXAMPLES:
@@ -210,6 +227,8 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
     return {
         "users": total,
         "would_change": changed,
+        # Of those, the users who keep a license or role that other rules would give.
+        "given_by_other_rules": regiven,
         "license_moves": dict(license_moves),
         "roles_added": dict(role_adds),
         "roles_removed": dict(role_removes),

@@ -220,3 +220,29 @@ def test_import_and_apply_hold_the_write_lock_from_their_first_read(cli, acme, t
         result = cli("rules", command, "--org", "acme", *args)
     assert other == ["database is locked"]  # it waits for the command, not the reverse
     assert result.exit_code == 0, result.output
+
+
+def test_the_preview_names_what_other_rules_would_give() -> None:
+    """A user who keeps a license and a role given by a renamed rule: counted and shown."""
+    from scim_server.admin.rules_cli import format_preview
+
+    summary = {
+        "users": 2,
+        "would_change": 1,
+        "given_by_other_rules": 1,
+        "license_moves": {},
+        "roles_added": {},
+        "roles_removed": {},
+        "examples": [
+            {
+                "userName": "sam@acme.example",
+                "license_given_by": {"before": "sales", "after": "sellers"},
+                "roles_given_by": {"Seller": {"before": "sales", "after": None}},
+            }
+        ],
+    }
+    lines = format_preview(summary).splitlines()
+    assert "keep a license or role given by other rules: 1" in lines
+    assert lines[-1] == (
+        "  sam@acme.example: license by rule sales -> sellers; Seller by rule sales -> -"
+    )

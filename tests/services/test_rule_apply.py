@@ -553,6 +553,11 @@ def test_a_held_license_and_role_given_by_a_renamed_rule_is_a_change(scim, admin
     assert view["license"]["rule"] == "engineering"
     tag = scim.get(f"/scim/v2/Users/{ann['id']}").headers["ETag"]
     renamed = {**RULES, "rules": [{**RULES["rules"][0], "name": "builders"}, RULES["rules"][1]]}
+    preview = ok(admin.post("/api/v1/rulesets/preview", renamed))
+    assert preview["would_change"] == preview["given_by_other_rules"] == 1
+    (example,) = preview["examples"]
+    assert example["license_given_by"] == {"before": "engineering", "after": "builders"}
+    assert example["roles_given_by"] == {"Engineer": {"before": "engineering", "after": "builders"}}
     activate(admin, renamed)
     assert _result(admin)["changed"] == 1
     view = ok(admin.get(f"/api/v1/users/{ann['id']}"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from playwright.sync_api import expect
 
 from scim_server.db import db
-from scim_server.services import licenses, roles
+from scim_server.services import licenses, roles, rule_sets
 from tests.console.browser.conftest import LiveServer, shoot
 from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
@@ -63,3 +64,40 @@ def test_validate_preview_save_activate(page: Any, context: Any, live_server: Li
     page.get_by_role("button", name="Apply to everyone").click()
     expect(page.get_by_role("heading", name="Applying the rules to everyone")).to_be_visible()
     expect(page.locator("#job-status")).to_contain_text("Queued")
+
+
+def test_preview_names_the_rules_that_would_give_what_users_keep(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """A rule renamed: nobody's license or role moves, but each is given by another rule,
+    which is a change of those users; the preview counts and shows them."""
+    org_id, user_id = console_person(live_server, "org_admin")
+    with db.reader(live_server.app)() as s:
+        licenses.create_license(s, org_id, "Planner", 10)
+    with db.reader(live_server.app)() as s:
+        roles.create_role(s, org_id, "Seller", "task")
+    active = DRAFT.replace("Plannr", "Planner").replace(
+        "then: {license: Planner}", "then: {license: Planner, roles: [Seller]}"
+    )
+    with db.reader(live_server.app)() as s:
+        stored = rule_sets.create_rule_set(s, org_id, "sales", yaml.safe_load(active))
+    with db.reader(live_server.app)() as s:
+        rule_sets.activate(s, org_id, stored.id)
+    add_user(
+        live_server,
+        org_id,
+        "sam@acme.example",
+        schemas=["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        **{ENTERPRISE: {"department": "Sales"}},
+    )
+    browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
+    page.goto("/admin/")
+    page.get_by_role("link", name="Mapping rules").first.click()
+    page.get_by_label("Rule set (YAML)").fill(active.replace("name: sales", "name: sellers"))
+    page.get_by_role("button", name="Preview").click()
+    preview = page.locator("#preview-result")
+    expect(preview).to_contain_text("1 would change")
+    expect(preview).to_contain_text("1 keep a license or role that other rules would give")
+    expect(preview).to_contain_text("by rule sales → sellers")
+    expect(preview).to_contain_text("Seller by rule sales → sellers")
+    shoot(page, "rules-preview-given-by")
