@@ -47,3 +47,11 @@ def binding_key(value: str) -> str:
 def same_identity(a: str, b: str) -> bool:
     """May a sign-in asserting ``a`` bind to an account holding ``b``? (see ``binding_key``)."""
     return binding_key(a) == binding_key(b)
+
+
+def has_control(value: str) -> bool:
+    """Does ``value`` hold a control character (Unicode category Cc: C0, DEL, C1)?
+
+    Names an admin gives (licenses, roles) are shown in pages, logs and exports, and
+    joined with one (``org_config``'s fingerprint): none may hold one."""
+    return any(unicodedata.category(ch) == "Cc" for ch in value)

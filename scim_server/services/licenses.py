@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import License, User
-from scim_server.text import fold
+from scim_server.text import fold, has_control
 
 
 class SeatsExhaustedError(DomainError):
@@ -107,6 +107,8 @@ def delete_license(session: Session, org_id: str, license_id: str) -> None:
 def _check(name: str, seat_limit: int | None, price_cents: int, currency: str) -> None:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise InvalidValueError("A license name must be 1 to 200 characters.")
+    if has_control(name):
+        raise InvalidValueError("A license name cannot hold control characters.")
     if seat_limit is not None and (
         isinstance(seat_limit, bool) or not isinstance(seat_limit, int) or seat_limit < 0
     ):

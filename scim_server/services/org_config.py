@@ -34,7 +34,7 @@ from scim_server.services.settings import SSO_CONNECTIONS, IdentitySettings, get
 
 log = logging.getLogger(__name__)
 
-# A name cannot hold this control character (text.py refuses control characters).
+# A license or role name cannot hold this control character (``text.has_control``).
 _SEP = "\x1f"  # char(31) in ``_JoinedNames``
 
 

@@ -13,12 +13,14 @@ from scim_server.audit import record
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import Role, UserRole
 from scim_server.models.role import ROLE_KINDS
-from scim_server.text import fold
+from scim_server.text import fold, has_control
 
 
 def create_role(session: Session, org_id: str, name: str, kind: str) -> Role:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise InvalidValueError("A role name must be 1 to 200 characters.")
+    if has_control(name):
+        raise InvalidValueError("A role name cannot hold control characters.")
     if kind not in ROLE_KINDS:
         raise InvalidValueError(f"A role kind is one of {', '.join(ROLE_KINDS)}.")
     with session.begin():

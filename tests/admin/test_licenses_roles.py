@@ -54,11 +54,17 @@ def test_license_bad_input_is_clear_and_changes_nothing(admin, session):
         ({"name": "", "seat_limit": 1}, 400),
         ({"name": "X", "seat_limit": 1, "currency": "EURO"}, 400),
         ({"name": "X", "seat_limit": 1, "colour": "red"}, 400),
+        # Control characters: one of them joins names in the settings' fingerprint.
+        ({"name": "Plan\x1fner", "seat_limit": 1}, 400),
+        ({"name": "Plan\nner", "seat_limit": 1}, 400),
     ]
     for body, status in cases:
         resp = admin.post("/api/v1/licenses", body)
         assert resp.status_code == status, (body, resp.get_json())
     assert admin.patch(f"/api/v1/licenses/{lic['id']}", {"price_cents": -5}).status_code == 400
+    renamed = admin.patch(f"/api/v1/licenses/{lic['id']}", {"name": "A\x1fB"})
+    assert renamed.status_code == 400
+    assert "control characters" in renamed.get_json()["detail"]
     assert admin.patch("/api/v1/licenses/nope", {"seat_limit": 1}).status_code == 404
     assert admin.delete("/api/v1/licenses/nope").status_code == 404
     assert session.scalar(select(func.count()).select_from(License)) == 1
@@ -119,6 +125,10 @@ def test_role_bad_input(admin, session):
     assert admin.post("/api/v1/roles", {"name": "X", "kind": "wizard"}).status_code == 400
     assert admin.post("/api/v1/roles", {"name": "ENGINEER", "kind": "task"}).status_code == 409
     assert admin.post("/api/v1/roles", {"kind": "task"}).status_code == 400
+    for name in ("A\x1fB", "Eng\tineer", "Eng\x85"):
+        resp = admin.post("/api/v1/roles", {"name": name, "kind": "task"})
+        assert resp.status_code == 400, name
+        assert "control characters" in resp.get_json()["detail"]
     assert admin.delete("/api/v1/roles/nope").status_code == 404
     assert session.scalar(select(func.count()).select_from(Role)) == 1
 
