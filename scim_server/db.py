@@ -208,7 +208,10 @@ def _insert_plan(model: Any) -> _InsertPlan:
             make = default.arg
         else:
             make = lambda _ctx, value=default.arg: value  # noqa: E731
-        columns.append((attr.key, column.name, make))
+        # The name as a plain ``str`` (``column.name`` is SQLAlchemy's ``quoted_name``, a
+        # subclass): the rows are keyed by it, and orjson refuses a subclass as a key
+        # (``Batch``'s JSON then fell back to ``json``, several times slower).
+        columns.append((attr.key, str(column.name), make))
     # An INSERT of given values: nothing to plan from them (``reuse_plan``).
     return _InsertPlan(reuse_plan(insert(model.__table__)), tuple(columns))
 

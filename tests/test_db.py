@@ -177,3 +177,21 @@ def test_jsonb_as_text_is_the_statements_own(session):
     assert session.execute(marked).scalar_one() == '{"a": [2], "b": 1}'
     assert session.execute(select(doc)).scalar_one() == {"a": [2], "b": 1}
     assert session.execute(select(cast(literal("[1]"), JSON))).scalar_one() == [1]
+
+
+def test_new_rows_are_keyed_by_plain_strings() -> None:
+    """A ``Batch``'s rows travel as JSON made by orjson, which refuses a ``str`` subclass
+    as a key (SQLAlchemy's ``quoted_name``): a row keyed by one fell back to ``json``, about
+    2.5 times slower for a user's row."""
+    import orjson
+
+    from scim_server.db import _insert_values
+    from scim_server.models import Contact, User
+
+    for obj in (
+        User(org_id="o", id="u", user_name="a"),
+        Contact(org_id="o", id="c", kind="person"),
+    ):
+        values = _insert_values(obj)
+        assert {type(key) for key in values} == {str}
+        orjson.dumps([values])  # as ``Batch`` sends them, without the fallback
