@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db
 from scim_server.models import User
+from scim_server.services import lifecycle
 from scim_server.urls import public_url
 from sso import state
 from sso.connections import service as connections
@@ -330,4 +331,7 @@ def welcome() -> Any:
     s = db.writing_session()
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
-    return pages.signed_in_page(user.user_name if user is not None else found.user_id)
+    if user is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
+        # Deactivated, locked or deleted since: the session no longer says who is signed in.
+        return redirect("/sso/login", 303)
+    return pages.signed_in_page(user.user_name)

@@ -18,7 +18,7 @@ from flask import current_app, jsonify, redirect, request
 from scim_server.db import db
 from scim_server.errors import DomainError
 from scim_server.models import User
-from scim_server.services import mfa
+from scim_server.services import lifecycle, mfa
 from scim_server.services.settings import get_settings
 from scim_server.urls import public_url
 from sso.errors import SsoError
@@ -61,7 +61,12 @@ def _signed_in(*, change: bool = False) -> tuple[SsoSession, User] | None:
         user = s.get(User, (found.org_id, found.user_id))
         if user is not None:
             s.expunge(user)
-    return (found, user) if user is not None else None
+    # A session outlives a deactivation or a lock: the account is checked on every request
+    # (as the console and the OIDC provider do), or a leaver's open session could still add
+    # a factor or make recovery codes that outlast a later reactivation.
+    if user is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
+        return None
+    return found, user
 
 
 def _to_login() -> Any:

@@ -274,3 +274,27 @@ def test_changing_factors_needs_a_recent_sign_in(
     assert resp.status_code == 303 and resp.headers["Location"] == "/sso/security"
     resp = form_post(client, "/sso/security", f"/sso/security/factors/{factor.id}/remove", {})
     assert resp.status_code == 303 and resp.headers["Location"] == "/sso/security?done=removed"
+
+
+def test_a_deactivated_person_s_session_no_longer_reaches_the_security_page(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """Deactivated by the IdP (Entra's PATCH) while signed in: the session is no longer
+    enough to read /sso/security or to add a factor to the account, as the console and
+    the OIDC provider already refuse it at the next request."""
+    assert sign_in(client, LOGIN).status_code == 303
+    body = client.get("/sso/security/totp").get_data(as_text=True)
+    secret = secret_of(body)
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{person}", {"op": "Replace", "path": "active", "value": "False"}
+    )
+    assert resp.status_code == 200 and resp.get_json()["active"] is False
+    page = client.get("/sso/security")
+    assert page.status_code == 303 and page.headers["Location"].startswith("/sso/login")
+    welcome = client.get("/sso/welcome")  # no longer says who is signed in
+    assert welcome.status_code == 303 and welcome.headers["Location"] == "/sso/login"
+    client.post(
+        "/sso/security/totp", data={"code": code_now(secret, clock.now), "csrf": csrf_of(body)}
+    )
+    with read(app) as s:
+        assert s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).all() == []
