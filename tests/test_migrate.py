@@ -111,3 +111,26 @@ def test_0027_documents_left_out_of_analyze(connection):
     assert "data" in _analyzed_events(connection)
     command.upgrade(cfg, "head")
     assert {key for key, t in _statistics_targets(connection).items() if t == 0} == documents
+
+
+def test_0028_keeps_what_a_deactivation_suspended(connection, scim, admin):
+    """0028 up again: an account deactivated while locked by an admin (or told to choose a
+    new password) before the column existed gets what its ``user.deactivate`` event says
+    it suspended; one deactivated from rest, nothing. Its activation then gives it back."""
+    locked = scim.create_user("locked@example.com")
+    rested = scim.create_user("rested@example.com")
+    assert admin.post(f"/api/v1/users/{locked['id']}/actions/lock", None).status_code == 200
+    for user in (locked, rested):
+        assert admin.post(f"/api/v1/users/{user['id']}/actions/deactivate", None).status_code == 200
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "0027")
+    columns = connection.execute(text("SELECT * FROM users LIMIT 0")).keys()
+    assert "status_before_deactivation" not in columns
+    command.upgrade(cfg, "head")
+    held = dict(
+        connection.execute(text("SELECT user_name, status_before_deactivation FROM users")).all()
+    )
+    assert held == {"locked@example.com": "LOCKED_BY_ADMIN", "rested@example.com": None}
+    activated = admin.post(f"/api/v1/users/{locked['id']}/actions/activate", None)
+    assert activated.get_json()["status"] == "LOCKED_BY_ADMIN"

@@ -69,6 +69,9 @@ class User(Base):
     login_name: Mapped[str | None] = mapped_column("username", Text, default=None)
     login_name_key: Mapped[str | None] = mapped_column("username_key", KeyText, default=None)
     status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
+    # An admin's lock or demand for a new password that a deactivation suspends: the
+    # activation gives it back (``lifecycle``); None otherwise.
+    status_before_deactivation: Mapped[str | None] = mapped_column(String(24), default=None)
     # How the account came to be: "scim" (an IdP), "jit" (a first sign-in), "manual" (an
     # admin: console, CLI); None for accounts older than the column whose log was purged.
     source: Mapped[str | None] = mapped_column(String(10), default=None)

@@ -67,6 +67,12 @@ TRANSITIONS = {
 }
 
 
+# What an admin decided that only an admin lifts: a deactivation suspends it, and the
+# activation that ends the deactivation gives it back (an IdP's deactivate and reactivate,
+# Entra's soft delete and restore, must not lift an admin's lock on the way).
+HELD_THROUGH_DEACTIVATION = frozenset({LOCKED_BY_ADMIN, AWAITING_NEW_PASSWORD})
+
+
 def _resting(user: User) -> str:
     return ACTIVE if user.last_login_at is not None else PROVISIONED
 
@@ -99,7 +105,14 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
             f"(allowed from: {allowed})."
         )
     before = user.status
-    user.status = spec.target or _resting(user)
+    if name == "deactivate":
+        user.status_before_deactivation = before if before in HELD_THROUGH_DEACTIVATION else None
+        user.status = DEACTIVATED
+    elif name == "activate" and user.status_before_deactivation is not None:
+        user.status = user.status_before_deactivation
+        user.status_before_deactivation = None
+    else:
+        user.status = spec.target or _resting(user)
     active = user.active = user.status != DEACTIVATED
     # Keep the SCIM view (`active`) in step with the status (a SCIM write's document is
     # already: it asked for the change).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import ENTERPRISE, GROUP_SCHEMA, PATCH_OP, USER_SCHEMA
+from tests.support.admin_api import events
 
 MS_GROUP_SCHEMA = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 
@@ -313,3 +314,64 @@ def test_deactivation_by_put_and_bulk(scim):
     }
     assert scim.post("/scim/v2/Bulk", bulk).get_json()["Operations"][0]["status"] == "200"
     assert scim.get(url).get_json()["active"] is False
+
+
+def test_deactivation_then_reactivation_keeps_an_admin_lock(scim, admin):
+    """README: LOCKED_BY_ADMIN "is lifted only by an admin". An IdP that deactivates and
+    later reactivates the account (Entra's soft delete and restore, Okta's deactivate and
+    reactivate) must not lift the lock on the way: the account stays unable to sign in."""
+    user = scim.create_user("locked-leaver@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    assert admin.post(f"/api/v1/users/{user['id']}/actions/lock", None).status_code == 200
+    resp = scim.patch(url, ops({"op": "Replace", "path": "active", "value": "False"}))
+    assert resp.status_code == 200
+    assert admin.get(f"/api/v1/users/{user['id']}").get_json()["status"] == "DEACTIVATED"
+    resp = scim.patch(url, ops({"op": "Replace", "path": "active", "value": "True"}))
+    assert resp.status_code == 200
+    assert admin.get(f"/api/v1/users/{user['id']}").get_json()["status"] == "LOCKED_BY_ADMIN"
+
+
+def test_an_admin_s_demand_for_a_new_password_outlasts_a_deactivation(scim, admin):
+    """An admin asked for a new password (a leaked one, say); the IdP deactivates and
+    reactivates: the account still has to choose a new password. An account deactivated
+    from a state an admin need not lift comes back at rest; the log tells each step."""
+    held = scim.create_user("must-change@example.com")
+    plain = scim.create_user("plain@example.com")
+    action = f"/api/v1/users/{held['id']}/actions/require_new_password"
+    assert admin.post(action, None).status_code == 200
+    for user in (held, plain):
+        url = f"/scim/v2/Users/{user['id']}"
+        off = scim.patch(url, ops({"op": "replace", "value": {"active": False}}))
+        assert off.status_code == 200 and off.get_json()["active"] is False
+        on = scim.patch(url, ops({"op": "replace", "value": {"active": True}}))
+        assert on.status_code == 200 and on.get_json()["active"] is True
+
+    def status(user):
+        return admin.get(f"/api/v1/users/{user['id']}").get_json()["status"]
+
+    assert status(held) == "AWAITING_NEW_PASSWORD"
+    assert status(plain) == "PROVISIONED"
+    steps = [
+        e["changes"]["status"]
+        for e in events(admin, resource_id=held["id"])
+        if "status" in (e.get("changes") or {})
+    ]
+    assert steps[-2:] == [
+        {"before": "AWAITING_NEW_PASSWORD", "after": "DEACTIVATED"},
+        {"before": "DEACTIVATED", "after": "AWAITING_NEW_PASSWORD"},
+    ]
+
+
+def test_an_admin_activation_gives_the_lock_back_and_only_unlock_lifts_it(scim, admin):
+    """Deactivated while locked: the admin's own activation gives the lock back too (the
+    lock is lifted by unlocking, which says so in the log), and a second deactivation
+    cycle after the unlock comes back at rest."""
+    user = scim.create_user("locked@example.com")
+    act = f"/api/v1/users/{user['id']}/actions/"
+    assert admin.post(act + "lock", None).status_code == 200
+    assert admin.post(act + "deactivate", None).status_code == 200
+    assert admin.post(act + "unlock", None).status_code == 409  # deactivated: activate first
+    assert admin.post(act + "activate", None).get_json()["status"] == "LOCKED_BY_ADMIN"
+    assert admin.post(act + "unlock", None).get_json()["status"] == "PROVISIONED"
+    assert admin.post(act + "deactivate", None).status_code == 200
+    assert admin.post(act + "activate", None).get_json()["status"] == "PROVISIONED"
