@@ -93,16 +93,23 @@ def timeline(session: Session, org_id: str, resource_id: str) -> list[AuditEvent
 
 
 def stream(
-    session: Session, org_id: str, flt: EventFilter, batch: int = 1000
+    session: Session,
+    org_id: str,
+    flt: EventFilter,
+    batch: int = 1000,
+    through: int | None = None,
 ) -> Iterator[AuditEvent]:
-    """Oldest first, in keyset batches: constant memory whatever the size."""
+    """Oldest first, in keyset batches: constant memory whatever the size. ``through``:
+    the last position to read (a chain head read before: what commits after it is not
+    part of what is being read)."""
     last = -1
     while True:
-        stmt = (
-            flt.apply(select(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq > last))
-            .order_by(AuditEvent.seq)
-            .limit(batch)
+        stmt = flt.apply(
+            select(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq > last)
         )
+        if through is not None:
+            stmt = stmt.where(AuditEvent.seq <= through)
+        stmt = stmt.order_by(AuditEvent.seq).limit(batch)
         rows = list(session.scalars(stmt))
         if not rows:
             return
@@ -178,7 +185,10 @@ def verify(session: Session, org_id: str) -> Verification:
         )
     expected_seq = head_row.base_seq + 1
     prev_hash = head_row.base_hash
-    for event in stream(session, org_id, EventFilter()):
+    # The chain up to the head read above: on PostgreSQL each statement below sees what
+    # committed before it, and a write that commits meanwhile is after this head, not
+    # a sign that the head was cut back.
+    for event in stream(session, org_id, EventFilter(), through=head_row.seq):
         if result.first_seq is None:
             result.first_seq = event.seq
         if event.seq != expected_seq:
@@ -210,7 +220,13 @@ def verify(session: Session, org_id: str) -> Verification:
     result.head_hash = head_row.hash
     key = chain.signing_key(session)
     keys = statements.public_keys(session)
-    for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id)):
+    checkpoints = list(
+        session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.org_id == org_id))
+    )
+    # The head as it is now, read after the checkpoints: a checkpoint made while the chain
+    # was walked is within it; one beyond it means the head was put back (tail cut).
+    now_seq = max(head_row.seq, getattr(head(session, org_id), "seq", head_row.seq))
+    for cp in checkpoints:
         result.checkpoints += 1
         if not chain.signatures_match(
             chain.checkpoint_signature(key, org_id, cp.seq, cp.hash, cp.kind),
@@ -220,7 +236,7 @@ def verify(session: Session, org_id: str) -> Verification:
         problem = statements.check(session, cp, keys)
         if problem:
             return _fail(result, cp.seq, f"checkpoint at {cp.seq}: {problem}")
-        if cp.seq > head_row.seq:
+        if cp.seq > now_seq:
             return _fail(
                 result, cp.seq, f"a checkpoint at {cp.seq} is beyond the head (tail truncated)"
             )
