@@ -13,6 +13,7 @@ import hmac
 import json
 import operator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -86,6 +87,49 @@ def canonical(event: Any) -> bytes:
         except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an integer past 64 bits
             pass
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def as_stored(value: Any) -> Any:
+    """``value`` (an event's JSON field) with each float as PostgreSQL's ``jsonb`` gives it
+    back, so the hash made of it at the write is the hash of what is read to verify it.
+
+    ``jsonb`` keeps a number as a decimal (``numeric``) of its JSON text and writes it back
+    without an exponent: ``1e+16`` comes back ``10000000000000000`` (an integer to a JSON
+    reader), ``1.5e+300`` as 301 digits, ``-0.0`` as ``0.0``; other floats come back the
+    same float. SQLite keeps the text, so the same value is stored there too. The value
+    itself (no float in it: every write but a rule set with a number) is returned as is."""
+    if not _has_float(value):
+        return value
+    return _stored_numbers(value)
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            return True
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+    return False
+
+
+def _stored_numbers(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        # The decimal of its JSON text (``repr``), written plain, read as JSON reads it.
+        text = format(Decimal(repr(value)), "f")
+        if text.startswith("-") and Decimal(text) == 0:
+            text = text[1:]  # numeric has no negative zero
+        return json.loads(text)
+    if kind is dict:
+        return {k: _stored_numbers(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_stored_numbers(v) for v in value]
+    return value
 
 
 def event_hash(event: Any) -> str:

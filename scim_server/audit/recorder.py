@@ -429,8 +429,10 @@ def record(
         status,
         scim_type,
         detail[:2000] if isinstance(detail, str) else detail,
-        changes,
-        explanation,
+        # As the database gives them back (a float of a rule set's document): its hash is
+        # then the hash of what verification reads.
+        chain.as_stored(changes),
+        chain.as_stored(explanation),
     )
     transaction = _current(session)
     session.info.setdefault(_ROWS, []).append((transaction, recorded))
