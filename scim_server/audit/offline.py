@@ -149,10 +149,19 @@ class Line:
     problem: str | None = None
 
 
-def _csv_records(text: str) -> Iterator[tuple[int, list[tuple[str, bool]]]]:
-    """RFC 4180 records as (first line, [(value, was_quoted)]): ``""`` is text, empty is null."""
+def _csv_records(
+    text: str, trailer_at: list[tuple[int, int]] | None = None
+) -> Iterator[tuple[int, list[tuple[str, bool]]]]:
+    """RFC 4180 records as (first line, [(value, was_quoted)]): ``""`` is text, empty is null.
+
+    ``trailer_at``: stop at a record that starts with ``# `` (the manifest and error lines
+    after the last record) and append its (offset, line) to it. A quoted value's own lines
+    are never taken for one, whatever they start with (a userName may hold a line break)."""
     i, n, line = 0, len(text), 1
     while i < n:
+        if trailer_at is not None and text.startswith("# ", i):
+            trailer_at.append((i, line))
+            return
         start_line = line
         fields: list[tuple[str, bool]] = []
         while True:
@@ -236,43 +245,42 @@ def _ndjson_lines(text: str) -> Iterator[Line]:
 
 
 def _csv_lines(text: str) -> Iterator[Line]:
-    # The manifest (and error) lines are comments after the last record.
-    body = text
+    # The manifest (and error) lines are comments after the last record: the records are
+    # read first (a quoted value's lines are part of it), and what follows them is those.
+    trailer_at: list[tuple[int, int]] = []
+    try:
+        records = list(_csv_records(text, trailer_at))
+    except ValueError as exc:
+        yield Line(text.count("\n") + 1, "bad", problem=f"unreadable CSV ({exc})")
+        return
     trailers: list[tuple[int, str]] = []
-    while True:
-        cut = body.rstrip("\r\n")
-        start = cut.rfind("\n") + 1
-        last = cut[start:]
-        if not last.startswith("# "):
-            break
-        trailers.insert(0, (body.count("\n", 0, start) + 1, last))
-        body = cut[:start]
+    if trailer_at:
+        offset, first = trailer_at[0]
+        rest = text[offset:].splitlines()
+        trailers = [(first + k, ln) for k, ln in enumerate(rest) if ln.strip()]
     header: list[str] | None = None
     columns: dict[str, str] = {}
     for kind_line in trailers:
         found = _safe_trailer(kind_line[1])
         if found and found[0] == "manifest" and isinstance(found[1], dict):
             columns = found[1].get("columns") or {}
-    try:
-        for number, fields in _csv_records(body):
-            if header is None:
-                header = [v for v, _q in fields]
-                yield Line(number, "header", header)
-                continue
-            if len(fields) != len(header):
-                yield Line(number, "bad", problem="wrong number of columns (cut or altered)")
-                continue
-            try:
-                doc = {
-                    name: _typed(v, q, columns.get(name, "string"))
-                    for name, (v, q) in zip(header, fields, strict=True)
-                }
-            except ValueError:
-                yield Line(number, "bad", problem="a value is not of its column's type")
-                continue
-            yield Line(number, "event", doc)
-    except ValueError as exc:
-        yield Line(body.count("\n") + 1, "bad", problem=f"unreadable CSV ({exc})")
+    for number, fields in records:
+        if header is None:
+            header = [v for v, _q in fields]
+            yield Line(number, "header", header)
+            continue
+        if len(fields) != len(header):
+            yield Line(number, "bad", problem="wrong number of columns (cut or altered)")
+            continue
+        try:
+            doc = {
+                name: _typed(v, q, columns.get(name, "string"))
+                for name, (v, q) in zip(header, fields, strict=True)
+            }
+        except ValueError:
+            yield Line(number, "bad", problem="a value is not of its column's type")
+            continue
+        yield Line(number, "event", doc)
     for number, line in trailers:
         found = _safe_trailer(line)
         if found is None:
@@ -418,7 +426,25 @@ def _check_events(
         if contiguous
         else "every event's hash checked; a filtered export is not a contiguous chain"
     )
+    report.notes += _scope(manifest, report.last_seq)
     return seen
+
+
+def _scope(manifest: dict[str, Any], last_seq: int | None) -> list[str]:
+    """What part of the log the export is, as its manifest says (checked with the rest of
+    it by the signature): a filtered export's events can be consecutive, and must not read
+    as the whole log."""
+    notes = []
+    parameters = manifest.get("parameters")
+    if isinstance(parameters, dict):
+        given = {k: v for k, v in sorted(parameters.items()) if v not in (None, "", [])}
+        if given:
+            shown = ", ".join(f"{k}={v}" for k, v in given.items())
+            notes.append(f"a filtered export ({shown}): the events that match, not the whole log")
+    head = manifest.get("chain_head")
+    if isinstance(head, dict) and isinstance(head.get("seq"), int) and head["seq"] != last_seq:
+        notes.append(f"the log's head was at seq {head['seq']} when this was exported")
+    return notes
 
 
 def _check_manifest(
