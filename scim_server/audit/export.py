@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from scim_server.audit import offline, queries, signing, statements
+from scim_server.audit import chain, offline, queries, signing, statements
 from scim_server.audit.queries import EventFilter, event_to_dict
 from scim_server.db import utcnow
 
@@ -31,8 +31,8 @@ def export_lines(factory: Any, org_id: str, flt: EventFilter, fmt: str) -> Itera
     try:
         yield from _export_body(factory, org_id, flt, fmt, progress)
     except Exception as exc:
-        log.exception("audit export for org %s failed after %s events", org_id, progress["count"])
         if progress["manifest"]:
+            log.exception("audit export for org %s: releasing its connection failed", org_id)
             return  # complete already; only releasing the connection failed
         error = {
             "organization": org_id,
@@ -44,6 +44,17 @@ def export_lines(factory: Any, org_id: str, flt: EventFilter, fmt: str) -> Itera
             "last_seq": progress["last_seq"],
             "generated_at": utcnow().isoformat(),
         }
+        if isinstance(exc, Unverifiable):
+            log.error("audit export for org %s refused: %s", org_id, exc)
+            error["detail"] = (
+                f"The log does not verify: {exc}. The server signs no export of it "
+                "(run `scim-server audit verify`)."
+            )
+            error["broken_seq"] = exc.seq
+        else:
+            log.exception(
+                "audit export for org %s failed after %s events", org_id, progress["count"]
+            )
         if fmt == "csv":
             yield "# error " + json.dumps(error, sort_keys=True) + "\n"
         else:
@@ -60,9 +71,22 @@ def _export_body(
             signing.register_key(session, signer)  # published before anything it signs
     with factory() as session:
         span = _Span()
+        # What the manifest signs is checked as it is read, as ``queries.verify`` checks it:
+        # the head's signature (a chain rewritten with recomputed hashes needs a new head,
+        # which only the server can sign), each event's hash, and the links between
+        # consecutive events. The events up to that head: what commits meanwhile is after it.
+        head = queries.head(session, org_id)
+        if head is not None and not queries.head_signed(session, head):
+            raise Unverifiable(head.seq, "the chain head's signature does not match")
         if fmt == "csv":
             yield _csv_row(columns)
-        for event in queries.stream(session, org_id, flt):
+        through = head.seq if head is not None else 0
+        for event in queries.stream(session, org_id, flt, through=through):
+            if chain.event_hash(event) != event.hash:
+                raise Unverifiable(event.seq, "its content does not match its hash")
+            follows = span.count and event.seq == (span.last_seq or 0) + 1
+            if follows and event.prev_hash != span.last_hash:
+                raise Unverifiable(event.seq, "its prev_hash does not link to the event before")
             doc = event_to_dict(event)
             if fmt == "csv":
                 yield _csv_row([_cell(doc[c]) for c in columns])
@@ -71,7 +95,7 @@ def _export_body(
             span.add(event.seq, event.prev_hash, event.hash)
             progress["count"] += 1
             progress["last_seq"] = event.seq
-        manifest = _manifest(session, org_id, flt, fmt, span)
+        manifest = _manifest(session, org_id, flt, fmt, span, head)
         signed = signer.sign(manifest)
         progress["manifest"] = True
         if fmt == "csv":
@@ -102,9 +126,20 @@ class _Span:
         self.count += 1
 
 
-def _manifest(session: Any, org_id: str, flt: EventFilter, fmt: str, span: _Span) -> dict[str, Any]:
-    """The export's signed manifest (``audit.offline`` checks it): parameters, range, hashes."""
-    head = queries.head(session, org_id)
+class Unverifiable(Exception):
+    """The log does not verify where the export reads it: it ends with an error record, and
+    nothing of it is signed."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"event {seq}: {reason}")
+        self.seq = seq
+
+
+def _manifest(
+    session: Any, org_id: str, flt: EventFilter, fmt: str, span: _Span, head: Any
+) -> dict[str, Any]:
+    """The export's signed manifest (``audit.offline`` checks it): parameters, range, hashes;
+    the chain head the export was checked against."""
     checkpoints = []
     if span.first_seq is not None and span.last_seq is not None:
         checkpoints = statements.nearest(session, org_id, span.first_seq, span.last_seq)

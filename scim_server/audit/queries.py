@@ -163,23 +163,30 @@ class Verification:
         return dict(self.__dict__)
 
 
-def verify(session: Session, org_id: str) -> Verification:
-    """Walk the chain; name the first broken event (edited, deleted, reordered) or a cut tail."""
-    result = Verification(ok=True, org_id=org_id)
-    head_row = head(session, org_id)
-    if head_row is None:
-        return result
-    if not chain.signatures_match(
+def head_signed(session: Session, head_row: AuditHead) -> bool:
+    """Whether the head carries the server's signature (HMAC with a key kept out of the
+    database): a chain rewritten with its hashes recomputed needs a new head, which
+    only the server can sign."""
+    return chain.signatures_match(
         chain.head_signature(
             chain.signing_key(session),
-            org_id,
+            head_row.org_id,
             head_row.seq,
             head_row.hash,
             head_row.base_seq,
             head_row.base_hash,
         ),
         head_row.signature,
-    ):
+    )
+
+
+def verify(session: Session, org_id: str) -> Verification:
+    """Walk the chain; name the first broken event (edited, deleted, reordered) or a cut tail."""
+    result = Verification(ok=True, org_id=org_id)
+    head_row = head(session, org_id)
+    if head_row is None:
+        return result
+    if not head_signed(session, head_row):
         return _fail(
             result, head_row.seq, "the chain head's signature does not match (head altered)"
         )

@@ -23,8 +23,8 @@ def broken_midway(monkeypatch):
     """The database goes away after two events have been streamed."""
     real = queries.stream
 
-    def stream(session, org_id, flt, batch=1000):
-        for n, event in enumerate(real(session, org_id, flt, batch)):
+    def stream(session, org_id, flt, batch=1000, through=None):
+        for n, event in enumerate(real(session, org_id, flt, batch, through)):
             if n == 2:
                 raise OperationalError("SELECT audit_events", {}, Exception("server closed"))
             yield event
@@ -73,7 +73,7 @@ def test_the_cli_export_exits_1_when_incomplete(tmp_path, monkeypatch):
 
     from scim_server.cli import main
 
-    def stream(session, org_id, flt, batch=1000):
+    def stream(session, org_id, flt, batch=1000, through=None):
         raise OperationalError("SELECT audit_events", {}, Exception("server closed"))
         yield  # a generator, like the real one
 
@@ -86,3 +86,24 @@ def test_the_cli_export_exits_1_when_incomplete(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "the export is incomplete" in result.output
     (last,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert last["error"]["count"] == 0 and last["error"]["reason"] == "OperationalError"
+
+
+def test_an_export_of_an_edited_event_ends_with_an_error_and_signs_nothing(scim, admin, session):
+    """An event edited in the database (its hash not redone): the export stops there with
+    an error record naming it, and no signed manifest; the CSV export the same."""
+    from scim_server.models import AuditEvent
+
+    _make_events(scim, 3)
+    edited = session.get(AuditEvent, (scim.org_id, 2))
+    edited.actor_name = "nobody"
+    session.commit()
+    for fmt in ("ndjson", "csv"):
+        text = admin.get("/api/v1/audit/export", query_string={"format": fmt}).get_data(
+            as_text=True
+        )
+        assert "manifest" not in text
+        last = text.splitlines()[-1]
+        error = json.loads(last[len("# error ") :] if fmt == "csv" else last)
+        error = error if fmt == "csv" else error["error"]
+        assert error["broken_seq"] == 2 and error["count"] == 1
+        assert "does not verify" in error["detail"]
