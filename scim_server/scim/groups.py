@@ -10,7 +10,7 @@ from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import GroupPatch, parse_patch_request
 from scim_server.scim.preconditions import if_match, not_modified
-from scim_server.scim.render import projection_args, render_group, scim_response
+from scim_server.scim.render import projection_args, render_group, scim_response, wants
 from scim_server.scim.resources import GroupReplacement, check_member_count, parse_resource
 from scim_server.scim.schema import GROUP
 from scim_server.services import groups as group_service
@@ -61,12 +61,22 @@ def replace_group(group_id: str) -> Response:
 
 def patch_group(group_id: str) -> Response:
     change = GroupPatch(group_id, parse_patch_request(json_body()), max_members())
-    group = group_service.update_group(
-        db.session, g.org_id, group_id, change, if_match(), action="group.patch"
-    )
     attributes, excluded = projection_args()
+    answered = attributes is not None or excluded is not None
+    # A group too large to list is refused before the change commits, not after: counted
+    # only when the answer lists the members (an add to a large group stays cheap).
+    limit = max_members() if answered and wants("members", attributes, excluded) else None
+    group = group_service.update_group(
+        db.session,
+        g.org_id,
+        group_id,
+        change,
+        if_match(),
+        action="group.patch",
+        inline_limit=limit,
+    )
     version = etag(group.version)
-    if attributes is None and excluded is None:
+    if not answered:
         # RFC 7644 §3.5.2: 204 is allowed; it spares rendering a large member list.
         resp = Response(status=204)
         resp.headers["ETag"] = version

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import reuse_plan, row_columns, utcnow
-from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
+from scim_server.errors import InvalidValueError, NotFoundError, TooManyError, UniquenessError
 from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, provisioning, settings
 from scim_server.services.common import check_if_match
@@ -151,12 +151,16 @@ def update_group(
     change: GroupChange,
     if_match: Sequence[str] | None = None,
     action: str = "group.replace",
+    inline_limit: int | None = None,
 ) -> Group:
     """Change attributes and memberships in one transaction.
 
     ``change`` turns the stored document into the new, validated one and says
     which membership changes go with it; only the member rows it names are
-    read or written.
+    read or written. ``inline_limit``: the answer lists the members, at most this
+    many; a group that would then hold more is refused (TooManyError) before
+    anything is written. Only then are the members counted (at most
+    ``inline_limit + 1`` rows read).
     """
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
@@ -176,6 +180,8 @@ def update_group(
             plus, minus = _apply_member_change(session, org_id, group_id, member_change)
             added += plus
             removed += minus
+        if inline_limit is not None:
+            _check_inline(session, org_id, group_id, inline_limit)
         _touch_users(session, org_id, added + removed)
         _record_group_event(session, group, action, diff(before, group.data), added, removed)
         # Membership can move licenses and roles when the rules look at groups.
@@ -571,6 +577,27 @@ def _user_names(session: Session, org_id: str, ids: list[str]) -> dict[str, tupl
         )
         out.update({uid: (name, ext) for uid, name, ext in rows})
     return out
+
+
+def _check_inline(session: Session, org_id: str, group_id: str, limit: int) -> None:
+    """Refuse a change whose answer would list more than ``limit`` members.
+
+    The answer is refused after the change otherwise (``scim.render.render_group``):
+    checked in the change's transaction, the refusal writes nothing.
+    """
+    first = (
+        select(GroupMember.member_id)
+        .where(GroupMember.org_id == org_id, GroupMember.group_id == group_id)
+        .limit(limit + 1)
+        .subquery()
+    )
+    if (session.scalar(select(func.count()).select_from(first)) or 0) > limit:
+        raise TooManyError(
+            f"This group would have more than {limit} members, too many to return inline; "
+            "nothing was changed. Send the change again without asking for the members "
+            "(excludedAttributes=members, or no attributes for an empty answer) and look "
+            'members up with filter=members[value eq "<id>"].'
+        )
 
 
 def member_count(session: Session, org_id: str, group_id: str) -> int:

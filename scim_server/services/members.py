@@ -82,24 +82,38 @@ def member_display_condition(
 ) -> ColumnElement[bool]:
     """Members whose display compares with ``value`` (``gm``: group_members or an alias).
 
-    RFC 7643 §4.2: a member's display is the one the client set when adding it,
-    else the user's displayName (else userName) or the group's name.
+    RFC 7643 §4.2: the display compared is the one the group shows for the member
+    (``groups.members_of``): the one the client set when adding it, else a user's
+    displayName, else its userName, or a group's displayName. Each is compared by
+    its folded key, as every ``display`` filter is: the stored display's, the user's
+    displayName's index row (a displayName too long to index, ``indexing.MAX_INDEXED``,
+    matches nothing, as in a filter on the user's displayName), the userName's and the
+    group's name's columns.
     """
     if op == "pr":
-        return true()
+        return true()  # every member shows one: a userName or a group's name at least
     folded = fold(value or "")
     av = AttributeValue.__table__.alias().c
     u = User.__table__.alias().c
     ug = Group.__table__.alias().c
-    by_display = select(av.resource_id).where(
+    # The attribute index holds a displayName row only for a user that has one.
+    by_display_name = select(av.resource_id).where(
         av.org_id == org_id, av.attr == "displayname", compare_text(av.value_key, op, folded)
     )
-    by_user_name = select(u.id).where(u.org_id == org_id, compare_text(u.user_name_key, op, folded))
-    by_group = select(ug.id).where(
+    by_user_name = select(u.id).where(
+        u.org_id == org_id,
+        u.display_name.is_(None),
+        compare_text(u.user_name_key, op, folded),
+    )
+    by_group_name = select(ug.id).where(
         ug.org_id == org_id, compare_text(ug.display_name_key, op, folded)
     )
     derived = or_(
-        gm.member_id.in_(by_display), gm.member_id.in_(by_user_name), gm.member_id.in_(by_group)
+        and_(
+            gm.member_type == "User",
+            or_(gm.member_id.in_(by_display_name), gm.member_id.in_(by_user_name)),
+        ),
+        and_(gm.member_type == "Group", gm.member_id.in_(by_group_name)),
     )
     return or_(
         and_(gm.display_key.is_not(None), compare_text(gm.display_key, op, folded)),

@@ -1243,3 +1243,50 @@ def test_bad_member_filter_is_refused_and_changes_nothing(
     after = read(scim, gurl(team))
     assert member_ids(after) == {alice}
     assert after["meta"]["version"] == team["meta"]["version"]
+
+
+def test_member_display_filter_compares_the_display_shown(
+    scim: Scim, people: dict[str, Any]
+) -> None:
+    """members[display ...] compares the display the group shows (RFC 7643 §4.2): a user with a
+    displayName shows it, so its userName is not its display and matches no display filter."""
+    alice, bob = people["alice"]["id"], people["bob"]["id"]  # "Alice Adams" (userName alice), bob
+    group = scim.create_group("Pair", [alice, bob])
+    assert displays(read(scim, gurl(group))) == {alice: "Alice Adams", bob: "bob"}
+    found = scim.get(
+        "/scim/v2/Groups",
+        query_string={"filter": 'members[display eq "alice"]', "attributes": "displayName"},
+    )
+    assert found.status_code == 200, found.get_json()
+    assert found.get_json()["totalResults"] == 0
+
+
+def test_remove_by_member_display_ne_keeps_the_member_with_that_display(
+    scim: Scim, people: dict[str, Any]
+) -> None:
+    """remove members[display ne "Alice Adams"] removes the members whose display is not
+    "Alice Adams": bob, and not alice, whose display it is."""
+    alice, bob = people["alice"]["id"], people["bob"]["id"]
+    group = scim.create_group("Pair", [alice, bob])
+    path = 'members[display ne "Alice Adams"]'
+    assert_no_content(scim.patch_ops(gurl(group), {"op": "remove", "path": path}))
+    assert member_ids(read(scim, gurl(group))) == {alice}
+    assert group_ids(read(scim, uurl(people["alice"]))) == {group["id"]}
+
+
+def test_patch_refused_as_too_many_to_return_changes_nothing(
+    app: Flask, scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A PATCH that asks for the members back (attributes=members) of a group that would then be
+    too large to return inline: if the answer is an error, nothing was written (a client that
+    gets a 400 does not expect the member added, and its retry or report would be wrong)."""
+    app.config["MAX_INLINE_MEMBERS"] = 2  # the team has alice and bob
+    carol = people["carol"]
+    resp = scim.patch_ops(
+        gurl(team) + "?attributes=members",
+        {"op": "add", "path": "members", "value": [{"value": carol["id"]}]},
+    )
+    if resp.status_code >= 400:
+        after = read(scim, gurl(team) + "?excludedAttributes=members")
+        assert after["meta"]["version"] == team["meta"]["version"], resp.get_json()
+        assert "groups" not in read(scim, uurl(carol))
