@@ -9,6 +9,7 @@ so each of these is a clear 400 here.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import request
@@ -18,6 +19,12 @@ from scim_server.scim.errors import ScimError
 
 ACCEPTED_TYPES = ("application/scim+json", "application/json")
 MAX_DEPTH = 32
+# A decoded string holds NUL or a lone surrogate only through a \u escape: json refuses raw
+# control characters and the text is strict UTF-8. A body without such an escape (nearly
+# every one) has its strings left unchecked; the escape found may still be a pair or
+# follow an escaped backslash, so it only calls for the check of each string.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -33,23 +40,35 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _check_structure(value: Any) -> None:
-    """Depth limit, and no NUL characters anywhere (PostgreSQL text cannot hold them)."""
+def _check_text(text: str, where: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise InvalidValueError(f"NUL characters are not allowed in {where}.")
+    raise InvalidValueError(
+        f"Lone surrogates (\\ud800-\\udfff) are not allowed in {where}: they are not UTF-8;"
+        " escape a character beyond U+FFFF as a surrogate pair."
+    )
+
+
+def _check_structure(value: Any, escapes: bool) -> None:
+    """Depth limit; with ``escapes`` (the text escapes NUL or a surrogate), no key or string
+    holding NUL (PostgreSQL text cannot) or a lone surrogate (not UTF-8: no column can)."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidSyntaxError("The JSON body is nested too deeply.")
-        if isinstance(node, str):
-            if "\x00" in node:
-                raise InvalidValueError("NUL characters are not allowed in values.")
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             for key, item in node.items():
-                if "\x00" in key:
-                    raise InvalidValueError("NUL characters are not allowed in attribute names.")
+                if escapes:
+                    _check_text(key, "attribute names")
                 stack.append((item, depth + 1))
         elif isinstance(node, list):
             stack.extend((item, depth + 1) for item in node)
+        elif escapes and isinstance(node, str):
+            _check_text(node, "values")
 
 
 def parse_json(raw: bytes) -> Any:
@@ -65,7 +84,7 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidSyntaxError("The JSON body is nested too deeply.") from None
     except json.JSONDecodeError as exc:
         raise InvalidSyntaxError(f"Malformed JSON: {exc.msg} at line {exc.lineno}.") from None
-    _check_structure(value)
+    _check_structure(value, _UNSTORABLE_ESCAPE.search(text) is not None)
     return value
 
 

@@ -70,6 +70,8 @@ _LITERALS = {"true": True, "false": False, "null": None}
 # shape's literals with it. (In the lexer's class body an upper-case name is a token:
 # hence the underscore.)
 _STRING = r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
+# What a literal's escapes may spell but no column holds (``string_value``).
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _Lexer(SCIMLexer):
@@ -282,8 +284,20 @@ STRING = _STRING
 
 def string_value(literal: str) -> str:
     """A string literal's value as the lexer reads it (JSON, control characters allowed);
-    also ``filter_cache``'s, which cuts literals without the lexer."""
+    also ``filter_cache``'s, which cuts literals without the lexer.
+
+    Its escapes may spell what no column holds: NUL (PostgreSQL text) or a lone UTF-16
+    surrogate (not UTF-8 at all). Such a value could match nothing stored, so it is an
+    invalid filter, not a 500 or an empty page."""
     value: str = json.loads(literal, strict=False)
+    found = _UNSTORABLE_RE.search(value)
+    if found is not None:
+        if found.group() == "\x00":
+            raise FilterError("a string value holds NUL (\\u0000), which cannot be stored")
+        raise FilterError(
+            "a string value holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8;"
+            " write a character beyond U+FFFF as a surrogate pair"
+        )
     return value
 
 

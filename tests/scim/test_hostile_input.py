@@ -142,3 +142,85 @@ def test_huge_array_is_refused(scim):
     )
     assert_error(resp, 400, "invalidValue")
     assert "more than 100 values" in resp.get_json()["detail"]
+
+
+# A filter literal is a JSON string (RFC 7644 §3.4.2.2): its escapes decode to characters no
+# column can hold, NUL (PostgreSQL text) or a lone UTF-16 surrogate (not UTF-8 at all).
+UNSTORABLE_ESCAPES = [
+    pytest.param("a\\u0000b", id="nul"),
+    pytest.param("a\\ud800b", id="surrogate"),
+]
+
+
+@pytest.mark.parametrize("escaped", UNSTORABLE_ESCAPES)
+@pytest.mark.parametrize(
+    ("resource", "template"),
+    [
+        pytest.param("Users", 'userName eq "{}"', id="userName"),
+        pytest.param("Users", 'emails[type eq "work"].value eq "{}"', id="email"),
+        pytest.param("Users", 'externalId eq "{}"', id="externalId"),
+        pytest.param("Groups", 'displayName eq "{}"', id="displayName"),
+        pytest.param("Groups", 'members[value eq "{}"]', id="member"),
+    ],
+)
+def test_unstorable_escapes_in_a_filter_are_400(scim, resource, template, escaped):
+    """A filter whose literal escapes NUL or a lone surrogate is a 400, never a 500, whether it
+    comes as a query parameter or in a SearchRequest."""
+    text = template.format(escaped)
+    resp = scim.get(f"/scim/v2/{resource}", query_string={"filter": text})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["scimType"] in ("invalidFilter", "invalidValue")
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": text}
+    resp = scim.post(f"/scim/v2/{resource}/.search", search)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("escaped", UNSTORABLE_ESCAPES)
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param('members[value eq "{}"]', id="value"),
+        pytest.param('members[display eq "{}"]', id="display"),
+    ],
+)
+def test_unstorable_escapes_in_a_member_path_are_400(scim, template, escaped):
+    """Okta's members[value eq "..."] removal with such a literal is a 400 that changes nothing."""
+    user = scim.create_user("member@x")
+    group = scim.create_group("Escapes", [user["id"]])
+    url = f"/scim/v2/Groups/{group['id']}"
+    resp = scim.patch_ops(url, {"op": "remove", "path": template.format(escaped)})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert scim.get(url).get_json() == group
+
+
+def lone(text: str) -> bytes:
+    """``text`` with each ``<lone>`` written as the JSON escape of a lone surrogate."""
+    return text.replace("<lone>", "\\ud800").encode()
+
+
+def test_lone_surrogate_escapes_in_a_body_are_400(scim):
+    """A JSON body whose string escapes a lone surrogate (valid JSON text, not storable UTF-8)
+    is refused like a NUL: a 400 before anything is stored, never a 500."""
+    headers = scim.headers({"Content-Type": "application/scim+json"})
+    body = json.dumps({"schemas": [USER_SCHEMA], "userName": "x<lone>@example.com"})
+    resp = scim.client.post("/scim/v2/Users", data=lone(body), headers=headers)
+    assert_error(resp, 400)
+    user = scim.create_user("lone@x")
+    group = scim.create_group("Lone", [user["id"]])
+    op = {"op": "add", "path": "members", "value": [{"value": "<lone>"}]}
+    patch = json.dumps({"schemas": [PATCH_OP], "Operations": [op]})
+    url = f"/scim/v2/Groups/{group['id']}"
+    resp = scim.client.patch(url, data=lone(patch), headers=headers)
+    assert_error(resp, 400)
+    assert scim.get(url).get_json() == group
+
+
+def test_storable_escapes_in_a_body_are_kept(scim):
+    """A surrogate pair, or an escaped backslash before "u0000", is ordinary text: stored as sent."""
+    headers = scim.headers({"Content-Type": "application/scim+json"})
+    body = (
+        rb'{"schemas": ["%s"], "userName": "\ud83d\ude00\\u0000\\uD800@x"}' % USER_SCHEMA.encode()
+    )
+    resp = scim.client.post("/scim/v2/Users", data=body, headers=headers)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert resp.get_json()["userName"] == "\U0001f600\\u0000\\uD800@x"
