@@ -10,7 +10,13 @@ from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import GroupPatch, parse_patch_request
 from scim_server.scim.preconditions import if_match, not_modified
-from scim_server.scim.render import projection_args, render_group, scim_response, wants
+from scim_server.scim.render import (
+    projection_args,
+    render_group,
+    scim_response,
+    wants,
+    write_projection,
+)
 from scim_server.scim.resources import GroupReplacement, check_member_count, parse_resource
 from scim_server.scim.schema import GROUP
 from scim_server.services import groups as group_service
@@ -35,8 +41,9 @@ def search_groups() -> Response:
 def create_group() -> Response:
     doc = parse_resource(GROUP, json_body(), creating=True)
     check_member_count(len(doc.get("members") or ()), max_members())
+    projection = write_projection(GROUP)
     group = group_service.create_group(db.session, g.org_id, doc)
-    body = render_group(group, *projection_args())
+    body = render_group(group, *projection)
     return scim_response(
         body, 201, version=etag(group.version), location=f"{scim_root()}/Groups/{group.id}"
     )
@@ -53,15 +60,16 @@ def get_group(group_id: str) -> Response:
 def replace_group(group_id: str) -> Response:
     doc = parse_resource(GROUP, json_body(), creating=False)
     check_member_count(len(doc.get("members") or ()), max_members())
+    projection = write_projection(GROUP)
     group = group_service.update_group(
         db.session, g.org_id, group_id, GroupReplacement(doc), if_match()
     )
-    return scim_response(render_group(group, *projection_args()), version=etag(group.version))
+    return scim_response(render_group(group, *projection), version=etag(group.version))
 
 
 def patch_group(group_id: str) -> Response:
     change = GroupPatch(group_id, parse_patch_request(json_body()), max_members())
-    attributes, excluded = projection_args()
+    attributes, excluded = write_projection(GROUP)
     answered = attributes is not None or excluded is not None
     # A group too large to list is refused before the change commits, not after: counted
     # only when the answer lists the members (an add to a large group stays cheap).

@@ -18,7 +18,7 @@ from scim_server.db import db
 from scim_server.errors import TooManyError
 from scim_server.models import Group, User
 from scim_server.scim.errors import SCIM_CONTENT_TYPE
-from scim_server.scim.resources import project, split_param
+from scim_server.scim.resources import check_projection, project, split_param
 from scim_server.scim.schema import (
     ENTERPRISE_SCHEMA,
     GROUP,
@@ -224,6 +224,15 @@ def projection_args(req: Request | None = None) -> tuple[list[str] | None, list[
         return None, None
     args = req.args
     return split_param(args.get("attributes")), split_param(args.get("excludedAttributes"))
+
+
+def write_projection(rt: Any) -> tuple[list[str] | None, list[str] | None]:
+    """``projection_args`` for a write's answer, checked before the write: a name the answer
+    would refuse (400) is refused while nothing has changed."""
+    attributes, excluded = projection_args()
+    if attributes or excluded:
+        check_projection(rt, attributes, excluded)
+    return attributes, excluded
 
 
 def wants(name: str, attributes: list[str] | None, excluded: list[str] | None) -> bool:

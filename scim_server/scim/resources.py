@@ -362,6 +362,17 @@ def split_param(raw: str | list[str] | None) -> list[str] | None:
     return names or None
 
 
+def check_projection(
+    rt: ResourceType, attributes: list[str] | None, excluded: list[str] | None
+) -> None:
+    """Refuse (400) the names ``project`` would refuse: a write checks them before it
+    changes anything, not when it draws its answer after the commit."""
+    if attributes:
+        _parse_names(rt, attributes, "attributes")
+    if excluded:
+        _parse_names(rt, excluded, "excludedAttributes")
+
+
 def project(
     rt: ResourceType,
     resource: Doc,

@@ -11,7 +11,12 @@ from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import UserPatch, parse_patch_request
 from scim_server.scim.preconditions import if_match, not_modified
-from scim_server.scim.render import projection_args, render_user, scim_response
+from scim_server.scim.render import (
+    projection_args,
+    render_user,
+    scim_response,
+    write_projection,
+)
 from scim_server.scim.resources import UserReplacement, parse_resource
 from scim_server.scim.schema import USER
 from scim_server.services import users as user_service
@@ -29,9 +34,10 @@ def search_users() -> Response:
 
 def create_user() -> Response:
     doc = parse_resource(USER, json_body(), creating=True)
+    projection = write_projection(USER)
     user = user_service.create_user(db.session, g.org_id, doc, delivery=current_delivery())
     db.read_after_write()
-    body = render_user(user, *projection_args())
+    body = render_user(user, *projection)
     return scim_response(
         body, 201, version=etag(user.version), location=f"{scim_root()}/Users/{user.id}"
     )
@@ -52,15 +58,17 @@ def get_user(user_id: str) -> Response:
 
 def replace_user(user_id: str) -> Response:
     change = UserReplacement(parse_resource(USER, json_body(), creating=False))
+    projection = write_projection(USER)
     user = user_service.update_user(
         db.session, g.org_id, user_id, change, if_match(), hashing=current_delivery().hashing
     )
     db.read_after_write()
-    return scim_response(render_user(user, *projection_args()), version=etag(user.version))
+    return scim_response(render_user(user, *projection), version=etag(user.version))
 
 
 def patch_user(user_id: str) -> Response:
     change = UserPatch(user_id, parse_patch_request(json_body()))
+    projection = write_projection(USER)
     user = user_service.update_user(
         db.session,
         g.org_id,
@@ -71,7 +79,7 @@ def patch_user(user_id: str) -> Response:
         hashing=current_delivery().hashing,
     )
     db.read_after_write()
-    return scim_response(render_user(user, *projection_args()), version=etag(user.version))
+    return scim_response(render_user(user, *projection), version=etag(user.version))
 
 
 def delete_user(user_id: str) -> Response:

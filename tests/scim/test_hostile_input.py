@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import PATCH_OP, USER_SCHEMA, assert_error
+from tests.support import GROUP_SCHEMA, PATCH_OP, USER_SCHEMA, assert_error
 
 HYPOTHESIS = settings(
     max_examples=150,
@@ -224,3 +224,46 @@ def test_storable_escapes_in_a_body_are_kept(scim):
     resp = scim.client.post("/scim/v2/Users", data=body, headers=headers)
     assert resp.status_code == 201, resp.get_data(as_text=True)
     assert resp.get_json()["userName"] == "\U0001f600\\u0000\\uD800@x"
+
+
+def test_a_write_asking_for_an_answer_it_cannot_draw_changes_nothing(scim):
+    """``attributes`` with a value filter is refused (400); a write carrying it is refused
+    before it changes anything (it used to commit, then fail drawing its answer)."""
+    bad = {"attributes": 'members[value eq "x"]'}
+    user = scim.create_user("kept@example.com")
+    group = scim.create_group("Kept")
+    user_url, group_url = f"/scim/v2/Users/{user['id']}", f"/scim/v2/Groups/{group['id']}"
+    tags = {url: scim.get(url).headers["ETag"] for url in (user_url, group_url)}
+    totals = {
+        url: scim.get(url).get_json()["totalResults"]
+        for url in ("/scim/v2/Users", "/scim/v2/Groups")
+    }
+    title = {"op": "replace", "path": "title", "value": "Changed"}
+    member = {"op": "add", "path": "members", "value": [{"value": user["id"]}]}
+    attempts = [
+        scim.post(
+            "/scim/v2/Users",
+            {"schemas": [USER_SCHEMA], "userName": "new@example.com"},
+            query_string=bad,
+        ),
+        scim.put(
+            user_url,
+            {"schemas": [USER_SCHEMA], "userName": "renamed@example.com"},
+            query_string=bad,
+        ),
+        scim.patch_ops(user_url, title, query_string=bad),
+        scim.post(
+            "/scim/v2/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "New"}, query_string=bad
+        ),
+        scim.put(
+            group_url, {"schemas": [GROUP_SCHEMA], "displayName": "Renamed"}, query_string=bad
+        ),
+        scim.patch_ops(group_url, member, query_string=bad),
+    ]
+    for resp in attempts:
+        assert_error(resp, 400, "invalidValue")
+    assert {url: scim.get(url).headers["ETag"] for url in (user_url, group_url)} == tags
+    assert {
+        url: scim.get(url).get_json()["totalResults"]
+        for url in ("/scim/v2/Users", "/scim/v2/Groups")
+    } == totals
