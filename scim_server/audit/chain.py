@@ -219,5 +219,18 @@ def checkpoint_signature(key: bytes, org_id: str, seq: int, head_hash: str, kind
     return sign(key, "checkpoint", org_id, seq, head_hash, kind)
 
 
+def key_signature(
+    key: bytes,
+    key_id: str,
+    algorithm: str,
+    public_key: str,
+    valid_from: datetime | None,
+    valid_until: datetime | None,
+) -> str:
+    """The server's HMAC of a published key's row (``signing.published_keys``)."""
+    times = [t.isoformat(timespec="microseconds") if t else "" for t in (valid_from, valid_until)]
+    return sign(key, "signing-key", key_id, algorithm, public_key, *times)
+
+
 def signatures_match(expected: str, actual: str) -> bool:
     return hmac.compare_digest(expected, actual)

@@ -16,6 +16,7 @@ functions, so they cannot drift apart.
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,16 +24,18 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select, update
+from sqlalchemy import exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from scim_server.audit import offline
+from scim_server.audit import chain, offline
 from scim_server.config import ConfigError
 from scim_server.db import AUDIT_SIGNER_INFO, utcnow
 from scim_server.models import AuditSigningKey
 
 ALGORITHM = "Ed25519"
+
+log = logging.getLogger(__name__)
 
 
 class SigningKeyError(ConfigError):
@@ -120,11 +123,17 @@ def register_key(session: Session, signer: Signer) -> None:
     """Publish the current key (in the caller's transaction), closing the period of the others.
 
     Called where statements are signed, so the key of every stored signature is
-    listed; a rotated-out key stays listed, with its end, for old checkpoints.
+    listed; a rotated-out key stays listed, with its end, for old checkpoints. Each row
+    the server writes carries its HMAC (``chain.key_signature``): what ``published_keys``
+    serves. A row without one is from before migration 0029 and is signed now only if no
+    row has one yet (the server's first registration since): one added later, without
+    the server's key, never is.
     """
     current = session.get(AuditSigningKey, signer.key_id)
-    if current is not None and current.valid_until is None:
+    hmac_key = chain.signing_key(session)
+    if current is not None and current.valid_until is None and _signed(hmac_key, current):
         return
+    adopting = not session.scalar(select(exists().where(AuditSigningKey.signature.is_not(None))))
     now = utcnow()
     if current is None:
         dialect = session.get_bind().dialect.name
@@ -136,17 +145,44 @@ def register_key(session: Session, signer: Signer) -> None:
                 algorithm=ALGORITHM,
                 public_key=signer.public_pem,
                 valid_from=now,
-                valid_until=None,
+                signature=chain.key_signature(
+                    hmac_key, signer.key_id, ALGORITHM, signer.public_pem, now, None
+                ),
             )
             .on_conflict_do_nothing()
         )
-    else:  # a key used again after a rotation: its period opens again
-        current.valid_until = None
-    session.execute(
-        update(AuditSigningKey)
-        .where(AuditSigningKey.key_id != signer.key_id, AuditSigningKey.valid_until.is_(None))
-        .values(valid_until=now)
-        .execution_options(synchronize_session=False)
+    else:
+        # Our own key: what its row must say is known (a key used again after a rotation:
+        # its period opens again).
+        current.algorithm, current.public_key, current.valid_until = (
+            ALGORITHM,
+            signer.public_pem,
+            None,
+        )
+        current.signature = _signature_of(hmac_key, current)
+    others = session.scalars(
+        select(AuditSigningKey).where(AuditSigningKey.key_id != signer.key_id)
+    ).all()
+    for row in others:
+        if not (_signed(hmac_key, row) or (adopting and row.signature is None)):
+            log.warning("audit signing key %s is not the server's: left out", row.key_id)
+            continue
+        if row.valid_until is None:
+            row.valid_until = now
+        row.signature = _signature_of(hmac_key, row)
+    session.flush()
+
+
+def _signature_of(hmac_key: bytes, row: AuditSigningKey) -> str:
+    return chain.key_signature(
+        hmac_key, row.key_id, row.algorithm, row.public_key, row.valid_from, row.valid_until
+    )
+
+
+def _signed(hmac_key: bytes, row: AuditSigningKey) -> bool:
+    """Whether the row carries the server's HMAC of what it says now."""
+    return row.signature is not None and chain.signatures_match(
+        _signature_of(hmac_key, row), row.signature
     )
 
 
@@ -165,9 +201,13 @@ def key_to_dict(row: AuditSigningKey) -> dict[str, Any]:
 
 
 def published_keys(session: Session, signer: Signer | None = None) -> dict[str, Any]:
-    """Every key that has signed, oldest first, and the current one (even if it has not yet)."""
+    """Every key that has signed, oldest first, and the current one (even if it has not yet).
+
+    Only rows the server wrote (their HMAC holds, ``register_key``): a key added to the
+    database by someone without the server's keys is not served as the server's."""
+    hmac_key = chain.signing_key(session)
     rows = list(session.scalars(select(AuditSigningKey).order_by(AuditSigningKey.valid_from)))
-    keys = [key_to_dict(r) for r in rows]
+    keys = [key_to_dict(r) for r in rows if _signed(hmac_key, r)]
     if signer is not None and signer.key_id not in {k["key_id"] for k in keys}:
         keys.append(
             {

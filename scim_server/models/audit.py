@@ -110,3 +110,7 @@ class AuditSigningKey(Base):
     public_key: Mapped[str] = mapped_column(Text)
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The server's HMAC of the row (``chain.key_signature``): a row without a valid one was
+    # not written by the server, and is not published. None: from before migration 0029,
+    # signed at the server's next ``register_key``.
+    signature: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -235,3 +235,64 @@ def test_a_signing_key_is_required_outside_development(tmp_path, monkeypatch):
     monkeypatch.setenv("SCIM_AUDIT_SIGNING_KEY", str(tmp_path / "missing.pem"))
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 1 and "neither a PEM key nor a readable file" in result.output
+
+
+def test_a_published_key_row_altered_in_the_database_is_not_served(scim, admin, client, session):
+    """The rows carry the server's HMAC: one whose public key is swapped for another's (the
+    key id kept) is left out, and the server's own key is served as it is."""
+    from scim_server.models import AuditSigningKey
+
+    _make_events(scim)
+    _checkpoint(admin)
+    mallory = signer_from_pem(new_private_pem())
+    (row,) = session.scalars(select(AuditSigningKey)).all()
+    genuine = row.public_key
+    other = AuditSigningKey(
+        key_id="0" * 16,
+        algorithm="Ed25519",
+        public_key=mallory.public_pem,
+        valid_from=row.valid_from,
+    )
+    other.signature = row.signature  # a signature copied from a genuine row
+    session.add(other)
+    session.commit()
+    served = client.get("/.well-known/audit-keys").get_json()["keys"]
+    assert [(k["key_id"], k["public_key"]) for k in served] == [(row.key_id, genuine)]
+
+
+def test_key_rows_from_before_their_signatures_are_adopted_once(scim, admin, client, session):
+    """Migration 0029 leaves the rows it finds unsigned: the server's next registration signs
+    them (they are served again); a row added unsigned after that never is."""
+    from scim_server.models import AuditSigningKey
+
+    _make_events(scim)
+    _checkpoint(admin)
+    retired = signer_from_pem(new_private_pem())
+    before = utcnow() - timedelta(days=30)
+    session.add(
+        AuditSigningKey(
+            key_id=retired.key_id,
+            algorithm="Ed25519",
+            public_key=retired.public_pem,
+            valid_from=before,
+            valid_until=before + timedelta(days=1),
+        )
+    )
+    for row in session.scalars(select(AuditSigningKey)):
+        row.signature = None  # as 0029 leaves them
+    session.commit()
+    assert client.get("/.well-known/audit-keys").get_json()["keys"][0]["key_id"] != retired.key_id
+    _checkpoint(admin)  # signs: registers the key
+    served = {k["key_id"] for k in client.get("/.well-known/audit-keys").get_json()["keys"]}
+    assert retired.key_id in served and len(served) == 2
+    late = signer_from_pem(new_private_pem())
+    session.add(
+        AuditSigningKey(
+            key_id=late.key_id, algorithm="Ed25519", public_key=late.public_pem, valid_from=before
+        )
+    )
+    session.commit()
+    scim.create_user("after@example.com")
+    _checkpoint(admin)
+    served = {k["key_id"] for k in client.get("/.well-known/audit-keys").get_json()["keys"]}
+    assert late.key_id not in served and retired.key_id in served
