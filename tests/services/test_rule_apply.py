@@ -535,12 +535,8 @@ def test_a_batch_writes_only_the_columns_whose_values_changed(scim, admin, sessi
         session.rollback()
 
 
-def test_a_held_license_and_role_given_by_a_renamed_rule_is_a_change(scim, admin, session):
-    """The user keeps its license and role, but the rule that gives them is now another:
-    the view shows the rule (``license.rule``, the role's ``sources``), so the apply makes a
-    new version (If-None-Match of the old ETag is answered in full) and its event says what
-    gave them before and after."""
-    catalogue(admin)
+def _engineer(scim, admin) -> dict:
+    """The rules (``RULES``) active, and a member of Engineering: its license and role."""
     activate(admin)
     eng = scim.create_group("Engineering")
     ann = person(scim, "ann@example.com")
@@ -548,6 +544,16 @@ def test_a_held_license_and_role_given_by_a_renamed_rule_is_a_change(scim, admin
         f"/scim/v2/Groups/{eng['id']}",
         {"op": "add", "path": "members", "value": [{"value": ann["id"]}]},
     )
+    return ann
+
+
+def test_a_held_license_and_role_given_by_a_renamed_rule_is_a_change(scim, admin, session):
+    """The user keeps its license and role, but the rule that gives them is now another:
+    the view shows the rule (``license.rule``, the role's ``sources``), so the apply makes a
+    new version (If-None-Match of the old ETag is answered in full) and its event says what
+    gave them before and after."""
+    catalogue(admin)
+    ann = _engineer(scim, admin)
     run_jobs(admin)
     view = ok(admin.get(f"/api/v1/users/{ann['id']}"))
     assert view["license"]["rule"] == "engineering"
@@ -583,13 +589,7 @@ def test_a_shortage_ended_by_the_held_license_is_a_change(scim, admin, session):
     """Rules that now want the license the user holds end its shortage (``licenseShortage``
     leaves the view): a new version, and an event that says so."""
     catalogue(admin, planner_seats=0)
-    activate(admin)
-    eng = scim.create_group("Engineering")
-    ann = person(scim, "ann@example.com")
-    scim.patch_ops(
-        f"/scim/v2/Groups/{eng['id']}",
-        {"op": "add", "path": "members", "value": [{"value": ann["id"]}]},
-    )
+    ann = _engineer(scim, admin)
     wants_planner = {**RULES["rules"][0], "then": {"license": "Planner", "roles": ["Engineer"]}}
     to_planner = {**RULES, "rules": [wants_planner]}
     activate(admin, to_planner)

@@ -23,13 +23,10 @@ rules:
 """
 
 
-def test_validate_preview_save_activate(page: Any, context: Any, live_server: LiveServer) -> None:
-    """A typo is shown at its line; fixed, the preview names who moves; saved, activated."""
-    org_id, user_id = console_person(live_server, "org_admin")
-    with db.reader(live_server.app)() as s:
-        licenses.create_license(s, org_id, "Planner", 10)
-    with db.reader(live_server.app)() as s:
-        roles.create_role(s, org_id, "Seller", "task")
+def _sam_then_the_rules_page(
+    page: Any, context: Any, live_server: LiveServer, org_id: str, user_id: str
+) -> None:
+    """Sam of Sales (SCIM), then the admin signed in on the Mapping rules page."""
     add_user(
         live_server,
         org_id,
@@ -40,6 +37,16 @@ def test_validate_preview_save_activate(page: Any, context: Any, live_server: Li
     browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
     page.goto("/admin/")
     page.get_by_role("link", name="Mapping rules").first.click()
+
+
+def test_validate_preview_save_activate(page: Any, context: Any, live_server: LiveServer) -> None:
+    """A typo is shown at its line; fixed, the preview names who moves; saved, activated."""
+    org_id, user_id = console_person(live_server, "org_admin")
+    with db.reader(live_server.app)() as s:
+        licenses.create_license(s, org_id, "Planner", 10)
+    with db.reader(live_server.app)() as s:
+        roles.create_role(s, org_id, "Seller", "task")
+    _sam_then_the_rules_page(page, context, live_server, org_id, user_id)
     page.get_by_label("Rule set (YAML)").fill(DRAFT)
     page.get_by_role("button", name="Validate").click()
     problems = page.locator(".problems li")
@@ -83,16 +90,7 @@ def test_preview_names_the_rules_that_would_give_what_users_keep(
         stored = rule_sets.create_rule_set(s, org_id, "sales", yaml.safe_load(active))
     with db.reader(live_server.app)() as s:
         rule_sets.activate(s, org_id, stored.id)
-    add_user(
-        live_server,
-        org_id,
-        "sam@acme.example",
-        schemas=["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
-        **{ENTERPRISE: {"department": "Sales"}},
-    )
-    browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
-    page.goto("/admin/")
-    page.get_by_role("link", name="Mapping rules").first.click()
+    _sam_then_the_rules_page(page, context, live_server, org_id, user_id)
     page.get_by_label("Rule set (YAML)").fill(active.replace("name: sales", "name: sellers"))
     page.get_by_role("button", name="Preview").click()
     preview = page.locator("#preview-result")
