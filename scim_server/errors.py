@@ -46,6 +46,13 @@ class TooManyError(DomainError):
     scim_type = "tooMany"
 
 
+class ForbiddenError(DomainError):
+    """Allowed to the role, not on this target (a console person acting on an account that
+    holds more console capabilities than theirs)."""
+
+    status = 403
+
+
 class NotFoundError(DomainError):
     status = 404
 

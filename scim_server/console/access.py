@@ -14,6 +14,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import abort, g
 
+from scim_server.db import db
+from scim_server.errors import ForbiddenError
+from scim_server.services import console_access
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -72,14 +76,24 @@ def nav_for(who: ConsolePerson) -> list[NavEntry]:
     return [entry for entry in NAV if who.can(entry.capability)]
 
 
-def require(capability: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """The view answers 403 unless the signed-in person holds ``capability``."""
+def require(
+    capability: str, *, account: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The view answers 403 unless the signed-in person holds ``capability``.
+
+    ``account``: the view acts on the account named by that URL argument; it also answers
+    403 when that account holds a console capability the person does not
+    (``console_access.beyond``): a user manager may not reset an organization admin's
+    password to themselves, nor lock or delete the admin."""
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not person().can(capability):
+            who = person()
+            if not who.can(capability):
                 abort(403)
+            if account is not None:
+                refuse_beyond(str(kwargs[account]))
             return view(*args, **kwargs)
 
         wrapper.capability = capability  # type: ignore[attr-defined]
@@ -96,3 +110,17 @@ def template_context() -> dict[str, Any]:
         "nav": nav_for(who) if who else [],
         "org_name": who.org_name if who else None,
     }
+
+
+def refuse_beyond(user_id: str) -> None:
+    """ForbiddenError (403) when the account holds console capabilities the signed-in
+    person does not (``require(..., account=)``)."""
+    who = person()
+    if user_id == who.user_id:
+        return
+    above = console_access.beyond(db.session, who.org_id, who.roles, [user_id])
+    db.session.rollback()  # the view's services begin their own transactions
+    if above:
+        raise ForbiddenError(
+            "This account holds console roles beyond yours: an organization admin acts on it."
+        )

@@ -20,7 +20,14 @@ from scim_server.db import db
 from scim_server.delivery import current_delivery
 from scim_server.errors import InvalidValueError
 from scim_server.models import User
-from scim_server.services import bulk_actions, credential_schedules, credentials, mfa, settings
+from scim_server.services import (
+    bulk_actions,
+    console_access,
+    credential_schedules,
+    credentials,
+    mfa,
+    settings,
+)
 from scim_server.services.addresses import user_address
 from scim_server.services.bulk_actions import RowResult
 from scim_server.services.users import get_user
@@ -127,30 +134,43 @@ def run_bulk(op: str, user_ids: list[str], form: Any) -> list[RowResult]:
         abort(403)
     s = db.session
     org_id = person().org_id
+    # Credentials of an account above the actor's console roles go nowhere from here.
+    beyond = console_access.beyond(s, org_id, person().roles, user_ids)
+    s.rollback()  # each row's action begins its own transaction
     if op == "schedule":
-        return _schedule_many(org_id, user_ids, form)
+        return _schedule_many(org_id, user_ids, form, beyond)
     if op == "resend":
         delivery = current_delivery()
 
         def resend(session: Any, org: str, user_id: str) -> object:
             return credentials.send_credentials(session, delivery, org, user_id, resend=True)
 
-        return bulk_actions.run_each(s, org_id, user_ids, resend, BULK_DONE[op])
+        return bulk_actions.run_each(s, org_id, user_ids, resend, BULK_DONE[op], beyond=beyond)
     if op == "reset_mfa":
         base_url = public_url()
 
         def reset(session: Any, org: str, user_id: str) -> object:
             return mfa.reset_mfa(session, org, user_id, None, base_url)
 
-        return bulk_actions.run_each(s, org_id, user_ids, reset, BULK_DONE[op])
-    return bulk_actions.run_each(s, org_id, user_ids, credential_schedules.cancel, BULK_DONE[op])
+        return bulk_actions.run_each(s, org_id, user_ids, reset, BULK_DONE[op], beyond=beyond)
+    return bulk_actions.run_each(
+        s, org_id, user_ids, credential_schedules.cancel, BULK_DONE[op], beyond=beyond
+    )
 
 
-def _schedule_many(org_id: str, user_ids: list[str], form: Any) -> list[RowResult]:
+def _schedule_many(
+    org_id: str, user_ids: list[str], form: Any, beyond: set[str]
+) -> list[RowResult]:
     send_at = parse_send_at(form.get("send_at"))
     ids = list(dict.fromkeys(user_ids))
     s = db.session
     names = bulk_actions.user_names(s, org_id, ids)
+    refused = [
+        RowResult(i, names.get(i, i), False, bulk_actions.BEYOND) for i in ids if i in beyond
+    ]
+    ids = [i for i in ids if i not in beyond]
+    if not ids:
+        return refused
     results = credential_schedules.schedule(
         s,
         org_id,
@@ -169,4 +189,4 @@ def _schedule_many(org_id: str, user_ids: list[str], form: Any) -> list[RowResul
             else r["error"],
         )
         for r in results
-    ]
+    ] + refused

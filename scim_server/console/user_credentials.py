@@ -50,7 +50,7 @@ def _sent_message(sent: credentials.Sent, what: str) -> str:
 
 
 @bp.post("/<user_id>/credentials/<action>")
-@require("users.write")
+@require("users.write", account="user_id")
 def credentials_action(user_id: str, action: str) -> Response:
     """send | resend | reset (the password), to the user or to the signed-in admin."""
     if action not in ("send", "resend", "reset"):
@@ -79,7 +79,7 @@ def credentials_action(user_id: str, action: str) -> Response:
 
 
 @bp.post("/<user_id>/credentials/schedule")
-@require("users.write")
+@require("users.write", account="user_id")
 def schedule_credentials(user_id: str) -> Response:
     s = db.session
     try:
@@ -104,7 +104,7 @@ def schedule_credentials(user_id: str) -> Response:
 
 
 @bp.post("/<user_id>/credentials/schedule/cancel")
-@require("users.write")
+@require("users.write", account="user_id")
 def cancel_schedule(user_id: str) -> Response:
     s = db.session
     try:
@@ -116,7 +116,7 @@ def cancel_schedule(user_id: str) -> Response:
 
 
 @bp.post("/<user_id>/mfa/reset")
-@require("mfa.reset")
+@require("mfa.reset", account="user_id")
 def reset_mfa(user_id: str) -> Response:
     s = db.session
     try:

@@ -18,7 +18,15 @@ from scim_server.console.render import render
 from scim_server.console.users import SOURCE_LABELS, bp
 from scim_server.db import db
 from scim_server.errors import DomainError, InvalidValueError
-from scim_server.services import accounts, contacts, directory, licenses, roles, users
+from scim_server.services import (
+    accounts,
+    console_access,
+    contacts,
+    directory,
+    licenses,
+    roles,
+    users,
+)
 from scim_server.services.lifecycle import TRANSITIONS
 
 # The status actions the profile offers (the others belong to sign-in and recovery).
@@ -61,6 +69,9 @@ def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
         before_seq=None,
         limit=5,
     )
+    # Holds console roles beyond the viewer's: its status, contact, credentials and second
+    # factors are an organization admin's to change (``access.require(account=)``).
+    above = bool(console_access.beyond(s, org_id, person().roles, [user.id]))
     s.rollback()
     manual_by_kind = {
         kind: next((r["id"] for r in held if r["kind"] == kind and "manual" in r["sources"]), "")
@@ -75,6 +86,7 @@ def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
         status=status,
         active_nav="console.users.list_users",
         user=user,
+        above=above,
         contact=contact,
         held=held,
         all_roles=all_roles,
@@ -105,7 +117,7 @@ def show_user(user_id: str) -> Response:
 
 
 @bp.post("/<user_id>/status")
-@require("users.write")
+@require("users.write", account="user_id")
 def change_status(user_id: str) -> Response:
     op = request.form.get("op", "")
     if op not in STATUS_ACTIONS:
@@ -118,7 +130,7 @@ def change_status(user_id: str) -> Response:
 
 
 @bp.post("/<user_id>/contact")
-@require("users.write")
+@require("users.write", account="user_id")
 def update_contact(user_id: str) -> Response:
     values, errors = parse(PersonFieldsForm, request.form)
     if errors:
@@ -191,7 +203,7 @@ def remove_role(user_id: str, role_id: str) -> Response:
 
 
 @bp.post("/<user_id>/delete")
-@require("users.write")
+@require("users.write", account="user_id")
 def delete_user(user_id: str) -> Response:
     """Deleting cannot be undone: the username must be typed to confirm."""
     s = db.session

@@ -17,7 +17,7 @@ from scim_server.console.access import person, require
 from scim_server.console.render import STATUS_LABELS, is_htmx, render
 from scim_server.db import db
 from scim_server.errors import DomainError, InvalidValueError
-from scim_server.services import bulk_actions, licenses, roles, user_search
+from scim_server.services import bulk_actions, console_access, licenses, roles, user_search
 from scim_server.services.lifecycle import STATUSES
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -153,7 +153,9 @@ def bulk() -> Response:
             confirm_delete=selected,
             bulk_problem="Type DELETE to confirm." if "confirm" in request.form else None,
         )
+    beyond = console_access.beyond(db.session, person().org_id, person().roles, selected)
+    db.session.rollback()  # each row's action begins its own transaction
     results = bulk_actions.run(
-        db.session, person().org_id, op, selected, acting_user_id=person().user_id
+        db.session, person().org_id, op, selected, acting_user_id=person().user_id, beyond=beyond
     )
     return _list_page(args, bulk_op=op, bulk_results=results)

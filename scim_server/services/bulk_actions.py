@@ -8,7 +8,7 @@ Each row goes through the same service as the single action (``accounts.act``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -39,6 +39,7 @@ OPS: dict[str, tuple[Callable[[Session, str, str], None], str]] = {
     "deactivate": (_act("deactivate"), "Deactivated"),
     "delete": (_delete, "Deleted"),
 }
+BEYOND = "Not done: this account holds console roles beyond yours."
 # Actions a person may not take on their own account (they would lose the console).
 NOT_ON_SELF = frozenset({"lock", "deactivate", "delete"})
 
@@ -52,9 +53,16 @@ class RowResult:
 
 
 def run(
-    session: Session, org_id: str, op: str, user_ids: list[str], *, acting_user_id: str | None
+    session: Session,
+    org_id: str,
+    op: str,
+    user_ids: list[str],
+    *,
+    acting_user_id: str | None,
+    beyond: Collection[str] = (),
 ) -> list[RowResult]:
-    """Apply ``op`` to each user (in the order given, once each); a result per user."""
+    """Apply ``op`` to each user (in the order given, once each); a result per user.
+    ``beyond``: accounts the actor may not act on (``console_access.beyond``)."""
     if op not in OPS:
         raise InvalidValueError(f"Unknown bulk action {op!r}; one of: {', '.join(OPS)}.")
     action, done = OPS[op]
@@ -65,6 +73,7 @@ def run(
         action,
         done,
         not_for=acting_user_id if op in NOT_ON_SELF else None,
+        beyond=beyond,
     )
 
 
@@ -76,8 +85,10 @@ def run_each(
     done: str,
     *,
     not_for: str | None = None,
+    beyond: Collection[str] = (),
 ) -> list[RowResult]:
-    """``action`` on each user in its own transaction, skipping ``not_for`` (one's own account).
+    """``action`` on each user in its own transaction, skipping ``not_for`` (one's own account)
+    and the accounts ``beyond`` the actor's console roles.
 
     The single-user service is the action, so the audit event of each row is the one
     the single action writes; a refusal becomes that row's message.
@@ -96,6 +107,9 @@ def run_each(
             continue
         if user_id == not_for:
             results.append(RowResult(user_id, name, False, "Not done: this is your own account."))
+            continue
+        if user_id in beyond:
+            results.append(RowResult(user_id, name, False, BEYOND))
             continue
         try:
             action(session, org_id, user_id)

@@ -53,6 +53,26 @@ def capabilities(roles: frozenset[str]) -> frozenset[str]:
     return frozenset(cap for cap, holders in CAPABILITIES.items() if holders & roles)
 
 
+def beyond(
+    session: Session, org_id: str, actor_roles: frozenset[str], user_ids: list[str]
+) -> set[str]:
+    """The users among ``user_ids`` whose console roles carry a capability ``actor_roles``
+    do not. Acting on such an account (its password, second factors, e-mail, status, its
+    deletion) would let the actor take it over and its capabilities with it: a user
+    manager resetting an organization admin's password "to me". Reads in the session's
+    transaction (a caller about to run a service that begins its own ends it)."""
+    mine = capabilities(actor_roles)
+    held: dict[str, set[str]] = {}
+    rows = session.execute(
+        select(ConsoleGrant.user_id, ConsoleGrant.role).where(
+            ConsoleGrant.org_id == org_id, ConsoleGrant.user_id.in_(user_ids)
+        )
+    )
+    for user_id, role in rows:
+        held.setdefault(user_id, set()).add(role)
+    return {uid for uid, roles in held.items() if not capabilities(frozenset(roles)) <= mine}
+
+
 def roles_of(session: Session, org_id: str, user_id: str) -> frozenset[str]:
     """The console roles a user holds (empty: no console access)."""
     return frozenset(

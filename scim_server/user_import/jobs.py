@@ -31,7 +31,7 @@ from scim_server.audit import record
 from scim_server.db import reading_session, utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError
 from scim_server.models import ImportRow, ImportUpload, Job
-from scim_server.services import jobs
+from scim_server.services import console_access, jobs
 from scim_server.user_import import rows as import_rows
 from scim_server.user_import import sheets
 from scim_server.user_import.sheets import Row
@@ -95,7 +95,7 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
         job.progress_total = len(found)
         job.checkpoint = {**(job.checkpoint or {}), "phase": "plan"}
     with reading_session(run.factory) as session:  # plan() reads and rolls back
-        outcomes = import_rows.plan(session, org_id, found)
+        outcomes = import_rows.plan(session, org_id, found, _actor_roles(session, org_id, job))
     planned = [(r, o) for r, o in zip(found, outcomes, strict=True) if r.line > staged]
     for start in range(0, len(planned), STAGE_BATCH):
         batch = planned[start : start + STAGE_BATCH]
@@ -271,10 +271,11 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
                 expire_on_commit=False,
                 info=dict(session.info),
             )
+            actor_roles = _actor_roles(session, org_id, job)
             try:
                 for item in batch:
                     outcome = import_rows.apply_row(
-                        rows_session, org_id, Row(item.line, dict(item.values))
+                        rows_session, org_id, Row(item.line, dict(item.values)), actor_roles
                     )
                     item.action = outcome.action
                     item.reason = outcome.reason or None
@@ -285,6 +286,15 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
             checkpoint["last"] = batch[-1].line
             job.checkpoint = checkpoint
             job.progress_done += len(batch)
+
+
+def _actor_roles(session: Session, org_id: str, job: Job) -> frozenset[str] | None:
+    """The console roles of the person who started the import, as they are now; None for
+    an import not started from the console (the CLI: an operator of the server)."""
+    actor = job.actor or {}
+    if actor.get("actor_type") != "console" or not actor.get("actor_id"):
+        return None
+    return console_access.roles_of(session, org_id, str(actor["actor_id"]))
 
 
 def _import_failed(session: Session, job: Job, error: str) -> None:

@@ -21,7 +21,7 @@ from scim_server.errors import DomainError, InvalidValueError
 from scim_server.scim.patch import UserPatch
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
-from scim_server.services import table_stats, user_lookup, users
+from scim_server.services import console_access, table_stats, user_lookup, users
 from scim_server.text import fold
 from scim_server.user_import.sheets import Row
 
@@ -93,12 +93,38 @@ def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any], UserPatch
     return Outcome(row.line, user_name, "update", reason, existing.id), body, change
 
 
-def plan(session: Session, org_id: str, rows: list[Row]) -> list[Outcome]:
-    """What each row would do, with the reason of each error; nothing is written."""
+# A console person importing may not change an account that holds console roles beyond
+# theirs (its e-mail, say, then a password reset to it: ``console_access.beyond``).
+BEYOND = "this account holds console roles beyond yours: an organization admin changes it"
+
+
+def _guarded(outcome: Outcome, beyond: set[str]) -> Outcome:
+    """``outcome``, or an error when it updates an account in ``beyond`` (the accounts the
+    importing console person may not change: ``console_access.beyond``)."""
+    if outcome.action == "update" and outcome.user_id in beyond:
+        return Outcome(outcome.line, outcome.user_name, "error", BEYOND)
+    return outcome
+
+
+def _beyond(
+    session: Session, org_id: str, actor_roles: frozenset[str] | None, user_ids: list[str]
+) -> set[str]:
+    """None: not a console person's import (the CLI: the server's operator), nothing held."""
+    if actor_roles is None or not user_ids:
+        return set()
+    return console_access.beyond(session, org_id, actor_roles, user_ids)
+
+
+def plan(
+    session: Session, org_id: str, rows: list[Row], actor_roles: frozenset[str] | None = None
+) -> list[Outcome]:
+    """What each row would do, with the reason of each error; nothing is written.
+    ``actor_roles``: a console person's import (``_guarded``)."""
     try:
         existing = user_lookup.by_user_names(
             session, org_id, (r.values.get("userName", "") for r in rows)
         )
+        beyond = _beyond(session, org_id, actor_roles, [u.id for u in existing.values()])
         first_line: dict[str, int] = {}
         out = []
         for row in rows:
@@ -116,7 +142,7 @@ def plan(session: Session, org_id: str, rows: list[Row]) -> list[Outcome]:
             if key:
                 first_line[key] = row.line
             try:
-                out.append(_decide(row, existing.get(key))[0])
+                out.append(_guarded(_decide(row, existing.get(key))[0], beyond))
             except DomainError as err:
                 out.append(Outcome(row.line, row.values.get("userName", ""), "error", err.detail))
         return out
@@ -124,13 +150,21 @@ def plan(session: Session, org_id: str, rows: list[Row]) -> list[Outcome]:
         session.rollback()
 
 
-def apply_row(session: Session, org_id: str, row: Row) -> Outcome:
-    """Import one row as SCIM would: create or patch in its own transaction, or say why not."""
+def apply_row(
+    session: Session, org_id: str, row: Row, actor_roles: frozenset[str] | None = None
+) -> Outcome:
+    """Import one row as SCIM would: create or patch in its own transaction, or say why not.
+    ``actor_roles``: a console person's import (``_guarded``)."""
     user_name = row.values.get("userName", "")
     try:
         existing = user_lookup.by_user_names(session, org_id, [user_name]).get(fold(user_name))
         outcome, body, change = _decide(row, existing)
+        updated = [outcome.user_id] if outcome.action == "update" and outcome.user_id else []
+        beyond = _beyond(session, org_id, actor_roles, updated)
         session.rollback()  # the services below own their transactions
+        guarded = _guarded(outcome, beyond)
+        if guarded is not outcome:
+            return guarded
         if outcome.action == "create":
             doc = parse_resource(USER, body, creating=True)
             user = users.create_user(session, org_id, doc, default_groups=True)

@@ -14,6 +14,7 @@ from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import console_access, users
 from scim_server.services.organizations import create_organization
 from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.people import console_person
 from tests.support.console import browser_sign_in
 
 PEOPLE = [
@@ -153,3 +154,23 @@ def test_select_all_and_phone_layout(page: Any, context: Any, live_server: LiveS
     page.set_viewport_size({"width": 390, "height": 844})
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the page itself never scrolls sideways"
+
+
+def test_a_user_manager_sees_an_admin_s_account_as_not_theirs_to_change(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """The org admin's profile, to a user manager: a note says why, and no status, contact,
+    credentials or delete action is offered (each is refused if posted anyway)."""
+    org_id, admin_id = console_person(live_server, "org_admin")
+    email = "manager@manager.example"
+    body = {"schemas": [USER_SCHEMA], "userName": email, "emails": [{"value": email}]}
+    with db.reader(live_server.app)() as s:
+        manager = users.create_user(s, org_id, parse_resource(USER, body, creating=True))
+    with db.reader(live_server.app)() as s:
+        console_access.grant(s, org_id, manager.id, "user_manager")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, manager.id)
+    page.goto(f"/admin/users/{admin_id}")
+    expect(page.get_by_text("This account holds console roles beyond yours")).to_be_visible()
+    for label in ("Lock", "Deactivate", "Reset password", "Delete user", "Save contact details"):
+        expect(page.get_by_role("button", name=label)).to_have_count(0)
+    shoot(page, "user-beyond-your-roles")
