@@ -214,7 +214,6 @@ def _decide(
     if needs_rehash:
         # The cost parameters changed since this hash was made: today's, with the same password.
         passwords.rehash(attempt.hashing, row, password)
-    lockout.clear(session, user)
     if row.temporary and row.expires_at is not None and row.expires_at <= attempt.now:
         return _Refusal(
             "temporary_password_expired",
@@ -236,7 +235,13 @@ def _decide(
         lifecycle.transition(
             session, user, "complete_recovery", reason="signed in with the current password"
         )
-    return Verified(user.org_id, user.id, next_stage(session, user, row), row.hash)
+    stage = next_stage(session, user, row)
+    if stage != "mfa":
+        # The failures are forgotten once nothing is left to guess: after a second factor,
+        # at the sign-in's end (``finish``). A right password alone must not wipe the count
+        # of wrong codes, or whoever knows it guesses codes two at a time, forever.
+        lockout.clear(session, user)
+    return Verified(user.org_id, user.id, stage, row.hash)
 
 
 def next_stage(session: Session, user: User, row: UserPassword | None) -> str:
@@ -315,6 +320,7 @@ def finish(session: Session, org_id: str, user_id: str, how: str, attempt: Attem
                 user,
             )
         else:
+            lockout.clear(session, user)  # a whole sign-in: the failures before it are forgotten
             lifecycle.record_sign_in(session, user)
             record_outcome(
                 session, local_request(org_id, login, attempt, how), "success", None, None, user

@@ -298,3 +298,30 @@ def test_a_deactivated_person_s_session_no_longer_reaches_the_security_page(
     )
     with read(app) as s:
         assert s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).all() == []
+
+
+def test_the_password_alone_does_not_forget_wrong_codes(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Someone holding the password guesses codes, typing the password again between
+    guesses: the wrong codes still add up to a lock (threshold 3: two in the first round,
+    the third in the second locks). A whole sign-in, password and code, forgets them."""
+    assert (
+        admin.put("/api/v1/settings", {"require_mfa": True, "lockout_threshold": 3}).status_code
+        == 200
+    )
+    secret, _codes = _enrol(client, clock)
+    guesses = iter(f"{n:06d}" for n in range(100001, 100100))
+    _sign_out(client)
+    assert sign_in(client, LOGIN).headers.get("Location") == "/sso/mfa"
+    assert _second_step(client, next(guesses)).status_code == 401
+    # A right code after one wrong one: the sign-in is whole, the wrong code forgotten.
+    clock.advance(seconds=30)
+    assert _second_step(client, code_now(secret, clock.now)).status_code == 303
+    for _round in range(2):
+        _sign_out(client)
+        assert sign_in(client, LOGIN).headers.get("Location") == "/sso/mfa"
+        assert _second_step(client, next(guesses)).status_code == 401
+        if _round == 0:
+            assert _second_step(client, next(guesses)).status_code == 401
+    assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "AUTO_LOCKED"
