@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from scim_server.errors import InvalidValueError
 from scim_server.models import Contact, User
+from scim_server.services import mail
 
 
 def scim_email(doc: dict[str, Any]) -> str | None:
@@ -19,8 +21,19 @@ def scim_email(doc: dict[str, Any]) -> str | None:
 
 
 def user_address(session: Session, user: User) -> str | None:
-    """The address to write to about ``user``'s account, or None when there is none."""
+    """The address to write to about ``user``'s account, or None when there is none.
+
+    An address is stored as the IdP or an admin gave it; one mail cannot go to
+    (``mail.check_recipient``: a display name, a second address, no domain) counts as
+    none. Mail is queued in the transaction of what it tells (a lockout, a reset link), so
+    a refused recipient would roll that back: the lock would never hold, and the forgot
+    page would answer differently for such an account."""
     contact = session.get(Contact, (user.org_id, user.contact_id)) if user.contact_id else None
-    if contact is not None and contact.email:
-        return contact.email
-    return scim_email(user.data or {})
+    found = contact.email if contact is not None and contact.email else None
+    found = found or scim_email(user.data or {})
+    if found is None:
+        return None
+    try:
+        return mail.check_recipient(found)
+    except InvalidValueError:
+        return None
