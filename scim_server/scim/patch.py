@@ -363,6 +363,10 @@ class _Patcher:
                 drop = [_value_key(v) for v in value]
                 kept = [v for v in current or [] if _value_key(v) not in drop]
                 _assign(container, attr.name, kept)
+            elif not attr.multi_valued and _names_other(value, current):
+                # Entra removes a manager by naming it ("value": [{"value": id}]): one that
+                # names someone else (sent late, after the manager changed) removes nothing.
+                return
             else:
                 container.pop(attr.name, None)
             return
@@ -587,6 +591,16 @@ def _merge(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
         if primary:
             winners.append(merged[i])
     return _single_primary(merged, winners)
+
+
+def _names_other(value: Any, current: Any) -> bool:
+    """Whether a remove's value names single-valued complex values (``{"value": id}``, or a
+    list of them) none of which is the one held now."""
+    named = value if isinstance(value, list) else [value]
+    keys = [_value_key(v) for v in named if isinstance(v, dict) and "value" in v]
+    if not keys or not named:
+        return False
+    return _value_key(current) not in keys
 
 
 def _value_key(item: Any) -> Any:

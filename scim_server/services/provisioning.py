@@ -67,12 +67,18 @@ def contact_fields(doc: dict[str, Any]) -> dict[str, Any]:
         or (emails[0].get("value") if emails else None)
     )
     phones = doc.get("phoneNumbers") or []
+    # As the e-mail: the primary one, else a work one, else the first.
+    phone = (
+        next((p.get("value") for p in phones if p.get("primary")), None)
+        or next((p.get("value") for p in phones if p.get("type") == "work"), None)
+        or (phones[0].get("value") if phones else None)
+    )
     enterprise = doc.get(ENTERPRISE) or {}
     return {
         "given_name": name.get("givenName"),
         "family_name": name.get("familyName"),
         "email": email,
-        "phone": phones[0].get("value") if phones else None,
+        "phone": phone,
         "title": doc.get("title"),
         "department": enterprise.get("department"),
         "external_id": doc.get("externalId"),

@@ -1,0 +1,41 @@
+"""Entra and Okta PATCH forms whose value decides what changes: a manager removed by name, the contact's phone from the primary number."""
+
+from __future__ import annotations
+
+from tests.support import ENTERPRISE, Scim
+
+PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
+
+
+def test_entra_remove_of_a_former_manager_keeps_the_current_one(scim: Scim) -> None:
+    """Entra's remove names the manager it removes; a stale one must not clear the new manager."""
+    old = scim.create_user("old-boss@contoso.com")
+    new = scim.create_user("new-boss@contoso.com")
+    user = scim.create_user("emp@contoso.com", **{ENTERPRISE: {"manager": {"value": new["id"]}}})
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = scim.patch_ops(
+        url,
+        {"op": "Remove", "path": f"{ENTERPRISE}:manager", "value": [{"value": old["id"]}]},
+    )
+    assert resp.status_code in (200, 204, 400), resp.get_json()
+    assert scim.get(url).get_json().get(ENTERPRISE, {}).get("manager", {}).get("value") == new["id"]
+
+
+def test_contact_phone_follows_the_primary_phone_number(scim: Scim, admin: Scim) -> None:
+    """As for e-mail, the contact's phone is the primary phone number, not the first listed."""
+    user = scim.create_user(
+        "emp@contoso.com", phoneNumbers=[{"value": "+1 555 0100", "type": "work"}]
+    )
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = scim.patch_ops(
+        url,
+        {
+            "op": "add",
+            "path": "phoneNumbers",
+            "value": [{"value": "+1 555 0199", "type": "mobile", "primary": True}],
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    contact_id = scim.get(url).get_json()[PRODUCT]["contactId"]
+    contact = admin.get(f"/api/v1/contacts/{contact_id}").get_json()
+    assert contact["phone"] == "+1 555 0199"
