@@ -302,8 +302,7 @@ def apply_result(
     for name in result.roles:
         role = found.get(fold(name))
         if role is not None:
-            rule_names = result.role_rules.get(name) or ()
-            wanted[role.id] = ", ".join(rule_names) or None
+            wanted[role.id] = roles.rule_label(result, name)
     changes |= find.set_rule_roles(user.id, wanted)
     if result.contact:
         mapped = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
@@ -132,12 +132,26 @@ def set_source_roles(
         session.add(
             UserRole(org_id=org_id, user_id=user_id, role_id=rid, source=source, rule=wanted[rid])
         )
-    given_by = {}
-    for rid in sorted(set(wanted) & set(current)):
-        if current[rid].rule != wanted[rid]:
-            given_by[rid] = {"before": current[rid].rule, "after": wanted[rid]}
-            current[rid].rule = wanted[rid]
+    given_by = regiven({rid: r.rule for rid, r in current.items()}, wanted)
+    for rid in given_by:
+        current[rid].rule = wanted[rid]
     return role_change(source, added, removed, given_by)
+
+
+def rule_label(result: Any, role_name: str) -> str | None:
+    """The rules that give ``role_name`` in a rules result, as a held role stores them."""
+    return ", ".join(result.role_rules.get(role_name) or ()) or None
+
+
+def regiven(
+    held: Mapping[str, str | None], wanted: Mapping[str, str | None]
+) -> dict[str, dict[str, str | None]]:
+    """The roles held and still wanted whose rules change (key -> before / after)."""
+    return {
+        key: {"before": held[key], "after": wanted[key]}
+        for key in sorted(held.keys() & wanted.keys())
+        if held[key] != wanted[key]
+    }
 
 
 def role_change(

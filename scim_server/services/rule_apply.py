@@ -28,7 +28,7 @@ from scim_server import bulk_rows
 from scim_server.db import utcnow
 from scim_server.models import Contact, Group, GroupMember, License, Role, User, UserRole
 from scim_server.services import contacts, licenses, provisioning, rule_inputs
-from scim_server.services.roles import role_change
+from scim_server.services.roles import regiven, role_change
 from scim_server.services.settings import IdentitySettings
 from scim_server.text import fold
 
@@ -224,21 +224,19 @@ class BatchLookups:
             }
             for rid in added
         ]
-        given_by = {}
-        for rid in sorted(set(wanted) & set(current)):
-            if current[rid] != wanted[rid]:
-                given_by[rid] = {"before": current[rid], "after": wanted[rid]}
-                self.session.execute(
-                    update(UserRole)
-                    .where(
-                        UserRole.org_id == self.org_id,
-                        UserRole.user_id == user_id,
-                        UserRole.source == "rule",
-                        UserRole.role_id == rid,
-                    )
-                    .values(rule=wanted[rid]),
-                    execution_options=_NO_FLUSH,
+        given_by = regiven(current, wanted)
+        for rid in given_by:
+            self.session.execute(
+                update(UserRole)
+                .where(
+                    UserRole.org_id == self.org_id,
+                    UserRole.user_id == user_id,
+                    UserRole.source == "rule",
+                    UserRole.role_id == rid,
                 )
+                .values(rule=wanted[rid]),
+                execution_options=_NO_FLUSH,
+            )
         self.current[user_id] = dict(wanted)
         self.role_rows += len(added) + len(removed)
         return role_change("rule", added, removed, given_by)

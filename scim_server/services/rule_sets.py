@@ -17,7 +17,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
-from scim_server.services import job_overlap, jobs, provisioning, rule_apply, table_stats
+from scim_server.services import job_overlap, jobs, provisioning, roles, rule_apply, table_stats
 
 EXAMPLES = 50
 
@@ -210,11 +210,7 @@ def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> d
                 change["roles"] = {"added": sorted(plus), "removed": sorted(minus)}
                 role_adds.update(plus)
                 role_removes.update(minus)
-            given_by = {
-                name: {"before": held[name], "after": rule}
-                for name in sorted(wanted & held.keys())
-                if held[name] != (rule := ", ".join(result.role_rules.get(name) or ()) or None)
-            }
+            given_by = roles.regiven(held, {n: roles.rule_label(result, n) for n in wanted})
             if given_by:
                 change["roles_given_by"] = given_by
             if "license_given_by" in change or given_by:
