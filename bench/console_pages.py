@@ -15,6 +15,7 @@ import base64
 import http.cookiejar
 import json
 import random
+import re
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -57,7 +58,13 @@ def sign_in(port: int, login: str) -> str:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     base = f"http://{HOST}:{port}"
-    form = urllib.parse.urlencode({"login": login, "password": PASSWORD, "next": PAGE}).encode()
+    start = urllib.parse.urlencode({"email": login, "next": PAGE}).encode()
+    with opener.open(f"{base}/sso/login", data=start, timeout=30) as resp:
+        found = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode())
+    if found is None:
+        raise RuntimeError("the password form carries no CSRF token")
+    fields = {"csrf": found.group(1), "login": login, "password": PASSWORD, "next": PAGE}
+    form = urllib.parse.urlencode(fields).encode()
     with opener.open(f"{base}/sso/login/password", data=form, timeout=30) as resp:
         if not resp.geturl().endswith(PAGE) or resp.status != 200:
             raise RuntimeError(f"console sign-in ended at {resp.geturl()} ({resp.status})")

@@ -126,6 +126,7 @@ class Server:
         env.update(
             SCIM_DATABASE_URL=db_url,
             SCIM_ENV="production",
+            SCIM_BASE_URL=f"http://127.0.0.1:{self.port}",
             SCIM_SECRET_KEY=SECRET_KEY,
             SCIM_AUDIT_SIGNING_KEY=_signing_key(),
             SCIM_WORKERS="1",

@@ -65,6 +65,8 @@ def server_env(database_url: str, key: str, extra: dict[str, str] | None = None)
     env.update(
         SCIM_DATABASE_URL=database_url,
         SCIM_ENV="production",
+        # Required in production (the root of mailed links); every server here is local.
+        SCIM_BASE_URL="http://127.0.0.1",
         SCIM_SECRET_KEY=key,
         SCIM_AUDIT_KEY=key,
         SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,

@@ -19,8 +19,11 @@ written here with the server's own ``hash_password``, one hash shared by all
 
 from __future__ import annotations
 
+import http.cookiejar
 import random
+import re
 import secrets
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -102,20 +105,39 @@ def give_passwords(engine: Engine, org: OrgData, count: int) -> SignInUsers:
     return SignInUsers(logins[:quarter], logins[quarter:], hashing)
 
 
-def _form(login: str, password: str) -> bytes:
-    return urlencode({"login": login, "password": password, "next": "/after"}).encode()
+def _form(login: str, password: str, csrf: str) -> bytes:
+    fields = {"csrf": csrf, "login": login, "password": password, "next": "/after"}
+    return urlencode(fields).encode()
+
+
+def sign_in_form(port: int, login: str) -> tuple[str, str]:
+    """The password form's CSRF token and the session cookie it is bound to, as a browser
+    gets them (``POST /sso/login`` with the address): every sign-in of the load sends
+    both (the cookie is signed, not stored: one serves any number of sign-ins)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urlencode({"email": login, "next": "/after"}).encode()
+    with opener.open(f"http://{HOST}:{port}/sso/login", data=form, timeout=30) as resp:
+        page = resp.read().decode()
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    if found is None:
+        raise RuntimeError("the password form carries no CSRF token")
+    return found.group(1), "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
 class SignIns:
     """POST /sso/login/password with the right password, users at random: 303 to ``next``."""
 
-    def __init__(self, logins: list[str], label: str = labels.SIGN_IN, seed: int = 8) -> None:
+    def __init__(
+        self, logins: list[str], csrf: str, label: str = labels.SIGN_IN, seed: int = 8
+    ) -> None:
         self.logins = logins
+        self.csrf = csrf
         self.label = label
         self.rng = random.Random(seed)
 
     def next(self, worker: int) -> Request | None:
-        body = _form(self.rng.choice(self.logins), PASSWORD)
+        body = _form(self.rng.choice(self.logins), PASSWORD, self.csrf)
         return Request("POST", "/sso/login/password", body, self.label, 303, FORM)
 
     def done(self, worker: int, req: Request, body: bytes) -> None:
@@ -131,8 +153,9 @@ class WrongPasswords:
     Stops when every user has had ``threshold - 1`` attempts.
     """
 
-    def __init__(self, logins: list[str], threshold: int = LOCKOUT_THRESHOLD) -> None:
+    def __init__(self, logins: list[str], csrf: str, threshold: int = LOCKOUT_THRESHOLD) -> None:
         self.logins = logins
+        self.csrf = csrf
         self.limit = len(logins) * max(0, threshold - 1)
         self.count = 0
 
@@ -141,7 +164,7 @@ class WrongPasswords:
             return None
         login = self.logins[self.count % len(self.logins)]
         self.count += 1
-        body = _form(login, f"wrong {self.count} {secrets.token_hex(4)}")
+        body = _form(login, f"wrong {self.count} {secrets.token_hex(4)}", self.csrf)
         return Request("POST", "/sso/login/password", body, labels.SIGN_IN_WRONG, 401, FORM)
 
     def done(self, worker: int, req: Request, body: bytes) -> None:
@@ -155,7 +178,8 @@ def measure_sign_ins(bench: Bench, org: OrgData, token: str) -> dict[str, Any]:
     """The rows and the ratios of the sign-in scenario, on ``org`` (the largest)."""
     users = give_passwords(bench.engine, org, bench.profile.sign_in_users)
     p, n = bench.profile, org.size
-    site = Target(HOST, bench.scim_port)
+    csrf, cookie = sign_in_form(bench.scim_port, users.right[0])
+    site = Target(HOST, bench.scim_port, headers={"Cookie": cookie})
     scim = bench.scim(token)
     rows: list[Row] = []
     baseline = Reads(labels.BASELINE, baseline_row(org.id, org.user_ids))
@@ -164,11 +188,11 @@ def measure_sign_ins(bench: Bench, org: OrgData, token: str) -> dict[str, Any]:
     alone = bench.run(scim, reads, READ_C, n, labels.GET_BY_ID)
     rows += alone
     long = p.sign_in_duration_s
-    for scenario in (SignIns(users.right), WrongPasswords(users.wrong)):
+    for scenario in (SignIns(users.right, csrf), WrongPasswords(users.wrong, csrf)):
         outcome = measure(site, scenario, SIGN_IN_C, p.warmup_s, long, p.max_requests)
         rows += _logged(bench.backend, outcome, SIGN_IN_C, n)
     reads = Reads(labels.GET_BESIDE_SIGN_INS, by_id(org.user_ids), seed=9)
-    beside = SignIns(users.right, labels.SIGN_IN_BESIDE_GET, seed=10)
+    beside = SignIns(users.right, csrf, labels.SIGN_IN_BESIDE_GET, seed=10)
     measured, background = measure_beside(
         (scim, reads, READ_C), (site, beside, BESIDE_C), p.warmup_s, long, p.max_requests
     )

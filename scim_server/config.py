@@ -55,6 +55,25 @@ def _secure_cookie(base_url: str | None) -> bool:
     return (base_url or "").lower().startswith("https://")
 
 
+def base_url(value: str | None, env: str) -> str | None:
+    """``SCIM_BASE_URL``: an http(s) root, required outside development. Every link we mail
+    starts with it (``urls.link_root``): built from the Host a request names, a stranger's
+    forgot request could mail a person a reset link to the stranger's site."""
+    text = (value or "").strip().rstrip("/")
+    if not text:
+        if env != "development":
+            raise ConfigError(
+                "SCIM_BASE_URL is required when SCIM_ENV is not 'development': the public "
+                "address people and IdPs reach this server at (e.g. https://id.example.com); "
+                "mailed links, SAML and OIDC addresses start with it"
+            )
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"SCIM_BASE_URL must be an http(s) address, got {value!r}")
+    return text
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from defaults and the environment."""
     env = os.environ.get("SCIM_ENV", "development")
@@ -70,7 +89,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SCIM_ENV": env,
         "SECRET_KEY": secret,
         "DATABASE_URL": os.environ.get("SCIM_DATABASE_URL") or default_database_url(instance_path),
-        "BASE_URL": (os.environ.get("SCIM_BASE_URL") or "").rstrip("/") or None,
+        "BASE_URL": base_url(os.environ.get("SCIM_BASE_URL"), env),
         # RFC 7644 §3.4.2.4: the server's maximum page size, advertised in
         # ServiceProviderConfig as filter.maxResults.
         "MAX_PAGE_SIZE": env_int("SCIM_MAX_PAGE_SIZE", 1000),
@@ -169,6 +188,11 @@ def load_config(instance_path: str) -> dict[str, Any]:
             os.environ.get("SCIM_WEBHOOK_ALLOWED_NETWORKS") or ""
         ),
         "WEBHOOK_TIMEOUT_SECONDS": env_int("SCIM_WEBHOOK_TIMEOUT_SECONDS", 10),
+        # OIDC providers' back channel (``sso.oidc.http``): networks a production server may
+        # reach an identity provider on although private (an IdP inside the network).
+        "IDP_ALLOWED_NETWORKS": parse_networks(
+            os.environ.get("SCIM_IDP_ALLOWED_NETWORKS") or "", "SCIM_IDP_ALLOWED_NETWORKS"
+        ),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
         # Ed25519 private key (PEM text or a file path) of the checkpoints and export
@@ -229,14 +253,14 @@ def parse_smtp_url(url: str | None) -> SmtpSettings | None:
     )
 
 
-def parse_networks(value: str) -> str:
-    """``SCIM_WEBHOOK_ALLOWED_NETWORKS``: comma-separated CIDR networks, checked at start."""
+def parse_networks(value: str, name: str = "SCIM_WEBHOOK_ALLOWED_NETWORKS") -> str:
+    """``name``: comma-separated CIDR networks, checked at start."""
     for item in (v.strip() for v in value.split(",")):
         if item:
             try:
                 ipaddress.ip_network(item)
             except ValueError as exc:
-                raise ConfigError(f"SCIM_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+                raise ConfigError(f"{name}: {exc}") from None
     return value
 
 

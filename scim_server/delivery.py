@@ -14,7 +14,7 @@ from flask import current_app
 from scim_server.services.credentials import Delivery
 from scim_server.services.passwords import Hashing
 from scim_server.slots import SlotBound
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 
 
 def current_hashing(*, bounded: bool = False) -> Hashing:
@@ -28,4 +28,4 @@ def current_hashing(*, bounded: bool = False) -> Hashing:
 
 
 def current_delivery(*, bounded: bool = False) -> Delivery:
-    return Delivery(hashing=current_hashing(bounded=bounded), base_url=public_url())
+    return Delivery(hashing=current_hashing(bounded=bounded), base_url=link_root())

@@ -21,7 +21,6 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from scim_server.db import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, db
 from scim_server.models import User
-from scim_server.services import lifecycle
 from scim_server.urls import public_url
 from sso import state
 from sso.connections import service as connections
@@ -38,7 +37,7 @@ from sso.signin import decision as signin
 from sso.signin import identity, pages, testmode
 from sso.signin.amr import upstream_amr
 from sso.signin.request import SignInRequest
-from sso.signin.session import current_session, start_session
+from sso.signin.session import current_session, speaks_for, start_session
 from sso.signin.targets import DEFAULT_NEXT, safe_next
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -59,6 +58,9 @@ for _exc_class in DATABASE_UNAVAILABLE:
 @bp.errorhandler(local_web.BadRequestError)
 def _bad_request(err: local_web.BadRequestError) -> Any:
     return pages.message_page("Invalid request", err.message, status=err.status)
+
+
+bp.before_request(local_web.refuse_nul)
 
 
 BIND_SECONDS = state.STATE_SECONDS
@@ -253,7 +255,7 @@ def _complete(
         user = signin.sign_in(db.writing_session(), req)
     except SsoError as err:
         return _clear_binding(pages.refusal_page(err), state_id)
-    start_session(conn.org_id, user.id, conn.protocol, conn.id, amr)
+    start_session(conn.org_id, user.id, conn.protocol, conn.id, amr, user.session_epoch)
     return _clear_binding(redirect(target, 303), state_id)
 
 
@@ -331,7 +333,8 @@ def welcome() -> Any:
     s = db.writing_session()
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
-    if user is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
-        # Deactivated, locked or deleted since: the session no longer says who is signed in.
+    if user is None or not speaks_for(found, user):
+        # Deactivated, locked, deleted or its password changed since: the session no longer
+        # says who is signed in.
         return redirect("/sso/login", 303)
     return pages.signed_in_page(user.user_name)

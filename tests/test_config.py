@@ -88,3 +88,17 @@ def test_the_worker_command_stops_on_a_bad_smtp_url(monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert "Error: SCIM_SMTP_URL must start with one of" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_public_address_is_required_outside_development(monkeypatch, tmp_path):
+    """Every mailed link starts with SCIM_BASE_URL (never the Host a request names)."""
+    monkeypatch.setenv("SCIM_ENV", "production")
+    monkeypatch.setenv("SCIM_SECRET_KEY", "x" * 32)
+    monkeypatch.delenv("SCIM_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="SCIM_BASE_URL is required"):
+        load_config(str(tmp_path))
+    monkeypatch.setenv("SCIM_BASE_URL", "id.example.com")
+    with pytest.raises(ConfigError, match="must be an http"):
+        load_config(str(tmp_path))
+    monkeypatch.setenv("SCIM_BASE_URL", "https://id.example.com/")
+    assert load_config(str(tmp_path))["BASE_URL"] == "https://id.example.com"

@@ -245,6 +245,7 @@ class Server:
         environ.update(
             SCIM_DATABASE_URL=db_url,
             SCIM_ENV="production",
+            SCIM_BASE_URL=f"http://127.0.0.1:{self.port}",
             SCIM_SECRET_KEY=SECRET_KEY,
             SCIM_AUDIT_SIGNING_KEY=AUDIT_SIGNING_KEY,
             SCIM_WORKERS="2",

@@ -15,7 +15,7 @@ from scim_server.admin.blueprint import bp
 from scim_server.admin.common import audited, json_object, load
 from scim_server.db import db
 from scim_server.services import mfa, users
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 
 
 class FactorOut(Out):
@@ -50,5 +50,5 @@ def get_mfa(user_id: str) -> Response:
 def reset_mfa(user_id: str) -> Response:
     """Remove every factor (``{"reason": ...}`` optional); the ``mfa_reset`` mail is queued."""
     body = load(ActionBody, json_object(optional=True))
-    mfa.reset_mfa(db.session, g.org_id, user_id, body["reason"], public_url())
+    mfa.reset_mfa(db.session, g.org_id, user_id, body["reason"], link_root())
     return jsonify(user_detail(user_id))

@@ -3,8 +3,9 @@
 Every console area is a child blueprint of ``bp``, so this ``before_request``
 runs first for all of them: no session → the product's sign-in page; idle too
 long → signed out; an account that may no longer sign in, or holds no console
-role → 403; an unsafe method without its CSRF token → 400. The signed-in person
-becomes the actor of every audit event the request writes.
+role → 403; an unsafe method without its CSRF token → 400; NUL in the address or a
+form → 400 (``refuse_nul``). The signed-in person becomes the actor of every audit
+event the request writes.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from scim_server.console.access import ConsolePerson
 from scim_server.console.render import is_htmx, render
 from scim_server.csrf import check_csrf
 from scim_server.db import db
-from scim_server.errors import DomainError
+from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import Organization, User
-from scim_server.services import console_access, lifecycle
-from sso.signin.session import current_session, end_session
+from scim_server.request_inputs import has_nul
+from scim_server.services import console_access
+from sso.signin.session import SsoSession, current_session, end_session, speaks_for
 
 bp = Blueprint("console", __name__, url_prefix="/admin")
 root = Blueprint("console_root", __name__)
@@ -47,12 +49,14 @@ def _to_sign_in() -> Response:
     return redirect(target, code=303)  # type: ignore[return-value]
 
 
-def _load_person(org_id: str, user_id: str) -> ConsolePerson | None:
-    """The console user, or None when the account is gone or may not sign in any more."""
+def _load_person(signed_in: SsoSession) -> ConsolePerson | None:
+    """The console user, or None when the account is gone, may not sign in any more, or
+    changed its password since this session's sign-in (``speaks_for``)."""
     s = db.session
+    org_id, user_id = signed_in.org_id, signed_in.user_id
     user = s.get(User, (org_id, user_id))
     org = s.get(Organization, org_id)
-    if user is None or org is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
+    if user is None or org is None or not speaks_for(signed_in, user):
         return None
     roles = console_access.roles_of(s, org_id, user_id)
     return ConsolePerson(
@@ -77,7 +81,7 @@ def authenticate() -> Response | None:
         end_session()
         return _to_sign_in()
     session[_SEEN] = now
-    who = _load_person(signed_in.org_id, signed_in.user_id)
+    who = _load_person(signed_in)
     if db.session.in_transaction():
         db.session.commit()
     if who is None:
@@ -96,6 +100,15 @@ def authenticate() -> Response | None:
         request.max_content_length = upload_limit
     check_csrf()
     return None
+
+
+@bp.before_request
+def refuse_nul() -> None:
+    """NUL in the address, a search box or a form (``scim_server.request_inputs``): one 400
+    page for every area, before any view looks an id or a filter up (registered after
+    ``authenticate``, so an upload's own size limit holds when the form is read)."""
+    if has_nul(request):
+        raise InvalidValueError("The address or the form holds a character that is not allowed.")
 
 
 @bp.post("/sign-out")

@@ -31,7 +31,7 @@ from scim_server.services import (
 from scim_server.services.addresses import user_address
 from scim_server.services.bulk_actions import RowResult
 from scim_server.services.users import get_user
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 
 # Bulk operations of this module -> the capability each needs (the others: bulk_actions.OPS).
 BULK_OPS = {
@@ -147,7 +147,7 @@ def run_bulk(op: str, user_ids: list[str], form: Any) -> list[RowResult]:
 
         return bulk_actions.run_each(s, org_id, user_ids, resend, BULK_DONE[op], beyond=beyond)
     if op == "reset_mfa":
-        base_url = public_url()
+        base_url = link_root()
 
         def reset(session: Any, org: str, user_id: str) -> object:
             return mfa.reset_mfa(session, org, user_id, None, base_url)
@@ -176,7 +176,7 @@ def _schedule_many(
         org_id,
         ids,
         send_at,
-        base_url=public_url(),
+        base_url=link_root(),
         scheduled_by=person().user_name,
     )
     return [

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, request, url_for
 
+from scim_server.console import shown_once
 from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
@@ -49,8 +50,7 @@ def _page(status: int = 200, **extra: Any) -> Response:
 @bp.get("/")
 @require("sso.read")
 def list_clients() -> Response:
-    new = session.pop(_NEW, None)
-    return _page(new=new if isinstance(new, dict) else None)
+    return _page(new=shown_once.take(_NEW))
 
 
 @bp.post("/")
@@ -66,7 +66,7 @@ def create_client() -> Response:
     except DomainError as err:
         db.session.rollback()
         return _page(err.status, problem=err.detail, form=request.form)
-    session[_NEW] = {"client_id": client.client_id, "name": client.name, "secret": secret}
+    shown_once.keep(_NEW, {"client_id": client.client_id, "name": client.name, "secret": secret})
     return redirect(url_for("console.oidc.list_clients"), code=303)  # type: ignore[return-value]
 
 

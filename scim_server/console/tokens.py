@@ -3,16 +3,17 @@ was last used (to the minute: ``services.token_usage``), revoke.
 
 The same services as ``scim-server token create/list/revoke``. After a create the
 browser is redirected (a reload must not create a second token) and the secret
-rides in the session for that one page view, popped as it is shown: only its
-hash is stored, and the pages are never cached.
+rides in the session, sealed, for that one page view, popped as it is shown
+(``shown_once``): only its hash is stored, and the pages are never cached.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, request, url_for
 
+from scim_server.console import shown_once
 from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
@@ -58,8 +59,8 @@ _NEW = "console_new_token"  # the secret just created, until the next page shows
 @bp.get("/")
 @require("tokens.read")
 def list_tokens() -> Response:
-    new = session.pop(_NEW, None)
-    if isinstance(new, dict):
+    new = shown_once.take(_NEW)
+    if new is not None:
         return _page(new_secret=new["secret"], new_name=new["name"], new_kind=new["kind"])
     return _page()
 
@@ -74,7 +75,7 @@ def create_token() -> Response:
     if not name or len(name) > 200:
         return _page(400, name_error="A name of 1 to 200 characters.", form=request.form)
     token, secret = tokens.create_token(db.session, person().org_id, name, kind)
-    session[_NEW] = {"secret": secret, "name": token.name, "kind": kind}
+    shown_once.keep(_NEW, {"secret": secret, "name": token.name, "kind": kind})
     return redirect(url_for("console.tokens.list_tokens"), code=303)  # type: ignore[return-value]
 
 

@@ -20,7 +20,7 @@ from scim_server.db import db
 from scim_server.delivery import current_delivery
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.services import credential_schedules, credentials, mfa
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 
 
 def _recipient() -> str | None:
@@ -89,7 +89,7 @@ def schedule_credentials(user_id: str) -> Response:
             person().org_id,
             [user_id],
             send_at,
-            base_url=public_url(),
+            base_url=link_root(),
             recipient=_recipient(),
             scheduled_by=person().user_name,
         )
@@ -120,7 +120,7 @@ def cancel_schedule(user_id: str) -> Response:
 def reset_mfa(user_id: str) -> Response:
     s = db.session
     try:
-        mfa.reset_mfa(s, person().org_id, user_id, None, public_url())
+        mfa.reset_mfa(s, person().org_id, user_id, None, link_root())
     except DomainError as err:
         s.rollback()
         return _refused(user_id, err)

@@ -76,6 +76,9 @@ class User(Base):
     # admin: console, CLI); None for accounts older than the column whose log was purged.
     source: Mapped[str | None] = mapped_column(String(10), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Moved on by a password set or removed: a sign-in session of an older epoch ends
+    # (``sso.signin.session``). Not part of the SCIM resource: no version of its own.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     license_id: Mapped[str | None] = mapped_column(String(36), default=None)
     license_source: Mapped[str | None] = mapped_column(String(10), default=None)  # rule|manual
     license_rule: Mapped[str | None] = mapped_column(Text, default=None)

@@ -27,8 +27,10 @@ STATUSES = (
     AWAITING_NEW_PASSWORD,
     RECOVERY,
 )
-# Statuses in which a person may sign in (with a license).
-SIGN_IN_ALLOWED = frozenset({PROVISIONED, ACTIVE})
+# Statuses in which a person may sign in (with a license). ``RECOVERY`` is one: anyone may
+# ask for a reset link with the person's address, and the current password (and their
+# IdP) keeps working until the link is used, or a stranger could sign anyone out.
+SIGN_IN_ALLOWED = frozenset({PROVISIONED, ACTIVE, RECOVERY})
 
 
 class InvalidTransitionError(DomainError):

@@ -261,6 +261,8 @@ def set_password(
     if row is None:
         row = UserPassword(org_id=user.org_id, user_id=user.id, hash=digest)
         session.add(row)
+    else:
+        end_sessions(user)
     row.hash = digest
     row.temporary = temporary
     row.must_change = must_change
@@ -304,6 +306,13 @@ def set_password(
     return row
 
 
+def end_sessions(user: User) -> None:
+    """End every sign-in session of ``user`` (``sso.signin.session`` compares the epoch):
+    whoever signed in with the password that is now replaced or gone is signed out, an
+    intruder with a leaked one included. A first password ends nothing."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
 def rehash(hashing: Hashing, row: UserPassword, password: str) -> None:
     """After a successful check with old parameters: the same password, today's cost."""
     row.hash = hash_password(hashing, password)
@@ -315,6 +324,7 @@ def remove_password(session: Session, user: User, *, detail: str) -> bool:
     if row is None:
         return False
     session.delete(row)
+    end_sessions(user)
     record(
         session,
         user.org_id,

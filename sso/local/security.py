@@ -18,7 +18,7 @@ from flask import current_app, jsonify, redirect, request
 from scim_server.db import db
 from scim_server.errors import DomainError
 from scim_server.models import User
-from scim_server.services import lifecycle, mfa
+from scim_server.services import mfa
 from scim_server.services.settings import get_settings
 from scim_server.urls import public_url
 from sso.errors import SsoError
@@ -33,7 +33,7 @@ from sso.local.views import (
     pending_at,
 )
 from sso.local.web import BadRequestError
-from sso.signin.session import SsoSession, current_session
+from sso.signin.session import SsoSession, current_session, speaks_for
 
 NOTICES = {
     "totp": "Your authenticator app was added.",
@@ -64,7 +64,7 @@ def _signed_in(*, change: bool = False) -> tuple[SsoSession, User] | None:
     # A session outlives a deactivation or a lock: the account is checked on every request
     # (as the console and the OIDC provider do), or a leaver's open session could still add
     # a factor or make recovery codes that outlast a later reactivation.
-    if user is None or user.status not in lifecycle.SIGN_IN_ALLOWED:
+    if user is None or not speaks_for(found, user):
         return None
     return found, user
 

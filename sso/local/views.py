@@ -47,6 +47,9 @@ def _bad_request(err: BadRequestError) -> Any:
     return pages.message_page("Invalid request", err.message, status=err.status)
 
 
+bp.before_request(web.refuse_nul)
+
+
 @bp.errorhandler(SsoError)
 def _refused(err: SsoError) -> Any:
     if err.reason_code == "pending_expired":
@@ -79,6 +82,9 @@ def password_page(
 def sign_in_with_password() -> Any:
     """Check the password: an answer as generic as the failure, or the next step."""
     data = web.form()
+    # The form's token: without it a page elsewhere could sign the visitor's browser in as
+    # its own account (login CSRF), and what they then enrol or type would be its.
+    web.check_csrf(data.get("csrf"))
     login = (data.get("login") or "").strip()
     secret = data.get("password") or ""
     next_path = safe_next(data.get("next"))
@@ -125,7 +131,7 @@ def _finish(s: Session, org_id: str, user_id: str, proved: tuple[str, ...], next
     how = "+".join(dict.fromkeys(proved))
     user = local.finish(s, org_id, user_id, how, web.attempt())
     pending.drop()
-    start_session(user.org_id, user.id, how, None, local_amr(proved))
+    start_session(user.org_id, user.id, how, None, local_amr(proved), user.session_epoch)
     return redirect(next_path, 303)
 
 

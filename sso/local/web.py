@@ -21,10 +21,11 @@ from typing import Any
 from flask import current_app, request, session
 from werkzeug.datastructures import MultiDict
 
+from scim_server import request_inputs
 from scim_server.db import db
 from scim_server.delivery import current_hashing
 from scim_server.ratelimit import Limiter, RateLimited
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.extension import sso_extension
@@ -52,6 +53,12 @@ class BadRequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def refuse_nul() -> None:
+    """A ``before_request`` of the sign-in pages' blueprints (``scim_server.request_inputs``)."""
+    if request_inputs.has_nul(request):
+        raise BadRequestError(400, "The request holds a character that is not allowed.")
 
 
 def now() -> datetime:
@@ -114,7 +121,7 @@ def attempt() -> Attempt:
         hashing=current_hashing(bounded=True),
         attempt_key=keys.attempt_key(current_secret()),
         now=now(),
-        base_url=public_url(),
+        base_url=link_root(),
         source_ip=request.remote_addr,
         user_agent=request.user_agent.string or None,
     )

@@ -58,9 +58,12 @@ def forgot() -> Any:
     if request.mimetype != "application/x-www-form-urlencoded":
         return _forgot_page(problem="Send the form from this page.", status=415)
     identifier = (request.form.get("identifier") or "").strip()
-    if not identifier or len(identifier) > recovery.MAX_IDENTIFIER:
+    if not identifier or len(identifier) > recovery.MAX_IDENTIFIER or "\x00" in identifier:
+        # (NUL names no account, and PostgreSQL text cannot hold it: no lookup.)
         return _forgot_page(
-            identifier[:320], "Enter the e-mail address or username of your account.", 400
+            identifier[:320].replace("\x00", ""),
+            "Enter the e-mail address or username of your account.",
+            400,
         )
     count, window = count_request(db.writer(), f"forgot:{request.remote_addr}", time.time())
     if count == 1:

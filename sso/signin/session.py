@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import current_app, session
 
+from scim_server.models import User
+from scim_server.services import lifecycle
 from sso.extension import sso_extension
 
 _KEY = "sso"
@@ -29,6 +31,7 @@ class SsoSession:
     connection_id: str | None
     auth_time: int  # seconds since the epoch (OIDC Core §2 auth_time)
     amr: tuple[str, ...] = ()  # RFC 8176 methods (``sso.signin.amr``); () when not known
+    epoch: int = 0  # the account's ``session_epoch`` at the sign-in (``speaks_for``)
 
 
 def start_session(
@@ -37,8 +40,10 @@ def start_session(
     method: str,
     connection_id: str | None,
     amr: Sequence[str] = (),
+    epoch: int = 0,
 ) -> None:
-    """Record a successful sign-in; anything from before is dropped (no session fixation)."""
+    """Record a successful sign-in; anything from before is dropped (no session fixation).
+    ``epoch``: the account's ``session_epoch`` now (a password change moves it on)."""
     session.clear()
     session[_KEY] = {
         "org_id": org_id,
@@ -47,6 +52,7 @@ def start_session(
         "connection_id": connection_id,
         "auth_time": int(sso_extension().clock().timestamp()),
         "amr": list(amr),
+        "epoch": epoch,
     }
     session.permanent = False
 
@@ -64,6 +70,7 @@ def current_session() -> SsoSession | None:
             connection_id=raw.get("connection_id"),
             auth_time=int(raw["auth_time"]),
             amr=tuple(str(v) for v in raw.get("amr") or ()),
+            epoch=int(raw.get("epoch") or 0),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -71,6 +78,19 @@ def current_session() -> SsoSession | None:
     if sso_extension().clock().timestamp() - found.auth_time > max_age:
         return None
     return found
+
+
+def speaks_for(found: SsoSession, user: User | None) -> bool:
+    """Whether the session still says who is signed in: the account is there, its status
+    may sign in, and its password did not change since (``passwords.end_sessions``: an
+    intruder signed in with a leaked password is out once the owner resets it). Checked on
+    each use (the console, /sso/security, /sso/welcome, the OIDC provider): the cookie
+    itself cannot be taken back."""
+    return (
+        user is not None
+        and user.status in lifecycle.SIGN_IN_ALLOWED
+        and user.session_epoch == found.epoch
+    )
 
 
 def end_session() -> None:

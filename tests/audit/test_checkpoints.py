@@ -229,6 +229,7 @@ def test_a_signing_key_is_required_outside_development(tmp_path, monkeypatch):
     monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("SCIM_ENV", "production")
     monkeypatch.setenv("SCIM_SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("SCIM_BASE_URL", "https://id.example.com")
     monkeypatch.delenv("SCIM_AUDIT_SIGNING_KEY", raising=False)
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 1 and "SCIM_AUDIT_SIGNING_KEY" in result.output

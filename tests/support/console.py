@@ -13,6 +13,7 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 
 from scim_server.db import db
+from scim_server.models import User
 from scim_server.services import console_access
 from sso.signin.session import start_session
 from tests.support import Scim
@@ -29,10 +30,18 @@ def console_user(app: Flask, scim: Scim, user_name: str, *roles: str, **attrs: A
     return str(doc["id"])
 
 
+def session_epoch(app: Flask, org_id: str, user_id: str) -> int:
+    """The account's ``session_epoch`` now, as a sign-in puts it in the session (0: gone)."""
+    with db.reader(app)() as s:
+        user = s.get(User, (org_id, user_id))
+        return user.session_epoch if user is not None else 0
+
+
 def sign_in_as(app: Flask, client: FlaskClient, org_id: str, user_id: str) -> None:
     """Give ``client`` the session cookie a completed sign-in of this user would give."""
+    epoch = session_epoch(app, org_id, user_id)
     with app.test_request_context():
-        start_session(org_id, user_id, "test", None)
+        start_session(org_id, user_id, "test", None, epoch=epoch)
         signed = dict(session)
     with client.session_transaction() as sess:
         sess.clear()
@@ -59,8 +68,9 @@ def csrf_token(client: FlaskClient, page: str = "/admin/") -> str:
 
 def browser_sign_in(app: Flask, context: Any, base_url: str, org_id: str, user_id: str) -> None:
     """Give a Playwright browser context the session cookie a completed sign-in would set."""
+    epoch = session_epoch(app, org_id, user_id)
     with app.test_request_context():
-        start_session(org_id, user_id, "test", None)
+        start_session(org_id, user_id, "test", None, epoch=epoch)
         value = app.session_interface.get_signing_serializer(app).dumps(dict(session))  # type: ignore[attr-defined]
     context.add_cookies(
         [{"name": app.config["SESSION_COOKIE_NAME"], "value": value, "url": base_url}]

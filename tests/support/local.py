@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -54,9 +55,19 @@ def give_password(
 def sign_in(
     client: FlaskClient, login: str, password: str = PASSWORD, next_path: str = "/after"
 ) -> Any:
-    return client.post(
-        "/sso/login/password", data={"login": login, "password": password, "next": next_path}
-    )
+    """The password form's POST, with the token the form carries in this browser."""
+    fields = {"csrf": form_token(client), "login": login, "password": password, "next": next_path}
+    return client.post("/sso/login/password", data=fields)
+
+
+def form_token(client: FlaskClient) -> str:
+    """The sign-in pages' CSRF token of this browser, as a page it opened would carry it
+    (``sso.local.web.csrf_token``); the password form's own page is tested with it."""
+    with client.session_transaction() as sess:
+        token = sess.get("csrf")
+        if not isinstance(token, str):
+            token = sess["csrf"] = secrets.token_urlsafe(24)
+    return token
 
 
 def csrf_of(body: str) -> str:

@@ -27,6 +27,7 @@ from sso.provider.keys import encryption_secret, rotate
 from sso.provider.models import OAuthCode, OAuthToken
 from sso.signin.session import current_session, end_session, start_session
 from tests.support import Scim, make_org
+from tests.support.console import session_epoch
 
 REDIRECT = "https://product.example.com/callback"
 ISSUER = "http://localhost"
@@ -81,8 +82,9 @@ def sign_in(app: Flask, client: FlaskClient, org_id: str, user_id: str, age: int
 
     ``age`` backdates the sign-in by that many seconds.
     """
+    epoch = session_epoch(app, org_id, user_id)
     with app.test_request_context():
-        start_session(org_id, user_id, "test", None)
+        start_session(org_id, user_id, "test", None, epoch=epoch)
         if age:
             stored = dict(flask_session["sso"])
             flask_session["sso"] = {**stored, "auth_time": stored["auth_time"] - age}
@@ -691,3 +693,21 @@ def test_cli_client_create_and_keys_rotate(tmp_path: Any, monkeypatch: Any) -> N
     assert bad.exit_code != 0 and "https" in bad.output
     rotated = runner.invoke(main, ["oauth", "keys", "rotate"], catch_exceptions=False)
     assert rotated.exit_code == 0 and rotated.output.startswith("signing key: ")
+
+
+@pytest.mark.parametrize("max_age", ["\u00b2", "1\u00b9", "9" * 5000])
+def test_provider_max_age_that_is_not_a_number_is_no_500(
+    app: Flask,
+    client: FlaskClient,
+    scim: Any,
+    person: dict[str, Any],
+    product: tuple[str, str],
+    max_age: str,
+) -> None:
+    """OIDC Core §3.1.2.1 max_age from the client: a value ``str.isdigit`` accepts but
+    ``int`` cannot read (a superscript digit, more than 4,300 digits) is not a number of
+    seconds: the request goes on as without it, never a 500."""
+    sign_in(app, client, scim.org_id, person["id"])
+    _, challenge = pkce()
+    resp = authorize(client, product[0], challenge, max_age=max_age)
+    assert resp.status_code < 500, resp.get_data(as_text=True)[:500]
