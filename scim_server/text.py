@@ -55,3 +55,17 @@ def has_control(value: str) -> bool:
     Names an admin gives (licenses, roles) are shown in pages, logs and exports, and
     joined with one (``org_config``'s fingerprint): none may hold one."""
     return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+MAX_INT = 2**31 - 1  # the largest value an Integer column takes on every backend (int4)
+
+
+def small_int(value: str, max_digits: int = 18) -> int | None:
+    """``value`` as a number when it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` also says yes to digits ``int`` refuses (``"²"``), and ``int`` refuses
+    more than 4,300 digits: a request's value checked with the one and read with the other
+    was a 500."""
+    if 0 < len(value) <= max_digits and value.isascii() and value.isdigit():
+        return int(value)
+    return None

@@ -17,6 +17,7 @@ from scim_server.console.render import render
 from scim_server.db import db
 from scim_server.errors import DomainError
 from scim_server.services import directory, groups, licenses, roles, settings, username_preview
+from scim_server.text import small_int
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -80,7 +81,8 @@ def document_from_form(form: Any) -> dict[str, Any]:
         doc[flag] = flag in form
     for name in NUMBERS:
         raw = (form.get(name) or "").strip()
-        doc[name] = int(raw) if raw.isdigit() and len(raw) < 10 else raw
+        number = small_int(raw, 9)
+        doc[name] = raw if number is None else number
     return doc
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.sql import ColumnElement
 from scim_server.errors import InvalidValueError
 from scim_server.models import Contact, License, Role, User, UserRole
 from scim_server.services.lifecycle import STATUSES
-from scim_server.text import fold
+from scim_server.text import fold, small_int
 
 SOURCES = ("scim", "jit", "manual")
 PAGE_SIZES = (25, 50, 100, 200)
@@ -125,9 +125,10 @@ def parse_query(args: dict[str, str], remembered_size: int | None = None) -> Use
     raw_size = args.get("size")
     size = remembered_size or DEFAULT_PAGE_SIZE
     if raw_size:
-        if not raw_size.isdigit() or int(raw_size) not in PAGE_SIZES:
+        chosen = small_int(raw_size)
+        if chosen is None or chosen not in PAGE_SIZES:
             raise InvalidValueError(f"Page size must be one of {', '.join(map(str, PAGE_SIZES))}.")
-        size = int(raw_size)
+        size = chosen
     search = (args.get("q") or "").strip()
     if len(search) > 200:
         raise InvalidValueError("A search is at most 200 characters.")

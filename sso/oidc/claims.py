@@ -8,10 +8,14 @@ from typing import Any
 import requests
 
 from mappings.sources import OIDC_ALIASES
+from mappings.text import fold
 from sso.oidc.config import OidcError, wire_text
 from sso.oidc.http import fetch, json_object
 
-EMAIL_CLAIMS = frozenset(n.casefold() for n in ("email", *OIDC_ALIASES["email"]))
+# Folded as the mapping's lookup folds claim names (``mappings.sources.lookup_raw``: NFKC
+# and case), so that no spelling of an address claim (fullwidth ``mail``) outlives the removal
+# below and is then read as the address.
+EMAIL_CLAIMS = frozenset(fold(n) for n in ("email", "email_verified", *OIDC_ALIASES["email"]))
 
 
 # Token mechanics, checked here and of no use to mapping rules (acr, amr, auth_time stay).
@@ -61,9 +65,8 @@ def merge_claims(
     email, verified = source.get("email"), source.get("email_verified")
     # AWS Cognito sends email_verified as the string "true".
     trusted = isinstance(email, str) and bool(email) and verified in (True, "true")
-    for name in [k for k in claims if isinstance(k, str) and k.casefold() in EMAIL_CLAIMS]:
+    for name in [k for k in claims if isinstance(k, str) and fold(k) in EMAIL_CLAIMS]:
         del claims[name]
-    claims.pop("email_verified", None)
     if trusted:
         claims.update(email=email, email_verified=True)
         return claims, True, None

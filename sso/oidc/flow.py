@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import requests
+from flask import current_app
 from sqlalchemy.orm import Session
 
 from scim_server.db import utcnow
@@ -22,6 +23,7 @@ from sso.connections.secrets import secret_for_use
 from sso.errors import SsoError
 from sso.oidc.config import OidcConnectionConfig, OidcError, OidcLogin
 from sso.oidc.discovery import discover
+from sso.oidc.http import checked_session
 from sso.oidc.jwks import JwksCache
 from sso.oidc.login import begin_login, finish_login
 
@@ -62,7 +64,7 @@ def start(
 ) -> tuple[str, str]:
     """The provider URL and the state parameter; state, nonce and PKCE verifier kept server-side."""
     try:
-        with requests.Session() as http:
+        with checked_session(current_app.config) as http:
             doc = _discovery(conn, http)
         url, state_data = begin_login(_config(conn), redirect_uri, doc, login_hint=login_hint)
     except OidcError as err:
@@ -87,7 +89,7 @@ def finish(
         raise SsoError("expired", "the login is older than the time limit")
     app_data = dict(consumed.data.pop("app", None) or {})
     try:
-        with requests.Session() as http:
+        with checked_session(current_app.config) as http:
             doc = _discovery(conn, http)
             login = finish_login(_config(conn), args, consumed.data, doc, http, jwks)
     except OidcError as err:

@@ -26,8 +26,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse
 
+from scim_server import request_inputs
 from scim_server.db import db
 from scim_server.models import User
+from scim_server.text import small_int
 from sso.provider.claims import (
     CLAIMS_SUPPORTED,
     INACTIVE,
@@ -65,6 +67,20 @@ def _page(status: int, title: str, message: str) -> tuple[str, int, dict[str, st
         f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
     )
     return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+
+
+@bp.before_request
+def _refuse_nul() -> Any:
+    """NUL in a client id, a code or a path (``scim_server.request_inputs``): RFC 6749 §5.2's
+    ``invalid_request``, before any lookup (the authorize request's own redirect cannot be
+    trusted yet: a plain answer)."""
+    if not request_inputs.has_nul(request):
+        return None
+    return (
+        {"error": "invalid_request", "error_description": "A parameter holds NUL."},
+        400,
+        {"Cache-Control": "no-store"},
+    )
 
 
 # error_description for the client (RFC 6749 §4.1.2.1: printable ASCII, no quote or backslash).
@@ -135,7 +151,11 @@ def _signed_in() -> SignedIn | None:
     if sso is None:
         return None
     user = db.session.get(User, (sso.org_id, sso.user_id))
-    return SignedIn(user, sso.auth_time, sso.amr) if user is not None else None
+    if user is None or user.session_epoch != sso.epoch:
+        # Gone, or its password changed since this sign-in (``speaks_for``); the status
+        # has its own answers (``claims.refusal_reason``).
+        return None
+    return SignedIn(user, sso.auth_time, sso.amr)
 
 
 def _login_redirect() -> BaseResponse:
@@ -147,8 +167,8 @@ def _login_redirect() -> BaseResponse:
 
 def _too_old(signed_in: SignedIn) -> bool:
     """OIDC Core §3.1.2.1 max_age: the sign-in is older than the client accepts."""
-    raw = request.args.get("max_age", "")
-    return raw.isdigit() and time.time() - signed_in.auth_time > int(raw)
+    max_age = small_int(request.args.get("max_age", ""))
+    return max_age is not None and time.time() - signed_in.auth_time > max_age
 
 
 @bp.get("/oauth/authorize")

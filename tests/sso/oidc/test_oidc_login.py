@@ -127,3 +127,57 @@ def test_oidc_without_groups_claim_refuses_a_known_user_without_license(
 
     assert_refused(app, scim.org_id, oidc_login(client, oidc_conn), "missing_license")
     assert state(app, scim.org_id, user_id) == before
+
+
+def test_oidc_fullwidth_mail_claim_never_selects_an_account(
+    app: Flask, client: FlaskClient, scim: Any, oidc_conn: dict[str, Any], local_op: Any
+) -> None:
+    """README: for OIDC only ``sub`` and ``email`` with ``email_verified`` select an account,
+    "any other claim never do". A claim named "mail" in fullwidth letters (U+FF4D...) survives the drop of
+    address claims (``str.casefold``) but is read as ``mail`` by the vocabulary (NFKC fold),
+    and ``mail`` comes before ``email``: the verified address is replaced by an unverified one
+    and the sign-in enters the account holding it."""
+    victim = make_person(app, scim, "ceo@example.com")
+    local_op.user.update(sub="mallory-1", email="mallory@example.com", email_verified=True)
+    local_op.user["\uff4d\uff41\uff49\uff4c"] = "ceo@example.com"
+    local_op.userinfo_overrides["\uff4d\uff41\uff49\uff4c"] = "ceo@example.com"
+    resp = oidc_login(client, oidc_conn)
+    with client.session_transaction() as sess:
+        signed_in_as = (sess.get("sso") or {}).get("user_id")
+    assert signed_in_as != victim, "mallory entered ceo@example.com's account"
+    record = sign_ins(app, scim.org_id)[-1]
+    assert record.user_id != victim, (resp.status_code, record.outcome, record.email)
+
+
+def test_oidc_back_channel_to_loopback_is_refused_in_production(
+    app: Flask,
+    client: FlaskClient,
+    admin: Any,
+    local_op: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An organization's admin sets the OIDC issuer; the server then fetches it (discovery,
+    then token, JWKS and userinfo URLs the document names). ``secure_url`` lets plain http to
+    127.0.0.1 through "for tests and local development only", but checks no SCIM_ENV, and no
+    address is checked at all: a tenant admin makes a production server call its own
+    loopback services (SSRF), which the SAML metadata fetch and webhooks both refuse."""
+    local_op.reset()
+    monkeypatch.setitem(app.config, "SCIM_ENV", "production")
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {
+            "protocol": "oidc",
+            "name": "Internal",
+            "issuer": local_op.issuer,  # http://127.0.0.1:<port>
+            "client_id": "rp-client",
+            "client_secret": "x",
+        },
+    )
+    if resp.status_code == 400:
+        return  # refused when configured: fixed
+    assert resp.status_code == 201, resp.get_json()
+    start = client.get(f"/sso/oidc/{resp.get_json()['id']}/start")
+    location = start.headers.get("Location", "")
+    assert not location.startswith(local_op.issuer), (
+        "production server fetched http://127.0.0.1 discovery and redirected to it"
+    )
