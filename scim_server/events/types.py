@@ -98,6 +98,15 @@ def derive(
     if outcome != "success" or not resource_id:
         return []
     changes = changes or {}
+    if action == "user.delete":
+        # The groups it was in lost a member (``changes.groups.before``): each its
+        # member_removed, as a PATCH removing the member or the group's deletion gives.
+        left = (changes.get("groups") or {}).get("before") or ()
+        leaver = {"type": "User", "id": resource_id}
+        return [
+            *(Derived("group.member_removed", "Group", gid, {}, member=leaver) for gid in left),
+            Derived("user.deleted", "User", resource_id, changes),
+        ]
     if action in _SIMPLE:
         return [Derived(_SIMPLE[action], resource_type or "", resource_id, changes)]
     if action in _TRANSITIONS:

@@ -358,11 +358,18 @@ class _Patcher:
         current = container.get(attr.name)
         if op == "remove":
             self.check_immutable(attr, current, None)
-            if attr.multi_valued and isinstance(value, list) and value:
-                # Remove exactly the listed values (as Entra does for members).
-                drop = [_value_key(v) for v in value]
-                kept = [v for v in current or [] if _value_key(v) not in drop]
-                _assign(container, attr.name, kept)
+            if attr.multi_valued and value is not None:
+                # Remove exactly the values named: a list (as Entra sends members), one
+                # value object or a bare value as a list of one. An empty list names none
+                # and removes nothing; only a remove without a value removes them all.
+                drop = [_value_key(v) for v in (value if isinstance(value, list) else [value])]
+                if None in drop:
+                    raise InvalidValueError(
+                        f"A 'remove' of '{attr.name}' values names each by its 'value'."
+                    )
+                if drop:
+                    kept = [v for v in current or [] if _value_key(v) not in drop]
+                    _assign(container, attr.name, kept)
             elif not attr.multi_valued and _names_other(value, current):
                 # Entra removes a manager by naming it ("value": [{"value": id}]): one that
                 # names someone else (sent late, after the manager changed) removes nothing.
@@ -477,13 +484,17 @@ class _Patcher:
         if op == "remove":
             if where is not None:
                 self.members.append(MemberChange("remove_where", where=member_selection(where)))
-            elif isinstance(value, list) and value:
-                # Entra ID: Remove with path "members" and a value list removes those.
-                self.members.append(MemberChange("remove", _member_refs(value)))
-            elif isinstance(value, dict) and value:
-                self.members.append(MemberChange("remove", _member_refs([value])))
-            else:
+            elif value is None:
+                # RFC 7644 §3.5.2.2: no filter, no value: every member is removed.
                 self.members.append(MemberChange("clear"))
+            elif isinstance(value, list):
+                # Entra ID: Remove with path "members" and a value list removes those; an
+                # empty list names no member and removes none (never "all of them").
+                if value:
+                    self.members.append(MemberChange("remove", _member_refs(value)))
+            else:
+                # One member object, or a bare id (as ``add`` takes it).
+                self.members.append(MemberChange("remove", _member_refs([value])))
             return
         if value is None:
             value = []

@@ -207,7 +207,8 @@ def delete_group(
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
-        # The groups that contain this one lose a member: their version moves.
+        # The groups that contain this one lose a member: their version moves, and each
+        # change is in the log and the feed as a PATCH removing the member would put it.
         parents = select(GroupMember.group_id).where(
             GroupMember.org_id == org_id, GroupMember.member_id == group_id
         )
@@ -216,6 +217,13 @@ def delete_group(
             .where(Group.org_id == org_id, Group.id.in_(parents))
             .values(version=Group.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
+        )
+        containing = list(
+            session.scalars(
+                select(Group)
+                .where(Group.org_id == org_id, Group.id.in_(parents))
+                .execution_options(populate_existing=True)
+            )
         )
         removed = _delete_where(
             session, GroupMember.org_id == org_id, GroupMember.group_id == group_id
@@ -232,6 +240,10 @@ def delete_group(
         # Membership can move licenses and roles when the rules look at groups.
         remap_moved_users(session, group, removed)
         _record_member_events(session, group, [], removed)
+        for parent in containing:
+            gone: Members = [(group_id, "Group")]
+            _record_group_event(session, parent, "group.patch", {}, [], gone)
+            _record_member_events(session, parent, [], gone)
         session.delete(group)
         counts.changed(session, org_id, "Group", -1)
 
