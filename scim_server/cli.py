@@ -11,6 +11,7 @@ from flask import Flask
 from scim_server import create_app
 from scim_server.commands import CommandEnv, build_app, domain_errors, org_option, pass_env
 from scim_server.db import db
+from scim_server.ratelimit import MAX_LIMIT
 
 
 @click.group()
@@ -72,7 +73,7 @@ def org_list(env: CommandEnv) -> None:
 
 @org_group.command("set-rate-limit")
 @click.argument("org_ref", metavar="NAME_OR_ID")
-@click.argument("limit", type=click.IntRange(min=0), required=False)
+@click.argument("limit", type=click.IntRange(min=0, max=MAX_LIMIT), required=False)
 @click.option(
     "--default",
     "use_default",

@@ -76,6 +76,7 @@ def pass_env(
     def decorator(command: Callable[Concatenate[CommandEnv, P], R]) -> Callable[P, R]:
         @functools.wraps(command)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            _refuse_nul(kwargs)
             env = CommandEnv(build_app())
             try:
                 if migrate:
@@ -88,6 +89,25 @@ def pass_env(
         return wrapper
 
     return decorator
+
+
+def _refuse_nul(values: dict[str, Any]) -> None:
+    """A usage error for an argument or option holding NUL, before any query sees it.
+
+    PostgreSQL text cannot hold NUL: a name or id with one is refused by the driver
+    (a traceback); the admin API refuses it in its own way, and so does every command.
+    """
+    ctx = click.get_current_context(silent=True)
+    params = {p.name: p for p in ctx.command.params} if ctx is not None else {}
+    for name, value in values.items():
+        items = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise click.BadParameter(
+                "NUL characters are not allowed.",
+                ctx=ctx,
+                param=params.get(name),
+                param_hint=None if name in params else name,
+            )
 
 
 @contextmanager

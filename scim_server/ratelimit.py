@@ -27,8 +27,11 @@ from scim_server.db import Base, db, transaction
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import Organization
 from scim_server.scim.errors import ScimError
+from scim_server.text import MAX_INT
 
 WINDOW_SECONDS = 60
+# organizations.rate_limit_per_minute is an Integer column (PostgreSQL's int4).
+MAX_LIMIT = MAX_INT
 
 rate_limit_windows = Table(
     "rate_limit_windows",
@@ -158,8 +161,10 @@ def init_app(app: Flask, blueprint: str) -> None:
 
 def set_org_limit(session: Session, org_id: str, limit: int | None) -> Organization:
     """Set (None: clear) an organization's override, recorded in its provisioning log."""
-    if limit is not None and limit < 0:
-        raise InvalidValueError("A rate limit is a number of requests per minute, 0 or more.")
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
+        raise InvalidValueError(
+            f"A rate limit is a number of requests per minute, 0 to {MAX_LIMIT}."
+        )
     with session.begin():
         org = session.get(Organization, org_id)
         if org is None:

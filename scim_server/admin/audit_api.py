@@ -16,7 +16,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import MAX_INT, audited
+from scim_server.admin.common import MAX_INT, audited, instant
 from scim_server.audit import checkpoints, queries
 from scim_server.audit.export import export_lines
 from scim_server.audit.queries import EventFilter, event_to_dict
@@ -29,8 +29,8 @@ class FilterArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    since = fields.AwareDateTime(load_default=None)
-    until = fields.AwareDateTime(load_default=None)
+    since = instant(load_default=None)
+    until = instant(load_default=None)
     action = fields.String(load_default=None, validate=validate.Length(max=64))
     outcome = fields.String(load_default=None, validate=validate.OneOf(["success", "failure"]))
     actor = fields.String(load_default=None, validate=validate.Length(max=200))

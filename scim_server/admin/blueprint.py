@@ -11,9 +11,10 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from scim_server import request_inputs
 from scim_server.audit import web as audit_web
 from scim_server.db import db, utcnow
-from scim_server.errors import DomainError
+from scim_server.errors import DomainError, InvalidValueError
 from scim_server.services import token_usage
 from scim_server.services import tokens as token_service
 
@@ -50,6 +51,10 @@ def _http_error(err: HTTPException) -> tuple[Response, int]:
 
 @bp.before_request
 def authenticate() -> None:
+    # PostgreSQL text cannot hold NUL: refuse it in the URL (an id, a filter) before any
+    # lookup, as the SCIM API does; before the token too, so no refusal is logged with it.
+    if request_inputs.has_nul(request):
+        raise InvalidValueError("NUL characters are not allowed in the URL.")
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -23,10 +23,10 @@ from scim_server.db import db, release
 from scim_server.errors import InvalidSyntaxError
 from scim_server.scim.body import parse_json
 from scim_server.services.rule_sets import RuleSetInvalidError
+from scim_server.text import MAX_INT
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE = 1000
-MAX_INT = 2**31 - 1  # the largest value an Integer column (or an OFFSET) takes on every backend
 
 
 def _no_nul(value: str) -> None:
@@ -40,6 +40,20 @@ def text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> fields.Strin
     return fields.String(
         validate=[validate.Length(min=min_length, max=max_length), _no_nul], **kwargs
     )
+
+
+def _comparable(value: datetime) -> None:
+    # The database holds UTC: a time whose UTC form is outside year 1..9999 cannot be
+    # stored or compared (9999-12-31T23:59:59-14:00 is in year 10000 at UTC).
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Not a time between years 1 and 9999 in UTC.") from None
+
+
+def instant(**kwargs: Any) -> fields.AwareDateTime:
+    """An ISO 8601 time with its zone, whose UTC form a datetime (and a column) can hold."""
+    return fields.AwareDateTime(validate=_comparable, **kwargs)
 
 
 class PageArgs(Schema):

@@ -39,7 +39,12 @@ class ContactFields(Schema):
     title = text(512, allow_none=True)
     department = text(512, allow_none=True)
     external_id = text(512, allow_none=True)
-    organization_contact_id = text(36, allow_none=True)
+    organization_contact_id = text(
+        36,
+        min_length=1,
+        allow_none=True,
+        metadata={"description": "The id of an organization contact; null for none."},
+    )
     resource_system = text(200, min_length=1, allow_none=True)
 
 

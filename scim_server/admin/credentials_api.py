@@ -23,7 +23,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from scim_server.admin.apidoc import Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import PageArgs, audited, json_object, load, page, text
+from scim_server.admin.common import PageArgs, audited, instant, json_object, load, page, text
 from scim_server.audit.context import current_context
 from scim_server.db import db
 from scim_server.delivery import current_delivery
@@ -31,7 +31,7 @@ from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.services import credential_schedules, credentials, users
 from scim_server.services.credentials import Sent, TooManyRequestsError
 from scim_server.services.mail import check_recipient
-from scim_server.urls import public_url
+from scim_server.urls import link_root
 
 
 class RecipientBody(Schema):
@@ -48,7 +48,7 @@ class RecipientBody(Schema):
 
 
 class ScheduleBody(RecipientBody):
-    send_at = fields.AwareDateTime(required=True)
+    send_at = instant(required=True)
 
 
 class BulkScheduleBody(ScheduleBody):
@@ -185,7 +185,7 @@ def _schedule(user_ids: list[str], body: dict[str, Any]) -> list[dict[str, Any]]
         g.org_id,
         user_ids,
         body["send_at"],
-        base_url=public_url(),
+        base_url=link_root(),
         recipient=_recipient(body),
         scheduled_by=current_context().actor_name,
     )

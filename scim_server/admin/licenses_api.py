@@ -13,11 +13,13 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import audited, json_object, load, text
+from scim_server.admin.common import MAX_INT, audited, json_object, load, text
 from scim_server.db import db
 from scim_server.services import directory, licenses
 
 CURRENCY_ERROR = "A three-letter currency code, e.g. EUR."
+# Seats and cents are Integer columns: 32-bit on PostgreSQL, so bounded at MAX_INT.
+AMOUNT = validate.Range(min=0, max=MAX_INT)
 
 
 class LicenseFields(Schema):
@@ -25,17 +27,15 @@ class LicenseFields(Schema):
         unknown = RAISE
 
     name = text(200, min_length=1)
-    seat_limit = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
-    price_cents = fields.Integer(strict=True, validate=validate.Range(min=0))
+    seat_limit = fields.Integer(allow_none=True, strict=True, validate=AMOUNT)
+    price_cents = fields.Integer(strict=True, validate=AMOUNT)
     currency = fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$", error=CURRENCY_ERROR))
 
 
 class NewLicense(LicenseFields):
     name = text(200, min_length=1, required=True)
-    seat_limit = fields.Integer(
-        required=True, allow_none=True, strict=True, validate=validate.Range(min=0)
-    )
-    price_cents = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+    seat_limit = fields.Integer(required=True, allow_none=True, strict=True, validate=AMOUNT)
+    price_cents = fields.Integer(load_default=0, strict=True, validate=AMOUNT)
     currency = fields.String(
         load_default="EUR",
         validate=validate.Regexp(r"^[A-Za-z]{3}$", error=CURRENCY_ERROR),

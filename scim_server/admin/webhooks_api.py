@@ -30,7 +30,7 @@ class WebhookFields(Schema):
     url = text(2000, min_length=1)
     events = fields.List(text(40, min_length=1), validate=validate.Length(min=1, max=50))
     enabled = fields.Boolean(truthy={True}, falsy={False})
-    description = text(500, allow_none=True)
+    description = text(webhooks.MAX_DESCRIPTION, allow_none=True)
     alert_email = text(320, allow_none=True)
 
 

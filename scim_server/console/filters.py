@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from scim_server.text import MAX_INT, small_int
+
+# The pages reckon from the times asked for (a report's week before its end, a chart's
+# hour after it, a billing period's next day): a time near datetime's own ends would
+# overflow there, and one whose UTC form is past them cannot be compared at all
+# (9999-12-31T23:59-14:00 is in year 10000 at UTC). No log reaches so far: a year of
+# margin at each end.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_OUT_OF_RANGE = f"Enter a date between {EARLIEST.date()} and {LATEST.date()}."
+
 
 @dataclass
 class Form:
@@ -35,7 +46,15 @@ def when(args: Mapping[str, str], name: str, form: Form) -> datetime | None:
     except ValueError:
         form.errors[name] = "Enter a date and time such as 2026-01-31T09:00."
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        in_range = EARLIEST <= moment.astimezone(UTC) <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        form.errors[name] = _OUT_OF_RANGE
+        return None
+    return moment
 
 
 def day(args: Mapping[str, str], name: str, form: Form) -> date | None:
@@ -45,11 +64,15 @@ def day(args: Mapping[str, str], name: str, form: Form) -> date | None:
     if not raw:
         return None
     try:
-        if len(raw) == 10:
-            return date.fromisoformat(raw)
+        value = date.fromisoformat(raw) if len(raw) == 10 else None
     except ValueError:
-        pass
-    form.errors[name] = "Enter a date such as 2026-01-31."
+        value = None
+    if value is None:
+        form.errors[name] = "Enter a date such as 2026-01-31."
+    elif not EARLIEST.date() <= value <= LATEST.date():
+        form.errors[name] = _OUT_OF_RANGE
+    else:
+        return value
     return None
 
 
@@ -72,13 +95,16 @@ def choice(args: Mapping[str, str], name: str, form: Form, allowed: tuple[str, .
 
 
 def number(args: Mapping[str, str], name: str, form: Form) -> int | None:
+    """A position a page gave (a log ``seq``): at most ``MAX_INT``, the column's own bound
+    (PostgreSQL's int4 refuses a larger one in a comparison too)."""
     raw = (args.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    position = small_int(raw, len(str(MAX_INT)))
+    if position is None or position > MAX_INT:
         form.errors[name] = "Not a position this page gave."
         return None
-    return int(raw)
+    return position
 
 
 def check_range(since: datetime | None, until: datetime | None, form: Form) -> None:

@@ -19,6 +19,7 @@ from scim_server.console import filters
 from scim_server.console.access import person, require
 from scim_server.console.render import is_htmx, render
 from scim_server.db import db
+from scim_server.text import MAX_INT
 
 bp = Blueprint("log", __name__, url_prefix="/log")
 
@@ -73,7 +74,7 @@ def search_log() -> Response:
     )
 
 
-@bp.get("/events/<int:seq>")
+@bp.get(f"/events/<int(max={MAX_INT}):seq>")  # a larger number is no event (404), not a 500
 @require("log.read")
 def show_event(seq: int) -> Response:
     """One event: who, what, from where; its before/after; the rules that caused it."""

@@ -91,7 +91,10 @@ def update_settings(session: Session, org_id: str, raw: dict[str, Any]) -> dict[
 # -- contacts -------------------------------------------------------------------------
 
 
-def _check_company(session: Session, org_id: str, contact: Contact | None, company_id: str) -> None:
+def _check_company(session: Session, org_id: str, contact: Contact | None, company_id: Any) -> None:
+    # "" is no id (the foreign key would refuse it at flush): None says "no organization".
+    if not isinstance(company_id, str) or not company_id:
+        raise InvalidValueError("organization_contact_id must be a contact id, or null for none.")
     company = contacts.get_contact(session, org_id, company_id)
     if company.kind != "organization":
         raise InvalidValueError("organization_contact_id must name an organization contact.")
@@ -103,7 +106,7 @@ def create_contact(
     session: Session, org_id: str, kind: str, name: str, fields: dict[str, Any]
 ) -> Contact:
     with session.begin():
-        if fields.get("organization_contact_id"):
+        if fields.get("organization_contact_id") is not None:
             if kind != "person":
                 raise InvalidValueError("Only a person contact belongs to an organization contact.")
             _check_company(session, org_id, None, fields["organization_contact_id"])
@@ -115,7 +118,7 @@ def update_contact(
 ) -> Contact:
     with session.begin():
         contact = contacts.get_contact(session, org_id, contact_id)
-        if fields.get("organization_contact_id"):
+        if fields.get("organization_contact_id") is not None:
             _check_company(session, org_id, contact, fields["organization_contact_id"])
         changes = contacts.update_fields(contact, fields)
         if "resource_system" in changes:

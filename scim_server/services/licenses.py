@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import License, User
-from scim_server.text import fold, has_control
+from scim_server.text import MAX_INT, fold, has_control
 
 
 class SeatsExhaustedError(DomainError):
@@ -109,14 +109,19 @@ def _check(name: str, seat_limit: int | None, price_cents: int, currency: str) -
         raise InvalidValueError("A license name must be 1 to 200 characters.")
     if has_control(name):
         raise InvalidValueError("A license name cannot hold control characters.")
-    if seat_limit is not None and (
-        isinstance(seat_limit, bool) or not isinstance(seat_limit, int) or seat_limit < 0
-    ):
-        raise InvalidValueError("seat_limit must be a non-negative integer or null (unlimited).")
-    if isinstance(price_cents, bool) or not isinstance(price_cents, int) or price_cents < 0:
-        raise InvalidValueError("price_cents must be a non-negative integer.")
+    if seat_limit is not None and not _count(seat_limit):
+        raise InvalidValueError(
+            f"seat_limit must be an integer from 0 to {MAX_INT}, or null (unlimited)."
+        )
+    if not _count(price_cents):
+        raise InvalidValueError(f"price_cents must be an integer from 0 to {MAX_INT}.")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise InvalidValueError("currency must be a three-letter code.")
+
+
+def _count(value: Any) -> bool:
+    """An integer the column holds: 0 to MAX_INT (a bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
 
 
 def find_license(session: Session, org_id: str, name: str) -> License | None:

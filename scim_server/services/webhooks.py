@@ -30,6 +30,7 @@ ALL = "*"
 ROTATION_GRACE = timedelta(hours=24)
 EDITABLE = ("url", "events", "enabled", "description", "alert_email")
 TEST_TYPE = "webhook.test"
+MAX_DESCRIPTION = 500  # the column's length (varchar(500) on PostgreSQL)
 
 
 def _about(sub: WebhookSubscription) -> dict[str, Any]:
@@ -45,6 +46,18 @@ def check_events(events: Sequence[str]) -> list[str]:
             raise InvalidValueError('"*" means every event type: use it alone.')
         return [ALL]
     return sorted(set(feed.check_types(events)))
+
+
+def check_description(description: str | None) -> str | None:
+    """None, or text the column holds: every way in (API, console, command line) gets the
+    same limit, and SQLite (which ignores varchar lengths) stores nothing longer."""
+    if description is None:
+        return None
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise InvalidValueError(f"description: at most {MAX_DESCRIPTION} characters.")
+    if "\x00" in description:
+        raise InvalidValueError("description: NUL characters are not allowed.")
+    return description
 
 
 def check_alert_email(address: str | None) -> str | None:
@@ -108,7 +121,7 @@ def create_subscription(
             url=check_url(fields["url"], policy),
             events=check_events(fields.get("events") or [ALL]),
             enabled=fields.get("enabled", True),
-            description=fields.get("description"),
+            description=check_description(fields.get("description")),
             alert_email=check_alert_email(fields.get("alert_email")),
             secret=secret,
             # From the next event on: what happened before is in the feed (or replay).
@@ -137,6 +150,8 @@ def update_subscription(
             fields = {**fields, "events": check_events(fields["events"])}
         if "alert_email" in fields:
             fields = {**fields, "alert_email": check_alert_email(fields["alert_email"])}
+        if "description" in fields:
+            check_description(fields["description"])
         changes = {
             key: {"before": getattr(sub, key), "after": value}
             for key, value in fields.items()

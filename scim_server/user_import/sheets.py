@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scim_server.errors import InvalidValueError
+from scim_server.text import small_int
 
 COLUMNS = (
     "userName",
@@ -155,7 +156,16 @@ def _csv_reader(data: bytes) -> Iterator[list[str]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    return csv.reader(io.StringIO(text), dialect)
+    return _csv_records(csv.reader(io.StringIO(text), dialect))
+
+
+def _csv_records(reader: Any) -> Iterator[list[str]]:
+    """The reader's records; what the csv module cannot read (a cell past its field limit of
+    128 KiB) is the file's error, with its line, at the upload and in the worker alike."""
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise InvalidValueError(f"Line {reader.line_num}: not readable as CSV ({err}).") from None
 
 
 def _open_xlsx(data: bytes) -> Any:
@@ -185,15 +195,26 @@ def _xlsx_check(data: bytes, max_rows: int) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as book:
             sheet = _first_sheet(book)
             declared, header = _sheet_start(book, sheet)
-            wanted = {int(v) for kind, v in header or () if kind == "s"}
+            # A shared string's cell holds its index in the table (§18.3.1.96): one the
+            # table lacks (or no index at all) makes the workbook unreadable, as openpyxl
+            # would find in the worker.
+            wanted = {_string_index(v) for kind, v in header or () if kind == "s"}
             strings = _shared_strings(book, max(wanted)) if wanted else []
+            names = [strings[_string_index(v)] if kind == "s" else v for kind, v in header or ()]
     except (zipfile.BadZipFile, KeyError, ValueError, IndexError, ParseError, OSError):
         raise InvalidValueError("The file is not a readable .xlsx workbook.") from None
     if header is None:
         raise InvalidValueError("The file is empty.")
-    _header([strings[int(v)] if kind == "s" else v for kind, v in header])
+    _header(names)
     if declared is not None and declared > max_rows + 1:
         raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
+
+
+def _string_index(value: str) -> int:
+    index = small_int(value)
+    if index is None:  # int() would take "-1" (Python's last item), " 1" or "1_0"
+        raise ValueError(f"not a shared string index: {value[:20]!r}")
+    return index
 
 
 def _first_sheet(book: Any) -> str:
@@ -221,8 +242,7 @@ def _sheet_start(book: Any, path: str) -> tuple[int | None, list[tuple[str, str]
         for _event, element in iterparse(stream, events=("end",)):
             if element.tag == f"{_MAIN}dimension":
                 ref = element.get("ref", "").split(":")[-1]
-                digits = "".join(ch for ch in ref if ch.isdigit())
-                declared = int(digits) if digits else None
+                declared = small_int("".join(ch for ch in ref if ch.isdigit()))
             elif element.tag == f"{_MAIN}row":
                 cells = []
                 for cell in element.iter(f"{_MAIN}c"):

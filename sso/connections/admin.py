@@ -16,7 +16,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
-from scim_server.admin.common import install_admin_hooks
+from scim_server.admin.common import install_admin_hooks, json_object
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.urls import public_url
@@ -152,10 +152,8 @@ class SignInListOut(Out):
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidValueError("The request body must be a JSON object.")
-    return body
+    """The JSON object, read as strictly as every admin body (no NUL, no lone surrogate)."""
+    return json_object()
 
 
 def _view(conn: Any) -> dict[str, Any]:

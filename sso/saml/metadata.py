@@ -103,12 +103,15 @@ def check_address(address: str) -> None:
 
 def check_url(url: str) -> tuple[str, int, list[str]]:
     """HTTPS, no credentials, and every resolved address public: (host, port, addresses)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443  # parsed on access: a port past 65535 raises here
+    except ValueError as err:  # a broken IPv6 literal ("https://[::1/"), a bad port
+        raise MetadataError(f"the metadata URL cannot be read: {err}") from None
     if parts.scheme != "https":
         raise MetadataError("the metadata URL must use https://")
     if not parts.hostname or parts.username or parts.password:
         raise MetadataError("the metadata URL must name a host, without credentials")
-    port = parts.port or 443
     try:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -118,7 +121,7 @@ def check_url(url: str) -> tuple[str, int, list[str]]:
     else:
         try:
             addresses = _resolve(parts.hostname, port)
-        except OSError as err:
+        except (OSError, UnicodeError) as err:  # UnicodeError: a name IDNA cannot encode
             raise MetadataError(f"cannot resolve {parts.hostname}: {err}") from None
     if not addresses:
         raise MetadataError(f"{parts.hostname} has no address")

@@ -60,9 +60,15 @@ def list_domains(session: Session, org_id: str) -> list[SsoEmailDomain]:
 
 
 def add_domain(
-    session: Session, org_id: str, domain: Any, connection_id: str | None = None
+    session: Session, org_id: str, domain: Any, connection_id: Any = None
 ) -> SsoEmailDomain:
+    """Register ``domain``, routed to ``connection_id`` (None: any enabled connection).
+
+    Both come from a JSON body as the client sent them: anything but a string id is
+    refused before it reaches a query."""
     name = normalize_domain(domain)
+    if connection_id is not None and not isinstance(connection_id, str):
+        raise InvalidValueError("connection_id must be a connection id (a string) or null.")
     with session.begin():
         if connection_id is not None:
             get_connection(session, org_id, connection_id)
