@@ -36,6 +36,10 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "settings.write": frozenset({SECURITY_ADMIN}),
     "tokens.read": frozenset({SECURITY_ADMIN, AUDITOR}),
     "tokens.write": frozenset({SECURITY_ADMIN}),
+    # An admin API token acts as the organization (every user's credentials, settings,
+    # rules) with no console role to limit it: made by an org_admin only, or a security
+    # admin would mint one and reset an org admin's password to their own address.
+    "tokens.admin": frozenset(),
     "sso.read": frozenset({SECURITY_ADMIN, AUDITOR}),
     "sso.write": frozenset({SECURITY_ADMIN}),
     "rules.read": frozenset({USER_MANAGER, AUDITOR}),

@@ -62,3 +62,28 @@ def test_bad_input_and_permissions(app: Flask, client: FlaskClient, scim: Scim) 
     assert resp.status_code == 400 and 'id="name-error"' in resp.get_data(as_text=True)
     resp = client.post("/admin/tokens/", data={"csrf_token": token, "name": "x", "kind": "root"})
     assert resp.status_code == 400 and "Unknown token kind" in resp.get_data(as_text=True)
+
+
+def test_an_admin_api_token_is_made_by_an_org_admin_only(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An admin API token acts as the whole organization with no console role to limit it
+    (it resets any account's password to any address): a security admin who could mint
+    one would hold more than their role. They make SCIM tokens; the form offers no other."""
+    sign_in_console(app, client, scim, "security_admin", "sec@example.com")
+    page = client.get("/admin/tokens/").get_data(as_text=True)
+    assert 'value="scim"' in page and 'value="admin"' not in page
+    resp = client.post(
+        "/admin/tokens/", data={"csrf_token": csrf_token(client), "name": "x", "kind": "admin"}
+    )
+    assert resp.status_code == 403
+    assert "organization admin" in resp.get_data(as_text=True)
+    assert "<td>x</td>" not in client.get("/admin/tokens/").get_data(as_text=True)
+    boss = app.test_client()
+    sign_in_console(app, boss, scim, "org_admin", "boss@example.com")
+    assert 'value="admin"' in boss.get("/admin/tokens/").get_data(as_text=True)
+    resp = boss.post(
+        "/admin/tokens/",
+        data={"csrf_token": csrf_token(boss), "name": "Reporting", "kind": "admin"},
+    )
+    assert resp.status_code == 303
