@@ -93,6 +93,15 @@ def delete_license(session: Session, org_id: str, license_id: str) -> None:
         lic = get_license(session, org_id, license_id, for_update=True)
         if used(session, org_id, lic.id):
             raise InvalidValueError(f"License {lic.name!r} is held by users; reassign them first.")
+        waiting = session.scalar(
+            select(User.id).where(User.org_id == org_id, User.license_wanted_id == lic.id).limit(1)
+        )
+        if waiting is not None:
+            # (No foreign key: they would show a shortage of a license that is gone.)
+            raise InvalidValueError(
+                f"Users are waiting for a seat of license {lic.name!r}; change the rules that "
+                "give it, or apply them, first."
+            )
         record(
             session,
             org_id,

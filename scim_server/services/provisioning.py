@@ -320,6 +320,10 @@ def apply_result(
         if result.initial_status in STATUSES and user.status == PROVISIONED:
             user.status = result.initial_status
             user.active = user.status != DEACTIVATED
+            # The stored document says so too (as ``lifecycle.change_status`` keeps it): a
+            # later write compares with it, and an IdP's PATCH of another attribute must
+            # not read as ``active`` going from false to true (a reactivation).
+            user.data = {**user.data, "active": user.active}
             changes["status"] = {"before": PROVISIONED, "after": user.status}
     return changes, wanted
 

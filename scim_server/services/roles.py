@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
+from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
-from scim_server.models import Role, UserRole
+from scim_server.models import Role, User, UserRole
 from scim_server.models.role import ROLE_KINDS
 from scim_server.text import fold, has_control
 
@@ -45,6 +46,18 @@ def delete_role(session: Session, org_id: str, role_id: str) -> None:
         role = session.scalar(select(Role).where(Role.org_id == org_id, Role.id == role_id))
         if role is None:
             raise NotFoundError(f"Role {role_id!r} not found.")
+        # Its holders lose it (the rows go with the role): their SCIM view (the product
+        # extension's roles) changes, so their versions move, as a role taken away one
+        # by one would move them; a stale ETag must not answer 304.
+        holders = select(UserRole.user_id).where(
+            UserRole.org_id == org_id, UserRole.role_id == role.id
+        )
+        moved = session.execute(
+            update(User)
+            .where(User.org_id == org_id, User.id.in_(holders))
+            .values(version=User.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
         record(
             session,
             org_id,
@@ -52,6 +65,7 @@ def delete_role(session: Session, org_id: str, role_id: str) -> None:
             resource_type="Role",
             resource_id=role.id,
             detail=role.name,
+            changes={"holders": moved} if moved else None,
         )
         session.delete(role)
 

@@ -380,7 +380,7 @@ def insert_user(
             ]
         if for_contact is not None:
             if for_contact.license is not None:
-                explanation["license"] = licenses.assign(
+                assigned = licenses.assign(
                     session,
                     org_id,
                     user,
@@ -388,7 +388,11 @@ def insert_user(
                     source="manual",
                     strict=config[0].strict_seats,
                 )
-                user.license_source = "manual"
+                # Where the rules' license changes are (``explanation.changes``): the
+                # billing report and the product events read the seat taken there.
+                explanation.setdefault("changes", {}).update(assigned)
+                if user.license_id is not None:
+                    user.license_source = "manual"
             explanation |= for_contact.explanation
         session.flush()
         batch.add_rows(AttributeValue.__table__, index_rows(org_id, user.id, user.data))
