@@ -44,6 +44,8 @@ def export_lines(factory: Any, org_id: str, flt: EventFilter, fmt: str) -> Itera
             "last_seq": progress["last_seq"],
             "generated_at": utcnow().isoformat(),
         }
+        if fmt == "csv":
+            error["csv_version"] = offline.CSV_VERSION  # how the rows before it are written
         if isinstance(exc, Unverifiable):
             log.error("audit export for org %s refused: %s", org_id, exc)
             error["detail"] = (
@@ -166,6 +168,7 @@ def _manifest(
     }
     if fmt == "csv":
         manifest["columns"] = CSV_TYPES
+        manifest["csv_version"] = offline.CSV_VERSION
     return manifest
 
 
@@ -184,6 +187,9 @@ def _csv_row(values: list[Any]) -> str:
 
     The difference matters: the event's hash covers null and "" as different
     values, and the offline verifier must read back exactly what was hashed.
+    A cell a spreadsheet would run as a formula (a userName an IdP sent as
+    ``=HYPERLINK(...)``) is written as text: ``offline.csv_escape``, which the
+    verifier undoes for an export whose manifest says ``csv_version`` 2.
     """
     return ",".join(_csv_field(v) for v in values) + "\r\n"
 
@@ -191,7 +197,7 @@ def _csv_row(values: list[Any]) -> str:
 def _csv_field(value: Any) -> str:
     if value is None:
         return ""
-    text = str(value)
+    text = offline.csv_escape(str(value))
     if text == "" or any(ch in text for ch in ',"\r\n') or text != text.strip():
         return '"' + text.replace('"', '""') + '"'
     return text

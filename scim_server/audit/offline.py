@@ -21,6 +21,12 @@ says so in its manifest); the order and count of events; the manifest's
 Ed25519 signature, by a published key valid when it was made; the signed
 checkpoints the manifest carries and any filed one that falls in the range.
 The first line at fault is named. Exit status: 0 verified, 1 not.
+
+In a CSV export whose manifest says ``"csv_version": 2``, a cell that starts with
+=, +, -, @, a tab, a carriage return or ' has one ' put before it, so that a
+spreadsheet shows it as text and never runs it as a formula; the verifier takes
+exactly that ' off again before hashing. Older CSV exports (no ``csv_version``)
+have their cells as stored, and are read as such.
 """
 
 from __future__ import annotations
@@ -68,6 +74,27 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 def digest_line(seq: int, hash_: str) -> bytes:
     """One event's part of the manifest's ``events_digest``."""
     return f"{seq}:{hash_}\n".encode()
+
+
+# How a CSV export writes its cells; its manifest says which (``csv_version``, signed with
+# it; absent in exports made before there was a choice). 1: each cell as stored. 2: a
+# cell a spreadsheet would run as a formula (it starts with =, +, -, @, tab or CR) has a
+# ' before it (OWASP's CSV injection advice), and so has one that starts with ' itself:
+# reading back, exactly one leading ' comes off every cell that has one, so each value
+# is read back as it was hashed and no two values are written the same.
+CSV_VERSION = 2
+CSV_VERSIONS = (1, 2)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_escape(text: str) -> str:
+    """A cell's text as a version 2 CSV export writes it."""
+    return "'" + text if text[:1] in (*FORMULA_START, "'") else text
+
+
+def csv_unescape(text: str) -> str:
+    """A version 2 cell's text as it was before ``csv_escape``."""
+    return text[1:] if text[:1] == "'" else text
 
 
 # -- published keys ----------------------------------------------------------------
@@ -199,9 +226,11 @@ def _csv_records(
         yield start_line, fields
 
 
-def _typed(value: str, quoted: bool, kind: str) -> Any:
+def _typed(value: str, quoted: bool, kind: str, version: int) -> Any:
     if value == "" and not quoted:
         return None
+    if version >= 2:
+        value = csv_unescape(value)
     if kind == "integer":
         return int(value)
     if kind == "json":
@@ -260,21 +289,33 @@ def _csv_lines(text: str) -> Iterator[Line]:
         trailers = [(first + k, ln) for k, ln in enumerate(rest) if ln.strip()]
     header: list[str] | None = None
     columns: dict[str, str] = {}
+    version = 1
     for kind_line in trailers:
         found = _safe_trailer(kind_line[1])
         if found and found[0] == "manifest" and isinstance(found[1], dict):
             columns = found[1].get("columns") or {}
+            version = csv_version(found[1])
     for number, fields in records:
         if header is None:
-            header = [v for v, _q in fields]
+            header = [csv_unescape(v) if version >= 2 else v for v, _q in fields]
             yield Line(number, "header", header)
             continue
         if len(fields) != len(header):
             yield Line(number, "bad", problem="wrong number of columns (cut or altered)")
             continue
+        if version >= 2 and any(csv_escape(csv_unescape(v)) != v for v, _q in fields):
+            # Two spellings of one value must not both verify: a formula with its ' taken
+            # off would open live in a spreadsheet from a file said to be verified.
+            yield Line(
+                number,
+                "bad",
+                problem="a cell is not written as the export writes it (a formula without"
+                " its leading ', or a ' too many): altered",
+            )
+            continue
         try:
             doc = {
-                name: _typed(v, q, columns.get(name, "string"))
+                name: _typed(v, q, columns.get(name, "string"), version)
                 for name, (v, q) in zip(header, fields, strict=True)
             }
         except ValueError:
@@ -287,6 +328,13 @@ def _csv_lines(text: str) -> Iterator[Line]:
             yield Line(number, "bad", problem="an unreadable manifest line (cut or altered)")
         else:
             yield Line(number, found[0], found[1])
+
+
+def csv_version(manifest: dict[str, Any]) -> int:
+    """How a CSV export's cells are written, as its manifest says (``CSV_VERSION``); 1 if it
+    does not say (made before there was a choice), 0 if what it says is not a version."""
+    version = manifest.get("csv_version", 1)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 
 def _safe_trailer(line: str) -> tuple[str, Any] | None:
@@ -330,7 +378,7 @@ def verify_export(
     """Check an export's content, order, chain, manifest and checkpoints; the first fault wins."""
     report = Report()
     try:
-        _fmt, lines = read_export(raw)
+        fmt, lines = read_export(raw)
     except UnicodeDecodeError:
         return report.fail(None, "the file is not UTF-8 text (not an export, or altered)")
     if not lines:
@@ -347,6 +395,12 @@ def verify_export(
     manifest = trailer.data
     if not isinstance(manifest, dict) or manifest.get("type") != MANIFEST_TYPE:
         return report.fail(trailer.number, "the manifest is not a signed export manifest")
+    if fmt == "csv" and csv_version(manifest) not in CSV_VERSIONS:
+        return report.fail(
+            trailer.number,
+            f"the manifest's csv_version {manifest.get('csv_version')!r} is not one this"
+            " verifier reads (get the current one: `scim-server audit verifier`)",
+        )
     seen = _check_events(report, lines, trailer, manifest)
     if report.ok:
         _check_manifest(report, trailer.number, manifest, keys)
