@@ -110,7 +110,8 @@ preview.max_upload_bytes = MAX_UPLOAD_BYTES  # type: ignore[attr-defined]
 def show_preview(job_id: str) -> Response:
     """The preview job: while the worker reads and plans the file, its progress (htmx polls
     it); then each row's plan, read from ``import_rows`` a page at a time, and the Import
-    button when a row would create or change someone."""
+    button when a row would create or change someone. A failed preview shows why the file
+    was refused, or that the server failed (never the exception: that is in the log)."""
     s = db.session
     org_id = person().org_id
     job = import_jobs.get_import(s, org_id, job_id)
@@ -127,12 +128,14 @@ def show_preview(job_id: str) -> Response:
     )
     view = jobs.job_to_dict(job)
     phase = (job.checkpoint or {}).get("phase")
+    refusal = import_jobs.refusal(job)
     s.rollback()
     return render(
         "console/imports/preview.html",
         block="preview",
         job=view,
         phase=phase,
+        refusal=refusal,
         filename=job.params.get("filename"),
         listed=listed,
         errors=errors,

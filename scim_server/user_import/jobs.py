@@ -11,7 +11,13 @@ line order, ``BATCH`` per step: each row through ``rows.apply_row`` (a SCIM crea
 PATCH, as the CLI does) on a session joined to the step's transaction with a savepoint
 per row, so a batch's users, their audit events, the rows' outcomes and the progress
 commit together, and a worker that dies mid-way is resumed from the last committed row,
-never applying one twice.
+never applying one twice. A row the preview refused is refused again with its reason,
+never applied: the preview said it would be skipped (a second row about one person,
+say, applied alone it would be an update over the first).
+
+A preview that fails on the file itself (unreadable, too many rows, a NUL byte) keeps
+that reason in its checkpoint for its page (``refusal``); any other failure is the
+server's, told to the admin as such, its detail in the worker's log.
 
 A new kind for the preview keeps a worker of an older release (which knows only
 ``users.import``) from claiming it during a rolling deploy.
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -43,6 +49,7 @@ BATCH = 50
 STAGE_BATCH = 5000  # preview rows saved per step
 # Reading and planning a big file runs outside any transaction, longer than a step's lease.
 PREPARE_LEASE = timedelta(minutes=10)
+REFUSED = "refused"  # the checkpoint's key for a preview's refusal of the file
 STAGED_FOR = timedelta(days=1)  # a preview nobody imported is dropped after this
 KEPT_FOR = timedelta(days=30)  # a finished import's per-row results, then dropped
 
@@ -78,18 +85,18 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
     org_id = run.org_id
     with run.step(lease=PREPARE_LEASE) as (session, job):
         stored = session.get(ImportUpload, (org_id, job.id))
-        if stored is None:
-            raise jobs.PermanentJobError("The uploaded file is gone: upload it again.")
-        data = stored.data
+        data = stored.data if stored is not None else None
         filename = str(job.params.get("filename", ""))
         max_rows = int(job.params.get("max_rows", sheets.MAX_ROWS))
         staged = int((job.checkpoint or {}).get("staged", 0))
+    if data is None:
+        _refuse(run, "The uploaded file is gone: upload it again.")
     try:
         found = sheets.read(filename, data, max_bytes=len(data), max_rows=max_rows)
         if not found:
             raise InvalidValueError("The file has a header but no rows.")
     except DomainError as err:
-        raise jobs.PermanentJobError(err.detail) from None
+        _refuse(run, err.detail)
     del data
     with run.step(lease=PREPARE_LEASE) as (_session, job):
         job.progress_total = len(found)
@@ -128,6 +135,22 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
         job.progress_done = len(found)
         run.finish(job, result)
     return result
+
+
+def _refuse(run: jobs.JobRun, reason: str) -> NoReturn:
+    """End the preview on the file's own problem: the reason, kept for its page."""
+    with run.step() as (_session, job):
+        job.checkpoint = {**(job.checkpoint or {}), REFUSED: reason}
+    raise jobs.PermanentJobError(reason)
+
+
+def refusal(job: Job) -> str | None:
+    """Why a failed preview's file was refused, to show the admin; None when the preview
+    failed otherwise (the server's fault: the job's error is for the log, not the page)."""
+    if job.state != "failed":
+        return None
+    reason = (job.checkpoint or {}).get(REFUSED)
+    return str(reason) if reason else None
 
 
 def preview_rows(
@@ -228,7 +251,8 @@ def results(session: Session, org_id: str, job_id: str, batch: int = 1000) -> It
 
 
 def run_import(run: jobs.JobRun) -> dict[str, Any]:
-    """Apply the staged rows in line order, ``BATCH`` per committed step."""
+    """Apply the staged rows in line order, ``BATCH`` per committed step; a row the preview
+    refused is refused with the preview's reason."""
     org_id = run.org_id
     while True:
         with run.step() as (session, job):
@@ -274,9 +298,15 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
             actor_roles = _actor_roles(session, org_id, job)
             try:
                 for item in batch:
-                    outcome = import_rows.apply_row(
-                        rows_session, org_id, Row(item.line, dict(item.values)), actor_roles
-                    )
+                    if item.plan == "error":  # refused by the preview: skipped, as it said
+                        user_name = str(item.values.get("userName", ""))
+                        outcome = import_rows.Outcome(
+                            item.line, user_name, "error", item.plan_reason or ""
+                        )
+                    else:
+                        outcome = import_rows.apply_row(
+                            rows_session, org_id, Row(item.line, dict(item.values)), actor_roles
+                        )
                     item.action = outcome.action
                     item.reason = outcome.reason or None
                     item.user_id = outcome.user_id

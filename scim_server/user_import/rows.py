@@ -4,9 +4,11 @@ Planning writes nothing. Applying sends the row through the SCIM code path: a
 new userName is ``parse_resource`` + ``users.create_user`` (a SCIM POST), a
 known one is a ``UserPatch`` replacing the given attributes through
 ``users.update_user`` (a SCIM PATCH). An empty cell leaves the attribute as it
-is. Each row is its own transaction: one bad row never undoes the others. A new
-account joins the settings' default groups (a SCIM POST does not: the IdP owns
-its memberships).
+is; the email and phone cells are the user's work address and number, patched by
+path so the user's other addresses and numbers stay. A row repeating an earlier
+row's userName is an error, in the plan and in the import alike. Each row is its
+own transaction: one bad row never undoes the others. A new account joins the
+settings' default groups (a SCIM POST does not: the IdP owns its memberships).
 """
 
 from __future__ import annotations
@@ -71,9 +73,25 @@ def body_of(values: dict[str, str]) -> dict[str, Any]:
     return body
 
 
+# The email and phone cells are one work value each, not the user's whole list: a PATCH
+# names that value by path, so the home address or mobile number the IdP provisioned
+# stays. A user without one gets it (the path creates the value it names, as Entra ID
+# relies on: ``scim.patch``); a new user's body has the lists (``body_of``).
+_WORK_VALUE = {
+    "emails": 'emails[type eq "work"].value',
+    "phoneNumbers": 'phoneNumbers[type eq "work"].value',
+}
+
+
 def _patch(user_id: str, body: dict[str, Any]) -> UserPatch:
-    value = {k: v for k, v in body.items() if k != "schemas"}
-    return UserPatch(user_id, [{"op": "replace", "value": value}])
+    """The PATCH of a known user: a replace of the row's attributes, its work e-mail and
+    phone by path (RFC 7644 §3.5.2.3)."""
+    value = {k: v for k, v in body.items() if k != "schemas" and k not in _WORK_VALUE}
+    operations: list[dict[str, Any]] = [{"op": "replace", "value": value}]
+    for key, path in _WORK_VALUE.items():
+        if key in body:
+            operations.append({"op": "replace", "path": path, "value": body[key][0]["value"]})
+    return UserPatch(user_id, operations)
 
 
 def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any], UserPatch | None]:
@@ -115,6 +133,23 @@ def _beyond(
     return console_access.beyond(session, org_id, actor_roles, user_ids)
 
 
+def _repeats(rows: Iterable[Row]) -> Iterator[tuple[Row, Outcome | None]]:
+    """Each row, with its error when it repeats an earlier row's userName (compared folded,
+    as the server compares userNames: RFC 7643 §4.1.1, caseExact false). Which of two
+    rows about one person is meant is the file's own doubt: the first is imported, the
+    second refused, never applied over it."""
+    first_line: dict[str, int] = {}
+    for row in rows:
+        key = fold(row.values.get("userName", ""))
+        if key and key in first_line:
+            reason = f"the same userName as line {first_line[key]}"
+            yield row, Outcome(row.line, row.values["userName"], "error", reason)
+            continue
+        if key:
+            first_line[key] = row.line
+        yield row, None
+
+
 def plan(
     session: Session, org_id: str, rows: list[Row], actor_roles: frozenset[str] | None = None
 ) -> list[Outcome]:
@@ -125,24 +160,14 @@ def plan(
             session, org_id, (r.values.get("userName", "") for r in rows)
         )
         beyond = _beyond(session, org_id, actor_roles, [u.id for u in existing.values()])
-        first_line: dict[str, int] = {}
         out = []
-        for row in rows:
-            key = fold(row.values.get("userName", ""))
-            if key and key in first_line:
-                out.append(
-                    Outcome(
-                        row.line,
-                        row.values["userName"],
-                        "error",
-                        f"the same userName as line {first_line[key]}",
-                    )
-                )
+        for row, repeated in _repeats(rows):
+            if repeated is not None:
+                out.append(repeated)
                 continue
-            if key:
-                first_line[key] = row.line
+            known = existing.get(fold(row.values.get("userName", "")))
             try:
-                out.append(_guarded(_decide(row, existing.get(key))[0], beyond))
+                out.append(_guarded(_decide(row, known)[0], beyond))
             except DomainError as err:
                 out.append(Outcome(row.line, row.values.get("userName", ""), "error", err.detail))
         return out
@@ -178,9 +203,10 @@ def apply_row(
 
 
 def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[Outcome]:
-    """Each row in turn (a duplicate userName later in the file becomes an update)."""
-    for row in rows:
-        yield apply_row(session, org_id, row)
+    """Each row in turn; a row repeating an earlier row's userName is refused, as ``plan``
+    says it would be (``_repeats``), so a dry run and the run agree."""
+    for row, repeated in _repeats(rows):
+        yield repeated if repeated is not None else apply_row(session, org_id, row)
 
 
 def refresh_statistics(session: Session, written: int) -> list[str]:

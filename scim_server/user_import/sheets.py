@@ -1,19 +1,20 @@
 """Reading the spreadsheet: CSV (UTF-8, with or without BOM) or XLSX, into rows of text.
 
 The first row names the columns (``COLUMNS``; case and spaces do not matter).
-Limits keep a wrong file from taking the server down: size, rows, cell length.
+Limits keep a wrong file from taking the server down: size, rows, cell length; a cell
+holding NUL is refused with its line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from scim_server.errors import InvalidValueError
-from scim_server.text import small_int
+from scim_server.text import has_control, small_int
 
 COLUMNS = (
     "userName",
@@ -85,8 +86,7 @@ def _rows(lines: list[list[str]], max_rows: int = MAX_ROWS) -> list[Row]:
         }
         if not any(values.values()):
             continue  # a blank line
-        if any(len(v) > MAX_CELL for v in values.values()):
-            raise InvalidValueError(f"Line {number}: a cell is longer than {MAX_CELL} characters.")
+        _check_cells(number, values.values())
         rows.append(Row(number, values))
         if len(rows) > max_rows:
             raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
@@ -110,11 +110,15 @@ def check(
     filename: str, data: bytes, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS
 ) -> None:
     """What can be told of a file quickly, for the upload request: its type, size, encoding
-    and header; for CSV also the row count and cell lengths (a pass of the csv module, a
-    fraction of ``read``), for XLSX the row count the sheet declares.
+    and header; for CSV also the row count and cells (``_check_cells``: a pass of the csv
+    module, a fraction of ``read``), for XLSX the row count the sheet declares.
 
     ``read`` (in the worker) still finds the rest, e.g. an XLSX sheet that declares no size.
+    The file's name is kept with the upload and shown on its pages and in the log: it may
+    hold no control character (``text.has_control``; PostgreSQL's jsonb takes no NUL).
     """
+    if has_control(filename):
+        raise InvalidValueError("The file's name holds a control character: rename the file.")
     if _kind(filename, data, max_bytes) == "xlsx":
         _xlsx_check(data, max_rows)
         return
@@ -127,13 +131,23 @@ def check(
     for number, cells in enumerate(lines, start=2):
         if not any(c.strip() for c in cells):
             continue
-        if max(map(len, cells)) > MAX_CELL:
-            raise InvalidValueError(f"Line {number}: a cell is longer than {MAX_CELL} characters.")
+        _check_cells(number, cells)
         count += 1
         if count > max_rows:
             raise InvalidValueError(f"More than {max_rows:,} rows: split the file.")
     if not count:
         raise InvalidValueError("The file has a header but no rows.")
+
+
+def _check_cells(number: int, cells: Iterable[str]) -> None:
+    """A line's cells, refused with the line: one too long, or holding a NUL character (a
+    careless export; no attribute may hold one, and PostgreSQL's jsonb, where the preview
+    keeps each row, cannot)."""
+    for cell in cells:
+        if len(cell) > MAX_CELL:
+            raise InvalidValueError(f"Line {number}: a cell is longer than {MAX_CELL} characters.")
+        if "\x00" in cell:
+            raise InvalidValueError(f"Line {number}: a cell contains a NUL character.")
 
 
 def _kind(filename: str, data: bytes, max_bytes: int) -> str:
