@@ -242,10 +242,12 @@ class Lookups(Protocol):
 
     def license(self, name: str) -> License | None: ...
 
+    def license_by_id(self, license_id: str) -> License | None: ...
+
     def roles(self, names: list[str]) -> dict[str, Role]: ...
 
     def assign_license(
-        self, user: User, lic: License | None, rule: str | None, strict: bool
+        self, user: User, lic: License | None, rule: str | None, strict: bool, source: str = "rule"
     ) -> dict[str, Any]: ...
 
     def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]: ...
@@ -262,14 +264,17 @@ class Direct:
     def license(self, name: str) -> License | None:
         return licenses.find_license(self.session, self.org_id, name)
 
+    def license_by_id(self, license_id: str) -> License | None:
+        return self.session.get(License, (self.org_id, license_id))
+
     def roles(self, names: list[str]) -> dict[str, Role]:
         return roles.find_roles(self.session, self.org_id, names)
 
     def assign_license(
-        self, user: User, lic: License | None, rule: str | None, strict: bool
+        self, user: User, lic: License | None, rule: str | None, strict: bool, source: str = "rule"
     ) -> dict[str, Any]:
         return licenses.assign(
-            self.session, self.org_id, user, lic, source="rule", rule=rule, strict=strict
+            self.session, self.org_id, user, lic, source=source, rule=rule, strict=strict
         )
 
     def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]:
@@ -297,6 +302,12 @@ def apply_result(
     if user.license_source != "manual":
         lic = find.license(result.license) if result.license else None
         changes |= find.assign_license(user, lic, result.license_rule, settings.strict_seats)
+    elif user.license_id is None and user.license_wanted_id is not None:
+        # An admin's choice that found no seat (Enable access, overridden) waits as a rule's
+        # does: given when a seat is free at the user's next evaluation (``rules apply``).
+        wanted_license = find.license_by_id(user.license_wanted_id)
+        if wanted_license is not None:
+            changes |= find.assign_license(user, wanted_license, None, False, source="manual")
     found = find.roles(list(result.roles))
     wanted = {}
     for name in result.roles:

@@ -172,12 +172,15 @@ class BatchLookups:
     def license(self, name: str) -> License | None:
         return self.licenses.get(fold(name))
 
+    def license_by_id(self, license_id: str) -> License | None:
+        return next((lic for lic in self.licenses.values() if lic.id == license_id), None)
+
     def roles(self, names: list[str]) -> dict[str, Role]:
         keys = {fold(n) for n in names}
         return {k: self.role_keys[k] for k in keys if k in self.role_keys}
 
     def assign_license(
-        self, user: User, lic: License | None, rule: str | None, strict: bool
+        self, user: User, lic: License | None, rule: str | None, strict: bool, source: str = "rule"
     ) -> dict[str, Any]:
         if lic is not None and lic.id not in self.seats and user.license_id != lic.id:
             if self.overlap:
@@ -191,7 +194,7 @@ class BatchLookups:
             self.org_id,
             user,
             lic,
-            source="rule",
+            source=source,
             rule=rule,
             strict=strict,
             seats=self.seats,

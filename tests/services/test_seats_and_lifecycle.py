@@ -7,7 +7,9 @@ from tests.admin.rules import activate
 from tests.support.admin_api import (
     PRODUCT,
     account,
+    apply_rules,
     events,
+    licenses_by_name,
     make_license,
     make_role,
     ok,
@@ -95,3 +97,29 @@ def test_deleting_a_license_users_wait_for_leaves_no_dangling_shortage(scim, adm
     resp = admin.delete(f"/api/v1/licenses/{lic['id']}")
     assert resp.status_code == 400 and "waiting for a seat" in resp.get_json()["detail"]
     assert account(admin, user["id"])["licenseShortage"] == {"value": "Engineer"}
+
+
+def test_a_user_waiting_for_a_chosen_license_gets_the_freed_seat(scim, admin):
+    """Enable access with a full license, overridden: the account waits for a seat "as a
+    SCIM create's would" (services.access), so the apply after a seat frees gives it, and
+    says so in the log."""
+    make_license(admin, "Planner", 1)
+    make_role(admin, "Staff", "task")
+    always = {"name": "all", "when": {"always": True}, "then": {"roles": ["Staff"]}}
+    activate(admin, {"mode": "first-match", "rules": [always]})
+    first = _contact(admin, "Ada Lovelace", "ada@example.com")
+    holder = ok(admin.post(f"/api/v1/contacts/{first['id']}/access", {"license": "Planner"}), 201)
+    second = _contact(admin, "Grace Hopper", "grace@example.com")
+    resp = admin.post(
+        f"/api/v1/contacts/{second['id']}/access", {"license": "Planner", "override": True}
+    )
+    waiting = ok(resp, 201)
+    assert waiting["license"] is None and waiting["licenseShortage"] == {"value": "Planner"}
+    apply_rules(admin)  # no seat yet: still waiting
+    assert account(admin, waiting["id"])["license"] is None
+    assert scim.delete(f"/scim/v2/Users/{holder['id']}").status_code == 204
+    apply_rules(admin)
+    now = account(admin, waiting["id"])
+    assert now["license"] == {"value": "Planner", "source": "manual"}
+    assert now["licenseShortage"] is None
+    assert licenses_by_name(admin)["Planner"]["used"] == 1
