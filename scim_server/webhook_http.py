@@ -9,8 +9,15 @@ organization admin, so it is untrusted):
   second lookup, DNS rebinding, gets nowhere): in production no private,
   loopback, link-local, multicast or reserved address unless the operator
   allows its network (``SCIM_WEBHOOK_ALLOWED_NETWORKS``);
-- a 10 s timeout, no redirect followed (a 3xx is a failure), no proxy from the
-  environment, and the response body read only up to ``max_response`` bytes.
+- a 10 s timeout for the whole exchange (connect, send, status line, headers
+  and the start of the body: a receiver answering a byte at a time is cut off at
+  it, not at each byte's own timeout), no redirect followed (a 3xx is a
+  failure), no proxy from the environment, and the response body read only up
+  to ``max_response`` bytes, kept as printable text (``printable``).
+
+A URL is stored as the URI it is sent as (``as_uri``): an IRI's host in IDNA, its
+other non-ASCII characters percent-encoded; ``http.client`` cannot put anything
+else on the request line.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ import secrets
 import socket
 import ssl
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "scim-server-webhooks/1"
@@ -90,7 +98,7 @@ class OutboundPolicy:
             raise OutboundRefusedError("The URL must be https://host/...")
         if parts.username or parts.password:
             raise OutboundRefusedError("The URL must not carry credentials.")
-        if any(c in url for c in "\r\n\x00 "):
+        if _has_space_or_control(url):
             raise OutboundRefusedError("The URL must not contain spaces or control characters.")
         if parts.scheme == "http" and not (self.development and _is_local_name(parts.hostname)):
             raise OutboundRefusedError(
@@ -112,6 +120,56 @@ class OutboundPolicy:
             f"{address} is a private, loopback, link-local or reserved address; "
             "an operator may allow its network with SCIM_WEBHOOK_ALLOWED_NETWORKS."
         )
+
+
+def as_uri(url: str) -> str:
+    """The URI an IRI stands for (RFC 3987 §3.1): the host in IDNA, every other non-ASCII
+    character percent-encoded as UTF-8; an ASCII URL is returned unchanged.
+
+    Done when a subscription is saved, so the URL an admin reads is the one sent."""
+    if url.isascii() or _has_space_or_control(url):
+        return url  # nothing to encode, or refused as it is (urlsplit would drop some)
+    try:
+        parts = urlsplit(url)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        host, colon, port = hostport.partition(":")  # a non-ASCII host is no IPv6 literal
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+        netloc = _percent_encode(userinfo) + at + host + colon + _percent_encode(port)
+        return urlunsplit(
+            (
+                parts.scheme,
+                netloc,
+                _percent_encode(parts.path),
+                _percent_encode(parts.query),
+                _percent_encode(parts.fragment),
+            )
+        )
+    except (UnicodeError, ValueError) as exc:  # a lone surrogate, an impossible IDNA label
+        raise OutboundRefusedError(f"Not a valid URL: {exc}.") from None
+
+
+def _has_space_or_control(url: str) -> bool:
+    """A space or an ASCII control: http.client refuses them on the request line (every
+    delivery would fail), and urlsplit silently drops tabs and line breaks."""
+    return any(c <= " " or c == "\x7f" for c in url)
+
+
+def _percent_encode(part: str) -> str:
+    """Non-ASCII characters as %XX (UTF-8); ASCII, including existing escapes, kept."""
+    return "".join(c if c.isascii() else quote(c, safe="") for c in part)
+
+
+def printable(text: str) -> str:
+    """``text`` (a receiver's answer, an error naming it) fit to store and show: control
+    characters other than tab and line breaks as U+FFFD. PostgreSQL refuses a NUL in text,
+    and the delivery log is read in a terminal and a browser."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c in "\t\r\n" or unicodedata.category(c) not in ("Cc", "Cs") else "\ufffd"
+        for c in text
+    )
 
 
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
@@ -136,10 +194,65 @@ def _is_local_name(host: str) -> bool:
     return host.lower() == "localhost" or host.lower().endswith(".localhost")
 
 
-def connect_checked(host: str, port: int, policy: OutboundPolicy, *, plain: bool) -> socket.socket:
+class Deadline:
+    """When an exchange must be over: each socket wait is given what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; ``TimeoutError`` once none is."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within {self.seconds:g} s")
+        return left
+
+
+class _DeadlineBound:
+    """Before each send and read, the socket's timeout shrinks to what is left of the deadline
+    (a socket's own timeout is per call: a receiver sending a byte at a time resets it)."""
+
+    deadline: Deadline | None = None
+
+    def _shrink(self) -> None:
+        if self.deadline is not None:
+            self.settimeout(self.deadline.left())  # type: ignore[attr-defined]
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self._shrink()
+        return int(super().recv_into(*args, **kwargs))  # type: ignore[misc]
+
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
+        self._shrink()
+        return bytes(super().recv(*args, **kwargs))  # type: ignore[misc]
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self._shrink()
+        return int(super().send(*args, **kwargs))  # type: ignore[misc]
+
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
+        # sendall's timeout bounds the whole call (Python 3.5+), not each chunk.
+        self._shrink()
+        super().sendall(*args, **kwargs)  # type: ignore[misc]
+
+
+class _DeadlineSocket(_DeadlineBound, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineBound, ssl.SSLSocket):
+    pass
+
+
+def connect_checked(
+    host: str, port: int, policy: OutboundPolicy, *, plain: bool, deadline: Deadline | None = None
+) -> socket.socket:
     """Resolve, check each address against the policy, connect to the first allowed one.
 
-    Plain http goes to loopback addresses only, whatever the name resolves to.
+    Plain http goes to loopback addresses only, whatever the name resolves to. With a
+    ``deadline``, connecting and every later send and read end by it (the name's lookup,
+    done by the system's resolver, is not bounded by it).
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -156,14 +269,20 @@ def connect_checked(host: str, port: int, policy: OutboundPolicy, *, plain: bool
         except OutboundRefusedError as exc:
             refused = str(exc)
             continue
-        sock = socket.socket(family, socktype, proto)
-        sock.settimeout(policy.timeout)
+        sock = (
+            socket.socket(family, socktype, proto)
+            if deadline is None
+            else _DeadlineSocket(family, socktype, proto)
+        )
         try:
+            sock.settimeout(policy.timeout if deadline is None else deadline.left())
             sock.connect(sockaddr)
-        except OSError as exc:
+        except OSError as exc:  # TimeoutError too: the deadline passed
             sock.close()
             last_error = exc
             continue
+        if isinstance(sock, _DeadlineSocket):
+            sock.deadline = deadline
         return sock
     if last_error is not None:
         raise last_error
@@ -171,23 +290,33 @@ def connect_checked(host: str, port: int, policy: OutboundPolicy, *, plain: bool
 
 
 class _CheckedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, policy: OutboundPolicy) -> None:
+    def __init__(self, host: str, port: int, policy: OutboundPolicy, deadline: Deadline) -> None:
         super().__init__(host, port, timeout=policy.timeout)
         self.policy = policy
+        self.deadline = deadline
 
     def connect(self) -> None:
-        self.sock = connect_checked(self.host, self.port, self.policy, plain=True)
+        self.sock = connect_checked(
+            self.host, self.port, self.policy, plain=True, deadline=self.deadline
+        )
 
 
 class _CheckedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, policy: OutboundPolicy) -> None:
+    def __init__(self, host: str, port: int, policy: OutboundPolicy, deadline: Deadline) -> None:
         self.tls = ssl.create_default_context()
+        self.tls.sslsocket_class = _DeadlineSSLSocket
         super().__init__(host, port, timeout=policy.timeout, context=self.tls)
         self.policy = policy
+        self.deadline = deadline
 
     def connect(self) -> None:
-        sock = connect_checked(self.host, self.port, self.policy, plain=False)
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        sock = connect_checked(
+            self.host, self.port, self.policy, plain=False, deadline=self.deadline
+        )
+        sock.settimeout(self.deadline.left())  # the TLS handshake
+        tls_sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        tls_sock.deadline = self.deadline  # type: ignore[attr-defined]
+        self.sock = tls_sock
 
 
 @dataclass(frozen=True)
@@ -200,11 +329,13 @@ class Answer:
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], policy: OutboundPolicy) -> Answer:
-    """POST ``body``; the receiver's answer, or an exception (refused, network, timeout)."""
-    scheme, host, port, path = policy.check_url(url)
+    """POST ``body``; the receiver's answer, or an exception (refused, network, timeout).
+
+    The whole exchange ends by ``policy.timeout`` (``TimeoutError`` past it)."""
+    scheme, host, port, path = policy.check_url(as_uri(url))
     connection_class = _CheckedHTTPSConnection if scheme == "https" else _CheckedHTTPConnection
-    conn = connection_class(host, port, policy)
     started = time.monotonic()
+    conn = connection_class(host, port, policy, Deadline(policy.timeout))
     try:
         conn.request(
             "POST",
@@ -213,7 +344,9 @@ def post(url: str, body: bytes, headers: Mapping[str, str], policy: OutboundPoli
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
         )
         response = conn.getresponse()
-        text = response.read(policy.max_response).decode("utf-8", "replace")
+        text = printable(response.read(policy.max_response).decode("utf-8", "replace"))
         return Answer(response.status, text, int((time.monotonic() - started) * 1000))
+    except TimeoutError:  # the deadline, or a socket wait given what was left of it
+        raise TimeoutError(f"no complete answer within {policy.timeout:g} s") from None
     finally:
         conn.close()

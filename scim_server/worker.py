@@ -4,7 +4,10 @@ claim, records it; and purges events past retention.
 Web processes only write job rows; this loop (one or more processes, on any
 number of nodes) does the work. The clock and the sleep are injected, so the
 tests run the same code path with a fake clock. A database outage makes the
-loop back off (doubling, up to a minute) instead of spinning.
+loop back off (doubling, up to a minute) instead of spinning; any other error
+in one duty (a bug, a row the database refuses) is logged, the round's other
+duties still run, and the next round waits the poll interval: one bad row never
+ends the process nor holds back every organization's mail, jobs and webhooks.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class Worker:
         self.clock = clock
         self.lease = lease
         self.stop = stop or threading.Event()
+        # Inside ``serve``: a duty's unexpected error is logged and counted, not raised.
+        self.serving = False
+        self.errors = 0
         load_kinds()
 
     # ``serve``: at most this many of each kind of work a round.
@@ -103,17 +109,44 @@ class Worker:
         """Jobs, credentials sends, lockouts, mail and webhooks that are due; how many handled.
 
         ``limit``: at most that many of each kind (``serve``'s rounds); None: all that are due.
+        An error ends it, except in ``serve`` (``_run_duty``).
         """
-        handled = (
-            self.run_jobs(limit=limit)
-            + self.send_credentials(limit=limit)
-            + self.release_lockouts()
-            + self.send_mail(limit=limit)
-            + self.send_webhooks(limit=limit)
-        )
-        self.purge_events()
-        self.refresh_statistics()
-        return handled
+        return sum(self._run_duty(name, duty) for name, duty in self._duties(limit))
+
+    def _duties(self, limit: int | None) -> list[tuple[str, Callable[[], int]]]:
+        """A round's duties in order, each giving how much work it handled."""
+
+        def housekeeping(run: Callable[[], object]) -> Callable[[], int]:
+            def step() -> int:
+                run()
+                return 0  # upkeep: not work that makes the next round come at once
+
+            return step
+
+        return [
+            ("jobs", lambda: self.run_jobs(limit=limit)),
+            ("credentials", lambda: self.send_credentials(limit=limit)),
+            ("lockouts", self.release_lockouts),
+            ("mail", lambda: self.send_mail(limit=limit)),
+            ("webhooks", lambda: self.send_webhooks(limit=limit)),
+            ("event purge", housekeeping(self.purge_events)),
+            ("statistics", housekeeping(self.refresh_statistics)),
+        ]
+
+    def _run_duty(self, name: str, duty: Callable[[], int]) -> int:
+        """Run one duty. While serving, an error other than a database outage (which ends
+        the round: ``serve`` backs off) is logged and counted (``errors``) and the round goes
+        on; called alone (a test, ``--once``), it is raised."""
+        if not self.serving:
+            return duty()
+        try:
+            return duty()
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception:
+            log.exception("worker %s: %s failed; going on", self.worker_id, name)
+            self.errors += 1
+            return 0
 
     def send_credentials(self, *, limit: int | None = None) -> int:
         """Due credentials sends (scheduled, SCIM welcomes) become mail; expired resets end."""
@@ -280,17 +313,24 @@ class Worker:
         work: a stream of one kind (an initial sync's 100,000 welcomes, each an argon2
         hash) no longer holds back the others (the mail those welcomes make, another
         organization's password reset, webhooks, the planner statistics) until it ends.
+        A round in which a duty failed is followed by the poll interval's wait, not at once:
+        a duty failing on every round does not spin.
         """
         idle_wait = poll_interval
         log.info("worker %s started (poll every %ss)", self.worker_id, poll_interval)
-        while not self.stop.is_set():
-            try:
-                handled = self.run_once(limit=self.ROUND)
-                idle_wait = poll_interval
-                if handled:
-                    continue
-            except DATABASE_UNAVAILABLE as exc:
-                idle_wait = min(max(idle_wait * 2, poll_interval), MAX_IDLE_BACKOFF)
-                log.warning("database unavailable (%s); retrying in %.0fs", exc, idle_wait)
-            self.stop.wait(idle_wait)
+        self.serving = True
+        try:
+            while not self.stop.is_set():
+                try:
+                    errors = self.errors
+                    handled = self.run_once(limit=self.ROUND)
+                    idle_wait = poll_interval
+                    if handled and self.errors == errors:
+                        continue
+                except DATABASE_UNAVAILABLE as exc:
+                    idle_wait = min(max(idle_wait * 2, poll_interval), MAX_IDLE_BACKOFF)
+                    log.warning("database unavailable (%s); retrying in %.0fs", exc, idle_wait)
+                self.stop.wait(idle_wait)
+        finally:
+            self.serving = False
         log.info("worker %s stopped", self.worker_id)

@@ -5,14 +5,19 @@ LOCKED`` on PostgreSQL), so two workers never send one delivery at once. A
 delivery is due only when no earlier delivery about the same resource, to the
 same subscription, is still open: deliveries go out in order per resource.
 A failure is retried with exponential backoff (``leases.backoff``) for up to
-``RETRY_WINDOW`` (3 days) from the delivery's creation, then given up; a
-subscription whose deliveries have failed without a success for that whole
-window is disabled, with an audit event (``webhook.disabled``), the reason on
-the subscription (the admin API and the CLI show it) and a mail to its alert
+``RETRY_WINDOW`` (3 days) from the delivery's first attempt, then given up: a
+delivery that waited (behind an earlier one about its resource, or while its
+subscription was disabled) still has its own 3 days of retries. A subscription
+whose deliveries have failed without a success for that whole window is
+disabled, with an audit event (``webhook.disabled``), the reason on the
+subscription (the admin API and the CLI show it) and a mail to its alert
 address, if it has one.
 At least once: a worker that dies after the POST but before recording it
 leaves the lease to expire, and the message goes again with the same
-``webhook-id`` (receivers deduplicate on it).
+``webhook-id`` (receivers deduplicate on it); after ``MAX_LOST_LEASES`` such
+claims the delivery is failed, with the reason in its log, rather than sent for
+ever. Each outcome is recorded in a savepoint of its own, so one that cannot be
+stored loses only itself, not the batch's others.
 """
 
 from __future__ import annotations
@@ -24,22 +29,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, object_session, sessionmaker
 
 from scim_server import jsonfast
 from scim_server.audit import AuditContext, record, use_context
+from scim_server.db import DATABASE_UNAVAILABLE
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from scim_server.services import leases, webhooks
-from scim_server.webhook_http import Answer, OutboundPolicy, post, signed_headers
+from scim_server.webhook_http import Answer, OutboundPolicy, post, printable, signed_headers
 
 log = logging.getLogger(__name__)
 
-# A batch of BATCH deliveries at 10 s each at worst fits in the lease.
+# At most BATCH deliveries a claim (fewer with a long timeout: ``batch_for``).
 BATCH = 10
 LEASE = timedelta(minutes=5)
 RETRY_WINDOW = timedelta(days=3)
+# Claims whose worker stopped before recording the outcome (its lease expired), as mail's
+# MAX_ATTEMPTS: past this many, the delivery is failed instead of sent again.
+MAX_LOST_LEASES = 5
 OPEN = ("pending", "sending")
 RESPONSE_KEPT = 1000
 # The sign-in link in the mail to an alert address, when the worker is given no SCIM_BASE_URL.
@@ -76,6 +85,20 @@ def due_statement(now: datetime) -> object:
     )
 
 
+def batch_for(policy: OutboundPolicy) -> tuple[int, timedelta]:
+    """How many deliveries one claim takes, and their lease.
+
+    A batch is recorded only once all of it is sent, so its POSTs, each ended by the
+    policy's deadline, must end well within the lease: they take at most half of it, the
+    rest left to name lookups (the deadline does not bound them), the claim and the record.
+    The default 10 s gives BATCH (10) deliveries, 100 s of a 5-minute lease; 60 s gives 2;
+    past 150 s a batch is one delivery and its lease twice the timeout.
+    """
+    per = max(policy.timeout, 1.0)
+    size = max(1, min(BATCH, int(LEASE.total_seconds() / 2 // per)))
+    return size, max(LEASE, timedelta(seconds=2 * size * per))
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A claimed delivery with what sending it needs, read in the claim's transaction."""
@@ -83,6 +106,7 @@ class Claimed:
     delivery: WebhookDelivery
     subscription: WebhookSubscription | None  # None: deleted since
     message: dict[str, Any] | None  # None: its event is past retention
+    lost_leases: int = 0  # earlier claims whose outcome was never recorded
 
 
 def claim_deliveries(
@@ -94,19 +118,23 @@ def claim_deliveries(
     lease: timedelta = LEASE,
 ) -> list[Claimed]:
     """Take up to ``limit`` due deliveries (never two about one resource) and commit the lease."""
-    loaded: dict[int, tuple[WebhookSubscription | None, dict[str, Any] | None]] = {}
+    loaded: dict[int, tuple[WebhookSubscription | None, dict[str, Any] | None, int]] = {}
 
     def take(delivery: WebhookDelivery) -> None:
+        session = object_session(delivery)
+        assert session is not None
+        lost = 0
         if delivery.state == "sending":
             log.warning("delivery %s: lease of %s expired", delivery.id, delivery.claimed_by)
+            # Each claim counts an attempt; each recorded outcome logs one.
+            lost = delivery.attempts - _recorded_attempts(session, delivery.id)
         delivery.state = "sending"
         delivery.claimed_by = worker_id
         delivery.lease_expires_at = now + lease
         delivery.attempts += 1
-        session = object_session(delivery)
-        assert session is not None
         sub = session.get(WebhookSubscription, (delivery.org_id, delivery.subscription_id))
-        loaded[delivery.id] = (sub, _message(session, delivery) if sub is not None else None)
+        message = _message(session, delivery) if sub is not None else None
+        loaded[delivery.id] = (sub, message, lost)
 
     rows: list[WebhookDelivery] = leases.claim_many(
         factory,
@@ -133,15 +161,27 @@ def deliver_due(
     transaction: two commits per batch, not per delivery.
     """
     handled = 0
+    batch_size, lease = batch_for(policy)
     while (limit is None or handled < limit) and not should_stop():
-        size = BATCH if limit is None else min(BATCH, limit - handled)
-        batch = claim_deliveries(factory, worker_id, now=clock(), limit=size)
+        size = batch_size if limit is None else min(batch_size, limit - handled)
+        batch = claim_deliveries(factory, worker_id, now=clock(), limit=size, lease=lease)
         if not batch:
             break
         outcomes = [(claimed.delivery, send(policy, claimed, clock)) for claimed in batch]
         record_outcomes(factory, worker_id, clock(), outcomes, base_url=base_url)
         handled += len(batch)
     return handled
+
+
+def _recorded_attempts(session: Session, delivery_id: int) -> int:
+    stmt = select(func.count()).select_from(WebhookAttempt)
+    return int(session.scalar(stmt.where(WebhookAttempt.delivery_id == delivery_id)) or 0)
+
+
+def _first_attempt_at(session: Session, delivery_id: int) -> datetime | None:
+    stmt = select(func.min(WebhookAttempt.at)).where(WebhookAttempt.delivery_id == delivery_id)
+    first: datetime | None = session.scalar(stmt)
+    return first
 
 
 def _message(session: Session, delivery: WebhookDelivery) -> dict[str, Any] | None:
@@ -168,6 +208,10 @@ def send(policy: OutboundPolicy, claimed: Claimed, clock: Callable[[], datetime]
     if sub is None or message is None:
         why = "the subscription was deleted" if sub is None else "the event is past retention"
         return Outcome(None, why, give_up=True)
+    if claimed.lost_leases >= MAX_LOST_LEASES:
+        why = f"its workers stopped before recording {claimed.lost_leases} attempts"
+        log.warning("webhook delivery %s given up: %s", delivery.id, why)
+        return Outcome(None, why, give_up=True)
     body = jsonfast.dumps_bytes(message)
     # The signature's timestamp is the real time of sending (receivers reject a stale one);
     # the injected clock only schedules retries.
@@ -178,7 +222,8 @@ def send(policy: OutboundPolicy, claimed: Claimed, clock: Callable[[], datetime]
     try:
         answer = post(sub.url, body, headers, policy)
     except Exception as exc:  # refused address, DNS, connection, TLS, timeout: all retried
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        # The message may quote the receiver (a bad status line): printable, as its body.
+        error = printable(f"{type(exc).__name__}: {exc}")[:2000]
         log.warning("webhook delivery %s to %s failed: %s", delivery.id, sub.url, error)
         return Outcome(None, error)
     if 200 <= answer.status < 300:
@@ -200,14 +245,36 @@ def record_outcomes(
     """Log each attempt: delivered, retried later or failed; disable a long-failing subscription.
 
     Only deliveries this worker still holds are recorded. Subscriptions are locked in one
-    order (by id) whoever records, so two workers' batches never deadlock.
+    order (by id) whoever records, so two workers' batches never deadlock. Each outcome is
+    recorded in its own savepoint: one the database refuses stays unrecorded (``sending``,
+    claimed again after its lease, at most ``MAX_LOST_LEASES`` times) and the others are
+    kept, so deliveries already sent are not sent again for it.
     """
     context = AuditContext(
         actor_type="system", actor_id=worker_id[:64], actor_name="scim-server worker"
     )
     ordered = sorted(outcomes, key=lambda item: (item[0].subscription_id, item[0].id))
     with use_context(context), factory() as session, session.begin():
-        return [_record(session, worker_id, now, c, o, base_url) for c, o in ordered]
+        return [_record_apart(session, worker_id, now, c, o, base_url) for c, o in ordered]
+
+
+def _record_apart(
+    session: Session,
+    worker_id: str,
+    now: datetime,
+    claimed: WebhookDelivery,
+    outcome: Outcome,
+    base_url: str,
+) -> str:
+    """``_record`` in a savepoint; "unrecorded" when it failed (logged), but for an outage."""
+    try:
+        with session.begin_nested():
+            return _record(session, worker_id, now, claimed, outcome, base_url)
+    except DATABASE_UNAVAILABLE:
+        raise  # the transaction is gone: the worker's loop backs off
+    except Exception:
+        log.exception("webhook delivery %s: its outcome could not be recorded", claimed.id)
+        return "unrecorded"
 
 
 def _record(
@@ -226,6 +293,7 @@ def _record(
         return delivery.state if delivery is not None else "gone"
     answer, error = outcome.answer, outcome.error
     status = answer.status if answer is not None else None
+    first_attempt_at = _first_attempt_at(session, delivery.id) or now
     session.add(
         WebhookAttempt(
             delivery_id=delivery.id,
@@ -255,7 +323,7 @@ def _record(
         if sub is not None:
             sub.failing_since = None
         return delivery.state
-    if outcome.give_up or now - delivery.created_at >= RETRY_WINDOW:
+    if outcome.give_up or now - first_attempt_at >= RETRY_WINDOW:
         delivery.state = "failed"
     else:
         delivery.state = "pending"

@@ -24,13 +24,14 @@ from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from scim_server.services import mail
-from scim_server.webhook_http import OutboundPolicy, OutboundRefusedError, new_secret
+from scim_server.webhook_http import OutboundPolicy, OutboundRefusedError, as_uri, new_secret
 
 ALL = "*"
 ROTATION_GRACE = timedelta(hours=24)
 EDITABLE = ("url", "events", "enabled", "description", "alert_email")
 TEST_TYPE = "webhook.test"
 MAX_DESCRIPTION = 500  # the column's length (varchar(500) on PostgreSQL)
+MAX_URL = 2000  # the admin API's limit, also on the URI an IRI becomes
 
 
 def _about(sub: WebhookSubscription) -> dict[str, Any]:
@@ -65,11 +66,16 @@ def check_alert_email(address: str | None) -> str | None:
 
 
 def check_url(url: str, policy: OutboundPolicy) -> str:
+    """The URL to store: the URI it is sent as (an IRI's non-ASCII percent-encoded, its
+    host in IDNA: ``webhook_http.as_uri``), checked against the policy."""
     try:
-        policy.check_url(url)
+        uri = as_uri(url)
+        policy.check_url(uri)
     except OutboundRefusedError as exc:
         raise InvalidValueError(f"url: {exc}") from None
-    return url
+    if len(uri) > MAX_URL:
+        raise InvalidValueError(f"url: at most {MAX_URL} characters (once percent-encoded).")
+    return uri
 
 
 def to_dict(sub: WebhookSubscription) -> dict[str, Any]:
@@ -145,7 +151,7 @@ def update_subscription(
     with session.begin():
         sub = get_subscription(session, org_id, sub_id, for_update=True)
         if "url" in fields:
-            check_url(fields["url"], policy)
+            fields = {**fields, "url": check_url(fields["url"], policy)}
         if "events" in fields:
             fields = {**fields, "events": check_events(fields["events"])}
         if "alert_email" in fields:
