@@ -3,33 +3,17 @@ reason on the upload page (as for any other broken file), and no job, no kept up
 
 from __future__ import annotations
 
-import io
-from typing import Any
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
-from werkzeug.test import EnvironBuilder
 
 from scim_server.db import db
 from scim_server.models import ImportUpload, Job
+from tests.console.test_imports import _upload
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_console
 from tests.user_import.workbooks import shared_header
-
-
-def _upload(client: FlaskClient, token: str, data: bytes, name: str) -> Any:
-    environ = EnvironBuilder(
-        path="/admin/import/preview",
-        method="POST",
-        data={"csrf_token": token, "file": (io.BytesIO(data), name)},
-        content_type="multipart/form-data",
-    ).get_environ()
-    try:
-        return client.open(environ)
-    finally:
-        environ["wsgi.input"].close()
 
 
 @pytest.mark.parametrize(
