@@ -52,11 +52,15 @@ def delete_role(session: Session, org_id: str, role_id: str) -> None:
         holders = select(UserRole.user_id).where(
             UserRole.org_id == org_id, UserRole.role_id == role.id
         )
-        moved = session.connection().execute(
-            update(User)
-            .where(User.org_id == org_id, User.id.in_(holders))
-            .values(version=User.version + 1, updated_at=utcnow())
-        ).rowcount
+        moved = (
+            session.connection()
+            .execute(
+                update(User)
+                .where(User.org_id == org_id, User.id.in_(holders))
+                .values(version=User.version + 1, updated_at=utcnow())
+            )
+            .rowcount
+        )
         record(
             session,
             org_id,
