@@ -193,6 +193,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "IDP_ALLOWED_NETWORKS": parse_networks(
             os.environ.get("SCIM_IDP_ALLOWED_NETWORKS") or "", "SCIM_IDP_ALLOWED_NETWORKS"
         ),
+        # SSO domain verification (``sso.signin.txt_records``): the DNS servers asked for the TXT
+        # record (comma-separated address or address:port; empty: the system's resolver).
+        "DNS_RESOLVERS": parse_resolvers(os.environ.get("SCIM_DNS_RESOLVERS") or ""),
+        "DNS_TIMEOUT_SECONDS": env_int("SCIM_DNS_TIMEOUT_SECONDS", 5),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
         # Ed25519 private key (PEM text or a file path) of the checkpoints and export
@@ -262,6 +266,33 @@ def parse_networks(value: str, name: str = "SCIM_WEBHOOK_ALLOWED_NETWORKS") -> s
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
     return value
+
+
+def parse_resolvers(value: str) -> list[tuple[str, int]]:
+    """``SCIM_DNS_RESOLVERS``: comma-separated ``address``, ``address:port`` or
+    ``[v6 address]:port`` (port 53 unless given), checked at start; empty: none."""
+    found = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        host, port = item, "53"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or "53"
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        try:
+            address = str(ipaddress.ip_address(host))
+            number = int(port)
+        except ValueError:
+            raise ConfigError(
+                f"SCIM_DNS_RESOLVERS: {item!r} is not an IP address or address:port "
+                "(e.g. 10.0.0.2, 10.0.0.2:5353, [2001:db8::53]:53)"
+            ) from None
+        if not 0 < number < 65536:
+            raise ConfigError(f"SCIM_DNS_RESOLVERS: {item!r} has no valid port")
+        found.append((address, number))
+    return found
 
 
 def parse_mail_from(value: str) -> str:

@@ -33,6 +33,7 @@ from tests.support import (
     make_org,
     smtp_server,
 )
+from tests.support.dns_server import LocalDns, shared_dns
 
 # Shared, noisy CI machines: a slow example is not a failure; correctness is.
 settings.register_profile(
@@ -196,6 +197,16 @@ def live(engine: Engine) -> Iterator[tuple[Flask, Scim]]:
     with engine.begin() as conn:
         conn.execute(delete(Organization).where(Organization.id == org_id))
     db.engine(app).dispose()
+
+
+@pytest.fixture
+def local_dns(app: Flask) -> LocalDns:
+    """A real DNS server on 127.0.0.1 (UDP), empty, the app's resolver (``DNS_RESOLVERS``)."""
+    server = shared_dns()
+    server.reset()
+    app.config["DNS_RESOLVERS"] = server.resolvers
+    app.config["DNS_TIMEOUT_SECONDS"] = 2
+    return server
 
 
 @pytest.fixture

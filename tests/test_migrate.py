@@ -7,7 +7,9 @@ from alembic import command
 from sqlalchemy import text
 
 from scim_server.migrate import alembic_config
+from tests.support.admin_api import admin_of
 from tests.support.data import head_revision
+from tests.support.dns_server import add_verified_domain
 
 
 def _users_fillfactor(connection) -> str | None:
@@ -134,3 +136,43 @@ def test_0028_keeps_what_a_deactivation_suspended(connection, scim, admin):
     assert held == {"locked@example.com": "LOCKED_BY_ADMIN", "rested@example.com": None}
     activated = admin.post(f"/api/v1/users/{locked['id']}/actions/activate", None)
     assert activated.get_json()["status"] == "LOCKED_BY_ADMIN"
+
+
+def test_0031_keeps_existing_domains_verified(connection, admin, other_scim, local_dns):
+    """0031 down: pending claims go (the global unique index has room for one row a domain);
+    up again: every domain present is verified as of its creation, so sign-ins keep working,
+    and the index is unique on the verified rows only."""
+    add_verified_domain(admin, "contoso.test")
+    assert admin.post("/api/v1/sso/domains", {"domain": "pending.test"}).status_code == 201
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "0030")
+    columns = connection.execute(text("SELECT * FROM sso_email_domains LIMIT 0")).keys()
+    assert "verified_at" not in columns and "verification_token" not in columns
+    assert connection.execute(text("SELECT domain FROM sso_email_domains")).scalars().all() == [
+        "contoso.test"
+    ]
+    command.upgrade(cfg, "head")
+    rows = connection.execute(
+        text("SELECT domain, verified_at = created_at, verification_token FROM sso_email_domains")
+    ).all()
+    assert [tuple(r) for r in rows] == [("contoso.test", True, None)]
+    claimed = admin_of(other_scim).post("/api/v1/sso/domains", {"domain": "contoso.test"})
+    assert claimed.status_code == 409  # held verified: the backfill counts
+    with connection.begin_nested():
+        connection.execute(
+            text(
+                "INSERT INTO sso_email_domains (org_id, domain, created_at) "
+                "SELECT :org, domain, created_at FROM sso_email_domains"
+            ),
+            {"org": other_scim.org_id},
+        )  # a second, pending claim of the same domain: allowed by the partial index
+    assert "verified_at IS NOT NULL" in _index_sql(connection, "uq_sso_email_domains_domain")
+
+
+def _index_sql(connection, name: str) -> str:
+    if connection.dialect.name == "postgresql":
+        sql = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = :name"
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+    return connection.execute(text(sql), {"name": name}).scalar()

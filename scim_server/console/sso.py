@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, redirect, request, url_for
+from flask import Blueprint, Response, current_app, redirect, request, url_for
 
 from scim_server.console.access import person, require
 from scim_server.console.render import render
@@ -44,18 +44,43 @@ def _see_other(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values), code=303)  # type: ignore[return-value]
 
 
-@bp.get("/")
-@require("sso.read")
-def list_connections() -> Response:
+def _domain_rows(org_id: str) -> list[dict[str, Any]]:
+    """Each domain with, while pending, the TXT record to publish."""
+    rows = []
+    for d in domains.list_domains(db.session, org_id):
+        pending = d.verified_at is None
+        rows.append(
+            {
+                "domain": d.domain,
+                "connection_id": d.connection_id,
+                "verified": not pending,
+                "record_name": domains.record_name(d.domain) if pending else None,
+                "record_value": domains.record_value(d.verification_token or "")
+                if pending
+                else None,
+            }
+        )
+    return rows
+
+
+def _list_page(status: int = 200, problem: dict[str, str] | None = None) -> Response:
     org_id = person().org_id
     conns = _views(service.list_connections(db.session, org_id))
     return render(
         "console/sso/list.html",
+        status=status,
         connections=conns,
         names={c["id"]: c["name"] for c in conns},
-        domains=domains.list_domains(db.session, org_id),
+        domains=_domain_rows(org_id),
         warn_days=CERT_WARNING_DAYS,
+        problem=problem,
     )
+
+
+@bp.get("/")
+@require("sso.read")
+def list_connections() -> Response:
+    return _list_page()
 
 
 @bp.get("/new")
@@ -210,6 +235,25 @@ def add_domain() -> Response:
     connection_id = request.form.get("connection_id") or None
     domains.add_domain(db.session, person().org_id, request.form.get("domain", ""), connection_id)
     return _see_other("console.sso.list_connections")
+
+
+@bp.post("/domains/<domain>/verify")
+@require("sso.write")
+def verify_domain(domain: str) -> Response:
+    """Look up the TXT record; found: verified. Not found, taken, DNS down: said on the page."""
+    config = current_app.config
+    try:
+        row = domains.verify_domain(
+            db.session,
+            person().org_id,
+            domain,
+            resolvers=config["DNS_RESOLVERS"],
+            timeout=config["DNS_TIMEOUT_SECONDS"],
+        )
+    except (domains.VerificationError, domains.DnsUnavailableError) as err:
+        problem = {"domain": domain, "reason": err.reason, "cause": getattr(err, "cause", "")}
+        return _list_page(status=err.status, problem=problem)
+    return _see_other("console.sso.list_connections", verified=row.domain)
 
 
 @bp.post("/domains/<domain>/delete")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
@@ -80,11 +80,22 @@ class TestLinkOut(Out):
     expires_in = always(fields.Integer)
 
 
+class DomainRecordOut(Out):
+    """The DNS record that proves the organization owns the domain (while pending)."""
+
+    type = always(fields.String)
+    name = always(fields.String)
+    value = always(fields.String)
+
+
 class DomainOut(Out):
-    """An e-mail domain routed to a connection."""
+    """An e-mail domain routed to a connection; it routes sign-ins once ``verified``."""
 
     domain = always(fields.String)
-    connection_id = always(fields.String)
+    connection_id = nullable(fields.String)
+    verified = always(fields.Boolean)
+    verified_at = nullable(fields.String)
+    verification = nullable(fields.Nested, nested=DomainRecordOut)
 
 
 class DomainListOut(Out):
@@ -161,7 +172,20 @@ def _view(conn: Any) -> dict[str, Any]:
 
 
 def _domain_view(row: SsoEmailDomain) -> dict[str, Any]:
-    return {"domain": row.domain, "connection_id": row.connection_id}
+    view: dict[str, Any] = {
+        "domain": row.domain,
+        "connection_id": row.connection_id,
+        "verified": row.verified_at is not None,
+        "verified_at": row.verified_at.isoformat() if row.verified_at else None,
+        "verification": None,
+    }
+    if row.verified_at is None and row.verification_token:
+        view["verification"] = {
+            "type": "TXT",
+            "name": domains.record_name(row.domain),
+            "value": domains.record_value(row.verification_token),
+        }
+    return view
 
 
 # -- connections ----------------------------------------------------------------------
@@ -289,6 +313,24 @@ def add_sso_domain() -> tuple[Response, int]:
     body = _body()
     row = domains.add_domain(db.session, g.org_id, body.get("domain"), body.get("connection_id"))
     return jsonify(_domain_view(row)), 201
+
+
+@bp.post("/sso/domains/<domain>/verify")
+@api_doc(tag="sso", response=DomainOut)
+def verify_sso_domain(domain: str) -> Response:
+    """Look up the domain's TXT record (``verification``); found: the domain is verified.
+
+    409 when the record is not there (the detail names it) or another organization holds
+    the domain verified; 503 when DNS gave no answer."""
+    config = current_app.config
+    row = domains.verify_domain(
+        db.session,
+        g.org_id,
+        domain,
+        resolvers=config["DNS_RESOLVERS"],
+        timeout=config["DNS_TIMEOUT_SECONDS"],
+    )
+    return jsonify(_domain_view(row))
 
 
 @bp.delete("/sso/domains/<domain>")

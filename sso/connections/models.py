@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
@@ -68,15 +68,29 @@ class SsoConnection(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+VERIFIED = text("verified_at IS NOT NULL")
+
+
 class SsoEmailDomain(Base):
     """An e-mail domain of an organization: routes home-realm discovery and allow-lists sign-ins.
 
-    A domain belongs to one organization only (unique across all), otherwise
-    discovery could send a person to another tenant's IdP.
+    Only a verified domain does either (``verified_at``: its DNS TXT record was
+    found, or the operator vouched for it). Several organizations may claim a
+    domain, each with its own ``verification_token``; one only may hold it
+    verified (the partial unique index), otherwise discovery could send a person
+    to another tenant's IdP.
     """
 
     __tablename__ = "sso_email_domains"
-    __table_args__ = (Index("uq_sso_email_domains_domain", "domain", unique=True),)
+    __table_args__ = (
+        Index(
+            "uq_sso_email_domains_domain",
+            "domain",
+            unique=True,
+            postgresql_where=VERIFIED,
+            sqlite_where=VERIFIED,
+        ),
+    )
 
     org_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
@@ -85,6 +99,10 @@ class SsoEmailDomain(Base):
     # The connection discovery sends this domain to; None: the organization's only one.
     connection_id: Mapped[str | None] = mapped_column(String(36), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None while pending: the claim routes nothing until the TXT record is found.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # What the TXT record must say (``scim-server-verification=<token>``); None once verified.
+    verification_token: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class SsoState(Base):

@@ -1,6 +1,6 @@
 """Which account a typed login names: the e-mail's domain decides the organization, else a match.
 
-An address whose domain an organization registered (``sso_email_domains``)
+An address whose domain an organization holds verified (``sso_email_domains``)
 can only name an account of that organization. Otherwise the login is
 compared (under the identity fold) with login names, SCIM userNames and
 contact e-mails in the organizations that allow passwords. More than one
@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from scim_server.models import Contact, Organization, User
 from scim_server.services import settings as org_settings
 from scim_server.text import fold
-from sso.connections.models import SsoEmailDomain
-from sso.signin.domains import email_domain
+from sso.signin.domains import email_domain, verified_domain
 
 MAX_LOGIN = 320
 MAX_CANDIDATES = 5
@@ -42,11 +41,13 @@ class Found:
 
 
 def domain_org(session: Session, login: str) -> str | None:
-    """The organization that registered the address's domain, if any."""
+    """The organization that holds the address's domain verified, if any (a pending claim
+    decides nothing: anyone may make one)."""
     domain = email_domain(login)
     if domain is None:
         return None
-    return session.scalar(select(SsoEmailDomain.org_id).where(SsoEmailDomain.domain == domain))
+    row = verified_domain(session, domain)
+    return row.org_id if row is not None else None
 
 
 def find_account(session: Session, login: str) -> Found:

@@ -3,7 +3,8 @@
 The address's domain decides the organization. ``sso_only`` (the default
 while the organization has SSO): straight to its IdP. ``password_allowed``:
 the password form, with a button for its IdP when it has one.
-``password_only``, or a domain nobody registered: the password form. The
+``password_only``, or a domain nobody verified (a pending claim routes
+nothing): the password form. The
 answer never depends on whether an account exists.
 """
 
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.services import settings as org_settings
-from sso.connections.models import SsoConnection, SsoEmailDomain
+from sso.connections.models import SsoConnection
 from sso.signin import domains
 
 
@@ -32,7 +32,7 @@ def route(session: Session, login: str) -> Route:
     domain = domains.email_domain(login)
     if domain is None:
         return Route()
-    row = session.scalar(select(SsoEmailDomain).where(SsoEmailDomain.domain == domain))
+    row = domains.verified_domain(session, domain)
     if row is None:
         return Route()
     conn = domains.discover(session, login)

@@ -1,22 +1,64 @@
 """E-mail domains of an organization: home-realm discovery and the sign-in allow-list.
 
-A domain belongs to one organization only, so discovery can never send a
-person to another tenant's IdP, and an assertion for an address outside the
-organization's domains is refused whatever IdP signed it.
+A domain counts (discovery, the allow-list of assertions, which organization a
+password sign-in's address belongs to) only once verified: its owner published
+``scim-server-verification=<token>`` as a TXT record at
+``_scim-server-verification.<domain>`` (``verify_domain``), or the operator
+vouched for the organization (``scim-server sso domain verify --without-dns``).
+Until then the claim is pending and routes nothing. Several organizations may
+claim a domain; one only may hold it verified (a partial unique index), so
+discovery can never send a person to another tenant's IdP, and an assertion for
+an address outside the organization's verified domains is refused whatever IdP
+signed it.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
-from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
+from scim_server.db import utcnow
+from scim_server.errors import (
+    ConflictError,
+    DomainError,
+    InvalidValueError,
+    NotFoundError,
+    UniquenessError,
+)
 from sso.connections.models import SsoConnection, SsoEmailDomain
 from sso.connections.service import get_connection
+from sso.signin import txt_records
+
+RECORD_PREFIX = "_scim-server-verification"
+VALUE_PREFIX = "scim-server-verification="
+
+
+class VerificationError(ConflictError):
+    """409: the domain was not proven. ``reason``: ``not_found`` (no such name),
+    ``no_record`` (no TXT record with the token) or ``taken`` (another organization holds it
+    verified)."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class DnsUnavailableError(DomainError):
+    """503: the DNS lookup got no answer (timeout, failing servers); try again."""
+
+    status = 503
+    reason = "dns_unavailable"
+
+    def __init__(self, detail: str, cause: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -49,7 +91,17 @@ def email_domain(email: str | None) -> str | None:
         return None
 
 
+def record_name(domain: str) -> str:
+    """Where the TXT record proving ``domain`` is published."""
+    return f"{RECORD_PREFIX}.{domain}"
+
+
+def record_value(token: str) -> str:
+    return f"{VALUE_PREFIX}{token}"
+
+
 def list_domains(session: Session, org_id: str) -> list[SsoEmailDomain]:
+    """The organization's domains, verified and pending (another's claims never show)."""
     return list(
         session.scalars(
             select(SsoEmailDomain)
@@ -59,10 +111,25 @@ def list_domains(session: Session, org_id: str) -> list[SsoEmailDomain]:
     )
 
 
+def verified_domain(session: Session, domain: str) -> SsoEmailDomain | None:
+    """The one verified claim of ``domain`` (any organization's), or None."""
+    return session.scalar(
+        select(SsoEmailDomain).where(
+            SsoEmailDomain.domain == domain, SsoEmailDomain.verified_at.is_not(None)
+        )
+    )
+
+
+def _taken(session: Session, org_id: str, name: str) -> bool:
+    holder = verified_domain(session, name)
+    return holder is not None and holder.org_id != org_id
+
+
 def add_domain(
     session: Session, org_id: str, domain: Any, connection_id: Any = None
 ) -> SsoEmailDomain:
-    """Register ``domain``, routed to ``connection_id`` (None: any enabled connection).
+    """Claim ``domain``, routed to ``connection_id`` (None: any enabled connection): pending
+    until verified, with the token its TXT record must carry.
 
     Both come from a JSON body as the client sent them: anything but a string id is
     refused before it reaches a query."""
@@ -72,10 +139,19 @@ def add_domain(
     with session.begin():
         if connection_id is not None:
             get_connection(session, org_id, connection_id)
-        if session.scalar(select(SsoEmailDomain.org_id).where(SsoEmailDomain.domain == name)):
-            # Global: one domain routes discovery to exactly one organization.
+        if session.get(SsoEmailDomain, (org_id, name)) is not None:
             raise UniquenessError(f"The domain {name!r} is already registered.")
-        row = SsoEmailDomain(org_id=org_id, domain=name, connection_id=connection_id)
+        if _taken(session, org_id, name):
+            # One verified holder routes discovery; a later claim would only wait forever.
+            raise UniquenessError(
+                f"The domain {name!r} is already registered and verified by another organization."
+            )
+        row = SsoEmailDomain(
+            org_id=org_id,
+            domain=name,
+            connection_id=connection_id,
+            verification_token=secrets.token_urlsafe(24),
+        )
         session.add(row)
         session.flush()
         record(
@@ -86,6 +162,112 @@ def add_domain(
             resource_id=name,
             detail=connection_id,
         )
+    return row
+
+
+def verify_domain(
+    session: Session,
+    org_id: str,
+    domain: str,
+    resolvers: list[tuple[str, int]],
+    timeout: float,
+) -> SsoEmailDomain:
+    """Verify the organization's claim of ``domain`` by its TXT record; already verified: as is.
+
+    The DNS question is asked outside any transaction (no lock held over the network);
+    the claim is then marked verified if its token is still the one the record carries.
+    """
+    name = normalize_domain(domain)
+    with session.begin():
+        row = _own(session, org_id, name)
+        if row.verified_at is not None:
+            return row
+        if _taken(session, org_id, name):
+            raise _taken_error(name)
+        token = row.verification_token
+        if not token:  # not a claim add_domain made: no value anyone was told to publish
+            raise VerificationError(
+                f"The domain {name!r} has no verification token: remove it and add it again.",
+                "no_record",
+            )
+    where, wanted = record_name(name), record_value(token)
+    try:
+        values = txt_records.txt_values(where, resolvers, timeout)
+    except txt_records.DnsLookupError as exc:
+        raise DnsUnavailableError(
+            f"The TXT record at {where} could not be looked up: {exc.reason}. Try again later.",
+            exc.reason,
+        ) from None
+    if values is None:
+        raise VerificationError(
+            f"{where} does not exist in DNS (NXDOMAIN). Publish a TXT record there "
+            f"with the value {wanted!r}, then verify again.",
+            "not_found",
+        )
+    if wanted not in (v.strip() for v in values):
+        found = "no TXT record" if not values else f"{len(values)} TXT record(s), none with it"
+        raise VerificationError(
+            f"{where} has {found}. Publish a TXT record there with the value "
+            f"{wanted!r} (DNS changes may take a while to show), then verify again.",
+            "no_record",
+        )
+    return _mark_verified(session, org_id, name, token, method="dns")
+
+
+def verify_domain_without_dns(session: Session, org_id: str, domain: str) -> SsoEmailDomain:
+    """The operator vouches for the organization's claim (no DNS record asked for)."""
+    name = normalize_domain(domain)
+    with session.begin():
+        row = _own(session, org_id, name)
+        if row.verified_at is not None:
+            return row
+        token = row.verification_token or ""
+    return _mark_verified(session, org_id, name, token, method="operator")
+
+
+def _own(session: Session, org_id: str, name: str) -> SsoEmailDomain:
+    row = session.get(SsoEmailDomain, (org_id, name))
+    if row is None:
+        raise NotFoundError(f"Domain {name!r} is not registered for this organization.")
+    return row
+
+
+def _taken_error(name: str) -> VerificationError:
+    return VerificationError(
+        f"The domain {name!r} is verified by another organization: it cannot be verified "
+        "for this one. If you own it, contact the operator of this server.",
+        "taken",
+    )
+
+
+def _mark_verified(
+    session: Session, org_id: str, name: str, token: str, *, method: str
+) -> SsoEmailDomain:
+    try:
+        with session.begin():
+            row = _own(session, org_id, name)
+            if row.verified_at is not None:
+                return row
+            if row.verification_token != token:  # removed and claimed again meanwhile
+                raise VerificationError(
+                    f"The claim of {name!r} changed while it was being verified; verify again.",
+                    "no_record",
+                )
+            if _taken(session, org_id, name):
+                raise _taken_error(name)
+            row.verified_at = utcnow()
+            row.verification_token = None
+            session.flush()  # another organization verifying at this moment: the index refuses
+            record(
+                session,
+                org_id,
+                "sso.domain.verify",
+                resource_type="SsoEmailDomain",
+                resource_id=name,
+                detail=method,
+            )
+    except IntegrityError:
+        raise _taken_error(name) from None
     return row
 
 
@@ -102,19 +284,20 @@ def remove_domain(session: Session, org_id: str, domain: str) -> None:
 
 
 def domain_allowed(session: Session, org_id: str, email: str | None) -> bool:
-    """Is the address in one of the organization's registered domains (exact match)?"""
+    """Is the address in one of the organization's verified domains (exact match)?"""
     domain = email_domain(email)
     if domain is None:
         return False
-    return session.get(SsoEmailDomain, (org_id, domain)) is not None
+    row = session.get(SsoEmailDomain, (org_id, domain))
+    return row is not None and row.verified_at is not None
 
 
 def discover(session: Session, email: str) -> SsoConnection | None:
-    """Home-realm discovery: the enabled connection for the address's domain, if exactly one."""
+    """Home-realm discovery: the enabled connection for the address's verified domain, if one."""
     domain = email_domain(email)
     if domain is None:
         return None
-    row = session.scalar(select(SsoEmailDomain).where(SsoEmailDomain.domain == domain))
+    row = verified_domain(session, domain)
     if row is None:
         return None
     stmt = select(SsoConnection).where(

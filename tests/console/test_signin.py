@@ -9,6 +9,7 @@ from scim_server.db import db
 from scim_server.services import console_access
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection, make_person
 
 
@@ -19,8 +20,7 @@ def _saml_connection(admin: Scim, client: FlaskClient, idp: FakeIdp) -> SamlConn
     )
     assert resp.status_code == 201, resp.get_json()
     conn = resp.get_json()
-    resp = admin.post("/api/v1/sso/domains", {"domain": "example.com", "connection_id": conn["id"]})
-    assert resp.status_code == 201, resp.get_json()
+    add_verified_domain(admin, "example.com", conn["id"])
     return SamlConnection(conn, client)
 
 

@@ -14,7 +14,9 @@ from scim_server.models import AuditEvent
 from sso.connections.models import SsoConnection
 from tests.sso.saml_idp import FakeIdp
 from tests.support import Scim
+from tests.support.admin_api import admin_of
 from tests.support.console import csrf_token, sign_in_console
+from tests.support.dns_server import LocalDns
 
 
 def _connections(app: Flask, org_id: str) -> list[SsoConnection]:
@@ -124,6 +126,45 @@ def test_jit_toggle_domains_and_test_connection(
     assert "sso.connection.test" in actions and "sso.domain.add" in actions
     client.post("/admin/sso/domains/acme-corp.test/delete", data={"csrf_token": token})
     assert "acme-corp.test" not in client.get("/admin/sso/").get_data(as_text=True)
+
+
+def test_domain_pending_then_verified(
+    app: Flask, client: FlaskClient, scim: Scim, other_scim: Scim, local_dns: LocalDns
+) -> None:
+    """A new domain shows Pending with the TXT record; Verify without it: 409 saying what to
+    publish; with it: Verified. Another organization holding it verified: the page says so."""
+    record = admin_of(other_scim).post("/api/v1/sso/domains", {"domain": "contoso.test"})
+    theirs = record.get_json()["verification"]["value"]  # another organization's claim
+    sign_in_console(app, client, scim, "security_admin")
+    token = csrf_token(client, "/admin/sso/")
+    client.post("/admin/sso/domains", data={"csrf_token": token, "domain": "contoso.test"})
+    page = client.get("/admin/sso/").get_data(as_text=True)
+    value = re.search(r'id="txt-value-1">(scim-server-verification=[\w-]+)<', page)
+    assert value and "Pending" in page
+    assert (
+        '<span class="value" id="txt-name-1">_scim-server-verification.contoso.test</span>' in page
+    )
+    assert 'data-copy="txt-value-1"' in page
+    verify = "/admin/sso/domains/contoso.test/verify"
+    resp = client.post(verify, data={"csrf_token": token})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 409 and 'role="alert"' in body
+    assert "_scim-server-verification.contoso.test does not exist in DNS yet" in body
+    local_dns.publish("_scim-server-verification.contoso.test", value.group(1))
+    resp = client.post(verify, data={"csrf_token": token})
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "contoso.test is verified" in page and "Pending" not in page
+    assert 'id="txt-value-1"' not in page and "Verify contoso.test" not in page
+    # The other organization's claim, its record published too: its Verify meets the holder.
+    local_dns.publish("_scim-server-verification.contoso.test", theirs)
+    theirs_client = app.test_client()
+    sign_in_console(app, theirs_client, other_scim, "security_admin")
+    token = csrf_token(theirs_client, "/admin/sso/")
+    resp = theirs_client.post(verify, data={"csrf_token": token})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 409 and "is verified by another organization" in body
+    assert "Pending" in body
 
 
 def test_certificate_expiring_within_90_days_is_warned(

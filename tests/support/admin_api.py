@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scim_server.db import db
+from scim_server.services.tokens import create_token
 from tests.support import ENTERPRISE, Scim
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
@@ -14,6 +15,13 @@ def ok(resp: Any, status: int = 200) -> Any:
     """The JSON body of a response that must have ``status``."""
     assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
     return resp.get_json()
+
+
+def admin_of(org: Scim) -> Scim:
+    """An admin API client of the organization ``org`` (its SCIM client), on the same client."""
+    with db.reader(org.client.application)() as s:
+        _token, secret = create_token(s, org.org_id, "admin", kind="admin")
+    return Scim(org.client, secret, org.org_id)
 
 
 def make_license(admin: Scim, name: str, seats: int | None = None, **extra: Any) -> dict[str, Any]:

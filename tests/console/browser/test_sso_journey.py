@@ -8,10 +8,11 @@ from xml.sax.saxutils import escape
 
 from playwright.sync_api import expect
 
-from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
 from tests.console.browser.people import console_person
 from tests.sso.saml_idp import Assertion, FakeIdp, encode, valid_response
 from tests.support.console import browser_sign_in
+from tests.support.dns_server import shared_dns
 from tests.support.sso import request_id_of
 
 
@@ -53,7 +54,8 @@ def _serve_test_idp(page: Any, live: LiveServer, idp: FakeIdp, sp: dict[str, str
 def test_connect_from_metadata_copy_values_and_test(
     page: Any, context: Any, live_server: LiveServer, tmp_path: Any
 ) -> None:
-    """Upload metadata → preview → create → copy the ACS URL → Test connection → the result."""
+    """Upload metadata → preview → create → copy the ACS URL → a domain, verified by its TXT
+    record → Test connection → the result."""
     org_id, user_id = console_person(live_server, "security_admin", "Acme Corp")
     browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
@@ -86,6 +88,22 @@ def test_connect_from_metadata_copy_values_and_test(
     page.get_by_label("Connection", exact=True).select_option(label="Entra ID")
     page.get_by_role("button", name="Add domain").click()
     expect(page.locator(".plain-list")).to_contain_text("example.com")
+    expect(page.locator(".domain-item")).to_contain_text("Pending")
+    # The TXT record to publish, copied as the admin would paste it into the DNS zone.
+    page.get_by_role("button", name="Copy the record value for example.com").click()
+    value = page.evaluate("navigator.clipboard.readText()")
+    assert value.startswith("scim-server-verification=")
+    dns = shared_dns()
+    dns.reset()  # nothing other tests of this process published
+    live_server.app.config["DNS_RESOLVERS"] = dns.resolvers
+    expect_refusal(page)  # 409: the record is not published yet
+    page.get_by_role("button", name="Verify example.com").click()
+    expect(page.get_by_role("alert")).to_contain_text("does not exist in DNS yet")
+    shoot(page, "sso-domain-pending")
+    dns.publish("_scim-server-verification.example.com", value)
+    page.get_by_role("button", name="Verify example.com").click()
+    expect(page.get_by_role("status")).to_contain_text("example.com is verified")
+    expect(page.locator(".domain-item")).to_contain_text("Verified")
     shoot(page, "sso-list")
     page.get_by_role("link", name="Entra ID").click()
 

@@ -10,6 +10,7 @@ from lxml import etree
 from scim_server.services.tokens import create_token
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection, assert_refused, events, make_person, read
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -184,9 +185,9 @@ def test_custom_acs_path_and_overlap(
 
 
 def test_email_domains(app: Flask, client: FlaskClient, admin: Scim, other_scim: Scim) -> None:
-    """Domains: normalised, unique across organizations, validated, removable."""
-    resp = admin.post("/api/v1/sso/domains", {"domain": "Example.COM."})
-    assert resp.status_code == 201 and resp.get_json()["domain"] == "example.com"
+    """Domains: normalised, verified by one organization only, validated, removable."""
+    assert add_verified_domain(admin, "Example.COM.")["domain"] == "example.com"
+    assert admin.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 409
     other = _admin_of(app, client, other_scim)
     assert other.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 409
     for bad in ("not a domain", "com", "*.example.com", "a..b", 42):
@@ -223,9 +224,12 @@ def test_sign_in_records_api(
 def test_delete_connection(admin: Scim, saml_connection: SamlConnection) -> None:
     """Deleting a connection keeps its domains (unrouted) and its ACS stops answering."""
     assert admin.delete(f"/api/v1/sso/connections/{saml_connection.id}").status_code == 204
-    assert admin.get("/api/v1/sso/domains").get_json()["domains"] == [
-        {"domain": "example.com", "connection_id": None}
-    ]
+    [domain] = admin.get("/api/v1/sso/domains").get_json()["domains"]
+    assert (domain["domain"], domain["connection_id"], domain["verified"]) == (
+        "example.com",
+        None,
+        True,
+    )
     resp = saml_connection.client.post(saml_connection.acs_path, data={"SAMLResponse": "x"})
     assert resp.status_code == 404
 

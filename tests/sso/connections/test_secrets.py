@@ -35,6 +35,7 @@ from tests.sso.oidc_op import provider as op_module
 from tests.sso.oidc_op.provider import CLIENT_ID, CLIENT_SECRET, LocalOP, running_op
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection, assert_refused, events, make_person, read
 
 FIRST = "first server secret"
@@ -76,7 +77,7 @@ def oidc_conn(
     app.config["BASE_URL"] = "http://127.0.0.1"
     conn = _create_oidc(admin, local_op.issuer)
     monkeypatch.setattr(op_module, "REDIRECT_URI", conn["redirect_uri"])
-    admin.post("/api/v1/sso/domains", {"domain": "example.com", "connection_id": conn["id"]})
+    add_verified_domain(admin, "example.com", conn["id"])
     return conn
 
 

@@ -18,6 +18,8 @@ from scim_server.services import passwords
 from sso.provider.clients import create_client
 from tests.sso.local.conftest import LOGIN
 from tests.support import Clock, Scim
+from tests.support.admin_api import admin_of
+from tests.support.dns_server import add_verified_domain
 from tests.support.local import (
     PASSWORD,
     form_post,
@@ -104,10 +106,23 @@ def test_domain_decides_the_organization(
     """With example.com registered to one organization, its account is the one: no ambiguity."""
     other = make_person(app, other_scim, LOGIN)
     give_password(app, other_scim.org_id, other)
-    assert admin.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 201
+    add_verified_domain(admin, "example.com")
     resp = sign_in(client, LOGIN)
     assert resp.status_code == 303
     assert sign_ins(app, scim.org_id)[-1].user_id == person
+
+
+def test_a_pending_claim_decides_nothing(
+    app: Flask, client: FlaskClient, scim: Scim, other_scim: Scim, person: str, admin: Scim
+) -> None:
+    """Another organization's unverified claim of example.com does not take the address: the
+    password sign-in still reaches the one account (the claimant's admin proved nothing)."""
+    attacker = admin_of(other_scim)
+    assert attacker.post("/api/v1/sso/domains", {"domain": "example.com"}).status_code == 201
+    resp = sign_in(client, LOGIN)
+    assert resp.status_code == 303
+    assert sign_ins(app, scim.org_id)[-1].user_id == person
+    assert sign_ins(app, other_scim.org_id) == []
 
 
 def test_sso_only_organization_refuses_passwords(

@@ -17,6 +17,7 @@ from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.console import sign_in_console
 from tests.support.credentials import set_settings
+from tests.support.dns_server import add_verified_domain
 from tests.support.local import give_password
 from tests.support.sso import SamlConnection, make_person
 
@@ -54,8 +55,7 @@ def saml_conn(admin: Scim, client: FlaskClient, idp: FakeIdp) -> SamlConnection:
     )
     assert resp.status_code == 201, resp.get_json()
     conn = resp.get_json()
-    resp = admin.post("/api/v1/sso/domains", {"domain": "example.com", "connection_id": conn["id"]})
-    assert resp.status_code == 201, resp.get_json()
+    add_verified_domain(admin, "example.com", conn["id"])
     return SamlConnection(conn, client)
 
 

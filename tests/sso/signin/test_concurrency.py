@@ -13,6 +13,7 @@ from scim_server.services.tokens import create_token
 from sso.connections.models import SsoIdentityLink
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection, make_person, sign_ins
 
 
@@ -28,7 +29,7 @@ def test_racing_replay_has_one_winner(live: Any) -> None:
         "/api/v1/sso/connections",
         {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
     ).get_json()
-    assert admin.post("/api/v1/sso/domains", {"domain": domain}).status_code == 201
+    add_verified_domain(admin, domain)
     make_person(app, scim, f"alice@{domain}")
     saml = SamlConnection(conn, app.test_client())
     response = valid_response(saml.assertion(None, name_id=f"alice@{domain}", attributes={}), idp)
@@ -65,7 +66,7 @@ def test_two_subjects_racing_for_one_account_have_one_winner(live: Any) -> None:
         "/api/v1/sso/connections",
         {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
     ).get_json()
-    assert admin.post("/api/v1/sso/domains", {"domain": domain}).status_code == 201
+    add_verified_domain(admin, domain)
     alice = make_person(app, scim, f"alice@{domain}")
     saml = SamlConnection(conn, app.test_client())
     responses = [

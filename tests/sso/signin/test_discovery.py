@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask.testing import FlaskClient
 
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection
 
 
@@ -78,7 +79,7 @@ def test_discovery_to_oidc_passes_login_hint(client: FlaskClient, admin: Scim) -
         "/api/v1/sso/connections",
         {"protocol": "oidc", "issuer": "https://login.acme.test", "client_id": "c"},
     ).get_json()
-    admin.post("/api/v1/sso/domains", {"domain": "acme.test"})
+    add_verified_domain(admin, "acme.test")
     resp = client.post("/sso/login", data={"email": "eve@acme.test"})
     url = urlsplit(resp.headers["Location"])
     assert url.path == f"/sso/oidc/{conn['id']}/start"
@@ -100,5 +101,5 @@ def test_disabled_or_ambiguous_connections_are_not_discovered(
     admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"enabled": True})
     admin.post("/api/v1/sso/connections", {"protocol": "saml", "name": "second"})
     admin.delete("/api/v1/sso/domains/example.com")
-    admin.post("/api/v1/sso/domains", {"domain": "example.com"})
+    add_verified_domain(admin, "example.com")
     assert client.post("/sso/login", data={"email": "a@example.com"}).status_code == 400
