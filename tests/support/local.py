@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from scim_server.models import MailOutbox, User
 from scim_server.services import passwords, totp
-from tests.support.sso import read
+from tests.support import Scim
+from tests.support.sso import make_person, read
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,6 +51,25 @@ def give_password(
             expires_at=expires_at,
             detail="set by the test",
         )
+
+
+def person_with_password(app: Flask, scim: Scim, login: str) -> str:
+    """A licensed person with the password ``PASSWORD``: their user id."""
+    user_id = make_person(app, scim, login)
+    give_password(app, scim.org_id, user_id)
+    return user_id
+
+
+def mail_bodies(app: Flask, org_id: str, kind: str) -> list[str]:
+    """The text bodies of the organization's queued mail of ``kind``."""
+    return [m.body_text or "" for m in mails(app, org_id, kind)]
+
+
+def forgot(client: FlaskClient, identifier: str, ip: str = "10.0.0.7", **kw: Any) -> Any:
+    """The forgot form's POST, from ``ip``."""
+    return client.post(
+        "/sso/forgot", data={"identifier": identifier}, environ_base={"REMOTE_ADDR": ip}, **kw
+    )
 
 
 def sign_in(

@@ -10,43 +10,20 @@ import re
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from scim_server.db import db
-from scim_server.models import MailOutbox
 from tests.support import Scim
 from tests.support.console import sign_in_as, sign_in_console
-from tests.support.local import give_password, sign_in, signed_in
-from tests.support.sso import make_person
+from tests.support.local import (
+    forgot,
+    give_password,
+    mail_bodies,
+    person_with_password,
+    sign_in,
+    signed_in,
+)
 
 LOGIN = "alice@example.com"
 NEW = "Saffron-glacier-window-64"
-
-
-def _person(app: Flask, scim: Scim) -> str:
-    """alice@example.com: licensed, with the password ``PASSWORD``."""
-    user_id = make_person(app, scim, LOGIN)
-    give_password(app, scim.org_id, user_id)
-    return user_id
-
-
-def _mail_bodies(app: Flask, org_id: str, kind: str) -> list[str]:
-    with db.reader(app)() as s:
-        return [
-            m.body_text or ""
-            for m in s.scalars(
-                select(MailOutbox).where(MailOutbox.org_id == org_id, MailOutbox.kind == kind)
-            )
-        ]
-
-
-def _forgot(client: FlaskClient, identifier: str, **kw: object) -> object:
-    return client.post(
-        "/sso/forgot",
-        data={"identifier": identifier},
-        environ_base={"REMOTE_ADDR": "10.0.0.7"},
-        **kw,
-    )
 
 
 def test_a_password_reset_ends_the_sessions_signed_in_with_the_old_password(
@@ -55,13 +32,13 @@ def test_a_password_reset_ends_the_sessions_signed_in_with_the_old_password(
     """Someone who learnt the password signs in; the owner notices and resets it by mail.
     The intruder's session no longer says who is signed in (``/sso/welcome``, the security
     page); the owner's sign-in with the new password does."""
-    _person(app, scim)
+    person_with_password(app, scim, LOGIN)
     intruder = app.test_client()
     assert sign_in(intruder, LOGIN).status_code == 303
     assert signed_in(intruder)
 
-    _forgot(client, LOGIN)
-    (body,) = _mail_bodies(app, scim.org_id, "reset_link")
+    forgot(client, LOGIN)
+    (body,) = mail_bodies(app, scim.org_id, "reset_link")
     token = re.search(r"/sso/reset/([A-Za-z0-9_\-]+)", body).group(1)  # type: ignore[union-attr]
     done = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
     assert done.status_code == 200
