@@ -316,3 +316,19 @@ def test_cli_verifies_by_dns(
         assert conn.execute(
             "SELECT actor_name, detail FROM audit_events WHERE action = ?", ("sso.domain.verify",)
         ).fetchone() == ("scim-server sso domain verify", "dns")
+
+
+def test_a_german_sharp_s_domain_is_not_the_same_as_its_ss_spelling(
+    app: Flask, client: FlaskClient, admin: Scim, other_scim: Scim
+) -> None:
+    """``straße.de`` is ``xn--strae-oqa.de`` under IDNA 2008 / UTS 46 non-transitional (what
+    browsers, mail (RFC 6531) and DENIC use; a domain of its own since 2010), not the
+    ``strasse.de`` of IDNA 2003: the holder of strasse.de neither blocks its owner's claim
+    nor routes its addresses."""
+    add_verified_domain(admin, "strasse.de")
+    other = admin_of(other_scim)
+    resp = other.post("/api/v1/sso/domains", {"domain": "straße.de"})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["domain"] == "xn--strae-oqa.de"
+    assert domains.email_domain("ann@straße.de") == "xn--strae-oqa.de"
+    assert domains.email_domain("ann@STRASSE.de") == "strasse.de"
