@@ -23,7 +23,7 @@ bp = Blueprint("access", __name__, url_prefix="/access")
 ROLE_HELP = {
     "org_admin": "Everything, including who may use the console",
     "user_manager": "Users, contacts, licenses, roles, rules",
-    "security_admin": "Single sign-on, SCIM tokens, policies, MFA resets",
+    "security_admin": "Single sign-on, policies, MFA resets, revoking tokens",
     "auditor": "Read-only: the log, reports, exports",
 }
 

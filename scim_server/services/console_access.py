@@ -35,11 +35,12 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "settings.read": frozenset({USER_MANAGER, SECURITY_ADMIN, AUDITOR}),
     "settings.write": frozenset({SECURITY_ADMIN}),
     "tokens.read": frozenset({SECURITY_ADMIN, AUDITOR}),
-    "tokens.write": frozenset({SECURITY_ADMIN}),
-    # An admin API token acts as the organization (every user's credentials, settings,
-    # rules) with no console role to limit it: made by an org_admin only, or a security
-    # admin would mint one and reset an org admin's password to their own address.
-    "tokens.admin": frozenset(),
+    "tokens.write": frozenset({SECURITY_ADMIN}),  # revoke (an incident: stop a leaked one)
+    # A token acts as the organization with no console role to limit it: an admin API
+    # token resets any account's password to any address, a SCIM token sets any account's
+    # password, e-mail or status (as its IdP). Made by an org_admin only, or a security
+    # admin would mint one and take over an org admin's account with it.
+    "tokens.create": frozenset(),
     "sso.read": frozenset({SECURITY_ADMIN, AUDITOR}),
     "sso.write": frozenset({SECURITY_ADMIN}),
     "rules.read": frozenset({USER_MANAGER, AUDITOR}),

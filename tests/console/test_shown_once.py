@@ -38,7 +38,7 @@ def test_a_new_scim_token_does_not_travel_readable_in_the_session_cookie(
     """Flask's session is a signed, not encrypted, cookie: a token (full provisioning
     rights over the organization) readable there would sit in proxies, logs and crash
     reports, and a saved copy of the cookie would show it again."""
-    sign_in_console(app, client, scim, "security_admin")
+    sign_in_console(app, client, scim, "org_admin")
     resp = client.post(
         "/admin/tokens/",
         data={"csrf_token": csrf_token(client), "name": "Entra prod", "kind": "scim"},
@@ -76,7 +76,7 @@ def test_a_sealed_secret_opens_only_for_the_console_user_it_was_made_for(
     app: Flask, client: FlaskClient, scim: Scim
 ) -> None:
     """The sealed value copied into another console user's session reads as absent."""
-    sign_in_console(app, client, scim, "security_admin", "first@example.com")
+    sign_in_console(app, client, scim, "org_admin", "first@example.com")
     resp = client.post(
         "/admin/tokens/",
         data={"csrf_token": csrf_token(client), "name": "Entra prod", "kind": "scim"},
@@ -84,7 +84,7 @@ def test_a_sealed_secret_opens_only_for_the_console_user_it_was_made_for(
     with client.session_transaction() as sess:
         sealed = sess["console_new_token"]
     other = app.test_client()
-    sign_in_console(app, other, scim, "security_admin", "second@example.com")
+    sign_in_console(app, other, scim, "org_admin", "second@example.com")
     with other.session_transaction() as sess:
         sess["console_new_token"] = sealed
     page = other.get("/admin/tokens/").get_data(as_text=True)

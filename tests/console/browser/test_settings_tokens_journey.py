@@ -1,5 +1,6 @@
 """Journeys: a security admin sets the username format (live preview) and a default group,
-and creates a SCIM token (shown once); an auditor finds no write action and is refused one (403)."""
+finds that tokens are an org admin's to make, and the org admin creates a SCIM token (shown
+once); an auditor finds no write action and is refused one (403)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,20 @@ def test_security_admin_settings_and_tokens(
     expect(default_groups.get_by_label("Head office")).not_to_be_checked()
 
     nav.get_by_role("link", name="SCIM tokens").click()
+    expect(page.get_by_role("button", name="Create token")).to_have_count(0)
+    expect(page.get_by_text("Tokens are made by an organization admin")).to_be_visible()
+    shoot(page, "tokens-security-admin")
+    nav.get_by_role("link", name="OIDC clients").click()
+    page.get_by_label("Name").fill("Field app")
+    page.get_by_label("Redirect URIs").fill("https://field.umbrella.example/callback")
+    page.get_by_role("button", name="Register client").click()
+    expect(page.locator("#new-client-secret")).to_be_visible()
+    shoot(page, "oidc-clients")
+
+    # The organization's admin makes the token.
+    context.clear_cookies()
+    browser_sign_in(live_server.app, context, live_server.url, org_id, _admin)
+    page.goto("/admin/tokens/")
     page.get_by_label("Name").fill("Okta production")
     page.get_by_role("button", name="Create token").click()
     expect(page.locator("#new-secret")).to_have_text(re.compile(r"^scim_"))
@@ -65,13 +80,6 @@ def test_security_admin_settings_and_tokens(
     page.reload()  # shown once: a reload shows the list without it, and creates nothing
     expect(page.locator("#new-secret")).to_have_count(0)
     expect(page.get_by_role("cell", name="Okta production", exact=True)).to_have_count(1)
-
-    nav.get_by_role("link", name="OIDC clients").click()
-    page.get_by_label("Name").fill("Field app")
-    page.get_by_label("Redirect URIs").fill("https://field.umbrella.example/callback")
-    page.get_by_role("button", name="Register client").click()
-    expect(page.locator("#new-client-secret")).to_be_visible()
-    shoot(page, "oidc-clients")
 
 
 def test_auditor_cannot_reach_a_write_action(
