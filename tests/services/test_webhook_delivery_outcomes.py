@@ -20,7 +20,12 @@ from scim_server.webhook_http import OutboundPolicy
 from tests.support import Clock
 from tests.support.admin_api import ok, person
 from tests.support.raw_http import raw_receiver
-from tests.support.webhooks import subscribe, webhook_receiver, webhook_worker
+from tests.support.webhooks import (
+    run_until_disabled,
+    subscribe,
+    webhook_receiver,
+    webhook_worker,
+)
 
 HOUR = 3600
 
@@ -177,12 +182,7 @@ def test_a_delivery_that_waited_gets_its_own_retries_after_re_enabling(app, scim
         )
         clock = Clock()
         worker = webhook_worker(app, clock)
-        hours = 0
-        while ok(admin.get(f"/api/v1/webhooks/{sub['id']}"))["enabled"]:
-            worker.send_webhooks()
-            clock.advance(HOUR)
-            hours += 1
-            assert hours < 80, "never disabled"
+        run_until_disabled(admin, worker, clock, sub["id"])
         first, second = sorted(_log(admin, sub["id"]), key=lambda e: e["id"])
         assert first["state"] == "failed"
         assert (second["state"], second["attempts"]) == ("pending", 0)  # never tried

@@ -103,3 +103,15 @@ def webhook_worker(app: Any, clock: Any = None, **kw: Any) -> Any:
     if clock is not None:
         kw["clock"] = clock
     return Worker(db.writer(app), outbound=OutboundPolicy(development=True), **kw)
+
+
+def run_until_disabled(admin: Any, worker: Any, clock: Any, subscription_id: str) -> int:
+    """Send and let an hour pass until the subscription disables itself: the hours it took
+    (at most 80: a receiver that never recovers is given up after the 3-day window)."""
+    hours = 0
+    while admin.get(f"/api/v1/webhooks/{subscription_id}").get_json()["enabled"]:
+        worker.send_webhooks()
+        clock.advance(3600)
+        hours += 1
+        assert hours < 80, "never disabled"
+    return hours
