@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -196,6 +197,11 @@ def test_one_account_gets_at_most_three_links_an_hour(app, scim, admin, client, 
 
 def test_one_address_is_limited_per_minute(app, scim, client, session):
     """More than five requests a minute from one address: 429 with Retry-After."""
+    # The count is kept per minute of the clock (ratelimit.count_request): eight requests
+    # straddling a minute's end would start a new count. Begin well inside a minute.
+    left = 60 - time.time() % 60
+    if left < 15:
+        time.sleep(left + 0.1)
     statuses = [_forgot(client, f"n{i}@example.com", ip="10.9.9.9").status_code for i in range(7)]
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
     resp = _forgot(client, "n@example.com", ip="10.9.9.9")
