@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 
+import idna
+
 
 def fold(value: str) -> str:
     """Case-insensitive comparison key: NFKC, case-folded, NFKC again.
@@ -69,3 +71,11 @@ def small_int(value: str, max_digits: int = 18) -> int | None:
     if 0 < len(value) <= max_digits and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+def ascii_host(name: str) -> str:
+    """A host name as DNS, browsers and mail write it: IDNA 2008 with UTS 46's
+    non-transitional mapping (``straße.de`` is ``xn--strae-oqa.de``; Python's own
+    ``"idna"`` codec, IDNA 2003, would write ``strasse.de``, another domain). Raises
+    ``idna.IDNAError`` (a ``UnicodeError``) for a name that has no such form."""
+    return idna.encode(name, uts46=True, transitional=False).decode("ascii")

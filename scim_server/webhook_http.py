@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from scim_server.text import ascii_host
+
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "scim-server-webhooks/1"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -134,7 +136,7 @@ def as_uri(url: str) -> str:
         userinfo, at, hostport = parts.netloc.rpartition("@")
         host, colon, port = hostport.partition(":")  # a non-ASCII host is no IPv6 literal
         if not host.isascii():
-            host = host.encode("idna").decode("ascii")
+            host = ascii_host(host)
         netloc = _percent_encode(userinfo) + at + host + colon + _percent_encode(port)
         return urlunsplit(
             (

@@ -18,7 +18,6 @@ import re
 import secrets
 from typing import Any
 
-import idna
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +31,7 @@ from scim_server.errors import (
     NotFoundError,
     UniquenessError,
 )
+from scim_server.text import ascii_host
 from sso.connections.models import SsoConnection, SsoEmailDomain
 from sso.connections.service import get_connection
 from sso.signin import txt_records
@@ -67,8 +67,7 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 def normalize_domain(value: Any) -> str:
     """Lower-case IDNA form of a domain; refuse anything that is not a plain host name.
 
-    IDNA 2008 with UTS 46's non-transitional mapping, as browsers and internationalised
-    mail resolve names: Python's own ``"idna"`` codec (IDNA 2003) writes ``straße.de`` as
+    ``text.ascii_host`` (IDNA 2008, UTS 46): with IDNA 2003 ``straße.de`` would be
     ``strasse.de``, another domain, whose holder would then have routed and allow-listed
     the addresses of one it never proved it owns (and refused its real owner)."""
     if not isinstance(value, str):
@@ -77,8 +76,8 @@ def normalize_domain(value: Any) -> str:
     if len(text) > 1000:
         raise InvalidValueError("domain is too long.")
     try:
-        text = idna.encode(text, uts46=True, transitional=False).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
+        text = ascii_host(text)
+    except UnicodeError:
         raise InvalidValueError(f"{value!r} is not a valid domain.") from None
     labels = text.split(".")
     if len(text) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
