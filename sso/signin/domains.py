@@ -223,13 +223,7 @@ def verify_domain(
 
 def verify_domain_without_dns(session: Session, org_id: str, domain: str) -> SsoEmailDomain:
     """The operator vouches for the organization's claim (no DNS record asked for)."""
-    name = normalize_domain(domain)
-    with session.begin():
-        row = _own(session, org_id, name)
-        if row.verified_at is not None:
-            return row
-        token = row.verification_token or ""
-    return _mark_verified(session, org_id, name, token, method="operator")
+    return _mark_verified(session, org_id, normalize_domain(domain), None, method="operator")
 
 
 def _own(session: Session, org_id: str, name: str) -> SsoEmailDomain:
@@ -248,14 +242,16 @@ def _taken_error(name: str) -> VerificationError:
 
 
 def _mark_verified(
-    session: Session, org_id: str, name: str, token: str, *, method: str
+    session: Session, org_id: str, name: str, token: str | None, *, method: str
 ) -> SsoEmailDomain:
+    """Mark the claim verified; ``token``: the one the DNS record carried (None: the
+    operator's word, no record)."""
     try:
         with session.begin():
             row = _own(session, org_id, name)
             if row.verified_at is not None:
                 return row
-            if row.verification_token != token:  # removed and claimed again meanwhile
+            if token is not None and row.verification_token != token:  # claimed again meanwhile
                 raise VerificationError(
                     f"The claim of {name!r} changed while it was being verified; verify again.",
                     "no_record",
@@ -281,10 +277,7 @@ def _mark_verified(
 def remove_domain(session: Session, org_id: str, domain: str) -> None:
     name = normalize_domain(domain)
     with session.begin():
-        row = session.get(SsoEmailDomain, (org_id, name))
-        if row is None:
-            raise NotFoundError(f"Domain {name!r} is not registered for this organization.")
-        session.delete(row)
+        session.delete(_own(session, org_id, name))
         record(
             session, org_id, "sso.domain.remove", resource_type="SsoEmailDomain", resource_id=name
         )
