@@ -39,6 +39,9 @@ class WebhookSubscription(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When it was created enabled or last enabled again (None: not since this was kept): a
+    # delivery's retry window starts no earlier (``services.webhook_delivery``).
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The last event position made into deliveries (``services.webhook_fanout``).
     fanned_position: Mapped[int] = mapped_column(Integer, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)

@@ -5,7 +5,8 @@ LOCKED`` on PostgreSQL), so two workers never send one delivery at once. A
 delivery is due only when no earlier delivery about the same resource, to the
 same subscription, is still open: deliveries go out in order per resource.
 A failure is retried with exponential backoff (``leases.backoff``) for up to
-``RETRY_WINDOW`` (3 days) from the delivery's first attempt, then given up: a
+``RETRY_WINDOW`` (3 days) from the delivery's first attempt, or from its
+subscription's last re-enabling (``enabled_at``) if later, then given up: a
 delivery that waited (behind an earlier one about its resource, or while its
 subscription was disabled) still has its own 3 days of retries. A subscription
 whose deliveries have failed without a success for that whole window is
@@ -293,7 +294,7 @@ def _record(
         return delivery.state if delivery is not None else "gone"
     answer, error = outcome.answer, outcome.error
     status = answer.status if answer is not None else None
-    first_attempt_at = _first_attempt_at(session, delivery.id) or now
+    window_start = _first_attempt_at(session, delivery.id) or now
     session.add(
         WebhookAttempt(
             delivery_id=delivery.id,
@@ -323,7 +324,10 @@ def _record(
         if sub is not None:
             sub.failing_since = None
         return delivery.state
-    if outcome.give_up or now - first_attempt_at >= RETRY_WINDOW:
+    if sub is not None and sub.enabled_at is not None:
+        # Enabled again since its first attempt: what it waited while off is not retrying.
+        window_start = max(window_start, sub.enabled_at)
+    if outcome.give_up or now - window_start >= RETRY_WINDOW:
         delivery.state = "failed"
     else:
         delivery.state = "pending"

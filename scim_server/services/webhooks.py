@@ -127,6 +127,7 @@ def create_subscription(
             url=check_url(fields["url"], policy),
             events=check_events(fields.get("events") or [ALL]),
             enabled=fields.get("enabled", True),
+            enabled_at=now if fields.get("enabled", True) else None,
             description=check_description(fields.get("description")),
             alert_email=check_alert_email(fields.get("alert_email")),
             secret=secret,
@@ -144,7 +145,7 @@ def update_subscription(
     session: Session, org_id: str, sub_id: str, fields: dict[str, Any], policy: OutboundPolicy
 ) -> WebhookSubscription:
     """Change URL, types, enabled, description or alert address; re-enabling starts the
-    failure clock afresh."""
+    failure clock afresh, and the retry window of deliveries that waited while it was off."""
     unknown = set(fields) - set(EDITABLE)
     if unknown:
         raise InvalidValueError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
@@ -165,11 +166,13 @@ def update_subscription(
         }
         for key, value in fields.items():
             setattr(sub, key, value)
+        now = utcnow()
         if changes.get("enabled", {}).get("after"):
             sub.failing_since = None
             sub.disabled_reason = None
+            sub.enabled_at = now
         if changes:
-            sub.updated_at = utcnow()
+            sub.updated_at = now
         record(session, org_id, "webhook.update", **_about(sub), changes=changes)
     return sub
 

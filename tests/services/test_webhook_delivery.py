@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from scim_server.db import db
+from scim_server.events.feed import iso
 from scim_server.models import AuditEvent, MailOutbox, WebhookAttempt, WebhookDelivery
+from scim_server.services import webhooks
 from tests.support import Clock, Scim
 from tests.support.admin_api import make_license, ok, person
 from tests.support.webhooks import (
@@ -152,6 +155,71 @@ def test_a_receiver_failing_for_three_days_is_disabled(app, scim, admin):
     assert worker.send_webhooks() == 0
     view = ok(admin.patch(f"/api/v1/webhooks/{sub['id']}", {"enabled": True}))
     assert view["disabled_reason"] is None and view["failing_since"] is None
+
+
+def test_re_enabling_gives_a_waiting_delivery_its_retry_window_again(app, scim, admin, monkeypatch):
+    """A delivery first tried before its subscription disabled itself, and older than 3 days
+    when it is enabled again, is retried for 3 days from the re-enabling, not failed at once."""
+    down = True
+    with webhook_receiver(lambda _r: 500 if down else 200) as receiver:
+        sub = subscribe(admin, receiver.url)
+        url = f"/api/v1/webhooks/{sub['id']}"
+        clock = Clock()
+        worker = webhook_worker(app, clock)
+        person(scim, "ann@example.com")
+        assert worker.send_webhooks() == 1
+        clock.advance(2 * HOUR)
+        bob = person(scim, "bob@example.com")  # first tried 2 hours after ann's
+        run_until_disabled(admin, worker, clock, sub["id"])
+        deliveries = ok(admin.get(f"{url}/deliveries"))["deliveries"]
+        assert [d["state"] for d in deliveries] == ["pending", "failed"]  # bob's, ann's
+        clock.advance(4 * 24 * HOUR)
+        # The admin API stamps the re-enabling with the worker's (the test's) clock.
+        monkeypatch.setattr(webhooks, "utcnow", clock)
+        view = ok(admin.patch(url, {"enabled": True}))
+        assert view["enabled"] is True and view["failing_since"] is None
+        tried = len(receiver.received)
+        for _ in range(2):
+            assert worker.send_webhooks() == 1
+            latest = ok(admin.get(f"{url}/deliveries"))["deliveries"][0]
+            assert latest["state"] == "pending"
+            clock.advance(HOUR)
+        assert len(receiver.received) == tried + 2
+        # Its failure clock started afresh at the re-enabling: not disabled again at once.
+        view = ok(admin.get(url))
+        assert view["enabled"] is True
+        assert view["failing_since"] == iso(clock.now - timedelta(hours=2))
+        down = False
+        assert worker.send_webhooks() == 1
+        arrived = receiver.verified(sub["secret"])
+    assert [p["data"]["resource"]["id"] for p in arrived] == [bob["id"]]
+    latest = ok(admin.get(f"{url}/deliveries"))["deliveries"][0]
+    assert latest["state"] == "delivered" and latest["attempts"] > 70
+    assert ok(admin.get(url))["failing_since"] is None
+
+
+def test_re_enabling_after_an_admin_disabled_retries_an_old_delivery(app, scim, admin, monkeypatch):
+    """Disabled by an admin after one failure, enabled 4 days later: retried, then delivered."""
+    down = True
+    with webhook_receiver(lambda _r: 503 if down else 200) as receiver:
+        sub = subscribe(admin, receiver.url)
+        url = f"/api/v1/webhooks/{sub['id']}"
+        clock = Clock()
+        worker = webhook_worker(app, clock)
+        person(scim, "ann@example.com")
+        assert worker.send_webhooks() == 1
+        ok(admin.patch(url, {"enabled": False}))
+        clock.advance(4 * 24 * HOUR)
+        assert worker.send_webhooks() == 0  # disabled: nothing goes
+        monkeypatch.setattr(webhooks, "utcnow", clock)
+        ok(admin.patch(url, {"enabled": True}))
+        assert worker.send_webhooks() == 1
+        assert ok(admin.get(f"{url}/deliveries"))["deliveries"][0]["state"] == "pending"
+        down = False
+        clock.advance(HOUR)
+        assert worker.send_webhooks() == 1
+    (delivery,) = ok(admin.get(f"{url}/deliveries"))["deliveries"]
+    assert delivery["state"] == "delivered" and delivery["attempts"] == 3
 
 
 def test_a_redirect_is_a_failure_not_followed(app, scim, admin):
