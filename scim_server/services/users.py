@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import mappings
 from scim_server.audit import record, recorder
 from scim_server.audit.diff import diff
 from scim_server.db import (
@@ -325,9 +326,7 @@ def insert_user(
     # Read once (cached per process): provisioning and the welcome both use it.
     config = checked.config
     joining = lock_defaults(session, org_id, config[0].default_groups) if default_groups else []
-    joins = [
-        {"id": g.id, "displayName": g.display_name, "externalId": g.external_id} for g in joining
-    ]
+    joins = _joins(joining)
     now = utcnow()
     stored = _stored_form(doc)
     # The new user, its values put in its dict at once (``from_row``): no instrumented
@@ -424,6 +423,46 @@ def insert_user(
     ):
         session.info[CREATED_INFO] = (org_id, user.id, user.version)
     return user
+
+
+def _joins(groups: Iterable[Group]) -> list[dict[str, Any]]:
+    """The default groups a new account joins, as its rules see them (``provision``)."""
+    return [
+        {"id": g.id, "displayName": g.display_name, "externalId": g.external_id} for g in groups
+    ]
+
+
+@dataclass(frozen=True)
+class NewUserRules:
+    """The rules as ``insert_user`` evaluates them for a new account, read once for a plan of
+    many creates (an import's preview): what the rules would give each, nothing locked or
+    written, so the plan and the create cannot disagree on what the rules see."""
+
+    settings: IdentitySettings
+    rules: Any  # validated rules, or None: no rules nor defaults apply
+    joins: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, session: Session, org_id: str, *, default_groups: bool) -> NewUserRules:
+        """``default_groups``: the creates join the settings' default groups (``insert_user``)."""
+        settings, rules = identity_config(session, org_id)
+        ids = list(settings.default_groups) if default_groups and rules is not None else []
+        found: Iterable[Group] = (
+            session.scalars(
+                select(Group).where(Group.org_id == org_id, Group.id.in_(ids)).order_by(Group.id)
+            )
+            if ids
+            else ()
+        )
+        return cls(settings, rules, _joins(found))
+
+    def resolve(self, doc: Doc) -> mappings.MappingResult | None:
+        """What the rules give a create of ``doc`` (``provision``: its stored form, the default
+        groups); None without rules."""
+        if self.rules is None:
+            return None
+        identity = mappings.ExternalIdentity.from_scim(_stored_form(doc), self.joins)
+        return mappings.resolve(identity, self.rules)
 
 
 def _about(user: Any) -> dict[str, Any]:

@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from scim_server.errors import DomainError, InvalidValueError
+from scim_server.models import License, User
 from scim_server.scim.patch import UserPatch
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
-from scim_server.services import console_access, table_stats, user_lookup, users
+from scim_server.services import console_access, licenses, table_stats, user_lookup, users
 from scim_server.text import fold
 from scim_server.user_import.sheets import Row
 
@@ -94,21 +95,22 @@ def _patch(user_id: str, body: dict[str, Any]) -> UserPatch:
     return UserPatch(user_id, operations)
 
 
-def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any], UserPatch | None]:
-    """The row's plan against the account that holds its userName now (None: a new user)."""
+def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any] | None, UserPatch | None]:
+    """The row's plan against the account that holds its userName now (None: a new user),
+    with the new user's document (a create) or the PATCH (an update)."""
     body = body_of(row.values)
     user_name = body["userName"]
     if existing is None:
-        parse_resource(USER, body, creating=True)
-        return Outcome(row.line, user_name, "create"), body, None
+        doc = parse_resource(USER, body, creating=True)
+        return Outcome(row.line, user_name, "create"), doc, None
     change = _patch(existing.id, body)
     current = dict(existing.data)
     new = change.apply(current)
     changed = sorted(k for k in body if k != "schemas" and new.get(k) != current.get(k))
     if not changed:
-        return Outcome(row.line, user_name, "unchanged", user_id=existing.id), body, None
+        return Outcome(row.line, user_name, "unchanged", user_id=existing.id), None, None
     reason = "changes " + ", ".join(k.rsplit(":", 1)[-1] for k in changed)
-    return Outcome(row.line, user_name, "update", reason, existing.id), body, change
+    return Outcome(row.line, user_name, "update", reason, existing.id), None, change
 
 
 # A console person importing may not change an account that holds console roles beyond
@@ -131,6 +133,49 @@ def _beyond(
     if actor_roles is None or not user_ids:
         return set()
     return console_access.beyond(session, org_id, actor_roles, user_ids)
+
+
+class _Seats:
+    """Strict seat mode: the seats the plan's creates would take, in file order, as the
+    import takes them, nothing written. A create the rules give a license with no seat left
+    is refused by the import (``licenses.assign``, strict), so the plan says so with the
+    same message; the rows before it took the seats. Each license is found and its seats
+    counted once, then kept up to date (``assign(seats=...)``, as ``rules apply`` does for a
+    batch): one query per license, whatever the number of rows. Not strict, a create
+    without a seat waits for one (the shortage): nothing to refuse, nothing evaluated."""
+
+    def __init__(self, session: Session, org_id: str) -> None:
+        self.session, self.org_id = session, org_id
+        self.rules = users.NewUserRules.read(session, org_id, default_groups=True)
+        self.strict = self.rules.settings.strict_seats and self.rules.rules is not None
+        self.found: dict[str, License | None] = {}
+        self.seats: dict[str, tuple[int | None, int]] = {}
+
+    def refusal(self, doc: dict[str, Any]) -> str | None:
+        """Why the import would refuse a create of ``doc`` for want of a seat; else None, the
+        seat taken for it."""
+        result = self.rules.resolve(doc) if self.strict else None
+        if result is None or not result.license:
+            return None
+        if result.license not in self.found:
+            self.found[result.license] = licenses.find_license(
+                self.session, self.org_id, result.license
+            )
+        lic = self.found[result.license]
+        if lic is None:
+            return None
+        if lic.id not in self.seats:  # counted without the lock ``assign`` takes: a plan
+            limit = lic.seat_limit
+            taken = licenses.used(self.session, self.org_id, lic.id) if limit is not None else 0
+            self.seats[lic.id] = (limit, taken)
+        try:
+            # The import's own check on a user never stored: the seat counts move, no row.
+            licenses.assign(
+                self.session, self.org_id, User(), lic, source="rule", strict=True, seats=self.seats
+            )
+        except licenses.SeatsExhaustedError as err:
+            return err.detail
+        return None
 
 
 def _repeats(rows: Iterable[Row]) -> Iterator[tuple[Row, Outcome | None]]:
@@ -160,6 +205,7 @@ def plan(
             session, org_id, (r.values.get("userName", "") for r in rows)
         )
         beyond = _beyond(session, org_id, actor_roles, [u.id for u in existing.values()])
+        seats = _Seats(session, org_id)
         out = []
         for row, repeated in _repeats(rows):
             if repeated is not None:
@@ -167,7 +213,11 @@ def plan(
                 continue
             known = existing.get(fold(row.values.get("userName", "")))
             try:
-                out.append(_guarded(_decide(row, known)[0], beyond))
+                outcome, doc, _change = _decide(row, known)
+                refused = seats.refusal(doc) if doc is not None else None
+                if refused is not None:
+                    outcome = Outcome(outcome.line, outcome.user_name, "error", refused)
+                out.append(_guarded(outcome, beyond))
             except DomainError as err:
                 out.append(Outcome(row.line, row.values.get("userName", ""), "error", err.detail))
         return out
@@ -183,15 +233,14 @@ def apply_row(
     user_name = row.values.get("userName", "")
     try:
         existing = user_lookup.by_user_names(session, org_id, [user_name]).get(fold(user_name))
-        outcome, body, change = _decide(row, existing)
+        outcome, doc, change = _decide(row, existing)
         updated = [outcome.user_id] if outcome.action == "update" and outcome.user_id else []
         beyond = _beyond(session, org_id, actor_roles, updated)
         session.rollback()  # the services below own their transactions
         guarded = _guarded(outcome, beyond)
         if guarded is not outcome:
             return guarded
-        if outcome.action == "create":
-            doc = parse_resource(USER, body, creating=True)
+        if outcome.action == "create" and doc is not None:
             user = users.create_user(session, org_id, doc, default_groups=True)
             return Outcome(row.line, user_name, "create", user_id=user.id)
         if change is not None and outcome.user_id is not None:
