@@ -13,7 +13,6 @@ shown to the person as a page. Every refusal is logged.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -30,6 +29,7 @@ from scim_server import request_inputs
 from scim_server.db import db
 from scim_server.models import User
 from scim_server.text import small_int
+from sso.extension import sso_extension
 from sso.provider.claims import (
     CLAIMS_SUPPORTED,
     INACTIVE,
@@ -123,6 +123,10 @@ def discovery() -> Response:
         code_challenge_methods_supported=["S256"],
         claims_supported=list(CLAIMS_SUPPORTED),
         prompt_values_supported=["none", "login"],
+        # OIDC Core §6: refused with request_not_supported / request_uri_not_supported
+        # (``server.NoRequestObjects``); request_uri_parameter_supported defaults to true.
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
     )
 
 
@@ -158,29 +162,64 @@ def _signed_in() -> SignedIn | None:
     return SignedIn(user, sso.auth_time, sso.amr)
 
 
+# What the sign-in this provider sends the person to satisfies (OIDC Core §3.1.2.1): a
+# fresh sign-in is prompt=login, and max_age=0 "is equivalent to prompt=login". Dropped
+# from the way back, or the request would send the person to the login again forever;
+# the id_token's auth_time still tells the client when that sign-in was.
+SATISFIED_BY_SIGN_IN = ("prompt", "max_age")
+
+
+def _params() -> Any:
+    """The request's parameters: the query of a GET, the form of a POST (OIDC Core §3.1.2.1;
+    a POST with a query string too is refused in ``authorize``). authlib reads the same
+    (``request.values``)."""
+    return request.values
+
+
+def _same_request(drop: tuple[str, ...] = ()) -> str:
+    """This authorization request as a GET path (relative: never another host)."""
+    args = [(k, v) for k, v in _params().items(multi=True) if k not in drop]
+    return request.path + ("?" + urlencode(args) if args else "")
+
+
 def _login_redirect() -> BaseResponse:
-    """To the SSO login, then back here; ``prompt=login`` is dropped so it cannot loop."""
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
-    back = request.path + ("?" + urlencode(args) if args else "")
+    """To the SSO login, then back here, without what that sign-in satisfies."""
+    back = _same_request(drop=SATISFIED_BY_SIGN_IN)
     return redirect(f"{LOGIN_PATH}?{urlencode({'next': back})}")
 
 
 def _too_old(signed_in: SignedIn) -> bool:
-    """OIDC Core §3.1.2.1 max_age: the sign-in is older than the client accepts."""
-    max_age = small_int(request.args.get("max_age", ""))
-    return max_age is not None and time.time() - signed_in.auth_time > max_age
+    """OIDC Core §3.1.2.1 max_age: the sign-in is older than the client accepts. auth_time
+    was written from the SSO clock (``sso.signin.session``): the same clock here."""
+    max_age = small_int(_params().get("max_age", ""))
+    now = sso_extension().clock().timestamp()
+    return max_age is not None and now - signed_in.auth_time > max_age
 
 
-@bp.get("/oauth/authorize")
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize() -> Any:
-    """RFC 6749 §4.1.1: validate, sign in through SSO if needed, check the person, issue a code."""
+    """RFC 6749 §4.1.1: validate, sign in through SSO if needed, check the person, issue a code.
+
+    OIDC Core §3.1.2.1: GET, or POST with the parameters as a form. A POST does nothing a
+    GET would not: the same checks, and the same request as a GET for the login.
+    """
+    if request.method == "POST" and request.args:
+        return _page(
+            400,
+            "Sign-in request refused",
+            "A POST carries the request's parameters in its body, not in the URL.",
+        )
+    signed_in = _signed_in()
+    if request.method == "POST" and signed_in is None:
+        # The session cookie is SameSite=Lax: a form POST from the client's site arrives
+        # without it. The same request as a GET (a navigation, which carries it) decides.
+        return redirect(_same_request(), 303)
     server = _server()
     writer = db.writing_session()
-    signed_in = _signed_in()
     try:
         grant = server.get_consent_grant(end_user=signed_in)
         if signed_in is not None and _too_old(signed_in) and grant.prompt != "login":
-            if "none" in request.args.get("prompt", "").split():
+            if "none" in _params().get("prompt", "").split():
                 raise LoginRequiredError(
                     description="The sign-in is older than max_age; prompt=none forbids a new one.",
                     redirect_uri=grant.redirect_uri,
@@ -224,7 +263,7 @@ def authorize() -> Any:
 
 def _to_client(err: OAuth2Error) -> Any:
     """The error, its description and the request's state, to the validated redirect_uri."""
-    err.state = request.args.get("state")
+    err.state = _params().get("state")
     code = err.error or ""
     if not err.description:
         err.description = INTERACTION_NEEDED.get(code, code.replace("_", " "))

@@ -17,7 +17,7 @@ import hmac
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from scim_server.db import Base, JSONDoc, UTCDateTime, utcnow
@@ -119,6 +119,9 @@ class OAuthCode(Base):
     auth_time: Mapped[int] = mapped_column(Integer)
     # RFC 8176 values of how the person signed in (``sso.signin.amr``); None: not known.
     amr: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
+    # The account's ``session_epoch`` at the sign-in: a password set or removed since ends
+    # the code with the session (``server.still_current``).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -164,6 +167,8 @@ class OAuthToken(Base):
     user_id: Mapped[str] = mapped_column(String(36))
     scope: Mapped[str] = mapped_column(Text)
     code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The ``session_epoch`` of the sign-in it came from (``server.still_current``).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

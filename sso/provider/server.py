@@ -6,6 +6,7 @@ state is shared between apps. Everything it remembers is in the database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,15 +14,18 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Request,
 )
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
 from authlib.oidc.core import UserInfo as UserInfoClaims
+from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from flask import Flask, current_app, g
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, update
@@ -47,6 +51,16 @@ class SignedIn:
     amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in (``sso.signin.amr``)
 
 
+def still_current(user: User | None, epoch: int) -> User | None:
+    """``user``, if it may still sign in and the sign-in session a code or token came from
+    was not ended since (``passwords.end_sessions``: a password set or removed moves the
+    epoch on). One rule for codes and tokens: a leaver's or an intruder's grant stops at
+    once, checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
+    if user is None or refusal_reason(user) is not None or user.session_epoch != epoch:
+        return None
+    return user
+
+
 def query_client(client_id: str) -> OAuthClient | None:
     client = db.session.get(OAuthClient, client_id)
     return client if client is not None and client.revoked_at is None else None
@@ -67,6 +81,8 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             user_id=user.id,
             scope=token.get("scope") or "",
             code_hash=code.code_hash if code is not None else None,
+            # authenticate_user checked the code's epoch is still the account's.
+            session_epoch=user.session_epoch,
             issued_at=now,
             expires_at=now + timedelta(seconds=int(token["expires_in"])),
         )
@@ -82,6 +98,68 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         user_name=user.user_name,
         detail=f"tokens issued to {client.name} (scope: {token.get('scope')})",
     )
+
+
+def repeated_parameter(request: OAuth2Request) -> str | None:
+    """The name of a parameter sent more than once (query and body together), or None."""
+    assert request.payload is not None  # authlib's Flask request always has one
+    return next((k for k, v in request.payload.datalist.items() if len(v) > 1), None)
+
+
+def _refuse_repeated(request: OAuth2Request) -> None:
+    """RFC 6749 §3.1 / §3.2: no parameter more than once, at either endpoint; §5.2
+    invalid_request. The name is only echoed when it is a plain one (error_description
+    is printable ASCII)."""
+    name = repeated_parameter(request)
+    if name is None:
+        return
+    shown = f" {name!r}" if name.isascii() and name.isidentifier() and len(name) <= 40 else ""
+    raise InvalidRequestError(f"Parameter{shown} repeated: each may be sent once.")
+
+
+def authenticate_client_basic(
+    query_client: Callable[[str], OAuthClient | None], request: OAuth2Request
+) -> OAuthClient | None:
+    """``client_secret_basic`` (RFC 6749 §2.3.1) as authlib's, except that credentials that
+    are not base64 of UTF-8 text are §5.2's 401 invalid_client: authlib let the decoding
+    error through (a 500)."""
+    try:
+        # The stubs want a dict; authlib only calls .get("Authorization") on it.
+        client_id, secret = extract_basic_authorization(request.headers)  # type: ignore[arg-type]
+    except ValueError:  # UnicodeDecodeError; b64decode of a str that is not ASCII
+        raise InvalidClientError(
+            status_code=401, description="The Basic credentials are not base64 of UTF-8 text."
+        ) from None
+    if not client_id or not secret:
+        return None
+    client = query_client(client_id)
+    if client is None:
+        raise InvalidClientError(
+            status_code=401, description="The client does not exist on this server."
+        )
+    return client if client.check_client_secret(secret) else None
+
+
+def _uses_basic(request: OAuth2Request) -> bool:
+    scheme = ((request.headers or {}).get("Authorization") or "").split(None, 1)
+    return bool(scheme) and scheme[0].lower() == "basic"
+
+
+class NoRequestObjects:
+    """OIDC Core §6.1 / §6.2: ``request`` and ``request_uri`` are not supported, and a
+    request carrying one is refused (to the client: the redirect_uri is known good by
+    then), never answered from the outer parameters alone."""
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.refuse)
+
+    @staticmethod
+    def refuse(grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if "request" in data:
+            raise RequestNotSupportedError(description="Request objects are not supported.")
+        if "request_uri" in data:
+            raise RequestURINotSupportedError(description="request_uri is not supported.")
 
 
 def signer() -> RSAKey:
@@ -115,6 +193,23 @@ class CodeGrant(AuthorizationCodeGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
+    @staticmethod
+    def validate_no_multiple_request_parameter(request: OAuth2Request) -> None:
+        # authlib checks five parameters; a second max_age or nonce is as ambiguous.
+        _refuse_repeated(request)
+
+    def validate_token_request(self) -> None:
+        """RFC 6749 §3.2 and §2.3 before authlib's checks: no repeated parameter, and one
+        client authentication method (HTTP Basic and a client_secret in the body are two;
+        §5.2 invalid_request). A client_id in the body beside Basic is no second method."""
+        _refuse_repeated(self.request)
+        assert self.request.payload is not None  # authlib's Flask request always has one
+        if _uses_basic(self.request) and "client_secret" in self.request.payload.data:
+            raise InvalidRequestError(
+                "Use one client authentication method: HTTP Basic or client_secret, not both."
+            )
+        super().validate_token_request()
+
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         signed_in, client, payload = request.user, request.client, request.payload
         # authorize() passes the SignedIn as grant_user; authlib checked the client and payload.
@@ -135,6 +230,9 @@ class CodeGrant(AuthorizationCodeGrant):
                 code_challenge_method="S256",
                 auth_time=signed_in.auth_time,
                 amr=list(signed_in.amr) or None,
+                # The session's (``_signed_in`` checked it is the account's): a password set
+                # or removed before redemption ends the code with the session.
+                session_epoch=user.session_epoch,
                 expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
                 created_at=now,
             )
@@ -172,9 +270,9 @@ class CodeGrant(AuthorizationCodeGrant):
             raise InvalidGrantError("The authorization code was already used.")
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
-        # The person may have been deactivated since the code was issued.
+        # The person may have been deactivated, or the session ended, since the code was issued.
         user = db.session.get(User, (authorization_code.org_id, authorization_code.user_id))
-        return user if user is not None and refusal_reason(user) is None else None
+        return still_current(user, authorization_code.session_epoch)
 
 
 def _revoke_reused(row: OAuthCode) -> None:
@@ -235,17 +333,16 @@ class OpenIDCodeExtension(OpenIDCode):
 
 
 class BearerValidator(BearerTokenValidator):
-    """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed."""
+    """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed
+    and its sign-in session not ended by a password set or removed."""
 
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
         row = db.session.get(OAuthToken, secret_hash(token_string))
         if row is None or query_client(row.client_id) is None:
             return None
         user = db.session.get(User, (row.org_id, row.user_id))
-        # A leaver's token stops working the moment the account is deactivated.
-        if user is None or refusal_reason(user) is not None:
-            return None
-        return row
+        # A leaver's token, or an intruder's after the owner's reset, stops working at once.
+        return row if still_current(user, row.session_epoch) is not None else None
 
 
 class UserInfo(UserInfoEndpoint):
@@ -266,7 +363,10 @@ def build_server(app: Flask) -> AuthorizationServer:
     )
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
-    server.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenIDCodeExtension()])
+    server.register_client_auth_method("client_secret_basic", authenticate_client_basic)
+    server.register_grant(
+        CodeGrant, [NoRequestObjects(), S256CodeChallenge(required=True), OpenIDCodeExtension()]
+    )
     protector = ResourceProtector()
     protector.register_token_validator(BearerValidator())
     # The stubs do not declare UserInfoEndpoint an Endpoint; authlib registers it by ENDPOINT_NAME.

@@ -16,18 +16,22 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select, update
+from werkzeug.datastructures import MultiDict
 
 from scim_server.db import db, utcnow
 from scim_server.models import AuditEvent, User
 from scim_server.services.licenses import assign, create_license
 from scim_server.services.lifecycle import LOCKED_BY_ADMIN
 from scim_server.services.roles import create_role, set_source_roles
+from sso.extension import sso_extension
 from sso.provider.clients import create_client
 from sso.provider.keys import encryption_secret, rotate
 from sso.provider.models import OAuthCode, OAuthToken
 from sso.signin.session import current_session, end_session, start_session
 from tests.support import Scim, make_org
 from tests.support.console import session_epoch
+from tests.support.local import give_password, person_with_password
+from tests.support.local import sign_in as password_sign_in
 
 REDIRECT = "https://product.example.com/callback"
 ISSUER = "http://localhost"
@@ -206,6 +210,9 @@ def test_discovery_document(client: FlaskClient) -> None:
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert {"org_id", "contact_id", "license", "roles"} <= set(doc["claims_supported"])
+    # OIDC Discovery §3: both default to true (request_uri) or mean "refused" when false.
+    assert doc["request_parameter_supported"] is False
+    assert doc["request_uri_parameter_supported"] is False
 
 
 def test_base_url_is_the_issuer(app: Flask, client: FlaskClient) -> None:
@@ -711,3 +718,299 @@ def test_provider_max_age_that_is_not_a_number_is_no_500(
     _, challenge = pkce()
     resp = authorize(client, product[0], challenge, max_age=max_age)
     assert resp.status_code < 500, resp.get_data(as_text=True)[:500]
+
+
+# -- max_age and a fresh sign-in ----------------------------------------------------------------
+
+
+def test_max_age_zero_gives_a_code_after_the_fresh_sign_in_it_asked_for(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str]
+) -> None:
+    """OIDC Core §3.1.2.1: max_age=0 is prompt=login: after the fresh sign-in it sends the
+    person to, the client gets its code (the max_age was compared again with a sign-in a
+    fraction of a second old, and the browser went back to the login page forever)."""
+    person_with_password(app, scim, "alice@example.com")
+    _, challenge = pkce()
+    resp = authorize(client, product[0], challenge, max_age="0")
+    assert urlsplit(resp.headers["Location"]).path == "/sso/login"
+    next_path = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    assert "max_age" not in parse_qs(urlsplit(next_path).query)
+    client.post("/sso/login", data={"email": "alice@example.com", "next": next_path})
+    signed = password_sign_in(client, "alice@example.com", next_path=next_path)
+    assert signed.status_code == 303 and signed.headers["Location"] == next_path
+    back = client.get(next_path)
+    assert back.status_code == 302
+    assert back.headers["Location"].startswith(REDIRECT + "?"), back.headers["Location"][:120]
+    assert "code" in parse_qs(urlsplit(back.headers["Location"]).query)
+
+
+def test_max_age_is_measured_on_the_sign_in_clock(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auth_time is written from the SSO clock (``sso_extension().clock``): max_age reads
+    the same clock, not the machine's."""
+    sign_in(app, client, scim.org_id, person["id"])
+    monkeypatch.setattr(sso_extension(app), "clock", lambda: utcnow() + timedelta(seconds=600))
+    resp = authorize(client, product[0], pkce()[1], max_age="300")
+    assert urlsplit(resp.headers["Location"]).path == "/sso/login"
+
+
+# -- what a password reset ends -------------------------------------------------------------------
+
+NEW_PASSWORD = "A brand new passphrase 42!"
+
+
+def _reset_password(scim: Scim, user_id: str) -> None:
+    """The IdP sets a new password over SCIM (README: this ends every sign-in session)."""
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user_id}", {"op": "replace", "path": "password", "value": NEW_PASSWORD}
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_code_issued_in_a_session_a_password_reset_ended_cannot_be_redeemed(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """README "Sessions end with the password": an intruder's session got a code just before
+    the owner's reset; after the reset the code is invalid_grant (it gave fresh tokens)."""
+    give_password(app, scim.org_id, person["id"], "The leaked passphrase 1!")
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    _reset_password(scim, person["id"])
+    # The session itself is over: a new authorize goes to the login.
+    assert urlsplit(authorize(client, product[0], pkce()[1]).headers["Location"]).path == (
+        "/sso/login"
+    )
+    resp = exchange(client, product, code, verifier)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_access_token_issued_before_a_password_reset_stops_working(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """The access token of that session stops at once, as a deactivation stops it (userinfo
+    answered it for up to SCIM_OAUTH_ACCESS_TOKEN_SECONDS); a sign-in after the reset
+    gets a token that works."""
+    give_password(app, scim.org_id, person["id"], "The leaked passphrase 1!")
+    body = login_flow(app, client, product, person)
+    assert userinfo(client, body["access_token"]).status_code == 200
+    _reset_password(scim, person["id"])
+    assert userinfo(client, body["access_token"]).status_code == 401
+    again = login_flow(app, client, product, person)
+    assert userinfo(client, again["access_token"]).status_code == 200
+
+
+# -- RFC 6749 §5.2 at the token endpoint -----------------------------------------------------------
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param(
+            {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"\xff\xfe:secret").decode()},
+            id="base64-of-invalid-utf8",
+        ),
+        pytest.param({"HTTP_AUTHORIZATION": "Basic \xff\xfe"}, id="non-ascii-credentials"),
+    ],
+)
+def test_token_endpoint_basic_credentials_that_are_not_text_are_invalid_client(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    environ: dict[str, str],
+) -> None:
+    """RFC 6749 §5.2: Basic credentials that cannot be read are 401 invalid_client, a JSON
+    body, Cache-Control: no-store and WWW-Authenticate (they were a 500)."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # what production does with an exception
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    resp = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        environ_base=environ,
+    )
+    assert resp.status_code == 401, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["error"] == "invalid_client"
+    assert resp.headers.get("Cache-Control") == "no-store"
+    assert resp.headers["WWW-Authenticate"].startswith("Basic ")
+    assert [c.used_at for c in codes(app)] == [None]
+
+
+def test_token_request_with_a_repeated_parameter_is_invalid_request(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6749 §3.2: no parameter more than once; §5.2: invalid_request (the first of two
+    code_verifier values was used)."""
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    data = MultiDict(
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+            ("code_verifier", pkce()[0]),
+        ]
+    )
+    resp = client.post("/oauth/token", data=data, headers=_basic(*product))
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["error"] == "invalid_request"
+    assert resp.headers.get("Cache-Control") == "no-store"
+    assert [c.used_at for c in codes(app)] == [None]
+
+
+def test_token_request_with_two_client_authentication_methods_is_invalid_request(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6749 §2.3: one authentication method per request; §5.2: "multiple credentials"
+    is invalid_request (Basic and client_secret in the body together got tokens)."""
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    resp = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            "client_id": product[0],
+            "client_secret": product[1],
+        },
+        headers=_basic(*product),
+    )
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["error"] == "invalid_request"
+    # Basic with the client_id in the body as well is one method (authlib's clients send it).
+    resp = exchange(client, product, code, verifier, client_id=product[0])
+    assert resp.status_code == 200, resp.get_json()
+
+
+# -- OIDC Core at the authorization endpoint ---------------------------------------------------------
+
+
+def _authorize_form(client_id: str, challenge: str, **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid",
+        "state": "st-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+
+
+def test_authorization_endpoint_accepts_post(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """OIDC Core §3.1.2.1: GET and POST (form-serialized parameters) at the authorization
+    endpoint (POST was a 405). A POST's refusals go to the client like a GET's."""
+    sign_in(app, client, scim.org_id, person["id"])
+    resp = client.post("/oauth/authorize", data=_authorize_form(product[0], pkce()[1]))
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:200]
+    assert "code" in parse_qs(urlsplit(resp.headers["Location"]).query)
+    refused = client.post(
+        "/oauth/authorize", data=_authorize_form(product[0], pkce()[1], code_challenge_method="")
+    )
+    assert error_from(refused)["error"] == "invalid_request"
+
+
+def test_authorization_post_without_a_session_becomes_the_same_get(
+    client: FlaskClient, product: tuple[str, str]
+) -> None:
+    """The session cookie is SameSite=Lax: a form POST from the product's site comes without
+    it. The same parameters as a GET (a navigation, which carries it) decide, so a POST
+    does nothing a GET would not."""
+    form = _authorize_form(product[0], pkce()[1], prompt="none")
+    resp = client.post("/oauth/authorize", data=form)
+    assert resp.status_code == 303
+    location = urlsplit(resp.headers["Location"])
+    assert location.path == "/oauth/authorize" and not location.netloc
+    assert {k: v[0] for k, v in parse_qs(location.query).items()} == form
+    assert error_from(client.get(resp.headers["Location"]))["error"] == "login_required"
+
+
+def test_authorization_post_with_a_query_string_is_refused(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """A POST's parameters are its form (OIDC Core §3.1.2.1); parameters in its URL as well
+    would be read from two places: a page, no code."""
+    sign_in(app, client, scim.org_id, person["id"])
+    resp = client.post(
+        "/oauth/authorize?scope=openid+email", data=_authorize_form(product[0], pkce()[1])
+    )
+    assert resp.status_code == 400 and "Location" not in resp.headers
+    assert codes(app) == []
+
+
+def test_authorization_request_with_a_repeated_parameter_is_refused(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6749 §3.1: no parameter more than once, whichever it is (authlib checks five):
+    a second max_age or nonce is refused, not one of them picked."""
+    sign_in(app, client, scim.org_id, person["id"])
+    args = MultiDict(_authorize_form(product[0], pkce()[1]))
+    args.add("max_age", "0")
+    args.add("max_age", "3600")
+    resp = client.get("/oauth/authorize", query_string=args)
+    assert resp.status_code == 400 and "Location" not in resp.headers
+    assert codes(app) == []
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "error"),
+    [
+        pytest.param(
+            "request",
+            "eyJhbGciOiJub25lIn0.eyJtYXhfYWdlIjowfQ.",
+            "request_not_supported",
+            id="request",
+        ),
+        pytest.param(
+            "request_uri", "https://product.example.com/r/1", "request_uri_not_supported", id="uri"
+        ),
+    ],
+)
+@pytest.mark.parametrize("signed_in", [True, False], ids=["session", "no-session"])
+def test_unsupported_request_object_is_refused_not_ignored(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    param: str,
+    value: str,
+    error: str,
+    signed_in: bool,
+) -> None:
+    """OIDC Core §6.1 / §6.2: an OP that does not support ``request`` (``request_uri``) "MUST
+    return the request_not_supported (request_uri_not_supported) error", to the client
+    with its state, before any sign-in (a code was issued from the outer parameters alone,
+    dropping whatever the request object said)."""
+    if signed_in:
+        sign_in(app, client, scim.org_id, person["id"])
+    resp = authorize(client, product[0], pkce()[1], **{param: value})
+    assert error_from(resp)["error"] == error
+    assert codes(app) == []
