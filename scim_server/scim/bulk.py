@@ -25,6 +25,7 @@ from scim_server.scim.body import json_body
 from scim_server.scim.errors import ScimError, error_body
 from scim_server.scim.render import scim_response
 from scim_server.scim.schema import BULK_REQUEST, BULK_RESPONSE
+from scim_server.urls import scim_root
 
 BULK_REF = re.compile(r"bulkId:([A-Za-z0-9._~-]{1,100})")
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -114,11 +115,25 @@ def _substitute(value: Any, created: dict[str, str]) -> Any:
     return json.loads(text)
 
 
+def _resolved_path(op: Operation, created: dict[str, str]) -> str:
+    return BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), op.path)
+
+
+def _location(op: Operation, path: str) -> str | None:
+    """RFC 7644 §3.7: the resource's location is "REQUIRED in a response, except in the
+    event of a POST failure" (a POST that succeeded answers its own). None for a POST, or
+    for a path whose bulkId names nothing created."""
+    if op.method == "POST" or BULK_REF.search(path):
+        return None
+    return f"{scim_root()}{path}"
+
+
 def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
+    path = _resolved_path(op, created)
     if op.version is not None and any(c in op.version for c in "\r\n\x00"):
         # It becomes the operation's If-Match header, which cannot hold a line break.
-        return _refused(op, 400, "The operation's version is not an ETag.", "invalidValue")
-    path = BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), op.path)
+        detail = "The operation's version is not an ETag."
+        return _refused(op, 400, detail, "invalidValue", _location(op, path))
     headers = [("Authorization", request.headers.get("Authorization", ""))]
     if op.version:
         headers.append(("If-Match", op.version))
@@ -140,14 +155,14 @@ def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
     body = resp.get_json(silent=True) if resp.data else None
     if resp.status_code < 400:
         location = resp.headers.get("Location") or (body or {}).get("meta", {}).get("location")
-        if location is None and op.method != "DELETE":
-            location = f"{request.host_url.rstrip('/')}/scim/v2{path}"
-        if location:
-            result["location"] = location
+        location = location or _location(op, path)
         if op.method == "POST" and body and op.bulk_id:
             created[op.bulk_id] = body["id"]
     else:
+        location = _location(op, path)
         result["response"] = body
+    if location:
+        result["location"] = location
     return result
 
 
@@ -179,7 +194,9 @@ def run_bulk(ops: list[Operation], fail_on_errors: int | None) -> dict[str, Any]
     while ready:
         _index, op = heapq.heappop(ready)
         unresolved = op.refs - created.keys()
-        results[op.index] = _unresolved(op, unresolved) if unresolved else _dispatch(op, created)
+        results[op.index] = (
+            _unresolved(op, unresolved, created) if unresolved else _dispatch(op, created)
+        )
         if int(results[op.index]["status"]) >= 400:
             errors += 1
             if fail_on_errors is not None and errors >= fail_on_errors:
@@ -194,21 +211,23 @@ def run_bulk(ops: list[Operation], fail_on_errors: int | None) -> dict[str, Any]
         # RFC 7644 §3.7.1: what never became ready waits on itself (a cycle).
         for op in ops:
             if op.index not in results:
-                results[op.index] = _unresolved(op, op.refs - created.keys())
+                results[op.index] = _unresolved(op, op.refs - created.keys(), created)
     return {
         "schemas": [BULK_RESPONSE],
         "Operations": [results[i] for i in sorted(results)],
     }
 
 
-def _unresolved(op: Operation, refs: set[str]) -> dict[str, Any]:
+def _unresolved(op: Operation, refs: set[str], created: dict[str, str]) -> dict[str, Any]:
     detail = (
         f"bulkId reference(s) {sorted(refs)} could not be resolved (unknown, failed or circular)."
     )
-    return _refused(op, 409, detail, "invalidValue")
+    return _refused(op, 409, detail, "invalidValue", _location(op, _resolved_path(op, created)))
 
 
-def _refused(op: Operation, status: int, detail: str, scim_type: str) -> dict[str, Any]:
+def _refused(
+    op: Operation, status: int, detail: str, scim_type: str, location: str | None
+) -> dict[str, Any]:
     """An operation's result refused before it ran: its SCIM error."""
     result: dict[str, Any] = {
         "method": op.method,
@@ -217,6 +236,8 @@ def _refused(op: Operation, status: int, detail: str, scim_type: str) -> dict[st
     }
     if op.bulk_id:
         result["bulkId"] = op.bulk_id
+    if location:
+        result["location"] = location
     return result
 
 

@@ -193,16 +193,37 @@ class FilterCompiler:
     With ``binds`` (a shape's translation, ``scim.filter_cache``), the AST's ``Slot``
     literals become bound parameters, each noted in ``binds`` by name; ``org_id`` is then
     a bound parameter too.
+
+    ``others``: the other resource types a search at the root covers (RFC 7644 §3.4.3); an
+    attribute of one of them that ``rt`` does not have reads as unassigned (``absent``),
+    where it would otherwise be an unknown attribute.
     """
 
     def __init__(
-        self, rt: ResourceType, org_id: Any, *, binds: dict[str, Bind] | None = None
+        self,
+        rt: ResourceType,
+        org_id: Any,
+        *,
+        binds: dict[str, Bind] | None = None,
+        others: tuple[ResourceType, ...] = (),
     ) -> None:
         self.rt = rt
         self.org_id = org_id
         self.model: Any = User if rt is USER else Group
         self._aliases: dict[Any, int] = {}
         self.binds = binds
+        self.others = others
+
+    def absent(self, path: AttrPath) -> bool:
+        """Whether ``path`` names an attribute of another searched type only: RFC 7644
+        §3.4.2.1, "for filtered attributes that are not part of a particular resource type,
+        the service provider SHALL treat the attribute as if there is no attribute value".
+        That type, which has it, checks the rest (sub-attribute, operator, value)."""
+        return (
+            bool(self.others)
+            and self.rt.find(path.uri, path.attr) is None
+            and any(other.find(path.uri, path.attr) is not None for other in self.others)
+        )
 
     def value(self, literal: Any, op: str, make: Any = None, tag: str = "v") -> Any:
         """``make(literal)`` (the literal itself without ``make``) to compare with; for a
@@ -253,11 +274,14 @@ class FilterCompiler:
         if isinstance(expr, Not):
             return not_(self.compile(expr.expr))
         if isinstance(expr, ValuePath):
-            return self.value_path(expr)
+            # No value of an absent attribute matches a value filter.
+            return false() if self.absent(expr.path) else self.value_path(expr)
         if isinstance(expr, Present | Compare):
-            leaf = self.resolve(expr.path)
             op = "pr" if isinstance(expr, Present) else expr.op
             value = None if isinstance(expr, Present) else expr.value
+            if self.absent(expr.path):
+                return _unassigned(op, value)
+            leaf = self.resolve(expr.path)
             return self.leaf(leaf, op, value)
         raise InvalidFilterError("Unsupported filter expression.")
 
@@ -542,6 +566,13 @@ def _pick_driver(conjuncts: list[Expr]) -> int | None:
     return min(ranked)[1] if ranked else None
 
 
+def _unassigned(op: str, value: Any) -> ColumnElement[bool]:
+    """A comparison with an attribute without a value, as ``leaf`` reads one: ``pr`` is
+    false, ``eq null`` true (not present), ``ne`` true (no value equals it), the rest false."""
+    holds = (op == "eq" and value is None) or (op == "ne" and value is not None)
+    return true() if holds else false()
+
+
 def _conjuncts(expr: Expr) -> list[Expr]:
     if isinstance(expr, And):
         return _conjuncts(expr.left) + _conjuncts(expr.right)
@@ -567,9 +598,14 @@ def _matches_text(actual: str, op: str, value: str) -> bool:
     }[op]
 
 
-def sort_expression(rt: ResourceType, org_id: str, path: AttrPath) -> Any:
-    """The ORDER BY expression for ``sortBy`` (RFC 7644 §3.4.2.3)."""
-    compiler = FilterCompiler(rt, org_id)
+def sort_expression(
+    rt: ResourceType, org_id: str, path: AttrPath, others: tuple[ResourceType, ...] = ()
+) -> Any:
+    """The ORDER BY expression for ``sortBy`` (RFC 7644 §3.4.2.3); None for an attribute of
+    one of ``others`` only (``FilterCompiler.absent``): no resource of ``rt`` has a value."""
+    compiler = FilterCompiler(rt, org_id, others=others)
+    if compiler.absent(path):
+        return None
     leaf = compiler.resolve(path)
     m = compiler.model
     if leaf.sub is None and leaf.attr.type == "complex":

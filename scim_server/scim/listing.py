@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, g
+from sqlalchemy import func, null, select
 
 from scim_server.db import db
 from scim_server.errors import InvalidFilterError
+from scim_server.models import Group, User
 from scim_server.scim.filter_ast import AttrPath, PathError
 from scim_server.scim.filter_cache import FilterCache, FilterTemplate
 from scim_server.scim.filter_parser import parse_filter, parse_path
@@ -74,18 +76,34 @@ def _prepared(rt: ResourceType, query: ListQuery) -> tuple[FilterTemplate, list[
     return filter_shapes().lookup(rt, query.filter)
 
 
-def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
+def _order(key: Any, model: Any, query: ListQuery) -> list[Any]:
+    """ORDER BY ``key`` (``sort_expression``; None: the default order), then created, id."""
+    order: list[Any] = []
+    if key is not None:
+        # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
+        order.append(key.desc().nulls_first() if query.descending else key.asc().nulls_last())
+    return [*order, model.created_at, model.id]
+
+
+def run_query(
+    rt: ResourceType, query: ListQuery, *, across: tuple[ResourceType, ...] = ()
+) -> tuple[int, list[Any]]:
     """(totalResults, rendered page) for one resource type: each resource a dict, or JSON
-    already written (``orjson.Fragment``: a page of users without a projection)."""
+    already written (``orjson.Fragment``: a page of users without a projection).
+
+    ``across``: the other types of a search at the root, whose attributes the filter and
+    sortBy may name (``FilterCompiler.absent``)."""
     session = db.session
     prepared = _prepared(rt, query)
     if prepared is not None:
+        # (A shape translated for ``rt`` alone names only ``rt``'s attributes: the same
+        # answer with ``across``. One that names another type's is None: the full path.)
         template, literals = prepared
         project(rt, {}, query.attributes, query.excluded)  # a bad attribute list: 400
         params = template.params(g.org_id, literals)
         total, rows = template.page.read(session, params, query.start_index - 1, query.count)
         return total, _render(rt, query, rows, slim=False)
-    compiler = FilterCompiler(rt, g.org_id)
+    compiler = FilterCompiler(rt, g.org_id, others=across)
     where = compiler.compile(parse_filter(query.filter)) if query.filter else None
     model = compiler.model
     # Refuse a bad attribute list before the query, even if the page will be empty.
@@ -108,14 +126,53 @@ def run_query(rt: ResourceType, query: ListQuery) -> tuple[int, list[Any]]:
             slim=slim,
         )
     else:
-        order: list[Any] = []
-        if query.sort_by:
-            expr = sort_expression(rt, g.org_id, sort_path(query.sort_by))
-            # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
-            order.append(expr.desc().nulls_first() if query.descending else expr.asc().nulls_last())
-        order += [model.created_at, model.id]
+        key = (
+            sort_expression(rt, g.org_id, sort_path(query.sort_by), across)
+            if query.sort_by
+            else None
+        )
+        order = _order(key, model, query)
         total, rows = page(session, model, g.org_id, where, order, offset, query.count)
     return total, _render(rt, query, rows, slim=slim, head=head)
+
+
+def ranked(
+    rt: ResourceType, query: ListQuery, limit: int, across: tuple[ResourceType, ...]
+) -> tuple[int, list[tuple[Any, str]]]:
+    """(totalResults, the first ``limit`` (sortBy value, id) pairs in the query's order) of
+    one type of a sorted search at the root: its keys only, for ``search`` to merge with
+    the other types' before it reads and renders one page (``render_ids``)."""
+    assert query.sort_by is not None
+    compiler = FilterCompiler(rt, g.org_id, others=across)
+    where = compiler.compile(parse_filter(query.filter)) if query.filter else None
+    model = compiler.model
+    key = sort_expression(rt, g.org_id, sort_path(query.sort_by), across)
+    project(rt, {}, query.attributes, query.excluded)  # a bad attribute list: 400
+    conditions = [model.org_id == g.org_id, *([] if where is None else [where])]
+    counting = select(func.count()).select_from(model).where(*conditions)
+    conn = db.session.connection()
+    if limit == 0:
+        return conn.scalar(counting) or 0, []
+    keyed = (
+        select(null() if key is None else key, model.id)
+        .where(*conditions)
+        .order_by(*_order(key, model, query))
+        .limit(limit)
+    )
+    rows = [(value, rid) for value, rid in conn.execute(keyed)]
+    total = len(rows) if len(rows) < limit else conn.scalar(counting) or 0
+    return total, rows
+
+
+def render_ids(rt: ResourceType, query: ListQuery, ids: list[str]) -> dict[str, Any]:
+    """The resources of ``ids`` rendered as a page renders them, by id (one deleted since
+    its id was read is left out, as ``paging.rows_by_ids`` leaves it)."""
+    if not ids:
+        return {}
+    model = User if rt is USER else Group
+    rows = paging.rows_by_ids(db.session.connection(), model, g.org_id, ids)
+    docs = _render(rt, query, rows, slim=False)
+    return {row.id: doc for row, doc in zip(rows, docs, strict=True)}
 
 
 def _kept() -> RenderedUsers:

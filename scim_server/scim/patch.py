@@ -30,6 +30,7 @@ from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, 
 from scim_server.scim.filter_parser import parse_path
 from scim_server.scim.filters import member_selection
 from scim_server.scim.resources import (
+    MEMBER_VALUE_NEEDED,
     check_immutable,
     check_member_count,
     coerce_simple,
@@ -547,8 +548,12 @@ def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
     for item in values:
         if isinstance(item, str):
             item = {"value": item}
+        if isinstance(item, dict):
+            # RFC 7643 §2.1: sub-attribute names are case-insensitive ({"Value": id}), as a
+            # POST or PUT reads them.
+            item = {key.lower(): sub_value for key, sub_value in item.items()}
         if not isinstance(item, dict) or not isinstance(item.get("value"), str):
-            raise InvalidValueError("Each member needs a string 'value' (the member's id).")
+            raise InvalidValueError(MEMBER_VALUE_NEEDED)
         if "\x00" in item["value"] or len(item["value"]) > 64:
             raise InvalidValueError("A member 'value' must be a resource id.")
         ref: Doc = {"value": item["value"]}
@@ -608,15 +613,22 @@ def _names_other(value: Any, current: Any) -> bool:
     """Whether a remove's value names single-valued complex values (``{"value": id}``, or a
     list of them) none of which is the one held now."""
     named = value if isinstance(value, list) else [value]
-    keys = [_value_key(v) for v in named if isinstance(v, dict) and "value" in v]
+    keys = [_value_key(v) for v in named if isinstance(v, dict) and _value_name(v) is not None]
     if not keys or not named:
         return False
     return _value_key(current) not in keys
 
 
+def _value_name(item: Doc) -> str | None:
+    """The key under which ``item`` holds its "value": RFC 7643 §2.1 attribute names are
+    case-insensitive, so a client's {"Value": ...} names it too."""
+    return next((key for key in item if key.lower() == "value"), None)
+
+
 def _value_key(item: Any) -> Any:
     if isinstance(item, dict):
-        return item.get("value")
+        name = _value_name(item)
+        return None if name is None else item[name]
     return item
 
 

@@ -31,6 +31,8 @@ MAX_VALUES = 100
 # one POST or PUT. They are bounded per request by SCIM_MAX_INLINE_MEMBERS (checked
 # in the views), the body size limit and the Bulk limits.
 UNCAPPED = frozenset({"members"})
+# A group member is named by its id (RFC 7643 §4.2 "value"): POST, PUT and PATCH say so alike.
+MEMBER_VALUE_NEEDED = "Each member needs a string 'value' (the member's id)."
 
 Doc = dict[str, Any]
 
@@ -213,8 +215,18 @@ def parse_resource(rt: ResourceType, body: Any, *, creating: bool) -> Doc:
         checked = coerce_value(attr, value, attr.name, creating=creating)
         if checked is not None:
             doc[attr.name] = checked
+    if rt is GROUP:
+        check_member_values(doc.get("members") or ())
     check_required(rt, doc)
     return doc
+
+
+def check_member_values(members: Any) -> None:
+    """Each member names its id: one given by "$ref", "type" or "display" alone is refused,
+    before anything is written (the services look members up by "value")."""
+    for member in members:
+        if not isinstance(member.get("value"), str):
+            raise InvalidValueError(MEMBER_VALUE_NEEDED)
 
 
 def parse_extension(rt: ResourceType, urn: str, value: Any, *, creating: bool) -> Doc:

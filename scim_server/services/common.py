@@ -12,13 +12,19 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
+def opaque_tag(tag: str) -> str:
+    """An entity tag without its weakness indicator: what RFC 7232 §2.3.2's weak comparison
+    compares (``W/"1"`` and ``"1"`` match weakly)."""
+    return tag.strip().removeprefix("W/")
+
+
 def check_if_match(current: int, if_match: Sequence[str] | None) -> None:
     """RFC 7644 §3.14: a stale If-Match fails with 412 and changes nothing."""
     if not if_match:
         return
     if "*" in if_match:
         return
-    wanted = {tag.strip().removeprefix("W/") for tag in if_match}
+    wanted = {opaque_tag(tag) for tag in if_match}
     if f'"{current}"' not in wanted:
         raise PreconditionFailedError(
             f"The resource changed: its version is {etag(current)}, "

@@ -338,10 +338,12 @@ def _rows(
     )
     if not ids:
         return []
-    return _by_ids(conn, model, org_id, ids, slim)
+    return rows_by_ids(conn, model, org_id, ids, slim)
 
 
-def _by_ids(conn: Connection, model: Any, org_id: str, ids: list[str], slim: bool) -> list[Any]:
+def rows_by_ids(
+    conn: Connection, model: Any, org_id: str, ids: list[str], slim: bool = False
+) -> list[Any]:
     """The page rows of ``ids``, in that order; a row deleted since the ids were read is left
     out, as if the page had been read after."""
     stmt = _page_select(model, slim=slim).where(model.org_id == org_id, model.id.in_(ids))
@@ -358,9 +360,7 @@ def with_stored(conn: Connection, org_id: str, rows: list[Any], ids: set[str]) -
 
     if not ids:
         return rows
-    fresh = {
-        r.id: r for r in _by_ids(conn, User, org_id, [r.id for r in rows if r.id in ids], False)
-    }
+    fresh = {r.id: r for r in rows_by_ids(conn, User, org_id, [r.id for r in rows if r.id in ids])}
     return [fresh[r.id] if r.id in ids else r for r in rows if r.id not in ids or r.id in fresh]
 
 

@@ -191,3 +191,90 @@ def test_patches_of_one_user_in_one_bulk_each_see_the_last(scim, admin):
     events = ok(admin.get("/api/v1/events", query_string={"limit": 100}))["events"]
     states = [e["data"]["state"] for e in events if e["type"].startswith("user.")][1:]
     assert [(s["version"], s["active"]) for s in states] == [(2, True), (3, False), (4, False)]
+
+
+def test_group_post_with_a_member_without_value_is_a_400_operation(scim):
+    """A member object without "value" in a Bulk POST /Groups is that operation's 400
+    invalidValue (not a 500), and creates nothing."""
+    resp = bulk(
+        scim,
+        {
+            "method": "POST",
+            "path": "/Groups",
+            "bulkId": "g1",
+            "data": {"schemas": [GROUP_SCHEMA], "displayName": "G", "members": [{"type": "User"}]},
+        },
+    )
+    assert resp.status_code == 200
+    (result,) = resp.get_json()["Operations"]
+    assert result["status"] == "400", result
+    assert result["response"]["scimType"] == "invalidValue"
+    assert "location" not in result  # RFC 7644 §3.7: none for a failed POST
+    assert scim.get("/scim/v2/Groups").get_json()["totalResults"] == 0
+
+
+def test_rfc_7644_3_7_3_delete_result_has_a_location(scim):
+    """RFC 7644 §3.7: "location ... REQUIRED in a response, except in the event of a POST
+    failure"; §3.7.3's example answers a DELETE with its location and status 204."""
+    user = scim.create_user("alice@example.com")
+    resp = bulk(scim, {"method": "DELETE", "path": f"/Users/{user['id']}"})
+    (result,) = resp.get_json()["Operations"]
+    assert result["status"] == "204"
+    assert result["location"] == f"http://localhost/scim/v2/Users/{user['id']}"
+
+
+def test_failed_put_patch_and_delete_results_have_a_location(scim):
+    """A failed PUT, PATCH or DELETE (here a stale version: 412) still names its resource."""
+    user = scim.create_user("alice@example.com")
+    group = scim.create_group("Eng")
+    patch = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "replace", "path": "title", "value": "x"}],
+    }
+    put = {"schemas": [GROUP_SCHEMA], "displayName": "Eng 2"}
+    resp = bulk(
+        scim,
+        {"method": "PATCH", "path": f"/Users/{user['id']}", "version": 'W/"99"', "data": patch},
+        {"method": "PUT", "path": f"/Groups/{group['id']}", "version": 'W/"99"', "data": put},
+        {"method": "DELETE", "path": f"/Users/{user['id']}", "version": 'W/"99"'},
+        {"method": "DELETE", "path": "/Users/no-such-id"},
+    )
+    results = resp.get_json()["Operations"]
+    assert [r["status"] for r in results] == ["412", "412", "412", "404"]
+    assert [r["location"] for r in results] == [
+        f"http://localhost/scim/v2/Users/{user['id']}",
+        f"http://localhost/scim/v2/Groups/{group['id']}",
+        f"http://localhost/scim/v2/Users/{user['id']}",
+        "http://localhost/scim/v2/Users/no-such-id",
+    ]
+
+
+def test_an_operation_refused_before_it_runs_has_a_location_unless_a_post(scim):
+    """An unresolved bulkId (409) or a version that is no ETag (400): a PATCH or DELETE still
+    names its resource; a POST has none to name."""
+    user = scim.create_user("alice@example.com")
+    patch = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": "bulkId:nope"}]}],
+    }
+    group = scim.create_group("Eng")
+    resp = bulk(
+        scim,
+        {"method": "PATCH", "path": f"/Groups/{group['id']}", "data": patch},
+        {"method": "DELETE", "path": f"/Users/{user['id']}", "version": 'W/"1"\n'},
+        {
+            "method": "POST",
+            "path": "/Groups",
+            "bulkId": "g2",
+            "data": {
+                "schemas": [GROUP_SCHEMA],
+                "displayName": "G",
+                "members": [{"value": "bulkId:x"}],
+            },
+        },
+    )
+    results = resp.get_json()["Operations"]
+    assert [r["status"] for r in results] == ["409", "400", "409"]
+    assert results[0]["location"] == f"http://localhost/scim/v2/Groups/{group['id']}"
+    assert results[1]["location"] == f"http://localhost/scim/v2/Users/{user['id']}"
+    assert "location" not in results[2]

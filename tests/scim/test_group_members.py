@@ -1290,3 +1290,91 @@ def test_patch_refused_as_too_many_to_return_changes_nothing(
         after = read(scim, gurl(team) + "?excludedAttributes=members")
         assert after["meta"]["version"] == team["meta"]["version"], resp.get_json()
         assert "groups" not in read(scim, uurl(carol))
+
+
+# -- a member object without "value"; sub-attribute names in any case ---------------------
+
+MEMBER_VALUE_NEEDED = "Each member needs a string 'value' (the member's id)."
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param(lambda uid: {"$ref": f"http://localhost/scim/v2/Users/{uid}"}, id="ref-only"),
+        pytest.param(lambda uid: {"$ref": f"/scim/v2/Users/{uid}", "type": "User"}, id="ref-type"),
+        pytest.param(lambda uid: {"display": "Alice Adams"}, id="display-only"),
+    ],
+)
+def test_create_group_with_a_member_without_value_is_400(
+    scim: Scim, people: dict[str, Any], member: Any
+) -> None:
+    """RFC 7643 §4.2 names a member by its "value"; a member given by "$ref" or "display"
+    only is a 400 invalidValue (as a PATCH says it), never a 500, and creates nothing."""
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Ref Only",
+        "members": [member(people["alice"]["id"])],
+    }
+    resp = scim.post("/scim/v2/Groups", body)
+    assert_error(resp, 400, "invalidValue")
+    assert resp.get_json()["detail"] == MEMBER_VALUE_NEEDED
+    assert scim.get("/scim/v2/Groups").get_json()["totalResults"] == 0
+    assert "groups" not in read(scim, uurl(people["alice"]))
+
+
+def test_replace_group_with_a_member_without_value_is_400_and_keeps_members(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """PUT /Groups/{id} with a member object lacking "value" is a 400 that changes nothing."""
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Team",
+        "members": [{"value": people["carol"]["id"]}, {"display": "Alice Adams"}],
+    }
+    resp = scim.put(gurl(team), body)
+    assert_error(resp, 400, "invalidValue")
+    assert resp.get_json()["detail"] == MEMBER_VALUE_NEEDED
+    after = read(scim, gurl(team))
+    assert member_ids(after) == {people["alice"]["id"], people["bob"]["id"]}
+    assert after["meta"]["version"] == team["meta"]["version"]
+
+
+def test_patch_add_member_with_capitalised_sub_attribute_names(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """RFC 7643 §2.1: sub-attribute names are case-insensitive. A PATCH add of
+    {"Value": id, "Type": "User", "Display": ...} adds the member, as POST and PUT take it."""
+    carol = people["carol"]
+    member = {"Value": carol["id"], "Type": "User", "Display": "Carol C."}
+    assert_no_content(
+        scim.patch_ops(gurl(team), {"op": "Add", "path": "members", "value": [member]})
+    )
+    group = read(scim, gurl(team))
+    assert member_ids(group) == {people[n]["id"] for n in ("alice", "bob", "carol")}
+    assert {m["value"]: m.get("display") for m in group["members"]}[carol["id"]] == "Carol C."
+
+
+def test_patch_add_member_with_a_capitalised_type_of_the_wrong_kind_is_refused(
+    scim: Scim, team: dict[str, Any]
+) -> None:
+    """The "Type" read case-insensitively is checked too: a group named as a User is a 400."""
+    other = scim.create_group("Other")
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "Add", "path": "members", "value": [{"VALUE": other["id"], "TYPE": "User"}]},
+    )
+    assert_error(resp, 400, "invalidValue")
+    assert read(scim, gurl(team))["meta"]["version"] == team["meta"]["version"]
+
+
+def test_patch_remove_member_with_capitalised_sub_attribute_name(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """The Entra form of remove ("value": [{"value": id}]) with "Value" capitalised removes
+    that member, and only it."""
+    resp = scim.patch_ops(
+        gurl(team),
+        {"op": "Remove", "path": "members", "value": [{"Value": people["alice"]["id"]}]},
+    )
+    assert_no_content(resp)
+    assert member_ids(read(scim, gurl(team))) == {people["bob"]["id"]}

@@ -39,3 +39,19 @@ def test_contact_phone_follows_the_primary_phone_number(scim: Scim, admin: Scim)
     contact_id = scim.get(url).get_json()[PRODUCT]["contactId"]
     contact = admin.get(f"/api/v1/contacts/{contact_id}").get_json()
     assert contact["phone"] == "+1 555 0199"
+
+
+def test_remove_of_a_manager_named_with_a_capitalised_value(scim: Scim) -> None:
+    """RFC 7643 §2.1: {"Value": id} names the manager as {"value": id} does: the former one
+    removes nothing, the current one removes it."""
+    old = scim.create_user("old-boss@contoso.com")
+    new = scim.create_user("new-boss@contoso.com")
+    user = scim.create_user("emp@contoso.com", **{ENTERPRISE: {"manager": {"value": new["id"]}}})
+    url = f"/scim/v2/Users/{user['id']}"
+    path = f"{ENTERPRISE}:manager"
+    stale = scim.patch_ops(url, {"op": "Remove", "path": path, "value": [{"Value": old["id"]}]})
+    assert stale.status_code == 200, stale.get_json()
+    assert scim.get(url).get_json()[ENTERPRISE]["manager"]["value"] == new["id"]
+    resp = scim.patch_ops(url, {"op": "Remove", "path": path, "value": [{"Value": new["id"]}]})
+    assert resp.status_code == 200, resp.get_json()
+    assert "manager" not in scim.get(url).get_json().get(ENTERPRISE, {})

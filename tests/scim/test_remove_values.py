@@ -93,6 +93,9 @@ def _addresses(scim: Scim, user: dict[str, Any]) -> list[str]:
         ),
         pytest.param("h@example.com", ["ann@example.com"], id="bare-string"),
         pytest.param([{"value": "h@example.com"}], ["ann@example.com"], id="list"),
+        # RFC 7643 §2.1: sub-attribute names are case-insensitive.
+        pytest.param([{"Value": "h@example.com"}], ["ann@example.com"], id="list-capitalised"),
+        pytest.param({"VALUE": "h@example.com"}, ["ann@example.com"], id="object-upper-case"),
         pytest.param([], ["ann@example.com", "h@example.com"], id="empty-list"),
     ],
 )
