@@ -225,8 +225,7 @@ def saml_acs(_rest: str) -> Any:
     if not encoded:
         return _refuse(SsoError("invalid_response", "no SAMLResponse in the POST"), conn)
     try:
-        with s.begin():
-            assertion, data = saml_flow.finish(s, conn, public_url(), encoded)
+        assertion, data = saml_flow.finish(s, conn, public_url(), encoded)
         if data is not None:
             _check_binding(assertion.in_response_to or "", data)
     except SsoError as err:

@@ -3,7 +3,8 @@
 ``sso.saml.sp`` verifies a response; this module binds it to a request we sent
 (InResponseTo, consumed once from ``sso_states``) unless the connection
 accepts IdP-initiated logins, and records the assertion id until it expires
-so the same assertion is never accepted twice, on any node.
+so the same assertion is never accepted twice, on any node (nor retried
+after its refusal as unsolicited).
 """
 
 from __future__ import annotations
@@ -52,29 +53,37 @@ def finish(
     """Verify, bind to our request, refuse replays; return the assertion and the request's data.
 
     The data is None for an IdP-initiated login (only where the connection allows it).
+    ``session`` has no transaction open: the signature is checked outside one, and a
+    refused unsolicited assertion keeps its replay mark (its transaction holds nothing
+    else), so it cannot be posted again once bound to a request or allowed.
     """
     assertion = saml.verify_response(config(conn, base_url), encoded)
-    # Replay first: a replayed SP-initiated response must say "replay", not "unknown request".
-    if not state.remember_assertion(
-        session, conn.org_id, conn.id, assertion.assertion_id, assertion.not_on_or_after
-    ):
-        raise SsoError("replay", f"assertion {assertion.assertion_id[:80]!r} was already used")
-    data: dict[str, Any] | None = None
-    if assertion.in_response_to:
-        consumed = state.consume_state(session, assertion.in_response_to, KIND)
-        if consumed is None:
-            raise SsoError(
-                "state_mismatch",
-                f"InResponseTo {assertion.in_response_to[:80]!r} is unknown or was already used",
-            )
-        if consumed.connection_id != conn.id or consumed.org_id != conn.org_id:
-            raise SsoError("state_mismatch", "the request was sent for another connection")
-        if consumed.expired:
-            raise SsoError("expired", "the AuthnRequest is older than the login time limit")
-        data = consumed.data
-    elif not conn.idp_initiated_allowed:
+    with session.begin():
+        # Replay first: a replayed SP-initiated response must say "replay", not "unknown request".
+        if not state.remember_assertion(
+            session, conn.org_id, conn.id, assertion.assertion_id, assertion.not_on_or_after
+        ):
+            raise SsoError("replay", f"assertion {assertion.assertion_id[:80]!r} was already used")
+        if assertion.in_response_to:
+            return assertion, _bound(session, conn, assertion.in_response_to)
+        if conn.idp_initiated_allowed:
+            return assertion, None
+    raise SsoError(
+        "state_mismatch",
+        "unsolicited response (no InResponseTo in the signed assertion) and IdP-initiated "
+        "login is off",
+    )
+
+
+def _bound(session: Session, conn: SsoConnection, request_id: str) -> dict[str, Any]:
+    """Consume the request the assertion answers (single use); its data."""
+    consumed = state.consume_state(session, request_id, KIND)
+    if consumed is None:
         raise SsoError(
-            "state_mismatch",
-            "unsolicited response (no InResponseTo) and IdP-initiated login is off",
+            "state_mismatch", f"InResponseTo {request_id[:80]!r} is unknown or was already used"
         )
-    return assertion, data
+    if consumed.connection_id != conn.id or consumed.org_id != conn.org_id:
+        raise SsoError("state_mismatch", "the request was sent for another connection")
+    if consumed.expired:
+        raise SsoError("expired", "the AuthnRequest is older than the login time limit")
+    return consumed.data

@@ -40,6 +40,10 @@ UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 # base64 of MAX_RESPONSE_BYTES, plus line breaks some IdPs insert.
 MAX_ENCODED = xml_guard.MAX_RESPONSE_BYTES * 4 // 3 + 4096
 MAX_ATTRIBUTE_VALUES = 2000
+# The NameID is the key of its identity link (a btree index: PostgreSQL refuses entries over
+# about 2.7 KB). Counted in UTF-8 bytes so the bound holds whatever the script; e-mail
+# addresses, UPNs and persistent ids (SAML Core §8.3.7: at most 256 characters) fit.
+MAX_NAME_ID_BYTES = 1024
 
 V = OneLogin_Saml2_ValidationError
 # python3-saml's error codes onto ours (the rest: invalid_response).
@@ -200,7 +204,7 @@ def verify_response(cfg: SamlConfig, encoded: str) -> SamlAssertion:
         # The decrypted assertion is new, unauthenticated XML: the same checks again.
         xml_guard.check_tree(response.decrypted_document)
     document = response.get_xml_document()
-    assertion = _precheck(cfg, document)
+    assertion, in_response_to = _precheck(cfg, document)
     try:
         valid = response.is_valid(_request_data(cfg.acs_url), raise_exceptions=True)
     except OneLogin_Saml2_ValidationError as err:
@@ -209,7 +213,7 @@ def verify_response(cfg: SamlConfig, encoded: str) -> SamlAssertion:
         raise SsoError("invalid_response", f"validation failed: {err}") from None
     if not valid or response.get_error():
         raise SsoError("invalid_response", response.get_error() or "response refused")
-    return _extract(response, document, assertion)
+    return _extract(response, assertion, in_response_to)
 
 
 def _one(nodes: list[Any], what: str) -> Any:
@@ -227,11 +231,12 @@ def _time(value: str | None) -> datetime | None:
         raise SsoError("invalid_response", f"bad timestamp {value[:40]!r}") from None
 
 
-def _precheck(cfg: SamlConfig, root: etree._Element) -> etree._Element:
+def _precheck(cfg: SamlConfig, root: etree._Element) -> tuple[etree._Element, str | None]:
     """Exact checks with precise reasons, before the signature is verified.
 
     They only ever refuse; python3-saml then verifies the very element checked
     here (the document must hold exactly one assertion, a child of Response).
+    Returns it and the request it answers (``_in_response_to``).
     """
     if root.tag != f"{{{SAMLP}}}Response":
         raise SsoError("invalid_response", f"root element is {etree.QName(root).localname}")
@@ -268,8 +273,8 @@ def _precheck(cfg: SamlConfig, root: etree._Element) -> etree._Element:
     ]
     if not confirmations:
         raise SsoError("invalid_response", "no bearer SubjectConfirmation")
-    for confirmation in confirmations:
-        data = confirmation.find("saml:SubjectConfirmationData", NS)
+    datas = [c.find("saml:SubjectConfirmationData", NS) for c in confirmations]
+    for data in datas:
         recipient = data.get("Recipient") if data is not None else None
         # SAML Profiles §4.1.4.2: Recipient is required and is our ACS URL, exactly.
         if recipient != cfg.acs_url:
@@ -279,7 +284,26 @@ def _precheck(cfg: SamlConfig, root: etree._Element) -> etree._Element:
             raise SsoError("invalid_response", "SubjectConfirmationData has no NotOnOrAfter")
         if expiry <= now:
             raise SsoError("expired", f"subject confirmation expired at {expiry.isoformat()}")
-    return assertion
+    return assertion, _in_response_to(root, datas)
+
+
+def _in_response_to(root: etree._Element, datas: list[Any]) -> str | None:
+    """The request the assertion answers: None for an unsolicited one.
+
+    SAML Profiles §4.1.4.2/§4.1.4.3: it is the InResponseTo of the bearer
+    SubjectConfirmationData, inside the signed assertion. The Response's own is
+    outside that signature (Entra signs only the assertion, Okta by default too):
+    it may agree, never name a request alone, or anyone could bind an unsolicited
+    assertion to a login of their own.
+    """
+    named = {data.get("InResponseTo") for data in datas}
+    if len(named) > 1:
+        raise SsoError("state_mismatch", "bearer confirmations name different requests")
+    in_response_to = named.pop()
+    outer = root.get("InResponseTo")
+    if outer is not None and in_response_to is not None and outer != in_response_to:
+        raise SsoError("state_mismatch", "Response and assertion name different requests")
+    return in_response_to
 
 
 def _attribute_values(raw: dict[str, list[Any]]) -> dict[str, list[str]]:
@@ -296,7 +320,7 @@ def _attribute_values(raw: dict[str, list[Any]]) -> dict[str, list[str]]:
 
 
 def _extract(
-    response: OneLogin_Saml2_Response, root: etree._Element, assertion: etree._Element
+    response: OneLogin_Saml2_Response, assertion: etree._Element, in_response_to: str | None
 ) -> SamlAssertion:
     try:
         name_id = response.get_nameid_data()
@@ -307,12 +331,9 @@ def _extract(
         raise SsoError(REASONS.get(err.code, "invalid_response"), str(err)) from None
     if not name_id.get("Value") or not assertion_id:
         raise SsoError("invalid_response", "assertion without NameID or ID")
-    data = assertion.find("saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData", NS)
-    in_response_to = data.get("InResponseTo") if data is not None else None
-    outer = root.get("InResponseTo")
-    if outer is not None and in_response_to is not None and outer != in_response_to:
-        raise SsoError("state_mismatch", "Response and assertion name different requests")
-    in_response_to = in_response_to or outer
+    size = len(name_id["Value"].strip().encode())
+    if size > MAX_NAME_ID_BYTES:
+        raise SsoError("invalid_response", f"NameID of {size} bytes (at most {MAX_NAME_ID_BYTES})")
     expiries = [
         _time(d.get("NotOnOrAfter"))
         for d in assertion.findall(".//saml:SubjectConfirmationData", NS)

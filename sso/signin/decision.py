@@ -28,7 +28,7 @@ from sso.connections.models import SignInRecord
 from sso.errors import SsoError
 from sso.signin import jit
 from sso.signin.binding import BindingError, Match, find_user, link
-from sso.signin.domains import domain_allowed
+from sso.signin.domains import bound_elsewhere, domain_allowed
 from sso.signin.request import SignInRequest
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ def sign_in(session: Session, req: SignInRequest) -> User:
         mapping: dict[str, Any] = {}
         try:
             with session.begin():
-                if not domain_allowed(session, req.org_id, req.email):
-                    raise SsoError(
-                        "email_domain_not_allowed",
-                        f"address {req.email!r} is not in the organization's e-mail domains",
-                    )
+                check_domains(session, req)
                 match = find_user(session, req)
             known = match is not None
             if match is None:
@@ -95,6 +91,24 @@ def sign_in(session: Session, req: SignInRequest) -> User:
             with session.begin():
                 _write(session, req, "failure", err.reason_code, err.detail, failed_user, mapping)
             raise
+
+
+def check_domains(session: Session, req: SignInRequest) -> None:
+    """The address is allow-listed for this connection, and no value that may select an
+    account (the subject, a trusted userName) is an address of a domain bound to another
+    connection: the userName fallback would reach that domain's accounts."""
+    if not domain_allowed(session, req.org_id, req.email, req.connection_id):
+        raise SsoError(
+            "email_domain_not_allowed",
+            f"address {req.email!r} is not in the organization's e-mail domains "
+            "(verified, bound to this connection or to none)",
+        )
+    for value in (req.subject, req.user_name if req.user_name_trusted else None):
+        if bound_elsewhere(session, req.org_id, value, req.connection_id):
+            raise SsoError(
+                "email_domain_not_allowed",
+                f"{value!r} is an address of a domain bound to another connection",
+            )
 
 
 def check_user(session: Session, user: User) -> None:

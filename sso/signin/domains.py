@@ -9,7 +9,8 @@ Until then the claim is pending and routes nothing. Several organizations may
 claim a domain; one only may hold it verified (a partial unique index), so
 discovery can never send a person to another tenant's IdP, and an assertion for
 an address outside the organization's verified domains is refused whatever IdP
-signed it.
+signed it. A domain routed to one connection is allow-listed for that connection
+only; one routed to none, for all the organization's connections.
 """
 
 from __future__ import annotations
@@ -283,13 +284,32 @@ def remove_domain(session: Session, org_id: str, domain: str) -> None:
         )
 
 
-def domain_allowed(session: Session, org_id: str, email: str | None) -> bool:
-    """Is the address in one of the organization's verified domains (exact match)?"""
-    domain = email_domain(email)
+def _verified_claim(session: Session, org_id: str, address: str | None) -> SsoEmailDomain | None:
+    """The organization's verified domain of ``address`` (exact match), or None."""
+    domain = email_domain(address)
     if domain is None:
-        return False
+        return None
     row = session.get(SsoEmailDomain, (org_id, domain))
-    return row is not None and row.verified_at is not None
+    return row if row is not None and row.verified_at is not None else None
+
+
+def domain_allowed(session: Session, org_id: str, email: str | None, connection_id: str) -> bool:
+    """May ``connection_id`` assert the address: in one of the organization's verified
+    domains, bound to that connection or to none?
+
+    A domain bound to a connection is that IdP's alone: another connection of the
+    organization (a partner's IdP) asserting ``ceo@example.com`` would otherwise reach the
+    account by its e-mail."""
+    row = _verified_claim(session, org_id, email)
+    return row is not None and row.connection_id in (None, connection_id)
+
+
+def bound_elsewhere(session: Session, org_id: str, value: str | None, connection_id: str) -> bool:
+    """Is ``value`` an address of a verified domain bound to another connection?
+
+    Such a NameID or userName must not select an account by the userName fallback either."""
+    row = _verified_claim(session, org_id, value)
+    return row is not None and row.connection_id not in (None, connection_id)
 
 
 def discover(session: Session, email: str) -> SsoConnection | None:

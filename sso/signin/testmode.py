@@ -23,8 +23,7 @@ from sso.connections.models import SsoConnection
 from sso.connections.service import get_connection
 from sso.errors import SsoError
 from sso.signin.binding import BindingError, find_user
-from sso.signin.decision import add_record, check_license, check_status, remap
-from sso.signin.domains import domain_allowed
+from sso.signin.decision import add_record, check_domains, check_license, check_status, remap
 from sso.signin.request import SignInRequest
 
 KIND = "test"
@@ -65,8 +64,10 @@ def _plain(value: Any) -> Any:
 
 def _decision(session: Session, req: SignInRequest) -> tuple[dict[str, Any], User | None]:
     """What a real sign-in would decide, and the known account (None when there is none)."""
-    if not domain_allowed(session, req.org_id, req.email):
-        return {"outcome": "refused", "reason_code": "email_domain_not_allowed"}, None
+    try:
+        check_domains(session, req)
+    except SsoError as err:
+        return {"outcome": "refused", "reason_code": err.reason_code}, None
     user = None
     try:
         match = find_user(session, req)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from xml.sax.saxutils import escape, quoteattr
@@ -173,6 +173,17 @@ def sha1_signed(a: Assertion, idp: FakeIdp) -> str:
 
 def signed_by_another_key(a: Assertion, idp: FakeIdp) -> str:
     return valid_response(a, FakeIdp(key_name="rogue"))
+
+
+def unsolicited_bound_on_the_envelope(a: Assertion, idp: FakeIdp, request_id: str) -> str:
+    """A signed unsolicited assertion (no InResponseTo) in a Response naming ``request_id``.
+
+    Entra (and Okta by default) sign the assertion only: anyone holding one edits the
+    envelope without breaking a signature.
+    """
+    assert a.in_response_to is None
+    signed = _strip_declaration(sign(a.assertion_xml(), idp))
+    return replace(a, in_response_to=request_id).response_xml(signed)
 
 
 def signature_wrapping_attack(a: Assertion, idp: FakeIdp, victim: str) -> str:

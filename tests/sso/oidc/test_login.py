@@ -351,6 +351,7 @@ def test_missing_id_token_is_refused(
         (lambda c: c.update(nonce="replayed"), "nonce_mismatch"),  # step 11
         (lambda c: c.pop("nonce"), "nonce_mismatch"),  # step 11
         (lambda c: c.pop("sub"), "malformed_id_token"),  # §2
+        (lambda c: c.update(sub="u" * 256), "malformed_id_token"),  # §2: at most 255 ASCII
         (lambda c: c.update(at_hash="AAAAAAAAAAAAAAAAAAAAAA"), "at_hash_mismatch"),  # §3.1.3.8
     ],
     ids=[
@@ -363,6 +364,7 @@ def test_missing_id_token_is_refused(
         "nonce-mismatch",
         "nonce-missing",
         "no-sub",
+        "sub-too-long",
         "at-hash",
     ],
 )

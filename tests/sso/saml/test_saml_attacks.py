@@ -6,6 +6,7 @@ Generated responses come from builders named after the defect
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,21 +14,26 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from sso.connections.models import SsoIdentityLink, SsoReplay
 from tests.sso.saml_idp import (
+    WS,
     FakeIdp,
     comment_injection_in_nameid,
     encrypt_assertion,
     sha1_signed,
+    sign,
     signature_wrapping_attack,
     signed_by_another_key,
     tampered_after_signing,
     unsigned_assertion,
+    unsolicited_bound_on_the_envelope,
     valid_response,
     xslt_transform_added,
 )
 from tests.support import Scim
-from tests.support.sso import SamlConnection, assert_refused, make_person, sign_ins
+from tests.support.sso import SamlConnection, assert_refused, make_person, read, sign_ins
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 
@@ -140,6 +146,155 @@ def test_replayed_idp_initiated(
     response = valid_response(saml_connection.assertion(None), saml_idp)
     assert saml_connection.post(response).status_code == 303
     assert_refused(app, scim.org_id, saml_connection.post(response), "replay")
+
+
+def _allow_idp_initiated(admin: Scim, saml_connection: SamlConnection) -> None:
+    resp = admin.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}", {"idp_initiated_allowed": True}
+    )
+    assert resp.get_json()["idp_initiated_allowed"] is True
+
+
+def test_unsolicited_assertion_bound_on_the_unsigned_envelope(
+    app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp, alice: str
+) -> None:
+    """IdP-initiated is off; an unsolicited assertion (no InResponseTo in it) whose unsigned
+    Response names the attacker's own request is still unsolicited: state_mismatch.
+
+    SAML Profiles §4.1.4.2/§4.1.4.3: the request binding is the InResponseTo of the bearer
+    SubjectConfirmationData, inside the signed assertion; the envelope's binds nothing.
+    """
+    attacker = app.test_client()
+    mallory = SamlConnection(saml_connection.data, attacker)
+    request_id = mallory.start()
+    forged = unsolicited_bound_on_the_envelope(
+        saml_connection.assertion(None), saml_idp, request_id
+    )
+    assert "InResponseTo" not in forged.split("<saml:Assertion", 1)[1]
+    resp = mallory.post(forged)
+    record = assert_refused(app, scim.org_id, resp, "state_mismatch")
+    assert "IdP-initiated" in (record.detail or "")
+    _not_signed_in(attacker)
+
+
+def test_unsolicited_assertion_bound_on_a_signed_envelope(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """Even a signed Response binds no request for an assertion without InResponseTo."""
+    request_id = saml_connection.start()
+    unsolicited = unsolicited_bound_on_the_envelope(
+        saml_connection.assertion(None), saml_idp, request_id
+    )
+    resp = saml_connection.post(sign(unsolicited, saml_idp))
+    assert_refused(app, scim.org_id, resp, "state_mismatch")
+    _not_signed_in(client)
+
+
+def test_envelope_and_assertion_name_different_requests(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """The Response names one request, the signed assertion another: state_mismatch."""
+    ours, theirs = saml_connection.start(), saml_connection.start()
+    assertion = saml_connection.assertion(theirs)
+    signed = valid_response(assertion, saml_idp)
+    resp = saml_connection.post(
+        signed.replace(f'InResponseTo="{theirs}"', f'InResponseTo="{ours}"', 1)
+    )
+    record = assert_refused(app, scim.org_id, resp, "state_mismatch")
+    assert "different requests" in (record.detail or "")
+    _not_signed_in(client)
+
+
+def test_envelope_request_is_ignored_for_an_idp_initiated_login(
+    app: Flask,
+    admin: Scim,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """IdP-initiated allowed: an assertion without InResponseTo is unsolicited whatever the
+    envelope says; the named request (its next, its browser binding) is not used."""
+    _allow_idp_initiated(admin, saml_connection)
+    request_id = saml_connection.start(next_path="/from-the-request")
+    forged = unsolicited_bound_on_the_envelope(
+        saml_connection.assertion(None), saml_idp, request_id
+    )
+    resp = saml_connection.post(forged, relay_state="/from-the-idp")
+    assert (resp.status_code, resp.headers["Location"]) == (303, "/from-the-idp")
+
+
+def test_refused_unsolicited_assertion_cannot_be_retried(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+) -> None:
+    """A refused unsolicited assertion is spent: posted again (its envelope bound to the
+    attacker's request, or once IdP-initiated is allowed) it is a replay, nobody signed in."""
+    unsolicited = saml_connection.assertion(None)
+    resp = saml_connection.post(valid_response(unsolicited, saml_idp))
+    assert_refused(app, scim.org_id, resp, "state_mismatch")
+
+    attacker = app.test_client()
+    mallory = SamlConnection(saml_connection.data, attacker)
+    resp = mallory.post(unsolicited_bound_on_the_envelope(unsolicited, saml_idp, mallory.start()))
+    assert_refused(app, scim.org_id, resp, "replay")
+    _not_signed_in(attacker)
+
+    _allow_idp_initiated(admin, saml_connection)
+    resp = saml_connection.post(valid_response(unsolicited, saml_idp))
+    assert_refused(app, scim.org_id, resp, "replay")
+    _not_signed_in(client)
+    assert [r.outcome for r in sign_ins(app, scim.org_id)] == ["failure"] * 3
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["email-match", "jit"])
+def test_name_id_of_several_kilobytes(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    alice: str,
+    jit: bool,
+) -> None:
+    """A signed NameID of 10 KB (random, so the database cannot compress it under its index
+    limit): invalid_response, no link, account or replay mark stored, and never a 500."""
+    if jit:
+        admin.patch(f"/api/v1/sso/connections/{saml_connection.id}", {"jit_enabled": True})
+    email = "carol@example.com" if jit else "alice@example.com"
+    request_id = saml_connection.start()
+    assertion = saml_connection.assertion(
+        request_id,
+        name_id=secrets.token_hex(5000),
+        attributes={WS + "emailaddress": [email]},
+    )
+    resp = saml_connection.post(valid_response(assertion, saml_idp))
+    record = assert_refused(app, scim.org_id, resp, "invalid_response")
+    assert "NameID" in (record.detail or "")
+    _not_signed_in(client)
+    with read(app) as s:
+        assert s.scalars(select(SsoIdentityLink)).all() == []
+        assert s.scalars(select(SsoReplay)).all() == []
+    assert (
+        scim.get('/scim/v2/Users?filter=userName eq "carol@example.com"').get_json()["totalResults"]
+        == 0
+    )
 
 
 def test_unsigned_assertion(

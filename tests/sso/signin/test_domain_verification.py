@@ -235,13 +235,15 @@ def test_password_routing_ignores_a_pending_claim(
     with read(app) as s:
         assert accounts.domain_org(s, "ceo@contoso.test") is None
         assert routing.route(s, "ceo@contoso.test") == routing.Route()
-        assert not domains.domain_allowed(s, scim.org_id, "ceo@contoso.test")
+        assert not domains.domain_allowed(s, scim.org_id, "ceo@contoso.test", "any-connection")
     local_dns.publish(record["name"], record["value"])
     assert _verify(admin).status_code == 200
     with read(app) as s:
         assert accounts.domain_org(s, "ceo@contoso.test") == scim.org_id
-        assert domains.domain_allowed(s, scim.org_id, "ceo@contoso.test")
-        assert not domains.domain_allowed(s, other_scim.org_id, "ceo@contoso.test")
+        assert domains.domain_allowed(s, scim.org_id, "ceo@contoso.test", "any-connection")
+        assert not domains.domain_allowed(
+            s, other_scim.org_id, "ceo@contoso.test", "any-connection"
+        )
 
 
 def test_add_verified_domain_helper_goes_through_dns(admin: Scim, local_dns: LocalDns) -> None:
