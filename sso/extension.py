@@ -34,6 +34,9 @@ class SsoExtension:
     # How long refusing a known account's password took here lately (seconds): an unknown
     # account's refusal is padded to their median (``sso.local.web.even_out``).
     refusal_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=31))
+    # The same for /sso/forgot: how long answering with a reset link took lately; an
+    # answer that sent none is padded to their median (``sso.recovery.views.forgot``).
+    forgot_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=31))
 
 
 def install(app: Flask) -> SsoExtension:

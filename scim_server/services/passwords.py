@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -103,23 +104,37 @@ class PasswordPolicy:
     refuse_common: bool = True
 
 
+def normalise(password: str) -> str:
+    """NFKC, as NIST SP 800-63B §5.1.1.2 asks: the composed and decomposed forms of one
+    password (an input method, a password manager filled on another platform) are one."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def hash_password(hashing: Hashing, password: str) -> str:
     _check_input(password)
     with hashing.gate():
-        return hashing.hasher().hash(password)
+        return hashing.hasher().hash(normalise(password))
 
 
 def verify_password(hashing: Hashing, stored: str, password: str) -> tuple[bool, bool]:
-    """(matches, needs rehash with today's parameters). A damaged hash never matches."""
+    """(matches, needs rehash). A damaged hash never matches.
+
+    The NFKC form is checked; then, if it differs, the raw one: a hash made before
+    passwords were normalised. Such a match asks for a rehash, as a hash with older
+    argon2 parameters does, so the sign-in stores the normalised form's.
+    """
     if not isinstance(password, str) or len(password) > MAX_INPUT_CHARS:
         return False, False
     hasher = hashing.hasher()
-    try:
-        with hashing.gate():
-            hasher.verify(stored, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False, False
-    return True, hasher.check_needs_rehash(stored)
+    normal = normalise(password)
+    with hashing.gate():
+        for candidate in dict.fromkeys((normal, password)):
+            try:
+                hasher.verify(stored, candidate)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                continue
+            return True, candidate != normal or hasher.check_needs_rehash(stored)
+    return False, False
 
 
 def burn_time(hashing: Hashing, password: str) -> None:
@@ -160,8 +175,9 @@ def personal_identifiers(user: User, email: str | None) -> list[str]:
 
 
 def check_policy(policy: PasswordPolicy, password: Any, *, identifiers: Iterable[str]) -> str:
-    """The password if the policy accepts it; else ``PasswordRejected`` naming the rule."""
-    password = _check_input(password)
+    """The password (NFKC: what is hashed) if the policy accepts it; else ``PasswordRejected``
+    naming the rule."""
+    password = normalise(_check_input(password))
     length = len(password)
     if length < policy.min_length:
         raise PasswordRejected(
@@ -172,7 +188,7 @@ def check_policy(policy: PasswordPolicy, password: Any, *, identifiers: Iterable
             "length", f"The password is too long: use at most {policy.max_length} characters."
         )
     folded = password.casefold()
-    idents = [i.casefold() for i in identifiers if i]
+    idents = [normalise(i).casefold() for i in identifiers if i]
     if any(i in folded for i in idents):
         raise PasswordRejected(
             "personal", "The password must not contain your username or e-mail address."

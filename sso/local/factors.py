@@ -50,14 +50,36 @@ def enrol_totp(
     return True
 
 
+def _totp_digits(code: str) -> str | None:
+    """The code's six digits if it is a TOTP code; None for anything else (a recovery code,
+    which can be all digits too)."""
+    digits = code.strip().replace(" ", "")
+    if len(digits) == totp.DIGITS and digits.isascii() and digits.isdigit():
+        return digits
+    return None
+
+
+def guess_of(code: str, now: datetime) -> str:
+    """What the lockout keys a wrong ``code`` by (``lockout.attempt_key``).
+
+    The lockout counts distinct wrong attempts, right for a password (typed again, it is
+    as wrong as before) and a recovery code. Not for a TOTP code: the right one changes
+    with each 30 s step (RFC 6238 §4), so the same six digits in a new step are a new
+    guess, with a new chance: the step is part of the guess.
+    """
+    digits = _totp_digits(code)
+    if digits is None:
+        return code.strip()
+    return f"totp\x00{totp.step_of(now)}\x00{digits}"
+
+
 def check_code(
     session: Session, secret_key: bytes, user: User, code: str, now: datetime
 ) -> str | None:
     """What ``code`` proved (``totp`` or ``recovery_code``), or None (caller's transaction)."""
     code = code.strip()
-    digits = code.replace(" ", "")
-    # Six digits are a TOTP code; anything else may be a recovery code (which can be all digits).
-    if len(digits) == totp.DIGITS and digits.isascii() and digits.isdigit():
+    digits = _totp_digits(code)
+    if digits is not None:
         for factor in mfa.factors(session, user, "totp"):
             try:
                 secret = keys.open_totp(secret_key, user.org_id, factor.id, factor.secret or "")

@@ -1,21 +1,26 @@
 """Passkeys (WebAuthn Level 2) as a second factor, through the ``webauthn`` package.
 
 Registration and authentication each take two requests: options (a random
-challenge kept in the person's signed session), then the browser's answer,
-verified here against that challenge, our origin and relying-party id. No
-attestation is asked for (``none``): a passkey proves possession of a key,
-which is what a second factor needs. A counter that goes backwards refuses
-the sign-in (a cloned authenticator), as the specification suggests.
+challenge kept in the person's signed session, with a deadline), then the
+browser's answer, verified here against that challenge, our origin and
+relying-party id. No attestation is asked for (``none``): a passkey proves
+possession of a key, which is what a second factor needs. A counter that goes
+backwards refuses the sign-in (a cloned authenticator), as the specification
+suggests. A challenge is used once (``spend_challenge``): the cookie that
+holds it can be sent again, and a synced passkey's counter stays at 0.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import webauthn
+from sqlalchemy.orm import Session
 from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
@@ -26,8 +31,11 @@ from webauthn.helpers.structs import (
 )
 
 from scim_server.models import MfaFactor, User
+from sso.state import remember_assertion
 
 MAX_RESPONSE = 64 * 1024
+# The replay cache's ``connection_id`` for used challenges (a connection's id is a UUID).
+REPLAY_KIND = "webauthn"
 
 
 class PasskeyError(ValueError):
@@ -70,6 +78,19 @@ def registration_options(
         ],
     )
     return webauthn.options_to_json(options), bytes_to_base64url(options.challenge)
+
+
+def spend_challenge(session: Session, org_id: str, challenge: str, until: datetime) -> bool:
+    """Mark ``challenge`` used (caller's transaction); False if it was already: a replay.
+
+    The challenge lives in the signed session cookie, which whoever copied it (a proxy
+    log, a HAR file) can send again with the same answer; a synced passkey keeps its
+    counter at 0, so only this makes a challenge single use (WebAuthn L2 §13.4.3). Its
+    SHA-256 is kept in the replay cache with SAML's assertion ids (``sso.state``, expired
+    rows deleted at each insert) until ``until``, past the challenge's own deadline.
+    """
+    digest = hashlib.sha256(challenge.encode()).hexdigest()
+    return remember_assertion(session, org_id, REPLAY_KIND, digest, until)
 
 
 def _credential(body: Any) -> str:

@@ -8,7 +8,11 @@ records and the audit log (``signin.failure``), as for SAML and OIDC. A wrong
 password or second factor counts towards the account's lockout.
 
 A sign-in ends where an SSO sign-in ends (``finish``): status and license
-checked again, ``lifecycle.record_sign_in``, ``signin.success``.
+checked again, ``lifecycle.record_sign_in``, ``signin.success``. Only there,
+once every factor is proved, does a sign-in end ``RECOVERY`` (the reset link
+asked for dies): a right password alone proves too little to kill the owner's
+link. Each step between checks the status again before it changes anything
+(``status_refusal``): an admin's lock or a deactivation meanwhile stops it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from sso.signin.request import SignInRequest
 
 log = logging.getLogger(__name__)
 PROTOCOL = "password"  # sign_in_records.protocol: at most 8 characters
+# The statuses a pending sign-in goes on in, until ``finish`` asks for SIGN_IN_ALLOWED.
+PENDING_ALLOWED = lifecycle.SIGN_IN_ALLOWED | {lifecycle.AWAITING_NEW_PASSWORD}
 
 
 @dataclass(frozen=True)
@@ -220,21 +226,14 @@ def _decide(
             f"the temporary password expired at {row.expires_at.isoformat(timespec='seconds')}",
             public="temporary_password_expired",
         )
-    if user.status not in lifecycle.SIGN_IN_ALLOWED | {
-        lifecycle.AWAITING_NEW_PASSWORD,
-        lifecycle.RECOVERY,
-    }:
+    if user.status not in PENDING_ALLOWED:
         return _Refusal("inactive_account", f"account status is {user.status}", "inactive_account")
     try:
         check_license(session, user)
     except SsoError as err:
         return _Refusal(err.reason_code, err.detail, err.reason_code)
-    if user.status == lifecycle.RECOVERY:
-        # The person knows their password after all: the reset they asked for is not needed.
-        passwords.expire_links(session, user, "reset")
-        lifecycle.transition(
-            session, user, "complete_recovery", reason="signed in with the current password"
-        )
+    # RECOVERY stays until the sign-in is whole (``finish``): whoever holds a leaked
+    # password and stops at the second factor must not kill the owner's reset link.
     stage = next_stage(session, user, row)
     if stage != "mfa":
         # The failures are forgotten once nothing is left to guess: after a second factor,
@@ -278,6 +277,19 @@ def count_failure(session: Session, user: User, typed: str, attempt: Attempt) ->
     return until
 
 
+def status_refusal(
+    user: User, allowed: frozenset[str] = lifecycle.SIGN_IN_ALLOWED
+) -> SsoError | None:
+    """Why ``user``'s status stops the sign-in now (a lock, a deactivation since the
+    password was proved), or None; each step checks it, under the account's row lock,
+    before it changes anything."""
+    if user.status in LOCKED:
+        return SsoError("locked", f"account status is {user.status}")
+    if user.status not in allowed:
+        return SsoError("inactive_account", f"account status is {user.status}")
+    return None
+
+
 def record_failure(
     session: Session, user: User, reason: str, detail: str, attempt: Attempt
 ) -> None:
@@ -295,7 +307,9 @@ def record_failure(
 def finish(session: Session, org_id: str, user_id: str, how: str, attempt: Attempt) -> User:
     """The last step: status and license again, the sign-in marked and recorded.
 
-    ``how`` names what was proved (``password``, ``password+totp``...).
+    ``how`` names what was proved (``password``, ``password+totp``...). A sign-in
+    during ``RECOVERY`` ends it: the person knows their password after all, and proved
+    every factor, so the reset they asked for is not needed.
     """
     refusal: SsoError | None = None
     with session.begin():
@@ -304,10 +318,9 @@ def finish(session: Session, org_id: str, user_id: str, how: str, attempt: Attem
             raise SsoError("pending_expired", "the account disappeared during sign-in")
         login = user.login_name or user.user_name
         try:
-            if user.status in LOCKED:
-                raise SsoError("locked", f"account status is {user.status}")
-            if user.status not in lifecycle.SIGN_IN_ALLOWED:
-                raise SsoError("inactive_account", f"account status is {user.status}")
+            refused = status_refusal(user)
+            if refused is not None:
+                raise refused
             check_license(session, user)
         except SsoError as err:
             refusal = err
@@ -321,6 +334,11 @@ def finish(session: Session, org_id: str, user_id: str, how: str, attempt: Attem
             )
         else:
             lockout.clear(session, user)  # a whole sign-in: the failures before it are forgotten
+            if user.status == lifecycle.RECOVERY:
+                passwords.expire_links(session, user, "reset")
+                lifecycle.transition(
+                    session, user, "complete_recovery", reason="signed in with the current password"
+                )
             lifecycle.record_sign_in(session, user)
             record_outcome(
                 session, local_request(org_id, login, attempt, how), "success", None, None, user

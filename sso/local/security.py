@@ -10,6 +10,7 @@ second factor), and answer JSON to ``static/js/passkeys.js``.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +30,7 @@ from sso.local.views import (
     continue_sign_in,
     enrol_page,
     enrol_totp_from_form,
+    enrolment_refusal,
     org_name_of,
     pending_at,
 )
@@ -175,6 +177,17 @@ def _json_error(status: int, message: str) -> Any:
     return jsonify({"error": message}), status
 
 
+def _json_refusal(err: SsoError) -> Any:
+    """A refused step, as JSON the script shows; the pending sign-in is over."""
+    pending.drop()
+    return _json_error(err.status, err.message)
+
+
+def _spent_until() -> datetime:
+    """How long a used challenge is remembered: past its own deadline (``put_secret``)."""
+    return web.now() + timedelta(seconds=int(current_app.config["SIGNIN_PENDING_SECONDS"]))
+
+
 def _registering() -> tuple[User, pending.Pending | None] | None:
     """Who adds a passkey: the signed-in person, or a pending sign-in that must enrol."""
     who = _signed_in(change=True)
@@ -190,43 +203,62 @@ def _registering() -> tuple[User, pending.Pending | None] | None:
 @bp.post("/passkeys/register/options")
 def passkey_register_options() -> Any:
     web.json_body()
-    who = _registering()
+    try:
+        who = _registering()
+    except SsoError as err:
+        return _json_refusal(err)
     if who is None:
         return _json_error(401, "Sign in first.")
+    user = who[0]
     s = db.writing_session()
     with s.begin():
-        existing = mfa.factors(s, who[0], "webauthn")
-    options, challenge = passkeys.registration_options(_rp(), who[0], existing)
-    pending.put("webauthn_register", challenge)
+        existing = mfa.factors(s, user, "webauthn")
+    options, challenge = passkeys.registration_options(_rp(), user, existing)
+    pending.put_secret("webauthn_register", challenge, user.org_id, user.id, web.now())
     return current_app.response_class(options, mimetype="application/json")
 
 
 @bp.post("/passkeys/register")
 def passkey_register() -> Any:
     body = web.json_body()
-    who = _registering()
-    challenge = pending.take("webauthn_register")
-    if who is None or not isinstance(challenge, str):
-        return _json_error(400, "This registration is no longer valid. Start again.")
+    try:
+        who = _registering()
+    except SsoError as err:
+        return _json_refusal(err)
+    stale = "This registration is no longer valid. Start again."
+    if who is None:
+        return _json_error(400, stale)
     user, found = who
+    challenge = pending.take_secret("webauthn_register", user.org_id, user.id, web.now())
+    if not isinstance(challenge, str):
+        return _json_error(400, stale)
     try:
         credential_id, public_key, count = passkeys.verify_registration(_rp(), challenge, body)
     except passkeys.PasskeyError:
         return _json_error(400, "The passkey could not be registered. Try again.")
     label = body.get("label") if isinstance(body.get("label"), str) else None
     s = db.writing_session()
-    with s.begin():
-        locked = s.get(User, (user.org_id, user.id), with_for_update=True)
-        assert locked is not None
-        first = not mfa.enrolled(s, locked)
-        try:
-            mfa.add_passkey(s, locked, credential_id, public_key, count, label)
-        except DomainError as err:
-            s.rollback()
-            return _json_error(400, str(err.detail))
-        if first or mfa.codes_left(s, locked) == 0:
-            codes = mfa.new_recovery_codes(s, locked)
-            pending.put_secret("codes", codes, user.org_id, user.id, web.now())
+    try:
+        with s.begin():
+            locked = s.get(User, (user.org_id, user.id), with_for_update=True)
+            assert locked is not None
+            refusal = enrolment_refusal(s, locked, first=found is not None)
+            if refusal is None:
+                if not passkeys.spend_challenge(s, user.org_id, challenge, _spent_until()):
+                    return _json_error(400, stale)  # a replayed registration
+                had_none = not mfa.enrolled(s, locked)
+                try:
+                    # Refused before anything is added: the spent challenge is kept.
+                    mfa.add_passkey(s, locked, credential_id, public_key, count, label)
+                except DomainError as err:
+                    return _json_error(400, str(err.detail))
+                if had_none or mfa.codes_left(s, locked) == 0:
+                    codes = mfa.new_recovery_codes(s, locked)
+                    pending.put_secret("codes", codes, user.org_id, user.id, web.now())
+    except SsoError as err:
+        refusal = err
+    if refusal is not None:
+        return _json_refusal(refusal)
     if found is not None:
         pending.advance(found, "codes", proved="webauthn")
         return jsonify({"redirect": "/sso/mfa/codes"})
@@ -254,7 +286,7 @@ def passkey_options() -> Any:
     if not keys_:
         return _json_error(400, "No passkey is registered for this account.")
     options, challenge = passkeys.authentication_options(_rp(), keys_)
-    pending.put("webauthn_auth", challenge)
+    pending.put_secret("webauthn_auth", challenge, user.org_id, user.id, web.now())
     return current_app.response_class(options, mimetype="application/json")
 
 
@@ -262,30 +294,37 @@ def passkey_options() -> Any:
 def passkey_authenticate() -> Any:
     body = web.json_body()
     found, user = pending_at("mfa")
-    challenge = pending.take("webauthn_auth")
+    stale = "This sign-in is no longer valid. Start again."
+    challenge = pending.take_secret("webauthn_auth", user.org_id, user.id, web.now())
     if not isinstance(challenge, str):
-        return _json_error(400, "This sign-in is no longer valid. Start again.")
+        return _json_error(400, stale)
     attempt = web.attempt()
     s = db.writing_session()
+    replayed = refused = False
     with s.begin():
         locked = s.get(User, (user.org_id, user.id), with_for_update=True)
         assert locked is not None
-        try:
-            factor, count = passkeys.verify_authentication(
-                _rp(), challenge, body, mfa.factors(s, locked, "webauthn")
-            )
-        except passkeys.PasskeyError as err:
-            local.record_failure(s, locked, "mfa_failed", str(err)[:500], attempt)
-            refused = True
+        if not passkeys.spend_challenge(s, user.org_id, challenge, _spent_until()):
+            local.record_failure(s, locked, "replay", "a passkey challenge used before", attempt)
+            replayed = True
         else:
-            mfa.passkey_used(s, factor, count, attempt.now)
-            refused = False
+            try:
+                factor, count = passkeys.verify_authentication(
+                    _rp(), challenge, body, mfa.factors(s, locked, "webauthn")
+                )
+            except passkeys.PasskeyError as err:
+                local.record_failure(s, locked, "mfa_failed", str(err)[:500], attempt)
+                refused = True
+            else:
+                mfa.passkey_used(s, factor, count, attempt.now)
+    if replayed:
+        pending.drop()
+        return _json_error(400, stale)
     if refused:
         return _json_error(401, "The passkey was not accepted.")
     try:
         resp = continue_sign_in(s, found, "done", "webauthn")
     except SsoError as err:
         # Status or license refused at the last step: the script shows the same words.
-        pending.drop()
-        return _json_error(err.status, err.message)
+        return _json_refusal(err)
     return jsonify({"redirect": resp.headers["Location"]})

@@ -50,9 +50,14 @@ def _bad_request(err: BadRequestError) -> Any:
 bp.before_request(web.refuse_nul)
 
 
+# Refusals that end the pending sign-in: nothing it could still send would be accepted
+# (its time is up, or the account was locked or deactivated meanwhile).
+ENDS_PENDING = frozenset({"pending_expired", "locked", "inactive_account"})
+
+
 @bp.errorhandler(SsoError)
 def _refused(err: SsoError) -> Any:
-    if err.reason_code == "pending_expired":
+    if err.reason_code in ENDS_PENDING:
         pending.drop()
     return web.refusal(err)
 
@@ -146,8 +151,31 @@ def pending_at(stage: str) -> tuple[pending.Pending, User]:
         row = passwords.current_password(s, user) if user is not None else None
         if user is None or row is None or pending.fingerprint(row.hash) != found.password:
             raise SsoError("pending_expired", "the account or its password changed meanwhile")
+        if stage == "enrol":
+            _check_still_none(s, user)
         s.expunge(user)
     return found, user
+
+
+def _check_still_none(s: Session, user: User) -> None:
+    """The enrol step is for an account with no factor: once it has one (its owner enrolled
+    meanwhile), this sign-in must prove that one, not add its own and go on without it."""
+    if mfa.enrolled(s, user):
+        raise SsoError("pending_expired", "a factor was enrolled since the password was proved")
+
+
+def enrolment_refusal(s: Session, user: User, *, first: bool) -> SsoError | None:
+    """Why no factor may be added now, recorded (caller's transaction, the row locked).
+
+    ``first``: the enrol step of a pending sign-in (``_check_still_none``). Any
+    enrolment: the account's status (locked or deactivated since: nothing stored).
+    """
+    if first:
+        _check_still_none(s, user)
+    refusal = local.status_refusal(user, local.PENDING_ALLOWED)
+    if refusal is not None:
+        local.record_failure(s, user, refusal.reason_code, refusal.detail, web.attempt())
+    return refusal
 
 
 def continue_sign_in(
@@ -223,46 +251,57 @@ def change_password() -> Any:
 def _change(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
     """Set the chosen password in one transaction: (the next stage, the new hash).
 
-    ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing.
+    ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing;
+    nor does an account locked or deactivated since the temporary password was proved
+    (``SsoError``, recorded): the password chosen by whoever holds this pending sign-in
+    must not be the account's when an admin unlocks it.
     """
     with s.begin():
         found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
         if found_user is None:
             raise SsoError("pending_expired", "the account disappeared during sign-in")
         user = found_user
-        current = get_settings(s, user.org_id)
-        row = passwords.current_password(s, user)
-        address = user_address(s, user)
-        if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
-            raise passwords.PasswordRejected(
-                "history", "Choose a new password, not the one you were given."
-            )
-        row = passwords.set_password(
-            s,
-            attempt.hashing,
-            current.password_policy(),
-            user,
-            new,
-            identifiers=passwords.personal_identifiers(user, address),
-            detail="chosen by the person at sign-in, replacing a temporary password",
+        refusal = local.status_refusal(user, local.PENDING_ALLOWED)
+        if refusal is not None:
+            local.record_failure(s, user, refusal.reason_code, refusal.detail, attempt)
+        else:
+            return _set_chosen(s, user, new, attempt)
+    raise refusal
+
+
+def _set_chosen(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
+    """``_change``'s work, in its transaction (the account's row locked, its status checked)."""
+    current = get_settings(s, user.org_id)
+    row = passwords.current_password(s, user)
+    address = user_address(s, user)
+    if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
+        raise passwords.PasswordRejected(
+            "history", "Choose a new password, not the one you were given."
         )
-        if user.status == lifecycle.AWAITING_NEW_PASSWORD:
-            lifecycle.transition(
-                s, user, "complete_recovery", reason="new password chosen at sign-in"
-            )
-        if address is not None:
-            mail.queue_mail(
-                s,
-                user.org_id,
-                "password_changed",
-                address,
-                {
-                    "username": user.login_name or user.user_name,
-                    "login_url": mail.login_url(attempt.base_url),
-                },
-                user_id=user.id,
-            )
-        return local.next_stage(s, user, row), row.hash
+    row = passwords.set_password(
+        s,
+        attempt.hashing,
+        current.password_policy(),
+        user,
+        new,
+        identifiers=passwords.personal_identifiers(user, address),
+        detail="chosen by the person at sign-in, replacing a temporary password",
+    )
+    if user.status == lifecycle.AWAITING_NEW_PASSWORD:
+        lifecycle.transition(s, user, "complete_recovery", reason="new password chosen at sign-in")
+    if address is not None:
+        mail.queue_mail(
+            s,
+            user.org_id,
+            "password_changed",
+            address,
+            {
+                "username": user.login_name or user.user_name,
+                "login_url": mail.login_url(attempt.base_url),
+            },
+            user_id=user.id,
+        )
+    return local.next_stage(s, user, row), row.hash
 
 
 # -- second factor --------------------------------------------------------------------
@@ -311,7 +350,8 @@ def verify_mfa() -> Any:
         user = found_user
         proved = factors.check_code(s, current_secret(), user, code, attempt.now)
         if proved is None:
-            locked = local.count_failure(s, user, code, attempt) is not None
+            guess = factors.guess_of(code, attempt.now)
+            locked = local.count_failure(s, user, guess, attempt) is not None
             local.record_failure(s, user, "mfa_failed", "wrong second-factor code", attempt)
     if proved is None:
         if locked:
@@ -365,7 +405,7 @@ def enrol() -> Any:
     data = web.form()
     web.check_csrf(data.get("csrf"))
     found, user = pending_at("enrol")
-    ok = enrol_totp_from_form(user, data.get("code") or "")
+    ok = enrol_totp_from_form(user, data.get("code") or "", first=True)
     if not ok:
         return enrol_page(
             user, "/sso/mfa/enrol", "That code is not correct. Try the next one.", 400
@@ -373,10 +413,12 @@ def enrol() -> Any:
     return continue_sign_in(db.writing_session(), found, "codes", "totp")
 
 
-def enrol_totp_from_form(user: User, code: str) -> bool:
+def enrol_totp_from_form(user: User, code: str, *, first: bool = False) -> bool:
     """Keep the authenticator whose secret is in the session if ``code`` proves it.
 
     The first factor brings ten recovery codes, kept (sealed) in the session until shown once.
+    ``first``: the enrol step of a pending sign-in. ``SsoError`` (nothing stored) when
+    ``enrolment_refusal`` says no.
     """
     secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
     if not isinstance(secret, str) or len(code) > 16:
@@ -385,13 +427,17 @@ def enrol_totp_from_form(user: User, code: str) -> bool:
     with s.begin():
         locked = s.get(User, (user.org_id, user.id), with_for_update=True)
         assert locked is not None
-        first = not mfa.enrolled(s, locked)
-        if not factors.enrol_totp(s, current_secret(), locked, secret, code, web.now()):
-            s.rollback()
-            return False
-        if first or mfa.codes_left(s, locked) == 0:
-            codes = mfa.new_recovery_codes(s, locked)
-            pending.put_secret("codes", codes, user.org_id, user.id, web.now())
+        refusal = enrolment_refusal(s, locked, first=first)
+        if refusal is None:
+            had_none = not mfa.enrolled(s, locked)
+            if not factors.enrol_totp(s, current_secret(), locked, secret, code, web.now()):
+                s.rollback()
+                return False
+            if had_none or mfa.codes_left(s, locked) == 0:
+                codes = mfa.new_recovery_codes(s, locked)
+                pending.put_secret("codes", codes, user.org_id, user.id, web.now())
+    if refusal is not None:
+        raise refusal
     pending.take("totp")
     return True
 

@@ -15,6 +15,7 @@ import logging
 import secrets
 import statistics
 import time
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -130,16 +131,18 @@ def attempt() -> Attempt:
 MAX_PAD_SECONDS = 1.0
 
 
-def even_out(started: float, account_found: bool) -> None:
+def even_out(started: float, account_found: bool, recent: deque[float] | None = None) -> None:
     """Make an unknown account's refusal last as long as a known one's.
 
     Both verify an argon2 hash (``passwords.burn_time``), but only a known
     account writes (lockout counter, sign-in record, audit event): about 20 ms
     on SQLite, enough to tell who has an account. Known refusals' durations are
     kept per process (the last 31); unknown ones sleep up to their median
-    (``started`` is ``time.perf_counter()`` at the request's start).
+    (``started`` is ``time.perf_counter()`` at the request's start). ``recent``:
+    another form's durations (default: the password form's refusals).
     """
-    recent = sso_extension().refusal_seconds
+    if recent is None:
+        recent = sso_extension().refusal_seconds
     elapsed = time.perf_counter() - started
     if account_found:
         recent.append(elapsed)

@@ -2,8 +2,10 @@
 
 Forgot password: the POST answers the same whether or not the account exists
 (and whatever the throttles decided), so the form tells nobody who has an
-account. Each address may ask ``FORGOT_PER_MINUTE`` times a minute; each
-account gets at most three links an hour (``services.recovery``).
+account; nor does its duration: an answer that sent no link sleeps up to what
+sending one took lately, as the password form pads (``web.even_out``). Each
+address may ask ``FORGOT_PER_MINUTE`` times a minute; each account gets at most
+three links an hour (``services.recovery``).
 
 A link's GET only shows a form with a button: mail scanners that open links
 burn nothing. Its POST consumes the link and sets the chosen password through
@@ -25,6 +27,7 @@ from scim_server.ratelimit import WINDOW_SECONDS, count_request, sweep
 from scim_server.services import recovery
 from scim_server.services.passwords import MAX_INPUT_CHARS, PasswordRejected
 from scim_server.slots import NoSlotError
+from sso.extension import sso_extension
 from sso.local import web
 from sso.signin import pages
 
@@ -78,7 +81,11 @@ def forgot() -> Any:
             back="/sso/forgot",
         )
         return html, 429, {**headers, "Retry-After": "60"}
+    started = time.perf_counter()
     sent = recovery.request_reset(db.writing_session(), current_delivery(), identifier)
+    # A link is a token, a status change, a mail and audit events: a few milliseconds
+    # that would tell who has an account.
+    web.even_out(started, sent > 0, sso_extension().forgot_seconds)
     log.info("forgot password: %s reset link(s) queued", sent)
     return pages.message_page(SENT_TITLE, SENT_TEXT)
 

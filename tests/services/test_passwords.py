@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 
 import pytest
@@ -41,6 +42,36 @@ def test_hash_is_argon2id_and_verifies():
 def test_changed_parameters_ask_for_a_rehash():
     old = PasswordHasher(time_cost=1, memory_cost=512, parallelism=1).hash("a long passphrase")
     assert passwords.verify_password(CHEAP, old, "a long passphrase") == (True, True)
+
+
+def test_passwords_are_normalised_nfkc_and_earlier_raw_hashes_still_verify():
+    """NIST SP 800-63B §5.1.1.2: NFKC before hashing, so the composed and decomposed forms are
+    one password; a hash of a raw decomposed password (made before) still verifies, once more
+    with the raw form, and asks for a rehash (the sign-in then stores the NFKC form's)."""
+    composed = unicodedata.normalize("NFC", "Zoë's crème brûlée")
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    digest = passwords.hash_password(CHEAP, decomposed)
+    assert passwords.verify_password(CHEAP, digest, composed) == (True, False)
+    legacy = CHEAP.hasher().hash(decomposed)
+    assert passwords.verify_password(CHEAP, legacy, decomposed) == (True, True)
+    assert passwords.verify_password(CHEAP, legacy, composed) == (False, False)
+    # Compatibility forms fold too: the ligature "ﬁ" is "fi", a superscript five is "5".
+    assert passwords.verify_password(
+        CHEAP, passwords.hash_password(CHEAP, "\ufb01ne fi\u2075 x"), "fine fi5 x"
+    ) == (True, False)
+
+
+def test_the_policy_reads_the_normalised_password():
+    """The policy checks what is hashed: a username typed decomposed is still the username."""
+    zoe = unicodedata.normalize("NFC", "zoë.martin")
+    typed = "I am " + unicodedata.normalize("NFD", zoe) + " and this is long"
+    with pytest.raises(PasswordRejected) as err:
+        check_policy(POLICY, typed, identifiers=[zoe])
+    assert err.value.rule == "personal"
+    assert (
+        check_policy(POLICY, "\ufb01ne violet tractor", identifiers=MINE) == "fine violet tractor"
+    )
 
 
 def test_each_refusal_names_its_rule():

@@ -1,4 +1,5 @@
-"""An unfinished enrolment: its TOTP key and recovery codes travel sealed, expire, and are no factor."""
+"""An unfinished enrolment: its TOTP key and recovery codes travel sealed, expire, and are no
+factor; a pending enrolment stores nothing once the account has a factor or may not sign in."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from scim_server.models import MfaFactor
+from scim_server.models import MfaFactor, MfaRecoveryCode
 from sso.local import pending
 from tests.sso.local.conftest import LOGIN
-from tests.sso.local.test_mfa import _require_mfa, _sign_out
+from tests.sso.local.test_mfa import _enrol, _require_mfa, _sign_out
 from tests.support import Clock, Scim
 from tests.support.local import code_now, codes_of, csrf_of, secret_of, sign_in, signed_in
-from tests.support.sso import read
+from tests.support.sso import read, sign_ins
 
 KEY = "signin_pending_totp"
 CODES = "signin_pending_codes"
@@ -113,3 +114,48 @@ def test_a_sealed_value_opens_only_for_its_account_and_name(app: Flask, clock: C
         pending.put_secret("totp", "JBSWY3DPEHPK3PXP", "org-1", "user-1", clock.now)
         session["signin_pending_totp"] = session["signin_pending_totp"][:-4] + "AAAA"
         assert pending.take_secret("totp", "org-1", "user-1", clock.now) is None
+
+
+def test_a_pending_enrolment_is_refused_once_the_account_has_a_factor(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_mfa. Someone holding the password reaches the enrol step while the owner has no
+    factor; the owner then enrols theirs. The first one's pending enrolment must not add a
+    factor of their own and sign in without the owner's: refused, back to the sign-in."""
+    _require_mfa(admin)
+    intruder = app.test_client()
+    assert sign_in(intruder, LOGIN).headers["Location"] == "/sso/mfa/enrol"
+    page = intruder.get("/sso/mfa/enrol").get_data(as_text=True)
+    _enrol(client, clock)  # the owner, in their own browser
+    clock.advance(seconds=60)  # still within the intruder's pending minutes
+    resp = intruder.post(
+        "/sso/mfa/enrol",
+        data={"code": code_now(secret_of(page), clock.now), "csrf": csrf_of(page)},
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "Please sign in again" in body, body
+    assert 'href="/sso/login"' in body
+    assert not signed_in(intruder) and _factors(app) == 1
+    # The pending sign-in is over; signing in again asks for the owner's factor.
+    assert intruder.get("/sso/mfa/enrol").status_code == 400
+    assert sign_in(intruder, LOGIN).headers["Location"] == "/sso/mfa"
+
+
+def test_a_pending_enrolment_of_a_locked_account_stores_nothing(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_mfa; a pending sign-in at the enrol step; the admin locks the account. The
+    enrolment is refused before anything is stored: no factor, no recovery codes."""
+    _require_mfa(admin)
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa/enrol"
+    page = client.get("/sso/mfa/enrol").get_data(as_text=True)
+    assert admin.post(f"/api/v1/users/{person}/actions/lock", {"reason": "x"}).status_code == 200
+    resp = client.post(
+        "/sso/mfa/enrol",
+        data={"code": code_now(secret_of(page), clock.now), "csrf": csrf_of(page)},
+    )
+    assert resp.status_code == 403 and "Account locked" in resp.get_data(as_text=True)
+    assert not signed_in(client) and _factors(app) == 0
+    with read(app) as s:
+        assert s.scalars(select(MfaRecoveryCode)).all() == []
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "locked"

@@ -325,3 +325,29 @@ def test_the_password_alone_does_not_forget_wrong_codes(
         if _round == 0:
             assert _second_step(client, next(guesses)).status_code == 401
     assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "AUTO_LOCKED"
+
+
+def test_a_wrong_code_typed_again_in_a_new_time_step_counts_again(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The lockout counts distinct wrong attempts, but the right TOTP code changes every 30 s:
+    the same six digits in a new time step are a new guess (or whoever holds the password
+    types the same few codes in every step, forever). Threshold 3: two codes, one of them
+    twice, in one step count two; the first again in the next step locks."""
+    assert (
+        admin.put("/api/v1/settings", {"require_mfa": True, "lockout_threshold": 3}).status_code
+        == 200
+    )
+    secret, _codes = _enrol(client, clock)
+    _sign_out(client)
+    clock.advance(seconds=60)
+    # Never right in this step, the next, or either's drift window.
+    valid = {code_now(secret, clock.now, d) for d in (-1, 0, 1, 2)}
+    first, second = [g for g in ("111111", "222222", "333333", "444444") if g not in valid][:2]
+    assert sign_in(client, LOGIN).headers.get("Location") == "/sso/mfa"
+    for guess in (first, first, second):
+        assert _second_step(client, guess).status_code == 401
+    assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "ACTIVE"
+    clock.advance(seconds=30)
+    assert _second_step(client, first).status_code == 401
+    assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "AUTO_LOCKED"

@@ -154,3 +154,79 @@ def test_passkey_sign_in_refused_at_the_last_step_answers_json(
     resp = _post(client, "/sso/passkeys/authenticate", csrf, {"credential": key.authenticate(opts)})
     assert resp.status_code == 403 and "not active" in resp.get_json()["error"]
     assert not signed_in(client)
+
+
+def test_an_assertion_replayed_with_the_earlier_cookie_is_refused(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """A challenge is used once (WebAuthn L2 §13.4.3), also when the earlier cookie, which
+    still holds it, is sent again with the same answer (a proxy log, a HAR file). Synced
+    passkeys keep their counter at 0: the counter check catches nothing."""
+    key = SoftAuthenticator()
+    sign_in(client, LOGIN)
+    assert _register(client, key, "/sso/security").status_code == 200
+    client.delete_cookie("session", domain="localhost")
+    assert sign_in(client, LOGIN, next_path="/app").headers["Location"] == "/sso/mfa"
+    csrf = _csrf(client, "/sso/mfa")
+    opts = _post(client, "/sso/passkeys/authenticate/options", csrf, {}).get_json()
+    before = client.get_cookie("session", domain="localhost")
+    assert before is not None
+    answer = {"credential": key.authenticate(opts, count=0)}
+    assert _post(client, "/sso/passkeys/authenticate", csrf, answer).status_code == 200
+    assert signed_in(client)
+    client.delete_cookie("session", domain="localhost")
+    client.set_cookie("session", before.value, domain="localhost")
+    replay = _post(client, "/sso/passkeys/authenticate", csrf, answer)
+    assert replay.status_code == 400 and "error" in replay.get_json()
+    assert not signed_in(client)
+
+
+def test_a_registration_replayed_with_the_earlier_cookie_is_refused(
+    app: Flask, client: FlaskClient, scim: Scim, person: str, clock: Clock
+) -> None:
+    """The registration's challenge is used once too: the person removes a passkey; the
+    earlier cookie and the same answer sent again do not put it back."""
+    key = SoftAuthenticator()
+    sign_in(client, LOGIN)
+    csrf = _csrf(client, "/sso/security")
+    opts = _post(client, "/sso/passkeys/register/options", csrf, {}).get_json()
+    before = client.get_cookie("session", domain="localhost")
+    assert before is not None
+    answer = {"credential": key.register(opts)}
+    assert _post(client, "/sso/passkeys/register", csrf, answer).status_code == 200
+    with read(app) as s:
+        factor_id = s.scalars(select(MfaFactor.id).where(MfaFactor.user_id == person)).one()
+    resp = client.post(
+        f"/sso/security/factors/{factor_id}/remove", data={"csrf": _csrf(client, "/sso/security")}
+    )
+    assert resp.status_code == 303
+    client.set_cookie("session", before.value, domain="localhost")
+    replay = _post(client, "/sso/passkeys/register", csrf, answer)
+    assert replay.status_code == 400 and "error" in replay.get_json()
+    with read(app) as s:
+        assert s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).all() == []
+
+
+def test_a_pending_enrolment_adds_no_passkey_once_the_account_has_a_factor(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_mfa: someone holding the password is at the enrol step; the owner enrols an
+    authenticator app meanwhile. Their passkey is refused (JSON the script shows), the
+    pending sign-in ends, and the account keeps the owner's factor only."""
+    from tests.sso.local.test_mfa import _enrol
+
+    assert admin.put("/api/v1/settings", {"require_mfa": True}).status_code == 200
+    intruder = app.test_client()
+    assert sign_in(intruder, LOGIN).headers["Location"] == "/sso/mfa/enrol"
+    csrf = _csrf(intruder, "/sso/mfa/enrol")
+    opts = _post(intruder, "/sso/passkeys/register/options", csrf, {}).get_json()
+    _enrol(client, clock)  # the owner
+    resp = _post(
+        intruder, "/sso/passkeys/register", csrf, {"credential": SoftAuthenticator().register(opts)}
+    )
+    assert resp.status_code == 400 and "sign in again" in resp.get_json()["error"]
+    assert not signed_in(intruder)
+    with read(app) as s:
+        kinds = s.scalars(select(MfaFactor.kind).where(MfaFactor.user_id == person)).all()
+    assert kinds == ["totp"]
+    assert intruder.get("/sso/mfa/codes").status_code == 400

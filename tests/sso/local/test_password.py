@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import unicodedata
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +23,12 @@ from tests.support.admin_api import admin_of
 from tests.support.dns_server import add_verified_domain
 from tests.support.local import (
     PASSWORD,
+    code_now,
+    csrf_of,
+    forgot,
     form_post,
     give_password,
+    mail_bodies,
     mails,
     sign_in,
     signed_in,
@@ -167,6 +172,37 @@ def test_rehash_when_parameters_change(
     assert passwords.verify_password(hashing, after, PASSWORD) == (True, False)
 
 
+def test_a_password_set_in_nfc_signs_in_typed_in_nfd(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """NIST SP 800-63B §5.1.1.2: passwords are normalised (NFKC) before hashing, so one set
+    composed signs in typed decomposed (some input methods, a password manager filled on
+    another platform)."""
+    chosen = unicodedata.normalize("NFC", "Crème brûlée à la façon de Zoë 42")
+    give_password(app, scim.org_id, person, chosen)
+    typed = unicodedata.normalize("NFD", chosen)
+    assert typed != chosen
+    resp = sign_in(client, LOGIN, typed, next_path="/app")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+
+
+def test_a_hash_made_before_normalisation_still_signs_in_and_is_replaced(
+    app: Flask, client: FlaskClient, scim: Scim, person: str
+) -> None:
+    """A hash of the raw, decomposed password (made before passwords were normalised) still
+    matches what the person types, and is replaced at sign-in by the hash of its NFKC form."""
+    typed = unicodedata.normalize("NFD", "Crème brûlée à la façon de Zoë 42")
+    hashing = passwords.Hashing.from_config(app.config)
+    legacy = hashing.hasher().hash(typed)
+    with read(app) as s, s.begin():
+        s.get(UserPassword, (scim.org_id, person)).hash = legacy
+    assert sign_in(client, LOGIN, typed).status_code == 303
+    with read(app) as s:
+        after = s.get(UserPassword, (scim.org_id, person)).hash
+    assert after != legacy
+    hashing.hasher().verify(after, unicodedata.normalize("NFKC", typed))
+
+
 # -- temporary passwords ---------------------------------------------------------------
 
 
@@ -281,6 +317,33 @@ def test_admin_password_change_ends_a_pending_sign_in(
     give_password(app, scim.org_id, user_id, "an entirely different phrase", temporary=True)
     resp = client.get("/sso/password/change")
     assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True)
+
+
+def test_a_forced_change_after_an_admin_lock_changes_nothing(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, clock: Clock
+) -> None:
+    """Someone signs in with a temporary password; the admin, suspecting a takeover, locks
+    the account. The pending change is refused before anything changes: no new password
+    (else the cookie holder's password is the account's once it is unlocked), no mail."""
+    user_id, temp = _temporary(app, scim, clock)
+    assert sign_in(client, "tim@example.com", temp).headers["Location"] == "/sso/password/change"
+    with read(app) as s:
+        before = s.get(UserPassword, (scim.org_id, user_id)).hash
+    assert admin.post(f"/api/v1/users/{user_id}/actions/lock", {"reason": "x"}).status_code == 200
+    chosen = "violet tractor humming loudly"
+    resp = form_post(
+        client,
+        "/sso/password/change",
+        "/sso/password/change",
+        {"password": chosen, "confirm": chosen},
+    )
+    assert resp.status_code == 403 and "Account locked" in resp.get_data(as_text=True)
+    assert not signed_in(client)
+    with read(app) as s:
+        assert s.get(UserPassword, (scim.org_id, user_id)).hash == before
+    assert mails(app, scim.org_id, "password_changed") == []
+    assert _user(app, scim.org_id, user_id).status == "LOCKED_BY_ADMIN"
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "locked"
 
 
 # -- bad input -------------------------------------------------------------------------
@@ -415,3 +478,56 @@ def test_password_allowed_with_sso_offers_both(
     assert admin.put("/api/v1/settings", {"sign_in_methods": "password_only"}).status_code == 200
     body = client.post("/sso/login", data={"email": LOGIN}).get_data(as_text=True)
     assert "/sso/saml/" not in body and 'type="password"' in body
+
+
+def _owner_with_an_app(app: Flask, client: FlaskClient, admin: Scim, clock: Clock) -> str:
+    """require_mfa, and the owner enrolled an authenticator app: its secret."""
+    from tests.sso.local.test_mfa import _enrol, _require_mfa, _sign_out
+
+    _require_mfa(admin)
+    secret, _codes = _enrol(client, clock)
+    _sign_out(client)
+    return secret
+
+
+def test_the_password_alone_does_not_end_recovery(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The owner's password leaked; they ask for a reset link to replace it. Whoever holds
+    the password types it and stops at the second factor: nobody signed in, so RECOVERY and
+    the owner's link stay (else each such attempt kills every new link)."""
+    _owner_with_an_app(app, client, admin, clock)
+    assert forgot(client, LOGIN).status_code == 200
+    (body,) = mail_bodies(app, scim.org_id, "reset_link")
+    token = body.split("/sso/reset/")[1].split()[0]
+    intruder = app.test_client()
+    assert sign_in(intruder, LOGIN).headers["Location"] == "/sso/mfa"
+    assert _user(app, scim.org_id, person).status == "RECOVERY"
+    new = "Saffron-glacier-window-64"
+    resp = client.post(f"/sso/reset/{token}", data={"password": new, "confirm": new})
+    assert resp.status_code == 200, resp.status_code
+    assert sign_in(intruder, LOGIN).status_code == 401  # the leaked password is gone
+
+
+def test_a_whole_sign_in_with_a_second_factor_ends_recovery(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The person asked for a link, then remembered the password: with password and code the
+    sign-in is whole, and only then RECOVERY ends and the link dies."""
+    secret = _owner_with_an_app(app, client, admin, clock)
+    assert forgot(client, LOGIN).status_code == 200
+    (body,) = mail_bodies(app, scim.org_id, "reset_link")
+    token = body.split("/sso/reset/")[1].split()[0]
+    clock.advance(seconds=30)
+    assert sign_in(client, LOGIN, next_path="/app").headers["Location"] == "/sso/mfa"
+    page = client.get("/sso/mfa").get_data(as_text=True)
+    resp = client.post(
+        "/sso/mfa", data={"code": code_now(secret, clock.now), "csrf": csrf_of(page)}
+    )
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    assert _user(app, scim.org_id, person).status == "ACTIVE"
+    with read(app) as s:
+        assert passwords.find_link(s, token, "reset") is None
+    assert events(app, scim.org_id, "user.complete_recovery")[-1].detail == (
+        "signed in with the current password"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,8 @@ from sqlalchemy import event, select, update
 
 from scim_server.db import db, utcnow
 from scim_server.models import CredentialToken, MailOutbox, User, UserPassword
+from sso.extension import sso_extension
+from sso.local import web
 from tests.support import Clock
 from tests.support.admin_api import events
 from tests.support.credentials import (
@@ -66,6 +69,24 @@ def test_forgot_answers_the_same_for_unknown_and_known_addresses(app, scim, admi
     assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
     actions = [e["action"] for e in events(admin, resource_id=user_id)]
     assert "user.credentials.forgot" in actions and "user.start_recovery" in actions
+
+
+def test_forgot_pads_an_unknown_address_to_what_a_known_one_takes(app, scim, client, monkeypatch):
+    """A known address issues a link, moves the status, queues mail and writes events: some
+    milliseconds more than an unknown one, enough to tell who has an account. As the password
+    form (``web.even_out``), an answer that sent nothing sleeps up to the median of those that
+    sent a link (kept per process); one that sent a link never sleeps."""
+    slept: list[float] = []
+    monkeypatch.setattr(web.time, "sleep", slept.append)
+    monkeypatch.setattr(sso_extension(app), "forgot_seconds", deque(maxlen=31))
+    _with_password(app, scim)
+    assert _forgot(client, "bob@example.com").status_code == 200
+    kept = sso_extension(app).forgot_seconds
+    assert slept == [] and len(kept) == 1 and kept[0] > 0
+    kept.extend([0.5, 0.5, 0.5])  # as if sending a link took half a second lately
+    assert _forgot(client, "nobody@example.com").status_code == 200
+    assert len(slept) == 1 and 0.2 < slept[0] <= 0.5
+    assert len(kept) == 4  # an unknown address's answer is not what a known one takes
 
 
 def test_the_reset_link_sets_a_new_password_once(app, scim, client, smtp, tmp_path):
