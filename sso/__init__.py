@@ -19,7 +19,7 @@ def init_app(app: Flask) -> None:
     # Imported here: the protocol modules stay importable without the web layer.
     from sso import extension, views
     from sso.connections import admin
-    from sso.local import security  # noqa: F401  (its pages join the local blueprint)
+    from sso.local import enrolment, security  # noqa: F401  (their pages join the local blueprint)
     from sso.local import views as local_views
     from sso.provider import endpoints
     from sso.recovery import views as recovery_views

@@ -25,12 +25,10 @@ from scim_server.urls import public_url
 from sso.errors import SsoError
 from sso.local import passkeys, pending, web
 from sso.local import password as local
+from sso.local.enrolment import enrol_page, enrol_totp_from_form, enrolment_refusal
 from sso.local.views import (
     bp,
     continue_sign_in,
-    enrol_page,
-    enrol_totp_from_form,
-    enrolment_refusal,
     org_name_of,
     pending_at,
 )

@@ -1,10 +1,10 @@
-"""The local sign-in pages under ``/sso``: password, forced change, second factor, enrolment.
+"""The local sign-in pages under ``/sso``: password, forced change, second factor.
 
 Thin handlers: read the form (``web.form``), call ``password``/``factors``,
 render. Until the last step the person holds only a pending sign-in
 (``pending``); the last step ends like an SSO sign-in (``password.finish``,
 then ``start_session``) and goes to ``next`` (the OIDC authorize flow, when
-the product sent the person here).
+the product sent the person here). The enrolment stages' pages are ``enrolment``'s.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, redirect
+from flask import Blueprint, redirect
 from sqlalchemy.orm import Session
 
 from scim_server.db import db
 from scim_server.models import Organization, User
-from scim_server.services import lifecycle, mail, mfa, passwords, totp
+from scim_server.services import lifecycle, mail, mfa, passwords
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 from scim_server.slots import NoSlotError
@@ -152,30 +152,16 @@ def pending_at(stage: str) -> tuple[pending.Pending, User]:
         if user is None or row is None or pending.fingerprint(row.hash) != found.password:
             raise SsoError("pending_expired", "the account or its password changed meanwhile")
         if stage == "enrol":
-            _check_still_none(s, user)
+            check_still_none(s, user)
         s.expunge(user)
     return found, user
 
 
-def _check_still_none(s: Session, user: User) -> None:
+def check_still_none(s: Session, user: User) -> None:
     """The enrol step is for an account with no factor: once it has one (its owner enrolled
     meanwhile), this sign-in must prove that one, not add its own and go on without it."""
     if mfa.enrolled(s, user):
         raise SsoError("pending_expired", "a factor was enrolled since the password was proved")
-
-
-def enrolment_refusal(s: Session, user: User, *, first: bool) -> SsoError | None:
-    """Why no factor may be added now, recorded (caller's transaction, the row locked).
-
-    ``first``: the enrol step of a pending sign-in (``_check_still_none``). Any
-    enrolment: the account's status (locked or deactivated since: nothing stored).
-    """
-    if first:
-        _check_still_none(s, user)
-    refusal = local.status_refusal(user, local.PENDING_ALLOWED)
-    if refusal is not None:
-        local.record_failure(s, user, refusal.reason_code, refusal.detail, web.attempt())
-    return refusal
 
 
 def continue_sign_in(
@@ -359,104 +345,3 @@ def verify_mfa() -> Any:
             return web.refusal(SsoError("invalid_credentials", "locked at the second factor"))
         return _mfa_page(user, "That code is not correct, or it was used already.", 401)
     return continue_sign_in(s, found, "done", proved)
-
-
-# -- enrolment the organization requires ----------------------------------------------
-
-
-def totp_setup(s: Session, user: User, secret: str) -> dict[str, Any]:
-    """What the enrolment page shows: the QR code, the secret in groups of four."""
-    issuer = org_name_of(s, user.org_id) or current_app.config["PRODUCT_NAME"]
-    uri = totp.provisioning_uri(secret, user.login_name or user.user_name, issuer)
-    return {
-        "qr": factors.qr_data_uri(uri),
-        "secret_groups": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
-        "org_name": org_name_of(s, user.org_id),
-    }
-
-
-@bp.get("/mfa/enrol")
-def enrol_form() -> Any:
-    _found, user = pending_at("enrol")
-    return enrol_page(user, "/sso/mfa/enrol")
-
-
-def enrol_page(user: User, action: str, problem: str | None = None, status: int = 200) -> Any:
-    """The QR code of the key being enrolled (a new one when none is pending or it expired)."""
-    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
-    if not isinstance(secret, str):
-        secret = totp.new_secret()
-        pending.put_secret("totp", secret, user.org_id, user.id, web.now())
-    s = db.writing_session()
-    with s.begin():
-        setup = totp_setup(s, user, secret)
-    return web.page(
-        "signin/mfa_enrol.html",
-        status,
-        problem=problem,
-        action=action,
-        forced=action == "/sso/mfa/enrol",
-        **setup,
-    )
-
-
-@bp.post("/mfa/enrol")
-def enrol() -> Any:
-    data = web.form()
-    web.check_csrf(data.get("csrf"))
-    found, user = pending_at("enrol")
-    ok = enrol_totp_from_form(user, data.get("code") or "", first=True)
-    if not ok:
-        return enrol_page(
-            user, "/sso/mfa/enrol", "That code is not correct. Try the next one.", 400
-        )
-    return continue_sign_in(db.writing_session(), found, "codes", "totp")
-
-
-def enrol_totp_from_form(user: User, code: str, *, first: bool = False) -> bool:
-    """Keep the authenticator whose secret is in the session if ``code`` proves it.
-
-    The first factor brings ten recovery codes, kept (sealed) in the session until shown once.
-    ``first``: the enrol step of a pending sign-in. ``SsoError`` (nothing stored) when
-    ``enrolment_refusal`` says no.
-    """
-    secret = pending.take_secret("totp", user.org_id, user.id, web.now(), keep=True)
-    if not isinstance(secret, str) or len(code) > 16:
-        return False
-    s = db.writing_session()
-    with s.begin():
-        locked = s.get(User, (user.org_id, user.id), with_for_update=True)
-        assert locked is not None
-        refusal = enrolment_refusal(s, locked, first=first)
-        if refusal is None:
-            had_none = not mfa.enrolled(s, locked)
-            if not factors.enrol_totp(s, current_secret(), locked, secret, code, web.now()):
-                s.rollback()
-                return False
-            if had_none or mfa.codes_left(s, locked) == 0:
-                codes = mfa.new_recovery_codes(s, locked)
-                pending.put_secret("codes", codes, user.org_id, user.id, web.now())
-    if refusal is not None:
-        raise refusal
-    pending.take("totp")
-    return True
-
-
-@bp.get("/mfa/codes")
-def recovery_codes() -> Any:
-    """The recovery codes, once; then the sign-in goes on."""
-    _found, user = pending_at("codes")
-    codes = pending.take_secret("codes", user.org_id, user.id, web.now())
-    return web.page(
-        "signin/recovery_codes.html",
-        codes=codes if isinstance(codes, list) else [],
-        action="/sso/mfa/codes",
-    )
-
-
-@bp.post("/mfa/codes")
-def after_codes() -> Any:
-    data = web.form()
-    web.check_csrf(data.get("csrf"))
-    found, _user = pending_at("codes")
-    return continue_sign_in(db.writing_session(), found, "done")
