@@ -158,9 +158,11 @@ def export(
 @click.option("--before", help="Delete events before this time (ISO 8601).")
 @click.option(
     "--retention-days",
-    type=int,
+    # Under a day the cutoff is now or ahead of it (a negative one: every event goes).
+    type=click.IntRange(min=1),
     envvar="SCIM_AUDIT_RETENTION_DAYS",
-    help="Delete events older than this many days (default: SCIM_AUDIT_RETENTION_DAYS).",
+    help="Delete events older than this many days, at least 1"
+    " (default: SCIM_AUDIT_RETENTION_DAYS).",
 )
 def purge(org_ref: str | None, before: str | None, retention_days: int | None) -> None:
     """Apply the retention period; the chain stays verifiable and the purge is logged."""

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from scim_server.audit import chain, offline, queries, signing, statements
@@ -53,6 +54,8 @@ def export_lines(factory: Any, org_id: str, flt: EventFilter, fmt: str) -> Itera
                 "(run `scim-server audit verify`)."
             )
             error["broken_seq"] = exc.seq
+        elif isinstance(exc, PurgedWhileReading):
+            log.warning("audit export for org %s: %s", org_id, exc)
         else:
             log.exception(
                 "audit export for org %s failed after %s events", org_id, progress["count"]
@@ -66,7 +69,7 @@ def export_lines(factory: Any, org_id: str, flt: EventFilter, fmt: str) -> Itera
 def _export_body(
     factory: Any, org_id: str, flt: EventFilter, fmt: str, progress: dict[str, Any]
 ) -> Iterator[str]:
-    columns = [c.name for c in queries.AuditEvent.__table__.columns]
+    columns = _columns()
     with factory() as session:
         signer = signing.session_signer(session)
         with session.begin():
@@ -77,18 +80,31 @@ def _export_body(
         # the head's signature (a chain rewritten with recomputed hashes needs a new head,
         # which only the server can sign), each event's hash, and the links between
         # consecutive events. The events up to that head: what commits meanwhile is after it.
+        read_at = utcnow()  # before the head is read: a checkpoint made earlier is within it
         head = queries.head(session, org_id)
         if head is not None and not queries.head_signed(session, head):
             raise Unverifiable(head.seq, "the chain head's signature does not match")
         if fmt == "csv":
             yield _csv_row(columns)
         through = head.seq if head is not None else 0
+        # Unfiltered, the export is the whole log and is checked as ``queries.verify`` walks
+        # it: from the head's base (genesis, or the last purged event) to the head itself,
+        # without a gap. Links alone miss an event deleted outright, or the last few.
+        whole = not flt.as_dict()
+        expected_seq, expected_prev = (head.base_seq + 1, head.base_hash) if head else (1, None)
         for event in queries.stream(session, org_id, flt, through=through):
             if chain.event_hash(event) != event.hash:
                 raise Unverifiable(event.seq, "its content does not match its hash")
-            follows = span.count and event.seq == (span.last_seq or 0) + 1
-            if follows and event.prev_hash != span.last_hash:
+            if whole and event.seq != expected_seq:
+                _check_not_purged(session, org_id, head)
+                raise Unverifiable(
+                    expected_seq, f"event {expected_seq} is missing (next present is {event.seq})"
+                )
+            # The whole log's first event links to the base; any event to the one before it.
+            follows = whole or (span.count and event.seq == expected_seq)
+            if follows and event.prev_hash != expected_prev:
                 raise Unverifiable(event.seq, "its prev_hash does not link to the event before")
+            expected_seq, expected_prev = event.seq + 1, event.hash
             doc = event_to_dict(event)
             if fmt == "csv":
                 yield _csv_row([_cell(doc[c]) for c in columns])
@@ -97,7 +113,18 @@ def _export_body(
             span.add(event.seq, event.prev_hash, event.hash)
             progress["count"] += 1
             progress["last_seq"] = event.seq
-        manifest = _manifest(session, org_id, flt, fmt, span, head)
+        if (
+            whole
+            and head is not None
+            and (expected_seq - 1, expected_prev) != (head.seq, head.hash)
+        ):
+            _check_not_purged(session, org_id, head)
+            raise Unverifiable(
+                expected_seq,
+                f"the log ends at {expected_seq - 1} but the signed head is at {head.seq} "
+                "(tail truncated)",
+            )
+        manifest = _manifest(session, org_id, flt, fmt, span, head, read_at)
         signed = signer.sign(manifest)
         progress["manifest"] = True
         if fmt == "csv":
@@ -128,6 +155,25 @@ class _Span:
         self.count += 1
 
 
+def _columns() -> list[str]:
+    """A CSV export's header: every column of the log, in the table's order."""
+    return [c.name for c in queries.AuditEvent.__table__.columns]
+
+
+def _check_not_purged(session: Any, org_id: str, head: Any) -> None:
+    """Raise ``PurgedWhileReading`` if a purge committed since ``head`` was read (its base
+    moved): the events it removed are missing from what was read, yet the log verifies."""
+    now = queries.head(session, org_id)
+    if now is not None and now.base_seq != head.base_seq:
+        raise PurgedWhileReading(
+            f"a purge up to seq {now.base_seq} committed while the export read the log"
+        )
+
+
+class PurgedWhileReading(Exception):
+    """A purge removed events the export had not read yet: it is incomplete, not refused."""
+
+
 class Unverifiable(Exception):
     """The log does not verify where the export reads it: it ends with an error record, and
     nothing of it is signed."""
@@ -138,10 +184,17 @@ class Unverifiable(Exception):
 
 
 def _manifest(
-    session: Any, org_id: str, flt: EventFilter, fmt: str, span: _Span, head: Any
+    session: Any,
+    org_id: str,
+    flt: EventFilter,
+    fmt: str,
+    span: _Span,
+    head: Any,
+    read_at: datetime,
 ) -> dict[str, Any]:
     """The export's signed manifest (``audit.offline`` checks it): parameters, range, hashes;
-    the chain head the export was checked against."""
+    the chain head the export was checked against, and when it was read (a checkpoint filed
+    before that time and beyond that head vouches for history since removed)."""
     checkpoints = []
     if span.first_seq is not None and span.last_seq is not None:
         checkpoints = statements.nearest(session, org_id, span.first_seq, span.last_seq)
@@ -161,13 +214,22 @@ def _manifest(
         # A period's export verifies from its first event's prev_hash, not from genesis.
         "starts_mid_chain": span.first_seq is not None and span.first_seq > 1,
         "events_digest": span.digest.hexdigest(),
-        "chain_head": {"seq": head.seq, "hash": head.hash} if head else None,
+        "chain_head": (
+            {
+                "seq": head.seq,
+                "hash": head.hash,
+                "read_at": read_at.isoformat(timespec="microseconds"),
+            }
+            if head
+            else None
+        ),
         "chain_base": {"seq": head.base_seq, "hash": head.base_hash} if head else None,
         "checkpoints": checkpoints,
         "generated_at": utcnow().isoformat(timespec="microseconds"),
     }
     if fmt == "csv":
         manifest["columns"] = CSV_TYPES
+        manifest["header"] = _columns()  # csv_version 3: the verifier wants exactly these
         manifest["csv_version"] = offline.CSV_VERSION
     return manifest
 

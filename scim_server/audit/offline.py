@@ -19,14 +19,19 @@ What is checked: every event's hash (its content); the chain from the first
 event's ``prev_hash`` to the last (an export of a period starts mid-chain and
 says so in its manifest); the order and count of events; the manifest's
 Ed25519 signature, by a published key valid when it was made; the signed
-checkpoints the manifest carries and any filed one that falls in the range.
-The first line at fault is named. Exit status: 0 verified, 1 not.
+checkpoints the manifest carries and any filed one that falls in the range. An
+export without filters is the whole log: from the chain's base to its signed
+head, without a gap. A filed checkpoint made before the export and beyond its
+chain head vouches for history since removed. The first line at fault is named.
+Exit status: 0 verified, 1 not.
 
 In a CSV export whose manifest says ``"csv_version": 2``, a cell that starts with
 =, +, -, @, a tab, a carriage return or ' has one ' put before it, so that a
 spreadsheet shows it as text and never runs it as a formula; the verifier takes
 exactly that ' off again before hashing. Older CSV exports (no ``csv_version``)
-have their cells as stored, and are read as such.
+have their cells as stored, and are read as such. From ``csv_version`` 3 the
+manifest lists the header's columns, and the header must be exactly those; an
+older export's must be the log's columns as they were then (``LEGACY_HEADER``).
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ import argparse
 import base64
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -82,9 +88,38 @@ def digest_line(seq: int, hash_: str) -> bytes:
 # ' before it (OWASP's CSV injection advice), and so has one that starts with ' itself:
 # reading back, exactly one leading ' comes off every cell that has one, so each value
 # is read back as it was hashed and no two values are written the same.
-CSV_VERSION = 2
-CSV_VERSIONS = (1, 2)
+# 3: as 2, and the manifest lists the header's columns (``header``): a column given twice
+# (a spreadsheet shows the first, the hash covers the last), added or dropped is refused.
+CSV_VERSION = 3
+CSV_VERSIONS = (1, 2, 3)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# The header of a CSV export made before its manifest listed it (csv_version 1 and 2).
+LEGACY_HEADER = (
+    "org_id",
+    "seq",
+    "occurred_at",
+    "received_at",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "correlation_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "external_id",
+    "user_name",
+    "outcome",
+    "status",
+    "scim_type",
+    "detail",
+    "changes",
+    "explanation",
+    "prev_hash",
+    "hash",
+)
 
 
 def csv_escape(text: str) -> str:
@@ -168,6 +203,41 @@ def check_signature(
 # -- reading an export -------------------------------------------------------------
 
 
+class Malformed(ValueError):
+    """JSON that parses but is not what the server writes; the text says what is wrong."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise Malformed(
+                f"the key {json.dumps(key)} appears twice in one object (a viewer shows one"
+                " value, the hash covers the other): altered"
+            )
+        doc[key] = value
+    return doc
+
+
+# An escaped UTF-16 surrogate: the only way JSON text decodes to a str that is not Unicode
+# text (a pair is fine; a lone one cannot be encoded, so cannot be hashed).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads(text: str) -> Any:
+    """JSON as the server writes it: each key once, Unicode text, nested within reason;
+    ``Malformed`` (a ``ValueError``) saying which rule is broken otherwise."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_unique)
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(doc, ensure_ascii=False).encode()
+    except RecursionError:
+        raise Malformed("a value is nested too deeply to be the server's: altered") from None
+    except UnicodeEncodeError:
+        raise Malformed("a value is not Unicode text (a lone surrogate escape): altered") from None
+    return doc
+
+
 @dataclass
 class Line:
     number: int  # the file's line where the record starts (1-based)
@@ -234,14 +304,14 @@ def _typed(value: str, quoted: bool, kind: str, version: int) -> Any:
     if kind == "integer":
         return int(value)
     if kind == "json":
-        return json.loads(value)
+        return loads(value)
     return value
 
 
 def _trailer(line: str) -> tuple[str, Any] | None:
     for kind, prefix in (("manifest", "# manifest "), ("error", "# error ")):
         if line.startswith(prefix):
-            return kind, json.loads(line[len(prefix) :])
+            return kind, loads(line[len(prefix) :])
     return None
 
 
@@ -259,7 +329,10 @@ def _ndjson_lines(text: str) -> Iterator[Line]:
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            doc = loads(line)
+        except Malformed as exc:
+            yield Line(number, "bad", problem=str(exc))
+            continue
         except ValueError:
             yield Line(number, "bad", problem="not a complete JSON record (cut or altered)")
             continue
@@ -290,14 +363,27 @@ def _csv_lines(text: str) -> Iterator[Line]:
     header: list[str] | None = None
     columns: dict[str, str] = {}
     version = 1
+    expected: Any = LEGACY_HEADER
     for kind_line in trailers:
         found = _safe_trailer(kind_line[1])
         if found and found[0] == "manifest" and isinstance(found[1], dict):
             columns = found[1].get("columns") or {}
             version = csv_version(found[1])
+            if version >= 3:
+                expected = found[1].get("header")
     for number, fields in records:
         if header is None:
             header = [csv_unescape(v) if version >= 2 else v for v, _q in fields]
+            if not isinstance(expected, list | tuple) or header != list(expected):
+                # Each record is read by its header: a column named twice keeps the value a
+                # spreadsheet does not show; one added or dropped is not what was signed.
+                yield Line(
+                    number,
+                    "bad",
+                    problem="the header is not the export's columns (a column duplicated,"
+                    " added, dropped or renamed): altered",
+                )
+                break
             yield Line(number, "header", header)
             continue
         if len(fields) != len(header):
@@ -318,6 +404,9 @@ def _csv_lines(text: str) -> Iterator[Line]:
                 name: _typed(v, q, columns.get(name, "string"), version)
                 for name, (v, q) in zip(header, fields, strict=True)
             }
+        except Malformed as exc:
+            yield Line(number, "bad", problem=str(exc))
+            continue
         except ValueError:
             yield Line(number, "bad", problem="a value is not of its column's type")
             continue
@@ -404,6 +493,13 @@ def verify_export(
     seen = _check_events(report, lines, trailer, manifest)
     if report.ok:
         _check_manifest(report, trailer.number, manifest, keys)
+    if report.ok and unfiltered(manifest):
+        last_hash = seen.get(report.last_seq) if report.last_seq is not None else None
+        cut = _cut_tail(manifest, report.last_seq, last_hash)
+        if cut:
+            report.fail(trailer.number, cut)
+        else:
+            report.notes.append("the whole log: from the chain's base to its signed head")
     if report.ok:
         _check_checkpoints(report, trailer.number, manifest, keys, filed or [], seen)
     return report
@@ -413,7 +509,11 @@ def _check_events(
     report: Report, lines: list[Line], trailer: Line, manifest: dict[str, Any]
 ) -> dict[int, str]:
     """Each event in turn; the hashes seen, by seq (for the checkpoints)."""
-    contiguous = bool(manifest.get("contiguous"))
+    # An unfiltered export is the whole log, contiguous whatever its manifest says (a server
+    # that signed over a deleted event said it was not).
+    whole = unfiltered(manifest)
+    contiguous = bool(manifest.get("contiguous")) or whole
+    base = manifest.get("chain_base") if whole else None
     digest = hashlib.sha256()
     prev_seq: int | None = None
     prev_hash: str | None = None
@@ -442,6 +542,17 @@ def _check_events(
                 return seen
             if event.get("prev_hash") != manifest.get("first_prev_hash"):
                 report.fail(ln.number, f"event {seq}: prev_hash is not the manifest's start")
+                return seen
+            if (
+                isinstance(base, dict)
+                and isinstance(base.get("seq"), int)
+                and (seq != base["seq"] + 1 or event.get("prev_hash") != base.get("hash"))
+            ):
+                report.fail(
+                    ln.number,
+                    f"event {seq} is first but the log starts at event {base['seq'] + 1}"
+                    " (events removed at its start)",
+                )
                 return seen
         elif seq <= prev_seq:
             report.fail(ln.number, f"event {seq} is out of order (after event {prev_seq})")
@@ -482,6 +593,32 @@ def _check_events(
     )
     report.notes += _scope(manifest, report.last_seq)
     return seen
+
+
+def unfiltered(manifest: dict[str, Any]) -> bool:
+    """Whether the export is the whole log: its parameters are none at all, as the server
+    writes them for an export without a filter (an empty ``action`` is a filter there)."""
+    return manifest.get("parameters") == {}
+
+
+def _cut_tail(manifest: dict[str, Any], last_seq: int | None, last_hash: str | None) -> str | None:
+    """What is wrong with the end of an export of the whole log: its last event (or, with
+    none, the chain's base) must be the signed chain head, which the server read first."""
+    head, base = manifest.get("chain_head"), manifest.get("chain_base")
+    if last_seq is None and isinstance(base, dict):
+        last_seq, last_hash = base.get("seq"), base.get("hash")
+    if head is None and last_seq is None:
+        return None  # an organization without a log
+    if not isinstance(head, dict) or not isinstance(head.get("seq"), int):
+        return "the manifest names no chain head for the whole log it exports"
+    if head["seq"] != last_seq:
+        return (
+            f"the export ends at event {last_seq} but the log's signed head is at event"
+            f" {head['seq']} (tail truncated)"
+        )
+    if head.get("hash") != last_hash:
+        return f"event {last_seq} is not the log's signed head (rewritten)"
+    return None
 
 
 def _scope(manifest: dict[str, Any], last_seq: int | None) -> list[str]:
@@ -525,6 +662,13 @@ def _check_checkpoints(
     first_seq = manifest.get("first_seq")
     if isinstance(first_seq, int) and manifest.get("first_prev_hash"):
         seen.setdefault(first_seq - 1, manifest["first_prev_hash"])
+    head = manifest.get("chain_head")
+    head_seq = 0  # no head: no log
+    read_at = parse_time(manifest.get("generated_at"))
+    if isinstance(head, dict) and isinstance(head.get("seq"), int):
+        head_seq, read_at = head["seq"], parse_time(head.get("read_at"))
+        if isinstance(head.get("hash"), str):  # a filed checkpoint of the head compares too
+            seen.setdefault(head_seq, head["hash"])
     org = manifest.get("organization")
     carried = [(cp, "the manifest's checkpoint") for cp in manifest.get("checkpoints") or []]
     for cp, label in [*carried, *((cp, "the filed checkpoint") for cp in filed)]:
@@ -549,7 +693,25 @@ def _check_checkpoints(
                 return
             report.notes.append(f"{label} at seq {seq} matches")
         elif label == "the filed checkpoint":
+            made = parse_time(cp.get("created_at"))
+            if isinstance(seq, int) and seq > head_seq and _earlier(made, read_at):
+                # The head only moves on: read after the checkpoint was made, it was at the
+                # checkpoint's event or past it (``compare_filed`` on the server says so too).
+                report.fail(
+                    line,
+                    f"the filed checkpoint at seq {seq} was made before this export, yet the"
+                    f" log's signed head was at seq {head_seq} when it was exported: history"
+                    " removed after a filed checkpoint",
+                )
+                return
             report.notes.append(f"the filed checkpoint at seq {seq} is outside this export")
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> bool:
+    """``a`` before ``b``, both known (a time without a zone is UTC, as the server writes)."""
+    if a is None or b is None:
+        return False
+    return a.replace(tzinfo=a.tzinfo or UTC) < b.replace(tzinfo=b.tzinfo or UTC)
 
 
 # -- command line -------------------------------------------------------------------
@@ -567,10 +729,13 @@ def run(export: str, public_key: str | None, checkpoints: list[str]) -> tuple[in
         filed = []
         for path in checkpoints:
             with open(path, encoding="utf-8") as f:
-                filed.append(json.load(f))
-    except (OSError, ValueError, KeyError) as exc:
+                filed.append(loads(f.read()))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         return 2, f"ERROR: cannot read the input: {exc}"
-    report = verify_export(raw, keys, filed)
+    try:
+        report = verify_export(raw, keys, filed)
+    except Exception as exc:  # never a traceback, never OK: a file it cannot check
+        return 1, f"FAILED: the export cannot be checked ({type(exc).__name__}: {exc})"
     return (0 if report.ok else 1), report.text()
 
 

@@ -107,3 +107,108 @@ def test_an_export_of_an_edited_event_ends_with_an_error_and_signs_nothing(scim,
         error = error if fmt == "csv" else error["error"]
         assert error["broken_seq"] == 2 and error["count"] == 1
         assert "does not verify" in error["detail"]
+
+
+def _seqs(session, org_id: str) -> list[int]:
+    from sqlalchemy import select
+
+    from scim_server.models import AuditEvent
+
+    stmt = select(AuditEvent.seq).where(AuditEvent.org_id == org_id).order_by(AuditEvent.seq)
+    return list(session.scalars(stmt))
+
+
+def _delete(session, org_id: str, *seqs: int) -> None:
+    """Events deleted in the database: no key needed, no hash to redo."""
+    from sqlalchemy import delete
+
+    from scim_server.models import AuditEvent
+
+    session.execute(delete(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq.in_(seqs)))
+    session.commit()
+
+
+def _refused(admin: Scim, fmt: str, **params: str) -> dict:
+    """The export's error record (no manifest anywhere in it)."""
+    resp = admin.get("/api/v1/audit/export", query_string={"format": fmt, **params})
+    text = resp.get_data(as_text=True)
+    assert "manifest" not in text
+    last = text.splitlines()[-1]
+    return json.loads(last.removeprefix("# error ")) if fmt == "csv" else json.loads(last)["error"]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_an_export_of_the_whole_log_with_a_deleted_middle_event_signs_nothing(
+    scim, admin, session, fmt
+):
+    """README: the server signs no export of a log that does not verify. An event deleted
+    from the middle leaves neighbours whose links are each sound: the whole log's export
+    names the missing event in an error record, as ``verify`` does (it was signed, said
+    ``contiguous: false``, and verified offline)."""
+    _make_events(scim, 5)
+    seqs = _seqs(session, scim.org_id)
+    victim = seqs[len(seqs) // 2]
+    _delete(session, scim.org_id, victim)
+    assert admin.get("/api/v1/audit/verify").status_code == 409
+    error = _refused(admin, fmt)
+    assert error["broken_seq"] == victim and error["count"] == victim - 1
+    assert "does not verify" in error["detail"] and f"event {victim} is missing" in error["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_an_export_of_the_whole_log_with_its_tail_cut_signs_nothing(scim, admin, session, fmt):
+    """The last two events deleted, the signed head row left: the export's last event must
+    be the head (it was signed, the head a mere note offline)."""
+    _make_events(scim, 5)
+    last = _seqs(session, scim.org_id)[-1]
+    _delete(session, scim.org_id, last - 1, last)
+    assert admin.get("/api/v1/audit/verify").status_code == 409
+    error = _refused(admin, fmt)
+    assert error["broken_seq"] == last - 1 and error["count"] == last - 2
+    assert "tail truncated" in error["detail"]
+
+
+def test_an_export_of_the_whole_log_with_its_first_event_deleted_signs_nothing(
+    scim, admin, session
+):
+    """The whole log starts after the head's base (genesis here): a deleted first event is a
+    gap too, not an export that starts mid-chain."""
+    _make_events(scim, 2)
+    _delete(session, scim.org_id, 1)
+    error = _refused(admin, "ndjson")
+    assert error["broken_seq"] == 1 and error["count"] == 0
+    assert "event 1 is missing" in error["detail"]
+
+
+def test_a_filtered_export_of_a_log_with_a_gap_is_still_signed(scim, admin, session):
+    """A filtered export skips events by design: it is signed, and says it is not contiguous."""
+    _make_events(scim, 5)
+    seqs = _seqs(session, scim.org_id)
+    _delete(session, scim.org_id, seqs[len(seqs) // 2])
+    lines = admin.get("/api/v1/audit/export", query_string={"action": "user.create"})
+    manifest = json.loads(lines.get_data(as_text=True).splitlines()[-1])["manifest"]
+    assert manifest["parameters"] == {"action": "user.create"} and manifest["count"] >= 4
+
+
+def test_a_purge_while_the_export_reads_is_not_called_tampering(scim, admin, session, monkeypatch):
+    """A purge that commits while the whole log is read (PostgreSQL: each batch sees it)
+    removes events the export had not reached: an incomplete export to run again, not a log
+    that does not verify."""
+    from datetime import timedelta
+
+    from scim_server.db import utcnow
+
+    _make_events(scim, 3)
+    real = queries.stream
+
+    def stream(session_, org_id, flt, batch=1000, through=None):
+        for n, event in enumerate(real(session_, org_id, flt, 2, through)):
+            if n == 1:
+                session.rollback()
+                queries.purge(session, org_id, utcnow() + timedelta(seconds=1))
+            yield event
+
+    monkeypatch.setattr(queries, "stream", stream)
+    error = _refused(admin, "ndjson")
+    assert error["reason"] == "PurgedWhileReading" and "broken_seq" not in error
+    assert "Run it again" in error["detail"]

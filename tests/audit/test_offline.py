@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -266,3 +267,244 @@ def test_an_export_after_a_purge_starts_at_the_purge_checkpoint(
     status, text = _both(export, _keys(client, tmp_path))
     assert status == 0, text
     assert f"the manifest's checkpoint at seq {purge_cp['seq']} matches" in text
+
+
+def _signed_without(app, export: Path, *dropped: int) -> None:
+    """The NDJSON export with the events at ``dropped`` (0-based event lines) taken out and its
+    manifest made to agree, signed with the server's own key: what a server that signed over
+    a log with events deleted produced."""
+    from scim_server.audit.signing import AUDIT_SIGNER_INFO
+    from scim_server.db import db
+
+    lines = _lines(export)
+    kept = [ln for i, ln in enumerate(lines[:-1]) if i not in dropped]
+    events = [json.loads(ln) for ln in kept]
+    manifest = json.loads(lines[-1])["manifest"]
+    manifest.update(
+        count=len(events),
+        first_seq=events[0]["seq"],
+        first_prev_hash=events[0]["prev_hash"],
+        last_seq=events[-1]["seq"],
+        last_hash=events[-1]["hash"],
+        contiguous=all(
+            b["seq"] == a["seq"] + 1 and b["prev_hash"] == a["hash"]
+            for a, b in itertools.pairwise(events)
+        ),
+        events_digest=hashlib.sha256(
+            b"".join(offline.digest_line(e["seq"], e["hash"]) for e in events)
+        ).hexdigest(),
+    )
+    with db.reader(app)() as session:
+        signer = session.info[AUDIT_SIGNER_INFO]
+    export.write_text("".join(kept) + json.dumps({"manifest": signer.sign(manifest)}) + "\n")
+
+
+def test_a_signed_export_of_the_whole_log_with_a_gap_fails(app, scim, admin, client, tmp_path):
+    """An unfiltered export is the whole log: a missing event fails at its place, whatever
+    ``contiguous`` its manifest says (a server that signed over a deleted event said false,
+    and this verifier said OK)."""
+    _make_events(scim, 4)
+    export = _export(admin, tmp_path)
+    _signed_without(app, export, 3)
+    assert json.loads(_lines(export)[-1])["manifest"]["contiguous"] is False
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith("FAILED line 4: event 4 is missing (next present is 5)"), text
+
+
+def test_a_signed_export_of_the_whole_log_with_its_tail_cut_fails(
+    app, scim, admin, client, tmp_path
+):
+    """The signed chain head is past the export's last event: the tail was cut (it was OK,
+    with a note on the head)."""
+    _make_events(scim, 4)
+    export = _export(admin, tmp_path)
+    events = len(_lines(export)) - 1
+    _signed_without(app, export, events - 2, events - 1)
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith(f"FAILED line {events - 1}: the export ends at event {events - 2}")
+    assert f"signed head is at event {events} (tail truncated)" in text
+
+
+def test_a_signed_export_of_the_whole_log_without_its_first_event_fails(
+    app, scim, admin, client, tmp_path
+):
+    """The whole log starts right after its base (genesis, or the last purged event)."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path)
+    _signed_without(app, export, 0)
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith("FAILED line 1: event 2 is first but the log starts at event 1"), text
+
+
+def _cut_back_after_a_filed_checkpoint(admin: Scim, scim: Scim, session, tmp_path) -> Path:
+    """The documented limit: someone with the database and a copy of an old head row cuts
+    the log back to it and puts that row back, after the compliance team filed a checkpoint.
+    The checkpoint's file."""
+    from sqlalchemy import delete
+
+    from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+
+    _make_events(scim, 3)
+    session.expire_all()
+    old = session.get(AuditHead, scim.org_id)
+    kept = (old.seq, old.hash, old.base_seq, old.base_hash, old.signature)
+    session.rollback()
+    for i in range(3):
+        scim.create_user(f"later{i}@example.com")
+    filed = admin.post("/api/v1/audit/checkpoints", {})
+    assert filed.status_code == 201, filed.get_json()
+    session.execute(
+        delete(AuditEvent).where(AuditEvent.org_id == scim.org_id, AuditEvent.seq > kept[0])
+    )
+    session.execute(
+        delete(AuditCheckpoint).where(
+            AuditCheckpoint.org_id == scim.org_id, AuditCheckpoint.seq > kept[0]
+        )
+    )
+    head = session.get(AuditHead, scim.org_id)
+    head.seq, head.hash, head.base_seq, head.base_hash, head.signature = kept
+    session.commit()
+    path = tmp_path / "filed.json"
+    path.write_text(json.dumps(filed.get_json()))
+    return path
+
+
+def test_a_filed_checkpoint_beyond_the_exported_head_fails(scim, admin, client, session, tmp_path):
+    """An export made after the cut ends at the old head, before the filed checkpoint's
+    event: the history it vouches for was removed (README: exit 1), as ``audit verify
+    --checkpoint`` says (it was OK, the checkpoint "outside this export")."""
+    filed = _cut_back_after_a_filed_checkpoint(admin, scim, session, tmp_path)
+    assert admin.get("/api/v1/audit/verify").status_code == 200  # the old head row verifies
+    seq = json.loads(filed.read_text())["seq"]
+    for params in ({}, {"action": "user.create"}):
+        status, text = _both(_export(admin, tmp_path, **params), _keys(client, tmp_path), filed)
+        assert status == 1, text
+        assert f"the filed checkpoint at seq {seq} was made before this export" in text
+        assert "history removed after a filed checkpoint" in text
+
+
+def test_a_checkpoint_filed_after_the_export_is_outside_it(scim, admin, client, tmp_path):
+    """Last quarter's export checked with this quarter's checkpoint: beyond its head, yet
+    made after it, so nothing is missing."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path)
+    scim.create_user("later@example.com")
+    filed = tmp_path / "filed.json"
+    filed.write_text(json.dumps(admin.post("/api/v1/audit/checkpoints", {}).get_json()))
+    status, text = _both(export, _keys(client, tmp_path), filed)
+    assert status == 0, text
+    assert "the filed checkpoint at seq" in text and "is outside this export" in text
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_a_key_given_twice_in_one_object_is_refused(scim, admin, client, tmp_path, fmt):
+    """A viewer that keeps the first ``user_name`` shows a forged one; the hash covers the
+    last: a duplicate key, at the top of an event or in a JSON cell, fails at its line."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path, fmt)
+    lines = _lines(export)
+    at = next(i for i, ln in enumerate(lines) if "offline0@example.com" in ln and "{" in ln)
+    if fmt == "ndjson":
+        lines[at] = '{"user_name": "mallory@evil.example", ' + lines[at][1:]
+    else:  # the changes cell: a first, forged userName before the real one
+        _edit(lines, at, '"{""', '"{""userName"": ""mallory@evil.example"", ""')
+    export.write_text("".join(lines), encoding="utf-8")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith(f"FAILED line {at + 1}: "), text
+    assert "appears twice in one object" in text, text
+
+
+def _csv_columns(export: Path, tamper: str) -> None:
+    """The CSV's records (not its manifest) with a column duplicated, added or dropped."""
+    records, manifest = export.read_bytes().decode().split("# manifest ", 1)
+    out: list[str] = []
+    for i, row in enumerate(records.split("\r\n")):
+        if not row:
+            out.append(row)
+        elif tamper == "duplicated":  # a spreadsheet shows the first, the hash the last
+            out.append(("user_name," if i == 0 else "mallory@evil.example,") + row)
+        elif tamper == "added":
+            out.append(("note," if i == 0 else ",") + row)
+        else:  # dropped: the first column (org_id), header and cells
+            out.append(row.split(",", 1)[1])
+    export.write_bytes(("\r\n".join(out) + "# manifest " + manifest).encode())
+
+
+@pytest.mark.parametrize("tamper", ["duplicated", "added", "dropped"])
+def test_a_csv_whose_columns_are_not_the_exports_is_refused(scim, admin, client, tmp_path, tamper):
+    """The header must be exactly the columns the signed manifest lists."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path, "csv")
+    assert json.loads(_lines(export)[-1].removeprefix("# manifest "))["header"][:2] == [
+        "org_id",
+        "seq",
+    ]
+    _csv_columns(export, tamper)
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith("FAILED line 1: the header is not the export's columns"), text
+
+
+def _as_csv_version_2(app, export: Path) -> None:
+    """The CSV export as the previous format wrote it (no ``header`` in the manifest, its
+    ``csv_version`` 2), signed with the server's key."""
+    from scim_server.audit.signing import AUDIT_SIGNER_INFO
+    from scim_server.db import db
+
+    records, manifest_line = export.read_bytes().decode().split("# manifest ", 1)
+    manifest = json.loads(manifest_line)
+    del manifest["header"]
+    manifest["csv_version"] = 2
+    with db.reader(app)() as session:
+        signed = session.info[AUDIT_SIGNER_INFO].sign(manifest)
+    export.write_bytes((records + "# manifest " + json.dumps(signed) + "\n").encode())
+
+
+def test_a_csv_export_of_version_2_verifies_against_the_columns_of_its_time(
+    app, scim, admin, client, tmp_path
+):
+    """A manifest from before it listed the columns: the header must be the log's columns as
+    they were then; a duplicated one still fails."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path, "csv")
+    _as_csv_version_2(app, export)
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
+    _csv_columns(export, "duplicated")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1 and text.startswith("FAILED line 1: the header is not"), text
+
+
+@pytest.mark.parametrize(
+    ("hostile", "reason"),
+    [
+        ('"\\ud800"', "not Unicode text (a lone surrogate escape)"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_hostile_line_is_named_not_a_crash(scim, admin, client, tmp_path, hostile, reason):
+    """README: the verifier prints ``FAILED line N: ...``. A lone surrogate escape (valid
+    JSON, not text once decoded) or a value nested past the parser's depth raised out of the
+    verifier with a traceback; both commands."""
+    _make_events(scim, 1)
+    export = _export(admin, tmp_path)
+    lines = _lines(export)
+    lines[1] = lines[1].rstrip("}\n") + f', "note": {hostile}}}\n'
+    export.write_text("".join(lines), encoding="utf-8")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith("FAILED line 2: ") and reason in text, text
+
+
+def test_an_empty_filter_is_a_filter(scim, admin, client, tmp_path):
+    """``?action=`` selects the events whose action is empty (none): not the whole log, so
+    no head to end at."""
+    _make_events(scim, 1)
+    export = _export(admin, tmp_path, action="")
+    assert json.loads(_lines(export)[-1])["manifest"]["parameters"] == {"action": ""}
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 0, text
