@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from typing import Any
 
 import click
 from flask import Flask
 
 from scim_server import create_app
+from scim_server.audit.context import AuditContext, use_context
 from scim_server.commands import CommandEnv, build_app, domain_errors, org_option, pass_env
 from scim_server.db import db
 from scim_server.ratelimit import MAX_LIMIT
@@ -17,6 +19,12 @@ from scim_server.ratelimit import MAX_LIMIT
 @click.group()
 def main() -> None:
     """SCIM 2.0 provisioning server."""
+
+
+def _as_cli(command: str) -> AbstractContextManager[AuditContext]:
+    """The events ``command`` writes name the command line as their actor, as every
+    command's do (not the server itself, ``system``)."""
+    return use_context(AuditContext(actor_type="cli", actor_name=f"scim-server {command}"))
 
 
 # -- db ----------------------------------------------------------------------------
@@ -55,7 +63,7 @@ def org_create(env: CommandEnv, name: str) -> None:
     """Create an organization and print its id."""
     from scim_server.services.organizations import create_organization
 
-    with env.session(write=True) as session, domain_errors():
+    with env.session(write=True) as session, _as_cli("org create"), domain_errors():
         org = create_organization(session, name)
     click.echo(org.id)
 
@@ -88,7 +96,7 @@ def org_set_rate_limit(env: CommandEnv, org_ref: str, limit: int | None, use_def
     if use_default == (limit is not None):
         raise click.UsageError("Give either a limit N or --default.")
     org_id = env.org_id(org_ref)
-    with env.session(write=True) as session, domain_errors():
+    with env.session(write=True) as session, _as_cli("org set-rate-limit"), domain_errors():
         set_org_limit(session, org_id, limit)
     if limit is None:
         shown = "the default (SCIM_RATE_LIMIT_PER_MINUTE)"
@@ -115,7 +123,7 @@ def token_create(env: CommandEnv, org_ref: str, name: str, admin: bool) -> None:
     from scim_server.services.tokens import create_token
 
     org_id = env.org_id(org_ref)
-    with env.session(write=True) as session, domain_errors():
+    with env.session(write=True) as session, _as_cli("token create"), domain_errors():
         _token, secret = create_token(session, org_id, name, "admin" if admin else "scim")
     click.echo(secret)
 
@@ -144,7 +152,7 @@ def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
     from scim_server.services.tokens import revoke_token
 
     org_id = env.org_id(org_ref)
-    with env.session(write=True) as session, domain_errors():
+    with env.session(write=True) as session, _as_cli("token revoke"), domain_errors():
         revoke_token(session, org_id, token_id)
     click.echo(f"revoked {token_id}")
 

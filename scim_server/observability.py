@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -64,6 +65,35 @@ _CORRELATION_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in C
 def _environ_id(environ: dict[str, Any], key: str) -> str | None:
     value = environ.get(key)
     return value if value and _SAFE_ID.match(value) else None
+
+
+# The WSGI environ key under which a request dispatched inside another (a SCIM Bulk
+# operation) finds its parent's ``ParentRequest``. Not a header (those are ``HTTP_*``
+# keys): no client can send it; only the code that builds the environ can.
+PARENT_REQUEST = "scim_server.parent_request"
+# The environ key of a request's start (perf_counter): on the request, not on ``g``,
+# which a Bulk operation shares with the Bulk request.
+_STARTED = "scim_server.started"
+
+
+@dataclass(frozen=True)
+class ParentRequest:
+    """What a request dispatched inside this one keeps of it: our request id, the IdP's
+    correlation id and the arrival time (its events and log line are this request's)."""
+
+    request_id: str
+    correlation_id: str | None
+    received_at: datetime
+
+
+def parent_request() -> ParentRequest:
+    """The current request, as a request it dispatches is to name it (``PARENT_REQUEST``)."""
+    app_g = g._get_current_object()
+    return ParentRequest(
+        app_g.get("request_id") or uuid.uuid4().hex,
+        app_g.get("correlation_id"),
+        app_g.get("received_at") or datetime.now(UTC),
+    )
 
 
 # Each (endpoint, method, status)'s counter and each (endpoint, method)'s histogram child:
@@ -158,9 +188,16 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         app_g = g._get_current_object()
-        app_g.request_started = time.perf_counter()
-        app_g.received_at = datetime.now(UTC)
         environ = request.environ
+        environ[_STARTED] = time.perf_counter()
+        parent = environ.get(PARENT_REQUEST)
+        if parent is not None:
+            # A SCIM Bulk operation: the Bulk request's ids and arrival time.
+            app_g.request_id = parent.request_id
+            app_g.correlation_id = parent.correlation_id
+            app_g.received_at = parent.received_at
+            return
+        app_g.received_at = datetime.now(UTC)
         app_g.request_id = _environ_id(environ, "HTTP_X_REQUEST_ID") or uuid.uuid4().hex
         app_g.correlation_id = next(
             (cid for key in _CORRELATION_KEYS if (cid := _environ_id(environ, key))), None
@@ -172,11 +209,11 @@ def init_app(app: Flask) -> None:
         request_id = app_g.get("request_id")
         if request_id:
             resp.headers["X-Request-Id"] = request_id
-        started = app_g.get("request_started")
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        started = req.environ.get(_STARTED)
         if started is None:
             return resp
         elapsed = time.perf_counter() - started
-        req = request._get_current_object()  # type: ignore[attr-defined]
         rule = req.url_rule
         endpoint = rule.rule if rule else "unmatched"
         method, status = req.method, resp.status_code

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from scim_server import create_app
 from scim_server.cli import main
+from scim_server.models import AuditEvent
 
 
 @pytest.fixture
@@ -61,6 +64,36 @@ def test_token_list_and_revoke(cli):
     client = create_app().test_client()
     resp = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
     assert resp.status_code == 401
+
+
+def _events(database) -> list[AuditEvent]:
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as s:
+            return list(s.scalars(select(AuditEvent).order_by(AuditEvent.org_id, AuditEvent.seq)))
+    finally:
+        engine.dispose()
+
+
+def test_org_and_token_commands_name_the_cli_as_actor(cli, tmp_path):
+    """README: each event carries its actor (token, admin, CLI or system); as every other
+    command's, these name the CLI (and the command), not the server itself ("system")."""
+    assert cli("org", "create", "acme").exit_code == 0
+    assert cli("org", "set-rate-limit", "acme", "120").exit_code == 0
+    assert cli("token", "create", "--org", "acme", "--name", "entra").exit_code == 0
+    assert cli("token", "create", "--org", "acme", "--admin", "--name", "ops").exit_code == 0
+    token_id = next(
+        e.resource_id for e in _events(tmp_path / "cli.db") if e.action == "token.create"
+    )
+    assert cli("token", "revoke", "--org", "acme", token_id).exit_code == 0
+    actors = [(e.action, e.actor_type, e.actor_name) for e in _events(tmp_path / "cli.db")]
+    assert actors == [
+        ("organization.create", "cli", "scim-server org create"),
+        ("organization.rate_limit", "cli", "scim-server org set-rate-limit"),
+        ("token.create", "cli", "scim-server token create"),
+        ("token.create", "cli", "scim-server token create"),
+        ("token.revoke", "cli", "scim-server token revoke"),
+    ]
 
 
 def test_errors_are_clear_and_exit_nonzero(cli):

@@ -15,6 +15,9 @@ from flask import Flask, g, request
 from scim_server.audit.context import AuditContext, DeferredContext, reset_context, set_context
 from scim_server.db import utcnow
 
+# The WSGI environ key of the request's ``set_context`` token (no client can send one).
+_TOKEN = "scim_server.audit_token"
+
 
 def request_context(actor_type: str, actor_id: str, actor_name: str | None) -> AuditContext:
     """The actor given, with this request's address, user agent, ids and arrival time."""
@@ -26,7 +29,7 @@ def _captured(
 ) -> tuple[Any, ...]:
     """What the context takes from the request now: the request object itself, the actor,
     and the ids and arrival time on ``g`` (read now: the operations of a SCIM Bulk request
-    share its app context, and so its ``g``, and set them again each)."""
+    share its app context, and so its ``g``; each sets the Bulk request's again)."""
     return (
         request._get_current_object(),  # type: ignore[attr-defined]
         actor_type,
@@ -67,12 +70,14 @@ def begin(actor_id: str, actor_name: str, actor_type: str = "token") -> None:
     from what is captured here; a request that records none (a GET) makes none."""
     app_g = g._get_current_object()
     made = partial(_made, *_captured(app_g, actor_type, actor_id, actor_name))
-    app_g._audit_token = set_context(DeferredContext(made))
+    # Kept on the request, not on ``g``: a SCIM Bulk operation shares the Bulk request's
+    # ``g``, and each must undo its own actor, the Bulk request its own after them.
+    request.environ[_TOKEN] = set_context(DeferredContext(made))
 
 
 def end(_exc: BaseException | None = None) -> None:
     """Teardown: the next request on this thread starts with no actor."""
-    token = g.pop("_audit_token", None)
+    token = request.environ.pop(_TOKEN, None)
     if token is not None:
         reset_context(token)
 

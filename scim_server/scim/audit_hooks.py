@@ -55,22 +55,41 @@ def record_refusal(resp: Response) -> Response:
         # never reached the service (the access log and metrics still count it).
         return resp
     action, resource_type = WRITE_ACTIONS[request.endpoint]
+    view_args = request.view_args or {}
+    record_refused(
+        action,
+        resource_type,
+        view_args.get("user_id") or view_args.get("group_id"),
+        resp.status_code,
+        resp.get_json(silent=True) or {},
+        **_body_identity(),
+    )
+    return resp
+
+
+def record_refused(
+    action: str,
+    resource_type: str | None,
+    resource_id: str | None,
+    status: int,
+    error: dict[str, Any],
+    **identity: str,
+) -> None:
+    """Append a refused write's failure event (``error``: its SCIM Error body) in a
+    transaction of its own; also for a Bulk operation refused before it ran."""
     session = g.get("_scim_session")
     if session is not None and session.in_transaction():
         # Release any lock before the failure event's own transaction; a dead
         # connection is discarded here, not raised over the client's answer.
         release(session)
-    error = resp.get_json(silent=True) or {}
-    view_args = request.view_args or {}
     record_failure(
         db.writer(),
         g.org_id,
         action,
         resource_type=resource_type,
-        resource_id=view_args.get("user_id") or view_args.get("group_id"),
-        status=resp.status_code,
+        resource_id=resource_id,
+        status=status,
         scim_type=error.get("scimType"),
         detail=error.get("detail"),
-        **_body_identity(),
+        **identity,
     )
-    return resp

@@ -2,7 +2,10 @@
 
 ``bulk`` is the endpoint. Each operation is dispatched through the same
 endpoints as a single request (same
-validation, same services, same errors), inside the bulk request's context.
+validation, same services, same errors), inside the bulk request's context: its events
+carry the Bulk request's address, user agent, ids and arrival time
+(``observability.PARENT_REQUEST``). An operation refused before it runs is logged as
+refused, as one its endpoint refuses is.
 ``bulkId`` references (``"bulkId:qwerty"``) in later operations are replaced by
 the ids of resources created earlier in the request; operations whose
 references cannot be resolved (unknown or circular) fail with 409 instead of
@@ -21,6 +24,8 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.test import EnvironBuilder
 
 from scim_server.errors import InvalidSyntaxError, InvalidValueError
+from scim_server.observability import PARENT_REQUEST, parent_request
+from scim_server.scim.audit_hooks import WRITE_ACTIONS, record_refused
 from scim_server.scim.body import json_body
 from scim_server.scim.errors import ScimError, error_body
 from scim_server.scim.render import scim_response
@@ -30,6 +35,8 @@ from scim_server.urls import scim_root
 BULK_REF = re.compile(r"bulkId:([A-Za-z0-9._~-]{1,100})")
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?$")
+# Each method's endpoint verb (``scim.<verb>_user``, ``scim.<verb>_group``).
+_VERBS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
 
 
 @dataclass
@@ -132,11 +139,13 @@ def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
     path = _resolved_path(op, created)
     if op.version is not None and any(c in op.version for c in "\r\n\x00"):
         # It becomes the operation's If-Match header, which cannot hold a line break.
-        detail = "The operation's version is not an ETag."
-        return _refused(op, 400, detail, "invalidValue", _location(op, path))
+        return _refused(op, path, 400, "The operation's version is not an ETag.", "invalidValue")
     headers = [("Authorization", request.headers.get("Authorization", ""))]
     if op.version:
         headers.append(("If-Match", op.version))
+    user_agent = request.environ.get("HTTP_USER_AGENT")
+    if user_agent:
+        headers.append(("User-Agent", user_agent))
     builder = EnvironBuilder(
         path=f"/scim/v2{path}",
         method=op.method,
@@ -144,6 +153,10 @@ def _dispatch(op: Operation, created: dict[str, str]) -> dict[str, Any]:
         data=json.dumps(_substitute(op.data, created)) if op.data is not None else None,
         content_type="application/scim+json" if op.data is not None else None,
         base_url=request.host_url,
+        # The operation comes from the Bulk request's client, in the Bulk request: its
+        # events carry that address, and its ids and arrival time (PARENT_REQUEST, an
+        # environ key no client can send).
+        environ_base={"REMOTE_ADDR": request.remote_addr, PARENT_REQUEST: parent_request()},
     )
     with current_app.request_context(builder.get_environ()):
         resp = current_app.full_dispatch_request()
@@ -222,20 +235,27 @@ def _unresolved(op: Operation, refs: set[str], created: dict[str, str]) -> dict[
     detail = (
         f"bulkId reference(s) {sorted(refs)} could not be resolved (unknown, failed or circular)."
     )
-    return _refused(op, 409, detail, "invalidValue", _location(op, _resolved_path(op, created)))
+    return _refused(op, _resolved_path(op, created), 409, detail, "invalidValue")
 
 
-def _refused(
-    op: Operation, status: int, detail: str, scim_type: str, location: str | None
-) -> dict[str, Any]:
-    """An operation's result refused before it ran: its SCIM error."""
-    result: dict[str, Any] = {
-        "method": op.method,
-        "status": str(status),
-        "response": error_body(status, detail, scim_type),
+def _refused(op: Operation, path: str, status: int, detail: str, scim_type: str) -> dict[str, Any]:
+    """An operation's result refused before it ran: its SCIM error, and its failure event
+    (what an operation refused by its endpoint gets from ``audit_hooks.record_refusal``)."""
+    response = error_body(status, detail, scim_type)
+    kind, named = PATH.match(op.path).groups()  # type: ignore[union-attr]  # parse checked it
+    action, resource_type = WRITE_ACTIONS[f"scim.{_VERBS[op.method]}_{kind[:-1].lower()}"]
+    # The id in the path, once its bulkId (if any) is resolved.
+    resource_id = path.split("/", 2)[2] if named and not BULK_REF.search(path) else None
+    identity = {
+        field: op.data[key]
+        for key, field in (("userName", "user_name"), ("externalId", "external_id"))
+        if op.method in ("POST", "PUT") and isinstance(op.data.get(key), str)
     }
+    record_refused(action, resource_type, resource_id, status, response, **identity)
+    result: dict[str, Any] = {"method": op.method, "status": str(status), "response": response}
     if op.bulk_id:
         result["bulkId"] = op.bulk_id
+    location = _location(op, path)
     if location:
         result["location"] = location
     return result

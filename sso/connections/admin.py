@@ -5,7 +5,9 @@ domains, IdP certificates with their expiry, SP metadata, identity links, the
 sign-in records (the connection debugger) and test mode. Client secrets and SP private keys
 are write-only: no response ever contains them. The blueprint gets the admin
 API's authentication, error bodies and refusal log from
-``scim_server.admin.common.install_admin_hooks``; ``sso.init_app`` registers it.
+``scim_server.admin.common.install_admin_hooks``; ``sso.init_app`` registers it. The log
+records a refusal of a view marked ``@audited``: every change, under the action its
+success records.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
-from scim_server.admin.common import install_admin_hooks, json_object
+from scim_server.admin.common import audited, install_admin_hooks, json_object
 from scim_server.db import db
 from scim_server.errors import InvalidValueError
 from scim_server.urls import public_url
@@ -198,6 +200,7 @@ def list_sso_connections() -> Response:
 
 
 @bp.post("/sso/connections")
+@audited("sso.connection.create")
 @api_doc(tag="sso", body=OBJECT, response=ConnectionOut, status=201)
 def create_sso_connection() -> tuple[Response, int]:
     """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
@@ -219,6 +222,7 @@ def get_sso_connection(connection_id: str) -> Response:
 
 
 @bp.patch("/sso/connections/<connection_id>")
+@audited("sso.connection.update")
 @api_doc(tag="sso", body=OBJECT, response=ConnectionOut)
 def update_sso_connection(connection_id: str) -> Response:
     conn = service.update_connection(
@@ -228,6 +232,7 @@ def update_sso_connection(connection_id: str) -> Response:
 
 
 @bp.delete("/sso/connections/<connection_id>")
+@audited("sso.connection.delete")
 @api_doc(tag="sso", status=204)
 def delete_sso_connection(connection_id: str) -> tuple[str, int]:
     service.delete_connection(db.session, g.org_id, connection_id)
@@ -235,6 +240,7 @@ def delete_sso_connection(connection_id: str) -> tuple[str, int]:
 
 
 @bp.post("/sso/connections/<connection_id>/metadata")
+@audited("sso.connection.metadata")
 @api_doc(
     tag="sso",
     body=Content(("application/json", "application/xml", "application/samlmetadata+xml"), {}),
@@ -262,6 +268,7 @@ def list_sso_certificates(connection_id: str) -> Response:
 
 
 @bp.post("/sso/connections/<connection_id>/certificates")
+@audited("sso.certificate.add")
 @api_doc(tag="sso", body=OBJECT, response=CertificateOut, status=201)
 def add_sso_certificate(connection_id: str) -> tuple[Response, int]:
     """Trust another IdP signing certificate (PEM), e.g. the next one before a rotation."""
@@ -273,6 +280,7 @@ def add_sso_certificate(connection_id: str) -> tuple[Response, int]:
 
 
 @bp.delete("/sso/connections/<connection_id>/certificates/<fingerprint>")
+@audited("sso.certificate.remove")
 @api_doc(tag="sso", status=204)
 def remove_sso_certificate(connection_id: str, fingerprint: str) -> tuple[str, int]:
     service.remove_certificate(db.session, g.org_id, connection_id, fingerprint)
@@ -291,6 +299,7 @@ def get_sp_metadata(connection_id: str) -> Response:
 
 
 @bp.post("/sso/connections/<connection_id>/test")
+@audited("sso.connection.test")
 @api_doc(tag="sso", response=TestLinkOut)
 def test_sso_connection(connection_id: str) -> Response:
     """A single-use URL that runs a login and shows attributes and mapping, creating nobody."""
@@ -308,6 +317,7 @@ def list_sso_domains() -> Response:
 
 
 @bp.post("/sso/domains")
+@audited("sso.domain.add")
 @api_doc(tag="sso", body=OBJECT, response=DomainOut, status=201)
 def add_sso_domain() -> tuple[Response, int]:
     body = _body()
@@ -316,6 +326,7 @@ def add_sso_domain() -> tuple[Response, int]:
 
 
 @bp.post("/sso/domains/<domain>/verify")
+@audited("sso.domain.verify")
 @api_doc(tag="sso", response=DomainOut)
 def verify_sso_domain(domain: str) -> Response:
     """Look up the domain's TXT record (``verification``); found: the domain is verified.
@@ -334,6 +345,7 @@ def verify_sso_domain(domain: str) -> Response:
 
 
 @bp.delete("/sso/domains/<domain>")
+@audited("sso.domain.remove")
 @api_doc(tag="sso", status=204)
 def remove_sso_domain(domain: str) -> tuple[str, int]:
     domains.remove_domain(db.session, g.org_id, domain)
@@ -359,6 +371,7 @@ def list_sso_links(connection_id: str) -> Response:
 
 
 @bp.delete("/sso/connections/<connection_id>/links/<user_id>")
+@audited("sso.identity_unlinked")
 @api_doc(tag="sso", status=204)
 def remove_sso_link(connection_id: str, user_id: str) -> tuple[str, int]:
     """Unlink the user: its next sign-in is matched by the fallbacks again (a changed NameID)."""

@@ -134,7 +134,12 @@ def test_import_activate_export_apply(cli, acme, tmp_path):
         sam = session.scalar(select(User).where(User.user_name == "sam@example.com"))
         assert sam.license_source == "rule" and sam.license_rule == "sales"
         cli_events = session.scalars(
-            select(AuditEvent).where(AuditEvent.actor_type == "cli").order_by(AuditEvent.seq)
+            select(AuditEvent)
+            .where(
+                AuditEvent.actor_type == "cli",
+                AuditEvent.actor_name.startswith("scim-server rules "),
+            )
+            .order_by(AuditEvent.seq)
         ).all()
         assert [(e.action, e.actor_name) for e in cli_events] == [
             ("ruleset.create", "scim-server rules import"),

@@ -251,3 +251,73 @@ def test_sign_in_and_link_queries_are_checked_by_their_schemas(admin):
             resp.get_json()["error"] == "invalid_request" and "limit" in resp.get_json()["detail"]
         )
     assert admin.get("/api/v1/sso/sign-ins?limit=100000").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "action", "status"),
+    [
+        ("POST", "/api/v1/sso/connections", {"protocol": "bogus"}, "sso.connection.create", 400),
+        ("PATCH", "/api/v1/sso/connections/nope", {"enabled": False}, "sso.connection.update", 404),
+        ("DELETE", "/api/v1/sso/connections/nope", None, "sso.connection.delete", 404),
+        (
+            "POST",
+            "/api/v1/sso/connections/nope/metadata",
+            {"xml": "<not-metadata/>"},
+            "sso.connection.metadata",
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/sso/connections/nope/certificates",
+            {"pem": 42},
+            "sso.certificate.add",
+            400,
+        ),
+        (
+            "DELETE",
+            "/api/v1/sso/connections/nope/certificates/ab12",
+            None,
+            "sso.certificate.remove",
+            404,
+        ),
+        ("POST", "/api/v1/sso/connections/nope/test", None, "sso.connection.test", 404),
+        ("POST", "/api/v1/sso/domains", {"domain": "not a domain"}, "sso.domain.add", 400),
+        ("POST", "/api/v1/sso/domains/nobody.example/verify", None, "sso.domain.verify", 404),
+        ("DELETE", "/api/v1/sso/domains/nobody.example", None, "sso.domain.remove", 404),
+        (
+            "DELETE",
+            "/api/v1/sso/connections/nope/links/someone",
+            None,
+            "sso.identity_unlinked",
+            404,
+        ),
+    ],
+)
+def test_a_refused_change_is_in_the_log(
+    app: Flask, admin: Scim, method: str, url: str, body: dict | None, action: str, status: int
+) -> None:
+    """Every refused change of the admin API is evidence ("someone tried ... and was told
+    no"), the SSO blueprint's too: recorded as a failure of the action its success records."""
+    if body is None:
+        resp = admin.client.open(url, method=method, headers=admin.headers(None))
+    else:
+        resp = admin.client.open(url, method=method, json=body, headers=admin.headers(None))
+    assert resp.status_code == status, resp.get_json()
+    [event] = [e for e in events(app, admin.org_id, "sso.") if e.outcome == "failure"]
+    assert (event.action, event.status, event.actor_type) == (action, status, "admin")
+    assert event.detail == resp.get_json()["detail"]
+
+
+def test_every_change_of_the_blueprint_names_its_action(app: Flask) -> None:
+    """A write route of /api/v1/sso without ``@audited`` would leave its refusals unlogged."""
+    from scim_server.admin.common import audit_action
+
+    writes = [
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("sso_admin.")
+        and (rule.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}
+    ]
+    assert len(writes) == 11
+    with app.app_context():
+        assert [e for e in writes if audit_action(e) is None] == []

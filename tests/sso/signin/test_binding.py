@@ -370,7 +370,8 @@ def test_admin_unlinks_a_changed_name_id(
     assert [(x["subject"], x["user_id"]) for x in found] == [("carol@example.com", carol)]
     assert admin.delete(f"{url}/{carol}").status_code == 204
     assert admin.delete(f"{url}/{carol}").status_code == 404
-    (unlinked,) = events(app, scim.org_id, "sso.identity_unlinked")
+    unlinked, refused = events(app, scim.org_id, "sso.identity_unlinked")
+    assert (refused.outcome, refused.status) == ("failure", 404)  # the second delete
     assert unlinked.resource_id == carol
     assert unlinked.explanation["subject"] == "carol@example.com"
 
