@@ -31,6 +31,11 @@ class Condition(ABC):
     @abstractmethod
     def to_document(self) -> dict[str, Any]: ...
 
+    def groups_named(self) -> tuple[str, ...]:
+        """The groups its ``member_of`` conditions name, at any depth (a group's rename
+        changes what the rules say only when they name it: ``RuleSet.names_group``)."""
+        return ()
+
 
 @dataclass(frozen=True)
 class AttributeCondition(Condition):
@@ -94,6 +99,9 @@ class MemberOf(Condition):
     def to_document(self) -> dict[str, Any]:
         return {"member_of": self.group}
 
+    def groups_named(self) -> tuple[str, ...]:
+        return (self.group,)
+
 
 @dataclass(frozen=True)
 class AllOf(Condition):
@@ -112,6 +120,9 @@ class AllOf(Condition):
 
     def to_document(self) -> dict[str, Any]:
         return {"all": [c.to_document() for c in self.conditions]}
+
+    def groups_named(self) -> tuple[str, ...]:
+        return tuple(name for c in self.conditions for name in c.groups_named())
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,9 @@ class AnyOf(Condition):
     def to_document(self) -> dict[str, Any]:
         return {"any": [c.to_document() for c in self.conditions]}
 
+    def groups_named(self) -> tuple[str, ...]:
+        return tuple(name for c in self.conditions for name in c.groups_named())
+
 
 @dataclass(frozen=True)
 class Not(Condition):
@@ -145,6 +159,9 @@ class Not(Condition):
 
     def to_document(self) -> dict[str, Any]:
         return {"not": self.condition.to_document()}
+
+    def groups_named(self) -> tuple[str, ...]:
+        return self.condition.groups_named()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.conditions import Condition
+from mappings.text import fold
 
 MODES = ("first-match", "all-match")
 STATUSES = ("PROVISIONED", "ACTIVE", "DEACTIVATED")
@@ -100,6 +101,12 @@ class RuleSet:
     mode: str = "first-match"
     defaults: Effects = field(default_factory=Effects)
     rules: tuple[Rule, ...] = ()
+
+    def names_group(self, *handles: str | None) -> bool:
+        """Whether a ``member_of`` condition names a group by one of ``handles`` (display
+        names, external ids), compared as ``MemberOf`` compares them (case-insensitively)."""
+        wanted = {fold(h) for h in handles if h is not None}
+        return any(fold(name) in wanted for rule in self.rules for name in rule.when.groups_named())
 
     def to_document(self) -> dict[str, Any]:
         """The canonical document: canonical spellings, no default values; validates again."""

@@ -270,7 +270,10 @@ class _Patcher:
         if op != "remove" and not has_value:
             raise InvalidValueError(f"A '{op}' operation needs a 'value'.")
         if path.attr == "" and path.uri is not None:
-            self.whole_extension(op, path.uri, value)
+            if self.rt.canonical_urn(path.uri) == self.rt.core:
+                self.core_object(op, value)
+            else:
+                self.whole_extension(op, path.uri, value)
             return
         found = self.rt.find(path.uri, path.attr)
         if found is None:
@@ -320,6 +323,18 @@ class _Patcher:
         if urn not in self.doc and not create:
             return None
         return self.doc.setdefault(urn, {})
+
+    def core_object(self, op: str, value: Any) -> None:
+        """RFC 7644 §3.5.2: the core schema's URN as the path (or as a key of a no-path
+        value) names its attributes, as POST and PUT take them nested under it."""
+        if op == "remove":
+            # RFC 7644 §3.5.2.2: the core schema holds required attributes (userName).
+            raise MutabilityError(
+                f"The core schema {self.rt.core} cannot be removed; remove its attributes."
+            )
+        if not isinstance(value, dict):
+            raise InvalidValueError(f"A value for {self.rt.core} must be an object.")
+        self.no_path(op, value)
 
     def whole_extension(self, op: str, uri: str, value: Any) -> None:
         urn = self.rt.canonical_urn(uri)

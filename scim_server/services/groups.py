@@ -22,10 +22,11 @@ from scim_server.audit.diff import diff
 from scim_server.db import reuse_plan, row_columns, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, TooManyError, UniquenessError
 from scim_server.models import Group, GroupMember, Organization, User
-from scim_server.services import counts, provisioning, settings
+from scim_server.services import counts, provisioning, rule_apply, settings
 from scim_server.services.common import check_if_match
 from scim_server.services.indexing import drop_index, reindex
 from scim_server.services.members import MemberChange, member_sql
+from scim_server.services.org_config import identity_config
 from scim_server.text import exact, fold
 
 Doc = dict[str, Any]
@@ -168,6 +169,7 @@ def update_group(
         edit = change.apply(dict(group.data))
         new, changes = edit.doc, edit.members
         before = dict(group.data)
+        names = (group.display_name, group.external_id)
         attributes_changed = False
         if {k: v for k, v in new.items() if k != "members"} != group.data:
             if fold(new["displayName"]) != group.display_name_key:
@@ -198,6 +200,10 @@ def update_group(
             # Members live in group_members, not in the attribute index: a member
             # change leaves the index as it is.
             reindex(session, org_id, group.id, group.data)
+        # The members the rules evaluated, held to the commit (``rule_apply.Batch.loaded``:
+        # the product events read their state from the session's identity map then).
+        held = remap_renamed(session, group, names)
+    del held
     return group
 
 
@@ -557,6 +563,44 @@ def remap_moved_users(session: Session, group: Group, moved: Members) -> None:
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},
         )
+
+
+def remap_renamed(
+    session: Session, group: Group, before: tuple[str | None, str | None]
+) -> list[Any]:
+    """Re-run the mapping rules for the members of a group whose displayName or externalId
+    changed from ``before``, when the active rules name the group by either, old or new
+    (``member_of``): its members may no longer hold (or may now hold) what a rule gives.
+
+    In the caller's transaction (after the rename is flushed), batch by batch, as ``rules
+    apply`` evaluates (``rule_apply.apply_members``: a few queries per 500 members, never
+    one per member); each user whose outcome changed gets a ``user.mapping`` event. A
+    rename no rule names costs one cached read of the rules. Returns the users and contacts
+    evaluated, for the caller to hold until the commit.
+    """
+    after = (group.display_name, group.external_id)
+    if after == before:
+        return []
+    settings, rules = identity_config(session, group.org_id)
+    if rules is None or not rules.names_group(*before, *after):
+        return []
+    done = rule_apply.apply_members(session, group.org_id, group.id, rules, settings)
+    if before[0] != after[0]:
+        why = f"group {before[0]!r} renamed to {after[0]!r}"
+    else:
+        why = f"externalId of group {after[0]!r} changed from {before[1]!r} to {after[1]!r}"
+    for user_id, outcome in done.changed.items():
+        record(
+            session,
+            group.org_id,
+            "user.mapping",
+            resource_type="User",
+            resource_id=user_id,
+            detail=why,
+            changes=outcome["changes"],
+            explanation={"rules": outcome["rules"]},
+        )
+    return done.loaded
 
 
 def _record_member_events(session: Session, group: Group, added: Members, removed: Members) -> None:

@@ -94,8 +94,10 @@ def transition(
 def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
     """The row half of ``transition``: check and set the new status; return the old one.
 
-    A SCIM write sets it before its one flush (one UPDATE of the row) and records
-    the transition after its own event (``record_transition``).
+    A move to a status that may not sign in from one that may also moves the account's
+    ``session_epoch`` on (its sessions and tokens end). A SCIM write sets both before its
+    one flush (one UPDATE of the row) and records the transition after its own event
+    (``record_transition``).
     """
     spec = TRANSITIONS.get(name)
     if spec is None:
@@ -115,6 +117,12 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
         user.status_before_deactivation = None
     else:
         user.status = spec.target or _resting(user)
+    if before in SIGN_IN_ALLOWED and user.status not in SIGN_IN_ALLOWED:
+        # A deactivation or a lock ends every session for good, as a password change does
+        # (``passwords.end_sessions``): the status check alone would give a session or a
+        # token from before it back with the reactivation (a stolen cookie included). A
+        # plain value, written by the status change's own UPDATE (no statement more).
+        user.session_epoch = (user.session_epoch or 0) + 1
     active = user.active = user.status != DEACTIVATED
     # Keep the SCIM view (`active`) in step with the status (a SCIM write's document is
     # already: it asked for the change).

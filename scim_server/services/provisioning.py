@@ -380,9 +380,11 @@ def _set_username(
 
 def reevaluate(session: Session, org_id: str, user_ids: list[str]) -> dict[str, Any]:
     """Recompute license and roles after group membership changes; return per-user changes."""
+    if not user_ids:
+        return {}  # a group's write that moved no one: no read of the rules
     settings = settings_for(session, org_id)
     rules = active_rule_set(session, org_id, settings)
-    if rules is None or not user_ids:
+    if rules is None:
         return {}
     out = {}
     for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):

@@ -6,11 +6,15 @@ their contacts' rule-set fields. A user whose hash (``rule_inputs``) matches
 is skipped; the others are loaded whole (two queries) and evaluated through
 ``provisioning.apply_result`` with ``BatchLookups``: licenses, roles and
 companies read once per batch, each license locked and its seats counted once
-per batch, new rule roles inserted together, and the columns the rules decide
+per batch, new rule roles inserted together (and those taken away deleted together,
+one statement per role), and the columns the rules decide
 written for the whole batch at once (``write_batch``: one ``UPDATE ... FROM
 unnest`` on PostgreSQL for the users, one for their contacts) rather than one
 UPDATE per user by the ORM's flush. The caller commits the batch with its audit
 events (``rule_sets.run_apply``).
+
+A renamed group's members are evaluated the same way (``apply_members``: a keyset on
+the group's member rows), in the rename's transaction (``groups.remap_renamed``).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ CONTACT_COLUMNS = (*rule_inputs.CONTACT_STATE, "email_key", "updated_at")
 # A batch's own statements need none of its pending changes written first (``write_batch``
 # writes them, once); an autoflush would write them one UPDATE per user.
 _NO_FLUSH = {"synchronize_session": False, "autoflush": False}
+CHUNK = 500  # ids per IN (...) list, well under every driver's parameter limit
 
 
 def write_batch(session: Session, objects: Sequence[Any], names: Sequence[str]) -> int:
@@ -167,6 +172,7 @@ class BatchLookups:
             }
         self.companies: dict[str, Contact] = {}
         self.inserts: list[dict[str, Any]] = []
+        self.deletes: dict[str, list[str]] = {}  # role id -> users losing it (``flush``)
         self.role_rows = 0
 
     def license(self, name: str) -> License | None:
@@ -205,16 +211,8 @@ class BatchLookups:
         current = self.current.get(user_id, {})
         removed = sorted(rid for rid in current if rid not in wanted)
         added = sorted(rid for rid in wanted if rid not in current)
-        if removed:
-            self.session.execute(
-                delete(UserRole).where(
-                    UserRole.org_id == self.org_id,
-                    UserRole.user_id == user_id,
-                    UserRole.source == "rule",
-                    UserRole.role_id.in_(removed),
-                ),
-                execution_options=_NO_FLUSH,
-            )
+        for rid in removed:
+            self.deletes.setdefault(rid, []).append(user_id)
         now = utcnow()
         self.inserts += [
             {
@@ -264,13 +262,31 @@ class BatchLookups:
 
     def flush(self, roles: bool = True) -> None:
         """Write the batch's changes: users and contacts (``write``), whatever else the ORM
-        holds (a new company contact), the queued role rows (one INSERT of many rows)
-        unless ``roles`` is False (``Batch.roles``: written when it commits)."""
+        holds (a new company contact), the rule roles taken away (one DELETE per role, not
+        per user: a renamed group's rule taken from thousands), the queued role rows (one
+        INSERT of many rows) unless ``roles`` is False (``Batch.roles``: written when it
+        commits)."""
         self.write()
         self.session.flush()
+        self.delete_roles()
         if self.inserts and roles:
             insert_roles(self.session, self.inserts)
             self.inserts = []
+
+    def delete_roles(self) -> None:
+        """The queued removals of rule roles, a DELETE per role and ``CHUNK`` users."""
+        for rid, user_ids in sorted(self.deletes.items()):
+            for start in range(0, len(user_ids), CHUNK):
+                self.session.execute(
+                    delete(UserRole).where(
+                        UserRole.org_id == self.org_id,
+                        UserRole.role_id == rid,
+                        UserRole.source == "rule",
+                        UserRole.user_id.in_(user_ids[start : start + CHUNK]),
+                    ),
+                    execution_options=_NO_FLUSH,
+                )
+        self.deletes = {}
 
 
 def insert_roles(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -280,19 +296,22 @@ def insert_roles(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def groups_by_user(
-    session: Session, org_id: str, ids: list[str]
+    session: Session, org_id: str, ids: list[str], listed: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
     """Each user's groups as the rules see them (``provisioning.user_groups``), in one query.
 
     ``ids`` are a keyset batch, in the database's id order: the query takes the
     range between the first and the last (one cached statement, an index range
     scan) rather than a list of a thousand parameters compiled for every batch.
+    ``listed``: the ids are not every user of their range (a group's members,
+    ``apply_members``): the query names them.
     """
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     if not ids:
         return out
     rows = session.connection().execute(
-        _GROUPS, {"org_id": org_id, "first": ids[0], "last": ids[-1]}
+        _GROUPS_LISTED if listed else _GROUPS,
+        {"org_id": org_id, "ids": ids} if listed else _range(org_id, ids),
     )
     for member_id, gid, name, ext in rows:
         found = out.get(member_id)  # a nested group's id may fall in the range
@@ -302,14 +321,16 @@ def groups_by_user(
 
 
 def rule_roles_by_user(
-    session: Session, org_id: str, ids: list[str]
+    session: Session, org_id: str, ids: list[str], listed: bool = False
 ) -> dict[str, dict[str, str | None]]:
-    """Each user's ``rule`` roles, role id -> rule, in one query (the batch's id range)."""
+    """Each user's ``rule`` roles, role id -> rule, in one query (the batch's id range;
+    ``listed``: the ids themselves, as ``groups_by_user``)."""
     out: dict[str, dict[str, str | None]] = {i: {} for i in ids}
     if not ids:
         return out
     rows = session.connection().execute(
-        _RULE_ROLES, {"org_id": org_id, "first": ids[0], "last": ids[-1]}
+        _RULE_ROLES_LISTED if listed else _RULE_ROLES,
+        {"org_id": org_id, "ids": ids} if listed else _range(org_id, ids),
     )
     for user_id, role_id, rule in rows:
         found = out.get(user_id)
@@ -318,19 +339,26 @@ def rule_roles_by_user(
     return out
 
 
-_GROUPS = (
-    select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id)
-    .join(Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id))
-    .where(
-        GroupMember.org_id == bindparam("org_id"),
-        GroupMember.member_id.between(bindparam("first"), bindparam("last")),
-    )
+def _range(org_id: str, ids: list[str]) -> dict[str, str]:
+    return {"org_id": org_id, "first": ids[0], "last": ids[-1]}
+
+
+_ALL_GROUPS = select(GroupMember.member_id, Group.id, Group.display_name, Group.external_id).join(
+    Group, (Group.org_id == GroupMember.org_id) & (Group.id == GroupMember.group_id)
 )
-_RULE_ROLES = select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
-    UserRole.org_id == bindparam("org_id"),
-    UserRole.user_id.between(bindparam("first"), bindparam("last")),
-    UserRole.source == "rule",
+_GROUPS = _ALL_GROUPS.where(
+    GroupMember.org_id == bindparam("org_id"),
+    GroupMember.member_id.between(bindparam("first"), bindparam("last")),
 )
+_GROUPS_LISTED = _ALL_GROUPS.where(
+    GroupMember.org_id == bindparam("org_id"),
+    GroupMember.member_id.in_(bindparam("ids", expanding=True)),
+)
+_ALL_RULE_ROLES = select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
+    UserRole.org_id == bindparam("org_id"), UserRole.source == "rule"
+)
+_RULE_ROLES = _ALL_RULE_ROLES.where(UserRole.user_id.between(bindparam("first"), bindparam("last")))
+_RULE_ROLES_LISTED = _ALL_RULE_ROLES.where(UserRole.user_id.in_(bindparam("ids", expanding=True)))
 
 
 _INPUTS = select(
@@ -361,6 +389,20 @@ _READ_IDS = (
     .where(User.org_id == bindparam("org_id"), User.id.in_(bindparam("ids", expanding=True)))
     .order_by(User.id)
 )
+# The same for the next user members of a group (``apply_members``: its member rows' key).
+_READ_MEMBERS = (
+    _INPUTS.select_from(GroupMember)
+    .join(User, (User.org_id == GroupMember.org_id) & (User.id == GroupMember.member_id))
+    .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+    .where(
+        GroupMember.org_id == bindparam("org_id"),
+        GroupMember.group_id == bindparam("group_id"),
+        GroupMember.member_id > bindparam("after"),
+        GroupMember.member_type == "User",
+    )
+    .order_by(GroupMember.member_id)
+    .limit(bindparam("size"))
+)
 _STATE_AT = 10  # the first CONTACT_STATE column in an _INPUTS row
 
 # A step that finds nothing to evaluate goes on reading, up to this many batches, in
@@ -368,14 +410,23 @@ _STATE_AT = 10  # the first CONTACT_STATE column in an _INPUTS row
 # work (its row locked, the rules read, a commit) once per many batches (10,000 users
 # in batches of ``rule_sets.APPLY_BATCH``).
 SCAN_BATCHES = 20
+# A renamed group's members evaluated at a time (``apply_members``), as ``rules apply``'s
+# batches (``rule_sets.APPLY_BATCH``).
+MEMBER_BATCH = 500
 
 
 def _stale(
-    digest: str, rows: Sequence[Any], ids: list[str], session: Session, org_id: str
+    digest: str,
+    rows: Sequence[Any],
+    ids: list[str],
+    session: Session,
+    org_id: str,
+    listed: bool = False,
 ) -> tuple[list[str], dict[str, list[dict[str, Any]]], dict[str, dict[str, str | None]]]:
-    """The ids whose stored hash differs (or who have none), with the batch's groups and roles."""
-    groups = groups_by_user(session, org_id, ids)
-    current = rule_roles_by_user(session, org_id, ids)
+    """The ids whose stored hash differs (or who have none), with the batch's groups and roles
+    (``listed``: see ``groups_by_user``)."""
+    groups = groups_by_user(session, org_id, ids, listed)
+    current = rule_roles_by_user(session, org_id, ids, listed)
     stale = []
     for r in rows:
         if r.person_id is None:
@@ -447,6 +498,66 @@ def apply_batch(
             break
     if not stale:
         return batch
+    _evaluate(
+        session, org_id, rules, settings, digest, batch, rows, stale, groups, current, overlap
+    )
+    return batch
+
+
+def apply_members(
+    session: Session,
+    org_id: str,
+    group_id: str,
+    rules: mappings.RuleSet,
+    settings: IdentitySettings,
+    size: int = MEMBER_BATCH,
+) -> Batch:
+    """Evaluate the rules for those of a group's user members whose inputs changed (the
+    group renamed: ``groups.remap_renamed``), in the caller's transaction, as ``apply_batch``
+    evaluates a batch: ``size`` members read at a time (a keyset on the group's member
+    rows), in a few queries per batch, the changes written for a batch at once. Returns
+    one ``Batch`` for them all: ``changed`` (each changed user's outcome) and ``loaded``
+    (to hold until the commit, as ``Batch.loaded`` says).
+    """
+    digest = rule_inputs.rules_digest(rules, settings)
+    conn = session.connection()
+    out = Batch(last=None)
+    after = ""
+    while True:
+        params = {"org_id": org_id, "group_id": group_id, "after": after, "size": size}
+        rows = conn.execute(_READ_MEMBERS, params).all()
+        if not rows:
+            return out
+        ids = [r.id for r in rows]
+        stale, groups, current = _stale(digest, rows, ids, session, org_id, listed=True)
+        after = ids[-1]
+        out.checked += len(ids)
+        if stale:
+            batch = Batch(last=after)
+            _evaluate(session, org_id, rules, settings, digest, batch, rows, stale, groups, current)
+            out.evaluated += batch.evaluated
+            out.changed.update(batch.changed)
+            out.loaded += batch.loaded
+            out.role_rows += batch.role_rows
+            out.contacts_changed += batch.contacts_changed
+        out.last = after
+
+
+def _evaluate(
+    session: Session,
+    org_id: str,
+    rules: mappings.RuleSet,
+    settings: IdentitySettings,
+    digest: str,
+    batch: Batch,
+    rows: Sequence[Any],
+    stale: list[str],
+    groups: dict[str, list[dict[str, Any]]],
+    current: dict[str, dict[str, str | None]],
+    overlap: bool = False,
+) -> None:
+    """Evaluate the ``stale`` users of ``rows`` (a batch's reading, with their groups and
+    rule roles), locked as they are loaded; what it did goes into ``batch``."""
     data = {r.id: r.data for r in rows}
     read_versions = {r.id: r.version for r in rows}
     users = session.scalars(
@@ -501,7 +612,6 @@ def apply_batch(
     batch.contacts_changed = sum(
         1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]
     )
-    return batch
 
 
 def check_licenses(session: Session, org_id: str, ids: set[str]) -> None:

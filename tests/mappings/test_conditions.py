@@ -213,3 +213,20 @@ def test_base_condition_is_abstract():
     """The base class only defines the interface: it cannot be instantiated."""
     with pytest.raises(TypeError, match="abstract"):
         Condition()  # type: ignore[abstract]
+
+
+def test_the_groups_the_rules_name_at_any_depth():
+    """``RuleSet.names_group``: a ``member_of`` anywhere in a condition (inside all, any,
+    not), compared as ``MemberOf`` compares (case-insensitively); None handles are skipped."""
+    found = rules(
+        rule("a", {"attribute": "department", "equals": "Sales"}, license="Engineer"),
+        rule(
+            "b",
+            {"all": [{"always": True}, {"any": [{"not": {"member_of": "Alumni"}}]}]},
+            license="Engineer",
+        ),
+        rule("c", {"member_of": "grp-Engineering"}, license="Engineer"),
+    )
+    assert found.names_group(None, "alumni") and found.names_group("GRP-ENGINEERING")
+    assert not found.names_group("Sales", None, "Engineering")
+    assert not rules(rule("d", {"always": True}, license="Engineer")).names_group("Alumni")

@@ -305,6 +305,15 @@ def test_patch_manager_renders_reference(scim: Scim) -> None:
         pytest.param({"op": "Replace", "path": "active", "value": "False"}, id="path-string-entra"),
         pytest.param({"op": "Replace", "value": {"active": "False"}}, id="no-path-string-entra"),
         pytest.param({"op": "add", "path": "active", "value": False}, id="add"),
+        # RFC 7644 §3.5.2: attributes may be named with their schema's URN, as POST and PUT
+        # take core attributes nested under the core URN.
+        pytest.param(
+            {"op": "replace", "value": {USER_SCHEMA: {"active": False}}}, id="no-path-core-urn"
+        ),
+        pytest.param(
+            {"op": "Replace", "path": USER_SCHEMA, "value": {"active": "False"}},
+            id="path-core-urn",
+        ),
     ],
 )
 def test_deactivate_user(scim: Scim, op: dict[str, Any]) -> None:
@@ -324,6 +333,37 @@ def test_reactivate_user_with_string_true(scim: Scim) -> None:
     resp = scim.patch_ops(url(user), {"op": "Replace", "path": "active", "value": "True"})
     assert resp.status_code == 200, resp.get_json()
     assert read(scim, user)["active"] is True
+
+
+def test_core_attributes_named_under_the_core_urn(scim: Scim) -> None:
+    """A value keyed by the core URN, or the core URN as the path, changes the core
+    attributes it holds as their plain names would (schemas, id and meta as in a no-path
+    value); anything but an object there is refused, as POST refuses it."""
+    user = new_user(scim)
+    no_path = {
+        "op": "replace",
+        "value": {
+            USER_SCHEMA: {"displayName": "B. Jensen", "name.familyName": "Jensen-Smith"},
+            "title": "Tour Guide",
+        },
+    }
+    assert scim.patch_ops(url(user), no_path).status_code == 200
+    with_path = {
+        "op": "add",
+        "path": USER_SCHEMA.lower(),
+        "value": {"schemas": [USER_SCHEMA], "id": user["id"], "nickName": "Babs"},
+    }
+    assert scim.patch_ops(url(user), with_path).status_code == 200
+    got = read(scim, user)
+    assert got["displayName"] == "B. Jensen" and got["title"] == "Tour Guide"
+    assert got["name"] == {"givenName": "Barbara", "familyName": "Jensen-Smith"}
+    assert got["nickName"] == "Babs"
+    for bad in (
+        {"op": "replace", "path": USER_SCHEMA, "value": "x"},
+        {"op": "replace", "value": {USER_SCHEMA: ["x"]}},
+    ):
+        assert_error(scim.patch_ops(url(user), bad), 400, "invalidValue")
+    assert read(scim, user) == got
 
 
 def test_primary_stays_unique_across_patches(scim: Scim) -> None:
@@ -785,6 +825,7 @@ UNCHANGEABLE = [
     ),
     pytest.param({"op": "remove", "path": "password"}, "mutability", id="remove-password"),
     pytest.param({"op": "remove", "path": "userName"}, "mutability", id="remove-required"),
+    pytest.param({"op": "remove", "path": USER_SCHEMA}, "mutability", id="remove-core-schema"),
     pytest.param(
         {"op": "replace", "path": "userName", "value": None}, "mutability", id="null-required"
     ),

@@ -70,7 +70,8 @@ def test_a_user_whose_attributes_changed_is_evaluated(scim, admin, session):
 
 
 def test_a_user_whose_groups_changed_is_evaluated(scim, admin, session):
-    """A membership added behind the rules' back, and a group renamed: the members are evaluated."""
+    """A membership added behind the rules' back, and a group renamed: the members are evaluated
+    (by the apply; a rename to a name the rules use, by the rename itself)."""
     catalogue(admin)
     activate(admin)
     eng = scim.create_group("Eng")
@@ -87,14 +88,22 @@ def test_a_user_whose_groups_changed_is_evaluated(scim, admin, session):
     # Members of "Eng": nothing in the rules yet, but their groups changed.
     assert _result(admin) == {"users": 3, "evaluated": 2, "changed": 0}
     assert _result(admin)["evaluated"] == 0
+    # A rename the rules do not see: the apply evaluates the members, to no change.
+    resp = scim.patch_ops(
+        f"/scim/v2/Groups/{eng['id']}",
+        {"op": "replace", "path": "displayName", "value": "Platform"},
+    )
+    assert resp.status_code in (200, 204)
+    assert _result(admin) == {"users": 3, "evaluated": 2, "changed": 0}
+    # To the name a rule uses: the rename evaluates them (``groups.remap_renamed``).
     resp = scim.patch_ops(
         f"/scim/v2/Groups/{eng['id']}",
         {"op": "replace", "path": "displayName", "value": "Engineering"},
     )
     assert resp.status_code in (200, 204)
-    result = _result(admin)
-    assert result["evaluated"] == 2 and result["changed"] == 2
     assert _license(admin, ann["id"]) == _license(admin, bob["id"]) == "Engineer"
+    result = _result(admin)
+    assert result["evaluated"] == 0 and result["changed"] == 0
     roles = session.scalars(
         select(UserRole.user_id).where(UserRole.source == "rule").order_by(UserRole.user_id)
     ).all()
