@@ -332,8 +332,9 @@ def welcome() -> Any:
     s = db.writing_session()
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
-    if user is None or not speaks_for(found, user):
-        # Deactivated, locked, deleted or its password changed since: the session no longer
-        # says who is signed in.
+        vouched = speaks_for(s, found, user)
+    if user is None or not vouched:
+        # Deactivated, locked, deleted, its password changed or signed out since: the
+        # session no longer says who is signed in.
         return redirect("/sso/login", 303)
     return pages.signed_in_page(user.user_name)

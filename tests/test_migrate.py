@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from scim_server.migrate import alembic_config
 from tests.support.admin_api import admin_of
+from tests.support.credentials import employee
 from tests.support.data import head_revision
 from tests.support.dns_server import add_verified_domain
 
@@ -176,3 +177,44 @@ def _index_sql(connection, name: str) -> str:
     else:
         sql = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
     return connection.execute(text(sql), {"name": name}).scalar()
+
+
+def test_0034_names_the_scheduler_of_a_waiting_send_to_me(connection, scim):
+    """0034 up again: a waiting send "to me" gets the id of the account its kept name
+    finds; one whose name finds none fails with the reason (it cannot be checked at the
+    send), the command line's stays (it acts as the organization), a send to the user too."""
+    manager, renamed, cli, plain = (  # each with its welcome send waiting
+        employee(scim, f"{name}@example.com")["id"] for name in ("manager", "a", "b", "c")
+    )
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "0033")
+    columns = connection.execute(text("SELECT * FROM credential_schedules LIMIT 0")).keys()
+    assert "scheduled_by_id" not in columns
+    legacy = {
+        manager: ("manager@example.com", "manager@example.com"),
+        renamed: ("x@example.com", "someone renamed"),
+        cli: ("ops@example.com", "scim-server credentials schedule"),
+        plain: (None, "manager@example.com"),
+    }
+    for user_id, (recipient, by) in legacy.items():
+        connection.execute(
+            text(
+                "UPDATE credential_schedules SET recipient = :to, scheduled_by = :by,"
+                " reason = 'scheduled' WHERE user_id = :id"
+            ),
+            {"to": recipient, "by": by, "id": user_id},
+        )
+    command.upgrade(cfg, "head")
+    rows = {
+        r.user_id: (r.scheduled_by_id, r.state, r.last_error is not None)
+        for r in connection.execute(
+            text("SELECT user_id, scheduled_by_id, state, last_error FROM credential_schedules")
+        )
+    }
+    assert rows == {
+        manager: (manager, "scheduled", False),
+        renamed: (None, "failed", True),
+        cli: (None, "scheduled", False),
+        plain: (None, "scheduled", False),
+    }

@@ -1,8 +1,9 @@
 """Who may use the console (``/admin/access/``): org admins grant and take back console roles.
 
-A person is found by e-mail or userName (``console_access.find_user_by_email``
-matches both); the organization always keeps one org_admin (the service refuses
-to remove the last).
+A person is found by userName, else by their contact's e-mail when one account has it
+(``console_access.find_user_by_email``: an address several accounts share asks for the
+userName); the organization always keeps one org_admin (the service refuses to remove
+the last).
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def grant() -> Response:
     if not who or len(who) > 320:
         return _page(400, who_error="The person's e-mail address or username.", form=request.form)
     s = db.session
-    found = console_access.find_user_by_email(s, person().org_id, who)
+    try:
+        found = console_access.find_user_by_email(s, person().org_id, who)
+    except DomainError as err:
+        s.rollback()
+        return _page(err.status, who_error=err.detail, form=request.form)
     target = (found.id, found.user_name) if found else None
     s.rollback()
     if target is None:

@@ -56,7 +56,7 @@ def _load_person(signed_in: SsoSession) -> ConsolePerson | None:
     org_id, user_id = signed_in.org_id, signed_in.user_id
     user = s.get(User, (org_id, user_id))
     org = s.get(Organization, org_id)
-    if user is None or org is None or not speaks_for(signed_in, user):
+    if user is None or org is None or not speaks_for(s, signed_in, user):
         return None
     roles = console_access.roles_of(s, org_id, user_id)
     return ConsolePerson(
@@ -78,14 +78,14 @@ def authenticate() -> Response | None:
     now = int(time.time())
     seen = session.get(_SEEN)
     if isinstance(seen, int) and now - seen > current_app.config["CONSOLE_IDLE_SECONDS"]:
-        end_session()
+        end_session(db.writing_session())  # a copy of the cookie is out too
         return _to_sign_in()
     session[_SEEN] = now
     who = _load_person(signed_in)
     if db.session.in_transaction():
         db.session.commit()
     if who is None:
-        end_session()
+        end_session(None)  # speaks for nobody: nothing to record
         return _to_sign_in()
     g.console_person = who
     g.org_id = who.org_id
@@ -113,7 +113,8 @@ def refuse_nul() -> None:
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
-    end_session()
+    """The session ends on the server too: a copy of the cookie no longer signs anyone in."""
+    end_session(db.session)
     return redirect(SIGN_IN, code=303)  # type: ignore[return-value]
 
 

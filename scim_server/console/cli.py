@@ -19,12 +19,20 @@ def admin() -> None:
 
 @admin.command("create")
 @org_option()
-@click.option("--email", required=True, help="The person's work e-mail address.")
+@click.option(
+    "--email",
+    required=True,
+    help="The person's work e-mail address (or the userName of an existing account).",
+)
 @pass_env()
 def create(env: CommandEnv, org_ref: str, email: str) -> None:
-    """Make the person with this e-mail an org_admin of the console (creating the user if new)."""
+    """Make the person with this e-mail an org_admin of the console (creating the user if new).
+
+    The account whose userName it is, else the one whose contact has it
+    (``console_access.find_user_by_email``: an address several accounts share is refused,
+    naming them; give the userName instead)."""
     email = email.strip()
-    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+    if not email or len(email) > 320 or any(c.isspace() for c in email):
         raise click.ClickException(f"{email!r} is not an e-mail address.")
     org_id = env.org_id(org_ref)
     context = AuditContext(actor_type="cli", actor_name="scim-server admin create")
@@ -33,6 +41,8 @@ def create(env: CommandEnv, org_ref: str, email: str) -> None:
         account = (found.id, found.user_name) if found else None
         session.rollback()  # end the read: each service below owns its transaction
         if account is None:
+            if "@" not in email:
+                raise click.ClickException(f"{email!r} is not an e-mail address.")
             try:
                 body = {
                     "schemas": [USER_SCHEMA],

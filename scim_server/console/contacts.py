@@ -7,6 +7,8 @@ fields (``directory.update_contact``, as PATCH /api/v1/contacts/{id}), shows its
 organization and its account, or the Enable access form with the plan's warnings
 (``services.access``: the admin API's POST /contacts/{id}/access), and for a
 resource of an external system its availability hours (``services.availability``).
+The contact of an account holding console roles beyond the signed-in person's is not
+theirs to change (``access.refuse_beyond``, as the user profile's contact form).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
 
-from scim_server.console.access import person, require
+from scim_server.console.access import person, refuse_beyond, require
 from scim_server.console.forms import PersonFieldsForm, parse, text
 from scim_server.console.render import is_htmx, render
 from scim_server.db import db, utcnow
@@ -139,6 +141,18 @@ def _today() -> date:
     return utcnow().date()
 
 
+def _refuse_beyond_account(contact_id: str) -> None:
+    """403 when the contact is the person of an account holding console roles beyond the
+    signed-in person's: its e-mail is where that account's reset links go, so changing it
+    is a takeover. A contact has one account at most (Enable access refuses a second)."""
+    s = db.session
+    account = directory.account_of(s, person().org_id, contact_id)
+    user_id = account.id if account is not None else None
+    s.rollback()
+    if user_id is not None:
+        refuse_beyond(user_id)
+
+
 def _back(contact_id: str, anchor: str = "") -> Response:
     target = url_for("console.contacts.show_contact", contact_id=contact_id)
     return redirect(target + (f"#{anchor}" if anchor else ""), code=303)  # type: ignore[return-value]
@@ -153,6 +167,7 @@ def show_contact(contact_id: str) -> Response:
 @bp.post("/<contact_id>")
 @require("contacts.write")
 def update_contact(contact_id: str) -> Response:
+    _refuse_beyond_account(contact_id)
     values, errors = parse(ContactForm, request.form)
     if errors:
         return detail_page(contact_id, status=400, contact_errors=errors, contact_form=request.form)
@@ -212,6 +227,7 @@ def enable_access(contact_id: str) -> Response:
 @require("contacts.write")
 def set_availability(contact_id: str) -> Response:
     """The 2 x 7 grid: each field a day's ranges (``08:00-12:00, 13:00-17:00``)."""
+    _refuse_beyond_account(contact_id)
     week = availability.empty_week()
     errors: dict[str, str] = {}
     for parity, parity_label in (("odd", "Odd weeks"), ("even", "Even weeks")):

@@ -2,9 +2,10 @@
 
 The same ``services.rule_sets`` calls as the admin API's ``/api/v1/rulesets``:
 validate and preview change nothing (``rules.read``: auditors may check a
-draft); saving a version, activating and applying need ``rules.write``. Apply
-re-evaluates every user, so it is a job for ``scim-server worker`` (as through
-the API); its page follows the job's progress.
+draft); saving a version needs ``rules.write`` (a saved version acts on nobody);
+activating and applying need ``rules.activate`` (org admins: active rules act on
+every account, theirs included). Apply re-evaluates every user, so it is a job for
+``scim-server worker`` (as through the API); its page follows the job's progress.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def preview_version(rule_set_id: str) -> Response:
 
 
 @bp.post("/versions/<rule_set_id>/activate")
-@require("rules.write")
+@require("rules.activate")
 def activate_version(rule_set_id: str) -> Response:
     """Make this version the active one; users move on their next change or on Apply."""
     rule_sets.activate(db.session, person().org_id, rule_set_id)
@@ -194,7 +195,7 @@ def activate_version(rule_set_id: str) -> Response:
 
 
 @bp.post("/apply")
-@require("rules.write")
+@require("rules.activate")
 def apply_rules() -> Response:
     """Queue the re-evaluation of every user (a job for the worker); follow its progress."""
     job = rule_sets.start_apply(db.session, person().org_id)

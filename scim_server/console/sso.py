@@ -4,8 +4,11 @@ The same services as the admin API's ``/api/v1/sso``: ``sso.connections.service`
 (connections, metadata, the view with the URLs to paste into the IdP and each
 certificate's expiry), ``sso.signin.domains`` and ``sso.signin.testmode``.
 A SAML connection is made from its IdP metadata (a URL or an uploaded XML file)
-after a preview of what was read from it. Reading needs ``sso.read``; every
-change needs ``sso.write`` (security_admin, org_admin).
+after a preview of what was read from it. Reading needs ``sso.read``. What decides
+who may assert an identity needs ``sso.configure`` (org admins: a connection's IdP
+signs anyone in, them included): making a connection, its IdP's metadata, enabling or
+deleting it, adding, verifying or removing a domain. Disabling, renaming, JIT and the
+test link need ``sso.write`` (security admins too).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
-from scim_server.errors import DomainError, InvalidValueError
+from scim_server.errors import DomainError, ForbiddenError, InvalidValueError
 from scim_server.urls import public_url
 from sso.connections import records, service
 from sso.connections.sealing import current_secret
@@ -84,7 +87,7 @@ def list_connections() -> Response:
 
 
 @bp.get("/new")
-@require("sso.write")
+@require("sso.configure")
 def new_connection() -> Response:
     return render("console/sso/new.html", values={"protocol": "saml"}, preview=None, error=None)
 
@@ -103,7 +106,7 @@ def _metadata_from_form() -> tuple[str | None, str | None]:
 
 
 @bp.post("/new")
-@require("sso.write")
+@require("sso.configure")
 def create_connection() -> Response:
     """SAML: read the metadata and show it (``preview``), then create (``create``). OIDC: create."""
     form = request.form
@@ -178,21 +181,28 @@ def show_connection(connection_id: str) -> Response:
 @bp.post("/<connection_id>/settings")
 @require("sso.write")
 def update_settings(connection_id: str) -> Response:
-    """Name, enabled and just-in-time creation (checkboxes: absent means off)."""
+    """Name, enabled and just-in-time creation (checkboxes: absent means off). Enabling a
+    disabled connection needs ``sso.configure``: it lets its IdP sign people in again."""
     form = request.form
+    who = person()
     fields: dict[str, Any] = {
         "name": form.get("name", ""),
         "enabled": form.get("enabled") == "on",
         "jit_enabled": form.get("jit_enabled") == "on",
     }
+    if fields["enabled"] and not who.can("sso.configure"):
+        was_enabled = service.get_connection(db.session, who.org_id, connection_id).enabled
+        db.session.rollback()  # update_connection begins its own transaction
+        if not was_enabled:
+            raise ForbiddenError("An organization admin enables a connection.")
     service.update_connection(
-        db.session, person().org_id, connection_id, fields, secret=current_secret()
+        db.session, who.org_id, connection_id, fields, secret=current_secret()
     )
     return _see_other("console.sso.show_connection", connection_id=connection_id, saved=1)
 
 
 @bp.post("/<connection_id>/metadata")
-@require("sso.write")
+@require("sso.configure")
 def replace_metadata(connection_id: str) -> Response:
     """New IdP metadata (e.g. after a certificate rotation), from a URL or a file."""
     xml, url = _metadata_from_form()
@@ -223,14 +233,14 @@ def test_connection(connection_id: str) -> Response:
 
 
 @bp.post("/<connection_id>/delete")
-@require("sso.write")
+@require("sso.configure")
 def delete_connection(connection_id: str) -> Response:
     service.delete_connection(db.session, person().org_id, connection_id)
     return _see_other("console.sso.list_connections")
 
 
 @bp.post("/domains")
-@require("sso.write")
+@require("sso.configure")
 def add_domain() -> Response:
     connection_id = request.form.get("connection_id") or None
     domains.add_domain(db.session, person().org_id, request.form.get("domain", ""), connection_id)
@@ -238,7 +248,7 @@ def add_domain() -> Response:
 
 
 @bp.post("/domains/<domain>/verify")
-@require("sso.write")
+@require("sso.configure")
 def verify_domain(domain: str) -> Response:
     """Look up the TXT record; found: verified. Not found, taken, DNS down: said on the page."""
     config = current_app.config
@@ -257,7 +267,7 @@ def verify_domain(domain: str) -> Response:
 
 
 @bp.post("/domains/<domain>/delete")
-@require("sso.write")
+@require("sso.configure")
 def remove_domain(domain: str) -> Response:
     domains.remove_domain(db.session, person().org_id, domain)
     return _see_other("console.sso.list_connections")

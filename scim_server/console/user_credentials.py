@@ -92,6 +92,7 @@ def schedule_credentials(user_id: str) -> Response:
             base_url=link_root(),
             recipient=_recipient(),
             scheduled_by=person().user_name,
+            scheduled_by_id=person().user_id,
         )
     except DomainError as err:
         s.rollback()

@@ -69,8 +69,8 @@ def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
         before_seq=None,
         limit=5,
     )
-    # Holds console roles beyond the viewer's: its status, contact, credentials and second
-    # factors are an organization admin's to change (``access.require(account=)``).
+    # Holds console roles beyond the viewer's: its status, contact, license, credentials and
+    # second factors are an organization admin's to change (``access.require(account=)``).
     above = bool(console_access.beyond(s, org_id, person().roles, [user.id]))
     s.rollback()
     manual_by_kind = {
@@ -152,9 +152,11 @@ def update_contact(user_id: str) -> Response:
 
 
 @bp.post("/<user_id>/license")
-@require("users.write")
+@require("users.write", account="user_id")
 def set_license(user_id: str) -> Response:
-    """A license by name, "none" (explicitly none), or "rules" (hand it back to the rules)."""
+    """A license by name, "none" (explicitly none), or "rules" (hand it back to the rules).
+    Without a license the account cannot sign in: as a lock, not for a lower role to do to
+    an account beyond theirs."""
     choice = request.form.get("license", "")
     s = db.session
     if choice == "rules":

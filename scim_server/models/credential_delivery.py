@@ -50,6 +50,10 @@ class CredentialSchedule(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     scheduled_by: Mapped[str | None] = mapped_column(Text, default=None)
+    # The console person who scheduled it (user id; no foreign key: they may leave first).
+    # None: the admin API or the command line, which act as the organization. A send to
+    # them ("to me") is checked against their console roles again when it goes out.
+    scheduled_by_id: Mapped[str | None] = mapped_column(String(36), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
-from scim_server.errors import InvalidValueError
+from scim_server.errors import ConflictError, InvalidValueError
 from scim_server.models import Contact, User
 from scim_server.models.console_access import CONSOLE_ROLES, ConsoleGrant
 from scim_server.text import fold
@@ -42,9 +42,18 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     # admin would mint one and take over an org admin's account with it.
     "tokens.create": frozenset(),
     "sso.read": frozenset({SECURITY_ADMIN, AUDITOR}),
-    "sso.write": frozenset({SECURITY_ADMIN}),
+    "sso.write": frozenset({SECURITY_ADMIN}),  # disable, rename, JIT, the test link
+    # Whatever IdP a connection trusts says who signs in, org admins included: a security
+    # admin's own IdP asserting the org admin's address signs them in as the org admin. So
+    # what decides who may assert an identity (a connection made, its IdP's metadata, its
+    # enabling or deletion, a domain added, verified, bound or removed): org_admin only.
+    "sso.configure": frozenset(),
     "rules.read": frozenset({USER_MANAGER, AUDITOR}),
-    "rules.write": frozenset({USER_MANAGER}),
+    "rules.write": frozenset({USER_MANAGER}),  # drafts: save a version (it acts on nobody)
+    # Active rules act on every account, org admins' included, as a token does: a rule
+    # setting the org admin's contact e-mail, activated and applied, would send their
+    # password reset to whoever wrote it. Activating and applying: org_admin only.
+    "rules.activate": frozenset(),
     "log.read": frozenset({SECURITY_ADMIN, AUDITOR}),
     "mfa.reset": frozenset({SECURITY_ADMIN}),  # remove a person's second factors
     "access.write": frozenset(),  # granting console roles: org_admin only
@@ -149,16 +158,35 @@ def revoke(session: Session, org_id: str, user_id: str, role: str) -> bool:
     return True
 
 
+# How many of the accounts sharing an address ``find_user_by_email``'s refusal names.
+_NAMED_IN_REFUSAL = 5
+
+
 def find_user_by_email(session: Session, org_id: str, email: str) -> User | None:
-    """The account whose userName, or whose contact's e-mail, is ``email`` (case-insensitive)."""
+    """The account whose userName is ``email`` (case-insensitive), else the one account whose
+    contact's e-mail it is; None when none. A contact e-mail is not proof of who someone is
+    (a user manager may set their own to a colleague's address, then be granted the role
+    meant for them), so it never wins over a userName, and an address several accounts
+    share names none of them: ConflictError, asking for the userName."""
     key = fold(email.strip())
-    return session.scalars(
+    named = session.scalar(select(User).where(User.org_id == org_id, User.user_name_key == key))
+    if named is not None:
+        return named
+    found = session.scalars(
         select(User)
-        .outerjoin(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
-        .where(User.org_id == org_id, or_(User.user_name_key == key, Contact.email_key == key))
-        .order_by(User.created_at, User.id)
-        .limit(1)
-    ).first()
+        .join(Contact, (Contact.org_id == User.org_id) & (Contact.id == User.contact_id))
+        .where(User.org_id == org_id, Contact.email_key == key)
+        .order_by(User.user_name_key, User.id)
+        .limit(_NAMED_IN_REFUSAL + 1)
+    ).all()
+    if len(found) > 1:
+        names = ", ".join(u.user_name for u in found[:_NAMED_IN_REFUSAL])
+        more = ", ..." if len(found) > _NAMED_IN_REFUSAL else ""
+        raise ConflictError(
+            f"{email.strip()} is the e-mail address of several accounts ({names}{more}): "
+            "give the userName of the one you mean."
+        )
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

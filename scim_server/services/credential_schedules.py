@@ -11,6 +11,11 @@ LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), then send in a second
 transaction that locks the row again and checks the lease is still theirs;
 that transaction queues the mail and deletes the row together, so two workers
 never send one schedule twice.
+
+A send to the console person who scheduled it ("to me") is checked again in that
+transaction (``_to_me_refusal``): the account may have gained console roles beyond
+theirs since, or they may no longer manage users; the row then fails with the reason
+(shown on the user's profile) and a failure event, and no credentials are made.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError
 from scim_server.models import CredentialSchedule, User
-from scim_server.services import credentials, leases
+from scim_server.services import console_access, credentials, leases
 from scim_server.services.addresses import user_address
+from scim_server.services.lifecycle import SIGN_IN_ALLOWED
 from scim_server.services.passwords import Hashing
 
 log = logging.getLogger(__name__)
@@ -61,13 +67,16 @@ def schedule(
     base_url: str,
     recipient: str | None = None,
     scheduled_by: str | None = None,
+    scheduled_by_id: str | None = None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Schedule (or reschedule) the credentials of each user for ``send_at``; one result per id.
 
     A date in the past, an SSO-only organization or a malformed list refuses the
     whole request; a user that is missing, locked, deactivated or has no address
-    is refused on its own row (the others are scheduled).
+    is refused on its own row (the others are scheduled). ``scheduled_by_id``: the
+    console person scheduling (None: the admin API, the command line), whose console
+    roles a send to ``recipient`` is checked against again when it goes out.
     """
     now = now or utcnow()
     send_at = _check_send_at(send_at, now)
@@ -115,6 +124,7 @@ def schedule(
             row.attempts = 0
             row.last_error = None
             row.scheduled_by = scheduled_by
+            row.scheduled_by_id = scheduled_by_id
             row.claimed_by = None
             row.lease_expires_at = None
             record(
@@ -276,6 +286,9 @@ def _send_one(
             credentials.check_sendable(user)
             if row.recipient is None and user_address(session, user) is None:
                 raise DomainError("The user has no e-mail address.")
+            refused = _to_me_refusal(session, row)
+            if refused:
+                raise DomainError(refused)
         except DomainError as exc:
             _failed(session, row, user, exc.detail)
             return "failed"
@@ -284,6 +297,32 @@ def _send_one(
         )
         session.delete(row)
         return "sent"
+
+
+def _to_me_refusal(session: Session, row: CredentialSchedule) -> str | None:
+    """Why a send to the console person who scheduled it may not go out now, as the
+    console would refuse it if asked today (``require("users.write", account=)``): they
+    can no longer use the console to manage users (role taken back, account gone,
+    deactivated or locked: a leaver's mailbox), or the account holds console roles beyond
+    theirs (an org admin's password in a user manager's hands). Checked at the send, not
+    only when scheduled: a year may pass between the two."""
+    scheduler = row.scheduled_by_id
+    if row.recipient is None or scheduler is None or scheduler == row.user_id:
+        return None
+    account = session.get(User, (row.org_id, scheduler))
+    roles = console_access.roles_of(session, row.org_id, scheduler)
+    if (
+        account is None
+        or account.status not in SIGN_IN_ALLOWED
+        or "users.write" not in console_access.capabilities(roles)
+    ):
+        return "The admin who scheduled it to themselves no longer manages users."
+    if console_access.beyond(session, row.org_id, roles, [row.user_id]):
+        return (
+            "The account now holds console roles beyond those of the admin who scheduled "
+            "it to themselves: an organization admin sends its credentials."
+        )
+    return None
 
 
 def _failed(session: Session, row: CredentialSchedule, user: User | None, detail: str) -> None:

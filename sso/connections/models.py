@@ -1,4 +1,5 @@
-"""Storage of the SSO relying party: connections, domains, flow state, replay cache, links, records.
+"""Storage of the SSO relying party: connections, domains, flow state, replay cache, links, records,
+ended sessions.
 
 Every piece of flow state (AuthnRequest ids, OIDC state/nonce/PKCE verifier,
 assertion ids already seen) lives in the database, so a login started on one
@@ -203,3 +204,23 @@ class SignInRecord(Base):
     source_ip: Mapped[str | None] = mapped_column(String(64), default=None)
     # Test mode only: the parsed attributes and the mapping result, for the admin to read.
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+
+
+class SsoEndedSession(Base):
+    """A sign-in session ended by its sign-out, kept until it would have expired anyway.
+
+    The session is a signed cookie (``sso.signin.session``), which cannot be taken back:
+    its random id is written here at sign-out, and each use reads this table by primary key
+    (``speaks_for``), so a copy of the cookie taken before the sign-out stops working too.
+    Rows past ``expires_at`` (the sign-in time plus SCIM_SSO_SESSION_SECONDS: the cookie is
+    refused by then anyway) are deleted at the next sign-out.
+    """
+
+    __tablename__ = "sso_ended_sessions"
+    __table_args__ = (Index("ix_sso_ended_sessions_expires_at", "expires_at"),)
+
+    org_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

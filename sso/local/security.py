@@ -59,12 +59,13 @@ def _signed_in(*, change: bool = False) -> tuple[SsoSession, User] | None:
     s = db.writing_session()
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
+        # A session outlives a deactivation or a lock: the account is checked on every
+        # request (as the console and the OIDC provider do), or a leaver's open session
+        # could still add a factor or make recovery codes that outlast a later reactivation.
+        vouched = speaks_for(s, found, user)
         if user is not None:
             s.expunge(user)
-    # A session outlives a deactivation or a lock: the account is checked on every request
-    # (as the console and the OIDC provider do), or a leaver's open session could still add
-    # a factor or make recovery codes that outlast a later reactivation.
-    if user is None or not speaks_for(found, user):
+    if user is None or not vouched:
         return None
     return found, user
 

@@ -4,18 +4,28 @@ The cookie is signed with SCIM_SECRET_KEY, so every node behind the load
 balancer can read it without shared server-side state. It only says that a
 sign-in happened; whether the user may still sign in is checked again by the
 OIDC provider (``sso.provider``) each time the product asks for a code.
+
+A signed cookie cannot be taken back, so each session has a random id: signing out
+records it in ``sso_ended_sessions`` (``end_session``), and each use reads that table
+by primary key (``speaks_for``, ``ended``): a copy of the cookie is signed out too.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, session
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from scim_server.models import User
 from scim_server.services import lifecycle
+from sso.connections.models import SsoEndedSession
 from sso.extension import sso_extension
 
 _KEY = "sso"
@@ -32,6 +42,7 @@ class SsoSession:
     auth_time: int  # seconds since the epoch (OIDC Core §2 auth_time)
     amr: tuple[str, ...] = ()  # RFC 8176 methods (``sso.signin.amr``); () when not known
     epoch: int = 0  # the account's ``session_epoch`` at the sign-in (``speaks_for``)
+    session_id: str = ""  # random, made at sign-in; recorded as ended at sign-out
 
 
 def start_session(
@@ -53,6 +64,7 @@ def start_session(
         "auth_time": int(sso_extension().clock().timestamp()),
         "amr": list(amr),
         "epoch": epoch,
+        "sid": secrets.token_urlsafe(24),
     }
     session.permanent = False
 
@@ -71,6 +83,8 @@ def current_session() -> SsoSession | None:
             auth_time=int(raw["auth_time"]),
             amr=tuple(str(v) for v in raw.get("amr") or ()),
             epoch=int(raw.get("epoch") or 0),
+            # A session from before sessions had ids could not be ended: refused.
+            session_id=str(raw["sid"]),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -80,19 +94,47 @@ def current_session() -> SsoSession | None:
     return found
 
 
-def speaks_for(found: SsoSession, user: User | None) -> bool:
+def speaks_for(db_session: Session, found: SsoSession, user: User | None) -> bool:
     """Whether the session still says who is signed in: the account is there, its status
-    may sign in, and its password did not change since (``passwords.end_sessions``: an
-    intruder signed in with a leaked password is out once the owner resets it). Checked on
-    each use (the console, /sso/security, /sso/welcome, the OIDC provider): the cookie
-    itself cannot be taken back."""
+    may sign in, its password did not change since (``passwords.end_sessions``: an
+    intruder signed in with a leaked password is out once the owner resets it), and the
+    session was not signed out (``ended``). Checked on each use (the console,
+    /sso/security, /sso/welcome, the OIDC provider): the cookie itself cannot be taken
+    back. Reads in ``db_session``'s transaction."""
     return (
         user is not None
         and user.status in lifecycle.SIGN_IN_ALLOWED
         and user.session_epoch == found.epoch
+        and not ended(db_session, found)
     )
 
 
-def end_session() -> None:
-    """Sign out: forget everything the cookie held."""
+def ended(db_session: Session, found: SsoSession) -> bool:
+    """Whether the session was signed out (``end_session``): one read by primary key."""
+    return db_session.get(SsoEndedSession, (found.org_id, found.session_id)) is not None
+
+
+def end_session(db_session: Session | None) -> None:
+    """Sign out: forget everything the cookie held and, with ``db_session``, record the
+    session's id as ended (in a transaction of its own) so that a copy of the cookie
+    taken before stops working too. ``None``: only this cookie is cleared, for a session
+    that speaks for nobody any more anyway (the account gone, its password changed)."""
+    found = current_session()
     session.clear()
+    if db_session is None or found is None:
+        return
+    now = sso_extension().clock()
+    # Kept while the cookie could still be honoured; past that, current_session refuses it.
+    expires = datetime.fromtimestamp(
+        found.auth_time + current_app.config["SSO_SESSION_SECONDS"], UTC
+    )
+    insert = (
+        postgresql.insert if db_session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    )
+    with db_session.begin():
+        db_session.execute(delete(SsoEndedSession).where(SsoEndedSession.expires_at <= now))
+        db_session.execute(
+            insert(SsoEndedSession)
+            .values(org_id=found.org_id, id=found.session_id, expires_at=expires)
+            .on_conflict_do_nothing()  # the same session signed out twice (two tabs, a copy)
+        )

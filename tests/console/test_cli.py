@@ -9,8 +9,10 @@ from sqlalchemy import select
 from scim_server import create_app
 from scim_server.cli import main
 from scim_server.db import db
-from scim_server.models import AuditEvent, User
-from scim_server.services import console_access
+from scim_server.models import AuditEvent, Organization, User
+from scim_server.scim.resources import parse_resource
+from scim_server.scim.schema import USER, USER_SCHEMA
+from scim_server.services import console_access, users
 
 
 @pytest.fixture
@@ -32,6 +34,17 @@ def _state(org_name: str):
         actions = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
     db.engine(app).dispose()
     return users, grants, actions
+
+
+def _add_user(org_name: str, user_name: str, email: str) -> None:
+    """An account ``user_name`` whose contact's e-mail is ``email``."""
+    app = create_app()
+    body = {"schemas": [USER_SCHEMA], "userName": user_name, "emails": [{"value": email}]}
+    with db.reader(app)() as s:
+        org_id = s.scalar(select(Organization.id).where(Organization.name == org_name))
+        s.rollback()
+        users.create_user(s, org_id, parse_resource(USER, body, creating=True), source="manual")
+    db.engine(app).dispose()
 
 
 def test_admin_create_makes_the_user_and_grants_org_admin(cli):
@@ -77,3 +90,34 @@ def test_admin_create_unknown_org(cli):
     """An unknown organization is a clean error."""
     result = cli("admin", "create", "--org", "nope", "--email", "a@example.com")
     assert result.exit_code == 1 and "No organization 'nope'" in result.output
+
+
+def test_admin_create_takes_the_account_whose_username_is_the_address(cli):
+    """An older account with the address as its contact e-mail does not win over the
+    account whose userName it is."""
+    cli("org", "create", "acme")
+    _add_user("acme", "mallory", "ada@example.com")
+    _add_user("acme", "ada@example.com", "ada@example.com")
+    result = cli("admin", "create", "--org", "acme", "--email", "ADA@example.com")
+    assert result.exit_code == 0, result.output
+    assert "Found user ada@example.com" in result.output
+    _users, grants, _actions = _state("acme")
+    assert grants == {"mallory": set(), "ada@example.com": {"org_admin"}}
+
+
+def test_admin_create_refuses_an_address_several_accounts_share(cli):
+    """Two accounts have the contact e-mail, neither as userName: exit 1 naming both,
+    nothing granted or created; the userName given instead finds the account."""
+    cli("org", "create", "acme")
+    _add_user("acme", "jdoe", "cto@example.com")
+    _add_user("acme", "other", "cto@example.com")
+    result = cli("admin", "create", "--org", "acme", "--email", "cto@example.com")
+    assert result.exit_code == 1
+    assert "several accounts (jdoe, other)" in result.output
+    assert "give the userName" in result.output
+    users_now, grants, _actions = _state("acme")
+    assert len(users_now) == 2 and grants == {"jdoe": set(), "other": set()}
+    named = cli("admin", "create", "--org", "acme", "--email", "jdoe")
+    assert named.exit_code == 0, named.output
+    _users, grants, _actions = _state("acme")
+    assert grants == {"jdoe": {"org_admin"}, "other": set()}

@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from scim_server.db import db
-from scim_server.models import AuditEvent, Contact, ContactAvailability, User
+from scim_server.models import AuditEvent, Contact, ContactAvailability, MailOutbox, User
 from scim_server.services import contacts, directory, licenses
 from tests.support import Scim
-from tests.support.console import csrf_token, sign_in_console
+from tests.support.console import console_user, csrf_token, sign_in_console
 
 
 @pytest.fixture
@@ -269,3 +269,49 @@ def test_enable_access_plan_lists_the_default_groups(
     assert user is not None
     members = scim.get(f"/scim/v2/Groups/{staff['id']}").get_json()["members"]
     assert [m["value"] for m in members] == [user.id]
+
+
+def test_user_manager_cannot_change_an_org_admins_email_through_the_contacts_page(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """The contact of an account holding console roles beyond the actor's is an org admin's
+    to edit (its e-mail, then "forgot password" to it, is a takeover): 403, nothing changed,
+    the reset link still goes to the admin; its availability hours are refused too."""
+    boss = console_user(app, scim, "boss@example.com", "org_admin", displayName="Boss")
+    with db.reader(app)() as s:
+        contact_id = s.get(User, (scim.org_id, boss)).contact_id
+    with db.reader(app)() as s:
+        directory.update_contact(s, scim.org_id, contact_id, {"resource_system": "PlanIt"})
+    resp = _post(
+        manager, f"/admin/contacts/{contact_id}", name="Boss", email="mallory@evil.example"
+    )
+    assert resp.status_code == 403
+    assert "console roles beyond yours" in resp.get_data(as_text=True)
+    hours = _post(manager, f"/admin/contacts/{contact_id}/availability", odd_monday="08:00-12:00")
+    assert hours.status_code == 403
+    manager.post("/sso/forgot", data={"identifier": "mallory@evil.example"})
+    with db.reader(app)() as s:
+        assert s.get(Contact, (scim.org_id, contact_id)).email == "boss@example.com"
+        assert s.scalar(select(func.count()).select_from(ContactAvailability)) == 0
+        mailed = s.scalars(
+            select(MailOutbox.recipient).where(
+                MailOutbox.org_id == scim.org_id, MailOutbox.user_id == boss
+            )
+        ).all()
+    assert "mallory@evil.example" not in mailed
+
+
+def test_user_manager_edits_their_own_contact_and_a_plain_users(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """The refusal is for accounts beyond the actor only: their own contact and a user's
+    without console roles are saved."""
+    ada = scim.create_user("ada", emails=[{"value": "ada@example.com"}])["id"]
+    with db.reader(app)() as s:
+        me = s.scalar(select(User).where(User.user_name == "manager@example.com")).contact_id
+        ada_contact = s.get(User, (scim.org_id, ada)).contact_id
+    for contact_id, email in ((me, "mgr@example.com"), (ada_contact, "ada@example.org")):
+        resp = _post(manager, f"/admin/contacts/{contact_id}", name="Someone", email=email)
+        assert resp.status_code == 303
+        with db.reader(app)() as s:
+            assert s.get(Contact, (scim.org_id, contact_id)).email == email

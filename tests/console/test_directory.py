@@ -8,10 +8,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.db import db
-from scim_server.models import License, Organization, Role
+from scim_server.models import License, Organization, Role, User
 from scim_server.services import licenses, roles
 from tests.support import Scim
-from tests.support.console import csrf_token, sign_in_console
+from tests.support.console import console_user, csrf_token, sign_in_console
 
 
 @pytest.fixture
@@ -108,6 +108,37 @@ def test_edit_and_delete_license(app: Flask, manager: FlaskClient, scim: Scim) -
     assert _post(manager, f"/admin/licenses/{lic.id}/delete").status_code == 303
     with db.reader(app)() as s:
         assert s.get(License, (scim.org_id, lic.id)) is None
+
+
+def test_a_license_the_org_admin_holds_is_neither_deleted_nor_taken_by_a_smaller_limit(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """A user manager cannot lock the org admin out through the licenses page: deleting a
+    held license is refused (nothing deleted), and fewer seats than are used keeps every
+    holder's license (new assignments wait)."""
+    from sso.signin.decision import check_license
+
+    boss = console_user(app, scim, "boss@example.com", "org_admin")
+    with db.reader(app)() as s:
+        lic = licenses.create_license(s, scim.org_id, "Engineer", 5, 100)
+    with db.reader(app)() as s, s.begin():
+        licenses.assign(s, scim.org_id, s.get(User, (scim.org_id, boss)), lic, source="manual")
+    resp = _post(manager, f"/admin/licenses/{lic.id}/delete")
+    assert resp.status_code == 400 and "is held by users" in resp.get_data(as_text=True)
+    shrink = _post(
+        manager,
+        f"/admin/licenses/{lic.id}",
+        name="Engineer",
+        seat_limit="0",
+        price="1",
+        currency="EUR",
+    )
+    assert shrink.status_code == 303
+    with db.reader(app)() as s:
+        assert s.get(License, (scim.org_id, lic.id)).seat_limit == 0
+        user = s.get(User, (scim.org_id, boss))
+        assert user.license_id == lic.id
+        check_license(s, user)  # still signs in
 
 
 def test_roles_by_kind_create_and_delete(app: Flask, manager: FlaskClient, scim: Scim) -> None:

@@ -8,11 +8,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from scim_server.db import db
-from scim_server.models import Job, RuleSet
+from scim_server.models import Contact, Job, RuleSet, User
 from tests.admin.rules import RULES_YAML, catalogue
 from tests.support import Scim
 from tests.support.admin_api import person
-from tests.support.console import csrf_token, sign_in_console
+from tests.support.console import console_user, csrf_token, sign_in_console
 
 
 def _rule_sets(app: Flask, org_id: str) -> list[RuleSet]:
@@ -42,7 +42,8 @@ def test_validate_shows_each_problem_at_its_line(
 def test_preview_save_diff_activate_and_apply(
     app: Flask, client: FlaskClient, scim: Scim, admin: Scim
 ) -> None:
-    """Preview counts who moves; two versions diff; activate; apply queues the job."""
+    """A user manager previews (counts who moves), saves two versions, sees the diff; an org
+    admin activates one and applies it (the job queued)."""
     catalogue(admin)
     person(scim, "ann@example.com", department="Sales")
     sign_in_console(app, client, scim, "user_manager")
@@ -65,6 +66,9 @@ def test_preview_save_diff_activate_and_apply(
     page = client.get(second.headers["Location"]).get_data(as_text=True)
     assert '<span class="del">-    equals: Sales</span>' in page
     assert '<span class="add">+    equals: Marketing</span>' in page
+    client = app.test_client()
+    sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    token = csrf_token(client, "/admin/rules/")
     resp = client.post(
         f"/admin/rules/versions/{versions[1].id}/activate", data={"csrf_token": token}
     )
@@ -119,3 +123,78 @@ def test_rule_text_is_escaped(app: Flask, client: FlaskClient, scim: Scim) -> No
         as_text=True
     )
     assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
+
+
+def test_user_manager_cannot_change_an_org_admins_email_through_a_mapping_rule(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """Active rules act on every account, org admins' included: a rule ``when userName
+    equals boss@example.com then contact.email: mallory@...``, activated and applied, would
+    hand the org admin's password reset (/sso/forgot) to whoever wrote it. A user manager
+    drafts and saves rules; activating and applying them is an org admin's (``rules.activate``,
+    as ``tokens.create``). Found by a probe: the worker wrote the org admin's e-mail."""
+    from scim_server.worker import Worker
+
+    boss = console_user(app, scim, "boss@example.com", "org_admin")
+    with db.reader(app)() as s:
+        boss_user = s.get(User, (scim.org_id, boss))
+        assert boss_user is not None
+        contact_id = boss_user.contact_id
+    sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    token = csrf_token(client, "/admin/rules/")
+    rules = (
+        "mode: first-match\n"
+        "rules:\n"
+        "  - name: takeover\n"
+        "    when: {attribute: userName, equals: boss@example.com}\n"
+        "    then:\n"
+        "      contact: {email: mallory@evil.example}\n"
+    )
+    saved = client.post("/admin/rules/", data={"csrf_token": token, "text": rules})
+    assert saved.status_code == 303, saved.get_data(as_text=True)  # a draft: acts on nobody
+    version = saved.headers["Location"].rsplit("/", 1)[-1]
+    activated = client.post(f"/admin/rules/versions/{version}/activate", data={"csrf_token": token})
+    applied = client.post("/admin/rules/apply", data={"csrf_token": token})
+    Worker(db.writer(app)).run_jobs()
+    with db.reader(app)() as s:
+        contact = s.get(Contact, (scim.org_id, contact_id))
+        assert contact is not None
+        email = contact.email
+        jobs = s.query(Job).filter_by(org_id=scim.org_id, kind="ruleset.apply").count()
+    assert (activated.status_code, applied.status_code) == (403, 403)
+    assert [v.active for v in _rule_sets(app, scim.org_id)] == [False] and jobs == 0
+    assert email == "boss@example.com"
+
+
+def test_a_user_manager_is_told_who_activates_and_offered_no_button_for_it(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """The rules page and a version's page say an org admin activates and applies rules, and
+    why; Activate and Apply are not offered. An org admin sees the buttons, not the hint."""
+    catalogue(admin)
+    created = admin.post("/api/v1/rulesets", {"name": "main", "document": {"rules": []}})
+    rule_set_id = created.get_json()["id"]
+    assert admin.post(f"/api/v1/rulesets/{rule_set_id}/activate", None).status_code == 200
+    admin.post("/api/v1/rulesets", {"name": "next", "document": {"rules": []}})
+    draft_id = _rule_sets(app, scim.org_id)[-1].id
+    hint = "activated and applied by an organization admin"
+    sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    pages = [
+        client.get(p).get_data(as_text=True)
+        for p in (
+            "/admin/rules/",
+            f"/admin/rules/versions/{rule_set_id}",
+            f"/admin/rules/versions/{draft_id}",
+        )
+    ]
+    for body in pages:
+        assert hint in body
+        assert "Activate</button>" not in body and "to everyone</button>" not in body
+    assert "Save as new version" in pages[0]
+    boss = app.test_client()
+    sign_in_console(app, boss, scim, "org_admin", "boss@example.com")
+    body = boss.get("/admin/rules/").get_data(as_text=True)
+    assert hint not in body and "Apply active rules to everyone</button>" in body
+    assert "Activate</button>" in boss.get(f"/admin/rules/versions/{draft_id}").get_data(
+        as_text=True
+    )

@@ -11,7 +11,7 @@ from scim_server.db import db
 from scim_server.models import AuditEvent, Contact, User
 from scim_server.services import licenses, roles
 from tests.support import Scim
-from tests.support.console import csrf_token, sign_in_console
+from tests.support.console import console_user, csrf_token, sign_in_console
 
 
 @pytest.fixture
@@ -111,6 +111,30 @@ def test_license_picker_shows_seats_and_price_and_assigns(
     assert _post(manager, f"/admin/users/{ada}/license", license="rules").status_code == 303
     with db.reader(app)() as s:
         assert s.get(User, (scim.org_id, ada)).license_id is None
+
+
+def test_user_manager_cannot_take_the_license_of_the_org_admin_and_lock_them_out(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """No license is as good as a lock (sign-in refuses it): on an account holding console
+    roles beyond the actor's, every license choice is 403 and the license stays; the
+    profile offers no license form there."""
+    from sso.signin.decision import check_license
+
+    boss = console_user(app, scim, "boss@example.com", "org_admin")
+    with db.reader(app)() as s:
+        lic = licenses.create_license(s, scim.org_id, "Engineer", None)
+    with db.reader(app)() as s, s.begin():
+        licenses.assign(s, scim.org_id, s.get(User, (scim.org_id, boss)), lic, source="manual")
+    for choice in ("none", "rules", "Engineer"):
+        resp = _post(manager, f"/admin/users/{boss}/license", license=choice)
+        assert resp.status_code == 403, choice
+    with db.reader(app)() as s:
+        user = s.get(User, (scim.org_id, boss))
+        assert (user.license_id, user.license_source) == (lic.id, "manual")
+        check_license(s, user)  # still signs in
+    html = manager.get(f"/admin/users/{boss}").get_data(as_text=True)
+    assert "Save license" not in html and "console roles beyond yours" in html
 
 
 def test_role_pickers_and_other_roles(

@@ -1,16 +1,29 @@
-"""Due credentials sends under several workers: each user's credentials are made exactly once."""
+"""Due credentials sends: under several workers each user's credentials are made exactly
+once; a send "to me" is checked again when it goes out."""
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import delete, func, select, update
 
 from scim_server.db import db, utcnow
-from scim_server.models import CredentialSchedule, CredentialSend, MailOutbox, UserPassword
+from scim_server.models import (
+    AuditEvent,
+    CredentialSchedule,
+    CredentialSend,
+    MailOutbox,
+    UserPassword,
+)
+from scim_server.services import console_access
+from scim_server.services.credential_schedules import send_due
 from scim_server.services.passwords import Hashing
 from scim_server.worker import Worker
+from tests.support import Scim
+from tests.support.console import csrf_token, sign_in_console
 from tests.support.credentials import employee
 
 
@@ -90,3 +103,111 @@ def test_a_send_claimed_by_another_worker_is_left_alone(live):
     assert later.send_credentials() == 1
     with writer() as session:
         assert session.get(UserPassword, (scim.org_id, user_id)) is not None
+
+
+def _no_welcomes(app: Flask, org_id: str) -> None:
+    """Drop the welcome sends the SCIM creates queued: only the test's schedules wait."""
+    with db.writer(app)() as s, s.begin():
+        s.execute(delete(CredentialSchedule).where(CredentialSchedule.org_id == org_id))
+
+
+def _schedule_to_me(app: Flask, client: FlaskClient, user_id: str) -> None:
+    """The signed-in console person schedules ``user_id``'s credentials to themselves."""
+    when = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+    resp = client.post(
+        f"/admin/users/{user_id}/credentials/schedule",
+        data={"csrf_token": csrf_token(client), "send_at": when, "to": "me"},
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+
+
+def _send_due(app: Flask) -> int:
+    """The worker's pass at the send date (four days on)."""
+    return send_due(
+        db.writer(app),
+        Hashing.from_config(app.config),
+        "worker-1",
+        lambda: datetime.now(UTC) + timedelta(days=4),
+    )
+
+
+def _mailed_to(app: Flask, org_id: str, recipient: str) -> set[str | None]:
+    with db.reader(app)() as s:
+        return set(
+            s.scalars(
+                select(MailOutbox.user_id).where(
+                    MailOutbox.org_id == org_id, MailOutbox.recipient == recipient
+                )
+            )
+        )
+
+
+def _refusal(app: Flask, org_id: str, user_id: str) -> tuple[str, str | None, str | None]:
+    """The schedule's state and error, and the failure event's detail."""
+    with db.reader(app)() as s:
+        row = s.get(CredentialSchedule, (org_id, user_id))
+        event = s.scalar(
+            select(AuditEvent.detail).where(
+                AuditEvent.org_id == org_id,
+                AuditEvent.resource_id == user_id,
+                AuditEvent.action == "user.credentials.scheduled",
+                AuditEvent.outcome == "failure",
+            )
+        )
+    assert row is not None
+    return row.state, row.last_error, event
+
+
+def test_a_scheduled_send_to_me_does_not_deliver_an_admins_credentials_to_a_user_manager(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A user manager schedules two plain users' credentials "to me"; before the date one
+    becomes org_admin. At the date only the other's go to the manager: the promoted
+    account's send is refused (row failed with the reason, a failure event), as the
+    console refuses "to me" on an account beyond one's roles when asked directly."""
+    bob = employee(scim, "bob@example.com")["id"]
+    carol = employee(scim, "carol@example.com")["id"]
+    sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    _no_welcomes(app, scim.org_id)
+    _schedule_to_me(app, client, bob)
+    _schedule_to_me(app, client, carol)
+    with db.reader(app)() as s:
+        console_access.grant(s, scim.org_id, bob, "org_admin")
+    assert _send_due(app) == 2
+    assert _mailed_to(app, scim.org_id, "manager@example.com") == {carol}
+    state, error, detail = _refusal(app, scim.org_id, bob)
+    assert state == "failed" and "console roles beyond" in (error or "")
+    assert detail and "console roles beyond" in detail
+    with db.reader(app)() as s:
+        assert s.get(UserPassword, (scim.org_id, bob)) is None  # no secret was made
+    page = client.get(f"/admin/users/{bob}").get_data(as_text=True)
+    assert "Failed" in page and "console roles beyond" in page
+
+
+def test_a_send_to_me_is_refused_once_its_scheduler_may_no_longer_manage_users(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The scheduler's user_manager role taken back (or their account deactivated, a
+    leaver) before the date: nothing goes to their address."""
+    bob = employee(scim, "bob@example.com")["id"]
+    carol = employee(scim, "carol@example.com")["id"]
+    manager = sign_in_console(app, client, scim, "user_manager", "manager@example.com")
+    other = app.test_client()
+    leaver = sign_in_console(app, other, scim, "user_manager", "leaver@example.com")
+    _no_welcomes(app, scim.org_id)
+    _schedule_to_me(app, client, bob)
+    _schedule_to_me(app, other, carol)
+    with db.reader(app)() as s:
+        console_access.grant(s, scim.org_id, manager, "auditor")
+    with db.reader(app)() as s:
+        console_access.revoke(s, scim.org_id, manager, "user_manager")
+    gone = scim.patch_ops(
+        f"/scim/v2/Users/{leaver}", {"op": "replace", "path": "active", "value": False}
+    )
+    assert gone.status_code == 200
+    assert _send_due(app) == 2
+    assert _mailed_to(app, scim.org_id, "manager@example.com") == set()
+    assert _mailed_to(app, scim.org_id, "leaver@example.com") == set()
+    for user_id in (bob, carol):
+        state, error, _detail = _refusal(app, scim.org_id, user_id)
+        assert state == "failed" and "no longer manages users" in (error or "")

@@ -1,4 +1,5 @@
-"""Journey: an organization admin validates, previews, saves and activates a rule set."""
+"""Journeys: an organization admin validates, previews, saves and activates a rule set; a
+user manager saves a version and is told an org admin activates it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import yaml
 from playwright.sync_api import expect
 
 from scim_server.db import db
-from scim_server.services import licenses, roles, rule_sets
+from scim_server.services import console_access, licenses, roles, rule_sets
 from tests.console.browser.conftest import LiveServer, shoot
 from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
@@ -99,3 +100,30 @@ def test_preview_names_the_rules_that_would_give_what_users_keep(
     expect(preview).to_contain_text("by rule sales → sellers")
     expect(preview).to_contain_text("Seller by rule sales → sellers")
     shoot(page, "rules-preview-given-by")
+
+
+def test_a_user_manager_saves_a_version_and_is_told_who_activates_it(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """Validate, preview, save: theirs. Activate and Apply are not offered; the hint says an
+    org admin activates and applies rules, and why."""
+    org_id, _boss = console_person(live_server, "org_admin")
+    with db.reader(live_server.app)() as s:
+        licenses.create_license(s, org_id, "Planner", 10)
+    manager = add_user(live_server, org_id, "manager@acme.example")
+    with db.reader(live_server.app)() as s:
+        console_access.grant(s, org_id, manager, "user_manager")
+    _sam_then_the_rules_page(page, context, live_server, org_id, manager)
+    hint = page.get_by_text("Rule sets are activated and applied by an organization admin")
+    expect(hint).to_be_visible()
+    page.get_by_label("Rule set (YAML)").fill(DRAFT.replace("Plannr", "Planner"))
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-result")).to_contain_text("sam@acme.example")
+    shoot(page, "rules-user-manager")
+    page.get_by_label("Version name").fill("sales get Planner")
+    page.get_by_role("button", name="Save as new version").click()
+    expect(page.get_by_role("heading", name="Version 1: sales get Planner")).to_be_visible()
+    expect(hint).to_be_visible()
+    expect(page.get_by_role("button", name="Activate")).to_have_count(0)
+    expect(page.get_by_role("button", name="Apply to everyone")).to_have_count(0)
+    shoot(page, "rules-version-user-manager")

@@ -1,4 +1,5 @@
-"""Journey: a security admin connects the IdP from its metadata and tests the connection."""
+"""Journeys: an org admin connects the IdP from its metadata and tests the connection; a
+security admin sees who sets connections up, and disables one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from xml.sax.saxutils import escape
 
 from playwright.sync_api import expect
 
+from scim_server.db import db
+from scim_server.services import console_access
+from sso.connections import service as connections
+from sso.connections.sealing import encryption_secret
+from sso.signin import domains
 from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
-from tests.console.browser.people import console_person
+from tests.console.browser.people import add_user, console_person
 from tests.sso.saml_idp import Assertion, FakeIdp, encode, valid_response
 from tests.support.console import browser_sign_in
 from tests.support.dns_server import shared_dns
@@ -56,7 +62,7 @@ def test_connect_from_metadata_copy_values_and_test(
 ) -> None:
     """Upload metadata → preview → create → copy the ACS URL → a domain, verified by its TXT
     record → Test connection → the result."""
-    org_id, user_id = console_person(live_server, "security_admin", "Acme Corp")
+    org_id, user_id = console_person(live_server, "org_admin", "Acme Corp")
     browser_sign_in(live_server.app, context, live_server.url, org_id, user_id)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     idp = FakeIdp()
@@ -119,3 +125,47 @@ def test_connect_from_metadata_copy_values_and_test(
     shoot(page, "sso-test-result")
     page.goto("/admin/sign-ins/")
     expect(page.locator("#results")).to_contain_text("test")
+
+
+def test_a_security_admin_is_told_who_sets_up_sso_and_disables_a_connection(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """No New connection, Add domain or Update metadata: the hint says an org admin sets
+    connections and domains up, and why. Disabling one (an incident) is theirs."""
+    org_id, _boss = console_person(live_server, "org_admin", "Globex")
+    with db.reader(live_server.app)() as s:
+        conn = connections.create_connection(
+            s,
+            org_id,
+            {"protocol": "saml", "name": "Entra ID"},
+            live_server.url,
+            secret=encryption_secret(live_server.app),
+        )
+    with db.reader(live_server.app)() as s:
+        connections.apply_metadata(
+            s, org_id, conn.id, connections.read_metadata(FakeIdp().metadata_xml(), None), None
+        )
+    with db.reader(live_server.app)() as s:
+        domains.add_domain(s, org_id, "globex.example", conn.id)
+    sec = add_user(live_server, org_id, "sec@globex.example")
+    with db.reader(live_server.app)() as s:
+        console_access.grant(s, org_id, sec, "security_admin")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, sec)
+    page.goto("/admin/")
+    page.get_by_role("link", name="Single sign-on").first.click()
+    hint = page.get_by_text("Connections and e-mail domains are set up by an organization admin")
+    expect(hint).to_be_visible()
+    expect(page.get_by_role("link", name="New connection")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add domain")).to_have_count(0)
+    expect(page.get_by_role("button", name="Verify globex.example")).to_have_count(0)
+    shoot(page, "sso-list-security-admin")
+    page.get_by_role("link", name="Entra ID").click()
+    expect(hint).to_be_visible()
+    expect(page.get_by_text("Update from new metadata")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete connection")).to_have_count(0)
+    page.get_by_label("Enabled", exact=False).uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    expect(page.get_by_text("Disabled: an organization admin enables it.")).to_be_visible()
+    expect(page.get_by_label("Enabled", exact=False)).to_have_count(0)
+    shoot(page, "sso-connection-security-admin")

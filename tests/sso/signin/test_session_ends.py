@@ -1,18 +1,27 @@
-"""A password change ends the account's sign-in sessions (``users.session_epoch``).
+"""A password change, a deactivation or a lock ends the account's sign-in sessions
+(``users.session_epoch``).
 
 The session is a signed cookie that cannot be taken back: each use compares the epoch it
-was signed in at with the account's, which a password set or removed moves on.
+was signed in at with the account's, which a password set or removed moves on, and so does
+a move to a status that may not sign in (``lifecycle.change_status``): a reactivation or
+an unlock gives no session back.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
+from tests.sso.provider.test_endpoints import authorize, login_flow, pkce, userinfo
+from tests.sso.provider.test_endpoints import person as person
+from tests.sso.provider.test_endpoints import product as product
+from tests.sso.provider.test_endpoints import sign_in as sso_sign_in
 from tests.support import Scim
-from tests.support.console import sign_in_as, sign_in_console
+from tests.support.console import csrf_token, sign_in_as, sign_in_console
 from tests.support.local import (
     forgot,
     give_password,
@@ -89,4 +98,276 @@ def test_an_idps_password_change_signs_the_person_out(
         f"/scim/v2/Users/{boss}", {"op": "replace", "path": "password", "value": NEW}
     )
     assert again.status_code == 200
+    assert client.get("/admin/").status_code == 200
+
+
+# -- a deactivation or a lock ends the sessions too ---------------------------------------
+#
+# The IdP deactivates an account (Entra's soft delete in an incident, Okta's deactivate)
+# and later reactivates it (Entra's restore, Okta's reactivate): a session or token from
+# before the deactivation, a stolen one included, must not come back with the account.
+
+BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+
+def _active(scim: Scim, user_id: str, value: object) -> None:
+    """The IdP's PATCH of ``active`` (``"False"``: Entra's legacy string form)."""
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user_id}", {"op": "Replace", "path": "active", "value": value}
+    )
+    assert resp.status_code == 200, resp.get_json()
+
+
+def _signed_out(client: FlaskClient) -> None:
+    page = client.get("/admin/")
+    assert page.status_code == 303, page.status_code
+    assert page.headers["Location"].startswith("/sso/login")
+
+
+def test_an_access_token_from_before_a_deactivation_stays_dead_after_the_reactivation(
+    app: Flask, client: FlaskClient, scim: Scim, product: Any, person: dict[str, Any]
+) -> None:
+    body = login_flow(app, client, product, person)
+    assert userinfo(client, body["access_token"]).status_code == 200
+    _active(scim, person["id"], "False")
+    assert userinfo(client, body["access_token"]).status_code == 401
+    _active(scim, person["id"], "True")
+    # The token was issued to the session the deactivation ended.
+    assert userinfo(client, body["access_token"]).status_code == 401
+
+
+def test_an_sso_session_from_before_a_deactivation_gives_no_code_after_the_reactivation(
+    app: Flask, client: FlaskClient, scim: Scim, product: Any, person: dict[str, Any]
+) -> None:
+    sso_sign_in(app, client, scim.org_id, person["id"])
+    _active(scim, person["id"], False)
+    _active(scim, person["id"], True)
+    _, challenge = pkce()
+    location = authorize(client, product[0], challenge, prompt="none").headers["Location"]
+    assert "code=" not in location and "error=login_required" in location, location
+
+
+def test_a_console_session_from_before_a_deactivation_is_over_after_the_reactivation(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    boss = sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    assert client.get("/admin/").status_code == 200
+    _active(scim, boss, False)
+    _active(scim, boss, True)
+    _signed_out(client)
+    sign_in_as(app, client, scim.org_id, boss)  # a sign-in after the reactivation works
+    assert client.get("/admin/").status_code == 200
+
+
+def test_the_idps_put_with_active_false_ends_the_sessions(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    boss = sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    doc = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "boss@example.com",
+        "emails": [{"value": "boss@example.com", "primary": True}],
+    }
+    for active in (False, True):
+        resp = scim.put(f"/scim/v2/Users/{boss}", {**doc, "active": active})
+        assert resp.status_code == 200, resp.get_json()
+    _signed_out(client)
+
+
+def test_a_bulk_deactivation_ends_the_sessions(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    boss = sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    for active in (False, True):
+        op = {"op": "replace", "path": "active", "value": active}
+        resp = scim.post(
+            "/scim/v2/Bulk",
+            {
+                "schemas": [BULK],
+                "Operations": [
+                    {
+                        "method": "PATCH",
+                        "path": f"/Users/{boss}",
+                        "data": {
+                            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                            "Operations": [op],
+                        },
+                    }
+                ],
+            },
+        )
+        assert resp.get_json()["Operations"][0]["status"] == "200", resp.get_json()
+    _signed_out(client)
+
+
+def test_an_admins_lock_ends_the_sessions_and_the_unlock_gives_none_back(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    boss = sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    for op in ("lock", "unlock"):
+        resp = admin.post(f"/api/v1/users/{boss}/actions/{op}", None)
+        assert resp.status_code == 200, resp.get_json()
+    _signed_out(client)
+
+
+def test_a_lock_in_the_console_ends_the_locked_persons_sessions(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    ada = sign_in_console(app, client, scim, "auditor", "ada@example.com")
+    manager = app.test_client()
+    sign_in_console(app, manager, scim, "org_admin", "manager@example.com")
+    for op in ("lock", "unlock", "deactivate", "activate"):
+        data = {"csrf_token": csrf_token(manager), "op": op}
+        assert manager.post(f"/admin/users/{ada}/status", data=data).status_code == 303
+        if op == "lock":
+            _signed_out(client)
+            sign_in_as(app, client, scim.org_id, ada)  # unlocked later: signed in anew
+    _signed_out(client)
+    assert manager.get("/admin/").status_code == 200  # the actor's own session is untouched
+
+
+def test_an_automatic_lockout_ends_the_sessions(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """Ten wrong passwords lock the account (its password is under attack): whoever is
+    signed in is out, and stays out when the lock ends."""
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 0
+    user_id = person_with_password(app, scim, LOGIN)
+    assert sign_in(client, LOGIN).status_code == 303 and signed_in(client)
+    attacker = app.test_client()
+    for i in range(10):
+        assert sign_in(attacker, LOGIN, f"wrong password number {i}").status_code == 401
+    assert admin.get(f"/api/v1/users/{user_id}").get_json()["status"] == "AUTO_LOCKED"
+    assert not signed_in(client)
+    resp = admin.post(f"/api/v1/users/{user_id}/actions/unlock", None)
+    assert resp.status_code == 200, resp.get_json()
+    assert not signed_in(client)
+    assert sign_in(client, LOGIN).status_code == 303 and signed_in(client)
+
+
+# -- sign-out ends the session on the server ------------------------------------------------
+#
+# The cookie is signed, not stored: each session has a random id (``start_session``), and
+# signing out records it as ended until the session could have lasted anyway
+# (``SCIM_SSO_SESSION_SECONDS``); ``speaks_for`` refuses an ended id. A copy of the cookie
+# (malware, a proxy log, a shared machine's browser profile) is as dead as the original.
+
+
+def _sign_out(client: FlaskClient) -> None:
+    out = client.post("/admin/sign-out", data={"csrf_token": csrf_token(client)})
+    assert out.status_code == 303
+
+
+def _copy_of_cookie(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of ``client``'s session cookie, taken now."""
+    name = app.config["SESSION_COOKIE_NAME"]
+    copy = app.test_client()
+    copy.set_cookie(name, client.get_cookie(name).value)  # type: ignore[union-attr]
+    return copy
+
+
+def _ended_rows(app: Flask) -> list[tuple[str, Any]]:
+    from scim_server.db import db
+    from sso.connections.models import SsoEndedSession
+
+    with db.reader(app)() as s:
+        return [(r.id, r.expires_at) for r in s.query(SsoEndedSession).order_by("expires_at")]
+
+
+def test_sign_out_ends_the_session_for_a_copied_cookie_too(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An org admin signs out on a shared or compromised machine; someone who copied the
+    session cookie before replays it: the console answered as the org admin until the
+    12-hour sign-on limit. OWASP ASVS 3.3.1: logout invalidates the session on the server.
+    Found by a probe."""
+    sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    assert client.get("/admin/access/").status_code == 200
+    stolen = _copy_of_cookie(app, client)
+    _sign_out(client)
+    assert client.get("/admin/access/").status_code != 200  # this browser is out
+    assert stolen.get("/admin/access/").status_code != 200
+
+
+def test_a_signed_out_copy_gets_no_code_from_the_provider_nor_the_sso_pages(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The same session signs the person in to the product (our OIDC provider's authorize)
+    and opens /sso/welcome and /sso/security: after sign-out the copy is sent to sign in."""
+    from scim_server.db import db
+    from sso.provider.clients import create_client
+
+    with db.reader(app)() as s:
+        product, _secret = create_client(s, "Product", ["https://product.example.com/cb"])
+    query = {
+        "response_type": "code",
+        "client_id": product.client_id,
+        "redirect_uri": "https://product.example.com/cb",
+        "scope": "openid",
+        "state": "st",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    stolen = _copy_of_cookie(app, client)
+    before = stolen.get("/oauth/authorize", query_string=query)
+    assert "/sso/login" not in before.headers.get("Location", "")  # the session vouched
+    assert stolen.get("/sso/welcome").status_code == 200
+    _sign_out(client)
+    after = stolen.get("/oauth/authorize", query_string=query)
+    assert after.status_code == 302 and after.headers["Location"].startswith("/sso/login")
+    assert stolen.get("/sso/welcome").status_code == 303
+    assert stolen.get("/sso/security").status_code != 200
+
+
+def test_a_console_session_ended_by_the_idle_limit_ends_for_a_copy_too(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The person leaves the console idle; their next click signs them out. Someone using a
+    copy all along (so the copy itself was never idle) is out as well."""
+    import time
+
+    sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    assert client.get("/admin/").status_code == 200
+    stolen = _copy_of_cookie(app, client)
+    assert stolen.get("/admin/").status_code == 200
+    with client.session_transaction() as sess:
+        sess["console_seen"] = int(time.time()) - app.config["CONSOLE_IDLE_SECONDS"] - 1
+    assert client.get("/admin/").status_code == 303
+    assert stolen.get("/admin/").status_code == 303
+
+
+def test_ended_ids_are_kept_for_the_sessions_lifetime_then_deleted(
+    app: Flask, client: FlaskClient, scim: Scim, monkeypatch: Any
+) -> None:
+    """An ended id is kept until the session would have expired anyway (its sign-in time
+    plus SCIM_SSO_SESSION_SECONDS); the next sign-out deletes the rows past that."""
+    from datetime import UTC, datetime, timedelta
+
+    from sso.extension import sso_extension
+
+    extension = sso_extension(app)
+    start = datetime.now(UTC)
+    monkeypatch.setattr(extension, "clock", lambda: start)
+    sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    _sign_out(client)
+    ((first, expires),) = _ended_rows(app)
+    lifetime = app.config["SSO_SESSION_SECONDS"]
+    assert abs((expires - start).total_seconds() - lifetime) < 2
+    later = start + timedelta(seconds=lifetime + 1)
+    monkeypatch.setattr(extension, "clock", lambda: later)
+    other = app.test_client()
+    sign_in_console(app, other, scim, "auditor", "ada@example.com")
+    _sign_out(other)
+    (row,) = _ended_rows(app)
+    assert row[0] != first
+
+
+def test_a_session_without_an_id_is_refused(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """A cookie from before sessions had ids could not be ended: it is not taken (the person
+    signs in once more)."""
+    user_id = sign_in_console(app, client, scim, "org_admin", "boss@example.com")
+    with client.session_transaction() as sess:
+        sess["sso"] = {k: v for k, v in sess["sso"].items() if k != "sid"}
+    page = client.get("/admin/")
+    assert page.status_code == 303 and "/sso/login" in page.headers["Location"]
+    sign_in_as(app, client, scim.org_id, user_id)
     assert client.get("/admin/").status_code == 200
