@@ -239,12 +239,12 @@ class _DeadlineBound:
         super().sendall(*args, **kwargs)  # type: ignore[misc]
 
 
-class _DeadlineSocket(_DeadlineBound, socket.socket):
-    pass
+class DeadlineSocket(_DeadlineBound, socket.socket):
+    """A socket bound by its ``deadline`` once set (also the mailer's: ``scim_server.mailer``)."""
 
 
-class _DeadlineSSLSocket(_DeadlineBound, ssl.SSLSocket):
-    pass
+class DeadlineSSLSocket(_DeadlineBound, ssl.SSLSocket):
+    """The TLS socket of an ``SSLContext`` whose ``sslsocket_class`` it is, bound the same way."""
 
 
 def connect_checked(
@@ -274,7 +274,7 @@ def connect_checked(
         sock = (
             socket.socket(family, socktype, proto)
             if deadline is None
-            else _DeadlineSocket(family, socktype, proto)
+            else DeadlineSocket(family, socktype, proto)
         )
         try:
             sock.settimeout(policy.timeout if deadline is None else deadline.left())
@@ -283,7 +283,7 @@ def connect_checked(
             sock.close()
             last_error = exc
             continue
-        if isinstance(sock, _DeadlineSocket):
+        if isinstance(sock, DeadlineSocket):
             sock.deadline = deadline
         return sock
     if last_error is not None:
@@ -306,7 +306,7 @@ class _CheckedHTTPConnection(http.client.HTTPConnection):
 class _CheckedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, policy: OutboundPolicy, deadline: Deadline) -> None:
         self.tls = ssl.create_default_context()
-        self.tls.sslsocket_class = _DeadlineSSLSocket
+        self.tls.sslsocket_class = DeadlineSSLSocket
         super().__init__(host, port, timeout=policy.timeout, context=self.tls)
         self.policy = policy
         self.deadline = deadline

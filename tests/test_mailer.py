@@ -1,12 +1,19 @@
-"""The SMTP transport over TLS: STARTTLS and implicit TLS against a real server, certificates checked."""
+"""The SMTP transport: STARTTLS and implicit TLS (certificates checked), one deadline for the
+whole exchange, international addresses."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +148,95 @@ def test_ca_file_comes_from_configuration(tmp_path):
         {"MAIL_FROM": "it@acme.example", "SMTP": None, "MAIL_DIR": tmp_path, "SMTP_CA_FILE": "/x"}
     )
     assert mailer.ca_file == "/x"
+
+
+def _tarpit(stop: threading.Event) -> int:
+    """A TCP server that answers a very long 220 greeting one byte every 0.2 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port: int = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn = None
+        while not stop.is_set() and conn is None:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+        try:
+            while conn is not None and not stop.is_set():
+                conn.sendall(b"2")
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+            listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port
+
+
+def test_one_mail_send_has_a_deadline(tmp_path):
+    """A relay trickling its greeting a byte at a time is cut off at ``timeout`` for the whole
+    exchange (each byte would reset a socket's own timeout: the worker held for ever, and the
+    mail's lease expiring meanwhile, another worker sending it too)."""
+    stop = threading.Event()
+    port = _tarpit(stop)
+    mailer = Mailer(
+        sender="it@acme.example",
+        smtp=SmtpSettings(host="127.0.0.1", port=port, security="plain"),
+        mail_dir=tmp_path,
+        timeout=1,
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            mailer.send(MAIL, NOW)
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 3
+
+
+def test_the_deadline_is_well_under_the_mail_lease():
+    """A send given up is retried; one still running when its lease ends is sent twice."""
+    from scim_server.services.mail_delivery import LEASE
+
+    assert Mailer("it@acme.example", None, Path(".")).timeout * 3 <= LEASE.total_seconds()
+
+
+def test_an_idn_domain_is_written_as_its_a_label(tmp_path):
+    """bob@bücher.example: the domain in IDNA (xn--), so the development .eml's To is plain
+    ASCII (not an encoded word inside an address, which no mail client reads)."""
+    mailer = Mailer(sender="it@acme.example", smtp=None, mail_dir=tmp_path)
+    path = Path(mailer.send(replace(MAIL, recipient="bob@bücher.example"), NOW))
+    headers = path.read_bytes().split(b"\n\n", 1)[0]
+    assert b"\nTo: bob@xn--bcher-kva.example\n" in headers and b"=?" not in headers
+
+
+def test_a_non_ascii_local_part_is_written_in_utf8(tmp_path):
+    """jösé@bücher.example has no ASCII form: the .eml's To is UTF-8 (RFC 6532)."""
+    mailer = Mailer(sender="it@acme.example", smtp=None, mail_dir=tmp_path)
+    path = Path(mailer.send(replace(MAIL, recipient="jösé@bücher.example"), NOW))
+    message = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+    assert message["To"] == "jösé@bücher.example"
+    assert "jösé@bücher.example".encode() in path.read_bytes()
+
+
+def test_a_non_ascii_local_part_goes_with_smtputf8(tmp_path):
+    """A relay offering SMTPUTF8 (RFC 6531) gets the address as it is."""
+    from aiosmtpd.controller import Controller
+
+    recorder = SmtpRecorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        smtp = SmtpSettings("127.0.0.1", controller.port, "plain")
+        mailer = Mailer(sender="it@acme.example", smtp=smtp, mail_dir=tmp_path, timeout=5)
+        mailer.send(replace(MAIL, recipient="jösé@bücher.example"), NOW)
+    finally:
+        controller.stop()
+    assert [m["To"] for m in recorder.messages] == ["jösé@bücher.example"]

@@ -12,7 +12,8 @@ class MailOutbox(Base):
     """One mail, written in the transaction of the change that causes it; sent by the worker.
 
     ``state`` is queued -> sending -> sent, or -> failed (to be retried at
-    ``next_attempt_at``, with backoff) -> abandoned after the last attempt. A
+    ``next_attempt_at``, with backoff) -> abandoned after the last attempt; or
+    cancelled (credentials the account may no longer receive, or replaced). A
     ``sending`` mail holds a lease (``claimed_by`` until ``lease_expires_at``);
     if its worker dies the mail is claimed again when the lease expires.
 

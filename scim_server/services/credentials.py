@@ -11,7 +11,12 @@ no credentials at all (DESIGN.md §1: their people sign in at their IdP).
 Status semantics (issue 12): a temporary password that must be changed, or an
 activation link, puts the user in ``AWAITING_NEW_PASSWORD``; an admin's reset
 link puts them in ``RECOVERY``. A person whose account is deactivated or
-locked receives nothing until an admin activates or unlocks it.
+locked receives nothing until an admin activates or unlocks it (a mail queued
+before is cancelled when the worker comes to it: ``mail_delivery``).
+
+New credentials (or a new link) cancel the account's earlier credentials mails not
+yet sent (queued, or failed and waiting for a retry): the person gets the latest
+ones only, never a mail whose password or link no longer works.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import ConflictError, DomainError, NotFoundError
-from scim_server.models import Contact, CredentialSend, User
+from scim_server.models import Contact, CredentialSend, MailOutbox, User
 from scim_server.services import lifecycle, mail, passwords, settings
 from scim_server.services.addresses import user_address
 from scim_server.services.lifecycle import (
@@ -227,7 +232,7 @@ def deliver(
             "expires": _fmt(now + timedelta(days=days)),
             "must_change": must_change,
         }
-    outbox = mail.queue_mail(session, user.org_id, kind, address, context, user_id=user.id)
+    outbox = _queue(session, user, kind, address, context, reason)
     return _recorded(session, user, reason, outbox.id, kind, address, method, for_admin)
 
 
@@ -263,10 +268,30 @@ def deliver_reset_link(
         "name": None if for_admin else _person_name(session, user),
         "for_user": _for_user(user) if for_admin else None,
     }
-    outbox = mail.queue_mail(session, user.org_id, "reset_link", address, context, user_id=user.id)
+    outbox = _queue(session, user, "reset_link", address, context, reason)
     return _recorded(
         session, user, reason, outbox.id, "reset_link", address, "reset_link", for_admin
     )
+
+
+def _queue(
+    session: Session, user: User, kind: str, address: str, context: dict[str, Any], reason: str
+) -> MailOutbox:
+    """Queue the credentials mail; the earlier ones not yet sent are cancelled (they hold a
+    password or link these replace)."""
+    earlier = session.scalars(
+        select(MailOutbox)
+        .where(
+            MailOutbox.state.in_(("queued", "failed")),
+            MailOutbox.org_id == user.org_id,
+            MailOutbox.user_id == user.id,
+            MailOutbox.kind.in_(mail.CREDENTIAL_KINDS),
+        )
+        .with_for_update()
+    ).all()
+    for row in earlier:
+        mail.cancel(session, row, f"replaced by newer credentials ({reason})")
+    return mail.queue_mail(session, user.org_id, kind, address, context, user_id=user.id)
 
 
 def _for_user(user: User) -> str:

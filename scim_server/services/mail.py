@@ -34,10 +34,16 @@ KINDS = (
     "password_reset",
     "password_changed",
     "mfa_reset",
+    "mfa_changed",
     "account_locked",
     "webhook_disabled",
 )
-STATES = ("queued", "sending", "sent", "failed", "abandoned")
+# The kinds that carry a temporary password or a link into the account: sent only while the
+# account may receive credentials (``mail_delivery``), and only the latest of them
+# (``credentials``). The others are notices of what happened, sent whatever the status.
+CREDENTIAL_KINDS = ("welcome", "activation_link", "reset_link", "resend", "password_reset")
+# cancelled: not sent on purpose (the account left or was locked, newer credentials replaced it).
+STATES = ("queued", "sending", "sent", "failed", "abandoned", "cancelled")
 MAX_ATTEMPTS = 5
 LOGIN_PATH = "/sso/login"
 
@@ -139,6 +145,26 @@ def queue_mail(
         changes={"kind": {"after": kind}, "recipient": {"after": address}},
     )
     return mail
+
+
+def cancel(session: Session, mail: MailOutbox, why: str) -> None:
+    """Never send ``mail`` (caller's transaction, the row locked): ``cancelled``, ``why`` as
+    its last error, the body (it may hold a temporary password) dropped; ``mail.cancelled``."""
+    before = mail.state
+    mail.state = "cancelled"
+    mail.last_error = why
+    mail.claimed_by = None
+    mail.lease_expires_at = None
+    mail.body_text = mail.body_html = None
+    record(
+        session,
+        mail.org_id,
+        "mail.cancelled",
+        resource_type="Mail",
+        resource_id=mail.id,
+        detail=f"{mail.kind} to {mail.recipient}: {why}",
+        changes={"state": {"before": before, "after": "cancelled"}},
+    )
 
 
 def list_mail(

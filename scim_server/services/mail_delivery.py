@@ -9,6 +9,16 @@ is retried with exponential backoff; after ``MAX_ATTEMPTS`` the mail is
 abandoned (an admin may retry it). A worker that dies after the SMTP server
 accepted a mail but before recording it makes the mail go out again when the
 lease expires, with the same Message-ID, so mail clients can drop the copy.
+The relay's 250 to DATA is what counts as sent (``mailer``); one exchange ends by
+the mailer's deadline, well within the lease.
+
+A mail that carries credentials or a link into an account (``mail.CREDENTIAL_KINDS``)
+is checked just before it goes: if the account was deleted, is no longer in a status
+that may receive credentials (``credentials.SENDABLE``: deactivated or locked since it
+was queued), or newer credentials of that account were queued after it, it is
+``cancelled`` (audited as ``mail.cancelled``), never sent. Notices (password changed,
+MFA reset or changed, account locked) go whatever the account's status: they hold no
+secret and tell the person what happened to their account.
 """
 
 from __future__ import annotations
@@ -23,8 +33,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import AuditContext, record, use_context
 from scim_server.mailer import Mailer, Outgoing
-from scim_server.models import MailOutbox
+from scim_server.models import MailOutbox, User
 from scim_server.services import leases
+from scim_server.services import mail as outbox
+from scim_server.services.credentials import SENDABLE
 from scim_server.services.mail import MAX_ATTEMPTS
 
 log = logging.getLogger(__name__)
@@ -99,6 +111,10 @@ def deliver(
         )
     if mail.body_text is None or mail.body_html is None or mail.message_id is None:
         return record_outcome(factory, mail, worker_id, clock(), "no body to send", give_up=True)
+    if mail.kind in outbox.CREDENTIAL_KINDS and mail.user_id is not None:
+        unsent = cancel_unwanted(factory, mail, worker_id)
+        if unsent is not None:
+            return unsent
     outgoing = Outgoing(
         id=mail.id,
         recipient=mail.recipient,
@@ -120,6 +136,66 @@ def deliver(
     return record_outcome(factory, mail, worker_id, clock(), None)
 
 
+def _worker_context(worker_id: str) -> AuditContext:
+    return AuditContext(
+        actor_type="system", actor_id=worker_id[:64], actor_name="scim-server worker"
+    )
+
+
+def _held(session: Session, claimed: MailOutbox, worker_id: str) -> MailOutbox | None:
+    """The mail's row, locked, if this worker still holds its lease; else None (logged)."""
+    mail = session.scalar(
+        select(MailOutbox)
+        .where(MailOutbox.org_id == claimed.org_id, MailOutbox.id == claimed.id)
+        .with_for_update()
+    )
+    if mail is None or mail.state != "sending" or mail.claimed_by != worker_id:
+        log.warning("mail %s: no longer held by %s; leaving it", claimed.id, worker_id)
+        return None
+    return mail
+
+
+def why_unwanted(session: Session, mail: MailOutbox) -> str | None:
+    """Why credentials (or a link) about to go out must not, or None when they may."""
+    user = session.get(User, (mail.org_id, mail.user_id))
+    if user is None:
+        return "the account no longer exists"
+    if user.status not in SENDABLE:
+        # credentials.py: a deactivated or locked account receives nothing.
+        return f"the account is {user.status}"
+    newer = session.scalar(
+        select(MailOutbox.id)
+        .where(
+            MailOutbox.org_id == mail.org_id,
+            MailOutbox.created_at > mail.created_at,
+            MailOutbox.user_id == mail.user_id,
+            MailOutbox.kind.in_(outbox.CREDENTIAL_KINDS),
+        )
+        .limit(1)
+    )
+    if newer is not None:
+        return "replaced by newer credentials"
+    return None
+
+
+def cancel_unwanted(
+    factory: sessionmaker[Session], claimed: MailOutbox, worker_id: str
+) -> str | None:
+    """Cancel a claimed credentials mail its account may no longer receive (``why_unwanted``);
+    returns the mail's state then, or None: send it."""
+    with use_context(_worker_context(worker_id)), factory() as session, session.begin():
+        mail = _held(session, claimed, worker_id)
+        if mail is None:
+            current = session.get(MailOutbox, (claimed.org_id, claimed.id))
+            return current.state if current is not None else "gone"
+        why = why_unwanted(session, mail)
+        if why is None:
+            return None
+        outbox.cancel(session, mail, why)
+        log.info("mail %s (%s) cancelled: %s", mail.id, mail.kind, why)
+        return mail.state
+
+
 def record_outcome(
     factory: sessionmaker[Session],
     claimed: MailOutbox,
@@ -130,18 +206,11 @@ def record_outcome(
     give_up: bool = False,
 ) -> str:
     """Record sent, failed (retried later) or abandoned, with audit events, if our lease holds."""
-    context = AuditContext(
-        actor_type="system", actor_id=worker_id[:64], actor_name="scim-server worker"
-    )
-    with use_context(context), factory() as session, session.begin():
-        mail = session.scalar(
-            select(MailOutbox)
-            .where(MailOutbox.org_id == claimed.org_id, MailOutbox.id == claimed.id)
-            .with_for_update()
-        )
-        if mail is None or mail.state != "sending" or mail.claimed_by != worker_id:
-            log.warning("mail %s: no longer held by %s; leaving it", claimed.id, worker_id)
-            return mail.state if mail is not None else "gone"
+    with use_context(_worker_context(worker_id)), factory() as session, session.begin():
+        mail = _held(session, claimed, worker_id)
+        if mail is None:
+            current = session.get(MailOutbox, (claimed.org_id, claimed.id))
+            return current.state if current is not None else "gone"
         mail.claimed_by = None
         mail.lease_expires_at = None
         fields = {"resource_type": "Mail", "resource_id": mail.id}

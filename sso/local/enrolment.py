@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from scim_server.db import db
 from scim_server.models import User
 from scim_server.services import mfa, totp
+from scim_server.urls import link_root
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.local import factors, pending, web
@@ -90,6 +91,7 @@ def enrol_totp_from_form(user: User, code: str, *, first: bool = False) -> bool:
     """Keep the authenticator whose secret is in the session if ``code`` proves it.
 
     The first factor brings ten recovery codes, kept (sealed) in the session until shown once.
+    The account's owner is mailed of the new factor (``factors.tell_owner``), the first too.
     ``first``: the enrol step of a pending sign-in. ``SsoError`` (nothing stored) when
     ``enrolment_refusal`` says no.
     """
@@ -103,9 +105,12 @@ def enrol_totp_from_form(user: User, code: str, *, first: bool = False) -> bool:
         refusal = enrolment_refusal(s, locked, first=first)
         if refusal is None:
             had_none = not mfa.enrolled(s, locked)
-            if not factors.enrol_totp(s, current_secret(), locked, secret, code, web.now()):
+            now = web.now()
+            factor = factors.enrol_totp(s, current_secret(), locked, secret, code, now)
+            if factor is None:
                 s.rollback()
                 return False
+            factors.tell_owner(s, locked, "added", base_url=link_root(), now=now, factor=factor)
             if had_none or mfa.codes_left(s, locked) == 0:
                 codes = mfa.new_recovery_codes(s, locked)
                 pending.put_secret("codes", codes, user.org_id, user.id, web.now())

@@ -1,4 +1,5 @@
-"""Second factors at sign-in and on the security page: TOTP and recovery codes, the QR code.
+"""Second factors at sign-in and on the security page: TOTP and recovery codes, the QR code,
+the mail that tells the owner their factors changed (``tell_owner``).
 
 The TOTP secret is sealed with a key derived from the server secret
 (``keys.seal_totp``, the same AES-GCM sealing as SSO connection secrets);
@@ -10,13 +11,14 @@ travels sealed in their session (``pending.put_secret``).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 import segno
 from sqlalchemy.orm import Session
 
-from scim_server.models import User
-from scim_server.services import mfa, totp
+from scim_server.models import MfaFactor, User
+from scim_server.services import mail, mfa, totp
+from scim_server.services.addresses import user_address
 from sso.connections.sealing import SealedSecretError
 from sso.local import keys
 
@@ -39,15 +41,43 @@ def enrol_totp(
     code: str,
     now: datetime,
     label: str | None = None,
-) -> bool:
-    """Keep the authenticator if ``code`` proves it (caller's transaction); False if not."""
+) -> MfaFactor | None:
+    """Keep the authenticator if ``code`` proves it (caller's transaction); None if not."""
     step = totp.matching_step(secret, code, now, after=None)
     if step is None:
-        return False
+        return None
     factor_id = mfa.new_factor_id()
     sealed = keys.seal_totp(secret_key, user.org_id, factor_id, secret)
-    mfa.add_totp(session, user, factor_id, sealed, step, label)
-    return True
+    return mfa.add_totp(session, user, factor_id, sealed, step, label)
+
+
+def tell_owner(
+    session: Session,
+    user: User,
+    change: str,
+    *,
+    base_url: str,
+    now: datetime,
+    factor: MfaFactor | None = None,
+) -> None:
+    """Mail the account's own address that its second factors changed (caller's transaction).
+
+    ``change``: ``added`` or ``removed`` (``factor``), ``recovery_codes`` (new ones made).
+    Whoever holds a stolen session or password would add a factor of theirs first: the
+    owner hears of it where that person cannot answer for them (NIST SP 800-63B §6.1.2.1).
+    No address, no mail (as the admin's MFA reset)."""
+    address = user_address(session, user)
+    if address is None:
+        return
+    context = {
+        "username": user.login_name or user.user_name,
+        "login_url": mail.login_url(base_url),
+        "change": change,
+        "factor": factor.kind if factor is not None else "",
+        "label": factor.label if factor is not None else "",
+        "when": "on " + now.astimezone(UTC).strftime("%d %B %Y at %H:%M UTC").lstrip("0"),
+    }
+    mail.queue_mail(session, user.org_id, "mfa_changed", address, context, user_id=user.id)
 
 
 def _totp_digits(code: str) -> str | None:

@@ -1,8 +1,9 @@
 """The signed-in person's own security page, and the passkey (WebAuthn) endpoints.
 
 ``/sso/security``: their factors (kind, name, when added and last used),
-add an authenticator app or a passkey, remove one, new recovery codes. Behind
-the sign-in session (``sso.signin.session``); each form carries the CSRF token.
+add an authenticator app or a passkey, remove one, new recovery codes; each change
+is mailed to the account's address (``factors.tell_owner``). Behind the sign-in
+session (``sso.signin.session``); each form carries the CSRF token.
 The passkey endpoints serve both the security page (a signed-in person adds
 one) and a pending sign-in (enrolment the organization requires, or the
 second factor), and answer JSON to ``static/js/passkeys.js``.
@@ -21,9 +22,9 @@ from scim_server.errors import DomainError
 from scim_server.models import User
 from scim_server.services import mfa
 from scim_server.services.settings import get_settings
-from scim_server.urls import public_url
+from scim_server.urls import link_root, public_url
 from sso.errors import SsoError
-from sso.local import passkeys, pending, web
+from sso.local import factors, passkeys, pending, web
 from sso.local import password as local
 from sso.local.enrolment import enrol_page, enrol_totp_from_form, enrolment_refusal
 from sso.local.views import (
@@ -142,9 +143,10 @@ def remove_factor(factor_id: str) -> Any:
                 "your last one.",
             )
         try:
-            mfa.remove_factor(s, user, factor_id[:36], by="removed by the person")
+            removed = mfa.remove_factor(s, user, factor_id[:36], by="removed by the person")
         except DomainError as err:
             raise BadRequestError(404, str(err.detail)) from None
+        factors.tell_owner(s, user, "removed", base_url=link_root(), now=web.now(), factor=removed)
     return redirect("/sso/security?done=removed", 303)
 
 
@@ -160,6 +162,8 @@ def regenerate_codes() -> Any:
         if not mfa.enrolled(s, who[1]):
             raise BadRequestError(409, "Add a second factor first: recovery codes go with one.")
         codes = mfa.new_recovery_codes(s, who[1])
+        # Recovery codes are a way in too (look-up secrets): the owner hears of new ones.
+        factors.tell_owner(s, who[1], "recovery_codes", base_url=link_root(), now=web.now())
     return web.page("signin/recovery_codes.html", codes=codes, action=None)
 
 
@@ -248,9 +252,12 @@ def passkey_register() -> Any:
                 had_none = not mfa.enrolled(s, locked)
                 try:
                     # Refused before anything is added: the spent challenge is kept.
-                    mfa.add_passkey(s, locked, credential_id, public_key, count, label)
+                    added = mfa.add_passkey(s, locked, credential_id, public_key, count, label)
                 except DomainError as err:
                     return _json_error(400, str(err.detail))
+                factors.tell_owner(
+                    s, locked, "added", base_url=link_root(), now=web.now(), factor=added
+                )
                 if had_none or mfa.codes_left(s, locked) == 0:
                     codes = mfa.new_recovery_codes(s, locked)
                     pending.put_secret("codes", codes, user.org_id, user.id, web.now())

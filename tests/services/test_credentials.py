@@ -160,6 +160,68 @@ def test_welcome_without_forced_change_says_so(app, scim, admin, smtp, tmp_path)
     assert _user(app, scim.org_id, created["id"]).status == "PROVISIONED"
 
 
+def _without_welcome(app, scim, user_name: str) -> str:
+    """A SCIM user whose automatic welcome is dropped: the test sends what it wants."""
+    user_id = employee(scim, user_name)["id"]
+    with db.writer(app)() as session, session.begin():
+        session.execute(
+            CredentialSchedule.__table__.delete().where(CredentialSchedule.org_id == scim.org_id)
+        )
+    return user_id
+
+
+def test_resend_without_forced_change_does_not_promise_one(app, scim, admin, smtp, tmp_path):
+    """must_change_on_first_login off: the resend, as the welcome, says nothing of a forced
+    change (nobody will ask for one); on, it says so."""
+    recorder, port = smtp
+    set_settings(admin, must_change_on_first_login=False)
+    user_id = _without_welcome(app, scim, "hal@example.com")
+    ok(admin.post(f"/api/v1/users/{user_id}/credentials/resend", None), 202)
+    mail_worker(app, port, tmp_path).run_once()
+    (message,) = recorder.messages
+    assert temporary_password(message) in html_of(message)
+    assert ok(admin.get(f"/api/v1/users/{user_id}"))["status"] != "AWAITING_NEW_PASSWORD"
+    assert "choose a new password" not in text_of(message)
+    assert "choose a new password" not in html_of(message)
+    set_settings(admin, must_change_on_first_login=True)
+    ok(admin.post(f"/api/v1/users/{user_id}/credentials/resend", None), 202)
+    mail_worker(app, port, tmp_path).run_once()
+    assert "choose a new password" in text_of(recorder.messages[-1])
+    assert "choose a new password" in html_of(recorder.messages[-1])
+
+
+def test_a_superseded_credentials_mail_is_not_sent_after_the_resend(
+    app, scim, admin, smtp, tmp_path
+):
+    """The first welcome fails (a 550 once); the admin resends, which kills its password: the
+    first mail is cancelled then and there, not retried, and only working credentials arrive."""
+    from datetime import timedelta
+
+    from tests.support import Clock
+
+    recorder, port = smtp
+    user_id = _without_welcome(app, scim, "ivy@example.com")
+    clock = Clock()
+    worker = mail_worker(app, port, tmp_path, clock)
+    first = ok(admin.post(f"/api/v1/users/{user_id}/credentials/send", None), 202)["mail"]["id"]
+    recorder.refuse = True
+    worker.run_once()
+    assert recorder.messages == [] and recorder.refused == 1
+    recorder.refuse = False
+    ok(admin.post(f"/api/v1/users/{user_id}/credentials/resend", None), 202)
+    with db.reader(app)() as session:
+        cancelled = session.get(MailOutbox, (scim.org_id, first))
+        assert cancelled.state == "cancelled" and cancelled.body_text is None
+        assert cancelled.last_error == "replaced by newer credentials (resend)"
+    cancel = [e for e in events(admin, resource_id=first) if e["action"] == "mail.cancelled"]
+    assert len(cancel) == 1 and cancel[0]["actor_type"] != "system"
+    clock.advance(timedelta(minutes=5).total_seconds())
+    worker.run_once()
+    received = [temporary_password(m) for m in recorder.messages]
+    assert len(received) == 1
+    assert password_verifies(app, scim.org_id, user_id, received[0])
+
+
 def test_a_scim_create_rolled_back_leaves_no_send(app, scim, session):
     """A refused create (userName taken) queues nothing."""
     employee(scim, "gil@example.com")

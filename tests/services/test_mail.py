@@ -30,6 +30,10 @@ CONTEXT = {
     "until": "in 15 minutes",
     "webhook_url": "https://hooks.example.com/in",
     "reason": "every delivery failed for 3 days",
+    "change": "added",
+    "factor": "totp",
+    "label": "Authenticator app",
+    "when": "on 5 December 2026 at 09:00 UTC",
 }
 
 
