@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from scim_server.audit import AuditContext, use_context
 from scim_server.commands import CommandEnv, domain_errors, pass_env
 
 
@@ -36,7 +37,9 @@ def client_create(
     from sso.provider.clients import create_client
 
     org_id = env.org_id(org_ref) if org_ref else None
-    with env.session(write=True) as session, domain_errors():
+    # Its event names the command line, as every command's does (not the server, ``system``).
+    actor = AuditContext(actor_type="cli", actor_name="scim-server oauth client create")
+    with env.session(write=True) as session, use_context(actor), domain_errors():
         client, secret = create_client(
             session, name, list(redirect_uris), public=public, org_id=org_id
         )
