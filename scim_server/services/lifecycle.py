@@ -117,11 +117,13 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
         user.status_before_deactivation = None
     else:
         user.status = spec.target or _resting(user)
-    if before in SIGN_IN_ALLOWED and user.status not in SIGN_IN_ALLOWED:
+    if before in SIGN_IN_ALLOWED and user.status not in SIGN_IN_ALLOWED and name != "auto_lock":
         # A deactivation or a lock ends every session for good, as a password change does
         # (``passwords.end_sessions``): the status check alone would give a session or a
         # token from before it back with the reactivation (a stolen cookie included). A
         # plain value, written by the status change's own UPDATE (no statement more).
+        # Not the automatic lockout: a stranger's wrong guesses cause it, and would sign
+        # the owner out of everything at will; its sessions are refused while it lasts.
         user.session_epoch = (user.session_epoch or 0) + 1
     active = user.active = user.status != DEACTIVATED
     # Keep the SCIM view (`active`) in step with the status (a SCIM write's document is

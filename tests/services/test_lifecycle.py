@@ -4,7 +4,9 @@ A move from a status that may sign in (``SIGN_IN_ALLOWED``) to one that may not 
 account's ``session_epoch`` on, as a password change does: every session and token from
 before it is over for good, and the transition that gives access back gives none of them
 back. A move between two statuses on the same side ends nothing (a lock of a deactivated
-account ended its sessions already; a reset link asked for ends no one's).
+account ended its sessions already; a reset link asked for ends no one's). Nor does the
+automatic lockout: a stranger's wrong guesses cause it (its sessions are refused while it
+lasts, ``tests/sso/signin/test_session_ends.py``).
 """
 
 from __future__ import annotations
