@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
+from scim_server.errors import TooManyError
 from scim_server.scim.body import json_body
 from scim_server.scim.listing import ranked, render_ids, run_query
 from scim_server.scim.params import ListQuery, query_from_body
@@ -22,6 +23,9 @@ from scim_server.scim.schema import GROUP, USER, ResourceType
 
 # In this order without sortBy, and for resources with equal sortBy values.
 TYPES = (USER, GROUP)
+# A sorted search across the types merges each type's first startIndex+count-1 keys in
+# Python: as deep as this, no deeper (each type's own endpoint pages in the database).
+SORTED_REACH = 10_000
 
 
 def _others(rt: ResourceType) -> tuple[ResourceType, ...]:
@@ -66,6 +70,11 @@ def _sorted(query: ListQuery) -> tuple[int, list[Any]]:
     resources read and rendered."""
     skip = query.start_index - 1
     reach = skip + query.count if query.count else 0
+    if reach > SORTED_REACH:
+        raise TooManyError(
+            f"A search across all resource types with sortBy pages through the first "
+            f"{SORTED_REACH:,} results; filter it, or search /Users or /Groups for more."
+        )
     total = 0
     runs: list[list[tuple[Any, ResourceType, str]]] = []
     for rt in TYPES:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from scim_server.scim.search import SORTED_REACH
 from tests.support import ENTERPRISE, USER_SCHEMA, Scim
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -202,3 +203,19 @@ def test_sort_by_what_no_type_can_sort_by_is_400(scim: Scim, sort_by: str) -> No
     body = resp.get_json()
     assert resp.status_code == 400, body
     assert body["scimType"] == "invalidFilter"
+
+
+def test_a_sorted_search_deeper_than_it_merges_is_400_too_many(scim: Scim) -> None:
+    """A sorted root search merges each type's first startIndex+count-1 keys in Python:
+    past ``SORTED_REACH`` it is refused (400 tooMany) rather than reading a whole directory
+    of keys for one page; without sortBy, or at a type's own endpoint, it pages as deep as
+    asked."""
+    scim.create_user("alice@example.com")
+    deep = root_search(scim, sortBy="userName", startIndex=SORTED_REACH, count=2)
+    body = deep.get_json()
+    assert deep.status_code == 400, body
+    assert body["scimType"] == "tooMany"
+    assert "/Users" in body["detail"]
+    edge = root_search(scim, sortBy="userName", startIndex=SORTED_REACH, count=1)
+    assert found(edge) == [] and edge.get_json()["totalResults"] == 1
+    assert found(root_search(scim, startIndex=1_000_000)) == []
