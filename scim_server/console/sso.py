@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, redirect, request, url_for
 from scim_server.console.access import person, require
 from scim_server.console.render import render
 from scim_server.db import db
-from scim_server.errors import DomainError, ForbiddenError, InvalidValueError
+from scim_server.errors import DomainError, InvalidValueError
 from scim_server.urls import public_url
 from sso.connections import records, service
 from sso.connections.sealing import current_secret
@@ -190,13 +190,13 @@ def update_settings(connection_id: str) -> Response:
         "enabled": form.get("enabled") == "on",
         "jit_enabled": form.get("jit_enabled") == "on",
     }
-    if fields["enabled"] and not who.can("sso.configure"):
-        was_enabled = service.get_connection(db.session, who.org_id, connection_id).enabled
-        db.session.rollback()  # update_connection begins its own transaction
-        if not was_enabled:
-            raise ForbiddenError("An organization admin enables a connection.")
     service.update_connection(
-        db.session, who.org_id, connection_id, fields, secret=current_secret()
+        db.session,
+        who.org_id,
+        connection_id,
+        fields,
+        secret=current_secret(),
+        may_enable=who.can("sso.configure"),
     )
     return _see_other("console.sso.show_connection", connection_id=connection_id, saved=1)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.db import utcnow
-from scim_server.errors import InvalidValueError, NotFoundError, UniquenessError
+from scim_server.errors import ForbiddenError, InvalidValueError, NotFoundError, UniquenessError
 from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain
 from sso.connections.sealing import SealedSecretError
 from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
@@ -190,11 +190,25 @@ def create_connection(
 
 
 def update_connection(
-    session: Session, org_id: str, connection_id: str, fields: dict[str, Any], *, secret: bytes
+    session: Session,
+    org_id: str,
+    connection_id: str,
+    fields: dict[str, Any],
+    *,
+    secret: bytes,
+    may_enable: bool = True,
 ) -> SsoConnection:
-    """Change settings; any secret still in clear is sealed on the way (the lazy migration)."""
+    """Change settings; any secret still in clear is sealed on the way (the lazy migration).
+
+    ``may_enable`` False: a disabled connection stays disabled (``ForbiddenError``), judged
+    on the row locked here, so a disable that commits first is never undone by this save.
+    """
     with session.begin():
         conn = get_connection(session, org_id, connection_id)
+        if not may_enable and fields.get("enabled"):
+            session.refresh(conn, with_for_update=True)
+            if not conn.enabled:
+                raise ForbiddenError("An organization admin enables a connection.")
         _check_protocol_fields(conn.protocol, fields)
         changes = _apply(session, conn, fields, secret)
         changes = seal_legacy(conn, secret) | changes
