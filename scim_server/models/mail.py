@@ -28,6 +28,8 @@ class MailOutbox(Base):
     __table_args__ = (
         Index("ix_mail_outbox_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_mail_outbox_org_id_created_at", "org_id", "created_at"),
+        # Credentials mail by account: newer ones at the send, earlier ones to cancel.
+        Index("ix_mail_outbox_org_id_user_id_created_at", "org_id", "user_id", "created_at"),
     )
 
     org_id: Mapped[str] = mapped_column(

@@ -175,3 +175,43 @@ def test_an_idn_domain_is_delivered_through_a_relay_without_smtputf8(app, scim, 
     assert (mail.state, mail.last_error) == ("sent", None)
     assert recorder.rcpts == ["bob@xn--bcher-kva.example"]
     assert [m["To"] for m in recorder.messages] == ["bob@xn--bcher-kva.example"]
+
+
+def test_the_newer_credentials_check_searches_by_account() -> None:
+    """The check before each credentials mail finds the account's newer ones by an index
+    that names the account: with only (org_id, created_at) it read every later mail of the
+    organization, each of a 20,000-person welcome reading the ones queued after it."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import Session
+
+    from scim_server.db import Base
+    from scim_server.models import User
+    from scim_server.services.mail_delivery import why_unwanted
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    seen: list[tuple[str, Any]] = []
+    with Session(engine) as s:
+        s.add(
+            User(
+                org_id="o", id="u", user_name="u", user_name_key="u", status="PROVISIONED", data={}
+            )
+        )
+        s.flush()
+        mail = MailOutbox(org_id="o", user_id="u", kind="welcome", created_at=datetime.now(UTC))
+
+        def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            if "FROM mail_outbox" in statement:
+                seen.append((statement, params))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        assert why_unwanted(s, mail) is None
+        event.remove(engine, "before_cursor_execute", capture)
+        [(sql, params)] = seen
+        plan = [
+            row[-1] for row in s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+        ]
+    engine.dispose()
+    assert any("ix_mail_outbox_org_id_user_id_created_at" in step for step in plan), plan

@@ -14,7 +14,7 @@ acts as the organization, as the admin API does from now on (no id).
 
 Revision ID: 0034
 Revises: 0033
-Create Date: 2026-12-09
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ refused: each person signs in once more.
 
 Revision ID: 0035
 Revises: 0034
-Create Date: 2026-12-09
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
