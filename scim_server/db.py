@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, InvalidatePoolError, OperationalError
@@ -183,6 +184,12 @@ class KeyRead:
             cache_hit=dialect.CACHE_HIT,
             param_dict=param_dict,
         )
+
+
+def insert_for(dialect: str) -> Any:
+    """The dialect's ``insert`` (PostgreSQL's or SQLite's: both have ``on_conflict_do_nothing``
+    and ``on_conflict_do_update``), for a statement that must not fail on a row already there."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def utcnow() -> datetime:

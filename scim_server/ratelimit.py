@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from flask import Flask
 from flask.globals import _cv_app, app_ctx
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import record
-from scim_server.db import Base, db, transaction
+from scim_server.db import Base, db, insert_for, transaction
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import Organization
 from scim_server.scim.errors import ScimError
@@ -64,7 +63,7 @@ def count_request(factory: sessionmaker[Session], key: str, now: float) -> tuple
     t = rate_limit_windows
     with transaction(factory) as session:
         dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = insert_for(dialect)
         stmt = (
             insert(t)
             .values(key=key, window_start=window, count=1)

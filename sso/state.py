@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from scim_server.db import utcnow
+from scim_server.db import insert_for, utcnow
 from sso.connections.models import SsoReplay, SsoState
 
 STATE_SECONDS = 600  # from the redirect to the IdP until its answer: a person typing a password
@@ -73,10 +72,6 @@ def consume_state(session: Session, state_id: str, kind: str) -> ConsumedState |
     return ConsumedState(org_id, connection_id, kind, dict(data or {}), expires_at <= utcnow())
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def remember_assertion(
     session: Session, org_id: str, connection_id: str, assertion_id: str, until: datetime
 ) -> bool:
@@ -84,7 +79,7 @@ def remember_assertion(
     now = utcnow()
     session.execute(delete(SsoReplay).where(SsoReplay.expires_at <= now))
     inserted = session.execute(
-        _insert(session)(SsoReplay)
+        insert_for(session.get_bind().dialect.name)(SsoReplay)
         .values(
             org_id=org_id,
             connection_id=connection_id,

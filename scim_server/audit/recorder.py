@@ -37,13 +37,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
-from scim_server.db import KeyRead, commits_connection, reuse_plan, utcnow, within
+from scim_server.db import KeyRead, commits_connection, insert_for, reuse_plan, utcnow, within
 from scim_server.events import pending as pending_events
 from scim_server.fixed import Fixed
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -377,8 +376,7 @@ def _head(session: Session, org_id: str) -> Head:
             ),
         }
         dialect = connection.dialect.name
-        insert_head = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        connection.execute(insert_head(AuditHead).values(values).on_conflict_do_nothing())
+        connection.execute(insert_for(dialect)(AuditHead).values(values).on_conflict_do_nothing())
         row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
         assert row is not None
     head = Head(org_id, row.seq, row.hash, row.base_seq, row.base_hash)

@@ -25,12 +25,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, offline
 from scim_server.config import ConfigError
-from scim_server.db import AUDIT_SIGNER_INFO, utcnow
+from scim_server.db import AUDIT_SIGNER_INFO, insert_for, utcnow
 from scim_server.models import AuditSigningKey
 
 ALGORITHM = "Ed25519"
@@ -137,7 +136,7 @@ def register_key(session: Session, signer: Signer) -> None:
     now = utcnow()
     if current is None:
         dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = insert_for(dialect)
         session.execute(
             insert(AuditSigningKey)
             .values(

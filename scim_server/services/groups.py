@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.audit.diff import diff
-from scim_server.db import reuse_plan, row_columns, utcnow
+from scim_server.db import insert_for, reuse_plan, row_columns, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError, TooManyError, UniquenessError
 from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, provisioning, rule_apply, settings
@@ -508,8 +507,7 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
     if not rows:
         return []
     dialect = session.get_bind().dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(dialect_insert(GroupMember).on_conflict_do_nothing(), rows)
+    session.execute(insert_for(dialect)(GroupMember).on_conflict_do_nothing(), rows)
     return [(row["member_id"], row["member_type"]) for row in rows]
 
 

@@ -42,7 +42,7 @@ from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
-from sso.signin.session import current_session, ended
+from sso.signin.session import current_session, still_open
 
 bp = Blueprint("oauth", __name__)
 
@@ -155,9 +155,8 @@ def _signed_in() -> SignedIn | None:
     if sso is None:
         return None
     user = db.session.get(User, (sso.org_id, sso.user_id))
-    if user is None or user.session_epoch != sso.epoch or ended(db.session, sso):
-        # Gone, its password changed or signed out since this sign-in (``speaks_for``);
-        # the status has its own answers (``claims.refusal_reason``).
+    if user is None or not still_open(db.session, sso, user):
+        # The status has its own answers (``claims.refusal_reason``).
         return None
     return SignedIn(user, sso.auth_time, sso.amr)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from flask import current_app, session
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from scim_server.db import insert_for
 from scim_server.models import User
 from scim_server.services import lifecycle
 from sso.connections.models import SsoEndedSession
@@ -104,9 +104,15 @@ def speaks_for(db_session: Session, found: SsoSession, user: User | None) -> boo
     return (
         user is not None
         and user.status in lifecycle.SIGN_IN_ALLOWED
-        and user.session_epoch == found.epoch
-        and not ended(db_session, found)
+        and still_open(db_session, found, user)
     )
+
+
+def still_open(db_session: Session, found: SsoSession, user: User | None) -> bool:
+    """``speaks_for`` but the status, for a caller with its own answer to each status (the
+    OIDC provider's ``claims.refusal_reason``): the account is there, no password change,
+    deactivation or lock ended the session since, and it was not signed out."""
+    return user is not None and user.session_epoch == found.epoch and not ended(db_session, found)
 
 
 def ended(db_session: Session, found: SsoSession) -> bool:
@@ -128,9 +134,7 @@ def end_session(db_session: Session | None) -> None:
     expires = datetime.fromtimestamp(
         found.auth_time + current_app.config["SSO_SESSION_SECONDS"], UTC
     )
-    insert = (
-        postgresql.insert if db_session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
+    insert = insert_for(db_session.get_bind().dialect.name)
     with db_session.begin():
         db_session.execute(delete(SsoEndedSession).where(SsoEndedSession.expires_at <= now))
         db_session.execute(
