@@ -22,6 +22,7 @@ from sso.errors import SsoError
 from sso.local import factors, pending, web
 from sso.local import password as local
 from sso.local.views import bp, check_still_none, continue_sign_in, org_name_of, pending_at
+from sso.signin.decision import status_refusal
 
 
 def enrolment_refusal(s: Session, user: User, *, first: bool) -> SsoError | None:
@@ -32,7 +33,7 @@ def enrolment_refusal(s: Session, user: User, *, first: bool) -> SsoError | None
     """
     if first:
         check_still_none(s, user)
-    refusal = local.status_refusal(user, local.PENDING_ALLOWED)
+    refusal = status_refusal(user, local.PENDING_ALLOWED)
     if refusal is not None:
         local.record_failure(s, user, refusal.reason_code, refusal.detail, web.attempt())
     return refusal

@@ -31,7 +31,7 @@ from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 from sso.errors import SsoError
 from sso.local.accounts import find_account
-from sso.signin.decision import LOCKED, check_license, record_outcome
+from sso.signin.decision import LOCKED, check_license, record_outcome, status_refusal
 from sso.signin.request import SignInRequest
 
 log = logging.getLogger(__name__)
@@ -275,19 +275,6 @@ def count_failure(session: Session, user: User, typed: str, attempt: Attempt) ->
                 user_id=user.id,
             )
     return until
-
-
-def status_refusal(
-    user: User, allowed: frozenset[str] = lifecycle.SIGN_IN_ALLOWED
-) -> SsoError | None:
-    """Why ``user``'s status stops the sign-in now (a lock, a deactivation since the
-    password was proved), or None; each step checks it, under the account's row lock,
-    before it changes anything."""
-    if user.status in LOCKED:
-        return SsoError("locked", f"account status is {user.status}")
-    if user.status not in allowed:
-        return SsoError("inactive_account", f"account status is {user.status}")
-    return None
 
 
 def record_failure(

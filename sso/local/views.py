@@ -28,6 +28,7 @@ from sso.local import password as local
 from sso.local.web import BadRequestError
 from sso.signin import pages
 from sso.signin.amr import local_amr
+from sso.signin.decision import status_refusal
 from sso.signin.session import start_session
 from sso.signin.targets import safe_next
 
@@ -247,7 +248,7 @@ def _change(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[s
         if found_user is None:
             raise SsoError("pending_expired", "the account disappeared during sign-in")
         user = found_user
-        refusal = local.status_refusal(user, local.PENDING_ALLOWED)
+        refusal = status_refusal(user, local.PENDING_ALLOWED)
         if refusal is not None:
             local.record_failure(s, user, refusal.reason_code, refusal.detail, attempt)
         else:

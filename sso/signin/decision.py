@@ -117,11 +117,23 @@ def check_user(session: Session, user: User) -> None:
     check_license(session, user)
 
 
-def check_status(user: User) -> None:
+def status_refusal(
+    user: User, allowed: frozenset[str] = lifecycle.SIGN_IN_ALLOWED
+) -> SsoError | None:
+    """Why ``user``'s status stops a sign-in (``allowed``: the statuses it may go on in), or
+    None: locked, or not in ``allowed``. The local sign-in's later steps check it, under the
+    account's row lock, before they change anything (a lock or a deactivation meanwhile)."""
     if user.status in LOCKED:
-        raise SsoError("locked", f"account status is {user.status}")
-    if user.status not in lifecycle.SIGN_IN_ALLOWED:
-        raise SsoError("inactive_account", f"account status is {user.status}")
+        return SsoError("locked", f"account status is {user.status}")
+    if user.status not in allowed:
+        return SsoError("inactive_account", f"account status is {user.status}")
+    return None
+
+
+def check_status(user: User) -> None:
+    refused = status_refusal(user)
+    if refused is not None:
+        raise refused
 
 
 def check_license(session: Session, user: User) -> None:
