@@ -142,8 +142,9 @@ def _worker_context(worker_id: str) -> AuditContext:
     )
 
 
-def _held(session: Session, claimed: MailOutbox, worker_id: str) -> MailOutbox | None:
-    """The mail's row, locked, if this worker still holds its lease; else None (logged)."""
+def _held(session: Session, claimed: MailOutbox, worker_id: str) -> MailOutbox | str:
+    """The mail's row, locked, if this worker still holds its lease; else (logged) the
+    state it is in now, or ``gone``."""
     mail = session.scalar(
         select(MailOutbox)
         .where(MailOutbox.org_id == claimed.org_id, MailOutbox.id == claimed.id)
@@ -151,7 +152,7 @@ def _held(session: Session, claimed: MailOutbox, worker_id: str) -> MailOutbox |
     )
     if mail is None or mail.state != "sending" or mail.claimed_by != worker_id:
         log.warning("mail %s: no longer held by %s; leaving it", claimed.id, worker_id)
-        return None
+        return mail.state if mail is not None else "gone"
     return mail
 
 
@@ -185,9 +186,8 @@ def cancel_unwanted(
     returns the mail's state then, or None: send it."""
     with use_context(_worker_context(worker_id)), factory() as session, session.begin():
         mail = _held(session, claimed, worker_id)
-        if mail is None:
-            current = session.get(MailOutbox, (claimed.org_id, claimed.id))
-            return current.state if current is not None else "gone"
+        if isinstance(mail, str):
+            return mail
         why = why_unwanted(session, mail)
         if why is None:
             return None
@@ -208,9 +208,8 @@ def record_outcome(
     """Record sent, failed (retried later) or abandoned, with audit events, if our lease holds."""
     with use_context(_worker_context(worker_id)), factory() as session, session.begin():
         mail = _held(session, claimed, worker_id)
-        if mail is None:
-            current = session.get(MailOutbox, (claimed.org_id, claimed.id))
-            return current.state if current is not None else "gone"
+        if isinstance(mail, str):
+            return mail
         mail.claimed_by = None
         mail.lease_expires_at = None
         fields = {"resource_type": "Mail", "resource_id": mail.id}
