@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, g
-from sqlalchemy import func, null, select
+from sqlalchemy import String, func, null, select
 
 from scim_server.db import db
 from scim_server.errors import InvalidFilterError
@@ -151,6 +151,10 @@ def ranked(
     conditions = [model.org_id == g.org_id, *([] if where is None else [where])]
     counting = select(func.count()).select_from(model).where(*conditions)
     conn = db.session.connection()
+    if key is not None and conn.dialect.name == "postgresql" and isinstance(key.type, String):
+        # ``search`` merges the types' runs in code-point order: each run in it too, whatever
+        # the database's default collation ("C" compares UTF-8 bytes: code points).
+        key = key.collate("C")
     if limit == 0:
         return conn.scalar(counting) or 0, []
     keyed = (

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from scim_server.scim.search import SORTED_REACH
 from tests.support import ENTERPRISE, USER_SCHEMA, Scim
@@ -192,6 +194,28 @@ def test_a_filtered_sorted_search(scim: Scim, named: dict[str, str]) -> None:
         count=10,
     )
     assert found(resp) == [named["Mia"], named["Nora"], named["nobody"]]
+
+
+def test_a_sorted_search_is_one_order_whatever_the_databases_collation(
+    scim: Scim, connection: Connection
+) -> None:
+    """Users and groups merge in code-point order, so each type's run must come in it too:
+    under a linguistic collation (an ICU one here, for externalId on PostgreSQL, inside the
+    test's transaction) "_u" sorts before "a" and "b" before "B", and the merged page was
+    out of order."""
+    if connection.dialect.name == "postgresql":
+        for table in ("users", "groups"):
+            connection.execute(
+                text(f'ALTER TABLE {table} ALTER COLUMN external_id TYPE text COLLATE "und-x-icu"')
+            )
+    for external_id in ("b", "_u"):
+        scim.create_user(f"{external_id}@example.com", externalId=external_id)
+    for external_id in ("B", "a"):
+        scim.create_group(f"group {external_id}", externalId=external_id)
+    for order in ("ascending", "descending"):
+        resp = root_search(scim, sortBy="externalId", sortOrder=order, attributes=["externalId"])
+        values = [r["externalId"] for r in resp.get_json()["Resources"]]
+        assert values == sorted(values, reverse=order == "descending"), values
 
 
 @pytest.mark.parametrize("sort_by", ["nosuch", "members", "name"])
