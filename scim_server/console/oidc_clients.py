@@ -3,6 +3,11 @@ people in through our provider. Create (the secret shown once), revoke.
 
 The same service as ``scim-server oauth client create --org``; clients without an
 organization (the product itself) belong to the operator and are not shown.
+
+Read with ``sso.read``; registering and revoking need ``sso.configure`` (org admins), as
+making an SSO connection does: a client is handed the identity of whoever of the
+organization opens its sign-in link (no consent asked), org admins included, at the
+redirect URIs it names, so a security admin's own client would receive the org admin's.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def list_clients() -> Response:
 
 
 @bp.post("/")
-@require("sso.write")
+@require("sso.configure")
 def create_client() -> Response:
     name = (request.form.get("name") or "").strip()
     uris = [u.strip() for u in (request.form.get("redirect_uris") or "").splitlines() if u.strip()]
@@ -71,7 +76,7 @@ def create_client() -> Response:
 
 
 @bp.post("/<client_id>/revoke")
-@require("sso.write")
+@require("sso.configure")
 def revoke_client(client_id: str) -> Response:
     client = clients.revoke_client(db.session, person().org_id, client_id)
     flash(f"Client {client.name} revoked: it can no longer sign anyone in.", "ok")

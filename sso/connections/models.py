@@ -211,9 +211,11 @@ class SsoEndedSession(Base):
 
     The session is a signed cookie (``sso.signin.session``), which cannot be taken back:
     its random id is written here at sign-out, and each use reads this table by primary key
-    (``speaks_for``), so a copy of the cookie taken before the sign-out stops working too.
-    Rows past ``expires_at`` (the sign-in time plus SCIM_SSO_SESSION_SECONDS: the cookie is
-    refused by then anyway) are deleted at the next sign-out.
+    (``speaks_for``), so a copy of the cookie taken before the sign-out stops working too,
+    as do the OIDC provider's codes and tokens issued in the session. Rows past
+    ``expires_at`` (the sign-in time plus SCIM_SSO_SESSION_SECONDS, SCIM_OAUTH_CODE_SECONDS
+    and SCIM_OAUTH_ACCESS_TOKEN_SECONDS: the cookie and the last token are refused by then
+    anyway) are deleted at the next sign-out.
     """
 
     __tablename__ = "sso_ended_sessions"

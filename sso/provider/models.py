@@ -122,6 +122,9 @@ class OAuthCode(Base):
     # The account's ``session_epoch`` at the sign-in: a password set or removed since ends
     # the code with the session (``server.still_current``).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The random id of that sign-in session (``sso.signin.session``): its sign-out ends the
+    # code (``server.still_current``). None: issued before sessions were recorded here.
+    session_id: Mapped[str | None] = mapped_column(String(64), default=None)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -169,6 +172,8 @@ class OAuthToken(Base):
     code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # The ``session_epoch`` of the sign-in it came from (``server.still_current``).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The id of the sign-in session it came from, its code's: signed out, the token stops.
+    session_id: Mapped[str | None] = mapped_column(String(64), default=None)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

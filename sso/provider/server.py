@@ -37,6 +37,7 @@ from sso.provider.claims import refusal_reason, user_claims
 from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
 from sso.provider.models import OAuthClient, OAuthCode, OAuthToken, secret_hash
+from sso.signin.session import ended_id
 
 SCOPES = ["openid", "profile", "email"]
 MAX_NONCE = 255
@@ -49,14 +50,19 @@ class SignedIn:
     user: User
     auth_time: int
     amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in (``sso.signin.amr``)
+    session_id: str | None = None  # the sign-in session's random id (``sso.signin.session``)
 
 
-def still_current(user: User | None, epoch: int) -> User | None:
+def still_current(user: User | None, epoch: int, session_id: str | None) -> User | None:
     """``user``, if it may still sign in and the sign-in session a code or token came from
-    was not ended since (``passwords.end_sessions``: a password set or removed moves the
-    epoch on). One rule for codes and tokens: a leaver's or an intruder's grant stops at
-    once, checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
+    was not ended since: by a password set or removed (``passwords.end_sessions`` moves the
+    epoch on) or by its sign-out (``session_id`` recorded as ended; one read by primary
+    key; None, a row from before ids were kept: not checked). One rule for codes and
+    tokens: a leaver's, an intruder's or a signed-out session's grant stops at once,
+    checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
     if user is None or refusal_reason(user) is not None or user.session_epoch != epoch:
+        return None
+    if session_id is not None and ended_id(db.session, user.org_id, session_id):
         return None
     return user
 
@@ -81,8 +87,10 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             user_id=user.id,
             scope=token.get("scope") or "",
             code_hash=code.code_hash if code is not None else None,
-            # authenticate_user checked the code's epoch is still the account's.
+            # authenticate_user checked the code's epoch is still the account's, and that
+            # its session was not signed out.
             session_epoch=user.session_epoch,
+            session_id=code.session_id if code is not None else None,
             issued_at=now,
             expires_at=now + timedelta(seconds=int(token["expires_in"])),
         )
@@ -233,6 +241,8 @@ class CodeGrant(AuthorizationCodeGrant):
                 # The session's (``_signed_in`` checked it is the account's): a password set
                 # or removed before redemption ends the code with the session.
                 session_epoch=user.session_epoch,
+                # Its sign-out, before redemption or after, ends the code and its tokens.
+                session_id=signed_in.session_id,
                 expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
                 created_at=now,
             )
@@ -271,8 +281,9 @@ class CodeGrant(AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
         # The person may have been deactivated, or the session ended, since the code was issued.
-        user = db.session.get(User, (authorization_code.org_id, authorization_code.user_id))
-        return still_current(user, authorization_code.session_epoch)
+        code = authorization_code
+        user = db.session.get(User, (code.org_id, code.user_id))
+        return still_current(user, code.session_epoch, code.session_id)
 
 
 def _revoke_reused(row: OAuthCode) -> None:
@@ -334,15 +345,16 @@ class OpenIDCodeExtension(OpenIDCode):
 
 class BearerValidator(BearerTokenValidator):
     """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed
-    and its sign-in session not ended by a password set or removed."""
+    and its sign-in session not ended by a password set or removed, nor signed out."""
 
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
         row = db.session.get(OAuthToken, secret_hash(token_string))
         if row is None or query_client(row.client_id) is None:
             return None
         user = db.session.get(User, (row.org_id, row.user_id))
-        # A leaver's token, or an intruder's after the owner's reset, stops working at once.
-        return row if still_current(user, row.session_epoch) is not None else None
+        # A leaver's token, an intruder's after the owner's reset, or one of a session
+        # signed out, stops working at once.
+        return row if still_current(user, row.session_epoch, row.session_id) is not None else None
 
 
 class UserInfo(UserInfoEndpoint):

@@ -7,7 +7,8 @@ OIDC provider (``sso.provider``) each time the product asks for a code.
 
 A signed cookie cannot be taken back, so each session has a random id: signing out
 records it in ``sso_ended_sessions`` (``end_session``), and each use reads that table
-by primary key (``speaks_for``, ``ended``): a copy of the cookie is signed out too.
+by primary key (``speaks_for``, ``ended``): a copy of the cookie is signed out too, and
+so are the OIDC provider's codes and tokens issued in the session (``ended_id``).
 """
 
 from __future__ import annotations
@@ -117,22 +118,36 @@ def still_open(db_session: Session, found: SsoSession, user: User | None) -> boo
 
 def ended(db_session: Session, found: SsoSession) -> bool:
     """Whether the session was signed out (``end_session``): one read by primary key."""
-    return db_session.get(SsoEndedSession, (found.org_id, found.session_id)) is not None
+    return ended_id(db_session, found.org_id, found.session_id)
+
+
+def ended_id(db_session: Session, org_id: str, session_id: str) -> bool:
+    """``ended`` by the session's id, for what was issued in it (the OIDC provider's codes
+    and tokens keep the id): one read by primary key."""
+    return db_session.get(SsoEndedSession, (org_id, session_id)) is not None
 
 
 def end_session(db_session: Session | None) -> None:
     """Sign out: forget everything the cookie held and, with ``db_session``, record the
     session's id as ended (in a transaction of its own) so that a copy of the cookie
-    taken before stops working too. ``None``: only this cookie is cleared, for a session
-    that speaks for nobody any more anyway (the account gone, its password changed)."""
+    taken before stops working too, and so do the OIDC provider's codes and tokens issued
+    in the session. ``None``: only this cookie is cleared, for a session that speaks for
+    nobody any more anyway (the account gone, its password changed)."""
     found = current_session()
     session.clear()
     if db_session is None or found is None:
         return
     now = sso_extension().clock()
-    # Kept while the cookie could still be honoured; past that, current_session refuses it.
+    config = current_app.config
+    # Kept while anything of the session could still be honoured: the cookie (past that,
+    # current_session refuses it) and an access token from a code issued at its last
+    # moment (the OIDC provider's tokens carry the id, ``sso.provider.server``).
     expires = datetime.fromtimestamp(
-        found.auth_time + current_app.config["SSO_SESSION_SECONDS"], UTC
+        found.auth_time
+        + config["SSO_SESSION_SECONDS"]
+        + config["OAUTH_CODE_SECONDS"]
+        + config["OAUTH_ACCESS_TOKEN_SECONDS"],
+        UTC,
     )
     insert = insert_for(db_session.get_bind().dialect.name)
     with db_session.begin():

@@ -56,7 +56,7 @@ def test_a_new_scim_token_does_not_travel_readable_in_the_session_cookie(
 def test_a_new_oidc_clients_secret_does_not_travel_readable_in_the_session_cookie(
     app: Flask, client: FlaskClient, scim: Scim
 ) -> None:
-    sign_in_console(app, client, scim, "security_admin")
+    sign_in_console(app, client, scim, "org_admin")
     resp = client.post(
         "/admin/oidc-clients/",
         data={

@@ -1,6 +1,7 @@
 """Journeys: a security admin sets the username format (live preview) and a default group,
-finds that tokens are an org admin's to make, and the org admin creates a SCIM token (shown
-once); an auditor finds no write action and is refused one (403)."""
+finds that tokens and OIDC clients are an org admin's to make, and the org admin creates a
+SCIM token (shown once) and registers a client; an auditor finds no write action and is
+refused one (403)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,11 @@ def test_security_admin_settings_and_tokens(
     expect(page.get_by_text("Tokens are made by an organization admin")).to_be_visible()
     shoot(page, "tokens-security-admin")
     nav.get_by_role("link", name="OIDC clients").click()
-    page.get_by_label("Name").fill("Field app")
-    page.get_by_label("Redirect URIs").fill("https://field.umbrella.example/callback")
-    page.get_by_role("button", name="Register client").click()
-    expect(page.locator("#new-client-secret")).to_be_visible()
-    shoot(page, "oidc-clients")
+    expect(page.get_by_role("button", name="Register client")).to_have_count(0)
+    expect(
+        page.get_by_text("Clients are registered and revoked by an organization admin")
+    ).to_be_visible()
+    shoot(page, "oidc-clients-security-admin")
 
     # The organization's admin makes the token.
     context.clear_cookies()
@@ -80,6 +81,12 @@ def test_security_admin_settings_and_tokens(
     page.reload()  # shown once: a reload shows the list without it, and creates nothing
     expect(page.locator("#new-secret")).to_have_count(0)
     expect(page.get_by_role("cell", name="Okta production", exact=True)).to_have_count(1)
+    page.goto("/admin/oidc-clients/")
+    page.get_by_label("Name").fill("Field app")
+    page.get_by_label("Redirect URIs").fill("https://field.umbrella.example/callback")
+    page.get_by_role("button", name="Register client").click()
+    expect(page.locator("#new-client-secret")).to_be_visible()
+    shoot(page, "oidc-clients")
 
 
 def test_auditor_cannot_reach_a_write_action(
