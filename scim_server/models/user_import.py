@@ -15,7 +15,10 @@ class ImportRow(Base):
     disk); ``scim-server worker`` applies them in line order and writes each row's
     outcome beside it, which the progress page counts and the results CSV lists.
     ``action`` is None until the row is done. ``plan`` and ``plan_reason`` are what the
-    preview said the row would do (the ``users.import.preview`` job writes them).
+    preview said the row would do (the ``users.import.preview`` job writes them), with
+    ``user_id`` the account it would change and ``plan_changes`` the attributes it would
+    change (an update or unchanged row): the import refuses a row the directory has
+    changed since; once done, ``user_id`` is the account the import wrote.
     """
 
     __tablename__ = "import_rows"
@@ -41,6 +44,7 @@ class ImportRow(Base):
     user_id: Mapped[str | None] = mapped_column(String(36), default=None)
     plan: Mapped[str | None] = mapped_column(String(10), default=None)
     plan_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    plan_changes: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
 
 
 class ImportUpload(Base):

@@ -9,7 +9,10 @@ refused, as one its endpoint refuses is.
 ``bulkId`` references (``"bulkId:qwerty"``) in later operations are replaced by
 the ids of resources created earlier in the request; operations whose
 references cannot be resolved (unknown or circular) fail with 409 instead of
-waiting forever.
+waiting forever. A bulkId is unique in the request, whatever the operation's
+method, and only a POST's defines a reference (it names what the POST creates).
+A reference is a whole value in a reference position (``_REF_KEYS``, the path's
+id): "bulkId:u1" as a title or inside a longer text is kept as sent.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.test import EnvironBuilder
 
 from scim_server.errors import InvalidSyntaxError, InvalidValueError
@@ -37,6 +41,11 @@ METHODS = ("POST", "PUT", "PATCH", "DELETE")
 PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?$")
 # Each method's endpoint verb (``scim.<verb>_user``, ``scim.<verb>_group``).
 _VERBS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
+# RFC 7644 §3.7.2: a bulkId reference stands for a resource's id, so it is looked for
+# where an id goes: a member's or manager's "value" (and a PATCH operation's "value": a
+# manager's id, or a list of member ids), a "$ref", and the manager as a bare id (Entra
+# sends the manager as a bare id). Keys compared folded (RFC 7643 §2.1).
+_REF_KEYS = frozenset({"value", "$ref", "manager"})
 
 
 @dataclass
@@ -90,9 +99,13 @@ def parse_bulk_request(body: Any, max_operations: int) -> tuple[list[Operation],
         if (method == "POST") == has_id:
             raise InvalidSyntaxError(f"Operation {index}: {method} does not fit path {path}.")
         bulk_id = raw.get("bulkId")
-        if method == "POST":
-            if not isinstance(bulk_id, str) or not BULK_REF.fullmatch(f"bulkId:{bulk_id}"):
-                raise InvalidSyntaxError(f"Operation {index}: a POST needs a 'bulkId'.")
+        if method == "POST" and (
+            not isinstance(bulk_id, str) or not BULK_REF.fullmatch(f"bulkId:{bulk_id}")
+        ):
+            raise InvalidSyntaxError(f"Operation {index}: a POST needs a 'bulkId'.")
+        if isinstance(bulk_id, str):
+            # RFC 7644 §3.7: a bulkId is "unique within a bulk request", whatever the
+            # method: a PATCH repeating a POST's would make a reference to it ambiguous.
             if bulk_id in seen:
                 raise InvalidSyntaxError(f"Operation {index}: bulkId {bulk_id!r} is repeated.")
             seen.add(bulk_id)
@@ -100,8 +113,10 @@ def parse_bulk_request(body: Any, max_operations: int) -> tuple[list[Operation],
         data = raw.get("data")
         if method != "DELETE" and not isinstance(data, dict):
             raise InvalidSyntaxError(f"Operation {index}: 'data' must be a JSON object.")
-        refs = set(BULK_REF.findall(json.dumps(data) + path)) if data is not None else set()
-        refs |= set(BULK_REF.findall(path))
+        refs = _references(data) if data is not None else set()
+        path_ref = _path_reference(path)
+        if path_ref is not None:
+            refs.add(path_ref)
         ops.append(
             Operation(
                 index,
@@ -116,21 +131,75 @@ def parse_bulk_request(body: Any, max_operations: int) -> tuple[list[Operation],
     return ops, fail_on_errors
 
 
-def _substitute(value: Any, created: dict[str, str]) -> Any:
-    text = json.dumps(value)
-    text = BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), text)
-    return json.loads(text)
+def _referenced(value: Any) -> str | None:
+    """The bulkId a whole value names ("bulkId:qwerty"), else None."""
+    if isinstance(value, str):
+        found = BULK_REF.fullmatch(value)
+        if found is not None:
+            return found.group(1)
+    return None
+
+
+def _reference_values(key: str, value: Any) -> list[Any]:
+    """The values under ``key`` that stand in reference positions (``_REF_KEYS``): the value
+    itself, or the items of a list of bare ids."""
+    if key.lower() not in _REF_KEYS:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _references(data: Any) -> set[str]:
+    """The bulkIds ``data`` references in reference positions (never in free text)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                for candidate in _reference_values(str(key), item):
+                    ref = _referenced(candidate)
+                    if ref is not None:
+                        found.add(ref)
+                stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _substitute(value: Any, created: dict[str, str], key: str = "") -> Any:
+    """``value`` with each reference to a created resource replaced by its id; free text and
+    references to nothing created are kept as sent."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, created, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        # A list under a reference key holds bare ids (PATCH members); any other, objects.
+        return [_substitute(item, created, key) for item in value]
+    if key.lower() in _REF_KEYS:
+        ref = _referenced(value)
+        if ref is not None and ref in created:
+            return created[ref]
+    return value
+
+
+def _path_reference(path: str) -> str | None:
+    """The bulkId the path's id names, when the whole id is a reference (``/Users/bulkId:k``)."""
+    named = PATH.match(path)
+    segment = named.group(2) if named is not None else None
+    return _referenced(segment[1:]) if segment else None
 
 
 def _resolved_path(op: Operation, created: dict[str, str]) -> str:
-    return BULK_REF.sub(lambda m: created.get(m.group(1), m.group(0)), op.path)
+    ref = _path_reference(op.path)
+    if ref is None or ref not in created:
+        return op.path
+    return f"{op.path.rsplit('/', 1)[0]}/{created[ref]}"
 
 
 def _location(op: Operation, path: str) -> str | None:
     """RFC 7644 §3.7: the resource's location is "REQUIRED in a response, except in the
     event of a POST failure" (a POST that succeeded answers its own). None for a POST, or
     for a path whose bulkId names nothing created."""
-    if op.method == "POST" or BULK_REF.search(path):
+    if op.method == "POST" or _path_reference(path) is not None:
         return None
     return f"{scim_root()}{path}"
 
@@ -187,7 +256,8 @@ def run_bulk(ops: list[Operation], fail_on_errors: int | None) -> dict[str, Any]
     once, so a chain of 1,000 references in reverse order costs what 1,000 operations do,
     not a pass over the rest per operation. What is left waits on itself (a cycle)."""
     created: dict[str, str] = {}
-    by_bulk_id = {op.bulk_id: op for op in ops if op.bulk_id}
+    # Only a POST defines a reference: it names the resource it creates.
+    by_bulk_id = {op.bulk_id: op for op in ops if op.bulk_id and op.method == "POST"}
     waiters: dict[str, list[Operation]] = {}
     blockers: dict[int, set[str]] = {}
     ready: list[tuple[int, Operation]] = []
@@ -215,9 +285,10 @@ def run_bulk(ops: list[Operation], fail_on_errors: int | None) -> dict[str, Any]
             if fail_on_errors is not None and errors >= fail_on_errors:
                 stopped = True
                 break
-        for waiter in waiters.pop(op.bulk_id or "", []):
+        released = op.bulk_id if op.bulk_id in by_bulk_id else None
+        for waiter in waiters.pop(released or "", []):
             left = blockers[waiter.index]
-            left.discard(op.bulk_id or "")
+            left.discard(released or "")
             if not left:
                 heapq.heappush(ready, (waiter.index, waiter))
     if not stopped:
@@ -245,7 +316,7 @@ def _refused(op: Operation, path: str, status: int, detail: str, scim_type: str)
     kind, named = PATH.match(op.path).groups()  # type: ignore[union-attr]  # parse checked it
     action, resource_type = WRITE_ACTIONS[f"scim.{_VERBS[op.method]}_{kind[:-1].lower()}"]
     # The id in the path, once its bulkId (if any) is resolved.
-    resource_id = path.split("/", 2)[2] if named and not BULK_REF.search(path) else None
+    resource_id = path.split("/", 2)[2] if named and _path_reference(path) is None else None
     identity = {
         field: op.data[key]
         for key, field in (("userName", "user_name"), ("externalId", "external_id"))
@@ -264,15 +335,37 @@ def _refused(op: Operation, path: str, status: int, detail: str, scim_type: str)
 def bulk() -> Response:
     """POST /Bulk (RFC 7644 §3.7)."""
     cfg = current_app.config
-    if request.content_length and request.content_length > cfg["BULK_MAX_PAYLOAD_BYTES"]:
-        # RFC 7644 §3.7.4: a payload over maxPayloadSize is a 413.
-        raise ScimError(
-            f"The bulk request is larger than {cfg['BULK_MAX_PAYLOAD_BYTES']} bytes "
-            "(SCIM_BULK_MAX_PAYLOAD_BYTES).",
-            status=413,
-        )
+    _read_payload(cfg["BULK_MAX_PAYLOAD_BYTES"])
     ops, fail_on_errors = parse_bulk_request(json_body(), cfg["BULK_MAX_OPERATIONS"])
     return scim_response(run_bulk(ops, fail_on_errors))
+
+
+def _read_payload(limit: int) -> None:
+    """Read the request body (kept for ``json_body``) within ``limit``, maxPayloadSize; 413
+    past it (RFC 7644 §3.7.4).
+
+    The limit is this view's, not the app's request limit (SCIM_MAX_BODY_BYTES), so Bulk
+    takes what ServiceProviderConfig advertises, larger or smaller. A Content-Length over
+    it is refused unread; a chunked body (no Content-Length) is judged by the bytes read:
+    at most ``limit + 1``, one more than allowed tells it is too large (werkzeug stops
+    quietly at its limit, it would hand on a cut body)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit)
+    req.max_content_length = limit + 1
+    try:
+        data = req.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(data) > limit:
+        raise _too_large(limit)
+
+
+def _too_large(limit: int) -> ScimError:
+    return ScimError(
+        f"The bulk request is larger than {limit} bytes (SCIM_BULK_MAX_PAYLOAD_BYTES).",
+        status=413,
+    )
 
 
 def register(bp: Blueprint) -> None:

@@ -25,6 +25,8 @@ def service_provider_config(base: str, cfg: dict[str, Any]) -> Doc:
         "bulk": {
             "supported": True,
             "maxOperations": cfg["BULK_MAX_OPERATIONS"],
+            # The limit /Bulk enforces itself, above or below SCIM_MAX_BODY_BYTES
+            # (``bulk._read_payload``): what a client is told is what it may send.
             "maxPayloadSize": cfg["BULK_MAX_PAYLOAD_BYTES"],
         },
         "filter": {"supported": True, "maxResults": cfg["MAX_PAGE_SIZE"]},

@@ -13,7 +13,11 @@ per row, so a batch's users, their audit events, the rows' outcomes and the prog
 commit together, and a worker that dies mid-way is resumed from the last committed row,
 never applying one twice. A row the preview refused is refused again with its reason,
 never applied: the preview said it would be skipped (a second row about one person,
-say, applied alone it would be an update over the first).
+say, applied alone it would be an update over the first). The others are applied as
+previewed or not at all: the preview keeps each row's account and the attributes it
+changes (``user_id``, ``plan_changes``), and a row the directory changed under since (its
+account deleted, replaced, created, (de)activated) is refused with a reason
+(``rows.Planned``), never re-decided.
 
 A preview that fails on the file itself (unreadable, too many rows, a NUL byte) keeps
 that reason in its checkpoint for its page (``refusal``); any other failure is the
@@ -118,9 +122,15 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
                         "values": row.values,
                         "action": None,
                         "reason": None,
-                        "user_id": None,
+                        # What the import checks the row against (``rows.Planned``).
+                        "user_id": outcome.user_id,
                         "plan": outcome.action,
                         "plan_reason": outcome.reason or None,
+                        "plan_changes": (
+                            list(outcome.changes)
+                            if outcome.action in ("update", "unchanged")
+                            else None
+                        ),
                     }
                     for row, outcome in batch
                 ],
@@ -252,7 +262,8 @@ def results(session: Session, org_id: str, job_id: str, batch: int = 1000) -> It
 
 def run_import(run: jobs.JobRun) -> dict[str, Any]:
     """Apply the staged rows in line order, ``BATCH`` per committed step; a row the preview
-    refused is refused with the preview's reason."""
+    refused is refused with the preview's reason, one the directory changed under since
+    the preview with ``rows.STALE``."""
     org_id = run.org_id
     while True:
         with run.step() as (session, job):
@@ -305,7 +316,11 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
                         )
                     else:
                         outcome = import_rows.apply_row(
-                            rows_session, org_id, Row(item.line, dict(item.values)), actor_roles
+                            rows_session,
+                            org_id,
+                            Row(item.line, dict(item.values)),
+                            actor_roles,
+                            _planned(item),
                         )
                     item.action = outcome.action
                     item.reason = outcome.reason or None
@@ -316,6 +331,14 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
             checkpoint["last"] = batch[-1].line
             job.checkpoint = checkpoint
             job.progress_done += len(batch)
+
+
+def _planned(item: ImportRow) -> import_rows.Planned:
+    """What the preview showed for ``item``: the import applies that or refuses the row."""
+    changes = item.plan_changes
+    return import_rows.Planned(
+        item.plan or "", item.user_id, frozenset(changes) if changes is not None else None
+    )
 
 
 def _actor_roles(session: Session, org_id: str, job: Job) -> frozenset[str] | None:

@@ -9,6 +9,11 @@ path so the user's other addresses and numbers stay. A row repeating an earlier
 row's userName is an error, in the plan and in the import alike. Each row is its
 own transaction: one bad row never undoes the others. A new account joins the
 settings' default groups (a SCIM POST does not: the IdP owns its memberships).
+
+The console's import applies what its preview showed (``Planned``): a row whose account
+the directory changed since (deleted, replaced, created, or now changed beyond the
+preview's attributes, such as ``active`` after a deactivation) is refused, never
+re-decided. The CLI has no preview to keep to: it plans and applies in one run.
 """
 
 from __future__ import annotations
@@ -42,9 +47,27 @@ class Outcome:
     action: str
     reason: str = ""
     user_id: str | None = None
+    # The attributes an update changes (SCIM names, sorted); empty otherwise.
+    changes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the preview showed for a row, as the admin approved it: its ``action`` (create,
+    update or unchanged), the account it changes (``user_id``, None for a create) and the
+    attributes it changes (``changes``). None for either of the last two on an update or
+    unchanged row: a preview that kept neither (an older release's), nothing to check by."""
+
+    action: str
+    user_id: str | None
+    changes: frozenset[str] | None
+
+
+# Why a row is refused when the directory moved under its preview; the admin reads it.
+STALE = "The directory changed since the preview ({}): preview the file again."
 
 
 def body_of(values: dict[str, str]) -> dict[str, Any]:
@@ -110,7 +133,31 @@ def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any] | None, Us
     if not changed:
         return Outcome(row.line, user_name, "unchanged", user_id=existing.id), None, None
     reason = "changes " + ", ".join(k.rsplit(":", 1)[-1] for k in changed)
-    return Outcome(row.line, user_name, "update", reason, existing.id), None, change
+    return Outcome(row.line, user_name, "update", reason, existing.id, tuple(changed)), None, change
+
+
+def _drift(planned: Planned, outcome: Outcome, existing: Any) -> str | None:
+    """How the row as it would run now departs from its preview (``STALE``'s parenthesis);
+    None when it does not. The same account and no attribute beyond the preview's: a change
+    the IdP already made leaves the row unchanged, no drift."""
+    if planned.action == "create":
+        return None if existing is None else "the account was created"
+    if planned.action not in ("update", "unchanged") or not planned.user_id:
+        return "the preview did not keep the account it would change"
+    if planned.changes is None:
+        return "the preview did not keep what it would change"
+    if existing is None:
+        return "the account was deleted or renamed"
+    if existing.id != planned.user_id:
+        return "another account has this userName now"
+    grown = set(outcome.changes) - planned.changes
+    if not grown:
+        return None
+    if "active" in grown:
+        # The row's active cell now flips the account: the IdP (de)activated it meanwhile.
+        was_active = dict(existing.data).get("active", True) is not False
+        return "the account was reactivated" if was_active else "the account was deactivated"
+    return "the row would now also change " + ", ".join(k.rsplit(":", 1)[-1] for k in sorted(grown))
 
 
 # A console person importing may not change an account that holds console roles beyond
@@ -226,14 +273,23 @@ def plan(
 
 
 def apply_row(
-    session: Session, org_id: str, row: Row, actor_roles: frozenset[str] | None = None
+    session: Session,
+    org_id: str,
+    row: Row,
+    actor_roles: frozenset[str] | None = None,
+    planned: Planned | None = None,
 ) -> Outcome:
     """Import one row as SCIM would: create or patch in its own transaction, or say why not.
-    ``actor_roles``: a console person's import (``_guarded``)."""
+    ``actor_roles``: a console person's import (``_guarded``). ``planned``: what the preview
+    the admin approved showed; a row that would now do otherwise is refused (``_drift``)."""
     user_name = row.values.get("userName", "")
     try:
         existing = user_lookup.by_user_names(session, org_id, [user_name]).get(fold(user_name))
         outcome, doc, change = _decide(row, existing)
+        drift = _drift(planned, outcome, existing) if planned is not None else None
+        if drift is not None:
+            session.rollback()
+            return Outcome(row.line, user_name, "error", STALE.format(drift))
         updated = [outcome.user_id] if outcome.action == "update" and outcome.user_id else []
         beyond = _beyond(session, org_id, actor_roles, updated)
         session.rollback()  # the services below own their transactions
@@ -253,7 +309,8 @@ def apply_row(
 
 def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[Outcome]:
     """Each row in turn; a row repeating an earlier row's userName is refused, as ``plan``
-    says it would be (``_repeats``), so a dry run and the run agree."""
+    says it would be (``_repeats``), so a dry run and the run agree. Each row is decided
+    as it is applied (no ``Planned``): the CLI keeps no preview, a dry run is advice."""
     for row, repeated in _repeats(rows):
         yield repeated if repeated is not None else apply_row(session, org_id, row)
 
