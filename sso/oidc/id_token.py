@@ -8,6 +8,7 @@ relied on: issuer, audience, times and nonce are compared here, explicitly.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -61,12 +62,22 @@ def verify_signature(
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
+    """A NumericDate claim (RFC 7519 §2) as a finite number, None if absent and optional.
+
+    Python's json reads ``NaN`` and ``Infinity`` (not JSON, RFC 8259 §6): every comparison
+    with NaN is false, so ``exp: NaN`` would be a token that never expires."""
     value = claims.get(name)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OidcError("malformed_id_token", f"{name} missing or not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range: no date
+        raise OidcError("malformed_id_token", f"{name} is out of range") from None
+    if not math.isfinite(number):
+        raise OidcError("malformed_id_token", f"{name} is not a finite number")
+    return number
 
 
 def check_claims(

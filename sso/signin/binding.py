@@ -8,6 +8,9 @@ only pick an account not yet linked on that connection (else
 (``scim_server.text.same_identity``), not merely equal under the fold of SCIM
 uniqueness (else ``lookalike_identity``). Unverified values (an OIDC e-mail
 without ``email_verified``, ``preferred_username``) never select an account.
+Nor may a fallback select an account with an address in a verified domain bound to
+another connection (``subject_mismatch``): that account is the other IdP's to sign in,
+even when this IdP's subject equals its externalId or its userName.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session
 from scim_server.models import Contact, User
 from scim_server.text import exact, fold, same_identity
 from sso.errors import SsoError
-from sso.signin import links
+from sso.signin import domains, links
 from sso.signin.request import SignInRequest
 
 
@@ -66,6 +69,7 @@ def find_user(session: Session, req: SignInRequest) -> Match | None:
     match = _fallback(session, req)
     if match is not None:
         _check_unlinked(session, req, match)
+        _check_not_bound_elsewhere(session, req, match)
     return match
 
 
@@ -80,6 +84,39 @@ def _check_unlinked(session: Session, req: SignInRequest, match: Match) -> None:
             f"not {req.subject!r}",
             match.user,
         )
+
+
+def _check_not_bound_elsewhere(session: Session, req: SignInRequest, match: Match) -> None:
+    """An account with an address in a domain bound to another connection is that IdP's alone.
+
+    The domain checks of the decision see only what this IdP asserts; a partner's IdP
+    may still send, as its subject, the externalId (an Entra object id) or a userName
+    that is no address ("ceo.boss") of an employee, and the fallbacks would select the
+    employee's account. So the account found is checked too, by every address it has.
+    """
+    found = domains.first_bound_elsewhere(
+        session, req.org_id, account_addresses(session, match.user), req.connection_id
+    )
+    if found is not None:
+        raise BindingError(
+            "subject_mismatch",
+            f"{match.matched_by} {match.value!r} selects account {match.user.user_name!r}, "
+            f"whose address {found!r} is in a domain bound to another connection",
+            match.user,
+        )
+
+
+def account_addresses(session: Session, user: User) -> list[str]:
+    """What may be an address of ``user``: userName, login name, externalId, the contact's
+    e-mail and every e-mail of the SCIM document (the caller keeps the address-shaped)."""
+    values = [user.user_name, user.login_name, user.external_id]
+    if user.contact_id:
+        contact = session.get(Contact, (user.org_id, user.contact_id))
+        values.append(contact.email if contact is not None else None)
+    emails = (user.data or {}).get("emails")
+    for item in emails if isinstance(emails, list) else []:
+        values.append(item.get("value") if isinstance(item, dict) else None)
+    return [v for v in values if isinstance(v, str) and "@" in v]
 
 
 def _fallback(session: Session, req: SignInRequest) -> Match | None:
@@ -138,6 +175,7 @@ def link(session: Session, req: SignInRequest, match: Match) -> None:
     settle what the lock does not (the same subject linked to two accounts).
     """
     _check_unlinked(session, req, match)
+    _check_not_bound_elsewhere(session, req, match)  # the account's addresses, under its lock
     user = match.user
     if links.of_user(session, req.org_id, req.connection_id, user.id) is not None:
         return  # this very subject, linked by a concurrent sign-in

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -310,6 +311,36 @@ def bound_elsewhere(session: Session, org_id: str, value: str | None, connection
     Such a NameID or userName must not select an account by the userName fallback either."""
     row = _verified_claim(session, org_id, value)
     return row is not None and row.connection_id not in (None, connection_id)
+
+
+def first_bound_elsewhere(
+    session: Session, org_id: str, values: Iterable[str | None], connection_id: str
+) -> str | None:
+    """The first of ``values`` that is an address of a verified domain bound to another
+    connection, or None; one query for all of them.
+
+    An account with such an address belongs to that connection's IdP: a fallback of this
+    connection (externalId or userName equal to the subject) must not select it, whatever
+    the asserted e-mail says."""
+    by_domain: dict[str, str] = {}
+    for value in values:
+        domain = email_domain(value)
+        if domain is not None and value is not None:
+            by_domain.setdefault(domain, value)
+    if not by_domain:
+        return None
+    bound = set(
+        session.scalars(
+            select(SsoEmailDomain.domain).where(
+                SsoEmailDomain.org_id == org_id,
+                SsoEmailDomain.domain.in_(by_domain),
+                SsoEmailDomain.verified_at.is_not(None),
+                SsoEmailDomain.connection_id.is_not(None),
+                SsoEmailDomain.connection_id != connection_id,
+            )
+        )
+    )
+    return next((value for domain, value in by_domain.items() if domain in bound), None)
 
 
 def discover(session: Session, email: str) -> SsoConnection | None:

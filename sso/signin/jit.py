@@ -18,6 +18,8 @@ from scim_server.models import User
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import users
+from sso.errors import SsoError
+from sso.signin.domains import domain_allowed
 from sso.signin.request import SignInRequest
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -30,15 +32,38 @@ def _first(profile: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def scim_document(req: SignInRequest) -> dict[str, Any]:
-    """The SCIM User body for the identity (what an IdP would have POSTed), validated."""
-    profile = req.profile
-    body: dict[str, Any] = {
-        "schemas": [USER_SCHEMA],
+def names(req: SignInRequest) -> dict[str, str]:
+    """The new account's userName and externalId: what later fallbacks compare with."""
+    return {
         "userName": req.user_name or req.email or req.subject,
         "externalId": req.external_id or req.subject,
-        "active": True,
     }
+
+
+def check_names(session: Session, org_id: str, req: SignInRequest) -> None:
+    """An address-shaped userName or externalId must be one this connection may assert.
+
+    They are the IdP's choice (OIDC's ``preferred_username`` is often the person's), and
+    a fallback of another connection later selects the account by them: a partner's user
+    named ``ceo@example.org`` (a domain bound to the employees' IdP) would receive the
+    real CEO's first sign-in. So the same test as an asserted e-mail, trusted or not:
+    a verified domain of the organization, bound to this connection or to none.
+    """
+    for attribute, value in names(req).items():
+        if "@" in value and not domain_allowed(session, org_id, value, req.connection_id):
+            raise SsoError(
+                "email_domain_not_allowed",
+                f"just-in-time {attribute} {value!r} is not an address this connection may "
+                "assert (a verified domain, bound to it or to none)",
+            )
+
+
+def scim_document(req: SignInRequest) -> dict[str, Any]:
+    """The SCIM User body for the identity (what an IdP would have POSTed), validated.
+
+    ``check_names`` has vetted its userName and externalId."""
+    profile = req.profile
+    body: dict[str, Any] = {"schemas": [USER_SCHEMA], **names(req), "active": True}
     name = {k: _first(profile, k) for k in ("givenName", "familyName")}
     if any(name.values()):
         body["name"] = {k: v for k, v in name.items() if v}
@@ -59,7 +84,10 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
 
 
 def create(session: Session, org_id: str, req: SignInRequest) -> User:
-    """Create the account through the identity services (raises their domain errors)."""
+    """Create the account through the identity services (raises their domain errors, and
+    ``SsoError`` for names this connection may not give: ``check_names``)."""
+    with session.begin():
+        check_names(session, org_id, req)
     return users.create_user(
         session,
         org_id,

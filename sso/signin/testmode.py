@@ -22,6 +22,7 @@ from sso import state
 from sso.connections.models import SsoConnection
 from sso.connections.service import get_connection
 from sso.errors import SsoError
+from sso.signin import jit
 from sso.signin.binding import BindingError, find_user
 from sso.signin.decision import add_record, check_domains, check_license, check_status, remap
 from sso.signin.request import SignInRequest
@@ -73,6 +74,7 @@ def _decision(session: Session, req: SignInRequest) -> tuple[dict[str, Any], Use
         match = find_user(session, req)
         if match is None:
             if req.jit_enabled:
+                jit.check_names(session, req.org_id, req)  # its refusal, as a sign-in's
                 return {"outcome": "would create the account (JIT), then decide again"}, None
             return {"outcome": "refused", "reason_code": "unknown_user"}, None
         user = match.user

@@ -397,6 +397,32 @@ def test_small_clock_skew_is_tolerated(
     assert login(op, config, http, cache).subject == "user-42"
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("exp", float("nan")),
+        ("exp", float("inf")),
+        ("exp", 10**400),
+        ("iat", float("nan")),
+        ("iat", float("-inf")),
+        ("nbf", float("nan")),
+    ],
+    ids=["exp-nan", "exp-infinity", "exp-beyond-float", "iat-nan", "iat-minus-infinity", "nbf-nan"],
+)
+def test_non_finite_time_claims_are_refused(
+    op: LocalOP,
+    http: requests.Session,
+    config: OidcConnectionConfig,
+    cache: JwksCache,
+    name: str,
+    value: float,
+) -> None:
+    """RFC 7519 §2: a NumericDate that is NaN, infinite or beyond a float is malformed_id_token
+    (Python's json reads NaN; exp=NaN fails every comparison: a token that never expires)."""
+    resign(op, lambda c: c.update({name: value}))
+    refused("malformed_id_token", lambda: login(op, config, http, cache))
+
+
 def test_alg_none_is_refused(
     op: LocalOP, http: requests.Session, config: OidcConnectionConfig, cache: JwksCache
 ) -> None:

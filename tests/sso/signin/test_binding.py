@@ -16,11 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from scim_server.models import User
+from scim_server.models import License, User
+from scim_server.services import licenses
 from sso.connections.models import SsoIdentityLink
 from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.saml_idp import EMAIL_FORMAT, WS, FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
 from tests.support.sso import (
     SamlConnection,
     assert_refused,
@@ -380,3 +382,144 @@ def test_admin_unlinks_a_changed_name_id(
     assert again.status_code == 303, again.get_data(as_text=True)
     assert session_user(other) == carol
     assert links(app, scim.org_id) == [(saml_connection.id, "carol.shaw@example.com", carol)]
+
+
+# -- an account of a domain bound to another connection ---------------------------------------
+
+PARTNER = FakeIdp(
+    entity_id="https://partner.example.test/metadata",
+    sso_url="https://partner.example.test/sso",
+    key_name="partner",
+)
+CEO_OBJECT_ID = "6f1c0a2e-entra-object-id"
+
+
+def entra_with_example_org(admin: Scim, saml_idp: FakeIdp) -> SamlConnection:
+    """The employees' Entra (SAML) connection, example.org (verified) bound to it."""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {
+            "protocol": "saml",
+            "name": "Entra ID (employees)",
+            "metadata_xml": saml_idp.metadata_xml(),
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    conn = resp.get_json()
+    add_verified_domain(admin, "example.org", conn["id"])
+    return SamlConnection(conn, admin.client)
+
+
+def make_ceo(app: Flask, scim: Scim, user_name: str, **attributes: Any) -> str:
+    """A licensed SCIM account whose e-mail ceo@example.org is in the Entra-bound domain."""
+    doc = scim.create_user(
+        user_name, emails=[{"value": "ceo@example.org", "primary": True}], **attributes
+    )
+    set_default_license(app, scim.org_id)
+    with read(app) as s, s.begin():
+        user = s.get(User, (scim.org_id, doc["id"]))
+        lic = s.scalar(select(License).where(License.org_id == scim.org_id))
+        licenses.assign(s, scim.org_id, user, lic, source="manual")
+    return str(doc["id"])
+
+
+@pytest.mark.parametrize(
+    ("user_name", "sub"),
+    [
+        ("ceo@example.org", CEO_OBJECT_ID),  # the externalId fallback
+        ("ceo.boss", "ceo.boss"),  # the userName fallback, a userName that is no address
+    ],
+    ids=["sub-is-external-id", "sub-is-user-name"],
+)
+def test_oidc_partner_cannot_reach_an_account_of_a_domain_bound_elsewhere(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+    user_name: str,
+    sub: str,
+) -> None:
+    """README: the partner's IdP cannot sign anyone in as ceo@example.org. Its sub equal to
+    the CEO's externalId or non-address userName selects the CEO's account by a fallback:
+    refused (subject_mismatch, the record names the account reached for), nothing linked."""
+    entra_with_example_org(admin, saml_idp)
+    ceo = make_ceo(app, scim, user_name, externalId=CEO_OBJECT_ID)
+    local_op.user.update(sub=sub, email="mallory@example.com", email_verified=True)
+    record = assert_refused(app, scim.org_id, oidc_login(client, oidc_conn), "subject_mismatch")
+    assert (record.connection_id, record.subject, record.user_id) == (oidc_conn["id"], sub, ceo)
+    assert "ceo@example.org" in (record.detail or "")
+    assert session_user(client) is None
+    assert links(app, scim.org_id) == []
+
+
+def test_saml_partner_cannot_reach_an_account_of_a_domain_bound_elsewhere(
+    app: Flask, admin: Scim, client: FlaskClient, scim: Scim, saml_idp: FakeIdp
+) -> None:
+    """The same through a partner's SAML connection: its NameID equal to the CEO's externalId,
+    with its own allowed address, is refused; the CEO's own Entra sign-in with that NameID
+    (its persistent object id) still reaches and links the CEO's account."""
+    entra = entra_with_example_org(admin, saml_idp)
+    ceo = make_ceo(app, scim, "ceo@example.org", externalId=CEO_OBJECT_ID)
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Partner Okta", "metadata_xml": PARTNER.metadata_xml()},
+    )
+    partner = SamlConnection(resp.get_json(), client)
+    add_verified_domain(admin, "partner.test", partner.id)
+    browser = SamlConnection(partner.data, client)
+    assertion = browser.assertion(
+        browser.start(),
+        name_id=CEO_OBJECT_ID,
+        name_id_format=PERSISTENT,
+        issuer=PARTNER.entity_id,
+        attributes={WS + "emailaddress": ["mallory@partner.test"]},
+    )
+    record = assert_refused(
+        app, scim.org_id, browser.post(valid_response(assertion, PARTNER)), "subject_mismatch"
+    )
+    assert (record.connection_id, record.user_id) == (partner.id, ceo)
+    assert session_user(client) is None and links(app, scim.org_id) == []
+
+    employee = app.test_client()
+    resp = saml_as(entra, saml_idp, employee, CEO_OBJECT_ID, "ceo@example.org")
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert session_user(employee) == ceo
+    assert links(app, scim.org_id) == [(entra.id, CEO_OBJECT_ID, ceo)]
+
+
+def test_a_sole_connection_reaches_accounts_by_external_id(
+    app: Flask, client: FlaskClient, scim: Scim, oidc_conn: dict[str, Any], local_op: LocalOP
+) -> None:
+    """One connection (example.com bound to none): sub equal to an externalId still signs in."""
+    bob = make_ceo(app, scim, "bob.jones", externalId="00u-bob")
+    local_op.user.update(sub="00u-bob", email="bob@example.com", email_verified=True)
+    assert oidc_login(client, oidc_conn).status_code == 303
+    assert session_user(client) == bob
+    assert links(app, scim.org_id) == [(oidc_conn["id"], "00u-bob", bob)]
+
+
+def test_partner_reaches_an_account_with_no_address_of_a_domain_bound_elsewhere(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+) -> None:
+    """The documented model: with example.org bound to Entra, the partner's IdP still reaches
+    by externalId an account whose addresses are all of example.com (bound to none)."""
+    entra_with_example_org(admin, saml_idp)
+    guest = make_person(app, scim, "guest@example.com")
+    assert (
+        scim.patch_ops(
+            f"/scim/v2/Users/{guest}", {"op": "replace", "path": "externalId", "value": "00u-guest"}
+        ).status_code
+        == 200
+    )
+    local_op.user.update(sub="00u-guest", email="someone@example.com", email_verified=True)
+    assert oidc_login(client, oidc_conn).status_code == 303
+    assert session_user(client) == guest

@@ -1,0 +1,107 @@
+"""Just-in-time accounts: the names an IdP gives a new account (sso.signin.jit).
+
+A JIT account's userName and externalId are what later fallbacks of every connection
+compare with, and the IdP chose them (OIDC's ``preferred_username`` is often the
+person's own): an address among them must be one this connection may assert, as an
+asserted e-mail must, else a partner's user could be named ``ceo@example.org`` and
+receive the real CEO's first sign-in through the employees' IdP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scim_server.models import User
+from tests.sso.oidc_op.provider import LocalOP
+from tests.sso.saml_idp import FakeIdp
+from tests.support import Scim
+from tests.support.dns_server import add_verified_domain
+from tests.support.sso import assert_refused, oidc_login, read, set_default_license
+
+
+def _accounts(app: Flask, org_id: str) -> list[tuple[str, str | None]]:
+    with read(app) as s:
+        rows = s.execute(select(User.user_name, User.external_id).where(User.org_id == org_id))
+        return sorted((name, external_id) for name, external_id in rows)
+
+
+def _two_connections(app: Flask, admin: Scim, scim: Scim, oidc_conn: dict[str, Any]) -> str:
+    """Employees' Entra (SAML) with example.org bound to it; the partner's OIDC connection
+    (the fixture's: example.com bound to none) creates accounts just in time."""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Entra ID", "metadata_xml": FakeIdp().metadata_xml()},
+    )
+    assert resp.status_code == 201, resp.get_json()
+    entra = resp.get_json()["id"]
+    add_verified_domain(admin, "example.org", entra)
+    set_default_license(app, scim.org_id)
+    resp = admin.patch(f"/api/v1/sso/connections/{oidc_conn['id']}", {"jit_enabled": True})
+    assert resp.status_code == 200, resp.get_json()
+    return str(entra)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"preferred_username": "ceo@example.org"},  # bound to Entra
+        {"preferred_username": "ceo@unverified.example"},  # no verified domain
+        {"external_id": "ceo@example.org"},
+    ],
+    ids=["user-name-bound-elsewhere", "user-name-unverified", "external-id-bound-elsewhere"],
+)
+def test_oidc_jit_refuses_an_address_the_connection_may_not_assert(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    claims: dict[str, str],
+) -> None:
+    """A partner's user (verified mallory@example.com) naming herself ceo@example.org: no
+    account is created (email_domain_not_allowed), the name stays free for the real CEO."""
+    _two_connections(app, admin, scim, oidc_conn)
+    local_op.user.update(
+        sub="partner-mallory", email="mallory@example.com", email_verified=True, **claims
+    )
+    record = assert_refused(
+        app, scim.org_id, oidc_login(client, oidc_conn), "email_domain_not_allowed"
+    )
+    assert record.user_id is None
+    assert next(iter(claims.values())) in (record.detail or "")
+    assert _accounts(app, scim.org_id) == []
+    with client.session_transaction() as sess:
+        assert not sess.get("sso")
+
+
+@pytest.mark.parametrize(
+    ("claims", "account"),
+    [
+        ({"preferred_username": "mallory@example.com"}, ("mallory@example.com", "partner-m")),
+        ({"preferred_username": "mallory"}, ("mallory", "partner-m")),
+        ({"external_id": "emp-1042"}, ("mallory@example.com", "emp-1042")),
+    ],
+    ids=["user-name-allowed-domain", "user-name-no-address", "external-id-no-address"],
+)
+def test_oidc_jit_keeps_names_the_connection_may_give(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    claims: dict[str, str],
+    account: tuple[str, str],
+) -> None:
+    """An address in a domain the connection may assert, or no address: created as before."""
+    _two_connections(app, admin, scim, oidc_conn)
+    local_op.user.update(sub="partner-m", email="mallory@example.com", **claims)
+    resp = oidc_login(client, oidc_conn)
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert _accounts(app, scim.org_id) == [account]
