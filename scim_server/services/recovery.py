@@ -19,7 +19,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CompoundSelect, exists, select, tuple_, union
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    ScalarSelect,
+    and_,
+    column,
+    exists,
+    func,
+    or_,
+    select,
+    table,
+    true,
+    tuple_,
+    union,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import record
@@ -30,14 +44,24 @@ from scim_server.services import credentials, lifecycle, mail, passwords, settin
 from scim_server.services.addresses import user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
-from scim_server.text import fold
+from scim_server.text import ascii_host, fold
 
 RESET_LINK_TTL = timedelta(minutes=60)
 FORGOT_PER_HOUR = 3
-# Accounts one address may name (the same person in several organizations).
+# Accounts one address may name in one organization: each organization has its own
+# places, so another's accounts never take them.
 MAX_ACCOUNTS = 10
+# Organizations (that allow passwords) one address is looked up in, where no organization
+# holds its domain verified: each takes one place, however many accounts it gives it.
+MAX_ORGS = 50
 MAX_IDENTIFIER = 320
 PAGE_PURPOSES = {"activate": "activation", "reset": "reset"}
+
+# The verified e-mail domains, read without importing ``sso`` (services sit below it);
+# tests/services/test_recovery.py checks these names against sso's model.
+SSO_EMAIL_DOMAINS = table(
+    "sso_email_domains", column("org_id"), column("domain"), column("verified_at")
+)
 
 
 class LinkInvalidError(DomainError):
@@ -66,23 +90,12 @@ def request_reset(
     """
     if not isinstance(identifier, str) or not 3 <= len(identifier.strip()) <= MAX_IDENTIFIER:
         return 0
-    key = fold(identifier.strip())
+    typed = identifier.strip()
+    key = fold(typed)
     now = now or utcnow()
     sent = 0
     with session.begin():
-        named = _named_by(key).subquery()
-        accounts = session.scalars(
-            select(User)
-            .join(named, (User.org_id == named.c.org_id) & (User.id == named.c.id))
-            .where(User.status.in_(credentials.SENDABLE))
-            .order_by(User.org_id, User.id)
-            .limit(MAX_ACCOUNTS)
-        ).all()
-        for user in accounts:
-            if not settings.passwords_allowed(
-                session, user.org_id, settings.get_settings(session, user.org_id)
-            ):
-                continue
+        for user in _accounts_to_mail(session, typed, key):
             if user_address(session, user) is None:
                 continue
             recent = credentials.sends_since(
@@ -105,15 +118,99 @@ def request_reset(
     return sent
 
 
-def _named_by(key: str) -> CompoundSelect[str, str]:
-    """(org_id, id) of the users whose login name or contact e-mail is ``key``, in any organization.
+def _accounts_to_mail(session: Session, typed: str, key: str) -> list[User]:
+    """The accounts a reset link may go to: those the password sign-in could reach with the
+    same text, at most ``MAX_ACCOUNTS`` in each organization; one statement.
 
-    A ``UNION`` of two lookups, each naming its organizations (``org_id IN (SELECT
-    id FROM organizations)``) so that it probes the ``(org_id, key)`` index once per
+    As the sign-in (``sso.local.accounts.find_account``): an address whose domain an
+    organization holds verified names only that organization's accounts, and only
+    organizations that allow passwords count. Both are decided in the lookup itself, before
+    any limit, and the limit is per organization: one organization's accounts (a SCIM
+    client may give any number of them someone else's address) can never push another's
+    out of the list, nor get mail for an address whose domain another organization proved
+    it owns. Whether an account has an address is read per row after the limit
+    (``user_address``: the contact's e-mail, else the SCIM one, as mail takes it); it costs
+    an organization at most one of its own places, since login names are unique in an
+    organization and an account found by its contact's e-mail has that address.
+    """
+    owner = domain_owner(session, typed)
+    orgs = select(Organization.id).where(_passwords_allowed())
+    if owner is not None:
+        orgs = orgs.where(Organization.id == owner)
+    named = _named_by(key, orgs.scalar_subquery()).subquery()
+    ranked = (
+        select(
+            User.org_id,
+            User.id,
+            func.row_number().over(partition_by=User.org_id, order_by=User.id).label("place"),
+            func.dense_rank().over(order_by=User.org_id).label("org_place"),
+        )
+        .join(named, (User.org_id == named.c.org_id) & (User.id == named.c.id))
+        .where(User.status.in_(credentials.SENDABLE))
+        .subquery()
+    )
+    found = session.scalars(
+        select(User)
+        .join(ranked, (User.org_id == ranked.c.org_id) & (User.id == ranked.c.id))
+        .where(ranked.c.place <= MAX_ACCOUNTS, ranked.c.org_place <= MAX_ORGS)
+        .order_by(User.org_id, User.id)
+    ).all()
+    # The rule itself has the last word (the statement's copy of it only narrows the lookup).
+    allowed: dict[str, bool] = {}
+    for user in found:
+        if user.org_id not in allowed:
+            current = settings.get_settings(session, user.org_id)
+            allowed[user.org_id] = settings.passwords_allowed(session, user.org_id, current)
+    return [user for user in found if allowed[user.org_id]]
+
+
+def _passwords_allowed() -> ColumnElement[bool]:
+    """``settings.passwords_allowed`` of the organization row, as SQL: the admin's
+    ``sign_in_methods`` unless it is ``sso_only``; unset, no enabled SSO connection.
+    tests/services/test_recovery.py holds it to the same answers as the function."""
+    methods = func.coalesce(Organization.settings["sign_in_methods"].as_string(), "")
+    connected = exists().where(
+        settings.SSO_CONNECTIONS.c.org_id == Organization.id,
+        settings.SSO_CONNECTIONS.c.enabled == true(),
+    )
+    return or_(and_(methods != "", methods != "sso_only"), and_(methods == "", ~connected))
+
+
+def domain_owner(session: Session, address: str) -> str | None:
+    """The organization that holds ``address``'s domain verified, if any (a pending claim
+    decides nothing: anyone may make one).
+
+    ``sso.local.accounts.domain_org``'s answer (services do not import ``sso``; a test
+    holds the two to the same answers): the domain as ``sso.signin.domains.email_domain``
+    normalises it, then the one verified claim of it.
+    """
+    if address.count("@") != 1:
+        return None
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return None
+    try:
+        name = ascii_host(domain.strip().rstrip(".").lower())
+    except UnicodeError:
+        return None
+    if not name or len(name) > 253:
+        return None
+    return session.scalar(
+        select(SSO_EMAIL_DOMAINS.c.org_id).where(
+            SSO_EMAIL_DOMAINS.c.domain == name, SSO_EMAIL_DOMAINS.c.verified_at.is_not(None)
+        )
+    )
+
+
+def _named_by(key: str, orgs: ScalarSelect[str]) -> CompoundSelect[str, str]:
+    """(org_id, id) of the users whose login name or contact e-mail is ``key``, in the
+    organizations ``orgs`` selects.
+
+    A ``UNION`` of two lookups, each naming its organizations (``org_id IN (SELECT id
+    FROM organizations ...)``) so that it probes the ``(org_id, key)`` index once per
     organization, as the sign-in's ``find_account`` does: one ``OR`` over the
     users/contacts join cannot use those indexes and read every user of the server.
     """
-    orgs = select(Organization.id).scalar_subquery()
     by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
     by_email = select(User.org_id, User.id).where(
         tuple_(User.org_id, User.contact_id).in_(

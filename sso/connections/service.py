@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -30,6 +31,9 @@ from sso.saml.metadata import IdpMetadata, fetch_metadata, parse_idp_metadata
 ACS_PREFIX = "/sso/saml/"
 _ACS_PATH = re.compile(r"^/sso/saml/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
 _FLAGS = ("enabled", "jit_enabled", "idp_initiated_allowed", "want_encrypted_assertions")
+# One answer for every usable-looking path that cannot be had: taken (by whichever
+# connection) or one of our own routes.
+ACS_NOT_AVAILABLE = "This ACS path is not available; choose another."
 EDITABLE = frozenset(
     {"name", *_FLAGS, "acs_path", "issuer", "client_id", "client_secret", "scopes", "sp_entity_id"}
 )
@@ -71,17 +75,45 @@ def _text(fields: dict[str, Any], key: str, limit: int = 2000) -> str | None:
 
 
 def _check_acs_path(session: Session, path: str, connection_id: str) -> None:
-    """The ACS path routes a POST to one connection: unique, and no prefix of another's."""
-    if not _ACS_PATH.match(path) or "/../" in path + "/" or path.endswith(("/start", "/metadata")):
+    """The ACS path routes a POST to one connection: well formed, not one of our own routes,
+    and no other connection's.
+
+    Routing is by the exact path (``connection_by_acs_path``), and a response's Destination
+    and Recipient are compared with the connection's ACS URL exactly (``saml.sp``: not
+    python3-saml's prefix test), so a path that is a prefix of another's routes nothing to
+    it: only an exact clash is refused. That refusal says nothing of who holds the path
+    (another organization's connection, or one's own), in the words and status of a
+    reserved path's: a prefix rule across organizations told an admin, one character at a
+    time, the paths (and so the ids) of other tenants' connections, and let one tenant
+    refuse everyone the paths under one of its own.
+    """
+    if not _ACS_PATH.match(path) or "/../" in path + "/":
         raise InvalidValueError(f"acs_path must be a path under {ACS_PREFIX}, e.g. /sso/saml/acme")
-    others = session.scalars(
-        select(SsoConnection.acs_path).where(
-            SsoConnection.id != connection_id, SsoConnection.acs_path.is_not(None)
+    if path.endswith(("/start", "/metadata")) or _acs_path_taken(session, path, connection_id):
+        raise UniquenessError(ACS_NOT_AVAILABLE)
+
+
+def _acs_path_taken(session: Session, path: str, connection_id: str) -> bool:
+    """Whether another connection, of any organization, has exactly this ACS path (the
+    unique index ``uq_sso_connections_acs_path`` probed once)."""
+    return (
+        session.scalar(
+            select(SsoConnection.id).where(
+                SsoConnection.acs_path == path, SsoConnection.id != connection_id
+            )
         )
+        is not None
     )
-    for other in others:
-        if other and (other.startswith(path) or path.startswith(other)):
-            raise UniquenessError(f"acs_path {path!r} overlaps the ACS path of another connection.")
+
+
+def _flush_acs_path(session: Session) -> None:
+    """Write the connection now: one that took the same path since the check (the unique
+    index refuses) gets the check's answer, not a 500 (the caller's transaction is rolled
+    back as the error leaves it)."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise UniquenessError(ACS_NOT_AVAILABLE) from None
 
 
 def _check_oidc(conn: SsoConnection) -> None:
@@ -184,7 +216,7 @@ def create_connection(
         if protocol == "oidc":
             _check_oidc(conn)
         session.add(conn)
-        session.flush()
+        _flush_acs_path(session)
         _audit(session, conn, "sso.connection.create", {"protocol": protocol, **changes})
     return conn
 
@@ -211,6 +243,8 @@ def update_connection(
                 raise ForbiddenError("An organization admin enables a connection.")
         _check_protocol_fields(conn.protocol, fields)
         changes = _apply(session, conn, fields, secret)
+        if "acs_path" in changes:
+            _flush_acs_path(session)
         changes = seal_legacy(conn, secret) | changes
         if conn.protocol == "oidc":
             _check_oidc(conn)

@@ -10,6 +10,7 @@ from lxml import etree
 from scim_server.services.tokens import create_token
 from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
+from tests.support.admin_api import admin_of, ok
 from tests.support.dns_server import add_verified_domain
 from tests.support.sso import SamlConnection, assert_refused, events, make_person, read
 
@@ -163,25 +164,110 @@ def test_sp_metadata_export(
         assert b"X509Certificate" in resp.data and b"PRIVATE" not in resp.data
 
 
-def test_custom_acs_path_and_overlap(
+def test_custom_acs_path_and_refusals(
     app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:
-    """A custom ACS path works; one that prefixes another connection's is refused (409)."""
+    """A custom ACS path works; the same path again, or one of our own routes, is "not
+    available" (409, one message); a malformed one is 400; a path that merely starts with
+    another's is fine (routing and Destination/Recipient are exact)."""
     make_person(app, scim)
     url = f"/api/v1/sso/connections/{saml_connection.id}"
     resp = admin.patch(url, {"acs_path": "/sso/saml/acme-corp"})
     assert resp.status_code == 200 and resp.get_json()["acs_url"].endswith("/sso/saml/acme-corp")
     saml_connection.data = resp.get_json()
+    other = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
+    other_url = f"/api/v1/sso/connections/{other['id']}"
+    for path in ("/sso/saml/acme-corp", "/sso/saml/x/metadata", "/sso/saml/x/start"):
+        resp = admin.patch(other_url, {"acs_path": path})
+        assert resp.status_code == 409, path
+        assert resp.get_json()["detail"] == "This ACS path is not available; choose another."
+    for path in ("/elsewhere", "/sso/saml/../admin", "/sso/saml/x//y", ""):
+        resp = admin.patch(other_url, {"acs_path": path})
+        assert resp.status_code == 400, path
+    for path in ("/sso/saml/acme", "/sso/saml/acme-corp/x"):
+        assert admin.patch(other_url, {"acs_path": path}).status_code == 200, path
+    # The connection at /sso/saml/acme-corp still gets its own responses, beside /acme-corp/x.
     request_id = saml_connection.start()
     resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
     assert resp.status_code == 303, resp.get_data(as_text=True)
-    other = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
-    for path in ("/sso/saml/acme-corp/x", "/sso/saml/acme", "/sso/saml/acme-corp"):
-        resp = admin.patch(f"/api/v1/sso/connections/{other['id']}", {"acs_path": path})
-        assert resp.status_code == 409, path
-    for path in ("/elsewhere", "/sso/saml/../admin", "/sso/saml/x/metadata", ""):
-        resp = admin.patch(f"/api/v1/sso/connections/{other['id']}", {"acs_path": path})
-        assert resp.status_code == 400, path
+
+
+def test_another_organizations_acs_paths_do_not_show_through_prefix_probing(
+    scim: Scim, other_scim: Scim
+) -> None:
+    """A's admin sets its own connection's acs_path to every prefix of B's: no answer
+    differs, so B's connection id (or custom path) cannot be read one character at a time."""
+    a, b = admin_of(scim), admin_of(other_scim)
+    theirs = ok(b.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    mine = ok(a.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    url = f"/api/v1/sso/connections/{mine['id']}"
+    alphabet = "0123456789abcdef-"
+    found = ""
+    while len(found) < 36:
+        for c in alphabet:
+            resp = a.patch(url, {"acs_path": f"/sso/saml/{found}{c}"})
+            if resp.status_code == 409:
+                found += c
+                break
+        else:
+            break
+    assert found != theirs["id"], "B's connection id was recovered through A's acs_path checks"
+    assert found == ""
+
+
+def test_a_prefix_taken_by_another_organization_blocks_no_custom_path(
+    scim: Scim, other_scim: Scim
+) -> None:
+    """A's custom path ``/sso/saml/acme`` leaves B free to take ``/sso/saml/acme-corp`` (and
+    A ``/sso/saml/acme/x`` under B's): routing to an ACS is by exact path."""
+    a, b = admin_of(scim), admin_of(other_scim)
+    mine = ok(a.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    theirs = ok(b.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    ok(a.patch(f"/api/v1/sso/connections/{mine['id']}", {"acs_path": "/sso/saml/acme"}))
+    resp = b.patch(f"/api/v1/sso/connections/{theirs['id']}", {"acs_path": "/sso/saml/acme-corp"})
+    assert resp.status_code == 200, (resp.status_code, resp.get_json())
+    assert resp.get_json()["acs_url"].endswith("/sso/saml/acme-corp")
+
+
+def test_another_organizations_exact_acs_path_is_refused_without_saying_whose(
+    scim: Scim, other_scim: Scim
+) -> None:
+    """The one clash across organizations (the unique index): 409 in the words of any
+    unusable path, naming no connection; B's connection keeps its path."""
+    a, b = admin_of(scim), admin_of(other_scim)
+    theirs = ok(b.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    ok(b.patch(f"/api/v1/sso/connections/{theirs['id']}", {"acs_path": "/sso/saml/acme"}))
+    mine = ok(a.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    taken = a.patch(f"/api/v1/sso/connections/{mine['id']}", {"acs_path": "/sso/saml/acme"})
+    reserved = a.patch(f"/api/v1/sso/connections/{mine['id']}", {"acs_path": "/sso/saml/a/start"})
+    assert taken.status_code == reserved.status_code == 409
+    assert taken.get_json() == reserved.get_json()
+    assert taken.get_json()["detail"] == "This ACS path is not available; choose another."
+    created = a.post("/api/v1/sso/connections", {"protocol": "saml", "acs_path": "/sso/saml/acme"})
+    assert (created.status_code, created.get_json()) == (409, taken.get_json())
+    assert ok(b.get(f"/api/v1/sso/connections/{theirs['id']}"))["acs_url"].endswith(
+        "/sso/saml/acme"
+    )
+
+
+def test_an_acs_path_taken_during_the_save_gets_the_same_answer(
+    app: Flask, admin: Scim, other_scim: Scim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two saves of one path at once: the check passes both, the unique index refuses the
+    later one, which answers 409 "not available" (not a 500) and changes nothing."""
+    from sso.connections import service
+
+    b = admin_of(other_scim)
+    theirs = ok(b.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    ok(b.patch(f"/api/v1/sso/connections/{theirs['id']}", {"acs_path": "/sso/saml/acme"}))
+    mine = ok(admin.post("/api/v1/sso/connections", {"protocol": "saml"}), 201)
+    monkeypatch.setattr(service, "_acs_path_taken", lambda *_args: False)
+    resp = admin.patch(f"/api/v1/sso/connections/{mine['id']}", {"acs_path": "/sso/saml/acme"})
+    assert resp.status_code == 409, resp.get_data(as_text=True)
+    assert resp.get_json()["detail"] == "This ACS path is not available; choose another."
+    assert ok(admin.get(f"/api/v1/sso/connections/{mine['id']}"))["acs_url"].endswith(
+        f"/sso/saml/{mine['id']}/acs"
+    )
 
 
 def test_email_domains(app: Flask, client: FlaskClient, admin: Scim, other_scim: Scim) -> None:
