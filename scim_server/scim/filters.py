@@ -13,9 +13,10 @@ from the index instead of scanning the resource table.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, not_, or_, select, true
@@ -42,6 +43,7 @@ from scim_server.services.members import (
     NoneOf,
     compare_text,
     member_display_condition,
+    member_key,
 )
 from scim_server.text import exact, fold
 
@@ -348,7 +350,7 @@ class FilterCompiler:
             return and_(m.external_id.is_not(None), cond)
         if name in ("meta.created", "meta.lastmodified"):
             col = m.created_at if name == "meta.created" else m.updated_at
-            return compare_plain(col, op, _literal_for(leaf, op, value))
+            return _compare_instant(col, op, _literal_for(leaf, op, value), value)
         if name == "meta.resourcetype":
             literal = _literal_for(leaf, op, value)
             if isinstance(literal, Slot):
@@ -413,7 +415,9 @@ class FilterCompiler:
             return true() if sub in ("value", "type", "$ref") else self._display_cond(gm, op, None)
         if sub == "value":
             col = gm.member_id if self.rt is GROUP else gm.group_id
-            return compare_text(col, op, self.value(_literal_for(leaf, op, value), op))
+            # members.value / groups.value are caseExact false; ids are stored lower-case.
+            literal = _literal_for(leaf, op, value)
+            return compare_text(col, op, self.value(literal, op, member_key, "l"))
         if sub == "type":
             if self.rt is USER:
                 # RFC 7643 §4.1.2 groups.type: "direct" (we store direct memberships only).
@@ -473,7 +477,11 @@ class FilterCompiler:
     def indexed_leaf(self, leaf: Leaf, op: str, value: Any) -> ColumnElement[bool]:
         av = self.alias(AttributeValue)
         positive_op = "eq" if op == "ne" else op
-        cond = self.value_condition(av, leaf, positive_op, value)
+        if _false_when_absent(leaf, positive_op, value):
+            # `emails.primary eq false`: some element (any of its rows) is not primary.
+            cond = and_(av.attr.in_(self.element_keys(leaf)), self.not_true(av, leaf))
+        else:
+            cond = self.value_condition(av, leaf, positive_op, value)
         found = self.model.id.in_(select(av.resource_id).where(av.org_id == self.org_id, cond))
         # `ne` on an attribute means: no value equals it (absent counts as not equal).
         return not_(found) if op == "ne" else found
@@ -490,6 +498,14 @@ class FilterCompiler:
         conjuncts = _conjuncts(expr.filter)
         driver_index = _pick_driver(conjuncts)
         e = self.alias(AttributeValue)
+        if driver_index is not None:
+            candidate = conjuncts[driver_index]
+            assert isinstance(candidate, Compare)
+            if _false_when_absent(
+                self.resolve(candidate.path, parent), candidate.op, candidate.value
+            ):
+                # `primary eq false` holds for elements without a primary row: no driver.
+                driver_index = None
         if driver_index is not None:
             driver = conjuncts.pop(driver_index)
             assert isinstance(driver, Compare)
@@ -536,8 +552,11 @@ class FilterCompiler:
             return self.relation_condition(relation, leaf, op, value)
         if op != "pr" and value is None:
             raise InvalidFilterError("Compare with null inside a value path is not supported.")
-        av = self.alias(AttributeValue)
         positive_op = "eq" if op == "ne" else op
+        if _false_when_absent(leaf, positive_op, value):
+            found = self.not_true(element, leaf)
+            return not_(found) if op == "ne" else found
+        av = self.alias(AttributeValue)
         found = (
             select(av.resource_id)
             .where(
@@ -549,6 +568,66 @@ class FilterCompiler:
             .exists()
         )
         return not_(found) if op == "ne" else found
+
+    # -- boolean sub-attributes: an absent one reads false ----------------------------
+
+    def element_keys(self, leaf: Leaf) -> list[str]:
+        """The index keys of every sub-attribute of ``leaf``'s attribute: an element of it
+        has a row under one of them."""
+        return [
+            attribute_key(self.rt.core, leaf.urn, leaf.attr.name, s.name)
+            for s in leaf.attr.sub_attributes.values()
+        ]
+
+    def not_true(self, element: Any, leaf: Leaf) -> ColumnElement[bool]:
+        """The element whose row ``element`` is holds no true ``leaf`` (a boolean
+        sub-attribute): false or absent, as RFC 7643 §2.4 reads an absent ``primary``."""
+        flag = self.alias(AttributeValue)
+        key = attribute_key(self.rt.core, leaf.urn, leaf.attr.name, leaf.target.name)
+        return not_(
+            select(flag.resource_id)
+            .where(
+                flag.org_id == self.org_id,
+                flag.resource_id == element.resource_id,
+                flag.pos == element.pos,
+                flag.attr == key,
+                flag.value_key == "true",
+            )
+            .exists()
+        )
+
+
+def _false_when_absent(leaf: Leaf, op: str, value: Any) -> bool:
+    """Whether ``leaf op value`` is `eq false` on a boolean sub-attribute, which holds for
+    an element without it. RFC 7643 §2.4: "If not specified, the value of primary SHALL be
+    assumed to be false" (primary is our schemas' only boolean sub-attribute)."""
+    return (
+        leaf.sub is not None
+        and leaf.sub.type == "boolean"
+        and op == "eq"
+        and _literal_for(leaf, op, value) is False
+    )
+
+
+# Digits of a fraction of a second: xsd:dateTime allows any number (.NET writes seven).
+_FRACTION = re.compile(r"[.,](\d+)")
+
+
+def _compare_instant(col: Any, op: str, at: datetime, text: str) -> ColumnElement[bool]:
+    """``col op text`` for a stored instant (whole microseconds); ``at`` is ``text`` parsed,
+    which ``fromisoformat`` cuts to the microsecond. A bound with a non-zero part below the
+    microsecond (``...39.6883499Z``) lies between two stored instants: none equals it, and
+    ``lt``/``ge`` compare with the next microsecond (``le``/``gt`` with ``at`` already hold)."""
+    fraction = _FRACTION.search(text)
+    if fraction is None or not fraction.group(1)[6:].strip("0") or op not in BINDABLE_OPS:
+        return compare_plain(col, op, at)
+    if op == "eq":
+        return false()
+    if op == "ne":
+        return true()
+    if op in ("lt", "ge"):
+        at += timedelta(microseconds=1)
+    return compare_plain(col, op, at)
 
 
 # Sub-attributes with few distinct values: an index lookup on them matches most

@@ -9,7 +9,7 @@ from scim_server.scim.body import json_body
 from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import GroupPatch, parse_patch_request
-from scim_server.scim.preconditions import if_match, not_modified
+from scim_server.scim.preconditions import if_match, if_none_match, not_modified
 from scim_server.scim.render import (
     projection_args,
     render_group,
@@ -62,7 +62,12 @@ def replace_group(group_id: str) -> Response:
     check_member_count(len(doc.get("members") or ()), max_members())
     projection = write_projection(GROUP)
     group = group_service.update_group(
-        db.session, g.org_id, group_id, GroupReplacement(doc), if_match()
+        db.session,
+        g.org_id,
+        group_id,
+        GroupReplacement(doc),
+        if_match(),
+        if_none_match=if_none_match(),
     )
     return scim_response(render_group(group, *projection), version=etag(group.version))
 
@@ -81,6 +86,7 @@ def patch_group(group_id: str) -> Response:
         change,
         if_match(),
         action="group.patch",
+        if_none_match=if_none_match(),
         inline_limit=limit,
     )
     version = etag(group.version)
@@ -93,7 +99,9 @@ def patch_group(group_id: str) -> Response:
 
 
 def delete_group(group_id: str) -> Response:
-    group_service.delete_group(db.session, g.org_id, group_id, if_match())
+    group_service.delete_group(
+        db.session, g.org_id, group_id, if_match(), if_none_match=if_none_match()
+    )
     return Response(status=204)
 
 

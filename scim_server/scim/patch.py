@@ -30,13 +30,13 @@ from scim_server.scim.filter_ast import And, Compare, Expr, Not, Or, PathError, 
 from scim_server.scim.filter_parser import parse_path
 from scim_server.scim.filters import member_selection
 from scim_server.scim.resources import (
-    MEMBER_VALUE_NEEDED,
+    MEMBERS,
     check_immutable,
     check_member_count,
-    coerce_simple,
     coerce_single,
     coerce_value,
     parse_extension,
+    parse_member,
     parse_resource,
     value_key,
 )
@@ -384,7 +384,18 @@ class _Patcher:
                         f"A 'remove' of '{attr.name}' values names each by its 'value'."
                     )
                 if drop:
-                    kept = [v for v in current or [] if _value_key(v) not in drop]
+                    # RFC 7643 §2.4, §4.1.2: a value is named as the schema compares it;
+                    # emails.value is caseExact false, so OLD@Example.com names
+                    # old@example.com (as ``resources.value_key`` compares values).
+                    named = attr.sub("value") or attr
+                    norm = exact if named.case_exact else fold
+
+                    def key(v: Any) -> Any:
+                        k = _value_key(v)
+                        return norm(k) if isinstance(k, str) else k
+
+                    gone = [key(v) for v in drop]
+                    kept = [v for v in current or [] if key(v) not in gone]
                     _assign(container, attr.name, kept)
             elif not attr.multi_valued and _names_other(value, current):
                 # Entra removes a manager by naming it ("value": [{"value": id}]): one that
@@ -518,7 +529,13 @@ class _Patcher:
             value = [value]
         refs = _member_refs(value)
         if where is not None:
-            self.members.append(MemberChange("remove_where", where=member_selection(where)))
+            # RFC 7644 §3.5.2.3: a filter that matches no member is noTarget, except an
+            # all-`eq` one, which describes the member to add (Entra ID, as ``filtered``).
+            must_match = _seed_from_filter(where, MEMBERS) is None
+            selection = member_selection(where)
+            self.members.append(
+                MemberChange("remove_where", where=selection, must_match=must_match)
+            )
             self.members.append(MemberChange("add", refs))
         elif op == "replace":
             self.members.append(MemberChange("replace", refs))
@@ -548,36 +565,21 @@ class _Patcher:
             raise MutabilityError(f"Attribute '{attr.name}' is immutable.")
 
 
-def _member_display() -> Attribute:
-    found = GROUP.find(None, "members")
-    sub = found[1].sub("display") if found else None
-    assert sub is not None, "the Group schema defines members.display"
-    return sub
-
-
-MEMBER_DISPLAY = _member_display()
-
-
 def _member_refs(values: list[Any]) -> tuple[Doc, ...]:
+    """The member references of a PATCH value, each checked as POST and PUT check a member
+    (``parse_member``: sub-attribute names in any case, RFC 7643 §2.1; their types; no
+    unknown one), its "value" a resource id."""
     refs = []
     for item in values:
-        if isinstance(item, str):
-            item = {"value": item}
-        if isinstance(item, dict):
-            # RFC 7643 §2.1: sub-attribute names are case-insensitive ({"Value": id}), as a
-            # POST or PUT reads them.
-            item = {key.lower(): sub_value for key, sub_value in item.items()}
-        if not isinstance(item, dict) or not isinstance(item.get("value"), str):
-            raise InvalidValueError(MEMBER_VALUE_NEEDED)
-        if "\x00" in item["value"] or len(item["value"]) > 64:
+        member = parse_member(item)
+        if len(member["value"]) > 64:
             raise InvalidValueError("A member 'value' must be a resource id.")
-        ref: Doc = {"value": item["value"]}
-        if isinstance(item.get("type"), str):
-            ref["type"] = item["type"]
-        if item.get("display") is not None:
-            # RFC 7643 §4.2: the display a client sets when adding a member is kept,
-            # checked like any string (a POST or PUT checks it through the schema).
-            ref["display"] = coerce_simple(MEMBER_DISPLAY, item["display"], "members.display")
+        ref: Doc = {"value": member["value"]}
+        if "type" in member:
+            ref["type"] = member["type"]
+        if "display" in member:
+            # RFC 7643 §4.2: the display a client sets when adding a member is kept.
+            ref["display"] = member["display"]
         refs.append(ref)
     return tuple(refs)
 
@@ -706,6 +708,11 @@ def matches(where: Expr, item: Any, attr: Attribute) -> bool:
     expected = where.value
     if expected is None:
         return (actual is None) == (where.op == "eq")
+    if actual is None and sub.type == "boolean":
+        # RFC 7643 §2.4: "If not specified, the value of primary SHALL be assumed to be
+        # false": `primary eq false` selects a value without it (`pr`, `eq null` above
+        # still ask whether it is there).
+        actual = False
     if actual is None:
         return where.op == "ne"
     if isinstance(actual, bool) or isinstance(expected, bool):

@@ -1,4 +1,5 @@
-"""Conditional requests (RFC 7232, RFC 7644 §3.14): If-Match on writes, If-None-Match on reads."""
+"""Conditional requests (RFC 7232, RFC 7644 §3.14): If-Match and If-None-Match on writes
+(412, checked by the service under its row lock), If-None-Match on reads (304)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ from scim_server.services.common import opaque_tag
 def if_match() -> list[str] | None:
     """The ETags of If-Match, for the service to check under its row lock."""
     raw = request.headers.get("If-Match")
+    return [t.strip() for t in raw.split(",")] if raw else None
+
+
+def if_none_match() -> list[str] | None:
+    """The ETags of If-None-Match on a PUT, PATCH or DELETE, for the service to check under
+    its row lock: RFC 7232 §3.2, ``*`` or the current version there is a 412, not a 304."""
+    raw = request.headers.get("If-None-Match")
     return [t.strip() for t in raw.split(",")] if raw else None
 
 

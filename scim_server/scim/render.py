@@ -236,14 +236,27 @@ def write_projection(rt: Any) -> tuple[list[str] | None, list[str] | None]:
 
 
 def wants(name: str, attributes: list[str] | None, excluded: list[str] | None) -> bool:
-    """Would the response include attribute ``name``? Saves loading what is not returned."""
+    """Would the response include attribute ``name`` (lower case, e.g. ``members``)? Saves
+    loading what is not returned.
 
-    def base(path: str) -> str:
-        return path.lower().rsplit(":", 1)[-1].split(".")[0].split("[")[0]
-
+    ``attributes`` wants it when it names the attribute or one of its sub-attributes
+    (``members.value``); ``excluded`` leaves it out only when it names the bare attribute:
+    RFC 7644 §3.4.2.5, ``excludedAttributes=members.display`` removes each member's
+    ``display``, not the members (``project`` drops the sub-attribute)."""
     if attributes:
-        return any(base(a) == name for a in attributes)
-    return not any(base(a) == name for a in excluded or [])
+        return any(_base(a) == name for a in attributes)
+    return not any(_unqualified(a) == name for a in excluded or [])
+
+
+def _unqualified(path: str) -> str:
+    """``path`` lower-cased, without its schema URN (``urn:...:Group:members.display`` is
+    ``members.display``)."""
+    return path.lower().rsplit(":", 1)[-1]
+
+
+def _base(path: str) -> str:
+    """The attribute ``path`` names or names a part of (``members`` for ``members.value``)."""
+    return _unqualified(path).split(".")[0].split("[")[0]
 
 
 def render_user(

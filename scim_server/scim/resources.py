@@ -168,7 +168,17 @@ def coerce_single(attr: Attribute, value: Any, path: str, *, creating: bool) -> 
         checked = coerce_value(sub, sub_value, f"{path}.{sub.name}", creating=creating)
         if checked is not None:
             out[sub.name] = checked
+    if not attr.multi_valued and _blank(out.get("value")):
+        # A reference without an id names no one: IdPs clear the enterprise manager by
+        # sending "" (Entra) or {"value": ""}. It is unassigned (RFC 7643 §2.5), so a
+        # PATCH replace removes it and `manager pr` does not match.
+        return None
     return out
+
+
+def _blank(value: Any) -> bool:
+    """A string of nothing but white space (or none at all)."""
+    return isinstance(value, str) and not value.strip()
 
 
 def check_primary(items: list[Any], path: str) -> None:
@@ -221,6 +231,26 @@ def parse_resource(rt: ResourceType, body: Any, *, creating: bool) -> Doc:
     return doc
 
 
+def _members_attribute() -> Attribute:
+    found = GROUP.find(None, "members")
+    assert found is not None, "the Group schema defines members"
+    return found[1]
+
+
+MEMBERS = _members_attribute()
+
+
+def parse_member(value: Any) -> Doc:
+    """One group member as POST and PUT check each of ``members`` (``parse_resource``):
+    a bare id or an object of the schema's sub-attributes (names in any case, values of
+    their types; an unknown one is refused), naming its id by "value". A PATCH's member
+    values go through it too, so they are refused where a POST refuses them."""
+    member = coerce_single(MEMBERS, value, MEMBERS.name, creating=False)
+    check_member_values([member or {}])
+    assert isinstance(member, dict)
+    return member
+
+
 def check_member_values(members: Any) -> None:
     """Each member names its id: one given by "$ref", "type" or "display" alone is refused,
     before anything is written (the services look members up by "value")."""
@@ -257,17 +287,15 @@ def check_required(rt: ResourceType, doc: Doc) -> None:
         if target is None or (urn != rt.core and not target):
             continue
         for attr in schema.attributes.values():
-            if (
-                attr.required
-                and attr.mutability != "readOnly"
-                and target.get(attr.name)
-                in (
-                    None,
-                    "",
-                    [],
-                )
-            ):
+            if not attr.required or attr.mutability == "readOnly":
+                continue
+            value = target.get(attr.name)
+            if value in (None, "", []):
                 raise InvalidValueError(f"Attribute '{attr.name}' is required.")
+            if _blank(value):
+                # RFC 7643 §4.1.1: "Each User MUST include a non-empty userName value";
+                # one of only blanks or a tab is as empty (no one signs in with it).
+                raise InvalidValueError(f"Attribute '{attr.name}' must not be blank.")
 
 
 def check_immutable(rt: ResourceType, old: Doc, new: Doc) -> None:
@@ -401,6 +429,10 @@ def project(
         return resource
     include = _parse_names(rt, attributes, "attributes") if attributes else None
     exclude = _parse_names(rt, excluded, "excludedAttributes") if excluded else set()
+    # RFC 7644 §3.10: the core schema's URN names all of its attributes, as an
+    # extension's names the whole extension.
+    core_include = None if include is not None and (rt.core,) in include else include
+    core_excluded = (rt.core,) in exclude
     out: Doc = {}
     for key, value in resource.items():
         if key == "schemas":
@@ -429,7 +461,9 @@ def project(
         found = rt.find(None, key)
         if found is None:
             continue
-        kept = _keep(rt.core, found[1], value, include, exclude)
+        if core_excluded and found[1].returned != "always":
+            continue
+        kept = _keep(rt.core, found[1], value, core_include, exclude)
         if kept is not None:
             out[key] = kept
     if isinstance(out.get("schemas"), list):

@@ -10,7 +10,7 @@ from scim_server.scim.body import json_body
 from scim_server.scim.listing import list_of
 from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import UserPatch, parse_patch_request
-from scim_server.scim.preconditions import if_match, not_modified
+from scim_server.scim.preconditions import if_match, if_none_match, not_modified
 from scim_server.scim.render import (
     projection_args,
     render_user,
@@ -60,7 +60,13 @@ def replace_user(user_id: str) -> Response:
     change = UserReplacement(parse_resource(USER, json_body(), creating=False))
     projection = write_projection(USER)
     user = user_service.update_user(
-        db.session, g.org_id, user_id, change, if_match(), hashing=current_delivery().hashing
+        db.session,
+        g.org_id,
+        user_id,
+        change,
+        if_match(),
+        if_none_match=if_none_match(),
+        hashing=current_delivery().hashing,
     )
     db.read_after_write()
     return scim_response(render_user(user, *projection), version=etag(user.version))
@@ -76,6 +82,7 @@ def patch_user(user_id: str) -> Response:
         change,
         if_match(),
         action="user.patch",
+        if_none_match=if_none_match(),
         hashing=current_delivery().hashing,
     )
     db.read_after_write()
@@ -83,7 +90,9 @@ def patch_user(user_id: str) -> Response:
 
 
 def delete_user(user_id: str) -> Response:
-    user_service.delete_user(db.session, g.org_id, user_id, if_match())
+    user_service.delete_user(
+        db.session, g.org_id, user_id, if_match(), if_none_match=if_none_match()
+    )
     return Response(status=204)
 
 

@@ -30,3 +30,16 @@ def check_if_match(current: int, if_match: Sequence[str] | None) -> None:
             f"The resource changed: its version is {etag(current)}, "
             f"the request was for {', '.join(if_match)}."
         )
+
+
+def check_if_none_match(current: int, if_none_match: Sequence[str] | None) -> None:
+    """RFC 7232 §3.2: on a write, If-None-Match ``*`` (the resource exists) or naming the
+    current version (weak comparison) is false: 412, and nothing is changed. Checked after
+    If-Match (RFC 7232 §6), under the same row lock."""
+    if not if_none_match:
+        return
+    if "*" in if_none_match or f'"{current}"' in {opaque_tag(tag) for tag in if_none_match}:
+        raise PreconditionFailedError(
+            f"If-None-Match names the resource's current version {etag(current)}: "
+            "the request is not performed."
+        )

@@ -19,12 +19,18 @@ from sqlalchemy.orm import Session
 from scim_server.audit import record
 from scim_server.audit.diff import diff
 from scim_server.db import insert_for, reuse_plan, row_columns, utcnow
-from scim_server.errors import InvalidValueError, NotFoundError, TooManyError, UniquenessError
+from scim_server.errors import (
+    InvalidValueError,
+    NoTargetError,
+    NotFoundError,
+    TooManyError,
+    UniquenessError,
+)
 from scim_server.models import Group, GroupMember, Organization, User
 from scim_server.services import counts, provisioning, rule_apply, settings
-from scim_server.services.common import check_if_match
+from scim_server.services.common import check_if_match, check_if_none_match
 from scim_server.services.indexing import drop_index, reindex
-from scim_server.services.members import MemberChange, member_sql
+from scim_server.services.members import MemberChange, member_key, member_sql
 from scim_server.services.org_config import identity_config
 from scim_server.text import exact, fold
 
@@ -152,6 +158,8 @@ def update_group(
     if_match: Sequence[str] | None = None,
     action: str = "group.replace",
     inline_limit: int | None = None,
+    *,
+    if_none_match: Sequence[str] | None = None,
 ) -> Group:
     """Change attributes and memberships in one transaction.
 
@@ -165,6 +173,7 @@ def update_group(
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
+        check_if_none_match(group.version, if_none_match)
         edit = change.apply(dict(group.data))
         new, changes = edit.doc, edit.members
         before = dict(group.data)
@@ -207,11 +216,17 @@ def update_group(
 
 
 def delete_group(
-    session: Session, org_id: str, group_id: str, if_match: Sequence[str] | None = None
+    session: Session,
+    org_id: str,
+    group_id: str,
+    if_match: Sequence[str] | None = None,
+    *,
+    if_none_match: Sequence[str] | None = None,
 ) -> None:
     with session.begin():
         group = get_group(session, org_id, group_id, for_update=True)
         check_if_match(group.version, if_match)
+        check_if_none_match(group.version, if_none_match)
         # The groups that contain this one lose a member: their version moves, and each
         # change is in the log and the feed as a PATCH removing the member would put it.
         parents = select(GroupMember.group_id).where(
@@ -375,13 +390,18 @@ def _apply_member_change(
         return [], _delete_ids(session, org_id, group_id, ids)
     if change.kind == "remove_where":
         assert change.where is not None, "remove_where names its members by a condition"
-        return [], _delete_where(session, *where, member_sql(org_id, change.where))
+        removed = _delete_where(session, *where, member_sql(org_id, change.where))
+        if change.must_match and not removed:
+            # RFC 7644 §3.5.2.3: a replace through a filter that matches nothing is noTarget;
+            # raised in the transaction, so the whole PATCH is rolled back.
+            raise NoTargetError("No member of the group matches the filter.")
+        return [], removed
     if change.kind == "clear" or (change.kind == "replace" and not change.values):
         return [], _delete_where(session, *where)
     if change.kind == "replace":
         # Only the difference is written, so that replacing the members with
         # the same members changes nothing (and keeps the version).
-        wanted = {ref["value"] for ref in change.values}
+        wanted = {member_key(ref["value"]) for ref in change.values}
         current = session.scalars(select(GroupMember.member_id).where(*where)).all()
         removed = _delete_ids(session, org_id, group_id, [m for m in current if m not in wanted])
         return _add(session, org_id, group_id, change.values), removed
@@ -416,6 +436,8 @@ def _delete_where(session: Session, *conditions: Any) -> Members:
 
 
 def _delete_ids(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> Members:
+    """Delete the members of ``ids`` (compared without case: ``member_key``)."""
+    ids = list(dict.fromkeys(member_key(i) for i in ids))
     deleted: Members = []
     for start in range(0, len(ids), CHUNK):
         deleted += _delete_where(
@@ -444,8 +466,9 @@ def _present(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -
 
 
 def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> dict[str, str]:
-    """Map member ids to their type; unknown ids are an error that changes nothing."""
-    ids = list(dict.fromkeys(ref["value"] for ref in refs))
+    """Map member ids (as stored: ``member_key``) to their type; unknown ids are an error
+    that changes nothing."""
+    ids = list(dict.fromkeys(member_key(ref["value"]) for ref in refs))
     if group_id in ids:
         raise InvalidValueError("A group cannot be a member of itself.")
     found: dict[str, str] = {}
@@ -464,11 +487,46 @@ def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) 
         raise InvalidValueError(f"No User or Group with id {missing[0]!r} in this organization.")
     for ref in refs:
         declared = ref.get("type")
-        if declared and declared.lower() != found[ref["value"]].lower():
-            raise InvalidValueError(
-                f"Member {ref['value']!r} is a {found[ref['value']]}, not a {declared}."
-            )
+        kind = found[member_key(ref["value"])]
+        if declared and declared.lower() != kind.lower():
+            raise InvalidValueError(f"Member {ref['value']!r} is a {kind}, not a {declared}.")
     return found
+
+
+def _check_no_cycle(session: Session, org_id: str, group_id: str, added: Sequence[str]) -> None:
+    """Refuse groups ``added`` to ``group_id`` that contain it, directly or through other
+    groups: the membership graph stays free of cycles (a group in itself: ``_resolve``).
+
+    One recursive query walks down from the added groups through ``group_members`` (the
+    primary key serves each step; UNION, not UNION ALL, ends on any cycle already stored).
+    Run under the group's row lock (on SQLite, the database's write lock, which serialises
+    every membership change). On PostgreSQL that lock orders changes to this group only:
+    two concurrent requests adding each other's group (A into B, B into A) are not
+    ordered by it.
+    """
+    if not added:
+        return
+    gm = GroupMember.__table__.c
+    for start in range(0, len(added), CHUNK):
+        below = (
+            select(gm.member_id)
+            .where(
+                gm.org_id == org_id,
+                gm.group_id.in_(added[start : start + CHUNK]),
+                gm.member_type == "Group",
+            )
+            .cte("below", recursive=True)
+        )
+        step = select(gm.member_id).where(
+            gm.org_id == org_id, gm.group_id == below.c.member_id, gm.member_type == "Group"
+        )
+        below = below.union(step)
+        reached = select(below.c.member_id).where(below.c.member_id == group_id).limit(1)
+        if session.scalar(reached) is not None:
+            raise InvalidValueError(
+                "A group cannot be a member of a group it contains: the membership would "
+                "make a cycle."
+            )
 
 
 def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> Members:
@@ -483,13 +541,16 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
         return []
     types = _resolve(session, org_id, group_id, refs)
     present = _present(session, org_id, group_id, list(types))
+    # Only a group not yet a member adds an edge to the membership graph.
+    joining = [mid for mid, kind in types.items() if kind == "Group" and mid not in present]
+    _check_no_cycle(session, org_id, group_id, joining)
     # RFC 7643 §4.2: a member's display is set when it is added, then immutable: a
     # member already there keeps its own, and a member listed twice gets the first
     # display given. An empty display is no display.
     displays: dict[str, str] = {}
     for ref in refs:
         if ref.get("display"):
-            displays.setdefault(ref["value"], ref["display"])
+            displays.setdefault(member_key(ref["value"]), ref["display"])
     now = utcnow()
     rows: list[dict[str, Any]] = [
         {

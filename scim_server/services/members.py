@@ -19,6 +19,17 @@ Doc = dict[str, Any]
 MemberField = Literal["value", "type", "display"]
 
 
+def member_key(member_id: str) -> str:
+    """A member's (or a user's group's) id as stored, for comparing with a given one.
+
+    RFC 7643 §4.2 / §4.1.2: ``members.value`` and ``groups.value`` are caseExact false (as
+    /Schemas says), so an id an IdP sends upper-cased (Okta's ``members[value eq "..."]``)
+    names the same member. Ids are made lower-case (``str(uuid4())``): lower-casing the
+    given one compares without case while the id columns' indexes still serve the lookup.
+    """
+    return member_id.lower()
+
+
 @dataclass(frozen=True)
 class MemberTest:
     """``field op value`` on a member; ``op`` ``pr`` (present) takes no value."""
@@ -54,12 +65,16 @@ class MemberChange:
 
     ``kind`` is ``add``, ``remove`` (the listed ``values``, member references
     ``{"value", "type"?, "display"?}``), ``replace`` (the members become
-    ``values``), ``clear``, or ``remove_where`` (the members matching ``where``).
+    ``values``), ``clear``, or ``remove_where`` (the members matching ``where``;
+    with ``must_match``, at least one).
     """
 
     kind: Literal["add", "remove", "replace", "clear", "remove_where"]
     values: tuple[Doc, ...] = ()
     where: MemberCondition | None = None
+    # ``remove_where`` only: a change that matches no member is refused (noTarget), as a
+    # replace through a filter that matches nothing is (RFC 7644 §3.5.2.3).
+    must_match: bool = False
 
 
 def compare_text(col: Any, op: str, value: str) -> ColumnElement[bool]:
@@ -135,5 +150,6 @@ def member_sql(org_id: str, cond: MemberCondition) -> ColumnElement[bool]:
         return true()
     assert cond.value is not None, "only pr compares without a value"
     if cond.field == "value":
-        return compare_text(GroupMember.member_id, cond.op, cond.value)
+        # caseExact false: the stored ids are lower-case (``member_key``).
+        return compare_text(GroupMember.member_id, cond.op, member_key(cond.value))
     return compare_text(func.lower(GroupMember.member_type), cond.op, fold(cond.value))

@@ -61,7 +61,7 @@ from scim_server.services import (
     lifecycle,
     provisioning,
 )
-from scim_server.services.common import check_if_match
+from scim_server.services.common import check_if_match, check_if_none_match
 from scim_server.services.credentials import Delivery
 from scim_server.services.groups import join_new_user, lock_defaults
 from scim_server.services.indexing import drop_index, index_rows, reindex_change
@@ -817,6 +817,7 @@ def update_user(
     action: str = "user.replace",
     *,
     hashing: Hashing | None = None,
+    if_none_match: Sequence[str] | None = None,
 ) -> User:
     """Replace or patch: ``change`` turns the stored document into the new, validated one.
 
@@ -833,6 +834,7 @@ def update_user(
         locked = _locked_user(session, org_id, user_id)
         user, contact = locked.user, locked.contact
         check_if_match(user.version, if_match)
+        check_if_none_match(user.version, if_none_match)
         stored = user.data  # the document the index holds now
         was_active = user.active
         if prepared is not None and prepared[0] == stored:
@@ -969,7 +971,12 @@ _DELETE_ALL = KeyRead(
 
 
 def delete_user(
-    session: Session, org_id: str, user_id: str, if_match: Sequence[str] | None = None
+    session: Session,
+    org_id: str,
+    user_id: str,
+    if_match: Sequence[str] | None = None,
+    *,
+    if_none_match: Sequence[str] | None = None,
 ) -> None:
     """Remove the user, its memberships and its index rows (Core statements: the row
     read locked, then deleted; nothing of it goes through the ORM)."""
@@ -985,6 +992,7 @@ def delete_user(
         if user is None:
             raise NotFoundError(f"User {user_id!r} not found.")
         check_if_match(user.version, if_match)
+        check_if_none_match(user.version, if_none_match)
         if with_head:
             recorder.hold_head(session, org_id, user._mapping)
         if connection.dialect.name == "postgresql":

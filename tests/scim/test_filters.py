@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -131,6 +132,22 @@ USER_FILTERS: list[tuple[str, set[str]]] = [
     ("active ne true", {"bob", "dave"}),
     ("ACTIVE EQ FALSE", {"bob", "dave"}),
     ("emails[primary eq true]", {"alice", "bob"}),
+    # RFC 7643 §2.4: an absent primary is false (every user here has a value without it).
+    ("emails.primary eq false", ALL_USERS),
+    ('emails.primary eq "false"', ALL_USERS),
+    ("emails.primary eq true", {"alice", "bob"}),
+    ("emails.primary ne true", {"carol", "dave", "eve"}),  # no value is primary
+    ("emails.primary ne false", set()),  # no value reads false
+    ("not (emails.primary eq false)", set()),
+    ("emails[primary eq false]", ALL_USERS),
+    ("emails[primary ne true]", ALL_USERS),
+    ("emails[primary ne false]", {"alice", "bob"}),
+    ("emails[not (primary eq true)]", ALL_USERS),
+    ('emails[primary eq false and type eq "work"]', {"carol", "dave"}),
+    ('emails[type eq "home" and primary eq false]', {"alice", "bob", "eve"}),
+    ('emails[primary eq false and value co "example.com"]', {"bob", "carol", "dave"}),
+    ('emails[primary eq true and type eq "home"]', set()),
+    ("emails.primary pr", {"alice", "bob"}),
     # Logical operators: not > and > or (RFC 7644 §3.4.2.2).
     ('title eq "engineer" and active eq true', {"alice"}),
     ('title co "engineer" and active eq false', set()),
@@ -538,3 +555,51 @@ def test_other_organization_never_visible(ds: Scim, other_scim: Scim, data: Data
     assert out["totalResults"] == 2
     assert {r["id"] for r in out["Resources"]} == {theirs["id"], their_group["id"]}
     assert ds.get("/scim/v2/Users/{}".format(theirs["id"])).status_code == 404
+
+
+def _seven_digits(at: datetime, digit: int) -> str:
+    """``at`` written with seven fraction digits (as .NET writes them), the seventh ``digit``."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S") + f".{at.microsecond:06d}{digit}Z"
+
+
+@pytest.mark.parametrize(
+    ("bound", "op", "hit"),
+    [
+        # A tenth-of-µs digit after the stored instant: later than it.
+        ("after", "lt", True),
+        ("after", "le", True),
+        ("after", "gt", False),
+        ("after", "ge", False),
+        ("after", "eq", False),
+        ("after", "ne", True),
+        # 0.9 µs after the microsecond before it: still earlier than the stored instant.
+        ("before", "lt", False),
+        ("before", "le", False),
+        ("before", "gt", True),
+        ("before", "ge", True),
+        ("before", "eq", False),
+        ("before", "ne", True),
+        # A seventh digit 0 is the stored instant itself.
+        ("same", "eq", True),
+        ("same", "ne", False),
+        ("same", "ge", True),
+        ("same", "lt", False),
+    ],
+)
+def test_last_modified_filter_with_seven_fraction_digits(
+    scim: Scim, bound: str, op: str, hit: bool
+) -> None:
+    """xsd:dateTime allows any number of fraction digits (.NET writes seven): a bound between
+    two stored microseconds compares as the instant it is, not truncated to the µs."""
+    user = scim.create_user("alice@example.com")
+    stored = datetime.fromisoformat(user["meta"]["lastModified"])
+    at = {
+        "after": (stored, 9),
+        "before": (stored - timedelta(microseconds=1), 9),
+        "same": (stored, 0),
+    }[bound]
+    flt = f'meta.lastModified {op} "{_seven_digits(*at)}"'
+    resp = scim.get("/scim/v2/Users", query_string={"filter": flt})
+    assert resp.status_code == 200, resp.get_json()
+    names = [r["userName"] for r in resp.get_json()["Resources"]]
+    assert names == (["alice@example.com"] if hit else [])

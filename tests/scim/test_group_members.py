@@ -1378,3 +1378,336 @@ def test_patch_remove_member_with_capitalised_sub_attribute_name(
     )
     assert_no_content(resp)
     assert member_ids(read(scim, gurl(team))) == {people["bob"]["id"]}
+
+
+# -- excludedAttributes of a member sub-attribute (RFC 7644 §3.4.2.5) -----------------------
+
+SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+def _group_get(scim: Scim, team: dict[str, Any]) -> list[dict[str, Any]]:
+    resp = scim.get(gurl(team), query_string={"excludedAttributes": "members.display"})
+    assert resp.status_code == 200, resp.get_json()
+    return [resp.get_json()]
+
+
+def _group_list(scim: Scim, team: dict[str, Any]) -> list[dict[str, Any]]:
+    resp = scim.get("/scim/v2/Groups", query_string={"excludedAttributes": "members.display"})
+    assert resp.status_code == 200, resp.get_json()
+    return list(resp.get_json()["Resources"])
+
+
+def _group_search(scim: Scim, team: dict[str, Any]) -> list[dict[str, Any]]:
+    body = {"schemas": [SEARCH], "excludedAttributes": ["members.display"]}
+    resp = scim.post("/scim/v2/Groups/.search", body)
+    assert resp.status_code == 200, resp.get_json()
+    return list(resp.get_json()["Resources"])
+
+
+def _group_patch(scim: Scim, team: dict[str, Any]) -> list[dict[str, Any]]:
+    op = {"op": "replace", "path": "displayName", "value": "Team 2"}
+    resp = scim.patch_ops(gurl(team), op, query_string={"excludedAttributes": "members.display"})
+    assert resp.status_code == 200, resp.get_json(silent=True)
+    return [resp.get_json()]
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        pytest.param(_group_get, id="GET-by-id"),
+        pytest.param(_group_list, id="GET-list"),
+        pytest.param(_group_search, id="POST-search"),
+        pytest.param(_group_patch, id="PATCH-answer"),
+    ],
+)
+def test_excluding_a_member_sub_attribute_keeps_the_members(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], fetch: Any
+) -> None:
+    """RFC 7644 §3.4.2.5: excludedAttributes=members.display removes only `display` from each
+    member; the group still lists its members (value, $ref, type)."""
+    groups = fetch(scim, team)
+    (group,) = [g for g in groups if g["id"] == team["id"]]
+    assert member_ids(group) == {people["alice"]["id"], people["bob"]["id"]}, group
+    assert all(
+        set(m) == {"value", "$ref", "type"} and m["type"] == "User" for m in group["members"]
+    )
+
+
+@pytest.mark.parametrize(
+    "excluded", ["members.value", "urn:ietf:params:scim:schemas:core:2.0:Group:members.display"]
+)
+def test_excluding_other_member_sub_attributes_keeps_the_members(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], excluded: str
+) -> None:
+    """Another sub-attribute, or one named under the core URN, leaves the members listed too;
+    only `members` itself drops them."""
+    resp = scim.get(gurl(team), query_string={"excludedAttributes": excluded})
+    assert resp.status_code == 200, resp.get_json()
+    assert len(resp.get_json()["members"]) == 2
+    whole = scim.get(gurl(team), query_string={"excludedAttributes": "members"})
+    assert whole.status_code == 200 and "members" not in whole.get_json()
+
+
+def test_attributes_naming_a_member_sub_attribute_loads_the_members(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """attributes=members.value lists each member's value (and nothing of the group's own)."""
+    resp = scim.get(gurl(team), query_string={"attributes": "members.value"})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert member_ids(body) == {people["alice"]["id"], people["bob"]["id"]}
+    assert "displayName" not in body
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["GET-by-id", "GET-list"])
+def test_excluding_groups_display_keeps_the_users_groups(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], listed: bool
+) -> None:
+    """RFC 7644 §3.4.2.5: excludedAttributes=groups.display on a user keeps its `groups`
+    (value, $ref, type), without their display."""
+    if listed:
+        params = {"filter": 'userName eq "alice"', "excludedAttributes": "groups.display"}
+        resp = scim.get("/scim/v2/Users", query_string=params)
+        assert resp.status_code == 200, resp.get_json()
+        (user,) = resp.get_json()["Resources"]
+    else:
+        resp = scim.get(
+            uurl(people["alice"]), query_string={"excludedAttributes": "groups.display"}
+        )
+        assert resp.status_code == 200, resp.get_json()
+        user = resp.get_json()
+    assert [g["value"] for g in user.get("groups", [])] == [team["id"]], user
+    assert "display" not in user["groups"][0]
+
+
+def test_a_page_of_users_excluding_groups_display_keeps_their_groups(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """The same on a page of several users (rendered from the page's reads)."""
+    resp = scim.get("/scim/v2/Users", query_string={"excludedAttributes": "groups.display"})
+    assert resp.status_code == 200, resp.get_json()
+    by_name = {u["userName"]: u for u in resp.get_json()["Resources"]}
+    assert [g["value"] for g in by_name["bob"]["groups"]] == [team["id"]]
+    assert "groups" not in by_name["carol"]
+
+
+# -- members.value / groups.value are caseExact false (RFC 7643 §4.2, §8.7.1) ----------------
+
+
+def _case_exact(scim: Scim, schema: str, attr: str) -> bool:
+    doc = read(scim, f"/scim/v2/Schemas/{schema}")
+    (found,) = [a for a in doc["attributes"] if a["name"] == attr]
+    (value,) = [s for s in found["subAttributes"] if s["name"] == "value"]
+    return bool(value["caseExact"])
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        'members.value eq "{}"',
+        'members[value eq "{}"]',
+        'members[type eq "User" and value sw "{}"]',
+    ],
+)
+def test_member_value_filter_follows_the_advertised_case_exactness(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], filter_: str
+) -> None:
+    """RFC 7644 §3.4.2.2: `eq` respects the attribute's caseExact; /Schemas says members.value
+    is caseExact false, so an id given in upper case finds the group."""
+    assert _case_exact(scim, GROUP_SCHEMA, "members") is False
+    upper = people["alice"]["id"].upper()
+    resp = scim.get("/scim/v2/Groups", query_string={"filter": filter_.format(upper)})
+    assert resp.status_code == 200, resp.get_json()
+    assert [g["id"] for g in resp.get_json()["Resources"]] == [team["id"]]
+
+
+def test_user_groups_value_filter_follows_the_advertised_case_exactness(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """The same for a user's groups.value (advertised caseExact false)."""
+    assert _case_exact(scim, USER_SCHEMA, "groups") is False
+    upper = team["id"].upper()
+    resp = scim.get("/scim/v2/Users", query_string={"filter": f'groups.value eq "{upper}"'})
+    assert resp.status_code == 200, resp.get_json()
+    found = {u["id"] for u in resp.get_json()["Resources"]}
+    assert found == {people["alice"]["id"], people["bob"]["id"]}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param(lambda uid: {"op": "remove", "path": f'members[value eq "{uid}"]'}, id="okta"),
+        pytest.param(
+            lambda uid: {"op": "remove", "path": "members", "value": [{"value": uid}]},
+            id="entra",
+        ),
+    ],
+)
+def test_remove_member_named_in_upper_case(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], op: Any
+) -> None:
+    """A remove naming the member's id in upper case removes it (not a 204 that leaves it in)."""
+    alice = people["alice"]
+    assert_no_content(scim.patch_ops(gurl(team), op(alice["id"].upper())))
+    assert member_ids(read(scim, gurl(team))) == {people["bob"]["id"]}
+    assert "groups" not in read(scim, uurl(alice))
+
+
+def test_add_and_replace_members_named_in_upper_case(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """add (and a replace of the whole list) naming ids in upper case adds the members under
+    their own ids, once; a PUT keeping the same members in upper case changes nothing."""
+    carol, alice, bob = (people[n]["id"] for n in ("carol", "alice", "bob"))
+    add = {"op": "add", "path": "members", "value": [{"value": carol.upper(), "display": "C"}]}
+    assert_no_content(scim.patch_ops(gurl(team), add))
+    group = read(scim, gurl(team))
+    assert member_ids(group) == {alice, bob, carol}
+    assert displays(group)[carol] == "C"
+    again = {"op": "add", "path": "members", "value": [{"value": carol}]}
+    version = group["meta"]["version"]
+    assert assert_no_content(scim.patch_ops(gurl(team), again)) == version
+    replace = {
+        "op": "replace",
+        "path": "members",
+        "value": [{"value": i.upper()} for i in (alice, carol)],
+    }
+    assert_no_content(scim.patch_ops(gurl(team), replace))
+    assert member_ids(read(scim, gurl(team))) == {alice, carol}
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Team",
+        "members": [{"value": alice.upper()}, {"value": carol}],
+    }
+    resp = scim.put(gurl(team), body)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["meta"]["version"] == read(scim, gurl(team))["meta"]["version"]
+    assert member_ids(resp.get_json()) == {alice, carol}
+
+
+def test_group_cannot_contain_itself_named_in_upper_case(scim: Scim, team: dict[str, Any]) -> None:
+    """The self-membership check compares ids as the filter does."""
+    op = {"op": "add", "path": "members", "value": [{"value": team["id"].upper()}]}
+    assert_error(scim.patch_ops(gurl(team), op), 400, "invalidValue")
+
+
+# -- a member filter that matches nothing (RFC 7644 §3.5.2.3) --------------------------------
+
+
+@pytest.mark.parametrize("op", ["replace", "add"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        'members[display co "nobody"]',
+        'members[type eq "Group" or value eq "x"]',
+        'members[display pr and type eq "Group"]',
+    ],
+)
+def test_change_through_member_filter_matching_nothing_is_no_target(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any], op: str, path: str
+) -> None:
+    """A replace (or add) through a value filter that matches nothing is 400 noTarget and the
+    whole PATCH is rolled back: it does not add the value as a new member."""
+    before = read(scim, gurl(team))
+    ops = [
+        {"op": "replace", "path": "displayName", "value": "Renamed"},
+        {"op": op, "path": path, "value": [{"value": people["carol"]["id"]}]},
+    ]
+    assert_error(scim.patch_ops(gurl(team), *ops), 400, "noTarget")
+    assert read(scim, gurl(team)) == before
+    assert "groups" not in read(scim, uurl(people["carol"]))
+
+
+def test_replace_through_member_filter_matching_some_swaps_them(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """A replace through a non-`eq` filter that matches swaps the matched members."""
+    op = {
+        "op": "replace",
+        "path": 'members[display co "Adams"]',
+        "value": [{"value": people["carol"]["id"]}],
+    }
+    assert_no_content(scim.patch_ops(gurl(team), op))
+    assert member_ids(read(scim, gurl(team))) == {people["bob"]["id"], people["carol"]["id"]}
+
+
+def test_replace_through_all_eq_member_filter_matching_nothing_adds(
+    scim: Scim, people: dict[str, Any], team: dict[str, Any]
+) -> None:
+    """README's documented exception: an all-`eq` filter that matches nothing (Entra ID)
+    adds the value; a remove through a filter matching nothing stays a no-op (Okta retries)."""
+    carol, dave = people["carol"]["id"], people["dave"]["id"]
+    op = {"op": "replace", "path": f'members[value eq "{dave}"]', "value": [{"value": carol}]}
+    assert_no_content(scim.patch_ops(gurl(team), op))
+    assert carol in member_ids(read(scim, gurl(team)))
+    gone = {"op": "remove", "path": 'members[display co "nobody"]'}
+    assert_no_content(scim.patch_ops(gurl(team), gone))
+    assert len(member_ids(read(scim, gurl(team)))) == 3
+
+
+# -- nested groups: no cycle ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["patch-add", "patch-replace", "put"])
+def test_nested_group_cycle_is_refused(scim: Scim, team: dict[str, Any], how: str) -> None:
+    """A group cannot contain itself, directly or through other groups: with Team in Middle
+    and Middle in Top, adding Top (or Middle) to Team is 400 invalidValue and changes nothing."""
+    middle = scim.create_group("Middle", [team["id"]])
+    top = scim.create_group("Top", [middle["id"]])
+    before = read(scim, gurl(team))
+    for parent in (middle, top):
+        members = [*before["members"], {"value": parent["id"], "type": "Group"}]
+        if how == "put":
+            body = {"schemas": [GROUP_SCHEMA], "displayName": "Team", "members": members}
+            resp = scim.put(gurl(team), body)
+        else:
+            op = {"op": how.removeprefix("patch-"), "path": "members", "value": members}
+            resp = scim.patch_ops(gurl(team), op)
+        assert_error(resp, 400, "invalidValue")
+        assert read(scim, gurl(team)) == before
+
+
+def test_nested_groups_without_a_cycle_are_accepted(scim: Scim, team: dict[str, Any]) -> None:
+    """A group reached by two paths (a diamond) is no cycle: Team in Left and Right, both in Top."""
+    left = scim.create_group("Left", [team["id"]])
+    right = scim.create_group("Right", [team["id"]])
+    top = scim.create_group("Top", [left["id"]])
+    op = {"op": "add", "path": "members", "value": [{"value": right["id"]}]}
+    assert_no_content(scim.patch_ops(gurl(top), op))
+    assert member_ids(read(scim, gurl(top))) == {left["id"], right["id"]}
+
+
+# -- PATCH member objects are checked as POST and PUT check them -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "scim_type"),
+    [
+        pytest.param({"type": ["Group"]}, "invalidValue", id="type-not-a-string"),
+        pytest.param({"$ref": 5}, "invalidValue", id="ref-not-a-string"),
+        pytest.param({"bogus": 1}, "invalidSyntax", id="unknown-sub-attribute"),
+        pytest.param({"value": ["x"]}, "invalidValue", id="value-not-a-string"),
+    ],
+)
+@pytest.mark.parametrize("op", ["add", "replace", "remove"])
+def test_patch_member_with_malformed_sub_attribute_is_refused(
+    scim: Scim,
+    people: dict[str, Any],
+    team: dict[str, Any],
+    extra: dict[str, Any],
+    scim_type: str,
+    op: str,
+) -> None:
+    """A member object POST /Groups refuses is refused by PATCH too, with the same error, and
+    the group is left as it was."""
+    carol = people["carol"]["id"] if op != "remove" else people["alice"]["id"]
+    member = {"value": carol, **extra}
+    post = scim.post(
+        "/scim/v2/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "X", "members": [member]}
+    )
+    assert_error(post, 400, scim_type)
+    before = read(scim, gurl(team))
+    resp = scim.patch_ops(gurl(team), {"op": op, "path": "members", "value": [member]})
+    assert_error(resp, 400, scim_type)
+    assert resp.get_json()["detail"] == post.get_json()["detail"]
+    assert read(scim, gurl(team)) == before

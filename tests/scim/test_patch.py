@@ -954,3 +954,56 @@ def test_duplicates_in_one_list_collapse(scim: Scim, method: str) -> None:
             op = {"op": "replace", "path": "emails", "value": emails}
             assert scim.patch_ops(url(user), op).status_code == 200
     assert read(scim, user)["emails"] == [WORK, HOME]
+
+
+# -- values named as the schema compares them; absent booleans read false -------------------
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        pytest.param([{"value": "BABS@Home.Example"}], id="list-other-case"),
+        pytest.param({"value": "Babs@HOME.example"}, id="object-other-case"),
+        pytest.param("BABS@HOME.EXAMPLE", id="bare-other-case"),
+        pytest.param([{"value": "babs@home.example"}], id="same-case"),
+    ],
+)
+def test_rfc_7643_4_1_2_remove_of_an_email_by_value_ignores_case(scim: Scim, named: Any) -> None:
+    """emails.value is caseExact false (RFC 7643 §4.1.2, §2.4): a remove naming the address
+    in another case names the same value, and removes it."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "remove", "path": "emails", "value": named})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["emails"] == [WORK]
+
+
+@pytest.mark.parametrize(
+    ("path", "kept"),
+    [
+        pytest.param("emails[primary eq false]", [WORK], id="eq-false"),
+        pytest.param('emails[primary eq "false"]', [WORK], id="eq-false-string"),
+        pytest.param("emails[primary ne true]", [WORK], id="ne-true"),
+        pytest.param("emails[not (primary eq true)]", [WORK], id="not-eq-true"),
+        pytest.param("emails[primary eq true]", [HOME], id="eq-true"),
+        pytest.param("emails[primary ne false]", [HOME], id="ne-false"),
+    ],
+)
+def test_rfc_7643_2_4_patch_filter_reads_absent_primary_as_false(
+    scim: Scim, path: str, kept: list[dict[str, Any]]
+) -> None:
+    """RFC 7643 §2.4: "If not specified, the value of primary SHALL be assumed to be false":
+    a value path on primary selects the e-mail without it as one with primary false."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "remove", "path": path})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["emails"] == kept
+
+
+def test_patch_filter_on_primary_pr_still_needs_the_value(scim: Scim) -> None:
+    """`primary pr` and `primary eq null` are about the value being there, not its default."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "remove", "path": "emails[primary eq null]"})
+    assert resp.status_code == 200, resp.get_json()
+    assert read(scim, user)["emails"] == [WORK]
+    resp = scim.patch_ops(url(user), {"op": "remove", "path": "emails[not (primary pr)]"})
+    assert_error(resp, 400, "noTarget")

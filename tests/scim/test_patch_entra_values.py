@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.support import ENTERPRISE, Scim
 
 PRODUCT = "urn:scim-server:schemas:extension:product:1.0:User"
@@ -55,3 +59,33 @@ def test_remove_of_a_manager_named_with_a_capitalised_value(scim: Scim) -> None:
     resp = scim.patch_ops(url, {"op": "Remove", "path": path, "value": [{"Value": new["id"]}]})
     assert resp.status_code == 200, resp.get_json()
     assert "manager" not in scim.get(url).get_json().get(ENTERPRISE, {})
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param(
+            {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": ""}, id="path-empty"
+        ),
+        pytest.param(
+            {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": ""}},
+            id="path-empty-value",
+        ),
+        pytest.param({"op": "Replace", "value": {f"{ENTERPRISE}:manager": ""}}, id="no-path"),
+        pytest.param(
+            {"op": "replace", "path": f"{ENTERPRISE}:manager.value", "value": ""},
+            id="sub-attribute",
+        ),
+    ],
+)
+def test_manager_replaced_with_an_empty_value_is_removed(scim: Scim, op: dict[str, Any]) -> None:
+    """Entra clears a manager by replacing it with "" ({"value": ""} from other clients): the
+    manager is removed, so RFC 7644 §3.4.2.2 `manager pr` no longer matches the user."""
+    boss = scim.create_user("boss@contoso.com")
+    user = scim.create_user("emp@contoso.com", **{ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = scim.patch_ops(url, op)
+    assert resp.status_code == 200, resp.get_json()
+    assert "manager" not in scim.get(url).get_json().get(ENTERPRISE, {})
+    flt = f"{ENTERPRISE}:manager pr"
+    assert scim.get("/scim/v2/Users", query_string={"filter": flt}).get_json()["totalResults"] == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.support import USER_SCHEMA, Scim
+from tests.support import GROUP_SCHEMA, USER_SCHEMA, Scim
 
 
 @pytest.mark.parametrize(
@@ -46,3 +48,102 @@ def test_if_match_takes_either_form_of_the_current_version(scim: Scim) -> None:
     assert scim.put(url, body, headers={"If-Match": '"1"'}).status_code == 200
     assert scim.put(url, body, headers={"If-Match": 'W/"2"'}).status_code == 200
     assert scim.put(url, {**body, "title": "B"}, headers={"If-Match": '"1"'}).status_code == 412
+
+
+def _user_write(scim: Scim, method: str, url: str, headers: dict[str, str]) -> Any:
+    body = {"schemas": [USER_SCHEMA], "userName": "alice@example.com"}
+    if method == "put":
+        return scim.put(url, body, headers=headers)
+    if method == "patch":
+        op = {"op": "replace", "path": "title", "value": "Manager"}
+        return scim.patch_ops(url, op, headers=headers)
+    return scim.delete(url, headers=headers)
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.parametrize("header", ["*", 'W/"1"', '"1"', '"7", W/"1"'])
+def test_rfc_7232_3_2_if_none_match_on_a_user_write_is_412(
+    scim: Scim, method: str, header: str
+) -> None:
+    """RFC 7232 §3.2: on PUT, PATCH or DELETE, If-None-Match "*" or naming the current
+    version (weak comparison) is false: 412, the user unchanged (title, version) and kept."""
+    user = scim.create_user("alice@example.com", title="Engineer")
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = _user_write(scim, method, url, {"If-None-Match": header})
+    assert resp.status_code == 412, resp.get_json()
+    assert resp.headers["Content-Type"].startswith("application/scim+json")
+    after = scim.get(url)
+    assert after.status_code == 200
+    assert after.get_json()["title"] == "Engineer"
+    assert after.headers["ETag"] == 'W/"1"'
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_if_none_match_of_another_version_lets_a_user_write_through(
+    scim: Scim, method: str
+) -> None:
+    """If-None-Match naming another version holds: the write is done."""
+    user = scim.create_user("alice@example.com", title="Engineer")
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = _user_write(scim, method, url, {"If-None-Match": 'W/"9", "W/1"'})
+    assert resp.status_code in (200, 204), resp.get_json()
+    after = scim.get(url)
+    if method == "delete":
+        assert after.status_code == 404
+    else:
+        assert after.headers["ETag"] == 'W/"2"'
+
+
+def test_a_write_needs_both_if_match_and_if_none_match_to_hold(scim: Scim) -> None:
+    """RFC 7232 §6: both conditions are evaluated: If-Match current and If-None-Match of
+    another version, the write goes through; If-Match current but If-None-Match naming the
+    current version, 412."""
+    user = scim.create_user("alice@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    ok = {"If-Match": 'W/"1"', "If-None-Match": 'W/"2"'}
+    assert _user_write(scim, "patch", url, ok).status_code == 200
+    refused = {"If-Match": 'W/"2"', "If-None-Match": 'W/"2"'}
+    assert _user_write(scim, "patch", url, refused).status_code == 412
+
+
+def _group_write(scim: Scim, method: str, url: str, headers: dict[str, str]) -> Any:
+    if method == "put":
+        body = {"schemas": [GROUP_SCHEMA], "displayName": "Renamed"}
+        return scim.put(url, body, headers=headers)
+    if method == "patch":
+        op = {"op": "replace", "path": "displayName", "value": "Renamed"}
+        return scim.patch_ops(url, op, headers=headers)
+    return scim.delete(url, headers=headers)
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.parametrize("header", ["*", 'W/"1"', '"1"'])
+def test_rfc_7232_3_2_if_none_match_on_a_group_write_is_412(
+    scim: Scim, method: str, header: str
+) -> None:
+    """RFC 7232 §3.2 for groups: If-None-Match "*" or the current version on PUT, PATCH or
+    DELETE is a 412 and the group keeps its name and version."""
+    group = scim.create_group("Eng")
+    url = f"/scim/v2/Groups/{group['id']}"
+    resp = _group_write(scim, method, url, {"If-None-Match": header})
+    assert resp.status_code == 412, resp.get_json()
+    after = scim.get(url)
+    assert after.status_code == 200
+    assert after.get_json()["displayName"] == "Eng"
+    assert after.headers["ETag"] == 'W/"1"'
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_if_none_match_of_another_version_lets_a_group_write_through(
+    scim: Scim, method: str
+) -> None:
+    """If-None-Match naming another version holds for a group write too."""
+    group = scim.create_group("Eng")
+    url = f"/scim/v2/Groups/{group['id']}"
+    resp = _group_write(scim, method, url, {"If-None-Match": 'W/"5"'})
+    assert resp.status_code in (200, 204), resp.get_json()
+    after = scim.get(url)
+    if method == "delete":
+        assert after.status_code == 404
+    else:
+        assert after.headers["ETag"] == 'W/"2"'

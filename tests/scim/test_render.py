@@ -1,15 +1,17 @@
-"""``render.user_to_scim`` against its definition, key by key, for any stored document."""
+"""``render.user_to_scim`` against its definition, key by key, for any stored document;
+``render.wants``: which attributes a response loads."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from scim_server import jsonfast
-from scim_server.scim.render import user_to_scim
+from scim_server.scim.render import user_to_scim, wants
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 
 BASE = "https://scim.example.org/scim/v2"
@@ -104,3 +106,30 @@ def test_each_shape_renders_as_the_definition(
     for _ in range(2):  # the second time from the cached shape
         got = jsonfast.dumps_bytes(user_to_scim(user(), groups, BASE, product))
         assert got == jsonfast.dumps_bytes(reference(user(), groups, product))
+
+
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "excluded", "wanted"),
+    [
+        (None, None, True),
+        (["members"], None, True),
+        (["members.value"], None, True),
+        (["Members.Display"], None, True),
+        ([f"{GROUP_URN}:members.value"], None, True),
+        (["displayName"], None, False),
+        (None, ["members"], False),
+        (None, ["MEMBERS"], False),
+        (None, [f"{GROUP_URN}:members"], False),
+        (None, ["members.display"], True),
+        (None, ["members.value", "members.display"], True),
+        (None, [f"{GROUP_URN}:members.display"], True),
+        (None, ["displayName"], True),
+    ],
+)
+def test_wants_members(attributes: Any, excluded: Any, wanted: bool) -> None:
+    """RFC 7644 §3.4.2.5: a sub-attribute in `attributes` wants the attribute; only the bare
+    attribute in `excludedAttributes` does not (a sub-attribute excluded leaves the rest)."""
+    assert wants("members", attributes, excluded) is wanted

@@ -365,3 +365,88 @@ def test_deletes_in_one_bulk_request_keep_the_chain(scim, admin):
         "user.delete",
     ]
     assert admin.get("/api/v1/audit/verify").get_json()["ok"] is True
+
+
+def test_rfc_7644_3_10_attributes_naming_the_core_schema_returns_its_attributes(scim):
+    """RFC 7644 §3.10: a schema URN in attributes= names all of that schema's attributes; the
+    core URN gives the core attributes (and id, schemas), not the extensions."""
+    user = scim.create_user(
+        "alice@example.com", title="Engineer", **{ENTERPRISE: {"department": "R&D"}}
+    )
+    url = f"/scim/v2/Users/{user['id']}"
+    core = scim.get(f"{url}?attributes={USER_SCHEMA}").get_json()
+    assert core["userName"] == "alice@example.com"
+    assert core["title"] == "Engineer"
+    assert core["active"] is True
+    assert core["meta"]["resourceType"] == "User"
+    assert ENTERPRISE not in core
+    assert core["schemas"] == [USER_SCHEMA]
+    both = scim.get(f"{url}?attributes={USER_SCHEMA},{ENTERPRISE}").get_json()
+    assert both["title"] == "Engineer"
+    assert both[ENTERPRISE] == {"department": "R&D"}
+    listed = scim.get("/scim/v2/Users", query_string={"attributes": USER_SCHEMA}).get_json()
+    assert listed["Resources"][0]["title"] == "Engineer"
+    assert ENTERPRISE not in listed["Resources"][0]
+
+
+def test_rfc_7644_3_10_excluded_attributes_naming_the_core_schema(scim):
+    """excludedAttributes= the core URN leaves the attributes returned always (id, schemas)
+    and the extensions."""
+    user = scim.create_user(
+        "alice@example.com", title="Engineer", **{ENTERPRISE: {"department": "R&D"}}
+    )
+    url = f"/scim/v2/Users/{user['id']}"
+    got = scim.get(f"{url}?excludedAttributes={USER_SCHEMA}").get_json()
+    assert got["id"] == user["id"]
+    assert "userName" not in got
+    assert "title" not in got
+    assert got[ENTERPRISE] == {"department": "R&D"}
+
+
+def test_rfc_7643_4_1_1_blank_username_is_refused(scim):
+    """RFC 7643 §4.1.1: "Each User MUST include a non-empty userName value": "" and a
+    userName of only blanks or a tab are refused (400 invalidValue) on POST, PUT and PATCH,
+    and change nothing."""
+    for blank in ("", "   ", "\t", " \u00a0 "):
+        resp = scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": blank})
+        assert_error(resp, 400, "invalidValue")
+    user = scim.create_user("alice@example.com")
+    url = f"/scim/v2/Users/{user['id']}"
+    for blank in ("   ", "\t"):
+        resp = scim.put(url, {"schemas": [USER_SCHEMA], "userName": blank})
+        assert_error(resp, 400, "invalidValue")
+        op = {"op": "replace", "path": "userName", "value": blank}
+        assert_error(
+            scim.patch(url, {"schemas": [PATCH_OP], "Operations": [op]}), 400, "invalidValue"
+        )
+    after = scim.get(url)
+    assert after.get_json()["userName"] == "alice@example.com"
+    assert after.headers["ETag"] == 'W/"1"'
+    assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
+
+
+def test_a_username_with_spaces_around_it_is_kept(scim):
+    """Only a userName of nothing but blanks is refused; one with a space in it is a name."""
+    resp = scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": " a b "})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["userName"] == " a b "
+
+
+def test_empty_manager_is_unassigned(scim):
+    """A manager sent as "" or {"value": ""} (IdPs clear a reference so) is no manager: not
+    stored, not returned, and `manager pr` does not match, on POST and PUT."""
+    for manager in ("", {"value": ""}):
+        user = scim.create_user(
+            f"u{len(str(manager))}@example.com", **{ENTERPRISE: {"manager": manager}}
+        )
+        assert "manager" not in user.get(ENTERPRISE, {})
+        body = {
+            "schemas": [USER_SCHEMA, ENTERPRISE],
+            "userName": user["userName"],
+            ENTERPRISE: {"department": "R&D", "manager": manager},
+        }
+        put = scim.put(f"/scim/v2/Users/{user['id']}", body)
+        assert put.status_code == 200, put.get_json()
+        assert put.get_json()[ENTERPRISE] == {"department": "R&D"}
+    flt = f"{ENTERPRISE}:manager pr"
+    assert scim.get("/scim/v2/Users", query_string={"filter": flt}).get_json()["totalResults"] == 0

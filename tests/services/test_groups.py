@@ -5,19 +5,29 @@ renames the group (Okta's no-path replace repeating the id, Entra's ``Replace
 displayName``) or changes its externalId, its members stop (or start) meeting the rule in
 the same transaction, as a membership change does (``remap_moved_users``): not at some
 unrelated later write of each user. A rename no rule names evaluates no one.
+
+Membership changes: ids compared without case (members.value is caseExact false), a
+filtered change that must match refused when it matches nothing, no cycle of groups.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from scim_server.db import db
-from scim_server.models import User
+from scim_server.errors import InvalidValueError, NoTargetError
+from scim_server.models import GroupMember, User
+from scim_server.services import groups
+from scim_server.services.groups import GroupEdit
+from scim_server.services.members import MemberChange, MemberTest
 from tests.admin.rules import activate, catalogue
 from tests.support import GROUP_SCHEMA, Scim
 from tests.support.admin_api import account, events, person
@@ -173,3 +183,108 @@ def test_a_rename_reads_its_members_by_the_batch_not_one_by_one(
         )
         assert resp.status_code == 204
     assert counts[0] == counts[1], counts
+
+
+# -- membership changes: case, noTarget, cycles ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Members:
+    """A change of members only (the group's attributes as stored)."""
+
+    changes: tuple[MemberChange, ...]
+
+    def apply(self, current: dict[str, Any]) -> GroupEdit:
+        return GroupEdit(current, self.changes)
+
+
+def _change(session: Session, org_id: str, group_id: str, *changes: MemberChange) -> Any:
+    session.commit()  # end the reader's own transaction: the service begins its own
+    return groups.update_group(session, org_id, group_id, _Members(changes), action="group.patch")
+
+
+def _stored(session: Session, org_id: str, group_id: str) -> set[str]:
+    session.commit()
+    return {mid for mid, _, _ in groups.members_of(session, org_id, group_id)}
+
+
+def _version(session: Session, org_id: str, group_id: str) -> int:
+    session.commit()
+    return groups.get_group(session, org_id, group_id).version
+
+
+def test_member_ids_are_compared_without_case(scim: Scim, session: Session) -> None:
+    """members.value is caseExact false: an add, remove or filtered remove naming an id in
+    upper case finds the member stored under its own (lower-case) id."""
+    ann, bob = (scim.create_user(n)["id"] for n in ("ann", "bob"))
+    team = scim.create_group("Team")["id"]
+    _change(session, scim.org_id, team, MemberChange("add", ({"value": ann.upper()},)))
+    assert _stored(session, scim.org_id, team) == {ann}
+    _change(session, scim.org_id, team, MemberChange("add", ({"value": bob},)))
+    _change(session, scim.org_id, team, MemberChange("remove", ({"value": ann.upper()},)))
+    assert _stored(session, scim.org_id, team) == {bob}
+    where = MemberTest("value", "eq", bob.upper())
+    _change(session, scim.org_id, team, MemberChange("remove_where", where=where))
+    assert _stored(session, scim.org_id, team) == set()
+
+
+def test_a_filtered_change_that_must_match_and_matches_nothing_is_no_target(
+    scim: Scim, session: Session
+) -> None:
+    """A ``remove_where`` with ``must_match`` that removes nothing raises NoTargetError, and
+    the changes before it in the same edit are rolled back; without the flag it is a no-op."""
+    ann, bob = (scim.create_user(n)["id"] for n in ("ann", "bob"))
+    team = scim.create_group("Team", [ann])["id"]
+    version = _version(session, scim.org_id, team)
+    nobody = MemberTest("display", "co", "nobody")
+    with pytest.raises(NoTargetError):
+        _change(
+            session,
+            scim.org_id,
+            team,
+            MemberChange("add", ({"value": bob},)),
+            MemberChange("remove_where", where=nobody, must_match=True),
+            MemberChange("add", ({"value": bob},)),
+        )
+    session.rollback()
+    assert _stored(session, scim.org_id, team) == {ann}
+    assert _version(session, scim.org_id, team) == version
+    _change(session, scim.org_id, team, MemberChange("remove_where", where=nobody))
+    assert _version(session, scim.org_id, team) == version
+
+
+def test_a_group_reaching_the_target_through_others_is_refused(
+    scim: Scim, session: Session
+) -> None:
+    """Team in Middle in Top: adding Top or Middle to Team would make a cycle (400
+    invalidValue, nothing written); a group that does not reach Team is accepted."""
+    team = scim.create_group("Team")["id"]
+    middle = scim.create_group("Middle", [team])["id"]
+    top = scim.create_group("Top", [middle])["id"]
+    other = scim.create_group("Other", [middle])["id"]
+    for parent in (middle, top):
+        with pytest.raises(InvalidValueError, match="cycle"):
+            _change(session, scim.org_id, team, MemberChange("add", ({"value": parent},)))
+        session.rollback()
+        assert _stored(session, scim.org_id, team) == set()
+    with pytest.raises(InvalidValueError, match="cycle"):
+        _change(session, scim.org_id, team, MemberChange("replace", ({"value": top.upper()},)))
+    session.rollback()
+    _change(session, scim.org_id, other, MemberChange("add", ({"value": top},)))
+    assert _stored(session, scim.org_id, other) == {middle, top}
+
+
+def test_the_cycle_check_ends_on_a_cycle_already_stored(scim: Scim, session: Session) -> None:
+    """A cycle written before the check existed (A in B, B in A) does not make the walk loop:
+    adding A to a third group C is accepted, adding C to A after is refused."""
+    a = scim.create_group("A")["id"]
+    b = scim.create_group("B", [a])["id"]
+    c = scim.create_group("C")["id"]
+    session.commit()
+    with session.begin():
+        session.add(GroupMember(org_id=scim.org_id, group_id=a, member_id=b, member_type="Group"))
+    _change(session, scim.org_id, c, MemberChange("add", ({"value": a},)))
+    assert _stored(session, scim.org_id, c) == {a}
+    with pytest.raises(InvalidValueError, match="cycle"):
+        _change(session, scim.org_id, a, MemberChange("add", ({"value": c},)))
+    session.rollback()
