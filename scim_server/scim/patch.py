@@ -111,17 +111,21 @@ def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
     since it was written) is kept: the change is checked, not the past.
     ``parse_resource`` checks each top-level key on its own and then the required
     attributes, so an attribute equal to the stored one comes out as it is; the changed
-    ones and ``userName`` (whose absence ``check_required`` reports) are checked in
-    ``patched``'s order, so the first error is the one the whole document's parse
-    reports. A PATCH of ``active`` (the leaver path)
-    checks two attributes instead of the whole user. A value that is ``current``'s own
+    ones and a changed ``userName`` (whose absence ``check_required`` reports) are checked
+    in ``patched``'s order, so the first error is the one the whole document's parse
+    reports. A PATCH of ``active`` (the leaver path) checks that one attribute, whatever
+    the stored userName is. A value that is ``current``'s own
     object (no operation touched it: ``apply_patch``) is the stored one, unchanged, without
     writing both as JSON.
     """
     body: Doc = {"schemas": [rt.core]}
+    # The stored userName, unchanged: not judged again (one stored before a rule was added,
+    # a blank one, must not stop a deactivation); the required check then has nothing new.
+    stored_name = current.get("userName")
+    name_kept = isinstance(stored_name, str) and patched.get("userName") == stored_name
     for key, value in patched.items():
         if (
-            key == "userName"
+            (key == "userName" and not name_kept)
             or key not in current
             or value is None
             or value == []
@@ -132,7 +136,7 @@ def validated_change(rt: ResourceType, current: Doc, patched: Doc) -> Doc:
                 # A name the parse would rename or refuse: the whole document's parse.
                 return parse_resource(rt, {"schemas": [rt.core], **patched}, creating=False)
             body[key] = value
-    checked = parse_resource(rt, body, creating=False)
+    checked = parse_resource(rt, body, creating=False, required=not name_kept)
     out: Doc = {}
     for key, value in patched.items():
         if key not in body:

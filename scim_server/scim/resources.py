@@ -188,8 +188,10 @@ def check_primary(items: list[Any], path: str) -> None:
         raise InvalidValueError(f"Only one value of '{path}' may be primary.")
 
 
-def parse_resource(rt: ResourceType, body: Any, *, creating: bool) -> Doc:
-    """Validate a POST/PUT body into a canonical document (RFC 7643 §2, §3)."""
+def parse_resource(rt: ResourceType, body: Any, *, creating: bool, required: bool = True) -> Doc:
+    """Validate a POST/PUT body into a canonical document (RFC 7643 §2, §3). ``required``
+    False: a part of a document whose required attributes are kept as stored
+    (``patch.validated_change``), not checked here."""
     if not isinstance(body, dict):
         raise InvalidSyntaxError("The request body must be a JSON object.")
     schemas = body.get("schemas")
@@ -227,7 +229,8 @@ def parse_resource(rt: ResourceType, body: Any, *, creating: bool) -> Doc:
             doc[attr.name] = checked
     if rt is GROUP:
         check_member_values(doc.get("members") or ())
-    check_required(rt, doc)
+    if required:
+        check_required(rt, doc)
     return doc
 
 

@@ -425,6 +425,30 @@ def test_rfc_7643_4_1_1_blank_username_is_refused(scim):
     assert scim.get("/scim/v2/Users").get_json()["totalResults"] == 1
 
 
+def test_a_user_stored_with_a_blank_username_can_still_be_deactivated(scim, session):
+    """Releases before the blank check stored such userNames: the IdP's PATCH of ``active``
+    (the leaver path) and of other attributes goes through, the unchanged name is not judged
+    again ("the change is checked, not the past"); renaming it to a blank is still refused."""
+    created = scim.create_user("blank@example.com")
+    user = session.get(User, (scim.org_id, created["id"]))
+    user.user_name = "   "
+    user.data = {**user.data, "userName": "   "}
+    session.commit()
+    url = f"/scim/v2/Users/{created['id']}"
+    ops = [{"op": "replace", "path": "active", "value": False}]
+    resp = scim.patch(url, {"schemas": [PATCH_OP], "Operations": ops})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["active"] is False
+    ops = [{"op": "replace", "value": {"title": "Gone", "active": False}}]
+    assert scim.patch(url, {"schemas": [PATCH_OP], "Operations": ops}).status_code == 200
+    session.expire_all()
+    assert session.get(User, (scim.org_id, created["id"])).status == "DEACTIVATED"
+    ops = [{"op": "replace", "path": "userName", "value": "\t"}]
+    assert_error(scim.patch(url, {"schemas": [PATCH_OP], "Operations": ops}), 400, "invalidValue")
+    ops = [{"op": "replace", "path": "userName", "value": "named@example.com"}]
+    assert scim.patch(url, {"schemas": [PATCH_OP], "Operations": ops}).status_code == 200
+
+
 def test_a_username_with_spaces_around_it_is_kept(scim):
     """Only a userName of nothing but blanks is refused; one with a space in it is a name."""
     resp = scim.post("/scim/v2/Users", {"schemas": [USER_SCHEMA], "userName": " a b "})
