@@ -80,7 +80,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     console.init_app(app)
     _register_fallback_errors(app)
+    _register_hsts(app)
     return app
+
+
+# RFC 6797 §6.1: a year, the value browsers' preload lists ask for; includeSubDomains so a
+# sibling host served over plain http cannot set cookies for ours.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _register_hsts(app: Flask) -> None:
+    """Strict-Transport-Security on every response (pages, redirects, JSON, OAuth, errors)
+    when SCIM_BASE_URL is https, unless SCIM_HSTS=false: after one visit a browser no
+    longer tries plain http, so an sslstrip downgrade cannot expose the sign-in form."""
+    config = app.config
+
+    @app.after_request
+    def _hsts(resp: Response) -> Response:
+        base = config["BASE_URL"]
+        if base and config["HSTS"] and base[:8].lower() == "https://":
+            resp.headers["Strict-Transport-Security"] = HSTS
+        return resp
 
 
 def _register_fallback_errors(app: Flask) -> None:

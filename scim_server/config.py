@@ -42,6 +42,24 @@ def env_count(name: str, default: int) -> int:
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """An on/off setting from the environment; empty or unset gives ``default``, anything
+    but 1/0, true/false, yes/no, on/off stops the start (a typo must not turn a guard off)."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")
+
+
 def default_database_url(instance_path: str) -> str:
     """The embedded default: one SQLite file under the instance folder."""
     return f"sqlite:///{Path(instance_path, 'scim.db')}"
@@ -152,11 +170,17 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _secure_cookie(os.environ.get("SCIM_BASE_URL")),
+        # Strict-Transport-Security on every response when SCIM_BASE_URL is https (RFC 6797;
+        # ``create_app``); SCIM_HSTS=false leaves it to a proxy in front that sets its own.
+        "HSTS": env_bool("SCIM_HSTS", True),
         # CSRF (Flask-WTF): checked by the console and sign-in pages only, never by the
         # SCIM or admin JSON APIs (bearer tokens, no cookies); a token lives as long as
-        # the session that holds it.
+        # the session that holds it. No Referer is demanded on https (SSL_STRICT): the pages
+        # say ``no-referrer``, so browsers send none; ``csrf.foreign_origin`` checks Origin
+        # and Sec-Fetch-Site instead.
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": False,
         # Mail (``scim_server.mailer``): SMTP server and sender; no SMTP: .eml files in MAIL_DIR.
         "SMTP": parse_smtp_url(os.environ.get("SCIM_SMTP_URL")),
         "MAIL_FROM": parse_mail_from(os.environ.get("SCIM_MAIL_FROM") or "scim-server@localhost"),

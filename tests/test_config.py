@@ -102,3 +102,29 @@ def test_the_public_address_is_required_outside_development(monkeypatch, tmp_pat
         load_config(str(tmp_path))
     monkeypatch.setenv("SCIM_BASE_URL", "https://id.example.com/")
     assert load_config(str(tmp_path))["BASE_URL"] == "https://id.example.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("", True), ("false", False), ("0", False), ("Off", False), ("true", True)],
+)
+def test_hsts_setting(monkeypatch, tmp_path, value, expected):
+    """SCIM_HSTS: on unless turned off (false, 0, no, off)."""
+    if value is None:
+        monkeypatch.delenv("SCIM_HSTS", raising=False)
+    else:
+        monkeypatch.setenv("SCIM_HSTS", value)
+    assert load_config(str(tmp_path))["HSTS"] is expected
+
+
+def test_a_bad_hsts_setting_is_a_clear_error(monkeypatch, tmp_path):
+    """A value that is neither on nor off stops the start, saying what is expected."""
+    monkeypatch.setenv("SCIM_HSTS", "sometimes")
+    with pytest.raises(ConfigError, match="SCIM_HSTS must be true or false"):
+        load_config(str(tmp_path))
+
+
+def test_flask_wtf_asks_no_referer(monkeypatch, tmp_path):
+    """WTF_CSRF_SSL_STRICT off: the console's origin check (``csrf``) stands in for the
+    Referer Flask-WTF would demand on https, which no browser sends under no-referrer."""
+    assert load_config(str(tmp_path))["WTF_CSRF_SSL_STRICT"] is False

@@ -77,7 +77,11 @@ def authenticate() -> Response | None:
         return _to_sign_in()
     now = int(time.time())
     seen = session.get(_SEEN)
-    if isinstance(seen, int) and now - seen > current_app.config["CONSOLE_IDLE_SECONDS"]:
+    if not isinstance(seen, int):
+        # Not used in the console yet: idle since the sign-in, or a copy of the cookie the
+        # sign-in set would stay good for the whole SSO session.
+        seen = signed_in.auth_time
+    if now - seen > current_app.config["CONSOLE_IDLE_SECONDS"]:
         end_session(db.writing_session())  # a copy of the cookie is out too
         return _to_sign_in()
     session[_SEEN] = now

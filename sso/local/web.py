@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app, request, session
 from werkzeug.datastructures import MultiDict
 
-from scim_server import request_inputs
+from scim_server import csrf, request_inputs
 from scim_server.db import db
 from scim_server.delivery import current_hashing
 from scim_server.ratelimit import Limiter, RateLimited
@@ -101,6 +101,8 @@ def check_csrf(sent: Any) -> None:
     if not isinstance(wanted, str) or not isinstance(sent, str):
         raise BadRequestError(400, "This form is no longer valid. Please go back and try again.")
     if not hmac.compare_digest(wanted, sent):
+        raise BadRequestError(400, "This form is no longer valid. Please go back and try again.")
+    if csrf.from_other_site():  # the console's origin check: another site's page posted it
         raise BadRequestError(400, "This form is no longer valid. Please go back and try again.")
 
 

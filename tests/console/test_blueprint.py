@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from scim_server.db import db
-from scim_server.models import AuditEvent
+from scim_server.models import AuditEvent, User
 from scim_server.services import console_access
 from tests.support import Scim
 from tests.support.console import console_user, csrf_token, sign_in_as, sign_in_console
@@ -75,6 +76,27 @@ def test_idle_session_ends(app: Flask, client: FlaskClient, scim: Scim) -> None:
     assert client.get("/admin/").status_code == 303  # the session itself is gone
 
 
+def test_idle_time_counts_from_the_sign_in_until_the_console_is_used(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A session signed in longer ago than CONSOLE_IDLE_SECONDS and never used in the console
+    since (the cookie the sign-in's redirect set: no ``console_seen``) is over, not good for
+    the whole SSO session; one signed in just now opens the console."""
+    sign_in_console(app, client, scim, "org_admin")
+    idle = app.config["CONSOLE_IDLE_SECONDS"]
+    with client.session_transaction() as sess:
+        assert "console_seen" not in sess
+        sso = dict(sess["sso"])
+        sso["auth_time"] -= idle + 60  # signed in 31 minutes ago, untouched since
+        sess["sso"] = sso
+    resp = client.get("/admin/")
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith("/sso/login")
+    assert client.get("/admin/").status_code == 303  # the session itself is gone
+    sign_in_console(app, client, scim, "org_admin", "fresh@example.com")
+    assert client.get("/admin/").status_code == 200
+
+
 def test_session_cookie_flags(app: Flask, client: FlaskClient, scim: Scim) -> None:
     """The console's cookie is HttpOnly and SameSite=Lax (Secure follows https: config)."""
     sign_in_console(app, client, scim, "org_admin")
@@ -102,6 +124,111 @@ def test_htmx_header_token_is_accepted(app: Flask, client: FlaskClient, scim: Sc
     token = csrf_token(client)
     resp = client.post("/admin/sign-out", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert resp.status_code == 303
+
+
+HTTPS = "https://localhost"
+
+
+@pytest.fixture
+def behind_https(app: Flask) -> None:
+    """Production: SCIM_BASE_URL is https (so the session cookie is Secure) and requests
+    arrive as https (TLS at gunicorn, or a local proxy's X-Forwarded-Proto)."""
+    app.config["BASE_URL"] = HTTPS
+    app.config["SESSION_COOKIE_SECURE"] = True
+
+
+def _https_token(app: Flask, client: FlaskClient, scim: Scim) -> str:
+    sign_in_console(app, client, scim, "org_admin")
+    page = client.get("/admin/", base_url=HTTPS)
+    assert page.status_code == 200
+    assert page.headers["Referrer-Policy"] == "no-referrer"  # a browser sends no Referer
+    return csrf_token(client, HTTPS + "/admin/")
+
+
+def _status(app: Flask, scim: Scim, user_id: str) -> str:
+    with db.reader(app)() as s:
+        return s.get(User, (scim.org_id, user_id)).status
+
+
+@pytest.mark.usefixtures("behind_https")
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no Origin, no Sec-Fetch-Site: a script, an old browser: the token alone
+        {"Origin": HTTPS, "Sec-Fetch-Site": "same-origin"},
+        # Referrer-Policy: no-referrer: a browser's form POST says ``Origin: null``
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+def test_form_post_over_https_without_referer_is_accepted(
+    app: Flask, client: FlaskClient, scim: Scim, headers: dict[str, str]
+) -> None:
+    """Over https a console form with its token works although the browser sends no Referer
+    (the pages say ``no-referrer``): deactivating a leaver takes effect."""
+    token = _https_token(app, client, scim)
+    leaver = console_user(app, scim, "leaver@example.com")
+    resp = client.post(
+        f"/admin/users/{leaver}/status",
+        data={"op": "deactivate", "csrf_token": token},
+        headers=headers,
+        base_url=HTTPS,
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert _status(app, scim, leaver) == "DEACTIVATED"
+
+
+@pytest.mark.usefixtures("behind_https")
+def test_htmx_post_over_https_without_referer_is_accepted(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """htmx's X-CSRFToken over https, with the Origin a browser's script request carries:
+    sign-out works and the session is over."""
+    token = _https_token(app, client, scim)
+    resp = client.post(
+        "/admin/sign-out",
+        headers={"X-CSRFToken": token, "HX-Request": "true", "Origin": HTTPS},
+        base_url=HTTPS,
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert client.get("/admin/", base_url=HTTPS).status_code == 303
+
+
+@pytest.mark.usefixtures("behind_https")
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://localhost"},  # same host, not the https origin
+        {"Origin": "https://localhost:8443"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame's form
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain's page
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+def test_post_from_another_site_is_refused_despite_the_token(
+    app: Flask, client: FlaskClient, scim: Scim, headers: dict[str, str]
+) -> None:
+    """A form or htmx request another site's page made (its Origin, or Sec-Fetch-Site) is
+    refused with the same "Form expired" page even carrying a valid token; nothing changes."""
+    token = _https_token(app, client, scim)
+    leaver = console_user(app, scim, "leaver@example.com")
+    before = _status(app, scim, leaver)
+    resp = client.post(
+        f"/admin/users/{leaver}/status",
+        data={"op": "deactivate", "csrf_token": token},
+        headers=headers,
+        base_url=HTTPS,
+    )
+    assert resp.status_code == 400
+    assert "Form expired" in resp.get_data(as_text=True)
+    assert _status(app, scim, leaver) == before != "DEACTIVATED"
+    resp = client.post(
+        "/admin/sign-out",
+        headers={"X-CSRFToken": token, "HX-Request": "true", **headers},
+        base_url=HTTPS,
+    )
+    assert resp.status_code == 400 and "Form expired" in resp.get_data(as_text=True)
+    assert client.get("/admin/", base_url=HTTPS).status_code == 200  # still signed in
 
 
 def test_apis_need_no_csrf_token(client: FlaskClient, scim: Scim, admin: Scim) -> None:
