@@ -7,8 +7,12 @@ organization admin, so it is untrusted):
 - the address is checked when the connection is made, on the address we
   actually connect to (so a DNS name that resolves to a private address on the
   second lookup, DNS rebinding, gets nowhere): in production no private,
-  loopback, link-local, multicast or reserved address unless the operator
-  allows its network (``SCIM_WEBHOOK_ALLOWED_NETWORKS``);
+  loopback, link-local, multicast or reserved address, nor an IPv6 address
+  carrying one (NAT64, 6to4, Teredo, IPv4-mapped or -compatible:
+  ``outbound_address``), unless the operator allows its network
+  (``SCIM_WEBHOOK_ALLOWED_NETWORKS``); a literal address, in any spelling the
+  system's resolver reads (``0x7f000001``, ``127.1``, a trailing dot), and
+  ``localhost`` are judged already when the URL is saved;
 - a 10 s timeout for the whole exchange (connect, send, status line, headers
   and the start of the body: a receiver answering a byte at a time is cut off at
   it, not at each byte's own timeout), no redirect followed (a 3xx is a
@@ -37,12 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from scim_server import outbound_address
+from scim_server.outbound_address import IPAddress, IPNetwork
 from scim_server.text import ascii_host
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "scim-server-webhooks/1"
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# RFC 6761 §6.3: localhost and every name under it are the loopback address.
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
 
 class OutboundRefusedError(Exception):
@@ -106,20 +112,28 @@ class OutboundPolicy:
             raise OutboundRefusedError(
                 "The URL must use https (http is allowed only for localhost in development)."
             )
-        literal = _ip_literal(parts.hostname)
-        if literal is not None:
-            self.check_address(literal)
+        named = _named_address(parts.hostname)
+        if named is not None:
+            self.check_address(named, name=parts.hostname)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
 
-    def check_address(self, address: IPAddress) -> None:
-        """Refuse a non-public address unless allowed (development allows any)."""
-        if self.development or address.is_global:
+    def check_address(self, address: IPAddress, *, name: str | None = None) -> None:
+        """Refuse a non-public address unless allowed (development allows any).
+
+        An IPv6 address is judged with each IPv4 address it carries
+        (``outbound_address.refused``): ``64:ff9b::10.0.0.1`` reaches 10.0.0.1 through a
+        NAT64 gateway. ``name``: the URL's host, when it spells the address another way."""
+        if self.development:
             return
-        if any(address in network for network in self.allowed_networks):
+        bad = outbound_address.refused(address, self.allowed_networks)
+        if bad is None:
             return
+        shown = str(address) if bad == address else f"{address} (which carries {bad})"
+        if name is not None and name != str(address):
+            shown = f"{name} ({shown})"
         raise OutboundRefusedError(
-            f"{address} is a private, loopback, link-local or reserved address; "
+            f"{shown} is a private, loopback, link-local or reserved address; "
             "an operator may allow its network with SCIM_WEBHOOK_ALLOWED_NETWORKS."
         )
 
@@ -182,18 +196,50 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
         raise ValueError(f"SCIM_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
 
 
+# What inet_aton reads: digits, hex ("0x7f000001") and dots. Checked first, as glibc's
+# inet_aton also takes "1.2.3.4 anything" (the space ends it).
+_IPV4_LEGACY_CHARS = frozenset("0123456789abcdefxABCDEFX.")
+
+
 def _ip_literal(host: str) -> IPAddress | None:
+    """The address a host names literally, read as the system's resolver reads it.
+
+    getaddrinfo takes the forms inet_aton does (one number ``2130706433``, hex
+    ``0x7f000001``, octal ``0177.0.0.1``, short ``127.1``, ``0``) and a name's one
+    trailing dot: each is the address it connects to, so each is judged as that address."""
+    host = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    host = host.removesuffix(".")
+    if not host or not _IPV4_LEGACY_CHARS.issuperset(host):
         return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _is_localhost(host: str) -> bool:
+    """RFC 6761 §6.3: ``localhost`` and names under it (a trailing dot too) are loopback."""
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _named_address(host: str) -> IPAddress | None:
+    """The address a host stands for without a lookup: a literal, or loopback for localhost."""
+    literal = _ip_literal(host)
+    if literal is None and _is_localhost(host):
+        return LOOPBACK
+    return literal
 
 
 def _is_local_name(host: str) -> bool:
     literal = _ip_literal(host)
     if literal is not None:
         return literal.is_loopback
-    return host.lower() == "localhost" or host.lower().endswith(".localhost")
+    return _is_localhost(host)
 
 
 class Deadline:

@@ -13,7 +13,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import audited, json_object, load, text
+from scim_server.admin.common import MAX_INT, audited, json_object, load, text
 from scim_server.db import db
 from scim_server.services import webhooks
 from scim_server.webhook_http import OutboundPolicy
@@ -57,7 +57,9 @@ class LogArgs(Schema):
         unknown = EXCLUDE
 
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    # A delivery id: an Integer column (int4 on PostgreSQL), so past MAX_INT is a 400, not
+    # an overflow in the database.
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class WebhookOut(Out):

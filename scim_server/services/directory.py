@@ -160,6 +160,7 @@ def check_references(
         names_r = set(session.scalars(select(Role.name).where(Role.org_id == org_id)))
         if license_rename is not None:
             old, new = license_rename
+            new = new.strip() if isinstance(new, str) else new  # as ``licenses`` stores it
             if new is not None and fold(old) == fold(new):
                 return
             if current.default_license and fold(current.default_license) == fold(old):

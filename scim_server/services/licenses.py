@@ -28,6 +28,8 @@ def create_license(
     price_cents: int = 0,
     currency: str = "EUR",
 ) -> License:
+    """A new license type; its name trimmed (``_trimmed``)."""
+    name = _trimmed(name)
     _check(name, seat_limit, price_cents, currency)
     with session.begin():
         if find_license(session, org_id, name) is not None:
@@ -58,6 +60,8 @@ def create_license(
 def update_license(
     session: Session, org_id: str, license_id: str, fields: dict[str, Any]
 ) -> License:
+    if "name" in fields:
+        fields = {**fields, "name": _trimmed(fields["name"])}
     with session.begin():
         lic = get_license(session, org_id, license_id, for_update=True)
         changes = {}
@@ -134,9 +138,18 @@ def _count(value: Any) -> bool:
 
 
 def find_license(session: Session, org_id: str, name: str) -> License | None:
+    """The license of that name, case and surrounding spaces aside (names are stored trimmed)."""
     return session.scalar(
-        select(License).where(License.org_id == org_id, License.name_key == fold(name))
+        select(License).where(License.org_id == org_id, License.name_key == fold(_trimmed(name)))
     )
+
+
+def _trimmed(name: Any) -> Any:
+    """A name without surrounding whitespace: "Eng " would be a second license that reads
+    like "Eng" in every list and invoice line (the uniqueness key folds case, not spaces).
+    Anything but a string, or one with a control character, is left for ``_check`` to
+    refuse (a trailing tab or NEL is refused, not dropped)."""
+    return name.strip() if isinstance(name, str) and not has_control(name) else name
 
 
 def get_license(

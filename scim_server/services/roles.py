@@ -18,10 +18,13 @@ from scim_server.text import fold, has_control
 
 
 def create_role(session: Session, org_id: str, name: str, kind: str) -> Role:
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+    """A new role; its name trimmed, so " Planner " is the "Planner" that may exist already
+    (the uniqueness key folds case, not surrounding spaces, and a list shows both alike)."""
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
         raise InvalidValueError("A role name must be 1 to 200 characters.")
-    if has_control(name):
+    if has_control(name):  # before trimming: a trailing tab or NEL is refused, not dropped
         raise InvalidValueError("A role name cannot hold control characters.")
+    name = name.strip()
     if kind not in ROLE_KINDS:
         raise InvalidValueError(f"A role kind is one of {', '.join(ROLE_KINDS)}.")
     with session.begin():

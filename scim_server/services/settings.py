@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import column, exists, select, table, true
 from sqlalchemy.orm import Session
 
+from mappings.templates import TemplateError, parse_template
 from scim_server.errors import InvalidValueError
 from scim_server.models import Organization
 from scim_server.services.passwords import MAX_INPUT_CHARS, PasswordPolicy
+from scim_server.text import fold
 
 MATCH_KEYS = ("externalId", "email")
 MAX_DEFAULT_GROUPS = 100
@@ -167,8 +169,7 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
         raise InvalidValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
     out = IdentitySettings().as_dict()
     out.update(raw)
-    if out["username_format"] is not None and not isinstance(out["username_format"], str):
-        raise InvalidValueError("username_format must be a string template or null.")
+    out["username_format"] = _username_format(out["username_format"])
     keys = out["match_keys"]
     if not isinstance(keys, list) or not keys or any(k not in MATCH_KEYS for k in keys):
         raise InvalidValueError(
@@ -178,9 +179,12 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
         raise InvalidValueError("strict_seats must be true or false.")
     if out["default_license"] is not None and not isinstance(out["default_license"], str):
         raise InvalidValueError("default_license must be a license name or null.")
+    if out["default_license"] is not None:
+        out["default_license"] = out["default_license"].strip() or None  # names are trimmed
     roles = out["default_roles"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidValueError("default_roles must be a list of role names.")
+    out["default_roles"] = _role_names(roles)
     group_ids = out["default_groups"]
     if not isinstance(group_ids, list) or not all(
         isinstance(i, str) and 0 < len(i) <= 64 for i in group_ids
@@ -209,3 +213,31 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
     if out["lockout_minutes"] > out["lockout_max_minutes"]:
         raise InvalidValueError("lockout_minutes must not exceed lockout_max_minutes.")
     return out
+
+
+def _username_format(value: Any) -> str | None:
+    """The template, checked as a create would use it (``parse_template``): a broken one
+    stored here would make every later create fall back to the IdP's userName, unseen.
+    Blank means none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidValueError("username_format must be a string template or null.")
+    if not value.strip():
+        return None
+    try:
+        parse_template(value)
+    except TemplateError as err:
+        raise InvalidValueError(f"username_format {err}.") from None
+    return value
+
+
+def _role_names(names: list[str]) -> list[str]:
+    """Each name trimmed (role names are stored trimmed), blanks dropped, and names that fold
+    to one role (``Planner``, `` planner``) kept once, in the first spelling given."""
+    kept: dict[str, str] = {}
+    for name in names:
+        name = name.strip()
+        if name:
+            kept.setdefault(fold(name), name)
+    return list(kept.values())

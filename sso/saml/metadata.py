@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from scim_server import outbound_address
 from scim_server.errors import DomainError
 from sso.errors import SsoError
 from sso.saml import xml_guard
@@ -93,12 +94,13 @@ def _resolve(host: str, port: int) -> list[str]:
 
 
 def check_address(address: str) -> None:
-    """Refuse anything but a public unicast address (loopback, private, link-local ...)."""
+    """Refuse anything but a public unicast address (loopback, private, link-local ...),
+    judged as webhooks are (``outbound_address``): an IPv6 address carrying an IPv4 one
+    (NAT64, 6to4, Teredo, IPv4-mapped or -compatible) by that IPv4 address too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if not ip.is_global or ip.is_multicast or ip.is_loopback or ip.is_link_local or ip.is_private:
-        raise MetadataError(f"the metadata URL points to a non-public address ({ip})")
+    bad = outbound_address.refused(ip)
+    if bad is not None:
+        raise MetadataError(f"the metadata URL points to a non-public address ({bad})")
 
 
 def check_url(url: str) -> tuple[str, int, list[str]]:

@@ -73,6 +73,29 @@ def test_license_bad_input_is_clear_and_changes_nothing(admin, session):
     assert {e["action"] for e in failed} == {"license.create", "license.update", "license.delete"}
 
 
+def test_license_name_differing_only_by_surrounding_spaces_is_a_duplicate(admin, session):
+    """'Eng' exists; "Eng " or " eng" is the same license (409), not a second, billed one
+    that reads the same in every list and invoice line. Names are stored trimmed, on create
+    and on rename, and found by their trimmed name."""
+    eng = make_license(admin, "Eng", 5)
+    for name in ("Eng ", " eng", "\u00a0ENG "):
+        resp = admin.post("/api/v1/licenses", {"name": name, "seat_limit": 5})
+        assert resp.status_code == 409, (name, resp.status_code, resp.get_data(as_text=True))
+    assert [lic["name"] for lic in ok(admin.get("/api/v1/licenses"))["licenses"]] == ["Eng"]
+    ops = make_license(admin, "  Ops  ", 1)
+    assert ops["name"] == "Ops"
+    assert session.get(License, (admin.org_id, ops["id"])).name_key == "ops"
+    clash = admin.patch(f"/api/v1/licenses/{ops['id']}", {"name": " Eng"})
+    assert clash.status_code == 409, clash.get_data(as_text=True)
+    renamed = ok(admin.patch(f"/api/v1/licenses/{ops['id']}", {"name": " Operations "}))
+    assert renamed["name"] == "Operations"
+    assert (
+        ok(admin.put("/api/v1/settings", {"default_license": "Eng "}))["default_license"] == "Eng"
+    )
+    assert sorted(licenses_by_name(admin)) == ["Eng", "Operations"]
+    assert eng["id"] == licenses_by_name(admin)["Eng"]["id"]
+
+
 def test_license_held_by_a_user_cannot_be_deleted(scim, admin, session):
     """Deleting a license that users hold is refused with the reason."""
     lic = make_license(admin, "Engineer", 3)
@@ -131,6 +154,22 @@ def test_role_bad_input(admin, session):
         assert "control characters" in resp.get_json()["detail"]
     assert admin.delete("/api/v1/roles/nope").status_code == 404
     assert session.scalar(select(func.count()).select_from(Role)) == 1
+
+
+def test_role_name_differing_only_by_surrounding_spaces_is_a_duplicate(admin, session):
+    """'Planner' exists; " Planner " is the same role (409), not a second one that looks the
+    same (the uniqueness key folds case, not surrounding whitespace); names are stored
+    trimmed."""
+    make_role(admin, "Planner")
+    for name in (" Planner ", "planner\u00a0", "\u2003PLANNER"):
+        resp = admin.post("/api/v1/roles", {"name": name, "kind": "task"})
+        assert resp.status_code == 409, (name, resp.status_code, resp.get_data(as_text=True))
+    assert [r["name"] for r in ok(admin.get("/api/v1/roles"))["roles"]] == ["Planner"]
+    reader = make_role(admin, " Reader  ", "profile")
+    assert reader["name"] == "Reader"
+    assert session.get(Role, (admin.org_id, reader["id"])).name_key == "reader"
+    assert admin.post("/api/v1/roles", {"name": "   ", "kind": "task"}).status_code == 400
+    assert admin.post("/api/v1/roles", {"name": "Planner\t", "kind": "task"}).status_code == 400
 
 
 def test_default_role_cannot_be_deleted(admin, session):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from scim_server.db import db
 from scim_server.models import Contact, Organization
 from scim_server.services.tokens import create_token
 from tests.support import Scim
-from tests.support.admin_api import account, events, make_license, ok, person
+from tests.support.admin_api import account, events, make_license, make_role, ok, person
 
 
 def test_settings_defaults_and_replace(admin, session):
@@ -77,11 +78,57 @@ def test_settings_bad_input_is_400_and_changes_nothing(admin, session):
     assert len(failures) == len(cases) + 2 and failures[0]["status"] == 400
 
 
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{bogus}", "username_format has unknown placeholder {bogus}"),
+        ("{given", "username_format is malformed"),
+        ("no placeholder", "username_format has no placeholder"),
+        ("{email}" * 60, "username_format is longer than 200 characters"),
+        ("{given!r}", "username_format placeholder {given} takes no format spec"),
+    ],
+)
+def test_settings_refuse_a_malformed_username_format(admin, session, template, message):
+    """PUT /api/v1/settings checks username_format as a create would use it
+    (``parse_template``): a broken one is a 400 saying why, and nothing is stored (it used to
+    be stored, and every later create fell back to the IdP's userName, unseen)."""
+    before = ok(admin.get("/api/v1/settings"))
+    resp = admin.put("/api/v1/settings", {"username_format": template})
+    assert resp.status_code == 400, (resp.status_code, resp.get_data(as_text=True))
+    assert message in resp.get_json()["detail"]
+    assert ok(admin.get("/api/v1/settings")) == before
+    assert session.get(Organization, admin.org_id).settings in ({}, None)
+
+
+def test_settings_username_format_good_or_blank(admin):
+    """A valid format is stored as given; a blank one means none (the IdP's userName)."""
+    body = ok(admin.put("/api/v1/settings", {"username_format": "{given}.{family}"}))
+    assert body["username_format"] == "{given}.{family}"
+    assert ok(admin.put("/api/v1/settings", {"username_format": "  "}))["username_format"] is None
+
+
+def test_settings_default_roles_are_trimmed_and_fold_deduplicated(admin):
+    """["Planner", "planner", " Planner "] name one role: stored once, in the first spelling
+    (as default_groups drops a repeated id), not refused."""
+    make_role(admin, "Planner")
+    make_role(admin, "Reader", "profile")
+    body = ok(
+        admin.put(
+            "/api/v1/settings",
+            {"default_roles": ["Planner", "planner", " Planner ", "READER", ""]},
+        )
+    )
+    assert body["default_roles"] == ["Planner", "READER"]
+    assert ok(admin.get("/api/v1/settings"))["default_roles"] == ["Planner", "READER"]
+
+
 def test_settings_default_license_must_exist(admin):
     """A default license that exists is accepted."""
     make_license(admin, "Planner", 5)
     body = ok(admin.put("/api/v1/settings", {"default_license": "Planner"}))
     assert body["default_license"] == "Planner"
+    body = ok(admin.put("/api/v1/settings", {"default_license": " Planner "}))
+    assert body["default_license"] == "Planner"  # license names are trimmed
 
 
 def test_contacts_create_list_get_patch(admin, session):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from standardwebhooks import Webhook
 
 from tests.support.admin_api import ok, person
@@ -67,6 +68,92 @@ def test_production_refuses_private_addresses_unless_allowed(app, admin):
         assert resp.status_code == 400, url
     app.config["WEBHOOK_ALLOWED_NETWORKS"] = "10.0.0.0/8"
     assert subscribe(admin, "https://10.1.2.3/in")["url"] == "https://10.1.2.3/in"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # NAT64 well-known prefix (RFC 6052): 169.254.169.254 and 10.0.0.1 behind a NAT64 gateway
+        "https://[64:ff9b::a9fe:a9fe]/in",
+        "https://[64:ff9b::a00:1]/in",
+        # RFC 8215 local-use NAT64 prefix
+        "https://[64:ff9b:1::808:808]/in",
+        # 6to4 (RFC 3056) embedding 169.254.169.254
+        "https://[2002:a9fe:a9fe::1]/in",
+        # IPv4-compatible IPv6 (deprecated, RFC 4291 §2.5.5.1) of 127.0.0.1
+        "https://[::7f00:1]/in",
+        # IPv4-mapped (RFC 4291 §2.5.5.2) of 10.0.0.1
+        "https://[::ffff:a00:1]/in",
+        # Teredo (RFC 4380), site-local (RFC 3879)
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/in",
+        "https://[fec0::1]/in",
+    ],
+)
+def test_production_webhook_refuses_ipv6_forms_embedding_private_ipv4(app, admin, url):
+    """In production an IPv6 literal carrying a private, loopback or link-local IPv4 address
+    (NAT64, 6to4, IPv4-compatible or -mapped), a Teredo or a site-local one is refused on
+    save, though Python 3.11's ``is_global`` calls several of them global."""
+    app.config["SCIM_ENV"] = "production"
+    resp = admin.post("/api/v1/webhooks", {"url": url})
+    assert resp.status_code == 400, (url, resp.status_code, resp.get_data(as_text=True))
+    assert "private, loopback, link-local or reserved" in resp.get_json()["detail"]
+    assert ok(admin.get("/api/v1/webhooks"))["webhooks"] == []
+
+
+def test_production_webhook_accepts_nat64_of_a_public_address(app, admin):
+    """A NAT64 address of a public IPv4 address (what DNS64 answers on an IPv6-only network)
+    is public; one carrying a private address passes once the operator allows its network."""
+    app.config["SCIM_ENV"] = "production"
+    assert (
+        subscribe(admin, "https://[64:ff9b::808:808]/in")["url"] == "https://[64:ff9b::808:808]/in"
+    )
+    assert admin.post("/api/v1/webhooks", {"url": "https://[64:ff9b::a00:1]/in"}).status_code == 400
+    app.config["WEBHOOK_ALLOWED_NETWORKS"] = "10.0.0.0/8"
+    assert subscribe(admin, "https://[64:ff9b::a00:1]/in")["url"] == "https://[64:ff9b::a00:1]/in"
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("https://2130706433/in", "127.0.0.1"),  # one decimal number
+        ("https://0x7f000001/in", "127.0.0.1"),  # hex
+        ("https://0177.0.0.1/in", "127.0.0.1"),  # octal
+        ("https://127.1/in", "127.0.0.1"),  # short form
+        ("https://0/in", "0.0.0.0"),
+        ("https://169.254.169.254./in", "169.254.169.254"),  # a trailing dot
+        ("https://localhost/in", "127.0.0.1"),  # RFC 6761 §6.3: always loopback
+        ("https://LocalHost./in", "127.0.0.1"),
+        ("https://api.localhost/in", "127.0.0.1"),
+    ],
+)
+def test_production_webhook_refuses_loopback_in_other_spellings(app, admin, url, address):
+    """Every spelling getaddrinfo reads as a loopback or link-local address is refused when
+    the subscription is saved (it would only fail later, delivery after delivery), and the
+    answer names the address it stands for."""
+    app.config["SCIM_ENV"] = "production"
+    resp = admin.post("/api/v1/webhooks", {"url": url})
+    assert resp.status_code == 400, (url, resp.status_code, resp.get_data(as_text=True))
+    assert f"({address}) is a private" in resp.get_json()["detail"]
+    assert ok(admin.get("/api/v1/webhooks"))["webhooks"] == []
+
+
+def test_development_webhook_keeps_localhost(admin):
+    """Development still takes localhost and loopback spellings (a receiver on this machine)."""
+    for url in ("http://localhost:8080/in", "https://api.localhost/in", "http://127.1:8080/in"):
+        assert subscribe(admin, url)["url"] == url
+
+
+@pytest.mark.parametrize("before", ["2147483648", "9223372036854775808", "99999999999999999999"])
+def test_delivery_log_before_past_the_column_is_400_not_500(app, admin, before):
+    """GET .../deliveries?before=<past the integer column> is a 400 naming the parameter,
+    not an overflow in the database and a 500; the largest id still pages."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    sub = subscribe(admin, "https://hooks.example.com/in")
+    resp = admin.get(f"/api/v1/webhooks/{sub['id']}/deliveries?before={before}")
+    assert resp.status_code == 400, (resp.status_code, resp.get_data(as_text=True))
+    assert "2147483647" in resp.get_json()["detail"]["before"][0]
+    top = admin.get(f"/api/v1/webhooks/{sub['id']}/deliveries?before=2147483647")
+    assert ok(top) == {"deliveries": []}
 
 
 def test_other_organizations_webhooks_are_not_found(admin, other_scim, client, app):

@@ -77,6 +77,9 @@ def test_save_the_whole_document(app: Flask, security: FlaskClient, scim: Scim) 
             "“First lock lasts (minutes)” must not exceed “Longest lock (minutes)”",
         ),
         ({"match_keys": []}, "“Find the existing contact” must be a non-empty list"),
+        ({"username_format": "{bogus}"}, "“Username format” has unknown placeholder {bogus}"),
+        ({"username_format": "{given"}, "“Username format” is malformed"),
+        ({"username_format": "jdoe"}, "“Username format” has no placeholder"),
     ],
 )
 def test_bad_values_are_refused_and_kept_in_the_form(
@@ -89,6 +92,24 @@ def test_bad_values_are_refused_and_kept_in_the_form(
     assert resp.status_code == 400 and message in html
     with db.reader(app)() as s:
         assert settings.get_settings(s, scim.org_id) == settings.IdentitySettings()
+
+
+def test_a_broken_username_format_is_refused_on_the_page(
+    app: Flask, security: FlaskClient, scim: Scim
+) -> None:
+    """Saving a format the creates could not use: 400, the reason in the page's alert, the
+    format kept in its box to fix, nothing stored (it used to be saved and then ignored)."""
+    form = _form(username_format="{given}.{surname}")
+    resp = security.post("/admin/settings/", data={"csrf_token": csrf_token(security), **form})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 400
+    assert (
+        '<p class="alert alert-error" role="alert">“Username format” has unknown placeholder '
+        "{surname}" in html
+    )
+    assert 'name="username_format" type="text" value="{given}.{surname}"' in html
+    with db.reader(app)() as s:
+        assert settings.get_settings(s, scim.org_id).username_format is None
 
 
 def test_username_preview(security: FlaskClient, scim: Scim) -> None:

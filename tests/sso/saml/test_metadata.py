@@ -63,6 +63,36 @@ def test_metadata_url_refused(url: str, why: str, no_network: list[str]) -> None
     assert no_network == []
 
 
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),  # NAT64 (RFC 6052)
+        ("64:ff9b::a00:1", "10.0.0.1"),
+        ("2002:a9fe:a9fe::1", "169.254.169.254"),  # 6to4 (RFC 3056)
+        ("::7f00:1", "127.0.0.1"),  # IPv4-compatible (RFC 4291 §2.5.5.1)
+        ("fec0::1", "fec0::1"),  # site-local (RFC 3879)
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:4136:e378:8000:63bf:3fff:fdd2"),  # Teredo
+    ],
+)
+def test_ipv6_forms_carrying_a_private_address_are_refused(
+    monkeypatch: pytest.MonkeyPatch, address: str, carried: str, no_network: list[str]
+) -> None:
+    """A metadata URL whose name resolves to (or whose literal is) an IPv6 address carrying a
+    private IPv4 one is refused as webhooks refuse it (one shared check: outbound_address)."""
+    monkeypatch.setattr(metadata, "_resolve", lambda h, p: [address])
+    for url in ("https://idp.example.test/metadata", f"https://[{address}]/metadata"):
+        with pytest.raises(MetadataError) as err:
+            fetch_metadata(url)
+        assert f"non-public address ({carried})" in err.value.detail
+    assert no_network == []
+
+
+def test_nat64_of_a_public_address_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS64's answer for a public host (64:ff9b::93.184.216.34) is public."""
+    monkeypatch.setattr(metadata, "_resolve", lambda h, p: ["64:ff9b::5db8:d822"])
+    assert check_url("https://idp.example.test/x")[2] == ["64:ff9b::5db8:d822"]
+
+
 def test_every_resolved_address_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     """One private address among public ones is enough to refuse (DNS answers vary)."""
     monkeypatch.setattr(metadata, "_resolve", lambda h, p: ["93.184.216.34", "192.168.1.5"])
