@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import math
 import secrets
 import socket
 import ssl
@@ -38,6 +39,8 @@ import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -369,11 +372,45 @@ class _CheckedHTTPSConnection(http.client.HTTPSConnection):
 
 @dataclass(frozen=True)
 class Answer:
-    """What the receiver said (status, the start of its body) and how long it took."""
+    """What the receiver said (status, the start of its body) and how long it took;
+    ``retry_after``: the seconds its ``Retry-After`` header asked for (``retry_after``),
+    None without a usable one."""
 
     status: int
     body: str
     latency_ms: int
+    retry_after: int | None = None
+
+
+# A receiver's Retry-After is honoured within these bounds: at least a second (a date in
+# the past, or 0), at most the longest backoff (an hour), so one receiver cannot park a
+# delivery past its retry window with a single answer.
+RETRY_AFTER_MIN = 1
+RETRY_AFTER_MAX = 3600
+
+
+def retry_after(value: str | None, now: float) -> int | None:
+    """The delay a ``Retry-After`` value asks for, in whole seconds clamped to
+    ``RETRY_AFTER_MIN``..``RETRY_AFTER_MAX``; None when absent or not one of its two forms.
+
+    RFC 9110 §10.2.3: ``delay-seconds`` (digits) or an ``HTTP-date`` (``now``: the epoch
+    seconds it is counted from)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = RETRY_AFTER_MAX if len(value) > 9 else int(value)
+    else:
+        try:
+            # RFC 9110 §5.6.7: IMF-fixdate, or the obsolete RFC 850 and asctime forms
+            # (always GMT: a date without a zone is read as UTC).
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = math.ceil(when.timestamp() - now)
+    return min(max(seconds, RETRY_AFTER_MIN), RETRY_AFTER_MAX)
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], policy: OutboundPolicy) -> Answer:
@@ -393,7 +430,12 @@ def post(url: str, body: bytes, headers: Mapping[str, str], policy: OutboundPoli
         )
         response = conn.getresponse()
         text = printable(response.read(policy.max_response).decode("utf-8", "replace"))
-        return Answer(response.status, text, int((time.monotonic() - started) * 1000))
+        return Answer(
+            response.status,
+            text,
+            int((time.monotonic() - started) * 1000),
+            retry_after(response.getheader("Retry-After"), time.time()),
+        )
     except TimeoutError:  # the deadline, or a socket wait given what was left of it
         raise TimeoutError(f"no complete answer within {policy.timeout:g} s") from None
     finally:

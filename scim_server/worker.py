@@ -174,7 +174,9 @@ class Worker:
         """Send due webhook deliveries until none is left (or ``limit``); how many were handled."""
         if self.outbound is None:
             return 0
-        webhook_fanout.fan_out_due(self.factory, self.clock, should_stop=self.stop.is_set)
+        webhook_fanout.fan_out_due(
+            self.factory, self.clock, should_stop=self.stop.is_set, base_url=self.base_url
+        )
         return webhook_delivery.deliver_due(
             self.factory,
             self.outbound,

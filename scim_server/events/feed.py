@@ -1,6 +1,6 @@
 """Reading the events back: in position order, from a cursor; and forgetting them after retention.
 
-A cursor is the position of the last event a reader has seen, as an opaque
+A cursor is the position a reader has read up to, as an opaque
 string. Positions are assigned under the organization's audit head lock and
 committed in that order, so what a reader sees is always a prefix: reading
 after a cursor never skips an event that commits later.
@@ -75,11 +75,16 @@ def start_position(session: Session, org_id: str, after: str | None) -> int:
     A cursor whose next events were purged is a 410 (the reader missed them);
     one beyond the newest event was never handed out (400).
     """
+    return _start(session, org_id, after)[0]
+
+
+def _start(session: Session, org_id: str, after: str | None) -> tuple[int, int]:
+    """``start_position`` and the newest position, read together (``bounds``)."""
     low, high = bounds(session, org_id)
     if after is None:
-        return max(low - 1, 0)
+        return max(low - 1, 0), high
     if after == NOW:
-        return high
+        return high, high
     position = parse_cursor(after)
     if position > high:
         raise InvalidValueError(f"Cursor {after!r} is ahead of the newest event.")
@@ -88,7 +93,7 @@ def start_position(session: Session, org_id: str, after: str | None) -> int:
             f"The events after cursor {after!r} are past retention and were deleted; "
             "start again from the oldest retained event (no cursor) or from after=now."
         )
-    return position
+    return position, high
 
 
 def list_events(
@@ -99,14 +104,26 @@ def list_events(
     limit: int,
     types: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], str]:
-    """Up to ``limit`` events after the cursor, in order, and the cursor to read on from."""
-    position = start_position(session, org_id, after)
+    """Up to ``limit`` events after the cursor, in order, and the cursor to read on from.
+
+    A short page (fewer than ``limit``) read every event up to the newest, matching or
+    not: its cursor is that newest position (``bounds``, read before the page: every
+    event up to it had committed, so the page saw them all), not its last match. A
+    reader filtering on types that rarely happen then moves on with the feed, and its
+    cursor is not left behind for retention to purge (a 410 though it missed nothing).
+    A full page may have more matches after it: its cursor is its last event's.
+    """
+    position, newest = _start(session, org_id, after)
     stmt = select(Event).where(Event.org_id == org_id, Event.position > position)
     if types:
         stmt = stmt.where(Event.type.in_(check_types(types)))
     rows = session.scalars(stmt.order_by(Event.position).limit(limit)).all()
-    next_cursor = str(rows[-1].position) if rows else str(position)
-    return [envelope(r) for r in rows], next_cursor
+    if len(rows) >= limit:
+        next_cursor = rows[-1].position
+    else:
+        # The page's own read may have seen events committed after ``bounds``: never less.
+        next_cursor = max(newest, position, rows[-1].position if rows else 0)
+    return [envelope(r) for r in rows], str(next_cursor)
 
 
 def find_event(session: Session, org_id: str, event_id: str) -> Event | None:

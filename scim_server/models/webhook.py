@@ -20,7 +20,8 @@ class WebhookSubscription(Base):
     for the whole retry window is disabled (``disabled_reason``). The worker
     turns the organization's events after ``fanned_position`` into deliveries;
     a new subscription starts at the newest event, a disabled one resumes where
-    it stopped when enabled again (nothing is lost while it was off).
+    it stopped when enabled again, with the events retention has kept (one it purged
+    meanwhile is a ``webhook.gap``: audited, logged as a failed delivery, mailed).
     """
 
     __tablename__ = "webhook_subscriptions"

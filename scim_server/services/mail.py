@@ -37,6 +37,7 @@ KINDS = (
     "mfa_changed",
     "account_locked",
     "webhook_disabled",
+    "webhook_gap",
 )
 # The kinds that carry a temporary password or a link into the account: sent only while the
 # account may receive credentials (``mail_delivery``), and only the latest of them

@@ -45,25 +45,48 @@ def create_role(session: Session, org_id: str, name: str, kind: str) -> Role:
 
 
 def delete_role(session: Session, org_id: str, role_id: str) -> None:
+    """Delete a role; every holder loses it, as a change of that holder.
+
+    Each holder's version moves and each gets a ``user.roles`` audit event (the role's
+    id removed from each source it held it from, the shape a revoke writes), so their
+    timelines show it and ``events.types.derive`` gives their ``user.roles_changed``
+    product events: a product mirroring roles must hear of it. The events are recorded
+    in this transaction and written at its commit in bulk (``events.writer``: one read
+    of the holders' states, one INSERT or COPY), as rules apply does for its batches.
+    """
     with session.begin():
-        role = session.scalar(select(Role).where(Role.org_id == org_id, Role.id == role_id))
+        # Locked: a concurrent grant (its foreign key check) waits for this to commit and
+        # then fails, rather than adding a holder this did not see and tell.
+        role = session.scalar(
+            select(Role).where(Role.org_id == org_id, Role.id == role_id).with_for_update()
+        )
         if role is None:
             raise NotFoundError(f"Role {role_id!r} not found.")
+        held = session.execute(
+            select(UserRole.user_id, UserRole.source, User.user_name, User.external_id)
+            .join(User, (User.org_id == UserRole.org_id) & (User.id == UserRole.user_id))
+            .where(UserRole.org_id == org_id, UserRole.role_id == role.id)
+            .order_by(UserRole.user_id, UserRole.source)
+        ).all()
+        holders: dict[str, tuple[Any, list[str]]] = {}
+        for user_id, source, user_name, external_id in held:
+            holders.setdefault(user_id, ((user_name, external_id), []))[1].append(source)
         # Its holders lose it (the rows go with the role): their SCIM view (the product
         # extension's roles) changes, so their versions move, as a role taken away one
         # by one would move them; a stale ETag must not answer 304.
-        holders = select(UserRole.user_id).where(
-            UserRole.org_id == org_id, UserRole.role_id == role.id
-        )
-        moved = (
-            session.connection()
-            .execute(
+        if holders:
+            session.connection().execute(
                 update(User)
-                .where(User.org_id == org_id, User.id.in_(holders))
+                .where(
+                    User.org_id == org_id,
+                    User.id.in_(
+                        select(UserRole.user_id).where(
+                            UserRole.org_id == org_id, UserRole.role_id == role.id
+                        )
+                    ),
+                )
                 .values(version=User.version + 1, updated_at=utcnow())
             )
-            .rowcount
-        )
         record(
             session,
             org_id,
@@ -71,8 +94,24 @@ def delete_role(session: Session, org_id: str, role_id: str) -> None:
             resource_type="Role",
             resource_id=role.id,
             detail=role.name,
-            changes={"holders": moved} if moved else None,
+            changes={"holders": len(holders)} if holders else None,
         )
+        detail = f"role {role.name!r} ({role.kind}) deleted"
+        for user_id, ((user_name, external_id), sources) in holders.items():
+            changes: dict[str, Any] = {}
+            for source in sources:
+                changes |= role_change(source, [], [role.id], {})
+            record(
+                session,
+                org_id,
+                "user.roles",
+                resource_type="User",
+                resource_id=user_id,
+                external_id=external_id,
+                user_name=user_name,
+                detail=detail,
+                changes=changes,
+            )
         session.delete(role)
 
 

@@ -4,7 +4,8 @@ The claim is the shared lease helper (``services.leases``: ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL), so two workers never send one delivery at once. A
 delivery is due only when no earlier delivery about the same resource, to the
 same subscription, is still open: deliveries go out in order per resource.
-A failure is retried with exponential backoff (``leases.backoff``) for up to
+A failure is retried with exponential backoff (``leases.backoff``; later when a 429 or
+503 answer's ``Retry-After`` asks for longer, up to an hour) for up to
 ``RETRY_WINDOW`` (3 days) from the delivery's first attempt, or from its
 subscription's last re-enabling (``enabled_at``) if later, then given up: a
 delivery that waited (behind an earlier one about its resource, or while its
@@ -331,10 +332,24 @@ def _record(
         delivery.state = "failed"
     else:
         delivery.state = "pending"
-        delivery.next_attempt_at = now + leases.backoff(delivery.attempts)
+        delivery.next_attempt_at = now + _retry_delay(delivery.attempts, answer)
     if sub is not None and not outcome.give_up:
         _note_failure(session, sub, now, base_url)
     return delivery.state
+
+
+# RFC 6585 §4 (429 Too Many Requests), RFC 9110 §15.6.4 (503 Service Unavailable): the
+# statuses whose Retry-After says when the receiver will take requests again.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def _retry_delay(attempts: int, answer: Answer | None) -> timedelta:
+    """How long until the next attempt: the backoff, or the receiver's ``Retry-After``
+    on a 429 or 503 when longer (``webhook_http.retry_after``: at most an hour)."""
+    delay = leases.backoff(attempts)
+    if answer is not None and answer.status in RETRY_AFTER_STATUSES and answer.retry_after:
+        delay = max(delay, timedelta(seconds=answer.retry_after))
+    return delay
 
 
 def _note_failure(session: Session, sub: WebhookSubscription, now: datetime, base_url: str) -> None:

@@ -10,10 +10,19 @@ A subscription behind the newest event is locked (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so two workers take different ones; SQLite's writers queue), its
 next events (up to ``BATCH``) become deliveries of the types it wants, in
 position order, and its cursor moves past them, in one transaction.
+
+Retention (``feed.purge``) does not wait for a subscription: one disabled (or
+left behind) longer than ``SCIM_EVENTS_RETENTION_DAYS`` finds the events after its
+cursor gone. They cannot be sent any more, so the gap is made visible where an
+admin looks, in the same transaction as the fan-out that finds it: a
+``webhook.gap`` audit event with the missed positions, a failed ``webhook.gap``
+entry in the subscription's delivery log saying how to resync, and a mail to its
+alert address; then the events after the gap are fanned out as usual.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,10 +30,16 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from scim_server.audit import AuditContext, record, use_context
 from scim_server.models import Event, WebhookDelivery, WebhookSubscription
-from scim_server.services import webhooks
+from scim_server.services import mail, webhooks
+from scim_server.services.webhook_delivery import DEFAULT_BASE_URL
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
+GAP_TYPE = "webhook.gap"
+_CONTEXT = AuditContext(actor_type="system", actor_name="scim-server worker")
 
 
 def _behind() -> Select[Any]:
@@ -43,10 +58,13 @@ def _behind() -> Select[Any]:
     )
 
 
-def fan_out_one(factory: sessionmaker[Session], now: datetime) -> int | None:
+def fan_out_one(
+    factory: sessionmaker[Session], now: datetime, *, base_url: str = DEFAULT_BASE_URL
+) -> int | None:
     """One batch for one subscription behind the newest event: how many deliveries it made,
-    or None when no subscription is behind."""
-    with factory() as session, session.begin():
+    or None when no subscription is behind. Events purged before it fanned them out are
+    recorded as a gap (``_record_gap``) first."""
+    with use_context(_CONTEXT), factory() as session, session.begin():
         sub: WebhookSubscription | None = session.scalar(_behind())
         if sub is None:
             return None
@@ -56,6 +74,10 @@ def fan_out_one(factory: sessionmaker[Session], now: datetime) -> int | None:
             .order_by(Event.position)
             .limit(BATCH)
         ).all()
+        # Positions are gap-free and commit in order: the first one after the cursor is the
+        # next one, unless retention deleted those before it.
+        if events[0].position > sub.fanned_position + 1:
+            _record_gap(session, sub, events[0].position - 1, now, base_url)
         rows = [
             webhooks.delivery_row(sub.org_id, sub.id, e._mapping, now)
             for e in events
@@ -67,16 +89,73 @@ def fan_out_one(factory: sessionmaker[Session], now: datetime) -> int | None:
         return len(rows)
 
 
+def gap_text(first: int, last: int) -> str:
+    """What was lost and how to recover, for the delivery log and the mail."""
+    span = f"event {first} was" if first == last else f"events {first} to {last} were"
+    return (
+        f"{span} deleted by event retention (SCIM_EVENTS_RETENTION_DAYS) before this "
+        "webhook sent them (it was disabled, or behind): they cannot be sent or replayed. "
+        "Resync your product from the current state (GET /api/v1/users, GET /scim/v2/Groups), "
+        f"then rely on the events after {last}, which follow as usual"
+    )
+
+
+def _record_gap(
+    session: Session, sub: WebhookSubscription, last: int, now: datetime, base_url: str
+) -> None:
+    """Positions ``sub.fanned_position + 1`` to ``last`` are gone: say so where an admin
+    looks (audit, the delivery log, the alert address), in the fan-out's transaction.
+
+    The log entry is a delivery born failed (no attempt, never claimed: ``due_statement``
+    takes pending ones) about no event, so the log's purge ages it out like the others."""
+    first = sub.fanned_position + 1
+    text = gap_text(first, last)
+    record(
+        session,
+        sub.org_id,
+        GAP_TYPE,
+        outcome="failure",
+        resource_type="Webhook",
+        resource_id=sub.id,
+        detail=f"{sub.url}: {text}"[:2000],
+        changes={"missed": {"from": first, "to": last}, "resumed_at": last + 1},
+    )
+    session.execute(
+        insert(WebhookDelivery),
+        [
+            {
+                "org_id": sub.org_id,
+                "subscription_id": sub.id,
+                "event_id": None,
+                "event_type": GAP_TYPE,
+                "position": last,
+                "resource_key": f"{GAP_TYPE}:{first}-{last}",
+                "state": "failed",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "last_error": f"{text}.",
+            }
+        ],
+    )
+    log.warning("webhook %s (%s): %s", sub.id, sub.url, text)
+    if sub.alert_email:
+        context = {"login_url": mail.login_url(base_url), "webhook_url": sub.url, "reason": text}
+        mail.queue_mail(session, sub.org_id, "webhook_gap", sub.alert_email, context)
+
+
 def fan_out_due(
     factory: sessionmaker[Session],
     clock: Callable[[], datetime],
     *,
     should_stop: Callable[[], bool] = lambda: False,
+    base_url: str = DEFAULT_BASE_URL,
 ) -> int:
-    """Bring every enabled subscription up to the newest event; how many deliveries were made."""
+    """Bring every enabled subscription up to the newest event; how many deliveries were made.
+    ``base_url``: the server's public URL, for the sign-in link of a gap's mail."""
     made = 0
     while not should_stop():
-        batch = fan_out_one(factory, clock())
+        batch = fan_out_one(factory, clock(), base_url=base_url)
         if batch is None:
             break
         made += batch
