@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, JSONDoc, KeyText, UTCDateTime, utcnow
@@ -69,9 +79,17 @@ class User(Base):
     login_name: Mapped[str | None] = mapped_column("username", Text, default=None)
     login_name_key: Mapped[str | None] = mapped_column("username_key", KeyText, default=None)
     status: Mapped[str] = mapped_column(String(24), default="PROVISIONED")
-    # An admin's lock or demand for a new password that a deactivation suspends: the
-    # activation gives it back (``lifecycle``); None otherwise.
+    # An admin's lock that a deactivation suspends: the activation gives it back
+    # (``lifecycle``); None otherwise. (AWAITING_NEW_PASSWORD in rows from before 0039:
+    # the demand is ``new_password_required`` now.)
     status_before_deactivation: Mapped[str | None] = mapped_column(String(24), default=None)
+    # An admin's (or the credentials') demand for a new password, held whatever status
+    # overrides ``AWAITING_NEW_PASSWORD`` meanwhile (a lock, an automatic lock, a
+    # deactivation, a reset link asked for): only a new password (or an admin's
+    # ``complete_recovery``) lifts it (``lifecycle``, 0039).
+    new_password_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # How the account came to be: "scim" (an IdP), "jit" (a first sign-in), "manual" (an
     # admin: console, CLI); None for accounts older than the column whose log was purged.
     source: Mapped[str | None] = mapped_column(String(10), default=None)

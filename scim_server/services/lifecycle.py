@@ -71,8 +71,9 @@ TRANSITIONS = {
 
 # What an admin decided that only an admin lifts: a deactivation suspends it, and the
 # activation that ends the deactivation gives it back (an IdP's deactivate and reactivate,
-# Entra's soft delete and restore, must not lift an admin's lock on the way).
-HELD_THROUGH_DEACTIVATION = frozenset({LOCKED_BY_ADMIN, AWAITING_NEW_PASSWORD})
+# Entra's soft delete and restore, must not lift an admin's lock on the way). An admin's
+# demand for a new password is held apart, through anything (``new_password_required``).
+HELD_THROUGH_DEACTIVATION = frozenset({LOCKED_BY_ADMIN})
 
 
 def _resting(user: User) -> str:
@@ -94,10 +95,11 @@ def transition(
 def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
     """The row half of ``transition``: check and set the new status; return the old one.
 
-    A move to a status that may not sign in from one that may also moves the account's
-    ``session_epoch`` on (its sessions and tokens end). A SCIM write sets both before its
-    one flush (one UPDATE of the row) and records the transition after its own event
-    (``record_transition``).
+    A move to a status that may not sign in (but the automatic lockout) also moves the
+    account's ``session_epoch`` on (its sessions and tokens end). ``new_password_required``
+    keeps an admin's ``require_new_password`` under any status that covers it. A SCIM write
+    sets all of them before its one flush (one UPDATE of the row) and records the
+    transition after its own event (``record_transition``).
     """
     spec = TRANSITIONS.get(name)
     if spec is None:
@@ -109,21 +111,38 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
             f"(allowed from: {allowed})."
         )
     before = user.status
+    if name == "complete_recovery":
+        # A new password was set (or an admin lifts the demand): the one way it ends here.
+        user.new_password_required = False
+    elif before == AWAITING_NEW_PASSWORD or name == "require_new_password":
+        # However the account came to await one (a mapping rule's initial status too).
+        user.new_password_required = True
     if name == "deactivate":
         user.status_before_deactivation = before if before in HELD_THROUGH_DEACTIVATION else None
         user.status = DEACTIVATED
-    elif name == "activate" and user.status_before_deactivation is not None:
-        user.status = user.status_before_deactivation
+    elif name == "activate":
+        # AWAITING_NEW_PASSWORD, held here before 0039, is the demand's (below).
+        held = user.status_before_deactivation
+        user.status = held if held in HELD_THROUGH_DEACTIVATION else _resting(user)
         user.status_before_deactivation = None
     else:
         user.status = spec.target or _resting(user)
-    if before in SIGN_IN_ALLOWED and user.status not in SIGN_IN_ALLOWED and name != "auto_lock":
+    if user.new_password_required and user.status in SIGN_IN_ALLOWED:
+        # An admin's demand for a new password outlasts whatever covered it (a lock, an
+        # automatic lock, a deactivation) and a reset link anyone may ask for
+        # (``start_recovery``): only a new password lifts it. Until then the account may
+        # not sign in (SSO refused, the password leads to "Choose a new password"); the
+        # person who uses the reset link sets a new one, which satisfies it.
+        user.status = AWAITING_NEW_PASSWORD
+    if user.status not in SIGN_IN_ALLOWED and name != "auto_lock":
         # A deactivation or a lock ends every session for good, as a password change does
         # (``passwords.end_sessions``): the status check alone would give a session or a
-        # token from before it back with the reactivation (a stolen cookie included). A
-        # plain value, written by the status change's own UPDATE (no statement more).
-        # Not the automatic lockout: a stranger's wrong guesses cause it, and would sign
-        # the owner out of everything at will; its sessions are refused while it lasts.
+        # token from before it back with the reactivation (a stolen cookie included). From
+        # any status, the automatic lockout's included: its sessions were only paused, and
+        # an admin's lock or the IdP's deactivation of it must end them as any other does.
+        # A plain value, written by the status change's own UPDATE (no statement more).
+        # Not the automatic lockout itself: a stranger's wrong guesses cause it, and would
+        # sign the owner out of everything at will; its sessions are refused while it lasts.
         user.session_epoch = (user.session_epoch or 0) + 1
     active = user.active = user.status != DEACTIVATED
     # Keep the SCIM view (`active`) in step with the status (a SCIM write's document is
@@ -155,11 +174,17 @@ def record_transition(
 
 def record_sign_in(session: Session, user: User) -> None:
     """A successful sign-in: PROVISIONED becomes ACTIVE (a transition, with its event)
-    and last-login is set."""
-    user.last_login_at = utcnow()
+    and last-login is set.
+
+    The status is part of the SCIM resource (the product extension): its change moves
+    ``meta.version`` and ``meta.lastModified`` together (RFC 7643 §3.1), or a client
+    syncing by ``meta.lastModified gt`` misses it. Last-login alone moves neither.
+    """
+    now = user.last_login_at = utcnow()
     if user.status == PROVISIONED:
         user.status = ACTIVE
         user.version += 1
+        user.updated_at = now
         record(
             session,
             user.org_id,

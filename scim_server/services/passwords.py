@@ -265,7 +265,8 @@ def set_password(
     """Give ``user`` this password in the caller's transaction, after the policy allows it.
 
     A chosen password (not ``temporary``) is also checked against the history and
-    then remembered in it. The audit event (``user.password.set``) says ``detail``
+    then remembered in it, and meets an admin's demand for a new password
+    (``users.new_password_required``). The audit event (``user.password.set``) says ``detail``
     and whether the password is temporary, never the password.
     """
     check_policy(policy, password, identifiers=identifiers)
@@ -282,6 +283,11 @@ def set_password(
     row.hash = digest
     row.temporary = temporary
     row.must_change = must_change
+    if not temporary:
+        # A password of the person's own (chosen, or the IdP's) is what an admin's
+        # ``require_new_password`` asked for: the demand is met, whatever status covers it
+        # now (``lifecycle``); a temporary one meets nothing.
+        user.new_password_required = False
     row.set_at = now
     row.expires_at = expires_at
     if not temporary and policy.history > 0:

@@ -287,8 +287,9 @@ def end_expired_recoveries(factory: sessionmaker[Session], now: datetime, limit:
     """The worker's: reset links that expired unused end ``RECOVERY``; returns how many links.
 
     The user goes back to where they were: ``AWAITING_NEW_PASSWORD`` when a
-    temporary password must still be changed or an activation link is live,
-    else ``PROVISIONED``/``ACTIVE``.
+    temporary password must still be changed, an activation link is live or an admin
+    demanded a new password, else ``PROVISIONED``/``ACTIVE``. (A reset asked for while a
+    new password is demanded never left ``AWAITING_NEW_PASSWORD``: ``lifecycle``.)
     """
     with factory() as session, session.begin():
         expired = session.scalars(
@@ -307,10 +308,13 @@ def end_expired_recoveries(factory: sessionmaker[Session], now: datetime, limit:
             user = session.get(User, (link.org_id, link.user_id))
             if user is None or user.status != RECOVERY or _has_live(session, user, "reset", now):
                 continue
+            # An admin's demand (only a RECOVERY from before 0039 may still hold one: a reset
+            # asked for now leaves AWAITING_NEW_PASSWORD as it is) is not met by a link unused.
+            held = user.new_password_required
             lifecycle.transition(
                 session, user, "complete_recovery", reason="the reset link expired unused"
             )
-            if _must_choose(session, user, now):
+            if held or _must_choose(session, user, now):
                 lifecycle.transition(
                     session,
                     user,

@@ -244,8 +244,16 @@ def _decide(
 
 
 def next_stage(session: Session, user: User, row: UserPassword | None) -> str:
-    """After a proved password: change it, prove a second factor, enrol one, or done."""
-    if user.status == lifecycle.AWAITING_NEW_PASSWORD or (row is not None and row.must_change):
+    """After a proved password: change it, prove a second factor, enrol one, or done.
+
+    A change while an admin's demand for a new password stands, whatever the status says
+    (a RECOVERY from before migration 0039 may hold one): the old password never signs in
+    straight."""
+    if (
+        user.status == lifecycle.AWAITING_NEW_PASSWORD
+        or user.new_password_required
+        or (row is not None and row.must_change)
+    ):
         return "change"
     if mfa.enrolled(session, user):
         return "mfa"

@@ -8,11 +8,13 @@ with the same address (``sso.local.accounts.find_account``).
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import inspect, select
+from datetime import timedelta
 
-from scim_server.db import db
-from scim_server.models import MailOutbox, Organization
+import pytest
+from sqlalchemy import inspect, select, update
+
+from scim_server.db import db, utcnow
+from scim_server.models import CredentialToken, MailOutbox, Organization, User
 from scim_server.services import recovery, settings
 from sso.connections.models import SsoEmailDomain
 from sso.local.accounts import domain_org
@@ -20,7 +22,7 @@ from tests.support import Scim
 from tests.support.admin_api import admin_of
 from tests.support.credentials import employee, set_settings
 from tests.support.dns_server import add_verified_domain
-from tests.support.local import forgot
+from tests.support.local import forgot, person_with_password, sign_in
 
 VICTIM = "victim@b.example"
 
@@ -192,3 +194,69 @@ def test_the_lookups_passwords_rule_is_the_settings_rule(
             )
         )
     assert (selected is not None) is expected
+
+
+# -- an admin's "require a new password" through a stranger's reset request -------------------
+
+
+def _reset_token(app, org_id: str) -> str:
+    """The newest reset link's token, from its queued mail."""
+    with db.reader(app)() as s:
+        body = s.scalars(
+            select(MailOutbox.body_text)
+            .where(MailOutbox.org_id == org_id, MailOutbox.kind == "reset_link")
+            .order_by(MailOutbox.created_at.desc())
+        ).first()
+    assert body is not None
+    return str(body.split("/sso/reset/")[1].split()[0])
+
+
+def _user_status(app, org_id: str, user_id: str) -> str:
+    with db.reader(app)() as s:
+        user = s.get(User, (org_id, user_id))
+        assert user is not None
+        return user.status
+
+
+def test_a_strangers_forgot_request_does_not_lift_an_admins_require_new_password(
+    app, scim: Scim, admin: Scim
+) -> None:
+    """After require_new_password, anyone's /sso/forgot mails a link but the account stays
+    AWAITING_NEW_PASSWORD: the old password leads to "Choose a new password" (no RECOVERY,
+    which may sign in), and the link expiring unused changes nothing."""
+    login = "alice@example.com"
+    user_id = person_with_password(app, scim, login)
+    resp = admin.post(f"/api/v1/users/{user_id}/actions/require_new_password", None)
+    assert resp.status_code == 200, resp.get_json()
+    assert forgot(app.test_client(), login).status_code == 200
+    assert _reset_token(app, scim.org_id)
+    assert _user_status(app, scim.org_id, user_id) == "AWAITING_NEW_PASSWORD"
+    resp = sign_in(app.test_client(), login)
+    assert resp.status_code == 303
+    assert resp.headers["Location"].endswith("/sso/password/change"), resp.headers["Location"]
+    with db.writer(app)() as s, s.begin():
+        s.execute(update(CredentialToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert recovery.end_expired_recoveries(db.writer(app), utcnow()) == 1
+    assert _user_status(app, scim.org_id, user_id) == "AWAITING_NEW_PASSWORD"
+
+
+def test_the_reset_link_sets_the_new_password_the_admin_required(
+    app, client, scim: Scim, admin: Scim
+) -> None:
+    """The reset link used after require_new_password sets a new password: that satisfies the
+    requirement (PROVISIONED), and the new password signs in with no change asked."""
+    login = "alice@example.com"
+    new = "Saffron-glacier-window-64"
+    user_id = person_with_password(app, scim, login)
+    resp = admin.post(f"/api/v1/users/{user_id}/actions/require_new_password", None)
+    assert resp.status_code == 200, resp.get_json()
+    assert forgot(client, login).status_code == 200
+    token = _reset_token(app, scim.org_id)
+    done = client.post(f"/sso/reset/{token}", data={"password": new, "confirm": new})
+    assert done.status_code == 200, done.data
+    assert _user_status(app, scim.org_id, user_id) == "PROVISIONED"
+    with db.reader(app)() as s:
+        user = s.get(User, (scim.org_id, user_id))
+        assert user is not None and not user.new_password_required
+    resp = sign_in(app.test_client(), login, new)
+    assert resp.status_code == 303 and not resp.headers["Location"].endswith("/change")

@@ -157,3 +157,26 @@ def test_lockout_off(
     _settings(admin, lockout_threshold=0)
     _fail(client, 12)
     assert _status(app, scim.org_id, person) == "PROVISIONED"
+
+
+def test_an_automatic_lockout_does_not_lift_an_admins_require_new_password(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """require_new_password, then a stranger's ten wrong passwords: when the lockout ends (at
+    the next attempt, or the worker's sweep) the account is AWAITING_NEW_PASSWORD again (SSO
+    still refused) and the old password leads to "Choose a new password"."""
+    resp = admin.post(f"/api/v1/users/{person}/actions/require_new_password", {})
+    assert resp.status_code == 200, resp.get_json()
+    _fail(client, 10)
+    assert _status(app, scim.org_id, person) == "AUTO_LOCKED"
+    clock.advance(15 * 60)
+    assert Worker(db.writer(app), clock=clock).release_lockouts() == 1
+    assert _status(app, scim.org_id, person) == "AWAITING_NEW_PASSWORD"
+    # Again, ended by the next attempt this time.
+    _fail(client, 10, start=20)
+    assert _status(app, scim.org_id, person) == "AUTO_LOCKED"
+    clock.advance(30 * 60)
+    resp = sign_in(app.test_client(), LOGIN)
+    assert resp.status_code == 303
+    assert resp.headers["Location"].endswith("/sso/password/change"), resp.headers["Location"]
+    assert _status(app, scim.org_id, person) == "AWAITING_NEW_PASSWORD"
