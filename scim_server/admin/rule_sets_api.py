@@ -90,6 +90,10 @@ class PreviewOut(Out):
     license_moves = always(fields.Dict)
     roles_added = always(fields.Dict)
     roles_removed = always(fields.Dict)
+    # Users the seats do not fit, by license: waiting (lenient) or refused (strict).
+    license_shortages = always(fields.Dict)
+    license_refusals = always(fields.Dict)
+    contact_changes = always(fields.Dict)  # contact fields the rules set, by field
     examples = always(fields.List, cls_or_instance=fields.Dict())
 
 

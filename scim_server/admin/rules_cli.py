@@ -254,6 +254,15 @@ def format_preview(summary: dict[str, Any]) -> str:
         counts = sorted(summary[key].items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{role} ({count})" for role, count in counts)
         lines.append(f"{label}: {shown or 'none'}")
+    # Shown only when there is something: who the seats do not fit, contact fields set.
+    for label, key in (
+        ("waiting for a seat", "license_shortages"),
+        ("refused (strict seats)", "license_refusals"),
+        ("contact fields", "contact_changes"),
+    ):
+        counts = sorted((summary.get(key) or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        if counts:
+            lines.append(f"{label}: " + ", ".join(f"{name} ({count})" for name, count in counts))
     examples = summary["examples"][:SHOWN_EXAMPLES]
     if examples:
         lines.append("examples:")

@@ -98,19 +98,19 @@ def _license_name(session: Session, org_id: str, license_id: str | None) -> str 
 
 
 def _license_state(session: Session, org_id: str, user: User) -> dict[str, Any]:
+    """The license as the log tells it: by name for a person reading it, and by id
+    (``license_id``) for what reads it later (the billing report: a license renamed since
+    is still the same license)."""
     return {
         "license": _license_name(session, org_id, user.license_id),
-        "shortage": _license_name(session, org_id, user.license_wanted_id),
-        "source": user.license_source,
+        "license_id": user.license_id,
+        "license_shortage": _license_name(session, org_id, user.license_wanted_id),
+        "license_source": user.license_source,
     }
 
 
 def _state_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {
-        f"license_{k}" if k != "license" else k: {"before": before[k], "after": after[k]}
-        for k in before
-        if before[k] != after[k]
-    }
+    return {k: {"before": before[k], "after": after[k]} for k in before if before[k] != after[k]}
 
 
 def set_manual_license(session: Session, org_id: str, user_id: str, name: str | None) -> User:

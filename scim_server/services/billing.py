@@ -142,36 +142,45 @@ def monthly_totals(current: list[LicenseTotal]) -> list[tuple[str, int]]:
 
 
 class _Licenses:
-    """License ids and names → the license; the log names a license by id (seat assignment)
-    or by name (an admin's choice)."""
+    """License ids and names → the license; the log names a license by id (seat assignment,
+    an admin's choice's ``license_id``) or by name (an admin's choice logged before ids were)."""
 
     def __init__(self, session: Session, org_id: str) -> None:
         rows = list(session.scalars(select(License).where(License.org_id == org_id)))
         self.by_id = {lic.id: lic for lic in rows}
         self.by_name = {lic.name_key: lic for lic in rows}
 
-    def find(self, ref: str) -> tuple[str | None, str, int, str]:
-        lic = self.by_id.get(ref) or self.by_name.get(fold(ref))
+    def find(self, ref: str, name: str | None = None) -> tuple[str | None, str, int, str]:
+        """``ref`` an id or a name (``name``: the name the log gave with an id, shown when
+        the license is gone)."""
+        lic = self.by_id.get(ref) or (None if name else self.by_name.get(fold(ref)))
         if lic is None:
-            return None, ref, 0, ""
+            return None, name or ref, 0, ""
         return lic.id, lic.name, lic.price_cents, lic.currency
 
 
-def _moves(event: AuditEvent) -> list[tuple[str, int]]:
-    """(license id or name, +1 / -1) for each seat the event took or gave back."""
+def _moves(event: AuditEvent) -> list[tuple[str, str | None, int]]:
+    """(license id or name, the name the log gave with an id, +1 / -1) for each seat the
+    event took or gave back. An admin's choice names the license and gives its id
+    (``license_id``): the id is preferred, a license renamed since stays one license."""
     if event.action in _IN_EXPLANATION:
         source = (event.explanation or {}).get("changes")
     else:
         source = event.changes
-    block = source.get("license") if isinstance(source, dict) else None
+    if not isinstance(source, dict):
+        return []
+    block, ids = source.get("license"), source.get("license_id")
     if not isinstance(block, dict):
         return []
+    names: dict[str, Any] = {}
+    if isinstance(ids, dict):
+        names, block = block, ids
     out = []
-    before, after = block.get("before"), block.get("after")
-    if isinstance(before, str) and before:
-        out.append((before, -1))
-    if isinstance(after, str) and after:
-        out.append((after, +1))
+    for key, delta in (("before", -1), ("after", +1)):
+        ref = block.get(key)
+        if isinstance(ref, str) and ref:
+            name = names.get(key)
+            out.append((ref, name if isinstance(name, str) else None, delta))
     return out
 
 
@@ -198,8 +207,8 @@ def period_changes(
         for a in ACTIONS
     ]
     for event in heapq.merge(*streams, key=lambda e: e.seq):
-        for ref, delta in _moves(event):
-            license_id, name, price, currency = known.find(ref)
+        for ref, named, delta in _moves(event):
+            license_id, name, price, currency = known.find(ref, named)
             yield LicenseChange(
                 seq=event.seq,
                 occurred_at=event.occurred_at,

@@ -263,11 +263,15 @@ def assign(
     before = user.license_id
     if lic is None:
         _release(seats, before)
+        wanted = user.license_wanted_id
         user.license_id = None
         user.license_wanted_id = None
         user.license_source = None
         user.license_rule = None
-        return {"license": {"before": before, "after": None}} if before else {}
+        if before:
+            return {"license": {"before": before, "after": None}}
+        # No license held, but one waited for: the shortage ends (the user's view shows it).
+        return {"license_wanted": {"before": wanted, "after": None}} if wanted else {}
     if user.license_id == lic.id:
         return _kept(user, source, rule)
     if seats is not None and lic.id in seats:
@@ -289,6 +293,10 @@ def assign(
             )
         # Lenient: record the shortage, and never take away a license the user
         # already holds (a mover keeps signing in until a seat frees up).
+        if user.license_wanted_id == lic.id:
+            # Waiting for it already: nothing changes (a re-apply, or a write of the
+            # user's other attributes, is no new shortage and no new event).
+            return {}
         user.license_wanted_id = lic.id
         return {"license_shortage": {"wanted": lic.name, "seat_limit": limit}}
     _release(seats, before)

@@ -11,7 +11,7 @@ provisioning log with the change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -114,6 +114,7 @@ def provision(
     contact: Contact | None = None,
     match: ContactMatch | None = None,
     batch: Batch | None = None,
+    before: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bring the internal model in line with ``doc`` (a SCIM user); return the explanation.
 
@@ -126,6 +127,9 @@ def provision(
     (``services.users.update_user``: one statement for both); else it is read here.
     ``match``: the caller looked for a person contact to match (``services.users``, in
     its create's first statement); used when it looked with the keys the settings say.
+    ``before``: the stored document an update replaces (``services.users.update_user``):
+    in strict seat mode a license with no seat left refuses the update only when the
+    update's own change asks for it (``OwnChange``).
 
     When ``creating``, a ``user.contact_id`` already set is the person contact (an admin
     enabling access for it), a ``user.login_name`` already set is kept, and a
@@ -186,8 +190,11 @@ def provision(
             identity = replace(identity, groups=tuple(dict.fromkeys((*identity.groups, *extra))))
         result = mappings.resolve(identity, rules)
         explanation["rules"] = list(result.explanation)
+        own: Lookups | None = None
+        if before is not None and groups is not None and settings.strict_seats:
+            own = OwnChange(session, org_id, _asks_seat(rules, before, doc, groups))
         changes, rule_roles = apply_result(
-            session, org_id, user, contact, result, settings, creating, doc
+            session, org_id, user, contact, result, settings, creating, doc, own
         )
         # Only an evaluation of the SCIM data alone is one ``rules apply`` can skip.
         user.rules_input_hash = (
@@ -285,6 +292,45 @@ class Direct:
         return contacts.organization_contact(self.session, self.org_id, name)
 
 
+def _asks_seat(
+    rules: Any, before: dict[str, Any], doc: dict[str, Any], groups: list[dict[str, Any]]
+) -> Callable[[License], bool]:
+    """Whether an update (``before`` -> ``doc``, the same groups) asks for a seat of a license:
+    it reactivates the user, or the rules would not have given that license before it (the
+    rules are resolved again only when a seat is refused)."""
+
+    def asks(lic: License) -> bool:
+        if before.get("active") is False and doc.get("active") is not False:
+            return True  # a reactivated user needs its license (strict: or no reactivation)
+        earlier = mappings.resolve(mappings.ExternalIdentity.from_scim(before, groups), rules)
+        return not earlier.license or fold(earlier.license) != lic.name_key
+
+    return asks
+
+
+class OwnChange(Direct):
+    """``Direct`` for an update in strict seat mode: a license with no seat left refuses the
+    update only when the update itself asks for it (``asks``). A new rule set not yet applied,
+    or a lowered seat limit, must not refuse an IdP's write of another attribute (its retries
+    would never pass): the user then waits for the seat, as in lenient mode (the shortage
+    shown, ``rules apply`` hands the seat out once one is free)."""
+
+    def __init__(self, session: Session, org_id: str, asks: Callable[[License], bool]) -> None:
+        super().__init__(session, org_id)
+        self.asks = asks
+
+    def assign_license(
+        self, user: User, lic: License | None, rule: str | None, strict: bool, source: str = "rule"
+    ) -> dict[str, Any]:
+        try:
+            return super().assign_license(user, lic, rule, strict, source)
+        except licenses.SeatsExhaustedError:
+            if lic is None or self.asks(lic):
+                raise
+        # ``assign`` refuses before it changes anything: the lenient assignment starts clean.
+        return super().assign_license(user, lic, rule, False, source)
+
+
 def apply_result(
     session: Session,
     org_id: str,
@@ -296,12 +342,22 @@ def apply_result(
     doc: dict[str, Any],
     lookups: Lookups | None = None,
 ) -> tuple[dict[str, Any], dict[str, str | None]]:
-    """Apply a rules result; return (what changed, the rule roles now held: role id -> rule)."""
+    """Apply a rules result; return (what changed, the rule roles now held: role id -> rule).
+
+    A DEACTIVATED user (a leaver, or one the IdP creates inactive) never asks for a seat:
+    its license is assigned leniently whatever the seat mode (a shortage is recorded, the
+    license it holds stays), so that strict seats never refuse, nor roll back, the write
+    that deactivates someone.
+    """
     find = lookups or Direct(session, org_id)
     changes: dict[str, Any] = {}
     if user.license_source != "manual":
         lic = find.license(result.license) if result.license else None
-        changes |= find.assign_license(user, lic, result.license_rule, settings.strict_seats)
+        leaving = user.status == DEACTIVATED or (
+            creating and user.status == PROVISIONED and result.initial_status == DEACTIVATED
+        )
+        strict = settings.strict_seats and not leaving
+        changes |= find.assign_license(user, lic, result.license_rule, strict)
     elif user.license_id is None and user.license_wanted_id is not None:
         # An admin's choice that found no seat (Enable access, overridden) waits as a rule's
         # does: given when a seat is free at the user's next evaluation (``rules apply``).

@@ -61,6 +61,10 @@ class Batch:
     checked: int = 0
     evaluated: int = 0
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Strict seats: the users a license with no seat left was refused to (user id -> the
+    # refusal: license name, seat limit). They keep the license they hold; the rest of
+    # their changes, and the batch, apply (``BatchLookups(refusals=True)``).
+    refused: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_rows: int = 0
     contacts_changed: int = 0
     # Overlapped: the licenses it gave without locking them (all without a seat limit when
@@ -142,6 +146,12 @@ class BatchLookups:
     ``overlap``: the batch is evaluated while the previous one may still be committing
     (``SerialStepError``): it locks no license (one without a seat limit needs no count;
     one with a limit stops the batch) and creates no company contact.
+
+    ``refusals``: strict seat mode refuses one user, not the batch (``rules apply``: a
+    user the seats cannot fit would otherwise roll back, and fail, everyone's changes):
+    the user keeps the license it holds, the refusal is kept in ``refused``. Without it
+    (a renamed group's members, in the rename's transaction) ``SeatsExhaustedError``
+    refuses the whole change, as a membership change is refused.
     """
 
     def __init__(
@@ -152,8 +162,11 @@ class BatchLookups:
         users: Sequence[User] = (),
         people: Sequence[Contact] = (),
         overlap: bool = False,
+        refusals: bool = False,
     ) -> None:
         self.session, self.org_id, self.current = session, org_id, current
+        self.refusals = refusals
+        self.refused: dict[str, dict[str, Any]] = {}
         self.users, self.people = users, people
         self.licenses = {
             lic.name_key: lic
@@ -195,16 +208,25 @@ class BatchLookups:
             self.write()
         if lic is not None and self.overlap and user.license_id != lic.id:
             self.given.add(lic.id)
-        return licenses.assign(
-            self.session,
-            self.org_id,
-            user,
-            lic,
-            source=source,
-            rule=rule,
-            strict=strict,
-            seats=self.seats,
-        )
+        if lic is not None and user.license_wanted_id == lic.id:
+            strict = False  # waiting for it already: no new seat asked, nothing to refuse
+        try:
+            return licenses.assign(
+                self.session,
+                self.org_id,
+                user,
+                lic,
+                source=source,
+                rule=rule,
+                strict=strict,
+                seats=self.seats,
+            )
+        except licenses.SeatsExhaustedError:
+            if not self.refusals or lic is None:
+                raise
+            # Refused before anything changed: the user keeps what it holds.
+            self.refused[user.id] = {"wanted": lic.name, "seat_limit": self.seats[lic.id][0]}
+            return {}
 
     def set_rule_roles(self, user_id: str, wanted: dict[str, str | None]) -> dict[str, Any]:
         """As ``roles.set_source_roles`` for source "rule", against the batch's reading."""
@@ -499,7 +521,18 @@ def apply_batch(
     if not stale:
         return batch
     _evaluate(
-        session, org_id, rules, settings, digest, batch, rows, stale, groups, current, overlap
+        session,
+        org_id,
+        rules,
+        settings,
+        digest,
+        batch,
+        rows,
+        stale,
+        groups,
+        current,
+        overlap,
+        refusals=True,
     )
     return batch
 
@@ -555,9 +588,11 @@ def _evaluate(
     groups: dict[str, list[dict[str, Any]]],
     current: dict[str, dict[str, str | None]],
     overlap: bool = False,
+    refusals: bool = False,
 ) -> None:
     """Evaluate the ``stale`` users of ``rows`` (a batch's reading, with their groups and
-    rule roles), locked as they are loaded; what it did goes into ``batch``."""
+    rule roles), locked as they are loaded; what it did goes into ``batch``
+    (``refusals``: see ``BatchLookups``)."""
     data = {r.id: r.data for r in rows}
     read_versions = {r.id: r.version for r in rows}
     users = session.scalars(
@@ -582,7 +617,9 @@ def _evaluate(
             )
         )
     }
-    lookups = BatchLookups(session, org_id, current, users, list(people.values()), overlap)
+    lookups = BatchLookups(
+        session, org_id, current, users, list(people.values()), overlap, refusals
+    )
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
     now = utcnow()
     for user in users:
@@ -595,6 +632,10 @@ def _evaluate(
         user.rules_input_hash = provisioning.inputs_hash(
             rules, settings, user.data, groups[user.id], user, rule_roles, contact, digest
         )
+        if user.id in lookups.refused:
+            # Evaluated again by the next apply: a seat may have been freed by then.
+            user.rules_input_hash = None
+            batch.refused[user.id] = lookups.refused[user.id]
         if changes:
             # The SCIM view shows license, roles, status and the contact's fields: a changed
             # user is a new version (its ETag moves; If-None-Match must not answer 304).

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -16,8 +17,28 @@ import mappings
 from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
-from scim_server.models import Group, GroupMember, Job, License, Role, RuleSet, User, UserRole
-from scim_server.services import job_overlap, jobs, provisioning, roles, rule_apply, table_stats
+from scim_server.models import (
+    Contact,
+    Group,
+    GroupMember,
+    Job,
+    License,
+    Role,
+    RuleSet,
+    User,
+    UserRole,
+)
+from scim_server.services import (
+    contacts,
+    job_overlap,
+    jobs,
+    provisioning,
+    roles,
+    rule_apply,
+    table_stats,
+)
+from scim_server.services.lifecycle import DEACTIVATED
+from scim_server.text import fold
 
 EXAMPLES = 50
 
@@ -157,78 +178,242 @@ def _groups_by_user(
     return out
 
 
+class _Seats:
+    """Each license's seats as ``rules apply`` takes them (``licenses.assign``): its limit and
+    the seats in use, counted once (one query for all), kept up to date as the preview walks
+    the users in the apply's order (by id); nothing is locked or written."""
+
+    def __init__(self, session: Session, org_id: str, limits: dict[str, int | None]) -> None:
+        self.limits = limits
+        used = session.execute(
+            select(User.license_id, func.count())
+            .where(User.org_id == org_id, User.license_id.is_not(None))
+            .group_by(User.license_id)
+        ).all()
+        self.taken: dict[str, int] = {lic_id: 0 for lic_id in limits}
+        self.taken.update({lic_id: n for lic_id, n in used if lic_id in limits})
+
+    def full(self, license_id: str) -> bool:
+        limit = self.limits.get(license_id)
+        return limit is not None and self.taken.get(license_id, 0) >= limit
+
+    def move(self, before: str | None, after: str | None) -> None:
+        if before in self.taken:
+            self.taken[before] -= 1
+        if after is not None:
+            self.taken[after] = self.taken.get(after, 0) + 1
+
+
+@dataclass
+class _Preview:
+    """What the preview found so far (``preview``'s summary)."""
+
+    license_moves: Counter[str] = field(default_factory=Counter)
+    shortages: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    role_adds: Counter[str] = field(default_factory=Counter)
+    role_removes: Counter[str] = field(default_factory=Counter)
+    contact_changes: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    changed: int = 0
+    regiven: int = 0
+
+
+def _license_change(
+    user: User,
+    result: Any,
+    ids: dict[str, str],
+    names: dict[str, str],
+    seats: _Seats,
+    strict: bool,
+    found: _Preview,
+) -> dict[str, Any]:
+    """The license part of one user's preview, as ``provisioning.apply_result`` and
+    ``licenses.assign`` would decide it with the seats left (``seats``, updated)."""
+    if user.license_source == "manual":
+        # The admin's choice; one that found no seat waits as a rule's does (lenient).
+        if user.license_id is None and user.license_wanted_id in names:
+            return _seat_change(user, user.license_wanted_id, names, seats, False, found)
+        return {}
+    wanted = ids.get(fold(result.license)) if result.license else None
+    held = user.license_id
+    if wanted is None:
+        if held is None:
+            if user.license_wanted_id is None:
+                return {}
+            # Waiting for a license the rules no longer give: the shortage ends.
+            before = names.get(user.license_wanted_id)
+            return {"license_wanted": {"before": before, "after": None}}
+        seats.move(held, None)
+        found.license_moves[f"{names.get(held) or '-'} -> -"] += 1
+        return {"license": {"before": names.get(held), "after": None}}
+    if wanted == held:
+        change: dict[str, Any] = {}
+        if user.license_rule != result.license_rule:
+            # The same license, given by other rules: a change of the user too.
+            change["license_given_by"] = {"before": user.license_rule, "after": result.license_rule}
+        if user.license_wanted_id is not None:  # the held license ends its wait for another
+            change["license_wanted"] = {"before": names.get(user.license_wanted_id), "after": None}
+        return change
+    return _seat_change(user, wanted, names, seats, strict, found)
+
+
+def _seat_change(
+    user: User, wanted: str, names: dict[str, str], seats: _Seats, strict: bool, found: _Preview
+) -> dict[str, Any]:
+    """A license the user does not hold: given if a seat is left, else a shortage (or, in
+    strict seat mode, a refusal: the user keeps its own; a DEACTIVATED user is never refused,
+    nor one waiting for it already, which stays waiting)."""
+    name = names[wanted]
+    if seats.full(wanted):
+        limit = seats.limits[wanted]
+        if user.license_wanted_id == wanted:
+            return {}  # waiting for it already, and still no seat: nothing changes
+        if strict and user.status != DEACTIVATED:
+            found.refusals[name] += 1
+            return {"license_refused": {"wanted": name, "seat_limit": limit}}
+        found.shortages[name] += 1
+        return {"license_shortage": {"wanted": name, "seat_limit": limit}}
+    before = names.get(user.license_id or "")
+    seats.move(user.license_id, wanted)
+    found.license_moves[f"{before or '-'} -> {name}"] += 1
+    return {"license": {"before": before, "after": name}}
+
+
+def _contact_change(
+    contact: Contact | None,
+    result: Any,
+    companies: dict[str, str | None],
+    company_names: dict[str, str],
+) -> dict[str, Any]:
+    """The contact fields the rules would set (``provisioning.apply_result``): rule field ->
+    before / after; the organization by name (``companies``: folded name -> contact id,
+    None for one the apply would create)."""
+    if contact is None or not result.contact:
+        return {}
+    out: dict[str, Any] = {}
+    for name, value in result.contact.items():
+        column = provisioning.CONTACT_FIELD_NAMES.get(name)
+        if column is not None and getattr(contact, column) != value:
+            out[name] = {"before": getattr(contact, column), "after": value}
+    company = result.contact.get("organization")
+    if company:
+        held = contact.organization_contact_id
+        if held is None or companies.get(fold(company)) != held:
+            out["organization"] = {"before": company_names.get(held or ""), "after": company}
+    return out
+
+
+def _add_roles(
+    change: dict[str, Any], held: dict[str, str | None], result: Any, found: _Preview
+) -> None:
+    """The rule roles part of one user's preview, into ``change`` and the counts."""
+    wanted = set(result.roles)
+    plus, minus = wanted - held.keys(), held.keys() - wanted
+    if plus or minus:
+        change["roles"] = {"added": sorted(plus), "removed": sorted(minus)}
+        found.role_adds.update(plus)
+        found.role_removes.update(minus)
+    given_by = roles.regiven(held, {n: roles.rule_label(result, n) for n in wanted})
+    if given_by:
+        change["roles_given_by"] = given_by
+    if "license_given_by" in change or given_by:
+        found.regiven += 1
+
+
 def preview(session: Session, org_id: str, document: Any, batch: int = 500) -> dict[str, Any]:
     """What activating ``document`` would change, user by user, without changing anything.
 
-    Reads users in keyset batches with their memberships and current rule
-    roles (a few queries per batch), so it scales to tens of thousands of users.
+    Reads users in keyset batches with their memberships, current rule roles and
+    contacts (a few queries per batch), so it scales to tens of thousands of users.
+    It decides as the apply would: licenses with the seats left (taken in the apply's
+    order; a user the seats cannot fit is a shortage, or in strict seat mode a refusal,
+    counted apart from the moves), roles, and the contact fields the rules set.
     """
     rules = validate_document(session, org_id, document)
-    licenses = dict(
-        session.execute(select(License.id, License.name).where(License.org_id == org_id)).all()
-    )
+    strict = provisioning.settings_for(session, org_id).strict_seats
+    rows = session.execute(
+        select(License.id, License.name, License.seat_limit).where(License.org_id == org_id)
+    ).all()
+    names = {lic_id: name for lic_id, name, _ in rows}
+    ids = {fold(name): lic_id for lic_id, name, _ in rows}
+    seats = _Seats(session, org_id, {lic_id: limit for lic_id, _, limit in rows})
     role_names = dict(
         session.execute(select(Role.id, Role.name).where(Role.org_id == org_id)).all()
     )
-    license_moves: Counter[str] = Counter()
-    role_adds: Counter[str] = Counter()
-    role_removes: Counter[str] = Counter()
-    examples: list[dict[str, Any]] = []
-    total = changed = regiven = 0
+    companies: dict[str, str | None] = {}
+    found = _Preview()
     for users in _batches(session, org_id, batch):
-        ids = [u.id for u in users]
-        groups = _groups_by_user(session, org_id, ids)
+        ids_of = [u.id for u in users]
+        groups = _groups_by_user(session, org_id, ids_of)
         # Each user's rule roles: role name -> the rules that give it.
-        current_roles: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        current_roles: dict[str, dict[str, str | None]] = {i: {} for i in ids_of}
         for uid, rid, rule in session.execute(
             select(UserRole.user_id, UserRole.role_id, UserRole.rule).where(
-                UserRole.org_id == org_id, UserRole.user_id.in_(ids), UserRole.source == "rule"
+                UserRole.org_id == org_id, UserRole.user_id.in_(ids_of), UserRole.source == "rule"
             )
         ):
             current_roles[uid][role_names.get(rid, rid)] = rule
+        people = {
+            c.id: c
+            for c in session.scalars(
+                select(Contact).where(
+                    Contact.org_id == org_id,
+                    Contact.id.in_({u.contact_id for u in users if u.contact_id}),
+                )
+            )
+        }
+        held_companies = {c.organization_contact_id for c in people.values()} - {None}
+        company_names = dict(
+            session.execute(
+                select(Contact.id, Contact.name).where(
+                    Contact.org_id == org_id, Contact.id.in_(held_companies)
+                )
+            ).all()
+        )
         for user in users:
-            total += 1
+            found.total += 1
+            contact = people.get(user.contact_id or "")
+            if contact is None:
+                continue  # no person contact: the apply evaluates nothing for it
             result = mappings.resolve(
                 mappings.ExternalIdentity.from_scim(user.data, groups[user.id]), rules
             )
-            change: dict[str, Any] = {}
-            if user.license_source != "manual":
-                before = licenses.get(user.license_id or user.license_wanted_id or "")
-                if (before or None) != (result.license or None):
-                    change["license"] = {"before": before, "after": result.license}
-                    license_moves[f"{before or '-'} -> {result.license or '-'}"] += 1
-                elif result.license and user.license_rule != result.license_rule:
-                    # The same license, given by other rules: a change of the user too.
-                    change["license_given_by"] = {
-                        "before": user.license_rule,
-                        "after": result.license_rule,
-                    }
-            held = current_roles[user.id]
-            wanted = set(result.roles)
-            plus, minus = wanted - held.keys(), held.keys() - wanted
-            if plus or minus:
-                change["roles"] = {"added": sorted(plus), "removed": sorted(minus)}
-                role_adds.update(plus)
-                role_removes.update(minus)
-            given_by = roles.regiven(held, {n: roles.rule_label(result, n) for n in wanted})
-            if given_by:
-                change["roles_given_by"] = given_by
-            if "license_given_by" in change or given_by:
-                regiven += 1
-            if change:
-                changed += 1
-                if len(examples) < EXAMPLES:
-                    examples.append({"user_id": user.id, "userName": user.user_name, **change})
+            company = (result.contact or {}).get("organization")
+            if company and fold(company) not in companies:
+                known = contacts.find_organization_contact(session, org_id, company)
+                companies[fold(company)] = known.id if known is not None else None
+            change = _license_change(user, result, ids, names, seats, strict, found)
+            contact_change = _contact_change(contact, result, companies, company_names)
+            if contact_change:
+                change["contact"] = contact_change
+                found.contact_changes.update(list(contact_change))
+            _add_roles(change, current_roles[user.id], result, found)
+            refused = change.pop("license_refused", None)
+            if not change:
+                continue  # a refusal alone changes nothing (counted in ``refusals``)
+            found.changed += 1
+            if len(found.examples) < EXAMPLES:
+                example = {"user_id": user.id, "userName": user.user_name, **change}
+                if refused:
+                    example["license_refused"] = refused
+                found.examples.append(example)
         session.expunge_all()
     return {
-        "users": total,
-        "would_change": changed,
+        "users": found.total,
+        "would_change": found.changed,
         # Of those, the users who keep a license or role that other rules would give.
-        "given_by_other_rules": regiven,
-        "license_moves": dict(license_moves),
-        "roles_added": dict(role_adds),
-        "roles_removed": dict(role_removes),
-        "examples": examples,
+        "given_by_other_rules": found.regiven,
+        "license_moves": dict(found.license_moves),
+        # Users the rules want on a license with no seat left: waiting for one (lenient
+        # seats), or refused it by the apply (strict seats; they keep the license they hold).
+        "license_shortages": dict(found.shortages),
+        "license_refusals": dict(found.refusals),
+        "roles_added": dict(found.role_adds),
+        "roles_removed": dict(found.role_removes),
+        "contact_changes": dict(found.contact_changes),
+        "examples": found.examples,
     }
 
 
@@ -334,6 +519,7 @@ def _counts(job: Job) -> dict[str, Any]:
         "users_total": job.progress_total,
         "users_evaluated": checkpoint.get("evaluated", 0),
         "users_changed": checkpoint.get("changed", 0),
+        **({"users_refused": checkpoint["refused"]} if checkpoint.get("refused") else {}),
     }
 
 
@@ -481,6 +667,9 @@ def _commit_batch(
             "evaluated": counts["users_evaluated"],
             "changed": counts["users_changed"],
         }
+        refused = counts.get("users_refused", 0)
+        if refused:
+            result["refused"] = refused
         record(
             session,
             org_id,
@@ -491,6 +680,7 @@ def _commit_batch(
                 f"rules re-applied to every user; {counts['users_changed']} "
                 f"of {counts['users_checked']} changed "
                 f"({counts['users_evaluated']} evaluated, the others unchanged)"
+                + (f"; {refused} refused a license with no seat left" if refused else "")
             ),
             changes=counts,
         )
@@ -507,6 +697,24 @@ def _commit_batch(
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},
         )
+    for user_id, refusal in batch.refused.items():
+        # Strict seats: this user's license was refused (it keeps the one it holds), its
+        # other changes applied; the next apply tries again (its hash is cleared).
+        record(
+            session,
+            org_id,
+            "user.mapping",
+            outcome="failure",
+            resource_type="User",
+            resource_id=user_id,
+            detail=(
+                f"rules re-applied; no seat left on license {refusal['wanted']!r} "
+                "(strict seat mode): the license held is kept"
+            ),
+            changes={"license_refused": refusal},
+        )
+    if batch.refused:
+        checkpoint["refused"] = checkpoint.get("refused", 0) + len(batch.refused)
     checkpoint["changed"] += len(batch.changed)
     checkpoint["evaluated"] = checkpoint.get("evaluated", 0) + batch.evaluated
     checkpoint["last"] = batch.last

@@ -875,7 +875,14 @@ def update_user(
             moved = (name, lifecycle.change_status(user, name, bump_version=False))
         config = identity_config(session, org_id, locked.fingerprint)
         explanation = provisioning.provision(
-            session, org_id, user, user.data, creating=False, contact=contact, config=config
+            session,
+            org_id,
+            user,
+            user.data,
+            creating=False,
+            contact=contact,
+            config=config,
+            before=stored,
         )
         # One UPDATE of the user's row (and one of its contact's, when the change reached it).
         try:

@@ -130,12 +130,17 @@ def test_manual_license_assignment_and_seats(scim, admin, session):
     assert row.license_id is None and row.license_source == "manual"
     assert licenses_by_name(admin)["Engineer"]["used"] == 0
     changes = [e["changes"] for e in events(admin, action="user.license", outcome="success")]
+    engineer = licenses_by_name(admin)["Engineer"]["id"]
     assert changes == [
         {
             "license": {"before": None, "after": "Engineer"},
+            "license_id": {"before": None, "after": engineer},
             "license_source": {"before": None, "after": "manual"},
         },
-        {"license": {"before": "Engineer", "after": None}},
+        {
+            "license": {"before": "Engineer", "after": None},
+            "license_id": {"before": engineer, "after": None},
+        },
     ]
     failed = events(admin, action="user.license", outcome="failure")
     assert [e["status"] for e in failed] == [409, 400, 400]

@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from scim_server.models import RuleSet
 from tests.admin.rules import RULES, RULES_YAML, activate, catalogue
-from tests.support.admin_api import apply_rules, events, ok, person
+from tests.support.admin_api import (
+    apply_rules,
+    events,
+    licenses_by_name,
+    make_license,
+    ok,
+    person,
+)
 
 
 def _rules_with(then: dict | None = None, when: dict | None = None) -> dict:
@@ -204,3 +211,81 @@ def test_rules_in_use_protect_their_licenses_and_roles(admin, session):
     assert admin.delete(f"/api/v1/roles/{roles['Portal']['id']}").status_code == 204
     names = {lic["name"] for lic in ok(admin.get("/api/v1/licenses"))["licenses"]}
     assert names == {"Engineer", "Planner"}
+
+
+def test_preview_reports_the_contact_fields_apply_then_changes(scim, admin):
+    """A rule that sets a contact field (``then.contact.title``): the preview says who would
+    change and how, as the apply then changes them."""
+    make_license(admin, "Viewer", None)
+    users = [person(scim, f"c{i}@example.com", department="Partners") for i in range(3)]
+    document = {
+        "mode": "first-match",
+        "rules": [
+            {
+                "name": "contractors",
+                "when": {"attribute": "department", "equals": "partners"},
+                "then": {"contact": {"title": "External contractor", "organization": "Acme"}},
+            }
+        ],
+    }
+    summary = ok(admin.post("/api/v1/rulesets/preview", document))
+    assert summary["contact_changes"] == {"title": 3, "organization": 3}
+    assert summary["examples"][0]["contact"] == {
+        "title": {"before": None, "after": "External contractor"},
+        "organization": {"before": None, "after": "Acme"},
+    }
+    activate(admin, document)
+    job = apply_rules(admin)
+    assert job["result"]["changed"] == len(users)
+    assert summary["would_change"] == job["result"]["changed"], summary
+    # Applied: a second preview finds nothing to change (the company exists now).
+    again = ok(admin.post("/api/v1/rulesets/preview", document))
+    assert (again["would_change"], again["contact_changes"]) == (0, {})
+
+
+def test_preview_license_moves_match_what_apply_gives_with_seats(scim, admin):
+    """Five users, a rule giving the three-seat Engineer license: the preview moves three and
+    reports two shortages (lenient), as the apply then gives three seats and leaves two waiting."""
+    make_license(admin, "Engineer", 3)
+    for i in range(5):
+        person(scim, f"e{i}@example.com", department="Eng")
+    document = {
+        "mode": "first-match",
+        "rules": [{"name": "eng", "when": {"always": True}, "then": {"license": "Engineer"}}],
+    }
+    summary = ok(admin.post("/api/v1/rulesets/preview", document))
+    assert summary["license_moves"] == {"- -> Engineer": 3}
+    assert summary["license_shortages"] == {"Engineer": 2}
+    assert summary["license_refusals"] == {}
+    assert summary["would_change"] == 5
+    activate(admin, document)
+    apply_rules(admin)
+    engineer = licenses_by_name(admin)["Engineer"]
+    assert (engineer["used"], engineer["shortage"]) == (3, 2)
+    # The two waiting: nothing changes for them while no seat is free.
+    again = ok(admin.post("/api/v1/rulesets/preview", document))
+    assert (again["would_change"], again["license_moves"], again["license_shortages"]) == (
+        0,
+        {},
+        {},
+    )
+
+
+def test_preview_in_strict_seat_mode_counts_refusals_apart(scim, admin):
+    """Strict seats: the users the seats cannot fit are refusals (they keep what they hold),
+    not moves, not changes; the apply refuses the same number."""
+    make_license(admin, "Engineer", 2)
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    for i in range(4):
+        person(scim, f"s{i}@example.com")
+    document = {
+        "mode": "first-match",
+        "rules": [{"name": "eng", "when": {"always": True}, "then": {"license": "Engineer"}}],
+    }
+    summary = ok(admin.post("/api/v1/rulesets/preview", document))
+    assert summary["license_moves"] == {"- -> Engineer": 2}
+    assert summary["license_refusals"] == {"Engineer": 2}
+    assert summary["license_shortages"] == {}
+    assert summary["would_change"] == 2
+    activate(admin, document)
+    assert apply_rules(admin)["result"]["refused"] == 2

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scim_server import create_app
+from scim_server.admin.rules_cli import format_preview
 from scim_server.cli import main
 from scim_server.db import db
 from scim_server.models import AuditEvent, Job, RuleSet, User
@@ -251,3 +252,115 @@ def test_the_preview_names_what_other_rules_would_give() -> None:
     assert lines[-1] == (
         "  sam@acme.example: license by rule sales -> sellers; Seller by rule sales -> -"
     )
+
+
+IDEMPOTENT_RULES = """\
+mode: all-match
+defaults: {license: Viewer}
+rules:
+  - name: engineering
+    when: {member_of: engineering}
+    then: {license: Engineer, roles: [Engineer], contact: {title: Engineer}}
+  - name: sales
+    when: {attribute: department, equals: SALES}
+    then: {license: Planner, roles: [Seller]}
+  - name: partners
+    priority: 5
+    when: {attribute: email, matches: '.*@partner\\.example'}
+    then: {license: Viewer, contact: {organization: Partner Inc}}
+"""
+
+
+def test_apply_on_thousands_of_users_is_idempotent(tmp_path, monkeypatch):
+    """``scim-server rules apply`` twice on 1,200 users (more than two batches), some of
+    them waiting for a seat: the second changes nothing and records no ``user.mapping``
+    event."""
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    assert cli("org", "create", "acme").exit_code == 0
+    app = create_app()
+    with db.reader(app)() as session:
+        org_id = find_organization(session, "acme").id
+        session.rollback()
+        licenses.create_license(session, org_id, "Engineer", 1000)
+        licenses.create_license(session, org_id, "Planner", 100)
+        licenses.create_license(session, org_id, "Viewer", None)
+        roles.create_role(session, org_id, "Engineer", "task")
+        roles.create_role(session, org_id, "Seller", "task")
+        _token, secret = tokens.create_token(session, org_id, "idp")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    group = client.post(
+        "/scim/v2/Groups",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Engineering",
+        },
+        headers=headers,
+    ).get_json()
+    members = []
+    for i in range(1200):
+        domain = "partner.example" if i % 7 == 0 else "example.com"
+        body = {
+            "schemas": [USER_SCHEMA],
+            "userName": f"u{i}@{domain}",
+            "emails": [{"value": f"u{i}@{domain}", "primary": True}],
+            ENTERPRISE: {"department": "sales" if i % 3 == 0 else "ops"},
+        }
+        resp = client.post("/scim/v2/Users", json=body, headers=headers)
+        assert resp.status_code == 201
+        if i % 4 == 0:
+            members.append({"value": resp.get_json()["id"]})
+    resp = client.patch(
+        f"/scim/v2/Groups/{group['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": members}],
+        },
+        headers=headers,
+    )
+    assert resp.status_code == 204
+    path = tmp_path / "rules.yaml"
+    path.write_text(IDEMPOTENT_RULES, encoding="utf-8")
+    assert cli("rules", "import", "--org", "acme", str(path), "--activate").exit_code == 0
+    first = cli("rules", "apply", "--org", "acme")
+    assert first.exit_code == 0, first.output
+
+    def mapped() -> int:
+        with db.reader(app)() as s:
+            return s.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "user.mapping")
+            )
+
+    before = mapped()
+    second = cli("rules", "apply", "--org", "acme")
+    assert second.exit_code == 0, second.output
+    assert "rules re-applied: 0 user(s) changed" in second.output, second.output
+    assert mapped() == before
+    db.engine(app).dispose()
+
+
+def test_the_cli_preview_names_who_the_seats_do_not_fit_and_contact_fields() -> None:
+    """``rules preview`` prints the seats and contact lines only when there is something."""
+    summary = {
+        "users": 5,
+        "would_change": 5,
+        "given_by_other_rules": 0,
+        "license_moves": {"- -> Engineer": 3},
+        "roles_added": {},
+        "roles_removed": {},
+        "license_shortages": {"Engineer": 2},
+        "license_refusals": {},
+        "contact_changes": {"title": 5},
+        "examples": [],
+    }
+    out = format_preview(summary)
+    assert "waiting for a seat: Engineer (2)" in out
+    assert "contact fields: title (5)" in out
+    assert "refused" not in out

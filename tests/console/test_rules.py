@@ -11,7 +11,7 @@ from scim_server.db import db
 from scim_server.models import Contact, Job, RuleSet, User
 from tests.admin.rules import RULES_YAML, catalogue
 from tests.support import Scim
-from tests.support.admin_api import person
+from tests.support.admin_api import make_license, person
 from tests.support.console import console_user, csrf_token, sign_in_console
 
 
@@ -37,6 +37,34 @@ def test_validate_shows_each_problem_at_its_line(
     syntax = client.post("/admin/rules/validate", data={"csrf_token": token, "text": "a: [\n"})
     assert "YAML syntax error" in syntax.get_data(as_text=True)
     assert _rule_sets(app, scim.org_id) == []
+
+
+def test_preview_shows_who_the_seats_do_not_fit_and_contact_fields(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """The preview page says what the API's preview says: users left waiting for a seat, and
+    the contact fields the rules would set (apply changes both). Four people: the three and
+    the user manager signed in, whom ``always`` matches too; one seat."""
+    make_license(admin, "Engineer", 1)
+    for i in range(3):
+        person(scim, f"e{i}@example.com", department="Eng")
+    text = (
+        "mode: first-match\n"
+        "rules:\n"
+        "  - name: eng\n"
+        "    when: {always: true}\n"
+        "    then: {license: Engineer, contact: {title: Engineer}}\n"
+    )
+    sign_in_console(app, client, scim, "user_manager")
+    token = csrf_token(client, "/admin/rules/")
+    page = client.post(
+        "/admin/rules/preview",
+        data={"csrf_token": token, "text": text},
+        headers={"HX-Request": "true"},
+    ).get_data(as_text=True)
+    assert "<h3>Seats</h3>" in page, page
+    assert "Engineer: <strong>3</strong> would wait for a seat" in page
+    assert "<h3>Contact fields</h3>" in page and "title: <strong>4</strong>" in page
 
 
 def test_preview_save_diff_activate_and_apply(

@@ -22,7 +22,18 @@ from scim_server.models import (
 )
 from scim_server.services import rule_apply, rule_inputs, rule_sets
 from tests.admin.rules import RULES, activate, catalogue
-from tests.support.admin_api import apply_rules, events, ok, person, run_jobs
+from tests.support.admin_api import (
+    PRODUCT,
+    account,
+    apply_rules,
+    events,
+    licenses_by_name,
+    make_license,
+    make_role,
+    ok,
+    person,
+    run_jobs,
+)
 from tests.support.faults import fail_product_events
 
 
@@ -189,8 +200,9 @@ def test_seats_are_counted_across_a_batch_and_a_waiting_user_is_always_evaluated
     ]
     # A holder leaves the license (deleted): one waiting user gets the seat on the next apply.
     assert scim.delete(f"/scim/v2/Users/{holders[0]}").status_code == 204
-    # Both waiting users are evaluated: one gets the seat, the other's shortage is logged again.
-    assert _result(admin) == {"users": 4, "evaluated": 2, "changed": 2}
+    # Both waiting users are evaluated: one gets the seat; the other still waits, unchanged
+    # (no new shortage, no event).
+    assert _result(admin) == {"users": 4, "evaluated": 2, "changed": 1}
     assert len(session.scalars(select(User.id).where(User.license_id.is_not(None))).all()) == 3
     assert {_license(admin, p["id"]) for p in people if p["id"] != holders[0]} == {
         "Planner",
@@ -615,3 +627,94 @@ def test_a_shortage_ended_by_the_held_license_is_a_change(scim, admin, session):
     planner = session.scalar(select(License.id).where(License.name == "Planner"))
     mapping = events(admin, action="user.mapping", resource_id=ann["id"])[-1]
     assert mapping["changes"]["license_wanted"] == {"before": planner, "after": None}
+
+
+def _always(then: dict, name: str = "all") -> dict:
+    return {
+        "mode": "first-match",
+        "rules": [{"name": name, "when": {"always": True}, "then": then}],
+    }
+
+
+def test_second_apply_with_a_waiting_user_changes_and_records_nothing(scim, admin):
+    """A user waiting for a seat (lenient) is evaluated by every apply (it has no hash), but
+    while no seat frees up nothing changes: no ``user.mapping`` event, no new version, not
+    counted as changed."""
+    make_license(admin, "Engineer", 1)
+    activate(admin, _always({"license": "Engineer"}))
+    person(scim, "one@example.com")
+    waiting = person(scim, "two@example.com")
+    assert waiting[PRODUCT]["licenseShortage"] == {"value": "Engineer"}
+    first = apply_rules(admin)
+    assert first["state"] == "succeeded"
+    version = scim.get(f"/scim/v2/Users/{waiting['id']}").headers["ETag"]
+    mapped = len(events(admin, action="user.mapping"))
+    second = apply_rules(admin)
+    assert second["result"] == {"users": 2, "evaluated": 1, "changed": 0}
+    assert len(events(admin, action="user.mapping")) == mapped
+    assert scim.get(f"/scim/v2/Users/{waiting['id']}").headers["ETag"] == version
+    assert account(admin, waiting["id"])["licenseShortage"] == {"value": "Engineer"}
+
+
+def _strict_eng(admin, scim) -> list[dict]:
+    """Strict seats; three Eng users under rules that gave the Legacy role, then a new rule
+    set: the one-seat Engineer license for Eng, the Staff role for everyone."""
+    make_license(admin, "Engineer", 1)
+    make_role(admin, "Legacy", "task")
+    make_role(admin, "Staff", "task")
+    activate(admin, _always({"roles": ["Legacy"]}))
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    users = [person(scim, f"u{i}@example.com", department="Eng") for i in range(3)]
+    activate(
+        admin,
+        {
+            "mode": "all-match",
+            "rules": [
+                {
+                    "name": "eng",
+                    "when": {"attribute": "department", "equals": "Eng"},
+                    "then": {"license": "Engineer"},
+                },
+                {"name": "staff", "when": {"always": True}, "then": {"roles": ["Staff"]}},
+            ],
+        },
+    )
+    return users
+
+
+def test_strict_apply_gives_what_fits_and_does_not_fail_the_whole_job(scim, admin):
+    """Strict seats, three users the new rules give the one-seat Engineer license: the apply
+    succeeds, the first gets the seat, the two others keep what they hold (no license) and
+    their refusal is logged (a failed ``user.mapping``) and counted; everyone's roles change."""
+    users = _strict_eng(admin, scim)
+    job = apply_rules(admin)
+    assert job["state"] == "succeeded", job
+    assert job["result"] == {"users": 3, "evaluated": 3, "changed": 3, "refused": 2}
+    for user in users:
+        roles = [r["value"] for r in account(admin, user["id"])["roles"]]
+        assert roles == ["Staff"], (user["userName"], roles)
+    engineer = licenses_by_name(admin)["Engineer"]
+    assert (engineer["used"], engineer["shortage"]) == (1, 0)
+    refused = events(admin, action="user.mapping", outcome="failure")
+    assert len(refused) == 2
+    assert refused[0]["changes"] == {"license_refused": {"wanted": "Engineer", "seat_limit": 1}}
+    assert "no seat left on license 'Engineer'" in refused[0]["detail"]
+    (finished,) = events(admin, action="ruleset.apply", outcome="success")
+    assert finished["changes"]["users_refused"] == 2
+    assert "2 refused a license with no seat left" in finished["detail"]
+
+
+def test_a_refused_user_gets_the_seat_freed_before_the_next_apply(scim, admin, session):
+    """The users strict seats refused are evaluated again by the next apply (their hash is
+    cleared): one gets the seat freed meanwhile, the other is refused again."""
+    users = _strict_eng(admin, scim)
+    apply_rules(admin)
+    holder = next(u for u in users if account(admin, u["id"])["license"])
+    refused = [u["id"] for u in users if u is not holder]
+    stored = session.scalars(select(User.rules_input_hash).where(User.id.in_(refused))).all()
+    assert stored == [None, None]
+    assert scim.delete(f"/scim/v2/Users/{holder['id']}").status_code == 204
+    job = apply_rules(admin)
+    assert job["result"] == {"users": 2, "evaluated": 2, "changed": 1, "refused": 1}
+    licensed = [u for u in refused if account(admin, u)["license"]]
+    assert len(licensed) == 1
