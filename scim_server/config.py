@@ -369,6 +369,26 @@ def development_key(instance_path: str, name: str) -> bytes:
     return path.read_text().strip().encode()
 
 
+def write_once(path: Path, content: bytes) -> None:
+    """Write ``path`` whole, once, whoever else starts at the same moment (the server's
+    workers and ``scim-server worker`` on a fresh instance): ``content`` is written to a
+    file of its own (mode 0600) and linked into place, which fails if another process got
+    there first; its content is then everyone's. A plain write let another process read the
+    file empty, or write a second key over the first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:  # mkstemp: mode 0600
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        # Another process's key in place: that one is used.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
 # gunicorn's gthread worker, its heartbeat throttled (``serve --production``'s default).
 GTHREAD_WORKER = "scim_server.gunicorn_worker.ThreadWorker"
 

@@ -16,10 +16,7 @@ functions, so they cannot drift apart.
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +28,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, offline
-from scim_server.config import ConfigError
+from scim_server.config import ConfigError, write_once
 from scim_server.db import AUDIT_SIGNER_INFO, insert_for, utcnow
 from scim_server.models import AuditSigningKey
 
@@ -104,28 +101,8 @@ def load_signer(configured: str | None, instance_path: str) -> Signer:
         return signer_from_pem(path.read_bytes())
     path = Path(instance_path, "audit-signing.pem")
     if not path.exists():
-        _create_once(path, new_private_pem())
+        write_once(path, new_private_pem())
     return signer_from_pem(path.read_bytes())
-
-
-def _create_once(path: Path, content: bytes) -> None:
-    """Write ``path`` whole, once, whoever else starts at the same moment (the server's
-    workers and ``scim-server worker`` on a fresh instance): the key is written to a file of
-    its own (mode 0600) and linked into place, which fails if another process got there
-    first; its key is then everyone's. A plain write let another process read the file
-    empty, or write a second key over the first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:  # mkstemp: mode 0600
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        # Another process's key in place: that one is used.
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        os.unlink(temporary)
 
 
 def session_signer(session: Session) -> Signer:
