@@ -162,7 +162,9 @@ def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+# A TCP port: a larger number was taken modulo 65536 (70000 served on 4464), a negative
+# one was a traceback from bind().
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--production",
     is_flag=True,

@@ -7,9 +7,11 @@ balancer (PostgreSQL), with nothing else to change.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -39,6 +41,25 @@ def env_count(name: str, default: int) -> int:
     value = env_int(name, default)
     if value < 0:
         raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
+# The longest retention a setting or option takes: a hundred years. A date that far back
+# is still a date (``timedelta`` holds no more than 999,999,999 days: a larger value was an
+# OverflowError traceback).
+MAX_RETENTION_DAYS = 36500
+
+
+def env_days(name: str, default: int) -> int:
+    """A retention period in days, 1 to ``MAX_RETENTION_DAYS``; see ``env_int``.
+
+    0 is not "off" here: a cutoff of now (or ahead of it, a negative value) deletes
+    everything kept, so it stops the start as ``audit purge --retention-days`` refuses it."""
+    value = env_int(name, default)
+    if not 1 <= value <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"{name} must be a number of days from 1 to {MAX_RETENTION_DAYS}, got {value}"
+        )
     return value
 
 
@@ -204,8 +225,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # The slots' lock files: a directory the node's workers share, on a local disk.
         "ARGON2_SLOT_DIR": os.environ.get("SCIM_ARGON2_SLOT_DIR")
         or str(Path(instance_path, "argon2-slots")),
-        # Product events (``scim_server.events``): how long the feed keeps them.
-        "EVENTS_RETENTION_DAYS": env_int("SCIM_EVENTS_RETENTION_DAYS", 30),
+        # Product events (``scim_server.events``): how long the feed keeps them (1 to 36500).
+        "EVENTS_RETENTION_DAYS": env_days("SCIM_EVENTS_RETENTION_DAYS", 30),
         # Webhooks (``scim_server.webhook_http``): networks a production server may send to
         # although private or loopback (comma-separated CIDR), and the request timeout.
         "WEBHOOK_ALLOWED_NETWORKS": parse_networks(
@@ -363,9 +384,7 @@ def development_key(instance_path: str, name: str) -> bytes:
     """
     path = Path(instance_path, name)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        write_once(path, secrets.token_hex(32).encode())
     return path.read_text().strip().encode()
 
 

@@ -11,6 +11,8 @@ from scim_server import create_app
 from scim_server.cli import main
 from scim_server.models import AuditEvent
 
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
@@ -174,3 +176,102 @@ def test_webhooks_and_events_commands(cli, monkeypatch):
     assert events.exit_code == 0 and events.stdout == "" and "next cursor: 0" in events.stderr
     stale = cli("events", "list", "--org", "acme", "--after", "x")
     assert stale.exit_code == 1 and "Invalid cursor" in stale.output
+
+
+def _no_traceback(result) -> None:
+    """A refused command ends with click's own error (SystemExit), never another exception."""
+    exc = result.exception
+    assert exc is None or isinstance(exc, SystemExit), f"traceback: {exc!r}"
+
+
+@pytest.fixture
+def lenient_cli(tmp_path, monkeypatch):
+    """``cli`` whose command exceptions are caught: a traceback is a result, not a crash."""
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=True)
+
+    return run
+
+
+def _feed_events(tmp_path) -> int:
+    from sqlalchemy import func
+
+    from scim_server.models.event import Event
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    try:
+        with Session(engine) as s:
+            return int(s.scalar(select(func.count()).select_from(Event)) or 0)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "36501", "99999999999"])
+def test_worker_refuses_an_events_retention_out_of_range(lenient_cli, tmp_path, monkeypatch, days):
+    """SCIM_EVENTS_RETENTION_DAYS=0 or less had the worker delete every event of the feed
+    (but each organization's newest); 99999999999 was an OverflowError traceback. The
+    worker does not start: a clear error, exit 1, the feed untouched."""
+    assert lenient_cli("org", "create", "acme").exit_code == 0
+    secret = lenient_cli("token", "create", "--org", "acme").output.strip()
+    client = create_app().test_client()
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}
+    for name in ("a@example.com", "b@example.com", "c@example.com"):
+        body = {"schemas": [USER], "userName": name}
+        assert client.post("/scim/v2/Users", json=body, headers=headers).status_code == 201
+    before = _feed_events(tmp_path)
+    assert before >= 3
+
+    monkeypatch.setenv("SCIM_EVENTS_RETENTION_DAYS", days)
+    result = lenient_cli("worker", "--once")
+
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert "SCIM_EVENTS_RETENTION_DAYS must be a number of days from 1 to 36500" in result.output
+    assert _feed_events(tmp_path) == before
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1"])
+def test_serve_refuses_a_port_out_of_range(lenient_cli, monkeypatch, port):
+    """``serve --port 70000`` served on 4464 (70000 % 65536) and said 70000; ``--port -1``
+    was an OverflowError traceback: a usage error, nothing served."""
+    started: dict = {}
+    monkeypatch.setattr("flask.Flask.run", lambda self, **kw: started.update(kw))
+    result = lenient_cli("serve", "--port", port)
+    _no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "'--port'" in result.output and "0<=x<=65535" in result.output
+    assert not started
+
+
+def test_an_organization_cannot_be_named_like_an_id(cli):
+    """``--org NAME_OR_ID`` matches ids and names: an organization named with another's id
+    (or any UUID) would make ``token create --org <it>`` mint a token for the other one."""
+    acme_id = cli("org", "create", "acme").output.strip()
+    for name in (acme_id, acme_id.upper(), "f00dbabe-0000-4000-8000-000000000000"):
+        refused = cli("org", "create", name)
+        assert refused.exit_code == 1, refused.output
+        assert "cannot be a UUID" in refused.output
+    assert cli("org", "list").output == f"{acme_id}\tacme\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("org", "create", "Acme\nf00dbabe-0000-0000-0000-000000000000\tEvil"),
+        ("org", "create", "Acme\t"),
+        ("token", "create", "--org", "acme", "--name", "okta\nfake-id\tentra\tscim"),
+        ("token", "create", "--org", "acme", "--name", "okta\x85"),
+    ],
+)
+def test_names_with_control_characters_are_refused(cli, args):
+    """Organization and token names with a newline or tab forged lines of ``org list`` /
+    ``token list`` (tab-separated, one per line): refused as license and role names are."""
+    assert cli("org", "create", "acme").exit_code == 0
+    result = cli(*args)
+    assert result.exit_code == 1, result.output
+    assert "cannot hold control characters" in result.output
+    assert len(cli("org", "list").output.splitlines()) == 1
+    assert cli("token", "list", "--org", "acme").output == ""

@@ -128,3 +128,25 @@ def test_flask_wtf_asks_no_referer(monkeypatch, tmp_path):
     """WTF_CSRF_SSL_STRICT off: the console's origin check (``csrf``) stands in for the
     Referer Flask-WTF would demand on https, which no browser sends under no-referrer."""
     assert load_config(str(tmp_path))["WTF_CSRF_SSL_STRICT"] is False
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "36501", "99999999999"])
+def test_an_events_retention_out_of_range_stops_the_start(monkeypatch, tmp_path, value):
+    """SCIM_EVENTS_RETENTION_DAYS of 0 or less had the worker delete the whole feed; one
+    past a hundred years no date holds (an OverflowError): a clear error at start."""
+    monkeypatch.setenv("SCIM_EVENTS_RETENTION_DAYS", value)
+    with pytest.raises(
+        ConfigError,
+        match=f"SCIM_EVENTS_RETENTION_DAYS must be a number of days from 1 to 36500, got {value}",
+    ):
+        load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 30), ("", 30), ("1", 1), ("36500", 36500)])
+def test_events_retention_setting(monkeypatch, tmp_path, value, expected):
+    """SCIM_EVENTS_RETENTION_DAYS: 30 unless set, 1 to 36500 days."""
+    if value is None:
+        monkeypatch.delenv("SCIM_EVENTS_RETENTION_DAYS", raising=False)
+    else:
+        monkeypatch.setenv("SCIM_EVENTS_RETENTION_DAYS", value)
+    assert load_config(str(tmp_path))["EVENTS_RETENTION_DAYS"] == expected

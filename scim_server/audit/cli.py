@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from scim_server.audit.context import AuditContext, use_context
-from scim_server.commands import CommandEnv, build_app
+from scim_server.commands import CommandEnv, build_app, domain_errors
+from scim_server.config import MAX_RETENTION_DAYS
 from scim_server.db import db
 
 
@@ -62,6 +63,33 @@ def _read_json(path: str) -> Any:
         raise click.BadParameter(f"{path}: {exc}") from None
 
 
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """A filed checkpoint is a JSON object: anything else is a usage error (``null`` was
+    taken for no checkpoint at all, a list or a number for a traceback)."""
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise click.BadParameter(
+            f"{path}: not a JSON object (a checkpoint from `audit checkpoint`)",
+            param_hint="'--checkpoint'",
+        )
+    return doc
+
+
+def _checkpoint_orgs(app: Any, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The organization a checkpoint names, when this database has it (else none)."""
+    from scim_server.models import Organization
+
+    org_id = doc.get("organization")
+    if not isinstance(org_id, str):
+        raise click.BadParameter(
+            "names no organization (a checkpoint from `audit checkpoint` does)",
+            param_hint="'--checkpoint'",
+        )
+    with _session(app) as session:
+        org = session.get(Organization, org_id)
+        return [(org.id, org.name)] if org is not None else []
+
+
 @audit.command("verify")
 @click.option("--org", "org_ref", help="Organization name or id (default: all).")
 @click.option(
@@ -75,16 +103,26 @@ def verify(org_ref: str | None, filed: str | None) -> None:
     from scim_server.audit.checkpoints import compare_filed
     from scim_server.audit.queries import verify as verify_chain
 
-    filed_doc = _read_json(filed) if filed else None
+    filed_doc = _read_checkpoint(filed) if filed else None
     app = _app()
     _ensure_schema(app)
+    if filed_doc is not None and not org_ref:
+        # A checkpoint is one organization's: verify that one. Its organization gone from
+        # the database is its whole history removed, not "nothing to check".
+        orgs = _checkpoint_orgs(app, filed_doc)
+        if not orgs:
+            click.echo(
+                f"{filed_doc.get('organization')}: BROKEN at event {filed_doc.get('seq')}: "
+                "the filed checkpoint's organization is not in this database (history removed)"
+            )
+            sys.exit(1)
+    else:
+        orgs = _orgs(app, org_ref)
     broken = False
-    for org_id, name in _orgs(app, org_ref):
+    for org_id, name in orgs:
         with _session(app) as session:
             result = verify_chain(session, org_id)
             if filed_doc is not None and result.ok:
-                if filed_doc.get("organization") != org_id and not org_ref:
-                    continue  # all organizations: the checkpoint is one organization's
                 problem = compare_filed(session, org_id, filed_doc)
                 if problem:
                     result.ok, result.broken_seq, result.reason = (
@@ -135,7 +173,10 @@ def export(
     with _session(app) as session:
         total = count(session, org_id, flt)
     factory = db.reader(app)
-    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:  # a folder that does not exist, no permission: not a traceback
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     failed = None
     try:
         lines = export_lines(factory, org_id, flt, fmt)
@@ -155,28 +196,37 @@ def export(
 
 @audit.command("purge")
 @click.option("--org", "org_ref", help="Organization name or id (default: all).")
-@click.option("--before", help="Delete events before this time (ISO 8601).")
+@click.option("--before", help="Delete events before this time (ISO 8601), at least a day ago.")
 @click.option(
     "--retention-days",
-    # Under a day the cutoff is now or ahead of it (a negative one: every event goes).
-    type=click.IntRange(min=1),
+    # Under a day the cutoff is now or ahead of it (a negative one: every event goes); past
+    # MAX_RETENTION_DAYS no date holds the cutoff.
+    type=click.IntRange(min=1, max=MAX_RETENTION_DAYS),
     envvar="SCIM_AUDIT_RETENTION_DAYS",
-    help="Delete events older than this many days, at least 1"
+    help=f"Delete events older than this many days, 1 to {MAX_RETENTION_DAYS}"
     " (default: SCIM_AUDIT_RETENTION_DAYS).",
 )
 def purge(org_ref: str | None, before: str | None, retention_days: int | None) -> None:
     """Apply the retention period; the chain stays verifiable and the purge is logged."""
+    from scim_server.audit.queries import PURGE_MIN_AGE
     from scim_server.audit.queries import purge as purge_events
 
     if (before is None) == (retention_days is None):
         raise click.UsageError("Give exactly one of --before or --retention-days.")
-    cutoff = _when(before) if before else datetime.now(UTC) - timedelta(days=retention_days or 0)
+    now = datetime.now(UTC)
+    cutoff = _when(before) if before else now - timedelta(days=retention_days or 0)
     assert cutoff is not None
+    if cutoff > now - PURGE_MIN_AGE:
+        # A date typed in the future (2062 for 2026) would purge every event.
+        raise click.BadParameter(
+            f"{before!r} must be at least a day ago: a later cutoff deletes every event",
+            param_hint="'--before'",
+        )
     app = _app()
     _ensure_schema(app)
     with use_context(AuditContext(actor_type="cli", actor_name="scim-server audit purge")):
         for org_id, name in _orgs(app, org_ref):
-            with _session(app, write=True) as session:
+            with _session(app, write=True) as session, domain_errors():
                 removed = purge_events(session, org_id, cutoff)
             click.echo(f"{name}: purged {removed} events before {cutoff.isoformat()}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select
@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, statements
 from scim_server.audit.recorder import add_checkpoint, lock_head, record
-from scim_server.db import KeyRead, reuse_plan
+from scim_server.db import KeyRead, reuse_plan, utcnow
+from scim_server.errors import InvalidValueError
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
@@ -263,12 +264,25 @@ def _fail(result: Verification, seq: int, reason: str) -> Verification:
 # -- retention -------------------------------------------------------------------------
 
 
-def purge(session: Session, org_id: str, before: datetime) -> int:
+# A purge keeps at least the last day: a later cutoff (a date typed in the future, a
+# retention of 0) would delete every event, what was just logged with them.
+PURGE_MIN_AGE = timedelta(days=1)
+
+
+def purge(session: Session, org_id: str, before: datetime, *, now: datetime | None = None) -> int:
     """Delete events older than ``before``; the chain stays verifiable from the new start.
 
     The head remembers the last purged event (base seq and hash), a signed
-    checkpoint marks it, and the purge itself is an event.
+    checkpoint marks it, and the purge itself is an event. ``before`` must be at least
+    ``PURGE_MIN_AGE`` before ``now`` (the clock, the current time unless given): every
+    caller is refused the cutoff that empties the log.
     """
+    latest = (now or utcnow()) - PURGE_MIN_AGE
+    if before > latest:
+        raise InvalidValueError(
+            f"A purge's cutoff must be at least a day ago (on or before {latest.isoformat()}),"
+            f" got {before.isoformat()}: a later one deletes what was just logged."
+        )
     with session.begin():
         head_row = lock_head(session, org_id)
         last = session.scalar(

@@ -14,6 +14,7 @@ from scim_server.audit import record
 from scim_server.db import KeyRead, reuse_plan, utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import ScimToken
+from scim_server.text import has_control
 
 PREFIXES = {"scim": "scim_", "admin": "adm_"}
 
@@ -34,6 +35,10 @@ def create_token(
     """
     if kind not in PREFIXES:
         raise InvalidValueError(f"Unknown token kind {kind!r}.")
+    if name is not None and has_control(name):
+        # Listed tab-separated, one per line (``token list``), and in the log: a newline or
+        # tab would forge lines. Before trimming: a trailing one is refused, not dropped.
+        raise InvalidValueError("A token name cannot hold control characters.")
     label = (name or "default").strip()
     if not label or len(label) > 200:
         raise InvalidValueError("A token name must be 1 to 200 characters.")

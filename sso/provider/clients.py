@@ -12,6 +12,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import Organization
+from scim_server.text import has_control
 from sso.provider.models import OAuthClient, secret_hash
 from sso.provider.server import SCOPES
 
@@ -37,7 +38,13 @@ def create_client(
     org_id: str | None = None,
     scope: str | None = None,
 ) -> tuple[OAuthClient, str | None]:
-    """Register a client; return it and its secret (None for a public client), shown once."""
+    """Register a client; return it and its secret (None for a public client), shown once.
+
+    Its name is shown in lists, on the consent page and in the log: no control character
+    (a newline or tab would forge lines), as organization, token, license and role names.
+    """
+    if has_control(name):  # before trimming: a trailing tab or NEL is refused, not dropped
+        raise InvalidValueError("A client name cannot hold control characters.")
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidValueError("A client name must be 1 to 200 characters.")

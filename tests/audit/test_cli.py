@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.orm import Session
 
 from scim_server.cli import main
+from scim_server.models import AuditEvent
 from tests.support.sqlite_race import another_write_before
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cli.db"
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def cli(database: Path) -> Any:
+    """Run a command; an exception is caught so that a traceback is a result, not a crash."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=True)
+
+    return run
+
+
+def _no_traceback(result: Any) -> None:
+    """A refused command ends with click's own error (SystemExit), never another exception."""
+    exc = result.exception
+    assert exc is None or isinstance(exc, SystemExit), f"traceback: {exc!r}"
+
+
+def _events(database: Path) -> int:
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as s:
+            return int(s.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+    finally:
+        engine.dispose()
+
+
+def _age_the_log(database: Path, days: int) -> None:
+    """Every event so far dated ``days`` ago: a log old enough for a purge to reach."""
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as s, s.begin():
+            s.execute(update(AuditEvent).values(occurred_at=datetime.now(UTC) - timedelta(days)))
+    finally:
+        engine.dispose()
 
 
 def test_purge_holds_the_write_lock_from_its_first_read(tmp_path, monkeypatch):
@@ -16,10 +65,11 @@ def test_purge_holds_the_write_lock_from_its_first_read(tmp_path, monkeypatch):
     in between (the server, a worker) does not fail it, as it would a read that then wrote
     ("database is locked" at once, its snapshot stale)."""
     database = tmp_path / "cli.db"
-    ahead = datetime.now(UTC) + timedelta(minutes=1)  # every event so far
     monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{database}")
     runner = CliRunner()
     assert runner.invoke(main, ["org", "create", "acme"], catch_exceptions=False).exit_code == 0
+    _age_the_log(database, 3)
+    ahead = datetime.now(UTC) - timedelta(days=2)  # every event so far
     with another_write_before("DELETE FROM audit_events", str(database)) as other:
         purged = runner.invoke(
             main,
@@ -40,9 +90,129 @@ def test_purge_refuses_a_retention_under_a_day(tmp_path, monkeypatch, days):
     assert runner.invoke(main, ["org", "create", "acme"]).exit_code == 0
     given = runner.invoke(main, ["audit", "purge", "--org", "acme", "--retention-days", days])
     assert given.exit_code == 2, given.output
-    assert "--retention-days" in given.output and "x>=1" in given.output
+    assert "--retention-days" in given.output and "1<=x<=36500" in given.output
     monkeypatch.setenv("SCIM_AUDIT_RETENTION_DAYS", days)
     from_env = runner.invoke(main, ["audit", "purge", "--org", "acme"])
     assert from_env.exit_code == 2 and "--retention-days" in from_env.output, from_env.output
     verified = runner.invoke(main, ["audit", "verify", "--org", "acme"])
     assert verified.exit_code == 0 and "acme: OK, 1 events (1..1)" in verified.output
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param("2999-01-01", id="a typo for 2026"),
+        pytest.param((datetime.now(UTC) + timedelta(minutes=1)).isoformat(), id="ahead"),
+        pytest.param((datetime.now(UTC) - timedelta(hours=1)).isoformat(), id="an hour ago"),
+    ],
+)
+def test_purge_refuses_a_cutoff_less_than_a_day_ago(cli, database, before):
+    """``--before`` in the future (or within the last day) is the cutoff ``--retention-days
+    0`` was refused for: every event would go. A usage error; nothing is purged."""
+    assert cli("org", "create", "acme").exit_code == 0
+    assert cli("token", "create", "--org", "acme", "--name", "entra").exit_code == 0
+    logged = _events(database)
+    assert logged >= 2
+
+    result = cli("audit", "purge", "--org", "acme", "--before", before)
+
+    _no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "--before" in result.output and "at least a day ago" in result.output
+    assert _events(database) == logged
+
+
+@pytest.mark.parametrize("days", ["99999999999", "36501"])
+def test_purge_refuses_a_retention_beyond_a_hundred_years(cli, monkeypatch, days):
+    """``--retention-days 99999999999`` was an OverflowError traceback (no timedelta holds
+    it): a usage error naming the bound, by the option and by SCIM_AUDIT_RETENTION_DAYS."""
+    assert cli("org", "create", "acme").exit_code == 0
+    given = cli("audit", "purge", "--org", "acme", "--retention-days", days)
+    _no_traceback(given)
+    assert given.exit_code == 2 and "1<=x<=36500" in given.output, given.output
+    monkeypatch.setenv("SCIM_AUDIT_RETENTION_DAYS", days)
+    from_env = cli("audit", "purge", "--org", "acme")
+    _no_traceback(from_env)
+    assert from_env.exit_code == 2 and "--retention-days" in from_env.output, from_env.output
+
+
+def test_purge_takes_a_retention_of_a_hundred_years(cli):
+    """The largest retention allowed is a usable cutoff (nothing that old to purge)."""
+    assert cli("org", "create", "acme").exit_code == 0
+    result = cli("audit", "purge", "--org", "acme", "--retention-days", "36500")
+    assert result.exit_code == 0, result.output
+    assert "acme: purged 0 events" in result.output
+
+
+def _filed_checkpoint(cli: Any, tmp_path: Path, org: str) -> Path:
+    filed = cli("audit", "checkpoint", "--org", org)
+    assert filed.exit_code == 0, filed.output
+    path = tmp_path / f"{org}-checkpoint.json"
+    path.write_text(filed.output, encoding="utf-8")
+    return path
+
+
+def test_verify_against_a_checkpoint_of_an_organization_gone_is_broken(cli, tmp_path, monkeypatch):
+    """``audit verify --checkpoint FILE`` (no --org) on a database without the checkpoint's
+    organization (its history removed, the database replaced) printed nothing and exited 0:
+    it says BROKEN, history removed, and exits 1."""
+    assert cli("org", "create", "acme").exit_code == 0
+    path = _filed_checkpoint(cli, tmp_path, "acme")
+    org_id = json.loads(path.read_text())["organization"]
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'replaced.db'}")
+    assert cli("org", "create", "other").exit_code == 0
+    result = cli("audit", "verify", "--checkpoint", str(path))
+
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"{org_id}: BROKEN at event ")
+    assert "history removed" in result.output
+    assert "other" not in result.output
+
+
+def test_verify_against_a_checkpoint_checks_its_own_organization(cli, tmp_path):
+    """Without --org, the checkpoint names the organization verified (not the others)."""
+    assert cli("org", "create", "acme").exit_code == 0
+    assert cli("org", "create", "other").exit_code == 0
+    path = _filed_checkpoint(cli, tmp_path, "acme")
+    result = cli("audit", "verify", "--checkpoint", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("acme: OK, ") and "other" not in result.output
+
+
+@pytest.mark.parametrize("content", ["[]", '"checkpoint"', "42", "null"])
+@pytest.mark.parametrize("org", [(), ("--org", "acme")])
+def test_verify_against_a_checkpoint_that_is_not_an_object_is_a_usage_error(
+    cli, tmp_path, content, org
+):
+    """A file of valid JSON that is not an object was an AttributeError traceback, and
+    ``null`` verified as if no checkpoint had been given: a usage error."""
+    assert cli("org", "create", "acme").exit_code == 0
+    path = tmp_path / "filed.json"
+    path.write_text(content, encoding="utf-8")
+    result = cli("audit", "verify", *org, "--checkpoint", str(path))
+    _no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "--checkpoint" in result.output and "not a JSON object" in result.output
+
+
+def test_verify_against_a_checkpoint_naming_no_organization_is_a_usage_error(cli, tmp_path):
+    """Without --org, a JSON object naming no organization verified nothing and exited 0."""
+    assert cli("org", "create", "acme").exit_code == 0
+    path = tmp_path / "filed.json"
+    path.write_text('{"seq": 1}', encoding="utf-8")
+    result = cli("audit", "verify", "--checkpoint", str(path))
+    _no_traceback(result)
+    assert result.exit_code == 2 and "names no organization" in result.output, result.output
+
+
+def test_export_to_a_missing_directory_is_a_clear_error(cli, tmp_path):
+    """``audit export -o no/such/dir/q1.ndjson`` was a FileNotFoundError traceback."""
+    assert cli("org", "create", "acme").exit_code == 0
+    target = tmp_path / "no" / "such" / "dir" / "q1.ndjson"
+    result = cli("audit", "export", "--org", "acme", "-o", str(target))
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert "Error: cannot write" in result.output and str(target) in result.output
+    assert not target.parent.exists()

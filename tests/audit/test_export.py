@@ -205,7 +205,8 @@ def test_a_purge_while_the_export_reads_is_not_called_tampering(scim, admin, ses
         for n, event in enumerate(real(session_, org_id, flt, 2, through)):
             if n == 1:
                 session.rollback()
-                queries.purge(session, org_id, utcnow() + timedelta(seconds=1))
+                cutoff = utcnow() + timedelta(seconds=1)
+                queries.purge(session, org_id, cutoff, now=cutoff + timedelta(days=1))
             yield event
 
     monkeypatch.setattr(queries, "stream", stream)

@@ -257,7 +257,8 @@ def test_an_export_after_a_purge_starts_at_the_purge_checkpoint(
 
     _make_events(scim, 2)
     session.rollback()
-    purge(session, scim.org_id, utcnow() + timedelta(seconds=1))
+    cutoff = utcnow() + timedelta(seconds=1)
+    purge(session, scim.org_id, cutoff, now=cutoff + timedelta(days=1))
     scim.create_user("after-purge@example.com")
     export = _export(admin, tmp_path)
     manifest = json.loads(_lines(export)[-1])["manifest"]
