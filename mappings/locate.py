@@ -38,11 +38,14 @@ def _steps(path: str) -> list[str | int] | None:
 
 
 def _compose(text: str) -> Any:
+    """The node tree of ``text``, or None when it cannot be composed: a syntax error, or
+    nesting past Python's recursion limit (``formats.load`` reports that one as "nested
+    too deeply" at ``$``; composing again hits the same limit)."""
     import yaml
 
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
 
 

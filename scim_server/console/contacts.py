@@ -25,7 +25,14 @@ from scim_server.console.render import is_htmx, render
 from scim_server.db import db, utcnow
 from scim_server.delivery import current_delivery
 from scim_server.errors import DomainError, InvalidValueError
-from scim_server.services import access, availability, contact_search, contacts, directory
+from scim_server.services import (
+    access,
+    availability,
+    console_access,
+    contact_search,
+    contacts,
+    directory,
+)
 from scim_server.services import licenses as license_service
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -102,6 +109,12 @@ def detail_page(contact_id: str, *, status: int = 200, **extra: Any) -> Response
         else None
     )
     account = directory.account_of(s, org_id, contact.id)
+    # The person of an account holding console roles beyond the viewer's: its contact and
+    # hours are an organization admin's to change (the posts refuse with 403), so the page
+    # offers no form for them (as ``user_profile.profile_page``).
+    above = account is not None and bool(
+        console_access.beyond(s, org_id, person().roles, [account.id])
+    )
     members = (
         contact_search.search_contacts(
             s, org_id, contact_search.ContactQuery(member_of=contact.id, size=100)
@@ -125,6 +138,7 @@ def detail_page(contact_id: str, *, status: int = 200, **extra: Any) -> Response
         contact=contact,
         company=company,
         account=account,
+        above=above,
         members=members,
         plan=plan,
         licenses=all_licenses,

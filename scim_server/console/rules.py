@@ -11,6 +11,7 @@ every account, theirs included). Apply re-evaluates every user, so it is a job f
 from __future__ import annotations
 
 import difflib
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, redirect, request, url_for
@@ -36,15 +37,31 @@ rules:
       roles: [Engineer]
 """
 
+log = logging.getLogger(__name__)
+
 
 def _yaml(document: Any) -> str:
     return mappings.dump(document, "yaml")
 
 
 def _problems(text: str, err: rule_sets.RuleSetInvalidError) -> list[dict[str, Any]]:
-    """Each problem with the line of the editor it is at (when it can be found)."""
+    """Each problem with the line of the editor it is at (when it can be found).
+
+    The line is a help to the reader, the problem is the answer: text that cannot be
+    located (nested past the parser's limit, say) is reported without a line, never a 500.
+    """
+
+    def line(problem: dict[str, Any]) -> int | None:
+        try:
+            return line_of(text, problem["path"], problem["message"])
+        except Exception:  # a line is optional: the problem is still reported
+            log.warning(
+                "No editor line for the rules problem at %s", problem["path"], exc_info=True
+            )
+            return None
+
     return sorted(
-        ({**p, "line": line_of(text, p["path"], p["message"])} for p in err.problems),
+        ({**p, "line": line(p)} for p in err.problems),
         key=lambda p: (p["line"] is None, p["line"] or 0),
     )
 

@@ -42,6 +42,9 @@ DONE = {
     "lock": "locked",
     "unlock": "unlocked",
 }
+# What change_status refuses on one's own account (a lock or deactivation would end the
+# session doing it): the profile does not offer them there.
+SELF_REFUSED = frozenset({"lock", "deactivate"})
 PICKED_KINDS = ("task", "ticket")  # one hand-picked role each: the dashboard's columns
 
 
@@ -72,6 +75,7 @@ def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
     # Holds console roles beyond the viewer's: its status, contact, license, credentials and
     # second factors are an organization admin's to change (``access.require(account=)``).
     above = bool(console_access.beyond(s, org_id, person().roles, [user.id]))
+    own = user.id == person().user_id
     s.rollback()
     manual_by_kind = {
         kind: next((r["id"] for r in held if r["kind"] == kind and "manual" in r["sources"]), "")
@@ -102,7 +106,7 @@ def profile_page(user_id: str, *, status: int = 200, **extra: Any) -> Response:
         status_actions=[
             (op, label)
             for op, label in STATUS_ACTIONS.items()
-            if user.status in TRANSITIONS[op].sources
+            if user.status in TRANSITIONS[op].sources and not (own and op in SELF_REFUSED)
         ],
         confirm_name=user.login_name or user.user_name,
         **console_credentials.profile_context(user),
@@ -122,7 +126,7 @@ def change_status(user_id: str) -> Response:
     op = request.form.get("op", "")
     if op not in STATUS_ACTIONS:
         raise InvalidValueError(f"Unknown action {op!r}.")
-    if op in ("lock", "deactivate") and user_id == person().user_id:
+    if op in SELF_REFUSED and user_id == person().user_id:
         raise InvalidValueError("You cannot lock or deactivate your own account here.")
     user = accounts.act(db.session, person().org_id, user_id, op, None)
     flash(f"{user.login_name or user.user_name} is {DONE[op]}.", "ok")

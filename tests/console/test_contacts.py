@@ -315,3 +315,35 @@ def test_user_manager_edits_their_own_contact_and_a_plain_users(
         assert resp.status_code == 303
         with db.reader(app)() as s:
             assert s.get(Contact, (scim.org_id, contact_id)).email == email
+
+
+def test_user_manager_is_not_offered_the_forms_of_an_org_admins_contact(
+    app: Flask, manager: FlaskClient, scim: Scim
+) -> None:
+    """The contact page of an account beyond the viewer's roles shows its details and
+    hours read-only with the profile's hint, no "Save contact" or "Save availability
+    hours" that would answer 403; their own and a plain user's contact keep the forms."""
+    boss = console_user(app, scim, "boss@example.com", "org_admin", displayName="Boss")
+    ada = scim.create_user("ada", emails=[{"value": "ada@example.com"}])["id"]
+    with db.reader(app)() as s:
+        boss_contact = s.get(User, (scim.org_id, boss)).contact_id
+        ada_contact = s.get(User, (scim.org_id, ada)).contact_id
+        me = s.scalar(select(User).where(User.user_name == "manager@example.com")).contact_id
+    for contact_id in (boss_contact, ada_contact):
+        with db.reader(app)() as s:
+            directory.update_contact(s, scim.org_id, contact_id, {"resource_system": "PlanIt"})
+    resp = manager.get(f"/admin/contacts/{boss_contact}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "console roles beyond yours" in html
+    assert "Save contact" not in html and "Save availability hours" not in html
+    assert f'action="/admin/contacts/{boss_contact}"' not in html
+    assert f'action="/admin/contacts/{boss_contact}/availability"' not in html
+    assert "boss@example.com" in html and 'id="odd_monday"' in html  # shown, read-only
+    assert re.search(r'id="odd_monday"[^>]*\breadonly\b', html)
+    for contact_id in (me, ada_contact):
+        html = manager.get(f"/admin/contacts/{contact_id}").get_data(as_text=True)
+        assert "console roles beyond yours" not in html
+        assert "Save contact" in html
+        if contact_id == ada_contact:
+            assert "Save availability hours" in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -226,3 +227,43 @@ def test_a_user_manager_is_told_who_activates_and_offered_no_button_for_it(
     assert "Activate</button>" in boss.get(f"/admin/rules/versions/{draft_id}").get_data(
         as_text=True
     )
+
+
+DEEP_DRAFTS = ["rules:\n" + "  - " * 500 + "x\n", "[" * 600]
+
+
+def test_deeply_nested_draft_is_reported_not_a_500(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A draft nested past the parser's recursion: Validate and Preview show "nested too
+    deeply" (200, no line), Save refuses it with 422 and stores nothing; never a 500."""
+    sign_in_console(app, client, scim, "org_admin")
+    token = csrf_token(client, "/admin/rules/")
+    for text in DEEP_DRAFTS:
+        for url, status in (
+            ("/admin/rules/validate", 200),
+            ("/admin/rules/preview", 200),
+            ("/admin/rules/", 422),
+        ):
+            resp = client.post(url, data={"csrf_token": token, "text": text})
+            body = resp.get_data(as_text=True)
+            assert resp.status_code == status, (url, resp.status_code)
+            assert "document is nested too deeply" in body and "Line " not in body, url
+    assert _rule_sets(app, scim.org_id) == []
+
+
+def test_a_problem_whose_line_cannot_be_found_is_shown_without_one(
+    app: Flask, client: FlaskClient, scim: Scim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locating a problem's line is a help, not a check: if it fails the problem is
+    still reported, without a line."""
+
+    def broken(text: str, path: str, message: str = "") -> int | None:
+        raise ValueError("cannot locate")
+
+    monkeypatch.setattr("scim_server.console.rules.line_of", broken)
+    sign_in_console(app, client, scim, "auditor")
+    token = csrf_token(client, "/admin/rules/")
+    resp = client.post("/admin/rules/validate", data={"csrf_token": token, "text": "rules: 1\n"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "1 problem" in body and "Line " not in body

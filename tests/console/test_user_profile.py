@@ -201,3 +201,19 @@ def test_profile_shows_the_timeline_newest_first(
     assert timeline.index("user.lock") < timeline.index("user.create")
     assert "manager@example.com" in timeline
     assert "Never signed in." in html
+
+
+@pytest.mark.parametrize("role", ["org_admin", "user_manager"])
+def test_own_profile_offers_no_lock_or_deactivate(
+    app: Flask, client: FlaskClient, scim: Scim, role: str
+) -> None:
+    """Locking or deactivating oneself is always refused (400): one's own profile offers
+    neither; another active user's profile offers both."""
+    me = sign_in_console(app, client, scim, role, "me@example.com")
+    other = scim.create_user("other", emails=[{"value": "other@example.com"}])["id"]
+    html = client.get(f"/admin/users/{me}").get_data(as_text=True)
+    assert 'value="lock"' not in html and 'value="deactivate"' not in html
+    html = client.get(f"/admin/users/{other}").get_data(as_text=True)
+    assert 'value="lock"' in html and 'value="deactivate"' in html
+    refused = _post(client, f"/admin/users/{me}/status", op="lock")
+    assert refused.status_code == 400

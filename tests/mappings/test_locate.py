@@ -44,3 +44,15 @@ def test_syntax_error_line_comes_from_the_message() -> None:
     assert line_of("a: [", "$", "YAML syntax error at line 3, column 1: x") == 3
     assert line_of("a: [", "a") is None
     assert line_of(TEXT, "rules[") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["rules:\n" + "  - " * 500 + "x\n", "[" * 600, "{a: " * 600],
+    ids=["list", "flow", "map"],
+)
+def test_deeply_nested_text_has_no_line(text: str) -> None:
+    """Text nested past the parser's recursion (mappings.load: "nested too deeply") gives
+    None, not a RecursionError."""
+    assert line_of(text, "$", "document is nested too deeply") is None
+    assert line_of(text, "rules[0]") is None

@@ -17,6 +17,7 @@ from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import console_access, directory, groups, licenses, users
 from scim_server.services.organizations import create_organization
 from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
+from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
 
 
@@ -142,3 +143,26 @@ def test_admin_enables_access_and_edits_hours(
         ).all()
         assert len(stored) == 4
     shoot(page, "contact-availability")
+
+
+def test_a_user_manager_is_not_offered_the_form_of_an_org_admins_contact(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """The contact page of an org admin, to a user manager: the profile's note says why,
+    the details and hours are shown without "Save contact" or "Save availability hours"
+    (each post is refused with 403)."""
+    org_id, admin_id = console_person(live_server, "org_admin")
+    with db.reader(live_server.app)() as s:
+        contact_id = s.get(User, (org_id, admin_id)).contact_id
+    with db.reader(live_server.app)() as s:
+        directory.update_contact(s, org_id, contact_id, {"resource_system": "PlanIt"})
+    manager = add_user(live_server, org_id, "mike@initrode.example")
+    with db.reader(live_server.app)() as s:
+        console_access.grant(s, org_id, manager, "user_manager")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, manager)
+    page.goto(f"/admin/contacts/{contact_id}")
+    expect(page.get_by_text("This account holds console roles beyond yours")).to_be_visible()
+    for label in ("Save contact", "Save availability hours"):
+        expect(page.get_by_role("button", name=label)).to_have_count(0)
+    expect(page.get_by_label("Monday, odd weeks")).to_have_attribute("readonly", "")
+    shoot(page, "contact-beyond-your-roles")

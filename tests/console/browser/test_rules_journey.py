@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from scim_server.db import db
 from scim_server.services import console_access, licenses, roles, rule_sets
-from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
 from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
 
@@ -127,3 +127,29 @@ def test_a_user_manager_saves_a_version_and_is_told_who_activates_it(
     expect(page.get_by_role("button", name="Activate")).to_have_count(0)
     expect(page.get_by_role("button", name="Apply to everyone")).to_have_count(0)
     shoot(page, "rules-version-user-manager")
+
+
+def test_a_deeply_nested_draft_is_reported_not_a_500(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """A draft nested 500 deep: Validate shows "nested too deeply" (an auditor may check);
+    saved by an org admin it is refused with the problem on the page, never a 500."""
+    org_id, auditor = console_person(live_server, "auditor")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, auditor)
+    page.goto("/admin/rules/")
+    page.get_by_label("Rule set (YAML)").fill("rules:\n" + "  - " * 500 + "x\n")
+    with page.expect_response(lambda r: r.url.endswith("/admin/rules/validate")) as answer:
+        page.get_by_role("button", name="Validate").click()
+    assert answer.value.status == 200, answer.value.status
+    expect(page.locator("#checks")).to_contain_text("nested too deeply")
+
+    org_id, admin = console_person(live_server, "org_admin")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, admin)
+    page.goto("/admin/rules/")
+    page.get_by_label("Rule set (YAML)").fill("[" * 600)
+    expect_refusal(page)  # 422: the draft is not stored
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Save as new version").click()
+    assert answer.value.status == 422, answer.value.status
+    expect(page.get_by_text("nested too deeply")).to_be_visible()
+    assert "Internal Server Error" not in page.content()

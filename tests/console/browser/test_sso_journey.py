@@ -169,3 +169,30 @@ def test_a_security_admin_is_told_who_sets_up_sso_and_disables_a_connection(
     expect(page.get_by_text("Disabled: an organization admin enables it.")).to_be_visible()
     expect(page.get_by_label("Enabled", exact=False)).to_have_count(0)
     shoot(page, "sso-connection-security-admin")
+
+
+def test_a_connection_page_fits_a_phone_with_a_long_connection_name(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """A connection named as IdPs name their apps (one long token, no spaces): at 390 px
+    the breadcrumb above the heading wraps as the heading does; the page never scrolls
+    sideways (``shoot`` checks it: tests/screenshots/sso-connection-long-name-phone.png)."""
+    org_id, admin = console_person(live_server, "org_admin")
+    name = "Contoso_EntraID_Production_SAML_8f3b2c1d4e5f6789abcd"
+    with db.reader(live_server.app)() as s:
+        conn = connections.create_connection(
+            s,
+            org_id,
+            {"protocol": "saml", "name": name},
+            live_server.url,
+            secret=encryption_secret(live_server.app),
+        )
+    with db.reader(live_server.app)() as s:
+        connections.apply_metadata(
+            s, org_id, conn.id, connections.read_metadata(FakeIdp().metadata_xml(), None), None
+        )
+    browser_sign_in(live_server.app, context, live_server.url, org_id, admin)
+    page.goto(f"/admin/sso/{conn.id}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+    expect(page.locator(".crumbs")).to_contain_text(name)
+    shoot(page, "sso-connection-long-name")

@@ -14,7 +14,7 @@ from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import console_access, users
 from scim_server.services.organizations import create_organization
 from tests.console.browser.conftest import LiveServer, shoot
-from tests.console.browser.people import console_person
+from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
 
 PEOPLE = [
@@ -174,3 +174,20 @@ def test_a_user_manager_sees_an_admin_s_account_as_not_theirs_to_change(
     for label in ("Lock", "Deactivate", "Reset password", "Delete user", "Save contact details"):
         expect(page.get_by_role("button", name=label)).to_have_count(0)
     shoot(page, "user-beyond-your-roles")
+
+
+def test_own_profile_offers_no_lock_or_deactivate(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """An org admin on their own profile: "Lock" and "Deactivate" (always refused, 400, on
+    one's own account) are not offered; another user's profile offers both."""
+    org_id, me = console_person(live_server, "org_admin")
+    other = add_user(live_server, org_id, "other@other.example")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, me)
+    page.goto(f"/admin/users/{me}")
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    for label in ("Lock", "Deactivate"):
+        expect(page.get_by_role("button", name=label, exact=True)).to_have_count(0)
+    page.goto(f"/admin/users/{other}")
+    for label in ("Lock", "Deactivate"):
+        expect(page.get_by_role("button", name=label, exact=True)).to_have_count(1)
