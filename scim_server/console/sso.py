@@ -165,11 +165,20 @@ def create_connection() -> Response:
 @bp.get("/<connection_id>")
 @require("sso.read")
 def show_connection(connection_id: str) -> Response:
+    return _connection_page(connection_id)
+
+
+def _connection_page(
+    connection_id: str, *, status: int = 200, delete_blocked: list[str] | None = None
+) -> Response:
+    """The connection's page; ``delete_blocked``: the verified domains that refused a delete."""
     org_id = person().org_id
     conn = service.get_connection(db.session, org_id, connection_id)
     recent, _ = records.list_sign_ins(db.session, org_id, limit=10, connection_id=conn.id)
     return render(
         "console/sso/show.html",
+        status=status,
+        delete_blocked=delete_blocked,
         c=_views([conn])[0],
         domains=[d for d in domains.list_domains(db.session, org_id) if d.connection_id == conn.id],
         recent=recent,
@@ -235,7 +244,11 @@ def test_connection(connection_id: str) -> Response:
 @bp.post("/<connection_id>/delete")
 @require("sso.configure")
 def delete_connection(connection_id: str) -> Response:
-    service.delete_connection(db.session, person().org_id, connection_id)
+    """Refused while verified domains are bound to it: the page says which (409)."""
+    try:
+        service.delete_connection(db.session, person().org_id, connection_id)
+    except service.ConnectionInUseError as err:
+        return _connection_page(connection_id, status=409, delete_blocked=err.domains)
     return _see_other("console.sso.list_connections")
 
 

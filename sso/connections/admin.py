@@ -206,6 +206,12 @@ def create_sso_connection() -> tuple[Response, int]:
     """Create; a SAML connection may bring IdP metadata (``metadata_xml`` or ``metadata_url``)."""
     body = _body()
     xml, url = body.pop("metadata_xml", None), body.pop("metadata_url", None)
+    # Refused before anything is stored: create and metadata are two transactions.
+    if body.get("protocol") != "saml" and (xml is not None or url is not None):
+        raise InvalidValueError(
+            'metadata_xml and metadata_url are for SAML connections (protocol "saml").'
+        )
+    # Read and checked before the create, so bad metadata leaves no connection behind.
     meta = service.read_metadata(xml, url) if xml or url else None
     conn = service.create_connection(
         db.session, g.org_id, body, public_url(), secret=current_secret()

@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.db import utcnow
-from scim_server.errors import ForbiddenError, InvalidValueError, NotFoundError, UniquenessError
+from scim_server.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidValueError,
+    NotFoundError,
+    UniquenessError,
+)
 from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain
 from sso.connections.sealing import SealedSecretError
 from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
@@ -256,12 +262,50 @@ def update_connection(
     return conn
 
 
+class ConnectionInUseError(ConflictError):
+    """Verified e-mail domains are bound to the connection (``domains``): deleting it would
+    leave them bound to none, i.e. open to every other connection of the organization."""
+
+    def __init__(self, domains: list[str]) -> None:
+        super().__init__(
+            f"Verified domains are bound to this connection: {', '.join(domains)}. "
+            "Bind them to another connection or remove them first."
+        )
+        self.domains = domains
+
+
 def delete_connection(session: Session, org_id: str, connection_id: str) -> None:
+    """Delete the connection, refused (``ConnectionInUseError``) while a verified domain is
+    bound to it.
+
+    A domain bound to no connection may be asserted by any connection of the organization
+    (``sso.signin.domains.domain_allowed``): unbinding a verified one here would hand
+    ``ceo@example.com`` to a partner's IdP. Pending claims route nothing and are unbound.
+    """
     with session.begin():
         conn = get_connection(session, org_id, connection_id)
+        bound = list(
+            session.scalars(
+                select(SsoEmailDomain.domain)
+                .where(
+                    SsoEmailDomain.org_id == org_id,
+                    SsoEmailDomain.connection_id == conn.id,
+                    SsoEmailDomain.verified_at.is_not(None),
+                )
+                .order_by(SsoEmailDomain.domain)
+            )
+        )
+        if bound:
+            raise ConnectionInUseError(bound)
+        # Only pending claims: one verified since the check above stays bound to the deleted
+        # id, which no connection can sign in as (fail closed), instead of being opened.
         session.execute(
             update(SsoEmailDomain)
-            .where(SsoEmailDomain.org_id == org_id, SsoEmailDomain.connection_id == conn.id)
+            .where(
+                SsoEmailDomain.org_id == org_id,
+                SsoEmailDomain.connection_id == conn.id,
+                SsoEmailDomain.verified_at.is_(None),
+            )
             .values(connection_id=None)
         )
         _audit(session, conn, "sso.connection.delete", {})

@@ -72,6 +72,7 @@ def parse_idp_metadata(xml: bytes, entity_id: str | None = None) -> IdpMetadata:
     )
     if not sso_url or urlsplit(sso_url).scheme != "https":
         raise MetadataError("no HTTPS SingleSignOnService with the HTTP-Redirect binding")
+    _check_sso_url(sso_url)
     certificates: dict[str, dict[str, Any]] = {}
     for key in descriptor.findall(f"{{{MD}}}KeyDescriptor"):
         if key.get("use") not in (None, "signing"):
@@ -85,6 +86,29 @@ def parse_idp_metadata(xml: bytes, entity_id: str | None = None) -> IdpMetadata:
     if not certificates:
         raise MetadataError("no signing certificate in the metadata")
     return IdpMetadata(str(entity.get("entityID") or ""), sso_url, list(certificates.values()))
+
+
+def _check_sso_url(url: str) -> None:
+    """Where browsers are sent to sign in: an https URL naming a host, nothing else.
+
+    ``https:javascript:alert(1)`` or ``https:///x`` pass a scheme test but name no host (a
+    browser may resolve them against our own origin); userinfo (``https://idp@evil``) hides
+    the real host from the admin; whitespace or control characters are read differently by
+    browsers and by us."""
+    if any(ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in url):
+        raise MetadataError(
+            "the SingleSignOnService Location contains spaces or control characters"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed on access: a bad port raises here
+    except ValueError as err:
+        raise MetadataError(f"the SingleSignOnService Location cannot be read: {err}") from None
+    if not parts.hostname or "@" in parts.netloc:
+        raise MetadataError(
+            "the SingleSignOnService Location must be https://host/..., with a host name "
+            "and no user name or password"
+        )
 
 
 def _resolve(host: str, port: int) -> list[str]:

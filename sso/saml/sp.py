@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from sso.errors import SsoError
 from sso.saml import xml_guard
-from sso.saml.certs import pem_body
+from sso.saml.certs import SIGNIN_MIN_RSA_BITS, pem_body, rsa_key_bits
 
 SAMLP = xml_guard.SAMLP
 SAML = xml_guard.SAML
@@ -190,8 +190,45 @@ def _decode(encoded: str) -> bytes:
         raise SsoError("invalid_response", "SAMLResponse is not base64") from None
 
 
+def _without_weak_keys(cfg: SamlConfig) -> tuple[SamlConfig, list[int]]:
+    """The config with only the IdP certificates strong enough to verify with, and the RSA
+    key sizes of those left out.
+
+    Certificates are checked when trusted (``certs.describe``), but one stored before that
+    check may carry a 512-bit key anyone can factor: it signs nobody in. None left:
+    ``weak_key``.
+    """
+    weak = {
+        pem: bits
+        for pem in cfg.idp_certificates
+        if (bits := rsa_key_bits(pem)) is not None and bits < SIGNIN_MIN_RSA_BITS
+    }
+    if not weak:
+        return cfg, []
+    kept = tuple(p for p in cfg.idp_certificates if p not in weak)
+    sizes = sorted(set(weak.values()))
+    if not kept:
+        raise SsoError(
+            "weak_key",
+            f"the IdP's signing certificates have RSA keys of {sizes} bits (at least "
+            f"{SIGNIN_MIN_RSA_BITS} needed to sign in); trust the IdP's new certificate",
+        )
+    return replace(cfg, idp_certificates=kept), sizes
+
+
 def verify_response(cfg: SamlConfig, encoded: str) -> SamlAssertion:
     """Check a POSTed SAMLResponse completely (except request binding and replay) or refuse."""
+    cfg, weak = _without_weak_keys(cfg)
+    try:
+        return _verify(cfg, encoded)
+    except SsoError as err:
+        if weak and err.reason_code == "signature":
+            note = f"; certificates with RSA keys of {weak} bits are not trusted to sign in"
+            raise SsoError("signature", err.detail + note) from None
+        raise
+
+
+def _verify(cfg: SamlConfig, encoded: str) -> SamlAssertion:
     raw = _decode(encoded)
     xml_guard.check_tree(xml_guard.parse(raw))
     try:

@@ -453,3 +453,24 @@ def test_a_security_admin_is_told_who_sets_up_sso_and_offered_only_what_they_may
     assert hint not in listed and hint not in shown
     assert "New connection" in listed and "Add domain</button>" in listed
     assert "Update metadata" in shown and 'name="enabled"' in shown
+
+
+def test_delete_refused_while_a_verified_domain_is_bound_says_why(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The delete form of a connection a verified domain is bound to: 409, the page names the
+    domain and says to bind it elsewhere or remove it; the connection stays."""
+    sign_in_console(app, client, scim, "org_admin")
+    token = csrf_token(client, "/admin/sso/")
+    _create(client, token, FakeIdp().metadata_xml())
+    conn = _connections(app, scim.org_id)[0]
+    add_verified_domain(admin_of(scim), "example.com", conn.id)
+    resp = client.post(f"/admin/sso/{conn.id}/delete", data={"csrf_token": token, "confirm": "on"})
+    assert resp.status_code == 409, resp.get_data(as_text=True)
+    page = resp.get_data(as_text=True)
+    assert "Not deleted" in page and "example.com" in page
+    assert "Bind them to another connection or remove them first" in page
+    assert len(_connections(app, scim.org_id)) == 1
+    client.post("/admin/sso/domains/example.com/delete", data={"csrf_token": token})
+    resp = client.post(f"/admin/sso/{conn.id}/delete", data={"csrf_token": token, "confirm": "on"})
+    assert resp.status_code == 303 and _connections(app, scim.org_id) == []

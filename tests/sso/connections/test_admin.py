@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from lxml import etree
 
 from scim_server.services.tokens import create_token
-from tests.sso.saml_idp import FakeIdp, valid_response
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.admin_api import admin_of, ok
 from tests.support.dns_server import add_verified_domain
@@ -308,16 +308,87 @@ def test_sign_in_records_api(
 
 
 def test_delete_connection(admin: Scim, saml_connection: SamlConnection) -> None:
-    """Deleting a connection keeps its domains (unrouted) and its ACS stops answering."""
-    assert admin.delete(f"/api/v1/sso/connections/{saml_connection.id}").status_code == 204
+    """Deleting a connection unbinds its pending claims and its ACS stops answering."""
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.delete("/api/v1/sso/domains/example.com").status_code == 204
+    pending = admin.post(
+        "/api/v1/sso/domains", {"domain": "pending.test", "connection_id": saml_connection.id}
+    )
+    assert pending.status_code == 201
+    assert admin.delete(url).status_code == 204
     [domain] = admin.get("/api/v1/sso/domains").get_json()["domains"]
     assert (domain["domain"], domain["connection_id"], domain["verified"]) == (
-        "example.com",
+        "pending.test",
         None,
-        True,
+        False,
     )
     resp = saml_connection.client.post(saml_connection.acs_path, data={"SAMLResponse": "x"})
     assert resp.status_code == 404
+
+
+def test_delete_refused_while_a_verified_domain_is_bound(
+    app: Flask, admin: Scim, client: FlaskClient, scim: Scim, saml_connection: SamlConnection
+) -> None:
+    """example.com is bound to the employees' IdP: deleting it would leave the domain bound to
+    none, open to the partner's IdP (ceo@example.com). 409 naming the domain; nothing changes,
+    and the partner's IdP is still refused."""
+    ceo = make_person(app, scim, "ceo@example.com")
+    partner_idp = FakeIdp(
+        entity_id="https://partner.example.test/metadata",
+        sso_url="https://partner.example.test/sso",
+        key_name="partner",
+    )
+    made = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Partner", "metadata_xml": partner_idp.metadata_xml()},
+    )
+    partner = SamlConnection(made.get_json(), app.test_client())
+    resp = admin.delete(f"/api/v1/sso/connections/{saml_connection.id}")
+    assert resp.status_code == 409, resp.get_json()
+    detail = resp.get_json()["detail"]
+    assert "example.com" in detail and "another connection or remove them" in detail
+    assert admin.get(f"/api/v1/sso/connections/{saml_connection.id}").status_code == 200
+    [domain] = admin.get("/api/v1/sso/domains").get_json()["domains"]
+    assert domain["connection_id"] == saml_connection.id and domain["verified"] is True
+    assert not [
+        e for e in events(app, admin.org_id, "sso.connection.delete") if e.outcome == "success"
+    ]
+    assertion = partner.assertion(
+        partner.start(),
+        name_id="ceo@example.com",
+        issuer=partner_idp.entity_id,
+        attributes={WS + "emailaddress": ["ceo@example.com"]},
+    )
+    partner.post(valid_response(assertion, partner_idp))
+    with partner.client.session_transaction() as sess:
+        assert (sess.get("sso") or {}).get("user_id") != ceo
+
+
+def test_oidc_create_with_metadata_is_refused_and_stores_nothing(admin: Scim) -> None:
+    """POST {protocol: oidc, ..., metadata_xml}: 400 (metadata is for SAML), no connection."""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {
+            "protocol": "oidc",
+            "name": "Should not exist",
+            "issuer": "https://login.example.test",
+            "client_id": "abc",
+            "metadata_xml": FakeIdp().metadata_xml(),
+        },
+    )
+    assert resp.status_code == 400, resp.get_json()
+    assert "for SAML connections" in resp.get_json()["detail"]
+    assert admin.get("/api/v1/sso/connections").get_json()["connections"] == []
+
+
+def test_saml_create_with_bad_metadata_stores_nothing(admin: Scim) -> None:
+    """Metadata that does not parse is refused before the connection is created."""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Bad", "metadata_xml": "<nope"},
+    )
+    assert resp.status_code == 400, resp.get_json()
+    assert admin.get("/api/v1/sso/connections").get_json()["connections"] == []
 
 
 def test_update_refuses_other_protocol_fields(admin: Scim, saml_connection: SamlConnection) -> None:

@@ -184,3 +184,36 @@ def test_parse_metadata_needs_redirect_binding_and_certificate() -> None:
     no_cert = idp.metadata_xml().replace('use="signing"', 'use="encryption"')
     with pytest.raises(MetadataError, match="signing certificate"):
         parse_idp_metadata(no_cert.encode())
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("https:javascript:alert(1)", "host name"),
+        ("https:///x", "host name"),
+        ("https://idp.example.test@evil.example/sso", "no user name"),
+        ("https://user:pw@idp.example.test/sso", "no user name"),
+        ("https://idp.example.test/s so", "spaces or control"),
+        ("https://idp.example.test/s&#x9;so", "spaces or control"),
+        ("https://idp.example.test/s&#x85;so", "spaces or control"),
+        ("https://idp.example.test:99999/sso", "cannot be read"),
+    ],
+)
+def test_sso_url_must_name_a_host_without_userinfo_or_spaces(location: str, why: str) -> None:
+    """A SingleSignOnService Location that passes the scheme test but names no host (or hides
+    it, or has whitespace or control characters) is refused with the reason."""
+    xml = FakeIdp(sso_url=location).metadata_xml()
+    with pytest.raises(MetadataError, match=why):
+        parse_idp_metadata(xml.encode())
+
+
+def test_admin_api_refuses_an_sso_url_without_a_host(admin: Scim) -> None:
+    """Location="https:javascript:alert(1)" through the admin API: 400, nothing stored."""
+    conn = admin.post("/api/v1/sso/connections", {"protocol": "saml"}).get_json()
+    resp = admin.post(
+        f"/api/v1/sso/connections/{conn['id']}/metadata",
+        {"xml": FakeIdp(sso_url="https:javascript:alert(1)").metadata_xml()},
+    )
+    assert resp.status_code == 400, resp.get_json()
+    assert "host name" in resp.get_json()["detail"]
+    assert admin.get(f"/api/v1/sso/connections/{conn['id']}").get_json()["idp_sso_url"] is None
