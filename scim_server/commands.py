@@ -119,6 +119,14 @@ def domain_errors() -> Iterator[None]:
         raise click.ClickException(exc.detail) from None
 
 
+def not_blank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: an option given as an empty or blank string is a usage error, not
+    its absence (``--org ''`` verified every organization; ``--to-me ''`` mailed the user)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty.", ctx=ctx, param=param)
+    return value
+
+
 def org_option(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--org NAME_OR_ID`` as every command spells it."""
     options: dict[str, Any] = {"required": True, "help": "Organization name or id."}

@@ -14,7 +14,7 @@ import click
 from sqlalchemy import select
 
 from scim_server.audit.context import AuditContext, use_context
-from scim_server.commands import CommandEnv, domain_errors, org_option, pass_env
+from scim_server.commands import CommandEnv, domain_errors, not_blank, org_option, pass_env
 from scim_server.errors import NotFoundError
 from scim_server.models import User
 from scim_server.services.credentials import Delivery, Sent
@@ -26,6 +26,7 @@ to_me_option = click.option(
     "to_me",
     metavar="ADDRESS",
     default=None,
+    callback=not_blank,
     help="Send to this (your) address instead of the user's; the mail says whom it is for.",
 )
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from scim_server.audit.context import AuditContext, use_context
-from scim_server.commands import CommandEnv, build_app, domain_errors
+from scim_server.commands import CommandEnv, build_app, domain_errors, not_blank
 from scim_server.config import MAX_RETENTION_DAYS
 from scim_server.db import db
 
@@ -91,7 +91,9 @@ def _checkpoint_orgs(app: Any, doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @audit.command("verify")
-@click.option("--org", "org_ref", help="Organization name or id (default: all).")
+@click.option(
+    "--org", "org_ref", callback=not_blank, help="Organization name or id (default: all)."
+)
 @click.option(
     "--checkpoint",
     "filed",

@@ -81,10 +81,11 @@ def error_response(
 
 
 def unavailable_response() -> Response:
-    """503 with Retry-After, for a database that cannot be reached right now."""
+    """503 with Retry-After, for a database that cannot be reached right now (down, or its
+    write lock held past the busy timeout)."""
     return error_response(
         503,
-        "The service is temporarily unavailable (database unreachable); retry later.",
+        "The service is temporarily unavailable (database unreachable or busy); retry later.",
         None,
         {"Retry-After": str(DATABASE_RETRY_AFTER)},
     )

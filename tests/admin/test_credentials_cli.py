@@ -66,6 +66,18 @@ def test_send_by_username_queues_the_mail(cli, app_with_user):
         assert "https://id.acme.example/sso/login" in mail.body_text
 
 
+def test_an_empty_to_me_is_a_usage_error_not_the_users_address(cli, app_with_user):
+    """--to-me '' read as no --to-me mailed the user's credentials to the user: the operator
+    asked for them at an address they did not manage to type. Now a usage error, nothing
+    queued."""
+    for blank in ("", "  "):
+        result = cli("credentials", "send", "--org", "acme", "--to-me", blank, "sam@example.com")
+        assert result.exit_code == 2, result.output
+        assert "--to-me" in result.output and "must not be empty" in result.output
+    with db.reader(app_with_user)() as session:
+        assert session.scalars(select(MailOutbox)).all() == []
+
+
 def test_schedule_list_and_cancel(cli, app_with_user):
     """schedule --at (zone required), list shows it, cancel removes it; unknown users exit 1."""
     naive = cli(

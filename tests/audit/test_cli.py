@@ -171,6 +171,15 @@ def test_verify_against_a_checkpoint_of_an_organization_gone_is_broken(cli, tmp_
     assert "other" not in result.output
 
 
+def test_verify_with_an_empty_org_is_a_usage_error(cli):
+    """--org '' verified every organization (read as no --org) and said OK: a usage error."""
+    assert cli("org", "create", "acme").exit_code == 0
+    result = cli("audit", "verify", "--org", "")
+    assert result.exit_code == 2, result.output
+    assert "--org" in result.output and "must not be empty" in result.output
+    assert "acme" not in result.output
+
+
 def test_verify_against_a_checkpoint_checks_its_own_organization(cli, tmp_path):
     """Without --org, the checkpoint names the organization verified (not the others)."""
     assert cli("org", "create", "acme").exit_code == 0
