@@ -135,7 +135,12 @@ def check_sendable(user: User) -> None:
         )
 
 
-def _fmt(moment: datetime) -> str:
+def mail_time(moment: datetime, *, round_up: bool = False) -> str:
+    """A moment as mails state it ("on 7 December 2026 at 11:46 UTC"). To the minute below,
+    which errs early for an expiry; ``round_up`` for a moment the reader must not come back
+    before (an automatic lock's end)."""
+    if round_up and (moment.second or moment.microsecond):
+        moment = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return "on " + moment.strftime("%d %B %Y at %H:%M UTC").lstrip("0")
 
 
@@ -202,7 +207,7 @@ def deliver(
         kind, method = "activation_link", "activation_link"
         context |= {
             "link": delivery.link("activation", token),
-            "expires": _fmt(now + timedelta(days=days)),
+            "expires": mail_time(now + timedelta(days=days)),
         }
     else:
         days = current.number("temporary_password_days")
@@ -229,7 +234,7 @@ def deliver(
         method = "temporary_password"
         context |= {
             "temporary_password": secret,
-            "expires": _fmt(now + timedelta(days=days)),
+            "expires": mail_time(now + timedelta(days=days)),
             "must_change": must_change,
         }
     outbox = _queue(session, user, kind, address, context, reason)
@@ -257,8 +262,8 @@ def deliver_reset_link(
     token = passwords.issue_link(session, user, "reset", ttl)
     if user.status != RECOVERY:
         lifecycle.transition(session, user, "start_recovery", reason=f"password {reason}")
-    minutes = int(ttl.total_seconds() // 60)
-    expires = f"in {minutes} minutes" if minutes <= 120 else _fmt(utcnow() + ttl)
+    # A moment, not a duration: the worker may send the mail later than it is queued.
+    expires = mail_time(utcnow() + ttl)
     context = {
         "username": login_of(user),
         "login_url": delivery.login_url(),

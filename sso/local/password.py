@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from scim_server.models import User, UserPassword
-from scim_server.services import lifecycle, lockout, mail, mfa, passwords
+from scim_server.services import credentials, lifecycle, lockout, mail, mfa, passwords
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 from sso.errors import SsoError
@@ -277,7 +277,8 @@ def count_failure(session: Session, user: User, typed: str, attempt: Attempt) ->
                 address,
                 {
                     "username": user.login_name or user.user_name,
-                    "until": until.strftime("%Y-%m-%d %H:%M UTC"),
+                    # The minute after the lock ends: the person must not come back before.
+                    "until": credentials.mail_time(until, round_up=True),
                     "login_url": mail.login_url(attempt.base_url),
                 },
                 user_id=user.id,
