@@ -38,13 +38,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scim_server.audit import record
 from scim_server.db import utcnow
+from scim_server.email_domains import email_domain
 from scim_server.errors import ConflictError, DomainError
 from scim_server.models import Contact, CredentialToken, Organization, User, UserPassword
 from scim_server.services import credentials, lifecycle, mail, passwords, settings
 from scim_server.services.addresses import user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
-from scim_server.text import ascii_host, fold
+from scim_server.text import fold
 
 RESET_LINK_TTL = timedelta(minutes=60)
 FORGOT_PER_HOUR = 3
@@ -181,19 +182,11 @@ def domain_owner(session: Session, address: str) -> str | None:
     decides nothing: anyone may make one).
 
     ``sso.local.accounts.domain_org``'s answer (services do not import ``sso``; a test
-    holds the two to the same answers): the domain as ``sso.signin.domains.email_domain``
-    normalises it, then the one verified claim of it.
+    holds the two to the same answers): the domain as ``email_domains.email_domain``
+    normalises it for both, then the one verified claim of it.
     """
-    if address.count("@") != 1:
-        return None
-    local, _, domain = address.rpartition("@")
-    if not local:
-        return None
-    try:
-        name = ascii_host(domain.strip().rstrip(".").lower())
-    except UnicodeError:
-        return None
-    if not name or len(name) > 253:
+    name = email_domain(address)
+    if name is None:
         return None
     return session.scalar(
         select(SSO_EMAIL_DOMAINS.c.org_id).where(

@@ -15,7 +15,6 @@ only; one routed to none, for all the organization's connections.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.db import utcnow
+from scim_server.email_domains import email_domain, normalize_domain
 from scim_server.errors import (
     ConflictError,
     DomainError,
@@ -33,7 +33,6 @@ from scim_server.errors import (
     NotFoundError,
     UniquenessError,
 )
-from scim_server.text import ascii_host
 from sso.connections.models import SsoConnection, SsoEmailDomain
 from sso.connections.service import get_connection
 from sso.signin import txt_records
@@ -61,43 +60,6 @@ class DnsUnavailableError(DomainError):
     def __init__(self, detail: str, cause: str) -> None:
         super().__init__(detail)
         self.cause = cause
-
-
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def normalize_domain(value: Any) -> str:
-    """Lower-case IDNA form of a domain; refuse anything that is not a plain host name.
-
-    ``text.ascii_host`` (IDNA 2008, UTS 46): with IDNA 2003 ``straße.de`` would be
-    ``strasse.de``, another domain, whose holder would then have routed and allow-listed
-    the addresses of one it never proved it owns (and refused its real owner)."""
-    if not isinstance(value, str):
-        raise InvalidValueError("domain must be a string.")
-    text = value.strip().rstrip(".").lower()
-    if len(text) > 1000:
-        raise InvalidValueError("domain is too long.")
-    try:
-        text = ascii_host(text)
-    except UnicodeError:
-        raise InvalidValueError(f"{value!r} is not a valid domain.") from None
-    labels = text.split(".")
-    if len(text) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
-        raise InvalidValueError(f"{value!r} is not a valid domain (e.g. example.com).")
-    return text
-
-
-def email_domain(email: str | None) -> str | None:
-    """The normalised domain of an address, or None if it is not an address."""
-    if not email or email.count("@") != 1:
-        return None
-    local, _, domain = email.rpartition("@")
-    if not local:
-        return None
-    try:
-        return normalize_domain(domain)
-    except InvalidValueError:
-        return None
 
 
 def record_name(domain: str) -> str:
