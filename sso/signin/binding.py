@@ -11,6 +11,20 @@ without ``email_verified``, ``preferred_username``) never select an account.
 Nor may a fallback select an account with an address in a verified domain bound to
 another connection (``subject_mismatch``): that account is the other IdP's to sign in,
 even when this IdP's subject equals its externalId or its userName.
+
+Nor an account created just in time by another connection (``subject_mismatch``):
+``users.source`` is ``jit`` and the account is linked on a connection other than this
+one. ``sso.signin.jit`` links the creating subject in the creation's transaction, so
+such an account is its creator's from the start, even when its first sign-in is
+refused. Its externalId and userName are that IdP's values (a partner's subject, an
+employee number such as ``E1234``, a name with no address), which the domain check
+above cannot place: without this rule the employees' IdP asserting ``E1234`` would
+enter, and link, the partner's account, and the partner's IdP an employee's. Accounts
+made by SCIM or an admin are not affected: a fallback of a second connection still
+binds them (moving to a new IdP). When an admin removed the creating link (``DELETE
+/api/v1/sso/connections/<id>/links/<user_id>``, ``sso.signin.links.unlink``), or a
+SAML transient NameID created the account (never linked), nothing ties it to a
+connection any more: the fallbacks of any connection may bind it, the admin's decision.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.models import Contact, User
 from scim_server.text import exact, fold, same_identity
+from sso.connections.models import SsoConnection, SsoIdentityLink
 from sso.errors import SsoError
 from sso.signin import domains, links
 from sso.signin.request import SignInRequest
@@ -70,6 +85,7 @@ def find_user(session: Session, req: SignInRequest) -> Match | None:
     if match is not None:
         _check_unlinked(session, req, match)
         _check_not_bound_elsewhere(session, req, match)
+        _check_not_created_elsewhere(session, req, match)
     return match
 
 
@@ -102,6 +118,37 @@ def _check_not_bound_elsewhere(session: Session, req: SignInRequest, match: Matc
             "subject_mismatch",
             f"{match.matched_by} {match.value!r} selects account {match.user.user_name!r}, "
             f"whose address {found!r} is in a domain bound to another connection",
+            match.user,
+        )
+
+
+def _check_not_created_elsewhere(session: Session, req: SignInRequest, match: Match) -> None:
+    """An account created just in time is its creating connection's (linked in the creation).
+
+    Its names are that IdP's choice and mean nothing to another IdP: an equal subject or
+    userName elsewhere is a coincidence (an employee number, a partner's subject), not
+    the same person. A JIT account with no link left is nobody's (an admin unlinked it).
+    """
+    if match.user.source != "jit":
+        return
+    other = session.scalar(
+        select(SsoIdentityLink)
+        .where(
+            SsoIdentityLink.org_id == req.org_id,
+            SsoIdentityLink.user_id == match.user.id,
+            SsoIdentityLink.connection_id != req.connection_id,
+        )
+        .order_by(SsoIdentityLink.created_at)
+        .limit(1)
+    )
+    if other is not None:
+        conn = session.get(SsoConnection, (req.org_id, other.connection_id))
+        raise BindingError(
+            "subject_mismatch",
+            f"{match.matched_by} {match.value!r} selects account {match.user.user_name!r}, "
+            f"which was created just in time by another connection and is linked on "
+            f"{conn.name if conn is not None else other.connection_id!r} to subject "
+            f"{other.subject!r}",
             match.user,
         )
 
@@ -176,6 +223,7 @@ def link(session: Session, req: SignInRequest, match: Match) -> None:
     """
     _check_unlinked(session, req, match)
     _check_not_bound_elsewhere(session, req, match)  # the account's addresses, under its lock
+    _check_not_created_elsewhere(session, req, match)  # its links, under its lock
     user = match.user
     if links.of_user(session, req.org_id, req.connection_id, user.id) is not None:
         return  # this very subject, linked by a concurrent sign-in

@@ -7,7 +7,9 @@ attempt, success or failure, leaves a ``sign_in_records`` row and an audit
 event (``signin.success`` / ``signin.failure``) written together.
 
 Which account is ``sso.signin.binding``'s answer; the link it asks for is written in
-the transaction of the successful sign-in, so a refused sign-in links nothing.
+the transaction of the successful sign-in, so a refused sign-in links nothing. A
+just-in-time account is the exception: ``sso.signin.jit`` links it with its creation,
+so that it is its connection's even when this sign-in is then refused.
 """
 
 from __future__ import annotations

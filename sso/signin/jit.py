@@ -1,10 +1,11 @@
 """Just-in-time accounts: an unknown person from a trusted IdP, created the way SCIM creates one.
 
 The identity becomes a SCIM User document, validated by the SCIM schema and
-created by ``scim_server.services.users.create_user``: the same contact
+created by ``scim_server.services.users.insert_user``: the same contact
 matching, username format, mapping rules (license, roles), seats and audit
 event as a SCIM POST. There is one provisioning path. Unlike a SCIM POST, the
-account joins the settings' default groups (no IdP pushes its memberships).
+account joins the settings' default groups (no IdP pushes its memberships), and it
+is linked to the subject in the same transaction (``create``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import users
 from sso.errors import SsoError
+from sso.signin import links
 from sso.signin.domains import domain_allowed
 from sso.signin.request import SignInRequest
 
@@ -85,14 +87,50 @@ def scim_document(req: SignInRequest) -> dict[str, Any]:
 
 def create(session: Session, org_id: str, req: SignInRequest) -> User:
     """Create the account through the identity services (raises their domain errors, and
-    ``SsoError`` for names this connection may not give: ``check_names``)."""
-    with session.begin():
-        check_names(session, org_id, req)
-    return users.create_user(
-        session,
-        org_id,
-        scim_document(req),
-        identity=req.identity,
-        source="jit",
-        default_groups=True,
-    )
+    ``SsoError`` for names this connection may not give: ``check_names``), linked to the
+    subject in the same transaction.
+
+    The link is what makes the account this connection's: another connection's fallbacks
+    may not select an account created just in time and linked elsewhere
+    (``sso.signin.binding``). So it is written with the account, not with the sign-in,
+    which may still be refused (no license yet: the account stays, waiting for an admin).
+    A SAML transient NameID links nothing (``subject_linkable``): such an account is tied
+    to no connection.
+    """
+    try:
+        with session.begin():
+            check_names(session, org_id, req)
+            user = users.insert_user(
+                session,
+                org_id,
+                scim_document(req),
+                identity=req.identity,
+                source="jit",
+                default_groups=True,
+            )
+            if req.subject_linkable:
+                _link(session, req, user)
+            return user
+    except users.LostRaceError:
+        raise SsoError(
+            "jit_failed", "just-in-time creation refused: a concurrent create took its names"
+        ) from None
+
+
+def _link(session: Session, req: SignInRequest, user: User) -> None:
+    """The creating subject's link, audited as ``sso.identity_linked`` (matched by ``jit``)."""
+    try:
+        links.create(
+            session,
+            req.connection_id,
+            req.subject,
+            user,
+            about={"protocol": req.protocol, "matched_by": "jit", "value": None},
+            detail=f"{req.protocol} subject {req.subject!r} of {req.connection_name} linked "
+            "(created just in time)",
+        )
+    except links.LinkTakenError:
+        raise SsoError(
+            "jit_failed",
+            f"just-in-time creation refused: subject {req.subject!r} was linked concurrently",
+        ) from None

@@ -523,3 +523,166 @@ def test_partner_reaches_an_account_with_no_address_of_a_domain_bound_elsewhere(
     local_op.user.update(sub="00u-guest", email="someone@example.com", email_verified=True)
     assert oidc_login(client, oidc_conn).status_code == 303
     assert session_user(client) == guest
+
+
+# -- an account created just in time by another connection ------------------------------------
+
+EMPLOYEE_NUMBER = "E1234"
+
+
+def partner_oidc_jit(
+    app: Flask, admin: Scim, scim: Scim, oidc_conn: dict[str, Any], saml_idp: FakeIdp
+) -> SamlConnection:
+    """The employees' Entra (SAML, example.org bound to it) beside the partner's OIDC
+    connection (the fixture's, example.com bound to none), both creating accounts just in
+    time; returns Entra."""
+    entra = entra_with_example_org(admin, saml_idp)
+    set_default_license(app, scim.org_id)
+    enable_jit(admin, oidc_conn["id"])
+    enable_jit(admin, entra.id)
+    return entra
+
+
+def user_of(app: Flask, org_id: str, user_name: str) -> User:
+    with read(app) as s:
+        return s.scalars(
+            select(User).where(User.org_id == org_id, User.user_name == user_name)
+        ).one()
+
+
+@pytest.mark.parametrize(
+    ("claims", "name_id"),
+    [
+        ({"external_id": EMPLOYEE_NUMBER}, EMPLOYEE_NUMBER),  # the externalId fallback
+        ({"preferred_username": "e.smith"}, "e.smith"),  # the userName fallback
+    ],
+    ids=["name-id-is-external-id", "name-id-is-user-name"],
+)
+def test_saml_employee_cannot_enter_an_account_the_partner_created_just_in_time(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+    claims: dict[str, str],
+    name_id: str,
+) -> None:
+    """The partner's OIDC IdP creates mallory's account just in time (its externalId or
+    userName an employee number); an Entra NameID equal to it selects that account by a
+    fallback: refused (subject_mismatch, the record names the account), nothing linked on
+    Entra; the partner's own sub still signs in to it."""
+    entra = partner_oidc_jit(app, admin, scim, oidc_conn, saml_idp)
+    local_op.user.update(
+        sub="partner-7", email="mallory@example.com", email_verified=True, **claims
+    )
+    created = oidc_login(client, oidc_conn)
+    assert created.status_code == 303, created.get_data(as_text=True)
+    mallory = user_of(app, scim.org_id, claims.get("preferred_username", "mallory@example.com"))
+    assert mallory.source == "jit"
+    assert links(app, scim.org_id) == [(oidc_conn["id"], "partner-7", mallory.id)]
+
+    employee = app.test_client()
+    resp = saml_as(entra, saml_idp, employee, name_id, "e.smith@example.org")
+    record = assert_refused(app, scim.org_id, resp, "subject_mismatch")
+    assert (record.connection_id, record.subject, record.user_id) == (entra.id, name_id, mallory.id)
+    assert "created just in time by another connection" in (record.detail or "")
+    assert session_user(employee) is None
+    assert links(app, scim.org_id) == [(oidc_conn["id"], "partner-7", mallory.id)]
+
+    again = app.test_client()
+    assert oidc_login(again, oidc_conn).status_code == 303
+    assert session_user(again) == mallory.id
+
+
+def test_oidc_partner_cannot_enter_an_account_the_employees_idp_created_just_in_time(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+) -> None:
+    """The symmetric case: Entra creates an employee's account just in time (persistent
+    NameID E1234, an address of example.com, bound to no connection); the partner's sub
+    E1234 selects it by externalId: refused, nothing linked on the partner's connection;
+    the employee still signs in."""
+    entra = partner_oidc_jit(app, admin, scim, oidc_conn, saml_idp)
+    created = saml_as(entra, saml_idp, client, EMPLOYEE_NUMBER, "e.smith@example.com")
+    assert created.status_code == 303, created.get_data(as_text=True)
+    smith = user_of(app, scim.org_id, "e.smith@example.com")
+    assert (smith.source, smith.external_id) == ("jit", EMPLOYEE_NUMBER)
+
+    partner = app.test_client()
+    local_op.user.update(sub=EMPLOYEE_NUMBER, email="mallory@example.com", email_verified=True)
+    record = assert_refused(app, scim.org_id, oidc_login(partner, oidc_conn), "subject_mismatch")
+    assert (record.connection_id, record.user_id) == (oidc_conn["id"], smith.id)
+    assert "created just in time by another connection" in (record.detail or "")
+    assert session_user(partner) is None
+    assert links(app, scim.org_id) == [(entra.id, EMPLOYEE_NUMBER, smith.id)]
+
+    employee = app.test_client()
+    resp = saml_as(entra, saml_idp, employee, EMPLOYEE_NUMBER, "e.smith@example.com")
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert session_user(employee) == smith.id
+
+
+def test_an_unlinked_just_in_time_account_is_bound_by_the_fallbacks(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+) -> None:
+    """An admin removed the partner's link of its just-in-time account (the admin API):
+    nothing ties it to a connection any more, so Entra's NameID equal to its externalId
+    signs in to it and links it, the admin's decision."""
+    entra = partner_oidc_jit(app, admin, scim, oidc_conn, saml_idp)
+    local_op.user.update(
+        sub="partner-7",
+        email="mallory@example.com",
+        email_verified=True,
+        external_id=EMPLOYEE_NUMBER,
+    )
+    assert oidc_login(client, oidc_conn).status_code == 303
+    mallory = session_user(client)
+    url = f"/api/v1/sso/connections/{oidc_conn['id']}/links/{mallory}"
+    assert admin.delete(url).status_code == 204
+    assert links(app, scim.org_id) == []
+
+    employee = app.test_client()
+    resp = saml_as(entra, saml_idp, employee, EMPLOYEE_NUMBER, "e.smith@example.org")
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert session_user(employee) == mallory
+    assert links(app, scim.org_id) == [(entra.id, EMPLOYEE_NUMBER, mallory)]
+
+
+def test_a_scim_account_linked_on_one_connection_signs_in_through_another(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+) -> None:
+    """Moving IdPs: an account made by SCIM and linked on the OIDC connection is still
+    reached and linked by the SAML connection's fallback (only JIT accounts are another
+    connection's)."""
+    entra = partner_oidc_jit(app, admin, scim, oidc_conn, saml_idp)
+    alice = make_person(app, scim)
+    local_op.user.update(sub="00u-alice")
+    assert oidc_login(client, oidc_conn).status_code == 303
+    assert session_user(client) == alice
+
+    moved = app.test_client()
+    resp = saml_as(entra, saml_idp, moved, "pid-alice", "alice@example.com")
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert session_user(moved) == alice
+    assert links(app, scim.org_id) == sorted(
+        [(oidc_conn["id"], "00u-alice", alice), (entra.id, "pid-alice", alice)]
+    )

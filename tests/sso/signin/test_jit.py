@@ -5,6 +5,10 @@ compare with, and the IdP chose them (OIDC's ``preferred_username`` is often the
 person's own): an address among them must be one this connection may assert, as an
 asserted e-mail must, else a partner's user could be named ``ceo@example.org`` and
 receive the real CEO's first sign-in through the employees' IdP.
+
+A JIT account is linked to its creating subject in the creation's transaction, even when
+the first sign-in is then refused: it is that connection's account, which another
+connection's fallbacks may not select (``sso.signin.binding``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,18 @@ from sqlalchemy import select
 from scim_server.models import User
 from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.saml_idp import FakeIdp
+from tests.sso.signin.test_binding import (
+    EMPLOYEE_NUMBER,
+    enable_jit,
+    entra_with_example_org,
+    links,
+    saml_as,
+    session_user,
+)
 from tests.support import Scim
+from tests.support.admin_api import make_license
 from tests.support.dns_server import add_verified_domain
-from tests.support.sso import assert_refused, oidc_login, read, set_default_license
+from tests.support.sso import assert_refused, events, oidc_login, read, set_default_license
 
 
 def _accounts(app: Flask, org_id: str) -> list[tuple[str, str | None]]:
@@ -105,3 +118,45 @@ def test_oidc_jit_keeps_names_the_connection_may_give(
     resp = oidc_login(client, oidc_conn)
     assert resp.status_code == 303, resp.get_data(as_text=True)
     assert _accounts(app, scim.org_id) == [account]
+
+
+def test_a_refused_jit_sign_in_still_links_the_new_account(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+) -> None:
+    """The partner's JIT account gets no license (missing_license) but is linked to its sub
+    all the same; once an admin gives it a license, Entra's NameID equal to its externalId
+    is refused (subject_mismatch) and the partner's own sub signs in."""
+    saml_idp = FakeIdp()
+    entra = entra_with_example_org(admin, saml_idp)
+    make_license(admin, "Engineer")  # no default: a JIT account waits for an admin's license
+    enable_jit(admin, oidc_conn["id"])
+    local_op.user.update(
+        sub="partner-7",
+        email="mallory@example.com",
+        email_verified=True,
+        external_id=EMPLOYEE_NUMBER,
+    )
+    record = assert_refused(app, scim.org_id, oidc_login(client, oidc_conn), "missing_license")
+    mallory = record.user_id
+    assert _accounts(app, scim.org_id) == [("mallory@example.com", EMPLOYEE_NUMBER)]
+    assert links(app, scim.org_id) == [(oidc_conn["id"], "partner-7", mallory)]
+    (linked,) = events(app, scim.org_id, "sso.identity_linked")
+    assert (linked.resource_id, linked.explanation["matched_by"]) == (mallory, "jit")
+    resp = admin.put(f"/api/v1/users/{mallory}/license", {"license": "Engineer"})
+    assert resp.status_code == 200, resp.get_json()
+
+    employee = app.test_client()
+    resp = saml_as(entra, saml_idp, employee, EMPLOYEE_NUMBER, "e.smith@example.org")
+    record = assert_refused(app, scim.org_id, resp, "subject_mismatch")
+    assert (record.connection_id, record.user_id) == (entra.id, mallory)
+    assert session_user(employee) is None
+    assert links(app, scim.org_id) == [(oidc_conn["id"], "partner-7", mallory)]
+
+    again = app.test_client()
+    assert oidc_login(again, oidc_conn).status_code == 303
+    assert session_user(again) == mallory

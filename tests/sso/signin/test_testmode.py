@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.models import User
+from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.sso.signin.test_binding import (
+    EMPLOYEE_NUMBER,
+    PERSISTENT,
+    links,
+    partner_oidc_jit,
+)
 from tests.support import Scim
 from tests.support.sso import (
     SamlConnection,
     make_person,
+    oidc_login,
     read,
     set_default_license,
     sign_ins,
@@ -77,3 +87,40 @@ def test_test_link_is_per_organization(
     other = Scim(client, secret, other_scim.org_id)
     assert other.post(f"/api/v1/sso/connections/{saml_connection.id}/test", {}).status_code == 404
     assert client.get("/sso/test/made-up-token").status_code == 400
+
+
+def test_test_mode_refuses_an_account_another_connection_created_just_in_time(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    oidc_conn: dict[str, Any],
+    local_op: LocalOP,
+    saml_idp: FakeIdp,
+) -> None:
+    """A test login on Entra whose NameID is the externalId of the partner's just-in-time
+    account: the page names subject_mismatch, as a real sign-in would; nothing is linked."""
+    entra = partner_oidc_jit(app, admin, scim, oidc_conn, saml_idp)
+    local_op.user.update(
+        sub="partner-7",
+        email="mallory@example.com",
+        email_verified=True,
+        external_id=EMPLOYEE_NUMBER,
+    )
+    assert oidc_login(app.test_client(), oidc_conn).status_code == 303
+    before = links(app, scim.org_id)
+
+    request_id = start_test_login(admin, client, entra.id)
+    browser = SamlConnection(entra.data, client)
+    assertion = browser.assertion(
+        request_id,
+        name_id=EMPLOYEE_NUMBER,
+        name_id_format=PERSISTENT,
+        attributes={WS + "emailaddress": ["e.smith@example.org"]},
+    )
+    resp = browser.post(valid_response(assertion, saml_idp))
+    assert resp.status_code == 200 and "subject_mismatch" in resp.get_data(as_text=True)
+    record = sign_ins(app, scim.org_id)[-1]
+    assert (record.outcome, record.reason_code) == ("test", "subject_mismatch")
+    assert "created just in time by another connection" in (record.detail or "")
+    assert links(app, scim.org_id) == before
