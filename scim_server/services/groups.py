@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -493,19 +493,45 @@ def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) 
     return found
 
 
+# pg_advisory_xact_lock key: the changes that add groups to groups in one organization
+# take turns for their cycle check (the organization's id is the second half).
+GROUP_GRAPH_LOCK = 0x5C1A_6E57
+_TAKE_GROUP_GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(:org_id))").bindparams(
+    key=GROUP_GRAPH_LOCK
+)
+
+
+def _lock_group_graph(session: Session, org_id: str) -> None:
+    """Wait for the organization's other changes adding groups to groups to end, then hold
+    the turn to this transaction's end (PostgreSQL; SQLite's writer holds the database).
+
+    Each such change locks only its own group: two that add each other's group (A into B,
+    B into A), or close a longer loop, would each find no cycle and both commit one.
+    Locking the groups added is not enough (B in A and D in C: adding C to B and A to D at
+    once closes A, B, C, D, A with no group locked by both). An advisory lock,
+    not a row's: it conflicts with nothing but itself, so it joins no other lock order
+    (the organization's row is locked by settings changes, which would then queue behind
+    group changes; the audit head is every writer's last lock, taken at the commit). A
+    change that adds only users never takes it.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_TAKE_GROUP_GRAPH_LOCK, {"org_id": org_id})
+
+
 def _check_no_cycle(session: Session, org_id: str, group_id: str, added: Sequence[str]) -> None:
     """Refuse groups ``added`` to ``group_id`` that contain it, directly or through other
     groups: the membership graph stays free of cycles (a group in itself: ``_resolve``).
 
     One recursive query walks down from the added groups through ``group_members`` (the
     primary key serves each step; UNION, not UNION ALL, ends on any cycle already stored).
-    Run under the group's row lock (on SQLite, the database's write lock, which serialises
-    every membership change). On PostgreSQL that lock orders changes to this group only:
-    two concurrent requests adding each other's group (A into B, B into A) are not
-    ordered by it.
+    The organization's group graph is locked first (``_lock_group_graph``): the walk,
+    a statement of its own after the lock (a new snapshot under READ COMMITTED), sees every
+    group added by a change that held the lock before, and none can be added until this
+    transaction ends.
     """
     if not added:
         return
+    _lock_group_graph(session, org_id)
     gm = GroupMember.__table__.c
     for start in range(0, len(added), CHUNK):
         below = (

@@ -17,7 +17,9 @@ say, applied alone it would be an update over the first). The others are applied
 previewed or not at all: the preview keeps each row's account and the attributes it
 changes (``user_id``, ``plan_changes``), and a row the directory changed under since (its
 account deleted, replaced, created, (de)activated) is refused with a reason
-(``rows.Planned``), never re-decided.
+(``rows.Planned``), never re-decided. The row's account is read locked in the step's
+transaction and kept locked through its write (``rows._holder``): an IdP's change cannot
+land between the check and the write.
 
 A preview that fails on the file itself (unreadable, too many rows, a NUL byte) keeps
 that reason in its checkpoint for its page (``refusal``); any other failure is the

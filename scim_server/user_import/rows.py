@@ -13,7 +13,10 @@ settings' default groups (a SCIM POST does not: the IdP owns its memberships).
 The console's import applies what its preview showed (``Planned``): a row whose account
 the directory changed since (deleted, replaced, created, or now changed beyond the
 preview's attributes, such as ``active`` after a deactivation) is refused, never
-re-decided. The CLI has no preview to keep to: it plans and applies in one run.
+re-decided. The account is read for that check with its row locked (``_holder``), in the
+transaction that writes it: a change the IdP commits meanwhile is either seen by the check
+or made after the write, never lost under it. The CLI has no preview to keep to: it plans
+and applies in one run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.errors import DomainError, InvalidValueError
@@ -272,6 +276,24 @@ def plan(
         session.rollback()
 
 
+def _holder(session: Session, org_id: str, user_name: str) -> User | None:
+    """The account holding ``user_name`` now, its row locked (``FOR UPDATE``; on SQLite the
+    writer holds the database already) until the row's write transaction ends, so that the
+    check against the preview (``_drift``) and the write see one state: an IdP's change (a
+    deactivation, a deletion) committed before the read is seen by the check, one made
+    after it waits for the write. ``populate_existing``: the values read under the lock,
+    not an older copy the session holds."""
+    key = fold(user_name)
+    if not key:
+        return None
+    return session.scalar(
+        select(User)
+        .where(User.org_id == org_id, User.user_name_key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def apply_row(
     session: Session,
     org_id: str,
@@ -284,7 +306,7 @@ def apply_row(
     the admin approved showed; a row that would now do otherwise is refused (``_drift``)."""
     user_name = row.values.get("userName", "")
     try:
-        existing = user_lookup.by_user_names(session, org_id, [user_name]).get(fold(user_name))
+        existing = _holder(session, org_id, user_name)
         outcome, doc, change = _decide(row, existing)
         drift = _drift(planned, outcome, existing) if planned is not None else None
         if drift is not None:
@@ -292,8 +314,15 @@ def apply_row(
             return Outcome(row.line, user_name, "error", STALE.format(drift))
         updated = [outcome.user_id] if outcome.action == "update" and outcome.user_id else []
         beyond = _beyond(session, org_id, actor_roles, updated)
-        session.rollback()  # the services below own their transactions
         guarded = _guarded(outcome, beyond)
+        if guarded is not outcome or change is None or outcome.user_id is None:
+            session.rollback()  # nothing to keep locked: the services below own their transactions
+        else:
+            # The import's session is joined to its step's transaction (``jobs.run_import``):
+            # this ends the read's savepoint, its lock kept until the step commits, through the
+            # update's own savepoint. (A session of its own, the CLI's, ends its read here: it
+            # keeps no preview to hold the account to.)
+            session.commit()
         if guarded is not outcome:
             return guarded
         if outcome.action == "create" and doc is not None:

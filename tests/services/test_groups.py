@@ -12,6 +12,7 @@ filtered change that must match refused when it matches nothing, no cycle of gro
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from scim_server.services import groups
 from scim_server.services.groups import GroupEdit
 from scim_server.services.members import MemberChange, MemberTest
 from tests.admin.rules import activate, catalogue
-from tests.support import GROUP_SCHEMA, Scim
+from tests.support import GROUP_SCHEMA, Scim, assert_error
 from tests.support.admin_api import account, events, person
+from tests.support.pg_locks import LIMIT_SECONDS, backend_pid, ended_or_waiting
 
 BY_EXTERNAL_ID = {
     "mode": "first-match",
@@ -288,3 +290,91 @@ def test_the_cycle_check_ends_on_a_cycle_already_stored(scim: Scim, session: Ses
     with pytest.raises(InvalidValueError, match="cycle"):
         _change(session, scim.org_id, a, MemberChange("add", ({"value": c},)))
     session.rollback()
+
+
+def _nested_add(app: Flask, scim: Scim, parent: str, child: str) -> Any:
+    """PATCH ``parent`` adding the group ``child``, on a client of its own (a thread's)."""
+    client = Scim(app.test_client(), scim.token, scim.org_id)
+    op = {"op": "add", "path": "members", "value": [{"value": child, "type": "Group"}]}
+    return client.patch_ops(f"/scim/v2/Groups/{parent}", op)
+
+
+def test_concurrent_nested_adds_cannot_store_a_cycle(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATCH A adding B holds its transaction after its cycle check while PATCH B adding A
+    runs (on PostgreSQL each locks only its own group): B's PATCH waits for A's to commit,
+    then gets the 400 invalidValue it gets alone; B is in A, A is not in B."""
+    app, scim = live
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take the database lock at BEGIN: no write between")
+    a = scim.create_group("A")["id"]
+    b = scim.create_group("B")["id"]
+    real = groups._check_no_cycle
+    raced: list[Any] = []
+    waited: list[bool] = []
+    racers: list[threading.Thread] = []
+
+    def checked_then_raced(session: Session, org_id: str, group_id: str, added: Any) -> None:
+        real(session, org_id, group_id, added)
+        if group_id != a or waited:
+            return
+        racer = threading.Thread(target=lambda: raced.append(_nested_add(app, scim, b, a)))
+        racer.start()
+        racers.append(racer)
+        waited.append(ended_or_waiting(racer, db.engine(app), backend_pid(session.connection())))
+
+    monkeypatch.setattr(groups, "_check_no_cycle", checked_then_raced)
+    first = _nested_add(app, scim, a, b)
+    racers[0].join(LIMIT_SECONDS)
+    monkeypatch.setattr(groups, "_check_no_cycle", real)
+
+    assert first.status_code == 204, first.get_data(as_text=True)
+    (second,) = raced
+    refused = assert_error(second, 400, "invalidValue")
+    alone = _nested_add(app, scim, b, a)
+    assert assert_error(alone, 400, "invalidValue") == refused
+    with db.reader(app)() as session:
+        edges = session.execute(
+            select(GroupMember.group_id, GroupMember.member_id).where(
+                GroupMember.org_id == scim.org_id, GroupMember.member_type == "Group"
+            )
+        ).all()
+    assert [tuple(edge) for edge in edges] == [(a, b)]
+    assert waited == [True]  # the second waited for the first's check to commit
+
+
+def test_a_user_joining_a_group_does_not_wait_for_a_nested_change(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a PATCH adding a group holds its transaction after its cycle check, a PATCH
+    adding a user to another group of the organization runs to its end (204): only changes
+    that add groups take turns."""
+    app, scim = live
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take the database lock at BEGIN: every write waits")
+    a = scim.create_group("A")["id"]
+    b = scim.create_group("B")["id"]
+    c = scim.create_group("C")["id"]
+    user = scim.create_user("joiner@example.com")["id"]
+    real = groups._check_no_cycle
+    joined: list[Any] = []
+    waited: list[bool] = []
+
+    def join() -> None:
+        client = Scim(app.test_client(), scim.token, scim.org_id)
+        op = {"op": "add", "path": "members", "value": [{"value": user}]}
+        joined.append(client.patch_ops(f"/scim/v2/Groups/{c}", op))
+
+    def checked_then_raced(session: Session, org_id: str, group_id: str, added: Any) -> None:
+        real(session, org_id, group_id, added)
+        if group_id != a or waited:
+            return
+        racer = threading.Thread(target=join)
+        racer.start()
+        waited.append(ended_or_waiting(racer, db.engine(app), backend_pid(session.connection())))
+
+    monkeypatch.setattr(groups, "_check_no_cycle", checked_then_raced)
+    assert _nested_add(app, scim, a, b).status_code == 204
+    assert waited == [False]
+    assert [resp.status_code for resp in joined] == [204]

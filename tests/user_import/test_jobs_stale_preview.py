@@ -7,16 +7,22 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from scim_server.db import db
 from scim_server.models import ImportRow
+from scim_server.user_import import rows as import_rows
 from scim_server.worker import Worker
 from tests.console.test_imports import _jobs, _preview, _users
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_console
+from tests.support.pg_locks import LIMIT_SECONDS, backend_pid, ended_or_waiting
 
 AGAIN = "The directory changed since the preview"
 
@@ -213,3 +219,62 @@ def test_a_row_staged_without_its_target_is_refused(
     assert _users(app, scim.org_id)["old@example.com"].data["name"]["givenName"] == "Old"
     (row,) = _rows(app, scim.org_id)
     assert row.action == "error" and row.reason is not None and row.reason.startswith(AGAIN)
+
+
+def test_a_deactivation_between_the_rows_check_and_its_write_is_not_undone(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import reads the account for its row's check (active, a name change as
+    previewed) and holds its transaction there while the IdP's PATCH active=false runs
+    (PostgreSQL: no database lock between them). Either the PATCH waits for the row's
+    write and lands after it, or the row sees the deactivation and is refused: the leaver
+    stays deactivated either way."""
+    app, scim = live
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take the database lock at BEGIN: no write between")
+    user = scim.create_user("leaving@example.com", name={"givenName": "Old"}, active=True)
+    url = f"/scim/v2/Users/{user['id']}"
+    client = app.test_client()
+    sign_in_console(app, client, scim, "user_manager")
+    token = csrf_token(client, "/admin/import/")
+    _page, body = _preview(
+        app, client, token, b"userName,givenName,active\nleaving@example.com,New,true\n"
+    )
+    real_apply, real_drift = import_rows.apply_row, import_rows._drift
+    holder: list[int] = []
+    waited: list[bool] = []
+    patched: list[int] = []
+    racers: list[threading.Thread] = []
+
+    def apply_row(session: Session, *args: Any) -> import_rows.Outcome:
+        holder.append(backend_pid(session.get_bind()))  # the import step's connection
+        return real_apply(session, *args)
+
+    def deactivate() -> None:
+        idp = Scim(app.test_client(), scim.token, scim.org_id)
+        op = {"op": "replace", "path": "active", "value": False}
+        patched.append(idp.patch_ops(url, op).status_code)
+
+    def drift(*args: Any) -> str | None:
+        if not racers:  # the row's account is read: the IdP's PATCH runs now
+            racer = threading.Thread(target=deactivate)
+            racer.start()
+            racers.append(racer)
+            waited.append(ended_or_waiting(racer, db.engine(app), holder[-1]))
+        return real_drift(*args)
+
+    monkeypatch.setattr(import_rows, "apply_row", apply_row)
+    monkeypatch.setattr(import_rows, "_drift", drift)
+    _start(app, client, token, body)
+    racers[0].join(LIMIT_SECONDS)
+
+    assert patched == [200]
+    after = scim.get(url).get_json()
+    assert after["active"] is False
+    assert _users(app, scim.org_id)["leaving@example.com"].status == "DEACTIVATED"
+    (row,) = _rows(app, scim.org_id)
+    if waited == [True]:  # the PATCH waited for the row's write: the name changed before it
+        assert (row.action, after["name"]["givenName"]) == ("update", "New")
+    else:  # the PATCH committed first: the row's check saw it
+        assert row.action == "error"
+        assert row.reason == f"{AGAIN} (the account was deactivated): preview the file again."
