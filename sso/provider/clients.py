@@ -20,10 +20,32 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def check_redirect_uri(uri: str) -> str:
-    """RFC 6749 §3.1.2: absolute, no fragment; https except on the local machine (RFC 8252 §7.3)."""
-    parts = urlsplit(uri)
-    if not parts.scheme or not parts.netloc or parts.fragment:
-        raise InvalidValueError(f"{uri!r} is not an absolute URI without a fragment.")
+    """RFC 6749 §3.1.2: absolute, no fragment; https except on the local machine (RFC 8252 §7.3).
+
+    Compared exactly at each request (``OAuthClient.check_redirect_uri``), so it must be the
+    URI the browser goes to: no whitespace or control character (a tab or a space matched
+    here, but ``urlsplit`` and browsers drop or encode it and go elsewhere), a host, and a
+    port that is a number."""
+    # RFC 3986 §2: a URI holds no space or control character (a C1 or Unicode space neither).
+    if any(ch.isspace() for ch in uri) or has_control(uri):
+        raise InvalidValueError(f"{uri!r} holds whitespace or a control character.")
+    # RFC 6749 §3.1.2: "MUST NOT include a fragment component", an empty one neither.
+    if "#" in uri:
+        raise InvalidValueError(f"{uri!r} has a fragment (#): a redirect URI may not.")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an IPv6 host without its "]"
+        raise InvalidValueError(f"{uri!r} is not a valid URI.") from None
+    if not parts.scheme:
+        raise InvalidValueError(f"{uri!r} is not an absolute URI.")
+    if not parts.hostname:
+        raise InvalidValueError(f"{uri!r} names no host.")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port on reading it)
+    except ValueError:
+        raise InvalidValueError(
+            f"{uri!r} has a port that is not a number from 0 to 65535."
+        ) from None
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS):
         raise InvalidValueError(f"{uri!r} must use https (http only for localhost).")
     return uri
@@ -78,6 +100,36 @@ def create_client(
                 detail=f"{name} ({'public' if public else 'confidential'}): {' '.join(uris)}",
             )
     return client, secret
+
+
+def origin_of(uri: str) -> str | None:
+    """The origin a page at ``uri`` sends (RFC 6454 §6.2: scheme://host[:port], the port only
+    when it is not the scheme's default, the host lowercase); None for a URI that is not
+    http(s) or cannot be read."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def is_public_origin(session: Session, origin: str) -> bool:
+    """Is ``origin`` the origin of a redirect URI of an active public client (a SPA)?
+
+    Only such a page may read the token endpoint's and userinfo's answers in a browser
+    (CORS). A confidential client's origin may not: its secret never belongs in a
+    browser."""
+    uris = session.scalars(
+        select(OAuthClient.redirect_uris).where(
+            OAuthClient.secret_hash.is_(None), OAuthClient.revoked_at.is_(None)
+        )
+    )
+    return any(origin_of(uri) == origin for registered in uris for uri in registered)
 
 
 def list_clients(session: Session) -> list[OAuthClient]:

@@ -13,6 +13,7 @@ shown to the person as a page. Every refusal is logged.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -39,12 +40,14 @@ from sso.provider.claims import (
     refusal_reason,
 )
 from sso.provider.context import issuer, record_event
+from sso.provider.cors import add_headers
 from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
 from sso.signin.session import current_session, still_open
 
 bp = Blueprint("oauth", __name__)
+log = logging.getLogger(__name__)
 
 LOGIN_PATH = "/sso/login"
 
@@ -67,6 +70,10 @@ def _page(status: int, title: str, message: str) -> tuple[str, int, dict[str, st
         f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
     )
     return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+
+
+# CORS for a public client's page (``sso.provider.cors``).
+bp.after_request(add_headers)
 
 
 @bp.before_request
@@ -122,9 +129,11 @@ def discovery() -> Response:
         ],
         code_challenge_methods_supported=["S256"],
         claims_supported=list(CLAIMS_SUPPORTED),
+        # consent and select_account get consent_required / account_selection_required
+        # (``checks.HonouredOnly``), as does any response_mode but query invalid_request.
         prompt_values_supported=["none", "login"],
         # OIDC Core §6: refused with request_not_supported / request_uri_not_supported
-        # (``server.NoRequestObjects``); request_uri_parameter_supported defaults to true.
+        # (``checks.NoRequestObjects``); request_uri_parameter_supported defaults to true.
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
     )
@@ -230,6 +239,12 @@ def authorize() -> Any:
             return _to_client(err)
         # RFC 6749 §4.1.2.1: never redirect to an unverified URI; tell the person.
         return _page(400, "Sign-in request refused", err.description or err.error or "")
+    except ValueError:
+        # authlib's OAuth2Error raises ValueError for a description outside RFC 6749
+        # §4.1.2.1's characters: a check of its that put the request's own words in one
+        # refuses the request, as a page (where it would go is not known good), not a 500.
+        log.warning("authorization request refused by an error authlib could not build")
+        return _page(400, "Sign-in request refused", "The sign-in request is not valid.")
     if signed_in is None or grant.prompt == "login":
         return _login_redirect()
     client: OAuthClient = grant.client

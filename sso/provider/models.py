@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,22 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from scim_server.db import Base, JSONDoc, UTCDateTime, utcnow
 from scim_server.models import User
+
+# RFC 8252 §7.3: http on a loopback IP literal (never "localhost", §8.3), an optional port
+# (1 to 65535 is checked apart), then path and query: printable ASCII, no fragment.
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?([/?][!-\"$-~]*)?")
+
+
+def _loopback_parts(uri: str) -> tuple[str, str] | None:
+    """A loopback IP redirect URI's host and the rest (path and query), its port left out;
+    None for any other URI."""
+    match = _LOOPBACK.fullmatch(uri)
+    if match is None:
+        return None
+    host, port, rest = match.groups()
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    return host, rest or ""
 
 
 def secret_hash(secret: str) -> str:
@@ -72,7 +89,15 @@ class OAuthClient(Base):
         return " ".join(s for s in (scope or "").split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris
+        """Registered exactly; or, RFC 8252 §7.3, a native app's loopback IP redirect URI
+        with any port ("MUST allow any port ... at the time of the request": the app
+        listens on an ephemeral one), the rest compared exactly."""
+        if redirect_uri in self.redirect_uris:
+            return True
+        requested = _loopback_parts(redirect_uri)
+        return requested is not None and any(
+            _loopback_parts(uri) == requested for uri in self.redirect_uris
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         if self.secret_hash is None:

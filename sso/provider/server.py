@@ -1,12 +1,12 @@
 """authlib's authorization server, wired to our storage: the code grant, PKCE, OIDC, userinfo.
 
+The checks the grant adds to authlib's on each request are ``sso.provider.checks``.
 One server per application (``app.extensions["oauth_server"]``), so that no
 state is shared between apps. Everything it remembers is in the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,18 +14,15 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
-    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Request,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
 from authlib.oidc.core import UserInfo as UserInfoClaims
-from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from flask import Flask, current_app, g
 from joserfc.jwk import RSAKey
 from sqlalchemy import select, update
@@ -33,6 +30,14 @@ from sqlalchemy import select, update
 from scim_server.db import db, utcnow
 from scim_server.models import User
 from sso.extension import sso_extension
+from sso.provider.checks import (
+    HonouredOnly,
+    NoRequestObjects,
+    S256CodeChallenge,
+    authenticate_client_basic,
+    refuse_repeated,
+    refuse_two_clients,
+)
 from sso.provider.claims import refusal_reason, user_claims
 from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
@@ -41,6 +46,10 @@ from sso.signin.session import ended_id
 
 SCOPES = ["openid", "profile", "email"]
 MAX_NONCE = 255
+# RFC 6749 §4.1.2.1: error_description is printable ASCII without a quote or backslash, and
+# authlib raises ValueError (a 500) for any other: never the request's own words in one.
+UNSUPPORTED_RESPONSE_TYPE = "Only the response_type code is supported."
+UNREGISTERED_REDIRECT_URI = "The redirect_uri is not registered for this client."
 
 
 @dataclass(frozen=True)
@@ -108,68 +117,6 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
-def repeated_parameter(request: OAuth2Request) -> str | None:
-    """The name of a parameter sent more than once (query and body together), or None."""
-    assert request.payload is not None  # authlib's Flask request always has one
-    return next((k for k, v in request.payload.datalist.items() if len(v) > 1), None)
-
-
-def _refuse_repeated(request: OAuth2Request) -> None:
-    """RFC 6749 §3.1 / §3.2: no parameter more than once, at either endpoint; §5.2
-    invalid_request. The name is only echoed when it is a plain one (error_description
-    is printable ASCII)."""
-    name = repeated_parameter(request)
-    if name is None:
-        return
-    shown = f" {name!r}" if name.isascii() and name.isidentifier() and len(name) <= 40 else ""
-    raise InvalidRequestError(f"Parameter{shown} repeated: each may be sent once.")
-
-
-def authenticate_client_basic(
-    query_client: Callable[[str], OAuthClient | None], request: OAuth2Request
-) -> OAuthClient | None:
-    """``client_secret_basic`` (RFC 6749 §2.3.1) as authlib's, except that credentials that
-    are not base64 of UTF-8 text are §5.2's 401 invalid_client: authlib let the decoding
-    error through (a 500)."""
-    try:
-        # The stubs want a dict; authlib only calls .get("Authorization") on it.
-        client_id, secret = extract_basic_authorization(request.headers)  # type: ignore[arg-type]
-    except ValueError:  # UnicodeDecodeError; b64decode of a str that is not ASCII
-        raise InvalidClientError(
-            status_code=401, description="The Basic credentials are not base64 of UTF-8 text."
-        ) from None
-    if not client_id or not secret:
-        return None
-    client = query_client(client_id)
-    if client is None:
-        raise InvalidClientError(
-            status_code=401, description="The client does not exist on this server."
-        )
-    return client if client.check_client_secret(secret) else None
-
-
-def _uses_basic(request: OAuth2Request) -> bool:
-    scheme = ((request.headers or {}).get("Authorization") or "").split(None, 1)
-    return bool(scheme) and scheme[0].lower() == "basic"
-
-
-class NoRequestObjects:
-    """OIDC Core §6.1 / §6.2: ``request`` and ``request_uri`` are not supported, and a
-    request carrying one is refused (to the client: the redirect_uri is known good by
-    then), never answered from the outer parameters alone."""
-
-    def __call__(self, grant: Any) -> None:
-        grant.register_hook("after_validate_authorization_request_payload", self.refuse)
-
-    @staticmethod
-    def refuse(grant: Any, redirect_uri: str) -> None:
-        data = grant.request.payload.data
-        if "request" in data:
-            raise RequestNotSupportedError(description="Request objects are not supported.")
-        if "request_uri" in data:
-            raise RequestURINotSupportedError(description="request_uri is not supported.")
-
-
 def signer() -> RSAKey:
     """The current signing key, made on first use (in the request's own transaction)."""
     key = g.get("_oauth_signer")
@@ -180,22 +127,6 @@ def signer() -> RSAKey:
     return key
 
 
-class S256CodeChallenge(CodeChallenge):
-    """PKCE for every client, S256 only (RFC 9700 §2.1.1: plain and no PKCE are refused)."""
-
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
-    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-
-    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
-        data = grant.request.payload.data
-        if not data.get("code_challenge"):
-            raise InvalidRequestError("Missing 'code_challenge': PKCE with S256 is required.")
-        # RFC 7636 §4.3: an absent method means "plain", which we do not accept.
-        if data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("'code_challenge_method' must be S256.")
-        super().validate_code_challenge(grant, redirect_uri)
-
-
 class CodeGrant(AuthorizationCodeGrant):
     """RFC 6749 §4.1 with codes in the database: single use, short-lived, hashed."""
 
@@ -204,18 +135,27 @@ class CodeGrant(AuthorizationCodeGrant):
     @staticmethod
     def validate_no_multiple_request_parameter(request: OAuth2Request) -> None:
         # authlib checks five parameters; a second max_age or nonce is as ambiguous.
-        _refuse_repeated(request)
+        refuse_repeated(request)
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: OAuth2Request, client: ClientMixin) -> str:
+        """RFC 6749 §3.1.2.3: the redirect_uri must be registered for the client; OIDC
+        Core §3.1.2.1: it is required (no default). A refusal raised here is shown on our
+        page, never redirected; its description is fixed (authlib's carried the URI: a
+        quote, a tab or a non-ASCII character in it made authlib's own check a 500)."""
+        assert request.payload is not None  # authlib's Flask request always has one
+        uri: str | None = request.payload.redirect_uri
+        if not uri:
+            raise InvalidRequestError("Missing 'redirect_uri' in request.")
+        if not client.check_redirect_uri(uri):
+            raise InvalidRequestError(UNREGISTERED_REDIRECT_URI)
+        return uri
 
     def validate_token_request(self) -> None:
         """RFC 6749 §3.2 and §2.3 before authlib's checks: no repeated parameter, and one
-        client authentication method (HTTP Basic and a client_secret in the body are two;
-        §5.2 invalid_request). A client_id in the body beside Basic is no second method."""
-        _refuse_repeated(self.request)
-        assert self.request.payload is not None  # authlib's Flask request always has one
-        if _uses_basic(self.request) and "client_secret" in self.request.payload.data:
-            raise InvalidRequestError(
-                "Use one client authentication method: HTTP Basic or client_secret, not both."
-            )
+        client, authenticated one way (``checks.refuse_two_clients``)."""
+        refuse_repeated(self.request)
+        refuse_two_clients(self.request)
         super().validate_token_request()
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
@@ -264,19 +204,26 @@ class CodeGrant(AuthorizationCodeGrant):
         if row is None or row.client_id != client.get_client_id():
             return None
         if row.used_at is not None:
-            _revoke_reused(row)
+            _revoke_reused(Redeemed.of(row))
             return None
         return row if row.expires_at > utcnow() else None
 
     def delete_authorization_code(self, authorization_code: OAuthCode) -> None:
-        # Atomic claim: of two nodes redeeming one code at once, exactly one wins.
+        """Atomic claim: of two nodes redeeming one code at once, exactly one wins. The
+        loser read the code unused before the winner committed: that is a code redeemed
+        twice, as a later reuse (``query_authorization_code``) is. RFC 6749 §4.1.2: its own
+        token and event are rolled back, the winner's tokens revoked (committed), and it
+        gets invalid_grant."""
+        code = Redeemed.of(authorization_code)
         claimed = db.session.execute(
             update(OAuthCode)
-            .where(OAuthCode.code_hash == authorization_code.code_hash)
+            .where(OAuthCode.code_hash == code.code_hash)
             .where(OAuthCode.used_at.is_(None))
             .values(used_at=utcnow())
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            db.session.rollback()
+            _revoke_reused(code)
             raise InvalidGrantError("The authorization code was already used.")
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
@@ -286,23 +233,37 @@ class CodeGrant(AuthorizationCodeGrant):
         return still_current(user, code.session_epoch, code.session_id)
 
 
-def _revoke_reused(row: OAuthCode) -> None:
+@dataclass(frozen=True)
+class Redeemed:
+    """What revoking a code's tokens needs of it, read before a rollback expires the row."""
+
+    code_hash: str
+    org_id: str
+    client_id: str
+    user_id: str
+
+    @classmethod
+    def of(cls, row: OAuthCode) -> Redeemed:
+        return cls(row.code_hash, row.org_id, row.client_id, row.user_id)
+
+
+def _revoke_reused(code: Redeemed) -> None:
     """RFC 6749 §4.1.2: a code used twice revokes the tokens it produced; logged, committed."""
     s = db.session
     s.execute(
         update(OAuthToken)
-        .where(OAuthToken.code_hash == row.code_hash, OAuthToken.revoked_at.is_(None))
+        .where(OAuthToken.code_hash == code.code_hash, OAuthToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
     record_event(
-        row.org_id,
+        code.org_id,
         "oauth.token",
         "client",
-        row.client_id,
+        code.client_id,
         None,
         outcome="failure",
         resource_type="User",
-        resource_id=row.user_id,
+        resource_id=code.user_id,
         detail="authorization code reused; the tokens it produced are revoked",
     )
     s.commit()
@@ -367,17 +328,50 @@ class UserInfo(UserInfoEndpoint):
         return UserInfoClaims(user_claims(db.session, user, scope))
 
 
+class Server(AuthorizationServer):
+    """authlib's Flask authorization server, answering an unsupported response_type in
+    fixed words."""
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        """RFC 6749 §4.1.2.1: unsupported_response_type, to the redirect_uri only once the
+        client and the redirect_uri are known good (else our page). authlib's error carried
+        the response_type as its description: a quote, a backslash, a tab or a non-ASCII
+        character in it made authlib's own character check a 500."""
+        if CodeGrant.check_authorization_endpoint(request):
+            return super().get_authorization_grant(request)
+        assert request.payload is not None  # authlib's Flask request always has one
+        raise UnsupportedResponseTypeError(
+            request.payload.response_type,
+            description=UNSUPPORTED_RESPONSE_TYPE,
+            redirect_uri=_known_redirect_uri(request),
+        )
+
+
+def _known_redirect_uri(request: OAuth2Request) -> str | None:
+    """The request's redirect_uri if it is registered for its client (an active one)."""
+    assert request.payload is not None  # authlib's Flask request always has one
+    client_id, uri = request.payload.client_id, request.payload.redirect_uri
+    client = query_client(client_id) if client_id else None
+    return uri if client is not None and uri and client.check_redirect_uri(uri) else None
+
+
 def build_server(app: Flask) -> AuthorizationServer:
     """The application's authorization server and its resource protector."""
     app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", SCOPES)
     app.config.setdefault(
         "OAUTH2_TOKEN_EXPIRES_IN", {"authorization_code": app.config["OAUTH_ACCESS_TOKEN_SECONDS"]}
     )
-    server = AuthorizationServer()
+    server = Server()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method("client_secret_basic", authenticate_client_basic)
     server.register_grant(
-        CodeGrant, [NoRequestObjects(), S256CodeChallenge(required=True), OpenIDCodeExtension()]
+        CodeGrant,
+        [
+            NoRequestObjects(),
+            HonouredOnly(),
+            S256CodeChallenge(required=True),
+            OpenIDCodeExtension(),
+        ],
     )
     protector = ResourceProtector()
     protector.register_token_validator(BearerValidator())

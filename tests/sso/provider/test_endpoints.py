@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Flask
 from flask import session as flask_session
 from flask.testing import FlaskClient
@@ -24,7 +25,8 @@ from scim_server.services.licenses import assign, create_license
 from scim_server.services.lifecycle import LOCKED_BY_ADMIN
 from scim_server.services.roles import create_role, set_source_roles
 from sso.extension import sso_extension
-from sso.provider.clients import create_client
+from sso.provider.checks import S256CodeChallenge
+from sso.provider.clients import create_client, revoke_client
 from sso.provider.keys import encryption_secret, rotate
 from sso.provider.models import OAuthCode, OAuthToken
 from sso.signin.session import current_session, end_session, start_session
@@ -665,6 +667,16 @@ def test_retired_key_leaves_jwks_after_grace(app: Flask, client: FlaskClient) ->
     assert "d" not in keys[0]  # never the private part
 
 
+def test_jwks_publishes_no_private_part(app: Flask, client: FlaskClient) -> None:
+    """RFC 7518 §6.3.2: no key in the JWKS, current or retired, carries a private member."""
+    client.get("/oauth/jwks")
+    with db.reader(app)() as s, s.begin():
+        rotate(s, encryption_secret(app))
+    keys = client.get("/oauth/jwks").get_json()["keys"]
+    assert len(keys) == 2
+    assert all(not ({"d", "p", "q", "dp", "dq", "qi", "oth"} & set(k)) for k in keys)
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -1011,4 +1023,181 @@ def test_unsupported_request_object_is_refused_not_ignored(
         sign_in(app, client, scim.org_id, person["id"])
     resp = authorize(client, product[0], pkce()[1], **{param: value})
     assert error_from(resp)["error"] == error
+    assert codes(app) == []
+
+
+# -- unsupported response types ---------------------------------------------------------------------
+
+# RFC 6749 §4.1.2.1: error_description is printable ASCII without a quote or backslash.
+ODD_CHARACTERS = ['"', "\\", "\t", "\u202e", "\u00e9"]
+
+
+@pytest.mark.parametrize("value", ODD_CHARACTERS, ids=["quote", "backslash", "tab", "rlo", "e"])
+def test_an_unsupported_response_type_is_refused_whatever_it_holds(
+    app: Flask, client: FlaskClient, product: tuple[str, str], value: str
+) -> None:
+    """RFC 6749 §4.1.2.1: an unsupported response_type holding a quote, a backslash, a tab or
+    non-ASCII gets our page (no client, or a redirect_uri not registered) or
+    unsupported_response_type at the registered redirect_uri with a fixed description
+    (authlib put the value in the description; its own character check made that a 500)."""
+    unknown = client.get(
+        "/oauth/authorize", query_string={"response_type": value, "client_id": "x"}
+    )
+    assert unknown.status_code == 400 and "Location" not in unknown.headers
+    assert "text/html" in unknown.content_type
+    resp = authorize(
+        client, product[0], pkce()[1], response_type=value, redirect_uri=REDIRECT + "/x"
+    )
+    assert resp.status_code == 400 and "Location" not in resp.headers
+    query = error_from(authorize(client, product[0], pkce()[1], response_type=value))
+    assert query["error"] == "unsupported_response_type"
+    assert query["error_description"] == "Only the response_type code is supported."
+    assert codes(app) == []
+
+
+# -- CORS for public clients (a SPA) ------------------------------------------------------------------
+
+SPA_ORIGIN = "https://product.example.com"
+
+
+@pytest.fixture
+def spa(app: Flask) -> str:
+    """A public client (a SPA) whose redirect URI is on SPA_ORIGIN."""
+    with db.reader(app)() as s:
+        made, _ = create_client(s, "SPA", [REDIRECT], public=True)
+    return made.client_id
+
+
+def _preflight(client: FlaskClient, path: str, origin: str, method: str, headers: str = "") -> Any:
+    request_headers = {"Origin": origin, "Access-Control-Request-Method": method}
+    if headers:
+        request_headers["Access-Control-Request-Headers"] = headers
+    return client.options(path, headers=request_headers)
+
+
+def test_a_public_clients_origin_may_use_the_token_endpoint_and_userinfo(
+    app: Flask, client: FlaskClient, person: dict, spa: str
+) -> None:
+    """README: ``--public`` is for a SPA. Its fetch() from the origin of a registered
+    redirect URI gets the CORS headers at /oauth/token and /oauth/userinfo, the preflight
+    included (userinfo sends Authorization), never with credentials (no header was sent:
+    the browser hid every response and no SPA could finish the flow)."""
+    pre = _preflight(client, "/oauth/token", SPA_ORIGIN, "POST", "content-type")
+    assert pre.status_code in (200, 204)
+    assert pre.headers["Access-Control-Allow-Origin"] == SPA_ORIGIN
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    assert "content-type" in pre.headers["Access-Control-Allow-Headers"].lower()
+    assert "Origin" in pre.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in pre.headers
+    sign_in(app, client, _org_of(app, person["id"]), person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, spa, challenge))
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+        "client_id": spa,
+    }
+    resp = client.post("/oauth/token", data=data, headers={"Origin": SPA_ORIGIN})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["Access-Control-Allow-Origin"] == SPA_ORIGIN
+    assert "Origin" in resp.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in resp.headers
+    access = resp.get_json()["access_token"]
+
+    pre = _preflight(client, "/oauth/userinfo", SPA_ORIGIN, "GET", "authorization")
+    assert pre.headers["Access-Control-Allow-Origin"] == SPA_ORIGIN
+    assert "authorization" in pre.headers["Access-Control-Allow-Headers"].lower()
+    assert "GET" in pre.headers["Access-Control-Allow-Methods"]
+    info = client.get(
+        "/oauth/userinfo", headers={"Authorization": f"Bearer {access}", "Origin": SPA_ORIGIN}
+    )
+    assert info.status_code == 200 and info.get_json()["sub"] == person["id"]
+    assert info.headers["Access-Control-Allow-Origin"] == SPA_ORIGIN
+    refused = client.get(
+        "/oauth/userinfo", headers={"Authorization": "Bearer nope", "Origin": SPA_ORIGIN}
+    )
+    assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == SPA_ORIGIN
+    # RFC 6750 §3: the SPA may read why (the header is not CORS-safelisted).
+    assert "WWW-Authenticate" in refused.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://confidential.example.com",  # a confidential client's: its secret is no browser's
+        "https://evil.example.com",
+        "https://product.example.com:8443",
+        "http://product.example.com",
+        "https://product.example.com.evil.com",
+        "https://PRODUCT.example.com/",
+        "null",
+    ],
+)
+def test_cross_origin_is_answered_only_for_a_public_clients_origin(
+    app: Flask, client: FlaskClient, spa: str, origin: str
+) -> None:
+    """Never an arbitrary origin reflected: only the exact origin (scheme, host, port) of an
+    active public client's redirect URI gets CORS headers; every answer says Vary: Origin."""
+    with db.reader(app)() as s:
+        create_client(s, "Back end", ["https://confidential.example.com/cb"])
+    for path, method in (("/oauth/token", "POST"), ("/oauth/userinfo", "GET")):
+        pre = _preflight(client, path, origin, method, "authorization")
+        plain = client.post(path, data={"grant_type": "x"}, headers={"Origin": origin})
+        for resp in (pre, plain):
+            assert "Access-Control-Allow-Origin" not in resp.headers, (path, resp.headers)
+            assert "Access-Control-Allow-Methods" not in resp.headers
+            assert "Origin" in resp.headers.get("Vary", "")
+
+
+def test_a_revoked_public_client_gives_its_origin_no_cors(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """Only active public clients count: once revoked, its origin gets nothing."""
+    with db.reader(app)() as s:
+        made, _ = create_client(s, "SPA", [REDIRECT], public=True, org_id=scim.org_id)
+    assert (
+        _preflight(client, "/oauth/token", SPA_ORIGIN, "POST").headers.get(
+            "Access-Control-Allow-Origin"
+        )
+        == SPA_ORIGIN
+    )
+    with db.reader(app)() as s:
+        revoke_client(s, scim.org_id, made.client_id)
+    resp = _preflight(client, "/oauth/token", SPA_ORIGIN, "POST")
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_discovery_and_jwks_may_be_read_from_any_origin(client: FlaskClient) -> None:
+    """Public documents without credentials: any origin may read them (a SPA configures
+    itself from discovery and verifies the id_token with the JWKS)."""
+    for path in ("/.well-known/openid-configuration", "/oauth/jwks"):
+        resp = client.get(path, headers={"Origin": "https://anyone.example"})
+        assert resp.status_code == 200
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Access-Control-Allow-Credentials" not in resp.headers
+
+
+def test_a_check_that_echoes_the_request_in_its_description_is_a_page(
+    app: Flask,
+    client: FlaskClient,
+    product: tuple[str, str],
+    scim: Scim,
+    person: dict,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any authlib check whose error_description takes the request's words (authlib raises
+    ValueError building it when they hold a quote or non-ASCII) refuses the request on our
+    page, not with a 500."""
+
+    def echoing(self: Any, grant: Any, redirect_uri: str) -> None:
+        raise InvalidRequestError(f"Bad challenge {grant.request.payload.data['code_challenge']}")
+
+    monkeypatch.setattr(S256CodeChallenge, "validate_code_challenge", echoing)
+    sign_in(app, client, scim.org_id, person["id"])
+    resp = authorize(client, product[0], 'caf\u00e9"')
+    assert resp.status_code == 400 and "Location" not in resp.headers
+    assert "not valid" in resp.get_data(as_text=True)
     assert codes(app) == []

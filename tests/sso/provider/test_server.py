@@ -1,10 +1,15 @@
-"""What the provider's grants honour: a sign-out ends the codes and tokens of its session.
+"""What the provider's grants honour (``sso.provider.server``).
 
-A code and an access token carry the id of the sign-in session they were issued in
-(``oauth_codes.session_id`` / ``oauth_tokens.session_id``); once that session is signed out
+A sign-out ends the codes and tokens of its session: a code and an access token carry the
+id of the sign-in session they were issued in (``oauth_codes.session_id`` /
+``oauth_tokens.session_id``); once that session is signed out
 (``sso.signin.session.end_session``) they are refused at the token endpoint and at
 userinfo, checked at each use by primary key (``sso_ended_sessions``). OIDC RP-initiated
 logout / OWASP session management: a sign-out ends what the session gave.
+
+And the authorization request's and the token request's checks the code grant adds to
+authlib's: a redirect_uri not registered, a prompt or response_mode we cannot honour,
+a code redeemed twice at once, a token request naming two clients.
 """
 
 from __future__ import annotations
@@ -12,23 +17,34 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from joserfc import jwt
+from joserfc.jwk import OctKey
+from sqlalchemy import func, select, update
 
 from scim_server.db import db
+from scim_server.models import AuditEvent
 from scim_server.services import console_access
 from sso.extension import sso_extension
-from sso.provider.models import OAuthCode, OAuthToken
-from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
+from sso.provider.clients import create_client
+from sso.provider.models import OAuthCode, OAuthToken, secret_hash
+from sso.provider.server import CodeGrant
 from tests.sso.provider.test_endpoints import (
+    ODD_CHARACTERS,
+    REDIRECT,
     authorize,
     code_from,
+    codes,
+    error_from,
     exchange,
+    login_flow,
     pkce,
     sign_in,
     userinfo,
 )
+from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
 from tests.sso.provider.test_endpoints import person as person
 from tests.sso.provider.test_endpoints import product as product
 from tests.support import Scim
@@ -144,3 +160,177 @@ def test_an_ended_session_is_remembered_while_its_tokens_live(
     sign_in(app, someone, scim.org_id, user_id)
     _sign_out(someone)  # deletes the ended ids past their time
     assert userinfo(client, grants["access_token"]).status_code == 401
+
+
+# -- the authorization request ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ODD_CHARACTERS, ids=["quote", "backslash", "tab", "rlo", "e"])
+def test_an_unregistered_redirect_uri_is_a_page_whatever_it_holds(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str], value: str
+) -> None:
+    """RFC 6749 §4.1.2.1: a redirect_uri not registered for the client gets our page, never a
+    redirect, whatever it holds (authlib put it in the description: a quote, a tab or
+    non-ASCII made its character check a 500)."""
+    sign_in(app, client, scim.org_id, person["id"])
+    uri = f"https://product.example.com/caf{value}"
+    resp = authorize(client, product[0], pkce()[1], redirect_uri=uri)
+    assert resp.status_code == 400 and "Location" not in resp.headers
+    assert "text/html" in resp.content_type
+    assert "not registered" in resp.get_data(as_text=True)
+    assert codes(app) == []
+
+
+@pytest.mark.parametrize(
+    ("prompt", "error"),
+    [
+        ("select_account", "account_selection_required"),
+        ("consent", "consent_required"),
+        ("login consent", "consent_required"),
+        ("login select_account", "account_selection_required"),
+    ],
+)
+@pytest.mark.parametrize("signed_in", [True, False], ids=["session", "no-session"])
+def test_a_prompt_the_provider_cannot_honour_is_an_error_to_the_client(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    prompt: str,
+    error: str,
+    signed_in: bool,
+) -> None:
+    """OIDC Core §3.1.2.1: select_account / consent that the provider cannot obtain "MUST
+    return an error": account_selection_required / consent_required at the redirect_uri
+    with the state (a signed-in person's product asking to switch account got a code for
+    the current one). Discovery offers only none and login."""
+    if signed_in:
+        sign_in(app, client, scim.org_id, person["id"])
+    query = error_from(authorize(client, product[0], pkce()[1], prompt=prompt))
+    assert query["error"] == error
+    assert codes(app) == []
+
+
+@pytest.mark.parametrize("mode", ["form_post", "fragment", "query.jwt", 'x"\u00e9'])
+@pytest.mark.parametrize("signed_in", [True, False], ids=["session", "no-session"])
+def test_an_unsupported_response_mode_is_refused_not_ignored(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    mode: str,
+    signed_in: bool,
+) -> None:
+    """Discovery says response_modes_supported ["query"]: another mode is invalid_request at
+    the redirect_uri (in its query, with the state), no code (it was answered in the query
+    as if asked for, the code in a URL the client meant to keep it out of)."""
+    if signed_in:
+        sign_in(app, client, scim.org_id, person["id"])
+    query = error_from(authorize(client, product[0], pkce()[1], response_mode=mode))
+    assert query["error"] == "invalid_request"
+    assert "response_mode" in query["error_description"]
+    assert codes(app) == []
+
+
+def test_response_mode_query_is_the_default_and_allowed(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """response_mode=query, the one supported, gives the code as without it."""
+    sign_in(app, client, scim.org_id, person["id"])
+    code_from(authorize(client, product[0], pkce()[1], response_mode="query"))
+
+
+# -- the token request ---------------------------------------------------------------------------
+
+
+def test_a_code_redeemed_twice_at_once_revokes_the_winners_tokens(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    person: dict,
+    product: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 6749 §4.1.2 on two nodes: the second redemption read the code before the first
+    committed, then loses the atomic claim: it is invalid_grant, its own token is not kept,
+    and the tokens the first got are revoked, logged (they stayed valid), as a reuse's."""
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    first = exchange(client, product, code, verifier)
+    assert first.status_code == 200
+    access = first.get_json()["access_token"]
+
+    def read_before_the_first_commit(self: CodeGrant, code: str, client: Any) -> OAuthCode:
+        """The other node's read: the row as it was before the first redemption committed."""
+        row = db.session.get(OAuthCode, secret_hash(code))
+        assert row is not None
+        columns = OAuthCode.__table__.columns
+        return OAuthCode(**{c.key: getattr(row, c.key) for c in columns} | {"used_at": None})
+
+    monkeypatch.setattr(CodeGrant, "query_authorization_code", read_before_the_first_commit)
+    second = exchange(client, product, code, verifier)
+    monkeypatch.undo()
+    assert second.status_code == 400 and second.get_json()["error"] == "invalid_grant"
+    assert userinfo(client, access).status_code == 401
+    with db.reader(app)() as s:
+        tokens = s.execute(select(OAuthToken.token_hash, OAuthToken.revoked_at)).all()
+        details = s.scalars(
+            select(AuditEvent.detail).where(
+                AuditEvent.action == "oauth.token", AuditEvent.outcome == "failure"
+            )
+        ).all()
+        issued = s.scalar(
+            select(func.count()).where(
+                AuditEvent.action == "oauth.token", AuditEvent.outcome == "success"
+            )
+        )
+    assert [(t, r is not None) for t, r in tokens] == [(secret_hash(access), True)]
+    assert len(details) == 1 and "reused" in (details[0] or "")
+    assert issued == 1  # the loser's own "tokens issued" event went with its rollback
+
+
+def test_a_token_request_naming_another_client_in_the_body_is_invalid_request(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6749 §2.3 / §5.2: Basic credentials of one client and a client_id of another in
+    the body is a bad request (the body's was ignored), the code left unused."""
+    with db.reader(app)() as s:
+        other, _ = create_client(s, "Other", [REDIRECT])
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    resp = exchange(client, product, code, verifier, client_id=other.client_id)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["error"] == "invalid_request"
+    assert [c.used_at for c in codes(app)] == [None]
+    assert exchange(client, product, code, verifier, client_id=product[0]).status_code == 200
+
+
+def test_a_code_of_one_client_is_useless_to_another_and_stays_redeemable(
+    app: Flask, client: FlaskClient, scim: Scim, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6749 §4.1.3: a code is bound to its client: another client's try is
+    invalid_grant and leaves it unused for its own."""
+    with db.reader(app)() as s:
+        other, secret = create_client(s, "Other", [REDIRECT])
+    assert secret is not None
+    sign_in(app, client, scim.org_id, person["id"])
+    verifier, challenge = pkce()
+    code = code_from(authorize(client, product[0], challenge))
+    stolen = exchange(client, (other.client_id, secret), code, verifier)
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+    assert exchange(client, product, code, verifier).status_code == 200
+
+
+def test_an_id_token_or_a_forged_jwt_is_no_access_token(
+    app: Flask, client: FlaskClient, person: dict, product: tuple[str, str]
+) -> None:
+    """RFC 6750: only a stored access token's hash opens userinfo; the id_token, or a JWT
+    naming the person's sub signed with any key, is 401."""
+    body = login_flow(app, client, product, person)
+    assert userinfo(client, body["id_token"]).status_code == 401
+    forged = jwt.encode({"alg": "HS256"}, {"sub": person["id"]}, OctKey.import_key("k" * 32))
+    assert userinfo(client, forged).status_code == 401
