@@ -32,6 +32,7 @@ from scim_server import create_app
 from scim_server.db import db
 from scim_server.events.writer import write_pending
 from scim_server.migrate import upgrade
+from scim_server.sealing import encryption_secret
 from scim_server.services.organizations import create_organization
 from scim_server.services.tokens import create_token
 from scim_server.services.webhooks import create_subscription
@@ -47,7 +48,13 @@ def _org(app: Any, subscriptions: int) -> str:
         _t, secret = create_token(s, org.id, "bench")
         for i in range(subscriptions):
             fields = {"url": f"http://127.0.0.1:9/hook{i}", "events": ["*"]}
-            create_subscription(s, org.id, fields, OutboundPolicy(development=True))
+            create_subscription(
+                s,
+                org.id,
+                fields,
+                OutboundPolicy(development=True),
+                server_secret=encryption_secret(app),
+            )
     return secret
 
 

@@ -64,6 +64,7 @@ def main() -> None:
     arrivals: list[float] = []
     server = _receiver(arrivals)
     secret = _org(app, 0)
+    from scim_server.sealing import encryption_secret
     from scim_server.services.tokens import authenticate
     from scim_server.services.webhooks import create_subscription
 
@@ -72,10 +73,21 @@ def main() -> None:
     with db.writer(app)() as s:
         for i in range(args.subscriptions):
             fields = {"url": f"http://127.0.0.1:{server.server_address[1]}/h{i}", "events": ["*"]}
-            create_subscription(s, org_id, fields, OutboundPolicy(development=True))
+            create_subscription(
+                s,
+                org_id,
+                fields,
+                OutboundPolicy(development=True),
+                server_secret=encryption_secret(app),
+            )
     client = app.test_client()
     alone = _writes(client, _org(app, 0), args.writes // 2)
-    worker = Worker(db.writer(app), outbound=OutboundPolicy(development=True), worker_id="lag")
+    worker = Worker(
+        db.writer(app),
+        outbound=OutboundPolicy(development=True),
+        worker_id="lag",
+        server_secret=encryption_secret(app),
+    )
 
     def loop() -> None:
         while not worker.stop.is_set():

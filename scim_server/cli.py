@@ -254,6 +254,7 @@ def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
     from datetime import timedelta
 
     from scim_server.mailer import Mailer
+    from scim_server.sealing import encryption_secret
     from scim_server.services.passwords import Hashing
     from scim_server.webhook_http import OutboundPolicy
     from scim_server.worker import Worker
@@ -266,6 +267,7 @@ def worker_command(env: CommandEnv, once: bool, poll_interval: float) -> None:
         outbound=OutboundPolicy.from_config(config),
         event_retention=timedelta(days=config["EVENTS_RETENTION_DAYS"]),
         base_url=config["BASE_URL"],
+        server_secret=encryption_secret(env.app),
     )
     if once:
         jobs_run, creds = worker.run_jobs(), worker.send_credentials()

@@ -66,6 +66,8 @@ class Worker:
     ``mailer`` is how mail goes out (``Mailer.from_config``) and ``outbound``
     where webhooks may go (``OutboundPolicy.from_config``); a worker built
     without one (a test of jobs alone) leaves that outbox to other workers.
+    ``server_secret`` (``sealing.encryption_secret``, required with ``outbound``)
+    opens the webhooks' sealed signing secrets.
     ``hashing`` is the argon2id cost of the temporary passwords it makes
     (``Hashing.from_config``). ``event_retention`` set, it also deletes events
     older than that.
@@ -84,8 +86,12 @@ class Worker:
         outbound: OutboundPolicy | None = None,
         event_retention: timedelta | None = None,
         base_url: str | None = None,
+        server_secret: bytes | None = None,
     ) -> None:
+        if outbound is not None and not server_secret:
+            raise ValueError("a worker that sends webhooks needs the server's encryption secret")
         self.factory = factory
+        self.server_secret = server_secret or b""
         self.mailer = mailer
         self.hashing = hashing or Hashing()
         self.outbound = outbound
@@ -185,6 +191,7 @@ class Worker:
             limit=limit,
             should_stop=self.stop.is_set,
             base_url=self.base_url,
+            server_secret=self.server_secret,
         )
 
     def purge_events(self) -> int:

@@ -15,6 +15,7 @@ from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import MAX_INT, audited, json_object, load, text
 from scim_server.db import db
+from scim_server.sealing import encryption_secret
 from scim_server.services import webhooks
 from scim_server.webhook_http import OutboundPolicy
 
@@ -114,7 +115,9 @@ def list_webhooks() -> Response:
 def create_webhook() -> tuple[Response, int]:
     """The new subscription, with its ``secret``: shown this once."""
     body = load(NewWebhook, json_object())
-    sub, secret = webhooks.create_subscription(db.session, g.org_id, body, _policy())
+    sub, secret = webhooks.create_subscription(
+        db.session, g.org_id, body, _policy(), server_secret=encryption_secret(current_app)
+    )
     return jsonify({**webhooks.to_dict(sub), "secret": secret}), 201
 
 
@@ -129,7 +132,14 @@ def get_webhook(webhook_id: str) -> Response:
 @api_doc(tag="webhooks", body=WebhookFields, response=WebhookOut)
 def patch_webhook(webhook_id: str) -> Response:
     body = load(WebhookFields, json_object())
-    sub = webhooks.update_subscription(db.session, g.org_id, webhook_id, body, _policy())
+    sub = webhooks.update_subscription(
+        db.session,
+        g.org_id,
+        webhook_id,
+        body,
+        _policy(),
+        server_secret=encryption_secret(current_app),
+    )
     return jsonify(webhooks.to_dict(sub))
 
 
@@ -147,7 +157,9 @@ def delete_webhook(webhook_id: str) -> Response:
 def rotate_webhook_secret(webhook_id: str) -> Response:
     """A new secret (shown once); the old one keeps verifying for 24 hours."""
     json_object(optional=True)
-    secret = webhooks.rotate_secret(db.session, g.org_id, webhook_id)
+    secret = webhooks.rotate_secret(
+        db.session, g.org_id, webhook_id, server_secret=encryption_secret(current_app)
+    )
     return jsonify(secret=secret)
 
 

@@ -11,6 +11,7 @@ import click
 
 from scim_server.audit.context import AuditContext, use_context
 from scim_server.commands import CommandEnv, domain_errors, org_option, pass_env
+from scim_server.sealing import encryption_secret
 from scim_server.webhook_http import OutboundPolicy
 
 
@@ -72,7 +73,9 @@ def create_command(
     }
     policy = OutboundPolicy.from_config(env.app.config)
     with env.session(write=True) as session, domain_errors(), use_context(_actor("create")):
-        sub, secret = webhooks.create_subscription(session, org_id, fields, policy)
+        sub, secret = webhooks.create_subscription(
+            session, org_id, fields, policy, server_secret=encryption_secret(env.app)
+        )
     click.echo(sub.id)
     click.echo(secret)
 
@@ -109,7 +112,9 @@ def update_command(
         fields["alert_email"] = alert_email
     policy = OutboundPolicy.from_config(env.app.config)
     with env.session(write=True) as session, domain_errors(), use_context(_actor("update")):
-        sub = webhooks.update_subscription(session, org_id, webhook_id, fields, policy)
+        sub = webhooks.update_subscription(
+            session, org_id, webhook_id, fields, policy, server_secret=encryption_secret(env.app)
+        )
         click.echo(json.dumps(webhooks.to_dict(sub), indent=2))
 
 
@@ -136,7 +141,8 @@ def rotate_command(env: CommandEnv, org_ref: str, webhook_id: str) -> None:
 
     org_id = env.org_id(org_ref)
     with env.session(write=True) as session, domain_errors(), use_context(_actor("rotate")):
-        click.echo(webhooks.rotate_secret(session, org_id, webhook_id))
+        secret = encryption_secret(env.app)
+        click.echo(webhooks.rotate_secret(session, org_id, webhook_id, server_secret=secret))
 
 
 @webhooks_group.command("test")

@@ -12,10 +12,13 @@ from scim_server.db import Base, JSONDoc, UTCDateTime, utcnow
 class WebhookSubscription(Base):
     """Where an organization wants its events pushed, and with which secret they are signed.
 
-    ``secret`` (``whsec_...``) signs each message the Standard Webhooks way; the
-    HMAC needs it in clear, so it is stored as such and shown only once, at
-    creation or rotation. After a rotation ``previous_secret`` still signs
-    (a second signature) until ``previous_secret_expires_at``. ``failing_since``
+    ``secret`` (``whsec_...``) signs each message the Standard Webhooks way; it is
+    shown only once, at creation or rotation, and stored sealed
+    (``services.webhook_secrets``: ``enc:v1:...``, bound to the organization, the
+    subscription and the column), opened only to sign a message; a row from before
+    migration 0040 may still hold it in clear until its next write. After a rotation
+    ``previous_secret`` (sealed the same way) still signs (a second signature) until
+    ``previous_secret_expires_at``. ``failing_since``
     is the first failure of the current run of failures; a subscription failing
     for the whole retry window is disabled (``disabled_reason``). The worker
     turns the organization's events after ``fanned_position`` into deliveries;
@@ -36,8 +39,9 @@ class WebhookSubscription(Base):
     description: Mapped[str | None] = mapped_column(String(500), default=None)
     # Who is told by mail when the subscription is disabled for failing.
     alert_email: Mapped[str | None] = mapped_column(String(320), default=None)
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Sealed (longer than the secret itself: text since migration 0040).
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text, default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # When it was created enabled or last enabled again (None: not since this was kept): a

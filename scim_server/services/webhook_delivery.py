@@ -20,6 +20,13 @@ leaves the lease to expire, and the message goes again with the same
 claims the delivery is failed, with the reason in its log, rather than sent for
 ever. Each outcome is recorded in a savepoint of its own, so one that cannot be
 stored loses only itself, not the batch's others.
+
+The subscription's secrets are stored sealed (``services.webhook_secrets``) and opened
+here, just before signing, with the server secret the worker was given. One that does
+not open (SCIM_SECRET_KEY changed, or a value copied from another subscription) sends
+nothing: the attempt is a failure saying why, retried like any other (an operator's
+``encrypt-secrets`` with the previous key, or a rotation, lets it go out), so a
+subscription left so for the retry window is disabled and its alert address told.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from scim_server.audit import AuditContext, record, use_context
 from scim_server.db import DATABASE_UNAVAILABLE
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from scim_server.services import leases, webhooks
+from scim_server.sealing import SealedSecretError
+from scim_server.services import leases, webhook_secrets, webhooks
 from scim_server.webhook_http import Answer, OutboundPolicy, post, printable, signed_headers
 
 log = logging.getLogger(__name__)
@@ -156,11 +164,13 @@ def deliver_due(
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     base_url: str = DEFAULT_BASE_URL,
+    server_secret: bytes,
 ) -> int:
     """Send due deliveries until none is left (or ``limit``); returns how many were handled.
 
     A batch is claimed in one transaction, sent one by one, and its outcomes recorded in one
-    transaction: two commits per batch, not per delivery.
+    transaction: two commits per batch, not per delivery. ``server_secret`` (the app's
+    ``scim_server.sealing.encryption_secret``) opens the subscriptions' signing secrets.
     """
     handled = 0
     batch_size, lease = batch_for(policy)
@@ -169,7 +179,9 @@ def deliver_due(
         batch = claim_deliveries(factory, worker_id, now=clock(), limit=size, lease=lease)
         if not batch:
             break
-        outcomes = [(claimed.delivery, send(policy, claimed, clock)) for claimed in batch]
+        outcomes = [
+            (claimed.delivery, send(policy, claimed, clock, server_secret)) for claimed in batch
+        ]
         record_outcomes(factory, worker_id, clock(), outcomes, base_url=base_url)
         handled += len(batch)
     return handled
@@ -204,7 +216,12 @@ class Outcome:
     give_up: bool = False
 
 
-def send(policy: OutboundPolicy, claimed: Claimed, clock: Callable[[], datetime]) -> Outcome:
+def send(
+    policy: OutboundPolicy,
+    claimed: Claimed,
+    clock: Callable[[], datetime],
+    server_secret: bytes,
+) -> Outcome:
     """POST one claimed delivery, signed; no database work."""
     delivery, sub, message = claimed.delivery, claimed.subscription, claimed.message
     if sub is None or message is None:
@@ -218,9 +235,13 @@ def send(policy: OutboundPolicy, claimed: Claimed, clock: Callable[[], datetime]
     # The signature's timestamp is the real time of sending (receivers reject a stale one);
     # the injected clock only schedules retries.
     sent_at = int(time.time())
-    headers = signed_headers(
-        webhooks.secrets_in_use(sub, clock()), str(message["id"]), sent_at, body
-    )
+    try:
+        secrets = webhook_secrets.secrets_in_use(sub, clock(), server_secret)
+    except SealedSecretError as err:
+        # Nothing to sign with: not sent, the reason in the log (never a secret).
+        log.error("webhook delivery %s (webhook %s) not sent: %s", delivery.id, sub.id, err)
+        return Outcome(None, str(err)[:2000])
+    headers = signed_headers(secrets, str(message["id"]), sent_at, body)
     try:
         answer = post(sub.url, body, headers, policy)
     except Exception as exc:  # refused address, DNS, connection, TLS, timeout: all retried

@@ -1,15 +1,17 @@
 """Webhook subscriptions and what to send them: the admin's side and the fan-out of new events.
 
 A subscription names a URL, the event types it wants (a list, or ``["*"]``)
-and a signing secret shown once. Committed events become deliveries (the
-webhook outbox, ``WebhookDelivery``) in the worker (``services.webhook_fanout``),
-and are sent at least once (``services.webhook_delivery``); a rolled-back
-change has no event, so nothing is sent for it. An admin can also send a test message,
+and a signing secret shown once, stored sealed (``services.webhook_secrets``).
+Committed events become deliveries (the webhook outbox, ``WebhookDelivery``) in
+the worker (``services.webhook_fanout``), and are sent at least once
+(``services.webhook_delivery``); a rolled-back change has no event, so nothing is
+sent for it. An admin can also send a test message,
 redeliver one event, or replay every event after a cursor.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,7 +25,8 @@ from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from scim_server.services import mail
+from scim_server.sealing import SealedSecretError
+from scim_server.services import mail, webhook_secrets
 from scim_server.webhook_http import OutboundPolicy, OutboundRefusedError, as_uri, new_secret
 
 ALL = "*"
@@ -32,6 +35,7 @@ EDITABLE = ("url", "events", "enabled", "description", "alert_email")
 TEST_TYPE = "webhook.test"
 MAX_DESCRIPTION = 500  # the column's length (varchar(500) on PostgreSQL)
 MAX_URL = 2000  # the admin API's limit, also on the URI an IRI becomes
+log = logging.getLogger(__name__)
 
 
 def _about(sub: WebhookSubscription) -> dict[str, Any]:
@@ -115,9 +119,18 @@ def get_subscription(
 
 
 def create_subscription(
-    session: Session, org_id: str, fields: dict[str, Any], policy: OutboundPolicy
+    session: Session,
+    org_id: str,
+    fields: dict[str, Any],
+    policy: OutboundPolicy,
+    *,
+    server_secret: bytes,
 ) -> tuple[WebhookSubscription, str]:
-    """A new subscription and its secret (returned this once; only it can verify signatures)."""
+    """A new subscription and its secret (returned this once; only it can verify signatures).
+
+    The secret is stored sealed with ``server_secret`` (the app's
+    ``scim_server.sealing.encryption_secret``), bound to this subscription.
+    """
     with session.begin():
         now = utcnow()
         secret = new_secret()
@@ -130,22 +143,29 @@ def create_subscription(
             enabled_at=now if fields.get("enabled", True) else None,
             description=check_description(fields.get("description")),
             alert_email=check_alert_email(fields.get("alert_email")),
-            secret=secret,
             # From the next event on: what happened before is in the feed (or replay).
             fanned_position=feed.bounds(session, org_id)[1],
             created_at=now,
             updated_at=now,
         )
+        webhook_secrets.set_secret(sub, "secret", secret, server_secret)
         session.add(sub)
         record(session, org_id, "webhook.create", **_about(sub), changes={"events": sub.events})
     return sub, secret
 
 
 def update_subscription(
-    session: Session, org_id: str, sub_id: str, fields: dict[str, Any], policy: OutboundPolicy
+    session: Session,
+    org_id: str,
+    sub_id: str,
+    fields: dict[str, Any],
+    policy: OutboundPolicy,
+    *,
+    server_secret: bytes,
 ) -> WebhookSubscription:
     """Change URL, types, enabled, description or alert address; re-enabling starts the
-    failure clock afresh, and the retry window of deliveries that waited while it was off."""
+    failure clock afresh, and the retry window of deliveries that waited while it was off.
+    A secret still stored in clear (from before sealing) is sealed by this write."""
     unknown = set(fields) - set(EDITABLE)
     if unknown:
         raise InvalidValueError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
@@ -166,6 +186,7 @@ def update_subscription(
         }
         for key, value in fields.items():
             setattr(sub, key, value)
+        changes |= webhook_secrets.seal_legacy(sub, server_secret)
         now = utcnow()
         if changes.get("enabled", {}).get("after"):
             sub.failing_since = None
@@ -194,26 +215,30 @@ def delete_subscription(session: Session, org_id: str, sub_id: str) -> None:
         session.delete(sub)
 
 
-def rotate_secret(session: Session, org_id: str, sub_id: str) -> str:
-    """A new secret; the old one still signs (a second signature) for 24 hours."""
+def rotate_secret(session: Session, org_id: str, sub_id: str, *, server_secret: bytes) -> str:
+    """A new secret (returned this once); the old one still signs (a second signature) for
+    24 hours. Both are stored sealed: the old one is opened and sealed again for the
+    ``previous_secret`` column (a sealed value is bound to its column). An old secret that
+    does not open (SCIM_SECRET_KEY changed, or a value copied from another subscription)
+    cannot sign: it is dropped, audited, and the new secret alone signs; rotating is how an
+    admin recovers from it."""
     with session.begin():
         sub = get_subscription(session, org_id, sub_id, for_update=True)
         now = utcnow()
-        sub.previous_secret = sub.secret
-        sub.previous_secret_expires_at = now + ROTATION_GRACE
-        sub.secret = new_secret()
+        changes: dict[str, Any] = {}
+        try:
+            old = webhook_secrets.open_secret(server_secret, sub, "secret")
+        except SealedSecretError as err:
+            log.warning("webhook %s (org %s): %s", sub.id, org_id, err)
+            old = None
+            changes["previous_secret"] = "(dropped: the old secret could not be decrypted)"
+        webhook_secrets.set_secret(sub, "previous_secret", old, server_secret)
+        sub.previous_secret_expires_at = now + ROTATION_GRACE if old else None
+        secret = new_secret()
+        webhook_secrets.set_secret(sub, "secret", secret, server_secret)
         sub.updated_at = now
-        record(session, org_id, "webhook.rotate_secret", **_about(sub))
-        return sub.secret
-
-
-def secrets_in_use(sub: WebhookSubscription, now: datetime) -> list[str]:
-    """The secrets a message is signed with: the current one, and a rotated one in its grace."""
-    out = [sub.secret]
-    expires = sub.previous_secret_expires_at
-    if sub.previous_secret and expires is not None and now < expires:
-        out.append(sub.previous_secret)
-    return out
+        record(session, org_id, "webhook.rotate_secret", **_about(sub), changes=changes or None)
+        return secret
 
 
 def wants(events: list[str], event_type: str) -> bool:

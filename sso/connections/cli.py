@@ -1,4 +1,5 @@
-"""``scim-server sso ...``: the SSO connections' secrets at rest; e-mail domain verification."""
+"""``scim-server sso ...``: secrets at rest (the SSO connections', and the webhooks' signing
+secrets: the one command that seals them all); e-mail domain verification."""
 
 from __future__ import annotations
 
@@ -35,31 +36,44 @@ def sso() -> None:
 )
 @pass_env()
 def encrypt_secrets_command(env: CommandEnv, previous_secret: str | None) -> None:
-    """Encrypt connection secrets still stored in clear; re-encrypt after a secret change.
+    """Encrypt secrets still stored in clear; re-encrypt after a secret change.
 
-    Safe to run any number of times. Exits 1 if a secret opens with neither
-    the current nor the previous secret (listed; left as it is).
+    SSO connection secrets (client_secret, sp_private_key) and webhook signing
+    secrets (listed as webhook.secret, webhook.previous_secret): one line each
+    that changed or could not be opened (organization, connection or webhook id,
+    field, status). Safe to run any number of times. Exits 1 if a secret opens
+    with neither the current nor the previous secret (listed; left as it is).
     """
+    from scim_server.services import webhook_secrets
     from sso.connections.sealing import encryption_secret
     from sso.connections.secrets import encrypt_secrets
 
     previous = previous_secret.encode() if previous_secret else None
+    secret = encryption_secret(env.app)
     actor = AuditContext(actor_type="cli", actor_name="scim-server sso encrypt-secrets")
     with env.session(write=True) as session, use_context(actor):
-        states = encrypt_secrets(session, encryption_secret(env.app), previous)
-    for state in states:
-        if state.status != "current":
-            click.echo(f"{state.org_id}\t{state.connection_id}\t{state.field}\t{state.status}")
-    counts = Counter(state.status for state in states)
+        states = [
+            (s.org_id, s.connection_id, s.field, s.status)
+            for s in encrypt_secrets(session, secret, previous)
+        ]
+        states += [
+            (s.org_id, s.subscription_id, f"webhook.{s.field}", s.status)
+            for s in webhook_secrets.encrypt_secrets(session, secret, previous)
+        ]
+    for org_id, row_id, field, status in states:
+        if status != "current":
+            click.echo(f"{org_id}\t{row_id}\t{field}\t{status}")
+    counts = Counter(status for *_key, status in states)
     for status, label in _SUMMARY:
         if counts[status]:
             click.echo(f"{counts[status]} secret(s) {label}", err=True)
     if not states:
-        click.echo("no connection secrets stored", err=True)
+        click.echo("no connection or webhook secrets stored", err=True)
     if counts["unreadable"]:
         raise click.ClickException(
             "some secrets open with neither SCIM_SECRET_KEY nor SCIM_PREVIOUS_SECRET_KEY: "
-            "enter those client secrets again, or create those SAML connections again."
+            "enter those client secrets again, create those SAML connections again, or "
+            "rotate those webhooks' secrets (and give their receivers the new ones)."
         )
 
 

@@ -14,6 +14,7 @@ from scim_server.services import webhooks
 from scim_server.webhook_http import OutboundPolicy
 
 POLICY = OutboundPolicy(development=True)
+SECRET = b"test server secret"
 URL = "https://h.example.com/"
 
 
@@ -22,7 +23,11 @@ def test_create_refuses_a_description_the_column_cannot_hold(session, scim, desc
     """InvalidValueError; no subscription."""
     with pytest.raises(InvalidValueError):
         webhooks.create_subscription(
-            session, scim.org_id, {"url": URL, "description": description}, POLICY
+            session,
+            scim.org_id,
+            {"url": URL, "description": description},
+            POLICY,
+            server_secret=SECRET,
         )
     session.rollback()
     assert webhooks.list_subscriptions(session, scim.org_id) == []
@@ -31,11 +36,11 @@ def test_create_refuses_a_description_the_column_cannot_hold(session, scim, desc
 def test_update_refuses_a_description_too_long_and_keeps_the_old(session, scim):
     """The subscription keeps its description."""
     sub, _secret = webhooks.create_subscription(
-        session, scim.org_id, {"url": URL, "description": "kept"}, POLICY
+        session, scim.org_id, {"url": URL, "description": "kept"}, POLICY, server_secret=SECRET
     )
     with pytest.raises(InvalidValueError, match="at most 500 characters"):
         webhooks.update_subscription(
-            session, scim.org_id, sub.id, {"description": "d" * 501}, POLICY
+            session, scim.org_id, sub.id, {"description": "d" * 501}, POLICY, server_secret=SECRET
         )
     session.rollback()
     assert webhooks.get_subscription(session, scim.org_id, sub.id).description == "kept"
@@ -44,8 +49,10 @@ def test_update_refuses_a_description_too_long_and_keeps_the_old(session, scim):
 def test_500_characters_and_none_are_accepted(session, scim):
     """The limit itself, and no description at all."""
     sub, _secret = webhooks.create_subscription(
-        session, scim.org_id, {"url": URL, "description": "d" * 500}, POLICY
+        session, scim.org_id, {"url": URL, "description": "d" * 500}, POLICY, server_secret=SECRET
     )
-    webhooks.update_subscription(session, scim.org_id, sub.id, {"description": None}, POLICY)
+    webhooks.update_subscription(
+        session, scim.org_id, sub.id, {"description": None}, POLICY, server_secret=SECRET
+    )
     session.rollback()
     assert webhooks.get_subscription(session, scim.org_id, sub.id).description is None

@@ -95,14 +95,17 @@ def subscribe(admin: Any, url: str, events: list[str] | None = None) -> dict[str
 
 
 def webhook_worker(app: Any, clock: Any = None, **kw: Any) -> Any:
-    """A worker sending webhooks to 127.0.0.1 (development policy), on the test's database."""
+    """A worker sending webhooks to 127.0.0.1 (development policy), on the test's database,
+    opening the subscriptions' secrets with the app's encryption secret."""
     from scim_server.db import db
+    from scim_server.sealing import encryption_secret
     from scim_server.webhook_http import OutboundPolicy
     from scim_server.worker import Worker
 
     if clock is not None:
         kw["clock"] = clock
-    return Worker(db.writer(app), outbound=OutboundPolicy(development=True), **kw)
+    outbound = OutboundPolicy(development=True)
+    return Worker(db.writer(app), outbound=outbound, server_secret=encryption_secret(app), **kw)
 
 
 def run_until_disabled(admin: Any, worker: Any, clock: Any, subscription_id: str) -> int:

@@ -442,3 +442,28 @@ def test_cli_encrypt_secrets(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> 
     key = SECOND.encode()
     assert open_connection_secret(key, org_id, sealed, "client_secret", rows[sealed]) == "one"
     assert open_connection_secret(key, org_id, legacy, "client_secret", rows[legacy]) == "two"
+
+
+# Sealed by sso.connections.sealing before the primitive moved to scim_server.sealing (FIRST as
+# the server secret): what databases hold today must still open.
+OLD_CLIENT_SECRET = "enc:v1:jHUMAjZt9avAYZ3xIo5zVrL174QpjHNvOv8aUmTl2j7fDg=="
+OLD_SP_KEY = "enc:v1:rqTTV85-xjtMCbXm-ASf8gTHL8VZ_LSwazs901_69nLYsX-b-szY7VR8oGh4uFUDLcyQeFiXiA=="
+OLD_TOTP = "enc:v1:BsY636LHIyH4gVWRl3Wy1zdGMHEhA6-7ZzmUYMliWWWQPFd6WWcVyPfhiH8="
+
+
+def test_values_sealed_before_the_move_still_open() -> None:
+    """Connection secrets and a TOTP secret sealed by the old code open with the shared
+    primitive; its error is the one sso code catches."""
+    from scim_server import sealing as shared
+    from sso.local import keys
+
+    key = FIRST.encode()
+    assert open_connection_secret(key, "org-1", "conn-1", "client_secret", OLD_CLIENT_SECRET) == (
+        "s3cret"
+    )
+    sp_key = open_connection_secret(key, "org-1", "conn-1", "sp_private_key", OLD_SP_KEY)
+    assert sp_key == "-----BEGIN PRIVATE KEY-----"
+    assert keys.open_totp(key, "org-1", "factor-1", OLD_TOTP) == "JBSWY3DPEHPK3PXP"
+    assert SealedSecretError is shared.SealedSecretError
+    with pytest.raises(shared.SealedSecretError):
+        open_connection_secret(key, "org-1", "conn-2", "client_secret", OLD_CLIENT_SECRET)
