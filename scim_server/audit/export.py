@@ -82,7 +82,14 @@ def _export_body(
         # consecutive events. The events up to that head: what commits meanwhile is after it.
         read_at = utcnow()  # before the head is read: a checkpoint made earlier is within it
         head = queries.head(session, org_id)
-        if head is not None and not queries.head_signed(session, head):
+        if head is None:
+            # No head: no log, or a log whose head row was deleted (every organization has
+            # an event). Nothing vouches for such a log's events, whatever the filter: an
+            # export of it would sign "0 events" over what is there.
+            outside = queries.unvouched(session, org_id)
+            if outside is not None:
+                raise Unverifiable(*outside)
+        elif not queries.head_signed(session, head):
             raise Unverifiable(head.seq, "the chain head's signature does not match")
         if fmt == "csv":
             yield _csv_row(columns)
@@ -124,6 +131,12 @@ def _export_body(
                 f"the log ends at {expected_seq - 1} but the signed head is at {head.seq} "
                 "(tail truncated)",
             )
+        if whole:
+            # As ``queries.verify`` after its walk: an event past the head (or the head gone
+            # meanwhile) is a log that does not verify, and the whole log is not signed.
+            outside = queries.unvouched(session, org_id)
+            if outside is not None:
+                raise Unverifiable(*outside)
         manifest = _manifest(session, org_id, flt, fmt, span, head, read_at)
         signed = signer.sign(manifest)
         progress["manifest"] = True

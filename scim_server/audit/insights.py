@@ -13,19 +13,21 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scim_server.audit.queries import in_log
 from scim_server.models import AuditEvent
 
 MAX_HOURS = 24 * 14
 
 
 def get_event(session: Session, org_id: str, seq: int) -> AuditEvent | None:
-    """One event of this organization by its sequence number (another organization's: None)."""
-    return session.get(AuditEvent, (org_id, seq))
+    """One event of this organization's log by its sequence number (another organization's,
+    or a row past the signed head, which is not part of the log: None)."""
+    return session.scalar(select(AuditEvent).where(*in_log(org_id), AuditEvent.seq == seq))
 
 
 def actions(session: Session, org_id: str) -> list[str]:
     """Every action the organization's log holds, sorted (the search form's choices)."""
-    stmt = select(AuditEvent.action).where(AuditEvent.org_id == org_id).distinct()
+    stmt = select(AuditEvent.action).where(*in_log(org_id)).distinct()
     return sorted(session.scalars(stmt))
 
 

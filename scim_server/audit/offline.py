@@ -32,20 +32,27 @@ exactly that ' off again before hashing. Older CSV exports (no ``csv_version``)
 have their cells as stored, and are read as such. From ``csv_version`` 3 the
 manifest lists the header's columns, and the header must be exactly those; an
 older export's must be the log's columns as they were then (``LEGACY_HEADER``).
+
+The export is read as a stream, whatever its size: the manifest from the file's
+end, then one record at a time; what is kept is a line and the hashes the checks
+compare, not the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import hashlib
+import io
+import itertools
 import json
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -246,54 +253,222 @@ class Line:
     problem: str | None = None
 
 
-def _csv_records(
-    text: str, trailer_at: list[tuple[int, int]] | None = None
-) -> Iterator[tuple[int, list[tuple[str, bool]]]]:
-    """RFC 4180 records as (first line, [(value, was_quoted)]): ``""`` is text, empty is null.
+# An export is read as a stream, a line (or a CSV record) at a time, never whole: a year's
+# export runs to gigabytes, and an auditor checks it on a laptop. ``BLOCK``: the bytes read
+# at once where the file is read by blocks (its end, the UTF-8 check).
+BLOCK = 1 << 16
 
-    ``trailer_at``: stop at a record that starts with ``# `` (the manifest and error lines
-    after the last record) and append its (offset, line) to it. A quoted value's own lines
-    are never taken for one, whatever they start with (a userName may hold a line break)."""
-    i, n, line = 0, len(text), 1
-    while i < n:
-        if trailer_at is not None and text.startswith("# ", i):
-            trailer_at.append((i, line))
+
+@dataclass
+class _Layout:
+    """How a CSV export's records read, as its manifest says: the types of its cells, how
+    they are written (``csv_version``) and the header they must have."""
+
+    columns: Any = field(default_factory=dict)
+    version: int = 1
+    expected: Any = LEGACY_HEADER
+
+    def take(self, manifest: Any) -> None:
+        """Fold in a manifest line of the trailer (the last one found decides, as ever)."""
+        if isinstance(manifest, dict):
+            self.columns = manifest.get("columns") or {}
+            self.version = csv_version(manifest)
+            if self.version >= 3:
+                self.expected = manifest.get("header")
+
+
+class Export:
+    """An export file, read as a stream from a binary file (or bytes).
+
+    What each check needs is found without holding the file: its last line (the manifest)
+    read from its end, the rest line by line from its start. A CSV record may run over
+    several lines (a quoted value's line breaks), and whether a line of it is the manifest
+    depends on the quotes before it: the manifest found from the end is taken on trial,
+    and a pass that does not end with that very line (``lines`` yields it last) is done
+    again from the start (``survey``), as the file truly reads. That only happens to a
+    file that fails anyway.
+    """
+
+    def __init__(self, source: bytes | BinaryIO) -> None:
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        elif not source.seekable():  # a pipe: read from its end, so held (as it used to be)
+            source = io.BytesIO(source.read())
+        self.file: BinaryIO = source
+        self.format = "csv"
+        self.folded = _Layout()  # the layout the last ``lines`` pass found in its trailer
+
+    def open(self) -> Line | None:
+        """Check the file is UTF-8 text (``UnicodeDecodeError``), tell its format, and read
+        its last line: the trailer on trial (a CSV record that is not a ``# `` line: None,
+        the file is read to find its end)."""
+        last_at = self._last_line_at()
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        first = ""
+        newlines = 0  # before the last line
+        self.file.seek(0)
+        offset = 0
+        while block := self.file.read(BLOCK):
+            text = decoder.decode(block)
+            if not first:
+                first = text.lstrip()[:1]
+            if last_at is not None and offset < last_at:
+                newlines += block.count(b"\n", 0, last_at - offset)
+            offset += len(block)
+        decoder.decode(b"", final=True)
+        self.format = "ndjson" if first == "{" else "csv"
+        if last_at is None:
+            return None
+        self.file.seek(last_at)
+        text = self.file.readline().decode("utf-8").removesuffix("\n")
+        if self.format == "ndjson":
+            return _ndjson_line(newlines + 1, text)
+        if not text.startswith("# "):
+            return None
+        return _trailer_line(newlines + 1, text)
+
+    def exact(self) -> bool:
+        """Whether the line ``open`` read is the last record for sure (NDJSON: a record is a
+        line), or on trial (CSV)."""
+        return self.format == "ndjson"
+
+    def layout(self, trailer: Line | None) -> _Layout:
+        """The CSV layout a trailer on trial gives (the one manifest of a good export)."""
+        layout = _Layout()
+        if trailer is not None and trailer.kind == "manifest":
+            layout.take(trailer.data)
+        return layout
+
+    def lines(self, layout: _Layout) -> Iterator[Line]:
+        """The records, each with its line number, in file order (the trailer last)."""
+        self.file.seek(0)
+        if self.format == "ndjson":
+            return _ndjson_lines(self.file)
+        self.folded = _Layout()
+        texts = (raw.decode("utf-8") for raw in self.file)
+        return _csv_lines(texts, layout, self.folded)
+
+    def survey(self) -> tuple[Line | None, _Layout]:
+        """Read the whole file for its last record and the layout its trailer gives."""
+        last = None
+        for line in self.lines(_Layout()):
+            last = line
+        return last, self.folded
+
+    def _last_line_at(self) -> int | None:
+        """Where the file's last line that is not blank starts (None: none), read backwards
+        by blocks from the end."""
+        pos = self.file.seek(0, io.SEEK_END)
+        after: list[bytes] = []  # the rest of the line being looked at, last block first
+        while pos > 0:
+            size = min(BLOCK, pos)
+            pos -= size
+            self.file.seek(pos)
+            block = self.file.read(size)
+            end = len(block)
+            while (cut := block.rfind(b"\n", 0, end)) >= 0:
+                if _text(block[cut + 1 : end], after).strip():
+                    return pos + cut + 1
+                after, end = [], cut
+            after.append(block[:end])
+        return 0 if _text(b"", after).strip() else None
+
+
+def _text(head: bytes, after: list[bytes]) -> str:
+    """A line's text from its first bytes and the blocks after them (last block first), to
+    tell whether it is blank (any byte that is not UTF-8 is not blank: the file fails)."""
+    return (head + b"".join(reversed(after))).decode("utf-8", "replace")
+
+
+def _all_but_last(lines: Iterator[Line], last: list[Line]) -> Iterator[Line]:
+    """``lines`` but the last one, which is put in ``last`` once they are all read."""
+    previous = None
+    for line in lines:
+        if previous is not None:
+            yield previous
+        previous = line
+    if previous is not None:
+        last.append(previous)
+
+
+_CELL_END = re.compile(r"[,\r\n]")
+
+
+def _csv_items(texts: Iterator[str]) -> Iterator[tuple[str, int, Any]]:
+    """RFC 4180 records as ("record", first line, [(value, was_quoted)]): ``""`` is text,
+    empty is null; then ("trailer", line, text) for each line that is not blank from the
+    first record that starts with ``# `` (the manifest and error lines after the last
+    record); or at the end ("error", line, what) for a file that is not CSV.
+
+    ``texts``: the file's lines, each with its line break. A quoted value's own lines are
+    never taken for a trailer, whatever they start with (a userName may hold a line break).
+    """
+    buf, i, line, newlines = "", 0, 1, 0
+
+    def more() -> bool:
+        nonlocal buf, newlines
+        text = next(texts, None)
+        if text is None:
+            return False
+        buf += text
+        newlines += text.count("\n")
+        return True
+
+    while True:
+        if i >= len(buf):
+            buf, i = "", 0
+            if not more():
+                return
+        elif i > BLOCK:
+            buf, i = buf[i:], 0
+        if buf.startswith("# ", i):
+            # Its lines as ``splitlines`` cuts them (each text ends with its line break).
+            k = 0
+            for rest in itertools.chain([buf[i:]], texts):
+                for piece in rest.splitlines():
+                    if piece.strip():
+                        yield "trailer", line + k, piece
+                    k += 1
             return
         start_line = line
         fields: list[tuple[str, bool]] = []
         while True:
-            if i < n and text[i] == '"':
+            if i < len(buf) and buf[i] == '"':
                 i += 1
-                buf = []
+                parts = []
                 while True:
-                    j = text.find('"', i)
-                    if j < 0:
-                        raise ValueError(f"line {start_line}: unterminated quoted field")
-                    buf.append(text[i:j])
-                    line += text.count("\n", i, j)
-                    if j + 1 < n and text[j + 1] == '"':
-                        buf.append('"')
+                    j = buf.find('"', i)
+                    while j < 0:
+                        searched = len(buf)
+                        if not more():
+                            what = f"line {start_line}: unterminated quoted field"
+                            yield "error", newlines + 1, what
+                            return
+                        j = buf.find('"', searched)
+                    parts.append(buf[i:j])
+                    line += buf.count("\n", i, j)
+                    if j + 1 < len(buf) and buf[j + 1] == '"':
+                        parts.append('"')
                         i = j + 2
                         continue
                     i = j + 1
                     break
-                fields.append(("".join(buf), True))
+                fields.append(("".join(parts), True))
             else:
-                j = i
-                while j < n and text[j] not in ",\r\n":
-                    j += 1
-                fields.append((text[i:j], False))
+                end = _CELL_END.search(buf, i)
+                j = end.start() if end else len(buf)
+                fields.append((buf[i:j], False))
                 i = j
-            if i < n and text[i] == ",":
+            if i < len(buf) and buf[i] == ",":
                 i += 1
                 continue
             break
-        if text.startswith("\r\n", i):
+        if buf.startswith("\r\n", i):
             i += 2
-        elif i < n and text[i] in "\r\n":
+        elif i < len(buf) and buf[i] in "\r\n":
             i += 1
         line += 1
-        yield start_line, fields
+        yield "record", start_line, fields
 
 
 def _typed(value: str, quoted: bool, kind: str, version: int) -> Any:
@@ -315,65 +490,59 @@ def _trailer(line: str) -> tuple[str, Any] | None:
     return None
 
 
-def read_export(raw: bytes) -> tuple[str, list[Line]]:
-    """The format and the records of an export, each with its line number."""
-    text = raw.decode("utf-8")
-    first = text.lstrip()[:1]
-    if first == "{":
-        return "ndjson", list(_ndjson_lines(text))
-    return "csv", list(_csv_lines(text))
+def _trailer_line(number: int, text: str) -> Line:
+    found = _safe_trailer(text)
+    if found is None:
+        return Line(number, "bad", problem="an unreadable manifest line (cut or altered)")
+    return Line(number, found[0], found[1])
 
 
-def _ndjson_lines(text: str) -> Iterator[Line]:
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            doc = loads(line)
-        except Malformed as exc:
-            yield Line(number, "bad", problem=str(exc))
-            continue
-        except ValueError:
-            yield Line(number, "bad", problem="not a complete JSON record (cut or altered)")
-            continue
-        if isinstance(doc, dict) and set(doc) == {"manifest"}:
-            yield Line(number, "manifest", doc["manifest"])
-        elif isinstance(doc, dict) and set(doc) == {"error"}:
-            yield Line(number, "error", doc["error"])
-        elif isinstance(doc, dict):
-            yield Line(number, "event", doc)
-        else:
-            yield Line(number, "bad", problem="not a JSON object")
-
-
-def _csv_lines(text: str) -> Iterator[Line]:
-    # The manifest (and error) lines are comments after the last record: the records are
-    # read first (a quoted value's lines are part of it), and what follows them is those.
-    trailer_at: list[tuple[int, int]] = []
+def _ndjson_line(number: int, line: str) -> Line:
     try:
-        records = list(_csv_records(text, trailer_at))
-    except ValueError as exc:
-        yield Line(text.count("\n") + 1, "bad", problem=f"unreadable CSV ({exc})")
-        return
-    trailers: list[tuple[int, str]] = []
-    if trailer_at:
-        offset, first = trailer_at[0]
-        rest = text[offset:].splitlines()
-        trailers = [(first + k, ln) for k, ln in enumerate(rest) if ln.strip()]
+        doc = loads(line)
+    except Malformed as exc:
+        return Line(number, "bad", problem=str(exc))
+    except ValueError:
+        return Line(number, "bad", problem="not a complete JSON record (cut or altered)")
+    if isinstance(doc, dict) and set(doc) == {"manifest"}:
+        return Line(number, "manifest", doc["manifest"])
+    if isinstance(doc, dict) and set(doc) == {"error"}:
+        return Line(number, "error", doc["error"])
+    if isinstance(doc, dict):
+        return Line(number, "event", doc)
+    return Line(number, "bad", problem="not a JSON object")
+
+
+def _ndjson_lines(raw_lines: Iterator[bytes]) -> Iterator[Line]:
+    for number, raw in enumerate(raw_lines, start=1):
+        line = raw.decode("utf-8").removesuffix("\n")
+        if line.strip():
+            yield _ndjson_line(number, line)
+
+
+def _csv_lines(texts: Iterator[str], layout: _Layout, folded: _Layout) -> Iterator[Line]:
+    # The manifest (and error) lines are comments after the last record; ``layout`` is what
+    # the manifest says of the records before it (``Export`` reads it first), and ``folded``
+    # gets what the trailer read here says, to be compared.
     header: list[str] | None = None
-    columns: dict[str, str] = {}
-    version = 1
-    expected: Any = LEGACY_HEADER
-    for kind_line in trailers:
-        found = _safe_trailer(kind_line[1])
-        if found and found[0] == "manifest" and isinstance(found[1], dict):
-            columns = found[1].get("columns") or {}
-            version = csv_version(found[1])
-            if version >= 3:
-                expected = found[1].get("header")
-    for number, fields in records:
+    version = layout.version
+    skipping = False  # after a header that is not the export's: no record is read
+    for kind, number, item in _csv_items(texts):
+        if kind == "error":
+            yield Line(number, "bad", problem=f"unreadable CSV ({item})")
+            return
+        if kind == "trailer":
+            line = _trailer_line(number, item)
+            if line.kind == "manifest":
+                folded.take(line.data)
+            yield line
+            continue
+        if skipping:
+            continue
+        fields = item
         if header is None:
             header = [csv_unescape(v) if version >= 2 else v for v, _q in fields]
+            expected = layout.expected
             if not isinstance(expected, list | tuple) or header != list(expected):
                 # Each record is read by its header: a column named twice keeps the value a
                 # spreadsheet does not show; one added or dropped is not what was signed.
@@ -383,7 +552,8 @@ def _csv_lines(text: str) -> Iterator[Line]:
                     problem="the header is not the export's columns (a column duplicated,"
                     " added, dropped or renamed): altered",
                 )
-                break
+                skipping = True
+                continue
             yield Line(number, "header", header)
             continue
         if len(fields) != len(header):
@@ -401,7 +571,7 @@ def _csv_lines(text: str) -> Iterator[Line]:
             continue
         try:
             doc = {
-                name: _typed(v, q, columns.get(name, "string"), version)
+                name: _typed(v, q, layout.columns.get(name, "string"), version)
                 for name, (v, q) in zip(header, fields, strict=True)
             }
         except Malformed as exc:
@@ -411,12 +581,6 @@ def _csv_lines(text: str) -> Iterator[Line]:
             yield Line(number, "bad", problem="a value is not of its column's type")
             continue
         yield Line(number, "event", doc)
-    for number, line in trailers:
-        found = _safe_trailer(line)
-        if found is None:
-            yield Line(number, "bad", problem="an unreadable manifest line (cut or altered)")
-        else:
-            yield Line(number, found[0], found[1])
 
 
 def csv_version(manifest: dict[str, Any]) -> int:
@@ -460,55 +624,102 @@ class Report:
 
 
 def verify_export(
-    raw: bytes,
+    raw: bytes | BinaryIO,
     keys: dict[str, PublicKey] | None,
     filed: list[dict[str, Any]] | None = None,
 ) -> Report:
-    """Check an export's content, order, chain, manifest and checkpoints; the first fault wins."""
-    report = Report()
+    """Check an export's content, order, chain, manifest and checkpoints; the first fault wins.
+
+    ``raw``: the export's bytes, or a binary file open on it (read as a stream: what is held
+    is a line, the manifest, and the hashes the checkpoints name)."""
+    export = Export(raw)
     try:
-        fmt, lines = read_export(raw)
+        trailer = export.open()
     except UnicodeDecodeError:
-        return report.fail(None, "the file is not UTF-8 text (not an export, or altered)")
-    if not lines:
-        return report.fail(1, "the file is empty")
-    trailer = lines[-1]
-    if trailer.kind == "error":
-        return report.fail(trailer.number, "the export is incomplete: it ends with an error record")
-    if trailer.kind == "bad":
-        return report.fail(trailer.number, f"the file is truncated or altered: {trailer.problem}")
-    if trailer.kind != "manifest":
-        return report.fail(
-            trailer.number + 1, "the file is truncated: it does not end with its manifest"
+        return Report().fail(None, "the file is not UTF-8 text (not an export, or altered)")
+    if trailer is not None:
+        report, confirmed = _verify(
+            export, trailer, export.layout(trailer), keys, filed or [], trial=not export.exact()
         )
-    manifest = trailer.data
-    if not isinstance(manifest, dict) or manifest.get("type") != MANIFEST_TYPE:
-        return report.fail(trailer.number, "the manifest is not a signed export manifest")
-    if fmt == "csv" and csv_version(manifest) not in CSV_VERSIONS:
-        return report.fail(
-            trailer.number,
-            f"the manifest's csv_version {manifest.get('csv_version')!r} is not one this"
-            " verifier reads (get the current one: `scim-server audit verifier`)",
-        )
-    seen = _check_events(report, lines, trailer, manifest)
-    if report.ok:
-        _check_manifest(report, trailer.number, manifest, keys)
-    if report.ok and unfiltered(manifest):
-        last_hash = seen.get(report.last_seq) if report.last_seq is not None else None
-        cut = _cut_tail(manifest, report.last_seq, last_hash)
-        if cut:
-            report.fail(trailer.number, cut)
-        else:
-            report.notes.append("the whole log: from the chain's base to its signed head")
-    if report.ok:
-        _check_checkpoints(report, trailer.number, manifest, keys, filed or [], seen)
+        if confirmed:
+            return report
+    # No trailer found from the end, or not the one the file ends with as it reads.
+    trailer, layout = export.survey()
+    report, _confirmed = _verify(export, trailer, layout, keys, filed or [], trial=False)
     return report
 
 
+def _verify(
+    export: Export,
+    trailer: Line | None,
+    layout: _Layout,
+    keys: dict[str, PublicKey] | None,
+    filed: list[dict[str, Any]],
+    trial: bool,
+) -> tuple[Report, bool]:
+    """The checks, with ``trailer`` as the export's last record; and whether it is (a
+    ``trial``'s is confirmed by reading the records to their end, which a good file does
+    anyway)."""
+    report = Report()
+    records: Iterator[Line] | None = None
+    last: list[Line] = []
+    if trailer is None:
+        report.fail(1, "the file is empty")
+    elif trailer.kind == "error":
+        report.fail(trailer.number, "the export is incomplete: it ends with an error record")
+    elif trailer.kind == "bad":
+        report.fail(trailer.number, f"the file is truncated or altered: {trailer.problem}")
+    elif trailer.kind != "manifest":
+        report.fail(trailer.number + 1, "the file is truncated: it does not end with its manifest")
+    elif not isinstance(trailer.data, dict) or trailer.data.get("type") != MANIFEST_TYPE:
+        report.fail(trailer.number, "the manifest is not a signed export manifest")
+    elif export.format == "csv" and csv_version(trailer.data) not in CSV_VERSIONS:
+        report.fail(
+            trailer.number,
+            f"the manifest's csv_version {trailer.data.get('csv_version')!r} is not one this"
+            " verifier reads (get the current one: `scim-server audit verifier`)",
+        )
+    else:
+        manifest = trailer.data
+        records = _all_but_last(export.lines(layout), last)
+        seen = _check_events(report, records, trailer, manifest, _named_seqs(manifest, filed))
+        if report.ok:
+            _check_manifest(report, trailer.number, manifest, keys)
+        if report.ok and unfiltered(manifest):
+            last_hash = seen.get(report.last_seq) if report.last_seq is not None else None
+            cut = _cut_tail(manifest, report.last_seq, last_hash)
+            if cut:
+                report.fail(trailer.number, cut)
+            else:
+                report.notes.append("the whole log: from the chain's base to its signed head")
+        if report.ok:
+            _check_checkpoints(report, trailer.number, manifest, keys, filed, seen)
+    if not trial:
+        return report, True
+    if records is None:
+        records = _all_but_last(export.lines(layout), last)
+    for _line in records:  # what the checks did not read, to the end
+        pass
+    return report, last == [trailer] and export.folded == layout
+
+
+def _named_seqs(manifest: dict[str, Any], filed: list[Any]) -> set[int]:
+    """The seqs the checkpoints (the manifest's and the filed ones) name: the events whose
+    hashes ``_check_checkpoints`` compares."""
+    carried = manifest.get("checkpoints")
+    docs = [*(carried if isinstance(carried, list) else []), *filed]
+    return {cp["seq"] for cp in docs if isinstance(cp, dict) and isinstance(cp.get("seq"), int)}
+
+
 def _check_events(
-    report: Report, lines: list[Line], trailer: Line, manifest: dict[str, Any]
+    report: Report,
+    records: Iterator[Line],
+    trailer: Line,
+    manifest: dict[str, Any],
+    named: set[int],
 ) -> dict[int, str]:
-    """Each event in turn; the hashes seen, by seq (for the checkpoints)."""
+    """Each event in turn (``records``: those before the trailer); the hashes seen of the
+    events ``named`` and of the last one, by seq (for the checkpoints and the head)."""
     # An unfiltered export is the whole log, contiguous whatever its manifest says (a server
     # that signed over a deleted event said it was not).
     whole = unfiltered(manifest)
@@ -518,8 +729,8 @@ def _check_events(
     prev_seq: int | None = None
     prev_hash: str | None = None
     seen: dict[int, str] = {}
-    for ln in lines:
-        if ln is trailer or ln.kind == "header":
+    for ln in records:
+        if ln.kind == "header":
             continue
         if ln.kind != "event":
             report.fail(ln.number, ln.problem or f"an unexpected {ln.kind} record")
@@ -567,11 +778,14 @@ def _check_events(
             report.fail(ln.number, f"event {seq}: prev_hash does not link to the previous event")
             return seen
         prev_seq, prev_hash = seq, hash_
-        seen[seq] = hash_
+        if seq in named:
+            seen[seq] = hash_
         digest.update(digest_line(seq, hash_))
         report.count += 1
         report.first_seq = seq if report.first_seq is None else report.first_seq
         report.last_seq = seq
+    if prev_seq is not None and prev_hash is not None:
+        seen[prev_seq] = prev_hash
     where = trailer.number
     if report.count != manifest.get("count"):
         report.fail(
@@ -720,22 +934,25 @@ def _earlier(a: datetime | None, b: datetime | None) -> bool:
 def run(export: str, public_key: str | None, checkpoints: list[str]) -> tuple[int, str]:
     """(exit status, text to print): what both command lines do."""
     try:
-        with open(export, "rb") as f:
-            raw = f.read()
-        keys = None
-        if public_key:
-            with open(public_key, encoding="utf-8") as f:
-                keys = load_public_keys(f.read())
-        filed = []
-        for path in checkpoints:
-            with open(path, encoding="utf-8") as f:
-                filed.append(loads(f.read()))
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        file = open(export, "rb")  # noqa: SIM115  (read as a stream, closed below)
+    except OSError as exc:
         return 2, f"ERROR: cannot read the input: {exc}"
-    try:
-        report = verify_export(raw, keys, filed)
-    except Exception as exc:  # never a traceback, never OK: a file it cannot check
-        return 1, f"FAILED: the export cannot be checked ({type(exc).__name__}: {exc})"
+    with file:
+        try:
+            keys = None
+            if public_key:
+                with open(public_key, encoding="utf-8") as f:
+                    keys = load_public_keys(f.read())
+            filed = []
+            for path in checkpoints:
+                with open(path, encoding="utf-8") as f:
+                    filed.append(loads(f.read()))
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            return 2, f"ERROR: cannot read the input: {exc}"
+        try:
+            report = verify_export(file, keys, filed)
+        except Exception as exc:  # never a traceback, never OK: a file it cannot check
+            return 1, f"FAILED: the export cannot be checked ({type(exc).__name__}: {exc})"
     return (0 if report.ok else 1), report.text()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, statements
@@ -15,6 +15,7 @@ from scim_server.audit.recorder import add_checkpoint, lock_head, record
 from scim_server.db import KeyRead, reuse_plan, utcnow
 from scim_server.errors import InvalidValueError
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
+from scim_server.text import MAX_INT
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
@@ -42,15 +43,19 @@ class EventFilter:
             (e.action, self.action),
             (e.outcome, self.outcome),
             (e.resource_id, self.resource_id),
-            (e.user_name, self.user_name),
             (e.external_id, self.external_id),
             (e.request_id, self.request_id),
         ):
             if value is not None:
                 conditions.append(column == value)
+        if self.user_name is not None:
+            conditions.append(self._named(self.user_name))
         if self.actor is not None:
             conditions.append(or_(e.actor_id == self.actor, e.actor_name == self.actor))
         return stmt.where(*conditions)
+
+    def _named(self, user_name: str) -> ColumnElement[bool]:
+        return AuditEvent.user_name == user_name
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +63,33 @@ class EventFilter:
             for k, v in self.__dict__.items()
             if v is not None
         }
+
+
+@dataclass(frozen=True)
+class PersonFilter(EventFilter):
+    """A search for a person by userName: the events recorded under that name, and the events
+    about the accounts whose userName it is now (``account_ids``). An event stores the name
+    at the time: after a rename, the person's earlier events are under the old one."""
+
+    account_ids: tuple[str, ...] | None = None
+
+    def _named(self, user_name: str) -> ColumnElement[bool]:
+        named = super()._named(user_name)
+        if not self.account_ids:
+            return named
+        return or_(named, AuditEvent.resource_id.in_(self.account_ids))
+
+
+def in_log(org_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The conditions of the organization's log: its events up to its signed head.
+
+    Writers insert events and move the head in one transaction, so a committed row past
+    the head was written outside the log (``verify`` names it): never listed as part of
+    it. The head is read in the same statement as the events (one snapshot). Without a
+    head row (``verify``: the chain head is missing) nothing bounds the events: they are
+    shown, unverified."""
+    head_seq = select(AuditHead.seq).where(AuditHead.org_id == org_id).scalar_subquery()
+    return AuditEvent.org_id == org_id, AuditEvent.seq <= func.coalesce(head_seq, MAX_INT)
 
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
@@ -74,7 +106,7 @@ def search(
     session: Session, org_id: str, flt: EventFilter, *, before_seq: int | None, limit: int
 ) -> tuple[list[AuditEvent], int | None]:
     """Newest first; ``before_seq`` is the cursor (keyset, never an OFFSET scan)."""
-    stmt = select(AuditEvent).where(AuditEvent.org_id == org_id)
+    stmt = select(AuditEvent).where(*in_log(org_id))
     if before_seq is not None:
         stmt = stmt.where(AuditEvent.seq < before_seq)
     stmt = flt.apply(stmt).order_by(AuditEvent.seq.desc()).limit(limit + 1)
@@ -87,7 +119,7 @@ def timeline(session: Session, org_id: str, resource_id: str) -> list[AuditEvent
     """Every event about one user or group, oldest first: joiner, movers, leaver."""
     stmt = (
         select(AuditEvent)
-        .where(AuditEvent.org_id == org_id, AuditEvent.resource_id == resource_id)
+        .where(*in_log(org_id), AuditEvent.resource_id == resource_id)
         .order_by(AuditEvent.seq)
     )
     return list(session.scalars(stmt))
@@ -105,9 +137,7 @@ def stream(
     part of what is being read)."""
     last = -1
     while True:
-        stmt = flt.apply(
-            select(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq > last)
-        )
+        stmt = flt.apply(select(AuditEvent).where(*in_log(org_id), AuditEvent.seq > last))
         if through is not None:
             stmt = stmt.where(AuditEvent.seq <= through)
         stmt = stmt.order_by(AuditEvent.seq).limit(batch)
@@ -120,9 +150,7 @@ def stream(
 
 
 def count(session: Session, org_id: str, flt: EventFilter) -> int:
-    stmt = flt.apply(
-        select(func.count()).select_from(AuditEvent).where(AuditEvent.org_id == org_id)
-    )
+    stmt = flt.apply(select(func.count()).select_from(AuditEvent).where(*in_log(org_id)))
     return session.scalar(stmt) or 0
 
 
@@ -181,12 +209,58 @@ def head_signed(session: Session, head_row: AuditHead) -> bool:
     )
 
 
+# The head and the first event past it, in one statement: one snapshot on every database.
+# Without a head row, "past it" is any event, and the first checkpoint says there was a log.
+_HEAD = select(AuditHead.seq).where(AuditHead.org_id == bindparam("org_id")).scalar_subquery()
+_ENDS = select(
+    _HEAD,
+    select(func.min(AuditEvent.seq))
+    .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.seq > func.coalesce(_HEAD, -1))
+    .scalar_subquery(),
+    select(func.min(AuditCheckpoint.seq))
+    .where(AuditCheckpoint.org_id == bindparam("org_id"))
+    .scalar_subquery(),
+)
+
+
+def unvouched(session: Session, org_id: str) -> tuple[int, str] | None:
+    """The first row of the organization's log its signed head does not vouch for, and why:
+    (seq, reason); None when there is none.
+
+    Every organization starts with an ``organization.create`` event, and writers insert
+    events and move the head in one transaction. So an event or a checkpoint without a head
+    row is a head deleted, and a committed event past the committed head was written
+    outside the log (added, or moved in from another organization by its org_id).
+
+    The head and the events past it are read in one statement, so one snapshot: a writer
+    that commits meanwhile commits both its events and its head in it, or neither. Read in
+    two statements (the head, then the events beyond it) a write committing in between
+    would look like a forged event.
+    """
+    head_seq, beyond, checkpoint = session.execute(_ENDS, {"org_id": org_id}).one()
+    if head_seq is None:
+        first = beyond if beyond is not None else checkpoint
+        if first is None:
+            return None  # no log at all
+        return first, (
+            "chain head missing: the log has events but its signed head row is gone (deleted)"
+        )
+    if beyond is not None:
+        return beyond, (
+            f"event {beyond} is beyond the signed head at {head_seq} "
+            "(written outside the log: added, or moved from another organization)"
+        )
+    return None
+
+
 def verify(session: Session, org_id: str) -> Verification:
-    """Walk the chain; name the first broken event (edited, deleted, reordered) or a cut tail."""
+    """Walk the chain; name the first broken event (edited, deleted, reordered), a cut tail,
+    a head deleted or an event past it."""
     result = Verification(ok=True, org_id=org_id)
     head_row = head(session, org_id)
     if head_row is None:
-        return result
+        outside = unvouched(session, org_id)
+        return result if outside is None else _fail(result, *outside)
     if not head_signed(session, head_row):
         return _fail(
             result, head_row.seq, "the chain head's signature does not match (head altered)"
@@ -225,6 +299,11 @@ def verify(session: Session, org_id: str) -> Verification:
             f"the log ends at {expected_seq - 1} but the signed head is at {head_row.seq} "
             "(tail truncated)",
         )
+    # The walk stopped at the head it read first; what is past the head now is no part of
+    # the log (listed by no search), and must not be there.
+    outside = unvouched(session, org_id)
+    if outside is not None:
+        return _fail(result, *outside)
     result.head_hash = head_row.hash
     key = chain.signing_key(session)
     keys = statements.public_keys(session)
@@ -350,7 +429,7 @@ def failures(
         EventFilter(since=since, until=until, outcome="failure")
         .apply(
             select(AuditEvent.action, AuditEvent.status, AuditEvent.scim_type, func.count()).where(
-                AuditEvent.org_id == org_id
+                *in_log(org_id)
             )
         )
         .group_by(AuditEvent.action, AuditEvent.status, AuditEvent.scim_type)

@@ -14,11 +14,12 @@ from flask import Blueprint, Response, abort, request, stream_with_context
 
 from scim_server.audit import insights, queries
 from scim_server.audit.export import export_lines
-from scim_server.audit.queries import EventFilter
+from scim_server.audit.queries import EventFilter, PersonFilter
 from scim_server.console import filters
 from scim_server.console.access import person, require
 from scim_server.console.render import is_htmx, render
 from scim_server.db import db
+from scim_server.services import user_lookup
 from scim_server.text import MAX_INT
 
 bp = Blueprint("log", __name__, url_prefix="/log")
@@ -29,7 +30,8 @@ FORMATS = ("csv", "ndjson")
 
 
 def read_filter(args: Any) -> tuple[EventFilter, filters.Form]:
-    """The search form's filter (time range, action, outcome, actor, user)."""
+    """The search form's filter (time range, action, outcome, actor, user: an account's id,
+    or a userName, then or now)."""
     form = filters.Form()
     since = filters.when(args, "since", form)
     until = filters.when(args, "until", form)
@@ -41,10 +43,14 @@ def read_filter(args: Any) -> tuple[EventFilter, filters.Form]:
     flt = EventFilter(since=since, until=until, action=action, outcome=outcome, actor=actor)
     if user:
         # A user id (what timelines link by) or a userName (what people type).
-        looks_like_id = len(user) == 36 and user.count("-") == 4
-        flt = EventFilter(
-            **{**flt.__dict__, ("resource_id" if looks_like_id else "user_name"): user}
-        )
+        if len(user) == 36 and user.count("-") == 4:
+            flt = EventFilter(**{**flt.__dict__, "resource_id": user})
+        else:
+            # An event keeps the userName of its time: the person's events from before a
+            # rename are found by the account(s) of this organization named so now.
+            accounts = user_lookup.by_user_names(db.session, person().org_id, [user])
+            ids = tuple(sorted(account.id for account in accounts.values()))
+            flt = PersonFilter(**{**flt.__dict__, "user_name": user}, account_ids=ids or None)
     return flt, form
 
 

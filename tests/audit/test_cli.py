@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from scim_server.cli import main
@@ -225,3 +225,21 @@ def test_export_to_a_missing_directory_is_a_clear_error(cli, tmp_path):
     assert result.exit_code == 1, result.output
     assert "Error: cannot write" in result.output and str(target) in result.output
     assert not target.parent.exists()
+
+
+def test_verify_of_a_log_without_its_head_row_is_broken(cli, database):
+    """`audit verify` printed OK (0 events) and exited 0 for a log whose events are all there
+    but whose signed head row was deleted: BROKEN, ``chain head missing``, exit 1."""
+    assert cli("org", "create", "acme").exit_code == 0
+    for name in ("t1", "t2", "t3"):
+        assert cli("token", "create", "--org", "acme", "--name", name).exit_code == 0
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_heads"))
+    finally:
+        engine.dispose()
+    result = cli("audit", "verify", "--org", "acme")
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert "acme: BROKEN at event 1: chain head missing" in result.output

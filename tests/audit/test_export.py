@@ -213,3 +213,41 @@ def test_a_purge_while_the_export_reads_is_not_called_tampering(scim, admin, ses
     error = _refused(admin, "ndjson")
     assert error["reason"] == "PurgedWhileReading" and "broken_seq" not in error
     assert "Run it again" in error["detail"]
+
+
+def _delete_head(session, org_id: str) -> None:
+    from sqlalchemy import text
+
+    session.execute(text("DELETE FROM audit_heads WHERE org_id = :o"), {"o": org_id})
+    session.commit()
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+@pytest.mark.parametrize("params", [{}, {"action": "user.create"}], ids=["whole", "filtered"])
+def test_an_export_of_a_log_without_its_head_row_signs_nothing(scim, admin, session, fmt, params):
+    """The head row deleted, the events left: the export signed a manifest of 0 events and
+    no chain head as the whole log (the offline verifier said OK). It ends with its error
+    record instead, as for any log that does not verify; filtered or not."""
+    _make_events(scim, 4)
+    _delete_head(session, scim.org_id)
+    error = _refused(admin, fmt, **params)
+    assert error["broken_seq"] == 1 and error["count"] == 0
+    assert "does not verify" in error["detail"] and "chain head missing" in error["detail"]
+
+
+def test_an_export_of_the_whole_log_with_an_event_beyond_its_head_signs_nothing(
+    scim, admin, session
+):
+    """An event forged past the signed head: verify refuses the log, so the whole log's
+    export is not signed either (the forged event was left out and the rest signed)."""
+    from scim_server.models import AuditEvent, AuditHead
+
+    _make_events(scim, 3)
+    head = session.get(AuditHead, scim.org_id)
+    last = session.get(AuditEvent, (scim.org_id, head.seq))
+    values = {c.name: getattr(last, c.name) for c in AuditEvent.__table__.columns}
+    values.update(seq=head.seq + 1, prev_hash=last.hash, hash="0" * 64)
+    session.execute(AuditEvent.__table__.insert().values(**values))
+    session.commit()
+    error = _refused(admin, "ndjson")
+    assert error["broken_seq"] == head.seq + 1 and "beyond the signed head" in error["detail"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import io
 import itertools
 import json
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -509,3 +511,145 @@ def test_an_empty_filter_is_a_filter(scim, admin, client, tmp_path):
     assert json.loads(_lines(export)[-1])["manifest"]["parameters"] == {"action": ""}
     status, text = _both(export, _keys(client, tmp_path))
     assert status == 0, text
+
+
+def _csv_cell(value: object) -> str:
+    """A cell as the server writes it (``csv_version`` 3): null empty, JSON for objects."""
+    if value is None:
+        return ""
+    text = (
+        json.dumps(value, sort_keys=True, ensure_ascii=False)
+        if isinstance(value, dict)
+        else str(value)
+    )
+    return offline.csv_escape(text)
+
+
+def _synthetic_export(n: int, fmt: str) -> tuple[bytes, dict]:
+    """A valid, signed export of ``n`` events written as the server writes one, and its keys."""
+    signer = signer_from_pem(new_private_pem())
+    prev = first_prev = hashlib.sha256(b"base").hexdigest()
+    digest = hashlib.sha256()
+    events = []
+    for seq in range(1, n + 1):
+        ev = {
+            "org_id": "o",
+            "seq": seq,
+            "occurred_at": "2026-01-01T00:00:00.000000",
+            "received_at": None,
+            "actor_type": "token",
+            "actor_id": "a",
+            "actor_name": "okta",
+            "source_ip": "10.0.0.1",
+            "user_agent": "Okta SCIM Client 1.0" * 5,
+            "request_id": "r",
+            "correlation_id": None,
+            "action": "user.create",
+            "resource_type": "User",
+            "resource_id": "x",
+            "external_id": None,
+            "user_name": f"u{seq}@example.com",
+            "outcome": "success",
+            "status": 201,
+            "scim_type": None,
+            "detail": None,
+            "changes": {"displayName": {"after": f'Person, {seq}\n"quoted"'}},
+            "explanation": None,
+            "prev_hash": prev,
+        }
+        ev["hash"] = prev = offline.event_hash(ev)
+        digest.update(offline.digest_line(seq, ev["hash"]))
+        events.append(ev)
+    manifest = {
+        "type": offline.MANIFEST_TYPE,
+        "organization": "o",
+        "parameters": {"action": "user.create"},
+        "format": fmt,
+        "count": n,
+        "first_seq": 1,
+        "last_seq": n,
+        "first_prev_hash": first_prev,
+        "last_hash": prev,
+        "contiguous": True,
+        "starts_mid_chain": False,
+        "events_digest": digest.hexdigest(),
+        "chain_head": None,
+        "chain_base": None,
+        "checkpoints": [],
+        "generated_at": "2026-01-01T00:00:00",
+    }
+    if fmt == "ndjson":
+        lines = [json.dumps(ev, sort_keys=True, ensure_ascii=False) + "\n" for ev in events]
+        lines.append(json.dumps({"manifest": signer.sign(manifest)}) + "\n")
+    else:
+        header = list(offline.LEGACY_HEADER)
+        manifest.update(
+            columns={
+                "seq": "integer",
+                "status": "integer",
+                "changes": "json",
+                "explanation": "json",
+            },
+            header=header,
+            csv_version=offline.CSV_VERSION,
+        )
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(header)
+        for ev in events:
+            writer.writerow(_csv_cell(ev[c]) for c in header)
+        lines = [out.getvalue(), "# manifest " + json.dumps(signer.sign(manifest)) + "\n"]
+    return "".join(lines).encode(), offline.load_public_keys(signer.public_pem)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_the_offline_verifier_reads_the_export_as_a_stream(fmt):
+    """An auditor verifies a year's export (gigabytes) on a laptop: the verifier held the
+    raw bytes, their decoded text and every parsed event at once (about 7x the file). It
+    reads line by line: what it holds beyond the file stays under the file's own size."""
+    raw, keys = _synthetic_export(10_000, fmt)
+    tracemalloc.start()
+    try:
+        report = offline.verify_export(raw, keys)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.ok, report.text()
+    assert report.count == 10_000
+    assert peak < len(raw), f"{peak / 1e6:.1f} MB held for a {len(raw) / 1e6:.1f} MB export"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        (None, "the file is truncated or altered: wrong number of columns"),
+        ("# manifest {}\n", "the file is truncated or altered: unreadable CSV (line"),
+    ],
+    ids=["closed-in-the-manifest", "never-closed"],
+)
+def test_a_quote_opened_in_the_last_record_swallows_the_manifest(
+    scim, admin, client, tmp_path, manifest, reason
+):
+    """A quote opened at the end of the last record takes the manifest line into a cell: the
+    file does not end with its manifest (the last line looks like one, and is not)."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path, "csv")
+    lines = _lines(export)
+    lines[-2] = lines[-2].rstrip("\r\n") + ',"\r\n'
+    if manifest is not None:
+        lines[-1] = manifest
+    export.write_text("".join(lines), encoding="utf-8")
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1
+    assert text.startswith("FAILED line ") and reason in text, text
+
+
+def test_a_file_that_is_not_utf8_is_named_before_anything_else(scim, admin, client, tmp_path):
+    """A byte that is not UTF-8 in the middle of an export: refused as not text, whatever
+    else it holds."""
+    _make_events(scim, 2)
+    export = _export(admin, tmp_path)
+    raw = export.read_bytes()
+    export.write_bytes(raw[:40] + b"\xff" + raw[40:])
+    status, text = _both(export, _keys(client, tmp_path))
+    assert status == 1 and text == "FAILED the file is not UTF-8 text (not an export, or altered)"

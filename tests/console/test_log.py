@@ -6,6 +6,7 @@ import json
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from scim_server.db import db
 from scim_server.models import AuditEvent
@@ -182,3 +183,115 @@ def test_event_names_the_rule_that_caused_it(
     body = client.get(f"/admin/log/events/{create.seq}").get_data(as_text=True)
     assert "<strong>sales</strong>" in body and "matched</span>" in body
     assert "license: Planner" in body
+
+
+def _delete_head(app: Flask, org_id: str) -> None:
+    with db.reader(app)() as s, s.begin():
+        s.execute(text("DELETE FROM audit_heads WHERE org_id = :o"), {"o": org_id})
+
+
+def test_verify_of_a_log_without_its_head_row_says_broken(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """The head row deleted, the events left: the page said "The chain is intact" (0 events
+    checked); it says broken, the head missing, from the first event on."""
+    sign_in_console(app, client, scim, "auditor")
+    for i in range(3):
+        scim.create_user(f"c{i}@example.com")
+    _delete_head(app, scim.org_id)
+    body = client.get("/admin/log/verify").get_data(as_text=True)
+    assert "The chain is broken" in body and "The chain is intact" not in body
+    assert "First broken event: <strong>#1</strong>" in body and "chain head missing" in body
+
+
+def test_an_event_beyond_the_head_is_not_shown_as_part_of_the_log(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """An event inserted past the signed head (verify calls it forged): not in the search,
+    its page is not found."""
+    sign_in_console(app, client, scim, "auditor")
+    scim.create_user("ivan@example.com")
+    last = _events(app, scim.org_id)[-1]
+    with db.reader(app)() as s, s.begin():
+        values = {c.name: getattr(last, c.name) for c in AuditEvent.__table__.columns}
+        values.update(seq=last.seq + 1, user_name="forged@example.com", hash="0" * 64)
+        s.execute(AuditEvent.__table__.insert().values(**values))
+    body = client.get("/admin/log/").get_data(as_text=True)
+    assert "ivan@example.com" in body and "forged@example.com" not in body
+    assert client.get(f"/admin/log/events/{last.seq + 1}").status_code == 404
+    assert client.get(f"/admin/log/events/{last.seq}").status_code == 200
+    body = client.get("/admin/log/verify").get_data(as_text=True)
+    assert f"First broken event: <strong>#{last.seq + 1}</strong>" in body
+
+
+def test_search_by_current_user_name_finds_events_from_before_a_rename(
+    app: Flask, client: FlaskClient, scim: Scim, other_scim: Scim
+) -> None:
+    """The events store the userName at the time: searching the person's current name also
+    finds the account's events from before the rename (its user.create was missed); another
+    organization's account of that name adds nothing."""
+    sign_in_console(app, client, scim, "auditor")
+    user = scim.create_user("jdoe@example.com")
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}",
+        {"op": "replace", "path": "userName", "value": "jane.doe@example.com"},
+    )
+    assert resp.status_code == 200
+    other_scim.create_user("jane.doe@example.com")
+    page = client.get(
+        "/admin/log/", query_string={"user": "Jane.Doe@example.com", "action": "user.create"}
+    )
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    create = next(
+        e
+        for e in _events(app, scim.org_id)
+        if e.action == "user.create" and e.resource_id == user["id"]
+    )
+    assert f"/admin/log/events/{create.seq}" in body and "jdoe@example.com" in body
+    everything = client.get("/admin/log/", query_string={"user": "jane.doe@example.com"})
+    shown = everything.get_data(as_text=True)
+    assert "user.create" in shown and "user.patch" in shown
+    export = client.get(
+        "/admin/log/export", query_string={"format": "ndjson", "user": "jane.doe@example.com"}
+    )
+    lines = [json.loads(line) for line in export.get_data(as_text=True).splitlines()]
+    assert {doc["resource_id"] for doc in lines[:-1]} == {user["id"]}
+    assert {doc["org_id"] for doc in lines[:-1]} == {scim.org_id}
+    assert lines[-1]["manifest"]["count"] == len(lines) - 1 >= 2
+
+
+def test_auditor_can_change_nothing_in_the_console(
+    app: Flask, client: FlaskClient, scim: Scim, session
+) -> None:
+    """Every console route that is not a read, posted by an auditor with a valid CSRF token:
+    refused (the rule checks excepted: they change nothing), and the log does not move."""
+    import re
+
+    from scim_server.models import AuditHead
+    from tests.support.console import csrf_token
+
+    sign_in_console(app, client, scim, "auditor")
+    other = scim.create_user("victim@example.com")
+    token = csrf_token(client)
+    head0 = session.get(AuditHead, scim.org_id, populate_existing=True).seq
+    accepted = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/admin") or "sign-out" in rule.rule:
+            continue
+        for method in (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}:
+            url = re.sub(
+                r"<(?:[^:>]+:)?([^>]+)>",
+                lambda m: other["id"] if "id" in m.group(1) else "x",
+                rule.rule,
+            )
+            resp = client.open(
+                url,
+                method=method,
+                data={"csrf_token": token, "op": "lock", "user": other["id"], "confirm": "DELETE"},
+                headers={"X-CSRFToken": token},
+            )
+            if resp.status_code < 400:
+                accepted.append(rule.rule)
+    assert set(accepted) <= {"/admin/rules/preview", "/admin/rules/validate"}
+    assert session.get(AuditHead, scim.org_id, populate_existing=True).seq == head0
