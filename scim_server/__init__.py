@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from scim_server.config import audit_key, audit_signing_key, load_config
+from scim_server.config import audit_key, audit_signing_key, load_config, trusted_proxies
 from scim_server.db import db as database
 
 
@@ -38,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    _trust_proxies(app, trusted_proxies(app.config["TRUSTED_PROXIES"]))
     if app.config["DATABASE_URL"].startswith("sqlite:///"):
         from pathlib import Path
 
@@ -82,6 +84,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_fallback_errors(app)
     _register_hsts(app)
     return app
+
+
+def _trust_proxies(app: Flask, count: int) -> None:
+    """Behind ``count`` proxies (``SCIM_TRUSTED_PROXIES``), the client is the address the
+    nearest of them appended to X-Forwarded-For (werkzeug's ProxyFix): every per-address
+    throttle (sign-in, forgot password) and every recorded source IP is the client's, not
+    the load balancer's. 0, the default, believes no header: a client may send any.
+
+    The scheme too (X-Forwarded-Proto), which only makes ``request.scheme`` say the truth
+    behind a balancer that ends TLS: every URL we hand out, the cookies' Secure flag and
+    HSTS follow SCIM_BASE_URL, never the request. Not X-Forwarded-Host (nor port, prefix):
+    the host a request names must never reach a URL (``urls.link_root``), forwarded or not.
+    """
+    if count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=0, x_port=0, x_prefix=0
+        )
 
 
 # RFC 6797 §6.1: a year, the value browsers' preload lists ask for; includeSubDomains so a

@@ -113,6 +113,19 @@ def base_url(value: str | None, env: str) -> str | None:
     return text
 
 
+def trusted_proxies(value: Any) -> int:
+    """``SCIM_TRUSTED_PROXIES`` as the app takes it: a count, 0 or more (``create_app``
+    checks the value it is given, from the environment or its own mapping)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            "SCIM_TRUSTED_PROXIES must be an integer (the number of proxies in front, 0 for "
+            f"none), got {value!r}"
+        )
+    if value < 0:
+        raise ConfigError(f"SCIM_TRUSTED_PROXIES must be 0 or more, got {value}")
+    return value
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from defaults and the environment."""
     env = os.environ.get("SCIM_ENV", "development")
@@ -176,6 +189,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
         # Adding or removing a second factor needs a sign-in at most this old (step-up).
         "SECURITY_REAUTH_SECONDS": env_int("SCIM_SECURITY_REAUTH_SECONDS", 600),
+        # Proxies in front of the app (a load balancer: 1) whose X-Forwarded-For and
+        # X-Forwarded-Proto are believed (``trusted_proxies``); 0 believes no such header.
+        "TRUSTED_PROXIES": env_count("SCIM_TRUSTED_PROXIES", 0),
         # Password sign-in (``sso.local``): attempts per client address per minute, counted
         # in the database (every node shares the count); 0 turns the limit off.
         "SIGNIN_ATTEMPTS_PER_MINUTE": env_int("SCIM_SIGNIN_ATTEMPTS_PER_MINUTE", 30),

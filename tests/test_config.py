@@ -1,11 +1,22 @@
-"""Configuration from the environment: the mail settings and their clear errors."""
+"""Configuration from the environment: the mail settings, the proxies in front, their clear
+errors."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy.engine import Connection, Engine
 
+from scim_server import ratelimit
 from scim_server.config import ConfigError, SmtpSettings, load_config, parse_smtp_url
+from tests.support import Scim, bind_to_connection, make_org
+from tests.support.local import person_with_password, sign_in
+from tests.support.sso import events
 
 
 @pytest.mark.parametrize(
@@ -150,3 +161,107 @@ def test_events_retention_setting(monkeypatch, tmp_path, value, expected):
     else:
         monkeypatch.setenv("SCIM_EVENTS_RETENTION_DAYS", value)
     assert load_config(str(tmp_path))["EVENTS_RETENTION_DAYS"] == expected
+
+
+# -- SCIM_TRUSTED_PROXIES: the client's address behind a load balancer ----------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 0), ("", 0), ("0", 0), ("2", 2)])
+def test_trusted_proxies_setting(monkeypatch, tmp_path, value, expected):
+    """SCIM_TRUSTED_PROXIES: how many proxies stand in front; unset, none is trusted."""
+    if value is None:
+        monkeypatch.delenv("SCIM_TRUSTED_PROXIES", raising=False)
+    else:
+        monkeypatch.setenv("SCIM_TRUSTED_PROXIES", value)
+    assert load_config(str(tmp_path))["TRUSTED_PROXIES"] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("one", "must be an integer, got 'one'"),
+        ("1.5", "must be an integer"),
+        ("-1", "must be 0 or more, got -1"),
+    ],
+)
+def test_a_bad_trusted_proxies_setting_stops_the_start(monkeypatch, tmp_path, value, message):
+    """A count that is no count stops the start with the setting's name and what it wants."""
+    monkeypatch.setenv("SCIM_TRUSTED_PROXIES", value)
+    with pytest.raises(ConfigError, match=f"SCIM_TRUSTED_PROXIES {message}"):
+        load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["1", -1, True, 1.0])
+def test_create_app_refuses_a_trusted_proxies_that_is_no_count(tmp_path, value):
+    """The same check when the value comes as configuration (``create_app``'s mapping)."""
+    from scim_server import create_app
+
+    with pytest.raises(ConfigError, match="SCIM_TRUSTED_PROXIES must be"):
+        create_app({"TESTING": True, "TRUSTED_PROXIES": value})
+
+
+BALANCER = "10.0.0.2"  # what every request's REMOTE_ADDR is behind the load balancer
+
+
+@pytest.fixture
+def behind_one_proxy(engine: Engine, connection: Connection) -> Iterator[Flask]:
+    """An app told that one proxy (the load balancer) stands in front of it."""
+    from scim_server import create_app
+    from tests.conftest import TEST_CONFIG
+
+    app = create_app(
+        {**TEST_CONFIG, "DATABASE_URL": engine.url.render_as_string(False), "TRUSTED_PROXIES": 1}
+    )
+    yield bind_to_connection(app, engine, connection)
+
+
+def _password_attempt(app: Flask, client_address: str, spoofed: str | None = None) -> Any:
+    """A wrong password from ``client_address``, through the balancer (which appends the
+    address it saw to X-Forwarded-For, after whatever the client sent: ``spoofed``)."""
+    forwarded = f"{spoofed}, {client_address}" if spoofed else client_address
+    browser = app.test_client()
+    browser.environ_base.update({"REMOTE_ADDR": BALANCER, "HTTP_X_FORWARDED_FOR": forwarded})
+    return sign_in(browser, "alice@example.com", "not the password at all")
+
+
+@pytest.fixture
+def still_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sign-in throttle counts per minute of the clock: one minute for the whole test."""
+    now = time.time()
+    monkeypatch.setattr(ratelimit, "clock", lambda: now)
+
+
+def _with_alice(app: Flask) -> str:
+    """An organization with alice@example.com, who has a password: its id."""
+    org_id, secret = make_org(app, "acme")
+    person_with_password(app, Scim(app.test_client(), secret, org_id), "alice@example.com")
+    return org_id
+
+
+def _failures(app: Flask, org_id: str) -> list[str | None]:
+    return [e.source_ip for e in events(app, org_id, "signin.failure")]
+
+
+def test_behind_one_proxy_the_client_is_the_forwarded_address(behind_one_proxy, still_minute):
+    """TRUSTED_PROXIES=1: the last X-Forwarded-For hop (the one the balancer added) is the
+    client. The sign-in throttle counts per client, not for everyone behind the balancer,
+    and the audit event names the client (a value the client put before it is ignored)."""
+    app = behind_one_proxy
+    org_id = _with_alice(app)
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 2
+    for _ in range(2):
+        assert _password_attempt(app, "198.51.100.1", spoofed="192.0.2.77").status_code == 401
+    assert _password_attempt(app, "198.51.100.1").status_code == 429
+    assert _password_attempt(app, "198.51.100.2").status_code == 401  # another client
+    assert _failures(app, org_id)[-3:] == ["198.51.100.1", "198.51.100.1", "198.51.100.2"]
+
+
+def test_without_trusted_proxies_a_forwarded_header_changes_nothing(app, still_minute):
+    """TRUSTED_PROXIES=0 (the default): X-Forwarded-For is the client's to forge, so it is
+    ignored: the connection's address is counted and recorded."""
+    org_id = _with_alice(app)
+    app.config["SIGNIN_ATTEMPTS_PER_MINUTE"] = 2
+    for client_address in ("198.51.100.1", "198.51.100.2"):
+        assert _password_attempt(app, client_address).status_code == 401
+    assert _password_attempt(app, "198.51.100.3").status_code == 429
+    assert _failures(app, org_id)[-2:] == [BALANCER, BALANCER]

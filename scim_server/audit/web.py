@@ -25,7 +25,7 @@ def request_context(actor_type: str, actor_id: str, actor_name: str | None) -> A
 
 
 def _captured(
-    app_g: Any, actor_type: str, actor_id: str, actor_name: str | None
+    app_g: Any, actor_type: str, actor_id: str | None, actor_name: str | None
 ) -> tuple[Any, ...]:
     """What the context takes from the request now: the request object itself, the actor,
     and the ids and arrival time on ``g`` (read now: the operations of a SCIM Bulk request
@@ -44,7 +44,7 @@ def _captured(
 def _made(
     req: Any,
     actor_type: str,
-    actor_id: str,
+    actor_id: str | None,
     actor_name: str | None,
     request_id: str | None,
     correlation_id: str | None,
@@ -63,8 +63,9 @@ def _made(
     )
 
 
-def begin(actor_id: str, actor_name: str, actor_type: str = "token") -> None:
-    """Make the authenticated caller the actor of every event this request writes.
+def begin(actor_id: str | None, actor_name: str | None, actor_type: str = "token") -> None:
+    """Make the authenticated caller the actor of every event this request writes (no id
+    and no name: an actor nobody authenticated, e.g. the sign-in pages' ``anonymous``).
 
     The context is made when the request first records an event (``DeferredContext``),
     from what is captured here; a request that records none (a GET) makes none."""

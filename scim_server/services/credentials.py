@@ -148,17 +148,23 @@ def mail_time(moment: datetime, *, round_up: bool = False) -> str:
 
 
 def await_new_password(session: Session, user: User, reason: str) -> None:
-    """Bring the user to ``AWAITING_NEW_PASSWORD`` (the next sign-in chooses a password)."""
+    """Bring the user to ``AWAITING_NEW_PASSWORD`` (the next sign-in chooses a password).
+
+    A reset link asked for before dies, whatever the status: under an admin's demand a
+    reset asked for leaves ``AWAITING_NEW_PASSWORD`` as it is (``lifecycle``), and its link
+    must not outlive the credentials that replace it."""
+    passwords.expire_links(session, user, "reset")
     if user.status == AWAITING_NEW_PASSWORD:
         return
     if user.status == RECOVERY:
-        passwords.expire_links(session, user, "reset")
         lifecycle.transition(session, user, "complete_recovery", reason=reason)
     lifecycle.transition(session, user, "require_new_password", reason=reason)
 
 
 def settle(session: Session, user: User, reason: str) -> None:
-    """End ``AWAITING_NEW_PASSWORD`` or ``RECOVERY``: the person has a password of their own."""
+    """End ``AWAITING_NEW_PASSWORD`` or ``RECOVERY``: the person has a password of their own
+    (or new credentials that need no change); a reset link asked for before dies with it."""
+    passwords.expire_links(session, user, "reset")
     if user.status in (AWAITING_NEW_PASSWORD, RECOVERY):
         lifecycle.transition(session, user, "complete_recovery", reason=reason)
 
@@ -180,7 +186,8 @@ def deliver(
     ``recipient`` None: the user's own address (``user_address``); else the acting
     admin's ("to myself"), and the mail says whom it is for. The previous temporary
     password or activation link stops working. Raises ``ConflictError`` when the
-    user has no address to send to.
+    user has no address to send to. So does a reset link asked for before
+    (``await_new_password``, ``settle``): the admin's credentials replace it.
     """
     for_admin = recipient is not None
     address = recipient or user_address(session, user)

@@ -10,6 +10,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import DomainError
 from scim_server.models import User
+from scim_server.services import passwords
 
 PROVISIONED = "PROVISIONED"
 ACTIVE = "ACTIVE"
@@ -155,10 +156,22 @@ def change_status(user: User, name: str, *, bump_version: bool = True) -> str:
     return before
 
 
+# Transitions that end the reset and activation links mailed before (``ENDS_LINKS``): an
+# admin's lock (a suspected takeover) and a deactivation end every session, and a link
+# from before them would hand the account to whoever holds it once it is given back. Not
+# the automatic lockout: a stranger's wrong guesses cause it, and must not kill the owner's
+# link (as they end none of the owner's sessions).
+ENDS_LINKS = frozenset({"lock", "deactivate"})
+
+
 def record_transition(
     session: Session, user: User, name: str, before: str, reason: str | None = None
 ) -> None:
-    """The event half of ``transition``: the named status change, in the caller's transaction."""
+    """The event half of ``transition``: the named status change, in the caller's transaction;
+    a lock or a deactivation also ends the account's live links there (``ENDS_LINKS``: every
+    path to them, a SCIM write's ``active`` included, records its transition here)."""
+    if name in ENDS_LINKS:
+        passwords.expire_all_links(session, user)
     record(
         session,
         user.org_id,

@@ -26,7 +26,7 @@ from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
@@ -265,9 +265,11 @@ def set_password(
     """Give ``user`` this password in the caller's transaction, after the policy allows it.
 
     A chosen password (not ``temporary``) is also checked against the history and
-    then remembered in it, and meets an admin's demand for a new password
-    (``users.new_password_required``). The audit event (``user.password.set``) says ``detail``
-    and whether the password is temporary, never the password.
+    then remembered in it, meets an admin's demand for a new password
+    (``users.new_password_required``), and ends the reset and activation links still live:
+    mailed to replace the password before it, whoever holds one would replace this one too.
+    The audit event (``user.password.set``) says ``detail`` and whether the password is
+    temporary, never the password.
     """
     check_policy(policy, password, identifiers=identifiers)
     if not temporary:
@@ -288,6 +290,7 @@ def set_password(
         # ``require_new_password`` asked for: the demand is met, whatever status covers it
         # now (``lifecycle``); a temporary one meets nothing.
         user.new_password_required = False
+        expire_all_links(session, user)
     row.set_at = now
     row.expires_at = expires_at
     if not temporary and policy.history > 0:
@@ -437,3 +440,18 @@ def expire_links(session: Session, user: User, purpose: str) -> int:
     for row in rows:
         row.used_at = now
     return len(rows)
+
+
+def expire_all_links(session: Session, user: User) -> None:
+    """End every live link of ``user``, reset and activation alike, in one statement: a
+    password of their own replaced what the links were for, or a lock or a deactivation
+    ended the account's way in (``lifecycle.ENDS_LINKS``)."""
+    session.execute(
+        update(CredentialToken)
+        .where(
+            CredentialToken.org_id == user.org_id,
+            CredentialToken.user_id == user.id,
+            CredentialToken.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+    )

@@ -238,28 +238,44 @@ def _decide(
     if stage != "mfa":
         # The failures are forgotten once nothing is left to guess: after a second factor,
         # at the sign-in's end (``finish``). A right password alone must not wipe the count
-        # of wrong codes, or whoever knows it guesses codes two at a time, forever.
+        # of wrong codes, or whoever knows it guesses codes two at a time, forever. (Any
+        # other stage is an account without a factor: its password is the whole proof.)
         lockout.clear(session, user)
     return Verified(user.org_id, user.id, stage, row.hash)
 
 
-def next_stage(session: Session, user: User, row: UserPassword | None) -> str:
-    """After a proved password: change it, prove a second factor, enrol one, or done.
+# What a pending sign-in's factors say when a second factor was proved (not the password).
+SECOND_FACTORS = frozenset({"totp", "recovery_code", "webauthn"})
 
-    A change while an admin's demand for a new password stands, whatever the status says
-    (a RECOVERY from before migration 0039 may hold one): the old password never signs in
-    straight."""
-    if (
+
+def next_stage(
+    session: Session, user: User, row: UserPassword | None, proved: tuple[str, ...] = ("password",)
+) -> str:
+    """After a proof (``proved``: what this sign-in proved so far): prove a second factor,
+    change the password, enrol a factor, or done.
+
+    The account's second factor comes first: a chosen password is stored only once every
+    factor is proved, or whoever holds a leaked password (the reason an admin demands a new
+    one) would choose the next one, signing the owner out. A change while an admin's demand
+    for a new password stands, whatever the status says (a RECOVERY from before migration
+    0039 may hold one): the old password never signs in straight."""
+    enrolled = mfa.enrolled(session, user)
+    if enrolled and not SECOND_FACTORS.intersection(proved):
+        return "mfa"
+    if must_change(user, row):
+        return "change"
+    if not enrolled and mfa.enrolment_required(session, user):
+        return "enrol"
+    return "done"
+
+
+def must_change(user: User, row: UserPassword | None) -> bool:
+    """Whether this account's next sign-in must choose a new password."""
+    return (
         user.status == lifecycle.AWAITING_NEW_PASSWORD
         or user.new_password_required
         or (row is not None and row.must_change)
-    ):
-        return "change"
-    if mfa.enrolled(session, user):
-        return "mfa"
-    if mfa.enrolment_required(session, user):
-        return "enrol"
-    return "done"
+    )
 
 
 def count_failure(session: Session, user: User, typed: str, attempt: Attempt) -> datetime | None:

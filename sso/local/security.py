@@ -28,10 +28,12 @@ from sso.local import factors, passkeys, pending, web
 from sso.local import password as local
 from sso.local.enrolment import enrol_page, enrol_totp_from_form, enrolment_refusal
 from sso.local.views import (
+    after_second_factor,
     bp,
     continue_sign_in,
     org_name_of,
     pending_at,
+    status_refused,
 )
 from sso.local.web import BadRequestError
 from sso.signin.session import SsoSession, current_session, speaks_for
@@ -307,29 +309,39 @@ def passkey_authenticate() -> Any:
     attempt = web.attempt()
     s = db.writing_session()
     replayed = refused = False
+    stage = "done"
     with s.begin():
         locked = s.get(User, (user.org_id, user.id), with_for_update=True)
         assert locked is not None
-        if not passkeys.spend_challenge(s, user.org_id, challenge, _spent_until()):
-            local.record_failure(s, locked, "replay", "a passkey challenge used before", attempt)
-            replayed = True
-        else:
-            try:
-                factor, count = passkeys.verify_authentication(
-                    _rp(), challenge, body, mfa.factors(s, locked, "webauthn")
+        # The status first: a locked or deactivated account's passkey changes nothing (no
+        # challenge spent, no counter moved).
+        status = status_refused(s, locked, attempt)
+        if status is None:
+            if not passkeys.spend_challenge(s, user.org_id, challenge, _spent_until()):
+                local.record_failure(
+                    s, locked, "replay", "a passkey challenge used before", attempt
                 )
-            except passkeys.PasskeyError as err:
-                local.record_failure(s, locked, "mfa_failed", str(err)[:500], attempt)
-                refused = True
+                replayed = True
             else:
-                mfa.passkey_used(s, factor, count, attempt.now)
+                try:
+                    factor, count = passkeys.verify_authentication(
+                        _rp(), challenge, body, mfa.factors(s, locked, "webauthn")
+                    )
+                except passkeys.PasskeyError as err:
+                    local.record_failure(s, locked, "mfa_failed", str(err)[:500], attempt)
+                    refused = True
+                else:
+                    mfa.passkey_used(s, factor, count, attempt.now)
+                    stage = after_second_factor(s, locked, found, "webauthn")
+    if status is not None:
+        return _json_refusal(status)
     if replayed:
         pending.drop()
         return _json_error(400, stale)
     if refused:
         return _json_error(401, "The passkey was not accepted.")
     try:
-        resp = continue_sign_in(s, found, "done", "webauthn")
+        resp = continue_sign_in(s, found, stage, "webauthn")
     except SsoError as err:
         # Status or license refused at the last step: the script shows the same words.
         return _json_refusal(err)

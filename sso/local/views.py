@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import db
 from scim_server.models import Organization, User
-from scim_server.services import lifecycle, mail, mfa, passwords
+from scim_server.services import credentials, mail, mfa, passwords
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 from scim_server.slots import NoSlotError
@@ -49,6 +49,7 @@ def _bad_request(err: BadRequestError) -> Any:
 
 
 bp.before_request(web.refuse_nul)
+bp.before_request(web.audit_actor)
 
 
 # Refusals that end the pending sign-in: nothing it could still send would be accepted
@@ -158,6 +159,17 @@ def pending_at(stage: str) -> tuple[pending.Pending, User]:
     return found, user
 
 
+def status_refused(s: Session, user: User, attempt: local.Attempt) -> SsoError | None:
+    """Why this step must stop for the account's status now (locked or deactivated since the
+    password was proved), recorded in the caller's transaction (the row locked); None if it
+    may go on. Checked first, before a code or passkey is looked at: nothing is spent or
+    stored, and a right code and a wrong one get the same answer (no oracle on the code)."""
+    refusal = status_refusal(user, local.PENDING_ALLOWED)
+    if refusal is not None:
+        local.record_failure(s, user, refusal.reason_code, refusal.detail, attempt)
+    return refusal
+
+
 def check_still_none(s: Session, user: User) -> None:
     """The enrol step is for an account with no factor: once it has one (its owner enrolled
     meanwhile), this sign-in must prove that one, not add its own and go on without it."""
@@ -227,7 +239,7 @@ def change_password() -> Any:
     attempt = web.attempt()
     s = db.writing_session()
     try:
-        stage, new_hash = _change(s, user, new, attempt)
+        stage, new_hash = _change(s, user, new, attempt, found.factors)
     except passwords.PasswordRejected as err:
         return _change_page(user, str(err.detail), 400)
     except NoSlotError:
@@ -235,31 +247,38 @@ def change_password() -> Any:
     return continue_sign_in(s, found, stage, password_hash=new_hash)
 
 
-def _change(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
+def _change(
+    s: Session, user: User, new: str, attempt: local.Attempt, proved: tuple[str, ...]
+) -> tuple[str, str]:
     """Set the chosen password in one transaction: (the next stage, the new hash).
 
     ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing;
     nor does an account locked or deactivated since the temporary password was proved
     (``SsoError``, recorded): the password chosen by whoever holds this pending sign-in
-    must not be the account's when an admin unlocks it.
+    must not be the account's when an admin unlocks it. ``proved``: what this sign-in
+    proved before (``pending.Pending.factors``).
     """
     with s.begin():
         found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
         if found_user is None:
             raise SsoError("pending_expired", "the account disappeared during sign-in")
         user = found_user
-        refusal = status_refusal(user, local.PENDING_ALLOWED)
-        if refusal is not None:
-            local.record_failure(s, user, refusal.reason_code, refusal.detail, attempt)
-        else:
-            return _set_chosen(s, user, new, attempt)
+        refusal = status_refused(s, user, attempt)
+        if refusal is None:
+            return _set_chosen(s, user, new, attempt, proved)
     raise refusal
 
 
-def _set_chosen(s: Session, user: User, new: str, attempt: local.Attempt) -> tuple[str, str]:
+def _set_chosen(
+    s: Session, user: User, new: str, attempt: local.Attempt, proved: tuple[str, ...]
+) -> tuple[str, str]:
     """``_change``'s work, in its transaction (the account's row locked, its status checked)."""
     current = get_settings(s, user.org_id)
     row = passwords.current_password(s, user)
+    if local.next_stage(s, user, row, proved) == "mfa":
+        # A factor the account gained since this sign-in's password was proved: only
+        # whoever proves it may choose the next password (``local.next_stage``).
+        raise SsoError("pending_expired", "a factor was enrolled since the password was proved")
     address = user_address(s, user)
     if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
         raise passwords.PasswordRejected(
@@ -274,8 +293,8 @@ def _set_chosen(s: Session, user: User, new: str, attempt: local.Attempt) -> tup
         identifiers=passwords.personal_identifiers(user, address),
         detail="chosen by the person at sign-in, replacing a temporary password",
     )
-    if user.status == lifecycle.AWAITING_NEW_PASSWORD:
-        lifecycle.transition(s, user, "complete_recovery", reason="new password chosen at sign-in")
+    # The demand is met (``set_password`` ended the reset links a RECOVERY waits on).
+    credentials.settle(s, user, "new password chosen at sign-in")
     if address is not None:
         mail.queue_mail(
             s,
@@ -288,7 +307,7 @@ def _set_chosen(s: Session, user: User, new: str, attempt: local.Attempt) -> tup
             },
             user_id=user.id,
         )
-    return local.next_stage(s, user, row), row.hash
+    return local.next_stage(s, user, row, proved), row.hash
 
 
 # -- second factor --------------------------------------------------------------------
@@ -330,19 +349,34 @@ def verify_mfa() -> Any:
     attempt = web.attempt()
     s = db.writing_session()
     locked = False
+    proved: str | None = None
+    stage = "done"
     with s.begin():
         found_user = s.get(User, (user.org_id, user.id), with_for_update=True)
         if found_user is None:
             raise SsoError("pending_expired", "the account disappeared during sign-in")
         user = found_user
-        proved = factors.check_code(s, current_secret(), user, code, attempt.now)
-        if proved is None:
-            guess = factors.guess_of(code, attempt.now)
-            locked = local.count_failure(s, user, guess, attempt) is not None
-            local.record_failure(s, user, "mfa_failed", "wrong second-factor code", attempt)
+        refusal = status_refused(s, user, attempt)
+        if refusal is None:
+            proved = factors.check_code(s, current_secret(), user, code, attempt.now)
+            if proved is None:
+                guess = factors.guess_of(code, attempt.now)
+                locked = local.count_failure(s, user, guess, attempt) is not None
+                local.record_failure(s, user, "mfa_failed", "wrong second-factor code", attempt)
+            else:
+                stage = after_second_factor(s, user, found, proved)
+    if refusal is not None:
+        raise refusal  # the pending sign-in ends (``ENDS_PENDING``)
     if proved is None:
         if locked:
             pending.drop()
             return web.refusal(SsoError("invalid_credentials", "locked at the second factor"))
         return _mfa_page(user, "That code is not correct, or it was used already.", 401)
-    return continue_sign_in(s, found, "done", proved)
+    return continue_sign_in(s, found, stage, proved)
+
+
+def after_second_factor(s: Session, user: User, found: pending.Pending, proved: str) -> str:
+    """The step after a proved second factor (caller's transaction): the demanded new
+    password (``local.next_stage``), or done."""
+    row = passwords.current_password(s, user)
+    return local.next_stage(s, user, row, (*found.factors, proved))

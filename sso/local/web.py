@@ -5,7 +5,7 @@ clear 415/413 page, before any parsing or hashing). CSRF: a random token in
 the signed session, sent back with each form (and as ``X-CSRF-Token`` by
 the passkey script). Per-address throttling: ``scim_server.ratelimit``'s
 counters in the database, so all web processes and nodes share one count
-per client address per minute.
+per client address per minute. Audit: each request names who acts (``audit_actor``).
 """
 
 from __future__ import annotations
@@ -23,16 +23,19 @@ from flask import current_app, request, session
 from werkzeug.datastructures import MultiDict
 
 from scim_server import csrf, request_inputs
-from scim_server.db import db
+from scim_server.audit import web as audit_web
+from scim_server.db import SAFE_METHODS, db
 from scim_server.delivery import current_hashing
+from scim_server.models import User
 from scim_server.ratelimit import Limiter, RateLimited
 from scim_server.urls import link_root
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
 from sso.extension import sso_extension
-from sso.local import keys
+from sso.local import keys, pending
 from sso.local.password import Attempt
 from sso.signin import pages
+from sso.signin.session import current_session
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,37 @@ def refuse_nul() -> None:
     """A ``before_request`` of the sign-in pages' blueprints (``scim_server.request_inputs``)."""
     if request_inputs.has_nul(request):
         raise BadRequestError(400, "The request holds a character that is not allowed.")
+
+
+# The actor of the sign-in pages' events when no person is known: a browser, not "system".
+ANONYMOUS = "anonymous"
+# Pages whose events are about an account this browser has not proved yet: a sign-in or
+# pending sign-in the browser holds may be another account's, never their actor.
+UNPROVED = frozenset({"local.sign_in_with_password"})
+
+
+def audit_actor() -> None:
+    """A ``before_request`` of the sign-in pages' blueprints (``local``, ``sso_recovery``): who
+    the events they write name (``audit.web.begin``), with the browser's address and user
+    agent, as the console and the APIs name theirs.
+
+    The person (``user``, their id) when this browser holds their sign-in session or a
+    pending sign-in; else ``anonymous`` (a forgot request, a mailed link, the password form:
+    ``UNPROVED``). A request that may write reads their login name for the events (one read
+    by key); a GET, which writes none here, names them by id only.
+    """
+    who = None if request.endpoint in UNPROVED else current_session() or pending.current(now())
+    name: str | None = None
+    if who is not None and request.method not in SAFE_METHODS:
+        with db.lookup() as s:
+            user = s.get(User, (who.org_id, who.user_id))
+            name = (user.login_name or user.user_name) if user is not None else None
+        if name is None:  # the account is gone: nobody to name
+            who = None
+    if who is None:
+        audit_web.begin(None, None, actor_type=ANONYMOUS)
+    else:
+        audit_web.begin(who.user_id, name, actor_type="user")
 
 
 def now() -> datetime:

@@ -32,6 +32,8 @@ from sso.local import web
 from sso.signin import pages
 
 bp = Blueprint("sso_recovery", __name__, url_prefix="/sso")
+# Its events name the browser (address, user agent) and whoever it is signed in as, if anyone.
+bp.before_request(web.audit_actor)
 log = logging.getLogger(__name__)
 
 FORGOT_PER_MINUTE = 5

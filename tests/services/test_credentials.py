@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from scim_server.db import db
@@ -236,3 +237,37 @@ def test_a_scim_create_rolled_back_leaves_no_send(app, scim, session):
     )
     assert resp.status_code == 409
     assert len(session.scalars(select(CredentialSchedule)).all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "demand"),
+    [
+        ({"must_change_on_first_login": False}, False),
+        ({"must_change_on_first_login": True}, True),
+        ({"credentials_delivery": "activation_link"}, True),
+    ],
+    ids=["temporary-settles", "temporary-while-awaiting", "activation-link-while-awaiting"],
+)
+def test_new_credentials_end_a_reset_link_asked_for_before(
+    app, scim, admin, client, session, settings, demand
+):
+    """'The previous credentials stop working': a reset link asked for before an admin sends
+    new credentials is refused after (410), whichever status the account was in (RECOVERY,
+    or AWAITING_NEW_PASSWORD under an admin's demand) and however the credentials go out."""
+    set_settings(admin, **settings)
+    user_id = employee(scim, "bob@example.com", password="Original-pass-phrase-31")["id"]
+    if demand:
+        resp = admin.post(f"/api/v1/users/{user_id}/actions/require_new_password", {})
+        assert resp.status_code == 200, resp.get_json()
+    assert client.post("/sso/forgot", data={"identifier": "bob@example.com"}).status_code == 200
+    (body,) = session.scalars(
+        select(MailOutbox.body_text).where(MailOutbox.kind == "reset_link")
+    ).all()
+    token = body.split("/sso/reset/")[1].split()[0]
+    resp = admin.post(f"/api/v1/users/{user_id}/credentials/send", None)
+    assert resp.status_code == 202, resp.get_json()
+    assert _user(app, scim.org_id, user_id).status != "RECOVERY"
+    new = "Quartz-meadow-lantern-97"
+    used = client.post(f"/sso/reset/{token}", data={"password": new, "confirm": new})
+    assert used.status_code == 410
+    assert not password_verifies(app, scim.org_id, user_id, new)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from scim_server.db import db, utcnow
-from scim_server.models import User
+from scim_server.models import MailOutbox, User
 from scim_server.services import lifecycle, lockout
 from tests.support import Scim
 from tests.support.console import session_epoch
@@ -245,3 +247,80 @@ def test_a_new_password_set_while_locked_meets_the_demand(
     assert resp.status_code == 200, resp.get_json()
     _act(admin, user_id, "unlock")
     assert _status(admin, user_id) == "PROVISIONED"
+
+
+# -- a lock or deactivation ends the mailed links -------------------------------------------
+
+NEW = "Quartz-meadow-lantern-97"
+
+
+def _reset_link(app: Flask, client: FlaskClient, org_id: str) -> str:
+    """A stranger (or the person) asks for a reset link: its token, from the mail."""
+    assert client.post("/sso/forgot", data={"identifier": LOGIN}).status_code == 200
+    with db.reader(app)() as s:
+        (body,) = s.scalars(
+            select(MailOutbox.body_text).where(
+                MailOutbox.org_id == org_id, MailOutbox.kind == "reset_link"
+            )
+        ).all()
+    return str(body).split("/sso/reset/")[1].split()[0]
+
+
+def _undo(app: Flask, scim: Scim, admin: Scim, user_id: str, how: str) -> None:
+    """The lock or deactivation, then its end."""
+    if how == "idp":
+        _patch_active(scim, user_id, False)
+        _patch_active(scim, user_id, True)
+    elif how == "auto_lock":
+        _auto_lock(app, admin, user_id)
+        _act(admin, user_id, "unlock")
+    else:
+        _act(admin, user_id, how)
+        _act(admin, user_id, {"lock": "unlock", "deactivate": "activate"}[how])
+    assert _status(admin, user_id) == "ACTIVE"
+
+
+@pytest.mark.parametrize("how", ["lock", "deactivate", "idp"])
+def test_a_lock_or_deactivation_ends_the_links_mailed_before(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, how: str
+) -> None:
+    """A reset link goes out; the admin locks the account (a suspected takeover) or it is
+    deactivated (the admin, the IdP), and later given back: the link from before is dead
+    (410), the password unchanged, as the sessions from before are."""
+    user_id = person_with_password(app, scim, LOGIN)
+    assert sign_in(client, LOGIN).status_code == 303  # ACTIVE
+    token = _reset_link(app, client, scim.org_id)
+    _undo(app, scim, admin, user_id, how)
+    used = app.test_client().post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert used.status_code == 410
+    assert sign_in(app.test_client(), LOGIN).status_code == 303  # the password is the same
+
+
+def test_an_activation_link_dies_with_a_lock(app: Flask, scim: Scim, admin: Scim) -> None:
+    """An activation link, then a lock and an unlock: the link from before is dead."""
+    assert admin.put("/api/v1/settings", {"credentials_delivery": "activation_link"}).status_code
+    user_id = scim.create_user(
+        "ann@example.com", emails=[{"type": "work", "value": "ann@example.com", "primary": True}]
+    )["id"]
+    resp = admin.post(f"/api/v1/users/{user_id}/credentials/send", None)
+    assert resp.status_code == 202, resp.get_json()
+    with db.reader(app)() as s:
+        body = s.scalars(select(MailOutbox.body_text).where(MailOutbox.kind == "activation_link"))
+        token = str(body.one()).split("/sso/activate/")[1].split()[0]
+    _act(admin, user_id, "lock")
+    _act(admin, user_id, "unlock")
+    used = app.test_client().post(f"/sso/activate/{token}", data={"password": NEW, "confirm": NEW})
+    assert used.status_code == 410
+
+
+def test_the_automatic_lockout_keeps_the_owner_s_link(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """A stranger's wrong guesses lock the account for a while: they must not also kill the
+    reset link its owner asked for (as they end none of the owner's sessions)."""
+    user_id = person_with_password(app, scim, LOGIN)
+    assert sign_in(client, LOGIN).status_code == 303
+    token = _reset_link(app, client, scim.org_id)
+    _undo(app, scim, admin, user_id, "auto_lock")
+    used = app.test_client().post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert used.status_code == 200

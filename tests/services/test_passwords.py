@@ -184,3 +184,40 @@ def test_links_are_hashed_single_use_and_expire(app, scim):
         assert passwords.consume_link(s, second, "reset") is None
         stored = [t.token_hash for t in s.scalars(select(passwords.CredentialToken))]
         assert second not in stored and len(stored[0]) == 64
+
+
+def test_a_chosen_password_ends_the_live_links_and_a_temporary_one_does_not(app, scim):
+    """Links mailed before a password of the person's own was set would replace it: they die
+    with its setting, in its transaction. A temporary password (the admin's credentials
+    decide about links, ``services.credentials``) ends none."""
+    user = _user(app, scim)
+    with db.writer(app)() as s, s.begin():
+        s.add(user)
+        reset = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
+        activation = passwords.issue_link(s, user, "activation", timedelta(days=7))
+        passwords.set_password(
+            s,
+            CHEAP,
+            POLICY,
+            user,
+            "a temporary one here 42",
+            identifiers=[],
+            temporary=True,
+            detail="temporary",
+        )
+    with db.writer(app)() as s, s.begin():
+        assert passwords.find_link(s, reset, "reset") is not None
+        assert passwords.find_link(s, activation, "activation") is not None
+        s.add(user)
+        passwords.set_password(
+            s,
+            CHEAP,
+            POLICY,
+            user,
+            "first choice number 9 zebra",
+            identifiers=MINE,
+            detail="chosen",
+        )
+    with db.writer(app)() as s, s.begin():
+        assert passwords.find_link(s, reset, "reset") is None
+        assert passwords.find_link(s, activation, "activation") is None

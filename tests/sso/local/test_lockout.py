@@ -180,3 +180,20 @@ def test_an_automatic_lockout_does_not_lift_an_admins_require_new_password(
     assert resp.status_code == 303
     assert resp.headers["Location"].endswith("/sso/password/change"), resp.headers["Location"]
     assert _status(app, scim.org_id, person) == "AWAITING_NEW_PASSWORD"
+
+
+def test_case_and_width_variants_of_the_login_count_on_one_account(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The login typed in other cases or in full-width letters names the same account: the
+    wrong passwords behind each add up on it (no fresh count per spelling)."""
+    _settings(admin, lockout_threshold=3)
+    variants = (
+        "ALICE@example.com",
+        "\uff41\uff4c\uff49\uff43\uff45@example.com",
+        "Alice@EXAMPLE.COM",
+    )
+    for i, login in enumerate(variants):
+        assert sign_in(app.test_client(), login, f"wrong password {i}").status_code == 401
+    assert _status(app, scim.org_id, person) == "AUTO_LOCKED"
+    assert sign_in(client, LOGIN).status_code == 401

@@ -351,3 +351,87 @@ def test_a_wrong_code_typed_again_in_a_new_time_step_counts_again(
     clock.advance(seconds=30)
     assert _second_step(client, first).status_code == 401
     assert admin.get(f"/api/v1/users/{person}").get_json()["status"] == "AUTO_LOCKED"
+
+
+# -- a lock while the second factor is asked ---------------------------------------------
+
+
+def _at_the_second_factor_then_locked(
+    client: FlaskClient, admin: Scim, person: str, clock: Clock
+) -> tuple[str, list[str], str]:
+    """Enrolled; a new sign-in waits at the code when an admin locks the account:
+    (the TOTP secret, the recovery codes, the code page's CSRF token)."""
+    _require_mfa(admin)
+    secret, codes = _enrol(client, clock)
+    _sign_out(client)
+    clock.advance(seconds=90)
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa"
+    token = csrf_of(client.get("/sso/mfa").get_data(as_text=True))
+    resp = admin.post(f"/api/v1/users/{person}/actions/lock", {"reason": "stolen laptop"})
+    assert resp.status_code == 200, resp.get_json()
+    return secret, codes, token
+
+
+def test_a_recovery_code_is_not_spent_on_a_locked_account(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Locked while the sign-in waits at the second factor: a recovery code typed then is
+    refused as locked and stays unused; the refusal is recorded, the pending sign-in ends."""
+    _secret, codes, token = _at_the_second_factor_then_locked(client, admin, person, clock)
+    resp = client.post("/sso/mfa", data={"code": codes[0], "csrf": token})
+    assert resp.status_code == 403 and "Account locked" in resp.get_data(as_text=True)
+    assert not signed_in(client)
+    with read(app) as s:
+        used = s.scalars(
+            select(MfaRecoveryCode).where(
+                MfaRecoveryCode.user_id == person, MfaRecoveryCode.used_at.is_not(None)
+            )
+        ).all()
+    assert used == []
+    assert events(app, scim.org_id, "user.mfa.recovery_code_used") == []
+    assert sign_ins(app, scim.org_id)[-1].reason_code == "locked"
+    assert client.get("/sso/mfa").status_code == 400  # the pending sign-in is over
+
+
+def test_a_locked_account_answers_the_same_to_a_right_and_a_wrong_code(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Locked while the sign-in waits at the code: a wrong code and the right one, each sent
+    with the same pending cookie, get the same answer (no oracle on the code), and the
+    right one's time step is not used up (the owner may still type it once unlocked)."""
+    secret, _codes, token = _at_the_second_factor_then_locked(client, admin, person, clock)
+    cookie = client.get_cookie("session", domain="localhost")
+    assert cookie is not None
+    wrong = client.post("/sso/mfa", data={"code": "000000", "csrf": token})
+    client.set_cookie("session", cookie.value, domain="localhost")
+    right = client.post("/sso/mfa", data={"code": code_now(secret, clock.now), "csrf": token})
+    assert wrong.status_code == right.status_code == 403
+    assert wrong.get_data() == right.get_data()
+    assert not signed_in(client)
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+        before = factor.last_step
+    assert before is None or before < totp.step_of(clock.now)
+
+
+def test_the_second_factor_cannot_be_skipped(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """At the second factor, a post to another step's page (the recovery codes, a new
+    password, an enrolment) is refused: nothing signs in, nothing is enrolled or changed."""
+    _require_mfa(admin)
+    _enrol(client, clock)
+    for url in ("/sso/mfa/codes", "/sso/password/change", "/sso/mfa/enrol"):
+        _sign_out(client)
+        assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa"
+        token = csrf_of(client.get("/sso/mfa").get_data(as_text=True))
+        chosen = "Saffron-glacier-window-64"
+        resp = client.post(
+            url, data={"password": chosen, "confirm": chosen, "code": "123456", "csrf": token}
+        )
+        assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True), url
+        assert not signed_in(client)
+    assert client.get("/sso/security").status_code == 303
+    with read(app) as s:
+        assert len(s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).all()) == 1
+    assert [e.detail for e in events(app, scim.org_id, "user.password.set")] == ["set by the test"]

@@ -230,3 +230,51 @@ def test_a_pending_enrolment_adds_no_passkey_once_the_account_has_a_factor(
         kinds = s.scalars(select(MfaFactor.kind).where(MfaFactor.user_id == person)).all()
     assert kinds == ["totp"]
     assert intruder.get("/sso/mfa/codes").status_code == 400
+
+
+def test_a_passkey_changes_nothing_on_a_locked_account(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Locked while the sign-in waits at the passkey: the right passkey is refused as locked
+    (JSON the script shows) before anything is written (its counter and last use stay),
+    the refusal is recorded and the pending sign-in ends."""
+    key = SoftAuthenticator()
+    sign_in(client, LOGIN)
+    assert _register(client, key, "/sso/security").status_code == 200
+    client.delete_cookie("session", domain="localhost")
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/mfa"
+    csrf = _csrf(client, "/sso/mfa")
+    opts = _post(client, "/sso/passkeys/authenticate/options", csrf, {}).get_json()
+    assert admin.post(f"/api/v1/users/{person}/actions/lock", {}).status_code == 200
+    resp = _post(client, "/sso/passkeys/authenticate", csrf, {"credential": key.authenticate(opts)})
+    assert resp.status_code == 403 and "locked" in resp.get_json()["error"]
+    assert not signed_in(client)
+    with read(app) as s:
+        factor = s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).one()
+        assert factor.sign_count == 0 and factor.last_used_at is None
+    assert events(app, scim.org_id, "signin.failure")[-1].detail.endswith("LOCKED_BY_ADMIN")
+    assert client.get("/sso/mfa").status_code == 400
+
+
+def test_a_demanded_change_comes_after_the_passkey(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """An admin demands a new password of an account with a passkey: the passkey first, then
+    "Choose a new password" (the script is sent there), then signed in."""
+    key = SoftAuthenticator()
+    sign_in(client, LOGIN)
+    assert _register(client, key, "/sso/security").status_code == 200
+    client.delete_cookie("session", domain="localhost")
+    assert admin.post(f"/api/v1/users/{person}/actions/require_new_password", {}).status_code == 200
+    resp = _sign_in_with_passkey(client, key)
+    assert resp.status_code == 200 and resp.get_json() == {"redirect": "/sso/password/change"}
+    assert not signed_in(client)
+    chosen = "Saffron-glacier-window-64"
+    page = client.get("/sso/password/change").get_data(as_text=True)
+    resp = client.post(
+        "/sso/password/change",
+        data={"password": chosen, "confirm": chosen, "csrf": csrf_of(page)},
+    )
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    assert signed_in(client)
+    assert events(app, scim.org_id, "signin.success")[-1].detail.endswith("(password+webauthn)")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import unicodedata
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -20,6 +22,7 @@ from sso.provider.clients import create_client
 from tests.sso.local.conftest import LOGIN
 from tests.support import Clock, Scim
 from tests.support.admin_api import admin_of
+from tests.support.credentials import password_verifies
 from tests.support.dns_server import add_verified_domain
 from tests.support.local import (
     PASSWORD,
@@ -531,3 +534,149 @@ def test_a_whole_sign_in_with_a_second_factor_ends_recovery(
     assert events(app, scim.org_id, "user.complete_recovery")[-1].detail == (
         "signed in with the current password"
     )
+
+
+# -- a demanded new password and the second factor --------------------------------------
+
+CHOSEN = "Saffron-glacier-window-64"
+
+
+def test_a_demanded_change_waits_for_the_second_factor(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """An account with an authenticator app; its admin demands a new password (the old one
+    leaked). Whoever holds only the old password goes to the second factor, never to the
+    change page: the password stays the owner's, and nothing is changed or recorded."""
+    _owner_with_an_app(app, client, admin, clock)
+    resp = admin.post(f"/api/v1/users/{person}/actions/require_new_password", {})
+    assert resp.status_code == 200, resp.get_json()
+    intruder = app.test_client()
+    resp = sign_in(intruder, LOGIN)
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/mfa"
+    token = csrf_of(intruder.get("/sso/mfa").get_data(as_text=True))
+    resp = intruder.post(
+        "/sso/password/change", data={"password": CHOSEN, "confirm": CHOSEN, "csrf": token}
+    )
+    # Not this sign-in's step: refused, the pending sign-in ends.
+    assert resp.status_code == 400 and "Sign-in expired" in resp.get_data(as_text=True)
+    assert not signed_in(intruder)
+    assert password_verifies(app, scim.org_id, person, PASSWORD)
+    assert not password_verifies(app, scim.org_id, person, CHOSEN)
+    assert [e.detail for e in events(app, scim.org_id, "user.password.set")] == ["set by the test"]
+    assert mails(app, scim.org_id, "password_changed") == []
+    assert _user(app, scim.org_id, person).status == "AWAITING_NEW_PASSWORD"
+
+
+def test_the_owner_proves_the_factor_then_chooses_the_password(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The owner: password, then the code, then "Choose a new password", then signed in with
+    both proofs; the demand is met and the new password signs in."""
+    secret = _owner_with_an_app(app, client, admin, clock)
+    assert admin.post(f"/api/v1/users/{person}/actions/require_new_password", {}).status_code == 200
+    clock.advance(seconds=30)
+    assert sign_in(client, LOGIN, next_path="/app").headers["Location"] == "/sso/mfa"
+    resp = form_post(client, "/sso/mfa", "/sso/mfa", {"code": code_now(secret, clock.now)})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/sso/password/change"
+    assert not signed_in(client)
+    resp = form_post(
+        client,
+        "/sso/password/change",
+        "/sso/password/change",
+        {"password": CHOSEN, "confirm": CHOSEN},
+    )
+    assert resp.status_code == 303 and resp.headers["Location"] == "/app"
+    assert signed_in(client)
+    assert password_verifies(app, scim.org_id, person, CHOSEN)
+    assert _user(app, scim.org_id, person).status == "ACTIVE"
+    assert events(app, scim.org_id, "signin.success")[-1].detail.endswith("(password+totp)")
+    assert [m.recipient for m in mails(app, scim.org_id, "password_changed")] == [LOGIN]
+
+
+def test_the_password_alone_forgets_no_failures_while_a_change_is_demanded(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """Threshold 3, an account with a factor and a demanded change: two wrong passwords, the
+    right one (which proves too little to forget them), then a third wrong one locks."""
+    _owner_with_an_app(app, client, admin, clock)
+    assert admin.put("/api/v1/settings", {"lockout_threshold": 3}).status_code == 200
+    assert admin.post(f"/api/v1/users/{person}/actions/require_new_password", {}).status_code == 200
+    for wrong in ("wrong password one", "wrong password two"):
+        assert sign_in(app.test_client(), LOGIN, wrong).status_code == 401
+    assert sign_in(app.test_client(), LOGIN).headers["Location"] == "/sso/mfa"
+    assert sign_in(app.test_client(), LOGIN, "wrong password three").status_code == 401
+    assert _user(app, scim.org_id, person).status == "AUTO_LOCKED"
+
+
+def test_a_password_chosen_on_the_change_page_ends_the_reset_link(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """An admin demands a new password; someone asks for a reset link; the person signs in
+    and chooses a new password on the change page. The link mailed before dies with the
+    password it was to replace (410), and the chosen password stays."""
+    assert admin.post(f"/api/v1/users/{person}/actions/require_new_password", {}).status_code == 200
+    assert forgot(client, LOGIN).status_code == 200
+    (body,) = mail_bodies(app, scim.org_id, "reset_link")
+    token = body.split("/sso/reset/")[1].split()[0]
+    assert sign_in(client, LOGIN).headers["Location"] == "/sso/password/change"
+    resp = form_post(
+        client,
+        "/sso/password/change",
+        "/sso/password/change",
+        {"password": CHOSEN, "confirm": CHOSEN},
+    )
+    assert resp.status_code == 303 and signed_in(client)
+    other = "Quartz-meadow-lantern-97"
+    used = app.test_client().post(f"/sso/reset/{token}", data={"password": other, "confirm": other})
+    assert used.status_code == 410
+    assert password_verifies(app, scim.org_id, person, CHOSEN)
+    assert _user(app, scim.org_id, person).status == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.com",
+        "/\\evil.com",
+        "https://evil.com",
+        "/\t/evil.com",
+        "\\\\evil",
+        "javascript:x",
+        "/%0a/evil",
+        " //evil.com",
+        "http:/evil.com",
+    ],
+)
+def test_next_never_leads_to_another_site(
+    client: FlaskClient, scim: Scim, person: str, target: str
+) -> None:
+    """After the password, ``next`` is a path on this server or the default page: never an
+    open redirect, whatever spelling of another site it holds."""
+    resp = sign_in(client, LOGIN, next_path=target)
+    assert resp.status_code == 303
+    location = resp.headers["Location"]
+    assert location.startswith("/") and not location.startswith(("//", "/\\"))
+    assert "evil" not in location or location == target
+
+
+def test_unknown_wrong_locked_and_deactivated_get_one_answer(
+    app: Flask, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """An unknown login, a wrong password, the right password of an account an admin locked,
+    a wrong password of a deactivated one: the same status and page, so the form tells
+    nobody which accounts exist or what became of them."""
+    unknown = sign_in(app.test_client(), "nobody@example.com", "wrong password 1")
+    wrong = sign_in(app.test_client(), LOGIN, "wrong password 2")
+    assert admin.post(f"/api/v1/users/{person}/actions/lock", {}).status_code == 200
+    locked = sign_in(app.test_client(), LOGIN)
+    assert admin.post(f"/api/v1/users/{person}/actions/deactivate", {}).status_code == 200
+    deactivated = sign_in(app.test_client(), LOGIN, "wrong password 3")
+    answers = (unknown, wrong, locked, deactivated)
+    assert {r.status_code for r in answers} == {401}
+    pages = {
+        re.sub(r'name="csrf" value="[^"]+"', "", r.get_data(as_text=True)).replace(
+            "nobody@example.com", LOGIN
+        )
+        for r in answers
+    }
+    assert len(pages) == 1 and GENERIC in pages.pop()

@@ -8,10 +8,10 @@ from collections import deque
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 
 from scim_server.db import db, utcnow
-from scim_server.models import CredentialToken, MailOutbox, User, UserPassword
+from scim_server.models import AuditEvent, CredentialToken, MailOutbox, User, UserPassword
 from sso.extension import sso_extension
 from sso.local import web
 from tests.support import Clock
@@ -24,7 +24,7 @@ from tests.support.credentials import (
     set_settings,
     text_of,
 )
-from tests.support.local import busy_node
+from tests.support.local import busy_node, sign_in
 from tests.support.plans import assert_indexed_by_key
 
 NEW = "Saffron-glacier-window-64"
@@ -241,11 +241,22 @@ def test_sso_only_accounts_get_no_reset_link(app, scim, admin, client, session):
 
 
 def test_a_locked_account_cannot_use_its_link(app, scim, admin, client, session):
-    """Locked by an admin after the link went out: the POST refuses, the password stays."""
+    """Locked by an admin after the link went out: the lock ended the link (410), the
+    password stays; locked by a stranger's wrong guesses (the link is kept for its owner),
+    the POST refuses while the lock lasts (409)."""
     user_id = _with_password(app, scim)
     _forgot(client, "bob@example.com")
     token = session.scalars(select(MailOutbox)).one().body_text.split("/sso/reset/")[1].split()[0]
     assert admin.post(f"/api/v1/users/{user_id}/actions/lock", None).status_code == 200
+    resp = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert resp.status_code == 410
+    assert admin.post(f"/api/v1/users/{user_id}/actions/unlock", None).status_code == 200
+    set_settings(admin, lockout_threshold=1)
+    _forgot(client, "bob@example.com", ip="10.0.0.2")
+    body = session.scalars(select(MailOutbox.body_text).order_by(MailOutbox.created_at)).all()[-1]
+    token = body.split("/sso/reset/")[1].split()[0]
+    assert sign_in(app.test_client(), "bob@example.com", "a wrong guess").status_code == 401
+    assert _status(app, scim.org_id, user_id) == "AUTO_LOCKED"
     resp = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
     assert resp.status_code == 409
     with db.reader(app)() as s:
@@ -289,3 +300,39 @@ def test_forgot_lookup_searches_indexes_and_never_scans_users(app, scim, client,
     lookups = [(sql, params) for sql, params in seen if "UNION" in sql and "contacts" in sql]
     assert len(lookups) == 3, [sql for sql, _ in lookups]
     assert_indexed_by_key(lookups)
+
+
+def test_forgot_and_reset_events_name_the_browser(app, scim, client, session):
+    """A stranger's forgot request and the reset link's use are what an investigation of a
+    takeover reads first: each event they write names the browser (address, user agent) and
+    an anonymous actor (nobody signed in), not "system"."""
+    user_id = _with_password(app, scim)
+    before = session.scalar(
+        select(func.max(AuditEvent.seq)).where(AuditEvent.org_id == scim.org_id)
+    )
+    client.environ_base.update({"REMOTE_ADDR": "203.0.113.9", "HTTP_USER_AGENT": "probe/1.0"})
+    assert client.post("/sso/forgot", data={"identifier": "bob@example.com"}).status_code == 200
+    token = session.scalars(select(MailOutbox)).one().body_text.split("/sso/reset/")[1].split()[0]
+    resp = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert resp.status_code == 200
+    with db.reader(app)() as s:
+        written = s.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.org_id == scim.org_id,
+                AuditEvent.seq > before,
+                AuditEvent.resource_id == user_id,
+                AuditEvent.action.startswith("user."),
+            )
+            .order_by(AuditEvent.seq)
+        ).all()
+    mine = list(written)
+    assert {e.action for e in mine} >= {
+        "user.credentials.forgot",
+        "user.start_recovery",
+        "user.password.set",
+        "user.credentials.reset_completed",
+    }
+    assert {(e.actor_type, e.actor_id, e.source_ip, e.user_agent) for e in mine} == {
+        ("anonymous", None, "203.0.113.9", "probe/1.0")
+    }
