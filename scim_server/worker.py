@@ -8,6 +8,8 @@ loop back off (doubling, up to a minute) instead of spinning; any other error
 in one duty (a bug, a row the database refuses) is logged, the round's other
 duties still run, and the next round waits the poll interval: one bad row never
 ends the process nor holds back every organization's mail, jobs and webhooks.
+Nor does one long job: a round's jobs get ``job_budget`` (a few seconds of batches),
+then a job still running is handed back and resumed on the next round.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 MAX_IDLE_BACKOFF = 60.0
 PURGE_EVERY = timedelta(minutes=10)
+# How long a round runs jobs before it hands a running one back (``run_jobs``).
+DEFAULT_JOB_BUDGET = timedelta(seconds=5)
 
 
 def load_kinds() -> dict[str, jobs.JobKind]:
@@ -70,7 +74,8 @@ class Worker:
     opens the webhooks' sealed signing secrets.
     ``hashing`` is the argon2id cost of the temporary passwords it makes
     (``Hashing.from_config``). ``event_retention`` set, it also deletes events
-    older than that.
+    older than that. ``job_budget``: how long a round (``run_once(limit=...)``) runs
+    jobs before it hands a running one back; None: to their end.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class Worker:
         outbound: OutboundPolicy | None = None,
         event_retention: timedelta | None = None,
         base_url: str | None = None,
+        job_budget: timedelta | None = DEFAULT_JOB_BUDGET,
         server_secret: bytes | None = None,
     ) -> None:
         if outbound is not None and not server_secret:
@@ -97,6 +103,9 @@ class Worker:
         self.outbound = outbound
         self.event_retention = event_retention
         self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
+        self.job_budget = job_budget
+        # The relay as this worker last found it: down, the mail waits (``send_mail``).
+        self.relay = mail_delivery.Relay()
         # When each periodic duty (``_due``) last ran, by name.
         self.last_run: dict[str, datetime] = {}
         self.worker_id = worker_id or default_worker_id()
@@ -225,7 +234,9 @@ class Worker:
         return True
 
     def send_mail(self, *, limit: int | None = None) -> int:
-        """Send due mail until none is left (or ``limit``); returns how many were handled."""
+        """Send due mail until none is left (or ``limit``), organizations in turn; returns
+        how many were handled. After a failure of the relay itself (unreachable, no
+        answer) the rest waits until it is tried again (``mail_delivery.Relay``)."""
         if self.mailer is None:
             return 0
         return mail_delivery.deliver_due(
@@ -235,11 +246,21 @@ class Worker:
             self.clock,
             limit=limit,
             should_stop=self.stop.is_set,
+            relay=self.relay,
         )
 
     def run_jobs(self, *, limit: int | None = None) -> int:
-        """Run due jobs until none is left (or ``limit``); returns how many were run."""
+        """Run due jobs until none is left (or ``limit``); returns how many were run.
+
+        With ``limit`` (``serve``'s rounds) the round's jobs share ``job_budget``: one still
+        running when it is spent is handed back at its next step, no attempt counted
+        (``jobs.JobPausedError``), and resumes from its checkpoint on a later round, behind
+        the jobs already due; the round goes on to the credentials, the mail (another
+        organization's reset link) and the webhooks."""
         ran = 0
+        pause_at = None
+        if limit is not None and self.job_budget is not None:
+            pause_at = self.clock() + self.job_budget
         while (limit is None or ran < limit) and not self.stop.is_set():
             job = jobs.claim(
                 self.factory,
@@ -250,8 +271,10 @@ class Worker:
             )
             if job is None:
                 break
-            self.run(job)
+            self.run(job, pause_at=pause_at)
             ran += 1
+            if pause_at is not None and self.clock() >= pause_at:
+                break  # the round's time for jobs is spent: the rest waits for the next
         return ran
 
     def run_job(
@@ -271,8 +294,15 @@ class Worker:
         self.run(job, on_progress)
         return True
 
-    def run(self, job: Any, on_progress: Callable[[int, int | None], None] | None = None) -> str:
-        """Run one claimed job to its outcome; returns the job's new state."""
+    def run(
+        self,
+        job: Any,
+        on_progress: Callable[[int, int | None], None] | None = None,
+        *,
+        pause_at: datetime | None = None,
+    ) -> str:
+        """Run one claimed job to its outcome (or, past ``pause_at``, hand it back at its
+        next step); returns the job's new state."""
         run = jobs.JobRun(
             factory=self.factory,
             org_id=job.org_id,
@@ -284,6 +314,7 @@ class Worker:
             lease=self.lease,
             should_stop=self.stop.is_set,
             on_progress=on_progress,
+            pause_at=pause_at,
         )
         with use_context(run.context(job.actor)):
             return self._run(job, run)
@@ -303,6 +334,9 @@ class Worker:
         except jobs.LeaseLostError as exc:
             log.warning("job %s: %s; leaving it to its new worker", job.id, exc)
             return "lost"
+        except jobs.JobPausedError:
+            log.info("job %s: handed back for the round's other work, to be resumed", job.id)
+            return jobs.release(run, error=None, retry=True, count_attempt=False, paused=True)
         except jobs.JobInterruptedError:
             log.info("job %s: handed back at the worker's stop, to be resumed", job.id)
             return jobs.release(run, error=None, retry=True, count_attempt=False)

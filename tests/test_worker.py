@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from scim_server.config import SmtpSettings
 from scim_server.db import db, utcnow
 from scim_server.mailer import Mailer
-from scim_server.models import Job, MailOutbox
+from scim_server.models import CredentialSchedule, Job, MailOutbox
 from scim_server.services import jobs, mail_delivery
 from scim_server.services.mail import queue_mail
 from scim_server.worker import Worker
@@ -447,3 +447,169 @@ def test_the_loop_works_in_rounds_and_sleeps_only_when_idle(app, scim, recorded,
     worker.serve(poll_interval=60)
     assert rounds == [1, 1, 1, 0]  # one job a round, no wait between, then idle
     assert sorted(job_id for job_id, _worker in recorded) == sorted(ids)
+
+
+LONG = "test.long"
+
+
+def _long_kind(monkeypatch, clock: Clock, batches: int, ran: list[str]) -> None:
+    """A job of ``batches`` steps, each a minute on ``clock``, resumed from its checkpoint;
+    ``ran`` gets the job's id at each step."""
+
+    def run(job_run: jobs.JobRun) -> dict[str, Any]:
+        while True:
+            with job_run.step() as (_session, job):
+                done = (job.checkpoint or {}).get("done", 0)
+                if done == batches:
+                    result = {"batches": done}
+                    job_run.finish(job, result)
+                    return result
+                job.checkpoint = {"done": done + 1}
+                job.progress_total, job.progress_done = batches, done + 1
+                ran.append(job.id)
+            clock.advance(60)
+
+    monkeypatch.setitem(jobs.KINDS, LONG, jobs.JobKind(LONG, run=run))
+
+
+def test_one_orgs_long_job_does_not_hold_back_another_orgs_reset_mail(
+    app, scim, other_scim, client, smtp, tmp_path, monkeypatch
+):
+    """Organization A's big job (an import, a rules apply: many committed batches) runs;
+    B's admin reset a password just before. The round runs A's job for its budget, hands
+    it back at a step (no attempt counted) and goes on: B's link goes out in that round.
+    The job resumes from its checkpoint on the next rounds and ends as one attempt."""
+    from scim_server.services.tokens import create_token
+    from tests.support import Scim
+    from tests.support.admin_api import ok
+    from tests.support.credentials import employee, mail_worker
+
+    recorder, port = smtp
+    clock = Clock()
+    ran: list[str] = []
+    _long_kind(monkeypatch, clock, 30, ran)
+    with db.reader(app)() as s:
+        _token, secret = create_token(s, other_scim.org_id, "b-admin", kind="admin")
+    admin_b = Scim(client, secret, other_scim.org_id)
+    user_b = employee(other_scim, "bea@globex.example")["id"]
+    writer = db.writer(app)
+    with writer() as s, s.begin():  # no welcome: the reset is B's only mail
+        s.execute(delete(CredentialSchedule))
+    ok(admin_b.post(f"/api/v1/users/{user_b}/password/reset", None), 202)
+    with writer() as s, s.begin():
+        job_id = jobs.enqueue(s, scim.org_id, LONG).id
+    worker = mail_worker(app, port, tmp_path, clock)
+    started = clock()
+    worker.run_once(limit=Worker.ROUND)  # one of ``serve``'s rounds
+    with writer() as s:
+        (mail,) = s.scalars(
+            select(MailOutbox).where(
+                MailOutbox.org_id == other_scim.org_id, MailOutbox.kind == "password_reset"
+            )
+        ).all()
+        job = s.get(Job, (scim.org_id, job_id))
+        assert mail.sent_at is not None and mail.sent_at - started < timedelta(minutes=5)
+        assert (job.state, job.attempts, job.progress_done) == ("queued", 0, 1)
+    assert [m["To"] for m in recorder.messages] == ["bea@globex.example"]
+    rounds = 1
+    while worker.run_once(limit=Worker.ROUND):
+        rounds += 1
+    with writer() as s:
+        job = s.get(Job, (scim.org_id, job_id))
+        assert (job.state, job.attempts, job.result) == ("succeeded", 1, {"batches": 30})
+        assert job.checkpoint == {"done": 30}
+    assert len(ran) == 30 and rounds == 31  # a batch a round, then the step that ends it
+
+
+def test_long_jobs_of_two_organizations_take_turns_round_by_round(
+    app, scim, other_scim, monkeypatch
+):
+    """A job handed back goes behind the jobs already due: two organizations' long jobs
+    get a round each in turn, neither waits for the other's end."""
+    clock = Clock()
+    ran: list[str] = []
+    _long_kind(monkeypatch, clock, 3, ran)
+    writer = db.writer(app)
+    with writer() as s, s.begin():
+        first = jobs.enqueue(s, scim.org_id, LONG).id
+    clock.advance(1)
+    with writer() as s, s.begin():
+        second = jobs.enqueue(s, other_scim.org_id, LONG, run_after=clock()).id
+    worker = Worker(writer, clock=clock)
+    while worker.run_once(limit=Worker.ROUND):
+        pass
+    assert ran == [first, second] * 3
+
+
+def test_a_round_handing_back_a_rules_apply_logs_no_resume(app, scim, admin, monkeypatch):
+    """A rules apply handed back by each round (a budget of nothing: one batch a round)
+    ends with every user done once, one ``ruleset.apply.started`` and no
+    ``ruleset.apply.resumed`` (that one tells of a failure, a lost worker or a stop)."""
+    from scim_server.services import rule_sets
+    from tests.admin.rules import activate, catalogue
+    from tests.support.admin_api import events, ok, person
+
+    monkeypatch.setattr(rule_sets, "APPLY_BATCH", 2)
+    catalogue(admin)
+    people = [person(scim, f"p{i}@example.com", department="Sales") for i in range(5)]
+    activate(admin)
+    job_id = ok(admin.post("/api/v1/rulesets/apply", None), 202)["id"]
+    worker = Worker(db.writer(app), clock=Clock(), job_budget=timedelta(0))
+    rounds = 0
+    while ok(admin.get(f"/api/v1/jobs/{job_id}"))["state"] != "succeeded":
+        worker.run_once(limit=Worker.ROUND)
+        rounds += 1
+        assert rounds < 10
+    job = ok(admin.get(f"/api/v1/jobs/{job_id}"))
+    assert job["result"] == {"users": 5, "evaluated": 5, "changed": 5} and job["attempts"] == 1
+    assert rounds > 1
+    for user in people:
+        assert len(events(admin, action="user.mapping", resource_id=user["id"])) == 1
+    assert len(events(admin, action="ruleset.apply.started")) == 1
+    assert events(admin, action="ruleset.apply.resumed") == []
+
+
+def test_run_once_without_a_limit_runs_a_job_to_its_end(app, scim, monkeypatch):
+    """``worker --once`` (no limit): everything due, to its end; the budget is for rounds."""
+    clock = Clock()
+    ran: list[str] = []
+    _long_kind(monkeypatch, clock, 5, ran)
+    writer = db.writer(app)
+    with writer() as s, s.begin():
+        job_id = jobs.enqueue(s, scim.org_id, LONG).id
+    assert Worker(writer, clock=clock).run_once() == 1
+    with writer() as s:
+        assert s.get(Job, (scim.org_id, job_id)).state == "succeeded"
+    assert len(ran) == 5
+
+
+def test_a_poison_job_fails_after_its_attempts_and_does_not_block_others(app, scim, monkeypatch):
+    """A job failing at every attempt is retried with backoff while the others run; it
+    ends failed after its attempts, and a job due later still runs at its time."""
+    ran: list[str] = []
+
+    def boom(run: jobs.JobRun) -> dict[str, Any]:
+        raise RuntimeError("always")
+
+    def fine(run: jobs.JobRun) -> dict[str, Any]:
+        ran.append(run.job_id)
+        return {}
+
+    monkeypatch.setitem(jobs.KINDS, "test.boom", jobs.JobKind("test.boom", run=boom))
+    monkeypatch.setitem(jobs.KINDS, "test.fine", jobs.JobKind("test.fine", run=fine))
+    clock = Clock()
+    writer = db.writer(app)
+    with writer() as s, s.begin():
+        bad = jobs.enqueue(s, scim.org_id, "test.boom").id
+        good = jobs.enqueue(s, scim.org_id, "test.fine").id
+        later = jobs.enqueue(s, scim.org_id, "test.fine", run_after=clock() + timedelta(hours=1)).id
+    worker = Worker(writer, clock=clock)
+    worker.run_once()
+    assert ran == [good]
+    for _ in range(10):
+        clock.advance(400)
+        worker.run_once()
+    with writer() as s:
+        row = s.get(Job, (scim.org_id, bad))
+        assert (row.state, row.attempts) == ("failed", 5) and "always" in (row.error or "")
+    assert ran == [good, later]

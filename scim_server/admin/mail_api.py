@@ -81,5 +81,5 @@ def list_mail() -> Response:
 @audited("mail.retry")
 @api_doc(tag="mail", response=MailOut)
 def retry_mail(mail_id: str) -> Response:
-    """Queue an abandoned mail again (five fresh attempts); any other state is 409."""
+    """Queue an abandoned mail again (a fresh day of attempts); any other state is 409."""
     return jsonify(mail_to_dict(mail.retry_mail(db.session, g.org_id, mail_id)))

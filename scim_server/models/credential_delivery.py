@@ -35,6 +35,9 @@ class CredentialSchedule(Base):
             ["org_id", "user_id"], ["users.org_id", "users.id"], ondelete="CASCADE"
         ),
         Index("ix_credential_schedules_state_send_at", "state", "send_at"),
+        # The worker takes organizations in turn, each one's oldest due send first
+        # (``credential_schedules.send_due``).
+        Index("ix_credential_schedules_org_id_state_send_at", "org_id", "state", "send_at"),
     )
 
     org_id: Mapped[str] = mapped_column(String(36), primary_key=True)

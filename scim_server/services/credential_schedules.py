@@ -7,10 +7,16 @@ scheduling time, so nothing secret waits in the database. A user created over
 SCIM gets a row due at once (reason ``welcome``; ``credentials.queue_welcome``).
 
 Workers claim due rows with the shared lease code (``services.leases``: SKIP
-LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), then send in a second
+LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), organizations in turn (one due row
+of each, the one waiting longest first: an initial sync's hundred thousand welcomes,
+each an argon2id hash, do not hold back another organization's), then send in a second
 transaction that locks the row again and checks the lease is still theirs;
 that transaction queues the mail and deletes the row together, so two workers
 never send one schedule twice.
+
+A welcome whose account got a password of its own meanwhile (the IdP's password sync
+right after the create) is dropped, not sent: it would replace that password
+(``drop_welcome``, also when the IdP sets it).
 
 A send to the console person who scheduled it ("to me") is checked again in that
 transaction (``_to_me_refusal``): the account may have gained console roles beyond
@@ -32,7 +38,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError
 from scim_server.models import CredentialSchedule, User
-from scim_server.services import console_access, credentials, leases
+from scim_server.services import console_access, credentials, leases, passwords
 from scim_server.services.addresses import user_address
 from scim_server.services.lifecycle import SIGN_IN_ALLOWED
 from scim_server.services.passwords import Hashing
@@ -168,6 +174,37 @@ def cancel(session: Session, org_id: str, user_id: str) -> None:
         session.delete(row)
 
 
+def drop_welcome(session: Session, user: User, why: str) -> bool:
+    """Drop the user's welcome still waiting for the worker, in the caller's transaction
+    (``user.credentials.schedule.cancel``, ``why`` its detail); True if there was one. An
+    admin's scheduled send stays: that was a decision, not the create's default."""
+    row = session.scalar(
+        select(CredentialSchedule)
+        .where(
+            CredentialSchedule.org_id == user.org_id,
+            CredentialSchedule.user_id == user.id,
+            CredentialSchedule.reason == "welcome",
+        )
+        .with_for_update()
+    )
+    if row is None:
+        return False
+    _dropped(session, row, user, why)
+    return True
+
+
+def _dropped(session: Session, row: CredentialSchedule, user: User, why: str) -> None:
+    record(
+        session,
+        row.org_id,
+        "user.credentials.schedule.cancel",
+        **credentials.about(user),
+        detail=why,
+        changes={"send_at": {"before": _iso(row.send_at), "after": None}},
+    )
+    session.delete(row)
+
+
 def schedules_of(session: Session, org_id: str, user_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The waiting send of each of these users (one query), as the account view shows it."""
     if not user_ids:
@@ -225,13 +262,16 @@ def send_due(
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Send every due credentials send (or ``limit``); returns how many were handled."""
+    """Send every due credentials send (or ``limit``), organizations in turn; returns how
+    many were handled."""
     handled = 0
-    while (limit is None or handled < limit) and not should_stop():
+
+    def claim(org_id: str) -> CredentialSchedule | None:
         now = clock()
         stmt = (
             select(CredentialSchedule)
             .where(
+                CredentialSchedule.org_id == org_id,
                 CredentialSchedule.state == "scheduled",
                 CredentialSchedule.send_at <= now,
                 or_(
@@ -239,24 +279,42 @@ def send_due(
                     CredentialSchedule.lease_expires_at < now,
                 ),
             )
-            .order_by(CredentialSchedule.send_at, CredentialSchedule.user_id)
+            .order_by(CredentialSchedule.send_at)
         )
 
-        def take(row: CredentialSchedule, now: datetime = now) -> None:
+        def take(row: CredentialSchedule) -> None:
             row.claimed_by = worker_id
             row.lease_expires_at = now + lease
             row.attempts += 1
 
-        row = leases.claim_first(factory, stmt, take)
-        if row is None:
-            break
+        claimed: CredentialSchedule | None = leases.claim_first(factory, stmt, take)
+        return claimed
+
+    if (limit is not None and limit <= 0) or should_stop():
+        return 0
+    for row in leases.in_turn(lambda: due_orgs(factory, clock()), claim):
         try:
             _send_one(factory, hashing, worker_id, row.org_id, row.user_id)
         except Exception as exc:
             log.exception("credentials send for user %s failed", row.user_id)
             _release(factory, worker_id, row.org_id, row.user_id, clock(), exc)
         handled += 1
+        if (limit is not None and handled >= limit) or should_stop():
+            break
     return handled
+
+
+def _scheduled(columns: Any) -> Any:
+    return columns.state == "scheduled"
+
+
+def due_orgs(factory: sessionmaker[Session], now: datetime) -> list[str]:
+    """The organizations with a credentials send due, the one whose oldest waited longest
+    first (on ``ix_credential_schedules_org_id_state_send_at``)."""
+    with factory() as session:
+        return leases.orgs_in_turn(
+            session, CredentialSchedule.__table__, _scheduled, "send_at", now
+        )
 
 
 def _locked_row(session: Session, org_id: str, user_id: str) -> CredentialSchedule | None:
@@ -279,6 +337,9 @@ def _send_one(
             select(User).where(User.org_id == org_id, User.id == user_id).with_for_update()
         )
         delivery = credentials.Delivery(hashing=hashing, base_url=row.base_url)
+        if user is not None and row.reason == "welcome" and _has_own_password(session, user):
+            _dropped(session, row, user, "no welcome: the account has a password of its own since")
+            return "dropped"
         try:
             if user is None:
                 raise NotFoundError("The user no longer exists.")
@@ -297,6 +358,12 @@ def _send_one(
         )
         session.delete(row)
         return "sent"
+
+
+def _has_own_password(session: Session, user: User) -> bool:
+    """A password the person chose or the IdP set, not one of our temporary ones."""
+    current = passwords.current_password(session, user)
+    return current is not None and not current.temporary
 
 
 def _to_me_refusal(session: Session, row: CredentialSchedule) -> str | None:

@@ -290,19 +290,10 @@ def _queue(
     session: Session, user: User, kind: str, address: str, context: dict[str, Any], reason: str
 ) -> MailOutbox:
     """Queue the credentials mail; the earlier ones not yet sent are cancelled (they hold a
-    password or link these replace)."""
-    earlier = session.scalars(
-        select(MailOutbox)
-        .where(
-            MailOutbox.state.in_(("queued", "failed")),
-            MailOutbox.org_id == user.org_id,
-            MailOutbox.user_id == user.id,
-            MailOutbox.kind.in_(mail.CREDENTIAL_KINDS),
-        )
-        .with_for_update()
-    ).all()
-    for row in earlier:
-        mail.cancel(session, row, f"replaced by newer credentials ({reason})")
+    password or link these replace), an abandoned one too (an admin's retry would send it)."""
+    mail.cancel_credentials(
+        session, user.org_id, user.id, f"replaced by newer credentials ({reason})"
+    )
     return mail.queue_mail(session, user.org_id, kind, address, context, user_id=user.id)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from scim_server.db import Batch, insert_now, utcnow
 from scim_server.errors import InvalidValueError, MutabilityError
 from scim_server.models import Contact, CredentialSchedule, User
-from scim_server.services import passwords, settings
+from scim_server.services import credential_schedules, mail, passwords, settings
 from scim_server.services.addresses import scim_email, user_address
 from scim_server.services.credentials import SENDABLE, Delivery, settle
 from scim_server.services.passwords import Hashing
@@ -93,13 +93,25 @@ def _address(session: Session, user: User, batch: Batch | None) -> str | None:
 
 
 def set_scim_password(
-    session: Session, hashing: Hashing, user: User, password: Any, current: IdentitySettings
+    session: Session,
+    hashing: Hashing,
+    user: User,
+    password: Any,
+    current: IdentitySettings,
+    *,
+    created: bool = False,
 ) -> bool:
     """The IdP's ``password`` (RFC 7643 §4.1.1; Okta password sync), in the caller's transaction.
 
     Refused where the organization signs in only through SSO, or when the policy
     refuses it (400 invalidValue naming the rule). The same password sent again
     changes nothing (returns False). Never stored in the SCIM document.
+
+    The person knows this password: the welcome still waiting for the worker is dropped
+    (Okta's password sync PATCHes it right after the create), and the credentials mail
+    not yet sent is cancelled (its temporary password or link no longer works), as new
+    credentials cancel older ones. ``created``: the user was created in this transaction
+    with its password, so has neither (nothing to look for on the create path).
     """
     if not settings.passwords_allowed(session, user.org_id, current):
         # RFC 7644 §3.12 mutability: the attribute cannot be written in the
@@ -134,6 +146,13 @@ def set_scim_password(
     passwords.expire_links(session, user, "activation")
     passwords.expire_links(session, user, "reset")
     settle(session, user, "password set by the identity provider")
+    if not created:
+        credential_schedules.drop_welcome(
+            session, user, "no welcome: the identity provider set the password"
+        )
+        mail.cancel_credentials(
+            session, user.org_id, user.id, "the identity provider set the password since"
+        )
     return True
 
 
@@ -167,7 +186,7 @@ def after_create(
     if delivery is None:
         raise MutabilityError("'password' cannot be set here.")
     current = settings.get_settings(session, user.org_id)
-    set_scim_password(session, delivery.hashing, user, password, current)
+    set_scim_password(session, delivery.hashing, user, password, current, created=True)
 
 
 def on_update(session: Session, hashing: Hashing | None, user: User, password: Any) -> bool:

@@ -10,6 +10,11 @@ row again and checks the lease is still this worker's before changing anything,
 and saves progress in the same transaction as the step's changes. So two
 workers never run one step twice, and a job whose worker died (lease expired)
 is claimed by another worker and resumes from its checkpoint.
+
+A worker's round gives its jobs a time budget (``JobRun.pause_at``): a long job (an
+import, a rules apply) still running when it is spent is handed back at its next step
+(``JobPausedError``: no attempt counted) and resumes from its checkpoint on a later
+round, so that the round's mail and other organizations' work do not wait for its end.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ Clock = Callable[[], datetime]
 
 STATES = ("queued", "running", "succeeded", "failed")
 DEFAULT_LEASE = timedelta(seconds=60)
+# In a checkpoint between a round's hand-back (``JobPausedError``) and the next run's first
+# step, which takes it out (``JobRun.continued``).
+PAUSED = "paused"
 _ACTOR_FIELDS = ("actor_type", "actor_id", "actor_name", "source_ip", "request_id")
 
 
@@ -46,6 +54,11 @@ class LeaseLostError(Exception):
 
 class JobInterruptedError(Exception):
     """The worker is stopping (deploy, SIGTERM): hand the job back to be resumed at once."""
+
+
+class JobPausedError(JobInterruptedError):
+    """The round's time for jobs is spent: hand the job back, to be resumed on a later round
+    (the other work due, another organization's mail, goes first)."""
 
 
 class PermanentJobError(DomainError):
@@ -208,7 +221,15 @@ class JobRun:
     lease: timedelta = DEFAULT_LEASE
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int, int | None], None] | None = None
+    # When the worker's round wants the job back (``step``); None: run it to its end.
+    pause_at: datetime | None = None
     finished: bool = field(default=False, init=False)
+    # Steps that may pause (``step(pausable=True)``) committed by this run.
+    steps: int = field(default=0, init=False)
+    # This run takes up a job a round handed back (``JobPausedError``), at its first step:
+    # a continuation, not a resume after a failure, a lost worker or a stop.
+    continued: bool = field(default=False, init=False)
+    began: bool = field(default=False, init=False)
 
     def context(self, actor: dict[str, Any] | None) -> AuditContext:
         """Events written by the job name whoever asked for it."""
@@ -217,7 +238,11 @@ class JobRun:
 
     @contextmanager
     def step(
-        self, lease: timedelta | None = None, session: Session | None = None
+        self,
+        lease: timedelta | None = None,
+        session: Session | None = None,
+        *,
+        pausable: bool = True,
     ) -> Iterator[tuple[Session, Job]]:
         """One transaction of work, with the job row locked and the lease checked and renewed.
 
@@ -229,11 +254,20 @@ class JobRun:
         before the job row was locked (an overlapped ``rules apply``: a batch evaluated
         while the previous one committed); the step commits or rolls back that work with
         its own, and closes the session.
+        ``pausable``: a step the job resumes at cheaply from its checkpoint (a batch); past
+        ``pause_at``, once one such step of this run committed (so every run moves the job
+        on), it raises ``JobPausedError`` instead of starting. False for bookkeeping, and for
+        a step whose run would have to redo costly work before it (an import's preview,
+        which reads and plans the whole file first).
         """
         if self.should_stop():
             if session is not None:
                 session.close()
             raise JobInterruptedError(f"job {self.job_id} interrupted: the worker is stopping")
+        if pausable and self.steps and self.pause_at is not None and self.clock() >= self.pause_at:
+            if session is not None:
+                session.close()
+            raise JobPausedError(f"job {self.job_id} paused: the round's time for jobs is spent")
         with session or self.factory() as session:
             if not session.in_transaction():
                 session.begin()
@@ -245,6 +279,12 @@ class JobRun:
                 )
                 if job is None or job.state != "running" or job.claimed_by != self.worker_id:
                     raise LeaseLostError(f"job {self.job_id} is no longer held by {self.worker_id}")
+                if not self.began:
+                    self.began = True
+                    if job.checkpoint and PAUSED in job.checkpoint:
+                        left = {k: v for k, v in job.checkpoint.items() if k != PAUSED}
+                        job.checkpoint = left or None
+                        self.continued = True
                 yield session, job
                 now = self.clock()
                 job.heartbeat_at = now
@@ -255,6 +295,8 @@ class JobRun:
             except BaseException:
                 session.rollback()
                 raise
+        if pausable:
+            self.steps += 1
         if self.on_progress is not None:
             self.on_progress(done, total)
 
@@ -268,10 +310,19 @@ class JobRun:
         self.finished = True
 
 
-def release(run: JobRun, *, error: str | None, retry: bool, count_attempt: bool = True) -> str:
+def release(
+    run: JobRun,
+    *,
+    error: str | None,
+    retry: bool,
+    count_attempt: bool = True,
+    paused: bool = False,
+) -> str:
     """After the work stopped: requeue (with backoff) or fail; returns the new state.
 
     Only while the lease is ours: a worker whose lease was taken changes nothing.
+    ``paused``: handed back by a round (``JobPausedError``), noted in the checkpoint for
+    the next run (``JobRun.continued``).
     """
     with run.factory() as session, session.begin():
         job = session.scalar(
@@ -282,6 +333,8 @@ def release(run: JobRun, *, error: str | None, retry: bool, count_attempt: bool 
         now = run.clock()
         if not count_attempt:
             job.attempts = max(job.attempts - 1, 0)
+        if paused:
+            job.checkpoint = {**(job.checkpoint or {}), PAUSED: True}
         job.error = error
         job.lease_expires_at = None
         if retry and job.attempts < job.max_attempts:

@@ -11,7 +11,7 @@ organization's name and the login URL in every one.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import cache
 from typing import Any
@@ -43,9 +43,21 @@ KINDS = (
 # account may receive credentials (``mail_delivery``), and only the latest of them
 # (``credentials``). The others are notices of what happened, sent whatever the status.
 CREDENTIAL_KINDS = ("welcome", "activation_link", "reset_link", "resend", "password_reset")
-# cancelled: not sent on purpose (the account left or was locked, newer credentials replaced it).
+# The kinds that carry a temporary password, and those that carry a link (by its purpose).
+PASSWORD_KINDS = ("welcome", "resend", "password_reset")
+LINK_KINDS = {"activation_link": "activation", "reset_link": "reset"}
+# cancelled: not sent on purpose (the account left or was locked, newer credentials replaced
+# it, its address changed, its password or link no longer works).
 STATES = ("queued", "sending", "sent", "failed", "abandoned", "cancelled")
-MAX_ATTEMPTS = 5
+# A transient failure (the relay unreachable, a 4yz answer) is retried, the wait doubling
+# from 10 s up to ``RETRY_EVERY``, for ``RETRY_WINDOW`` from the first attempt; then the
+# mail is abandoned (RFC 5321 §4.5.4.1 gives up after days; a day keeps a person's
+# credentials from arriving long after anyone waits for them). A 5yz answer is permanent
+# (RFC 5321 §4.2.1): abandoned at once.
+RETRY_WINDOW = timedelta(days=1)
+RETRY_EVERY = timedelta(minutes=10)
+# Claims whose workers died before recording an outcome: past this many, abandoned unsent.
+MAX_LOST_LEASES = 5
 LOGIN_PATH = "/sso/login"
 
 
@@ -103,6 +115,7 @@ def queue_mail(
     *,
     send_at: datetime | None = None,
     user_id: str | None = None,
+    for_admin: bool | None = None,
 ) -> MailOutbox:
     """Queue one mail in the caller's transaction (it is sent only if that commits).
 
@@ -110,6 +123,10 @@ def queue_mail(
     :func:`login_url`); the organization's name is added here. ``send_at``
     (timezone-aware) schedules it; None sends on the worker's next pass. The
     audit event names the kind and the recipient, never the body.
+
+    ``for_admin``: credentials sent to the acting admin ("to me"), which the worker
+    does not hold to the account's address; None: as the context says (a credentials
+    mail to an admin names the account it is for, ``for_user``).
     """
     address = check_recipient(recipient)
     if send_at is not None and send_at.tzinfo is None:
@@ -118,6 +135,8 @@ def queue_mail(
     if org is None:
         raise NotFoundError(f"Organization {org_id!r} not found.")
     subject, text, html = render(kind, {**context, "org_name": org.name})
+    if for_admin is None and kind in CREDENTIAL_KINDS:
+        for_admin = bool(context.get("for_user"))
     now = utcnow()
     mail = MailOutbox(
         org_id=org_id,
@@ -133,6 +152,7 @@ def queue_mail(
         send_at=send_at,
         created_at=now,
         user_id=user_id,
+        for_admin=for_admin,
     )
     session.add(mail)
     session.flush()
@@ -168,6 +188,26 @@ def cancel(session: Session, mail: MailOutbox, why: str) -> None:
     )
 
 
+def cancel_credentials(session: Session, org_id: str, user_id: str, why: str) -> int:
+    """Cancel the account's credentials mail not yet sent (queued, failed and waiting for a
+    retry, or abandoned: an admin's retry would send it), in the caller's transaction: the
+    password or link it holds no longer works (``why``). Returns how many. One being sent
+    right now is checked by the worker (``mail_delivery.why_unwanted``)."""
+    waiting = session.scalars(
+        select(MailOutbox)
+        .where(
+            MailOutbox.state.in_(("queued", "failed", "abandoned")),
+            MailOutbox.org_id == org_id,
+            MailOutbox.user_id == user_id,
+            MailOutbox.kind.in_(CREDENTIAL_KINDS),
+        )
+        .with_for_update()
+    ).all()
+    for row in waiting:
+        cancel(session, row, why)
+    return len(waiting)
+
+
 def list_mail(
     session: Session, org_id: str, *, state: str | None, offset: int, limit: int
 ) -> tuple[int, list[MailOutbox]]:
@@ -198,13 +238,15 @@ def get_mail(
 
 
 def retry_mail(session: Session, org_id: str, mail_id: str) -> MailOutbox:
-    """Queue an abandoned mail again, with a fresh set of attempts (an admin's decision)."""
+    """Queue an abandoned mail again, with a fresh day of attempts (an admin's decision)."""
     with session.begin():
         mail = get_mail(session, org_id, mail_id, for_update=True)
         if mail.state != "abandoned":
             raise ConflictError(f"Only an abandoned mail can be retried; this one is {mail.state}.")
         mail.state = "queued"
         mail.attempts = 0
+        mail.first_attempt_at = None
+        mail.lost_leases = 0
         mail.next_attempt_at = utcnow()
         mail.claimed_by = None
         mail.lease_expires_at = None

@@ -563,21 +563,24 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
     worker died starts where that one stopped; re-applying rules to a user
     already updated changes nothing anyway. The log says when it started,
     resumed, finished or failed, with the counts. Planner statistics of the
-    tables it changed are refreshed as it goes (``table_stats``).
+    tables it changed are refreshed as it goes (``table_stats``). A run the worker's
+    round handed back (``jobs.JobPausedError``) goes on without a ``ruleset.apply.resumed``
+    event: that one tells of a resume after a failure, a lost worker or a stop.
     """
     org_id = run.org_id
     rule_set_id = run.params.get("rule_set_id")
-    with run.step() as (session, job):
+    with run.step(pausable=False) as (session, job):
         _active_rules(session, org_id)
         job.progress_total = session.scalar(
             select(func.count()).select_from(User).where(User.org_id == org_id)
         )
         if job.checkpoint is None:
             job.checkpoint = {"last": "", "changed": 0, "evaluated": 0}
-            action, detail = (
-                "ruleset.apply.started",
-                f"rules apply started for {job.progress_total} users",
-            )
+            action: str | None = "ruleset.apply.started"
+            detail = f"rules apply started for {job.progress_total} users"
+        elif run.continued:
+            action = None  # handed back by a round, taken up again: a continuation
+            log.info("rules apply (job %s) goes on at %s users", run.job_id, job.progress_done)
         else:
             action = "ruleset.apply.resumed"
             counts = _counts(job)
@@ -585,15 +588,16 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
                 f"rules apply resumed after {counts['users_checked']} users "
                 f"({counts['users_changed']} changed), attempt {job.attempts}"
             )
-        record(
-            session,
-            org_id,
-            action,
-            resource_type="RuleSet",
-            resource_id=rule_set_id,
-            detail=detail,
-            changes=_counts(job),
-        )
+        if action is not None:
+            record(
+                session,
+                org_id,
+                action,
+                resource_type="RuleSet",
+                resource_id=rule_set_id,
+                detail=detail,
+                changes=_counts(job),
+            )
     overlap = OVERLAP and job_overlap.possible(run)
     while True:
         if overlap:

@@ -87,9 +87,12 @@ def upload(session: Session, org_id: str, filename: str, data: bytes, *, max_row
 
 
 def run_preview(run: jobs.JobRun) -> dict[str, Any]:
-    """Read the upload, plan each row, save the rows with their plans; the counts."""
+    """Read the upload, plan each row, save the rows with their plans; the counts.
+
+    Its steps never pause for the worker's round (``pausable=False``): a run taken up
+    again reads and plans the whole file before its next step."""
     org_id = run.org_id
-    with run.step(lease=PREPARE_LEASE) as (session, job):
+    with run.step(lease=PREPARE_LEASE, pausable=False) as (session, job):
         stored = session.get(ImportUpload, (org_id, job.id))
         data = stored.data if stored is not None else None
         filename = str(job.params.get("filename", ""))
@@ -104,7 +107,7 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
     except DomainError as err:
         _refuse(run, err.detail)
     del data
-    with run.step(lease=PREPARE_LEASE) as (_session, job):
+    with run.step(lease=PREPARE_LEASE, pausable=False) as (_session, job):
         job.progress_total = len(found)
         job.checkpoint = {**(job.checkpoint or {}), "phase": "plan"}
     with reading_session(run.factory) as session:  # plan() reads and rolls back
@@ -112,7 +115,7 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
     planned = [(r, o) for r, o in zip(found, outcomes, strict=True) if r.line > staged]
     for start in range(0, len(planned), STAGE_BATCH):
         batch = planned[start : start + STAGE_BATCH]
-        with run.step() as (session, job):
+        with run.step(pausable=False) as (session, job):
             bulk_rows.insert_rows(
                 session.connection(),
                 ImportRow,
@@ -140,7 +143,7 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
             job.checkpoint = {"phase": "stage", "staged": batch[-1][0].line}
             job.progress_done = len(found) - len(planned) + start + len(batch)
     result = import_rows.summary(outcomes)
-    with run.step() as (session, job):
+    with run.step(pausable=False) as (session, job):
         session.execute(
             delete(ImportUpload).where(ImportUpload.org_id == org_id, ImportUpload.job_id == job.id)
         )
@@ -151,7 +154,7 @@ def run_preview(run: jobs.JobRun) -> dict[str, Any]:
 
 def _refuse(run: jobs.JobRun, reason: str) -> NoReturn:
     """End the preview on the file's own problem: the reason, kept for its page."""
-    with run.step() as (_session, job):
+    with run.step(pausable=False) as (_session, job):
         job.checkpoint = {**(job.checkpoint or {}), REFUSED: reason}
     raise jobs.PermanentJobError(reason)
 

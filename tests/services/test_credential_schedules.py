@@ -211,3 +211,155 @@ def test_a_send_to_me_is_refused_once_its_scheduler_may_no_longer_manage_users(
     for user_id in (bob, carol):
         state, error, _detail = _refusal(app, scim.org_id, user_id)
         assert state == "failed" and "no longer manages users" in (error or "")
+
+
+def _welcome_due(app: Flask, org_id: str, user_id: str) -> None:
+    """A welcome row due now, as a create leaves it (written here: the IdP's password no
+    longer leaves one behind, but a row from before, or one a worker had claimed, stays)."""
+    now = utcnow() - timedelta(seconds=1)
+    with db.writer(app)() as s, s.begin():
+        s.add(
+            CredentialSchedule(
+                org_id=org_id,
+                user_id=user_id,
+                send_at=now,
+                base_url="https://id.example.com",
+                reason="welcome",
+                state="scheduled",
+                attempts=0,
+                created_at=now,
+            )
+        )
+
+
+def test_a_welcome_for_an_account_with_a_password_of_its_own_is_dropped_not_sent(
+    app: Flask, scim: Scim, admin: Scim
+) -> None:
+    """The worker comes to a welcome whose account got a password of its own meanwhile
+    (the IdP's password sync): sending it would replace that password with a temporary
+    one (or remove it for an activation link). It is dropped, the reason audited
+    (``user.credentials.schedule.cancel``); no credentials are made, no mail queued."""
+    from tests.support.admin_api import events
+    from tests.support.credentials import password_verifies
+
+    user_id = employee(scim, "gil@example.com")["id"]
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user_id}",
+        {"op": "replace", "path": "password", "value": "Correct-Horse-Battery-9"},
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    _no_welcomes(app, scim.org_id)
+    _welcome_due(app, scim.org_id, user_id)
+    assert _send_due(app) == 1
+    assert password_verifies(app, scim.org_id, user_id, "Correct-Horse-Battery-9")
+    with db.reader(app)() as s:
+        assert s.get(CredentialSchedule, (scim.org_id, user_id)) is None
+        assert s.scalars(select(MailOutbox).where(MailOutbox.org_id == scim.org_id)).all() == []
+    at_patch, at_send = events(
+        admin, action="user.credentials.schedule.cancel", resource_id=user_id
+    )
+    assert "identity provider set the password" in at_patch["detail"]
+    assert "password of its own" in at_send["detail"]
+
+
+def test_one_orgs_welcome_backlog_does_not_hold_back_another_orgs(
+    app: Flask, scim: Scim, other_scim: Scim
+) -> None:
+    """An initial sync's welcomes in one organization (each an argon2id hash at the
+    worker), then one new user in another: organizations take turns, so the other's
+    welcome is among the first two sent, not after the whole backlog."""
+    backlog = [employee(scim, f"sync{i}@example.com")["id"] for i in range(4)]
+    with db.writer(app)() as s, s.begin():
+        s.execute(
+            update(CredentialSchedule)
+            .where(CredentialSchedule.org_id == scim.org_id)
+            .values(send_at=utcnow() - timedelta(hours=1))
+        )
+    late = employee(other_scim, "new@globex.example")["id"]
+    sent = send_due(
+        db.writer(app),
+        Hashing.from_config(app.config),
+        "worker-1",
+        lambda: datetime.now(UTC) + timedelta(seconds=1),
+        limit=2,
+    )
+    assert sent == 2
+    with db.reader(app)() as s:
+        waiting = set(s.scalars(select(CredentialSchedule.user_id)))
+    assert late not in waiting and len(waiting & set(backlog)) == 3
+
+
+def test_the_turns_read_each_organizations_due_sends_by_index() -> None:
+    """The organizations with due sends, each one's oldest and its claim are index seeks
+    on (org_id, state, send_at): no statement reads every due send or sorts them (SQLite
+    plans of an empty schema: no statistics)."""
+    from typing import Any
+
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import sessionmaker
+
+    from scim_server.db import Base
+    from scim_server.services import credential_schedules
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    with factory() as s, s.begin():
+        s.add(
+            CredentialSchedule(
+                org_id="o",
+                user_id="u",
+                send_at=now,
+                base_url="https://id.example.com",
+                reason="welcome",
+                state="scheduled",
+                attempts=0,
+                created_at=now,
+            )
+        )
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "FROM credential_schedules" in statement and statement.lstrip().startswith(
+            ("SELECT", "WITH")
+        ):
+            seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    # The send itself fails (no user, no organization): only the claim is looked at.
+    credential_schedules.send_due(factory, Hashing(), "w", lambda: now, limit=1)
+    event.remove(engine, "before_cursor_execute", capture)
+    with engine.connect() as conn:
+        plans = [
+            [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+            for sql, params in seen[:2]
+        ]
+    engine.dispose()
+    orgs, claim = plans
+    for plan in plans:
+        reads = [step for step in plan if "credential_schedules" in step]
+        assert reads and all(
+            "ix_credential_schedules_org_id_state_send_at" in step for step in reads
+        ), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert any("(org_id>?)" in step for step in orgs), orgs
+    assert any("(org_id=? AND state=? AND send_at<?)" in step for step in claim), claim
+
+
+def test_a_welcome_for_a_user_deactivated_before_the_pass_is_not_sent(
+    app: Flask, scim: Scim
+) -> None:
+    """The IdP creates a user and deactivates it before the worker's pass: no credentials
+    are made (the row fails with the reason), no mail is queued."""
+    user_id = employee(scim, "ian@example.com")["id"]
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user_id}", {"op": "replace", "value": {"active": False}}
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert _send_due(app) == 1
+    with db.reader(app)() as s:
+        assert s.get(UserPassword, (scim.org_id, user_id)) is None
+        assert s.scalars(select(MailOutbox).where(MailOutbox.org_id == scim.org_id)).all() == []
+        row = s.get(CredentialSchedule, (scim.org_id, user_id))
+        assert row is not None and row.state == "failed" and "DEACTIVATED" in (row.last_error or "")

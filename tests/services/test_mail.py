@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -133,32 +135,141 @@ def test_a_scheduled_mail_waits_for_send_at(app, scim, smtp, tmp_path):
     assert mail.state == "sent" and mail.send_at == mail.next_attempt_at
 
 
-def test_a_refusing_server_means_retries_with_backoff_then_abandoned(app, scim, smtp, tmp_path):
-    """550 on every attempt: retried after 10, 20, 40, 80 s; abandoned at the 5th, all audited."""
+class Busy(SmtpRecorder):
+    """Answers DATA with 451 (a greylisting or overloaded relay: try again later)."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.refused += 1
+        return "451 4.3.0 Try again later"
+
+
+class RefusesRecipients(SmtpRecorder):
+    """Answers RCPT TO with 550 (no such mailbox)."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        self.refused += 1
+        return "550 5.1.1 No such user here"
+
+
+@contextmanager
+def _server(handler: SmtpRecorder) -> Iterator[int]:
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+def test_a_refusing_server_means_retries_with_backoff_then_abandoned(app, scim, tmp_path):
+    """451 (RFC 5321 §4.2.1: transient) on every attempt: retried after 10, 20, 40, 80 s,
+    ... at most every 10 minutes, for a day from the first attempt; then abandoned, every
+    attempt audited, the body kept for an admin's retry."""
+    handler = Busy()
+    mail_id = _queue(app, scim.org_id)
+    clock = Clock()
+    with _server(handler) as port:
+        worker = Worker(db.writer(app), clock=clock, mailer=_mailer(port, tmp_path))
+        for attempt, delay in enumerate((10, 20, 40, 80, 160, 320, 600, 600), start=1):
+            assert worker.run_once() == 1
+            mail = _mail(app, scim.org_id, mail_id)
+            assert (mail.state, mail.attempts) == ("failed", attempt)
+            assert mail.next_attempt_at == clock.now + timedelta(seconds=delay)
+            assert "451" in mail.last_error and "Try again later" in mail.last_error
+            clock.advance(delay - 1)
+            assert worker.run_once() == 0  # not before its time
+            clock.advance(1)
+        first = _mail(app, scim.org_id, mail_id).first_attempt_at
+        clock.now = first + timedelta(days=1)
+        assert worker.run_once() == 1
+    mail = _mail(app, scim.org_id, mail_id)
+    assert (mail.state, mail.attempts, handler.refused) == ("abandoned", 9, 9)
+    assert mail.body_text is not None  # kept, so that an admin's retry can send it
+    clock.advance(7200)
+    assert worker.run_once() == 0 and handler.messages == []
+    actions = [(e.action, e.outcome) for e in _events(app, scim.org_id)]
+    assert actions == [("mail.queued", "success")] + [("mail.failed", "failure")] * 9 + [
+        ("mail.abandoned", "failure")
+    ]
+
+
+class BusyRecipient(SmtpRecorder):
+    """Answers RCPT TO with 451 while ``busy`` (a greylisting relay)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = True
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if self.busy:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_recipient_refused_with_4xx_is_retried_and_then_sent_once(app, scim, tmp_path):
+    """451 to RCPT (greylisting): retried after 10 s, not before; once the relay takes it,
+    the mail is sent once, as one mail of two attempts."""
+    handler = BusyRecipient()
+    mail_id = _queue(app, scim.org_id)
+    clock = Clock()
+    with _server(handler) as port:
+        worker = Worker(db.writer(app), clock=clock, mailer=_mailer(port, tmp_path))
+        assert worker.send_mail() == 1
+        mail = _mail(app, scim.org_id, mail_id)
+        assert mail.state == "failed" and "451" in (mail.last_error or "")
+        assert mail.next_attempt_at - clock() == timedelta(seconds=10)
+        clock.advance(5)
+        assert worker.send_mail() == 0  # not before its time
+        handler.busy = False
+        clock.advance(6)
+        assert worker.send_mail() == 1
+    mail = _mail(app, scim.org_id, mail_id)
+    assert (mail.state, mail.attempts, len(handler.messages)) == ("sent", 2, 1)
+
+
+def test_a_permanent_5xx_refusal_is_not_retried(app, scim, smtp, tmp_path):
+    """RFC 5321 §4.2.1: a 5yz answer is permanent, the client SHOULD NOT repeat it. A 550
+    abandons the mail at its first attempt, the relay's answer recorded and audited."""
     recorder, port = smtp
     recorder.refuse = True
     mail_id = _queue(app, scim.org_id)
     clock = Clock()
     worker = Worker(db.writer(app), clock=clock, mailer=_mailer(port, tmp_path))
-    for attempt, delay in enumerate((10, 20, 40, 80), start=1):
-        assert worker.run_once() == 1
-        mail = _mail(app, scim.org_id, mail_id)
-        assert (mail.state, mail.attempts) == ("failed", attempt)
-        assert mail.next_attempt_at == clock.now + timedelta(seconds=delay)
-        assert "550" in mail.last_error and "Refused by the test server" in mail.last_error
-        clock.advance(delay - 1)
-        assert worker.run_once() == 0  # not before its time
-        clock.advance(1)
-    assert worker.run_once() == 1
+    assert worker.send_mail() == 1
+    for _ in range(6):
+        clock.advance(3600)
+        assert worker.send_mail() == 0
+    assert recorder.refused == 1 and recorder.messages == []
     mail = _mail(app, scim.org_id, mail_id)
-    assert (mail.state, mail.attempts, recorder.refused) == ("abandoned", 5, 5)
+    assert (mail.state, mail.attempts) == ("abandoned", 1)
+    assert "550" in mail.last_error and "Refused by the test server" in mail.last_error
     assert mail.body_text is not None  # kept, so that an admin's retry can send it
-    clock.advance(7200)
-    assert worker.run_once() == 0 and recorder.messages == []
-    actions = [(e.action, e.outcome) for e in _events(app, scim.org_id)]
-    assert actions == [("mail.queued", "success")] + [("mail.failed", "failure")] * 5 + [
-        ("mail.abandoned", "failure")
+    events = _events(app, scim.org_id)
+    assert [(e.action, e.outcome) for e in events] == [
+        ("mail.queued", "success"),
+        ("mail.failed", "failure"),
+        ("mail.abandoned", "failure"),
     ]
+    assert "Refused by the test server" in events[-1].detail
+
+
+def test_every_recipient_refused_with_5xx_is_permanent_too(app, scim, tmp_path):
+    """The relay refuses the only recipient with 550 (no such mailbox): no second try."""
+    handler = RefusesRecipients()
+    mail_id = _queue(app, scim.org_id)
+    clock = Clock()
+    with _server(handler) as port:
+        worker = Worker(db.writer(app), clock=clock, mailer=_mailer(port, tmp_path))
+        assert worker.send_mail() == 1
+        clock.advance(3600)
+        assert worker.send_mail() == 0
+    mail = _mail(app, scim.org_id, mail_id)
+    assert (mail.state, handler.refused) == ("abandoned", 1)
+    assert "SMTPRecipientsRefused" in mail.last_error and "No such user" in mail.last_error
 
 
 def test_an_unreachable_server_is_retried_too(app, scim, tmp_path):
