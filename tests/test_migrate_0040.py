@@ -56,7 +56,8 @@ def test_0040_widens_the_secret_columns_and_refuses_to_go_back_over_sealed_ones(
     ) as refused:
         command.downgrade(cfg, "0039")
     assert "cannot sign with" in str(refused.value) and "Delete" in str(refused.value)
-    assert _version(connection) == head_revision()
+    # 0040's step refused: later steps may have gone down before it, 0040 itself stays.
+    assert _version(connection) in ("0040", head_revision())
     assert _types(connection) == {"secret": wide, "previous_secret": wide}
 
     connection.execute(
