@@ -4,6 +4,12 @@ A state row is consumed by ``DELETE ... RETURNING``: of two concurrent
 callbacks with the same state (a replay, a double submit), exactly one gets
 the row. An assertion id is inserted with ``ON CONFLICT DO NOTHING``: the
 second insert of the same id returns nothing, which is a replay.
+
+Expired rows are deleted by the sign-ins themselves (``purge_expired``), a bounded
+batch each, skipping rows another transaction holds: concurrent sign-ins never queue
+on each other's purge. The reads ignore an expired row not yet deleted
+(``consume_state`` says ``expired``; a replay mark outlives its assertion, which is
+refused as expired first).
 """
 
 from __future__ import annotations
@@ -12,14 +18,37 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, inspect, select, tuple_
 from sqlalchemy.orm import Session
 
-from scim_server.db import insert_for, utcnow
+from scim_server.db import Base, insert_for, utcnow
 from sso.connections.models import SsoReplay, SsoState
 
 STATE_SECONDS = 600  # from the redirect to the IdP until its answer: a person typing a password
 MAX_STATE_ID = 128
+# Expired rows one purge deletes at most: one sign-in's cost stays small, and a backlog
+# (after an outage) drains over the next sign-ins, each adding a row or two.
+PURGE_BATCH = 100
+
+
+def purge_expired(session: Session, model: type[Base], now: datetime) -> None:
+    """Delete up to ``PURGE_BATCH`` rows of ``model`` expired at ``now``, in the caller's
+    transaction, leaving those another transaction holds (``FOR UPDATE SKIP LOCKED``).
+
+    A plain ``DELETE ... WHERE expires_at <= now`` locks every expired row until the
+    sign-in commits, and on PostgreSQL each concurrent sign-in then waited for it to
+    delete the same rows. SQLite has no row locks (its writers take the database one in
+    turn): the clause is left out there.
+    """
+    mapper = inspect(model)
+    keys = mapper.primary_key
+    expired = (
+        select(*keys)
+        .where(mapper.columns["expires_at"] <= now)
+        .limit(PURGE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(delete(model).where(tuple_(*keys).in_(expired)))
 
 
 @dataclass(frozen=True)
@@ -42,7 +71,7 @@ def save_state(
 ) -> None:
     """Keep a login's state until its callback (in the caller's transaction)."""
     now = utcnow()
-    session.execute(delete(SsoState).where(SsoState.expires_at <= now))
+    purge_expired(session, SsoState, now)
     session.add(
         SsoState(
             id=state_id,
@@ -77,7 +106,7 @@ def remember_assertion(
 ) -> bool:
     """Record an accepted assertion id until ``until``; False if it was already there (replay)."""
     now = utcnow()
-    session.execute(delete(SsoReplay).where(SsoReplay.expires_at <= now))
+    purge_expired(session, SsoReplay, now)
     inserted = session.execute(
         insert_for(session.get_bind().dialect.name)(SsoReplay)
         .values(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -239,7 +240,13 @@ def saml_acs(_rest: str) -> Any:
         return _clear_binding(pages.test_result_page(result), assertion.in_response_to or "")
     # IdP-initiated: RelayState is the only hint where to go, and only a local path is taken.
     target = data.get("next") if data is not None else request.form.get("RelayState")
-    return _complete(conn, req, safe_next(target), assertion.in_response_to or "")
+    return _complete(
+        conn,
+        req,
+        safe_next(target),
+        assertion.in_response_to or "",
+        not_after=assertion.session_not_on_or_after,
+    )
 
 
 def _complete(
@@ -248,13 +255,15 @@ def _complete(
     target: str,
     state_id: str,
     amr: tuple[str, ...] = (),
+    not_after: datetime | None = None,
 ) -> Any:
-    """Sign in; ``amr``: the identity provider's (OIDC), passed on to our id_tokens."""
+    """Sign in; ``amr``: the identity provider's (OIDC), passed on to our id_tokens;
+    ``not_after``: the IdP's bound on the session (SAML's SessionNotOnOrAfter)."""
     try:
         user = signin.sign_in(db.writing_session(), req)
     except SsoError as err:
         return _clear_binding(pages.refusal_page(err), state_id)
-    start_session(conn.org_id, user.id, conn.protocol, conn.id, amr, user.session_epoch)
+    start_session(conn.org_id, user.id, conn.protocol, conn.id, amr, user.session_epoch, not_after)
     return _clear_binding(redirect(target, 303), state_id)
 
 

@@ -87,7 +87,8 @@ def spend_challenge(session: Session, org_id: str, challenge: str, until: dateti
     log, a HAR file) can send again with the same answer; a synced passkey keeps its
     counter at 0, so only this makes a challenge single use (WebAuthn L2 §13.4.3). Its
     SHA-256 is kept in the replay cache with SAML's assertion ids (``sso.state``, expired
-    rows deleted at each insert) until ``until``, past the challenge's own deadline.
+    rows deleted a hundred at a time at each insert) until ``until``, past the challenge's
+    own deadline.
     """
     digest = hashlib.sha256(challenge.encode()).hexdigest()
     return remember_assertion(session, org_id, REPLAY_KIND, digest, until)

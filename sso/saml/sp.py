@@ -105,6 +105,9 @@ class SamlAssertion:
     not_on_or_after: datetime  # keep the assertion id until then (replay cache)
     issuer: str
     session_index: str | None
+    # SAML Core §2.7.2: AuthnStatement/@SessionNotOnOrAfter, the IdP's upper bound on the
+    # session we start (ADFS, Shibboleth; Okta with a session policy); None: no bound.
+    session_not_on_or_after: datetime | None = None
 
 
 def _settings(cfg: SamlConfig, *, sp_only: bool = False) -> OneLogin_Saml2_Settings:
@@ -364,6 +367,9 @@ def _extract(
         attributes = _attribute_values(response.get_attributes())
         assertion_id = response.get_assertion_id()
         issuers = response.get_issuers()
+        # python3-saml requires exactly one AuthnStatement and refused a bound already
+        # past (SESSION_EXPIRED): this is the one it checked.
+        session_end = response.get_session_not_on_or_after()
     except OneLogin_Saml2_ValidationError as err:
         raise SsoError(REASONS.get(err.code, "invalid_response"), str(err)) from None
     if not name_id.get("Value") or not assertion_id:
@@ -389,4 +395,7 @@ def _extract(
         not_on_or_after=keep_until,
         issuer=issuers[0] if issuers else "",
         session_index=response.get_session_index(),
+        session_not_on_or_after=(
+            datetime.fromtimestamp(session_end, UTC) if session_end is not None else None
+        ),
     )

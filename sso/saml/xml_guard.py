@@ -7,10 +7,19 @@ Hence, on the raw response and again on a decrypted assertion: a size cap, no
 DTD or entities, no comments or processing instructions (comment injection
 in NameID), a bounded number of elements, signatures and references, and only
 allow-listed algorithm URIs.
+
+The raw XML must be UTF-8 (or its ASCII subset), checked before the parser runs: the
+DOCTYPE and ENTITY refusal reads the bytes as ASCII, and in UTF-16, UTF-32 or EBCDIC
+``<!DOCTYPE`` is other bytes, which libxml2 would then parse and expand. Every IdP we
+target sends UTF-8, so such a document (a byte order mark, NUL bytes, an encoding
+declaration naming another encoding) is refused as ``xml_attack``; bytes that are
+merely not valid UTF-8 hide nothing from those checks and are ``invalid_response``.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import Any
 
 from lxml import etree
@@ -73,6 +82,42 @@ DEPRECATED = frozenset(
 )
 
 
+# What libxml2 would read as another encoding than UTF-8 (its autodetection): byte order
+# marks (UTF-32's first: UTF-32LE's starts with UTF-16LE's) and EBCDIC's "<?xm".
+_OTHER_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+    (b"\x4c\x6f\xa7\x94", "EBCDIC"),
+)
+# XML 1.0 §2.8, §4.3.3: the declaration, if any, opens the document and may name its encoding.
+_DECLARED_ENCODING = re.compile(rb"<\?xml\s[^>]*?\bencoding\s*=\s*([\"'])(.*?)\1")
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def _check_encoding(data: bytes) -> None:
+    """Refuse XML that is not UTF-8 before any parser reads it (see the module's doc)."""
+    for mark, name in _OTHER_ENCODINGS:
+        if data.startswith(mark):
+            raise SsoError("xml_attack", f"XML in {name}: only UTF-8 is accepted")
+    if b"\0" in data:
+        # UTF-16 or UTF-32 without a byte order mark (U+0000 is no XML character at all).
+        raise SsoError("xml_attack", "NUL bytes in the XML (UTF-16 or UTF-32?): only UTF-8")
+    body = data.removeprefix(codecs.BOM_UTF8)
+    declared = _DECLARED_ENCODING.match(body)
+    if declared is not None:
+        name = declared.group(2).decode("ascii", "replace")
+        if name.lower() not in _UTF8_NAMES:
+            raise SsoError("xml_attack", f"XML declared as {name[:40]!r}: only UTF-8 is accepted")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SsoError(
+            "invalid_response", f"XML is not valid UTF-8 (byte {err.start}): only UTF-8"
+        ) from None
+
+
 def _parser() -> etree.XMLParser:
     # No DTD loading, no entity expansion, no network, comments and PIs kept (to be refused).
     return etree.XMLParser(
@@ -87,10 +132,13 @@ def _parser() -> etree.XMLParser:
 
 
 def parse(data: bytes, *, limit: int = MAX_RESPONSE_BYTES) -> etree._Element:
-    """Parse untrusted XML safely, or raise ``SsoError`` (``too_large`` / ``xml_attack`` ...)."""
+    """Parse untrusted UTF-8 XML safely, or raise ``SsoError`` (``too_large`` /
+    ``xml_attack`` ...)."""
     if len(data) > limit:
         raise SsoError("too_large", f"XML of {len(data)} bytes exceeds the {limit}-byte limit")
-    # Cheap refusal before parsing; the docinfo check below catches other encodings.
+    _check_encoding(data)
+    # Cheap refusal before parsing (UTF-8: markup is ASCII bytes); the docinfo check
+    # below catches a DOCTYPE after a long prolog.
     head = data[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in data.lower():
         raise SsoError("xml_attack", "DOCTYPE or ENTITY declaration in the XML (XXE)")

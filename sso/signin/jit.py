@@ -35,11 +35,18 @@ def _first(profile: dict[str, list[str]], name: str) -> str | None:
 
 
 def names(req: SignInRequest) -> dict[str, str]:
-    """The new account's userName and externalId: what later fallbacks compare with."""
-    return {
-        "userName": req.user_name or req.email or req.subject,
-        "externalId": req.external_id or req.subject,
-    }
+    """The new account's userName and externalId: what later fallbacks compare with.
+
+    The subject stands in for a missing externalId only when it identifies the person
+    for good: a SAML transient NameID (SAML Core §8.3.8) is a one-time value, as
+    meaningless to a SCIM client reading externalId as to a later fallback, so without
+    the IdP's own externalId the account has none.
+    """
+    external_id = req.external_id or (req.subject if req.subject_linkable else None)
+    found = {"userName": req.user_name or req.email or req.subject}
+    if external_id:
+        found["externalId"] = external_id
+    return found
 
 
 def check_names(session: Session, org_id: str, req: SignInRequest) -> None:

@@ -5,10 +5,13 @@ balancer can read it without shared server-side state. It only says that a
 sign-in happened; whether the user may still sign in is checked again by the
 OIDC provider (``sso.provider``) each time the product asks for a code.
 
-A signed cookie cannot be taken back, so each session has a random id: signing out
-records it in ``sso_ended_sessions`` (``end_session``), and each use reads that table
-by primary key (``speaks_for``, ``ended``): a copy of the cookie is signed out too, and
-so are the OIDC provider's codes and tokens issued in the session (``ended_id``).
+A session lasts SCIM_SSO_SESSION_SECONDS, or less when the IdP bounded it (SAML's
+SessionNotOnOrAfter: ``ends_at``). A signed cookie cannot be taken back, so each session
+has a random id: signing out records it in ``sso_ended_sessions`` (``end_session``), and
+each use reads that table by primary key (``speaks_for``, ``ended``): a copy of the cookie
+is signed out too, and so are the OIDC provider's codes and tokens issued in the session
+(``ended_id``). A session made through a connection ends with it too: disabled or
+deleted (a partner's IdP found compromised), it vouches for nobody (``connection_open``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, session
-from sqlalchemy import delete
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.db import insert_for
 from scim_server.models import User
 from scim_server.services import lifecycle
-from sso.connections.models import SsoEndedSession
+from sso.connections.models import SsoConnection, SsoEndedSession
 from sso.extension import sso_extension
+from sso.state import purge_expired
 
 _KEY = "sso"
 
@@ -44,6 +48,10 @@ class SsoSession:
     amr: tuple[str, ...] = ()  # RFC 8176 methods (``sso.signin.amr``); () when not known
     epoch: int = 0  # the account's ``session_epoch`` at the sign-in (``speaks_for``)
     session_id: str = ""  # random, made at sign-in; recorded as ended at sign-out
+    # Seconds since the epoch from which the session is over, when the IdP bounded it
+    # earlier than SCIM_SSO_SESSION_SECONDS does (SAML Core §2.7.2 SessionNotOnOrAfter);
+    # None: that setting alone.
+    ends_at: int | None = None
 
 
 def start_session(
@@ -53,20 +61,31 @@ def start_session(
     connection_id: str | None,
     amr: Sequence[str] = (),
     epoch: int = 0,
+    not_after: datetime | None = None,
 ) -> None:
     """Record a successful sign-in; anything from before is dropped (no session fixation).
-    ``epoch``: the account's ``session_epoch`` now (a password change moves it on)."""
-    session.clear()
-    session[_KEY] = {
+    ``epoch``: the account's ``session_epoch`` now (a password change moves it on).
+    ``not_after``: the IdP's bound on the session (SAML's SessionNotOnOrAfter), kept when
+    it ends the session before SCIM_SSO_SESSION_SECONDS would: the IdP's session policy
+    (re-authenticate after an hour) holds here too."""
+    now = int(sso_extension().clock().timestamp())
+    # Whole seconds, rounded down: the session ends at the bound or just before it.
+    bound = int(not_after.timestamp()) if not_after is not None else None
+    own = now + current_app.config["SSO_SESSION_SECONDS"]
+    data: dict[str, Any] = {
         "org_id": org_id,
         "user_id": user_id,
         "method": method,
         "connection_id": connection_id,
-        "auth_time": int(sso_extension().clock().timestamp()),
+        "auth_time": now,
         "amr": list(amr),
         "epoch": epoch,
         "sid": secrets.token_urlsafe(24),
     }
+    if bound is not None and bound <= own:
+        data["ends_at"] = bound
+    session.clear()
+    session[_KEY] = data
     session.permanent = False
 
 
@@ -86,11 +105,16 @@ def current_session() -> SsoSession | None:
             epoch=int(raw.get("epoch") or 0),
             # A session from before sessions had ids could not be ended: refused.
             session_id=str(raw["sid"]),
+            ends_at=int(raw["ends_at"]) if raw.get("ends_at") is not None else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
     max_age = current_app.config["SSO_SESSION_SECONDS"]  # SCIM_SSO_SESSION_SECONDS
-    if sso_extension().clock().timestamp() - found.auth_time > max_age:
+    now = sso_extension().clock().timestamp()
+    if now - found.auth_time > max_age:
+        return None
+    # SAML Core §2.7.2: the session is over at SessionNotOnOrAfter ("not on or after").
+    if found.ends_at is not None and now >= found.ends_at:
         return None
     return found
 
@@ -98,8 +122,9 @@ def current_session() -> SsoSession | None:
 def speaks_for(db_session: Session, found: SsoSession, user: User | None) -> bool:
     """Whether the session still says who is signed in: the account is there, its status
     may sign in, its password did not change since (``passwords.end_sessions``: an
-    intruder signed in with a leaked password is out once the owner resets it), and the
-    session was not signed out (``ended``). Checked on each use (the console,
+    intruder signed in with a leaked password is out once the owner resets it), the
+    session was not signed out (``ended``) and its connection still vouches for it
+    (``connection_open``). Checked on each use (the console,
     /sso/security, /sso/welcome, the OIDC provider): the cookie itself cannot be taken
     back. Reads in ``db_session``'s transaction."""
     return (
@@ -112,8 +137,30 @@ def speaks_for(db_session: Session, found: SsoSession, user: User | None) -> boo
 def still_open(db_session: Session, found: SsoSession, user: User | None) -> bool:
     """``speaks_for`` but the status, for a caller with its own answer to each status (the
     OIDC provider's ``claims.refusal_reason``): the account is there, no password change,
-    deactivation or lock ended the session since, and it was not signed out."""
-    return user is not None and user.session_epoch == found.epoch and not ended(db_session, found)
+    deactivation or lock ended the session since, it was not signed out, and the
+    connection it came through is still there and enabled (``connection_open``)."""
+    return (
+        user is not None
+        and user.session_epoch == found.epoch
+        and not ended(db_session, found)
+        and connection_open(db_session, found.org_id, found.connection_id)
+    )
+
+
+def connection_open(db_session: Session, org_id: str, connection_id: str | None) -> bool:
+    """Whether the SSO connection a session (or what was issued in it) came through still
+    vouches for it: there and enabled. An admin disables or deletes a connection to stop
+    trusting its IdP (a partner's, found compromised): the sessions it made end with it,
+    not 12 hours later (enabled again, it vouches again for those not yet over). One
+    read by primary key; None (a password sign-in, no connection): nothing to check."""
+    if connection_id is None:
+        return True
+    enabled = db_session.execute(
+        select(SsoConnection.enabled).where(
+            SsoConnection.org_id == org_id, SsoConnection.id == connection_id
+        )
+    ).scalar_one_or_none()
+    return bool(enabled)
 
 
 def ended(db_session: Session, found: SsoSession) -> bool:
@@ -151,7 +198,7 @@ def end_session(db_session: Session | None) -> None:
     )
     insert = insert_for(db_session.get_bind().dialect.name)
     with db_session.begin():
-        db_session.execute(delete(SsoEndedSession).where(SsoEndedSession.expires_at <= now))
+        purge_expired(db_session, SsoEndedSession, now)
         db_session.execute(
             insert(SsoEndedSession)
             .values(org_id=found.org_id, id=found.session_id, expires_at=expires)

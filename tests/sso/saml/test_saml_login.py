@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.models import Contact, License, User
 from scim_server.services.lifecycle import ACTIVE, DEACTIVATED, LOCKED_BY_ADMIN
+from sso.extension import sso_extension
 from tests.sso.saml_idp import (
     WS,
+    Assertion,
     FakeIdp,
+    _strip_declaration,
     encrypt_assertion,
     fully_signed_response,
+    sign,
     valid_response,
 )
 from tests.support import Scim
@@ -264,6 +269,37 @@ def test_idp_initiated_login_when_allowed(
     assert resp.headers["Location"] == "/sso/welcome"
 
 
+@pytest.mark.parametrize(
+    "relay",
+    [
+        "//evil.com",
+        "/\\evil.com",
+        "https:evil.com",
+        "javascript:alert(1)",
+        "\\\\evil.com",
+        " //evil.com",
+        "/\t/evil.com",
+        "https://evil.com",
+    ],
+)
+def test_idp_initiated_relay_state_never_leaves_the_site(
+    app: Flask,
+    admin: Scim,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    relay: str,
+) -> None:
+    """A RelayState that a browser would read as another site (or a script): /sso/welcome."""
+    make_person(app, scim)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.patch(url, {"idp_initiated_allowed": True}).status_code == 200
+    resp = saml_connection.post(
+        valid_response(saml_connection.assertion(None), saml_idp), relay_state=relay
+    )
+    assert (resp.status_code, resp.headers["Location"]) == (303, "/sso/welcome")
+
+
 def test_disabled_connection_is_refused(
     app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:
@@ -420,3 +456,78 @@ def test_jit_joins_the_default_groups(
     assert [m["value"] for m in group["members"]] == [user.id]
     added = [e for e in events(app, scim.org_id, "") if e.action == "group.member.add"]
     assert [(e.resource_id, e.detail) for e in added] == [(user.id, "Staff")]
+
+
+# -- the IdP's bound on the session (SAML Core §2.7.2) --------------------------------------
+
+
+def _session_bound_response(a: Assertion, idp: FakeIdp, bound: datetime) -> str:
+    """``valid_response`` whose AuthnStatement says SessionNotOnOrAfter (ADFS, Shibboleth,
+    Okta with a session policy)."""
+    xml = a.assertion_xml().replace(
+        "<saml:AuthnStatement ",
+        f'<saml:AuthnStatement SessionNotOnOrAfter="{bound.strftime("%Y-%m-%dT%H:%M:%SZ")}" ',
+        1,
+    )
+    return a.response_xml(_strip_declaration(sign(xml, idp)))
+
+
+def _signed_in(client: FlaskClient) -> bool:
+    """/sso/welcome shows the signed-in page only while the session speaks for someone."""
+    return client.get("/sso/welcome").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("bound", "open_at", "over_at"),
+    [
+        # The IdP's policy (10 minutes) ends the session before ours (12 h), at that instant.
+        (timedelta(minutes=10), timedelta(minutes=9, seconds=59), timedelta(minutes=10)),
+        (timedelta(minutes=10), timedelta(minutes=1), timedelta(hours=1)),
+        # A bound later than SCIM_SSO_SESSION_SECONDS does not lengthen our session.
+        (timedelta(days=2), timedelta(hours=12), timedelta(hours=12, seconds=1)),
+    ],
+    ids=["idp-earlier-at-its-instant", "idp-earlier", "ours-earlier"],
+)
+def test_the_idps_session_not_on_or_after_ends_the_session(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    monkeypatch: pytest.MonkeyPatch,
+    bound: timedelta,
+    open_at: timedelta,
+    over_at: timedelta,
+) -> None:
+    """SAML Core §2.7.2: SessionNotOnOrAfter bounds the session the assertion starts; the
+    earlier of it and SCIM_SSO_SESSION_SECONDS ends it, and the person signs in again."""
+    make_person(app, scim)
+    extension = sso_extension(app)
+    start = datetime.now(UTC).replace(microsecond=0)
+    monkeypatch.setattr(extension, "clock", lambda: start)
+    a = saml_connection.assertion(saml_connection.start())
+    resp = saml_connection.post(_session_bound_response(a, saml_idp, start + bound))
+    assert resp.status_code == 303, sign_ins(app, scim.org_id)[-1].detail
+    assert _signed_in(client)
+    monkeypatch.setattr(extension, "clock", lambda: start + open_at)
+    assert _signed_in(client)
+    monkeypatch.setattr(extension, "clock", lambda: start + over_at)
+    page = client.get("/sso/welcome")
+    assert (page.status_code, page.headers.get("Location")) == (303, "/sso/login")
+    # A new sign-in starts a new session, under the bound of its own assertion.
+    a = saml_connection.assertion(saml_connection.start())
+    resp = saml_connection.post(valid_response(a, saml_idp))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert _signed_in(client)
+
+
+def test_a_session_not_on_or_after_already_past_is_refused(
+    app: Flask, client: FlaskClient, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """An assertion whose session bound is already past signs nobody in: expired."""
+    make_person(app, scim)
+    a = saml_connection.assertion(saml_connection.start())
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    resp = saml_connection.post(_session_bound_response(a, saml_idp, past))
+    assert_refused(app, scim.org_id, resp, "expired")
+    assert not _signed_in(client)

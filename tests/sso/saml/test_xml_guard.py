@@ -120,6 +120,71 @@ def test_doctype_in_utf16_is_refused() -> None:
     assert err.value.reason_code == "xml_attack"
 
 
+PLAIN = '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r"/>'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        PLAIN.encode(),
+        b'<?xml version="1.0" encoding="UTF-8"?>' + PLAIN.encode(),
+        b"<?xml version='1.0' encoding='utf-8' standalone='yes'?>" + PLAIN.encode(),
+        b'<?xml version="1.0" encoding="US-ASCII"?>' + PLAIN.encode(),
+        b'<?xml version="1.0"?>' + PLAIN.encode(),
+        b"\xef\xbb\xbf" + PLAIN.encode(),  # UTF-8 with its byte order mark (ADFS's files)
+        PLAIN.replace("_r", "_r\u00e9\u4e2d").encode(),  # non-ASCII UTF-8
+    ],
+    ids=["bare", "declared", "declared-lower", "ascii", "no-encoding", "utf-8-bom", "non-ascii"],
+)
+def test_utf8_is_accepted(data: bytes) -> None:
+    """UTF-8 (or ASCII), declared or not, with or without its byte order mark: parsed."""
+    assert xml_guard.parse(data).get("ID", "").startswith("_r")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (PLAIN.encode("utf-16"), "xml_attack"),
+        (PLAIN.encode("utf-16-le"), "xml_attack"),
+        (PLAIN.encode("utf-32"), "xml_attack"),
+        (PLAIN.encode("utf-32-be"), "xml_attack"),
+        (('<?xml version="1.0" encoding="IBM500"?>' + PLAIN).encode("cp500"), "xml_attack"),
+        (PLAIN.encode("cp500"), "invalid_response"),  # EBCDIC undeclared: not UTF-8 either
+        (b'<?xml version="1.0" encoding="ISO-8859-1"?>' + PLAIN.encode(), "xml_attack"),
+        (b'<?xml version="1.0" encoding="UTF-16"?>' + PLAIN.encode(), "xml_attack"),
+        (b'<?xml version="1.0" encoding="UTF-7"?>' + PLAIN.encode(), "xml_attack"),
+        (PLAIN.replace("_r", "_r\u00e9").encode("latin-1"), "invalid_response"),
+    ],
+    ids=[
+        "utf-16-bom",
+        "utf-16-no-bom",
+        "utf-32-bom",
+        "utf-32-no-bom",
+        "ebcdic",
+        "ebcdic-undeclared",
+        "declared-latin-1",
+        "declared-utf-16",
+        "declared-utf-7",
+        "latin-1-bytes",
+    ],
+)
+def test_other_encodings_are_refused_before_parsing(
+    data: bytes, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only UTF-8: in another encoding the DOCTYPE check on the bytes sees nothing, so such
+    a document is refused before lxml reads it (xml_attack); bytes that are not valid UTF-8
+    hide no markup (invalid_response)."""
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("the XML parser was reached")
+
+    monkeypatch.setattr(xml_guard.etree, "fromstring", boom)
+    with pytest.raises(SsoError) as err:
+        xml_guard.parse(data)
+    assert err.value.reason_code == reason
+    assert "only UTF-8" in err.value.detail
+
+
 def test_size_cap() -> None:
     """Over the cap: too_large, not parsed."""
     with pytest.raises(SsoError) as err:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from scim_server.db import db
+from scim_server.db import db, utcnow
 from scim_server.services.tokens import create_token
-from sso.connections.models import SsoIdentityLink
+from sso import state
+from sso.connections.models import SsoIdentityLink, SsoReplay, SsoState
 from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.dns_server import add_verified_domain
+from tests.support.pg_locks import backend_pid, ended_or_waiting
 from tests.support.sso import SamlConnection, make_person, sign_ins
 
 
@@ -104,3 +108,77 @@ def test_two_subjects_racing_for_one_account_have_one_winner(live: Any) -> None:
     with db.reader(app)() as s:
         rows = s.scalars(select(SsoIdentityLink).where(SsoIdentityLink.org_id == scim.org_id))
         assert [(r.subject, r.user_id) for r in rows] == [(winner, alice)]
+
+
+@pytest.mark.parametrize("purge", ["remember_assertion", "save_state"])
+def test_sign_ins_do_not_queue_on_the_expired_rows_another_one_purges(
+    live: Any, monkeypatch: pytest.MonkeyPatch, purge: str
+) -> None:
+    """Each sign-in deletes expired flow state and replay marks in its transaction. On
+    PostgreSQL a second sign-in waited for the first one's commit to delete the same
+    expired rows; now it leaves the rows another transaction holds to that one (SKIP
+    LOCKED): held inside the first one's transaction, the second completes."""
+    app, scim = live
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take the database lock at BEGIN: no write between")
+    with db.reader(app)() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    idp = FakeIdp()
+    domain = f"purge-{uuid.uuid4().hex[:8]}.example"
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
+    ).get_json()
+    add_verified_domain(admin, domain)
+    make_person(app, scim, f"alice@{domain}")
+    make_person(app, scim, f"bob@{domain}")
+    past = utcnow() - timedelta(minutes=1)
+    with db.reader(app)() as s, s.begin():
+        s.add(
+            SsoReplay(
+                org_id=scim.org_id, connection_id=conn["id"], assertion_id="_old", expires_at=past
+            )
+        )
+        s.add(
+            SsoState(
+                id=f"_old-{uuid.uuid4().hex}",
+                org_id=scim.org_id,
+                connection_id=conn["id"],
+                kind="saml_request",
+                data={},
+                expires_at=past,
+            )
+        )
+    saml = SamlConnection(conn, app.test_client())
+
+    def sign_in(name: str) -> int:
+        browser = SamlConnection(conn, app.test_client())
+        if purge == "save_state":
+            return int(browser.client.get(f"/sso/saml/{conn['id']}/start").status_code)
+        assertion = saml.assertion(None, name_id=f"{name}@{domain}", attributes={})
+        return int(browser.post(valid_response(assertion, idp)).status_code)
+
+    real = getattr(state, purge)
+    raced: list[int] = []
+    waited: list[bool] = []
+    racers: list[threading.Thread] = []
+
+    def purged_then_raced(session: Any, *args: Any, **kwargs: Any) -> Any:
+        result = real(session, *args, **kwargs)
+        if not racers:  # the first sign-in's purge, not the racer's
+            racer = threading.Thread(target=lambda: raced.append(sign_in("bob")))
+            racers.append(racer)
+            racer.start()
+            waited.append(
+                ended_or_waiting(racer, db.engine(app), backend_pid(session.connection()))
+            )
+        return result
+
+    monkeypatch.setattr(state, purge, purged_then_raced)
+    first = sign_in("alice")
+    for racer in racers:
+        racer.join()
+    expected = 302 if purge == "save_state" else 303
+    assert (first, raced) == (expected, [expected])
+    assert waited == [False]  # the second did not wait for the first's commit

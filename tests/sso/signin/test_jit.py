@@ -25,6 +25,8 @@ from tests.sso.oidc_op.provider import LocalOP
 from tests.sso.saml_idp import FakeIdp
 from tests.sso.signin.test_binding import (
     EMPLOYEE_NUMBER,
+    PERSISTENT,
+    TRANSIENT,
     enable_jit,
     entra_with_example_org,
     links,
@@ -32,9 +34,16 @@ from tests.sso.signin.test_binding import (
     session_user,
 )
 from tests.support import Scim
-from tests.support.admin_api import make_license
+from tests.support.admin_api import make_license, ok
 from tests.support.dns_server import add_verified_domain
-from tests.support.sso import assert_refused, events, oidc_login, read, set_default_license
+from tests.support.sso import (
+    SamlConnection,
+    assert_refused,
+    events,
+    oidc_login,
+    read,
+    set_default_license,
+)
 
 
 def _accounts(app: Flask, org_id: str) -> list[tuple[str, str | None]]:
@@ -160,3 +169,45 @@ def test_a_refused_jit_sign_in_still_links_the_new_account(
     again = app.test_client()
     assert oidc_login(again, oidc_conn).status_code == 303
     assert session_user(again) == mallory
+
+
+@pytest.mark.parametrize(
+    ("name_id_format", "external_id", "stored"),
+    [
+        (TRANSIENT, None, None),
+        (TRANSIENT, "emp-1042", "emp-1042"),
+        (PERSISTENT, None, "_7b1f0c0e9d3a4b7f"),
+    ],
+    ids=["transient", "transient-with-attribute", "persistent"],
+)
+def test_a_transient_name_id_is_never_the_accounts_external_id(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    name_id_format: str,
+    external_id: str | None,
+    stored: str | None,
+) -> None:
+    """SAML Core §8.3.8: a transient NameID is a one-time value. JIT keeps no externalId
+    from it (the IdP's own externalId attribute, if sent), as it links nothing: SCIM
+    clients would read it as the IdP's key of the user, and later fallbacks compare with
+    it. A persistent NameID stays the externalId. Found by a probe."""
+    set_default_license(app, scim.org_id)
+    enable_jit(admin, saml_connection.id)
+    extra = {"externalId": [external_id]} if external_id else {}
+    resp = saml_as(
+        saml_connection,
+        saml_idp,
+        client,
+        "_7b1f0c0e9d3a4b7f",
+        "carol@example.com",
+        name_id_format,
+        **extra,
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    assert _accounts(app, scim.org_id) == [("carol@example.com", stored)]
+    user = ok(scim.get(f"/scim/v2/Users/{session_user(client)}"))
+    assert user.get("externalId") == stored

@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
-from tests.sso.provider.test_endpoints import authorize, login_flow, pkce, userinfo
+from tests.sso.provider.test_endpoints import authorize, code_from, login_flow, pkce, userinfo
 from tests.sso.provider.test_endpoints import person as person
 from tests.sso.provider.test_endpoints import product as product
 from tests.sso.provider.test_endpoints import sign_in as sso_sign_in
+from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_as, sign_in_console
 from tests.support.local import (
@@ -30,6 +32,7 @@ from tests.support.local import (
     sign_in,
     signed_in,
 )
+from tests.support.sso import SamlConnection, make_person
 
 LOGIN = "alice@example.com"
 NEW = "Saffron-glacier-window-64"
@@ -375,3 +378,52 @@ def test_a_session_without_an_id_is_refused(app: Flask, client: FlaskClient, sci
     assert page.status_code == 303 and "/sso/login" in page.headers["Location"]
     sign_in_as(app, client, scim.org_id, user_id)
     assert client.get("/admin/").status_code == 200
+
+
+# -- the connection a session came through ------------------------------------------------
+#
+# An admin disables (or deletes) an SSO connection, e.g. a partner's IdP found compromised:
+# no new sign-in goes through it, and the sessions it already made end too, in the console,
+# the SSO pages and our OIDC provider's authorize; the person signs in again through a
+# connection still trusted. Found by a probe.
+
+
+@pytest.mark.parametrize("action", ["disable", "delete"])
+def test_the_sessions_of_a_disabled_or_deleted_connection_end(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    product: Any,
+    action: str,
+) -> None:
+    """Signed in through a SAML connection: another connection's change leaves the session;
+    this one's disabling or deletion ends it for /sso/welcome and the provider."""
+    make_person(app, scim)
+    resp = saml_connection.post(
+        valid_response(saml_connection.assertion(saml_connection.start()), saml_idp)
+    )
+    assert resp.status_code == 303
+    _verifier, challenge = pkce()
+    assert signed_in(client)
+    code_from(authorize(client, product[0], challenge))
+    other = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Partner", "metadata_xml": saml_idp.metadata_xml()},
+    ).get_json()
+    assert (
+        admin.patch(f"/api/v1/sso/connections/{other['id']}", {"enabled": False}).status_code == 200
+    )
+    assert signed_in(client)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    if action == "disable":
+        assert admin.patch(url, {"enabled": False}).status_code == 200
+    else:
+        # The domain bound to it goes first (the API refuses otherwise).
+        assert admin.delete("/api/v1/sso/domains/example.com").status_code == 204
+        assert admin.delete(url).status_code == 204
+    assert not signed_in(client)
+    page = authorize(client, product[0], challenge)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/sso/login")
