@@ -50,6 +50,7 @@ class ConnectionOut(Out):
     jit_enabled = always(fields.Boolean)
     created_at = always(fields.String)
     updated_at = always(fields.String)
+    disabled_at = nullable(fields.String)  # the last disabling (kept after re-enabling)
     login_url = always(fields.String)
 
 

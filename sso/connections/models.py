@@ -44,6 +44,10 @@ class SsoConnection(Base):
     name: Mapped[str] = mapped_column(Text)
     protocol: Mapped[str] = mapped_column(String(8))  # "saml" | "oidc"
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When an admin last disabled it; kept when it is enabled again: it vouches only for
+    # sign-ins after that (``sso.signin.session.connection_open``), not for a session (or an
+    # OIDC provider's code or token) of the IdP it stopped trusting. None: never disabled.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     jit_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # IdP-initiated SAML has no request to bind the response to; off unless the admin accepts that.
     idp_initiated_allowed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -240,6 +240,8 @@ def update_connection(
 
     ``may_enable`` False: a disabled connection stays disabled (``ForbiddenError``), judged
     on the row locked here, so a disable that commits first is never undone by this save.
+    Disabling records when (``disabled_at``): enabled again, the connection vouches only for
+    sign-ins after that, never again for those of the IdP it stopped trusting.
     """
     with session.begin():
         conn = get_connection(session, org_id, connection_id)
@@ -249,6 +251,10 @@ def update_connection(
                 raise ForbiddenError("An organization admin enables a connection.")
         _check_protocol_fields(conn.protocol, fields)
         changes = _apply(session, conn, fields, secret)
+        if "enabled" in changes and not conn.enabled:
+            # Kept when it is enabled again: the sessions, codes and tokens it vouched for
+            # until now stay over (``sso.signin.session.connection_open``).
+            conn.disabled_at = utcnow()
         if "acs_path" in changes:
             _flush_acs_path(session)
         changes = seal_legacy(conn, secret) | changes
@@ -411,6 +417,8 @@ def connection_view(conn: SsoConnection, base_url: str) -> dict[str, Any]:
         "protocol": conn.protocol,
         "enabled": conn.enabled,
         "jit_enabled": conn.jit_enabled,
+        # Its latest disabling: sign-ins before it stay over, even once enabled again.
+        "disabled_at": conn.disabled_at.isoformat() if conn.disabled_at else None,
         "created_at": conn.created_at.isoformat(),
         "updated_at": conn.updated_at.isoformat(),
     }

@@ -167,7 +167,7 @@ def _signed_in() -> SignedIn | None:
     if user is None or not still_open(db.session, sso, user):
         # The status has its own answers (``claims.refusal_reason``).
         return None
-    return SignedIn(user, sso.auth_time, sso.amr, sso.session_id)
+    return SignedIn(user, sso.auth_time, sso.amr, sso.session_id, sso.connection_id)
 
 
 # What the sign-in this provider sends the person to satisfies (OIDC Core §3.1.2.1): a

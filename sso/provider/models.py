@@ -150,6 +150,11 @@ class OAuthCode(Base):
     # The random id of that sign-in session (``sso.signin.session``): its sign-out ends the
     # code (``server.still_current``). None: issued before sessions were recorded here.
     session_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The SSO connection that session came through (``sso.signin.session.connection_open``):
+    # disabled or deleted, it ends the code; enabled again, it vouches only for sign-ins
+    # (``auth_time``) after its disabling. None: a password sign-in, or a row from before
+    # 0042: not checked.
+    connection_id: Mapped[str | None] = mapped_column(String(36), default=None)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -199,6 +204,12 @@ class OAuthToken(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # The id of the sign-in session it came from, its code's: signed out, the token stops.
     session_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The SSO connection of that session and when the person signed in, its code's
+    # (``server.still_current``): the connection disabled or deleted, the token stops, and
+    # enabling it again does not bring back a token of a sign-in from before. None: a
+    # password sign-in, or a row from before 0042: not checked.
+    connection_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    auth_time: Mapped[int | None] = mapped_column(Integer, default=None)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -42,7 +42,7 @@ from sso.provider.claims import refusal_reason, user_claims
 from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
 from sso.provider.models import OAuthClient, OAuthCode, OAuthToken, secret_hash
-from sso.signin.session import ended_id
+from sso.signin.session import connection_open, ended_id
 
 SCOPES = ["openid", "profile", "email"]
 MAX_NONCE = 255
@@ -60,18 +60,30 @@ class SignedIn:
     auth_time: int
     amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in (``sso.signin.amr``)
     session_id: str | None = None  # the sign-in session's random id (``sso.signin.session``)
+    connection_id: str | None = None  # the SSO connection it came through; None: a password
 
 
-def still_current(user: User | None, epoch: int, session_id: str | None) -> User | None:
+def still_current(
+    user: User | None,
+    epoch: int,
+    session_id: str | None,
+    connection_id: str | None,
+    auth_time: int | None,
+) -> User | None:
     """``user``, if it may still sign in and the sign-in session a code or token came from
     was not ended since: by a password set or removed (``passwords.end_sessions`` moves the
-    epoch on) or by its sign-out (``session_id`` recorded as ended; one read by primary
-    key; None, a row from before ids were kept: not checked). One rule for codes and
-    tokens: a leaver's, an intruder's or a signed-out session's grant stops at once,
-    checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
+    epoch on), by its sign-out (``session_id`` recorded as ended; one read by primary
+    key; None, a row from before ids were kept: not checked), or by its SSO connection
+    disabled or deleted (``connection_open``: one read by primary key; enabled again, it
+    vouches only for sign-ins, ``auth_time``, after its disabling; None, a password
+    sign-in or a row from before 0042: not checked). One rule for codes and tokens: a
+    leaver's, an intruder's, a signed-out session's or a distrusted IdP's grant stops at
+    once, checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
     if user is None or refusal_reason(user) is not None or user.session_epoch != epoch:
         return None
     if session_id is not None and ended_id(db.session, user.org_id, session_id):
+        return None
+    if not connection_open(db.session, user.org_id, connection_id, auth_time):
         return None
     return user
 
@@ -96,10 +108,12 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
             user_id=user.id,
             scope=token.get("scope") or "",
             code_hash=code.code_hash if code is not None else None,
-            # authenticate_user checked the code's epoch is still the account's, and that
-            # its session was not signed out.
+            # authenticate_user checked the code's epoch is still the account's, that its
+            # session was not signed out and that its connection still vouches for it.
             session_epoch=user.session_epoch,
             session_id=code.session_id if code is not None else None,
+            connection_id=code.connection_id if code is not None else None,
+            auth_time=code.auth_time if code is not None else None,
             issued_at=now,
             expires_at=now + timedelta(seconds=int(token["expires_in"])),
         )
@@ -183,6 +197,8 @@ class CodeGrant(AuthorizationCodeGrant):
                 session_epoch=user.session_epoch,
                 # Its sign-out, before redemption or after, ends the code and its tokens.
                 session_id=signed_in.session_id,
+                # And so does its connection's disabling or deletion (``still_current``).
+                connection_id=signed_in.connection_id,
                 expires_at=now + timedelta(seconds=current_app.config["OAUTH_CODE_SECONDS"]),
                 created_at=now,
             )
@@ -227,10 +243,13 @@ class CodeGrant(AuthorizationCodeGrant):
             raise InvalidGrantError("The authorization code was already used.")
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
-        # The person may have been deactivated, or the session ended, since the code was issued.
+        # The person may have been deactivated, or the session ended (its connection
+        # disabled or deleted too), since the code was issued.
         code = authorization_code
         user = db.session.get(User, (code.org_id, code.user_id))
-        return still_current(user, code.session_epoch, code.session_id)
+        return still_current(
+            user, code.session_epoch, code.session_id, code.connection_id, code.auth_time
+        )
 
 
 @dataclass(frozen=True)
@@ -306,16 +325,20 @@ class OpenIDCodeExtension(OpenIDCode):
 
 class BearerValidator(BearerTokenValidator):
     """RFC 6750: the token's hash must be stored, unexpired, unrevoked, its user still allowed
-    and its sign-in session not ended by a password set or removed, nor signed out."""
+    and its sign-in session not ended by a password set or removed, nor signed out, nor by
+    its SSO connection's disabling or deletion."""
 
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
         row = db.session.get(OAuthToken, secret_hash(token_string))
         if row is None or query_client(row.client_id) is None:
             return None
         user = db.session.get(User, (row.org_id, row.user_id))
-        # A leaver's token, an intruder's after the owner's reset, or one of a session
-        # signed out, stops working at once.
-        return row if still_current(user, row.session_epoch, row.session_id) is not None else None
+        # A leaver's token, an intruder's after the owner's reset, one of a session signed
+        # out or of a connection disabled or deleted, stops working at once.
+        current = still_current(
+            user, row.session_epoch, row.session_id, row.connection_id, row.auth_time
+        )
+        return row if current is not None else None
 
 
 class UserInfo(UserInfoEndpoint):

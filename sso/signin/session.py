@@ -11,7 +11,9 @@ has a random id: signing out records it in ``sso_ended_sessions`` (``end_session
 each use reads that table by primary key (``speaks_for``, ``ended``): a copy of the cookie
 is signed out too, and so are the OIDC provider's codes and tokens issued in the session
 (``ended_id``). A session made through a connection ends with it too: disabled or
-deleted (a partner's IdP found compromised), it vouches for nobody (``connection_open``).
+deleted (a partner's IdP found compromised), it vouches for nobody (``connection_open``),
+nor, enabled again, for anyone signed in before its disabling; so do the provider's codes
+and tokens issued in such a session (they keep the connection and the sign-in time).
 """
 
 from __future__ import annotations
@@ -143,24 +145,35 @@ def still_open(db_session: Session, found: SsoSession, user: User | None) -> boo
         user is not None
         and user.session_epoch == found.epoch
         and not ended(db_session, found)
-        and connection_open(db_session, found.org_id, found.connection_id)
+        and connection_open(db_session, found.org_id, found.connection_id, found.auth_time)
     )
 
 
-def connection_open(db_session: Session, org_id: str, connection_id: str | None) -> bool:
+def connection_open(
+    db_session: Session, org_id: str, connection_id: str | None, auth_time: int | None
+) -> bool:
     """Whether the SSO connection a session (or what was issued in it) came through still
-    vouches for it: there and enabled. An admin disables or deletes a connection to stop
-    trusting its IdP (a partner's, found compromised): the sessions it made end with it,
-    not 12 hours later (enabled again, it vouches again for those not yet over). One
-    read by primary key; None (a password sign-in, no connection): nothing to check."""
+    vouches for it: there, enabled, and not disabled since the person signed in
+    (``auth_time``, seconds since the epoch). An admin disables or deletes a connection to
+    stop trusting its IdP (a partner's, found compromised): the sessions it made end with
+    it, not 12 hours later, and enabling it again once it is safe brings none of them back
+    (``disabled_at``, kept): a session of the compromise must not outlive it. Whole seconds:
+    a sign-in in the very second of the disabling counts as before it (fail closed). One
+    read by primary key; None (a password sign-in, no connection): nothing to check; an
+    unknown sign-in time is before any disabling."""
     if connection_id is None:
         return True
-    enabled = db_session.execute(
-        select(SsoConnection.enabled).where(
+    found = db_session.execute(
+        select(SsoConnection.enabled, SsoConnection.disabled_at).where(
             SsoConnection.org_id == org_id, SsoConnection.id == connection_id
         )
-    ).scalar_one_or_none()
-    return bool(enabled)
+    ).one_or_none()
+    if found is None or not found.enabled:
+        return False
+    disabled_at = found.disabled_at
+    return disabled_at is None or (
+        auth_time is not None and auth_time > int(disabled_at.timestamp())
+    )
 
 
 def ended(db_session: Session, found: SsoSession) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -305,6 +307,26 @@ def test_sign_in_records_api(
     rest = admin.get(f"/api/v1/sso/sign-ins?limit=2&cursor={body['next_cursor']}").get_json()
     assert len(rest["sign_ins"]) == 1 and rest["next_cursor"] is None
     assert admin.get("/api/v1/sso/sign-ins?outcome=success").get_json()["sign_ins"] == []
+
+
+def test_disabling_a_connection_records_when_and_enabling_it_keeps_that(
+    admin: Scim, saml_connection: SamlConnection
+) -> None:
+    """``disabled_at``: none until the connection is first disabled, then the moment of its
+    latest disabling, kept when it is enabled again (the sessions it made before that stay
+    over: ``sso.signin.session.connection_open``). A rename or a disable of a disabled
+    connection leaves it."""
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert saml_connection.data["disabled_at"] is None
+    assert ok(admin.patch(url, {"name": "Entra"}))["disabled_at"] is None
+    first = ok(admin.patch(url, {"enabled": False}))["disabled_at"]
+    assert first is not None
+    assert ok(admin.patch(url, {"enabled": False, "name": "Entra ID"}))["disabled_at"] == first
+    back = ok(admin.patch(url, {"enabled": True}))
+    assert back["enabled"] and back["disabled_at"] == first
+    assert ok(admin.get(url))["disabled_at"] == first
+    second = ok(admin.patch(url, {"enabled": False}))["disabled_at"]
+    assert datetime.fromisoformat(second) > datetime.fromisoformat(first)
 
 
 def test_delete_connection(admin: Scim, saml_connection: SamlConnection) -> None:

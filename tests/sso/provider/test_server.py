@@ -47,8 +47,13 @@ from tests.sso.provider.test_endpoints import (
 from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
 from tests.sso.provider.test_endpoints import person as person
 from tests.sso.provider.test_endpoints import product as product
+from tests.sso.saml_idp import FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.console import csrf_token
+from tests.support.credentials import set_settings
+from tests.support.local import person_with_password
+from tests.support.local import sign_in as password_sign_in
+from tests.support.sso import SamlConnection, make_person
 
 
 def _console_person(app: Flask, scim: Scim, user_id: str) -> None:
@@ -160,6 +165,149 @@ def test_an_ended_session_is_remembered_while_its_tokens_live(
     sign_in(app, someone, scim.org_id, user_id)
     _sign_out(someone)  # deletes the ended ids past their time
     assert userinfo(client, grants["access_token"]).status_code == 401
+
+
+# -- the connection the session came through --------------------------------------------------
+#
+# An admin disables or deletes an SSO connection (a partner's IdP found compromised): the
+# sessions it made end (``sso.signin.session.connection_open``), and so do the codes and
+# tokens issued in them (``oauth_codes.connection_id`` / ``oauth_tokens.connection_id``),
+# checked at each use by the connection's primary key. A re-enabled connection vouches only
+# for sign-ins after its disabling (``sso_connections.disabled_at``). Found by a probe.
+
+
+def _saml_sign_in(conn: SamlConnection, idp: FakeIdp) -> None:
+    """The person signs in through ``conn`` in its browser (``conn.client``)."""
+    resp = conn.post(valid_response(conn.assertion(conn.start()), idp))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+
+
+def _password_grants(
+    app: Flask, admin: Scim, scim: Scim, product: tuple[str, str]
+) -> tuple[FlaskClient, dict[str, Any]]:
+    """Another person signed in with a password (no connection) in another browser, and what
+    that session was given."""
+    set_settings(admin, sign_in_methods="password_allowed")
+    person_with_password(app, scim, "bob@partner.test")
+    browser = app.test_client()
+    assert password_sign_in(browser, "bob@partner.test").status_code == 303
+    return browser, _grants(browser, product)
+
+
+def _connection_ids(app: Flask) -> tuple[set[str | None], set[str | None]]:
+    with db.reader(app)() as s:
+        return set(s.scalars(select(OAuthCode.connection_id))), set(
+            s.scalars(select(OAuthToken.connection_id))
+        )
+
+
+def _refused(client: FlaskClient, product: tuple[str, str], grants: dict[str, Any]) -> None:
+    """The code is invalid_grant at the token endpoint, the access token 401 at userinfo."""
+    resp = exchange(client, product, grants["code"], grants["verifier"])
+    assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant", resp.get_json()
+    refused = userinfo(client, grants["access_token"])
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+
+
+def _honoured(client: FlaskClient, product: tuple[str, str], grants: dict[str, Any]) -> None:
+    """The access token answers at userinfo; the code gives a token that does too."""
+    assert userinfo(client, grants["access_token"]).status_code == 200
+    resp = exchange(client, product, grants["code"], grants["verifier"])
+    assert resp.status_code == 200, resp.get_json()
+    assert userinfo(client, resp.get_json()["access_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("action", ["disable", "delete"])
+def test_a_disabled_or_deleted_connection_ends_the_codes_and_tokens_issued_through_it(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    product: tuple[str, str],
+    action: str,
+) -> None:
+    """Signed in through a SAML connection, the person got an access token and a code not
+    yet redeemed: once the admin disables (or deletes) the connection, the code is
+    invalid_grant and the token 401 at userinfo (they lasted a minute and an hour). Another
+    connection's disabling changes nothing; a password session's grants go on."""
+    make_person(app, scim)
+    _saml_sign_in(saml_connection, saml_idp)
+    ended = _grants(client, product)
+    browser, kept = _password_grants(app, admin, scim, product)
+    assert _connection_ids(app) == ({saml_connection.id, None}, {saml_connection.id, None})
+    partner = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Partner", "metadata_xml": saml_idp.metadata_xml()},
+    ).get_json()
+    assert (
+        admin.patch(f"/api/v1/sso/connections/{partner['id']}", {"enabled": False}).status_code
+        == 200
+    )
+    assert userinfo(client, ended["access_token"]).status_code == 200
+
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    if action == "disable":
+        assert admin.patch(url, {"enabled": False}).status_code == 200
+    else:
+        # The domain bound to it goes first (the API refuses otherwise).
+        assert admin.delete("/api/v1/sso/domains/example.com").status_code == 204
+        assert admin.delete(url).status_code == 204
+
+    _refused(client, product, ended)
+    _honoured(browser, product, kept)
+
+
+def test_a_re_enabled_connection_gives_back_no_code_or_token_from_before_its_disabling(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    product: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disabled, then enabled again: the code and token issued before the disabling stay
+    refused (they came back to life with the connection); a sign-in after it gets grants
+    that work. The sign-in a second later on the sign-in clock: one in the very second of
+    the disabling counts as before it (whole seconds, fail closed)."""
+    make_person(app, scim)
+    _saml_sign_in(saml_connection, saml_idp)
+    before = _grants(client, product)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.patch(url, {"enabled": False}).status_code == 200
+    assert admin.patch(url, {"enabled": True}).status_code == 200
+
+    _refused(client, product, before)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    monkeypatch.setattr(sso_extension(app), "clock", lambda: later)
+    _saml_sign_in(saml_connection, saml_idp)
+    _honoured(client, product, _grants(client, product))
+
+
+def test_grants_from_before_the_upgrade_are_not_checked_against_a_connection(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    product: tuple[str, str],
+) -> None:
+    """Rows issued before codes and tokens recorded their connection have none: as before,
+    they last until they expire (a minute, an hour) whatever becomes of the connection."""
+    make_person(app, scim)
+    _saml_sign_in(saml_connection, saml_idp)
+    grants = _grants(client, product)
+    with db.reader(app)() as s, s.begin():
+        s.execute(update(OAuthToken).values(connection_id=None, auth_time=None))
+        s.execute(update(OAuthCode).values(connection_id=None))
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.patch(url, {"enabled": False}).status_code == 200
+    _honoured(client, product, grants)
 
 
 # -- the authorization request ------------------------------------------------------------------

@@ -10,12 +10,14 @@ an unlock gives no session back.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sso.extension import sso_extension
 from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
 from tests.sso.provider.test_endpoints import authorize, code_from, login_flow, pkce, userinfo
 from tests.sso.provider.test_endpoints import person as person
@@ -427,3 +429,48 @@ def test_the_sessions_of_a_disabled_or_deleted_connection_end(
     assert not signed_in(client)
     page = authorize(client, product[0], challenge)
     assert page.status_code == 302 and page.headers["Location"].startswith("/sso/login")
+
+
+def test_a_re_enabled_connection_gives_back_no_session_from_before_its_disabling(
+    app: Flask,
+    admin: Scim,
+    client: FlaskClient,
+    scim: Scim,
+    saml_connection: SamlConnection,
+    saml_idp: FakeIdp,
+    product: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disabled (a partner's IdP found compromised), then enabled again once it is safe: the
+    sessions the connection made before the disabling stay over (a copy of a cookie stolen
+    through the compromised IdP included), for /sso/welcome and the provider's authorize;
+    the person signs in again and that session works. The new sign-in a second later on the
+    sign-in clock: one in the very second of the disabling counts as before it (whole
+    seconds, fail closed)."""
+    make_person(app, scim)
+
+    def saml_sign_in() -> None:
+        resp = saml_connection.post(
+            valid_response(saml_connection.assertion(saml_connection.start()), saml_idp)
+        )
+        assert resp.status_code == 303
+
+    saml_sign_in()
+    assert signed_in(client)
+    stolen = _copy_of_cookie(app, client)
+    url = f"/api/v1/sso/connections/{saml_connection.id}"
+    assert admin.patch(url, {"enabled": False}).status_code == 200
+    assert not signed_in(client)
+    assert admin.patch(url, {"enabled": True}).status_code == 200
+
+    _, challenge = pkce()
+    for browser in (client, stolen):
+        assert not signed_in(browser)
+        page = authorize(browser, product[0], challenge)
+        assert page.status_code == 302 and page.headers["Location"].startswith("/sso/login")
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    monkeypatch.setattr(sso_extension(app), "clock", lambda: later)
+    saml_sign_in()
+    assert signed_in(client)
+    code_from(authorize(client, product[0], challenge))
+    assert not signed_in(stolen)
