@@ -11,7 +11,14 @@ from flask import Flask
 
 from scim_server import create_app
 from scim_server.audit.context import AuditContext, use_context
-from scim_server.commands import CommandEnv, build_app, domain_errors, org_option, pass_env
+from scim_server.commands import (
+    CommandEnv,
+    build_app,
+    domain_errors,
+    migrate_schema,
+    org_option,
+    pass_env,
+)
 from scim_server.db import db
 from scim_server.ratelimit import MAX_LIMIT
 
@@ -38,11 +45,11 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema (safe to run any number of times)."""
-    from scim_server.migrate import current_revision, upgrade
+    from scim_server.migrate import current_revision
 
     engine = db.engine(build_app())
     try:
-        upgrade(engine)
+        migrate_schema(engine)
         click.echo(f"database at revision {current_revision(engine)}")
     finally:
         engine.dispose()
@@ -177,15 +184,13 @@ def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
 )
 def serve(host: str, port: int, production: bool, with_worker: bool) -> None:
     """Migrate the database, then serve."""
-    from scim_server.migrate import upgrade
-
     if production:
         from scim_server.gunicorn_conf import prepare_metrics_dir
 
         # Before create_app imports prometheus_client: it picks its mode at import.
         prepare_metrics_dir()
     app = build_app()
-    upgrade(db.engine(app))
+    migrate_schema(db.engine(app))
     _print_start_hint(app, host, port)
     worker = _start_worker() if with_worker else None
     try:

@@ -16,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from flask import Flask
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from scim_server.config import ConfigError
@@ -49,9 +50,18 @@ class CommandEnv:
 
     def migrate(self) -> None:
         """Create or migrate the schema: every command works on a fresh database."""
-        from scim_server.migrate import upgrade
+        migrate_schema(db.engine(self.app))
 
-        upgrade(db.engine(self.app))
+
+def migrate_schema(engine: Engine) -> None:
+    """``migrate.upgrade``; a database that cannot be used (unreachable, or migrated by a
+    newer release) ends the command with one line and exit 1, not a traceback."""
+    from scim_server.migrate import MigrationError, upgrade
+
+    try:
+        upgrade(engine)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def build_app() -> Flask:

@@ -44,6 +44,16 @@ def env_count(name: str, default: int) -> int:
     return value
 
 
+def env_positive(name: str, default: int) -> int:
+    """An integer setting of 1 or more: a size, a lifetime or a cost for which 0 (or less)
+    means nothing sensible (``SCIM_MAX_PAGE_SIZE=0`` served pages that count users and
+    list none; a negative lifetime ended every session at once); see ``env_int``."""
+    value = env_int(name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be 1 or more, got {value}")
+    return value
+
+
 # The longest retention a setting or option takes: a hundred years. A date that far back
 # is still a date (``timedelta`` holds no more than 999,999,999 days: a larger value was an
 # OverflowError traceback).
@@ -87,11 +97,75 @@ def default_database_url(instance_path: str) -> str:
 
 
 def _secure_cookie(base_url: str | None) -> bool:
-    """Secure cookies behind https (SCIM_BASE_URL); SCIM_SESSION_COOKIE_SECURE=0/1 decides."""
-    forced = os.environ.get("SCIM_SESSION_COOKIE_SECURE")
-    if forced is not None and forced.strip():
-        return forced.strip().lower() in ("1", "true", "yes", "on")
-    return (base_url or "").lower().startswith("https://")
+    """Secure cookies behind https (SCIM_BASE_URL); SCIM_SESSION_COOKIE_SECURE=0/1 decides.
+
+    ``env_bool``: a typo (``ture``) stops the start; it turned the flag off, and the
+    session cookie went out over plain http."""
+    return env_bool("SCIM_SESSION_COOKIE_SECURE", (base_url or "").lower().startswith("https://"))
+
+
+def argon2_memory(parallelism: int) -> int:
+    """``SCIM_ARGON2_MEMORY_KIB``: argon2 needs 8 KiB per lane (RFC 9106 §3.1); less failed
+    every password check with a traceback instead of stopping the start."""
+    least = 8 * parallelism
+    value = env_positive("SCIM_ARGON2_MEMORY_KIB", 19 * 1024)
+    if value < least:
+        raise ConfigError(
+            f"SCIM_ARGON2_MEMORY_KIB must be at least {least} (8 per lane of "
+            f"SCIM_ARGON2_PARALLELISM={parallelism}), got {value}"
+        )
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+def log_level(value: str | None) -> str:
+    """``SCIM_LOG_LEVEL``: a level logging knows, in any case (an unknown one was a
+    ValueError traceback from logging at start)."""
+    level = (value or "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"SCIM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def log_format(value: str | None) -> str:
+    """``SCIM_LOG_FORMAT``: text or json (a typo silently gave text lines to a JSON reader)."""
+    name = (value or "").strip().lower() or "text"
+    if name not in LOG_FORMATS:
+        raise ConfigError(f"SCIM_LOG_FORMAT must be text or json, got {value!r}")
+    return name
+
+
+# The drivers the server speaks: SQLite's own module, PostgreSQL through psycopg 3
+# (``db.make_engine`` gives psycopg's connections their cursor class).
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+def database_url(value: str | None, instance_path: str) -> str:
+    """``SCIM_DATABASE_URL`` as given, checked at start: a path (``instance/scim.db``) or a
+    URL naming another driver (Heroku's ``postgres://``) was a SQLAlchemy traceback.
+    Errors never repeat the URL: it may hold a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not value:
+        return default_database_url(instance_path)
+    examples = "sqlite:///path/to/scim.db or postgresql+psycopg://user@host/db"
+    try:
+        driver = make_url(value).drivername
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"SCIM_DATABASE_URL is not a database URL; e.g. {examples}") from None
+    if driver in DATABASE_DRIVERS:
+        return value
+    if driver.split("+")[0] in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"SCIM_DATABASE_URL: for PostgreSQL write postgresql+psycopg://... (got {driver}://)"
+        )
+    raise ConfigError(
+        f"SCIM_DATABASE_URL must be a SQLite or PostgreSQL URL ({examples}), got {driver}://"
+    )
 
 
 def base_url(value: str | None, env: str) -> str | None:
@@ -140,19 +214,19 @@ def load_config(instance_path: str) -> dict[str, Any]:
     return {
         "SCIM_ENV": env,
         "SECRET_KEY": secret,
-        "DATABASE_URL": os.environ.get("SCIM_DATABASE_URL") or default_database_url(instance_path),
+        "DATABASE_URL": database_url(os.environ.get("SCIM_DATABASE_URL"), instance_path),
         "BASE_URL": base_url(os.environ.get("SCIM_BASE_URL"), env),
         # RFC 7644 §3.4.2.4: the server's maximum page size, advertised in
         # ServiceProviderConfig as filter.maxResults.
-        "MAX_PAGE_SIZE": env_int("SCIM_MAX_PAGE_SIZE", 1000),
-        "DEFAULT_PAGE_SIZE": env_int("SCIM_DEFAULT_PAGE_SIZE", 100),
+        "MAX_PAGE_SIZE": env_positive("SCIM_MAX_PAGE_SIZE", 1000),
+        "DEFAULT_PAGE_SIZE": env_positive("SCIM_DEFAULT_PAGE_SIZE", 100),
         # Group members returned inline by GET /Groups/{id}; larger groups are
         # read with excludedAttributes=members and filtered member lookups.
-        "MAX_INLINE_MEMBERS": env_int("SCIM_MAX_INLINE_MEMBERS", 10000),
+        "MAX_INLINE_MEMBERS": env_positive("SCIM_MAX_INLINE_MEMBERS", 10000),
         # Memory per worker process for users kept rendered for list pages
         # (``scim.user_fragments``); 0 keeps none.
         "PAGE_CACHE_MB": env_count("SCIM_PAGE_CACHE_MB", 32),
-        "MAX_CONTENT_LENGTH": env_int("SCIM_MAX_BODY_BYTES", 1024 * 1024),
+        "MAX_CONTENT_LENGTH": env_positive("SCIM_MAX_BODY_BYTES", 1024 * 1024),
         # At most this many SCIM requests at once in a worker process (``scim.admission``;
         # 0: no bound; unset: 1 on SQLite, no bound on PostgreSQL);
         # one waits at most SCIM_API_WAIT_SECONDS, then gets 503.
@@ -160,48 +234,50 @@ def load_config(instance_path: str) -> dict[str, Any]:
             env_count("SCIM_API_CONCURRENCY", 0) if os.environ.get("SCIM_API_CONCURRENCY") else None
         ),
         "SCIM_API_WAIT_SECONDS": env_count("SCIM_API_WAIT_SECONDS", 30),
-        "BULK_MAX_OPERATIONS": env_int("SCIM_BULK_MAX_OPERATIONS", 1000),
-        "BULK_MAX_PAYLOAD_BYTES": env_int("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
-        "LOG_FORMAT": os.environ.get("SCIM_LOG_FORMAT", "text"),
-        "LOG_LEVEL": os.environ.get("SCIM_LOG_LEVEL", "INFO"),
-        "DB_POOL_SIZE": env_int("SCIM_DB_POOL_SIZE", 5),
-        "DB_MAX_OVERFLOW": env_int("SCIM_DB_MAX_OVERFLOW", 10),
+        "BULK_MAX_OPERATIONS": env_positive("SCIM_BULK_MAX_OPERATIONS", 1000),
+        "BULK_MAX_PAYLOAD_BYTES": env_positive("SCIM_BULK_MAX_PAYLOAD_BYTES", 1024 * 1024),
+        "LOG_FORMAT": log_format(os.environ.get("SCIM_LOG_FORMAT")),
+        "LOG_LEVEL": log_level(os.environ.get("SCIM_LOG_LEVEL")),
+        "DB_POOL_SIZE": env_positive("SCIM_DB_POOL_SIZE", 5),
+        "DB_MAX_OVERFLOW": env_count("SCIM_DB_MAX_OVERFLOW", 10),
         # Fail fast when the database is unreachable or the pool is exhausted:
         # the client gets 503 + Retry-After instead of a worker timeout.
-        "DB_CONNECT_TIMEOUT": env_int("SCIM_DB_CONNECT_TIMEOUT", 5),
-        "DB_POOL_TIMEOUT": env_int("SCIM_DB_POOL_TIMEOUT", 10),
+        # (psycopg's connect_timeout of 0 waits for ever: 1 or more; a pool timeout of 0
+        # answers 503 at once.)
+        "DB_CONNECT_TIMEOUT": env_positive("SCIM_DB_CONNECT_TIMEOUT", 5),
+        "DB_POOL_TIMEOUT": env_count("SCIM_DB_POOL_TIMEOUT", 10),
         # SCIM requests per minute per token; 0 is unlimited. Organizations may
         # override it; their overrides are re-read every RATE_LIMIT_CACHE_SECONDS.
-        "RATE_LIMIT_PER_MINUTE": env_int("SCIM_RATE_LIMIT_PER_MINUTE", 0),
-        "RATE_LIMIT_CACHE_SECONDS": env_int("SCIM_RATE_LIMIT_CACHE_SECONDS", 10),
+        "RATE_LIMIT_PER_MINUTE": env_count("SCIM_RATE_LIMIT_PER_MINUTE", 0),
+        "RATE_LIMIT_CACHE_SECONDS": env_count("SCIM_RATE_LIMIT_CACHE_SECONDS", 10),
         # Secrets at rest (SSO connection secrets, the OIDC provider's signing keys) are
         # sealed with keys derived from SCIM_SECRET_KEY, never from development's random
         # SECRET_KEY; unset: a development key file (``sso.connections.sealing``).
         "OAUTH_KEY_SECRET": os.environ.get("SCIM_SECRET_KEY") or None,
         # The OIDC provider (``sso.provider``): lifetimes of codes, access tokens, id_tokens.
-        "OAUTH_CODE_SECONDS": env_int("SCIM_OAUTH_CODE_SECONDS", 60),
-        "OAUTH_ACCESS_TOKEN_SECONDS": env_int("SCIM_OAUTH_ACCESS_TOKEN_SECONDS", 3600),
-        "OAUTH_ID_TOKEN_SECONDS": env_int("SCIM_OAUTH_ID_TOKEN_SECONDS", 3600),
+        "OAUTH_CODE_SECONDS": env_positive("SCIM_OAUTH_CODE_SECONDS", 60),
+        "OAUTH_ACCESS_TOKEN_SECONDS": env_positive("SCIM_OAUTH_ACCESS_TOKEN_SECONDS", 3600),
+        "OAUTH_ID_TOKEN_SECONDS": env_positive("SCIM_OAUTH_ID_TOKEN_SECONDS", 3600),
         # A retired signing key stays published this long: longer than any id_token it signed.
-        "OAUTH_KEY_GRACE_SECONDS": env_int("SCIM_OAUTH_KEY_GRACE_SECONDS", 86400),
+        "OAUTH_KEY_GRACE_SECONDS": env_count("SCIM_OAUTH_KEY_GRACE_SECONDS", 86400),
         # How long a single sign-on session (``sso.signin.session``) is honoured: a signed
         # cookie cannot be revoked; its age bounds how long a stolen one is worth anything.
-        "SSO_SESSION_SECONDS": env_int("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
+        "SSO_SESSION_SECONDS": env_positive("SCIM_SSO_SESSION_SECONDS", 12 * 3600),
         # Adding or removing a second factor needs a sign-in at most this old (step-up).
-        "SECURITY_REAUTH_SECONDS": env_int("SCIM_SECURITY_REAUTH_SECONDS", 600),
+        "SECURITY_REAUTH_SECONDS": env_positive("SCIM_SECURITY_REAUTH_SECONDS", 600),
         # Proxies in front of the app (a load balancer: 1) whose X-Forwarded-For and
         # X-Forwarded-Proto are believed (``trusted_proxies``); 0 believes no such header.
         "TRUSTED_PROXIES": env_count("SCIM_TRUSTED_PROXIES", 0),
         # Password sign-in (``sso.local``): attempts per client address per minute, counted
         # in the database (every node shares the count); 0 turns the limit off.
-        "SIGNIN_ATTEMPTS_PER_MINUTE": env_int("SCIM_SIGNIN_ATTEMPTS_PER_MINUTE", 30),
+        "SIGNIN_ATTEMPTS_PER_MINUTE": env_count("SCIM_SIGNIN_ATTEMPTS_PER_MINUTE", 30),
         # A half-done sign-in (password checked, second factor or new password pending).
-        "SIGNIN_PENDING_SECONDS": env_int("SCIM_SIGNIN_PENDING_SECONDS", 600),
+        "SIGNIN_PENDING_SECONDS": env_positive("SCIM_SIGNIN_PENDING_SECONDS", 600),
         # WebAuthn relying party id (a registrable domain); default: the host of SCIM_BASE_URL.
         "WEBAUTHN_RP_ID": os.environ.get("SCIM_WEBAUTHN_RP_ID") or None,
         # The admin console (``scim_server.console``): a console session unused this long
         # ends (the person signs in again); SSO_SESSION_SECONDS still bounds its total age.
-        "CONSOLE_IDLE_SECONDS": env_int("SCIM_CONSOLE_IDLE_SECONDS", 30 * 60),
+        "CONSOLE_IDLE_SECONDS": env_positive("SCIM_CONSOLE_IDLE_SECONDS", 30 * 60),
         # The session cookie (sign-in and console): never readable by script, not sent on
         # cross-site subrequests or POSTs; Secure when the public URL is https.
         "SESSION_COOKIE_HTTPONLY": True,
@@ -229,9 +305,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "PRODUCT_NAME": os.environ.get("SCIM_PRODUCT_NAME") or "Identity",
         # Local passwords (``services.passwords``): argon2id cost. The defaults are OWASP's
         # (19 MiB, 2 passes, 1 lane); a hash made with other values is redone at sign-in.
-        "ARGON2_TIME_COST": env_int("SCIM_ARGON2_TIME_COST", 2),
-        "ARGON2_MEMORY_KIB": env_int("SCIM_ARGON2_MEMORY_KIB", 19 * 1024),
-        "ARGON2_PARALLELISM": env_int("SCIM_ARGON2_PARALLELISM", 1),
+        "ARGON2_TIME_COST": env_positive("SCIM_ARGON2_TIME_COST", 2),
+        "ARGON2_MEMORY_KIB": argon2_memory(env_positive("SCIM_ARGON2_PARALLELISM", 1)),
+        "ARGON2_PARALLELISM": env_positive("SCIM_ARGON2_PARALLELISM", 1),
         # At most this many argon2 computations at once on this node, across all its
         # workers and threads (``scim_server.slots``): sign-ins beyond it get 503 and
         # Retry-After after a wait of at most ARGON2_WAIT_MS, so they never take every
@@ -248,7 +324,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "WEBHOOK_ALLOWED_NETWORKS": parse_networks(
             os.environ.get("SCIM_WEBHOOK_ALLOWED_NETWORKS") or ""
         ),
-        "WEBHOOK_TIMEOUT_SECONDS": env_int("SCIM_WEBHOOK_TIMEOUT_SECONDS", 10),
+        "WEBHOOK_TIMEOUT_SECONDS": env_positive("SCIM_WEBHOOK_TIMEOUT_SECONDS", 10),
         # OIDC providers' back channel (``sso.oidc.http``): networks a production server may
         # reach an identity provider on although private (an IdP inside the network).
         "IDP_ALLOWED_NETWORKS": parse_networks(
@@ -257,7 +333,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # SSO domain verification (``sso.signin.txt_records``): the DNS servers asked for the TXT
         # record (comma-separated address or address:port; empty: the system's resolver).
         "DNS_RESOLVERS": parse_resolvers(os.environ.get("SCIM_DNS_RESOLVERS") or ""),
-        "DNS_TIMEOUT_SECONDS": env_int("SCIM_DNS_TIMEOUT_SECONDS", 5),
+        "DNS_TIMEOUT_SECONDS": env_positive("SCIM_DNS_TIMEOUT_SECONDS", 5),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
         # Ed25519 private key (PEM text or a file path) of the checkpoints and export
@@ -442,7 +518,7 @@ def server_config() -> dict[str, Any]:
     """
     return {
         "bind": os.environ.get("SCIM_BIND", "127.0.0.1:8000"),
-        "workers": env_int("SCIM_WORKERS", 2),
+        "workers": env_positive("SCIM_WORKERS", 2),
         # gthread: its main loop tells the arbiter it is alive while a request runs, so
         # a long response (an audit export streamed to a slow client) is not killed at
         # `timeout` as a sync worker's would be, cut short. Four threads: a request that
@@ -451,10 +527,11 @@ def server_config() -> dict[str, Any]:
         # (BENCHMARKS.md, "Sign-in (issue 12)"). "gthread" is ours: gthread with its
         # heartbeat written at most once a second (scim_server/gunicorn_worker.py).
         "worker_class": _worker_class(os.environ.get("SCIM_WORKER_CLASS") or "gthread"),
-        "threads": env_int("SCIM_THREADS", 4),
-        "timeout": env_int("SCIM_TIMEOUT", 30),
-        "graceful_timeout": env_int("SCIM_GRACEFUL_TIMEOUT", 30),
-        "keepalive": env_int("SCIM_KEEPALIVE", 5),
+        "threads": env_positive("SCIM_THREADS", 4),
+        # gunicorn's own 0: no timeout, no keep-alive.
+        "timeout": env_count("SCIM_TIMEOUT", 30),
+        "graceful_timeout": env_count("SCIM_GRACEFUL_TIMEOUT", 30),
+        "keepalive": env_count("SCIM_KEEPALIVE", 5),
         # Not gunicorn's: how long our worker without room leaves a new connection to the
         # others (scim_server/gunicorn_worker.py).
         "accept_hold_ms": env_count("SCIM_ACCEPT_HOLD_MS", 20),

@@ -275,3 +275,56 @@ def test_names_with_control_characters_are_refused(cli, args):
     assert "cannot hold control characters" in result.output
     assert len(cli("org", "list").output.splitlines()) == 1
     assert cli("token", "list", "--org", "acme").output == ""
+
+
+# -- a database the server cannot use: one clear line, not a traceback ---------------------
+
+COMMANDS = [("serve", "--port", "8123"), ("db", "upgrade"), ("org", "list"), ("audit", "verify")]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unreachable_database_is_one_clear_line(lenient_cli, monkeypatch, command):
+    """A PostgreSQL that is down (or refuses us): `serve`, `db upgrade` and every command
+    migrate first, and printed psycopg's OperationalError traceback. One line now, naming
+    the database without its password; exit 1, nothing served."""
+    monkeypatch.setenv("SCIM_DATABASE_URL", "postgresql+psycopg://scim:hunter2@127.0.0.1:1/scim")
+    monkeypatch.setenv("SCIM_DB_CONNECT_TIMEOUT", "2")
+    started: dict = {}
+    monkeypatch.setattr("flask.Flask.run", lambda self, **kw: started.update(kw))
+    result = lenient_cli(*command)
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        "Error: cannot connect to the database at postgresql+psycopg://scim:***@127.0.0.1:1/scim: "
+    ), result.output
+    assert result.output.count("\n") == 1 and "hunter2" not in result.output
+    assert not started
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_database_a_newer_release_migrated_is_one_clear_line(
+    lenient_cli, tmp_path, monkeypatch, command
+):
+    """After rolling the code back, the database is at a revision this release does not
+    know: Alembic's "Can't locate revision" traceback before. One line saying so, exit 1,
+    the database left as it is."""
+    assert lenient_cli("db", "upgrade").exit_code == 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0999'")
+    started: dict = {}
+    monkeypatch.setattr("flask.Flask.run", lambda self, **kw: started.update(kw))
+    result = lenient_cli(*command)
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    from tests.support.data import head_revision
+
+    assert result.output == (
+        "Error: the database is at revision 0999, which this release does not know (its "
+        f"newest is {head_revision()}): a newer release migrated it. Run that release, or "
+        "restore the backup taken before the upgrade.\n"
+    )
+    assert not started
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0999"
+    engine.dispose()

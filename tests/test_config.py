@@ -265,3 +265,200 @@ def test_without_trusted_proxies_a_forwarded_header_changes_nothing(app, still_m
         assert _password_attempt(app, client_address).status_code == 401
     assert _password_attempt(app, "198.51.100.3").status_code == 429
     assert _failures(app, org_id)[-2:] == [BALANCER, BALANCER]
+
+
+# -- numbers, each by its meaning; settings that are no setting ------------------------------
+
+# Sizes, lifetimes and costs for which 0 (or less) means nothing sensible: 1 or more.
+POSITIVE = [
+    "SCIM_MAX_PAGE_SIZE",
+    "SCIM_DEFAULT_PAGE_SIZE",
+    "SCIM_MAX_INLINE_MEMBERS",
+    "SCIM_MAX_BODY_BYTES",
+    "SCIM_BULK_MAX_OPERATIONS",
+    "SCIM_BULK_MAX_PAYLOAD_BYTES",
+    "SCIM_DB_POOL_SIZE",
+    "SCIM_DB_CONNECT_TIMEOUT",
+    "SCIM_OAUTH_CODE_SECONDS",
+    "SCIM_OAUTH_ACCESS_TOKEN_SECONDS",
+    "SCIM_OAUTH_ID_TOKEN_SECONDS",
+    "SCIM_SSO_SESSION_SECONDS",
+    "SCIM_SECURITY_REAUTH_SECONDS",
+    "SCIM_SIGNIN_PENDING_SECONDS",
+    "SCIM_CONSOLE_IDLE_SECONDS",
+    "SCIM_ARGON2_TIME_COST",
+    "SCIM_ARGON2_PARALLELISM",
+    "SCIM_WEBHOOK_TIMEOUT_SECONDS",
+    "SCIM_DNS_TIMEOUT_SECONDS",
+]
+# Counts and waits for which 0 means off, none or at once (README): 0 or more.
+COUNTS = [
+    "SCIM_DB_MAX_OVERFLOW",
+    "SCIM_DB_POOL_TIMEOUT",
+    "SCIM_RATE_LIMIT_PER_MINUTE",
+    "SCIM_RATE_LIMIT_CACHE_SECONDS",
+    "SCIM_OAUTH_KEY_GRACE_SECONDS",
+    "SCIM_SIGNIN_ATTEMPTS_PER_MINUTE",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name in POSITIVE for value in ("0", "-1")]
+    + [(name, "-1") for name in COUNTS],
+)
+def test_a_number_out_of_its_range_stops_the_start(monkeypatch, tmp_path, name, value):
+    """Each size, lifetime or count is checked by its meaning: SCIM_MAX_PAGE_SIZE=0 served
+    pages that count users and list none, SCIM_MAX_BODY_BYTES=-1 answered every POST 413,
+    a negative lifetime ended every session at once. The start stops, naming the setting."""
+    monkeypatch.setenv(name, value)
+    wanted = "0 or more" if name in COUNTS else "1 or more"
+    with pytest.raises(ConfigError, match=f"^{name} must be {wanted}, got {value}$"):
+        load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", COUNTS)
+def test_a_count_may_be_zero(monkeypatch, tmp_path, name):
+    """0 is a count's "off" or "none" (no rate limit, no overflow, no wait): taken."""
+    monkeypatch.setenv(name, "0")
+    key = name.removeprefix("SCIM_")
+    assert load_config(str(tmp_path))[key] == 0
+
+
+def test_argon2_memory_must_hold_its_lanes(monkeypatch, tmp_path):
+    """argon2 needs 8 KiB per lane: a smaller SCIM_ARGON2_MEMORY_KIB failed every password
+    check with a traceback; it stops the start."""
+    monkeypatch.setenv("SCIM_ARGON2_PARALLELISM", "4")
+    monkeypatch.setenv("SCIM_ARGON2_MEMORY_KIB", "16")
+    with pytest.raises(ConfigError, match=r"^SCIM_ARGON2_MEMORY_KIB must be at least 32 "):
+        load_config(str(tmp_path))
+    monkeypatch.setenv("SCIM_ARGON2_MEMORY_KIB", "32")
+    assert load_config(str(tmp_path))["ARGON2_MEMORY_KIB"] == 32
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "wanted"),
+    [
+        ("SCIM_WORKERS", "0", "1 or more"),
+        ("SCIM_WORKERS", "-2", "1 or more"),
+        ("SCIM_THREADS", "-1", "1 or more"),
+        ("SCIM_TIMEOUT", "-1", "0 or more"),
+        ("SCIM_GRACEFUL_TIMEOUT", "-1", "0 or more"),
+        ("SCIM_KEEPALIVE", "-1", "0 or more"),
+    ],
+)
+def test_a_bad_gunicorn_number_stops_the_start(monkeypatch, name, value, wanted):
+    """``serve --production``'s settings: no worker or thread is no server; gunicorn's own
+    0 (no timeout, no keep-alive) stays allowed."""
+    from scim_server.config import server_config
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name} must be {wanted}, got {value}$"):
+        server_config()
+
+
+def test_a_zero_page_size_stops_the_cli_and_touches_no_database(monkeypatch, tmp_path):
+    """Through the command line: exit 1, one line naming the setting, no traceback, and no
+    database made."""
+    from scim_server.cli import main
+
+    database = tmp_path / "cfg.db"
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("SCIM_MAX_PAGE_SIZE", "0")
+    result = CliRunner().invoke(main, ["org", "list"])
+    assert result.exit_code == 1
+    assert result.output == "Error: SCIM_MAX_PAGE_SIZE must be 1 or more, got 0\n"
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("", True), ("0", False), ("false", False), ("1", True), ("on", True)],
+)
+def test_session_cookie_secure_setting(monkeypatch, tmp_path, value, expected):
+    """SCIM_SESSION_COOKIE_SECURE: on behind https unless turned off."""
+    monkeypatch.setenv("SCIM_BASE_URL", "https://id.example.com")
+    if value is None:
+        monkeypatch.delenv("SCIM_SESSION_COOKIE_SECURE", raising=False)
+    else:
+        monkeypatch.setenv("SCIM_SESSION_COOKIE_SECURE", value)
+    assert load_config(str(tmp_path))["SESSION_COOKIE_SECURE"] is expected
+
+
+def test_a_session_cookie_secure_typo_stops_the_start(monkeypatch, tmp_path):
+    """SCIM_SESSION_COOKIE_SECURE=ture (true mistyped) turned the Secure flag off behind
+    https: the session cookie went out over plain http. Refused, as SCIM_HSTS=ture is."""
+    monkeypatch.setenv("SCIM_BASE_URL", "https://id.example.com")
+    monkeypatch.setenv("SCIM_SESSION_COOKIE_SECURE", "ture")
+    with pytest.raises(ConfigError, match=r"^SCIM_SESSION_COOKIE_SECURE must be true or false"):
+        load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SCIM_LOG_LEVEL", "LOUD", "SCIM_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, "),
+        ("SCIM_LOG_FORMAT", "jsno", "SCIM_LOG_FORMAT must be text or json, got 'jsno'"),
+        ("SCIM_DATABASE_URL", "instance/scim.db", "SCIM_DATABASE_URL is not a database URL"),
+        ("SCIM_DATABASE_URL", "sqlite:/x.db", "SCIM_DATABASE_URL is not a database URL"),
+        (
+            "SCIM_DATABASE_URL",
+            "postgres://scim:pw@db/scim",
+            "SCIM_DATABASE_URL: for PostgreSQL write postgresql\\+psycopg://",
+        ),
+        (
+            "SCIM_DATABASE_URL",
+            "postgresql://scim@db/scim",
+            "SCIM_DATABASE_URL: for PostgreSQL write postgresql\\+psycopg://",
+        ),
+        ("SCIM_DATABASE_URL", "mysql://scim@db/scim", "SCIM_DATABASE_URL must be a SQLite or "),
+    ],
+)
+def test_a_bad_setting_is_a_clear_error(monkeypatch, tmp_path, name, value, message):
+    """A log level logging does not know, a database URL that is a path or names another
+    driver (Heroku's postgres://): tracebacks from logging or SQLAlchemy before; a clear
+    error now, which never repeats the URL's password."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{message}") as raised:
+        load_config(str(tmp_path))
+    assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), (" Warning ", "WARNING")])
+def test_log_level_in_any_case(monkeypatch, tmp_path, value, expected):
+    """The level's name in any case, as logging names it."""
+    monkeypatch.setenv("SCIM_LOG_LEVEL", value)
+    assert load_config(str(tmp_path))["LOG_LEVEL"] == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///instance/scim.db",
+        "sqlite+pysqlite:////var/lib/scim.db",
+        "postgresql+psycopg://scim@db.internal/scim",
+    ],
+)
+def test_database_urls_that_work(monkeypatch, tmp_path, url):
+    """SQLite files and PostgreSQL through psycopg, as given."""
+    monkeypatch.setenv("SCIM_DATABASE_URL", url)
+    assert load_config(str(tmp_path))["DATABASE_URL"] == url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCIM_LOG_LEVEL", "LOUD"),
+        ("SCIM_DATABASE_URL", "instance/scim.db"),
+        ("SCIM_DATABASE_URL", "postgres://scim@db/scim"),
+    ],
+)
+def test_a_bad_setting_stops_the_command_line_in_one_line(monkeypatch, tmp_path, name, value):
+    """``scim-server``: exit 1 and "Error: NAME ...", no traceback (as SCIM_SMTP_URL)."""
+    from scim_server.cli import main
+
+    monkeypatch.setenv("SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'cfg.db'}")
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["org", "list"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {name}") and result.output.count("\n") == 1

@@ -6,6 +6,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from scim_server.db import db
 from scim_server.migrate import alembic_config
 from tests.support.admin_api import admin_of
 from tests.support.credentials import employee
@@ -218,3 +219,108 @@ def test_0034_names_the_scheduler_of_a_waiting_send_to_me(connection, scim):
         cli: (None, "scheduled", False),
         plain: (None, "scheduled", False),
     }
+
+
+_REFERRING = ("user_passwords", "password_history", "console_grants")
+
+
+def _counts(connection) -> dict[str, int]:
+    return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in _REFERRING}
+
+
+@pytest.mark.parametrize(
+    ("down_to", "column"),
+    [
+        ("0029", "session_epoch"),
+        ("0027", "status_before_deactivation"),
+        ("0020", "rules_input_hash"),
+    ],
+)
+def test_going_down_past_a_users_column_keeps_what_refers_to_users(
+    app, connection, scim, down_to, column
+):
+    """0030, 0028 and 0021 down dropped their users column by copying the table: on SQLite
+    the DROP TABLE users deleted every row of the tables referring to it (passwords, their
+    history, console grants, roles, second factors...). The column is dropped in place now:
+    every row stays, down and up again."""
+    from tests.support.console import console_user
+    from tests.support.local import person_with_password
+
+    person_with_password(app, scim, "ann@example.com")
+    console_user(app, scim, "boss@example.com", "org_admin")
+    before = _counts(connection)
+    assert all(before.values()), before
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, down_to)
+    columns = connection.execute(text("SELECT * FROM users LIMIT 0")).keys()
+    assert column not in columns
+    assert _counts(connection) == before
+    command.upgrade(cfg, "head")
+    assert _counts(connection) == before
+
+
+def _migrate_file(url: str) -> str:
+    """What one process starting on ``url`` does first: migrate, then read the revision."""
+    from scim_server.db import make_engine
+    from scim_server.migrate import current_revision, upgrade
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        return str(current_revision(engine))
+    finally:
+        engine.dispose()
+
+
+def test_processes_migrating_one_sqlite_file_take_turns(tmp_path):
+    """`serve` and `worker` started together after an upgrade both migrate. On PostgreSQL an
+    advisory lock makes them take turns; on SQLite all but one failed at once ("database is
+    locked": a read transaction cannot become a write). They take turns too now: the first
+    migrates, the others find the head and do nothing."""
+    from tests.support.processes import started_together
+
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        found = started_together(_migrate_file, url, count=6)
+        assert found == [head_revision()] * 6, found
+
+
+def test_down_to_0030_and_up_again_keeps_scim_documents_and_the_chain(app, connection, scim):
+    """Users (one deactivated), a group with members, tokens and a checkpoint written at head;
+    down to 0030 and up again: every SCIM GET answers the same document, the log verifies,
+    and the checkpoint filed before still matches."""
+    from scim_server.audit.checkpoints import compare_filed
+
+    admin = admin_of(scim)
+    user_schema = "urn:ietf:params:scim:schemas:core:2.0:User"
+    ids = []
+    for i in range(3):
+        resp = scim.post(
+            "/scim/v2/Users",
+            {"schemas": [user_schema], "userName": f"u{i}@example.com", "active": i != 1},
+        )
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        ids.append(resp.get_json()["id"])
+    resp = scim.post(
+        "/scim/v2/Groups",
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Team",
+            "members": [{"value": ids[0]}, {"value": ids[2]}],
+        },
+    )
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    group_id = resp.get_json()["id"]
+    checkpoint = admin.post("/api/v1/audit/checkpoints", None).get_json()
+    paths = [f"/scim/v2/Users/{i}" for i in ids] + [f"/scim/v2/Groups/{group_id}"]
+    before = {p: scim.get(p).get_json() for p in paths}
+    cfg = alembic_config(connection.engine)
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, "0030")
+    command.upgrade(cfg, "head")
+    assert {p: scim.get(p).get_json() for p in paths} == before
+    verified = admin.get("/api/v1/audit/verify").get_json()
+    assert verified["ok"] is True, verified
+    with db.reader(app)() as s:
+        assert compare_filed(s, scim.org_id, checkpoint) is None

@@ -8,13 +8,16 @@ change the filed copy: ``compare_filed`` finds the difference.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scim_server.audit import offline, statements
+from scim_server.audit import offline, signing, statements
 from scim_server.audit.recorder import add_checkpoint, lock_head, record
+from scim_server.audit.signing import Signer
+from scim_server.db import AUDIT_SIGNER_INFO
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 
 
@@ -43,23 +46,46 @@ def list_documents(session: Session, org_id: str, limit: int = 100) -> list[dict
     return [statements.document(cp) for cp in session.scalars(stmt)]
 
 
+def _server_keys(session: Session) -> dict[str, offline.PublicKey]:
+    """The keys a filed checkpoint may be signed with: those the database publishes, and
+    the server's own current key (``SCIM_AUDIT_SIGNING_KEY``), which is not in the database
+    under test when it was put back from before the key's first statement."""
+    signer = session.info.get(AUDIT_SIGNER_INFO)
+    published = signing.published_keys(session, signer if isinstance(signer, Signer) else None)
+    return offline.load_public_keys(json.dumps(published))
+
+
 def compare_filed(session: Session, org_id: str, doc: dict[str, Any]) -> str | None:
-    """What contradicts a filed checkpoint in the database's chain; None if it agrees."""
+    """What contradicts a filed checkpoint in the database's chain; None if it agrees.
+
+    Its signature is checked first (a forged document proves nothing), with the keys the
+    database publishes and the server's current one; a document whose key neither knows, at
+    a seq past the chain's head, is reported as both: history removed, or not ours."""
     if not isinstance(doc, dict) or doc.get("type") != offline.CHECKPOINT_TYPE:
         return "the file is not a checkpoint document"
     if doc.get("organization") != org_id:
         return f"the filed checkpoint is of another organization ({doc.get('organization')})"
-    problem = offline.check_signature(
-        doc, statements.public_keys(session), offline.parse_time(doc.get("created_at"))
-    )
+    keys = _server_keys(session)
+    problem = offline.check_signature(doc, keys, offline.parse_time(doc.get("created_at")))
+    seq, expected = doc.get("seq"), doc.get("hash")
+    head = session.get(AuditHead, org_id, populate_existing=True)
+    removed = isinstance(seq, int) and (head is None or seq > head.seq)
+    kid = doc.get("key_id")
+    if problem and removed and isinstance(kid, str) and kid not in keys:
+        # A database put back from before the key was registered lists neither it nor what
+        # it signed: a rollback explains both, and so would a document not of this server.
+        return (
+            f"the chain ends before the filed checkpoint's event {seq}, and the key that "
+            f"signed it ({kid}) is not one this database lists (history removed, or the "
+            "checkpoint is not this server's)"
+        )
     if problem:
         return f"the filed checkpoint is not authentic: {problem}"
-    seq, expected = doc.get("seq"), doc.get("hash")
     if not isinstance(seq, int):
         return "the filed checkpoint has no seq"
-    head = session.get(AuditHead, org_id, populate_existing=True)
-    if head is None or seq > head.seq:
+    if removed:
         return f"the chain ends before the filed checkpoint's event {seq} (history removed)"
+    assert head is not None
     if seq == head.base_seq:
         actual: str | None = head.base_hash
     elif seq < head.base_seq:

@@ -170,6 +170,36 @@ def register_key(session: Session, signer: Signer) -> None:
     session.flush()
 
 
+def resign_keys(session: Session, previous: bytes) -> list[tuple[str, str]]:
+    """Sign again, with the current HMAC key, the key rows that carry ``previous``'s (in the
+    caller's transaction): (key id, status) for each row that carries a signature.
+
+    After the HMAC key changed (SCIM_SECRET_KEY, when SCIM_AUDIT_KEY is not set) every row
+    was "not the server's": ``published_keys`` dropped the keys that signed earlier exports
+    and checkpoints, which then failed the auditor's check. ``resigned``: verified under
+    ``previous``, signed again; ``current``: already the current key's; ``unverified``:
+    neither (a row someone added), left as it is and still not published. Rows from before
+    migration 0029 (no signature) are ``register_key``'s to adopt."""
+    hmac_key = chain.signing_key(session)
+    rows = session.scalars(
+        select(AuditSigningKey)
+        .where(AuditSigningKey.signature.is_not(None))
+        .order_by(AuditSigningKey.valid_from, AuditSigningKey.key_id)
+        .with_for_update()
+    ).all()
+    states = []
+    for row in rows:
+        if _signed(hmac_key, row):
+            states.append((row.key_id, "current"))
+        elif _signed(previous, row):
+            row.signature = _signature_of(hmac_key, row)
+            states.append((row.key_id, "resigned"))
+        else:
+            states.append((row.key_id, "unverified"))
+    session.flush()
+    return states
+
+
 def _signature_of(hmac_key: bytes, row: AuditSigningKey) -> str:
     return chain.key_signature(
         hmac_key, row.key_id, row.algorithm, row.public_key, row.valid_from, row.valid_until

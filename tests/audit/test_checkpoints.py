@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -297,3 +298,137 @@ def test_key_rows_from_before_their_signatures_are_adopted_once(scim, admin, cli
     _checkpoint(admin)
     served = {k["key_id"] for k in client.get("/.well-known/audit-keys").get_json()["keys"]}
     assert late.key_id not in served and retired.key_id in served
+
+
+# -- a backup put back: the filed checkpoint says what is missing ---------------------------
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """SQLite's backup API (the WAL and its index stay consistent): a backup taken, or put back."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def _restored_cli(tmp_path: Path, monkeypatch) -> Any:
+    key = tmp_path / "signing.pem"
+    key.write_bytes(new_private_pem())
+    runner = _cli_env(tmp_path, monkeypatch, key)
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return run
+
+
+def test_a_backup_put_back_is_caught_by_a_checkpoint_filed_after_it(tmp_path, monkeypatch):
+    """Backup, more writes, a checkpoint filed, the backup put back: the filed checkpoint
+    says history removed; once new writes pass its seq, rewritten."""
+    run = _restored_cli(tmp_path, monkeypatch)
+    database = tmp_path / "cli.db"
+    assert run("org", "create", "acme").exit_code == 0
+    assert run("token", "create", "--org", "acme").exit_code == 0
+    assert run("audit", "checkpoint", "--org", "acme").exit_code == 0  # the key is registered
+    _copy_database(database, tmp_path / "backup.db")
+    for i in range(3):
+        assert run("token", "create", "--org", "acme", "--name", f"n{i}").exit_code == 0
+    filed = tmp_path / "cp.json"
+    filed.write_text(run("audit", "checkpoint", "--org", "acme").output)
+    _copy_database(tmp_path / "backup.db", database)
+    result = run("audit", "verify", "--checkpoint", str(filed))
+    assert result.exit_code == 1 and "history removed" in result.output, result.output
+    for i in range(5):
+        assert run("token", "create", "--org", "acme", "--name", f"m{i}").exit_code == 0
+    result = run("audit", "verify", "--checkpoint", str(filed))
+    assert result.exit_code == 1 and "rewritten" in result.output, result.output
+
+
+def test_a_backup_from_before_the_first_checkpoint_is_history_removed(tmp_path, monkeypatch):
+    """The same with a backup taken before any checkpoint or export: the database put back
+    lists no signing key, and the filed checkpoint was called not authentic ("signed by key
+    X, which is not among the public keys given"), X being the server's own current key.
+    The server's key is one of its keys: the report is the rollback."""
+    run = _restored_cli(tmp_path, monkeypatch)
+    database = tmp_path / "cli.db"
+    assert run("org", "create", "acme").exit_code == 0
+    assert run("token", "create", "--org", "acme").exit_code == 0
+    _copy_database(database, tmp_path / "backup.db")
+    for i in range(3):
+        assert run("token", "create", "--org", "acme", "--name", f"n{i}").exit_code == 0
+    filed = tmp_path / "cp.json"
+    filed.write_text(run("audit", "checkpoint", "--org", "acme").output)
+    seq = json.loads(filed.read_text())["seq"]
+    _copy_database(tmp_path / "backup.db", database)
+    result = run("audit", "verify", "--checkpoint", str(filed))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"acme: BROKEN at event {seq}: the chain ends before the filed checkpoint's event "
+        f"{seq} (history removed)\n"
+    )
+
+
+def test_a_backup_from_before_a_rotated_key_is_history_removed_or_not_ours(tmp_path, monkeypatch):
+    """Put back from before the key that signed the filed checkpoint was registered, the
+    server since moved to another key: the key is in neither. The chain ending before the
+    checkpoint's event is reported with that: rollback, or a checkpoint not of this server."""
+    run = _restored_cli(tmp_path, monkeypatch)
+    database = tmp_path / "cli.db"
+    assert run("org", "create", "acme").exit_code == 0
+    _copy_database(database, tmp_path / "backup.db")
+    for i in range(3):
+        assert run("token", "create", "--org", "acme", "--name", f"n{i}").exit_code == 0
+    filed = tmp_path / "cp.json"
+    filed.write_text(run("audit", "checkpoint", "--org", "acme").output)
+    doc = json.loads(filed.read_text())
+    _copy_database(tmp_path / "backup.db", database)
+    monkeypatch.setenv("SCIM_AUDIT_SIGNING_KEY", new_private_pem().decode())
+    result = run("audit", "verify", "--checkpoint", str(filed))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"acme: BROKEN at event {doc['seq']}: the chain ends before the filed checkpoint's "
+        f"event {doc['seq']}, and the key that signed it ({doc['key_id']}) is not one this "
+        "database lists (history removed, or the checkpoint is not this server's)\n"
+    )
+
+
+def test_a_forged_checkpoint_within_the_chain_is_not_authentic(tmp_path, monkeypatch):
+    """A checkpoint signed by a key the server never had, at a seq the chain holds: not
+    authentic, as before (the current key is accepted, no other)."""
+    run = _restored_cli(tmp_path, monkeypatch)
+    assert run("org", "create", "acme").exit_code == 0
+    doc = json.loads(run("audit", "checkpoint", "--org", "acme").output)
+    forged = signer_from_pem(new_private_pem()).sign(doc)
+    filed = tmp_path / "forged.json"
+    filed.write_text(json.dumps(forged))
+    result = run("audit", "verify", "--checkpoint", str(filed))
+    assert result.exit_code == 1
+    assert f"the filed checkpoint is not authentic: it is signed by key {forged['key_id']}" in (
+        result.output
+    )
+
+
+def test_exports_and_checkpoints_from_before_a_key_rotation_verify_offline(tmp_path, monkeypatch):
+    """After SCIM_AUDIT_SIGNING_KEY is rotated, an export and a checkpoint made before check
+    out against the published keys (`public-key --json`) and with `verify --checkpoint`."""
+    run = _restored_cli(tmp_path, monkeypatch)
+    assert run("org", "create", "acme").exit_code == 0
+    assert run("token", "create", "--org", "acme").exit_code == 0
+    cp1 = tmp_path / "cp1.json"
+    cp1.write_text(run("audit", "checkpoint", "--org", "acme").output)
+    old = tmp_path / "old.csv"
+    assert run("audit", "export", "--org", "acme", "--format", "csv", "-o", str(old)).exit_code == 0
+    monkeypatch.setenv("SCIM_AUDIT_SIGNING_KEY", new_private_pem().decode())
+    assert run("token", "create", "--org", "acme", "--name", "x").exit_code == 0
+    assert run("audit", "verify", "--checkpoint", str(cp1)).exit_code == 0
+    keys = tmp_path / "keys.json"
+    keys.write_text(run("audit", "public-key", "--json").output)
+    result = CliRunner().invoke(
+        main,
+        ["audit", "verify-export", str(old), "--public-key", str(keys), "--checkpoint", str(cp1)],
+    )
+    assert result.exit_code == 0, result.output

@@ -32,5 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("session_epoch")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35+ too), as 0039: a batch copy of
+    # ``users`` dropped the table, and its foreign keys' ON DELETE CASCADE emptied the tables
+    # that refer to it (passwords, their history, console grants, roles, second factors...).
+    op.drop_column("users", "session_epoch")
