@@ -91,12 +91,7 @@ def patch_license(license_id: str) -> Response:
     body = load(LicenseFields, json_object())
     if "currency" in body:
         body["currency"] = body["currency"].upper()
-    session = db.session
-    if "name" in body:
-        current = licenses.get_license(session, g.org_id, license_id).name
-        session.rollback()
-        directory.check_references(session, g.org_id, license_rename=(current, body["name"]))
-    licenses.update_license(session, g.org_id, license_id, body)
+    directory.update_license(db.session, g.org_id, license_id, body)
     return jsonify(_license(license_id))
 
 
@@ -104,9 +99,6 @@ def patch_license(license_id: str) -> Response:
 @audited("license.delete")
 @api_doc(tag="licenses", status=204)
 def delete_license(license_id: str) -> Response:
-    session = db.session
-    current = licenses.get_license(session, g.org_id, license_id).name
-    session.rollback()
-    directory.check_references(session, g.org_id, license_rename=(current, None))
-    licenses.delete_license(session, g.org_id, license_id)
+    """Delete a license; refused while users hold it or the settings or active rules name it."""
+    directory.delete_license(db.session, g.org_id, license_id)
     return Response(status=204)

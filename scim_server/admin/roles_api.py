@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Response, g, jsonify
 from marshmallow import RAISE, Schema, fields, validate
-from sqlalchemy import select
 
 from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
@@ -67,10 +66,5 @@ def create_role() -> tuple[Response, int]:
 @api_doc(tag="roles", status=204)
 def delete_role(role_id: str) -> Response:
     """Delete a role (holders lose it); refused while the settings or active rules name it."""
-    session = db.session
-    name = session.scalar(select(Role.name).where(Role.org_id == g.org_id, Role.id == role_id))
-    session.rollback()  # the check and the delete run in transactions of their own
-    if name is not None:
-        directory.check_references(session, g.org_id, role_removed=name)
-    roles.delete_role(session, g.org_id, role_id)
+    directory.delete_role(db.session, g.org_id, role_id)
     return Response(status=204)

@@ -130,10 +130,7 @@ def update_license(license_id: str) -> Response:
     s = db.session
     org_id = person().org_id
     try:
-        current = licenses.get_license(s, org_id, license_id).name
-        s.rollback()
-        directory.check_references(s, org_id, license_rename=(current, values["name"]))
-        licenses.update_license(s, org_id, license_id, _values(values))
+        directory.update_license(s, org_id, license_id, _values(values))
     except DomainError as err:
         s.rollback()
         return _edit_page(license_id, err.status, problem=err.detail, form=request.form)
@@ -149,8 +146,7 @@ def delete_license(license_id: str) -> Response:
     try:
         current = licenses.get_license(s, org_id, license_id).name
         s.rollback()
-        directory.check_references(s, org_id, license_rename=(current, None))
-        licenses.delete_license(s, org_id, license_id)
+        directory.delete_license(s, org_id, license_id)
     except DomainError as err:
         s.rollback()
         return _edit_page(license_id, err.status, problem=err.detail)
@@ -207,11 +203,10 @@ def delete_role(role_id: str) -> Response:
     name = next((r.name for r in roles.list_roles(s, org_id) if r.id == role_id), None)
     s.rollback()
     if name is None:
-        roles.delete_role(s, org_id, role_id)  # the service's 404
+        directory.delete_role(s, org_id, role_id)  # the service's 404
         return redirect(url_for("console.directory.list_roles"), code=303)  # type: ignore[return-value]
     try:
-        directory.check_references(s, org_id, role_removed=name)
-        roles.delete_role(s, org_id, role_id)
+        directory.delete_role(s, org_id, role_id)
     except DomainError as err:
         s.rollback()
         return _roles_page(err.status, problem=err.detail)

@@ -58,16 +58,23 @@ def update_settings(session: Session, org_id: str, raw: dict[str, Any]) -> dict[
                 f"default_groups: no group with id {', '.join(map(repr, unknown))} "
                 "in this organization."
             )
+        # FOR NO KEY UPDATE: two saves take turns, but the foreign-key check of every
+        # audited write's audit INSERT (FOR KEY SHARE on this row, taken while that write
+        # holds the audit head, which this save takes at its commit) does not wait: with
+        # FOR UPDATE the two would deadlock.
         org = session.scalar(
-            select(Organization).where(Organization.id == org_id).with_for_update()
+            select(Organization).where(Organization.id == org_id).with_for_update(key_share=True)
         )
         if org is None:
             raise NotFoundError(f"Organization {org_id!r} not found.")
+        # The license and roles named are kept (FOR KEY SHARE) until the commit: a delete
+        # or rename of one (``delete_license``, ``update_license``, ``delete_role``) waits
+        # and then sees the settings name it, or this finds it gone.
         if new["default_license"] and not licenses.find_license(
-            session, org_id, new["default_license"]
+            session, org_id, new["default_license"], keep=True
         ):
             raise InvalidValueError(f"default_license: unknown license {new['default_license']!r}.")
-        found = roles.find_roles(session, org_id, new["default_roles"])
+        found = roles.find_roles(session, org_id, new["default_roles"], keep=True)
         missing = [r for r in new["default_roles"] if fold(r) not in found]
         if missing:
             raise InvalidValueError(
@@ -142,7 +149,42 @@ def account_of(session: Session, org_id: str, contact_id: str) -> User | None:
 # -- licenses and roles: renames and deletes must not break the rules -------------------
 
 
-def check_references(
+def update_license(
+    session: Session, org_id: str, license_id: str, fields: dict[str, Any]
+) -> License:
+    """Change a license (``licenses.change_license``); a rename the settings or the active
+    rules depend on is refused (409), checked in the same transaction with the license
+    locked (``FOR UPDATE``): a settings save or an activation naming it by its old name
+    (which lock it ``FOR KEY SHARE``) either committed before the check, which then sees
+    it, or waits and then finds no license of that name."""
+    with session.begin():
+        lic = licenses.get_license(session, org_id, license_id, for_update=True)
+        if "name" in fields:
+            _check_references(session, org_id, license_rename=(lic.name, fields["name"]))
+        return licenses.change_license(session, org_id, lic, fields)
+
+
+def delete_license(session: Session, org_id: str, license_id: str) -> None:
+    """Delete a license (``licenses.remove_license``), refused (409) while the settings or
+    the active rules name it: checked in the delete's transaction, the license locked
+    first, as ``update_license``."""
+    with session.begin():
+        lic = licenses.get_license(session, org_id, license_id, for_update=True)
+        _check_references(session, org_id, license_rename=(lic.name, None))
+        licenses.remove_license(session, org_id, lic)
+
+
+def delete_role(session: Session, org_id: str, role_id: str) -> None:
+    """Delete a role (``roles.remove_role``), refused (409) while the settings or the active
+    rules name it: checked in the delete's transaction, the role locked first
+    (``roles.lock_role``), as ``delete_license``."""
+    with session.begin():
+        role = roles.lock_role(session, org_id, role_id)
+        _check_references(session, org_id, role_removed=role.name)
+        roles.remove_role(session, org_id, role)
+
+
+def _check_references(
     session: Session,
     org_id: str,
     *,
@@ -152,38 +194,39 @@ def check_references(
     """Refuse renaming or deleting a license or role the settings or active rules still name.
 
     Otherwise every later SCIM write would fail on rules that no longer validate.
-    ``license_rename`` is (old name, new name or None for a delete).
+    ``license_rename`` is (old name, new name or None for a delete). In the caller's
+    transaction, after the license or role is locked: the settings and rules read here
+    are those committed by then, and a save or an activation naming it after waits.
     """
-    with session.begin():
-        current = provisioning.settings_for(session, org_id)
-        names_l = set(session.scalars(select(License.name).where(License.org_id == org_id)))
-        names_r = set(session.scalars(select(Role.name).where(Role.org_id == org_id)))
-        if license_rename is not None:
-            old, new = license_rename
-            new = new.strip() if isinstance(new, str) else new  # as ``licenses`` stores it
-            if new is not None and fold(old) == fold(new):
-                return
-            if current.default_license and fold(current.default_license) == fold(old):
-                raise ConflictError(
-                    f"License {old!r} is the default license in the settings; change them first."
-                )
-            names_l = {n for n in names_l if fold(n) != fold(old)} | ({new} if new else set())
-        if role_removed is not None:
-            if fold(role_removed) in {fold(r) for r in current.default_roles}:
-                raise ConflictError(
-                    f"Role {role_removed!r} is a default role in the settings; change them first."
-                )
-            names_r = {n for n in names_r if fold(n) != fold(role_removed)}
-        active = session.scalar(
-            select(RuleSet).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
-        )
-        if active is None:
+    current = provisioning.settings_for(session, org_id)
+    names_l = set(session.scalars(select(License.name).where(License.org_id == org_id)))
+    names_r = set(session.scalars(select(Role.name).where(Role.org_id == org_id)))
+    if license_rename is not None:
+        old, new = license_rename
+        new = new.strip() if isinstance(new, str) else new  # as ``licenses`` stores it
+        if new is not None and fold(old) == fold(new):
             return
-        try:
-            mappings.validate(active.document, licenses=sorted(names_l), roles=sorted(names_r))
-        except mappings.RuleSetError as err:
-            problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:5])
+        if current.default_license and fold(current.default_license) == fold(old):
             raise ConflictError(
-                f"The active rule set {active.name!r} (version {active.version}) uses it "
-                f"({problems}); change the rules first."
-            ) from None
+                f"License {old!r} is the default license in the settings; change them first."
+            )
+        names_l = {n for n in names_l if fold(n) != fold(old)} | ({new} if new else set())
+    if role_removed is not None:
+        if fold(role_removed) in {fold(r) for r in current.default_roles}:
+            raise ConflictError(
+                f"Role {role_removed!r} is a default role in the settings; change them first."
+            )
+        names_r = {n for n in names_r if fold(n) != fold(role_removed)}
+    active = session.scalar(
+        select(RuleSet).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+    )
+    if active is None:
+        return
+    try:
+        mappings.validate(active.document, licenses=sorted(names_l), roles=sorted(names_r))
+    except mappings.RuleSetError as err:
+        problems = "; ".join(f"{p.path}: {p.message}" for p in err.problems[:5])
+        raise ConflictError(
+            f"The active rule set {active.name!r} (version {active.version}) uses it "
+            f"({problems}); change the rules first."
+        ) from None

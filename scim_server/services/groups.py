@@ -140,10 +140,25 @@ def read_group(session: Session, org_id: str, group_id: str) -> Any:
     return row
 
 
-def get_group(session: Session, org_id: str, group_id: str, *, for_update: bool = False) -> Group:
+def get_group(
+    session: Session,
+    org_id: str,
+    group_id: str,
+    *,
+    for_update: bool = False,
+    deleting: bool = False,
+) -> Group:
+    """The group; ``for_update``: its row locked to the transaction's end.
+
+    A change locks it ``FOR NO KEY UPDATE``, a delete (``deleting``) ``FOR UPDATE``: only
+    the delete must wait for the changes that hold the group ``FOR KEY SHARE`` as a member
+    they are adding (``_resolve``). Two PATCHes adding each other's group then never
+    deadlock on their own rows (the cycle check refuses one), and a change still waits
+    for a change of the same group.
+    """
     stmt = select(Group).where(Group.org_id == org_id, Group.id == group_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=not deleting)
     group = session.scalar(stmt)
     if group is None:
         raise NotFoundError(f"Group {group_id!r} not found.")
@@ -224,7 +239,7 @@ def delete_group(
     if_none_match: Sequence[str] | None = None,
 ) -> None:
     with session.begin():
-        group = get_group(session, org_id, group_id, for_update=True)
+        group = get_group(session, org_id, group_id, for_update=True, deleting=True)
         check_if_match(group.version, if_match)
         check_if_none_match(group.version, if_none_match)
         # The groups that contain this one lose a member: their version moves, and each
@@ -344,14 +359,18 @@ def _forget_default(session: Session, org_id: str, group: Group) -> None:
     """A deleted group leaves the default groups, with the settings' own event.
 
     The settings are read in the delete's transaction anyway (the rules' remap); only
-    when they name the group is the organization row locked and written.
+    when they name the group is the organization row locked and written: ``FOR NO KEY
+    UPDATE``, as a settings save locks it (``directory.update_settings``), so that the
+    audit INSERT of a concurrent write, whose foreign-key check locks the row ``FOR KEY
+    SHARE`` while that write holds the audit head (which this delete takes at its commit),
+    does not wait for it: ``FOR UPDATE`` would deadlock the two.
     """
     if group.id not in settings.get_settings(session, org_id).default_groups:
         return
     org = session.scalar(
         select(Organization)
         .where(Organization.id == org_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if org is None:
@@ -449,37 +468,63 @@ def _delete_ids(session: Session, org_id: str, group_id: str, ids: Sequence[str]
     return deleted
 
 
-def _present(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> set[str]:
-    """Those of ``ids`` that are already members of the group."""
-    found: set[str] = set()
+def _present(session: Session, org_id: str, group_id: str, ids: Sequence[str]) -> dict[str, str]:
+    """Those of ``ids`` that are already members of the group, with their type."""
+    found: dict[str, str] = {}
     for start in range(0, len(ids), CHUNK):
-        found.update(
-            session.scalars(
-                select(GroupMember.member_id).where(
-                    GroupMember.org_id == org_id,
-                    GroupMember.group_id == group_id,
-                    GroupMember.member_id.in_(ids[start : start + CHUNK]),
-                )
+        rows = session.execute(
+            select(GroupMember.member_id, GroupMember.member_type).where(
+                GroupMember.org_id == org_id,
+                GroupMember.group_id == group_id,
+                GroupMember.member_id.in_(ids[start : start + CHUNK]),
             )
         )
+        found.update((member_id, kind) for member_id, kind in rows)
     return found
 
 
-def _resolve(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> dict[str, str]:
+def _resolve(
+    session: Session,
+    org_id: str,
+    group_id: str,
+    refs: Sequence[Doc],
+    present: dict[str, str],
+) -> dict[str, str]:
     """Map member ids (as stored: ``member_key``) to their type; unknown ids are an error
-    that changes nothing."""
+    that changes nothing.
+
+    ``present``: the members already in the group (``_present``), with their type: not
+    looked up again. The others are read locked ``FOR KEY SHARE`` to the transaction's end
+    (PostgreSQL; SQLite's writer holds the database): a delete of one of them (its
+    ``FOR UPDATE``) waits for this change and then removes the member row it inserts, or
+    this read waits for the delete and finds it gone (400, as after it). A plain read
+    would see a user or group whose delete has not committed yet, and the member row
+    inserted after the delete's own removal of its memberships would stay, naming an
+    account or group that no longer exists. The same statements as a plain read. The lock
+    does not wait for a PATCH of a group (``FOR NO KEY UPDATE``); it waits for a user's own
+    write in progress (``FOR UPDATE``), as this transaction's UPDATE of the new member's
+    version (``_touch_users``) already did a little later: the same order, the group first.
+    Members already there are not locked: a group's PUT repeating its 50,000 members writes
+    no lock on each, and re-adding a member whose delete waits for this group (to move its
+    version) cannot deadlock with it.
+    """
     ids = list(dict.fromkeys(member_key(ref["value"]) for ref in refs))
     if group_id in ids:
         raise InvalidValueError("A group cannot be a member of itself.")
-    found: dict[str, str] = {}
-    for chunk_start in range(0, len(ids), CHUNK):
-        chunk = ids[chunk_start : chunk_start + CHUNK]
+    found: dict[str, str] = {i: present[i] for i in ids if i in present}
+    new = [i for i in ids if i not in present]
+    for chunk_start in range(0, len(new), CHUNK):
+        chunk = new[chunk_start : chunk_start + CHUNK]
         for uid in session.scalars(
-            select(User.id).where(User.org_id == org_id, User.id.in_(chunk))
+            select(User.id)
+            .where(User.org_id == org_id, User.id.in_(chunk))
+            .with_for_update(read=True, key_share=True)
         ):
             found[uid] = "User"
         for gid in session.scalars(
-            select(Group.id).where(Group.org_id == org_id, Group.id.in_(chunk))
+            select(Group.id)
+            .where(Group.org_id == org_id, Group.id.in_(chunk))
+            .with_for_update(read=True, key_share=True)
         ):
             found[gid] = "Group"
     missing = [i for i in ids if i not in found]
@@ -565,8 +610,9 @@ def _add(session: Session, org_id: str, group_id: str, refs: Sequence[Doc]) -> M
     """
     if not refs:
         return []
-    types = _resolve(session, org_id, group_id, refs)
-    present = _present(session, org_id, group_id, list(types))
+    ids = list(dict.fromkeys(member_key(ref["value"]) for ref in refs))
+    present = _present(session, org_id, group_id, ids)
+    types = _resolve(session, org_id, group_id, refs, present)
     # Only a group not yet a member adds an edge to the membership graph.
     joining = [mid for mid, kind in types.items() if kind == "Group" and mid not in present]
     _check_no_cycle(session, org_id, group_id, joining)

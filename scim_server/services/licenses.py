@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select
@@ -57,64 +58,62 @@ def create_license(
     return lic
 
 
-def update_license(
-    session: Session, org_id: str, license_id: str, fields: dict[str, Any]
-) -> License:
+def change_license(session: Session, org_id: str, lic: License, fields: dict[str, Any]) -> License:
+    """Rename, resize or reprice ``lic`` (locked by the caller: ``get_license(for_update=
+    True)``) in the caller's transaction, with its ``license.update`` event."""
     if "name" in fields:
         fields = {**fields, "name": _trimmed(fields["name"])}
-    with session.begin():
-        lic = get_license(session, org_id, license_id, for_update=True)
-        changes = {}
-        for key in ("name", "seat_limit", "price_cents", "currency"):
-            if key in fields and fields[key] != getattr(lic, key):
-                changes[key] = {"before": getattr(lic, key), "after": fields[key]}
-        merged = {
-            k: fields.get(k, getattr(lic, k))
-            for k in ("name", "seat_limit", "price_cents", "currency")
-        }
-        _check(**merged)
-        if "name" in changes:
-            clash = find_license(session, org_id, merged["name"])
-            if clash is not None and clash.id != lic.id:
-                raise UniquenessError(f"A license named {merged['name']!r} already exists.")
-            lic.name_key = fold(merged["name"])
-        for key, change in changes.items():
-            setattr(lic, key, change["after"])
-        record(
-            session,
-            org_id,
-            "license.update",
-            resource_type="License",
-            resource_id=lic.id,
-            detail=lic.name,
-            changes=changes,
-        )
+    changes = {}
+    for key in ("name", "seat_limit", "price_cents", "currency"):
+        if key in fields and fields[key] != getattr(lic, key):
+            changes[key] = {"before": getattr(lic, key), "after": fields[key]}
+    merged = {
+        k: fields.get(k, getattr(lic, k)) for k in ("name", "seat_limit", "price_cents", "currency")
+    }
+    _check(**merged)
+    if "name" in changes:
+        clash = find_license(session, org_id, merged["name"])
+        if clash is not None and clash.id != lic.id:
+            raise UniquenessError(f"A license named {merged['name']!r} already exists.")
+        lic.name_key = fold(merged["name"])
+    for key, change in changes.items():
+        setattr(lic, key, change["after"])
+    record(
+        session,
+        org_id,
+        "license.update",
+        resource_type="License",
+        resource_id=lic.id,
+        detail=lic.name,
+        changes=changes,
+    )
     return lic
 
 
-def delete_license(session: Session, org_id: str, license_id: str) -> None:
-    with session.begin():
-        lic = get_license(session, org_id, license_id, for_update=True)
-        if used(session, org_id, lic.id):
-            raise InvalidValueError(f"License {lic.name!r} is held by users; reassign them first.")
-        waiting = session.scalar(
-            select(User.id).where(User.org_id == org_id, User.license_wanted_id == lic.id).limit(1)
+def remove_license(session: Session, org_id: str, lic: License) -> None:
+    """Delete ``lic`` (locked by the caller ``FOR UPDATE``: a user given it meanwhile holds
+    it ``FOR KEY SHARE`` through the foreign key, so is counted here or waits and fails),
+    refused while users hold it or wait for a seat of it; in the caller's transaction."""
+    if used(session, org_id, lic.id):
+        raise InvalidValueError(f"License {lic.name!r} is held by users; reassign them first.")
+    waiting = session.scalar(
+        select(User.id).where(User.org_id == org_id, User.license_wanted_id == lic.id).limit(1)
+    )
+    if waiting is not None:
+        # (No foreign key: they would show a shortage of a license that is gone.)
+        raise InvalidValueError(
+            f"Users are waiting for a seat of license {lic.name!r}; change the rules that "
+            "give it, or apply them, first."
         )
-        if waiting is not None:
-            # (No foreign key: they would show a shortage of a license that is gone.)
-            raise InvalidValueError(
-                f"Users are waiting for a seat of license {lic.name!r}; change the rules that "
-                "give it, or apply them, first."
-            )
-        record(
-            session,
-            org_id,
-            "license.delete",
-            resource_type="License",
-            resource_id=lic.id,
-            detail=lic.name,
-        )
-        session.delete(lic)
+    record(
+        session,
+        org_id,
+        "license.delete",
+        resource_type="License",
+        resource_id=lic.id,
+        detail=lic.name,
+    )
+    session.delete(lic)
 
 
 def _check(name: str, seat_limit: int | None, price_cents: int, currency: str) -> None:
@@ -137,10 +136,33 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
 
 
-def find_license(session: Session, org_id: str, name: str) -> License | None:
-    """The license of that name, case and surrounding spaces aside (names are stored trimmed)."""
-    return session.scalar(
-        select(License).where(License.org_id == org_id, License.name_key == fold(_trimmed(name)))
+def find_license(session: Session, org_id: str, name: str, *, keep: bool = False) -> License | None:
+    """The license of that name, case and surrounding spaces aside (names are stored trimmed).
+
+    ``keep``: on PostgreSQL its row is locked ``FOR KEY SHARE`` until the transaction ends,
+    for a change that names it (the settings' default license): a delete or rename of it
+    (``FOR UPDATE``) waits for that change and then sees it, or ran first and this finds
+    nothing. (It also waits for a seat count in progress: ``assign`` locks ``FOR UPDATE``.)
+    """
+    stmt = select(License).where(License.org_id == org_id, License.name_key == fold(_trimmed(name)))
+    if keep:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return session.scalar(stmt)
+
+
+def keep_named(session: Session, org_id: str, names: Collection[str]) -> set[str]:
+    """Lock the licenses of these names (folded) ``FOR KEY SHARE`` until the transaction
+    ends (as ``find_license(keep=True)``), in id order; return the folded names found."""
+    keys = sorted({fold(n) for n in names})
+    if not keys:
+        return set()
+    return set(
+        session.scalars(
+            select(License.name_key)
+            .where(License.org_id == org_id, License.name_key.in_(keys))
+            .order_by(License.id)
+            .with_for_update(read=True, key_share=True)
+        )
     )
 
 

@@ -44,8 +44,24 @@ def create_role(session: Session, org_id: str, name: str, kind: str) -> Role:
     return role
 
 
-def delete_role(session: Session, org_id: str, role_id: str) -> None:
-    """Delete a role; every holder loses it, as a change of that holder.
+def lock_role(session: Session, org_id: str, role_id: str) -> Role:
+    """The role, locked ``FOR UPDATE`` for its delete (``NotFoundError`` if there is none).
+
+    A concurrent grant (its foreign key check) then waits for the delete to commit and
+    fails, rather than adding a holder the delete did not see and tell; so does a settings
+    save or an activation naming it (``find_roles(keep=True)``), which then finds it gone.
+    """
+    role = session.scalar(
+        select(Role).where(Role.org_id == org_id, Role.id == role_id).with_for_update()
+    )
+    if role is None:
+        raise NotFoundError(f"Role {role_id!r} not found.")
+    return role
+
+
+def remove_role(session: Session, org_id: str, role: Role) -> None:
+    """Delete a role ``lock_role`` locked, in the caller's transaction; every holder loses
+    it, as a change of that holder.
 
     Each holder's version moves and each gets a ``user.roles`` audit event (the role's
     id removed from each source it held it from, the shape a revoke writes), so their
@@ -53,79 +69,84 @@ def delete_role(session: Session, org_id: str, role_id: str) -> None:
     product events: a product mirroring roles must hear of it. The events are recorded
     in this transaction and written at its commit in bulk (``events.writer``: one read
     of the holders' states, one INSERT or COPY), as rules apply does for its batches.
+
+    Whether the settings or the active rules still name it: ``directory.delete_role``
+    checks that first, in the same transaction.
     """
-    with session.begin():
-        # Locked: a concurrent grant (its foreign key check) waits for this to commit and
-        # then fails, rather than adding a holder this did not see and tell.
-        role = session.scalar(
-            select(Role).where(Role.org_id == org_id, Role.id == role_id).with_for_update()
-        )
-        if role is None:
-            raise NotFoundError(f"Role {role_id!r} not found.")
-        held = session.execute(
-            select(UserRole.user_id, UserRole.source, User.user_name, User.external_id)
-            .join(User, (User.org_id == UserRole.org_id) & (User.id == UserRole.user_id))
-            .where(UserRole.org_id == org_id, UserRole.role_id == role.id)
-            .order_by(UserRole.user_id, UserRole.source)
-        ).all()
-        holders: dict[str, tuple[Any, list[str]]] = {}
-        for user_id, source, user_name, external_id in held:
-            holders.setdefault(user_id, ((user_name, external_id), []))[1].append(source)
-        # Its holders lose it (the rows go with the role): their SCIM view (the product
-        # extension's roles) changes, so their versions move, as a role taken away one
-        # by one would move them; a stale ETag must not answer 304.
-        if holders:
-            session.connection().execute(
-                update(User)
-                .where(
-                    User.org_id == org_id,
-                    User.id.in_(
-                        select(UserRole.user_id).where(
-                            UserRole.org_id == org_id, UserRole.role_id == role.id
-                        )
-                    ),
-                )
-                .values(version=User.version + 1, updated_at=utcnow())
+    held = session.execute(
+        select(UserRole.user_id, UserRole.source, User.user_name, User.external_id)
+        .join(User, (User.org_id == UserRole.org_id) & (User.id == UserRole.user_id))
+        .where(UserRole.org_id == org_id, UserRole.role_id == role.id)
+        .order_by(UserRole.user_id, UserRole.source)
+    ).all()
+    holders: dict[str, tuple[Any, list[str]]] = {}
+    for user_id, source, user_name, external_id in held:
+        holders.setdefault(user_id, ((user_name, external_id), []))[1].append(source)
+    # Its holders lose it (the rows go with the role): their SCIM view (the product
+    # extension's roles) changes, so their versions move, as a role taken away one
+    # by one would move them; a stale ETag must not answer 304.
+    if holders:
+        session.connection().execute(
+            update(User)
+            .where(
+                User.org_id == org_id,
+                User.id.in_(
+                    select(UserRole.user_id).where(
+                        UserRole.org_id == org_id, UserRole.role_id == role.id
+                    )
+                ),
             )
+            .values(version=User.version + 1, updated_at=utcnow())
+        )
+    record(
+        session,
+        org_id,
+        "role.delete",
+        resource_type="Role",
+        resource_id=role.id,
+        detail=role.name,
+        changes={"holders": len(holders)} if holders else None,
+    )
+    detail = f"role {role.name!r} ({role.kind}) deleted"
+    for user_id, ((user_name, external_id), sources) in holders.items():
+        changes: dict[str, Any] = {}
+        for source in sources:
+            changes |= role_change(source, [], [role.id], {})
         record(
             session,
             org_id,
-            "role.delete",
-            resource_type="Role",
-            resource_id=role.id,
-            detail=role.name,
-            changes={"holders": len(holders)} if holders else None,
+            "user.roles",
+            resource_type="User",
+            resource_id=user_id,
+            external_id=external_id,
+            user_name=user_name,
+            detail=detail,
+            changes=changes,
         )
-        detail = f"role {role.name!r} ({role.kind}) deleted"
-        for user_id, ((user_name, external_id), sources) in holders.items():
-            changes: dict[str, Any] = {}
-            for source in sources:
-                changes |= role_change(source, [], [role.id], {})
-            record(
-                session,
-                org_id,
-                "user.roles",
-                resource_type="User",
-                resource_id=user_id,
-                external_id=external_id,
-                user_name=user_name,
-                detail=detail,
-                changes=changes,
-            )
-        session.delete(role)
+    session.delete(role)
 
 
 def list_roles(session: Session, org_id: str) -> list[Role]:
     return list(session.scalars(select(Role).where(Role.org_id == org_id).order_by(Role.name_key)))
 
 
-def find_roles(session: Session, org_id: str, names: Iterable[str]) -> dict[str, Role]:
-    """Roles by folded name, for the names that exist."""
-    keys = {fold(n) for n in names}
+def find_roles(
+    session: Session, org_id: str, names: Iterable[str], *, keep: bool = False
+) -> dict[str, Role]:
+    """Roles by folded name, for the names that exist.
+
+    ``keep``: on PostgreSQL their rows are locked ``FOR KEY SHARE`` (in id order) until the
+    transaction ends, for a change that names them (the settings' default roles, an
+    activation's rules): a delete of one (``lock_role``) waits for that change and then
+    sees it, or ran first and this does not find it.
+    """
+    keys = sorted({fold(n) for n in names})
     if not keys:
         return {}
-    rows = session.scalars(select(Role).where(Role.org_id == org_id, Role.name_key.in_(keys)))
-    return {r.name_key: r for r in rows}
+    stmt = select(Role).where(Role.org_id == org_id, Role.name_key.in_(keys))
+    if keep:
+        stmt = stmt.order_by(Role.id).with_for_update(read=True, key_share=True)
+    return {r.name_key: r for r in session.scalars(stmt)}
 
 
 # Built once: every rendered user runs it.

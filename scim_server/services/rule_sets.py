@@ -32,6 +32,7 @@ from scim_server.services import (
     contacts,
     job_overlap,
     jobs,
+    licenses,
     provisioning,
     roles,
     rule_apply,
@@ -130,10 +131,26 @@ def list_rule_sets(session: Session, org_id: str) -> list[RuleSet]:
 
 
 def activate(session: Session, org_id: str, rule_set_id: str) -> RuleSet:
-    """Make this rule set the active one (checked again: licenses or roles may have gone)."""
+    """Make this rule set the active one (checked again: licenses or roles may have gone).
+
+    The licenses and roles the rules give are then locked ``FOR KEY SHARE`` until the
+    commit: a delete (or a license's rename), which locks its row ``FOR UPDATE`` and then
+    checks the active rules in the same transaction (``directory.delete_license``), waits
+    for this activation and is refused (409); or it came first, and the lock finds the
+    name gone and the rules are refused as they would be after it (400). Without the lock
+    both could succeed, leaving active rules that name nothing: every later SCIM write
+    would provision with no rules.
+    """
     with session.begin():
         rs = get_rule_set(session, org_id, rule_set_id)
-        validate_document(session, org_id, rs.document)
+        ruleset = validate_document(session, org_id, rs.document)
+        given = [ruleset.defaults, *(rule.then for rule in ruleset.rules)]
+        named_l = {fold(e.license) for e in given if e.license is not None}
+        named_r = {fold(role) for e in given for role in e.roles}
+        kept_l = licenses.keep_named(session, org_id, named_l)
+        kept_r = roles.find_roles(session, org_id, named_r, keep=True)
+        if kept_l != named_l or kept_r.keys() != named_r:
+            validate_document(session, org_id, rs.document)  # one went meanwhile: refused
         previous = session.scalar(
             select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
         )

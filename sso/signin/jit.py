@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from scim_server.errors import DomainError, InvalidValueError
+from scim_server.errors import DomainError, InvalidValueError, UniquenessError
 from scim_server.models import User
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
@@ -103,6 +103,15 @@ def create(session: Session, org_id: str, req: SignInRequest) -> User:
     which may still be refused (no license yet: the account stays, waiting for an admin).
     A SAML transient NameID links nothing (``subject_linkable``): such an account is tied
     to no connection.
+
+    Two first sign-ins of one new person at once (a double click, two tabs): both find no
+    account, both create; the second's create fails on the names the first took (its
+    insert waits for the first's commit: ``LostRaceError``; or it checks after that commit:
+    ``UniquenessError``) or on the link. The first's account is linked to this very subject
+    by then (in its creation's transaction), so the second signs in to it: what it would
+    have found one moment later (``binding.find_user``'s link), and it goes through the
+    same checks after this (status, license). Only if no link names an account is the
+    create refused, as before.
     """
     try:
         with session.begin():
@@ -119,25 +128,48 @@ def create(session: Session, org_id: str, req: SignInRequest) -> User:
                 _link(session, req, user)
             return user
     except users.LostRaceError:
+        winner = _linked_meanwhile(session, org_id, req)
+        if winner is not None:
+            return winner
         raise SsoError(
             "jit_failed", "just-in-time creation refused: a concurrent create took its names"
         ) from None
-
-
-def _link(session: Session, req: SignInRequest, user: User) -> None:
-    """The creating subject's link, audited as ``sso.identity_linked`` (matched by ``jit``)."""
-    try:
-        links.create(
-            session,
-            req.connection_id,
-            req.subject,
-            user,
-            about={"protocol": req.protocol, "matched_by": "jit", "value": None},
-            detail=f"{req.protocol} subject {req.subject!r} of {req.connection_name} linked "
-            "(created just in time)",
-        )
     except links.LinkTakenError:
+        winner = _linked_meanwhile(session, org_id, req)
+        if winner is not None:
+            return winner
         raise SsoError(
             "jit_failed",
             f"just-in-time creation refused: subject {req.subject!r} was linked concurrently",
         ) from None
+    except UniquenessError:
+        winner = _linked_meanwhile(session, org_id, req)
+        if winner is not None:
+            return winner
+        raise
+
+
+def _linked_meanwhile(session: Session, org_id: str, req: SignInRequest) -> User | None:
+    """The account a concurrent sign-in of this subject created and linked, read in a new
+    transaction (the failed one is rolled back); None if the subject is linked to none."""
+    if not req.subject_linkable:
+        return None
+    with session.begin():
+        linked = links.of_subject(session, org_id, req.connection_id, req.subject)
+        if linked is None:
+            return None
+        return session.get(User, (org_id, linked.user_id))
+
+
+def _link(session: Session, req: SignInRequest, user: User) -> None:
+    """The creating subject's link, audited as ``sso.identity_linked`` (matched by ``jit``);
+    ``links.LinkTakenError`` if a concurrent sign-in linked the subject first."""
+    links.create(
+        session,
+        req.connection_id,
+        req.subject,
+        user,
+        about={"protocol": req.protocol, "matched_by": "jit", "value": None},
+        detail=f"{req.protocol} subject {req.subject!r} of {req.connection_name} linked "
+        "(created just in time)",
+    )

@@ -29,9 +29,11 @@ from scim_server.models import GroupMember, User
 from scim_server.services import groups
 from scim_server.services.groups import GroupEdit
 from scim_server.services.members import MemberChange, MemberTest
+from scim_server.services.tokens import create_token
 from tests.admin.rules import activate, catalogue
 from tests.support import GROUP_SCHEMA, Scim, assert_error
 from tests.support.admin_api import account, events, person
+from tests.support.holds import Hold, client_like, main_thread_only, postgresql_only
 from tests.support.pg_locks import LIMIT_SECONDS, backend_pid, ended_or_waiting
 
 BY_EXTERNAL_ID = {
@@ -378,3 +380,214 @@ def test_a_user_joining_a_group_does_not_wait_for_a_nested_change(
     assert _nested_add(app, scim, a, b).status_code == 204
     assert waited == [False]
     assert [resp.status_code for resp in joined] == [204]
+
+
+# -- a member added while it is deleted (PostgreSQL) ------------------------------------------
+
+
+def _members_of_user(app: Flask, org_id: str, user_id: str) -> int:
+    with db.reader(app)() as s:
+        return len(
+            s.scalars(
+                select(GroupMember.group_id).where(
+                    GroupMember.org_id == org_id, GroupMember.member_id == user_id
+                )
+            ).all()
+        )
+
+
+@pytest.mark.parametrize("held", ["delete", "add"])
+def test_a_user_deleted_while_added_to_a_group_leaves_no_member_row(
+    live: Any, monkeypatch: pytest.MonkeyPatch, held: str
+) -> None:
+    """DELETE /Users/U held before its commit while PATCH /Groups/G adds U (or the other way
+    round): the add finds U gone after waiting (400 invalidValue, as after the delete) or
+    the delete, after waiting, removes the new member row. Never a member row for a user
+    that is gone."""
+    from scim_server.services import users
+
+    app, scim = live
+    postgresql_only(app)
+    uid = scim.create_user("gone@example.com")["id"]
+    gid = scim.create_group("G")["id"]
+
+    def add() -> Any:
+        op = {"op": "add", "path": "members", "value": [{"value": uid}]}
+        return client_like(app, scim).patch_ops(f"/scim/v2/Groups/{gid}", op)
+
+    def delete() -> Any:
+        return client_like(app, scim).delete(f"/scim/v2/Users/{uid}")
+
+    module = users if held == "delete" else groups
+    hold = Hold(
+        monkeypatch,
+        app,
+        module,
+        "record",
+        add if held == "delete" else delete,
+        when=main_thread_only(),
+    )
+    first = delete() if held == "delete" else add()
+    hold.join()
+    assert hold.waited == [True]
+    (second,) = hold.results
+    if held == "delete":
+        assert first.status_code == 204
+        assert_error(second, 400, "invalidValue")
+    else:
+        assert (first.status_code, second.status_code) == (204, 204)
+    assert _members_of_user(app, scim.org_id, uid) == 0
+    assert scim.get(f"/scim/v2/Users/{uid}").status_code == 404
+    assert scim.get(f"/scim/v2/Groups/{gid}").get_json().get("members", []) == []
+
+
+def test_a_group_deleted_while_added_to_a_group_leaves_no_member_row(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE /Groups/B held before its commit while PATCH /Groups/A adds B: the add waits,
+    then finds B gone (400 invalidValue); A has no member row for B."""
+    app, scim = live
+    postgresql_only(app)
+    a = scim.create_group("A")["id"]
+    b = scim.create_group("B")["id"]
+    hold = Hold(
+        monkeypatch,
+        app,
+        groups,
+        "record",
+        lambda: _nested_add(app, scim, a, b),
+        when=main_thread_only(),
+    )
+    deleted = scim.delete(f"/scim/v2/Groups/{b}")
+    hold.join()
+    assert deleted.status_code == 204
+    assert hold.waited == [True]
+    assert_error(hold.results[0], 400, "invalidValue")
+    assert _members_of_user(app, scim.org_id, b) == 0
+    assert scim.get(f"/scim/v2/Groups/{a}").get_json().get("members", []) == []
+
+
+def test_adding_again_a_member_being_deleted_does_not_deadlock(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATCH /Groups/G (already holding G) adds U again while DELETE /Users/U, a member of G,
+    waits for G (to move its version): a member already there is not locked again, so the
+    PATCH ends (204, nothing added) and then the delete (204); no deadlock (503)."""
+    app, scim = live
+    postgresql_only(app)
+    uid = scim.create_user("member@example.com")["id"]
+    gid = scim.create_group("G", [uid])["id"]
+    hold = Hold(
+        monkeypatch,
+        app,
+        groups,
+        "get_group",
+        lambda: client_like(app, scim).delete(f"/scim/v2/Users/{uid}"),
+        when=main_thread_only(),
+    )
+    op = {"op": "add", "path": "members", "value": [{"value": uid}]}
+    again = scim.patch_ops(f"/scim/v2/Groups/{gid}", op)
+    hold.join()
+    assert hold.waited == [True]
+    assert (again.status_code, hold.results[0].status_code) == (204, 204)
+    assert _members_of_user(app, scim.org_id, uid) == 0
+
+
+def test_two_groups_added_to_each_other_at_once_do_not_deadlock(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATCH A adding B holds A when PATCH B adding A starts: each locks the group it adds
+    (``FOR KEY SHARE``) while holding its own (``FOR NO KEY UPDATE``), which do not
+    conflict; the cycle check then lets one through (204) and refuses the other (400), as
+    alone. Never a deadlock (503)."""
+    app, scim = live
+    postgresql_only(app)
+    a = scim.create_group("A")["id"]
+    b = scim.create_group("B")["id"]
+    hold = Hold(
+        monkeypatch,
+        app,
+        groups,
+        "get_group",
+        lambda: _nested_add(app, scim, b, a),
+        when=main_thread_only(),
+    )
+    first = _nested_add(app, scim, a, b)
+    hold.join()
+    statuses = sorted([first.status_code, hold.results[0].status_code])
+    assert statuses == [204, 400], (first.get_json(), hold.results[0].get_json(), hold.waited)
+    with db.reader(app)() as session:
+        edges = session.execute(
+            select(GroupMember.group_id, GroupMember.member_id).where(
+                GroupMember.org_id == scim.org_id, GroupMember.member_type == "Group"
+            )
+        ).all()
+    assert len(edges) == 1
+
+
+def test_deleting_a_default_group_racing_an_audited_write_does_not_deadlock(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE /Groups/G, a default group, holds the organization row (to drop G from the
+    settings) when a PATCH of a user takes the audit head and inserts its audit event
+    (whose foreign key locks the organization row ``FOR KEY SHARE``): the PATCH does not
+    wait for the delete, and both succeed (no deadlock, no 503); G leaves the settings."""
+    app, scim = live
+    postgresql_only(app)
+    with db.reader(app)() as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    gid = scim.create_group("Staff")["id"]
+    assert admin.put("/api/v1/settings", {"default_groups": [gid]}).status_code == 200
+    uid = scim.create_user("writer@example.com", title="a")["id"]
+    op = {"op": "replace", "path": "title", "value": "b"}
+    hold = Hold(
+        monkeypatch,
+        app,
+        groups,
+        "record",
+        lambda: client_like(app, scim).patch_ops(f"/scim/v2/Users/{uid}", op),
+        when=lambda org_id, action, *a, **k: action == "settings.update",
+    )
+    deleted = scim.delete(f"/scim/v2/Groups/{gid}")
+    hold.join()
+    assert (deleted.status_code, [r.status_code for r in hold.results]) == (204, [200])
+    assert admin.get("/api/v1/settings").get_json()["default_groups"] == []
+    assert admin.get("/api/v1/audit/verify").status_code == 200
+
+
+@pytest.mark.parametrize("held", ["add", "delete"])
+def test_a_member_added_while_its_group_is_deleted_leaves_no_member_row(
+    live: Any, monkeypatch: pytest.MonkeyPatch, held: str
+) -> None:
+    """PATCH /Groups/G adding U and DELETE /Groups/G, either held before its commit while
+    the other runs: the group is gone with every member row, and U is in no group."""
+    app, scim = live
+    postgresql_only(app)
+    uid = scim.create_user("m@example.com")["id"]
+    gid = scim.create_group("G")["id"]
+    url = f"/scim/v2/Groups/{gid}"
+
+    def add() -> int:
+        op = {"op": "add", "path": "members", "value": [{"value": uid}]}
+        return int(client_like(app, scim).patch_ops(url, op).status_code)
+
+    def delete() -> int:
+        return int(client_like(app, scim).delete(url).status_code)
+
+    hold = Hold(
+        monkeypatch,
+        app,
+        groups,
+        "record",
+        delete if held == "add" else add,
+        when=main_thread_only(),
+    )
+    first = add() if held == "add" else delete()
+    hold.join()
+    assert hold.waited == [True]
+    assert (first, hold.results) == ((204, [204]) if held == "add" else (204, [404]))
+    assert scim.get(url).status_code == 404
+    assert _members_of_user(app, scim.org_id, uid) == 0
+    assert scim.get(f"/scim/v2/Users/{uid}").get_json().get("groups", []) == []
+    assert scim.get("/scim/v2/Groups").get_json()["totalResults"] == 0

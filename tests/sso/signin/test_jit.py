@@ -13,6 +13,9 @@ connection's fallbacks may not select (``sso.signin.binding``).
 
 from __future__ import annotations
 
+import threading
+import uuid
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,8 +24,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from scim_server.models import User
+from scim_server.services.tokens import create_token
+from sso.connections.models import SsoIdentityLink
 from tests.sso.oidc_op.provider import LocalOP
-from tests.sso.saml_idp import FakeIdp
+from tests.sso.saml_idp import WS, FakeIdp, valid_response
 from tests.sso.signin.test_binding import (
     EMPLOYEE_NUMBER,
     PERSISTENT,
@@ -36,6 +41,7 @@ from tests.sso.signin.test_binding import (
 from tests.support import Scim
 from tests.support.admin_api import make_license, ok
 from tests.support.dns_server import add_verified_domain
+from tests.support.holds import Hold, main_thread_only, postgresql_only
 from tests.support.sso import (
     SamlConnection,
     assert_refused,
@@ -43,7 +49,9 @@ from tests.support.sso import (
     oidc_login,
     read,
     set_default_license,
+    sign_ins,
 )
+from tests.support.threads import run_together
 
 
 def _accounts(app: Flask, org_id: str) -> list[tuple[str, str | None]]:
@@ -211,3 +219,111 @@ def test_a_transient_name_id_is_never_the_accounts_external_id(
     assert _accounts(app, scim.org_id) == [("carol@example.com", stored)]
     user = ok(scim.get(f"/scim/v2/Users/{session_user(client)}"))
     assert user.get("externalId") == stored
+
+
+# -- two first sign-ins of one new person at once (PostgreSQL) ---------------------------------
+
+
+def _racing_jit(live: Any) -> tuple[Flask, Scim, dict[str, Any], list[str]]:
+    """A SAML connection creating accounts just in time (a default license), and two valid
+    responses for one new person (new@<domain>): two browsers signing in at once."""
+    app, scim = live
+    postgresql_only(app)
+    with read(app) as s:
+        _t, secret = create_token(s, scim.org_id, "admin", kind="admin")
+    admin = Scim(app.test_client(), secret, scim.org_id)
+    idp = FakeIdp()
+    domain = f"jit-{uuid.uuid4().hex[:8]}.example"
+    conn = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "metadata_xml": idp.metadata_xml(), "idp_initiated_allowed": True},
+    ).get_json()
+    add_verified_domain(admin, domain)
+    set_default_license(app, scim.org_id)
+    enable_jit(admin, conn["id"])
+    saml = SamlConnection(conn, app.test_client())
+    person = f"new@{domain}"
+    responses = [
+        valid_response(
+            saml.assertion(None, name_id=person, attributes={WS + "emailaddress": [person]}), idp
+        )
+        for _ in range(2)
+    ]
+    return app, scim, conn, responses
+
+
+def _one_account_both_in(app: Flask, scim: Scim, statuses: list[int]) -> None:
+    """One account and one link; both sign-ins succeeded (303) and are recorded so."""
+    with read(app) as s:
+        users_now = s.scalars(select(User.id).where(User.org_id == scim.org_id)).all()
+        linked = s.scalars(
+            select(SsoIdentityLink.user_id).where(SsoIdentityLink.org_id == scim.org_id)
+        ).all()
+    records = [(r.outcome, r.reason_code, r.user_id) for r in sign_ins(app, scim.org_id)]
+    assert len(users_now) == 1 and linked == users_now, (users_now, linked, records)
+    assert statuses == [303, 303], records
+    assert records == [("success", None, users_now[0])] * 2
+
+
+def test_two_jit_sign_ins_of_one_new_person_make_one_account(live: Any) -> None:
+    """Both responses posted at once: one account; the sign-in that loses the creation signs
+    in to the account the other created (it is linked to this very subject), not 403."""
+    app, scim, conn, responses = _racing_jit(live)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(response: str) -> None:
+        client = SamlConnection(conn, app.test_client())
+        barrier.wait()
+        statuses.append(client.post(response).status_code)
+
+    run_together(*(partial(post, r) for r in responses))
+    _one_account_both_in(app, scim, sorted(statuses))
+
+
+def test_a_jit_sign_in_losing_the_insert_signs_in_to_the_winners_account(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first sign-in is held after inserting the account (not committed) while the
+    second creates the same person: its insert waits for the first's userName, then fails
+    (a lost race); the subject is linked by then, so it signs in to that account (303)."""
+    from scim_server.services import users
+
+    app, scim, conn, responses = _racing_jit(live)
+    second = SamlConnection(conn, app.test_client())
+    hold = Hold(
+        monkeypatch,
+        app,
+        users,
+        "insert_user",
+        lambda: second.post(responses[1]).status_code,
+        when=main_thread_only(),
+    )
+    first = SamlConnection(conn, app.test_client()).post(responses[0])
+    hold.join()
+    assert hold.waited == [True]
+    _one_account_both_in(app, scim, [first.status_code, *hold.results])
+
+
+def test_a_jit_sign_in_finding_its_name_taken_signs_in_to_the_winners_account(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first sign-in, having found no account, is held while the second creates the
+    person and signs in; the first's create then finds the userName taken (409 inside),
+    and as the account is linked to this very subject, signs in to it (303)."""
+    from sso.signin import decision
+
+    app, scim, conn, responses = _racing_jit(live)
+    second = SamlConnection(conn, app.test_client())
+    hold = Hold(
+        monkeypatch,
+        app,
+        decision,
+        "find_user",
+        lambda: second.post(responses[1]).status_code,
+        when=main_thread_only(),
+    )
+    first = SamlConnection(conn, app.test_client()).post(responses[0])
+    hold.join()
+    assert hold.waited == [False]
+    _one_account_both_in(app, scim, [first.status_code, *hold.results])
