@@ -23,6 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -88,3 +90,51 @@ def unseal(secret: bytes, stored: str, *, purpose: bytes, context: bytes) -> str
     except InvalidTag:
         raise SealedSecretError("authentication failed") from None
     return plain.decode()
+
+
+@dataclass(frozen=True)
+class Resealed:
+    """What ``reseal`` found for one stored secret: ``status`` is "sealed" (was clear),
+    "resealed" (opened with the previous secret), "current" (opens with this one) or
+    "unreadable" (opens with neither: ``detail`` says why, left as it is); ``stored`` is
+    the value to store for "sealed" and "resealed"."""
+
+    status: str
+    stored: str | None = None
+    detail: str | None = None
+
+
+def reseal(
+    stored: str,
+    current: bytes,
+    previous: bytes | None,
+    *,
+    open_with: Callable[[bytes], str],
+    seal: Callable[[str], str],
+    seal_clear: bool = True,
+) -> Resealed:
+    """The one rule of ``scim-server sso encrypt-secrets`` for every kind of sealed secret.
+
+    Only a value that opens with ``previous`` is sealed again with ``current``: one that
+    opens with neither was not written by this server as it reads now (tampered, moved,
+    or sealed with a secret nobody gave), and sealing it would launder it. A clear value
+    (written before sealing existed) is sealed when ``seal_clear``. ``open_with(secret)``
+    opens ``stored`` with a secret (``SealedSecretError`` if it does not);
+    ``seal(value)`` seals a clear value with ``current``.
+    """
+    if seal_clear and not is_sealed(stored):
+        return Resealed("sealed", seal(stored))
+    try:
+        open_with(current)
+    except SealedSecretError as err:
+        failure = str(err)
+    else:
+        return Resealed("current")
+    if previous is not None:
+        try:
+            value = open_with(previous)
+        except SealedSecretError:
+            pass
+        else:
+            return Resealed("resealed", seal(value))
+    return Resealed("unreadable", detail=failure)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.models import WebhookSubscription
-from scim_server.sealing import SealedSecretError, is_sealed, seal, unseal
+from scim_server.sealing import SealedSecretError, is_sealed, reseal, seal, unseal
 
 # HKDF "info" (RFC 5869 §3.2): a key of its own, apart from SSO's and the signing keys'.
 WEBHOOK_SECRETS = b"scim-server webhook secrets v1"
@@ -176,21 +176,13 @@ def _reseal(
     stored = getattr(sub, field)
     if not stored:
         return None
-    if not is_sealed(stored):
-        set_secret(sub, field, stored, server_secret)
-        return SecretState(sub.org_id, sub.id, field, "sealed")
-    try:
-        open_secret(server_secret, sub, field)
-    except SealedSecretError as err:
-        failure = str(err)
-    else:
-        return SecretState(sub.org_id, sub.id, field, "current")
-    if previous is not None:
-        try:
-            value = open_secret(previous, sub, field)
-        except SealedSecretError:
-            pass
-        else:
-            set_secret(sub, field, value, server_secret)
-            return SecretState(sub.org_id, sub.id, field, "resealed")
-    return SecretState(sub.org_id, sub.id, field, "unreadable", failure)
+    found = reseal(
+        stored,
+        server_secret,
+        previous,
+        open_with=lambda secret: open_secret(secret, sub, field) or "",
+        seal=lambda value: seal_secret(server_secret, sub, field, value),
+    )
+    if found.stored is not None:
+        setattr(sub, field, found.stored)
+    return SecretState(sub.org_id, sub.id, field, found.status, found.detail)

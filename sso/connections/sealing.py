@@ -23,6 +23,7 @@ from scim_server.sealing import V1 as V1
 from scim_server.sealing import SealedSecretError as SealedSecretError
 from scim_server.sealing import encryption_secret as encryption_secret
 from scim_server.sealing import is_sealed as is_sealed
+from scim_server.sealing import reseal as reseal
 from scim_server.sealing import seal as seal
 from scim_server.sealing import unseal as unseal
 

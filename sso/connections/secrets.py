@@ -27,6 +27,7 @@ from sso.connections.sealing import (
     current_secret,
     is_sealed,
     open_connection_secret,
+    reseal,
     seal_connection_secret,
 )
 from sso.errors import SsoError
@@ -146,21 +147,13 @@ def _reseal(
     stored = getattr(conn, field)
     if not stored:
         return None
-    if not is_sealed(stored):
-        set_secret(conn, field, stored, secret)
-        return SecretState(conn.org_id, conn.id, field, "sealed")
-    try:
-        open_connection_secret(secret, conn.org_id, conn.id, field, stored)
-    except SealedSecretError as err:
-        failure = str(err)
-    else:
-        return SecretState(conn.org_id, conn.id, field, "current")
-    if previous is not None:
-        try:
-            value = open_connection_secret(previous, conn.org_id, conn.id, field, stored)
-        except SealedSecretError:
-            pass
-        else:
-            set_secret(conn, field, value, secret)
-            return SecretState(conn.org_id, conn.id, field, "resealed")
-    return SecretState(conn.org_id, conn.id, field, "unreadable", failure)
+    found = reseal(
+        stored,
+        secret,
+        previous,
+        open_with=lambda key: open_connection_secret(key, conn.org_id, conn.id, field, stored),
+        seal=lambda value: seal_connection_secret(secret, conn.org_id, conn.id, field, value),
+    )
+    if found.stored is not None:
+        setattr(conn, field, found.stored)
+    return SecretState(conn.org_id, conn.id, field, found.status, found.detail)

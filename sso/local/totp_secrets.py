@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.models import MfaFactor, User
-from sso.connections.sealing import SealedSecretError
+from sso.connections.sealing import reseal
 from sso.local import keys
 
 
@@ -63,30 +63,26 @@ def _reseal(
     session: Session, factor: MfaFactor, secret: bytes, previous: bytes | None
 ) -> FactorState:
     org_id, factor_id, stored = factor.org_id, factor.id, factor.secret or ""
-    try:
-        keys.open_totp(secret, org_id, factor_id, stored)
-    except SealedSecretError as err:
-        failure = str(err)
-    else:
-        return FactorState(org_id, factor_id, "current")
-    if previous is not None:
-        try:
-            value = keys.open_totp(previous, org_id, factor_id, stored)
-        except SealedSecretError:
-            pass
-        else:
-            factor.secret = keys.seal_totp(secret, org_id, factor_id, value)
-            user = session.get(User, (org_id, factor.user_id))
-            record(
-                session,
-                org_id,
-                "user.mfa.secrets",
-                resource_type="User",
-                resource_id=factor.user_id,
-                external_id=user.external_id if user is not None else None,
-                user_name=user.user_name if user is not None else None,
-                detail=f"{factor.kind}: {factor.label} (encrypted again with the current secret)",
-                changes={"mfa.totp": "(resealed)"},
-            )
-            return FactorState(org_id, factor_id, "resealed")
-    return FactorState(org_id, factor_id, "unreadable", failure)
+    found = reseal(
+        stored,
+        secret,
+        previous,
+        open_with=lambda key: keys.open_totp(key, org_id, factor_id, stored),
+        seal=lambda value: keys.seal_totp(secret, org_id, factor_id, value),
+        seal_clear=False,  # the server never wrote one: sealing it would make a planted factor work
+    )
+    if found.stored is not None:
+        factor.secret = found.stored
+        user = session.get(User, (org_id, factor.user_id))
+        record(
+            session,
+            org_id,
+            "user.mfa.secrets",
+            resource_type="User",
+            resource_id=factor.user_id,
+            external_id=user.external_id if user is not None else None,
+            user_name=user.user_name if user is not None else None,
+            detail=f"{factor.kind}: {factor.label} (encrypted again with the current secret)",
+            changes={"mfa.totp": "(resealed)"},
+        )
+    return FactorState(org_id, factor_id, found.status, found.detail)
