@@ -278,6 +278,12 @@ def must_change(user: User, row: UserPassword | None) -> bool:
     )
 
 
+def demanded(row: UserPassword | None) -> bool:
+    """Whether the password to replace is the person's own (an admin asked for a new one),
+    not a temporary one they were given: what the change page tells them."""
+    return row is None or not row.must_change
+
+
 def count_failure(session: Session, user: User, typed: str, attempt: Attempt) -> datetime | None:
     """One wrong password or code towards the lockout; the lock's mail when it locks."""
     policy = lockout.LockoutPolicy.from_settings(get_settings(session, user.org_id))

@@ -215,6 +215,7 @@ def _change_page(user: User, problem: str | None = None, status: int = 200) -> A
     with s.begin():
         policy = get_settings(s, user.org_id).password_policy()
         org_name = org_name_of(s, user.org_id)
+        demanded = local.demanded(passwords.current_password(s, user))
     return web.page(
         "signin/change_password.html",
         status,
@@ -222,6 +223,7 @@ def _change_page(user: User, problem: str | None = None, status: int = 200) -> A
         min_length=policy.min_length,
         max_length=policy.max_length,
         org_name=org_name,
+        demanded=demanded,
     )
 
 
@@ -282,7 +284,10 @@ def _set_chosen(
     address = user_address(s, user)
     if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
         raise passwords.PasswordRejected(
-            "history", "Choose a new password, not the one you were given."
+            "history",
+            "Choose a new password, not the one you have now."
+            if local.demanded(row)
+            else "Choose a new password, not the one you were given.",
         )
     row = passwords.set_password(
         s,
@@ -291,7 +296,10 @@ def _set_chosen(
         user,
         new,
         identifiers=passwords.personal_identifiers(user, address),
-        detail="chosen by the person at sign-in, replacing a temporary password",
+        detail="chosen by the person at sign-in, replacing a password an admin asked them to "
+        "replace"
+        if local.demanded(row)
+        else "chosen by the person at sign-in, replacing a temporary password",
     )
     # The demand is met (``set_password`` ended the reset links a RECOVERY waits on).
     credentials.settle(s, user, "new password chosen at sign-in")

@@ -140,3 +140,43 @@ def test_busy_node_page_in_the_browser(
     page.click("button[type=submit]")
     assert page.url.endswith("/sso/security")
     assert problems == []
+
+
+def test_a_demanded_new_password_comes_after_the_second_factor_in_the_browser(
+    server: tuple[str, Flask, Scim], browser: Any
+) -> None:
+    """An admin demands a new password of a person with an authenticator app: the browser
+    goes password, then the code, then "Choose a new password" (screenshots of both)."""
+    from scim_server.db import db
+    from scim_server.services import accounts
+
+    base, app, scim = server
+    login = f"fay-{uuid.uuid4().hex[:8]}@browser.test"
+    user_id = make_person(app, scim, login)
+    give_password(app, scim.org_id, user_id)
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _sign_in(page, base, login)
+    page.goto(f"{base}/sso/security/totp")
+    key = page.inner_text("code.mono").replace(" ", "")
+    step = totp.step_of(utcnow())
+    page.fill("#code", totp.code_at(key, step))
+    page.click("form button[type=submit]")
+    page.context.close()
+    with db.reader(app)() as s:
+        accounts.act(s, scim.org_id, user_id, "require_new_password", "leaked")
+
+    page = _page(browser, problems)
+    _sign_in(page, base, login)
+    page.wait_for_selector("#code")  # the second factor first, not the new password
+    page.screenshot(path=str(SCREENSHOTS / "signin-demanded-change-code.png"), full_page=True)
+    page.fill("#code", totp.code_at(key, step + 1))
+    page.click("form button[type=submit]")
+    page.wait_for_selector("#confirm")
+    assert "new password" in page.inner_text("h1").lower()
+    page.screenshot(path=str(SCREENSHOTS / "signin-demanded-change-after-code.png"), full_page=True)
+    page.fill("#password", "a brand new passphrase 42")
+    page.fill("#confirm", "a brand new passphrase 42")
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{base}/sso/security")
+    assert problems == []

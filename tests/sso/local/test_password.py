@@ -239,6 +239,7 @@ def test_temporary_password_leads_to_change_first(
     page = client.get("/sso/password/change")
     body = page.get_data(as_text=True)
     assert page.status_code == 200 and 'autocomplete="new-password"' in body
+    assert "Your password was temporary" in body and "You were asked" not in body
     # The policy's refusals, each naming its rule; nothing typed comes back.
     for bad, words in (
         ("xq7v", "too short"),
@@ -579,6 +580,9 @@ def test_the_owner_proves_the_factor_then_chooses_the_password(
     resp = form_post(client, "/sso/mfa", "/sso/mfa", {"code": code_now(secret, clock.now)})
     assert resp.status_code == 303 and resp.headers["Location"] == "/sso/password/change"
     assert not signed_in(client)
+    # The page says why: an admin's demand, not a temporary password (it was the owner's own).
+    body = client.get("/sso/password/change").get_data(as_text=True)
+    assert "You were asked to choose a new password" in body and "temporary" not in body
     resp = form_post(
         client,
         "/sso/password/change",
