@@ -26,12 +26,13 @@ from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
-from scim_server.db import utcnow
+from scim_server.db import reuse_plan, utcnow
 from scim_server.errors import InvalidValueError
+from scim_server.fixed import Fixed
 from scim_server.models import CredentialToken, PasswordHistory, User, UserPassword
 
 # Refused before any hashing, whatever the policy says: hashing a megabyte costs
@@ -442,16 +443,27 @@ def expire_links(session: Session, user: User, purpose: str) -> int:
     return len(rows)
 
 
+# Compiled once (``fixed.Fixed``), its plan reused: a deactivation (a SCIM PATCH, a hot
+# path) runs it, and the ORM's bulk UPDATE was rebuilt and evaluated at every call.
+_EXPIRE_ALL_LINKS = Fixed(
+    reuse_plan(
+        update(CredentialToken)
+        .where(
+            CredentialToken.org_id == bindparam("b_org_id"),
+            CredentialToken.user_id == bindparam("b_user_id"),
+            CredentialToken.used_at.is_(None),
+        )
+        .values(used_at=bindparam("now"))
+    )
+)
+
+
 def expire_all_links(session: Session, user: User) -> None:
     """End every live link of ``user``, reset and activation alike, in one statement: a
     password of their own replaced what the links were for, or a lock or a deactivation
-    ended the account's way in (``lifecycle.ENDS_LINKS``)."""
-    session.execute(
-        update(CredentialToken)
-        .where(
-            CredentialToken.org_id == user.org_id,
-            CredentialToken.user_id == user.id,
-            CredentialToken.used_at.is_(None),
-        )
-        .values(used_at=utcnow())
+    ended the account's way in (``lifecycle.ENDS_LINKS``). Links loaded in this session
+    are not updated in memory: none of the callers reads one after."""
+    session.flush()  # as ``session.execute`` would (autoflush)
+    _EXPIRE_ALL_LINKS.run(
+        session.connection(), {"b_org_id": user.org_id, "b_user_id": user.id, "now": utcnow()}
     )
