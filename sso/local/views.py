@@ -282,11 +282,12 @@ def _set_chosen(
         # whoever proves it may choose the next password (``local.next_stage``).
         raise SsoError("pending_expired", "a factor was enrolled since the password was proved")
     address = user_address(s, user)
+    demanded = local.demanded(row)  # the person's own password, not a temporary one
     if row is not None and passwords.verify_password(attempt.hashing, row.hash, new)[0]:
         raise passwords.PasswordRejected(
             "history",
             "Choose a new password, not the one you have now."
-            if local.demanded(row)
+            if demanded
             else "Choose a new password, not the one you were given.",
         )
     row = passwords.set_password(
@@ -298,7 +299,7 @@ def _set_chosen(
         identifiers=passwords.personal_identifiers(user, address),
         detail="chosen by the person at sign-in, replacing a password an admin asked them to "
         "replace"
-        if local.demanded(row)
+        if demanded
         else "chosen by the person at sign-in, replacing a temporary password",
     )
     # The demand is met (``set_password`` ended the reset links a RECOVERY waits on).
