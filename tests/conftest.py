@@ -94,33 +94,75 @@ def _reset(engine: Engine) -> None:
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
+class _Databases:
+    """The session's migrated databases and their apps, one of each kind, made when first used.
+
+    ``engine`` is parametrized by kind, and pytest finalizes a parametrized session
+    fixture whenever the next test wants the other kind: under ``--dist loadfile`` that is
+    twice per file, and each time cost a migration and an app. These live until the end
+    of the session instead; ``engine`` and ``shared_app`` only look them up.
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.engines: dict[str, Engine] = {}
+        self.apps: dict[str, Flask] = {}
+        self.schemas: list[str] = []
+
+    def engine(self, kind: str) -> Engine:
+        if kind not in self.engines:
+            self.engines[kind] = self._migrated(kind)
+        return self.engines[kind]
+
+    def app(self, kind: str) -> Flask:
+        if kind not in self.apps:
+            url = self.engine(kind).url.render_as_string(False)
+            self.apps[kind] = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+        return self.apps[kind]
+
+    def _migrated(self, kind: str) -> Engine:
+        if kind == "postgresql":
+            # A schema of our own, so that concurrent test runs on one database never collide.
+            schema = f"scim_test_{uuid.uuid4().hex[:12]}"
+            admin = make_engine(PG_URL)
+            with admin.begin() as conn:
+                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            admin.dispose()
+            self.schemas.append(schema)
+            url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+            eng = make_engine(url.render_as_string(False))
+        else:
+            eng = make_engine(f"sqlite:///{self.tmp_path_factory.mktemp('db') / 'test.db'}")
+        _reset(eng)
+        upgrade(eng)
+        return eng
+
+    def close(self) -> None:
+        for app in self.apps.values():
+            db.engine(app).dispose()
+        for eng in self.engines.values():
+            eng.dispose()
+        if self.schemas:
+            admin = make_engine(PG_URL)
+            with admin.begin() as conn:
+                for schema in self.schemas:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Databases]:
+    made = _Databases(tmp_path_factory)
+    yield made
+    made.close()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
+def engine(request: pytest.FixtureRequest, databases: _Databases) -> Engine:
     """A migrated database of each kind, shared by the session."""
-    schema = None
-    if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip(NO_POSTGRESQL)  # only when collection did not leave it out
-        # A schema of our own, so that concurrent test runs on one database never collide.
-        schema = f"scim_test_{uuid.uuid4().hex[:12]}"
-        admin = make_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    else:
-        admin = None
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    eng = make_engine(str(url) if isinstance(url, str) else url.render_as_string(False))
-    _reset(eng)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    if request.param == "postgresql" and not PG_URL:
+        pytest.skip(NO_POSTGRESQL)  # only when collection did not leave it out
+    return databases.engine(request.param)
 
 
 @pytest.fixture
@@ -134,9 +176,9 @@ def connection(engine: Engine) -> Iterator[Connection]:
 
 
 @pytest.fixture(scope="session")
-def shared_app(engine: Engine) -> Flask:
+def shared_app(engine: Engine, databases: _Databases) -> Flask:
     """One application per database for the session (one per test was a third of the run)."""
-    return create_app({**TEST_CONFIG, "DATABASE_URL": engine.url.render_as_string(False)})
+    return databases.app(engine.dialect.name)
 
 
 @pytest.fixture
