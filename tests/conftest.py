@@ -122,6 +122,7 @@ class _Databases:
 
     def _migrated(self, kind: str) -> Engine:
         if kind == "postgresql":
+            assert PG_URL is not None  # engine skips PostgreSQL without it
             # A schema of our own, so that concurrent test runs on one database never collide.
             schema = f"scim_test_{uuid.uuid4().hex[:12]}"
             admin = make_engine(PG_URL)
@@ -142,7 +143,7 @@ class _Databases:
             db.engine(app).dispose()
         for eng in self.engines.values():
             eng.dispose()
-        if self.schemas:
+        if self.schemas and PG_URL is not None:
             admin = make_engine(PG_URL)
             with admin.begin() as conn:
                 for schema in self.schemas:
