@@ -40,6 +40,7 @@ from scim_server.services import (
     webhook_fanout,
     webhooks,
 )
+from scim_server.services.credentials import Delivery
 from scim_server.services.passwords import Hashing
 from scim_server.webhook_http import OutboundPolicy
 
@@ -244,6 +245,7 @@ class Worker:
             self.mailer,
             self.worker_id,
             self.clock,
+            delivery=Delivery(hashing=self.hashing, base_url=self.base_url),
             limit=limit,
             should_stop=self.stop.is_set,
             relay=self.relay,

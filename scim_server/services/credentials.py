@@ -180,6 +180,8 @@ def deliver(
     *,
     reason: str,
     recipient: str | None = None,
+    note: str | None = None,
+    previous: str | None = None,
 ) -> Sent:
     """Make new credentials for ``user`` and queue their mail, in the caller's transaction.
 
@@ -188,6 +190,9 @@ def deliver(
     password or activation link stops working. Raises ``ConflictError`` when the
     user has no address to send to. So does a reset link asked for before
     (``await_new_password``, ``settle``): the admin's credentials replace it.
+    ``note`` (why, beyond ``reason``) ends the event's detail; ``previous``: the address
+    the credentials these replace went to, the event's recipient ``before`` (the worker's
+    welcome sent again to a corrected address, ``mail_delivery``).
     """
     for_admin = recipient is not None
     address = recipient or user_address(session, user)
@@ -245,7 +250,9 @@ def deliver(
             "must_change": must_change,
         }
     outbox = _queue(session, user, kind, address, context, reason)
-    return _recorded(session, user, reason, outbox.id, kind, address, method, for_admin)
+    return _recorded(
+        session, user, reason, outbox.id, kind, address, method, for_admin, note, previous
+    )
 
 
 def deliver_reset_link(
@@ -311,6 +318,8 @@ def _recorded(
     address: str,
     method: str,
     for_admin: bool,
+    note: str | None = None,
+    previous: str | None = None,
 ) -> Sent:
     session.add(
         CredentialSend(
@@ -323,13 +332,15 @@ def _recorded(
         )
     )
     whom = "the acting admin" if for_admin else "the user"
+    detail = f"{method.replace('_', ' ')} mailed to {whom} ({address})"
+    recipient = {"after": address} if previous is None else {"before": previous, "after": address}
     record(
         session,
         user.org_id,
         f"user.credentials.{reason}",
         **about(user),
-        detail=f"{method.replace('_', ' ')} mailed to {whom} ({address})",
-        changes={"credentials": {"after": method}, "recipient": {"after": address}},
+        detail=f"{detail}; {note}" if note else detail,
+        changes={"credentials": {"after": method}, "recipient": recipient},
     )
     return Sent(mail_id=mail_id, kind=kind, recipient=address, method=method)
 

@@ -31,6 +31,14 @@ themselves), or the password or link it holds no longer works (replaced, used, e
 it is ``cancelled`` (audited as ``mail.cancelled``), never sent. Notices (password
 changed, MFA reset or changed, account locked) go whatever the account's status: they
 hold no secret and tell the person what happened to their account.
+
+The address is checked last, so a mail cancelled for it is one its account was otherwise
+still due. When that mail is the automatic welcome of a SCIM create (Entra and Okta create
+a user, then PATCH its e-mails a moment later), the same transaction makes fresh
+credentials and queues a new welcome to the account's current address, as an admin's
+resend would (``credentials.deliver``; ``_welcome_again``): the new mail is checked at its
+own send time by the same rule. An admin's send or reset is not repeated: see
+``_welcome_again``.
 """
 
 from __future__ import annotations
@@ -50,11 +58,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from scim_server.audit import AuditContext, record, use_context
 from scim_server.db import utcnow
 from scim_server.mailer import Mailer, Outgoing
-from scim_server.models import CredentialToken, MailOutbox, User
-from scim_server.services import leases, passwords
+from scim_server.models import CredentialSend, CredentialToken, MailOutbox, User
+from scim_server.services import credentials, leases, passwords, settings
 from scim_server.services import mail as outbox
 from scim_server.services.addresses import user_address
-from scim_server.services.credentials import SENDABLE
+from scim_server.services.credentials import SENDABLE, Delivery
 from scim_server.services.mail import MAX_LOST_LEASES, RETRY_EVERY, RETRY_WINDOW
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,10 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 # SMTP answers about the session, not the mail: AUTH required or refused (RFC 4954 §6).
 _SESSION_CODES = frozenset({421, 454, 530, 534, 535, 538})
+# ``why_unwanted``'s last check: the one reason a welcome is sent again (``_welcome_again``).
+ADDRESS_CHANGED = "the account's e-mail address changed since it was queued"
+# The kinds a welcome is mailed as: a temporary password, or an activation link.
+_WELCOME_KINDS = ("welcome", "activation_link")
 
 
 def _waiting(columns: Any) -> Any:
@@ -216,13 +228,15 @@ def deliver_due(
     worker_id: str,
     clock: Callable[[], datetime],
     *,
+    delivery: Delivery,
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     relay: Relay | None = None,
 ) -> int:
     """Send due mail until none is left (or ``limit``), organizations in turn; returns how
     many were handled. A failure of the relay ends it (``relay``, the worker's: no mail is
-    tried again before its ``retry_at``)."""
+    tried again before its ``retry_at``). ``delivery``: how the worker makes credentials
+    (argon2 cost, ``SCIM_BASE_URL``), for a welcome sent again to a corrected address."""
     relay = relay or Relay()
     domain = mailer.sender.rpartition("@")[2].strip(">") or "localhost"
     handled = 0
@@ -241,7 +255,7 @@ def deliver_due(
         return 0
     turns = leases.in_turn(lambda: due_orgs(factory, clock()), claim_of)
     for mail in itertools.chain(lost(), turns):
-        deliver(factory, mailer, mail, worker_id, clock, relay)
+        deliver(factory, mailer, mail, worker_id, clock, relay, delivery=delivery)
         handled += 1
         if not more():
             break
@@ -255,10 +269,12 @@ def deliver(
     worker_id: str,
     clock: Callable[[], datetime],
     relay: Relay | None = None,
+    *,
+    delivery: Delivery,
 ) -> str:
     """Send one claimed mail and record the outcome; returns the mail's new state.
 
-    ``relay`` learns whether the relay worked (``Relay``)."""
+    ``relay`` learns whether the relay worked (``Relay``); ``delivery``: see ``deliver_due``."""
     if mail.lost_leases >= MAX_LOST_LEASES:
         # Its workers kept dying (lease expired each time): stop trying.
         return record_outcome(
@@ -267,7 +283,7 @@ def deliver(
     if mail.body_text is None or mail.body_html is None or mail.message_id is None:
         return record_outcome(factory, mail, worker_id, clock(), "no body to send", give_up=True)
     if mail.kind in outbox.CREDENTIAL_KINDS and mail.user_id is not None:
-        unsent = cancel_unwanted(factory, mail, worker_id, clock())
+        unsent = cancel_unwanted(factory, mail, worker_id, clock(), delivery=delivery)
         if unsent is not None:
             return unsent
     outgoing = Outgoing(
@@ -325,9 +341,13 @@ def _held(session: Session, claimed: MailOutbox, worker_id: str) -> MailOutbox |
 
 
 def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None) -> str | None:
-    """Why credentials (or a link) about to go out at ``now`` must not, or None when they may."""
+    """Why credentials (or a link) about to go out at ``now`` must not, or None when they may.
+
+    The account's row is locked: a SCIM write of it in flight is waited for, and a welcome
+    sent again (``_welcome_again``) writes it. The address is checked last: a mail refused
+    for it alone (``ADDRESS_CHANGED``) is one the account is otherwise still due."""
     now = now or utcnow()
-    user = session.get(User, (mail.org_id, mail.user_id))
+    user = session.get(User, (mail.org_id, mail.user_id), with_for_update=True)
     if user is None:
         return "the account no longer exists"
     if user.status not in SENDABLE:
@@ -345,13 +365,16 @@ def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None
     )
     if newer is not None:
         return "replaced by newer credentials"
+    dead = _dead_secret(session, mail, user, now)
+    if dead is not None:
+        return dead
     if mail.for_admin is False:  # None: queued before the server kept who it was for
         address = user_address(session, user)
         if address is None or address.casefold() != mail.recipient.casefold():
             # The IdP or an admin corrected it (a typo, a mailbox given to someone else):
             # a secret does not go to an address the account no longer has.
-            return "the account's e-mail address changed since it was queued"
-    return _dead_secret(session, mail, user, now)
+            return ADDRESS_CHANGED
+    return None
 
 
 def _dead_secret(session: Session, mail: MailOutbox, user: User, now: datetime) -> str | None:
@@ -397,9 +420,12 @@ def cancel_unwanted(
     claimed: MailOutbox,
     worker_id: str,
     now: datetime | None = None,
+    *,
+    delivery: Delivery,
 ) -> str | None:
     """Cancel a claimed credentials mail its account may no longer receive (``why_unwanted``);
-    returns the mail's state then, or None: send it."""
+    returns the mail's state then, or None: send it. A welcome cancelled only because the
+    address changed is followed, in the same transaction, by a new one (``_welcome_again``)."""
     with use_context(_worker_context(worker_id)), factory() as session, session.begin():
         mail = _held(session, claimed, worker_id)
         if isinstance(mail, str):
@@ -409,7 +435,76 @@ def cancel_unwanted(
             return None
         outbox.cancel(session, mail, why)
         log.info("mail %s (%s) cancelled: %s", mail.id, mail.kind, why)
+        if why == ADDRESS_CHANGED:
+            _welcome_again(session, mail, delivery)
         return mail.state
+
+
+def _is_welcome(session: Session, mail: MailOutbox) -> bool:
+    """Whether ``mail`` is the automatic welcome of a SCIM create (its credentials send's
+    reason; an admin's send, resend or schedule is mailed as the same kinds)."""
+    if mail.kind not in _WELCOME_KINDS:
+        return False
+    reason = session.scalar(
+        select(CredentialSend.reason)
+        .where(
+            CredentialSend.org_id == mail.org_id,
+            CredentialSend.user_id == mail.user_id,
+            CredentialSend.mail_id == mail.id,
+        )
+        .limit(1)
+    )
+    return reason == "welcome"
+
+
+def _welcome_again(session: Session, cancelled: MailOutbox, delivery: Delivery) -> None:
+    """After ``cancelled`` (a welcome refused only for its address: the account, locked by
+    ``why_unwanted``, is otherwise still due it), queue a new welcome to the account's
+    current address, in the cancellation's transaction: new credentials as an admin's
+    resend makes them (``credentials.deliver``; the old password or link dies, its secret
+    never reused), ``user.credentials.welcome`` saying why. No address left, or passwords
+    no longer allowed: nothing is queued, and a failed ``user.credentials.welcome`` says why.
+
+    Only the automatic welcome: no person asked for it and no one watches for it, and
+    without it a new employee has no way in. An admin's send, resend, schedule or reset was
+    that admin's act at that moment (the outbox shows it cancelled, and why: they decide
+    whether to send again), and a reset link the person asked for (forgot password) is not
+    mailed to an address that never asked.
+    """
+    if cancelled.user_id is None or not _is_welcome(session, cancelled):
+        return
+    user = session.get(User, (cancelled.org_id, cancelled.user_id))
+    if user is None:  # why_unwanted found it, locked: it cannot be gone
+        return
+    before = cancelled.recipient
+    address = user_address(session, user)
+    current = settings.get_settings(session, user.org_id)
+    why_not = None
+    if not settings.passwords_allowed(session, user.org_id, current):
+        why_not = "the organization signs in through single sign-on only since"
+    elif address is None:
+        why_not = f"the account has no e-mail address any more (it was {before})"
+    if why_not is not None:
+        record(
+            session,
+            user.org_id,
+            "user.credentials.welcome",
+            outcome="failure",
+            **credentials.about(user),
+            detail=f"welcome not sent again: {why_not}",
+        )
+        log.info("user %s: welcome not sent again: %s", user.id, why_not)
+        return
+    sent = credentials.deliver(
+        session,
+        delivery,
+        user,
+        current,
+        reason="welcome",
+        note=f"sent again: the welcome queued for {before} was cancelled, {ADDRESS_CHANGED}",
+        previous=before,
+    )
+    log.info("mail %s: the welcome sent again to the account's new address", sent.mail_id)
 
 
 def record_outcome(
