@@ -336,6 +336,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "DNS_TIMEOUT_SECONDS": env_positive("SCIM_DNS_TIMEOUT_SECONDS", 5),
         # HMAC key of the audit chain's signatures; see ``audit_key``.
         "AUDIT_KEY": os.environ.get("SCIM_AUDIT_KEY") or os.environ.get("SCIM_SECRET_KEY") or None,
+        # Only for ``scim-server audit rekey``: the audit key (SCIM_AUDIT_KEY, or
+        # SCIM_SECRET_KEY without it) the log was signed with before that key changed.
+        # Never a command-line option: a command line is visible to other users.
+        "PREVIOUS_AUDIT_KEY": os.environ.get("SCIM_PREVIOUS_AUDIT_KEY") or None,
         # Ed25519 private key (PEM text or a file path) of the checkpoints and export
         # manifests anyone can verify; see ``audit_signing_key``.
         "AUDIT_SIGNING_KEY": os.environ.get("SCIM_AUDIT_SIGNING_KEY") or None,

@@ -3,7 +3,8 @@
 The canonical form is sorted-key JSON of every field but ``hash``; each hash
 covers the previous one, so the chain can only be rewritten by recomputing
 every later hash, and the head signature (HMAC with a key kept out of the
-database) makes that, or dropping the tail, detectable.
+database) makes that, or dropping the tail, detectable. A head the server finds not
+signed is never signed over: the write after it gets a ``marked_head_signature``.
 """
 
 from __future__ import annotations
@@ -213,6 +214,16 @@ def head_signature(
     key: bytes, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str
 ) -> str:
     return sign(key, "head", org_id, seq, head_hash, base_seq, base_hash)
+
+
+def marked_head_signature(
+    key: bytes, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str
+) -> str:
+    """The server's signature of a head it wrote onto one it had not signed (moved back,
+    altered, or signed with a key it no longer has): not a head signature, so ``verify``
+    and exports keep refusing the log, yet the server's own, so the next write knows the
+    head is as it left it (no second marker) and nobody without the key can make one."""
+    return sign(key, "head-over-unsigned", org_id, seq, head_hash, base_seq, base_hash)
 
 
 def checkpoint_signature(key: bytes, org_id: str, seq: int, head_hash: str, kind: str) -> str:

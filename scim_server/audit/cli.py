@@ -1,9 +1,12 @@
-"""``scim-server audit ...``: verify, export and purge the provisioning log."""
+"""``scim-server audit ...``: verify, export and purge the provisioning log; accept a chain
+head the server found not signed."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,13 +14,19 @@ from typing import Any
 import click
 
 from scim_server.audit.context import AuditContext, use_context
-from scim_server.commands import CommandEnv, build_app, domain_errors, not_blank
+from scim_server.commands import CommandEnv, build_app, domain_errors, not_blank, pass_env
 from scim_server.config import MAX_RETENTION_DAYS
 from scim_server.db import db
 
 
 def _app() -> Any:
-    return build_app()
+    """The command's app; its connections closed when the command ends (left to the garbage
+    collector, a PostgreSQL connection was dropped unclosed: a ResourceWarning)."""
+    app = build_app()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(db.engine(app).dispose)
+    return app
 
 
 def _ensure_schema(app: Any) -> None:
@@ -145,6 +154,66 @@ def verify(org_ref: str | None, filed: str | None) -> None:
         sys.exit(1)
 
 
+_SIGNATURES = (
+    ("resigned", "signed again with the current audit key"),
+    ("unverified", "valid with neither key: left as they are"),
+)
+
+
+@audit.command("rekey")
+@pass_env()
+def rekey_command(env: CommandEnv) -> None:
+    """Sign the log again after SCIM_AUDIT_KEY changed, with the old key in SCIM_PREVIOUS_AUDIT_KEY.
+
+    Run once, with the new SCIM_AUDIT_KEY, before the server and the worker write with it.
+    Each organization's head and checkpoints and the published keys' rows are signed again
+    with the current key, only those valid with the previous one, with an audit.rekey event:
+    one line each (organization, row, audit.head / audit.checkpoint / audit.signing_key,
+    resigned or unverified). The previous key is read from the environment only (a command
+    line is visible to other users). Safe to run any number of times. Exits 1 if a
+    signature is valid with neither key (listed; left as it is: `audit verify` names it).
+    """
+    from scim_server.audit import chain, rekey
+
+    configured = env.app.config.get("PREVIOUS_AUDIT_KEY")
+    if not configured:
+        raise click.UsageError(
+            "SCIM_PREVIOUS_AUDIT_KEY is not set: set it to the audit key the log was signed "
+            "with before the change (the old SCIM_AUDIT_KEY; SCIM_SECRET_KEY's value if there "
+            "was none), and SCIM_AUDIT_KEY to the new one."
+        )
+    previous = str(configured).encode()
+    actor = AuditContext(actor_type="cli", actor_name="scim-server audit rekey")
+    with env.session(write=True) as session, use_context(actor):
+        if hmac.compare_digest(previous, chain.signing_key(session)):
+            raise click.UsageError(
+                "SCIM_PREVIOUS_AUDIT_KEY is the current audit key: nothing to sign again. "
+                "Set SCIM_AUDIT_KEY to the new key (in every process's configuration) first."
+            )
+        states = rekey.resign(session, previous)
+    for s in states:
+        if s.status != rekey.CURRENT:
+            click.echo(f"{s.org_id or '-'}\t{s.row}\t{s.field}\t{s.status}")
+    counts = Counter(s.status for s in states)
+    for status, label in _SIGNATURES:
+        if counts[status]:
+            click.echo(f"{counts[status]} audit signature(s) {label}", err=True)
+    if not counts[rekey.RESIGNED] and not counts[rekey.UNVERIFIED]:
+        click.echo("nothing to sign again: every signature is the current key's", err=True)
+    if counts[rekey.UNVERIFIED]:
+        nothing = (
+            "nothing was signed again (is SCIM_PREVIOUS_AUDIT_KEY the audit key from before "
+            "the change?): "
+            if not counts[rekey.RESIGNED]
+            else ""
+        )
+        raise click.ClickException(
+            f"{nothing}some audit log signatures are valid with neither SCIM_AUDIT_KEY nor "
+            "SCIM_PREVIOUS_AUDIT_KEY: they were left as they are (a change the server did not "
+            "make is never signed); `scim-server audit verify` names them."
+        )
+
+
 @audit.command("export")
 @click.option("--org", "org_ref", required=True, help="Organization name or id.")
 @click.option(
@@ -264,6 +333,48 @@ def checkpoint(org_ref: str) -> None:
     with use_context(actor), CommandEnv(app).session(write=True) as session:
         doc = create(session, org_id)
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+@audit.command("accept-head")
+@click.option(
+    "--org", "org_ref", required=True, callback=not_blank, help="Organization name or id."
+)
+@click.option(
+    "--reason",
+    required=True,
+    callback=not_blank,
+    help="Why (the incident, what the log was compared with): recorded in the event.",
+)
+def accept_head(org_ref: str, reason: str) -> None:
+    """Sign again a chain head the server found not signed, once the log was checked; verify.
+
+    Only here, never over HTTP: the events the log holds become the log. Compare it first
+    with what was filed outside (`audit verify --checkpoint`, exports). Exit 1 if it is
+    still broken (an event edited, deleted or added is not accepted)."""
+    from scim_server.audit.queries import accept_head as accept
+    from scim_server.audit.queries import verify as verify_chain
+
+    app = _app()
+    _ensure_schema(app)
+    org_id, name = _orgs(app, org_ref)[0]
+    actor = AuditContext(actor_type="cli", actor_name="scim-server audit accept-head")
+    with use_context(actor), CommandEnv(app).session(write=True) as session:
+        done = accept(session, org_id, reason)
+    if not done.accepted:
+        click.echo(f"{name}: the chain head is the server's: nothing to accept")
+    else:
+        markers = [str(seq) for seq in done.markers] + (["one written now"] * done.marked_now)
+        click.echo(
+            f"{name}: chain head accepted (found at event {done.found_seq}; markers settled: "
+            f"{', '.join(markers) or 'none'}; checkpoint(s) removed: "
+            f"{', '.join(map(str, done.removed)) or 'none'})"
+        )
+    with _session(app) as session:
+        result = verify_chain(session, org_id)
+    if not result.ok:
+        click.echo(f"{name}: BROKEN at event {result.broken_seq}: {result.reason}")
+        sys.exit(1)
+    click.echo(f"{name}: OK, {result.checked} events, head {result.head_hash or '-'}")
 
 
 @audit.command("verify-export")

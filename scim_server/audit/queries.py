@@ -11,7 +11,16 @@ from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, fun
 from sqlalchemy.orm import Session
 
 from scim_server.audit import chain, statements
-from scim_server.audit.recorder import add_checkpoint, lock_head, record
+from scim_server.audit.recorder import (
+    ACCEPTED_ACTION,
+    ALTERED,
+    SIGNED,
+    UNSIGNED_ACTION,
+    add_checkpoint,
+    lock_head,
+    record,
+    vouch,
+)
 from scim_server.db import KeyRead, reuse_plan, utcnow
 from scim_server.errors import InvalidValueError
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -209,6 +218,44 @@ def head_signed(session: Session, head_row: AuditHead) -> bool:
     )
 
 
+def head_marked(session: Session, head_row: AuditHead, key: bytes | None = None) -> bool:
+    """Whether the head carries the server's mark (``chain.marked_head_signature``, with
+    ``key`` or the session's): the server wrote it, onto a head it had not signed (an
+    ``audit.head_unsigned`` event in the chain says which)."""
+    return chain.signatures_match(
+        chain.marked_head_signature(
+            key or chain.signing_key(session),
+            head_row.org_id,
+            head_row.seq,
+            head_row.hash,
+            head_row.base_seq,
+            head_row.base_hash,
+        ),
+        head_row.signature,
+    )
+
+
+# Events after which the markers before them are settled: the operator's acceptance, and
+# ``audit.rekey`` (``rekey.ACTION``), which signs a marked head again only when each marker
+# records a head signed with the key before the change (``signed_before_key_change``).
+_SETTLING = frozenset({ACCEPTED_ACTION, "audit.rekey"})
+
+
+def _found_at(marker: AuditEvent) -> Any:
+    """The seq of the head a marker records (as found: not the server's word)."""
+    changes = marker.changes if isinstance(marker.changes, dict) else {}
+    found = changes.get("head")
+    return found.get("seq") if isinstance(found, dict) else None
+
+
+def _unsigned_reason(marker: AuditEvent) -> str:
+    return (
+        f"event {marker.seq} was written onto a chain head that did not carry the server's "
+        f"signature, found at {_found_at(marker)} (altered, or moved back after events were "
+        "removed): the log is not vouched for from there"
+    )
+
+
 # The head and the first event past it, in one statement: one snapshot on every database.
 # Without a head row, "past it" is any event, and the first checkpoint says there was a log.
 _HEAD = select(AuditHead.seq).where(AuditHead.org_id == bindparam("org_id")).scalar_subquery()
@@ -255,50 +302,29 @@ def unvouched(session: Session, org_id: str) -> tuple[int, str] | None:
 
 def verify(session: Session, org_id: str) -> Verification:
     """Walk the chain; name the first broken event (edited, deleted, reordered), a cut tail,
-    a head deleted or an event past it."""
+    a head deleted or an event past it, or the first event written onto a head the server
+    had not signed (``audit.head_unsigned``) that no acceptance settled since."""
     result = Verification(ok=True, org_id=org_id)
     head_row = head(session, org_id)
     if head_row is None:
         outside = unvouched(session, org_id)
         return result if outside is None else _fail(result, *outside)
-    if not head_signed(session, head_row):
+    head_ok = head_signed(session, head_row)
+    if not head_ok and not head_marked(session, head_row):
         return _fail(
             result, head_row.seq, "the chain head's signature does not match (head altered)"
         )
-    expected_seq = head_row.base_seq + 1
-    prev_hash = head_row.base_hash
-    # The chain up to the head read above: on PostgreSQL each statement below sees what
-    # committed before it, and a write that commits meanwhile is after this head, not
-    # a sign that the head was cut back.
-    for event in stream(session, org_id, EventFilter(), through=head_row.seq):
-        if result.first_seq is None:
-            result.first_seq = event.seq
-        if event.seq != expected_seq:
-            reason = (
-                f"event {expected_seq} is missing (next present is {event.seq})"
-                if event.seq > expected_seq
-                else f"event {event.seq} is out of order"
-            )
-            return _fail(result, expected_seq, reason)
-        if event.prev_hash != prev_hash:
-            return _fail(
-                result,
-                event.seq,
-                "prev_hash does not link to the previous event (reordered or removed)",
-            )
-        if chain.event_hash(event) != event.hash:
-            return _fail(result, event.seq, "content does not match its hash (edited)")
-        prev_hash = event.hash
-        expected_seq += 1
-        result.checked += 1
-        result.last_seq = event.seq
-    if expected_seq - 1 != head_row.seq or prev_hash != head_row.hash:
-        return _fail(
-            result,
-            expected_seq,
-            f"the log ends at {expected_seq - 1} but the signed head is at {head_row.seq} "
-            "(tail truncated)",
-        )
+    unsettled: list[AuditEvent] = []
+    fault = _walk(session, org_id, head_row, result, unsettled)
+    if unsettled:
+        # The first head the server found not signed, and did not sign over: no later
+        # fault (one it would explain) is named before it. A signed head over a marker no
+        # acceptance settled is no head the server wrote: the marker stands.
+        return _fail(result, unsettled[0].seq, _unsigned_reason(unsettled[0]))
+    if fault is None and not head_ok:
+        fault = head_row.seq, "the chain head's signature does not match (head altered)"
+    if fault is not None:
+        return _fail(result, *fault)
     # The walk stopped at the head it read first; what is past the head now is no part of
     # the log (listed by no search), and must not be there.
     outside = unvouched(session, org_id)
@@ -333,11 +359,197 @@ def verify(session: Session, org_id: str) -> Verification:
     return result
 
 
+def _walk(
+    session: Session,
+    org_id: str,
+    head_row: AuditHead,
+    result: Verification,
+    unsettled: list[AuditEvent],
+) -> tuple[int, str] | None:
+    """Walk the chain from its base to ``head_row``: the first fault (seq, reason), or None.
+    The markers of heads found not signed (``audit.head_unsigned``) no acceptance settled
+    yet are added to ``unsettled``; those settled, to ``result.problems``."""
+    expected_seq = head_row.base_seq + 1
+    prev_hash = head_row.base_hash
+    # The chain up to the head read above: on PostgreSQL each statement below sees what
+    # committed before it, and a write that commits meanwhile is after this head, not
+    # a sign that the head was cut back.
+    for event in stream(session, org_id, EventFilter(), through=head_row.seq):
+        if result.first_seq is None:
+            result.first_seq = event.seq
+        if event.seq != expected_seq:
+            reason = (
+                f"event {expected_seq} is missing (next present is {event.seq})"
+                if event.seq > expected_seq
+                else f"event {event.seq} is out of order"
+            )
+            return expected_seq, reason
+        if event.prev_hash != prev_hash:
+            return (
+                event.seq,
+                "prev_hash does not link to the previous event (reordered or removed)",
+            )
+        if chain.event_hash(event) != event.hash:
+            return event.seq, "content does not match its hash (edited)"
+        if event.action == UNSIGNED_ACTION:
+            unsettled.append(event)
+        elif event.action in _SETTLING and unsettled:
+            result.problems += [
+                f"{_unsigned_reason(marker)}; accepted at event {event.seq} ({event.action})"
+                for marker in unsettled
+            ]
+            unsettled.clear()
+        prev_hash = event.hash
+        expected_seq += 1
+        result.checked += 1
+        result.last_seq = event.seq
+    if expected_seq - 1 != head_row.seq or prev_hash != head_row.hash:
+        return (
+            expected_seq,
+            f"the log ends at {expected_seq - 1} but the signed head is at {head_row.seq} "
+            "(tail truncated)",
+        )
+    return None
+
+
 def _fail(result: Verification, seq: int, reason: str) -> Verification:
     result.ok = False
     result.broken_seq = seq
     result.reason = reason
     return result
+
+
+# -- a chain head the server did not sign ---------------------------------------------------
+
+
+def _unsettled(
+    session: Session, org_id: str, after_seq: int, through: int | None = None
+) -> list[AuditEvent]:
+    """The markers of heads found not signed (``audit.head_unsigned``) after ``after_seq``
+    (up to ``through``) that no acceptance after them settled, oldest first."""
+    stmt = select(AuditEvent).where(
+        AuditEvent.org_id == org_id,
+        AuditEvent.action.in_([UNSIGNED_ACTION, *sorted(_SETTLING)]),
+        AuditEvent.seq > after_seq,
+    )
+    if through is not None:
+        stmt = stmt.where(AuditEvent.seq <= through)
+    markers: list[AuditEvent] = []
+    for event in session.scalars(stmt.order_by(AuditEvent.seq)):
+        if event.action == UNSIGNED_ACTION:
+            markers.append(event)
+        else:
+            markers.clear()
+    return markers
+
+
+def signed_before_key_change(
+    session: Session, head_row: AuditHead, key: bytes, previous: bytes
+) -> bool:
+    """Whether a head is marked only because the audit key changed under it: the server
+    marked it with ``key`` (the current one), and each marker no acceptance settled records
+    the head it was written onto as the log's last event, signed by the server with one of
+    the two keys (the first marker's, as the server's head: ``head_signature``; a later one's
+    may be a head marked by a node on the other key). Writes made between the key change and
+    the rekey (``audit.rekey``) find a head signed with a key not theirs and mark it: the
+    rekey may sign such a head again, as it signs a head the old key signed. A head altered
+    (cut back, moved) is signed with neither key where its marker records it: left marked."""
+    if not head_marked(session, head_row, key):
+        return False
+    markers = _unsettled(session, head_row.org_id, head_row.base_seq, head_row.seq)
+    kinds = [chain.head_signature]
+    for marker in markers:
+        changes = marker.changes if isinstance(marker.changes, dict) else {}
+        found = changes.get("head")
+        if not isinstance(found, dict) or not isinstance(found.get("signature"), str):
+            return False
+        try:
+            values = (found["seq"], found["hash"], found["base_seq"], found["base_hash"])
+            signed = any(
+                chain.signatures_match(sign(k, head_row.org_id, *values), found["signature"])
+                for k in (key, previous)
+                for sign in kinds
+            )
+        except (KeyError, TypeError):
+            return False
+        if not signed or values[:2] != (marker.seq - 1, marker.prev_hash):
+            return False
+        kinds = [chain.head_signature, chain.marked_head_signature]
+    return bool(markers)
+
+
+@dataclass
+class Acceptance:
+    """What ``accept_head`` found and did."""
+
+    org_id: str
+    accepted: bool  # False: the head was the server's, nothing was done
+    found_seq: int | None = None  # the head as found
+    markers: list[int] = field(default_factory=list)  # the markers the acceptance settles
+    marked_now: bool = False  # the head was altered since the last write: a marker first
+    removed: list[int] = field(default_factory=list)  # checkpoints of history no longer there
+
+
+def accept_head(session: Session, org_id: str, reason: str) -> Acceptance:
+    """An operator's acceptance of the log as it is, after the server found its head not
+    signed: the head is signed as the server's again, with an ``audit.head_accepted`` event
+    (why, the head as found, the markers it settles). ``verify`` then walks the chain as
+    ever, so an event edited, deleted or added is still found; the markers it settled are
+    listed in its ``problems``. A head found altered since the last write gets its marker
+    first (``recorder``), so the acceptance always follows one.
+
+    The checkpoints of history removed in the incident (at or past where it was found, and
+    not agreeing with the events there now) are deleted, and listed in the event: kept, they
+    would fail verify for good, and a periodic one would refuse the write reaching its seq.
+    Those before it are left: one that disagrees is history the server had vouched for,
+    rewritten, and verify goes on naming it. A head the server signed is left as it is."""
+    with session.begin():
+        held = lock_head(session, org_id)
+        if held.state == SIGNED:
+            return Acceptance(org_id, accepted=False)
+        held_altered = held.state == ALTERED
+        found: dict[str, Any] = {
+            "seq": held.seq,
+            "hash": held.hash,
+            "base_seq": held.base_seq,
+            "base_hash": held.base_hash,
+            "signature": held.signature,
+        }
+        markers = [m.seq for m in _unsettled(session, org_id, held.base_seq)]
+        if markers:
+            start = markers[0]
+        else:  # altered since the last write, or its marker purged since
+            last = session.scalar(
+                select(func.max(AuditEvent.seq)).where(AuditEvent.org_id == org_id)
+            )
+            start = (last if last is not None else held.base_seq) + 1
+        removed = [
+            cp
+            for cp in session.scalars(
+                select(AuditCheckpoint)
+                .where(AuditCheckpoint.org_id == org_id, AuditCheckpoint.seq >= start)
+                .order_by(AuditCheckpoint.seq)
+            )
+            if session.scalar(
+                select(AuditEvent.hash).where(AuditEvent.org_id == org_id, AuditEvent.seq == cp.seq)
+            )
+            != cp.hash
+        ]
+        gone: list[dict[str, Any]] = [
+            {"seq": cp.seq, "hash": cp.hash, "kind": cp.kind} for cp in removed
+        ]
+        for cp in removed:
+            session.delete(cp)
+        session.flush()
+        vouch(session, org_id)
+        record(
+            session,
+            org_id,
+            ACCEPTED_ACTION,
+            detail=f"chain head accepted by the operator: {reason}",
+            changes={"head": found, "unsigned_events": markers, "checkpoints_removed": gone},
+        )
+    return Acceptance(org_id, True, found["seq"], markers, held_altered, [g["seq"] for g in gone])
 
 
 # -- retention -------------------------------------------------------------------------

@@ -11,6 +11,14 @@ events pays one INSERT and one UPDATE. The chain stays gap-free: numbers are
 given only under the lock, in the transaction that commits them. A rolled-back
 savepoint takes its events with it. An explicit ``lock_head`` (a checkpoint, a
 purge) writes what is pending first, so it sees the true head.
+
+The head is read with its signature, and checked (one HMAC) where it is read: a head the
+server did not sign (its newest events deleted and the head moved back, its seq or hash
+altered) is never signed over, which would make the tampering verify. The first write
+onto it records ``audit.head_unsigned`` (the head as found) after the log's last event,
+logs an error, and the head it moves carries ``chain.marked_head_signature``: the log
+stays unverified (``queries.verify`` names the marker) until an operator accepts it
+(``queries.accept_head``), and provisioning goes on.
 """
 
 from __future__ import annotations
@@ -50,6 +58,14 @@ from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1000
+# Written onto a head the server finds not signed by it (``_over_unsigned``); the operator's
+# acceptance of the head (``queries.accept_head``) settles the markers before it.
+UNSIGNED_ACTION = "audit.head_unsigned"
+ACCEPTED_ACTION = "audit.head_accepted"
+# What the server's signature of a head read says (``Head.state``).
+SIGNED = "signed"  # the server's head signature: the chain up to it is the server's
+MARKED = "marked"  # the server's mark: written onto a head it had not signed (a marker)
+ALTERED = "altered"  # neither: the next write records a marker before its events
 # The texts ``record`` cuts to their column's length.
 _TEXT_LIMITS = {"detail": 2000, "user_agent": 512, "external_id": 512, "user_name": 512}
 _ROWS = "audit_pending_rows"  # [(transaction that recorded it, Recorded)], in order
@@ -109,13 +125,32 @@ def _prefixed(prefix: str) -> list[str]:
 
 @dataclass(slots=True)
 class Head:
-    """An organization's chain head as this transaction holds it (row locked)."""
+    """An organization's chain head as this transaction holds it (row locked), with what its
+    signature said when it was read (``state``: checked then, so a purge's new base set on
+    it before the next move is not taken for an alteration)."""
 
     org_id: str
     seq: int
     hash: str
     base_seq: int
     base_hash: str
+    signature: str = ""
+    state: str = SIGNED
+    # Set by ``vouch`` (an operator's acceptance): the next move is signed as the server's.
+    vouch: bool = False
+
+
+def _held(
+    key: bytes, org_id: str, seq: int, head_hash: str, base_seq: int, base_hash: str, signature: Any
+) -> Head:
+    """The head as read, its signature checked: one HMAC (two for a head not signed)."""
+    stored = signature if isinstance(signature, str) else ""
+    state = SIGNED
+    expected = chain.head_signature(key, org_id, seq, head_hash, base_seq, base_hash)
+    if not chain.signatures_match(expected, stored):
+        marked = chain.marked_head_signature(key, org_id, seq, head_hash, base_seq, base_hash)
+        state = MARKED if chain.signatures_match(marked, stored) else ALTERED
+    return Head(org_id, seq, head_hash, base_seq, base_hash, stored, state)
 
 
 # Prebuilt statements: the write path builds none per event. By keys, or INSERTs of
@@ -124,10 +159,23 @@ class Head:
 # The head's read runs from its compiled form (``db.KeyRead``): no cache key per write.
 _SELECT_HEAD = KeyRead(
     reuse_plan(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+        select(
+            AuditHead.seq,
+            AuditHead.hash,
+            AuditHead.base_seq,
+            AuditHead.base_hash,
+            AuditHead.signature,
+        )
         .where(AuditHead.org_id == bindparam("org_id"))
         .with_for_update()
     ),
+)
+# The log's last event, read only for a head found not signed (``_over_unsigned``).
+_LAST_EVENT = (
+    select(AuditEvent.seq, AuditEvent.hash)
+    .where(AuditEvent.org_id == bindparam("org_id"))
+    .order_by(AuditEvent.seq.desc())
+    .limit(1)
 )
 _MOVE_HEAD = Fixed(
     reuse_plan(
@@ -271,12 +319,18 @@ def _current(session: Session) -> SessionTransaction:
 
 def head_read() -> Any:
     """A select of the head as a row of seven columns (``'h'``, hash, base hash, seq and base
-    seq as text, two NULLs), locked (``FOR UPDATE``, in a CTE: PostgreSQL refuses it in a
-    UNION's branch), for a statement that reads more in the same round trip (the events
+    seq as text, signature, a NULL), locked (``FOR UPDATE``, in a CTE: PostgreSQL refuses it
+    in a UNION's branch), for a statement that reads more in the same round trip (the events
     writer: the state of the user a write changed); its parameter is ``org_id``. The row
     goes to ``adopt_head``; no row (a first event): the recorder makes the head itself."""
     locked = (
-        select(AuditHead.seq, AuditHead.hash, AuditHead.base_seq, AuditHead.base_hash)
+        select(
+            AuditHead.seq,
+            AuditHead.hash,
+            AuditHead.base_seq,
+            AuditHead.base_hash,
+            AuditHead.signature,
+        )
         .where(AuditHead.org_id == bindparam("org_id"))
         .with_for_update()
         .cte("locked_head")
@@ -287,7 +341,7 @@ def head_read() -> Any:
         locked.c.base_hash,
         cast(locked.c.seq, String),
         cast(locked.c.base_seq, String),
-        null(),
+        locked.c.signature,
         null(),
     )
 
@@ -324,6 +378,7 @@ def head_columns() -> tuple[Any, ...]:
         AuditHead.hash.label("head_hash"),
         AuditHead.base_seq.label("head_base_seq"),
         AuditHead.base_hash.label("head_base_hash"),
+        AuditHead.signature.label("head_signature"),
     )
 
 
@@ -332,16 +387,23 @@ def hold_head(session: Session, org_id: str, row: Mapping[Any, Any]) -> None:
     would have read it; none read (the organization's first event): the recorder makes it."""
     if row["head_seq"] is None:
         return
-    head = Head(
-        org_id, row["head_seq"], row["head_hash"], row["head_base_seq"], row["head_base_hash"]
+    head = _held(
+        chain.signing_key(session),
+        org_id,
+        row["head_seq"],
+        row["head_hash"],
+        row["head_base_seq"],
+        row["head_base_hash"],
+        row["head_signature"],
     )
     session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
 
 
 def adopt_head(session: Session, org_id: str, row: Any) -> None:
     """Hold the head read (and locked) by the caller's statement (``head_read``'s row)."""
-    _kind, head_hash, base_hash, seq, base_seq = tuple(row)[:5]
-    head = Head(org_id, int(seq), head_hash, int(base_seq), base_hash)
+    _kind, head_hash, base_hash, seq, base_seq, signature = tuple(row)[:6]
+    key = chain.signing_key(session)
+    head = _held(key, org_id, int(seq), head_hash, int(base_seq), base_hash, signature)
     session.info.setdefault(_HEADS, {})[org_id] = (_current(session), head)
 
 
@@ -353,6 +415,15 @@ def lock_head(session: Session, org_id: str) -> Head:
     """
     flush(session)
     return _head(session, org_id)
+
+
+def vouch(session: Session, org_id: str) -> Head:
+    """Sign the head's next move (this transaction's events, at commit) as the server's,
+    whatever its signature said: an operator's acceptance of a head the server had not
+    signed (``queries.accept_head``, which records why). The head is locked (``lock_head``)."""
+    head = lock_head(session, org_id)
+    head.vouch = True
+    return head
 
 
 def _head(session: Session, org_id: str) -> Head:
@@ -379,9 +450,68 @@ def _head(session: Session, org_id: str) -> Head:
         connection.execute(insert_for(dialect)(AuditHead).values(values).on_conflict_do_nothing())
         row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
         assert row is not None
-    head = Head(org_id, row.seq, row.hash, row.base_seq, row.base_hash)
+    key = chain.signing_key(session)
+    head = _held(key, org_id, row.seq, row.hash, row.base_seq, row.base_hash, row.signature)
     heads[org_id] = (_current(session), head)
     return head
+
+
+def _over_unsigned(connection: Connection, head: Head) -> Recorded:
+    """The marker written first onto a head the server finds not signed (``ALTERED``), and
+    the head moved to the log's last event, which the write's events follow (a head moved
+    back over events still there would have them numbered again, the write refused).
+
+    Who tampered cannot be told; the marker records the head as found, the request that
+    found it, and the server (``system``) as its actor. One extra read, this once."""
+    found = {
+        "seq": head.seq,
+        "hash": head.hash,
+        "base_seq": head.base_seq,
+        "base_hash": head.base_hash,
+        "signature": head.signature,
+    }
+    last = connection.execute(_LAST_EVENT, {"org_id": head.org_id}).first()
+    head.seq, head.hash = (
+        (last.seq, last.hash) if last is not None else (head.base_seq, head.base_hash)
+    )
+    log.log(
+        logging.WARNING if head.vouch else logging.ERROR,
+        "audit: organization %s: the chain head found at event %s does not carry this server's "
+        "signature (altered, or moved back after events were removed); event %s marks it "
+        "(audit.head_unsigned), %s",
+        head.org_id,
+        found["seq"],
+        head.seq + 1,
+        "accepted by the operator"
+        if head.vouch
+        else "not signed over: `scim-server audit verify` reports it",
+    )
+    ctx = current_context()
+    return Recorded(
+        head.org_id,
+        utcnow(),
+        ctx.received_at,
+        "system",
+        None,
+        "scim-server audit recorder",
+        ctx.source_ip,
+        ctx.user_agent[:512] if ctx.user_agent else None,
+        ctx.request_id,
+        ctx.correlation_id,
+        UNSIGNED_ACTION,
+        None,
+        None,
+        None,
+        None,
+        "failure",
+        None,
+        None,
+        f"the chain head found at event {found['seq']} does not carry the server's signature "
+        "(altered, or moved back after events were removed); this event follows the log's "
+        f"last event ({head.seq})",
+        {"head": found, "last_event": head.seq},
+        None,
+    )
 
 
 def record(
@@ -478,6 +608,11 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
     for org_id in sorted(by_org):
         events = by_org[org_id]
         head = _head(session, org_id)
+        if head.state == ALTERED:
+            events = [_over_unsigned(connection, head), *events]
+        # Signed as the server's only over a head it signed (or an operator vouched for);
+        # no periodic checkpoint vouches for a chain that is not.
+        signed = head.state == SIGNED or head.vouch
         for recorded in events:
             recorded.seq = seq = head.seq + 1
             recorded.prev_hash = prev_hash = head.hash
@@ -485,17 +620,18 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
             event_hash = unchained.hash(prev_hash, seq) if unchained is not None else None
             recorded.hash = event_hash or chain.event_hash(recorded)
             head.seq, head.hash = recorded.seq, recorded.hash
-            if recorded.seq % CHECKPOINT_EVERY == 0:
+            if signed and recorded.seq % CHECKPOINT_EVERY == 0:
                 add_checkpoint(session, org_id, recorded.seq, recorded.hash, "periodic")
+        sign = chain.head_signature if signed else chain.marked_head_signature
+        head.signature = sign(key, org_id, head.seq, head.hash, head.base_seq, head.base_hash)
+        head.state, head.vouch = (SIGNED if signed else MARKED), False
         moved = {
             "h_org_id": org_id,
             "h_seq": head.seq,
             "h_hash": head.hash,
             "h_base_seq": head.base_seq,
             "h_base_hash": head.base_hash,
-            "h_signature": chain.head_signature(
-                key, org_id, head.seq, head.hash, head.base_seq, head.base_hash
-            ),
+            "h_signature": head.signature,
         }
         ridden = rider.rows(org_id) if rider is not None else []
         if combined and len(events) <= COMBINED_UP_TO:

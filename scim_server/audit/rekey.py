@@ -4,11 +4,13 @@ Without ``SCIM_AUDIT_KEY`` the chain heads, the checkpoints and the published ke
 are HMAC-signed with ``SCIM_SECRET_KEY`` (``config.audit_key``). After the README's change
 of that key, ``audit verify`` said every head was altered and every checkpoint badly signed,
 for good, and the Ed25519 keys that signed earlier exports were no longer published.
-``resign`` (run by ``scim-server sso encrypt-secrets`` with ``SCIM_PREVIOUS_SECRET_KEY``)
-signs them again with the current key, but only what verifies under the previous one: a row
-that verifies under neither was not written by the server (or not as it reads now), and
-signing it would launder the change. It is left as it is and listed; ``audit verify``
-goes on naming it.
+The same held after a change of ``SCIM_AUDIT_KEY`` itself (a suspected leak, a rotation).
+``resign`` (run by ``scim-server sso encrypt-secrets`` with ``SCIM_PREVIOUS_SECRET_KEY`` when
+the log has no key of its own, and by ``scim-server audit rekey`` with
+``SCIM_PREVIOUS_AUDIT_KEY`` when it has, or is given one) signs them again with the current
+key, but only what verifies under the previous one: a row that verifies under neither was
+not written by the server (or not as it reads now), and signing it would launder the
+change. It is left as it is and listed; ``audit verify`` goes on naming it.
 
 Each organization's rows are signed again in one transaction under its head's lock, with an
 ``audit.rekey`` event (which moves the head, signed with the current key as every event's
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scim_server.audit import chain, signing
+from scim_server.audit import chain, queries, signing
 from scim_server.audit.recorder import record
 from scim_server.models import AuditCheckpoint, AuditHead
 
@@ -78,6 +80,8 @@ def _resign_org(
         return chain.head_signature(k, org_id, head.seq, head.hash, head.base_seq, head.base_hash)
 
     status = _status(head.signature, key, previous, head_signature)
+    if status == UNVERIFIED and queries.signed_before_key_change(session, head, key, previous):
+        status = RESIGNED  # marked by writes between the key change and this run, only that
     states = [Resigned(org_id, f"seq {head.seq}", "audit.head", status)]
     if status == UNVERIFIED:
         return states

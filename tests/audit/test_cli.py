@@ -243,3 +243,145 @@ def test_verify_of_a_log_without_its_head_row_is_broken(cli, database):
     _no_traceback(result)
     assert result.exit_code == 1, result.output
     assert "acme: BROKEN at event 1: chain head missing" in result.output
+
+
+# -- a chain head the server did not sign: verify names it, the operator accepts it -----------
+
+
+def _sql(database: Path, statement: str, **params: Any) -> list[Any]:
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _cut_back(database: Path, keep: int) -> None:
+    """Someone with the database and no key: the events after ``keep`` deleted, the head set
+    to event ``keep``'s seq and hash (its signature cannot be redone: left as it was)."""
+    _sql(database, "DELETE FROM audit_events WHERE seq > :k", k=keep)
+    _sql(
+        database,
+        "UPDATE audit_heads SET seq = :k, hash = (SELECT hash FROM audit_events WHERE seq = :k)",
+        k=keep,
+    )
+
+
+def _head_seq(database: Path) -> int:
+    [(seq,)] = _sql(database, "SELECT seq FROM audit_heads")
+    return int(seq)
+
+
+def _tokens(cli: Any, *names: str) -> None:
+    for name in names:
+        assert cli("token", "create", "--org", "acme", "--name", name).exit_code == 0
+
+
+def test_verify_names_the_head_a_write_found_not_signed(cli, database):
+    """The newest events deleted and the head moved back: the next write (a token created)
+    succeeds, and `audit verify` still says BROKEN (exit 1), at the first event written onto
+    that head, naming where it was found. The write signed the head again: verify said OK."""
+    assert cli("org", "create", "acme").exit_code == 0
+    _tokens(cli, "t1", "t2", "t3", "t4")
+    keep = _head_seq(database) - 2
+    _cut_back(database, keep)
+    assert cli("audit", "verify", "--org", "acme").exit_code == 1
+    _tokens(cli, "after")
+    result = cli("audit", "verify", "--org", "acme")
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"acme: BROKEN at event {keep + 1}: event {keep + 1} was written onto a chain head "
+        f"that did not carry the server's signature, found at {keep}"
+    ) in result.output, result.output
+
+
+def test_an_operator_accepts_a_head_after_an_incident_and_the_next_cut_is_found_again(
+    cli, database
+):
+    """`audit accept-head` (CLI only, a reason required) signs the head again with an
+    audit.head_accepted event: verify says OK and exports work again; the checkpoint of the
+    history removed is deleted (listed in the event); a later cut is BROKEN again, at its
+    own marker. A head the server signed has nothing to accept."""
+    assert cli("org", "create", "acme").exit_code == 0
+    _tokens(cli, "t1", "t2")
+    keep = _head_seq(database)
+    _tokens(cli, "t3")
+    assert cli("audit", "checkpoint", "--org", "acme").exit_code == 0  # of history removed
+    [(removed_cp,)] = _sql(database, "SELECT seq FROM audit_checkpoints")
+    _cut_back(database, keep)
+    _tokens(cli, "after")
+    assert cli("audit", "verify").exit_code == 1
+
+    missing = cli("audit", "accept-head", "--org", "acme")
+    assert missing.exit_code == 2 and "--reason" in missing.output, missing.output
+    blank = cli("audit", "accept-head", "--org", "acme", "--reason", " ")
+    assert blank.exit_code == 2, blank.output
+    result = cli(
+        "audit", "accept-head", "--org", "acme", "--reason", "INC-42: restored from export"
+    )
+    _no_traceback(result)
+    assert result.exit_code == 0, result.output
+    assert f"acme: chain head accepted (found at event {keep + 2}" in result.output, result.output
+    assert f"checkpoint(s) removed: {removed_cp}" in result.output
+    assert "acme: OK" in result.output
+    assert cli("audit", "verify", "--org", "acme").exit_code == 0
+    [(actor, detail, changes)] = _sql(
+        database,
+        "SELECT actor_name, detail, changes FROM audit_events WHERE action = 'audit.head_accepted'",
+    )
+    assert actor == "scim-server audit accept-head"
+    assert detail == "chain head accepted by the operator: INC-42: restored from export"
+    changes = json.loads(changes) if isinstance(changes, str) else changes
+    assert changes["unsigned_events"] == [keep + 1]
+    assert [c["seq"] for c in changes["checkpoints_removed"]] == [removed_cp]
+    assert _sql(database, "SELECT seq FROM audit_checkpoints") == []
+    out = database.parent / "after.ndjson"
+    assert cli("audit", "export", "--org", "acme", "-o", str(out)).exit_code == 0
+
+    again = cli("audit", "accept-head", "--org", "acme", "--reason", "twice")
+    assert again.exit_code == 0 and "nothing to accept" in again.output, again.output
+    assert (
+        len(_sql(database, "SELECT 1 FROM audit_events WHERE action = 'audit.head_accepted'")) == 1
+    )
+
+    _tokens(cli, "x1", "x2")
+    second = _head_seq(database) - 1  # after the acceptance (cut with it, its marker is open)
+    _cut_back(database, second)
+    _tokens(cli, "later")
+    result = cli("audit", "verify", "--org", "acme")
+    assert result.exit_code == 1, result.output
+    assert f"acme: BROKEN at event {second + 1}: " in result.output, result.output
+
+
+def test_accepting_a_head_launders_no_edited_event(cli, database):
+    """The acceptance signs the head, nothing else: an event edited before the incident is
+    still found by verify (which the command runs after it: exit 1)."""
+    assert cli("org", "create", "acme").exit_code == 0
+    _tokens(cli, "t1", "t2", "t3")
+    keep = _head_seq(database) - 1
+    _sql(database, "UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 2")
+    _cut_back(database, keep)
+    _tokens(cli, "after")
+    result = cli("audit", "accept-head", "--org", "acme", "--reason", "INC-43")
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert "acme: BROKEN at event 2: content does not match its hash (edited)" in result.output
+
+
+def test_a_head_whose_marker_was_purged_can_still_be_accepted(cli, database):
+    """A purge past the marker leaves a head marked with no marker in the chain: verify
+    says the head is altered, and the operator can still accept it."""
+    assert cli("org", "create", "acme").exit_code == 0
+    _tokens(cli, "t1", "t2")
+    _cut_back(database, _head_seq(database) - 1)
+    _tokens(cli, "after")
+    _age_the_log(database, 10)
+    assert cli("audit", "purge", "--org", "acme", "--retention-days", "5").exit_code == 0
+    result = cli("audit", "verify", "--org", "acme")
+    assert result.exit_code == 1 and "head altered" in result.output, result.output
+    result = cli("audit", "accept-head", "--org", "acme", "--reason", "INC-44")
+    _no_traceback(result)
+    assert result.exit_code == 0 and "acme: OK" in result.output, result.output

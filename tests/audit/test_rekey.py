@@ -229,3 +229,113 @@ def test_resign_on_each_database(app, engine, connection, scim, admin):
     with db.writer(app)() as s:
         again = rekey.resign(s, old)
     assert {x.status for x in again if x.org_id in (scim.org_id, None)} == {"current"}
+
+
+def test_writes_between_the_key_change_and_encrypt_secrets_are_signed_again(install):
+    """The nodes restarted with the new SCIM_SECRET_KEY write before `sso encrypt-secrets`
+    runs: each write finds the head signed with the old key, not with its own, and signs
+    nothing over it (a marker, verify BROKEN). encrypt-secrets, given the old key, finds
+    the head each marker records signed with it: the head is signed again, verify says OK
+    and lists the settled marker."""
+    cli = install
+    assert cli("org", "create", "acme").exit_code == 0
+    assert cli("token", "create", "--org", "acme").exit_code == 0
+    cli.monkeypatch.setenv("SCIM_SECRET_KEY", NEW_SECRET)
+    for name in ("during1", "during2"):
+        assert cli("token", "create", "--org", "acme", "--name", name).exit_code == 0
+    assert "acme: BROKEN" in cli("audit", "verify").output
+    cli.monkeypatch.setenv("SCIM_PREVIOUS_SECRET_KEY", OLD_SECRET)
+    result = cli("sso", "encrypt-secrets")
+    assert result.exit_code == 0, result.output
+    assert "\taudit.head\tresigned" in result.output, result.output
+    verified = cli("audit", "verify")
+    assert verified.exit_code == 0 and "acme: OK" in verified.output, verified.output
+
+
+def test_resign_signs_a_head_marked_after_the_key_change_and_no_head_altered_before(
+    app, engine, connection, scim, other_scim, admin, session
+):
+    """On each database: a write after the key change marks the head the old key signed;
+    ``resign`` with the old key signs it again (verify OK, the marker listed as settled).
+    A head moved back before the change, then written onto: its marker records a head the
+    old key did not sign either, and the head stays marked (verify BROKEN at the marker)."""
+    from scim_server.audit import rekey
+    from scim_server.audit.queries import verify
+    from scim_server.db import db
+    from tests.support import bind_to_connection
+
+    old = app.config["AUDIT_KEY"]
+    for org in (scim, other_scim):
+        for i in range(3):
+            org.create_user(f"u{i}@example.com")
+    [(keep,)] = session.execute(
+        text("SELECT seq - 1 FROM audit_heads WHERE org_id = :o"), {"o": other_scim.org_id}
+    ).all()
+    session.execute(
+        text("DELETE FROM audit_events WHERE org_id = :o AND seq > :k"),
+        {"o": other_scim.org_id, "k": keep},
+    )
+    session.execute(
+        text(
+            "UPDATE audit_heads SET seq = :k, hash = (SELECT hash FROM audit_events "
+            "WHERE org_id = :o AND seq = :k) WHERE org_id = :o"
+        ),
+        {"o": other_scim.org_id, "k": keep},
+    )
+    session.commit()
+    app.config["AUDIT_KEY"] = b"another audit key"
+    bind_to_connection(app, engine, connection)
+    scim.create_user("during@example.com")
+    other_scim.create_user("during@example.com")
+    with db.reader(app)() as s:
+        for org in (scim, other_scim):
+            result = verify(s, org.org_id)
+            assert not result.ok and "not carry the server's signature" in (result.reason or "")
+    with db.writer(app)() as s:
+        states = rekey.resign(s, old)
+    heads = {x.org_id: x.status for x in states if x.field == "audit.head"}
+    assert heads[scim.org_id] == "resigned" and heads[other_scim.org_id] == "unverified"
+    with db.reader(app)() as s:
+        result = verify(s, scim.org_id)
+        assert result.ok, result.reason
+        assert len(result.problems) == 1 and "accepted at event" in result.problems[0]
+        result = verify(s, other_scim.org_id)
+        assert not result.ok and result.broken_seq == keep + 1, result
+
+
+def test_a_node_still_on_the_old_key_after_the_rekey_is_settled_by_a_second_run(
+    app, engine, connection, scim
+):
+    """The rekey ran while a node still wrote with the old key: that node found the head
+    signed with the new key and marked it, then a node on the new key found that mark not
+    its own and marked it again. Both markers record heads the server signed, at the log's
+    end: running the rekey again once every node has the new key signs the head again."""
+    from scim_server.audit import rekey
+    from scim_server.audit.queries import verify
+    from scim_server.db import db
+    from tests.support import bind_to_connection
+
+    old, new = app.config["AUDIT_KEY"], b"another audit key"
+
+    def keyed(key: bytes) -> None:
+        app.config["AUDIT_KEY"] = key
+        bind_to_connection(app, engine, connection)
+
+    scim.create_user("ann@example.com")
+    keyed(new)
+    with db.writer(app)() as s:
+        rekey.resign(s, old)
+    keyed(old)  # a node not restarted yet
+    scim.create_user("bob@example.com")
+    keyed(new)
+    scim.create_user("cy@example.com")
+    with db.reader(app)() as s:
+        result = verify(s, scim.org_id)
+    assert not result.ok and "not carry the server's signature" in (result.reason or "")
+    with db.writer(app)() as s:
+        states = rekey.resign(s, old)
+    assert [x.status for x in states if x.field == "audit.head"] == ["resigned"]
+    with db.reader(app)() as s:
+        result = verify(s, scim.org_id)
+    assert result.ok, result.reason
+    assert len(result.problems) == 2
