@@ -176,6 +176,20 @@ def connection(engine: Engine) -> Iterator[Connection]:
     conn.close()
 
 
+@pytest.fixture
+def alone(connection: Connection) -> Connection:
+    """For a test that takes the whole database down and up again (a migration's): what
+    other tests committed and left (a CLI test's organizations) is deleted in this test's
+    transaction, rolled back after, so that its downgrades see only its own rows. Ask for it
+    first, before the fixtures that make this test's organizations."""
+    from sqlalchemy import delete
+
+    from scim_server.models import Organization
+
+    connection.execute(delete(Organization))
+    return connection
+
+
 @pytest.fixture(scope="session")
 def shared_app(engine: Engine, databases: _Databases) -> Flask:
     """One application per database for the session (one per test was a third of the run)."""

@@ -10,11 +10,12 @@ Run on this session's database (the SQLite file or the PostgreSQL schema).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from scim_server.cli import main
@@ -37,11 +38,14 @@ def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def org(cli: Any) -> str:
-    """A new organization's name (the database is shared across this module's tests)."""
+def org(cli: Any, engine: Engine) -> Iterator[str]:
+    """A new organization's name, committed by the CLI; deleted after (the database is the
+    session's: a migration test's downgrade must not meet its webhook subscriptions)."""
     name = f"cli-{uuid.uuid4().hex[:8]}"
     assert cli("org", "create", name).exit_code == 0
-    return name
+    yield name
+    with engine.begin() as conn:
+        conn.execute(delete(Organization).where(Organization.name == name))
 
 
 def _org_limit(engine: Engine, name: str) -> Any:

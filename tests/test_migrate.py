@@ -29,7 +29,7 @@ def _wanted_index(connection) -> str:
     return connection.execute(text(sql), {"name": "ix_users_org_id_license_wanted_id"}).scalar()
 
 
-def test_0026_goes_down_and_up_again(connection):
+def test_0026_goes_down_and_up_again(alone, connection):
     """0026 down: users' fillfactor back to the default, the shortage index on every user;
     up again: fillfactor 80 (PostgreSQL) and the index of the users waiting for a license.
     In the test's transaction (rolled back after)."""
@@ -81,7 +81,7 @@ def _analyzed_events(connection) -> set[str]:
     )
 
 
-def test_0027_documents_left_out_of_analyze(connection):
+def test_0027_documents_left_out_of_analyze(alone, connection):
     """0027: the stored documents' statistics target is 0 (ANALYZE leaves them out), the
     columns queries select by keep the default; down: the default again. PostgreSQL only."""
     if connection.dialect.name != "postgresql":
@@ -117,7 +117,7 @@ def test_0027_documents_left_out_of_analyze(connection):
     assert {key for key, t in _statistics_targets(connection).items() if t == 0} == documents
 
 
-def test_0028_keeps_what_a_deactivation_suspended(connection, scim, admin):
+def test_0028_keeps_what_a_deactivation_suspended(alone, connection, scim, admin):
     """0028 up again: an account deactivated while locked by an admin (or told to choose a
     new password) before the column existed gets what its ``user.deactivate`` event says
     it suspended; one deactivated from rest, nothing. Its activation then gives it back."""
@@ -140,7 +140,7 @@ def test_0028_keeps_what_a_deactivation_suspended(connection, scim, admin):
     assert activated.get_json()["status"] == "LOCKED_BY_ADMIN"
 
 
-def test_0031_keeps_existing_domains_verified(connection, admin, other_scim, local_dns):
+def test_0031_keeps_existing_domains_verified(alone, connection, admin, other_scim, local_dns):
     """0031 down: pending claims go (the global unique index has room for one row a domain);
     up again: every domain present is verified as of its creation, so sign-ins keep working,
     and the index is unique on the verified rows only."""
@@ -180,7 +180,7 @@ def _index_sql(connection, name: str) -> str:
     return connection.execute(text(sql), {"name": name}).scalar()
 
 
-def test_0034_names_the_scheduler_of_a_waiting_send_to_me(connection, scim):
+def test_0034_names_the_scheduler_of_a_waiting_send_to_me(alone, connection, scim):
     """0034 up again: a waiting send "to me" gets the id of the account its kept name
     finds; one whose name finds none fails with the reason (it cannot be checked at the
     send), the command line's stays (it acts as the organization), a send to the user too."""
@@ -237,7 +237,7 @@ def _counts(connection) -> dict[str, int]:
     ],
 )
 def test_going_down_past_a_users_column_keeps_what_refers_to_users(
-    app, connection, scim, down_to, column
+    alone, app, connection, scim, down_to, column
 ):
     """0030, 0028 and 0021 down dropped their users column by copying the table: on SQLite
     the DROP TABLE users deleted every row of the tables referring to it (passwords, their
@@ -286,7 +286,7 @@ def test_processes_migrating_one_sqlite_file_take_turns(tmp_path):
         assert found == [head_revision()] * 6, found
 
 
-def test_down_to_0030_and_up_again_keeps_scim_documents_and_the_chain(app, connection, scim):
+def test_down_to_0030_and_up_again_keeps_scim_documents_and_the_chain(alone, app, connection, scim):
     """Users (one deactivated), a group with members, tokens and a checkpoint written at head;
     down to 0030 and up again: every SCIM GET answers the same document, the log verifies,
     and the checkpoint filed before still matches."""

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from scim_server.migrate import alembic_config
 
 
-def test_0039_finds_the_demands_a_status_covers(connection, scim, admin):
+def test_0039_finds_the_demands_a_status_covers(alone, connection, scim, admin):
     """Down to 0038 and up again: accounts awaiting a new password, or locked, deactivated
     while locked, or in RECOVERY from it (their log says so) get the demand back; a lock
     from rest or after the demand was lifted gets none. An unlock then ends awaiting."""

@@ -36,7 +36,9 @@ def _version(connection) -> str:
     return str(connection.execute(text("SELECT version_num FROM alembic_version")).scalar())
 
 
-def test_0040_widens_the_secret_columns_and_refuses_to_go_back_over_sealed_ones(connection, admin):
+def test_0040_widens_the_secret_columns_and_refuses_to_go_back_over_sealed_ones(
+    alone, connection, admin
+):
     """At head the columns are text and hold a sealed secret (longer than the 100 characters
     PostgreSQL enforced before). Down to 0039 with one stored: refused, saying why, nothing
     changed. With only clear secrets (as 0039 stored them): down to varchar(100) and up again,

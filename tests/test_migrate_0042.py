@@ -27,7 +27,7 @@ def _counts(connection) -> dict[str, int]:
 
 
 def test_0042_goes_down_and_up_again_keeping_the_connections_and_their_links(
-    connection, scim, admin
+    alone, connection, scim, admin
 ):
     """Down to 0041: the columns are gone, and the connection, its identity links and its
     domain are all still there (its columns are dropped in place: a copy of
