@@ -205,34 +205,22 @@ def head_signed(session: Session, head_row: AuditHead) -> bool:
     """Whether the head carries the server's signature (HMAC with a key kept out of the
     database): a chain rewritten with its hashes recomputed needs a new head, which
     only the server can sign."""
-    return chain.signatures_match(
-        chain.head_signature(
-            chain.signing_key(session),
-            head_row.org_id,
-            head_row.seq,
-            head_row.hash,
-            head_row.base_seq,
-            head_row.base_hash,
-        ),
-        head_row.signature,
-    )
+    return _carries(chain.head_signature, chain.signing_key(session), head_row)
 
 
 def head_marked(session: Session, head_row: AuditHead, key: bytes | None = None) -> bool:
     """Whether the head carries the server's mark (``chain.marked_head_signature``, with
     ``key`` or the session's): the server wrote it, onto a head it had not signed (an
     ``audit.head_unsigned`` event in the chain says which)."""
-    return chain.signatures_match(
-        chain.marked_head_signature(
-            key or chain.signing_key(session),
-            head_row.org_id,
-            head_row.seq,
-            head_row.hash,
-            head_row.base_seq,
-            head_row.base_hash,
-        ),
-        head_row.signature,
+    return _carries(chain.marked_head_signature, key or chain.signing_key(session), head_row)
+
+
+def _carries(sign: Any, key: bytes, head_row: AuditHead) -> bool:
+    """Whether ``head_row``'s signature is ``sign``'s (a head's, or the mark) with ``key``."""
+    expected = sign(
+        key, head_row.org_id, head_row.seq, head_row.hash, head_row.base_seq, head_row.base_hash
     )
+    return chain.signatures_match(expected, head_row.signature)
 
 
 # Events after which the markers before them are settled: the operator's acceptance, and

@@ -157,8 +157,9 @@ def _held(
 # given rows: their plans are reused (``db.reuse_plan``). The DML runs as ``Fixed``
 # statements (compiled once; no per-execution cache key or parameter construction).
 # The head's read runs from its compiled form (``db.KeyRead``): no cache key per write.
-_SELECT_HEAD = KeyRead(
-    reuse_plan(
+def _locked_head() -> Any:
+    """The head's row with its signature (checked where it is read: ``_held``), locked."""
+    return (
         select(
             AuditHead.seq,
             AuditHead.hash,
@@ -168,8 +169,10 @@ _SELECT_HEAD = KeyRead(
         )
         .where(AuditHead.org_id == bindparam("org_id"))
         .with_for_update()
-    ),
-)
+    )
+
+
+_SELECT_HEAD = KeyRead(reuse_plan(_locked_head()))
 # The log's last event, read only for a head found not signed (``_over_unsigned``).
 _LAST_EVENT = (
     select(AuditEvent.seq, AuditEvent.hash)
@@ -323,18 +326,7 @@ def head_read() -> Any:
     in a UNION's branch), for a statement that reads more in the same round trip (the events
     writer: the state of the user a write changed); its parameter is ``org_id``. The row
     goes to ``adopt_head``; no row (a first event): the recorder makes the head itself."""
-    locked = (
-        select(
-            AuditHead.seq,
-            AuditHead.hash,
-            AuditHead.base_seq,
-            AuditHead.base_hash,
-            AuditHead.signature,
-        )
-        .where(AuditHead.org_id == bindparam("org_id"))
-        .with_for_update()
-        .cte("locked_head")
-    )
+    locked = _locked_head().cte("locked_head")
     return select(
         literal_column("'h'"),
         locked.c.hash,
