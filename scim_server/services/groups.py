@@ -210,7 +210,7 @@ def update_group(
         _touch_users(session, org_id, added + removed)
         _record_group_event(session, group, action, diff(before, group.data), added, removed)
         # Membership can move licenses and roles when the rules look at groups.
-        remap_moved_users(session, group, added + removed)
+        remap_moved_users(session, group, added, removed)
         _record_member_events(session, group, added, removed)
         if attributes_changed or added or removed:
             group.version += 1
@@ -273,7 +273,7 @@ def delete_group(
         _touch_users(session, org_id, removed)
         _record_group_event(session, group, "group.delete", {}, [], removed)
         # Membership can move licenses and roles when the rules look at groups.
-        remap_moved_users(session, group, removed)
+        remap_moved_users(session, group, [], removed)
         _record_member_events(session, group, [], removed)
         for parent in containing:
             gone: Members = [(group_id, "Group")]
@@ -675,15 +675,22 @@ def _record_group_event(
     )
 
 
-def remap_moved_users(session: Session, group: Group, moved: Members) -> None:
+def remap_moved_users(
+    session: Session, group: Group, added: Members, removed: Members | None = None
+) -> None:
     """Re-run the mapping rules for the users whose membership changed.
 
     Rules can look at groups, so a membership change can move a user's license
     (and the seats counted) and roles; each user whose outcome changed gets a
-    ``user.mapping`` event.
+    ``user.mapping`` event. Only those ``added`` may be refused a seat (strict seat mode):
+    one only ``removed`` is never (``provisioning.reevaluate``).
     """
+    removed = removed or []
+    moved = [*added, *removed]
     user_ids = [m for m, kind in moved if kind == "User"]
-    for user_id, outcome in provisioning.reevaluate(session, group.org_id, user_ids).items():
+    left = {m for m, kind in removed if kind == "User"} - {m for m, _ in added}
+    reevaluated = provisioning.reevaluate(session, group.org_id, user_ids, left=left)
+    for user_id, outcome in reevaluated.items():
         record(
             session,
             group.org_id,

@@ -11,7 +11,7 @@ provisioning log with the change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -341,13 +341,16 @@ def apply_result(
     creating: bool,
     doc: dict[str, Any],
     lookups: Lookups | None = None,
+    *,
+    asks_seat: bool = True,
 ) -> tuple[dict[str, Any], dict[str, str | None]]:
     """Apply a rules result; return (what changed, the rule roles now held: role id -> rule).
 
     A DEACTIVATED user (a leaver, or one the IdP creates inactive) never asks for a seat:
     its license is assigned leniently whatever the seat mode (a shortage is recorded, the
     license it holds stays), so that strict seats never refuse, nor roll back, the write
-    that deactivates someone.
+    that deactivates someone. Nor does a user the write only took out of a group
+    (``asks_seat`` False, ``reevaluate``): access an IdP ends is never refused over seats.
     """
     find = lookups or Direct(session, org_id)
     changes: dict[str, Any] = {}
@@ -356,7 +359,7 @@ def apply_result(
         leaving = user.status == DEACTIVATED or (
             creating and user.status == PROVISIONED and result.initial_status == DEACTIVATED
         )
-        strict = settings.strict_seats and not leaving
+        strict = settings.strict_seats and asks_seat and not leaving
         changes |= find.assign_license(user, lic, result.license_rule, strict)
     elif user.license_id is None and user.license_wanted_id is not None:
         # An admin's choice that found no seat (Enable access, overridden) waits as a rule's
@@ -434,8 +437,17 @@ def _set_username(
         candidate = f"{base}{n}"
 
 
-def reevaluate(session: Session, org_id: str, user_ids: list[str]) -> dict[str, Any]:
-    """Recompute license and roles after group membership changes; return per-user changes."""
+def reevaluate(
+    session: Session, org_id: str, user_ids: list[str], *, left: Collection[str] = ()
+) -> dict[str, Any]:
+    """Recompute license and roles after group membership changes; return per-user changes.
+
+    ``left``: users the change only took out of a group (or whose group was deleted). In
+    strict seat mode they never ask for a seat (``apply_result``): a removal is access the
+    IdP ends, and refusing it (the rules now want a full license) kept the membership and
+    every role and license it gave; a group's DELETE was refused for all its members. They
+    are evaluated as in lenient mode: the roles follow at once, a license with no seat left
+    is waited for (``licenseShortage``), the one held is kept meanwhile."""
     if not user_ids:
         return {}  # a group's write that moved no one: no read of the rules
     settings = settings_for(session, org_id)
@@ -444,7 +456,8 @@ def reevaluate(session: Session, org_id: str, user_ids: list[str]) -> dict[str, 
         return {}
     out = {}
     for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
-        outcome = _reevaluate_one(session, org_id, user, rules, settings, None)
+        asks_seat = user.id not in left
+        outcome = _reevaluate_one(session, org_id, user, rules, settings, None, asks_seat)
         if outcome:
             out[user.id] = outcome
     return out
@@ -492,6 +505,7 @@ def _reevaluate_one(
     rules: Any,
     settings: IdentitySettings,
     identity: mappings.ExternalIdentity | None,
+    asks_seat: bool = True,
 ) -> dict[str, Any]:
     contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
     if contact is None:
@@ -503,7 +517,7 @@ def _reevaluate_one(
         identity = mappings.ExternalIdentity.from_scim(user.data, groups)
     result = mappings.resolve(identity, rules)
     changes, rule_roles = apply_result(
-        session, org_id, user, contact, result, settings, False, user.data
+        session, org_id, user, contact, result, settings, False, user.data, asks_seat=asks_seat
     )
     user.rules_input_hash = (
         inputs_hash(rules, settings, user.data, groups, user, rule_roles, contact)

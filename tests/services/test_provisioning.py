@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.admin.rules import activate
-from tests.support import USER_SCHEMA
+import pytest
+
+from tests.admin.rules import activate, catalogue
+from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
 from tests.support.admin_api import PRODUCT, account, events, make_license, ok, person
 
 
@@ -117,3 +119,80 @@ def test_strict_seats_refuse_a_reactivation_without_a_seat(scim, admin):
     resp = scim.patch_ops(f"/scim/v2/Users/{leaver['id']}", on)
     assert resp.status_code == 409
     assert account(admin, leaver["id"])["status"] == "DEACTIVATED"
+
+
+def _mover_in_engineering(scim, admin) -> tuple[str, str]:
+    """Strict seats; ann (department Sales) holds Engineer and its role through Engineering;
+    the Sales rule's Planner has one seat, taken by bob: leaving Engineering, the rules want
+    Planner for ann, which is full."""
+    catalogue(admin, planner_seats=1)
+    activate(admin)
+    ann = scim.create_user("ann@example.com", **{ENTERPRISE: {"department": "Sales"}})["id"]
+    group = scim.create_group("Engineering", [ann])["id"]
+    assert account(admin, ann)["license"]["value"] == "Engineer"
+    person(scim, "bob@example.com", department="Sales")
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    return ann, group
+
+
+def _left(scim, admin, ann: str) -> None:
+    """Out of Engineering and its role at once; Engineer kept until a Planner seat is free
+    (as in lenient mode: a mover keeps signing in), Planner the shortage; nothing refused."""
+    assert scim.get(f"/scim/v2/Users/{ann}").get_json().get("groups", []) == []
+    view = account(admin, ann)
+    assert [r["value"] for r in view.get("roles", [])] == []
+    assert view["license"]["value"] == "Engineer"
+    assert view["licenseShortage"] == {"value": "Planner"}
+    assert events(admin, outcome="failure") == []
+
+
+@pytest.mark.parametrize(
+    "removal",
+    [
+        pytest.param(lambda ann: {"op": "remove", "path": f'members[value eq "{ann}"]'}, id="okta"),
+        pytest.param(
+            lambda ann: {"op": "Remove", "path": "members", "value": [{"value": ann}]}, id="entra"
+        ),
+    ],
+)
+def test_strict_seats_never_refuse_a_removal_from_a_group(scim, admin, removal):
+    """Okta's and Entra's removal of a member whose rules then want a full license: 204, the
+    membership and what it gave end (was 409: the member kept the group, its role and its
+    license, and the IdP retried for ever)."""
+    ann, group = _mover_in_engineering(scim, admin)
+    resp = scim.patch_ops(f"/scim/v2/Groups/{group}", removal(ann))
+    assert resp.status_code == 204, resp.get_json()
+    _left(scim, admin, ann)
+
+
+def test_strict_seats_never_refuse_a_group_put_or_delete_that_removes_members(scim, admin):
+    """Okta's whole-group PUT without the member, then the group's DELETE: neither refused
+    (a DELETE was refused for every member because of one whose rules wanted a full license)."""
+    ann, group = _mover_in_engineering(scim, admin)
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Engineering", "members": []}
+    assert scim.put(f"/scim/v2/Groups/{group}", body).status_code == 200
+    _left(scim, admin, ann)
+    assert (
+        scim.patch_ops(
+            f"/scim/v2/Groups/{group}", {"op": "add", "path": "members", "value": [{"value": ann}]}
+        ).status_code
+        == 204
+    )
+    assert scim.delete(f"/scim/v2/Groups/{group}").status_code == 204
+    _left(scim, admin, ann)
+
+
+def test_strict_seats_still_refuse_an_addition_onto_a_full_license(scim, admin):
+    """An addition asks for a seat: a member added to a group whose rule gives a full license
+    is still refused (409), and nothing changes."""
+    catalogue(admin, engineer_seats=1)
+    activate(admin)
+    first = scim.create_user("first@example.com")["id"]
+    group = scim.create_group("Engineering", [first])["id"]
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    second = scim.create_user("second@example.com")["id"]
+    resp = scim.patch_ops(
+        f"/scim/v2/Groups/{group}", {"op": "add", "path": "members", "value": [{"value": second}]}
+    )
+    assert resp.status_code == 409, resp.get_json()
+    assert scim.get(f"/scim/v2/Users/{second}").get_json().get("groups", []) == []
