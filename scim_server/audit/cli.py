@@ -330,7 +330,7 @@ def checkpoint(org_ref: str) -> None:
     _ensure_schema(app)
     org_id = _orgs(app, org_ref)[0][0]
     actor = AuditContext(actor_type="cli", actor_name="scim-server audit checkpoint")
-    with use_context(actor), CommandEnv(app).session(write=True) as session:
+    with use_context(actor), CommandEnv(app).session(write=True) as session, domain_errors():
         doc = create(session, org_id)
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
 

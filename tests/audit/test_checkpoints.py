@@ -432,3 +432,17 @@ def test_exports_and_checkpoints_from_before_a_key_rotation_verify_offline(tmp_p
         ["audit", "verify-export", str(old), "--public-key", str(keys), "--checkpoint", str(cp1)],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_the_api_signs_no_checkpoint_over_a_head_the_server_did_not_sign(scim, admin, session):
+    """POST /api/v1/audit/checkpoints with the head moved back by someone without the key:
+    409 saying why, no checkpoint stored (its refusal is in the log)."""
+    _make_events(scim)
+    head = session.get(AuditHead, scim.org_id)
+    earlier = session.get(AuditEvent, (scim.org_id, head.seq - 1))
+    head.seq, head.hash = earlier.seq, earlier.hash
+    session.commit()
+    resp = admin.post("/api/v1/audit/checkpoints", None)
+    assert resp.status_code == 409, resp.get_json()
+    assert "not signed by this server" in resp.get_data(as_text=True)
+    assert session.scalars(select(AuditCheckpoint)).all() == []

@@ -385,3 +385,28 @@ def test_a_head_whose_marker_was_purged_can_still_be_accepted(cli, database):
     result = cli("audit", "accept-head", "--org", "acme", "--reason", "INC-44")
     _no_traceback(result)
     assert result.exit_code == 0 and "acme: OK" in result.output, result.output
+
+
+def test_no_checkpoint_is_signed_over_a_head_the_server_did_not_sign(cli, database):
+    """A checkpoint vouches for the chain up to its head: after a cut, before and after the
+    next write marks it, `audit checkpoint` is refused (exit 1, saying why and what to do)
+    and signs nothing; once the head is accepted it signs one again."""
+    assert cli("org", "create", "acme").exit_code == 0
+    _tokens(cli, "t1", "t2", "t3")
+    keep = _head_seq(database) - 1
+    _cut_back(database, keep)
+    for write in (False, True):
+        if write:
+            _tokens(cli, "after")
+        result = cli("audit", "checkpoint", "--org", "acme")
+        _no_traceback(result)
+        assert result.exit_code == 1, result.output
+        assert "not signed by this server" in result.output, result.output
+        assert "audit accept-head" in result.output, result.output
+        assert _sql(database, "SELECT seq FROM audit_checkpoints") == []
+    accepted = cli("audit", "accept-head", "--org", "acme", "--reason", "checked with IT")
+    assert accepted.exit_code == 0, accepted.output
+    signed = cli("audit", "checkpoint", "--org", "acme")
+    assert signed.exit_code == 0, signed.output
+    # The checkpoint's own audit.checkpoint event follows the head it signed.
+    assert json.loads(signed.output)["seq"] == _head_seq(database) - 1
