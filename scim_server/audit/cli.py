@@ -17,6 +17,7 @@ from scim_server.audit.context import AuditContext, use_context
 from scim_server.commands import CommandEnv, build_app, domain_errors, not_blank, pass_env
 from scim_server.config import MAX_RETENTION_DAYS
 from scim_server.db import db
+from scim_server.errors import ConflictError, DomainError
 
 
 def _app() -> Any:
@@ -295,11 +296,21 @@ def purge(org_ref: str | None, before: str | None, retention_days: int | None) -
         )
     app = _app()
     _ensure_schema(app)
+    refused = False
     with use_context(AuditContext(actor_type="cli", actor_name="scim-server audit purge")):
         for org_id, name in _orgs(app, org_ref):
-            with _session(app, write=True) as session, domain_errors():
-                removed = purge_events(session, org_id, cutoff)
+            try:
+                with _session(app, write=True) as session:
+                    removed = purge_events(session, org_id, cutoff)
+            except ConflictError as exc:  # this organization's log: the others are purged
+                click.echo(f"{name}: refused: {exc.detail}", err=True)
+                refused = True
+                continue
+            except DomainError as exc:
+                raise click.ClickException(exc.detail) from None
             click.echo(f"{name}: purged {removed} events before {cutoff.isoformat()}")
+    if refused:
+        raise SystemExit(1)
 
 
 @audit.command("public-key")

@@ -371,19 +371,23 @@ def test_accepting_a_head_launders_no_edited_event(cli, database):
     assert "acme: BROKEN at event 2: content does not match its hash (edited)" in result.output
 
 
-def test_a_head_whose_marker_was_purged_can_still_be_accepted(cli, database):
-    """A purge past the marker leaves a head marked with no marker in the chain: verify
-    says the head is altered, and the operator can still accept it."""
+def test_a_marked_head_is_purged_only_once_accepted(cli, database):
+    """A purge past the marker would leave a head marked with no marker in the chain (the
+    incident's evidence deleted): refused while the head is marked; once the operator
+    accepted it, the retention applies again and verify stays OK."""
     assert cli("org", "create", "acme").exit_code == 0
     _tokens(cli, "t1", "t2")
     _cut_back(database, _head_seq(database) - 1)
     _tokens(cli, "after")
-    _age_the_log(database, 10)
-    assert cli("audit", "purge", "--org", "acme", "--retention-days", "5").exit_code == 0
-    result = cli("audit", "verify", "--org", "acme")
-    assert result.exit_code == 1 and "head altered" in result.output, result.output
+    events = _sql(database, "SELECT count(*) FROM audit_events")
+    refused = cli("audit", "purge", "--org", "acme", "--retention-days", "1")
+    _no_traceback(refused)
+    assert refused.exit_code == 1 and "acme: refused" in refused.output, refused.output
+    assert _sql(database, "SELECT count(*) FROM audit_events") == events  # not even its event
     result = cli("audit", "accept-head", "--org", "acme", "--reason", "INC-44")
-    _no_traceback(result)
+    assert result.exit_code == 0 and "acme: OK" in result.output, result.output
+    assert cli("audit", "purge", "--org", "acme", "--retention-days", "1").exit_code == 0
+    result = cli("audit", "verify", "--org", "acme")
     assert result.exit_code == 0 and "acme: OK" in result.output, result.output
 
 
@@ -410,3 +414,32 @@ def test_no_checkpoint_is_signed_over_a_head_the_server_did_not_sign(cli, databa
     assert signed.exit_code == 0, signed.output
     # The checkpoint's own audit.checkpoint event follows the head it signed.
     assert json.loads(signed.output)["seq"] == _head_seq(database) - 1
+
+
+def test_no_purge_runs_over_a_head_the_server_did_not_sign(cli, database):
+    """A purge deletes history and signs a checkpoint at its new start: on a log cut back
+    (the next write marked it), it is refused for that organization (exit 1, saying why),
+    deletes nothing, and the other organizations are purged all the same."""
+    for org in ("acme", "globex"):
+        assert cli("org", "create", org).exit_code == 0
+    _tokens(cli, "t1", "t2", "t3")
+    [(acme,)] = _sql(database, "SELECT id FROM organizations WHERE name = 'acme'")
+    [(keep,)] = _sql(database, "SELECT seq - 1 FROM audit_heads WHERE org_id = :o", o=acme)
+    _sql(database, "DELETE FROM audit_events WHERE org_id = :o AND seq > :k", o=acme, k=keep)
+    _sql(
+        database,
+        "UPDATE audit_heads SET seq = :k, hash = (SELECT hash FROM audit_events "
+        "WHERE org_id = :o AND seq = :k) WHERE org_id = :o",
+        o=acme,
+        k=keep,
+    )
+    _tokens(cli, "after")  # marks acme's head
+    _sql(database, "UPDATE audit_events SET occurred_at = '2000-01-01 00:00:00'")
+    before = _sql(database, "SELECT org_id, count(*) FROM audit_events GROUP BY org_id")
+    result = cli("audit", "purge", "--retention-days", "30")
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert "acme: refused" in result.output and "not signed by this server" in result.output
+    assert "globex: purged" in result.output, result.output
+    after = dict(_sql(database, "SELECT org_id, count(*) FROM audit_events GROUP BY org_id"))
+    assert after[acme] == dict(before)[acme]
