@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import delete, select
 from werkzeug.serving import make_server
 
@@ -77,8 +78,8 @@ def test_forgot_then_reset_in_a_browser(served, browser):
     page.click("text=Go to sign-in")
     assert page.url.endswith("/sso/login")
     # The stylesheet applied (CSP allows 'self'): the card has its background.
-    background = page.eval_on_selector(".card", "e => getComputedStyle(e).backgroundColor")
-    assert background == "rgb(255, 255, 255)"
+    # (Waited for: the click's navigation may still be loading the stylesheet.)
+    expect(page.locator(".card")).to_have_css("background-color", "rgb(255, 255, 255)")
     context.close()
     assert problems == []
     assert password_verifies(app, scim.org_id, user_id, "Saffron-glacier-window-64")
