@@ -15,29 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import offline, signing, statements
-from scim_server.audit.recorder import SIGNED, add_checkpoint, lock_head, record
+from scim_server.audit.recorder import add_checkpoint, record, signed_head
 from scim_server.audit.signing import Signer
 from scim_server.db import AUDIT_SIGNER_INFO
-from scim_server.errors import ConflictError
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
-
-# A checkpoint vouches for the chain up to its head: never for one the server did not sign.
-UNVOUCHED = (
-    "The audit log's chain head is not signed by this server (the log was altered, or cut "
-    "back, or the audit key changed without `scim-server audit rekey` / `sso "
-    "encrypt-secrets`): `scim-server audit verify` says where. A checkpoint would vouch for "
-    "it; none is signed until the head is settled (`scim-server audit accept-head`, after "
-    "checking the log against checkpoints filed earlier)."
-)
 
 
 def create(session: Session, org_id: str) -> dict[str, Any]:
     """Sign a checkpoint of the chain head now (or the one already at that seq); its document.
-    Refused (``ConflictError``) while the head is not the server's (``UNVOUCHED``)."""
+    Refused (``ConflictError``) while the head is not the server's (``signed_head``)."""
     with session.begin():
-        head = lock_head(session, org_id)
-        if head.state != SIGNED:
-            raise ConflictError(UNVOUCHED)
+        head = signed_head(session, org_id, "a checkpoint would vouch for it")
         cp = session.get(AuditCheckpoint, (org_id, head.seq))
         if cp is None:
             cp = add_checkpoint(session, org_id, head.seq, head.hash, "manual")

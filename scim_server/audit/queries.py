@@ -19,10 +19,11 @@ from scim_server.audit.recorder import (
     add_checkpoint,
     lock_head,
     record,
+    signed_head,
     vouch,
 )
 from scim_server.db import KeyRead, reuse_plan, utcnow
-from scim_server.errors import ConflictError, InvalidValueError
+from scim_server.errors import InvalidValueError
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
 from scim_server.text import MAX_INT
 
@@ -563,14 +564,12 @@ def purge(session: Session, org_id: str, before: datetime, *, now: datetime | No
             f" got {before.isoformat()}: a later one deletes what was just logged."
         )
     with session.begin():
-        head_row = lock_head(session, org_id)
-        if head_row.state != SIGNED:
-            raise ConflictError(
-                "The audit log's chain head is not signed by this server (`scim-server audit "
-                "verify` says where): a purge would delete history an incident may be about "
-                "and sign a checkpoint at its new start. Settle the head first (`scim-server "
-                "audit accept-head`, after checking the log against checkpoints filed earlier)."
-            )
+        head_row = signed_head(
+            session,
+            org_id,
+            "a purge would delete history an incident may be about and sign a checkpoint at "
+            "its new start",
+        )
         last = session.scalar(
             select(func.max(AuditEvent.seq)).where(
                 AuditEvent.org_id == org_id, AuditEvent.occurred_at < before

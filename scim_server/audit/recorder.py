@@ -51,6 +51,7 @@ from scim_server import bulk_rows
 from scim_server.audit import chain, statements
 from scim_server.audit.context import current_context
 from scim_server.db import KeyRead, commits_connection, insert_for, reuse_plan, utcnow, within
+from scim_server.errors import ConflictError
 from scim_server.events import pending as pending_events
 from scim_server.fixed import Fixed
 from scim_server.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -407,6 +408,22 @@ def lock_head(session: Session, org_id: str) -> Head:
     """
     flush(session)
     return _head(session, org_id)
+
+
+def signed_head(session: Session, org_id: str, refused: str) -> Head:
+    """The head, locked, for work that vouches for the chain up to it (a checkpoint, a
+    purge's new start); ``ConflictError`` naming ``refused`` (what that work would do)
+    while the server did not sign it (``queries.accept_head`` settles it)."""
+    head = lock_head(session, org_id)
+    if head.state != SIGNED:
+        raise ConflictError(
+            "The audit log's chain head is not signed by this server (the log was altered or "
+            "cut back, or the audit key changed without `scim-server audit rekey` / `sso "
+            f"encrypt-secrets`; `scim-server audit verify` says where): {refused}. Settle the "
+            "head first (`scim-server audit accept-head`, after checking the log against "
+            "checkpoints filed earlier)."
+        )
+    return head
 
 
 def vouch(session: Session, org_id: str) -> Head:
