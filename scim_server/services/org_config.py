@@ -11,6 +11,10 @@ validated rules are reused; a change made by any process (settings saved, a rule
 set activated, a license renamed or deleted) changes it, so the next write
 reads and validates afresh. The check runs in the caller's transaction, so a
 write sees what its own transaction sees.
+
+On PostgreSQL the fingerprint's read also takes the organization's rules-readers lock,
+shared, to the transaction's end (``wait_for_rules_readers``): a ``rules apply`` waits for
+every write that may have read the rules from before the change it applies.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import String, and_, bindparam, exists, select, true
+from sqlalchemy import Boolean, String, and_, bindparam, exists, select, text, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -58,6 +62,35 @@ def _joined_names(element: _JoinedNames, compiler: Any, **kw: Any) -> str:
     return f"string_agg({compiler.process(element.clauses, **kw)}, chr(31))"
 
 
+# pg_advisory_xact_lock key: the organization's writes that read its rules (shared) and the
+# ``rules apply`` that waits for them (``wait_for_rules_readers``; the organization's id is
+# the second half).
+RULES_READERS_LOCK = 0x5C1A_2B1E
+_WAIT_FOR_RULES_READERS = text("SELECT pg_advisory_xact_lock(:key, hashtext(:org_id))").bindparams(
+    key=RULES_READERS_LOCK
+)
+
+
+class _ReadingRules(FunctionElement[bool]):
+    """The fingerprint's guard: on PostgreSQL the organization's rules-readers lock, shared,
+    taken as the row is read (a condition that is always true); elsewhere plain true."""
+
+    inherit_cache = True
+    name = "reading_rules"
+    type = Boolean()
+
+
+@compiles(_ReadingRules, "sqlite")
+def _reading_rules_sqlite(element: _ReadingRules, compiler: Any, **kw: Any) -> str:
+    return "1"
+
+
+@compiles(_ReadingRules)
+def _reading_rules(element: _ReadingRules, compiler: Any, **kw: Any) -> str:
+    org_id = compiler.process(element.clauses, **kw)
+    return f"pg_advisory_xact_lock_shared({RULES_READERS_LOCK}, hashtext({org_id})) IS NOT NULL"
+
+
 def _names(model: type[License] | type[Role]) -> Any:
     return select(_JoinedNames(model.name)).where(model.org_id == Organization.id).scalar_subquery()
 
@@ -77,7 +110,7 @@ _FINGERPRINT = (
     )
     .select_from(Organization)
     .outerjoin(RuleSet, and_(RuleSet.org_id == Organization.id, RuleSet.active.is_(True)))
-    .where(Organization.id == bindparam("org_id"))
+    .where(Organization.id == bindparam("org_id"), _ReadingRules(Organization.id))
 )
 
 # The fingerprint as a subquery (one row; its organization the bound ``org_id``), for a
@@ -181,6 +214,22 @@ def active_rule_set(session: Session, org_id: str, settings: IdentitySettings) -
         # and the admin see why no rule applied.
         log.error("organization %s: active rules unusable: %s", org_id, err)
         return None
+
+
+def wait_for_rules_readers(session: Session, org_id: str) -> None:
+    """Wait for the organization's writes that read its rules before this call to end
+    (PostgreSQL; SQLite's writers read them holding the database's write lock).
+
+    A ``rules apply`` calls it, in a transaction of its own, before reading a user: a
+    write that read the rules before their change (a rule set activated, a license
+    renamed) and commits later would otherwise keep the old rules' result for good, the
+    apply having passed its user before it committed. Each such write holds the lock shared
+    from its fingerprint's read (``_ReadingRules``) to its end; this takes it exclusively,
+    so it waits for them, and lets go at its commit. A write that reads the rules after
+    this reads the change (committed before the apply was asked for).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_WAIT_FOR_RULES_READERS, {"org_id": org_id})
 
 
 def forget() -> None:

@@ -33,6 +33,7 @@ from scim_server.services import (
     job_overlap,
     jobs,
     licenses,
+    org_config,
     provisioning,
     roles,
     rule_apply,
@@ -586,6 +587,10 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
     """
     org_id = run.org_id
     rule_set_id = run.params.get("rule_set_id")
+    # The writes that read the rules before their change end first (their users are then
+    # seen by the batches below); in a transaction of its own, holding nothing else.
+    with run.factory() as session, session.begin():
+        org_config.wait_for_rules_readers(session, org_id)
     with run.step(pausable=False) as (session, job):
         _active_rules(session, org_id)
         job.progress_total = session.scalar(

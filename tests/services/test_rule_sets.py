@@ -18,17 +18,6 @@ ENG_RULES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A SCIM create that read the old rules and commits after an activation and its "
-        "apply job ended keeps the old rules' result. Closing it needs the apply job to "
-        "wait for every transaction open when it read the rules (PostgreSQL's virtual "
-        "transaction ids, as CREATE INDEX CONCURRENTLY waits) and then re-evaluate the "
-        "users written since the activation, or each write to check the active rules at "
-        "its commit: not done here, SCIM writes being a measured hot path (issue 17)."
-    ),
-)
 def test_create_racing_activation_and_apply_ends_evaluated_by_the_final_rules(
     live: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,6 +60,7 @@ def test_create_racing_activation_and_apply_ends_evaluated_by_the_final_rules(
     hold.join()
     assert created.status_code == 201
     assert hold.results and hold.results[0][:2] == (200, 202), hold.results
+    assert hold.waited == [True], "the apply did not wait for the create that read the rules"
     accounts = {u["userName"]: u for u in admin.get("/api/v1/users").get_json()["users"]}
     assert accounts["before@example.com"].get("license") is not None
     assert accounts["racer@example.com"].get("license") is not None, (
