@@ -238,6 +238,12 @@ def _found_at(marker: AuditEvent) -> Any:
 
 
 def _unsigned_reason(marker: AuditEvent) -> str:
+    changes = marker.changes if isinstance(marker.changes, dict) else {}
+    if "head" in changes and changes["head"] is None:  # ``recorder._make_head``
+        return (
+            f"event {marker.seq} was written onto a log whose chain head row was missing "
+            "(deleted): the log is not vouched for from there"
+        )
     return (
         f"event {marker.seq} was written onto a chain head that did not carry the server's "
         f"signature, found at {_found_at(marker)} (altered, or moved back after events were "

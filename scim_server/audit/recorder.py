@@ -139,6 +139,8 @@ class Head:
     state: str = SIGNED
     # Set by ``vouch`` (an operator's acceptance): the next move is signed as the server's.
     vouch: bool = False
+    # The log had events and no head row (deleted): made here, at its last event, unsigned.
+    missing: bool = False
 
 
 def _held(
@@ -174,11 +176,18 @@ def _locked_head() -> Any:
 
 
 _SELECT_HEAD = KeyRead(reuse_plan(_locked_head()))
-# The log's last event, read only for a head found not signed (``_over_unsigned``).
+# The log's last event, read only for a head found not signed (``_over_unsigned``) or
+# missing (``_make_head``), and its first, for a missing head's base.
 _LAST_EVENT = (
     select(AuditEvent.seq, AuditEvent.hash)
     .where(AuditEvent.org_id == bindparam("org_id"))
     .order_by(AuditEvent.seq.desc())
+    .limit(1)
+)
+_FIRST_EVENT = (
+    select(AuditEvent.seq, AuditEvent.prev_hash)
+    .where(AuditEvent.org_id == bindparam("org_id"))
+    .order_by(AuditEvent.seq)
     .limit(1)
 )
 _MOVE_HEAD = Fixed(
@@ -443,26 +452,51 @@ def _head(session: Session, org_id: str) -> Head:
         return held[1]
     connection = session.connection()
     row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
+    missing = False
     if row is None:
-        genesis = chain.genesis_hash(org_id)
+        missing = _make_head(session, connection, org_id)
+        row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
+        assert row is not None
+    key = chain.signing_key(session)
+    head = _held(key, org_id, row.seq, row.hash, row.base_seq, row.base_hash, row.signature)
+    head.missing = missing and head.state == ALTERED
+    heads[org_id] = (_current(session), head)
+    return head
+
+
+def _make_head(session: Session, connection: Connection, org_id: str) -> bool:
+    """Insert the organization's head row (unless a concurrent write just did): at genesis,
+    signed, before its first event. A log that has events and no head row lost it (deleted
+    by someone who can write the database): then made at the log's last event, its base
+    before the first, not signed, so the write that finds it marks it (``_over_unsigned``)
+    and verify reports it, as a head moved back; never a signed genesis head, whose events
+    would be numbered again (every later write refused) or, numbered on, vouch for a log
+    the server cannot. True when this made such a head."""
+    genesis = chain.genesis_hash(org_id)
+    last = connection.execute(_LAST_EVENT, {"org_id": org_id}).first()
+    if last is None:
+        key = chain.signing_key(session)
         values = {
             "org_id": org_id,
             "seq": 0,
             "hash": genesis,
             "base_seq": 0,
             "base_hash": genesis,
-            "signature": chain.head_signature(
-                chain.signing_key(session), org_id, 0, genesis, 0, genesis
-            ),
+            "signature": chain.head_signature(key, org_id, 0, genesis, 0, genesis),
         }
-        dialect = connection.dialect.name
-        connection.execute(insert_for(dialect)(AuditHead).values(values).on_conflict_do_nothing())
-        row = _SELECT_HEAD.execute(connection, {"org_id": org_id}).first()
-        assert row is not None
-    key = chain.signing_key(session)
-    head = _held(key, org_id, row.seq, row.hash, row.base_seq, row.base_hash, row.signature)
-    heads[org_id] = (_current(session), head)
-    return head
+    else:
+        first = connection.execute(_FIRST_EVENT, {"org_id": org_id}).one()
+        values = {
+            "org_id": org_id,
+            "seq": last.seq,
+            "hash": last.hash,
+            "base_seq": first.seq - 1,
+            "base_hash": first.prev_hash,
+            "signature": "",
+        }
+    insert = insert_for(connection.dialect.name)(AuditHead).values(values)
+    made = connection.execute(insert.on_conflict_do_nothing().returning(AuditHead.org_id))
+    return made.first() is not None and last is not None
 
 
 def _over_unsigned(connection: Connection, head: Head) -> Recorded:
@@ -472,24 +506,32 @@ def _over_unsigned(connection: Connection, head: Head) -> Recorded:
 
     Who tampered cannot be told; the marker records the head as found, the request that
     found it, and the server (``system``) as its actor. One extra read, this once."""
-    found = {
-        "seq": head.seq,
-        "hash": head.hash,
-        "base_seq": head.base_seq,
-        "base_hash": head.base_hash,
-        "signature": head.signature,
-    }
+    found = (
+        None
+        if head.missing
+        else {
+            "seq": head.seq,
+            "hash": head.hash,
+            "base_seq": head.base_seq,
+            "base_hash": head.base_hash,
+            "signature": head.signature,
+        }
+    )
     last = connection.execute(_LAST_EVENT, {"org_id": head.org_id}).first()
     head.seq, head.hash = (
         (last.seq, last.hash) if last is not None else (head.base_seq, head.base_hash)
     )
+    what = (
+        "no chain head was found (its row deleted, the log having events)"
+        if found is None
+        else f"the chain head found at event {found['seq']} does not carry the server's "
+        "signature (altered, or moved back after events were removed)"
+    )
     log.log(
         logging.WARNING if head.vouch else logging.ERROR,
-        "audit: organization %s: the chain head found at event %s does not carry this server's "
-        "signature (altered, or moved back after events were removed); event %s marks it "
-        "(audit.head_unsigned), %s",
+        "audit: organization %s: %s; event %s marks it (audit.head_unsigned), %s",
         head.org_id,
-        found["seq"],
+        what,
         head.seq + 1,
         "accepted by the operator"
         if head.vouch
@@ -515,9 +557,7 @@ def _over_unsigned(connection: Connection, head: Head) -> Recorded:
         "failure",
         None,
         None,
-        f"the chain head found at event {found['seq']} does not carry the server's signature "
-        "(altered, or moved back after events were removed); this event follows the log's "
-        f"last event ({head.seq})",
+        f"{what}; this event follows the log's last event ({head.seq})",
         {"head": found, "last_event": head.seq},
         None,
     )

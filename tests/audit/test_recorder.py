@@ -231,3 +231,60 @@ def test_a_cut_log_stays_broken_after_writes_that_commit(live, engine):
         assert marker.actor_type == "system" and marker.changes["head"]["seq"] == keep
         after = session.get(AuditEvent, (scim.org_id, keep + 2))
         assert after is not None and after.action == "user.delete"
+
+
+def test_a_deleted_head_row_is_marked_by_the_next_write_not_a_failure_of_every_write(
+    live, engine, caplog
+):
+    """Someone who can write the database deletes an organization's chain head row. The next
+    SCIM writes succeed (they failed, every one, on events numbered again from a new signed
+    genesis head); the first is preceded by a marker saying the head was missing, verify
+    says BROKEN there until an operator accepts the log, and then OK."""
+    from scim_server.audit import queries
+    from scim_server.db import db
+
+    app, scim = live
+    users = [scim.create_user(f"kept{i}@example.com") for i in range(3)]
+    with engine.begin() as conn:
+        params = {"o": scim.org_id}
+        [(last,)] = conn.execute(
+            text("SELECT seq FROM audit_heads WHERE org_id = :o"), params
+        ).all()
+        conn.execute(text("DELETE FROM audit_heads WHERE org_id = :o"), params)
+    with db.reader(app)() as session:
+        before = queries.verify(session, scim.org_id)
+        assert not before.ok and "chain head missing" in before.reason, before
+
+    caplog.set_level(logging.ERROR, logger="scim_server.audit.recorder")
+    url = f"/scim/v2/Users/{users[0]['id']}"
+    resp = scim.patch_ops(url, {"op": "replace", "path": "active", "value": False})
+    assert resp.status_code == 200 and resp.get_json()["active"] is False
+    assert scim.get(url).get_json()["active"] is False
+    created = scim.post(
+        "/scim/v2/Users",
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "new@example.com"},
+    )
+    assert created.status_code == 201, created.get_json()
+
+    with db.reader(app)() as session:
+        result = queries.verify(session, scim.org_id)
+        assert not result.ok and result.broken_seq == last + 1, result
+        assert "chain head row was missing" in result.reason, result
+        marker = session.get(AuditEvent, (scim.org_id, last + 1))
+        assert marker is not None and marker.action == "audit.head_unsigned"
+        assert marker.actor_type == "system" and marker.changes["head"] is None
+        actions = session.scalars(
+            select(AuditEvent.action)
+            .where(AuditEvent.org_id == scim.org_id, AuditEvent.seq > last + 1)
+            .order_by(AuditEvent.seq)
+        ).all()
+        assert actions[:2] == ["user.patch", "user.deactivate"] and "user.create" in actions
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "no chain head was found" in errors[0].getMessage(), errors
+
+    with db.reader(app)() as session:
+        accepted = queries.accept_head(session, scim.org_id, "INC-7: head row deleted")
+        assert accepted.accepted
+    with db.reader(app)() as session:
+        after = queries.verify(session, scim.org_id)
+        assert after.ok, after
