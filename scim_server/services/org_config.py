@@ -226,7 +226,10 @@ def wait_for_rules_readers(session: Session, org_id: str) -> None:
     apply having passed its user before it committed. Each such write holds the lock shared
     from its fingerprint's read (``_ReadingRules``) to its end; this takes it exclusively,
     so it waits for them, and lets go at its commit. A write that reads the rules after
-    this reads the change (committed before the apply was asked for).
+    this reads the change (committed before the apply was asked for). The lock is taken in
+    the fingerprint's own statement, whose snapshot is a moment older: a write misses the
+    wait only if that one non-blocking statement spans the whole time from the change's
+    commit to the apply's job being taken up and reaching here.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_WAIT_FOR_RULES_READERS, {"org_id": org_id})
