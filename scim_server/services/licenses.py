@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
+from scim_server.db import utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError, UniquenessError
 from scim_server.models import License, User
 from scim_server.text import MAX_INT, fold, has_control
@@ -78,6 +79,18 @@ def change_license(session: Session, org_id: str, lic: License, fields: dict[str
         lic.name_key = fold(merged["name"])
     for key, change in changes.items():
         setattr(lic, key, change["after"])
+    if "name" in changes:
+        # Its holders' and waiters' SCIM view names it (the product extension's ``license``
+        # and ``licenseShortage``): their versions move, so a stale ETag is no 304. One
+        # statement, whatever their number (an admin's change, not an IdP's).
+        session.connection().execute(
+            update(User)
+            .where(
+                User.org_id == org_id,
+                or_(User.license_id == lic.id, User.license_wanted_id == lic.id),
+            )
+            .values(version=User.version + 1, updated_at=utcnow())
+        )
     record(
         session,
         org_id,

@@ -84,6 +84,42 @@ def test_deleting_a_held_role_moves_the_holders_version(scim, admin):
     assert "roles" not in after.get_json()[PRODUCT]
 
 
+def test_renaming_a_license_moves_its_holders_and_waiters_versions(scim, admin):
+    """The SCIM view names the license a user holds (product extension ``license``) and the
+    one it waits for (``licenseShortage``): renaming it changes both users' representation,
+    so their versions move and a stale ``If-None-Match`` gets the new name, not a 304. A
+    user with another license keeps its version."""
+    held = make_license(admin, "Engineer", 1)
+    make_license(admin, "Planner", None)
+    always = {"name": "all", "when": {"always": True}}
+    activate(admin, {"mode": "first-match", "rules": [{**always, "then": {"license": "Engineer"}}]})
+    holder = person(scim, "hal@example.com")
+    waiter = person(scim, "wes@example.com")  # no seat left: waits for it
+    activate(admin, {"mode": "first-match", "rules": [{**always, "then": {"license": "Planner"}}]})
+    other = person(scim, "oli@example.com")
+    assert holder[PRODUCT]["license"]["value"] == "Engineer"
+    assert waiter[PRODUCT]["licenseShortage"] == {"value": "Engineer"}
+    assert other[PRODUCT]["license"]["value"] == "Planner"
+    tags = {
+        u["id"]: scim.get(f"/scim/v2/Users/{u['id']}").headers["ETag"]
+        for u in (holder, waiter, other)
+    }
+
+    ok(admin.patch(f"/api/v1/licenses/{held['id']}", {"name": "Engineering"}))
+
+    def fresh(user: dict) -> object:
+        return scim.get(f"/scim/v2/Users/{user['id']}", headers={"If-None-Match": tags[user["id"]]})
+
+    got = fresh(holder)
+    assert got.status_code == 200, "a stale ETag of the license's holder was answered 304"
+    assert got.get_json()[PRODUCT]["license"]["value"] == "Engineering"
+    assert got.headers["ETag"] != tags[holder["id"]]
+    got = fresh(waiter)
+    assert got.status_code == 200, "a stale ETag of a user waiting for the license was a 304"
+    assert got.get_json()[PRODUCT]["licenseShortage"] == {"value": "Engineering"}
+    assert fresh(other).status_code == 304
+
+
 def test_deleting_a_license_users_wait_for_leaves_no_dangling_shortage(scim, admin):
     """A license users wait for (``license_wanted``, no foreign key) but nobody holds is
     not deleted: they would show a shortage of a license that is gone."""
