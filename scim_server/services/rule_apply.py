@@ -19,7 +19,7 @@ the group's member rows), in the rename's transaction (``groups.remap_renamed``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,9 @@ class BatchLookups:
     user the seats cannot fit would otherwise roll back, and fail, everyone's changes):
     the user keeps the license it holds, the refusal is kept in ``refused``. Without it
     (a renamed group's members, in the rename's transaction) ``SeatsExhaustedError``
-    refuses the whole change, as a membership change is refused.
+    refuses the whole change, as a membership change is refused, but only for a user
+    whose license the change itself asks for (``asks``; None: every one): the others
+    wait for a seat, as in lenient mode.
     """
 
     def __init__(
@@ -163,9 +165,11 @@ class BatchLookups:
         people: Sequence[Contact] = (),
         overlap: bool = False,
         refusals: bool = False,
+        asks: Callable[[User, License], bool] | None = None,
     ) -> None:
         self.session, self.org_id, self.current = session, org_id, current
         self.refusals = refusals
+        self.asks = asks
         self.refused: dict[str, dict[str, Any]] = {}
         self.users, self.people = users, people
         self.licenses = {
@@ -210,6 +214,8 @@ class BatchLookups:
             self.given.add(lic.id)
         if lic is not None and user.license_wanted_id == lic.id:
             strict = False  # waiting for it already: no new seat asked, nothing to refuse
+        if strict and lic is not None and self.asks is not None and not self.asks(user, lic):
+            strict = False  # not asked for by this change: waited for, never refused
         try:
             return licenses.assign(
                 self.session,
@@ -567,13 +573,43 @@ def apply_members(
         out.checked += len(ids)
         if stale:
             batch = Batch(last=after)
-            _evaluate(session, org_id, rules, settings, digest, batch, rows, stale, groups, current)
+            _evaluate(
+                session,
+                org_id,
+                rules,
+                settings,
+                digest,
+                batch,
+                rows,
+                stale,
+                groups,
+                current,
+                asks=_asked_by_group(rules, groups, group_id),
+            )
             out.evaluated += batch.evaluated
             out.changed.update(batch.changed)
             out.loaded += batch.loaded
             out.role_rows += batch.role_rows
             out.contacts_changed += batch.contacts_changed
         out.last = after
+
+
+def _asked_by_group(
+    rules: mappings.RuleSet, groups: dict[str, list[dict[str, Any]]], group_id: str
+) -> Callable[[User, License], bool]:
+    """Whether a change of the group ``group_id`` (a rename) asks for a member's seat of a
+    license: the rules would not want it for the member were it not in that group at all.
+    A rename away from the group a rule names ends access, as a removal does
+    (``provisioning.reevaluate``'s ``left``): never refused in strict seat mode, the license
+    then wanted is waited for. A rename onto a name a rule gives a full license for asks."""
+
+    def asks(user: User, lic: License) -> bool:
+        without = [g for g in groups[user.id] if g["id"] != group_id]
+        identity = mappings.ExternalIdentity.from_scim(user.data, without)
+        alone = mappings.resolve(identity, rules).license
+        return alone is None or fold(alone) != lic.name_key
+
+    return asks
 
 
 def _evaluate(
@@ -589,10 +625,11 @@ def _evaluate(
     current: dict[str, dict[str, str | None]],
     overlap: bool = False,
     refusals: bool = False,
+    asks: Callable[[User, License], bool] | None = None,
 ) -> None:
     """Evaluate the ``stale`` users of ``rows`` (a batch's reading, with their groups and
     rule roles), locked as they are loaded; what it did goes into ``batch``
-    (``refusals``: see ``BatchLookups``)."""
+    (``refusals``, ``asks``: see ``BatchLookups``)."""
     data = {r.id: r.data for r in rows}
     read_versions = {r.id: r.version for r in rows}
     users = session.scalars(
@@ -618,7 +655,7 @@ def _evaluate(
         )
     }
     lookups = BatchLookups(
-        session, org_id, current, users, list(people.values()), overlap, refusals
+        session, org_id, current, users, list(people.values()), overlap, refusals, asks
     )
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
     now = utcnow()

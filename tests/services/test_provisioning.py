@@ -196,3 +196,66 @@ def test_strict_seats_still_refuse_an_addition_onto_a_full_license(scim, admin):
     )
     assert resp.status_code == 409, resp.get_json()
     assert scim.get(f"/scim/v2/Users/{second}").get_json().get("groups", []) == []
+
+
+def _renamed_away(scim, admin, ann: str, group: str) -> None:
+    """The rename went through; ann lost what Engineering gave as by a removal (``_left``),
+    still a member of the group under its new name."""
+    assert scim.get(f"/scim/v2/Groups/{group}").get_json()["displayName"] == "Platform"
+    view = account(admin, ann)
+    assert [r["value"] for r in view.get("roles", [])] == []
+    assert view["license"]["value"] == "Engineer"
+    assert view["licenseShortage"] == {"value": "Planner"}
+    assert events(admin, outcome="failure") == []
+
+
+@pytest.mark.parametrize("form", ["patch", "put"])
+def test_strict_seats_never_refuse_a_rename_away_from_the_group_a_rule_names(scim, admin, form):
+    """The IdP renames Engineering (Entra's PATCH, Okta's whole-group PUT with the same
+    members): the rules no longer give ann what Engineering gave, access the IdP ends as
+    by a removal, and want Planner, which is full. Not refused (was 409: the group kept its
+    old name and ann its role and license, the IdP retrying for ever); ann is evaluated as
+    a member removed is, the role gone at once and Planner waited for."""
+    ann, group = _mover_in_engineering(scim, admin)
+    if form == "patch":
+        op = {"op": "replace", "path": "displayName", "value": "Platform"}
+        resp = scim.patch_ops(f"/scim/v2/Groups/{group}", op)
+        assert resp.status_code == 204, resp.get_json()
+    else:
+        body = {"schemas": [GROUP_SCHEMA], "displayName": "Platform", "members": [{"value": ann}]}
+        resp = scim.put(f"/scim/v2/Groups/{group}", body)
+        assert resp.status_code == 200, resp.get_json()
+    _renamed_away(scim, admin, ann, group)
+
+
+def test_strict_seats_still_refuse_a_rename_onto_a_full_license(scim, admin):
+    """A rename onto the name a rule gives a full license for asks for its members' seats,
+    as adding them would: refused (409), the name and their licenses unchanged."""
+    catalogue(admin, engineer_seats=1)
+    activate(admin)
+    first = scim.create_user("first@example.com")["id"]
+    scim.create_group("Engineering", [first])
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    second = scim.create_user("second@example.com")["id"]
+    group = scim.create_group("Eng", [second])["id"]
+    op = {"op": "replace", "path": "displayName", "value": "Engineering Two"}
+    activate(
+        admin,
+        {
+            "mode": "first-match",
+            "rules": [
+                {
+                    "name": "eng",
+                    "when": {
+                        "any": [{"member_of": "Engineering"}, {"member_of": "Engineering Two"}]
+                    },
+                    "then": {"license": "Engineer"},
+                }
+            ],
+        },
+    )
+    resp = scim.patch_ops(f"/scim/v2/Groups/{group}", op)
+    assert resp.status_code == 409, resp.get_json()
+    assert "seat" in resp.get_json()["detail"], resp.get_json()
+    assert scim.get(f"/scim/v2/Groups/{group}").get_json()["displayName"] == "Eng"
+    assert account(admin, second).get("license") is None
