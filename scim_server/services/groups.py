@@ -697,6 +697,8 @@ def remap_moved_users(
             "user.mapping",
             resource_type="User",
             resource_id=user_id,
+            user_name=outcome["user_name"],
+            external_id=outcome["external_id"],
             detail=f"membership of {group.display_name!r} changed",
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},
@@ -728,12 +730,15 @@ def remap_renamed(
     else:
         why = f"externalId of group {after[0]!r} changed from {before[1]!r} to {after[1]!r}"
     for user_id, outcome in done.changed.items():
+        user_name, external_id = done.names.get(user_id, (None, None))
         record(
             session,
             group.org_id,
             "user.mapping",
             resource_type="User",
             resource_id=user_id,
+            user_name=user_name,
+            external_id=external_id,
             detail=why,
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},

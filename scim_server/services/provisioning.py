@@ -459,7 +459,8 @@ def reevaluate(
         asks_seat = user.id not in left
         outcome = _reevaluate_one(session, org_id, user, rules, settings, None, asks_seat)
         if outcome:
-            out[user.id] = outcome
+            # Its event names the user, as every event about a user does.
+            out[user.id] = {**outcome, "user_name": user.user_name, "external_id": user.external_id}
     return out
 
 

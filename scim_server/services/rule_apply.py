@@ -65,6 +65,9 @@ class Batch:
     # refusal: license name, seat limit). They keep the license they hold; the rest of
     # their changes, and the batch, apply (``BatchLookups(refusals=True)``).
     refused: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The userName and externalId of each changed or refused user (their events name them,
+    # as every event about a user does: the log's search by userName finds them).
+    names: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     role_rows: int = 0
     contacts_changed: int = 0
     # Overlapped: the licenses it gave without locking them (all without a seat limit when
@@ -588,6 +591,8 @@ def apply_members(
             )
             out.evaluated += batch.evaluated
             out.changed.update(batch.changed)
+            out.refused.update(batch.refused)
+            out.names.update(batch.names)
             out.loaded += batch.loaded
             out.role_rows += batch.role_rows
             out.contacts_changed += batch.contacts_changed
@@ -679,6 +684,8 @@ def _evaluate(
             user.version += 1
             user.updated_at = now
             batch.changed[user.id] = {"changes": changes, "rules": list(result.explanation)}
+        if changes or user.id in batch.refused:
+            batch.names[user.id] = (user.user_name, user.external_id)
     # Overlapped, the rule roles' COPY goes with the commit (the writer thread's part,
     # which has less to do than the evaluation): what reads them (the product events'
     # state) runs at the commit, after it.

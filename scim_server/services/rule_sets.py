@@ -586,13 +586,13 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
     event: that one tells of a resume after a failure, a lost worker or a stop.
     """
     org_id = run.org_id
-    rule_set_id = run.params.get("rule_set_id")
     # The writes that read the rules before their change end first (their users are then
     # seen by the batches below); in a transaction of its own, holding nothing else.
     with run.factory() as session, session.begin():
         org_config.wait_for_rules_readers(session, org_id)
     with run.step(pausable=False) as (session, job):
         _active_rules(session, org_id)
+        rule_set_id = _applied(session, org_id)
         job.progress_total = session.scalar(
             select(func.count()).select_from(User).where(User.org_id == org_id)
         )
@@ -682,9 +682,9 @@ def _commit_batch(
     """A batch's audit events and the job's progress, in the batch's step; at the end (no
     user left) the statistics, the final event and the job's result, which it returns."""
     org_id = run.org_id
-    rule_set_id = run.params.get("rule_set_id")
     checkpoint = dict(job.checkpoint or {"last": "", "changed": 0, "evaluated": 0})
     if batch.last is None:
+        rule_set_id = _applied(session, org_id)
         _refresh_statistics(session, checkpoint, final=True)
         job.checkpoint = checkpoint
         counts = _counts(job)
@@ -713,12 +713,15 @@ def _commit_batch(
         run.finish(job, result)
         return result
     for user_id, outcome in batch.changed.items():
+        user_name, external_id = batch.names.get(user_id, (None, None))
         record(
             session,
             org_id,
             "user.mapping",
             resource_type="User",
             resource_id=user_id,
+            user_name=user_name,
+            external_id=external_id,
             detail="rules re-applied",
             changes=outcome["changes"],
             explanation={"rules": outcome["rules"]},
@@ -726,6 +729,7 @@ def _commit_batch(
     for user_id, refusal in batch.refused.items():
         # Strict seats: this user's license was refused (it keeps the one it holds), its
         # other changes applied; the next apply tries again (its hash is cleared).
+        user_name, external_id = batch.names.get(user_id, (None, None))
         record(
             session,
             org_id,
@@ -733,6 +737,8 @@ def _commit_batch(
             outcome="failure",
             resource_type="User",
             resource_id=user_id,
+            user_name=user_name,
+            external_id=external_id,
             detail=(
                 f"rules re-applied; no seat left on license {refusal['wanted']!r} "
                 "(strict seat mode): the license held is kept"
@@ -752,6 +758,15 @@ def _commit_batch(
     return None
 
 
+def _applied(session: Session, org_id: str) -> str | None:
+    """The rule set an apply's step runs (the active one, read in its transaction; None: the
+    settings' defaults alone): its events name it, not the one active when the job was
+    queued, which a later activation may have replaced before it ran."""
+    return session.scalar(
+        select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+    )
+
+
 def _apply_failed(session: Session, job: Job, error: str) -> None:
     """How far a failed apply got, in the log: users checked and changed before it stopped."""
     counts = _counts(job)
@@ -761,7 +776,7 @@ def _apply_failed(session: Session, job: Job, error: str) -> None:
         APPLY,
         outcome="failure",
         resource_type="RuleSet",
-        resource_id=(job.params or {}).get("rule_set_id"),
+        resource_id=_applied(session, job.org_id),
         detail=(
             f"rules apply stopped after {counts['users_checked']} of "
             f"{counts['users_total'] if counts['users_total'] is not None else '?'} users "

@@ -718,3 +718,75 @@ def test_a_refused_user_gets_the_seat_freed_before_the_next_apply(scim, admin, s
     assert job["result"] == {"users": 2, "evaluated": 2, "changed": 1, "refused": 1}
     licensed = [u for u in refused if account(admin, u)["license"]]
     assert len(licensed) == 1
+
+
+# -- what the log says of a re-evaluation -------------------------------------------------
+
+
+def _mappings_name(admin, user_name: str, external_id: str) -> None:
+    """Every ``user.mapping`` event names the user (README: each event carries externalId and
+    userName), so the log's search by userName finds its license and role moves."""
+    moves = events(admin, action="user.mapping")
+    assert moves, "no user.mapping event"
+    assert {(e["user_name"], e["external_id"]) for e in moves} == {(user_name, external_id)}
+    found = {e["action"] for e in events(admin, user_name=user_name)}
+    assert "user.mapping" in found, found
+
+
+def test_an_apply_names_each_user_it_changed(scim, admin):
+    catalogue(admin)
+    person(scim, "a@example.com", department="Sales", externalId="ext-a")
+    activate(admin)
+    apply_rules(admin)
+    _mappings_name(admin, "a@example.com", "ext-a")
+
+
+def test_a_strict_refusal_by_an_apply_names_the_user(scim, admin):
+    """Strict seats, one Planner seat, two Sales people the rules then want on it: the
+    apply's failure event for the one refused names it."""
+    catalogue(admin, planner_seats=1)
+    people = {
+        e: person(scim, e, department="Sales", externalId=f"ext-{e[0]}")["id"]
+        for e in ("a@example.com", "b@example.com")
+    }
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    activate(admin)
+    apply_rules(admin)
+    moves = events(admin, action="user.mapping")
+    refused = [e for e in moves if e["outcome"] == "failure"]
+    assert len(refused) == 1 and len(moves) == 2, moves
+    for event in moves:
+        user_name = next(n for n, i in people.items() if i == event["resource_id"])
+        assert (event["user_name"], event["external_id"]) == (user_name, f"ext-{user_name[0]}")
+
+
+def test_a_membership_change_and_a_rename_name_the_users_they_moved(scim, admin):
+    """A member added to a group a rule names, then the group renamed away from that name:
+    both re-evaluations' events name the user."""
+    catalogue(admin)
+    activate(admin)
+    group = scim.create_group("Engineering")["id"]
+    user = person(scim, "a@example.com", externalId="ext-a")
+    add = {"op": "add", "path": "members", "value": [{"value": user["id"]}]}
+    assert scim.patch_ops(f"/scim/v2/Groups/{group}", add).status_code == 204
+    rename = {"op": "replace", "path": "displayName", "value": "Platform"}
+    assert scim.patch_ops(f"/scim/v2/Groups/{group}", rename).status_code == 204
+    assert len(events(admin, action="user.mapping")) == 2
+    _mappings_name(admin, "a@example.com", "ext-a")
+
+
+def test_an_apply_names_the_rule_set_it_ran_not_the_one_it_was_queued_under(scim, admin):
+    """Queued under one version, another activated before the worker took the job: the job
+    runs the active rules (the user gets what they give), and its events name that version."""
+    catalogue(admin)
+    user = person(scim, "a@example.com", department="Sales")
+    first = activate(admin)
+    assert admin.post("/api/v1/rulesets/apply", None).status_code == 202
+    everyone = {"name": "all", "when": {"always": True}, "then": {"license": "Engineer"}}
+    second = activate(admin, {"mode": "first-match", "rules": [everyone]})
+    run_jobs(admin)
+    assert account(admin, user["id"])["license"]["value"] == "Engineer"
+    started = events(admin, action="ruleset.apply.started")
+    done = [e for e in events(admin, action="ruleset.apply") if e["outcome"] == "success"]
+    named = [e["resource_id"] for e in started + done]
+    assert named == [second["id"], second["id"]], (first["id"], named)
