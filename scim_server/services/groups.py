@@ -689,7 +689,9 @@ def remap_moved_users(
     moved = [*added, *removed]
     user_ids = [m for m, kind in moved if kind == "User"]
     left = {m for m, kind in removed if kind == "User"} - {m for m, _ in added}
-    reevaluated = provisioning.reevaluate(session, group.org_id, user_ids, left=left)
+    reevaluated = provisioning.reevaluate(
+        session, group.org_id, user_ids, left=left, joined=group.id
+    )
     for user_id, outcome in reevaluated.items():
         record(
             session,
@@ -724,7 +726,7 @@ def remap_renamed(
     settings, rules = identity_config(session, group.org_id)
     if rules is None or not rules.names_group(*before, *after):
         return []
-    done = rule_apply.apply_members(session, group.org_id, group.id, rules, settings)
+    done = rule_apply.apply_members(session, group.org_id, group.id, rules, settings, before)
     if before[0] != after[0]:
         why = f"group {before[0]!r} renamed to {after[0]!r}"
     else:

@@ -308,6 +308,23 @@ def _asks_seat(
     return asks
 
 
+def _asked_by_joining(
+    rules: Any, user: User, groups: list[dict[str, Any]], joined: str
+) -> Callable[[License], bool]:
+    """Whether joining the group ``joined`` asks for a seat of a license (``reevaluate``):
+    the user does not wait for it already, and the rules would not want it for the user
+    outside that group."""
+
+    def asks(lic: License) -> bool:
+        if user.license_wanted_id == lic.id:
+            return False  # waiting for it already: no new seat asked
+        others = [g for g in groups if g["id"] != joined]
+        earlier = mappings.resolve(mappings.ExternalIdentity.from_scim(user.data, others), rules)
+        return not earlier.license or fold(earlier.license) != lic.name_key
+
+    return asks
+
+
 class OwnChange(Direct):
     """``Direct`` for an update in strict seat mode: a license with no seat left refuses the
     update only when the update itself asks for it (``asks``). A new rule set not yet applied,
@@ -438,7 +455,12 @@ def _set_username(
 
 
 def reevaluate(
-    session: Session, org_id: str, user_ids: list[str], *, left: Collection[str] = ()
+    session: Session,
+    org_id: str,
+    user_ids: list[str],
+    *,
+    left: Collection[str] = (),
+    joined: str | None = None,
 ) -> dict[str, Any]:
     """Recompute license and roles after group membership changes; return per-user changes.
 
@@ -447,7 +469,12 @@ def reevaluate(
     IdP ends, and refusing it (the rules now want a full license) kept the membership and
     every role and license it gave; a group's DELETE was refused for all its members. They
     are evaluated as in lenient mode: the roles follow at once, a license with no seat left
-    is waited for (``licenseShortage``), the one held is kept meanwhile."""
+    is waited for (``licenseShortage``), the one held is kept meanwhile.
+
+    ``joined``: the group the others were added to. In strict seat mode one asks for a seat
+    only when joining it is what makes the rules want the license (``OwnChange``): a user
+    already waiting for it, or whom the rules want on it outside that group (rules activated
+    and not yet applied), is not refused for joining a group no rule names."""
     if not user_ids:
         return {}  # a group's write that moved no one: no read of the rules
     settings = settings_for(session, org_id)
@@ -457,7 +484,9 @@ def reevaluate(
     out = {}
     for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
         asks_seat = user.id not in left
-        outcome = _reevaluate_one(session, org_id, user, rules, settings, None, asks_seat)
+        outcome = _reevaluate_one(
+            session, org_id, user, rules, settings, None, asks_seat, joined if asks_seat else None
+        )
         if outcome:
             # Its event names the user, as every event about a user does.
             out[user.id] = {**outcome, "user_name": user.user_name, "external_id": user.external_id}
@@ -507,6 +536,7 @@ def _reevaluate_one(
     settings: IdentitySettings,
     identity: mappings.ExternalIdentity | None,
     asks_seat: bool = True,
+    joined: str | None = None,
 ) -> dict[str, Any]:
     contact = session.get(Contact, (org_id, user.contact_id)) if user.contact_id else None
     if contact is None:
@@ -517,8 +547,20 @@ def _reevaluate_one(
         groups = user_groups(session, org_id, user.id)
         identity = mappings.ExternalIdentity.from_scim(user.data, groups)
     result = mappings.resolve(identity, rules)
+    lookups: Lookups | None = None
+    if joined is not None and groups is not None and settings.strict_seats:
+        lookups = OwnChange(session, org_id, _asked_by_joining(rules, user, groups, joined))
     changes, rule_roles = apply_result(
-        session, org_id, user, contact, result, settings, False, user.data, asks_seat=asks_seat
+        session,
+        org_id,
+        user,
+        contact,
+        result,
+        settings,
+        False,
+        user.data,
+        lookups,
+        asks_seat=asks_seat,
     )
     user.rules_input_hash = (
         inputs_hash(rules, settings, user.data, groups, user, rule_roles, contact)

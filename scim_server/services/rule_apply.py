@@ -552,10 +552,12 @@ def apply_members(
     group_id: str,
     rules: mappings.RuleSet,
     settings: IdentitySettings,
+    before: tuple[str | None, str | None],
     size: int = MEMBER_BATCH,
 ) -> Batch:
     """Evaluate the rules for those of a group's user members whose inputs changed (the
-    group renamed: ``groups.remap_renamed``), in the caller's transaction, as ``apply_batch``
+    group renamed from ``before``, its displayName and externalId:
+    ``groups.remap_renamed``), in the caller's transaction, as ``apply_batch``
     evaluates a batch: ``size`` members read at a time (a keyset on the group's member
     rows), in a few queries per batch, the changes written for a batch at once. Returns
     one ``Batch`` for them all: ``changed`` (each changed user's outcome) and ``loaded``
@@ -587,7 +589,7 @@ def apply_members(
                 stale,
                 groups,
                 current,
-                asks=_asked_by_group(rules, groups, group_id),
+                asks=_asked_by_group(rules, groups, group_id, before),
             )
             out.evaluated += batch.evaluated
             out.changed.update(batch.changed)
@@ -600,19 +602,29 @@ def apply_members(
 
 
 def _asked_by_group(
-    rules: mappings.RuleSet, groups: dict[str, list[dict[str, Any]]], group_id: str
+    rules: mappings.RuleSet,
+    groups: dict[str, list[dict[str, Any]]],
+    group_id: str,
+    before: tuple[str | None, str | None],
 ) -> Callable[[User, License], bool]:
-    """Whether a change of the group ``group_id`` (a rename) asks for a member's seat of a
-    license: the rules would not want it for the member were it not in that group at all.
-    A rename away from the group a rule names ends access, as a removal does
-    (``provisioning.reevaluate``'s ``left``): never refused in strict seat mode, the license
-    then wanted is waited for. A rename onto a name a rule gives a full license for asks."""
+    """Whether a change of the group ``group_id``'s name or externalId (from ``before``)
+    asks for a member's seat of a license: the rules wanted it for the member neither
+    with the group as it was nor without the group at all. A rename away from the group a
+    rule names ends access, as a removal does (``provisioning.reevaluate``'s ``left``), and
+    one the same rules name in both forms (or rules activated and not yet applied) moves no
+    one: neither is refused in strict seat mode, the license then wanted is waited for. A
+    rename onto a name a rule gives a full license for asks."""
+    old_name, old_external_id = before
+
+    def wants(user: User, member_of: list[dict[str, Any]], lic: License) -> bool:
+        identity = mappings.ExternalIdentity.from_scim(user.data, member_of)
+        wanted = mappings.resolve(identity, rules).license
+        return wanted is not None and fold(wanted) == lic.name_key
 
     def asks(user: User, lic: License) -> bool:
-        without = [g for g in groups[user.id] if g["id"] != group_id]
-        identity = mappings.ExternalIdentity.from_scim(user.data, without)
-        alone = mappings.resolve(identity, rules).license
-        return alone is None or fold(alone) != lic.name_key
+        others = [g for g in groups[user.id] if g["id"] != group_id]
+        was = {"id": group_id, "displayName": old_name, "externalId": old_external_id}
+        return not (wants(user, [*others, was], lic) or wants(user, others, lic))
 
     return asks
 

@@ -259,3 +259,86 @@ def test_strict_seats_still_refuse_a_rename_onto_a_full_license(scim, admin):
     assert "seat" in resp.get_json()["detail"], resp.get_json()
     assert scim.get(f"/scim/v2/Groups/{group}").get_json()["displayName"] == "Eng"
     assert account(admin, second).get("license") is None
+
+
+def _licenses(admin, user: str) -> tuple[str | None, str | None]:
+    """(license held, license waited for) of a user, by name."""
+    view = account(admin, user)
+    held, wanted = view.get("license") or {}, view.get("licenseShortage") or {}
+    return held.get("value"), wanted.get("value")
+
+
+ENGINEERING_GIVES_ENGINEER = {
+    "mode": "first-match",
+    "rules": [
+        {
+            "name": "eng",
+            "when": {"any": [{"member_of": "Engineering"}, {"member_of": "Engineering Two"}]},
+            "then": {"license": "Engineer"},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "replace", "path": "externalId", "value": "eng-2"}, id="externalId"),
+        pytest.param(
+            {"op": "replace", "path": "displayName", "value": "Engineering Two"}, id="same-rule"
+        ),
+    ],
+)
+def test_strict_seats_never_refuse_a_group_change_that_moves_no_one(scim, admin, op):
+    """Rules activated and not yet applied want the full Engineer license for Engineering's
+    members by either of its names. The IdP changes the group's externalId, or renames it to
+    the other name: the rules want for ann what they wanted before the change, which asks
+    for nothing (was 409, the IdP retrying for ever); ann waits for the seat, as her own
+    PATCH of another attribute would leave her."""
+    catalogue(admin, engineer_seats=1)
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    holder = scim.create_user("holder@example.com")["id"]
+    ok(admin.put(f"/api/v1/users/{holder}/license", {"license": "Engineer"}))
+    ann = scim.create_user("ann@example.com")["id"]
+    group = scim.create_group("Engineering", [ann], externalId="eng-1")["id"]
+    activate(admin, ENGINEERING_GIVES_ENGINEER)
+    resp = scim.patch_ops(f"/scim/v2/Groups/{group}", op)
+    assert resp.status_code == 204, resp.get_json()
+    assert _licenses(admin, ann) == (None, "Engineer")
+    assert events(admin, outcome="failure") == []
+
+
+def test_strict_seats_never_refuse_adding_a_waiting_member_to_a_group_no_rule_names(scim, admin):
+    """ann waits for Planner (renamed away from Engineering, as above); the IdP adds her to a
+    group no rule names: nothing new asked for, not refused (was 409, and Okta's whole-group
+    PUT carrying her failed for every member)."""
+    ann, engineering = _mover_in_engineering(scim, admin)
+    staff = scim.create_group("All Staff")["id"]
+    rename = {"op": "replace", "path": "displayName", "value": "Platform"}
+    assert scim.patch_ops(f"/scim/v2/Groups/{engineering}", rename).status_code == 204
+    assert _licenses(admin, ann) == ("Engineer", "Planner")
+    add = {"op": "add", "path": "members", "value": [{"value": ann}]}
+    resp = scim.patch_ops(f"/scim/v2/Groups/{staff}", add)
+    assert resp.status_code == 204, resp.get_json()
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "All Staff", "members": [{"value": ann}]}
+    assert scim.put(f"/scim/v2/Groups/{staff}", body).status_code == 200
+    assert _licenses(admin, ann) == ("Engineer", "Planner")
+    assert events(admin, outcome="failure") == []
+
+
+def test_strict_seats_never_refuse_adding_a_member_to_a_group_no_rule_names(scim, admin):
+    """Rules not yet applied want the full Engineer license for bob's department; the IdP
+    adds him to a group no rule names: the addition is not what asks for the seat, so it is
+    not refused and bob waits for it."""
+    catalogue(admin, engineer_seats=1)
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    holder = scim.create_user("holder@example.com")["id"]
+    ok(admin.put(f"/api/v1/users/{holder}/license", {"license": "Engineer"}))
+    bob = scim.create_user("bob@example.com", **{ENTERPRISE: {"department": "Eng"}})["id"]
+    group = scim.create_group("Misc")["id"]
+    eng = {"name": "eng", "when": {"attribute": "department", "equals": "Eng"}}
+    activate(admin, {"mode": "first-match", "rules": [{**eng, "then": {"license": "Engineer"}}]})
+    add = {"op": "add", "path": "members", "value": [{"value": bob}]}
+    resp = scim.patch_ops(f"/scim/v2/Groups/{group}", add)
+    assert resp.status_code == 204, resp.get_json()
+    assert _licenses(admin, bob) == (None, "Engineer")
