@@ -217,8 +217,6 @@ class BatchLookups:
             self.given.add(lic.id)
         if lic is not None and user.license_wanted_id == lic.id:
             strict = False  # waiting for it already: no new seat asked, nothing to refuse
-        if strict and lic is not None and self.asks is not None and not self.asks(user, lic):
-            strict = False  # not asked for by this change: waited for, never refused
         try:
             return licenses.assign(
                 self.session,
@@ -231,6 +229,19 @@ class BatchLookups:
                 seats=self.seats,
             )
         except licenses.SeatsExhaustedError:
+            if lic is not None and self.asks is not None and not self.asks(user, lic):
+                # Not asked for by this change: waited for, never refused. ``assign``
+                # refuses before it changes anything: the lenient one starts clean.
+                return licenses.assign(
+                    self.session,
+                    self.org_id,
+                    user,
+                    lic,
+                    source=source,
+                    rule=rule,
+                    strict=False,
+                    seats=self.seats,
+                )
             if not self.refusals or lic is None:
                 raise
             # Refused before anything changed: the user keeps what it holds.
