@@ -502,17 +502,20 @@ def reevaluate_at_sign_in(
     attributes and group memberships) and what the sign-in says (its
     attributes win for single-valued names, groups are unioned), so a license
     a rule gives for a SAML group claim reaches an existing user too. License
-    and roles go through the same services as any re-evaluation: seats,
-    strict mode (``SeatsExhaustedError``) and manual assignments alike. In the
-    caller's transaction, which also writes the audit event; nothing changes
-    when nothing differs.
+    and roles go through the same services as any re-evaluation: seats and manual
+    assignments alike. A license with no seat left is waited for in either seat mode
+    (``licenseShortage``, the license held kept): strict mode refuses an IdP's write that
+    asks for a seat, and a person signing in is no IdP's write; refusing the sign-in
+    locked out someone who held a license (the caller refuses one who holds none). In
+    the caller's transaction, which also writes the audit event; nothing changes when
+    nothing differs.
     """
     settings = settings_for(session, org_id)
     rules = active_rule_set(session, org_id, settings)
     if rules is None:
         return {}
     identity = sign_in_identity(session, org_id, user, signed_in)
-    outcome = _reevaluate_one(session, org_id, user, rules, settings, identity)
+    outcome = _reevaluate_one(session, org_id, user, rules, settings, identity, asks_seat=False)
     if outcome:
         # The SCIM view shows license and roles (product extension): its version moves.
         user.version += 1

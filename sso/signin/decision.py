@@ -151,14 +151,12 @@ def remap(session: Session, req: SignInRequest, user: User) -> dict[str, Any]:
     """The rules again, on what SCIM gave the account plus what this sign-in says.
 
     Returns ``{changes, rules}`` (empty when nothing changes), in the caller's
-    transaction. Strict seat mode with no seat left is a missing license.
+    transaction. A license with no seat left is waited for, in either seat mode: a user
+    then left with none is refused by ``check_license``.
     """
     if req.identity is None:
         return {}
-    try:
-        return provisioning.reevaluate_at_sign_in(session, req.org_id, user, req.identity)
-    except licenses.SeatsExhaustedError as err:
-        raise SsoError("missing_license", err.detail) from None
+    return provisioning.reevaluate_at_sign_in(session, req.org_id, user, req.identity)
 
 
 def _record_mapping(
@@ -186,6 +184,10 @@ def _just_in_time(session: Session, req: SignInRequest) -> User:
         )
     try:
         return jit.create(session, req.org_id, req)
+    except licenses.SeatsExhaustedError as err:
+        # Strict seat mode: created as a SCIM create is, so refused; the person's page and
+        # the record say what it is (a license), as for an account that exists.
+        raise SsoError("missing_license", err.detail) from None
     except DomainError as err:
         raise SsoError("jit_failed", f"just-in-time creation refused: {err.detail}") from None
 

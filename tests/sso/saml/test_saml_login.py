@@ -150,6 +150,30 @@ def test_jit_user_without_license_is_refused(
     assert user is not None and record.user_id == user.id
 
 
+def test_jit_in_strict_seat_mode_without_a_seat_is_a_missing_license(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """Strict seats, the default license full: the first sign-in's account is refused as a
+    SCIM create would be (none made), and the person and the record are told it is a
+    license (was ``jit_failed``: "Account could not be created")."""
+    from tests.support.admin_api import make_license, ok
+
+    make_license(admin, "Engineer", 0)
+    ok(admin.put("/api/v1/settings", {"default_license": "Engineer", "strict_seats": True}))
+    admin.client.patch(
+        f"/api/v1/sso/connections/{saml_connection.id}",
+        json={"jit_enabled": True},
+        headers=admin.headers(),
+    )
+    request_id = saml_connection.start()
+    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    record = assert_refused(app, scim.org_id, resp, "missing_license")
+    assert "No license" in resp.get_data(as_text=True)
+    assert "strict seat mode" in record.detail
+    with read(app) as s:
+        assert s.scalar(select(User).where(User.org_id == scim.org_id)) is None
+
+
 def test_inactive_account_is_refused(
     app: Flask, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:

@@ -236,7 +236,8 @@ def test_seat_exhaustion_refuses_and_changes_nothing(
 def test_seat_exhaustion_in_strict_mode_refuses_the_same_way(
     app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:
-    """Strict seats, none left: the same missing_license refusal; nothing changes."""
+    """Strict seats, none left, no license held: the same missing_license refusal; nothing
+    changes, and the record says what the rules wanted (it said nothing in strict mode)."""
     engineering_rules(admin, seats=1)
     bob = person(scim, "bob@example.com")["id"]
     scim.create_group("Engineering", members=[bob])
@@ -249,9 +250,65 @@ def test_seat_exhaustion_in_strict_mode_refuses_the_same_way(
 
     record = assert_refused(app, scim.org_id, resp, "missing_license")
     assert "No license" in resp.get_data(as_text=True)
-    assert "strict seat mode" in record.detail
+    assert "no seat left in 'Engineer'" in record.detail
     assert state(app, scim.org_id, user_id) == before
     assert len(mapping_events(app, scim.org_id)) == mapped_before
+    explained = events(app, scim.org_id)[-1].explanation["mapping"]
+    assert explained["applied"] is False
+    assert explained["changes"]["license_shortage"]["wanted"] == "Engineer"
+    assert record.data["mapping"]["applied"] is False
+
+
+def _holding_viewer(admin: Scim, scim: Scim, rules: dict[str, Any] = ENGINEERING) -> str:
+    """Alice holds Viewer (by the rules' defaults); Engineer's one seat is bob's; strict seats."""
+    make_license(admin, "Engineer", 1)
+    make_license(admin, "Viewer", None)
+    make_role(admin, "Builder")
+    activate(admin, {**rules, "defaults": {"license": "Viewer"}})
+    bob = person(scim, "bob@example.com")["id"]
+    scim.create_group("Engineering", members=[bob])
+    alice = person(scim, "alice@example.com")["id"]
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    return alice
+
+
+def test_strict_seats_never_lock_out_a_holder_whose_sign_in_wants_a_full_license(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """Alice holds Viewer; her sign-in's groups claim makes the rules want Engineer, which
+    is full. She signs in with Viewer, waits for Engineer, gets the role at once (as in
+    lenient mode). She was refused with "no license" while holding one: strict mode refuses
+    an IdP's write that asks a seat, never a person's sign-in."""
+    alice = _holding_viewer(admin, scim)
+    assert state(app, scim.org_id, alice)["license"] == "Viewer"
+
+    resp = saml_login(saml_connection, saml_idp, attributes(["Engineering"]))
+
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    after = state(app, scim.org_id, alice)
+    assert (after["license"], after["license_wanted"]) == ("Viewer", "Engineer")
+    assert after["roles"] == [("Builder", "rule", "engineering")]
+    (mapped,) = mapping_events(app, scim.org_id)[-1:]
+    assert mapped.resource_id == alice and mapped.user_name == "alice@example.com"
+
+
+def test_strict_seats_never_lock_out_a_holder_under_rules_not_yet_applied(
+    app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
+) -> None:
+    """Alice holds Viewer; rules activated and not applied want the full Engineer for
+    everyone. Her SCIM PATCH goes through (she waits), and so does her sign-in, which
+    carries nothing new (it was refused)."""
+    everyone = {"name": "all", "when": {"always": True}, "then": {"license": "Engineer"}}
+    alice = _holding_viewer(admin, scim)
+    activate(admin, {"mode": "first-match", "rules": [everyone]})
+    patch = {"op": "replace", "path": "title", "value": "Lead"}
+    assert scim.patch_ops(f"/scim/v2/Users/{alice}", patch).status_code == 200
+
+    resp = saml_login(saml_connection, saml_idp, attributes())
+
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    after = state(app, scim.org_id, alice)
+    assert (after["license"], after["license_wanted"]) == ("Viewer", "Engineer")
 
 
 def test_inactive_account_is_refused_for_its_status_and_gets_nothing(
