@@ -122,6 +122,12 @@ def _patch(user_id: str, body: dict[str, Any]) -> UserPatch:
     return UserPatch(user_id, operations)
 
 
+def _label(key: str) -> str:
+    """A changed attribute as the preview names it: the enterprise extension by the one
+    attribute a row carries in it (``body_of``: department), not its URN's last part."""
+    return "department" if key == ENTERPRISE_SCHEMA else key.rsplit(":", 1)[-1]
+
+
 def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any] | None, UserPatch | None]:
     """The row's plan against the account that holds its userName now (None: a new user),
     with the new user's document (a create) or the PATCH (an update)."""
@@ -136,7 +142,7 @@ def _decide(row: Row, existing: Any) -> tuple[Outcome, dict[str, Any] | None, Us
     changed = sorted(k for k in body if k != "schemas" and new.get(k) != current.get(k))
     if not changed:
         return Outcome(row.line, user_name, "unchanged", user_id=existing.id), None, None
-    reason = "changes " + ", ".join(k.rsplit(":", 1)[-1] for k in changed)
+    reason = "changes " + ", ".join(_label(k) for k in changed)
     return Outcome(row.line, user_name, "update", reason, existing.id, tuple(changed)), None, change
 
 
@@ -161,7 +167,7 @@ def _drift(planned: Planned, outcome: Outcome, existing: Any) -> str | None:
         # The row's active cell now flips the account: the IdP (de)activated it meanwhile.
         was_active = dict(existing.data).get("active", True) is not False
         return "the account was reactivated" if was_active else "the account was deactivated"
-    return "the row would now also change " + ", ".join(k.rsplit(":", 1)[-1] for k in sorted(grown))
+    return "the row would now also change " + ", ".join(_label(k) for k in sorted(grown))
 
 
 # A console person importing may not change an account that holds console roles beyond
