@@ -28,12 +28,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import mappings
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import License, User
 from scim_server.scim.patch import UserPatch
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import ENTERPRISE_SCHEMA, USER, USER_SCHEMA
-from scim_server.services import console_access, licenses, table_stats, user_lookup, users
+from scim_server.services import (
+    console_access,
+    licenses,
+    provisioning,
+    table_stats,
+    user_lookup,
+    users,
+)
 from scim_server.text import fold
 from scim_server.user_import.sheets import Row
 
@@ -214,11 +222,42 @@ class _Seats:
         result = self.rules.resolve(doc) if self.strict else None
         if result is None or not result.license:
             return None
-        if result.license not in self.found:
-            self.found[result.license] = licenses.find_license(
-                self.session, self.org_id, result.license
-            )
-        lic = self.found[result.license]
+        return self._take(result.license)
+
+    def update_refusal(self, user: User, change: UserPatch) -> str | None:
+        """Why the import would refuse ``change`` of ``user`` for want of a seat, as the update
+        refuses it (``provisioning.OwnChange``): only an update that asks for the seat, one
+        that reactivates the user or makes the rules want a license they did not want
+        before; else None (the seat taken for it, when it asks and one is left)."""
+        if not self.strict or user.license_source == "manual":
+            return None
+        groups = provisioning.user_groups(self.session, self.org_id, user.id)
+        before = dict(user.data)
+        after = change.apply(dict(user.data))
+        if after.get("active") is False:
+            return None  # a deactivation never asks for a seat
+        wanted = self._wanted(after, groups)
+        lic = self._license(wanted) if wanted else None
+        if wanted is None or lic is None or user.license_id == lic.id:
+            return None
+        reactivated = before.get("active") is False
+        if not reactivated and fold(self._wanted(before, groups) or "") == lic.name_key:
+            return None  # wanted before the update: the user waits, as the update leaves it
+        return self._take(wanted)
+
+    def _wanted(self, doc: dict[str, Any], groups: list[dict[str, Any]]) -> str | None:
+        identity = mappings.ExternalIdentity.from_scim(doc, groups)
+        return mappings.resolve(identity, self.rules.rules).license
+
+    def _license(self, name: str) -> License | None:
+        if name not in self.found:
+            self.found[name] = licenses.find_license(self.session, self.org_id, name)
+        return self.found[name]
+
+    def _take(self, name: str) -> str | None:
+        """Take a seat of license ``name`` in the plan's counts; the refusal's reason when
+        none is left."""
+        lic = self._license(name)
         if lic is None:
             return None
         if lic.id not in self.seats:  # counted without the lock ``assign`` takes: a plan
@@ -270,8 +309,13 @@ def plan(
                 continue
             known = existing.get(fold(row.values.get("userName", "")))
             try:
-                outcome, doc, _change = _decide(row, known)
-                refused = seats.refusal(doc) if doc is not None else None
+                outcome, doc, change = _decide(row, known)
+                if doc is not None:
+                    refused = seats.refusal(doc)
+                elif change is not None and known is not None:
+                    refused = seats.update_refusal(known, change)
+                else:
+                    refused = None
                 if refused is not None:
                     outcome = Outcome(outcome.line, outcome.user_name, "error", refused)
                 out.append(_guarded(outcome, beyond))

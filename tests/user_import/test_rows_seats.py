@@ -198,3 +198,46 @@ def test_the_dry_run_says_what_the_strict_run_refuses(
     refused = [f"line {n + 2}: p{n}@example.com: {NO_SEAT}" for n in (2, 3, 4)]
     assert dry.stderr.splitlines() == refused
     assert [line for line in done.stderr.splitlines() if line.startswith("line ")] == refused
+
+
+def _plan(app: Flask, org_id: str, *rows: dict[str, str]) -> list[tuple[str, str]]:
+    lines = [Row(i + 2, values) for i, values in enumerate(rows)]
+    with db.writer(app)() as session:
+        return [(o.action, o.reason) for o in import_rows.plan(session, org_id, lines)]
+
+
+def test_the_preview_refuses_the_updates_strict_seats_would_refuse(
+    app: Flask, scim: Scim, admin: Scim
+) -> None:
+    """Updates, as the run refuses them (``provisioning.OwnChange``): one moving a user onto
+    the full Planner (the rules did not want it for Ops) and the reactivation of a user
+    waiting for it are errors with the run's message (the preview said "update" and the
+    run refused them); a title change of the waiting user, who asks for nothing new, and a
+    move onto nothing stay updates."""
+    _organization(admin, strict=False, seats=1)
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    scim.create_user("holder@example.com", **{ent: {"department": "Sales"}})
+    scim.create_user("waiting@example.com", **{ent: {"department": "Sales"}})
+    scim.create_user("ops@example.com", **{ent: {"department": "Ops"}})
+    leaver = scim.create_user("leaver@example.com", **{ent: {"department": "Sales"}})
+    off = {"op": "replace", "path": "active", "value": False}
+    assert scim.patch_ops(f"/scim/v2/Users/{leaver['id']}", off).status_code == 200
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    no_seat = NO_SEAT.replace("all 2 seats", "all 1 seats")
+    assert _plan(
+        app,
+        scim.org_id,
+        {"userName": "ops@example.com", "department": "Sales"},
+        {"userName": "leaver@example.com", "active": "true"},
+        {"userName": "waiting@example.com", "title": "Lead"},
+        {"userName": "holder@example.com", "department": "Ops"},
+    ) == [
+        ("error", no_seat),
+        ("error", no_seat),
+        ("update", "changes title"),
+        ("update", "changes department"),
+    ]
+    ok(admin.put("/api/v1/settings", {"strict_seats": False}))
+    assert _plan(app, scim.org_id, {"userName": "ops@example.com", "department": "Sales"}) == [
+        ("update", "changes department")
+    ]
