@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -133,17 +134,22 @@ def test_jit_creates_user_through_identity_services(
     assert actions.index("user.create") < actions.index("signin.success")
 
 
+def _first_jit_sign_in(admin: Scim, connection: SamlConnection, idp: FakeIdp) -> Any:
+    """JIT turned on for the connection, then a first sign-in of someone with no account."""
+    admin.client.patch(
+        f"/api/v1/sso/connections/{connection.id}",
+        json={"jit_enabled": True},
+        headers=admin.headers(),
+    )
+    request_id = connection.start()
+    return connection.post(valid_response(connection.assertion(request_id), idp))
+
+
 def test_jit_user_without_license_is_refused(
     app: Flask, admin: Scim, scim: Scim, saml_connection: SamlConnection, saml_idp: FakeIdp
 ) -> None:
     """JIT creates the account but no rule gives a license: missing_license."""
-    admin.client.patch(
-        f"/api/v1/sso/connections/{saml_connection.id}",
-        json={"jit_enabled": True},
-        headers=admin.headers(),
-    )
-    request_id = saml_connection.start()
-    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    resp = _first_jit_sign_in(admin, saml_connection, saml_idp)
     record = assert_refused(app, scim.org_id, resp, "missing_license")
     with read(app) as s:
         user = s.scalar(select(User).where(User.org_id == scim.org_id))
@@ -160,13 +166,7 @@ def test_jit_in_strict_seat_mode_without_a_seat_is_a_missing_license(
 
     make_license(admin, "Engineer", 0)
     ok(admin.put("/api/v1/settings", {"default_license": "Engineer", "strict_seats": True}))
-    admin.client.patch(
-        f"/api/v1/sso/connections/{saml_connection.id}",
-        json={"jit_enabled": True},
-        headers=admin.headers(),
-    )
-    request_id = saml_connection.start()
-    resp = saml_connection.post(valid_response(saml_connection.assertion(request_id), saml_idp))
+    resp = _first_jit_sign_in(admin, saml_connection, saml_idp)
     record = assert_refused(app, scim.org_id, resp, "missing_license")
     assert "No license" in resp.get_data(as_text=True)
     assert "strict seat mode" in record.detail
