@@ -192,7 +192,7 @@ def provision(
         explanation["rules"] = list(result.explanation)
         own: Lookups | None = None
         if before is not None and groups is not None and settings.strict_seats:
-            own = OwnChange(session, org_id, _asks_seat(rules, before, doc, groups))
+            own = OwnChange(session, org_id, update_asks_seat(rules, before, doc, groups))
         changes, rule_roles = apply_result(
             session, org_id, user, contact, result, settings, creating, doc, own
         )
@@ -292,18 +292,29 @@ class Direct:
         return contacts.organization_contact(self.session, self.org_id, name)
 
 
-def _asks_seat(
+def rules_want(
+    rules: Any, doc: dict[str, Any], groups: Sequence[dict[str, Any]], lic: License
+) -> bool:
+    """Whether the rules give ``lic`` to a user of SCIM document ``doc`` in ``groups``: what
+    strict seat mode asks of a change, with the user as it was, to tell whether the change
+    is what asks for the seat (``update_asks_seat``, ``_asked_by_joining``,
+    ``rule_apply._asked_by_group``)."""
+    wanted = mappings.resolve(mappings.ExternalIdentity.from_scim(doc, groups), rules).license
+    return wanted is not None and fold(wanted) == lic.name_key
+
+
+def update_asks_seat(
     rules: Any, before: dict[str, Any], doc: dict[str, Any], groups: list[dict[str, Any]]
 ) -> Callable[[License], bool]:
     """Whether an update (``before`` -> ``doc``, the same groups) asks for a seat of a license:
     it reactivates the user, or the rules would not have given that license before it (the
-    rules are resolved again only when a seat is refused)."""
+    rules are resolved again only when a seat is refused). The import's preview asks the
+    same (``user_import.rows``)."""
 
     def asks(lic: License) -> bool:
         if before.get("active") is False and doc.get("active") is not False:
             return True  # a reactivated user needs its license (strict: or no reactivation)
-        earlier = mappings.resolve(mappings.ExternalIdentity.from_scim(before, groups), rules)
-        return not earlier.license or fold(earlier.license) != lic.name_key
+        return not rules_want(rules, before, groups, lic)
 
     return asks
 
@@ -318,9 +329,7 @@ def _asked_by_joining(
     def asks(lic: License) -> bool:
         if user.license_wanted_id == lic.id:
             return False  # waiting for it already: no new seat asked
-        others = [g for g in groups if g["id"] != joined]
-        earlier = mappings.resolve(mappings.ExternalIdentity.from_scim(user.data, others), rules)
-        return not earlier.license or fold(earlier.license) != lic.name_key
+        return not rules_want(rules, user.data, [g for g in groups if g["id"] != joined], lic)
 
     return asks
 

@@ -626,16 +626,14 @@ def _asked_by_group(
     one: neither is refused in strict seat mode, the license then wanted is waited for. A
     rename onto a name a rule gives a full license for asks."""
     old_name, old_external_id = before
-
-    def wants(user: User, member_of: list[dict[str, Any]], lic: License) -> bool:
-        identity = mappings.ExternalIdentity.from_scim(user.data, member_of)
-        wanted = mappings.resolve(identity, rules).license
-        return wanted is not None and fold(wanted) == lic.name_key
+    was = {"id": group_id, "displayName": old_name, "externalId": old_external_id}
 
     def asks(user: User, lic: License) -> bool:
         others = [g for g in groups[user.id] if g["id"] != group_id]
-        was = {"id": group_id, "displayName": old_name, "externalId": old_external_id}
-        return not (wants(user, [*others, was], lic) or wants(user, others, lic))
+        return not (
+            provisioning.rules_want(rules, user.data, [*others, was], lic)
+            or provisioning.rules_want(rules, user.data, others, lic)
+        )
 
     return asks
 

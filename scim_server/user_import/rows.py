@@ -222,7 +222,8 @@ class _Seats:
         result = self.rules.resolve(doc) if self.strict else None
         if result is None or not result.license:
             return None
-        return self._take(result.license)
+        lic = self._license(result.license)
+        return self._take(lic) if lic is not None else None
 
     def update_refusal(self, user: User, change: UserPatch) -> str | None:
         """Why the import would refuse ``change`` of ``user`` for want of a seat, as the update
@@ -236,30 +237,23 @@ class _Seats:
         after = change.apply(dict(user.data))
         if after.get("active") is False:
             return None  # a deactivation never asks for a seat
-        wanted = self._wanted(after, groups)
-        lic = self._license(wanted) if wanted else None
-        if wanted is None or lic is None or user.license_id == lic.id:
+        rules = self.rules.rules
+        wanted = mappings.resolve(mappings.ExternalIdentity.from_scim(after, groups), rules)
+        lic = self._license(wanted.license) if wanted.license else None
+        if lic is None or user.license_id == lic.id:
             return None
-        reactivated = before.get("active") is False
-        if not reactivated and fold(self._wanted(before, groups) or "") == lic.name_key:
+        if not provisioning.update_asks_seat(rules, before, after, groups)(lic):
             return None  # wanted before the update: the user waits, as the update leaves it
-        return self._take(wanted)
-
-    def _wanted(self, doc: dict[str, Any], groups: list[dict[str, Any]]) -> str | None:
-        identity = mappings.ExternalIdentity.from_scim(doc, groups)
-        return mappings.resolve(identity, self.rules.rules).license
+        return self._take(lic)
 
     def _license(self, name: str) -> License | None:
         if name not in self.found:
             self.found[name] = licenses.find_license(self.session, self.org_id, name)
         return self.found[name]
 
-    def _take(self, name: str) -> str | None:
-        """Take a seat of license ``name`` in the plan's counts; the refusal's reason when
-        none is left."""
-        lic = self._license(name)
-        if lic is None:
-            return None
+    def _take(self, lic: License) -> str | None:
+        """Take a seat of ``lic`` in the plan's counts; the refusal's reason when none is
+        left."""
         if lic.id not in self.seats:  # counted without the lock ``assign`` takes: a plan
             limit = lic.seat_limit
             taken = licenses.used(self.session, self.org_id, lic.id) if limit is not None else 0
