@@ -131,6 +131,15 @@ def list_rule_sets(session: Session, org_id: str) -> list[RuleSet]:
     )
 
 
+def _active_id(session: Session, org_id: str) -> str | None:
+    """The organization's active rule set (None: none, the settings' defaults alone). What an
+    apply's step runs: its events name it, not the one active when the job was queued,
+    which a later activation may have replaced before it ran."""
+    return session.scalar(
+        select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
+    )
+
+
 def activate(session: Session, org_id: str, rule_set_id: str) -> RuleSet:
     """Make this rule set the active one (checked again: licenses or roles may have gone).
 
@@ -152,9 +161,7 @@ def activate(session: Session, org_id: str, rule_set_id: str) -> RuleSet:
         kept_r = roles.find_roles(session, org_id, named_r, keep=True)
         if kept_l != named_l or kept_r.keys() != named_r:
             validate_document(session, org_id, rs.document)  # one went meanwhile: refused
-        previous = session.scalar(
-            select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
-        )
+        previous = _active_id(session, org_id)
         session.execute(update(RuleSet).where(RuleSet.org_id == org_id).values(active=False))
         rs.active = True
         rs.activated_at = utcnow()
@@ -592,7 +599,7 @@ def run_apply(run: jobs.JobRun) -> dict[str, Any]:
         org_config.wait_for_rules_readers(session, org_id)
     with run.step(pausable=False) as (session, job):
         _active_rules(session, org_id)
-        rule_set_id = _applied(session, org_id)
+        rule_set_id = _active_id(session, org_id)
         job.progress_total = session.scalar(
             select(func.count()).select_from(User).where(User.org_id == org_id)
         )
@@ -684,7 +691,7 @@ def _commit_batch(
     org_id = run.org_id
     checkpoint = dict(job.checkpoint or {"last": "", "changed": 0, "evaluated": 0})
     if batch.last is None:
-        rule_set_id = _applied(session, org_id)
+        rule_set_id = _active_id(session, org_id)
         _refresh_statistics(session, checkpoint, final=True)
         job.checkpoint = checkpoint
         counts = _counts(job)
@@ -758,15 +765,6 @@ def _commit_batch(
     return None
 
 
-def _applied(session: Session, org_id: str) -> str | None:
-    """The rule set an apply's step runs (the active one, read in its transaction; None: the
-    settings' defaults alone): its events name it, not the one active when the job was
-    queued, which a later activation may have replaced before it ran."""
-    return session.scalar(
-        select(RuleSet.id).where(RuleSet.org_id == org_id, RuleSet.active.is_(True))
-    )
-
-
 def _apply_failed(session: Session, job: Job, error: str) -> None:
     """How far a failed apply got, in the log: users checked and changed before it stopped."""
     counts = _counts(job)
@@ -776,7 +774,7 @@ def _apply_failed(session: Session, job: Job, error: str) -> None:
         APPLY,
         outcome="failure",
         resource_type="RuleSet",
-        resource_id=_applied(session, job.org_id),
+        resource_id=_active_id(session, job.org_id),
         detail=(
             f"rules apply stopped after {counts['users_checked']} of "
             f"{counts['users_total'] if counts['users_total'] is not None else '?'} users "
