@@ -201,13 +201,14 @@ def _beyond(
 
 
 class _Seats:
-    """Strict seat mode: the seats the plan's creates would take, in file order, as the
-    import takes them, nothing written. A create the rules give a license with no seat left
-    is refused by the import (``licenses.assign``, strict), so the plan says so with the
-    same message; the rows before it took the seats. Each license is found and its seats
-    counted once, then kept up to date (``assign(seats=...)``, as ``rules apply`` does for a
-    batch): one query per license, whatever the number of rows. Not strict, a create
-    without a seat waits for one (the shortage): nothing to refuse, nothing evaluated."""
+    """Strict seat mode: the seats the plan's rows would take and free, in file order, as the
+    import does, nothing written. A create the rules give a license with no seat left is
+    refused by the import (``licenses.assign``, strict), so the plan says so with the same
+    message; the rows before it took the seats, and an update the rules move off a license
+    freed one for the rows after it. Each license is found and its seats counted once, then
+    kept up to date (``assign(seats=...)``, as ``rules apply`` does for a batch): one query
+    per license, whatever the number of rows. Not strict, a create without a seat waits for
+    one (the shortage): nothing to refuse, nothing evaluated."""
 
     def __init__(self, session: Session, org_id: str) -> None:
         self.session, self.org_id = session, org_id
@@ -223,45 +224,56 @@ class _Seats:
         if result is None or not result.license:
             return None
         lic = self._license(result.license)
-        return self._take(lic) if lic is not None else None
+        return self._move(User(), lic, strict=True) if lic is not None else None
 
     def update_refusal(self, user: User, change: UserPatch) -> str | None:
         """Why the import would refuse ``change`` of ``user`` for want of a seat, as the update
         refuses it (``provisioning.OwnChange``): only an update that asks for the seat, one
         that reactivates the user or makes the rules want a license they did not want
-        before; else None (the seat taken for it, when it asks and one is left)."""
+        before; else None, the user's seats moved as the update moves them (a seat taken, the
+        one held freed; a user left waiting keeps it)."""
         if not self.strict or user.license_source == "manual":
             return None
         groups = provisioning.user_groups(self.session, self.org_id, user.id)
         before = dict(user.data)
         after = change.apply(dict(user.data))
-        if after.get("active") is False:
-            return None  # a deactivation never asks for a seat
         rules = self.rules.rules
         wanted = mappings.resolve(mappings.ExternalIdentity.from_scim(after, groups), rules)
         lic = self._license(wanted.license) if wanted.license else None
-        if lic is None or user.license_id == lic.id:
+        if lic is not None and user.license_id == lic.id:
             return None
-        if not provisioning.update_asks_seat(rules, before, after, groups)(lic):
-            return None  # wanted before the update: the user waits, as the update leaves it
-        return self._take(lic)
+        if user.license_id is not None and user.license_id not in self.seats:
+            self._count(self.session.get(License, (self.org_id, user.license_id)))
+        # A stand-in: the plan moves its counts, never the account (the session rolls back).
+        held = User(license_id=user.license_id, license_wanted_id=user.license_wanted_id)
+        leaving = after.get("active") is False  # a deactivation never asks for a seat
+        refused = self._move(held, lic, strict=not leaving)
+        if refused is None or lic is None:
+            return refused
+        if provisioning.update_asks_seat(rules, before, after, groups)(lic):
+            return refused
+        return None  # wanted before the update: the user waits, as the update leaves it
 
     def _license(self, name: str) -> License | None:
         if name not in self.found:
             self.found[name] = licenses.find_license(self.session, self.org_id, name)
         return self.found[name]
 
-    def _take(self, lic: License) -> str | None:
-        """Take a seat of ``lic`` in the plan's counts; the refusal's reason when none is
-        left."""
-        if lic.id not in self.seats:  # counted without the lock ``assign`` takes: a plan
+    def _count(self, lic: License | None) -> None:
+        """``lic``'s seat limit and the seats taken now, once: counted without the lock
+        ``assign`` takes, as a plan may be."""
+        if lic is not None and lic.id not in self.seats:
             limit = lic.seat_limit
             taken = licenses.used(self.session, self.org_id, lic.id) if limit is not None else 0
             self.seats[lic.id] = (limit, taken)
+
+    def _move(self, user: User, lic: License | None, *, strict: bool) -> str | None:
+        """Move ``user`` (a stand-in) onto ``lic`` in the plan's counts, freeing the seat it
+        held; the refusal's reason when none is left (strict)."""
+        self._count(lic)
         try:
-            # The import's own check on a user never stored: the seat counts move, no row.
             licenses.assign(
-                self.session, self.org_id, User(), lic, source="rule", strict=True, seats=self.seats
+                self.session, self.org_id, user, lic, source="rule", strict=strict, seats=self.seats
             )
         except licenses.SeatsExhaustedError as err:
             return err.detail

@@ -241,3 +241,33 @@ def test_the_preview_refuses_the_updates_strict_seats_would_refuse(
     assert _plan(app, scim.org_id, {"userName": "ops@example.com", "department": "Sales"}) == [
         ("update", "changes department")
     ]
+
+
+def test_the_preview_counts_the_seat_an_earlier_update_frees(
+    app: Flask, scim: Scim, admin: Scim
+) -> None:
+    """Planner's one seat is held; the file moves its holder out of Sales, then creates a
+    Sales user: the update frees the seat the create then takes, in the run as in the plan
+    (the preview refused the create and the import followed it, a seat free by then). A
+    create before the freeing update still finds none."""
+    _organization(admin, strict=True, seats=1)
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    scim.create_user("holder@example.com", **{ent: {"department": "Sales"}})
+    no_seat = NO_SEAT.replace("all 2 seats", "all 1 seats")
+    rows = [
+        Row(2, {"userName": "early@example.com", "department": "Sales"}),
+        Row(3, {"userName": "holder@example.com", "department": "Ops"}),
+        Row(4, {"userName": "late@example.com", "department": "Sales"}),
+        Row(5, {"userName": "later@example.com", "department": "Sales"}),
+    ]
+    with db.writer(app)() as session:
+        planned = import_rows.plan(session, scim.org_id, rows)
+        applied = list(import_rows.apply_rows(session, scim.org_id, rows))
+    assert [(o.action, o.reason) for o in planned] == [
+        ("error", no_seat),
+        ("update", "changes department"),
+        ("create", ""),
+        ("error", no_seat),
+    ]
+    assert [(o.action, o.reason) for o in applied] == [(o.action, o.reason) for o in planned]
+    assert licenses_by_name(admin)["Planner"]["used"] == 1
