@@ -13,7 +13,8 @@ per row, so a batch's users, their audit events, the rows' outcomes and the prog
 commit together, and a worker that dies mid-way is resumed from the last committed row,
 never applying one twice. A row the preview refused is refused again with its reason,
 never applied: the preview said it would be skipped (a second row about one person,
-say, applied alone it would be an update over the first). The others are applied as
+say, applied alone it would be an update over the first); the log has its failure event,
+as it has one for each row the import refuses (``rows.record_refusal``). The others are applied as
 previewed or not at all: the preview keeps each row's account and the attributes it
 changes (``user_id``, ``plan_changes``), and a row the directory changed under since (its
 account deleted, replaced, created, (de)activated) is refused with a reason
@@ -44,6 +45,7 @@ from scim_server.db import reading_session, utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError
 from scim_server.models import ImportRow, ImportUpload, Job
 from scim_server.services import console_access, jobs
+from scim_server.text import fold
 from scim_server.user_import import rows as import_rows
 from scim_server.user_import import sheets
 from scim_server.user_import.sheets import Row
@@ -312,12 +314,21 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
                 info=dict(session.info),
             )
             actor_roles = _actor_roles(session, org_id, job)
+            # Refused by the preview: skipped, as it said, and logged (``rows.record_refusal``).
+            refused = {i.line: Row(i.line, dict(i.values)) for i in batch if i.plan == "error"}
+            named = import_rows.holders(session, org_id, refused.values()) if refused else {}
             try:
                 for item in batch:
-                    if item.plan == "error":  # refused by the preview: skipped, as it said
+                    if item.line in refused:
                         user_name = str(item.values.get("userName", ""))
-                        outcome = import_rows.Outcome(
-                            item.line, user_name, "error", item.plan_reason or ""
+                        outcome = import_rows.record_refusal(
+                            rows_session,
+                            org_id,
+                            import_rows.Outcome(
+                                item.line, user_name, "error", item.plan_reason or ""
+                            ),
+                            refused[item.line],
+                            named.get(fold(user_name)),
                         )
                     else:
                         outcome = import_rows.apply_row(

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import mappings
+from scim_server.audit import record
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import License, User
 from scim_server.scim.patch import UserPatch
@@ -76,6 +77,9 @@ class Planned:
     action: str
     user_id: str | None
     changes: frozenset[str] | None
+
+
+Holder = tuple[str, str | None]  # an account's id and externalId, for a refusal's event
 
 
 # Why a row is refused when the directory moved under its preview; the admin reads it.
@@ -357,17 +361,22 @@ def apply_row(
     actor_roles: frozenset[str] | None = None,
     planned: Planned | None = None,
 ) -> Outcome:
-    """Import one row as SCIM would: create or patch in its own transaction, or say why not.
-    ``actor_roles``: a console person's import (``_guarded``). ``planned``: what the preview
-    the admin approved showed; a row that would now do otherwise is refused (``_drift``)."""
+    """Import one row as SCIM would: create or patch in its own transaction, or say why not
+    (and log it, ``record_refusal``). ``actor_roles``: a console person's import
+    (``_guarded``). ``planned``: what the preview the admin approved showed; a row that would
+    now do otherwise is refused (``_drift``)."""
     user_name = row.values.get("userName", "")
+    holder: Holder | None = None
     try:
         existing = _holder(session, org_id, user_name)
+        # Read now: a rollback below expires the account (or finds it deleted).
+        holder = (existing.id, existing.external_id) if existing is not None else None
         outcome, doc, change = _decide(row, existing)
         drift = _drift(planned, outcome, existing) if planned is not None else None
         if drift is not None:
             session.rollback()
-            return Outcome(row.line, user_name, "error", STALE.format(drift))
+            stale = Outcome(row.line, user_name, "error", STALE.format(drift))
+            return record_refusal(session, org_id, stale, row, holder)
         updated = [outcome.user_id] if outcome.action == "update" and outcome.user_id else []
         beyond = _beyond(session, org_id, actor_roles, updated)
         guarded = _guarded(outcome, beyond)
@@ -380,7 +389,7 @@ def apply_row(
             # keeps no preview to hold the account to.)
             session.commit()
         if guarded is not outcome:
-            return guarded
+            return record_refusal(session, org_id, guarded, row, holder)
         if outcome.action == "create" and doc is not None:
             user = users.create_user(session, org_id, doc, default_groups=True)
             return Outcome(row.line, user_name, "create", user_id=user.id)
@@ -389,7 +398,46 @@ def apply_row(
         return outcome
     except DomainError as err:
         session.rollback()
-        return Outcome(row.line, user_name, "error", err.detail)
+        refused = Outcome(row.line, user_name, "error", err.detail)
+        return record_refusal(session, org_id, refused, row, holder)
+
+
+def record_refusal(
+    session: Session,
+    org_id: str,
+    outcome: Outcome,
+    row: Row,
+    holder: Holder | None,
+) -> Outcome:
+    """Log a row the import refused, in a transaction of the row's own (committed here), as a
+    refused SCIM write is logged (``scim.audit_hooks``): a search of the log by the person's
+    userName finds why the import did not create or change them. ``holder``: the id and
+    externalId of the account the row names, if one does (the event is its ``user.patch``,
+    else a ``user.create``). Returns ``outcome``."""
+    account_id, external_id = holder if holder is not None else (None, None)
+    record(
+        session,
+        org_id,
+        "user.patch" if account_id is not None else "user.create",
+        outcome="failure",
+        resource_type="User",
+        resource_id=account_id,
+        user_name=outcome.user_name or None,
+        external_id=external_id or row.values.get("externalId") or None,
+        detail=f"Import, line {outcome.line}: {outcome.reason}",
+    )
+    session.commit()
+    return outcome
+
+
+def holders(session: Session, org_id: str, rows: Iterable[Row]) -> dict[str, Holder]:
+    """The id and externalId of the accounts ``rows`` name, by folded userName: for the
+    failure events of rows refused without being applied (``record_refusal``)."""
+    names = (r.values.get("userName", "") for r in rows)
+    return {
+        key: (user.id, user.external_id)
+        for key, user in user_lookup.by_user_names(session, org_id, names).items()
+    }
 
 
 def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[Outcome]:
@@ -397,7 +445,11 @@ def apply_rows(session: Session, org_id: str, rows: Iterable[Row]) -> Iterator[O
     says it would be (``_repeats``), so a dry run and the run agree. Each row is decided
     as it is applied (no ``Planned``): the CLI keeps no preview, a dry run is advice."""
     for row, repeated in _repeats(rows):
-        yield repeated if repeated is not None else apply_row(session, org_id, row)
+        if repeated is None:
+            yield apply_row(session, org_id, row)
+            continue
+        named = holders(session, org_id, [row]).get(fold(row.values.get("userName", "")))
+        yield record_refusal(session, org_id, repeated, row, named)
 
 
 def refresh_statistics(session: Session, written: int) -> list[str]:
