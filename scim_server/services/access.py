@@ -12,7 +12,9 @@ Before anything is written the plan is checked, in the create's transaction with
 the contact locked, so what it counts is what the create sees:
 - errors, which nothing overrides: an organization contact (only persons get access),
   a contact that already has an account (the answer names it: open it), a username
-  that is taken or cannot be built (give another), no seat left in strict seat mode;
+  that is taken (another account's username or userName: a password sign-in compares
+  both) or cannot be built (give another), no seat left in strict seat mode (but for an
+  account the rules create deactivated, which asks none);
 - warnings, which refuse unless the admin overrides them deliberately
   (``override=True``, written into the event with the warnings): no seat left on the
   license it would assign (the account then waits for a seat, as a SCIM create's
@@ -27,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 import mappings
@@ -36,6 +38,7 @@ from scim_server.models import Contact, License, User
 from scim_server.services import groups as group_service
 from scim_server.services import licenses, users
 from scim_server.services.credentials import Delivery
+from scim_server.services.lifecycle import DEACTIVATED
 from scim_server.services.org_config import identity_config
 from scim_server.services.users import ENTERPRISE, ForContact
 from scim_server.text import fold
@@ -110,8 +113,11 @@ def clean_username(raw: str | None) -> str | None:
     return value
 
 
-def _doc(contact: Contact, user_name: str) -> dict[str, Any]:
-    """The account's SCIM document (the stored form a SCIM create of it would keep)."""
+def _doc(contact: Contact, user_name: str, company: str | None) -> dict[str, Any]:
+    """The account's SCIM document (the stored form a SCIM create of it would keep). The
+    company (``_company``) is in it, as an IdP's ``organization`` would be: every later
+    evaluation of the rules (a SCIM write, ``rules apply``, a group's change) reads the
+    stored document, and must see what the create saw."""
     doc: dict[str, Any] = {"userName": user_name, "active": True, "displayName": contact.name}
     name = {
         k: v
@@ -126,37 +132,42 @@ def _doc(contact: Contact, user_name: str) -> dict[str, Any]:
         doc["phoneNumbers"] = [{"value": contact.phone, "type": "work"}]
     if contact.title:
         doc["title"] = contact.title
-    if contact.department:
-        doc[ENTERPRISE] = {"department": contact.department}
+    enterprise = {
+        k: v for k, v in (("department", contact.department), ("organization", company)) if v
+    }
+    if enterprise:
+        doc[ENTERPRISE] = enterprise
     return doc
 
 
-def _identity(
-    session: Session,
-    contact: Contact,
-    doc: dict[str, Any],
-    groups: list[dict[str, Any]] | None = None,
-) -> Any:
-    """What the rules see: the document, and the organization the person belongs to
-    (and, for the plan, the default groups: the create adds them itself).
-
-    The organization is for the rules only: stored in the document, provisioning would
-    look the company up again by name, and might link another of the same name.
-    """
-    company = (
-        session.get(Contact, (contact.org_id, contact.organization_contact_id))
-        if contact.organization_contact_id
-        else None
-    )
-    seen = doc
-    if company is not None:
-        seen = {**doc, ENTERPRISE: {**doc.get(ENTERPRISE, {}), "organization": company.name}}
-    return mappings.ExternalIdentity.from_scim(seen, groups or [])
+def _company(session: Session, contact: Contact) -> str | None:
+    """The name of the organization contact the person belongs to, if any."""
+    if not contact.organization_contact_id:
+        return None
+    company = session.get(Contact, (contact.org_id, contact.organization_contact_id))
+    return company.name if company is not None else None
 
 
-def _holder(session: Session, org_id: str, column: Any, value: str) -> str | None:
-    return session.scalar(
-        select(User.id).where(User.org_id == org_id, column == fold(value)).limit(1)
+def _resolve(rules: Any, doc: dict[str, Any], groups: list[dict[str, Any]]) -> Any:
+    """What the rules make of the account (None without rules): its document and the
+    default groups it joins (the create adds them itself)."""
+    if rules is None:
+        return None
+    return mappings.resolve(mappings.ExternalIdentity.from_scim(doc, groups), rules)
+
+
+def _named(session: Session, org_id: str, name: str) -> bool:
+    """Whether an account of the organization has ``name`` as its username or userName."""
+    key = fold(name)
+    return (
+        session.scalar(
+            select(User.id)
+            .where(
+                User.org_id == org_id, or_(User.login_name_key == key, User.user_name_key == key)
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 
@@ -204,16 +215,20 @@ def plan_access(
     joins = [
         {"id": gid, "displayName": names[gid]} for gid in settings.default_groups if gid in names
     ]
-    # What the rules make of this person (the same resolve a SCIM create runs).
-    draft = _doc(contact, username or contact.email or contact.name)
-    result = mappings.resolve(_identity(session, contact, draft, joins), rules) if rules else None
+    # What the rules make of this person (the same resolve a SCIM create runs), first to
+    # find the username format, then (below) with the userName the account gets.
+    company = _company(session, contact)
+    draft = _doc(contact, username or contact.email or contact.name, company)
+    result = _resolve(rules, draft, joins)
     template = (result.username_template if result else None) or settings.username_format
 
     login: str | None = username
     login_from = "given" if username else "none"
     if login is None and template:
         try:
-            login = mappings.render_username(template, _identity(session, contact, draft))
+            login = mappings.render_username(
+                template, mappings.ExternalIdentity.from_scim(draft, [])
+            )
             login_from = "format"
         except mappings.TemplateError as err:
             if not contact.email:
@@ -235,22 +250,24 @@ def plan_access(
     # Without a format the product's username is the SCIM userName (as for SCIM accounts);
     # with one, the userName is the e-mail, which an identity provider pushing this
     # person later finds (its create is refused as a duplicate, never a second account).
+    # A password sign-in is compared with every account's username and userName
+    # (``sso.local.accounts``): neither of the new account's may be another's either, or
+    # that name would sign neither in.
     user_name = login
     if (
         login is not None
         and template
         and contact.email
         and login_from != "email"
-        and _holder(session, org_id, User.user_name_key, contact.email) is None
+        and not _named(session, org_id, contact.email)
     ):
         user_name = contact.email
-    if login is not None:
-        taken = _holder(session, org_id, User.login_name_key, login) or (
-            _holder(session, org_id, User.user_name_key, login) if user_name == login else None
-        )
-        if taken is not None:
-            hint = "give another one" if login_from == "given" else "give a different one"
-            errors.append(Problem("username_taken", f"The username {login} is taken: {hint}."))
+    if login is not None and _named(session, org_id, login):
+        hint = "give another one" if login_from == "given" else "give a different one"
+        errors.append(Problem("username_taken", f"The username {login} is taken: {hint}."))
+    if result is not None and user_name is not None and user_name != draft["userName"]:
+        draft = _doc(contact, user_name, company)
+        result = _resolve(rules, draft, joins)
 
     # The license: the admin's, else what the rules (and the settings' defaults) give.
     lic_name = license.name if license is not None else (result.license if result else None)
@@ -260,8 +277,11 @@ def plan_access(
     seats_left = None
     if lic is not None and lic.seat_limit is not None:
         seats_left = max(0, lic.seat_limit - licenses.used(session, org_id, lic.id))
+        # An account the rules create deactivated never asks for a seat (as a SCIM
+        # create's: ``provisioning.apply_result``): it waits for one, whatever the mode.
+        leaving = result is not None and result.initial_status == DEACTIVATED
         if seats_left == 0:
-            if settings.strict_seats:
+            if settings.strict_seats and not leaving:
                 errors.append(
                     Problem(
                         "no_seat",
@@ -378,7 +398,7 @@ def enable_access(
             if plan.errors or (plan.warnings and not override):
                 raise AccessRefusedError(plan)
             assert plan.username is not None and plan.user_name is not None
-            doc = _doc(contact, plan.user_name)
+            doc = _doc(contact, plan.user_name, _company(session, contact))
             access: dict[str, Any] = {
                 "contact_id": contact.id,
                 "username_from": plan.username_from,
@@ -390,7 +410,6 @@ def enable_access(
                 session,
                 org_id,
                 doc,
-                identity=_identity(session, contact, doc),
                 delivery=delivery,
                 source="manual",
                 default_groups=True,

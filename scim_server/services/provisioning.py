@@ -167,7 +167,7 @@ def provision(
             contact, {k: v for k, v in fields.items() if v is not None or not creating}
         )
     enterprise_org = (doc.get(ENTERPRISE) or {}).get("organization")
-    if enterprise_org:
+    if enterprise_org and not _in_company(session, org_id, contact, enterprise_org):
         company = contacts.organization_contact(session, org_id, enterprise_org)
         contact_changes |= contacts.update_fields(contact, {"organization_contact_id": company.id})
     # Without a username format the internal username follows userName; with one,
@@ -217,6 +217,15 @@ def provision(
         else:
             insert_now(session, *new)
     return explanation
+
+
+def _in_company(session: Session, org_id: str, contact: Contact, name: str) -> bool:
+    """Whether the person belongs to an organization contact of that name already: it stays
+    (the lookup by name finds the oldest of a name, maybe another company's contact)."""
+    if not contact.organization_contact_id:
+        return False
+    company = session.get(Contact, (org_id, contact.organization_contact_id))
+    return company is not None and company.name_key == fold(name)
 
 
 def inputs_hash(

@@ -385,7 +385,8 @@ def insert_user(
                     user,
                     for_contact.license,
                     source="manual",
-                    strict=config[0].strict_seats,
+                    # Created deactivated (the rules' status): no seat asked, as for a rule's.
+                    strict=config[0].strict_seats and user.status != DEACTIVATED,
                 )
                 # Where the rules' license changes are (``explanation.changes``): the
                 # billing report and the product events read the seat taken there.

@@ -43,6 +43,7 @@ from scim_server.services import (
     user_lookup,
     users,
 )
+from scim_server.services.lifecycle import DEACTIVATED
 from scim_server.text import fold
 from scim_server.user_import.sheets import Row
 
@@ -228,7 +229,10 @@ class _Seats:
         if result is None or not result.license:
             return None
         lic = self._license(result.license)
-        return self._move(User(), lic, strict=True) if lic is not None else None
+        # Created deactivated (inactive in the file, or by the rules' status): no seat asked,
+        # it waits for one (``provisioning.apply_result``).
+        leaving = doc.get("active") is False or result.initial_status == DEACTIVATED
+        return self._move(User(), lic, strict=not leaving) if lic is not None else None
 
     def update_refusal(self, user: User, change: UserPatch) -> str | None:
         """Why the import would refuse ``change`` of ``user`` for want of a seat, as the update

@@ -271,3 +271,19 @@ def test_the_preview_counts_the_seat_an_earlier_update_frees(
     ]
     assert [(o.action, o.reason) for o in applied] == [(o.action, o.reason) for o in planned]
     assert licenses_by_name(admin)["Planner"]["used"] == 1
+
+
+def test_an_inactive_row_asks_no_seat_in_the_plan_as_in_the_run(
+    app: Flask, scim: Scim, admin: Scim
+) -> None:
+    """Strict, the default license full: a row creating an inactive user was an error in
+    the plan (so the console's import skipped it) while the run created it, waiting for a
+    seat: a deactivated account never asks for one. Both create it now."""
+    licenses_made = ok(admin.post("/api/v1/licenses", {"name": "Field", "seat_limit": 0}), 201)
+    assert licenses_made["name"] == "Field"
+    ok(admin.put("/api/v1/settings", {"default_license": "Field", "strict_seats": True}))
+    rows = [Row(2, {"userName": "leaver@example.com", "active": "false"})]
+    with db.writer(app)() as session:
+        planned = import_rows.plan(session, scim.org_id, rows)
+        applied = list(import_rows.apply_rows(session, scim.org_id, rows))
+    assert [o.action for o in planned] == [o.action for o in applied] == ["create"]
