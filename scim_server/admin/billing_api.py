@@ -13,6 +13,7 @@ from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import load
 from scim_server.db import db
+from scim_server.errors import InvalidValueError
 from scim_server.services import billing
 
 DATE_ERROR = "A date such as 2026-01-31."
@@ -29,10 +30,10 @@ class BillingArgs(Schema):
     @validates_schema
     def _period(self, data: dict[str, Any], **_kw: Any) -> None:
         since, until = _period(data)
-        if since > until:
-            raise ValidationError("The period's start must not be after its end.", "to")
-        if (until - since).days + 1 > billing.MAX_PERIOD_DAYS:
-            raise ValidationError(f"A period of at most {billing.MAX_PERIOD_DAYS} days.", "to")
+        try:
+            billing.check_period(since, until)
+        except InvalidValueError as err:
+            raise ValidationError(err.detail, "to") from None
 
 
 def _period(data: dict[str, Any]) -> tuple[Any, Any]:

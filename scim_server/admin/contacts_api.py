@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g, jsonify, request
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from scim_server.admin.accounts_api import UserDetailOut, user_detail
 from scim_server.admin.apidoc import Content, Out, PageOut, always, api_doc, nullable
@@ -45,7 +45,20 @@ class ContactFields(Schema):
         allow_none=True,
         metadata={"description": "The id of an organization contact; null for none."},
     )
-    resource_system = text(200, min_length=1, allow_none=True)
+    resource_system = text(
+        200,
+        min_length=1,
+        allow_none=True,
+        metadata={
+            "description": "The external system the contact is a resource of; null for none."
+        },
+    )
+
+    @validates("resource_system")
+    def _named_system(self, value: str | None, **_kw: Any) -> None:
+        # Blank is no system: it would make the contact a resource of nothing.
+        if value is not None and not value.strip():
+            raise ValidationError("A system's name, or null for none.")
 
 
 class NewContact(ContactFields):

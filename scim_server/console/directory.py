@@ -47,6 +47,8 @@ def price_cents(value: str) -> int:
         amount = Decimal(value.replace(",", "."))
     except InvalidOperation:
         raise ValidationError("A price such as 49.90.") from None
+    if not amount.is_finite():  # NaN, Infinity: Decimal parses them; they compare by raising
+        raise ValidationError("A price such as 49.90.")
     if amount < 0 or amount >= 10_000_000 or amount != amount.quantize(Decimal("0.01")):
         raise ValidationError("A price such as 49.90 (two decimals at most, not negative).")
     return int(amount * 100)

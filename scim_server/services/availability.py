@@ -27,7 +27,7 @@ from scim_server.models import Contact, ContactAvailability
 PARITIES = ("odd", "even")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_RANGES = 12  # per day
-_TIME = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
+_TIME = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])")
 
 # parity -> weekday name -> [(start minute, end minute)], every day present.
 Week = dict[str, dict[str, list[tuple[int, int]]]]
@@ -48,7 +48,7 @@ def parity_of(day: date) -> str:
 
 def minutes(text: str, where: str) -> int:
     """``HH:MM`` (00:00 to 24:00) as minutes since midnight; a clear error otherwise."""
-    found = _TIME.match(text) if isinstance(text, str) else None
+    found = _TIME.fullmatch(text) if isinstance(text, str) else None
     value = int(found.group(1)) * 60 + int(found.group(2)) if found else -1
     if found is None or value > 24 * 60:
         raise InvalidValueError(f"{where}: {text!r} is not a time of day HH:MM (00:00 to 24:00).")

@@ -110,8 +110,16 @@ def default_period(today: date) -> tuple[date, date]:
     return first, next_month - timedelta(days=1)
 
 
+# The days a period may hold: a day's end must still be a date (``_bounds``), as the
+# console's date fields allow (``console.filters``).
+FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9998, 12, 31)
+
+
 def check_period(since: date, until: date) -> None:
-    """A period the log is read for: from no later than to, at most ``MAX_PERIOD_DAYS``."""
+    """A period the log is read for: from no later than to, at most ``MAX_PERIOD_DAYS``,
+    between ``FIRST_DAY`` and ``LAST_DAY``."""
+    if not (FIRST_DAY <= since <= LAST_DAY and FIRST_DAY <= until <= LAST_DAY):
+        raise InvalidValueError(f"A period's days are between {FIRST_DAY} and {LAST_DAY}.")
     if since > until:
         raise InvalidValueError("The period's start must not be after its end.")
     if (until - since).days + 1 > MAX_PERIOD_DAYS:

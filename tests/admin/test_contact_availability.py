@@ -136,3 +136,20 @@ def test_other_organization_cannot_see_the_hours(admin, other_scim, app):
         _t, secret = create_token(s, other_scim.org_id, "other", kind="admin")
     other_admin = Scim(admin.client, secret, other_scim.org_id)
     assert other_admin.get(f"/api/v1/contacts/{contact['id']}/availability").status_code == 404
+
+
+def test_a_time_with_a_line_break_after_it_is_refused(admin):
+    """``08:00\n`` is no HH:MM (the published pattern): stored as 08:00 before."""
+    contact = _resource(admin)
+    url = f"/api/v1/contacts/{contact['id']}/availability"
+    body = {"odd": {"monday": [{"start": "08:00\n", "end": "09:00"}]}, "even": {}}
+    assert admin.put(url, body).status_code == 400
+    assert ok(admin.get(url))["odd"] == EMPTY_WEEK
+
+
+def test_a_blank_system_is_refused(admin):
+    """A system of spaces made the contact a resource of nothing, taking hours."""
+    contact = ok(admin.post("/api/v1/contacts", {"kind": "person", "name": "Blank"}), 201)
+    resp = admin.patch(f"/api/v1/contacts/{contact['id']}", {"resource_system": "   "})
+    assert resp.status_code == 400
+    assert ok(admin.get(f"/api/v1/contacts/{contact['id']}"))["resource_system"] is None

@@ -111,6 +111,9 @@ def test_api_period_excludes_other_days(admin: Scim, seats: dict[str, str]) -> N
         ("from=2026-03-02&to=2026-03-01", "to", "must not be after"),
         ("from=2024-01-01&to=2026-01-01", "to", "at most 366 days"),
         ("limit=-1", "limit", "greater than or equal"),
+        # The last day's end is past what a date holds: a 500 before.
+        ("from=9999-12-01&to=9999-12-31", "to", "between 0002-01-01 and 9998-12-31"),
+        ("from=0001-01-01&to=0001-01-02", "to", "between 0002-01-01 and 9998-12-31"),
     ],
 )
 def test_api_bad_period(admin: Scim, query: str, field: str, message: str) -> None:

@@ -49,6 +49,10 @@ def test_create_license_and_see_cost(
         ({"name": "X", "price": "1.234", "currency": "EUR"}, "price", "two decimals"),
         ({"name": "X", "price": "-1", "currency": "EUR"}, "price", "not negative"),
         ({"name": "X", "price": "abc", "currency": "EUR"}, "price", "A price such as"),
+        # Decimal parses these, and compares them by raising: a 500 before.
+        ({"name": "X", "price": "NaN", "currency": "EUR"}, "price", "A price such as"),
+        ({"name": "X", "price": "sNaN", "currency": "EUR"}, "price", "A price such as"),
+        ({"name": "X", "price": "Infinity", "currency": "EUR"}, "price", "A price such as"),
         ({"name": "X", "price": "1", "currency": "EURO"}, "currency", "three-letter"),
         (
             {"name": "X", "price": "1", "currency": "EUR", "seat_limit": "-3"},
