@@ -68,6 +68,7 @@ class BillingSummaryOut(Out):
 
 class BillingDayOut(Out):
     day = always(fields.String)
+    license_id = nullable(fields.String, metadata={"description": "null: renamed or deleted since"})
     license = always(fields.String)
     assigned = always(fields.Integer)
     released = always(fields.Integer)
@@ -135,8 +136,8 @@ def get_billing() -> Response:
             for s in report.summary
         ],
         per_day=[
-            {"day": d.isoformat(), "license": name, "assigned": a, "released": r}
-            for d, name, a, r in report.days
+            {"day": d.isoformat(), "license_id": i, "license": name, "assigned": a, "released": r}
+            for d, name, a, r, i in report.days
         ],
         changes=[billing.change_to_dict(c) for c in report.changes],
         changes_truncated=report.changes_truncated,

@@ -56,7 +56,7 @@ class LicenseChange:
 
     seq: int
     occurred_at: datetime
-    license_id: str | None  # None: renamed or deleted since (the name is what the log says)
+    license_id: str | None  # None: renamed or deleted since (named as the log says)
     license_name: str
     delta: int
     price_cents: int
@@ -65,6 +65,9 @@ class LicenseChange:
     user_name: str | None
     action: str
     actor: str | None
+    # One license, whatever its names: its id, existing or deleted since; its folded
+    # name where the log gave none (an admin's choice logged before ids were).
+    key: str = ""
 
     @property
     def cost_cents(self) -> int:
@@ -98,7 +101,8 @@ class BillingReport:
     current: list[LicenseTotal]
     totals: list[tuple[str, int]]  # (currency, monthly cents)
     summary: list[LicenseSummary]
-    days: list[tuple[date, str, int, int]]  # (day, license name, assigned, released)
+    # (day, license name, assigned, released, license id: None when deleted since)
+    days: list[tuple[date, str, int, int, str | None]]
     changes: list[LicenseChange] = field(default_factory=list)
     changes_truncated: bool = False
 
@@ -151,20 +155,42 @@ def monthly_totals(current: list[LicenseTotal]) -> list[tuple[str, int]]:
 
 class _Licenses:
     """License ids and names → the license; the log names a license by id (seat assignment,
-    an admin's choice's ``license_id``) or by name (an admin's choice logged before ids were)."""
+    an admin's choice's ``license_id``) or by name (an admin's choice logged before ids were).
+    A license deleted since is named as its ``license.delete`` event names it (its last
+    name), whichever event moved its seats: one line, not one per name or per source."""
 
     def __init__(self, session: Session, org_id: str) -> None:
+        self.session, self.org_id = session, org_id
         rows = list(session.scalars(select(License).where(License.org_id == org_id)))
         self.by_id = {lic.id: lic for lic in rows}
         self.by_name = {lic.name_key: lic for lic in rows}
+        self.deleted: dict[str, str | None] = {}
 
-    def find(self, ref: str, name: str | None = None) -> tuple[str | None, str, int, str]:
-        """``ref`` an id or a name (``name``: the name the log gave with an id, shown when
-        the license is gone)."""
+    def find(self, ref: str, name: str | None = None) -> tuple[str, str | None, str, int, str]:
+        """(key, id, name, price, currency) of ``ref``, an id or a name (``name``: the name
+        the log gave with an id). Priced at 0 when gone: nothing is billed for it now."""
         lic = self.by_id.get(ref) or (None if name else self.by_name.get(fold(ref)))
-        if lic is None:
-            return None, name or ref, 0, ""
-        return lic.id, lic.name, lic.price_cents, lic.currency
+        if lic is not None:
+            return lic.id, lic.id, lic.name, lic.price_cents, lic.currency
+        last_name = self._deleted(ref)
+        if last_name is not None or name:  # an id: of a license deleted since
+            return ref, None, last_name or name or ref, 0, ""
+        return f"name:{fold(ref)}", None, ref, 0, ""
+
+    def _deleted(self, ref: str) -> str | None:
+        """The name a deleted license had, if ``ref`` is its id (one read per id)."""
+        if ref not in self.deleted:
+            self.deleted[ref] = self.session.scalar(
+                select(AuditEvent.detail)
+                .where(
+                    AuditEvent.org_id == self.org_id,
+                    AuditEvent.action == "license.delete",
+                    AuditEvent.resource_id == ref,
+                )
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
+            )
+        return self.deleted[ref]
 
 
 def _moves(event: AuditEvent) -> list[tuple[str, str | None, int]]:
@@ -216,7 +242,7 @@ def period_changes(
     ]
     for event in heapq.merge(*streams, key=lambda e: e.seq):
         for ref, named, delta in _moves(event):
-            license_id, name, price, currency = known.find(ref, named)
+            key, license_id, name, price, currency = known.find(ref, named)
             yield LicenseChange(
                 seq=event.seq,
                 occurred_at=event.occurred_at,
@@ -229,6 +255,7 @@ def period_changes(
                 user_name=event.user_name,
                 action=event.action,
                 actor=event.actor_name or event.actor_type,
+                key=key,
             )
 
 
@@ -263,16 +290,15 @@ def report(
         lic.license_id: LicenseSummary(lic.license_id, lic.name, lic.price_cents, lic.currency)
         for lic in current
     }
-    days: dict[tuple[date, str], list[int]] = {}
+    days: dict[tuple[date, str], list[int]] = {}  # (day, the line's key)
     listed: list[LicenseChange] = []
     truncated = False
     for change in period_changes(session, org_id, since, until):
-        key = change.license_id or f"name:{change.license_name}"
         line = summary.setdefault(
-            key,
+            change.key,
             LicenseSummary(None, change.license_name, change.price_cents, change.currency),
         )
-        day = days.setdefault((change.occurred_at.date(), line.name), [0, 0])
+        day = days.setdefault((change.occurred_at.date(), change.key), [0, 0])
         if change.delta > 0:
             line.assigned += 1
             day[0] += 1
@@ -289,7 +315,13 @@ def report(
         current=current,
         totals=monthly_totals(current),
         summary=sorted(summary.values(), key=lambda s: fold(s.name)),
-        days=[(d, name, a, r) for (d, name), (a, r) in sorted(days.items())],
+        days=sorted(
+            (
+                (d, summary[key].name, a, r, summary[key].license_id)
+                for (d, key), (a, r) in days.items()
+            ),
+            key=lambda row: (row[0], fold(row[1]), row[4] or ""),
+        ),
         changes=_with_user_names(session, org_id, listed),
         changes_truncated=truncated,
     )

@@ -71,9 +71,22 @@ def test_api_totals_and_changes(admin: Scim, seats: dict[str, str]) -> None:
         0,
         1,
     )
+    ids = {name: per[name]["license_id"] for name in ("Engineer", "Planner")}
     assert body["per_day"] == [
-        {"day": TODAY.isoformat(), "license": "Engineer", "assigned": 3, "released": 2},
-        {"day": TODAY.isoformat(), "license": "Planner", "assigned": 1, "released": 0},
+        {
+            "day": TODAY.isoformat(),
+            "license_id": ids["Engineer"],
+            "license": "Engineer",
+            "assigned": 3,
+            "released": 2,
+        },
+        {
+            "day": TODAY.isoformat(),
+            "license_id": ids["Planner"],
+            "license": "Planner",
+            "assigned": 1,
+            "released": 0,
+        },
     ]
     moves = [(c["action"], c["license"], c["change"], c["user_name"]) for c in body["changes"]]
     assert moves == [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scim_server.models import AuditEvent
 from scim_server.services import billing
+from tests.support import Scim
 from tests.support.admin_api import make_license, ok, person
 
 
@@ -63,3 +64,70 @@ def test_a_deleted_license_keeps_the_name_the_log_gave(scim, admin, session):
         (x["license_id"], x["license"]): (x["assigned"], x["released"]) for x in bill["per_license"]
     }
     assert lines == {(None, "Temp"): (1, 1)}, lines
+
+
+def _lines(admin: Scim) -> list[tuple[str | None, str, int, int]]:
+    body = ok(admin.get("/api/v1/billing"))
+    return [
+        (x["license_id"], x["license"], x["assigned"], x["released"]) for x in body["per_license"]
+    ]
+
+
+def _delete(scim: Scim, admin: Scim, lic: dict, *users: dict) -> None:
+    for user in users:
+        assert scim.delete(f"/scim/v2/Users/{user['id']}").status_code == 204
+    ok(admin.put("/api/v1/settings", {"default_license": None}))
+    assert admin.delete(f"/api/v1/licenses/{lic['id']}").status_code == 204
+
+
+def test_a_deleted_license_is_named_and_one_line_whichever_event_moved_its_seats(
+    scim: Scim, admin: Scim
+) -> None:
+    """Temp, the default license, is taken by two creates (their events give its id only),
+    one given back by hand (the admin's choice gives name and id), then the users and Temp
+    deleted: one line named Temp, 2 assigned and 2 released. It was named by its id in
+    the lines, the days and the changes, and split in two lines by how the log named it."""
+    lic = make_license(admin, "Temp", 5, price_cents=700)
+    ok(admin.put("/api/v1/settings", {"default_license": "Temp"}))
+    first, second = person(scim, "t@example.com"), person(scim, "v@example.com")
+    ok(admin.put(f"/api/v1/users/{second['id']}/license", {"license": None}))
+    _delete(scim, admin, lic, first, second)
+    assert _lines(admin) == [(None, "Temp", 2, 2)]
+    body = ok(admin.get("/api/v1/billing"))
+    assert {c["license"] for c in body["changes"]} == {"Temp"}
+    assert [(d["license_id"], d["license"]) for d in body["per_day"]] == [(None, "Temp")]
+
+
+def test_a_license_renamed_then_deleted_is_one_line_under_its_last_name(
+    scim: Scim, admin: Scim
+) -> None:
+    """Given as Temp, taken back as Temp 2, deleted: one line (it was +1 under one name and
+    -1 under the other)."""
+    lic = make_license(admin, "Temp", 5, price_cents=700)
+    user = person(scim, "u@example.com")
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": "Temp"}))
+    ok(admin.patch(f"/api/v1/licenses/{lic['id']}", {"name": "Temp 2"}))
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": None}))
+    assert admin.delete(f"/api/v1/licenses/{lic['id']}").status_code == 204
+    assert _lines(admin) == [(None, "Temp 2", 1, 1)]
+
+
+def test_a_deleted_license_and_a_new_one_of_its_name_are_apart_by_day_too(
+    scim: Scim, admin: Scim
+) -> None:
+    """Temp deleted, a new Temp given: two lines, and two rows of the day (they were one,
+    by name, adding up to neither line)."""
+    lic = make_license(admin, "Temp", 5, price_cents=700)
+    user = person(scim, "u@example.com")
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": "Temp"}))
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": None}))
+    assert admin.delete(f"/api/v1/licenses/{lic['id']}").status_code == 204
+    new = make_license(admin, "Temp", 5, price_cents=900)
+    ok(admin.put(f"/api/v1/users/{user['id']}/license", {"license": "Temp"}))
+    assert sorted(_lines(admin), key=str) == sorted(
+        [(None, "Temp", 1, 1), (new["id"], "Temp", 1, 0)], key=str
+    )
+    days = ok(admin.get("/api/v1/billing"))["per_day"]
+    assert sorted((d["license_id"] or "", d["assigned"], d["released"]) for d in days) == sorted(
+        [("", 1, 1), (new["id"], 1, 0)]
+    )

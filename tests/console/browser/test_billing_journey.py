@@ -60,3 +60,37 @@ def test_auditor_reads_billing(page: Any, context: Any, live_server: LiveServer)
     assert download.value.suggested_filename == f"license-changes-{today}-{today}.csv"
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0].startswith("occurred_at,license,change") and len(lines) == 6
+
+
+def test_a_deleted_license_keeps_its_name_per_license_and_per_day(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """A license given and taken back by hand, then deleted: its line and its day's row name
+    it, marked as gone (they named it by its id, and the day merged it with a new license
+    of its name)."""
+    org_id, auditor = console_person(live_server, "auditor", "Gone License Org")
+    with db.reader(live_server.app)() as s:
+        temp = licenses.create_license(s, org_id, "Temp", 5, 700, "EUR").id
+    user = add_user(live_server, org_id, "t@gone.example")
+    with db.reader(live_server.app)() as s:
+        accounts.set_manual_license(s, org_id, user, "Temp")
+    with db.reader(live_server.app)() as s:
+        accounts.set_manual_license(s, org_id, user, None)
+    with db.reader(live_server.app)() as s:
+        directory.delete_license(s, org_id, temp)
+    with db.reader(live_server.app)() as s:
+        licenses.create_license(s, org_id, "Temp", 5, 900, "EUR")
+    with db.reader(live_server.app)() as s:
+        accounts.set_manual_license(s, org_id, user, "Temp")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, auditor)
+
+    page.goto("/admin/billing/")
+    gone = page.locator("#billing-summary tbody tr", has_text="renamed or deleted since")
+    expect(gone).to_have_count(1)
+    expect(gone).to_contain_text("Temp")
+    days = page.locator("#billing-days tbody tr")
+    expect(days).to_have_count(2)
+    expect(days.filter(has_text="renamed or deleted since")).to_contain_text("Temp")
+    changes = page.locator("#billing-changes tbody tr", has_text="renamed or deleted since")
+    expect(changes).to_have_count(2)
+    shoot(page, "billing-deleted-license")
