@@ -104,6 +104,10 @@ class Worker:
         self.outbound = outbound
         self.event_retention = event_retention
         self.base_url = base_url or webhook_delivery.DEFAULT_BASE_URL
+        # Mailed links start with the configured root (``SCIM_BASE_URL``), as it is now: a
+        # send scheduled before the operator changed it must not mail the old one. None
+        # (development without one): the root the scheduling request was served at.
+        self.link_root = base_url or None
         self.job_budget = job_budget
         # The relay as this worker last found it: down, the mail waits (``send_mail``).
         self.relay = mail_delivery.Relay()
@@ -174,6 +178,7 @@ class Worker:
             lease=self.lease,
             limit=limit,
             should_stop=self.stop.is_set,
+            base_url=self.link_root,
         )
         return handled + recovery.end_expired_recoveries(self.factory, self.clock())
 

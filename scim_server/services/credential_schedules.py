@@ -261,9 +261,11 @@ def send_due(
     lease: timedelta = LEASE,
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    base_url: str | None = None,
 ) -> int:
     """Send every due credentials send (or ``limit``), organizations in turn; returns how
-    many were handled."""
+    many were handled. ``base_url``: the links' root now (``SCIM_BASE_URL``); None: each
+    send's own (the root its scheduling request was served at)."""
     handled = 0
 
     def claim(org_id: str) -> CredentialSchedule | None:
@@ -294,7 +296,7 @@ def send_due(
         return 0
     for row in leases.in_turn(lambda: due_orgs(factory, clock()), claim):
         try:
-            _send_one(factory, hashing, worker_id, row.org_id, row.user_id)
+            _send_one(factory, hashing, worker_id, row.org_id, row.user_id, base_url)
         except Exception as exc:
             log.exception("credentials send for user %s failed", row.user_id)
             _release(factory, worker_id, row.org_id, row.user_id, clock(), exc)
@@ -326,7 +328,12 @@ def _locked_row(session: Session, org_id: str, user_id: str) -> CredentialSchedu
 
 
 def _send_one(
-    factory: sessionmaker[Session], hashing: Hashing, worker_id: str, org_id: str, user_id: str
+    factory: sessionmaker[Session],
+    hashing: Hashing,
+    worker_id: str,
+    org_id: str,
+    user_id: str,
+    base_url: str | None = None,
 ) -> str:
     """Under the lease: make the credentials, queue the mail, delete the row; one transaction."""
     with factory() as session, session.begin():
@@ -336,7 +343,7 @@ def _send_one(
         user = session.scalar(
             select(User).where(User.org_id == org_id, User.id == user_id).with_for_update()
         )
-        delivery = credentials.Delivery(hashing=hashing, base_url=row.base_url)
+        delivery = credentials.Delivery(hashing=hashing, base_url=base_url or row.base_url)
         if user is not None and row.reason == "welcome" and _has_own_password(session, user):
             _dropped(session, row, user, "no welcome: the account has a password of its own since")
             return "dropped"

@@ -287,19 +287,31 @@ def deliver_reset_link(
         "name": None if for_admin else _person_name(session, user),
         "for_user": _for_user(user) if for_admin else None,
     }
-    outbox = _queue(session, user, "reset_link", address, context, reason)
+    # A person's own request (``recovery.forgot``) leaves every password and link working
+    # but the earlier reset link: the welcome or an admin's mail still waiting holds
+    # credentials that still work, and is not a stranger's to stop. An admin's reset
+    # removed the password first (``reset_password``): everything waiting goes.
+    replaces = mail.CREDENTIAL_KINDS if by_admin else ("reset_link",)
+    outbox = _queue(session, user, "reset_link", address, context, reason, replaces)
     return _recorded(
         session, user, reason, outbox.id, "reset_link", address, "reset_link", for_admin
     )
 
 
 def _queue(
-    session: Session, user: User, kind: str, address: str, context: dict[str, Any], reason: str
+    session: Session,
+    user: User,
+    kind: str,
+    address: str,
+    context: dict[str, Any],
+    reason: str,
+    replaces: tuple[str, ...] = mail.CREDENTIAL_KINDS,
 ) -> MailOutbox:
     """Queue the credentials mail; the earlier ones not yet sent are cancelled (they hold a
-    password or link these replace), an abandoned one too (an admin's retry would send it)."""
+    password or link these replace: ``replaces``), an abandoned one too (an admin's retry
+    would send it)."""
     mail.cancel_credentials(
-        session, user.org_id, user.id, f"replaced by newer credentials ({reason})"
+        session, user.org_id, user.id, f"replaced by newer credentials ({reason})", replaces
     )
     return mail.queue_mail(session, user.org_id, kind, address, context, user_id=user.id)
 

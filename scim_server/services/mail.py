@@ -61,6 +61,17 @@ MAX_LOST_LEASES = 5
 LOGIN_PATH = "/sso/login"
 
 
+def _one_line(value: Any) -> Any:
+    """Every value a mail shows is one line (a name, a username, a link): a line break in one
+    (a SCIM ``displayName`` may hold any) would add lines of its own to the text part,
+    "Your password expired: https://..." above the real details. Folded into spaces."""
+    if isinstance(value, str):
+        lines = value.splitlines()
+        if lines != [value]:
+            return " ".join(lines)
+    return value
+
+
 @cache
 def _templates() -> Environment:
     """HTML templates autoescaped, text ones not; a missing variable is an error, never blank."""
@@ -68,6 +79,7 @@ def _templates() -> Environment:
         loader=PackageLoader("scim_server", "mail_templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
+        finalize=_one_line,
     )
 
 
@@ -188,18 +200,25 @@ def cancel(session: Session, mail: MailOutbox, why: str) -> None:
     )
 
 
-def cancel_credentials(session: Session, org_id: str, user_id: str, why: str) -> int:
+def cancel_credentials(
+    session: Session,
+    org_id: str,
+    user_id: str,
+    why: str,
+    kinds: tuple[str, ...] = CREDENTIAL_KINDS,
+) -> int:
     """Cancel the account's credentials mail not yet sent (queued, failed and waiting for a
     retry, or abandoned: an admin's retry would send it), in the caller's transaction: the
     password or link it holds no longer works (``why``). Returns how many. One being sent
-    right now is checked by the worker (``mail_delivery.why_unwanted``)."""
+    right now is checked by the worker (``mail_delivery.why_unwanted``). ``kinds``: only
+    those (a person's own reset link replaces earlier reset links, nothing else)."""
     waiting = session.scalars(
         select(MailOutbox)
         .where(
             MailOutbox.state.in_(("queued", "failed", "abandoned")),
             MailOutbox.org_id == org_id,
             MailOutbox.user_id == user_id,
-            MailOutbox.kind.in_(CREDENTIAL_KINDS),
+            MailOutbox.kind.in_(kinds),
         )
         .with_for_update()
     ).all()

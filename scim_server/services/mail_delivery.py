@@ -102,6 +102,11 @@ def failure_of(exc: BaseException) -> str:
         ),
     ):
         return "relay"
+    if isinstance(exc, smtplib.SMTPNotSupportedError) and "SMTPUTF8" in str(exc):
+        # This mail's address needs SMTPUTF8 (RFC 6531), which the relay does not offer:
+        # no retry will send it, and the relay sends the others (STARTTLS not offered, the
+        # other such error, is the relay's: below).
+        return "permanent"
     if isinstance(exc, smtplib.SMTPResponseException):  # DATA and the like: this mail
         if exc.smtp_code in _SESSION_CODES:
             return "relay"
@@ -353,13 +358,23 @@ def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None
     if user.status not in SENDABLE:
         # credentials.py: a deactivated or locked account receives nothing.
         return f"the account is {user.status}"
+    if not settings.passwords_allowed(
+        session, mail.org_id, settings.get_settings(session, mail.org_id)
+    ):
+        # Single sign-on only since it was queued: a password or link it would not sign in with.
+        return "the organization signs in through single sign-on only"
+    # A reset link replaces earlier reset links only: whatever else a reset ended (an
+    # admin's removes the password and the activation link) is a dead secret, below.
+    replacing = outbox.CREDENTIAL_KINDS
+    if mail.kind != "reset_link":
+        replacing = tuple(k for k in replacing if k != "reset_link")
     newer = session.scalar(
         select(MailOutbox.id)
         .where(
             MailOutbox.org_id == mail.org_id,
             MailOutbox.created_at > mail.created_at,
             MailOutbox.user_id == mail.user_id,
-            MailOutbox.kind.in_(outbox.CREDENTIAL_KINDS),
+            MailOutbox.kind.in_(replacing),
         )
         .limit(1)
     )

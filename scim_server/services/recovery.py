@@ -224,7 +224,12 @@ def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:
     org = session.get(Organization, link.org_id)
     if user is None or org is None:
         raise LinkInvalidError("This link is not valid any more.")
-    policy = settings.get_settings(session, link.org_id).password_policy()
+    current = settings.get_settings(session, link.org_id)
+    if not settings.passwords_allowed(session, link.org_id, current):
+        # Single sign-on only since the link was sent: no password to choose (``use_link``
+        # refuses one); the page must not ask for it.
+        raise LinkInvalidError("This link is not valid any more.")
+    policy = current.password_policy()
     return LinkInfo(purpose, login_of(user), org.name, policy.min_length, policy.max_length)
 
 
