@@ -80,8 +80,10 @@ def revoke(user_id: str, role: str) -> Response:
     if role not in CONSOLE_ROLES:
         raise InvalidValueError(f"Unknown console role {role!r}.")
     try:
-        console_access.revoke(db.session, person().org_id, user_id, role)
+        held = console_access.revoke(db.session, person().org_id, user_id, role)
     except DomainError as err:
         return _page(err.status, problem=err.detail)
+    if not held:  # not held, or not an account of this organization: nothing was done
+        return _page(404, problem=f"That account does not hold the console role {role}.")
     flash(f"Console role {role} taken back.", "ok")
     return redirect(url_for("console.access.list_members"), code=303)  # type: ignore[return-value]

@@ -17,11 +17,12 @@ from flask import Blueprint, Response, current_app, g, redirect, request, sessio
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from scim_server.audit import record_failure
 from scim_server.audit import web as audit_web
 from scim_server.console.access import ConsolePerson
 from scim_server.console.render import is_htmx, render
 from scim_server.csrf import check_csrf
-from scim_server.db import db
+from scim_server.db import db, release
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import Organization, User
 from scim_server.request_inputs import has_nul
@@ -124,12 +125,59 @@ def sign_out() -> Response:
 
 @bp.errorhandler(CSRFError)
 def _csrf_refused(err: CSRFError) -> Response:
+    g.console_refusal = "the form's CSRF token is missing or wrong"
     return render("console/error.html", status=400, reason="csrf")
 
 
 @bp.errorhandler(DomainError)
 def _refused(err: DomainError) -> Response:
+    g.console_refusal = err.detail
     return render("console/error.html", status=err.status, reason="domain", detail=err.detail)
+
+
+# What a refused change names, by the view's argument: the first one present.
+_REFUSED_RESOURCES = {
+    "user_id": "User",
+    "contact_id": "Contact",
+    "license_id": "License",
+    "role_id": "Role",
+    "rule_set_id": "RuleSet",
+    "job_id": "Job",
+    "connection_id": "SsoConnection",
+    "token_id": "Token",
+    "client_id": "OidcClient",
+}
+
+
+@bp.after_request
+def _record_refusal(resp: Response) -> Response:
+    """A signed-in person's refused change (a POST answered 4xx: not allowed, not found, in
+    conflict, a bad form) is in the log as the admin API's refusals are: a failure event
+    in a transaction of its own (``record_failure``), named ``console.<view>``, with the
+    status, the reason the page gave and the resource the address names. Reads are not
+    changes, and a database that is down (503) has nowhere to write."""
+    who: ConsolePerson | None = g.get("console_person")
+    if (
+        who is None
+        or request.method in ("GET", "HEAD", "OPTIONS")
+        or not 400 <= resp.status_code < 500
+    ):
+        return resp
+    args = request.view_args or {}
+    arg = next((a for a in _REFUSED_RESOURCES if a in args), None)
+    session = g.get("_scim_session")
+    if session is not None and session.in_transaction():
+        release(session)  # any lock held goes before the failure event's transaction
+    record_failure(
+        db.writer(),
+        who.org_id,
+        f"console.{(request.endpoint or 'unknown').removeprefix('console.')}",
+        resource_type=_REFUSED_RESOURCES[arg] if arg else None,
+        resource_id=str(args[arg]) if arg else None,
+        status=resp.status_code,
+        detail=g.get("console_refusal"),
+    )
+    return resp
 
 
 @bp.errorhandler(HTTPException)

@@ -163,14 +163,15 @@ def set_license(user_id: str) -> Response:
     an account beyond theirs."""
     choice = request.form.get("license", "")
     s = db.session
+    own = user_id == person().user_id  # never one's own way in (``accounts.OWN_LICENSE``)
     if choice == "rules":
-        accounts.release_manual_license(s, person().org_id, user_id)
+        accounts.release_manual_license(s, person().org_id, user_id, own=own)
         flash("The license is the mapping rules' choice again.", "ok")
     elif choice == "none":
-        accounts.set_manual_license(s, person().org_id, user_id, None)
+        accounts.set_manual_license(s, person().org_id, user_id, None, own=own)
         flash("License removed: this user can no longer sign in.", "ok")
     elif choice:
-        accounts.set_manual_license(s, person().org_id, user_id, choice)
+        accounts.set_manual_license(s, person().org_id, user_id, choice, own=own)
         flash(f"License {choice} assigned.", "ok")
     else:
         raise InvalidValueError("Choose a license.")

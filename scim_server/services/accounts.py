@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.db import utcnow
-from scim_server.errors import InvalidValueError, NotFoundError
+from scim_server.errors import ConflictError, InvalidValueError, NotFoundError
 from scim_server.models import License, Role, User, UserRole
 from scim_server.services import licenses, lifecycle, lockout, provisioning, roles, users
 from scim_server.services.rule_sets import rules_usable
@@ -113,11 +113,26 @@ def _state_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     return {k: {"before": before[k], "after": after[k]} for k in before if before[k] != after[k]}
 
 
-def set_manual_license(session: Session, org_id: str, user_id: str, name: str | None) -> User:
+OWN_LICENSE = (
+    "This would leave your own account without a license: you could not sign in again, "
+    "and this session would end. Ask another administrator."
+)
+
+
+def _keep_license(user: User, own: bool) -> None:
+    """``own``: a person's change of their own account, refused (nothing changes) when it
+    leaves them without a license, as a lock of oneself is (``console.user_profile``)."""
+    if own and user.license_id is None:
+        raise ConflictError(OWN_LICENSE)
+
+
+def set_manual_license(
+    session: Session, org_id: str, user_id: str, name: str | None, *, own: bool = False
+) -> User:
     """An admin's license decision (None: explicitly none), which the rules then leave alone.
 
     Strict whatever the organization's seat mode: an admin assigning a full
-    license is told so (409), not handed a silent shortage.
+    license is told so (409), not handed a silent shortage. ``own``: see ``_keep_license``.
     """
     with session.begin():
         user = users.get_user(session, org_id, user_id, for_update=True)
@@ -128,6 +143,8 @@ def set_manual_license(session: Session, org_id: str, user_id: str, name: str | 
                 raise InvalidValueError(f"Unknown license {name!r}.")
         before = _license_state(session, org_id, user)
         licenses.assign(session, org_id, user, lic, source="manual", strict=True)
+        _keep_license(user, own)
+        licenses.end_sessions_if_lost(user, before["license_id"])
         user.license_source = "manual"  # also for "none": the rules must not hand one back
         after = _license_state(session, org_id, user)
         changes = _state_changes(before, after)
@@ -144,8 +161,11 @@ def set_manual_license(session: Session, org_id: str, user_id: str, name: str | 
     return user
 
 
-def release_manual_license(session: Session, org_id: str, user_id: str) -> User:
-    """Hand the user's license back to the rules: clear the manual choice, re-evaluate."""
+def release_manual_license(
+    session: Session, org_id: str, user_id: str, *, own: bool = False
+) -> User:
+    """Hand the user's license back to the rules: clear the manual choice, re-evaluate.
+    ``own``: see ``_keep_license``."""
     with session.begin():
         user = users.get_user(session, org_id, user_id, for_update=True)
         if user.license_source != "manual":
@@ -154,6 +174,8 @@ def release_manual_license(session: Session, org_id: str, user_id: str) -> User:
         licenses.assign(session, org_id, user, None, source="rule")
         with rules_usable():
             outcome = provisioning.reevaluate(session, org_id, [user.id]).get(user.id, {})
+        _keep_license(user, own)
+        licenses.end_sessions_if_lost(user, before["license_id"])
         after = _license_state(session, org_id, user)
         changes = _state_changes(before, after)
         _touch(user)

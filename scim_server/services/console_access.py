@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from scim_server.audit import record
 from scim_server.errors import ConflictError, InvalidValueError
 from scim_server.models import Contact, User
 from scim_server.models.console_access import CONSOLE_ROLES, ConsoleGrant
+from scim_server.services.lifecycle import SIGN_IN_ALLOWED
 from scim_server.text import fold
 
 ORG_ADMIN, USER_MANAGER, SECURITY_ADMIN, AUDITOR = CONSOLE_ROLES
@@ -141,10 +142,21 @@ def revoke(session: Session, org_id: str, user_id: str, role: str) -> bool:
                 .where(ConsoleGrant.org_id == org_id, ConsoleGrant.role == ORG_ADMIN)
                 .with_for_update()
             ).all()
-            if len(admins) <= 1:
+            # Only an org admin whose account may sign in keeps the organization
+            # administrable: a deactivated or locked one's grant counts for nothing.
+            able = session.scalar(
+                select(func.count())
+                .select_from(User)
+                .where(
+                    User.org_id == org_id,
+                    User.id.in_([a for a in admins if a != user_id]),
+                    User.status.in_(SIGN_IN_ALLOWED),
+                )
+            )
+            if not able:
                 raise InvalidValueError(
-                    "This is the organization's last org_admin: grant the role to someone "
-                    "else first."
+                    "This is the organization's last org_admin who can sign in: grant the "
+                    "role to someone else who can first."
                 )
         session.delete(found)
         record(

@@ -256,6 +256,16 @@ def list_licenses(session: Session, org_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def end_sessions_if_lost(user: User, held: str | None) -> None:
+    """A license ``user`` held (``held``) and holds no more ends its sessions and tokens
+    (``session_epoch``), as a lock does: a sign-in needs a license, and the console must not
+    serve on an account that could not sign in again (the OIDC provider refuses it too).
+    Called once a change is decided, not at each step: a license handed back to the rules
+    and given again by them is not lost."""
+    if held is not None and user.license_id is None:
+        user.session_epoch = (user.session_epoch or 0) + 1
+
+
 def _kept(user: User, source: str, rule: str | None) -> dict[str, Any]:
     """The license the user holds stays; what gives it, or a shortage it ends, may change.
 

@@ -22,7 +22,7 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.errors import InvalidValueError, NotFoundError
 from scim_server.models import MfaFactor, MfaRecoveryCode, User
-from scim_server.services import mail, users
+from scim_server.services import mail, passwords, users
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 
@@ -300,6 +300,9 @@ def reset_mfa(
             delete(MfaFactor).where(MfaFactor.org_id == org_id, MfaFactor.user_id == user.id)
         )
         _delete_codes(session, user)
+        # Signed in with a factor that is now gone (a phone lost, or a factor an intruder
+        # enrolled): every session ends, the person signs in again and enrols anew.
+        passwords.end_sessions(user)
         record(
             session,
             org_id,

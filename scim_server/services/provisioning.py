@@ -395,7 +395,9 @@ def apply_result(
             creating and user.status == PROVISIONED and result.initial_status == DEACTIVATED
         )
         strict = settings.strict_seats and asks_seat and not leaving
+        held = user.license_id
         changes |= find.assign_license(user, lic, result.license_rule, strict)
+        licenses.end_sessions_if_lost(user, held)
     elif user.license_id is None and user.license_wanted_id is not None:
         # An admin's choice that found no seat (Enable access, overridden) waits as a rule's
         # does: given when a seat is free at the user's next evaluation (``rules apply``).

@@ -92,6 +92,7 @@ USER_COLUMNS = (
     "rules_input_hash",
     "status",
     "active",
+    "session_epoch",  # a license taken away ends the sessions (``licenses.end_sessions_if_lost``)
     "version",
     "updated_at",
 )

@@ -43,8 +43,9 @@ from scim_server import bulk_rows
 from scim_server.audit import record
 from scim_server.db import reading_session, utcnow
 from scim_server.errors import DomainError, InvalidValueError, NotFoundError
-from scim_server.models import ImportRow, ImportUpload, Job
+from scim_server.models import ImportRow, ImportUpload, Job, User
 from scim_server.services import console_access, jobs
+from scim_server.services.lifecycle import SIGN_IN_ALLOWED
 from scim_server.text import fold
 from scim_server.user_import import rows as import_rows
 from scim_server.user_import import sheets
@@ -314,6 +315,7 @@ def run_import(run: jobs.JobRun) -> dict[str, Any]:
                 info=dict(session.info),
             )
             actor_roles = _actor_roles(session, org_id, job)
+            _check_still_allowed(session, org_id, job, actor_roles)
             # Refused by the preview: skipped, as it said, and logged (``rows.record_refusal``).
             refused = {i.line: Row(i.line, dict(i.values)) for i in batch if i.plan == "error"}
             named = import_rows.holders(session, org_id, refused.values()) if refused else {}
@@ -364,6 +366,27 @@ def _actor_roles(session: Session, org_id: str, job: Job) -> frozenset[str] | No
     if actor.get("actor_type") != "console" or not actor.get("actor_id"):
         return None
     return console_access.roles_of(session, org_id, str(actor["actor_id"]))
+
+
+# Why an import stops when the person who started it may not run it any more.
+STARTER_GONE = (
+    "The import stopped: the person who started it no longer manages users (a console role "
+    "taken back, or an account that may not sign in). The rows not done were not imported."
+)
+
+
+def _check_still_allowed(
+    session: Session, org_id: str, job: Job, actor_roles: frozenset[str] | None
+) -> None:
+    """A console person's import runs while they may still import (as each batch begins):
+    one whose role was taken back, or whose account was locked or deactivated, meanwhile
+    does not go on writing in their name. The command line's (None) is the operator's."""
+    if actor_roles is None:
+        return
+    may = "users.write" in console_access.capabilities(actor_roles)
+    starter = session.get(User, (org_id, str((job.actor or {}).get("actor_id"))))
+    if not may or starter is None or starter.status not in SIGN_IN_ALLOWED:
+        raise jobs.PermanentJobError(STARTER_GONE)
 
 
 def _import_failed(session: Session, job: Job, error: str) -> None:

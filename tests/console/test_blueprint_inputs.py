@@ -49,10 +49,13 @@ def test_nul_in_the_address_is_a_400_page(console: FlaskClient, url: str) -> Non
 
 
 def test_nul_in_a_posted_form_changes_nothing(app: Flask, console: FlaskClient, scim: Scim) -> None:
-    """An edit whose field holds NUL is refused whole: the contact keeps its name, no event."""
+    """An edit whose field holds NUL is refused whole: the contact keeps its name; the log
+    has the refusal only."""
     with db.reader(app)() as s:
         ann = directory.create_contact(s, scim.org_id, "person", "Ann", {}).id
-        events = s.scalar(select(func.count()).select_from(AuditEvent))
+        events = s.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "success")
+        )
     resp = console.post(
         f"/admin/contacts/{ann}", data={"csrf_token": csrf_token(console), "name": "A\x00nn"}
     )
@@ -60,7 +63,16 @@ def test_nul_in_a_posted_form_changes_nothing(app: Flask, console: FlaskClient, 
     assert REFUSED in resp.get_data(as_text=True)
     with db.reader(app)() as s:
         assert s.get(Contact, (scim.org_id, ann)).name == "Ann"
-        assert s.scalar(select(func.count()).select_from(AuditEvent)) == events
+        assert (
+            s.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "success")
+            )
+            == events
+        )
+        failed = s.scalars(select(AuditEvent).where(AuditEvent.outcome == "failure")).all()
+        assert [(e.action, e.resource_id, e.status) for e in failed] == [
+            ("console.contacts.update_contact", ann, 400)
+        ]
 
 
 def test_a_stranger_with_nul_is_sent_to_sign_in(client: FlaskClient) -> None:

@@ -6,7 +6,7 @@ import json
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from scim_server.db import db
 from scim_server.models import AuditEvent
@@ -265,7 +265,8 @@ def test_auditor_can_change_nothing_in_the_console(
     app: Flask, client: FlaskClient, scim: Scim, session
 ) -> None:
     """Every console route that is not a read, posted by an auditor with a valid CSRF token:
-    refused (the rule checks excepted: they change nothing), and the log does not move."""
+    refused (the rule checks excepted: they change nothing), and the log gains only the
+    refusals, each a failure event by the auditor."""
     import re
 
     from scim_server.models import AuditHead
@@ -294,4 +295,12 @@ def test_auditor_can_change_nothing_in_the_console(
             if resp.status_code < 400:
                 accepted.append(rule.rule)
     assert set(accepted) <= {"/admin/rules/preview", "/admin/rules/validate"}
-    assert session.get(AuditHead, scim.org_id, populate_existing=True).seq == head0
+    from scim_server.models import AuditEvent
+
+    since = session.scalars(
+        select(AuditEvent).where(AuditEvent.org_id == scim.org_id, AuditEvent.seq > head0)
+    ).all()
+    assert since, "each refusal is logged"
+    assert {(e.outcome, e.actor_type, e.action.split(".")[0]) for e in since} == {
+        ("failure", "console", "console")
+    }
