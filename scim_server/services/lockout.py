@@ -112,6 +112,17 @@ def record_failure(
     return until
 
 
+def guessed_too_often(session: Session, user: User, policy: LockoutPolicy, now: datetime) -> bool:
+    """Whether the account's wrong attempts in the window reached the threshold though it was
+    not locked (a deactivated account cannot be: ``record_failure``)."""
+    row = _row(session, user)
+    if row is None or policy.threshold <= 0:
+        return False
+    since = now - policy.window
+    recent = [f for f in (row.failures or []) if datetime.fromisoformat(f[1]) > since]
+    return len(recent) >= policy.threshold
+
+
 def clear(session: Session, user: User) -> bool:
     """Forget the failures and the lockout streak (a success, or an admin's unlock)."""
     row = session.get(AccountLockout, (user.org_id, user.id))

@@ -60,6 +60,7 @@ class Verified:
     user_id: str
     stage: str
     password_hash: str
+    epoch: int = 0  # the account's session_epoch (``pending.Pending.epoch``)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,12 @@ def _decide(
             public="temporary_password_expired",
         )
     if user.status not in PENDING_ALLOWED:
+        policy = lockout.LockoutPolicy.from_settings(get_settings(session, user.org_id))
+        if lockout.guessed_too_often(session, user, policy, attempt.now):
+            # Guessed past the threshold, and a deactivated account cannot be locked: its
+            # right password gets the answer a wrong one gets, or the page of its own would
+            # tell a guesser when they found it (to use at the reactivation).
+            return _Refusal("inactive_account", f"account status is {user.status}")
         return _Refusal("inactive_account", f"account status is {user.status}", "inactive_account")
     try:
         check_license(session, user)
@@ -241,7 +248,7 @@ def _decide(
         # of wrong codes, or whoever knows it guesses codes two at a time, forever. (Any
         # other stage is an account without a factor: its password is the whole proof.)
         lockout.clear(session, user)
-    return Verified(user.org_id, user.id, stage, row.hash)
+    return Verified(user.org_id, user.id, stage, row.hash, user.session_epoch or 0)
 
 
 # What a pending sign-in's factors say when a second factor was proved (not the password).

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, session
+from sqlalchemy.orm import Session
 
+from scim_server.db import insert_for
+from sso.connections.models import SsoEndedSession
 from sso.connections.sealing import SealedSecretError, current_secret
 from sso.local import keys
 
@@ -42,6 +46,12 @@ class Pending:
     expires: int  # seconds since the epoch
     password: str  # fingerprint of the password hash it was proved with
     factors: tuple[str, ...] = field(default_factory=tuple)  # what was proved: password, totp...
+    # The account's ``session_epoch`` when the password was proved: a lock, a deactivation,
+    # a second factor reset or a new password since ends this sign-in as it ends sessions.
+    epoch: int = -1
+    # This sign-in's random id: spent when it completes (``spend``), so a copy of the cookie
+    # taken on its last page signs in nobody a second time.
+    id: str = ""
 
 
 def fingerprint(password_hash: str | None) -> str:
@@ -49,7 +59,13 @@ def fingerprint(password_hash: str | None) -> str:
 
 
 def begin(
-    org_id: str, user_id: str, stage: str, next_path: str, password_hash: str, now: datetime
+    org_id: str,
+    user_id: str,
+    stage: str,
+    next_path: str,
+    password_hash: str,
+    now: datetime,
+    epoch: int,
 ) -> Pending:
     """Start the pending sign-in; anything in the session before is dropped."""
     session.clear()
@@ -61,6 +77,8 @@ def begin(
         expires=int(now.timestamp()) + int(current_app.config["SIGNIN_PENDING_SECONDS"]),
         password=fingerprint(password_hash),
         factors=("password",),
+        epoch=epoch,
+        id=secrets.token_urlsafe(16),
     )
     _store(found)
     return found
@@ -75,6 +93,8 @@ def _store(found: Pending) -> None:
         "expires": found.expires,
         "password": found.password,
         "factors": list(found.factors),
+        "epoch": found.epoch,
+        "id": found.id,
     }
 
 
@@ -92,16 +112,23 @@ def current(now: datetime) -> Pending | None:
             expires=int(raw["expires"]),
             password=str(raw["password"]),
             factors=tuple(str(f) for f in raw.get("factors") or ()),
+            epoch=int(raw["epoch"]),
+            id=str(raw["id"]),
         )
     except (KeyError, TypeError, ValueError):
-        return None
+        return None  # an older release's (no epoch, no id) too: sign in again
     if found.stage not in STAGES or found.expires < int(now.timestamp()):
         return None
     return found
 
 
 def advance(
-    found: Pending, stage: str, *, proved: str | None = None, password_hash: str | None = None
+    found: Pending,
+    stage: str,
+    *,
+    proved: str | None = None,
+    password_hash: str | None = None,
+    epoch: int | None = None,
 ) -> Pending:
     """Move to the next step (the deadline stays: each step does not buy more time)."""
     nxt = Pending(
@@ -112,9 +139,35 @@ def advance(
         expires=found.expires,
         password=fingerprint(password_hash) if password_hash is not None else found.password,
         factors=found.factors + ((proved,) if proved else ()),
+        epoch=found.epoch if epoch is None else epoch,
+        id=found.id,
     )
     _store(nxt)
     return nxt
+
+
+def spent_id(found: Pending) -> str:
+    """The id its completion is recorded under (``sso_ended_sessions``, beside the ended
+    sessions: one table read by primary key for both)."""
+    return f"pending:{found.id}"
+
+
+def spend(db_session: Session, found: Pending) -> bool:
+    """Record the sign-in as completed, in a transaction of its own; False when it was
+    already (a copy of the cookie came first). Kept until the pending sign-in would have
+    expired anyway."""
+    insert = insert_for(db_session.get_bind().dialect.name)
+    with db_session.begin():
+        done = db_session.execute(
+            insert(SsoEndedSession)
+            .values(
+                org_id=found.org_id,
+                id=spent_id(found),
+                expires_at=datetime.fromtimestamp(found.expires, UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def put(name: str, value: Any) -> None:

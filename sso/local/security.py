@@ -301,8 +301,13 @@ def passkey_options() -> Any:
 @bp.post("/passkeys/authenticate")
 def passkey_authenticate() -> Any:
     body = web.json_body()
-    found, user = pending_at("mfa")
     stale = "This sign-in is no longer valid. Start again."
+    try:
+        found, user = pending_at("mfa")
+    except SsoError as err:
+        if err.reason_code != "pending_expired":
+            raise
+        return _json_error(400, stale)  # the script's words, not the page's
     challenge = pending.take_secret("webauthn_auth", user.org_id, user.id, web.now())
     if not isinstance(challenge, str):
         return _json_error(400, stale)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from scim_server.db import db
 from scim_server.models import Organization, User
-from scim_server.services import credentials, mail, mfa, passwords
+from scim_server.services import credentials, lockout, mail, mfa, passwords
 from scim_server.services.addresses import user_address
 from scim_server.services.settings import get_settings
 from scim_server.slots import NoSlotError
@@ -29,7 +29,7 @@ from sso.local.web import BadRequestError
 from sso.signin import pages
 from sso.signin.amr import local_amr
 from sso.signin.decision import status_refusal
-from sso.signin.session import start_session
+from sso.signin.session import ended_id, start_session
 from sso.signin.targets import safe_next
 
 bp = Blueprint("local", __name__, url_prefix="/sso")
@@ -130,6 +130,7 @@ def sign_in_with_password() -> Any:
         next_path,
         verified.password_hash,
         attempt.now,
+        verified.epoch,
     )
     return redirect(STAGE_URLS[verified.stage], 303)
 
@@ -153,6 +154,13 @@ def pending_at(stage: str) -> tuple[pending.Pending, User]:
         row = passwords.current_password(s, user) if user is not None else None
         if user is None or row is None or pending.fingerprint(row.hash) != found.password:
             raise SsoError("pending_expired", "the account or its password changed meanwhile")
+        if user.status in local.PENDING_ALLOWED and (user.session_epoch or 0) != found.epoch:
+            # Its factors reset, or locked or deactivated since and then unlocked or
+            # reactivated (a lock that stands is the step's own answer: ``status_refused``):
+            # what ends the account's sessions ends a sign-in half done too.
+            raise SsoError("pending_expired", "the account's sessions were ended meanwhile")
+        if ended_id(s, found.org_id, pending.spent_id(found)):
+            raise SsoError("pending_expired", "this sign-in was completed already")
         if stage == "enrol":
             check_still_none(s, user)
         s.expunge(user)
@@ -164,6 +172,9 @@ def status_refused(s: Session, user: User, attempt: local.Attempt) -> SsoError |
     password was proved), recorded in the caller's transaction (the row locked); None if it
     may go on. Checked first, before a code or passkey is looked at: nothing is spent or
     stored, and a right code and a wrong one get the same answer (no oracle on the code)."""
+    # An automatic lock whose time is up ends here too, as at the password step: the owner on
+    # the second factor's page is not refused for a stranger's guesses once it has passed.
+    lockout.release_if_due(s, user, attempt.now)
     refusal = status_refusal(user, local.PENDING_ALLOWED)
     if refusal is not None:
         local.record_failure(s, user, refusal.reason_code, refusal.detail, attempt)
@@ -183,8 +194,14 @@ def continue_sign_in(
     stage: str,
     proved: str | None = None,
     password_hash: str | None = None,
+    epoch: int | None = None,
 ) -> Any:
+    """The sign-in's next step; ``password_hash`` and ``epoch``: a password chosen on its
+    way, which moved both (the sign-in stays bound to the account as it is now)."""
     if stage == "done":
+        if not pending.spend(s, found):
+            # A copy of this browser's cookie completed it first: one sign-in, one session.
+            raise SsoError("pending_expired", "this sign-in was completed already")
         return _finish(
             s,
             found.org_id,
@@ -192,7 +209,7 @@ def continue_sign_in(
             found.factors + ((proved,) if proved else ()),
             found.next_path,
         )
-    pending.advance(found, stage, proved=proved, password_hash=password_hash)
+    pending.advance(found, stage, proved=proved, password_hash=password_hash, epoch=epoch)
     return redirect(STAGE_URLS[stage], 303)
 
 
@@ -241,18 +258,19 @@ def change_password() -> Any:
     attempt = web.attempt()
     s = db.writing_session()
     try:
-        stage, new_hash = _change(s, user, new, attempt, found.factors)
+        stage, new_hash, epoch = _change(s, user, new, attempt, found.factors)
     except passwords.PasswordRejected as err:
         return _change_page(user, str(err.detail), 400)
     except NoSlotError:
         return web.busy(_change_page(user, web.BUSY), "password change")
-    return continue_sign_in(s, found, stage, password_hash=new_hash)
+    return continue_sign_in(s, found, stage, password_hash=new_hash, epoch=epoch)
 
 
 def _change(
     s: Session, user: User, new: str, attempt: local.Attempt, proved: tuple[str, ...]
-) -> tuple[str, str]:
-    """Set the chosen password in one transaction: (the next stage, the new hash).
+) -> tuple[str, str, int]:
+    """Set the chosen password in one transaction: (the next stage, the new hash, the
+    account's ``session_epoch`` now: the change ended the sessions before it).
 
     ``PasswordRejected`` (the rule) or ``NoSlotError`` (no argon2 slot) change nothing;
     nor does an account locked or deactivated since the temporary password was proved
@@ -267,7 +285,8 @@ def _change(
         user = found_user
         refusal = status_refused(s, user, attempt)
         if refusal is None:
-            return _set_chosen(s, user, new, attempt, proved)
+            stage, new_hash = _set_chosen(s, user, new, attempt, proved)
+            return stage, new_hash, user.session_epoch or 0
     raise refusal
 
 

@@ -102,6 +102,11 @@ def refuse_two_clients(request: OAuth2Request) -> None:
         )
 
 
+# ``prompt_values_supported``: what a request's ``prompt`` may hold (and consent and
+# select_account, refused with their own errors above).
+PROMPTS = ("none", "login")
+
+
 class HonouredOnly:
     """What discovery does not offer is refused to the client (with its state: the
     redirect_uri is known good by then), before any sign-in, never silently ignored:
@@ -136,6 +141,13 @@ class HonouredOnly:
         if "select_account" in prompts:
             raise AccountSelectionRequiredError(
                 description="prompt=select_account is not supported: no account choice here."
+            )
+        unknown = [p for p in prompts if p not in PROMPTS]
+        if unknown:
+            # ``create`` (OIDC Initiating User Registration §4.1: invalid_request when not
+            # offered) and anything else discovery does not list: authlib would drop them.
+            raise InvalidRequestError(
+                f"prompt={unknown[0]} is not supported (supported: {', '.join(PROMPTS)})."
             )
 
 

@@ -249,10 +249,12 @@ def authorize() -> Any:
         return _login_redirect()
     client: OAuthClient = grant.client
     user = signed_in.user
-    reason = refusal_reason(user)
-    if reason is None and client.org_id is not None and client.org_id != user.org_id:
-        reason = WRONG_ORGANIZATION
+    # Another organization's client first: its answer says nothing of this organization's
+    # account (locked, no license, ...), nor does this organization's log name the client.
+    other_org = client.org_id is not None and client.org_id != user.org_id
+    reason = WRONG_ORGANIZATION if other_org else refusal_reason(user)
     if reason is not None:
+        refused_for = "a client of another organization" if other_org else client.name
         record_event(
             user.org_id,
             "oauth.authorize",
@@ -263,7 +265,7 @@ def authorize() -> Any:
             resource_type="User",
             resource_id=user.id,
             user_name=user.user_name,
-            detail=f"refused for {client.name}: {reason}",
+            detail=f"refused for {refused_for}: {reason}",
         )
         writer.commit()
         # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: the person may not sign in to this client.

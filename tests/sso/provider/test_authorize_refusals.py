@@ -1,0 +1,82 @@
+"""The authorization endpoint refuses what it does not honour and tells another organization's client nothing of the person's account. Each failed before its fix (found by a probe of the OIDC provider)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from scim_server.db import db
+from sso.provider.clients import create_client
+from tests.sso.provider.test_endpoints import (
+    REDIRECT,
+    authorize,
+    error_from,
+    pkce,
+    sign_in,
+)
+from tests.sso.provider.test_endpoints import app as app  # the provider's fixtures
+from tests.sso.provider.test_endpoints import person as person
+from tests.sso.provider.test_endpoints import product as product
+from tests.support import Scim
+
+SECOND = "https://product.example.com/other-callback"
+
+
+def _page(resp: Any) -> None:
+    """Refused on our page: never a redirect."""
+    assert resp.status_code == 400, (resp.status_code, resp.headers.get("Location"))
+    assert "Location" not in resp.headers
+
+
+# -- redirect_uri exact matching -----------------------------------------------------------
+
+
+@pytest.fixture
+def product2(app: Flask) -> tuple[str, str]:
+    with db.reader(app)() as s:
+        c, secret = create_client(s, "Product2", [REDIRECT, SECOND])
+    assert secret is not None
+    return c.client_id, secret
+
+
+ALLOWED_DESC = {chr(c) for c in range(0x20, 0x7F)} - {'"', "\\"}
+
+
+@pytest.mark.parametrize("prompt", ["create", "unknown-value"])
+def test_a_prompt_value_discovery_does_not_offer_is_refused(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    product: tuple[str, str],
+    person: dict,
+    prompt: str,
+) -> None:
+    """Discovery: prompt_values_supported ["none", "login"]; checks.HonouredOnly: "what
+    discovery does not offer is refused to the client ..., never silently ignored".
+    consent and select_account are refused; any other value (``create``, OIDC Initiating
+    User Registration §4.1: "SHOULD respond with ... invalid_request") issues a code."""
+    sign_in(app, client, scim.org_id, person["id"])
+    q = error_from(authorize(client, product[0], pkce()[1], prompt=prompt))
+    assert q["error"] == "invalid_request"
+
+
+def test_a_client_of_another_organization_learns_nothing_of_the_account(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, other_scim: Scim, person: dict
+) -> None:
+    """Cross-organization isolation: a client bound to globex, opened by an acme person whose
+    account holds no license, is told that acme's account holds no license (the status
+    checks come before the organization check in ``endpoints.authorize``) instead of only
+    "not available to this organization"."""
+    with db.reader(app)() as s:
+        bound, _ = create_client(s, "Globex portal", [REDIRECT], org_id=other_scim.org_id)
+    sign_in(app, client, scim.org_id, person["id"])
+    # the acme admin takes the license away; the person signs in again (a fresh session)
+    r = admin.put(f"/api/v1/users/{person['id']}/license", {"license": None})
+    assert r.status_code == 200
+    sign_in(app, client, scim.org_id, person["id"])
+    q = error_from(authorize(client, bound.client_id, pkce()[1]))
+    assert q["error"] == "access_denied"
+    assert q["error_description"] == "This application is not available to this organization."
