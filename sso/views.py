@@ -342,8 +342,11 @@ def welcome() -> Any:
     with s.begin():
         user = s.get(User, (found.org_id, found.user_id))
         vouched = speaks_for(s, found, user)
+        org_name = local_views.org_name_of(s, found.org_id)
     if user is None or not vouched:
         # Deactivated, locked, deleted, its password changed or signed out since: the
         # session no longer says who is signed in.
         return redirect("/sso/login", 303)
-    return pages.signed_in_page(user.user_name)
+    return local_web.page(
+        "signin/signed_in.html", user_name=user.login_name or user.user_name, org_name=org_name
+    )

@@ -94,7 +94,9 @@ def authenticate() -> Response | None:
         return _to_sign_in()
     g.console_person = who
     g.org_id = who.org_id
-    if not who.roles:
+    if not who.roles and request.endpoint != "console.sign_out":
+        # Signing out stays open to them: a session the console does not serve is theirs all
+        # the same (the applications they sign in to, on a shared computer).
         return render("console/error.html", status=403, reason="no_access")
     audit_web.begin(who.user_id, who.user_name, actor_type="console")
     # An upload view may take more than the app's request limit (its mark says how much).

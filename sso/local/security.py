@@ -36,7 +36,8 @@ from sso.local.views import (
     status_refused,
 )
 from sso.local.web import BadRequestError
-from sso.signin.session import SsoSession, current_session, speaks_for
+from sso.signin import pages
+from sso.signin.session import SsoSession, current_session, end_session, speaks_for
 
 NOTICES = {
     "totp": "Your authenticator app was added.",
@@ -76,6 +77,24 @@ def _signed_in(*, change: bool = False) -> tuple[SsoSession, User] | None:
 def _to_login() -> Any:
     """Sign in (again): a change to one's factors needs a recent sign-in."""
     return redirect("/sso/login?" + urlencode({"next": "/sso/security"}), 303)
+
+
+@bp.post("/sign-out")
+def sign_out() -> Any:
+    """Anyone signed in ends their session, on the server too (``end_session``: a copy of
+    the cookie, and the OIDC provider's codes and tokens issued in it, stop working), not
+    only console users: someone who signed in to an application on a shared computer."""
+    web.check_csrf(web.form().get("csrf"))
+    end_session(db.writing_session() if current_session() is not None else None)
+    return redirect("/sso/signed-out", 303)
+
+
+@bp.get("/signed-out")
+def signed_out() -> Any:
+    return pages.message_page(
+        "Signed out",
+        "You are signed out. To sign in again, go back to the sign-in page.",
+    )
 
 
 @bp.get("/security")

@@ -64,10 +64,6 @@ def unavailable_page() -> Page:
     )
 
 
-def signed_in_page(name: str) -> Page:
-    return message_page("Signed in", f"You are signed in as {name}.", back=None)
-
-
 def test_result_page(result: dict[str, Any]) -> Page:
     """Test mode: what the IdP sent and what the rules would make of it (nobody is created)."""
     return render_page(

@@ -180,3 +180,26 @@ def test_a_demanded_new_password_comes_after_the_second_factor_in_the_browser(
     page.click("form button[type=submit]")
     page.wait_for_url(f"{base}/sso/security")
     assert problems == []
+
+
+def test_signing_out_in_the_browser(server: tuple[str, Flask, Scim], browser: Any) -> None:
+    """Signed in (no console role), the welcome page says who and offers the sign-out; the
+    security page too; signing out lands on its page, and the welcome page then asks for a
+    sign-in."""
+    base, app, scim = server
+    login = f"sam-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _sign_in(page, base, login)
+    page.screenshot(path=str(SCREENSHOTS / "sso-security-sign-out.png"), full_page=True)
+    page.goto(f"{base}/sso/welcome")
+    assert login in page.inner_text("main")
+    page.screenshot(path=str(SCREENSHOTS / "sso-welcome.png"), full_page=True)
+    page.click("form.sign-out button")
+    assert page.url.endswith("/sso/signed-out")
+    assert "You are signed out" in page.inner_text("main")
+    page.screenshot(path=str(SCREENSHOTS / "sso-signed-out.png"), full_page=True)
+    page.goto(f"{base}/sso/welcome")
+    assert "/sso/login" in page.url
+    assert problems == []
