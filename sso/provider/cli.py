@@ -63,6 +63,22 @@ def client_list(env: CommandEnv) -> None:
             click.echo(f"{c.client_id}\t{c.name}\t{kind}\t{scope}\t{state}\t{uris}")
 
 
+@client_group.command("revoke")
+@click.argument("client_id")
+@click.option("--org", "org_ref", help="An organization's client (default: one of all).")
+@pass_env()
+def client_revoke(env: CommandEnv, client_id: str, org_ref: str | None) -> None:
+    """Revoke a client: it gets no new code or token. To replace a secret, register a new
+    client and revoke the old one once the product uses the new one."""
+    from sso.provider.clients import revoke_client
+
+    org_id = env.org_id(org_ref) if org_ref else None
+    actor = AuditContext(actor_type="cli", actor_name="scim-server oauth client revoke")
+    with env.session(write=True) as session, use_context(actor), domain_errors():
+        client = revoke_client(session, org_id, client_id)
+    click.echo(f"revoked: {client.client_id} ({client.name})")
+
+
 @oauth.group("keys")
 def keys_group() -> None:
     """id_token signing keys."""

@@ -145,20 +145,25 @@ def list_org_clients(session: Session, org_id: str) -> list[OAuthClient]:
     )
 
 
-def revoke_client(session: Session, org_id: str, client_id: str) -> OAuthClient:
-    """Stop an organization's client: no new codes or tokens (``server.query_client``)."""
+def revoke_client(session: Session, org_id: str | None, client_id: str) -> OAuthClient:
+    """Stop a client: no new codes or tokens (``server.query_client``). ``org_id``: an
+    organization's client (its log records it); None: a client of all organizations (the
+    product's own, registered by the operator without ``--org``; no organization's log
+    holds it, as none holds its creation)."""
     with session.begin():
         client = session.get(OAuthClient, client_id)
         if client is None or client.org_id != org_id:
-            raise NotFoundError(f"No client {client_id!r} in this organization.")
+            where = "in this organization" if org_id is not None else "of all organizations"
+            raise NotFoundError(f"No client {client_id!r} {where}.")
         if client.revoked_at is None:
             client.revoked_at = utcnow()
-            record(
-                session,
-                org_id,
-                "oauth.client_revoke",
-                resource_type="OAuthClient",
-                resource_id=client.client_id,
-                detail=client.name,
-            )
+            if org_id is not None:
+                record(
+                    session,
+                    org_id,
+                    "oauth.client_revoke",
+                    resource_type="OAuthClient",
+                    resource_id=client.client_id,
+                    detail=client.name,
+                )
     return client
