@@ -20,11 +20,10 @@ from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import AccessDeniedError
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from markupsafe import escape
-from werkzeug.wrappers import Response as BaseResponse
 
 from scim_server import request_inputs
 from scim_server.db import db
@@ -45,6 +44,7 @@ from sso.provider.keys import active_key, create_key, encryption_secret, publish
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
 from sso.signin.session import current_session, still_open
+from sso.signin.targets import MAX_NEXT
 
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger(__name__)
@@ -190,9 +190,21 @@ def _same_request(drop: tuple[str, ...] = ()) -> str:
     return request.path + ("?" + urlencode(args) if args else "")
 
 
-def _login_redirect() -> BaseResponse:
-    """To the SSO login, then back here, without what that sign-in satisfies."""
+def _login_redirect(redirect_uri: str) -> Any:
+    """To the SSO login, then back here, without what that sign-in satisfies. A request too
+    long to come back (``MAX_NEXT``: a sign-in carries it in its forms and its cookie) is
+    refused to the client now (``redirect_uri``: validated), not lost after the sign-in."""
     back = _same_request(drop=SATISFIED_BY_SIGN_IN)
+    if len(back) > MAX_NEXT:
+        return _to_client(
+            InvalidRequestError(
+                description=(
+                    f"The authorization request is too long to carry through the sign-in "
+                    f"(at most {MAX_NEXT} characters): send a shorter state or nonce."
+                ),
+                redirect_uri=redirect_uri,
+            )
+        )
     return redirect(f"{LOGIN_PATH}?{urlencode({'next': back})}")
 
 
@@ -246,7 +258,7 @@ def authorize() -> Any:
         log.warning("authorization request refused by an error authlib could not build")
         return _page(400, "Sign-in request refused", "The sign-in request is not valid.")
     if signed_in is None or grant.prompt == "login":
-        return _login_redirect()
+        return _login_redirect(grant.redirect_uri)
     client: OAuthClient = grant.client
     user = signed_in.user
     # Another organization's client first: its answer says nothing of this organization's

@@ -1,4 +1,6 @@
-"""The authorization endpoint refuses what it does not honour and tells another organization's client nothing of the person's account. Each failed before its fix (found by a probe of the OIDC provider)."""
+"""The authorization endpoint refuses what it does not honour and tells another organization's
+client nothing of the person's account. Each failed before its fix (found by a probe of the
+OIDC provider)."""
 
 from __future__ import annotations
 
@@ -80,3 +82,25 @@ def test_a_client_of_another_organization_learns_nothing_of_the_account(
     q = error_from(authorize(client, bound.client_id, pkce()[1]))
     assert q["error"] == "access_denied"
     assert q["error_description"] == "This application is not available to this organization."
+
+
+@pytest.mark.parametrize("state_len", [100, 1900])
+def test_a_request_too_long_to_come_back_from_the_sign_in_is_refused_to_the_client(
+    app: Flask, client: FlaskClient, scim: Scim, product: tuple[str, str], state_len: int
+) -> None:
+    """Without a session the request rides through the sign-in (its forms, its cookie) as
+    its ``next``, which holds 2,000 characters: a longer one was dropped there and the
+    person landed on the signed-in page, the client never hearing back. It is refused to
+    the client now, before the sign-in, with its state; a shorter one goes to the login."""
+    from urllib.parse import parse_qs, urlsplit
+
+    state = "s" * state_len
+    resp = authorize(client, product[0], pkce()[1], state=state)
+    where = urlsplit(resp.headers["Location"])
+    if state_len < 1000:
+        assert where.path == "/sso/login"
+        return
+    assert f"{where.scheme}://{where.netloc}{where.path}" == REDIRECT
+    answer = parse_qs(where.query)
+    assert answer["error"] == ["invalid_request"] and answer["state"] == [state]
+    assert "too long" in answer["error_description"][0]
