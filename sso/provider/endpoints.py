@@ -23,6 +23,9 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from markupsafe import escape
 
 from scim_server import request_inputs
@@ -208,6 +211,29 @@ def _login_redirect(redirect_uri: str) -> Any:
     return redirect(f"{LOGIN_PATH}?{urlencode({'next': back})}")
 
 
+def _hinted_subject(redirect_uri: str) -> str | None:
+    """The ``sub`` of the request's ``id_token_hint`` (an ID token this provider issued:
+    its signature checked against the published keys, its issuer ours; an expired one is
+    accepted, as OIDC Core §3.1.2.1 allows), or None without one. A hint that is not
+    ours: ``invalid_request``, to the validated ``redirect_uri``."""
+    hint = _params().get("id_token_hint")
+    if not hint:
+        return None
+    refused = InvalidRequestError(
+        description="id_token_hint is not an ID token this provider issued.",
+        redirect_uri=redirect_uri,
+    )
+    try:
+        keys = KeySet.import_key_set({"keys": published_keys(db.session, _grace())})
+        claims = jwt.decode(hint, keys, algorithms=["RS256"]).claims
+    except (JoseError, ValueError, TypeError):
+        raise refused from None
+    subject = claims.get("sub")
+    if claims.get("iss") != issuer() or not isinstance(subject, str) or not subject:
+        raise refused
+    return subject
+
+
 def _too_old(signed_in: SignedIn) -> bool:
     """OIDC Core §3.1.2.1 max_age: the sign-in is older than the client accepts. auth_time
     was written from the SSO clock (``sso.signin.session``): the same clock here."""
@@ -238,6 +264,16 @@ def authorize() -> Any:
     writer = db.writing_session()
     try:
         grant = server.get_consent_grant(end_user=signed_in)
+        hinted = _hinted_subject(grant.redirect_uri)
+        if signed_in is not None and hinted is not None and hinted != signed_in.user.id:
+            # OIDC Core §3.1.2.1 id_token_hint: the client expects that person, and another
+            # is signed in here: never a silent switch of accounts under the client.
+            if "none" in _params().get("prompt", "").split():
+                raise LoginRequiredError(
+                    description="Another person is signed in than the id_token_hint names.",
+                    redirect_uri=grant.redirect_uri,
+                )
+            grant.prompt = "login"
         if signed_in is not None and _too_old(signed_in) and grant.prompt != "login":
             if "none" in _params().get("prompt", "").split():
                 raise LoginRequiredError(

@@ -104,3 +104,39 @@ def test_a_request_too_long_to_come_back_from_the_sign_in_is_refused_to_the_clie
     answer = parse_qs(where.query)
     assert answer["error"] == ["invalid_request"] and answer["state"] == [state]
     assert "too long" in answer["error_description"][0]
+
+
+def test_an_id_token_hint_of_another_person_is_never_a_silent_switch(
+    app: Flask,
+    client: FlaskClient,
+    scim: Scim,
+    admin: Scim,
+    product: tuple[str, str],
+    person: dict,
+) -> None:
+    """OIDC Core §3.1.2.1: the hint was ignored, and a silent renewal (prompt=none) got a
+    code for whoever held the session. Now: another person signed in is login_required with
+    prompt=none, a new sign-in without it; the same person gets a code; a hint this
+    provider did not issue is invalid_request."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.sso.provider.test_endpoints import login_flow
+
+    other = scim.create_user("other@example.com")
+    hint = login_flow(app, client, product, person)["id_token"]
+    assert (
+        admin.put(f"/api/v1/users/{other['id']}/license", {"license": "Engineer"}).status_code
+        == 200
+    )
+    sign_in(app, client, scim.org_id, other["id"])
+    silent = authorize(client, product[0], pkce()[1], prompt="none", id_token_hint=hint)
+    answer = parse_qs(urlsplit(silent.headers["Location"]).query)
+    assert "code" not in answer and answer["error"] == ["login_required"]
+    again = authorize(client, product[0], pkce()[1], id_token_hint=hint)
+    assert urlsplit(again.headers["Location"]).path == "/sso/login"
+    forged = hint[:-4] + ("AAAA" if not hint.endswith("AAAA") else "BBBB")
+    bad = authorize(client, product[0], pkce()[1], id_token_hint=forged)
+    assert parse_qs(urlsplit(bad.headers["Location"]).query)["error"] == ["invalid_request"]
+    sign_in(app, client, scim.org_id, person["id"])
+    same = authorize(client, product[0], pkce()[1], prompt="none", id_token_hint=hint)
+    assert "code" in parse_qs(urlsplit(same.headers["Location"]).query)
