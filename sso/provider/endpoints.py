@@ -33,6 +33,7 @@ from scim_server.db import db
 from scim_server.models import User
 from scim_server.text import small_int
 from sso.extension import sso_extension
+from sso.local import web as local_web
 from sso.provider.claims import (
     CLAIMS_SUPPORTED,
     INACTIVE,
@@ -46,7 +47,7 @@ from sso.provider.cors import add_headers
 from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
-from sso.signin.session import current_session, still_open
+from sso.signin.session import current_session, end_session, still_open
 from sso.signin.targets import MAX_NEXT
 
 bp = Blueprint("oauth", __name__)
@@ -119,6 +120,7 @@ def discovery() -> Response:
         token_endpoint=f"{base}/oauth/token",
         userinfo_endpoint=f"{base}/oauth/userinfo",
         jwks_uri=f"{base}/oauth/jwks",
+        end_session_endpoint=f"{base}/oauth/logout",
         scopes_supported=SCOPES,
         response_types_supported=["code"],
         response_modes_supported=["query"],
@@ -211,27 +213,74 @@ def _login_redirect(redirect_uri: str) -> Any:
     return redirect(f"{LOGIN_PATH}?{urlencode({'next': back})}")
 
 
-def _hinted_subject(redirect_uri: str) -> str | None:
-    """The ``sub`` of the request's ``id_token_hint`` (an ID token this provider issued:
-    its signature checked against the published keys, its issuer ours; an expired one is
-    accepted, as OIDC Core §3.1.2.1 allows), or None without one. A hint that is not
-    ours: ``invalid_request``, to the validated ``redirect_uri``."""
+NOT_OURS = "id_token_hint is not an ID token this provider issued."
+
+
+def _hint_claims() -> dict[str, Any] | None:
+    """The claims of the request's ``id_token_hint``: an ID token this provider issued, its
+    signature checked against the published keys, its issuer ours, with a subject (an
+    expired one is accepted, as OIDC Core §3.1.2.1 and RP-Initiated Logout §2 allow).
+    None without one; ``ValueError`` for one that is not ours."""
     hint = _params().get("id_token_hint")
     if not hint:
         return None
-    refused = InvalidRequestError(
-        description="id_token_hint is not an ID token this provider issued.",
-        redirect_uri=redirect_uri,
-    )
     try:
         keys = KeySet.import_key_set({"keys": published_keys(db.session, _grace())})
-        claims = jwt.decode(hint, keys, algorithms=["RS256"]).claims
+        claims = dict(jwt.decode(hint, keys, algorithms=["RS256"]).claims)
     except (JoseError, ValueError, TypeError):
-        raise refused from None
+        raise ValueError(NOT_OURS) from None
     subject = claims.get("sub")
     if claims.get("iss") != issuer() or not isinstance(subject, str) or not subject:
-        raise refused
-    return subject
+        raise ValueError(NOT_OURS)
+    return claims
+
+
+def _hinted_subject(redirect_uri: str) -> str | None:
+    """The ``sub`` of the request's ``id_token_hint``, or None without one; a hint that is
+    not ours: ``invalid_request``, to the validated ``redirect_uri``."""
+    try:
+        claims = _hint_claims()
+    except ValueError:
+        raise InvalidRequestError(description=NOT_OURS, redirect_uri=redirect_uri) from None
+    return str(claims["sub"]) if claims is not None else None
+
+
+@bp.route("/oauth/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    """OpenID Connect RP-Initiated Logout 1.0 (``end_session_endpoint``): an application signs
+    its person out of this provider. With an ``id_token_hint`` naming the person signed in
+    (the application holds their ID token) the session ends at once, on the server; without
+    one, or naming someone else, the person is asked (a link another site planted must not
+    sign anyone out). Then back to ``post_logout_redirect_uri`` with ``state``, when it is
+    one of the client's registered redirect URIs (the client named by ``client_id`` or the
+    hint's audience), else to the signed-out page."""
+    try:
+        claims = _hint_claims()
+    except ValueError:
+        return _page(400, "Sign-out request refused", NOT_OURS)
+    back = _params().get("post_logout_redirect_uri") or None
+    if back is not None:
+        audience = claims.get("aud") if claims is not None else None
+        client_id = _params().get("client_id") or (
+            audience[0] if isinstance(audience, list) and audience else audience
+        )
+        client = db.session.get(OAuthClient, client_id) if isinstance(client_id, str) else None
+        if client is None or client.revoked_at is not None or back not in client.redirect_uris:
+            return _page(
+                400,
+                "Sign-out request refused",
+                "post_logout_redirect_uri is not a redirect URI registered for the client.",
+            )
+        state = _params().get("state")
+        if state:
+            back += ("&" if "?" in back else "?") + urlencode({"state": state})
+    found = current_session()
+    if found is not None and (claims is None or claims["sub"] != found.user_id):
+        user = db.session.get(User, (found.org_id, found.user_id))
+        name = (user.login_name or user.user_name) if user is not None else None
+        return local_web.page("signin/sign_out_confirm.html", user_name=name)
+    end_session(db.writing_session() if found is not None else None)
+    return redirect(back or "/sso/signed-out", 303)
 
 
 def _too_old(signed_in: SignedIn) -> bool:

@@ -203,3 +203,21 @@ def test_signing_out_in_the_browser(server: tuple[str, Flask, Scim], browser: An
     page.goto(f"{base}/sso/welcome")
     assert "/sso/login" in page.url
     assert problems == []
+
+
+def test_an_applications_sign_out_asks_in_the_browser(
+    server: tuple[str, Flask, Scim], browser: Any
+) -> None:
+    """``/oauth/logout`` without the person's ID token asks first; Sign out ends it."""
+    base, app, scim = server
+    login = f"ann-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _sign_in(page, base, login)
+    page.goto(f"{base}/oauth/logout")
+    assert "Sign out?" in page.inner_text("main") and login in page.inner_text("main")
+    page.screenshot(path=str(SCREENSHOTS / "sso-logout-confirm.png"), full_page=True)
+    page.click("form.sign-out button")
+    assert page.url.endswith("/sso/signed-out")
+    assert problems == []
