@@ -12,15 +12,16 @@ import logging
 from typing import Any
 
 from flask import Response, g, jsonify, request, stream_with_context
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from scim_server.admin.apidoc import Content, Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
 from scim_server.admin.common import MAX_INT, audited, instant
 from scim_server.audit import checkpoints, queries
 from scim_server.audit.export import export_lines
-from scim_server.audit.queries import EventFilter, event_to_dict
+from scim_server.audit.queries import EventFilter, PersonFilter, event_to_dict
 from scim_server.db import db
+from scim_server.services import user_lookup
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ class FilterArgs(Schema):
     user_name = fields.String(load_default=None, validate=validate.Length(max=512))
     external_id = fields.String(load_default=None, validate=validate.Length(max=512))
     request_id = fields.String(load_default=None, validate=validate.Length(max=128))
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_kw: Any) -> None:
+        since, until = data.get("since"), data.get("until")
+        if since is not None and until is not None and until <= since:
+            raise ValidationError("The end must be after the start.", "until")
 
 
 class SearchArgs(FilterArgs):
@@ -143,7 +150,15 @@ EXPORT = Content(("application/x-ndjson", "text/csv"))
 
 
 def _filter(args: dict[str, Any]) -> EventFilter:
-    return EventFilter(**{k: args[k] for k in EventFilter.__dataclass_fields__})
+    """The filter asked for. A userName is compared as the server compares userNames (case,
+    Unicode forms: the accounts so named now, as the console's search does), and also
+    exactly as each event kept it (the name of its time)."""
+    values = {k: args[k] for k in EventFilter.__dataclass_fields__}
+    if not values.get("user_name"):
+        return EventFilter(**values)
+    accounts = user_lookup.by_user_names(db.session, g.org_id, [values["user_name"]])
+    ids = tuple(sorted(account.id for account in accounts.values()))
+    return PersonFilter(**values, account_ids=ids or None)
 
 
 @bp.get("/audit")

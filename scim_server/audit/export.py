@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
+
 from scim_server.audit import chain, offline, queries, signing, statements
 from scim_server.audit.queries import EventFilter, event_to_dict
 from scim_server.db import utcnow
@@ -98,6 +100,10 @@ def _export_body(
         # it: from the head's base (genesis, or the last purged event) to the head itself,
         # without a gap. Links alone miss an event deleted outright, or the last few.
         whole = not flt.as_dict()
+        # A period's export (times alone) is a slice of the chain: an event missing inside
+        # it was deleted, unless it is there and only dated outside the period (times are
+        # taken before the head's lock: neighbours at a period's edge may be out of order).
+        period = not whole and set(flt.as_dict()) <= {"since", "until"}
         expected_seq, expected_prev = (head.base_seq + 1, head.base_hash) if head else (1, None)
         for event in queries.stream(session, org_id, flt, through=through):
             if chain.event_hash(event) != event.hash:
@@ -107,6 +113,13 @@ def _export_body(
                 raise Unverifiable(
                     expected_seq, f"event {expected_seq} is missing (next present is {event.seq})"
                 )
+            if period and span.count and event.seq > expected_seq:
+                missing = _absent(session, org_id, expected_seq, event.seq - 1)
+                if missing is not None:
+                    _check_not_purged(session, org_id, head)
+                    raise Unverifiable(
+                        missing, f"event {missing} is missing (next present is {event.seq})"
+                    )
             # The whole log's first event links to the base; any event to the one before it.
             follows = whole or (span.count and event.seq == expected_seq)
             if follows and event.prev_hash != expected_prev:
@@ -137,6 +150,10 @@ def _export_body(
             outside = queries.unvouched(session, org_id)
             if outside is not None:
                 raise Unverifiable(*outside)
+        elif head is not None:
+            # Filtered, the export read what matched: a purge committing meanwhile removed
+            # some of it unseen (on PostgreSQL each batch reads what committed before it).
+            _check_not_purged(session, org_id, head)
         manifest = _manifest(session, org_id, flt, fmt, span, head, read_at)
         signed = signer.sign(manifest)
         progress["manifest"] = True
@@ -171,6 +188,20 @@ class _Span:
 def _columns() -> list[str]:
     """A CSV export's header: every column of the log, in the table's order."""
     return [c.name for c in queries.AuditEvent.__table__.columns]
+
+
+def _absent(session: Any, org_id: str, first: int, last: int) -> int | None:
+    """The first seq from ``first`` to ``last`` with no event, or None: one count, and a
+    search only when one is missing (a period's gaps are rare: its edges)."""
+    in_range = (
+        queries.AuditEvent.org_id == org_id,
+        queries.AuditEvent.seq.between(first, last),
+    )
+    present = session.scalar(select(func.count()).select_from(queries.AuditEvent).where(*in_range))
+    if present == last - first + 1:
+        return None
+    seqs = set(session.scalars(select(queries.AuditEvent.seq).where(*in_range)))
+    return next(seq for seq in range(first, last + 1) if seq not in seqs)
 
 
 def _check_not_purged(session: Any, org_id: str, head: Any) -> None:

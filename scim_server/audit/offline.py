@@ -150,8 +150,12 @@ class PublicKey:
     valid_until: datetime | None = None
 
     def valid_at(self, when: datetime | None) -> bool:
-        """Made before the key was retired (``valid_from`` only says since when it is in use)."""
-        return when is None or self.valid_until is None or when <= self.valid_until
+        """Made before the key was retired (``valid_from`` only says since when it is in use).
+        A statement with no readable date is the current key's to vouch for, never a retired
+        one's: left out, the date would let a retired key sign anything."""
+        if self.valid_until is None:
+            return True
+        return when is not None and when <= self.valid_until
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -633,6 +637,15 @@ def verify_export(
     ``raw``: the export's bytes, or a binary file open on it (read as a stream: what is held
     is a line, the manifest, and the hashes the checkpoints name)."""
     export = Export(raw)
+    export.file.seek(0)
+    if export.file.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+        # The server writes none: an editor or a spreadsheet saved the file again. Said as
+        # such, not as the header or first line it makes unreadable.
+        return Report().fail(
+            None,
+            "the file starts with a byte order mark (U+FEFF), which the server never writes: "
+            "it was saved again by another program; verify the file as downloaded",
+        )
     try:
         trailer = export.open()
     except UnicodeDecodeError:

@@ -99,7 +99,8 @@ def in_log(org_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     head row (``verify``: the chain head is missing) nothing bounds the events: they are
     shown, unverified."""
     head_seq = select(AuditHead.seq).where(AuditHead.org_id == org_id).scalar_subquery()
-    return AuditEvent.org_id == org_id, AuditEvent.seq <= func.coalesce(head_seq, MAX_INT)
+    # From 1 (a log's first event) up: a row numbered below it was written outside the log.
+    return AuditEvent.org_id == org_id, AuditEvent.seq.between(1, func.coalesce(head_seq, MAX_INT))
 
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
@@ -262,6 +263,9 @@ _ENDS = select(
     select(func.min(AuditCheckpoint.seq))
     .where(AuditCheckpoint.org_id == bindparam("org_id"))
     .scalar_subquery(),
+    select(func.min(AuditEvent.seq))
+    .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.seq < 1)
+    .scalar_subquery(),
 )
 
 
@@ -279,11 +283,17 @@ def unvouched(session: Session, org_id: str) -> tuple[int, str] | None:
     two statements (the head, then the events beyond it) a write committing in between
     would look like a forged event.
     """
-    head_seq, beyond, checkpoint = session.execute(_ENDS, {"org_id": org_id}).one()
+    head_seq, beyond, checkpoint, below = session.execute(_ENDS, {"org_id": org_id}).one()
+    if below is not None:
+        return below, (
+            f"event {below} is numbered before the log's first (1): written outside the log"
+        )
     if head_seq is None:
         first = beyond if beyond is not None else checkpoint
         if first is None:
-            return None  # no log at all
+            # Not even its ``organization.create`` event: the log was wiped (events, head and
+            # checkpoints deleted), which a log of no events at all would hide.
+            return 1, "the log is gone: no event, no chain head, no checkpoint (wiped)"
         return first, (
             "chain head missing: the log has events but its signed head row is gone (deleted)"
         )
@@ -364,6 +374,48 @@ def _walk(
     """Walk the chain from its base to ``head_row``: the first fault (seq, reason), or None.
     The markers of heads found not signed (``audit.head_unsigned``) no acceptance settled
     yet are added to ``unsettled``; those settled, to ``result.problems``."""
+    walked = _Walked(head_row.base_seq + 1)
+    try:
+        return _walk_events(session, org_id, head_row, result, unsettled, walked)
+    except (ValueError, TypeError, OverflowError):
+        # A row whose stored value no column type reads back (SQLite keeps whatever was
+        # written: a time that is no time, changes that are no JSON): edited outside the
+        # server, named as the first event the walk could not read, never a server error.
+        walked.seq = _first_unreadable(session, org_id, walked.seq, head_row.seq)
+        return walked.seq, (
+            f"event {walked.seq} cannot be read: a stored value is not one the server writes "
+            "(edited)"
+        )
+
+
+def _first_unreadable(session: Session, org_id: str, start: int, through: int) -> int:
+    """The first event from ``start`` that cannot be read (its batch failed as a whole):
+    one read per event, from the batch's start, only once a batch failed."""
+    for seq in range(start, through + 1):
+        try:
+            session.execute(
+                select(AuditEvent).where(AuditEvent.org_id == org_id, AuditEvent.seq == seq)
+            ).all()
+        except (ValueError, TypeError, OverflowError):
+            return seq
+    return start
+
+
+@dataclass
+class _Walked:
+    """Where the walk is: the next event it expects."""
+
+    seq: int
+
+
+def _walk_events(
+    session: Session,
+    org_id: str,
+    head_row: AuditHead,
+    result: Verification,
+    unsettled: list[AuditEvent],
+    walked: _Walked,
+) -> tuple[int, str] | None:
     expected_seq = head_row.base_seq + 1
     prev_hash = head_row.base_hash
     # The chain up to the head read above: on PostgreSQL each statement below sees what
@@ -396,6 +448,7 @@ def _walk(
             unsettled.clear()
         prev_hash = event.hash
         expected_seq += 1
+        walked.seq = expected_seq
         result.checked += 1
         result.last_seq = event.seq
     if expected_seq - 1 != head_row.seq or prev_hash != head_row.hash:

@@ -464,6 +464,9 @@ def _head(session: Session, org_id: str) -> Head:
     return head
 
 
+_GENESIS = "audit_genesis_orgs"
+
+
 def _make_head(session: Session, connection: Connection, org_id: str) -> bool:
     """Insert the organization's head row (unless a concurrent write just did): at genesis,
     signed, before its first event. A log that has events and no head row lost it (deleted
@@ -474,7 +477,19 @@ def _make_head(session: Session, connection: Connection, org_id: str) -> bool:
     the server cannot. True when this made such a head."""
     genesis = chain.genesis_hash(org_id)
     last = connection.execute(_LAST_EVENT, {"org_id": org_id}).first()
-    if last is None:
+    if last is None and org_id not in session.info.get(_GENESIS, ()):
+        # No event and no head, and this write is not the organization's creation (its log
+        # starts with ``organization.create``): the log was wiped. A head at genesis, not
+        # signed: the write marks it as a deleted head is marked, and verify says so.
+        values = {
+            "org_id": org_id,
+            "seq": 0,
+            "hash": genesis,
+            "base_seq": 0,
+            "base_hash": genesis,
+            "signature": "",
+        }
+    elif last is None:
         key = chain.signing_key(session)
         values = {
             "org_id": org_id,
@@ -496,7 +511,7 @@ def _make_head(session: Session, connection: Connection, org_id: str) -> bool:
         }
     insert = insert_for(connection.dialect.name)(AuditHead).values(values)
     made = connection.execute(insert.on_conflict_do_nothing().returning(AuditHead.org_id))
-    return made.first() is not None and last is not None
+    return made.first() is not None and not values["signature"]
 
 
 def _over_unsigned(connection: Connection, head: Head) -> Recorded:
@@ -650,6 +665,10 @@ def flush(session: Session, rider: Rider | None = None, *, last: bool = False) -
     if current.nested:
         written = session.info.setdefault(_IN_SAVEPOINT, [])
         written += [(t, current, recorded) for t, recorded in noted]
+    # The organizations whose log this transaction starts (``_make_head``: a signed genesis).
+    session.info[_GENESIS] = {
+        org_id for org_id, events in by_org.items() if events[0].action == "organization.create"
+    }
     key = chain.signing_key(session)
     connection = session.connection()
     combined = connection.dialect.name == "postgresql"

@@ -7,6 +7,7 @@ Reports and charts are in ``console.reports``.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ def read_filter(args: Any) -> tuple[EventFilter, filters.Form]:
     flt = EventFilter(since=since, until=until, action=action, outcome=outcome, actor=actor)
     if user:
         # A user id (what timelines link by) or a userName (what people type).
-        if len(user) == 36 and user.count("-") == 4:
+        if _is_id(user):
             flt = EventFilter(**{**flt.__dict__, "resource_id": user})
         else:
             # An event keeps the userName of its time: the person's events from before a
@@ -175,3 +176,11 @@ def default_period(args: Any, form: filters.Form) -> tuple[datetime, datetime]:
     filters.check_range(since, until, form)
     until = until or now
     return since or until - timedelta(days=7), until
+
+
+def _is_id(text: str) -> bool:
+    """An account's id (a UUID), not a userName that merely has its length and dashes."""
+    try:
+        return len(text) == 36 and str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
