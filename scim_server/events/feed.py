@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.events.types import TYPES
-from scim_server.models import Event
+from scim_server.models import Event, Organization
 
 NOW = "now"
 
@@ -130,10 +130,40 @@ def find_event(session: Session, org_id: str, event_id: str) -> Event | None:
     return session.scalar(select(Event).where(Event.org_id == org_id, Event.id == event_id))
 
 
+# How far an event's time may run behind a later position's: a write's time is taken when
+# it records, its position at its commit, so a transaction that commits later than another
+# recorded earlier. Far more than a write transaction lasts.
+OUT_OF_ORDER = timedelta(hours=1)
+
+
 def purge(session: Session, now: datetime, retention: timedelta) -> int:
-    """Delete events older than retention, keeping each organization's newest (its position)."""
-    newer = aliased(Event)
-    newest = select(func.max(newer.position)).where(newer.org_id == Event.org_id).scalar_subquery()
-    stmt = delete(Event).where(Event.occurred_at < now - retention, Event.position < newest)
-    result = session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0)
+    """Delete the events older than retention: per organization, the positions before the
+    first one it keeps, never a hole among them (a reader after an earlier position would
+    skip one unseen, with no 410). The first kept is the lowest position dated at or after
+    the cutoff (its neighbours' dates may be out of order by ``OUT_OF_ORDER`` at most), and
+    the organization's newest is always kept (its position)."""
+    cutoff = now - retention
+    deleted = 0
+    for org_id in session.scalars(select(Organization.id).order_by(Organization.id)):
+        of_org = Event.org_id == org_id
+        oldest = session.scalar(select(func.min(Event.occurred_at)).where(of_org))
+        if oldest is None or oldest >= cutoff:
+            continue  # nothing past retention (one seek of the (org_id, occurred_at) index)
+        newest = session.scalar(select(func.max(Event.position)).where(of_org))
+        assert newest is not None  # it has events (``oldest``)
+        first_kept = session.scalar(
+            select(func.min(Event.position)).where(
+                of_org, Event.occurred_at >= cutoff, Event.occurred_at < cutoff + OUT_OF_ORDER
+            )
+        )
+        if first_kept is None:  # nothing in the hour after the cutoff: the next dated one
+            first_kept = session.scalar(
+                select(Event.position)
+                .where(of_org, Event.occurred_at >= cutoff)
+                .order_by(Event.occurred_at)
+                .limit(1)
+            )
+        bound = newest if first_kept is None else min(first_kept, newest)
+        result = session.execute(delete(Event).where(of_org, Event.position < bound))
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted

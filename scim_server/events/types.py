@@ -138,6 +138,8 @@ def derive(
     if action in ("sso.connection.create", "sso.connection.update"):
         enabled = changes.get("enabled")
         if action == "sso.connection.create":
+            if isinstance(enabled, dict) and not enabled.get("after"):
+                return []  # made disabled: nothing is activated (its enabling will say so)
             return [Derived("connection.activated", "Connection", resource_id, changes)]
         if isinstance(enabled, dict) and enabled.get("before") != enabled.get("after"):
             kind = "connection.activated" if enabled.get("after") else "connection.deactivated"

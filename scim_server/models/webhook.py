@@ -3,10 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scim_server.db import Base, JSONDoc, UTCDateTime, utcnow
+
+# A delivery still to send (the partial index's words, as the worker's claim says them).
+PENDING = "state = 'pending'"
 
 
 class WebhookSubscription(Base):
@@ -75,6 +78,15 @@ class WebhookDelivery(Base):
             "id",
         ),
         Index("ix_webhook_deliveries_org_id_subscription_id", "org_id", "subscription_id", "id"),
+        # The worker takes organizations in turn (``webhook_delivery.due_orgs``): each one's
+        # pending deliveries in order, not the log of what went.
+        Index(
+            "ix_webhook_deliveries_pending_org_id_next_attempt_at",
+            "org_id",
+            "next_attempt_at",
+            postgresql_where=text(PENDING),
+            sqlite_where=text(PENDING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased, object_session, sessionmaker
 
 from scim_server import jsonfast
@@ -47,7 +47,7 @@ from scim_server.db import DATABASE_UNAVAILABLE
 from scim_server.events import feed
 from scim_server.models import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from scim_server.sealing import SealedSecretError
-from scim_server.services import leases, webhook_secrets, webhooks
+from scim_server.services import leases, mail, webhook_secrets, webhooks
 from scim_server.webhook_http import Answer, OutboundPolicy, post, printable, signed_headers
 
 log = logging.getLogger(__name__)
@@ -146,13 +146,42 @@ def claim_deliveries(
         message = _message(session, delivery) if sub is not None else None
         loaded[delivery.id] = (sub, message, lost)
 
+    # Leases run out first (a worker died mid-batch), then the organizations in turn: an
+    # equal share of the batch each, the one whose oldest due delivery waited longest
+    # first, so one organization's receiver that never answers (each attempt its whole
+    # timeout) holds back no other's webhooks (as mail and credentials sends do).
+    base: Any = due_statement(now)
     rows: list[WebhookDelivery] = leases.claim_many(
-        factory,
-        due_statement(now),  # type: ignore[arg-type]
-        take,
-        limit,
+        factory, base.where(WebhookDelivery.state == "sending"), take, limit
     )
+    orgs = due_orgs(factory, now)
+    share = max(1, -(-(limit - len(rows)) // max(1, len(orgs))))
+    for org_id in orgs:
+        if len(rows) >= limit:
+            break
+        wanted = min(share, limit - len(rows))
+        rows += leases.claim_many(
+            factory,
+            base.where(WebhookDelivery.org_id == org_id, WebhookDelivery.state == "pending"),
+            take,
+            wanted,
+        )
     return [Claimed(d, *loaded[d.id]) for d in rows]
+
+
+def _pending(columns: Any) -> Any:
+    """A delivery still to send, in the words of the partial index (a literal: a parameter
+    would keep SQLite, and PostgreSQL's generic plans, from using it)."""
+    return columns.state == literal_column("'pending'")
+
+
+def due_orgs(factory: sessionmaker[Session], now: datetime) -> list[str]:
+    """The organizations with a pending delivery due, the one whose oldest waited longest
+    first (on ``ix_webhook_deliveries_pending_org_id_next_attempt_at``)."""
+    with factory() as session:
+        return leases.orgs_in_turn(
+            session, WebhookDelivery.__table__, _pending, "next_attempt_at", now
+        )
 
 
 def deliver_due(
@@ -187,6 +216,51 @@ def deliver_due(
     return handled
 
 
+GAP_TYPE = "webhook.gap"
+
+
+def gap_text(first: int, last: int) -> str:
+    """What was lost and how to recover, for the delivery log and the mail."""
+    span = f"event {first} was" if first == last else f"events {first} to {last} were"
+    return (
+        f"{span} deleted by event retention (SCIM_EVENTS_RETENTION_DAYS) before this "
+        "webhook sent them (it was disabled, or behind): they cannot be sent or replayed. "
+        "Resync your product from the current state (GET /api/v1/users, GET /scim/v2/Groups), "
+        f"then rely on the events after {last}, which follow as usual"
+    )
+
+
+def announce_gap(
+    session: Session, sub: WebhookSubscription, first: int, last: int, base_url: str
+) -> str:
+    """Events ``first`` to ``last`` will never reach ``sub``: a ``webhook.gap`` audit event
+    and a mail to its alert address, in the caller's transaction. Found at fan-out (never
+    made into deliveries) or at a delivery whose event retention deleted meanwhile (its
+    receiver down, or the webhook disabled, that long). Returns the text said."""
+    text = gap_text(first, last)
+    record(
+        session,
+        sub.org_id,
+        GAP_TYPE,
+        outcome="failure",
+        resource_type="Webhook",
+        resource_id=sub.id,
+        detail=f"{sub.url}: {text}"[:2000],
+        changes={"missed": {"from": first, "to": last}, "resumed_at": last + 1},
+    )
+    log.warning("webhook %s (%s): %s", sub.id, sub.url, text)
+    if sub.alert_email:
+        context = {"login_url": mail.login_url(base_url), "webhook_url": sub.url, "reason": text}
+        mail.queue_mail(session, sub.org_id, "webhook_gap", sub.alert_email, context)
+    return text
+
+
+def _kept(body: str) -> str:
+    """The first ``RESPONSE_KEPT`` bytes of a response (UTF-8; a character cut at the end
+    dropped), as README says: characters would keep up to four times as many bytes."""
+    return body.encode("utf-8")[:RESPONSE_KEPT].decode("utf-8", "ignore")
+
+
 def _recorded_attempts(session: Session, delivery_id: int) -> int:
     stmt = select(func.count()).select_from(WebhookAttempt)
     return int(session.scalar(stmt.where(WebhookAttempt.delivery_id == delivery_id)) or 0)
@@ -214,6 +288,7 @@ class Outcome:
     answer: Answer | None
     error: str | None
     give_up: bool = False
+    purged: bool = False  # its event was deleted by retention first: a gap (``announce_gap``)
 
 
 def send(
@@ -224,9 +299,10 @@ def send(
 ) -> Outcome:
     """POST one claimed delivery, signed; no database work."""
     delivery, sub, message = claimed.delivery, claimed.subscription, claimed.message
-    if sub is None or message is None:
-        why = "the subscription was deleted" if sub is None else "the event is past retention"
-        return Outcome(None, why, give_up=True)
+    if sub is None:
+        return Outcome(None, "the subscription was deleted", give_up=True)
+    if message is None:
+        return Outcome(None, "the event is past retention", give_up=True, purged=True)
     if claimed.lost_leases >= MAX_LOST_LEASES:
         why = f"its workers stopped before recording {claimed.lost_leases} attempts"
         log.warning("webhook delivery %s given up: %s", delivery.id, why)
@@ -324,7 +400,7 @@ def _record(
             at=now,
             status=status,
             latency_ms=answer.latency_ms if answer is not None else 0,
-            response=answer.body[:RESPONSE_KEPT] if answer is not None else None,
+            response=_kept(answer.body) if answer is not None else None,
             error=error,
         )
     )
@@ -356,6 +432,10 @@ def _record(
         delivery.next_attempt_at = now + _retry_delay(delivery.attempts, answer)
     if sub is not None and not outcome.give_up:
         _note_failure(session, sub, now, base_url)
+    if sub is not None and outcome.purged and delivery.position is not None:
+        # Retention deleted its event while the receiver was down (or the webhook off) that
+        # long: a gap, said as the fan-out says one.
+        announce_gap(session, sub, delivery.position, delivery.position, base_url)
     return delivery.state
 
 

@@ -30,15 +30,18 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from scim_server.audit import AuditContext, record, use_context
+from scim_server.audit import AuditContext, use_context
 from scim_server.models import Event, WebhookDelivery, WebhookSubscription
-from scim_server.services import mail, webhooks
-from scim_server.services.webhook_delivery import DEFAULT_BASE_URL
+from scim_server.services import webhooks
+from scim_server.services.webhook_delivery import (
+    DEFAULT_BASE_URL,
+    GAP_TYPE,
+    announce_gap,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-GAP_TYPE = "webhook.gap"
 _CONTEXT = AuditContext(actor_type="system", actor_name="scim-server worker")
 
 
@@ -89,37 +92,17 @@ def fan_out_one(
         return len(rows)
 
 
-def gap_text(first: int, last: int) -> str:
-    """What was lost and how to recover, for the delivery log and the mail."""
-    span = f"event {first} was" if first == last else f"events {first} to {last} were"
-    return (
-        f"{span} deleted by event retention (SCIM_EVENTS_RETENTION_DAYS) before this "
-        "webhook sent them (it was disabled, or behind): they cannot be sent or replayed. "
-        "Resync your product from the current state (GET /api/v1/users, GET /scim/v2/Groups), "
-        f"then rely on the events after {last}, which follow as usual"
-    )
-
-
 def _record_gap(
     session: Session, sub: WebhookSubscription, last: int, now: datetime, base_url: str
 ) -> None:
-    """Positions ``sub.fanned_position + 1`` to ``last`` are gone: say so where an admin
-    looks (audit, the delivery log, the alert address), in the fan-out's transaction.
+    """Positions ``sub.fanned_position + 1`` to ``last`` are gone: said where an admin looks
+    (``webhook_delivery.announce_gap``: audit, the alert address), and in the delivery log,
+    in the fan-out's transaction.
 
     The log entry is a delivery born failed (no attempt, never claimed: ``due_statement``
     takes pending ones) about no event, so the log's purge ages it out like the others."""
     first = sub.fanned_position + 1
-    text = gap_text(first, last)
-    record(
-        session,
-        sub.org_id,
-        GAP_TYPE,
-        outcome="failure",
-        resource_type="Webhook",
-        resource_id=sub.id,
-        detail=f"{sub.url}: {text}"[:2000],
-        changes={"missed": {"from": first, "to": last}, "resumed_at": last + 1},
-    )
+    text = announce_gap(session, sub, first, last, base_url)
     session.execute(
         insert(WebhookDelivery),
         [
@@ -138,10 +121,6 @@ def _record_gap(
             }
         ],
     )
-    log.warning("webhook %s (%s): %s", sub.id, sub.url, text)
-    if sub.alert_email:
-        context = {"login_url": mail.login_url(base_url), "webhook_url": sub.url, "reason": text}
-        mail.queue_mail(session, sub.org_id, "webhook_gap", sub.alert_email, context)
 
 
 def fan_out_due(

@@ -114,7 +114,7 @@ def test_no_gap_when_nothing_it_had_not_sent_was_purged(app, scim, admin):
 
 def test_gap_text_names_one_event_or_a_range():
     """One missed event, or a range; both say they cannot be replayed and how to resync."""
-    from scim_server.services.webhook_fanout import gap_text
+    from scim_server.services.webhook_delivery import gap_text
 
     assert gap_text(7, 7).startswith("event 7 was deleted")
     assert gap_text(1, 3).startswith("events 1 to 3 were deleted")
