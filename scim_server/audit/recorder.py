@@ -477,38 +477,24 @@ def _make_head(session: Session, connection: Connection, org_id: str) -> bool:
     the server cannot. True when this made such a head."""
     genesis = chain.genesis_hash(org_id)
     last = connection.execute(_LAST_EVENT, {"org_id": org_id}).first()
-    if last is None and org_id not in session.info.get(_GENESIS, ()):
-        # No event and no head, and this write is not the organization's creation (its log
-        # starts with ``organization.create``): the log was wiped. A head at genesis, not
-        # signed: the write marks it as a deleted head is marked, and verify says so.
-        values = {
-            "org_id": org_id,
-            "seq": 0,
-            "hash": genesis,
-            "base_seq": 0,
-            "base_hash": genesis,
-            "signature": "",
-        }
-    elif last is None:
-        key = chain.signing_key(session)
-        values = {
-            "org_id": org_id,
-            "seq": 0,
-            "hash": genesis,
-            "base_seq": 0,
-            "base_hash": genesis,
-            "signature": chain.head_signature(key, org_id, 0, genesis, 0, genesis),
-        }
+    if last is None:
+        values = {"seq": 0, "hash": genesis, "base_seq": 0, "base_hash": genesis, "signature": ""}
+        if org_id in session.info.get(_GENESIS, ()):
+            key = chain.signing_key(session)
+            values["signature"] = chain.head_signature(key, org_id, 0, genesis, 0, genesis)
+        # Else no event and no head, and this write is not the organization's creation (its
+        # log starts with ``organization.create``): the log was wiped. A head at genesis,
+        # not signed: the write marks it as a deleted head is marked, and verify says so.
     else:
         first = connection.execute(_FIRST_EVENT, {"org_id": org_id}).one()
         values = {
-            "org_id": org_id,
             "seq": last.seq,
             "hash": last.hash,
             "base_seq": first.seq - 1,
             "base_hash": first.prev_hash,
             "signature": "",
         }
+    values["org_id"] = org_id
     insert = insert_for(connection.dialect.name)(AuditHead).values(values)
     made = connection.execute(insert.on_conflict_do_nothing().returning(AuditHead.org_id))
     return made.first() is not None and not values["signature"]
