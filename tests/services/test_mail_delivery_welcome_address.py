@@ -225,7 +225,8 @@ def test_an_organization_gone_sso_only_gets_no_new_welcome(app, scim, admin, smt
     sso_only = "the organization signs in through single sign-on only"
     assert (mail.state, mail.last_error) == ("cancelled", sso_only)
     assert events(admin, resource_id=user_id, action="user.credentials.welcome") == [
-        e for e in events(admin, resource_id=user_id, action="user.credentials.welcome")
+        e
+        for e in events(admin, resource_id=user_id, action="user.credentials.welcome")
         if not _by_worker(e)
     ]
     (cancelled,) = events(admin, action="mail.cancelled")
