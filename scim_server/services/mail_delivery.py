@@ -365,7 +365,7 @@ def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None
         return "the organization signs in through single sign-on only"
     # A reset link replaces earlier reset links only: whatever else a reset ended (an
     # admin's removes the password and the activation link) is a dead secret, below.
-    replacing = outbox.CREDENTIAL_KINDS
+    replacing: tuple[str, ...] = outbox.CREDENTIAL_KINDS
     if mail.kind != "reset_link":
         replacing = tuple(k for k in replacing if k != "reset_link")
     newer = session.scalar(
