@@ -291,7 +291,7 @@ def deliver_reset_link(
     # but the earlier reset link: the welcome or an admin's mail still waiting holds
     # credentials that still work, and is not a stranger's to stop. An admin's reset
     # removed the password first (``reset_password``): everything waiting goes.
-    replaces = mail.CREDENTIAL_KINDS if by_admin else ("reset_link",)
+    replaces = mail.CREDENTIAL_KINDS if by_admin else mail.replaced_by("reset_link")
     outbox = _queue(session, user, "reset_link", address, context, reason, replaces)
     return _recorded(
         session, user, reason, outbox.id, "reset_link", address, "reset_link", for_admin

@@ -86,8 +86,7 @@ def record_failure(
     if row is None:
         row = AccountLockout(org_id=user.org_id, user_id=user.id, failures=[], locks=0)
         session.add(row)
-    since = now - policy.window
-    kept = [f for f in (row.failures or []) if datetime.fromisoformat(f[1]) > since]
+    kept = _recent(row, policy, now)
     if any(f[0] == attempt for f in kept):
         row.failures = kept  # the same wrong password again: it counted already
         return None
@@ -118,9 +117,13 @@ def guessed_too_often(session: Session, user: User, policy: LockoutPolicy, now: 
     row = _row(session, user)
     if row is None or policy.threshold <= 0:
         return False
+    return len(_recent(row, policy, now)) >= policy.threshold
+
+
+def _recent(row: AccountLockout, policy: LockoutPolicy, now: datetime) -> list[list[str]]:
+    """The row's wrong attempts within the policy's window ([attempt hash, ISO time])."""
     since = now - policy.window
-    recent = [f for f in (row.failures or []) if datetime.fromisoformat(f[1]) > since]
-    return len(recent) >= policy.threshold
+    return [f for f in (row.failures or []) if datetime.fromisoformat(f[1]) > since]
 
 
 def clear(session: Session, user: User) -> bool:

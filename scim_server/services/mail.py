@@ -46,6 +46,21 @@ CREDENTIAL_KINDS = ("welcome", "activation_link", "reset_link", "resend", "passw
 # The kinds that carry a temporary password, and those that carry a link (by its purpose).
 PASSWORD_KINDS = ("welcome", "resend", "password_reset")
 LINK_KINDS = {"activation_link": "activation", "reset_link": "reset"}
+
+
+def replaced_by(kind: str) -> tuple[str, ...]:
+    """The credentials mail a newer one of ``kind`` replaces (cancelled while it waits, not
+    sent if it is being sent): a reset link replaces earlier reset links only, since the
+    person's own request leaves every password and other link working (whatever else an
+    admin's reset ends, the worker finds dead: ``mail_delivery``); any other, every one."""
+    return ("reset_link",) if kind == "reset_link" else CREDENTIAL_KINDS
+
+
+def replacing(kind: str) -> tuple[str, ...]:
+    """The kinds whose newer mail replaces a mail of ``kind`` (``replaced_by`` read back)."""
+    return tuple(k for k in CREDENTIAL_KINDS if kind in replaced_by(k))
+
+
 # cancelled: not sent on purpose (the account left or was locked, newer credentials replaced
 # it, its address changed, its password or link no longer works).
 STATES = ("queued", "sending", "sent", "failed", "abandoned", "cancelled")

@@ -363,18 +363,15 @@ def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None
     ):
         # Single sign-on only since it was queued: a password or link it would not sign in with.
         return "the organization signs in through single sign-on only"
-    # A reset link replaces earlier reset links only: whatever else a reset ended (an
-    # admin's removes the password and the activation link) is a dead secret, below.
-    replacing: tuple[str, ...] = outbox.CREDENTIAL_KINDS
-    if mail.kind != "reset_link":
-        replacing = tuple(k for k in replacing if k != "reset_link")
+    # Whatever else a reset ended (an admin's removes the password and the activation
+    # link) is a dead secret, below.
     newer = session.scalar(
         select(MailOutbox.id)
         .where(
             MailOutbox.org_id == mail.org_id,
             MailOutbox.created_at > mail.created_at,
             MailOutbox.user_id == mail.user_id,
-            MailOutbox.kind.in_(replacing),
+            MailOutbox.kind.in_(outbox.replacing(mail.kind)),
         )
         .limit(1)
     )
