@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
-
 from scim_server.db import db
 from scim_server.models import MailOutbox, User
+from tests.services.test_mail_delivery_welcome_address import _mails
 from tests.support import SmtpRecorder, free_port
 from tests.support.admin_api import ok
 from tests.support.credentials import (
@@ -24,17 +23,6 @@ OWN = "Original-pass-phrase-31"
 NEW = "Saffron-glacier-window-64"
 # A display name as a hostile IdP or admin may store it.
 EVIL_NAME = "<b>Eve</b>\r\nBcc: mallory@evil.example\r\n\r\nYour password expired: https://evil.example/login"
-
-
-def _mails(app, org_id: str) -> list[MailOutbox]:
-    with db.reader(app)() as session:
-        return list(
-            session.scalars(
-                select(MailOutbox)
-                .where(MailOutbox.org_id == org_id)
-                .order_by(MailOutbox.created_at, MailOutbox.id)
-            )
-        )
 
 
 def _forgot(client, identifier: str, ip: str = "10.0.0.1", **kw):

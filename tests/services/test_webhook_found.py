@@ -4,11 +4,9 @@ failed before its fix (found by a probe of the webhooks)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sqlalchemy import select
@@ -27,37 +25,6 @@ def feed(admin: Scim, **params: Any) -> list[dict]:
 
 
 # --- Events content -------------------------------------------------------------------
-
-
-@contextmanager
-def answering(body: bytes, status: int = 200) -> Iterator[str]:
-    """A receiver on 127.0.0.1 answering every POST with ``body``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-def _last_user_state(admin: Scim, user_id: str) -> tuple[str, Any]:
-    mine = [e for e in feed(admin) if e["data"]["resource"]["id"] == user_id]
-    return mine[-1]["type"], mine[-1]["data"]["state"]
 
 
 @contextmanager
@@ -108,8 +75,8 @@ def test_pending_deliveries_purged_while_disabled_are_a_visible_gap(app, scim, a
 
 def test_the_log_keeps_the_first_1000_bytes_of_a_response(app, scim, admin):
     """README: the log has "the first 1,000 bytes of each response"."""
-    with answering("é".encode() * 1500) as url:
-        sub = subscribe(admin, url)
+    with webhook_receiver(200, body="é".encode() * 1500) as receiver:
+        sub = subscribe(admin, receiver.url)
         person(scim, "ann@example.com")
         webhook_worker(app).send_webhooks()
     (delivery,) = ok(admin.get(f"/api/v1/webhooks/{sub['id']}/deliveries"))["deliveries"]

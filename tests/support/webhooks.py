@@ -25,10 +25,12 @@ class Received:
 
 @dataclass
 class Receiver:
-    """What arrived, and how to answer: ``status`` (a code, or a function of the request)."""
+    """What arrived, and how to answer: ``status`` (a code, or a function of the request),
+    ``body`` (None: "ok", or 5,000 bytes for a 5xx)."""
 
     port: int = 0
     status: int | Callable[[Received], int] = 204
+    body: bytes | None = None
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,7 +59,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             with receiver.lock:
                 receiver.received.append(got)
             self.send_response(status)
-            body = b"x" * 5000 if status >= 500 else b"ok"
+            body = receiver.body
+            if body is None:
+                body = b"x" * 5000 if status >= 500 else b"ok"
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -69,9 +73,11 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def webhook_receiver(status: int | Callable[[Received], int] = 204) -> Iterator[Receiver]:
+def webhook_receiver(
+    status: int | Callable[[Received], int] = 204, body: bytes | None = None
+) -> Iterator[Receiver]:
     """A receiver listening on 127.0.0.1 (a free port) until the block ends."""
-    receiver = Receiver(status=status)
+    receiver = Receiver(status=status, body=body)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

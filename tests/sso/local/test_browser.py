@@ -57,6 +57,13 @@ def _page(browser: Any, problems: list[str]) -> Any:
     return page
 
 
+def _person(app: Flask, scim: Scim, who: str) -> str:
+    """A new person with the password ``PASSWORD``: their login."""
+    login = f"{who}-{uuid.uuid4().hex[:8]}@browser.test"
+    give_password(app, scim.org_id, make_person(app, scim, login))
+    return login
+
+
 def _sign_in(page: Any, base: str, login: str) -> None:
     page.goto(f"{base}/sso/login?next=/sso/security")
     page.fill("#email", login)
@@ -68,8 +75,7 @@ def _sign_in(page: Any, base: str, login: str) -> None:
 def test_totp_enrolment_in_the_browser(server: tuple[str, Flask, Scim], browser: Any) -> None:
     """The QR code is drawn (an image with a size), the key typed into a code signs in."""
     base, app, scim = server
-    login = f"eve-{uuid.uuid4().hex[:8]}@browser.test"
-    give_password(app, scim.org_id, make_person(app, scim, login))
+    login = _person(app, scim, "eve")
     problems: list[str] = []
     page = _page(browser, problems)
     _sign_in(page, base, login)
@@ -89,8 +95,7 @@ def test_passkey_register_and_sign_in_in_the_browser(
 ) -> None:
     """passkeys.js with a virtual authenticator: add a passkey, then sign in with it."""
     base, app, scim = server
-    login = f"pat-{uuid.uuid4().hex[:8]}@browser.test"
-    give_password(app, scim.org_id, make_person(app, scim, login))
+    login = _person(app, scim, "pat")
     problems: list[str] = []
     page = _page(browser, problems)
     cdp = page.context.new_cdp_session(page)
@@ -126,8 +131,7 @@ def test_busy_node_page_in_the_browser(
 ) -> None:
     """Every argon2 slot busy: the styled password form again with the reason (screenshot)."""
     base, app, scim = server
-    login = f"bo-{uuid.uuid4().hex[:8]}@browser.test"
-    give_password(app, scim.org_id, make_person(app, scim, login))
+    login = _person(app, scim, "bo")
     problems: list[str] = []
     page = _page(browser, problems)
     with busy_node(app, tmp_path / "slots"):
@@ -187,8 +191,7 @@ def test_signing_out_in_the_browser(server: tuple[str, Flask, Scim], browser: An
     security page too; signing out lands on its page, and the welcome page then asks for a
     sign-in."""
     base, app, scim = server
-    login = f"sam-{uuid.uuid4().hex[:8]}@browser.test"
-    give_password(app, scim.org_id, make_person(app, scim, login))
+    login = _person(app, scim, "sam")
     problems: list[str] = []
     page = _page(browser, problems)
     _sign_in(page, base, login)
@@ -210,8 +213,7 @@ def test_an_applications_sign_out_asks_in_the_browser(
 ) -> None:
     """``/oauth/logout`` without the person's ID token asks first; Sign out ends it."""
     base, app, scim = server
-    login = f"ann-{uuid.uuid4().hex[:8]}@browser.test"
-    give_password(app, scim.org_id, make_person(app, scim, login))
+    login = _person(app, scim, "ann")
     problems: list[str] = []
     page = _page(browser, problems)
     _sign_in(page, base, login)
