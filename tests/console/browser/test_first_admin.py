@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 from scim_server.db import db
 from scim_server.services import console_access
 from scim_server.services.organizations import create_organization
-from tests.console.browser.conftest import LiveServer, shoot
+from tests.console.browser.conftest import LiveServer, expect_refusal, shoot
+from tests.console.browser.people import add_user, console_person
 from tests.support.console import browser_sign_in
 
 
@@ -51,3 +52,23 @@ def test_first_admin_signs_in_and_sees_the_overview(
     expect(page).to_have_url(re.compile(r"/sso/login$"))
     page.goto("/admin/")
     expect(page).to_have_url(re.compile(r"/sso/login\?next=/admin/$"))
+
+
+def test_a_person_without_a_console_role_is_told_so_and_can_sign_out(
+    page: Any, context: Any, live_server: LiveServer
+) -> None:
+    """Signed in, but no console role: the page says so and names the organization; the
+    header's Sign out ends the session (the console's sign-out is open to them)."""
+    org_id, _admin = console_person(live_server, "org_admin", "No Access Org")
+    plain = add_user(live_server, org_id, "plain@noaccess.example")
+    browser_sign_in(live_server.app, context, live_server.url, org_id, plain)
+    expect_refusal(page)  # the console answers 403 with its page
+    page.goto("/admin/")
+    expect(page.get_by_role("heading", name="No console access")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("No Access Org")
+    shoot(page, "console-no-access")
+    expect(page.get_by_role("link", name="Your sign-in security")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/sso/login"))
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/sso/login"))
