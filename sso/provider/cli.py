@@ -85,11 +85,20 @@ def keys_group() -> None:
 
 
 @keys_group.command("rotate")
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Sign with the new key at once (the old one cannot be opened or must not sign).",
+)
 @pass_env()
-def keys_rotate(env: CommandEnv) -> None:
-    """Sign with a new key from now on; the old one stays in the JWKS for the grace period."""
-    from sso.provider.keys import encryption_secret, rotate
+def keys_rotate(env: CommandEnv, at_once: bool) -> None:
+    """Publish a new signing key, which signs once relying parties have fetched it (10 minutes;
+    at once with --now); the old one stays in the JWKS for the grace period after."""
+    from sso.provider.keys import encryption_secret, rotate, signs_from
 
     with env.session(write=True) as session, session.begin():
-        row = rotate(session, encryption_secret(env.app))
+        row = rotate(session, encryption_secret(env.app), at_once=at_once)
+        start = signs_from(row, session)
     click.echo(f"signing key: {row.kid}")
+    click.echo(f"signs from: {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")

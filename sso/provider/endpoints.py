@@ -44,7 +44,13 @@ from sso.provider.claims import (
 )
 from sso.provider.context import issuer, record_event
 from sso.provider.cors import add_headers
-from sso.provider.keys import active_key, create_key, encryption_secret, published_keys
+from sso.provider.keys import (
+    JWKS_MAX_AGE,
+    active_key,
+    create_key,
+    encryption_secret,
+    published_keys,
+)
 from sso.provider.models import OAuthClient
 from sso.provider.server import SCOPES, SignedIn, build_server
 from sso.signin.session import current_session, end_session, still_open
@@ -146,7 +152,8 @@ def discovery() -> Response:
 
 @bp.get("/oauth/jwks")
 def jwks() -> Response:
-    """RFC 7517 §5: the current key and recently retired ones; made on first use."""
+    """RFC 7517 §5: the current key, the next one (``keys.STAGING``) and recently retired
+    ones; made on first use."""
     grace = _grace()
     keys = published_keys(db.session, grace)
     if not keys:
@@ -156,7 +163,7 @@ def jwks() -> Response:
         writer.commit()
         keys = published_keys(writer, grace)
     resp = jsonify(keys=keys)
-    resp.headers["Cache-Control"] = "public, max-age=300"
+    resp.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
     return resp
 
 

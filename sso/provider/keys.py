@@ -1,9 +1,15 @@
 """id_token signing keys: create, encrypt at rest, rotate, publish (JWKS).
 
-The newest active key signs. Rotation makes a new key the signer and retires
-the old one, which stays in the JWKS for a grace period so that id_tokens it
-signed can still be verified by the product. Several nodes may race to create
-the first key; both keys are then active and published, which is harmless.
+Rotation publishes a new key at once but signs with it only after ``STAGING``
+(twice the JWKS's ``max-age``): a relying party that cached the JWKS just before
+the rotation has the new key by the time a token carries it, so no id_token
+fails verification at the switch (RFC 7517 gives no push; OIDC Core §10.1.1
+asks that keys be published before use). Until then the old key signs; it is
+retired at the switch and stays in the JWKS for a grace period so that id_tokens
+it signed can still be verified. ``rotate(now=True)`` switches at once, for a key
+that can no longer be opened or must no longer be used. Several nodes may race
+to create the first key; both keys are then active and published, which is
+harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from sso.provider.models import OAuthSigningKey
 ALG = "RS256"
 KEY_BITS = 2048
 MAX_CACHED_KEYS = 8  # decrypted signing keys an app keeps (current and recently retired)
+JWKS_MAX_AGE = 300  # seconds a relying party may cache the JWKS (its Cache-Control)
+STAGING = timedelta(seconds=2 * JWKS_MAX_AGE)  # a new key's time in the JWKS before it signs
 
 
 class SigningKeyError(RuntimeError):
@@ -35,8 +43,8 @@ def _password(secret: bytes) -> str:
     return hmac.new(secret, b"scim-server oauth signing keys v1", hashlib.sha256).hexdigest()
 
 
-def create_key(session: Session, secret: bytes) -> OAuthSigningKey:
-    """A new RS256 key pair, active at once, in the caller's transaction."""
+def create_key(session: Session, secret: bytes, now: datetime | None = None) -> OAuthSigningKey:
+    """A new RS256 key pair, published at once, in the caller's transaction."""
     key = RSAKey.generate_key(KEY_BITS, parameters={"use": "sig", "alg": ALG}, private=True)
     key.ensure_kid()  # RFC 7638 thumbprint
     row = OAuthSigningKey(
@@ -45,22 +53,26 @@ def create_key(session: Session, secret: bytes) -> OAuthSigningKey:
         private_key_pem=key.as_pem(private=True, password=_password(secret)).decode(),
         public_jwk=dict(key.as_dict(private=False)),
         active=True,
-        created_at=utcnow(),
+        created_at=now or utcnow(),
     )
     session.add(row)
     session.flush()
     return row
 
 
-def active_key(session: Session) -> OAuthSigningKey | None:
-    """The current signer: the newest active key."""
+def active_key(session: Session, now: datetime | None = None) -> OAuthSigningKey | None:
+    """The current signer: the newest key published for ``STAGING`` among those that may
+    sign (active, or retired at a switch still to come); without one, the one published
+    longest (the first key, or the one a rotation ``at_once`` made)."""
+    now = now or utcnow()
     stmt = (
         select(OAuthSigningKey)
-        .where(OAuthSigningKey.active.is_(True))
+        .where(or_(OAuthSigningKey.active.is_(True), OAuthSigningKey.retired_at > now))
         .order_by(OAuthSigningKey.created_at.desc(), OAuthSigningKey.kid)
-        .limit(1)
     )
-    return session.scalar(stmt)
+    rows = list(session.scalars(stmt))
+    ready = (row for row in rows if row.created_at <= now - STAGING)
+    return next(ready, rows[-1] if rows else None)
 
 
 def private_key(
@@ -83,7 +95,7 @@ def private_key(
     except (ValueError, TypeError) as exc:
         raise SigningKeyError(
             f"signing key {row.kid} cannot be decrypted: SCIM_SECRET_KEY changed since it was "
-            "created? Run `scim-server oauth keys rotate` to make a new one."
+            "created? Run `scim-server oauth keys rotate --now` to sign with a new one."
         ) from exc
     if cache is not None:
         if len(cache) >= MAX_CACHED_KEYS:
@@ -92,13 +104,29 @@ def private_key(
     return key
 
 
-def rotate(session: Session, secret: bytes, now: datetime | None = None) -> OAuthSigningKey:
-    """Make a new signer and retire every active key, in the caller's transaction."""
+def rotate(
+    session: Session, secret: bytes, now: datetime | None = None, *, at_once: bool = False
+) -> OAuthSigningKey:
+    """Make a new key, the signer after ``STAGING`` (or ``at_once``), and retire every active
+    key at that switch, in the caller's transaction."""
     now = now or utcnow()
+    switch = now if at_once else now + STAGING
     for row in session.scalars(select(OAuthSigningKey).where(OAuthSigningKey.active.is_(True))):
         row.active = False
-        row.retired_at = now
-    return create_key(session, secret)
+        row.retired_at = switch
+    if at_once:  # keys an earlier rotation left signing until their switch stop now
+        pending = select(OAuthSigningKey).where(OAuthSigningKey.retired_at > now)
+        for row in session.scalars(pending):
+            row.retired_at = now
+    return create_key(session, secret, now)
+
+
+def signs_from(row: OAuthSigningKey, session: Session) -> datetime:
+    """When ``row`` (just rotated in) starts signing: at once if no other key may sign."""
+    others = select(OAuthSigningKey.kid).where(
+        OAuthSigningKey.kid != row.kid, OAuthSigningKey.retired_at > row.created_at
+    )
+    return row.created_at + STAGING if session.scalar(others.limit(1)) else row.created_at
 
 
 def published_keys(session: Session, grace: timedelta) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,7 +27,7 @@ from scim_server.services.roles import create_role, set_source_roles
 from sso.extension import sso_extension
 from sso.provider.checks import S256CodeChallenge
 from sso.provider.clients import create_client, revoke_client
-from sso.provider.keys import encryption_secret, rotate
+from sso.provider.keys import STAGING, encryption_secret, rotate
 from sso.provider.models import OAuthCode, OAuthToken
 from sso.signin.session import current_session, end_session, start_session
 from tests.support import Scim, make_org
@@ -639,20 +639,52 @@ def test_unknown_client_gets_a_page(client: FlaskClient) -> None:
 # -- keys --------------------------------------------------------------------------------------
 
 
-def test_key_rotation_keeps_old_tokens_verifiable(
+def test_rotated_key_is_published_before_it_signs(
     app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
 ) -> None:
-    """After rotation new id_tokens carry the new kid; old ones still verify with the JWKS."""
+    """OIDC Core §10.1.1: a new key is in the JWKS a relying party may have cached (max-age)
+    before any id_token carries it; until then the old key signs."""
     old = login_flow(app, client, product, person)
     old_kid = verify_id_token(client, old, product[0]).header["kid"]
     with db.reader(app)() as s, s.begin():
         new_kid = rotate(s, encryption_secret(app)).kid
+    published = [k["kid"] for k in client.get("/oauth/jwks").get_json()["keys"]]
+    assert published == [new_kid, old_kid]
+    later = login_flow(app, client, product, person)
+    assert verify_id_token(client, later, product[0]).header["kid"] == old_kid
+
+
+def test_key_rotation_keeps_old_tokens_verifiable(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """Once the new key has been published for ``STAGING``, new id_tokens carry it; old ones
+    still verify with the JWKS."""
+    old = login_flow(app, client, product, person)
+    old_kid = verify_id_token(client, old, product[0]).header["kid"]
+    with db.reader(app)() as s, s.begin():
+        rotated = utcnow() - STAGING - timedelta(seconds=1)
+        new_kid = rotate(s, encryption_secret(app), now=rotated).kid
     assert new_kid != old_kid
     new = login_flow(app, client, product, person)
     assert verify_id_token(client, new, product[0]).header["kid"] == new_kid
     assert verify_id_token(client, old, product[0]).header["kid"] == old_kid
     published = [k["kid"] for k in client.get("/oauth/jwks").get_json()["keys"]]
-    assert published == [new_kid, old_kid]
+    assert sorted(published) == sorted([new_kid, old_kid])
+
+
+def test_rotation_at_once_signs_with_the_new_key(
+    app: Flask, client: FlaskClient, product: tuple[str, str], person: dict
+) -> None:
+    """For a key that cannot be opened or must not sign: the new key signs the next token,
+    and the old one stays published for the grace period (its tokens still verify)."""
+    old = login_flow(app, client, product, person)
+    old_kid = verify_id_token(client, old, product[0]).header["kid"]
+    with db.reader(app)() as s, s.begin():
+        rotate(s, encryption_secret(app))  # a staged rotation first: at once overrides it
+        new_kid = rotate(s, encryption_secret(app), at_once=True).kid
+    new = login_flow(app, client, product, person)
+    assert verify_id_token(client, new, product[0]).header["kid"] == new_kid
+    assert verify_id_token(client, old, product[0]).header["kid"] == old_kid
 
 
 def test_retired_key_leaves_jwks_after_grace(app: Flask, client: FlaskClient) -> None:
@@ -708,8 +740,19 @@ def test_cli_client_create_and_keys_rotate(tmp_path: Any, monkeypatch: Any) -> N
         main, ["oauth", "client", "create", "--name", "X", "--redirect-uri", "http://evil.com/cb"]
     )
     assert bad.exit_code != 0 and "https" in bad.output
-    rotated = runner.invoke(main, ["oauth", "keys", "rotate"], catch_exceptions=False)
-    assert rotated.exit_code == 0 and rotated.output.startswith("signing key: ")
+    first = runner.invoke(main, ["oauth", "keys", "rotate"], catch_exceptions=False)
+    assert first.exit_code == 0 and first.output.startswith("signing key: ")
+    lines = dict(line.split(": ", 1) for line in first.output.strip().splitlines())
+    start = datetime.strptime(lines["signs from"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(start - utcnow()) < timedelta(minutes=1)  # no key signed before: at once
+    second = runner.invoke(main, ["oauth", "keys", "rotate"], catch_exceptions=False)
+    lines = dict(line.split(": ", 1) for line in second.output.strip().splitlines())
+    start = datetime.strptime(lines["signs from"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert STAGING - timedelta(minutes=1) < start - utcnow() <= STAGING
+    third = runner.invoke(main, ["oauth", "keys", "rotate", "--now"], catch_exceptions=False)
+    lines = dict(line.split(": ", 1) for line in third.output.strip().splitlines())
+    start = datetime.strptime(lines["signs from"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(start - utcnow()) < timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("max_age", ["\u00b2", "1\u00b9", "9" * 5000])
