@@ -42,7 +42,7 @@ from sso.provider.claims import refusal_reason, user_claims
 from sso.provider.context import issuer, record_event
 from sso.provider.keys import active_key, create_key, encryption_secret, private_key
 from sso.provider.models import OAuthClient, OAuthCode, OAuthToken, secret_hash
-from sso.signin.session import connection_open, ended_id
+from sso.signin.session import connection_open, ended_id, local_allowed
 
 SCOPES = ["openid", "profile", "email"]
 MAX_NONCE = 255
@@ -76,7 +76,8 @@ def still_current(
     key; None, a row from before ids were kept: not checked), or by its SSO connection
     disabled or deleted (``connection_open``: one read by primary key; enabled again, it
     vouches only for sign-ins, ``auth_time``, after its disabling; None, a password
-    sign-in or a row from before 0042: not checked). One rule for codes and tokens: a
+    sign-in or a row from before 0042: not checked), or, made without a connection, by the
+    organization going SSO-only (``local_allowed``). One rule for codes and tokens: a
     leaver's, an intruder's, a signed-out session's or a distrusted IdP's grant stops at
     once, checked on each use as the SSO session is (``sso.signin.session.speaks_for``)."""
     if user is None or refusal_reason(user) is not None or user.session_epoch != epoch:
@@ -85,6 +86,8 @@ def still_current(
         return None
     if not connection_open(db.session, user.org_id, connection_id, auth_time):
         return None
+    if not local_allowed(db.session, user.org_id, connection_id):
+        return None  # a password sign-in's, and the organization has gone SSO-only since
     return user
 
 

@@ -14,6 +14,8 @@ is signed out too, and so are the OIDC provider's codes and tokens issued in the
 deleted (a partner's IdP found compromised), it vouches for nobody (``connection_open``),
 nor, enabled again, for anyone signed in before its disabling; so do the provider's codes
 and tokens issued in such a session (they keep the connection and the sign-in time).
+A session without a connection (a password or passkey sign-in here) ends when an admin
+sets the organization SSO-only (``local_allowed``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Session
 from scim_server.db import insert_for
 from scim_server.models import User
 from scim_server.services import lifecycle
+from scim_server.services import settings as org_settings
 from sso.connections.models import SsoConnection, SsoEndedSession
 from sso.extension import sso_extension
 from sso.state import purge_expired
@@ -146,7 +149,21 @@ def still_open(db_session: Session, found: SsoSession, user: User | None) -> boo
         and user.session_epoch == found.epoch
         and not ended(db_session, found)
         and connection_open(db_session, found.org_id, found.connection_id, found.auth_time)
+        and local_allowed(db_session, found.org_id, found.connection_id)
     )
+
+
+def local_allowed(db_session: Session, org_id: str, connection_id: str | None) -> bool:
+    """Whether a session (or what was issued in it) may go on by how it was made: one
+    without a connection (a password or passkey sign-in here) not while an admin has set
+    the organization SSO-only: its IdP's policy (MFA, conditional access, leavers) is then
+    the only way in, for the sessions already open too, the switching admin's included.
+    The automatic default (SSO-only while a connection is enabled) ends none: an admin
+    setting up the first connection is not signed out by it before it works. A
+    connection's session: nothing to read."""
+    if connection_id is None:
+        return org_settings.get_settings(db_session, org_id).sign_in_methods != "sso_only"
+    return True
 
 
 def connection_open(

@@ -74,3 +74,19 @@ def _console_token(client: FlaskClient) -> str:
     )
     assert found, body
     return found.group(1)
+
+
+def test_password_sessions_end_when_the_organization_goes_sso_only(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """Once the organization is SSO-only its IdP's policy (MFA, conditional access) is the
+    only way in: a session opened with a password stops speaking for its person (it went
+    on for SCIM_SSO_SESSION_SECONDS), a copy of its cookie too."""
+    person_with_password(app, scim, "bob@example.com")
+    assert sign_in(client, "bob@example.com").status_code == 303
+    copy = _copy(app, client)
+    assert signed_in(client)
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "sso_only"}).status_code == 200
+    assert not signed_in(client)
+    assert not signed_in(copy)
+    assert client.get("/admin/").status_code in (302, 303)  # to the sign-in, not the console

@@ -860,6 +860,24 @@ def test_access_token_issued_before_a_password_reset_stops_working(
     assert userinfo(client, again["access_token"]).status_code == 200
 
 
+def test_access_token_of_a_password_sign_in_stops_when_the_organization_goes_sso_only(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, product: tuple[str, str]
+) -> None:
+    """What a password session was issued ends with it when passwords stop being a way in
+    (``sso.signin.session.local_allowed``): the application's token too."""
+    person_with_password(app, scim, "alice@example.com")
+    verifier, challenge = pkce()
+    resp = authorize(client, product[0], challenge)
+    next_path = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    assert password_sign_in(client, "alice@example.com", next_path=next_path).status_code == 303
+    body = exchange(client, product, code_from(client.get(next_path)), verifier).get_json()
+    assert userinfo(client, body["access_token"]).status_code == 200
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "sso_only"}).status_code == 200
+    assert userinfo(client, body["access_token"]).status_code == 401
+    assert admin.put("/api/v1/settings", {"sign_in_methods": None}).status_code == 200
+    assert userinfo(client, body["access_token"]).status_code == 200  # no connection: passwords
+
+
 # -- RFC 6749 §5.2 at the token endpoint -----------------------------------------------------------
 
 
