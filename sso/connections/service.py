@@ -13,7 +13,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from scim_server.errors import (
     NotFoundError,
     UniquenessError,
 )
-from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain
+from sso.connections.models import PROTOCOLS, SsoConnection, SsoEmailDomain, SsoIdentityLink
 from sso.connections.sealing import SealedSecretError
 from sso.connections.secrets import SECRET_FIELDS, reveal_secret, seal_legacy, set_secret
 from sso.errors import SsoError
@@ -258,6 +258,8 @@ def update_connection(
         if "acs_path" in changes:
             _flush_acs_path(session)
         changes = seal_legacy(conn, secret) | changes
+        if {"issuer", "idp_entity_id"} & set(changes):
+            changes["identity_links_removed"] = _forget_links(session, conn)
         if conn.protocol == "oidc":
             _check_oidc(conn)
             if {"issuer"} & set(changes):
@@ -266,6 +268,21 @@ def update_connection(
             conn.updated_at = utcnow()
             _audit(session, conn, "sso.connection.update", changes)
     return conn
+
+
+def _forget_links(session: Session, conn: SsoConnection) -> int:
+    """Remove the connection's identity links when it now trusts another IdP (its OIDC
+    issuer or SAML entity id changed): a subject names a person only within its issuer
+    (OIDC Core §2 and §5.7: iss and sub together; SAML Core §8.3.7: a persistent NameID
+    is qualified by its IdP), so the new IdP's ``user-42`` is not the old one's. Each
+    person binds again at their next sign-in, by the fallbacks (verified e-mail, ...).
+    How many were removed, for the connection's audit event."""
+    gone = session.execute(
+        delete(SsoIdentityLink).where(
+            SsoIdentityLink.org_id == conn.org_id, SsoIdentityLink.connection_id == conn.id
+        )
+    )
+    return int(gone.rowcount or 0)
 
 
 class ConnectionInUseError(ConflictError):
@@ -327,6 +344,7 @@ def apply_metadata(
         if conn.protocol != "saml":
             raise InvalidValueError("IdP metadata is for SAML connections.")
         before = [c["fingerprint"] for c in conn.idp_certificates]
+        other_idp = conn.idp_entity_id != meta.entity_id
         conn.idp_entity_id = meta.entity_id
         conn.idp_sso_url = meta.sso_url
         conn.idp_certificates = meta.certificates
@@ -341,6 +359,8 @@ def apply_metadata(
             },
             "metadata_url": source,
         }
+        if other_idp:
+            changes["identity_links_removed"] = _forget_links(session, conn)
         _audit(session, conn, "sso.connection.metadata", changes)
     return conn
 
