@@ -7,9 +7,14 @@ filter and then gets 409 on create stops provisioning), so both go through
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import idna
+
+# What no column can hold: NUL (PostgreSQL text and jsonb refuse it) and a lone surrogate
+# (not UTF-8: the driver cannot encode it). JSON carries both ("\u0000", "\ud800").
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def fold(value: str) -> str:

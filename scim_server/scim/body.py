@@ -16,6 +16,7 @@ from flask import request
 
 from scim_server.errors import InvalidSyntaxError, InvalidValueError
 from scim_server.scim.errors import ScimError
+from scim_server.text import UNSTORABLE
 
 ACCEPTED_TYPES = ("application/scim+json", "application/json")
 MAX_DEPTH = 32
@@ -24,7 +25,6 @@ MAX_DEPTH = 32
 # every one) has its strings left unchecked; the escape found may still be a pair or
 # follow an escaped backslash, so it only calls for the check of each string.
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -41,7 +41,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_text(text: str, where: str) -> None:
-    found = _UNSTORABLE.search(text)
+    found = UNSTORABLE.search(text)
     if found is None:
         return
     if found.group() == "\x00":

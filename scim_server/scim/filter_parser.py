@@ -40,6 +40,7 @@ from scim_server.scim.filter_ast import (
     Present,
     ValuePath,
 )
+from scim_server.text import UNSTORABLE
 
 __all__ = [
     "MAX_DEPTH",
@@ -71,7 +72,6 @@ _LITERALS = {"true": True, "false": False, "null": None}
 # hence the underscore.)
 _STRING = r'"(?:[^"\\]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 # What a literal's escapes may spell but no column holds (``string_value``).
-_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _Lexer(SCIMLexer):
@@ -290,7 +290,7 @@ def string_value(literal: str) -> str:
     surrogate (not UTF-8 at all). Such a value could match nothing stored, so it is an
     invalid filter, not a 500 or an empty page."""
     value: str = json.loads(literal, strict=False)
-    found = _UNSTORABLE_RE.search(value)
+    found = UNSTORABLE.search(value)
     if found is not None:
         if found.group() == "\x00":
             raise FilterError("a string value holds NUL (\\u0000), which cannot be stored")

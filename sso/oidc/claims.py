@@ -9,6 +9,7 @@ import requests
 
 from mappings.sources import OIDC_ALIASES
 from mappings.text import fold
+from scim_server.text import UNSTORABLE
 from sso.oidc.config import OidcError, wire_text
 from sso.oidc.http import fetch, json_object
 
@@ -46,6 +47,29 @@ def fetch_userinfo(
     if info.get("sub") != sub:
         raise OidcError("userinfo_sub_mismatch", f"userinfo sub {wire_text(info.get('sub'))}")
     return info
+
+
+def check_storable(source: str, claims: Mapping[str, Any]) -> None:
+    """Refuse claims holding text no column can hold (``UNSTORABLE``: NUL, a lone
+    surrogate): JSON carries them ("\\ud800"), RFC 8259 §8.2 leaves them to the receiver,
+    and the subject, the names and the sign-in record are all stored. A refusal like any
+    other, named; never the database's error."""
+
+    def bad(value: Any) -> bool:
+        if isinstance(value, str):
+            return UNSTORABLE.search(value) is not None
+        if isinstance(value, list):
+            return any(bad(v) for v in value)
+        if isinstance(value, dict):
+            return any(bad(k) or bad(v) for k, v in value.items())
+        return False
+
+    for name, value in claims.items():
+        if bad(name) or bad(value):
+            raise OidcError(
+                "invalid_claims",
+                f"the {source}'s claim {ascii(name)} holds NUL or a lone surrogate, not UTF-8 text",
+            )
 
 
 def merge_claims(

@@ -23,7 +23,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 import mappings
-from sso.oidc.claims import fetch_userinfo, merge_claims
+from sso.oidc.claims import check_storable, fetch_userinfo, merge_claims
 from sso.oidc.config import OidcConnectionConfig, OidcError, OidcLogin, wire_text
 from sso.oidc.discovery import for_config
 from sso.oidc.id_token import check_claims, verify_signature
@@ -127,8 +127,11 @@ def finish_login(
     code = _check_callback(config, doc, callback_args, state_data)
     token = exchange_code(config, doc, code, state_data, http)
     id_claims, alg = verify_signature(config, doc, token["id_token"], http, jwks_cache)
+    check_storable("ID token", id_claims)
     check_claims(config, id_claims, state_data.get("nonce"), token["access_token"], alg)
     info = fetch_userinfo(doc, token["access_token"], id_claims["sub"], http)
+    if info is not None:
+        check_storable("userinfo", info)
     claims, trusted, unverified = merge_claims(id_claims, info)
     return OidcLogin(
         identity=mappings.ExternalIdentity.from_oidc(claims),

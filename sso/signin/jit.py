@@ -19,6 +19,7 @@ from scim_server.models import User
 from scim_server.scim.resources import parse_resource
 from scim_server.scim.schema import USER, USER_SCHEMA
 from scim_server.services import users
+from scim_server.text import fold
 from sso.errors import SsoError
 from sso.signin import links
 from sso.signin.domains import domain_allowed
@@ -43,10 +44,24 @@ def names(req: SignInRequest) -> dict[str, str]:
     the IdP's own externalId the account has none.
     """
     external_id = req.external_id or (req.subject if req.subject_linkable else None)
-    found = {"userName": req.user_name or req.email or req.subject}
+    found = {"userName": _user_name(req) or req.email or req.subject}
     if external_id:
         found["externalId"] = external_id
     return found
+
+
+def _user_name(req: SignInRequest) -> str | None:
+    """The IdP's userName for the account, when it may name it. OIDC's
+    ``preferred_username`` (untrusted) is often the person's to set, and OIDC Core §5.7
+    says not to rely on it: shaped as an address it is taken only when it is the person's
+    verified e-mail (in any case), else Mallory's ``ceo@example.com`` would name her
+    account after the CEO, whose own first sign-in and the IdP's SCIM create would then
+    meet hers. Otherwise the verified e-mail names the account (``names``)."""
+    value = req.user_name
+    if value is None or req.user_name_trusted or "@" not in value:
+        return value
+    own = req.email if req.email_verified else None
+    return value if own is not None and fold(value) == fold(own) else None
 
 
 def check_names(session: Session, org_id: str, req: SignInRequest) -> None:

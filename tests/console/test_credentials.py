@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from scim_server.db import db
 from scim_server.models import AuditEvent, CredentialSchedule, MailOutbox, MfaFactor, User
 from scim_server.services import mfa
+from tests.sso.saml_idp import FakeIdp
 from tests.support import Scim
 from tests.support.console import csrf_token, sign_in_console
-from tests.support.credentials import employee, set_settings
+from tests.support.credentials import employee
 
 
 def _drop_welcomes(app: Flask, org_id: str) -> None:
@@ -232,8 +233,14 @@ def test_bulk_resend_and_reset_mfa_give_a_result_per_row(
 def test_sso_only_organization_offers_no_credential_buttons(
     app: Flask, manager: FlaskClient, admin: Scim, scim: Scim, people: list[str]
 ) -> None:
-    """SSO-only: one line about the IdP, no buttons; a forged post is refused, no mail."""
-    set_settings(admin, sign_in_methods="sso_only")
+    """SSO-only: one line about the IdP, no buttons; a forged post is refused, no mail.
+    (SSO-only by default, an enabled connection: set explicitly it would end this
+    manager's session, which these tests open as a sign-in without a connection.)"""
+    resp = admin.post(
+        "/api/v1/sso/connections",
+        {"protocol": "saml", "name": "Entra ID", "metadata_xml": FakeIdp().metadata_xml()},
+    )
+    assert resp.status_code == 201, resp.get_json()
     ada = people[0]
     html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
     assert "sign in through its identity provider" in html

@@ -78,12 +78,8 @@ def _two_connections(app: Flask, admin: Scim, scim: Scim, oidc_conn: dict[str, A
 
 @pytest.mark.parametrize(
     "claims",
-    [
-        {"preferred_username": "ceo@example.org"},  # bound to Entra
-        {"preferred_username": "ceo@unverified.example"},  # no verified domain
-        {"external_id": "ceo@example.org"},
-    ],
-    ids=["user-name-bound-elsewhere", "user-name-unverified", "external-id-bound-elsewhere"],
+    [{"external_id": "ceo@example.org"}],
+    ids=["external-id-bound-elsewhere"],
 )
 def test_oidc_jit_refuses_an_address_the_connection_may_not_assert(
     app: Flask,
@@ -116,8 +112,18 @@ def test_oidc_jit_refuses_an_address_the_connection_may_not_assert(
         ({"preferred_username": "mallory@example.com"}, ("mallory@example.com", "partner-m")),
         ({"preferred_username": "mallory"}, ("mallory", "partner-m")),
         ({"external_id": "emp-1042"}, ("mallory@example.com", "emp-1042")),
+        # OIDC Core §5.7: an address-shaped preferred_username that is not the person's
+        # verified e-mail names nothing; the verified e-mail names the account.
+        ({"preferred_username": "ceo@example.org"}, ("mallory@example.com", "partner-m")),
+        ({"preferred_username": "ceo@unverified.example"}, ("mallory@example.com", "partner-m")),
     ],
-    ids=["user-name-allowed-domain", "user-name-no-address", "external-id-no-address"],
+    ids=[
+        "user-name-allowed-domain",
+        "user-name-no-address",
+        "external-id-no-address",
+        "user-name-bound-elsewhere",
+        "user-name-unverified",
+    ],
 )
 def test_oidc_jit_keeps_names_the_connection_may_give(
     app: Flask,
@@ -129,7 +135,8 @@ def test_oidc_jit_keeps_names_the_connection_may_give(
     claims: dict[str, str],
     account: tuple[str, str],
 ) -> None:
-    """An address in a domain the connection may assert, or no address: created as before."""
+    """An address in a domain the connection may assert, or no address: created as before;
+    another address as preferred_username: named by the verified e-mail instead."""
     _two_connections(app, admin, scim, oidc_conn)
     local_op.user.update(sub="partner-m", email="mallory@example.com", **claims)
     resp = oidc_login(client, oidc_conn)
