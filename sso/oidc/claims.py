@@ -68,7 +68,7 @@ def check_storable(source: str, claims: Mapping[str, Any]) -> None:
         if bad(name) or bad(value):
             raise OidcError(
                 "invalid_claims",
-                f"the {source}'s claim {ascii(name)} holds NUL or a lone surrogate, not UTF-8 text",
+                f"the {source}'s claim {name!a} holds NUL or a lone surrogate, not UTF-8 text",
             )
 
 
