@@ -50,7 +50,9 @@ def test_a_jit_account_is_not_named_after_a_colleagues_address(
     )
     assert oidc_login(client, oidc_conn).status_code == 303
     mallory = _signed_in_as(client)
-    local_op.user.update(sub="ceo-sub", email="ceo@example.com", preferred_username="CEO@example.com")
+    local_op.user.update(
+        sub="ceo-sub", email="ceo@example.com", preferred_username="CEO@example.com"
+    )
     ceo_browser = app.test_client()
     resp = oidc_login(ceo_browser, oidc_conn)
     assert resp.status_code == 303, sign_ins(app, scim.org_id)[-1].detail
