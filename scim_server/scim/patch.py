@@ -401,9 +401,10 @@ class _Patcher:
                     gone = [key(v) for v in drop]
                     kept = [v for v in current or [] if key(v) not in gone]
                     _assign(container, attr.name, kept)
-            elif not attr.multi_valued and _names_other(value, current):
-                # Entra removes a manager by naming it ("value": [{"value": id}]): one that
-                # names someone else (sent late, after the manager changed) removes nothing.
+            elif not attr.multi_valued and _names_other(attr, value, current):
+                # Entra removes a manager by naming it ("value": [{"value": id}], or the bare
+                # id): one that names someone else (sent late, after the manager changed)
+                # removes nothing.
                 return
             else:
                 container.pop(attr.name, None)
@@ -630,11 +631,18 @@ def _merge(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
     return _single_primary(merged, winners)
 
 
-def _names_other(value: Any, current: Any) -> bool:
-    """Whether a remove's value names single-valued complex values (``{"value": id}``, or a
-    list of them) none of which is the one held now."""
+def _names_other(attr: Attribute, value: Any, current: Any) -> bool:
+    """Whether a remove's value names single-valued complex values (``{"value": id}``, the
+    bare id ``coerce_single`` takes for one, or a list of them) none of which is the one
+    held now."""
     named = value if isinstance(value, list) else [value]
-    keys = [_value_key(v) for v in named if isinstance(v, dict) and _value_name(v) is not None]
+    # Entra sends the manager as a bare id: it names the manager as {"value": id} does.
+    bare = attr.type == "complex" and attr.sub("value") is not None
+    keys = [
+        _value_key(v)
+        for v in named
+        if (isinstance(v, dict) and _value_name(v) is not None) or (bare and isinstance(v, str))
+    ]
     if not keys or not named:
         return False
     return _value_key(current) not in keys
