@@ -122,3 +122,39 @@ def test_entra_remove_of_a_former_manager_named_by_a_bare_id_keeps_the_current_o
     assert last_patch(admin, user)["changes"] == {
         MANAGER: {"before": {"value": new["id"]}},
     }
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "Replace", "path": MANAGER, "value": {"value": None}}, id="path"),
+        pytest.param({"op": "Add", "path": MANAGER, "value": {"value": None}}, id="path-add"),
+        pytest.param({"op": "Replace", "value": {MANAGER: {"value": None}}}, id="no-path"),
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE, "value": {"manager": {"value": None}}},
+            id="whole-extension",
+        ),
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE, "value": {"manager": ""}},
+            id="whole-extension-empty",
+        ),
+    ],
+)
+def test_manager_replaced_with_a_null_value_is_removed(
+    scim: Scim, admin: Scim, op: dict[str, Any]
+) -> None:
+    """RFC 7643 §2.5: `{"value": null}` is an unassigned manager, as `{"value": ""}` is: the
+    manager is removed, the version moves and the event names the manager (it answered 200
+    and kept the manager)."""
+    boss = scim.create_user("boss@contoso.com")
+    user = scim.create_user(
+        "emp@contoso.com",
+        **{ENTERPRISE: {"manager": {"value": boss["id"]}, "department": "Sales"}},
+    )
+    url = f"/scim/v2/Users/{user['id']}"
+    resp = scim.patch_ops(url, op)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()[ENTERPRISE] == {"department": "Sales"}
+    assert resp.headers["ETag"] != user["meta"]["version"]
+    assert scim.get(url).get_json()[ENTERPRISE] == {"department": "Sales"}
+    assert last_patch(admin, user)["changes"] == {MANAGER: {"before": {"value": boss["id"]}}}
