@@ -363,18 +363,24 @@ class _Patcher:
                     # RFC 7644 §3.5.2: a client MUST NOT modify a read-only attribute;
                     # ignoring it would answer 200 for a change that was not made.
                     raise MutabilityError(f"Attribute '{urn}:{attr.name}' is read-only.")
+        # Checked as a POST checks it (an object, the schema's attributes, their types)
+        # before any of it is applied.
         checked = parse_extension(self.rt, urn, value, creating=False)
         target = self.doc.setdefault(urn, {})
-        for key, sub_value in checked.items():
+        if not isinstance(value, dict):
+            return
+        for key, sub_value in value.items():
             attr = schema.attribute(key)
-            assert attr is not None, "parse_extension keeps only the schema's attributes"
-            self.attr_op(op, target, attr, sub_value, checked=True)
+            assert attr is not None, "parse_extension refuses an attribute the schema has not"
+            if attr.name not in checked:
+                # RFC 7643 §2.5: an attribute given as null (Entra's department cleared at
+                # the source) is unassigned, as by a path to it.
+                self.check_unassign(urn, attr)
+            self.attr_op(op, target, attr, sub_value)
 
     # -- plain attributes ------------------------------------------------------
 
-    def attr_op(
-        self, op: str, container: Doc, attr: Attribute, value: Any, *, checked: bool = False
-    ) -> None:
+    def attr_op(self, op: str, container: Doc, attr: Attribute, value: Any) -> None:
         current = container.get(attr.name)
         if op == "remove":
             self.check_immutable(attr, current, None)
@@ -401,18 +407,21 @@ class _Patcher:
                     gone = [key(v) for v in drop]
                     kept = [v for v in current or [] if key(v) not in gone]
                     _assign(container, attr.name, kept)
-            elif not attr.multi_valued and _names_other(value, current):
-                # Entra removes a manager by naming it ("value": [{"value": id}]): one that
-                # names someone else (sent late, after the manager changed) removes nothing.
+            elif not attr.multi_valued and _names_other(attr, value, current):
+                # Entra removes a manager by naming it ("value": [{"value": id}], or the bare
+                # id): one that names someone else (sent late, after the manager changed)
+                # removes nothing.
                 return
             else:
                 container.pop(attr.name, None)
             return
         if attr.multi_valued and not isinstance(value, list):
             value = [value]
-        new = value if checked else coerce_value(attr, value, attr.name, creating=False)
+        new = coerce_value(attr, value, attr.name, creating=False)
         if new is None:
-            if op == "replace":
+            # RFC 7643 §2.5: null is unassigned. RFC 7644 §3.5.2.1: an add to a single-valued
+            # attribute replaces it, so it unassigns it too; an add of no values adds none.
+            if op == "replace" or not attr.multi_valued:
                 self.check_immutable(attr, current, None)
                 container.pop(attr.name, None)
             return
@@ -423,10 +432,12 @@ class _Patcher:
             _assign(container, attr.name, new)
             return
         if attr.type == "complex" and isinstance(current, dict):
-            # RFC 7644 §3.5.2.1/§3.5.2.3: sub-attributes not given are left unchanged.
-            new = {**current, **new}
+            # RFC 7644 §3.5.2.1/§3.5.2.3: sub-attributes not given are left unchanged; RFC
+            # 7643 §2.5: one given as null is unassigned (as `replace name.givenName null`).
+            unassigned = _null_subs(attr, value)
+            new = {k: v for k, v in {**current, **new}.items() if k not in unassigned}
         self.check_immutable(attr, current, new)
-        container[attr.name] = new
+        _assign(container, attr.name, new)
 
     def sub_op(self, op: str, container: Doc, attr: Attribute, sub: Attribute, value: Any) -> None:
         if attr.multi_valued:
@@ -630,11 +641,28 @@ def _merge(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
     return _single_primary(merged, winners)
 
 
-def _names_other(value: Any, current: Any) -> bool:
-    """Whether a remove's value names single-valued complex values (``{"value": id}``, or a
-    list of them) none of which is the one held now."""
+def _null_subs(attr: Attribute, value: Any) -> set[str]:
+    """The sub-attributes a complex ``value`` gives as null, by their schema names (RFC 7643
+    §2.1: names are case-insensitive); read-only ones are ignored, as ``coerce_single``
+    ignores them."""
+    if not isinstance(value, dict):
+        return set()
+    subs = (attr.sub(key) for key, sub_value in value.items() if sub_value is None)
+    return {sub.name for sub in subs if sub is not None and sub.mutability != "readOnly"}
+
+
+def _names_other(attr: Attribute, value: Any, current: Any) -> bool:
+    """Whether a remove's value names single-valued complex values (``{"value": id}``, the
+    bare id ``coerce_single`` takes for one, or a list of them) none of which is the one
+    held now."""
     named = value if isinstance(value, list) else [value]
-    keys = [_value_key(v) for v in named if isinstance(v, dict) and _value_name(v) is not None]
+    # Entra sends the manager as a bare id: it names the manager as {"value": id} does.
+    bare = attr.type == "complex" and attr.sub("value") is not None
+    keys = [
+        _value_key(v)
+        for v in named
+        if (isinstance(v, dict) and _value_name(v) is not None) or (bare and isinstance(v, str))
+    ]
     if not keys or not named:
         return False
     return _value_key(current) not in keys

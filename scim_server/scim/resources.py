@@ -159,6 +159,7 @@ def coerce_single(attr: Attribute, value: Any, path: str, *, creating: bool) -> 
     if not isinstance(value, dict):
         raise _type_error(path, "an object")
     out: Doc = {}
+    no_id = False
     for key, sub_value in value.items():
         sub = attr.sub(key)
         if sub is None:
@@ -168,10 +169,12 @@ def coerce_single(attr: Attribute, value: Any, path: str, *, creating: bool) -> 
         checked = coerce_value(sub, sub_value, f"{path}.{sub.name}", creating=creating)
         if checked is not None:
             out[sub.name] = checked
-    if not attr.multi_valued and _blank(out.get("value")):
+        elif sub.name == "value":
+            no_id = True
+    if not attr.multi_valued and (no_id or _blank(out.get("value"))):
         # A reference without an id names no one: IdPs clear the enterprise manager by
-        # sending "" (Entra) or {"value": ""}. It is unassigned (RFC 7643 §2.5), so a
-        # PATCH replace removes it and `manager pr` does not match.
+        # sending "" (Entra), {"value": ""} or {"value": null}. It is unassigned (RFC 7643
+        # §2.5), so a PATCH replace removes it and `manager pr` does not match.
         return None
     return out
 
@@ -225,7 +228,8 @@ def parse_resource(rt: ResourceType, body: Any, *, creating: bool, required: boo
         if attr.mutability == "readOnly":
             continue
         checked = coerce_value(attr, value, attr.name, creating=creating)
-        if checked is not None:
+        if checked not in (None, {}):
+            # RFC 7643 §2.5: a complex value whose sub-attributes are all null is unassigned.
             doc[attr.name] = checked
     if rt is GROUP:
         check_member_values(doc.get("members") or ())
@@ -277,8 +281,8 @@ def parse_extension(rt: ResourceType, urn: str, value: Any, *, creating: bool) -
         if attr.mutability == "readOnly":
             continue
         checked = coerce_value(attr, sub_value, f"{urn}:{attr.name}", creating=creating)
-        if checked is not None:
-            out[attr.name] = checked
+        if checked not in (None, {}):
+            out[attr.name] = checked  # as in parse_resource: null and {} are unassigned
     return out
 
 

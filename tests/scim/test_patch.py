@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support import ENTERPRISE, USER_SCHEMA, Scim
+from tests.support.admin_api import events
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 MISSING = object()
@@ -1007,3 +1008,178 @@ def test_patch_filter_on_primary_pr_still_needs_the_value(scim: Scim) -> None:
     assert read(scim, user)["emails"] == [WORK]
     resp = scim.patch_ops(url(user), {"op": "remove", "path": "emails[not (primary pr)]"})
     assert_error(resp, 400, "noTarget")
+
+
+# -- null in a complex or whole-extension value: unassigned (RFC 7643 §2.5) ---------------------
+
+
+def last_patch(admin: Scim, user: dict[str, Any]) -> dict[str, Any]:
+    """The newest ``user.patch`` audit event of ``user``."""
+    return events(admin, action="user.patch", resource_id=user["id"])[-1]
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "replace", "path": "name", "value": {"givenName": None}}, id="path"),
+        pytest.param({"op": "add", "path": "name", "value": {"givenName": None}}, id="path-add"),
+        pytest.param({"op": "Replace", "value": {"name": {"givenName": None}}}, id="no-path"),
+        pytest.param({"op": "Add", "value": {"name": {"GivenName": None}}}, id="no-path-add"),
+        pytest.param(
+            {"op": "replace", "path": USER_SCHEMA, "value": {"name": {"givenName": None}}},
+            id="core-urn",
+        ),
+    ],
+)
+def test_replace_of_a_complex_value_with_a_null_sub_attribute_unassigns_it(
+    scim: Scim, admin: Scim, op: dict[str, Any]
+) -> None:
+    """RFC 7644 §3.5.2.3: the sub-attributes given replace the stored ones, the others stay;
+    RFC 7643 §2.5: a null one is unassigned, as `replace name.givenName null` makes it (it
+    answered 200 and kept the given name)."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), op)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["name"] == {"familyName": "Jensen"}
+    assert resp.headers["ETag"] != user["meta"]["version"]
+    assert read(scim, user)["name"] == {"familyName": "Jensen"}
+    assert last_patch(admin, user)["changes"] == {
+        "name": {
+            "before": {"givenName": "Barbara", "familyName": "Jensen"},
+            "after": {"familyName": "Jensen"},
+        }
+    }
+
+
+def test_complex_value_whose_every_sub_attribute_is_null_is_unassigned(
+    scim: Scim, admin: Scim
+) -> None:
+    """RFC 7643 §2.5: a complex value left with no sub-attribute is unassigned: `name` goes,
+    no empty object stays behind; a null sub-attribute the user has not got changes nothing
+    beside it."""
+    user = new_user(scim)
+    value = {"givenName": None, "familyName": None, "middleName": None}
+    resp = scim.patch_ops(url(user), {"op": "replace", "path": "name", "value": value})
+    assert resp.status_code == 200, resp.get_json()
+    assert "name" not in resp.get_json()
+    assert "name" not in read(scim, user)
+    assert last_patch(admin, user)["changes"] == {
+        "name": {"before": {"givenName": "Barbara", "familyName": "Jensen"}}
+    }
+
+
+def test_null_sub_attribute_the_user_has_not_got_keeps_the_version(scim: Scim, admin: Scim) -> None:
+    """Unassigning what is unassigned changes nothing: same version, an event without changes."""
+    user = new_user(scim)
+    resp = scim.patch_ops(
+        url(user), {"op": "replace", "path": "name", "value": {"middleName": None}}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == user["meta"]["version"]
+    assert read(scim, user) == user
+    assert last_patch(admin, user)["changes"] == {}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE, "value": {"department": None}}, id="path"
+        ),
+        pytest.param({"op": "add", "path": ENTERPRISE, "value": {"department": None}}, id="add"),
+        pytest.param({"op": "Replace", "value": {ENTERPRISE: {"department": None}}}, id="no-path"),
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE.upper(), "value": {"Department": None}},
+            id="other-case",
+        ),
+        pytest.param(
+            {
+                "op": "replace",
+                "path": ENTERPRISE,
+                "value": {"schemas": [ENTERPRISE], "department": None},
+            },
+            id="own-schemas",
+        ),
+    ],
+)
+def test_replace_of_the_enterprise_extension_with_a_null_attribute_unassigns_it(
+    scim: Scim, admin: Scim, op: dict[str, Any]
+) -> None:
+    """RFC 7643 §2.5: an attribute given as null in a whole-extension value (Entra's department
+    cleared at the source) is unassigned, the others stay (it answered 200 and kept it)."""
+    user = scim.create_user(
+        "d@example.com", **{ENTERPRISE: {"department": "Sales", "costCenter": "7"}}
+    )
+    resp = scim.patch_ops(url(user), op)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()[ENTERPRISE] == {"costCenter": "7"}
+    assert resp.headers["ETag"] != user["meta"]["version"]
+    assert read(scim, user)[ENTERPRISE] == {"costCenter": "7"}
+    assert last_patch(admin, user)["changes"] == {f"{ENTERPRISE}:department": {"before": "Sales"}}
+
+
+def test_whole_extension_whose_every_attribute_is_null_leaves_no_extension(scim: Scim) -> None:
+    """The last enterprise attribute unassigned takes the extension with it (and its schema
+    from `schemas`)."""
+    user = scim.create_user("d@example.com", **{ENTERPRISE: {"department": "Sales"}})
+    value = {"department": None, "costCenter": None}
+    resp = scim.patch_ops(url(user), {"op": "replace", "path": ENTERPRISE, "value": value})
+    assert resp.status_code == 200, resp.get_json()
+    assert ENTERPRISE not in resp.get_json()
+    assert ENTERPRISE not in resp.get_json()["schemas"]
+    assert ENTERPRISE not in read(scim, user)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_store_nothing_for_null_values(scim: Scim, method: str) -> None:
+    """RFC 7643 §2.5: nulls in a POST or PUT body are unassigned: no given name, no manager,
+    no department, and no empty `name` or `manager` object left behind."""
+    body = {
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "userName": "nulls@example.com",
+        "name": {"givenName": None},
+        ENTERPRISE: {"manager": {"value": None}, "department": None, "costCenter": "7"},
+    }
+    if method == "POST":
+        resp = scim.post("/scim/v2/Users", body)
+        assert resp.status_code == 201, resp.get_json()
+        user = resp.get_json()
+    else:
+        user = new_user(scim)
+        resp = scim.put(url(user), body)
+        assert resp.status_code == 200, resp.get_json()
+    got = read(scim, user)
+    assert resp.get_json() == got
+    assert "name" not in got
+    assert got[ENTERPRISE] == {"costCenter": "7"}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "add", "path": "title", "value": None}, id="path"),
+        pytest.param({"op": "Add", "value": {"title": None}}, id="no-path"),
+    ],
+)
+def test_add_of_null_to_a_single_valued_attribute_unassigns_it(
+    scim: Scim, admin: Scim, op: dict[str, Any]
+) -> None:
+    """RFC 7644 §3.5.2.1: an add to a single-valued attribute replaces it, so an add of null
+    unassigns it as a replace does (it answered 200 and kept the title)."""
+    user = scim.create_user("t@example.com", title="Engineer", displayName="T")
+    resp = scim.patch_ops(url(user), op)
+    assert resp.status_code == 200, resp.get_json()
+    assert "title" not in resp.get_json()
+    assert resp.headers["ETag"] != user["meta"]["version"]
+    assert "title" not in read(scim, user)
+    assert last_patch(admin, user)["changes"] == {"title": {"before": "Engineer"}}
+
+
+def test_add_of_null_to_a_multi_valued_attribute_adds_nothing(scim: Scim, admin: Scim) -> None:
+    """An add of no values to a list adds none and removes none: same version."""
+    user = new_user(scim)
+    resp = scim.patch_ops(url(user), {"op": "add", "path": "emails", "value": None})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.headers["ETag"] == user["meta"]["version"]
+    assert read(scim, user) == user
+    assert last_patch(admin, user)["changes"] == {}
