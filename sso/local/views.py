@@ -19,7 +19,7 @@ from scim_server.db import db
 from scim_server.models import Organization, User
 from scim_server.services import credentials, lockout, mail, mfa, passwords
 from scim_server.services.addresses import user_address
-from scim_server.services.settings import get_settings
+from scim_server.services.settings import get_settings, passwords_allowed
 from scim_server.slots import NoSlotError
 from sso.connections.sealing import current_secret
 from sso.errors import SsoError
@@ -161,6 +161,9 @@ def pending_at(stage: str) -> tuple[pending.Pending, User]:
             raise SsoError("pending_expired", "the account's sessions were ended meanwhile")
         if ended_id(s, found.org_id, pending.spent_id(found)):
             raise SsoError("pending_expired", "this sign-in was completed already")
+        if not passwords_allowed(s, user.org_id, get_settings(s, user.org_id)):
+            # SSO-only since the password was proved: the password step would refuse now.
+            raise SsoError("pending_expired", "the organization no longer takes passwords")
         if stage == "enrol":
             check_still_none(s, user)
         s.expunge(user)

@@ -435,3 +435,24 @@ def test_the_second_factor_cannot_be_skipped(
     with read(app) as s:
         assert len(s.scalars(select(MfaFactor).where(MfaFactor.user_id == person)).all()) == 1
     assert [e.detail for e in events(app, scim.org_id, "user.password.set")] == ["set by the test"]
+
+
+def test_a_sign_in_half_done_ends_when_the_organization_goes_sso_only(
+    app: Flask, client: FlaskClient, scim: Scim, admin: Scim, person: str, clock: Clock
+) -> None:
+    """The password proved, the second factor still to come, the admin sets SSO-only: the
+    step refuses as the password step now does (it completed, wrote ``signin.success``
+    and moved the last login)."""
+    _require_mfa(admin)
+    secret, _codes = _enrol(client, clock)
+    clock.advance(60)
+    other = app.test_client()
+    assert sign_in(other, LOGIN).headers["Location"] == "/sso/mfa"
+    token = csrf_of(other.get("/sso/mfa").get_data(as_text=True))
+    assert admin.put("/api/v1/settings", {"sign_in_methods": "sso_only"}).status_code == 200
+    successes = len(events(app, scim.org_id, "signin.success"))
+    assert "Sign-in expired" in other.get("/sso/mfa").get_data(as_text=True)
+    resp = other.post("/sso/mfa", data={"code": code_now(secret, clock.now), "csrf": token})
+    assert "Sign-in expired" in resp.get_data(as_text=True)
+    assert not signed_in(other)
+    assert len(events(app, scim.org_id, "signin.success")) == successes
