@@ -140,13 +140,14 @@ def _register_fallback_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response | tuple[Response, int]:
         status = err.code or 500
+        # RFC 9110 §15.5.6: a 405 names the methods the resource allows.
+        allow = {k: v for k, v in err.get_headers() if k == "Allow"}
         if request.path.startswith("/scim/"):
-            headers = {}
-            if status == 405 and getattr(err, "valid_methods", None):
-                headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
-            return error_response(status, err.description or err.name, None, headers)
+            return error_response(status, err.description or err.name, None, allow)
         if request.path == "/admin" or request.path.startswith("/admin/"):
             from scim_server.console.render import render
 
-            return render("console/error.html", status=status, reason="http", error=err)
-        return jsonify(error=err.name, detail=err.description), status
+            page = render("console/error.html", status=status, reason="http", error=err)
+            page.headers.update(allow)
+            return page
+        return jsonify(error=err.name, detail=err.description), status, allow

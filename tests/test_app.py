@@ -59,3 +59,9 @@ def test_hsts_can_be_turned_off(app: Flask, client: FlaskClient) -> None:
     resp = client.get("/sso/login", base_url=HTTPS)
     assert resp.status_code == 200
     assert "Strict-Transport-Security" not in resp.headers
+
+
+def test_a_405_of_the_admin_api_names_the_allowed_methods(client: FlaskClient) -> None:
+    """RFC 9110 §15.5.6: the app's fallback answer to a 405 carries ``Allow``."""
+    resp = client.open("/api/v1/settings", method="PATCH")
+    assert resp.status_code == 405 and "PUT" in resp.headers.get("Allow", "")

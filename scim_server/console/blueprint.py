@@ -184,4 +184,7 @@ def _record_refusal(resp: Response) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _http(err: HTTPException) -> Response:
-    return render("console/error.html", status=err.code or 500, reason="http", error=err)
+    resp = render("console/error.html", status=err.code or 500, reason="http", error=err)
+    # RFC 9110 §15.5.6: a 405 names the methods the resource allows.
+    resp.headers.update({k: v for k, v in err.get_headers() if k == "Allow"})
+    return resp

@@ -102,11 +102,13 @@ def list_tokens(session: Session, org_id: str) -> list[ScimToken]:
 
 def revoke_token(session: Session, org_id: str, token_id: str) -> ScimToken:
     with session.begin():
-        token = session.get(ScimToken, (org_id, token_id))
+        # Locked: of two revocations at once, the second sees the first's and records none.
+        token = session.get(ScimToken, (org_id, token_id), with_for_update=True)
         if token is None:
             raise NotFoundError(f"No token {token_id!r} in this organization.")
-        if token.revoked_at is None:
-            token.revoked_at = utcnow()
+        if token.revoked_at is not None:
+            return token  # revoked already: the log keeps the one revocation, its time
+        token.revoked_at = utcnow()
         record(
             session,
             org_id,

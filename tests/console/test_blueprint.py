@@ -256,3 +256,16 @@ def test_unknown_console_address_is_an_html_404(client: FlaskClient) -> None:
     assert resp.status_code == 404 and resp.mimetype == "text/html"
     assert "There is nothing at this address" in resp.get_data(as_text=True)
     assert client.get("/api/v1/nowhere").mimetype == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"), [("GET", "/admin/users/x/delete"), ("DELETE", "/admin/users/")]
+)
+def test_a_405_page_names_the_allowed_methods(
+    app: Flask, client: FlaskClient, scim: Scim, method: str, url: str
+) -> None:
+    """RFC 9110 §15.5.6: a 405 carries ``Allow``; the console's page dropped it."""
+    sign_in_console(app, client, scim, "org_admin", "boss@acme.example")
+    resp = client.open(url, method=method)
+    assert resp.status_code == 405
+    assert "POST" in resp.headers.get("Allow", "") or "GET" in resp.headers.get("Allow", "")

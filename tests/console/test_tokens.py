@@ -87,3 +87,36 @@ def test_tokens_are_made_by_an_org_admin_only(app: Flask, client: FlaskClient, s
         data={"csrf_token": csrf_token(boss), "name": "Reporting", "kind": "admin"},
     )
     assert resp.status_code == 303
+
+
+def test_a_second_revoke_of_a_token_writes_no_second_event(
+    app: Flask, client: FlaskClient, scim: Scim
+) -> None:
+    """A double click, a second tab or a replayed form: the token stays revoked at its
+    first time, and the log holds one ``token.revoke`` (two gave "when was access removed"
+    two answers)."""
+    from sqlalchemy import select
+
+    from scim_server.db import db
+    from scim_server.models import AuditEvent, ScimToken
+    from scim_server.services import tokens
+
+    with db.reader(app)() as s:
+        token, _secret = tokens.create_token(s, scim.org_id, "leaked")
+        token_id = token.id
+    sign_in_console(app, client, scim, "org_admin", "boss@acme.example")
+    csrf = csrf_token(client)
+    for _ in range(2):
+        resp = client.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": csrf})
+        assert resp.status_code == 303
+    with db.reader(app)() as s:
+        revoked = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.org_id == scim.org_id,
+                AuditEvent.action == "token.revoke",
+                AuditEvent.resource_id == token_id,
+            )
+        ).all()
+        row = s.get(ScimToken, (scim.org_id, token_id))
+        assert row is not None and row.revoked_at is not None
+    assert len(revoked) == 1
