@@ -131,6 +131,7 @@ def bulk() -> Response:
             return _list_page(args, status=400, bulk_problem="Select at least one user first.")
         try:
             results = console_credentials.run_bulk(op, selected, request.form)
+            _record_refusals(op, results)
         except DomainError as err:
             db.session.rollback()
             return _list_page(
@@ -158,4 +159,12 @@ def bulk() -> Response:
     results = bulk_actions.run(
         db.session, person().org_id, op, selected, acting_user_id=person().user_id, beyond=beyond
     )
+    _record_refusals(op, results)
     return _list_page(args, bulk_op=op, bulk_results=results)
+
+
+def _record_refusals(op: str, results: list[bulk_actions.RowResult]) -> None:
+    """The rows refused, in the log as the console's other refusals are (``console.<view>``)."""
+    if db.session.in_transaction():
+        db.session.rollback()  # the rows' reads; the events get a transaction of their own
+    bulk_actions.record_refusals(db.session, person().org_id, "console.users.bulk", op, results)

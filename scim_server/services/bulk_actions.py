@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scim_server.audit import record
 from scim_server.errors import DomainError, InvalidValueError
 from scim_server.models import User
 from scim_server.services import accounts, users
@@ -129,3 +130,26 @@ def user_names(session: Session, org_id: str, ids: list[str]) -> dict[str, str]:
     )
     session.rollback()
     return {str(k): str(v) for k, v in names.items()}
+
+
+def record_refusals(
+    session: Session, org_id: str, action: str, op: str, results: list[RowResult]
+) -> None:
+    """A failure event for each row not done (beyond the actor, one's own account, gone,
+    refused by its service), in one transaction of its own after the rows': what a single
+    action's refusal leaves in the log, so a bulk attempt on an admin's account is seen."""
+    refused = [r for r in results if not r.ok]
+    if not refused:
+        return
+    with session.begin():
+        for row in refused:
+            record(
+                session,
+                org_id,
+                action,
+                outcome="failure",
+                resource_type="User",
+                resource_id=row.user_id,
+                user_name=row.user_name if row.user_name != row.user_id else None,
+                detail=f"{op}: {row.message}",
+            )

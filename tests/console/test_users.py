@@ -14,7 +14,7 @@ from scim_server.db import db
 from scim_server.models import AuditEvent, User
 from scim_server.services import licenses, roles
 from tests.support import Scim
-from tests.support.console import csrf_token, sign_in_console
+from tests.support.console import console_user, csrf_token, sign_in_console
 
 
 @pytest.fixture
@@ -312,3 +312,34 @@ def test_menu_hides_what_a_role_cannot_open(app: Flask, client: FlaskClient, sci
     sign_in_console(app, client, scim, "auditor")
     html = client.get("/admin/").get_data(as_text=True)
     assert 'href="/admin/users/"' in html
+
+
+def test_a_bulk_row_refused_is_a_failure_event(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """README: a change the console refuses is a failure event. A user manager's bulk lock
+    of the org admin is refused per row ("beyond yours") and was in no event (the same
+    lock from the profile was): now each refused row is one, with who tried."""
+    from sqlalchemy import select
+
+    from scim_server.db import db
+    from scim_server.models import AuditEvent, User
+
+    boss = console_user(app, scim, "boss@acme.example", "org_admin")
+    manager = sign_in_console(app, client, scim, "user_manager", "manager@acme.example")
+    page = client.post(
+        "/admin/users/bulk",
+        data={"csrf_token": csrf_token(client), "op": "lock", "user": [boss, "no-such-id"]},
+    ).get_data(as_text=True)
+    assert "Not done: this account holds console roles beyond yours." in page
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, boss)).status != "LOCKED"  # type: ignore[union-attr]
+        failures = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.org_id == scim.org_id,
+                AuditEvent.action == "console.users.bulk",
+                AuditEvent.outcome == "failure",
+            )
+        ).all()
+    refused = {e.resource_id: e for e in failures}
+    assert set(refused) == {boss, "no-such-id"}
+    assert refused[boss].actor_id == manager
+    assert (refused[boss].detail or "").startswith("lock: Not done")
