@@ -149,14 +149,17 @@ def test_a_refused_password_says_the_rule_and_keeps_the_link(
     ids=["short", "unknown", "nul", "huge", "path"],
 )
 def test_broken_tokens_get_a_clear_page_and_change_nothing(client, token):
-    """Unknown, malformed or huge tokens: 410 (or 404 for a path), a plain page, nothing changed."""
+    """Unknown, malformed or huge tokens: 410 (or 404 for a path, 400 for NUL as on the
+    sign-in pages), a plain page, nothing changed."""
     for resp in (
         client.get(f"/sso/reset/{token}"),
         client.post(f"/sso/activate/{token}", data={"password": NEW, "confirm": NEW}),
     ):
-        assert resp.status_code in (404, 410)
+        assert resp.status_code in ((400,) if "%00" in token else (404, 410))
         if resp.status_code == 410:
             assert b"Nothing was changed" in resp.data
+        if resp.status_code == 400:
+            assert b"The request holds a character that is not allowed." in resp.data
 
 
 def test_wrong_content_type_is_refused(app, scim, client, session):
@@ -336,3 +339,42 @@ def test_forgot_and_reset_events_name_the_browser(app, scim, client, session):
     assert {(e.actor_type, e.actor_id, e.source_ip, e.user_agent) for e in mine} == {
         ("anonymous", None, "203.0.113.9", "probe/1.0")
     }
+
+
+@pytest.mark.parametrize(
+    ("page", "padding"),
+    [("reset", 0), ("activate", 0), ("reset", 70_000)],
+    ids=["reset", "activate", "reset-large-form"],
+)
+def test_a_link_page_refuses_a_password_holding_nul_and_keeps_the_link(
+    app, scim, admin, client, session, page, padding
+):
+    """The sign-in pages refuse a request holding NUL (``web.refuse_nul``), so such a
+    password could never sign in: the link pages refuse it the same way (400, the same
+    page), set nothing, and the link still works; also in a form too large for the
+    request-wide check to read."""
+    if page == "activate":
+        set_settings(admin, credentials_delivery="activation_link")
+        user_id = employee(scim, "dora@example.com")["id"]
+        assert admin.post(f"/api/v1/users/{user_id}/credentials/send", None).status_code == 202
+    else:
+        user_id = _with_password(app, scim, "dora@example.com")
+        _forgot(client, "dora@example.com")
+    body = session.scalars(select(MailOutbox.body_text)).one()
+    token = body.split(f"/sso/{page}/")[1].split()[0]
+    chosen = "Saffron-glacier\x00window-64"
+    form = {"password": chosen, "confirm": chosen, "padding": "p" * padding}
+    resp = client.post(f"/sso/{page}/{token}", data=form)
+    assert resp.status_code == 400
+    assert b"The request holds a character that is not allowed." in resp.data
+    with db.reader(app)() as s:
+        row = s.get(UserPassword, (scim.org_id, user_id))
+        hash_before = None if row is None else row.hash
+        assert s.scalars(select(CredentialToken.used_at)).all() == [None]
+    if page == "reset":
+        assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    else:
+        assert hash_before is None
+    done = client.post(f"/sso/{page}/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200
+    assert password_verifies(app, scim.org_id, user_id, NEW)
