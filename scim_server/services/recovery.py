@@ -21,8 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
-    ScalarSelect,
     and_,
     column,
     exists,
@@ -31,8 +29,6 @@ from sqlalchemy import (
     select,
     table,
     true,
-    tuple_,
-    union,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,8 +36,8 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.email_domains import email_domain
 from scim_server.errors import ConflictError, DomainError
-from scim_server.models import Contact, CredentialToken, Organization, User, UserPassword
-from scim_server.services import credentials, lifecycle, mail, passwords, settings
+from scim_server.models import CredentialToken, Organization, User, UserPassword
+from scim_server.services import credentials, lifecycle, mail, passwords, settings, user_lookup
 from scim_server.services.addresses import user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
@@ -121,7 +117,8 @@ def request_reset(
 
 def _accounts_to_mail(session: Session, typed: str, key: str) -> list[User]:
     """The accounts a reset link may go to: those the password sign-in could reach with the
-    same text, at most ``MAX_ACCOUNTS`` in each organization; one statement.
+    same text (login name, SCIM userName, contact e-mail: ``user_lookup.named_by_login``, the
+    sign-in's own lookup), at most ``MAX_ACCOUNTS`` in each organization; one statement.
 
     As the sign-in (``sso.local.accounts.find_account``): an address whose domain an
     organization holds verified names only that organization's accounts, and only
@@ -131,14 +128,14 @@ def _accounts_to_mail(session: Session, typed: str, key: str) -> list[User]:
     out of the list, nor get mail for an address whose domain another organization proved
     it owns. Whether an account has an address is read per row after the limit
     (``user_address``: the contact's e-mail, else the SCIM one, as mail takes it); it costs
-    an organization at most one of its own places, since login names are unique in an
-    organization and an account found by its contact's e-mail has that address.
+    an organization at most two of its own places, since login names and userNames are each
+    unique in an organization and an account found by its contact's e-mail has that address.
     """
     owner = domain_owner(session, typed)
     orgs = select(Organization.id).where(_passwords_allowed())
     if owner is not None:
         orgs = orgs.where(Organization.id == owner)
-    named = _named_by(key, orgs.scalar_subquery()).subquery()
+    named = user_lookup.named_by_login(key, orgs.scalar_subquery()).subquery()
     ranked = (
         select(
             User.org_id,
@@ -193,26 +190,6 @@ def domain_owner(session: Session, address: str) -> str | None:
             SSO_EMAIL_DOMAINS.c.domain == name, SSO_EMAIL_DOMAINS.c.verified_at.is_not(None)
         )
     )
-
-
-def _named_by(key: str, orgs: ScalarSelect[str]) -> CompoundSelect[str, str]:
-    """(org_id, id) of the users whose login name or contact e-mail is ``key``, in the
-    organizations ``orgs`` selects.
-
-    A ``UNION`` of two lookups, each naming its organizations (``org_id IN (SELECT id
-    FROM organizations ...)``) so that it probes the ``(org_id, key)`` index once per
-    organization, as the sign-in's ``find_account`` does: one ``OR`` over the
-    users/contacts join cannot use those indexes and read every user of the server.
-    """
-    by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
-    by_email = select(User.org_id, User.id).where(
-        tuple_(User.org_id, User.contact_id).in_(
-            select(Contact.org_id, Contact.id).where(
-                Contact.org_id.in_(orgs), Contact.email_key == key
-            )
-        )
-    )
-    return union(by_login, by_email)
 
 
 def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:

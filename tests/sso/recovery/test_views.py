@@ -15,7 +15,7 @@ from scim_server.models import AuditEvent, CredentialToken, MailOutbox, User, Us
 from sso.extension import sso_extension
 from sso.local import web
 from tests.support import Clock
-from tests.support.admin_api import events
+from tests.support.admin_api import account, events
 from tests.support.credentials import (
     employee,
     link_token,
@@ -26,6 +26,7 @@ from tests.support.credentials import (
 )
 from tests.support.local import busy_node, sign_in
 from tests.support.plans import assert_indexed_by_key
+from tests.support.sso import set_default_license
 
 NEW = "Saffron-glacier-window-64"
 
@@ -339,6 +340,33 @@ def test_forgot_and_reset_events_name_the_browser(app, scim, client, session):
     assert {(e.actor_type, e.actor_id, e.source_ip, e.user_agent) for e in mine} == {
         ("anonymous", None, "203.0.113.9", "probe/1.0")
     }
+
+
+@pytest.mark.parametrize("typed", ["bsmith-upn", "BSmith-UPN", "bob.smith", "bob@corp.example"])
+def test_forgot_reaches_every_login_the_password_form_accepts(app, scim, admin, client, typed):
+    """With a username format an account has three logins the password form takes: its
+    login name, its SCIM userName and its e-mail. The forgot form asks for "the e-mail
+    address or username of your account": each of them (under the same fold) gets the
+    account a reset link, with the one answer everybody gets."""
+    set_default_license(app, scim.org_id)
+    set_settings(admin, username_format="{given}.{family}", default_license="Engineer")
+    user = scim.create_user(
+        "bsmith-upn",
+        name={"givenName": "Bob", "familyName": "Smith"},
+        emails=[{"type": "work", "value": "bob@corp.example", "primary": True}],
+        password="Original-pass-phrase-31",
+    )
+    assert account(admin, user["id"])["username"] == "Bob.Smith"
+    assert sign_in(app.test_client(), typed, "Original-pass-phrase-31").status_code == 303
+    resp = _forgot(client, typed)
+    assert resp.status_code == 200 and resp.data == _forgot(client, "nobody@corp.example").data
+    with db.reader(app)() as s:
+        (mail,) = s.scalars(select(MailOutbox)).all()
+    assert (mail.kind, mail.recipient, mail.user_id) == (
+        "reset_link",
+        "bob@corp.example",
+        user["id"],
+    )
 
 
 @pytest.mark.parametrize(
