@@ -15,6 +15,7 @@ link that expired unused ends ``RECOVERY``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,10 +39,12 @@ from scim_server.email_domains import email_domain
 from scim_server.errors import ConflictError, DomainError
 from scim_server.models import CredentialToken, Organization, User, UserPassword
 from scim_server.services import credentials, lifecycle, mail, passwords, settings, user_lookup
-from scim_server.services.addresses import user_address
+from scim_server.services.addresses import still_has, user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
 from scim_server.text import fold
+
+log = logging.getLogger(__name__)
 
 RESET_LINK_TTL = timedelta(minutes=60)
 FORGOT_PER_HOUR = 3
@@ -201,6 +204,7 @@ def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:
     org = session.get(Organization, link.org_id)
     if user is None or org is None:
         raise LinkInvalidError("This link is not valid any more.")
+    _check_address(session, link, user)
     current = settings.get_settings(session, link.org_id)
     if not settings.passwords_allowed(session, link.org_id, current):
         # Single sign-on only since the link was sent: no password to choose (``use_link``
@@ -221,6 +225,7 @@ def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, pas
         if link is None:
             raise LinkInvalidError("This link is not valid any more.")
         user = credentials.locked_user(session, link.org_id, link.user_id)
+        _check_address(session, link, user)
         current = credentials.require_passwords(session, user.org_id)
         if user.status not in credentials.SENDABLE:
             raise ConflictError("This account is locked or deactivated: ask your administrator.")
@@ -256,6 +261,26 @@ def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, pas
                 user_id=user.id,
             )
     return user
+
+
+def _check_address(session: Session, link: CredentialToken, user: User) -> None:
+    """Refuse a link mailed to an address the account no longer has (``addresses.still_has``).
+
+    The mail worker does not send a secret to such an address (``mail_delivery``); one
+    already delivered there must not open the account either: whoever reads that mailbox
+    (a typo's owner, the next holder of a mailbox given away) is not the account's person.
+    Decided at each use, whatever changed the address (a SCIM PATCH or PUT, an admin's edit
+    of the contact, an import, the rules), so no way of changing it can be missed; the
+    link answers as any dead link. A link sent to an admin ("to myself": ``sent_to`` None)
+    is theirs to hand over and is not tied to the account's address."""
+    if link.sent_to is None or still_has(session, user, link.sent_to):
+        return
+    log.info(
+        "%s link of user %s refused: mailed to an address the account no longer has",
+        link.purpose,
+        user.id,
+    )
+    raise LinkInvalidError("This link is not valid any more.")
 
 
 def end_expired_recoveries(factory: sessionmaker[Session], now: datetime, limit: int = 200) -> int:
