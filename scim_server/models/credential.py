@@ -60,7 +60,10 @@ class CredentialToken(Base):
     """A single-use link we mailed: ``activation`` (choose a first password) or ``reset``.
 
     Only the SHA-256 of the token is stored, so a copy of the database opens no
-    account. ``used_at`` set, or ``expires_at`` past: the link is dead.
+    account. ``used_at`` set, or ``expires_at`` past: the link is dead. ``sent_to``: the
+    account's address the link was mailed to; the link works only while the account
+    still has it (``services.recovery``). None: mailed to an admin to hand over ("to
+    myself"), or issued before migration 0044 and not found in the outbox then.
     """
 
     __tablename__ = "credential_tokens"
@@ -80,3 +83,4 @@ class CredentialToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_to: Mapped[str | None] = mapped_column(String(320), default=None)

@@ -37,3 +37,17 @@ def user_address(session: Session, user: User) -> str | None:
         return mail.check_recipient(found)
     except InvalidValueError:
         return None
+
+
+def still_has(session: Session, user: User, sent_to: str) -> bool:
+    """Whether ``user``'s address (``user_address``) is still ``sent_to``, where a secret went.
+
+    Compared ignoring case: an address whose case alone changed names the same mailbox
+    (RFC 5321 §2.4: domains are case-insensitive, and a local part told apart by case
+    "impedes interoperability and is discouraged"; IdPs change the case of addresses
+    freely), so a link mailed there keeps working. Any other change (a typo corrected, a
+    mailbox given to someone else) is another mailbox, and no address is none. The mail
+    worker (``mail_delivery.why_unwanted``) and the link pages (``recovery``) decide by
+    this one rule."""
+    address = user_address(session, user)
+    return address is not None and address.casefold() == sent_to.casefold()

@@ -214,7 +214,13 @@ def deliver(
         # New credentials replace the old ones: no earlier password outlives the link
         # (as a new temporary password replaces it in the other mode).
         passwords.remove_password(session, user, detail=f"{why}: replaced by an activation link")
-        token = passwords.issue_link(session, user, "activation", timedelta(days=days))
+        token = passwords.issue_link(
+            session,
+            user,
+            "activation",
+            timedelta(days=days),
+            sent_to=None if for_admin else address,
+        )
         await_new_password(session, user, why)
         kind, method = "activation_link", "activation_link"
         context |= {
@@ -273,7 +279,9 @@ def deliver_reset_link(
             "The user has no e-mail address (neither on its contact nor in its SCIM emails): "
             "send the link to yourself instead."
         )
-    token = passwords.issue_link(session, user, "reset", ttl)
+    token = passwords.issue_link(
+        session, user, "reset", ttl, sent_to=None if for_admin else address
+    )
     if user.status != RECOVERY:
         lifecycle.transition(session, user, "start_recovery", reason=f"password {reason}")
     # A moment, not a duration: the worker may send the mail later than it is queued.

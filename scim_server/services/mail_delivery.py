@@ -28,9 +28,11 @@ longer in a status that may receive credentials (``credentials.SENDABLE``: deact
 or locked since it was queued), newer credentials of that account were queued after it,
 the account no longer has the address it goes to (unless an admin had it sent to
 themselves), or the password or link it holds no longer works (replaced, used, expired),
-it is ``cancelled`` (audited as ``mail.cancelled``), never sent. Notices (password
-changed, MFA reset or changed, account locked) go whatever the account's status: they
-hold no secret and tell the person what happened to their account.
+it is ``cancelled`` (audited as ``mail.cancelled``), never sent. (A link delivered before
+its account's address changed stops working too: ``recovery`` checks the address at use,
+by the same rule, ``addresses.still_has``.) Notices (password changed, MFA reset or
+changed, account locked) go whatever the account's status: they hold no secret and tell
+the person what happened to their account.
 
 The address is checked last, so a mail cancelled for it is one its account was otherwise
 still due. When that mail is the automatic welcome of a SCIM create (Entra and Okta create
@@ -61,7 +63,7 @@ from scim_server.mailer import Mailer, Outgoing
 from scim_server.models import CredentialSend, CredentialToken, MailOutbox, User
 from scim_server.services import credentials, leases, passwords, settings
 from scim_server.services import mail as outbox
-from scim_server.services.addresses import user_address
+from scim_server.services.addresses import still_has, user_address
 from scim_server.services.credentials import SENDABLE, Delivery
 from scim_server.services.mail import MAX_LOST_LEASES, RETRY_EVERY, RETRY_WINDOW
 
@@ -380,12 +382,11 @@ def why_unwanted(session: Session, mail: MailOutbox, now: datetime | None = None
     dead = _dead_secret(session, mail, user, now)
     if dead is not None:
         return dead
-    if mail.for_admin is False:  # None: queued before the server kept who it was for
-        address = user_address(session, user)
-        if address is None or address.casefold() != mail.recipient.casefold():
-            # The IdP or an admin corrected it (a typo, a mailbox given to someone else):
-            # a secret does not go to an address the account no longer has.
-            return ADDRESS_CHANGED
+    # for_admin None: queued before the server kept who it was for.
+    if mail.for_admin is False and not still_has(session, user, mail.recipient):
+        # The IdP or an admin corrected it (a typo, a mailbox given to someone else):
+        # a secret does not go to an address the account no longer has.
+        return ADDRESS_CHANGED
     return None
 
 

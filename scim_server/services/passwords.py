@@ -372,10 +372,14 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_link(session: Session, user: User, purpose: str, ttl: timedelta) -> str:
+def issue_link(
+    session: Session, user: User, purpose: str, ttl: timedelta, *, sent_to: str | None
+) -> str:
     """A new single-use link token for ``user``; earlier unused ones of that purpose die.
 
-    Returns the token itself (for the mail): only its SHA-256 is stored.
+    Returns the token itself (for the mail): only its SHA-256 is stored. ``sent_to``: the
+    account's address the mail goes to (the link works only while the account has it:
+    ``recovery``), None when it goes to an admin to hand over.
     """
     if purpose not in LINK_PURPOSES:
         raise InvalidValueError(f"Unknown link purpose {purpose!r}.")
@@ -399,6 +403,7 @@ def issue_link(session: Session, user: User, purpose: str, ttl: timedelta) -> st
             token_hash=_digest(token),
             created_at=now,
             expires_at=now + ttl,
+            sent_to=sent_to,
         )
     )
     return token

@@ -15,14 +15,13 @@ link that expired unused ends ``RECOVERY``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
-    ScalarSelect,
     and_,
     column,
     exists,
@@ -31,8 +30,6 @@ from sqlalchemy import (
     select,
     table,
     true,
-    tuple_,
-    union,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,12 +37,14 @@ from scim_server.audit import record
 from scim_server.db import utcnow
 from scim_server.email_domains import email_domain
 from scim_server.errors import ConflictError, DomainError
-from scim_server.models import Contact, CredentialToken, Organization, User, UserPassword
-from scim_server.services import credentials, lifecycle, mail, passwords, settings
-from scim_server.services.addresses import user_address
+from scim_server.models import CredentialToken, Organization, User, UserPassword
+from scim_server.services import credentials, lifecycle, mail, passwords, settings, user_lookup
+from scim_server.services.addresses import still_has, user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
 from scim_server.text import fold
+
+log = logging.getLogger(__name__)
 
 RESET_LINK_TTL = timedelta(minutes=60)
 FORGOT_PER_HOUR = 3
@@ -121,7 +120,8 @@ def request_reset(
 
 def _accounts_to_mail(session: Session, typed: str, key: str) -> list[User]:
     """The accounts a reset link may go to: those the password sign-in could reach with the
-    same text, at most ``MAX_ACCOUNTS`` in each organization; one statement.
+    same text (login name, SCIM userName, contact e-mail: ``user_lookup.named_by_login``, the
+    sign-in's own lookup), at most ``MAX_ACCOUNTS`` in each organization; one statement.
 
     As the sign-in (``sso.local.accounts.find_account``): an address whose domain an
     organization holds verified names only that organization's accounts, and only
@@ -131,14 +131,14 @@ def _accounts_to_mail(session: Session, typed: str, key: str) -> list[User]:
     out of the list, nor get mail for an address whose domain another organization proved
     it owns. Whether an account has an address is read per row after the limit
     (``user_address``: the contact's e-mail, else the SCIM one, as mail takes it); it costs
-    an organization at most one of its own places, since login names are unique in an
-    organization and an account found by its contact's e-mail has that address.
+    an organization at most two of its own places, since login names and userNames are each
+    unique in an organization and an account found by its contact's e-mail has that address.
     """
     owner = domain_owner(session, typed)
     orgs = select(Organization.id).where(_passwords_allowed())
     if owner is not None:
         orgs = orgs.where(Organization.id == owner)
-    named = _named_by(key, orgs.scalar_subquery()).subquery()
+    named = user_lookup.named_by_login(key, orgs.scalar_subquery()).subquery()
     ranked = (
         select(
             User.org_id,
@@ -195,26 +195,6 @@ def domain_owner(session: Session, address: str) -> str | None:
     )
 
 
-def _named_by(key: str, orgs: ScalarSelect[str]) -> CompoundSelect[str, str]:
-    """(org_id, id) of the users whose login name or contact e-mail is ``key``, in the
-    organizations ``orgs`` selects.
-
-    A ``UNION`` of two lookups, each naming its organizations (``org_id IN (SELECT id
-    FROM organizations ...)``) so that it probes the ``(org_id, key)`` index once per
-    organization, as the sign-in's ``find_account`` does: one ``OR`` over the
-    users/contacts join cannot use those indexes and read every user of the server.
-    """
-    by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
-    by_email = select(User.org_id, User.id).where(
-        tuple_(User.org_id, User.contact_id).in_(
-            select(Contact.org_id, Contact.id).where(
-                Contact.org_id.in_(orgs), Contact.email_key == key
-            )
-        )
-    )
-    return union(by_login, by_email)
-
-
 def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:
     """The GET of a link's page: who it is for; nothing is consumed."""
     link = passwords.find_link(session, token, purpose)
@@ -224,6 +204,7 @@ def open_link(session: Session, token: Any, purpose: str) -> LinkInfo:
     org = session.get(Organization, link.org_id)
     if user is None or org is None:
         raise LinkInvalidError("This link is not valid any more.")
+    _check_address(session, link, user)
     current = settings.get_settings(session, link.org_id)
     if not settings.passwords_allowed(session, link.org_id, current):
         # Single sign-on only since the link was sent: no password to choose (``use_link``
@@ -244,6 +225,7 @@ def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, pas
         if link is None:
             raise LinkInvalidError("This link is not valid any more.")
         user = credentials.locked_user(session, link.org_id, link.user_id)
+        _check_address(session, link, user)
         current = credentials.require_passwords(session, user.org_id)
         if user.status not in credentials.SENDABLE:
             raise ConflictError("This account is locked or deactivated: ask your administrator.")
@@ -279,6 +261,26 @@ def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, pas
                 user_id=user.id,
             )
     return user
+
+
+def _check_address(session: Session, link: CredentialToken, user: User) -> None:
+    """Refuse a link mailed to an address the account no longer has (``addresses.still_has``).
+
+    The mail worker does not send a secret to such an address (``mail_delivery``); one
+    already delivered there must not open the account either: whoever reads that mailbox
+    (a typo's owner, the next holder of a mailbox given away) is not the account's person.
+    Decided at each use, whatever changed the address (a SCIM PATCH or PUT, an admin's edit
+    of the contact, an import, the rules), so no way of changing it can be missed; the
+    link answers as any dead link. A link sent to an admin ("to myself": ``sent_to`` None)
+    is theirs to hand over and is not tied to the account's address."""
+    if link.sent_to is None or still_has(session, user, link.sent_to):
+        return
+    log.info(
+        "%s link of user %s refused: mailed to an address the account no longer has",
+        link.purpose,
+        user.id,
+    )
+    raise LinkInvalidError("This link is not valid any more.")
 
 
 def end_expired_recoveries(factory: sessionmaker[Session], now: datetime, limit: int = 200) -> int:

@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CompoundSelect, select, tuple_, union
+from sqlalchemy import CompoundSelect, select
 from sqlalchemy.orm import Session
 
-from scim_server.models import Contact, Organization, User
+from scim_server.models import Organization, User
 from scim_server.services import settings as org_settings
+from scim_server.services import user_lookup
 from scim_server.text import fold
 from sso.signin.domains import email_domain, verified_domain
 
@@ -79,22 +80,8 @@ def find_account(session: Session, login: str) -> Found:
 
 
 def _matches(key: str, owner: str | None) -> CompoundSelect[str, str]:
-    """The (org_id, id) of users whose login name, userName or contact e-mail is ``key``.
-
-    Each branch names its organizations (``org_id IN (SELECT id FROM
-    organizations)``, or the one ``owner``) so that it probes an index leading
-    with ``org_id`` once per organization: no scan of ``users`` or ``contacts``.
-    """
+    """The (org_id, id) of users whose login name, userName or contact e-mail is ``key``, in
+    the one ``owner`` organization or in all (``user_lookup.named_by_login``: the forgot
+    form's rule too)."""
     orgs: Any = [owner] if owner is not None else select(Organization.id).scalar_subquery()
-    by_login = select(User.org_id, User.id).where(User.org_id.in_(orgs), User.login_name_key == key)
-    by_user_name = select(User.org_id, User.id).where(
-        User.org_id.in_(orgs), User.user_name_key == key
-    )
-    by_email = select(User.org_id, User.id).where(
-        tuple_(User.org_id, User.contact_id).in_(
-            select(Contact.org_id, Contact.id).where(
-                Contact.org_id.in_(orgs), Contact.email_key == key
-            )
-        )
-    )
-    return union(by_login, by_user_name, by_email)
+    return user_lookup.named_by_login(key, orgs)

@@ -59,10 +59,13 @@ class BadRequestError(Exception):
         self.message = message
 
 
+NUL_REFUSED = "The request holds a character that is not allowed."
+
+
 def refuse_nul() -> None:
     """A ``before_request`` of the sign-in pages' blueprints (``scim_server.request_inputs``)."""
     if request_inputs.has_nul(request):
-        raise BadRequestError(400, "The request holds a character that is not allowed.")
+        raise BadRequestError(400, NUL_REFUSED)
 
 
 # The actor of the sign-in pages' events when no person is known: a browser, not "system".

@@ -32,6 +32,17 @@ from sso.local import web
 from sso.signin import pages
 
 bp = Blueprint("sso_recovery", __name__, url_prefix="/sso")
+
+
+@bp.errorhandler(web.BadRequestError)
+def _bad_request(err: web.BadRequestError) -> Any:
+    return pages.message_page("Invalid request", err.message, status=err.status)
+
+
+# NUL anywhere in the request is refused (400) before a view reads it, as on the sign-in
+# pages: a password holding it could be chosen here but never typed there, and a token or
+# an identifier holding it looks nothing up.
+bp.before_request(web.refuse_nul)
 # Its events name the browser (address, user agent) and whoever it is signed in as, if anyone.
 bp.before_request(web.audit_actor)
 log = logging.getLogger(__name__)
@@ -116,6 +127,10 @@ def _use(token: str, purpose: str) -> Any:
         return _link_page(token, purpose, "Send the form from this page.", 415)
     password = request.form.get("password") or ""
     confirm = request.form.get("confirm") or ""
+    if "\x00" in password or "\x00" in confirm:
+        # A form too large for ``refuse_nul`` to read (``request_inputs.MAX_FORM_BYTES``; the
+        # sign-in pages refuse such a form) is checked here: never a password they refuse.
+        raise web.BadRequestError(400, web.NUL_REFUSED)
     if len(password) > MAX_INPUT_CHARS:
         return _link_page(token, purpose, "The password is too long.", 400)
     if password != confirm:

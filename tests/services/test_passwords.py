@@ -170,9 +170,9 @@ def test_links_are_hashed_single_use_and_expire(app, scim):
     user = _user(app, scim)
     with db.writer(app)() as s, s.begin():
         s.add(user)
-        first = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
-        second = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
-        expired = passwords.issue_link(s, user, "activation", timedelta(seconds=-1))
+        first = passwords.issue_link(s, user, "reset", timedelta(minutes=60), sent_to=None)
+        second = passwords.issue_link(s, user, "reset", timedelta(minutes=60), sent_to=None)
+        expired = passwords.issue_link(s, user, "activation", timedelta(seconds=-1), sent_to=None)
     with db.writer(app)() as s, s.begin():
         assert passwords.find_link(s, first, "reset") is None  # replaced by the second
         assert passwords.find_link(s, second, "activation") is None  # wrong purpose
@@ -193,8 +193,8 @@ def test_a_chosen_password_ends_the_live_links_and_a_temporary_one_does_not(app,
     user = _user(app, scim)
     with db.writer(app)() as s, s.begin():
         s.add(user)
-        reset = passwords.issue_link(s, user, "reset", timedelta(minutes=60))
-        activation = passwords.issue_link(s, user, "activation", timedelta(days=7))
+        reset = passwords.issue_link(s, user, "reset", timedelta(minutes=60), sent_to=None)
+        activation = passwords.issue_link(s, user, "activation", timedelta(days=7), sent_to=None)
         passwords.set_password(
             s,
             CHEAP,

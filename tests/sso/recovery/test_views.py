@@ -15,7 +15,7 @@ from scim_server.models import AuditEvent, CredentialToken, MailOutbox, User, Us
 from sso.extension import sso_extension
 from sso.local import web
 from tests.support import Clock
-from tests.support.admin_api import events
+from tests.support.admin_api import account, events
 from tests.support.credentials import (
     employee,
     link_token,
@@ -26,6 +26,7 @@ from tests.support.credentials import (
 )
 from tests.support.local import busy_node, sign_in
 from tests.support.plans import assert_indexed_by_key
+from tests.support.sso import set_default_license
 
 NEW = "Saffron-glacier-window-64"
 
@@ -149,14 +150,17 @@ def test_a_refused_password_says_the_rule_and_keeps_the_link(
     ids=["short", "unknown", "nul", "huge", "path"],
 )
 def test_broken_tokens_get_a_clear_page_and_change_nothing(client, token):
-    """Unknown, malformed or huge tokens: 410 (or 404 for a path), a plain page, nothing changed."""
+    """Unknown, malformed or huge tokens: 410 (or 404 for a path, 400 for NUL as on the
+    sign-in pages), a plain page, nothing changed."""
     for resp in (
         client.get(f"/sso/reset/{token}"),
         client.post(f"/sso/activate/{token}", data={"password": NEW, "confirm": NEW}),
     ):
-        assert resp.status_code in (404, 410)
+        assert resp.status_code in ((400,) if "%00" in token else (404, 410))
         if resp.status_code == 410:
             assert b"Nothing was changed" in resp.data
+        if resp.status_code == 400:
+            assert b"The request holds a character that is not allowed." in resp.data
 
 
 def test_wrong_content_type_is_refused(app, scim, client, session):
@@ -336,3 +340,69 @@ def test_forgot_and_reset_events_name_the_browser(app, scim, client, session):
     assert {(e.actor_type, e.actor_id, e.source_ip, e.user_agent) for e in mine} == {
         ("anonymous", None, "203.0.113.9", "probe/1.0")
     }
+
+
+@pytest.mark.parametrize("typed", ["bsmith-upn", "BSmith-UPN", "bob.smith", "bob@corp.example"])
+def test_forgot_reaches_every_login_the_password_form_accepts(app, scim, admin, client, typed):
+    """With a username format an account has three logins the password form takes: its
+    login name, its SCIM userName and its e-mail. The forgot form asks for "the e-mail
+    address or username of your account": each of them (under the same fold) gets the
+    account a reset link, with the one answer everybody gets."""
+    set_default_license(app, scim.org_id)
+    set_settings(admin, username_format="{given}.{family}", default_license="Engineer")
+    user = scim.create_user(
+        "bsmith-upn",
+        name={"givenName": "Bob", "familyName": "Smith"},
+        emails=[{"type": "work", "value": "bob@corp.example", "primary": True}],
+        password="Original-pass-phrase-31",
+    )
+    assert account(admin, user["id"])["username"] == "Bob.Smith"
+    assert sign_in(app.test_client(), typed, "Original-pass-phrase-31").status_code == 303
+    resp = _forgot(client, typed)
+    assert resp.status_code == 200 and resp.data == _forgot(client, "nobody@corp.example").data
+    with db.reader(app)() as s:
+        (mail,) = s.scalars(select(MailOutbox)).all()
+    assert (mail.kind, mail.recipient, mail.user_id) == (
+        "reset_link",
+        "bob@corp.example",
+        user["id"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "padding"),
+    [("reset", 0), ("activate", 0), ("reset", 70_000)],
+    ids=["reset", "activate", "reset-large-form"],
+)
+def test_a_link_page_refuses_a_password_holding_nul_and_keeps_the_link(
+    app, scim, admin, client, session, page, padding
+):
+    """The sign-in pages refuse a request holding NUL (``web.refuse_nul``), so such a
+    password could never sign in: the link pages refuse it the same way (400, the same
+    page), set nothing, and the link still works; also in a form too large for the
+    request-wide check to read."""
+    if page == "activate":
+        set_settings(admin, credentials_delivery="activation_link")
+        user_id = employee(scim, "dora@example.com")["id"]
+        assert admin.post(f"/api/v1/users/{user_id}/credentials/send", None).status_code == 202
+    else:
+        user_id = _with_password(app, scim, "dora@example.com")
+        _forgot(client, "dora@example.com")
+    body = session.scalars(select(MailOutbox.body_text)).one()
+    token = body.split(f"/sso/{page}/")[1].split()[0]
+    chosen = "Saffron-glacier\x00window-64"
+    form = {"password": chosen, "confirm": chosen, "padding": "p" * padding}
+    resp = client.post(f"/sso/{page}/{token}", data=form)
+    assert resp.status_code == 400
+    assert b"The request holds a character that is not allowed." in resp.data
+    with db.reader(app)() as s:
+        row = s.get(UserPassword, (scim.org_id, user_id))
+        hash_before = None if row is None else row.hash
+        assert s.scalars(select(CredentialToken.used_at)).all() == [None]
+    if page == "reset":
+        assert password_verifies(app, scim.org_id, user_id, "Original-pass-phrase-31")
+    else:
+        assert hash_before is None
+    done = client.post(f"/sso/{page}/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200
+    assert password_verifies(app, scim.org_id, user_id, NEW)
