@@ -152,6 +152,14 @@ _REFUSED_RESOURCES = {
 
 
 @bp.after_request
+def _no_sniffing(resp: Response) -> Response:
+    """Every console answer as its declared type, downloads included (a CSV of names an
+    admin did not write, opened by a browser that guesses, is not a page)."""
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+@bp.after_request
 def _record_refusal(resp: Response) -> Response:
     """A signed-in person's refused change (a POST answered 4xx: not allowed, not found, in
     conflict, a bad form) is in the log as the admin API's refusals are: a failure event

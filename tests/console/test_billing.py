@@ -183,6 +183,7 @@ def test_console_csv(app: Flask, client: FlaskClient, scim: Scim, seats: dict[st
     resp = client.get(f"/admin/billing/changes.csv?from={day}&to={day}")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert f"license-changes-{day}-{day}.csv" in resp.headers["Content-Disposition"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"  # a download is not sniffed
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     assert [(r["license"], r["change"], r["user_name"]) for r in rows] == [
         ("Engineer", "1", "ada"),
