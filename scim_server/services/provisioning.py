@@ -494,7 +494,8 @@ def reevaluate(
     ``joined``: the group the others were added to. In strict seat mode one asks for a seat
     only when joining it is what makes the rules want the license (``OwnChange``): a user
     already waiting for it, or whom the rules want on it outside that group (rules activated
-    and not yet applied), is not refused for joining a group no rule names."""
+    and not yet applied), is not refused for joining a group no rule names. Those in
+    ``left`` are evaluated first: the seats they give back go to those who joined."""
     if not user_ids:
         return {}  # a group's write that moved no one: no read of the rules
     settings = settings_for(session, org_id)
@@ -502,7 +503,11 @@ def reevaluate(
     if rules is None:
         return {}
     out = {}
-    for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
+    moved = session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids)))
+    # Those who left first: a seat they give back is free when a joiner of the same write
+    # asks for it (strict seats refuse only a write that leaves a license over its limit).
+    # In id order otherwise, so that the outcome never depends on how the database reads.
+    for user in sorted(moved, key=lambda u: (u.id not in left, u.id)):
         asks_seat = user.id not in left
         outcome = _reevaluate_one(
             session, org_id, user, rules, settings, None, asks_seat, joined if asks_seat else None
