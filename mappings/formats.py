@@ -157,9 +157,9 @@ def _loader() -> type:
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             tag = super().resolve(kind, value, implicit)
             # Only an untagged plain scalar: ``!!int 0x1F`` and ``"0123"`` say what they are.
-            if kind is yaml.ScalarNode and implicit[0] and tag in (_INT, _FLOAT):
-                if not _reads_back(tag, value):
-                    return _STR
+            plain = kind is yaml.ScalarNode and implicit[0]
+            if plain and tag in (_INT, _FLOAT) and not _reads_back(tag, value):
+                return _STR
             return tag
 
         def compose_node(self, parent: Any, index: Any) -> Any:

@@ -264,9 +264,7 @@ def test_a_yaml_rule_value_is_compared_as_written(scim, admin, written):
     preview = ok(admin.post("/api/v1/rulesets/preview", {"format": "yaml", "text": text}))
     assert preview["would_change"] == 1, preview
 
-    stored = ok(
-        admin.post("/api/v1/rulesets", {"name": "cc", "format": "yaml", "text": text}), 201
-    )
+    stored = ok(admin.post("/api/v1/rulesets", {"name": "cc", "format": "yaml", "text": text}), 201)
     assert stored["document"]["rules"][0]["when"] == {"attribute": "costCenter", "equals": written}
     ok(admin.post(f"/api/v1/rulesets/{stored['id']}/activate", None))
     apply_rules(admin)

@@ -64,7 +64,11 @@ def test_create_license_and_see_cost(
             "seat_limit",
             "0 to 2,147,483,647, or empty for unlimited.",
         ),
-        ({"name": "X", "price": "21474836.48", "currency": "EUR"}, "price", "at most 21,474,836.47"),
+        (
+            {"name": "X", "price": "21474836.48", "currency": "EUR"},
+            "price",
+            "at most 21,474,836.47",
+        ),
         ({"name": "X", "price": "1E+99", "currency": "EUR"}, "price", "at most 21,474,836.47"),
         (
             {"name": "X", "price": "1", "currency": "EUR", "seat_limit": "many"},
