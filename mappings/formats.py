@@ -3,7 +3,10 @@
 Both formats load to the same JSON-like value, so a document can be edited in
 YAML, stored as JSON, and exported again unchanged. YAML is read with the safe
 loader, without aliases (no billion-laughs expansion) or implicit dates (a
-``2024-01-01`` stays the string it looks like); duplicate keys are errors in
+``2024-01-01`` stays the string it looks like); an unquoted number is a number
+only when written as it reads back (``42``, ``1.5``): YAML 1.1's other spellings
+(``0123`` octal, ``0x1F``, ``1:30`` sexagesimal, ``1_000``, ``1.50``) stay the
+strings written, as a rule compares them; duplicate keys are errors in
 both formats, never a silent last-one-wins. PyYAML is imported only when YAML
 is used, so ``import mappings`` needs nothing outside the standard library.
 """
@@ -116,9 +119,33 @@ def _yaml() -> Any:
     return yaml
 
 
+_INT, _FLOAT, _STR = (f"tag:yaml.org,2002:{t}" for t in ("int", "float", "str"))
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
+
+
+def _reads_back(tag: str, text: str) -> bool:
+    """Whether a plain scalar YAML 1.1 reads as a number is that number's own spelling (what
+    ``dump`` writes for it): ``0123`` (octal 83), ``0x1F`` (31), ``1:30`` (sexagesimal 90),
+    ``1_000`` or ``1.50`` are not, and a rule comparing with the number would not compare
+    with what the admin wrote (``equals: 0123`` never matched "0123")."""
+    if tag == _INT:
+        return _CANONICAL_INT.fullmatch(text) is not None
+    if text.lstrip("+-").lower() in (".inf", ".nan"):
+        return True  # a number, for ``_check_json_like`` to refuse
+    try:
+        number = float(text)
+    except ValueError:  # sexagesimal
+        return False
+    spelled = repr(number)
+    if "." not in spelled and "e" in spelled:
+        spelled = spelled.replace("e", ".0e", 1)  # as PyYAML's representer writes 1e17
+    return text == spelled
+
+
 @cache
 def _loader() -> type:
-    """A SafeLoader without aliases, implicit timestamps or duplicate keys."""
+    """A SafeLoader without aliases, implicit timestamps, numbers spelled otherwise than they
+    read back (``_reads_back``: such plain scalars stay strings) or duplicate keys."""
     yaml = _yaml()
 
     class Loader(yaml.SafeLoader):  # type: ignore[name-defined]
@@ -126,6 +153,14 @@ def _loader() -> type:
             first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
         }
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            tag = super().resolve(kind, value, implicit)
+            # Only an untagged plain scalar: ``!!int 0x1F`` and ``"0123"`` say what they are.
+            plain = kind is yaml.ScalarNode and implicit[0]
+            if plain and tag in (_INT, _FLOAT) and not _reads_back(tag, value):
+                return _STR
+            return tag
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):

@@ -21,14 +21,20 @@ from scim_server.db import db
 from scim_server.errors import DomainError
 from scim_server.models.role import ROLE_KINDS
 from scim_server.services import directory, licenses, roles
+from scim_server.text import MAX_INT
 
 bp = Blueprint("directory", __name__)
 
 
 class LicenseForm(FormSchema):
+    # The service's limits (``licenses._check``): a license the admin API made, or changed,
+    # is one the console can edit.
     name = text(200, required=True)
     seat_limit = fields.Integer(
-        allow_none=True, validate=validate.Range(min=0, max=10_000_000, error="0 or more.")
+        allow_none=True,
+        validate=validate.Range(
+            min=0, max=MAX_INT, error=f"0 to {MAX_INT:,}, or empty for unlimited."
+        ),
     )
     price = fields.String(required=True)
     currency = fields.String(
@@ -49,7 +55,9 @@ def price_cents(value: str) -> int:
         raise ValidationError("A price such as 49.90.") from None
     if not amount.is_finite():  # NaN, Infinity: Decimal parses them; they compare by raising
         raise ValidationError("A price such as 49.90.")
-    if amount < 0 or amount >= 10_000_000 or amount != amount.quantize(Decimal("0.01")):
+    if amount * 100 > MAX_INT:  # first: quantizing 1E+99 raises
+        raise ValidationError(f"A price of at most {Decimal(MAX_INT) / 100:,}.")
+    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
         raise ValidationError("A price such as 49.90 (two decimals at most, not negative).")
     return int(amount * 100)
 

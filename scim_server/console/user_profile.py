@@ -158,21 +158,25 @@ def update_contact(user_id: str) -> Response:
 @bp.post("/<user_id>/license")
 @require("users.write", account="user_id")
 def set_license(user_id: str) -> Response:
-    """A license by name, "none" (explicitly none), or "rules" (hand it back to the rules).
-    Without a license the account cannot sign in: as a lock, not for a lower role to do to
-    an account beyond theirs."""
+    """A license by id, "none" (explicitly none), or "rules" (hand it back to the rules).
+    By id, not name: a license may be named "none" or "rules" (ids never are), and a rename
+    since the page was shown still assigns the license picked. Without a license the account
+    cannot sign in: as a lock, not for a lower role to do to an account beyond theirs."""
     choice = request.form.get("license", "")
     s = db.session
+    org_id = person().org_id
     own = user_id == person().user_id  # never one's own way in (``accounts.OWN_LICENSE``)
     if choice == "rules":
-        accounts.release_manual_license(s, person().org_id, user_id, own=own)
+        accounts.release_manual_license(s, org_id, user_id, own=own)
         flash("The license is the mapping rules' choice again.", "ok")
     elif choice == "none":
-        accounts.set_manual_license(s, person().org_id, user_id, None, own=own)
+        accounts.set_manual_license(s, org_id, user_id, None, own=own)
         flash("License removed: this user can no longer sign in.", "ok")
     elif choice:
-        accounts.set_manual_license(s, person().org_id, user_id, choice, own=own)
-        flash(f"License {choice} assigned.", "ok")
+        accounts.set_manual_license(s, org_id, user_id, None, own=own, license_id=choice)
+        name = licenses.get_license(s, org_id, choice).name
+        s.rollback()
+        flash(f"License {name} assigned.", "ok")
     else:
         raise InvalidValueError("Choose a license.")
     return _back(user_id, "license")

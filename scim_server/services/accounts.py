@@ -127,17 +127,32 @@ def _keep_license(user: User, own: bool) -> None:
 
 
 def set_manual_license(
-    session: Session, org_id: str, user_id: str, name: str | None, *, own: bool = False
+    session: Session,
+    org_id: str,
+    user_id: str,
+    name: str | None,
+    *,
+    own: bool = False,
+    license_id: str | None = None,
 ) -> User:
     """An admin's license decision (None: explicitly none), which the rules then leave alone.
 
     Strict whatever the organization's seat mode: an admin assigning a full
     license is told so (409), not handed a silent shortage. ``own``: see ``_keep_license``.
+    ``license_id``: the license by id instead of ``name`` (the console's picker, whose other
+    choices a license's name could spell).
     """
     with session.begin():
         user = users.get_user(session, org_id, user_id, for_update=True)
         lic = None
-        if name is not None:
+        if license_id is not None:
+            lic = session.scalar(
+                select(License).where(License.org_id == org_id, License.id == license_id)
+            )
+            if lic is None:
+                raise InvalidValueError(f"Unknown license {license_id!r}.")
+            name = lic.name
+        elif name is not None:
             lic = licenses.find_license(session, org_id, name)
             if lic is None:
                 raise InvalidValueError(f"Unknown license {name!r}.")

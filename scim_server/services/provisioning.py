@@ -145,6 +145,20 @@ def provision(
     settings, rules = config if config is not None else identity_config(session, org_id)
     explanation: dict[str, Any] = {}
     fields = contact_fields(doc)
+    result = groups = None
+    if rules is not None:
+        if identity is None:
+            groups = list(joins) if creating else user_groups(session, org_id, user.id)
+            identity = mappings.ExternalIdentity.from_scim(doc, groups)
+        elif joins:
+            extra = mappings.ExternalIdentity.from_scim({}, joins).groups
+            identity = replace(identity, groups=tuple(dict.fromkeys((*identity.groups, *extra))))
+        result = mappings.resolve(identity, rules)
+    # The contact fields the rules set are theirs (``apply_result``), not the IdP's: written
+    # once, with the rules' value. Writing the IdP's first logged a change there and back
+    # on every write of such a user, and moved the contact's updated_at.
+    ruled = _ruled_contact_fields(result)
+    scim_fields = {k: v for k, v in fields.items() if k not in ruled}
     if contact is None and user.contact_id:
         contact = session.get(Contact, (org_id, user.contact_id))
     new_contact: Contact | None = None
@@ -159,14 +173,18 @@ def provision(
         explanation["contact"] = "matched existing person" if contact else "created person"
         if contact is None:
             # Made with its fields at once (a new contact's None fields change nothing).
-            new_contact, contact_changes = contacts.new_person(org_id, _contact_name(doc), fields)
+            new_contact, contact_changes = contacts.new_person(
+                org_id, _contact_name(doc), scim_fields
+            )
             contact = new_contact
         user.contact_id = contact.id
     if new_contact is None:
         contact_changes = contacts.update_fields(
-            contact, {k: v for k, v in fields.items() if v is not None or not creating}
+            contact, {k: v for k, v in scim_fields.items() if v is not None or not creating}
         )
     enterprise_org = (doc.get(ENTERPRISE) or {}).get("organization")
+    if "organization_contact_id" in ruled:
+        enterprise_org = None
     if enterprise_org and not _in_company(session, org_id, contact, enterprise_org):
         company = contacts.organization_contact(session, org_id, enterprise_org)
         contact_changes |= contacts.update_fields(contact, {"organization_contact_id": company.id})
@@ -180,15 +198,7 @@ def provision(
     elif not creating and new_contact is not None:
         session.add(new_contact)
 
-    if rules is not None:
-        groups = None
-        if identity is None:
-            groups = list(joins) if creating else user_groups(session, org_id, user.id)
-            identity = mappings.ExternalIdentity.from_scim(doc, groups)
-        elif joins:
-            extra = mappings.ExternalIdentity.from_scim({}, joins).groups
-            identity = replace(identity, groups=tuple(dict.fromkeys((*identity.groups, *extra))))
-        result = mappings.resolve(identity, rules)
+    if result is not None:  # rules are active
         explanation["rules"] = list(result.explanation)
         own: Lookups | None = None
         if before is not None and groups is not None and settings.strict_seats:
@@ -217,6 +227,16 @@ def provision(
         else:
             insert_now(session, *new)
     return explanation
+
+
+def _ruled_contact_fields(result: Any) -> set[str]:
+    """The contact columns a rules result sets (``apply_result``); none without rules."""
+    if result is None or not result.contact:
+        return set()
+    ruled = {CONTACT_FIELD_NAMES[k] for k in result.contact if k in CONTACT_FIELD_NAMES}
+    if result.contact.get("organization"):
+        ruled.add("organization_contact_id")
+    return ruled
 
 
 def _in_company(session: Session, org_id: str, contact: Contact, name: str) -> bool:
@@ -494,7 +514,8 @@ def reevaluate(
     ``joined``: the group the others were added to. In strict seat mode one asks for a seat
     only when joining it is what makes the rules want the license (``OwnChange``): a user
     already waiting for it, or whom the rules want on it outside that group (rules activated
-    and not yet applied), is not refused for joining a group no rule names."""
+    and not yet applied), is not refused for joining a group no rule names. Those in
+    ``left`` are evaluated first: the seats they give back go to those who joined."""
     if not user_ids:
         return {}  # a group's write that moved no one: no read of the rules
     settings = settings_for(session, org_id)
@@ -502,7 +523,11 @@ def reevaluate(
     if rules is None:
         return {}
     out = {}
-    for user in session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids))):
+    moved = session.scalars(select(User).where(User.org_id == org_id, User.id.in_(user_ids)))
+    # Those who left first: a seat they give back is free when a joiner of the same write
+    # asks for it (strict seats refuse only a write that leaves a license over its limit).
+    # In id order otherwise, so that the outcome never depends on how the database reads.
+    for user in sorted(moved, key=lambda u: (u.id not in left, u.id)):
         asks_seat = user.id not in left
         outcome = _reevaluate_one(
             session, org_id, user, rules, settings, None, asks_seat, joined if asks_seat else None

@@ -686,10 +686,18 @@ def _evaluate(
     )
     before = {c.id: rule_inputs.contact_state(c) for c in people.values()}
     now = utcnow()
-    for user in users:
+    results = {
+        user.id: mappings.resolve(
+            mappings.ExternalIdentity.from_scim(user.data, groups[user.id]), rules
+        )
+        for user in users
+    }
+    # Those the rules take a license from first: the seats they give back go to those the
+    # rules now want on them, in the same batch (in id order, one who sorted first waited
+    # next to the seat freed after it, or was refused it in strict seat mode).
+    for user in sorted(users, key=lambda u: not _gives_back(lookups, u, results[u.id])):
         contact = people[user.contact_id or ""]
-        identity = mappings.ExternalIdentity.from_scim(user.data, groups[user.id])
-        result = mappings.resolve(identity, rules)
+        result = results[user.id]
         changes, rule_roles = provisioning.apply_result(
             session, org_id, user, contact, result, settings, False, user.data, lookups
         )
@@ -719,6 +727,14 @@ def _evaluate(
     batch.contacts_changed = sum(
         1 for c in people.values() if rule_inputs.contact_state(c) != before[c.id]
     )
+
+
+def _gives_back(lookups: BatchLookups, user: User, result: mappings.MappingResult) -> bool:
+    """Whether the rules take from ``user`` the license it holds (none, or another)."""
+    if user.license_id is None or user.license_source == "manual":
+        return False
+    wanted = lookups.license(result.license) if result.license else None
+    return wanted is None or wanted.id != user.license_id
 
 
 def check_licenses(session: Session, org_id: str, ids: set[str]) -> None:

@@ -223,3 +223,61 @@ def test_preview_counts_the_settings_defaults(scim, admin):
     }
     summary = ok(admin.post("/api/v1/rulesets/preview", RULES))
     assert summary["would_change"] == 0 and summary["license_moves"] == {}
+
+
+CONTRACTORS = {
+    "mode": "first-match",
+    "rules": [
+        {
+            "name": "contractors",
+            "when": {"attribute": "userType", "equals": "Contractor"},
+            "then": {
+                "license": "Viewer",
+                "contact": {"title": "External contractor", "department": "External"},
+            },
+        }
+    ],
+}
+
+
+def _contact_claims(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    explanation = event.get("explanation") or {}
+    ruled = {k: v for k, v in (explanation.get("changes") or {}).items() if k.startswith("contact")}
+    return explanation.get("contact_changes") or {}, ruled
+
+
+def test_the_log_records_only_the_contact_changes_that_happen(scim, admin):
+    """The README's contractors rule sets the contact's title and department; the IdP sends
+    title Welder. The contact holds the rules' values, written once: the create logs them as
+    the rules' changes (not Welder, then the rules' value over it), and an unrelated PATCH
+    (displayName) or a PUT logs no contact change at all (each logged title "External
+    contractor" -> "Welder" and back, department "External" -> None and back) and leaves
+    the contact untouched."""
+    ok(admin.post("/api/v1/licenses", {"name": "Viewer", "seat_limit": None}), 201)
+    activate(admin, CONTRACTORS)
+    user = person(scim, "cat@example.com", userType="Contractor", title="Welder")
+    contact_id = user[PRODUCT]["contactId"]
+    (create,) = events(admin, action="user.create", resource_id=user["id"])
+    scim_set, ruled = _contact_claims(create)
+    assert "title" not in scim_set and "department" not in scim_set, scim_set
+    assert scim_set["email"] == {"before": None, "after": "cat@example.com"}
+    assert ruled == {
+        "contact.title": {"before": None, "after": "External contractor"},
+        "contact.department": {"before": None, "after": "External"},
+    }
+    before = ok(admin.get(f"/api/v1/contacts/{contact_id}"))
+    assert (before["title"], before["department"]) == ("External contractor", "External")
+
+    resp = scim.patch_ops(
+        f"/scim/v2/Users/{user['id']}", {"op": "replace", "path": "displayName", "value": "Cat"}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    body = {**resp.get_json(), "title": "Welder, senior"}
+    resp = scim.put(f"/scim/v2/Users/{user['id']}", body)
+    assert resp.status_code == 200, resp.get_json()
+
+    for action in ("user.patch", "user.replace"):
+        (event,) = events(admin, action=action, resource_id=user["id"])
+        assert _contact_claims(event) == ({}, {}), (action, event.get("explanation"))
+    after = ok(admin.get(f"/api/v1/contacts/{contact_id}"))
+    assert after == before

@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from scim_server.models import RuleSet
 from tests.admin.rules import RULES, RULES_YAML, activate, catalogue
+from tests.support import ENTERPRISE
 from tests.support.admin_api import (
+    account,
     apply_rules,
     events,
     licenses_by_name,
@@ -241,6 +243,32 @@ def test_preview_reports_the_contact_fields_apply_then_changes(scim, admin):
     # Applied: a second preview finds nothing to change (the company exists now).
     again = ok(admin.post("/api/v1/rulesets/preview", document))
     assert (again["would_change"], again["contact_changes"]) == (0, {})
+
+
+@pytest.mark.parametrize("written", ["0123", "1:30", "0x1F"])
+def test_a_yaml_rule_value_is_compared_as_written(scim, admin, written):
+    """``{attribute: costCenter, equals: 0123}`` unquoted in YAML (the README's style): YAML
+    1.1 read 83 (1:30 as 90, 0x1F as 31), validate said valid, and the rule never matched
+    the user whose costCenter is "0123". It compares with the text written: the preview
+    finds the user, the stored version keeps the text, the apply gives the license."""
+    make_license(admin, "Engineer")
+    user = person(scim, "cc@example.com", **{ENTERPRISE: {"costCenter": written}})
+    text = (
+        "mode: first-match\n"
+        "rules:\n"
+        "  - name: cost-center\n"
+        f"    when: {{attribute: costCenter, equals: {written}}}\n"
+        "    then: {license: Engineer}\n"
+    )
+
+    preview = ok(admin.post("/api/v1/rulesets/preview", {"format": "yaml", "text": text}))
+    assert preview["would_change"] == 1, preview
+
+    stored = ok(admin.post("/api/v1/rulesets", {"name": "cc", "format": "yaml", "text": text}), 201)
+    assert stored["document"]["rules"][0]["when"] == {"attribute": "costCenter", "equals": written}
+    ok(admin.post(f"/api/v1/rulesets/{stored['id']}/activate", None))
+    apply_rules(admin)
+    assert account(admin, user["id"])["license"]["value"] == "Engineer"
 
 
 def test_preview_license_moves_match_what_apply_gives_with_seats(scim, admin):

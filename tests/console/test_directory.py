@@ -57,8 +57,19 @@ def test_create_license_and_see_cost(
         (
             {"name": "X", "price": "1", "currency": "EUR", "seat_limit": "-3"},
             "seat_limit",
-            "0 or more",
+            "0 to 2,147,483,647, or empty for unlimited.",
         ),
+        (
+            {"name": "X", "price": "1", "currency": "EUR", "seat_limit": "2147483648"},
+            "seat_limit",
+            "0 to 2,147,483,647, or empty for unlimited.",
+        ),
+        (
+            {"name": "X", "price": "21474836.48", "currency": "EUR"},
+            "price",
+            "at most 21,474,836.47",
+        ),
+        ({"name": "X", "price": "1E+99", "currency": "EUR"}, "price", "at most 21,474,836.47"),
         (
             {"name": "X", "price": "1", "currency": "EUR", "seat_limit": "many"},
             "seat_limit",
@@ -75,6 +86,48 @@ def test_license_form_errors_are_shown_by_the_field(
     assert f'id="{field}-error"' in html and message in html
     with db.reader(app)() as s:
         assert s.scalars(select(License).where(License.org_id == scim.org_id)).all() == []
+
+
+def test_the_console_edits_a_license_at_the_admin_apis_limits(
+    app: Flask, manager: FlaskClient, scim: Scim, admin: Scim
+) -> None:
+    """The admin API takes seat limits and prices (in cents) up to 2^31-1; the console's form
+    stopped at 10,000,000 seats and a price under 10,000,000.00, answering "0 or more." on a
+    field the admin did not touch: such a license could not be repriced or renamed there.
+    The form takes what the API takes, and the largest values show back unchanged."""
+    resp = admin.post(
+        "/api/v1/licenses", {"name": "Site", "seat_limit": 20_000_000, "price_cents": 100}
+    )
+    assert resp.status_code == 201, resp.get_json()
+    lic = resp.get_json()["id"]
+
+    resp = _post(
+        manager,
+        f"/admin/licenses/{lic}",
+        name="Site",
+        seat_limit="20000000",
+        price="2.00",
+        currency="EUR",
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)[-400:]
+    with db.reader(app)() as s:
+        got = s.get(License, (scim.org_id, lic))
+        assert (got.seat_limit, got.price_cents) == (20_000_000, 200)
+
+    resp = _post(
+        manager,
+        f"/admin/licenses/{lic}",
+        name="Site",
+        seat_limit="2147483647",
+        price="21474836.47",
+        currency="EUR",
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)[-400:]
+    with db.reader(app)() as s:
+        got = s.get(License, (scim.org_id, lic))
+        assert (got.seat_limit, got.price_cents) == (2**31 - 1, 2**31 - 1)
+    html = manager.get(f"/admin/licenses/{lic}").get_data(as_text=True)
+    assert 'value="2147483647"' in html and 'value="21474836.47"' in html
 
 
 def test_duplicate_license_name_is_refused(app: Flask, manager: FlaskClient, scim: Scim) -> None:

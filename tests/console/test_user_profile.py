@@ -97,20 +97,74 @@ def test_license_picker_shows_seats_and_price_and_assigns(
 ) -> None:
     """Options say price and seats left; a full license is disabled and refused (409)."""
     with db.reader(app)() as s:
-        licenses.create_license(s, scim.org_id, "Engineer", 2, 4900, "EUR")
+        engineer = licenses.create_license(s, scim.org_id, "Engineer", 2, 4900, "EUR").id
     with db.reader(app)() as s:
-        licenses.create_license(s, scim.org_id, "Full", 0, 1000, "EUR")
+        full = licenses.create_license(s, scim.org_id, "Full", 0, 1000, "EUR").id
     html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
     assert "Engineer · 49.00 EUR/month ·" in html and "2 of 2 seats left" in html
-    assert 'value="Full" disabled' in html
-    assert _post(manager, f"/admin/users/{ada}/license", license="Engineer").status_code == 303
+    assert f'value="{full}" disabled' in html
+    assert _post(manager, f"/admin/users/{ada}/license", license=engineer).status_code == 303
     html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
     assert "<strong>Engineer</strong>" in html and "1 of 2 seats left" in html
-    resp = _post(manager, f"/admin/users/{ada}/license", license="Full")
+    assert f'<option value="{engineer}" selected>' in html
+    resp = _post(manager, f"/admin/users/{ada}/license", license=full)
     assert resp.status_code == 409
     assert _post(manager, f"/admin/users/{ada}/license", license="rules").status_code == 303
     with db.reader(app)() as s:
         assert s.get(User, (scim.org_id, ada)).license_id is None
+
+
+@pytest.mark.parametrize("name", ["none", "rules"])
+def test_the_license_picker_assigns_a_license_named_as_one_of_its_other_choices(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str, name: str
+) -> None:
+    """A license may be named "none" or "rules" (the admin API allows any name): the picker
+    offers it by id, apart from its "No license" and "Let the mapping rules decide" choices,
+    and picking it assigns it (it removed the user's license, or handed it to the rules)."""
+    with db.reader(app)() as s:
+        lic = licenses.create_license(s, scim.org_id, name, None).id
+        engineer = licenses.create_license(s, scim.org_id, "Engineer", None).id
+    assert _post(manager, f"/admin/users/{ada}/license", license=engineer).status_code == 303
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert f'<option value="{lic}">' in html
+    assert '<option value="none">No license</option>' in html
+    assert '<option value="rules">Let the mapping rules decide</option>' in html
+
+    resp = _post(manager, f"/admin/users/{ada}/license", license=lic)
+
+    assert resp.status_code == 303
+    assert manager.get(resp.headers["Location"]).status_code == 200
+    with db.reader(app)() as s:
+        user = s.get(User, (scim.org_id, ada))
+        assert (user.license_id, user.license_source) == (lic, "manual")
+        (event,) = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "user.license", AuditEvent.resource_id == ada)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+        assert event.detail == f"manual license {name!r}"
+    html = manager.get(f"/admin/users/{ada}").get_data(as_text=True)
+    assert f"<strong>{name}</strong>" in html
+    assert f'<option value="{lic}" selected>' in html
+    assert '<option value="none">No license</option>' in html
+
+
+def test_the_license_picker_refuses_an_unknown_license(
+    app: Flask, manager: FlaskClient, scim: Scim, ada: str
+) -> None:
+    """A license id that is not the organization's (deleted since the page was shown) is a
+    400 naming it; the user's license stays."""
+    with db.reader(app)() as s:
+        engineer = licenses.create_license(s, scim.org_id, "Engineer", None).id
+    assert _post(manager, f"/admin/users/{ada}/license", license=engineer).status_code == 303
+
+    resp = _post(manager, f"/admin/users/{ada}/license", license="Engineer")
+
+    assert resp.status_code == 400
+    assert "Unknown license" in resp.get_data(as_text=True)
+    with db.reader(app)() as s:
+        assert s.get(User, (scim.org_id, ada)).license_id == engineer
 
 
 def test_user_manager_cannot_take_the_license_of_the_org_admin_and_lock_them_out(
@@ -126,7 +180,7 @@ def test_user_manager_cannot_take_the_license_of_the_org_admin_and_lock_them_out
         lic = licenses.create_license(s, scim.org_id, "Engineer", None)
     with db.reader(app)() as s, s.begin():
         licenses.assign(s, scim.org_id, s.get(User, (scim.org_id, boss)), lic, source="manual")
-    for choice in ("none", "rules", "Engineer"):
+    for choice in ("none", "rules", lic.id):
         resp = _post(manager, f"/admin/users/{boss}/license", license=choice)
         assert resp.status_code == 403, choice
     with db.reader(app)() as s:

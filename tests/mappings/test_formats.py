@@ -70,6 +70,63 @@ def test_yaml_document_loads_as_json_would():
     assert load(json.dumps(EXPECTED), "json") == EXPECTED
 
 
+@pytest.mark.parametrize(
+    ("written", "loaded"),
+    [
+        # YAML 1.1 reads these as other numbers, or as numbers spelled otherwise: as written.
+        ("0123", "0123"),  # octal 83
+        ("0o17", "0o17"),
+        ("0x1F", "0x1F"),  # 31
+        ("0b101", "0b101"),  # 5
+        ("1:30", "1:30"),  # sexagesimal 90
+        ("1:30.5", "1:30.5"),  # 5430.5
+        ("1_000", "1_000"),  # 1000
+        ("+1", "+1"),
+        ("-0", "-0"),
+        ("1.50", "1.50"),  # 1.5
+        (".5", ".5"),
+        ("1.", "1."),
+        ("1.0e+3", "1.0e+3"),  # 1000.0
+        # A number written as it reads back (and as ``dump`` writes it) stays a number.
+        ("0", 0),
+        ("42", 42),
+        ("-5", -5),
+        ("1.5", 1.5),
+        ("100.0", 100.0),
+        ("1.0e+20", 1e20),
+        ("1.0e-05", 1e-05),
+        # Explicit: the author says what it is.
+        ("!!int 0x1F", 31),
+        ('"0123"', "0123"),
+    ],
+)
+def test_a_yaml_number_is_a_number_only_as_it_reads_back(written, loaded):
+    """``equals: 0123`` compared with "83" (YAML 1.1's octal) and never matched "0123":
+    an unquoted number spelled otherwise than it reads back stays the text written."""
+    document = load(f"when: {{attribute: costCenter, equals: {written}}}\n", "yaml")
+    assert document == {"when": {"attribute": "costCenter", "equals": loaded}}
+    assert type(document["when"]["equals"]) is type(loaded)
+    assert load(dump(document, "yaml"), "yaml") == document
+
+
+@pytest.mark.parametrize("written", ["0123", "1:30", "0x1F", "1.50"])
+def test_a_yaml_rule_compares_with_the_value_as_written(written):
+    """The validated rule compares with the text written, so it matches the user whose
+    costCenter is that text (it compared with "83", "90", "31", "1.5")."""
+    text = (
+        "mode: first-match\n"
+        "rules:\n"
+        "  - name: cost-center\n"
+        f"    when: {{attribute: costCenter, equals: {written}}}\n"
+        "    then: {license: Engineer}\n"
+    )
+    ruleset = validate(load(text, "yaml"), licenses=LICENSES, roles=ROLES)
+    assert ruleset.to_document()["rules"][0]["when"] == {
+        "attribute": "costCenter",
+        "equals": written,
+    }
+
+
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_round_trip_is_stable(fmt):
     """dump then load gives the document back, and dumping again gives the same text."""

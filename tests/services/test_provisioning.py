@@ -8,7 +8,16 @@ import pytest
 
 from tests.admin.rules import activate, catalogue
 from tests.support import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
-from tests.support.admin_api import PRODUCT, account, events, make_license, ok, person
+from tests.support.admin_api import (
+    PRODUCT,
+    account,
+    events,
+    licenses_by_name,
+    make_license,
+    ok,
+    person,
+    person_sorting_before,
+)
 
 
 def _always(then: dict[str, Any], name: str = "all") -> dict[str, Any]:
@@ -342,3 +351,69 @@ def test_strict_seats_never_refuse_adding_a_member_to_a_group_no_rule_names(scim
     resp = scim.patch_ops(f"/scim/v2/Groups/{group}", add)
     assert resp.status_code == 204, resp.get_json()
     assert _licenses(admin, bob) == (None, "Engineer")
+
+
+_ENG_GROUP = {
+    "mode": "first-match",
+    "rules": [{"name": "eng", "when": {"member_of": "Eng"}, "then": {"license": "Engineer"}}],
+}
+
+
+def _seat_held_through_eng(scim, admin) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Strict seats; Engineer's only seat held by a leaver through group Eng; a joiner, not in
+    Eng, whose id sorts before the leaver's (the order that refused the move)."""
+    make_license(admin, "Engineer", 1)
+    activate(admin, _ENG_GROUP)
+    ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    leaver = person(scim, "leaver@example.com")
+    group = scim.create_group("Eng", [leaver["id"]])["id"]
+    joiner = person_sorting_before(scim, leaver)
+    assert account(admin, leaver["id"])["license"]["value"] == "Engineer"
+    return leaver, group, joiner
+
+
+def _seat_moved(admin, leaver: dict[str, Any], joiner: dict[str, Any]) -> None:
+    assert account(admin, joiner["id"])["license"] == {
+        "value": "Engineer",
+        "source": "rule",
+        "rule": "eng",
+    }
+    assert account(admin, leaver["id"])["license"] is None
+    engineer = licenses_by_name(admin)["Engineer"]
+    assert (engineer["used"], engineer["seats_left"]) == (1, 0)
+    assert events(admin, outcome="failure") == []
+
+
+@pytest.mark.parametrize("order", ["remove_then_add", "add_then_remove"])
+def test_strict_seats_let_one_group_patch_hand_a_seat_from_the_leaver_to_the_joiner(
+    scim, admin, order
+):
+    """One PATCH of Eng removes the seat's holder and adds another user: the seat freed is
+    the one taken, the license stays within its limit, so it succeeds (204) in either
+    operation order (was 409 "No seat left" when the joiner's id sorted first: the joiner
+    was evaluated before the leaver gave the seat back)."""
+    leaver, group, joiner = _seat_held_through_eng(scim, admin)
+    remove = {"op": "remove", "path": f'members[value eq "{leaver["id"]}"]'}
+    add = {"op": "add", "path": "members", "value": [{"value": joiner["id"]}]}
+    ops = [remove, add] if order == "remove_then_add" else [add, remove]
+
+    resp = scim.patch_ops(f"/scim/v2/Groups/{group}", *ops)
+
+    assert resp.status_code == 204, resp.get_json()
+    members = scim.get(f"/scim/v2/Groups/{group}").get_json()["members"]
+    assert [m["value"] for m in members] == [joiner["id"]]
+    _seat_moved(admin, leaver, joiner)
+
+
+def test_strict_seats_let_a_group_put_replace_the_seat_holder(scim, admin):
+    """A group PUT (how several IdPs push a group) replacing members [leaver] with [joiner]
+    on Engineer's only seat: 200, the seat moves (was 409 when the joiner's id sorted first,
+    a PUT the IdP retried for ever)."""
+    leaver, group, joiner = _seat_held_through_eng(scim, admin)
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Eng", "members": [{"value": joiner["id"]}]}
+
+    resp = scim.put(f"/scim/v2/Groups/{group}", body)
+
+    assert resp.status_code == 200, resp.get_json()
+    assert [m["value"] for m in resp.get_json()["members"]] == [joiner["id"]]
+    _seat_moved(admin, leaver, joiner)

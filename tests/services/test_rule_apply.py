@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from scim_server import bulk_rows
@@ -32,6 +33,7 @@ from tests.support.admin_api import (
     make_role,
     ok,
     person,
+    person_sorting_before,
     run_jobs,
 )
 from tests.support.faults import fail_product_events
@@ -718,6 +720,47 @@ def test_a_refused_user_gets_the_seat_freed_before_the_next_apply(scim, admin, s
     assert job["result"] == {"users": 2, "evaluated": 2, "changed": 1, "refused": 1}
     licensed = [u for u in refused if account(admin, u)["license"]]
     assert len(licensed) == 1
+
+
+def _engineer_for(department: str) -> dict:
+    return {
+        "mode": "first-match",
+        "rules": [
+            {
+                "name": "eng",
+                "when": {"attribute": "department", "equals": department},
+                "then": {"license": "Engineer"},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_rules_apply_gives_the_seat_it_frees_to_the_user_the_rules_now_want(scim, admin, strict):
+    """Engineer's one seat is held by A (department Eng); the new rules give Engineer to
+    department Sales (B) instead. One apply leaves what the rules say: A without it, B on
+    it, no shortage, nothing refused. When B's id sorted first, B was evaluated before A
+    gave the seat back: lenient left B waiting next to a free seat, strict logged B refused
+    and left the seat empty, though the job succeeded."""
+    make_license(admin, "Engineer", 1)
+    activate(admin, _engineer_for("Eng"))
+    holder = person(scim, "a@example.com", department="Eng")
+    newcomer = person_sorting_before(scim, holder, department="Sales")
+    assert account(admin, holder["id"])["license"]["value"] == "Engineer"
+    if strict:
+        ok(admin.put("/api/v1/settings", {"strict_seats": True}))
+    activate(admin, _engineer_for("Sales"))
+
+    job = apply_rules(admin)
+
+    assert job["state"] == "succeeded", job
+    assert job["result"] == {"users": 2, "evaluated": 2, "changed": 2}, job["result"]
+    assert account(admin, holder["id"])["license"] is None
+    view = account(admin, newcomer["id"])
+    assert (view["license"]["value"], view["licenseShortage"]) == ("Engineer", None)
+    engineer = licenses_by_name(admin)["Engineer"]
+    assert (engineer["used"], engineer["seats_left"], engineer["shortage"]) == (1, 0, 0)
+    assert events(admin, outcome="failure") == []
 
 
 # -- what the log says of a re-evaluation -------------------------------------------------

@@ -55,6 +55,21 @@ def person(scim: Scim, user_name: str, department: str | None = None, **attrs: A
     )
 
 
+def person_sorting_before(
+    scim: Scim, holder: dict[str, Any], department: str | None = None, **attrs: Any
+) -> dict[str, Any]:
+    """A new ``person`` whose id sorts before ``holder``'s: the order the database reads them
+    in. A test whose outcome must not depend on the random ids fixes the order that would
+    show a dependence, instead of leaving it to chance (about one run in two). The users
+    made on the way, whose ids sorted after, are deleted again."""
+    for i in range(64):
+        newcomer = person(scim, f"new{i}@example.com", department, **attrs)
+        if newcomer["id"] < holder["id"]:
+            return newcomer
+        assert scim.delete(f"/scim/v2/Users/{newcomer['id']}").status_code == 204
+    raise AssertionError("no id sorted first in 64 tries")
+
+
 def run_jobs(admin: Scim) -> int:
     """Run every due job as ``scim-server worker --once`` would, on the test's database."""
     from scim_server.worker import Worker
