@@ -138,7 +138,7 @@ def _register_fallback_errors(app: Flask) -> None:
         app.register_error_handler(exc_class, _unavailable)
 
     @app.errorhandler(HTTPException)
-    def _http(err: HTTPException) -> Response | tuple[Response, int]:
+    def _http(err: HTTPException) -> Response | tuple[Response, int, dict[str, str]]:
         status = err.code or 500
         # RFC 9110 §15.5.6: a 405 names the methods the resource allows.
         allow = {k: v for k, v in err.get_headers() if k == "Allow"}

@@ -282,7 +282,7 @@ def _forget_links(session: Session, conn: SsoConnection) -> int:
             SsoIdentityLink.org_id == conn.org_id, SsoIdentityLink.connection_id == conn.id
         )
     )
-    return int(gone.rowcount or 0)
+    return int(getattr(gone, "rowcount", 0) or 0)
 
 
 class ConnectionInUseError(ConflictError):
@@ -350,7 +350,7 @@ def apply_metadata(
         conn.idp_certificates = meta.certificates
         conn.metadata_url = source
         conn.updated_at = utcnow()
-        changes = {
+        changes: dict[str, Any] = {
             "idp_entity_id": meta.entity_id,
             "idp_sso_url": meta.sso_url,
             "certificates": {
