@@ -40,6 +40,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _no_duplicates_in_any_case(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 7643 §2.1: attribute names (and schema URNs) are case-insensitive, so
+    ``{"active": false, "ACTIVE": true}`` names one attribute twice: which one a server
+    keeps is a guess, and a leaver's ``active`` is not to be guessed."""
+    out = _no_duplicates(pairs)
+    if len(out) > 1 and len({key.lower() for key in out}) < len(out):
+        seen: dict[str, str] = {}
+        for key in out:
+            if key.lower() in seen:
+                raise InvalidSyntaxError(
+                    f"Attribute {seen[key.lower()]!r} appears twice in one object, also as "
+                    f"{key!r}: attribute names are case-insensitive (RFC 7643 §2.1)."
+                )
+            seen[key.lower()] = key
+    return out
+
+
 def _check_text(text: str, where: str) -> None:
     found = UNSTORABLE.search(text)
     if found is None:
@@ -71,7 +88,9 @@ def _check_structure(value: Any, escapes: bool) -> None:
             _check_text(node, "values")
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, *, attribute_names: bool = False) -> Any:
+    """Strict JSON; ``attribute_names``: every key is a SCIM attribute name or schema URN,
+    so two keys equal but for case are refused too (a SCIM request's body)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -79,7 +98,8 @@ def parse_json(raw: bytes) -> Any:
     if not text.strip():
         raise InvalidSyntaxError("The request body is empty; a JSON object is required.")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        hook = _no_duplicates_in_any_case if attribute_names else _no_duplicates
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=hook)
     except RecursionError:
         raise InvalidSyntaxError("The JSON body is nested too deeply.") from None
     except json.JSONDecodeError as exc:
@@ -96,4 +116,4 @@ def json_body() -> Any:
         raise ScimError(
             f"Unsupported content type {mimetype!r}; send application/scim+json.", status=415
         )
-    return parse_json(req.get_data(cache=True))
+    return parse_json(req.get_data(cache=True), attribute_names=True)

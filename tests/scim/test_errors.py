@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scim_server.scim.errors import CONFLICT_URN
@@ -215,3 +217,22 @@ def test_conflict_in_bulk_names_the_existing_user(scim):
     result = scim.post("/scim/v2/Bulk", body).get_json()["Operations"][0]
     assert result["status"] == "409"
     assert result["response"][CONFLICT_URN]["id"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"active": False, "ACTIVE": True}, {"ACTIVE": True, "active": False}],
+    ids=["lower-then-upper", "upper-then-lower"],
+)
+def test_an_attribute_named_twice_in_another_case_is_400_and_changes_nothing(
+    scim: Any, value: dict[str, bool]
+) -> None:
+    """RFC 7643 §2.1: attribute names are case-insensitive, so a no-path PATCH value naming
+    ``active`` twice is ambiguous: which one a server keeps is a guess (it kept one, 200),
+    and a leaver's ``active`` is the last thing to guess. Refused, nothing changed."""
+    user = scim.create_user("ann@example.com")
+    resp = scim.patch_ops(f"/scim/v2/Users/{user['id']}", {"op": "replace", "value": value})
+    body = assert_error(resp, 400, "invalidSyntax")
+    assert "case-insensitive" in body["detail"]
+    again = scim.get(f"/scim/v2/Users/{user['id']}").get_json()
+    assert again["active"] is True and again["meta"]["version"] == user["meta"]["version"]
