@@ -348,6 +348,10 @@ class _Patcher:
         assert schema is not None
         server_managed = all(a.mutability == "readOnly" for a in schema.attributes.values())
         self.own(urn)
+        if value is None:
+            # RFC 7643 §2.5: null is unassigned: a replace (or add) of the whole extension
+            # with null removes it, as a remove does (it answered 200 and kept it).
+            op = "remove"
         if op == "remove":
             if server_managed:
                 # RFC 7644 §3.5.2.2: removing read-only attributes is a mutability error

@@ -1130,6 +1130,23 @@ def test_whole_extension_whose_every_attribute_is_null_leaves_no_extension(scim:
     assert ENTERPRISE not in read(scim, user)
 
 
+@pytest.mark.parametrize("op", ["replace", "add"])
+def test_the_enterprise_extension_replaced_with_null_is_removed(
+    scim: Scim, admin: Scim, op: str
+) -> None:
+    """RFC 7643 §2.5: null is unassigned; the whole extension given as null goes, as a remove
+    of it does (it answered 200 and kept every attribute)."""
+    user = scim.create_user(
+        "d@example.com", **{ENTERPRISE: {"department": "Sales", "costCenter": "7"}}
+    )
+    resp = scim.patch_ops(url(user), {"op": op, "path": ENTERPRISE, "value": None})
+    assert resp.status_code == 200, resp.get_json()
+    assert ENTERPRISE not in resp.get_json()
+    assert resp.headers["ETag"] != user["meta"]["version"]
+    assert ENTERPRISE not in read(scim, user)
+    assert last_patch(admin, user)["changes"]
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_post_and_put_store_nothing_for_null_values(scim: Scim, method: str) -> None:
     """RFC 7643 §2.5: nulls in a POST or PUT body are unassigned: no given name, no manager,
