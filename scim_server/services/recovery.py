@@ -38,7 +38,15 @@ from scim_server.db import utcnow
 from scim_server.email_domains import email_domain
 from scim_server.errors import ConflictError, DomainError
 from scim_server.models import CredentialToken, Organization, User, UserPassword
-from scim_server.services import credentials, lifecycle, mail, passwords, settings, user_lookup
+from scim_server.services import (
+    credentials,
+    lifecycle,
+    lockout,
+    mail,
+    passwords,
+    settings,
+    user_lookup,
+)
 from scim_server.services.addresses import still_has, user_address
 from scim_server.services.credentials import Delivery, about, login_of
 from scim_server.services.lifecycle import RECOVERY
@@ -241,6 +249,9 @@ def use_link(session: Session, delivery: Delivery, token: Any, purpose: str, pas
         )
         passwords.expire_links(session, user, "activation")
         passwords.expire_links(session, user, "reset")
+        # The wrong guesses before were at a password that is gone: forgotten, as a whole
+        # sign-in forgets them (else two more after the reset lock the owner out again).
+        lockout.clear(session, user)
         credentials.settle(session, user, f"password chosen through the {purpose} link")
         record(
             session,

@@ -406,3 +406,27 @@ def test_a_link_page_refuses_a_password_holding_nul_and_keeps_the_link(
     done = client.post(f"/sso/{page}/{token}", data={"password": NEW, "confirm": NEW})
     assert done.status_code == 200
     assert password_verifies(app, scim.org_id, user_id, NEW)
+
+
+def test_a_reset_forgets_the_wrong_guesses_made_before_it(
+    app, scim, admin, client, smtp, tmp_path
+):
+    """A stranger's wrong passwords before the owner's reset were guesses at a password that
+    is gone: they no longer count toward the next lock (they did, so two guesses after the
+    reset locked the owner out again), as a whole sign-in forgets them."""
+    recorder, port = smtp
+    set_settings(admin, lockout_threshold=3)
+    set_default_license(app, scim.org_id)
+    user_id = _with_password(app, scim)
+    stranger = app.test_client()
+    for guess in ("guess-one-1234", "guess-two-1234"):
+        assert sign_in(stranger, "bob@example.com", guess).status_code == 401
+    _forgot(client, "bob@example.com")
+    mail_worker(app, port, tmp_path).run_once()
+    token = link_token(recorder.messages[-1], "reset")
+    done = client.post(f"/sso/reset/{token}", data={"password": NEW, "confirm": NEW})
+    assert done.status_code == 200
+    for guess in ("guess-three-1234", "guess-four-1234"):
+        assert sign_in(stranger, "bob@example.com", guess).status_code == 401
+    assert _status(app, scim.org_id, user_id) != "AUTO_LOCKED"
+    assert sign_in(app.test_client(), "bob@example.com", NEW).status_code == 303
