@@ -94,6 +94,11 @@ def check_claims(
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if config.client_id not in audiences:  # step 3
         raise OidcError("wrong_audience", f"id_token aud {wire_text(aud)} lacks our client_id")
+    if any(a != config.client_id for a in audiences):
+        # Step 3 too: a token with audiences the client does not trust MUST be rejected.
+        # A connection trusts its own client_id only (a token meant also for another
+        # party is not one to sign a person in with here).
+        raise OidcError("wrong_audience", f"id_token aud {wire_text(aud)} names other parties")
     azp = claims.get("azp")
     if (len(audiences) > 1 or azp is not None) and azp != config.client_id:  # steps 4-5
         raise OidcError("wrong_audience", f"azp {wire_text(azp)} is not our client_id")

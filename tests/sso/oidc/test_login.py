@@ -381,11 +381,15 @@ def test_id_token_claims_are_checked(
     refused(reason, lambda: login(op, config, http, cache))
 
 
-def test_multiple_audiences_with_our_azp_are_accepted(
+def test_an_audience_besides_ours_is_refused_even_with_our_azp(
     op: LocalOP, http: requests.Session, config: OidcConnectionConfig, cache: JwksCache
 ) -> None:
-    """OIDC Core §3.1.3.7 step 4: several audiences are fine when azp names us."""
+    """OIDC Core §3.1.3.7 step 3: a token with an audience the client does not trust MUST
+    be rejected; a connection trusts its own client_id only (it was accepted when azp
+    named us). Our client_id alone, as a one-element list, is fine."""
     resign(op, lambda c: c.update(aud=[CLIENT_ID, "other"], azp=CLIENT_ID))
+    refused("wrong_audience", lambda: login(op, config, http, cache))
+    resign(op, lambda c: c.update(aud=[CLIENT_ID], azp=CLIENT_ID))
     assert login(op, config, http, cache).subject == "user-42"
 
 
