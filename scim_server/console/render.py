@@ -60,6 +60,7 @@ ACTION_LABELS = {
     "group.member.add": "Added to a group",
     "group.member.remove": "Removed from a group",
     "signin.success": "Signed in",
+    "signin.sign_out": "Signed out",
     "signin.failure": "Sign-in refused",
 }
 

@@ -30,6 +30,7 @@ from flask import current_app, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scim_server.audit import record
 from scim_server.db import insert_for
 from scim_server.models import User
 from scim_server.services import lifecycle
@@ -229,8 +230,21 @@ def end_session(db_session: Session | None) -> None:
     insert = insert_for(db_session.get_bind().dialect.name)
     with db_session.begin():
         purge_expired(db_session, SsoEndedSession, now)
-        db_session.execute(
+        ended_now = db_session.execute(
             insert(SsoEndedSession)
             .values(org_id=found.org_id, id=found.session_id, expires_at=expires)
             .on_conflict_do_nothing()  # the same session signed out twice (two tabs, a copy)
         )
+        if getattr(ended_now, "rowcount", 0) == 1:  # its first sign-out: in the log
+            user = db_session.get(User, (found.org_id, found.user_id))
+            record(
+                db_session,
+                found.org_id,
+                "signin.sign_out",
+                resource_type="User",
+                resource_id=found.user_id,
+                external_id=user.external_id if user is not None else None,
+                user_name=user.user_name if user is not None else None,
+                detail=f"signed out of a {found.method} sign-in",
+                explanation={"connection_id": found.connection_id, "method": found.method},
+            )

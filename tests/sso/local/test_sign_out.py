@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from tests.support import Scim
 from tests.support.local import csrf_of, person_with_password, sign_in, signed_in
+from tests.support.sso import events
 
 
 def _copy(app: Flask, client: FlaskClient) -> FlaskClient:
@@ -90,3 +91,19 @@ def test_password_sessions_end_when_the_organization_goes_sso_only(
     assert not signed_in(client)
     assert not signed_in(copy)
     assert client.get("/admin/").status_code in (302, 303)  # to the sign-in, not the console
+
+
+def test_a_sign_out_is_in_the_log_once(app: Flask, client: FlaskClient, scim: Scim) -> None:
+    """Compliance reads when a session ended as when it began: ``signin.sign_out`` about
+    the account, once (a copy of the cookie signed out again records nothing more)."""
+    user_id = person_with_password(app, scim, "bob@example.com")
+    assert sign_in(client, "bob@example.com", next_path="/sso/welcome").status_code == 303
+    copy = _copy(app, client)
+    page = client.get("/sso/welcome").get_data(as_text=True)
+    assert client.post("/sso/sign-out", data={"csrf": csrf_of(page)}).status_code == 303
+    logged = events(app, scim.org_id, "signin.sign_out")
+    assert [(e.resource_id, e.user_name) for e in logged] == [(user_id, "bob@example.com")]
+    with copy.session_transaction() as sess:
+        sess["csrf"] = "t"
+    assert copy.post("/sso/sign-out", data={"csrf": "t"}).status_code == 303
+    assert len(events(app, scim.org_id, "signin.sign_out")) == 1

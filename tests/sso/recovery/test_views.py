@@ -408,9 +408,7 @@ def test_a_link_page_refuses_a_password_holding_nul_and_keeps_the_link(
     assert password_verifies(app, scim.org_id, user_id, NEW)
 
 
-def test_a_reset_forgets_the_wrong_guesses_made_before_it(
-    app, scim, admin, client, smtp, tmp_path
-):
+def test_a_reset_forgets_the_wrong_guesses_made_before_it(app, scim, admin, client, smtp, tmp_path):
     """A stranger's wrong passwords before the owner's reset were guesses at a password that
     is gone: they no longer count toward the next lock (they did, so two guesses after the
     reset locked the owner out again), as a whole sign-in forgets them."""
