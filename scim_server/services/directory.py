@@ -130,6 +130,8 @@ def update_contact(
         changes = contacts.update_fields(contact, fields)
         if "resource_system" in changes:
             changes |= availability.clear_if_not_resource(session, contact)
+        if not changes:
+            return contact  # a save that changed nothing: no event saying it did
         record(
             session,
             org_id,

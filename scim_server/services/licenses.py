@@ -91,6 +91,8 @@ def change_license(session: Session, org_id: str, lic: License, fields: dict[str
             )
             .values(version=User.version + 1, updated_at=utcnow())
         )
+    if not changes:
+        return lic  # a save that changed nothing: no event saying it did
     record(
         session,
         org_id,

@@ -179,3 +179,19 @@ def test_default_role_cannot_be_deleted(admin, session):
     resp = admin.delete(f"/api/v1/roles/{role['id']}")
     assert resp.status_code == 409 and "default role" in resp.get_json()["detail"]
     assert session.get(Role, (admin.org_id, role["id"])) is not None
+
+
+def test_a_save_that_changes_nothing_writes_no_event(admin):
+    """A license or contact saved as it is (a form saved untouched, a replayed PATCH): 200,
+    and no ``license.update`` / ``contact.update`` saying it was updated ("changes": {})."""
+    lic = make_license(admin, "E3", 5)
+    same = {"name": "E3", "seat_limit": 5}
+    ok(admin.patch(f"/api/v1/licenses/{lic['id']}", same))
+    assert events(admin, action="license.update") == []
+    ok(admin.patch(f"/api/v1/licenses/{lic['id']}", {"seat_limit": 6}))
+    assert [e["changes"] for e in events(admin, action="license.update")] == [
+        {"seat_limit": {"before": 5, "after": 6}}
+    ]
+    contact = ok(admin.post("/api/v1/contacts", {"kind": "person", "name": "Ada"}), 201)
+    ok(admin.patch(f"/api/v1/contacts/{contact['id']}", {"name": "Ada"}))
+    assert events(admin, action="contact.update") == []
