@@ -70,10 +70,16 @@ def update_settings(session: Session, org_id: str, raw: dict[str, Any]) -> dict[
         # The license and roles named are kept (FOR KEY SHARE) until the commit: a delete
         # or rename of one (``delete_license``, ``update_license``, ``delete_role``) waits
         # and then sees the settings name it, or this finds it gone.
-        if new["default_license"] and not licenses.find_license(
-            session, org_id, new["default_license"], keep=True
-        ):
-            raise InvalidValueError(f"default_license: unknown license {new['default_license']!r}.")
+        if new["default_license"]:
+            found_license = licenses.find_license(
+                session, org_id, new["default_license"], keep=True
+            )
+            if found_license is None:
+                raise InvalidValueError(
+                    f"default_license: unknown license {new['default_license']!r}."
+                )
+            # Stored as the license is named (``e3`` for ``E3``), as default_roles are.
+            new["default_license"] = found_license.name
         found = roles.find_roles(session, org_id, new["default_roles"], keep=True)
         missing = [r for r in new["default_roles"] if fold(r) not in found]
         if missing:

@@ -225,3 +225,11 @@ def test_contacts_need_an_admin_token_of_their_organization(app, scim, admin, ot
     assert other.get(f"/api/v1/contacts/{mine['id']}").status_code == 404
     assert other.patch(f"/api/v1/contacts/{mine['id']}", {"title": "x"}).status_code == 404
     assert ok(other.get("/api/v1/contacts"))["total"] == 0
+
+
+def test_settings_store_the_default_license_as_the_license_is_named(admin):
+    """``e3`` finds license ``E3`` (names fold); it is stored and shown as ``E3``, as the
+    default roles are (it was kept as typed)."""
+    make_license(admin, "E3")
+    assert ok(admin.put("/api/v1/settings", {"default_license": "e3"}))["default_license"] == "E3"
+    assert ok(admin.get("/api/v1/settings"))["default_license"] == "E3"
