@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from scim_server.errors import NotFoundError
 from scim_server.scim import discovery
+from scim_server.scim.errors import ScimError
 from scim_server.scim.render import list_response, scim_response
 from scim_server.scim.schema import RESOURCE_TYPES
 from scim_server.urls import scim_root
@@ -15,7 +16,15 @@ def service_provider_config() -> Response:
     return scim_response(discovery.service_provider_config(scim_root(), current_app.config))
 
 
+def _no_filter() -> None:
+    """RFC 7644 §4: a filter on a discovery endpoint SHOULD be refused with 403 (a listing
+    answered in full would read as every item matching it)."""
+    if "filter" in request.args:
+        raise ScimError("Filtering is not supported on this discovery endpoint.", status=403)
+
+
 def list_resource_types() -> Response:
+    _no_filter()
     docs = [discovery.resource_type_doc(name, scim_root()) for name in RESOURCE_TYPES]
     return scim_response(list_response(docs, len(docs), 1))
 
@@ -28,6 +37,7 @@ def get_resource_type(name: str) -> Response:
 
 
 def list_schemas() -> Response:
+    _no_filter()
     docs = discovery.schema_docs(scim_root())
     return scim_response(list_response(docs, len(docs), 1))
 

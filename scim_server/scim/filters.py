@@ -687,6 +687,10 @@ def sort_expression(
         return None
     leaf = compiler.resolve(path)
     m = compiler.model
+    if leaf.urn == PRODUCT_SCHEMA:
+        # The server's view of the account (no attribute-value rows): filtered on its own
+        # columns, not sortable; refused rather than answered in another order.
+        raise InvalidFilterError(f"Cannot sort by '{PRODUCT_SCHEMA}:{leaf.dotted}'.")
     if leaf.sub is None and leaf.attr.type == "complex":
         primary = leaf.attr.sub("value")
         if primary is None:

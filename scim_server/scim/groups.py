@@ -11,6 +11,7 @@ from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import GroupPatch, parse_patch_request
 from scim_server.scim.preconditions import if_match, if_none_match, not_modified
 from scim_server.scim.render import (
+    no_content,
     projection_args,
     render_group,
     scim_response,
@@ -92,9 +93,7 @@ def patch_group(group_id: str) -> Response:
     version = etag(group.version)
     if not answered:
         # RFC 7644 §3.5.2: 204 is allowed; it spares rendering a large member list.
-        resp = Response(status=204)
-        resp.headers["ETag"] = version
-        return resp
+        return no_content(version)
     return scim_response(render_group(group, attributes, excluded), version=version)
 
 
@@ -102,7 +101,7 @@ def delete_group(group_id: str) -> Response:
     group_service.delete_group(
         db.session, g.org_id, group_id, if_match(), if_none_match=if_none_match()
     )
-    return Response(status=204)
+    return no_content()
 
 
 def register(bp: Blueprint) -> None:

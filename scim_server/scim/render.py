@@ -215,6 +215,15 @@ def scim_response(
     return resp
 
 
+def no_content(version: str | None = None) -> Response:
+    """204: no body, so no Content-Type either (werkzeug's default said text/html)."""
+    resp = Response(status=204)
+    del resp.headers["Content-Type"]
+    if version:
+        resp.headers["ETag"] = version
+    return resp
+
+
 def projection_args(req: Request | None = None) -> tuple[list[str] | None, list[str] | None]:
     """``attributes`` / ``excludedAttributes`` on single-resource responses (RFC 7644 §3.9).
 

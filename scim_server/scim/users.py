@@ -12,6 +12,7 @@ from scim_server.scim.params import query_from_args, query_from_body
 from scim_server.scim.patch import UserPatch, parse_patch_request
 from scim_server.scim.preconditions import if_match, if_none_match, not_modified
 from scim_server.scim.render import (
+    no_content,
     projection_args,
     render_user,
     scim_response,
@@ -93,7 +94,7 @@ def delete_user(user_id: str) -> Response:
     user_service.delete_user(
         db.session, g.org_id, user_id, if_match(), if_none_match=if_none_match()
     )
-    return Response(status=204)
+    return no_content()
 
 
 def register(bp: Blueprint) -> None:

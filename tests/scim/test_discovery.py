@@ -91,3 +91,26 @@ def test_every_schema_is_listed_and_fetchable(client, urn):
 def test_unknown_schema_is_404(client):
     """An unknown schema URN is a SCIM 404."""
     assert_error(client.get("/scim/v2/Schemas/urn:example:nothing"), 404)
+
+
+@pytest.mark.parametrize("endpoint", ["Schemas", "ResourceTypes"])
+def test_a_filter_on_a_discovery_listing_is_403(client, endpoint):
+    """RFC 7644 §4: a filter on these endpoints SHOULD be 403, so that a client does not take
+    the full listing (it was answered 200) for every item matching ``id eq "nothing"``."""
+    resp = client.get(f"/scim/v2/{endpoint}", query_string={"filter": 'id eq "nothing"'})
+    assert_error(resp, 403)
+    assert client.get(f"/scim/v2/{endpoint}").status_code == 200
+
+
+def test_the_product_status_is_declared_as_filters_compare_it(client, scim):
+    """RFC 7644 §3.4.2.2: comparisons follow caseExact; ``status eq "provisioned"`` finds
+    ``PROVISIONED`` (an IdP need not know the canonical case), so the schema says
+    ``caseExact: false`` (it said true)."""
+    schema = client.get(f"/scim/v2/Schemas/{PRODUCT}").get_json()
+    status = next(a for a in schema["attributes"] if a["name"] == "status")
+    assert status["caseExact"] is False
+    scim.create_user("casey")
+    found = scim.get(
+        "/scim/v2/Users", query_string={"filter": f'{PRODUCT}:status eq "provisioned"'}
+    )
+    assert found.get_json()["totalResults"] == 1

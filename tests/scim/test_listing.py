@@ -535,3 +535,15 @@ def test_put_response_projection(scim: Scim, params: dict[str, str], check: Any)
 def test_get_user_not_found(ds: Scim) -> None:
     """GET of an unknown id is 404 with a SCIM Error body."""
     assert_error(ds.get("/scim/v2/Users/does-not-exist"), 404, None)
+
+
+@pytest.mark.parametrize("attr", ["username", "status", "contactId"])
+def test_sort_by_a_product_extension_attribute_is_refused(scim: Scim, attr: str) -> None:
+    """RFC 7644 §3.4.2.3: sorted by sortBy or refused; the product extension (the server's
+    view of the account) was accepted and left in creation order."""
+    scim.create_user("bob")
+    resp = scim.get(
+        "/scim/v2/Users",
+        query_string={"sortBy": f"urn:scim-server:schemas:extension:product:1.0:User:{attr}"},
+    )
+    assert resp.status_code == 400 and resp.get_json()["scimType"] == "invalidFilter"

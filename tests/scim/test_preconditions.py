@@ -147,3 +147,29 @@ def test_if_none_match_of_another_version_lets_a_group_write_through(
         assert after.status_code == 404
     else:
         assert after.headers["ETag"] == 'W/"2"'
+
+
+@pytest.mark.parametrize("kind", ["Users", "Groups"])
+def test_a_get_with_a_stale_if_match_is_412(scim: Scim, kind: str) -> None:
+    """RFC 7232 §3.1: a request whose If-Match is false is not performed, a GET included (it
+    was answered 200); the current version or ``*`` serves it."""
+    made = scim.create_user("someone") if kind == "Users" else scim.create_group("Some group")
+    url = f"/scim/v2/{kind}/{made['id']}"
+    assert scim.get(url, headers={"If-Match": 'W/"99"'}).status_code == 412
+    assert scim.get(url, headers={"If-Match": made["meta"]["version"]}).status_code == 200
+    assert scim.get(url, headers={"If-Match": "*"}).status_code == 200
+
+
+def test_a_204_carries_no_content_type(scim: Scim) -> None:
+    """A group PATCH answered 204 (RFC 7644 §3.5.2) and a DELETE said ``text/html``
+    (werkzeug's default): a 204 has no body, so no Content-Type."""
+    user = scim.create_user("nobody")
+    group = scim.create_group("Team")
+    patched = scim.patch_ops(
+        f"/scim/v2/Groups/{group['id']}",
+        {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+    )
+    deleted = scim.delete(f"/scim/v2/Users/{user['id']}")
+    for resp in (patched, deleted):
+        assert resp.status_code == 204 and "Content-Type" not in resp.headers
+    assert patched.headers["ETag"]
