@@ -42,6 +42,16 @@ def text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> fields.Strin
     )
 
 
+class JsonBoolean(fields.Boolean):
+    """``true`` or ``false`` only. marshmallow's ``truthy={True}`` let ``1`` and ``0`` in
+    (``1 == True``, one hash): ``{"override": 1}`` overrode a warning."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def _comparable(value: datetime) -> None:
     # The database holds UTC: a time whose UTC form is outside year 1..9999 cannot be
     # stored or compared (9999-12-31T23:59:59-14:00 is in year 10000 at UTC).
@@ -112,6 +122,13 @@ _RESOURCE_TYPES = {
     "settings": "Organization",
     "webhook": "Webhook",
 }
+# Actions whose resource is not named by their first word (the SSO blueprint's).
+_RESOURCE_PREFIXES = (
+    ("sso.connection.", "SsoConnection"),
+    ("sso.certificate.", "SsoConnection"),
+    ("sso.domain.", "SsoEmailDomain"),
+    ("sso.identity_unlinked", "User"),
+)
 _RESOURCE_ARGS = (
     "user_id",
     "contact_id",
@@ -120,7 +137,17 @@ _RESOURCE_ARGS = (
     "rule_set_id",
     "mail_id",
     "webhook_id",
+    "connection_id",
+    "domain",
 )
+
+
+def _resource_type(action: str) -> str | None:
+    """The refused action's resource type, as its success event names it."""
+    for prefix, kind in _RESOURCE_PREFIXES:
+        if action.startswith(prefix):
+            return kind
+    return _RESOURCE_TYPES.get(action.split(".")[0])
 
 
 def audited(action: str | Callable[[dict[str, Any]], str]) -> Callable[[F], F]:
@@ -171,7 +198,7 @@ def _record_refusal(resp: Response) -> Response:
         db.writer(),
         g.org_id,
         name,
-        resource_type=_RESOURCE_TYPES.get(name.split(".")[0]),
+        resource_type=_resource_type(name),
         resource_id=_resource_id(name, args),
         status=resp.status_code,
         detail=detail if isinstance(detail, str) or detail is None else json.dumps(detail),

@@ -15,7 +15,16 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from scim_server.admin.accounts_api import UserDetailOut, user_detail
 from scim_server.admin.apidoc import Content, Out, PageOut, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import PageArgs, audited, iso, json_object, load, page, text
+from scim_server.admin.common import (
+    JsonBoolean,
+    PageArgs,
+    audited,
+    iso,
+    json_object,
+    load,
+    page,
+    text,
+)
 from scim_server.db import db, utcnow
 from scim_server.delivery import current_delivery
 from scim_server.models import Contact
@@ -188,7 +197,7 @@ class AccessBody(Schema):
 
     username = text(256, allow_none=True, load_default=None)
     license = text(200, allow_none=True, load_default=None)
-    override = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    override = JsonBoolean(load_default=False)
 
 
 class ProblemOut(Out):

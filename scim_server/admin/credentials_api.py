@@ -91,6 +91,8 @@ class UserScheduleOut(Out):
 class ScheduleResultOut(Out):
     user_id = always(fields.String)
     status = always(fields.Integer)
+    send_at = fields.String(metadata={"description": "when scheduled (status 200)"})
+    error = fields.String(metadata={"description": "why not (status 404 or 409)"})
 
 
 class BulkScheduleOut(Out):
@@ -117,7 +119,12 @@ def _recipient(body: dict[str, Any]) -> str | None:
     """None: the user. "me": the given address, else the admin token's name if it is one."""
     if body["to"] != "me":
         return None
-    address = body.get("me") or current_context().actor_name or ""
+    if body.get("me"):
+        try:
+            return check_recipient(body["me"])
+        except InvalidValueError as err:
+            raise InvalidValueError(f'"me": {err.detail}') from None
+    address = current_context().actor_name or ""
     try:
         return check_recipient(address)
     except InvalidValueError:
@@ -221,7 +228,11 @@ def cancel_schedule(user_id: str) -> Response:
 def schedule_many() -> Response:
     """Schedule several users at once; each gets its own result (200, 404 or 409)."""
     body = load(BulkScheduleBody, json_object())
-    results = _schedule(body["user_ids"], body)
+    # The documented ``user_id`` (ScheduleResultOut), as the single user's answer names it.
+    results = [
+        {"user_id": r["id"], **{k: v for k, v in r.items() if k != "id"}}
+        for r in _schedule(body["user_ids"], body)
+    ]
     scheduled = sum(1 for r in results if r["status"] == 200)
     return jsonify(scheduled=scheduled, refused=len(results) - scheduled, results=results)
 

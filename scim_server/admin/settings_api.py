@@ -43,7 +43,7 @@ class SettingsOut(Out):
     )
     sign_in_methods = nullable(
         fields.String,
-        metadata={"enum": list(settings.SIGN_IN_METHODS), "description": "null: automatic"},
+        metadata={"enum": [*settings.SIGN_IN_METHODS, None], "description": "null: automatic"},
     )
     effective_sign_in_methods = fields.String(
         metadata={"description": "Read-only (GET): the methods that apply today."}

@@ -13,7 +13,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from scim_server.admin.apidoc import Out, always, api_doc, nullable
 from scim_server.admin.blueprint import bp
-from scim_server.admin.common import MAX_INT, audited, json_object, load, text
+from scim_server.admin.common import MAX_INT, JsonBoolean, audited, json_object, load, text
 from scim_server.db import db
 from scim_server.sealing import encryption_secret
 from scim_server.services import webhooks
@@ -30,7 +30,7 @@ class WebhookFields(Schema):
 
     url = text(2000, min_length=1)
     events = fields.List(text(40, min_length=1), validate=validate.Length(min=1, max=50))
-    enabled = fields.Boolean(truthy={True}, falsy={False})
+    enabled = JsonBoolean()
     description = text(webhooks.MAX_DESCRIPTION, allow_none=True)
     alert_email = text(320, allow_none=True)
 

@@ -22,6 +22,7 @@ from scim_server.services import (
     contacts,
     groups,
     licenses,
+    mail,
     provisioning,
     roles,
     settings,
@@ -88,16 +89,16 @@ def update_settings(session: Session, org_id: str, raw: dict[str, Any]) -> dict[
             )
         before = settings.load(org).as_dict()
         org.settings = new
-        record(
-            session,
-            org_id,
-            "settings.update",
-            resource_type="Organization",
-            resource_id=org_id,
-            changes={
-                k: {"before": before[k], "after": v} for k, v in new.items() if before[k] != v
-            },
-        )
+        changes = {k: {"before": before[k], "after": v} for k, v in new.items() if before[k] != v}
+        if changes:  # a save that changed nothing: no event saying it did
+            record(
+                session,
+                org_id,
+                "settings.update",
+                resource_type="Organization",
+                resource_id=org_id,
+                changes=changes,
+            )
     return new
 
 
@@ -115,9 +116,23 @@ def _check_company(session: Session, org_id: str, contact: Contact | None, compa
         raise InvalidValueError("Only a person contact belongs to an organization contact.")
 
 
+def _checked_email(fields: dict[str, Any]) -> dict[str, Any]:
+    """An admin's contact e-mail is one plain address, stored trimmed (``mail.check_recipient``):
+    "not an email" became an account's userName through Enable access, and its mail went
+    nowhere. An IdP's e-mails reach contacts through provisioning, as sent."""
+    email = fields.get("email")
+    if not isinstance(email, str) or not email.strip():
+        return fields if email is None or not isinstance(email, str) else {**fields, "email": None}
+    try:
+        return {**fields, "email": mail.check_recipient(email)}
+    except InvalidValueError as err:
+        raise InvalidValueError(f"email: {err.detail}") from None
+
+
 def create_contact(
     session: Session, org_id: str, kind: str, name: str, fields: dict[str, Any]
 ) -> Contact:
+    fields = _checked_email(fields)
     with session.begin():
         if fields.get("organization_contact_id") is not None:
             if kind != "person":
@@ -129,6 +144,7 @@ def create_contact(
 def update_contact(
     session: Session, org_id: str, contact_id: str, fields: dict[str, Any]
 ) -> Contact:
+    fields = _checked_email(fields)
     with session.begin():
         contact = contacts.get_contact(session, org_id, contact_id)
         if fields.get("organization_contact_id") is not None:

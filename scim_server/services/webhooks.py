@@ -192,8 +192,9 @@ def update_subscription(
             sub.failing_since = None
             sub.disabled_reason = None
             sub.enabled_at = now
-        if changes:
-            sub.updated_at = now
+        if not changes:
+            return sub  # a save that changed nothing: no event saying it did
+        sub.updated_at = now
         record(session, org_id, "webhook.update", **_about(sub), changes=changes)
     return sub
 
