@@ -18,7 +18,7 @@ from scim_server.db import db
 from scim_server.models import AuditEvent, License, Organization, User
 from scim_server.services import licenses
 from sso.connections.models import SignInRecord
-from tests.sso.saml_idp import Assertion, encode
+from tests.sso.saml_idp import WS, Assertion, FakeIdp, encode, valid_response
 from tests.support import Scim
 
 OIDC_BASE = "http://127.0.0.1"
@@ -154,3 +154,35 @@ def assert_refused(app: Flask, org_id: str, resp: Any, reason: str) -> SignInRec
     assert event.explanation["reason_code"] == reason
     assert event.detail.startswith(f"{reason}: ")
     return record
+
+
+PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+
+
+def session_user(client: FlaskClient) -> str | None:
+    """The account the browser's sign-in session is for, or None."""
+    with client.session_transaction() as sess:
+        return (sess.get("sso") or {}).get("user_id")
+
+
+def saml_as(
+    conn: SamlConnection,
+    idp: FakeIdp,
+    client: FlaskClient,
+    name_id: str,
+    email: str | None = None,
+    name_id_format: str = PERSISTENT,
+    **attributes: list[str],
+) -> Any:
+    """A complete SP-initiated SAML login in ``client``'s browser, asserted by ``idp``."""
+    browser = SamlConnection(conn.data, client)
+    request_id = browser.start()
+    attrs = {**({WS + "emailaddress": [email]} if email else {}), **attributes}
+    assertion = browser.assertion(
+        request_id,
+        name_id=name_id,
+        name_id_format=name_id_format,
+        issuer=idp.entity_id,
+        attributes=attrs,
+    )
+    return browser.post(valid_response(assertion, idp))

@@ -13,16 +13,16 @@ from sqlalchemy import select
 
 from scim_server.models import AuditEvent
 from tests.sso.oidc_op.provider import LocalOP, running_op
-from tests.sso.saml_idp import WS, FakeIdp, valid_response
+from tests.sso.saml_idp import FakeIdp
 from tests.support import Scim
-from tests.support.sso import SamlConnection, make_person, oidc_login, read
-
-PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
-
-
-def _signed_in_as(client: FlaskClient) -> str | None:
-    with client.session_transaction() as sess:
-        return (sess.get("sso") or {}).get("user_id")
+from tests.support.sso import (
+    SamlConnection,
+    make_person,
+    oidc_login,
+    read,
+    saml_as,
+    session_user,
+)
 
 
 def _removed_links(app: Flask, org_id: str, action: str) -> Any:
@@ -50,7 +50,7 @@ def test_a_new_oidc_issuer_does_not_inherit_the_old_issuers_links(
     alice = make_person(app, scim, "alice@example.com")
     bob = make_person(app, scim, "bob@example.com")
     assert oidc_login(client, oidc_conn).status_code == 303
-    assert _signed_in_as(client) == alice
+    assert session_user(client) == alice
     with running_op() as other:
         other.user.update(sub="user-42", email="bob@example.com", name="Bob", given_name="Bob")
         resp = admin.patch(f"/api/v1/sso/connections/{oidc_conn['id']}", {"issuer": other.issuer})
@@ -58,21 +58,7 @@ def test_a_new_oidc_issuer_does_not_inherit_the_old_issuers_links(
         assert _removed_links(app, scim.org_id, "sso.connection.update") == 1
         browser = app.test_client()
         assert oidc_login(browser, oidc_conn).status_code == 303
-        assert _signed_in_as(browser) == bob
-
-
-def _saml_as(
-    conn: SamlConnection, idp: FakeIdp, client: FlaskClient, name_id: str, email: str
-) -> Any:
-    browser = SamlConnection(conn.data, client)
-    assertion = browser.assertion(
-        browser.start(),
-        name_id=name_id,
-        name_id_format=PERSISTENT,
-        issuer=idp.entity_id,
-        attributes={WS + "emailaddress": [email]},
-    )
-    return browser.post(valid_response(assertion, idp))
+        assert session_user(browser) == bob
 
 
 def test_new_saml_idp_metadata_does_not_inherit_the_old_idps_links(
@@ -88,8 +74,8 @@ def test_new_saml_idp_metadata_does_not_inherit_the_old_idps_links(
     same IdP (a certificate rollover) keeps the links."""
     alice = make_person(app, scim, "alice@example.com")
     bob = make_person(app, scim, "bob@example.com")
-    assert _saml_as(saml_connection, saml_idp, client, "P-0001", "alice@example.com").status_code
-    assert _signed_in_as(client) == alice
+    assert saml_as(saml_connection, saml_idp, client, "P-0001", "alice@example.com").status_code
+    assert session_user(client) == alice
 
     def upload(idp: FakeIdp) -> None:
         resp = admin.client.post(
@@ -105,5 +91,5 @@ def test_new_saml_idp_metadata_does_not_inherit_the_old_idps_links(
     upload(idp_b)
     assert _removed_links(app, scim.org_id, "sso.connection.metadata") == 1
     browser = app.test_client()
-    assert _saml_as(saml_connection, idp_b, browser, "P-0001", "bob@example.com").status_code == 303
-    assert _signed_in_as(browser) == bob
+    assert saml_as(saml_connection, idp_b, browser, "P-0001", "bob@example.com").status_code == 303
+    assert session_user(browser) == bob

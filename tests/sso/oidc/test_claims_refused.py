@@ -16,12 +16,7 @@ from sqlalchemy import select
 from scim_server.models import User
 from tests.sso.oidc_op.provider import LocalOP
 from tests.support import Scim
-from tests.support.sso import oidc_login, read, set_default_license, sign_ins
-
-
-def _signed_in_as(client: FlaskClient) -> str | None:
-    with client.session_transaction() as sess:
-        return (sess.get("sso") or {}).get("user_id")
+from tests.support.sso import oidc_login, read, session_user, set_default_license, sign_ins
 
 
 def _jit(app: Flask, admin: Scim, scim: Scim, conn: dict[str, Any]) -> None:
@@ -49,14 +44,14 @@ def test_a_jit_account_is_not_named_after_a_colleagues_address(
         preferred_username="ceo@example.com",
     )
     assert oidc_login(client, oidc_conn).status_code == 303
-    mallory = _signed_in_as(client)
+    mallory = session_user(client)
     local_op.user.update(
         sub="ceo-sub", email="ceo@example.com", preferred_username="CEO@example.com"
     )
     ceo_browser = app.test_client()
     resp = oidc_login(ceo_browser, oidc_conn)
     assert resp.status_code == 303, sign_ins(app, scim.org_id)[-1].detail
-    assert _signed_in_as(ceo_browser) not in (None, mallory)
+    assert session_user(ceo_browser) not in (None, mallory)
     with read(app) as s:
         names = sorted(s.scalars(select(User.user_name).where(User.org_id == scim.org_id)))
     # The CEO's own address as preferred_username (in another case) names the CEO's account.

@@ -24,17 +24,19 @@ from tests.sso.saml_idp import EMAIL_FORMAT, WS, FakeIdp, valid_response
 from tests.support import Scim
 from tests.support.dns_server import add_verified_domain
 from tests.support.sso import (
+    PERSISTENT,
     SamlConnection,
     assert_refused,
     events,
     make_person,
     oidc_login,
     read,
+    saml_as,
+    session_user,
     set_default_license,
     sign_ins,
 )
 
-PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 
 # (account userName, what the IdP asserts, the refusal expected)
@@ -58,30 +60,6 @@ def links(app: Flask, org_id: str) -> list[tuple[str, str, str]]:
     with read(app) as s:
         rows = s.scalars(select(SsoIdentityLink).where(SsoIdentityLink.org_id == org_id))
         return sorted((r.connection_id, r.subject, r.user_id) for r in rows)
-
-
-def session_user(client: FlaskClient) -> str | None:
-    with client.session_transaction() as sess:
-        return (sess.get("sso") or {}).get("user_id")
-
-
-def saml_as(
-    conn: SamlConnection,
-    idp: FakeIdp,
-    client: FlaskClient,
-    name_id: str,
-    email: str | None = None,
-    name_id_format: str = PERSISTENT,
-    **attributes: list[str],
-) -> Any:
-    """A complete SP-initiated SAML login in ``client``'s browser."""
-    browser = SamlConnection(conn.data, client)
-    request_id = browser.start()
-    attrs = {**({WS + "emailaddress": [email]} if email else {}), **attributes}
-    assertion = browser.assertion(
-        request_id, name_id=name_id, name_id_format=name_id_format, attributes=attrs
-    )
-    return browser.post(valid_response(assertion, idp))
 
 
 def enable_jit(admin: Scim, conn_id: str) -> None:
