@@ -19,6 +19,7 @@ from scim_server.commands import (
     org_option,
     pass_env,
 )
+from scim_server.config import ConfigError
 from scim_server.db import db
 from scim_server.ratelimit import MAX_LIMIT
 
@@ -185,7 +186,10 @@ def token_revoke(env: CommandEnv, org_ref: str, token_id: str) -> None:
 def serve(host: str, port: int, production: bool, with_worker: bool) -> None:
     """Migrate the database, then serve."""
     if production:
-        from scim_server.gunicorn_conf import prepare_metrics_dir
+        try:  # its import reads the server's settings (config.server_config)
+            from scim_server.gunicorn_conf import prepare_metrics_dir
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
 
         # Before create_app imports prometheus_client: it picks its mode at import.
         prepare_metrics_dir()

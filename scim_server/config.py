@@ -200,8 +200,20 @@ def trusted_proxies(value: Any) -> int:
     return value
 
 
+def check_other_settings() -> None:
+    """The settings the app's config does not hold, checked at every start too (README:
+    "a bad one stops the server, the worker and every command"): the server's
+    (``server_config``, read by ``serve --production`` only) and the retention that
+    ``audit purge`` reads as its option's default. A typo was found at the next deploy,
+    or the next purge named the option, not the variable."""
+    server_config()
+    if os.environ.get("SCIM_AUDIT_RETENTION_DAYS"):
+        env_days("SCIM_AUDIT_RETENTION_DAYS", 1)
+
+
 def load_config(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from defaults and the environment."""
+    check_other_settings()
     env = os.environ.get("SCIM_ENV", "development")
     secret = os.environ.get("SCIM_SECRET_KEY")
     if not secret:

@@ -50,14 +50,25 @@ def _orgs(app: Any, org_ref: str | None) -> list[tuple[str, str]]:
         return [(o.id, o.name) for o in list_organizations(session)]
 
 
-def _when(value: str | None) -> datetime | None:
+def _when(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time", param_hint=option
+        ) from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # The database holds UTC: 9999-12-31T23:59:59-05:00 is in year 10000 there (as
+        # the admin API refuses it: ``admin.common.instant``).
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(
+            f"{value!r} is not a time between years 1 and 9999 in UTC", param_hint=option
+        ) from None
+    return parsed
 
 
 @click.group("audit")
@@ -241,7 +252,7 @@ def export(
     app = _app()
     _ensure_schema(app)
     org_id = _orgs(app, org_ref)[0][0]
-    flt = EventFilter(since=_when(since), until=_when(until), action=action)
+    flt = EventFilter(since=_when(since, "--since"), until=_when(until, "--until"), action=action)
     with _session(app) as session:
         total = count(session, org_id, flt)
     factory = db.reader(app)
@@ -286,7 +297,7 @@ def purge(org_ref: str | None, before: str | None, retention_days: int | None) -
     if (before is None) == (retention_days is None):
         raise click.UsageError("Give exactly one of --before or --retention-days.")
     now = datetime.now(UTC)
-    cutoff = _when(before) if before else now - timedelta(days=retention_days or 0)
+    cutoff = _when(before, "--before") if before else now - timedelta(days=retention_days or 0)
     assert cutoff is not None
     if cutoff > now - PURGE_MIN_AGE:
         # A date typed in the future (2062 for 2026) would purge every event.

@@ -94,6 +94,7 @@ def test_purge_refuses_a_retention_under_a_day(tmp_path, monkeypatch, days):
     monkeypatch.setenv("SCIM_AUDIT_RETENTION_DAYS", days)
     from_env = runner.invoke(main, ["audit", "purge", "--org", "acme"])
     assert from_env.exit_code == 2 and "--retention-days" in from_env.output, from_env.output
+    monkeypatch.delenv("SCIM_AUDIT_RETENTION_DAYS")  # it stops every other command too
     verified = runner.invoke(main, ["audit", "verify", "--org", "acme"])
     assert verified.exit_code == 0 and "acme: OK, 1 events (1..1)" in verified.output
 
