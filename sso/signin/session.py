@@ -234,8 +234,9 @@ def end_session(db_session: Session | None) -> None:
             insert(SsoEndedSession)
             .values(org_id=found.org_id, id=found.session_id, expires_at=expires)
             .on_conflict_do_nothing()  # the same session signed out twice (two tabs, a copy)
-        )
-        if getattr(ended_now, "rowcount", 0) == 1:  # its first sign-out: in the log
+            .returning(SsoEndedSession.id)  # a row: this sign-out ended it (no rowcount on PG)
+        ).first()
+        if ended_now is not None:  # its first sign-out: in the log
             user = db_session.get(User, (found.org_id, found.user_id))
             record(
                 db_session,
