@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, redirect, request, session
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
 
 from scim_server.audit import record_failure
 from scim_server.audit import web as audit_web
@@ -190,9 +189,5 @@ def _record_refusal(resp: Response) -> Response:
     return resp
 
 
-@bp.errorhandler(HTTPException)
-def _http(err: HTTPException) -> Response:
-    resp = render("console/error.html", status=err.code or 500, reason="http", error=err)
-    # RFC 9110 §15.5.6: a 405 names the methods the resource allows.
-    resp.headers.update({k: v for k, v in err.get_headers() if k == "Allow"})
-    return resp
+# An HTTPException (a 404, a 405 with its Allow) is the app's fallback handler's
+# (``scim_server._register_fallback_errors``): the same page for every path under /admin.

@@ -45,15 +45,14 @@ def _no_duplicates_in_any_case(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     ``{"active": false, "ACTIVE": true}`` names one attribute twice: which one a server
     keeps is a guess, and a leaver's ``active`` is not to be guessed."""
     out = _no_duplicates(pairs)
-    if len(out) > 1 and len({key.lower() for key in out}) < len(out):
-        seen: dict[str, str] = {}
-        for key in out:
-            if key.lower() in seen:
-                raise InvalidSyntaxError(
-                    f"Attribute {seen[key.lower()]!r} appears twice in one object, also as "
-                    f"{key!r}: attribute names are case-insensitive (RFC 7643 §2.1)."
-                )
-            seen[key.lower()] = key
+    seen: dict[str, str] = {}
+    for key in out:
+        first = seen.setdefault(key.lower(), key)
+        if first != key:
+            raise InvalidSyntaxError(
+                f"Attribute {first!r} appears twice in one object, also as {key!r}: "
+                "attribute names are case-insensitive (RFC 7643 §2.1)."
+            )
     return out
 
 

@@ -121,8 +121,10 @@ def _checked_email(fields: dict[str, Any]) -> dict[str, Any]:
     "not an email" became an account's userName through Enable access, and its mail went
     nowhere. An IdP's e-mails reach contacts through provisioning, as sent."""
     email = fields.get("email")
-    if not isinstance(email, str) or not email.strip():
-        return fields if email is None or not isinstance(email, str) else {**fields, "email": None}
+    if not isinstance(email, str):
+        return fields
+    if not email.strip():
+        return {**fields, "email": None}
     try:
         return {**fields, "email": mail.check_recipient(email)}
     except InvalidValueError as err:

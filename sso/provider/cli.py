@@ -95,10 +95,12 @@ def keys_group() -> None:
 def keys_rotate(env: CommandEnv, at_once: bool) -> None:
     """Publish a new signing key, which signs once relying parties have fetched it (10 minutes;
     at once with --now); the old one stays in the JWKS for the grace period after."""
-    from sso.provider.keys import encryption_secret, rotate, signs_from
+    from sso.provider.keys import STAGING, active_key, encryption_secret, rotate
 
     with env.session(write=True) as session, session.begin():
         row = rotate(session, encryption_secret(env.app), at_once=at_once)
-        start = signs_from(row, session)
+        # The signer's own rule: the new key signs now only when no other may.
+        signs_now = active_key(session, row.created_at) is row
+        start = row.created_at if signs_now else row.created_at + STAGING
     click.echo(f"signing key: {row.kid}")
     click.echo(f"signs from: {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")

@@ -121,14 +121,6 @@ def rotate(
     return create_key(session, secret, now)
 
 
-def signs_from(row: OAuthSigningKey, session: Session) -> datetime:
-    """When ``row`` (just rotated in) starts signing: at once if no other key may sign."""
-    others = select(OAuthSigningKey.kid).where(
-        OAuthSigningKey.kid != row.kid, OAuthSigningKey.retired_at > row.created_at
-    )
-    return row.created_at + STAGING if session.scalar(others.limit(1)) else row.created_at
-
-
 def published_keys(session: Session, grace: timedelta) -> list[dict[str, Any]]:
     """The public JWKs to publish: active keys and keys retired less than ``grace`` ago."""
     cutoff = utcnow() - grace
